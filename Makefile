@@ -1,0 +1,46 @@
+# Two commands for users (make demo, make test); everything bootstraps .venv itself from python3.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LAKE ?= ./lake
+PIP_VERSION := 26.3
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+
+.PHONY: demo test bench lint lock clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "pip==$(PIP_VERSION)" 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install -q -e ".[all,dev]" 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -c "import capacity_forecaster, prophet, statsforecast, s3fs, moto" 
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/capfc run --lake $(LAKE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -m slow -p no:cacheprovider || test $$? -eq 5
+	$(BIN)/python -m benchmarks.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	PIP_CONSTRAINT= .lockvenv/bin/python -m pip install -q "pip==$(PIP_VERSION)" ".[all,dev]"
+	( head -2 constraints.txt; .lockvenv/bin/python -m pip freeze --exclude-editable | grep -v '^aws-capacity-forecaster' ) > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lockvenv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Measured performance and accuracy targets, printed as a table by `make bench`."""

@@ -1,0 +1,380 @@
+"""Typed configuration: frozen models per stage, merged once from file, environment and CLI.
+
+Precedence is command-line option > ``CAPFC_*`` environment variable > YAML file >
+built-in defaults. Environment variables name a key as ``CAPFC_<SECTION>__<KEY>``
+(for example ``CAPFC_GENERATE__SERVERS=500``); ``CAPFC_LAKE`` and ``CAPFC_LOG_LEVEL``
+are short forms of ``lake.uri`` and ``log_level``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from capacity_forecaster.errors import ConfigError
+
+ENV_PREFIX = "CAPFC_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeConfig(_Section):
+    """Where the lake lives and how S3 is reached."""
+
+    uri: str = Field("./lake", min_length=1)
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    sse: Literal["AES256", "aws:kms", "none"] = "AES256"
+    sse_kms_key_id: str | None = None
+
+
+class GenerateConfig(_Section):
+    """Synthetic fleet parameters (``capfc generate``)."""
+
+    servers: int = Field(100, ge=1, le=100_000)
+    years: float = Field(3.0, gt=0.0, le=20.0)
+    end_date: dt.date = dt.date(2026, 6, 30)
+    holdout_days: int = Field(180, ge=0, le=1_095)
+    seed: int = Field(42, ge=0)
+    format: Literal["parquet", "csv"] = "parquet"
+    missing_rate: float = Field(0.015, ge=0.0, le=0.5)
+    glitch_rate: float = Field(0.002, ge=0.0, le=0.1)
+    duplicate_rate: float = Field(0.002, ge=0.0, le=0.1)
+    anomaly_rate: float = Field(0.002, ge=0.0, le=0.1)
+
+
+class IngestConfig(_Section):
+    """Defaults for ``capfc ingest`` that a mapping file may override."""
+
+    percentile: float = Field(95.0, gt=0.0, le=100.0)
+    min_coverage: float = Field(0.5, ge=0.0, le=1.0)
+    chunk_rows: int = Field(1_000_000, ge=1_000)
+
+
+class EtlConfig(_Section):
+    """Validation, cleansing, imputation and anomaly detection (``capfc etl``)."""
+
+    value_tolerance: float = Field(0.5, ge=0.0, le=10.0)
+    outlier_threshold: float = Field(6.0, gt=0.0)
+    anomaly_threshold: float = Field(4.0, gt=0.0)
+    max_gap_days: int = Field(7, ge=0, le=366)
+    imputation: Literal["auto", "seasonal", "knn"] = "auto"
+    knn_neighbors: int = Field(5, ge=1, le=50)
+    lags: tuple[int, ...] = (1, 7, 14, 28)
+    rolling_windows: tuple[int, ...] = (7, 28)
+    batch_servers: int = Field(500, ge=1)
+    # Dates outside these years are quarantined (epoch-zero and typo years would otherwise
+    # stretch a series' span over decades of empty rows).
+    min_year: int = Field(2000, ge=1900, le=2200)
+    max_year: int = Field(2100, ge=1900, le=2200)
+    # Exactly repeated values for this many consecutive days are a stuck-sensor glitch
+    # (unless the series repeats values that often by itself, or sits at 0 or 100).
+    stuck_min_run: int = Field(3, ge=2, le=60)
+    # Lagged differences in the per-series ADF stationarity test (fixed: no per-series lag search).
+    adf_maxlag: int = Field(7, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> EtlConfig:
+        if any(k < 1 or k > 366 for k in self.lags):
+            raise ValueError("lags must be between 1 and 366 days (a lag of 0 would leak the target)")
+        if any(w < 2 or w > 366 for w in self.rolling_windows):
+            raise ValueError("rolling_windows must be between 2 and 366 days")
+        if self.min_year > self.max_year:
+            raise ValueError(f"min_year {self.min_year} is after max_year {self.max_year}")
+        return self
+
+
+class ForecastConfig(_Section):
+    """Forecast stage (``capfc forecast``)."""
+
+    horizon: int = Field(180, ge=1, le=1_095)
+    models: str = "auto"
+    engine: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
+    interval: float = Field(0.8, gt=0.0, lt=1.0)
+    backtest_windows: int = Field(3, ge=0, le=20)
+    n_jobs: int = Field(2, ge=1, le=512)
+    # Grid of the processed metrics: "D" (daily, ds a date) or "h" (hourly, ds a UTC timestamp);
+    # horizon, backtest_step and batch sizes count steps of this grid.
+    freq: Literal["D", "h"] = "D"
+    # Steps between rolling-origin cutoffs; None = horizon // 2 (see forecast/backtest.py).
+    backtest_step: int | None = Field(None, ge=1, le=1_095)
+    ensemble_size: int = Field(3, ge=2, le=10)
+    # Series with fewer known days get the baseline with wide intervals and a recorded reason.
+    min_history_days: int = Field(56, ge=1, le=3_650)
+    # Series per unit for local models; None = about 4 units per worker, at most 256 series.
+    batch_size: int | None = Field(None, ge=1, le=100_000)
+
+
+RiskMetric = Literal["cpu", "memory", "disk", "network"]
+# Standard sizes a server is right-sized to (cores, GB); cf. the VM shapes of common hypervisors.
+_CPU_SIZES = (2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+_MEMORY_SIZES = (2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+class RiskConfig(_Section):
+    """Breach risk, clustering and recommendations (``capfc risk``).
+
+    Percent values are utilisation of the server's capacity (0-100); probabilities are 0-1.
+    """
+
+    # Breach
+    threshold: float = Field(80.0, gt=0.0, le=100.0)
+    metric_thresholds: dict[RiskMetric, float] = Field(default_factory=dict)
+    growth: float = Field(0.0, ge=-100.0, le=1_000.0)
+    growth_ramp: bool = False
+    interval: float = Field(0.8, gt=0.0, lt=1.0)
+    error_correlation: float = Field(0.9, ge=0.0, le=1.0)
+    min_history_days: int = Field(60, ge=1, le=3_650)
+    # Risk levels: critical/high = the breach is likely (probability >= likely_probability) within
+    # critical_days/high_days; medium = breach probability over the horizon >= medium_probability.
+    critical_days: int = Field(30, ge=1, le=1_095)
+    high_days: int = Field(90, ge=1, le=1_095)
+    likely_probability: float = Field(0.5, gt=0.0, le=1.0)
+    medium_probability: float = Field(0.3, gt=0.0, le=1.0)
+    # Seasonal peaks: the last N business days of a month / quarter count as its end; a pattern is
+    # recurring when those days run at least seasonal_min_uplift (relative) above the rest.
+    period_end_business_days: int = Field(3, ge=1, le=10)
+    seasonal_min_uplift: float = Field(0.15, ge=0.0, le=10.0)
+    # Seasonal analogue (a second opinion on recurring peaks): last year's same period-end days
+    # times the year-over-year growth; crossing the threshold on this many days raises the level
+    # to at least medium. 0 switches the check off.
+    analogue_min_days: int = Field(3, ge=0, le=366)
+    # Clusters
+    cluster_k_min: int = Field(3, ge=2, le=50)
+    cluster_k_max: int = Field(10, ge=2, le=50)
+    random_state: int = Field(0, ge=0)
+    # Right-sizing and upsizing: new capacity keeps the forecast peak upper bound plus headroom
+    # at or below target_utilisation.
+    target_utilisation: float = Field(80.0, gt=0.0, le=100.0)
+    headroom: float = Field(0.2, ge=0.0, le=5.0)
+    rightsize_min_savings: float = Field(0.1, ge=0.0, le=1.0)
+    cpu_sizes: tuple[int, ...] = Field(_CPU_SIZES, min_length=1)
+    memory_sizes: tuple[int, ...] = Field(_MEMORY_SIZES, min_length=1)
+    upsize_min_level: Literal["critical", "high", "medium"] = "medium"
+    # Consolidation
+    consolidation_candidate_max: float = Field(40.0, gt=0.0, le=100.0)
+    consolidation_target: float = Field(70.0, gt=0.0, le=100.0)
+    max_servers_per_host: int = Field(8, ge=2, le=1_000)
+    mix_nonprod_environments: bool = False
+    milp_max_servers: int = Field(12, ge=0, le=200)
+    milp_time_limit: float = Field(10.0, gt=0.0, le=3_600.0)
+    # Decommission: idle on every (non-anomalous) day of a history covering min_history_days.
+    idle_cpu_max: float = Field(10.0, ge=0.0, le=100.0)
+    idle_memory_max: float = Field(25.0, ge=0.0, le=100.0)
+    idle_network_max: float = Field(10.0, ge=0.0, le=100.0)
+    idle_min_coverage: float = Field(0.9, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RiskConfig:
+        problems = []
+        if self.critical_days > self.high_days:
+            problems.append(f"critical_days ({self.critical_days}) must not exceed high_days ({self.high_days})")
+        if self.medium_probability > self.likely_probability:
+            problems.append(f"medium_probability ({self.medium_probability}) must not exceed "
+                            f"likely_probability ({self.likely_probability})")
+        if self.cluster_k_min > self.cluster_k_max:
+            problems.append(f"cluster_k_min ({self.cluster_k_min}) must not exceed cluster_k_max "
+                            f"({self.cluster_k_max})")
+        worst = min([self.threshold, *self.metric_thresholds.values()])
+        if self.consolidation_target > worst:
+            problems.append(f"consolidation_target ({self.consolidation_target}) must not exceed the lowest "
+                            f"breach threshold ({worst})")
+        for name in ("cpu_sizes", "memory_sizes"):
+            sizes = getattr(self, name)
+            if any(s <= 0 for s in sizes) or list(sizes) != sorted(set(sizes)):
+                problems.append(f"{name} must be positive and strictly increasing, got {list(sizes)}")
+        bad = {k: v for k, v in self.metric_thresholds.items() if not 0.0 < v <= 100.0}
+        if bad:
+            problems.append(f"metric_thresholds values must be in (0, 100], got {bad}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def threshold_for(self, metric: str) -> float:
+        """The breach threshold of ``metric`` (its override, else ``threshold``)."""
+        return float(self.metric_thresholds.get(metric, self.threshold))  # type: ignore[call-overload]
+
+
+class ReportConfig(_Section):
+    """Report formats (``capfc report``)."""
+
+    formats: tuple[Literal["png", "html", "xlsx", "pdf"], ...] = ("png", "html", "xlsx", "pdf")
+
+
+class DashboardConfig(_Section):
+    """Interactive dashboard (``capfc dashboard``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8050, ge=1, le=65_535)
+
+
+class Settings(_Section):
+    """The whole configuration; one instance is built by the CLI and passed down."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    lake: LakeConfig = LakeConfig()
+    generate: GenerateConfig = GenerateConfig()
+    ingest: IngestConfig = IngestConfig()
+    etl: EtlConfig = EtlConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    risk: RiskConfig = RiskConfig()
+    report: ReportConfig = ReportConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upper_log_level(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("log_level"), str):
+            data = {**data, "log_level": data["log_level"].upper()}
+        return data
+
+    def digest(self) -> str:
+        """Stable hash of the effective configuration, recorded in run manifests."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file to --config") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, found {type(data).__name__}")
+    return data
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``CAPFC_SECTION__KEY=value`` variables into a nested mapping."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key == "lake":
+            key = "lake__uri"
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        _set_path(out, key.split("__"), value, source=f"environment variable {name}")
+    return out
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    node = target
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: '{part}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(err: ValidationError, sources: Mapping[str, str]) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    value = first.get("input")
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        section = ".".join(str(p) for p in first["loc"][:-1])
+        model: type[BaseModel] = Settings
+        for part in first["loc"][:-1]:
+            field = model.model_fields.get(str(part))
+            annotation = getattr(field, "annotation", None)
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                break
+            model = annotation
+        allowed = ", ".join(model.model_fields)
+        where = f"section '{section}'" if section else "the top level"
+        msg = f"unknown key; allowed keys in {where}: {allowed}"
+        value_txt = ""
+    else:
+        value_txt = f" = {value!r}"
+    origin = sources.get(key) or sources.get(key.split(".")[0], "configuration")
+    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    return f"{origin}: key '{key}'{value_txt}: {msg}{more}"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    cli_overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults, the YAML file, ``CAPFC_*`` variables and CLI options into Settings.
+
+    Args:
+        config_file: YAML file to read; None reads nothing beyond the defaults.
+        cli_overrides: dotted keys to values, e.g. ``{"generate.servers": 200}``;
+            None values are ignored (the option was not given).
+        environ: environment to read ``CAPFC_*`` variables from (default ``os.environ``).
+
+    Returns:
+        The validated, frozen Settings.
+
+    Raises:
+        ConfigError: naming the offending key, its value, where it came from and what is allowed.
+    """
+    sources: dict[str, str] = {}
+    layers: list[dict[str, Any]] = []
+    if config_file is not None:
+        data = _read_yaml(Path(config_file))
+        layers.append(data)
+        for section, body in data.items():
+            sources.setdefault(str(section), f"config file {config_file}")
+            if isinstance(body, dict):
+                for key in body:
+                    sources[f"{section}.{key}"] = f"config file {config_file}"
+    env = _env_overrides(os.environ if environ is None else environ)
+    layers.append(env)
+    for section, body in env.items():
+        if isinstance(body, dict):
+            for key in body:
+                sources[f"{section}.{key}"] = f"environment variable {ENV_PREFIX}{section.upper()}__{key.upper()}"
+        else:
+            sources[section] = f"environment variable {ENV_PREFIX}{section.upper()}"
+    cli: dict[str, Any] = {}
+    for dotted, value in (cli_overrides or {}).items():
+        if value is None:
+            continue
+        _set_path(cli, dotted.split("."), value, source=f"option for {dotted}")
+        sources[dotted] = "command line"
+    layers.append(cli)
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = _deep_merge(merged, layer)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, sources)) from err

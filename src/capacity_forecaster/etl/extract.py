@@ -1,0 +1,351 @@
+"""Apply a mapping to a raw chunk: server ids, UTC times and metric values, plus quarantine records."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from capacity_forecaster.errors import InputError
+from capacity_forecaster.etl import parse
+from capacity_forecaster.etl.mapping import Mapping, MetricName
+from capacity_forecaster.etl.readers import BadRow, RawChunk
+from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS
+
+STAGE = "ingest"
+_DETAIL_CHARS = 120
+# Checks beyond parsing, numbered after the parse statuses.
+_ZERO = 20
+_NEGATIVE = 21
+_TOO_LARGE = 22
+
+
+class ServerIds:
+    """Dictionary of server ids met during one ingest (id text <-> int32 code)."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def code(self, name: str) -> int:
+        """The code of ``name``, adding it on first sight."""
+        found = self._codes.get(name)
+        if found is None:
+            found = self._codes[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+    def codes(self, text: pa.Array, prefix: str) -> np.ndarray:
+        """Codes of a text column (-1 where empty), via its dictionary so that Python sees each id once."""
+        encoded = pc.dictionary_encode(text)
+        known = [-1 if not v else self.code(prefix + v) for v in encoded.dictionary.to_pylist()]
+        lookup = np.array([*known, -1], dtype=np.int32)
+        indices = pc.fill_null(encoded.indices, len(lookup) - 1).to_numpy(zero_copy_only=False)
+        return lookup[np.asarray(indices, dtype=np.int64)]
+
+
+def server_from_filename(file_name: str, pattern: str, label: str) -> str:
+    """The server id that ``pattern`` (the mapping's ``from_filename``) extracts from a file name."""
+    match = re.search(pattern, file_name)
+    if match is None or not match.group(1):
+        raise InputError(f"{label}: file name '{file_name}' does not match server_id.from_filename "
+                         f"{pattern!r}; rename the file or change the pattern in the mapping")
+    return match.group(1)
+
+
+@dataclass(frozen=True)
+class ChunkSamples:
+    """What one chunk yields.
+
+    Attributes:
+        row_server: int32 server code per row (-1 where missing).
+        row_ts: int64 UTC ns per row (meaningful where ``row_ok``).
+        row_ok: rows with a server and a usable time.
+        server, metric, ts, value, row: one entry per accepted value (metric codes index
+            schema.METRICS; ``row`` is the row's index within the chunk).
+        quarantine: one record per rejected (row, metric), or None when nothing was rejected.
+    """
+
+    row_server: np.ndarray
+    row_ts: np.ndarray
+    row_ok: np.ndarray
+    server: np.ndarray
+    metric: np.ndarray
+    ts: np.ndarray
+    value: np.ndarray
+    row: np.ndarray
+    quarantine: pd.DataFrame | None
+
+
+def quarantine_frame(server: object, ds: object, metric: object, value: object,
+                     source: object, reason: object) -> pd.DataFrame:
+    """A quarantine frame (schema.QUARANTINE_COLUMNS, all text) from arrays or scalars."""
+    frame = pd.DataFrame({"server_id": server, "ds": ds, "metric": metric, "value": value,
+                          "source": source, "reason": reason, "stage": STAGE},
+                         columns=list(QUARANTINE_COLUMNS))
+    return frame.astype(object)
+
+
+def empty_quarantine() -> pd.DataFrame:
+    """A quarantine frame without rows."""
+    return quarantine_frame([], [], [], [], [], [])
+
+
+def _quoted(texts: np.ndarray) -> pd.Series:
+    if len(texts) == 0:
+        return pd.Series([], dtype=object)
+    shown = pd.Series(texts, dtype=object).fillna("").astype(str).str.slice(0, _DETAIL_CHARS)
+    return "'" + shown + "'"
+
+
+def _reasons(status: np.ndarray, texts: np.ndarray, templates: dict[int, str]) -> pd.Series:
+    """Reason per rejected value: ``templates[status]`` with ``{text}`` replaced by the quoted original."""
+    if len(status) == 0:
+        return pd.Series([], dtype=object)
+    quoted = _quoted(texts)
+    out = pd.Series(None, index=quoted.index, dtype=object)
+    for code, template in templates.items():
+        hit = status == code
+        if hit.any():
+            head, marker, tail = template.partition("{text}")
+            out[hit] = head + quoted[hit] + tail if marker else template
+    return out
+
+
+def _number_templates(column: str, what: str) -> dict[int, str]:
+    return {
+        parse.MISSING: f"missing_{what}: column '{column}' is empty",
+        parse.UNPARSEABLE: f"unparseable_{what}: {{text}} in column '{column}'",
+        parse.NON_FINITE: f"non_finite_{what}: {{text}} in column '{column}'",
+        _ZERO: f"zero_capacity: column '{column}' is {{text}}",
+        _NEGATIVE: f"invalid_capacity: {{text}} in column '{column}' (must be > 0)",
+    }
+
+
+def _time_templates(mapping: Mapping) -> dict[int, str]:
+    spec = mapping.timestamp
+    expected = (f"epoch {spec.unit}" if spec.kind == "epoch"
+                else f"format {spec.format!r}" if spec.format else "ISO 8601 text")
+    return {
+        parse.MISSING: f"missing_timestamp: column '{spec.column}' is empty",
+        parse.UNPARSEABLE: f"unparseable_timestamp: {{text}} (expected {expected})",
+        parse.OUT_OF_RANGE: f"timestamp_out_of_range: {{text}} (read as {expected})",
+        parse.AMBIGUOUS: f"ambiguous_local_time: {{text}} is skipped or repeated in {spec.timezone}",
+    }
+
+
+class _Rejections:
+    """Collects rejected (row, metric) pairs of one chunk with their reasons."""
+
+    def __init__(self, chunk: RawChunk, label: str, ts_column: str,
+                 server_at: Callable[[np.ndarray], object]) -> None:
+        self.chunk, self.label, self.ts_column, self.server_at = chunk, label, ts_column, server_at
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, index: np.ndarray, metric: object, value_column: str, reason: object) -> None:
+        if len(index) == 0:
+            return
+        columns, lines = self.chunk.columns, self.chunk.lines
+        if lines is None:
+            sources: object = self.label
+        else:
+            sources = (self.label + ":" + pd.Series(lines[index]).astype(str)).to_numpy(dtype=object)
+        reason = reason.to_numpy(dtype=object) if isinstance(reason, pd.Series) else reason
+        self.parts.append(quarantine_frame(
+            self.server_at(index), parse.texts_at(columns[self.ts_column], index), metric,
+            parse.texts_at(columns[value_column], index), sources, reason))
+
+    def frame(self) -> pd.DataFrame | None:
+        parts = [p for p in self.parts if len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, metric: MetricName,
+                 max_abs: float) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """Values of one wide metric, the status of each row (0 = accepted) and the reason of each rejection."""
+    spec = mapping.metrics[metric]
+    value_column = spec.percent or spec.usage or ""
+    raw, status = numbers(value_column)
+    templates = _number_templates(value_column, "value")
+    values = raw
+    if spec.capacity is not None:
+        capacity, cap_status = numbers(spec.capacity)
+        cap_status = cap_status.copy()
+        with np.errstate(invalid="ignore"):
+            cap_status[(cap_status == parse.OK) & (capacity == 0)] = _ZERO
+            cap_status[(cap_status == parse.OK) & (capacity < 0)] = _NEGATIVE
+        cap_bad = (status == parse.OK) & (cap_status != parse.OK)
+        # Capacity statuses are shifted by 100 so that one status array carries both columns.
+        status = np.where(cap_bad, cap_status.astype(np.int16) + 100, status).astype(np.int16)
+        templates |= {code + 100: text for code, text in _number_templates(spec.capacity, "capacity").items()}
+        if spec.usage is not None:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                values = raw / capacity * 100.0
+    with np.errstate(invalid="ignore"):
+        status = np.where((status == parse.OK) & ~(np.abs(values) <= max_abs), _TOO_LARGE, status)
+    templates[_TOO_LARGE] = (f"value_out_of_range: {{text}} from column '{value_column}' "
+                             f"(|percent| > {max_abs:g})")
+    rejected = np.flatnonzero(status != parse.OK)
+    texts = np.empty(len(rejected), dtype=object)
+    if len(rejected):
+        on_capacity = status[rejected] >= 100
+        texts[~on_capacity] = parse.texts_at(chunk.columns[value_column], rejected[~on_capacity])
+        if on_capacity.any() and spec.capacity is not None:
+            texts[on_capacity] = parse.texts_at(chunk.columns[spec.capacity], rejected[on_capacity])
+        if spec.usage is not None:
+            huge = status[rejected] == _TOO_LARGE
+            texts[huge] = [f"{v:g}" for v in values[rejected[huge]]]
+    return values, status, _reasons(status[rejected], texts, templates)
+
+
+def _long_metric(chunk: RawChunk, mapping: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """Metric code per row of a long chunk (-1 where the name is not mapped) and the name as read."""
+    spec = mapping.long
+    assert spec is not None
+    n = chunk.num_rows
+    if spec.metric is not None:
+        return np.full(n, METRICS.index(spec.metric), dtype=np.int8), np.full(n, spec.metric, dtype=object)
+    assert spec.metric_column is not None
+    names = {**{m: m for m in METRICS}, **spec.metric_names}
+    text = parse.as_text(chunk.columns[spec.metric_column])
+    encoded = pc.dictionary_encode(text)
+    lookup = np.array([METRICS.index(names[v]) if v in names else -1
+                       for v in encoded.dictionary.to_pylist()] + [-1], dtype=np.int8)
+    indices = pc.fill_null(encoded.indices, len(lookup) - 1).to_numpy(zero_copy_only=False)
+    codes = lookup[np.asarray(indices, dtype=np.int64)]
+    shown = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+    return codes, np.where(codes >= 0, np.array(METRICS, dtype=object)[np.maximum(codes, 0)], shown)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Row-level checks shared by every metric of a chunk."""
+
+    ok: np.ndarray
+    no_server: np.ndarray
+    time_rows: np.ndarray
+    time_reasons: pd.Series
+    server_reason: str
+
+
+Accepted = tuple[np.ndarray, np.ndarray, np.ndarray]  # (row index, metric code, value)
+
+
+def _wide_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, rows: _Rows,
+                 rejections: _Rejections, max_abs: float) -> list[Accepted]:
+    accepted = []
+    for metric in mapping.metrics:
+        value_column = mapping.metrics[metric].percent or mapping.metrics[metric].usage or ""
+        rejections.add(np.flatnonzero(rows.no_server), metric, value_column, rows.server_reason)
+        rejections.add(rows.time_rows, metric, value_column, rows.time_reasons)
+        values, status, reasons = _wide_metric(chunk, numbers, mapping, metric, max_abs)
+        rejected = np.flatnonzero(status != parse.OK)
+        keep = rows.ok[rejected]
+        rejections.add(rejected[keep], metric, value_column, reasons[keep])
+        good = np.flatnonzero(rows.ok & (status == parse.OK))
+        accepted.append((good, np.full(len(good), METRICS.index(metric), dtype=np.int8), values[good]))
+    return accepted
+
+
+def _long_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, rows: _Rows,
+                 rejections: _Rejections, max_abs: float) -> list[Accepted]:
+    spec = mapping.long
+    assert spec is not None
+    codes, shown_metric = _long_metric(chunk, mapping)
+    no_server = np.flatnonzero(rows.no_server)
+    rejections.add(no_server, shown_metric[no_server], spec.value, rows.server_reason)
+    rejections.add(rows.time_rows, shown_metric[rows.time_rows], spec.value, rows.time_reasons)
+    unknown = np.flatnonzero(rows.ok & (codes < 0))
+    known = ", ".join(sorted({*METRICS, *spec.metric_names}))
+    rejections.add(unknown, shown_metric[unknown], spec.value,
+                   "unknown_metric: " + _quoted(shown_metric[unknown]) +
+                   f" in column '{spec.metric_column}' (mapped names: {known})")
+    values, status = numbers(spec.value)
+    with np.errstate(invalid="ignore"):
+        status = np.where((status == parse.OK) & ~(np.abs(values) <= max_abs), _TOO_LARGE, status)
+    templates = _number_templates(spec.value, "value") | {
+        _TOO_LARGE: f"value_out_of_range: {{text}} in column '{spec.value}' (|percent| > {max_abs:g})"}
+    bad = np.flatnonzero(rows.ok & (codes >= 0) & (status != parse.OK))
+    rejections.add(bad, shown_metric[bad], spec.value,
+                   _reasons(status[bad], parse.texts_at(chunk.columns[spec.value], bad), templates))
+    good = np.flatnonzero(rows.ok & (codes >= 0) & (status == parse.OK))
+    return [(good, codes[good], values[good])]
+
+
+def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, label: str,
+            servers: ServerIds, file_server: str | None, max_abs: float) -> ChunkSamples:
+    """Turn a raw chunk into accepted values and quarantine records.
+
+    Every row yields, per metric of a wide mapping (or once for a long one), either an accepted value
+    or one quarantine record; the first failing check gives the reason (server id, then time, then
+    metric name, then value and capacity).
+
+    Args:
+        chunk: the rows as read.
+        numbers: the chunk's columns parsed as numbers (shared with the inventory deriver).
+        mapping: the source mapping.
+        label: the file, for quarantine sources.
+        servers: the ingest's server dictionary (grows with new ids).
+        file_server: the server id taken from the file name (prefixed), or None.
+        max_abs: values whose magnitude exceeds this are quarantined (they cannot be a percentage).
+
+    Returns:
+        The ChunkSamples.
+    """
+    ts_column = mapping.timestamp.column
+    if file_server is not None:
+        row_server = np.full(chunk.num_rows, servers.code(file_server), dtype=np.int32)
+
+        def server_at(index: np.ndarray) -> object:
+            return file_server
+    else:
+        id_text = parse.as_text(chunk.columns[mapping.server_id.column or ""])
+        row_server = servers.codes(id_text, mapping.server_id.prefix)
+
+        def server_at(index: np.ndarray) -> object:
+            ids = pd.Series(parse.texts_at(id_text, index), dtype=object)
+            prefixed = (mapping.server_id.prefix + ids.fillna("").astype(str)).to_numpy(dtype=object)
+            prefixed[row_server[index] < 0] = None
+            return prefixed
+
+    row_ts, ts_status = parse.parse_timestamps(chunk.columns[ts_column], mapping.timestamp)
+    no_server = row_server < 0
+    ts_status = np.where(no_server, parse.OK, ts_status)
+    time_rows = np.flatnonzero(ts_status != parse.OK)
+    rows = _Rows(
+        ok=~no_server & (ts_status == parse.OK), no_server=no_server, time_rows=time_rows,
+        time_reasons=_reasons(ts_status[time_rows], parse.texts_at(chunk.columns[ts_column], time_rows),
+                              _time_templates(mapping)),
+        server_reason=f"missing_server_id: column '{mapping.server_id.column}' is empty",
+    )
+    rejections = _Rejections(chunk, label, ts_column, server_at)
+    values_of = _wide_values if mapping.layout == "wide" else _long_values
+    accepted = values_of(chunk, numbers, mapping, rows, rejections, max_abs)
+    index = np.concatenate([a[0] for a in accepted]).astype(np.int64)
+    return ChunkSamples(
+        row_server=row_server, row_ts=row_ts, row_ok=rows.ok,
+        server=row_server[index], metric=np.concatenate([a[1] for a in accepted]), ts=row_ts[index],
+        value=np.concatenate([a[2] for a in accepted]).astype(np.float64), row=index,
+        quarantine=rejections.frame(),
+    )
+
+
+def bad_row_quarantine(bad_rows: tuple[BadRow, ...], label: str, metrics: tuple[str | None, ...],
+                       file_server: str | None) -> pd.DataFrame:
+    """Quarantine records for malformed CSV lines: one per metric the line would have carried.
+
+    The ``value`` column holds the start of the line as read, since its fields cannot be told apart.
+    """
+    if not bad_rows:
+        return empty_quarantine()
+    texts = np.array([b.text[:_DETAIL_CHARS] for b in bad_rows], dtype=object)
+    reasons = np.array([f"wrong_field_count: expected {b.expected} fields, found {b.found}"
+                        for b in bad_rows], dtype=object)
+    sources = np.array([f"{label}:{b.line}" for b in bad_rows], dtype=object)
+    parts = [quarantine_frame(file_server, None, metric, texts, sources, reasons) for metric in metrics]
+    return pd.concat(parts, ignore_index=True)

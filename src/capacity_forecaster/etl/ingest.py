@@ -1,0 +1,244 @@
+"""Ingest: real monitoring exports (CSV/Parquet, local or S3) into daily P95 long frames."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.etl.extract import (
+    ServerIds,
+    bad_row_quarantine,
+    empty_quarantine,
+    extract,
+    quarantine_frame,
+    server_from_filename,
+)
+from capacity_forecaster.etl.inventory import InventoryDeriver, read_inventory
+from capacity_forecaster.etl.mapping import Mapping
+from capacity_forecaster.etl.parse import ColumnNumbers
+from capacity_forecaster.etl.readers import read_chunks
+from capacity_forecaster.etl.rollup import Duplicates, Samples, rollup_daily, sort_and_dedupe
+from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
+from capacity_forecaster.schema import METRICS
+
+logger = logging.getLogger(__name__)
+
+_YEAR_1990_NS = 631_152_000 * 1_000_000_000
+# A percentage beyond this magnitude is not a measurement (an overflowed counter, a wrong column);
+# smaller out-of-range values are kept as read for the ETL stage's tolerance rules.
+MAX_ABS_PERCENT = 1e6
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an ingest produced.
+
+    Attributes:
+        raw_metrics: one row per (server_id, ds, metric): server_id (str), ds (datetime64[ns], the
+            local date), metric (str), value (float64, the day's P95), samples (int64), value_mean,
+            value_max, coverage (float64) and low_coverage (bool).
+        inventory: schema.INVENTORY_COLUMNS, or None when the mapping has no inventory section.
+        quarantine: schema.QUARANTINE_COLUMNS (all text): one record per rejected (row, metric).
+        rows_read: data rows read (well-formed or not; header lines excluded).
+        rows_used: rows that gave at least one accepted value.
+        rows_quarantined: rows that gave none (rows_read == rows_used + rows_quarantined).
+        files: the files read, in order.
+        warnings: things the user should know that did not stop the ingest (e.g. header-only files).
+    """
+
+    raw_metrics: pd.DataFrame
+    inventory: pd.DataFrame | None
+    quarantine: pd.DataFrame
+    rows_read: int
+    rows_used: int
+    rows_quarantined: int
+    files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+
+class _Pool:
+    """Accepted samples and per-row provenance, gathered chunk by chunk as compact numpy arrays."""
+
+    def __init__(self) -> None:
+        self.parts: list[Samples] = []
+        self.row_file: list[np.ndarray] = []
+        self.row_line: list[np.ndarray] = []
+        self.rows = 0
+
+    def add(self, file_index: int, lines: np.ndarray | None, n: int, samples: Samples) -> None:
+        self.parts.append(Samples(samples.server, samples.metric, samples.ts, samples.value,
+                                  samples.row + self.rows))
+        self.row_file.append(np.full(n, file_index, dtype=np.int32))
+        self.row_line.append(lines if lines is not None else np.full(n, -1, dtype=np.int64))
+        self.rows += n
+
+    def samples(self) -> Samples:
+        if not self.parts:
+            empty = np.empty(0)
+            return Samples(empty.astype(np.int32), empty.astype(np.int8), empty.astype(np.int64),
+                           empty, empty.astype(np.int64))
+        if len(self.parts) > 1:
+            # Keep only the joined arrays, so that the parts can be freed.
+            self.parts = [Samples(*(np.concatenate([getattr(p, name) for p in self.parts])
+                                    for name in ("server", "metric", "ts", "value", "row")))]
+        return self.parts[0]
+
+    def sources(self, labels: list[str], rows: np.ndarray) -> np.ndarray:
+        """``path:line`` (or ``path`` for Parquet) of the given row ids."""
+        if len(rows) == 0:
+            return np.empty(0, dtype=object)
+        files = np.concatenate(self.row_file)[rows]
+        lines = np.concatenate(self.row_line)[rows]
+        label = np.asarray(labels, dtype=object)[files]
+        with_line = label + ":" + pd.Series(lines).astype(str).to_numpy(dtype=object)
+        return np.where(lines >= 0, with_line, label)
+
+
+def _duplicate_quarantine(samples: Samples, duplicates: Duplicates, pool: _Pool, labels: list[str],
+                          names: list[str]) -> pd.DataFrame:
+    if len(duplicates.position) == 0:
+        return empty_quarantine()
+    pos = duplicates.position
+    first_source = pool.sources(labels, samples.row[duplicates.first])
+    times = pd.Series(pd.to_datetime(samples.ts[pos], utc=True)).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return quarantine_frame(
+        np.asarray(names, dtype=object)[samples.server[pos]],
+        times.to_numpy(dtype=object),
+        np.asarray(METRICS, dtype=object)[samples.metric[pos]],
+        pd.Series(samples.value[pos]).map(repr).to_numpy(dtype=object),
+        pool.sources(labels, samples.row[pos]),
+        ("duplicate_timestamp: same server, metric and time as " + pd.Series(first_source, dtype=object)
+         + " (that one is kept)").to_numpy(dtype=object),
+    )
+
+
+def _summarise(quarantine: pd.DataFrame) -> str:
+    if quarantine.empty:
+        return "none"
+    codes = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
+    return ", ".join(f"{code} {count}" for code, count in codes.items())
+
+
+@dataclass
+class _Reading:
+    """What reading the files gathers before the roll-up."""
+
+    pool: _Pool = field(default_factory=_Pool)
+    servers: ServerIds = field(default_factory=ServerIds)
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    malformed: int = 0
+
+    def warn(self, message: str) -> None:
+        logger.warning("%s", message)
+        self.warnings.append(message)
+
+
+def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
+                deriver: InventoryDeriver | None) -> _Reading:
+    """Read every file chunk by chunk into accepted samples and quarantine records."""
+    state = _Reading()
+    roles = mapping.column_roles()
+    per_row_metrics: tuple[str | None, ...] = mapping.metric_names() or (None,)
+    for index, src in enumerate(files):
+        file_server = None
+        if mapping.server_id.from_filename is not None:
+            file_server = mapping.server_id.prefix + server_from_filename(
+                src.name, mapping.server_id.from_filename, src.label)
+        file_rows = 0
+        for chunk in read_chunks(src, roles, mapping.csv, mapping.format, cfg.chunk_rows):
+            if chunk.bad_rows:
+                state.rejected.append(bad_row_quarantine(chunk.bad_rows, src.label, per_row_metrics,
+                                                         file_server))
+                state.malformed += len(chunk.bad_rows)
+                file_rows += len(chunk.bad_rows)
+            if chunk.num_rows == 0:
+                continue
+            numbers = ColumnNumbers(chunk.columns, mapping.csv.decimal)
+            got = extract(chunk, numbers, mapping, src.label, state.servers, file_server, MAX_ABS_PERCENT)
+            if deriver is not None:
+                deriver.update(numbers, got.row_server, got.row_ts, got.row_ok)
+            state.pool.add(index, chunk.lines, chunk.num_rows,
+                           Samples(got.server, got.metric, got.ts, got.value, got.row))
+            if got.quarantine is not None:
+                state.rejected.append(got.quarantine)
+            file_rows += chunk.num_rows
+        if file_rows == 0:
+            state.warn(f"{src.label}: no data rows (empty or header-only file)")
+        logger.debug("%s: %s rows", src.label, file_rows)
+    return state
+
+
+def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
+           filesystem_for: FilesystemFor) -> IngestResult:
+    """Read monitoring exports and roll them up to one row per server, day and metric.
+
+    Files are read in chunks (pyarrow CSV streaming, Parquet row batches). Rows that are not
+    measurements are quarantined with a reason, never dropped silently. Samples of one server from
+    several files are pooled into one series; a file named twice (directly, or by overlapping
+    folders and globs) is read once, and a (server, metric, time) read twice keeps its first sample
+    (the repeat is quarantined as ``duplicate_timestamp``). The result therefore never holds the same
+    (server_id, ds, metric) twice.
+
+    Args:
+        sources: files, folders or glob patterns, local or ``s3://``.
+        mapping: how the files' columns map to the contract.
+        cfg: percentile, coverage threshold and chunk size.
+        filesystem_for: returns (pyarrow filesystem, path within it) for a source URI.
+
+    Returns:
+        The IngestResult; raw_metrics has columns server_id, ds, metric, value, samples, value_mean,
+        value_max, coverage and low_coverage.
+
+    Raises:
+        InputError: a source is missing or unreadable, a mapped column is absent, a file name does not
+            match server_id.from_filename (each message names the file and what was expected).
+    """
+    started = time.perf_counter()
+    files = expand_sources(sources, filesystem_for)
+    labels = [f.label for f in files]
+    spec = mapping.inventory
+    deriver = InventoryDeriver(spec) if spec is not None and spec.source is None else None
+    state = _read_files(files, mapping, cfg, deriver)
+    samples = state.pool.samples()
+    kept, duplicates = sort_and_dedupe(samples)
+    state.rejected.append(_duplicate_quarantine(samples, duplicates, state.pool, labels, state.servers.names))
+    daily = rollup_daily(kept, state.servers.names, cfg.percentile, cfg.min_coverage, mapping.day_timezone,
+                         mapping.interval_seconds)
+    used = np.zeros(state.pool.rows, dtype=bool)
+    used[kept.row] = True
+    rows_read = state.pool.rows + state.malformed
+    rows_used = int(used.sum())
+    parts = [q for q in state.rejected if len(q)]
+    quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
+    if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
+        state.warn(f"most timestamps fall before 1990: is timestamp.unit '{mapping.timestamp.unit}' right? "
+                   "(Bitbrains, for one, labels seconds as [ms])")
+    if rows_read and not rows_used:
+        top = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
+        state.warn(f"no row could be used: every row was quarantined (mostly {top.index[0]}, "
+                   f"{top.iloc[0]} records); check the mapping against the quarantine reasons")
+    inventory = None
+    if deriver is not None:
+        inventory = deriver.frame(state.servers.names)
+    elif spec is not None:
+        inventory, inventory_rejects = read_inventory(spec, filesystem_for, mapping.server_id.prefix,
+                                                      cfg.chunk_rows)
+        quarantine = pd.concat([quarantine, inventory_rejects], ignore_index=True)
+        without = sorted(set(daily["server_id"]) - set(inventory["server_id"]))
+        if without:
+            state.warn(f"{len(without)} server(s) have metrics but no inventory row, "
+                       f"e.g. {', '.join(without[:3])}")
+    logger.info(
+        "ingest (%s): %s file(s), %s rows read, %s used, %s quarantined; %s servers, %s daily rows "
+        "(%s low coverage); quarantine reasons: %s; %.1f s",
+        mapping.name, len(files), rows_read, rows_used, rows_read - rows_used, daily["server_id"].nunique(),
+        len(daily), int(daily["low_coverage"].sum()), _summarise(quarantine), time.perf_counter() - started)
+    return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
+                        tuple(labels), tuple(state.warnings))

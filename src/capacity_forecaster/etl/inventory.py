@@ -1,0 +1,167 @@
+"""Inventory for ingested servers: read from an inventory file, or derived from the metric rows."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.etl import parse
+from capacity_forecaster.etl.extract import empty_quarantine, quarantine_frame
+from capacity_forecaster.etl.mapping import NUMERIC_INVENTORY_COLUMNS, DerivedColumn, InventorySpec
+from capacity_forecaster.etl.readers import read_chunks
+from capacity_forecaster.etl.sources import FilesystemFor, SourceFile
+from capacity_forecaster.schema import INVENTORY_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+
+
+def _column(source: str | DerivedColumn) -> DerivedColumn:
+    return DerivedColumn(column=source) if isinstance(source, str) else source
+
+
+def _fill_defaults(frame: pd.DataFrame, spec: InventorySpec) -> pd.DataFrame:
+    """Contract inventory columns in order; unmapped ones from defaults, the server id, unknown or NaN."""
+    out = frame.copy()
+    for column in INVENTORY_COLUMNS:
+        if column in out.columns:
+            continue
+        if column in spec.defaults:
+            default = spec.defaults[column]
+            out[column] = float(default) if column in NUMERIC_INVENTORY_COLUMNS else str(default)
+        elif column == "hostname":
+            out[column] = out["server_id"]
+        else:
+            out[column] = np.nan if column in NUMERIC_INVENTORY_COLUMNS else UNKNOWN
+    for column in NUMERIC_INVENTORY_COLUMNS:
+        out[column] = out[column].astype(np.float64)
+    return out[list(INVENTORY_COLUMNS)].sort_values("server_id", ignore_index=True)
+
+
+class InventoryDeriver:
+    """Keeps, per server, the latest positive value of each derived inventory column.
+
+    Bitbrains rows carry ``CPU cores`` and ``Memory capacity provisioned [KB]``; the latest positive
+    value is the server's current size (zeros mark unprovisioned periods, not a size).
+    """
+
+    def __init__(self, spec: InventorySpec) -> None:
+        self.spec = spec
+        # target column -> (server codes, times, values), one entry per server
+        self.latest: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def update(self, numbers: parse.ColumnNumbers, row_server: np.ndarray, row_ts: np.ndarray,
+               row_ok: np.ndarray) -> None:
+        """Fold one chunk's rows (parsed numbers, server codes and times) into the latest values."""
+        for target, source in self.spec.columns.items():
+            derived = _column(source)
+            values, status = numbers(derived.column)
+            with np.errstate(invalid="ignore"):
+                usable = np.flatnonzero(row_ok & (status == parse.OK) & (values > 0))
+            if len(usable) == 0:
+                continue
+            server, ts, value = row_server[usable], row_ts[usable], values[usable] / derived.divide_by
+            if target in self.latest:
+                old_server, old_ts, old_value = self.latest[target]
+                server = np.concatenate([old_server, server])
+                ts = np.concatenate([old_ts, ts])
+                value = np.concatenate([old_value, value])
+            # Sort by (server, time); the last entry of each server is its latest value.
+            order = np.lexsort((ts, server))
+            last = np.flatnonzero(np.append(server[order][1:] != server[order][:-1], True))
+            pick = order[last]
+            self.latest[target] = (server[pick], ts[pick], value[pick])
+
+    def frame(self, server_names: list[str]) -> pd.DataFrame:
+        """The inventory of every server seen (contract columns; see _fill_defaults for the rest).
+
+        Returns:
+            Frame with schema.INVENTORY_COLUMNS, one row per server, sorted by server_id.
+        """
+        out = pd.DataFrame({"server_id": pd.Series(server_names, dtype=object)})
+        for target in self.spec.columns:
+            values = np.full(len(server_names), np.nan)
+            if target in self.latest:
+                server, _, value = self.latest[target]
+                values[server] = value
+            out[target] = values
+        return _fill_defaults(out, self.spec)
+
+
+def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: str,
+                   chunk_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read an inventory file into the contract inventory columns.
+
+    Server ids get the mapping's server_id prefix. Rows without a server id, and repeats of an id,
+    are quarantined; a number that does not parse is left NaN and quarantined as a field.
+
+    Args:
+        spec: the mapping's inventory section (``source`` set).
+        filesystem_for: returns (filesystem, path) for the source URI.
+        prefix: the mapping's server_id prefix.
+        chunk_rows: rows per read block.
+
+    Returns:
+        (inventory with schema.INVENTORY_COLUMNS sorted by server_id, quarantine records).
+
+    Raises:
+        InputError: the file cannot be read or lacks a mapped column.
+    """
+    assert spec.source is not None
+    fs, path = filesystem_for(spec.source)
+    src = SourceFile(spec.source if "://" in spec.source else path, fs, path)
+    mapped = {target: _column(source) for target, source in spec.columns.items()}
+    roles = {d.column: f"inventory.columns.{target}" for target, d in mapped.items()}
+    parts: list[pd.DataFrame] = []
+    rejected: list[pd.DataFrame] = []
+    for chunk in read_chunks(src, roles, spec.csv, "auto", chunk_rows):
+        if chunk.bad_rows:
+            rejected.append(quarantine_frame(
+                None, None, None, [b.text[:120] for b in chunk.bad_rows],
+                [f"{src.label}:{b.line}" for b in chunk.bad_rows],
+                [f"inventory_wrong_field_count: expected {b.expected} fields, found {b.found}"
+                 for b in chunk.bad_rows]))
+        if chunk.num_rows == 0:
+            continue
+        lines = chunk.lines if chunk.lines is not None else np.zeros(chunk.num_rows, dtype=np.int64)
+        part = pd.DataFrame({"_line": lines})
+        for target, derived in mapped.items():
+            column = chunk.columns[derived.column]
+            if target not in NUMERIC_INVENTORY_COLUMNS:
+                text = pd.Series(parse.as_text(column).to_numpy(zero_copy_only=False), dtype=object)
+                # An empty text cell says "not known"; server ids are checked separately below.
+                part[target] = text if target == "server_id" else text.fillna("").replace("", UNKNOWN)
+                continue
+            values, status = parse.parse_numbers(column, spec.csv.decimal)
+            part[target] = values / derived.divide_by
+            bad = np.flatnonzero((status != parse.OK) & (status != parse.MISSING))
+            if len(bad):
+                texts = parse.texts_at(column, bad)
+                rejected.append(quarantine_frame(
+                    None, None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
+                    [f"inventory_unparseable_number: {target} from column '{derived.column}' "
+                     f"(kept as NaN)" for _ in bad]))
+        parts.append(part)
+    if not parts:
+        logger.warning("%s: inventory file has no rows", src.label)
+        frame = pd.DataFrame({"server_id": pd.Series(dtype=object), "_line": pd.Series(dtype=np.int64)})
+    else:
+        frame = pd.concat(parts, ignore_index=True)
+    where = src.label + ":" + frame["_line"].astype(str)
+    ids = frame["server_id"].fillna("")
+    missing = ids == ""
+    repeated = ~missing & ids.duplicated(keep="first")
+    if missing.any():
+        rejected.append(quarantine_frame(None, None, None, None, where[missing].to_numpy(dtype=object),
+                                         "inventory_missing_server_id: the server id column is empty"))
+    if repeated.any():
+        rejected.append(quarantine_frame(
+            prefix + ids[repeated], None, None, None, where[repeated].to_numpy(dtype=object),
+            "inventory_duplicate_server_id: an earlier row has this id (kept)"))
+    frame = frame[~missing & ~repeated].drop(columns="_line")
+    frame["server_id"] = prefix + frame["server_id"].astype(str)
+    quarantine = pd.concat(rejected, ignore_index=True) if rejected else empty_quarantine()
+    return _fill_defaults(frame, spec), quarantine

@@ -1,0 +1,230 @@
+"""Vectorised parsing of raw columns into text, numbers and UTC timestamps, with a status per value."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from capacity_forecaster.etl.mapping import TimestampSpec
+
+OK = 0
+MISSING = 1
+UNPARSEABLE = 2
+NON_FINITE = 3
+OUT_OF_RANGE = 4
+AMBIGUOUS = 5
+
+NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|infinity|nan)$"
+_ZONE_SUFFIX = r"[T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
+_ISO_SHAPE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?)?$"
+_INT64_NS_LIMIT = 9.2e18
+_STRING_NULL = pa.scalar(None, pa.string())
+
+
+def _flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def as_text(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Valid UTF-8 text of any column, surrounding ASCII whitespace trimmed.
+
+    Binary CSV fields that are not valid UTF-8 are decoded with replacement characters, so that
+    they show in the quarantine and never parse as a number or time.
+    """
+    array = _flat(array)
+    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        try:
+            array = pc.cast(array, pa.string())
+        except pa.ArrowInvalid:
+            decoded = [None if b is None else b.decode("utf-8", errors="replace") for b in array.to_pylist()]
+            array = pa.array(decoded, pa.string())
+    elif not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = pc.cast(array, pa.string())
+    return pc.ascii_trim_whitespace(array)
+
+
+def texts_at(array: pa.Array | pa.ChunkedArray, index: np.ndarray) -> np.ndarray:
+    """Original text of the rows at ``index`` (object array; None where the field was null)."""
+    if len(index) == 0:
+        return np.empty(0, dtype=object)
+    taken = _flat(array).take(pa.array(index, pa.int64()))
+    return np.asarray(as_text(taken).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _empty_as_null(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    empty = pc.fill_null(pc.equal(pc.binary_length(text), 0), True)
+    return pc.if_else(empty, _STRING_NULL, text), np.asarray(empty.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def parse_numbers(array: pa.Array | pa.ChunkedArray, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
+    """Parse a column as float64.
+
+    Args:
+        array: the column (text as read from CSV, or a typed Parquet column).
+        decimal: the decimal separator of text numbers.
+
+    Returns:
+        (values, status): float64 values (NaN where not OK) and int8 status per row:
+        OK, MISSING (null or empty), UNPARSEABLE or NON_FINITE (NaN, inf, overflow).
+    """
+    array = _flat(array)
+    kind = array.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        values = np.asarray(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        missing = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        status = np.where(missing, MISSING, np.where(np.isfinite(values), OK, NON_FINITE)).astype(np.int8)
+        return np.where(status == OK, values, np.nan), status
+    text = as_text(array)
+    if decimal == ",":
+        text = pc.replace_substring(text, ",", ".")
+    text, missing = _empty_as_null(text)
+    try:
+        parsed = pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        numeric = pc.match_substring_regex(text, _NUMBER, ignore_case=True)
+        parsed = pc.cast(pc.if_else(numeric, text, _STRING_NULL), pa.float64())
+    values = np.asarray(parsed.to_numpy(zero_copy_only=False), dtype=np.float64)
+    unparsed = np.asarray(parsed.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    status = np.full(len(values), OK, dtype=np.int8)
+    status[~np.isfinite(values)] = NON_FINITE
+    status[unparsed] = UNPARSEABLE
+    status[missing] = MISSING
+    return np.where(status == OK, values, np.nan), status
+
+
+class ColumnNumbers:
+    """Parses each column of one chunk as numbers at most once (metrics and inventory share columns)."""
+
+    def __init__(self, columns: dict[str, pa.Array], decimal: str = ".") -> None:
+        self.columns = columns
+        self.decimal = decimal
+        self._parsed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values, status) of ``column`` as returned by parse_numbers; do not modify them."""
+        found = self._parsed.get(column)
+        if found is None:
+            found = self._parsed[column] = parse_numbers(self.columns[column], self.decimal)
+        return found
+
+
+def _localize(ns: np.ndarray, status: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read naive wall-clock times in ``timezone`` as UTC; ambiguous or skipped times get AMBIGUOUS."""
+    if timezone == "UTC":
+        return ns, status
+    wall = pd.DatetimeIndex(np.where(status == OK, ns, np.iinfo(np.int64).min).view("datetime64[ns]"))
+    local = wall.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+    lost = np.asarray(local.isna()) & (status == OK)
+    status = np.where(lost, AMBIGUOUS, status).astype(np.int8)
+    return np.where(status == OK, local.asi8, 0), status
+
+
+def _timestamp_values(parsed: pa.Array) -> tuple[np.ndarray, np.ndarray, bool]:
+    """int64 ns, null mask and whether the type carried a zone, for an Arrow timestamp/date column."""
+    has_zone = pa.types.is_timestamp(parsed.type) and parsed.type.tz is not None
+    target = pa.timestamp("ns", "UTC") if has_zone else pa.timestamp("ns")
+    try:
+        cast = pc.cast(parsed, target)
+    except pa.ArrowInvalid:
+        # Times beyond the ns range (years before 1677 or after 2262) cannot be represented.
+        cast = pc.cast(parsed, target, safe=False)
+    nulls = np.asarray(cast.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    ns = np.asarray(pc.fill_null(cast.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return ns, nulls, has_zone
+
+
+def _cast_iso(text: pa.Array, zoned: bool) -> tuple[np.ndarray, np.ndarray]:
+    """ISO 8601 text that all has (or all lacks) a zone suffix to (ns, unparsed)."""
+    target = pa.timestamp("ns", "UTC" if zoned else None)
+    try:
+        return _timestamp_values(pc.cast(text, target))[:2]
+    except pa.ArrowInvalid:
+        pass
+    shaped = pc.if_else(pc.match_substring_regex(text, _ISO_SHAPE), text, _STRING_NULL)
+    try:
+        return _timestamp_values(pc.cast(shaped, target))[:2]
+    except pa.ArrowInvalid:
+        pass
+    # Well-shaped but impossible dates (month 13, hour 25) are left to pandas' lenient parser.
+    values = pd.Series(shaped.to_numpy(zero_copy_only=False), dtype=object)
+    # utc=True keeps naive wall-clock numbers as they are and never fails on a stray offset.
+    times = pd.DatetimeIndex(pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True))
+    unparsed = np.asarray(times.isna())
+    return np.where(unparsed, 0, times.asi8), unparsed
+
+
+def _parse_iso(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ISO 8601 text to (ns, unparsed, zoned): zoned rows are already UTC, the others are wall clock."""
+    present = pc.drop_null(text)
+    if len(present) == 0:
+        n = len(text)
+        return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    # Exports rarely mix forms: guess from the first value, split by regex only if the guess fails.
+    guess = re.search(_ZONE_SUFFIX, present[0].as_py()) is not None
+    try:
+        ns, unparsed, _ = _timestamp_values(pc.cast(text, pa.timestamp("ns", "UTC" if guess else None)))
+        return ns, unparsed, np.full(len(text), guess)
+    except pa.ArrowInvalid:
+        pass
+    zoned = np.asarray(pc.fill_null(pc.match_substring_regex(text, _ZONE_SUFFIX), False)
+                       .to_numpy(zero_copy_only=False), dtype=bool)
+    ns = np.zeros(len(text), dtype=np.int64)
+    unparsed = np.ones(len(text), dtype=bool)
+    for part, is_zoned in ((zoned, True), (~zoned, False)):
+        index = np.flatnonzero(part)
+        if len(index):
+            ns[index], unparsed[index] = _cast_iso(text.take(pa.array(index)), is_zoned)
+    return ns, unparsed, zoned
+
+
+def parse_timestamps(array: pa.Array | pa.ChunkedArray, spec: TimestampSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Parse the time column into UTC nanoseconds since the epoch.
+
+    Args:
+        array: the column (text from CSV, or numbers/timestamps/dates from Parquet).
+        spec: the mapping's timestamp section (kind, unit, format, zone of naive text).
+
+    Returns:
+        (ns, status): int64 UTC nanoseconds (0 where not OK) and int8 status per row: OK, MISSING,
+        UNPARSEABLE, OUT_OF_RANGE or AMBIGUOUS (a local time that a DST change skips or repeats).
+    """
+    array = _flat(array)
+    if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
+        ns, nulls, has_zone = _timestamp_values(array)
+        status = np.where(nulls, MISSING, OK).astype(np.int8)
+        return (ns, status) if has_zone else _localize(ns, status, spec.timezone)
+    if spec.kind == "epoch":
+        values, status = parse_numbers(array)
+        status = np.where(status == NON_FINITE, UNPARSEABLE, status).astype(np.int8)
+        factor = NS_PER_UNIT[spec.unit]
+        ok = status == OK
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = values * factor
+        status[ok & ~(np.abs(scaled) < _INT64_NS_LIMIT)] = OUT_OF_RANGE
+        ok = status == OK
+        whole = values[ok]
+        if np.all(whole == np.floor(whole)) and (len(whole) == 0 or np.abs(whole).max() < 2.0**53):
+            ns = np.where(ok, np.where(ok, values, 0).astype(np.int64) * factor, 0)
+        else:
+            ns = np.where(ok, np.round(np.where(ok, scaled, 0)), 0).astype(np.int64)
+        return ns.astype(np.int64), status
+    text, missing = _empty_as_null(as_text(array))
+    if spec.format is not None:
+        parsed = pc.strptime(text, format=spec.format, unit="ns", error_is_null=True)
+        ns, unparsed, has_zone = _timestamp_values(parsed)
+        zoned = np.full(len(ns), has_zone)
+    else:
+        ns, unparsed, zoned = _parse_iso(text)
+    status = np.where(missing, MISSING, np.where(unparsed, UNPARSEABLE, OK)).astype(np.int8)
+    if spec.timezone != "UTC" and not zoned.all():
+        naive = ~zoned
+        local_ns, local_status = _localize(ns[naive], status[naive], spec.timezone)
+        ns = ns.copy()
+        ns[naive] = local_ns
+        status[naive] = local_status
+    return np.where(status == OK, ns, 0).astype(np.int64), status

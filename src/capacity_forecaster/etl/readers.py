@@ -1,0 +1,248 @@
+"""Chunked readers for CSV (pyarrow streaming) and Parquet (row batches) over a pyarrow filesystem."""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from capacity_forecaster.errors import InputError
+from capacity_forecaster.etl.mapping import CsvSpec
+from capacity_forecaster.etl.sniff import SNIFF_BYTES, Dialect, duplicated_names, sniff
+from capacity_forecaster.etl.sources import SourceFile
+
+logger = logging.getLogger(__name__)
+
+FIRST_DATA_LINE = 2
+_MIN_BLOCK = 1 << 20
+_MAX_BLOCK = 8 << 20
+_SHOWN_COLUMNS = 30
+# Transcoding (csv.encoding other than UTF-8) reports undecodable bytes as UnicodeError.
+_READ_ERRORS = (pa.ArrowException, OSError, UnicodeError)
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A CSV line that does not split into the header's number of fields."""
+
+    line: int
+    text: str
+    expected: int
+    found: int
+
+
+@dataclass(frozen=True)
+class RawChunk:
+    """A block of rows as read, before any parsing.
+
+    Attributes:
+        columns: source column name -> values (CSV: raw field bytes; Parquet: typed values).
+        lines: 1-based line of each row in its file, header included (None for Parquet).
+        bad_rows: malformed CSV lines met since the previous chunk; they are not in ``columns``.
+    """
+
+    columns: dict[str, pa.Array]
+    lines: np.ndarray | None
+    bad_rows: tuple[BadRow, ...] = field(default=())
+
+    @property
+    def num_rows(self) -> int:
+        """Number of well-formed rows in the chunk."""
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def missing_column_message(label: str, header: tuple[str, ...], column: str, key: str,
+                           dialect: Dialect | None = None) -> str:
+    """The message for a mapped column the file does not have, with the columns it does have."""
+    shown = ", ".join(header[:_SHOWN_COLUMNS]) or "(none)"
+    if len(header) > _SHOWN_COLUMNS:
+        shown += f", ... ({len(header) - _SHOWN_COLUMNS} more)"
+    hint = ""
+    close = difflib.get_close_matches(column, header, n=1)
+    if close:
+        hint = f" (did you mean '{close[0]}'?)"
+    elif dialect is not None and len(header) == 1:
+        hint = f" (the header has one column when split on {dialect.delimiter!r}; is csv.delimiter right?)"
+    return f"{label}: column '{column}' not found; columns are: {shown} — set {key} in the mapping{hint}"
+
+
+def check_columns(label: str, header: tuple[str, ...], roles: Mapping[str, str],
+                  dialect: Dialect | None = None) -> None:
+    """Raise InputError for the first mapped column missing from (or repeated in) ``header``."""
+    for column, key in roles.items():
+        if column not in header:
+            raise InputError(missing_column_message(label, header, column, key, dialect))
+    repeated = {c: n for c, n in duplicated_names(header).items() if c in roles}
+    if repeated:
+        column, count = next(iter(repeated.items()))
+        raise InputError(f"{label}: column '{column}' appears {count} times in the header; the mapping "
+                         f"({roles[column]}) needs it to be unique")
+
+
+def _line_numbers(offset: int, count: int, bad: list[BadRow]) -> np.ndarray:
+    """Lines of well-formed rows ``offset .. offset+count`` given the malformed lines skipped so far."""
+    rows = offset + np.arange(count, dtype=np.int64)
+    if not bad:
+        return rows + FIRST_DATA_LINE
+    # Well-formed rows read before each skipped line; row k comes after every skipped line with g <= k.
+    before = np.array([b.line for b in bad], dtype=np.int64) - FIRST_DATA_LINE - np.arange(len(bad))
+    return rows + FIRST_DATA_LINE + np.searchsorted(before, rows, side="right")
+
+
+class _Utf8Stream:
+    """A byte stream re-encoded as valid UTF-8; bytes that do not decode become U+FFFD.
+
+    pyarrow's reader decodes a malformed line as strict UTF-8 before calling the invalid-row
+    handler, and would lose such a line; with clean UTF-8 every line reaches the handler, and a
+    bad byte in a value only makes that value unparseable (quarantined with the text shown).
+    """
+
+    def __init__(self, raw: pa.NativeFile, encoding: str) -> None:
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._pending = b""
+        self._done = False
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._pending) < size):
+            block = self._raw.read(max(size, 1 << 20))
+            self._done = not block
+            self._pending += self._decoder.decode(block, final=self._done).encode("utf-8")
+        if size < 0:
+            size = len(self._pending)
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._raw.close()
+
+
+def _read_head(src: SourceFile) -> tuple[bytes, bool]:
+    with src.filesystem.open_input_stream(src.path) as stream:
+        head = stream.read(SNIFF_BYTES + 1)
+    return head[:SNIFF_BYTES], len(head) > SNIFF_BYTES
+
+
+def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
+                chunk_rows: int) -> Iterator[RawChunk]:
+    try:
+        head, truncated = _read_head(src)
+    except _READ_ERRORS as err:
+        raise InputError(f"{src.label}: cannot be opened: {err}") from err
+    dialect = sniff(head, truncated, src.label, spec.encoding, spec.delimiter)
+    if dialect is None:
+        return
+    check_columns(src.label, dialect.header, roles, dialect)
+    if not truncated and not any(end in head for end in (b"\n", b"\r")):
+        return  # the header line alone, without a line break
+    position = {column: dialect.header.index(column) for column in roles}
+    names = [f"f{i}" for i in range(len(dialect.header))]
+    wanted = sorted({names[i] for i in position.values()})
+    bad: list[BadRow] = []
+
+    def on_bad_row(row: pacsv.InvalidRow) -> str:
+        bad.append(BadRow(row.number or -1, row.text, row.expected_columns, row.actual_columns))
+        return "skip"
+
+    block = int(min(_MAX_BLOCK, max(_MIN_BLOCK, chunk_rows * dialect.bytes_per_row)))
+    try:
+        stream = _Utf8Stream(src.filesystem.open_input_stream(src.path), spec.encoding)
+    except _READ_ERRORS as err:
+        raise InputError(f"{src.label}: cannot be opened: {err}") from err
+    offset = 0
+    reported = 0
+    try:
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                # Threads off: only the serial reader reports line numbers of malformed rows.
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False,
+                                               block_size=block),
+                parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char='"',
+                                                 ignore_empty_lines=False, invalid_row_handler=on_bad_row),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in wanted},
+                                                     include_columns=wanted, null_values=[],
+                                                     strings_can_be_null=False,
+                                                     quoted_strings_can_be_null=False),
+            )
+        except _READ_ERRORS as err:
+            raise InputError(f"{src.label}: cannot be read as CSV: {err}") from err
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except _READ_ERRORS as err:
+                raise InputError(
+                    f"{src.label}: cannot be read as CSV after data row {offset}: {err}") from err
+            columns = {column: batch.column(names[i]) for column, i in position.items()}
+            lines = _line_numbers(offset, batch.num_rows, bad)
+            fresh = tuple(bad[reported:])
+            reported = len(bad)
+            offset += batch.num_rows
+            yield RawChunk(columns, lines, fresh)
+    finally:
+        stream.close()
+    if reported < len(bad):
+        empty = {column: pa.array([], pa.binary()) for column in position}
+        yield RawChunk(empty, np.empty(0, dtype=np.int64), tuple(bad[reported:]))
+
+
+def _parquet_chunks(src: SourceFile, roles: Mapping[str, str], chunk_rows: int) -> Iterator[RawChunk]:
+    try:
+        parquet = pq.ParquetFile(src.filesystem.open_input_file(src.path))
+        header = tuple(parquet.schema_arrow.names)
+    except _READ_ERRORS as err:
+        raise InputError(f"{src.label}: cannot be read as Parquet: {err}") from err
+    check_columns(src.label, header, roles)
+    batches = parquet.iter_batches(batch_size=chunk_rows, columns=list(roles))
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except _READ_ERRORS as err:
+            raise InputError(f"{src.label}: cannot be read as Parquet: {err}") from err
+        yield RawChunk({column: batch.column(column) for column in roles}, None)
+
+
+def read_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec, file_format: str,
+                chunk_rows: int) -> Iterator[RawChunk]:
+    """Stream the mapped columns of one file in blocks of about ``chunk_rows`` rows.
+
+    CSV is read with pyarrow's streaming reader (block size from the sniffed row size), every
+    field as raw bytes so that a bad value never fails a whole block; malformed lines are skipped
+    and reported in ``RawChunk.bad_rows``. Parquet is read by row batches of the needed columns.
+
+    Args:
+        src: the file.
+        roles: source column -> mapping key that names it (for messages).
+        spec: the mapping's CSV settings.
+        file_format: the mapping's ``format`` (``auto``, ``csv`` or ``parquet``).
+        chunk_rows: rows per chunk (approximate for CSV).
+
+    Yields:
+        RawChunk objects; none for an empty or header-only file.
+
+    Raises:
+        InputError: the file cannot be opened or decoded, or lacks a mapped column.
+    """
+    if src.is_parquet(file_format):
+        yield from _parquet_chunks(src, roles, chunk_rows)
+    else:
+        yield from _csv_chunks(src, roles, spec, chunk_rows)

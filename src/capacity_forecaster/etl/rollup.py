@@ -1,0 +1,240 @@
+"""Daily roll-up of sub-daily samples: duplicate times removed, then P95, count, mean, max and coverage."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from capacity_forecaster.errors import SchemaError
+from capacity_forecaster.schema import METRICS
+
+logger = logging.getLogger(__name__)
+
+DAY_NS = 86_400 * 1_000_000_000
+DAY_SECONDS = 86_400.0
+DAILY_COLUMNS = ("server_id", "ds", "metric", "value", "samples", "value_mean", "value_max",
+                 "coverage", "low_coverage")
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Accepted sample values, one entry each, in source order.
+
+    Attributes:
+        server: int32 codes into the ingest's server names.
+        metric: int8 codes into schema.METRICS.
+        ts: int64 UTC nanoseconds.
+        value: float64 values in percent.
+        row: int64 id of the source row (increasing in the order sources were read).
+    """
+
+    server: np.ndarray
+    metric: np.ndarray
+    ts: np.ndarray
+    value: np.ndarray
+    row: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def take(self, index: np.ndarray) -> Samples:
+        """The samples at ``index``."""
+        return Samples(self.server[index], self.metric[index], self.ts[index], self.value[index],
+                       self.row[index])
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Samples repeating the (server, metric, time) of an earlier one.
+
+    Attributes:
+        position: index into the samples of each repeat.
+        first: index of the earlier sample it repeats (the one kept).
+    """
+
+    position: np.ndarray
+    first: np.ndarray
+
+
+def _series_order(series: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """Stable order by (series, time), or None when the input is already in that order."""
+    if len(series) < 2:
+        return None
+    step = np.diff(series)
+    if (step >= 0).all() and ((step > 0) | (np.diff(ts) >= 0)).all():
+        return None
+    order = np.argsort(series, kind="stable")
+    s, t = series[order], ts[order]
+    if np.any((s[1:] == s[:-1]) & (t[1:] < t[:-1])):
+        order = np.lexsort((ts, series))
+    return order
+
+
+def _series(samples: Samples) -> np.ndarray:
+    return samples.server.astype(np.int64) * len(METRICS) + samples.metric
+
+
+def sort_and_dedupe(samples: Samples) -> tuple[Samples, Duplicates]:
+    """Sort samples by (server, metric, time) and drop repeated times, keeping the first one read.
+
+    Args:
+        samples: the accepted samples in source order.
+
+    Returns:
+        (kept samples sorted by server, metric, time; the duplicates, as positions in ``samples``).
+    """
+    series = _series(samples)
+    order = _series_order(series, samples.ts)
+    if order is None:
+        order = np.arange(len(series))
+        s, t = series, samples.ts
+    else:
+        s, t = series[order], samples.ts[order]
+    repeat = np.zeros(len(order), dtype=bool)
+    repeat[1:] = (s[1:] == s[:-1]) & (t[1:] == t[:-1])
+    # The first of a run of equal times is the nearest earlier position that is not a repeat.
+    starts = np.where(~repeat, np.arange(len(order)), 0)
+    first_sorted = np.maximum.accumulate(starts) if len(order) else starts
+    duplicates = Duplicates(order[repeat], order[first_sorted[repeat]])
+    if not repeat.any() and np.array_equal(order, np.arange(len(order))):
+        return samples, duplicates
+    return samples.take(order[~repeat]), duplicates
+
+
+def local_days(ts: np.ndarray, timezone: str) -> np.ndarray:
+    """Calendar day (days since 1970-01-01) of each UTC nanosecond time in ``timezone``."""
+    if timezone == "UTC":
+        return ts // DAY_NS
+    wall = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).tz_convert(timezone).tz_localize(None)
+    return wall.asi8 // DAY_NS
+
+
+def day_lengths(days: np.ndarray, timezone: str) -> np.ndarray:
+    """Length in seconds of each local calendar day (23 or 25 h on DST changes)."""
+    if timezone == "UTC" or len(days) == 0:
+        return np.full(len(days), DAY_SECONDS)
+    bounds = np.concatenate([days, days + 1]) * DAY_NS
+    midnight = pd.DatetimeIndex(bounds.view("datetime64[ns]")).tz_localize(
+        timezone, ambiguous=np.ones(len(bounds), dtype=bool), nonexistent="shift_forward")
+    utc = midnight.asi8
+    return (utc[len(days):] - utc[: len(days)]) / 1e9
+
+
+def series_intervals(series: np.ndarray, ts: np.ndarray) -> pd.Series:
+    """Median spacing in seconds between consecutive samples of each series (sorted input, no repeats)."""
+    same = series[1:] == series[:-1]
+    gaps = pd.Series((ts[1:] - ts[:-1])[same] / 1e9)
+    return gaps.groupby(series[1:][same]).median()
+
+
+def _aggregate(group_series: np.ndarray, group_day: np.ndarray, value: np.ndarray, q: float) -> dict:
+    table = pa.table({"s": group_series, "d": group_day, "v": value})
+    # A cursor of DuckDB's default in-memory database: its own connection (registrations stay
+    # private to it) without the ~70 ms cost of starting a new database.
+    with duckdb.default_connection().cursor() as con:
+        con.register("ingest_samples", table)
+        return con.execute(
+            "SELECT s, d, quantile_cont(v, ?) AS p, count(*) AS n, avg(v) AS mean, max(v) AS mx "
+            "FROM ingest_samples GROUP BY s, d ORDER BY s, d", [q]
+        ).fetchnumpy()
+
+
+def rollup_daily(samples: Samples, server_names: list[str], percentile: float, min_coverage: float,
+                 day_timezone: str = "UTC", interval_seconds: float | None = None) -> pd.DataFrame:
+    """One row per server, local day and metric from de-duplicated samples.
+
+    The value is the day's ``percentile`` with linear interpolation between closest ranks (numpy's
+    default method, DuckDB's ``quantile_cont``). Coverage is samples / expected samples, where
+    expected = day length / interval (at least 1); the interval is ``interval_seconds`` or the series'
+    median spacing (a series with one sample takes the median over all series, else one day).
+
+    Args:
+        samples: accepted samples without repeated (server, metric, time).
+        server_names: names of the server codes.
+        percentile: the percentile in (0, 100].
+        min_coverage: coverage below which ``low_coverage`` is set.
+        day_timezone: zone whose calendar days are rolled up.
+        interval_seconds: nominal sample spacing, or None to measure it.
+
+    Returns:
+        Frame with columns server_id (str), ds (datetime64[ns], the local date), metric (str),
+        value, samples (int64), value_mean, value_max, coverage (float64) and low_coverage (bool),
+        sorted by server_id, metric, ds.
+    """
+    if len(samples) == 0:
+        return empty_daily()
+    series = _series(samples)
+    order = _series_order(series, samples.ts)
+    ts, value = samples.ts, samples.value
+    if order is not None:
+        series, ts, value = series[order], ts[order], value[order]
+    days = local_days(ts, day_timezone)
+    out = _aggregate(series, days, value, percentile / 100.0)
+    if interval_seconds is not None:
+        interval = np.full(len(out["s"]), float(interval_seconds))
+    else:
+        measured = series_intervals(series, ts)
+        fallback = float(measured.median()) if len(measured) else DAY_SECONDS
+        interval = measured.reindex(out["s"]).fillna(fallback).to_numpy()
+    unique_days, day_index = np.unique(out["d"], return_inverse=True)
+    expected = np.maximum(1.0, day_lengths(unique_days, day_timezone)[day_index] / interval)
+    coverage = out["n"] / expected
+    names = np.asarray(server_names, dtype=object)
+    frame = pd.DataFrame({
+        "server_id": names[out["s"] // len(METRICS)],
+        "ds": (out["d"].astype(np.int64) * DAY_NS).view("datetime64[ns]"),
+        "metric": np.asarray(METRICS, dtype=object)[out["s"] % len(METRICS)],
+        "value": out["p"].astype(np.float64),
+        "samples": out["n"].astype(np.int64),
+        "value_mean": out["mean"].astype(np.float64),
+        "value_max": out["mx"].astype(np.float64),
+        "coverage": coverage.astype(np.float64),
+        "low_coverage": coverage < min_coverage,
+    })
+    return frame.sort_values(["server_id", "metric", "ds"], kind="stable", ignore_index=True)
+
+
+def empty_daily() -> pd.DataFrame:
+    """The roll-up frame without rows, with its column types."""
+    return pd.DataFrame({
+        "server_id": pd.Series(dtype=object), "ds": pd.Series(dtype="datetime64[ns]"),
+        "metric": pd.Series(dtype=object), "value": pd.Series(dtype=np.float64),
+        "samples": pd.Series(dtype=np.int64), "value_mean": pd.Series(dtype=np.float64),
+        "value_max": pd.Series(dtype=np.float64), "coverage": pd.Series(dtype=np.float64),
+        "low_coverage": pd.Series(dtype=bool),
+    })
+
+
+def rollup_frame(samples: pd.DataFrame, percentile: float = 95.0, min_coverage: float = 0.5,
+                 day_timezone: str = "UTC", interval_seconds: float | None = None) -> pd.DataFrame:
+    """Roll a long frame of timestamped samples up to days (a frame-level wrapper of rollup_daily).
+
+    Args:
+        samples: columns server_id, ts (UTC datetime, or naive meaning UTC), metric (one of
+            schema.METRICS) and value. Repeated (server_id, metric, ts) keep their first row.
+        percentile: the daily percentile.
+        min_coverage: coverage below which ``low_coverage`` is set.
+        day_timezone: zone whose calendar days are rolled up.
+        interval_seconds: nominal sample spacing, or None to measure each series' median spacing.
+
+    Returns:
+        The daily frame described in rollup_daily.
+    """
+    server = pd.Categorical(samples["server_id"].astype(str))
+    metric = pd.Categorical(samples["metric"], categories=list(METRICS))
+    if (metric.codes < 0).any():
+        unknown = sorted(set(samples["metric"][metric.codes < 0].astype(str)))
+        raise SchemaError(
+            f"rollup input: metric must be one of {', '.join(METRICS)}; found {', '.join(unknown)}")
+    ts = pd.DatetimeIndex(samples["ts"])
+    ts_ns = (ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts).as_unit("ns").asi8
+    pool = Samples(server.codes.astype(np.int32), metric.codes.astype(np.int8), ts_ns,
+                   samples["value"].to_numpy(dtype=np.float64), np.arange(len(samples), dtype=np.int64))
+    kept, _ = sort_and_dedupe(pool)
+    return rollup_daily(kept, list(server.categories), percentile, min_coverage, day_timezone,
+                        interval_seconds)

@@ -1,0 +1,136 @@
+"""Source expansion: files, folders and globs (local or S3) into a de-duplicated list of files."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import posixpath
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+from capacity_forecaster.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+FilesystemFor = Callable[[str], tuple[pafs.FileSystem, str]]
+FOLDER_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file to read.
+
+    Attributes:
+        label: how messages and quarantine rows name the file (a path, or ``s3://bucket/key``).
+        filesystem: the pyarrow filesystem holding it.
+        path: its path within ``filesystem``.
+    """
+
+    label: str
+    filesystem: pafs.FileSystem
+    path: str
+
+    @property
+    def name(self) -> str:
+        """The file name without folders."""
+        return posixpath.basename(self.path.replace("\\", "/"))
+
+    def is_parquet(self, declared: str = "auto") -> bool:
+        """Whether to read the file as Parquet (``declared`` is the mapping's ``format``)."""
+        if declared != "auto":
+            return declared == "parquet"
+        return self.name.lower().endswith(PARQUET_SUFFIXES)
+
+
+def _label(uri: str, path: str) -> str:
+    if "://" in uri:
+        scheme = uri.split("://", 1)[0]
+        return f"{scheme}://{path.lstrip('/')}"
+    return path
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.split("/") if part)
+
+
+def _walk_folder(fs: pafs.FileSystem, folder: str) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+    base = folder.rstrip("/") + "/"
+    return sorted(
+        info.path for info in infos
+        if info.type == pafs.FileType.File
+        and info.path.lower().endswith(FOLDER_SUFFIXES)
+        and not _hidden(info.path[len(base):] if info.path.startswith(base) else info.base_name)
+    )
+
+
+def _expand_glob(fs: pafs.FileSystem, pattern: str) -> list[str]:
+    first = min(i for i in (pattern.find(c) for c in _GLOB_CHARS) if i >= 0)
+    base = pattern[: pattern.rfind("/", 0, first) + 1] or "."
+    rest = pattern[len(base):]
+    recursive = "/" in rest or "**" in rest
+    selector = pafs.FileSelector(base.rstrip("/") or "/", recursive=recursive, allow_not_found=True)
+    infos = fs.get_file_info(selector)
+    # fnmatch's '*' also matches '/', so '**/' is tried both as "any folders" and as "no folder".
+    patterns = {pattern, pattern.replace("**/", "")}
+    return sorted(
+        info.path for info in infos
+        if info.type == pafs.FileType.File and any(fnmatch.fnmatchcase(info.path, p) for p in patterns)
+    )
+
+
+def expand_sources(sources: Sequence[str], filesystem_for: FilesystemFor) -> list[SourceFile]:
+    """Turn files, folders and glob patterns into the list of files to read.
+
+    Folders are walked recursively for ``*.csv``, ``*.csv.gz`` and ``*.parquet`` (skipping names that
+    start with ``.`` or ``_``); globs are matched against the filesystem with fnmatch; a file given
+    or matched more than once is read once, at its first position.
+
+    Args:
+        sources: paths, folders or glob patterns, local or ``s3://``.
+        filesystem_for: returns (filesystem, path within it) for a source.
+
+    Returns:
+        The files, in the order given (each folder or glob sorted by path).
+
+    Raises:
+        InputError: a source does not exist, cannot be listed, or a glob matches nothing.
+    """
+    if not sources:
+        raise InputError("no sources given; pass at least one file, folder or glob pattern")
+    seen: set[tuple[str, str]] = set()
+    files: list[SourceFile] = []
+    repeated = 0
+    for uri in sources:
+        fs, path = filesystem_for(uri)
+        try:
+            if any(c in path for c in _GLOB_CHARS):
+                paths = _expand_glob(fs, path)
+                if not paths:
+                    raise InputError(f"{uri}: no files match this pattern")
+            else:
+                info = fs.get_file_info(path)
+                if info.type == pafs.FileType.Directory:
+                    paths = _walk_folder(fs, path)
+                    if not paths:
+                        logger.warning("%s: folder holds no *.csv, *.csv.gz or *.parquet files", uri)
+                elif info.type == pafs.FileType.File:
+                    paths = [path]
+                else:
+                    raise InputError(f"{uri}: no such file or folder")
+        except OSError as err:
+            raise InputError(f"{uri}: cannot be listed: {err}") from err
+        for found in paths:
+            key = (fs.type_name, found)
+            if key in seen:
+                repeated += 1
+                continue
+            seen.add(key)
+            files.append(SourceFile(_label(uri, found), fs, found))
+    if repeated:
+        logger.info("skipped %s file(s) named more than once in the sources", repeated)
+    return files

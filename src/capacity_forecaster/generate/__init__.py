@@ -1,0 +1,7 @@
+"""Synthetic bank server fleet with ground truth (pure: returns frames)."""
+
+from capacity_forecaster.generate.archetypes import ARCHETYPES, FATES
+from capacity_forecaster.generate.events import ANOMALY_KINDS
+from capacity_forecaster.generate.fleet import SyntheticFleet, generate_fleet
+
+__all__ = ["ANOMALY_KINDS", "ARCHETYPES", "FATES", "SyntheticFleet", "generate_fleet"]

@@ -1,0 +1,155 @@
+"""Column names, lake table layout and the validators used at stage boundaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+
+from capacity_forecaster.errors import SchemaError
+
+SERVER_ID = "server_id"
+DS = "ds"
+METRIC = "metric"
+VALUE = "value"
+SERIES_KEY = (SERVER_ID, METRIC)
+METRICS = ("cpu", "memory", "disk", "network")
+
+INVENTORY_COLUMNS = (
+    "server_id",
+    "hostname",
+    "application",
+    "business_unit",
+    "environment",
+    "datacenter",
+    "server_type",
+    "cpu_cores",
+    "memory_gb",
+    "monthly_cost_usd",
+)
+RAW_METRIC_COLUMNS = (SERVER_ID, DS, METRIC, VALUE)
+PROCESSED_METRIC_COLUMNS = (
+    SERVER_ID,
+    DS,
+    METRIC,
+    VALUE,
+    "value_raw",
+    "is_imputed",
+    "is_outlier",
+    "is_anomaly",
+    "anomaly_score",
+)
+# A quarantined row keeps its original fields as text (whatever could be read),
+# where it came from (file:line, or the lake table) and why it was rejected.
+QUARANTINE_COLUMNS = (SERVER_ID, DS, METRIC, VALUE, "source", "reason", "stage")
+FORECAST_COLUMNS = (SERVER_ID, METRIC, DS, "model", "yhat", "yhat_lower", "yhat_upper")
+BACKTEST_COLUMNS = (
+    SERVER_ID,
+    METRIC,
+    "model",
+    "cutoff",
+    "mae",
+    "rmse",
+    "mape",
+    "mase",
+    "coverage",
+    "selected",
+)
+SERVER_RISK_COLUMNS = (
+    SERVER_ID,
+    METRIC,
+    "risk_level",
+    "peak_yhat",
+    "peak_ds",
+    "breach_ds",
+    "days_to_breach",
+    "breach_probability",
+)
+CLUSTER_COLUMNS = (SERVER_ID, "cluster_id", "cluster_label")
+RECOMMENDATION_COLUMNS = (
+    SERVER_ID,
+    "action",
+    "target_server_id",
+    "recommended_cpu_cores",
+    "recommended_memory_gb",
+    "current_monthly_cost",
+    "projected_monthly_cost",
+    "monthly_savings",
+    "rationale",
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Where a lake table lives and how it is laid out.
+
+    Attributes:
+        name: SQL view name (``capfc sql``) and the key used by the storage layer.
+        path: folder below the lake root.
+        partitioned: hive-partitioned by ``year=YYYY/month=MM`` derived from ``ds``.
+        required: columns every written frame must have.
+    """
+
+    name: str
+    path: str
+    partitioned: bool
+    required: tuple[str, ...]
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec("inventory", "raw/inventory", False, INVENTORY_COLUMNS),
+        TableSpec("raw_metrics", "raw/metrics", True, RAW_METRIC_COLUMNS),
+        TableSpec("metrics", "processed/metrics", True, PROCESSED_METRIC_COLUMNS),
+        TableSpec("features", "processed/features", True, (SERVER_ID, DS, METRIC)),
+        TableSpec("series_diagnostics", "processed/diagnostics", False, SERIES_KEY),
+        TableSpec("quarantine", "quarantine", False, QUARANTINE_COLUMNS),
+        TableSpec("forecasts", "forecasts", True, FORECAST_COLUMNS),
+        TableSpec("backtests", "backtests", False, BACKTEST_COLUMNS),
+        TableSpec("forecast_failures", "forecasts_failures", False, SERIES_KEY),
+        TableSpec("server_risk", "risk/servers", False, SERVER_RISK_COLUMNS),
+        TableSpec("clusters", "risk/clusters", False, CLUSTER_COLUMNS),
+        TableSpec("recommendations", "risk/recommendations", False, RECOMMENDATION_COLUMNS),
+        TableSpec("truth_servers", "truth/servers", False, (SERVER_ID, "archetype")),
+        TableSpec("truth_actual", "truth/actual", True, RAW_METRIC_COLUMNS),
+        TableSpec("truth_future", "truth/future", True, RAW_METRIC_COLUMNS),
+        TableSpec("truth_anomalies", "truth/anomalies", False, (SERVER_ID, DS, METRIC, "kind")),
+    )
+}
+
+# Partition folders are year=YYYY/month=MM (zero-padded), typed explicitly as strings so that
+# readers never see them as categoricals in surprising order and "01".."12" sort correctly.
+PARTITION_SCHEMA = pa.schema([("year", pa.string()), ("month", pa.string())])
+
+
+def table_spec(name: str) -> TableSpec:
+    """Return the spec of a lake table, naming the valid tables on a typo."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        valid = ", ".join(sorted(TABLES))
+        raise SchemaError(f"unknown lake table '{name}'; valid tables: {valid}") from None
+
+
+def require_columns(frame: pd.DataFrame | pa.Table, columns: tuple[str, ...] | list[str], where: str) -> None:
+    """Raise SchemaError naming every missing column of ``frame``.
+
+    Args:
+        frame: the frame to check.
+        columns: the columns that must be present.
+        where: what the frame is (a table name or a file), used in the message.
+    """
+    present = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
+    missing = [c for c in columns if c not in present]
+    if missing:
+        have = ", ".join(map(str, present)) or "(none)"
+        raise SchemaError(
+            f"{where}: missing column(s) {', '.join(missing)}; found columns: {have}"
+        )
+
+
+def validate_table(name: str, frame: pd.DataFrame | pa.Table) -> None:
+    """Check that ``frame`` has the contract columns of lake table ``name``."""
+    require_columns(frame, table_spec(name).required, f"table '{name}'")

@@ -1,0 +1,102 @@
+"""Run manifests: one JSON object per stage run in ``_runs/``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from capacity_forecaster import __version__
+from capacity_forecaster.config import Settings
+from capacity_forecaster.storage.lake import Lake, TableInfo
+
+log = logging.getLogger(__name__)
+
+RUNS_DIR = "_runs"
+
+
+@dataclass
+class StageRun:
+    """What one stage run did; filled in by the stage, written when the stage ends.
+
+    Attributes:
+        stage: stage name (generate, ingest, etl, ...).
+        run_id: unique id of this run.
+        rows_in: rows the stage read.
+        rows_out: rows the stage wrote to its main output table.
+        rows_quarantined: rows rejected with a reason.
+        counts: any further counts worth keeping (rows imputed, series, failures).
+        tables: table name -> version and rows, for every table the stage wrote.
+        artifacts: lake-relative path -> sha256 of files such as fitted models.
+    """
+
+    stage: str
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_quarantined: int = 0
+    counts: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def wrote(self, info: TableInfo) -> None:
+        """Record a table written by this run."""
+        self.tables[info.name] = {"version": info.version, "rows": info.rows, "files": len(info.files)}
+
+
+@contextmanager
+def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
+    """Time a stage and write its manifest to ``_runs/`` when it ends (also when it fails).
+
+    Yields:
+        The StageRun to fill in.
+    """
+    run = StageRun(stage=stage)
+    started = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    status, error = "succeeded", None
+    try:
+        yield run
+    except BaseException as err:
+        status, error = "failed", f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        finished = dt.datetime.now(dt.UTC)
+        manifest = {
+            "run_id": run.run_id,
+            "stage": stage,
+            "status": status,
+            "error": error,
+            "started": started.isoformat(),
+            "finished": finished.isoformat(),
+            "seconds": round(time.perf_counter() - clock, 3),
+            "rows_in": run.rows_in,
+            "rows_out": run.rows_out,
+            "rows_quarantined": run.rows_quarantined,
+            "counts": run.counts,
+            "tables": run.tables,
+            "artifacts": run.artifacts,
+            "config_hash": settings.digest(),
+            "package_version": __version__,
+            "lake": lake.uri,
+        }
+        name = f"{RUNS_DIR}/{started.strftime('%Y%m%dT%H%M%S%f')}-{stage}-{run.run_id}.json"
+        lake.write_json(name, manifest)
+        log.debug("wrote run manifest %s", name)
+
+
+def list_runs(lake: Lake, stage: str | None = None) -> list[dict[str, Any]]:
+    """All run manifests in the lake, oldest first, optionally for one stage."""
+    runs = []
+    for rel in lake.list_files(RUNS_DIR):
+        if not rel.endswith(".json"):
+            continue
+        payload = lake.read_json(rel)
+        if payload and (stage is None or payload.get("stage") == stage):
+            runs.append(payload)
+    return runs

@@ -1,0 +1,92 @@
+"""The capfc command line: exit codes, one-line errors, SQL output formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capacity_forecaster.cli import main
+from capacity_forecaster.storage import Lake
+
+
+@pytest.fixture()
+def small_lake(tmp_path: Path) -> str:
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    days = pd.date_range("2025-01-01", periods=10)
+    lake.write_table(
+        "raw_metrics",
+        pd.DataFrame({"server_id": "srv-1", "ds": days, "metric": "cpu", "value": np.arange(10.0)}),
+    )
+    return lake.uri
+
+
+def test_bad_option_value_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["generate", "--servers", "0", "--lake", str(tmp_path / "l")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "generate.servers" in err and "greater than or equal to 1" in err
+
+
+def test_bad_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("risk:\n  threshhold: 70\n")
+    assert main(["config", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "risk.threshhold" in err and "allowed keys" in err and str(cfg) in err
+
+
+def test_unknown_option_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "SELECT 1", "--bogus"]) == 2
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_unwritable_lake_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["generate", "--servers", "2", "--lake", str(blocker / "lake")]) == 2
+    assert "cannot create folder" in capsys.readouterr().err
+
+
+def test_sql_formats(small_lake: str, capsys: pytest.CaptureFixture[str]) -> None:
+    sql = "SELECT server_id, sum(value) AS total FROM raw_metrics GROUP BY 1"
+    assert main(["sql", sql, "--lake", small_lake, "--format", "json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"server_id": "srv-1", "total": 45.0}]
+    assert main(["sql", sql, "--lake", small_lake, "--format", "csv", "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["server_id,total", "srv-1,45.0"]
+    assert main(["sql", sql, "--lake", small_lake]) == 0
+    assert "srv-1" in capsys.readouterr().out
+
+
+def test_bad_sql_exits_2(small_lake: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "SELEC nonsense", "--lake", small_lake]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("capfc: error: SQL failed") and err.count("\n") == 1
+
+
+def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "capacity_forecaster.cli", "generate", "--years", "-1",
+         "--lake", str(tmp_path / "l")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "generate.years" in proc.stderr
+
+
+def test_environment_overrides_reach_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CAPFC_RISK__THRESHOLD", "75")
+    assert main(["config", "--lake", str(tmp_path)]) == 0
+    effective = json.loads(capsys.readouterr().out)
+    assert effective["risk"]["threshold"] == 75.0
+    assert effective["lake"]["uri"] == str(tmp_path)

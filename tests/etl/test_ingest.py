@@ -1,0 +1,421 @@
+"""Ingest on tiny hand-written exports: layouts, times, metrics, quarantine, accounting and sources."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.errors import InputError
+from capacity_forecaster.etl.ingest import IngestResult, ingest
+from capacity_forecaster.etl.mapping import parse_mapping
+from capacity_forecaster.schema import INVENTORY_COLUMNS, QUARANTINE_COLUMNS
+
+WIDE = {
+    "layout": "wide",
+    "server_id": {"column": "host"},
+    "timestamp": {"column": "ts"},
+    "metrics": {"cpu": {"percent": "cpu"}, "memory": {"usage": "used", "capacity": "total"}},
+}
+LONG = {
+    "layout": "long",
+    "server_id": {"column": "server"},
+    "timestamp": {"column": "time"},
+    "long": {"value": "value", "metric_column": "metric", "metric_names": {"cpu_util": "cpu"}},
+}
+
+
+def local(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def run(sources: list[Path | str], mapping: dict, cfg: IngestConfig | None = None) -> IngestResult:
+    result = ingest([str(s) for s in sources], parse_mapping(mapping), cfg or IngestConfig(), local)
+    assert result.rows_read == result.rows_used + result.rows_quarantined
+    assert list(result.quarantine.columns) == list(QUARANTINE_COLUMNS)
+    assert not result.raw_metrics.duplicated(["server_id", "ds", "metric"]).any()
+    return result
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    else:
+        path.write_bytes(text)
+    return path
+
+
+def reasons(result: IngestResult) -> list[str]:
+    return result.quarantine["reason"].tolist()
+
+
+def test_wide_csv_daily_p95_mean_max_and_samples(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    times = pd.date_range("2024-03-01", periods=2 * 288, freq="5min")
+    cpu = rng.uniform(0, 100, len(times)).round(3)
+    frame = pd.DataFrame({"host": "web-1", "ts": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "cpu": cpu,
+                          "used": 4.0, "total": 16.0})
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    result = run([tmp_path / "a.csv"], WIDE)
+    daily = result.raw_metrics
+    assert list(daily.columns) == ["server_id", "ds", "metric", "value", "samples", "value_mean",
+                                   "value_max", "coverage", "low_coverage"]
+    cpu_days = daily[daily["metric"] == "cpu"]
+    assert cpu_days["ds"].tolist() == [pd.Timestamp("2024-03-01"), pd.Timestamp("2024-03-02")]
+    for day, part in enumerate(np.split(cpu, 2)):
+        row = cpu_days.iloc[day]
+        assert row["value"] == pytest.approx(np.percentile(part, 95), rel=1e-12)
+        assert row["value_mean"] == pytest.approx(part.mean()) and row["value_max"] == part.max()
+        assert row["samples"] == 288 and row["coverage"] == 1.0 and not row["low_coverage"]
+    assert (daily[daily["metric"] == "memory"]["value"] == 25.0).all()
+    assert result.rows_read == result.rows_used == 576 and result.quarantine.empty
+    assert result.inventory is None and result.warnings == ()
+
+
+def test_capacity_rows_quarantined_with_reason_and_line(tmp_path: Path) -> None:
+    text = ("host,ts,cpu,used,total\n"
+            "a,2024-01-01 00:00,10,1,4\n"
+            "a,2024-01-01 00:05,20,1,0\n"       # memory capacity 0: not a measurement
+            "a,2024-01-01 00:10,30,1,\n"        # memory capacity empty
+            "a,2024-01-01 00:15,abc,1,4\n"      # cpu unparseable, memory fine
+            "a,2024-01-01 00:20,101.5,1,-4\n"   # cpu slightly over 100 is kept
+            ",2024-01-01 00:25,5,1,4\n")        # no server id: both metrics quarantined
+    result = run([write(tmp_path / "m.csv", text)], WIDE)
+    q = result.quarantine.set_index(["source", "metric"])
+    src = str(tmp_path / "m.csv")
+    assert q.loc[(f"{src}:3", "memory"), "reason"] == "zero_capacity: column 'total' is '0'"
+    assert q.loc[(f"{src}:4", "memory"), "reason"] == "missing_capacity: column 'total' is empty"
+    assert q.loc[(f"{src}:5", "cpu"), "reason"] == "unparseable_value: 'abc' in column 'cpu'"
+    assert q.loc[(f"{src}:5", "cpu"), "value"] == "abc"
+    assert q.loc[(f"{src}:6", "memory"), "reason"] == "invalid_capacity: '-4' in column 'total' (must be > 0)"
+    assert q.loc[(f"{src}:7", "cpu"), "reason"] == "missing_server_id: column 'host' is empty"
+    assert q.loc[(f"{src}:7", "cpu"), "ds"] == "2024-01-01 00:25"
+    assert result.rows_read == 6 and result.rows_quarantined == 1
+    assert result.raw_metrics["samples"].sum() + len(result.quarantine) == 2 * result.rows_read
+    cpu = result.raw_metrics.set_index("metric").loc["cpu"]
+    assert cpu["value_max"] == 101.5 and cpu["samples"] == 4
+    assert result.raw_metrics.set_index("metric").loc["memory", "value"] == 25.0
+
+
+def test_long_layout_metric_names_and_unknown_metrics(tmp_path: Path) -> None:
+    text = ("server,time,metric,value\n"
+            "db,2024-01-01T00:00:00,cpu_util,40\n"
+            "db,2024-01-01T01:00:00,memory,70\n"
+            "db,2024-01-01T02:00:00,load_avg,3\n")
+    result = run([write(tmp_path / "l.csv", text)], LONG)
+    assert result.raw_metrics.set_index("metric")["value"].to_dict() == {"cpu": 40.0, "memory": 70.0}
+    assert reasons(result) == ["unknown_metric: 'load_avg' in column 'metric' (mapped names: cpu, cpu_util, "
+                               "disk, memory, network)"]
+    assert result.quarantine["metric"].tolist() == ["load_avg"]
+    assert (result.rows_read, result.rows_used, result.rows_quarantined) == (3, 2, 1)
+
+
+def test_epoch_milliseconds_and_wrong_unit_warning(tmp_path: Path) -> None:
+    start = pd.Timestamp("2024-05-01", tz="UTC").value // 10**6
+    text = "host;ts;cpu\n" + "".join(f"h;{start + i * 60_000};{i}\n" for i in range(10))
+    mapping = {**WIDE, "timestamp": {"column": "ts", "kind": "epoch", "unit": "ms"},
+               "metrics": {"cpu": {"percent": "cpu"}}}
+    result = run([write(tmp_path / "e.csv", text)], mapping)
+    assert result.raw_metrics["ds"].tolist() == [pd.Timestamp("2024-05-01")]
+    assert result.warnings == ()
+    seconds = {**mapping, "timestamp": {"column": "ts", "kind": "epoch", "unit": "us"}}
+    wrong = run([tmp_path / "e.csv"], seconds)
+    assert any("before 1990" in w and "timestamp.unit 'us'" in w for w in wrong.warnings)
+
+
+def test_semicolon_tab_files_are_sniffed(tmp_path: Path) -> None:
+    # The last line holds a stray ';': it looks more tab-separated than the others, yet ';' is it.
+    text = "Timestamp [ms];\tCPU usage [%]\n1372629804;\t1.5\n1372630104;\t2.5\n1372630404;\t;\n"
+    mapping = {"layout": "wide", "server_id": {"from_filename": r"(\d+)\.csv", "prefix": "vm-"},
+               "timestamp": {"column": "Timestamp [ms]", "kind": "epoch"},
+               "metrics": {"cpu": {"percent": "CPU usage [%]"}}}
+    result = run([write(tmp_path / "7.csv", text)], mapping)
+    assert result.raw_metrics["server_id"].tolist() == ["vm-7"]
+    assert reasons(result) == ["wrong_field_count: expected 2 fields, found 3"]
+    assert result.raw_metrics["ds"].tolist() == [pd.Timestamp("2013-06-30")]
+
+
+def test_day_timezone_and_dst_day_lengths(tmp_path: Path) -> None:
+    # Hourly samples over the 2024 spring-forward day in New York (23 hours long).
+    times = pd.date_range("2024-03-10 05:00", "2024-03-11 03:00", freq="h", tz="UTC")
+    frame = pd.DataFrame({"host": "ny", "ts": times.strftime("%Y-%m-%dT%H:%M:%S+00:00"), "cpu": 50.0})
+    frame.to_csv(tmp_path / "ny.csv", index=False)
+    mapping = {**WIDE, "day_timezone": "America/New_York", "interval_seconds": 3600,
+               "metrics": {"cpu": {"percent": "cpu"}}}
+    daily = run([tmp_path / "ny.csv"], mapping).raw_metrics
+    # 05:00 UTC on 10 March is midnight in New York; the day has 23 samples and 23 hours.
+    assert daily["ds"].tolist() == [pd.Timestamp("2024-03-10")]
+    assert daily["samples"].tolist() == [23] and daily["coverage"].tolist() == [1.0]
+    utc = run([tmp_path / "ny.csv"], {**mapping, "day_timezone": "UTC"}).raw_metrics
+    assert utc["ds"].tolist() == [pd.Timestamp("2024-03-10"), pd.Timestamp("2024-03-11")]
+
+
+def test_naive_text_in_a_zone_and_ambiguous_local_times(tmp_path: Path) -> None:
+    text = ("host,ts,cpu\n"
+            "a,2024-11-03 00:30,1\n"
+            "a,2024-11-03 01:30,2\n"   # happens twice in New York: ambiguous
+            "a,2024-11-03 23:30,3\n")
+    mapping = {**WIDE, "timestamp": {"column": "ts", "timezone": "America/New_York"},
+               "metrics": {"cpu": {"percent": "cpu"}}, "day_timezone": "America/New_York"}
+    result = run([write(tmp_path / "z.csv", text)], mapping)
+    assert reasons(result) == ["ambiguous_local_time: '2024-11-03 01:30' is skipped or repeated in "
+                               "America/New_York"]
+    assert result.raw_metrics["samples"].tolist() == [2]
+    assert result.raw_metrics["ds"].tolist() == [pd.Timestamp("2024-11-03")]
+
+
+def test_daily_source_passes_through(tmp_path: Path) -> None:
+    text = "server,time,metric,value\n" + "".join(f"s1,2024-01-{d:02d},cpu,{d}\n" for d in range(1, 8))
+    daily = run([write(tmp_path / "d.csv", text)], LONG).raw_metrics
+    assert daily["samples"].tolist() == [1] * 7 and daily["coverage"].tolist() == [1.0] * 7
+    assert daily["value"].tolist() == [float(d) for d in range(1, 8)]
+    assert not daily["low_coverage"].any()
+
+
+def test_coverage_from_median_spacing_and_threshold(tmp_path: Path) -> None:
+    # 10-minute samples; the second day only has its first 6 hours.
+    times = list(pd.date_range("2024-01-01", periods=144, freq="10min"))
+    times += list(pd.date_range("2024-01-02", periods=36, freq="10min"))
+    text = "server,time,metric,value\n" + "".join(f"s,{t.isoformat()},cpu,1\n" for t in times)
+    daily = run([write(tmp_path / "c.csv", text)], LONG).raw_metrics
+    assert daily["coverage"].tolist() == [1.0, 0.25]
+    assert daily["low_coverage"].tolist() == [False, True]
+    lenient = run([tmp_path / "c.csv"], LONG, IngestConfig(min_coverage=0.2)).raw_metrics
+    assert lenient["low_coverage"].tolist() == [False, False]
+
+
+def test_same_file_twice_glob_and_folder_read_once(tmp_path: Path) -> None:
+    text = "server,time,metric,value\ns,2024-01-01T00:00:00,cpu,5\ns,2024-01-01T00:05:00,cpu,7\n"
+    path = write(tmp_path / "in" / "x.csv", text)
+    once = run([path], LONG)
+    for sources in ([path, path], [tmp_path / "in" / "*.csv", path], [tmp_path / "in", path]):
+        again = run(sources, LONG)
+        assert again.files == (str(path),)
+        pd.testing.assert_frame_equal(again.raw_metrics, once.raw_metrics)
+        assert again.rows_read == 2
+
+
+def test_same_times_in_two_files_keep_the_first(tmp_path: Path) -> None:
+    header = "server,time,metric,value\n"
+    first = write(tmp_path / "a.csv", header + "s,2024-01-01T00:00:00,cpu,5\ns,2024-01-01T00:05:00,cpu,7\n")
+    second = write(tmp_path / "b.csv", header + "s,2024-01-01T00:05:00,cpu,9\ns,2024-01-01T00:10:00,cpu,1\n")
+    result = run([first, second], LONG)
+    assert result.raw_metrics["samples"].tolist() == [3]
+    assert result.raw_metrics["value_max"].tolist() == [7.0]
+    record = result.quarantine.iloc[0]
+    assert record["source"] == f"{second}:2" and record["value"] == "9.0"
+    assert record["reason"] == (f"duplicate_timestamp: same server, metric and time as {first}:3 "
+                                "(that one is kept)")
+    assert record["ds"] == "2024-01-01T00:05:00Z"
+
+
+def test_folder_walk_reads_csv_gz_and_parquet(tmp_path: Path) -> None:
+    header = "server,time,metric,value\n"
+    write(tmp_path / "f" / "a.csv", header + "a,2024-01-01T00:00:00,cpu,1\n")
+    gz = gzip.compress((header + "b,2024-01-01T00:00:00,cpu,2\n").encode())
+    write(tmp_path / "f" / "sub" / "b.csv.gz", gz)
+    pq.write_table(pa.table({"server": [3], "time": pa.array([pd.Timestamp("2024-01-01", tz="UTC")]),
+                             "metric": ["cpu"], "value": [3.5]}), tmp_path / "f" / "sub" / "c.parquet")
+    write(tmp_path / "f" / "notes.txt", "not data")
+    write(tmp_path / "f" / ".hidden.csv", "junk")
+    write(tmp_path / "f" / "_tmp" / "d.csv", "junk")
+    result = run([tmp_path / "f"], LONG)
+    assert [Path(f).name for f in result.files] == ["a.csv", "b.csv.gz", "c.parquet"]
+    assert result.raw_metrics.set_index("server_id")["value"].to_dict() == {"a": 1.0, "b": 2.0, "3": 3.5}
+
+
+def test_parquet_typed_columns_and_quarantine_source(tmp_path: Path) -> None:
+    table = pa.table({
+        "host": ["p1", "p1", None],
+        "ts": pa.array([1_700_000_000_000, None, 1_700_000_000_000], pa.int64()),
+        "cpu": [10.0, 20.0, 30.0],
+    })
+    pq.write_table(table, tmp_path / "p.parquet")
+    mapping = {**WIDE, "timestamp": {"column": "ts", "kind": "epoch", "unit": "ms"},
+               "metrics": {"cpu": {"percent": "cpu"}}}
+    result = run([tmp_path / "p.parquet"], mapping)
+    assert result.raw_metrics["value"].tolist() == [10.0]
+    assert result.quarantine["source"].tolist() == [str(tmp_path / "p.parquet")] * 2
+    assert sorted(r.split(":")[0] for r in reasons(result)) == ["missing_server_id", "missing_timestamp"]
+
+
+def test_missing_column_error_lists_columns_and_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "data.csv", "a,b,c\n1,2,3\n")
+    with pytest.raises(InputError) as err:
+        run([path], WIDE)
+    assert str(err.value) == (f"{path}: column 'host' not found; columns are: a, b, c — set server_id.column "
+                              "in the mapping")
+    near = write(tmp_path / "near.csv", "Host,ts,cpu,used,total\n")
+    with pytest.raises(InputError, match=r"did you mean 'Host'\?"):
+        run([near], WIDE)
+    semicolons = write(tmp_path / "semi.csv", "host;ts;cpu\nh;2024-01-01;1\n")
+    with pytest.raises(InputError, match="the header has one column when split on ','; is csv.delimiter"):
+        run([semicolons], {**WIDE, "csv": {"delimiter": ","}})
+
+
+def test_header_only_and_empty_files_warn(tmp_path: Path) -> None:
+    header_only = write(tmp_path / "h.csv", "server,time,metric,value\n")
+    empty = write(tmp_path / "e.csv", "")
+    result = run([header_only, empty], LONG)
+    assert result.rows_read == 0 and result.raw_metrics.empty and result.quarantine.empty
+    assert result.warnings == (f"{header_only}: no data rows (empty or header-only file)",
+                               f"{empty}: no data rows (empty or header-only file)")
+    assert result.raw_metrics["ds"].dtype == "datetime64[ns]"
+
+
+def test_malformed_lines_are_quarantined_with_their_line(tmp_path: Path) -> None:
+    text = ("server,time,metric,value\n"
+            "s,2024-01-01T00:00:00,cpu,1\n"
+            "s,2024-01-01T00:05:00,cpu\n"          # line 3: too few fields
+            "\n"                                    # line 4: blank
+            "s,2024-01-01T00:10:00,cpu,3,extra\n"  # line 5: too many fields
+            "s,2024-01-01T00:15:00,cpu,oops\n")     # line 6: bad value
+    result = run([write(tmp_path / "bad.csv", text)], LONG)
+    by_line = result.quarantine.set_index("source")["reason"].to_dict()
+    src = str(tmp_path / "bad.csv")
+    assert by_line[f"{src}:3"] == "wrong_field_count: expected 4 fields, found 3"
+    assert by_line[f"{src}:4"] == "missing_server_id: column 'server' is empty"
+    assert by_line[f"{src}:5"] == "wrong_field_count: expected 4 fields, found 5"
+    assert by_line[f"{src}:6"] == "unparseable_value: 'oops' in column 'value'"
+    assert result.quarantine.set_index("source").loc[f"{src}:3", "value"] == "s,2024-01-01T00:05:00,cpu"
+    assert (result.rows_read, result.rows_used, result.rows_quarantined) == (5, 1, 4)
+
+
+def test_mixed_date_formats_partly_succeed(tmp_path: Path) -> None:
+    text = ("server,time,metric,value\n"
+            "s,2024-01-01T00:00:00Z,cpu,1\n"
+            "s,2024-01-01 01:00:00,cpu,2\n"
+            "s,2024-01-01T05:00:00+01:00,cpu,3\n"
+            "s,01/02/2024 03:00,cpu,4\n"
+            "s,2013-13-45,cpu,5\n")
+    result = run([write(tmp_path / "mixed.csv", text)], LONG)
+    assert result.raw_metrics["samples"].tolist() == [3]
+    assert reasons(result) == ["unparseable_timestamp: '01/02/2024 03:00' (expected ISO 8601 text)",
+                               "unparseable_timestamp: '2013-13-45' (expected ISO 8601 text)"]
+    fmt = {**LONG, "timestamp": {"column": "time", "format": "%d/%m/%Y %H:%M"}}
+    assert run([tmp_path / "mixed.csv"], fmt).raw_metrics["samples"].tolist() == [1]
+
+
+def test_non_utf8_values_and_headers(tmp_path: Path) -> None:
+    body = b"server,time,metric,value\ns,2024-01-01T00:00:00,cpu,1\ns,2024-01-01T00:05:00,cpu,\xff2\n"
+    result = run([write(tmp_path / "bytes.csv", body)], LONG)
+    assert result.quarantine["value"].tolist() == ["\ufffd2"]
+    assert result.quarantine["source"].tolist() == [f"{tmp_path / 'bytes.csv'}:3"]
+    latin_text = "serv\xe9r,time,metric,value\ns,2024-01-01,cpu,1\n"
+    latin = write(tmp_path / "latin.csv", latin_text.encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin\.csv: line 1, byte 5: not valid utf-8 text .*csv\.encoding"):
+        run([latin], LONG)
+    mapping = {**LONG, "csv": {"encoding": "latin-1"}, "server_id": {"column": "servér"}}
+    assert run([latin], mapping).rows_used == 1
+
+
+def test_huge_and_non_finite_values(tmp_path: Path) -> None:
+    text = ("server,time,metric,value\n"
+            "s,2024-01-01T00:00:00,cpu,1e300\ns,2024-01-01T00:01:00,cpu,inf\n"
+            "s,2024-01-01T00:02:00,cpu,1e400\ns,2024-01-01T00:03:00,cpu,99\n")
+    result = run([write(tmp_path / "huge.csv", text)], LONG)
+    assert [r.split(":")[0] for r in reasons(result)] == ["value_out_of_range", "non_finite_value",
+                                                          "non_finite_value"]
+    assert result.raw_metrics["value"].tolist() == [99.0]
+
+
+def test_decimal_comma(tmp_path: Path) -> None:
+    text = "server;time;metric;value\ns;2024-01-01T00:00:00;cpu;12,5\n"
+    mapping = {**LONG, "csv": {"decimal": ","}}
+    assert run([write(tmp_path / "eu.csv", text)], mapping).raw_metrics["value"].tolist() == [12.5]
+
+
+def test_source_errors_name_the_source(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"absent\.csv: no such file or folder"):
+        run([tmp_path / "absent.csv"], LONG)
+    with pytest.raises(InputError, match=r"\*\.parquet: no files match this pattern"):
+        run([tmp_path / "*.parquet"], LONG)
+    mapping = {**WIDE, "server_id": {"from_filename": r"vm(\d+)\.csv"},
+               "metrics": {"cpu": {"percent": "cpu"}}}
+    with pytest.raises(InputError, match=r"file name 'host\.csv' does not match server_id\.from_filename"):
+        run([write(tmp_path / "host.csv", "ts,cpu\n")], mapping)
+    with pytest.raises(InputError, match=r"broken\.parquet: cannot be read as Parquet"):
+        run([write(tmp_path / "broken.parquet", b"PAR1 not really")], LONG)
+    with pytest.raises(InputError, match=r"broken\.csv\.gz: cannot be opened"):
+        run([write(tmp_path / "broken.csv.gz", b"\x1f\x8b not gzip")], LONG)
+
+
+def test_inventory_file_mapping(tmp_path: Path) -> None:
+    write(tmp_path / "m.csv", "host,ts,cpu\nweb,2024-01-01T00:00:00Z,5\n")
+    inventory = write(tmp_path / "inv.csv", "name,cores,mem_mb,app\nweb,4,8192,shop\n,2,1024,x\nweb,8,1,dup\n"
+                                            "db,two,2048,\n")
+    mapping = {**WIDE, "metrics": {"cpu": {"percent": "cpu"}},
+               "server_id": {"column": "host", "prefix": "dc1-"},
+               "inventory": {"source": str(inventory),
+                             "columns": {"server_id": "name", "cpu_cores": "cores", "application": "app",
+                                         "memory_gb": {"column": "mem_mb", "divide_by": 1024}},
+                             "defaults": {"environment": "prod"}}}
+    result = run([tmp_path / "m.csv"], mapping)
+    inv = result.inventory
+    assert inv is not None and list(inv.columns) == list(INVENTORY_COLUMNS)
+    assert inv["server_id"].tolist() == ["dc1-db", "dc1-web"]
+    web = inv.set_index("server_id").loc["dc1-web"]
+    assert (web["cpu_cores"], web["memory_gb"], web["application"]) == (4.0, 8.0, "shop")
+    assert (web["environment"], web["hostname"], web["datacenter"]) == ("prod", "dc1-web", "unknown")
+    db = inv.set_index("server_id").loc["dc1-db"]
+    assert np.isnan(db["cpu_cores"]) and db["application"] == "unknown"
+    codes = sorted(r.split(":")[0] for r in reasons(result))
+    assert codes == ["inventory_duplicate_server_id", "inventory_missing_server_id",
+                     "inventory_unparseable_number"]
+
+
+def test_ingest_over_s3(s3_bucket: str, tmp_path: Path) -> None:
+    import boto3
+
+    from capacity_forecaster.storage.filesystem import resolve
+
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    header = "Timestamp [ms];\tCPU usage [%]\n"
+    for vm in (1, 2):
+        client.put_object(Bucket=s3_bucket, Key=f"exports/2013-7/{vm}.csv",
+                          Body=(header + f"1372629804;\t{vm}.5\n1372630104;\t{vm}.0\n").encode())
+    mapping = {"layout": "wide", "server_id": {"from_filename": r"(\d+)\.csv", "prefix": "vm-"},
+               "timestamp": {"column": "Timestamp [ms]", "kind": "epoch"},
+               "metrics": {"cpu": {"percent": "CPU usage [%]"}}}
+
+    def s3_or_local(uri: str) -> tuple[pafs.FileSystem, str]:
+        location = resolve(uri)
+        return location.fs, location.path
+
+    sources = [f"s3://{s3_bucket}/exports", f"s3://{s3_bucket}/exports/*/1.csv"]
+    result = ingest(sources, parse_mapping(mapping), IngestConfig(), s3_or_local)
+    assert result.files == (f"s3://{s3_bucket}/exports/2013-7/1.csv", f"s3://{s3_bucket}/exports/2013-7/2.csv")
+    assert result.raw_metrics.set_index("server_id")["value_max"].to_dict() == {"vm-1": 1.5, "vm-2": 2.5}
+
+
+def test_recursive_glob_and_contract_layout(tmp_path: Path) -> None:
+    from capacity_forecaster.etl.mapping import contract_mapping
+
+    text = "server_id,ds,metric,value\nweb,2024-01-01,cpu,41.5\nweb,2024-01-02,memory,60\n"
+    write(tmp_path / "lake" / "year=2024" / "part-0.csv", text)
+    write(tmp_path / "lake" / "top.csv", text.replace("web", "db"))
+    sources = [str(tmp_path / "lake" / "**" / "*.csv")]
+    result = ingest(sources, contract_mapping(), IngestConfig(), local)
+    assert [Path(f).name for f in result.files] == ["top.csv", "part-0.csv"]
+    assert result.raw_metrics[["server_id", "metric", "value"]].values.tolist() == [
+        ["db", "cpu", 41.5], ["db", "memory", 60.0], ["web", "cpu", 41.5], ["web", "memory", 60.0]]
+    assert (result.raw_metrics["samples"] == 1).all()
+
+
+def test_derived_inventory_in_a_long_file(tmp_path: Path) -> None:
+    text = ("server,time,metric,value,cores\n"
+            "s,2024-01-01T00:00:00,cpu,5,2\ns,2024-01-01T01:00:00,cpu,6,0\ns,2024-01-01T00:30:00,cpu,7,4\n")
+    mapping = {**LONG, "inventory": {"columns": {"cpu_cores": "cores"}}}
+    result = run([write(tmp_path / "inv.csv", text)], mapping)
+    assert result.inventory is not None
+    # The latest positive value by time (00:30, since the 01:00 row says 0).
+    assert result.inventory["cpu_cores"].tolist() == [4.0]

@@ -1,0 +1,197 @@
+"""Ingest of the shared real traces (Bitbrains Rnd, NAB CloudWatch) checked against independent numpy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+
+from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.etl.ingest import IngestResult, ingest
+from capacity_forecaster.etl.mapping import load_mapping, parse_mapping
+from capacity_forecaster.schema import INVENTORY_COLUMNS, QUARANTINE_COLUMNS
+
+REPO = Path(__file__).resolve().parents[2]
+REAL = REPO / ".." / "shared" / "data" / "real"
+RND = REAL / "bitbrains_rnd" / "rnd"
+MONTHS = ("2013-7", "2013-8", "2013-9")
+VMS = (1, 2, 3, 14, 89, 100, 206, 237, 250, 270, 333, 383, 407, 488)
+NAB_CPU = REAL / "nab" / "realKnownCause" / "cpu_utilization_asg_misconfiguration.csv"
+CPU_CAP, MEM_CAP = "CPU capacity provisioned [MHZ]", "Memory capacity provisioned [KB]"
+
+needs_bitbrains = pytest.mark.skipif(not RND.is_dir(), reason=f"shared Bitbrains data not found at {RND}")
+needs_nab = pytest.mark.skipif(not NAB_CPU.is_file(), reason=f"shared NAB data not found at {NAB_CPU}")
+
+
+def local(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def read_vm(vm: int) -> pd.DataFrame:
+    """A VM's three month files joined in order, read with pandas (C engine; see the first test)."""
+    frames = [pd.read_csv(RND / month / f"{vm}.csv", sep=";", skipinitialspace=True) for month in MONTHS]
+    joined = pd.concat(frames, ignore_index=True)
+    joined.columns = joined.columns.str.strip()
+    return joined
+
+
+def used_rows(raw: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per metric, the rows that are measurements: capacity > 0 and not a repeat of an earlier time."""
+    out = {}
+    for metric, capacity in (("cpu", raw[CPU_CAP]), ("memory", raw[MEM_CAP])):
+        valid = capacity > 0
+        out[metric] = valid & ~raw["Timestamp [ms]"].where(valid).duplicated()
+    return out
+
+
+def expected_daily(raw: pd.DataFrame) -> dict[str, pd.Series]:
+    """Independent daily P95 per metric over UTC days (np.percentile, linear interpolation)."""
+    used = used_rows(raw)
+    out = {}
+    for metric, values in (("cpu", raw["CPU usage [%]"]),
+                           ("memory", raw["Memory usage [KB]"] / raw[MEM_CAP] * 100.0)):
+        rows = used[metric]
+        days = raw["Timestamp [ms]"][rows] // 86_400
+        out[metric] = values[rows].groupby(days).agg(lambda v: np.percentile(v.to_numpy(), 95))
+    return out
+
+
+@pytest.fixture(scope="module")
+def raw_vms() -> dict[int, pd.DataFrame]:
+    return {vm: read_vm(vm) for vm in VMS}
+
+
+@pytest.fixture(scope="module")
+def bitbrains() -> IngestResult:
+    mapping = load_mapping(REPO / "mappings" / "bitbrains.yaml")
+    return ingest([str(RND)], mapping, IngestConfig(), local)
+
+
+@needs_bitbrains
+def test_c_engine_reads_like_the_python_engine() -> None:
+    path = RND / "2013-7" / "14.csv"
+    python_engine = pd.read_csv(path, sep=";\t", engine="python")
+    c_engine = pd.read_csv(path, sep=";", skipinitialspace=True)
+    c_engine.columns = c_engine.columns.str.strip()
+    pd.testing.assert_frame_equal(python_engine, c_engine)
+
+
+@needs_bitbrains
+def test_bitbrains_daily_p95_matches_numpy(bitbrains: IngestResult, raw_vms: dict[int, pd.DataFrame]) -> None:
+    daily = bitbrains.raw_metrics
+    assert sorted(daily["server_id"].unique()) == sorted(f"bitbrains-{vm}" for vm in VMS)
+    assert set(daily["metric"]) == {"cpu", "memory"}
+    for vm in VMS:
+        for metric, expected in expected_daily(raw_vms[vm]).items():
+            got = daily[(daily["server_id"] == f"bitbrains-{vm}") & (daily["metric"] == metric)]
+            expected_days = pd.to_datetime(expected.index.to_numpy() * 86_400, unit="s")
+            assert got["ds"].tolist() == expected_days.tolist(), (vm, metric)
+            np.testing.assert_allclose(got["value"].to_numpy(), expected.to_numpy(), rtol=1e-12, atol=1e-9,
+                                       err_msg=f"VM {vm} {metric}")
+
+
+@needs_bitbrains
+def test_bitbrains_days_per_vm_and_columns(bitbrains: IngestResult) -> None:
+    daily = bitbrains.raw_metrics
+    assert list(daily.columns) == ["server_id", "ds", "metric", "value", "samples", "value_mean",
+                                   "value_max", "coverage", "low_coverage"]
+    assert daily["ds"].dtype == "datetime64[ns]" and daily["value"].dtype == "float64"
+    assert not daily.duplicated(["server_id", "ds", "metric"]).any()
+    cpu_days = daily[daily["metric"] == "cpu"].groupby("server_id").size()
+    full = [f"bitbrains-{vm}" for vm in VMS if vm not in (14, 206)]
+    assert (cpu_days[full] == 92).all()  # 2013-06-30 .. 2013-09-29 UTC, as in SOURCE.md
+    assert cpu_days["bitbrains-206"] == 63
+    # VM 14 has rows on 63 days, but on 7 of them every row has capacity 0.
+    assert cpu_days["bitbrains-14"] == 56
+    # 5-minute samples: a full UTC day has about 288. The trace starts 2013-06-30 22:03 and the
+    # August file 2013-07-31 22:02 (a day after July ends): those days are flagged, not trusted.
+    vm1 = daily[(daily["server_id"] == "bitbrains-1") & (daily["metric"] == "cpu")].set_index("ds")
+    flagged = vm1.index[vm1["low_coverage"]].strftime("%Y-%m-%d").tolist()
+    assert {"2013-06-30", "2013-07-31", "2013-08-31"} <= set(flagged)
+    assert vm1.loc["2013-07-30", "coverage"] == pytest.approx(263 / 288, abs=0.01)  # ends 21:57
+    assert vm1.loc["2013-07-01", "coverage"] == pytest.approx(1.0, abs=0.01)
+    # Values above 100 are kept as read (the ETL stage applies its tolerance).
+    assert daily["value_max"].max() > 100.0
+
+
+@needs_bitbrains
+def test_bitbrains_row_accounting(bitbrains: IngestResult, raw_vms: dict[int, pd.DataFrame]) -> None:
+    result = bitbrains
+    assert result.rows_read == sum(len(raw) for raw in raw_vms.values()) == 341_702  # as in SOURCE.md
+    assert result.rows_read == result.rows_used + result.rows_quarantined
+    unused = 0
+    for raw in raw_vms.values():
+        used = used_rows(raw)
+        unused += int((~(used["cpu"] | used["memory"])).sum())
+    assert result.rows_quarantined == unused
+    # Each row carries two metrics; each (row, metric) is either a sample or a quarantine record.
+    assert result.raw_metrics["samples"].sum() + len(result.quarantine) == 2 * result.rows_read
+    assert list(result.quarantine.columns) == list(QUARANTINE_COLUMNS)
+    assert set(result.quarantine["stage"]) == {"ingest"}
+
+
+@needs_bitbrains
+def test_bitbrains_vm14_quirks(bitbrains: IngestResult, raw_vms: dict[int, pd.DataFrame]) -> None:
+    raw = raw_vms[14]
+    assert raw["Timestamp [ms]"].duplicated().sum() == 2_076
+    used = used_rows(raw)
+    q14 = bitbrains.quarantine[bitbrains.quarantine["server_id"] == "bitbrains-14"]
+    codes = q14["reason"].str.split(":").str[0]
+    assert (codes[q14["metric"] == "cpu"] == "zero_capacity").sum() == (raw[CPU_CAP] == 0).sum() == 6_219
+    assert (codes[q14["metric"] == "memory"] == "zero_capacity").sum() == (raw[MEM_CAP] == 0).sum() == 6_216
+    repeats = ((raw[CPU_CAP] > 0) & ~used["cpu"]).sum() + ((raw[MEM_CAP] > 0) & ~used["memory"]).sum()
+    assert (codes == "duplicate_timestamp").sum() == repeats
+    zero = q14[codes == "zero_capacity"].iloc[0]
+    assert zero["source"].endswith("2013-7/14.csv:2")
+    assert zero["reason"] == "zero_capacity: column 'CPU capacity provisioned [MHZ]' is '0.0'"
+    assert zero["ds"] == "1375093346" and zero["value"] == "0.0"
+    repeat = q14[codes == "duplicate_timestamp"].iloc[0]
+    assert "14.csv:" in repeat["source"] and "(that one is kept)" in repeat["reason"]
+
+
+@needs_bitbrains
+def test_bitbrains_derived_inventory(bitbrains: IngestResult) -> None:
+    inventory = bitbrains.inventory
+    assert inventory is not None and list(inventory.columns) == list(INVENTORY_COLUMNS)
+    assert len(inventory) == len(VMS)
+    row = inventory.set_index("server_id").loc["bitbrains-1"]
+    assert row["cpu_cores"] == 2 and row["memory_gb"] == pytest.approx(8.0)
+    assert row["hostname"] == "bitbrains-1" and row["application"] == "unknown"
+    assert row["server_type"] == "vm" and np.isnan(row["monthly_cost_usd"])
+    # VM 206 is resized from 1 to 4 cores in September; the inventory holds the latest size.
+    assert inventory.set_index("server_id").loc["bitbrains-206", "cpu_cores"] == 4
+    # VM 14 ends with unprovisioned (0-core) rows; the latest real size is kept.
+    assert inventory.set_index("server_id").loc["bitbrains-14", "cpu_cores"] == 1
+
+
+NAB_MAPPING = {
+    "name": "nab-cloudwatch",
+    "layout": "long",
+    "server_id": {"from_filename": r"^(.+)\.csv$", "prefix": "nab-"},
+    "timestamp": {"column": "timestamp"},
+    "long": {"value": "value", "metric": "cpu"},
+}
+
+
+@needs_nab
+def test_nab_cloudwatch_cpu_long_mapping() -> None:
+    result = ingest([str(NAB_CPU)], parse_mapping(NAB_MAPPING), IngestConfig(), local)
+    raw = pd.read_csv(NAB_CPU, parse_dates=["timestamp"])
+    assert result.rows_read == result.rows_used == len(raw) == 18_050
+    assert result.quarantine.empty and result.inventory is None
+    daily = result.raw_metrics
+    assert set(daily["server_id"]) == {"nab-cpu_utilization_asg_misconfiguration"}
+    assert set(daily["metric"]) == {"cpu"}
+    expected = raw.groupby(raw["timestamp"].dt.floor("D"))["value"].agg(lambda v: np.percentile(v, 95))
+    assert daily["ds"].tolist() == expected.index.tolist()
+    np.testing.assert_allclose(daily["value"], expected.to_numpy(), rtol=1e-12)
+    # Exactly 300 s apart: full days have 288 samples and coverage 1; the first (from 01:14) and
+    # last (to 17:19) days are partial but above the 0.5 coverage threshold.
+    inner = daily.iloc[1:-1]
+    assert (inner["samples"] == 288).all() and np.allclose(inner["coverage"], 1.0)
+    assert daily["samples"].iloc[[0, -1]].tolist() == [274, 208]
+    assert not daily["low_coverage"].any()

@@ -1,0 +1,115 @@
+"""Mapping files: the shipped examples load; mistakes name the file, the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from capacity_forecaster.errors import ConfigError
+from capacity_forecaster.etl.mapping import Mapping, contract_mapping, load_mapping, parse_mapping
+
+MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+WIDE = {
+    "layout": "wide",
+    "server_id": {"column": "host"},
+    "timestamp": {"column": "ts"},
+    "metrics": {"cpu": {"percent": "cpu"}},
+}
+
+
+def with_changes(**changes: object) -> dict:
+    return {**WIDE, **changes}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "map.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["bitbrains.yaml", "generic_wide.yaml", "generic_long.yaml"])
+def test_shipped_mappings_load(name: str) -> None:
+    mapping = load_mapping(MAPPINGS / name)
+    assert isinstance(mapping, Mapping)
+
+
+def test_bitbrains_mapping_reads_seconds_and_only_percent_metrics() -> None:
+    mapping = load_mapping(MAPPINGS / "bitbrains.yaml")
+    assert mapping.timestamp.kind == "epoch" and mapping.timestamp.unit == "s"
+    assert set(mapping.metrics) == {"cpu", "memory"}
+    assert mapping.metrics["memory"].usage == "Memory usage [KB]"
+    assert mapping.server_id.prefix == "bitbrains-"
+    roles = mapping.column_roles()
+    assert roles["Timestamp [ms]"] == "timestamp.column"
+    assert roles["CPU cores"] == "inventory.columns.cpu_cores"
+
+
+def test_contract_mapping_is_long() -> None:
+    mapping = contract_mapping()
+    assert mapping.layout == "long" and mapping.long is not None and mapping.long.metric_column == "metric"
+
+
+def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "layout: wide\nserver_id: {column: host}\ntimestamp: {column: ts, unti: ms}\n"
+                           "metrics: {cpu: {percent: cpu}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_mapping(path)
+    message = str(err.value)
+    assert str(path) in message and "'timestamp.unti'" in message
+    assert "allowed keys here: column, kind, unit, format, timezone" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (with_changes(timestamp={"column": "ts", "kind": "epoch", "unit": "h"}),
+         "key 'timestamp.unit' = 'h'"),
+        (with_changes(day_timezone="Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
+        (with_changes(server_id={"from_filename": r"\d+\.csv"}), "needs a capture group"),
+        (with_changes(server_id={"from_filename": "([0-9]+"}), "not a valid regular expression"),
+        (with_changes(server_id={"column": "a", "from_filename": "(a)"}), "exactly one of 'column' or"),
+        (with_changes(metrics={}), "layout 'wide' needs 'metrics'"),
+        (with_changes(metrics={"cpu": {"usage": "u"}}), "also needs 'capacity'"),
+        (with_changes(metrics={"cpu": {"percent": "p", "usage": "u", "capacity": "c"}}), "exactly one of"),
+        (with_changes(metrics={"gpu": {"percent": "p"}}), "key 'metrics.gpu'"),
+        (with_changes(csv={"delimiter": "::"}), "delimiter must be one character"),
+        (with_changes(csv={"encoding": "klingon"}), "unknown text encoding"),
+        (with_changes(layout="long"), "layout 'long' needs a 'long' section"),
+        (with_changes(interval_seconds=0), "key 'interval_seconds' = 0"),
+        (with_changes(timestamp={"column": "ts", "kind": "epoch", "format": "%Y"}), "kind 'text' only"),
+        (with_changes(inventory={"source": "inv.csv", "columns": {"hostname": "h"}}), "must map server_id"),
+        (with_changes(inventory={"columns": {"server_id": "h"}}), "needs inventory.source"),
+        (with_changes(inventory={"columns": {"hostname": {"column": "h", "divide_by": 2}}}),
+         "numeric columns"),
+        (with_changes(inventory={"columns": {"cpu_cores": "c"}, "defaults": {"cpu_cores": 2}}), "both"),
+        ({**WIDE, "timestamp": None}, "key 'timestamp'"),
+        ({k: v for k, v in WIDE.items() if k != "server_id"}, "key 'server_id': is required"),
+    ],
+)
+def test_invalid_mappings_say_what_is_wrong(data: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_mapping(data, "mapping file m.yaml")
+    assert str(err.value).startswith("mapping file m.yaml: ")
+    assert fragment in str(err.value)
+
+
+def test_semicolon_tab_delimiter_is_read_as_semicolon() -> None:
+    assert parse_mapping(with_changes(csv={"delimiter": ";\t"})).csv.delimiter == ";"
+    assert parse_mapping(with_changes(csv={"delimiter": "\t"})).csv.delimiter == "\t"
+
+
+def test_yaml_errors_and_wrong_shapes(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is not valid YAML at line 3, column 1"):
+        load_mapping(write(tmp_path, "layout: wide\nmetrics: [unclosed\n"))
+    with pytest.raises(ConfigError, match="must be a YAML mapping of keys, found list"):
+        load_mapping(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_mapping(tmp_path / "absent.yaml")
+
+
+def test_mapping_is_frozen() -> None:
+    mapping = parse_mapping(WIDE)
+    with pytest.raises(ValidationError, match="frozen"):
+        mapping.layout = "long"  # type: ignore[misc]

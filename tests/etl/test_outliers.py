@@ -1,0 +1,118 @@
+"""Decomposition, rolling medians and stuck-value glitches on small (series x days) grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from etl_frames import START, series_values
+
+from capacity_forecaster.etl.calendar import day_calendar
+from capacity_forecaster.etl.outliers import (
+    decompose,
+    nanmedian_rows,
+    outlier_cells,
+    rolling_median,
+    stuck_cells,
+)
+
+DAY0 = int((START - pd.Timestamp("1970-01-01")).days)
+
+
+def _noisy(n_days: int = 140, seed: int = 0) -> np.ndarray:
+    return series_values(n_days, 40.0, seed)[None, :]
+
+
+def test_nanmedian_rows_matches_numpy() -> None:
+    rng = np.random.default_rng(1)
+    block = rng.normal(size=(50, 17))
+    block[rng.random(block.shape) < 0.3] = np.nan
+    block[3] = np.nan
+    expected = np.full(50, np.nan)
+    has = ~np.isnan(block).all(axis=1)
+    expected[has] = np.nanmedian(block[has], axis=1)
+    np.testing.assert_allclose(nanmedian_rows(block), expected)
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_rolling_median_matches_pandas(center: bool) -> None:
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=(3, 60))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    expected = pd.DataFrame(values.T).rolling(7, center=center, min_periods=3).median().to_numpy().T
+    np.testing.assert_allclose(rolling_median(values, 7, 3, center=center), expected)
+
+
+def test_rolling_median_with_step_is_exact_on_a_line() -> None:
+    line = np.arange(50.0)[None, :]
+    np.testing.assert_allclose(rolling_median(line, 9, 1, step=4)[:, 4:41], line[:, 4:41])
+
+
+def test_stuck_run_repeats_are_flagged_and_its_first_value_kept() -> None:
+    values = _noisy()
+    values[0, 50:55] = values[0, 50]
+    flagged = stuck_cells(values, 3)
+    assert np.flatnonzero(flagged[0]).tolist() == [51, 52, 53, 54]
+
+
+def test_runs_at_the_bounds_and_short_runs_are_not_glitches() -> None:
+    values = _noisy()
+    values[0, 10:20] = 0.0
+    values[0, 30:35] = 100.0
+    values[0, 60:62] = values[0, 60]
+    assert not stuck_cells(values, 3).any()
+
+
+def test_a_series_that_repeats_values_often_is_not_flagged() -> None:
+    rng = np.random.default_rng(3)
+    quantised = rng.integers(40, 43, size=(1, 200)).astype(float)  # ties every third day by chance
+    assert not stuck_cells(quantised, 3).any()
+
+
+def test_a_flat_series_is_not_a_glitch_but_a_long_run_in_a_noisy_one_is() -> None:
+    flat = np.full((1, 100), 43.2)
+    flat[0, 50] = 44.0
+    assert not stuck_cells(flat, 3).any()
+    noisy = _noisy(200)
+    noisy[0, 100:130] = noisy[0, 100]
+    assert stuck_cells(noisy, 3)[0].sum() == 29
+
+
+def test_a_short_series_never_has_glitches() -> None:
+    values = np.array([[10.0, 12.0, 12.0, 12.0, 15.0, 11.0]])
+    assert not stuck_cells(values, 3).any()
+
+
+def test_decomposition_follows_the_weekly_cycle_and_scores_a_spike() -> None:
+    values = _noisy()
+    values[0, 70] += 30.0
+    decomp = decompose(values, day_calendar(DAY0, values.shape[1]))
+    weekday = (np.arange(values.shape[1]) + START.dayofweek) % 7
+    normal = np.ones(values.shape[1], dtype=bool)
+    normal[70] = False
+    resid = (values - decomp.expected)[0, normal]
+    assert np.abs(resid).mean() < 1.5, "expected values track business days and weekends"
+    assert decomp.expected[0, weekday == 5].mean() < 0.7 * decomp.expected[0, weekday == 2].mean()
+    assert decomp.z_event[0, 70] > 10
+    assert np.abs(decomp.z_event[0, normal]).max() < 4.5
+    assert outlier_cells(decomp, 6.0)[0].nonzero()[0].tolist() == [70]
+
+
+def test_a_level_shift_is_not_an_event() -> None:
+    values = _noisy(seed=4)
+    values[0, 60:] *= 1.6  # a migration: more load, the same weekly shape
+    decomp = decompose(values, day_calendar(DAY0, values.shape[1]))
+    assert np.nanmax(np.abs(decomp.z_event)) < 4.0
+
+
+def test_a_saw_tooth_restart_is_not_an_event() -> None:
+    days = np.arange(140)
+    saw = 20.0 + 1.5 * (days % 20) + np.random.default_rng(5).normal(0, 0.3, 140)
+    decomp = decompose(saw[None, :], day_calendar(DAY0, 140))
+    assert np.nanmax(np.abs(decomp.z_event)) < 4.0
+
+
+def test_decompose_handles_empty_and_tiny_grids() -> None:
+    decomp = decompose(np.array([[5.0, np.nan, 7.0]]), day_calendar(DAY0, 3))
+    assert decomp.expected.shape == (1, 3) and np.isfinite(decomp.expected).all()
+    assert decompose(np.zeros((0, 0)), day_calendar(DAY0, 0)).z.shape == (0, 0)

@@ -1,0 +1,186 @@
+"""The lake on a local folder and on S3 (moto server over HTTP): round trips, atomic replace, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from capacity_forecaster.config import LakeConfig
+from capacity_forecaster.errors import SchemaError, StorageError
+from capacity_forecaster.storage import Lake
+
+
+def metrics_frame(days: int = 70, servers: int = 3, start: str = "2024-12-15") -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    dates = pd.date_range(start, periods=days, freq="D")
+    ids = [f"srv-{i:03d}" for i in range(servers)]
+    frame = pd.DataFrame(
+        {
+            "server_id": np.repeat(ids, days),
+            "ds": np.tile(dates.values, servers),
+            "metric": "cpu",
+            "value": rng.uniform(0, 100, days * servers),
+        }
+    )
+    return frame
+
+
+def test_partitioned_round_trip(lake: Lake) -> None:
+    frame = metrics_frame()
+    info = lake.write_table("raw_metrics", frame)
+    assert info.rows == len(frame)
+    files = lake.list_files("raw/metrics")
+    assert any("year=2024/month=12/" in f for f in files)
+    assert any("year=2025/month=02/" in f for f in files)
+    back = lake.read_table("raw_metrics").sort_values(["server_id", "ds"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(back, frame.sort_values(["server_id", "ds"]).reset_index(drop=True))
+    assert back["ds"].dtype == "datetime64[ns]"
+
+
+def test_rewrite_replaces_instead_of_appending(lake: Lake) -> None:
+    lake.write_table("raw_metrics", metrics_frame(days=70))
+    lake.write_table("raw_metrics", metrics_frame(days=10, start="2025-03-01"))
+    back = lake.read_table("raw_metrics")
+    assert len(back) == 30
+    data_files = [f for f in lake.list_files("raw/metrics") if f.endswith(".parquet")]
+    assert all("year=2025/month=03" in f for f in data_files), data_files
+
+
+def test_crash_before_pointer_swap_keeps_previous_version(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = metrics_frame(days=20)
+    lake.write_table("raw_metrics", first)
+
+    def boom(*_args: object, **_kwargs: object) -> None:
+        raise StorageError("simulated crash while writing the pointer")
+
+    monkeypatch.setattr(lake, "write_json", boom)
+    with pytest.raises(StorageError, match="simulated crash"):
+        lake.write_table("raw_metrics", metrics_frame(days=40, start="2023-01-01"))
+    monkeypatch.undo()
+    back = lake.read_table("raw_metrics")
+    assert len(back) == len(first)
+    assert back["ds"].min() == first["ds"].min()
+    # the next successful write cleans up the orphaned files of the crashed one
+    lake.write_table("raw_metrics", first)
+    assert not any("year=2023" in f for f in lake.list_files("raw/metrics"))
+
+
+def test_unpartitioned_table_and_filter(lake: Lake) -> None:
+    inventory = pd.DataFrame(
+        {
+            "server_id": ["a", "b"], "hostname": ["h-a", "h-b"], "application": ["x", "y"],
+            "business_unit": ["Payments", "Markets"], "environment": ["prod", "dev"],
+            "datacenter": ["NYC1", "LON1"], "server_type": ["virtual", "physical"],
+            "cpu_cores": [4, 32], "memory_gb": [16, 256], "monthly_cost_usd": [150.0, 2100.0],
+        }
+    )
+    lake.write_table("inventory", inventory)
+    import pyarrow.dataset as pads
+
+    only_prod = lake.read_table("inventory", filter=pads.field("environment") == "prod")
+    assert only_prod["server_id"].tolist() == ["a"]
+
+
+def test_missing_columns_are_a_schema_error(lake: Lake) -> None:
+    with pytest.raises(SchemaError, match="missing column"):
+        lake.write_table("raw_metrics", pd.DataFrame({"server_id": ["a"], "value": [1.0]}))
+
+
+def test_reading_an_unwritten_table_names_it(lake: Lake) -> None:
+    with pytest.raises(StorageError, match="table 'forecasts' not found"):
+        lake.read_table("forecasts")
+
+
+def test_empty_frame_round_trip(lake: Lake) -> None:
+    empty = metrics_frame().iloc[0:0]
+    lake.write_table("raw_metrics", empty)
+    back = lake.read_table("raw_metrics")
+    assert len(back) == 0
+    assert list(back.columns) == ["server_id", "ds", "metric", "value"]
+
+
+def test_s3_writes_request_server_side_encryption(s3_bucket: str, s3_endpoint: str) -> None:
+    lake = Lake.open(f"s3://{s3_bucket}/enc", LakeConfig(), for_writing=True)
+    lake.write_table("raw_metrics", metrics_frame(days=5))
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket, Prefix="enc/")["Contents"]]
+    assert keys
+    for key in keys:
+        assert client.head_object(Bucket=s3_bucket, Key=key).get("ServerSideEncryption") == "AES256", key
+
+
+def test_missing_bucket_is_one_clear_error(s3_endpoint: str) -> None:
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket-here' does not exist"):
+        Lake.open("s3://no-such-bucket-here/x", LakeConfig(), for_writing=True)
+
+
+def test_missing_credentials_are_one_clear_error(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(StorageError, match="credentials"):
+        Lake.open("s3://some-bucket/x", LakeConfig(), for_writing=True)
+
+
+def test_unwritable_local_folder_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot create folder"):
+        Lake.open(str(blocker / "lake"), LakeConfig(), for_writing=True)
+
+
+def test_unsupported_scheme(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="unsupported scheme 'gs://'"):
+        Lake.open("gs://bucket/x")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    days=st.lists(st.dates(min_value=dt.date(1999, 1, 1), max_value=dt.date(2040, 12, 31)),
+                  min_size=0, max_size=40),
+    values=st.one_of(st.just(float("nan")), st.floats(min_value=0, max_value=100)),
+)
+def test_partition_round_trip_property(tmp_path_factory: pytest.TempPathFactory,
+                                       days: list[dt.date], values: float) -> None:
+    lake = Lake.open(str(tmp_path_factory.mktemp("lake")), for_writing=True)
+    frame = pd.DataFrame(
+        {"server_id": [f"s{i % 3}" for i in range(len(days))], "ds": pd.to_datetime(days),
+         "metric": "memory", "value": [values] * len(days)}
+    ).astype({"ds": "datetime64[ns]", "value": "float64", "server_id": "object", "metric": "object"})
+    lake.write_table("raw_metrics", frame)
+    back = lake.read_table("raw_metrics")
+    key = ["server_id", "ds", "value"]
+    pd.testing.assert_frame_equal(
+        back.sort_values(key).reset_index(drop=True), frame.sort_values(key).reset_index(drop=True)
+    )
+
+
+def test_categorical_columns_come_back_as_strings(lake: Lake) -> None:
+    frame = metrics_frame(days=5)
+    lake.write_table("raw_metrics", frame.astype({"server_id": "category", "metric": "category"}))
+    back = lake.read_table("raw_metrics")
+    assert back["server_id"].dtype == object and back["metric"].dtype == object
+    assert sorted(back["server_id"].unique()) == sorted(frame["server_id"].unique())
+
+
+def test_batched_writer_publishes_only_on_commit(lake: Lake) -> None:
+    lake.write_table("raw_metrics", metrics_frame(days=3))
+    writer = lake.writer("raw_metrics")
+    writer.write(metrics_frame(days=10, servers=2))
+    writer.write(metrics_frame(days=10, servers=1, start="2026-01-01").assign(server_id="other"))
+    assert len(lake.read_table("raw_metrics")) == 9  # the old version until commit
+    info = writer.commit()
+    assert info.rows == 30
+    back = lake.read_table("raw_metrics")
+    assert len(back) == 30 and set(back["server_id"]) == {"srv-000", "srv-001", "other"}
