@@ -138,6 +138,24 @@ def ingest(
                   f"(run {stage.run_id})")
 
 
+@app.command()
+def etl(
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """raw/ -> processed/ (validated, cleansed, imputed, anomaly-flagged, features) + quarantine/."""
+    settings = _setup(config, lake, log_level, quiet)
+    stage = pipeline.etl_stage(pipeline.open_lake(settings), settings)
+    if not quiet:
+        counts = stage.counts
+        out.print(f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
+                  f"{counts.get('rows_imputed_created', 0):,} created by imputation "
+                  f"({counts.get('imputation')}), {counts.get('rows_unfilled', 0):,} left empty in long gaps, "
+                  f"{counts.get('rows_anomalies', 0):,} anomalies flagged (run {stage.run_id})")
+
+
 @app.command("run")
 def run_all(
     config: ConfigOpt = None,

@@ -137,7 +137,7 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
     mapping = contract_mapping() if mapping_file is None else load_mapping(mapping_file)
 
     def filesystem_for(uri: str) -> tuple[object, str]:
-        location = resolve(uri, settings.lake)
+        location = resolve(uri, settings.lake, role="source")
         return location.fs, location.path
 
     with stage_run(lake, "ingest", settings) as run:

@@ -90,3 +90,26 @@ def test_environment_overrides_reach_the_command(
     effective = json.loads(capsys.readouterr().out)
     assert effective["risk"]["threshold"] == 75.0
     assert effective["lake"]["uri"] == str(tmp_path)
+
+
+def test_generate_then_etl_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lake = str(tmp_path / "lake")
+    assert main(["generate", "--servers", "3", "--years", "1", "--holdout-days", "10", "--lake", lake]) == 0
+    assert main(["etl", "--lake", lake]) == 0
+    assert "quarantined" in capsys.readouterr().out
+    assert main(["sql", "SELECT count(*) AS n FROM metrics WHERE is_imputed", "--lake", lake,
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["n"] > 0
+
+
+def test_ingest_of_an_undecodable_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\x00\xff\xfe garbage\n")
+    assert main(["ingest", str(bad), "--lake", str(tmp_path / "lake")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "utf-8" in err and err.count("\n") == 1
+
+
+def test_etl_on_an_empty_lake_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["etl", "--lake", str(tmp_path / "lake")]) == 2
+    assert "run the stage that writes it first" in capsys.readouterr().err

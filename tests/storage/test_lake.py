@@ -184,3 +184,18 @@ def test_batched_writer_publishes_only_on_commit(lake: Lake) -> None:
     assert info.rows == 30
     back = lake.read_table("raw_metrics")
     assert len(back) == 30 and set(back["server_id"]) == {"srv-000", "srv-001", "other"}
+
+
+def test_batched_writer_skips_untyped_empty_batches(lake: Lake) -> None:
+    import pandas as pd
+
+    columns = ["server_id", "ds", "metric", "value", "source", "reason", "stage"]
+    writer = lake.writer("quarantine")
+    writer.write(pd.DataFrame(columns=columns))  # object columns of an empty frame: Arrow nulls
+    writer.write(pd.DataFrame([["a", "2024-01-01", "cpu", "-5", "raw_metrics", "out_of_range", "etl"]],
+                              columns=columns))
+    assert writer.commit().rows == 1
+    empty_only = lake.writer("quarantine")
+    empty_only.write(pd.DataFrame(columns=columns))
+    assert empty_only.commit().rows == 0
+    assert len(lake.read_table("quarantine")) == 0

@@ -71,37 +71,41 @@ def _s3_filesystem(cfg: LakeConfig) -> Any:
     )
 
 
-def _check_bucket(fs: Any, bucket: str, uri: str) -> None:
+def _check_bucket(fs: Any, bucket: str, uri: str, role: str) -> None:
     endpoint = getattr(fs, "endpoint_url", None) or "the default AWS endpoint"
     try:
         found = fs.exists(bucket)
     except PermissionError as err:
         raise StorageError(
-            f"lake {uri}: access to bucket '{bucket}' denied at {endpoint}; check the AWS credentials "
+            f"{role} {uri}: access to bucket '{bucket}' denied at {endpoint}; check the AWS credentials "
             "(AWS_PROFILE / AWS_ACCESS_KEY_ID) and the bucket policy"
         ) from err
     except Exception as err:  # botocore raises many unrelated types; translate them all here
         name = type(err).__name__
         if "Credential" in name:
             raise StorageError(
-                f"lake {uri}: no usable AWS credentials ({name}); set AWS_PROFILE or "
+                f"{role} {uri}: no usable AWS credentials ({name}); set AWS_PROFILE or "
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (a git-ignored .env file is read)"
             ) from err
-        raise StorageError(f"lake {uri}: cannot reach S3 at {endpoint}: {name}: {err}") from err
+        raise StorageError(f"{role} {uri}: cannot reach S3 at {endpoint}: {name}: {err}") from err
     if not found:
         raise StorageError(
-            f"lake {uri}: bucket '{bucket}' does not exist or is not visible at {endpoint}; "
+            f"{role} {uri}: bucket '{bucket}' does not exist or is not visible at {endpoint}; "
             "create it or fix --lake"
         )
 
 
-def resolve(uri: str, cfg: LakeConfig | None = None, *, for_writing: bool = False) -> Location:
+def resolve(
+    uri: str, cfg: LakeConfig | None = None, *, for_writing: bool = False, role: str = "lake"
+) -> Location:
     """Turn a URI into a Location, checking that it can be used.
 
     Args:
         uri: a local path or ``s3://bucket/prefix``.
         cfg: lake settings (endpoint, region, server-side encryption); defaults apply if None.
         for_writing: create a missing local folder and check it is writable.
+        role: what the URI is, for messages: "lake" (must be a folder) or "source" (a file,
+            folder or glob to read).
 
     Returns:
         The Location.
@@ -115,23 +119,23 @@ def resolve(uri: str, cfg: LakeConfig | None = None, *, for_writing: bool = Fals
         path = uri.split("://", 1)[1].strip("/")
         bucket = path.split("/", 1)[0]
         if len(bucket) < 3:
-            raise StorageError(f"lake {uri}: '{bucket}' is not a valid bucket name (3-63 characters)")
+            raise StorageError(f"{role} {uri}: '{bucket}' is not a valid bucket name (3-63 characters)")
         fs = _s3_filesystem(cfg)
-        _check_bucket(fs, bucket, uri)
+        _check_bucket(fs, bucket, uri, role)
         return Location(pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path, uri, True)
     if "://" in uri and not uri.startswith("file://"):
         scheme = uri.split("://", 1)[0]
-        raise StorageError(f"lake {uri}: unsupported scheme '{scheme}://'; use a local folder or s3://")
+        raise StorageError(f"{role} {uri}: unsupported scheme '{scheme}://'; use a local folder or s3://")
     local = Path(uri.removeprefix("file://")).expanduser().resolve()
     if for_writing:
         try:
             local.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StorageError(
-                f"lake {uri}: cannot create folder {local} ({err.strerror}); choose a writable --lake"
+                f"{role} {uri}: cannot create folder {local} ({err.strerror}); choose a writable --lake"
             ) from err
         if not os.access(local, os.W_OK):
-            raise StorageError(f"lake {uri}: folder {local} is not writable; choose a writable --lake")
-    elif local.exists() and not local.is_dir():
-        raise StorageError(f"lake {uri}: {local} is a file, not a folder")
+            raise StorageError(f"{role} {uri}: folder {local} is not writable; choose a writable --lake")
+    elif role == "lake" and local.exists() and not local.is_dir():
+        raise StorageError(f"{role} {uri}: {local} is a file, not a folder")
     return Location(pafs.LocalFileSystem(), str(local), uri, False)

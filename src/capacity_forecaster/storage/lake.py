@@ -362,12 +362,21 @@ class TableWriter:
         self.rows = 0
         self.schema: pa.Schema | None = None
         self._batches = 0
+        self._pending_empty: pa.Table | None = None
 
     def write(self, frame: pd.DataFrame | pa.Table) -> None:
         """Write one batch of rows (not visible to readers until ``commit``)."""
         if self.validate:
             validate_table(self.spec.name, frame)
-        table = _to_arrow(frame, self.spec)
+        self._write_arrow(_to_arrow(frame, self.spec))
+
+    def _write_arrow(self, table: pa.Table, *, force: bool = False) -> None:
+        if table.num_rows == 0 and not force:
+            # An empty batch carries no data and often no real types (object columns of an empty
+            # frame become Arrow nulls); it is written only if the table ends up empty.
+            if self._pending_empty is None:
+                self._pending_empty = table
+            return
         stored = table.drop_columns(["year", "month"]) if self.spec.partitioned else table
         if self.schema is None:
             self.schema = stored.schema.remove_metadata()
@@ -412,6 +421,8 @@ class TableWriter:
         Returns:
             The new pointer.
         """
+        if self.schema is None and self._pending_empty is not None:
+            self._write_arrow(self._pending_empty, force=True)
         if self.schema is None:
             raise StorageError(f"table '{self.spec.name}': nothing was written; write at least one batch")
         info = TableInfo(
