@@ -72,3 +72,41 @@ def test_ingest_from_s3_source_into_s3_lake(s3_bucket: str, s3_endpoint: str) ->
     assert run.rows_in > 10_000
     servers = query(lake, "SELECT DISTINCT server_id FROM raw_metrics ORDER BY 1")["server_id"].tolist()
     assert len(servers) == 2
+
+
+def test_forecast_and_risk_stages_write_contract_tables_and_checked_models(tmp_path: Path) -> None:
+    from capacity_forecaster.config import ForecastConfig
+    from capacity_forecaster.errors import ArtifactError
+    from capacity_forecaster.forecast.artifacts import load_models
+    from capacity_forecaster.pipeline import etl_stage, forecast_stage, risk_stage
+
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    settings = Settings(
+        generate=GenerateConfig(servers=4, years=1, holdout_days=30),
+        forecast=ForecastConfig(horizon=30, models="seasonal_naive,harmonic", backtest_windows=2, n_jobs=1),
+    )
+    generate_stage(lake, settings)
+    etl_stage(lake, settings)
+    calls: list[tuple[int, int]] = []
+    run = forecast_stage(lake, settings, lambda done, total: calls.append((done, total)))
+    forecasts = lake.read_table("forecasts")
+    assert len(forecasts) == 4 * 4 * 30
+    assert forecasts[["yhat", "yhat_lower", "yhat_upper"]].stack().between(0, 100).all()
+    assert (forecasts["yhat_lower"] <= forecasts["yhat"]).all() and (forecasts["yhat"] <= forecasts["yhat_upper"]).all()
+    assert calls and calls[-1][0] == calls[-1][1]
+    (manifest,) = list_runs(lake, "forecast")
+    assert manifest["artifacts"] == run.artifacts and run.artifacts
+    records = [{"path": p, "sha256": h, "bytes": 0, "model": "", "metric": "", "n_series": 0}
+               for p, h in manifest["artifacts"].items()]
+    assert len(load_models(records, lake.read_bytes)) == len(records)
+    tampered = records[0]["path"]
+    lake.write_bytes(tampered, (lake.read_bytes(tampered) or b"") + b"x")
+    with pytest.raises(ArtifactError, match="fails its checksum"):
+        load_models(records, lake.read_bytes)
+    _run, result = risk_stage(lake, settings)
+    risk = lake.read_table("server_risk")
+    assert len(risk) == 16 and set(risk["risk_level"]) <= {"critical", "high", "medium", "low"}
+    recs = lake.read_table("recommendations")
+    assert set(recs["server_id"]) == set(lake.read_table("inventory")["server_id"])
+    assert result.summary["servers"] == 4
+    assert query(lake, "SELECT count(*) AS n FROM clusters")["n"].iloc[0] == 4

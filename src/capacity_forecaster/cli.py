@@ -6,12 +6,15 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from capacity_forecaster import __version__, pipeline
@@ -72,6 +75,72 @@ def _print_tables(settings: Settings) -> None:
     for item in pipeline.summarize(lake):
         table.add_row(item.name, f"{item.rows:,}", item.location)
     out.print(table)
+
+
+@contextmanager
+def _progress(quiet: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr, fed with (done, total) callbacks; nothing when quiet."""
+    if quiet:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _kv_table(title: str, mapping: dict[str, Any], key: str, value: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(key)
+    table.add_column(value, justify="right")
+    for name, count in mapping.items():
+        table.add_row(str(name), f"{count:,}" if isinstance(count, int) else f"{count:.3f}")
+    return table
+
+
+def _print_forecast_summary(summary: dict[str, Any]) -> None:
+    """One screen: series, triage, models chosen, backtest error and coverage, failures."""
+    out.print(f"forecast: {summary.get('series', 0):,} series, {summary.get('units', 0):,} work units on "
+              f"{summary.get('engine')} ({summary.get('workers')} workers), {summary.get('failures', 0):,} failed "
+              f"unit-series, {summary.get('seconds', 0.0):.1f} s")
+    out.print("triage: " + ", ".join(f"{k} {v:,}" for k, v in summary.get("triage", {}).items()))
+    out.print(_kv_table("Models chosen", summary.get("chosen", {}), "model", "series"))
+    mae, coverage = summary.get("backtest_mae", {}), summary.get("backtest_coverage", {})
+    table = Table(title="Backtest of the chosen models (mean over series and windows)", title_justify="left")
+    for column in ("metric", "MAE (pp)", "interval coverage"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for metric in mae:
+        table.add_row(metric, f"{mae[metric]:.2f}", f"{coverage.get(metric, float('nan')):.0%}")
+    out.print(table)
+    for reason, count in summary.get("failure_reasons", {}).items():
+        out.print(f"  failed x{count}: {reason}")
+
+
+def _print_risk_summary(summary: dict[str, Any]) -> None:
+    """One screen: risk levels, at-risk servers with dates, clusters, actions and savings."""
+    out.print(f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers, "
+              f"{summary.get('servers_at_risk', 0)} at risk; levels: "
+              + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items()))
+    at_risk = summary.get("at_risk") or []
+    if at_risk:
+        table = Table(title="At-risk servers (most urgent first)", title_justify="left")
+        for column in ("server", "metric", "level", "breach", "days", "probability", "seasonal peak"):
+            table.add_column(column)
+        for row in at_risk:
+            table.add_row(row["server_id"], row["metric"], row["risk_level"], row["breach_ds"] or "-",
+                          "-" if row["days_to_breach"] is None else str(row["days_to_breach"]),
+                          f"{row['breach_probability']:.0%}", str(row.get("seasonal_peak") or ""))
+        out.print(table)
+    out.print("clusters: " + ", ".join(f"{k} {v}" for k, v in summary.get("clusters", {}).items()))
+    out.print("actions: " + ", ".join(f"{k} {v}" for k, v in summary.get("actions", {}).items()))
+    out.print(f"savings: ${summary.get('net_monthly_savings', 0):,.0f}/month net "
+              f"({summary.get('net_savings_pct', 0):.1f} % of ${summary.get('fleet_monthly_cost', 0):,.0f}), "
+              f"gross ${summary.get('gross_monthly_savings', 0):,.0f}, upsizing "
+              f"${summary.get('upsize_monthly_cost', 0):,.0f}")
 
 
 @app.command()
@@ -156,6 +225,51 @@ def etl(
                   f"{counts.get('rows_anomalies', 0):,} anomalies flagged (run {stage.run_id})")
 
 
+@app.command()
+def forecast(
+    horizon: Annotated[int | None, typer.Option(help="Days to forecast [default: 180].")] = None,
+    models: Annotated[str | None, typer.Option(help="auto, or a comma-separated list of model names.")] = None,
+    engine: Annotated[str | None, typer.Option(help="local (process pool) or dask.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: start a LocalCluster).")
+    ] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """processed/ -> forecasts/, backtests/ and models/: backtested models chosen per series."""
+    settings = _setup(
+        config, lake, log_level, quiet,
+        **{"forecast.horizon": horizon, "forecast.models": models, "forecast.engine": engine,
+           "forecast.scheduler": scheduler},
+    )
+    with _progress(quiet, "forecasting") as progress:
+        stage = pipeline.forecast_stage(pipeline.open_lake(settings), settings, progress)
+    if not quiet:
+        _print_forecast_summary(stage.counts)
+
+
+@app.command()
+def risk(
+    threshold: Annotated[float | None, typer.Option(help="Breach threshold in percent [default: 80].")] = None,
+    growth: Annotated[float | None, typer.Option(help="What-if business growth in percent.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Option(help="What-if scenario YAML: add, remove or move servers.")
+    ] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """forecasts/ + processed/ -> risk/: breach dates and probabilities, clusters, recommendations."""
+    settings = _setup(config, lake, log_level, quiet, **{"risk.threshold": threshold, "risk.growth": growth})
+    _stage, result = pipeline.risk_stage(pipeline.open_lake(settings), settings, growth=growth,
+                                         scenario_file=scenario)
+    if not quiet:
+        _print_risk_summary(result.summary)
+
+
 @app.command("run")
 def run_all(
     config: ConfigOpt = None,
@@ -165,7 +279,8 @@ def run_all(
 ) -> None:
     """Run every stage in order; on an empty lake first generate the default synthetic fleet."""
     settings = _setup(config, lake, log_level, quiet)
-    runs = pipeline.run(settings)
+    with _progress(quiet, "running the pipeline") as progress:
+        runs = pipeline.run(settings, progress)
     if not quiet:
         for stage in runs:
             out.print(f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "

@@ -207,16 +207,31 @@ class RiskConfig(_Section):
 
 
 class ReportConfig(_Section):
-    """Report formats (``capfc report``)."""
+    """Report packs (``capfc report``): formats, how many servers the charts and tables name."""
 
-    formats: tuple[Literal["png", "html", "xlsx", "pdf"], ...] = ("png", "html", "xlsx", "pdf")
+    formats: tuple[Literal["png", "html", "xlsx", "pdf"], ...] = Field(("png", "html", "xlsx", "pdf"), min_length=1)
+    title: str = Field("Server capacity outlook", min_length=1, max_length=80)
+    # Forecast-vs-actual panels (the riskiest series first) and rows of the top-risks tables.
+    chart_series: int = Field(6, ge=1, le=12)
+    top_risks: int = Field(15, ge=1, le=200)
+    # Days of observed history drawn before the forecast in forecast-vs-actual charts.
+    history_days: int = Field(180, ge=14, le=3_650)
+    # The utilisation heatmap shows this metric for at most this many servers (the busiest).
+    heatmap_metric: Literal["cpu", "memory", "disk", "network"] = "cpu"
+    heatmap_servers: int = Field(50, ge=5, le=500)
 
 
 class DashboardConfig(_Section):
     """Interactive dashboard (``capfc dashboard``)."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8050, ge=1, le=65_535)
+    # Days of observed history shown in the server drill-down (loaded once when the app starts).
+    history_days: int = Field(365, ge=14, le=3_650)
+    # Range of the what-if growth slider, in percent of the forecast load.
+    growth_min: float = Field(-30.0, ge=-100.0, le=0.0)
+    growth_max: float = Field(50.0, gt=0.0, le=1_000.0)
+    page_size: int = Field(15, ge=5, le=200)
 
 
 class Settings(_Section):

@@ -1,28 +1,23 @@
-"""The stages as lake-to-lake steps, each recorded in a run manifest, and ``run`` for all of them."""
+"""``run``: every stage in order on one lake, plus the end-of-run summary of what was written where."""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import duckdb
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
-
 from capacity_forecaster.config import Settings
-from capacity_forecaster.errors import StorageError
-from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
-from capacity_forecaster.storage.filesystem import resolve
+from capacity_forecaster.schema import TABLES
+from capacity_forecaster.stages.etl import etl_stage
+from capacity_forecaster.stages.forecast import Progress, forecast_stage
+from capacity_forecaster.stages.raw import generate_stage, ingest_stage
+from capacity_forecaster.stages.risk import risk_stage
 from capacity_forecaster.storage.lake import Lake
-from capacity_forecaster.storage.manifest import StageRun, stage_run
+from capacity_forecaster.storage.manifest import StageRun
 
 log = logging.getLogger(__name__)
 
-RAW_CSV_DIR = "raw/csv"
+__all__ = ["etl_stage", "forecast_stage", "generate_stage", "ingest_stage", "open_lake", "risk_stage", "run",
+           "summarize"]
 
 
 @dataclass(frozen=True)
@@ -47,195 +42,6 @@ def open_lake(settings: Settings, *, for_writing: bool = True) -> Lake:
     return Lake.open(settings.lake.uri, settings.lake, for_writing=for_writing)
 
 
-def _export_csv(lake: Lake, name: str, folder: str) -> None:
-    """Write a CSV copy of a table (the seed's request for a CSV raw layer), partitioned like it."""
-    dataset = lake.dataset(name)
-    if dataset is None:
-        return
-    base = lake.path(folder)
-    partitioning = pads.partitioning(flavor="hive", schema=dataset.partitioning.schema) if (
-        TABLES[name].partitioned and dataset.partitioning is not None) else None
-    pads.write_dataset(
-        dataset, base, filesystem=lake.fs, format="csv", partitioning=partitioning,
-        basename_template=f"{name}-{{i}}.csv", existing_data_behavior="delete_matching",
-    )
-
-
-def generate_stage(lake: Lake, settings: Settings) -> StageRun:
-    """Generate the synthetic fleet and write raw/ and truth/ tables.
-
-    Returns:
-        The stage run, with the tables written and row counts.
-    """
-    from capacity_forecaster.generate import generate_fleet
-
-    cfg = settings.generate
-    with stage_run(lake, "generate", settings) as run:
-        start = time.perf_counter()
-        fleet = generate_fleet(cfg, categorical=True)
-        tables = {
-            "inventory": fleet.inventory,
-            "raw_metrics": fleet.raw_metrics,
-            "truth_servers": fleet.truth_servers,
-            "truth_actual": fleet.truth_actual,
-            "truth_future": fleet.truth_future,
-            "truth_anomalies": fleet.truth_anomalies,
-        }
-        for name, frame in tables.items():
-            run.wrote(lake.write_table(name, frame))
-        if cfg.format == "csv":
-            _export_csv(lake, "inventory", f"{RAW_CSV_DIR}/inventory")
-            _export_csv(lake, "raw_metrics", f"{RAW_CSV_DIR}/metrics")
-        run.rows_out = len(fleet.raw_metrics)
-        run.counts = {"servers": cfg.servers, "seed": cfg.seed, "anomalies": len(fleet.truth_anomalies)}
-        log.info(
-            "generate: %d servers, %d raw rows, %d injected faults/events, %.1f s",
-            cfg.servers, len(fleet.raw_metrics), len(fleet.truth_anomalies), time.perf_counter() - start,
-        )
-    return run
-
-
-def _upsert(lake: Lake, name: str, new: pd.DataFrame, key: list[str]) -> pa.Table:
-    """The current table with rows of ``new`` replacing those with the same key (DuckDB anti-join)."""
-    old = lake.dataset(name)
-    if old is None:
-        return pa.Table.from_pandas(new, preserve_index=False)
-    con = duckdb.connect()
-    try:
-        con.register("old_rows", old.to_table(columns=[c for c in old.schema.names if c not in ("year", "month")]))
-        con.register("new_rows", new)
-        using = ", ".join(key)
-        return con.sql(
-            f"SELECT * FROM old_rows ANTI JOIN new_rows USING ({using}) UNION ALL BY NAME SELECT * FROM new_rows"
-        ).to_arrow_table()
-    finally:
-        con.close()
-
-
-def _merge_quarantine(lake: Lake, new: pd.DataFrame, replace: Callable[[pd.DataFrame], pd.Series]) -> pd.DataFrame:
-    """Existing quarantine rows except those ``replace`` selects, plus ``new``."""
-    if not lake.has_table("quarantine"):
-        return new.reindex(columns=list(QUARANTINE_COLUMNS))
-    old = lake.read_table("quarantine")
-    kept = old[~replace(old)]
-    return pd.concat([kept, new], ignore_index=True).reindex(columns=list(QUARANTINE_COLUMNS))
-
-
-def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_file: str | None,
-                 *, replace: bool = False) -> StageRun:
-    """Read monitoring exports into raw/ (daily P95 roll-up), merging with what is there.
-
-    Rows with the same (server_id, ds, metric) as rows already in ``raw_metrics`` replace them, so
-    ingesting the same export twice never duplicates rows; ``replace`` starts the raw tables afresh.
-
-    Returns:
-        The stage run: rows read, rows written, rows quarantined.
-    """
-    from capacity_forecaster.etl.ingest import ingest
-    from capacity_forecaster.etl.mapping import contract_mapping, load_mapping
-
-    mapping = contract_mapping() if mapping_file is None else load_mapping(mapping_file)
-
-    def filesystem_for(uri: str) -> tuple[object, str]:
-        location = resolve(uri, settings.lake, role="source")
-        return location.fs, location.path
-
-    with stage_run(lake, "ingest", settings) as run:
-        start = time.perf_counter()
-        result = ingest(sources, mapping, settings.ingest, filesystem_for)
-        key = ["server_id", "ds", "metric"]
-        raw = (pa.Table.from_pandas(result.raw_metrics, preserve_index=False) if replace
-               else _upsert(lake, "raw_metrics", result.raw_metrics, key))
-        run.wrote(lake.write_table("raw_metrics", raw))
-        if result.inventory is not None:
-            inventory = (pa.Table.from_pandas(result.inventory, preserve_index=False) if replace
-                         else _upsert(lake, "inventory", result.inventory, ["server_id"]))
-            run.wrote(lake.write_table("inventory", inventory))
-        files = set(result.files)
-
-        def same_sources(frame: pd.DataFrame) -> pd.Series:
-            origin = frame["source"].astype(str).str.rsplit(":", n=1).str[0]
-            return (frame["stage"] == "ingest") & (origin.isin(files) | frame["source"].isin(files))
-
-        quarantine = result.quarantine if replace else _merge_quarantine(lake, result.quarantine, same_sources)
-        run.wrote(lake.write_table("quarantine", quarantine))
-        run.rows_in, run.rows_out = result.rows_read, len(result.raw_metrics)
-        run.rows_quarantined = len(result.quarantine)
-        run.counts = {"rows_used": result.rows_used, "rows_rejected": result.rows_quarantined,
-                      "files": len(result.files), "warnings": list(result.warnings)}
-        log.info("ingest: %d files, %d rows read, %d daily values, %d quarantine records, %.1f s",
-                 len(result.files), result.rows_read, len(result.raw_metrics), len(result.quarantine),
-                 time.perf_counter() - start)
-        for warning in result.warnings:
-            log.warning("%s", warning)
-    return run
-
-
-def _server_batches(lake: Lake, batch_servers: int) -> list[list[str]]:
-    dataset = lake.dataset("raw_metrics")
-    if dataset is None:
-        raise StorageError(
-            f"lake {lake.uri} has no raw metrics; run `capfc generate` or `capfc ingest` first"
-        )
-    ids = pc.unique(dataset.to_table(columns=["server_id"]).column("server_id")).drop_null()
-    servers = sorted(ids.to_pylist())
-    return [servers[i:i + batch_servers] for i in range(0, len(servers), batch_servers)] or [[]]
-
-
-def etl_stage(lake: Lake, settings: Settings) -> StageRun:
-    """raw/ -> processed/metrics, processed/features, processed/diagnostics and quarantine/.
-
-    Servers are processed in batches of ``etl.batch_servers`` read straight from the lake, so memory
-    stays bounded on large fleets; all tables are published together at the end (a failed run leaves
-    the previous processed tables current). With ``etl.imputation = auto`` the method is chosen on the
-    first batch by held-out error and kept for the rest.
-
-    Returns:
-        The stage run; rows_in == rows_out + rows_quarantined - rows created by imputation.
-    """
-    from capacity_forecaster.etl.transform import transform
-
-    cfg = settings.etl
-    with stage_run(lake, "etl", settings) as run:
-        start = time.perf_counter()
-        inventory = lake.read_table("inventory")
-        writers = {name: lake.writer(name) for name in ("metrics", "features", "series_diagnostics")}
-        quarantine = lake.writer("quarantine")
-        if lake.has_table("quarantine"):
-            earlier = lake.read_table("quarantine")
-            quarantine.write(earlier[earlier["stage"] != "etl"])
-        totals: dict[str, int] = {}
-        batch_cfg = cfg
-        choice = None
-        for index, servers in enumerate(_server_batches(lake, cfg.batch_servers)):
-            selector = pads.field("server_id").isin(servers)
-            if index == 0:
-                selector = selector | ~pads.field("server_id").is_valid()
-            part = lake.read_table("raw_metrics", filter=selector)
-            result = transform(part, inventory, batch_cfg)
-            if choice is None and result.counts.get("series"):
-                choice = result.imputation
-                batch_cfg = cfg.model_copy(update={"imputation": choice.method})
-            writers["metrics"].write(result.metrics)
-            writers["features"].write(result.features)
-            writers["series_diagnostics"].write(result.diagnostics)
-            quarantine.write(result.quarantine)
-            for key, value in result.counts.items():
-                totals[key] = totals.get(key, 0) + int(value)
-        for writer in (*writers.values(), quarantine):
-            run.wrote(writer.commit())
-        run.rows_in = totals.get("rows_in", 0)
-        run.rows_out = totals.get("rows_out", 0)
-        run.rows_quarantined = totals.get("rows_quarantined", 0)
-        run.counts = {**totals, "imputation": choice.method if choice else cfg.imputation,
-                      "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
-                      "imputation_mae_knn": choice.mae_knn if choice else None}
-        log.info("etl: %d rows in, %d out, %d quarantined, %d created by imputation, %.1f s",
-                 run.rows_in, run.rows_out, run.rows_quarantined, totals.get("rows_imputed_created", 0),
-                 time.perf_counter() - start)
-    return run
-
-
 def summarize(lake: Lake) -> list[TableSummary]:
     """The tables present in the lake with their row counts, in pipeline order."""
     out = []
@@ -246,7 +52,7 @@ def summarize(lake: Lake) -> list[TableSummary]:
     return out
 
 
-def run(settings: Settings) -> list[StageRun]:
+def run(settings: Settings, progress: Progress | None = None) -> list[StageRun]:
     """Run every stage in order; on an empty lake first generate the default synthetic fleet.
 
     Returns:
@@ -258,4 +64,6 @@ def run(settings: Settings) -> list[StageRun]:
         log.info("lake %s has no raw metrics: generating the synthetic fleet first", lake.uri)
         runs.append(generate_stage(lake, settings))
     runs.append(etl_stage(lake, settings))
+    runs.append(forecast_stage(lake, settings, progress))
+    runs.append(risk_stage(lake, settings)[0])
     return runs

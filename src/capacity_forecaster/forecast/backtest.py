@@ -1,0 +1,228 @@
+"""Rolling-origin backtests: what history each fit may see, series triage and the cutoff plan.
+
+Cutoffs are anchored on each series' own last day: window ``k`` of ``n`` (0 = oldest) has cutoff
+``last - (horizon + (n - 1 - k) * step)`` steps and scores the ``horizon`` steps after it, so the
+newest window ends on the last observed day. The default step is ``horizon // 2``: for a 3-year
+daily history and h = 180 the three cutoffs sit 360, 270 and 180 days before the end, every
+backtest fit still has >= 2 years (the same yearly-season choice the final fit makes) and the
+windows cover the last full year of seasonal phases for interval calibration. A step of
+``horizon`` would cut the oldest fit to 555 days and test a different model configuration.
+
+Leakage guard: ``history_until`` slices by position and re-checks ``ds <= cutoff``; it is the
+only way the engine builds a fit's input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.errors import ForecastError, SchemaError
+from capacity_forecaster.schema import DS, METRIC, SERIES_KEY, SERVER_ID, VALUE
+
+HISTORY_COLUMNS = (SERVER_ID, METRIC, DS, VALUE)
+# MASE scale and seasonal-difference lag: one week of steps.
+SEASON = {"D": 7, "h": 168}
+STEPS_PER_DAY = {"D": 1, "h": 24}
+TWO_YEARS_DAYS = 730
+
+
+def step_delta(freq: str) -> pd.Timedelta:
+    """One grid step (a day or an hour)."""
+    return pd.Timedelta(1, unit="D" if freq == "D" else "h")
+
+
+def steps_between(later: pd.Series | np.ndarray | np.datetime64, earlier: pd.Series | np.ndarray, freq: str
+                  ) -> np.ndarray:
+    """Whole grid steps from ``earlier`` to ``later`` (int64, floor division; negative before)."""
+    gap = (np.asarray(later, dtype="datetime64[ns]") - np.asarray(earlier, dtype="datetime64[ns]")).astype("int64")
+    return gap // int(step_delta(freq).value)
+
+
+def prepare_history(metrics: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """The processed metrics as a regular-grid long frame, one row per series per step.
+
+    Args:
+        metrics: processed metrics (``server_id, ds, metric, value`` and any other columns).
+        freq: ``D`` or ``h``.
+
+    Returns:
+        ``server_id, metric, ds, value`` sorted by series then ``ds``; steps missing inside a
+        series' span are added with NaN values; daily ``ds`` are normalised to midnight.
+
+    Raises:
+        SchemaError: a series has two rows for one step (naming it), or ``ds`` is not a timestamp.
+    """
+    frame = metrics[[SERVER_ID, METRIC, DS, VALUE]].copy()
+    try:
+        if not pd.api.types.is_datetime64_any_dtype(frame[DS]):
+            frame[DS] = pd.to_datetime(frame[DS], cache=False)
+        frame[DS] = frame[DS].dt.floor("D" if freq == "D" else "h")
+    except (TypeError, ValueError) as err:
+        raise SchemaError(f"metrics: column 'ds' must hold dates or timestamps: {err}") from err
+    if frame[DS].dt.tz is not None:
+        frame[DS] = frame[DS].dt.tz_convert("UTC").dt.tz_localize(None)
+    frame[SERVER_ID] = frame[SERVER_ID].astype(str)
+    frame[METRIC] = frame[METRIC].astype(str)
+    frame[VALUE] = pd.to_numeric(frame[VALUE], errors="coerce").astype(float)
+    dup = frame.duplicated([*SERIES_KEY, DS])
+    if dup.any():
+        first = frame.loc[dup].iloc[0]
+        raise SchemaError(
+            f"metrics: series ({first[SERVER_ID]}, {first[METRIC]}) has {int(dup.sum())} duplicate row(s) per "
+            f"{'day' if freq == 'D' else 'hour'}, e.g. at {first[DS]}; roll the data up to one row per step "
+            f"or set forecast.freq to match the data"
+        )
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    span = frame.groupby(list(SERIES_KEY), sort=True, observed=True)[DS].agg(["min", "max"]).reset_index()
+    delta = step_delta(freq)
+    lengths = steps_between(span["max"], span["min"], freq) + 1
+    starts = np.repeat(span["min"].to_numpy(), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    grid = pd.DataFrame(
+        {
+            SERVER_ID: np.repeat(span[SERVER_ID].to_numpy(), lengths),
+            METRIC: np.repeat(span[METRIC].to_numpy(), lengths),
+            DS: starts + offsets * delta.to_timedelta64(),
+        }
+    )
+    return grid.merge(frame, on=[*SERIES_KEY, DS], how="left", sort=False)[list(HISTORY_COLUMNS)]
+
+
+def series_index(history: pd.DataFrame) -> pd.DataFrame:
+    """Row ranges and simple statistics of every series in a prepared history.
+
+    Returns:
+        One row per series, in history order: ``server_id, metric, start, stop`` (row positions,
+        stop exclusive), ``first_ds, last_ds, n_rows, n_obs, vmin, vmax``.
+    """
+    keys = [history[k] for k in SERIES_KEY]
+    grouped = history.groupby(keys, sort=False, observed=True)
+    out = grouped[DS].agg(first_ds="min", last_ds="max", n_rows="size")
+    stats = grouped[VALUE].agg(n_obs="count", vmin="min", vmax="max")
+    out = out.join(stats).reset_index()
+    out["stop"] = np.cumsum(out["n_rows"].to_numpy())
+    out["start"] = out["stop"] - out["n_rows"]
+    return out
+
+
+def triage(index: pd.DataFrame, min_history_steps: int, freq: str) -> pd.DataFrame:
+    """Decide per series whether models are fitted, with the reason recorded.
+
+    Rules, first match wins: no known value -> ``skip`` (no forecast can be made); every known
+    value equal -> ``baseline`` (flat); fewer than ``min_history_steps`` known values ->
+    ``baseline`` with wide intervals; otherwise ``model`` (series under two years are noted; the
+    models choose their yearly seasonality themselves).
+
+    Returns:
+        ``server_id, metric, n_obs, first_ds, last_ds, status, reason``.
+    """
+    unit = "days" if freq == "D" else "hours"
+    per_day = STEPS_PER_DAY[freq]
+    n_obs = index["n_obs"].to_numpy()
+    status = np.full(len(index), "model", dtype=object)
+    reason = np.full(len(index), "", dtype=object)
+    short_year = index["n_rows"].to_numpy() < TWO_YEARS_DAYS * per_day
+    reason[short_year] = "under two years of history: models decide on yearly seasonality"
+    short = n_obs < min_history_steps
+    status[short] = "baseline"
+    reason[short] = [f"short history: {n} {unit} known, {min_history_steps} needed; baseline with wide intervals"
+                     for n in n_obs[short]]
+    constant = (index["vmax"] - index["vmin"]).abs().to_numpy() < 1e-9
+    status[constant] = "baseline"
+    reason[constant] = [f"constant at {v:.4g}: flat baseline" for v in index["vmin"].to_numpy()[constant]]
+    empty = n_obs == 0
+    status[empty] = "skip"
+    reason[empty] = "all values missing: no forecast possible"
+    out = index[[*SERIES_KEY, "n_obs", "first_ds", "last_ds"]].copy()
+    out["status"] = status
+    out["reason"] = reason
+    return out.reset_index(drop=True)
+
+
+def plan_cutoffs(history: pd.DataFrame, index: pd.DataFrame, *, horizon: int, windows: int, step: int,
+                 min_train: int, freq: str) -> pd.DataFrame:
+    """The backtest cutoffs of every series in ``index`` with enough training data before them.
+
+    Args:
+        history: prepared history (see ``prepare_history``).
+        index: rows of ``series_index`` for the series to backtest.
+        horizon: steps scored after each cutoff.
+        windows: windows per series.
+        step: steps between consecutive cutoffs.
+        min_train: fewest known values a fit needs at its cutoff; earlier windows are dropped.
+        freq: ``D`` or ``h``.
+
+    Returns:
+        ``server_id, metric, window, cutoff, n_train`` (known values up to the cutoff), sorted.
+    """
+    if windows == 0 or index.empty:
+        return pd.DataFrame({SERVER_ID: pd.Series(dtype=object), METRIC: pd.Series(dtype=object),
+                             "window": pd.Series(dtype="int64"), "cutoff": pd.Series(dtype="datetime64[ns]"),
+                             "n_train": pd.Series(dtype="int64")})
+    delta = step_delta(freq)
+    window = np.tile(np.arange(windows), len(index))
+    back = horizon + (windows - 1 - window) * step
+    rows = np.repeat(index.index.to_numpy(), windows)
+    pos = index.loc[rows, "stop"].to_numpy() - 1 - back
+    ok = pos >= index.loc[rows, "start"].to_numpy()
+    known = np.concatenate([[0], np.cumsum(history[VALUE].notna().to_numpy())])
+    plan = pd.DataFrame(
+        {
+            SERVER_ID: index.loc[rows, SERVER_ID].to_numpy()[ok],
+            METRIC: index.loc[rows, METRIC].to_numpy()[ok],
+            "window": window[ok],
+            "cutoff": index.loc[rows, "last_ds"].to_numpy()[ok] - back[ok] * delta.to_timedelta64(),
+            "n_train": known[pos[ok] + 1] - known[index.loc[rows, "start"].to_numpy()[ok]],
+        }
+    )
+    plan = plan[plan["n_train"] >= min_train]
+    return plan.sort_values([*SERIES_KEY, "window"], kind="mergesort").reset_index(drop=True)
+
+
+def history_until(history: pd.DataFrame, index: pd.DataFrame, cutoff: pd.Timestamp | None,
+                  freq: str) -> pd.DataFrame:
+    """The history of the series in ``index`` up to and including ``cutoff``, nothing after it.
+
+    Args:
+        history: prepared history.
+        index: ``series_index`` rows of the series wanted (their ``start``/``stop`` positions).
+        cutoff: last timestamp a fit may see; None keeps each series' whole history.
+        freq: ``D`` or ``h`` (the grid step of ``history``).
+
+    Returns:
+        ``server_id, metric, ds, value`` rows of those series with ``ds <= cutoff``.
+
+    Raises:
+        ForecastError: a row after the cutoff slipped through (a stale index); never expected.
+    """
+    starts = index["start"].to_numpy()
+    stops = index["stop"].to_numpy()
+    if cutoff is not None:
+        inside = steps_between(np.datetime64(cutoff, "ns"), index["first_ds"].to_numpy(), freq)
+        stops = np.minimum(stops, starts + np.maximum(inside + 1, 0))
+    lengths = np.maximum(stops - starts, 0)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    part = history.iloc[np.repeat(starts, lengths) + offsets]
+    if cutoff is not None and len(part) and part[DS].max() > cutoff:
+        raise ForecastError(f"internal: history after cutoff {cutoff} reached a fit; the series index is stale")
+    return part.reset_index(drop=True)
+
+
+def attach_actuals(predictions: pd.DataFrame, history: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """Add the actual ``y`` and the lead ``step`` (1 = first step after the cutoff) to predictions.
+
+    Args:
+        predictions: rows with ``server_id, metric, cutoff, ds`` and forecast columns.
+        history: prepared history (actuals; NaN where unknown).
+        freq: ``D`` or ``h``.
+
+    Returns:
+        ``predictions`` columns + ``y`` and ``step`` (int).
+    """
+    out = predictions.merge(
+        history.rename(columns={VALUE: "y"}), on=[*SERIES_KEY, DS], how="left", sort=False
+    )
+    out["step"] = steps_between(out[DS], out["cutoff"], freq)
+    return out

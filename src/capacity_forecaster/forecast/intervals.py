@@ -1,0 +1,191 @@
+"""Conformal prediction intervals calibrated on rolling-origin backtest residuals.
+
+Split-conformal with absolute errors: for a series, model and horizon bucket, the half-width is the
+``ceil((n + 1) * level) / n`` empirical quantile of the ``n`` absolute backtest errors, and the
+interval is ``yhat -/+ half_width`` clipped to [0, 100]. Errors grow with lead time, so steps are
+grouped into ``N_BUCKETS`` equal buckets of the horizon (30 days each for the default 180).
+
+Pooled quantiles: errors of every series of the same model and metric are divided by each series'
+scale (its mean absolute weekly difference, the MASE denominator), the quantile is taken over the
+pooled scaled errors and multiplied back by the target series' scale. They are used where a series
+has fewer than ``MIN_RESIDUALS`` errors in a bucket (short history, few windows) and, per model and
+metric, wherever pooling covers closer to nominal on the backtests (``choose_pooling``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.schema import METRIC, SERIES_KEY
+
+N_BUCKETS = 6
+MIN_RESIDUALS = 30
+# Scales below this (near-constant series) would blow up scaled errors in the pooled quantile.
+SCALE_FLOOR = 0.01
+LOWER, UPPER = 0.0, 100.0
+
+_SERIES_MODEL = [*SERIES_KEY, "model", "bucket"]
+_POOL = ["model", METRIC, "bucket"]
+
+
+def horizon_bucket(step: np.ndarray | pd.Series, horizon: int, n_buckets: int = N_BUCKETS) -> np.ndarray:
+    """Bucket index (0-based) of forecast steps 1..horizon split into ``n_buckets`` equal runs."""
+    width = int(np.ceil(horizon / max(1, min(n_buckets, horizon))))
+    return ((np.asarray(step, dtype="int64") - 1) // width).astype("int64")
+
+
+def conformal_quantile(frame: pd.DataFrame, keys: list[str], column: str, level: float) -> pd.DataFrame:
+    """The split-conformal quantile of ``column`` within each group of ``keys`` (NaNs ignored).
+
+    Args:
+        frame: rows with ``keys`` and ``column``.
+        keys: grouping columns.
+        column: the non-negative scores (absolute errors).
+        level: nominal coverage in (0, 1).
+
+    Returns:
+        One row per group: ``keys`` + ``q`` (the ``ceil((n+1) level)``-th smallest score, the
+        largest when that rank exceeds ``n``) + ``n`` (scores in the group).
+    """
+    data = frame.loc[frame[column].notna(), [*keys, column]]
+    if data.empty:
+        return pd.DataFrame({**{k: pd.Series(dtype=frame[k].dtype) for k in keys}, "q": [], "n": []})
+    codes = data.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
+    values = data[column].to_numpy(dtype=float)
+    order = np.lexsort((values, codes))
+    n = np.bincount(codes)
+    starts = np.cumsum(n) - n
+    rank = np.minimum(np.ceil((n + 1) * level).astype("int64") - 1, n - 1)
+    # ngroup(sort=False) numbers groups by first appearance, as drop_duplicates keeps them.
+    picked = data[keys].drop_duplicates().reset_index(drop=True)
+    picked["q"] = values[order][starts + rank]
+    picked["n"] = n
+    return picked
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Half-widths learnt from backtest residuals.
+
+    Attributes:
+        level: nominal coverage (0.8 for 80 % intervals).
+        series: ``server_id, metric, model, bucket, q, n`` where ``n >= MIN_RESIDUALS``.
+        pooled: ``model, metric, bucket, q, n``: quantiles of scale-free errors over all series.
+    """
+
+    level: float
+    series: pd.DataFrame
+    pooled: pd.DataFrame
+
+    def half_widths(self, targets: pd.DataFrame, pooled_only: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Half-widths for rows of ``server_id, metric, model, bucket, scale``.
+
+        Args:
+            targets: the rows to size.
+            pooled_only: rows that use the pooled quantile even where the series has its own.
+
+        Returns:
+            ``(half_width, pooled)``: the half-width per row (NaN where neither the series nor its
+            pool has enough residuals) and a boolean array marking pooled rows.
+        """
+        base = targets[_SERIES_MODEL].reset_index(drop=True)
+        own = base.merge(self.series[[*_SERIES_MODEL, "q"]], on=_SERIES_MODEL, how="left", sort=False)["q"]
+        pool = base[_POOL].merge(self.pooled[[*_POOL, "q"]], on=_POOL, how="left", sort=False)["q"]
+        scale = np.maximum(np.nan_to_num(targets["scale"].to_numpy(dtype=float), nan=SCALE_FLOOR), SCALE_FLOOR)
+        own_arr = own.to_numpy(dtype=float)
+        use_pool = np.isnan(own_arr) if pooled_only is None else np.isnan(own_arr) | pooled_only
+        return np.where(use_pool, pool.to_numpy(dtype=float) * scale, own_arr), use_pool & ~np.isnan(pool.to_numpy())
+
+
+def calibrate(residuals: pd.DataFrame, level: float, min_residuals: int = MIN_RESIDUALS) -> Calibration:
+    """Learn conformal half-widths from backtest residuals.
+
+    Args:
+        residuals: one row per backtest point: ``server_id, metric, model, bucket, abs_error``
+            (NaN where the actual is unknown) and ``scale`` (series scale at that cutoff).
+        level: nominal coverage in (0, 1).
+        min_residuals: fewest errors a series needs in a bucket for its own quantile.
+
+    Returns:
+        The Calibration (per-series table restricted to well-populated buckets, pooled table).
+    """
+    own = conformal_quantile(residuals, _SERIES_MODEL, "abs_error", level)
+    own = own[own["n"] >= min_residuals].reset_index(drop=True)
+    scaled = residuals[_POOL].copy()
+    scaled["scaled"] = residuals["abs_error"].to_numpy(dtype=float) / np.maximum(
+        residuals["scale"].to_numpy(dtype=float), SCALE_FLOOR
+    )
+    pooled = conformal_quantile(scaled, _POOL, "scaled", level)
+    pooled = pooled[pooled["n"] >= min_residuals].reset_index(drop=True)
+    return Calibration(level=level, series=own, pooled=pooled)
+
+
+def apply_bounds(yhat: np.ndarray, half_width: np.ndarray, lower: np.ndarray, upper: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``yhat -/+ half_width`` clipped to [0, 100]; keeps ``lower``/``upper`` where the width is NaN."""
+    lo = np.where(np.isnan(half_width), lower, yhat - half_width)
+    hi = np.where(np.isnan(half_width), upper, yhat + half_width)
+    return np.clip(np.minimum(lo, yhat), LOWER, UPPER), np.clip(np.maximum(hi, yhat), LOWER, UPPER)
+
+
+def cross_window_bounds(residuals: pd.DataFrame, level: float, min_residuals: int = MIN_RESIDUALS
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Honest backtest intervals: each window's bounds are calibrated on the *other* windows only.
+
+    Calibrating on the window being scored would make the measured coverage optimistic. With a
+    single window there is nothing else to calibrate on and that window calibrates itself (the
+    measured coverage is then optimistic).
+
+    Args:
+        residuals: backtest points with ``server_id, metric, model, window, bucket, abs_error, scale,
+            yhat, yhat_lower, yhat_upper`` (the last two are the model's own bounds, kept where no
+            calibration is possible).
+        level: nominal coverage.
+        min_residuals: see ``calibrate``.
+
+    Returns:
+        ``{"series": (lower, upper), "pooled": (lower, upper)}``, arrays aligned with ``residuals``:
+        per-series quantiles where a series has enough errors (pooled otherwise), and pooled only.
+    """
+    own_lo = residuals["yhat_lower"].to_numpy(dtype=float)
+    own_hi = residuals["yhat_upper"].to_numpy(dtype=float)
+    out = {name: (own_lo.copy(), own_hi.copy()) for name in ("series", "pooled")}
+    window = residuals["window"].to_numpy()
+    yhat = residuals["yhat"].to_numpy(dtype=float)
+    windows = np.unique(window)
+    for w in windows:
+        rows = window == w
+        cal = calibrate(residuals.loc[~rows] if len(windows) > 1 else residuals.loc[rows], level, min_residuals)
+        targets = residuals.loc[rows]
+        for name, pooled_only in (("series", None), ("pooled", np.ones(int(rows.sum()), dtype=bool))):
+            half, _ = cal.half_widths(targets, pooled_only)
+            lo, hi = out[name]
+            lo[rows], hi[rows] = apply_bounds(yhat[rows], half, own_lo[rows], own_hi[rows])
+    return out
+
+
+def choose_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.ndarray, np.ndarray]], level: float
+                   ) -> pd.DataFrame:
+    """Per model and metric, whether pooled or per-series quantiles cover closer to nominal.
+
+    Per-series quantiles adapt to each series' spread but come from few *effective* samples when a
+    series' errors are smooth (a disk forecast that is off by a level is off the whole window);
+    pooled scale-free quantiles are steadier but ignore a series' own shape. Both are measured on
+    the backtests window by window (``cross_window_bounds``) and the one whose coverage is nearer
+    ``level`` is kept (ties keep per-series).
+
+    Returns:
+        ``model, metric, pooled`` (bool), ``coverage_series``, ``coverage_pooled``.
+    """
+    y = residuals["y"].to_numpy(dtype=float)
+    known = ~np.isnan(y)
+    out = residuals.loc[known, list(_POOL[:2])].copy()
+    for name, (lo, hi) in bounds.items():
+        out[f"coverage_{name}"] = ((lo <= y) & (y <= hi))[known]
+    table = out.groupby(list(_POOL[:2]), sort=True, observed=True).mean().reset_index()
+    table["pooled"] = (table["coverage_pooled"] - level).abs() < (table["coverage_series"] - level).abs()
+    return table[[*_POOL[:2], "pooled", "coverage_series", "coverage_pooled"]]

@@ -1,0 +1,135 @@
+"""Per-series model choice by backtest error, and the ensemble of each series' best models.
+
+Ranking: a model is *eligible* for a series when it has a scored backtest in every window planned
+for that series (a failed or skipped window disqualifies it). Eligible models are ranked by mean
+window MAE; ties go to the lower mean RMSE, then to the earlier model in the declared order (the
+baseline first, then the model set as given, the ensemble last), so the simpler model wins a tie.
+
+The ensemble is the mean of the top-``k`` base models of a series. It is backtested like any other
+model without peeking: its members in window ``w`` are ranked on the *other* windows only (a
+series with a single window ranks on that window), so it can be chosen only if it earns it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.schema import SERIES_KEY
+
+ENSEMBLE = "ensemble"
+_SERIES = list(SERIES_KEY)
+_SERIES_MODEL = [*SERIES_KEY, "model"]
+
+
+def rank_models(scores: pd.DataFrame, planned: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Rank the eligible models of every series by backtest error.
+
+    Args:
+        scores: one row per ``server_id, metric, model, window`` with ``mae`` and ``rmse``.
+        planned: ``server_id, metric, n_windows`` (windows planned per series).
+        order: model names in tie-break order.
+
+    Returns:
+        ``server_id, metric, model, mae, rmse, n_windows, rank`` (0 = best) for eligible models,
+        sorted by series then rank.
+    """
+    agg = scores.groupby(_SERIES_MODEL, sort=False, observed=True).agg(
+        mae=("mae", "mean"), rmse=("rmse", "mean"), n_windows=("window", "nunique")
+    ).reset_index()
+    agg = agg.merge(planned[[*_SERIES, "n_windows"]].rename(columns={"n_windows": "_planned"}), on=_SERIES)
+    agg = agg[(agg["n_windows"] == agg["_planned"]) & agg["mae"].notna()].drop(columns="_planned")
+    return _ordered(agg, order)
+
+
+def _ordered(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    position = {name: i for i, name in enumerate(order)}
+    out = frame.assign(_order=frame["model"].map(position).fillna(len(order)).astype(int))
+    out = out.sort_values([*_SERIES, "mae", "rmse", "_order", "model"], kind="mergesort")
+    out["rank"] = out.groupby(_SERIES, sort=False).cumcount()
+    return out.drop(columns="_order").reset_index(drop=True)
+
+
+def choose(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The best-ranked model of every series.
+
+    Returns:
+        ``server_id, metric, model, mae``.
+    """
+    best = ranked[ranked["rank"] == 0]
+    return best[[*_SERIES_MODEL, "mae"]].reset_index(drop=True)
+
+
+def top_members(ranked: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The top-``k`` base models of each series with at least two of them (the ensemble's members).
+
+    Returns:
+        ``server_id, metric, model`` rows, in rank order within each series.
+    """
+    base = ranked[ranked["model"] != ENSEMBLE]
+    base = base.assign(_r=base.groupby(_SERIES, sort=False).cumcount())
+    members = base[base["_r"] < k]
+    size = members.groupby(_SERIES, sort=False)["model"].transform("size")
+    return members.loc[size >= 2, _SERIES_MODEL].reset_index(drop=True)
+
+
+def ensemble_backtest(predictions: pd.DataFrame, scores: pd.DataFrame, planned: pd.DataFrame,
+                      order: list[str], k: int) -> pd.DataFrame:
+    """Backtest predictions of the ensemble, members chosen on the other windows.
+
+    Args:
+        predictions: backtest predictions of the base models: ``server_id, metric, model, window,
+            cutoff, ds, yhat, yhat_lower, yhat_upper``.
+        scores: window scores of the base models (``server_id, metric, model, window, mae, rmse``).
+        planned: ``server_id, metric, n_windows``.
+        order: tie-break order.
+        k: members per series.
+
+    Returns:
+        Ensemble rows with the same columns as ``predictions`` (``model`` = ``ensemble``); the
+        bounds are the members' mean bounds (the engine recalibrates them).
+    """
+    eligible = rank_models(scores, planned, order)[_SERIES_MODEL]
+    usable = scores.merge(eligible, on=_SERIES_MODEL)
+    frames = []
+    for w in np.unique(usable["window"].to_numpy()):
+        having = usable.loc[usable["window"] == w, _SERIES].drop_duplicates()
+        candidates = usable.merge(having, on=_SERIES)
+        n_win = candidates.groupby(_SERIES, sort=False)["window"].transform("nunique")
+        train = candidates[(candidates["window"] != w) | (n_win == 1)]
+        ranked = _ordered(train.groupby(_SERIES_MODEL, sort=False, observed=True)
+                          .agg(mae=("mae", "mean"), rmse=("rmse", "mean")).reset_index(), order)
+        members = top_members(ranked, k)
+        part = predictions[predictions["window"] == w].merge(members, on=_SERIES_MODEL)
+        if part.empty:
+            continue
+        frames.append(part.groupby([*_SERIES, "window", "cutoff", "ds"], sort=True, observed=True)
+                      [["yhat", "yhat_lower", "yhat_upper"]].mean().reset_index())
+    if not frames:
+        return predictions.iloc[0:0].copy()
+    out = pd.concat(frames, ignore_index=True)
+    out["model"] = ENSEMBLE
+    return out[list(predictions.columns)]
+
+
+def combine(predictions: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    """Final ensemble forecasts: the mean of each series' members' forecasts.
+
+    Args:
+        predictions: final forecasts of base models: ``server_id, metric, model, ds, yhat, ...``.
+        members: ``server_id, metric, model`` (from ``top_members``).
+
+    Returns:
+        ``server_id, metric, ds, yhat, yhat_lower, yhat_upper`` for series whose every member has a
+        forecast, ``model`` = ``ensemble``.
+    """
+    part = predictions.merge(members, on=_SERIES_MODEL)
+    want = members.groupby(_SERIES, sort=False).size().rename("_want")
+    have = part.groupby(_SERIES, sort=False)["model"].nunique().rename("_have")
+    complete = pd.concat([want, have], axis=1)
+    complete = complete[complete["_want"] == complete["_have"]].reset_index()[_SERIES]
+    part = part.merge(complete, on=_SERIES)
+    out = part.groupby([*_SERIES, "ds"], sort=True, observed=True)[["yhat", "yhat_lower", "yhat_upper"]].mean()
+    out = out.reset_index()
+    out["model"] = ENSEMBLE
+    return out

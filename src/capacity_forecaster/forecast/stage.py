@@ -1,0 +1,385 @@
+"""The forecast stage as one pure function: processed metrics in, forecasts + backtests + artefacts out.
+
+Order of work: prepare a regular grid -> triage every series -> backtest every model at every
+cutoff (units fanned out by ``engine``) -> the ensemble's backtest -> conformal intervals and
+scores -> per-series selection -> final fits of the chosen models (and ensemble members) only ->
+calibrated forecasts.
+
+The baseline is always backtested (it is the fallback, so its intervals must be calibrated too),
+but it is a candidate only when it is in the model set (always for ``auto``). ``selected`` in the
+backtests marks the model whose forecast was published: the chosen one, or the baseline where the
+chosen model's final fit failed (that failure is in ``failures`` with stage ``final``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import ForecastConfig
+from capacity_forecaster.errors import ForecastError
+from capacity_forecaster.forecast import backtest as bt
+from capacity_forecaster.forecast.engine import (
+    BASELINE,
+    BuiltinSeasonalNaive,
+    Executor,
+    FittedModel,
+    Progress,
+    UnitResult,
+    UnitTask,
+    auto_batch_size,
+    batches,
+)
+from capacity_forecaster.forecast.intervals import (
+    apply_bounds,
+    calibrate,
+    choose_pooling,
+    cross_window_bounds,
+    horizon_bucket,
+)
+from capacity_forecaster.forecast.metrics import score, seasonal_scale
+from capacity_forecaster.forecast.registry import available_models, get_model
+from capacity_forecaster.forecast.selection import (
+    ENSEMBLE,
+    choose,
+    combine,
+    ensemble_backtest,
+    rank_models,
+    top_members,
+)
+from capacity_forecaster.schema import (
+    BACKTEST_COLUMNS,
+    DS,
+    FORECAST_COLUMNS,
+    METRIC,
+    RAW_METRIC_COLUMNS,
+    SERIES_KEY,
+    require_columns,
+)
+
+log = logging.getLogger(__name__)
+
+FAILURE_COLUMNS = ("server_id", "metric", "model", "stage", "cutoff", "error", "fallback")
+BACKTEST_EXTRA = ("smape", "n_points", "window")
+# Short series get the baseline with intervals this much wider than calibration suggests.
+SHORT_WIDEN = 1.5
+_SERIES = list(SERIES_KEY)
+_PRED = ["yhat", "yhat_lower", "yhat_upper"]
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """Everything the forecast stage produces.
+
+    Attributes:
+        forecasts: ``FORECAST_COLUMNS``: one row per series per horizon step, chosen model only.
+        backtests: ``BACKTEST_COLUMNS`` + ``smape, n_points, window``: one row per series, model
+            and cutoff; ``selected`` marks the chosen model's rows.
+        failures: ``server_id, metric, model, stage, cutoff, error, fallback``: one row per series
+            of every failed unit (``stage`` backtest or final; ``fallback`` = the model used instead).
+        triage: ``server_id, metric, n_obs, first_ds, last_ds, status, reason``.
+        fitted: final fitted models, to persist with ``artifacts.save_models``.
+        summary: counts, models chosen, backtest error and coverage per metric, seconds.
+    """
+
+    forecasts: pd.DataFrame
+    backtests: pd.DataFrame
+    failures: pd.DataFrame
+    triage: pd.DataFrame
+    fitted: list[FittedModel] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_models(spec: str, freq: str = "D") -> list[str]:
+    """Model names of ``auto`` or a comma-separated list, validated, in declared order.
+
+    ``auto`` is the baseline, every registered model that supports ``freq`` (optional class
+    attribute ``freqs``) and does not opt out (optional class attribute ``auto = False``, for very
+    slow models), then the ensemble.
+
+    Raises:
+        ForecastError: an unknown name (listing the valid ones) or a model that cannot handle ``freq``.
+    """
+    registered = available_models()
+
+    def supports(name: str) -> bool:
+        return name == ENSEMBLE or freq in getattr(_make(name), "freqs", ("D", "h"))
+
+    if spec.strip() == "auto":
+        others = [n for n in registered if n != BASELINE and supports(n) and getattr(get_model(n), "auto", True)]
+        return [BASELINE, *others, ENSEMBLE]
+    names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
+    valid = {BASELINE, ENSEMBLE, *registered}
+    for name in names:
+        if name not in valid:
+            raise ForecastError(f"forecast.models: unknown model '{name}'; valid: auto or a comma-separated list of "
+                                f"{', '.join(sorted(valid))}")
+        if not supports(name):
+            raise ForecastError(f"forecast.models: model '{name}' does not support forecast.freq '{freq}'")
+    if not names:
+        raise ForecastError("forecast.models is empty; use 'auto' or a comma-separated list of model names")
+    return names
+
+
+def _make(name: str) -> Any:
+    return get_model(name) if name in available_models() else BuiltinSeasonalNaive()
+
+
+def _fallbacks() -> tuple[Any, ...]:
+    return (_make(BASELINE), BuiltinSeasonalNaive()) if BASELINE in available_models() else (BuiltinSeasonalNaive(),)
+
+
+def _tasks(model: str, rows: pd.DataFrame, history: pd.DataFrame, cfg: ForecastConfig, phase: str,
+           workers: int, first_uid: int) -> list[UnitTask]:
+    """Units of one model: series grouped by cutoff (None = final) and metric, then batched."""
+    is_global = _make(model).kind == "global"
+    tasks: list[UnitTask] = []
+    key = rows["cutoff"] if phase == "backtest" else pd.Series(0, index=rows.index)
+    for _, at_cutoff in rows.groupby(key, sort=True):
+        size = len(at_cutoff) if is_global else cfg.batch_size or auto_batch_size(len(at_cutoff), workers)
+        cutoff = at_cutoff["cutoff"].iloc[0] if phase == "backtest" else None
+        for _, group in at_cutoff.groupby(METRIC, sort=True):
+            for batch in batches(group, size):
+                fallbacks = _fallbacks() if phase == "final" else ()
+                if model == BASELINE:
+                    fallbacks = fallbacks[1:]
+                tasks.append(UnitTask(first_uid + len(tasks), model, phase, cutoff,  # type: ignore[arg-type]
+                                      bt.history_until(history, batch, cutoff, cfg.freq), _make(model),
+                                      cfg.horizon, cfg.freq, cfg.interval, fallbacks))
+    return tasks
+
+
+def _failures(results: list[UnitResult], used: pd.DataFrame) -> pd.DataFrame:
+    """One row per series of every failed unit; a backtest failure's fallback is the model finally used."""
+    rows = [(s, m, r.model_name, r.phase, r.cutoff, "; ".join(r.errors), r.used or "none")
+            for r in results if r.errors for s, m in r.series]
+    out = pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
+    out = out.merge(used.rename(columns={"model": "_used"}), on=_SERIES, how="left")
+    is_bt = (out["stage"] == "backtest").to_numpy()
+    out.loc[is_bt, "fallback"] = out.loc[is_bt, "_used"].fillna("none")
+    return out.drop(columns="_used").sort_values([*_SERIES, "model", "stage"], kind="mergesort").reset_index(drop=True)
+
+
+def _predictions(results: list[UnitResult]) -> pd.DataFrame:
+    frames = [r.predictions.assign(model=r.used, requested=r.model_name, cutoff=r.cutoff)
+              for r in results if r.predictions is not None]
+    if not frames:
+        return pd.DataFrame({**{c: pd.Series(dtype=object) for c in (*_SERIES, "model", "requested")},
+                             DS: pd.Series(dtype="datetime64[ns]"), "cutoff": pd.Series(dtype="datetime64[ns]"),
+                             **{c: pd.Series(dtype=float) for c in _PRED}})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _residual_rows(preds: pd.DataFrame, history: pd.DataFrame, plan: pd.DataFrame, cfg: ForecastConfig) -> pd.DataFrame:
+    rows = bt.attach_actuals(preds.merge(plan[[*_SERIES, "cutoff", "window", "scale"]], on=[*_SERIES, "cutoff"]),
+                             history, cfg.freq)
+    rows["bucket"] = horizon_bucket(rows["step"], cfg.horizon)
+    rows["abs_error"] = (rows["y"] - rows["yhat"]).abs()
+    return rows
+
+
+def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progress | None = None) -> ForecastResult:
+    """Backtest, select and forecast every series of a processed metrics frame.
+
+    Args:
+        metrics: processed metrics: ``server_id, ds, metric, value`` (+ any other columns); value
+            NaN where a gap was left. Series key ``(server_id, metric)``.
+        cfg: the forecast configuration.
+        progress: optional ``callback(done, total)`` called as units finish; ``total`` grows once,
+            when the final fits are planned after selection.
+
+    Returns:
+        The ForecastResult (see its attributes for the columns of each frame).
+
+    Raises:
+        ForecastError: no series, or an unknown model name.
+        SchemaError: a missing column or duplicated rows in ``metrics``.
+    """
+    started = time.perf_counter()
+    require_columns(metrics, list(RAW_METRIC_COLUMNS), "metrics")
+    history = bt.prepare_history(metrics, cfg.freq)
+    if history.empty:
+        raise ForecastError("metrics: no rows to forecast; run 'capfc etl' first")
+    names = resolve_models(cfg.models, cfg.freq)
+    selectable = [n for n in names if n != ENSEMBLE]
+    order = [BASELINE, *[n for n in names if n != BASELINE and n != ENSEMBLE], ENSEMBLE]
+    index = bt.series_index(history)
+    tri = bt.triage(index, cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq], cfg.freq)
+    index = index.merge(tri[[*_SERIES, "status"]], on=_SERIES)
+    live = index[index["status"] != "skip"]
+    min_steps = cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq]
+    step = cfg.backtest_step or max(1, cfg.horizon // 2)
+    plan = bt.plan_cutoffs(history, live, horizon=cfg.horizon, windows=cfg.backtest_windows, step=step,
+                           min_train=min_steps, freq=cfg.freq)
+    plan["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], plan).to_numpy()
+    planned = plan.groupby(_SERIES).size().rename("n_windows").reset_index()
+    done = [0]
+    total = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total[0])
+
+    with Executor(cfg) as executor:
+        bt_tasks: list[UnitTask] = []
+        located = plan.merge(index[[*_SERIES, "status", "start", "stop", "first_ds"]], on=_SERIES)
+        for model in dict.fromkeys([BASELINE, *selectable]):
+            rows = located
+            if model != BASELINE:
+                rows = rows[(rows["status"] == "model") & (rows["n_train"] >= _make(model).min_history)]
+            bt_tasks += _tasks(model, rows, history, cfg, "backtest", executor.workers, len(bt_tasks))
+        total[0] = len(bt_tasks)
+        bt_results = executor.run(bt_tasks, tick)
+        rows, backtests, pooling = _score_backtests(bt_results, history, plan, planned, names, order, cfg)
+        chosen, members, unbacktested = _choose(backtests, planned, names, order, index, cfg)
+        need = pd.concat([chosen.loc[chosen["model"] != ENSEMBLE, [*_SERIES, "model"]], members], ignore_index=True)
+        need = need.merge(index[[*_SERIES, "start", "stop", "first_ds"]], on=_SERIES)
+        fin_tasks: list[UnitTask] = []
+        for needed, rows_m in need.groupby("model", sort=False):
+            fin_tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", executor.workers,
+                                len(bt_tasks) + len(fin_tasks))
+        total[0] += len(fin_tasks)
+        fin_results = executor.run(fin_tasks, tick)
+        workers = executor.workers
+
+    forecasts = _assemble(_predictions(fin_results), chosen, members)
+    forecasts = _calibrate_forecasts(forecasts, rows, pooling, history, index, tri, cfg, min_steps)
+    used = forecasts[[*_SERIES, "model"]].drop_duplicates(_SERIES)
+    failures = _failures(bt_results + fin_results, used)
+    backtests = backtests.merge(used.assign(selected=True), on=[*_SERIES, "model"], how="left")
+    backtests["selected"] = backtests["selected"].notna()
+    backtests = backtests[[*BACKTEST_COLUMNS, *BACKTEST_EXTRA]].sort_values(
+        [*_SERIES, "model", "cutoff"], kind="mergesort").reset_index(drop=True)
+    tri = _note_triage(tri, unbacktested, chosen)
+    fitted = [FittedModel(str(r.used), str(r.series[0][1]), r.series,
+                          r.predictions[DS].max() - cfg.horizon * bt.step_delta(cfg.freq), r.fitted)
+              for r in fin_results if r.fitted is not None and r.predictions is not None]
+    summary = _summary(tri, backtests, forecasts, failures, names, len(bt_tasks) + len(fin_tasks),
+                       time.perf_counter() - started, cfg, workers)
+    log.info("forecast: %d series (%s), chosen %s, %d failure row(s), %d units on %s x%d, %.1f s",
+             summary["series"], summary["triage"], summary["chosen"], summary["failures"],
+             summary["units"], cfg.engine, workers, summary["seconds"])
+    return ForecastResult(forecasts, backtests, failures, tri, fitted, summary)
+
+
+def _score_backtests(results: list[UnitResult], history: pd.DataFrame, plan: pd.DataFrame, planned: pd.DataFrame,
+                     names: list[str], order: list[str], cfg: ForecastConfig
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Backtest points with honest conformal bounds (ensemble included), their window scores, the pooling table."""
+    preds = _predictions(results)
+    preds = preds[preds["model"] == preds["requested"]].drop(columns="requested")
+    rows = _residual_rows(preds, history, plan, cfg)
+    selectable = [n for n in names if n != ENSEMBLE]
+    if ENSEMBLE in names and len(selectable) >= 2:
+        window_scores = score(rows.assign(yhat_lower=np.nan, yhat_upper=np.nan), [*_SERIES, "model", "window"])
+        ens = ensemble_backtest(preds.merge(plan[[*_SERIES, "cutoff", "window"]], on=[*_SERIES, "cutoff"]),
+                                window_scores[window_scores["model"].isin(selectable)], planned, order,
+                                cfg.ensemble_size)
+        rows = pd.concat([rows, _residual_rows(ens.drop(columns="window"), history, plan, cfg)], ignore_index=True)
+    bounds = cross_window_bounds(rows, cfg.interval)
+    pooling = choose_pooling(rows, bounds, cfg.interval)
+    use_pool = _pooled(rows, pooling)
+    rows["yhat_lower"] = np.where(use_pool, bounds["pooled"][0], bounds["series"][0])
+    rows["yhat_upper"] = np.where(use_pool, bounds["pooled"][1], bounds["series"][1])
+    return rows, score(rows, [*_SERIES, "model", "window", "cutoff"]), pooling
+
+
+def _choose(backtests: pd.DataFrame, planned: pd.DataFrame, names: list[str], order: list[str],
+            index: pd.DataFrame, cfg: ForecastConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Chosen model per forecastable series, the ensemble members it needs, and series left unbacktested."""
+    selectable = [n for n in names if n != ENSEMBLE]
+    ranked = rank_models(backtests[backtests["model"].isin(names)], planned, order)
+    chosen = index.loc[index["status"] != "skip", [*_SERIES, "status"]].merge(
+        choose(ranked)[[*_SERIES, "model"]], on=_SERIES, how="left")
+    if cfg.backtest_windows == 0:
+        # Nothing to choose on: a forced set uses its first model, auto the baseline.
+        first = selectable[0] if cfg.models.strip() != "auto" and selectable else BASELINE
+        chosen.loc[chosen["status"] == "model", "model"] = first
+    unbacktested = chosen["model"].isna() & (chosen["status"] == "model")
+    chosen.loc[chosen["model"].isna() | (chosen["status"] == "baseline"), "model"] = BASELINE
+    members = top_members(ranked[ranked["model"].isin(selectable)], cfg.ensemble_size)
+    members = members.merge(chosen.loc[chosen["model"] == ENSEMBLE, _SERIES], on=_SERIES)
+    return chosen, members, unbacktested
+
+
+def _assemble(final: pd.DataFrame, chosen: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+    """Forecasts of each series' chosen model; the baseline's where that model's final fit failed."""
+    ok = final[final["model"] == final["requested"]]
+    ensemble = combine(ok.drop(columns=["requested", "cutoff"]), members)
+    direct = ok.merge(chosen[[*_SERIES, "model"]], on=[*_SERIES, "model"])
+    done = pd.concat([direct[_SERIES], ensemble[_SERIES]]).drop_duplicates()
+    fallback = final[final["model"] != final["requested"]].merge(done, on=_SERIES, how="left", indicator=True)
+    fallback = fallback[fallback["_merge"] == "left_only"].drop_duplicates([*_SERIES, DS])
+    return pd.concat([direct, ensemble, fallback], ignore_index=True)[[*_SERIES, DS, "model", *_PRED]]
+
+
+def _pooled(frame: pd.DataFrame, pooling: pd.DataFrame) -> np.ndarray:
+    """Per row of ``frame``: does its model and metric use pooled quantiles."""
+    keys = ["model", METRIC]
+    return frame[keys].merge(pooling[[*keys, "pooled"]], on=keys, how="left")["pooled"].eq(True).to_numpy()
+
+
+def _calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: pd.DataFrame, history: pd.DataFrame,
+                         index: pd.DataFrame, tri: pd.DataFrame, cfg: ForecastConfig, min_steps: int) -> pd.DataFrame:
+    """Replace each forecast's bounds with conformal ones from all backtest windows (wider if short)."""
+    out = forecasts.merge(index[[*_SERIES, "last_ds"]], on=_SERIES)
+    out["step"] = bt.steps_between(out[DS], out["last_ds"], cfg.freq)
+    out["bucket"] = horizon_bucket(out["step"], cfg.horizon)
+    last = index[[*_SERIES, "last_ds"]].rename(columns={"last_ds": "cutoff"})
+    last["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], last).to_numpy()
+    out = out.merge(last[[*_SERIES, "scale"]], on=_SERIES)
+    half, _ = calibrate(rows, cfg.interval).half_widths(out, _pooled(out, pooling))
+    yhat = out["yhat"].to_numpy(dtype=float)
+    own = np.maximum(yhat - out["yhat_lower"].to_numpy(dtype=float), out["yhat_upper"].to_numpy(dtype=float) - yhat)
+    short_keys = tri.loc[(tri["status"] == "baseline") & (tri["n_obs"] < min_steps), _SERIES].assign(_short=True)
+    short = out[_SERIES].merge(short_keys, on=_SERIES, how="left")["_short"].notna().to_numpy()
+    half = np.where(short, SHORT_WIDEN * np.where(np.isnan(half), own, half), half)
+    out["yhat_lower"], out["yhat_upper"] = apply_bounds(yhat, half, out["yhat_lower"].to_numpy(dtype=float),
+                                                        out["yhat_upper"].to_numpy(dtype=float))
+    out["yhat"] = np.clip(yhat, 0.0, 100.0)
+    return out[list(FORECAST_COLUMNS)].sort_values([*_SERIES, DS], kind="mergesort").reset_index(drop=True)
+
+
+def _note_triage(tri: pd.DataFrame, unbacktested: pd.Series, chosen: pd.DataFrame) -> pd.DataFrame:
+    """Mark series that passed triage but had no complete backtest (they got the baseline)."""
+    keys = chosen.loc[unbacktested.to_numpy(), _SERIES].assign(_nb=True)
+    out = tri.merge(keys, on=_SERIES, how="left")
+    mask = out["_nb"].notna().to_numpy()
+    out.loc[mask, "status"] = "baseline"
+    out.loc[mask, "reason"] = "no model has a complete backtest (history shorter than training + horizon, or " \
+                              "every model failed): baseline"
+    return out.drop(columns="_nb")
+
+
+def _top_reasons(failures: pd.DataFrame, n: int = 5) -> dict[str, int]:
+    """The most frequent failures as ``"<model> (<stage>): <error>" -> rows``."""
+    counts = failures.groupby(["model", "stage", "error"]).size().sort_values(ascending=False, kind="mergesort")
+    return {f"{key[0]} ({key[1]}): {key[2]}": int(rows) for key, rows in counts.head(n).items()}  # type: ignore[index]
+
+
+def _summary(tri: pd.DataFrame, backtests: pd.DataFrame, forecasts: pd.DataFrame, failures: pd.DataFrame,
+             names: list[str], units: int, seconds: float, cfg: ForecastConfig, workers: int) -> dict[str, Any]:
+    sel = backtests[backtests["selected"]]
+    per_metric = sel.groupby(METRIC)[["mae", "coverage"]].mean().round(4)
+    chosen = forecasts.drop_duplicates(_SERIES)["model"].value_counts().sort_index()
+    return {
+        "series": int(len(tri)),
+        "triage": {k: int(v) for k, v in tri["status"].value_counts().sort_index().items()},
+        "models": names,
+        "chosen": {str(k): int(v) for k, v in chosen.items()},
+        "failures": int(len(failures)),
+        "failed_series": int(failures[_SERIES].drop_duplicates().shape[0]),
+        "failure_reasons": _top_reasons(failures),
+        "backtest_mae": {str(k): float(v) for k, v in per_metric["mae"].items()},
+        "backtest_coverage": {str(k): float(v) for k, v in per_metric["coverage"].items()},
+        "units": units,
+        "engine": cfg.engine,
+        "workers": workers,
+        "seconds": round(seconds, 3),
+    }

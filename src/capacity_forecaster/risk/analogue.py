@@ -1,0 +1,151 @@
+"""Seasonal analogue: last year's recurring period-end peaks scaled by year-over-year growth.
+
+A second opinion on recurring peaks that does not depend on the forecasting model: a capacity
+planner's "last year's quarter-end, plus this year's growth". For every forecast day that falls
+in a window the series is known to peak in (month-end, quarter-end, year-end; see
+``seasonal.name_periods``), the analogue is the value observed on the matching day one year (or
+k years) earlier, times the growth ratio to the power k. Month- and quarter-end days are matched
+by their business-day rank before the month end (the last business day of July 2026 with the
+last business day of July 2025); year-end days by the same weekday 52 weeks earlier. The growth
+ratio is the median of the last 91 days over the median of the same 91 days a year earlier,
+clipped to [0.5, 2].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.seasonal import PERIODS, UPLIFT_COLUMNS, period_calendar
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE
+
+ANALOGUE_COLUMNS = (SERVER_ID, METRIC, "analogue_peak", "analogue_peak_ds", "analogue_breach_ds",
+                    "analogue_days_above", "analogue_growth", "analogue_period")
+_GROWTH_WINDOW = pd.Timedelta(days=91)
+_YEAR = pd.Timedelta(days=364)
+_GROWTH_CLIP = (0.5, 2.0)
+_MIN_WINDOW_VALUES = 20
+_KEYS = [SERVER_ID, METRIC]
+
+
+def empty_analogue() -> pd.DataFrame:
+    """An analogue frame without rows, with the column types of a filled one."""
+    return pd.DataFrame({
+        SERVER_ID: pd.Series(dtype=object), METRIC: pd.Series(dtype=object),
+        "analogue_peak": pd.Series(dtype=float), "analogue_peak_ds": pd.Series(dtype="datetime64[ns]"),
+        "analogue_breach_ds": pd.Series(dtype="datetime64[ns]"), "analogue_days_above": pd.Series(dtype=np.int64),
+        "analogue_growth": pd.Series(dtype=float), "analogue_period": pd.Series(dtype=object),
+    })
+
+
+def _usable(metrics: pd.DataFrame) -> pd.DataFrame:
+    ok = metrics[VALUE].notna()
+    for flag in ("is_anomaly", "is_outlier", "is_imputed"):
+        if flag in metrics.columns:
+            ok &= ~metrics[flag].astype("boolean").fillna(False).astype(bool)
+    out = metrics.loc[ok, [SERVER_ID, METRIC, DS, VALUE]].copy()
+    out[DS] = pd.to_datetime(out[DS]).dt.normalize()
+    return out
+
+
+def growth_ratio(history: pd.DataFrame) -> pd.Series:
+    """Year-over-year growth per series: median of the last 91 days over the same days a year earlier.
+
+    Args:
+        history: usable history rows (server_id, metric, ds, value).
+
+    Returns:
+        Series indexed by (server_id, metric), clipped to [0.5, 2]; missing where either window has
+        fewer than 20 values.
+    """
+    last = history.groupby(_KEYS)[DS].transform("max")
+    age = last - history[DS]
+    recent = history[age < _GROWTH_WINDOW].groupby(_KEYS)[VALUE].agg(["median", "size"])
+    prior = history[(age >= _YEAR) & (age < _YEAR + _GROWTH_WINDOW)].groupby(_KEYS)[VALUE].agg(["median", "size"])
+    both = recent.join(prior, lsuffix="_recent", rsuffix="_prior", how="inner")
+    enough = (both["size_recent"] >= _MIN_WINDOW_VALUES) & (both["size_prior"] >= _MIN_WINDOW_VALUES)
+    ratio = both["median_recent"] / both["median_prior"].where(both["median_prior"] > 0)
+    return ratio.where(enough).clip(*_GROWTH_CLIP).dropna().rename("growth")
+
+
+def seasonal_analogue(
+    metrics: pd.DataFrame, forecasts: pd.DataFrame, uplifts: pd.DataFrame, cfg: RiskConfig
+) -> pd.DataFrame:
+    """Last year's recurring peaks, grown, over the forecast horizon of every series that has them.
+
+    Args:
+        metrics: processed metrics (flagged, imputed and missing values are not used).
+        forecasts: server_id, metric, ds (the horizon to cover).
+        uplifts: ``seasonal.period_uplifts`` of the history.
+        cfg: risk settings (thresholds, period-end window, minimum uplift).
+
+    Returns:
+        One row per series with at least one analogue day: server_id, metric, analogue_peak,
+        analogue_peak_ds, analogue_breach_ds (first day above the metric's threshold),
+        analogue_days_above, analogue_growth, analogue_period (name of the peak day's period).
+    """
+    empty = empty_analogue()
+    lift = cfg.seasonal_min_uplift
+    patterned = uplifts.loc[uplifts[list(UPLIFT_COLUMNS)].max(axis=1) >= lift, _KEYS]
+    if patterned.empty or forecasts.empty:
+        return empty
+    keys = pd.MultiIndex.from_frame(patterned)
+    history = _usable(metrics[pd.MultiIndex.from_frame(metrics[_KEYS]).isin(keys)])
+    growth = growth_ratio(history)
+    if history.empty or growth.empty:
+        return empty
+    days = forecasts.loc[pd.MultiIndex.from_frame(forecasts[_KEYS]).isin(keys), _KEYS + [DS]].copy()
+    days[DS] = pd.to_datetime(days[DS]).dt.normalize()
+    days = days.merge(growth.reset_index(), on=_KEYS).merge(uplifts, on=_KEYS, how="left")
+    days[list(UPLIFT_COLUMNS)] = days[list(UPLIFT_COLUMNS)].fillna(0.0)
+    last = history.groupby(_KEYS)[DS].max().rename("last_observed").reset_index()
+    days = days.merge(last, on=_KEYS)
+    flags = period_calendar(days[DS], cfg.period_end_business_days).reindex(pd.DatetimeIndex(days[DS]))
+    flags = flags.reset_index(drop=True)
+    month_pattern = days["month_end_uplift"].to_numpy() >= lift
+    quarter_pattern = np.maximum(days["quarter_end_uplift"].to_numpy(), days["month_end_uplift"].to_numpy()) >= lift
+    by_rank = ((flags["month_end"].to_numpy(dtype=bool) & month_pattern)
+               | (flags["quarter_end"].to_numpy(dtype=bool) & quarter_pattern))
+    by_week = ~by_rank & flags["year_end"].to_numpy(dtype=bool) & (days["year_end_uplift"].to_numpy() >= lift)
+    period = np.select([by_week, flags["quarter_end"].to_numpy(dtype=bool) & quarter_pattern, by_rank],
+                       list(PERIODS), default="")
+    days = days.assign(period=period, rank=flags["month_end_rank"].to_numpy())[by_rank | by_week]
+    if days.empty:
+        return empty
+    by_week = days["period"].eq(PERIODS[0]).to_numpy()
+
+    # Years back: the nearest year whose matching day is already observed.
+    ahead = (days[DS] - days["last_observed"]).dt.days.to_numpy()
+    years_week = np.maximum(1, np.ceil(ahead / _YEAR.days)).astype(np.int64)
+    month_index = days[DS].dt.year * 12 + days[DS].dt.month - 1
+    last_month = days["last_observed"].dt.year * 12 + days["last_observed"].dt.month - 1
+    years_rank = np.maximum(1, np.ceil((month_index - last_month).to_numpy() / 12)).astype(np.int64)
+    years = np.where(by_week, years_week, years_rank)
+    days = days.assign(years=years, source_ds=days[DS] - pd.to_timedelta(years * _YEAR.days, unit="D"),
+                       source_month=month_index.to_numpy() - 12 * years)
+
+    hist_flags = period_calendar(history[DS], cfg.period_end_business_days).reindex(pd.DatetimeIndex(history[DS]))
+    hist = history.assign(rank=hist_flags["month_end_rank"].to_numpy(),
+                          source_month=(history[DS].dt.year * 12 + history[DS].dt.month - 1).to_numpy())
+    weekly = days[by_week].merge(hist[_KEYS + [DS, VALUE]].rename(columns={DS: "source_ds"}),
+                                 on=[*_KEYS, "source_ds"], how="inner")
+    ranked = days[~by_week].merge(hist.loc[hist["rank"] >= 0, [*_KEYS, "source_month", "rank", VALUE]],
+                                  on=[*_KEYS, "source_month", "rank"], how="inner")
+    matched = pd.concat([weekly, ranked], ignore_index=True)
+    if matched.empty:
+        return empty
+    matched["analogue"] = matched[VALUE] * matched["growth"] ** matched["years"]
+    matched["threshold"] = matched[METRIC].map({m: cfg.threshold_for(m) for m in matched[METRIC].unique()})
+    matched = matched.sort_values([*_KEYS, DS], kind="stable")
+    peak_rows = matched.loc[matched.groupby(_KEYS)["analogue"].idxmax()].set_index(_KEYS)
+    above = matched[matched["analogue"] > matched["threshold"]]
+    out = pd.DataFrame({
+        "analogue_peak": peak_rows["analogue"],
+        "analogue_peak_ds": peak_rows[DS],
+        "analogue_breach_ds": above.groupby(_KEYS)[DS].min().reindex(peak_rows.index),
+        "analogue_days_above": above.groupby(_KEYS).size().reindex(peak_rows.index).fillna(0).astype(np.int64),
+        "analogue_growth": peak_rows["growth"],
+        "analogue_period": peak_rows["period"],
+    })
+    return out.reset_index()[list(ANALOGUE_COLUMNS)]

@@ -1,0 +1,215 @@
+"""Breach risk per series: first crossing of the threshold, peak, breach probability and the risk level."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.analogue import empty_analogue
+from capacity_forecaster.risk.levels import RiskLevel, Status, labels_from_codes
+from capacity_forecaster.risk.probability import cumulative_probability, exceedance_scores, padded
+from capacity_forecaster.risk.seasonal import UPLIFT_COLUMNS, name_periods
+from capacity_forecaster.schema import DS, FORECAST_COLUMNS, METRIC, SERIES_KEY, SERVER_ID, VALUE, require_columns
+
+logger = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = (SERVER_ID, METRIC, "first_observed", "last_observed", "history_days")
+BREACH_EXTRA_COLUMNS = (
+    "status", "threshold", "breach_upper_ds", "days_to_upper_breach", "likely_breach_ds", "peak_upper",
+    "horizon_days", "history_days", "last_observed", "seasonal_peak", "analogue_peak", "analogue_breach_ds",
+    "analogue_days_above", "reason",
+)
+_DAY = pd.Timedelta(days=1)
+
+
+def thresholds(metric: pd.Series, cfg: RiskConfig) -> pd.Series:
+    """The breach threshold of every row's metric (looked up once per distinct metric)."""
+    return metric.map({m: cfg.threshold_for(str(m)) for m in metric.dropna().unique()}).astype(float)
+
+
+def history_summary(metrics: pd.DataFrame) -> pd.DataFrame:
+    """How much usable history every series has.
+
+    A day counts as observed when its value is present and was not imputed by the ETL stage
+    (``is_imputed``, when the column exists).
+
+    Args:
+        metrics: long history frame: server_id, ds, metric, value (+ is_imputed).
+
+    Returns:
+        One row per (server_id, metric): server_id, metric, first_observed, last_observed,
+        history_days.
+    """
+    require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
+    observed = metrics[VALUE].notna()
+    if "is_imputed" in metrics.columns:
+        observed &= ~metrics["is_imputed"].astype("boolean").fillna(False).astype(bool)
+    frame = metrics.loc[observed, [SERVER_ID, METRIC, DS]]
+    out = frame.groupby([SERVER_ID, METRIC], sort=True)[DS].agg(["min", "max", "size"])
+    out.columns = ["first_observed", "last_observed", "history_days"]
+    return out.reset_index()
+
+
+def _level_codes(prob: np.ndarray, likely_days: np.ndarray, cfg: RiskConfig) -> np.ndarray:
+    """Vectorised risk rule: likely within critical_days / high_days, else probable over the horizon."""
+    with np.errstate(invalid="ignore"):
+        return np.select(
+            [likely_days <= cfg.critical_days, likely_days <= cfg.high_days, prob >= cfg.medium_probability],
+            [RiskLevel.CRITICAL.value, RiskLevel.HIGH.value, RiskLevel.MEDIUM.value],
+            default=RiskLevel.LOW.value,
+        )
+
+
+def _first_ds(frame: pd.DataFrame, mask: pd.Series) -> pd.Series:
+    return frame.loc[mask].groupby(list(SERIES_KEY), sort=True)[DS].first()
+
+
+def _days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    """Whole days from ``earlier`` to ``later`` (a sub-daily gap counts as a started day); Int64."""
+    days = (later - earlier).dt.total_seconds() / _DAY.total_seconds()
+    return pd.Series(np.ceil(days), index=later.index).astype("Int64")
+
+
+def _fmt_day(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values).dt.strftime("%Y-%m-%d").fillna("")
+
+
+def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
+    """One sentence per series saying what the forecast shows and why the level is what it is."""
+    thr = out["threshold"].map("{:g} %".format)
+    period = out["seasonal_peak"].fillna("")
+    at = np.where(period != "", "at " + period + " ", "on ")
+    crosses = (out[METRIC] + " forecast crosses " + thr + " " + at + _fmt_day(out["breach_ds"])
+               + " (day " + out["days_to_breach"].astype("string").fillna("") + ")")
+    upper = ("; upper bound crosses " + _fmt_day(out["breach_upper_ds"]) + " (day "
+             + out["days_to_upper_breach"].astype("string").fillna("") + ")")
+    peak_at = np.where((period != "") & out["breach_ds"].isna() & out["breach_upper_ds"].isna(),
+                       " (" + period + ")", "")
+    peaks = (out[METRIC] + " forecast peaks at " + out["peak_yhat"].map("{:.1f} %".format) + " on "
+             + _fmt_day(out["peak_ds"]) + peak_at + ", below " + thr)
+    prob = ("; P(breach within " + out["horizon_days"].astype("string") + " days) = "
+            + out["breach_probability"].map("{:.2f}".format))
+    text = np.where(out["breach_ds"].notna(), crosses, peaks)
+    text = text + np.where(out["breach_ds"].isna() & out["breach_upper_ds"].notna(), upper, "") + prob
+    analogue = ("; last year's " + out["analogue_period"].fillna("") + " peaks grown by this year's growth (x"
+                + out["analogue_growth"].map("{:.2f}".format) + ") cross " + thr + " on "
+                + out["analogue_days_above"].astype("string").fillna("0") + " days from "
+                + _fmt_day(out["analogue_breach_ds"]))
+    text = text + np.where(out["analogue_hit"], analogue, "")
+    short = (out[METRIC] + ": only " + out["history_days"].astype("Int64").astype("string").fillna("0")
+             + f" observed days of history ({cfg.min_history_days} required); no risk level assigned")
+    missing = out[METRIC] + ": no forecast for this series; no risk level assigned"
+    status = out["status"]
+    return pd.Series(np.select([status == Status.INSUFFICIENT_HISTORY.value, status == Status.NO_FORECAST.value],
+                               [short, missing], default=text), index=out.index, dtype=object)
+
+
+def assess_breaches(
+    forecasts: pd.DataFrame,
+    history: pd.DataFrame,
+    cfg: RiskConfig,
+    uplifts: pd.DataFrame | None = None,
+    analogue: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Breach dates, peak, breach probability and risk level for every forecast series.
+
+    ``days_to_breach`` counts from the series' last observed day: a forecast that first exceeds
+    the threshold on its 17th day says 17. ``breach_probability`` is P(the value exceeds the
+    threshold on at least one day of the horizon) under the correlated two-piece-normal model of
+    ``probability``. The level is critical / high when that cumulative probability reaches
+    ``likely_probability`` within ``critical_days`` / ``high_days``, medium when the horizon
+    probability reaches ``medium_probability``, low otherwise; a seasonal analogue that crosses
+    the threshold on at least ``analogue_min_days`` days raises the level to medium at least.
+    Series with fewer than ``min_history_days`` observed days, or with history but no forecast,
+    get a status and reason instead of a level.
+
+    Args:
+        forecasts: server_id, metric, ds, yhat, yhat_lower, yhat_upper (one row per day).
+        history: ``history_summary`` of the processed metrics.
+        cfg: risk settings (thresholds, interval, correlation, cut-offs).
+        uplifts: per-series period uplifts (``seasonal.period_uplifts``) used to name peaks;
+            None names none.
+        analogue: ``analogue.seasonal_analogue`` output; None skips the second opinion.
+
+    Returns:
+        One row per (server_id, metric): the contract columns server_id, metric, risk_level,
+        peak_yhat, peak_ds, breach_ds, days_to_breach, breach_probability, then status, threshold,
+        breach_upper_ds, days_to_upper_breach, likely_breach_ds, peak_upper, horizon_days,
+        history_days, last_observed, seasonal_peak, analogue_peak, analogue_breach_ds,
+        analogue_days_above, reason.
+    """
+    require_columns(forecasts, FORECAST_COLUMNS[:3] + FORECAST_COLUMNS[4:], "forecasts")
+    f = forecasts.sort_values([SERVER_ID, METRIC, DS], kind="stable").reset_index(drop=True)
+    keys = [SERVER_ID, METRIC]
+    threshold = thresholds(f[METRIC], cfg).to_numpy(dtype=float)
+    group = f.groupby(keys, sort=True).ngroup().to_numpy()
+    position = f.groupby(keys, sort=True).cumcount().to_numpy()
+    series = f.groupby(keys, sort=True).agg(
+        horizon_days=(DS, "size"), first_forecast=(DS, "first"), threshold=(METRIC, "first"))
+    series["threshold"] = thresholds(series["threshold"], cfg)
+    scores = exceedance_scores(f["yhat"].to_numpy(float), f["yhat_lower"].to_numpy(float),
+                               f["yhat_upper"].to_numpy(float), threshold, cfg.interval)
+    cum = cumulative_probability(padded(scores, group, position, len(series), np.inf), cfg.error_correlation)
+    series["breach_probability"] = cum[:, -1] if cum.size else np.zeros(len(series))
+    reached = cum >= cfg.likely_probability
+    likely_pos = np.where(reached.any(axis=1), reached.argmax(axis=1), -1) if cum.size else np.full(len(series), -1)
+    # f is sorted by series then day, so (series g, day position p) is row starts[g] + p.
+    starts = np.concatenate([[0], np.cumsum(series["horizon_days"].to_numpy())[:-1]]).astype(np.int64)
+    likely = pd.Series(f[DS].to_numpy()[starts + np.maximum(likely_pos, 0)], index=series.index)
+    series["likely_breach_ds"] = likely.where(likely_pos >= 0)
+
+    peak_rows = f.loc[f.groupby(keys, sort=True)["yhat"].idxmax()]
+    series["peak_yhat"] = peak_rows["yhat"].to_numpy()
+    series["peak_ds"] = peak_rows[DS].to_numpy()
+    series["peak_upper"] = f.groupby(keys, sort=True)["yhat_upper"].max()
+    series["breach_ds"] = _first_ds(f, pd.Series(f["yhat"].to_numpy() > threshold))
+    series["breach_upper_ds"] = _first_ds(f, pd.Series(f["yhat_upper"].to_numpy() > threshold))
+
+    out = series.reset_index().merge(history, on=keys, how="outer")
+    out["status"] = Status.ASSESSED.value
+    out.loc[out["first_forecast"].isna(), "status"] = Status.NO_FORECAST.value
+    short = out["first_forecast"].notna() & ~(out["history_days"].fillna(0) >= cfg.min_history_days)
+    out.loc[short, "status"] = Status.INSUFFICIENT_HISTORY.value
+    out["threshold"] = out["threshold"].fillna(thresholds(out[METRIC], cfg))
+    out["horizon_days"] = out["horizon_days"].fillna(0).astype(np.int64)
+    out["history_days"] = out["history_days"].fillna(0).astype(np.int64)
+    # Without history the forecast is taken to start the day after the (unknown) last observation.
+    out["last_observed"] = out["last_observed"].fillna(out["first_forecast"] - _DAY)
+    out["days_to_breach"] = _days_between(out["breach_ds"], out["last_observed"])
+    out["days_to_upper_breach"] = _days_between(out["breach_upper_ds"], out["last_observed"])
+    likely_days = _days_between(out["likely_breach_ds"], out["last_observed"]).to_numpy(dtype=float, na_value=np.nan)
+    codes = _level_codes(out["breach_probability"].to_numpy(dtype=float), likely_days, cfg)
+    assessed = (out["status"] == Status.ASSESSED.value).to_numpy()
+    if analogue is None or analogue.empty:
+        analogue = empty_analogue()
+    out = out.merge(analogue, on=keys, how="left")
+    out["analogue_days_above"] = out["analogue_days_above"].astype(float).fillna(0).astype(np.int64)
+    out["analogue_breach_ds"] = pd.to_datetime(out["analogue_breach_ds"])
+    out["analogue_peak"] = out["analogue_peak"].astype(float)
+    out["analogue_hit"] = (assessed & (cfg.analogue_min_days > 0)
+                           & (out["analogue_days_above"] >= cfg.analogue_min_days).to_numpy())
+    codes = np.where(out["analogue_hit"], np.maximum(codes, RiskLevel.MEDIUM.value), codes)
+    out["risk_level"] = labels_from_codes(np.where(assessed, codes, -1))
+    unknown = ~assessed
+    out.loc[unknown, ["breach_probability"]] = np.nan
+    for column in ("breach_ds", "breach_upper_ds", "likely_breach_ds", "analogue_breach_ds"):
+        out.loc[unknown, column] = pd.NaT
+    out.loc[unknown, ["days_to_breach", "days_to_upper_breach"]] = pd.NA
+
+    if uplifts is not None and len(out):
+        aligned = out[keys].merge(uplifts, on=keys, how="left")[list(UPLIFT_COLUMNS)].fillna(0.0)
+        event = (out["breach_ds"].fillna(out["analogue_breach_ds"].where(out["analogue_hit"]))
+                 .fillna(out["breach_upper_ds"]).fillna(out["peak_ds"]))
+        out["seasonal_peak"] = name_periods(event, aligned, cfg.period_end_business_days,
+                                            cfg.seasonal_min_uplift).to_numpy()
+    else:
+        out["seasonal_peak"] = ""
+    out["reason"] = _reasons(out, cfg)
+    columns = [SERVER_ID, METRIC, "risk_level", "peak_yhat", "peak_ds", "breach_ds", "days_to_breach",
+               "breach_probability", *BREACH_EXTRA_COLUMNS]
+    result = out[columns].sort_values(keys, kind="stable").reset_index(drop=True)
+    logger.debug("assessed %d series: %s", len(result), result["risk_level"].value_counts(dropna=False).to_dict())
+    return result

@@ -1,0 +1,174 @@
+"""Workload clusters: K-Means on standardised profile features, k by silhouette, a human label per cluster."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_samples, silhouette_score
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.profiles import PROFILE_COLUMNS
+from capacity_forecaster.schema import SERVER_ID, require_columns
+
+logger = logging.getLogger(__name__)
+
+# Levels enter on a log scale (5 % vs 10 % is as different as 40 % vs 80 %).
+_LOG_FEATURES = ("cpu_level", "cpu_p95", "memory_level", "memory_p95", "network_level")
+# Evidence features saturate: tanh(x / scale). A 30 % month-end uplift already marks a batch
+# workload; 150 % does not make it more of one, and without saturation the strongest members of
+# a pattern split off into clusters of their own. Scales are the size of an unmistakable signal.
+_EVIDENCE_SCALE = {
+    "month_end_uplift": 0.3, "quarter_end_uplift": 0.3, "year_end_uplift": 0.3, "trend": 0.3,
+    "trend_change": 0.3, "step_change": 0.3, "leak_signal": 1.0,
+}
+# Label rules on a cluster's median profile, first match wins; values are the evidence that
+# names a pattern (relative uplift / change per year / level shift / saw-tooth score).
+_GROWTH_PER_YEAR = 0.15
+_STEP = 0.2
+_LEAK = 1.0
+CLUSTER_EXTRA_COLUMNS = ("silhouette",)
+
+
+def feature_matrix(profiles: pd.DataFrame) -> np.ndarray:
+    """Standardised clustering features: log levels, saturated evidence, z-scored columns.
+
+    Args:
+        profiles: ``profiles.server_profiles`` output.
+
+    Returns:
+        (servers, features) matrix in the row order of ``profiles``.
+    """
+    require_columns(profiles, (SERVER_ID, *PROFILE_COLUMNS), "profiles")
+    columns = []
+    for name in PROFILE_COLUMNS:
+        x = profiles[name].to_numpy(dtype=float)
+        if name in _LOG_FEATURES:
+            x = np.log(np.maximum(x, 1.0))
+        elif name in _EVIDENCE_SCALE:
+            x = np.tanh(x / _EVIDENCE_SCALE[name])
+        columns.append(x)
+    matrix = np.nan_to_num(np.column_stack(columns)) if columns else np.zeros((len(profiles), 0))
+    if len(matrix) < 2:
+        return np.zeros_like(matrix)
+    return StandardScaler().fit_transform(matrix)
+
+
+def _kmeans(features: np.ndarray, k: int, random_state: int) -> np.ndarray:
+    # One thread: the matrices are small, and OpenMP workers spin-waiting on a busy machine cost
+    # far more than they save.
+    with threadpool_limits(limits=1):
+        return KMeans(n_clusters=k, n_init=10, random_state=random_state).fit_predict(features)
+
+
+def choose_k(features: np.ndarray, k_min: int, k_max: int, random_state: int) -> tuple[int, pd.DataFrame]:
+    """The number of clusters with the best silhouette within [k_min, k_max].
+
+    The range is clipped to what the data allows (2 <= k <= servers - 1, distinct points); ties
+    go to the smaller k.
+
+    Args:
+        features: standardised feature matrix.
+        k_min: smallest k tried.
+        k_max: largest k tried.
+        random_state: K-Means seed.
+
+    Returns:
+        (best k, table with columns k, silhouette). With fewer than 3 distinct servers, k is 1
+        and the table is empty.
+    """
+    distinct = len(np.unique(np.round(features, 9), axis=0)) if len(features) else 0
+    upper = min(k_max, distinct - 1, len(features) - 1)
+    lower = max(2, min(k_min, upper))
+    rows = []
+    for k in range(lower, upper + 1):
+        labels = _kmeans(features, k, random_state)
+        if len(np.unique(labels)) < 2:
+            continue
+        rows.append((k, float(silhouette_score(features, labels))))
+    table = pd.DataFrame(rows, columns=["k", "silhouette"])
+    if table.empty:
+        return 1, table
+    best = int(table["k"].to_numpy()[int(np.argmax(table["silhouette"].to_numpy()))])
+    return best, table
+
+
+def label_profile(centre: pd.Series, cfg: RiskConfig) -> str:
+    """Human label of a cluster from its median profile (first matching rule wins).
+
+    Args:
+        centre: median of the cluster's members over ``PROFILE_COLUMNS``.
+        cfg: risk settings (idle limits, seasonal uplift).
+
+    Returns:
+        One of idle, memory-leak, batch/quarter-end, batch/month-end, seasonal/year-end, growing,
+        level-shift/migrated, steady.
+    """
+    if centre["cpu_p95"] <= cfg.idle_cpu_max and centre["memory_p95"] <= cfg.idle_memory_max:
+        return "idle"
+    if centre["leak_signal"] >= _LEAK:
+        return "memory-leak"
+    if centre["month_end_uplift"] >= cfg.seasonal_min_uplift:
+        return ("batch/quarter-end" if centre["quarter_end_uplift"] >= centre["month_end_uplift"]
+                else "batch/month-end")
+    if centre["year_end_uplift"] >= cfg.seasonal_min_uplift:
+        return "seasonal/year-end"
+    if centre["trend"] >= _GROWTH_PER_YEAR:
+        return "growing"
+    if centre["step_change"] >= _STEP:
+        return "level-shift/migrated"
+    return "steady"
+
+
+def cluster_servers(profiles: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """Cluster servers by workload profile and name each cluster.
+
+    Deterministic for a given ``cfg.random_state``. Cluster ids are numbered by ascending median
+    cpu level, so the same fleet always gets the same ids; a label used by two clusters gets a
+    suffix (``steady 2``).
+
+    Args:
+        profiles: ``profiles.server_profiles`` output, one row per server.
+        cfg: risk settings (k range, random_state, label limits).
+
+    Returns:
+        One row per server: server_id, cluster_id, cluster_label (the contract columns), then
+        silhouette (the member's silhouette value; 0 with a single cluster). ``attrs["k"]`` is
+        the chosen k and ``attrs["silhouette_by_k"]`` the mean silhouette of every k tried.
+    """
+    if profiles.empty:
+        out = pd.DataFrame({SERVER_ID: pd.Series(dtype=object), "cluster_id": pd.Series(dtype=np.int64),
+                            "cluster_label": pd.Series(dtype=object), "silhouette": pd.Series(dtype=float)})
+        out.attrs.update(k=0, silhouette_by_k={})
+        return out
+    features = feature_matrix(profiles)
+    k, table = choose_k(features, cfg.cluster_k_min, cfg.cluster_k_max, cfg.random_state)
+    if k > 1:
+        raw = _kmeans(features, k, cfg.random_state)
+    else:
+        raw = np.zeros(len(profiles), dtype=np.int64)
+    member_silhouette = silhouette_samples(features, raw) if k > 1 else np.zeros(len(profiles))
+    centres = profiles[list(PROFILE_COLUMNS)].groupby(raw).median()
+    order = centres["cpu_level"].sort_values(kind="stable").index
+    renumber = {old: new for new, old in enumerate(order)}
+    labels = {renumber[c]: label_profile(centres.loc[c], cfg) for c in centres.index}
+    seen: dict[str, int] = {}
+    for cid in sorted(labels):
+        seen[labels[cid]] = seen.get(labels[cid], 0) + 1
+        if seen[labels[cid]] > 1:
+            labels[cid] = f"{labels[cid]} {seen[labels[cid]]}"
+    cluster_id = np.array([renumber[c] for c in raw], dtype=np.int64)
+    out = pd.DataFrame({
+        SERVER_ID: profiles[SERVER_ID].to_numpy(),
+        "cluster_id": cluster_id,
+        "cluster_label": pd.Series(cluster_id).map(labels).to_numpy(),
+        "silhouette": member_silhouette,
+    })
+    out.attrs.update(k=k, silhouette_by_k=dict(zip(table["k"].astype(int).tolist(),
+                                                   table["silhouette"].astype(float).tolist(), strict=True)))
+    logger.debug("clustered %d servers into k=%d: %s", len(out), k, out["cluster_label"].value_counts().to_dict())
+    return out

@@ -1,0 +1,68 @@
+"""Ordered severity levels, assessment statuses and recommendation actions used across the risk stage."""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+import numpy as np
+import pandas as pd
+
+
+class RiskLevel(IntEnum):
+    """Breach severity, ordered: ``RiskLevel.CRITICAL > RiskLevel.LOW``.
+
+    The lake stores the lower-case name (``label``); compare and sort with the enum.
+    """
+
+    LOW = 0
+    MEDIUM = 1
+    HIGH = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        """The contract spelling (``critical``, ``high``, ``medium``, ``low``)."""
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> RiskLevel:
+        """Parse a contract spelling; raises ValueError naming the valid labels."""
+        try:
+            return cls[label.upper()]
+        except KeyError:
+            valid = ", ".join(level.label for level in cls)
+            raise ValueError(f"unknown risk level {label!r}; valid levels: {valid}") from None
+
+
+LEVEL_LABELS = tuple(level.label for level in RiskLevel)
+# An ordered dtype so that frames sort and compare by severity, not alphabetically.
+RISK_LEVEL_DTYPE = pd.CategoricalDtype(list(LEVEL_LABELS), ordered=True)
+
+
+def labels_from_codes(codes: np.ndarray) -> np.ndarray:
+    """Map integer level codes (``RiskLevel`` values, -1 for none) to labels (None for -1)."""
+    table = np.array([*LEVEL_LABELS, None], dtype=object)
+    return table[np.where(codes < 0, len(LEVEL_LABELS), codes)]
+
+
+def level_codes(labels: pd.Series) -> np.ndarray:
+    """Integer level codes of a label column; -1 where the label is missing."""
+    return pd.Categorical(labels, dtype=RISK_LEVEL_DTYPE).codes.astype(np.int64)
+
+
+class Status(StrEnum):
+    """Whether a series could be assessed; anything but ASSESSED carries a reason instead of a level."""
+
+    ASSESSED = "assessed"
+    INSUFFICIENT_HISTORY = "insufficient_history"
+    NO_FORECAST = "no_forecast"
+
+
+class Action(StrEnum):
+    """Recommendation actions (contract values of ``recommendations.action``)."""
+
+    KEEP = "keep"
+    UPSIZE = "upsize"
+    RIGHTSIZE = "rightsize"
+    CONSOLIDATE = "consolidate"
+    DECOMMISSION = "decommission"

@@ -1,0 +1,265 @@
+"""One recommendation per server (upsize, decommission, consolidate, rightsize or keep) with its savings."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.consolidation import consolidate
+from capacity_forecaster.risk.levels import Action, RiskLevel, Status, level_codes
+from capacity_forecaster.risk.sizing import CostModel
+from capacity_forecaster.schema import (
+    DS,
+    INVENTORY_COLUMNS,
+    METRIC,
+    RECOMMENDATION_COLUMNS,
+    SERVER_ID,
+    VALUE,
+    require_columns,
+)
+
+logger = logging.getLogger(__name__)
+
+IDLE_COLUMNS = (SERVER_ID, "first_observed", "last_observed", "observed_days", "coverage", "cpu_max", "memory_max",
+                "network_max", "idle")
+RECOMMENDATION_EXTRA_COLUMNS = ("needed_by", "current_cpu_cores", "current_memory_gb", "evidence")
+_IDLE_LIMITS = {"cpu": "idle_cpu_max", "memory": "idle_memory_max", "network": "idle_network_max"}
+
+
+def idle_evidence(metrics: pd.DataFrame, forecasts: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """Which servers were idle on every observed day, and the numbers that show it.
+
+    Days flagged ``is_anomaly`` / ``is_outlier`` or imputed are not evidence either way. A
+    server is idle when its history covers at least ``min_history_days`` with at least
+    ``idle_min_coverage`` of the days observed, its cpu, memory (and network, where measured)
+    never exceeded the idle limits, and its forecast (yhat) stays under them too.
+
+    Args:
+        metrics: processed metrics (server_id, ds, metric, value + optional flags).
+        forecasts: server_id, metric, ds, yhat.
+        cfg: risk settings (idle limits, coverage, min_history_days).
+
+    Returns:
+        One row per server with history: server_id, first_observed, last_observed,
+        observed_days, coverage, cpu_max, memory_max, network_max, idle.
+    """
+    require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
+    usable = metrics[VALUE].notna()
+    for flag in ("is_anomaly", "is_outlier", "is_imputed"):
+        if flag in metrics.columns:
+            usable &= ~metrics[flag].astype("boolean").fillna(False).astype(bool)
+    rows = metrics.loc[usable & metrics[METRIC].isin(list(_IDLE_LIMITS))]
+    maxima = rows.groupby([SERVER_ID, METRIC])[VALUE].max().unstack(METRIC).reindex(columns=list(_IDLE_LIMITS))
+    days = rows.groupby(SERVER_ID)[DS].agg(["min", "max", "nunique"])
+    out = pd.DataFrame({
+        SERVER_ID: days.index,
+        "first_observed": days["min"].to_numpy(),
+        "last_observed": days["max"].to_numpy(),
+        "observed_days": days["nunique"].to_numpy(),
+    })
+    span = (out["last_observed"] - out["first_observed"]).dt.days + 1
+    out["coverage"] = out["observed_days"] / span
+    ahead = (forecasts[forecasts[METRIC].isin(list(_IDLE_LIMITS))]
+             .groupby([SERVER_ID, METRIC])["yhat"].max().unstack(METRIC).reindex(columns=list(_IDLE_LIMITS)))
+    idle = (span >= cfg.min_history_days) & (out["coverage"] >= cfg.idle_min_coverage)
+    for metric, key in _IDLE_LIMITS.items():
+        seen = maxima[metric].reindex(out[SERVER_ID]).to_numpy(dtype=float)
+        out[f"{metric}_max"] = seen
+        limit = getattr(cfg, key)
+        future = ahead[metric].reindex(out[SERVER_ID]).to_numpy(dtype=float)
+        # cpu and memory must be measured; network counts only where it is.
+        measured_ok = (seen <= limit) if metric != "network" else (np.isnan(seen) | (seen <= limit))
+        idle &= measured_ok & (np.isnan(future) | (future <= limit))
+    out["idle"] = idle.to_numpy(dtype=bool)
+    return out[list(IDLE_COLUMNS)]
+
+
+def _flag(values: pd.Series) -> pd.Series:
+    """A boolean column with missing values (servers absent from the source frame) as False."""
+    return values.astype("boolean").fillna(False).astype(bool)
+
+
+def _fmt(values: pd.Series, spec: str = "{:g}") -> pd.Series:
+    return values.map(lambda v: "" if pd.isna(v) else spec.format(v))
+
+
+def _day(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values).dt.strftime("%Y-%m-%d").fillna("")
+
+
+def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """Per server: at-risk flag, the most urgent at-risk series, date needed, assessment gaps."""
+    risk = server_risk.copy()
+    risk["code"] = level_codes(risk["risk_level"])
+    floor = RiskLevel.from_label(cfg.upsize_min_level).value
+    risk["at_risk"] = risk["code"] >= floor
+    analogue = risk["analogue_breach_ds"] if "analogue_breach_ds" in risk.columns else risk["breach_upper_ds"]
+    risk["needed"] = (risk["breach_ds"].fillna(risk["likely_breach_ds"]).fillna(analogue)
+                      .fillna(risk["breach_upper_ds"]))
+    urgent = (risk[risk["at_risk"]].sort_values(["needed", "code"], ascending=[True, False], na_position="last")
+              .groupby(SERVER_ID).head(1).set_index(SERVER_ID))
+    at_risk_metrics = risk[risk["at_risk"]].groupby(SERVER_ID)[METRIC].agg(lambda m: ",".join(sorted(m)))
+    core = risk[risk[METRIC].isin(["cpu", "memory"])]
+    unassessed = core[core["status"] != Status.ASSESSED.value].groupby(SERVER_ID)["reason"].agg("; ".join)
+    assessed_core = core[core["status"] == Status.ASSESSED.value].groupby(SERVER_ID)[METRIC].nunique()
+    out = pd.DataFrame(index=pd.Index(risk[SERVER_ID].unique(), name=SERVER_ID))
+    out["at_risk"] = out.index.isin(urgent.index)
+    out["at_risk_metrics"] = at_risk_metrics.reindex(out.index).fillna("")
+    out["needed_by"] = urgent["needed"].reindex(out.index)
+    out["risk_reason"] = urgent["reason"].reindex(out.index).fillna("")
+    out["unassessed_reason"] = unassessed.reindex(out.index).fillna("")
+    out["fully_assessed"] = assessed_core.reindex(out.index).fillna(0).to_numpy() >= 2
+    out["max_code"] = risk.groupby(SERVER_ID)["code"].max().reindex(out.index)
+    return out
+
+
+def build_recommendations(
+    server_risk: pd.DataFrame,
+    needs: pd.DataFrame,
+    idle: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    inventory: pd.DataFrame,
+    cfg: RiskConfig,
+) -> pd.DataFrame:
+    """Decide one action per inventory server and price it.
+
+    Precedence: upsize (a series at or above ``upsize_min_level``) > decommission (idle
+    throughout, see ``idle_evidence``) > consolidate (under-used servers packed onto hosts in
+    their datacenter and environment, see ``consolidation``) > rightsize (a smaller standard size
+    keeps the forecast peak upper bound plus headroom under the target and saves at least
+    ``rightsize_min_savings``) > keep. Consolidation hosts keep their size. Servers whose cpu or
+    memory could not be assessed are kept, with the reason.
+
+    Args:
+        server_risk: ``breach.assess_breaches`` output.
+        needs: ``sizing.capacity_needs`` output.
+        idle: ``idle_evidence`` output.
+        forecasts: daily forecasts (for the consolidation packing).
+        inventory: the inventory (``schema.INVENTORY_COLUMNS``).
+        cfg: risk settings.
+
+    Returns:
+        One row per inventory server: the contract columns server_id, action, target_server_id,
+        recommended_cpu_cores, recommended_memory_gb, current_monthly_cost,
+        projected_monthly_cost, monthly_savings, rationale; then needed_by (date the capacity
+        is needed, upsize only), current_cpu_cores, current_memory_gb, evidence (decommission).
+    """
+    require_columns(inventory, INVENTORY_COLUMNS, "inventory")
+    inv = inventory.drop_duplicates(SERVER_ID).reset_index(drop=True)
+    risk = _risk_by_server(server_risk, cfg).reindex(inv[SERVER_ID])
+    risk["at_risk"] = _flag(risk["at_risk"])
+    risk["fully_assessed"] = _flag(risk["fully_assessed"])
+    for col in ("at_risk_metrics", "risk_reason", "unassessed_reason"):
+        risk[col] = risk[col].fillna("")
+    risk.loc[risk["unassessed_reason"].eq("") & ~risk["fully_assessed"], "unassessed_reason"] = \
+        "no cpu and memory forecasts"
+    need = needs.set_index(SERVER_ID).reindex(inv[SERVER_ID])
+    idl = idle.set_index(SERVER_ID).reindex(inv[SERVER_ID])
+    is_idle = _flag(idl["idle"]).to_numpy()
+    cores = inv["cpu_cores"].to_numpy(float)
+    memory = inv["memory_gb"].to_numpy(float)
+    upsize = risk["at_risk"].to_numpy()
+    decommission = ~upsize & is_idle & risk["fully_assessed"].to_numpy()
+
+    underused = ((need["cpu_peak_upper"] <= cfg.consolidation_candidate_max)
+                 & (need["memory_peak_upper"] <= cfg.consolidation_candidate_max)).to_numpy()
+    calm = (risk["max_code"].fillna(0).to_numpy() <= RiskLevel.LOW.value) & risk["fully_assessed"].to_numpy()
+    candidates = pd.Index(inv.loc[~upsize & ~decommission & underused & calm, SERVER_ID])
+    placed = consolidate(candidates, forecasts, inv, cfg).set_index(SERVER_ID).reindex(inv[SERVER_ID])
+    host_id = placed["host_server_id"]
+    moved = (host_id.notna() & (host_id != inv[SERVER_ID].to_numpy())).to_numpy()
+    guests = (placed[moved].reset_index().groupby("host_server_id")[SERVER_ID].agg(", ".join)
+              .reindex(inv[SERVER_ID]))
+    hosting = guests.notna().to_numpy()
+
+    up_cores = np.where(risk["at_risk_metrics"].str.contains("cpu").to_numpy(),
+                        np.fmax(cores, need["sized_cpu_cores"].to_numpy(float)), cores)
+    up_memory = np.where(risk["at_risk_metrics"].str.contains("memory").to_numpy(),
+                         np.fmax(memory, need["sized_memory_gb"].to_numpy(float)), memory)
+    down_cores = np.fmin(cores, need["sized_cpu_cores"].to_numpy(float))
+    down_memory = np.fmin(memory, need["sized_memory_gb"].to_numpy(float))
+    model = CostModel.fit(inv)
+    cost = inv["monthly_cost_usd"].to_numpy(float)
+    down_cost = model.project(inv, down_cores, down_memory)
+    shrink = (~upsize & ~decommission & ~moved & ~hosting & risk["fully_assessed"].to_numpy()
+              & ((down_cores < cores) | (down_memory < memory))
+              & (cost - down_cost >= cfg.rightsize_min_savings * cost)
+              & (risk["max_code"].fillna(0).to_numpy() < RiskLevel.from_label(cfg.upsize_min_level).value))
+
+    action = np.select([upsize, decommission, moved, shrink],
+                       [Action.UPSIZE.value, Action.DECOMMISSION.value, Action.CONSOLIDATE.value,
+                        Action.RIGHTSIZE.value], default=Action.KEEP.value)
+    rec_cores = np.select([upsize, decommission | moved, shrink], [up_cores, 0.0, down_cores], default=cores)
+    rec_memory = np.select([upsize, decommission | moved, shrink], [up_memory, 0.0, down_memory], default=memory)
+    projected = np.select([upsize, decommission | moved, shrink],
+                          [model.project(inv, up_cores, up_memory), 0.0, down_cost], default=cost)
+    projected = np.round(projected, 2)
+
+    out = pd.DataFrame({
+        SERVER_ID: inv[SERVER_ID].to_numpy(),
+        "action": action,
+        "target_server_id": host_id.astype(object).where(moved, None).to_numpy(dtype=object),
+        "recommended_cpu_cores": rec_cores,
+        "recommended_memory_gb": rec_memory,
+        "current_monthly_cost": cost,
+        "projected_monthly_cost": projected,
+        "monthly_savings": np.round(cost - projected, 2),
+    })
+    out["rationale"] = _rationales(out, inv, risk, need, idl, placed, guests, cfg).to_numpy()
+    out["needed_by"] = pd.to_datetime(np.where(upsize, risk["needed_by"].to_numpy(), np.datetime64("NaT")))
+    out["current_cpu_cores"] = cores
+    out["current_memory_gb"] = memory
+    out["evidence"] = np.where(decommission, _idle_text(idl), "")
+    logger.debug("recommendations: %s", out["action"].value_counts().to_dict())
+    return out[[*RECOMMENDATION_COLUMNS, *RECOMMENDATION_EXTRA_COLUMNS]]
+
+
+def _idle_text(idl: pd.DataFrame) -> np.ndarray:
+    text = ("idle on all " + _fmt(idl["observed_days"]) + " observed days " + _day(idl["first_observed"]) + ".."
+            + _day(idl["last_observed"]) + ": cpu max " + _fmt(idl["cpu_max"], "{:.1f} %") + ", memory max "
+            + _fmt(idl["memory_max"], "{:.1f} %"))
+    network = np.where(idl["network_max"].notna(), ", network max " + _fmt(idl["network_max"], "{:.1f} %"), "")
+    return (text + network).fillna("").to_numpy(dtype=object)
+
+
+def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: pd.DataFrame, idl: pd.DataFrame,
+                placed: pd.DataFrame, guests: pd.Series, cfg: RiskConfig) -> pd.Series:
+    """One sentence per server saying why its action was chosen (vectorised string building)."""
+    action = pd.Series(out["action"].to_numpy(), index=need.index)
+    cores = _fmt(pd.Series(out["recommended_cpu_cores"].to_numpy(), index=need.index))
+    memory = _fmt(pd.Series(out["recommended_memory_gb"].to_numpy(), index=need.index))
+    cur_cores, cur_memory = _fmt(inv.set_index(SERVER_ID)["cpu_cores"]), _fmt(inv.set_index(SERVER_ID)["memory_gb"])
+    peaks = ("forecast peak upper bound " + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu / "
+             + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory")
+    target = f"{cfg.target_utilisation:g} % with {cfg.headroom:.0%} headroom"
+    too_big = np.where(_flag(need["exceeds_largest_size"]),
+                       "; more than the largest standard size is needed: split the workload", "")
+    upsize = (risk["risk_reason"] + "; upsize to " + cores + " cores / " + memory + " GB (from " + cur_cores
+              + " / " + cur_memory + ") by " + _day(risk["needed_by"]) + too_big)
+    other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
+    upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity by "
+                          + _day(risk["needed_by"]))
+    decommission = pd.Series(_idle_text(idl), index=need.index) + "; forecast stays idle: decommission"
+    consolidate = ("under-used (" + peaks + "); move onto " + placed["host_server_id"].fillna("") + " in "
+                   + placed["group"].fillna("") + ": combined daily upper bound peaks at "
+                   + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / "
+                   + _fmt(placed["host_peak_memory"], "{:.0f} %")
+                   + f" memory of the host (limit {cfg.consolidation_target:g} %)")
+    rightsize = (peaks + " of " + cur_cores + " cores / " + cur_memory + " GB; " + cores + " cores / " + memory
+                 + f" GB keep it under {target}")
+    host = ("consolidation host for " + guests.fillna("") + ": combined daily upper bound peaks at "
+            + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / " + _fmt(placed["host_peak_memory"], "{:.0f} %")
+            + f" memory (limit {cfg.consolidation_target:g} %)")
+    keep = peaks + f"; no smaller standard size under {target} saves {cfg.rightsize_min_savings:.0%}"
+    watch = risk["max_code"].fillna(-1) > RiskLevel.LOW.value
+    keep = keep.where(~watch, peaks + "; at risk below the upsize level (" + cfg.upsize_min_level + "): watch")
+    keep = keep.where(guests.isna(), host)
+    keep = keep.where(risk["fully_assessed"], "not assessed: " + risk["unassessed_reason"])
+    text = np.select(
+        [action == Action.UPSIZE.value, action == Action.DECOMMISSION.value, action == Action.CONSOLIDATE.value,
+         action == Action.RIGHTSIZE.value],
+        [upsize, decommission, consolidate, rightsize], default=keep)
+    return pd.Series(text, index=need.index, dtype=object)

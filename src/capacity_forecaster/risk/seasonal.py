@@ -1,0 +1,174 @@
+"""Recurring period-end peaks (month-end, quarter-end, year-end): measure them per series and name a day by them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.etl.calendar import day_calendar
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE
+
+PERIODS = ("year-end", "quarter-end", "month-end")
+UPLIFT_COLUMNS = ("month_end_uplift", "quarter_end_uplift", "year_end_uplift")
+_EPOCH = np.datetime64("1970-01-01", "D")
+# The year-end season: business days of December against the same-length stretches either side
+# (mid-October to mid-November and mid-January to mid-February), so a linear trend cancels out.
+_DECEMBER = 12
+_BASELINE_WINDOWS = ((10, 15, 11, 15), (1, 15, 2, 15))
+
+
+def period_calendar(dates: pd.Series | pd.DatetimeIndex | np.ndarray, business_days: int) -> pd.DataFrame:
+    """Period-end flags for every distinct day in ``dates``.
+
+    A day is in a month-end window when it is one of the last ``business_days`` business days
+    (NYSE calendar) of its month; a quarter-end window is a month-end window of March, June,
+    September or December; the year-end season is every business day of December.
+
+    Args:
+        dates: days (any datetime-like values; duplicates and NaT are ignored).
+        business_days: length of a period-end window in business days.
+
+    Returns:
+        Frame indexed by ``ds`` (datetime64[ns], sorted) with boolean columns is_business,
+        month_end, quarter_end, year_end, year_end_baseline, the string column ``period``
+        (``year-end``, ``quarter-end``, ``month-end`` or ``""``; the first that applies) and
+        month_end_rank (business days left in the month, -1 on other days).
+    """
+    days = pd.DatetimeIndex(_naive_days(pd.Series(dates)).dropna().unique()).sort_values()
+    if len(days) == 0:
+        empty = pd.DataFrame(columns=["is_business", "month_end", "quarter_end", "year_end",
+                                      "year_end_baseline", "period", "month_end_rank"],
+                             index=pd.DatetimeIndex([], name=DS))
+        return empty.astype({c: bool for c in empty.columns if c not in ("period", "month_end_rank")})
+    first = days[0].to_datetime64().astype("datetime64[D]")
+    last = days[-1].to_datetime64().astype("datetime64[D]")
+    frame = _calendar_frame(int((first - _EPOCH).astype(np.int64)), int((last - first).astype(np.int64)) + 1,
+                            business_days)
+    return frame.loc[days]
+
+
+@lru_cache(maxsize=32)
+def _calendar_frame(first_day: int, n_days: int, business_days: int) -> pd.DataFrame:
+    """Flags for a run of days (cached: the NYSE calendar is slow to build; callers only read it)."""
+    cal = day_calendar(first_day, n_days)
+    full = pd.DatetimeIndex(cal.dates.astype("datetime64[ns]"), name=DS)
+    month_end = (cal.month_end_rank >= 0) & (cal.month_end_rank < business_days)
+    quarter_end = month_end & cal.is_quarter_month
+    month, day = full.month.to_numpy(), full.day.to_numpy()
+    year_end = cal.is_business & (month == _DECEMBER)
+    code = month * 100 + day
+    baseline = np.zeros(len(full), dtype=bool)
+    for m0, d0, m1, d1 in _BASELINE_WINDOWS:
+        baseline |= (code >= m0 * 100 + d0) & (code <= m1 * 100 + d1)
+    baseline &= cal.is_business
+    period = np.select([year_end, quarter_end, month_end], list(PERIODS), default="")
+    return pd.DataFrame(
+        {"is_business": cal.is_business, "month_end": month_end, "quarter_end": quarter_end,
+         "year_end": year_end, "year_end_baseline": baseline, "period": period,
+         "month_end_rank": cal.month_end_rank},
+        index=full,
+    )
+
+
+def _naive_days(values: pd.Series) -> pd.Series:
+    """Calendar days (datetime64[ns], midnight); timestamps with a time zone are taken in UTC."""
+    ds = pd.to_datetime(values)
+    if getattr(ds.dt, "tz", None) is not None:
+        ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ds.dt.normalize()
+
+
+def _flag(values: pd.Series) -> np.ndarray:
+    """A boolean flag column with days outside the calendar (NaT) as False."""
+    return values.astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    out = num / den.where(den > 0) - 1.0
+    return out.fillna(0.0)
+
+
+def period_uplifts(frame: pd.DataFrame, business_days: int, value: str = VALUE) -> pd.DataFrame:
+    """Relative period-end uplift of every series: how much busier its period ends run.
+
+    month_end_uplift compares month-end-window business days with the other business days of the
+    same months; quarter_end_uplift compares quarter-end windows with the other business days of
+    the quarter months; year_end_uplift compares December business days with mid-October to
+    mid-November and mid-January to mid-February. A series that never covers a window gets 0.
+
+    Args:
+        frame: long frame with server_id, metric, ds and ``value``.
+        business_days: length of a period-end window in business days.
+        value: the column to measure (``value`` for history, ``yhat`` for forecasts).
+
+    Returns:
+        One row per (server_id, metric): server_id, metric, month_end_uplift, quarter_end_uplift,
+        year_end_uplift.
+    """
+    cal = period_calendar(frame[DS], business_days)
+    ds = _naive_days(frame[DS])
+    flags = cal.reindex(pd.DatetimeIndex(ds)).reset_index(drop=True)
+    v = frame[value].to_numpy(dtype=float)
+    ok = np.isfinite(v) & flags["is_business"].to_numpy(dtype=bool)
+    month_key = (ds.dt.year * 12 + ds.dt.month).to_numpy()
+    month_end = flags["month_end"].to_numpy(dtype=bool)
+    quarter_end = flags["quarter_end"].to_numpy(dtype=bool)
+    quarter_month = (ds.dt.month % 3 == 0).to_numpy()
+    parts = pd.DataFrame({
+        SERVER_ID: frame[SERVER_ID].to_numpy(), METRIC: frame[METRIC].to_numpy(), "month": month_key,
+        "me_in": np.where(ok & month_end, v, np.nan), "me_out": np.where(ok & ~month_end, v, np.nan),
+        "qe_in": np.where(ok & quarter_end, v, np.nan),
+        "qe_out": np.where(ok & quarter_month & ~month_end, v, np.nan),
+        "ye_in": np.where(ok & flags["year_end"].to_numpy(dtype=bool), v, np.nan),
+        "ye_out": np.where(ok & flags["year_end_baseline"].to_numpy(dtype=bool), v, np.nan),
+    })
+    # Month-end comparisons are made within months that have both kinds of day, so that a trend
+    # or a partial first/last month does not masquerade as an uplift.
+    by_month = parts.groupby([SERVER_ID, METRIC, "month"], sort=False)[["me_in", "me_out", "qe_in", "qe_out"]].mean()
+    both_me = by_month["me_in"].notna() & by_month["me_out"].notna()
+    both_qe = by_month["qe_in"].notna() & by_month["qe_out"].notna()
+    monthly = pd.DataFrame({
+        "me_in": by_month["me_in"].where(both_me), "me_out": by_month["me_out"].where(both_me),
+        "qe_in": by_month["qe_in"].where(both_qe), "qe_out": by_month["qe_out"].where(both_qe),
+    }).groupby(level=[0, 1], sort=False).mean()
+    yearly = parts.groupby([SERVER_ID, METRIC], sort=False)[["ye_in", "ye_out"]].mean()
+    out = monthly.join(yearly, how="outer")
+    result = pd.DataFrame({
+        "month_end_uplift": _ratio(out["me_in"], out["me_out"]),
+        "quarter_end_uplift": _ratio(out["qe_in"], out["qe_out"]),
+        "year_end_uplift": _ratio(out["ye_in"], out["ye_out"]),
+    })
+    return result.reset_index()
+
+
+def name_periods(
+    days: pd.Series, uplifts: pd.DataFrame, business_days: int, min_uplift: float
+) -> pd.Series:
+    """Name the recurring period-end peak each day belongs to, if its series has that pattern.
+
+    A day is named ``year-end`` / ``quarter-end`` / ``month-end`` only when it falls in that window
+    AND its series' uplift for the pattern is at least ``min_uplift``: a growing server that simply
+    peaks at the end of the horizon in December is not called a year-end peak.
+
+    Args:
+        days: one day per row (NaT allowed), aligned with ``uplifts``.
+        uplifts: rows aligned with ``days`` holding month_end_uplift, quarter_end_uplift,
+            year_end_uplift.
+        business_days: length of a period-end window in business days.
+        min_uplift: relative uplift that makes a pattern recurring.
+
+    Returns:
+        String Series aligned with ``days``: the period name or ``""``.
+    """
+    ds = _naive_days(days).reset_index(drop=True)
+    cal = period_calendar(ds, business_days)
+    flags = cal.reindex(pd.DatetimeIndex(ds)).reset_index(drop=True)
+    up = uplifts.reset_index(drop=True)
+    year = _flag(flags["year_end"]) & (up["year_end_uplift"].to_numpy() >= min_uplift)
+    quarter = _flag(flags["quarter_end"]) & (
+        np.maximum(up["quarter_end_uplift"].to_numpy(), up["month_end_uplift"].to_numpy()) >= min_uplift)
+    month = _flag(flags["month_end"]) & (up["month_end_uplift"].to_numpy() >= min_uplift)
+    named = np.select([year, quarter, month], list(PERIODS), default="")
+    return pd.Series(named, index=days.index, dtype=object)

@@ -1,0 +1,143 @@
+"""Capacity needed by the forecast, standard sizes that meet it, and what a size costs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, require_columns
+
+logger = logging.getLogger(__name__)
+
+NEED_COLUMNS = (SERVER_ID, "cpu_cores", "memory_gb", "cpu_peak_upper", "memory_peak_upper", "cpu_needed",
+                "memory_needed", "sized_cpu_cores", "sized_memory_gb", "exceeds_largest_size")
+# Fewer servers of a type than this and its prices come from the whole fleet's fit.
+_MIN_FIT_SERVERS = 4
+
+
+def standard_size(required: np.ndarray, sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest standard size at or above each requirement.
+
+    Args:
+        required: capacity needed (cores or GB); NaN stays NaN.
+        sizes: allowed sizes, strictly increasing.
+
+    Returns:
+        (size, too_big): the size, and whether the requirement exceeds the largest size (the
+        largest is returned then, and the caller must say so).
+    """
+    table = np.asarray(sizes, dtype=float)
+    req = np.asarray(required, dtype=float)
+    # A hair of tolerance so that 8.000000001 cores of float noise does not jump a size.
+    idx = np.searchsorted(table, np.where(np.isnan(req), 0.0, req) - 1e-9, side="left")
+    too_big = (idx >= len(table)) & ~np.isnan(req)
+    size = table[np.minimum(idx, len(table) - 1)]
+    return np.where(np.isnan(req), np.nan, size), too_big
+
+
+def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """Cores and GB each server needs for its forecast peak upper bound plus headroom.
+
+    need = peak upper bound (%) x current capacity x (1 + headroom) / target utilisation, so
+    that after resizing the forecast upper bound plus headroom stays at or under
+    ``cfg.target_utilisation``. Sized values are the smallest standard sizes at or above the
+    need (never below it) and at least the smallest standard size.
+
+    Args:
+        forecasts: server_id, metric, ds, yhat_upper (cpu and memory rows are used).
+        inventory: server_id, cpu_cores, memory_gb.
+        cfg: risk settings (target_utilisation, headroom, standard sizes).
+
+    Returns:
+        One row per inventory server: server_id, cpu_cores, memory_gb, cpu_peak_upper,
+        memory_peak_upper (% of current capacity; NaN without a forecast), cpu_needed,
+        memory_needed (cores, GB), sized_cpu_cores, sized_memory_gb, exceeds_largest_size.
+    """
+    require_columns(forecasts, (SERVER_ID, METRIC, DS, "yhat_upper"), "forecasts")
+    require_columns(inventory, (SERVER_ID, "cpu_cores", "memory_gb"), "inventory")
+    peaks = (forecasts[forecasts[METRIC].isin(["cpu", "memory"])]
+             .groupby([SERVER_ID, METRIC])["yhat_upper"].max().unstack(METRIC)
+             .reindex(columns=["cpu", "memory"]))
+    out = inventory[[SERVER_ID, "cpu_cores", "memory_gb"]].drop_duplicates(SERVER_ID).reset_index(drop=True)
+    aligned = peaks.reindex(out[SERVER_ID])
+    out["cpu_peak_upper"] = aligned["cpu"].to_numpy(dtype=float)
+    out["memory_peak_upper"] = aligned["memory"].to_numpy(dtype=float)
+    factor = (1.0 + cfg.headroom) / (cfg.target_utilisation / 100.0)
+    out["cpu_needed"] = out["cpu_peak_upper"] / 100.0 * out["cpu_cores"] * factor
+    out["memory_needed"] = out["memory_peak_upper"] / 100.0 * out["memory_gb"] * factor
+    cores, cores_big = standard_size(np.maximum(out["cpu_needed"].to_numpy(), cfg.cpu_sizes[0]), cfg.cpu_sizes)
+    memory, memory_big = standard_size(np.maximum(out["memory_needed"].to_numpy(), cfg.memory_sizes[0]),
+                                       cfg.memory_sizes)
+    out["sized_cpu_cores"] = np.where(out["cpu_needed"].isna(), np.nan, cores)
+    out["sized_memory_gb"] = np.where(out["memory_needed"].isna(), np.nan, memory)
+    out["exceeds_largest_size"] = cores_big | memory_big
+    return out[list(NEED_COLUMNS)]
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Monthly cost = fixed + per_core x cores + per_gb x GB, fitted per server type on the inventory.
+
+    Attributes:
+        rates: index server_type (plus ``*`` for the whole fleet), columns fixed, per_core, per_gb.
+    """
+
+    rates: pd.DataFrame
+
+    @classmethod
+    def fit(cls, inventory: pd.DataFrame) -> CostModel:
+        """Non-negative least squares of monthly_cost_usd on cores and GB, per server_type.
+
+        Types with fewer than 4 servers use the fleet-wide fit; a fleet too small to fit prices
+        every server in proportion to its current cost (see ``project``).
+
+        Args:
+            inventory: server_id, server_type, cpu_cores, memory_gb, monthly_cost_usd.
+
+        Returns:
+            The fitted CostModel.
+        """
+        require_columns(inventory, ("server_type", "cpu_cores", "memory_gb", "monthly_cost_usd"), "inventory")
+        rows = {}
+        groups = [("*", inventory), *inventory.groupby("server_type", sort=True)]
+        for name, part in groups:
+            if len(part) < _MIN_FIT_SERVERS:
+                continue
+            design = np.column_stack([np.ones(len(part)), part["cpu_cores"].to_numpy(float),
+                                      part["memory_gb"].to_numpy(float)])
+            coef, _ = nnls(design, part["monthly_cost_usd"].to_numpy(float))
+            if coef[1] + coef[2] > 0:
+                rows[str(name)] = coef
+        return cls(pd.DataFrame.from_dict(rows, orient="index", columns=["fixed", "per_core", "per_gb"]))
+
+    def project(self, frame: pd.DataFrame, new_cores: np.ndarray, new_memory: np.ndarray) -> np.ndarray:
+        """Monthly cost of each server at a new size.
+
+        The fitted price ratio (new size over current size) is applied to the server's own
+        current cost, so a server that costs more than the fit (licences, support) keeps its
+        premium. Without a usable fit the cost scales with the mean of the core and GB ratios.
+
+        Args:
+            frame: server_type, cpu_cores, memory_gb, monthly_cost_usd per server.
+            new_cores: new core counts (aligned with ``frame``).
+            new_memory: new GB (aligned with ``frame``).
+
+        Returns:
+            Projected monthly cost per server.
+        """
+        cores = frame["cpu_cores"].to_numpy(float)
+        memory = frame["memory_gb"].to_numpy(float)
+        cost = frame["monthly_cost_usd"].to_numpy(float)
+        if self.rates.empty:
+            ratio = 0.5 * (np.asarray(new_cores) / cores + np.asarray(new_memory) / memory)
+            return cost * ratio
+        fleet = self.rates.loc["*"] if "*" in self.rates.index else self.rates.iloc[0]
+        rates = self.rates.reindex(frame["server_type"].astype(str)).fillna(fleet).to_numpy()
+        now = rates[:, 0] + rates[:, 1] * cores + rates[:, 2] * memory
+        new = rates[:, 0] + rates[:, 1] * np.asarray(new_cores) + rates[:, 2] * np.asarray(new_memory)
+        return cost * np.where(now > 0, new / np.where(now > 0, now, 1.0), 1.0)

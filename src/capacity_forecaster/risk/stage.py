@@ -1,0 +1,248 @@
+"""The risk stage as one pure function: breaches, clusters, recommendations, summary and what-if comparison."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.analogue import seasonal_analogue
+from capacity_forecaster.risk.breach import assess_breaches, history_summary
+from capacity_forecaster.risk.clustering import cluster_servers
+from capacity_forecaster.risk.levels import LEVEL_LABELS, level_codes
+from capacity_forecaster.risk.profiles import server_profiles
+from capacity_forecaster.risk.recommendations import build_recommendations, idle_evidence
+from capacity_forecaster.risk.seasonal import period_uplifts
+from capacity_forecaster.risk.sizing import capacity_needs
+from capacity_forecaster.risk.whatif import Scenario, ScenarioInputs, apply_growth, apply_scenario
+from capacity_forecaster.schema import FORECAST_COLUMNS, INVENTORY_COLUMNS, METRIC, SERVER_ID, require_columns
+
+logger = logging.getLogger(__name__)
+
+COMPARISON_COLUMNS = (
+    SERVER_ID, METRIC, "base_risk_level", "scenario_risk_level", "base_breach_ds", "scenario_breach_ds",
+    "base_days_to_breach", "scenario_days_to_breach", "base_breach_probability", "scenario_breach_probability",
+    "base_action", "scenario_action", "base_monthly_savings", "scenario_monthly_savings", "change",
+)
+_AT_RISK_SHOWN = 15
+
+
+@dataclass(frozen=True)
+class RiskResult:
+    """Everything the risk stage produces.
+
+    Attributes:
+        server_risk: one row per (server_id, metric); contract columns then status, threshold,
+            breach_upper_ds, days_to_upper_breach, likely_breach_ds, peak_upper, horizon_days,
+            history_days, last_observed, seasonal_peak, reason (``breach.assess_breaches``).
+        clusters: server_id, cluster_id, cluster_label, silhouette.
+        recommendations: one row per server; contract columns then needed_by,
+            current_cpu_cores, current_memory_gb, evidence.
+        summary: counts, at-risk servers with dates, clusters, savings (JSON-serialisable).
+        comparison: base vs what-if per (server_id, metric), ``COMPARISON_COLUMNS``; empty
+            without a what-if.
+        base_summary: the summary without the what-if; None without a what-if.
+    """
+
+    server_risk: pd.DataFrame
+    clusters: pd.DataFrame
+    recommendations: pd.DataFrame
+    summary: dict[str, Any]
+    comparison: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(COMPARISON_COLUMNS)))
+    base_summary: dict[str, Any] | None = None
+
+
+def _iso(day: Any) -> str | None:
+    return None if pd.isna(day) else pd.Timestamp(day).date().isoformat()
+
+
+def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFrame, label: str) -> dict[str, Any]:
+    levels = server_risk["risk_level"].value_counts().reindex(list(LEVEL_LABELS), fill_value=0)
+    ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]))
+    at_risk = ranked[ranked["code"] > 0].sort_values(["code", "days_to_breach", SERVER_ID],
+                                                     ascending=[False, True, True], na_position="last")
+    fleet_cost = float(recs["current_monthly_cost"].sum())
+    savings = recs["monthly_savings"].to_numpy(float)
+    gross = float(savings[savings > 0].sum())
+    net = float(savings.sum())
+    return {
+        "scenario": label,
+        "servers": int(recs[SERVER_ID].nunique()),
+        "series": int(len(server_risk)),
+        "series_by_status": {str(k): int(v) for k, v in server_risk["status"].value_counts().items()},
+        "series_by_level": {str(k): int(v) for k, v in levels.items()},
+        "servers_at_risk": int(at_risk[SERVER_ID].nunique()),
+        "at_risk": [
+            {"server_id": r[SERVER_ID], "metric": r[METRIC], "risk_level": r["risk_level"],
+             "breach_ds": _iso(r["breach_ds"]),
+             "days_to_breach": None if pd.isna(r["days_to_breach"]) else int(r["days_to_breach"]),
+             "breach_probability": round(float(r["breach_probability"]), 3), "seasonal_peak": r["seasonal_peak"],
+             "analogue_breach_ds": _iso(r["analogue_breach_ds"]), "breach_upper_ds": _iso(r["breach_upper_ds"])}
+            for r in at_risk.head(_AT_RISK_SHOWN).to_dict("records")
+        ],
+        "clusters": {str(k): int(v) for k, v in clusters["cluster_label"].value_counts().sort_index().items()},
+        "k": int(clusters.attrs.get("k", clusters["cluster_id"].nunique() if len(clusters) else 0)),
+        "actions": {str(k): int(v) for k, v in recs["action"].value_counts().sort_index().items()},
+        "fleet_monthly_cost": round(fleet_cost, 2),
+        "gross_monthly_savings": round(gross, 2),
+        "upsize_monthly_cost": round(float(-savings[savings < 0].sum()), 2) + 0.0,
+        "net_monthly_savings": round(net, 2),
+        "net_savings_pct": round(100.0 * net / fleet_cost, 2) if fleet_cost > 0 else 0.0,
+    }
+
+
+def evaluate(
+    metrics: pd.DataFrame, forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
+    clusters: pd.DataFrame, label: str = "base",
+) -> RiskResult:
+    """Breaches and recommendations for one set of inputs, with clusters given.
+
+    Args:
+        metrics: processed metrics.
+        forecasts: forecasts (already uplifted for a what-if).
+        inventory: inventory.
+        cfg: risk settings.
+        clusters: ``clustering.cluster_servers`` output for these servers.
+        label: scenario name for the summary.
+
+    Returns:
+        RiskResult without comparison.
+    """
+    history = history_summary(metrics)
+    uplifts = period_uplifts(metrics, cfg.period_end_business_days)
+    analogue = seasonal_analogue(metrics, forecasts, uplifts, cfg) if cfg.analogue_min_days else None
+    server_risk = assess_breaches(forecasts, history, cfg, uplifts, analogue)
+    needs = capacity_needs(forecasts, inventory, cfg)
+    idle = idle_evidence(metrics, forecasts, cfg)
+    recs = build_recommendations(server_risk, needs, idle, forecasts, inventory, cfg)
+    return RiskResult(server_risk, clusters, recs, _summary(server_risk, clusters, recs, label))
+
+
+def compare(base: RiskResult, what_if: RiskResult) -> pd.DataFrame:
+    """Base vs what-if, one row per (server_id, metric) present in either.
+
+    Returns:
+        ``COMPARISON_COLUMNS``; change is ``added``, ``removed``, ``worse`` (higher level or an
+        earlier breach), ``better`` or ``unchanged``.
+    """
+    cols = ["risk_level", "breach_ds", "days_to_breach", "breach_probability"]
+    left = base.server_risk[[SERVER_ID, METRIC, *cols]].rename(columns={c: f"base_{c}" for c in cols})
+    right = what_if.server_risk[[SERVER_ID, METRIC, *cols]].rename(columns={c: f"scenario_{c}" for c in cols})
+    out = left.merge(right, on=[SERVER_ID, METRIC], how="outer", indicator=True)
+    for side, result in (("base", base), ("scenario", what_if)):
+        recs = result.recommendations.set_index(SERVER_ID)
+        out[f"{side}_action"] = out[SERVER_ID].map(recs["action"])
+        out[f"{side}_monthly_savings"] = out[SERVER_ID].map(recs["monthly_savings"])
+    b, s = level_codes(out["base_risk_level"]), level_codes(out["scenario_risk_level"])
+    bd = out["base_days_to_breach"].astype("Float64").fillna(np.inf).to_numpy(float)
+    sd = out["scenario_days_to_breach"].astype("Float64").fillna(np.inf).to_numpy(float)
+    out["change"] = np.select(
+        [out["_merge"].eq("right_only").to_numpy(), out["_merge"].eq("left_only").to_numpy(),
+         (s > b) | ((s == b) & (sd < bd)), (s < b) | ((s == b) & (sd > bd))],
+        ["added", "removed", "worse", "better"], default="unchanged")
+    return out[list(COMPARISON_COLUMNS)].sort_values([SERVER_ID, METRIC]).reset_index(drop=True)
+
+
+def run_risk(
+    metrics: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    inventory: pd.DataFrame,
+    cfg: RiskConfig,
+    *,
+    growth: float | None = None,
+    scenario: Scenario | None = None,
+) -> RiskResult:
+    """The whole risk stage over frames (pure: no I/O).
+
+    Clusters come from the base history; with a what-if (``growth`` != 0 or a scenario) the
+    returned tables describe the what-if, added servers join their template's cluster, and
+    ``comparison`` / ``base_summary`` show the base.
+
+    Args:
+        metrics: processed metrics (server_id, ds, metric, value, optional is_imputed,
+            is_anomaly, is_outlier).
+        forecasts: ``schema.FORECAST_COLUMNS``.
+        inventory: ``schema.INVENTORY_COLUMNS``.
+        cfg: risk settings.
+        growth: growth uplift in percent; None uses the scenario's growth, else ``cfg.growth``.
+        scenario: a validated scenario (``whatif.load_scenario``).
+
+    Returns:
+        RiskResult (see its attributes for the columns).
+    """
+    started = time.perf_counter()
+    require_columns(metrics, ("server_id", "ds", "metric", "value"), "metrics")
+    require_columns(forecasts, FORECAST_COLUMNS, "forecasts")
+    require_columns(inventory, INVENTORY_COLUMNS, "inventory")
+    profiles = server_profiles(metrics, cfg.period_end_business_days)
+    clusters = cluster_servers(profiles, cfg)
+    pct = growth if growth is not None else (
+        scenario.growth if scenario is not None and scenario.growth is not None else cfg.growth)
+    base = evaluate(metrics, forecasts, inventory, cfg, clusters)
+    result = base
+    if pct != 0 or scenario is not None:
+        inputs = ScenarioInputs(metrics, forecasts, inventory)
+        name = f"growth {pct:+g} %"
+        if scenario is not None:
+            inputs = apply_scenario(metrics, forecasts, inventory, scenario, clusters)
+            name = f"{scenario.name} ({name})" if pct else scenario.name
+        m, inv = inputs.metrics, inputs.inventory
+        f = apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp)
+        what_clusters = _carry_clusters(clusters, inv, inputs.templates)
+        what_if = evaluate(m, f, inv, cfg, what_clusters, label=name)
+        result = RiskResult(what_if.server_risk, what_clusters, what_if.recommendations, what_if.summary,
+                            compare(base, what_if), base.summary)
+    summary = result.summary
+    logger.info(
+        "risk: %d servers, %d series (%s), %d at risk, k=%d clusters, net savings %.0f/month (%.1f %%) in %.1f s",
+        summary["servers"], summary["series"], summary["series_by_level"], summary["servers_at_risk"], summary["k"],
+        summary["net_monthly_savings"], summary["net_savings_pct"], time.perf_counter() - started)
+    return result
+
+
+def _carry_clusters(clusters: pd.DataFrame, inventory: pd.DataFrame, templates: dict[str, str]) -> pd.DataFrame:
+    """Base clusters for the servers left after a scenario; an added server joins its template's cluster."""
+    kept = clusters[clusters[SERVER_ID].isin(inventory[SERVER_ID])]
+    if not templates:
+        out = kept.reset_index(drop=True)
+    else:
+        joined = clusters.set_index(SERVER_ID).reindex(list(templates.values())).reset_index(drop=True)
+        joined.insert(0, SERVER_ID, list(templates))
+        out = pd.concat([kept, joined.dropna(subset=["cluster_id"])], ignore_index=True)
+        out["cluster_id"] = out["cluster_id"].astype(np.int64)
+    out.attrs.update(clusters.attrs)
+    return out
+
+
+def render_summary(result: RiskResult) -> str:
+    """The one-screen text summary of a risk run (the CLI prints it)."""
+    s = result.summary
+    lines = [f"Risk ({s['scenario']}): {s['servers']} servers, {s['series']} series; "
+             + ", ".join(f"{k} {v}" for k, v in s["series_by_level"].items())]
+    lines.append(f"At risk: {s['servers_at_risk']} servers")
+    for r in s["at_risk"]:
+        when = (f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
+                f"last year's peak, grown, crosses {r['analogue_breach_ds']}" if r["analogue_breach_ds"] else
+                f"upper bound crosses {r['breach_upper_ds']}" if r["breach_upper_ds"] else "breach possible")
+        peak = f" at {r['seasonal_peak']}" if r["seasonal_peak"] else ""
+        lines.append(f"  {r['risk_level']:<8} {r['server_id']} {r['metric']:<7} {when}{peak}, "
+                     f"P={r['breach_probability']:.2f}")
+    lines.append(f"Clusters (k={s['k']}): " + ", ".join(f"{k} {v}" for k, v in s["clusters"].items()))
+    lines.append("Actions: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
+    lines.append(f"Savings: {s['net_monthly_savings']:,.0f}/month net ({s['net_savings_pct']:.1f} % of "
+                 f"{s['fleet_monthly_cost']:,.0f}); gross {s['gross_monthly_savings']:,.0f}, upsizing costs "
+                 f"{s['upsize_monthly_cost']:,.0f}")
+    if result.base_summary is not None:
+        b = result.base_summary
+        changes = result.comparison["change"].value_counts().sort_index()
+        lines.append(f"Base: {b['servers_at_risk']} servers at risk, net savings {b['net_monthly_savings']:,.0f}"
+                     "/month; changes: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
+    return "\n".join(lines)
+
+
+__all__ = ["COMPARISON_COLUMNS", "RiskResult", "compare", "evaluate", "render_summary", "run_risk"]

@@ -1,0 +1,146 @@
+"""Stages that fill raw/: the synthetic fleet (generate) and real monitoring exports (ingest)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
+from capacity_forecaster.storage.filesystem import resolve
+from capacity_forecaster.storage.lake import Lake
+from capacity_forecaster.storage.manifest import StageRun, stage_run
+
+log = logging.getLogger(__name__)
+
+RAW_CSV_DIR = "raw/csv"
+
+
+def _export_csv(lake: Lake, name: str, folder: str) -> None:
+    """Write a CSV copy of a table (the seed's request for a CSV raw layer), partitioned like it."""
+    dataset = lake.dataset(name)
+    if dataset is None:
+        return
+    base = lake.path(folder)
+    partitioning = pads.partitioning(flavor="hive", schema=dataset.partitioning.schema) if (
+        TABLES[name].partitioned and dataset.partitioning is not None) else None
+    pads.write_dataset(
+        dataset, base, filesystem=lake.fs, format="csv", partitioning=partitioning,
+        basename_template=f"{name}-{{i}}.csv", existing_data_behavior="delete_matching",
+    )
+
+
+def generate_stage(lake: Lake, settings: Settings) -> StageRun:
+    """Generate the synthetic fleet and write raw/ and truth/ tables.
+
+    Returns:
+        The stage run, with the tables written and row counts.
+    """
+    from capacity_forecaster.generate import generate_fleet
+
+    cfg = settings.generate
+    with stage_run(lake, "generate", settings) as run:
+        start = time.perf_counter()
+        fleet = generate_fleet(cfg, categorical=True)
+        tables = {
+            "inventory": fleet.inventory,
+            "raw_metrics": fleet.raw_metrics,
+            "truth_servers": fleet.truth_servers,
+            "truth_actual": fleet.truth_actual,
+            "truth_future": fleet.truth_future,
+            "truth_anomalies": fleet.truth_anomalies,
+        }
+        for name, frame in tables.items():
+            run.wrote(lake.write_table(name, frame))
+        if cfg.format == "csv":
+            _export_csv(lake, "inventory", f"{RAW_CSV_DIR}/inventory")
+            _export_csv(lake, "raw_metrics", f"{RAW_CSV_DIR}/metrics")
+        run.rows_out = len(fleet.raw_metrics)
+        run.counts = {"servers": cfg.servers, "seed": cfg.seed, "anomalies": len(fleet.truth_anomalies)}
+        log.info(
+            "generate: %d servers, %d raw rows, %d injected faults/events, %.1f s",
+            cfg.servers, len(fleet.raw_metrics), len(fleet.truth_anomalies), time.perf_counter() - start,
+        )
+    return run
+
+
+def _upsert(lake: Lake, name: str, new: pd.DataFrame, key: list[str]) -> pa.Table:
+    """The current table with rows of ``new`` replacing those with the same key (DuckDB anti-join)."""
+    old = lake.dataset(name)
+    if old is None:
+        return pa.Table.from_pandas(new, preserve_index=False)
+    con = duckdb.connect()
+    try:
+        con.register("old_rows", old.to_table(columns=[c for c in old.schema.names if c not in ("year", "month")]))
+        con.register("new_rows", new)
+        using = ", ".join(key)
+        return con.sql(
+            f"SELECT * FROM old_rows ANTI JOIN new_rows USING ({using}) UNION ALL BY NAME SELECT * FROM new_rows"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _merge_quarantine(lake: Lake, new: pd.DataFrame, replace: Callable[[pd.DataFrame], pd.Series]) -> pd.DataFrame:
+    """Existing quarantine rows except those ``replace`` selects, plus ``new``."""
+    if not lake.has_table("quarantine"):
+        return new.reindex(columns=list(QUARANTINE_COLUMNS))
+    old = lake.read_table("quarantine")
+    kept = old[~replace(old)]
+    return pd.concat([kept, new], ignore_index=True).reindex(columns=list(QUARANTINE_COLUMNS))
+
+
+def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_file: str | None,
+                 *, replace: bool = False) -> StageRun:
+    """Read monitoring exports into raw/ (daily P95 roll-up), merging with what is there.
+
+    Rows with the same (server_id, ds, metric) as rows already in ``raw_metrics`` replace them, so
+    ingesting the same export twice never duplicates rows; ``replace`` starts the raw tables afresh.
+
+    Returns:
+        The stage run: rows read, rows written, rows quarantined.
+    """
+    from capacity_forecaster.etl.ingest import ingest
+    from capacity_forecaster.etl.mapping import contract_mapping, load_mapping
+
+    mapping = contract_mapping() if mapping_file is None else load_mapping(mapping_file)
+
+    def filesystem_for(uri: str) -> tuple[object, str]:
+        location = resolve(uri, settings.lake, role="source")
+        return location.fs, location.path
+
+    with stage_run(lake, "ingest", settings) as run:
+        start = time.perf_counter()
+        result = ingest(sources, mapping, settings.ingest, filesystem_for)
+        key = ["server_id", "ds", "metric"]
+        raw = (pa.Table.from_pandas(result.raw_metrics, preserve_index=False) if replace
+               else _upsert(lake, "raw_metrics", result.raw_metrics, key))
+        run.wrote(lake.write_table("raw_metrics", raw))
+        if result.inventory is not None:
+            inventory = (pa.Table.from_pandas(result.inventory, preserve_index=False) if replace
+                         else _upsert(lake, "inventory", result.inventory, ["server_id"]))
+            run.wrote(lake.write_table("inventory", inventory))
+        files = set(result.files)
+
+        def same_sources(frame: pd.DataFrame) -> pd.Series:
+            origin = frame["source"].astype(str).str.rsplit(":", n=1).str[0]
+            return (frame["stage"] == "ingest") & (origin.isin(files) | frame["source"].isin(files))
+
+        quarantine = result.quarantine if replace else _merge_quarantine(lake, result.quarantine, same_sources)
+        run.wrote(lake.write_table("quarantine", quarantine))
+        run.rows_in, run.rows_out = result.rows_read, len(result.raw_metrics)
+        run.rows_quarantined = len(result.quarantine)
+        run.counts = {"rows_used": result.rows_used, "rows_rejected": result.rows_quarantined,
+                      "files": len(result.files), "warnings": list(result.warnings)}
+        log.info("ingest: %d files, %d rows read, %d daily values, %d quarantine records, %.1f s",
+                 len(result.files), result.rows_read, len(result.raw_metrics), len(result.quarantine),
+                 time.perf_counter() - start)
+        for warning in result.warnings:
+            log.warning("%s", warning)
+    return run

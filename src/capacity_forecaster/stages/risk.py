@@ -1,0 +1,45 @@
+"""The risk stage: forecasts + processed metrics + inventory -> risk/servers, clusters, recommendations."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.storage.lake import Lake
+from capacity_forecaster.storage.manifest import StageRun, stage_run
+
+log = logging.getLogger(__name__)
+
+
+def risk_stage(lake: Lake, settings: Settings, *, growth: float | None = None,
+               scenario_file: Path | None = None) -> tuple[StageRun, Any]:
+    """Breach risk per server and metric, workload clusters, and sizing/consolidation recommendations.
+
+    Args:
+        lake: the lake (reads ``metrics``, ``forecasts``, ``inventory``; writes the risk tables).
+        settings: the configuration (``risk`` section).
+        growth: what-if business growth in percent (overrides ``risk.growth``).
+        scenario_file: a what-if scenario YAML (add, remove or move servers).
+
+    Returns:
+        The stage run and the RiskResult (for the CLI's summary).
+    """
+    from capacity_forecaster.risk.stage import run_risk
+    from capacity_forecaster.risk.whatif import load_scenario
+
+    scenario = load_scenario(scenario_file) if scenario_file is not None else None
+    with stage_run(lake, "risk", settings) as run:
+        metrics = lake.read_table("metrics")
+        forecasts = lake.read_table("forecasts")
+        inventory = lake.read_table("inventory")
+        result = run_risk(metrics, forecasts, inventory, settings.risk, growth=growth, scenario=scenario)
+        run.wrote(lake.write_table("server_risk", result.server_risk))
+        run.wrote(lake.write_table("clusters", result.clusters))
+        run.wrote(lake.write_table("recommendations", result.recommendations))
+        run.wrote(lake.write_table("risk_comparison", result.comparison, validate=False))
+        run.rows_in = len(forecasts)
+        run.rows_out = len(result.server_risk)
+        run.counts = {"summary": result.summary, "base_summary": result.base_summary}
+    return run, result

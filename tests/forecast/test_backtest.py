@@ -1,0 +1,135 @@
+"""Rolling-origin backtests: grid preparation, cutoff plan, triage and, above all, no leakage past a cutoff."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from capacity_forecaster.config import ForecastConfig
+from capacity_forecaster.errors import SchemaError
+from capacity_forecaster.forecast import registry
+from capacity_forecaster.forecast.backtest import history_until, plan_cutoffs, prepare_history, series_index, triage
+from capacity_forecaster.forecast.stage import run_forecast
+
+START = pd.Timestamp("2024-03-01")
+
+
+class Recorder:
+    """Records, per fit, the last ``ds`` it was shown for each series; forecasts the last value."""
+
+    name: ClassVar[str] = "recorder"
+    kind: ClassVar[Literal["local", "global"]] = "local"
+    min_history: ClassVar[int] = 1
+    seen: ClassVar[list[dict[tuple[str, str], pd.Timestamp]]] = []
+
+    def fit(self, history: pd.DataFrame, *, freq: str = "D") -> Recorder:
+        last = history.groupby(["server_id", "metric"])["ds"].max()
+        Recorder.seen.append({k: v for k, v in last.items()})
+        self._last = last
+        self._value = history.dropna().groupby(["server_id", "metric"])["value"].last()
+        return self
+
+    def predict(self, horizon: int, *, level: float = 80.0) -> pd.DataFrame:
+        steps = pd.to_timedelta(np.arange(1, horizon + 1), "D")
+        return pd.concat([pd.DataFrame({"server_id": s, "metric": m, "ds": last + steps, "yhat": self._value[(s, m)]})
+                          for (s, m), last in self._last.items()], ignore_index=True)
+
+
+class GlobalRecorder(Recorder):
+    """The same, as a global model (one fit over every series of a metric at a cutoff)."""
+
+    name: ClassVar[str] = "global_recorder"
+    kind: ClassVar[Literal["local", "global"]] = "global"
+
+
+@pytest.fixture(autouse=True)
+def recorder_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", {"recorder": Recorder, "global_recorder": GlobalRecorder})
+    monkeypatch.setattr(registry, "MODEL_MODULES", ())
+
+
+def series(server: str, days: int, offset: int = 0, metric: str = "cpu") -> pd.DataFrame:
+    t = np.arange(days)
+    return pd.DataFrame({"server_id": server, "metric": metric, "ds": START + pd.to_timedelta(t + offset, "D"),
+                         "value": 40 + 10 * np.sin(t / 3.0)})
+
+
+def test_prepare_history_fills_the_grid_and_names_duplicates() -> None:
+    data = series("a", 10).drop(index=[3, 4])
+    data["ds"] = data["ds"] + pd.Timedelta(hours=5)  # daily data stamped mid-day
+    out = prepare_history(data, "D")
+    assert len(out) == 10 and out["value"].isna().sum() == 2
+    assert (out["ds"] == START + pd.to_timedelta(np.arange(10), "D")).all()
+    assert list(out.columns) == ["server_id", "metric", "ds", "value"]
+    with pytest.raises(SchemaError, match=r"series \(a, cpu\) has 1 duplicate"):
+        prepare_history(pd.concat([series("a", 5), series("a", 5).iloc[[2]]]), "D")
+
+
+def test_cutoffs_anchor_on_each_series_end_and_need_training_data() -> None:
+    history = prepare_history(pd.concat([series("a", 100), series("b", 60, offset=10)]), "D")
+    index = series_index(history)
+    plan = plan_cutoffs(history, index, horizon=10, windows=3, step=5, min_train=41, freq="D")
+    a = plan[plan["server_id"] == "a"]
+    assert a["cutoff"].tolist() == [START + pd.Timedelta(days=d) for d in (79, 84, 89)]
+    assert a["window"].tolist() == [0, 1, 2] and a["n_train"].tolist() == [80, 85, 90]
+    b = plan[plan["server_id"] == "b"]  # days 10..69: cutoffs at days 49, 54, 59 with 40, 45, 50 days known
+    assert b["window"].tolist() == [1, 2] and b["n_train"].tolist() == [45, 50]  # 40 < min_train: dropped
+    assert plan_cutoffs(history, index, horizon=10, windows=0, step=5, min_train=1, freq="D").empty
+
+
+def test_triage_reasons() -> None:
+    data = pd.concat([series("ok", 800), series("young", 100), series("short", 20), series("flat", 100),
+                      series("gone", 100)])
+    data.loc[data["server_id"] == "flat", "value"] = 7.0
+    data.loc[data["server_id"] == "gone", "value"] = np.nan
+    tri = triage(series_index(prepare_history(data, "D")), 56, "D").set_index("server_id")
+    assert tri.loc["ok", "status"] == "model" and tri.loc["ok", "reason"] == ""
+    assert tri.loc["young", "status"] == "model" and "under two years" in tri.loc["young", "reason"]
+    assert tri.loc["short", "status"] == "baseline" and "20 days known, 56 needed" in tri.loc["short", "reason"]
+    assert tri.loc["flat", "status"] == "baseline" and "constant at 7" in tri.loc["flat", "reason"]
+    assert tri.loc["gone", "status"] == "skip"
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=5), offsets=st.data(), cut=st.integers(-5, 50))
+def test_history_until_keeps_exactly_the_rows_up_to_the_cutoff(lengths: list[int], offsets: st.DataObject,
+                                                             cut: int) -> None:
+    frames = [series(f"s{i}", n, offset=offsets.draw(st.integers(0, 10))) for i, n in enumerate(lengths)]
+    history = prepare_history(pd.concat(frames), "D")
+    index = series_index(history)
+    cutoff = START + pd.Timedelta(days=cut)
+    got = history_until(history, index, cutoff, "D")
+    want = history[history["ds"] <= cutoff].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    some = index.iloc[::2]
+    got_some = history_until(history, some, cutoff, "D")
+    assert set(got_some["server_id"]) <= set(some["server_id"]) and (got_some["ds"] <= cutoff).all()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(horizon=st.integers(1, 12), windows=st.integers(1, 4), step=st.integers(1, 9),
+       lengths=st.lists(st.tuples(st.integers(60, 110), st.integers(0, 15)), min_size=1, max_size=3))
+def test_no_fit_ever_sees_data_after_its_cutoff(horizon: int, windows: int, step: int,
+                                                 lengths: list[tuple[int, int]]) -> None:
+    data = pd.concat([series(f"s{i}", n, offset=o) for i, (n, o) in enumerate(lengths)])
+    Recorder.seen.clear()
+    cfg = ForecastConfig(horizon=horizon, backtest_windows=windows, backtest_step=step,
+                         models="recorder,global_recorder",
+                         n_jobs=1, min_history_days=30, batch_size=2)
+    result = run_forecast(data, cfg)
+    last = data.groupby(["server_id", "metric"])["ds"].max()
+    backtest_fits = [fit for fit in Recorder.seen if any(ds < last[k] for k, ds in fit.items())]
+    seen = {(k, ds) for fit in backtest_fits for k, ds in fit.items()}
+    rows = result.backtests[result.backtests["model"].isin(["recorder", "global_recorder"])]
+    expected = {((s, m), c) for s, m, c in rows[["server_id", "metric", "cutoff"]].itertuples(index=False)}
+    # Every backtest fit saw its series exactly up to the cutoff it is scored at, never beyond.
+    assert seen == expected
+    for fit in backtest_fits:
+        assert len(set(fit.values())) == 1  # one calendar cutoff per unit, global models included
+    for _, row in rows.iterrows():
+        assert row["cutoff"] + pd.Timedelta(days=horizon) <= last[(row["server_id"], row["metric"])]

@@ -1,0 +1,125 @@
+"""The engines agree: in-process, the loky process pool and Dask (a real LocalCluster) give identical output."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capacity_forecaster.config import ForecastConfig
+from capacity_forecaster.forecast import registry
+from capacity_forecaster.forecast.stage import ForecastResult, run_forecast
+
+distributed = pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
+# Ship the toy classes to worker processes by value: workers then need not import this test module
+# (and pytest and distributed with it), which would dominate the pool's start-up time.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class ToyDrift:
+    """Last value plus the mean daily change of the last four weeks (deterministic, local)."""
+
+    name: ClassVar[str] = "toy_drift"
+    kind: ClassVar[Literal["local", "global"]] = "local"
+    min_history: ClassVar[int] = 28
+
+    def fit(self, history: pd.DataFrame, *, freq: str = "D") -> ToyDrift:
+        self._rows = []
+        for (s, m), g in history.groupby(["server_id", "metric"], sort=True):
+            v = g["value"].ffill().to_numpy()[-28:]
+            self._rows.append((s, m, g["ds"].max(), v[-1], (v[-1] - v[0]) / 27.0))
+        return self
+
+    def predict(self, horizon: int, *, level: float = 80.0) -> pd.DataFrame:
+        steps = np.arange(1, horizon + 1)
+        return pd.concat([pd.DataFrame({"server_id": s, "metric": m, "ds": last + pd.to_timedelta(steps, "D"),
+                                        "yhat": np.clip(v + d * steps, 0, 100)}) for s, m, last, v, d in self._rows],
+                         ignore_index=True)
+
+
+class ToyFleetMean:
+    """Global: every series' forecast is its last value shrunk towards the fleet mean."""
+
+    name: ClassVar[str] = "toy_fleet_mean"
+    kind: ClassVar[Literal["local", "global"]] = "global"
+    min_history: ClassVar[int] = 1
+
+    def fit(self, history: pd.DataFrame, *, freq: str = "D") -> ToyFleetMean:
+        fleet = history["value"].mean()
+        last = history.dropna().groupby(["server_id", "metric"], sort=True).agg(ds=("ds", "max"), v=("value", "last"))
+        ends = history.groupby(["server_id", "metric"], sort=True)["ds"].max()
+        self._rows = [(s, m, ends[(s, m)], 0.5 * (row.v + fleet)) for (s, m), row in last.iterrows()]
+        return self
+
+    def predict(self, horizon: int, *, level: float = 80.0) -> pd.DataFrame:
+        steps = pd.to_timedelta(np.arange(1, horizon + 1), "D")
+        return pd.concat([pd.DataFrame({"server_id": s, "metric": m, "ds": last + steps, "yhat": v,
+                                        "yhat_lower": v - 5, "yhat_upper": v + 5}) for s, m, last, v in self._rows],
+                         ignore_index=True)
+
+
+@pytest.fixture(autouse=True)
+def toy_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", {ToyDrift.name: ToyDrift, ToyFleetMean.name: ToyFleetMean})
+    monkeypatch.setattr(registry, "MODEL_MODULES", ())
+
+
+@pytest.fixture(scope="module")
+def fleet() -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    days = 200
+    t = np.arange(days)
+    frames = []
+    for i in range(6):
+        for metric in ("cpu", "memory"):
+            value = 30 + 10 * np.sin(2 * np.pi * t / 7) + 0.05 * i * t + rng.normal(0, 3, days)
+            value[rng.random(days) < 0.03] = np.nan
+            frames.append(pd.DataFrame({"server_id": f"srv-{i}", "metric": metric, "value": np.clip(value, 0, 100),
+                                        "ds": pd.Timestamp("2025-01-01") + pd.to_timedelta(t, "D")}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _cfg(**kw: object) -> ForecastConfig:
+    return ForecastConfig(**{"horizon": 21, "backtest_windows": 2, "batch_size": 2, **kw})
+
+
+def _same(a: ForecastResult, b: ForecastResult) -> None:
+    pd.testing.assert_frame_equal(a.forecasts, b.forecasts)
+    pd.testing.assert_frame_equal(a.backtests, b.backtests)
+    pd.testing.assert_frame_equal(a.failures, b.failures)
+    assert [(f.model, f.series) for f in a.fitted] == [(f.model, f.series) for f in b.fitted]
+
+
+@pytest.fixture(scope="module")
+def inline(fleet: pd.DataFrame) -> Iterator[ForecastResult]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registry, "_REGISTRY", {ToyDrift.name: ToyDrift, ToyFleetMean.name: ToyFleetMean})
+        mp.setattr(registry, "MODEL_MODULES", ())
+        yield run_forecast(fleet, _cfg(n_jobs=1))
+
+
+def test_local_process_pool_matches_in_process(fleet: pd.DataFrame, inline: ForecastResult) -> None:
+    pooled = run_forecast(fleet, _cfg(n_jobs=2))
+    _same(inline, pooled)
+    assert set(inline.forecasts["model"]) <= {"seasonal_naive", "toy_drift", "toy_fleet_mean", "ensemble"}
+
+
+def test_dask_cluster_matches_local(fleet: pd.DataFrame, inline: ForecastResult) -> None:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        result = run_forecast(fleet, _cfg(engine="dask", scheduler=cluster.scheduler_address))
+        assert result.summary["workers"] == 2
+        # The engine closed its client, not the cluster it did not start.
+        assert cluster.scheduler.status.name == "running"
+    _same(inline, result)
+
+
+@pytest.mark.slow
+def test_dask_starts_and_closes_its_own_process_cluster(fleet: pd.DataFrame, inline: ForecastResult) -> None:
+    result = run_forecast(fleet, _cfg(engine="dask", n_jobs=2))
+    _same(inline, result)

@@ -1,0 +1,88 @@
+"""Selection: eligibility, tie-breaks, top-k members and the ensemble's leave-one-window-out backtest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capacity_forecaster.forecast.selection import (
+    ENSEMBLE,
+    choose,
+    combine,
+    ensemble_backtest,
+    rank_models,
+    top_members,
+)
+
+ORDER = ["seasonal_naive", "a", "b", "c", ENSEMBLE]
+
+
+def scores(rows: list[tuple[str, str, int, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["server_id", "model", "window", "mae", "rmse"]).assign(metric="cpu")
+
+
+PLANNED = pd.DataFrame({"server_id": ["s1", "s2"], "metric": "cpu", "n_windows": [2, 2]})
+
+
+def test_rank_by_mae_then_rmse_then_declared_order() -> None:
+    table = scores([
+        ("s1", "a", 0, 2.0, 3.0), ("s1", "a", 1, 2.0, 3.0),
+        ("s1", "b", 0, 2.0, 2.5), ("s1", "b", 1, 2.0, 2.5),  # same MAE as a, lower RMSE
+        ("s1", "c", 0, 1.0, 1.0),  # best, but one window missing: not eligible
+        ("s2", "b", 0, 1.0, 1.0), ("s2", "b", 1, 1.0, 1.0),
+        ("s2", "seasonal_naive", 0, 1.0, 1.0), ("s2", "seasonal_naive", 1, 1.0, 1.0),  # exact tie: baseline first
+    ])
+    ranked = rank_models(table, PLANNED, ORDER)
+    assert ranked[ranked["server_id"] == "s1"]["model"].tolist() == ["b", "a"]
+    assert choose(ranked).set_index("server_id")["model"].to_dict() == {"s1": "b", "s2": "seasonal_naive"}
+
+
+def test_top_members_need_two_models() -> None:
+    ranked = pd.DataFrame({"server_id": ["s1", "s1", "s1", "s2"], "metric": "cpu", "model": ["b", "a", "c", "a"],
+                           "rank": [0, 1, 2, 0]})
+    members = top_members(ranked, 2)
+    assert members["model"].tolist() == ["b", "a"] and set(members["server_id"]) == {"s1"}
+
+
+def _predictions() -> pd.DataFrame:
+    ds = pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(4), "D")
+    frames = []
+    for w in (0, 1, 2):
+        for model, level in (("a", 10.0), ("b", 20.0), ("c", 40.0)):
+            shift = pd.Timedelta(days=10 * w)
+            frames.append(pd.DataFrame({"server_id": "s1", "metric": "cpu", "model": model, "window": w,
+                                        "cutoff": ds[0] + shift, "ds": ds + shift, "yhat": level + w,
+                                        "yhat_lower": level + w - 1, "yhat_upper": level + w + 1}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_ensemble_members_are_chosen_on_the_other_windows() -> None:
+    # a is best on windows 0 and 1, c is best on window 2; b is second everywhere.
+    table = scores([
+        ("s1", "a", 0, 1.0, 1.0), ("s1", "a", 1, 1.0, 1.0), ("s1", "a", 2, 9.0, 9.0),
+        ("s1", "b", 0, 2.0, 2.0), ("s1", "b", 1, 2.0, 2.0), ("s1", "b", 2, 2.0, 2.0),
+        ("s1", "c", 0, 9.0, 9.0), ("s1", "c", 1, 9.0, 9.0), ("s1", "c", 2, 1.0, 1.0),
+    ])
+    planned = pd.DataFrame({"server_id": ["s1"], "metric": "cpu", "n_windows": [3]})
+    ens = ensemble_backtest(_predictions(), table, planned, ORDER, k=2)
+    by_window = ens.groupby("window")["yhat"].first()
+    # Window 0 is judged on windows 1-2: b (2.0) and a (5.0) -> mean(10, 20) = 15.
+    assert by_window[0] == pytest.approx(15.0)
+    # Window 2 on windows 0-1: a and b -> mean(12, 22) = 17, although c is best on window 2 itself.
+    assert by_window[2] == pytest.approx(17.0)
+    assert (ens["model"] == ENSEMBLE).all() and len(ens) == 12
+    assert list(ens.columns) == list(_predictions().columns)
+
+
+def test_single_window_ranks_on_itself_and_combine_needs_every_member() -> None:
+    table = scores([("s1", "a", 0, 1.0, 1.0), ("s1", "b", 0, 2.0, 2.0), ("s1", "c", 0, 3.0, 3.0)])
+    planned = pd.DataFrame({"server_id": ["s1"], "metric": "cpu", "n_windows": [1]})
+    preds = _predictions()
+    ens = ensemble_backtest(preds[preds["window"] == 0], table, planned, ORDER, k=2)
+    assert ens["yhat"].tolist() == [15.0] * 4
+    final = preds[preds["window"] == 0].drop(columns=["window", "cutoff"])
+    members = pd.DataFrame({"server_id": ["s1", "s1"], "metric": "cpu", "model": ["a", "c"]})
+    assert combine(final, members)["yhat"].tolist() == [25.0] * 4
+    missing = combine(final[final["model"] != "c"], members)
+    assert missing.empty  # a member without a forecast: no ensemble (the engine falls back)

@@ -1,0 +1,96 @@
+"""Breach dates, days to breach, levels and the no-answer statuses, on hand-built forecasts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from risk_frames import LAST_DAY, make_forecast, make_history
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.breach import assess_breaches, history_summary
+from capacity_forecaster.schema import SERVER_RISK_COLUMNS
+
+
+def _assess(forecasts: pd.DataFrame, metrics: pd.DataFrame, cfg: RiskConfig | None = None) -> pd.DataFrame:
+    return assess_breaches(forecasts, history_summary(metrics), cfg or RiskConfig())
+
+
+def test_crossing_on_the_17th_forecast_day_says_17() -> None:
+    y = np.where(np.arange(60) >= 16, 90.0, 50.0)
+    out = _assess(make_forecast("a", "cpu", y), make_history(["a"], metrics=("cpu",)))
+    row = out.iloc[0]
+    assert row["days_to_breach"] == 17
+    assert row["breach_ds"] == LAST_DAY + pd.Timedelta(days=17)
+    assert row["peak_yhat"] == 90.0 and row["peak_ds"] == row["breach_ds"]
+    assert row["risk_level"] == "critical"
+    assert row["breach_probability"] > 0.99
+    assert list(out.columns[: len(SERVER_RISK_COLUMNS)]) == list(SERVER_RISK_COLUMNS)
+
+
+def test_counts_from_the_last_observed_day_not_the_first_forecast_day() -> None:
+    y = np.where(np.arange(30) >= 4, 90.0, 50.0)
+    late = make_forecast("a", "cpu", y, start=LAST_DAY + pd.Timedelta(days=11))
+    out = _assess(late, make_history(["a"], metrics=("cpu",)))
+    assert out.iloc[0]["days_to_breach"] == 15
+
+
+def test_never_crossing_gives_null_breach_and_low_level() -> None:
+    out = _assess(make_forecast("a", "cpu", np.full(90, 40.0)), make_history(["a"], metrics=("cpu",)))
+    row = out.iloc[0]
+    assert pd.isna(row["breach_ds"]) and pd.isna(row["days_to_breach"]) and pd.isna(row["breach_upper_ds"])
+    assert row["risk_level"] == "low"
+    assert row["breach_probability"] < 1e-6
+    assert "below 80 %" in row["reason"]
+
+
+@pytest.mark.parametrize(("day", "level"), [(10, "critical"), (60, "high"), (150, "medium")])
+def test_level_follows_the_day_of_a_likely_breach(day: int, level: str) -> None:
+    y = np.where(np.arange(180) >= day - 1, 95.0, 40.0)
+    out = _assess(make_forecast("a", "cpu", y), make_history(["a"], metrics=("cpu",)))
+    assert out.iloc[0]["risk_level"] == level
+    assert out.iloc[0]["days_to_breach"] == day
+
+
+def test_upper_bound_crossing_alone_is_reported_and_priced_by_probability() -> None:
+    y = np.full(90, 74.0)
+    out = _assess(make_forecast("a", "cpu", y, spread=8.0), make_history(["a"], metrics=("cpu",)))
+    row = out.iloc[0]
+    assert pd.isna(row["breach_ds"]) and row["days_to_upper_breach"] == 1
+    assert 0.3 <= row["breach_probability"] < 0.5 and pd.isna(row["likely_breach_ds"])
+    assert row["risk_level"] == "medium"
+
+
+def test_per_metric_threshold_override() -> None:
+    y = np.full(30, 85.0)
+    frames = pd.concat([make_forecast("a", "cpu", y), make_forecast("a", "disk", y)])
+    cfg = RiskConfig(metric_thresholds={"disk": 90.0})
+    out = _assess(frames, make_history(["a"], metrics=("cpu", "disk")), cfg).set_index("metric")
+    assert out.loc["cpu", "days_to_breach"] == 1 and out.loc["cpu", "threshold"] == 80.0
+    assert pd.isna(out.loc["disk", "breach_ds"]) and out.loc["disk", "threshold"] == 90.0
+
+
+def test_short_history_and_missing_forecast_get_a_reason_not_a_level() -> None:
+    metrics = pd.concat([make_history(["short"], days=20, metrics=("cpu",)),
+                         make_history(["noforecast"], metrics=("cpu",))])
+    out = _assess(make_forecast("short", "cpu", np.full(30, 95.0)), metrics).set_index("server_id")
+    assert out.loc["short", "status"] == "insufficient_history"
+    assert out.loc["short", "risk_level"] is None and pd.isna(out.loc["short", "breach_probability"])
+    assert "only 20 observed days" in out.loc["short", "reason"]
+    assert out.loc["noforecast", "status"] == "no_forecast"
+    assert "no forecast" in out.loc["noforecast", "reason"]
+
+
+def test_imputed_days_do_not_count_as_history() -> None:
+    metrics = make_history(["a"], days=100, metrics=("cpu",))
+    metrics.loc[metrics.index[:50], "is_imputed"] = True
+    cfg = RiskConfig(min_history_days=60)
+    out = _assess(make_forecast("a", "cpu", np.full(10, 40.0)), metrics, cfg)
+    assert out.iloc[0]["status"] == "insufficient_history" and out.iloc[0]["history_days"] == 50
+
+
+def test_probability_grows_with_the_forecast_level() -> None:
+    metrics = make_history(["a"], metrics=("cpu",))
+    probs = [_assess(make_forecast("a", "cpu", np.full(60, level)), metrics).iloc[0]["breach_probability"]
+             for level in (60.0, 70.0, 75.0, 78.0, 82.0)]
+    assert probs == sorted(probs) and probs[-1] > 0.9

@@ -1,0 +1,101 @@
+"""Profiles and clusters recover planted workload types, deterministically, with the right labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.clustering import choose_k, cluster_servers, feature_matrix
+from capacity_forecaster.risk.profiles import PROFILE_COLUMNS, server_profiles
+from capacity_forecaster.risk.seasonal import period_calendar
+
+DAYS = 730
+KINDS = ("idle", "steady", "batch", "growing", "leak", "seasonal")
+EXPECTED_LABEL = {"idle": "idle", "steady": "steady", "batch": "batch/", "growing": "growing",
+                  "leak": "memory-leak", "seasonal": "seasonal/year-end"}
+
+
+def _planted(per_kind: int = 6, seed: int = 11) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range(end="2026-06-30", periods=DAYS)
+    cal = period_calendar(ds, 3)
+    busy = cal["is_business"].to_numpy(dtype=float)
+    month_end = cal["month_end"].to_numpy(dtype=float)
+    december = np.exp(-0.5 * (((ds.dayofyear.to_numpy() - 348 + 182) % 365 - 182) / 20.0) ** 2)
+    t = np.arange(DAYS) / 365.0
+    frames, kinds = [], {}
+    for kind in KINDS:
+        for i in range(per_kind):
+            sid = f"{kind}-{i}"
+            kinds[sid] = kind
+            scale = rng.uniform(0.8, 1.2)
+            weekly = 1.0 - 0.4 * (1.0 - busy)
+            cpu = 25.0 * scale * weekly
+            memory = np.full(DAYS, 40.0 * scale)
+            if kind == "idle":
+                cpu, memory = np.full(DAYS, 3.0 * scale), np.full(DAYS, 12.0 * scale)
+            elif kind == "batch":
+                cpu = 18.0 * scale * weekly + 30.0 * month_end
+            elif kind == "growing":
+                cpu = (15.0 + 6.0 * t + 18.0 * np.maximum(0.0, t - 1.2)) * scale * weekly
+            elif kind == "leak":
+                period = rng.uniform(15, 30)
+                memory = 25.0 * scale + 35.0 * ((np.arange(DAYS) + rng.uniform(0, period)) % period) / period
+            elif kind == "seasonal":
+                cpu = 22.0 * scale * weekly * (1.0 + 0.8 * december)
+            noise = rng.standard_normal((2, DAYS))
+            cpu = np.clip(cpu + noise[0] * (0.3 + 0.04 * cpu), 0, 100)
+            memory = np.clip(memory + noise[1] * (0.2 + 0.02 * memory), 0, 100)
+            for metric, values in (("cpu", cpu), ("memory", memory), ("network", 0.2 * cpu)):
+                frames.append(pd.DataFrame({"server_id": sid, "ds": ds, "metric": metric, "value": values}))
+    return pd.concat(frames, ignore_index=True), pd.Series(kinds)
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    metrics, kinds = _planted()
+    return metrics, kinds, server_profiles(metrics)
+
+
+def test_profiles_measure_what_was_planted(planted: tuple[pd.DataFrame, pd.Series, pd.DataFrame]) -> None:
+    _, kinds, profiles = planted
+    p = profiles.set_index("server_id").join(kinds.rename("kind")).groupby("kind").median()
+    assert list(profiles.columns) == ["server_id", *PROFILE_COLUMNS]
+    assert p.loc["idle", "cpu_p95"] < 5
+    assert p.loc["batch", "month_end_uplift"] > 0.8 > p.loc["steady", "month_end_uplift"]
+    assert p.loc["seasonal", "year_end_uplift"] > 0.4 > p.loc["steady", "year_end_uplift"]
+    assert p.loc["growing", "trend"] > 0.3 > p.loc["steady", "trend"]
+    assert p.loc["leak", "leak_signal"] > 1.0 > p.loc["steady", "leak_signal"]
+    assert p.loc["steady", "weekly_amplitude"] == pytest.approx(0.4, abs=0.05)
+
+
+def test_clusters_recover_planted_profiles_with_labels(planted: tuple[pd.DataFrame, pd.Series, pd.DataFrame]) -> None:
+    _, kinds, profiles = planted
+    clusters = cluster_servers(profiles, RiskConfig())
+    joined = clusters.set_index("server_id").join(kinds.rename("kind"))
+    assert adjusted_rand_score(joined["kind"], joined["cluster_id"]) >= 0.9
+    majority = joined.groupby("kind")["cluster_label"].agg(lambda s: s.value_counts().index[0])
+    for kind, label in EXPECTED_LABEL.items():
+        assert majority[kind].startswith(label), (kind, majority[kind])
+    assert clusters.attrs["k"] == len(KINDS)
+
+
+def test_clustering_is_deterministic(planted: tuple[pd.DataFrame, pd.Series, pd.DataFrame]) -> None:
+    _, _, profiles = planted
+    first = cluster_servers(profiles, RiskConfig(random_state=3))
+    shuffled = profiles.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    again = cluster_servers(shuffled, RiskConfig(random_state=3))
+    merged = first.merge(again, on="server_id")
+    assert (merged["cluster_label_x"] == merged["cluster_label_y"]).all()
+
+
+def test_tiny_fleets_get_one_cluster_not_an_error() -> None:
+    metrics, _ = _planted(per_kind=1)
+    profiles = server_profiles(metrics[metrics["server_id"].isin(["idle-0", "steady-0"])])
+    clusters = cluster_servers(profiles, RiskConfig())
+    assert clusters.attrs["k"] == 1 and clusters["cluster_id"].tolist() == [0, 0]
+    k, table = choose_k(feature_matrix(profiles), 3, 10, 0)
+    assert k == 1 and table.empty

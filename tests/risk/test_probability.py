@@ -1,0 +1,78 @@
+"""Breach probabilities from three quantiles, and over a horizon with correlated errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import ndtri
+
+from capacity_forecaster.risk.probability import (
+    cumulative_probability,
+    daily_probability,
+    exceedance_scores,
+    fit_error_correlation,
+    reliability_table,
+)
+
+
+def test_daily_probability_is_exact_at_the_three_quantiles() -> None:
+    yhat, lower, upper = np.array([60.0]), np.array([50.0]), np.array([75.0])
+    assert daily_probability(yhat, lower, upper, 75.0, 0.8)[0] == pytest.approx(0.1)
+    assert daily_probability(yhat, lower, upper, 60.0, 0.8)[0] == pytest.approx(0.5)
+    assert daily_probability(yhat, lower, upper, 50.0, 0.8)[0] == pytest.approx(0.9)
+
+
+def test_zero_width_side_is_a_point_forecast() -> None:
+    scores = exceedance_scores(np.array([85.0, 70.0]), np.array([85.0, 70.0]), np.array([85.0, 70.0]), 80.0, 0.8)
+    assert scores.tolist() == [-np.inf, np.inf]
+
+
+def test_correlation_one_is_the_running_maximum_and_zero_is_independence() -> None:
+    p = np.array([[0.1, 0.3, 0.2, 0.05]])
+    scores = -ndtri(p)
+    assert cumulative_probability(scores, 1.0)[0] == pytest.approx([0.1, 0.3, 0.3, 0.3])
+    independent = 1 - np.cumprod(1 - p[0])
+    assert cumulative_probability(scores, 0.0)[0] == pytest.approx(independent)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=1, max_size=30), st.floats(0.05, 0.999))
+def test_correlated_probability_lies_between_comonotone_and_independent(scores: list[float], rho: float) -> None:
+    u = np.array([scores])
+    mid = cumulative_probability(u, rho)[0]
+    low = cumulative_probability(u, 1.0)[0]
+    high = cumulative_probability(u, 0.0)[0]
+    tolerance = 1e-5 if rho <= 0.9 else 3e-3  # quadrature error (see the module docstring)
+    assert np.all(np.diff(mid) >= -1e-12)
+    assert np.all(mid >= low - tolerance) and np.all(mid <= high + tolerance)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(20, 95), st.floats(0.5, 10), st.floats(0.1, 15), st.floats(0, 1))
+def test_probability_is_monotone_in_the_forecast_level(level: float, spread: float, shift: float, rho: float) -> None:
+    days = np.arange(20.0)
+    y = level + 0.2 * days
+
+    def prob(y: np.ndarray) -> float:
+        s = exceedance_scores(y, y - spread, y + spread, 80.0, 0.8)
+        return float(cumulative_probability(s[None, :], rho)[0, -1])
+
+    assert prob(y + shift) >= prob(y) - 1e-9
+
+
+def test_reliability_table_and_brier() -> None:
+    table = reliability_table(pd.Series([0.05, 0.15, 0.95, 0.9]), pd.Series([False, False, True, True]), bins=10)
+    assert table["series"].sum() == 4
+    assert table.attrs["brier"] == pytest.approx(np.mean([0.05**2, 0.15**2, 0.05**2, 0.1**2]))
+
+
+def test_fit_error_correlation_recovers_strong_dependence() -> None:
+    rng = np.random.default_rng(3)
+    n, days, rho = 2000, 10, 0.9
+    u = np.full((n, days), 1.6)
+    latent = np.sqrt(rho) * rng.standard_normal((n, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n, days))
+    breached = (latent > u).any(axis=1)
+    assert fit_error_correlation(u, breached, grid=np.array([0.0, 0.3, 0.6, 0.9])) == 0.9

@@ -1,0 +1,111 @@
+"""One action per server: upsize at risk, decommission only the idle-throughout, safe consolidation, savings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from risk_frames import LAST_DAY, make_forecast, make_history, make_inventory
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.recommendations import idle_evidence
+from capacity_forecaster.risk.stage import evaluate
+from capacity_forecaster.schema import RECOMMENDATION_COLUMNS
+
+NO_CLUSTERS = pd.DataFrame({"server_id": pd.Series(dtype=object), "cluster_id": pd.Series(dtype=np.int64),
+                            "cluster_label": pd.Series(dtype=object)})
+
+
+def _case(levels: dict[str, tuple[float, float]], inv_rows: list[dict], *, days: int = 120,
+          cpu_forecast: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    metrics, forecasts = [], []
+    for sid, (cpu, memory) in levels.items():
+        for metric, level in (("cpu", cpu), ("memory", memory), ("network", min(cpu, 2.0))):
+            metrics.append(make_history([sid], days=days, level=level, metrics=(metric,)))
+            y = (cpu_forecast or {}).get(sid) if metric == "cpu" else None
+            forecasts.append(make_forecast(sid, metric, np.full(60, level) if y is None else y, spread=2.0))
+    return pd.concat(metrics, ignore_index=True), pd.concat(forecasts, ignore_index=True), make_inventory(inv_rows)
+
+
+def _recommend(metrics: pd.DataFrame, forecasts: pd.DataFrame, inv: pd.DataFrame,
+               cfg: RiskConfig | None = None) -> pd.DataFrame:
+    return evaluate(metrics, forecasts, inv, cfg or RiskConfig(), NO_CLUSTERS).recommendations.set_index("server_id")
+
+
+def test_idle_throughout_is_decommissioned_with_evidence() -> None:
+    metrics, forecasts, inv = _case({"idle": (3.0, 10.0)}, [{"server_id": "idle", "monthly_cost_usd": 900.0}])
+    rec = _recommend(metrics, forecasts, inv).loc["idle"]
+    assert rec["action"] == "decommission"
+    assert rec["projected_monthly_cost"] == 0.0 and rec["monthly_savings"] == 900.0
+    assert "idle on all 120 observed days" in rec["evidence"] and "cpu max 3.0 %" in rec["rationale"]
+
+
+def test_one_busy_day_is_enough_to_keep_a_server_unless_it_is_a_flagged_anomaly() -> None:
+    metrics, forecasts, inv = _case({"idle": (3.0, 10.0)}, [{"server_id": "idle"}])
+    busy_day = (metrics["metric"] == "cpu") & (metrics["ds"] == LAST_DAY - pd.Timedelta(days=40))
+    busy = metrics.assign(value=np.where(busy_day, 40.0, metrics["value"]))
+    assert _recommend(busy, forecasts, inv).loc["idle", "action"] != "decommission"
+    flagged = busy.assign(is_anomaly=busy_day)
+    assert _recommend(flagged, forecasts, inv).loc["idle", "action"] == "decommission"
+
+
+def test_idle_needs_enough_history() -> None:
+    metrics, forecasts, inv = _case({"idle": (3.0, 10.0)}, [{"server_id": "idle"}], days=30)
+    assert not idle_evidence(metrics, forecasts, RiskConfig())["idle"].iloc[0]
+
+
+def test_at_risk_server_is_upsized_by_the_breach_date_and_never_below_need() -> None:
+    y = np.where(np.arange(60) >= 16, 92.0, 60.0)
+    metrics, forecasts, inv = _case({"hot": (60.0, 40.0)}, [{"server_id": "hot", "cpu_cores": 8}],
+                                    cpu_forecast={"hot": y})
+    rec = _recommend(metrics, forecasts, inv).loc["hot"]
+    assert rec["action"] == "upsize"
+    assert rec["needed_by"] == LAST_DAY + pd.Timedelta(days=17)
+    # need: 94 % of 8 cores x 1.2 / 0.8 = 11.28 cores -> 12
+    assert rec["recommended_cpu_cores"] == 12 and rec["recommended_memory_gb"] == 32
+    assert rec["monthly_savings"] < 0
+    assert "by 2026-07-17" in rec["rationale"] and "(day 17)" in rec["rationale"]
+
+
+def test_rightsize_never_goes_below_what_the_forecast_needs() -> None:
+    rows = [{"server_id": "big", "cpu_cores": 64, "memory_gb": 256, "monthly_cost_usd": 3000.0}]
+    metrics, forecasts, inv = _case({"big": (10.0, 50.0)}, rows)
+    rec = _recommend(metrics, forecasts, inv).loc["big"]
+    assert rec["action"] == "rightsize"
+    # cpu 12 % of 64 = 7.68 cores x 1.5 = 11.5 -> 12; memory 52 % of 256 = 133 GB x 1.5 = 200 -> 256 (kept)
+    assert rec["recommended_cpu_cores"] == 12 and rec["recommended_memory_gb"] == 256
+    assert 0 < rec["projected_monthly_cost"] < 3000.0
+
+
+def test_underused_servers_consolidate_within_their_group_only() -> None:
+    levels = {"a": (15.0, 20.0), "b": (12.0, 18.0), "c": (14.0, 20.0)}
+    rows = [{"server_id": "a", "cpu_cores": 16, "memory_gb": 64}, {"server_id": "b", "cpu_cores": 8, "memory_gb": 32},
+            {"server_id": "c", "cpu_cores": 8, "memory_gb": 32, "environment": "dev"}]
+    metrics, forecasts, inv = _case(levels, rows)
+    recs = _recommend(metrics, forecasts, inv)
+    assert recs.loc["b", "action"] == "consolidate" and recs.loc["b", "target_server_id"] == "a"
+    assert recs.loc["b", "monthly_savings"] == recs.loc["b", "current_monthly_cost"]
+    assert recs.loc["a", "action"] == "keep" and "consolidation host for b" in recs.loc["a", "rationale"]
+    assert recs.loc["c", "action"] != "consolidate"
+
+
+def test_savings_arithmetic_and_contract_columns() -> None:
+    levels = {"idle": (3.0, 10.0), "big": (10.0, 50.0), "ok": (55.0, 60.0)}
+    rows = [{"server_id": "idle", "monthly_cost_usd": 700.0},
+            {"server_id": "big", "cpu_cores": 64, "memory_gb": 256, "monthly_cost_usd": 3000.0},
+            {"server_id": "ok", "monthly_cost_usd": 450.0}]
+    metrics, forecasts, inv = _case(levels, rows)
+    result = evaluate(metrics, forecasts, inv, RiskConfig(), NO_CLUSTERS)
+    recs = result.recommendations
+    assert list(recs.columns[: len(RECOMMENDATION_COLUMNS)]) == list(RECOMMENDATION_COLUMNS)
+    assert recs["server_id"].is_unique and set(recs["server_id"]) == set(inv["server_id"])
+    assert np.allclose(recs["monthly_savings"], recs["current_monthly_cost"] - recs["projected_monthly_cost"])
+    assert recs.set_index("server_id").loc["ok", "action"] == "keep"
+    assert result.summary["net_monthly_savings"] == pytest.approx(recs["monthly_savings"].sum())
+    assert result.summary["fleet_monthly_cost"] == pytest.approx(4150.0)
+
+
+def test_unassessed_servers_are_kept_with_the_reason() -> None:
+    metrics, forecasts, inv = _case({"new": (3.0, 10.0)}, [{"server_id": "new"}], days=20)
+    rec = _recommend(metrics, forecasts, inv).loc["new"]
+    assert rec["action"] == "keep" and rec["rationale"].startswith("not assessed: cpu: only 20 observed days")

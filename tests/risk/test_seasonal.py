@@ -1,0 +1,56 @@
+"""Period-end windows, recurring uplifts and the naming of peaks in rationales."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from risk_frames import LAST_DAY, make_forecast, make_history
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.breach import assess_breaches, history_summary
+from capacity_forecaster.risk.seasonal import name_periods, period_calendar, period_uplifts
+
+
+def test_period_calendar_flags_the_last_business_days() -> None:
+    cal = period_calendar(pd.date_range("2026-09-24", "2026-10-02"), business_days=3)
+    quarter_end = cal.index[cal["quarter_end"]].strftime("%Y-%m-%d").tolist()
+    assert quarter_end == ["2026-09-28", "2026-09-29", "2026-09-30"]
+    assert cal.loc["2026-09-30", "period"] == "quarter-end"
+    assert not cal.loc["2026-10-01", "month_end"]
+    december = period_calendar(pd.Series(pd.to_datetime(["2026-12-31", "2026-12-15", "2026-12-25"])), 3)
+    assert december["period"].tolist() == ["year-end", "", "year-end"]  # 25 December is a holiday
+
+
+def _batch_history(days: int = 400, spike: float = 30.0) -> pd.DataFrame:
+    metrics = make_history(["batch"], days=days, level=20.0, metrics=("cpu",))
+    flags = period_calendar(metrics["ds"], 3).reindex(pd.DatetimeIndex(metrics["ds"]))
+    metrics.loc[flags["month_end"].to_numpy(), "value"] += spike
+    return metrics
+
+
+def test_uplifts_measure_the_pattern_and_ignore_flat_series() -> None:
+    metrics = pd.concat([_batch_history(), make_history(["flat"], days=400, level=20.0, metrics=("cpu",))])
+    uplifts = period_uplifts(metrics, 3).set_index("server_id")
+    assert uplifts.loc["batch", "month_end_uplift"] > 1.0
+    assert abs(uplifts.loc["flat", "month_end_uplift"]) < 1e-9
+    assert abs(uplifts.loc["flat", "year_end_uplift"]) < 1e-9
+
+
+def test_a_day_is_named_only_when_its_series_has_the_pattern() -> None:
+    days = pd.Series(pd.to_datetime(["2026-09-30", "2026-09-30", "2026-09-15"]))
+    uplifts = pd.DataFrame({"month_end_uplift": [1.2, 0.0, 1.2], "quarter_end_uplift": [1.0, 0.0, 1.0],
+                            "year_end_uplift": [0.0, 0.0, 0.0]})
+    assert name_periods(days, uplifts, 3, 0.15).tolist() == ["quarter-end", "", ""]
+
+
+def test_rationale_names_the_quarter_end_crossing() -> None:
+    metrics = _batch_history()
+    start = LAST_DAY + pd.Timedelta(days=1)
+    ds = pd.date_range(start, periods=120)
+    flags = period_calendar(ds, 3)
+    y = np.where(flags["quarter_end"].to_numpy(), 88.0, np.where(flags["month_end"].to_numpy(), 70.0, 25.0))
+    out = assess_breaches(make_forecast("batch", "cpu", y), history_summary(metrics), RiskConfig(),
+                          period_uplifts(metrics, 3)).iloc[0]
+    assert out["breach_ds"] == pd.Timestamp("2026-09-28")
+    assert out["seasonal_peak"] == "quarter-end"
+    assert "crosses 80 % at quarter-end 2026-09-28 (day 90)" in out["reason"]
