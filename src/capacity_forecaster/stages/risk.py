@@ -34,7 +34,9 @@ def risk_stage(lake: Lake, settings: Settings, *, growth: float | None = None,
         metrics = lake.read_table("metrics")
         forecasts = lake.read_table("forecasts")
         inventory = lake.read_table("inventory")
-        result = run_risk(metrics, forecasts, inventory, settings.risk, growth=growth, scenario=scenario)
+        # The breach probability reads yhat_lower/yhat_upper as the forecast stage's interval.
+        cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
+        result = run_risk(metrics, forecasts, inventory, cfg, growth=growth, scenario=scenario)
         run.wrote(lake.write_table("server_risk", result.server_risk))
         run.wrote(lake.write_table("clusters", result.clusters))
         run.wrote(lake.write_table("recommendations", result.recommendations))
