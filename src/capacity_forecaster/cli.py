@@ -270,6 +270,40 @@ def risk(
         _print_risk_summary(result.summary)
 
 
+@app.command()
+def report(
+    formats: Annotated[str | None, typer.Option(help="Comma-separated: png,html,xlsx,pdf [default: all].")] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Everything -> reports/: PNG charts, a self-contained HTML report, an Excel workbook, a PDF pack."""
+    chosen = tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None
+    settings = _setup(config, lake, log_level, quiet, **{"report.formats": chosen})
+    _stage, result = pipeline.report_stage(pipeline.open_lake(settings), settings)
+    if not quiet:
+        out.print(result.render())
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str | None, typer.Option(help="Interface to bind [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8050].")] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Interactive dashboard over the lake (binds 127.0.0.1 unless told otherwise)."""
+    from capacity_forecaster.report.dashboard import create_app, serve
+
+    settings = _setup(config, lake, log_level, quiet, **{"dashboard.host": host, "dashboard.port": port})
+    app_ = create_app(pipeline.open_lake(settings, for_writing=False), settings)
+    out.print(f"dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}/ (Ctrl+C to stop)")
+    serve(app_, settings.dashboard.host, settings.dashboard.port)
+
+
 @app.command("run")
 def run_all(
     config: ConfigOpt = None,
@@ -286,7 +320,10 @@ def run_all(
             out.print(f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "
                       f"(run {stage.run_id})")
         _print_tables(settings)
-        out.print("Query it: capfc sql \"SELECT metric, count(*) FROM metrics GROUP BY metric\"")
+        lake_uri = settings.lake.uri
+        out.print(f"Reports: {lake_uri.rstrip('/')}/reports/ (capacity_report.html, .xlsx, .pdf and PNG charts)")
+        out.print(f"Dashboard: .venv/bin/capfc dashboard --lake {lake_uri}  then open http://127.0.0.1:8050/")
+        out.print(f"SQL: .venv/bin/capfc sql \"SELECT * FROM server_risk WHERE risk_level <> 'low'\" --lake {lake_uri}")
 
 
 @app.command("sql")

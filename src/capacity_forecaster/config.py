@@ -110,6 +110,9 @@ class ForecastConfig(_Section):
     # Steps between rolling-origin cutoffs; None = horizon // 2 (see forecast/backtest.py).
     backtest_step: int | None = Field(None, ge=1, le=1_095)
     ensemble_size: int = Field(3, ge=2, le=10)
+    # A series leaves its metric's fleet-best model only for one with a backtest MAE lower by more
+    # than this fraction (0 = plain per-series minimum; see forecast/selection.py).
+    selection_margin: float = Field(0.15, ge=0.0, lt=1.0)
     # Series with fewer known days get the baseline with wide intervals and a recorded reason.
     min_history_days: int = Field(56, ge=1, le=3_650)
     # Series per unit for local models; None = about 4 units per worker, at most 256 series.
@@ -219,6 +222,8 @@ class ReportConfig(_Section):
     # The utilisation heatmap shows this metric for at most this many servers (the busiest).
     heatmap_metric: Literal["cpu", "memory", "disk", "network"] = "cpu"
     heatmap_servers: int = Field(50, ge=5, le=500)
+    # Forecast data sheet of the workbook: one row per series and week, or every daily forecast row.
+    forecast_sheet: Literal["weekly", "daily"] = "weekly"
 
 
 class DashboardConfig(_Section):

@@ -10,13 +10,15 @@ from capacity_forecaster.schema import TABLES
 from capacity_forecaster.stages.etl import etl_stage
 from capacity_forecaster.stages.forecast import Progress, forecast_stage
 from capacity_forecaster.stages.raw import generate_stage, ingest_stage
+from capacity_forecaster.stages.report import report_stage
 from capacity_forecaster.stages.risk import risk_stage
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun
 
 log = logging.getLogger(__name__)
 
-__all__ = ["etl_stage", "forecast_stage", "generate_stage", "ingest_stage", "open_lake", "risk_stage", "run",
+__all__ = ["etl_stage", "forecast_stage", "generate_stage", "ingest_stage", "open_lake", "report_stage", "risk_stage",
+           "run",
            "summarize"]
 
 
@@ -66,4 +68,5 @@ def run(settings: Settings, progress: Progress | None = None) -> list[StageRun]:
     runs.append(etl_stage(lake, settings))
     runs.append(forecast_stage(lake, settings, progress))
     runs.append(risk_stage(lake, settings)[0])
+    runs.append(report_stage(lake, settings)[0])
     return runs

@@ -28,6 +28,13 @@ def test_conformal_quantile_rank() -> None:
     assert out.loc["a", "q"] == 9  # ceil(11 * 0.8) = 9th smallest of 1..10
     assert out.loc["a", "n"] == 10
     assert out.loc["b", "q"] == 5.0 and out.loc["b", "n"] == 2  # rank ceil(3 * 0.8) = 3 > n: the largest
+    rng = np.random.default_rng(0)
+    many = pd.DataFrame({"a": rng.choice(list("xyz"), 500), "b": rng.choice(list("pq"), 500), "r": rng.random(500)})
+    table = conformal_quantile(many, ["a", "b"], "r", 0.9).set_index(["a", "b"])
+    for key, group in many.groupby(["a", "b"]):
+        values = np.sort(group["r"].to_numpy())
+        rank = min(int(np.ceil((len(values) + 1) * 0.9)) - 1, len(values) - 1)
+        assert table.loc[key, "q"] == values[rank] and table.loc[key, "n"] == len(values)
 
 
 def _residuals(n_series: int, windows: int, steps: int, rng: np.random.Generator) -> pd.DataFrame:

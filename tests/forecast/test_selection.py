@@ -11,6 +11,7 @@ from capacity_forecaster.forecast.selection import (
     choose,
     combine,
     ensemble_backtest,
+    metric_defaults,
     rank_models,
     top_members,
 )
@@ -35,7 +36,23 @@ def test_rank_by_mae_then_rmse_then_declared_order() -> None:
     ])
     ranked = rank_models(table, PLANNED, ORDER)
     assert ranked[ranked["server_id"] == "s1"]["model"].tolist() == ["b", "a"]
-    assert choose(ranked).set_index("server_id")["model"].to_dict() == {"s1": "b", "s2": "seasonal_naive"}
+    assert choose(ranked, ORDER).set_index("server_id")["model"].to_dict() == {"s1": "b", "s2": "seasonal_naive"}
+
+
+def test_series_leave_the_metric_default_only_when_clearly_beaten() -> None:
+    table = scores([
+        ("s1", "a", 0, 2.0, 2.0), ("s1", "b", 0, 1.9, 1.9),  # b 5 % better: not enough
+        ("s2", "a", 0, 1.0, 1.0), ("s2", "b", 0, 0.5, 0.5),  # b 50 % better: switch
+        ("s3", "a", 0, 1.0, 1.0), ("s3", "b", 0, 3.0, 3.0),
+        ("s4", "b", 0, 4.0, 4.0),  # the default (a) is not eligible here: best eligible
+    ])
+    planned = pd.DataFrame({"server_id": ["s1", "s2", "s3", "s4"], "metric": "cpu", "n_windows": 1})
+    ranked = rank_models(table, planned, ORDER)
+    assert metric_defaults(ranked, ORDER)[["metric", "model"]].values.tolist() == [["cpu", "a"]]
+    picked = choose(ranked, ORDER, margin=0.15).set_index("server_id")["model"].to_dict()
+    assert picked == {"s1": "a", "s2": "b", "s3": "a", "s4": "b"}
+    plain = choose(ranked, ORDER, margin=0.0).set_index("server_id")["model"].to_dict()
+    assert plain == {"s1": "b", "s2": "b", "s3": "a", "s4": "b"}
 
 
 def test_top_members_need_two_models() -> None:

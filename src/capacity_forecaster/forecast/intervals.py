@@ -59,8 +59,9 @@ def conformal_quantile(frame: pd.DataFrame, keys: list[str], column: str, level:
     n = np.bincount(codes)
     starts = np.cumsum(n) - n
     rank = np.minimum(np.ceil((n + 1) * level).astype("int64") - 1, n - 1)
-    # ngroup(sort=False) numbers groups by first appearance, as drop_duplicates keeps them.
-    picked = data[keys].drop_duplicates().reset_index(drop=True)
+    first = np.zeros(len(n), dtype="int64")
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # the first row of each group
+    picked = data[keys].iloc[first].reset_index(drop=True)
     picked["q"] = values[order][starts + rank]
     picked["n"] = n
     return picked

@@ -296,7 +296,7 @@ def _choose(backtests: pd.DataFrame, planned: pd.DataFrame, names: list[str], or
     selectable = [n for n in names if n != ENSEMBLE]
     ranked = rank_models(backtests[backtests["model"].isin(names)], planned, order)
     chosen = index.loc[index["status"] != "skip", [*_SERIES, "status"]].merge(
-        choose(ranked)[[*_SERIES, "model"]], on=_SERIES, how="left")
+        choose(ranked, order, cfg.selection_margin)[[*_SERIES, "model"]], on=_SERIES, how="left")
     if cfg.backtest_windows == 0:
         # Nothing to choose on: a forced set uses its first model, auto the baseline.
         first = selectable[0] if cfg.models.strip() != "auto" and selectable else BASELINE

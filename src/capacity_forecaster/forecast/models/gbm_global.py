@@ -16,7 +16,7 @@ Intervals: empirical quantiles of the training residuals per horizon bucket, in 
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -84,9 +84,9 @@ class GBMGlobal:
         max_horizon: int = 180,
         origin_every: int = 14,
         steps_per_origin: int = 6,
-        max_iter: int = 200,
+        max_iter: int = 100,
         learning_rate: float = 0.1,
-        max_leaf_nodes: int = 31,
+        max_leaf_nodes: int = 15,
         min_samples_leaf: int = 40,
         l2_regularization: float = 1.0,
         loss: str = "absolute_error",
@@ -108,7 +108,7 @@ class GBMGlobal:
         self.random_state = random_state
         self._panel: Panel | None = None
         self._stats: OriginStats | None = None
-        self._booster: object | None = None
+        self._booster: Any = None
         self._residual_units: np.ndarray | None = None  # (rows,) residual / spread
         self._residual_bucket: np.ndarray | None = None  # (rows,) horizon bucket of each residual
 
@@ -160,7 +160,8 @@ class GBMGlobal:
         Returns:
             Columns ``server_id, metric, ds, yhat, yhat_lower, yhat_upper``.
         """
-        if self._panel is None or self._stats is None or self._booster is None:
+        units, buckets = self._residual_units, self._residual_bucket
+        if self._panel is None or self._stats is None or units is None or buckets is None:
             raise ForecastError("gbm_global: predict called before fit")
         check_horizon(horizon, level)
         panel, stats = self._panel, self._stats
@@ -180,10 +181,10 @@ class GBMGlobal:
         scale = self._scale(base)
         x[:, _IN_POINTS] /= np.repeat(scale, horizon)[:, None]
         with threadpool_limits(limits=1):
-            delta = self._booster.predict(x).reshape(n, horizon)  # type: ignore[attr-defined]
+            delta = self._booster.predict(x).reshape(n, horizon)
         point = base[:, None] + delta * scale[:, None]
         spread = np.maximum(np.nan_to_num(stats.spread[:, -1], nan=_MIN_SPREAD), _MIN_SPREAD)
-        low, high = self._residual_quantiles(steps, level)
+        low, high = _residual_quantiles(units, buckets, steps, level)
         return prediction_frame(panel, point, point + low * spread[:, None], point + high * spread[:, None])
 
     def _scale(self, level: np.ndarray) -> np.ndarray:
@@ -209,19 +210,26 @@ class GBMGlobal:
             keep[np.sort(rng.choice(chosen, self.max_rows, replace=False))] = True
         return series[keep], origin[keep], ahead[keep]
 
-    def _residual_quantiles(self, steps: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """Residual quantiles (in spread units) per step, from the step's horizon bucket."""
-        assert self._residual_units is not None and self._residual_bucket is not None
-        alpha = (100.0 - level) / 200.0
-        buckets = int(self._residual_bucket.max()) + 1
-        table = np.full((buckets, 2), np.nan)
-        for bucket in range(buckets):
-            chosen = self._residual_units[self._residual_bucket == bucket]
-            if len(chosen):
-                table[bucket] = row_quantiles(chosen[None, :], np.array([alpha, 1.0 - alpha]))[0]
-        table = pd.DataFrame(table).ffill().bfill().fillna(0.0).to_numpy()
-        index = np.minimum((steps - 1) // _BUCKET_DAYS, buckets - 1)
-        return np.minimum(table[index, 0], 0.0), np.maximum(table[index, 1], 0.0)
+
+def _residual_quantiles(
+    units: np.ndarray, bucket: np.ndarray, steps: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training-residual quantiles (in spread units) per step, from the step's horizon bucket.
+
+    Returns:
+        (lower, upper) offsets per step, lower <= 0 <= upper; a bucket without residuals borrows the
+        nearest shorter one.
+    """
+    alpha = (100.0 - level) / 200.0
+    n_buckets = int(bucket.max()) + 1
+    table = np.full((n_buckets, 2), np.nan)
+    for b in range(n_buckets):  # a handful of horizon buckets, each vectorised
+        chosen = units[bucket == b]
+        if len(chosen):
+            table[b] = row_quantiles(chosen[None, :], np.array([alpha, 1.0 - alpha]))[0]
+    table = pd.DataFrame(table).ffill().bfill().fillna(0.0).to_numpy()
+    index = np.minimum((steps - 1) // _BUCKET_DAYS, n_buckets - 1)
+    return np.minimum(table[index, 0], 0.0), np.maximum(table[index, 1], 0.0)
 
 
 def _metric_codes(panel: Panel) -> np.ndarray:

@@ -265,7 +265,8 @@ class Harmonic:
     def _fit_group(self, panel: Panel, rows: np.ndarray, length: int) -> _Group:
         values = panel.values[rows, -length:]
         ts = panel.timestamps(np.arange(-length + 1, 1))[rows[0]]
-        yearly = length >= self.yearly_min_days * _STEPS_PER_DAY[panel.freq]
+        # Judged on the full histories: the trim to whole buckets must not drop a yearly season.
+        yearly = panel.length[rows].max() >= self.yearly_min_days * _STEPS_PER_DAY[panel.freq]
         years = length / (_STEPS_PER_DAY[panel.freq] * DAYS_PER_YEAR)
         hinges = self._breaks(length, self.changepoint_range, panel.freq)
         shifts = self._breaks(length, self.shift_range, panel.freq)

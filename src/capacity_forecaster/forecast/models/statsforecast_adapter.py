@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 _NUMERIC_ERRORS = (ValueError, ZeroDivisionError, FloatingPointError, np.linalg.LinAlgError)
 
 
-class StatsForecastAdapter:
+class StatsForecastAdapter(ABC):
     """Base class: subclasses set the ClassVars and build the statsforecast model(s) per series.
 
     A subclass implements ``_configs(panel) -> (config per series, {config: model factory})``; series
@@ -48,8 +49,9 @@ class StatsForecastAdapter:
         self._panel: Panel | None = None
         self._fitted: list[tuple[np.ndarray, Any]] = []
 
+    @abstractmethod
     def _configs(self, panel: Panel) -> tuple[np.ndarray, dict[Any, Any]]:
-        raise NotImplementedError
+        """(config key per series, {config key: factory of a fresh statsforecast model})."""
 
     def fit(self, history: pd.DataFrame, *, freq: str = "D") -> StatsForecastAdapter:
         """Fit every series of ``history`` with the statsforecast model(s) of this adapter."""

@@ -1,0 +1,210 @@
+"""Reports and dashboard on the default fleet: report generation time, dashboard callback latency, HTML load time.
+
+The lake is the default synthetic fleet (100 servers x 3 years) after the real ETL transform and the real
+risk stage; forecasts are emulated from ``truth/future`` plus correlated noise (``bench_risk``) and the
+backtests are synthetic, because the report's cost does not depend on which model made the numbers and a
+real forecast run would dominate the benchmark. Every Result notes this.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.bench_risk import emulated_forecasts
+from benchmarks.harness import Result, below, timed
+from capacity_forecaster.config import EtlConfig, GenerateConfig, Settings
+from capacity_forecaster.generate import generate_fleet
+from capacity_forecaster.storage import Lake
+
+logger = logging.getLogger(__name__)
+
+CALLBACK_TARGET = 0.5
+HTML_TARGET = 2.0
+NOTE = "default fleet, emulated forecasts"
+_MODELS = ("autoets", "mstl", "harmonic", "ensemble")
+
+
+def _backtests(forecasts: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
+    """Three cutoffs of plausible errors for the chosen model and a seasonal-naive baseline per series."""
+    rng = np.random.default_rng(seed)
+    keys = forecasts.groupby(["server_id", "metric"], as_index=False)["model"].first()
+    frames = []
+    for cutoff in pd.to_datetime(["2025-09-01", "2025-12-01", "2026-03-01"]):
+        for model, scale in (("seasonal_naive", 1.0), (None, 0.8)):
+            mase = scale * rng.lognormal(0.0, 0.25, len(keys))
+            frames.append(keys.assign(model=keys["model"] if model is None else model, cutoff=cutoff,
+                                      mae=2 * mase, rmse=2.5 * mase, mape=5 * mase, mase=mase,
+                                      coverage=rng.uniform(0.7, 0.9, len(keys)), selected=model is None))
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_lake(root: Path) -> Lake:
+    """The default fleet through ETL and risk, written to a lake at ``root``."""
+    from capacity_forecaster.etl.transform import transform
+    from capacity_forecaster.risk.stage import run_risk
+
+    settings = Settings()
+    fleet = generate_fleet(GenerateConfig())
+    metrics = transform(fleet.raw_metrics, fleet.inventory, EtlConfig()).metrics
+    rng = np.random.default_rng(5)
+    forecasts = emulated_forecasts(fleet)
+    chosen = forecasts[["server_id", "metric"]].drop_duplicates().assign(
+        model=lambda f: rng.choice(_MODELS, len(f)))
+    forecasts = forecasts.drop(columns="model").merge(chosen, on=["server_id", "metric"])
+    risk = run_risk(metrics, forecasts, fleet.inventory, settings.risk)
+    lake = Lake.open(str(root), settings.lake, for_writing=True)
+    for name, frame in (("inventory", fleet.inventory), ("metrics", metrics), ("forecasts", forecasts),
+                        ("backtests", _backtests(forecasts)), ("server_risk", risk.server_risk),
+                        ("clusters", risk.clusters), ("recommendations", risk.recommendations)):
+        lake.write_table(name, frame)
+    return lake
+
+
+def _post(client: Any, output: str, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, Any]],
+          changed: str, state: list[tuple[str, str, Any]] | None = None) -> float:
+    """One Dash callback over HTTP (Flask test client: routing, JSON both ways, the callback); seconds."""
+    payload = {"output": output, "outputs": [{"id": i, "property": p} for i, p in outputs],
+               "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+               "state": [{"id": i, "property": p, "value": v} for i, p, v in state or []],
+               "changedPropIds": [changed]}
+    with timed() as t:
+        response = client.post("/_dash-update-component", json=payload)
+    if response.status_code not in (200, 204):
+        raise RuntimeError(f"callback {output} answered HTTP {response.status_code}: {response.get_data()[:200]!r}")
+    return t.seconds
+
+
+def _dashboard_results(lake: Lake) -> list[Result]:
+    from capacity_forecaster.report.dashboard import create_app
+
+    with timed() as start:
+        app = create_app(lake, Settings(), warm=False)
+    client = app.server.test_client()
+    state = app.state
+    server, metric = state.default_series()
+    drill_out = "..server-graph.figure...server-facts.children.."
+    drill_outputs = [("server-graph", "figure"), ("server-facts", "children")]
+
+    def drill(server_id: str, metric_name: str, growth: float) -> float:
+        return _post(client, drill_out, drill_outputs, [("server-pick", "value", server_id),
+                                                        ("metric-pick", "value", metric_name),
+                                                        ("growth", "value", growth)], "server-pick.value")
+
+    def table(growth: float) -> float:
+        return _post(client, "risk-table.data", [("risk-table", "data")], [("growth", "value", growth)],
+                     "growth.value")
+
+    drill(server, metric, 0)  # first request pays Flask/Dash one-off set-up
+    rows = state.risk_rows(0.0)
+    other = rows[min(7, len(rows) - 1)]["id"].split("|")
+    pick = _post(client, "..server-pick.value...metric-pick.value...tabs.value..",
+                 [("server-pick", "value"), ("metric-pick", "value"), ("tabs", "value")],
+                 [("risk-table", "active_cell", {"row": 7, "column": 1, "column_id": "server_id",
+                                                 "row_id": "|".join(other)}),
+                  ("cluster-graph", "clickData", None)], "risk-table.active_cell",
+                 state=[("metric-pick", "value", metric)])
+    drill_base = max(drill(other[0], other[1], 0) for _ in range(3))
+    table_base = max(table(0) for _ in range(3))
+    cold = table(20)  # a growth value never assessed: the fleet's breach assessment runs now
+    with timed() as warm_all:
+        state.warm()
+    warm = max(table(g) for g in (10, 25, 40))
+    drill_growth = max(drill(other[0], other[1], g) for g in (10, 25, 40))
+    kpis = max(_post(client, "kpis.children", [("kpis", "children")], [("growth", "value", g)], "growth.value")
+               for g in (0, 30))
+    note = f"{NOTE}; {len(rows)} series; HTTP via Flask test client"
+    return [
+        below("dashboard start-up (load lake, build layout)", start.seconds, 30.0, "s", note),
+        below("dashboard callback: pick a row in the risk table", pick, CALLBACK_TARGET, "s", note),
+        below("dashboard callback: server drill-down (worst of 3)", drill_base, CALLBACK_TARGET, "s", note),
+        below("dashboard callback: risk table (worst of 3)", table_base, CALLBACK_TARGET, "s", note),
+        below("dashboard callback: KPI cards (worst of 2)", kpis, CALLBACK_TARGET, "s", note),
+        below("dashboard callback: what-if table, cache warm (worst of 3)", warm, CALLBACK_TARGET, "s",
+              f"{note}; slider positions assessed at start-up in a background thread"),
+        below("dashboard callback: what-if drill-down (worst of 3)", drill_growth, CALLBACK_TARGET, "s", note),
+        below("dashboard callback: what-if table, cold (first use of a growth value)", cold, CALLBACK_TARGET, "s",
+              f"{note}; re-assesses every series' breach"),
+        below("dashboard what-if warm-up, every slider position", warm_all.seconds, 30.0, "s",
+              f"{len(state.slider_values())} growth values, background thread"),
+    ]
+
+
+def _chromium() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync",
+                 f"--user-data-dir={tempfile.mkdtemp(prefix='capfc-bench-chromium-')}", "--window-size=1500,1800"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def _browser_results(lake: Lake, html: Path) -> list[Result]:
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        return [Result("HTML report load in headless Chromium", float("nan"), "s", f"< {HTML_TARGET:g}", False,
+                       "skipped: /usr/bin/chromium or /usr/bin/chromedriver missing")]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from capacity_forecaster.report.dashboard import create_app, server_for
+
+    driver = _chromium()
+    server = server_for(create_app(lake, Settings(), warm=False), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        driver.get("data:text/html,<p>warm-up</p>")  # the browser's own start-up is not the page's
+        driver.get(html.as_uri())
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script(
+            "return document.body.classList.contains('charts-ready')"))
+        load, charts = driver.execute_script(
+            "return [performance.getEntriesByType('navigation')[0].loadEventEnd, performance.now()]")
+        with timed() as page:
+            driver.get(f"http://127.0.0.1:{server.server_port}/")
+            WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#server-graph .gtitle"))
+    finally:
+        driver.quit()
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+    size = f"{html.stat().st_size / 1e6:.1f} MB file"
+    return [
+        below("HTML report load (load event) in headless Chromium", load / 1000, HTML_TARGET, "s",
+              f"{size}; KPIs, messages and tables visible"),
+        below("HTML report: every chart drawn", charts / 1000, HTML_TARGET, "s",
+              f"{size}; cold evaluation of the 4.8 MB plotly.js dominates"),
+        below("dashboard page: first table and chart in headless Chromium", page.seconds, 5.0, "s", NOTE),
+    ]
+
+
+def bench_reports_default_fleet() -> list[Result]:
+    """Generation time of every report format, dashboard callbacks over HTTP, HTML and dashboard page loads."""
+    from capacity_forecaster.report.stage import HTML_FILE, run_report
+
+    root = Path(tempfile.mkdtemp(prefix="capfc-bench-report-"))
+    try:
+        lake = build_lake(root / "lake")
+        with timed() as t:
+            result = run_report(lake, Settings())
+        sizes = ", ".join(f"{f.name.rsplit('.', 1)[-1]} {f.size / 1e6:.1f} MB" for f in result.files
+                          if not f.name.endswith(".png"))
+        results = [below("report: every format (6 PNG, HTML, XLSX, PDF)", t.seconds, 30.0, "s", f"{NOTE}; {sizes}")]
+        results += _dashboard_results(lake)
+        results += _browser_results(lake, root / "lake" / "reports" / HTML_FILE)
+        return results
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+BENCHMARKS = [bench_reports_default_fleet]

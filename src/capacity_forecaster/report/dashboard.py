@@ -1,0 +1,253 @@
+"""The interactive dashboard (Dash): fleet KPIs, risk table, server drill-down, clusters, savings, what-if growth."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from typing import Any
+
+import dash
+from dash import Input, Output, State, dash_table, dcc, html
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.report import figures, style
+from capacity_forecaster.report.dashboard_state import GROWTH_STEP, TABLE_COLUMNS, DashboardState, records
+from capacity_forecaster.report.data import not_available
+from capacity_forecaster.report.summary import cluster_map
+from capacity_forecaster.storage.lake import Lake
+
+log = logging.getLogger(__name__)
+
+_FONT = "Inter, 'Segoe UI', Helvetica, Arial, sans-serif"
+_CARD = {"background": "white", "border": f"1px solid {style.GRID}", "borderRadius": "8px", "padding": "14px 16px"}
+_PAGE = {"fontFamily": _FONT, "color": style.INK,
+         "background": "#F4F6F9", "minHeight": "100vh", "margin": "0"}
+# Solid badges for the levels that need attention; "low" only as coloured text, so the eye goes to the risks.
+_LEVEL_STYLES = [
+    {"if": {"filter_query": f'{{{column}}} = "{level}"', "column_id": column},
+     **({"color": colour, "fontWeight": "600"} if level in ("low", "unassessed") else
+        {"backgroundColor": colour, "color": "white", "fontWeight": "600"})}
+    for column in ("risk_level", "whatif_level") for level, colour in style.RISK_COLOURS.items()
+]
+
+
+def _kpi_cards(cards: list[tuple[str, str, str]]) -> list[html.Div]:
+    return [html.Div([
+        html.Div(label, style={"fontSize": "12px", "fontWeight": 600, "color": style.MUTED,
+                               "textTransform": "uppercase", "letterSpacing": ".03em"}),
+        html.Div(value, style={"fontSize": "26px", "fontWeight": 700, "color": style.NAVY, "margin": "4px 0"}),
+        html.Div(note, style={"fontSize": "12px", "color": style.MUTED}),
+    ], style=_CARD) for label, value, note in cards]
+
+
+def _facts(facts: dict[str, Any]) -> list[html.Div]:
+    if not facts:
+        return [html.Div("Pick a server in the table.", style={"color": style.MUTED})]
+    return [html.Div([html.Div(k, style={"fontSize": "11px", "fontWeight": 600, "color": style.MUTED,
+                                         "textTransform": "uppercase"}),
+                      html.Div(str(v), style={"fontSize": "14px", "marginBottom": "10px"})]) for k, v in facts.items()]
+
+
+def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], page_size: int,
+           numeric: set[str], extra_styles: list[dict[str, Any]] | None = None) -> Any:
+    return dash_table.DataTable(  # type: ignore[attr-defined]  # dash's stubs omit the table
+        id=table_id, data=rows, page_size=page_size, sort_action="native", filter_action="native",
+        columns=[{"name": name, "id": key, "type": "numeric" if key in numeric else "text"}
+                 for key, name in columns.items()],
+        style_table={"overflowX": "auto"}, cell_selectable=True,
+        style_cell={"fontFamily": _FONT, "fontSize": "13px", "padding": "6px 8px", "textAlign": "left",
+                    "border": f"1px solid {style.GRID}", "maxWidth": "360px", "overflow": "hidden",
+                    "textOverflow": "ellipsis"},
+        style_header={"backgroundColor": style.NAVY, "color": "white", "fontWeight": 600},
+        style_data_conditional=[{"if": {"row_index": "odd"}, "backgroundColor": "#F9FAFB"},
+                                {"if": {"state": "active"}, "backgroundColor": "#DCE8F7",
+                                 "border": f"1px solid {style.ACCENT}"}, *(extra_styles or [])],
+    )
+
+
+def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
+    server, metric = state.default_series()
+    metric_options = [{"label": figures.METRIC_NAMES[m], "value": m} for m in figures.METRIC_NAMES]
+    table: Any = (_table("risk-table", TABLE_COLUMNS, state.risk_rows(0.0), settings.dashboard.page_size,
+                         {"rank", "days_to_breach", "breach_probability"}, _LEVEL_STYLES)
+                  if not state.ranked.empty else html.P(not_available("server_risk"), style={"color": style.MUTED}))
+    return html.Div([
+        html.Div([html.H3("Breach risk by series", style={"margin": "0 0 8px"}),
+                  html.P("Sort or filter any column (e.g. type critical under Risk); click a row to drill down.",
+                         style={"color": style.MUTED, "margin": "0 0 10px", "fontSize": "13px"}), table],
+                 style={**_CARD, "marginBottom": "16px"}),
+        html.Div([
+            html.Div([
+                html.Div([dcc.Dropdown(id="server-pick", options=state.servers(), value=server, clearable=False,
+                                       style={"width": "220px"}),
+                          dcc.Dropdown(id="metric-pick", options=metric_options, value=metric, clearable=False,
+                                       style={"width": "160px"})], style={"display": "flex", "gap": "10px"}),
+                dcc.Loading(dcc.Graph(id="server-graph", config={"displaylogo": False}), delay_show=300),
+            ], style={**_CARD, "flex": "3", "minWidth": "0"}),
+            html.Div(id="server-facts", style={**_CARD, "flex": "1", "minWidth": "260px"}),
+        ], style={"display": "flex", "gap": "16px"}),
+    ])
+
+
+def _clusters_tab(state: DashboardState) -> html.Div:
+    points = cluster_map(state.data)
+    if points.empty:
+        return html.Div(html.P(not_available("metrics")), style=_CARD)
+    hot = set(state.ranked.loc[state.ranked["level_code"] >= 2, "server_id"]) if not state.ranked.empty else set()
+    summary = points.groupby("cluster_label").size().rename("servers").reset_index()
+    rows = records(summary)
+    return html.Div([
+        html.Div(dcc.Graph(id="cluster-graph", figure=figures.cluster_scatter(points, hot),
+                           config={"displaylogo": False}), style={**_CARD, "marginBottom": "16px"}),
+        html.Div([html.P("Click a server to open it in the risk tab.", style={"color": style.MUTED}),
+                  _table("cluster-table", {"cluster_label": "Cluster", "servers": "Servers"}, rows, 20,
+                         {"servers"})], style=_CARD),
+    ])
+
+
+def _savings_tab(state: DashboardState, settings: Settings) -> html.Div:
+    recs = state.data.table("recommendations")
+    if recs is None:
+        return html.Div(html.P(not_available("recommendations")), style=_CARD)
+    columns = {"server_id": "Server", "action": "Action", "target_server_id": "Target",
+               "recommended_cpu_cores": "Cores", "recommended_memory_gb": "Memory GB",
+               "current_monthly_cost": "Current $/month", "projected_monthly_cost": "Projected $/month",
+               "monthly_savings": "Savings $/month", "rationale": "Rationale"}
+    shown = recs.sort_values("monthly_savings", ascending=False)[list(columns)].round(0)
+    rows = records(shown)
+    numeric = {"recommended_cpu_cores", "recommended_memory_gb", "current_monthly_cost", "projected_monthly_cost",
+               "monthly_savings"}
+    return html.Div([
+        html.Div(dcc.Graph(figure=figures.savings_bar(recs), config={"displaylogo": False}),
+                 style={**_CARD, "marginBottom": "16px"}),
+        html.Div(_table("savings-table", columns, rows, settings.dashboard.page_size, numeric), style=_CARD),
+    ])
+
+
+def _fleet_tab(state: DashboardState, settings: Settings) -> html.Div:
+    weekly, backtests = state.data.weekly, state.data.table("backtests")
+    parts = [dcc.Graph(figure=figures.heatmap(weekly, settings.report.heatmap_metric, settings.report.heatmap_servers))
+             if weekly is not None and len(weekly) else html.P(not_available("metrics")),
+             dcc.Graph(figure=figures.accuracy_box(backtests)) if backtests is not None and len(backtests)
+             else html.P(not_available("backtests"))]
+    return html.Div([html.Div(p, style={**_CARD, "marginBottom": "16px"}) for p in parts])
+
+
+def create_app(lake: Lake, settings: Settings, *, warm: bool = True) -> dash.Dash:
+    """Build the dashboard over a lake; all data is loaded once here, interactions filter in memory.
+
+    Args:
+        lake: the lake to read (tables through DuckDB; absent tables show "not available: run ...").
+        settings: effective settings (``dashboard`` and ``report`` sections, thresholds).
+        warm: assess every what-if slider position in a background thread right away.
+
+    Returns:
+        The Dash app (``app.server`` is the Flask WSGI app; see ``serve``).
+    """
+    state = DashboardState(lake, settings)
+    cfg = settings.dashboard
+    app = dash.Dash(__name__, title=settings.report.title, serve_locally=True, update_title="")
+    app.state = state  # type: ignore[attr-defined]  # kept for tests and benchmarks
+    marks = {int(v): f"{v:+.0f} %" for v in range(int(cfg.growth_min), int(cfg.growth_max) + 1, 10)}
+    with warnings.catch_warnings():
+        # Dash 4 flags DataTable for removal in a later major version; it is the pinned, tested table here.
+        warnings.filterwarnings("ignore", message=r"(?s).*DataTable will be removed", category=DeprecationWarning)
+        app.layout = _layout(state, settings, lake, marks)
+    _register_callbacks(app, state)
+    if warm and state.whatif_inputs is not None:
+        threading.Thread(target=state.warm, name="capfc-whatif-warmup", daemon=True).start()
+    return app
+
+
+def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[int, str]) -> html.Div:
+    cfg, period = settings.dashboard, state.data.period
+    return html.Div([
+        html.Div([html.H1(settings.report.title, style={"margin": 0, "fontSize": "26px"}),
+                  html.Div(f"Lake {lake.uri}" + (f"; data {period[0]} to {period[1]}" if period else ""),
+                           style={"opacity": 0.85, "marginTop": "4px"})],
+                 style={"background": style.NAVY, "color": "white", "padding": "20px 32px"}),
+        html.Div([
+            html.Div(id="kpis", children=_kpi_cards(state.kpi_values(0.0)),
+                     style={"display": "grid", "gridTemplateColumns": "repeat(5, 1fr)", "gap": "12px"}),
+            html.Div([html.Div("What-if growth of the forecast load", style={"fontWeight": 600, "marginBottom": 6}),
+                      dcc.Slider(id="growth", min=cfg.growth_min, max=cfg.growth_max, step=GROWTH_STEP, value=0,
+                                 marks=marks, updatemode="mouseup"),
+                      html.Div("Base = the lake's risk table; what-if columns re-assess breaches with every "
+                               "forecast (and its interval) scaled by this growth.",
+                               style={"color": style.MUTED, "fontSize": "12px", "marginTop": "14px"})],
+                     style={**_CARD, "margin": "16px 0"}),
+            dcc.Tabs(id="tabs", value="risk", children=[
+                dcc.Tab(label="Risk and drill-down", value="risk", children=_risk_tab(state, settings)),
+                dcc.Tab(label="Clusters", value="clusters", children=_clusters_tab(state)),
+                dcc.Tab(label="Recommendations", value="savings", children=_savings_tab(state, settings)),
+                dcc.Tab(label="Fleet and accuracy", value="fleet", children=_fleet_tab(state, settings)),
+            ], style={"marginBottom": "12px"}),
+        ], style={"padding": "18px 32px", "maxWidth": "1440px", "margin": "0 auto"}),
+    ], style=_PAGE)
+
+
+def _register_callbacks(app: dash.Dash, state: DashboardState) -> None:
+    has_table = not state.ranked.empty
+    has_clusters = state.data.weekly is not None or state.data.profiles is not None
+
+    @app.callback(Output("kpis", "children"), Input("growth", "value"))
+    def update_kpis(growth: float | None) -> list[html.Div]:
+        return _kpi_cards(state.kpi_values(float(growth or 0)))
+
+    if has_table:
+        @app.callback(Output("risk-table", "data"), Input("growth", "value"))
+        def update_table(growth: float | None) -> list[dict[str, Any]]:
+            return state.risk_rows(float(growth or 0))
+
+    inputs = [Input("risk-table", "active_cell")] if has_table else []
+    if has_clusters and not cluster_map(state.data).empty:
+        inputs.append(Input("cluster-graph", "clickData"))
+    if inputs:
+        @app.callback(Output("server-pick", "value"), Output("metric-pick", "value"), Output("tabs", "value"),
+                      *inputs, State("metric-pick", "value"), prevent_initial_call=True)
+        def pick(*args: Any) -> tuple[Any, Any, Any]:
+            return select_series(dash.ctx.triggered_id, dash.ctx.triggered[0]["value"] if dash.ctx.triggered
+                                 else None, args[-1])
+
+    @app.callback(Output("server-graph", "figure"), Output("server-facts", "children"),
+                  Input("server-pick", "value"), Input("metric-pick", "value"), Input("growth", "value"))
+    def drill(server: str | None, metric: str | None, growth: float | None) -> tuple[Any, list[html.Div]]:
+        fig, facts = state.server_view(server, metric, float(growth or 0))
+        return fig, _facts(facts)
+
+
+def select_series(trigger: Any, value: Any, metric: str | None) -> tuple[Any, Any, Any]:
+    """Server, metric and tab to show after a click in the risk table or on the cluster map.
+
+    Args:
+        trigger: id of the component clicked (``risk-table`` or ``cluster-graph``).
+        value: its ``active_cell`` (with ``row_id`` = ``server|metric``) or ``clickData``.
+        metric: the metric currently shown (kept for cluster clicks).
+    """
+    if trigger == "risk-table" and value and value.get("row_id"):
+        server, picked = str(value["row_id"]).split("|", 1)
+        return server, picked, "risk"
+    if trigger == "cluster-graph" and value and value.get("points"):
+        point = value["points"][0]
+        server = (point.get("customdata") or [point.get("text")])[0]
+        return server, metric or "cpu", "risk"
+    return dash.no_update, dash.no_update, dash.no_update
+
+
+def server_for(app: dash.Dash, host: str, port: int) -> BaseWSGIServer:
+    """A threaded werkzeug server for the app (``serve_forever()`` to run, ``shutdown()`` to stop)."""
+    return make_server(host, port, app.server, threaded=True)
+
+
+def serve(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050) -> None:
+    """Serve the dashboard until interrupted (binds loopback by default; use a proxy to share it)."""
+    server = server_for(app, host, port)
+    log.info("dashboard on http://%s:%d (Ctrl+C to stop)", host, server.server_port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("dashboard stopped")
+    finally:
+        server.server_close()

@@ -1,0 +1,197 @@
+"""What the reports read from the lake: the stage tables, metric aggregates through DuckDB, run manifests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.storage.lake import Lake
+from capacity_forecaster.storage.manifest import list_runs
+from capacity_forecaster.storage.sql import connect
+
+log = logging.getLogger(__name__)
+
+# The stage a user runs to produce each table, for "not available: run ..." messages.
+PRODUCED_BY = {
+    "inventory": "capfc generate (or capfc ingest)",
+    "metrics": "capfc etl",
+    "forecasts": "capfc forecast",
+    "backtests": "capfc forecast",
+    "server_risk": "capfc risk",
+    "clusters": "capfc risk",
+    "recommendations": "capfc risk",
+}
+SMALL_TABLES = ("inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts")
+HISTORY_COLUMNS = ("server_id", "ds", "metric", "value", "is_imputed", "is_anomaly")
+
+
+def not_available(table: str) -> str:
+    """The message a report section shows in place of a missing table."""
+    return f"not available: run {PRODUCED_BY.get(table, 'the stage that writes ' + table)}"
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report renders, read once from the lake; absent tables are None.
+
+    Attributes:
+        lake_uri: where the data came from.
+        settings: the effective settings (thresholds and assumptions).
+        generated: when the data was read (UTC).
+        tables: table name -> frame for the stage tables in ``SMALL_TABLES`` that exist.
+        weekly: server_id, week, value: weekly mean of the heatmap metric (None without metrics).
+        profiles: server_id + numeric workload features from the history (None without metrics).
+        period: first and last observed day of the processed metrics.
+        runs: run manifests (oldest first).
+    """
+
+    lake_uri: str
+    settings: Settings
+    generated: dt.datetime
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    weekly: pd.DataFrame | None = None
+    profiles: pd.DataFrame | None = None
+    period: tuple[dt.date, dt.date] | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        """A stage table, or None when the lake does not have it."""
+        return self.tables.get(name)
+
+    @property
+    def missing(self) -> dict[str, str]:
+        """Table name -> "not available: run ..." for every table the reports would use."""
+        absent = {n: not_available(n) for n in SMALL_TABLES if n not in self.tables}
+        if self.period is None:
+            absent["metrics"] = not_available("metrics")
+        return absent
+
+
+def _dates(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    out = frame.copy()
+    for column in columns:
+        if column in out.columns:
+            out[column] = pd.to_datetime(out[column])
+    return out
+
+
+def weekly_utilisation(con: Any, metric: str) -> pd.DataFrame:
+    """Weekly mean of one metric per server, computed by DuckDB over the processed metrics.
+
+    Returns:
+        server_id, week (Monday, datetime64), value (mean of the week's daily P95, percent); weeks with
+        fewer than 4 observed days (the partial first and last weeks, outages) are left out.
+    """
+    frame = con.execute(
+        "SELECT server_id, CAST(date_trunc('week', ds) AS DATE) AS week, avg(value) AS value "
+        "FROM metrics WHERE metric = ? AND value IS NOT NULL GROUP BY ALL "
+        "HAVING count(*) >= 4 ORDER BY server_id, week",
+        [metric],
+    ).df()
+    return _dates(frame, ("week",))
+
+
+def profile_features(con: Any) -> pd.DataFrame:
+    """Simple workload features per server for the cluster map (DuckDB over the processed metrics).
+
+    Returns:
+        server_id, then per metric ``<metric>_mean``, ``<metric>_p95``, ``<metric>_cv`` (std / mean),
+        ``<metric>_trend`` (slope in points per year), and ``weekend_ratio`` (weekend / weekday CPU).
+        Anomalous days are left out; a feature without data is filled with the fleet median.
+    """
+    per_metric = con.execute(
+        """
+        SELECT server_id, metric, avg(value) AS mean, quantile_cont(value, 0.95) AS p95,
+               coalesce(stddev_samp(value) / nullif(avg(value), 0), 0) AS cv,
+               coalesce(regr_slope(value, epoch(CAST(ds AS TIMESTAMP)) / 86400.0) * 365.25, 0) AS trend
+        FROM metrics WHERE value IS NOT NULL AND NOT coalesce(is_anomaly, false) GROUP BY ALL
+        """
+    ).df()
+    weekend = con.execute(
+        """
+        SELECT server_id,
+               avg(value) FILTER (WHERE isodow(ds) >= 6) / nullif(avg(value) FILTER (WHERE isodow(ds) < 6), 0)
+                   AS weekend_ratio
+        FROM metrics WHERE metric = 'cpu' AND value IS NOT NULL AND NOT coalesce(is_anomaly, false) GROUP BY ALL
+        """
+    ).df()
+    if per_metric.empty:
+        return pd.DataFrame(columns=["server_id"])
+    wide = per_metric.pivot(index="server_id", columns="metric", values=["mean", "p95", "cv", "trend"])
+    wide.columns = [f"{metric}_{stat}" for stat, metric in wide.columns]
+    wide = wide.join(weekend.set_index("server_id"), how="left").astype(float)
+    return wide.fillna(wide.median()).fillna(0.0).reset_index()
+
+
+def _period(con: Any) -> tuple[dt.date, dt.date] | None:
+    first, last = con.execute("SELECT min(ds), max(ds) FROM metrics").fetchone()
+    if first is None or last is None:
+        return None
+    return pd.Timestamp(first).date(), pd.Timestamp(last).date()
+
+
+def load_report_data(lake: Lake, settings: Settings) -> ReportData:
+    """Read the stage tables and metric aggregates the reports need; absent tables stay None.
+
+    Args:
+        lake: the lake to read.
+        settings: effective settings (the heatmap metric, thresholds for the assumptions).
+
+    Returns:
+        The ReportData.
+
+    Raises:
+        StorageError: a table exists but cannot be read.
+    """
+    tables = {}
+    for name in SMALL_TABLES:
+        if lake.has_table(name):
+            tables[name] = lake.read_table(name)
+        else:
+            log.info("report: table %s is absent (%s)", name, not_available(name))
+    weekly = profiles = period = None
+    if lake.has_table("metrics"):
+        con = connect(lake)
+        try:
+            period = _period(con)
+            weekly = weekly_utilisation(con, settings.report.heatmap_metric)
+            profiles = profile_features(con)
+        finally:
+            con.close()
+    return ReportData(
+        lake_uri=lake.uri, settings=settings, generated=dt.datetime.now(dt.UTC), tables=tables,
+        weekly=weekly, profiles=profiles, period=period, runs=list_runs(lake),
+    )
+
+
+def load_history(lake: Lake, series: list[tuple[str, str]], since: dt.date | None) -> pd.DataFrame:
+    """Daily history of a few series (the ones a chart shows), read through DuckDB.
+
+    Args:
+        lake: the lake.
+        series: (server_id, metric) pairs.
+        since: first day to read; None reads all.
+
+    Returns:
+        server_id, ds, metric, value, is_imputed, is_anomaly (empty when metrics are absent).
+    """
+    empty = pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    if not series or not lake.has_table("metrics"):
+        return empty
+    con = connect(lake)
+    try:
+        con.register("wanted", pd.DataFrame(series, columns=["server_id", "metric"]))
+        frame = con.execute(
+            "SELECT m.server_id, m.ds, m.metric, m.value, coalesce(m.is_imputed, false) AS is_imputed, "
+            "coalesce(m.is_anomaly, false) AS is_anomaly FROM metrics m JOIN wanted USING (server_id, metric) "
+            "WHERE ? IS NULL OR m.ds >= ? ORDER BY m.server_id, m.metric, m.ds",
+            [since, since],
+        ).df()
+    finally:
+        con.close()
+    return _dates(frame, ("ds",))

@@ -1,0 +1,193 @@
+"""Interactive plotly figures shared by the HTML report and the dashboard, in the house style."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from capacity_forecaster.report import style
+from capacity_forecaster.report.summary import day, level_counts, model_accuracy, money
+
+METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
+_AXIS = {"gridcolor": style.GRID, "linecolor": "#9CA3AF", "zeroline": False, "ticks": "outside",
+         "tickcolor": "#9CA3AF", "automargin": True, "title": {"standoff": 8}}
+# A small house template: applying plotly's "plotly_white" deep-copies a large template on every
+# figure (tens of milliseconds per dashboard interaction); this one is a few keys.
+TEMPLATE = {"layout": {"paper_bgcolor": "white", "plot_bgcolor": "white", "xaxis": _AXIS, "yaxis": _AXIS,
+                       "hovermode": "closest"}}
+LAYOUT: dict[str, Any] = {
+    "template": TEMPLATE,
+    "font": {"family": "Inter, 'Segoe UI', Helvetica, Arial, sans-serif", "size": 12, "color": style.INK},
+    "title": {"x": 0.0, "xanchor": "left", "font": {"size": 15, "color": style.INK}},
+    "margin": {"l": 60, "r": 20, "t": 56, "b": 44},
+    "colorway": list(style.CATEGORICAL),
+    "hoverlabel": {"font": {"size": 12}},
+    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+}
+
+
+def styled(fig: go.Figure, title: str, height: int = 380, **layout: Any) -> go.Figure:
+    """Apply the house layout, a title (which should name the unit) and any other layout keys, in one update."""
+    fig.update_layout({**LAYOUT, "height": height, "title": {**LAYOUT["title"], "text": title}, **layout})
+    return fig
+
+
+def empty_figure(title: str, message: str, height: int = 300) -> go.Figure:
+    """A blank panel that says why it is empty (e.g. "not available: run capfc risk")."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 14, "color": style.MUTED})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return styled(fig, title, height)
+
+
+def server_traces(history: pd.DataFrame, forecast: pd.DataFrame, interval: float) -> list[go.Scatter]:
+    """History (with imputed and anomalous days marked), forecast and interval of one series."""
+    traces = [
+        go.Scatter(x=history["ds"], y=history["value"], mode="lines", name="observed",
+                   line={"color": style.ACTUAL, "width": 1.2}, hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} %"),
+    ]
+    imputed = history[history["is_imputed"].astype(bool)]
+    traces.append(go.Scatter(x=imputed["ds"], y=imputed["value"], mode="markers", name="imputed day",
+                             marker={"color": "white", "size": 6, "line": {"color": style.IMPUTED, "width": 1.2}},
+                             hovertemplate="imputed %{x|%Y-%m-%d}: %{y:.1f} %"))
+    anomalies = history[history["is_anomaly"].astype(bool)]
+    traces.append(go.Scatter(x=anomalies["ds"], y=anomalies["value"], mode="markers", name="anomaly",
+                             marker={"color": style.ANOMALY, "size": 8, "symbol": "x"},
+                             hovertemplate="anomaly %{x|%Y-%m-%d}: %{y:.1f} %"))
+    traces.append(go.Scatter(x=forecast["ds"], y=forecast["yhat_upper"], mode="lines", line={"width": 0},
+                             showlegend=False, hoverinfo="skip", name="upper"))
+    traces.append(go.Scatter(x=forecast["ds"], y=forecast["yhat_lower"], mode="lines", line={"width": 0},
+                             fill="tonexty", fillcolor="rgba(156,192,230,0.5)", name=f"{interval:.0%} interval",
+                             hoverinfo="skip"))
+    traces.append(go.Scatter(x=forecast["ds"], y=forecast["yhat"], mode="lines", name="forecast",
+                             line={"color": style.ACCENT, "width": 2},
+                             hovertemplate="forecast %{x|%Y-%m-%d}: %{y:.1f} %"))
+    return traces
+
+
+def server_shapes(threshold: float, breach: Any, level: str, start: Any = None) -> list[dict[str, Any]]:
+    """Threshold line, the breach date and the start of the forecast as layout shapes."""
+    shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
+               "line": {"color": style.THRESHOLD, "dash": "dash", "width": 1.5}}]
+    if start is not None and not pd.isna(start):
+        shapes.append({"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": start, "x1": start,
+                       "line": {"color": style.MUTED, "dash": "dot", "width": 1}})
+    if breach is not None and not pd.isna(breach):
+        shapes.append({"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": breach, "x1": breach,
+                       "line": {"color": style.RISK_COLOURS.get(level, style.MUTED), "width": 2}})
+    return shapes
+
+
+def server_annotations(threshold: float, breach: Any, level: str) -> list[dict[str, Any]]:
+    """Labels for the threshold and the breach date."""
+    notes = [{"xref": "paper", "x": 0.0, "y": threshold, "text": f"threshold {threshold:g} %", "showarrow": False,
+              "yshift": 9, "xanchor": "left", "font": {"color": style.THRESHOLD, "size": 11}}]
+    if breach is not None and not pd.isna(breach):
+        notes.append({"x": breach, "y": threshold, "text": f"breach {day(breach)}", "showarrow": True,
+                      "arrowhead": 0, "ax": 0, "ay": -34, "bgcolor": "white",
+                      "font": {"color": style.RISK_COLOURS.get(level, style.MUTED), "size": 11}})
+    return notes
+
+
+def server_figure(title: str, history: pd.DataFrame, forecast: pd.DataFrame, threshold: float, breach: Any,
+                  level: str, interval: float, height: int = 420) -> go.Figure:
+    """One series: history, imputed and anomalous days, forecast with interval, threshold and breach date."""
+    start = forecast["ds"].min() if len(forecast) else None
+    fig = go.Figure(server_traces(history, forecast, interval))
+    return styled(fig, title, height, shapes=server_shapes(threshold, breach, level, start),
+                  annotations=server_annotations(threshold, breach, level),
+                  yaxis={"title": {"text": "daily P95 (% of capacity)"}, "range": [0, 105], "ticksuffix": " %"})
+
+
+def risk_bar(ranked: pd.DataFrame) -> go.Figure:
+    """Servers by worst risk level."""
+    title = "Servers by worst risk level"
+    counts = level_counts(ranked)
+    fig = go.Figure(go.Bar(x=[k.capitalize() for k in counts], y=list(counts.values()), text=list(counts.values()),
+                           textposition="outside", marker_color=[style.RISK_COLOURS[k] for k in counts],
+                           hovertemplate="%{x}: %{y} servers<extra></extra>"))
+    fig.update_yaxes(title_text="servers", rangemode="tozero")
+    fig.update_layout(showlegend=False)
+    return styled(fig, title, 340)
+
+
+def heatmap(weekly: pd.DataFrame, metric: str, servers: int) -> go.Figure:
+    """Servers x weeks heatmap of the weekly mean utilisation, busiest servers at the top."""
+    name = METRIC_NAMES.get(metric, metric)
+    grid = weekly.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
+    order = grid.iloc[:, -13:].mean(axis=1).sort_values(ascending=False).index[:servers]
+    grid = grid.loc[order]
+    fig = go.Figure(go.Heatmap(
+        z=np.round(grid.to_numpy(float), 1), x=list(grid.columns), y=list(grid.index), zmin=0, zmax=100,
+        colorscale="YlOrRd", colorbar={"title": {"text": f"{name} %"}, "ticksuffix": " %"},
+        hovertemplate="%{y}, week of %{x|%Y-%m-%d}: %{z:.1f} %<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 9})
+    return styled(fig, f"Fleet utilisation: weekly mean {name} (% of capacity), busiest {len(grid)} servers",
+                  max(360, 14 * len(grid) + 120))
+
+
+def cluster_scatter(points: pd.DataFrame, hot: set[str]) -> go.Figure:
+    """Servers on the first two principal components of their profile, coloured by cluster."""
+    explained = points.attrs.get("explained", (0.0, 0.0))
+    fig = go.Figure()
+    for i, (label, group) in enumerate(points.groupby("cluster_label", sort=True)):
+        fig.add_trace(go.Scatter(
+            x=group["pc1"], y=group["pc2"], mode="markers", name=f"{label} ({len(group)})",
+            customdata=group[["server_id"]].to_numpy(), text=group["server_id"],
+            marker={"size": 10, "color": style.CATEGORICAL[i % len(style.CATEGORICAL)],
+                    "line": {"color": [style.RISK_COLOURS["critical"] if s in hot else "white"
+                                       for s in group["server_id"]],
+                             "width": [2.5 if s in hot else 0.8 for s in group["server_id"]]}},
+            hovertemplate="%{text}<extra>" + str(label) + "</extra>"))
+    fig.update_xaxes(title_text=f"principal component 1 ({explained[0]:.0%} of variance)", zeroline=False)
+    fig.update_yaxes(title_text=f"principal component 2 ({explained[1]:.0%} of variance)", zeroline=False)
+    fig = styled(fig, "Workload clusters (PCA of profile features; red ring = critical or high risk)", 460)
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"})
+    return fig
+
+
+def savings_bar(recs: pd.DataFrame) -> go.Figure:
+    """Net monthly savings by recommended action (upsizing shows as a cost)."""
+    grouped = recs.groupby("action").agg(servers=("server_id", "size"), savings=("monthly_savings", "sum"))
+    order = [a for a in style.ACTION_COLOURS if a in grouped.index] + sorted(set(grouped.index) - set(
+        style.ACTION_COLOURS))
+    grouped = grouped.reindex(order)
+    values = grouped["savings"].to_numpy(float)
+    labels = [f"{int(n)} server{'s' if n != 1 else ''}, {money(v, signed=True)}"
+              for n, v in zip(grouped["servers"], values, strict=True)]
+    # Labels sit beside the bars, to the right of zero for every bar, so they never cover the axis labels.
+    low, high = min(0.0, float(values.min())), max(0.0, float(values.max()))
+    span = (high - low) or 1.0
+    fig = go.Figure([
+        go.Bar(y=[a.capitalize() for a in grouped.index], x=values, orientation="h",
+               marker_color=[style.ACTION_COLOURS.get(a, style.ACCENT) for a in grouped.index],
+               hovertemplate="%{y}: %{x:$,.0f} per month<extra></extra>"),
+        go.Scatter(y=[a.capitalize() for a in grouped.index], x=np.maximum(values, 0) + span * 0.02, mode="text",
+                   text=labels, textposition="middle right", hoverinfo="skip"),
+    ])
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="net savings (USD per month; negative = extra cost)", tickformat="$,.0f",
+                     range=[low - span * 0.05, high + span * 0.45])
+    fig.update_layout(showlegend=False, margin={"l": 110, "r": 20, "t": 56, "b": 44})
+    return styled(fig, "Savings by recommended action (USD per month)", 340)
+
+
+def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
+    """Backtest MASE by model (lower is better; 1 = seasonal naive)."""
+    summary = model_accuracy(backtests)
+    fig = go.Figure()
+    for row in summary.itertuples():
+        values = backtests.loc[backtests["model"] == row.model, "mase"].dropna()
+        fig.add_trace(go.Box(x=values, name=str(row.model), boxpoints=False, orientation="h",
+                             marker_color=style.ACCENT if row.selected else style.BAND,
+                             hovertemplate=f"{row.model}: chosen for {row.selected} series<extra></extra>"))
+    fig.add_vline(x=1.0, line_dash="dash", line_color=style.THRESHOLD)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="MASE per series and cutoff (1 = seasonal naive)", rangemode="tozero")
+    fig.update_layout(showlegend=False)
+    return styled(fig, "Forecast accuracy by model (backtest MASE, lower is better)", max(300, 40 * len(summary) + 140))

@@ -1,0 +1,129 @@
+"""Forecast-vs-actual PNG panels for the riskiest series: history, forecast, interval, threshold, breach date."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import matplotlib.dates as mdates
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from capacity_forecaster.report import style
+from capacity_forecaster.report.data import ReportData, not_available
+from capacity_forecaster.report.summary import day, level_of, ranked_risks, risk_row, threshold_of
+
+_METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
+
+
+def top_series(ranked: pd.DataFrame, count: int) -> list[tuple[str, str]]:
+    """The (server_id, metric) pairs the forecast chart shows.
+
+    The ``count`` riskiest series at medium level or worse; when none is at risk, the ``count``
+    assessed series with the highest forecast peaks.
+    """
+    if ranked.empty:
+        return []
+    chosen = ranked[ranked["level_code"] >= 1]
+    if chosen.empty:
+        chosen = ranked[ranked["level_code"] >= 0].sort_values(["peak_yhat", "server_id"], ascending=[False, True])
+    return [(str(s), str(m)) for s, m in chosen[["server_id", "metric"]].head(count).itertuples(index=False)]
+
+
+def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFrame, threshold: float) -> None:
+    level = level_of(row)
+    colour = style.RISK_COLOURS.get(level, style.MUTED)
+    if len(past):
+        ax.plot(past["ds"], past["value"], color=style.ACTUAL, linewidth=0.9)
+        imputed = past[past["is_imputed"].astype(bool)]
+        ax.scatter(imputed["ds"], imputed["value"], s=9, facecolor="white", edgecolor=style.IMPUTED, linewidth=0.8,
+                   zorder=3)
+        anomalies = past[past["is_anomaly"].astype(bool)]
+        ax.scatter(anomalies["ds"], anomalies["value"], s=16, marker="x", color=style.ANOMALY, linewidth=1.1,
+                   zorder=4)
+    if len(future):
+        ax.fill_between(future["ds"], future["yhat_lower"], future["yhat_upper"], color=style.BAND, alpha=0.55,
+                        linewidth=0)
+        ax.plot(future["ds"], future["yhat"], color=style.ACCENT, linewidth=1.4)
+        ax.axvline(future["ds"].min(), color=style.MUTED, linestyle=":", linewidth=0.9)
+    ax.axhline(threshold, color=style.THRESHOLD, linestyle="--", linewidth=1.0)
+    breach = row.get("breach_ds")
+    if breach is not None and not pd.isna(breach):
+        ax.axvline(breach, color=colour, linewidth=1.3)
+        ax.scatter([breach], [threshold], s=40, color=colour, zorder=5, edgecolor="white")
+        # Label on the side of the line with more room, so it never runs off the panel.
+        late = len(future) and breach > future["ds"].min() + (future["ds"].max() - future["ds"].min()) * 0.3
+        ax.annotate(f"breach {day(breach)}", (breach, threshold), xytext=(-5 if late else 5, 7),
+                    textcoords="offset points", fontsize=7.5, color=colour, fontweight="bold",
+                    ha="right" if late else "left",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    style.percent_axis(ax, "y", 105)
+    ax.set_yticks([0, 25, 50, 75, 100])
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    host = row.get("hostname")
+    name = f"{row['server_id']}" + (f" ({host})" if isinstance(host, str) else "")
+    ax.set_title(f"{name}: {_METRIC_NAMES.get(row['metric'], row['metric'])}", fontsize=9.5, loc="left", pad=16)
+    days = row.get("days_to_breach")
+    when = (f"breach {day(breach)}, day {int(days)}" if breach is not None and not pd.isna(breach) and not pd.isna(days)
+            else "no breach forecast in the horizon")
+    prob = row.get("breach_probability")
+    prob_text = f", P(breach) {prob:.0%}" if prob is not None and not pd.isna(prob) else ""
+    ax.text(0.0, 1.02, f"{level.capitalize()} risk: {when}{prob_text}", transform=ax.transAxes, fontsize=8,
+            color=colour, ha="left", va="bottom")
+
+
+def forecast_panels(data: ReportData, history: pd.DataFrame) -> Figure:
+    """Small multiples of forecast vs actual for the riskiest series (``report.chart_series`` of them).
+
+    Args:
+        data: report data (forecasts, server_risk, inventory).
+        history: daily history of those series (``data.load_history``).
+    """
+    cfg = data.settings.report
+    title = "Forecast vs actual: riskiest series (daily P95, % of capacity)"
+    forecasts = data.table("forecasts")
+    if forecasts is None or forecasts.empty:
+        return style.placeholder(11, 4, title, not_available("forecasts"))
+    ranked = ranked_risks(data)
+    if ranked.empty:
+        return style.placeholder(11, 4, title, not_available("server_risk"))
+    pairs = top_series(ranked, cfg.chart_series)
+    if not pairs:
+        return style.placeholder(11, 4, title, "no series could be assessed (see server_risk.reason)")
+    cols = 1 if len(pairs) == 1 else 2
+    rows = math.ceil(len(pairs) / cols)
+    height = 2.7 * rows + 1.5
+    interval = data.settings.forecast.interval
+    subtitle = (f"Last {cfg.history_days} days observed, then the chosen model's forecast with its "
+                f"{interval:.0%} interval; dashed red = breach threshold")
+    fig = style.new_figure(11, height, title, subtitle)
+    top = style.top_margin(height) - 0.35 / height
+    grid = fig.add_gridspec(rows, cols, left=0.06, right=0.985, top=top, bottom=0.75 / height, hspace=0.75,
+                            wspace=0.12)
+    for index, (server, metric) in enumerate(pairs):
+        ax = fig.add_subplot(grid[index // cols, index % cols])
+        row = risk_row(ranked, server, metric)
+        future = forecasts[(forecasts["server_id"] == server) & (forecasts["metric"] == metric)].sort_values("ds")
+        past = history[(history["server_id"] == server) & (history["metric"] == metric)]
+        if len(future):
+            past = past[past["ds"] > future["ds"].min() - pd.Timedelta(days=cfg.history_days)]
+        _panel(ax, row, past.sort_values("ds"), future, threshold_of(row, data, metric))
+        if index % cols:
+            ax.set_yticklabels([])
+    handles = [
+        Line2D([], [], color=style.ACTUAL, linewidth=1, label="observed"),
+        Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor=style.IMPUTED,
+               label="imputed day"),
+        Line2D([], [], marker="x", linestyle="", color=style.ANOMALY, label="anomaly"),
+        Line2D([], [], color=style.ACCENT, linewidth=1.4, label="forecast"),
+        Patch(color=style.BAND, alpha=0.55, label=f"{interval:.0%} interval"),
+        Line2D([], [], color=style.THRESHOLD, linestyle="--", label="threshold"),
+        Line2D([], [], color=style.RISK_COLOURS["critical"], linewidth=1.3, label="forecast breach"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncols=len(handles), bbox_to_anchor=(0.5, 0.005))
+    return fig

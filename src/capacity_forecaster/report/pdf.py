@@ -1,0 +1,280 @@
+"""The PDF executive pack (reportlab): title page, KPIs, key charts, top risks, savings, assumptions appendix."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import pandas as pd
+from reportlab import rl_config
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import landscape, letter
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import inch
+from reportlab.lib.utils import ImageReader
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    Flowable,
+    Image,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from capacity_forecaster.report import style
+from capacity_forecaster.report.data import ReportData, not_available
+from capacity_forecaster.report.summary import (
+    AT_RISK_LEVELS,
+    Kpi,
+    assumptions,
+    data_period_text,
+    day,
+    headlines,
+    kpis,
+    model_accuracy,
+    money,
+    ranked_risks,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE = landscape(letter)
+MARGIN = 0.5 * inch
+WIDTH = PAGE[0] - 2 * MARGIN
+BODY_HEIGHT = PAGE[1] - 2 * MARGIN - 0.5 * inch
+NAVY = colors.HexColor(style.NAVY)
+MUTED = colors.HexColor(style.MUTED)
+GRID = colors.HexColor(style.GRID)
+LEVEL_FILLS = {k: colors.HexColor(v) for k, v in style.RISK_COLOURS.items()}
+
+_base = getSampleStyleSheet()
+H1 = ParagraphStyle("h1", parent=_base["Heading1"], fontName="Helvetica-Bold", fontSize=18, textColor=NAVY,
+                    spaceAfter=4)
+H2 = ParagraphStyle("h2", parent=_base["Heading2"], fontName="Helvetica-Bold", fontSize=12, textColor=NAVY,
+                    spaceBefore=6, spaceAfter=4)
+BODY = ParagraphStyle("body", parent=_base["BodyText"], fontName="Helvetica", fontSize=10, leading=14)
+SMALL = ParagraphStyle("small", parent=BODY, fontSize=8, leading=10, textColor=MUTED)
+CELL = ParagraphStyle("cell", parent=BODY, fontSize=7.5, leading=9)
+BULLET = ParagraphStyle("bullet", parent=BODY, leftIndent=14, bulletIndent=2, spaceAfter=4)
+
+
+def _image(png: bytes, max_width: float = WIDTH, max_height: float = BODY_HEIGHT) -> Image:
+    """A PNG scaled to fit the box, keeping its aspect ratio."""
+    width, height = ImageReader(io.BytesIO(png)).getSize()
+    scale = min(max_width / width, max_height / height)
+    return Image(io.BytesIO(png), width=width * scale, height=height * scale)
+
+
+def _table(rows: list[list[Any]], widths: list[float], header_rows: int = 1,
+           extra: list[tuple[Any, ...]] | None = None) -> Table:
+    table = Table(rows, colWidths=widths, repeatRows=header_rows, hAlign="LEFT")
+    table.setStyle(TableStyle([
+        ("BACKGROUND", (0, 0), (-1, header_rows - 1), NAVY),
+        ("TEXTCOLOR", (0, 0), (-1, header_rows - 1), colors.white),
+        ("FONTNAME", (0, 0), (-1, header_rows - 1), "Helvetica-Bold"),
+        ("FONTSIZE", (0, 0), (-1, -1), 8),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+        ("ROWBACKGROUNDS", (0, header_rows), (-1, -1), [colors.white, colors.HexColor("#F7F8FA")]),
+        ("LINEBELOW", (0, 0), (-1, -1), 0.25, GRID),
+        ("TOPPADDING", (0, 0), (-1, -1), 3),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
+        *(extra or []),
+    ]))
+    return table
+
+
+def _kpi_cards(items: list[Kpi], per_row: int = 5) -> Table:
+    big = ParagraphStyle("kv", parent=BODY, fontName="Helvetica-Bold", fontSize=17, leading=21, textColor=NAVY)
+    long = ParagraphStyle("kvl", parent=big, fontSize=11.5, leading=21)
+    label_style = ParagraphStyle("kl", parent=BODY, fontName="Helvetica-Bold", fontSize=8.5, leading=10)
+    cells = [[Paragraph(k.label, label_style), Paragraph(k.text, big if len(k.text) <= 12 else long),
+              Paragraph(k.note or "&nbsp;", SMALL)] for k in items]
+    rows: list[list[Any]] = [cells[i:i + per_row] for i in range(0, len(cells), per_row)]
+    rows[-1] += [""] * (per_row - len(rows[-1]))
+    table = Table(rows, colWidths=[WIDTH / per_row] * per_row, hAlign="LEFT")
+    table.setStyle(TableStyle([
+        ("BOX", (0, 0), (-1, -1), 0.5, GRID), ("INNERGRID", (0, 0), (-1, -1), 0.5, GRID),
+        ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#F7F8FA")), ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 8), ("BOTTOMPADDING", (0, 0), (-1, -1), 8),
+    ]))
+    return table
+
+
+def _top_risks(data: ReportData, ranked: pd.DataFrame) -> list[Flowable]:
+    count = data.settings.report.top_risks
+    at_risk = ranked[ranked["risk_level"].isin(AT_RISK_LEVELS)].head(count)
+    if at_risk.empty:
+        return [Paragraph("No series is at risk of a breach within the forecast horizon.", BODY)]
+    header = ["Server", "Hostname", "Application", "Metric", "Risk", "Breach date", "Days", "P(breach)",
+              "Peak (%)", "Action"]
+    rows: list[list[Any]] = [header]
+    extra = []
+    for i, row in enumerate(at_risk.to_dict("records"), start=1):
+        days = row.get("days_to_breach")
+        rows.append([row["server_id"], row.get("hostname") or "", row.get("application") or "", row["metric"],
+                     row["risk_level"], day(row.get("breach_ds")), "-" if pd.isna(days) else f"{int(days)}",
+                     f"{row['breach_probability']:.0%}" if not pd.isna(row.get("breach_probability")) else "-",
+                     f"{row['peak_yhat']:.0f}", row.get("action") or "-"])
+        extra.append(("BACKGROUND", (4, i), (4, i), LEVEL_FILLS[row["risk_level"]]))
+        extra.append(("TEXTCOLOR", (4, i), (4, i), colors.white))
+        extra.append(("FONTNAME", (4, i), (4, i), "Helvetica-Bold"))
+    widths = [0.8, 1.35, 1.25, 0.75, 0.75, 0.95, 0.55, 0.75, 0.7, 1.0]
+    scale = WIDTH / (sum(widths) * inch)
+    return [_table(rows, [w * inch * scale for w in widths], extra=extra)]
+
+
+def _savings_table(data: ReportData) -> list[Flowable]:
+    recs = data.table("recommendations")
+    if recs is None:
+        return [Paragraph(not_available("recommendations"), BODY)]
+    top = recs[recs["monthly_savings"] > 0].sort_values(["monthly_savings", "server_id"], ascending=[False, True])
+    if top.empty:
+        return [Paragraph("No recommendation saves money at current settings.", BODY)]
+    inventory = data.table("inventory")
+    names = inventory.set_index("server_id")["hostname"] if inventory is not None else pd.Series(dtype=object)
+    rows: list[list[Any]] = [["Server", "Hostname", "Action", "Target", "Current / month", "Projected / month",
+                              "Savings / month", "Rationale"]]
+    for row in top.head(8).to_dict("records"):
+        rows.append([row["server_id"], names.get(row["server_id"], ""), row["action"],
+                     row.get("target_server_id") or "", money(row["current_monthly_cost"]),
+                     money(row["projected_monthly_cost"]),
+                     money(row["monthly_savings"]), Paragraph(str(row.get("rationale") or ""), CELL)])
+    widths = [0.8, 1.3, 0.9, 0.8, 1.0, 1.05, 1.0, 3.15]
+    scale = WIDTH / (sum(widths) * inch)
+    table = _table(rows, [w * inch * scale for w in widths], extra=[("ALIGN", (4, 1), (6, -1), "RIGHT")])
+    return [Paragraph(f"Largest savings (top {len(rows) - 1})", H2), table]
+
+
+def _accuracy_table(data: ReportData) -> list[Flowable]:
+    accuracy = model_accuracy(data.table("backtests"))
+    if accuracy.empty:
+        return []
+    rows: list[list[Any]] = [["Model", "Series", "Median MASE", "Median MAPE (%)", "Median MAE (pts)",
+                              "Interval coverage", "Chosen for"]]
+    for r in accuracy.itertuples():
+        rows.append([r.model, r.series, f"{r.median_mase:.2f}", f"{r.median_mape:.1f}", f"{r.median_mae:.2f}",
+                     f"{r.mean_coverage:.0%}", f"{r.selected} series"])
+    return [_table(rows, [WIDTH / 7] * 7)]
+
+
+def _decorate(title: str, subtitle: str) -> Any:
+    def first(canvas: Canvas, _doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFillColor(NAVY)
+        canvas.rect(0, PAGE[1] - 2.3 * inch, PAGE[0], 2.3 * inch, stroke=0, fill=1)
+        canvas.setFillColor(colors.white)
+        canvas.setFont("Helvetica-Bold", 30)
+        canvas.drawString(MARGIN + 0.2 * inch, PAGE[1] - 1.25 * inch, title)
+        canvas.setFont("Helvetica", 13)
+        canvas.drawString(MARGIN + 0.2 * inch, PAGE[1] - 1.7 * inch, subtitle)
+        canvas.restoreState()
+
+    def later(canvas: Canvas, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setStrokeColor(GRID)
+        canvas.line(MARGIN, PAGE[1] - MARGIN + 6, PAGE[0] - MARGIN, PAGE[1] - MARGIN + 6)
+        canvas.setFont("Helvetica", 8)
+        canvas.setFillColor(MUTED)
+        canvas.drawString(MARGIN, PAGE[1] - MARGIN + 10, title)
+        canvas.drawRightString(PAGE[0] - MARGIN, MARGIN - 14, f"Page {doc.page}")
+        canvas.drawString(MARGIN, MARGIN - 14, "Internal: capacity planning")
+        canvas.restoreState()
+
+    return first, later
+
+
+def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
+    """The executive pack as PDF bytes (US letter, landscape).
+
+    Args:
+        data: the report data.
+        charts: PNG bytes by file name (``charts.render_charts``).
+
+    Returns:
+        PDF bytes: title page with the headline KPIs; executive summary (KPI cards, key messages,
+        risk distribution); top risks table naming the servers; forecast charts of the riskiest
+        series; savings (chart and largest savings); fleet heatmap and clusters; forecast accuracy;
+        assumptions appendix.
+    """
+    cfg = data.settings.report
+    ranked = ranked_risks(data)
+    items = kpis(data, ranked)
+    inventory = data.table("inventory")
+    fleet = f"{len(inventory):,} servers" if inventory is not None else "fleet"
+    subtitle = f"Capacity planning pack: {fleet}, data {data_period_text(data)}"
+    story: list[Flowable] = [Spacer(1, 2.0 * inch)]
+    story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}", SMALL))
+    story.append(Spacer(1, 0.25 * inch))
+    story.append(_kpi_cards([k for k in items if k.key in ("servers", "at_risk", "critical", "earliest_breach",
+                                                            "net_savings")]))
+    story.append(Spacer(1, 0.25 * inch))
+    story.append(Paragraph("Key messages", H2))
+    for line in headlines(data, ranked):
+        story.append(Paragraph(line, BULLET, bulletText="\u2022"))
+    story.append(Spacer(1, 0.15 * inch))
+    story.append(Paragraph("In this pack", H2))
+    story.append(Paragraph("Executive summary &middot; Top risks and forecasts &middot; Savings &middot; Fleet "
+                           "utilisation &middot; Workload clusters &middot; Forecast accuracy &middot; Assumptions",
+                           BODY))
+    story.append(PageBreak())
+
+    story.append(Paragraph("Executive summary", H1))
+    story.append(_kpi_cards(items))
+    story.append(Spacer(1, 0.15 * inch))
+    story.append(_image(charts["risk_distribution.png"], max_height=3.9 * inch))
+    story.append(PageBreak())
+
+    shown = int(ranked["risk_level"].isin(AT_RISK_LEVELS).head(cfg.top_risks).sum()) if not ranked.empty else 0
+    story.append(Paragraph(f"Top risks: the {shown} riskiest series" if shown else "Top risks", H1))
+    story.append(Paragraph("Riskiest first: level, then the soonest forecast breach. Days count from the last "
+                           "observed day; P(breach) is the probability of at least one day above the threshold "
+                           "within the horizon.", SMALL))
+    story.append(Spacer(1, 0.1 * inch))
+    story.extend(_top_risks(data, ranked))
+    story.append(Spacer(1, 0.2 * inch))
+    story.append(_image(charts["forecast_top_risks.png"], max_height=BODY_HEIGHT))
+    story.append(PageBreak())
+
+    story.append(_image(charts["savings_by_action.png"], max_height=3.0 * inch))
+    story.extend(_savings_table(data))
+    story.append(PageBreak())
+    story.append(_image(charts["fleet_heatmap.png"], max_height=BODY_HEIGHT))
+    story.append(PageBreak())
+    story.append(_image(charts["cluster_map.png"], max_height=BODY_HEIGHT))
+    story.append(PageBreak())
+    story.append(_image(charts["backtest_accuracy.png"], max_height=3.8 * inch))
+    story.append(Spacer(1, 0.15 * inch))
+    story.extend(_accuracy_table(data))
+    story.append(PageBreak())
+
+    story.append(Paragraph("Appendix: assumptions", H1))
+    rows: list[list[Any]] = [["Assumption", "Value", "Note"]]
+    rows += [[a, Paragraph(v, CELL), Paragraph(n, CELL)] for a, v, n in assumptions(data)]
+    story.append(KeepTogether(_table(rows, [2.0 * inch, 3.4 * inch, WIDTH - 5.4 * inch])))
+    missing = data.missing
+    if missing:
+        story.append(Spacer(1, 0.2 * inch))
+        story.append(Paragraph("Sections without data: " + "; ".join(f"{t} {m}" for t, m in missing.items()), SMALL))
+
+    buffer = io.BytesIO()
+    first, later = _decorate(cfg.title, subtitle)
+    doc = SimpleDocTemplate(buffer, pagesize=PAGE, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+                            bottomMargin=MARGIN, title=cfg.title, author="AWS-CapacityForecaster",
+                            subject=subtitle)
+    previous = rl_config.useA85
+    # ASCII85-encoding the chart images runs in pure Python without reportlab's C accelerator and
+    # takes most of the build time; binary streams are smaller too. Restored for other users.
+    rl_config.useA85 = 0
+    try:
+        doc.build(story, onFirstPage=first, onLaterPages=later)
+    finally:
+        rl_config.useA85 = previous
+    return buffer.getvalue()
+
+
+__all__ = ["build_pdf"]

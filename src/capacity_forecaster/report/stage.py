@@ -1,0 +1,148 @@
+"""The report stage: read the lake once, render the requested formats, write them to ``reports/``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import posixpath
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.errors import StorageError
+from capacity_forecaster.report.data import ReportData, load_history, load_report_data
+from capacity_forecaster.report.forecast_chart import top_series
+from capacity_forecaster.report.summary import Kpi, kpis, ranked_risks
+from capacity_forecaster.storage.lake import Lake
+from capacity_forecaster.storage.manifest import stage_run
+
+log = logging.getLogger(__name__)
+
+REPORTS_DIR = "reports"
+HTML_FILE = "capacity_report.html"
+XLSX_FILE = "capacity_report.xlsx"
+PDF_FILE = "capacity_report.pdf"
+
+
+@dataclass(frozen=True)
+class ReportFile:
+    """One file written by the report stage.
+
+    Attributes:
+        name: file name (``capacity_report.pdf``, ``fleet_heatmap.png``, ...).
+        path: lake-relative path (``reports/<name>``).
+        uri: where a user finds it (folder path or ``s3://`` URI).
+        size: bytes written.
+    """
+
+    name: str
+    path: str
+    uri: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What ``run_report`` wrote.
+
+    Attributes:
+        files: the files, charts first, then HTML, Excel and PDF.
+        seconds: wall time of the stage.
+        missing: table -> "not available: run ..." for sections rendered without data.
+        kpis: the headline numbers shown in every report.
+    """
+
+    files: tuple[ReportFile, ...]
+    seconds: float
+    missing: dict[str, str] = field(default_factory=dict)
+    kpis: tuple[Kpi, ...] = ()
+
+    def render(self) -> str:
+        """A few lines for the terminal: the files with their sizes and any missing sections."""
+        lines = [f"Reports ({self.seconds:.1f} s):"]
+        lines += [f"  {f.uri}  ({_size(f.size)})" for f in self.files]
+        lines += [f"  {table}: {message}" for table, message in self.missing.items()]
+        return "\n".join(lines)
+
+
+def _size(size: int) -> str:
+    return f"{size / 1_048_576:.1f} MB" if size >= 1_048_576 else f"{size / 1024:.0f} kB"
+
+
+def _history_since(data: ReportData) -> dt.date | None:
+    forecasts = data.table("forecasts")
+    days = data.settings.report.history_days
+    if forecasts is not None and len(forecasts):
+        return (pd.Timestamp(forecasts["ds"].min()) - pd.Timedelta(days=days)).date()
+    if data.period is not None:
+        return data.period[1] - dt.timedelta(days=days)
+    return None
+
+
+def run_report(lake: Lake, settings: Settings) -> ReportResult:
+    """Render the formats in ``settings.report.formats`` from the lake into ``reports/``.
+
+    Missing stage tables do not stop the stage: each affected section says which command to run.
+    The run is recorded in a ``report`` manifest in ``_runs/``.
+
+    Args:
+        lake: the lake to read and write.
+        settings: effective settings (``report`` section, thresholds and assumptions).
+
+    Returns:
+        The ReportResult with every file written and its size.
+
+    Raises:
+        StorageError: the lake has neither an inventory nor processed metrics (nothing to report),
+            or a table cannot be read, or a file cannot be written.
+    """
+    started = time.perf_counter()
+    if not lake.has_table("inventory") and not lake.has_table("metrics"):
+        raise StorageError(f"lake {lake.uri} has no inventory and no processed metrics; run `capfc run` "
+                           f"(or capfc generate / ingest, then capfc etl) before capfc report")
+    formats = set(settings.report.formats)
+    written: list[ReportFile] = []
+    with stage_run(lake, "report", settings) as run:
+        data = load_report_data(lake, settings)
+        ranked = ranked_risks(data)
+        series = top_series(ranked, max(settings.report.top_risks, settings.report.chart_series))
+        history = load_history(lake, series, _history_since(data))
+        run.rows_in = sum(len(frame) for frame in data.tables.values())
+
+        def write(name: str, payload: bytes) -> None:
+            path = posixpath.join(REPORTS_DIR, name)
+            lake.write_bytes(path, payload)
+            written.append(ReportFile(name, path, lake.display(path), len(payload)))
+            log.debug("wrote %s (%d bytes)", path, len(payload))
+
+        charts: dict[str, bytes] = {}
+        if formats & {"png", "pdf"}:
+            from capacity_forecaster.report.charts import render_charts
+
+            chart_history = history[history.set_index(["server_id", "metric"]).index.isin(
+                series[: settings.report.chart_series])] if len(history) else history
+            charts = render_charts(data, chart_history)
+        if "png" in formats:
+            for name, payload in charts.items():
+                write(name, payload)
+        if "html" in formats:
+            from capacity_forecaster.report.html import build_html
+
+            write(HTML_FILE, build_html(data, history, series))
+        if "xlsx" in formats:
+            from capacity_forecaster.report.excel import build_workbook
+
+            write(XLSX_FILE, build_workbook(data))
+        if "pdf" in formats:
+            from capacity_forecaster.report.pdf import build_pdf
+
+            write(PDF_FILE, build_pdf(data, charts))
+        run.rows_out = len(written)
+        run.counts = {"files": {f.name: f.size for f in written}, "missing": data.missing}
+    result = ReportResult(tuple(written), time.perf_counter() - started, data.missing, tuple(kpis(data, ranked)))
+    log.info("report: %d files (%s) in %s, %.1f s%s", len(written), ", ".join(sorted(formats)),
+             lake.display(REPORTS_DIR), result.seconds,
+             f"; without {', '.join(result.missing)}" if result.missing else "")
+    return result

@@ -1,0 +1,148 @@
+"""One visual identity for every report: colours per risk level and action, matplotlib style, PNG export."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports render off-screen; never pick an interactive backend
+
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+from matplotlib.figure import Figure  # noqa: E402
+
+NAVY = "#1F3A5F"
+INK = "#1E2430"
+MUTED = "#6B7280"
+GRID = "#E5E7EB"
+ACCENT = "#2F6DB5"
+BAND = "#9CC0E6"
+THRESHOLD = "#C62828"
+ACTUAL = "#374151"
+IMPUTED = "#9CA3AF"
+ANOMALY = "#D81B60"
+FONT = "DejaVu Sans"
+
+RISK_COLOURS = {
+    "critical": "#B71C1C",
+    "high": "#E65100",
+    "medium": "#F9A825",
+    "low": "#2E7D32",
+    "unassessed": "#9E9E9E",
+}
+ACTION_COLOURS = {
+    "decommission": "#1B5E20",
+    "consolidate": "#2E7D32",
+    "rightsize": "#66BB6A",
+    "keep": "#90A4AE",
+    "upsize": "#C62828",
+}
+# Cluster colours: distinct, print-safe and colour-blind-friendly (Okabe-Ito plus two).
+CATEGORICAL = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+               "#999999", "#7B3294")
+
+RC: dict[str, Any] = {
+    "font.family": FONT,
+    "font.size": 9,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.titlecolor": INK,
+    "axes.labelsize": 9,
+    "axes.labelcolor": INK,
+    "axes.edgecolor": "#9CA3AF",
+    "axes.linewidth": 0.8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": GRID,
+    "grid.linewidth": 0.7,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "figure.titlesize": 13,
+    "figure.titleweight": "bold",
+}
+DPI = 150
+
+
+@contextmanager
+def report_style() -> Iterator[None]:
+    """Apply the house matplotlib style inside the block (global rcParams are restored afterwards)."""
+    with plt.rc_context(cast(Any, RC)):  # the stubs type rc keys as literals
+        yield
+
+
+def new_figure(width: float, height: float, title: str, subtitle: str = "") -> Figure:
+    """A figure with the house title (bold, left) and an optional grey subtitle line.
+
+    Args:
+        width: inches.
+        height: inches.
+        title: the chart title; should name the unit.
+        subtitle: one line of context under the title.
+    """
+    fig = plt.figure(figsize=(width, height), dpi=DPI)
+    fig.text(0.01, 0.985, title, ha="left", va="top", fontsize=13, fontweight="bold", color=INK)
+    if subtitle:
+        fig.text(0.01, 0.985 - 0.32 / height, subtitle, ha="left", va="top", fontsize=9, color=MUTED)
+    return fig
+
+
+def top_margin(height: float, subtitle: bool = True) -> float:
+    """The figure fraction left free above the axes for the title (and subtitle)."""
+    return 1.0 - (0.75 if subtitle else 0.5) / height
+
+
+def placeholder(width: float, height: float, title: str, message: str) -> Figure:
+    """A chart-sized panel that says why the chart is missing (e.g. "not available: run capfc risk")."""
+    fig = new_figure(width, height, title)
+    ax = fig.add_axes((0.02, 0.05, 0.96, top_margin(height, subtitle=False) - 0.08))
+    ax.set_axis_off()
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1, transform=ax.transAxes, facecolor="#F3F4F6", edgecolor=GRID))
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color=MUTED, transform=ax.transAxes)
+    return fig
+
+
+def to_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes and release it."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def percent_axis(ax: plt.Axes, axis: str = "y", top: float = 100.0) -> None:
+    """Format an axis as 0-``top`` percent with a % suffix on the ticks."""
+    from matplotlib.ticker import FuncFormatter
+
+    formatter = FuncFormatter(lambda v, _pos: f"{v:.0f} %")
+    if axis == "y":
+        ax.set_ylim(0, top)
+        ax.yaxis.set_major_formatter(formatter)
+    else:
+        ax.set_xlim(0, top)
+        ax.xaxis.set_major_formatter(formatter)
+
+
+def money_axis(ax: plt.Axes, axis: str = "x") -> None:
+    """Format an axis in US dollars with thousands separators (``$12k`` beyond ten thousand)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(value: float, _pos: int) -> str:
+        sign = "-" if value < 0 else ""
+        value = abs(value)
+        return f"{sign}${value / 1000:,.0f}k" if value >= 10_000 else f"{sign}${value:,.0f}"
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(FuncFormatter(fmt))

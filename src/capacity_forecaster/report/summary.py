@@ -1,0 +1,333 @@
+"""Figures every report shares: ranked risks, KPIs, model accuracy, the cluster map projection, assumptions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.report.data import ReportData
+from capacity_forecaster.risk.levels import LEVEL_LABELS, level_codes
+
+AT_RISK_LEVELS = ("critical", "high", "medium")
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """One headline number.
+
+    Attributes:
+        key: stable identifier (``servers``, ``at_risk``, ...).
+        label: what a reader sees.
+        value: the number (None when not available).
+        text: the formatted value.
+        note: one line of context.
+    """
+
+    key: str
+    label: str
+    value: float | None
+    text: str
+    note: str = ""
+
+
+def money(value: float | None, signed: bool = False) -> str:
+    """US dollars without cents, e.g. ``$12,345`` (``+$1,200`` when signed)."""
+    if value is None or pd.isna(value):
+        return "-"
+    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
+    return f"{sign}${abs(value):,.0f}"
+
+
+def day(value: Any) -> str:
+    """An ISO date, or ``-`` for a missing one."""
+    return "-" if value is None or pd.isna(value) else pd.Timestamp(value).date().isoformat()
+
+
+def ranked_risks(data: ReportData) -> pd.DataFrame:
+    """Every assessed series, riskiest first, with the server's names and recommended action.
+
+    Order: risk level (critical first), days to breach (soonest first, none last), breach
+    probability (highest first), server_id, metric.
+
+    Returns:
+        The server_risk columns plus level_code (3 critical ... 0 low, -1 unassessed), hostname,
+        application, environment, action, monthly_savings, model (the chosen one) and mase (its
+        mean backtest MASE) where those tables exist. Empty without server_risk.
+    """
+    risk = data.table("server_risk")
+    if risk is None or risk.empty:
+        return pd.DataFrame(columns=["server_id", "metric", "risk_level", "level_code"])
+    out = risk.assign(level_code=level_codes(risk["risk_level"]))
+    inventory = data.table("inventory")
+    if inventory is not None:
+        names = inventory[["server_id", "hostname", "application", "environment"]]
+        out = out.merge(names, on="server_id", how="left")
+    recs = data.table("recommendations")
+    if recs is not None:
+        out = out.merge(recs[["server_id", "action", "monthly_savings"]], on="server_id", how="left")
+    chosen = chosen_models(data)
+    if not chosen.empty:
+        out = out.merge(chosen, on=["server_id", "metric"], how="left")
+    out = out.sort_values(["level_code", "days_to_breach", "breach_probability", "server_id", "metric"],
+                          ascending=[False, True, False, True, True], na_position="last", kind="stable")
+    return out.reset_index(drop=True)
+
+
+def chosen_models(data: ReportData) -> pd.DataFrame:
+    """The model forecasting each series and its mean backtest error.
+
+    Returns:
+        server_id, metric, model, mae, mape, mase, coverage (errors NaN without backtests).
+    """
+    forecasts, backtests = data.table("forecasts"), data.table("backtests")
+    if forecasts is not None and not forecasts.empty:
+        chosen = forecasts.groupby(["server_id", "metric"], as_index=False)["model"].first()
+    elif backtests is not None and "selected" in backtests.columns:
+        chosen = backtests[backtests["selected"].astype(bool)].groupby(
+            ["server_id", "metric"], as_index=False)["model"].first()
+    else:
+        return pd.DataFrame(columns=["server_id", "metric", "model", "mae", "mape", "mase", "coverage"])
+    if backtests is None or backtests.empty:
+        return chosen.assign(mae=np.nan, mape=np.nan, mase=np.nan, coverage=np.nan)
+    errors = backtests.groupby(["server_id", "metric", "model"], as_index=False)[
+        ["mae", "mape", "mase", "coverage"]].mean()
+    return chosen.merge(errors, on=["server_id", "metric", "model"], how="left")
+
+
+def server_levels(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The worst series of every server (``ranked_risks`` is ordered, so the first row per server)."""
+    return ranked.drop_duplicates("server_id", keep="first").reset_index(drop=True)
+
+
+def level_counts(ranked: pd.DataFrame) -> dict[str, int]:
+    """Servers per worst risk level, critical first (servers without an assessment left out)."""
+    worst = server_levels(ranked)
+    counts = worst["risk_level"].value_counts()
+    return {level: int(counts.get(level, 0)) for level in reversed(LEVEL_LABELS)}
+
+
+def model_accuracy(backtests: pd.DataFrame | None) -> pd.DataFrame:
+    """Backtest accuracy by model across all series and cutoffs, best median MASE first.
+
+    Returns:
+        model, series, median_mase, median_mape, median_mae, mean_coverage, selected (series
+        whose forecast uses the model). Empty without backtests.
+    """
+    cols = ["model", "series", "median_mase", "median_mape", "median_mae", "mean_coverage", "selected"]
+    if backtests is None or backtests.empty:
+        return pd.DataFrame(columns=cols)
+    keyed = backtests.assign(series=backtests["server_id"].astype(str) + "|" + backtests["metric"].astype(str))
+    out = keyed.groupby("model").agg(
+        series=("series", "nunique"), median_mase=("mase", "median"), median_mape=("mape", "median"),
+        median_mae=("mae", "median"), mean_coverage=("coverage", "mean"))
+    selected = keyed[keyed["selected"].astype(bool)].groupby("model")["series"].nunique()
+    out["selected"] = selected.reindex(out.index).fillna(0).astype(int)
+    return out.sort_values("median_mase", na_position="last").reset_index()[cols]
+
+
+def cluster_map(data: ReportData) -> pd.DataFrame:
+    """Servers projected on the first two principal components of their standardised profile features.
+
+    Returns:
+        server_id, pc1, pc2, cluster_label (``unclustered`` without the clusters table); the
+        explained variance ratios of the two components are in ``attrs["explained"]``. Empty
+        without metrics.
+    """
+    profiles = data.profiles
+    if profiles is None or len(profiles) < 3:
+        return pd.DataFrame(columns=["server_id", "pc1", "pc2", "cluster_label"])
+    values = profiles.drop(columns="server_id").to_numpy(float)
+    std = values.std(axis=0)
+    scaled = (values - values.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    u, s, _ = np.linalg.svd(scaled, full_matrices=False)
+    coords = u[:, :2] * s[:2]
+    if coords.shape[1] < 2:
+        coords = np.column_stack([coords, np.zeros(len(coords))])
+    explained = (s**2 / max(float((s**2).sum()), 1e-12))[:2]
+    out = pd.DataFrame({"server_id": profiles["server_id"], "pc1": coords[:, 0], "pc2": coords[:, 1]})
+    clusters = data.table("clusters")
+    if clusters is not None:
+        out = out.merge(clusters[["server_id", "cluster_label"]], on="server_id", how="left")
+    out["cluster_label"] = out.get("cluster_label", pd.Series(index=out.index, dtype=object)).fillna("unclustered")
+    out.attrs["explained"] = tuple(float(x) for x in explained)
+    return out
+
+
+def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
+    """The headline numbers of the fleet, in reading order; unavailable ones say why.
+
+    Returns:
+        Kpis: servers, at_risk, critical, earliest_breach, fleet_cost, net_savings, annual_savings,
+        accuracy, data_period, horizon.
+    """
+    ranked = ranked_risks(data) if ranked is None else ranked
+    inventory, recs = data.table("inventory"), data.table("recommendations")
+    out = []
+    servers = len(inventory) if inventory is not None else None
+    out.append(Kpi("servers", "Servers in the fleet", servers, f"{servers:,}" if servers is not None else "-"))
+    if ranked.empty:
+        out.append(Kpi("at_risk", "Servers at risk", None, "-", "risk not available: run capfc risk"))
+        out.append(Kpi("critical", "Critical servers", None, "-", "breach likely within 30 days"))
+        out.append(Kpi("earliest_breach", "Earliest forecast breach", None, "-"))
+    else:
+        counts = level_counts(ranked)
+        at_risk = sum(counts[level] for level in AT_RISK_LEVELS)
+        cfg = data.settings.risk
+        out.append(Kpi("at_risk", "Servers at risk", at_risk, f"{at_risk:,}",
+                       f"{counts['critical']} critical, {counts['high']} high, {counts['medium']} medium"))
+        out.append(Kpi("critical", "Critical servers", counts["critical"], f"{counts['critical']:,}",
+                       f"breach likely within {cfg.critical_days} days"))
+        breaches = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"])
+        if breaches.empty:
+            out.append(Kpi("earliest_breach", "Earliest forecast breach", None, "none",
+                           f"no forecast crosses its threshold within {data.settings.forecast.horizon} days"))
+        else:
+            first = breaches.iloc[0]
+            out.append(Kpi("earliest_breach", "Earliest forecast breach", float(first["days_to_breach"]),
+                           day(first["breach_ds"]), f"{first['server_id']} {first['metric']}, "
+                                                    f"day {int(first['days_to_breach'])}"))
+    if recs is None:
+        for key, label in (("fleet_cost", "Fleet cost per month"), ("net_savings", "Net savings per month"),
+                           ("annual_savings", "Net savings per year")):
+            out.append(Kpi(key, label, None, "-", "recommendations not available: run capfc risk"))
+    else:
+        cost = float(recs["current_monthly_cost"].sum())
+        net = float(recs["monthly_savings"].sum())
+        share = f"{100 * net / cost:.1f} % of fleet cost" if cost > 0 else ""
+        acted = int((recs["action"] != "keep").sum())
+        out.append(Kpi("fleet_cost", "Fleet cost per month", cost, money(cost), f"{len(recs)} servers priced"))
+        out.append(Kpi("net_savings", "Net savings per month", net, money(net), share))
+        out.append(Kpi("annual_savings", "Net savings per year", 12 * net, money(12 * net),
+                       f"{acted} servers with an action"))
+    accuracy = model_accuracy(data.table("backtests"))
+    chosen = chosen_models(data)
+    if accuracy.empty or chosen["mase"].isna().all():
+        out.append(Kpi("accuracy", "Forecast error (MASE)", None, "-", "backtests not available: run capfc forecast"))
+    else:
+        mase = float(chosen["mase"].median())
+        out.append(Kpi("accuracy", "Forecast error (MASE)", mase, f"{mase:.2f}",
+                       "median of the chosen models; < 1 beats a seasonal naive forecast"))
+    period = data.period
+    out.append(Kpi("data_period", "Data period", None if period is None else float((period[1] - period[0]).days + 1),
+                   "-" if period is None else f"{period[0]} to {period[1]}",
+                   "" if period is None else f"{(period[1] - period[0]).days + 1:,} days of daily P95"))
+    forecasts = data.table("forecasts")
+    if forecasts is None or forecasts.empty:
+        out.append(Kpi("horizon", "Forecast horizon", None, "-", "forecasts not available: run capfc forecast"))
+    else:
+        days = int(forecasts.groupby(["server_id", "metric"]).size().max())
+        out.append(Kpi("horizon", "Forecast horizon", float(days), f"{days} days", f"to {day(forecasts['ds'].max())}"))
+    return out
+
+
+def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
+    """The settings and data behind the numbers, as (assumption, value, note) rows."""
+    s = data.settings
+    risk, fc = s.risk, s.forecast
+    overrides = ", ".join(f"{m} {v:g} %" for m, v in sorted(risk.metric_thresholds.items()))
+    rows = [
+        ("Breach threshold", f"{risk.threshold:g} % of capacity", f"per-metric overrides: {overrides or 'none'}"),
+        ("Utilisation statistic", f"daily P{s.ingest.percentile:g}", "per server and metric, in percent of capacity"),
+        ("Forecast horizon", f"{fc.horizon} days", f"models: {fc.models}; {fc.backtest_windows} backtest windows"),
+        ("Forecast interval", f"{fc.interval:.0%} central interval", "yhat_lower / yhat_upper"),
+        ("Critical", f"breach likely within {risk.critical_days} days",
+         f"likely = probability >= {risk.likely_probability:g}"),
+        ("High", f"breach likely within {risk.high_days} days", ""),
+        ("Medium", f"breach probability >= {risk.medium_probability:g} within the horizon",
+         "or last year's period-end peak, grown, crosses the threshold"),
+        ("Sizing headroom", f"{risk.headroom:.0%} on top of the forecast peak upper bound",
+         f"new sizes keep it under {risk.target_utilisation:g} % utilisation"),
+        ("Right-size rule", f"saves at least {risk.rightsize_min_savings:.0%} of the server's cost", ""),
+        ("Consolidation", f"candidates peak under {risk.consolidation_candidate_max:g} %",
+         f"hosts stay under {risk.consolidation_target:g} %, at most {risk.max_servers_per_host} workloads"),
+        ("What-if growth", f"{risk.growth:+g} %", "applied to the forecasts by capfc risk --growth"),
+    ]
+    inventory = data.table("inventory")
+    if inventory is not None and len(inventory):
+        per_core = (inventory["monthly_cost_usd"] / inventory["cpu_cores"].clip(lower=1)).median()
+        per_gb = (inventory["monthly_cost_usd"] / inventory["memory_gb"].clip(lower=1)).median()
+        rows.append(("Prices", f"{money(inventory['monthly_cost_usd'].sum())} per month for the fleet",
+                     f"from the inventory; median {money(per_core)} per core, ${per_gb:,.2f} per GB of memory"))
+    else:
+        rows.append(("Prices", "not available", "inventory not available: run capfc generate (or capfc ingest)"))
+    if data.period is not None:
+        first, last = data.period
+        rows.append(("Data period", f"{first} to {last}", f"{(last - first).days + 1:,} days"))
+    else:
+        rows.append(("Data period", "not available", "metrics not available: run capfc etl"))
+    latest: dict[str, dict[str, Any]] = {}
+    for run in data.runs:
+        latest[str(run.get("stage"))] = run
+    for stage, run in latest.items():
+        rows.append((f"Last {stage} run", str(run.get("finished", ""))[:19].replace("T", " ") + " UTC",
+                     f"run {run.get('run_id', '')}, {run.get('status', '')}, config {run.get('config_hash', '')}"))
+    rows.append(("Report generated", data.generated.strftime("%Y-%m-%d %H:%M UTC"), f"lake {data.lake_uri}"))
+    return rows
+
+
+def data_period_text(data: ReportData) -> str:
+    """``first to last`` of the observed data, or ``data period unknown``."""
+    return "data period unknown" if data.period is None else f"{data.period[0]} to {data.period[1]}"
+
+
+def today() -> dt.date:
+    """Today's UTC date (one place, so reports agree)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
+    """Three to four plain-English sentences for the executive summary."""
+    lines = []
+    inventory = data.table("inventory")
+    total = len(inventory) if inventory is not None else len(server_levels(ranked))
+    if ranked.empty:
+        lines.append("Breach risk is not available: run capfc risk.")
+    else:
+        counts = level_counts(ranked)
+        at_risk = sum(counts[level] for level in AT_RISK_LEVELS)
+        lines.append(f"{at_risk} of {total} servers are at risk of exceeding their capacity threshold "
+                     f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")
+        first = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
+        for row in first.to_dict("records"):
+            names = ", ".join(str(row[c]) for c in ("hostname", "application") if isinstance(row.get(c), str))
+            lines.append(f"First forecast breach: {row['server_id']} ({names}) {row['metric']} on "
+                         f"{day(row['breach_ds'])}, {int(row['days_to_breach'])} days after the last observation.")
+    recs = data.table("recommendations")
+    if recs is None:
+        lines.append("Right-sizing recommendations are not available: run capfc risk.")
+    else:
+        actions = recs["action"].value_counts()
+        cost = float(recs["current_monthly_cost"].sum())
+        net = float(recs["monthly_savings"].sum())
+        upsize = float(-recs.loc[recs["monthly_savings"] < 0, "monthly_savings"].sum())
+        parts = [f"{int(actions.get(a, 0))} {a}" for a in ("rightsize", "consolidate", "decommission")]
+        share = f" ({100 * net / cost:.1f} % of fleet cost)" if cost > 0 else ""
+        lines.append(f"Recommended actions save {money(net)} per month net{share}: {', '.join(parts)}; "
+                     f"{int(actions.get('upsize', 0))} upsizes add {money(upsize)} per month.")
+    chosen = chosen_models(data)
+    if len(chosen) and chosen["mase"].notna().any():
+        lines.append("Forecasts come from the best backtested model per series; median error "
+                     f"{chosen['mase'].median():.2f} MASE (below 1 beats a seasonal naive forecast).")
+    return lines
+
+
+def risk_row(ranked: pd.DataFrame, server: str, metric: str) -> dict[str, Any]:
+    """The ``ranked_risks`` row of one series as a plain dict (empty when the series has none)."""
+    match = ranked[(ranked["server_id"] == server) & (ranked["metric"] == metric)] if len(ranked) else ranked
+    return {str(k): v for k, v in match.iloc[0].items()} if len(match) else {}
+
+
+def level_of(row: dict[str, Any]) -> str:
+    """The risk level of a ``risk_row``, or ``unassessed``."""
+    level = row.get("risk_level")
+    return level if isinstance(level, str) else "unassessed"
+
+
+def threshold_of(row: dict[str, Any], data: ReportData, metric: str) -> float:
+    """The breach threshold of a ``risk_row`` (the risk stage's own column, else the configured one)."""
+    value = row.get("threshold")
+    return float(value) if value is not None and not pd.isna(value) else data.settings.risk.threshold_for(metric)

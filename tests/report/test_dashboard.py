@@ -1,0 +1,83 @@
+"""Dashboard logic without a browser: preloaded state, what-if growth, drill-down, row selection."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from report_lake import RISKIEST
+
+from capacity_forecaster.config import DashboardConfig, Settings
+from capacity_forecaster.report.dashboard import create_app, select_series, serve
+from capacity_forecaster.report.dashboard_state import TABLE_COLUMNS
+from capacity_forecaster.storage import Lake
+
+
+@pytest.fixture(scope="module")
+def settings_module() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="module")
+def app(report_lake: Lake, settings_module: Settings):
+    return create_app(report_lake, settings_module, warm=False)
+
+
+def test_risk_rows_are_ranked_with_ids_for_row_selection(app) -> None:
+    rows = app.state.risk_rows(0.0)
+    assert len(rows) == 32
+    assert rows[0]["id"] == f"{RISKIEST}|cpu" and rows[0]["rank"] == 1
+    assert set(TABLE_COLUMNS) <= set(rows[0])
+    assert rows[0]["risk_level"] == rows[0]["whatif_level"] == "critical"
+    assert rows[0]["breach_ds"] == "2026-07-20" and rows[0]["breach_probability"] == 95
+
+
+def test_whatif_growth_brings_breaches_forward(app) -> None:
+    base = {r["id"]: r for r in app.state.risk_rows(0.0)}
+    grown = {r["id"]: r for r in app.state.risk_rows(30.0)}
+    memory = "srv-0002|memory"
+    assert grown[memory]["whatif_breach_ds"] < base[memory]["breach_ds"]
+    assert grown[memory]["risk_level"] == base[memory]["risk_level"]  # the base columns stay the lake's
+    at_risk = sum(r["whatif_level"] in ("critical", "high", "medium") for r in grown.values())
+    assert at_risk > sum(r["risk_level"] in ("critical", "high", "medium") for r in base.values())
+    cards = dict((label.split(" (")[0], (value, note)) for label, value, note in app.state.kpi_values(30.0))
+    assert int(cards["Servers at risk"][0]) >= 3 and cards["Servers at risk"][1].startswith("base 3")
+    shrunk = {r["id"]: r for r in app.state.risk_rows(-30.0)}
+    assert shrunk[f"{RISKIEST}|cpu"]["whatif_breach_ds"] is None
+
+
+def test_drill_down_shows_history_forecast_threshold_and_model(app) -> None:
+    fig, facts = app.state.server_view("srv-0002", "memory", 0.0)
+    assert fig.layout.title.text.startswith("srv-0002 (nyc-prd-app02): Memory - model mstl, backtest MASE")
+    names = [t.name for t in fig.data]
+    assert {"observed", "imputed day", "anomaly", "forecast"} <= set(names)
+    observed = next(t for t in fig.data if t.name == "observed")
+    assert len(observed.x) == 240  # the fixture's whole history fits in dashboard.history_days
+    assert any(s.y0 == 80 and s.y1 == 80 for s in fig.layout.shapes)
+    assert facts["Risk level"] == "high" and facts["Chosen model"] == "mstl"
+    assert facts["Backtest error"].startswith("MAE") and facts["Recommendation"].startswith("upsize")
+    grown, grown_facts = app.state.server_view("srv-0002", "memory", 20.0)
+    assert any(t.name == "what-if +20 %" for t in grown.data) and "What-if" in grown_facts
+    empty, nothing = app.state.server_view(None, None, 0.0)
+    assert nothing == {} and empty.layout.annotations[0].text == "pick a server in the table"
+
+
+def test_clicks_pick_the_series() -> None:
+    assert select_series("risk-table", {"row": 3, "row_id": "srv-0007|disk"}, "cpu") == ("srv-0007", "disk", "risk")
+    click = {"points": [{"customdata": ["srv-0004"], "text": "srv-0004"}]}
+    assert select_series("cluster-graph", click, "memory") == ("srv-0004", "memory", "risk")
+
+
+def test_dashboard_without_risk_tables_still_builds(etl_only_lake: Lake, settings_module: Settings) -> None:
+    app = create_app(etl_only_lake, settings_module, warm=False)
+    assert app.state.risk_rows(10.0) == []
+    cards = {label: note for label, _value, note in app.state.kpi_values(0.0)}
+    assert cards["Servers at risk"] == "not available: run capfc risk"
+    fig, _ = app.state.server_view("srv-0001", "cpu", 0.0)
+    assert len(fig.data[0].x) > 0 and "no forecast" in fig.layout.title.text
+    assert "not available: run capfc risk" in str(app.layout)
+
+
+def test_binds_loopback_by_default() -> None:
+    assert DashboardConfig().host == "127.0.0.1"
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"

@@ -1,0 +1,115 @@
+"""The dashboard and the HTML report in real headless Chromium: load, pick a server, see its chart, no errors."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_lake import report_file
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.report.dashboard import create_app, server_for
+from capacity_forecaster.report.stage import HTML_FILE
+from capacity_forecaster.storage import Lake
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync",
+         "--window-size=1500,1800")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                       reason="Debian chromium + chromium-driver are not installed (make test installs them)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='capfc-chromium-')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(report_lake: Lake) -> Iterator[str]:
+    server = server_for(create_app(report_lake, Settings()), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def _severe(driver: Any) -> list[dict[str, Any]]:
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def _title(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    titles = driver.find_elements(By.CSS_SELECTOR, "#server-graph .gtitle")
+    return titles[0].text if titles else ""
+
+
+def test_pick_a_server_in_the_risk_table_and_see_its_chart(browser: Any, dashboard_url: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(dashboard_url)
+    wait = WebDriverWait(browser, 90)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#risk-table td[data-dash-column='server_id']"))
+    wait.until(lambda d: _title(d).startswith("srv-0001 "))  # the riskiest series is shown first
+    row = next(cell for cell in browser.find_elements(By.CSS_SELECTOR, "#risk-table td[data-dash-column='metric']")
+               if cell.text == "memory" and cell.find_element(By.XPATH, "..").text.split()[1] == "srv-0002")
+    row.click()
+    wait.until(lambda d: _title(d).startswith("srv-0002 (nyc-prd-app02): Memory - model mstl"))
+    facts = browser.find_element(By.ID, "server-facts").text
+    assert "high" in facts and "MASE" in facts
+
+    thumb = browser.find_element(By.CSS_SELECTOR, "#growth [role=slider]")
+    thumb.send_keys(*[Keys.ARROW_RIGHT] * 6)  # six steps of 5 % on the what-if slider
+    wait.until(lambda d: "growth +30 %" in d.find_element(By.ID, "kpis").text.lower())
+    wait.until(lambda d: "what-if +30 %" in d.find_element(By.ID, "server-graph").text)
+    ARTIFACTS.mkdir(exist_ok=True)
+    time.sleep(0.5)  # let the graph transition finish before the screenshot
+    browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    assert _severe(browser) == []
+
+
+def test_html_report_loads_offline(browser: Any, full_report) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, result = full_report
+    browser.get(report_file(result, HTML_FILE).as_uri())
+    WebDriverWait(browser, 90).until(lambda d: d.execute_script(
+        "return document.body.classList.contains('charts-ready')"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "div.chart .main-svg")) >= 6
+    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "div.chart .gtitle")]
+    assert "srv-0001 (nyc-prd-app01) CPU: critical risk, breach 2026-07-20" in titles
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "html_report.png"))
+    assert _severe(browser) == []

@@ -1,0 +1,65 @@
+"""Reading the lake for reports: tables, DuckDB aggregates, ranking, KPIs, and absent tables."""
+
+from __future__ import annotations
+
+import numpy as np
+from report_lake import RISKIEST, SERVERS
+
+from capacity_forecaster.report.data import load_report_data
+from capacity_forecaster.report.summary import assumptions, cluster_map, kpis, model_accuracy, ranked_risks
+from capacity_forecaster.storage import Lake
+
+
+def test_full_lake_loads_every_table_and_aggregate(report_lake: Lake, settings) -> None:
+    data = load_report_data(report_lake, settings)
+    assert data.missing == {}
+    assert set(data.tables) == {"inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts"}
+    assert str(data.period[1]) == "2026-06-30"
+    assert set(data.weekly["server_id"]) == set(SERVERS)
+    assert data.weekly["value"].between(0, 100).all()
+    assert len(data.profiles) == len(SERVERS) and not data.profiles.isna().any().any()
+
+
+def test_ranking_puts_the_riskiest_series_first_and_kpis_count_servers(report_lake: Lake, settings) -> None:
+    data = load_report_data(report_lake, settings)
+    ranked = ranked_risks(data)
+    assert (ranked.loc[0, "server_id"], ranked.loc[0, "metric"]) == (RISKIEST, "cpu")
+    assert list(ranked["risk_level"].head(3)) == ["critical", "high", "medium"]
+    assert ranked.loc[0, "hostname"] == "nyc-prd-app01" and ranked.loc[0, "model"] == "autoets"
+    values = {k.key: k for k in kpis(data, ranked)}
+    assert values["servers"].value == len(SERVERS)
+    assert values["at_risk"].value == 3 and values["critical"].value == 1
+    assert values["earliest_breach"].text == str(ranked.loc[0, "breach_ds"].date())
+    assert values["net_savings"].text == "$675"
+    assert values["horizon"].text == "90 days"
+
+
+def test_model_accuracy_and_cluster_map(report_lake: Lake, settings) -> None:
+    data = load_report_data(report_lake, settings)
+    accuracy = model_accuracy(data.table("backtests"))
+    assert list(accuracy["model"])[-1] == "seasonal_naive"
+    assert accuracy.set_index("model").loc["autoets", "selected"] == 16
+    points = cluster_map(data)
+    assert len(points) == len(SERVERS) and set(points["cluster_label"]) == {"growing", "idle", "steady business-day"}
+    assert 0 < sum(points.attrs["explained"]) <= 1 + 1e-9
+    assert np.isfinite(points[["pc1", "pc2"]].to_numpy()).all()
+
+
+def test_absent_tables_say_which_command_to_run(etl_only_lake: Lake, settings) -> None:
+    data = load_report_data(etl_only_lake, settings)
+    assert data.missing["forecasts"] == "not available: run capfc forecast"
+    assert data.missing["server_risk"] == "not available: run capfc risk"
+    assert ranked_risks(data).empty
+    values = {k.key: k for k in kpis(data)}
+    assert values["servers"].value == len(SERVERS)
+    assert "run capfc risk" in values["at_risk"].note and values["net_savings"].value is None
+    assert "run capfc forecast" in values["accuracy"].note
+    rows = {a: (v, n) for a, v, n in assumptions(data)}
+    assert rows["Breach threshold"][0] == "80 % of capacity" and rows["Data period"][0].startswith("2025-11-03")
+
+
+def test_heatmap_metric_is_configurable(report_lake: Lake, settings) -> None:
+    custom = settings.model_copy(update={"report": settings.report.model_copy(update={"heatmap_metric": "memory"})})
+    cpu = load_report_data(report_lake, settings).weekly
+    memory = load_report_data(report_lake, custom).weekly
+    assert len(memory) == len(cpu) and not np.allclose(memory["value"], cpu["value"])

@@ -1,0 +1,137 @@
+"""The report files read back as a user would: PNGs decode, the workbook re-opens, the PDF has text, HTML is offline."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from openpyxl import load_workbook
+from report_lake import RISKIEST, report_file
+
+from capacity_forecaster.report.charts import CHART_FILES
+from capacity_forecaster.report.data import load_report_data
+from capacity_forecaster.report.excel import (
+    AT_RISK_COLUMNS,
+    FORECAST_COLUMNS,
+    SHEETS,
+    WEEKLY_FORECAST_COLUMNS,
+    build_workbook,
+)
+from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
+from capacity_forecaster.storage.manifest import list_runs
+from capacity_forecaster.storage.sql import query
+
+PDFTOTEXT = shutil.which("pdftotext")
+needs_pdftotext = pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
+
+
+def _pdf_text(path: Path) -> str:
+    return subprocess.run([PDFTOTEXT, "-layout", str(path), "-"], check=True, capture_output=True, text=True,
+                          timeout=60).stdout
+
+
+def test_stage_writes_every_format_with_sizes_and_a_manifest(full_report) -> None:
+    lake, result = full_report
+    names = [f.name for f in result.files]
+    assert names == [*CHART_FILES, HTML_FILE, XLSX_FILE, PDF_FILE]
+    for item in result.files:
+        assert item.path == f"reports/{item.name}"
+        assert Path(item.uri).stat().st_size == item.size > 1000
+    assert result.missing == {}
+    runs = list_runs(lake, "report")
+    assert runs and runs[-1]["status"] == "succeeded" and runs[-1]["rows_out"] == len(names)
+    assert "capacity_report.pdf" in result.render()
+
+
+@pytest.mark.parametrize("which", ["full_report", "etl_only_report"])
+def test_every_png_decodes_and_is_not_blank(request: pytest.FixtureRequest, which: str) -> None:
+    _, result = request.getfixturevalue(which)
+    for name in CHART_FILES:
+        pixels = imread(report_file(result, name))
+        assert pixels.ndim == 3 and pixels.shape[0] > 300 and pixels.shape[1] > 1000, name
+        assert float(np.var(pixels[..., :3])) > 1e-3, f"{name} is blank"
+
+
+def test_workbook_sheets_headers_and_rows_match_the_lake(full_report) -> None:
+    lake, result = full_report
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    assert book.sheetnames == list(SHEETS)
+    risk, recs = lake.read_table("server_risk"), lake.read_table("recommendations")
+    rows = {name: list(book[name].iter_rows(values_only=True)) for name in SHEETS}
+    assert rows["At-risk servers"][0] == tuple(AT_RISK_COLUMNS.values())
+    assert len(rows["At-risk servers"]) == len(risk) + 1
+    assert rows["At-risk servers"][1][:2] == (RISKIEST, "nyc-prd-app01")
+    assert rows["At-risk servers"][1][5] == "critical"
+    assert len(rows["Recommendations"]) == len(recs) + 1
+    savings = [r[list(rows["Recommendations"][0]).index("Savings / month (USD)")] for r in rows["Recommendations"][1:]]
+    assert savings == sorted(savings, reverse=True) and sum(savings) == pytest.approx(recs["monthly_savings"].sum())
+    assert len(rows["Clusters"]) == len(lake.read_table("clusters")) + 1
+    assert rows["Forecast data"][0] == tuple(WEEKLY_FORECAST_COLUMNS.values())
+    weeks = query(lake, "SELECT count(DISTINCT (server_id, metric, date_trunc('week', ds))) AS n FROM forecasts")
+    assert len(rows["Forecast data"]) == int(weeks["n"].iloc[0]) + 1
+    days = [r[-1] for r in rows["Forecast data"][1:]]
+    assert sum(days) == len(lake.read_table("forecasts"))
+    summary = {r[0]: r[1] for r in rows["Summary"] if len(r) > 1 and r[0]}
+    assert summary["Servers at risk"] == "3" and summary["Net savings per month"] == pytest.approx(675)
+    assumptions = {r[0]: r[1] for r in rows["Assumptions"][1:]}
+    assert assumptions["Breach threshold"] == "80 % of capacity" and "Data period" in assumptions
+    formatting = load_workbook(report_file(result, XLSX_FILE))["At-risk servers"].conditional_formatting
+    assert len(list(formatting)) == 1 and len(next(iter(formatting)).rules) == 4  # one rule per risk level
+
+
+def test_workbook_without_risk_says_what_to_run(etl_only_report) -> None:
+    _, result = etl_only_report
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    assert book.sheetnames == list(SHEETS)
+    assert book["At-risk servers"]["A1"].value == "not available: run capfc risk"
+    assert book["Forecast data"]["A1"].value == "not available: run capfc forecast"
+
+
+@needs_pdftotext
+def test_pdf_names_the_kpis_and_the_riskiest_server(full_report) -> None:
+    _, result = full_report
+    text = _pdf_text(report_file(result, PDF_FILE))
+    for kpi in result.kpis:
+        assert kpi.label in text, kpi.label
+    values = {k.key: k.text for k in result.kpis}
+    for key in ("servers", "at_risk", "critical", "earliest_breach", "net_savings", "fleet_cost"):
+        assert values[key] in text, key
+    assert RISKIEST in text and "nyc-prd-app01" in text
+    assert re.search(rf"{RISKIEST}\s+nyc-prd-app01\s+payments\s+cpu\s+critical", text)
+    assert "Appendix: assumptions" in text and "80 % of capacity" in text
+
+
+@needs_pdftotext
+def test_pdf_without_risk_still_renders(etl_only_report) -> None:
+    _, result = etl_only_report
+    text = _pdf_text(report_file(result, PDF_FILE))
+    assert "not available: run capfc risk" in text and "Appendix: assumptions" in text
+
+
+@pytest.mark.parametrize("which", ["full_report", "etl_only_report"])
+def test_html_is_self_contained(request: pytest.FixtureRequest, which: str) -> None:
+    _, result = request.getfixturevalue(which)
+    page = report_file(result, HTML_FILE).read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src\s*=", page, re.I), "scripts must be inline"
+    assert not re.search(r"<link[^>]+href\s*=\s*[\"']?https?://", page, re.I)
+    assert 'id="plotly-js"' in page and "Plotly.newPlot" in page  # the engine is inline, started after load
+    charts = page.count('class="chart" data-figure=')
+    if which == "full_report":
+        assert charts == 6 and f"{RISKIEST} cpu" in page and "Top risks" in page
+    else:
+        assert charts == 2  # heatmap and cluster map: metrics exist
+        assert "not available: run capfc forecast" in page
+
+
+def test_daily_forecast_sheet_has_every_forecast_row(report_lake, settings) -> None:
+    daily = settings.model_copy(update={"report": settings.report.model_copy(update={"forecast_sheet": "daily"})})
+    book = load_workbook(io.BytesIO(build_workbook(load_report_data(report_lake, daily))), read_only=True)
+    rows = list(book["Forecast data"].iter_rows(values_only=True))
+    assert rows[0] == tuple(FORECAST_COLUMNS.values())
+    assert len(rows) == len(report_lake.read_table("forecasts")) + 1
