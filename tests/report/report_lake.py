@@ -98,9 +98,9 @@ def _backtests(rng: np.random.Generator) -> pd.DataFrame:
                 for cutoff in (END - pd.Timedelta(days=90), END - pd.Timedelta(days=45)):
                     mase = {"seasonal_naive": 1.0, "autoets": 0.8, "mstl": 0.85}[model] * rng.uniform(0.8, 1.2)
                     rows.append({"server_id": server, "metric": metric, "model": model, "cutoff": cutoff,
-                                 "mae": 2.0 * mase, "rmse": 2.6 * mase, "mape": 5.0 * mase, "mase": mase,
+                                 "mae": 2.0 * mase, "rmse": 2.6 * mase, "mape": 0.05 * mase, "mase": mase,
                                  "coverage": rng.uniform(0.7, 0.9), "selected": model == ("autoets", "mstl")[i % 2],
-                                 "smape": 5.0 * mase, "n_points": 45, "window": 1})
+                                 "smape": 0.05 * mase, "n_points": 45, "window": 1})
     return pd.DataFrame(rows)
 
 
@@ -150,8 +150,8 @@ def _recommendations(inventory: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["cpu_cores", "memory_gb"])
 
 
-def build_lake(root: Path, *, stages: tuple[str, ...] = ("etl", "forecast", "risk")) -> Lake:
-    """Write the fixture lake; ``stages`` picks which stage outputs exist beyond the inventory."""
+def build_lake(root: Path | str, *, stages: tuple[str, ...] = ("etl", "forecast", "risk")) -> Lake:
+    """Write the fixture lake (folder or ``s3://`` URI); ``stages`` picks the stage outputs beyond the inventory."""
     rng = np.random.default_rng(7)
     lake = Lake.open(str(root), LakeConfig(), for_writing=True)
     settings = Settings()

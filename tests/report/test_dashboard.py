@@ -81,3 +81,11 @@ def test_dashboard_without_risk_tables_still_builds(etl_only_lake: Lake, setting
 def test_binds_loopback_by_default() -> None:
     assert DashboardConfig().host == "127.0.0.1"
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+
+
+def test_warm_up_assesses_every_slider_position(app) -> None:
+    values = app.state.slider_values()
+    assert values[:4] == [-5.0, 5.0, -10.0, 10.0] and len(values) == 16 and 0.0 not in values
+    app.state.warm()
+    assert app.state._assess.cache_info().currsize >= len(values)
+    assert {r["id"]: r for r in app.state.risk_rows(50.0)}[f"{RISKIEST}|cpu"]["whatif_level"] == "critical"

@@ -195,7 +195,7 @@ def accuracy_chart(data: ReportData) -> Figure:
     summary = model_accuracy(backtests)
     models = list(summary["model"])
     height = max(3.6, 0.42 * len(models) + 1.6)
-    subtitle = ("MASE = mean absolute error relative to a seasonal naive forecast (1.0, dashed); "
+    subtitle = ("MASE = mean absolute error / in-sample error of a weekly seasonal-naive forecast (1.0, dashed); "
                 f"{backtests['cutoff'].nunique()} cutoffs")
     fig = style.new_figure(11, height, title, subtitle)
     top = style.top_margin(height)

@@ -9,13 +9,13 @@ from typing import Any
 
 import dash
 from dash import Input, Output, State, dash_table, dcc, html
+from dash.dash_table import FormatTemplate
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, TABLE_COLUMNS, DashboardState, records
 from capacity_forecaster.report.data import not_available
-from capacity_forecaster.report.summary import cluster_map
 from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,17 @@ def _facts(facts: dict[str, Any]) -> list[html.Div]:
 
 
 def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], page_size: int,
-           numeric: set[str], extra_styles: list[dict[str, Any]] | None = None) -> Any:
+           numeric: set[str], extra_styles: list[dict[str, Any]] | None = None, dollars: frozenset[str] = frozenset(),
+           ) -> Any:
+    def column(key: str, name: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {"name": name, "id": key, "type": "numeric" if key in numeric | dollars else "text"}
+        if key in dollars:
+            spec["format"] = FormatTemplate.money(0)
+        return spec
+
     return dash_table.DataTable(  # type: ignore[attr-defined]  # dash's stubs omit the table
         id=table_id, data=rows, page_size=page_size, sort_action="native", filter_action="native",
-        columns=[{"name": name, "id": key, "type": "numeric" if key in numeric else "text"}
-                 for key, name in columns.items()],
+        columns=[column(key, name) for key, name in columns.items()],
         style_table={"overflowX": "auto"}, cell_selectable=True,
         style_cell={"fontFamily": _FONT, "fontSize": "13px", "padding": "6px 8px", "textAlign": "left",
                     "border": f"1px solid {style.GRID}", "maxWidth": "360px", "overflow": "hidden",
@@ -92,7 +98,7 @@ def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
 
 
 def _clusters_tab(state: DashboardState) -> html.Div:
-    points = cluster_map(state.data)
+    points = state.points
     if points.empty:
         return html.Div(html.P(not_available("metrics")), style=_CARD)
     hot = set(state.ranked.loc[state.ranked["level_code"] >= 2, "server_id"]) if not state.ranked.empty else set()
@@ -113,16 +119,16 @@ def _savings_tab(state: DashboardState, settings: Settings) -> html.Div:
         return html.Div(html.P(not_available("recommendations")), style=_CARD)
     columns = {"server_id": "Server", "action": "Action", "target_server_id": "Target",
                "recommended_cpu_cores": "Cores", "recommended_memory_gb": "Memory GB",
-               "current_monthly_cost": "Current $/month", "projected_monthly_cost": "Projected $/month",
-               "monthly_savings": "Savings $/month", "rationale": "Rationale"}
+               "current_monthly_cost": "Current / month", "projected_monthly_cost": "Projected / month",
+               "monthly_savings": "Savings / month", "rationale": "Rationale"}
     shown = recs.sort_values("monthly_savings", ascending=False)[list(columns)].round(0)
     rows = records(shown)
-    numeric = {"recommended_cpu_cores", "recommended_memory_gb", "current_monthly_cost", "projected_monthly_cost",
-               "monthly_savings"}
+    dollars = frozenset({"current_monthly_cost", "projected_monthly_cost", "monthly_savings"})
     return html.Div([
         html.Div(dcc.Graph(figure=figures.savings_bar(recs), config={"displaylogo": False}),
                  style={**_CARD, "marginBottom": "16px"}),
-        html.Div(_table("savings-table", columns, rows, settings.dashboard.page_size, numeric), style=_CARD),
+        html.Div(_table("savings-table", columns, rows, settings.dashboard.page_size,
+                        {"recommended_cpu_cores", "recommended_memory_gb"}, dollars=dollars), style=_CARD),
     ])
 
 
@@ -190,7 +196,6 @@ def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[i
 
 def _register_callbacks(app: dash.Dash, state: DashboardState) -> None:
     has_table = not state.ranked.empty
-    has_clusters = state.data.weekly is not None or state.data.profiles is not None
 
     @app.callback(Output("kpis", "children"), Input("growth", "value"))
     def update_kpis(growth: float | None) -> list[html.Div]:
@@ -202,7 +207,7 @@ def _register_callbacks(app: dash.Dash, state: DashboardState) -> None:
             return state.risk_rows(float(growth or 0))
 
     inputs = [Input("risk-table", "active_cell")] if has_table else []
-    if has_clusters and not cluster_map(state.data).empty:
+    if not state.points.empty:
         inputs.append(Input("cluster-graph", "clickData"))
     if inputs:
         @app.callback(Output("server-pick", "value"), Output("metric-pick", "value"), Output("tabs", "value"),

@@ -20,6 +20,7 @@ from capacity_forecaster.report.data import ReportData, load_report_data, not_av
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
     chosen_models,
+    cluster_map,
     day,
     level_of,
     money,
@@ -78,10 +79,15 @@ class DashboardState:
         self.settings = settings
         self.data: ReportData = load_report_data(lake, settings)
         self.ranked = ranked_risks(self.data)
+        self.points = cluster_map(self.data)
         self.chosen = chosen_models(self.data)
         forecasts = self.data.table("forecasts")
         self.forecasts = forecasts.sort_values(["server_id", "metric", "ds"]) if forecasts is not None else None
+        # One assessment at a time (they share the cache); interactions waiting for one hold the
+        # warm-up thread back, so a user never queues behind more than the value being computed.
         self._lock = threading.Lock()
+        self._waiters = 0
+        self._waiters_lock = threading.Lock()
         self._db = duckdb.connect(database=":memory:")
         self.whatif_inputs: WhatIfInputs | None = None
         # A metrics table without rows has no period; the drill-down then shows forecasts only.
@@ -160,8 +166,14 @@ class DashboardState:
         stored = self.data.table("server_risk")
         if not growth and stored is not None:
             return stored
-        with self._lock:
-            return self._assess(round(float(growth), 3))
+        with self._waiters_lock:
+            self._waiters += 1
+        try:
+            with self._lock:
+                return self._assess(round(float(growth), 3))
+        finally:
+            with self._waiters_lock:
+                self._waiters -= 1
 
     def slider_values(self) -> list[float]:
         """The what-if growth values the slider can take, nearest to 0 % first (0 itself excluded)."""
@@ -177,7 +189,10 @@ class DashboardState:
         """
         started = time.perf_counter()
         for growth in self.slider_values():
-            self.whatif(growth)
+            while self._waiters > 0:
+                time.sleep(0.02)
+            with self._lock:
+                self._assess(round(float(growth), 3))
         log.debug("what-if cache warm: %d growth values in %.1f s", len(self.slider_values()),
                   time.perf_counter() - started)
 
@@ -275,7 +290,7 @@ class DashboardState:
         if model is not None:
             facts["Chosen model"] = str(model["model"])
             facts["Backtest error"] = ("-" if pd.isna(model["mase"]) else
-                                       f"MAE {model['mae']:.2f} pts, MAPE {model['mape']:.1f} %, MASE "
+                                       f"MAE {model['mae']:.2f} pts, MAPE {model['mape']:.1%}, MASE "
                                        f"{model['mase']:.2f}, coverage {model['coverage']:.0%}")
         recs = self.data.table("recommendations")
         if recs is not None:

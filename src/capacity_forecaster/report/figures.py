@@ -178,7 +178,7 @@ def savings_bar(recs: pd.DataFrame) -> go.Figure:
 
 
 def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
-    """Backtest MASE by model (lower is better; 1 = seasonal naive)."""
+    """Backtest MASE by model (lower is better; 1 = the in-sample error of a weekly seasonal naive forecast)."""
     summary = model_accuracy(backtests)
     fig = go.Figure()
     for row in summary.itertuples():
@@ -188,6 +188,7 @@ def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
                              hovertemplate=f"{row.model}: chosen for {row.selected} series<extra></extra>"))
     fig.add_vline(x=1.0, line_dash="dash", line_color=style.THRESHOLD)
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="MASE per series and cutoff (1 = seasonal naive)", rangemode="tozero")
+    fig.update_xaxes(title_text="MASE per series and cutoff (1 = in-sample weekly seasonal-naive error)",
+                     rangemode="tozero")
     fig.update_layout(showlegend=False)
     return styled(fig, "Forecast accuracy by model (backtest MASE, lower is better)", max(300, 40 * len(summary) + 140))

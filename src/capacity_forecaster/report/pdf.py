@@ -106,6 +106,8 @@ def _kpi_cards(items: list[Kpi], per_row: int = 5) -> Table:
 
 
 def _top_risks(data: ReportData, ranked: pd.DataFrame) -> list[Flowable]:
+    if ranked.empty:
+        return [Paragraph(not_available("server_risk"), BODY)]
     count = data.settings.report.top_risks
     at_risk = ranked[ranked["risk_level"].isin(AT_RISK_LEVELS)].head(count)
     if at_risk.empty:
@@ -154,10 +156,10 @@ def _accuracy_table(data: ReportData) -> list[Flowable]:
     accuracy = model_accuracy(data.table("backtests"))
     if accuracy.empty:
         return []
-    rows: list[list[Any]] = [["Model", "Series", "Median MASE", "Median MAPE (%)", "Median MAE (pts)",
+    rows: list[list[Any]] = [["Model", "Series", "Median MASE", "Median MAPE", "Median MAE (pts)",
                               "Interval coverage", "Chosen for"]]
     for r in accuracy.itertuples():
-        rows.append([r.model, r.series, f"{r.median_mase:.2f}", f"{r.median_mape:.1f}", f"{r.median_mae:.2f}",
+        rows.append([r.model, r.series, f"{r.median_mase:.2f}", f"{r.median_mape:.1%}", f"{r.median_mae:.2f}",
                      f"{r.mean_coverage:.0%}", f"{r.selected} series"])
     return [_table(rows, [WIDTH / 7] * 7)]
 

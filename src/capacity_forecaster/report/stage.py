@@ -16,7 +16,6 @@ from capacity_forecaster.report.data import ReportData, load_history, load_repor
 from capacity_forecaster.report.forecast_chart import top_series
 from capacity_forecaster.report.summary import Kpi, kpis, ranked_risks
 from capacity_forecaster.storage.lake import Lake
-from capacity_forecaster.storage.manifest import stage_run
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
     """Render the formats in ``settings.report.formats`` from the lake into ``reports/``.
 
     Missing stage tables do not stop the stage: each affected section says which command to run.
-    The run is recorded in a ``report`` manifest in ``_runs/``.
+    The run manifest is the caller's (``stages.report.report_stage``).
 
     Args:
         lake: the lake to read and write.
@@ -104,43 +103,39 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
                            f"(or capfc generate / ingest, then capfc etl) before capfc report")
     formats = set(settings.report.formats)
     written: list[ReportFile] = []
-    with stage_run(lake, "report", settings) as run:
-        data = load_report_data(lake, settings)
-        ranked = ranked_risks(data)
-        series = top_series(ranked, max(settings.report.top_risks, settings.report.chart_series))
-        history = load_history(lake, series, _history_since(data))
-        run.rows_in = sum(len(frame) for frame in data.tables.values())
+    data = load_report_data(lake, settings)
+    ranked = ranked_risks(data)
+    series = top_series(ranked, max(settings.report.top_risks, settings.report.chart_series))
+    history = load_history(lake, series, _history_since(data))
 
-        def write(name: str, payload: bytes) -> None:
-            path = posixpath.join(REPORTS_DIR, name)
-            lake.write_bytes(path, payload)
-            written.append(ReportFile(name, path, lake.display(path), len(payload)))
-            log.debug("wrote %s (%d bytes)", path, len(payload))
+    def write(name: str, payload: bytes) -> None:
+        path = posixpath.join(REPORTS_DIR, name)
+        lake.write_bytes(path, payload)
+        written.append(ReportFile(name, path, lake.display(path), len(payload)))
+        log.debug("wrote %s (%d bytes)", path, len(payload))
 
-        charts: dict[str, bytes] = {}
-        if formats & {"png", "pdf"}:
-            from capacity_forecaster.report.charts import render_charts
+    charts: dict[str, bytes] = {}
+    if formats & {"png", "pdf"}:
+        from capacity_forecaster.report.charts import render_charts
 
-            chart_history = history[history.set_index(["server_id", "metric"]).index.isin(
-                series[: settings.report.chart_series])] if len(history) else history
-            charts = render_charts(data, chart_history)
-        if "png" in formats:
-            for name, payload in charts.items():
-                write(name, payload)
-        if "html" in formats:
-            from capacity_forecaster.report.html import build_html
+        chart_history = history[history.set_index(["server_id", "metric"]).index.isin(
+            series[: settings.report.chart_series])] if len(history) else history
+        charts = render_charts(data, chart_history)
+    if "png" in formats:
+        for name, payload in charts.items():
+            write(name, payload)
+    if "html" in formats:
+        from capacity_forecaster.report.html import build_html
 
-            write(HTML_FILE, build_html(data, history, series))
-        if "xlsx" in formats:
-            from capacity_forecaster.report.excel import build_workbook
+        write(HTML_FILE, build_html(data, history, series))
+    if "xlsx" in formats:
+        from capacity_forecaster.report.excel import build_workbook
 
-            write(XLSX_FILE, build_workbook(data))
-        if "pdf" in formats:
-            from capacity_forecaster.report.pdf import build_pdf
+        write(XLSX_FILE, build_workbook(data))
+    if "pdf" in formats:
+        from capacity_forecaster.report.pdf import build_pdf
 
-            write(PDF_FILE, build_pdf(data, charts))
-        run.rows_out = len(written)
-        run.counts = {"files": {f.name: f.size for f in written}, "missing": data.missing}
+        write(PDF_FILE, build_pdf(data, charts))
     result = ReportResult(tuple(written), time.perf_counter() - started, data.missing, tuple(kpis(data, ranked)))
     log.info("report: %d files (%s) in %s, %.1f s%s", len(written), ", ".join(sorted(formats)),
              lake.display(REPORTS_DIR), result.seconds,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,7 +170,8 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
     out.append(Kpi("servers", "Servers in the fleet", servers, f"{servers:,}" if servers is not None else "-"))
     if ranked.empty:
         out.append(Kpi("at_risk", "Servers at risk", None, "-", "risk not available: run capfc risk"))
-        out.append(Kpi("critical", "Critical servers", None, "-", "breach likely within 30 days"))
+        out.append(Kpi("critical", "Critical servers", None, "-",
+                       f"breach likely within {data.settings.risk.critical_days} days"))
         out.append(Kpi("earliest_breach", "Earliest forecast breach", None, "-"))
     else:
         counts = level_counts(ranked)
@@ -210,7 +210,7 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
     else:
         mase = float(chosen["mase"].median())
         out.append(Kpi("accuracy", "Forecast error (MASE)", mase, f"{mase:.2f}",
-                       "median of the chosen models; < 1 beats a seasonal naive forecast"))
+                       "median of the chosen models; below 1 beats a weekly seasonal-naive forecast in-sample"))
     period = data.period
     out.append(Kpi("data_period", "Data period", None if period is None else float((period[1] - period[0]).days + 1),
                    "-" if period is None else f"{period[0]} to {period[1]}",
@@ -274,11 +274,6 @@ def data_period_text(data: ReportData) -> str:
     return "data period unknown" if data.period is None else f"{data.period[0]} to {data.period[1]}"
 
 
-def today() -> dt.date:
-    """Today's UTC date (one place, so reports agree)."""
-    return dt.datetime.now(dt.UTC).date()
-
-
 def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
     """Three to four plain-English sentences for the executive summary."""
     lines = []
@@ -311,7 +306,8 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
     chosen = chosen_models(data)
     if len(chosen) and chosen["mase"].notna().any():
         lines.append("Forecasts come from the best backtested model per series; median error "
-                     f"{chosen['mase'].median():.2f} MASE (below 1 beats a seasonal naive forecast).")
+                     f"{chosen['mase'].median():.2f} MASE (mean absolute error scaled by the in-sample error of "
+                     "a weekly seasonal-naive forecast).")
     return lines
 
 
