@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
 
 from capacity_forecaster.generate.archetypes import FleetPlan
 from capacity_forecaster.generate.calendar import Calendar
@@ -21,7 +20,12 @@ def ar1_noise(rng: np.random.Generator, shape: tuple[int, ...], phi: float = _NO
     """Stationary AR(1) noise with unit variance along the last axis."""
     z = rng.standard_normal(shape)
     z[..., 0] /= np.sqrt(1.0 - phi**2)
-    return lfilter([np.sqrt(1.0 - phi**2)], [1.0, -phi], z, axis=-1)
+    # y[t] = sqrt(1 - phi^2) z[t] + phi y[t-1]; a loop over days, vectorised over series (importing
+    # scipy.signal for lfilter costs ~2.5 s, more than generating a 1,000-server fleet).
+    out = np.sqrt(1.0 - phi**2) * z
+    for t in range(1, shape[-1]):
+        out[..., t] += phi * out[..., t - 1]
+    return out
 
 
 def _leak(plan: FleetPlan, n_days: int, rng: np.random.Generator) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pandas as pd
@@ -56,8 +57,12 @@ def generate_stage(lake: Lake, settings: Settings) -> StageRun:
             "truth_future": fleet.truth_future,
             "truth_anomalies": fleet.truth_anomalies,
         }
-        for name, frame in tables.items():
-            run.wrote(lake.write_table(name, frame))
+        # The big tables are written side by side: each write has single-threaded phases (month
+        # split, Arrow conversion) that overlap with the other's compression threads.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            infos = list(pool.map(lambda item: lake.write_table(*item), tables.items()))
+        for info in infos:
+            run.wrote(info)
         if cfg.format == "csv":
             _export_csv(lake, "inventory", f"{RAW_CSV_DIR}/inventory")
             _export_csv(lake, "raw_metrics", f"{RAW_CSV_DIR}/metrics")

@@ -20,9 +20,11 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 
 POINTER = "_table.json"
 _PARTITIONING = pads.partitioning(PARTITION_SCHEMA, flavor="hive")
+_ROW_GROUP_ROWS = 256 * 1024
+# Parquet encoding and compression release the GIL; month files of one batch are written in parallel.
+_WRITE_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -83,11 +88,23 @@ def _dates_to_date32(table: pa.Table) -> pa.Table:
     return table
 
 
+def _plain_type(dtype: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(dtype) and pa.types.is_string(dtype.value_type):
+        return pa.string()
+    return dtype
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with dictionary-of-string fields as plain strings (what is stored)."""
+    return pa.schema([field.with_type(_plain_type(field.type)) for field in schema])
+
+
 def _plain_strings(table: pa.Table) -> pa.Table:
     """Store categorical (dictionary) columns as plain strings so readers never get categoricals.
 
     Producers of big frames may hand in pandas categoricals: converting them is ~20x faster than
-    object columns, and Parquet dictionary-encodes the strings anyway.
+    object columns, and Parquet dictionary-encodes the strings anyway. The cast is done as late as
+    possible (per file, in the writer threads): sorting and slicing dictionary columns is cheap.
     """
     for index, field in enumerate(table.schema):
         if pa.types.is_dictionary(field.type) and pa.types.is_string(field.type.value_type):
@@ -96,8 +113,9 @@ def _plain_strings(table: pa.Table) -> pa.Table:
 
 
 def _to_arrow(frame: pd.DataFrame | pa.Table, spec: TableSpec) -> pa.Table:
+    """The rows as Arrow with ``date32`` dates, without partition keys (strings may still be dictionaries)."""
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
-    table = _dates_to_date32(_plain_strings(table))
+    table = _dates_to_date32(table.replace_schema_metadata(None))
     if spec.partitioned:
         clash = [c for c in PARTITION_SCHEMA.names if c in table.column_names]
         if clash:
@@ -105,10 +123,32 @@ def _to_arrow(frame: pd.DataFrame | pa.Table, spec: TableSpec) -> pa.Table:
                               f"year/month; rename them")
         if table.num_rows and table.column(DS).null_count:
             raise StorageError(f"table '{spec.name}': {table.column(DS).null_count} row(s) have no {DS}")
-        year = pc.cast(pc.year(table.column(DS)), pa.string())
-        month = pc.utf8_lpad(pc.cast(pc.month(table.column(DS)), pa.string()), width=2, padding="0")
-        table = table.append_column("year", year).append_column("month", month)
     return table
+
+
+def _month_slices(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
+    """Split rows by the calendar month of ``ds``: ``(year, zero-padded month, rows)``, in month order.
+
+    An integer key and a stable numpy argsort keep this ~10x cheaper than grouping on string
+    partition columns; rows keep their order within a month.
+    """
+    if table.num_rows == 0:
+        return []
+    ds = table.column(DS)
+    if not pa.types.is_date32(ds.type):
+        ds = pc.cast(ds, pa.date32())
+    key = (pc.year(ds).to_numpy().astype(np.int32) * 12
+           + pc.month(ds).to_numpy().astype(np.int32) - 1)
+    if not (np.diff(key) >= 0).all():
+        order = np.argsort(key, kind="stable")
+        table = table.take(pa.array(order))
+        key = key[order]
+    starts = np.flatnonzero(np.diff(key)) + 1
+    bounds = [0, *starts.tolist(), int(key.size)]
+    return [
+        (f"{key[lo] // 12:04d}", f"{key[lo] % 12 + 1:02d}", table.slice(lo, hi - lo))
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -377,43 +417,51 @@ class TableWriter:
             if self._pending_empty is None:
                 self._pending_empty = table
             return
-        stored = table.drop_columns(["year", "month"]) if self.spec.partitioned else table
+        stored = _plain_schema(table.schema)
         if self.schema is None:
-            self.schema = stored.schema.remove_metadata()
-        elif not stored.schema.remove_metadata().equals(self.schema):
+            self.schema = stored
+        elif not stored.equals(self.schema):
             try:
-                table = table.cast(pa.unify_schemas([self.schema, PARTITION_SCHEMA]) if self.spec.partitioned
-                                   else self.schema)
+                table = _plain_strings(table).cast(self.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
                 raise StorageError(
                     f"table '{self.spec.name}': batch {self._batches + 1} has columns/types "
-                    f"{stored.schema.types} that do not match the first batch {self.schema.types}"
+                    f"{stored.types} that do not match the first batch {self.schema.types}"
                 ) from err
         batch = self._batches
         self._batches += 1
+        if self.spec.partitioned:
+            parts = [(posixpath.join(f"year={year}", f"month={month}", f"part-{self.version}-{batch}-0.parquet"),
+                      rows) for year, month, rows in _month_slices(table)]
+        else:
+            parts = [(f"part-{self.version}-{batch}.parquet", table)]
         try:
             self.lake.fs.create_dir(self.base, recursive=True)
-            if self.spec.partitioned:
-                def visit(written_file: Any) -> None:
-                    self.files.append(written_file.path[len(self.base) + 1:])
-
-                pads.write_dataset(
-                    table, self.base, filesystem=self.lake.fs, format="parquet", partitioning=_PARTITIONING,
-                    basename_template=f"part-{self.version}-{batch}-{{i}}.parquet",
-                    existing_data_behavior="overwrite_or_ignore", file_visitor=visit,
-                    file_options=pads.ParquetFileFormat().make_write_options(compression="zstd"),
-                    max_rows_per_group=256 * 1024,
-                )
+            if len(parts) > 1:
+                with ThreadPoolExecutor(max_workers=_WRITE_THREADS) as pool:
+                    list(pool.map(self._write_file, parts))
             else:
-                relfile = f"part-{self.version}-{batch}.parquet"
-                with self.lake.fs.open_output_stream(posixpath.join(self.base, relfile)) as out:
-                    pq.write_table(table, out, compression="zstd")
-                self.files.append(relfile)
+                for part in parts:
+                    self._write_file(part)
         except OSError as err:
             raise StorageError(
                 f"cannot write table '{self.spec.name}' to {self.lake.display(self.spec.path)}: {err}"
             ) from err
+        self.files.extend(rel for rel, _ in parts)
         self.rows += table.num_rows
+
+    def _write_file(self, part: tuple[str, pa.Table]) -> None:
+        relfile, rows = part
+        path = posixpath.join(self.base, relfile)
+        parent = posixpath.dirname(path)
+        if parent != self.base:
+            self.lake.fs.create_dir(parent, recursive=True)
+        rows = _plain_strings(rows)
+        # Dictionary encoding pays for ids, names and dates; for measured floats (nearly all distinct)
+        # it only costs time before Parquet falls back to plain: 2x faster writes, 20 % smaller files.
+        dictionary = [field.name for field in rows.schema if not pa.types.is_floating(field.type)]
+        with self.lake.fs.open_output_stream(path) as out:
+            pq.write_table(rows, out, compression="zstd", row_group_size=_ROW_GROUP_ROWS, use_dictionary=dictionary)
 
     def commit(self) -> TableInfo:
         """Publish the batches written so far as the table's current version.
