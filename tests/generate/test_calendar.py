@@ -7,7 +7,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from capacity_forecaster.generate.calendar import build_calendar, nyse_holidays, observed_window
+from capacity_forecaster.etl.calendar import nyse_holidays
+from capacity_forecaster.generate.calendar import build_calendar, observed_window
 
 
 def _day(cal, text: str) -> int:  # noqa: ANN001 - Calendar

@@ -44,7 +44,8 @@ class DayCalendar:
         return np.where(self.is_holiday & ~self.is_weekend, 7, self.weekday).astype(np.int64)
 
 
-def _nyse_holidays(first: np.datetime64, last: np.datetime64) -> np.ndarray:
+def nyse_holidays(first: np.datetime64, last: np.datetime64) -> np.ndarray:
+    """NYSE holidays between two days inclusive, as a sorted ``datetime64[D]`` array."""
     years = range(int(str(first)[:4]), int(str(last)[:4]) + 1)
     days = np.array(sorted(holidays.financial_holidays("NYSE", years=years)), dtype="datetime64[D]")
     return days[(days >= first) & (days <= last)]
@@ -70,7 +71,7 @@ def day_calendar(first_day: int, n_days: int) -> DayCalendar:
     dates = np.arange(pad_start, pad_end + 1, dtype="datetime64[D]")
     weekday = ((dates - _EPOCH).astype(np.int64) + 3) % 7
     is_weekend = weekday >= 5
-    is_holiday = np.isin(dates, _nyse_holidays(pad_start, pad_end))
+    is_holiday = np.isin(dates, nyse_holidays(pad_start, pad_end))
     is_business = ~is_weekend & ~is_holiday
     months = dates.astype("datetime64[M]")
     bd_pos = np.flatnonzero(is_business)
