@@ -66,12 +66,14 @@ def _processed(fleet: SyntheticFleet) -> tuple[pd.DataFrame, str]:
     return transform(fleet.raw_metrics, fleet.inventory, EtlConfig()).metrics, "etl"
 
 
-def _forecasts(fleet: SyntheticFleet, metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def _forecasts(fleet: SyntheticFleet, metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """Forecasts, the published models' backtest forecasts (None when emulated) and what kind they are."""
     try:
         from capacity_forecaster.forecast.stage import run_forecast
     except ImportError:
-        return emulated_forecasts(fleet), "EMULATED"
-    return run_forecast(metrics, ForecastConfig()).forecasts, "real"
+        return emulated_forecasts(fleet), None, "EMULATED"
+    result = run_forecast(metrics, ForecastConfig())
+    return result.forecasts, result.backtest_forecasts, "real"
 
 
 def _truth_breaches(fleet: SyntheticFleet, threshold: float) -> pd.DataFrame:
@@ -113,14 +115,29 @@ def _consolidation_violations(result, fleet: SyntheticFleet, threshold: float) -
     return int((worst > threshold).sum()), len(hosts), float(worst.max())
 
 
+def _bins(table: pd.DataFrame) -> str:
+    return "bins " + ", ".join(f"{r.bin_low:.1f}-{r.bin_high:.1f}: n={r.series} p={r.mean_probability:.2f} "
+                               f"obs={r.observed_frequency:.2f}" for r in table.itertuples())
+
+
+def _backtest_calibration(cal: dict, tag: str) -> Result:
+    """Brier score of the breach probabilities at the forecast backtest cutoffs, against the base rate alone."""
+    name = f"risk breach probability Brier on backtest windows {tag}"
+    if not cal.get("windows"):
+        return Result(name, float("nan"), "score", "info", True, cal.get("reason", "no backtest forecasts"))
+    return below(name, cal["brier_calibrated"], cal["brier_base_rate"], "score",
+                 f"{cal['windows']} windows, {cal['breaches']} breached ({cal['breach_servers']} servers); raw "
+                 f"{cal['brier_raw']:.5f}; method {cal['method']}, rho {cal['rho']:g}; {cal['reason']}")
+
+
 def bench_risk_default_fleet() -> list[Result]:
     """Breach recall/precision, days-to-breach error, clusters, savings and consolidation safety."""
     cfg = RiskConfig()
     fleet = generate_fleet(GenerateConfig())
     metrics, history_source = _processed(fleet)
-    forecasts, kind = _forecasts(fleet, metrics)
+    forecasts, backtests, kind = _forecasts(fleet, metrics)
     with timed() as t:
-        result = run_risk(metrics, forecasts, fleet.inventory, cfg)
+        result = run_risk(metrics, forecasts, fleet.inventory, cfg, backtests=backtests)
     tag = f"[{kind} forecasts, history from {history_source}]"
 
     risk = result.server_risk
@@ -158,10 +175,13 @@ def bench_risk_default_fleet() -> list[Result]:
     pct = summary["net_savings_pct"]
     violations, hosts, worst = _consolidation_violations(result, fleet, cfg.threshold)
     # Stress the packing: with decommissioning off, the idle servers are consolidated instead.
-    packed = run_risk(metrics, forecasts, fleet.inventory, cfg.model_copy(update={"idle_cpu_max": 0.0}))
+    packed = run_risk(metrics, forecasts, fleet.inventory, cfg.model_copy(update={"idle_cpu_max": 0.0}),
+                      backtests=backtests)
     s_violations, s_hosts, s_worst = _consolidation_violations(packed, fleet, cfg.threshold)
     s_moved = int((packed.recommendations["action"] == "consolidate").sum())
     logger.info("calibration (Brier %.3f):\n%s", calib.attrs["brier"], calib.to_string())
+    cal = summary.get("calibration", {})
+    logger.info("backtest calibration: %s\n%s", cal, result.calibration.to_string())
     return [
         at_least(f"risk flag recall {tag}", recall, 0.95, "ratio", confusion),
         at_least(f"risk flag precision {tag}", precision, 0.8, "ratio", confusion),
@@ -172,7 +192,8 @@ def bench_risk_default_fleet() -> list[Result]:
               f"{len(dated)} true breaches dated (crossing, likely, analogue or upper bound); "
               f"mean signed error {_mean(needed_errors):+.1f} (negative = early)"),
         below(f"risk breach probability Brier {tag}", calib.attrs["brier"], 0.1, "score",
-              f"{len(outcome)} cpu/memory series"),
+              f"{len(outcome)} cpu/memory series on the holdout; {_bins(calib)}"),
+        _backtest_calibration(cal, tag),
         at_least("risk cluster ARI vs archetypes", float(ari), 0.8, "ratio",
                  f"k={summary['k']}, purity {purity:.3f}, labels {summary['clusters']}"),
         Result(f"risk net savings share of fleet cost {tag}", pct, "%", "10-40", 10.0 <= pct <= 40.0,

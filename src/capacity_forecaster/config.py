@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from capacity_forecaster.aws import names as aws_names
+from capacity_forecaster.aws.sagemaker import check_chain
 from capacity_forecaster.errors import ConfigError
 
 ENV_PREFIX = "CAPFC_"
@@ -138,6 +140,14 @@ class RiskConfig(_Section):
     growth_ramp: bool = False
     interval: float = Field(0.8, gt=0.0, lt=1.0)
     error_correlation: float = Field(0.9, ge=0.0, le=1.0)
+    # Calibration against the forecast stage's backtests (risk/calibration.py): with calibrate on,
+    # the correlation is fitted once there are calibration_min_breaches breach (and non-breach)
+    # windows, an isotonic map once there are isotonic_min_breaches; each is used only if it
+    # predicts held-out servers better. calibration_bins: bins of the reliability table.
+    calibrate: bool = True
+    calibration_min_breaches: int = Field(10, ge=1, le=1_000_000)
+    isotonic_min_breaches: int = Field(20, ge=1, le=1_000_000)
+    calibration_bins: int = Field(10, ge=2, le=100)
     min_history_days: int = Field(60, ge=1, le=3_650)
     # Risk levels: critical/high = the breach is likely (probability >= likely_probability) within
     # critical_days/high_days; medium = breach probability over the horizon >= medium_probability.
@@ -186,6 +196,9 @@ class RiskConfig(_Section):
         if self.medium_probability > self.likely_probability:
             problems.append(f"medium_probability ({self.medium_probability}) must not exceed "
                             f"likely_probability ({self.likely_probability})")
+        if self.isotonic_min_breaches < self.calibration_min_breaches:
+            problems.append(f"isotonic_min_breaches ({self.isotonic_min_breaches}) must not be below "
+                            f"calibration_min_breaches ({self.calibration_min_breaches})")
         if self.cluster_k_min > self.cluster_k_max:
             problems.append(f"cluster_k_min ({self.cluster_k_min}) must not exceed cluster_k_max "
                             f"({self.cluster_k_max})")
@@ -239,6 +252,72 @@ class DashboardConfig(_Section):
     page_size: int = Field(15, ge=5, le=200)
 
 
+AwsStage = Literal["generate", "etl", "forecast", "risk", "report", "run"]
+# Which naming rule of aws/names.py each text key of AwsConfig must follow.
+_AWS_NAME_RULES = {
+    "region": "region", "endpoint_url": "endpoint_url", "glue_database": "glue_name",
+    "athena_workgroup": "athena_workgroup", "image_uri": "image_uri", "role_arn": "role_arn",
+    "instance_type": "instance_type", "job_prefix": "job_prefix", "config_s3_uri": "s3_uri",
+    "schedule_expression": "schedule", "schedule_rule": "rule_name", "lambda_arn": "lambda_arn",
+    "quicksight_data_source_id": "resource_id", "quicksight_principal_arn": "principal_arn",
+}
+
+
+class AwsConfig(_Section):
+    """AWS deployment (``capfc aws ...``): Glue/Athena catalog, SageMaker jobs, schedule, QuickSight.
+
+    Never credentials: boto3 uses the standard chain. Names are checked against the AWS naming
+    rules (``aws/names.py``), so a bad one fails here, naming the rule, before any AWS call.
+    """
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    glue_database: str = "capacity_forecaster"
+    athena_workgroup: str = "capfc"
+    image_uri: str | None = None
+    role_arn: str | None = None
+    instance_type: str = "ml.m5.xlarge"
+    # One instance: a lake table has one writer at a time, so a job never fans out over instances;
+    # scale up with instance_type (and forecast.n_jobs) instead.
+    instance_count: int = Field(1, ge=1, le=1)
+    volume_size_gb: int = Field(30, ge=1, le=16_384)
+    max_runtime_seconds: int = Field(14_400, ge=60, le=777_600)
+    job_prefix: str = "capfc"
+    config_s3_uri: str | None = None
+    scheduled_stages: tuple[AwsStage, ...] = ("run",)
+    schedule_expression: str = "cron(0 3 * * ? *)"
+    schedule_rule: str = "capfc-daily"
+    lambda_arn: str | None = None
+    quicksight_data_source_id: str = "capfc-athena"
+    quicksight_principal_arn: str | None = None
+    tags: dict[str, str] = Field(default_factory=lambda: {"project": "aws-capacity-forecaster"})
+
+    @field_validator(*_AWS_NAME_RULES)
+    @classmethod
+    def _aws_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        problem = None if value is None else aws_names.problem(_AWS_NAME_RULES[str(info.field_name)], value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("scheduled_stages")
+    @classmethod
+    def _stage_chain(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            check_chain(value, "scheduled_stages")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            return aws_names.check_tags(value, "tags")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
+
 class Settings(_Section):
     """The whole configuration; one instance is built by the CLI and passed down."""
 
@@ -251,6 +330,7 @@ class Settings(_Section):
     risk: RiskConfig = RiskConfig()
     report: ReportConfig = ReportConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    aws: AwsConfig = AwsConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -33,3 +33,15 @@ class ForecastError(CapacityForecasterError):
 
 class ArtifactError(CapacityForecasterError):
     """A stored model artefact is missing or fails its checksum."""
+
+
+class AwsError(CapacityForecasterError):
+    """An AWS API call failed (access denied, missing resource, no credentials, unreachable endpoint).
+
+    Attributes:
+        code: the AWS error code (e.g. ``AccessDeniedException``), empty when there is none.
+    """
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import pandas as pd
 import pyarrow as pa
@@ -16,7 +17,7 @@ VALUE = "value"
 SERIES_KEY = (SERVER_ID, METRIC)
 METRICS = ("cpu", "memory", "disk", "network")
 
-INVENTORY_COLUMNS = (
+InventoryColumn = Literal[
     "server_id",
     "hostname",
     "application",
@@ -27,7 +28,8 @@ INVENTORY_COLUMNS = (
     "cpu_cores",
     "memory_gb",
     "monthly_cost_usd",
-)
+]
+INVENTORY_COLUMNS: tuple[str, ...] = get_args(InventoryColumn)
 RAW_METRIC_COLUMNS = (SERVER_ID, DS, METRIC, VALUE)
 PROCESSED_METRIC_COLUMNS = (
     SERVER_ID,
@@ -56,6 +58,9 @@ BACKTEST_COLUMNS = (
     "coverage",
     "selected",
 )
+# The published model's backtest path: what it forecast at every cutoff, the interval it would have
+# had there (calibrated on the other backtest windows only) and what really happened (``y``).
+BACKTEST_FORECAST_COLUMNS = (SERVER_ID, METRIC, "model", "cutoff", DS, "y", "yhat", "yhat_lower", "yhat_upper")
 SERVER_RISK_COLUMNS = (
     SERVER_ID,
     METRIC,
@@ -67,6 +72,18 @@ SERVER_RISK_COLUMNS = (
     "breach_probability",
 )
 CLUSTER_COLUMNS = (SERVER_ID, "cluster_id", "cluster_label")
+# How well breach probabilities computed at backtest cutoffs predicted what happened after them.
+RISK_CALIBRATION_COLUMNS = (
+    "probability",
+    "bin",
+    "bin_low",
+    "bin_high",
+    "windows",
+    "breaches",
+    "mean_probability",
+    "observed_frequency",
+    "brier",
+)
 RECOMMENDATION_COLUMNS = (
     SERVER_ID,
     "action",
@@ -108,12 +125,14 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("quarantine", "quarantine", False, QUARANTINE_COLUMNS),
         TableSpec("forecasts", "forecasts", True, FORECAST_COLUMNS),
         TableSpec("backtests", "backtests", False, BACKTEST_COLUMNS),
+        TableSpec("backtest_forecasts", "backtest_forecasts", False, BACKTEST_FORECAST_COLUMNS),
         TableSpec("forecast_failures", "forecast_failures", False, SERIES_KEY),
         TableSpec("forecast_triage", "forecast_triage", False, SERIES_KEY),
         TableSpec("server_risk", "risk/servers", False, SERVER_RISK_COLUMNS),
         TableSpec("clusters", "risk/clusters", False, CLUSTER_COLUMNS),
         TableSpec("recommendations", "risk/recommendations", False, RECOMMENDATION_COLUMNS),
         TableSpec("risk_comparison", "risk/whatif", False, SERIES_KEY),
+        TableSpec("risk_calibration", "risk/calibration", False, RISK_CALIBRATION_COLUMNS),
         TableSpec("truth_servers", "truth/servers", False, (SERVER_ID, "archetype")),
         TableSpec("truth_actual", "truth/actual", True, RAW_METRIC_COLUMNS),
         TableSpec("truth_future", "truth/future", True, RAW_METRIC_COLUMNS),

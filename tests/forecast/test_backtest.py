@@ -13,8 +13,16 @@ from hypothesis import strategies as st
 from capacity_forecaster.config import ForecastConfig
 from capacity_forecaster.errors import SchemaError
 from capacity_forecaster.forecast import registry
-from capacity_forecaster.forecast.backtest import history_until, plan_cutoffs, prepare_history, series_index, triage
+from capacity_forecaster.forecast.backtest import (
+    history_until,
+    plan_cutoffs,
+    prepare_history,
+    published_paths,
+    series_index,
+    triage,
+)
 from capacity_forecaster.forecast.stage import run_forecast
+from capacity_forecaster.schema import BACKTEST_FORECAST_COLUMNS
 
 START = pd.Timestamp("2024-03-01")
 
@@ -133,3 +141,48 @@ def test_no_fit_ever_sees_data_after_its_cutoff(horizon: int, windows: int, step
         assert len(set(fit.values())) == 1  # one calendar cutoff per unit, global models included
     for _, row in rows.iterrows():
         assert row["cutoff"] + pd.Timedelta(days=horizon) <= last[(row["server_id"], row["metric"])]
+
+
+def noisy(server: str, days: int, seed: int) -> pd.DataFrame:
+    frame = series(server, days)
+    frame["value"] += np.random.default_rng(seed).normal(0, 2, days)
+    return frame
+
+
+def test_backtest_forecasts_keep_the_published_path_with_intervals_from_the_other_windows() -> None:
+    horizon = 20
+    data = pd.concat([noisy(f"s{i}", 200, seed=i) for i in range(4)], ignore_index=True)
+    cfg = ForecastConfig(horizon=horizon, backtest_windows=3, backtest_step=horizon, models="recorder", n_jobs=1,
+                         min_history_days=30)
+    result = run_forecast(data, cfg)
+    paths = result.backtest_forecasts
+    assert list(paths.columns) == list(BACKTEST_FORECAST_COLUMNS) and len(paths) == 4 * 3 * horizon
+    assert set(paths["model"]) == {"recorder"} == set(result.forecasts["model"])
+    assert paths.groupby("server_id")["cutoff"].nunique().eq(3).all()
+    actual = paths.merge(data, on=["server_id", "metric", "ds"])
+    np.testing.assert_allclose(actual["y"], actual["value"])
+    assert ((paths["yhat_lower"] <= paths["yhat"]) & (paths["yhat"] <= paths["yhat_upper"])).all()
+    assert result.summary["backtest_forecast_rows"] == len(paths)
+
+    # The newest window's actuals (the last `horizon` days) are seen by no backtest fit: changing them may
+    # change only that window's y, never its forecast or interval; the older windows' intervals, which
+    # are calibrated on the newest window's errors, do change.
+    newest_days = (data["ds"] > data["ds"].max() - pd.Timedelta(days=horizon)).to_numpy()
+    shaken = data.copy()
+    shaken.loc[newest_days, "value"] += 15 + np.random.default_rng(0).normal(0, 5, int(newest_days.sum()))
+    other = run_forecast(shaken, cfg).backtest_forecasts
+    newest = (paths["cutoff"] == paths["cutoff"].max()).to_numpy()
+    pd.testing.assert_frame_equal(paths.loc[newest].drop(columns="y"), other.loc[newest].drop(columns="y"))
+    assert (other.loc[newest, "y"] > paths.loc[newest, "y"] + 5).mean() > 0.8
+    assert (other.loc[~newest, "yhat_upper"] > paths.loc[~newest, "yhat_upper"] + 1).mean() > 0.5
+
+
+def test_published_paths_need_two_windows() -> None:
+    points = pd.DataFrame({"server_id": "a", "metric": "cpu", "model": ["m", "n"], "window": 0,
+                           "cutoff": START, "ds": START + pd.Timedelta(days=1), "y": 1.0, "yhat": 1.0,
+                           "yhat_lower": 0.0, "yhat_upper": 2.0})
+    published = pd.DataFrame({"server_id": ["a"], "metric": ["cpu"], "model": ["m"]})
+    assert published_paths(points, published).empty  # self-calibrated bounds: not returned
+    two = pd.concat([points, points.assign(window=1, cutoff=START + pd.Timedelta(days=1))], ignore_index=True)
+    out = published_paths(two, published)
+    assert list(out.columns) == list(BACKTEST_FORECAST_COLUMNS) and set(out["model"]) == {"m"} and len(out) == 2

@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from capacity_forecaster.forecast import intervals
 from capacity_forecaster.forecast.intervals import (
     apply_bounds,
     calibrate,
     choose_pooling,
     conformal_quantile,
     cross_window_bounds,
+    cross_window_pooling,
     horizon_bucket,
 )
 
@@ -98,3 +100,39 @@ def test_apply_bounds_clips_and_keeps_own_bounds_without_calibration() -> None:
                           np.array([0.0, 0.0, 40.0]), np.array([0.0, 0.0, 70.0]))
     assert lo.tolist() == [0.0, 85.0, 40.0]
     assert hi.tolist() == [15.0, 100.0, 70.0]
+
+
+def test_a_window_interval_never_uses_that_window_errors() -> None:
+    """Blowing up the newest window's errors leaves its bounds alone and widens the other windows'."""
+    rng = np.random.default_rng(9)
+    res = _residuals(n_series=5, windows=3, steps=60, rng=rng)  # 10 per bucket: per-series and pooled
+    newest = (res["window"] == 2).to_numpy()
+    shaken = res.copy()
+    shaken.loc[newest, "abs_error"] *= 50.0
+    shaken.loc[newest, "y"] = shaken.loc[newest, "yhat"] + shaken.loc[newest, "abs_error"]
+    before, after = cross_window_bounds(res, 0.8), cross_window_bounds(shaken, 0.8)
+    for name in ("series", "pooled"):
+        for side in (0, 1):
+            np.testing.assert_array_equal(before[name][side][newest], after[name][side][newest])
+        assert (after[name][1][~newest] > before[name][1][~newest] + 1.0).mean() > 0.5
+    assert (cross_window_pooling(res, before, 0.8)[newest] == cross_window_pooling(shaken, after, 0.8)[newest]).all()
+
+
+def test_pooling_choice_for_a_window_is_made_on_the_other_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    res = _residuals(n_series=4, windows=3, steps=30, rng=np.random.default_rng(2))
+    bounds = cross_window_bounds(res, 0.8)
+    seen: list[set[int]] = []
+    real = intervals.choose_pooling
+
+    def spy(residuals: pd.DataFrame, b: dict[str, tuple[np.ndarray, np.ndarray]], level: float) -> pd.DataFrame:
+        assert all(len(lo) == len(residuals) for lo, _ in b.values())
+        seen.append(set(residuals["window"].tolist()))
+        return real(residuals, b, level)
+
+    monkeypatch.setattr(intervals, "choose_pooling", spy)
+    out = cross_window_pooling(res, bounds, 0.8)
+    assert sorted(map(sorted, seen)) == [[0, 1], [0, 2], [1, 2]] and out.shape == (len(res),)
+    single = res[res["window"] == 0]
+    seen.clear()
+    cross_window_pooling(single, {k: (lo[:len(single)], hi[:len(single)]) for k, (lo, hi) in bounds.items()}, 0.8)
+    assert seen == [{0}]  # one window: nothing else to choose on

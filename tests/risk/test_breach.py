@@ -78,7 +78,23 @@ def test_short_history_and_missing_forecast_get_a_reason_not_a_level() -> None:
     assert out.loc["short", "risk_level"] is None and pd.isna(out.loc["short", "breach_probability"])
     assert "only 20 observed days" in out.loc["short", "reason"]
     assert out.loc["noforecast", "status"] == "no_forecast"
-    assert "no forecast" in out.loc["noforecast", "reason"]
+    assert "no forecast" in out.loc["noforecast", "reason"] and "120 observed days" in out.loc["noforecast", "reason"]
+
+
+def test_every_unassessed_row_has_a_null_level_and_a_reason() -> None:
+    metrics = pd.concat([make_history(["short"], days=20, metrics=("cpu", "memory")),
+                         make_history(["ok"], metrics=("cpu",))])
+    forecasts = pd.concat([make_forecast("short", "cpu", np.full(30, 95.0)),
+                           make_forecast("ok", "cpu", np.full(30, 50.0)),
+                           make_forecast("ghost", "cpu", np.full(30, 85.0))])  # a forecast without any history
+    out = _assess(forecasts, metrics)
+    assessed = out["status"] == "assessed"
+    assert set(out.loc[assessed, "risk_level"]) <= {"critical", "high", "medium", "low"}
+    assert out.loc[~assessed, "risk_level"].isna().all() and out.loc[~assessed, "breach_probability"].isna().all()
+    assert (out["reason"].str.len() > 0).all()
+    ghost = out.set_index("server_id").loc["ghost"]
+    assert ghost["status"] == "insufficient_history" and "only 0 observed days" in ghost["reason"]
+    assert set(out.loc[~assessed, "status"]) == {"insufficient_history", "no_forecast"}
 
 
 def test_imputed_days_do_not_count_as_history() -> None:

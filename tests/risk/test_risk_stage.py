@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from risk_frames import make_forecast, make_history, make_inventory
 
-from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.config import ForecastConfig, RiskConfig, Settings
 from capacity_forecaster.errors import SchemaError
-from capacity_forecaster.risk.stage import COMPARISON_COLUMNS, render_summary, run_risk
+from capacity_forecaster.risk.stage import COMPARISON_COLUMNS, calibration_lines, render_summary, run_risk
 from capacity_forecaster.risk.whatif import parse_scenario
-from capacity_forecaster.schema import CLUSTER_COLUMNS, RECOMMENDATION_COLUMNS, SERVER_RISK_COLUMNS
+from capacity_forecaster.schema import (
+    BACKTEST_FORECAST_COLUMNS,
+    CLUSTER_COLUMNS,
+    RECOMMENDATION_COLUMNS,
+    RISK_CALIBRATION_COLUMNS,
+    SERVER_RISK_COLUMNS,
+)
+from capacity_forecaster.storage.lake import Lake
+from capacity_forecaster.storage.manifest import list_runs
+from capacity_forecaster.storage.sql import query
 
 LEVELS = {"s1": 75.0, "s2": 40.0, "s3": 20.0, "s4": 3.0, "s5": 35.0, "s6": 50.0}
 
@@ -44,6 +55,7 @@ def test_tables_follow_the_contract(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.
     assert result.base_summary is None
     text = render_summary(result)
     assert "At risk: 1 servers" in text and "s1 cpu" in text and "Savings:" in text
+    assert "Calibration: not checked (no backtest forecasts" in text and result.calibration.empty
 
 
 def test_growth_what_if_compares_with_the_base(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
@@ -74,3 +86,36 @@ def test_missing_columns_are_schema_errors(fleet: tuple[pd.DataFrame, pd.DataFra
     metrics, forecasts, inv = fleet
     with pytest.raises(SchemaError, match="forecasts: missing column"):
         run_risk(metrics, forecasts.drop(columns="yhat_upper"), inv, RiskConfig())
+
+
+def test_stages_write_backtest_forecasts_and_the_calibration_table(tmp_path: Path) -> None:
+    from capacity_forecaster.pipeline import forecast_stage, risk_stage
+
+    rng = np.random.default_rng(1)
+    metrics = pd.concat([make_history([sid], days=200, metrics=("cpu", "memory"),
+                                      values=np.clip(level + 3 * np.sin(np.arange(200) / 5) + rng.normal(0, 2, 200),
+                                                     0, 100))
+                         for sid, level in LEVELS.items()], ignore_index=True)
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    lake.write_table("metrics", metrics)
+    lake.write_table("inventory", make_inventory([{"server_id": sid} for sid in LEVELS]))
+    settings = Settings(forecast=ForecastConfig(horizon=20, backtest_windows=3, backtest_step=20, n_jobs=1,
+                                                models="seasonal_naive", min_history_days=30),
+                        risk=RiskConfig(cluster_k_min=2, cluster_k_max=3))
+    forecast_stage(lake, settings)
+    paths = query(lake, "SELECT * FROM backtest_forecasts")
+    assert list(paths.columns) == list(BACKTEST_FORECAST_COLUMNS) and len(paths) == len(LEVELS) * 2 * 3 * 20
+    _run, result = risk_stage(lake, settings)
+    table = query(lake, "SELECT * FROM risk_calibration ORDER BY probability, bin_low, bin")
+    assert list(table.columns) == list(RISK_CALIBRATION_COLUMNS)
+    total = table[table["bin"] == "all"].iloc[0]
+    assert total["probability"] == "raw" and total["windows"] == len(LEVELS) * 2 * 3
+    assert total["windows"] == table.loc[table["bin"] != "all", "windows"].sum()
+    (manifest,) = list_runs(lake, "risk")
+    assert manifest["tables"]["risk_calibration"]["rows"] == len(table)
+    calibration = manifest["counts"]["summary"]["calibration"]
+    assert calibration["windows"] == total["windows"] and calibration["method"] == "none"
+    assert "Calibration: 36 backtest windows" in render_summary(result)
+    lines = calibration_lines(manifest["counts"]["summary"])  # what a caller holding only the manifest shows
+    assert len(lines) == 3 and lines[0].startswith("Calibration: 36 backtest windows")
+    assert lines[2].startswith("  reliability: 0.0-0.1 n=")

@@ -13,20 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from capacity_forecaster.errors import ConfigError
+from capacity_forecaster.schema import InventoryColumn
 
 MetricName = Literal["cpu", "memory", "disk", "network"]
-InventoryColumn = Literal[
-    "server_id",
-    "hostname",
-    "application",
-    "business_unit",
-    "environment",
-    "datacenter",
-    "server_type",
-    "cpu_cores",
-    "memory_gb",
-    "monthly_cost_usd",
-]
 NUMERIC_INVENTORY_COLUMNS = ("cpu_cores", "memory_gb", "monthly_cost_usd")
 
 

@@ -10,6 +10,9 @@ windows cover the last full year of seasonal phases for interval calibration. A 
 
 Leakage guard: ``history_until`` slices by position and re-checks ``ds <= cutoff``; it is the
 only way the engine builds a fit's input.
+
+``published_paths`` keeps, for the model each series published, its forecast at every cutoff with
+the interval it would have had there, for checking breach probabilities against what happened.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.errors import ForecastError, SchemaError
-from capacity_forecaster.schema import DS, METRIC, SERIES_KEY, SERVER_ID, VALUE
+from capacity_forecaster.schema import BACKTEST_FORECAST_COLUMNS, DS, METRIC, SERIES_KEY, SERVER_ID, VALUE
 
 HISTORY_COLUMNS = (SERVER_ID, METRIC, DS, VALUE)
 # MASE scale and seasonal-difference lag: one week of steps.
@@ -226,3 +229,28 @@ def attach_actuals(predictions: pd.DataFrame, history: pd.DataFrame, freq: str) 
     )
     out["step"] = steps_between(out[DS], out["cutoff"], freq)
     return out
+
+
+def published_paths(points: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """The backtest forecasts of each series' published model, with honest interval bounds.
+
+    ``points`` must carry bounds calibrated on the *other* windows (``intervals.cross_window_bounds``),
+    so a window's interval never saw that window's errors. With a single window in ``points`` the
+    bounds were calibrated on the window itself; such paths would flatter any check made with them,
+    so none are returned.
+
+    Args:
+        points: backtest points of every model: ``server_id, metric, model, window, cutoff, ds, y,
+            yhat, yhat_lower, yhat_upper`` (``y`` NaN where the actual is unknown).
+        published: ``server_id, metric, model``: the model whose forecast each series published.
+
+    Returns:
+        ``BACKTEST_FORECAST_COLUMNS`` (server_id, metric, model, cutoff, ds, y, yhat, yhat_lower,
+        yhat_upper), sorted by series, cutoff and ``ds``; empty with fewer than two windows.
+    """
+    columns = list(BACKTEST_FORECAST_COLUMNS)
+    if points["window"].nunique() < 2:
+        return points.iloc[0:0][columns].reset_index(drop=True)
+    keys = [*SERIES_KEY, "model"]
+    out = points.merge(published[keys].drop_duplicates(), on=keys)[columns]
+    return out.sort_values([*SERIES_KEY, "cutoff", DS], kind="mergesort").reset_index(drop=True)

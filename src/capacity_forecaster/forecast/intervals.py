@@ -10,6 +10,10 @@ scale (its mean absolute weekly difference, the MASE denominator), the quantile 
 pooled scaled errors and multiplied back by the target series' scale. They are used where a series
 has fewer than ``MIN_RESIDUALS`` errors in a bucket (short history, few windows) and, per model and
 metric, wherever pooling covers closer to nominal on the backtests (``choose_pooling``).
+
+Backtest intervals are honest: a window's half-widths, and the pooled-or-not choice, come from the
+other windows only (``cross_window_bounds``, ``cross_window_pooling``), so the coverage measured on
+a window, and any check made later with those intervals, never saw that window's errors.
 """
 
 from __future__ import annotations
@@ -190,3 +194,31 @@ def choose_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.ndarray, 
     table = out.groupby(list(_POOL[:2]), sort=True, observed=True).mean().reset_index()
     table["pooled"] = (table["coverage_pooled"] - level).abs() < (table["coverage_series"] - level).abs()
     return table[[*_POOL[:2], "pooled", "coverage_series", "coverage_pooled"]]
+
+
+def cross_window_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.ndarray, np.ndarray]], level: float
+                         ) -> np.ndarray:
+    """Per row: pooled quantiles or not, chosen as ``choose_pooling`` does on the *other* windows only.
+
+    With a single window the window chooses for itself (as in ``cross_window_bounds``).
+
+    Args:
+        residuals: backtest points (``model, metric, window, y``), aligned with ``bounds``.
+        bounds: output of ``cross_window_bounds`` for ``residuals``.
+        level: nominal coverage.
+
+    Returns:
+        Boolean array aligned with ``residuals``.
+    """
+    window = residuals["window"].to_numpy()
+    windows = np.unique(window)
+    keys = list(_POOL[:2])
+    out = np.zeros(len(residuals), dtype=bool)
+    for w in windows:
+        rows = window == w
+        train = ~rows if len(windows) > 1 else rows
+        table = choose_pooling(residuals.loc[train], {k: (lo[train], hi[train]) for k, (lo, hi) in bounds.items()},
+                               level)
+        merged = residuals.loc[rows, keys].merge(table[[*keys, "pooled"]], on=keys, how="left")
+        out[rows] = merged["pooled"].eq(True).to_numpy()
+    return out

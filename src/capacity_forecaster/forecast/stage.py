@@ -3,7 +3,8 @@
 Order of work: prepare a regular grid -> triage every series -> backtest every model at every
 cutoff (units fanned out by ``engine``) -> the ensemble's backtest -> conformal intervals and
 scores -> per-series selection -> final fits of the chosen models (and ensemble members) only ->
-calibrated forecasts.
+calibrated forecasts. The published model's backtest forecasts are kept (``backtest_forecasts``)
+with the leave-one-window-out intervals they were scored with.
 
 The baseline is always backtested (it is the fallback, so its intervals must be calibrated too),
 but it is a candidate only when it is in the model set (always for ``auto``). ``selected`` in the
@@ -40,6 +41,7 @@ from capacity_forecaster.forecast.intervals import (
     calibrate,
     choose_pooling,
     cross_window_bounds,
+    cross_window_pooling,
     horizon_bucket,
 )
 from capacity_forecaster.forecast.metrics import score, seasonal_scale
@@ -54,6 +56,7 @@ from capacity_forecaster.forecast.selection import (
 )
 from capacity_forecaster.schema import (
     BACKTEST_COLUMNS,
+    BACKTEST_FORECAST_COLUMNS,
     DS,
     FORECAST_COLUMNS,
     METRIC,
@@ -85,6 +88,9 @@ class ForecastResult:
         triage: ``server_id, metric, n_obs, first_ds, last_ds, status, reason``.
         fitted: final fitted models, to persist with ``artifacts.save_models``.
         summary: counts, models chosen, backtest error and coverage per metric, seconds.
+        backtest_forecasts: ``BACKTEST_FORECAST_COLUMNS``: the published model's forecast at every
+            backtest cutoff of its series, the actual ``y`` and the interval calibrated on the other
+            windows (``backtest.published_paths``).
     """
 
     forecasts: pd.DataFrame
@@ -93,6 +99,8 @@ class ForecastResult:
     triage: pd.DataFrame
     fitted: list[FittedModel] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    backtest_forecasts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=list(BACKTEST_FORECAST_COLUMNS)))
 
 
 def resolve_models(spec: str, freq: str = "D") -> list[str]:
@@ -252,6 +260,7 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
     forecasts = _calibrate_forecasts(forecasts, rows, pooling, history, index, tri, cfg, min_steps)
     used = forecasts[[*_SERIES, "model"]].drop_duplicates(_SERIES)
     failures = _failures(bt_results + fin_results, used)
+    paths = bt.published_paths(rows, used)
     backtests = backtests.merge(used.assign(selected=True), on=[*_SERIES, "model"], how="left")
     backtests["selected"] = backtests["selected"].notna()
     backtests = backtests[[*BACKTEST_COLUMNS, *BACKTEST_EXTRA]].sort_values(
@@ -265,13 +274,18 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
     log.info("forecast: %d series (%s), chosen %s, %d failure row(s), %d units on %s x%d, %.1f s",
              summary["series"], summary["triage"], summary["chosen"], summary["failures"],
              summary["units"], cfg.engine, workers, summary["seconds"])
-    return ForecastResult(forecasts, backtests, failures, tri, fitted, summary)
+    summary["backtest_forecast_rows"] = int(len(paths))
+    return ForecastResult(forecasts, backtests, failures, tri, fitted, summary, paths)
 
 
 def _score_backtests(results: list[UnitResult], history: pd.DataFrame, plan: pd.DataFrame, planned: pd.DataFrame,
                      names: list[str], order: list[str], cfg: ForecastConfig
                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Backtest points with honest conformal bounds (ensemble included), their window scores, the pooling table."""
+    """Backtest points with honest conformal bounds (ensemble included), their window scores, the pooling table.
+
+    A window's bounds, and whether they use pooled quantiles, are fitted on the other windows only; the
+    pooling table returned (chosen on every window) is the one the final forecasts use.
+    """
     preds = _predictions(results)
     preds = preds[preds["model"] == preds["requested"]].drop(columns="requested")
     rows = _residual_rows(preds, history, plan, cfg)
@@ -284,7 +298,7 @@ def _score_backtests(results: list[UnitResult], history: pd.DataFrame, plan: pd.
         rows = pd.concat([rows, _residual_rows(ens.drop(columns="window"), history, plan, cfg)], ignore_index=True)
     bounds = cross_window_bounds(rows, cfg.interval)
     pooling = choose_pooling(rows, bounds, cfg.interval)
-    use_pool = _pooled(rows, pooling)
+    use_pool = cross_window_pooling(rows, bounds, cfg.interval)
     rows["yhat_lower"] = np.where(use_pool, bounds["pooled"][0], bounds["series"][0])
     rows["yhat_upper"] = np.where(use_pool, bounds["pooled"][1], bounds["series"][1])
     return rows, score(rows, [*_SERIES, "model", "window", "cutoff"]), pooling

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,9 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     text = text + np.where(out["analogue_hit"], analogue, "")
     short = (out[METRIC] + ": only " + out["history_days"].astype("Int64").astype("string").fillna("0")
              + f" observed days of history ({cfg.min_history_days} required); no risk level assigned")
-    missing = out[METRIC] + ": no forecast for this series; no risk level assigned"
+    missing = (out[METRIC] + ": " + out["history_days"].astype("Int64").astype("string").fillna("0")
+               + " observed days of history but no forecast (see forecast_triage and forecast_failures; "
+                 "re-run capfc forecast after capfc etl); no risk level assigned")
     status = out["status"]
     return pd.Series(np.select([status == Status.INSUFFICIENT_HISTORY.value, status == Status.NO_FORECAST.value],
                                [short, missing], default=text), index=out.index, dtype=object)
@@ -113,6 +116,7 @@ def assess_breaches(
     cfg: RiskConfig,
     uplifts: pd.DataFrame | None = None,
     analogue: pd.DataFrame | None = None,
+    recalibrate: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Breach dates, peak, breach probability and risk level for every forecast series.
 
@@ -133,6 +137,8 @@ def assess_breaches(
         uplifts: per-series period uplifts (``seasonal.period_uplifts``) used to name peaks;
             None names none.
         analogue: ``analogue.seasonal_analogue`` output; None skips the second opinion.
+        recalibrate: a non-decreasing map applied to the cumulative breach probabilities before the
+            level is decided (``calibration.BreachCalibration.apply``); None keeps them raw.
 
     Returns:
         One row per (server_id, metric): the contract columns server_id, metric, risk_level,
@@ -153,6 +159,8 @@ def assess_breaches(
     scores = exceedance_scores(f["yhat"].to_numpy(float), f["yhat_lower"].to_numpy(float),
                                f["yhat_upper"].to_numpy(float), threshold, cfg.interval)
     cum = cumulative_probability(padded(scores, group, position, len(series), np.inf), cfg.error_correlation)
+    if recalibrate is not None:
+        cum = recalibrate(cum)
     series["breach_probability"] = cum[:, -1] if cum.size else np.zeros(len(series))
     reached = cum >= cfg.likely_probability
     likely_pos = np.where(reached.any(axis=1), reached.argmax(axis=1), -1) if cum.size else np.full(len(series), -1)

@@ -115,22 +115,28 @@ def padded(values: np.ndarray, group: np.ndarray, position: np.ndarray, n_groups
 def reliability_table(probability: pd.Series, outcome: pd.Series, bins: int = 10) -> pd.DataFrame:
     """Calibration of breach probabilities against what happened (backtests or a holdout).
 
+    Bins are equal-width, closed on the left (``[0.1, 0.2)``), the last one closed on both sides.
+    A calibrated predictor has ``observed_frequency`` close to ``mean_probability`` in every bin
+    (within the binomial noise of ``series`` draws).
+
     Args:
-        probability: predicted probabilities, one per series.
+        probability: predicted probabilities, one per series (or backtest window).
         outcome: whether the series really breached (bool), aligned with ``probability``.
         bins: equal-width probability bins.
 
     Returns:
-        One row per non-empty bin: bin_low, bin_high, series, mean_probability,
-        observed_frequency; ``attrs["brier"]`` holds the Brier score.
+        One row per non-empty bin: bin_low, bin_high, series, breaches, mean_probability,
+        observed_frequency, brier (the bin's mean squared error); ``attrs["brier"]`` holds the
+        overall Brier score.
     """
     p = probability.to_numpy(dtype=float)
     y = outcome.to_numpy(dtype=float)
     edges = np.linspace(0.0, 1.0, bins + 1)
     idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    frame = pd.DataFrame({"bin": idx, "p": p, "y": y})
-    table = frame.groupby("bin").agg(series=("p", "size"), mean_probability=("p", "mean"),
-                                     observed_frequency=("y", "mean")).reset_index()
+    frame = pd.DataFrame({"bin": idx, "p": p, "y": y, "sq": (p - y) ** 2})
+    table = frame.groupby("bin").agg(series=("p", "size"), breaches=("y", "sum"), mean_probability=("p", "mean"),
+                                     observed_frequency=("y", "mean"), brier=("sq", "mean")).reset_index()
+    table["breaches"] = table["breaches"].astype(np.int64)
     table.insert(1, "bin_low", edges[table["bin"]])
     table.insert(2, "bin_high", edges[table["bin"] + 1])
     table = table.drop(columns="bin")

@@ -13,6 +13,7 @@ import pandas as pd
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.analogue import seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
+from capacity_forecaster.risk.calibration import BreachCalibration, calibrate_breaches, empty_table
 from capacity_forecaster.risk.clustering import cluster_servers
 from capacity_forecaster.risk.levels import LEVEL_LABELS, level_codes
 from capacity_forecaster.risk.profiles import server_profiles
@@ -47,6 +48,8 @@ class RiskResult:
         comparison: base vs what-if per (server_id, metric), ``COMPARISON_COLUMNS``; empty
             without a what-if.
         base_summary: the summary without the what-if; None without a what-if.
+        calibration: the ``risk_calibration`` table: reliability of breach probabilities computed at
+            the forecast backtest cutoffs (``calibration.calibrate_breaches``); empty without backtests.
     """
 
     server_risk: pd.DataFrame
@@ -55,6 +58,7 @@ class RiskResult:
     summary: dict[str, Any]
     comparison: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(COMPARISON_COLUMNS)))
     base_summary: dict[str, Any] | None = None
+    calibration: pd.DataFrame = field(default_factory=empty_table)
 
 
 def _iso(day: Any) -> str | None:
@@ -98,7 +102,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
 
 def evaluate(
     metrics: pd.DataFrame, forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
-    clusters: pd.DataFrame, label: str = "base",
+    clusters: pd.DataFrame, label: str = "base", calibration: BreachCalibration | None = None,
 ) -> RiskResult:
     """Breaches and recommendations for one set of inputs, with clusters given.
 
@@ -109,6 +113,8 @@ def evaluate(
         cfg: risk settings.
         clusters: ``clustering.cluster_servers`` output for these servers.
         label: scenario name for the summary.
+        calibration: the correction of breach probabilities (fitted correlation, monotone map) and
+            its summary; None uses ``cfg`` as it is.
 
     Returns:
         RiskResult without comparison.
@@ -116,11 +122,19 @@ def evaluate(
     history = history_summary(metrics)
     uplifts = period_uplifts(metrics, cfg.period_end_business_days)
     analogue = seasonal_analogue(metrics, forecasts, uplifts, cfg) if cfg.analogue_min_days else None
-    server_risk = assess_breaches(forecasts, history, cfg, uplifts, analogue)
+    if calibration is None:
+        server_risk = assess_breaches(forecasts, history, cfg, uplifts, analogue)
+    else:
+        server_risk = assess_breaches(forecasts, history, calibration.settings(cfg), uplifts, analogue,
+                                      calibration.apply if calibration.knots is not None else None)
     needs = capacity_needs(forecasts, inventory, cfg)
     idle = idle_evidence(metrics, forecasts, cfg)
     recs = build_recommendations(server_risk, needs, idle, forecasts, inventory, cfg)
-    return RiskResult(server_risk, clusters, recs, _summary(server_risk, clusters, recs, label))
+    summary = _summary(server_risk, clusters, recs, label)
+    if calibration is not None:
+        summary["calibration"] = calibration.summary
+    return RiskResult(server_risk, clusters, recs, summary,
+                      calibration=calibration.table if calibration is not None else empty_table())
 
 
 def compare(base: RiskResult, what_if: RiskResult) -> pd.DataFrame:
@@ -156,6 +170,7 @@ def run_risk(
     *,
     growth: float | None = None,
     scenario: Scenario | None = None,
+    backtests: pd.DataFrame | None = None,
 ) -> RiskResult:
     """The whole risk stage over frames (pure: no I/O).
 
@@ -171,6 +186,9 @@ def run_risk(
         cfg: risk settings.
         growth: growth uplift in percent; None uses the scenario's growth, else ``cfg.growth``.
         scenario: a validated scenario (``whatif.load_scenario``).
+        backtests: the forecast stage's ``backtest_forecasts`` (``schema.BACKTEST_FORECAST_COLUMNS``):
+            breach probabilities are checked against them and, as ``cfg`` allows, corrected
+            (``calibration.calibrate_breaches``); None skips the check (the summary says so).
 
     Returns:
         RiskResult (see its attributes for the columns).
@@ -183,7 +201,8 @@ def run_risk(
     clusters = cluster_servers(profiles, cfg)
     pct = growth if growth is not None else (
         scenario.growth if scenario is not None and scenario.growth is not None else cfg.growth)
-    base = evaluate(metrics, forecasts, inventory, cfg, clusters)
+    calibration = calibrate_breaches(backtests, metrics, cfg)
+    base = evaluate(metrics, forecasts, inventory, cfg, clusters, calibration=calibration)
     result = base
     if pct != 0 or scenario is not None:
         inputs = ScenarioInputs(metrics, forecasts, inventory)
@@ -194,9 +213,9 @@ def run_risk(
         m, inv = inputs.metrics, inputs.inventory
         f = apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp)
         what_clusters = _carry_clusters(clusters, inv, inputs.templates)
-        what_if = evaluate(m, f, inv, cfg, what_clusters, label=name)
+        what_if = evaluate(m, f, inv, cfg, what_clusters, label=name, calibration=calibration)
         result = RiskResult(what_if.server_risk, what_clusters, what_if.recommendations, what_if.summary,
-                            compare(base, what_if), base.summary)
+                            compare(base, what_if), base.summary, calibration=calibration.table)
     summary = result.summary
     logger.info(
         "risk: %d servers, %d series (%s), %d at risk, k=%d clusters, net savings %.0f/month (%.1f %%) in %.1f s",
@@ -237,6 +256,7 @@ def render_summary(result: RiskResult) -> str:
     lines.append(f"Savings: {s['net_monthly_savings']:,.0f}/month net ({s['net_savings_pct']:.1f} % of "
                  f"{s['fleet_monthly_cost']:,.0f}); gross {s['gross_monthly_savings']:,.0f}, upsizing costs "
                  f"{s['upsize_monthly_cost']:,.0f}")
+    lines.extend(calibration_lines(s))
     if result.base_summary is not None:
         b = result.base_summary
         changes = result.comparison["change"].value_counts().sort_index()
@@ -245,4 +265,29 @@ def render_summary(result: RiskResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["COMPARISON_COLUMNS", "RiskResult", "compare", "evaluate", "render_summary", "run_risk"]
+def calibration_lines(summary: dict[str, Any]) -> list[str]:
+    """What the backtests say about the breach probabilities and what was done, from a risk summary.
+
+    Returns:
+        No line without ``summary["calibration"]``; one when nothing could be checked; else three: windows,
+        breaches, Brier scores, rho and method; the reason; the reliability bins of the published probabilities.
+    """
+    cal = summary.get("calibration")
+    if not cal:
+        return []
+    if not cal.get("windows"):
+        return [f"Calibration: not checked ({cal.get('reason', '')})"]
+    by_metric = ", ".join(f"{k} {v}" for k, v in cal["breaches_by_metric"].items() if v)
+    line = (f"Calibration: {cal['windows']} backtest windows at {cal['cutoffs']} cutoffs, {cal['breaches']} breached"
+            + (f" ({by_metric})" if by_metric else "")
+            + f"; Brier raw {cal['brier_raw']:.4f} (base rate alone {cal['brier_base_rate']:.4f})")
+    if cal["method"] != "none":
+        line += f", calibrated {cal['brier_calibrated']:.4f} (held-out)"
+    line += f"; rho {cal['rho']:g}, method {cal['method']}"
+    bins = "  ".join(f"{r['bin']} n={r['windows']} p={r['mean_probability']:.2f} obs={r['observed_frequency']:.2f}"
+                     for r in cal.get("reliability", []))
+    return [line, f"  {cal['reason']}", f"  reliability: {bins}"]
+
+
+__all__ = ["COMPARISON_COLUMNS", "RiskResult", "calibration_lines", "compare", "evaluate", "render_summary",
+           "run_risk"]

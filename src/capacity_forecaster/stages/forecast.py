@@ -1,4 +1,4 @@
-"""The forecast stage: processed/metrics -> forecasts/, backtests/, forecast_failures/, models/."""
+"""The forecast stage: processed/metrics -> forecasts/, backtests/, backtest_forecasts/, forecast_failures/, models/."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
     """Forecast every series of ``metrics`` with backtests, per-series selection and calibrated intervals.
 
     Args:
-        lake: the lake (reads ``metrics``; writes ``forecasts``, ``backtests``, ``forecast_failures``,
-            ``forecast_triage`` and ``models/``).
+        lake: the lake (reads ``metrics``; writes ``forecasts``, ``backtests``, ``backtest_forecasts``,
+            ``forecast_failures``, ``forecast_triage`` and ``models/``).
         settings: the configuration (``forecast`` section).
         progress: called with (units done, units total) as work finishes.
 
@@ -59,6 +59,7 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         result = run_forecast(metrics, cfg, progress=progress)
         run.wrote(lake.write_table("forecasts", result.forecasts))
         run.wrote(lake.write_table("backtests", result.backtests))
+        run.wrote(lake.write_table("backtest_forecasts", result.backtest_forecasts))
         run.wrote(lake.write_table("forecast_failures", result.failures))
         run.wrote(lake.write_table("forecast_triage", result.triage))
         run.artifacts = _replace_models(lake, result.fitted, run.run_id)

@@ -1,4 +1,4 @@
-"""The risk stage: forecasts + processed metrics + inventory -> risk/servers, clusters, recommendations."""
+"""The risk stage: forecasts + processed metrics + inventory (+ backtest forecasts) -> risk/ tables."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def risk_stage(lake: Lake, settings: Settings, *, growth: float | None = None,
     """Breach risk per server and metric, workload clusters, and sizing/consolidation recommendations.
 
     Args:
-        lake: the lake (reads ``metrics``, ``forecasts``, ``inventory``; writes the risk tables).
+        lake: the lake (reads ``metrics``, ``forecasts``, ``inventory`` and, when present,
+            ``backtest_forecasts``; writes ``server_risk``, ``clusters``, ``recommendations``,
+            ``risk_comparison`` and ``risk_calibration``).
         settings: the configuration (``risk`` section).
         growth: what-if business growth in percent (overrides ``risk.growth``).
         scenario_file: a what-if scenario YAML (add, remove or move servers).
@@ -34,13 +36,15 @@ def risk_stage(lake: Lake, settings: Settings, *, growth: float | None = None,
         metrics = lake.read_table("metrics")
         forecasts = lake.read_table("forecasts")
         inventory = lake.read_table("inventory")
+        backtests = lake.read_table("backtest_forecasts") if lake.has_table("backtest_forecasts") else None
         # The breach probability reads yhat_lower/yhat_upper as the forecast stage's interval.
         cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
-        result = run_risk(metrics, forecasts, inventory, cfg, growth=growth, scenario=scenario)
+        result = run_risk(metrics, forecasts, inventory, cfg, growth=growth, scenario=scenario, backtests=backtests)
         run.wrote(lake.write_table("server_risk", result.server_risk))
         run.wrote(lake.write_table("clusters", result.clusters))
         run.wrote(lake.write_table("recommendations", result.recommendations))
         run.wrote(lake.write_table("risk_comparison", result.comparison, validate=False))
+        run.wrote(lake.write_table("risk_calibration", result.calibration))
         run.rows_in = len(forecasts)
         run.rows_out = len(result.server_risk)
         run.counts = {"summary": result.summary, "base_summary": result.base_summary}

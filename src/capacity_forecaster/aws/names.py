@@ -1,0 +1,129 @@
+"""Naming rules of the AWS resources we create, checked before any call so errors name the broken rule.
+
+Pure standard library (no pydantic, no boto3): the Lambda bundle imports this module. Every name
+that reaches an API call, a DDL statement or an IAM policy is checked here first; names are never
+built from user input that skipped these checks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from capacity_forecaster.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """One naming rule.
+
+    Attributes:
+        what: what the name is, for messages ("Glue database name").
+        pattern: the whole value must match it.
+        max_length: longest allowed value.
+        rule: the rule in words, for messages.
+    """
+
+    what: str
+    pattern: re.Pattern[str]
+    max_length: int
+    rule: str
+
+
+def _rule(what: str, pattern: str, max_length: int, rule: str) -> NameRule:
+    return NameRule(what, re.compile(pattern), max_length, rule)
+
+
+RULES: dict[str, NameRule] = {
+    # Glue allows more, but Athena DDL wants lowercase names with underscores only; a leading digit
+    # or underscore would need quoting in every query, so it is refused here.
+    "glue_name": _rule("Glue/Athena name", r"[a-z][a-z0-9_]*", 255,
+                       "1-255 characters: lowercase letters, digits and underscores, starting with a letter"),
+    "athena_workgroup": _rule("Athena workgroup", r"[A-Za-z0-9._-]+", 128,
+                              "1-128 characters: letters, digits, '.', '_' and '-'"),
+    "job_prefix": _rule("SageMaker job name prefix", r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", 24,
+                        "1-24 characters: lowercase letters, digits and '-', not starting or ending with '-'"),
+    "job_name": _rule("SageMaker job name", r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", 63,
+                      "1-63 characters: letters, digits and '-', starting and ending with a letter or digit"),
+    "rule_name": _rule("EventBridge rule name", r"[.\-_A-Za-z0-9]+", 58,
+                       "1-58 characters: letters, digits, '.', '-' and '_' (the '-chain' rule name must fit in 64)"),
+    "resource_id": _rule("QuickSight id", r"[A-Za-z0-9_-]+", 128,
+                         "1-128 characters: letters, digits, '-' and '_'"),
+    "account_id": _rule("AWS account id", r"\d{12}", 12, "exactly 12 digits"),
+    "region": _rule("AWS region", r"[a-z]{2}(-[a-z]+)+-\d{1,2}", 32, "a region code such as us-east-1"),
+    "role_arn": _rule("IAM role ARN", r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+", 2048,
+                      "arn:aws:iam::<12-digit account>:role/<name>"),
+    "lambda_arn": _rule("Lambda function ARN",
+                        r"arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d{1,2}:\d{12}:function:[A-Za-z0-9_-]{1,64}"
+                        r"(:[A-Za-z0-9_$-]{1,128})?", 256,
+                        "arn:aws:lambda:<region>:<account>:function:<name>[:<alias>]"),
+    "principal_arn": _rule("QuickSight principal ARN",
+                           r"arn:aws[a-z-]*:quicksight:[a-z0-9-]+:\d{12}:(user|group|namespace)/[A-Za-z0-9_.@+=/-]+",
+                           256, "arn:aws:quicksight:<region>:<account>:user/<namespace>/<name> (or group/...)"),
+    "instance_type": _rule("SageMaker instance type", r"ml\.[a-z0-9-]+\.[a-z0-9]+", 64,
+                           "a SageMaker instance type such as ml.m5.xlarge"),
+    "image_uri": _rule("container image URI",
+                       r"[a-z0-9][a-z0-9.-]*(:\d+)?/[a-z0-9][a-z0-9._/-]*"
+                       r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[a-f0-9]{64})?", 255,
+                       "<registry>/<repository>[:tag|@sha256:digest], e.g. "
+                       "123456789012.dkr.ecr.us-east-1.amazonaws.com/capfc:1.0"),
+    # EventBridge: cron() with six fields, or rate() with a singular unit for 1 and plural otherwise.
+    "schedule": _rule("EventBridge schedule expression",
+                      r"cron\([^\s()]+( [^\s()]+){5}\)"
+                      r"|rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)",
+                      256, "cron(<min> <hour> <day-of-month> <month> <day-of-week> <year>), e.g. "
+                      "cron(0 3 * * ? *), or rate(<n> <unit>), e.g. rate(1 day)"),
+    # S3 URIs end up quoted in DDL, IAM-scoped and passed to containers: "safe" key characters only
+    # (no quotes, spaces or backslashes).
+    "s3_uri": _rule("S3 URI", r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*()=/-]*)?", 1024,
+                    "s3://<bucket>/<prefix> with letters, digits and !_.*()=/- in the prefix"),
+    "endpoint_url": _rule("endpoint URL", r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s]*)?", 512,
+                          "http(s)://host[:port][/path]"),
+    "tag_key": _rule("tag key", r"(?!aws:)[\w .:/=+@-]+", 128,
+                     "1-128 letters, digits, spaces and _.:/=+-@, not starting with 'aws:'"),
+    "tag_value": _rule("tag value", r"[\w .:/=+@-]*", 256, "0-256 letters, digits, spaces and _.:/=+-@"),
+}
+
+
+def problem(kind: str, value: str) -> str | None:
+    """What is wrong with ``value`` as a name of kind ``kind`` (a key of ``RULES``), or None if it is valid."""
+    rule = RULES[kind]
+    if not isinstance(value, str):
+        return f"{rule.what} must be text, got {type(value).__name__}"
+    if len(value) <= rule.max_length and rule.pattern.fullmatch(value):
+        return None
+    return f"{rule.what} '{value}' is not valid: {rule.rule}"
+
+
+def check(kind: str, value: str, where: str | None = None) -> str:
+    """Return ``value`` if it is a valid name of kind ``kind``.
+
+    Args:
+        kind: a key of ``RULES``.
+        value: the name.
+        where: where the value came from (a config key or option), for the message.
+
+    Raises:
+        ConfigError: naming the value, the rule it breaks and where it came from.
+    """
+    message = problem(kind, value)
+    if message is not None:
+        raise ConfigError(f"{where}: {message}" if where else message)
+    return value
+
+
+def check_tags(tags: dict[str, str], where: str = "aws.tags") -> dict[str, str]:
+    """Return ``tags`` if every key and value follows the AWS tagging rules (at most 40, leaving room for ours)."""
+    if len(tags) > 40:
+        raise ConfigError(f"{where}: {len(tags)} tags given; at most 40 (AWS allows 50 and capfc adds its own)")
+    for key, value in tags.items():
+        check("tag_key", key, where)
+        check("tag_value", value, f"{where}.{key}")
+    return tags
+
+
+def s3_parts(uri: str) -> tuple[str, str]:
+    """Split a checked ``s3://bucket/prefix`` URI into bucket and prefix (no leading or trailing '/')."""
+    check("s3_uri", uri)
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    return bucket, prefix.strip("/")

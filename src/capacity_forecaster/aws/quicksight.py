@@ -1,0 +1,145 @@
+"""QuickSight: an Athena data source on the capfc workgroup, and optional direct-query data sets per table.
+
+QuickSight reads the Glue tables through Athena, so register them first (``capfc aws glue``).
+Data sources and data sets created through the API are visible in the QuickSight console only
+to the principals granted on them: pass ``principal_arn`` (a QuickSight user or group ARN).
+QuickSight itself must be allowed to use Athena and the lake bucket (console: Manage QuickSight >
+Security & permissions); that account-level setting has no API here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from capacity_forecaster.aws import names
+from capacity_forecaster.aws.catalog import TableDefinition
+from capacity_forecaster.aws.clients import AwsClients, is_exists, translated
+from capacity_forecaster.errors import AwsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATASETS = ("server_risk", "recommendations", "forecasts", "metrics", "clusters", "inventory")
+_SOURCE_ACTIONS = ["quicksight:DescribeDataSource", "quicksight:DescribeDataSourcePermissions",
+                   "quicksight:PassDataSource", "quicksight:UpdateDataSource", "quicksight:DeleteDataSource",
+                   "quicksight:UpdateDataSourcePermissions"]
+_DATASET_ACTIONS = ["quicksight:DescribeDataSet", "quicksight:DescribeDataSetPermissions", "quicksight:PassDataSet",
+                    "quicksight:DescribeIngestion", "quicksight:ListIngestions", "quicksight:UpdateDataSet",
+                    "quicksight:DeleteDataSet", "quicksight:CreateIngestion", "quicksight:CancelIngestion",
+                    "quicksight:UpdateDataSetPermissions"]
+
+
+def quicksight_type(hive: str) -> str:
+    """The QuickSight input column type of an Athena column type."""
+    base = hive.split("(", 1)[0].split("<", 1)[0]
+    if base in ("tinyint", "smallint", "int", "bigint"):
+        return "INTEGER"
+    if base in ("float", "double", "decimal"):
+        return "DECIMAL"
+    if base in ("date", "timestamp"):
+        return "DATETIME"
+    if base == "boolean":
+        return "BOOLEAN"
+    return "STRING"
+
+
+def caller_account(clients: AwsClients) -> str:
+    """The caller's AWS account id (STS GetCallerIdentity)."""
+    with translated("sts GetCallerIdentity"):
+        return str(clients.client("sts").get_caller_identity()["Account"])
+
+
+def _create_or_update(create: Any, update: Any, create_args: dict[str, Any], update_keys: Iterable[str],
+                      action: str) -> tuple[str, str]:
+    try:
+        with translated(f"quicksight Create{action}"):
+            response = create(**create_args)
+        return "created", str(response.get("Arn", ""))
+    except AwsError as err:
+        if not is_exists(err):
+            raise
+    with translated(f"quicksight Update{action}"):
+        response = update(**{k: create_args[k] for k in update_keys if k in create_args})
+    return "updated", str(response.get("Arn", ""))
+
+
+def register_quicksight(
+    account_id: str | None = None,
+    *,
+    data_source_id: str = "capfc-athena",
+    name: str = "AWS-CapacityForecaster (Athena)",
+    workgroup: str = "primary",
+    database: str | None = None,
+    tables: Iterable[TableDefinition] = (),
+    principal_arn: str | None = None,
+    tags: dict[str, str] | None = None,
+    clients: AwsClients | None = None,
+) -> dict[str, Any]:
+    """Create or update the Athena data source, and a direct-query data set per given table.
+
+    Args:
+        account_id: AWS account id (default: the caller's, from STS).
+        data_source_id: QuickSight id of the data source; data sets get ``<id>-<table>``.
+        name: display name of the data source.
+        workgroup: Athena workgroup the data source queries through.
+        database: Glue database of the tables (needed when ``tables`` is given).
+        tables: catalog definitions of the tables to expose as data sets.
+        principal_arn: QuickSight user/group granted ownership (else only API callers see them).
+        tags: tags for the new resources.
+        clients: boto3 client factory.
+
+    Returns:
+        ``account, data_source_id, data_source_arn, data_source`` (created/updated) and
+        ``data_sets``: table -> created/updated.
+
+    Raises:
+        ConfigError: an invalid id, workgroup, database or ARN.
+        AwsError: a call failed (e.g. the account has no QuickSight subscription).
+    """
+    clients = clients or AwsClients()
+    account = names.check("account_id", account_id, "account id") if account_id else caller_account(clients)
+    names.check("resource_id", data_source_id, "QuickSight data source id")
+    names.check("athena_workgroup", workgroup, "Athena workgroup")
+    if principal_arn:
+        names.check("principal_arn", principal_arn, "QuickSight principal")
+    tables = list(tables)
+    if tables:
+        names.check("glue_name", database or "", "Glue database")
+    tag_list = [{"Key": k, "Value": v} for k, v in sorted(names.check_tags(dict(tags or {})).items())]
+    quicksight = clients.client("quicksight")
+    args: dict[str, Any] = {
+        "AwsAccountId": account, "DataSourceId": data_source_id, "Name": name, "Type": "ATHENA",
+        "DataSourceParameters": {"AthenaParameters": {"WorkGroup": workgroup}},
+        "SslProperties": {"DisableSsl": False},
+    }
+    if principal_arn:
+        args["Permissions"] = [{"Principal": principal_arn, "Actions": _SOURCE_ACTIONS}]
+    if tag_list:
+        args["Tags"] = tag_list
+    source_action, source_arn = _create_or_update(
+        quicksight.create_data_source, quicksight.update_data_source, args,
+        ("AwsAccountId", "DataSourceId", "Name", "DataSourceParameters", "SslProperties"), "DataSource")
+    result: dict[str, Any] = {"account": account, "data_source_id": data_source_id,
+                              "data_source_arn": source_arn, "data_source": source_action, "data_sets": {}}
+    for table in tables:
+        columns = [*table.columns, *table.partition_keys]
+        dataset: dict[str, Any] = {
+            "AwsAccountId": account, "DataSetId": f"{data_source_id}-{table.name}", "Name": f"capfc {table.name}",
+            "ImportMode": "DIRECT_QUERY",
+            "PhysicalTableMap": {table.name: {"RelationalTable": {
+                "DataSourceArn": source_arn, "Catalog": "AwsDataCatalog", "Schema": database, "Name": table.name,
+                "InputColumns": [{"Name": c.name, "Type": quicksight_type(c.type)} for c in columns],
+            }}},
+        }
+        if principal_arn:
+            dataset["Permissions"] = [{"Principal": principal_arn, "Actions": _DATASET_ACTIONS}]
+        if tag_list:
+            dataset["Tags"] = tag_list
+        action, _arn = _create_or_update(
+            quicksight.create_data_set, quicksight.update_data_set, dataset,
+            ("AwsAccountId", "DataSetId", "Name", "ImportMode", "PhysicalTableMap"), "DataSet")
+        result["data_sets"][table.name] = action
+    log.info("quicksight data source %s (%s) on workgroup %s; %d data set(s)", data_source_id, source_action,
+             workgroup, len(result["data_sets"]))
+    return result

@@ -1,0 +1,131 @@
+"""EventBridge rules that invoke the capfc Lambda: a schedule, and a chain rule for stage-by-stage runs.
+
+``schedule`` creates (or updates) two rules targeting the Lambda of ``lambda_handler.py``:
+
+* ``<rule>``: the cron/rate schedule that starts the configured chain;
+* ``<rule>-chain``: "SageMaker Processing Job State Change" events of ``<prefix>-*`` jobs that
+  completed, failed or stopped, so the Lambda can start the next stage or report the stop.
+
+It also grants EventBridge permission to invoke the function, scoped to each rule's ARN.
+Re-running updates the rules in place (``PutRule``/``PutTargets`` are upserts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from capacity_forecaster.aws import names
+from capacity_forecaster.aws.clients import AwsClients, is_exists, is_missing, translated
+from capacity_forecaster.aws.lambda_handler import STATE_CHANGE
+from capacity_forecaster.errors import AwsError
+
+log = logging.getLogger(__name__)
+
+TARGET_ID = "capfc-lambda"
+
+
+def chain_event_pattern(job_prefix: str) -> dict[str, Any]:
+    """EventBridge pattern matching the end of every ``<job_prefix>-*`` processing job."""
+    names.check("job_prefix", job_prefix, "job_prefix")
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": [STATE_CHANGE],
+        "detail": {
+            "ProcessingJobName": [{"prefix": f"{job_prefix}-"}],
+            "ProcessingJobStatus": ["Completed", "Failed", "Stopped"],
+        },
+    }
+
+
+def _allow_invoke(lambda_arn: str, rule_name: str, rule_arn: str, clients: AwsClients) -> bool:
+    """Let EventBridge invoke the function for this rule only; returns whether a statement was added."""
+    function = clients.client("lambda")
+    statement_id = f"{rule_name}-invoke"
+    try:
+        with translated(f"lambda GetPolicy {lambda_arn}"):
+            policy = json.loads(function.get_policy(FunctionName=lambda_arn)["Policy"])
+        if any(s.get("Sid") == statement_id for s in policy.get("Statement", [])):
+            return False
+    except AwsError as err:
+        if not is_missing(err):
+            raise
+    try:
+        with translated(f"lambda AddPermission {lambda_arn}"):
+            function.add_permission(FunctionName=lambda_arn, StatementId=statement_id,
+                                    Action="lambda:InvokeFunction", Principal="events.amazonaws.com",
+                                    SourceArn=rule_arn)
+    except AwsError as err:
+        if is_exists(err):
+            return False
+        raise
+    return True
+
+
+def _put_rule(rule: dict[str, Any], lambda_arn: str, tags: dict[str, str], clients: AwsClients) -> str:
+    events = clients.client("events")
+    name = rule["Name"]
+    with translated(f"events PutRule {name}"):
+        rule_arn = str(events.put_rule(**rule, State="ENABLED",
+                                       Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())])["RuleArn"])
+    with translated(f"events PutTargets {name}"):
+        response = events.put_targets(Rule=name, Targets=[{"Id": TARGET_ID, "Arn": lambda_arn}])
+    if response.get("FailedEntryCount"):
+        raise AwsError(f"events PutTargets {name} failed: {response.get('FailedEntries')}")
+    return rule_arn
+
+
+def schedule(
+    rule_name: str,
+    cron_expression: str,
+    lambda_arn: str,
+    *,
+    job_prefix: str = "capfc",
+    chain_rule: bool = True,
+    grant_invoke: bool = True,
+    tags: dict[str, str] | None = None,
+    clients: AwsClients | None = None,
+) -> dict[str, Any]:
+    """Create or update the schedule (and chain) rule targeting the capfc Lambda.
+
+    Args:
+        rule_name: EventBridge rule name (checked); the chain rule is ``<rule_name>-chain``.
+        cron_expression: ``cron(...)`` (six fields, UTC) or ``rate(...)``.
+        lambda_arn: ARN of the function deployed with ``lambda_handler.handler``.
+        job_prefix: job name prefix the chain rule listens for.
+        chain_rule: also create the chain rule (needed when the chain has more than one stage).
+        grant_invoke: add the Lambda resource-policy statements letting these rules invoke it.
+        tags: tags for the rules.
+        clients: boto3 client factory.
+
+    Returns:
+        ``rule, rule_arn, schedule, chain_rule, chain_rule_arn, target, permissions_added``.
+
+    Raises:
+        ConfigError: an invalid name, expression or ARN.
+        AwsError: a call failed.
+    """
+    names.check("rule_name", rule_name, "schedule rule")
+    names.check("schedule", cron_expression, "schedule expression")
+    names.check("lambda_arn", lambda_arn, "Lambda ARN")
+    tags = names.check_tags(dict(tags or {}))
+    clients = clients or AwsClients()
+    description = "AWS-CapacityForecaster: start the scheduled capfc stage job(s) on SageMaker"
+    rule_arn = _put_rule({"Name": rule_name, "ScheduleExpression": cron_expression, "Description": description},
+                         lambda_arn, tags, clients)
+    result: dict[str, Any] = {"rule": rule_name, "rule_arn": rule_arn, "schedule": cron_expression,
+                              "chain_rule": None, "chain_rule_arn": None, "target": lambda_arn,
+                              "permissions_added": 0}
+    rules = [(rule_name, rule_arn)]
+    if chain_rule:
+        chain_name = f"{rule_name}-chain"
+        chain_arn = _put_rule({"Name": chain_name, "EventPattern": json.dumps(chain_event_pattern(job_prefix)),
+                               "Description": "AWS-CapacityForecaster: start the next stage when a capfc job ends"},
+                              lambda_arn, tags, clients)
+        result |= {"chain_rule": chain_name, "chain_rule_arn": chain_arn}
+        rules.append((chain_name, chain_arn))
+    if grant_invoke:
+        result["permissions_added"] = sum(_allow_invoke(lambda_arn, name, arn, clients) for name, arn in rules)
+    log.info("schedule %s (%s) -> %s", rule_name, cron_expression, lambda_arn)
+    return result

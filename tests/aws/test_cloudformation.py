@@ -1,0 +1,137 @@
+"""deploy/cloudformation.yaml: cfn-lint clean, least-privilege policies, and a stack created on moto that the
+scheduler handler then drives end to end."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import ManualArgs, lint, lint_file
+from cfnlint.decode import decode_str
+
+from capacity_forecaster.aws.bundle import build_lambda_zip
+from capacity_forecaster.aws.clients import AwsClients
+from capacity_forecaster.aws.lambda_handler import handler, load_spec
+from capacity_forecaster.aws.sagemaker import JobSpec, job_status
+from capacity_forecaster.aws.scheduling import chain_event_pattern
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation.yaml"
+LINT = ManualArgs(regions=["us-east-1", "eu-west-1"], include_checks=["I"])
+# The only actions granted on "*": neither supports resource-level permissions.
+UNSCOPED_OK = {"ecr:GetAuthorizationToken", "sagemaker:ListProcessingJobs"}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    parsed, problems = decode_str(TEMPLATE.read_text())
+    assert not problems
+    return dict(parsed)
+
+
+def _statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                out += [(name, s) for s in policy["PolicyDocument"]["Statement"]]
+    return out
+
+
+def test_cfn_lint_finds_nothing() -> None:
+    assert [str(m) for m in lint_file(TEMPLATE, config=LINT)] == []
+    broken = TEMPLATE.read_text().replace("      Runtime: python3.11\n", "      Runtime: python2.7\n")
+    assert lint(broken, config=LINT), "cfn-lint should flag a deprecated runtime (the linter really runs)"
+
+
+def test_bucket_is_encrypted_private_and_tls_only(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["LakeBucket"]["Properties"]
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert all(bucket["PublicAccessBlockConfiguration"][k] is True for k in (
+        "BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    (deny,) = template["Resources"]["LakeBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    workgroup = template["Resources"]["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+    assert workgroup["EnforceWorkGroupConfiguration"] is True
+    assert workgroup["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_S3"
+
+
+def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
+    statements = _statements(template)
+    assert statements
+    for role, statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(a == "*" or a.endswith(":*") for a in actions), (role, actions)
+        if statement["Resource"] == "*":
+            assert set(actions) <= UNSCOPED_OK, (role, actions)
+    by_sid = {s["Sid"]: s for _role, s in statements}
+    assert by_sid["LakeObjects"]["Resource"] == {"Fn::Sub": "${LakeBucket.Arn}/${LakePrefix}/*"}
+    assert by_sid["LakeListing"]["Condition"]["StringLike"]["s3:prefix"][1] == {"Fn::Sub": "${LakePrefix}/*"}
+    create = by_sid["CreateJobsOfOneInstanceType"]
+    assert create["Resource"]["Fn::Sub"].endswith(":processing-job/${JobPrefix}-*")
+    assert create["Condition"]["ForAllValues:StringEquals"]["sagemaker:InstanceTypes"] == [{"Ref": "InstanceType"}]
+    assert by_sid["PassJobRole"]["Resource"] == {"Fn::GetAtt": ["SageMakerJobRole", "Arn"]}
+    assert by_sid["PassJobRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    # Nothing in the template is a credential.
+    assert "AccessKey" not in TEMPLATE.read_text() and "Secret" not in TEMPLATE.read_text()
+
+
+def test_chain_rule_matches_the_python_pattern(template: dict[str, Any]) -> None:
+    pattern = json.loads(json.dumps(template["Resources"]["ChainRule"]["Properties"]["EventPattern"]))
+    expected = chain_event_pattern("capfc")
+    pattern["detail"]["ProcessingJobName"] = [{"prefix": "capfc-"}]  # the template's Fn::Sub of ${JobPrefix}-
+    assert pattern == expected
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+def test_stack_on_moto_wires_the_handler_to_sagemaker(clients: AwsClients, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    s3 = clients.client("s3")
+    artifacts = f"artifacts-{suffix}"
+    s3.create_bucket(Bucket=artifacts)
+    s3.put_object(Bucket=artifacts, Key="capfc-lambda.zip",
+                  Body=build_lambda_zip(tmp_path / "capfc-lambda.zip").read_bytes())
+    parameters = {"LakeBucketName": f"capfc-lake-{suffix}", "LambdaCodeBucket": artifacts, "JobPrefix": f"c{suffix}",
+                  "ScheduleRuleName": f"capfc-{suffix}", "Stages": "etl,forecast,risk,report",
+                  "ConfigFileName": "_config/capfc.yaml"}
+    cloudformation = clients.client("cloudformation")
+    cloudformation.create_stack(StackName=f"capfc-{suffix}", TemplateBody=TEMPLATE.read_text(),
+                                Capabilities=["CAPABILITY_IAM"],
+                                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
+    stack = cloudformation.describe_stacks(StackName=f"capfc-{suffix}")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+    encryption = s3.get_bucket_encryption(Bucket=parameters["LakeBucketName"])
+    assert encryption["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"] == \
+        {"SSEAlgorithm": "AES256"}
+    events = clients.client("events")
+    assert events.describe_rule(Name=f"capfc-{suffix}")["ScheduleExpression"] == "cron(0 3 * * ? *)"
+    chain = json.loads(events.describe_rule(Name=f"capfc-{suffix}-chain")["EventPattern"])
+    assert chain == chain_event_pattern(f"c{suffix}")
+    function = clients.client("lambda").get_function_configuration(FunctionName=f"c{suffix}-scheduler")
+    assert events.list_targets_by_rule(Rule=f"capfc-{suffix}")["Targets"][0]["Arn"] == function["FunctionArn"]
+    assert function["Handler"] == "capacity_forecaster.aws.lambda_handler.handler"
+
+    # The stack's CAPFC_JOB is a valid job spec that agrees with the stack outputs ...
+    environ = function["Environment"]["Variables"]
+    spec = load_spec(environ)
+    assert spec == JobSpec.from_mapping(json.loads(environ["CAPFC_JOB"]))
+    assert spec.lake_uri == outputs["LakeUri"] and spec.role_arn == outputs["SageMakerRoleArn"]
+    assert spec.image_uri == outputs["ImageUri"] and spec.stages == ("etl", "forecast", "risk", "report")
+    assert spec.config_s3_uri == f"{outputs['LakeUri']}/_config/capfc.yaml"
+    # ... and the handler, configured exactly like the deployed function, starts the first stage.
+    monkeypatch.setenv("CAPFC_JOB", environ["CAPFC_JOB"])
+    result = handler({"id": f"ev-{suffix}", "time": "2026-01-05T03:00:00Z", "source": "aws.events",
+                      "detail-type": "Scheduled Event"}, None)
+    assert result["action"] == "started" and result["job"]["stage"] == "etl"
+    described = clients.client("sagemaker").describe_processing_job(ProcessingJobName=result["job"]["job_name"])
+    assert described["RoleArn"] == outputs["SageMakerRoleArn"]
+    assert described["AppSpecification"]["ContainerArguments"][-2:] == [
+        "--config", "/opt/ml/processing/input/config/capfc.yaml"]
+    assert job_status(result["job"]["job_name"], clients)["stage"] == "etl"

@@ -1,0 +1,162 @@
+"""SageMaker stage jobs: valid deterministic names, the request, no credentials, create + describe on moto."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import boto3
+import pytest
+from aws_helpers import IMAGE_URI, ROLE_ARN, FixedSession
+from botocore.stub import Stubber
+
+from capacity_forecaster.aws.clients import AwsClients
+from capacity_forecaster.aws.sagemaker import (
+    CONFIG_DIR,
+    JobSpec,
+    job_name,
+    job_status,
+    processing_job_request,
+    running_jobs,
+    submit_job,
+    submit_stage_job,
+)
+from capacity_forecaster.config import load_settings
+from capacity_forecaster.errors import AwsError, ConfigError
+
+WHEN = dt.datetime(2026, 1, 5, 3, 0, tzinfo=dt.UTC)
+NAME_RULE = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+
+
+def spec(**changes: object) -> JobSpec:
+    values: dict[str, object] = {"image_uri": IMAGE_URI, "role_arn": ROLE_ARN, "lake_uri": "s3://capfc-lake/capfc/"}
+    values.update(changes)
+    return JobSpec(**values)  # type: ignore[arg-type]
+
+
+def test_job_names_are_deterministic_and_valid() -> None:
+    name = job_name("capfc", "forecast", WHEN, "event-1")
+    assert name == job_name("capfc", "forecast", WHEN, "event-1")
+    assert name != job_name("capfc", "forecast", WHEN, "event-2")
+    assert name.startswith("capfc-forecast-20260105-030000-")
+    longest = job_name("a" * 24, "forecast", WHEN, "x")
+    assert len(longest) <= 63 and NAME_RULE.fullmatch(longest)
+    # The time in the name is UTC whatever the time zone of the input.
+    assert job_name("capfc", "etl", WHEN.astimezone(dt.timezone(dt.timedelta(hours=2))), "t") \
+        == job_name("capfc", "etl", WHEN, "t")
+
+
+def test_request_runs_capfc_on_the_lake_without_credentials() -> None:
+    request = processing_job_request(spec(tags={"team": "capacity"}), "etl", "capfc-etl-x",
+                                     ("etl", "forecast", "risk", "report"))
+    app = request["AppSpecification"]
+    assert app["ImageUri"] == IMAGE_URI and app["ContainerEntrypoint"] == ["capfc"]
+    assert app["ContainerArguments"] == ["etl", "--lake", "s3://capfc-lake/capfc", "--log-level", "INFO"]
+    assert request["RoleArn"] == ROLE_ARN
+    assert request["ProcessingResources"]["ClusterConfig"] == {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge",
+                                                               "VolumeSizeInGB": 30}
+    assert not any(re.search("KEY|SECRET|TOKEN|AWS_", k) for k in request["Environment"])
+    assert {"Key": "capfc:chain", "Value": "etl+forecast+risk+report"} in request["Tags"]
+    assert {"Key": "capfc:stage", "Value": "etl"} in request["Tags"]
+    assert {"Key": "team", "Value": "capacity"} in request["Tags"]
+    assert "ProcessingInputs" not in request
+
+
+def test_config_file_is_downloaded_and_passed() -> None:
+    request = processing_job_request(spec(config_s3_uri="s3://capfc-lake/capfc/_config/capfc.yaml"), "run", "n-1")
+    (item,) = request["ProcessingInputs"]
+    assert item["S3Input"]["S3Uri"] == "s3://capfc-lake/capfc/_config/capfc.yaml"
+    assert item["S3Input"]["LocalPath"] == CONFIG_DIR
+    assert request["AppSpecification"]["ContainerArguments"][-2:] == ["--config", f"{CONFIG_DIR}/capfc.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lake_uri": "./lake"}, "SageMaker jobs need an s3:// lake"),
+        ({"role_arn": "capfc-role"}, "IAM role ARN 'capfc-role' is not valid"),
+        ({"image_uri": "capfc latest"}, "container image URI"),
+        ({"instance_type": "m5.large"}, "SageMaker instance type"),
+        ({"instance_count": 2}, "instance_count = 2"),
+        ({"job_prefix": "Capfc_Jobs"}, "SageMaker job name prefix"),
+        ({"stages": ("forecast", "etl")}, "must be in pipeline order"),
+        ({"stages": ("run", "etl")}, "'run' already runs every stage"),
+        ({"stages": ("train",)}, "unknown stage"),
+        ({"environment": {"AWS_SECRET_ACCESS_KEY": "x"}}, "credentials and AWS_\\* settings are never passed"),
+        ({"environment": {"DB_PASSWORD": "x"}}, "never passed"),
+        ({"tags": {"aws:owner": "me"}}, "not starting with 'aws:'"),
+        ({"config_s3_uri": "s3://capfc-lake/cfg/"}, "give the YAML file"),
+    ],
+)
+def test_invalid_specs_say_what_is_wrong(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        spec(**changes)
+
+
+def test_spec_round_trips_through_json_and_accepts_strings() -> None:
+    original = spec(stages=("etl", "forecast"), tags={"team": "x"}, environment={"CAPFC_FORECAST__N_JOBS": "4"})
+    data = json.loads(original.to_json())
+    assert JobSpec.from_mapping(data) == original
+    data |= {"stages": "etl,forecast", "volume_size_gb": "30", "config_s3_uri": ""}
+    assert JobSpec.from_mapping(data) == original
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) colour"):
+        JobSpec.from_mapping({**data, "colour": "blue"})
+
+
+def test_settings_supply_the_spec() -> None:
+    settings = load_settings(None, {"lake.uri": "s3://capfc-lake/capfc", "lake.sse": "aws:kms",
+                                    "lake.sse_kms_key_id": "alias/capfc"}, environ={})
+    with pytest.raises(ConfigError, match="aws.image_uri is not set.*--image-uri"):
+        JobSpec.from_settings(settings)
+    built = JobSpec.from_settings(settings, image_uri=IMAGE_URI, role_arn=ROLE_ARN)
+    assert built.environment == {"CAPFC_LAKE__SSE": "aws:kms", "CAPFC_LAKE__SSE_KMS_KEY_ID": "alias/capfc"}
+    assert built.tags == {"project": "aws-capacity-forecaster"} and built.stages == ("run",)
+
+
+def test_submit_and_describe_on_moto(clients: AwsClients) -> None:
+    job = submit_job(spec(), "forecast", clients=clients, when=WHEN, token="t-1")
+    assert job["submitted"] and job["stage"] == "forecast"
+    status = job_status(job["job_name"], clients)
+    assert status["job_name"] == job["job_name"] and status["stage"] == "forecast"
+    assert status["status"] in ("InProgress", "Completed") and status["arn"].endswith(job["job_name"])
+    described = clients.client("sagemaker").describe_processing_job(ProcessingJobName=job["job_name"])
+    assert described["RoleArn"] == ROLE_ARN and described["AppSpecification"]["ImageUri"] == IMAGE_URI
+    tags = clients.client("sagemaker").list_tags(ResourceArn=status["arn"])["Tags"]
+    assert {"Key": "capfc:stage", "Value": "forecast"} in tags
+    again = submit_job(spec(), "forecast", clients=clients, when=WHEN, token="t-1")
+    assert again["job_name"] == job["job_name"] and again["submitted"] is False
+
+
+def test_submit_stage_job_from_settings(clients: AwsClients) -> None:
+    settings = load_settings(None, {"lake.uri": "s3://capfc-lake/capfc", "aws.image_uri": IMAGE_URI,
+                                    "aws.role_arn": ROLE_ARN}, environ={})
+    job = submit_stage_job("risk", settings, instance_type="ml.c5.2xlarge", clients=clients)
+    assert job["submitted"] and job["job_name"].startswith("capfc-risk-")
+    described = clients.client("sagemaker").describe_processing_job(ProcessingJobName=job["job_name"])
+    # moto's DescribeProcessingJob leaves out ProcessingResources; the override is checked on the spec.
+    assert JobSpec.from_settings(settings, instance_type="ml.c5.2xlarge").instance_type == "ml.c5.2xlarge"
+    assert described["AppSpecification"]["ContainerArguments"][:3] == ["risk", "--lake", "s3://capfc-lake/capfc"]
+
+
+def test_status_of_a_missing_job_is_one_error(clients: AwsClients) -> None:
+    with pytest.raises(AwsError, match="DescribeProcessingJob capfc-nope failed: ValidationException"):
+        job_status("capfc-nope", clients)
+
+
+def test_running_jobs_keeps_only_our_prefix() -> None:
+    client = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    created = dt.datetime(2026, 1, 5)
+    summary = {"ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/x",
+               "CreationTime": created, "ProcessingJobStatus": "InProgress"}
+    stub.add_response("list_processing_jobs", {"ProcessingJobSummaries": [
+        {**summary, "ProcessingJobName": "capfc-run-20260105-030000-abcd1234"},
+        {**summary, "ProcessingJobName": "other-capfc-job"},
+    ]}, {"NameContains": "capfc", "StatusEquals": "InProgress"})
+    stub.add_response("list_processing_jobs", {"ProcessingJobSummaries": []},
+                      {"NameContains": "capfc", "StatusEquals": "Stopping"})
+    with stub:
+        found = running_jobs("capfc", AwsClients(session=FixedSession(client)))
+    assert found == ["capfc-run-20260105-030000-abcd1234"]
+

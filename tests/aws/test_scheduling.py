@@ -1,0 +1,76 @@
+"""EventBridge schedule + chain rules and the Lambda permission, created against moto and read back."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+
+import pytest
+
+from capacity_forecaster.aws.clients import AwsClients
+from capacity_forecaster.aws.scheduling import TARGET_ID, chain_event_pattern, schedule
+from capacity_forecaster.errors import ConfigError
+
+
+@pytest.fixture()
+def lambda_arn(clients: AwsClients) -> str:
+    """A function on moto to target (created, never invoked: moto would need docker for that)."""
+    iam = clients.client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName=f"r-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument=json.dumps(trust))
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return {}\n")
+    function = clients.client("lambda").create_function(
+        FunctionName=f"capfc-{uuid.uuid4().hex[:8]}", Runtime="python3.11", Role=role["Role"]["Arn"],
+        Handler="index.handler", Code={"ZipFile": code.getvalue()})
+    return str(function["FunctionArn"])
+
+
+def test_schedule_creates_rules_targets_and_scoped_permissions(clients: AwsClients, lambda_arn: str) -> None:
+    rule = f"capfc-daily-{uuid.uuid4().hex[:6]}"
+    result = schedule(rule, "cron(0 3 * * ? *)", lambda_arn, job_prefix="capfc", tags={"team": "cap"},
+                      clients=clients)
+    events = clients.client("events")
+    described = events.describe_rule(Name=rule)
+    assert described["ScheduleExpression"] == "cron(0 3 * * ? *)" and described["State"] == "ENABLED"
+    assert events.list_targets_by_rule(Rule=rule)["Targets"] == [{"Id": TARGET_ID, "Arn": lambda_arn}]
+    chain = events.describe_rule(Name=f"{rule}-chain")
+    assert json.loads(chain["EventPattern"]) == chain_event_pattern("capfc")
+    assert events.list_targets_by_rule(Rule=f"{rule}-chain")["Targets"][0]["Arn"] == lambda_arn
+    assert {"Key": "team", "Value": "cap"} in events.list_tags_for_resource(ResourceARN=result["rule_arn"])["Tags"]
+    policy = json.loads(clients.client("lambda").get_policy(FunctionName=lambda_arn)["Policy"])
+    sources = sorted(s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in policy["Statement"])
+    assert sources == sorted([result["rule_arn"], result["chain_rule_arn"]])
+    assert all(s["Principal"] == {"Service": "events.amazonaws.com"} for s in policy["Statement"])
+    assert result["permissions_added"] == 2
+
+    again = schedule(rule, "rate(12 hours)", lambda_arn, job_prefix="capfc", clients=clients)
+    assert events.describe_rule(Name=rule)["ScheduleExpression"] == "rate(12 hours)"  # updated in place
+    assert again["permissions_added"] == 0
+    assert len(json.loads(clients.client("lambda").get_policy(FunctionName=lambda_arn)["Policy"])["Statement"]) == 2
+
+
+def test_single_job_schedule_needs_no_chain_rule(clients: AwsClients, lambda_arn: str) -> None:
+    rule = f"capfc-once-{uuid.uuid4().hex[:6]}"
+    result = schedule(rule, "rate(1 day)", lambda_arn, chain_rule=False, clients=clients)
+    assert result["chain_rule"] is None
+    assert [r["Name"] for r in clients.client("events").list_rules(NamePrefix=rule)["Rules"]] == [rule]
+
+
+@pytest.mark.parametrize(
+    ("rule", "expression", "arn", "message"),
+    [
+        ("capfc daily", "rate(1 day)", "arn:aws:lambda:us-east-1:123456789012:function:f", "EventBridge rule name"),
+        ("capfc", "0 3 * * *", "arn:aws:lambda:us-east-1:123456789012:function:f", "cron\\(<min>"),
+        ("capfc", "rate(1 days)", "arn:aws:lambda:us-east-1:123456789012:function:f", "schedule expression"),
+        ("capfc", "cron(0 3 * * ?)", "arn:aws:lambda:us-east-1:123456789012:function:f", "schedule expression"),
+        ("capfc", "rate(1 day)", "capfc-scheduler", "Lambda function ARN"),
+    ],
+)
+def test_bad_schedule_inputs_fail_before_any_call(rule: str, expression: str, arn: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        schedule(rule, expression, arn, clients=AwsClients(region="us-east-1", endpoint_url="http://127.0.0.1:9"))
