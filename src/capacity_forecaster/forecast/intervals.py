@@ -129,6 +129,16 @@ def calibrate(residuals: pd.DataFrame, level: float, min_residuals: int = MIN_RE
     return Calibration(level=level, series=own, pooled=pooled)
 
 
+def _coded(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its string key columns as categoricals (a shallow copy; values unchanged).
+
+    The window-by-window calibration groups and merges ~1 M backtest rows on these keys several
+    times; categorical codes make that ~5x cheaper than hashing strings each time.
+    """
+    keys = [c for c in (*SERIES_KEY, "model") if c in frame.columns and frame[c].dtype == object]
+    return frame.astype({c: "category" for c in keys}) if keys else frame
+
+
 def apply_bounds(yhat: np.ndarray, half_width: np.ndarray, lower: np.ndarray, upper: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``yhat -/+ half_width`` clipped to [0, 100]; keeps ``lower``/``upper`` where the width is NaN."""
@@ -156,6 +166,7 @@ def cross_window_bounds(residuals: pd.DataFrame, level: float, min_residuals: in
         ``{"series": (lower, upper), "pooled": (lower, upper)}``, arrays aligned with ``residuals``:
         per-series quantiles where a series has enough errors (pooled otherwise), and pooled only.
     """
+    residuals = _coded(residuals[[*_SERIES_MODEL, "window", "abs_error", "scale", "yhat", "yhat_lower", "yhat_upper"]])
     own_lo = residuals["yhat_lower"].to_numpy(dtype=float)
     own_hi = residuals["yhat_upper"].to_numpy(dtype=float)
     out = {name: (own_lo.copy(), own_hi.copy()) for name in ("series", "pooled")}
@@ -210,9 +221,10 @@ def cross_window_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.nda
     Returns:
         Boolean array aligned with ``residuals``.
     """
+    keys = list(_POOL[:2])
+    residuals = _coded(residuals[[*keys, "window", "y"]])
     window = residuals["window"].to_numpy()
     windows = np.unique(window)
-    keys = list(_POOL[:2])
     out = np.zeros(len(residuals), dtype=bool)
     for w in windows:
         rows = window == w
