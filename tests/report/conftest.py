@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from report_lake import build_lake
+from report_lake import build_lake, build_whatif_lake
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report.stage import ReportResult, run_report
@@ -45,3 +45,10 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, ReportR
 def etl_only_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, ReportResult]:
     """Every format rendered from a lake that has no forecasts, backtests or risk tables."""
     return _report(tmp_path_factory.mktemp("etl-report") / "lake", ("etl",))
+
+
+@pytest.fixture(scope="session")
+def whatif_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, ReportResult]:
+    """Every format rendered from a lake whose risk tables the real risk stage wrote with a 20 % growth what-if."""
+    lake = build_whatif_lake(tmp_path_factory.mktemp("whatif-report") / "lake")
+    return lake, run_report(lake, Settings())

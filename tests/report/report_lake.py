@@ -177,3 +177,15 @@ def build_lake(root: Path | str, *, stages: tuple[str, ...] = ("etl", "forecast"
 def report_file(result: Any, name: str) -> Path:
     """The local path of one written report file."""
     return Path(next(f.uri for f in result.files if f.name == name))
+
+
+WHATIF_GROWTH = 20.0
+
+
+def build_whatif_lake(root: Path | str, growth: float = WHATIF_GROWTH) -> Lake:
+    """The fixture lake up to forecasts, then the real risk stage with a what-if growth (fills risk_comparison)."""
+    from capacity_forecaster.stages.risk import risk_stage
+
+    lake = build_lake(root, stages=("etl", "forecast"))
+    risk_stage(lake, Settings(), growth=growth)
+    return lake

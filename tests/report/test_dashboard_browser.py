@@ -14,6 +14,7 @@ from report_lake import report_file
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report.dashboard import create_app, server_for
+from capacity_forecaster.report.plotly_bundle import TRACE_TYPES
 from capacity_forecaster.report.stage import HTML_FILE
 from capacity_forecaster.storage import Lake
 
@@ -36,9 +37,10 @@ def browser() -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    profile = tempfile.TemporaryDirectory(prefix="capfc-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='capfc-chromium-')}"):
+    for flag in (*FLAGS, f"--user-data-dir={profile.name}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -47,6 +49,7 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+        profile.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +59,30 @@ def dashboard_url(report_lake: Lake) -> Iterator[str]:
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def test_dashboard_shows_the_stored_what_if(browser: Any, whatif_report) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    lake, _ = whatif_report
+    server = server_for(create_app(lake, Settings(), warm=False), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_port}/")
+        wait = WebDriverWait(browser, 90)
+        wait.until(lambda d: d.find_elements(By.ID, "scenario-banner"))
+        assert "Stored what-if scenario: growth +20 %" in browser.find_element(By.ID, "scenario-banner").text
+        next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text == "What-if scenario").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#scenario-table td[data-dash-column='change']"))
+        first = browser.find_element(By.CSS_SELECTOR, "#scenario-table td[data-dash-column='change']").text
+        assert first == "worse"  # most affected first
+        assert _severe(browser) == []
     finally:
         server.shutdown()
         thread.join(timeout=10)
@@ -99,17 +126,33 @@ def test_pick_a_server_in_the_risk_table_and_see_its_chart(browser: Any, dashboa
     assert _severe(browser) == []
 
 
+# Every chart placeholder holds a drawn chart (plotly's SVG, or a canvas for WebGL traces).
+_ALL_DRAWN = """
+var divs = document.querySelectorAll("div.chart");
+if (!divs.length) return false;
+for (var i = 0; i < divs.length; i++) { if (!divs[i].querySelector(".main-svg, canvas")) return false; }
+return true;
+"""
+
+
 def test_html_report_loads_offline(browser: Any, full_report) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     _, result = full_report
     browser.get(report_file(result, HTML_FILE).as_uri())
-    WebDriverWait(browser, 90).until(lambda d: d.execute_script(
-        "return document.body.classList.contains('charts-ready')"))
-    assert len(browser.find_elements(By.CSS_SELECTOR, "div.chart .main-svg")) >= 6
+    wait = WebDriverWait(browser, 90)
+    wait.until(lambda d: d.execute_script(_ALL_DRAWN))
+    wait.until(lambda d: d.execute_script("return document.body.classList.contains('charts-ready')"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "div.chart")) == 6
+    registered = set(browser.execute_script("return Object.keys(Plotly.PlotSchema.get().traces)"))
+    assert TRACE_TYPES <= registered  # the vendored bundle holds every trace type the report may use
     titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "div.chart .gtitle")]
     assert "srv-0001 (nyc-prd-app01) CPU: critical risk, breach 2026-07-20" in titles
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "html_report.png"))
+    pick = Select(browser.find_element(By.CSS_SELECTOR, "select.chart-pick"))
+    pick.select_by_index(1)  # the second riskiest series replaces the first in the same chart
+    wait.until(lambda d: any(t.text.startswith("srv-0002 (nyc-prd-app02) Memory: high risk")
+                             for t in d.find_elements(By.CSS_SELECTOR, "div.chart .gtitle")))
     assert _severe(browser) == []

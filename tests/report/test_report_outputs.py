@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from report_lake import RISKIEST, report_file
 
 from capacity_forecaster.report.charts import CHART_FILES
-from capacity_forecaster.report.data import load_report_data
+from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data
 from capacity_forecaster.report.excel import (
     AT_RISK_COLUMNS,
     FORECAST_COLUMNS,
@@ -23,6 +23,7 @@ from capacity_forecaster.report.excel import (
     WEEKLY_FORECAST_COLUMNS,
     build_workbook,
 )
+from capacity_forecaster.report.plotly_bundle import plotly_js
 from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
 from capacity_forecaster.storage.sql import query
 
@@ -42,8 +43,8 @@ def test_stage_writes_every_format_with_sizes(full_report) -> None:
     for item in result.files:
         assert item.path == f"reports/{item.name}"
         assert Path(item.uri).stat().st_size == item.size > 1000
-    assert result.missing == {}
-    assert "capacity_report.pdf" in result.render()
+    assert result.missing == {"risk_comparison": WHATIF_MISSING}  # the hand-built lake has no what-if
+    assert "capacity_report.pdf" in result.render() and WHATIF_MISSING in result.render()
 
 
 @pytest.mark.parametrize("which", ["full_report", "etl_only_report"])
@@ -119,7 +120,8 @@ def test_html_is_self_contained(request: pytest.FixtureRequest, which: str) -> N
     assert not re.search(r"<script[^>]+src\s*=", page, re.I), "scripts must be inline"
     assert not re.search(r"<link[^>]+href\s*=\s*[\"']?https?://", page, re.I)
     assert 'id="plotly-js"' in page and "Plotly.newPlot" in page  # the engine is inline, started after load
-    charts = page.count('class="chart" data-figure=')
+    assert plotly_js() in page and len(page) < 2_500_000  # the 1.5 MB cartesian bundle, not the 4.8 MB one
+    charts = page.count('<div class="chart"')
     if which == "full_report":
         assert charts == 6 and f"{RISKIEST} cpu" in page and "Top risks" in page
     else:

@@ -8,13 +8,21 @@ import warnings
 from typing import Any
 
 import dash
+import pandas as pd
 from dash import Input, Output, State, dash_table, dcc, html
 from dash.dash_table import FormatTemplate
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report import figures, style
-from capacity_forecaster.report.dashboard_state import GROWTH_STEP, TABLE_COLUMNS, DashboardState, records
+from capacity_forecaster.report.comparison import change_text
+from capacity_forecaster.report.dashboard_state import (
+    GROWTH_STEP,
+    SCENARIO_COLUMNS,
+    TABLE_COLUMNS,
+    DashboardState,
+    records,
+)
 from capacity_forecaster.report.data import not_available
 from capacity_forecaster.storage.lake import Lake
 
@@ -24,13 +32,23 @@ _FONT = "Inter, 'Segoe UI', Helvetica, Arial, sans-serif"
 _CARD = {"background": "white", "border": f"1px solid {style.GRID}", "borderRadius": "8px", "padding": "14px 16px"}
 _PAGE = {"fontFamily": _FONT, "color": style.INK,
          "background": "#F4F6F9", "minHeight": "100vh", "margin": "0"}
-# Solid badges for the levels that need attention; "low" only as coloured text, so the eye goes to the risks.
-_LEVEL_STYLES = [
-    {"if": {"filter_query": f'{{{column}}} = "{level}"', "column_id": column},
-     **({"color": colour, "fontWeight": "600"} if level in ("low", "unassessed") else
-        {"backgroundColor": colour, "color": "white", "fontWeight": "600"})}
-    for column in ("risk_level", "whatif_level") for level, colour in style.RISK_COLOURS.items()
-]
+
+
+def _level_styles(*columns: str) -> list[dict[str, Any]]:
+    """Solid badges for the levels that need attention; "low" only as coloured text, so the eye goes to the risks."""
+    return [
+        {"if": {"filter_query": f'{{{column}}} = "{level}"', "column_id": column},
+         **({"color": colour, "fontWeight": "600"} if level in ("low", "unassessed") else
+            {"backgroundColor": colour, "color": "white", "fontWeight": "600"})}
+        for column in columns for level, colour in style.RISK_COLOURS.items()
+    ]
+
+
+_LEVEL_STYLES = _level_styles("risk_level", "whatif_level")
+# With a stored what-if the lake's risk columns hold the scenario and the slider grows the base.
+_SCENARIO_HEADERS = {"risk_level": "Stored what-if risk", "breach_ds": "Stored what-if breach",
+                     "days_to_breach": "Days (stored what-if)", "breach_probability": "P(breach) % (stored what-if)",
+                     "whatif_level": "Slider risk (base)", "whatif_breach_ds": "Slider breach (base)"}
 
 
 def _kpi_cards(cards: list[tuple[str, str, str]]) -> list[html.Div]:
@@ -76,7 +94,8 @@ def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], p
 def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
     server, metric = state.default_series()
     metric_options = [{"label": figures.METRIC_NAMES[m], "value": m} for m in figures.METRIC_NAMES]
-    table: Any = (_table("risk-table", TABLE_COLUMNS, state.risk_rows(0.0), settings.dashboard.page_size,
+    columns = {**TABLE_COLUMNS, **(_SCENARIO_HEADERS if state.scenario is not None else {})}
+    table: Any = (_table("risk-table", columns, state.risk_rows(0.0), settings.dashboard.page_size,
                          {"rank", "days_to_breach", "breach_probability"}, _LEVEL_STYLES)
                   if not state.ranked.empty else html.P(not_available("server_risk"), style={"color": style.MUTED}))
     return html.Div([
@@ -94,6 +113,44 @@ def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
             ], style={**_CARD, "flex": "3", "minWidth": "0"}),
             html.Div(id="server-facts", style={**_CARD, "flex": "1", "minWidth": "260px"}),
         ], style={"display": "flex", "gap": "16px"}),
+    ])
+
+
+def _scenario_banner(state: DashboardState) -> html.Div | None:
+    """What the stored what-if is and how it relates to the slider; None without one."""
+    scenario = state.scenario
+    if scenario is None:
+        return None
+    ran = f" (capfc risk, run {scenario.run} UTC)" if scenario.run else " (capfc risk)"
+    shown = ("Servers at risk (medium or worse)", "Critical servers", "Net savings per month")
+    totals = "; ".join(f"{t.measure.lower()} {t.base_text} \u2192 {t.scenario_text}" for t in scenario.totals
+                       if t.measure in shown)
+    return html.Div([
+        html.Div(f"Stored what-if scenario: {scenario.name}{ran}", style={"fontWeight": 600, "marginBottom": 4}),
+        html.Div(f"The lake's risk tables (the risk table's stored what-if columns, the cluster and recommendation "
+                 f"tabs, net savings) describe this scenario. Base \u2192 scenario: {totals}; series "
+                 f"{change_text(scenario.changes)}. Every series side by side in the What-if scenario tab.",
+                 style={"fontSize": "13px"}),
+    ], id="scenario-banner", style={**_CARD, "margin": "16px 0 0", "borderLeft": f"4px solid {style.ACCENT}"})
+
+
+def _scenario_tab(state: DashboardState, settings: Settings) -> html.Div:
+    scenario = state.scenario
+    if scenario is None:
+        return html.Div(html.P(not_available("risk_comparison"), style={"color": style.MUTED}), style=_CARD)
+    totals = records(pd.DataFrame([(t.measure, t.base_text, t.scenario_text) for t in scenario.totals],
+                                  columns=["measure", "base", "scenario"]))
+    return html.Div([
+        html.Div([html.H3(f"Base vs stored what-if: {scenario.name}", style={"margin": "0 0 8px"}),
+                  _table("scenario-totals", {"measure": "Measure", "base": "Base", "scenario": "Scenario"}, totals,
+                         20, set())], style={**_CARD, "marginBottom": "16px"}),
+        html.Div([html.P(f"Series {change_text(scenario.changes)}; most affected first. Savings are the "
+                         "server's, repeated on each of its metrics.", style={"color": style.MUTED}),
+                  _table("scenario-table", SCENARIO_COLUMNS, state.scenario_rows(), settings.dashboard.page_size,
+                         {"base_days_to_breach", "scenario_days_to_breach", "base_breach_probability",
+                          "scenario_breach_probability"},
+                         _level_styles("base_risk_level", "scenario_risk_level"),
+                         dollars=frozenset({"base_monthly_savings", "scenario_monthly_savings"}))], style=_CARD),
     ])
 
 
@@ -167,6 +224,14 @@ def create_app(lake: Lake, settings: Settings, *, warm: bool = True) -> dash.Das
     return app
 
 
+def _slider_help(state: DashboardState) -> str:
+    if state.scenario is None:
+        return ("Base = the lake's risk table; what-if columns re-assess breaches with every forecast (and its "
+                "interval) scaled by this growth.")
+    return (f"The slider grows the base forecasts (before the stored what-if \u201c{state.scenario.name}\u201d) and "
+            "re-assesses breaches: at 0 % its columns show the base, so they sit beside the stored what-if's.")
+
+
 def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[int, str]) -> html.Div:
     cfg, period = settings.dashboard, state.data.period
     return html.Div([
@@ -177,17 +242,18 @@ def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[i
         html.Div([
             html.Div(id="kpis", children=_kpi_cards(state.kpi_values(0.0)),
                      style={"display": "grid", "gridTemplateColumns": "repeat(5, 1fr)", "gap": "12px"}),
+            *([banner] if (banner := _scenario_banner(state)) is not None else []),
             html.Div([html.Div("What-if growth of the forecast load", style={"fontWeight": 600, "marginBottom": 6}),
                       dcc.Slider(id="growth", min=cfg.growth_min, max=cfg.growth_max, step=GROWTH_STEP, value=0,
                                  marks=marks, updatemode="mouseup"),
-                      html.Div("Base = the lake's risk table; what-if columns re-assess breaches with every "
-                               "forecast (and its interval) scaled by this growth.",
-                               style={"color": style.MUTED, "fontSize": "12px", "marginTop": "14px"})],
+                      html.Div(_slider_help(state), style={"color": style.MUTED, "fontSize": "12px",
+                                                          "marginTop": "14px"})],
                      style={**_CARD, "margin": "16px 0"}),
             dcc.Tabs(id="tabs", value="risk", children=[
                 dcc.Tab(label="Risk and drill-down", value="risk", children=_risk_tab(state, settings)),
                 dcc.Tab(label="Clusters", value="clusters", children=_clusters_tab(state)),
                 dcc.Tab(label="Recommendations", value="savings", children=_savings_tab(state, settings)),
+                dcc.Tab(label="What-if scenario", value="whatif", children=_scenario_tab(state, settings)),
                 dcc.Tab(label="Fleet and accuracy", value="fleet", children=_fleet_tab(state, settings)),
             ], style={"marginBottom": "12px"}),
         ], style={"padding": "18px 32px", "maxWidth": "1440px", "margin": "0 auto"}),

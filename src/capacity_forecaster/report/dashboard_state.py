@@ -15,7 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.config import Settings
-from capacity_forecaster.report import figures, style
+from capacity_forecaster.report import comparison, figures, style
+from capacity_forecaster.report.comparison import StoredScenario, stored_scenario
 from capacity_forecaster.report.data import ReportData, load_report_data, not_available
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
@@ -44,6 +45,16 @@ TABLE_COLUMNS = {
     "environment": "Env", "metric": "Metric", "risk_level": "Risk", "breach_ds": "Breach date",
     "days_to_breach": "Days", "breach_probability": "P(breach) %", "whatif_level": "What-if risk",
     "whatif_breach_ds": "What-if breach", "action": "Action",
+}
+
+
+SCENARIO_COLUMNS = {
+    "server_id": "Server", "hostname": "Hostname", "metric": "Metric", "change": "Change",
+    "base_risk_level": "Base risk", "scenario_risk_level": "Scenario risk", "base_breach_ds": "Base breach",
+    "scenario_breach_ds": "Scenario breach", "base_days_to_breach": "Base days",
+    "scenario_days_to_breach": "Scenario days", "base_breach_probability": "Base P %",
+    "scenario_breach_probability": "Scenario P %", "base_action": "Base action", "scenario_action": "Scenario action",
+    "base_monthly_savings": "Base savings / month", "scenario_monthly_savings": "Scenario savings / month",
 }
 
 
@@ -81,6 +92,9 @@ class DashboardState:
         self.ranked = ranked_risks(self.data)
         self.points = cluster_map(self.data)
         self.chosen = chosen_models(self.data)
+        # A stored what-if (capfc risk --growth/--scenario): the lake's risk tables describe the scenario,
+        # and risk_comparison keeps the base beside it.
+        self.scenario: StoredScenario | None = stored_scenario(self.data)
         forecasts = self.data.table("forecasts")
         self.forecasts = forecasts.sort_values(["server_id", "metric", "ds"]) if forecasts is not None else None
         # One assessment at a time (they share the cache); interactions waiting for one hold the
@@ -157,13 +171,30 @@ class DashboardState:
         grown = apply_growth(self.forecasts, growth, ramp=self.settings.risk.growth_ramp)
         return assess_breaches(grown, inputs.history, self.settings.risk, inputs.uplifts, inputs.analogue)
 
-    def whatif(self, growth: float) -> pd.DataFrame:
-        """Risk per series with the forecasts uplifted by ``growth`` percent (cached per value).
+    def base_risk(self) -> pd.DataFrame | None:
+        """The base risk per series: the lake's server_risk, or with a stored what-if its base side.
 
         Returns:
-            The ``breach.assess_breaches`` columns; at 0 % the lake's server_risk table itself.
+            server_id, metric, risk_level, breach_ds, days_to_breach, breach_probability (at least);
+            None without server_risk.
         """
-        stored = self.data.table("server_risk")
+        if self.scenario is None:
+            return self.data.table("server_risk")
+        rows = self.scenario.rows
+        columns = ["risk_level", "breach_ds", "days_to_breach", "breach_probability"]
+        base = rows[rows["base_code"] >= 0][["server_id", "metric", *(f"base_{c}" for c in columns)]]
+        return base.rename(columns={f"base_{c}": c for c in columns}).reset_index(drop=True)
+
+    def whatif(self, growth: float) -> pd.DataFrame:
+        """Risk per series with the base forecasts uplifted by ``growth`` percent (cached per value).
+
+        The lake's forecasts are the base ones even when the risk tables hold a stored what-if, so the
+        slider always grows the base.
+
+        Returns:
+            The ``breach.assess_breaches`` columns; at 0 % the base as stored (``base_risk``).
+        """
+        stored = self.base_risk()
         if not growth and stored is not None:
             return stored
         with self._waiters_lock:
@@ -218,31 +249,52 @@ class DashboardState:
             out[column] = values.to_numpy(dtype=object)
         return records(out)
 
+    def scenario_rows(self) -> list[dict[str, Any]]:
+        """Rows of the stored what-if table (``SCENARIO_COLUMNS``), most affected first; empty without one."""
+        if self.scenario is None:
+            return []
+        rows = self.scenario.rows
+        out = pd.DataFrame(index=rows.index)
+        for column in SCENARIO_COLUMNS:
+            values = rows[column] if column in rows.columns else pd.Series([None] * len(rows), index=rows.index)
+            if column.endswith("_ds"):
+                values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+            elif column.endswith("_probability"):
+                values = (values.astype(float) * 100).round(0)
+            elif column.endswith(("_days_to_breach", "_savings")):
+                values = values.astype("Float64").round(0)
+            out[column] = values.to_numpy(dtype=object)
+        return records(out)
+
     def kpi_values(self, growth: float) -> list[tuple[str, str, str]]:
         """(label, value, note) of the headline cards, the risk ones under the what-if growth."""
         inventory, recs = self.data.table("inventory"), self.data.table("recommendations")
         servers = len(inventory) if inventory is not None else 0
         cards = [("Servers", f"{servers:,}", f"data {self.data.period[0]} to {self.data.period[1]}"
                   if self.data.period else "")]
-        base = self.ranked
-        if base.empty:
+        if self.ranked.empty:
             cards.append(("Servers at risk", "-", not_available("server_risk")))
         else:
             scenario = self.whatif(growth)
             worst = scenario.assign(code=level_codes(scenario["risk_level"])).groupby("server_id")["code"].max()
-            base_worst = base.groupby("server_id")["level_code"].max()
+            base = self.whatif(0.0)
+            base_worst = pd.Series(level_codes(base["risk_level"]), index=base.index).groupby(base["server_id"]).max()
             label = "Servers at risk" + (f" (growth {growth:+g} %)" if growth else "")
+            if self.scenario is not None:  # the slider grows the base, not the stored what-if
+                label = "Servers at risk (base" + (f", growth {growth:+g} %)" if growth else ")")
             cards.append((label, f"{int((worst >= 1).sum())}", f"base {int((base_worst >= 1).sum())}; "
                           f"{int((worst == 3).sum())} critical, {int((worst == 2).sum())} high"))
             first = scenario.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
-            cards.append(("Earliest breach", day(first["breach_ds"].iloc[0]) if len(first) else "none",
+            cards.append(("Earliest breach" + (" (base)" if self.scenario is not None and not growth else ""),
+                          day(first["breach_ds"].iloc[0]) if len(first) else "none",
                           f"{first['server_id'].iloc[0]} {first['metric'].iloc[0]}" if len(first) else
                           "within the horizon"))
         if recs is None:
             cards.append(("Net savings / month", "-", not_available("recommendations")))
         else:
             net, cost = float(recs["monthly_savings"].sum()), float(recs["current_monthly_cost"].sum())
-            cards.append(("Net savings / month", money(net), f"{100 * net / cost:.1f} % of {money(cost)}"
+            label = "Net savings / month" + (" (stored what-if)" if self.scenario is not None else "")
+            cards.append((label, money(net), f"{100 * net / cost:.1f} % of {money(cost)}"
                           if cost > 0 else ""))
         mase = self.chosen["mase"].median() if len(self.chosen) else None
         cards.append(("Forecast error", "-" if mase is None or pd.isna(mase) else f"{mase:.2f} MASE",
@@ -275,6 +327,15 @@ class DashboardState:
         facts: dict[str, Any] = {"Risk level": level, "Breach date": day(row.get("breach_ds")),
                                  "P(breach)": "-" if probability is None or pd.isna(probability)
                                  else f"{probability:.0%}", "Reason": row.get("reason") or "-"}
+        if self.scenario is not None:
+            rows = self.scenario.rows
+            hit = rows[(rows["server_id"] == server) & (rows["metric"] == metric)]
+            if len(hit):
+                base = hit.iloc[0]
+                facts["Base (before the stored what-if)"] = (
+                    f"{comparison.level(base['base_risk_level'])}, breach {day(base['base_breach_ds'])}, "
+                    f"P {comparison.probability(base['base_breach_probability'])}; {base['change']} in "
+                    f"\u201c{self.scenario.name}\u201d")
         if growth and len(future):
             scenario = self.whatif(growth)
             hit = scenario[(scenario["server_id"] == server) & (scenario["metric"] == metric)]

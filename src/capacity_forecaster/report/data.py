@@ -26,12 +26,19 @@ PRODUCED_BY = {
     "clusters": "capfc risk",
     "recommendations": "capfc risk",
 }
-SMALL_TABLES = ("inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts")
+# Said in place of a section whose table is absent, where "not available: run ..." would not fit.
+WHATIF_MISSING = "no what-if scenario: run capfc risk --growth PCT or --scenario FILE"
+_MESSAGES = {"risk_comparison": WHATIF_MISSING}
+SMALL_TABLES = ("inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts", "risk_comparison")
+# The risk stage writes risk_comparison on every run, empty without a what-if: empty counts as absent.
+_ABSENT_WHEN_EMPTY = frozenset({"risk_comparison"})
 HISTORY_COLUMNS = ("server_id", "ds", "metric", "value", "is_imputed", "is_anomaly")
 
 
 def not_available(table: str) -> str:
     """The message a report section shows in place of a missing table."""
+    if table in _MESSAGES:
+        return _MESSAGES[table]
     return f"not available: run {PRODUCED_BY.get(table, 'the stage that writes ' + table)}"
 
 
@@ -43,7 +50,8 @@ class ReportData:
         lake_uri: where the data came from.
         settings: the effective settings (thresholds and assumptions).
         generated: when the data was read (UTC).
-        tables: table name -> frame for the stage tables in ``SMALL_TABLES`` that exist.
+        tables: table name -> frame for the stage tables in ``SMALL_TABLES`` that exist (an empty
+            ``risk_comparison``, written by a risk run without a what-if, counts as absent).
         weekly: server_id, week, value: weekly mean of the heatmap metric (None without metrics).
         profiles: server_id + numeric workload features from the history (None without metrics).
         period: first and last observed day of the processed metrics.
@@ -70,6 +78,22 @@ class ReportData:
         if self.period is None:
             absent["metrics"] = not_available("metrics")
         return absent
+
+
+def whatif_run(data: ReportData) -> dict[str, Any]:
+    """The manifest of the risk run that wrote the stored what-if (empty without one, or when no manifest names it)."""
+    if data.table("risk_comparison") is None:
+        return {}
+    runs = [r for r in data.runs if r.get("stage") == "risk" and "risk_comparison" in (r.get("tables") or {})]
+    return runs[-1] if runs else {}
+
+
+def whatif_name(data: ReportData) -> str | None:
+    """The stored what-if scenario's name as the risk stage gave it (``growth +20 %``); None without one."""
+    if data.table("risk_comparison") is None:
+        return None
+    summary = (whatif_run(data).get("counts") or {}).get("summary") or {}
+    return str(summary.get("scenario") or "what-if")
 
 
 def _dates(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -150,8 +174,9 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
     """
     tables = {}
     for name in SMALL_TABLES:
-        if lake.has_table(name):
-            tables[name] = lake.read_table(name)
+        frame = lake.read_table(name) if lake.has_table(name) else None
+        if frame is not None and not (frame.empty and name in _ABSENT_WHEN_EMPTY):
+            tables[name] = frame
         else:
             log.info("report: table %s is absent (%s)", name, not_available(name))
     weekly = profiles = period = None

@@ -1,4 +1,4 @@
-"""The Excel workbook (openpyxl): Summary, At-risk servers, Recommendations, Clusters, Forecast data, Assumptions."""
+"""The Excel workbook (openpyxl): Summary, At-risk, Recommendations, What-if, Clusters, Forecast data, Assumptions."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from capacity_forecaster.report import style
+from capacity_forecaster.report.comparison import StoredScenario, change_text, stored_scenario
 from capacity_forecaster.report.data import ReportData, not_available
 from capacity_forecaster.report.summary import assumptions, kpis, level_counts, ranked_risks
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 # A write-only worksheet (openpyxl does not export its class publicly).
 Worksheet = Any
 
-SHEETS = ("Summary", "At-risk servers", "Recommendations", "Clusters", "Forecast data", "Assumptions")
+SHEETS = ("Summary", "At-risk servers", "Recommendations", "What-if", "Clusters", "Forecast data", "Assumptions")
 # Lake column -> header, in sheet order; "hostname"/"application" come from the inventory.
 AT_RISK_COLUMNS = {
     "server_id": "Server", "hostname": "Hostname", "application": "Application", "environment": "Environment",
@@ -39,6 +40,17 @@ RECOMMENDATION_COLUMNS = {
     "memory_gb": "Current memory (GB)", "recommended_memory_gb": "Recommended memory (GB)",
     "current_monthly_cost": "Current cost / month (USD)", "projected_monthly_cost": "Projected cost / month (USD)",
     "monthly_savings": "Savings / month (USD)", "rationale": "Rationale",
+}
+# Base vs the stored what-if scenario, one row per series; savings are the server's (repeated per metric).
+WHATIF_COLUMNS = {
+    "server_id": "Server", "hostname": "Hostname", "application": "Application", "metric": "Metric",
+    "change": "Change", "base_risk_level": "Base risk", "scenario_risk_level": "Scenario risk",
+    "base_breach_ds": "Base breach date", "scenario_breach_ds": "Scenario breach date",
+    "base_days_to_breach": "Base days to breach", "scenario_days_to_breach": "Scenario days to breach",
+    "base_breach_probability": "Base breach probability", "scenario_breach_probability": "Scenario breach probability",
+    "base_action": "Base action", "scenario_action": "Scenario action",
+    "base_monthly_savings": "Server's base savings / month (USD)",
+    "scenario_monthly_savings": "Server's scenario savings / month (USD)",
 }
 CLUSTER_COLUMNS = {
     "server_id": "Server", "hostname": "Hostname", "application": "Application", "environment": "Environment",
@@ -124,6 +136,25 @@ def _unavailable(ws: Worksheet, table: str) -> None:
     ws.append([_styled(ws, not_available(table), font=Font(italic=True, color="6B7280"))])
 
 
+def _scenario_summary(ws: Worksheet, scenario: StoredScenario | None) -> None:
+    ws.append([])
+    ws.append([_styled(ws, h, header=True) for h in ("What-if scenario", "Base", "Scenario")])
+    if scenario is None:
+        ws.append([_styled(ws, not_available("risk_comparison"), font=Font(italic=True, color="6B7280"))])
+        return
+    ws.append(["Scenario", "", scenario.name])
+    right = Alignment(horizontal="right")
+    for total in scenario.totals:
+        money_total = total.measure.startswith("Net savings")
+        cells = []
+        for value, text in ((total.base, total.base_text), (total.scenario, total.scenario_text)):
+            cell = _styled(ws, value if money_total else text, fmt=_MONEY if money_total else None)
+            cell.alignment = right
+            cells.append(cell)
+        ws.append([total.measure, *cells])
+    ws.append(["Series changed", "", change_text(scenario.changes)])
+
+
 def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame) -> None:
     for letter, width in (("A", 34), ("B", 26), ("C", 62)):
         ws.column_dimensions[letter].width = width
@@ -150,6 +181,7 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame) -> Non
         grouped = recs.groupby("action").agg(n=("server_id", "size"), s=("monthly_savings", "sum"))
         for action, row in grouped.sort_values("s", ascending=False).iterrows():
             ws.append([str(action).capitalize(), int(row["n"]), _styled(ws, float(row["s"]), fmt=_MONEY)])
+    _scenario_summary(ws, stored_scenario(data))
 
 
 def _level_formatting(ws: Worksheet, rows: int, columns: int, level_col: int) -> None:
@@ -208,10 +240,11 @@ def forecast_sheet(data: ReportData) -> tuple[pd.DataFrame, dict[str, str]]:
 def build_workbook(data: ReportData) -> bytes:
     """The workbook as .xlsx bytes.
 
-    Sheets (``SHEETS``): Summary (KPIs, servers by level, savings by action); At-risk servers (every
-    server_risk row, riskiest first, rows coloured by level); Recommendations (every server,
-    biggest saving first); Clusters; Forecast data (weekly per series, or every daily row); Assumptions. A sheet whose
-    table is absent says which stage to run.
+    Sheets (``SHEETS``): Summary (KPIs, servers by level, savings by action, base vs the stored what-if);
+    At-risk servers (every server_risk row, riskiest first, rows coloured by level); Recommendations
+    (every server, biggest saving first); What-if (every risk_comparison row, most affected first, rows
+    coloured by scenario level); Clusters; Forecast data (weekly per series, or every daily row);
+    Assumptions. A sheet whose table is absent says which stage to run.
     """
     # Write-only mode streams rows to the file: ~5x faster than a normal workbook for the forecast sheet.
     workbook = Workbook(write_only=True)
@@ -240,6 +273,17 @@ def build_workbook(data: ReportData) -> bytes:
                      {"rationale": 80, "hostname": 18})
 
     ws = workbook.create_sheet(SHEETS[3])
+    scenario = stored_scenario(data)
+    if scenario is None:
+        _unavailable(ws, "risk_comparison")
+    else:
+        shown = _write_frame(ws, scenario.rows, WHATIF_COLUMNS, "WhatIf",
+                             {**dict.fromkeys(("base_breach_probability", "scenario_breach_probability"), "0%"),
+                              **dict.fromkeys(("base_monthly_savings", "scenario_monthly_savings"), _MONEY)},
+                             {"hostname": 18, "application": 16})
+        _level_formatting(ws, len(scenario.rows), len(shown), shown.index("scenario_risk_level") + 1)
+
+    ws = workbook.create_sheet(SHEETS[4])
     clusters = data.table("clusters")
     if clusters is None:
         _unavailable(ws, "clusters")
@@ -247,7 +291,7 @@ def build_workbook(data: ReportData) -> bytes:
         _write_frame(ws, _names(data, clusters).sort_values(["cluster_id", "server_id"]), CLUSTER_COLUMNS,
                      "Clusters", widths={"cluster_label": 30, "hostname": 18})
 
-    ws = workbook.create_sheet(SHEETS[4])
+    ws = workbook.create_sheet(SHEETS[5])
     forecasts = data.table("forecasts")
     if forecasts is None:
         _unavailable(ws, "forecasts")
@@ -255,7 +299,7 @@ def build_workbook(data: ReportData) -> bytes:
         frame, columns = forecast_sheet(data)
         _write_frame(ws, frame, columns, "Forecasts")
 
-    ws = workbook.create_sheet(SHEETS[5])
+    ws = workbook.create_sheet(SHEETS[6])
     _write_frame(ws, pd.DataFrame(assumptions(data), columns=["assumption", "value", "note"]),
                  {"assumption": "Assumption", "value": "Value", "note": "Note"}, "Assumptions",
                  widths={"assumption": 26, "value": 44, "note": 80})

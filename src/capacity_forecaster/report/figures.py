@@ -12,12 +12,16 @@ from capacity_forecaster.report import style
 from capacity_forecaster.report.summary import day, level_counts, model_accuracy, money
 
 METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
+# ticklabeloverflow "allow": plotly's default ("hide past div") measures every tick label against the
+# plot on every draw, a tenth of the HTML report's chart time; automargin keeps labels inside anyway.
 _AXIS = {"gridcolor": style.GRID, "linecolor": "#9CA3AF", "zeroline": False, "ticks": "outside",
-         "tickcolor": "#9CA3AF", "automargin": True, "title": {"standoff": 8}}
-# A small house template: applying plotly's "plotly_white" deep-copies a large template on every
-# figure (tens of milliseconds per dashboard interaction); this one is a few keys.
+         "tickcolor": "#9CA3AF", "automargin": True, "title": {"standoff": 8}, "ticklabeloverflow": "allow"}
+# A small house template that replaces plotly's default one: that is deep-copied into every new figure
+# (milliseconds per dashboard interaction) and written into every figure's JSON (6 kB each, which the
+# browser then applies too). "strict" keeps numeric-looking server ids as categories.
 TEMPLATE = {"layout": {"paper_bgcolor": "white", "plot_bgcolor": "white", "xaxis": _AXIS, "yaxis": _AXIS,
-                       "hovermode": "closest"}}
+                       "hovermode": "closest", "autotypenumbers": "strict"},
+            "data": {"heatmap": [{"colorbar": {"outlinewidth": 0}}]}}
 LAYOUT: dict[str, Any] = {
     "template": TEMPLATE,
     "font": {"family": "Inter, 'Segoe UI', Helvetica, Arial, sans-serif", "size": 12, "color": style.INK},
@@ -29,15 +33,42 @@ LAYOUT: dict[str, Any] = {
 }
 
 
+def margin(left: int = 60, right: int = 20, top: int = 56, bottom: int = 44) -> dict[str, int]:
+    """Plot margins in pixels. Axes keep ``automargin``, but a margin that already fits the labels, legend
+    and colorbar spares plotly.js a second layout pass (a sixth of the HTML report's chart time)."""
+    return {"l": left, "r": right, "t": top, "b": bottom}
+
+
+def text_width(texts: Any, size: float = 12) -> int:
+    """A generous width in pixels of the longest of ``texts`` in the house sans-serif at ``size`` px."""
+    return int(0.62 * size * max((len(str(t)) for t in texts), default=0))
+
+
+def new_figure(data: Any = None) -> go.Figure:
+    """A figure on the house template (plotly's default template is neither copied nor written out)."""
+    return go.Figure(data, layout={"template": TEMPLATE})
+
+
 def styled(fig: go.Figure, title: str, height: int = 380, **layout: Any) -> go.Figure:
     """Apply the house layout, a title (which should name the unit) and any other layout keys, in one update."""
-    fig.update_layout({**LAYOUT, "height": height, "title": {**LAYOUT["title"], "text": title}, **layout})
+    fig.layout.template = TEMPLATE  # replaces a template (update_layout would merge into it)
+    rest = {k: v for k, v in LAYOUT.items() if k != "template"}
+    fig.update_layout({**rest, "height": height, "title": {**LAYOUT["title"], "text": title}, **layout})
     return fig
+
+
+def dates(values: Any) -> Any:
+    """Dates for a plotly axis: ``YYYY-MM-DD`` text when every value is a midnight (under half the JSON of
+    plotly's ISO timestamps), the values unchanged otherwise (sub-daily data)."""
+    stamps = pd.to_datetime(pd.Series(values))
+    if len(stamps) and (stamps.dropna() == stamps.dropna().dt.normalize()).all():
+        return stamps.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    return values
 
 
 def empty_figure(title: str, message: str, height: int = 300) -> go.Figure:
     """A blank panel that says why it is empty (e.g. "not available: run capfc risk")."""
-    fig = go.Figure()
+    fig = new_figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
                        font={"size": 14, "color": style.MUTED})
     fig.update_xaxes(visible=False)
@@ -48,23 +79,24 @@ def empty_figure(title: str, message: str, height: int = 300) -> go.Figure:
 def server_traces(history: pd.DataFrame, forecast: pd.DataFrame, interval: float) -> list[go.Scatter]:
     """History (with imputed and anomalous days marked), forecast and interval of one series."""
     traces = [
-        go.Scatter(x=history["ds"], y=history["value"], mode="lines", name="observed",
+        go.Scatter(x=dates(history["ds"]), y=history["value"], mode="lines", name="observed",
                    line={"color": style.ACTUAL, "width": 1.2}, hovertemplate="%{x|%Y-%m-%d}: %{y:.1f} %"),
     ]
     imputed = history[history["is_imputed"].astype(bool)]
-    traces.append(go.Scatter(x=imputed["ds"], y=imputed["value"], mode="markers", name="imputed day",
+    traces.append(go.Scatter(x=dates(imputed["ds"]), y=imputed["value"], mode="markers", name="imputed day",
                              marker={"color": "white", "size": 6, "line": {"color": style.IMPUTED, "width": 1.2}},
                              hovertemplate="imputed %{x|%Y-%m-%d}: %{y:.1f} %"))
     anomalies = history[history["is_anomaly"].astype(bool)]
-    traces.append(go.Scatter(x=anomalies["ds"], y=anomalies["value"], mode="markers", name="anomaly",
+    traces.append(go.Scatter(x=dates(anomalies["ds"]), y=anomalies["value"], mode="markers", name="anomaly",
                              marker={"color": style.ANOMALY, "size": 8, "symbol": "x"},
                              hovertemplate="anomaly %{x|%Y-%m-%d}: %{y:.1f} %"))
-    traces.append(go.Scatter(x=forecast["ds"], y=forecast["yhat_upper"], mode="lines", line={"width": 0},
+    days = dates(forecast["ds"])
+    traces.append(go.Scatter(x=days, y=forecast["yhat_upper"], mode="lines", line={"width": 0},
                              showlegend=False, hoverinfo="skip", name="upper"))
-    traces.append(go.Scatter(x=forecast["ds"], y=forecast["yhat_lower"], mode="lines", line={"width": 0},
+    traces.append(go.Scatter(x=days, y=forecast["yhat_lower"], mode="lines", line={"width": 0},
                              fill="tonexty", fillcolor="rgba(156,192,230,0.5)", name=f"{interval:.0%} interval",
                              hoverinfo="skip"))
-    traces.append(go.Scatter(x=forecast["ds"], y=forecast["yhat"], mode="lines", name="forecast",
+    traces.append(go.Scatter(x=days, y=forecast["yhat"], mode="lines", name="forecast",
                              line={"color": style.ACCENT, "width": 2},
                              hovertemplate="forecast %{x|%Y-%m-%d}: %{y:.1f} %"))
     return traces
@@ -98,9 +130,10 @@ def server_figure(title: str, history: pd.DataFrame, forecast: pd.DataFrame, thr
                   level: str, interval: float, height: int = 420) -> go.Figure:
     """One series: history, imputed and anomalous days, forecast with interval, threshold and breach date."""
     start = forecast["ds"].min() if len(forecast) else None
-    fig = go.Figure(server_traces(history, forecast, interval))
+    fig = new_figure(server_traces(history, forecast, interval))
     return styled(fig, title, height, shapes=server_shapes(threshold, breach, level, start),
-                  annotations=server_annotations(threshold, breach, level),
+                  annotations=server_annotations(threshold, breach, level), margin=margin(left=76),
+                  legend={**LAYOUT["legend"], "traceorder": "normal"},
                   yaxis={"title": {"text": "daily P95 (% of capacity)"}, "range": [0, 105], "ticksuffix": " %"})
 
 
@@ -108,7 +141,7 @@ def risk_bar(ranked: pd.DataFrame) -> go.Figure:
     """Servers by worst risk level."""
     title = "Servers by worst risk level"
     counts = level_counts(ranked)
-    fig = go.Figure(go.Bar(x=[k.capitalize() for k in counts], y=list(counts.values()), text=list(counts.values()),
+    fig = new_figure(go.Bar(x=[k.capitalize() for k in counts], y=list(counts.values()), text=list(counts.values()),
                            textposition="outside", marker_color=[style.RISK_COLOURS[k] for k in counts],
                            hovertemplate="%{x}: %{y} servers<extra></extra>"))
     fig.update_yaxes(title_text="servers", rangemode="tozero")
@@ -122,19 +155,20 @@ def heatmap(weekly: pd.DataFrame, metric: str, servers: int) -> go.Figure:
     grid = weekly.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
     order = grid.iloc[:, -13:].mean(axis=1).sort_values(ascending=False).index[:servers]
     grid = grid.loc[order]
-    fig = go.Figure(go.Heatmap(
-        z=np.round(grid.to_numpy(float), 1), x=list(grid.columns), y=list(grid.index), zmin=0, zmax=100,
+    fig = new_figure(go.Heatmap(
+        z=np.round(grid.to_numpy(float), 1), x=dates(grid.columns), y=list(grid.index), zmin=0, zmax=100,
         colorscale="YlOrRd", colorbar={"title": {"text": f"{name} %"}, "ticksuffix": " %"},
         hovertemplate="%{y}, week of %{x|%Y-%m-%d}: %{z:.1f} %<extra></extra>"))
     fig.update_yaxes(autorange="reversed", tickfont={"size": 9})
     return styled(fig, f"Fleet utilisation: weekly mean {name} (% of capacity), busiest {len(grid)} servers",
-                  max(360, 14 * len(grid) + 120))
+                  max(360, 14 * len(grid) + 120), margin=margin(left=max(60, text_width(grid.index, 9) + 16),
+                                                                right=120))
 
 
 def cluster_scatter(points: pd.DataFrame, hot: set[str]) -> go.Figure:
     """Servers on the first two principal components of their profile, coloured by cluster."""
     explained = points.attrs.get("explained", (0.0, 0.0))
-    fig = go.Figure()
+    fig = new_figure()
     for i, (label, group) in enumerate(points.groupby("cluster_label", sort=True)):
         fig.add_trace(go.Scatter(
             x=group["pc1"], y=group["pc2"], mode="markers", name=f"{label} ({len(group)})",
@@ -146,9 +180,10 @@ def cluster_scatter(points: pd.DataFrame, hot: set[str]) -> go.Figure:
             hovertemplate="%{text}<extra>" + str(label) + "</extra>"))
     fig.update_xaxes(title_text=f"principal component 1 ({explained[0]:.0%} of variance)", zeroline=False)
     fig.update_yaxes(title_text=f"principal component 2 ({explained[1]:.0%} of variance)", zeroline=False)
-    fig = styled(fig, "Workload clusters (PCA of profile features; red ring = critical or high risk)", 460)
-    fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"})
-    return fig
+    names = [trace.name for trace in fig.data]
+    return styled(fig, "Workload clusters (PCA of profile features; red ring = critical or high risk)", 460,
+                  legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+                  margin=margin(right=text_width(names) + 44, bottom=56))
 
 
 def savings_bar(recs: pd.DataFrame) -> go.Figure:
@@ -163,7 +198,7 @@ def savings_bar(recs: pd.DataFrame) -> go.Figure:
     # Labels sit beside the bars, to the right of zero for every bar, so they never cover the axis labels.
     low, high = min(0.0, float(values.min())), max(0.0, float(values.max()))
     span = (high - low) or 1.0
-    fig = go.Figure([
+    fig = new_figure([
         go.Bar(y=[a.capitalize() for a in grouped.index], x=values, orientation="h",
                marker_color=[style.ACTION_COLOURS.get(a, style.ACCENT) for a in grouped.index],
                hovertemplate="%{y}: %{x:$,.0f} per month<extra></extra>"),
@@ -173,14 +208,15 @@ def savings_bar(recs: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="net savings (USD per month; negative = extra cost)", tickformat="$,.0f",
                      range=[low - span * 0.05, high + span * 0.45])
-    fig.update_layout(showlegend=False, margin={"l": 110, "r": 20, "t": 56, "b": 44})
-    return styled(fig, "Savings by recommended action (USD per month)", 340)
+    fig.update_layout(showlegend=False)
+    return styled(fig, "Savings by recommended action (USD per month)", 340,
+                  margin=margin(left=max(60, text_width(grouped.index) + 12), bottom=56))
 
 
 def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
     """Backtest MASE by model (lower is better; 1 = the in-sample error of a weekly seasonal naive forecast)."""
     summary = model_accuracy(backtests)
-    fig = go.Figure()
+    fig = new_figure()
     for row in summary.itertuples():
         values = backtests.loc[backtests["model"] == row.model, "mase"].dropna()
         fig.add_trace(go.Box(x=values, name=str(row.model), boxpoints=False, orientation="h",
@@ -191,4 +227,5 @@ def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="MASE per series and cutoff (1 = in-sample weekly seasonal-naive error)",
                      rangemode="tozero")
     fig.update_layout(showlegend=False)
-    return styled(fig, "Forecast accuracy by model (backtest MASE, lower is better)", max(300, 40 * len(summary) + 140))
+    return styled(fig, "Forecast accuracy by model (backtest MASE, lower is better)", max(300, 40 * len(summary) + 140),
+                  margin=margin(left=max(60, text_width(summary["model"]) + 12), bottom=56))

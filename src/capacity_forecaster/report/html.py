@@ -9,10 +9,11 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
 from capacity_forecaster.report import figures, style
+from capacity_forecaster.report.comparison import StoredScenario, change_text, headline, probability, stored_scenario
 from capacity_forecaster.report.data import ReportData, not_available
+from capacity_forecaster.report.plotly_bundle import check_trace_types, plotly_js
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
     assumptions,
@@ -47,28 +48,59 @@ padding:7px 8px;position:sticky;top:0}} td{{padding:6px 8px;border-bottom:1px so
 tr:nth-child(even) td{{background:#F9FAFB}} td.num{{text-align:right;font-variant-numeric:tabular-nums}}
 .badge{{display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}}
 .na{{color:{style.MUTED};font-style:italic}} footer{{text-align:center;color:{style.MUTED};font-size:12px;
-padding:10px 0 30px}} ul.messages li{{margin:6px 0;line-height:1.45}}
+padding:10px 0 30px}} ul.messages li{{margin:6px 0;line-height:1.45}} label.pick{{display:block;margin:0 0 8px;
+font-size:13px;font-weight:600;color:{style.MUTED}}} label.pick select{{font-size:13px;padding:3px 6px;margin-left:6px;
+color:{style.INK}}}
 """
 _CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 
-# plotly.js (4.8 MB) takes seconds to evaluate on a cold browser, so it is shipped as inert text and
-# started after the page has loaded: KPIs, messages and tables show at once, the charts a moment later.
+# plotly.js is shipped as inert text and started after the page's load event, so the KPIs, messages and
+# tables show at once. It runs from a blob: URL (still no network) rather than as an inline script: Chromium
+# then compiles it on a background thread, and the compile-hints comment asks V8 to compile every function
+# there up front instead of one by one on the main thread while the first charts draw. A page whose
+# content security policy forbids blob: scripts falls back to the inline script. Charts draw one per task,
+# top to bottom, so each shows as soon as it is ready; body.charts-ready marks the last. A drop-down
+# (select.chart-pick) swaps its chart's figure with Plotly.react.
 _LOADER = """
-window.addEventListener("load", function () {
-  setTimeout(function () {
-    var engine = document.createElement("script");
-    engine.text = document.getElementById("plotly-js").textContent;
-    document.head.appendChild(engine);
-    var config = %s;
-    document.querySelectorAll("div.chart[data-figure]").forEach(function (div) {
-      var fig = JSON.parse(document.getElementById(div.dataset.figure).textContent);
-      div.textContent = "";
-      Plotly.newPlot(div, fig.data, fig.layout, config);
+(function () {
+  var config = %s;
+  function figure(id) { return JSON.parse(document.getElementById(id).textContent); }
+  function picks() {
+    document.querySelectorAll("select.chart-pick").forEach(function (select) {
+      select.disabled = false;
+      select.addEventListener("change", function () {
+        var fig = figure(select.value);
+        Plotly.react(document.getElementById(select.dataset.chart), fig.data, fig.layout, config);
+      });
     });
-    document.body.classList.add("charts-ready");
-  }, 0);
-});
+  }
+  function draw(divs, i) {
+    if (i >= divs.length) { picks(); document.body.classList.add("charts-ready"); return; }
+    var div = divs[i], fig = figure(div.dataset.figure);
+    div.textContent = "";
+    Plotly.newPlot(div, fig.data, fig.layout, config).then(function () {
+      setTimeout(function () { draw(divs, i + 1); }, 0);
+    });
+  }
+  function start() { draw(Array.prototype.slice.call(document.querySelectorAll("div.chart[data-figure]")), 0); }
+  window.addEventListener("load", function () {
+    var source = document.getElementById("plotly-js").textContent;
+    var url = URL.createObjectURL(new Blob(["//# allFunctionsCalledOnLoad\\n", source], {type: "text/javascript"}));
+    var engine = document.createElement("script");
+    engine.async = true;
+    engine.onload = function () { URL.revokeObjectURL(url); start(); };
+    engine.onerror = function () {
+      URL.revokeObjectURL(url);
+      var inline = document.createElement("script");
+      inline.text = source;
+      document.head.appendChild(inline);
+      start();
+    };
+    engine.src = url;
+    document.head.appendChild(engine);
+  });
+})();
 """
 
 
@@ -78,17 +110,36 @@ class _Charts:
     def __init__(self) -> None:
         self.blocks: list[str] = []
 
-    def add(self, fig: go.Figure) -> str:
+    def _block(self, fig: go.Figure) -> str:
+        check_trace_types({str(trace.type) for trace in fig.data}, str(fig.layout.title.text))
         name = f"figure-{len(self.blocks) + 1}"
         payload = fig.to_json().replace("</", "<\\/")  # never end the script block early
         self.blocks.append(f'<script type="application/json" id="{name}">{payload}</script>')
+        return name
+
+    def add(self, fig: go.Figure) -> str:
+        """A chart placeholder; the figure is drawn into it after the page has loaded."""
+        name = self._block(fig)
         height = int(fig.layout.height or 400)
-        return (f'<div class="chart" data-figure="{name}" style="min-height:{height}px">'
+        return (f'<div class="chart" id="chart-{name}" data-figure="{name}" style="min-height:{height}px">'
+                f'<p class="na">loading chart...</p></div>')
+
+    def add_choice(self, label: str, choices: list[tuple[str, go.Figure]]) -> str:
+        """A drop-down over several figures and one chart showing the chosen one (the first at start).
+
+        Only the shown figure is drawn; the others wait, as JSON, until they are picked.
+        """
+        names = [(text, self._block(fig)) for text, fig in choices]
+        first = names[0][1]
+        height = int(choices[0][1].layout.height or 400)
+        options = "".join(f'<option value="{name}">{html.escape(text)}</option>' for text, name in names)
+        return (f'<label class="pick">{html.escape(label)} <select class="chart-pick" data-chart="chart-{first}" '
+                f'disabled>{options}</select></label>'
+                f'<div class="chart" id="chart-{first}" data-figure="{first}" style="min-height:{height}px">'
                 f'<p class="na">loading chart...</p></div>')
 
     def scripts(self) -> str:
-        engine = get_plotlyjs()
-        return ("".join(self.blocks) + f'<script type="text/plain" id="plotly-js">{engine}</script>'
+        return ("".join(self.blocks) + f'<script type="text/plain" id="plotly-js">{plotly_js()}</script>'
                 + f"<script>{_LOADER % json.dumps(_CONFIG)}</script>")
 
 
@@ -114,43 +165,37 @@ def _text(value: Any) -> str:
     return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else html.escape(str(value))
 
 
-def forecast_selector(data: ReportData, ranked: pd.DataFrame, history: pd.DataFrame,
-                      series: list[tuple[str, str]]) -> go.Figure:
-    """One forecast figure with a drop-down to switch between the riskiest series."""
+def forecast_figures(data: ReportData, ranked: pd.DataFrame, history: pd.DataFrame,
+                     series: list[tuple[str, str]]) -> list[tuple[str, go.Figure]]:
+    """One forecast figure per series for the drop-down, riskiest first, with the drop-down's label.
+
+    Each shows the last ``report.history_days`` observed days, the forecast and its interval, the
+    threshold and the breach date; only the chosen one is drawn in the browser.
+    """
     forecasts = data.table("forecasts")
     if forecasts is None:
-        return figures.empty_figure("Forecast vs actual", not_available("forecasts"))
+        return []
     interval = data.settings.forecast.interval
-    fig = go.Figure()
-    buttons, per = [], 6
-    for index, (server, metric) in enumerate(series):
+    keyed = forecasts.set_index(["server_id", "metric"]).sort_index()
+    past_keyed = history.set_index(["server_id", "metric"]).sort_index()
+    out = []
+    for server, metric in series:
         row = risk_row(ranked, server, metric)
-        future = forecasts[(forecasts["server_id"] == server) & (forecasts["metric"] == metric)].sort_values("ds")
-        past = history[(history["server_id"] == server) & (history["metric"] == metric)]
+        key = (server, metric)
+        future = (keyed.loc[[key]].reset_index().sort_values("ds") if key in keyed.index
+                  else forecasts.iloc[:0])
+        past = past_keyed.loc[[key]].reset_index() if key in past_keyed.index else history.iloc[:0]
         if len(future):
             past = past[past["ds"] > future["ds"].min() - pd.Timedelta(days=data.settings.report.history_days)]
-        for trace in figures.server_traces(past, future, interval):
-            trace.visible = index == 0
-            trace.showlegend = trace.showlegend is not False and index == 0
-            fig.add_trace(trace)
         threshold, level, breach = threshold_of(row, data, metric), level_of(row), row.get("breach_ds")
-        title = (f"{server} ({_text(row.get('hostname'))}) {figures.METRIC_NAMES.get(metric, metric)}: {level} risk, "
-                 f"breach {day(breach)}")
-        layout = {"shapes": figures.server_shapes(threshold, breach, level, future["ds"].min()),
-                  "annotations": figures.server_annotations(threshold, breach, level),
-                  "title.text": title}
-        if index == 0:
-            fig.update_layout(shapes=layout["shapes"], annotations=layout["annotations"], title_text=title)
-        visible = [False] * (per * len(series))
-        visible[per * index: per * (index + 1)] = [True] * per
-        buttons.append({"label": f"{server} {metric}", "method": "update", "args": [{"visible": visible}, layout]})
-    fig.update_yaxes(title_text="daily P95 (% of capacity)", range=[0, 105], ticksuffix=" %")
-    title = fig.layout.title.text
-    figures.styled(fig, title, 460)
-    fig.update_layout(updatemenus=[{"buttons": buttons, "direction": "down", "x": 1.0, "xanchor": "right",
-                                    "y": 1.22, "yanchor": "top", "showactive": True}],
-                      margin={"t": 96}, legend={"y": -0.18, "yanchor": "top", "x": 0, "xanchor": "left"})
-    return fig
+        name = figures.METRIC_NAMES.get(metric, metric)
+        title = f"{server} ({_text(row.get('hostname'))}) {name}: {level} risk, breach {day(breach)}"
+        fig = figures.server_figure(title, past, future, threshold, breach, level, interval, height=460)
+        fig.update_layout(legend={"orientation": "h", "y": -0.14, "yanchor": "top", "x": 0, "xanchor": "left",
+                                  "traceorder": "normal"},
+                          margin=figures.margin(left=76, bottom=90))
+        out.append((f"{server} {metric}: {level}, breach {day(breach)}", fig))
+    return out
 
 
 def _top_risk_rows(ranked: pd.DataFrame, count: int) -> str:
@@ -183,6 +228,42 @@ def _recommendation_rows(data: ReportData) -> str:
                    "Savings / month", "Rationale"], rows, numeric={3, 4, 5, 6, 7})
 
 
+WHATIF_ROWS = 50  # changed series listed in the HTML (every series is in the workbook's What-if sheet)
+
+
+def _whatif_section(scenario: StoredScenario | None) -> str:
+    if scenario is None:
+        return _na(not_available("risk_comparison"))
+    ran = f", run {html.escape(scenario.run)} UTC" if scenario.run else ""
+    intro = (f"<p>Scenario <b>{html.escape(scenario.name)}</b> (capfc risk --growth / --scenario{ran}). The other "
+             "sections of this report show the scenario: the risk stage stored it as the lake's risk tables. "
+             "The base is the same run without the what-if.</p>")
+    totals = _table(["Measure", "Base", "Scenario"],
+                    [[html.escape(t.measure), html.escape(t.base_text), html.escape(t.scenario_text)]
+                     for t in scenario.totals], numeric={1, 2})
+    changed = scenario.changed
+    if changed.empty:
+        rows_html = _na(f"No series changes level or breach date ({change_text(scenario.changes)}).")
+    else:
+        rows = [[_text(r["server_id"]), _text(r.get("hostname")), _text(r["metric"]), _text(r["change"]),
+                 _badge(r["base_risk_level"]), _badge(r["scenario_risk_level"]), day(r["base_breach_ds"]),
+                 day(r["scenario_breach_ds"]), probability(r["base_breach_probability"]),
+                 probability(r["scenario_breach_probability"]), _text(r["base_action"]),
+                 _text(r["scenario_action"]), money(r["base_monthly_savings"], signed=True),
+                 money(r["scenario_monthly_savings"], signed=True)]
+                for r in changed.head(WHATIF_ROWS).to_dict("records")]
+        more = len(changed) - len(rows)
+        note = (f'<p class="na">{more} more changed series in the workbook\'s What-if sheet.</p>' if more > 0
+                else "")
+        rows_html = (f"<p>Series {html.escape(change_text(scenario.changes))}; the changed ones, most affected "
+                     f"first:</p>" + _table(
+                         ["Server", "Hostname", "Metric", "Change", "Base risk", "Scenario risk", "Base breach",
+                          "Scenario breach", "Base P(breach)", "Scenario P(breach)", "Base action",
+                          "Scenario action", "Base savings / month", "Scenario savings / month"],
+                         rows, numeric={8, 9, 12, 13}) + note)
+    return intro + totals + rows_html
+
+
 def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, str]]) -> bytes:
     """The report as one HTML document (UTF-8 bytes) that needs no network.
 
@@ -202,14 +283,17 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
                     f'{html.escape(k.text)}</div><div class="note">{html.escape(k.note)}</div></div>'
                     for k in kpis(data, ranked))
     parts.append(f'<section class="kpis">{cards}</section>')
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in headlines(data, ranked))
+    scenario = stored_scenario(data)
+    lines = ([headline(scenario)] if scenario is not None else []) + headlines(data, ranked)
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     parts.append(f'<section><h2>Key messages</h2><ul class="messages">{items}</ul></section>')
     recs = data.table("recommendations")
     left = charts.add(figures.risk_bar(ranked)) if not ranked.empty else _na(not_available("server_risk"))
     right = charts.add(figures.savings_bar(recs)) if recs is not None else _na(not_available("recommendations"))
     parts.append(f'<section class="grid2"><div>{left}</div><div>{right}</div></section>')
     forecasts = data.table("forecasts")
-    body = (charts.add(forecast_selector(data, ranked, history, series)) if series and forecasts is not None
+    choices = forecast_figures(data, ranked, history, series) if series else []
+    body = (charts.add_choice("Series:", choices) if choices
             else _na(not_available("forecasts" if forecasts is None else "server_risk")))
     parts.append(f"<section><h2>Forecast vs actual: riskiest series</h2>{body}</section>")
     top = _top_risk_rows(ranked, cfg.top_risks) if not ranked.empty else _na(not_available("server_risk"))
@@ -227,6 +311,7 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
             else _na(not_available("backtests")))
     parts.append(f"<section><h2>Forecast accuracy</h2>{body}</section>")
     parts.append(f"<section><h2>Recommendations</h2>{_recommendation_rows(data)}</section>")
+    parts.append(f'<section id="what-if"><h2>What-if: base vs scenario</h2>{_whatif_section(scenario)}</section>')
     rows = [[html.escape(a), html.escape(v), html.escape(n)] for a, v, n in assumptions(data)]
     parts.append(f"<section><h2>Assumptions</h2>{_table(['Assumption', 'Value', 'Note'], rows)}</section>")
     parts.append("</main><footer>AWS-CapacityForecaster: works offline; every chart is interactive "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pandas as pd
 from reportlab import rl_config
@@ -27,6 +28,14 @@ from reportlab.platypus import (
 )
 
 from capacity_forecaster.report import style
+from capacity_forecaster.report.comparison import (
+    StoredScenario,
+    change_text,
+    headline,
+    level,
+    probability,
+    stored_scenario,
+)
 from capacity_forecaster.report.data import ReportData, not_available
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
@@ -152,6 +161,49 @@ def _savings_table(data: ReportData) -> list[Flowable]:
     return [Paragraph(f"Largest savings (top {len(rows) - 1})", H2), table]
 
 
+WHATIF_ROWS = 22  # changed series on the what-if page (every series is in the workbook's What-if sheet)
+
+
+def _whatif_page(scenario: StoredScenario | None) -> list[Flowable]:
+    """Base vs the stored what-if: the fleet totals and the most affected series."""
+    story: list[Flowable] = [Paragraph("What-if: base vs scenario", H1)]
+    if scenario is None:
+        return [*story, Paragraph(not_available("risk_comparison"), BODY)]
+    ran = f", run {scenario.run} UTC" if scenario.run else ""
+    story.append(Paragraph(f"Scenario <b>{escape(scenario.name)}</b> (capfc risk --growth / --scenario{ran}). The "
+                           "other pages of this pack show the scenario: the risk stage stored it as the lake's risk "
+                           "tables. The base is the same run without the what-if.", BODY))
+    story.append(Spacer(1, 0.1 * inch))
+    rows: list[list[Any]] = [["Measure", "Base", "Scenario"]]
+    rows += [[t.measure, t.base_text, t.scenario_text] for t in scenario.totals]
+    story.append(_table(rows, [2.6 * inch, 2.4 * inch, 2.4 * inch], extra=[("ALIGN", (1, 1), (-1, -1), "RIGHT")]))
+    story.append(Spacer(1, 0.15 * inch))
+    changed = scenario.changed
+    shown = changed.head(WHATIF_ROWS)
+    story.append(Paragraph(f"Series {change_text(scenario.changes)}"
+                           + (f"; the {len(shown)} most affected" if len(shown) else "")
+                           + (f" ({len(changed) - len(shown)} more in the workbook's What-if sheet)"
+                              if len(changed) > len(shown) else ""), H2))
+    if shown.empty:
+        return story
+    table: list[list[Any]] = [["Server", "Hostname", "Metric", "Change", "Base risk", "Scenario risk", "Base breach",
+                               "Scenario breach", "Base P", "Scenario P", "Base action", "Scenario action"]]
+    extra = []
+    for i, r in enumerate(shown.to_dict("records"), start=1):
+        table.append([r["server_id"], r.get("hostname") or "", r["metric"], r["change"], level(r["base_risk_level"]),
+                      level(r["scenario_risk_level"]), day(r["base_breach_ds"]), day(r["scenario_breach_ds"]),
+                      probability(r["base_breach_probability"]), probability(r["scenario_breach_probability"]),
+                      r.get("base_action") or "-", r.get("scenario_action") or "-"])
+        for col, key in ((4, "base_risk_level"), (5, "scenario_risk_level")):
+            if isinstance(r[key], str):
+                extra += [("BACKGROUND", (col, i), (col, i), LEVEL_FILLS[r[key]]),
+                          ("TEXTCOLOR", (col, i), (col, i), colors.white)]
+    widths = [0.75, 1.3, 0.7, 0.7, 0.75, 0.85, 0.85, 0.95, 0.6, 0.75, 0.85, 0.95]
+    scale = WIDTH / (sum(widths) * inch)
+    story.append(_table(table, [w * inch * scale for w in widths], extra=extra))
+    return story
+
+
 def _accuracy_table(data: ReportData) -> list[Flowable]:
     accuracy = model_accuracy(data.table("backtests"))
     if accuracy.empty:
@@ -200,8 +252,8 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     Returns:
         PDF bytes: title page with the headline KPIs; executive summary (KPI cards, key messages,
         risk distribution); top risks table naming the servers; forecast charts of the riskiest
-        series; savings (chart and largest savings); fleet heatmap and clusters; forecast accuracy;
-        assumptions appendix.
+        series; savings (chart and largest savings); what-if (base vs the stored scenario, or what to
+        run); fleet heatmap and clusters; forecast accuracy; assumptions appendix.
     """
     cfg = data.settings.report
     ranked = ranked_risks(data)
@@ -216,13 +268,14 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
                                                             "net_savings")]))
     story.append(Spacer(1, 0.25 * inch))
     story.append(Paragraph("Key messages", H2))
-    for line in headlines(data, ranked):
-        story.append(Paragraph(line, BULLET, bulletText="\u2022"))
+    scenario = stored_scenario(data)
+    for line in ([headline(scenario)] if scenario is not None else []) + headlines(data, ranked):
+        story.append(Paragraph(escape(line), BULLET, bulletText="\u2022"))
     story.append(Spacer(1, 0.15 * inch))
     story.append(Paragraph("In this pack", H2))
-    story.append(Paragraph("Executive summary &middot; Top risks and forecasts &middot; Savings &middot; Fleet "
-                           "utilisation &middot; Workload clusters &middot; Forecast accuracy &middot; Assumptions",
-                           BODY))
+    story.append(Paragraph("Executive summary &middot; Top risks and forecasts &middot; Savings &middot; What-if: "
+                           "base vs scenario &middot; Fleet utilisation &middot; Workload clusters &middot; Forecast "
+                           "accuracy &middot; Assumptions", BODY))
     story.append(PageBreak())
 
     story.append(Paragraph("Executive summary", H1))
@@ -244,6 +297,8 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
 
     story.append(_image(charts["savings_by_action.png"], max_height=3.0 * inch))
     story.extend(_savings_table(data))
+    story.append(PageBreak())
+    story.extend(_whatif_page(scenario))
     story.append(PageBreak())
     story.append(_image(charts["fleet_heatmap.png"], max_height=BODY_HEIGHT))
     story.append(PageBreak())

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from capacity_forecaster.report.data import ReportData
+from capacity_forecaster.report.data import ReportData, not_available, whatif_name
 from capacity_forecaster.risk.levels import LEVEL_LABELS, level_codes
 
 AT_RISK_LEVELS = ("critical", "high", "medium")
@@ -244,8 +244,12 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
         ("Right-size rule", f"saves at least {risk.rightsize_min_savings:.0%} of the server's cost", ""),
         ("Consolidation", f"candidates peak under {risk.consolidation_candidate_max:g} %",
          f"hosts stay under {risk.consolidation_target:g} %, at most {risk.max_servers_per_host} workloads"),
-        ("What-if growth", f"{risk.growth:+g} %", "applied to the forecasts by capfc risk --growth"),
+        ("What-if growth", f"{risk.growth:+g} %", "risk.growth in the configuration; capfc risk --growth overrides it"),
     ]
+    scenario = whatif_name(data)
+    rows.append(("Stored what-if", scenario or "none",
+                 "the risk tables describe it; base vs scenario in the What-if section" if scenario
+                 else not_available("risk_comparison")))
     inventory = data.table("inventory")
     if inventory is not None and len(inventory):
         per_core = (inventory["monthly_cost_usd"] / inventory["cpu_cores"].clip(lower=1)).median()

@@ -47,5 +47,14 @@ def risk_stage(lake: Lake, settings: Settings, *, growth: float | None = None,
         run.wrote(lake.write_table("risk_calibration", result.calibration))
         run.rows_in = len(forecasts)
         run.rows_out = len(result.server_risk)
-        run.counts = {"summary": result.summary, "base_summary": result.base_summary}
+        run.counts = {
+            "summary": result.summary,
+            "base_summary": result.base_summary,
+            # What the stored scenario was, so reports and the dashboard can name and reproduce it.
+            "whatif": {
+                "growth": cfg.growth if growth is None else growth,
+                "growth_ramp": cfg.growth_ramp,
+                "scenario_file": None if scenario_file is None else str(scenario_file),
+            },
+        }
     return run, result

@@ -1,0 +1,164 @@
+"""The stored what-if scenario (``risk_comparison``) as the reports show it: base vs scenario, totals and series."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.report.data import ReportData, whatif_name, whatif_run
+from capacity_forecaster.report.summary import day, money
+from capacity_forecaster.risk.levels import level_codes
+
+# Most affected first: new series, then worse, better, gone, unchanged.
+CHANGE_ORDER = ("added", "worse", "better", "removed", "unchanged")
+SIDES = ("base", "scenario")
+
+
+@dataclass(frozen=True)
+class Total:
+    """One fleet-level measure of the base and of the scenario.
+
+    Attributes:
+        measure: what is counted, e.g. "Servers at risk".
+        base: the base value (None when not defined, e.g. no breach).
+        scenario: the scenario value.
+        base_text: the base value as shown.
+        scenario_text: the scenario value as shown.
+    """
+
+    measure: str
+    base: float | None
+    scenario: float | None
+    base_text: str
+    scenario_text: str
+
+
+@dataclass(frozen=True)
+class StoredScenario:
+    """The what-if the last ``capfc risk --growth/--scenario`` run stored.
+
+    Attributes:
+        name: the scenario's name as the risk stage gave it (``growth +20 %``, the scenario file's name).
+        run: when that risk run finished (UTC, ISO text; empty when no manifest names it).
+        rows: one row per series in the base or the scenario, most affected first (``ranked_rows``).
+        totals: fleet-level measures, base vs scenario.
+        changes: series per change (``CHANGE_ORDER``), zeros included.
+    """
+
+    name: str
+    run: str
+    rows: pd.DataFrame
+    totals: tuple[Total, ...]
+    changes: dict[str, int]
+
+    @property
+    def changed(self) -> pd.DataFrame:
+        """The rows whose level or breach date moved, or that the scenario added or removed."""
+        return self.rows[self.rows["change"] != "unchanged"]
+
+
+def ranked_rows(data: ReportData) -> pd.DataFrame:
+    """The comparison table with the servers' names, most affected first.
+
+    Returns:
+        The ``risk_comparison`` columns (server_id, metric, base_/scenario_ risk_level, breach_ds,
+        days_to_breach, breach_probability, action, monthly_savings, change) plus hostname and
+        application where the inventory has them, and base_code / scenario_code (3 critical ... 0 low,
+        -1 absent). Order: change (``CHANGE_ORDER``), scenario level (worst first), scenario days to
+        breach (soonest first), server_id, metric. Empty without a stored scenario.
+    """
+    frame = data.table("risk_comparison")
+    if frame is None:
+        return pd.DataFrame(columns=["server_id", "metric", "change"])
+    out = frame.copy()
+    for side in SIDES:
+        out[f"{side}_breach_ds"] = pd.to_datetime(out[f"{side}_breach_ds"])
+        out[f"{side}_code"] = level_codes(out[f"{side}_risk_level"])
+    inventory = data.table("inventory")
+    if inventory is not None:
+        out = out.merge(inventory[["server_id", "hostname", "application"]], on="server_id", how="left")
+    rank = {change: i for i, change in enumerate(CHANGE_ORDER)}
+    out["change_rank"] = out["change"].map(rank).fillna(len(rank))
+    out = out.sort_values(["change_rank", "scenario_code", "scenario_days_to_breach", "server_id", "metric"],
+                          ascending=[True, False, True, True, True], na_position="last", kind="stable")
+    return out.drop(columns="change_rank").reset_index(drop=True)
+
+
+def _servers(rows: pd.DataFrame, side: str) -> pd.DataFrame:
+    """Per server on one side: worst level code and monthly savings (the comparison repeats them per metric)."""
+    present = rows[rows[f"{side}_action"].notna() | (rows[f"{side}_code"] >= 0)] if len(rows) else rows
+    return present.groupby("server_id").agg(code=(f"{side}_code", "max"),
+                                            savings=(f"{side}_monthly_savings", "first"))
+
+
+def _earliest(rows: pd.DataFrame, side: str) -> tuple[float | None, str]:
+    hits = rows.dropna(subset=[f"{side}_breach_ds"]).sort_values([f"{side}_breach_ds", "server_id", "metric"])
+    if hits.empty:
+        return None, "none"
+    first = hits.iloc[0]
+    days = first[f"{side}_days_to_breach"]
+    return (None if pd.isna(days) else float(days),
+            f"{day(first[f'{side}_breach_ds'])} ({first['server_id']} {first['metric']})")
+
+
+def totals(rows: pd.DataFrame) -> tuple[Total, ...]:
+    """Fleet-level measures of both sides: servers, servers at risk, critical servers, series at risk,
+    the earliest breach and net savings per month (upsizing counted as a cost)."""
+    out = []
+    per = {side: _servers(rows, side) for side in SIDES}
+    counts = {side: {
+        "Servers": float(len(per[side])),
+        "Servers at risk (medium or worse)": float((per[side]["code"] >= 1).sum()),
+        "Critical servers": float((per[side]["code"] == 3).sum()),
+        "Series at risk (medium or worse)": float((rows[f"{side}_code"] >= 1).sum()) if len(rows) else 0.0,
+    } for side in SIDES}
+    for measure in counts["base"]:
+        base, scenario = counts["base"][measure], counts["scenario"][measure]
+        out.append(Total(measure, base, scenario, f"{base:,.0f}", f"{scenario:,.0f}"))
+    (base_days, base_text), (scen_days, scen_text) = (_earliest(rows, side) for side in SIDES)
+    out.append(Total("Earliest forecast breach", base_days, scen_days, base_text, scen_text))
+    savings = {side: float(np.nansum(per[side]["savings"].to_numpy(float))) for side in SIDES}
+    out.append(Total("Net savings per month", savings["base"], savings["scenario"], money(savings["base"]),
+                     money(savings["scenario"])))
+    return tuple(out)
+
+
+def stored_scenario(data: ReportData) -> StoredScenario | None:
+    """The stored what-if, or None when the lake has none (``data.WHATIF_MISSING`` says what to run)."""
+    rows = ranked_rows(data)
+    if rows.empty:
+        return None
+    counts = rows["change"].value_counts()
+    return StoredScenario(
+        name=whatif_name(data) or "what-if",
+        run=str(whatif_run(data).get("finished", ""))[:19].replace("T", " "),
+        rows=rows, totals=totals(rows),
+        changes={change: int(counts.get(change, 0)) for change in CHANGE_ORDER},
+    )
+
+
+def change_text(changes: dict[str, int]) -> str:
+    """``3 worse, 1 better, 28 unchanged`` (categories without series left out)."""
+    return ", ".join(f"{n} {change}" for change, n in changes.items() if n) or "no series"
+
+
+def headline(scenario: StoredScenario) -> str:
+    """One sentence for the key messages: the report shows the scenario, and how it differs from the base."""
+    by = {t.measure: t for t in scenario.totals}
+    risk, savings = by["Servers at risk (medium or worse)"], by["Net savings per month"]
+    return (f"This report shows the what-if scenario \u201c{scenario.name}\u201d stored by capfc risk: "
+            f"{risk.scenario_text} servers at risk (base {risk.base_text}), net savings {savings.scenario_text} "
+            f"per month (base {savings.base_text}); series {change_text(scenario.changes)}.")
+
+
+def probability(value: Any) -> str:
+    """A probability as a whole percentage, ``-`` when absent."""
+    return "-" if value is None or pd.isna(value) else f"{float(value):.0%}"
+
+
+def level(value: Any) -> str:
+    """A risk level, ``-`` where the series is absent on that side."""
+    return value if isinstance(value, str) else "-"

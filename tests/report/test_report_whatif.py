@@ -1,0 +1,134 @@
+"""Base vs the stored what-if (risk_comparison from the real risk stage) in every output, and what shows without one."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+from report_lake import WHATIF_GROWTH, build_lake, report_file
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.report.comparison import CHANGE_ORDER, stored_scenario
+from capacity_forecaster.report.dashboard import create_app
+from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data
+from capacity_forecaster.report.excel import SHEETS, WHATIF_COLUMNS
+from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
+from capacity_forecaster.risk.stage import COMPARISON_COLUMNS
+
+PDFTOTEXT = shutil.which("pdftotext")
+needs_pdftotext = pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
+NAME = f"growth {WHATIF_GROWTH:+g} %"
+
+
+def _pdf_text(path: Path) -> str:
+    return subprocess.run([PDFTOTEXT, "-layout", str(path), "-"], check=True, capture_output=True, text=True,
+                          timeout=60).stdout
+
+
+def test_the_real_risk_stage_stored_a_comparison(whatif_report) -> None:
+    lake, result = whatif_report
+    comparison = lake.read_table("risk_comparison")
+    assert list(comparison.columns)[: len(COMPARISON_COLUMNS)] == list(COMPARISON_COLUMNS)
+    assert len(comparison) == 32 and (comparison["change"] == "worse").any()
+    assert "risk_comparison" not in result.missing
+    scenario = stored_scenario(load_report_data(lake, Settings()))
+    assert scenario is not None and scenario.name == NAME
+    assert sum(scenario.changes.values()) == len(comparison)
+
+
+def test_workbook_what_if_sheet_matches_the_lake(whatif_report) -> None:
+    lake, result = whatif_report
+    comparison = lake.read_table("risk_comparison")
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    assert book.sheetnames == list(SHEETS) and "What-if" in SHEETS
+    rows = list(book["What-if"].iter_rows(values_only=True))
+    assert rows[0] == tuple(WHATIF_COLUMNS.values())
+    assert len(rows) == len(comparison) + 1
+    header = list(rows[0])
+    changes = [r[header.index("Change")] for r in rows[1:]]
+    assert changes == sorted(changes, key=CHANGE_ORDER.index)  # most affected first
+    lake_rows = comparison.set_index(["server_id", "metric"])
+    for row in rows[1:]:
+        expected = lake_rows.loc[(row[0], row[header.index("Metric")])]
+        assert row[header.index("Base risk")] == expected["base_risk_level"]
+        assert row[header.index("Scenario risk")] == expected["scenario_risk_level"]
+        for side in ("base", "scenario"):
+            breach = row[header.index(f"{side.capitalize()} breach date")]
+            want = expected[f"{side}_breach_ds"]
+            assert (breach is None) if pd.isna(want) else pd.Timestamp(breach) == pd.Timestamp(want)
+            probability = row[header.index(f"{side.capitalize()} breach probability")]
+            assert probability == pytest.approx(expected[f"{side}_breach_probability"])
+            savings = row[header.index(f"Server's {side} savings / month (USD)")]
+            assert savings == pytest.approx(expected[f"{side}_monthly_savings"])
+    summary = {r[0]: r[1:] for r in book["Summary"].iter_rows(values_only=True) if r and r[0]}
+    assert summary["Scenario"][1] == NAME
+    assert summary["Net savings per month"][1] == pytest.approx(
+        comparison.groupby("server_id")["scenario_monthly_savings"].first().sum())
+    formatting = load_workbook(report_file(result, XLSX_FILE))["What-if"].conditional_formatting
+    assert len(next(iter(formatting)).rules) == 4  # rows coloured by the scenario's level
+
+
+@needs_pdftotext
+def test_pdf_has_a_what_if_page(whatif_report) -> None:
+    lake, result = whatif_report
+    text = _pdf_text(report_file(result, PDF_FILE))
+    assert "What-if: base vs scenario" in text and f"Scenario {NAME}" in text
+    assert f"This report shows the what-if scenario \u201c{NAME}\u201d" in text.replace("\n", " ")
+    worse = lake.read_table("risk_comparison").query("change == 'worse'").sort_values(
+        "scenario_days_to_breach").iloc[0]
+    assert f"{worse['server_id']} " in text and "Net savings per month" in text
+    assert text.count("worse") >= 2  # the change column and the series summary
+
+
+def test_html_has_a_what_if_section(whatif_report) -> None:
+    _, result = whatif_report
+    page = report_file(result, HTML_FILE).read_text(encoding="utf-8")
+    section = page[page.index('<section id="what-if">'):]
+    section = section[: section.index("</section>")]
+    assert f"<b>{NAME}</b>" in section and "Base P(breach)" in section and "worse" in section
+    assert f"This report shows the what-if scenario \u201c{NAME}\u201d" in page
+
+
+def test_dashboard_shows_the_stored_scenario_and_grows_the_base(whatif_report) -> None:
+    lake, _ = whatif_report
+    app = create_app(lake, Settings(), warm=False)
+    state = app.state
+    layout = str(app.layout)
+    assert f"Stored what-if scenario: {NAME}" in layout and "What-if scenario" in layout
+    rows = state.scenario_rows()
+    assert len(rows) == len(lake.read_table("risk_comparison")) and rows[0]["change"] in ("added", "worse")
+    # At 0 % the slider shows the base (risk_comparison's base side), not the stored scenario.
+    base = {(r["server_id"], r["metric"]): r for r in state.scenario_rows()}
+    table = {r["id"]: r for r in state.risk_rows(0.0)}
+    for (server, metric), row in base.items():
+        assert table[f"{server}|{metric}"]["whatif_level"] == row["base_risk_level"]
+        assert table[f"{server}|{metric}"]["risk_level"] == row["scenario_risk_level"]
+    labels = [label for label, _value, _note in state.kpi_values(WHATIF_GROWTH)]
+    assert f"Servers at risk (base, growth {WHATIF_GROWTH:+g} %)" in labels
+    _, facts = state.server_view(rows[0]["server_id"], rows[0]["metric"], 0.0)
+    assert facts["Base (before the stored what-if)"].startswith(rows[0]["base_risk_level"])
+
+
+def test_without_a_what_if_every_output_says_what_to_run(full_report) -> None:
+    lake, result = full_report
+    assert result.missing == {"risk_comparison": WHATIF_MISSING}
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    assert book["What-if"]["A1"].value == WHATIF_MISSING
+    assert WHATIF_MISSING in report_file(result, HTML_FILE).read_text(encoding="utf-8")
+    if PDFTOTEXT is not None:
+        assert WHATIF_MISSING in _pdf_text(report_file(result, PDF_FILE)).replace("\n", " ")
+    app = create_app(lake, Settings(), warm=False)
+    assert WHATIF_MISSING in str(app.layout) and "Stored what-if scenario" not in str(app.layout)
+
+
+def test_an_empty_comparison_counts_as_no_what_if(tmp_path: Path) -> None:
+    lake = build_lake(tmp_path / "lake", stages=())
+    lake.write_table("risk_comparison", pd.DataFrame({c: pd.Series(dtype=object) for c in COMPARISON_COLUMNS}),
+                     validate=False)
+    data = load_report_data(lake, Settings())
+    assert data.table("risk_comparison") is None and data.missing["risk_comparison"] == WHATIF_MISSING
+    assert stored_scenario(data) is None
