@@ -1,0 +1,260 @@
+"""The stage commands: generate, ingest, etl, forecast, risk, report, dashboard, run, sql, config, version."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from capacity_forecaster import __version__, pipeline
+from capacity_forecaster.cli.common import (
+    ConfigOpt,
+    LakeOpt,
+    LogLevelOpt,
+    QuietOpt,
+    app,
+    out,
+    print_tables,
+    progress_bar,
+    setup_command,
+)
+from capacity_forecaster.cli.summaries import print_forecast_summary, print_risk_summary
+
+
+@app.command()
+def generate(
+    servers: Annotated[int | None, typer.Option(help="Number of servers [default: 100].")] = None,
+    years: Annotated[float | None, typer.Option(help="Years of observed history [default: 3].")] = None,
+    end_date: Annotated[
+        str | None, typer.Option("--end-date", help="Last observed day, YYYY-MM-DD [default: 2026-06-30].")
+    ] = None,
+    holdout_days: Annotated[
+        int | None, typer.Option("--holdout-days", help="Days of ground-truth future [default: 180].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: 42].")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="parquet, or csv (CSV copy of raw/ besides Parquet).")
+    ] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate a synthetic fleet into raw/ and its ground truth into truth/."""
+    if end_date is not None:
+        try:
+            parsed_end: dt.date | None = dt.date.fromisoformat(end_date)
+        except ValueError:
+            raise typer.BadParameter(f"'{end_date}' is not a date; expected YYYY-MM-DD",
+                                     param_hint="'--end-date'") from None
+    else:
+        parsed_end = None
+    settings = setup_command(
+        config, lake, log_level, quiet,
+        **{"generate.servers": servers, "generate.years": years, "generate.end_date": parsed_end,
+           "generate.holdout_days": holdout_days, "generate.seed": seed, "generate.format": fmt},
+    )
+    lake_obj = pipeline.open_lake(settings)
+    run = pipeline.generate_stage(lake_obj, settings)
+    if not quiet:
+        out.print(f"generated {settings.generate.servers} servers, {run.rows_out:,} raw rows "
+                  f"into {lake_obj.uri} (run {run.run_id})")
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="Files, folders or globs (local or s3://).")],
+    mapping: Annotated[
+        str | None,
+        typer.Option("--mapping", help="YAML mapping describing the export (see mappings/ and docs/ingest.md); "
+                     "default: files already in the contract layout server_id, ds, metric, value."),
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Replace raw/ instead of merging into it.")] = False,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read monitoring exports (any sampling interval) into raw/ as daily P95 per server and metric."""
+    settings = setup_command(config, lake, log_level, quiet)
+    lake_obj = pipeline.open_lake(settings)
+    stage = pipeline.ingest_stage(lake_obj, settings, sources, mapping, replace=replace)
+    if not quiet:
+        out.print(f"ingested {stage.counts['files']} file(s): {stage.rows_in:,} rows read, "
+                  f"{stage.rows_out:,} daily values written, {stage.rows_quarantined:,} quarantine records "
+                  f"(run {stage.run_id})")
+
+
+@app.command()
+def etl(
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """raw/ -> processed/ (validated, cleansed, imputed, anomaly-flagged, features) + quarantine/."""
+    settings = setup_command(config, lake, log_level, quiet)
+    stage = pipeline.etl_stage(pipeline.open_lake(settings), settings)
+    if not quiet:
+        counts = stage.counts
+        out.print(f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
+                  f"{counts.get('rows_imputed_created', 0):,} created by imputation "
+                  f"({counts.get('imputation')}), {counts.get('rows_unfilled', 0):,} left empty in long gaps, "
+                  f"{counts.get('rows_anomalies', 0):,} anomalies flagged (run {stage.run_id})")
+
+
+@app.command()
+def forecast(
+    horizon: Annotated[int | None, typer.Option(help="Days to forecast [default: 180].")] = None,
+    models: Annotated[str | None, typer.Option(help="auto, or a comma-separated list of model names.")] = None,
+    engine: Annotated[str | None, typer.Option(help="local (process pool) or dask.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: start a LocalCluster).")
+    ] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """processed/ -> forecasts/, backtests/ and models/: backtested models chosen per series."""
+    settings = setup_command(
+        config, lake, log_level, quiet,
+        **{"forecast.horizon": horizon, "forecast.models": models, "forecast.engine": engine,
+           "forecast.scheduler": scheduler},
+    )
+    with progress_bar(quiet, "forecasting") as progress:
+        stage = pipeline.forecast_stage(pipeline.open_lake(settings), settings, progress)
+    if not quiet:
+        print_forecast_summary(stage.counts)
+
+
+@app.command()
+def risk(
+    threshold: Annotated[float | None, typer.Option(help="Breach threshold in percent [default: 80].")] = None,
+    growth: Annotated[float | None, typer.Option(help="What-if business growth in percent.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Option(help="What-if scenario YAML: add, remove or move servers.")
+    ] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """forecasts/ + processed/ -> risk/: breach dates and probabilities, clusters, recommendations."""
+    settings = setup_command(config, lake, log_level, quiet, **{"risk.threshold": threshold, "risk.growth": growth})
+    _stage, result = pipeline.risk_stage(pipeline.open_lake(settings), settings, growth=growth,
+                                         scenario_file=scenario)
+    if not quiet:
+        print_risk_summary(result.summary)
+
+
+@app.command()
+def report(
+    formats: Annotated[str | None, typer.Option(help="Comma-separated: png,html,xlsx,pdf [default: all].")] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Everything -> reports/: PNG charts, a self-contained HTML report, an Excel workbook, a PDF pack."""
+    chosen = tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None
+    settings = setup_command(config, lake, log_level, quiet, **{"report.formats": chosen})
+    _stage, result = pipeline.report_stage(pipeline.open_lake(settings), settings)
+    if not quiet:
+        out.print(result.render())
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str | None, typer.Option(help="Interface to bind [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8050].")] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Interactive dashboard over the lake (binds 127.0.0.1 unless told otherwise)."""
+    from capacity_forecaster.report.dashboard import create_app, serve
+
+    settings = setup_command(config, lake, log_level, quiet, **{"dashboard.host": host, "dashboard.port": port})
+    app_ = create_app(pipeline.open_lake(settings, for_writing=False), settings)
+    out.print(f"dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}/ (Ctrl+C to stop)")
+    serve(app_, settings.dashboard.host, settings.dashboard.port)
+
+
+@app.command("run")
+def run_all(
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every stage in order; on an empty lake first generate the default synthetic fleet."""
+    settings = setup_command(config, lake, log_level, quiet)
+    with progress_bar(quiet, "running the pipeline") as progress:
+        runs = pipeline.run(settings, progress)
+    if not quiet:
+        for stage in runs:
+            out.print(f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "
+                      f"(run {stage.run_id})")
+        print_tables(settings)
+        lake_uri = settings.lake.uri
+        out.print(f"Reports: {lake_uri.rstrip('/')}/reports/ (capacity_report.html, .xlsx, .pdf and PNG charts)")
+        out.print(f"Dashboard: .venv/bin/capfc dashboard --lake {lake_uri}  then open http://127.0.0.1:8050/")
+        out.print(f"SQL: .venv/bin/capfc sql \"SELECT * FROM server_risk WHERE risk_level <> 'low'\" --lake {lake_uri}")
+
+
+@app.command("sql")
+def sql_query(
+    statement: Annotated[str, typer.Argument(help="A DuckDB SQL statement over the lake's views.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    limit: Annotated[int, typer.Option(help="Rows shown in table format (0 = all).")] = 50,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run SQL (DuckDB) over the lake: one view per table (inventory, raw_metrics, metrics, ...)."""
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter(f"'{fmt}' is not one of table, csv, json", param_hint="'--format'")
+    from capacity_forecaster.storage.sql import query
+
+    settings = setup_command(config, lake, log_level, quiet)
+    frame = query(pipeline.open_lake(settings, for_writing=False), statement)
+    if fmt == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso") + "\n")
+    else:
+        shown = frame if limit == 0 else frame.head(limit)
+        table = Table(show_lines=False)
+        for column in shown.columns:
+            table.add_column(str(column))
+        for row in shown.itertuples(index=False):
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+        if len(shown) < len(frame):
+            out.print(f"({len(frame):,} rows, first {len(shown)} shown; --limit 0 shows all)")
+
+
+@app.command("config")
+def show_config(
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Print the effective configuration (file + environment + options) as JSON."""
+    settings = setup_command(config, lake, log_level, quiet)
+    sys.stdout.write(json.dumps(settings.model_dump(mode="json"), indent=2) + "\n")
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    out.print(__version__)

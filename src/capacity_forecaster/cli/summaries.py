@@ -1,0 +1,57 @@
+"""One-screen summaries printed at the end of ``capfc forecast`` and ``capfc risk``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from capacity_forecaster.cli.common import (
+    kv_table,
+    out,
+)
+
+
+def print_forecast_summary(summary: dict[str, Any]) -> None:
+    """One screen: series, triage, models chosen, backtest error and coverage, failures."""
+    out.print(f"forecast: {summary.get('series', 0):,} series, {summary.get('units', 0):,} work units on "
+              f"{summary.get('engine')} ({summary.get('workers')} workers), {summary.get('failures', 0):,} failed "
+              f"unit-series, {summary.get('seconds', 0.0):.1f} s")
+    out.print("triage: " + ", ".join(f"{k} {v:,}" for k, v in summary.get("triage", {}).items()))
+    out.print(kv_table("Models chosen", summary.get("chosen", {}), "model", "series"))
+    mae, coverage = summary.get("backtest_mae", {}), summary.get("backtest_coverage", {})
+    table = Table(title="Backtest of the chosen models (mean over series and windows)", title_justify="left")
+    for column in ("metric", "MAE (pp)", "interval coverage"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for metric in mae:
+        table.add_row(metric, f"{mae[metric]:.2f}", f"{coverage.get(metric, float('nan')):.0%}")
+    out.print(table)
+    for reason, count in summary.get("failure_reasons", {}).items():
+        out.print(f"  failed x{count}: {reason}")
+
+
+def print_risk_summary(summary: dict[str, Any]) -> None:
+    """One screen: risk levels, at-risk servers with dates, clusters, actions and savings."""
+    out.print(f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers, "
+              f"{summary.get('servers_at_risk', 0)} at risk; levels: "
+              + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items()))
+    at_risk = summary.get("at_risk") or []
+    if at_risk:
+        table = Table(title="At-risk servers (most urgent first)", title_justify="left")
+        for column in ("server", "metric", "level", "breach", "days", "probability", "seasonal peak"):
+            table.add_column(column)
+        for row in at_risk:
+            table.add_row(row["server_id"], row["metric"], row["risk_level"], row["breach_ds"] or "-",
+                          "-" if row["days_to_breach"] is None else str(row["days_to_breach"]),
+                          f"{row['breach_probability']:.0%}", str(row.get("seasonal_peak") or ""))
+        out.print(table)
+    out.print("clusters: " + ", ".join(f"{k} {v}" for k, v in summary.get("clusters", {}).items()))
+    out.print("actions: " + ", ".join(f"{k} {v}" for k, v in summary.get("actions", {}).items()))
+    out.print(f"savings: ${summary.get('net_monthly_savings', 0):,.0f}/month net "
+              f"({summary.get('net_savings_pct', 0):.1f} % of ${summary.get('fleet_monthly_cost', 0):,.0f}), "
+              f"gross ${summary.get('gross_monthly_savings', 0):,.0f}, upsizing "
+              f"${summary.get('upsize_monthly_cost', 0):,.0f}")
+    from capacity_forecaster.risk.stage import calibration_lines
+
+    for line in calibration_lines(summary):
+        out.print(line)
