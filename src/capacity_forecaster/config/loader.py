@@ -1,0 +1,149 @@
+"""``load_settings``: YAML file, ``CAPFC_*`` environment and CLI overrides merged into one ``Settings``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from capacity_forecaster.config.sections import ENV_PREFIX, Settings
+from capacity_forecaster.errors import ConfigError
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file to --config") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, found {type(data).__name__}")
+    return data
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``CAPFC_SECTION__KEY=value`` variables into a nested mapping."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key == "lake":
+            key = "lake__uri"
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        _set_path(out, key.split("__"), value, source=f"environment variable {name}")
+    return out
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    node = target
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: '{part}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(err: ValidationError, sources: Mapping[str, str]) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    value = first.get("input")
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        section = ".".join(str(p) for p in first["loc"][:-1])
+        model: type[BaseModel] = Settings
+        for part in first["loc"][:-1]:
+            field = model.model_fields.get(str(part))
+            annotation = getattr(field, "annotation", None)
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                break
+            model = annotation
+        allowed = ", ".join(model.model_fields)
+        where = f"section '{section}'" if section else "the top level"
+        msg = f"unknown key; allowed keys in {where}: {allowed}"
+        value_txt = ""
+    else:
+        value_txt = f" = {value!r}"
+    origin = sources.get(key) or sources.get(key.split(".")[0], "configuration")
+    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    return f"{origin}: key '{key}'{value_txt}: {msg}{more}"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    cli_overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults, the YAML file, ``CAPFC_*`` variables and CLI options into Settings.
+
+    Args:
+        config_file: YAML file to read; None reads nothing beyond the defaults.
+        cli_overrides: dotted keys to values, e.g. ``{"generate.servers": 200}``;
+            None values are ignored (the option was not given).
+        environ: environment to read ``CAPFC_*`` variables from (default ``os.environ``).
+
+    Returns:
+        The validated, frozen Settings.
+
+    Raises:
+        ConfigError: naming the offending key, its value, where it came from and what is allowed.
+    """
+    sources: dict[str, str] = {}
+    layers: list[dict[str, Any]] = []
+    if config_file is not None:
+        data = _read_yaml(Path(config_file))
+        layers.append(data)
+        for section, body in data.items():
+            sources.setdefault(str(section), f"config file {config_file}")
+            if isinstance(body, dict):
+                for key in body:
+                    sources[f"{section}.{key}"] = f"config file {config_file}"
+    env = _env_overrides(os.environ if environ is None else environ)
+    layers.append(env)
+    for section, body in env.items():
+        if isinstance(body, dict):
+            for key in body:
+                sources[f"{section}.{key}"] = f"environment variable {ENV_PREFIX}{section.upper()}__{key.upper()}"
+        else:
+            sources[section] = f"environment variable {ENV_PREFIX}{section.upper()}"
+    cli: dict[str, Any] = {}
+    for dotted, value in (cli_overrides or {}).items():
+        if value is None:
+            continue
+        _set_path(cli, dotted.split("."), value, source=f"option for {dotted}")
+        sources[dotted] = "command line"
+    layers.append(cli)
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = _deep_merge(merged, layer)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, sources)) from err
