@@ -89,3 +89,26 @@ def test_warm_up_assesses_every_slider_position(app) -> None:
     app.state.warm()
     assert app.state._assess.cache_info().currsize >= len(values)
     assert {r["id"]: r for r in app.state.risk_rows(50.0)}[f"{RISKIEST}|cpu"]["whatif_level"] == "critical"
+
+
+def test_slider_assesses_with_the_risk_runs_interval_and_calibration() -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from capacity_forecaster.config import ForecastConfig
+    from capacity_forecaster.report.dashboard_state import _risk_settings
+
+    def risk_run(status: str, rho: float, top: float) -> dict:
+        calibration = {"rho": rho, "method": "isotonic", "map": {"raw": [0.0, 1.0], "calibrated": [0.0, top]}}
+        return {"stage": "risk", "status": status, "counts": {"summary": {"calibration": calibration}}}
+
+    settings = Settings(forecast=ForecastConfig(interval=0.9))
+    data = SimpleNamespace(runs=[risk_run("succeeded", 0.3, 0.2), risk_run("succeeded", 0.5, 0.5),
+                                 risk_run("failed", 0.1, 0.1), {"stage": "forecast", "status": "succeeded"}])
+    cfg, calibration = _risk_settings(data, settings)  # type: ignore[arg-type]
+    assert cfg.interval == 0.9 and cfg.error_correlation == 0.5
+    assert calibration.apply(np.array([1.0, 0.5])).tolist() == [0.5, 0.25]
+    cfg, calibration = _risk_settings(SimpleNamespace(runs=[]), settings)  # type: ignore[arg-type]
+    assert cfg.error_correlation == settings.risk.error_correlation
+    assert calibration.apply(np.array([0.7])).tolist() == [0.7]

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import plotly.graph_objects as go
 
-from capacity_forecaster.config import Settings
+from capacity_forecaster.config import RiskConfig, Settings
 from capacity_forecaster.report import comparison, figures, style
 from capacity_forecaster.report.comparison import StoredScenario, stored_scenario
 from capacity_forecaster.report.data import ReportData, load_report_data, not_available
@@ -31,6 +31,7 @@ from capacity_forecaster.report.summary import (
 )
 from capacity_forecaster.risk.analogue import seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
+from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
 from capacity_forecaster.risk.levels import level_codes
 from capacity_forecaster.risk.seasonal import period_uplifts
 from capacity_forecaster.risk.whatif import apply_growth
@@ -56,6 +57,15 @@ SCENARIO_COLUMNS = {
     "scenario_breach_probability": "Scenario P %", "base_action": "Base action", "scenario_action": "Scenario action",
     "base_monthly_savings": "Base savings / month", "scenario_monthly_savings": "Scenario savings / month",
 }
+
+
+def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, BreachCalibration]:
+    """Risk settings and breach calibration as the latest risk run in the lake used them."""
+    cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
+    runs = [r for r in data.runs if r.get("stage") == "risk" and r.get("status") == "succeeded"]
+    summary = ((runs[-1].get("counts") or {}).get("summary") or {}) if runs else {}
+    calibration = from_summary(summary.get("calibration") or {}, cfg)
+    return calibration.settings(cfg), calibration
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -95,6 +105,9 @@ class DashboardState:
         # A stored what-if (capfc risk --growth/--scenario): the lake's risk tables describe the scenario,
         # and risk_comparison keeps the base beside it.
         self.scenario: StoredScenario | None = stored_scenario(self.data)
+        # The slider re-assesses breaches as the risk stage did: with the forecast stage's interval and
+        # the calibration the last risk run applied (rho, isotonic map), so 0 % matches the stored table.
+        self.risk_cfg, self.calibration = _risk_settings(self.data, settings)
         forecasts = self.data.table("forecasts")
         self.forecasts = forecasts.sort_values(["server_id", "metric", "ds"]) if forecasts is not None else None
         # One assessment at a time (they share the cache); interactions waiting for one hold the
@@ -169,7 +182,8 @@ class DashboardState:
             return pd.DataFrame(columns=["server_id", "metric", "risk_level", "breach_ds"])
         inputs = self.whatif_inputs
         grown = apply_growth(self.forecasts, growth, ramp=self.settings.risk.growth_ramp)
-        return assess_breaches(grown, inputs.history, self.settings.risk, inputs.uplifts, inputs.analogue)
+        return assess_breaches(grown, inputs.history, self.risk_cfg, inputs.uplifts, inputs.analogue,
+                               recalibrate=self.calibration.apply)
 
     def base_risk(self) -> pd.DataFrame | None:
         """The base risk per series: the lake's server_risk, or with a stored what-if its base side.
