@@ -12,21 +12,11 @@ from pydantic import BaseModel, ValidationError
 
 from capacity_forecaster.config.sections import ENV_PREFIX, Settings
 from capacity_forecaster.errors import ConfigError
+from capacity_forecaster.yamlfile import read_yaml
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file to --config") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {path} cannot be read: {err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+    data = read_yaml(path, "config file", "--config")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from capacity_forecaster.errors import ConfigError
 from capacity_forecaster.schema import InventoryColumn
+from capacity_forecaster.yamlfile import read_yaml
 
 MetricName = Literal["cpu", "memory", "disk", "network"]
 NUMERIC_INVENTORY_COLUMNS = ("cpu_cores", "memory_gb", "monthly_cost_usd")
@@ -387,18 +387,5 @@ def load_mapping(path: str | Path) -> Mapping:
             the file, the key and what is allowed).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"mapping file {path} does not exist; pass an existing YAML file to --mapping") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"mapping file {path} cannot be read: {err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", err)
-        raise ConfigError(f"mapping file {path} is not valid YAML{at}: {problem}") from err
+    data = read_yaml(path, "mapping file", "--mapping")
     return parse_mapping(data, f"mapping file {path}")

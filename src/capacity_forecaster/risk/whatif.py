@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from capacity_forecaster.errors import ConfigError
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE
+from capacity_forecaster.yamlfile import read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -116,16 +116,7 @@ def load_scenario(path: str | Path) -> Scenario:
         ConfigError: the file is missing, unreadable, not YAML, or has unknown / invalid keys.
     """
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"scenario file {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"scenario file {file} cannot be read: {err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"scenario file {file} is not valid YAML: {err}") from err
+    data = read_yaml(file, "scenario file", "--scenario")
     return parse_scenario(data, f"scenario file {file}")
 
 
