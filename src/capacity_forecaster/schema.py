@@ -41,7 +41,12 @@ PROCESSED_METRIC_COLUMNS = (
     "is_outlier",
     "is_anomaly",
     "anomaly_score",
+    "is_saturated",
 )
+# Every processed column but is_saturated (added by issue 10) is required of a written metrics
+# table; lakes and tables written before it stay readable, and readers take a missing
+# is_saturated as False.
+_METRICS_REQUIRED = tuple(c for c in PROCESSED_METRIC_COLUMNS if c != "is_saturated")
 # A quarantined row keeps its original fields as text (whatever could be read),
 # where it came from (file:line, or the lake table) and why it was rejected.
 QUARANTINE_COLUMNS = (SERVER_ID, DS, METRIC, VALUE, "source", "reason", "stage")
@@ -119,7 +124,7 @@ TABLES: dict[str, TableSpec] = {
     for spec in (
         TableSpec("inventory", "raw/inventory", False, INVENTORY_COLUMNS),
         TableSpec("raw_metrics", "raw/metrics", True, RAW_METRIC_COLUMNS),
-        TableSpec("metrics", "processed/metrics", True, PROCESSED_METRIC_COLUMNS),
+        TableSpec("metrics", "processed/metrics", True, _METRICS_REQUIRED),
         TableSpec("features", "processed/features", True, (SERVER_ID, DS, METRIC)),
         TableSpec("series_diagnostics", "processed/diagnostics", False, SERIES_KEY),
         TableSpec("quarantine", "quarantine", False, QUARANTINE_COLUMNS),

@@ -112,4 +112,4 @@ def test_ingest_of_an_undecodable_file_exits_2(tmp_path: Path, capsys: pytest.Ca
 
 def test_etl_on_an_empty_lake_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["etl", "--lake", str(tmp_path / "lake")]) == 2
-    assert "run the stage that writes it first" in capsys.readouterr().err
+    assert "has no raw metrics; run `capfc generate` or `capfc ingest` first" in capsys.readouterr().err

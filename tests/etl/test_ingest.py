@@ -78,7 +78,8 @@ def test_wide_csv_daily_p95_mean_max_and_samples(tmp_path: Path) -> None:
         assert row["samples"] == 288 and row["coverage"] == 1.0 and not row["low_coverage"]
     assert (daily[daily["metric"] == "memory"]["value"] == 25.0).all()
     assert result.rows_read == result.rows_used == 576 and result.quarantine.empty
-    assert result.inventory is None and result.warnings == ()
+    assert result.warnings == () and result.inventory_ids_only
+    assert result.inventory["server_id"].tolist() == ["web-1"] and result.inventory["cpu_cores"].isna().all()
 
 
 def test_capacity_rows_quarantined_with_reason_and_line(tmp_path: Path) -> None:

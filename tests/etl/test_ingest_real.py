@@ -182,7 +182,8 @@ def test_nab_cloudwatch_cpu_long_mapping() -> None:
     result = ingest([str(NAB_CPU)], parse_mapping(NAB_MAPPING), IngestConfig(), local)
     raw = pd.read_csv(NAB_CPU, parse_dates=["timestamp"])
     assert result.rows_read == result.rows_used == len(raw) == 18_050
-    assert result.quarantine.empty and result.inventory is None
+    assert result.quarantine.empty and result.inventory_ids_only
+    assert result.inventory["server_id"].tolist() == ["nab-cpu_utilization_asg_misconfiguration"]
     daily = result.raw_metrics
     assert set(daily["server_id"]) == {"nab-cpu_utilization_asg_misconfiguration"}
     assert set(daily["metric"]) == {"cpu"}
@@ -195,3 +196,40 @@ def test_nab_cloudwatch_cpu_long_mapping() -> None:
     assert (inner["samples"] == 288).all() and np.allclose(inner["coverage"], 1.0)
     assert daily["samples"].iloc[[0, -1]].tolist() == [274, 208]
     assert not daily["low_coverage"].any()
+
+
+FASTSTORAGE = REAL / "bitbrains_faststorage"
+needs_faststorage = pytest.mark.skipif(not (FASTSTORAGE / "trace.parquet").is_file(),
+                                       reason=f"shared fastStorage data not found at {FASTSTORAGE}")
+
+
+@pytest.fixture(scope="module")
+def faststorage() -> IngestResult:
+    mapping = load_mapping(REPO / "mappings" / "bitbrains_faststorage.yaml")
+    return ingest([str(FASTSTORAGE / "trace.parquet")], mapping, IngestConfig(), local)
+
+
+@needs_faststorage
+def test_faststorage_run_length_rows_and_joined_capacity(faststorage: IngestResult) -> None:
+    result = faststorage
+    assert result.rows_read == result.rows_used == 276_979 and result.quarantine.empty
+    daily = result.raw_metrics
+    assert daily["server_id"].nunique() == 50 and set(daily["metric"]) == {"cpu"}
+    # VM 636 has a 15-day run, durations off the 5-minute grid (jitter) and CPU above 100 %.
+    trace = pd.read_parquet(FASTSTORAGE / "trace.parquet", filters=[("id", "==", "636")])
+    capacity = pd.read_parquet(FASTSTORAGE / "meta.parquet").set_index("id").loc["636", "cpu_capacity"]
+    slots = np.maximum(np.rint(trace["duration"].to_numpy() / 300_000), 1).astype(int)
+    first = trace["timestamp"].dt.tz_convert(None).astype("datetime64[ns]").astype(np.int64).to_numpy()
+    step = np.arange(slots.sum()) - np.repeat(np.cumsum(slots) - slots, slots)
+    times = np.repeat(first, slots) + step * 300 * 10**9
+    percent = np.repeat(trace["cpu_usage"].to_numpy() / capacity * 100.0, slots)
+    by_day = pd.Series(percent).groupby(times // (86_400 * 10**9))
+    got = daily[daily["server_id"] == "bitbrains-fs-636"]
+    assert got["ds"].tolist() == pd.to_datetime(by_day.size().index.to_numpy(), unit="D").tolist()
+    np.testing.assert_allclose(got["value"], by_day.agg(lambda v: np.percentile(v, 95)), rtol=1e-12)
+    assert got["samples"].tolist() == by_day.size().tolist()
+    assert got["value"].max() > 100.0
+    inventory = result.inventory.set_index("server_id")
+    assert not result.inventory_ids_only and len(inventory) == 50
+    assert inventory.loc["bitbrains-fs-636", "cpu_cores"] == 4
+    assert inventory.loc["bitbrains-fs-1019", "memory_gb"] == pytest.approx(181_352 / 1_048_576)

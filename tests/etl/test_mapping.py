@@ -29,7 +29,8 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["bitbrains.yaml", "generic_wide.yaml", "generic_long.yaml"])
+@pytest.mark.parametrize("name", ["bitbrains.yaml", "bitbrains_faststorage.yaml", "generic_wide.yaml",
+                                  "generic_long.yaml", "nab.yaml"])
 def test_shipped_mappings_load(name: str) -> None:
     mapping = load_mapping(MAPPINGS / name)
     assert isinstance(mapping, Mapping)

@@ -22,7 +22,8 @@ KEYS = [schema.SERVER_ID, schema.DS, schema.METRIC]
 
 
 def _dirty_server() -> pd.DataFrame:
-    """srv-a with a 3-day and a 10-day cpu gap, a stuck run, an outage, a conflict, clips and junk rows."""
+    """srv-a with a 3-day and a 10-day cpu gap, a stuck run, an outage, a conflict, clips, a saturated
+    day and junk rows (including a value beyond etl.saturation_max)."""
     raw = raw_frame(metrics=METRICS, n_days=140)
     raw.loc[raw[schema.METRIC] == "disk", schema.VALUE] = np.round(30 + 0.01 * np.arange(140), 3)
     is_cpu = raw[schema.METRIC] == "cpu"
@@ -35,9 +36,10 @@ def _dirty_server() -> pd.DataFrame:
         down = (raw[schema.METRIC] == metric) & raw[schema.DS].between(day(110), day(111))
         raw.loc[down, schema.VALUE] = value
     raw.loc[is_cpu & (raw[schema.DS] == day(40)), schema.VALUE] = 100.3
+    raw.loc[(raw[schema.METRIC] == "memory") & (raw[schema.DS] == day(45)), schema.VALUE] = 130.0
     extra = pd.DataFrame(
         [("srv-a", day(20), "memory", 95.0), ("srv-x", day(5), "cpu", 10.0),
-         ("srv-a", day(41), "cpu", 150.0)],
+         ("srv-a", day(41), "cpu", 250.0)],
         columns=KEYS + [schema.VALUE],
     )
     raw = raw[~(is_cpu & (raw[schema.DS] == day(41)))]
@@ -108,7 +110,13 @@ def test_an_outage_is_kept_and_flagged(dirty) -> None:
 def test_clips_conflicts_and_rejects(dirty) -> None:
     _, result = dirty
     clipped = row(result.metrics, "srv-a", "cpu", 40)
-    assert clipped[schema.VALUE] == 100.0 and clipped["value_raw"] == 100.3
+    assert clipped[schema.VALUE] == 100.0 and clipped["value_raw"] == 100.3 and clipped["is_saturated"]
+    saturated = row(result.metrics, "srv-a", "memory", 45)
+    assert saturated[schema.VALUE] == 100.0 and saturated["value_raw"] == 130.0 and saturated["is_saturated"]
+    assert not saturated["is_imputed"]
+    assert result.metrics["is_saturated"].sum() == result.counts["rows_saturated"] == 2
+    diag = result.diagnostics.set_index(schema.METRIC)["n_saturated"]
+    assert diag["cpu"] == 1 and diag["memory"] == 1 and diag["disk"] == 0
     assert row(result.metrics, "srv-a", "cpu", 41)["is_imputed"], "the day of a quarantined value is imputed"
     memory = row(result.metrics, "srv-a", "memory", 20)
     assert memory[schema.VALUE] < 60

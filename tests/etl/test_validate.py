@@ -32,14 +32,29 @@ def test_clean_rows_are_all_kept() -> None:
     assert list(result.server_ids) == ["srv-a"]
 
 
-def test_values_within_tolerance_are_clipped_and_beyond_quarantined() -> None:
+def test_saturation_is_kept_and_only_impossible_values_quarantined() -> None:
     raw = _rows(("srv-a", day(0), "cpu", 100.3), ("srv-a", day(1), "cpu", 150.0),
-                ("srv-a", day(2), "cpu", -0.4), ("srv-a", day(3), "cpu", -1.0))
+                ("srv-a", day(2), "cpu", -0.4), ("srv-a", day(3), "cpu", -1.0),
+                ("srv-a", day(4), "cpu", 200.0), ("srv-a", day(5), "cpu", 2600.0),
+                ("srv-a", day(6), "cpu", 100.0), ("srv-a", day(7), "cpu", 99.9))
     result = validate(raw, inventory(), EtlConfig(value_tolerance=0.5))
     kept = _kept_values(result, raw)
-    assert kept == {0: (100.0, 100.3), 2: (0.0, -0.4)}
+    assert kept == {0: (100.0, 100.3), 1: (100.0, 150.0), 2: (0.0, -0.4), 4: (100.0, 200.0),
+                    6: (100.0, 100.0), 7: (99.9, 99.9)}
+    saturated = dict(zip(result.rows.tolist(), result.saturated.tolist(), strict=True))
+    assert saturated == {0: True, 1: True, 2: False, 4: True, 6: True, 7: False}
     assert _codes(result) == ["out_of_range", "out_of_range"]
-    assert list(result.quarantine[schema.VALUE]) == ["150.0", "-1.0"]
+    assert list(result.quarantine[schema.VALUE]) == ["-1.0", "2600.0"]
+    reasons = list(result.quarantine["reason"])
+    assert "below 0 beyond the tolerance of 0.5" in reasons[0]
+    assert "above etl.saturation_max (200 % of capacity)" in reasons[1] and "unit error" in reasons[1]
+
+
+def test_saturation_max_is_configurable() -> None:
+    raw = _rows(("srv-a", day(0), "cpu", 120.0), ("srv-a", day(1), "cpu", 180.0))
+    result = validate(raw, inventory(), EtlConfig(saturation_max=150.0))
+    assert _kept_values(result, raw) == {0: (100.0, 120.0)}
+    assert list(result.quarantine[schema.VALUE]) == ["180.0"]
 
 
 def test_unknown_server_metric_and_null_keys_are_quarantined() -> None:

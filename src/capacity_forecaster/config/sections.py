@@ -56,7 +56,14 @@ class IngestConfig(_Section):
 class EtlConfig(_Section):
     """Validation, cleansing, imputation and anomaly detection (``capfc etl``)."""
 
+    # Values down to -value_tolerance are clipped to 0; lower ones are quarantined.
     value_tolerance: float = Field(0.5, ge=0.0, le=10.0)
+    # A utilisation above 100 is saturation (CPU demand beyond the provisioned capacity, memory
+    # over-commit): kept, clipped to 100 and flagged is_saturated. Only values above this bound are
+    # quarantined: Bitbrains reports at most ~130 %, CloudWatch caps at 100, hypervisor CPU demand
+    # with turbo clocks stays below ~150 %; far beyond is a unit error (a fraction x 100 twice, MHz
+    # or a per-core sum in a percent column). See docs/etl.md, "Saturation".
+    saturation_max: float = Field(200.0, gt=100.0, le=100_000.0)
     outlier_threshold: float = Field(6.0, gt=0.0)
     anomaly_threshold: float = Field(4.0, gt=0.0)
     max_gap_days: int = Field(7, ge=0, le=366)
@@ -105,8 +112,9 @@ class ForecastConfig(_Section):
     # A series leaves its metric's fleet-best model only for one with a backtest MAE lower by more
     # than this fraction (0 = plain per-series minimum; see forecast/selection.py).
     selection_margin: float = Field(0.15, ge=0.0, lt=1.0)
-    # Series with fewer known days get the baseline with wide intervals and a recorded reason.
-    min_history_days: int = Field(56, ge=1, le=3_650)
+    # Series with fewer known days get the baseline with wide intervals and a recorded reason; longer
+    # ones are backtested with a design sized to their history (forecast/backtest.py ``design``).
+    min_history_days: int = Field(14, ge=1, le=3_650)
     # Series per unit for local models; None = about 4 units per worker, at most 256 series.
     batch_size: int | None = Field(None, ge=1, le=100_000)
 
@@ -139,12 +147,19 @@ class RiskConfig(_Section):
     isotonic_min_breaches: int = Field(20, ge=1, le=1_000_000)
     calibration_bins: int = Field(10, ge=2, le=100)
     min_history_days: int = Field(60, ge=1, le=3_650)
+    # Current state (risk/current.py): a series over its threshold on at least current_min_days_over
+    # of its last current_window_days observed (not imputed) days is already breaching: at least
+    # high, whatever its history length or forecast.
+    current_window_days: int = Field(14, ge=1, le=366)
+    current_min_days_over: int = Field(3, ge=1, le=366)
     # Risk levels: critical/high = the breach is likely (probability >= likely_probability) within
-    # critical_days/high_days; medium = breach probability over the horizon >= medium_probability.
+    # critical_days/high_days; medium = sustained breach probability over the horizon >= medium_probability
     critical_days: int = Field(30, ge=1, le=1_095)
     high_days: int = Field(90, ge=1, le=1_095)
     likely_probability: float = Field(0.5, gt=0.0, le=1.0)
     medium_probability: float = Field(0.3, gt=0.0, le=1.0)
+    # ... medium asks for a sustained breach: P(over on at least medium_min_days days) (1 = any day).
+    medium_min_days: int = Field(3, ge=1, le=366)
     # Seasonal peaks: the last N business days of a month / quarter count as its end; a pattern is
     # recurring when those days run at least seasonal_min_uplift (relative) above the rest.
     period_end_business_days: int = Field(3, ge=1, le=10)
@@ -183,6 +198,9 @@ class RiskConfig(_Section):
         problems = []
         if self.critical_days > self.high_days:
             problems.append(f"critical_days ({self.critical_days}) must not exceed high_days ({self.high_days})")
+        if self.current_min_days_over > self.current_window_days:
+            problems.append(f"current_min_days_over ({self.current_min_days_over}) must not exceed "
+                            f"current_window_days ({self.current_window_days})")
         if self.medium_probability > self.likely_probability:
             problems.append(f"medium_probability ({self.medium_probability}) must not exceed "
                             f"likely_probability ({self.likely_probability})")

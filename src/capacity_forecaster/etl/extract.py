@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,10 +10,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl import parse
-from capacity_forecaster.etl.mapping import Mapping, MetricName
+from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.readers import BadRow, RawChunk
+from capacity_forecaster.etl.servers import ServerIds
+from capacity_forecaster.etl.specs import MetricName
 from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS
 
 STAGE = "ingest"
@@ -23,39 +23,6 @@ _DETAIL_CHARS = 120
 _ZERO = 20
 _NEGATIVE = 21
 _TOO_LARGE = 22
-
-
-class ServerIds:
-    """Dictionary of server ids met during one ingest (id text <-> int32 code)."""
-
-    def __init__(self) -> None:
-        self._codes: dict[str, int] = {}
-        self.names: list[str] = []
-
-    def code(self, name: str) -> int:
-        """The code of ``name``, adding it on first sight."""
-        found = self._codes.get(name)
-        if found is None:
-            found = self._codes[name] = len(self.names)
-            self.names.append(name)
-        return found
-
-    def codes(self, text: pa.Array, prefix: str) -> np.ndarray:
-        """Codes of a text column (-1 where empty), via its dictionary so that Python sees each id once."""
-        encoded = pc.dictionary_encode(text)
-        known = [-1 if not v else self.code(prefix + v) for v in encoded.dictionary.to_pylist()]
-        lookup = np.array([*known, -1], dtype=np.int32)
-        indices = pc.fill_null(encoded.indices, len(lookup) - 1).to_numpy(zero_copy_only=False)
-        return lookup[np.asarray(indices, dtype=np.int64)]
-
-
-def server_from_filename(file_name: str, pattern: str, label: str) -> str:
-    """The server id that ``pattern`` (the mapping's ``from_filename``) extracts from a file name."""
-    match = re.search(pattern, file_name)
-    if match is None or not match.group(1):
-        raise InputError(f"{label}: file name '{file_name}' does not match server_id.from_filename "
-                         f"{pattern!r}; rename the file or change the pattern in the mapping")
-    return match.group(1)
 
 
 @dataclass(frozen=True)
@@ -68,6 +35,7 @@ class ChunkSamples:
         row_ok: rows with a server and a usable time.
         server, metric, ts, value, row: one entry per accepted value (metric codes index
             schema.METRICS; ``row`` is the row's index within the chunk).
+        weight: samples each accepted value stands for (mapping ``weight``), or None.
         quarantine: one record per rejected (row, metric), or None when nothing was rejected.
     """
 
@@ -79,6 +47,7 @@ class ChunkSamples:
     ts: np.ndarray
     value: np.ndarray
     row: np.ndarray
+    weight: np.ndarray | None
     quarantine: pd.DataFrame | None
 
 
@@ -170,11 +139,12 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     """Values of one wide metric, the status of each row (0 = accepted) and the reason of each rejection."""
     spec = mapping.metrics[metric]
     value_column = spec.percent or spec.usage or ""
+    capacity_column = spec.capacity_column
     raw, status = numbers(value_column)
     templates = _number_templates(value_column, "value")
     values = raw
-    if spec.capacity is not None:
-        capacity, cap_status = numbers(spec.capacity)
+    if capacity_column is not None:
+        capacity, cap_status = numbers(capacity_column)
         cap_status = cap_status.copy()
         with np.errstate(invalid="ignore"):
             cap_status[(cap_status == parse.OK) & (capacity == 0)] = _ZERO
@@ -182,7 +152,7 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
         cap_bad = (status == parse.OK) & (cap_status != parse.OK)
         # Capacity statuses are shifted by 100 so that one status array carries both columns.
         status = np.where(cap_bad, cap_status.astype(np.int16) + 100, status).astype(np.int16)
-        templates |= {code + 100: text for code, text in _number_templates(spec.capacity, "capacity").items()}
+        templates |= {code + 100: text for code, text in _number_templates(capacity_column, "capacity").items()}
         if spec.usage is not None:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 values = raw / capacity * 100.0
@@ -195,8 +165,8 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     if len(rejected):
         on_capacity = status[rejected] >= 100
         texts[~on_capacity] = parse.texts_at(chunk.columns[value_column], rejected[~on_capacity])
-        if on_capacity.any() and spec.capacity is not None:
-            texts[on_capacity] = parse.texts_at(chunk.columns[spec.capacity], rejected[on_capacity])
+        if on_capacity.any() and capacity_column is not None:
+            texts[on_capacity] = parse.texts_at(chunk.columns[capacity_column], rejected[on_capacity])
         if spec.usage is not None:
             huge = status[rejected] == _TOO_LARGE
             texts[huge] = [f"{v:g}" for v in values[rejected[huge]]]
@@ -224,16 +194,24 @@ def _long_metric(chunk: RawChunk, mapping: Mapping) -> tuple[np.ndarray, np.ndar
 
 @dataclass(frozen=True)
 class _Rows:
-    """Row-level checks shared by every metric of a chunk."""
+    """Row-level checks shared by every metric of a chunk.
+
+    Attributes:
+        ok: rows with a server, a usable time and (if mapped) a usable weight.
+        no_server: rows without a server id.
+        rejects: (rows, reasons) of the time check, then of the weight check.
+        server_reason: the reason of rows without a server id.
+    """
 
     ok: np.ndarray
     no_server: np.ndarray
-    time_rows: np.ndarray
-    time_reasons: pd.Series
+    rejects: tuple[tuple[np.ndarray, pd.Series], ...]
     server_reason: str
 
 
 Accepted = tuple[np.ndarray, np.ndarray, np.ndarray]  # (row index, metric code, value)
+# (row server codes, server names) -> per-row joined inventory columns, named inventory.<column>.
+CapacityColumns = Callable[[np.ndarray, list[str]], dict[str, pa.Array]]
 
 
 def _wide_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, rows: _Rows,
@@ -242,7 +220,8 @@ def _wide_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     for metric in mapping.metrics:
         value_column = mapping.metrics[metric].percent or mapping.metrics[metric].usage or ""
         rejections.add(np.flatnonzero(rows.no_server), metric, value_column, rows.server_reason)
-        rejections.add(rows.time_rows, metric, value_column, rows.time_reasons)
+        for index, reasons in rows.rejects:
+            rejections.add(index, metric, value_column, reasons)
         values, status, reasons = _wide_metric(chunk, numbers, mapping, metric, max_abs)
         rejected = np.flatnonzero(status != parse.OK)
         keep = rows.ok[rejected]
@@ -259,7 +238,8 @@ def _long_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     codes, shown_metric = _long_metric(chunk, mapping)
     no_server = np.flatnonzero(rows.no_server)
     rejections.add(no_server, shown_metric[no_server], spec.value, rows.server_reason)
-    rejections.add(rows.time_rows, shown_metric[rows.time_rows], spec.value, rows.time_reasons)
+    for index, reasons in rows.rejects:
+        rejections.add(index, shown_metric[index], spec.value, reasons)
     unknown = np.flatnonzero(rows.ok & (codes < 0))
     known = ", ".join(sorted({*METRICS, *spec.metric_names}))
     rejections.add(unknown, shown_metric[unknown], spec.value,
@@ -277,13 +257,37 @@ def _long_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     return [(good, codes[good], values[good])]
 
 
+def _row_weights(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.ndarray,
+                 chunk: RawChunk) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """Samples per row (mapping ``weight``), rows of ``checked`` whose weight is unusable, and why."""
+    spec = mapping.weight
+    assert spec is not None and mapping.interval_seconds is not None
+    raw, status = numbers(spec.column)
+    status = status.copy()
+    with np.errstate(invalid="ignore"):
+        status[(status == parse.OK) & (raw <= 0)] = _NEGATIVE
+    if spec.unit == "count":
+        weight = raw
+    else:
+        # A duration is a whole number of samples; clock jitter (299,000 ms at 300 s) rounds away,
+        # and a row is at least the one sample it reports.
+        with np.errstate(invalid="ignore"):
+            weight = np.maximum(np.rint(raw * (parse.NS_PER_UNIT[spec.unit] / 1e9 / mapping.interval_seconds)), 1.0)
+    templates = _number_templates(spec.column, "weight")
+    templates[_NEGATIVE] = f"invalid_weight: {{text}} in column '{spec.column}' (must be > 0)"
+    del templates[_ZERO]
+    bad = np.flatnonzero(checked & (status != parse.OK))
+    return weight, bad, _reasons(status[bad], parse.texts_at(chunk.columns[spec.column], bad), templates)
+
+
 def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, label: str,
-            servers: ServerIds, file_server: str | None, max_abs: float) -> ChunkSamples:
+            servers: ServerIds, file_server: str | None, max_abs: float,
+            capacities: CapacityColumns | None = None) -> ChunkSamples:
     """Turn a raw chunk into accepted values and quarantine records.
 
     Every row yields, per metric of a wide mapping (or once for a long one), either an accepted value
     or one quarantine record; the first failing check gives the reason (server id, then time, then
-    metric name, then value and capacity).
+    weight, then metric name, then value and capacity).
 
     Args:
         chunk: the rows as read.
@@ -293,6 +297,8 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         servers: the ingest's server dictionary (grows with new ids).
         file_server: the server id taken from the file name (prefixed), or None.
         max_abs: values whose magnitude exceeds this are quarantined (they cannot be a percentage).
+        capacities: per-row columns joined from the inventory file (``inventory.<column>``) for
+            ``metrics.<m>.inventory_capacity``, given the rows' server codes and the server names.
 
     Returns:
         The ChunkSamples.
@@ -313,16 +319,23 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
             prefixed[row_server[index] < 0] = None
             return prefixed
 
+    if capacities is not None:
+        chunk = RawChunk({**chunk.columns, **capacities(row_server, servers.names)}, chunk.lines, chunk.bad_rows)
+        numbers = parse.ColumnNumbers(chunk.columns, numbers.decimal)
     row_ts, ts_status = parse.parse_timestamps(chunk.columns[ts_column], mapping.timestamp)
     no_server = row_server < 0
     ts_status = np.where(no_server, parse.OK, ts_status)
     time_rows = np.flatnonzero(ts_status != parse.OK)
-    rows = _Rows(
-        ok=~no_server & (ts_status == parse.OK), no_server=no_server, time_rows=time_rows,
-        time_reasons=_reasons(ts_status[time_rows], parse.texts_at(chunk.columns[ts_column], time_rows),
-                              _time_templates(mapping)),
-        server_reason=f"missing_server_id: column '{mapping.server_id.column}' is empty",
-    )
+    ok = ~no_server & (ts_status == parse.OK)
+    rejects = [(time_rows, _reasons(ts_status[time_rows], parse.texts_at(chunk.columns[ts_column], time_rows),
+                                    _time_templates(mapping)))]
+    row_weight = None
+    if mapping.weight is not None:
+        row_weight, weight_rows, weight_reasons = _row_weights(numbers, mapping, ok, chunk)
+        ok[weight_rows] = False
+        rejects.append((weight_rows, weight_reasons))
+    rows = _Rows(ok=ok, no_server=no_server, rejects=tuple(rejects),
+                 server_reason=f"missing_server_id: column '{mapping.server_id.column}' is empty")
     rejections = _Rejections(chunk, label, ts_column, server_at)
     values_of = _wide_values if mapping.layout == "wide" else _long_values
     accepted = values_of(chunk, numbers, mapping, rows, rejections, max_abs)
@@ -331,6 +344,7 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         row_server=row_server, row_ts=row_ts, row_ok=rows.ok,
         server=row_server[index], metric=np.concatenate([a[1] for a in accepted]), ts=row_ts[index],
         value=np.concatenate([a[2] for a in accepted]).astype(np.float64), row=index,
+        weight=None if row_weight is None else row_weight[index],
         quarantine=rejections.frame(),
     )
 

@@ -29,6 +29,7 @@ class SeriesGrid:
         value: usable values (clipped), NaN where the day has no usable value.
         value_raw: the parsed source value of the row behind each cell (NaN where there was none).
         source_row: position in the input frame of the row behind each cell, -1 where none.
+        saturated: the row behind the cell was at or above 100 (see ``validate``).
         in_span: True for cells between a series' first and last day (inclusive).
     """
 
@@ -39,6 +40,7 @@ class SeriesGrid:
     value: np.ndarray
     value_raw: np.ndarray
     source_row: np.ndarray
+    saturated: np.ndarray
     in_span: np.ndarray
 
     @property
@@ -75,7 +77,8 @@ def build_grid(valid: Validated) -> SeriesGrid:
         return SeriesGrid(
             server_ids=np.empty(0, dtype=object), metric_codes=np.empty(0, dtype=np.int64),
             server_index=np.empty(0, dtype=np.int64), day0=0, value=empty_f, value_raw=empty_f.copy(),
-            source_row=np.empty((0, 0), dtype=np.int64), in_span=np.empty((0, 0), dtype=bool),
+            source_row=np.empty((0, 0), dtype=np.int64), saturated=np.empty((0, 0), dtype=bool),
+            in_span=np.empty((0, 0), dtype=bool),
         )
     day0 = int(valid.days.min())
     n_days = int(valid.days.max()) - day0 + 1
@@ -86,6 +89,8 @@ def build_grid(valid: Validated) -> SeriesGrid:
     value[series_of_row, col] = valid.value
     value_raw[series_of_row, col] = valid.value_raw
     source_row[series_of_row, col] = valid.rows
+    saturated = np.zeros((n_series, n_days), dtype=bool)
+    saturated[series_of_row, col] = valid.saturated
     first = np.full(n_series, n_days, dtype=np.int64)
     last = np.full(n_series, -1, dtype=np.int64)
     np.minimum.at(first, series_of_row, col)
@@ -102,6 +107,7 @@ def build_grid(valid: Validated) -> SeriesGrid:
         value=value,
         value_raw=value_raw,
         source_row=source_row,
+        saturated=saturated,
         in_span=in_span,
     )
 

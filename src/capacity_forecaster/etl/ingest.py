@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,20 +12,16 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import IngestConfig
-from capacity_forecaster.etl.extract import (
-    ServerIds,
-    bad_row_quarantine,
-    empty_quarantine,
-    extract,
-    quarantine_frame,
-    server_from_filename,
-)
-from capacity_forecaster.etl.inventory import InventoryDeriver, read_inventory
+from capacity_forecaster.errors import InputError
+from capacity_forecaster.etl.extract import bad_row_quarantine, empty_quarantine, extract, quarantine_frame
+from capacity_forecaster.etl.inventory import CapacityLookup, InventoryDeriver, ids_only_inventory, read_inventory
 from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.parse import ColumnNumbers
 from capacity_forecaster.etl.readers import read_chunks
 from capacity_forecaster.etl.rollup import Duplicates, Samples, rollup_daily, sort_and_dedupe
+from capacity_forecaster.etl.servers import ServerIds, server_from_filename
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
+from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
 from capacity_forecaster.schema import METRICS
 
 logger = logging.getLogger(__name__)
@@ -43,23 +40,28 @@ class IngestResult:
         raw_metrics: one row per (server_id, ds, metric): server_id (str), ds (datetime64[ns], the
             local date), metric (str), value (float64, the day's P95), samples (int64), value_mean,
             value_max, coverage (float64) and low_coverage (bool).
-        inventory: schema.INVENTORY_COLUMNS, or None when the mapping has no inventory section.
+        inventory: schema.INVENTORY_COLUMNS. Without an inventory section in the mapping it only
+            knows the server ids (hostname = id, other text ``unknown``, numbers NaN) and
+            ``inventory_ids_only`` is True.
         quarantine: schema.QUARANTINE_COLUMNS (all text): one record per rejected (row, metric).
         rows_read: data rows read (well-formed or not; header lines excluded).
         rows_used: rows that gave at least one accepted value.
         rows_quarantined: rows that gave none (rows_read == rows_used + rows_quarantined).
         files: the files read, in order.
         warnings: things the user should know that did not stop the ingest (e.g. header-only files).
+        inventory_ids_only: the inventory was derived from the server ids alone (no inventory
+            section): a re-ingest adds such rows for new servers but never overwrites known ones.
     """
 
     raw_metrics: pd.DataFrame
-    inventory: pd.DataFrame | None
+    inventory: pd.DataFrame
     quarantine: pd.DataFrame
     rows_read: int
     rows_used: int
     rows_quarantined: int
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    inventory_ids_only: bool = False
 
 
 class _Pool:
@@ -67,13 +69,15 @@ class _Pool:
 
     def __init__(self) -> None:
         self.parts: list[Samples] = []
+        self.weighted = False
         self.row_file: list[np.ndarray] = []
         self.row_line: list[np.ndarray] = []
         self.rows = 0
 
     def add(self, file_index: int, lines: np.ndarray | None, n: int, samples: Samples) -> None:
         self.parts.append(Samples(samples.server, samples.metric, samples.ts, samples.value,
-                                  samples.row + self.rows))
+                                  samples.row + self.rows, samples.weight))
+        self.weighted = self.weighted or samples.weight is not None
         self.row_file.append(np.full(n, file_index, dtype=np.int32))
         self.row_line.append(lines if lines is not None else np.full(n, -1, dtype=np.int64))
         self.rows += n
@@ -82,11 +86,14 @@ class _Pool:
         if not self.parts:
             empty = np.empty(0)
             return Samples(empty.astype(np.int32), empty.astype(np.int8), empty.astype(np.int64),
-                           empty, empty.astype(np.int64))
+                           empty, empty.astype(np.int64), empty if self.weighted else None)
         if len(self.parts) > 1:
             # Keep only the joined arrays, so that the parts can be freed.
-            self.parts = [Samples(*(np.concatenate([getattr(p, name) for p in self.parts])
-                                    for name in ("server", "metric", "ts", "value", "row")))]
+            def joined(name: str) -> np.ndarray:
+                return np.concatenate([getattr(p, name) for p in self.parts])
+
+            self.parts = [Samples(joined("server"), joined("metric"), joined("ts"), joined("value"), joined("row"),
+                                  joined("weight") if self.weighted else None)]
         return self.parts[0]
 
     def sources(self, labels: list[str], rows: np.ndarray) -> np.ndarray:
@@ -141,7 +148,7 @@ class _Reading:
 
 
 def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
-                deriver: InventoryDeriver | None) -> _Reading:
+                deriver: InventoryDeriver | None, capacities: CapacityLookup | None) -> _Reading:
     """Read every file chunk by chunk into accepted samples and quarantine records."""
     state = _Reading()
     roles = mapping.column_roles()
@@ -161,11 +168,12 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
             if chunk.num_rows == 0:
                 continue
             numbers = ColumnNumbers(chunk.columns, mapping.csv.decimal)
-            got = extract(chunk, numbers, mapping, src.label, state.servers, file_server, MAX_ABS_PERCENT)
+            got = extract(chunk, numbers, mapping, src.label, state.servers, file_server, MAX_ABS_PERCENT,
+                          None if capacities is None else capacities.columns_for)
             if deriver is not None:
                 deriver.update(numbers, got.row_server, got.row_ts, got.row_ok)
             state.pool.add(index, chunk.lines, chunk.num_rows,
-                           Samples(got.server, got.metric, got.ts, got.value, got.row))
+                           Samples(got.server, got.metric, got.ts, got.value, got.row, got.weight))
             if got.quarantine is not None:
                 state.rejected.append(got.quarantine)
             file_rows += chunk.num_rows
@@ -173,6 +181,15 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
             state.warn(f"{src.label}: no data rows (empty or header-only file)")
         logger.debug("%s: %s rows", src.label, file_rows)
     return state
+
+
+def _inventory_spec(spec: InventorySpec | None, files: list[SourceFile]) -> InventorySpec | None:
+    """The inventory section with ``{source_dir}`` replaced by the folder of the first metric file."""
+    if spec is None or spec.source is None or SOURCE_DIR not in spec.source:
+        return spec
+    if not files:
+        raise InputError(f"inventory.source {spec.source!r} names {SOURCE_DIR}, but no metric file was found")
+    return spec.model_copy(update={"source": spec.source.replace(SOURCE_DIR, posixpath.dirname(files[0].label))})
 
 
 def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
@@ -194,7 +211,9 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
 
     Returns:
         The IngestResult; raw_metrics has columns server_id, ds, metric, value, samples, value_mean,
-        value_max, coverage and low_coverage.
+        value_max, coverage and low_coverage (run-length rows of a ``weight`` mapping count by their
+        samples); inventory has schema.INVENTORY_COLUMNS (the server ids alone when the mapping has
+        no inventory section). An inventory file is read first: metric capacities may join from it.
 
     Raises:
         InputError: a source is missing or unreadable, a mapped column is absent, a file name does not
@@ -203,9 +222,17 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     started = time.perf_counter()
     files = expand_sources(sources, filesystem_for)
     labels = [f.label for f in files]
-    spec = mapping.inventory
+    spec = _inventory_spec(mapping.inventory, files)
     deriver = InventoryDeriver(spec) if spec is not None and spec.source is None else None
-    state = _read_files(files, mapping, cfg, deriver)
+    inventory = None
+    inventory_rejects = empty_quarantine()
+    capacities = None
+    if spec is not None and spec.source is not None:
+        # Read before the metrics: metric capacities may be joined from it.
+        inventory, inventory_rejects, joined = read_inventory(
+            spec, filesystem_for, mapping.server_id.prefix, cfg.chunk_rows, mapping.inventory_capacities())
+        capacities = CapacityLookup(joined) if mapping.inventory_capacities() else None
+    state = _read_files(files, mapping, cfg, deriver, capacities)
     samples = state.pool.samples()
     kept, duplicates = sort_and_dedupe(samples)
     state.rejected.append(_duplicate_quarantine(samples, duplicates, state.pool, labels, state.servers.names))
@@ -215,7 +242,7 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     used[kept.row] = True
     rows_read = state.pool.rows + state.malformed
     rows_used = int(used.sum())
-    parts = [q for q in state.rejected if len(q)]
+    parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
     if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
         state.warn(f"most timestamps fall before 1990: is timestamp.unit '{mapping.timestamp.unit}' right? "
@@ -224,21 +251,20 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         top = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
         state.warn(f"no row could be used: every row was quarantined (mostly {top.index[0]}, "
                    f"{top.iloc[0]} records); check the mapping against the quarantine reasons")
-    inventory = None
     if deriver is not None:
         inventory = deriver.frame(state.servers.names)
-    elif spec is not None:
-        inventory, inventory_rejects = read_inventory(spec, filesystem_for, mapping.server_id.prefix,
-                                                      cfg.chunk_rows)
-        quarantine = pd.concat([quarantine, inventory_rejects], ignore_index=True)
+    elif inventory is not None:
         without = sorted(set(daily["server_id"]) - set(inventory["server_id"]))
         if without:
             state.warn(f"{len(without)} server(s) have metrics but no inventory row, "
                        f"e.g. {', '.join(without[:3])}")
+    ids_only = inventory is None
+    if inventory is None:
+        inventory = ids_only_inventory(daily["server_id"].unique())
     logger.info(
         "ingest (%s): %s file(s), %s rows read, %s used, %s quarantined; %s servers, %s daily rows "
         "(%s low coverage); quarantine reasons: %s; %.1f s",
         mapping.name, len(files), rows_read, rows_used, rows_read - rows_used, daily["server_id"].nunique(),
         len(daily), int(daily["low_coverage"].sum()), _summarise(quarantine), time.perf_counter() - started)
     return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
-                        tuple(labels), tuple(state.warnings))
+                        tuple(labels), tuple(state.warnings), ids_only)

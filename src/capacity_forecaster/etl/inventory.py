@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.extract import empty_quarantine, quarantine_frame
-from capacity_forecaster.etl.mapping import NUMERIC_INVENTORY_COLUMNS, DerivedColumn, InventorySpec
 from capacity_forecaster.etl.readers import read_chunks
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile
+from capacity_forecaster.etl.specs import NUMERIC_INVENTORY_COLUMNS, DerivedColumn, InventorySpec
 from capacity_forecaster.schema import INVENTORY_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -91,9 +93,42 @@ class InventoryDeriver:
         return _fill_defaults(out, self.spec)
 
 
-def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: str,
-                   chunk_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read an inventory file into the contract inventory columns.
+def ids_only_inventory(server_ids: list[str] | np.ndarray) -> pd.DataFrame:
+    """An inventory that knows only the server ids: hostname = the id, other text unknown, numbers NaN.
+
+    Returns:
+        Frame with schema.INVENTORY_COLUMNS, one row per distinct id, sorted by server_id.
+    """
+    ids = pd.Series(pd.unique(pd.Series(server_ids, dtype=object).dropna()), dtype=object)
+    return _fill_defaults(pd.DataFrame({"server_id": ids}), InventorySpec())
+
+
+class CapacityLookup:
+    """Per-server numbers from columns of the inventory file (joined capacities), by server code."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        """Args: table: server_id (unique) and one float column per joined inventory-file column."""
+        self.table = table.set_index("server_id")
+        self._values = {column: np.empty(0) for column in self.table.columns}
+
+    def columns_for(self, row_server: np.ndarray, names: list[str]) -> dict[str, pa.Array]:
+        """``inventory.<column>`` -> float64 value per row (null where the server has none)."""
+        known = len(next(iter(self._values.values()), np.empty(0)))
+        if len(names) > known:
+            new = self.table.reindex(pd.Index(names[known:], dtype=object))
+            for column in self._values:
+                self._values[column] = np.concatenate([self._values[column], new[column].to_numpy(np.float64)])
+        out = {}
+        for column, values in self._values.items():
+            padded = np.append(values, np.nan)
+            per_row = padded[np.where(row_server >= 0, row_server, len(values))]
+            out[f"inventory.{column}"] = pa.array(per_row, mask=np.isnan(per_row))
+        return out
+
+
+def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: str, chunk_rows: int,
+                   extra: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Read an inventory file into the contract inventory columns (and joined capacity columns).
 
     Server ids get the mapping's server_id prefix. Rows without a server id, and repeats of an id,
     are quarantined; a number that does not parse is left NaN and quarantined as a field.
@@ -103,9 +138,12 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
         filesystem_for: returns (filesystem, path) for the source URI.
         prefix: the mapping's server_id prefix.
         chunk_rows: rows per read block.
+        extra: further numeric columns to read (column -> the mapping key that names it), e.g. the
+            capacities of ``metrics.<m>.inventory_capacity``.
 
     Returns:
-        (inventory with schema.INVENTORY_COLUMNS sorted by server_id, quarantine records).
+        (inventory with schema.INVENTORY_COLUMNS sorted by server_id, quarantine records, frame of
+        server_id and the ``extra`` columns as float64).
 
     Raises:
         InputError: the file cannot be read or lacks a mapped column.
@@ -113,8 +151,14 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
     assert spec.source is not None
     fs, path = filesystem_for(spec.source)
     src = SourceFile(spec.source if "://" in spec.source else path, fs, path)
-    mapped = {target: _column(source) for target, source in spec.columns.items()}
-    roles = {d.column: f"inventory.columns.{target}" for target, d in mapped.items()}
+    mapped: dict[str, DerivedColumn] = {target: _column(source) for target, source in spec.columns.items()}
+    extra = dict(extra or {})
+    roles = {d.column: f"inventory.columns.{target}" for target, d in mapped.items()} | {
+        column: key for column, key in extra.items() if column not in {d.column for d in mapped.values()}}
+    # Joined capacity columns are read under a private name, so a column that is also mapped to an
+    # inventory column (say cpu_count for cpu_cores) can serve both.
+    numeric = {target: d for target, d in mapped.items() if target in NUMERIC_INVENTORY_COLUMNS}
+    numeric |= {f"_extra_{column}": DerivedColumn(column=column) for column in extra}
     parts: list[pd.DataFrame] = []
     rejected: list[pd.DataFrame] = []
     for chunk in read_chunks(src, roles, spec.csv, "auto", chunk_rows):
@@ -129,12 +173,14 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
         lines = chunk.lines if chunk.lines is not None else np.zeros(chunk.num_rows, dtype=np.int64)
         part = pd.DataFrame({"_line": lines})
         for target, derived in mapped.items():
-            column = chunk.columns[derived.column]
-            if target not in NUMERIC_INVENTORY_COLUMNS:
-                text = pd.Series(parse.as_text(column).to_numpy(zero_copy_only=False), dtype=object)
-                # An empty text cell says "not known"; server ids are checked separately below.
-                part[target] = text if target == "server_id" else text.fillna("").replace("", UNKNOWN)
+            if target in NUMERIC_INVENTORY_COLUMNS:
                 continue
+            text = pd.Series(parse.as_text(chunk.columns[derived.column]).to_numpy(zero_copy_only=False),
+                             dtype=object)
+            # An empty text cell says "not known"; server ids are checked separately below.
+            part[target] = text if target == "server_id" else text.fillna("").replace("", UNKNOWN)
+        for target, derived in numeric.items():
+            column = chunk.columns[derived.column]
             values, status = parse.parse_numbers(column, spec.csv.decimal)
             part[target] = values / derived.divide_by
             bad = np.flatnonzero((status != parse.OK) & (status != parse.MISSING))
@@ -142,7 +188,8 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                 texts = parse.texts_at(column, bad)
                 rejected.append(quarantine_frame(
                     None, None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
-                    [f"inventory_unparseable_number: {target} from column '{derived.column}' "
+                    [f"inventory_unparseable_number: {target.removeprefix('_extra_')} from column "
+                     f"'{derived.column}' "
                      f"(kept as NaN)" for _ in bad]))
         parts.append(part)
     if not parts:
@@ -164,4 +211,9 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
     frame = frame[~missing & ~repeated].drop(columns="_line")
     frame["server_id"] = prefix + frame["server_id"].astype(str)
     quarantine = pd.concat(rejected, ignore_index=True) if rejected else empty_quarantine()
-    return _fill_defaults(frame, spec), quarantine
+    joined = pd.DataFrame({"server_id": frame["server_id"].to_numpy(dtype=object)})
+    for column in extra:
+        name = f"_extra_{column}"
+        joined[column] = frame[name].to_numpy(np.float64) if name in frame else np.full(len(frame), np.nan)
+    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("_extra_")])
+    return _fill_defaults(frame, spec), quarantine, joined

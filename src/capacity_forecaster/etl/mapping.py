@@ -2,221 +2,29 @@
 
 from __future__ import annotations
 
-import codecs
-import re
 import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from capacity_forecaster.errors import ConfigError
-from capacity_forecaster.schema import InventoryColumn
+from capacity_forecaster.etl.specs import (
+    CsvSpec,
+    InventorySpec,
+    LongSpec,
+    MetricName,
+    MetricSpec,
+    ServerIdSpec,
+    Spec,
+    TimestampSpec,
+    WeightSpec,
+    check_timezone,
+)
 from capacity_forecaster.yamlfile import read_yaml
 
-MetricName = Literal["cpu", "memory", "disk", "network"]
-NUMERIC_INVENTORY_COLUMNS = ("cpu_cores", "memory_gb", "monthly_cost_usd")
 
-
-def _check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise ValueError(
-            f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'America/New_York'") from err
-    return name
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CsvSpec(_Spec):
-    """How a delimited text file is split into fields.
-
-    Attributes:
-        delimiter: one character; None sniffs it from the first lines. Whitespace around fields is
-            always trimmed, so ``;`` also reads files that put a tab after each semicolon.
-        encoding: text encoding of the file (any Python codec name).
-        decimal: decimal separator of numbers, ``.`` or ``,``.
-    """
-
-    delimiter: str | None = None
-    encoding: str = "utf-8"
-    decimal: Literal[".", ","] = "."
-
-    @field_validator("delimiter")
-    @classmethod
-    def _one_character(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        stripped = value if value.strip() == "" else value.strip()
-        if len(stripped) != 1 or stripped in "\"\r\n":
-            raise ValueError(
-                f"delimiter must be one character other than a quote or newline, got {value!r} "
-                "(whitespace after a delimiter is trimmed anyway, so use ';' for ';<tab>' files)"
-            )
-        return stripped
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            return codecs.lookup(value).name
-        except LookupError as err:
-            raise ValueError(f"unknown text encoding {value!r}; use e.g. 'utf-8' or 'latin-1'") from err
-
-
-class ServerIdSpec(_Spec):
-    """Where the server id comes from: a column, or a regex group of the file name.
-
-    Attributes:
-        column: column holding the server id.
-        from_filename: regular expression searched in the file name (not the folder); its first
-            group is the id, e.g. ``(\\d+)\\.csv`` turns ``14.csv`` into ``14``.
-        prefix: text put in front of every id (also of inventory ids), e.g. ``bitbrains-``.
-    """
-
-    column: str | None = None
-    from_filename: str | None = None
-    prefix: str = ""
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ServerIdSpec:
-        if (self.column is None) == (self.from_filename is None):
-            raise ValueError("server_id: set exactly one of 'column' or 'from_filename'")
-        if self.from_filename is not None:
-            try:
-                pattern = re.compile(self.from_filename)
-            except re.error as err:
-                raise ValueError(f"server_id.from_filename is not a valid regular expression: {err}") from err
-            if pattern.groups < 1:
-                raise ValueError("server_id.from_filename needs a capture group, e.g. '(\\d+)\\.csv'")
-        return self
-
-
-class TimestampSpec(_Spec):
-    """The sample time column.
-
-    Attributes:
-        column: column name.
-        kind: ``text`` (ISO 8601, or ``format``) or ``epoch`` (numbers counted from 1970-01-01 UTC).
-        unit: unit of epoch numbers (check the values: Bitbrains says [ms] but stores seconds).
-        format: strptime format for text that is not ISO 8601, e.g. ``%d/%m/%Y %H:%M``.
-        timezone: zone of text timestamps that carry no offset.
-    """
-
-    column: str
-    kind: Literal["text", "epoch"] = "text"
-    unit: Literal["s", "ms", "us", "ns"] = "s"
-    format: str | None = None
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        return _check_timezone(value)
-
-    @model_validator(mode="after")
-    def _format_needs_text(self) -> TimestampSpec:
-        if self.format is not None and self.kind != "text":
-            raise ValueError("timestamp.format applies to kind 'text' only")
-        return self
-
-
-class MetricSpec(_Spec):
-    """One metric of a wide file: a percent column, or usage / capacity x 100.
-
-    Attributes:
-        percent: column already in percent of capacity.
-        usage: column with the used amount (any unit), divided by ``capacity``.
-        capacity: column with the provisioned amount. With ``percent`` it only marks which rows are
-            measurements: rows whose capacity is 0 or empty are quarantined either way.
-    """
-
-    percent: str | None = None
-    usage: str | None = None
-    capacity: str | None = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> MetricSpec:
-        if (self.percent is None) == (self.usage is None):
-            raise ValueError("a metric needs exactly one of 'percent' or 'usage' (with 'capacity')")
-        if self.usage is not None and self.capacity is None:
-            raise ValueError("a metric given by 'usage' also needs 'capacity'")
-        return self
-
-
-class LongSpec(_Spec):
-    """The value and metric of a long file (one value per row).
-
-    Attributes:
-        value: column with the value in percent.
-        metric_column: column naming the metric of each row.
-        metric: the metric of every row, when the file has no metric column.
-        metric_names: names used in ``metric_column`` -> contract metric; contract names map to
-            themselves.
-    """
-
-    value: str
-    metric_column: str | None = None
-    metric: MetricName | None = None
-    metric_names: dict[str, MetricName] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_metric_source(self) -> LongSpec:
-        if (self.metric_column is None) == (self.metric is None):
-            raise ValueError("long: set exactly one of 'metric_column' or 'metric'")
-        if self.metric_names and self.metric_column is None:
-            raise ValueError("long.metric_names needs long.metric_column")
-        return self
-
-
-class DerivedColumn(_Spec):
-    """A numeric inventory value read from a column, divided by a constant (e.g. KB -> GB)."""
-
-    column: str
-    divide_by: float = Field(1.0, gt=0.0)
-
-
-class InventorySpec(_Spec):
-    """Where the inventory comes from.
-
-    Attributes:
-        source: path or URI of an inventory file (CSV or Parquet); None derives the inventory from
-            the metric files themselves (one row per server, from its latest non-zero values).
-        csv: how to split ``source`` if it is a CSV file.
-        columns: contract inventory column -> source column (or ``{column, divide_by}``).
-        defaults: values for contract columns not in ``columns``. Without one, ``hostname`` is the
-            server id, other text columns are ``unknown`` and numbers are NaN.
-    """
-
-    source: str | None = None
-    csv: CsvSpec = CsvSpec()
-    columns: dict[InventoryColumn, str | DerivedColumn] = Field(default_factory=dict)
-    defaults: dict[InventoryColumn, str | float] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> InventorySpec:
-        if self.source is not None and "server_id" not in self.columns:
-            raise ValueError("inventory.columns must map server_id when inventory.source is set")
-        if self.source is None and "server_id" in self.columns:
-            raise ValueError("inventory.columns.server_id needs inventory.source (derived inventories "
-                             "take the server id of the metric rows)")
-        text_derived = [c for c, v in self.columns.items()
-                        if isinstance(v, DerivedColumn) and c not in NUMERIC_INVENTORY_COLUMNS]
-        if text_derived:
-            raise ValueError(f"divide_by applies to numeric columns only, not {', '.join(text_derived)}")
-        both = sorted(set(self.columns) & set(self.defaults))
-        if both:
-            raise ValueError(f"inventory column(s) {', '.join(both)} are in both 'columns' and 'defaults'")
-        if "server_id" in self.defaults:
-            raise ValueError("inventory.defaults cannot set server_id")
-        return self
-
-
-class Mapping(_Spec):
+class Mapping(Spec):
     """How one kind of monitoring export maps onto the contract's long frame.
 
     Attributes:
@@ -230,7 +38,10 @@ class Mapping(_Spec):
         long: long layout: value and metric columns.
         interval_seconds: nominal spacing of samples; None uses each series' median spacing.
         day_timezone: zone whose calendar days the daily roll-up uses.
-        inventory: optional inventory source.
+        weight: run-length rows: the column saying how many consecutive samples each row stands for
+            (needs ``interval_seconds``).
+        inventory: optional inventory source; without one, ingest derives an inventory of the
+            server ids (every other column unknown).
     """
 
     name: str = "unnamed"
@@ -243,12 +54,13 @@ class Mapping(_Spec):
     long: LongSpec | None = None
     interval_seconds: float | None = Field(None, gt=0.0)
     day_timezone: str = "UTC"
+    weight: WeightSpec | None = None
     inventory: InventorySpec | None = None
 
     @field_validator("day_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        return _check_timezone(value)
+        return check_timezone(value)
 
     @model_validator(mode="after")
     def _layout_fields(self) -> Mapping:
@@ -262,6 +74,14 @@ class Mapping(_Spec):
                 raise ValueError("layout 'long' needs a 'long' section (value, and metric or metric_column)")
             if self.metrics:
                 raise ValueError("'metrics' applies to layout 'wide' only; use 'long' for a long file")
+        if self.weight is not None and self.interval_seconds is None:
+            raise ValueError("'weight' needs 'interval_seconds': the spacing of the samples one row stands "
+                             "for (e.g. 300 for 5-minute samples)")
+        has_file = self.inventory is not None and self.inventory.source is not None
+        for metric, spec in self.metrics.items():
+            if spec.inventory_capacity is not None and not has_file:
+                raise ValueError(f"'metrics.{metric}.inventory_capacity' needs 'inventory.source': the file "
+                                 f"whose column '{spec.inventory_capacity}' holds each server's capacity")
         return self
 
     def column_roles(self) -> dict[str, str]:
@@ -275,6 +95,8 @@ class Mapping(_Spec):
                 column = getattr(spec, key)
                 if column is not None:
                     roles.setdefault(column, f"metrics.{metric}.{key}")
+        if self.weight is not None:
+            roles.setdefault(self.weight.column, "weight.column")
         if self.long is not None:
             roles.setdefault(self.long.value, "long.value")
             if self.long.metric_column is not None:
@@ -284,6 +106,11 @@ class Mapping(_Spec):
                 column = source if isinstance(source, str) else source.column
                 roles.setdefault(column, f"inventory.columns.{target}")
         return roles
+
+    def inventory_capacities(self) -> dict[str, str]:
+        """Columns of the inventory file that metrics take their capacity from, with the key naming each."""
+        return {spec.inventory_capacity: f"metrics.{metric}.inventory_capacity"
+                for metric, spec in self.metrics.items() if spec.inventory_capacity is not None}
 
     def metric_names(self) -> tuple[str, ...]:
         """Contract metrics a wide file yields per row (empty for a long file)."""
@@ -332,7 +159,8 @@ def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def describe_validation_error(err: ValidationError, where: str) -> str:
     """One line naming the mapping file, the offending key and what is allowed."""
-    first = err.errors()[0]
+    # A misspelt key also makes its intended key missing: name the misspelling, it is the cause.
+    first = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
     loc = tuple(p for p in first["loc"] if p != "[key]")
     key = ".".join(str(p) for p in loc)
     msg = first["msg"].removeprefix("Value error, ")

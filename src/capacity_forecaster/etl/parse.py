@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from capacity_forecaster.etl.mapping import TimestampSpec
+from capacity_forecaster.etl.specs import TimestampSpec
 
 OK = 0
 MISSING = 1

@@ -14,9 +14,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from capacity_forecaster.errors import InputError
-from capacity_forecaster.etl.mapping import CsvSpec
 from capacity_forecaster.etl.sniff import SNIFF_BYTES, Dialect, duplicated_names, sniff
 from capacity_forecaster.etl.sources import SourceFile
+from capacity_forecaster.etl.specs import CsvSpec
 
 logger = logging.getLogger(__name__)
 

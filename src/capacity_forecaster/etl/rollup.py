@@ -11,12 +11,14 @@ import pandas as pd
 import pyarrow as pa
 
 from capacity_forecaster.errors import SchemaError
+from capacity_forecaster.etl.days import DAY_NS, DAY_SECONDS, day_lengths, local_days
+from capacity_forecaster.etl.runs import split_runs, weighted_daily
 from capacity_forecaster.schema import METRICS
 
 logger = logging.getLogger(__name__)
 
-DAY_NS = 86_400 * 1_000_000_000
-DAY_SECONDS = 86_400.0
+__all__ = ["DAILY_COLUMNS", "DAY_NS", "DAY_SECONDS", "Duplicates", "Samples", "day_lengths", "empty_daily",
+           "local_days", "rollup_daily", "rollup_frame", "series_intervals", "sort_and_dedupe"]
 DAILY_COLUMNS = ("server_id", "ds", "metric", "value", "samples", "value_mean", "value_max",
                  "coverage", "low_coverage")
 
@@ -31,6 +33,8 @@ class Samples:
         ts: int64 UTC nanoseconds.
         value: float64 values in percent.
         row: int64 id of the source row (increasing in the order sources were read).
+        weight: float64 samples each entry stands for (run-length rows), or None when every entry is
+            one sample.
     """
 
     server: np.ndarray
@@ -38,6 +42,7 @@ class Samples:
     ts: np.ndarray
     value: np.ndarray
     row: np.ndarray
+    weight: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.value)
@@ -45,7 +50,7 @@ class Samples:
     def take(self, index: np.ndarray) -> Samples:
         """The samples at ``index``."""
         return Samples(self.server[index], self.metric[index], self.ts[index], self.value[index],
-                       self.row[index])
+                       self.row[index], None if self.weight is None else self.weight[index])
 
 
 @dataclass(frozen=True)
@@ -106,25 +111,6 @@ def sort_and_dedupe(samples: Samples) -> tuple[Samples, Duplicates]:
     return samples.take(order[~repeat]), duplicates
 
 
-def local_days(ts: np.ndarray, timezone: str) -> np.ndarray:
-    """Calendar day (days since 1970-01-01) of each UTC nanosecond time in ``timezone``."""
-    if timezone == "UTC":
-        return ts // DAY_NS
-    wall = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).tz_convert(timezone).tz_localize(None)
-    return wall.asi8 // DAY_NS
-
-
-def day_lengths(days: np.ndarray, timezone: str) -> np.ndarray:
-    """Length in seconds of each local calendar day (23 or 25 h on DST changes)."""
-    if timezone == "UTC" or len(days) == 0:
-        return np.full(len(days), DAY_SECONDS)
-    bounds = np.concatenate([days, days + 1]) * DAY_NS
-    midnight = pd.DatetimeIndex(bounds.view("datetime64[ns]")).tz_localize(
-        timezone, ambiguous=np.ones(len(bounds), dtype=bool), nonexistent="shift_forward")
-    utc = midnight.asi8
-    return (utc[len(days):] - utc[: len(days)]) / 1e9
-
-
 def series_intervals(series: np.ndarray, ts: np.ndarray) -> pd.Series:
     """Median spacing in seconds between consecutive samples of each series (sorted input, no repeats)."""
     same = series[1:] == series[:-1]
@@ -153,6 +139,10 @@ def rollup_daily(samples: Samples, server_names: list[str], percentile: float, m
     expected = day length / interval (at least 1); the interval is ``interval_seconds`` or the series'
     median spacing (a series with one sample takes the median over all series, else one day).
 
+    Weighted samples (run-length rows, ``samples.weight``; ``interval_seconds`` required) are split
+    at day boundaries and count by weight in the percentile (see ``runs``), ``samples``, the mean
+    and the coverage.
+
     Args:
         samples: accepted samples without repeated (server, metric, time).
         server_names: names of the server codes.
@@ -163,18 +153,28 @@ def rollup_daily(samples: Samples, server_names: list[str], percentile: float, m
 
     Returns:
         Frame with columns server_id (str), ds (datetime64[ns], the local date), metric (str),
-        value, samples (int64), value_mean, value_max, coverage (float64) and low_coverage (bool),
-        sorted by server_id, metric, ds.
+        value, samples (int64; the rounded sum of weights for weighted samples), value_mean, value_max,
+        coverage (float64) and low_coverage (bool), sorted by server_id, metric, ds.
+
+    Raises:
+        ValueError: weighted samples without ``interval_seconds``.
     """
     if len(samples) == 0:
         return empty_daily()
     series = _series(samples)
     order = _series_order(series, samples.ts)
-    ts, value = samples.ts, samples.value
+    ts, value, weight = samples.ts, samples.value, samples.weight
     if order is not None:
         series, ts, value = series[order], ts[order], value[order]
-    days = local_days(ts, day_timezone)
-    out = _aggregate(series, days, value, percentile / 100.0)
+        weight = None if weight is None else weight[order]
+    if weight is not None:
+        if interval_seconds is None:
+            raise ValueError("weighted samples need interval_seconds")
+        run, days, piece = split_runs(ts, weight, interval_seconds, day_timezone)
+        keep = piece > 0
+        out = weighted_daily(series[run][keep], days[keep], value[run][keep], piece[keep], percentile / 100.0)
+    else:
+        out = _aggregate(series, local_days(ts, day_timezone), value, percentile / 100.0)
     if interval_seconds is not None:
         interval = np.full(len(out["s"]), float(interval_seconds))
     else:
@@ -190,7 +190,7 @@ def rollup_daily(samples: Samples, server_names: list[str], percentile: float, m
         "ds": (out["d"].astype(np.int64) * DAY_NS).view("datetime64[ns]"),
         "metric": np.asarray(METRICS, dtype=object)[out["s"] % len(METRICS)],
         "value": out["p"].astype(np.float64),
-        "samples": out["n"].astype(np.int64),
+        "samples": np.round(out["n"]).astype(np.int64),
         "value_mean": out["mean"].astype(np.float64),
         "value_max": out["mx"].astype(np.float64),
         "coverage": coverage.astype(np.float64),

@@ -6,9 +6,10 @@ the batch, not the fleet: ``transform`` concatenates the batches, ``transform_ba
 one by one for callers that write partition by partition.
 
 Nothing is lost: every input row is either in ``metrics`` (possibly clipped or replaced, with the
-source value in ``value_raw``) or in ``quarantine``; every missing day inside a series' span (its
-first to last day) gets a row, filled when its gap is at most ``max_gap_days`` long and left empty
-(value NaN, is_imputed False) otherwise. So ``rows_in == rows_out + rows_quarantined - rows_created``.
+source value in ``value_raw``; a saturated value above 100 is clipped and flagged ``is_saturated``)
+or in ``quarantine``; every missing day inside a series' span (its first to last day) gets a row,
+filled when its gap is at most ``max_gap_days`` long and left empty (value NaN, is_imputed False)
+otherwise. So ``rows_in == rows_out + rows_quarantined - rows_created``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ logger = logging.getLogger(__name__)
 
 COUNT_KEYS = (
     "rows_in", "rows_out", "rows_quarantined", "rows_created", "rows_imputed_created",
-    "rows_unfilled_created", "rows_imputed", "rows_unfilled", "rows_clipped", "rows_glitches",
-    "rows_outliers", "rows_anomalies", "series",
+    "rows_unfilled_created", "rows_imputed", "rows_unfilled", "rows_clipped", "rows_saturated",
+    "rows_glitches", "rows_outliers", "rows_anomalies", "series",
 )
 _KEYS = (schema.SERVER_ID, schema.DS, schema.METRIC)
 _METRIC_NAMES = np.array(schema.METRICS, dtype=object)
@@ -93,7 +94,7 @@ def _carry(column: pd.Series, source_row: np.ndarray) -> pd.api.extensions.Exten
 
 
 _DIAG_COUNTS = ("n_obs", "n_rows", "n_missing", "n_imputed", "n_unfilled", "n_glitches", "n_clipped",
-                "n_outliers", "n_anomalies")
+                "n_saturated", "n_outliers", "n_anomalies")
 
 
 def _features_frame(
@@ -114,7 +115,7 @@ def _empty_result(
         schema.METRIC: pd.Series([], dtype=object), schema.VALUE: pd.Series([], dtype=np.float64),
         "value_raw": pd.Series([], dtype=np.float64), "is_imputed": pd.Series([], dtype=bool),
         "is_outlier": pd.Series([], dtype=bool), "is_anomaly": pd.Series([], dtype=bool),
-        "anomaly_score": pd.Series([], dtype=np.float64),
+        "anomaly_score": pd.Series([], dtype=np.float64), "is_saturated": pd.Series([], dtype=bool),
     })
     for col in _extra_columns(raw):
         metrics[col] = _carry(raw[col], np.zeros(0, dtype=np.int64))
@@ -184,6 +185,7 @@ def _diagnostics(grid: SeriesGrid, done: _Processed, cfg: EtlConfig) -> pd.DataF
         "n_unfilled": unfilled.sum(axis=1),
         "n_glitches": done.glitch.sum(axis=1),
         "n_clipped": clipped.sum(axis=1),
+        "n_saturated": (grid.saturated & grid.in_span).sum(axis=1),
         "n_outliers": done.outlier.sum(axis=1),
         "n_anomalies": done.anomalies.is_anomaly.sum(axis=1),
     }
@@ -220,6 +222,7 @@ def _transform_batch(
         "is_outlier": done.outlier[rows, cols],
         "is_anomaly": done.anomalies.is_anomaly[rows, cols],
         "anomaly_score": done.anomalies.score[rows, cols],
+        "is_saturated": grid.saturated[rows, cols],
     })
     for col in _extra_columns(raw):
         metrics[col] = _carry(raw[col], source)
@@ -236,6 +239,7 @@ def _transform_batch(
         "rows_imputed": int(done.filled.sum()),
         "rows_unfilled": int((done.missing & ~done.filled).sum()),
         "rows_clipped": int(diagnostics["n_clipped"].sum()),
+        "rows_saturated": int(diagnostics["n_saturated"].sum()),
         "rows_glitches": int(done.glitch.sum()),
         "rows_outliers": int(done.outlier.sum()),
         "rows_anomalies": int(done.anomalies.is_anomaly.sum()),
@@ -296,9 +300,10 @@ def transform_batches(
         yield result
     logger.info(
         "etl transform: %d rows in, %d out, %d quarantined, %d imputed (%d created), %d left empty, "
-        "%d series, %d anomalies, imputation %s, %.2f s",
+        "%d saturated, %d series, %d anomalies, imputation %s, %.2f s",
         totals["rows_in"], totals["rows_out"], totals["rows_quarantined"], totals["rows_imputed"],
-        totals["rows_imputed_created"], totals["rows_unfilled"], totals["series"], totals["rows_anomalies"],
+        totals["rows_imputed_created"], totals["rows_unfilled"], totals["rows_saturated"], totals["series"],
+        totals["rows_anomalies"],
         choice.method if choice else cfg.imputation, time.perf_counter() - started,
     )
 
@@ -315,12 +320,13 @@ def transform(raw_metrics: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlConfig
     Returns:
         EtlResult with
         metrics (server_id, ds, metric, value, value_raw, is_imputed, is_outlier, is_anomaly,
-        anomaly_score, then the carried extra columns),
+        anomaly_score, is_saturated, then the carried extra columns),
         quarantine (server_id, ds, metric, value, source, reason, stage),
         features (server_id, ds, metric, lag_<k>, roll_mean_<w>, roll_std_<w>, roll_max_<w>, weekday,
         month_of_year, is_weekend, is_month_end, is_quarter_end, is_year_end, is_us_bank_holiday),
         diagnostics (server_id, metric, n_obs, first_ds, last_ds, n_rows, n_missing, n_imputed,
-        n_unfilled, n_glitches, n_clipped, n_outliers, n_anomalies, longest_gap_days, unfilled_gap_days,
+        n_unfilled, n_glitches, n_clipped, n_saturated, n_outliers, n_anomalies, longest_gap_days,
+        unfilled_gap_days,
         noise_scale, adf_stat, adf_pvalue, is_stationary, imputation_method) and counts.
 
     Raises:

@@ -8,6 +8,12 @@ checked (a row gets the first one that applies):
 ``out_of_range``, ``duplicate`` (same key and value as an earlier row), ``conflicting_duplicate``
 (same key, different value, lost the resolution rule).
 
+Values above 100 are saturation, not glitches: CPU demand beyond the provisioned capacity, memory
+over-commit. They are kept, clipped to 100 (the original stays in ``value_raw``) and flagged
+saturated; only values above ``EtlConfig.saturation_max`` are ``out_of_range`` (no monitoring
+system reports that much: a unit error). Slightly negative values (within ``value_tolerance``) are
+clipped to 0.
+
 Conflict rule: among the distinct values for one (server_id, metric, ds), keep the one closest to the
 series' local median (the median of that series' other values within ``CONFLICT_WINDOW_DAYS`` days);
 ties, or no neighbours to compare with, go to the larger value because overstating utilisation is the
@@ -44,6 +50,7 @@ class Validated:
         days: calendar day per kept row, as days since 1970-01-01.
         value: the usable value (clipped into [0, 100]; NaN where the source had no value).
         value_raw: the value as parsed from the source, before clipping.
+        saturated: value_raw is at or above 100 (the server was at or beyond its capacity).
         quarantine: rejected rows with ``schema.QUARANTINE_COLUMNS`` (text values).
     """
 
@@ -54,6 +61,7 @@ class Validated:
     days: np.ndarray
     value: np.ndarray
     value_raw: np.ndarray
+    saturated: np.ndarray
     quarantine: pd.DataFrame
 
 
@@ -230,8 +238,8 @@ def validate(raw: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlConfig) -> Vali
     Args:
         raw: long frame with at least server_id, ds, metric, value (value may be text).
         inventory: frame with a server_id column; rows for other servers are quarantined.
-        cfg: ETL settings (``value_tolerance`` decides clip versus quarantine; ``min_year`` and
-            ``max_year`` bound plausible dates).
+        cfg: ETL settings (``value_tolerance`` and ``saturation_max`` decide clip versus quarantine;
+            ``min_year`` and ``max_year`` bound plausible dates).
 
     Returns:
         Validated arrays for the kept rows and a quarantine frame with columns server_id, ds,
@@ -274,12 +282,17 @@ def validate(raw: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlConfig) -> Vali
     ])
     mark(unparseable, "invalid_value: value is not a number")
     mark(np.isinf(value_raw), "invalid_value: value is not finite")
-    tol = cfg.value_tolerance
+    tol, top = cfg.value_tolerance, cfg.saturation_max
     with np.errstate(invalid="ignore"):
-        out_of_range = (value_raw < -tol) | (value_raw > 100.0 + tol)
-    mark(out_of_range, lambda rows: [
-        f"out_of_range: {v:g} is outside [0, 100] beyond the tolerance of {tol:g}" for v in value_raw[rows]
-    ])
+        mark(value_raw < -tol, lambda rows: [
+            f"out_of_range: {v:g} is below 0 beyond the tolerance of {tol:g} (etl.value_tolerance)"
+            for v in value_raw[rows]
+        ])
+        mark(value_raw > top, lambda rows: [
+            f"out_of_range: {v:g} is above etl.saturation_max ({top:g} % of capacity), more than any "
+            "monitoring system reports; a unit error? (a fraction x 100 twice, MHz or a per-core sum "
+            "in a percent column)" for v in value_raw[rows]
+        ])
 
     ok = ~flagged
     series = server_codes * len(schema.METRICS) + metric_codes
@@ -311,5 +324,7 @@ def validate(raw: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlConfig) -> Vali
         days=days[kept],
         value=value[kept],
         value_raw=value_raw[kept],
+        saturated=np.greater_equal(value_raw[kept], 100.0, where=~np.isnan(value_raw[kept]),
+                                   out=np.zeros(len(kept), dtype=bool)),
         quarantine=quarantine,
     )

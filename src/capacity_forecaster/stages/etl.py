@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
@@ -16,15 +17,25 @@ from capacity_forecaster.storage.manifest import StageRun, stage_run
 log = logging.getLogger(__name__)
 
 
-def _server_batches(lake: Lake, batch_servers: int) -> list[list[str]]:
+def _server_ids(lake: Lake) -> list[str]:
     dataset = lake.dataset("raw_metrics")
     if dataset is None:
         raise StorageError(
             f"lake {lake.uri} has no raw metrics; run `capfc generate` or `capfc ingest` first"
         )
     ids = pc.unique(dataset.to_table(columns=["server_id"]).column("server_id")).drop_null()
-    servers = sorted(ids.to_pylist())
-    return [servers[i:i + batch_servers] for i in range(0, len(servers), batch_servers)] or [[]]
+    return sorted(ids.to_pylist())
+
+
+def _inventory(lake: Lake, servers: list[str]) -> pd.DataFrame:
+    """The inventory table; without one, every server of the raw metrics counts as known."""
+    from capacity_forecaster.etl.inventory import ids_only_inventory
+
+    if lake.has_table("inventory"):
+        return lake.read_table("inventory")
+    log.warning("lake %s has no inventory table: every server in raw metrics is taken as known "
+                "(capfc ingest writes one, from the mapping's inventory section or the server ids)", lake.uri)
+    return ids_only_inventory(servers)
 
 
 def etl_stage(lake: Lake, settings: Settings) -> StageRun:
@@ -33,7 +44,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     Servers are processed in batches of ``etl.batch_servers`` read straight from the lake, so memory
     stays bounded on large fleets; all tables are published together at the end (a failed run leaves
     the previous processed tables current). With ``etl.imputation = auto`` the method is chosen on the
-    first batch by held-out error and kept for the rest.
+    first batch by held-out error and kept for the rest. A lake without an inventory table (raw
+    metrics written by hand) takes every server of the raw metrics as known.
 
     Returns:
         The stage run; rows_in == rows_out + rows_quarantined - rows created by imputation.
@@ -43,7 +55,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     cfg = settings.etl
     with stage_run(lake, "etl", settings) as run:
         start = time.perf_counter()
-        inventory = lake.read_table("inventory")
+        servers = _server_ids(lake)
+        inventory = _inventory(lake, servers)
         writers = {name: lake.writer(name) for name in ("metrics", "features", "series_diagnostics")}
         quarantine = lake.writer("quarantine")
         if lake.has_table("quarantine"):
@@ -52,8 +65,9 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         totals: dict[str, int] = {}
         batch_cfg = cfg
         choice = None
-        for index, servers in enumerate(_server_batches(lake, cfg.batch_servers)):
-            selector = pads.field("server_id").isin(servers)
+        batches = [servers[i:i + cfg.batch_servers] for i in range(0, len(servers), cfg.batch_servers)] or [[]]
+        for index, batch in enumerate(batches):
+            selector = pads.field("server_id").isin(batch)
             if index == 0:
                 selector = selector | ~pads.field("server_id").is_valid()
             part = lake.read_table("raw_metrics", filter=selector)

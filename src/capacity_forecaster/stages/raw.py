@@ -92,6 +92,23 @@ def _upsert(lake: Lake, name: str, new: pd.DataFrame, key: list[str]) -> pa.Tabl
         con.close()
 
 
+def _add_new(lake: Lake, name: str, new: pd.DataFrame, key: list[str]) -> pa.Table:
+    """The current table plus the rows of ``new`` whose key it does not have yet (never overwrites)."""
+    old = lake.dataset(name)
+    if old is None:
+        return pa.Table.from_pandas(new, preserve_index=False)
+    con = duckdb.connect()
+    try:
+        con.register("old_rows", old.to_table(columns=[c for c in old.schema.names if c not in ("year", "month")]))
+        con.register("new_rows", new)
+        using = ", ".join(key)
+        return con.sql(
+            f"SELECT * FROM old_rows UNION ALL BY NAME (SELECT * FROM new_rows ANTI JOIN old_rows USING ({using}))"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
 def _merge_quarantine(lake: Lake, new: pd.DataFrame, replace: Callable[[pd.DataFrame], pd.Series]) -> pd.DataFrame:
     """Existing quarantine rows except those ``replace`` selects, plus ``new``."""
     if not lake.has_table("quarantine"):
@@ -107,6 +124,9 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
 
     Rows with the same (server_id, ds, metric) as rows already in ``raw_metrics`` replace them, so
     ingesting the same export twice never duplicates rows; ``replace`` starts the raw tables afresh.
+    The inventory is always written: from the mapping's inventory section (its rows replace those
+    of the same servers), or, for a metrics-only export, the server ids alone, which only add
+    servers the inventory does not know yet (a richer inventory row is never overwritten).
 
     Returns:
         The stage run: rows read, rows written, rows quarantined.
@@ -127,10 +147,10 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         raw = (pa.Table.from_pandas(result.raw_metrics, preserve_index=False) if replace
                else _upsert(lake, "raw_metrics", result.raw_metrics, key))
         run.wrote(lake.write_table("raw_metrics", raw))
-        if result.inventory is not None:
-            inventory = (pa.Table.from_pandas(result.inventory, preserve_index=False) if replace
-                         else _upsert(lake, "inventory", result.inventory, ["server_id"]))
-            run.wrote(lake.write_table("inventory", inventory))
+        merge = _add_new if result.inventory_ids_only else _upsert
+        inventory = (pa.Table.from_pandas(result.inventory, preserve_index=False) if replace
+                     else merge(lake, "inventory", result.inventory, ["server_id"]))
+        run.wrote(lake.write_table("inventory", inventory))
         files = set(result.files)
 
         def same_sources(frame: pd.DataFrame) -> pd.Series:

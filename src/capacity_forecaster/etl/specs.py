@@ -1,0 +1,253 @@
+"""The sections of a source mapping (CSV dialect, server id, time, metrics, weight, inventory)."""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from capacity_forecaster.schema import InventoryColumn
+
+MetricName = Literal["cpu", "memory", "disk", "network"]
+SOURCE_DIR = "{source_dir}"
+NUMERIC_INVENTORY_COLUMNS = ("cpu_cores", "memory_gb", "monthly_cost_usd")
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'America/New_York'") from err
+    return name
+
+
+class Spec(BaseModel):
+    """A mapping section: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CsvSpec(Spec):
+    """How a delimited text file is split into fields.
+
+    Attributes:
+        delimiter: one character; None sniffs it from the first lines. Whitespace around fields is
+            always trimmed, so ``;`` also reads files that put a tab after each semicolon.
+        encoding: text encoding of the file (any Python codec name).
+        decimal: decimal separator of numbers, ``.`` or ``,``.
+    """
+
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    decimal: Literal[".", ","] = "."
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        stripped = value if value.strip() == "" else value.strip()
+        if len(stripped) != 1 or stripped in "\"\r\n":
+            raise ValueError(
+                f"delimiter must be one character other than a quote or newline, got {value!r} "
+                "(whitespace after a delimiter is trimmed anyway, so use ';' for ';<tab>' files)"
+            )
+        return stripped
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            return codecs.lookup(value).name
+        except LookupError as err:
+            raise ValueError(f"unknown text encoding {value!r}; use e.g. 'utf-8' or 'latin-1'") from err
+
+
+class ServerIdSpec(Spec):
+    """Where the server id comes from: a column, or a regex group of the file name.
+
+    Attributes:
+        column: column holding the server id.
+        from_filename: regular expression searched in the file name (not the folder); its first
+            group is the id, e.g. ``(\\d+)\\.csv`` turns ``14.csv`` into ``14``.
+        prefix: text put in front of every id (also of inventory ids), e.g. ``bitbrains-``.
+    """
+
+    column: str | None = None
+    from_filename: str | None = None
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServerIdSpec:
+        if (self.column is None) == (self.from_filename is None):
+            raise ValueError("server_id: set exactly one of 'column' or 'from_filename'")
+        if self.from_filename is not None:
+            try:
+                pattern = re.compile(self.from_filename)
+            except re.error as err:
+                raise ValueError(f"server_id.from_filename is not a valid regular expression: {err}") from err
+            if pattern.groups < 1:
+                raise ValueError("server_id.from_filename needs a capture group, e.g. '(\\d+)\\.csv'")
+        return self
+
+
+class TimestampSpec(Spec):
+    """The sample time column.
+
+    Attributes:
+        column: column name.
+        kind: ``text`` (ISO 8601, or ``format``) or ``epoch`` (numbers counted from 1970-01-01 UTC).
+        unit: unit of epoch numbers (check the values: Bitbrains says [ms] but stores seconds).
+        format: strptime format for text that is not ISO 8601, e.g. ``%d/%m/%Y %H:%M``.
+        timezone: zone of text timestamps that carry no offset.
+    """
+
+    column: str
+    kind: Literal["text", "epoch"] = "text"
+    unit: Literal["s", "ms", "us", "ns"] = "s"
+    format: str | None = None
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @model_validator(mode="after")
+    def _format_needs_text(self) -> TimestampSpec:
+        if self.format is not None and self.kind != "text":
+            raise ValueError("timestamp.format applies to kind 'text' only")
+        return self
+
+
+class MetricSpec(Spec):
+    """One metric of a wide file: a percent column, or usage / capacity x 100.
+
+    Attributes:
+        percent: column already in percent of capacity.
+        usage: column with the used amount (any unit), divided by the capacity.
+        capacity: column with the provisioned amount. With ``percent`` it only marks which rows are
+            measurements: rows whose capacity is 0 or empty are quarantined either way.
+        inventory_capacity: instead of ``capacity``, a column of the inventory file
+            (``inventory.source``) with the provisioned amount, joined on the server id: one value
+            per server (e.g. Bitbrains fastStorage's ``meta.parquet`` ``cpu_capacity`` in MHz).
+    """
+
+    percent: str | None = None
+    usage: str | None = None
+    capacity: str | None = None
+    inventory_capacity: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> MetricSpec:
+        if (self.percent is None) == (self.usage is None):
+            raise ValueError("a metric needs exactly one of 'percent' or 'usage' (with 'capacity')")
+        if self.capacity is not None and self.inventory_capacity is not None:
+            raise ValueError("set only one of 'capacity' (a column of the metric file) or "
+                             "'inventory_capacity' (a column of the inventory file)")
+        if self.usage is not None and self.capacity is None and self.inventory_capacity is None:
+            raise ValueError("a metric given by 'usage' also needs 'capacity' (a column of the metric file) "
+                             "or 'inventory_capacity' (a column of the inventory file)")
+        return self
+
+    @property
+    def capacity_column(self) -> str | None:
+        """The capacity column as extract sees it: ``inventory.<column>`` for a joined capacity."""
+        if self.inventory_capacity is not None:
+            return f"inventory.{self.inventory_capacity}"
+        return self.capacity
+
+
+class WeightSpec(Spec):
+    """Run-length rows: one row stands for a run of consecutive samples of the same value.
+
+    Attributes:
+        column: column with the length of each row's run.
+        unit: ``count`` (the number of samples), or ``s``/``ms``/``us``/``ns`` (a duration, divided by
+            the mapping's ``interval_seconds``: 600,000 ms at 300 s is 2 samples).
+    """
+
+    column: str
+    unit: Literal["count", "s", "ms", "us", "ns"] = "count"
+
+
+class LongSpec(Spec):
+    """The value and metric of a long file (one value per row).
+
+    Attributes:
+        value: column with the value in percent.
+        metric_column: column naming the metric of each row.
+        metric: the metric of every row, when the file has no metric column.
+        metric_names: names used in ``metric_column`` -> contract metric; contract names map to
+            themselves.
+    """
+
+    value: str
+    metric_column: str | None = None
+    metric: MetricName | None = None
+    metric_names: dict[str, MetricName] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_metric_source(self) -> LongSpec:
+        if (self.metric_column is None) == (self.metric is None):
+            raise ValueError("long: set exactly one of 'metric_column' or 'metric'")
+        if self.metric_names and self.metric_column is None:
+            raise ValueError("long.metric_names needs long.metric_column")
+        return self
+
+
+class DerivedColumn(Spec):
+    """A numeric inventory value read from a column, divided by a constant (e.g. KB -> GB)."""
+
+    column: str
+    divide_by: float = Field(1.0, gt=0.0)
+
+
+class InventorySpec(Spec):
+    """Where the inventory comes from.
+
+    Attributes:
+        source: path or URI of an inventory file (CSV or Parquet); None derives the inventory from
+            the metric files themselves (one row per server, from its latest non-zero values).
+            Relative paths are relative to the working folder; ``{source_dir}`` stands for the
+            folder of the first metric file read (e.g. ``{source_dir}/meta.parquet``).
+        csv: how to split ``source`` if it is a CSV file.
+        columns: contract inventory column -> source column (or ``{column, divide_by}``).
+        defaults: values for contract columns not in ``columns``. Without one, ``hostname`` is the
+            server id, other text columns are ``unknown`` and numbers are NaN.
+    """
+
+    source: str | None = None
+    csv: CsvSpec = CsvSpec()
+    columns: dict[InventoryColumn, str | DerivedColumn] = Field(default_factory=dict)
+    defaults: dict[InventoryColumn, str | float] = Field(default_factory=dict)
+
+    @field_validator("source")
+    @classmethod
+    def _placeholder(cls, value: str | None) -> str | None:
+        if value is not None and re.sub(re.escape(SOURCE_DIR), "", value).count("{"):
+            raise ValueError(f"the only placeholder allowed in inventory.source is {SOURCE_DIR} (the folder "
+                             "of the first metric file read)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InventorySpec:
+        if self.source is not None and "server_id" not in self.columns:
+            raise ValueError("inventory.columns must map server_id when inventory.source is set")
+        if self.source is None and "server_id" in self.columns:
+            raise ValueError("inventory.columns.server_id needs inventory.source (derived inventories "
+                             "take the server id of the metric rows)")
+        text_derived = [c for c, v in self.columns.items()
+                        if isinstance(v, DerivedColumn) and c not in NUMERIC_INVENTORY_COLUMNS]
+        if text_derived:
+            raise ValueError(f"divide_by applies to numeric columns only, not {', '.join(text_derived)}")
+        both = sorted(set(self.columns) & set(self.defaults))
+        if both:
+            raise ValueError(f"inventory column(s) {', '.join(both)} are in both 'columns' and 'defaults'")
+        if "server_id" in self.defaults:
+            raise ValueError("inventory.defaults cannot set server_id")
+        return self

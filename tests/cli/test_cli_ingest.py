@@ -1,0 +1,138 @@
+"""capfc ingest + etl end to end: metrics-only exports, the shipped real-data mappings, bad mapping keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capacity_forecaster.cli import main
+from capacity_forecaster.storage import Lake
+
+REPO = Path(__file__).resolve().parents[2]
+MAPPINGS = REPO / "mappings"
+NAB_CPU = REPO / ".." / "shared" / "data" / "real" / "nab" / "realKnownCause" / (
+    "cpu_utilization_asg_misconfiguration.csv")
+
+
+def metrics_only_csv(path: Path, servers: tuple[str, ...] = ("db-1", "db-2"), days: int = 20) -> Path:
+    """A long export with one CPU column: server, time, cpu (hourly samples), no inventory."""
+    times = pd.date_range("2024-01-01", periods=days * 24, freq="h")
+    rng = np.random.default_rng(0)
+    frames = [pd.DataFrame({"server": s, "time": times.strftime("%Y-%m-%d %H:%M:%S"),
+                            "cpu": np.round(30 + 10 * rng.random(len(times)), 2)}) for s in servers]
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def write_mapping(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+LONG_CPU = "layout: long\nserver_id: {column: server}\ntimestamp: {column: time}\nlong: {value: cpu, metric: cpu}\n"
+
+
+def sql(lake: str, query: str, capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    assert main(["sql", query, "--lake", lake, "--format", "json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_metrics_only_export_ingests_and_runs_etl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = metrics_only_csv(tmp_path / "cpu.csv")
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU)
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet"]) == 0
+    assert main(["etl", "--lake", lake, "--quiet"]) == 0
+    inventory = Lake.open(lake).read_table("inventory")
+    assert inventory["server_id"].tolist() == ["db-1", "db-2"]
+    assert inventory["hostname"].tolist() == ["db-1", "db-2"] and inventory["cpu_cores"].isna().all()
+    rows = sql(lake, "SELECT server_id, count(*) AS n, sum(CASE WHEN is_saturated THEN 1 ELSE 0 END) AS sat "
+                     "FROM metrics GROUP BY 1 ORDER BY 1", capsys)
+    assert rows == [{"server_id": "db-1", "n": 20, "sat": 0}, {"server_id": "db-2", "n": 20, "sat": 0}]
+
+
+def test_reingest_of_ids_never_overwrites_a_richer_inventory(tmp_path: Path) -> None:
+    lake = str(tmp_path / "lake")
+    store = Lake.open(lake, for_writing=True)
+    known = pd.DataFrame({"server_id": ["db-1"], "hostname": ["db-1.bank"], "application": ["ledger"],
+                          "business_unit": ["bu"], "environment": ["prod"], "datacenter": ["dc1"],
+                          "server_type": ["vm"], "cpu_cores": [8.0], "memory_gb": [32.0],
+                          "monthly_cost_usd": [400.0]})
+    store.write_table("inventory", known)
+    data = metrics_only_csv(tmp_path / "cpu.csv", servers=("db-1", "db-3"), days=3)
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU)
+    for _ in range(2):
+        assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet"]) == 0
+    inventory = Lake.open(lake).read_table("inventory").sort_values("server_id", ignore_index=True)
+    assert inventory["server_id"].tolist() == ["db-1", "db-3"]
+    assert inventory.loc[0, "application"] == "ledger" and inventory.loc[0, "cpu_cores"] == 8.0
+    assert inventory.loc[1, "application"] == "unknown" and np.isnan(inventory.loc[1, "cpu_cores"])
+
+
+def test_etl_without_an_inventory_table_takes_the_raw_servers(tmp_path: Path) -> None:
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    days = pd.date_range("2025-01-01", periods=10)
+    lake.write_table("raw_metrics", pd.DataFrame({"server_id": "srv-1", "ds": days, "metric": "cpu",
+                                                  "value": np.linspace(10, 120, 10)}))
+    assert main(["etl", "--lake", lake.uri, "--quiet"]) == 0
+    metrics = Lake.open(lake.uri).read_table("metrics")
+    assert len(metrics) == 10 and metrics["is_saturated"].sum() == 2 and metrics["value"].max() == 100.0
+
+
+@pytest.mark.skipif(not NAB_CPU.is_file(), reason=f"shared NAB data not found at {NAB_CPU}")
+def test_nab_two_column_file_with_the_shipped_mapping(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(NAB_CPU), "--mapping", str(MAPPINGS / "nab.yaml"), "--lake", lake, "--quiet"]) == 0
+    assert main(["etl", "--lake", lake, "--quiet"]) == 0
+    rows = sql(lake, "SELECT server_id, metric, count(*) AS n, max(value) AS top FROM metrics GROUP BY 1, 2", capsys)
+    assert rows == [{"server_id": "nab-cpu_utilization_asg_misconfiguration", "metric": "cpu", "n": 63,
+                     "top": pytest.approx(rows[0]["top"])}]
+    assert 0 < rows[0]["top"] <= 100
+    assert sql(lake, "SELECT server_id FROM inventory", capsys) == [
+        {"server_id": "nab-cpu_utilization_asg_misconfiguration"}]
+
+
+BAD_MAPPINGS = [
+    (LONG_CPU + "weight: {column: n}\n", "'weight' needs 'interval_seconds'"),
+    (LONG_CPU + "interval_seconds: 300\nweight: {column: n, unit: minutes}\n", "key 'weight.unit' = 'minutes'"),
+    (LONG_CPU + "interval_seconds: 300\nweight: {colum: n}\n", "key 'weight.colum': unknown key; allowed keys here: "
+                                                              "column, unit"),
+    ("layout: wide\nserver_id: {column: server}\ntimestamp: {column: time}\n"
+     "metrics: {cpu: {usage: u, inventory_capacity: cap}}\n",
+     "'metrics.cpu.inventory_capacity' needs 'inventory.source'"),
+    ("layout: wide\nserver_id: {column: server}\ntimestamp: {column: time}\n"
+     "metrics: {cpu: {usage: u, capacity: c, inventory_capacity: cap}}\n", "set only one of 'capacity'"),
+    (LONG_CPU + "inventory: {source: '{data_dir}/meta.csv', columns: {server_id: id}}\n",
+     "the only placeholder allowed in inventory.source is {source_dir}"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), BAD_MAPPINGS)
+def test_bad_mapping_keys_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               text: str, fragment: str) -> None:
+    data = metrics_only_csv(tmp_path / "cpu.csv", days=1)
+    mapping = write_mapping(tmp_path / "m.yaml", text)
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", str(tmp_path / "lake")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(mapping) in err and fragment in err, err
+
+
+def test_missing_weight_or_joined_file_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = metrics_only_csv(tmp_path / "cpu.csv", days=1)
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU + "interval_seconds: 300\nweight: {column: runs}\n")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", str(tmp_path / "lake")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "column 'runs' not found" in err and "weight.column" in err
+    mapping = write_mapping(tmp_path / "m.yaml", "layout: wide\nserver_id: {column: server}\n"
+                            "timestamp: {column: time}\nmetrics: {cpu: {usage: cpu, inventory_capacity: mhz}}\n"
+                            "inventory: {source: '{source_dir}/meta.csv', columns: {server_id: id}}\n")
+    (tmp_path / "meta.csv").write_text("id,cores\ndb-1,4\n")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", str(tmp_path / "lake")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "meta.csv" in err and "column 'mhz' not found" in err
+    assert "metrics.cpu.inventory_capacity" in err

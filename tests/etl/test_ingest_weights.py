@@ -1,0 +1,63 @@
+"""Ingest of run-length rows (mapping ``weight``) and of capacities joined from the inventory file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+
+from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.etl.ingest import ingest
+from capacity_forecaster.etl.mapping import parse_mapping
+
+MAPPING = {
+    "layout": "wide",
+    "server_id": {"column": "vm"},
+    "timestamp": {"column": "t", "kind": "epoch", "unit": "s"},
+    "interval_seconds": 300,
+    "weight": {"column": "runs"},
+    "metrics": {"cpu": {"usage": "mhz", "inventory_capacity": "cap_mhz"}},
+    "inventory": {"source": "{source_dir}/meta.csv", "columns": {"server_id": "vm", "cpu_cores": "cores"}},
+}
+
+
+def local(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def test_weights_capacities_and_their_quarantine(tmp_path: Path) -> None:
+    (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz\na,2,2000\nb,1,0\n")
+    lines = ["vm,t,runs,mhz",
+             "a,0,3,1000",     # 3 samples at 50 %
+             "a,900,1,2000",   # 1 sample at 100 %
+             "a,1200,0,500",   # invalid weight
+             "a,1500,,500",    # missing weight
+             "b,0,1,100",      # capacity 0 in the inventory file
+             "c,0,2,100"]      # no inventory row: no capacity
+    (tmp_path / "trace.csv").write_text("\n".join(lines) + "\n")
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(MAPPING), IngestConfig(), local)
+    daily = result.raw_metrics
+    assert daily["server_id"].tolist() == ["a"] and daily["samples"].tolist() == [4]
+    assert daily["value"].iloc[0] == np.percentile([50, 50, 50, 100], 95)
+    assert daily["value_mean"].iloc[0] == 62.5 and daily["coverage"].iloc[0] == 4 / 288
+    assert result.rows_read == 6 and result.rows_used == 2 and result.rows_quarantined == 4
+    reasons = result.quarantine.set_index("source")["reason"]
+    where = str(tmp_path / "trace.csv")
+    assert reasons[f"{where}:4"] == "invalid_weight: '0' in column 'runs' (must be > 0)"
+    assert reasons[f"{where}:5"] == "missing_weight: column 'runs' is empty"
+    assert reasons[f"{where}:6"].startswith("zero_capacity: column 'inventory.cap_mhz'")
+    assert reasons[f"{where}:7"] == "missing_capacity: column 'inventory.cap_mhz' is empty"
+    assert result.inventory["server_id"].tolist() == ["a", "b"] and result.inventory["cpu_cores"].tolist() == [2, 1]
+    assert not any("no inventory row" in w for w in result.warnings)  # c has no accepted sample
+
+
+def test_duration_weights_round_to_whole_samples(tmp_path: Path) -> None:
+    (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz\na,2,1000\n")
+    (tmp_path / "trace.csv").write_text("vm,t,ms,mhz\na,0,599000,100\na,600,38000,900\n")
+    mapping = {**MAPPING, "weight": {"column": "ms", "unit": "ms"}}
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
+    daily = result.raw_metrics
+    # 599,000 ms is 2 samples (clock jitter), 38,000 ms still the one sample the row reports.
+    assert daily["samples"].tolist() == [3] and daily["value"].iloc[0] == np.percentile([10, 10, 90], 95)
