@@ -63,3 +63,28 @@ def test_heatmap_metric_is_configurable(report_lake: Lake, settings) -> None:
     cpu = load_report_data(report_lake, settings).weekly
     memory = load_report_data(report_lake, custom).weekly
     assert len(memory) == len(cpu) and not np.allclose(memory["value"], cpu["value"])
+
+
+def test_already_breaching_series_lead_the_ranking_the_cards_and_the_messages(report_lake: Lake, settings) -> None:
+    import dataclasses
+
+    from capacity_forecaster.report.html import _top_risk_rows
+    from capacity_forecaster.report.summary import already_breaching, breach_when, headlines
+
+    data = load_report_data(report_lake, settings)
+    risk = data.tables["server_risk"].copy()
+    calm = risk.index[risk["risk_level"] == "low"][0]
+    risk.loc[calm, ["status", "risk_level", "days_over_recent"]] = ["already_breaching", "high", 9]
+    data = dataclasses.replace(data, tables={**data.tables, "server_risk": risk})
+    ranked = ranked_risks(data)
+    first = ranked.iloc[0]
+    assert (first["server_id"], first["metric"]) == (risk.loc[calm, "server_id"], risk.loc[calm, "metric"])
+    assert len(already_breaching(ranked)) == 1 and breach_when(first.to_dict()) == ("now", "0")
+    values = {k.key: k for k in kpis(data, ranked)}
+    assert values["already_breaching"].value == 1
+    assert values["earliest_breach"].text == "now" and values["earliest_breach"].note.startswith(
+        f"{first['server_id']} {first['metric']}: over on 9 of the last 14")
+    assert headlines(data, ranked)[0].startswith("1 servers are already over their threshold")
+    table = _top_risk_rows(ranked, 5)
+    first_row = table.split("<tbody>")[1].split("</tr>")[0]
+    assert str(first["server_id"]) in first_row and ">now<" in first_row

@@ -9,11 +9,13 @@ from risk_frames import LAST_DAY, make_forecast, make_history
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
+from capacity_forecaster.risk.current import current_state
 from capacity_forecaster.schema import SERVER_RISK_COLUMNS
 
 
 def _assess(forecasts: pd.DataFrame, metrics: pd.DataFrame, cfg: RiskConfig | None = None) -> pd.DataFrame:
-    return assess_breaches(forecasts, history_summary(metrics), cfg or RiskConfig())
+    cfg = cfg or RiskConfig()
+    return assess_breaches(forecasts, history_summary(metrics), cfg, current=current_state(metrics, cfg))
 
 
 def test_crossing_on_the_17th_forecast_day_says_17() -> None:
@@ -70,31 +72,31 @@ def test_per_metric_threshold_override() -> None:
     assert pd.isna(out.loc["disk", "breach_ds"]) and out.loc["disk", "threshold"] == 90.0
 
 
-def test_short_history_and_missing_forecast_get_a_reason_not_a_level() -> None:
+def test_short_history_and_missing_forecast_get_a_level_and_a_reason() -> None:
     metrics = pd.concat([make_history(["short"], days=20, metrics=("cpu",)),
                          make_history(["noforecast"], metrics=("cpu",))])
     out = _assess(make_forecast("short", "cpu", np.full(30, 95.0)), metrics).set_index("server_id")
-    assert out.loc["short", "status"] == "insufficient_history"
-    assert out.loc["short", "risk_level"] is None and pd.isna(out.loc["short", "breach_probability"])
-    assert "only 20 observed days" in out.loc["short", "reason"]
-    assert out.loc["noforecast", "status"] == "no_forecast"
+    assert out.loc["short", "status"] == "short_history"
+    assert out.loc["short", "risk_level"] == "critical" and out.loc["short", "breach_probability"] > 0.99
+    assert "only 20 observed days" in out.loc["short", "reason"] and "baseline forecast" in out.loc["short", "reason"]
+    assert out.loc["noforecast", "status"] == "no_forecast" and out.loc["noforecast", "risk_level"] == "low"
     assert "no forecast" in out.loc["noforecast", "reason"] and "120 observed days" in out.loc["noforecast", "reason"]
 
 
-def test_every_unassessed_row_has_a_null_level_and_a_reason() -> None:
+def test_only_a_series_without_any_observed_value_has_a_null_level() -> None:
     metrics = pd.concat([make_history(["short"], days=20, metrics=("cpu", "memory")),
                          make_history(["ok"], metrics=("cpu",))])
     forecasts = pd.concat([make_forecast("short", "cpu", np.full(30, 95.0)),
                            make_forecast("ok", "cpu", np.full(30, 50.0)),
                            make_forecast("ghost", "cpu", np.full(30, 85.0))])  # a forecast without any history
     out = _assess(forecasts, metrics)
-    assessed = out["status"] == "assessed"
-    assert set(out.loc[assessed, "risk_level"]) <= {"critical", "high", "medium", "low"}
-    assert out.loc[~assessed, "risk_level"].isna().all() and out.loc[~assessed, "breach_probability"].isna().all()
+    known = out["status"] != "no_data"
+    assert set(out.loc[known, "risk_level"]) <= {"critical", "high", "medium", "low"}
+    assert out.loc[~known, "risk_level"].isna().all() and out.loc[~known, "breach_probability"].isna().all()
     assert (out["reason"].str.len() > 0).all()
     ghost = out.set_index("server_id").loc["ghost"]
-    assert ghost["status"] == "insufficient_history" and "only 0 observed days" in ghost["reason"]
-    assert set(out.loc[~assessed, "status"]) == {"insufficient_history", "no_forecast"}
+    assert ghost["status"] == "no_data" and "no observed value" in ghost["reason"]
+    assert set(out["status"]) == {"short_history", "no_forecast", "assessed", "no_data"}
 
 
 def test_imputed_days_do_not_count_as_history() -> None:
@@ -102,7 +104,57 @@ def test_imputed_days_do_not_count_as_history() -> None:
     metrics.loc[metrics.index[:50], "is_imputed"] = True
     cfg = RiskConfig(min_history_days=60)
     out = _assess(make_forecast("a", "cpu", np.full(10, 40.0)), metrics, cfg)
-    assert out.iloc[0]["status"] == "insufficient_history" and out.iloc[0]["history_days"] == 50
+    assert out.iloc[0]["status"] == "short_history" and out.iloc[0]["history_days"] == 50
+
+
+def _over_last(days_over: int, *, days: int = 120, level: float = 40.0, value: float = 95.0) -> np.ndarray:
+    values = np.full(days, level)
+    values[days - days_over:] = value
+    return values
+
+
+@pytest.mark.parametrize("history_days", [10, 120])
+def test_a_series_over_its_threshold_now_is_already_breaching_whatever_its_forecast(history_days: int) -> None:
+    metrics = make_history(["hot"], days=history_days, metrics=("cpu",), values=_over_last(5, days=history_days))
+    out = _assess(make_forecast("hot", "cpu", np.full(30, 40.0)), metrics).iloc[0]
+    assert out["status"] == "already_breaching" and out["risk_level"] == "high"
+    assert out["days_over_recent"] == 5 and out["days_over_30d"] == 5 and out["days_over_90d"] == 5
+    assert out["last_over_ds"] == LAST_DAY and pd.isna(out["breach_ds"])
+    assert "over 80 % on 5 of the last 14 observed days" in out["reason"] and "already breaching" in out["reason"]
+    assert ("only 10 observed days" in out["reason"]) == (history_days == 10)
+
+
+def test_already_breaching_keeps_a_higher_forecast_level_and_needs_no_forecast() -> None:
+    metrics = make_history(["a", "b"], metrics=("cpu",), values=_over_last(3))
+    out = _assess(make_forecast("a", "cpu", np.full(30, 95.0)), metrics).set_index("server_id")
+    assert out.loc["a", "risk_level"] == "critical" and out.loc["a", "status"] == "already_breaching"
+    assert out.loc["b", "risk_level"] == "high" and out.loc["b", "status"] == "already_breaching"
+    assert "no forecast" not in out.loc["b", "reason"] or "already breaching" in out.loc["b", "reason"]
+
+
+def test_the_recent_window_counts_observed_days_only_and_follows_the_config() -> None:
+    values = _over_last(2)
+    metrics = make_history(["a"], metrics=("cpu",), values=values)
+    forecast = make_forecast("a", "cpu", np.full(30, 40.0))
+    assert _assess(forecast, metrics).iloc[0]["status"] == "assessed"
+    assert _assess(forecast, metrics, RiskConfig(current_min_days_over=2)).iloc[0]["status"] == "already_breaching"
+    # Over on 3 days, but the most recent of them imputed: 2 observed days over, not breaching.
+    hot = make_history(["a"], metrics=("cpu",), values=_over_last(3))
+    hot.loc[hot.index[-1], "is_imputed"] = True
+    row = _assess(forecast, hot).iloc[0]
+    assert row["status"] == "assessed" and row["days_over_recent"] == 2
+    # Over 3 times long ago, not in the last 14 observed days: counted in 30/90 days only.
+    old = make_history(["a"], metrics=("cpu",), values=np.r_[np.full(100, 40.0), np.full(3, 95.0), np.full(17, 40.0)])
+    row = _assess(forecast, old).iloc[0]
+    assert row["status"] == "assessed" and row["days_over_recent"] == 0 and row["days_over_30d"] == 3
+
+
+def test_current_state_of_an_empty_or_all_imputed_history() -> None:
+    metrics = make_history(["a"], days=30, metrics=("cpu",))
+    metrics["is_imputed"] = True
+    assert current_state(metrics, RiskConfig()).empty
+    out = _assess(make_forecast("a", "cpu", np.full(10, 90.0)), metrics).iloc[0]
+    assert out["status"] == "no_data" and out["risk_level"] is None
 
 
 def test_probability_grows_with_the_forecast_level() -> None:

@@ -76,3 +76,15 @@ def test_fit_error_correlation_recovers_strong_dependence() -> None:
     latent = np.sqrt(rho) * rng.standard_normal((n, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n, days))
     breached = (latent > u).any(axis=1)
     assert fit_error_correlation(u, breached, grid=np.array([0.0, 0.3, 0.6, 0.9])) == 0.9
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 0.97])
+def test_count_probability_is_the_horizon_probability_at_k1_and_falls_with_k(rho: float) -> None:
+    from capacity_forecaster.risk.probability import count_probability
+
+    scores = np.random.default_rng(3).normal(1.5, 1.0, (6, 40))
+    scores[0, 30:] = np.inf  # a shorter series, padded
+    one = count_probability(scores, rho, 1)
+    assert one == pytest.approx(cumulative_probability(scores, rho)[:, -1], abs=1e-9)
+    three, five = count_probability(scores, rho, 3), count_probability(scores, rho, 5)
+    assert (three <= one + 1e-12).all() and (five <= three + 1e-12).all() and (five >= 0).all()

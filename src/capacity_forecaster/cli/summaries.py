@@ -31,22 +31,31 @@ def print_forecast_summary(summary: dict[str, Any]) -> None:
 
 
 def print_risk_summary(summary: dict[str, Any]) -> None:
-    """One screen: risk levels, at-risk servers with dates, clusters, actions and savings."""
-    out.print(f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers, "
-              f"{summary.get('servers_at_risk', 0)} at risk; levels: "
+    """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings."""
+    out.print(f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers; already breaching "
+              f"{summary.get('servers_already_breaching', 0)} (over the threshold on >= "
+              f"{summary.get('current_min_days_over', '?')} of the last {summary.get('current_window_days', '?')} "
+              f"observed days); {summary.get('servers_at_risk', 0)} at risk; levels: "
               + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items()))
     at_risk = summary.get("at_risk") or []
     if at_risk:
-        table = Table(title="At-risk servers (most urgent first)", title_justify="left")
+        table = Table(title="At-risk servers (already breaching first, then most urgent)", title_justify="left")
         for column in ("server", "metric", "level", "breach", "days", "probability", "seasonal peak"):
             table.add_column(column)
         for row in at_risk:
-            table.add_row(row["server_id"], row["metric"], row["risk_level"], row["breach_ds"] or "-",
-                          "-" if row["days_to_breach"] is None else str(row["days_to_breach"]),
-                          f"{row['breach_probability']:.0%}", str(row.get("seasonal_peak") or ""))
+            now = row.get("status") == "already_breaching"
+            breach = f"now ({row.get('days_over_recent')} recent days over)" if now else row["breach_ds"] or "-"
+            days = "0" if now else "-" if row["days_to_breach"] is None else str(row["days_to_breach"])
+            prob = "-" if row["breach_probability"] is None else f"{row['breach_probability']:.0%}"
+            table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,
+                          str(row.get("seasonal_peak") or ""))
         out.print(table)
     out.print("clusters: " + ", ".join(f"{k} {v}" for k, v in summary.get("clusters", {}).items()))
     out.print("actions: " + ", ".join(f"{k} {v}" for k, v in summary.get("actions", {}).items()))
+    unpriced = summary.get("servers_without_cost", 0)
+    if unpriced:
+        out.print(f"savings: unknown for {unpriced} servers without a monthly cost in the inventory "
+                  "(actions are still recommended; savings are null)")
     out.print(f"savings: ${summary.get('net_monthly_savings', 0):,.0f}/month net "
               f"({summary.get('net_savings_pct', 0):.1f} % of ${summary.get('fleet_monthly_cost', 0):,.0f}), "
               f"gross ${summary.get('gross_monthly_savings', 0):,.0f}, upsizing "

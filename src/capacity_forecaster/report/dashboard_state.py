@@ -20,6 +20,7 @@ from capacity_forecaster.report.comparison import StoredScenario, stored_scenari
 from capacity_forecaster.report.data import ReportData, load_report_data, not_available
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
+    already_breaching,
     chosen_models,
     cluster_map,
     day,
@@ -32,6 +33,7 @@ from capacity_forecaster.report.summary import (
 from capacity_forecaster.risk.analogue import seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
+from capacity_forecaster.risk.current import current_state
 from capacity_forecaster.risk.levels import level_codes
 from capacity_forecaster.risk.seasonal import period_uplifts
 from capacity_forecaster.risk.whatif import apply_growth
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 GROWTH_STEP = 5.0  # percent per step of the what-if slider
 TABLE_COLUMNS = {
     "rank": "#", "server_id": "Server", "hostname": "Hostname", "application": "Application",
-    "environment": "Env", "metric": "Metric", "risk_level": "Risk", "breach_ds": "Breach date",
+    "environment": "Env", "metric": "Metric", "risk_level": "Risk", "status": "Status", "breach_ds": "Breach date",
     "days_to_breach": "Days", "breach_probability": "P(breach) %", "whatif_level": "What-if risk",
     "whatif_breach_ds": "What-if breach", "action": "Action",
 }
@@ -82,11 +84,13 @@ class WhatIfInputs:
         history: ``breach.history_summary`` of the processed metrics.
         uplifts: ``seasonal.period_uplifts`` of the history.
         analogue: ``analogue.seasonal_analogue`` (depends on the history and forecast days only).
+        current: ``current.current_state`` of the history (already breaching stays so under any growth).
     """
 
     history: pd.DataFrame
     uplifts: pd.DataFrame
     analogue: pd.DataFrame | None
+    current: pd.DataFrame | None = None
 
 
 class DashboardState:
@@ -151,7 +155,7 @@ class DashboardState:
             cfg = self.settings.risk
             uplifts = period_uplifts(metrics, cfg.period_end_business_days)
             analogue = seasonal_analogue(metrics, self.forecasts, uplifts, cfg) if cfg.analogue_min_days else None
-            self.whatif_inputs = WhatIfInputs(history_summary(metrics), uplifts, analogue)
+            self.whatif_inputs = WhatIfInputs(history_summary(metrics), uplifts, analogue, current_state(metrics, cfg))
 
     # -- queries ------------------------------------------------------------------------------
     def _query(self, sql: str, params: list[Any]) -> pd.DataFrame:
@@ -183,7 +187,7 @@ class DashboardState:
         inputs = self.whatif_inputs
         grown = apply_growth(self.forecasts, growth, ramp=self.settings.risk.growth_ramp)
         return assess_breaches(grown, inputs.history, self.risk_cfg, inputs.uplifts, inputs.analogue,
-                               recalibrate=self.calibration.apply)
+                               recalibrate=self.calibration.apply, current=inputs.current)
 
     def base_risk(self) -> pd.DataFrame | None:
         """The base risk per series: the lake's server_risk, or with a stored what-if its base side.
@@ -296,13 +300,22 @@ class DashboardState:
             label = "Servers at risk" + (f" (growth {growth:+g} %)" if growth else "")
             if self.scenario is not None:  # the slider grows the base, not the stored what-if
                 label = "Servers at risk (base" + (f", growth {growth:+g} %)" if growth else ")")
+            now = already_breaching(self.ranked)
+            cfg = self.settings.risk
+            cards.insert(1, ("Already breaching", f"{now['server_id'].nunique()}",
+                             f"over the threshold on >= {cfg.current_min_days_over} of the last "
+                             f"{cfg.current_window_days} observed days"))
             cards.append((label, f"{int((worst >= 1).sum())}", f"base {int((base_worst >= 1).sum())}; "
                           f"{int((worst == 3).sum())} critical, {int((worst == 2).sum())} high"))
             first = scenario.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
-            cards.append(("Earliest breach" + (" (base)" if self.scenario is not None and not growth else ""),
-                          day(first["breach_ds"].iloc[0]) if len(first) else "none",
-                          f"{first['server_id'].iloc[0]} {first['metric'].iloc[0]}" if len(first) else
-                          "within the horizon"))
+            when = "Earliest breach" + (" (base)" if self.scenario is not None and not growth else "")
+            if len(now):  # the first row of the risk table
+                cards.append((when, "now", f"{now['server_id'].iloc[0]} {now['metric'].iloc[0]}: over on "
+                              f"{int(now['days_over_recent'].iloc[0])} of the last {cfg.current_window_days} days"))
+            else:
+                cards.append((when, day(first["breach_ds"].iloc[0]) if len(first) else "none",
+                              f"{first['server_id'].iloc[0]} {first['metric'].iloc[0]}" if len(first) else
+                              "within the horizon"))
         if recs is None:
             cards.append(("Net savings / month", "-", not_available("recommendations")))
         else:

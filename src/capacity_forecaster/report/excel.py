@@ -30,7 +30,8 @@ SHEETS = ("Summary", "At-risk servers", "Recommendations", "What-if", "Clusters"
 # Lake column -> header, in sheet order; "hostname"/"application" come from the inventory.
 AT_RISK_COLUMNS = {
     "server_id": "Server", "hostname": "Hostname", "application": "Application", "environment": "Environment",
-    "metric": "Metric", "risk_level": "Risk level", "breach_ds": "Breach date", "days_to_breach": "Days to breach",
+    "metric": "Metric", "risk_level": "Risk level", "status": "Status", "days_over_recent": "Recent days over",
+    "breach_ds": "Breach date", "days_to_breach": "Days to breach",
     "breach_probability": "Breach probability", "peak_yhat": "Peak forecast (%)", "peak_ds": "Peak date",
     "threshold": "Threshold (%)", "action": "Recommended action", "reason": "Reason",
 }

@@ -17,6 +17,7 @@ from capacity_forecaster.report.plotly_bundle import check_trace_types, plotly_j
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
     assumptions,
+    breach_when,
     cluster_map,
     data_period_text,
     day,
@@ -204,11 +205,12 @@ def _top_risk_rows(ranked: pd.DataFrame, count: int) -> str:
         return _na("No series is at risk of a breach within the forecast horizon.")
     rows = []
     for r in at_risk.to_dict("records"):
-        days = r.get("days_to_breach")
+        when, days = breach_when(r)
         rows.append([_text(r["server_id"]), _text(r.get("hostname")), _text(r.get("application")), _text(r["metric"]),
-                     _badge(r["risk_level"]), day(r.get("breach_ds")), "-" if pd.isna(days) else str(int(days)),
+                     _badge(r["risk_level"]), when, days,
                      f"{r['breach_probability']:.0%}" if not pd.isna(r.get("breach_probability")) else "-",
-                     f"{r['peak_yhat']:.0f} %", _text(r.get("action")), _text(r.get("reason"))])
+                     f"{r['peak_yhat']:.0f} %" if not pd.isna(r.get("peak_yhat")) else "-", _text(r.get("action")),
+                     _text(r.get("reason"))])
     return _table(["Server", "Hostname", "Application", "Metric", "Risk", "Breach date", "Days", "P(breach)",
                    "Peak", "Action", "Reason"], rows, numeric={6, 7, 8})
 

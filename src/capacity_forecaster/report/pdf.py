@@ -41,6 +41,7 @@ from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
     Kpi,
     assumptions,
+    breach_when,
     data_period_text,
     day,
     headlines,
@@ -126,11 +127,11 @@ def _top_risks(data: ReportData, ranked: pd.DataFrame) -> list[Flowable]:
     rows: list[list[Any]] = [header]
     extra = []
     for i, row in enumerate(at_risk.to_dict("records"), start=1):
-        days = row.get("days_to_breach")
+        when, days = breach_when(row)
         rows.append([row["server_id"], row.get("hostname") or "", row.get("application") or "", row["metric"],
-                     row["risk_level"], day(row.get("breach_ds")), "-" if pd.isna(days) else f"{int(days)}",
+                     row["risk_level"], when, days,
                      f"{row['breach_probability']:.0%}" if not pd.isna(row.get("breach_probability")) else "-",
-                     f"{row['peak_yhat']:.0f}", row.get("action") or "-"])
+                     f"{row['peak_yhat']:.0f}" if not pd.isna(row.get("peak_yhat")) else "-", row.get("action") or "-"])
         extra.append(("BACKGROUND", (4, i), (4, i), LEVEL_FILLS[row["risk_level"]]))
         extra.append(("TEXTCOLOR", (4, i), (4, i), colors.white))
         extra.append(("FONTNAME", (4, i), (4, i), "Helvetica-Bold"))
@@ -264,8 +265,8 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story: list[Flowable] = [Spacer(1, 2.0 * inch)]
     story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}", SMALL))
     story.append(Spacer(1, 0.25 * inch))
-    story.append(_kpi_cards([k for k in items if k.key in ("servers", "at_risk", "critical", "earliest_breach",
-                                                            "net_savings")]))
+    story.append(_kpi_cards([k for k in items if k.key in ("already_breaching", "at_risk", "critical",
+                                                            "earliest_breach", "net_savings")]))
     story.append(Spacer(1, 0.25 * inch))
     story.append(Paragraph("Key messages", H2))
     scenario = stored_scenario(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData, not_available, whatif_name
-from capacity_forecaster.risk.levels import LEVEL_LABELS, level_codes
+from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes
 
 AT_RISK_LEVELS = ("critical", "high", "medium")
+ALREADY = Status.ALREADY_BREACHING.value
 
 
 @dataclass(frozen=True)
@@ -49,21 +51,28 @@ def day(value: Any) -> str:
 def ranked_risks(data: ReportData) -> pd.DataFrame:
     """Every assessed series, riskiest first, with the server's names and recommended action.
 
-    Order: risk level (critical first), days to breach (soonest first, none last), breach
-    probability (highest first), server_id, metric.
+    Order: already breaching first (most recent days over first), then risk level (critical
+    first), days to breach (soonest first, none last), breach probability (highest first),
+    server_id, metric.
 
     Returns:
-        The server_risk columns plus level_code (3 critical ... 0 low, -1 unassessed), hostname,
+        The server_risk columns plus level_code (3 critical ... 0 low, -1 unassessed),
+        status_rank (0 already breaching), hostname,
         application, environment, action, monthly_savings, model (the chosen one) and mase (its
         mean backtest MASE) where those tables exist. Empty without server_risk.
     """
     risk = data.table("server_risk")
     if risk is None or risk.empty:
         return pd.DataFrame(columns=["server_id", "metric", "risk_level", "level_code"])
-    out = risk.assign(level_code=level_codes(risk["risk_level"]))
+    status = risk["status"] if "status" in risk.columns else pd.Series("assessed", index=risk.index)
+    over = risk["days_over_recent"] if "days_over_recent" in risk.columns else pd.Series(0, index=risk.index)
+    # Already breaching before everything else; the other statuses sort by level like assessed series.
+    out = risk.assign(level_code=level_codes(risk["risk_level"]), status=status,
+                      status_rank=np.where(status == ALREADY, 0, 1), days_over_recent=over.fillna(0).astype(int),
+                      _over=-over.fillna(0))
     inventory = data.table("inventory")
     if inventory is not None:
-        names = inventory[["server_id", "hostname", "application", "environment"]]
+        names = inventory[[c for c in ("server_id", "hostname", "application", "environment") if c in inventory]]
         out = out.merge(names, on="server_id", how="left")
     recs = data.table("recommendations")
     if recs is not None:
@@ -71,9 +80,25 @@ def ranked_risks(data: ReportData) -> pd.DataFrame:
     chosen = chosen_models(data)
     if not chosen.empty:
         out = out.merge(chosen, on=["server_id", "metric"], how="left")
-    out = out.sort_values(["level_code", "days_to_breach", "breach_probability", "server_id", "metric"],
-                          ascending=[False, True, False, True, True], na_position="last", kind="stable")
-    return out.reset_index(drop=True)
+    out = out.sort_values(["status_rank", "level_code", "_over", "days_to_breach", "breach_probability", "server_id",
+                           "metric"], ascending=[True, False, True, True, False, True, True], na_position="last",
+                          kind="stable")
+    return out.drop(columns="_over").reset_index(drop=True)
+
+
+def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
+    """(breach date, days) as the tables show them: ``now`` / ``0`` for a series already breaching."""
+    if row.get("status") == ALREADY:
+        return "now", "0"
+    days = row.get("days_to_breach")
+    return day(row.get("breach_ds")), "-" if days is None or pd.isna(days) else str(int(days))
+
+
+def already_breaching(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The ``ranked_risks`` rows of series already over their threshold, in ranked order."""
+    if ranked.empty or "status" not in ranked.columns:
+        return ranked.iloc[0:0]
+    return ranked[ranked["status"] == ALREADY]
 
 
 def chosen_models(data: ReportData) -> pd.DataFrame:
@@ -172,24 +197,35 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         out.append(Kpi("at_risk", "Servers at risk", None, "-", "risk not available: run capfc risk"))
         out.append(Kpi("critical", "Critical servers", None, "-",
                        f"breach likely within {data.settings.risk.critical_days} days"))
-        out.append(Kpi("earliest_breach", "Earliest forecast breach", None, "-"))
+        out.append(Kpi("already_breaching", "Already breaching", None, "-", "risk not available: run capfc risk"))
+        out.append(Kpi("earliest_breach", "Earliest breach", None, "-"))
     else:
         counts = level_counts(ranked)
         at_risk = sum(counts[level] for level in AT_RISK_LEVELS)
         cfg = data.settings.risk
+        now = already_breaching(ranked)
+        servers_now = int(now["server_id"].nunique())
+        rule = (f"over the threshold on >= {cfg.current_min_days_over} of the last {cfg.current_window_days} "
+                "observed days")
+        out.append(Kpi("already_breaching", "Already breaching", servers_now, f"{servers_now:,}", rule))
         out.append(Kpi("at_risk", "Servers at risk", at_risk, f"{at_risk:,}",
                        f"{counts['critical']} critical, {counts['high']} high, {counts['medium']} medium"))
         out.append(Kpi("critical", "Critical servers", counts["critical"], f"{counts['critical']:,}",
                        f"breach likely within {cfg.critical_days} days"))
         breaches = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"])
-        if breaches.empty:
-            out.append(Kpi("earliest_breach", "Earliest forecast breach", None, "none",
+        if len(now):
+            first = now.iloc[0]
+            out.append(Kpi("earliest_breach", "Earliest breach", 0.0, "now",
+                           f"{first['server_id']} {first['metric']}: over on {int(first['days_over_recent'])} of "
+                           f"the last {cfg.current_window_days} observed days"))
+        elif breaches.empty:
+            out.append(Kpi("earliest_breach", "Earliest breach", None, "none",
                            f"no forecast crosses its threshold within {data.settings.forecast.horizon} days"))
         else:
             first = breaches.iloc[0]
-            out.append(Kpi("earliest_breach", "Earliest forecast breach", float(first["days_to_breach"]),
+            out.append(Kpi("earliest_breach", "Earliest breach", float(first["days_to_breach"]),
                            day(first["breach_ds"]), f"{first['server_id']} {first['metric']}, "
-                                                    f"day {int(first['days_to_breach'])}"))
+                                                    f"day {int(first['days_to_breach'])} of the forecast"))
     if recs is None:
         for key, label in (("fleet_cost", "Fleet cost per month"), ("net_savings", "Net savings per month"),
                            ("annual_savings", "Net savings per year")):
@@ -288,10 +324,19 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
     else:
         counts = level_counts(ranked)
         at_risk = sum(counts[level] for level in AT_RISK_LEVELS)
+        now = already_breaching(ranked)
+        if len(now):
+            cfg = data.settings.risk
+            named = ", ".join(f"{r['server_id']} {r['metric']} ({int(r['days_over_recent'])} days)"
+                              for r in now.head(5).to_dict("records"))
+            more = f" and {len(now) - 5} more" if len(now) > 5 else ""
+            lines.append(f"{now['server_id'].nunique()} servers are already over their threshold on at least "
+                         f"{cfg.current_min_days_over} of their last {cfg.current_window_days} observed days: "
+                         f"{named}{more}.")
         lines.append(f"{at_risk} of {total} servers are at risk of exceeding their capacity threshold "
                      f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")
         first = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
-        for row in first.to_dict("records"):
+        for row in first.to_dict("records") if now.empty else []:
             names = ", ".join(str(row[c]) for c in ("hostname", "application") if isinstance(row.get(c), str))
             lines.append(f"First forecast breach: {row['server_id']} ({names}) {row['metric']} on "
                          f"{day(row['breach_ds'])}, {int(row['days_to_breach'])} days after the last observation.")

@@ -10,8 +10,9 @@ import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.analogue import empty_analogue
+from capacity_forecaster.risk.current import observed_mask
 from capacity_forecaster.risk.levels import RiskLevel, Status, labels_from_codes
-from capacity_forecaster.risk.probability import cumulative_probability, exceedance_scores, padded
+from capacity_forecaster.risk.probability import count_probability, cumulative_probability, exceedance_scores, padded
 from capacity_forecaster.risk.seasonal import UPLIFT_COLUMNS, name_periods
 from capacity_forecaster.schema import DS, FORECAST_COLUMNS, METRIC, SERIES_KEY, SERVER_ID, VALUE, require_columns
 
@@ -21,8 +22,11 @@ HISTORY_COLUMNS = (SERVER_ID, METRIC, "first_observed", "last_observed", "histor
 BREACH_EXTRA_COLUMNS = (
     "status", "threshold", "breach_upper_ds", "days_to_upper_breach", "likely_breach_ds", "peak_upper",
     "horizon_days", "history_days", "last_observed", "seasonal_peak", "analogue_peak", "analogue_breach_ds",
-    "analogue_days_above", "reason",
+    "analogue_days_above", "sustained_breach_probability", "days_over_recent", "days_over_30d", "days_over_90d",
+    "last_over_ds", "reason",
 )
+# current_state columns carried into server_risk (the rest is already there from the history).
+_CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -45,23 +49,24 @@ def history_summary(metrics: pd.DataFrame) -> pd.DataFrame:
         history_days.
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
-    observed = metrics[VALUE].notna()
-    if "is_imputed" in metrics.columns:
-        observed &= ~metrics["is_imputed"].astype("boolean").fillna(False).astype(bool)
-    frame = metrics.loc[observed, [SERVER_ID, METRIC, DS]]
+    frame = metrics.loc[observed_mask(metrics), [SERVER_ID, METRIC, DS]]
     out = frame.groupby([SERVER_ID, METRIC], sort=True)[DS].agg(["min", "max", "size"])
     out.columns = ["first_observed", "last_observed", "history_days"]
     return out.reset_index()
 
 
 def _level_codes(prob: np.ndarray, likely_days: np.ndarray, cfg: RiskConfig) -> np.ndarray:
-    """Vectorised risk rule: likely within critical_days / high_days, else probable over the horizon."""
+    """Vectorised risk rule: likely within critical_days / high_days, else a sustained breach probable."""
     with np.errstate(invalid="ignore"):
         return np.select(
             [likely_days <= cfg.critical_days, likely_days <= cfg.high_days, prob >= cfg.medium_probability],
             [RiskLevel.CRITICAL.value, RiskLevel.HIGH.value, RiskLevel.MEDIUM.value],
             default=RiskLevel.LOW.value,
         )
+
+
+def _flag(values: pd.Series) -> pd.Series:
+    return values.astype("boolean").fillna(False).astype(bool)
 
 
 def _first_ds(frame: pd.DataFrame, mask: pd.Series) -> pd.Series:
@@ -92,7 +97,8 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     peaks = (out[METRIC] + " forecast peaks at " + out["peak_yhat"].map("{:.1f} %".format) + " on "
              + _fmt_day(out["peak_ds"]) + peak_at + ", below " + thr)
     prob = ("; P(breach within " + out["horizon_days"].astype("string") + " days) = "
-            + out["breach_probability"].map("{:.2f}".format))
+            + out["breach_probability"].map("{:.2f}".format) + f", on >= {cfg.medium_min_days} days "
+            + out["sustained_breach_probability"].map("{:.2f}".format))
     text = np.where(out["breach_ds"].notna(), crosses, peaks)
     text = text + np.where(out["breach_ds"].isna() & out["breach_upper_ds"].notna(), upper, "") + prob
     analogue = ("; last year's " + out["analogue_period"].fillna("") + " peaks grown by this year's growth (x"
@@ -100,14 +106,32 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
                 + out["analogue_days_above"].astype("string").fillna("0") + " days from "
                 + _fmt_day(out["analogue_breach_ds"]))
     text = text + np.where(out["analogue_hit"], analogue, "")
-    short = (out[METRIC] + ": only " + out["history_days"].astype("Int64").astype("string").fillna("0")
-             + f" observed days of history ({cfg.min_history_days} required); no risk level assigned")
-    missing = (out[METRIC] + ": " + out["history_days"].astype("Int64").astype("string").fillna("0")
-               + " observed days of history but no forecast (see forecast_triage and forecast_failures; "
-                 "re-run capfc forecast after capfc etl); no risk level assigned")
+    days = out["history_days"].astype("Int64").astype("string").fillna("0")
+    window = f" of the last {cfg.current_window_days} observed days"
+    over = (out[METRIC] + " over " + thr + " on " + out["days_over_recent"].astype("string") + window
+            + " (" + out["days_over_30d"].astype("string") + " of the last 30 days, "
+            + out["days_over_90d"].astype("string") + " of the last 90; last " + _fmt_day(out["last_over_ds"])
+            + "): already breaching")
+    short = (out[METRIC] + ": only " + days + f" observed days of history ({cfg.min_history_days} for a full "
+             "assessment): level from the recent days and a baseline forecast with wide intervals")
+    missing = (out[METRIC] + ": " + days + " observed days of history but no forecast (see forecast_triage and "
+               "forecast_failures; re-run capfc forecast after capfc etl): level from the last "
+               + out["recent_days"].astype("string") + " observed days only, "
+               + out["days_over_recent"].astype("string") + " over " + thr)
+    no_data = np.where(out["first_forecast"].notna(),
+                       out[METRIC] + ": a forecast but no observed value (every day missing or imputed); "
+                                     "no risk level assigned",
+                       out[METRIC] + ": no observed value (every day missing or imputed); no risk level assigned")
     status = out["status"]
-    return pd.Series(np.select([status == Status.INSUFFICIENT_HISTORY.value, status == Status.NO_FORECAST.value],
-                               [short, missing], default=text), index=out.index, dtype=object)
+    is_short = (out["history_days"] < cfg.min_history_days).to_numpy()
+    has_forecast = out["first_forecast"].notna().to_numpy()
+    breaching = np.where(has_forecast, over + "; " + text, over)
+    breaching = np.where(is_short, breaching + "; only " + days + f" observed days of history "
+                         f"({cfg.min_history_days} for a full assessment)", breaching)
+    return pd.Series(np.select(
+        [status == Status.NO_DATA.value, status == Status.ALREADY_BREACHING.value,
+         status == Status.SHORT_HISTORY.value, status == Status.NO_FORECAST.value],
+        [no_data, breaching, short + "; " + text, missing], default=text), index=out.index, dtype=object)
 
 
 def assess_breaches(
@@ -117,18 +141,26 @@ def assess_breaches(
     uplifts: pd.DataFrame | None = None,
     analogue: pd.DataFrame | None = None,
     recalibrate: Callable[[np.ndarray], np.ndarray] | None = None,
+    current: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Breach dates, peak, breach probability and risk level for every forecast series.
+    """Breach dates, peak, breach probability and risk level for every observed or forecast series.
 
     ``days_to_breach`` counts from the series' last observed day: a forecast that first exceeds
     the threshold on its 17th day says 17. ``breach_probability`` is P(the value exceeds the
     threshold on at least one day of the horizon) under the correlated two-piece-normal model of
     ``probability``. The level is critical / high when that cumulative probability reaches
-    ``likely_probability`` within ``critical_days`` / ``high_days``, medium when the horizon
-    probability reaches ``medium_probability``, low otherwise; a seasonal analogue that crosses
+    ``likely_probability`` within ``critical_days`` / ``high_days``, medium when the probability
+    of exceeding on at least ``medium_min_days`` days of the horizon
+    (``sustained_breach_probability``) reaches ``medium_probability``, low otherwise; a seasonal analogue that crosses
     the threshold on at least ``analogue_min_days`` days raises the level to medium at least.
-    Series with fewer than ``min_history_days`` observed days, or with history but no forecast,
-    get a status and reason instead of a level.
+
+    The current state comes first: a series over its threshold on at least
+    ``current_min_days_over`` of its last ``current_window_days`` observed days is
+    ``already_breaching`` and at least high, whatever its history length or forecast. A series
+    with fewer than ``min_history_days`` observed days (``short_history``) is levelled like any
+    other from its forecast (a baseline with wide intervals); one with history but no forecast
+    (``no_forecast``) from its recent days only (low unless already breaching). Only a series
+    with no observed value (``no_data``) has a null level. ``status`` and ``reason`` say which.
 
     Args:
         forecasts: server_id, metric, ds, yhat, yhat_lower, yhat_upper (one row per day).
@@ -139,13 +171,15 @@ def assess_breaches(
         analogue: ``analogue.seasonal_analogue`` output; None skips the second opinion.
         recalibrate: a non-decreasing map applied to the cumulative breach probabilities before the
             level is decided (``calibration.BreachCalibration.apply``); None keeps them raw.
+        current: ``current.current_state`` of the processed metrics; None counts no day as over.
 
     Returns:
         One row per (server_id, metric): the contract columns server_id, metric, risk_level,
         peak_yhat, peak_ds, breach_ds, days_to_breach, breach_probability, then status, threshold,
         breach_upper_ds, days_to_upper_breach, likely_breach_ds, peak_upper, horizon_days,
         history_days, last_observed, seasonal_peak, analogue_peak, analogue_breach_ds,
-        analogue_days_above, reason.
+        analogue_days_above, sustained_breach_probability, days_over_recent (of the last
+        ``current_window_days`` observed days), days_over_30d, days_over_90d, last_over_ds, reason.
     """
     require_columns(forecasts, FORECAST_COLUMNS[:3] + FORECAST_COLUMNS[4:], "forecasts")
     f = forecasts.sort_values([SERVER_ID, METRIC, DS], kind="stable").reset_index(drop=True)
@@ -158,7 +192,11 @@ def assess_breaches(
     series["threshold"] = thresholds(series["threshold"], cfg)
     scores = exceedance_scores(f["yhat"].to_numpy(float), f["yhat_lower"].to_numpy(float),
                                f["yhat_upper"].to_numpy(float), threshold, cfg.interval)
-    cum = cumulative_probability(padded(scores, group, position, len(series), np.inf), cfg.error_correlation)
+    grid = padded(scores, group, position, len(series), np.inf)
+    cum = cumulative_probability(grid, cfg.error_correlation)
+    # Medium asks for a sustained breach (>= medium_min_days days), as the current state does: a
+    # wide interval around a busy but steady series makes one stray day over likely, not a breach.
+    series["sustained_breach_probability"] = count_probability(grid, cfg.error_correlation, cfg.medium_min_days)
     if recalibrate is not None:
         cum = recalibrate(cum)
     series["breach_probability"] = cum[:, -1] if cum.size else np.zeros(len(series))
@@ -177,10 +215,21 @@ def assess_breaches(
     series["breach_upper_ds"] = _first_ds(f, pd.Series(f["yhat_upper"].to_numpy() > threshold))
 
     out = series.reset_index().merge(history, on=keys, how="outer")
-    out["status"] = Status.ASSESSED.value
-    out.loc[out["first_forecast"].isna(), "status"] = Status.NO_FORECAST.value
-    short = out["first_forecast"].notna() & ~(out["history_days"].fillna(0) >= cfg.min_history_days)
-    out.loc[short, "status"] = Status.INSUFFICIENT_HISTORY.value
+    carried = current[[*keys, *_CURRENT_CARRIED]] if current is not None else \
+        pd.DataFrame(columns=[*keys, *_CURRENT_CARRIED])
+    out = out.merge(carried, on=keys, how="left")
+    for column in ("days_over_recent", "days_over_30d", "days_over_90d"):
+        out[column] = out[column].astype(float).fillna(0).astype(np.int64)
+    out["recent_days"] = np.minimum(out["history_days"].fillna(0).astype(np.int64), cfg.current_window_days)
+    out["last_over_ds"] = pd.to_datetime(out["last_over_ds"])
+    observed = (out["history_days"].fillna(0) > 0).to_numpy()
+    has_forecast = out["first_forecast"].notna().to_numpy()
+    breaching = _flag(out["already_breaching"]).to_numpy() & observed
+    short = (out["history_days"].fillna(0) < cfg.min_history_days).to_numpy()
+    out["status"] = np.select(
+        [~observed, breaching, ~has_forecast, short],
+        [Status.NO_DATA.value, Status.ALREADY_BREACHING.value, Status.NO_FORECAST.value, Status.SHORT_HISTORY.value],
+        default=Status.ASSESSED.value)
     out["threshold"] = out["threshold"].fillna(thresholds(out[METRIC], cfg))
     out["horizon_days"] = out["horizon_days"].fillna(0).astype(np.int64)
     out["history_days"] = out["history_days"].fillna(0).astype(np.int64)
@@ -189,8 +238,10 @@ def assess_breaches(
     out["days_to_breach"] = _days_between(out["breach_ds"], out["last_observed"])
     out["days_to_upper_breach"] = _days_between(out["breach_upper_ds"], out["last_observed"])
     likely_days = _days_between(out["likely_breach_ds"], out["last_observed"]).to_numpy(dtype=float, na_value=np.nan)
-    codes = _level_codes(out["breach_probability"].to_numpy(dtype=float), likely_days, cfg)
-    assessed = (out["status"] == Status.ASSESSED.value).to_numpy()
+    codes = _level_codes(out["sustained_breach_probability"].to_numpy(dtype=float), likely_days, cfg)
+    # Without a forecast nothing points ahead: low unless the recent days say otherwise (below).
+    codes = np.where(has_forecast, codes, RiskLevel.LOW.value)
+    assessed = observed & has_forecast
     if analogue is None or analogue.empty:
         analogue = empty_analogue()
     out = out.merge(analogue, on=keys, how="left")
@@ -200,9 +251,10 @@ def assess_breaches(
     out["analogue_hit"] = (assessed & (cfg.analogue_min_days > 0)
                            & (out["analogue_days_above"] >= cfg.analogue_min_days).to_numpy())
     codes = np.where(out["analogue_hit"], np.maximum(codes, RiskLevel.MEDIUM.value), codes)
-    out["risk_level"] = labels_from_codes(np.where(assessed, codes, -1))
+    codes = np.where(breaching, np.maximum(codes, RiskLevel.HIGH.value), codes)
+    out["risk_level"] = labels_from_codes(np.where(observed, codes, -1))
     unknown = ~assessed
-    out.loc[unknown, ["breach_probability"]] = np.nan
+    out.loc[unknown, ["breach_probability", "sustained_breach_probability"]] = np.nan
     for column in ("breach_ds", "breach_upper_ds", "likely_breach_ds", "analogue_breach_ds"):
         out.loc[unknown, column] = pd.NaT
     out.loc[unknown, ["days_to_breach", "days_to_upper_breach"]] = pd.NA

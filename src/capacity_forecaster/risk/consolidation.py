@@ -7,7 +7,11 @@ workloads. Summing per day rather than summing peaks lets a month-end batch serv
 with a year-end seasonal one; summing upper bounds is conservative (the quantile of a sum of
 positively dependent loads is at most the sum of their quantiles). Packing only ever happens
 inside one group: same datacenter and environment (or, when non-prod environments may mix,
-same datacenter and prod / non-prod), so prod is never mixed with non-prod.
+same datacenter and prod / non-prod), so prod is never mixed with non-prod. An unknown datacenter or
+environment is its own value ``unknown`` (``risk.inventory``): such servers may share hosts with each
+other, never with servers whose value is known. Servers whose core count or memory size is unknown
+cannot be packed (their absolute load is unknown) and stay out; a group in which some server has no
+known cost minimises the number of kept hosts instead of their cost.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.inventory import UNKNOWN, complete_inventory
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, require_columns
 
 logger = logging.getLogger(__name__)
@@ -205,8 +210,8 @@ def daily_loads(forecasts: pd.DataFrame, inventory: pd.DataFrame) -> tuple[pd.In
         inventory: server_id, cpu_cores, memory_gb.
 
     Returns:
-        (server index, day index, load array). Servers without both cpu and memory forecasts
-        are left out.
+        (server index, day index, load array). Servers without both cpu and memory forecasts,
+        or without a known cpu_cores and memory_gb, are left out.
     """
     require_columns(forecasts, (SERVER_ID, METRIC, DS, "yhat_upper"), "forecasts")
     part = forecasts[forecasts[METRIC].isin(RESOURCES)]
@@ -215,7 +220,7 @@ def daily_loads(forecasts: pd.DataFrame, inventory: pd.DataFrame) -> tuple[pd.In
     if len(have) < len(RESOURCES):
         return pd.Index([], name=SERVER_ID), pd.DatetimeIndex([]), np.zeros((0, 0, len(RESOURCES)))
     days = pd.DatetimeIndex(sorted(part[DS].unique()))
-    inv = inventory.drop_duplicates(SERVER_ID).set_index(SERVER_ID)
+    inv = complete_inventory(inventory).set_index(SERVER_ID)
     servers = table.index[table.index.isin(inv.index)]
     arrays = []
     for metric in RESOURCES:
@@ -229,11 +234,17 @@ def daily_loads(forecasts: pd.DataFrame, inventory: pd.DataFrame) -> tuple[pd.In
 
 
 def group_keys(inventory: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
-    """Packing group of every server: ``datacenter/environment`` (or ``datacenter/non-prod``)."""
-    env = inventory["environment"].astype(str)
+    """Packing group of every server: ``datacenter/environment`` (or ``datacenter/non-prod``).
+
+    A missing datacenter or environment (absent column or null) is ``unknown``, its own group value.
+    """
+    env = (inventory["environment"] if "environment" in inventory.columns
+           else pd.Series(None, index=inventory.index, dtype=object)).fillna(UNKNOWN).astype(str)
+    datacenter = (inventory["datacenter"] if "datacenter" in inventory.columns
+                  else pd.Series(None, index=inventory.index, dtype=object)).fillna(UNKNOWN).astype(str)
     if cfg.mix_nonprod_environments:
-        env = env.where(env == "prod", "non-prod")
-    return pd.Series(inventory["datacenter"].astype(str) + "/" + env, index=inventory.index)
+        env = env.where(env.isin(["prod", UNKNOWN]), "non-prod")
+    return pd.Series(datacenter + "/" + env, index=inventory.index)
 
 
 def consolidate(
@@ -244,7 +255,8 @@ def consolidate(
     Args:
         candidates: server ids allowed to move or to host (under-used, not at risk).
         forecasts: daily forecasts (yhat_upper of cpu and memory are used).
-        inventory: server_id, datacenter, environment, cpu_cores, memory_gb, monthly_cost_usd.
+        inventory: server_id (+ datacenter, environment, cpu_cores, memory_gb, monthly_cost_usd;
+            servers without a known cpu_cores and memory_gb are not placed).
         cfg: risk settings (consolidation_target, max_servers_per_host, milp limits, grouping).
 
     Returns:
@@ -252,9 +264,7 @@ def consolidate(
         stays), group, method, host_peak_cpu, host_peak_memory (the host's combined daily
         upper-bound peak in % of its capacity, after packing).
     """
-    require_columns(inventory, (SERVER_ID, "datacenter", "environment", "cpu_cores", "memory_gb",
-                                "monthly_cost_usd"), "inventory")
-    inv = inventory.drop_duplicates(SERVER_ID)
+    inv = complete_inventory(inventory)
     inv = inv[inv[SERVER_ID].isin(candidates)].reset_index(drop=True)
     servers, _, load = daily_loads(forecasts[forecasts[SERVER_ID].isin(inv[SERVER_ID])], inv)
     inv = inv.set_index(SERVER_ID).loc[servers].reset_index()
@@ -267,8 +277,10 @@ def consolidate(
         if len(idx) == 1:
             packing = Packing(np.zeros(1, dtype=np.int64), "single")
         elif len(idx) <= cfg.milp_max_servers:
-            packing = pack_milp(load[idx], capacity, members["monthly_cost_usd"].to_numpy(float), limit,
-                                cfg.max_servers_per_host, cfg.milp_time_limit)
+            cost = members["monthly_cost_usd"].to_numpy(float)
+            # Without every price the cheapest packing is unknowable: keep the fewest hosts instead.
+            cost = cost if np.isfinite(cost).all() else np.ones(len(idx))
+            packing = pack_milp(load[idx], capacity, cost, limit, cfg.max_servers_per_host, cfg.milp_time_limit)
         else:
             packing = pack_ffd(load[idx], capacity, limit, cfg.max_servers_per_host)
         host_load = np.zeros((len(idx),) + load.shape[1:])

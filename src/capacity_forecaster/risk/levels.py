@@ -51,11 +51,30 @@ def level_codes(labels: pd.Series) -> np.ndarray:
 
 
 class Status(StrEnum):
-    """Whether a series could be assessed; anything but ASSESSED carries a reason instead of a level."""
+    """What a series' level rests on; only NO_DATA (nothing observed) leaves the level null.
 
+    ALREADY_BREACHING: over its threshold on enough of its recent observed days (at least high).
+    ASSESSED: a full assessment from the forecast (enough history, not breaching now).
+    SHORT_HISTORY: fewer observed days than a full assessment needs; the level comes from the recent
+    days and a (baseline, wide-interval) forecast. NO_FORECAST: observed but not forecast; the level
+    comes from the recent days only. NO_DATA: no observed value at all.
+    """
+
+    ALREADY_BREACHING = "already_breaching"
     ASSESSED = "assessed"
-    INSUFFICIENT_HISTORY = "insufficient_history"
+    SHORT_HISTORY = "short_history"
     NO_FORECAST = "no_forecast"
+    NO_DATA = "no_data"
+
+
+# Most urgent first: the order reports and summaries list series in, before the level.
+STATUS_ORDER = (Status.ALREADY_BREACHING, Status.ASSESSED, Status.SHORT_HISTORY, Status.NO_FORECAST, Status.NO_DATA)
+
+
+def status_rank(status: pd.Series) -> np.ndarray:
+    """0 for already_breaching, rising with ``STATUS_ORDER``; unknown or missing values last."""
+    order = {s.value: i for i, s in enumerate(STATUS_ORDER)}
+    return status.map(order).fillna(len(order)).to_numpy(dtype=np.int64)
 
 
 class Action(StrEnum):

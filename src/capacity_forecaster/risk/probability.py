@@ -96,6 +96,43 @@ def cumulative_probability(scores: np.ndarray, rho: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def count_probability(scores: np.ndarray, rho: float, k: int) -> np.ndarray:
+    """P(the threshold is exceeded on at least ``k`` days of the horizon), per series.
+
+    The same one-factor copula as ``cumulative_probability``: given the common factor the days
+    are independent, so the number of exceedances is Poisson-binomial; its tail is computed by a
+    small recursion over days (counts 0..k-1, the rest absorbed in "k or more") and integrated
+    over the factor. ``k = 1`` equals the last column of ``cumulative_probability``.
+
+    Args:
+        scores: (series, days) exceedance scores, padded with ``+inf``.
+        rho: correlation of the latent daily errors.
+        k: days of exceedance required (>= 1).
+
+    Returns:
+        (series,) probabilities in [0, 1], non-increasing in k.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.size == 0:
+        return np.zeros(scores.shape[0])
+    rho = min(max(rho, 0.0), _COMONOTONE)
+    nodes, weights = (np.zeros(1), np.ones(1)) if rho <= 0.0 else _factor_nodes(rho)
+    a, b = np.sqrt(rho), np.sqrt(1.0 - rho)
+    out = np.empty(scores.shape[0])
+    rows = max(1, _CHUNK_CELLS // (scores.shape[1] * len(nodes)))
+    for start in range(0, scores.shape[0], rows):
+        daily = ndtr((a * nodes[None, :, None] - scores[start:start + rows, None, :]) / b)  # (series, nodes, days)
+        below = np.zeros(daily.shape[:2] + (k,))  # P(count == j | F) for j < k
+        below[:, :, 0] = 1.0
+        shifted = np.zeros_like(below)
+        for t in range(daily.shape[2]):
+            p = daily[:, :, t, None]
+            shifted[:, :, 1:] = below[:, :, :-1]
+            below = below * (1.0 - p) + shifted * p
+        out[start:start + rows] = 1.0 - below.sum(axis=2) @ weights
+    return np.clip(out, 0.0, 1.0)
+
+
 def _factor_nodes(rho: float) -> tuple[np.ndarray, np.ndarray]:
     """Values of the common factor F and their weights (summing to 1) for integrating over F."""
     if rho <= _SMOOTH_LIMIT:

@@ -9,11 +9,11 @@ import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.consolidation import consolidate
+from capacity_forecaster.risk.inventory import complete_inventory
 from capacity_forecaster.risk.levels import Action, RiskLevel, Status, level_codes
 from capacity_forecaster.risk.sizing import CostModel
 from capacity_forecaster.schema import (
     DS,
-    INVENTORY_COLUMNS,
     METRIC,
     RECOMMENDATION_COLUMNS,
     SERVER_ID,
@@ -99,12 +99,17 @@ def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     analogue = risk["analogue_breach_ds"] if "analogue_breach_ds" in risk.columns else risk["breach_upper_ds"]
     risk["needed"] = (risk["breach_ds"].fillna(risk["likely_breach_ds"]).fillna(analogue)
                       .fillna(risk["breach_upper_ds"]))
+    # Already over the threshold: the capacity was needed by the last observed day.
+    breaching = risk["status"] == Status.ALREADY_BREACHING.value
+    risk["needed"] = pd.to_datetime(risk["needed"]).where(~breaching, pd.to_datetime(risk["last_observed"]))
     urgent = (risk[risk["at_risk"]].sort_values(["needed", "code"], ascending=[True, False], na_position="last")
               .groupby(SERVER_ID).head(1).set_index(SERVER_ID))
     at_risk_metrics = risk[risk["at_risk"]].groupby(SERVER_ID)[METRIC].agg(lambda m: ",".join(sorted(m)))
     core = risk[risk[METRIC].isin(["cpu", "memory"])]
-    unassessed = core[core["status"] != Status.ASSESSED.value].groupby(SERVER_ID)["reason"].agg("; ".join)
-    assessed_core = core[core["status"] == Status.ASSESSED.value].groupby(SERVER_ID)[METRIC].nunique()
+    # Sizing, consolidation and decommissioning need a forecast on a full history of cpu and memory.
+    full = (core["horizon_days"] > 0) & (core["history_days"] >= cfg.min_history_days)
+    unassessed = core[~full].groupby(SERVER_ID)["reason"].agg("; ".join)
+    assessed_core = core[full].groupby(SERVER_ID)[METRIC].nunique()
     out = pd.DataFrame(index=pd.Index(risk[SERVER_ID].unique(), name=SERVER_ID))
     out["at_risk"] = out.index.isin(urgent.index)
     out["at_risk_metrics"] = at_risk_metrics.reindex(out.index).fillna("")
@@ -133,22 +138,27 @@ def build_recommendations(
     ``rightsize_min_savings``) > keep. Consolidation hosts keep their size. Servers whose cpu or
     memory could not be assessed are kept, with the reason.
 
+    Every inventory column but server_id may be missing (``risk.inventory``). Without a monthly
+    cost the action is still chosen (a right-size must then save ``rightsize_min_savings`` of the
+    cost by the fitted price ratio, or by capacity) and the savings are null, the rationale saying
+    why; without a core count or memory size that resource is sized in percent of its current
+    capacity (recommended size null, the rationale gives the percent) and the server is not packed.
+
     Args:
         server_risk: ``breach.assess_breaches`` output.
         needs: ``sizing.capacity_needs`` output.
         idle: ``idle_evidence`` output.
         forecasts: daily forecasts (for the consolidation packing).
-        inventory: the inventory (``schema.INVENTORY_COLUMNS``).
+        inventory: the inventory: server_id, other ``schema.INVENTORY_COLUMNS`` where known.
         cfg: risk settings.
 
     Returns:
-        One row per inventory server: the contract columns server_id, action, target_server_id,
-        recommended_cpu_cores, recommended_memory_gb, current_monthly_cost,
+        One row per server of the inventory or of ``server_risk``: the contract columns server_id,
+        action, target_server_id, recommended_cpu_cores, recommended_memory_gb, current_monthly_cost,
         projected_monthly_cost, monthly_savings, rationale; then needed_by (date the capacity
         is needed, upsize only), current_cpu_cores, current_memory_gb, evidence (decommission).
     """
-    require_columns(inventory, INVENTORY_COLUMNS, "inventory")
-    inv = inventory.drop_duplicates(SERVER_ID).reset_index(drop=True)
+    inv = complete_inventory(inventory, pd.Index(server_risk[SERVER_ID].unique()))
     risk = _risk_by_server(server_risk, cfg).reindex(inv[SERVER_ID])
     risk["at_risk"] = _flag(risk["at_risk"])
     risk["fully_assessed"] = _flag(risk["fully_assessed"])
@@ -175,18 +185,28 @@ def build_recommendations(
               .reindex(inv[SERVER_ID]))
     hosting = guests.notna().to_numpy()
 
-    up_cores = np.where(risk["at_risk_metrics"].str.contains("cpu").to_numpy(),
-                        np.fmax(cores, need["sized_cpu_cores"].to_numpy(float)), cores)
-    up_memory = np.where(risk["at_risk_metrics"].str.contains("memory").to_numpy(),
-                         np.fmax(memory, need["sized_memory_gb"].to_numpy(float)), memory)
+    cpu_risk = risk["at_risk_metrics"].str.contains("cpu").to_numpy()
+    memory_risk = risk["at_risk_metrics"].str.contains("memory").to_numpy()
+    up_cores = np.where(cpu_risk, np.fmax(cores, need["sized_cpu_cores"].to_numpy(float)), cores)
+    up_memory = np.where(memory_risk, np.fmax(memory, need["sized_memory_gb"].to_numpy(float)), memory)
     down_cores = np.fmin(cores, need["sized_cpu_cores"].to_numpy(float))
     down_memory = np.fmin(memory, need["sized_memory_gb"].to_numpy(float))
+    # New size as a share of today's: from the standard sizes where the size is known, else the need in percent.
+    cpu_pct = need["cpu_needed_pct"].to_numpy(float) / 100.0
+    memory_pct = need["memory_needed_pct"].to_numpy(float) / 100.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        up_share = (np.where(np.isnan(cores), np.where(cpu_risk, np.fmax(cpu_pct, 1.0), 1.0), up_cores / cores),
+                    np.where(np.isnan(memory), np.where(memory_risk, np.fmax(memory_pct, 1.0), 1.0),
+                             up_memory / memory))
+        down_share = (np.where(np.isnan(cores), np.fmin(cpu_pct, 1.0), down_cores / cores),
+                      np.where(np.isnan(memory), np.fmin(memory_pct, 1.0), down_memory / memory))
     model = CostModel.fit(inv)
     cost = inv["monthly_cost_usd"].to_numpy(float)
-    down_cost = model.project(inv, down_cores, down_memory)
-    shrink = (~upsize & ~decommission & ~moved & ~hosting & risk["fully_assessed"].to_numpy()
-              & ((down_cores < cores) | (down_memory < memory))
-              & (cost - down_cost >= cfg.rightsize_min_savings * cost)
+    down_ratio = model.ratio(inv, *down_share)
+    with np.errstate(invalid="ignore"):
+        smaller = (down_share[0] < 1.0 - 1e-9) | (down_share[1] < 1.0 - 1e-9)
+        saves = 1.0 - down_ratio >= cfg.rightsize_min_savings - 1e-12
+    shrink = (~upsize & ~decommission & ~moved & ~hosting & risk["fully_assessed"].to_numpy() & smaller & saves
               & (risk["max_code"].fillna(0).to_numpy() < RiskLevel.from_label(cfg.upsize_min_level).value))
 
     action = np.select([upsize, decommission, moved, shrink],
@@ -195,8 +215,10 @@ def build_recommendations(
     rec_cores = np.select([upsize, decommission | moved, shrink], [up_cores, 0.0, down_cores], default=cores)
     rec_memory = np.select([upsize, decommission | moved, shrink], [up_memory, 0.0, down_memory], default=memory)
     projected = np.select([upsize, decommission | moved, shrink],
-                          [model.project(inv, up_cores, up_memory), 0.0, down_cost], default=cost)
+                          [cost * model.ratio(inv, *up_share), 0.0, cost * down_ratio], default=cost)
     projected = np.round(projected, 2)
+    # Keeping a server changes nothing, priced or not.
+    savings = np.where(action == Action.KEEP.value, 0.0, np.round(cost - projected, 2))
 
     out = pd.DataFrame({
         SERVER_ID: inv[SERVER_ID].to_numpy(),
@@ -206,9 +228,13 @@ def build_recommendations(
         "recommended_memory_gb": rec_memory,
         "current_monthly_cost": cost,
         "projected_monthly_cost": projected,
-        "monthly_savings": np.round(cost - projected, 2),
+        "monthly_savings": savings,
     })
-    out["rationale"] = _rationales(out, inv, risk, need, idl, placed, guests, cfg).to_numpy()
+    shares = pd.DataFrame({"cpu": np.select([upsize, shrink], [up_share[0], down_share[0]], default=1.0),
+                           "memory": np.select([upsize, shrink], [up_share[1], down_share[1]], default=1.0),
+                           "cost_ratio": np.select([upsize, shrink], [model.ratio(inv, *up_share), down_ratio],
+                                                   default=np.nan)}, index=need.index)
+    out["rationale"] = _rationales(out, inv, risk, need, idl, placed, guests, cfg, shares).to_numpy()
     out["needed_by"] = pd.to_datetime(np.where(upsize, risk["needed_by"].to_numpy(), np.datetime64("NaT")))
     out["current_cpu_cores"] = cores
     out["current_memory_gb"] = memory
@@ -225,20 +251,44 @@ def _idle_text(idl: pd.DataFrame) -> np.ndarray:
     return (text + network).fillna("").to_numpy(dtype=object)
 
 
+def _sizes(out: pd.DataFrame, inv: pd.DataFrame, shares: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """("4 cores / 16 GB", "8 cores / 32 GB"): new and current sizes; the percent change where a size is unknown."""
+    index = shares.index
+    cur = inv.set_index(SERVER_ID).reindex(index)
+    text = []
+    for column, current, unit, name in (("recommended_cpu_cores", "cpu_cores", " cores", "cpu"),
+                                        ("recommended_memory_gb", "memory_gb", " GB", "memory")):
+        new = _fmt(pd.Series(out[column].to_numpy(), index=index)) + unit
+        pct = (name + " to " + _fmt(shares[name] * 100.0, "{:.0f}") + f" % of its current capacity ({name} size "
+               "unknown in the inventory)")
+        text.append((new.where(cur[current].notna(), pct), (_fmt(cur[current]) + unit).where(cur[current].notna(),
+                                                                                            "unknown" + unit)))
+    return text[0][0] + " / " + text[1][0], text[0][1] + " / " + text[1][1]
+
+
+def _cost_note(out: pd.DataFrame, shares: pd.DataFrame) -> pd.Series:
+    """Why the savings are null where the cost is unknown, with the relative change where it is known."""
+    change = ("; about " + _fmt((1.0 - shares["cost_ratio"]) * 100.0, "{:.0f}")
+              + " % of the server's cost by the fitted prices or capacity")
+    note = ("; monthly cost unknown (no monthly_cost_usd in the inventory): savings not priced"
+            + change.where(shares["cost_ratio"].notna() & (shares["cost_ratio"] < 1.0), ""))
+    unknown = pd.Series(out["current_monthly_cost"].isna().to_numpy() & (out["action"] != Action.KEEP.value).to_numpy(),
+                        index=shares.index)
+    return note.where(unknown, "")
+
+
 def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: pd.DataFrame, idl: pd.DataFrame,
-                placed: pd.DataFrame, guests: pd.Series, cfg: RiskConfig) -> pd.Series:
+                placed: pd.DataFrame, guests: pd.Series, cfg: RiskConfig, shares: pd.DataFrame) -> pd.Series:
     """One sentence per server saying why its action was chosen (vectorised string building)."""
     action = pd.Series(out["action"].to_numpy(), index=need.index)
-    cores = _fmt(pd.Series(out["recommended_cpu_cores"].to_numpy(), index=need.index))
-    memory = _fmt(pd.Series(out["recommended_memory_gb"].to_numpy(), index=need.index))
-    cur_cores, cur_memory = _fmt(inv.set_index(SERVER_ID)["cpu_cores"]), _fmt(inv.set_index(SERVER_ID)["memory_gb"])
+    sizes, current = _sizes(out, inv, shares)
     peaks = ("forecast peak upper bound " + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu / "
              + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory")
     target = f"{cfg.target_utilisation:g} % with {cfg.headroom:.0%} headroom"
     too_big = np.where(_flag(need["exceeds_largest_size"]),
                        "; more than the largest standard size is needed: split the workload", "")
-    upsize = (risk["risk_reason"] + "; upsize to " + cores + " cores / " + memory + " GB (from " + cur_cores
-              + " / " + cur_memory + ") by " + _day(risk["needed_by"]) + too_big)
+    upsize = (risk["risk_reason"] + "; upsize to " + sizes + " (from " + current + ") by "
+              + _day(risk["needed_by"]) + too_big)
     other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
     upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity by "
                           + _day(risk["needed_by"]))
@@ -248,8 +298,7 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
                    + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / "
                    + _fmt(placed["host_peak_memory"], "{:.0f} %")
                    + f" memory of the host (limit {cfg.consolidation_target:g} %)")
-    rightsize = (peaks + " of " + cur_cores + " cores / " + cur_memory + " GB; " + cores + " cores / " + memory
-                 + f" GB keep it under {target}")
+    rightsize = peaks + " of " + current + "; " + sizes + f" keep it under {target}"
     host = ("consolidation host for " + guests.fillna("") + ": combined daily upper bound peaks at "
             + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / " + _fmt(placed["host_peak_memory"], "{:.0f} %")
             + f" memory (limit {cfg.consolidation_target:g} %)")
@@ -262,4 +311,4 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
         [action == Action.UPSIZE.value, action == Action.DECOMMISSION.value, action == Action.CONSOLIDATE.value,
          action == Action.RIGHTSIZE.value],
         [upsize, decommission, consolidate, rightsize], default=keep)
-    return pd.Series(text, index=need.index, dtype=object)
+    return pd.Series(text, index=need.index, dtype=object) + _cost_note(out, shares)

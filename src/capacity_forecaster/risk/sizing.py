@@ -10,12 +10,14 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.inventory import complete_inventory
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, require_columns
 
 logger = logging.getLogger(__name__)
 
-NEED_COLUMNS = (SERVER_ID, "cpu_cores", "memory_gb", "cpu_peak_upper", "memory_peak_upper", "cpu_needed",
-                "memory_needed", "sized_cpu_cores", "sized_memory_gb", "exceeds_largest_size")
+NEED_COLUMNS = (SERVER_ID, "cpu_cores", "memory_gb", "cpu_peak_upper", "memory_peak_upper", "cpu_needed_pct",
+                "memory_needed_pct", "cpu_needed", "memory_needed", "sized_cpu_cores", "sized_memory_gb",
+                "exceeds_largest_size")
 # Fewer servers of a type than this and its prices come from the whole fleet's fit.
 _MIN_FIT_SERVERS = 4
 
@@ -46,20 +48,24 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
     need = peak upper bound (%) x current capacity x (1 + headroom) / target utilisation, so
     that after resizing the forecast upper bound plus headroom stays at or under
     ``cfg.target_utilisation``. Sized values are the smallest standard sizes at or above the
-    need (never below it) and at least the smallest standard size.
+    need (never below it) and at least the smallest standard size. Where the current size is
+    unknown (cpu_cores / memory_gb missing) the need is known only in percent of the current
+    capacity (``*_needed_pct``) and the absolute columns are NaN.
 
     Args:
         forecasts: server_id, metric, ds, yhat_upper (cpu and memory rows are used).
-        inventory: server_id, cpu_cores, memory_gb.
+        inventory: server_id (+ cpu_cores, memory_gb where known).
         cfg: risk settings (target_utilisation, headroom, standard sizes).
 
     Returns:
         One row per inventory server: server_id, cpu_cores, memory_gb, cpu_peak_upper,
-        memory_peak_upper (% of current capacity; NaN without a forecast), cpu_needed,
-        memory_needed (cores, GB), sized_cpu_cores, sized_memory_gb, exceeds_largest_size.
+        memory_peak_upper (% of current capacity; NaN without a forecast), cpu_needed_pct,
+        memory_needed_pct (the need in % of the current capacity), cpu_needed, memory_needed
+        (cores, GB; NaN where the size is unknown), sized_cpu_cores, sized_memory_gb,
+        exceeds_largest_size.
     """
     require_columns(forecasts, (SERVER_ID, METRIC, DS, "yhat_upper"), "forecasts")
-    require_columns(inventory, (SERVER_ID, "cpu_cores", "memory_gb"), "inventory")
+    inventory = complete_inventory(inventory)
     peaks = (forecasts[forecasts[METRIC].isin(["cpu", "memory"])]
              .groupby([SERVER_ID, METRIC])["yhat_upper"].max().unstack(METRIC)
              .reindex(columns=["cpu", "memory"]))
@@ -68,8 +74,10 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
     out["cpu_peak_upper"] = aligned["cpu"].to_numpy(dtype=float)
     out["memory_peak_upper"] = aligned["memory"].to_numpy(dtype=float)
     factor = (1.0 + cfg.headroom) / (cfg.target_utilisation / 100.0)
-    out["cpu_needed"] = out["cpu_peak_upper"] / 100.0 * out["cpu_cores"] * factor
-    out["memory_needed"] = out["memory_peak_upper"] / 100.0 * out["memory_gb"] * factor
+    out["cpu_needed_pct"] = out["cpu_peak_upper"] * factor
+    out["memory_needed_pct"] = out["memory_peak_upper"] * factor
+    out["cpu_needed"] = out["cpu_needed_pct"] / 100.0 * out["cpu_cores"]
+    out["memory_needed"] = out["memory_needed_pct"] / 100.0 * out["memory_gb"]
     cores, cores_big = standard_size(np.maximum(out["cpu_needed"].to_numpy(), cfg.cpu_sizes[0]), cfg.cpu_sizes)
     memory, memory_big = standard_size(np.maximum(out["memory_needed"].to_numpy(), cfg.memory_sizes[0]),
                                        cfg.memory_sizes)
@@ -96,13 +104,16 @@ class CostModel:
         Types with fewer than 4 servers use the fleet-wide fit; a fleet too small to fit prices
         every server in proportion to its current cost (see ``project``).
 
+        Servers with an unknown cost, core count or memory size are left out of the fit.
+
         Args:
-            inventory: server_id, server_type, cpu_cores, memory_gb, monthly_cost_usd.
+            inventory: server_id (+ server_type, cpu_cores, memory_gb, monthly_cost_usd).
 
         Returns:
             The fitted CostModel.
         """
-        require_columns(inventory, ("server_type", "cpu_cores", "memory_gb", "monthly_cost_usd"), "inventory")
+        inventory = complete_inventory(inventory)
+        inventory = inventory.dropna(subset=["cpu_cores", "memory_gb", "monthly_cost_usd"])
         rows = {}
         groups = [("*", inventory), *inventory.groupby("server_type", sort=True)]
         for name, part in groups:
@@ -116,11 +127,11 @@ class CostModel:
         return cls(pd.DataFrame.from_dict(rows, orient="index", columns=["fixed", "per_core", "per_gb"]))
 
     def project(self, frame: pd.DataFrame, new_cores: np.ndarray, new_memory: np.ndarray) -> np.ndarray:
-        """Monthly cost of each server at a new size.
+        """Monthly cost of each server at a new size (NaN where its cost or size is unknown).
 
-        The fitted price ratio (new size over current size) is applied to the server's own
-        current cost, so a server that costs more than the fit (licences, support) keeps its
-        premium. Without a usable fit the cost scales with the mean of the core and GB ratios.
+        The fitted price ratio (new size over current size, ``ratio``) is applied to the server's
+        own current cost, so a server that costs more than the fit (licences, support) keeps its
+        premium.
 
         Args:
             frame: server_type, cpu_cores, memory_gb, monthly_cost_usd per server.
@@ -132,12 +143,38 @@ class CostModel:
         """
         cores = frame["cpu_cores"].to_numpy(float)
         memory = frame["memory_gb"].to_numpy(float)
-        cost = frame["monthly_cost_usd"].to_numpy(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = np.asarray(new_cores, dtype=float) / cores, np.asarray(new_memory, dtype=float) / memory
+        return frame["monthly_cost_usd"].to_numpy(float) * self.ratio(frame, *shares)
+
+    def ratio(self, frame: pd.DataFrame, cpu_share: np.ndarray, memory_share: np.ndarray) -> np.ndarray:
+        """New cost over current cost when cpu and memory change to the given shares of today's size.
+
+        With a fit and known sizes the ratio of fitted prices; where either size is unknown, or
+        nothing could be fitted, the mean of the known shares (cost in proportion to capacity).
+        Needs no current cost, so a server without a price still gets a relative answer.
+
+        Args:
+            frame: server_type, cpu_cores, memory_gb per server.
+            cpu_share: new cores / current cores (aligned with ``frame``; NaN: unknown).
+            memory_share: new GB / current GB (NaN: unknown).
+
+        Returns:
+            The ratio per server (NaN where neither share is known).
+        """
+        cpu_share, memory_share = np.asarray(cpu_share, dtype=float), np.asarray(memory_share, dtype=float)
+        both = np.column_stack([cpu_share, memory_share])
+        known = np.isfinite(both)
+        proportional = np.where(known.any(axis=1), np.where(known, both, 0.0).sum(axis=1)
+                                / np.maximum(known.sum(axis=1), 1), np.nan)
         if self.rates.empty:
-            ratio = 0.5 * (np.asarray(new_cores) / cores + np.asarray(new_memory) / memory)
-            return cost * ratio
+            return proportional
+        cores = frame["cpu_cores"].to_numpy(float)
+        memory = frame["memory_gb"].to_numpy(float)
         fleet = self.rates.loc["*"] if "*" in self.rates.index else self.rates.iloc[0]
         rates = self.rates.reindex(frame["server_type"].astype(str)).fillna(fleet).to_numpy()
         now = rates[:, 0] + rates[:, 1] * cores + rates[:, 2] * memory
-        new = rates[:, 0] + rates[:, 1] * np.asarray(new_cores) + rates[:, 2] * np.asarray(new_memory)
-        return cost * np.where(now > 0, new / np.where(now > 0, now, 1.0), 1.0)
+        new = rates[:, 0] + rates[:, 1] * cores * cpu_share + rates[:, 2] * memory * memory_share
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fitted = np.where(now > 0, new / np.where(now > 0, now, 1.0), 1.0)
+        return np.where(np.isfinite(cores) & np.isfinite(memory) & known.all(axis=1), fitted, proportional)

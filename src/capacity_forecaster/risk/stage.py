@@ -15,13 +15,15 @@ from capacity_forecaster.risk.analogue import seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.calibration import BreachCalibration, calibrate_breaches, empty_table
 from capacity_forecaster.risk.clustering import cluster_servers
-from capacity_forecaster.risk.levels import LEVEL_LABELS, level_codes
+from capacity_forecaster.risk.current import current_state
+from capacity_forecaster.risk.inventory import complete_inventory
+from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, status_rank
 from capacity_forecaster.risk.profiles import server_profiles
 from capacity_forecaster.risk.recommendations import build_recommendations, idle_evidence
 from capacity_forecaster.risk.seasonal import period_uplifts
 from capacity_forecaster.risk.sizing import capacity_needs
 from capacity_forecaster.risk.whatif import Scenario, ScenarioInputs, apply_growth, apply_scenario
-from capacity_forecaster.schema import FORECAST_COLUMNS, INVENTORY_COLUMNS, METRIC, SERVER_ID, require_columns
+from capacity_forecaster.schema import FORECAST_COLUMNS, METRIC, SERVER_ID, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +67,19 @@ def _iso(day: Any) -> str | None:
     return None if pd.isna(day) else pd.Timestamp(day).date().isoformat()
 
 
-def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFrame, label: str) -> dict[str, Any]:
+def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFrame, label: str,
+             cfg: RiskConfig) -> dict[str, Any]:
     levels = server_risk["risk_level"].value_counts().reindex(list(LEVEL_LABELS), fill_value=0)
-    ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]))
-    at_risk = ranked[ranked["code"] > 0].sort_values(["code", "days_to_breach", SERVER_ID],
-                                                     ascending=[False, True, True], na_position="last")
-    fleet_cost = float(recs["current_monthly_cost"].sum())
+    ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]), rank=status_rank(server_risk["status"]),
+                                over=-server_risk["days_over_recent"])
+    # Already breaching first (most days over first), then by level and the soonest forecast breach.
+    at_risk = ranked[ranked["code"] > 0].sort_values(["rank", "code", "over", "days_to_breach", SERVER_ID],
+                                                     ascending=[True, False, True, True, True], na_position="last")
+    breaching = ranked[ranked["status"] == Status.ALREADY_BREACHING.value]
+    fleet_cost = float(np.nansum(recs["current_monthly_cost"].to_numpy(float)))
     savings = recs["monthly_savings"].to_numpy(float)
-    gross = float(savings[savings > 0].sum())
-    net = float(savings.sum())
+    gross = float(np.nansum(savings[savings > 0]))
+    net = float(np.nansum(savings))
     return {
         "scenario": label,
         "servers": int(recs[SERVER_ID].nunique()),
@@ -81,11 +87,15 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "series_by_status": {str(k): int(v) for k, v in server_risk["status"].value_counts().items()},
         "series_by_level": {str(k): int(v) for k, v in levels.items()},
         "servers_at_risk": int(at_risk[SERVER_ID].nunique()),
+        "servers_already_breaching": int(breaching[SERVER_ID].nunique()),
         "at_risk": [
-            {"server_id": r[SERVER_ID], "metric": r[METRIC], "risk_level": r["risk_level"],
+            {"server_id": r[SERVER_ID], "metric": r[METRIC], "risk_level": r["risk_level"], "status": r["status"],
+             "days_over_recent": int(r["days_over_recent"]), "threshold": float(r["threshold"]),
              "breach_ds": _iso(r["breach_ds"]),
              "days_to_breach": None if pd.isna(r["days_to_breach"]) else int(r["days_to_breach"]),
-             "breach_probability": round(float(r["breach_probability"]), 3), "seasonal_peak": r["seasonal_peak"],
+             "breach_probability": (None if pd.isna(r["breach_probability"])
+                                    else round(float(r["breach_probability"]), 3)),
+             "seasonal_peak": r["seasonal_peak"],
              "analogue_breach_ds": _iso(r["analogue_breach_ds"]), "breach_upper_ds": _iso(r["breach_upper_ds"])}
             for r in at_risk.head(_AT_RISK_SHOWN).to_dict("records")
         ],
@@ -97,6 +107,9 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "upsize_monthly_cost": round(float(-savings[savings < 0].sum()), 2) + 0.0,
         "net_monthly_savings": round(net, 2),
         "net_savings_pct": round(100.0 * net / fleet_cost, 2) if fleet_cost > 0 else 0.0,
+        "servers_without_cost": int(recs["current_monthly_cost"].isna().sum()),
+        "current_window_days": cfg.current_window_days,
+        "current_min_days_over": cfg.current_min_days_over,
     }
 
 
@@ -120,17 +133,18 @@ def evaluate(
         RiskResult without comparison.
     """
     history = history_summary(metrics)
+    current = current_state(metrics, cfg)
     uplifts = period_uplifts(metrics, cfg.period_end_business_days)
     analogue = seasonal_analogue(metrics, forecasts, uplifts, cfg) if cfg.analogue_min_days else None
     if calibration is None:
-        server_risk = assess_breaches(forecasts, history, cfg, uplifts, analogue)
+        server_risk = assess_breaches(forecasts, history, cfg, uplifts, analogue, current=current)
     else:
         server_risk = assess_breaches(forecasts, history, calibration.settings(cfg), uplifts, analogue,
-                                      calibration.apply if calibration.knots is not None else None)
+                                      calibration.apply if calibration.knots is not None else None, current=current)
     needs = capacity_needs(forecasts, inventory, cfg)
     idle = idle_evidence(metrics, forecasts, cfg)
     recs = build_recommendations(server_risk, needs, idle, forecasts, inventory, cfg)
-    summary = _summary(server_risk, clusters, recs, label)
+    summary = _summary(server_risk, clusters, recs, label, cfg)
     if calibration is not None:
         summary["calibration"] = calibration.summary
     return RiskResult(server_risk, clusters, recs, summary,
@@ -182,7 +196,8 @@ def run_risk(
         metrics: processed metrics (server_id, ds, metric, value, optional is_imputed,
             is_anomaly, is_outlier).
         forecasts: ``schema.FORECAST_COLUMNS``.
-        inventory: ``schema.INVENTORY_COLUMNS``.
+        inventory: server_id; every other ``schema.INVENTORY_COLUMNS`` column is optional
+            (``inventory.complete_inventory``), and servers with metrics but no inventory row get one.
         cfg: risk settings.
         growth: growth uplift in percent; None uses the scenario's growth, else ``cfg.growth``.
         scenario: a validated scenario (``whatif.load_scenario``).
@@ -196,7 +211,7 @@ def run_risk(
     started = time.perf_counter()
     require_columns(metrics, ("server_id", "ds", "metric", "value"), "metrics")
     require_columns(forecasts, FORECAST_COLUMNS, "forecasts")
-    require_columns(inventory, INVENTORY_COLUMNS, "inventory")
+    inventory = complete_inventory(inventory, pd.Index(metrics["server_id"].unique()))
     profiles = server_profiles(metrics, cfg.period_end_business_days)
     clusters = cluster_servers(profiles, cfg)
     pct = growth if growth is not None else (
@@ -243,16 +258,24 @@ def render_summary(result: RiskResult) -> str:
     s = result.summary
     lines = [f"Risk ({s['scenario']}): {s['servers']} servers, {s['series']} series; "
              + ", ".join(f"{k} {v}" for k, v in s["series_by_level"].items())]
+    lines.append(f"Already breaching: {s.get('servers_already_breaching', 0)} servers (over the threshold on >= "
+                 f"{s.get('current_min_days_over', '')} of the last {s.get('current_window_days', '')} observed days)")
     lines.append(f"At risk: {s['servers_at_risk']} servers")
     for r in s["at_risk"]:
-        when = (f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
+        now = r.get("status") == Status.ALREADY_BREACHING.value
+        when = (f"already breaching: over {r['threshold']:g} % on {r['days_over_recent']} of the last "
+                f"{s.get('current_window_days', '')} observed days" if now else
+                f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
                 f"last year's peak, grown, crosses {r['analogue_breach_ds']}" if r["analogue_breach_ds"] else
                 f"upper bound crosses {r['breach_upper_ds']}" if r["breach_upper_ds"] else "breach possible")
         peak = f" at {r['seasonal_peak']}" if r["seasonal_peak"] else ""
-        lines.append(f"  {r['risk_level']:<8} {r['server_id']} {r['metric']:<7} {when}{peak}, "
-                     f"P={r['breach_probability']:.2f}")
+        prob = "" if r["breach_probability"] is None else f", P={r['breach_probability']:.2f}"
+        lines.append(f"  {r['risk_level']:<8} {r['server_id']} {r['metric']:<7} {when}{peak}{prob}")
     lines.append(f"Clusters (k={s['k']}): " + ", ".join(f"{k} {v}" for k, v in s["clusters"].items()))
     lines.append("Actions: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
+    if s.get("servers_without_cost"):
+        lines.append(f"Savings: unknown for {s['servers_without_cost']} servers without a monthly cost in the "
+                     "inventory (savings null); the figures below cover the priced servers")
     lines.append(f"Savings: {s['net_monthly_savings']:,.0f}/month net ({s['net_savings_pct']:.1f} % of "
                  f"{s['fleet_monthly_cost']:,.0f}); gross {s['gross_monthly_savings']:,.0f}, upsizing costs "
                  f"{s['upsize_monthly_cost']:,.0f}")

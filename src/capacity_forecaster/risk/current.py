@@ -1,0 +1,88 @@
+"""Current state per series: observed days over the threshold in the recent window, the last 30 and 90 days.
+
+A server that already runs above its threshold is the most urgent risk there is, whatever its
+forecast says or however short its history is. Only *observed* days count: the value is present
+and was not imputed by the ETL stage (so a glitch or outlier the ETL replaced is not evidence). With
+a finer-than-daily frequency a day counts as over when any of its rows is over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_columns
+
+CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
+                   "days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching")
+_DAY = pd.Timedelta(days=1)
+
+
+def observed_mask(metrics: pd.DataFrame) -> pd.Series:
+    """Rows that hold a measured value: present and not imputed (``is_imputed``, when the column exists)."""
+    observed = metrics[VALUE].notna()
+    if "is_imputed" in metrics.columns:
+        observed &= ~metrics["is_imputed"].astype("boolean").fillna(False).astype(bool)
+    return observed
+
+
+def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """How often every series ran over its threshold on its most recent observed days.
+
+    ``days_over_recent`` counts days over the threshold among the last ``cfg.current_window_days``
+    observed days (``recent_days`` of them exist); the series is ``already_breaching`` when that
+    count reaches ``cfg.current_min_days_over``. ``days_over_30d`` / ``days_over_90d`` count
+    observed days over the threshold in the 30 / 90 calendar days ending on the last observed day.
+    "Over" means strictly above the threshold, as for forecast breaches.
+
+    Args:
+        metrics: processed metrics: server_id, ds, metric, value (+ is_imputed).
+        cfg: risk settings (threshold, metric_thresholds, current_window_days, current_min_days_over).
+
+    Returns:
+        One row per (server_id, metric) with at least one observed value: server_id, metric,
+        observed_days, last_observed, last_value (the last observed day's value), recent_days,
+        days_over_recent, days_over_30d, days_over_90d, last_over_ds (last observed day over the
+        threshold, NaT if none), already_breaching.
+    """
+    require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
+    rows = metrics.loc[observed_mask(metrics), [SERVER_ID, METRIC, DS, VALUE]]
+    if rows.empty:
+        return _empty()
+    day = pd.to_datetime(rows[DS]).dt.floor("D")
+    daily = (rows.assign(**{DS: day}).groupby([SERVER_ID, METRIC, DS], sort=True, observed=True)[VALUE]
+             .max().reset_index())
+    limits = {m: cfg.threshold_for(str(m)) for m in daily[METRIC].unique()}
+    over = (daily[VALUE].to_numpy(float) > daily[METRIC].map(limits).to_numpy(float))
+    keys = [SERVER_ID, METRIC]
+    grouped = daily.groupby(keys, sort=True, observed=True)
+    from_end = grouped.cumcount(ascending=False).to_numpy()
+    last = grouped[DS].transform("max")
+    age = (last - daily[DS]).dt.total_seconds().to_numpy(float) / _DAY.total_seconds()
+    recent = from_end < cfg.current_window_days
+    frame = pd.DataFrame({
+        SERVER_ID: daily[SERVER_ID], METRIC: daily[METRIC], DS: daily[DS], VALUE: daily[VALUE],
+        "one": 1, "recent": recent.astype(np.int64), "over_recent": (recent & over).astype(np.int64),
+        "over_30": (over & (age < 30)).astype(np.int64), "over_90": (over & (age < 90)).astype(np.int64),
+        "over_ds": daily[DS].where(over),
+    })
+    out = frame.groupby(keys, sort=True, observed=True).agg(
+        observed_days=("one", "sum"), last_observed=(DS, "max"), last_value=(VALUE, "last"),
+        recent_days=("recent", "sum"), days_over_recent=("over_recent", "sum"), days_over_30d=("over_30", "sum"),
+        days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max")).reset_index()
+    out["already_breaching"] = out["days_over_recent"] >= cfg.current_min_days_over
+    return out[list(CURRENT_COLUMNS)]
+
+
+def _empty() -> pd.DataFrame:
+    ints = ("observed_days", "recent_days", "days_over_recent", "days_over_30d", "days_over_90d")
+    return pd.DataFrame({
+        **{c: pd.Series(dtype=object) for c in (SERVER_ID, METRIC)},
+        "last_observed": pd.Series(dtype="datetime64[ns]"), "last_value": pd.Series(dtype=float),
+        **{c: pd.Series(dtype=np.int64) for c in ints},
+        "last_over_ds": pd.Series(dtype="datetime64[ns]"), "already_breaching": pd.Series(dtype=bool),
+    })[list(CURRENT_COLUMNS)]
+
+
+__all__ = ["CURRENT_COLUMNS", "current_state", "observed_mask"]
