@@ -14,6 +14,7 @@ from capacity_forecaster.config import ForecastConfig
 from capacity_forecaster.errors import SchemaError
 from capacity_forecaster.forecast import registry
 from capacity_forecaster.forecast.backtest import (
+    design,
     history_until,
     plan_cutoffs,
     prepare_history,
@@ -81,13 +82,46 @@ def test_prepare_history_fills_the_grid_and_names_duplicates() -> None:
 def test_cutoffs_anchor_on_each_series_end_and_need_training_data() -> None:
     history = prepare_history(pd.concat([series("a", 100), series("b", 60, offset=10)]), "D")
     index = series_index(history)
-    plan = plan_cutoffs(history, index, horizon=10, windows=3, step=5, min_train=41, freq="D")
+    plan = plan_cutoffs(history, index, horizon=10, windows=3, step=5, freq="D")
     a = plan[plan["server_id"] == "a"]
     assert a["cutoff"].tolist() == [START + pd.Timedelta(days=d) for d in (79, 84, 89)]
     assert a["window"].tolist() == [0, 1, 2] and a["n_train"].tolist() == [80, 85, 90]
+    assert (a["horizon"] == 10).all()
     b = plan[plan["server_id"] == "b"]  # days 10..69: cutoffs at days 49, 54, 59 with 40, 45, 50 days known
-    assert b["window"].tolist() == [1, 2] and b["n_train"].tolist() == [45, 50]  # 40 < min_train: dropped
-    assert plan_cutoffs(history, index, horizon=10, windows=0, step=5, min_train=1, freq="D").empty
+    assert b["window"].tolist() == [0, 1, 2] and b["n_train"].tolist() == [40, 45, 50]
+    assert plan_cutoffs(history, index, horizon=10, windows=0, step=5, freq="D").empty
+
+
+def test_short_histories_get_a_design_of_their_own() -> None:
+    """Two months and h = 30: three windows scoring 15-day leads; three weeks and h = 7: one window."""
+    history = prepare_history(pd.concat([series("two_months", 62), series("three_weeks", 23),
+                                         series("ten_days", 10), series("three_years", 1095)]), "D")
+    index = series_index(history)
+    plan = plan_cutoffs(history, index, horizon=30, windows=3, step=15, freq="D").set_index(["server_id", "window"])
+    two = plan.loc["two_months"]
+    last = START + pd.Timedelta(days=61)
+    assert two["cutoff"].tolist() == [last - pd.Timedelta(days=d) for d in (29, 22, 15)]
+    assert (two["horizon"] == 15).all() and two["n_train"].min() >= 28
+    assert "ten_days" not in plan.index.get_level_values(0)
+    long = plan.loc["three_years"]
+    assert (long["horizon"] == 30).all() and len(long) == 3  # the fixed design: full horizon, step 15
+    week = plan_cutoffs(history, index, horizon=7, windows=3, step=3, freq="D").set_index("server_id")
+    assert week.loc[["three_weeks"], "horizon"].tolist() == [7] and week.loc["three_weeks", "n_train"] == 16
+    d = design(index, horizon=30, windows=3, step=15, freq="D").set_index("server_id")
+    assert d.loc["ten_days", "bt_windows"] == 0 and d.loc["two_months", "bt_step"] == 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.integers(1, 400), horizon=st.integers(1, 200), windows=st.integers(1, 5))
+def test_every_window_fits_inside_its_series(length: int, horizon: int, windows: int) -> None:
+    history = prepare_history(series("s", length), "D")
+    index = series_index(history)
+    plan = plan_cutoffs(history, index, horizon=horizon, windows=windows, step=max(1, horizon // 2), freq="D")
+    last = START + pd.Timedelta(days=length - 1)
+    assert len(plan) <= windows
+    assert ((plan["cutoff"] + pd.to_timedelta(plan["horizon"], "D")) <= last).all()
+    assert (plan["n_train"] >= 7).all() and (plan["horizon"] <= horizon).all()
+    assert plan["cutoff"].is_monotonic_increasing
 
 
 def test_triage_reasons() -> None:

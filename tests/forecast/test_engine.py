@@ -143,7 +143,7 @@ def test_exact_backtest_numbers_and_selection() -> None:
     assert set(bt.index.get_level_values("cutoff")) == {cut0, cut1}
     assert bt.loc[bt["selected"]].index.get_level_values("model").unique().tolist() == ["toy_last"]
     fc = result.forecasts
-    assert list(fc.columns) == list(FORECAST_COLUMNS)
+    assert list(fc.columns) == [*FORECAST_COLUMNS, "is_extrapolation"] and not fc["is_extrapolation"].any()
     assert (fc["model"] == "toy_last").all() and (fc["yhat"] == 99.0).all()
     assert fc["ds"].tolist() == list(START + pd.to_timedelta(np.arange(100, 110), "D"))
     assert list(result.backtests.columns[: len(BACKTEST_COLUMNS)]) == list(BACKTEST_COLUMNS)
@@ -233,12 +233,12 @@ def test_triage_skips_empty_flattens_constant_and_widens_short() -> None:
     data = linear(("long", "flat", "empty"))
     data.loc[data["server_id"] == "flat", "value"] = 42.0
     data.loc[data["server_id"] == "empty", "value"] = np.nan
-    short = linear(("short",), days=30)
+    short = linear(("short",), days=10)
     result = run_forecast(pd.concat([data, short]), cfg(models="toy_last"))
     tri = result.triage.set_index("server_id")
     assert tri.loc["empty", "status"] == "skip" and "all values missing" in tri.loc["empty", "reason"]
     assert tri.loc["flat", "status"] == "baseline" and "constant" in tri.loc["flat", "reason"]
-    assert tri.loc["short", "status"] == "baseline" and "short history: 30 days" in tri.loc["short", "reason"]
+    assert tri.loc["short", "status"] == "baseline" and "short history: 10 days" in tri.loc["short", "reason"]
     assert tri.loc["long", "status"] == "model"
     fc = result.forecasts.set_index("server_id")
     assert "empty" not in fc.index
@@ -247,7 +247,20 @@ def test_triage_skips_empty_flattens_constant_and_widens_short() -> None:
     short_fc = fc.loc["short"]
     assert (short_fc["model"] == BASELINE).all()
     assert (short_fc["yhat_upper"] - short_fc["yhat_lower"] > 0).all()
+    assert short_fc["is_extrapolation"].all() and not fc.loc["long", "is_extrapolation"].any()
     assert result.summary["triage"] == {"baseline": 2, "model": 1, "skip": 1}
+
+
+def test_two_months_of_history_still_choose_a_model_and_mark_extrapolation() -> None:
+    """62 days, h = 30: backtests score 15-day leads, so toy_last (exact on a line) beats the baseline."""
+    data = linear(("a", "b"), days=62)
+    result = run_forecast(data, cfg(models="toy_last", horizon=30, backtest_windows=3,
+                                    backtest_step=None))
+    assert set(result.forecasts["model"]) == {"toy_last"}
+    assert result.backtests.groupby("model")["cutoff"].nunique().to_dict() == {BASELINE: 3, "toy_last": 3}
+    fc = result.forecasts[result.forecasts["server_id"] == "a"].reset_index(drop=True)
+    assert fc["is_extrapolation"].tolist() == [False] * 15 + [True] * 15
+    assert result.summary["extrapolated_series"] == 2
 
 
 def test_hourly_series_work() -> None:

@@ -8,6 +8,10 @@ backtest fit still has >= 2 years (the same yearly-season choice the final fit m
 windows cover the last full year of seasonal phases for interval calibration. A step of
 ``horizon`` would cut the oldest fit to 555 days and test a different model configuration.
 
+Short histories get a design of their own (``design``): the scored lead and the step shrink with
+the history, so two months of daily data still backtest (and choose between) models for a 30-day
+horizon; the forecast steps beyond the scored lead are marked as extrapolation by the stage.
+
 Leakage guard: ``history_until`` slices by position and re-checks ``ds <= cutoff``; it is the
 only way the engine builds a fit's input.
 
@@ -144,44 +148,103 @@ def triage(index: pd.DataFrame, min_history_steps: int, freq: str) -> pd.DataFra
     return out.reset_index(drop=True)
 
 
+# Adaptive design (see ``design``), in days: the fit a long series keeps before its oldest cutoff,
+# the shortest fit any window may have, and the shortest scored lead.
+LONG_FIT_DAYS = 56
+FIT_FLOOR_DAYS = 14
+MIN_LEAD_DAYS = 7
+
+
+def design(index: pd.DataFrame, *, horizon: int, windows: int, step: int, freq: str) -> pd.DataFrame:
+    """The backtest design of every series, from its own history length and the horizon.
+
+    A series of ``L`` steps keeps its first ``fit = min(LONG_FIT, max(FIT_FLOOR, L // 2))`` steps for
+    fitting; the rest (``spare = L - fit``) can be held out. Then:
+
+    - scored lead ``h_b = min(horizon, max(MIN_LEAD, spare // 2))``: the full horizon when history
+      allows, otherwise half of what can be held out, so that two months of daily data with
+      h = 30 still score 15-day leads in several windows;
+    - step between cutoffs: ``step`` when ``h_b`` is the full horizon, else ``max(1, h_b // 2)``;
+    - windows ``min(windows, 1 + (spare - h_b) // step)``; none when ``spare < min(horizon, MIN_LEAD)``.
+
+    For a 3-year daily series and h = 180 this is the fixed design (3 windows of 180 days, 90
+    apart). Forecast steps beyond ``h_b`` were never validated: the stage marks them as
+    extrapolation and widens their intervals.
+
+    Args:
+        index: ``series_index`` rows (``n_rows`` = steps from first to last row).
+        horizon: forecast horizon in steps.
+        windows: the most windows per series (``forecast.backtest_windows``).
+        step: steps between cutoffs at the full horizon.
+        freq: ``D`` or ``h``.
+
+    Returns:
+        ``server_id, metric, bt_horizon, bt_step, bt_windows, fit_steps`` aligned with ``index``
+        (``bt_windows`` 0 where the series is too short to backtest).
+    """
+    per_day = STEPS_PER_DAY[freq]
+    length = index["n_rows"].to_numpy(dtype=np.int64)
+    fit = np.minimum(LONG_FIT_DAYS * per_day, np.maximum(FIT_FLOOR_DAYS * per_day, length // 2))
+    spare = np.maximum(length - fit, 0)
+    lead = np.minimum(horizon, np.maximum(MIN_LEAD_DAYS * per_day, spare // 2))
+    stride = np.where(lead >= horizon, step, np.maximum(1, lead // 2))
+    count = np.minimum(windows, 1 + np.maximum(spare - lead, 0) // stride)
+    count = np.where(spare < np.minimum(horizon, MIN_LEAD_DAYS * per_day), 0, count)
+    count = np.where(spare < lead, 0, count)
+    return pd.DataFrame({SERVER_ID: index[SERVER_ID].to_numpy(), METRIC: index[METRIC].to_numpy(),
+                         "bt_horizon": lead, "bt_step": stride, "bt_windows": count, "fit_steps": fit})
+
+
 def plan_cutoffs(history: pd.DataFrame, index: pd.DataFrame, *, horizon: int, windows: int, step: int,
-                 min_train: int, freq: str) -> pd.DataFrame:
-    """The backtest cutoffs of every series in ``index`` with enough training data before them.
+                 freq: str) -> pd.DataFrame:
+    """The backtest cutoffs of every series in ``index``, per its adaptive ``design``.
+
+    Window ``k`` of a series' ``n`` (0 = oldest) has cutoff ``last - (h_b + (n - 1 - k) * step_b)``
+    and scores the ``h_b`` steps after it (``horizon`` column), so the newest window ends on the
+    last observed day.
 
     Args:
         history: prepared history (see ``prepare_history``).
         index: rows of ``series_index`` for the series to backtest.
-        horizon: steps scored after each cutoff.
-        windows: windows per series.
-        step: steps between consecutive cutoffs.
-        min_train: fewest known values a fit needs at its cutoff; earlier windows are dropped.
+        horizon: forecast horizon in steps.
+        windows: the most windows per series.
+        step: steps between consecutive cutoffs at the full horizon.
         freq: ``D`` or ``h``.
 
     Returns:
-        ``server_id, metric, window, cutoff, n_train`` (known values up to the cutoff), sorted.
+        ``server_id, metric, window, cutoff, n_train`` (known values up to the cutoff), ``horizon``
+        (steps scored after the cutoff), sorted by series and window.
     """
+    empty = pd.DataFrame({SERVER_ID: pd.Series(dtype=object), METRIC: pd.Series(dtype=object),
+                          "window": pd.Series(dtype="int64"), "cutoff": pd.Series(dtype="datetime64[ns]"),
+                          "n_train": pd.Series(dtype="int64"), "horizon": pd.Series(dtype="int64")})
     if windows == 0 or index.empty:
-        return pd.DataFrame({SERVER_ID: pd.Series(dtype=object), METRIC: pd.Series(dtype=object),
-                             "window": pd.Series(dtype="int64"), "cutoff": pd.Series(dtype="datetime64[ns]"),
-                             "n_train": pd.Series(dtype="int64")})
-    delta = step_delta(freq)
-    window = np.tile(np.arange(windows), len(index))
-    back = horizon + (windows - 1 - window) * step
-    rows = np.repeat(index.index.to_numpy(), windows)
-    pos = index.loc[rows, "stop"].to_numpy() - 1 - back
-    ok = pos >= index.loc[rows, "start"].to_numpy()
+        return empty
+    plan = design(index, horizon=horizon, windows=windows, step=step, freq=freq)
+    count = plan["bt_windows"].to_numpy()
+    rows = np.repeat(np.arange(len(index)), count)
+    if len(rows) == 0:
+        return empty
+    window = np.arange(len(rows)) - np.repeat(np.cumsum(count) - count, count)
+    lead = plan["bt_horizon"].to_numpy()[rows]
+    back = lead + (count[rows] - 1 - window) * plan["bt_step"].to_numpy()[rows]
+    starts = index["start"].to_numpy()[rows]
+    pos = index["stop"].to_numpy()[rows] - 1 - back
+    ok = pos >= starts
     known = np.concatenate([[0], np.cumsum(history[VALUE].notna().to_numpy())])
-    plan = pd.DataFrame(
+    out = pd.DataFrame(
         {
-            SERVER_ID: index.loc[rows, SERVER_ID].to_numpy()[ok],
-            METRIC: index.loc[rows, METRIC].to_numpy()[ok],
+            SERVER_ID: index[SERVER_ID].to_numpy()[rows][ok],
+            METRIC: index[METRIC].to_numpy()[rows][ok],
             "window": window[ok],
-            "cutoff": index.loc[rows, "last_ds"].to_numpy()[ok] - back[ok] * delta.to_timedelta64(),
-            "n_train": known[pos[ok] + 1] - known[index.loc[rows, "start"].to_numpy()[ok]],
+            "cutoff": index["last_ds"].to_numpy()[rows][ok] - back[ok] * step_delta(freq).to_timedelta64(),
+            "n_train": known[pos[ok] + 1] - known[starts[ok]],
+            "horizon": lead[ok],
         }
     )
-    plan = plan[plan["n_train"] >= min_train]
-    return plan.sort_values([*SERIES_KEY, "window"], kind="mergesort").reset_index(drop=True)
+    # A fit that is mostly gaps is no test of a model: at least half its steps must be known.
+    out = out[out["n_train"] >= plan["fit_steps"].to_numpy()[rows][ok] // 2]
+    return out.sort_values([*SERIES_KEY, "window"], kind="mergesort").reset_index(drop=True)
 
 
 def history_until(history: pd.DataFrame, index: pd.DataFrame, cutoff: pd.Timestamp | None,

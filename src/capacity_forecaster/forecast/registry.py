@@ -14,6 +14,9 @@ _REGISTRY: dict[str, Callable[..., Model]] = {}
 # that heavy adapters (Prophet, statsforecast) load only when asked for.
 MODEL_MODULES: tuple[str, ...] = (
     "seasonal_naive",
+    "recent_level",
+    "robust_trend",
+    "robust_combo",
     "harmonic",
     "autoets",
     "autoarima",

@@ -71,6 +71,8 @@ FAILURE_COLUMNS = ("server_id", "metric", "model", "stage", "cutoff", "error", "
 BACKTEST_EXTRA = ("smape", "n_points", "window")
 # Short series get the baseline with intervals this much wider than calibration suggests.
 SHORT_WIDEN = 1.5
+# Forecast column: the step lies beyond the lead the series' backtests validated.
+EXTRAPOLATION = "is_extrapolation"
 _SERIES = list(SERIES_KEY)
 _PRED = ["yhat", "yhat_lower", "yhat_upper"]
 
@@ -80,7 +82,8 @@ class ForecastResult:
     """Everything the forecast stage produces.
 
     Attributes:
-        forecasts: ``FORECAST_COLUMNS``: one row per series per horizon step, chosen model only.
+        forecasts: ``FORECAST_COLUMNS`` + ``is_extrapolation``: one row per series per horizon step,
+            chosen model only; ``is_extrapolation`` marks steps beyond the lead its backtests validated.
         backtests: ``BACKTEST_COLUMNS`` + ``smape, n_points, window``: one row per series, model
             and cutoff; ``selected`` marks the chosen model's rows.
         failures: ``server_id, metric, model, stage, cutoff, error, fallback``: one row per series
@@ -184,8 +187,10 @@ def _predictions(results: list[UnitResult]) -> pd.DataFrame:
 
 
 def _residual_rows(preds: pd.DataFrame, history: pd.DataFrame, plan: pd.DataFrame, cfg: ForecastConfig) -> pd.DataFrame:
-    rows = bt.attach_actuals(preds.merge(plan[[*_SERIES, "cutoff", "window", "scale"]], on=[*_SERIES, "cutoff"]),
-                             history, cfg.freq)
+    """Backtest points scored within each window's lead (``plan.horizon``), with errors and buckets."""
+    rows = bt.attach_actuals(preds.merge(plan[[*_SERIES, "cutoff", "window", "scale", "horizon"]],
+                                         on=[*_SERIES, "cutoff"]), history, cfg.freq)
+    rows = rows[rows["step"] <= rows["horizon"]].drop(columns="horizon").reset_index(drop=True)
     rows["bucket"] = horizon_bucket(rows["step"], cfg.horizon)
     rows["abs_error"] = (rows["y"] - rows["yhat"]).abs()
     return rows
@@ -223,7 +228,7 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
     min_steps = cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq]
     step = cfg.backtest_step or max(1, cfg.horizon // 2)
     plan = bt.plan_cutoffs(history, live, horizon=cfg.horizon, windows=cfg.backtest_windows, step=step,
-                           min_train=min_steps, freq=cfg.freq)
+                           freq=cfg.freq)
     plan["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], plan).to_numpy()
     planned = plan.groupby(_SERIES).size().rename("n_windows").reset_index()
     done = [0]
@@ -257,7 +262,7 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
         workers = executor.workers
 
     forecasts = _assemble(_predictions(fin_results), chosen, members)
-    forecasts = _calibrate_forecasts(forecasts, rows, pooling, history, index, tri, cfg, min_steps)
+    forecasts = _calibrate_forecasts(forecasts, rows, pooling, history, index, tri, plan, cfg, min_steps)
     used = forecasts[[*_SERIES, "model"]].drop_duplicates(_SERIES)
     failures = _failures(bt_results + fin_results, used)
     paths = bt.published_paths(rows, used)
@@ -340,15 +345,30 @@ def _pooled(frame: pd.DataFrame, pooling: pd.DataFrame) -> np.ndarray:
 
 
 def _calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: pd.DataFrame, history: pd.DataFrame,
-                         index: pd.DataFrame, tri: pd.DataFrame, cfg: ForecastConfig, min_steps: int) -> pd.DataFrame:
-    """Replace each forecast's bounds with conformal ones from all backtest windows (wider if short)."""
+                         index: pd.DataFrame, tri: pd.DataFrame, plan: pd.DataFrame, cfg: ForecastConfig,
+                         min_steps: int) -> pd.DataFrame:
+    """Replace each forecast's bounds with conformal ones from all backtest windows; mark extrapolation.
+
+    Steps up to a series' backtested lead use the conformal half-width of their horizon bucket.
+    Steps beyond it (a horizon longer than the history allowed to test, ``backtest.design``) are
+    *extrapolation*: they take the half-width of the last tested bucket grown by
+    ``sqrt(step / lead)`` (the random-walk growth of a level error) and ``is_extrapolation`` is set.
+    A series with no backtest at all (short history: the baseline) is extrapolation at every step
+    and its interval is ``SHORT_WIDEN`` times wider.
+    """
     out = forecasts.merge(index[[*_SERIES, "last_ds"]], on=_SERIES)
     out["step"] = bt.steps_between(out[DS], out["last_ds"], cfg.freq)
-    out["bucket"] = horizon_bucket(out["step"], cfg.horizon)
+    tested = plan.groupby(_SERIES, sort=False)["horizon"].max().rename("tested").reset_index()
+    out = out.merge(tested, on=_SERIES, how="left")
+    lead = out["tested"].fillna(0).to_numpy(dtype=np.int64)
+    step = out["step"].to_numpy(dtype=np.int64)
+    beyond = step > lead
+    out["bucket"] = horizon_bucket(np.where(beyond & (lead > 0), lead, step), cfg.horizon)
     last = index[[*_SERIES, "last_ds"]].rename(columns={"last_ds": "cutoff"})
     last["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], last).to_numpy()
     out = out.merge(last[[*_SERIES, "scale"]], on=_SERIES)
     half, _ = calibrate(rows, cfg.interval).half_widths(out, _pooled(out, pooling))
+    half = np.where(beyond & (lead > 0), half * np.sqrt(step / np.maximum(lead, 1)), half)
     yhat = out["yhat"].to_numpy(dtype=float)
     own = np.maximum(yhat - out["yhat_lower"].to_numpy(dtype=float), out["yhat_upper"].to_numpy(dtype=float) - yhat)
     short_keys = tri.loc[(tri["status"] == "baseline") & (tri["n_obs"] < min_steps), _SERIES].assign(_short=True)
@@ -357,7 +377,8 @@ def _calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: p
     out["yhat_lower"], out["yhat_upper"] = apply_bounds(yhat, half, out["yhat_lower"].to_numpy(dtype=float),
                                                         out["yhat_upper"].to_numpy(dtype=float))
     out["yhat"] = np.clip(yhat, 0.0, 100.0)
-    return out[list(FORECAST_COLUMNS)].sort_values([*_SERIES, DS], kind="mergesort").reset_index(drop=True)
+    out[EXTRAPOLATION] = beyond
+    return out[[*FORECAST_COLUMNS, EXTRAPOLATION]].sort_values([*_SERIES, DS], kind="mergesort").reset_index(drop=True)
 
 
 def _note_triage(tri: pd.DataFrame, unbacktested: pd.Series, chosen: pd.DataFrame) -> pd.DataFrame:
@@ -392,6 +413,7 @@ def _summary(tri: pd.DataFrame, backtests: pd.DataFrame, forecasts: pd.DataFrame
         "failure_reasons": _top_reasons(failures),
         "backtest_mae": {str(k): float(v) for k, v in per_metric["mae"].items()},
         "backtest_coverage": {str(k): float(v) for k, v in per_metric["coverage"].items()},
+        "extrapolated_series": int(forecasts.loc[forecasts[EXTRAPOLATION], _SERIES].drop_duplicates().shape[0]),
         "units": units,
         "engine": cfg.engine,
         "workers": workers,
