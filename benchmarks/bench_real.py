@@ -194,13 +194,13 @@ def _accuracy_rows(name: str, scored: dict[str, pd.DataFrame]) -> list[Result]:
         beats = all(mae["auto"] < mae[m] for m in REFERENCES)
         rows.append(Result(f"real {name} {metric} MAE auto", mae["auto"], "pp", "< every reference", beats,
                            f"80% coverage {cover['auto']:.2f}; references MAE (coverage): {others}"))
-        ratio = mae["auto"] / mae["seasonal_naive"]
+        ratio = float(mae["auto"] / mae["seasonal_naive"])
         target = 0.85 if (name, metric) == ("rnd", "cpu") else 1.0
         rows.append(Result(f"real {name} {metric} MAE auto / seasonal naive", ratio, "ratio",
-                           f"<= {target:g}", ratio <= target))
+                           f"<= {target:g}", bool(ratio <= target)))
     coverage = float(auto["inside"].mean())
     rows.append(Result(f"real {name} 80% interval coverage (auto)", coverage, "share", "0.75-0.85",
-                       0.75 <= coverage <= 0.85, f"{len(auto)} scored series-days"))
+                       bool(0.75 <= coverage <= 0.85), f"{len(auto)} scored series-days"))
     return rows
 
 
@@ -209,8 +209,10 @@ def _flag_rows(name: str, flags: dict[str, tuple[float, float, int, int]]) -> li
     note = (f"{project[2]} true breaches; project flags {project[3]}, rule flags {rule[3]}; "
             f"rule recall {rule[0]:.2f}, precision {rule[1]:.2f}")
     return [
-        Result(f"real {name} breach recall (medium+)", project[0], "share", ">= rule", project[0] >= rule[0], note),
-        Result(f"real {name} breach precision (medium+)", project[1], "share", ">= rule", project[1] >= rule[1]),
+        Result(f"real {name} breach recall (medium+)", project[0], "share", ">= rule", bool(project[0] >= rule[0]),
+               note),
+        Result(f"real {name} breach precision (medium+)", project[1], "share", ">= rule",
+               bool(project[1] >= rule[1])),
     ]
 
 
@@ -229,12 +231,12 @@ def bench_real() -> list[Result]:
             for key, (recall, precision, actual, flagged) in flags.items():
                 pooled[key] += np.array([recall * actual, precision * flagged, actual, flagged])
     for key, (hits_r, hits_p, actual, flagged) in pooled.items():
-        recall, precision = hits_r / max(actual, 1), hits_p / max(flagged, 1)
+        recall, precision = float(hits_r / max(actual, 1)), float(hits_p / max(flagged, 1))
         if key == "project":
-            rows.append(Result("real pooled breach recall (medium+)", recall, "share", ">= 0.95", recall >= 0.95,
+            rows.append(Result("real pooled breach recall (medium+)", recall, "share", ">= 0.95", bool(recall >= 0.95),
                                f"{int(actual)} true breaches, {int(flagged)} flags"))
             rows.append(Result("real pooled breach precision (medium+)", precision, "share", ">= 0.85",
-                               precision >= 0.85))
+                               bool(precision >= 0.85)))
         else:
             rows.append(Result("real pooled history rule recall / precision", recall, "share", "info", True,
                                f"precision {precision:.2f}"))

@@ -13,6 +13,7 @@ from capacity_forecaster.forecast.selection import (
     ensemble_backtest,
     metric_defaults,
     rank_models,
+    series_margin,
     top_members,
 )
 
@@ -103,3 +104,19 @@ def test_single_window_ranks_on_itself_and_combine_needs_every_member() -> None:
     assert combine(final, members)["yhat"].tolist() == [25.0] * 4
     missing = combine(final[final["model"] != "c"], members)
     assert missing.empty  # a member without a forecast: no ensemble (the engine falls back)
+
+
+def test_series_scored_on_few_points_need_a_larger_gain_to_leave_the_default() -> None:
+    """20 % better on 540 points switches; on 45 points (two months, 15-day leads) it is not evidence enough."""
+    rows = []
+    for server, points in (("long", 540), ("short", 45), ("tiny", 7)):
+        rows += [(server, "a", 0, 1.0, 1.0, points), (server, "b", 0, 0.8, 0.8, points)]
+    rows += [("other", "a", 0, 1.0, 1.0, 540), ("other", "b", 0, 2.0, 2.0, 540)]  # makes a the default
+    table = pd.DataFrame(rows, columns=["server_id", "model", "window", "mae", "rmse", "n_points"]).assign(metric="cpu")
+    planned = pd.DataFrame({"server_id": ["long", "short", "tiny", "other"], "metric": "cpu", "n_windows": 1})
+    ranked = rank_models(table, planned, ORDER)
+    picked = choose(ranked, ORDER, margin=0.15).set_index("server_id")["model"].to_dict()
+    assert picked == {"long": "b", "short": "a", "tiny": "a", "other": "a"}
+    per_series = ranked.drop_duplicates("server_id").set_index("server_id").loc[["long", "short", "tiny"]]
+    margins = series_margin(per_series, 0.15)
+    assert margins[0] == 0.15 and 0.35 < margins[1] < 0.4 and margins[2] == 0.9

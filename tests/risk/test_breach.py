@@ -133,7 +133,7 @@ def test_already_breaching_keeps_a_higher_forecast_level_and_needs_no_forecast()
 
 
 def test_the_recent_window_counts_observed_days_only_and_follows_the_config() -> None:
-    values = _over_last(2)
+    values = np.r_[_over_last(3)[:-1], 40.0]  # over on 2 days, then back under on the last day
     metrics = make_history(["a"], metrics=("cpu",), values=values)
     forecast = make_forecast("a", "cpu", np.full(30, 40.0))
     assert _assess(forecast, metrics).iloc[0]["status"] == "assessed"
@@ -141,12 +141,19 @@ def test_the_recent_window_counts_observed_days_only_and_follows_the_config() ->
     # Over on 3 days, but the most recent of them imputed: 2 observed days over, not breaching.
     hot = make_history(["a"], metrics=("cpu",), values=_over_last(3))
     hot.loc[hot.index[-1], "is_imputed"] = True
-    row = _assess(forecast, hot).iloc[0]
+    row = _assess(forecast, hot, RiskConfig(current_last_days=0)).iloc[0]
     assert row["status"] == "assessed" and row["days_over_recent"] == 2
-    # Over 3 times long ago, not in the last 14 observed days: counted in 30/90 days only.
-    old = make_history(["a"], metrics=("cpu",), values=np.r_[np.full(100, 40.0), np.full(3, 95.0), np.full(17, 40.0)])
-    row = _assess(forecast, old).iloc[0]
-    assert row["status"] == "assessed" and row["days_over_recent"] == 0 and row["days_over_30d"] == 3
+
+
+def test_a_series_over_on_its_last_observed_day_runs_over_now() -> None:
+    """A quarter-end peak on the last observed day: already breaching by default, not with the rule off."""
+    metrics = make_history(["peak"], metrics=("cpu",), values=_over_last(1))
+    forecast = make_forecast("peak", "cpu", np.full(30, 40.0))
+    row = _assess(forecast, metrics).iloc[0]
+    assert row["status"] == "already_breaching" and row["risk_level"] == "high" and row["days_over_recent"] == 1
+    assert _assess(forecast, metrics, RiskConfig(current_last_days=0)).iloc[0]["status"] == "assessed"
+    two = make_history(["peak"], metrics=("cpu",), values=np.r_[_over_last(2)[:-2], 95.0, 40.0])
+    assert _assess(forecast, two, RiskConfig(current_last_days=2)).iloc[0]["status"] == "assessed"
 
 
 def test_current_state_of_an_empty_or_all_imputed_history() -> None:

@@ -33,9 +33,8 @@ def print_forecast_summary(summary: dict[str, Any]) -> None:
 def print_risk_summary(summary: dict[str, Any]) -> None:
     """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings."""
     out.print(f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers; already breaching "
-              f"{summary.get('servers_already_breaching', 0)} (over the threshold on >= "
-              f"{summary.get('current_min_days_over', '?')} of the last {summary.get('current_window_days', '?')} "
-              f"observed days); {summary.get('servers_at_risk', 0)} at risk; levels: "
+              f"{summary.get('servers_already_breaching', 0)} ({summary.get('current_rule', '?')}); "
+              f"{summary.get('servers_at_risk', 0)} at risk; levels: "
               + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items()))
     at_risk = summary.get("at_risk") or []
     if at_risk:

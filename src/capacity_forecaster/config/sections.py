@@ -152,6 +152,8 @@ class RiskConfig(_Section):
     # high, whatever its history length or forecast.
     current_window_days: int = Field(14, ge=1, le=366)
     current_min_days_over: int = Field(3, ge=1, le=366)
+    # ... or whose last current_last_days observed days are all over it (0 = off): it runs over now.
+    current_last_days: int = Field(1, ge=0, le=366)
     # Risk levels: critical/high = the breach is likely (probability >= likely_probability) within
     # critical_days/high_days; medium = sustained breach probability over the horizon >= medium_probability
     critical_days: int = Field(30, ge=1, le=1_095)

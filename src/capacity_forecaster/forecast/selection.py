@@ -7,9 +7,11 @@ baseline first, then the model set as given, the ensemble last), so the simpler 
 
 Choice: with three windows a series' own ranking is noisy, and the plain minimum favours whichever
 model was lucky (the winner's curse). Each metric therefore has a *default*: the model with the
-lowest fleet-mean backtest MAE for that metric. A series keeps the default unless another eligible
-model's MAE is lower by more than ``margin`` (a fraction of the default's MAE); among those it takes
-the best-ranked. ``margin = 0`` is the plain per-series minimum. On the default synthetic fleet a
+lowest relative backtest MAE across the fleet for that metric (geometric mean of each series' MAE
+over its median across models; see ``metric_defaults``). A series keeps the default unless another
+eligible model's MAE is lower by more than ``margin`` (a fraction of the default's MAE; larger for
+series whose backtests scored few points, see ``series_margin``); among those it takes the
+best-ranked. ``margin = 0`` is the plain per-series minimum. On the default synthetic fleet a
 margin of 0.15 cut the holdout MAE of the chosen forecasts by ~4 % against the plain minimum.
 
 The ensemble is the mean of the top-``k`` base models of a series. It is backtested like any other
@@ -25,6 +27,13 @@ import pandas as pd
 from capacity_forecaster.schema import METRIC, SERIES_KEY
 
 ENSEMBLE = "ensemble"
+# Points added to every MAE before the relative comparison of ``metric_defaults``: differences of a
+# hundredth of a point on an idle series are noise, not evidence.
+MAE_FLOOR = 0.01
+# Backtest points per series at which ``choose`` applies the configured margin unchanged (three
+# windows of a quarter), and the largest margin it grows to for series scored on fewer points.
+MARGIN_POINTS = 270
+MAX_MARGIN = 0.9
 _SERIES = list(SERIES_KEY)
 _SERIES_MODEL = [*SERIES_KEY, "model"]
 
@@ -39,10 +48,11 @@ def rank_models(scores: pd.DataFrame, planned: pd.DataFrame, order: list[str]) -
 
     Returns:
         ``server_id, metric, model, mae, rmse, n_windows, rank`` (0 = best) for eligible models,
-        sorted by series then rank.
+        sorted by series then rank; ``n_points`` (scored points) too when ``scores`` has it.
     """
+    points = {"n_points": ("n_points", "sum")} if "n_points" in scores.columns else {}
     agg = scores.groupby(_SERIES_MODEL, sort=False, observed=True).agg(
-        mae=("mae", "mean"), rmse=("rmse", "mean"), n_windows=("window", "nunique")
+        mae=("mae", "mean"), rmse=("rmse", "mean"), n_windows=("window", "nunique"), **points
     ).reset_index()
     agg = agg.merge(planned[[*_SERIES, "n_windows"]].rename(columns={"n_windows": "_planned"}), on=_SERIES)
     agg = agg[(agg["n_windows"] == agg["_planned"]) & agg["mae"].notna()].drop(columns="_planned")
@@ -58,15 +68,25 @@ def _ordered(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
 
 
 def metric_defaults(ranked: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Per metric, the model with the lowest mean backtest MAE over the series it is eligible for.
+    """Per metric, the model with the lowest relative backtest error over the series it is eligible for.
+
+    The fleet comparison is scale-free: each series' MAE of a model is divided by that series'
+    median MAE over its eligible models (plus ``MAE_FLOOR`` on both sides), and models are compared
+    by the geometric mean of that ratio (Davydenko & Fildes' AvgRelMAE). A plain mean of MAE would
+    let the one or two most volatile servers of a fleet choose the default for every other series.
 
     Returns:
-        ``metric, model, mae`` (ties go to the lower mean RMSE, then the declared order).
+        ``metric, model, mae`` (``mae``: the model's mean MAE over those series; ties on the ratio go
+        to the lower mean RMSE, then the declared order).
     """
-    fleet = ranked.groupby([METRIC, "model"], sort=False, observed=True)[["mae", "rmse"]].mean().reset_index()
+    reference = ranked.groupby(_SERIES, sort=False, observed=True)["mae"].transform("median")
+    logs = np.log((ranked["mae"].to_numpy(dtype=float) + MAE_FLOOR) / (reference.to_numpy(dtype=float) + MAE_FLOOR))
+    fleet = ranked.assign(_rel=logs).groupby([METRIC, "model"], sort=False, observed=True)[
+        ["_rel", "mae", "rmse"]].mean().reset_index()
     position = {name: i for i, name in enumerate(order)}
     fleet["_order"] = fleet["model"].map(position).fillna(len(order))
-    fleet = fleet.sort_values([METRIC, "mae", "rmse", "_order", "model"], kind="mergesort")
+    fleet["_rel"] = fleet["_rel"].round(12)  # equal ratios compare equal whatever the summation order
+    fleet = fleet.sort_values([METRIC, "_rel", "rmse", "_order", "model"], kind="mergesort")
     return fleet.drop_duplicates(METRIC)[[METRIC, "model", "mae"]].reset_index(drop=True)
 
 
@@ -86,11 +106,29 @@ def choose(ranked: pd.DataFrame, order: list[str], margin: float = 0.0) -> pd.Da
     own = table.loc[table["model"] == table["_default"], [*_SERIES, "mae"]].rename(columns={"mae": "_dmae"})
     table = table.merge(own, on=_SERIES, how="left")
     keeps = table["model"] == table["_default"]
-    beats = table["mae"] < (1.0 - margin) * table["_dmae"]
+    beats = table["mae"] < (1.0 - series_margin(table, margin)) * table["_dmae"]
     # Series where the default is not eligible simply take their best-ranked model.
     allowed = keeps | beats | table["_dmae"].isna()
     best = table[allowed].sort_values([*_SERIES, "rank"], kind="mergesort").drop_duplicates(_SERIES)
     return best[[*_SERIES_MODEL, "mae"]].reset_index(drop=True)
+
+
+def series_margin(table: pd.DataFrame, margin: float) -> np.ndarray:
+    """The margin each row's series must clear: ``margin``, grown where its backtests scored few points.
+
+    A mean of ``n`` backtest errors is noisier the smaller ``n`` is (its spread shrinks as
+    ``1 / sqrt(n)``), so a series scored on fewer than ``MARGIN_POINTS`` points needs a larger gain
+    to leave its metric's default: ``margin * sqrt(MARGIN_POINTS / n)``, at most ``MAX_MARGIN``. Two
+    months of history with 15-day leads (45 points) need ~37 %, a single 7-day window ~90 %.
+
+    Returns:
+        One margin per row of ``table`` (``margin`` everywhere when ``n_points`` is absent).
+    """
+    if "n_points" not in table.columns or margin == 0.0:
+        return np.full(len(table), margin)
+    points = table["n_points"].to_numpy(dtype=float)
+    grown = margin * np.sqrt(MARGIN_POINTS / np.maximum(points, 1.0))
+    return np.clip(np.where(np.isnan(points), margin, grown), margin, max(margin, MAX_MARGIN))
 
 
 def top_members(ranked: pd.DataFrame, k: int) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from capacity_forecaster.report.summary import (
 from capacity_forecaster.risk.analogue import seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
-from capacity_forecaster.risk.current import current_state
+from capacity_forecaster.risk.current import current_state, rule_text
 from capacity_forecaster.risk.levels import level_codes
 from capacity_forecaster.risk.seasonal import period_uplifts
 from capacity_forecaster.risk.whatif import apply_growth
@@ -303,8 +303,7 @@ class DashboardState:
             now = already_breaching(self.ranked)
             cfg = self.settings.risk
             cards.insert(1, ("Already breaching", f"{now['server_id'].nunique()}",
-                             f"over the threshold on >= {cfg.current_min_days_over} of the last "
-                             f"{cfg.current_window_days} observed days"))
+                             rule_text(cfg)))
             cards.append((label, f"{int((worst >= 1).sum())}", f"base {int((base_worst >= 1).sum())}; "
                           f"{int((worst == 3).sum())} critical, {int((worst == 2).sum())} high"))
             first = scenario.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)

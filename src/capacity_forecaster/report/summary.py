@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData, not_available, whatif_name
+from capacity_forecaster.risk.current import rule_text
 from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes
 
 AT_RISK_LEVELS = ("critical", "high", "medium")
@@ -33,6 +34,12 @@ class Kpi:
     value: float | None
     text: str
     note: str = ""
+
+
+def _numeric(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column as numbers; all NaN where the column is absent (a sparse inventory)."""
+    values = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(values, errors="coerce")
 
 
 def money(value: float | None, signed: bool = False) -> str:
@@ -205,8 +212,7 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         cfg = data.settings.risk
         now = already_breaching(ranked)
         servers_now = int(now["server_id"].nunique())
-        rule = (f"over the threshold on >= {cfg.current_min_days_over} of the last {cfg.current_window_days} "
-                "observed days")
+        rule = rule_text(cfg)
         out.append(Kpi("already_breaching", "Already breaching", servers_now, f"{servers_now:,}", rule))
         out.append(Kpi("at_risk", "Servers at risk", at_risk, f"{at_risk:,}",
                        f"{counts['critical']} critical, {counts['high']} high, {counts['medium']} medium"))
@@ -287,11 +293,17 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
                  "the risk tables describe it; base vs scenario in the What-if section" if scenario
                  else not_available("risk_comparison")))
     inventory = data.table("inventory")
-    if inventory is not None and len(inventory):
-        per_core = (inventory["monthly_cost_usd"] / inventory["cpu_cores"].clip(lower=1)).median()
-        per_gb = (inventory["monthly_cost_usd"] / inventory["memory_gb"].clip(lower=1)).median()
-        rows.append(("Prices", f"{money(inventory['monthly_cost_usd'].sum())} per month for the fleet",
-                     f"from the inventory; median {money(per_core)} per core, ${per_gb:,.2f} per GB of memory"))
+    costs = None if inventory is None else _numeric(inventory, "monthly_cost_usd")
+    if inventory is not None and costs is not None and costs.notna().any():
+        per_core = (costs / _numeric(inventory, "cpu_cores").clip(lower=1)).median()
+        per_gb = (costs / _numeric(inventory, "memory_gb").clip(lower=1)).median()
+        priced = int(costs.notna().sum())
+        unpriced = len(inventory) - priced
+        known = f"; {unpriced} of {len(inventory)} servers have no cost" if unpriced else ""
+        rows.append(("Prices", f"{money(costs.sum())} per month for the priced servers",
+                     f"from the inventory; median {money(per_core)} per core, ${per_gb:,.2f} per GB of memory{known}"))
+    elif inventory is not None and len(inventory):
+        rows.append(("Prices", "not available", "the inventory has no monthly_cost_usd: savings are unknown"))
     else:
         rows.append(("Prices", "not available", "inventory not available: run capfc generate (or capfc ingest)"))
     if data.period is not None:
@@ -330,8 +342,7 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
             named = ", ".join(f"{r['server_id']} {r['metric']} ({int(r['days_over_recent'])} days)"
                               for r in now.head(5).to_dict("records"))
             more = f" and {len(now) - 5} more" if len(now) > 5 else ""
-            lines.append(f"{now['server_id'].nunique()} servers are already over their threshold on at least "
-                         f"{cfg.current_min_days_over} of their last {cfg.current_window_days} observed days: "
+            lines.append(f"{now['server_id'].nunique()} servers are already breaching ({rule_text(cfg)}): "
                          f"{named}{more}.")
         lines.append(f"{at_risk} of {total} servers are at risk of exceeding their capacity threshold "
                      f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")

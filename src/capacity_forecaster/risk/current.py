@@ -32,13 +32,16 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
 
     ``days_over_recent`` counts days over the threshold among the last ``cfg.current_window_days``
     observed days (``recent_days`` of them exist); the series is ``already_breaching`` when that
-    count reaches ``cfg.current_min_days_over``. ``days_over_30d`` / ``days_over_90d`` count
+    count reaches ``cfg.current_min_days_over``, or when its last ``cfg.current_last_days``
+    observed days are all over (it runs over its threshold now: a quarter-end peak on the last day
+    counts). ``days_over_30d`` / ``days_over_90d`` count
     observed days over the threshold in the 30 / 90 calendar days ending on the last observed day.
     "Over" means strictly above the threshold, as for forecast breaches.
 
     Args:
         metrics: processed metrics: server_id, ds, metric, value (+ is_imputed).
-        cfg: risk settings (threshold, metric_thresholds, current_window_days, current_min_days_over).
+        cfg: risk settings (threshold, metric_thresholds, current_window_days, current_min_days_over,
+            current_last_days).
 
     Returns:
         One row per (server_id, metric) with at least one observed value: server_id, metric,
@@ -61,18 +64,31 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     last = grouped[DS].transform("max")
     age = (last - daily[DS]).dt.total_seconds().to_numpy(float) / _DAY.total_seconds()
     recent = from_end < cfg.current_window_days
+    latest = from_end < cfg.current_last_days
     frame = pd.DataFrame({
         SERVER_ID: daily[SERVER_ID], METRIC: daily[METRIC], DS: daily[DS], VALUE: daily[VALUE],
         "one": 1, "recent": recent.astype(np.int64), "over_recent": (recent & over).astype(np.int64),
         "over_30": (over & (age < 30)).astype(np.int64), "over_90": (over & (age < 90)).astype(np.int64),
-        "over_ds": daily[DS].where(over),
+        "over_ds": daily[DS].where(over), "over_latest": (latest & over).astype(np.int64),
     })
     out = frame.groupby(keys, sort=True, observed=True).agg(
         observed_days=("one", "sum"), last_observed=(DS, "max"), last_value=(VALUE, "last"),
         recent_days=("recent", "sum"), days_over_recent=("over_recent", "sum"), days_over_30d=("over_30", "sum"),
-        days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max")).reset_index()
-    out["already_breaching"] = out["days_over_recent"] >= cfg.current_min_days_over
+        days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max"),
+        over_latest=("over_latest", "sum")).reset_index()
+    runs_over_now = (cfg.current_last_days > 0) & (out["over_latest"] >= cfg.current_last_days)
+    out["already_breaching"] = (out["days_over_recent"] >= cfg.current_min_days_over) | runs_over_now
     return out[list(CURRENT_COLUMNS)]
+
+
+def rule_text(cfg: RiskConfig) -> str:
+    """The already-breaching rule in words, for summaries, reports and the dashboard."""
+    text = f"over the threshold on >= {cfg.current_min_days_over} of the last {cfg.current_window_days} observed days"
+    if cfg.current_last_days == 1:
+        return text + " or on the last one"
+    if cfg.current_last_days > 1:
+        return text + f" or on each of the last {cfg.current_last_days}"
+    return text
 
 
 def _empty() -> pd.DataFrame:
@@ -85,4 +101,4 @@ def _empty() -> pd.DataFrame:
     })[list(CURRENT_COLUMNS)]
 
 
-__all__ = ["CURRENT_COLUMNS", "current_state", "observed_mask"]
+__all__ = ["CURRENT_COLUMNS", "current_state", "observed_mask", "rule_text"]

@@ -15,7 +15,7 @@ from capacity_forecaster.risk.analogue import seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.calibration import BreachCalibration, calibrate_breaches, empty_table
 from capacity_forecaster.risk.clustering import cluster_servers
-from capacity_forecaster.risk.current import current_state
+from capacity_forecaster.risk.current import current_state, rule_text
 from capacity_forecaster.risk.inventory import complete_inventory
 from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, status_rank
 from capacity_forecaster.risk.profiles import server_profiles
@@ -110,6 +110,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "servers_without_cost": int(recs["current_monthly_cost"].isna().sum()),
         "current_window_days": cfg.current_window_days,
         "current_min_days_over": cfg.current_min_days_over,
+        "current_rule": rule_text(cfg),
     }
 
 
@@ -258,8 +259,7 @@ def render_summary(result: RiskResult) -> str:
     s = result.summary
     lines = [f"Risk ({s['scenario']}): {s['servers']} servers, {s['series']} series; "
              + ", ".join(f"{k} {v}" for k, v in s["series_by_level"].items())]
-    lines.append(f"Already breaching: {s.get('servers_already_breaching', 0)} servers (over the threshold on >= "
-                 f"{s.get('current_min_days_over', '')} of the last {s.get('current_window_days', '')} observed days)")
+    lines.append(f"Already breaching: {s.get('servers_already_breaching', 0)} servers ({s.get('current_rule', '')})")
     lines.append(f"At risk: {s['servers_at_risk']} servers")
     for r in s["at_risk"]:
         now = r.get("status") == Status.ALREADY_BREACHING.value
