@@ -26,6 +26,11 @@ def print_forecast_summary(summary: dict[str, Any]) -> None:
     for metric in mae:
         table.add_row(metric, f"{mae[metric]:.2f}", f"{coverage.get(metric, float('nan')):.0%}")
     out.print(table)
+    extrapolated = summary.get("extrapolated_series", 0)
+    if extrapolated:
+        out.print(f"extrapolation: {extrapolated:,} of {summary.get('series', 0):,} series have a horizon beyond "
+                  "the lead their history let the backtests validate; those steps are marked is_extrapolation in "
+                  "forecasts and their intervals are widened (docs/forecast.md)")
     for reason, count in summary.get("failure_reasons", {}).items():
         out.print(f"  failed x{count}: {reason}")
 

@@ -21,6 +21,10 @@ _GAP_ABSENT_PROB = 0.75
 # Glitch mix (share of glitch cells) and stuck-run length.
 _NEGATIVE_SHARE, _OVER_100_SHARE, _STUCK_SHARE = 0.3, 0.3, 0.4
 _STUCK_DAYS = (3, 10)
+# Over-100 glitches are values no monitoring system reports (a percent x10, a per-mille reading):
+# above the ETL's saturation bound (etl.saturation_max, 200), so the ETL quarantines them. Values
+# from 100 to 200 are real saturation and are kept (docs/etl.md).
+_OVER_RANGE = (250.0, 1000.0)
 _EXACT_DUPLICATE_SHARE = 0.6
 _ANY_METRIC = one_metric({m: 1.0 for m in range(len(METRIC_ORDER))})
 
@@ -119,7 +123,7 @@ def inject_faults(
     values[cells] = np.where(sentinel, -1.0, -rng.uniform(0.5, 50.0, len(cells[0])))
     over = occupancy.place(round(n_glitch * _OVER_100_SHARE), _single, _ANY_METRIC, rng)
     cells = _cells(over)
-    values[cells] = rng.uniform(100.5, 300.0, len(cells[0]))
+    values[cells] = rng.uniform(*_OVER_RANGE, len(cells[0]))
     stuck = occupancy.place(
         round(n_glitch * _STUCK_SHARE / np.mean(_STUCK_DAYS)), _lengths(*_STUCK_DAYS), _ANY_METRIC, rng
     )
