@@ -42,6 +42,11 @@ def _numeric(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(values, errors="coerce")
 
 
+def _days(n: int) -> str:
+    """``1 day``, ``2 days``."""
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
 def money(value: float | None, signed: bool = False) -> str:
     """US dollars without cents, e.g. ``$12,345`` (``+$1,200`` when signed)."""
     if value is None or pd.isna(value):
@@ -339,7 +344,7 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
         now = already_breaching(ranked)
         if len(now):
             cfg = data.settings.risk
-            named = ", ".join(f"{r['server_id']} {r['metric']} ({int(r['days_over_recent'])} days)"
+            named = ", ".join(f"{r['server_id']} {r['metric']} ({_days(int(r['days_over_recent']))} over)"
                               for r in now.head(5).to_dict("records"))
             more = f" and {len(now) - 5} more" if len(now) > 5 else ""
             lines.append(f"{now['server_id'].nunique()} servers are already breaching ({rule_text(cfg)}): "

@@ -75,8 +75,12 @@ def generate_stage(lake: Lake, settings: Settings) -> StageRun:
     return run
 
 
-def _upsert(lake: Lake, name: str, new: pd.DataFrame, key: list[str]) -> pa.Table:
-    """The current table with rows of ``new`` replacing those with the same key (DuckDB anti-join)."""
+def _merge(lake: Lake, name: str, new: pd.DataFrame, key: list[str], *, overwrite: bool = True) -> pa.Table:
+    """The current table merged with ``new`` on ``key`` (DuckDB anti-join).
+
+    ``overwrite``: rows of ``new`` replace the current rows with the same key; otherwise only rows
+    whose key the table does not have yet are added (a current row is never overwritten).
+    """
     old = lake.dataset(name)
     if old is None:
         return pa.Table.from_pandas(new, preserve_index=False)
@@ -85,26 +89,10 @@ def _upsert(lake: Lake, name: str, new: pd.DataFrame, key: list[str]) -> pa.Tabl
         con.register("old_rows", old.to_table(columns=[c for c in old.schema.names if c not in ("year", "month")]))
         con.register("new_rows", new)
         using = ", ".join(key)
-        return con.sql(
-            f"SELECT * FROM old_rows ANTI JOIN new_rows USING ({using}) UNION ALL BY NAME SELECT * FROM new_rows"
-        ).to_arrow_table()
-    finally:
-        con.close()
-
-
-def _add_new(lake: Lake, name: str, new: pd.DataFrame, key: list[str]) -> pa.Table:
-    """The current table plus the rows of ``new`` whose key it does not have yet (never overwrites)."""
-    old = lake.dataset(name)
-    if old is None:
-        return pa.Table.from_pandas(new, preserve_index=False)
-    con = duckdb.connect()
-    try:
-        con.register("old_rows", old.to_table(columns=[c for c in old.schema.names if c not in ("year", "month")]))
-        con.register("new_rows", new)
-        using = ", ".join(key)
-        return con.sql(
-            f"SELECT * FROM old_rows UNION ALL BY NAME (SELECT * FROM new_rows ANTI JOIN old_rows USING ({using}))"
-        ).to_arrow_table()
+        sql = (f"SELECT * FROM old_rows ANTI JOIN new_rows USING ({using}) UNION ALL BY NAME SELECT * FROM new_rows"
+               if overwrite else
+               f"SELECT * FROM old_rows UNION ALL BY NAME (SELECT * FROM new_rows ANTI JOIN old_rows USING ({using}))")
+        return con.sql(sql).to_arrow_table()
     finally:
         con.close()
 
@@ -145,11 +133,11 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         result = ingest(sources, mapping, settings.ingest, filesystem_for)
         key = ["server_id", "ds", "metric"]
         raw = (pa.Table.from_pandas(result.raw_metrics, preserve_index=False) if replace
-               else _upsert(lake, "raw_metrics", result.raw_metrics, key))
+               else _merge(lake, "raw_metrics", result.raw_metrics, key))
         run.wrote(lake.write_table("raw_metrics", raw))
-        merge = _add_new if result.inventory_ids_only else _upsert
         inventory = (pa.Table.from_pandas(result.inventory, preserve_index=False) if replace
-                     else merge(lake, "inventory", result.inventory, ["server_id"]))
+                     else _merge(lake, "inventory", result.inventory, ["server_id"],
+                                 overwrite=not result.inventory_ids_only))
         run.wrote(lake.write_table("inventory", inventory))
         files = set(result.files)
 
