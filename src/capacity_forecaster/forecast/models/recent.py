@@ -108,6 +108,17 @@ def level_lead_errors(values: np.ndarray, window: int, horizon: int, level: floa
     return np.minimum(lower, 0.0), np.maximum(upper, 0.0)
 
 
+def centred(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same interval width, centred on the forecast: ``-/+ (upper - lower) / 2``.
+
+    The recent-level rule's lead errors are biased on a trending series (the median lags growth,
+    so its errors are mostly positive); a model that follows the trend keeps their spread, not
+    their bias.
+    """
+    half = (upper - lower) / 2.0
+    return -half, half
+
+
 def _spread_half_width(values: np.ndarray, level: float) -> np.ndarray:
     """A normal half-width on each row's standard deviation, floored at ``SHORT_HALF_WIDTH``."""
     from statistics import NormalDist

@@ -10,8 +10,8 @@ competitions (M3, M4); the median rather than the mean keeps one wild member fro
 Measured on the Bitbrains Rnd VMs (daily P95, cpu and memory) over three splits (mid-August 15-day
 and 30-day leads, September 30-day), and on fastStorage (7-day): it had the lowest or second lowest
 MAE of the three members and their pairwise means in every split, and beat seasonal naive by 5-33 %
-(``benchmarks/bench_real.py`` prints the current numbers). Intervals: the recent-level rule's
-in-sample lead errors around the combination; the stage replaces them with conformal ones.
+(``benchmarks/bench_real.py`` prints the current numbers). Intervals: the spread of the recent-level
+rule's in-sample lead errors, centred on the combination; the stage replaces them with conformal ones.
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ import pandas as pd
 
 from capacity_forecaster.errors import ForecastError
 from capacity_forecaster.forecast.models.panel import Panel, check_freq, check_horizon, prediction_frame, to_panel
-from capacity_forecaster.forecast.models.recent import last_observed, level_lead_errors, recent_median, theil_sen
+from capacity_forecaster.forecast.models.recent import (
+    centred,
+    last_observed,
+    level_lead_errors,
+    recent_median,
+    theil_sen,
+)
 from capacity_forecaster.forecast.models.recent_level import WINDOW
 from capacity_forecaster.forecast.models.robust_trend import PHI, TREND_DAYS
 from capacity_forecaster.forecast.models.seasonal_naive import SEASON, last_season
@@ -76,5 +82,5 @@ class RobustCombo:
         flat = np.repeat(self._level[:, None], horizon, axis=1)
         trend = self._end[:, None] + self._slope[:, None] * np.cumsum(PHI ** (steps + 1))[None, :]
         yhat = np.median(np.stack([naive, flat, np.clip(trend, 0.0, 100.0)]), axis=0)
-        lower, upper = level_lead_errors(self._panel.values, WINDOW[self._panel.freq], horizon, level)
+        lower, upper = centred(*level_lead_errors(self._panel.values, WINDOW[self._panel.freq], horizon, level))
         return prediction_frame(self._panel, yhat, yhat + lower, yhat + upper)

@@ -4,7 +4,8 @@ Capacity planning is about growth: a VM climbing from 10 % to 40 % over a month 
 often than it drops back. Least squares lets one saturated or idle day tilt the line; Theil-Sen (the
 median of pairwise slopes) ignores up to ~29 % of such days. The slope is damped (``PHI`` per
 step), so a forecast stops climbing after a few weeks instead of extrapolating a month's slope over
-half a year. Intervals: the recent-level rule's in-sample lead errors around this line.
+half a year. Intervals: the spread of the recent-level rule's in-sample lead errors, centred on this
+line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from capacity_forecaster.errors import ForecastError
 from capacity_forecaster.forecast.models.panel import Panel, check_freq, check_horizon, prediction_frame, to_panel
-from capacity_forecaster.forecast.models.recent import last_observed, level_lead_errors, theil_sen
+from capacity_forecaster.forecast.models.recent import centred, last_observed, level_lead_errors, theil_sen
 from capacity_forecaster.forecast.models.recent_level import WINDOW as LEVEL_WINDOW
 from capacity_forecaster.forecast.registry import register_model
 
@@ -64,5 +65,6 @@ class RobustTrend:
         check_horizon(horizon, level)
         damped = np.cumsum(PHI ** np.arange(1, horizon + 1))
         yhat = self._level[:, None] + self._slope[:, None] * damped[None, :]
-        lower, upper = level_lead_errors(self._panel.values, LEVEL_WINDOW[self._panel.freq], horizon, level)
+        window = LEVEL_WINDOW[self._panel.freq]
+        lower, upper = centred(*level_lead_errors(self._panel.values, window, horizon, level))
         return prediction_frame(self._panel, yhat, yhat + lower, yhat + upper)
