@@ -113,3 +113,33 @@ def test_ingest_of_an_undecodable_file_exits_2(tmp_path: Path, capsys: pytest.Ca
 def test_etl_on_an_empty_lake_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["etl", "--lake", str(tmp_path / "lake")]) == 2
     assert "has no raw metrics; run `capfc generate` or `capfc ingest` first" in capsys.readouterr().err
+
+
+def test_sql_is_read_only_unless_unsafe(small_lake: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "copy.csv"
+    for statement in ("SELECT * FROM read_csv('/etc/passwd')", f"COPY (SELECT 1) TO '{out}'",
+                      f"ATTACH '{tmp_path / 'x.duckdb'}' AS x", "INSTALL httpfs"):
+        assert main(["sql", statement, "--lake", small_lake]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("capfc: error: SQL refused") and err.count("\n") == 1 and "--unsafe" in err
+    assert not out.exists()
+    assert main(["sql", f"COPY (SELECT 1 AS a) TO '{out}'", "--lake", small_lake, "--unsafe", "--quiet"]) == 0
+    assert out.read_text().splitlines() == ["a", "1"]
+
+
+def test_unreachable_dask_scheduler_exits_2_quickly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    days = pd.date_range("2025-01-01", periods=60)
+    lake.write_table("metrics", pd.DataFrame({
+        "server_id": "srv-1", "ds": days, "metric": "cpu", "value": np.linspace(10, 40, 60), "value_raw": 1.0,
+        "is_imputed": False, "is_outlier": False, "is_anomaly": False, "anomaly_score": 0.0}), validate=False)
+    monkeypatch.setenv("CAPFC_FORECAST__SCHEDULER_TIMEOUT", "1")
+    start = time.monotonic()
+    code = main(["forecast", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--lake", lake.uri, "--quiet"])
+    assert code == 2 and time.monotonic() - start < 20
+    err = capsys.readouterr().err
+    assert err.startswith("capfc: error: cannot connect to the Dask scheduler tcp://127.0.0.1:1 within 1 s")
+    assert err.count("\n") == 1 and "forecast.scheduler_timeout" in err

@@ -11,6 +11,7 @@ import pytest
 
 from capacity_forecaster.cli import main
 from capacity_forecaster.storage import Lake
+from capacity_forecaster.storage.manifest import list_runs
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = REPO / "mappings"
@@ -136,3 +137,60 @@ def test_missing_weight_or_joined_file_exits_2_naming_it(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "meta.csv" in err and "column 'mhz' not found" in err
     assert "metrics.cpu.inventory_capacity" in err
+
+
+def test_ingest_manifest_names_rows_and_records_and_warns_once(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "wide.csv"
+    data.write_text("host,ts,a,b\nh1,2024-01-01T00:00:00,1,2\nh1,2024-01-01T01:00:00,x,y\n", encoding="utf-8")
+    (tmp_path / "empty.csv").write_text("host,ts,a,b\n", encoding="utf-8")
+    mapping = write_mapping(tmp_path / "m.yaml", "layout: wide\nserver_id: {column: host}\ntimestamp: {column: ts}\n"
+                            "metrics: {cpu: {percent: a}, memory: {percent: b}}\n")
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(data), str(tmp_path / "empty.csv"), "--mapping", str(mapping), "--lake", lake]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("no data rows") == 1
+    assert "2 rows read, 1 used, 1 quarantined (2 quarantine records)" in captured.out
+    (manifest,) = list_runs(Lake.open(lake), "ingest")
+    assert (manifest["rows_in"], manifest["rows_quarantined"], manifest["quarantine_records"]) == (2, 1, 2)
+    assert manifest["counts"]["rows_used"] == 1
+
+
+def test_etl_that_would_quarantine_everything_stops_and_keeps_the_tables(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = metrics_only_csv(tmp_path / "cpu.csv")
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU)
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet"]) == 0
+    assert main(["etl", "--lake", lake, "--quiet"]) == 0
+    store = Lake.open(lake, for_writing=True)
+    before = {name: store.table_info(name).version for name in ("metrics", "quarantine", "features")}
+    inventory = store.read_table("inventory")
+    store.write_table("inventory", inventory.assign(server_id="other-" + inventory["server_id"]))
+    capsys.readouterr()
+    assert main(["etl", "--lake", lake, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("capfc: error: etl: 40 of 40 rows (100%) would be quarantined, more than "
+                          "etl.max_quarantine_share = 0.5; mostly unknown_server") and "Traceback" not in err
+    assert "--force" in err and len(err.strip().splitlines()) == 1
+    assert {name: store.table_info(name).version for name in before} == before
+    assert len(store.read_table("metrics")) == 40
+    assert main(["etl", "--lake", lake, "--quiet", "--force"]) == 0
+    assert len(store.read_table("metrics")) == 0
+
+
+def test_ingest_that_would_quarantine_most_rows_writes_nothing_unless_forced(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "cpu.csv"
+    data.write_text("server,time,cpu\na,2024-01-01T00:00:00,1\na,bad,2\na,worse,3\n", encoding="utf-8")
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU)
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "ingest: 2 of 3 rows (67%) would be quarantined" in err and "unparseable_timestamp" in err
+    assert not Lake.open(lake).has_table("raw_metrics")
+    config = tmp_path / "c.yaml"
+    config.write_text("ingest: {max_quarantine_share: 0.7}\n", encoding="utf-8")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet",
+                 "--config", str(config)]) == 0
+    assert len(Lake.open(lake).read_table("raw_metrics")) == 1

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.fs as pafs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,6 +57,9 @@ def ingest_or_input_error(path: Path, mapping: Mapping = LONG) -> IngestResult |
     assert int(result.raw_metrics["samples"].sum()) + len(result.quarantine) == per_row * result.rows_read
     assert result.quarantine["reason"].str.match(r"^[a-z_]+: ").all()
     assert result.quarantine["source"].str.startswith(str(path)).all()
+    # No phantom server from undecodable bytes, no time wrapped around from beyond 2262.
+    assert not result.raw_metrics["server_id"].astype(str).str.contains("\ufffd").any()
+    assert result.raw_metrics["ds"].between(pd.Timestamp("1677-09-22"), pd.Timestamp("2262-04-11")).all()
     return result
 
 

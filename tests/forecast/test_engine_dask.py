@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -123,3 +128,70 @@ def test_dask_cluster_matches_local(fleet: pd.DataFrame, inline: ForecastResult)
 def test_dask_starts_and_closes_its_own_process_cluster(fleet: pd.DataFrame, inline: ForecastResult) -> None:
     result = run_forecast(fleet, _cfg(engine="dask", n_jobs=2))
     _same(inline, result)
+
+
+def test_unreachable_scheduler_fails_fast_with_one_clear_line(tmp_path: Path) -> None:
+    from capacity_forecaster.errors import ForecastError
+    from capacity_forecaster.forecast.engine import Executor
+
+    start = time.monotonic()
+    with pytest.raises(ForecastError, match=r"Dask scheduler tcp://127\.0\.0\.1:1 within 1 s .*scheduler_timeout"):
+        with Executor(ForecastConfig(engine="dask", scheduler="tcp://127.0.0.1:1", scheduler_timeout=1.0)):
+            pass
+    assert time.monotonic() - start < 10
+    with pytest.raises(ForecastError, match="invalid address"):
+        with Executor(ForecastConfig(engine="dask", scheduler="nonsense::", scheduler_timeout=1.0)):
+            pass
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+import pandas as pd
+from capacity_forecaster.config import ForecastConfig
+from capacity_forecaster.forecast.engine import Executor, UnitTask
+
+class Sleepy:
+    name = "sleepy"
+    def fit(self, history, *, freq="D"):
+        print("worker", os.getpid(), flush=True)
+        time.sleep(60)
+        return self
+
+history = pd.DataFrame({"server_id": ["s"], "metric": ["cpu"], "ds": [pd.Timestamp("2025-01-01")], "value": [1.0]})
+tasks = [UnitTask(i, "sleepy", "final", None, history, Sleepy(), 1, "D", 0.8) for i in range(2)]
+with Executor(ForecastConfig(n_jobs=2)) as ex:
+    ex.run(tasks)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_loky_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        assert parent.stdout is not None
+        while len(workers) < 2:
+            line = parent.stdout.readline()
+            assert line, "the parent ended before its workers started"
+            workers.append(int(line.split()[1]))
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in workers if _running(pid)]
+    for pid in alive:  # clean up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their killed parent"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -25,6 +25,9 @@ from capacity_forecaster.cli.common import (
 )
 from capacity_forecaster.cli.summaries import print_forecast_summary, print_risk_summary
 
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Write the result even if more rows than *.max_quarantine_share (0.5) are quarantined.")]
+
 
 @app.command()
 def generate(
@@ -75,30 +78,34 @@ def ingest(
                      "default: files already in the contract layout server_id, ds, metric, value."),
     ] = None,
     replace: Annotated[bool, typer.Option(help="Replace raw/ instead of merging into it.")] = False,
+    force: ForceOpt = False,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Read monitoring exports (any sampling interval) into raw/ as daily P95 per server and metric."""
-    settings = setup_command(config, lake, log_level, quiet)
+    settings = setup_command(config, lake, log_level, quiet,
+                             **{"ingest.max_quarantine_share": 1.0 if force else None})
     lake_obj = pipeline.open_lake(settings)
     stage = pipeline.ingest_stage(lake_obj, settings, sources, mapping, replace=replace)
     if not quiet:
         out.print(f"ingested {stage.counts['files']} file(s): {stage.rows_in:,} rows read, "
-                  f"{stage.rows_out:,} daily values written, {stage.rows_quarantined:,} quarantine records "
+                  f"{stage.counts['rows_used']:,} used, {stage.rows_quarantined:,} quarantined "
+                  f"({stage.quarantine_records:,} quarantine records); {stage.rows_out:,} daily values written "
                   f"(run {stage.run_id})")
 
 
 @app.command()
 def etl(
+    force: ForceOpt = False,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """raw/ -> processed/ (validated, cleansed, imputed, anomaly-flagged, features) + quarantine/."""
-    settings = setup_command(config, lake, log_level, quiet)
+    settings = setup_command(config, lake, log_level, quiet, **{"etl.max_quarantine_share": 1.0 if force else None})
     stage = pipeline.etl_stage(pipeline.open_lake(settings), settings)
     if not quiet:
         counts = stage.counts
@@ -214,6 +221,10 @@ def sql_query(
     statement: Annotated[str, typer.Argument(help="A DuckDB SQL statement over the lake's views.")],
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     limit: Annotated[int, typer.Option(help="Rows shown in table format (0 = all).")] = 50,
+    unsafe: Annotated[
+        bool, typer.Option("--unsafe", help="Full DuckDB: file access, COPY, ATTACH, extensions "
+                           "[default: read-only over the lake's views; config lake.sql_unsafe].")
+    ] = False,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
@@ -224,8 +235,8 @@ def sql_query(
         raise typer.BadParameter(f"'{fmt}' is not one of table, csv, json", param_hint="'--format'")
     from capacity_forecaster.storage.sql import query
 
-    settings = setup_command(config, lake, log_level, quiet)
-    frame = query(pipeline.open_lake(settings, for_writing=False), statement)
+    settings = setup_command(config, lake, log_level, quiet, **{"lake.sql_unsafe": True if unsafe else None})
+    frame = query(pipeline.open_lake(settings, for_writing=False), statement, unsafe=settings.lake.sql_unsafe)
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif fmt == "json":

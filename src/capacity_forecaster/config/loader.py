@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -24,21 +26,64 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Turn ``CAPFC_SECTION__KEY=value`` variables into a nested mapping."""
+def _annotation_at(path: list[str]) -> Any:
+    """The type of the Settings field at ``path`` (None when the path names no field)."""
+    model: Any = Settings
+    annotation: Any = None
+    for part in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = model = field.annotation
+    return annotation
+
+
+def _is_text(annotation: Any) -> bool:
+    """A field whose values are text (str, or a Literal of strings), possibly optional."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
+        else (annotation,)
+    options = tuple(o for o in options if o is not type(None))
+    return bool(options) and all(
+        o is str or (typing.get_origin(o) is Literal and all(isinstance(a, str) for a in typing.get_args(o)))
+        for o in options)
+
+
+def _env_value(raw: str, annotation: Any) -> Any:
+    """An environment value for a field: text fields take the string as is (``no`` stays "no");
+    anything else is read as YAML, so ``100`` is a number, ``[1, 7]`` a list and ``true`` a bool
+    (which a count then rejects)."""
+    if raw == "":
+        return None
+    if _is_text(annotation):
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Turn ``CAPFC_SECTION__KEY=value`` variables into a nested mapping.
+
+    Returns:
+        (overrides, sources): the nested mapping, and dotted key -> "environment variable NAME" for
+        every variable, so that a message names the variable that was really set.
+    """
     out: dict[str, Any] = {}
-    for name, raw in environ.items():
+    sources: dict[str, str] = {}
+    for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX):].lower()
         if key == "lake":
             key = "lake__uri"
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        _set_path(out, key.split("__"), value, source=f"environment variable {name}")
-    return out
+        path = key.split("__")
+        source = f"environment variable {name}"
+        _set_path(out, path, _env_value(raw, _annotation_at(path)), source=source)
+        sources[".".join(path)] = source
+    return out, sources
 
 
 def _set_path(target: dict[str, Any], path: list[str], value: Any, source: str) -> None:
@@ -61,11 +106,27 @@ def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _origin(key: str, sources: Mapping[str, str]) -> str:
+    """Where ``key`` was set: the key itself, else the closest enclosing section that was set, else
+    a deeper key below it (``CAPFC_GENERATE__SERVERS__X`` for a bad ``generate.servers``)."""
+    if key in sources:
+        return sources[key]
+    deeper = sorted(k for k in sources if k.startswith(key + "."))
+    if deeper:
+        return sources[deeper[0]]
+    parts = key.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        found = sources.get(".".join(parts[:end]))
+        if found is not None:
+            return found
+    return "configuration"
+
+
 def _describe(err: ValidationError, sources: Mapping[str, str]) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
     value = first.get("input")
-    msg = first["msg"]
+    msg = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         section = ".".join(str(p) for p in first["loc"][:-1])
         model: type[BaseModel] = Settings
@@ -81,7 +142,7 @@ def _describe(err: ValidationError, sources: Mapping[str, str]) -> str:
         value_txt = ""
     else:
         value_txt = f" = {value!r}"
-    origin = sources.get(key) or sources.get(key.split(".")[0], "configuration")
+    origin = _origin(key, sources)
     more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
     return f"{origin}: key '{key}'{value_txt}: {msg}{more}"
 
@@ -115,14 +176,13 @@ def load_settings(
             if isinstance(body, dict):
                 for key in body:
                     sources[f"{section}.{key}"] = f"config file {config_file}"
-    env = _env_overrides(os.environ if environ is None else environ)
+    env, env_sources = _env_overrides(os.environ if environ is None else environ)
     layers.append(env)
-    for section, body in env.items():
-        if isinstance(body, dict):
-            for key in body:
-                sources[f"{section}.{key}"] = f"environment variable {ENV_PREFIX}{section.upper()}__{key.upper()}"
-        else:
-            sources[section] = f"environment variable {ENV_PREFIX}{section.upper()}"
+    for key in env_sources:
+        # An environment value replaces the file's value of the key and of anything below it.
+        for stale in [k for k in sources if k == key or k.startswith(key + ".")]:
+            del sources[stale]
+    sources.update(env_sources)
     cli: dict[str, Any] = {}
     for dotted, value in (cli_overrides or {}).items():
         if value is None:

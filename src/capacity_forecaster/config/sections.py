@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from capacity_forecaster.aws import names as aws_names
 from capacity_forecaster.aws.sagemaker import check_chain
+from capacity_forecaster.config.strict import bool_as_number
 from capacity_forecaster.errors import ConfigError
 
 ENV_PREFIX = "CAPFC_"
@@ -18,6 +19,15 @@ ENV_PREFIX = "CAPFC_"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # Lax pydantic reads true as 1: `servers: true` must be an error, not one server.
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and bool_as_number(value, field.annotation):
+            raise ValueError("expected a number, not true/false")
+        return value
 
 
 class LakeConfig(_Section):
@@ -28,6 +38,12 @@ class LakeConfig(_Section):
     s3_region: str | None = None
     sse: Literal["AES256", "aws:kms", "none"] = "AES256"
     sse_kms_key_id: str | None = None
+    # A dead or frozen endpoint fails within about max_attempts * (connect or read timeout) + backoff.
+    s3_connect_timeout: float = Field(5.0, gt=0.0, le=300.0)
+    s3_read_timeout: float = Field(8.0, gt=0.0, le=3_600.0)
+    s3_max_attempts: int = Field(3, ge=1, le=20)
+    # False: `capfc sql` and sqlalchemy_engine are read-only over the lake's views (no file access).
+    sql_unsafe: bool = False
 
 
 class GenerateConfig(_Section):
@@ -51,6 +67,12 @@ class IngestConfig(_Section):
     percentile: float = Field(95.0, gt=0.0, le=100.0)
     min_coverage: float = Field(0.5, ge=0.0, le=1.0)
     chunk_rows: int = Field(1_000_000, ge=1_000)
+    # CSV lines longer than this (UTF-8 bytes) are quarantined as line_too_long instead of failing
+    # the file; read blocks grow to hold twice this, so raising it costs memory per open file.
+    max_line_bytes: int = Field(1 << 20, ge=64, le=1 << 30)
+    # An ingest that would quarantine more than this share of the rows it read stops (exit 2) and
+    # writes nothing; 1.0 (or `capfc ingest --force`) accepts any share. See docs/ingest.md.
+    max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class EtlConfig(_Section):
@@ -72,6 +94,9 @@ class EtlConfig(_Section):
     lags: tuple[int, ...] = (1, 7, 14, 28)
     rolling_windows: tuple[int, ...] = (7, 28)
     batch_servers: int = Field(500, ge=1)
+    # A run that would quarantine more than this share of the raw rows stops (exit 2) and leaves
+    # the previous processed tables in place; 1.0 (or `capfc etl --force`) accepts any share.
+    max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
     # Dates outside these years are quarantined (epoch-zero and typo years would otherwise
     # stretch a series' span over decades of empty rows).
     min_year: int = Field(2000, ge=1900, le=2200)
@@ -117,6 +142,8 @@ class ForecastConfig(_Section):
     min_history_days: int = Field(14, ge=1, le=3_650)
     # Series per unit for local models; None = about 4 units per worker, at most 256 series.
     batch_size: int | None = Field(None, ge=1, le=100_000)
+    # Seconds to wait for the Dask scheduler at ``scheduler`` before giving up.
+    scheduler_timeout: float = Field(10.0, gt=0.0, le=600.0)
 
 
 RiskMetric = Literal["cpu", "memory", "disk", "network"]
@@ -247,6 +274,8 @@ class ReportConfig(_Section):
     heatmap_servers: int = Field(50, ge=5, le=500)
     # Forecast data sheet of the workbook: one row per series and week, or every daily forecast row.
     forecast_sheet: Literal["weekly", "daily"] = "weekly"
+    # Paper of the PDF pack (landscape): ISO A4 or US letter.
+    page_size: Literal["a4", "letter"] = "a4"
 
 
 class DashboardConfig(_Section):
@@ -260,6 +289,8 @@ class DashboardConfig(_Section):
     growth_min: float = Field(-30.0, ge=-100.0, le=0.0)
     growth_max: float = Field(50.0, gt=0.0, le=1_000.0)
     page_size: int = Field(15, ge=5, le=200)
+    # Largest request body accepted, in bytes (larger ones get 413 before they are read).
+    max_request_bytes: int = Field(1_048_576, ge=1_024, le=1_073_741_824)
 
 
 AwsStage = Literal["generate", "etl", "forecast", "risk", "report", "run"]

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.readers import BadRow, RawChunk
-from capacity_forecaster.etl.servers import ServerIds
+from capacity_forecaster.etl.servers import REPLACEMENT_CHAR, ServerIds
 from capacity_forecaster.etl.specs import MetricName
 from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS
 
@@ -103,7 +103,9 @@ def _time_templates(mapping: Mapping) -> dict[int, str]:
     return {
         parse.MISSING: f"missing_timestamp: column '{spec.column}' is empty",
         parse.UNPARSEABLE: f"unparseable_timestamp: {{text}} (expected {expected})",
-        parse.OUT_OF_RANGE: f"timestamp_out_of_range: {{text}} (read as {expected})",
+        parse.OUT_OF_RANGE: (f"timestamp_out_of_range: {{text}} in column '{spec.column}'"
+                             + (f" (read as {expected})" if spec.kind == "epoch" else "")
+                             + " lies outside 1677-09-21..2262-04-11, the range of nanosecond times"),
         parse.AMBIGUOUS: f"ambiguous_local_time: {{text}} is skipped or repeated in {spec.timezone}",
     }
 
@@ -200,13 +202,14 @@ class _Rows:
         ok: rows with a server, a usable time and (if mapped) a usable weight.
         no_server: rows without a server id.
         rejects: (rows, reasons) of the time check, then of the weight check.
-        server_reason: the reason of rows without a server id.
+        server_reason: the reason of each row without a usable server id (object array, one entry
+            per row of the chunk; empty elsewhere).
     """
 
     ok: np.ndarray
     no_server: np.ndarray
     rejects: tuple[tuple[np.ndarray, pd.Series], ...]
-    server_reason: str
+    server_reason: np.ndarray
 
 
 Accepted = tuple[np.ndarray, np.ndarray, np.ndarray]  # (row index, metric code, value)
@@ -219,7 +222,8 @@ def _wide_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     accepted = []
     for metric in mapping.metrics:
         value_column = mapping.metrics[metric].percent or mapping.metrics[metric].usage or ""
-        rejections.add(np.flatnonzero(rows.no_server), metric, value_column, rows.server_reason)
+        no_server = np.flatnonzero(rows.no_server)
+        rejections.add(no_server, metric, value_column, rows.server_reason[no_server])
         for index, reasons in rows.rejects:
             rejections.add(index, metric, value_column, reasons)
         values, status, reasons = _wide_metric(chunk, numbers, mapping, metric, max_abs)
@@ -237,7 +241,7 @@ def _long_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     assert spec is not None
     codes, shown_metric = _long_metric(chunk, mapping)
     no_server = np.flatnonzero(rows.no_server)
-    rejections.add(no_server, shown_metric[no_server], spec.value, rows.server_reason)
+    rejections.add(no_server, shown_metric[no_server], spec.value, rows.server_reason[no_server])
     for index, reasons in rows.rejects:
         rejections.add(index, shown_metric[index], spec.value, reasons)
     unknown = np.flatnonzero(rows.ok & (codes < 0))
@@ -280,6 +284,24 @@ def _row_weights(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.nda
     return weight, bad, _reasons(status[bad], parse.texts_at(chunk.columns[spec.column], bad), templates)
 
 
+def _server_reasons(chunk: RawChunk, mapping: Mapping, no_server: np.ndarray) -> np.ndarray:
+    """Why each row without a server code has none: an empty id, or an id with undecodable bytes."""
+    column = mapping.server_id.column
+    reasons = np.full(chunk.num_rows, "", dtype=object)
+    index = np.flatnonzero(no_server)
+    if len(index) == 0 or column is None:
+        return reasons
+    ids = pd.Series(parse.texts_at(chunk.columns[column], index), dtype=object).fillna("").astype(str)
+    where = ("" if chunk.lines is None
+             else " on line " + pd.Series(chunk.lines[index]).astype(str))
+    undecodable = ("undecodable_server_id: " + _quoted(ids.to_numpy(dtype=object)) + f" in column '{column}'"
+                   + where + f" holds bytes that are not valid {mapping.csv.encoding} (shown as U+FFFD); "
+                   "fix the file or set csv.encoding in the mapping")
+    reasons[index] = np.where(ids.str.contains(REPLACEMENT_CHAR, regex=False).to_numpy(), undecodable.to_numpy(),
+                              f"missing_server_id: column '{column}' is empty")
+    return reasons
+
+
 def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, label: str,
             servers: ServerIds, file_server: str | None, max_abs: float,
             capacities: CapacityColumns | None = None) -> ChunkSamples:
@@ -314,9 +336,9 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         row_server = servers.codes(id_text, mapping.server_id.prefix)
 
         def server_at(index: np.ndarray) -> object:
-            ids = pd.Series(parse.texts_at(id_text, index), dtype=object)
-            prefixed = (mapping.server_id.prefix + ids.fillna("").astype(str)).to_numpy(dtype=object)
-            prefixed[row_server[index] < 0] = None
+            ids = pd.Series(parse.texts_at(id_text, index), dtype=object).fillna("").astype(str)
+            prefixed = (mapping.server_id.prefix + ids).to_numpy(dtype=object)
+            prefixed[(ids == "").to_numpy()] = None
             return prefixed
 
     if capacities is not None:
@@ -335,7 +357,7 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         ok[weight_rows] = False
         rejects.append((weight_rows, weight_reasons))
     rows = _Rows(ok=ok, no_server=no_server, rejects=tuple(rejects),
-                 server_reason=f"missing_server_id: column '{mapping.server_id.column}' is empty")
+                 server_reason=_server_reasons(chunk, mapping, no_server))
     rejections = _Rejections(chunk, label, ts_column, server_at)
     values_of = _wide_values if mapping.layout == "wide" else _long_values
     accepted = values_of(chunk, numbers, mapping, rows, rejections, max_abs)
@@ -351,14 +373,16 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
 
 def bad_row_quarantine(bad_rows: tuple[BadRow, ...], label: str, metrics: tuple[str | None, ...],
                        file_server: str | None) -> pd.DataFrame:
-    """Quarantine records for malformed CSV lines: one per metric the line would have carried.
+    """Quarantine records for malformed or over-long CSV lines: one per metric the line would have carried.
 
     The ``value`` column holds the start of the line as read, since its fields cannot be told apart.
     """
     if not bad_rows:
         return empty_quarantine()
     texts = np.array([b.text[:_DETAIL_CHARS] for b in bad_rows], dtype=object)
-    reasons = np.array([f"wrong_field_count: expected {b.expected} fields, found {b.found}"
+    reasons = np.array([f"wrong_field_count: expected {b.expected} fields, found {b.found}" if b.length is None
+                        else f"line_too_long: line {b.line} has {b.length:,} bytes, more than "
+                             f"ingest.max_line_bytes ({b.limit:,}); it was not read (raise the setting to read it)"
                         for b in bad_rows], dtype=object)
     sources = np.array([f"{label}:{b.line}" for b in bad_rows], dtype=object)
     parts = [quarantine_frame(file_server, None, metric, texts, sources, reasons) for metric in metrics]

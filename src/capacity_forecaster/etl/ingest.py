@@ -159,7 +159,7 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
             file_server = mapping.server_id.prefix + server_from_filename(
                 src.name, mapping.server_id.from_filename, src.label)
         file_rows = 0
-        for chunk in read_chunks(src, roles, mapping.csv, mapping.format, cfg.chunk_rows):
+        for chunk in read_chunks(src, roles, mapping.csv, mapping.format, cfg.chunk_rows, cfg.max_line_bytes):
             if chunk.bad_rows:
                 state.rejected.append(bad_row_quarantine(chunk.bad_rows, src.label, per_row_metrics,
                                                          file_server))
@@ -230,7 +230,8 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     if spec is not None and spec.source is not None:
         # Read before the metrics: metric capacities may be joined from it.
         inventory, inventory_rejects, joined = read_inventory(
-            spec, filesystem_for, mapping.server_id.prefix, cfg.chunk_rows, mapping.inventory_capacities())
+            spec, filesystem_for, mapping.server_id.prefix, cfg.chunk_rows, mapping.inventory_capacities(),
+            cfg.max_line_bytes)
         capacities = CapacityLookup(joined) if mapping.inventory_capacities() else None
     state = _read_files(files, mapping, cfg, deriver, capacities)
     samples = state.pool.samples()

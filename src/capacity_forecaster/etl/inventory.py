@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.extract import empty_quarantine, quarantine_frame
-from capacity_forecaster.etl.readers import read_chunks
+from capacity_forecaster.etl.readers import DEFAULT_MAX_LINE_BYTES, read_chunks
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile
 from capacity_forecaster.etl.specs import NUMERIC_INVENTORY_COLUMNS, DerivedColumn, InventorySpec
 from capacity_forecaster.schema import INVENTORY_COLUMNS
@@ -127,7 +127,8 @@ class CapacityLookup:
 
 
 def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: str, chunk_rows: int,
-                   extra: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                   extra: Mapping[str, str] | None = None,
+                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read an inventory file into the contract inventory columns (and joined capacity columns).
 
     Server ids get the mapping's server_id prefix. Rows without a server id, and repeats of an id,
@@ -161,13 +162,14 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
     numeric |= {f"_extra_{column}": DerivedColumn(column=column) for column in extra}
     parts: list[pd.DataFrame] = []
     rejected: list[pd.DataFrame] = []
-    for chunk in read_chunks(src, roles, spec.csv, "auto", chunk_rows):
+    for chunk in read_chunks(src, roles, spec.csv, "auto", chunk_rows, max_line_bytes):
         if chunk.bad_rows:
             rejected.append(quarantine_frame(
                 None, None, None, [b.text[:120] for b in chunk.bad_rows],
                 [f"{src.label}:{b.line}" for b in chunk.bad_rows],
-                [f"inventory_wrong_field_count: expected {b.expected} fields, found {b.found}"
-                 for b in chunk.bad_rows]))
+                [f"inventory_wrong_field_count: expected {b.expected} fields, found {b.found}" if b.length is None
+                 else f"inventory_line_too_long: line {b.line} has {b.length:,} bytes, more than "
+                      f"ingest.max_line_bytes ({b.limit:,})" for b in chunk.bad_rows]))
         if chunk.num_rows == 0:
             continue
         lines = chunk.lines if chunk.lines is not None else np.zeros(chunk.num_rows, dtype=np.int64)

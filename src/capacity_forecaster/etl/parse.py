@@ -24,6 +24,9 @@ _ZONE_SUFFIX = r"[T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})
 _ISO_SHAPE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?)?$"
 _INT64_NS_LIMIT = 9.2e18
 _STRING_NULL = pa.scalar(None, pa.string())
+# Whole years that int64 nanoseconds since 1970 hold (1677-09-21 .. 2262-04-11).
+_FIRST_NS_YEAR = 1678
+_LAST_NS_YEAR = 2261
 
 
 def _flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -124,18 +127,40 @@ def _localize(ns: np.ndarray, status: np.ndarray, timezone: str) -> tuple[np.nda
     return np.where(status == OK, local.asi8, 0), status
 
 
-def _timestamp_values(parsed: pa.Array) -> tuple[np.ndarray, np.ndarray, bool]:
-    """int64 ns, null mask and whether the type carried a zone, for an Arrow timestamp/date column."""
+def out_of_ns_range(array: pa.Array) -> np.ndarray:
+    """Rows of a date or timestamp column that nanoseconds since 1970 cannot hold (about 1677-2262)."""
+    kind = array.type
+    if pa.types.is_date32(kind):
+        per_unit = 86_400 * NS_PER_UNIT["s"]
+    elif pa.types.is_date64(kind):
+        per_unit = NS_PER_UNIT["ms"]
+    elif pa.types.is_timestamp(kind):
+        per_unit = NS_PER_UNIT[kind.unit]
+    else:
+        return np.zeros(len(array), dtype=bool)
+    if per_unit == 1:
+        return np.zeros(len(array), dtype=bool)
+    ints = array.cast(pa.int32() if pa.types.is_date32(kind) else pa.int64()).cast(pa.int64())
+    raw = np.asarray(pc.fill_null(ints, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    limit = np.iinfo(np.int64).max // per_unit
+    return np.abs(raw) > limit
+
+
+def _timestamp_values(parsed: pa.Array) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
+    """int64 ns, null mask, whether the type carried a zone and the rows beyond the ns range.
+
+    Rows beyond the ns range (years before 1677 or after 2262) get 0 instead of a wrapped-around
+    time: a year-9999 sentinel must never turn into 1816.
+    """
     has_zone = pa.types.is_timestamp(parsed.type) and parsed.type.tz is not None
     target = pa.timestamp("ns", "UTC") if has_zone else pa.timestamp("ns")
-    try:
-        cast = pc.cast(parsed, target)
-    except pa.ArrowInvalid:
-        # Times beyond the ns range (years before 1677 or after 2262) cannot be represented.
-        cast = pc.cast(parsed, target, safe=False)
-    nulls = np.asarray(cast.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    beyond = out_of_ns_range(parsed)
+    if beyond.any():
+        parsed = pc.if_else(pa.array(beyond), pa.scalar(None, parsed.type), parsed)
+    cast = pc.cast(parsed, target)
+    nulls = np.asarray(cast.is_null().to_numpy(zero_copy_only=False), dtype=bool) & ~beyond
     ns = np.asarray(pc.fill_null(cast.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return ns, nulls, has_zone
+    return ns, nulls, has_zone, beyond
 
 
 def _cast_iso(text: pa.Array, zoned: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -158,6 +183,14 @@ def _cast_iso(text: pa.Array, zoned: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.where(unparsed, 0, times.asi8), unparsed
 
 
+def _iso_year_beyond(text: pa.Array) -> np.ndarray:
+    """ISO-shaped text whose year lies outside what nanoseconds can hold (before 1678 or after 2261)."""
+    shaped = pc.fill_null(pc.match_substring_regex(text, _ISO_SHAPE), False)
+    year = pc.cast(pc.utf8_slice_codeunits(pc.if_else(shaped, text, _STRING_NULL), 0, 4), pa.int32())
+    beyond = pc.or_(pc.less(year, _FIRST_NS_YEAR), pc.greater(year, _LAST_NS_YEAR))
+    return np.asarray(pc.fill_null(beyond, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _parse_iso(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ISO 8601 text to (ns, unparsed, zoned): zoned rows are already UTC, the others are wall clock."""
     present = pc.drop_null(text)
@@ -167,7 +200,7 @@ def _parse_iso(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Exports rarely mix forms: guess from the first value, split by regex only if the guess fails.
     guess = re.search(_ZONE_SUFFIX, present[0].as_py()) is not None
     try:
-        ns, unparsed, _ = _timestamp_values(pc.cast(text, pa.timestamp("ns", "UTC" if guess else None)))
+        ns, unparsed, _, _ = _timestamp_values(pc.cast(text, pa.timestamp("ns", "UTC" if guess else None)))
         return ns, unparsed, np.full(len(text), guess)
     except pa.ArrowInvalid:
         pass
@@ -195,8 +228,8 @@ def parse_timestamps(array: pa.Array | pa.ChunkedArray, spec: TimestampSpec) -> 
     """
     array = _flat(array)
     if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
-        ns, nulls, has_zone = _timestamp_values(array)
-        status = np.where(nulls, MISSING, OK).astype(np.int8)
+        ns, nulls, has_zone, beyond = _timestamp_values(array)
+        status = np.where(nulls, MISSING, np.where(beyond, OUT_OF_RANGE, OK)).astype(np.int8)
         return (ns, status) if has_zone else _localize(ns, status, spec.timezone)
     if spec.kind == "epoch":
         values, status = parse_numbers(array)
@@ -216,11 +249,17 @@ def parse_timestamps(array: pa.Array | pa.ChunkedArray, spec: TimestampSpec) -> 
     text, missing = _empty_as_null(as_text(array))
     if spec.format is not None:
         parsed = pc.strptime(text, format=spec.format, unit="ns", error_is_null=True)
-        ns, unparsed, has_zone = _timestamp_values(parsed)
+        ns, unparsed, has_zone, _ = _timestamp_values(parsed)
         zoned = np.full(len(ns), has_zone)
+        # A time that parses in seconds but not in nanoseconds lies beyond the ns range.
+        beyond = unparsed & np.asarray(pc.is_valid(pc.strptime(text, format=spec.format, unit="s",
+                                                               error_is_null=True))
+                                       .to_numpy(zero_copy_only=False), dtype=bool)
     else:
         ns, unparsed, zoned = _parse_iso(text)
-    status = np.where(missing, MISSING, np.where(unparsed, UNPARSEABLE, OK)).astype(np.int8)
+        beyond = unparsed & _iso_year_beyond(text)
+    status = np.where(missing, MISSING, np.where(beyond, OUT_OF_RANGE,
+                                                 np.where(unparsed, UNPARSEABLE, OK))).astype(np.int8)
     if spec.timezone != "UTC" and not zoned.all():
         naive = ~zoned
         local_ns, local_status = _localize(ns[naive], status[naive], spec.timezone)

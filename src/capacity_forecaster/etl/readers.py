@@ -14,6 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from capacity_forecaster.errors import InputError
+from capacity_forecaster.etl.lines import LineGuard
 from capacity_forecaster.etl.sniff import SNIFF_BYTES, Dialect, duplicated_names, sniff
 from capacity_forecaster.etl.sources import SourceFile
 from capacity_forecaster.etl.specs import CsvSpec
@@ -24,18 +25,25 @@ FIRST_DATA_LINE = 2
 _MIN_BLOCK = 1 << 20
 _MAX_BLOCK = 8 << 20
 _SHOWN_COLUMNS = 30
+DEFAULT_MAX_LINE_BYTES = 1 << 20
 # Transcoding (csv.encoding other than UTF-8) reports undecodable bytes as UnicodeError.
 _READ_ERRORS = (pa.ArrowException, OSError, UnicodeError)
 
 
 @dataclass(frozen=True)
 class BadRow:
-    """A CSV line that does not split into the header's number of fields."""
+    """A CSV line that does not split into the header's number of fields, or is too long to read.
+
+    ``length`` is set (bytes) for a line longer than ``limit`` (``ingest.max_line_bytes``); ``text`` is
+    then its start.
+    """
 
     line: int
     text: str
     expected: int
     found: int
+    length: int | None = None
+    limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,9 @@ class _Utf8Stream:
     bad byte in a value only makes that value unparseable (quarantined with the text shown).
     """
 
-    def __init__(self, raw: pa.NativeFile, encoding: str) -> None:
+    def __init__(self, raw: pa.NativeFile, encoding: str, guard: LineGuard) -> None:
         self._raw = raw
+        self._guard = guard
         self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         self._pending = b""
         self._done = False
@@ -115,7 +124,8 @@ class _Utf8Stream:
         while not self._done and (size < 0 or len(self._pending) < size):
             block = self._raw.read(max(size, 1 << 20))
             self._done = not block
-            self._pending += self._decoder.decode(block, final=self._done).encode("utf-8")
+            text = self._decoder.decode(block, final=self._done).encode("utf-8")
+            self._pending += self._guard.feed(text, final=self._done)
         if size < 0:
             size = len(self._pending)
         out, self._pending = self._pending[:size], self._pending[size:]
@@ -139,7 +149,7 @@ def _read_head(src: SourceFile) -> tuple[bytes, bool]:
 
 
 def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
-                chunk_rows: int) -> Iterator[RawChunk]:
+                chunk_rows: int, max_line_bytes: int) -> Iterator[RawChunk]:
     try:
         head, truncated = _read_head(src)
     except _READ_ERRORS as err:
@@ -154,14 +164,22 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
     names = [f"f{i}" for i in range(len(dialect.header))]
     wanted = sorted({names[i] for i in position.values()})
     bad: list[BadRow] = []
+    # A long line becomes one delimiter more than the header has: a malformed row the reader reports.
+    guard = LineGuard(max_line_bytes, dialect.delimiter.encode("utf-8") * len(dialect.header))
 
     def on_bad_row(row: pacsv.InvalidRow) -> str:
-        bad.append(BadRow(row.number or -1, row.text, row.expected_columns, row.actual_columns))
+        number = row.number or -1
+        long_line = guard.long_lines.get(number)
+        if long_line is not None:
+            bad.append(BadRow(number, long_line.head, row.expected_columns, 0, long_line.length, max_line_bytes))
+        else:
+            bad.append(BadRow(number, row.text, row.expected_columns, row.actual_columns))
         return "skip"
 
-    block = int(min(_MAX_BLOCK, max(_MIN_BLOCK, chunk_rows * dialect.bytes_per_row)))
+    # A block must hold the longest line allowed (pyarrow fails on a line longer than its block).
+    block = int(max(min(_MAX_BLOCK, max(_MIN_BLOCK, chunk_rows * dialect.bytes_per_row)), 2 * max_line_bytes))
     try:
-        stream = _Utf8Stream(src.filesystem.open_input_stream(src.path), spec.encoding)
+        stream = _Utf8Stream(src.filesystem.open_input_stream(src.path), spec.encoding, guard)
     except _READ_ERRORS as err:
         raise InputError(f"{src.label}: cannot be opened: {err}") from err
     offset = 0
@@ -222,7 +240,7 @@ def _parquet_chunks(src: SourceFile, roles: Mapping[str, str], chunk_rows: int) 
 
 
 def read_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec, file_format: str,
-                chunk_rows: int) -> Iterator[RawChunk]:
+                chunk_rows: int, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[RawChunk]:
     """Stream the mapped columns of one file in blocks of about ``chunk_rows`` rows.
 
     CSV is read with pyarrow's streaming reader (block size from the sniffed row size), every
@@ -235,6 +253,8 @@ def read_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec, file_f
         spec: the mapping's CSV settings.
         file_format: the mapping's ``format`` (``auto``, ``csv`` or ``parquet``).
         chunk_rows: rows per chunk (approximate for CSV).
+        max_line_bytes: CSV lines longer than this (in UTF-8 bytes, the header excepted) are not
+            read; each is reported in ``bad_rows`` with its length (``BadRow.length``).
 
     Yields:
         RawChunk objects; none for an empty or header-only file.
@@ -245,4 +265,4 @@ def read_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec, file_f
     if src.is_parquet(file_format):
         yield from _parquet_chunks(src, roles, chunk_rows)
     else:
-        yield from _csv_chunks(src, roles, spec, chunk_rows)
+        yield from _csv_chunks(src, roles, spec, chunk_rows, max_line_bytes)

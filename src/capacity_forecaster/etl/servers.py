@@ -10,6 +10,9 @@ import pyarrow.compute as pc
 
 from capacity_forecaster.errors import InputError
 
+# Bytes that did not decode in csv.encoding become U+FFFD; an id holding one is not a real id.
+REPLACEMENT_CHAR = "\ufffd"
+
 
 class ServerIds:
     """Dictionary of server ids met during one ingest (id text <-> int32 code)."""
@@ -27,9 +30,13 @@ class ServerIds:
         return found
 
     def codes(self, text: pa.Array, prefix: str) -> np.ndarray:
-        """Codes of a text column (-1 where empty), via its dictionary so that Python sees each id once."""
+        """Codes of a text column via its dictionary, so that Python sees each id once.
+
+        Empty ids and ids holding undecodable bytes (U+FFFD) get -1 and are never added.
+        """
         encoded = pc.dictionary_encode(text)
-        known = [-1 if not v else self.code(prefix + v) for v in encoded.dictionary.to_pylist()]
+        known = [-1 if not v or REPLACEMENT_CHAR in v else self.code(prefix + v)
+                 for v in encoded.dictionary.to_pylist()]
         lookup = np.array([*known, -1], dtype=np.int32)
         indices = pc.fill_null(encoded.indices, len(lookup) - 1).to_numpy(zero_copy_only=False)
         return lookup[np.asarray(indices, dtype=np.int64)]

@@ -14,6 +14,10 @@ saturated; only values above ``EtlConfig.saturation_max`` are ``out_of_range`` (
 system reports that much: a unit error). Slightly negative values (within ``value_tolerance``) are
 clipped to 0.
 
+Dates: any datetime64 unit is accepted, so a year-9999 sentinel is an ``invalid_date`` (outside the
+plausible range) rather than an overflow; a timezone-aware ``ds`` is the local calendar date where
+it is local midnight, else the UTC date where it is UTC midnight (else it has a time of day).
+
 Conflict rule: among the distinct values for one (server_id, metric, ds), keep the one closest to the
 series' local median (the median of that series' other values within ``CONFLICT_WINDOW_DAYS`` days);
 ties, or no neighbours to compare with, go to the larger value because overstating utilisation is the
@@ -36,6 +40,9 @@ STAGE = "etl"
 CONFLICT_WINDOW_DAYS = 7
 _NULL_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 _EPOCH = np.datetime64("1970-01-01", "D")
+_ISO_YEAR = r"^\s*([+-]?\d{4,})-\d{2}-\d{2}"
+_FIRST_NS_YEAR = 1678
+_LAST_NS_YEAR = 2261
 
 
 @dataclass(frozen=True)
@@ -89,35 +96,61 @@ def text_keys(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(merged_uniques, dtype=object)
 
 
-def _parse_days(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Parse ``ds`` into days since the epoch; return (days, problem) with problem text or ''."""
+def _datetime_days(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(days since the epoch, NaT, has a time of day) of a datetime64 array of any unit.
+
+    Working in the array's own unit keeps dates beyond the nanosecond range (year 9999) intact.
+    """
+    nat = np.isnat(values)
+    day = values.astype("datetime64[D]")
+    with np.errstate(invalid="ignore"):
+        off_midnight = ~nat & (values != day.astype(values.dtype))
+    return np.where(nat, 0, (day - _EPOCH).astype(np.int64)), nat, off_midnight
+
+
+def _zoned_days(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Days of a timezone-aware ``ds``: the calendar date where the time is midnight in its own zone,
+    else the UTC date where it is midnight in UTC (a UTC date shown in another zone)."""
+    local_days, nat, local_off = _datetime_days(col.dt.tz_localize(None).to_numpy())
+    utc_days, _, utc_off = _datetime_days(col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy())
+    use_utc = local_off & ~utc_off
+    return np.where(use_utc, utc_days, local_days), nat, local_off & utc_off
+
+
+def _parse_days(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse ``ds`` into days since the epoch.
+
+    Returns:
+        (days, problem, beyond): problem text or '' per row, and the rows whose date lies outside
+        what any plausible range holds (text years before 1678 or after 2261, which no
+        nanosecond timestamp can represent).
+    """
     n = len(col)
     problem = np.full(n, "", dtype=object)
+    beyond = np.zeros(n, dtype=bool)
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        stamps = col.dt.tz_convert("UTC").dt.tz_localize(None)
+        days, nat, off_midnight = _zoned_days(col)
     elif pd.api.types.is_datetime64_any_dtype(col.dtype):
-        stamps = col
+        days, nat, off_midnight = _datetime_days(col.to_numpy())
     else:
         codes, uniques = pd.factorize(col, use_na_sentinel=True)
         text = pd.Series(uniques, dtype=object).astype(str)
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
         if isinstance(parsed.dtype, pd.DatetimeTZDtype):
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        year = pd.to_numeric(text.str.extract(_ISO_YEAR, expand=False), errors="coerce")
+        far = (parsed.isna() & ((year < _FIRST_NS_YEAR) | (year > _LAST_NS_YEAR))).to_numpy()
         values = np.append(parsed.to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT", "ns"))
-        stamps = pd.Series(values[np.where(codes >= 0, codes, len(values) - 1)])
-        bad_text = (codes >= 0) & pd.isna(stamps).to_numpy()
-        problem[bad_text] = "invalid_date: not an ISO date (expected YYYY-MM-DD)"
-    ns = stamps.to_numpy(dtype="datetime64[ns]")
-    nat = np.isnat(ns)
+        index = np.where(codes >= 0, codes, len(values) - 1)
+        days, nat, off_midnight = _datetime_days(values[index])
+        beyond = np.append(far, False)[index]
+        nat &= ~beyond
+        problem[(codes >= 0) & nat] = "invalid_date: not an ISO date (expected YYYY-MM-DD)"
     problem[nat & (problem == "")] = "null_key: ds is empty"
-    day = ns.astype("datetime64[D]")
-    with np.errstate(invalid="ignore"):
-        off_midnight = ~nat & (ns != day.astype("datetime64[ns]"))
     problem[off_midnight & (problem == "")] = (
         "invalid_date: has a time of day; daily metrics need calendar dates (roll up with capfc ingest)"
     )
-    days = np.where(nat, 0, (day - _EPOCH).astype(np.int64))
-    return days, problem
+    return days, problem, beyond
 
 
 def _parse_values(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +289,7 @@ def validate(raw: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlConfig) -> Vali
     mark = _flagger(reason, flagged)
     server_codes, server_text = text_keys(raw[schema.SERVER_ID])
     metric_codes, metric_text = text_keys(raw[schema.METRIC])
-    days, date_problem = _parse_days(raw[schema.DS])
+    days, date_problem, beyond = _parse_days(raw[schema.DS])
     value_raw, unparseable = _parse_values(raw[schema.VALUE])
 
     mark(server_codes < 0, "null_key: server_id is empty")
@@ -265,7 +298,7 @@ def validate(raw: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlConfig) -> Vali
     mark(has_problem, lambda rows: list(date_problem[rows]))
     first_day = (np.datetime64(f"{cfg.min_year}-01-01", "D") - _EPOCH).astype(np.int64)
     last_day = (np.datetime64(f"{cfg.max_year}-12-31", "D") - _EPOCH).astype(np.int64)
-    mark(~has_problem & ((days < first_day) | (days > last_day)),
+    mark(~has_problem & (beyond | (days < first_day) | (days > last_day)),
          f"invalid_date: outside the plausible range {cfg.min_year}-01-01..{cfg.max_year}-12-31")
     metric_index = np.array([schema.METRICS.index(m) if m in schema.METRICS else -1 for m in metric_text],
                             dtype=np.int64)

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -232,6 +235,21 @@ def run_unit(task: UnitTask) -> UnitResult:
                       tuple(errors), series)
 
 
+def watch_parent(parent: int, interval: float = 0.5) -> None:
+    """Worker initializer: exit this process soon after ``parent`` dies (even by SIGKILL).
+
+    loky keeps idle workers for minutes and nothing tells them that a killed parent is gone; a
+    daemon thread notices the re-parenting (``os.getppid()`` changes) and ends the worker.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="capfc-parent-watch", daemon=True).start()
+
+
 def batches(series: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     """Split rows (series) into consecutive batches of at most ``size`` rows, in order."""
     return [series.iloc[i:i + size] for i in range(0, len(series), max(1, size))]
@@ -259,12 +277,24 @@ class Executor:
             from distributed import Client, LocalCluster
 
             if self.cfg.scheduler:
-                self._client = Client(self.cfg.scheduler)
+                self._client = self._connect(Client, self.cfg.scheduler)
             else:
                 self._cluster = LocalCluster(n_workers=self.cfg.n_jobs, threads_per_worker=1,
                                              dashboard_address=None)
                 self._client = Client(self._cluster)
         return self
+
+    def _connect(self, client_type: Any, address: str) -> Any:
+        timeout = self.cfg.scheduler_timeout
+        try:
+            return client_type(address, timeout=timeout)
+        except (OSError, ValueError, TypeError) as err:
+            reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+            raise ForecastError(
+                f"cannot connect to the Dask scheduler {address} within {timeout:g} s ({reason}); start it "
+                "('dask scheduler'), fix --scheduler / forecast.scheduler (e.g. tcp://HOST:8786), raise "
+                "forecast.scheduler_timeout, or leave the address out to start a local cluster"
+            ) from err
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -300,8 +330,10 @@ class Executor:
                 tick()
         else:
             from joblib import Parallel, delayed
+            from joblib.parallel import LokyBackend
 
-            parallel = Parallel(n_jobs=self.cfg.n_jobs, backend="loky", return_as="generator_unordered")
+            backend = LokyBackend(initializer=watch_parent, initargs=(os.getpid(),))
+            parallel = Parallel(n_jobs=self.cfg.n_jobs, backend=backend, return_as="generator_unordered")
             for result in parallel(delayed(run_unit)(task) for task in tasks):
                 results.append(result)
                 tick()

@@ -14,6 +14,7 @@ from dash.dash_table import FormatTemplate
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from capacity_forecaster.config import Settings
+from capacity_forecaster.report import dashboard_guard as guard
 from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.comparison import change_text
 from capacity_forecaster.report.dashboard_state import (
@@ -218,7 +219,8 @@ def create_app(lake: Lake, settings: Settings, *, warm: bool = True) -> dash.Das
         # Dash 4 flags DataTable for removal in a later major version; it is the pinned, tested table here.
         warnings.filterwarnings("ignore", message=r"(?s).*DataTable will be removed", category=DeprecationWarning)
         app.layout = _layout(state, settings, lake, marks)
-    _register_callbacks(app, state)
+    _register_callbacks(app, state, settings)
+    guard.install(app.server, cfg.max_request_bytes)
     if warm and state.whatif_inputs is not None:
         threading.Thread(target=state.warm, name="capfc-whatif-warmup", daemon=True).start()
     return app
@@ -260,17 +262,21 @@ def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[i
     ], style=_PAGE)
 
 
-def _register_callbacks(app: dash.Dash, state: DashboardState) -> None:
+def _register_callbacks(app: dash.Dash, state: DashboardState, settings: Settings) -> None:
     has_table = not state.ranked.empty
+    cfg = settings.dashboard
+
+    def growth_of(value: Any) -> float:
+        return guard.growth_value(value, cfg.growth_min, cfg.growth_max)
 
     @app.callback(Output("kpis", "children"), Input("growth", "value"))
-    def update_kpis(growth: float | None) -> list[html.Div]:
-        return _kpi_cards(state.kpi_values(float(growth or 0)))
+    def update_kpis(growth: Any) -> list[html.Div]:
+        return _kpi_cards(state.kpi_values(growth_of(growth)))
 
     if has_table:
         @app.callback(Output("risk-table", "data"), Input("growth", "value"))
-        def update_table(growth: float | None) -> list[dict[str, Any]]:
-            return state.risk_rows(float(growth or 0))
+        def update_table(growth: Any) -> list[dict[str, Any]]:
+            return state.risk_rows(growth_of(growth))
 
     inputs = [Input("risk-table", "active_cell")] if has_table else []
     if not state.points.empty:
@@ -279,13 +285,15 @@ def _register_callbacks(app: dash.Dash, state: DashboardState) -> None:
         @app.callback(Output("server-pick", "value"), Output("metric-pick", "value"), Output("tabs", "value"),
                       *inputs, State("metric-pick", "value"), prevent_initial_call=True)
         def pick(*args: Any) -> tuple[Any, Any, Any]:
+            metric = guard.text_value("metric", args[-1], figures.METRIC_NAMES)
             return select_series(dash.ctx.triggered_id, dash.ctx.triggered[0]["value"] if dash.ctx.triggered
-                                 else None, args[-1])
+                                 else None, metric)
 
     @app.callback(Output("server-graph", "figure"), Output("server-facts", "children"),
                   Input("server-pick", "value"), Input("metric-pick", "value"), Input("growth", "value"))
-    def drill(server: str | None, metric: str | None, growth: float | None) -> tuple[Any, list[html.Div]]:
-        fig, facts = state.server_view(server, metric, float(growth or 0))
+    def drill(server: Any, metric: Any, growth: Any) -> tuple[Any, list[html.Div]]:
+        fig, facts = state.server_view(guard.text_value("server", server),
+                                       guard.text_value("metric", metric, figures.METRIC_NAMES), growth_of(growth))
         return fig, _facts(facts)
 
 
@@ -296,13 +304,13 @@ def select_series(trigger: Any, value: Any, metric: str | None) -> tuple[Any, An
         trigger: id of the component clicked (``risk-table`` or ``cluster-graph``).
         value: its ``active_cell`` (with ``row_id`` = ``server|metric``) or ``clickData``.
         metric: the metric currently shown (kept for cluster clicks).
+
+    Raises:
+        BadInput: the click value is malformed (answered with 400).
     """
-    if trigger == "risk-table" and value and value.get("row_id"):
-        server, picked = str(value["row_id"]).split("|", 1)
-        return server, picked, "risk"
-    if trigger == "cluster-graph" and value and value.get("points"):
-        point = value["points"][0]
-        server = (point.get("customdata") or [point.get("text")])[0]
+    if trigger == "risk-table" and (series := guard.active_cell_series(value)) is not None:
+        return series[0], series[1], "risk"
+    if trigger == "cluster-graph" and (server := guard.clicked_server(value)) is not None:
         return server, metric or "cpu", "risk"
     return dash.no_update, dash.no_update, dash.no_update
 

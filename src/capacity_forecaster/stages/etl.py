@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from capacity_forecaster.config import Settings
-from capacity_forecaster.errors import StorageError
+from capacity_forecaster.errors import InputError, StorageError
+from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run
+from capacity_forecaster.storage.writer import TableWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,39 @@ def _inventory(lake: Lake, servers: list[str]) -> pd.DataFrame:
     return ids_only_inventory(servers)
 
 
+def _read_raw(lake: Lake, selector: pads.Expression) -> pd.DataFrame:
+    """Rows of raw_metrics; a date-typed ``ds`` stays in microseconds so that year 9999 survives.
+
+    The lake's generic reader turns dates into nanoseconds, which overflow beyond 2262 and would
+    fail the whole run; here such a date reaches validation and is quarantined (``invalid_date``).
+    """
+    dataset = lake.dataset("raw_metrics")
+    info = lake.table_info("raw_metrics")
+    if dataset is None or info is None:
+        raise StorageError(f"lake {lake.uri} has no raw metrics; run `capfc generate` or `capfc ingest` first")
+    try:
+        table = dataset.to_table(columns=list(info.schema.names), filter=selector)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise StorageError(f"cannot read table 'raw_metrics' from {lake.uri}: {err}") from err
+    if "ds" in table.column_names:
+        kind = table.schema.field("ds").type
+        if pa.types.is_date(kind) or (pa.types.is_timestamp(kind) and kind.unit in ("s", "ms")):
+            zone = kind.tz if pa.types.is_timestamp(kind) else None
+            table = table.set_column(table.column_names.index("ds"), "ds",
+                                     table.column("ds").cast(pa.timestamp("us", zone)))
+    return table.to_pandas(date_as_object=False, ignore_metadata=True, coerce_temporal_nanoseconds=False)
+
+
+def _discard(lake: Lake, writers: list[TableWriter]) -> None:
+    """Delete the files of versions that will never be published."""
+    for writer in writers:
+        for rel in writer.files:
+            try:
+                lake.fs.delete_file(posixpath.join(writer.base, rel))
+            except OSError as err:  # an orphan file is harmless: no pointer names it
+                log.debug("could not delete unpublished file %s: %s", rel, err)
+
+
 def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     """raw/ -> processed/metrics, processed/features, processed/diagnostics and quarantine/.
 
@@ -45,7 +82,9 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     stays bounded on large fleets; all tables are published together at the end (a failed run leaves
     the previous processed tables current). With ``etl.imputation = auto`` the method is chosen on the
     first batch by held-out error and kept for the rest. A lake without an inventory table (raw
-    metrics written by hand) takes every server of the raw metrics as known.
+    metrics written by hand) takes every server of the raw metrics as known. A run that would
+    quarantine more than ``etl.max_quarantine_share`` of the raw rows publishes nothing and raises
+    InputError (``capfc etl --force`` sets the share to 1.0).
 
     Returns:
         The stage run; rows_in == rows_out + rows_quarantined - rows created by imputation.
@@ -63,6 +102,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             earlier = lake.read_table("quarantine")
             quarantine.write(earlier[earlier["stage"] != "etl"])
         totals: dict[str, int] = {}
+        reasons: dict[str, tuple[int, str]] = {}
         batch_cfg = cfg
         choice = None
         batches = [servers[i:i + cfg.batch_servers] for i in range(0, len(servers), cfg.batch_servers)] or [[]]
@@ -70,7 +110,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             selector = pads.field("server_id").isin(batch)
             if index == 0:
                 selector = selector | ~pads.field("server_id").is_valid()
-            part = lake.read_table("raw_metrics", filter=selector)
+            part = _read_raw(lake, selector)
             result = transform(part, inventory, batch_cfg)
             if choice is None and result.counts.get("series"):
                 choice = result.imputation
@@ -79,13 +119,22 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             writers["features"].write(result.features)
             writers["series_diagnostics"].write(result.diagnostics)
             quarantine.write(result.quarantine)
+            count_reasons(result.quarantine, reasons)
             for key, value in result.counts.items():
                 totals[key] = totals.get(key, 0) + int(value)
+        try:
+            check_quarantine_share("etl", totals.get("rows_in", 0), totals.get("rows_quarantined", 0),
+                                   cfg.max_quarantine_share, "etl.max_quarantine_share", reasons,
+                                   "nothing was written and the previous processed tables are kept")
+        except InputError:
+            _discard(lake, [*writers.values(), quarantine])
+            raise
         for writer in (*writers.values(), quarantine):
             run.wrote(writer.commit())
         run.rows_in = totals.get("rows_in", 0)
         run.rows_out = totals.get("rows_out", 0)
         run.rows_quarantined = totals.get("rows_quarantined", 0)
+        run.quarantine_records = run.rows_quarantined
         run.counts = {**totals, "imputation": choice.method if choice else cfg.imputation,
                       "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
                       "imputation_mae_knn": choice.mae_knn if choice else None}

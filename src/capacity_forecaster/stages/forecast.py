@@ -21,7 +21,7 @@ METRIC_INPUT_COLUMNS = ["server_id", "ds", "metric", "value", "is_imputed", "is_
 
 
 def _replace_models(lake: Lake, fitted: list[Any], run_id: str) -> dict[str, str]:
-    """Pickle the fitted models under ``models/<run_id>/`` and drop earlier runs' artefacts.
+    """Pickle the fitted models under ``models/<run_id>/`` and drop earlier runs' artefacts and folders.
 
     Returns:
         Lake-relative path -> sha256, for the run manifest (the loader verifies it before unpickling).
@@ -33,6 +33,7 @@ def _replace_models(lake: Lake, fitted: list[Any], run_id: str) -> dict[str, str
     for rel in lake.list_files(MODELS_DIR):
         if rel not in keep:
             lake.fs.delete_file(lake.path(rel))
+    lake.prune_empty_dirs(MODELS_DIR)  # earlier runs' models/<run_id>/ folders
     return {r.path: r.sha256 for r in records}
 
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from capacity_forecaster.config import Settings
+from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
@@ -131,6 +132,13 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
     with stage_run(lake, "ingest", settings) as run:
         start = time.perf_counter()
         result = ingest(sources, mapping, settings.ingest, filesystem_for)
+        run.rows_in = result.rows_read
+        run.rows_quarantined, run.quarantine_records = result.rows_quarantined, len(result.quarantine)
+        reasons: dict[str, tuple[int, str]] = {}
+        count_reasons(result.quarantine, reasons)
+        check_quarantine_share("ingest", result.rows_read, result.rows_quarantined,
+                               settings.ingest.max_quarantine_share, "ingest.max_quarantine_share", reasons,
+                               "nothing was written to the lake")
         key = ["server_id", "ds", "metric"]
         raw = (pa.Table.from_pandas(result.raw_metrics, preserve_index=False) if replace
                else _merge(lake, "raw_metrics", result.raw_metrics, key))
@@ -147,13 +155,13 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
 
         quarantine = result.quarantine if replace else _merge_quarantine(lake, result.quarantine, same_sources)
         run.wrote(lake.write_table("quarantine", quarantine))
-        run.rows_in, run.rows_out = result.rows_read, len(result.raw_metrics)
-        run.rows_quarantined = len(result.quarantine)
-        run.counts = {"rows_used": result.rows_used, "rows_rejected": result.rows_quarantined,
+        run.rows_out = len(result.raw_metrics)
+        # rows_read == rows_used + rows_quarantined; the quarantine may hold several records per row.
+        run.counts = {"rows_used": result.rows_used, "quarantine_records": len(result.quarantine),
                       "files": len(result.files), "warnings": list(result.warnings)}
-        log.info("ingest: %d files, %d rows read, %d daily values, %d quarantine records, %.1f s",
-                 len(result.files), result.rows_read, len(result.raw_metrics), len(result.quarantine),
+        # The warnings were logged once by ingest() as they arose; they are kept in the manifest.
+        log.info("ingest: %d files, %d rows read, %d used, %d quarantined (%d quarantine records), "
+                 "%d daily values, %.1f s", len(result.files), result.rows_read, result.rows_used,
+                 result.rows_quarantined, len(result.quarantine), len(result.raw_metrics),
                  time.perf_counter() - start)
-        for warning in result.warnings:
-            log.warning("%s", warning)
     return run

@@ -208,8 +208,12 @@ class Lake:
                 self.fs.delete_file(self.path(rel))
             except OSError as err:
                 log.warning("could not delete stale file %s: %s", self.display(rel), err)
+        self.prune_empty_dirs(spec.path)
+
+    def prune_empty_dirs(self, relpath: str) -> None:
+        """Remove the empty folders below ``relpath`` (local lakes; S3 has no folders)."""
         if not self.location.is_s3:
-            self._prune_empty_dirs(self.path(spec.path))
+            self._prune_empty_dirs(self.path(relpath))
 
     def _prune_empty_dirs(self, base: str) -> None:
         infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))

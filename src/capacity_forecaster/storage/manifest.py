@@ -29,7 +29,10 @@ class StageRun:
         run_id: unique id of this run.
         rows_in: rows the stage read.
         rows_out: rows the stage wrote to its main output table.
-        rows_quarantined: rows rejected with a reason.
+        rows_quarantined: input rows rejected with a reason (``rows_in`` counts the same rows).
+        quarantine_records: records written to the quarantine (ingest writes one per rejected
+            (row, metric), so a wide row with four bad metrics gives four); None where the stage
+            keeps no such count.
         counts: any further counts worth keeping (rows imputed, series, failures).
         tables: table name -> version and rows, for every table the stage wrote.
         artifacts: lake-relative path -> sha256 of files such as fitted models.
@@ -40,6 +43,7 @@ class StageRun:
     rows_in: int = 0
     rows_out: int = 0
     rows_quarantined: int = 0
+    quarantine_records: int | None = None
     counts: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
@@ -78,6 +82,7 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
             "rows_in": run.rows_in,
             "rows_out": run.rows_out,
             "rows_quarantined": run.rows_quarantined,
+            "quarantine_records": run.quarantine_records,
             "counts": run.counts,
             "tables": run.tables,
             "artifacts": run.artifacts,

@@ -1,4 +1,11 @@
-"""SQL over the lake with DuckDB: one view per table, local or S3 (through pyarrow datasets)."""
+"""SQL over the lake with DuckDB: one view per table, local or S3 (through pyarrow datasets).
+
+Safe mode (the default) is read-only over the lake's views: once they are registered, DuckDB's
+external access is switched off and its configuration locked, so no statement can read or write a
+file (``read_csv``, ``COPY``, ``ATTACH``, ``EXPORT``, ``INSTALL``/``LOAD``) and the lake's own files
+stay out of reach; only one ``SELECT`` (or ``EXPLAIN``/``PRAGMA``) per call is accepted. Unsafe mode
+(``capfc sql --unsafe``, ``lake.sql_unsafe``) is plain DuckDB with the views, for local analysts.
+"""
 
 from __future__ import annotations
 
@@ -39,43 +46,88 @@ def register_views(con: Any, lake: Lake) -> list[str]:
     return names
 
 
-def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the lake's tables as views."""
+# Statement types safe mode runs; everything else (COPY, ATTACH, LOAD/INSTALL, EXPORT, SET, CREATE,
+# INSERT, ...) is refused before DuckDB sees it.
+_SAFE_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA"})
+_UNSAFE_HINT = "capfc sql is read-only over the lake's views; 'capfc sql --unsafe' (lake.sql_unsafe) gives full DuckDB"
+
+
+def lock_down(con: Any) -> None:
+    """Make a DuckDB connection read-only over what is already registered (no file or network access).
+
+    Registered Arrow datasets keep working: they are scanned through pyarrow, not DuckDB's file system.
+    """
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def connect(lake: Lake, *, unsafe: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the lake's tables as views.
+
+    Args:
+        lake: the lake.
+        unsafe: keep DuckDB's file access (otherwise the connection is locked down, see ``lock_down``).
+    """
     con = duckdb.connect(database=":memory:")
     register_views(con, lake)
+    if not unsafe:
+        lock_down(con)
     return con
 
 
-def query(lake: Lake, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+def check_statement(con: Any, sql: str) -> None:
+    """Refuse anything but one SELECT, EXPLAIN or PRAGMA statement (safe mode).
+
+    Raises:
+        SqlError: the text holds another kind of statement, several statements or none.
+    """
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as err:
+        raise SqlError(f"SQL failed: {str(err).splitlines()[0]}") from err
+    if len(statements) != 1:
+        raise SqlError(f"SQL refused: give exactly one statement, got {len(statements)}; {_UNSAFE_HINT}")
+    kind = statements[0].type.name
+    if kind not in _SAFE_STATEMENTS:
+        raise SqlError(f"SQL refused: {kind} statements are not allowed; {_UNSAFE_HINT}")
+
+
+def query(lake: Lake, sql: str, params: list[Any] | None = None, *, unsafe: bool = False) -> pd.DataFrame:
     """Run one SQL statement over the lake's views.
 
     Args:
         lake: the lake.
         sql: the statement; use ``?`` or ``$name`` placeholders for values.
         params: values for the placeholders.
+        unsafe: full DuckDB (files, COPY, ATTACH, extensions); default: read-only over the views.
 
     Returns:
         The result as a frame.
 
     Raises:
-        SqlError: the statement failed; the message lists the available views.
+        SqlError: the statement failed or was refused; the message lists the available views.
     """
-    con = connect(lake)
+    con = connect(lake, unsafe=unsafe)
     try:
+        if not unsafe:
+            check_statement(con, sql)
         return con.execute(sql, params or []).df()
     except duckdb.Error as err:
         views = ", ".join(sorted(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() "
                                                            "WHERE NOT internal").fetchall()))
-        message = str(err).splitlines()[0]
+        message = " ".join(str(err).splitlines()[0].split())[:300]
+        if isinstance(err, duckdb.PermissionException) and not unsafe:
+            raise SqlError(f"SQL refused: {message}; {_UNSAFE_HINT}") from err
         raise SqlError(f"SQL failed: {message} (views in lake {lake.uri}: {views or 'none yet'})") from err
     finally:
         con.close()
 
 
-def sqlalchemy_engine(lake: Lake) -> Any:
+def sqlalchemy_engine(lake: Lake, *, unsafe: bool = False) -> Any:
     """A SQLAlchemy engine (duckdb-engine) whose connections see the lake's views.
 
-    For notebooks: ``pd.read_sql("SELECT ...", sqlalchemy_engine(lake))``.
+    For notebooks: ``pd.read_sql("SELECT ...", sqlalchemy_engine(lake))``. Read-only over the views
+    like ``capfc sql`` (no file access, configuration locked) unless ``unsafe``.
     """
     try:
         from sqlalchemy import create_engine, event
@@ -87,5 +139,7 @@ def sqlalchemy_engine(lake: Lake) -> Any:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         register_views(dbapi_connection, lake)
+        if not unsafe:
+            lock_down(dbapi_connection)
 
     return engine

@@ -1,0 +1,157 @@
+"""What the dashboard does with hostile requests: size limit (413), input checks (400), short error logs.
+
+The callbacks take their values from the browser, so anything can arrive there: a number as text,
+a list where a dict is expected, a 150 MB string. Bodies over ``dashboard.max_request_bytes`` are
+refused before they are read; callback values are checked and a bad one is answered with 400 and
+one short line; any other failure is logged with its message cut short (never a whole payload)
+and answered with a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import BadRequest, HTTPException
+
+log = logging.getLogger(__name__)
+
+# Characters of a bad value or an exception message that reach a response or the log.
+SHOWN_CHARS = 80
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class BadInput(BadRequest):
+    """A callback value the dashboard cannot use (answered with 400 and the description)."""
+
+
+def shorten(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, saying how long it was (never the whole payload)."""
+    text = repr(value) if not isinstance(value, str) else repr(value[: limit + 1])
+    size = len(value) if isinstance(value, str | bytes | list | dict) else None
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({size:,} long)" if size is not None else f"{text[:limit]}..."
+
+
+def growth_value(value: Any, low: float, high: float) -> float:
+    """The what-if growth from the slider: a finite number within [low, high]; None is 0.
+
+    Raises:
+        BadInput: anything else.
+    """
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise BadInput(f"growth must be a number from {low:g} to {high:g}, got {shorten(value)}")
+    return float(value)
+
+
+def text_value(name: str, value: Any, allowed: Iterable[str] | None = None, limit: int = 200) -> str | None:
+    """A dropdown value: None, or a string of at most ``limit`` characters (one of ``allowed``).
+
+    Raises:
+        BadInput: anything else.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadInput(f"{name} must be a text of at most {limit} characters, got {shorten(value)}")
+    if allowed is not None and value not in set(allowed):
+        raise BadInput(f"{name} must be one of {', '.join(sorted(allowed))}, got {shorten(value)}")
+    return value
+
+
+def active_cell_series(value: Any) -> tuple[str, str] | None:
+    """``(server, metric)`` from a risk-table ``active_cell`` (``row_id`` = ``server|metric``); None if empty.
+
+    Raises:
+        BadInput: not a dict, or ``row_id`` not of the form ``server|metric``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadInput(f"active_cell must be an object, got {shorten(value)}")
+    row_id = value.get("row_id")
+    if row_id is None:
+        return None
+    if not isinstance(row_id, str) or "|" not in row_id or len(row_id) > 200:
+        raise BadInput(f"active_cell.row_id must be 'server|metric', got {shorten(row_id)}")
+    server, metric = row_id.split("|", 1)
+    return server, metric
+
+
+def clicked_server(value: Any) -> str | None:
+    """The server of a cluster-map ``clickData`` (first point's customdata or text); None if empty.
+
+    Raises:
+        BadInput: not ``{"points": [{...}, ...]}`` with a text server.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("points", []), list):
+        raise BadInput(f"clickData must be an object with a list of points, got {shorten(value)}")
+    points = value.get("points") or []
+    if not points:
+        return None
+    point = points[0]
+    if not isinstance(point, dict):
+        raise BadInput(f"clickData.points[0] must be an object, got {shorten(point)}")
+    custom = point.get("customdata")
+    server = custom[0] if isinstance(custom, list) and custom else point.get("text")
+    return text_value("clickData server", server)
+
+
+def body_limit(app: WsgiApp, max_bytes: int) -> WsgiApp:
+    """WSGI middleware: answer 413 to a request whose declared body exceeds ``max_bytes``, unread.
+
+    Chunked bodies (no Content-Length) are capped by Flask's ``MAX_CONTENT_LENGTH`` instead.
+    """
+
+    def limited(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            declared = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = -1
+        if declared < 0 or declared > max_bytes:
+            body = (f"request body too large: {declared:,} bytes, the dashboard accepts at most {max_bytes:,} "
+                    "(dashboard.max_request_bytes)\n" if declared >= 0 else "bad Content-Length\n").encode()
+            status = "413 Request Entity Too Large" if declared >= 0 else "400 Bad Request"
+            log.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                        body.decode().strip())
+            # Tell the client (and werkzeug) not to keep the connection: the body is never read.
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                    ("Content-Length", str(len(body))), ("Connection", "close")])
+            return [body]
+        return app(environ, start_response)
+
+    return limited
+
+
+def install(server: Flask, max_bytes: int) -> None:
+    """Add the size limit, the 400 answer for bad input and the short 500 log to the dashboard's Flask app."""
+    server.config["MAX_CONTENT_LENGTH"] = max_bytes
+    server.wsgi_app = body_limit(server.wsgi_app, max_bytes)  # type: ignore[method-assign,assignment]
+
+    @server.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> tuple[str, int, dict[str, str]]:
+        description = err.description or err.name
+        if isinstance(err, BadInput):
+            log.warning("bad dashboard input: %s", description)
+        return f"{description}\n", err.code or 400, {"Content-Type": "text/plain; charset=utf-8"}
+
+    @server.errorhandler(Exception)
+    def _internal_error(err: Exception) -> tuple[str, int, dict[str, str]]:
+        message = " ".join(str(err).split())
+        if len(message) > 2 * SHOWN_CHARS:
+            message = f"{message[:2 * SHOWN_CHARS]}... ({len(message):,} characters)"
+        frame = err.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f" at {frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame is not None else ""
+        log.error("dashboard request failed: %s: %s%s", type(err).__name__, message, where)
+        return "internal error (see the dashboard's log)\n", 500, {"Content-Type": "text/plain; charset=utf-8"}

@@ -1,0 +1,161 @@
+"""The dashboard under hostile requests: bad callback values get 400, big bodies 413, logs stay short."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from capacity_forecaster.config import DashboardConfig, Settings
+from capacity_forecaster.report.dashboard import create_app, server_for
+from capacity_forecaster.storage import Lake
+
+GROWTH = [{"id": "growth", "property": "value"}]
+
+
+@pytest.fixture(scope="module")
+def app(report_lake: Lake) -> Any:
+    settings = Settings(dashboard=DashboardConfig(max_request_bytes=64 * 1024))
+    return create_app(report_lake, settings, warm=False)
+
+
+@pytest.fixture(scope="module")
+def client(app: Any) -> Any:
+    return app.server.test_client()
+
+
+def _post(client: Any, output: str, outputs: Any, inputs: list[dict[str, Any]],
+          state: list[dict[str, Any]] | None = None) -> Any:
+    payload = {"output": output, "outputs": outputs, "inputs": inputs, "state": state or [],
+               "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"]}
+    return client.post("/_dash-update-component", json=payload)
+
+
+def _kpis(client: Any, growth: Any) -> Any:
+    return _post(client, "kpis.children", {"id": "kpis", "property": "children"},
+                 [{"id": "growth", "property": "value", "value": growth}])
+
+
+def _pick(client: Any, cell: Any) -> Any:
+    outputs = [{"id": "server-pick", "property": "value"}, {"id": "metric-pick", "property": "value"},
+               {"id": "tabs", "property": "value"}]
+    return _post(client, "..server-pick.value...metric-pick.value...tabs.value..", outputs,
+                 [{"id": "risk-table", "property": "active_cell", "value": cell},
+                  {"id": "cluster-graph", "property": "clickData", "value": None}],
+                 [{"id": "metric-pick", "property": "value", "value": "cpu"}])
+
+
+def test_good_callback_values_still_work(client: Any) -> None:
+    assert _kpis(client, 10).status_code == 200
+    assert _kpis(client, None).status_code == 200
+    response = _pick(client, {"row": 0, "column": 0, "row_id": "srv-0002|memory"})
+    assert response.status_code == 200 and b"srv-0002" in response.data
+
+
+@pytest.mark.parametrize("growth", ["abc", [], {}, True, 1e308, float("nan"), -1000])
+def test_bad_growth_is_answered_400(client: Any, growth: Any, caplog: pytest.LogCaptureFixture) -> None:
+    response = _kpis(client, growth)
+    assert response.status_code == 400
+    assert response.data.decode().startswith("growth must be a number from -30 to 50")
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("cell", [{"row_id": "no-separator"}, {"row_id": 5}, [], {"row_id": ["a|b"]}, "x"])
+def test_bad_row_selection_is_answered_400(client: Any, cell: Any) -> None:
+    response = _pick(client, cell)
+    assert response.status_code == 400
+    assert "active_cell" in response.data.decode() and len(response.data) < 300
+
+
+def test_bad_drill_down_values_are_answered_400(client: Any) -> None:
+    inputs = [{"id": "server-pick", "property": "value", "value": ["srv-0002"]},
+              {"id": "metric-pick", "property": "value", "value": "cpu"},
+              {"id": "growth", "property": "value", "value": 0}]
+    outputs = [{"id": "server-graph", "property": "figure"}, {"id": "server-facts", "property": "children"}]
+    response = _post(client, "..server-graph.figure...server-facts.children..", outputs, inputs)
+    assert response.status_code == 400 and response.data.decode().startswith("server must be a text")
+    inputs[0]["value"], inputs[1]["value"] = "srv-0002", "gpu"
+    response = _post(client, "..server-graph.figure...server-facts.children..", outputs, inputs)
+    assert response.status_code == 400 and "metric must be one of cpu" in response.data.decode()
+
+
+def test_big_value_under_the_limit_is_refused_and_logged_short(client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        response = _kpis(client, "9" * 60_000)
+    assert response.status_code == 400 and len(response.data) < 300
+    assert max(len(r.getMessage()) for r in caplog.records) < 400
+
+
+def test_internal_errors_are_logged_without_their_payload(client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # A callback request Dash cannot dispatch (inputs is not a list) fails inside Dash itself.
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/_dash-update-component", json={
+            "output": "kpis.children", "outputs": {"id": "kpis", "property": "children"},
+            "inputs": "x" * 50_000, "state": [], "changedPropIds": ["growth.value"]})
+    assert response.status_code in (400, 500) and len(response.data) < 300
+    assert all(len(r.getMessage()) < 600 and r.exc_info is None for r in caplog.records)
+
+
+def test_body_over_the_limit_is_413(client: Any) -> None:
+    response = _kpis(client, "1" * 100_000)
+    assert response.status_code == 413
+    assert b"dashboard.max_request_bytes" in response.data
+
+
+@pytest.fixture()
+def served(app: Any) -> Iterator[int]:
+    server = server_for(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_huge_body_is_refused_unread_while_other_requests_stay_fast(served: int) -> None:
+    size = 150 * 2**20
+    sock = socket.create_connection(("127.0.0.1", served))
+    head = (f"POST /_dash-update-component HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {size}\r\n\r\n").encode()
+    sent = 0
+    stop = threading.Event()
+
+    def push() -> None:
+        nonlocal sent
+        chunk = b"9" * 2**20
+        try:
+            sock.sendall(head)
+            while sent < size and not stop.is_set():
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:  # the server answered 413 and closed the connection: expected
+            pass
+
+    pusher = threading.Thread(target=push, daemon=True)
+    pusher.start()
+    try:
+        latencies = []
+        for _ in range(5):
+            start = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", served, timeout=5)
+            conn.request("GET", "/_dash-layout")
+            assert conn.getresponse().status == 200
+            conn.close()
+            latencies.append(time.perf_counter() - start)
+        assert max(latencies) < 0.5, latencies
+        sock.settimeout(5)
+        answer = sock.recv(4096).decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 413"), answer[:100]
+    finally:
+        stop.set()
+        sock.close()
+        pusher.join(timeout=5)
+    assert sent < size  # the server never read the whole body
