@@ -104,6 +104,19 @@ def _backtests(rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _backtest_forecasts(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The chosen model's forecasts from the two backtest cutoffs: 45 days each, a few points off the actuals."""
+    frames = []
+    for cutoff in (END - pd.Timedelta(days=90), END - pd.Timedelta(days=45)):
+        window = metrics[(metrics["ds"] > cutoff) & (metrics["ds"] <= cutoff + pd.Timedelta(days=45))]
+        yhat = np.clip(window["value"].to_numpy(float) - 3.0, 0, 100)
+        frames.append(pd.DataFrame({
+            "server_id": window["server_id"].to_numpy(), "metric": window["metric"].to_numpy(), "model": "autoets",
+            "cutoff": cutoff.date(), "ds": window["ds"].dt.date.to_numpy(), "y": window["value"].to_numpy(float),
+            "yhat": yhat, "yhat_lower": np.clip(yhat - 5, 0, 100), "yhat_upper": np.clip(yhat + 5, 0, 100)}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def _server_risk(forecasts: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (server, metric), f in forecasts.groupby(["server_id", "metric"], sort=True):
@@ -158,14 +171,16 @@ def build_lake(root: Path | str, *, stages: tuple[str, ...] = ("etl", "forecast"
     inventory = _inventory()
     with stage_run(lake, "generate", settings) as run:
         run.wrote(lake.write_table("inventory", inventory))
+    metrics = _metrics(rng)
     if "etl" in stages:
         with stage_run(lake, "etl", settings) as run:
-            run.wrote(lake.write_table("metrics", _metrics(rng)))
+            run.wrote(lake.write_table("metrics", metrics))
     forecasts = _forecasts(rng)
     if "forecast" in stages:
         with stage_run(lake, "forecast", settings) as run:
             run.wrote(lake.write_table("forecasts", forecasts))
             run.wrote(lake.write_table("backtests", _backtests(rng)))
+            run.wrote(lake.write_table("backtest_forecasts", _backtest_forecasts(metrics)))
     if "risk" in stages:
         with stage_run(lake, "risk", settings) as run:
             run.wrote(lake.write_table("server_risk", _server_risk(forecasts)))

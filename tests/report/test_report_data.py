@@ -17,6 +17,10 @@ def test_full_lake_loads_every_table_and_aggregate(report_lake: Lake, settings) 
     assert str(data.period[1]) == "2026-06-30"
     assert set(data.weekly["server_id"]) == set(SERVERS)
     assert data.weekly["value"].between(0, 100).all()
+    # The heatmap's weekly peak is the week's highest daily P95, never below the weekly mean.
+    both = data.peaks.merge(data.weekly, on=["server_id", "week"], suffixes=("_peak", "_mean"))
+    assert len(both) == len(data.weekly) and (both["value_peak"] >= both["value_mean"] - 1e-9).all()
+    assert data.peaks["days"].between(4, 7).all()
     assert len(data.profiles) == len(SERVERS) and not data.profiles.isna().any().any()
 
 
@@ -41,8 +45,13 @@ def test_model_accuracy_and_cluster_map(report_lake: Lake, settings) -> None:
     assert accuracy.set_index("model").loc["autoets", "selected"] == 16
     points = cluster_map(data)
     assert len(points) == len(SERVERS) and set(points["cluster_label"]) == {"growing", "idle", "steady business-day"}
-    assert 0 < sum(points.attrs["explained"]) <= 1 + 1e-9
-    assert np.isfinite(points[["pc1", "pc2"]].to_numpy()).all()
+    # Named profile features a planner reads (average vs peak CPU), not principal components.
+    assert list(points.columns) == ["server_id", "level", "peak", "peak_ratio", "cluster_label"]
+    assert set(points.attrs["axes"]) == {"level", "peak"} and "CPU" in points.attrs["axes"]["peak"]
+    assert np.isfinite(points[["level", "peak"]].to_numpy(float)).all()
+    assert (points["peak"] >= points["level"] - 1e-9).all() and points["level"].between(0, 100).all()
+    idle = points.set_index("server_id").loc["srv-0008"]
+    assert idle["level"] < 10 < points["level"].max()
 
 
 def test_absent_tables_say_which_command_to_run(etl_only_lake: Lake, settings) -> None:

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 from openpyxl import load_workbook
@@ -135,3 +136,50 @@ def test_daily_forecast_sheet_has_every_forecast_row(report_lake, settings) -> N
     rows = list(book["Forecast data"].iter_rows(values_only=True))
     assert rows[0] == tuple(FORECAST_COLUMNS.values())
     assert len(rows) == len(report_lake.read_table("forecasts")) + 1
+
+
+# Lake table names a reader must never see (the HTML's scripts and styles excepted).
+TABLE_NAMES = re.compile(r"\b(risk_comparison|backtest_forecasts|server_risk|forecast_failures|forecast_triage|"
+                         r"yhat_lower|yhat_upper)\b")
+
+
+def _html_text(path: Path) -> str:
+    page = path.read_text(encoding="utf-8")
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", page)
+
+
+@needs_pdftotext
+@pytest.mark.parametrize("which", ["full_report", "etl_only_report"])
+def test_no_table_names_where_a_reader_sees_them(request: pytest.FixtureRequest, which: str) -> None:
+    _, result = request.getfixturevalue(which)
+    pdf = _pdf_text(report_file(result, PDF_FILE))
+    assert not TABLE_NAMES.search(pdf), TABLE_NAMES.findall(pdf)
+    html = _html_text(report_file(result, HTML_FILE))
+    assert not TABLE_NAMES.search(html), TABLE_NAMES.findall(html)
+
+
+@needs_pdftotext
+def test_pdf_without_a_what_if_has_no_what_if_page(full_report) -> None:
+    _, result = full_report
+    text = _pdf_text(report_file(result, PDF_FILE))
+    assert "What-if: base vs scenario" not in text  # neither a page nor an entry in the contents
+    summary = text.split("\f")[1]  # page 2: the executive summary says it in one line
+    assert "Executive summary" in summary and f"What-if: {WHATIF_MISSING}" in summary
+
+
+@pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="poppler-utils (pdfinfo) is not installed")
+@pytest.mark.parametrize(("page_size", "points"), [("a4", (842, 595)), ("letter", (792, 612))])
+def test_pdf_page_size_follows_the_config(report_lake, tmp_path: Path, page_size: str, points: tuple) -> None:
+    from capacity_forecaster.config import Settings
+    from capacity_forecaster.report.charts import render_charts
+    from capacity_forecaster.report.data import HISTORY_COLUMNS
+    from capacity_forecaster.report.pdf import build_pdf
+
+    settings = Settings.model_validate({"report": {"page_size": page_size}})
+    data = load_report_data(report_lake, settings)
+    path = tmp_path / "pack.pdf"
+    path.write_bytes(build_pdf(data, render_charts(data, pd.DataFrame(columns=list(HISTORY_COLUMNS)))))
+    info = subprocess.run(["pdfinfo", str(path)], check=True, capture_output=True, text=True, timeout=60).stdout
+    size = re.search(r"Page size:\s+([\d.]+) x ([\d.]+) pts", info)
+    assert size is not None and (round(float(size[1])), round(float(size[2]))) == points

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from capacity_forecaster.config import RiskConfig
-from capacity_forecaster.risk.clustering import choose_k, cluster_servers, feature_matrix
+from capacity_forecaster.risk.clustering import choose_k, cluster_servers, feature_matrix, unique_labels
 from capacity_forecaster.risk.profiles import PROFILE_COLUMNS, server_profiles
 from capacity_forecaster.risk.seasonal import period_calendar
 
@@ -99,3 +99,31 @@ def test_tiny_fleets_get_one_cluster_not_an_error() -> None:
     assert clusters.attrs["k"] == 1 and clusters["cluster_id"].tolist() == [0, 0]
     k, table = choose_k(feature_matrix(profiles), 3, 10, 0)
     assert k == 1 and table.empty
+
+
+def test_shared_labels_are_told_apart_by_the_level_that_differs() -> None:
+    centres = pd.DataFrame({"cpu_level": [24.0, 35.0, 30.0, 12.0], "memory_level": [40.0, 41.0, 20.0, 70.0],
+                            "network_level": [6.0, 10.0, 5.0, 5.0]}, index=[0, 1, 2, 3])
+    spread = pd.Series({"cpu_level": 13.0, "memory_level": 11.0, "network_level": 3.7})
+    labels = unique_labels({0: "seasonal/year-end", 1: "seasonal/year-end", 2: "steady", 3: "steady"}, centres, spread)
+    # CPU first when it clearly differs (11 points >= half its fleet spread), although network's ratio is larger.
+    assert labels[0] == "seasonal/year-end, CPU ~24 %" and labels[1] == "seasonal/year-end, CPU ~35 %"
+    assert labels == unique_labels({0: "seasonal/year-end", 1: "seasonal/year-end", 2: "steady", 3: "steady"},
+                                   centres, spread)  # deterministic
+    assert labels[2] == "steady, CPU ~30 %" and labels[3] == "steady, CPU ~12 %"
+    same_cpu = centres.assign(cpu_level=30.0)
+    assert unique_labels({2: "steady", 3: "steady"}, same_cpu, spread) == {
+        2: "steady, memory ~20 %", 3: "steady, memory ~70 %"}
+    identical = centres.assign(cpu_level=30.0, memory_level=40.0, network_level=5.0)
+    assert unique_labels({2: "steady", 3: "steady"}, identical, spread) == {
+        2: "steady, CPU ~30 %, memory ~40 %, network ~5 % #2", 3: "steady, CPU ~30 %, memory ~40 %, network ~5 % #3"}
+    assert unique_labels({0: "idle", 1: "steady"}, centres) == {0: "idle", 1: "steady"}
+
+
+def test_cluster_labels_are_unique_without_number_suffixes(planted: tuple[pd.DataFrame, pd.Series, pd.DataFrame],
+                                                           ) -> None:
+    _, _, profiles = planted
+    clusters = cluster_servers(profiles, RiskConfig(cluster_k_min=8, cluster_k_max=8))
+    names = clusters.groupby("cluster_id")["cluster_label"].first()
+    assert names.is_unique and len(names) == 8
+    assert not names.str.contains(r" \d+$", regex=True).any(), list(names)

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from capacity_forecaster.report import style
-from capacity_forecaster.report.data import ReportData, not_available
+from capacity_forecaster.report.data import HEATMAP_MIN_DAYS, ReportData, not_available, server_names
 from capacity_forecaster.report.forecast_chart import forecast_panels
 from capacity_forecaster.report.summary import cluster_map, level_counts, model_accuracy, money, ranked_risks
 
@@ -25,40 +26,51 @@ _METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "N
 
 
 def fleet_heatmap(data: ReportData) -> Figure:
-    """Servers x weeks heatmap of the weekly mean utilisation (busiest servers at the top)."""
+    """Servers x weeks heatmap of each week's peak (highest daily P95), busiest servers at the top.
+
+    Rows name servers by hostname (``data.server_names``); weeks without enough data are grey and
+    say so in the legend.
+    """
     cfg = data.settings.report
-    metric = "CPU" if cfg.heatmap_metric == "cpu" else cfg.heatmap_metric
-    title = f"Fleet utilisation: weekly mean {metric} (% of capacity)"
-    weekly = data.weekly
-    if weekly is None or weekly.empty:
+    metric = _METRIC_NAMES.get(cfg.heatmap_metric, cfg.heatmap_metric)
+    title = f"Fleet utilisation: weekly peak {metric} (% of capacity)"
+    peaks = data.peaks
+    if peaks is None or peaks.empty:
         return style.placeholder(11, 4, title, not_available("metrics"))
-    grid = weekly.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
+    grid = peaks.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
     recent = grid.iloc[:, -13:].mean(axis=1).sort_values(ascending=False)
     shown = recent.index[: cfg.heatmap_servers]
     grid = grid.loc[shown]
+    names = server_names(data)
     rows = len(grid)
-    height = max(3.5, 0.15 * rows + 1.9)
-    subtitle = (f"{rows} of {len(recent)} servers, busiest (last 13 weeks) at the top; "
-                f"weekly mean of the daily P95")
+    height = max(3.8, 0.17 * rows + 2.2)
+    subtitle = (f"{rows} of {len(recent)} servers, busiest (last 13 weeks) at the top; each cell is the week's "
+                f"highest daily P95, so month-end peaks stay visible")
     fig = style.new_figure(11, height, title, subtitle)
-    top = style.top_margin(height)
-    ax = fig.add_axes((0.1, 0.7 / height, 0.8, top - 0.7 / height - 0.02))
-    cax = fig.add_axes((0.915, 0.7 / height, 0.012, top - 0.7 / height - 0.02))
+    top = style.top_margin(height) - 0.25 / height
+    bottom = 0.75 / height
+    ax = fig.add_axes((0.17, bottom, 0.74, top - bottom))
+    cax = fig.add_axes((0.925, bottom, 0.012, top - bottom))
     weeks = pd.DatetimeIndex(grid.columns)
     edges = mdates.date2num(weeks.append(pd.DatetimeIndex([weeks[-1] + pd.Timedelta(days=7)])))
-    mesh = ax.pcolormesh(edges, np.arange(rows + 1), grid.to_numpy(float), cmap="YlOrRd", vmin=0, vmax=100,
-                         shading="flat")
+    # NaN cells are not drawn: the axes' grey face shows through, and the legend names it.
+    ax.set_facecolor(style.MISSING)
+    mesh = ax.pcolormesh(edges, np.arange(rows + 1), np.ma.masked_invalid(grid.to_numpy(float)), cmap="YlOrRd",
+                         vmin=0, vmax=100, shading="flat")
     ax.set_ylim(rows, 0)
     ax.set_yticks(np.arange(rows) + 0.5)
-    ax.set_yticklabels(grid.index, fontsize=6 if rows > 30 else 7.5)
+    ax.set_yticklabels([names.get(s, s) for s in grid.index], fontsize=7 if rows > 30 else 8)
     ax.grid(False)
     locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.tick_params(axis="y", length=0)
     colorbar = fig.colorbar(mesh, cax=cax)
-    colorbar.set_label(f"{_METRIC_NAMES[cfg.heatmap_metric]} utilisation (%)", fontsize=8)
+    colorbar.set_label(f"{metric} utilisation (%)", fontsize=8)
     colorbar.outline.set_visible(False)
+    missing = Patch(facecolor=style.MISSING, edgecolor="none",
+                    label=f"no data (fewer than {HEATMAP_MIN_DAYS} observed days in the week)")
+    ax.legend(handles=[missing], loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2, fontsize=8)
     return fig
 
 
@@ -113,37 +125,44 @@ def risk_distribution(data: ReportData) -> Figure:
 
 
 def cluster_chart(data: ReportData) -> Figure:
-    """Servers on the first two principal components of their workload profile, coloured by cluster."""
-    title = "Workload clusters: servers by profile (PCA)"
+    """Servers by average CPU against peak CPU (``summary.cluster_map``), coloured by workload cluster."""
+    title = "Workload clusters: usual CPU load vs peak CPU load"
     points = cluster_map(data)
     if points.empty:
         return style.placeholder(11, 5, title, not_available("metrics"))
-    explained = points.attrs.get("explained", (0.0, 0.0))
+    axes = points.attrs["axes"]
     ranked = ranked_risks(data)
     hot = set(ranked.loc[ranked["level_code"] >= 2, "server_id"]) if not ranked.empty else set()
-    subtitle = ("Standardised features per server: mean, P95, variability and trend of each metric, weekend/"
-                "weekday CPU ratio" + ("" if data.table("clusters") is not None else
-                                       f"; clusters {not_available('clusters')}"))
-    fig = style.new_figure(11, 5.6, title, subtitle)
-    top = style.top_margin(5.6)
-    ax = fig.add_axes((0.07, 0.1, 0.6, top - 0.14))
-    labels = sorted(points["cluster_label"].unique())
+    threshold = data.settings.risk.threshold
+    subtitle = ("Clusters come from the whole workload profile (levels, weekly and month-end patterns, trend); "
+                "far above the diagonal = peaks well beyond the usual load"
+                + ("" if data.table("clusters") is not None else f"; clusters {not_available('clusters')}"))
+    fig = style.new_figure(11, 5.8, title, subtitle)
+    top = style.top_margin(5.8)
+    ax = fig.add_axes((0.07, 0.1, 0.58, top - 0.14))
     handles = []
-    for i, label in enumerate(labels):
+    for i, label in enumerate(sorted(points["cluster_label"].unique())):
         sel = points[points["cluster_label"] == label]
         colour = style.CATEGORICAL[i % len(style.CATEGORICAL)]
-        ax.scatter(sel["pc1"], sel["pc2"], s=34, color=colour, alpha=0.85, edgecolor="white", linewidth=0.6)
-        handles.append(Line2D([], [], marker="o", linestyle="", color=colour, markersize=7,
-                              label=f"{label} ({len(sel)})"))
+        ax.scatter(sel["level"], sel["peak"], s=34, color=colour, alpha=0.85, edgecolor="white", linewidth=0.6)
+        handles.append(Line2D([], [], marker="o", linestyle="", color=colour, markersize=7, alpha=0.85,
+                              markeredgecolor="white", label=f"{label} ({len(sel)})"))
     flagged = points[points["server_id"].isin(hot)]
     if len(flagged):
-        ax.scatter(flagged["pc1"], flagged["pc2"], s=110, facecolor="none", edgecolor=style.RISK_COLOURS["critical"],
-                   linewidth=1.3)
+        ax.scatter(flagged["level"], flagged["peak"], s=110, facecolor="none",
+                   edgecolor=style.RISK_COLOURS["critical"], linewidth=1.3)
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markersize=10,
                               markeredgecolor=style.RISK_COLOURS["critical"], label="critical or high risk"))
-    ax.set_xlabel(f"principal component 1 ({explained[0]:.0%} of variance)")
-    ax.set_ylabel(f"principal component 2 ({explained[1]:.0%} of variance)")
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.69, top - 0.02), title="cluster (servers)",
+    ax.plot([0, 100], [0, 100], color=style.MUTED, linestyle=":", linewidth=0.9)
+    ax.axhline(threshold, color=style.THRESHOLD, linestyle="--", linewidth=1.0)
+    handles.append(Line2D([], [], color=style.MUTED, linestyle=":", linewidth=0.9, label="peak = average"))
+    handles.append(Line2D([], [], color=style.THRESHOLD, linestyle="--", linewidth=1.0,
+                          label=f"breach threshold ({threshold:g} %)"))
+    style.percent_axis(ax, "x", points.attrs["level_max"])
+    style.percent_axis(ax, "y", 105)
+    ax.set_xlabel(axes["level"])
+    ax.set_ylabel(axes["peak"])
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.67, top - 0.02), title="cluster (servers)",
                alignment="left", fontsize=8, title_fontsize=9)
     return fig
 
@@ -187,31 +206,48 @@ def savings_chart(data: ReportData) -> Figure:
 
 
 def accuracy_chart(data: ReportData) -> Figure:
-    """Backtest MASE by model across series and cutoffs (boxes), with how many series chose each model."""
+    """Backtest MASE by model across series and cutoffs, with how many series chose each model.
+
+    Boxes span P25-P75, whiskers ``style.WHISKER_PERCENTILES`` (P5-P95), values beyond them are
+    points; the axis stops past the longest whisker (``style.axis_cap``) and points beyond it sit
+    on the edge as triangles.
+    """
     title = "Forecast accuracy by model (backtest MASE, lower is better)"
     backtests = data.table("backtests")
     if backtests is None or backtests.empty:
         return style.placeholder(11, 4, title, not_available("backtests"))
     summary = model_accuracy(backtests)
     models = list(summary["model"])
-    height = max(3.6, 0.42 * len(models) + 1.6)
+    height = max(3.8, 0.42 * len(models) + 1.8)
+    low, high = style.WHISKER_PERCENTILES
+    series = [backtests.loc[backtests["model"] == m, "mase"].dropna().to_numpy(float) for m in models]
+    cap = style.axis_cap([style.box_stats(s)["upperfence"] for s in series])
+    beyond = np.concatenate([s[s > cap] for s in series]) if series else np.array([])
     subtitle = ("MASE = mean absolute error / in-sample error of a weekly seasonal-naive forecast (1.0, dashed); "
                 f"{backtests['cutoff'].nunique()} cutoffs")
+    xlabel = (f"MASE per series and cutoff: box P25-P75, whiskers P{low:g}-P{high:g}, dots beyond"
+              + (f"; {len(beyond)} values above {cap:.1f} drawn as \u25b6 on the edge (up to {beyond.max():.1f})"
+                 if len(beyond) else ""))
     fig = style.new_figure(11, height, title, subtitle)
     top = style.top_margin(height)
-    ax = fig.add_axes((0.16, 0.55 / height, 0.62, top - 0.55 / height - 0.03))
-    series = [backtests.loc[backtests["model"] == m, "mase"].dropna().to_numpy(float) for m in models]
-    upper = float(np.nanpercentile(np.concatenate(series), 97)) if any(len(s) for s in series) else 2.0
-    box = ax.boxplot([s if len(s) else np.array([np.nan]) for s in series], orientation="horizontal",
-                     widths=0.55, patch_artist=True, showfliers=False, medianprops={"color": style.INK})
+    ax = fig.add_axes((0.16, 0.6 / height, 0.62, top - 0.6 / height - 0.03))
+    box = ax.boxplot([s if len(s) else np.array([np.nan]) for s in series],
+                     orientation="horizontal", widths=0.55, patch_artist=True, whis=(low, high),
+                     showfliers=True, medianprops={"color": style.INK},
+                     flierprops={"marker": "o", "markersize": 3, "markerfacecolor": style.NAVY,
+                                 "markeredgecolor": "none", "alpha": 0.45})
     for patch, selected in zip(box["boxes"], summary["selected"], strict=True):
         patch.set_facecolor(style.ACCENT if selected else style.BAND)
         patch.set_edgecolor(style.NAVY)
+    for y, values in enumerate(series, start=1):
+        count = int((values > cap).sum())
+        if count:
+            ax.scatter([cap] * count, [y] * count, marker=">", s=28, color=style.NAVY, alpha=0.6, clip_on=False)
     ax.set_yticks(np.arange(1, len(models) + 1), models)
     ax.invert_yaxis()
     ax.axvline(1.0, color=style.THRESHOLD, linestyle="--", linewidth=1)
-    ax.set_xlim(0, max(1.3, upper * 1.05))
-    ax.set_xlabel("MASE per series and cutoff")
+    ax.set_xlim(0, cap * 1.02)
+    ax.set_xlabel(xlabel)
     ax.grid(axis="y", visible=False)
     for y, row in enumerate(summary.itertuples(), start=1):
         ax.annotate(f"median {row.median_mase:.2f} | chosen for {row.selected} series", (1.01, y),
@@ -219,19 +255,21 @@ def accuracy_chart(data: ReportData) -> Figure:
     return fig
 
 
-def render_charts(data: ReportData, history: pd.DataFrame) -> dict[str, bytes]:
+def render_charts(data: ReportData, history: pd.DataFrame,
+                  backtests: pd.DataFrame | None = None) -> dict[str, bytes]:
     """Every report chart as PNG bytes, keyed by file name (``CHART_FILES``).
 
     Args:
         data: the report data.
         history: daily history of the series the forecast chart shows (``data.load_history``).
+        backtests: their stored backtest forecasts (``data.load_backtest_forecasts``); None draws none.
 
     Returns:
         File name -> PNG bytes; a chart whose table is absent is a panel saying what to run.
     """
     builders = {
         "fleet_heatmap.png": lambda: fleet_heatmap(data),
-        "forecast_top_risks.png": lambda: forecast_panels(data, history),
+        "forecast_top_risks.png": lambda: forecast_panels(data, history, backtests),
         "risk_distribution.png": lambda: risk_distribution(data),
         "cluster_map.png": lambda: cluster_chart(data),
         "savings_by_action.png": lambda: savings_chart(data),

@@ -29,10 +29,24 @@ PRODUCED_BY = {
 # Said in place of a section whose table is absent, where "not available: run ..." would not fit.
 WHATIF_MISSING = "no what-if scenario: run capfc risk --growth PCT or --scenario FILE"
 _MESSAGES = {"risk_comparison": WHATIF_MISSING}
+# What a reader sees for each table (never the lake's snake_case name).
+TABLE_TITLES = {
+    "inventory": "Server inventory", "metrics": "Utilisation history", "forecasts": "Forecasts",
+    "backtests": "Forecast accuracy", "backtest_forecasts": "Backtest forecasts", "server_risk": "Breach risk",
+    "clusters": "Workload clusters", "recommendations": "Recommendations", "risk_comparison": "What-if scenario",
+}
 SMALL_TABLES = ("inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts", "risk_comparison")
 # The risk stage writes risk_comparison on every run, empty without a what-if: empty counts as absent.
 _ABSENT_WHEN_EMPTY = frozenset({"risk_comparison"})
 HISTORY_COLUMNS = ("server_id", "ds", "metric", "value", "is_imputed", "is_anomaly")
+BACKTEST_COLUMNS = ("server_id", "metric", "model", "cutoff", "ds", "y", "yhat", "yhat_lower", "yhat_upper")
+# Weeks with fewer observed days are left out of the heatmap (partial first/last weeks, outages).
+HEATMAP_MIN_DAYS = 4
+
+
+def table_title(table: str) -> str:
+    """A table's name as a reader sees it (``Breach risk`` for ``server_risk``)."""
+    return TABLE_TITLES.get(table, table.replace("_", " ").capitalize())
 
 
 def not_available(table: str) -> str:
@@ -53,6 +67,8 @@ class ReportData:
         tables: table name -> frame for the stage tables in ``SMALL_TABLES`` that exist (an empty
             ``risk_comparison``, written by a risk run without a what-if, counts as absent).
         weekly: server_id, week, value: weekly mean of the heatmap metric (None without metrics).
+        peaks: server_id, week, value, days: weekly max of the heatmap metric's daily P95 (what the
+            heatmap shows; None without metrics).
         profiles: server_id + numeric workload features from the history (None without metrics).
         period: first and last observed day of the processed metrics.
         runs: run manifests (oldest first).
@@ -63,6 +79,7 @@ class ReportData:
     generated: dt.datetime
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     weekly: pd.DataFrame | None = None
+    peaks: pd.DataFrame | None = None
     profiles: pd.DataFrame | None = None
     period: tuple[dt.date, dt.date] | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -78,6 +95,19 @@ class ReportData:
         if self.period is None:
             absent["metrics"] = not_available("metrics")
         return absent
+
+
+def server_names(data: ReportData) -> dict[str, str]:
+    """server_id -> the name charts label a server with: its hostname, or its id when the inventory has
+    none (a hostname two servers share gets the id added, so every label is unique)."""
+    inventory = data.table("inventory")
+    if inventory is None or "hostname" not in inventory.columns:
+        return {}
+    hosts = inventory.dropna(subset=["hostname"]).astype({"hostname": str})
+    hosts = hosts[hosts["hostname"].str.strip() != ""]
+    shared = hosts["hostname"].duplicated(keep=False)
+    labels = hosts["hostname"].where(~shared, hosts["hostname"] + " (" + hosts["server_id"].astype(str) + ")")
+    return dict(zip(hosts["server_id"].astype(str), labels, strict=True))
 
 
 def whatif_run(data: ReportData) -> dict[str, Any]:
@@ -120,17 +150,35 @@ def weekly_utilisation(con: Any, metric: str) -> pd.DataFrame:
     return _dates(frame, ("week",))
 
 
+def weekly_peaks(con: Any, metric: str) -> pd.DataFrame:
+    """Weekly maximum of one metric's daily P95 per server (DuckDB), so month-end peaks stay visible.
+
+    Returns:
+        server_id, week (Monday, datetime64), value (highest daily P95 of the week, percent), days
+        (observed days); weeks with fewer than ``HEATMAP_MIN_DAYS`` observed days are left out.
+    """
+    frame = con.execute(
+        "SELECT server_id, CAST(date_trunc('week', ds) AS DATE) AS week, max(value) AS value, count(*) AS days "
+        "FROM metrics WHERE metric = ? AND value IS NOT NULL GROUP BY ALL "
+        "HAVING count(*) >= ? ORDER BY server_id, week",
+        [metric, HEATMAP_MIN_DAYS],
+    ).df()
+    return _dates(frame, ("week",))
+
+
 def profile_features(con: Any) -> pd.DataFrame:
     """Simple workload features per server for the cluster map (DuckDB over the processed metrics).
 
     Returns:
-        server_id, then per metric ``<metric>_mean``, ``<metric>_p95``, ``<metric>_cv`` (std / mean),
+        server_id, then per metric ``<metric>_mean``, ``<metric>_p95``, ``<metric>_p99`` (the level the
+        busiest 1 % of days reach), ``<metric>_cv`` (std / mean),
         ``<metric>_trend`` (slope in points per year), and ``weekend_ratio`` (weekend / weekday CPU).
         Anomalous days are left out; a feature without data is filled with the fleet median.
     """
     per_metric = con.execute(
         """
         SELECT server_id, metric, avg(value) AS mean, quantile_cont(value, 0.95) AS p95,
+               quantile_cont(value, 0.99) AS p99,
                coalesce(stddev_samp(value) / nullif(avg(value), 0), 0) AS cv,
                coalesce(regr_slope(value, epoch(CAST(ds AS TIMESTAMP)) / 86400.0) * 365.25, 0) AS trend
         FROM metrics WHERE value IS NOT NULL AND NOT coalesce(is_anomaly, false) GROUP BY ALL
@@ -146,7 +194,7 @@ def profile_features(con: Any) -> pd.DataFrame:
     ).df()
     if per_metric.empty:
         return pd.DataFrame(columns=["server_id"])
-    wide = per_metric.pivot(index="server_id", columns="metric", values=["mean", "p95", "cv", "trend"])
+    wide = per_metric.pivot(index="server_id", columns="metric", values=["mean", "p95", "p99", "cv", "trend"])
     wide.columns = [f"{metric}_{stat}" for stat, metric in wide.columns]
     wide = wide.join(weekend.set_index("server_id"), how="left").astype(float)
     return wide.fillna(wide.median()).fillna(0.0).reset_index()
@@ -179,18 +227,19 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
             tables[name] = frame
         else:
             log.info("report: table %s is absent (%s)", name, not_available(name))
-    weekly = profiles = period = None
+    weekly = peaks = profiles = period = None
     if lake.has_table("metrics"):
         con = connect(lake)
         try:
             period = _period(con)
             weekly = weekly_utilisation(con, settings.report.heatmap_metric)
+            peaks = weekly_peaks(con, settings.report.heatmap_metric)
             profiles = profile_features(con)
         finally:
             con.close()
     return ReportData(
         lake_uri=lake.uri, settings=settings, generated=dt.datetime.now(dt.UTC), tables=tables,
-        weekly=weekly, profiles=profiles, period=period, runs=list_runs(lake),
+        weekly=weekly, peaks=peaks, profiles=profiles, period=period, runs=list_runs(lake),
     )
 
 
@@ -220,3 +269,32 @@ def load_history(lake: Lake, series: list[tuple[str, str]], since: dt.date | Non
     finally:
         con.close()
     return _dates(frame, ("ds",))
+
+
+def load_backtest_forecasts(lake: Lake, series: list[tuple[str, str]], since: dt.date | None) -> pd.DataFrame:
+    """The stored backtest forecasts of a few series (the ones a chart shows), read through DuckDB.
+
+    Args:
+        lake: the lake.
+        series: (server_id, metric) pairs.
+        since: first forecast day to read; None reads all.
+
+    Returns:
+        server_id, metric, model, cutoff, ds, y, yhat, yhat_lower, yhat_upper (cutoff and ds as
+        datetime64); empty when the forecast stage has not written ``backtest_forecasts``.
+    """
+    empty = pd.DataFrame(columns=list(BACKTEST_COLUMNS))
+    if not series or not lake.has_table("backtest_forecasts"):
+        return empty
+    con = connect(lake)
+    try:
+        con.register("wanted", pd.DataFrame(series, columns=["server_id", "metric"]))
+        frame = con.execute(
+            f"SELECT {', '.join('b.' + c for c in BACKTEST_COLUMNS)} FROM backtest_forecasts b "
+            "JOIN wanted USING (server_id, metric) WHERE ? IS NULL OR CAST(b.ds AS DATE) >= ? "
+            "ORDER BY b.server_id, b.metric, b.cutoff, b.ds",
+            [since, since],
+        ).df()
+    finally:
+        con.close()
+    return _dates(frame, ("cutoff", "ds"))

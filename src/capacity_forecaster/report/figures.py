@@ -126,11 +126,48 @@ def server_annotations(threshold: float, breach: Any, level: str) -> list[dict[s
     return notes
 
 
+BACKTEST_DASHES = ("dot", "dash", "dashdot", "longdash")
+
+
+def backtest_label(cutoff: Any, model: Any) -> str:
+    """The legend entry of one backtest cutoff's forecast (``backtest from 2026-01-01 (harmonic)``)."""
+    return f"backtest from {day(cutoff)} ({model})"
+
+
+def backtest_traces(backtests: pd.DataFrame | None, since: Any = None) -> list[go.Scatter]:
+    """The stored backtest forecasts of one series as faint lines, one per cutoff, each in the legend.
+
+    Reusable by any figure of one series (the HTML report's forecast chart, the dashboard drill-down):
+    pass the series' rows of ``data.load_backtest_forecasts``.
+
+    Args:
+        backtests: server_id, metric, model, cutoff, ds, yhat, ... of one series (None or empty: no traces).
+        since: first day drawn (the start of the history shown), None draws every day.
+
+    Returns:
+        One dashed scatter trace per cutoff, oldest first, in ``style.BACKTEST`` at reduced opacity.
+    """
+    if backtests is None or backtests.empty:
+        return []
+    rows = backtests if since is None else backtests[pd.to_datetime(backtests["ds"]) >= pd.Timestamp(since)]
+    traces = []
+    for i, ((cutoff, model), part) in enumerate(rows.sort_values("ds").groupby(["cutoff", "model"], sort=True)):
+        traces.append(go.Scatter(
+            x=dates(part["ds"]), y=np.round(part["yhat"].to_numpy(float), 2), mode="lines",
+            name=backtest_label(cutoff, model), opacity=style.BACKTEST_ALPHA, legendgroup="backtest",
+            line={"color": style.BACKTEST, "width": 1.6, "dash": BACKTEST_DASHES[i % len(BACKTEST_DASHES)]},
+            hovertemplate=f"{backtest_label(cutoff, model)}<br>" + "%{x|%Y-%m-%d}: %{y:.1f} %<extra></extra>"))
+    return traces
+
+
 def server_figure(title: str, history: pd.DataFrame, forecast: pd.DataFrame, threshold: float, breach: Any,
-                  level: str, interval: float, height: int = 420) -> go.Figure:
-    """One series: history, imputed and anomalous days, forecast with interval, threshold and breach date."""
+                  level: str, interval: float, height: int = 420,
+                  backtests: pd.DataFrame | None = None) -> go.Figure:
+    """One series: history, imputed and anomalous days, forecast with interval, threshold and breach date,
+    and (when given) the stored backtest forecasts over the history shown (``backtest_traces``)."""
     start = forecast["ds"].min() if len(forecast) else None
-    fig = new_figure(server_traces(history, forecast, interval))
+    since = history["ds"].min() if len(history) else None
+    fig = new_figure(server_traces(history, forecast, interval) + backtest_traces(backtests, since))
     return styled(fig, title, height, shapes=server_shapes(threshold, breach, level, start),
                   annotations=server_annotations(threshold, breach, level), margin=margin(left=76),
                   legend={**LAYOUT["legend"], "traceorder": "normal"},
@@ -149,39 +186,73 @@ def risk_bar(ranked: pd.DataFrame) -> go.Figure:
     return styled(fig, title, 340)
 
 
-def heatmap(weekly: pd.DataFrame, metric: str, servers: int) -> go.Figure:
-    """Servers x weeks heatmap of the weekly mean utilisation, busiest servers at the top."""
+def heatmap(frame: pd.DataFrame, metric: str, servers: int, names: dict[str, str] | None = None,
+            statistic: str = "weekly mean") -> go.Figure:
+    """Servers x weeks heatmap, busiest servers (last 13 weeks) at the top; weeks without data in grey.
+
+    Args:
+        frame: server_id, week, value (``data.peaks`` for the weekly peak, ``data.weekly`` for the mean).
+        metric: the metric shown.
+        servers: how many of the busiest servers to show.
+        names: server_id -> row label (``data.server_names``); the server_id where absent.
+        statistic: what ``value`` is, for the title (``weekly peak``, ``weekly mean``).
+    """
     name = METRIC_NAMES.get(metric, metric)
-    grid = weekly.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
+    grid = frame.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
     order = grid.iloc[:, -13:].mean(axis=1).sort_values(ascending=False).index[:servers]
     grid = grid.loc[order]
-    fig = new_figure(go.Heatmap(
-        z=np.round(grid.to_numpy(float), 1), x=dates(grid.columns), y=list(grid.index), zmin=0, zmax=100,
-        colorscale="YlOrRd", colorbar={"title": {"text": f"{name} %"}, "ticksuffix": " %"},
-        hovertemplate="%{y}, week of %{x|%Y-%m-%d}: %{z:.1f} %<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", tickfont={"size": 9})
-    return styled(fig, f"Fleet utilisation: weekly mean {name} (% of capacity), busiest {len(grid)} servers",
-                  max(360, 14 * len(grid) + 120), margin=margin(left=max(60, text_width(grid.index, 9) + 16),
-                                                                right=120))
+    labels = [(names or {}).get(s, s) for s in grid.index]
+    fig = new_figure([
+        go.Heatmap(z=np.round(grid.to_numpy(float), 1), x=dates(grid.columns), y=labels, zmin=0, zmax=100,
+                   colorscale="YlOrRd", colorbar={"title": {"text": f"{name} %"}, "ticksuffix": " %"},
+                   customdata=np.array(grid.index, dtype=object)[:, None].repeat(grid.shape[1], axis=1),
+                   hovertemplate="%{y} (%{customdata}), week of %{x|%Y-%m-%d}: %{z:.1f} %<extra></extra>"),
+        # Gaps show the plot background: one legend entry says what grey means (showlegend: plotly hides a
+        # legend with a single entry).
+        go.Scatter(x=[None], y=[None], mode="markers", name="no data (fewer than 4 observed days in the week)",
+                   marker={"symbol": "square", "size": 12, "color": style.MISSING}, hoverinfo="skip"),
+    ])
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 10})
+    return styled(fig, f"Fleet utilisation: {statistic} of the daily {name} P95 (% of capacity), busiest "
+                  f"{len(grid)} servers", max(380, 15 * len(grid) + 130), plot_bgcolor=style.MISSING, showlegend=True,
+                  margin=margin(left=max(60, text_width(labels, 10) + 16), right=120, top=76))
 
 
-def cluster_scatter(points: pd.DataFrame, hot: set[str]) -> go.Figure:
-    """Servers on the first two principal components of their profile, coloured by cluster."""
-    explained = points.attrs.get("explained", (0.0, 0.0))
+def cluster_scatter(points: pd.DataFrame, hot: set[str], threshold: float | None = None) -> go.Figure:
+    """Servers by average CPU against peak CPU (``summary.cluster_map``), coloured by cluster.
+
+    Args:
+        points: ``summary.cluster_map`` output.
+        hot: server ids ringed in red (critical or high risk).
+        threshold: a horizontal line at the breach threshold (None: no line).
+    """
+    axes = points.attrs.get("axes") or {"level": "average CPU (%)", "peak": "peak CPU (%)"}
     fig = new_figure()
     for i, (label, group) in enumerate(points.groupby("cluster_label", sort=True)):
         fig.add_trace(go.Scatter(
-            x=group["pc1"], y=group["pc2"], mode="markers", name=f"{label} ({len(group)})",
+            x=np.round(group["level"].to_numpy(float), 2), y=np.round(group["peak"].to_numpy(float), 2),
+            mode="markers", name=f"{label} ({len(group)})",
             customdata=group[["server_id"]].to_numpy(), text=group["server_id"],
             marker={"size": 10, "color": style.CATEGORICAL[i % len(style.CATEGORICAL)],
                     "line": {"color": [style.RISK_COLOURS["critical"] if s in hot else "white"
                                        for s in group["server_id"]],
                              "width": [2.5 if s in hot else 0.8 for s in group["server_id"]]}},
-            hovertemplate="%{text}<extra>" + str(label) + "</extra>"))
-    fig.update_xaxes(title_text=f"principal component 1 ({explained[0]:.0%} of variance)", zeroline=False)
-    fig.update_yaxes(title_text=f"principal component 2 ({explained[1]:.0%} of variance)", zeroline=False)
+            hovertemplate="%{text}: average %{x:.0f} %, peak %{y:.0f} %<extra>" + str(label) + "</extra>"))
+    shapes = [{"type": "line", "x0": 0, "y0": 0, "x1": 100, "y1": 100, "layer": "below",
+               "line": {"color": style.MUTED, "dash": "dot", "width": 1}}]
+    edge = 0.95 * points.attrs.get("level_max", 100.0)
+    notes = [{"x": edge, "y": edge, "text": "peak = average", "showarrow": False, "xanchor": "right", "yshift": 10,
+              "font": {"color": style.MUTED, "size": 11}}]
+    if threshold is not None:
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": threshold, "y1": threshold,
+                       "line": {"color": style.THRESHOLD, "dash": "dash", "width": 1.2}})
+        notes.append({"xref": "paper", "x": 0.0, "y": threshold, "text": f"threshold {threshold:g} %",
+                      "showarrow": False, "yshift": 9, "xanchor": "left", "font": {"color": style.THRESHOLD}})
+    fig.update_xaxes(title_text=axes["level"], range=[0, points.attrs.get("level_max", 100.0)], ticksuffix=" %")
+    fig.update_yaxes(title_text=axes["peak"], range=[0, 105], ticksuffix=" %")
     names = [trace.name for trace in fig.data]
-    return styled(fig, "Workload clusters (PCA of profile features; red ring = critical or high risk)", 460,
+    return styled(fig, "Workload clusters: usual load vs peak load (red ring = critical or high risk)", 480,
+                  shapes=shapes, annotations=notes,
                   legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
                   margin=margin(right=text_width(names) + 44, bottom=56))
 
@@ -214,18 +285,43 @@ def savings_bar(recs: pd.DataFrame) -> go.Figure:
 
 
 def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
-    """Backtest MASE by model (lower is better; 1 = the in-sample error of a weekly seasonal naive forecast)."""
+    """Backtest MASE by model (lower is better; 1 = the in-sample error of a weekly seasonal naive forecast).
+
+    Boxes span P25-P75, whiskers ``style.WHISKER_PERCENTILES`` (P5-P95); every value beyond them is a
+    point. The axis stops a little past the longest whisker: points beyond it sit on the edge as
+    triangles, their real values in the hover and in the axis title.
+    """
     summary = model_accuracy(backtests)
-    fig = new_figure()
+    low, high = style.WHISKER_PERCENTILES
+    traces, stats = [], {}
     for row in summary.itertuples():
-        values = backtests.loc[backtests["model"] == row.model, "mase"].dropna()
-        fig.add_trace(go.Box(x=values, name=str(row.model), boxpoints=False, orientation="h",
-                             marker_color=style.ACCENT if row.selected else style.BAND,
-                             hovertemplate=f"{row.model}: chosen for {row.selected} series<extra></extra>"))
+        values = backtests.loc[backtests["model"] == row.model, "mase"].dropna().to_numpy(float)
+        stats[str(row.model)] = (values, style.box_stats(values))
+    cap = style.axis_cap([s["upperfence"] for _, s in stats.values()])
+    beyond_total, worst = 0, 0.0
+    for row in summary.itertuples():
+        values, s = stats[str(row.model)]
+        traces.append(go.Box(y=[str(row.model)], q1=[s["q1"]], median=[s["median"]], q3=[s["q3"]],
+                             lowerfence=[s["lowerfence"]], upperfence=[s["upperfence"]], name=str(row.model),
+                             orientation="h", fillcolor=style.ACCENT if row.selected else style.BAND,
+                             line={"color": style.NAVY, "width": 1.2}, hoverinfo="skip"))
+        outside = values[(values < s["lowerfence"]) | (values > s["upperfence"])]
+        if len(outside):
+            clipped = outside > cap
+            beyond_total += int(clipped.sum())
+            worst = max(worst, float(outside.max()))
+            traces.append(go.Scatter(
+                x=np.round(np.minimum(outside, cap), 3), y=[str(row.model)] * len(outside), mode="markers",
+                name=f"{row.model} outliers", customdata=np.round(outside, 2),
+                marker={"color": style.NAVY, "size": np.where(clipped, 9, 5), "opacity": 0.45,
+                        "symbol": np.where(clipped, "triangle-right", "circle")},
+                hovertemplate=f"{row.model}: MASE " + "%{customdata}<extra></extra>"))
+    fig = new_figure(traces)
     fig.add_vline(x=1.0, line_dash="dash", line_color=style.THRESHOLD)
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="MASE per series and cutoff (1 = in-sample weekly seasonal-naive error)",
-                     rangemode="tozero")
+    fig.update_yaxes(autorange="reversed", type="category")
+    cut = f"; {beyond_total} values beyond {cap:.1f} drawn on the edge (up to {worst:.1f})" if beyond_total else ""
+    fig.update_xaxes(title_text=f"MASE per series and cutoff (1 = in-sample weekly seasonal-naive error); box "
+                     f"P25-P75, whiskers P{low:g}-P{high:g}, points beyond{cut}", range=[0, cap * 1.02])
     fig.update_layout(showlegend=False)
     return styled(fig, "Forecast accuracy by model (backtest MASE, lower is better)", max(300, 40 * len(summary) + 140),
-                  margin=margin(left=max(60, text_width(summary["model"]) + 12), bottom=56))
+                  margin=margin(left=max(60, text_width(summary["model"]) + 12), bottom=64))

@@ -33,6 +33,29 @@ def top_series(ranked: pd.DataFrame, count: int) -> list[tuple[str, str]]:
     return [(str(s), str(m)) for s, m in chosen[["server_id", "metric"]].head(count).itertuples(index=False)]
 
 
+# One line style per backtest cutoff (oldest first), all in the faint backtest colour.
+BACKTEST_STYLES: tuple[Any, ...] = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))
+
+
+def backtest_lines(backtests: pd.DataFrame) -> pd.DataFrame:
+    """The backtest forecasts of one series with ``ordinal`` (0 = oldest cutoff), which picks the line style."""
+    out = backtests.copy()
+    out["ordinal"] = out.groupby(["server_id", "metric"])["cutoff"].rank(method="dense").astype(int) - 1
+    return out
+
+
+def _draw_backtests(ax: Axes, backtests: pd.DataFrame, since: Any) -> set[int]:
+    """Faint dashed lines of the backtest forecasts from ``since`` on; returns the ordinals drawn."""
+    drawn = set()
+    shown = backtests[backtests["ds"] >= since] if since is not None else backtests
+    for ordinal in sorted(shown["ordinal"].unique()):
+        part = shown[shown["ordinal"] == ordinal].sort_values("ds")
+        ax.plot(part["ds"], part["yhat"], color=style.BACKTEST, alpha=style.BACKTEST_ALPHA, linewidth=1.0,
+                linestyle=BACKTEST_STYLES[int(ordinal) % len(BACKTEST_STYLES)])
+        drawn.add(int(ordinal))
+    return drawn
+
+
 def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFrame, threshold: float) -> None:
     level = level_of(row)
     colour = style.RISK_COLOURS.get(level, style.MUTED)
@@ -77,12 +100,36 @@ def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFra
             color=colour, ha="left", va="bottom")
 
 
-def forecast_panels(data: ReportData, history: pd.DataFrame) -> Figure:
+def _legend(interval: float, levels: list[str], cutoffs: dict[int, list[Any]]) -> list[Any]:
+    """Legend handles drawn exactly like the panels' artists: one breach entry per risk level shown."""
+    handles: list[Any] = [
+        Line2D([], [], color=style.ACTUAL, linewidth=0.9, label="observed"),
+        Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor=style.IMPUTED,
+               label="imputed day"),
+        Line2D([], [], marker="x", linestyle="", color=style.ANOMALY, label="anomaly"),
+        Line2D([], [], color=style.ACCENT, linewidth=1.4, label="forecast"),
+        Patch(color=style.BAND, alpha=0.55, label=f"{interval:.0%} interval"),
+        Line2D([], [], color=style.THRESHOLD, linestyle="--", linewidth=1.0, label="threshold"),
+    ]
+    handles += [Line2D([], [], color=style.RISK_COLOURS[level], linewidth=1.3, label=f"breach ({level} risk)")
+                for level in style.RISK_COLOURS if level in levels]
+    for ordinal in sorted(cutoffs):
+        days = sorted(cutoffs[ordinal])
+        when = day(days[0]) if len(set(days)) == 1 else f"~{day(days[0])}"
+        handles.append(Line2D([], [], color=style.BACKTEST, alpha=style.BACKTEST_ALPHA, linewidth=1.0,
+                              linestyle=BACKTEST_STYLES[ordinal % len(BACKTEST_STYLES)],
+                              label=f"backtest from {when}"))
+    return handles
+
+
+def forecast_panels(data: ReportData, history: pd.DataFrame, backtests: pd.DataFrame | None = None) -> Figure:
     """Small multiples of forecast vs actual for the riskiest series (``report.chart_series`` of them).
 
     Args:
         data: report data (forecasts, server_risk, inventory).
         history: daily history of those series (``data.load_history``).
+        backtests: their stored backtest forecasts (``data.load_backtest_forecasts``), drawn faint over the
+            history shown, one line style per cutoff; None or empty draws none.
     """
     cfg = data.settings.report
     title = "Forecast vs actual: riskiest series (daily P95, % of capacity)"
@@ -100,11 +147,16 @@ def forecast_panels(data: ReportData, history: pd.DataFrame) -> Figure:
     height = 2.7 * rows + 1.5
     interval = data.settings.forecast.interval
     subtitle = (f"Last {cfg.history_days} days observed, then the chosen model's forecast with its "
-                f"{interval:.0%} interval; dashed red = breach threshold")
+                f"{interval:.0%} interval; dashed red = threshold")
+    lines = backtest_lines(backtests) if backtests is not None and len(backtests) else None
+    if lines is not None:
+        subtitle += "; faint purple = backtests from past cutoffs"
     fig = style.new_figure(11, height, title, subtitle)
     top = style.top_margin(height) - 0.35 / height
-    grid = fig.add_gridspec(rows, cols, left=0.06, right=0.985, top=top, bottom=0.75 / height, hspace=0.75,
+    grid = fig.add_gridspec(rows, cols, left=0.06, right=0.985, top=top, bottom=0.95 / height, hspace=0.75,
                             wspace=0.12)
+    levels: list[str] = []
+    cutoffs: dict[int, list[Any]] = {}
     for index, (server, metric) in enumerate(pairs):
         ax = fig.add_subplot(grid[index // cols, index % cols])
         row = risk_row(ranked, server, metric)
@@ -112,18 +164,16 @@ def forecast_panels(data: ReportData, history: pd.DataFrame) -> Figure:
         past = history[(history["server_id"] == server) & (history["metric"] == metric)]
         if len(future):
             past = past[past["ds"] > future["ds"].min() - pd.Timedelta(days=cfg.history_days)]
+        if lines is not None:
+            mine = lines[(lines["server_id"] == server) & (lines["metric"] == metric)]
+            for ordinal in _draw_backtests(ax, mine, past["ds"].min() if len(past) else None):
+                cutoffs.setdefault(ordinal, []).extend(mine.loc[mine["ordinal"] == ordinal, "cutoff"].unique())
         _panel(ax, row, past.sort_values("ds"), future, threshold_of(row, data, metric))
+        breach = row.get("breach_ds")
+        if breach is not None and not pd.isna(breach) and level_of(row) not in levels:
+            levels.append(level_of(row))
         if index % cols:
             ax.set_yticklabels([])
-    handles = [
-        Line2D([], [], color=style.ACTUAL, linewidth=1, label="observed"),
-        Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor=style.IMPUTED,
-               label="imputed day"),
-        Line2D([], [], marker="x", linestyle="", color=style.ANOMALY, label="anomaly"),
-        Line2D([], [], color=style.ACCENT, linewidth=1.4, label="forecast"),
-        Patch(color=style.BAND, alpha=0.55, label=f"{interval:.0%} interval"),
-        Line2D([], [], color=style.THRESHOLD, linestyle="--", label="threshold"),
-        Line2D([], [], color=style.RISK_COLOURS["critical"], linewidth=1.3, label="forecast breach"),
-    ]
-    fig.legend(handles=handles, loc="lower center", ncols=len(handles), bbox_to_anchor=(0.5, 0.005))
+    handles = _legend(interval, levels, cutoffs)
+    fig.legend(handles=handles, loc="lower center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0.005))
     return fig

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.comparison import StoredScenario, change_text, headline, probability, stored_scenario
-from capacity_forecaster.report.data import ReportData, not_available
+from capacity_forecaster.report.data import ReportData, not_available, server_names
 from capacity_forecaster.report.plotly_bundle import check_trace_types, plotly_js
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
@@ -167,11 +167,13 @@ def _text(value: Any) -> str:
 
 
 def forecast_figures(data: ReportData, ranked: pd.DataFrame, history: pd.DataFrame,
-                     series: list[tuple[str, str]]) -> list[tuple[str, go.Figure]]:
+                     series: list[tuple[str, str]],
+                     backtests: pd.DataFrame | None = None) -> list[tuple[str, go.Figure]]:
     """One forecast figure per series for the drop-down, riskiest first, with the drop-down's label.
 
     Each shows the last ``report.history_days`` observed days, the forecast and its interval, the
-    threshold and the breach date; only the chosen one is drawn in the browser.
+    threshold, the breach date and the stored backtest forecasts over those days (faint, one line per
+    cutoff); only the chosen one is drawn in the browser.
     """
     forecasts = data.table("forecasts")
     if forecasts is None:
@@ -179,6 +181,8 @@ def forecast_figures(data: ReportData, ranked: pd.DataFrame, history: pd.DataFra
     interval = data.settings.forecast.interval
     keyed = forecasts.set_index(["server_id", "metric"]).sort_index()
     past_keyed = history.set_index(["server_id", "metric"]).sort_index()
+    past_runs = (backtests.set_index(["server_id", "metric"]).sort_index()
+                 if backtests is not None and len(backtests) else None)
     out = []
     for server, metric in series:
         row = risk_row(ranked, server, metric)
@@ -191,7 +195,10 @@ def forecast_figures(data: ReportData, ranked: pd.DataFrame, history: pd.DataFra
         threshold, level, breach = threshold_of(row, data, metric), level_of(row), row.get("breach_ds")
         name = figures.METRIC_NAMES.get(metric, metric)
         title = f"{server} ({_text(row.get('hostname'))}) {name}: {level} risk, breach {day(breach)}"
-        fig = figures.server_figure(title, past, future, threshold, breach, level, interval, height=460)
+        runs = (past_runs.loc[[key]].reset_index() if past_runs is not None and key in past_runs.index
+                else None)
+        fig = figures.server_figure(title, past, future, threshold, breach, level, interval, height=480,
+                                    backtests=runs)
         fig.update_layout(legend={"orientation": "h", "y": -0.14, "yanchor": "top", "x": 0, "xanchor": "left",
                                   "traceorder": "normal"},
                           margin=figures.margin(left=76, bottom=90))
@@ -266,13 +273,15 @@ def _whatif_section(scenario: StoredScenario | None) -> str:
     return intro + totals + rows_html
 
 
-def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, str]]) -> bytes:
+def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, str]],
+               backtests: pd.DataFrame | None = None) -> bytes:
     """The report as one HTML document (UTF-8 bytes) that needs no network.
 
     Args:
         data: the report data.
         history: daily history of ``series`` (``data.load_history``).
         series: the (server_id, metric) pairs offered in the forecast drop-down, riskiest first.
+        backtests: their stored backtest forecasts (``data.load_backtest_forecasts``); None draws none.
     """
     cfg = data.settings.report
     ranked = ranked_risks(data)
@@ -294,19 +303,21 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
     right = charts.add(figures.savings_bar(recs)) if recs is not None else _na(not_available("recommendations"))
     parts.append(f'<section class="grid2"><div>{left}</div><div>{right}</div></section>')
     forecasts = data.table("forecasts")
-    choices = forecast_figures(data, ranked, history, series) if series else []
+    choices = forecast_figures(data, ranked, history, series, backtests) if series else []
     body = (charts.add_choice("Series:", choices) if choices
             else _na(not_available("forecasts" if forecasts is None else "server_risk")))
     parts.append(f"<section><h2>Forecast vs actual: riskiest series</h2>{body}</section>")
     top = _top_risk_rows(ranked, cfg.top_risks) if not ranked.empty else _na(not_available("server_risk"))
     parts.append(f"<section><h2>Top risks</h2>{top}</section>")
-    weekly = data.weekly
-    body = (charts.add(figures.heatmap(weekly, cfg.heatmap_metric, cfg.heatmap_servers))
-            if weekly is not None and len(weekly) else _na(not_available("metrics")))
+    peaks = data.peaks
+    body = (charts.add(figures.heatmap(peaks, cfg.heatmap_metric, cfg.heatmap_servers, server_names(data),
+                                       statistic="weekly peak"))
+            if peaks is not None and len(peaks) else _na(not_available("metrics")))
     parts.append(f"<section><h2>Fleet utilisation</h2>{body}</section>")
     points = cluster_map(data)
     hot = set(ranked.loc[ranked["level_code"] >= 2, "server_id"]) if not ranked.empty else set()
-    body = charts.add(figures.cluster_scatter(points, hot)) if len(points) else _na(not_available("metrics"))
+    body = (charts.add(figures.cluster_scatter(points, hot, data.settings.risk.threshold)) if len(points)
+            else _na(not_available("metrics")))
     parts.append(f"<section><h2>Workload clusters</h2>{body}</section>")
     backtests = data.table("backtests")
     body = (charts.add(figures.accuracy_box(backtests)) if backtests is not None and len(backtests)

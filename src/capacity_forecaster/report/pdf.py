@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 import pandas as pd
 from reportlab import rl_config
 from reportlab.lib import colors
-from reportlab.lib.pagesizes import landscape, letter
+from reportlab.lib.pagesizes import A4, landscape, letter
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import inch
 from reportlab.lib.utils import ImageReader
@@ -36,7 +36,7 @@ from capacity_forecaster.report.comparison import (
     probability,
     stored_scenario,
 )
-from capacity_forecaster.report.data import ReportData, not_available
+from capacity_forecaster.report.data import ReportData, not_available, table_title
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
     Kpi,
@@ -53,10 +53,9 @@ from capacity_forecaster.report.summary import (
 
 log = logging.getLogger(__name__)
 
-PAGE = landscape(letter)
+# report.page_size -> (width, height) in points, landscape.
+PAGE_SIZES = {"a4": landscape(A4), "letter": landscape(letter)}
 MARGIN = 0.5 * inch
-WIDTH = PAGE[0] - 2 * MARGIN
-BODY_HEIGHT = PAGE[1] - 2 * MARGIN - 0.5 * inch
 NAVY = colors.HexColor(style.NAVY)
 MUTED = colors.HexColor(style.MUTED)
 GRID = colors.HexColor(style.GRID)
@@ -73,7 +72,12 @@ CELL = ParagraphStyle("cell", parent=BODY, fontSize=7.5, leading=9)
 BULLET = ParagraphStyle("bullet", parent=BODY, leftIndent=14, bulletIndent=2, spaceAfter=4)
 
 
-def _image(png: bytes, max_width: float = WIDTH, max_height: float = BODY_HEIGHT) -> Image:
+def _body(page: tuple[float, float]) -> tuple[float, float]:
+    """Width and height of a page's text area (inside the margins and the running header)."""
+    return page[0] - 2 * MARGIN, page[1] - 2 * MARGIN - 0.5 * inch
+
+
+def _image(png: bytes, max_width: float, max_height: float) -> Image:
     """A PNG scaled to fit the box, keeping its aspect ratio."""
     width, height = ImageReader(io.BytesIO(png)).getSize()
     scale = min(max_width / width, max_height / height)
@@ -98,7 +102,7 @@ def _table(rows: list[list[Any]], widths: list[float], header_rows: int = 1,
     return table
 
 
-def _kpi_cards(items: list[Kpi], per_row: int = 5) -> Table:
+def _kpi_cards(items: list[Kpi], width: float, per_row: int = 5) -> Table:
     big = ParagraphStyle("kv", parent=BODY, fontName="Helvetica-Bold", fontSize=17, leading=21, textColor=NAVY)
     long = ParagraphStyle("kvl", parent=big, fontSize=11.5, leading=21)
     label_style = ParagraphStyle("kl", parent=BODY, fontName="Helvetica-Bold", fontSize=8.5, leading=10)
@@ -106,7 +110,7 @@ def _kpi_cards(items: list[Kpi], per_row: int = 5) -> Table:
               Paragraph(k.note or "&nbsp;", SMALL)] for k in items]
     rows: list[list[Any]] = [cells[i:i + per_row] for i in range(0, len(cells), per_row)]
     rows[-1] += [""] * (per_row - len(rows[-1]))
-    table = Table(rows, colWidths=[WIDTH / per_row] * per_row, hAlign="LEFT")
+    table = Table(rows, colWidths=[width / per_row] * per_row, hAlign="LEFT")
     table.setStyle(TableStyle([
         ("BOX", (0, 0), (-1, -1), 0.5, GRID), ("INNERGRID", (0, 0), (-1, -1), 0.5, GRID),
         ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#F7F8FA")), ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -115,7 +119,7 @@ def _kpi_cards(items: list[Kpi], per_row: int = 5) -> Table:
     return table
 
 
-def _top_risks(data: ReportData, ranked: pd.DataFrame) -> list[Flowable]:
+def _top_risks(data: ReportData, ranked: pd.DataFrame, width: float) -> list[Flowable]:
     if ranked.empty:
         return [Paragraph(not_available("server_risk"), BODY)]
     count = data.settings.report.top_risks
@@ -136,11 +140,11 @@ def _top_risks(data: ReportData, ranked: pd.DataFrame) -> list[Flowable]:
         extra.append(("TEXTCOLOR", (4, i), (4, i), colors.white))
         extra.append(("FONTNAME", (4, i), (4, i), "Helvetica-Bold"))
     widths = [0.8, 1.35, 1.25, 0.75, 0.75, 0.95, 0.55, 0.75, 0.7, 1.0]
-    scale = WIDTH / (sum(widths) * inch)
+    scale = width / (sum(widths) * inch)
     return [_table(rows, [w * inch * scale for w in widths], extra=extra)]
 
 
-def _savings_table(data: ReportData) -> list[Flowable]:
+def _savings_table(data: ReportData, width: float) -> list[Flowable]:
     recs = data.table("recommendations")
     if recs is None:
         return [Paragraph(not_available("recommendations"), BODY)]
@@ -157,7 +161,7 @@ def _savings_table(data: ReportData) -> list[Flowable]:
                      money(row["projected_monthly_cost"]),
                      money(row["monthly_savings"]), Paragraph(str(row.get("rationale") or ""), CELL)])
     widths = [0.8, 1.3, 0.9, 0.8, 1.0, 1.05, 1.0, 3.15]
-    scale = WIDTH / (sum(widths) * inch)
+    scale = width / (sum(widths) * inch)
     table = _table(rows, [w * inch * scale for w in widths], extra=[("ALIGN", (4, 1), (6, -1), "RIGHT")])
     return [Paragraph(f"Largest savings (top {len(rows) - 1})", H2), table]
 
@@ -165,11 +169,9 @@ def _savings_table(data: ReportData) -> list[Flowable]:
 WHATIF_ROWS = 22  # changed series on the what-if page (every series is in the workbook's What-if sheet)
 
 
-def _whatif_page(scenario: StoredScenario | None) -> list[Flowable]:
+def _whatif_page(scenario: StoredScenario, width: float) -> list[Flowable]:
     """Base vs the stored what-if: the fleet totals and the most affected series."""
     story: list[Flowable] = [Paragraph("What-if: base vs scenario", H1)]
-    if scenario is None:
-        return [*story, Paragraph(not_available("risk_comparison"), BODY)]
     ran = f", run {scenario.run} UTC" if scenario.run else ""
     story.append(Paragraph(f"Scenario <b>{escape(scenario.name)}</b> (capfc risk --growth / --scenario{ran}). The "
                            "other pages of this pack show the scenario: the risk stage stored it as the lake's risk "
@@ -200,12 +202,12 @@ def _whatif_page(scenario: StoredScenario | None) -> list[Flowable]:
                 extra += [("BACKGROUND", (col, i), (col, i), LEVEL_FILLS[r[key]]),
                           ("TEXTCOLOR", (col, i), (col, i), colors.white)]
     widths = [0.75, 1.3, 0.7, 0.7, 0.75, 0.85, 0.85, 0.95, 0.6, 0.75, 0.85, 0.95]
-    scale = WIDTH / (sum(widths) * inch)
+    scale = width / (sum(widths) * inch)
     story.append(_table(table, [w * inch * scale for w in widths], extra=extra))
     return story
 
 
-def _accuracy_table(data: ReportData) -> list[Flowable]:
+def _accuracy_table(data: ReportData, width: float) -> list[Flowable]:
     accuracy = model_accuracy(data.table("backtests"))
     if accuracy.empty:
         return []
@@ -214,29 +216,29 @@ def _accuracy_table(data: ReportData) -> list[Flowable]:
     for r in accuracy.itertuples():
         rows.append([r.model, r.series, f"{r.median_mase:.2f}", f"{r.median_mape:.1%}", f"{r.median_mae:.2f}",
                      f"{r.mean_coverage:.0%}", f"{r.selected} series"])
-    return [_table(rows, [WIDTH / 7] * 7)]
+    return [_table(rows, [width / 7] * 7)]
 
 
-def _decorate(title: str, subtitle: str) -> Any:
+def _decorate(title: str, subtitle: str, page: tuple[float, float]) -> Any:
     def first(canvas: Canvas, _doc: Any) -> None:
         canvas.saveState()
         canvas.setFillColor(NAVY)
-        canvas.rect(0, PAGE[1] - 2.3 * inch, PAGE[0], 2.3 * inch, stroke=0, fill=1)
+        canvas.rect(0, page[1] - 2.3 * inch, page[0], 2.3 * inch, stroke=0, fill=1)
         canvas.setFillColor(colors.white)
         canvas.setFont("Helvetica-Bold", 30)
-        canvas.drawString(MARGIN + 0.2 * inch, PAGE[1] - 1.25 * inch, title)
+        canvas.drawString(MARGIN + 0.2 * inch, page[1] - 1.25 * inch, title)
         canvas.setFont("Helvetica", 13)
-        canvas.drawString(MARGIN + 0.2 * inch, PAGE[1] - 1.7 * inch, subtitle)
+        canvas.drawString(MARGIN + 0.2 * inch, page[1] - 1.7 * inch, subtitle)
         canvas.restoreState()
 
     def later(canvas: Canvas, doc: Any) -> None:
         canvas.saveState()
         canvas.setStrokeColor(GRID)
-        canvas.line(MARGIN, PAGE[1] - MARGIN + 6, PAGE[0] - MARGIN, PAGE[1] - MARGIN + 6)
+        canvas.line(MARGIN, page[1] - MARGIN + 6, page[0] - MARGIN, page[1] - MARGIN + 6)
         canvas.setFont("Helvetica", 8)
         canvas.setFillColor(MUTED)
-        canvas.drawString(MARGIN, PAGE[1] - MARGIN + 10, title)
-        canvas.drawRightString(PAGE[0] - MARGIN, MARGIN - 14, f"Page {doc.page}")
+        canvas.drawString(MARGIN, page[1] - MARGIN + 10, title)
+        canvas.drawRightString(page[0] - MARGIN, MARGIN - 14, f"Page {doc.page}")
         canvas.drawString(MARGIN, MARGIN - 14, "Internal: capacity planning")
         canvas.restoreState()
 
@@ -244,19 +246,22 @@ def _decorate(title: str, subtitle: str) -> Any:
 
 
 def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
-    """The executive pack as PDF bytes (US letter, landscape).
+    """The executive pack as PDF bytes, landscape on ``report.page_size`` paper (A4 or US letter).
 
     Args:
         data: the report data.
         charts: PNG bytes by file name (``charts.render_charts``).
 
     Returns:
-        PDF bytes: title page with the headline KPIs; executive summary (KPI cards, key messages,
-        risk distribution); top risks table naming the servers; forecast charts of the riskiest
-        series; savings (chart and largest savings); what-if (base vs the stored scenario, or what to
-        run); fleet heatmap and clusters; forecast accuracy; assumptions appendix.
+        PDF bytes: title page with the headline KPIs; executive summary (KPI cards, risk
+        distribution; one line when no what-if is stored); top risks table naming the servers;
+        forecast charts of the riskiest series; savings (chart and largest savings); what-if (base
+        vs the stored scenario; only when one is stored); fleet heatmap and clusters; forecast
+        accuracy; assumptions appendix. Readers see section names, never the lake's table names.
     """
     cfg = data.settings.report
+    page = PAGE_SIZES[cfg.page_size]
+    width, body_height = _body(page)
     ranked = ranked_risks(data)
     items = kpis(data, ranked)
     inventory = data.table("inventory")
@@ -266,7 +271,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}", SMALL))
     story.append(Spacer(1, 0.25 * inch))
     story.append(_kpi_cards([k for k in items if k.key in ("already_breaching", "at_risk", "critical",
-                                                            "earliest_breach", "net_savings")]))
+                                                            "earliest_breach", "net_savings")], width))
     story.append(Spacer(1, 0.25 * inch))
     story.append(Paragraph("Key messages", H2))
     scenario = stored_scenario(data)
@@ -274,15 +279,20 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
         story.append(Paragraph(escape(line), BULLET, bulletText="\u2022"))
     story.append(Spacer(1, 0.15 * inch))
     story.append(Paragraph("In this pack", H2))
-    story.append(Paragraph("Executive summary &middot; Top risks and forecasts &middot; Savings &middot; What-if: "
-                           "base vs scenario &middot; Fleet utilisation &middot; Workload clusters &middot; Forecast "
-                           "accuracy &middot; Assumptions", BODY))
+    sections = ["Executive summary", "Top risks and forecasts", "Savings",
+                *(["What-if: base vs scenario"] if scenario is not None else []),
+                "Fleet utilisation", "Workload clusters", "Forecast accuracy", "Assumptions"]
+    story.append(Paragraph(" &middot; ".join(sections), BODY))
     story.append(PageBreak())
 
     story.append(Paragraph("Executive summary", H1))
-    story.append(_kpi_cards(items))
+    story.append(_kpi_cards(items, width))
+    if scenario is None:
+        story.append(Spacer(1, 0.08 * inch))
+        story.append(Paragraph(f"What-if: {escape(not_available('risk_comparison'))}.", SMALL))
     story.append(Spacer(1, 0.15 * inch))
-    story.append(_image(charts["risk_distribution.png"], max_height=3.9 * inch))
+    # The cards and the lines around them take about 3.9 inches; the chart gets the rest (A4 is the shorter paper).
+    story.append(_image(charts["risk_distribution.png"], width, min(3.9 * inch, body_height - 3.95 * inch)))
     story.append(PageBreak())
 
     shown = int(ranked["risk_level"].isin(AT_RISK_LEVELS).head(cfg.top_risks).sum()) if not ranked.empty else 0
@@ -291,37 +301,40 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
                            "observed day; P(breach) is the probability of at least one day above the threshold "
                            "within the horizon.", SMALL))
     story.append(Spacer(1, 0.1 * inch))
-    story.extend(_top_risks(data, ranked))
+    story.extend(_top_risks(data, ranked, width))
     story.append(Spacer(1, 0.2 * inch))
-    story.append(_image(charts["forecast_top_risks.png"], max_height=BODY_HEIGHT))
+    story.append(_image(charts["forecast_top_risks.png"], width, body_height))
     story.append(PageBreak())
 
-    story.append(_image(charts["savings_by_action.png"], max_height=3.0 * inch))
-    story.extend(_savings_table(data))
+    story.append(_image(charts["savings_by_action.png"], width, min(3.0 * inch, body_height - 4.1 * inch)))
+    story.extend(_savings_table(data, width))
     story.append(PageBreak())
-    story.extend(_whatif_page(scenario))
+    if scenario is not None:
+        story.extend(_whatif_page(scenario, width))
+        story.append(PageBreak())
+    story.append(_image(charts["fleet_heatmap.png"], width, body_height))
     story.append(PageBreak())
-    story.append(_image(charts["fleet_heatmap.png"], max_height=BODY_HEIGHT))
+    story.append(_image(charts["cluster_map.png"], width, body_height))
     story.append(PageBreak())
-    story.append(_image(charts["cluster_map.png"], max_height=BODY_HEIGHT))
-    story.append(PageBreak())
-    story.append(_image(charts["backtest_accuracy.png"], max_height=3.8 * inch))
+    story.append(_image(charts["backtest_accuracy.png"], width, 3.8 * inch))
     story.append(Spacer(1, 0.15 * inch))
-    story.extend(_accuracy_table(data))
+    story.extend(_accuracy_table(data, width))
     story.append(PageBreak())
 
     story.append(Paragraph("Appendix: assumptions", H1))
     rows: list[list[Any]] = [["Assumption", "Value", "Note"]]
     rows += [[a, Paragraph(v, CELL), Paragraph(n, CELL)] for a, v, n in assumptions(data)]
-    story.append(KeepTogether(_table(rows, [2.0 * inch, 3.4 * inch, WIDTH - 5.4 * inch])))
-    missing = data.missing
+    story.append(KeepTogether(_table(rows, [2.0 * inch, 3.4 * inch, width - 5.4 * inch])))
+    # The what-if's absence is said on the summary page; the rest by section name, never by table name.
+    missing = {t: m for t, m in data.missing.items() if t != "risk_comparison"}
     if missing:
         story.append(Spacer(1, 0.2 * inch))
-        story.append(Paragraph("Sections without data: " + "; ".join(f"{t} {m}" for t, m in missing.items()), SMALL))
+        story.append(Paragraph("Sections without data: " + "; ".join(f"{table_title(t)} ({m})"
+                                                                     for t, m in missing.items()), SMALL))
 
     buffer = io.BytesIO()
-    first, later = _decorate(cfg.title, subtitle)
-    doc = SimpleDocTemplate(buffer, pagesize=PAGE, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+    first, later = _decorate(cfg.title, subtitle, page)
+    doc = SimpleDocTemplate(buffer, pagesize=page, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
                             bottomMargin=MARGIN, title=cfg.title, author="AWS-CapacityForecaster",
                             subject=subtitle)
     previous = rl_config.useA85

@@ -12,7 +12,7 @@ import pandas as pd
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import StorageError
-from capacity_forecaster.report.data import ReportData, load_history, load_report_data
+from capacity_forecaster.report.data import ReportData, load_backtest_forecasts, load_history, load_report_data
 from capacity_forecaster.report.forecast_chart import top_series
 from capacity_forecaster.report.summary import Kpi, kpis, ranked_risks
 from capacity_forecaster.storage.lake import Lake
@@ -106,7 +106,9 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
     data = load_report_data(lake, settings)
     ranked = ranked_risks(data)
     series = top_series(ranked, max(settings.report.top_risks, settings.report.chart_series))
-    history = load_history(lake, series, _history_since(data))
+    since = _history_since(data)
+    history = load_history(lake, series, since)
+    backtests = load_backtest_forecasts(lake, series, since) if formats & {"png", "pdf", "html"} else None
 
     def write(name: str, payload: bytes) -> None:
         path = posixpath.join(REPORTS_DIR, name)
@@ -120,14 +122,14 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
 
         chart_history = history[history.set_index(["server_id", "metric"]).index.isin(
             series[: settings.report.chart_series])] if len(history) else history
-        charts = render_charts(data, chart_history)
+        charts = render_charts(data, chart_history, backtests)
     if "png" in formats:
         for name, payload in charts.items():
             write(name, payload)
     if "html" in formats:
         from capacity_forecaster.report.html import build_html
 
-        write(HTML_FILE, build_html(data, history, series))
+        write(HTML_FILE, build_html(data, history, series, backtests))
     if "xlsx" in formats:
         from capacity_forecaster.report.excel import build_workbook
 

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # reports render off-screen; never pick an interactive backend
 
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 NAVY = "#1F3A5F"
@@ -24,7 +25,13 @@ THRESHOLD = "#C62828"
 ACTUAL = "#374151"
 IMPUTED = "#9CA3AF"
 ANOMALY = "#D81B60"
+MISSING = "#D1D5DB"  # heatmap cells without data: grey, outside the colour scale
+BACKTEST = "#7C3AED"  # past forecasts from the backtest cutoffs, drawn faint
+BACKTEST_ALPHA = 0.45
 FONT = "DejaVu Sans"
+# Box plots (forecast accuracy): the box spans P25-P75, the whiskers P5-P95, every value outside
+# them is a point. 1.5 x IQR whiskers let a handful of MASE 30 series flatten the boxes.
+WHISKER_PERCENTILES = (5.0, 95.0)
 
 RISK_COLOURS = {
     "critical": "#B71C1C",
@@ -146,3 +153,22 @@ def money_axis(ax: plt.Axes, axis: str = "x") -> None:
         return f"{sign}${value / 1000:,.0f}k" if value >= 10_000 else f"{sign}${value:,.0f}"
 
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(FuncFormatter(fmt))
+
+
+def box_stats(values: Any) -> dict[str, float]:
+    """Quartiles and whiskers of one box: q1, median, q3, and the ``WHISKER_PERCENTILES`` fences."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return {k: float("nan") for k in ("lowerfence", "q1", "median", "q3", "upperfence")}
+    low, q1, median, q3, high = np.percentile(x, [WHISKER_PERCENTILES[0], 25, 50, 75,
+                                                  WHISKER_PERCENTILES[1]])
+    return {"lowerfence": float(low), "q1": float(q1), "median": float(median), "q3": float(q3),
+            "upperfence": float(high)}
+
+
+def axis_cap(fences: list[float]) -> float:
+    """The right end of an accuracy axis: past every upper whisker (and MASE 1), so outliers beyond it
+    do not flatten the boxes."""
+    finite = [f for f in fences if np.isfinite(f)]
+    return max(1.3, 1.15 * max(finite, default=1.0))

@@ -165,31 +165,42 @@ def model_accuracy(backtests: pd.DataFrame | None) -> pd.DataFrame:
     return out.sort_values("median_mase", na_position="last").reset_index()[cols]
 
 
+# The two profile features the cluster map plots, and their axis titles: what a planner reads off a
+# server's position (how busy it usually is, how much busier its busiest days are).
+CLUSTER_AXES = {
+    "level": "average CPU (mean of the daily P95, % of capacity)",
+    "peak": "peak CPU (busiest 1 % of days, % of capacity)",
+}
+
+
 def cluster_map(data: ReportData) -> pd.DataFrame:
-    """Servers projected on the first two principal components of their standardised profile features.
+    """Every server's position on the cluster map: its average CPU against its peak CPU.
+
+    Servers above the diagonal have peaks well beyond their usual load (month-end batches,
+    seasonal workloads); servers above the threshold line already reach it on their busiest days.
 
     Returns:
-        server_id, pc1, pc2, cluster_label (``unclustered`` without the clusters table); the
-        explained variance ratios of the two components are in ``attrs["explained"]``. Empty
-        without metrics.
+        server_id, level (mean daily P95 CPU, %), peak (P99 of the daily P95 CPU, %), peak_ratio
+        (peak / level), cluster_label (``unclustered`` without the clusters table); axis titles in
+        ``attrs["axes"]`` (``CLUSTER_AXES``). Empty without metrics.
     """
     profiles = data.profiles
-    if profiles is None or len(profiles) < 3:
-        return pd.DataFrame(columns=["server_id", "pc1", "pc2", "cluster_label"])
-    values = profiles.drop(columns="server_id").to_numpy(float)
-    std = values.std(axis=0)
-    scaled = (values - values.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    u, s, _ = np.linalg.svd(scaled, full_matrices=False)
-    coords = u[:, :2] * s[:2]
-    if coords.shape[1] < 2:
-        coords = np.column_stack([coords, np.zeros(len(coords))])
-    explained = (s**2 / max(float((s**2).sum()), 1e-12))[:2]
-    out = pd.DataFrame({"server_id": profiles["server_id"], "pc1": coords[:, 0], "pc2": coords[:, 1]})
+    columns = ["server_id", "level", "peak", "peak_ratio", "cluster_label"]
+    if profiles is None or profiles.empty or "cpu_mean" not in profiles.columns:
+        return pd.DataFrame(columns=columns)
+    level = profiles["cpu_mean"].astype(float)
+    peak = (profiles["cpu_p99"] if "cpu_p99" in profiles.columns else profiles["cpu_p95"]).astype(float)
+    out = pd.DataFrame({"server_id": profiles["server_id"], "level": level, "peak": peak,
+                        "peak_ratio": peak / level.where(level > 0)})
     clusters = data.table("clusters")
     if clusters is not None:
         out = out.merge(clusters[["server_id", "cluster_label"]], on="server_id", how="left")
     out["cluster_label"] = out.get("cluster_label", pd.Series(index=out.index, dtype=object)).fillna("unclustered")
-    out.attrs["explained"] = tuple(float(x) for x in explained)
+    out = out[columns]
+    out.attrs["axes"] = dict(CLUSTER_AXES)
+    # The x axis ends a little past the busiest server (0-100 % would leave most of the plot empty).
+    top = float(np.nanmax(level.to_numpy(float))) if len(level) else 0.0
+    out.attrs["level_max"] = float(min(100.0, max(20.0, np.ceil(1.2 * top / 10.0) * 10.0)))
     return out
 
 
@@ -280,7 +291,7 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
         ("Breach threshold", f"{risk.threshold:g} % of capacity", f"per-metric overrides: {overrides or 'none'}"),
         ("Utilisation statistic", f"daily P{s.ingest.percentile:g}", "per server and metric, in percent of capacity"),
         ("Forecast horizon", f"{fc.horizon} days", f"models: {fc.models}; {fc.backtest_windows} backtest windows"),
-        ("Forecast interval", f"{fc.interval:.0%} central interval", "yhat_lower / yhat_upper"),
+        ("Forecast interval", f"{fc.interval:.0%} central interval", "the lower and upper bound of each forecast day"),
         ("Critical", f"breach likely within {risk.critical_days} days",
          f"likely = probability >= {risk.likely_probability:g}"),
         ("High", f"breach likely within {risk.high_days} days", ""),

@@ -32,6 +32,11 @@ _GROWTH_PER_YEAR = 0.15
 _STEP = 0.2
 _LEAK = 1.0
 CLUSTER_EXTRA_COLUMNS = ("silhouette",)
+# What tells two clusters with the same pattern apart: the median level of a metric, in percent of
+# capacity, in this order of preference (planners size CPU first). A level counts as different when
+# the clusters' levels span at least CLEAR_DIFFERENCE fleet standard deviations.
+DISTINGUISHING_LEVELS = (("cpu_level", "CPU"), ("memory_level", "memory"), ("network_level", "network"))
+CLEAR_DIFFERENCE = 0.5
 
 
 def feature_matrix(profiles: pd.DataFrame) -> np.ndarray:
@@ -124,12 +129,60 @@ def label_profile(centre: pd.Series, cfg: RiskConfig) -> str:
     return "steady"
 
 
+def _level_text(name: str, value: float) -> str:
+    return f"{name} ~{value:.0f} %" if value >= 1 else f"{name} <1 %"
+
+
+def unique_labels(labels: dict[int, str], centres: pd.DataFrame, spread: pd.Series | None = None) -> dict[int, str]:
+    """Make cluster labels unique by naming what differs, deterministically.
+
+    Clusters whose pattern label is shared get the median level of the first metric in
+    ``DISTINGUISHING_LEVELS`` whose levels clearly differ between them (range >= ``CLEAR_DIFFERENCE``
+    x ``spread``), or else of the metric whose levels differ most, e.g.
+    ``seasonal/year-end, CPU ~45 %`` and ``seasonal/year-end, CPU ~12 %``. When the rounded levels
+    still coincide, the next metrics' levels are added; only clusters with identical rounded
+    levels of every metric fall back to their id (``#3``).
+
+    Args:
+        labels: cluster id -> pattern label (``label_profile``).
+        centres: cluster id -> median profile (at least the ``DISTINGUISHING_LEVELS`` columns).
+        spread: each level's standard deviation across the fleet (None: 1 for every level).
+
+    Returns:
+        cluster id -> unique label.
+    """
+    out = dict(labels)
+    for label in sorted(set(labels.values())):
+        ids = sorted(cid for cid, name in labels.items() if name == label)
+        if len(ids) < 2:
+            continue
+        group = centres.loc[ids]
+        differ = {col: float(group[col].max() - group[col].min())
+                  / max(float(spread.get(col, 1.0)) if spread is not None else 1.0, 1e-9)
+                  for col, _ in DISTINGUISHING_LEVELS if col in group.columns}
+        clear = [col for col in differ if differ[col] >= CLEAR_DIFFERENCE]
+        order = clear + sorted((c for c in differ if c not in clear), key=lambda col: -differ[col])
+        names = dict(DISTINGUISHING_LEVELS)
+        parts: dict[int, list[str]] = {cid: [] for cid in ids}
+        for col in order:
+            for cid in ids:
+                parts[cid].append(_level_text(names[col], float(group[col].loc[cid])))
+            if len({", ".join(p) for p in parts.values()}) == len(ids):
+                break
+        texts = {cid: ", ".join(parts[cid]) for cid in ids}
+        clash = {t for t in texts.values() if list(texts.values()).count(t) > 1}
+        for cid in ids:
+            suffix = texts[cid] + (f" #{cid}" if texts[cid] in clash or not texts[cid] else "")
+            out[cid] = f"{label}, {suffix.strip()}"
+    return out
+
+
 def cluster_servers(profiles: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     """Cluster servers by workload profile and name each cluster.
 
     Deterministic for a given ``cfg.random_state``. Cluster ids are numbered by ascending median
-    cpu level, so the same fleet always gets the same ids; a label used by two clusters gets a
-    suffix (``steady 2``).
+    cpu level, so the same fleet always gets the same ids; clusters that share a pattern are told
+    apart by the level that differs most between them (``steady, CPU ~12 %``; ``unique_labels``).
 
     Args:
         profiles: ``profiles.server_profiles`` output, one row per server.
@@ -156,11 +209,8 @@ def cluster_servers(profiles: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     order = centres["cpu_level"].sort_values(kind="stable").index
     renumber = {old: new for new, old in enumerate(order)}
     labels = {renumber[c]: label_profile(centres.loc[c], cfg) for c in centres.index}
-    seen: dict[str, int] = {}
-    for cid in sorted(labels):
-        seen[labels[cid]] = seen.get(labels[cid], 0) + 1
-        if seen[labels[cid]] > 1:
-            labels[cid] = f"{labels[cid]} {seen[labels[cid]]}"
+    levels = [col for col, _ in DISTINGUISHING_LEVELS]
+    labels = unique_labels(labels, centres.rename(index=renumber), profiles[levels].std().fillna(1.0))
     cluster_id = np.array([renumber[c] for c in raw], dtype=np.int64)
     out = pd.DataFrame({
         SERVER_ID: profiles[SERVER_ID].to_numpy(),

@@ -1,0 +1,203 @@
+"""The PNG and plotly charts: legends match what is drawn, heatmap names and gaps, capped whiskers, backtests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import Collection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from report_lake import SERVERS
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.report import charts, figures, style
+from capacity_forecaster.report.data import (
+    ReportData,
+    load_backtest_forecasts,
+    load_history,
+    load_report_data,
+    server_names,
+)
+from capacity_forecaster.report.forecast_chart import forecast_panels, top_series
+from capacity_forecaster.report.summary import cluster_map, ranked_risks
+
+Colour = tuple[float, float, float, float]
+
+
+@pytest.fixture(scope="module")
+def data(report_lake) -> ReportData:
+    return load_report_data(report_lake, Settings())
+
+
+@pytest.fixture(scope="module")
+def shown(report_lake, data: ReportData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """History and backtest forecasts of the series the forecast chart shows."""
+    series = top_series(ranked_risks(data), data.settings.report.chart_series)
+    return load_history(report_lake, series, None), load_backtest_forecasts(report_lake, series, None)
+
+
+def _rgba(colour: Any, alpha: float | None = None) -> Colour:
+    r, g, b, a = mcolors.to_rgba(colour)
+    return round(r, 3), round(g, 3), round(b, 3), round(a if alpha is None else alpha, 3)
+
+
+def _handle_colours(handle: Any) -> set[Colour]:
+    """The colours a legend handle shows (line, marker face/edge, patch face)."""
+    if isinstance(handle, Line2D):
+        alpha = handle.get_alpha()
+        colours = {_rgba(handle.get_color(), alpha)} if handle.get_linestyle() not in ("None", "", " ") else set()
+        if handle.get_marker() not in ("None", "", " ", None):
+            colours |= {_rgba(c, alpha) for c in (handle.get_markerfacecolor(), handle.get_markeredgecolor())
+                        if not (isinstance(c, str) and c == "none")}
+        return colours
+    if isinstance(handle, Patch):
+        return {_rgba(handle.get_facecolor())}
+    if isinstance(handle, Collection):
+        return {_rgba(c) for c in [*handle.get_facecolor(), *handle.get_edgecolor()]}
+    raise AssertionError(f"unexpected legend handle {handle!r}")
+
+
+def _drawn_colours(fig: Figure) -> set[Colour]:
+    """Every colour the figure's axes draw with: lines, markers, collections (scatter, mesh, fills), patches."""
+    out: set[Colour] = set()
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            alpha = line.get_alpha()
+            out |= {_rgba(line.get_color(), alpha), _rgba(line.get_markerfacecolor(), alpha),
+                    _rgba(line.get_markeredgecolor(), alpha)}
+        for coll in ax.collections:
+            alpha = coll.get_alpha()
+            out |= {_rgba(c, alpha) for c in [*coll.get_facecolor(), *coll.get_edgecolor()]}
+        for patch in ax.patches:
+            out |= {_rgba(patch.get_facecolor()), _rgba(patch.get_edgecolor())}
+        out.add(_rgba(ax.get_facecolor()))
+    return out
+
+
+def _legend_entries(fig: Figure) -> list[tuple[str, Any]]:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    return [(text.get_text(), handle) for legend in legends
+            for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)]
+
+
+BUILDERS: dict[str, Callable[[ReportData, tuple[pd.DataFrame, pd.DataFrame]], Figure]] = {
+    "fleet_heatmap": lambda d, _s: charts.fleet_heatmap(d),
+    "forecast_top_risks": lambda d, s: forecast_panels(d, s[0], s[1]),
+    "risk_distribution": lambda d, _s: charts.risk_distribution(d),
+    "cluster_map": lambda d, _s: charts.cluster_chart(d),
+    "savings_by_action": lambda d, _s: charts.savings_chart(d),
+    "backtest_accuracy": lambda d, _s: charts.accuracy_chart(d),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_legend_entry_has_the_colour_of_something_drawn(name: str, data, shown) -> None:
+    with style.report_style():
+        fig = BUILDERS[name](data, shown)
+        try:
+            drawn = _drawn_colours(fig)
+            for label, handle in _legend_entries(fig):
+                colours = _handle_colours(handle) - {_rgba("white")}
+                assert colours, f"{name}: legend entry {label!r} shows no colour"
+                assert colours <= drawn, f"{name}: legend entry {label!r} shows {colours - drawn}, not drawn"
+        finally:
+            style.to_png(fig)  # renders and releases the figure
+
+
+def test_forecast_legend_names_each_breach_level_drawn_and_each_backtest_cutoff(data, shown) -> None:
+    with style.report_style():
+        fig = forecast_panels(data, *shown)
+        labels = [label for label, _ in _legend_entries(fig)]
+        style.to_png(fig)
+    levels = {row["risk_level"] for row in ranked_risks(data).head(3).to_dict("records")}
+    assert {f"breach ({level} risk)" for level in levels} <= set(labels)
+    assert "forecast breach" not in labels
+    assert [x for x in labels if x.startswith("backtest")] == ["backtest from 2026-04-01", "backtest from 2026-05-16"]
+
+
+def test_heatmap_shows_weekly_peaks_by_hostname_with_a_no_data_legend(data) -> None:
+    names = server_names(data)
+    assert names["srv-0001"] == "nyc-prd-app01" and len(names) == len(SERVERS)
+    with style.report_style():
+        fig = charts.fleet_heatmap(data)
+        ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        labels = [label for label, _ in _legend_entries(fig)]
+        style.to_png(fig)
+    assert set(ticks) == {names.get(s, s) for s in SERVERS}
+    assert labels == ["no data (fewer than 4 observed days in the week)"]
+    plotly = figures.heatmap(data.peaks, "cpu", 50, names, statistic="weekly peak")
+    assert set(plotly.data[0].y) == set(ticks) and "weekly peak" in plotly.layout.title.text
+    assert plotly.data[1].name.startswith("no data") and plotly.layout.plot_bgcolor == style.MISSING
+    assert plotly.layout.showlegend
+
+
+def test_hostnames_fall_back_to_the_server_id(data) -> None:
+    inventory = data.table("inventory").copy()
+    inventory.loc[inventory["server_id"] == "srv-0002", "hostname"] = None
+    inventory.loc[inventory["server_id"] == "srv-0004", "hostname"] = "shared"
+    inventory.loc[inventory["server_id"] == "srv-0005", "hostname"] = "shared"
+    names = server_names(ReportData(data.lake_uri, data.settings, data.generated, {"inventory": inventory}))
+    assert "srv-0002" not in names
+    assert names["srv-0004"] == "shared (srv-0004)" and names["srv-0005"] == "shared (srv-0005)"
+
+
+def _with_outliers(backtests: pd.DataFrame) -> pd.DataFrame:
+    out = backtests.copy()
+    out.loc[out.index[:3], "mase"] = [33.0, 25.0, 12.0]
+    return out
+
+
+def test_accuracy_box_whiskers_stop_at_the_documented_percentiles(data) -> None:
+    backtests = _with_outliers(data.table("backtests"))
+    fig = figures.accuracy_box(backtests)
+    boxes = {t.name: t for t in fig.data if t.type == "box"}
+    points = [t for t in fig.data if t.type == "scatter"]
+    model = backtests.loc[backtests.index[0], "model"]
+    values = backtests.loc[backtests["model"] == model, "mase"].to_numpy(float)
+    low, high = np.percentile(values, style.WHISKER_PERCENTILES)
+    assert boxes[model].upperfence[0] == pytest.approx(high) and boxes[model].lowerfence[0] == pytest.approx(low)
+    cap = fig.layout.xaxis.range[1]
+    assert cap < 5 < 33  # the outliers do not stretch the axis
+    mine = next(t for t in points if t.name == f"{model} outliers")
+    assert max(mine.customdata) == pytest.approx(33.0) and max(mine.x) <= cap  # shown on the edge, value in hover
+    assert "P5-P95" in fig.layout.xaxis.title.text and "up to 33.0" in fig.layout.xaxis.title.text
+    with style.report_style():
+        png = charts.accuracy_chart(ReportData(data.lake_uri, data.settings, data.generated,
+                                               {"backtests": backtests}))
+        ax = png.axes[0]
+        assert ax.get_xlim()[1] < 5 and "P5-P95" in ax.get_xlabel() and "up to 33.0" in ax.get_xlabel()
+        style.to_png(png)
+
+
+def test_cluster_charts_plot_named_features(data) -> None:
+    points = cluster_map(data)
+    fig = figures.cluster_scatter(points, {"srv-0001"}, 80.0)
+    assert fig.layout.xaxis.title.text.startswith("average CPU")
+    assert fig.layout.yaxis.title.text.startswith("peak CPU")
+    assert "principal" not in fig.to_json()
+    with style.report_style():
+        png = charts.cluster_chart(data)
+        ax = png.axes[0]
+        assert ax.get_xlabel().startswith("average CPU") and ax.get_ylabel().startswith("peak CPU")
+        style.to_png(png)
+
+
+def test_backtest_traces_are_faint_and_labelled_per_cutoff(shown) -> None:
+    history, backtests = shown
+    one = backtests[(backtests["server_id"] == "srv-0001") & (backtests["metric"] == "cpu")]
+    traces = figures.backtest_traces(one)
+    assert [t.name for t in traces] == ["backtest from 2026-04-01 (autoets)", "backtest from 2026-05-16 (autoets)"]
+    assert all(t.opacity < 1 and t.legendgroup == "backtest" for t in traces)
+    assert sum(len(t.x) for t in traces) == len(one)
+    assert figures.backtest_traces(one, since="2026-05-20")[0].name.endswith("(autoets)")
+    assert figures.backtest_traces(None) == [] and figures.backtest_traces(one.iloc[:0]) == []
+    past = history[(history["server_id"] == "srv-0001") & (history["metric"] == "cpu")]
+    fig = figures.server_figure("t", past, past.iloc[:0].assign(yhat=[], yhat_lower=[], yhat_upper=[]), 80.0, None,
+                                "low", 0.8, backtests=one)
+    assert sum(1 for t in fig.data if (t.name or "").startswith("backtest from")) == 2
