@@ -199,3 +199,15 @@ def test_batched_writer_skips_untyped_empty_batches(lake: Lake) -> None:
     empty_only.write(pd.DataFrame(columns=columns))
     assert empty_only.commit().rows == 0
     assert len(lake.read_table("quarantine")) == 0
+
+
+def test_a_date_outside_the_nanosecond_range_does_not_fail_the_read(tmp_path: Path) -> None:
+    """A year-9999 typo in a raw table stays readable (the ETL quarantines it; sql and the dashboard still work)."""
+    import pyarrow as pa
+
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    table = pa.table({"server_id": ["a", "a"], "ds": pa.array([dt.date(2025, 1, 1), dt.date(9999, 12, 31)]),
+                      "metric": ["cpu", "cpu"], "value": [1.0, 2.0]})
+    lake.write_table("raw_metrics", table)
+    frame = lake.read_table("raw_metrics")
+    assert len(frame) == 2 and frame["ds"].max().year == 9999

@@ -39,10 +39,18 @@ _PARTITIONING = pads.partitioning(PARTITION_SCHEMA, flavor="hive")
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """The table as pandas; naive dates and times as ``datetime64[ns]`` where they fit.
+
+    A column holding a date outside the nanosecond range (1677-2262, e.g. a year-9999 typo in a raw
+    table, which the ETL quarantines) keeps its coarser unit instead of failing the whole read.
+    """
     frame = table.to_pandas(date_as_object=False, ignore_metadata=True)
     for name, dtype in frame.dtypes.items():
         if pd.api.types.is_datetime64_any_dtype(dtype) and getattr(dtype, "tz", None) is None:
-            frame[name] = frame[name].astype("datetime64[ns]")
+            try:
+                frame[name] = frame[name].astype("datetime64[ns]")
+            except (pd.errors.OutOfBoundsDatetime, OverflowError):
+                log.warning("column %s holds dates outside 1677-2262; read at %s precision", name, dtype)
     return frame
 
 
