@@ -1,4 +1,4 @@
-"""S3 faults on a moto server in its own process: killed, frozen (SIGSTOP) or down at start.
+"""S3 faults on a moto server in its own process: killed, frozen (SIGSTOP), slow, or down at start.
 
 Each ends with one clear line naming the endpoint and the operation, within the configured timeouts
 (short here: 1 s connect/read, 2 attempts), never a traceback or a hang.
@@ -200,3 +200,68 @@ def test_endpoint_frozen_mid_stage_fails_once_not_per_call(moto: MotoProcess, s3
     _one_clear_line(err, moto.endpoint, "reading")
     # One round of timeouts (2 attempts of 1-2 s plus backoff), not a second one for the run manifest.
     assert elapsed < 9.0, elapsed
+
+
+class SlowProxy:
+    """A TCP proxy on 127.0.0.1 that holds every response from the S3 server for ``delay`` seconds."""
+
+    def __init__(self, upstream_port: int, delay: float) -> None:
+        import threading
+
+        self.delay = delay
+        self.upstream = upstream_port
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.endpoint = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pipe, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.delay), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, delay: float) -> None:
+        try:
+            while data := source.recv(65536):
+                if delay:
+                    time.sleep(delay)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.server.close()
+
+
+@pytest.mark.parametrize(("delay", "ok"), [(0.2, True), (3.0, False)])
+def test_slow_responses_succeed_within_the_timeout_and_fail_clearly_beyond_it(
+        moto: MotoProcess, s3_lake: Lake, delay: float, ok: bool) -> None:
+    """A slow endpoint: answers under the read timeout still work; slower ones end with one clear error."""
+    proxy = SlowProxy(moto.port, delay)
+    try:
+        config = LakeConfig(s3_endpoint_url=proxy.endpoint, **FAST)
+        start = time.monotonic()
+        if ok:
+            assert len(Lake.open("s3://bkt/lake", config).read_table("raw_metrics")) == 40
+        else:
+            with pytest.raises(StorageError, match=f"S3 endpoint {proxy.endpoint} did not answer while .*timeout"):
+                Lake.open("s3://bkt/lake", config).read_table("raw_metrics")
+        assert time.monotonic() - start < BOUND_S
+    finally:
+        proxy.close()
