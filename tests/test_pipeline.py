@@ -87,13 +87,13 @@ def test_forecast_and_risk_stages_write_contract_tables_and_checked_models(tmp_p
     )
     generate_stage(lake, settings)
     etl_stage(lake, settings)
-    calls: list[tuple[int, int]] = []
-    run = forecast_stage(lake, settings, lambda done, total: calls.append((done, total)))
+    calls: list[tuple[str, int, int]] = []
+    run = forecast_stage(lake, settings, lambda phase, done, total: calls.append((phase, done, total)))
     forecasts = lake.read_table("forecasts")
     assert len(forecasts) == 4 * 4 * 30
     assert forecasts[["yhat", "yhat_lower", "yhat_upper"]].stack().between(0, 100).all()
     assert (forecasts["yhat_lower"] <= forecasts["yhat"]).all() and (forecasts["yhat"] <= forecasts["yhat_upper"]).all()
-    assert calls and calls[-1][0] == calls[-1][1]
+    assert calls and calls[-1][1] == calls[-1][2]  # the last phase ends complete
     (manifest,) = list_runs(lake, "forecast")
     assert manifest["artifacts"] == run.artifacts and run.artifacts
     records = [{"path": p, "sha256": h, "bytes": 0, "model": "", "metric": "", "n_series": 0}

@@ -101,6 +101,18 @@ RECOMMENDATION_COLUMNS = (
     "rationale",
 )
 
+# Named what-if scenarios sit beside the base risk tables, one block of rows per scenario name.
+SCENARIO_INDEX_COLUMNS = ("scenario", "label", "growth_pct", "growth_ramp", "risk_run_id", "forecast_run_id")
+# Ranked sizing options per server (Compute Optimizer style), and capacity remaining per group.
+RECOMMENDATION_OPTION_COLUMNS = (
+    SERVER_ID, "finding", "rank", "cpu_cores", "memory_gb", "projected_peak_cpu", "projected_peak_memory",
+    "monthly_cost", "monthly_cost_difference", "performance_risk",
+)
+CAPACITY_GROUP_COLUMNS = (
+    "group_by", "group", "servers", "earliest_breach_ds", "days_remaining", "cpu_cores", "free_cpu_cores",
+    "memory_gb", "free_memory_gb", "reclaimable_cpu_cores", "reclaimable_memory_gb",
+)
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -136,7 +148,13 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("server_risk", "risk/servers", False, SERVER_RISK_COLUMNS),
         TableSpec("clusters", "risk/clusters", False, CLUSTER_COLUMNS),
         TableSpec("recommendations", "risk/recommendations", False, RECOMMENDATION_COLUMNS),
-        TableSpec("risk_comparison", "risk/whatif", False, SERIES_KEY),
+        TableSpec("risk_comparison", "risk/whatif", False, ("scenario", *SERIES_KEY)),
+        TableSpec("scenario_risk", "risk/scenarios/servers", False, ("scenario", *SERVER_RISK_COLUMNS)),
+        TableSpec("scenario_recommendations", "risk/scenarios/recommendations", False,
+                  ("scenario", *RECOMMENDATION_COLUMNS)),
+        TableSpec("risk_scenarios", "risk/scenarios/index", False, SCENARIO_INDEX_COLUMNS),
+        TableSpec("recommendation_options", "risk/options", False, RECOMMENDATION_OPTION_COLUMNS),
+        TableSpec("capacity_by_group", "risk/capacity", False, CAPACITY_GROUP_COLUMNS),
         TableSpec("risk_calibration", "risk/calibration", False, RISK_CALIBRATION_COLUMNS),
         TableSpec("truth_servers", "truth/servers", False, (SERVER_ID, "archetype")),
         TableSpec("truth_actual", "truth/actual", True, RAW_METRIC_COLUMNS),

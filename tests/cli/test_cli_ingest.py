@@ -38,6 +38,7 @@ LONG_CPU = "layout: long\nserver_id: {column: server}\ntimestamp: {column: time}
 
 
 def sql(lake: str, query: str, capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    capsys.readouterr()  # drop the summaries of earlier commands (--quiet keeps them)
     assert main(["sql", query, "--lake", lake, "--format", "json", "--quiet"]) == 0
     return json.loads(capsys.readouterr().out)
 

@@ -12,7 +12,7 @@ from capacity_forecaster.config import ForecastConfig
 from capacity_forecaster.errors import ForecastError
 from capacity_forecaster.forecast import registry
 from capacity_forecaster.forecast.engine import BASELINE, BuiltinSeasonalNaive, UnitTask, check_predictions, run_unit
-from capacity_forecaster.forecast.stage import FAILURE_COLUMNS, resolve_models, run_forecast
+from capacity_forecaster.forecast.stage import FAILURE_COLUMNS, PHASES, resolve_models, run_forecast
 from capacity_forecaster.schema import BACKTEST_COLUMNS, FORECAST_COLUMNS
 
 START = pd.Timestamp("2024-01-01")
@@ -279,11 +279,11 @@ def test_contract_bounds_progress_and_determinism() -> None:
     rng = np.random.default_rng(3)
     data = linear(("a", "b", "c"), days=120)
     data["value"] = np.clip(50 + rng.normal(0, 20, len(data)), 0, 100)
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[str, int, int]] = []
     original = data.copy()
     config = cfg(models="toy_last,toy_mean,toy_broken,seasonal_naive,ensemble", horizon=14, backtest_windows=3,
                  backtest_step=7)
-    first = run_forecast(data, config, progress=lambda done, total: calls.append((done, total)))
+    first = run_forecast(data, config, progress=lambda phase, done, total: calls.append((phase, done, total)))
     second = run_forecast(data, config)
     pd.testing.assert_frame_equal(data, original)  # the input is never mutated
     pd.testing.assert_frame_equal(first.forecasts, second.forecasts)
@@ -291,8 +291,14 @@ def test_contract_bounds_progress_and_determinism() -> None:
     fc = first.forecasts
     assert ((0 <= fc["yhat_lower"]) & (fc["yhat_lower"] <= fc["yhat"]) & (fc["yhat"] <= fc["yhat_upper"])
             & (fc["yhat_upper"] <= 100)).all()
-    assert calls[-1][0] == calls[-1][1] == first.summary["units"]
-    assert [c[0] for c in calls] == list(range(1, len(calls) + 1))
+    phases = list(dict.fromkeys(c[0] for c in calls))
+    assert phases == [p for p in PHASES if p != "writing"]
+    for phase in phases:  # each phase starts at 0, counts up by one to a total fixed in advance
+        seen = [c for c in calls if c[0] == phase]
+        assert [c[1] for c in seen] == list(range(len(seen))) and len({c[2] for c in seen}) == 1
+        assert seen[-1][1] == seen[-1][2]
+    fits = {c[0]: c[2] for c in calls if c[0] in ("backtests", "final fits")}
+    assert fits["backtests"] + fits["final fits"] == first.summary["units"]
     assert first.summary["failures"] == 9  # toy_broken: 3 series x 3 cutoffs, recorded, never silent
 
 

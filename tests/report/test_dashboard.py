@@ -15,7 +15,9 @@ from capacity_forecaster.storage import Lake
 
 @pytest.fixture(scope="module")
 def settings_module() -> Settings:
-    return Settings()
+    # The slider as a step change (growth_ramp false), so +30 % moves the fixture's 90-day horizon clearly;
+    # the default annual-rate ramp is checked in tests/risk/test_whatif.py.
+    return Settings().model_copy(update={"risk": Settings().risk.model_copy(update={"growth_ramp": False})})
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +114,11 @@ def test_slider_assesses_with_the_risk_runs_interval_and_calibration() -> None:
     cfg, calibration = _risk_settings(SimpleNamespace(runs=[]), settings)  # type: ignore[arg-type]
     assert cfg.error_correlation == settings.risk.error_correlation
     assert calibration.apply(np.array([0.7])).tolist() == [0.7]
+
+
+def test_drill_down_draws_the_stored_backtest_forecasts_and_the_heatmap_shows_weekly_peaks(app) -> None:
+    server, metric = app.state.default_series()
+    fig, _facts = app.state.server_view(server, metric, 0.0)
+    backtest = [t for t in fig.data if getattr(t, "legendgroup", None) == "backtest"]
+    assert len(backtest) >= 1  # the fixture stores two cutoffs of the chosen model
+    assert "weekly peak" in str(app.layout)

@@ -77,7 +77,8 @@ def test_dashboard_shows_the_stored_what_if(browser: Any, whatif_report) -> None
         browser.get(f"http://127.0.0.1:{server.server_port}/")
         wait = WebDriverWait(browser, 90)
         wait.until(lambda d: d.find_elements(By.ID, "scenario-banner"))
-        assert "Stored what-if scenario: growth +20 %" in browser.find_element(By.ID, "scenario-banner").text
+        banner = browser.find_element(By.ID, "scenario-banner").text
+        assert "Stored what-if scenario: growth-20pct: growth +20 %/year" in banner
         next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text == "What-if scenario").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#scenario-table td[data-dash-column='change']"))
         first = browser.find_element(By.CSS_SELECTOR, "#scenario-table td[data-dash-column='change']").text

@@ -64,7 +64,12 @@ def test_workbook_sheets_headers_and_rows_match_the_lake(full_report) -> None:
     risk, recs = lake.read_table("server_risk"), lake.read_table("recommendations")
     rows = {name: list(book[name].iter_rows(values_only=True)) for name in SHEETS}
     assert rows["At-risk servers"][0] == tuple(AT_RISK_COLUMNS.values())
-    assert len(rows["At-risk servers"]) == len(risk) + 1
+    # At-risk servers: medium or worse only; the full table on its own sheet, in the same order.
+    assert len(rows["At-risk servers"]) == int(risk["risk_level"].isin(["critical", "high", "medium"]).sum()) + 1
+    assert len(rows["All series"]) == len(risk) + 1
+    assert rows["All series"][1: len(rows["At-risk servers"])] == rows["At-risk servers"][1:]
+    levels = {r[5] for r in rows["At-risk servers"][1:]}
+    assert levels <= {"critical", "high", "medium"}
     assert rows["At-risk servers"][1][:2] == (RISKIEST, "nyc-prd-app01")
     assert rows["At-risk servers"][1][5] == "critical"
     assert len(rows["Recommendations"]) == len(recs) + 1
@@ -77,7 +82,13 @@ def test_workbook_sheets_headers_and_rows_match_the_lake(full_report) -> None:
     days = [r[-1] for r in rows["Forecast data"][1:]]
     assert sum(days) == len(lake.read_table("forecasts"))
     summary = {r[0]: r[1] for r in rows["Summary"] if len(r) > 1 and r[0]}
-    assert summary["Servers at risk"] == "3" and summary["Net savings per month"] == pytest.approx(675)
+    # KPIs are numbers with number formats, not text.
+    assert summary["Servers at risk"] == 3 and summary["Net savings per month"] == pytest.approx(675)
+    assert isinstance(summary["Servers in the fleet"], int | float)
+    cells = {r[0].value: r[1] for r in load_workbook(report_file(result, XLSX_FILE))["Summary"].iter_rows()
+             if len(r) > 1 and r[0].value}
+    assert cells["Net savings per month"].number_format.startswith('"$"')
+    assert cells["Servers at risk"].number_format == "#,##0"
     assumptions = {r[0]: r[1] for r in rows["Assumptions"][1:]}
     assert assumptions["Breach threshold"] == "80 % of capacity" and "Data period" in assumptions
     formatting = load_workbook(report_file(result, XLSX_FILE))["At-risk servers"].conditional_formatting

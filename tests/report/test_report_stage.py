@@ -41,4 +41,4 @@ def test_report_on_an_s3_lake(s3_bucket: str) -> None:
     assert payload is not None and len(payload) == result.files[0].size
     book = load_workbook(io.BytesIO(payload), read_only=True)
     assert book.sheetnames == list(SHEETS)
-    assert len(list(book["At-risk servers"].iter_rows())) == len(lake.read_table("server_risk")) + 1
+    assert len(list(book["All series"].iter_rows())) == len(lake.read_table("server_risk")) + 1

@@ -21,7 +21,8 @@ from capacity_forecaster.risk.stage import COMPARISON_COLUMNS
 
 PDFTOTEXT = shutil.which("pdftotext")
 needs_pdftotext = pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
-NAME = f"growth {WHATIF_GROWTH:+g} %"
+KEY = f"growth-{WHATIF_GROWTH:g}pct"
+NAME = f"{KEY}: growth {WHATIF_GROWTH:+g} %/year"
 
 
 def _pdf_text(path: Path) -> str:
@@ -32,7 +33,8 @@ def _pdf_text(path: Path) -> str:
 def test_the_real_risk_stage_stored_a_comparison(whatif_report) -> None:
     lake, result = whatif_report
     comparison = lake.read_table("risk_comparison")
-    assert list(comparison.columns)[: len(COMPARISON_COLUMNS)] == list(COMPARISON_COLUMNS)
+    assert list(comparison.columns)[1: len(COMPARISON_COLUMNS) + 1] == list(COMPARISON_COLUMNS)
+    assert set(comparison["scenario"]) == {KEY}
     assert len(comparison) == 32 and (comparison["change"] == "worse").any()
     assert "risk_comparison" not in result.missing
     scenario = stored_scenario(load_report_data(lake, Settings()))
@@ -42,7 +44,7 @@ def test_the_real_risk_stage_stored_a_comparison(whatif_report) -> None:
 
 def test_workbook_what_if_sheet_matches_the_lake(whatif_report) -> None:
     lake, result = whatif_report
-    comparison = lake.read_table("risk_comparison")
+    comparison = lake.read_table("risk_comparison").drop(columns="scenario")
     book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
     assert book.sheetnames == list(SHEETS) and "What-if" in SHEETS
     rows = list(book["What-if"].iter_rows(values_only=True))
@@ -77,7 +79,7 @@ def test_pdf_has_a_what_if_page(whatif_report) -> None:
     lake, result = whatif_report
     text = _pdf_text(report_file(result, PDF_FILE))
     assert "What-if: base vs scenario" in text and f"Scenario {NAME}" in text
-    assert f"This report shows the what-if scenario \u201c{NAME}\u201d" in text.replace("\n", " ")
+    assert f"This report shows the base; beside it, the what-if scenario \u201c{NAME}\u201d" in " ".join(text.split())
     worse = lake.read_table("risk_comparison").query("change == 'worse'").sort_values(
         "scenario_days_to_breach").iloc[0]
     assert f"{worse['server_id']} " in text and "Net savings per month" in text
@@ -90,7 +92,7 @@ def test_html_has_a_what_if_section(whatif_report) -> None:
     section = page[page.index('<section id="what-if">'):]
     section = section[: section.index("</section>")]
     assert f"<b>{NAME}</b>" in section and "Base P(breach)" in section and "worse" in section
-    assert f"This report shows the what-if scenario \u201c{NAME}\u201d" in page
+    assert f"This report shows the base; beside it, the what-if scenario \u201c{NAME}\u201d" in page
 
 
 def test_dashboard_shows_the_stored_scenario_and_grows_the_base(whatif_report) -> None:
@@ -101,16 +103,17 @@ def test_dashboard_shows_the_stored_scenario_and_grows_the_base(whatif_report) -
     assert f"Stored what-if scenario: {NAME}" in layout and "What-if scenario" in layout
     rows = state.scenario_rows()
     assert len(rows) == len(lake.read_table("risk_comparison")) and rows[0]["change"] in ("added", "worse")
-    # At 0 % the slider shows the base (risk_comparison's base side), not the stored scenario.
+    # The risk table is the base (the lake's server_risk); at 0 % the slider equals it and the stored
+    # scenario's base side.
     base = {(r["server_id"], r["metric"]): r for r in state.scenario_rows()}
     table = {r["id"]: r for r in state.risk_rows(0.0)}
     for (server, metric), row in base.items():
         assert table[f"{server}|{metric}"]["whatif_level"] == row["base_risk_level"]
-        assert table[f"{server}|{metric}"]["risk_level"] == row["scenario_risk_level"]
+        assert table[f"{server}|{metric}"]["risk_level"] == row["base_risk_level"]
     labels = [label for label, _value, _note in state.kpi_values(WHATIF_GROWTH)]
-    assert f"Servers at risk (base, growth {WHATIF_GROWTH:+g} %)" in labels
+    assert f"Servers at risk (growth {WHATIF_GROWTH:+g} %)" in labels
     _, facts = state.server_view(rows[0]["server_id"], rows[0]["metric"], 0.0)
-    assert facts["Base (before the stored what-if)"].startswith(rows[0]["base_risk_level"])
+    assert facts[f"Stored what-if {NAME}"].startswith(rows[0]["scenario_risk_level"])
 
 
 def test_without_a_what_if_every_output_says_what_to_run(full_report) -> None:

@@ -36,3 +36,24 @@ def test_codes_round_trip_and_missing_is_minus_one() -> None:
 def test_dtype_sorts_by_severity_not_alphabet() -> None:
     s = pd.Series(["low", "critical", "medium", "high"], dtype=RISK_LEVEL_DTYPE)
     assert s.sort_values().tolist() == ["low", "medium", "high", "critical"]
+
+
+def test_one_ranking_status_then_level_then_breach_date_then_probability() -> None:
+    import pandas as pd
+
+    from capacity_forecaster.risk.levels import percent, rank_risks
+
+    frame = pd.DataFrame({
+        "server_id": ["a", "b", "c", "d", "e", "f"], "metric": "cpu",
+        "risk_level": ["medium", "critical", "high", "critical", "high", "high"],
+        "status": ["already_breaching", "assessed", "already_breaching", "assessed", "assessed", "assessed"],
+        "days_over_recent": [5, 0, 9, 0, 0, 0],
+        "days_to_breach": [None, 20, None, 10, 40, 40],
+        "breach_probability": [0.4, 0.9, 0.7, 0.8, 0.6, 0.75],
+    })
+    ranked = rank_risks(frame)
+    # Already breaching first (high c before medium a), then level, then soonest breach, then probability.
+    assert ranked["server_id"].tolist() == ["c", "a", "d", "b", "f", "e"]
+    assert frame["server_id"].tolist() == ["a", "b", "c", "d", "e", "f"]  # input untouched
+    assert percent(0.3449) == "34%" and percent(0.345) == "34%" and percent(None) == "-"
+    assert percent(0.0049, 1) == "0.5%"  # from the unrounded value: never rounded twice

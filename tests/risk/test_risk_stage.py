@@ -52,7 +52,7 @@ def test_tables_follow_the_contract(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.
     risk = result.server_risk.set_index(["server_id", "metric"])
     assert risk.loc[("s1", "cpu"), "risk_level"] == "high" and risk.loc[("s1", "cpu"), "days_to_breach"] == 61
     assert (risk.drop(index="s1", level=0)["risk_level"] == "low").all()
-    assert result.base_summary is None
+    assert result.scenario is None
     text = render_summary(result)
     assert "At risk: 1 servers" in text and "s1 cpu" in text and "Savings:" in text
     assert "Calibration: not checked (no backtest forecasts" in text and result.calibration.empty
@@ -60,15 +60,18 @@ def test_tables_follow_the_contract(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.
 
 def test_growth_what_if_compares_with_the_base(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
     metrics, forecasts, inv = fleet
-    result = run_risk(metrics, forecasts, inv, RiskConfig(cluster_k_min=2, cluster_k_max=4), growth=25.0)
+    cfg = RiskConfig(cluster_k_min=2, cluster_k_max=4, growth_ramp=False)  # a step change
+    result = run_risk(metrics, forecasts, inv, cfg, growth=25.0)
     assert list(result.comparison.columns) == list(COMPARISON_COLUMNS)
     change = result.comparison.set_index(["server_id", "metric"])["change"]
     assert change[("s1", "cpu")] == "worse"  # 75 % x 1.25 crosses from the first day
     assert change[("s4", "cpu")] == "unchanged"
     row = result.comparison.set_index(["server_id", "metric"]).loc[("s1", "cpu")]
     assert row["base_days_to_breach"] == 61 and row["scenario_days_to_breach"] == 1
-    assert result.base_summary is not None and result.summary["scenario"] == "growth +25 %"
-    assert result.summary["series_by_level"]["critical"] > result.base_summary["series_by_level"]["critical"]
+    assert result.scenario is not None and result.scenario.name == "growth-25pct-step"
+    assert result.scenario.summary["scenario"] == "growth +25 % at once"
+    assert result.summary["scenario"] == "base"  # the base tables stay the base
+    assert result.scenario.summary["series_by_level"]["critical"] > result.summary["series_by_level"]["critical"]
 
 
 def test_scenario_adds_and_removes_servers(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
@@ -77,9 +80,10 @@ def test_scenario_adds_and_removes_servers(fleet: tuple[pd.DataFrame, pd.DataFra
     result = run_risk(metrics, forecasts, inv, RiskConfig(cluster_k_min=2, cluster_k_max=4), scenario=scenario)
     changes = result.comparison.groupby("server_id")["change"].first()
     assert changes["new-001"] == "added" and changes["s3"] == "removed"
-    assert {"new-001", "new-002"} <= set(result.clusters["server_id"])
-    assert "s3" not in set(result.recommendations["server_id"])
-    assert result.summary["scenario"] == "onboarding"
+    assert {"new-001", "new-002"} <= set(result.scenario.clusters["server_id"])
+    assert "s3" not in set(result.scenario.recommendations["server_id"])
+    assert "s3" in set(result.recommendations["server_id"])  # the base keeps it
+    assert result.scenario.name == "onboarding" and result.scenario.summary["scenario"] == "onboarding"
 
 
 def test_missing_columns_are_schema_errors(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:

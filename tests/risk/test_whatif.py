@@ -15,15 +15,19 @@ from capacity_forecaster.risk.whatif import apply_growth, apply_scenario, load_s
 
 def test_growth_scales_all_quantiles_and_clips() -> None:
     fc = make_forecast("a", "cpu", [50.0, 90.0], spread=5.0)
-    out = apply_growth(fc, 20.0)
+    out = apply_growth(fc, 20.0, ramp=False)
     assert out["yhat"].tolist() == [60.0, 100.0]
     assert out["yhat_lower"].tolist() == [54.0, 100.0] and out["yhat_upper"].tolist() == [66.0, 100.0]
     assert fc["yhat"].tolist() == [50.0, 90.0]  # input untouched
 
 
-def test_growth_ramp_reaches_the_full_uplift_on_the_last_day() -> None:
-    out = apply_growth(make_forecast("a", "cpu", np.full(5, 50.0)), 20.0, ramp=True)
-    assert out["yhat"].tolist() == pytest.approx([50.0, 52.5, 55.0, 57.5, 60.0])
+def test_growth_ramp_compounds_an_annual_rate_per_day() -> None:
+    out = apply_growth(make_forecast("a", "cpu", np.full(366, 50.0)), 20.0, ramp=True)
+    days = np.arange(1, 367)
+    assert out["yhat"].to_numpy() == pytest.approx(50.0 * 1.2 ** (days / 365.25))
+    assert out["yhat"].iloc[-1] == pytest.approx(60.0, abs=0.05)  # a year out: the full annual rate
+    step = apply_growth(make_forecast("a", "cpu", np.full(5, 50.0)), 20.0, ramp=False)
+    assert step["yhat"].tolist() == pytest.approx([60.0] * 5)  # a step change applies at once
 
 
 def test_scenario_file_is_read_safely_and_unknown_keys_are_named(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
 
 from capacity_forecaster.cli import aws, commands  # noqa: F401  (importing them registers the commands)
 from capacity_forecaster.cli.common import app
+from capacity_forecaster.cli.logs import json_logging_active
 from capacity_forecaster.errors import CapacityForecasterError
 
 __all__ = ["app", "main"]
@@ -23,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=argv, prog_name="capfc", standalone_mode=False)
     except CapacityForecasterError as err:
         message = " ".join(str(err).split())
-        sys.stderr.write(f"capfc: error: {message}\n")
+        if json_logging_active():  # every stderr line stays JSON
+            logging.getLogger("capacity_forecaster.cli").error("capfc: error: %s", message)
+        else:
+            sys.stderr.write(f"capfc: error: {message}\n")
         return 2
     except typer.Abort:
         sys.stderr.write("capfc: aborted\n")

@@ -12,12 +12,16 @@ import typer
 
 from capacity_forecaster import pipeline
 from capacity_forecaster.cli.common import (
+    HELP_OPTIONS,
     ConfigOpt,
     LakeOpt,
+    LogFormatOpt,
     LogLevelOpt,
     QuietOpt,
+    SilentOpt,
     app,
     out,
+    quiet_level,
     setup_command,
 )
 from capacity_forecaster.config import Settings
@@ -29,6 +33,7 @@ aws_app = typer.Typer(
     help="Deploy to AWS: Athena/Glue tables, SageMaker stage jobs, the EventBridge schedule, QuickSight.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
 app.add_typer(aws_app, name="aws")
 
@@ -41,12 +46,12 @@ S3UriOpt = Annotated[
 TablesOpt = Annotated[str | None, typer.Option("--tables", help="Comma-separated tables [default: all written].")]
 
 
-def _aws_setup(config: Path | None, lake: str | None, log_level: str | None, quiet: bool, region: str | None,
-               **overrides: Any) -> tuple[Settings, Any]:
+def _aws_setup(config: Path | None, lake: str | None, log_level: str | None, log_format: str | None, quiet: int,
+               silent: bool, region: str | None, **overrides: Any) -> tuple[Settings, Any]:
     """Settings with ``aws.*`` overrides, and the boto3 client factory they describe."""
     from capacity_forecaster.aws.clients import AwsClients
 
-    settings = setup_command(config, lake, log_level, quiet, **{"aws.region": region, **overrides})
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent, **{"aws.region": region, **overrides})
     return settings, AwsClients(settings.aws.region, settings.aws.endpoint_url)
 
 
@@ -66,13 +71,15 @@ def aws_athena_ddl(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Print Athena CREATE DATABASE / CREATE EXTERNAL TABLE statements for the lake's written tables."""
     from capacity_forecaster.aws.athena import lake_ddl
     from capacity_forecaster.aws.catalog import lake_definitions
 
-    settings = setup_command(config, lake, log_level, quiet, **{"aws.glue_database": database})
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent, **{"aws.glue_database": database})
     definitions, skipped = lake_definitions(pipeline.open_lake(settings, for_writing=False),
                                             tables=_table_list(tables), s3_uri=s3_uri)
     sys.stdout.write(lake_ddl(settings.aws.glue_database, definitions))
@@ -89,15 +96,18 @@ def aws_glue(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Create or update the Glue database and tables (partition projection: no MSCK REPAIR needed)."""
     from capacity_forecaster.aws.glue import register_glue_tables
 
-    settings, clients = _aws_setup(config, lake, log_level, quiet, region, **{"aws.glue_database": database})
+    settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region,
+                                   **{"aws.glue_database": database})
     result = register_glue_tables(pipeline.open_lake(settings, for_writing=False), settings.aws.glue_database,
                                   tables=_table_list(tables), s3_uri=s3_uri, clients=clients)
-    if not quiet:
+    if quiet_level(quiet, silent) < 2:
         out.print(f"glue database {result.database}{' (created)' if result.database_created else ''}: "
                   f"{len(result.created)} table(s) created, {len(result.updated)} updated"
                   + (f"; not written yet: {', '.join(result.skipped)}" if result.skipped else ""))
@@ -116,12 +126,14 @@ def aws_submit(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Run one stage as a SageMaker Processing job (capfc STAGE --lake s3://...); prints the job as JSON."""
     from capacity_forecaster.aws.sagemaker import submit_stage_job
 
-    settings, clients = _aws_setup(config, lake, log_level, quiet, region, **{
+    settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region, **{
         "aws.image_uri": image_uri, "aws.role_arn": role_arn, "aws.instance_type": instance_type})
     print_json(submit_stage_job(stage, settings, clients=clients))
 
@@ -133,12 +145,14 @@ def aws_status(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Print the state of a stage job as JSON (InProgress, Completed, Failed, ...)."""
     from capacity_forecaster.aws.sagemaker import job_status
 
-    _settings, clients = _aws_setup(config, lake, log_level, quiet, region)
+    _settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region)
     print_json(job_status(job_name, clients))
 
 
@@ -155,13 +169,15 @@ def aws_schedule(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Create or update the EventBridge schedule (and job-chain) rules invoking the capfc Lambda."""
     from capacity_forecaster.aws.scheduling import schedule
     from capacity_forecaster.errors import ConfigError
 
-    settings, clients = _aws_setup(config, lake, log_level, quiet, region, **{
+    settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region, **{
         "aws.lambda_arn": lambda_arn, "aws.schedule_expression": expression, "aws.schedule_rule": rule})
     aws = settings.aws
     if not aws.lambda_arn:
@@ -190,13 +206,15 @@ def aws_quicksight(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Create or update the QuickSight Athena data source (and direct-query data sets); prints JSON."""
     from capacity_forecaster.aws.catalog import lake_definitions
     from capacity_forecaster.aws.quicksight import DEFAULT_DATASETS, register_quicksight
 
-    settings, clients = _aws_setup(config, lake, log_level, quiet, region,
+    settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region,
                                    **{"aws.quicksight_principal_arn": principal_arn})
     aws = settings.aws
     wanted = DEFAULT_DATASETS if datasets is None else [] if datasets.strip() == "none" else _table_list(datasets)

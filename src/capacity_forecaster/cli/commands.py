@@ -15,15 +15,21 @@ from capacity_forecaster import __version__, pipeline
 from capacity_forecaster.cli.common import (
     ConfigOpt,
     LakeOpt,
+    LogFormatOpt,
     LogLevelOpt,
+    ModelsHelpCommand,
     QuietOpt,
+    SilentOpt,
     app,
     out,
     print_tables,
-    progress_bar,
+    progress_bars,
+    quiet_level,
     setup_command,
 )
 from capacity_forecaster.cli.summaries import print_forecast_summary, print_risk_summary
+from capacity_forecaster.cli.tables import format_frame, is_numeric
+from capacity_forecaster.stages.forecast import summary_line
 
 ForceOpt = Annotated[bool, typer.Option(
     "--force", help="Write the result even if more rows than *.max_quarantine_share (0.5) are quarantined.")]
@@ -46,7 +52,9 @@ def generate(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Generate a synthetic fleet into raw/ and its ground truth into truth/."""
     if end_date is not None:
@@ -58,13 +66,13 @@ def generate(
     else:
         parsed_end = None
     settings = setup_command(
-        config, lake, log_level, quiet,
+        config, lake, log_level, log_format, quiet, silent,
         **{"generate.servers": servers, "generate.years": years, "generate.end_date": parsed_end,
            "generate.holdout_days": holdout_days, "generate.seed": seed, "generate.format": fmt},
     )
     lake_obj = pipeline.open_lake(settings)
     run = pipeline.generate_stage(lake_obj, settings)
-    if not quiet:
+    if quiet_level(quiet, silent) < 2:
         out.print(f"generated {settings.generate.servers} servers, {run.rows_out:,} raw rows "
                   f"into {lake_obj.uri} (run {run.run_id})")
 
@@ -82,14 +90,16 @@ def ingest(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Read monitoring exports (any sampling interval) into raw/ as daily P95 per server and metric."""
-    settings = setup_command(config, lake, log_level, quiet,
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent,
                              **{"ingest.max_quarantine_share": 1.0 if force else None})
     lake_obj = pipeline.open_lake(settings)
     stage = pipeline.ingest_stage(lake_obj, settings, sources, mapping, replace=replace)
-    if not quiet:
+    if quiet_level(quiet, silent) < 2:
         out.print(f"ingested {stage.counts['files']} file(s): {stage.rows_in:,} rows read, "
                   f"{stage.counts['rows_used']:,} used, {stage.rows_quarantined:,} quarantined "
                   f"({stage.quarantine_records:,} quarantine records); {stage.rows_out:,} daily values written "
@@ -102,12 +112,15 @@ def etl(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """raw/ -> processed/ (validated, cleansed, imputed, anomaly-flagged, features) + quarantine/."""
-    settings = setup_command(config, lake, log_level, quiet, **{"etl.max_quarantine_share": 1.0 if force else None})
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent,
+                             **{"etl.max_quarantine_share": 1.0 if force else None})
     stage = pipeline.etl_stage(pipeline.open_lake(settings), settings)
-    if not quiet:
+    if quiet_level(quiet, silent) < 2:
         counts = stage.counts
         out.print(f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
                   f"{counts.get('rows_imputed_created', 0):,} created by imputation "
@@ -115,7 +128,7 @@ def etl(
                   f"{counts.get('rows_anomalies', 0):,} anomalies flagged (run {stage.run_id})")
 
 
-@app.command()
+@app.command(cls=ModelsHelpCommand)
 def forecast(
     horizon: Annotated[int | None, typer.Option(help="Days to forecast [default: 180].")] = None,
     models: Annotated[str | None, typer.Option(help="auto, or a comma-separated list of model names.")] = None,
@@ -126,53 +139,68 @@ def forecast(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """processed/ -> forecasts/, backtests/ and models/: backtested models chosen per series."""
     settings = setup_command(
-        config, lake, log_level, quiet,
+        config, lake, log_level, log_format, quiet, silent,
         **{"forecast.horizon": horizon, "forecast.models": models, "forecast.engine": engine,
            "forecast.scheduler": scheduler},
     )
-    with progress_bar(quiet, "forecasting") as progress:
+    with progress_bars(settings, quiet, silent) as progress:
         stage = pipeline.forecast_stage(pipeline.open_lake(settings), settings, progress)
-    if not quiet:
+    if quiet_level(quiet, silent) < 2:
         print_forecast_summary(stage.counts)
 
 
 @app.command()
 def risk(
     threshold: Annotated[float | None, typer.Option(help="Breach threshold in percent [default: 80].")] = None,
-    growth: Annotated[float | None, typer.Option(help="What-if business growth in percent.")] = None,
+    growth: Annotated[float | None, typer.Option(
+        help="What-if business growth in percent per year, ramped over the horizon (stored beside the base).")] = None,
     scenario: Annotated[
         Path | None, typer.Option(help="What-if scenario YAML: add, remove or move servers.")
     ] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Name to store the what-if under [default: from the parameters, e.g. growth-20pct].")] = None,
+    step: Annotated[bool | None, typer.Option(
+        "--step/--ramp", help="Growth as a step change from day one instead of an annual rate ramp.")] = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """forecasts/ + processed/ -> risk/: breach dates and probabilities, clusters, recommendations."""
-    settings = setup_command(config, lake, log_level, quiet, **{"risk.threshold": threshold, "risk.growth": growth})
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent, **{
+        "risk.threshold": threshold, "risk.growth": growth, "risk.growth_ramp": None if step is None else not step})
     _stage, result = pipeline.risk_stage(pipeline.open_lake(settings), settings, growth=growth,
-                                         scenario_file=scenario)
-    if not quiet:
-        print_risk_summary(result.summary)
+                                         scenario_file=scenario, scenario_name=name)
+    if quiet_level(quiet, silent) < 2:
+        print_risk_summary(result.summary, result.scenario)
 
 
 @app.command()
 def report(
     formats: Annotated[str | None, typer.Option(help="Comma-separated: png,html,xlsx,pdf [default: all].")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        help="Stored what-if to show beside the base (its name) [default: the most recent].")] = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Everything -> reports/: PNG charts, a self-contained HTML report, an Excel workbook, a PDF pack."""
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None
-    settings = setup_command(config, lake, log_level, quiet, **{"report.formats": chosen})
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent, **{"report.formats": chosen,
+                                                                                   "report.scenario": scenario})
     _stage, result = pipeline.report_stage(pipeline.open_lake(settings), settings)
-    if not quiet:
+    if quiet_level(quiet, silent) < 2:
         out.print(result.render())
 
 
@@ -183,12 +211,15 @@ def dashboard(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Interactive dashboard over the lake (binds 127.0.0.1 unless told otherwise)."""
     from capacity_forecaster.report.dashboard import create_app, serve
 
-    settings = setup_command(config, lake, log_level, quiet, **{"dashboard.host": host, "dashboard.port": port})
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent,
+                             **{"dashboard.host": host, "dashboard.port": port})
     app_ = create_app(pipeline.open_lake(settings, for_writing=False), settings)
     out.print(f"dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}/ (Ctrl+C to stop)")
     serve(app_, settings.dashboard.host, settings.dashboard.port)
@@ -199,15 +230,18 @@ def run_all(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Run every stage in order; on an empty lake first generate the default synthetic fleet."""
-    settings = setup_command(config, lake, log_level, quiet)
-    with progress_bar(quiet, "running the pipeline") as progress:
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent)
+    with progress_bars(settings, quiet, silent) as progress:
         runs = pipeline.run(settings, progress)
-    if not quiet:
+    if quiet_level(quiet, silent) < 2:
         for stage in runs:
-            out.print(f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "
+            out.print(summary_line(stage.counts) if stage.stage == "forecast" else
+                      f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "
                       f"(run {stage.run_id})")
         print_tables(settings)
         lake_uri = settings.lake.uri
@@ -228,14 +262,17 @@ def sql_query(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Run SQL (DuckDB) over the lake: one view per table (inventory, raw_metrics, metrics, ...)."""
     if fmt not in ("table", "csv", "json"):
         raise typer.BadParameter(f"'{fmt}' is not one of table, csv, json", param_hint="'--format'")
     from capacity_forecaster.storage.sql import query
 
-    settings = setup_command(config, lake, log_level, quiet, **{"lake.sql_unsafe": True if unsafe else None})
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent,
+                             **{"lake.sql_unsafe": True if unsafe else None})
     frame = query(pipeline.open_lake(settings, for_writing=False), statement, unsafe=settings.lake.sql_unsafe)
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
@@ -245,9 +282,9 @@ def sql_query(
         shown = frame if limit == 0 else frame.head(limit)
         table = Table(show_lines=False)
         for column in shown.columns:
-            table.add_column(str(column))
-        for row in shown.itertuples(index=False):
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_column(str(column), justify="right" if is_numeric(shown[column]) else "left")
+        for row in format_frame(shown).itertuples(index=False):
+            table.add_row(*row)
         out.print(table)
         if len(shown) < len(frame):
             out.print(f"({len(frame):,} rows, first {len(shown)} shown; --limit 0 shows all)")
@@ -258,10 +295,12 @@ def show_config(
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
-    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
 ) -> None:
     """Print the effective configuration (file + environment + options) as JSON."""
-    settings = setup_command(config, lake, log_level, quiet)
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent)
     sys.stdout.write(json.dumps(settings.model_dump(mode="json"), indent=2) + "\n")
 
 

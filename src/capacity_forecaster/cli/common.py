@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperCommand
 
-from capacity_forecaster import pipeline
+from capacity_forecaster import __version__, pipeline
+from capacity_forecaster.cli.logs import configure_logging, resolve_format
+from capacity_forecaster.cli.progress import phase_progress
 from capacity_forecaster.config import Settings, load_settings
+from capacity_forecaster.stages.forecast import Progress
 
 log = logging.getLogger("capacity_forecaster.cli")
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="capfc",
     help="AWS-CapacityForecaster: forecast server capacity, find risks and savings.",
@@ -26,9 +28,27 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
+# soft_wrap: a line longer than the terminal (or than 80 columns when piped) is never broken.
 out = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+PIPED_WIDTH = 10_000
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the package version and exit.")] = False,
+) -> None:
+    """AWS-CapacityForecaster: forecast server capacity, find risks and savings."""
+
 
 ConfigOpt = Annotated[
     Path | None,
@@ -38,13 +58,35 @@ LakeOpt = Annotated[
     str | None, typer.Option("--lake", help="Lake location: a folder or s3://bucket/prefix [default: ./lake]")
 ]
 LogLevelOpt = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", help="Only warnings and errors.")]
+LogFormatOpt = Annotated[str | None, typer.Option(
+    "--log-format", help="auto (rich on a terminal, plain otherwise), rich, plain or json "
+    "[default: log_format, CAPFC_LOG_FORMAT].")]
+QuietOpt = Annotated[int, typer.Option(
+    "--quiet", "-q", count=True, help="Hide logs but warnings and errors; keep the final summary. "
+    "Twice (-qq): as --silent.")]
+SilentOpt = Annotated[bool, typer.Option("--silent", help="Print nothing but errors (and a command's result).")]
+
+
+def quiet_level(quiet: int, silent: bool) -> int:
+    """0 normal, 1 quiet (summary kept), 2 silent (errors only)."""
+    return 2 if silent else min(int(quiet), 2)
 
 
 def setup_command(
-    config: Path | None, lake: str | None, log_level: str | None, quiet: bool, **overrides: Any
+    config: Path | None, lake: str | None, log_level: str | None, log_format: str | None = None, quiet: int = 0,
+    silent: bool = False, **overrides: Any
 ) -> Settings:
-    """Read .env, merge the configuration once and configure logging."""
+    """Read .env, merge the configuration once and configure logging.
+
+    Commands print their stage summary on stdout (unless silent), so a stage's own summary log
+    record is not repeated on stderr in rich and plain logs.
+
+    Args:
+        config, lake, log_level, log_format: the global options (``None``: file, environment, default).
+        quiet: ``--quiet`` count; 1 hides logs below WARNING, 2 (or ``silent``) below ERROR.
+        silent: ``--silent``.
+        overrides: dotted config keys set by the command's own options (``None`` values are ignored).
+    """
     try:
         from dotenv import load_dotenv
 
@@ -52,14 +94,38 @@ def setup_command(
     except ImportError:  # python-dotenv is a core dependency; tolerate a trimmed install
         pass
     settings = load_settings(
-        config, {"lake.uri": lake, "log_level": log_level, **overrides}
+        config, {"lake.uri": lake, "log_level": log_level, "log_format": log_format, **overrides}
     )
-    level = logging.WARNING if quiet else getattr(logging, settings.log_level)
-    handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False, markup=False)
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
-    for noisy in ("cmdstanpy", "prophet", "werkzeug", "botocore", "s3fs", "aiobotocore", "urllib3", "fsspec"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if not out.is_terminal:  # piped or redirected: tables take their natural width, never squeezed to 80
+        out.width = PIPED_WIDTH
+    level = (getattr(logging, settings.log_level), logging.WARNING, logging.ERROR)[quiet_level(quiet, silent)]
+    configure_logging(level, settings.log_format, err_console,
+                      summary_on_stdout=quiet_level(quiet, silent) < 2)
     return settings
+
+
+def progress_bars(settings: Settings, quiet: int, silent: bool) -> AbstractContextManager[Progress | None]:
+    """Phase progress bars on stderr (a context yielding the callback, or ``None`` when there are none).
+
+    Bars need a terminal, rich logs and no ``--quiet``.
+    """
+    rich_logs = resolve_format(settings.log_format, err_console) == "rich"
+    return phase_progress(quiet_level(quiet, silent) == 0 and rich_logs, err_console)
+
+
+class ModelsHelpCommand(TyperCommand):
+    """A command whose ``--models`` help lists the registered models, looked up only when help is shown."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # The registry imports every model module (not Prophet or StatsForecast themselves, which the
+        # adapters import on first fit): ~0.4 s, paid by `-h` only, not by every command start.
+        from capacity_forecaster.forecast.registry import available_models
+
+        for param in self.params:
+            if param.name == "models" and hasattr(param, "help"):
+                param.help = ("auto, or a comma-separated list of: " + ", ".join(available_models())
+                              + ", ensemble [default: auto].")
+        super().format_help(ctx, formatter)
 
 
 def print_tables(settings: Settings) -> None:
@@ -71,22 +137,6 @@ def print_tables(settings: Settings) -> None:
     for item in pipeline.summarize(lake):
         table.add_row(item.name, f"{item.rows:,}", item.location)
     out.print(table)
-
-
-@contextmanager
-def progress_bar(quiet: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on stderr, fed with (done, total) callbacks; nothing when quiet."""
-    if quiet:
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def kv_table(title: str, mapping: dict[str, Any], key: str, value: str) -> Table:

@@ -13,11 +13,10 @@ from capacity_forecaster.cli.common import (
 
 
 def print_forecast_summary(summary: dict[str, Any]) -> None:
-    """One screen: series, triage, models chosen, backtest error and coverage, failures."""
-    out.print(f"forecast: {summary.get('series', 0):,} series, {summary.get('units', 0):,} work units on "
-              f"{summary.get('engine')} ({summary.get('workers')} workers), {summary.get('failures', 0):,} failed "
-              f"unit-series, {summary.get('seconds', 0.0):.1f} s")
-    out.print("triage: " + ", ".join(f"{k} {v:,}" for k, v in summary.get("triage", {}).items()))
+    """One screen: the stage's summary line, models chosen, backtest error and coverage, failures."""
+    from capacity_forecaster.stages.forecast import summary_line
+
+    out.print(summary_line(summary))
     out.print(kv_table("Models chosen", summary.get("chosen", {}), "model", "series"))
     mae, coverage = summary.get("backtest_mae", {}), summary.get("backtest_coverage", {})
     table = Table(title="Backtest of the chosen models (mean over series and windows)", title_justify="left")
@@ -32,15 +31,18 @@ def print_forecast_summary(summary: dict[str, Any]) -> None:
                   "the lead their history let the backtests validate; those steps are marked is_extrapolation in "
                   "forecasts and their intervals are widened (docs/forecast.md)")
     for reason, count in summary.get("failure_reasons", {}).items():
-        out.print(f"  failed x{count}: {reason}")
+        out.print(f"failed x{count:,}: {reason}")
 
 
-def print_risk_summary(summary: dict[str, Any]) -> None:
-    """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings."""
+def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
+    """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings;
+    with a what-if (``scenarios.ScenarioOutcome``), base -> scenario at-risk servers, earliest breach and savings."""
     out.print(f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers; already breaching "
               f"{summary.get('servers_already_breaching', 0)} ({summary.get('current_rule', '?')}); "
               f"{summary.get('servers_at_risk', 0)} at risk; levels: "
               + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items()))
+    from capacity_forecaster.risk.levels import percent
+
     at_risk = summary.get("at_risk") or []
     if at_risk:
         table = Table(title="At-risk servers (already breaching first, then most urgent)", title_justify="left")
@@ -50,7 +52,7 @@ def print_risk_summary(summary: dict[str, Any]) -> None:
             now = row.get("status") == "already_breaching"
             breach = f"now ({row.get('days_over_recent')} recent days over)" if now else row["breach_ds"] or "-"
             days = "0" if now else "-" if row["days_to_breach"] is None else str(row["days_to_breach"])
-            prob = "-" if row["breach_probability"] is None else f"{row['breach_probability']:.0%}"
+            prob = percent(row["breach_probability"])
             table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,
                           str(row.get("seasonal_peak") or ""))
         out.print(table)
@@ -68,3 +70,8 @@ def print_risk_summary(summary: dict[str, Any]) -> None:
 
     for line in calibration_lines(summary):
         out.print(line)
+    if scenario is not None:
+        from capacity_forecaster.risk.scenarios import comparison_lines
+
+        for line in comparison_lines(summary, scenario.summary, scenario.name, scenario.label):
+            out.print(line, markup=False, highlight=False)

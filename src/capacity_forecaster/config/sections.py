@@ -161,8 +161,10 @@ class RiskConfig(_Section):
     # Breach
     threshold: float = Field(80.0, gt=0.0, le=100.0)
     metric_thresholds: dict[RiskMetric, float] = Field(default_factory=dict)
+    # What-if growth in percent: an annual rate compounded over the horizon (growth_ramp), or a step
+    # change applied from the first forecast day (growth_ramp: false).
     growth: float = Field(0.0, ge=-100.0, le=1_000.0)
-    growth_ramp: bool = False
+    growth_ramp: bool = True
     interval: float = Field(0.8, gt=0.0, lt=1.0)
     error_correlation: float = Field(0.9, ge=0.0, le=1.0)
     # Calibration against the forecast stage's backtests (risk/calibration.py): with calibrate on,
@@ -209,6 +211,13 @@ class RiskConfig(_Section):
     cpu_sizes: tuple[int, ...] = Field(_CPU_SIZES, min_length=1)
     memory_sizes: tuple[int, ...] = Field(_MEMORY_SIZES, min_length=1)
     upsize_min_level: Literal["critical", "high", "medium"] = "medium"
+    # ... and only when the series' breach probability is at least this (already breaching always is).
+    upsize_min_probability: float = Field(0.5, ge=0.0, le=1.0)
+    # Performance risk of a sizing option: its projected peak (forecast upper bound on the new size,
+    # % of capacity) below each band is very_low, low, medium, high; at or above the last very_high.
+    performance_risk_bands: tuple[float, float, float, float] = (50.0, 65.0, 80.0, 95.0)
+    # Ranked sizing options per server (recommendation_options).
+    max_options: int = Field(3, ge=1, le=10)
     # Consolidation
     consolidation_candidate_max: float = Field(40.0, gt=0.0, le=100.0)
     consolidation_target: float = Field(70.0, gt=0.0, le=100.0)
@@ -247,6 +256,9 @@ class RiskConfig(_Section):
             sizes = getattr(self, name)
             if any(s <= 0 for s in sizes) or list(sizes) != sorted(set(sizes)):
                 problems.append(f"{name} must be positive and strictly increasing, got {list(sizes)}")
+        bands = list(self.performance_risk_bands)
+        if bands != sorted(set(bands)) or not all(0.0 < b <= 100.0 for b in bands):
+            problems.append(f"performance_risk_bands must be strictly increasing in (0, 100], got {bands}")
         bad = {k: v for k, v in self.metric_thresholds.items() if not 0.0 < v <= 100.0}
         if bad:
             problems.append(f"metric_thresholds values must be in (0, 100], got {bad}")
@@ -276,6 +288,8 @@ class ReportConfig(_Section):
     forecast_sheet: Literal["weekly", "daily"] = "weekly"
     # Paper of the PDF pack (landscape): ISO A4 or US letter.
     page_size: Literal["a4", "letter"] = "a4"
+    # The stored what-if shown beside the base (its name, e.g. growth-20pct); None: the most recent one.
+    scenario: str | None = Field(None, min_length=1, max_length=64)
 
 
 class DashboardConfig(_Section):
@@ -363,6 +377,8 @@ class Settings(_Section):
     """The whole configuration; one instance is built by the CLI and passed down."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # auto: rich on a terminal, plain one-line records otherwise; json: one JSON object per line.
+    log_format: Literal["auto", "rich", "plain", "json"] = "auto"
     lake: LakeConfig = LakeConfig()
     generate: GenerateConfig = GenerateConfig()
     ingest: IngestConfig = IngestConfig()
@@ -378,6 +394,8 @@ class Settings(_Section):
     def _upper_log_level(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("log_level"), str):
             data = {**data, "log_level": data["log_level"].upper()}
+        if isinstance(data, dict) and isinstance(data.get("log_format"), str):
+            data = {**data, "log_format": data["log_format"].lower()}
         return data
 
     def digest(self) -> str:

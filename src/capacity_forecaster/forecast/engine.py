@@ -41,7 +41,8 @@ BASELINE = "seasonal_naive"
 NAIVE_SEASON = {"D": 7, "h": 24}
 MAX_BATCH = 256
 TASKS_PER_WORKER = 4
-Progress = Callable[[int, int], None]
+# Called with (phase, done, total): done = 0 when the phase starts; total is fixed within a phase.
+Progress = Callable[[str, int, int], None]
 
 
 class BuiltinSeasonalNaive:
@@ -248,6 +249,20 @@ def watch_parent(parent: int, interval: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="capfc-parent-watch", daemon=True).start()
+
+
+def phase_ticker(progress: Progress | None, phase: str, total: int) -> Callable[[], None]:
+    """Report the start of ``phase`` (``0 / total``) and return a callback counting one step done."""
+    done = [0]
+    if progress is not None:
+        progress(phase, 0, total)
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(phase, done[0], total)
+
+    return tick
 
 
 def batches(series: pd.DataFrame, size: int) -> list[pd.DataFrame]:

@@ -6,6 +6,11 @@ scores -> per-series selection -> final fits of the chosen models (and ensemble 
 calibrated forecasts. The published model's backtest forecasts are kept (``backtest_forecasts``)
 with the leave-one-window-out intervals they were scored with.
 
+Progress is reported per named phase (``PHASES``), each with a total known when the phase starts:
+``backtests`` and ``final fits`` count work units (one model fitted on one batch of series, at one
+cutoff), ``scoring`` (conformal scores, selection) and ``intervals`` (calibrated forecasts) count
+steps; the stage adds ``writing`` (tables).
+
 The baseline is always backtested (it is the fallback, so its intervals must be calibrated too),
 but it is a candidate only when it is in the model set (always for ``auto``). ``selected`` in the
 backtests marks the model whose forecast was published: the chosen one, or the baseline where the
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +41,7 @@ from capacity_forecaster.forecast.engine import (
     UnitTask,
     auto_batch_size,
     batches,
+    phase_ticker,
 )
 from capacity_forecaster.forecast.intervals import (
     apply_bounds,
@@ -73,6 +80,8 @@ BACKTEST_EXTRA = ("smape", "n_points", "window")
 SHORT_WIDEN = 1.5
 # Forecast column: the step lies beyond the lead the series' backtests validated.
 EXTRAPOLATION = "is_extrapolation"
+# The phases reported to ``progress`` in order (``stages.forecast`` adds the last one, writing).
+PHASES = ("backtests", "scoring", "final fits", "intervals", "writing")
 _SERIES = list(SERIES_KEY)
 _PRED = ["yhat", "yhat_lower", "yhat_upper"]
 
@@ -203,8 +212,8 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
         metrics: processed metrics: ``server_id, ds, metric, value`` (+ any other columns); value
             NaN where a gap was left. Series key ``(server_id, metric)``.
         cfg: the forecast configuration.
-        progress: optional ``callback(done, total)`` called as units finish; ``total`` grows once,
-            when the final fits are planned after selection.
+        progress: optional ``callback(phase, done, total)``: called with ``done = 0`` when a phase
+            of ``PHASES`` starts, then as its work finishes; ``total`` is fixed within a phase.
 
     Returns:
         The ForecastResult (see its attributes for the columns of each frame).
@@ -231,13 +240,8 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
                            freq=cfg.freq)
     plan["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], plan).to_numpy()
     planned = plan.groupby(_SERIES).size().rename("n_windows").reset_index()
-    done = [0]
-    total = [0]
-
-    def tick() -> None:
-        done[0] += 1
-        if progress is not None:
-            progress(done[0], total[0])
+    def ticker(phase: str, total: int) -> Callable[[], None]:
+        return phase_ticker(progress, phase, total)
 
     with Executor(cfg) as executor:
         bt_tasks: list[UnitTask] = []
@@ -247,22 +251,25 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
             if model != BASELINE:
                 rows = rows[(rows["status"] == "model") & (rows["n_train"] >= _make(model).min_history)]
             bt_tasks += _tasks(model, rows, history, cfg, "backtest", executor.workers, len(bt_tasks))
-        total[0] = len(bt_tasks)
-        bt_results = executor.run(bt_tasks, tick)
+        bt_results = executor.run(bt_tasks, ticker("backtests", len(bt_tasks)))
+        scored = ticker("scoring", 2)
         rows, backtests, pooling = _score_backtests(bt_results, history, plan, planned, names, order, cfg)
+        scored()
         chosen, members, unbacktested = _choose(backtests, planned, names, order, index, cfg)
+        scored()
         need = pd.concat([chosen.loc[chosen["model"] != ENSEMBLE, [*_SERIES, "model"]], members], ignore_index=True)
         need = need.merge(index[[*_SERIES, "start", "stop", "first_ds"]], on=_SERIES)
         fin_tasks: list[UnitTask] = []
         for needed, rows_m in need.groupby("model", sort=False):
             fin_tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", executor.workers,
                                 len(bt_tasks) + len(fin_tasks))
-        total[0] += len(fin_tasks)
-        fin_results = executor.run(fin_tasks, tick)
+        fin_results = executor.run(fin_tasks, ticker("final fits", len(fin_tasks)))
         workers = executor.workers
 
+    calibrated = ticker("intervals", 2)
     forecasts = _assemble(_predictions(fin_results), chosen, members)
     forecasts = _calibrate_forecasts(forecasts, rows, pooling, history, index, tri, plan, cfg, min_steps)
+    calibrated()
     used = forecasts[[*_SERIES, "model"]].drop_duplicates(_SERIES)
     failures = _failures(bt_results + fin_results, used)
     paths = bt.published_paths(rows, used)
@@ -276,9 +283,10 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
               for r in fin_results if r.fitted is not None and r.predictions is not None]
     summary = _summary(tri, backtests, forecasts, failures, names, len(bt_tasks) + len(fin_tasks),
                        time.perf_counter() - started, cfg, workers)
-    log.info("forecast: %d series (%s), chosen %s, %d failure row(s), %d units on %s x%d, %.1f s",
-             summary["series"], summary["triage"], summary["chosen"], summary["failures"],
-             summary["units"], cfg.engine, workers, summary["seconds"])
+    summary["backtest_units"], summary["final_units"] = len(bt_tasks), len(fin_tasks)
+    calibrated()
+    log.debug("forecast engine: %d backtest and %d final units on %s x%d, %.1f s",
+              len(bt_tasks), len(fin_tasks), cfg.engine, workers, summary["seconds"])
     summary["backtest_forecast_rows"] = int(len(paths))
     return ForecastResult(forecasts, backtests, failures, tri, fitted, summary, paths)
 

@@ -12,7 +12,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from capacity_forecaster.report import style
-from capacity_forecaster.report.data import HEATMAP_MIN_DAYS, ReportData, not_available, server_names
+from capacity_forecaster.report.data import (
+    HEATMAP_MIN_DAYS,
+    ReportData,
+    backtest_windows,
+    not_available,
+    server_names,
+)
 from capacity_forecaster.report.forecast_chart import forecast_panels
 from capacity_forecaster.report.summary import cluster_map, level_counts, model_accuracy, money, ranked_risks
 
@@ -224,7 +230,7 @@ def accuracy_chart(data: ReportData) -> Figure:
     cap = style.axis_cap([style.box_stats(s)["upperfence"] for s in series])
     beyond = np.concatenate([s[s > cap] for s in series]) if series else np.array([])
     subtitle = ("MASE = mean absolute error / in-sample error of a weekly seasonal-naive forecast (1.0, dashed); "
-                f"{backtests['cutoff'].nunique()} cutoffs")
+                f"{backtest_windows(backtests)} backtest windows per series")
     xlabel = (f"MASE per series and cutoff: box P25-P75, whiskers P{low:g}-P{high:g}, dots beyond"
               + (f"; {len(beyond)} values above {cap:.1f} drawn as \u25b6 on the edge (up to {beyond.max():.1f})"
                  if len(beyond) else ""))

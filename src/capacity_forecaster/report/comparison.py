@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from capacity_forecaster.report.data import ReportData, whatif_name, whatif_run
+from capacity_forecaster.report.data import ReportData, scenario_info, scenario_names, whatif_name
 from capacity_forecaster.report.summary import day, money
-from capacity_forecaster.risk.levels import level_codes
+from capacity_forecaster.risk.levels import level_codes, percent
 
 # Most affected first: new series, then worse, better, gone, unchanged.
 CHANGE_ORDER = ("added", "worse", "better", "removed", "unchanged")
@@ -38,10 +38,10 @@ class Total:
 
 @dataclass(frozen=True)
 class StoredScenario:
-    """The what-if the last ``capfc risk --growth/--scenario`` run stored.
+    """A what-if a ``capfc risk --growth/--scenario`` run stored beside the base.
 
     Attributes:
-        name: the scenario's name as the risk stage gave it (``growth +20 %``, the scenario file's name).
+        name: the scenario's stored name and what it is (``growth-20pct: growth +20 %/year``).
         run: when that risk run finished (UTC, ISO text; empty when no manifest names it).
         rows: one row per series in the base or the scenario, most affected first (``ranked_rows``).
         totals: fleet-level measures, base vs scenario.
@@ -60,7 +60,7 @@ class StoredScenario:
         return self.rows[self.rows["change"] != "unchanged"]
 
 
-def ranked_rows(data: ReportData) -> pd.DataFrame:
+def ranked_rows(data: ReportData, name: str | None = None) -> pd.DataFrame:
     """The comparison table with the servers' names, most affected first.
 
     Returns:
@@ -68,11 +68,16 @@ def ranked_rows(data: ReportData) -> pd.DataFrame:
         days_to_breach, breach_probability, action, monthly_savings, change) plus hostname and
         application where the inventory has them, and base_code / scenario_code (3 critical ... 0 low,
         -1 absent). Order: change (``CHANGE_ORDER``), scenario level (worst first), scenario days to
-        breach (soonest first), server_id, metric. Empty without a stored scenario.
+        breach (soonest first), server_id, metric. Only the rows of scenario ``name`` (default: the most
+        recently stored). Empty without a stored scenario.
     """
     frame = data.table("risk_comparison")
-    if frame is None:
+    names = scenario_names(data)
+    name = name or data.settings.report.scenario
+    if frame is None or not names or (name is not None and name not in names):
         return pd.DataFrame(columns=["server_id", "metric", "change"])
+    if "scenario" in frame.columns:
+        frame = frame[frame["scenario"].astype(str) == (name or names[0])].drop(columns="scenario")
     out = frame.copy()
     for side in SIDES:
         out[f"{side}_breach_ds"] = pd.to_datetime(out[f"{side}_breach_ds"])
@@ -126,15 +131,17 @@ def totals(rows: pd.DataFrame) -> tuple[Total, ...]:
     return tuple(out)
 
 
-def stored_scenario(data: ReportData) -> StoredScenario | None:
-    """The stored what-if, or None when the lake has none (``data.WHATIF_MISSING`` says what to run)."""
-    rows = ranked_rows(data)
+def stored_scenario(data: ReportData, name: str | None = None) -> StoredScenario | None:
+    """A stored what-if (default: the most recently stored), or None when the lake has none
+    (``data.WHATIF_MISSING`` says what to run)."""
+    name = name or data.settings.report.scenario
+    rows = ranked_rows(data, name)
     if rows.empty:
         return None
     counts = rows["change"].value_counts()
     return StoredScenario(
-        name=whatif_name(data) or "what-if",
-        run=str(whatif_run(data).get("finished", ""))[:19].replace("T", " "),
+        name=whatif_name(data, name) or "what-if",
+        run=str(scenario_info(data, name).get("finished", ""))[:19].replace("T", " "),
         rows=rows, totals=totals(rows),
         changes={change: int(counts.get(change, 0)) for change in CHANGE_ORDER},
     )
@@ -146,17 +153,19 @@ def change_text(changes: dict[str, int]) -> str:
 
 
 def headline(scenario: StoredScenario) -> str:
-    """One sentence for the key messages: the report shows the scenario, and how it differs from the base."""
+    """One sentence for the key messages: the report shows the base; how the stored scenario differs from it."""
     by = {t.measure: t for t in scenario.totals}
     risk, savings = by["Servers at risk (medium or worse)"], by["Net savings per month"]
-    return (f"This report shows the what-if scenario \u201c{scenario.name}\u201d stored by capfc risk: "
-            f"{risk.scenario_text} servers at risk (base {risk.base_text}), net savings {savings.scenario_text} "
-            f"per month (base {savings.base_text}); series {change_text(scenario.changes)}.")
+    first = by["Earliest forecast breach"]
+    return (f"This report shows the base; beside it, the what-if scenario \u201c{scenario.name}\u201d stored by "
+            f"capfc risk: servers at risk {risk.base_text} \u2192 {risk.scenario_text}, earliest forecast breach "
+            f"{first.base_text} \u2192 {first.scenario_text}, net savings {savings.base_text} \u2192 "
+            f"{savings.scenario_text} per month; series {change_text(scenario.changes)}.")
 
 
 def probability(value: Any) -> str:
     """A probability as a whole percentage, ``-`` when absent."""
-    return "-" if value is None or pd.isna(value) else f"{float(value):.0%}"
+    return percent(value)
 
 
 def level(value: Any) -> str:

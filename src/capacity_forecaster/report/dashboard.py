@@ -16,15 +16,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report import dashboard_guard as guard
 from capacity_forecaster.report import figures, style
+from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import change_text
-from capacity_forecaster.report.dashboard_state import (
-    GROWTH_STEP,
-    SCENARIO_COLUMNS,
-    TABLE_COLUMNS,
-    DashboardState,
-    records,
-)
-from capacity_forecaster.report.data import not_available
+from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, records
+from capacity_forecaster.report.dashboard_state import GROWTH_STEP, TABLE_COLUMNS, DashboardState
+from capacity_forecaster.report.data import not_available, server_names
 from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -46,10 +42,7 @@ def _level_styles(*columns: str) -> list[dict[str, Any]]:
 
 
 _LEVEL_STYLES = _level_styles("risk_level", "whatif_level")
-# With a stored what-if the lake's risk columns hold the scenario and the slider grows the base.
-_SCENARIO_HEADERS = {"risk_level": "Stored what-if risk", "breach_ds": "Stored what-if breach",
-                     "days_to_breach": "Days (stored what-if)", "breach_probability": "P(breach) % (stored what-if)",
-                     "whatif_level": "Slider risk (base)", "whatif_breach_ds": "Slider breach (base)"}
+_WARNING = "#B91C1C"
 
 
 def _kpi_cards(cards: list[tuple[str, str, str]]) -> list[html.Div]:
@@ -95,8 +88,7 @@ def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], p
 def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
     server, metric = state.default_series()
     metric_options = [{"label": figures.METRIC_NAMES[m], "value": m} for m in figures.METRIC_NAMES]
-    columns = {**TABLE_COLUMNS, **(_SCENARIO_HEADERS if state.scenario is not None else {})}
-    table: Any = (_table("risk-table", columns, state.risk_rows(0.0), settings.dashboard.page_size,
+    table: Any = (_table("risk-table", TABLE_COLUMNS, state.risk_rows(0.0), settings.dashboard.page_size,
                          {"rank", "days_to_breach", "breach_probability"}, _LEVEL_STYLES)
                   if not state.ranked.empty else html.P(not_available("server_risk"), style={"color": style.MUTED}))
     return html.Div([
@@ -117,42 +109,78 @@ def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
     ])
 
 
+def _lineage_banner(state: DashboardState) -> html.Div | None:
+    """A warning naming both run ids when the tables come from different upstream runs; None when they agree."""
+    warnings = state.lineage.warnings()
+    if not warnings:
+        return None
+    return html.Div([html.Div(line, style={"fontWeight": 600, "color": _WARNING}) for line in warnings],
+                    id="lineage-banner", role="alert",
+                    style={**_CARD, "margin": "16px 0 0", "borderLeft": f"4px solid {_WARNING}"})
+
+
 def _scenario_banner(state: DashboardState) -> html.Div | None:
-    """What the stored what-if is and how it relates to the slider; None without one."""
+    """The stored what-ifs beside the base and the most recent one's base -> scenario totals; None without one."""
     scenario = state.scenario
     if scenario is None:
         return None
     ran = f" (capfc risk, run {scenario.run} UTC)" if scenario.run else " (capfc risk)"
-    shown = ("Servers at risk (medium or worse)", "Critical servers", "Net savings per month")
+    shown = ("Servers at risk (medium or worse)", "Earliest forecast breach", "Net savings per month")
     totals = "; ".join(f"{t.measure.lower()} {t.base_text} \u2192 {t.scenario_text}" for t in scenario.totals
                        if t.measure in shown)
+    others = len(state.scenario_names) - 1
     return html.Div([
-        html.Div(f"Stored what-if scenario: {scenario.name}{ran}", style={"fontWeight": 600, "marginBottom": 4}),
-        html.Div(f"The lake's risk tables (the risk table's stored what-if columns, the cluster and recommendation "
-                 f"tabs, net savings) describe this scenario. Base \u2192 scenario: {totals}; series "
-                 f"{change_text(scenario.changes)}. Every series side by side in the What-if scenario tab.",
+        html.Div(f"Stored what-if scenario: {scenario.name}{ran}" + (f", and {others} more" if others else ""),
+                 style={"fontWeight": 600, "marginBottom": 4}),
+        html.Div(f"The dashboard shows the base; the what-if is stored beside it. Base \u2192 scenario: {totals}; "
+                 f"series {change_text(scenario.changes)}. Pick any stored scenario in the What-if scenario tab.",
                  style={"fontSize": "13px"}),
     ], id="scenario-banner", style={**_CARD, "margin": "16px 0 0", "borderLeft": f"4px solid {style.ACCENT}"})
+
+
+def _totals_rows(state: DashboardState, name: str | None) -> list[dict[str, Any]]:
+    scenario = state.stored(name)
+    if scenario is None:
+        return []
+    return records(pd.DataFrame([(t.measure, t.base_text, t.scenario_text) for t in scenario.totals],
+                                columns=["measure", "base", "scenario"]))
 
 
 def _scenario_tab(state: DashboardState, settings: Settings) -> html.Div:
     scenario = state.scenario
     if scenario is None:
         return html.Div(html.P(not_available("risk_comparison"), style={"color": style.MUTED}), style=_CARD)
-    totals = records(pd.DataFrame([(t.measure, t.base_text, t.scenario_text) for t in scenario.totals],
-                                  columns=["measure", "base", "scenario"]))
+    options = [{"label": getattr(state.stored(n), "name", n), "value": n} for n in state.scenario_names]
     return html.Div([
-        html.Div([html.H3(f"Base vs stored what-if: {scenario.name}", style={"margin": "0 0 8px"}),
-                  _table("scenario-totals", {"measure": "Measure", "base": "Base", "scenario": "Scenario"}, totals,
-                         20, set())], style={**_CARD, "marginBottom": "16px"}),
-        html.Div([html.P(f"Series {change_text(scenario.changes)}; most affected first. Savings are the "
-                         "server's, repeated on each of its metrics.", style={"color": style.MUTED}),
+        html.Div([html.H3("Base vs a stored what-if", style={"margin": "0 0 8px"}),
+                  dcc.Dropdown(id="scenario-pick", options=options, value=state.scenario_names[0], clearable=False,
+                               style={"width": "420px", "marginBottom": "10px"}),
+                  _table("scenario-totals", {"measure": "Measure", "base": "Base", "scenario": "Scenario"},
+                         _totals_rows(state, None), 20, set())], style={**_CARD, "marginBottom": "16px"}),
+        html.Div([html.P("Series most affected first. Savings are the server's, repeated on each of its metrics.",
+                         style={"color": style.MUTED}),
                   _table("scenario-table", SCENARIO_COLUMNS, state.scenario_rows(), settings.dashboard.page_size,
                          {"base_days_to_breach", "scenario_days_to_breach", "base_breach_probability",
                           "scenario_breach_probability"},
                          _level_styles("base_risk_level", "scenario_risk_level"),
                          dollars=frozenset({"base_monthly_savings", "scenario_monthly_savings"}))], style=_CARD),
     ])
+
+
+def _capacity_tab(state: DashboardState, settings: Settings) -> html.Div:
+    """Capacity remaining per datacenter, environment and application (``capacity_by_group``)."""
+    rows = capacity_rows(state.data)
+    if rows.empty:
+        return html.Div(html.P(not_available("capacity_by_group"), style={"color": style.MUTED}), style=_CARD)
+    numeric = {"servers", "servers_at_risk", "free_cpu_cores", "free_memory_gb", "reclaimable_cpu_cores",
+               "reclaimable_memory_gb"}
+    return html.Div([
+        html.H3("Capacity remaining by group", style={"margin": "0 0 8px"}),
+        html.P("Time remaining = the group's earliest breach; free = cores and GB left at the forecast peak; "
+               "reclaimable = what right-sizing, consolidation and decommissioning free. Filter Grouped by "
+               "(datacenter, environment, application).", style={"color": style.MUTED, "fontSize": "13px"}),
+        _table("capacity-table", CAPACITY_HEADERS, records(rows), settings.dashboard.page_size, numeric),
+    ], style=_CARD)
 
 
 def _clusters_tab(state: DashboardState) -> html.Div:
@@ -191,9 +219,11 @@ def _savings_tab(state: DashboardState, settings: Settings) -> html.Div:
 
 
 def _fleet_tab(state: DashboardState, settings: Settings) -> html.Div:
-    weekly, backtests = state.data.weekly, state.data.table("backtests")
-    parts = [dcc.Graph(figure=figures.heatmap(weekly, settings.report.heatmap_metric, settings.report.heatmap_servers))
-             if weekly is not None and len(weekly) else html.P(not_available("metrics")),
+    peaks, backtests = state.data.peaks, state.data.table("backtests")
+    # The weekly peak (not the mean) keeps month-end and quarter-end peaks visible, as in the reports.
+    parts = [dcc.Graph(figure=figures.heatmap(peaks, settings.report.heatmap_metric, settings.report.heatmap_servers,
+                                              server_names(state.data), statistic="weekly peak"))
+             if peaks is not None and len(peaks) else html.P(not_available("metrics")),
              dcc.Graph(figure=figures.accuracy_box(backtests)) if backtests is not None and len(backtests)
              else html.P(not_available("backtests"))]
     return html.Div([html.Div(p, style={**_CARD, "marginBottom": "16px"}) for p in parts])
@@ -230,8 +260,8 @@ def _slider_help(state: DashboardState) -> str:
     if state.scenario is None:
         return ("Base = the lake's risk table; what-if columns re-assess breaches with every forecast (and its "
                 "interval) scaled by this growth.")
-    return (f"The slider grows the base forecasts (before the stored what-if \u201c{state.scenario.name}\u201d) and "
-            "re-assesses breaches: at 0 % its columns show the base, so they sit beside the stored what-if's.")
+    return (f"The slider grows the base forecasts and re-assesses breaches (a quick look; the stored what-if "
+            f"\u201c{state.scenario.name}\u201d and any other stored one are in the What-if scenario tab).")
 
 
 def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[int, str]) -> html.Div:
@@ -244,6 +274,7 @@ def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[i
         html.Div([
             html.Div(id="kpis", children=_kpi_cards(state.kpi_values(0.0)),
                      style={"display": "grid", "gridTemplateColumns": "repeat(5, 1fr)", "gap": "12px"}),
+            *([warn] if (warn := _lineage_banner(state)) is not None else []),
             *([banner] if (banner := _scenario_banner(state)) is not None else []),
             html.Div([html.Div("What-if growth of the forecast load", style={"fontWeight": 600, "marginBottom": 6}),
                       dcc.Slider(id="growth", min=cfg.growth_min, max=cfg.growth_max, step=GROWTH_STEP, value=0,
@@ -256,6 +287,7 @@ def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[i
                 dcc.Tab(label="Clusters", value="clusters", children=_clusters_tab(state)),
                 dcc.Tab(label="Recommendations", value="savings", children=_savings_tab(state, settings)),
                 dcc.Tab(label="What-if scenario", value="whatif", children=_scenario_tab(state, settings)),
+                dcc.Tab(label="Capacity by group", value="capacity", children=_capacity_tab(state, settings)),
                 dcc.Tab(label="Fleet and accuracy", value="fleet", children=_fleet_tab(state, settings)),
             ], style={"marginBottom": "12px"}),
         ], style={"padding": "18px 32px", "maxWidth": "1440px", "margin": "0 auto"}),
@@ -277,6 +309,13 @@ def _register_callbacks(app: dash.Dash, state: DashboardState, settings: Setting
         @app.callback(Output("risk-table", "data"), Input("growth", "value"))
         def update_table(growth: Any) -> list[dict[str, Any]]:
             return state.risk_rows(growth_of(growth))
+
+    if state.scenario is not None:
+        @app.callback(Output("scenario-totals", "data"), Output("scenario-table", "data"),
+                      Input("scenario-pick", "value"), prevent_initial_call=True)
+        def pick_scenario(name: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            chosen = guard.text_value("scenario", name, state.scenario_names)
+            return _totals_rows(state, chosen), state.scenario_rows(chosen)
 
     inputs = [Input("risk-table", "active_cell")] if has_table else []
     if not state.points.empty:

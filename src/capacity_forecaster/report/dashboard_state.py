@@ -16,8 +16,15 @@ import plotly.graph_objects as go
 
 from capacity_forecaster.config import RiskConfig, Settings
 from capacity_forecaster.report import comparison, figures, style
-from capacity_forecaster.report.comparison import StoredScenario, stored_scenario
-from capacity_forecaster.report.data import ReportData, load_report_data, not_available
+from capacity_forecaster.report.comparison import StoredScenario
+from capacity_forecaster.report.dashboard_scenarios import ScenarioStore, records
+from capacity_forecaster.report.data import (
+    BACKTEST_COLUMNS,
+    ReportData,
+    load_report_data,
+    not_available,
+)
+from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
     already_breaching,
@@ -34,7 +41,7 @@ from capacity_forecaster.risk.analogue import seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
 from capacity_forecaster.risk.current import current_state, rule_text
-from capacity_forecaster.risk.levels import level_codes
+from capacity_forecaster.risk.levels import level_codes, percent
 from capacity_forecaster.risk.seasonal import period_uplifts
 from capacity_forecaster.risk.whatif import apply_growth
 from capacity_forecaster.storage.lake import Lake
@@ -51,14 +58,6 @@ TABLE_COLUMNS = {
 }
 
 
-SCENARIO_COLUMNS = {
-    "server_id": "Server", "hostname": "Hostname", "metric": "Metric", "change": "Change",
-    "base_risk_level": "Base risk", "scenario_risk_level": "Scenario risk", "base_breach_ds": "Base breach",
-    "scenario_breach_ds": "Scenario breach", "base_days_to_breach": "Base days",
-    "scenario_days_to_breach": "Scenario days", "base_breach_probability": "Base P %",
-    "scenario_breach_probability": "Scenario P %", "base_action": "Base action", "scenario_action": "Scenario action",
-    "base_monthly_savings": "Base savings / month", "scenario_monthly_savings": "Scenario savings / month",
-}
 
 
 def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, BreachCalibration]:
@@ -68,12 +67,6 @@ def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, Br
     summary = ((runs[-1].get("counts") or {}).get("summary") or {}) if runs else {}
     calibration = from_summary(summary.get("calibration") or {}, cfg)
     return calibration.settings(cfg), calibration
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts for a Dash table (missing values as None)."""
-    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    return [{str(k): v for k, v in row.items()} for row in rows]
 
 
 @dataclass(frozen=True)
@@ -106,9 +99,13 @@ class DashboardState:
         self.ranked = ranked_risks(self.data)
         self.points = cluster_map(self.data)
         self.chosen = chosen_models(self.data)
-        # A stored what-if (capfc risk --growth/--scenario): the lake's risk tables describe the scenario,
-        # and risk_comparison keeps the base beside it.
-        self.scenario: StoredScenario | None = stored_scenario(self.data)
+        # Stored what-ifs (capfc risk --growth/--scenario) sit beside the base risk tables, by name;
+        # the What-if tab shows one at a time (the most recent first).
+        self.stored_scenarios = ScenarioStore(self.data)
+        self.scenario_names = self.stored_scenarios.names
+        self.stored, self.scenario_rows = self.stored_scenarios.stored, self.stored_scenarios.rows
+        self.scenario: StoredScenario | None = self.stored(None)
+        self.lineage = lineage(self.data)
         # The slider re-assesses breaches as the risk stage did: with the forecast stage's interval and
         # the calibration the last risk run applied (rho, isotonic map), so 0 % matches the stored table.
         self.risk_cfg, self.calibration = _risk_settings(self.data, settings)
@@ -121,6 +118,7 @@ class DashboardState:
         self._waiters_lock = threading.Lock()
         self._db = duckdb.connect(database=":memory:")
         self.whatif_inputs: WhatIfInputs | None = None
+        self._backtests: pd.DataFrame | None = None
         # A metrics table without rows has no period; the drill-down then shows forecasts only.
         self.has_history = self.data.period is not None
         if self.has_history:
@@ -134,9 +132,21 @@ class DashboardState:
         log.info("dashboard: %d servers, %d series loaded in %.1f s", 0 if inventory is None else len(inventory),
                  len(self.ranked), time.perf_counter() - started)
 
+    def backtest_forecasts(self, server: str | None, metric: str | None) -> pd.DataFrame | None:
+        """The series' stored backtest forecasts over the history shown (None when the lake has none)."""
+        frame = self._backtests
+        if frame is None or server is None or metric is None:
+            return None
+        return frame[(frame["server_id"] == server) & (frame["metric"] == metric)]
+
     def _load_history(self, lake: Lake) -> None:
         last = self.data.period[1] if self.data.period else dt.date.today()
         since = last - dt.timedelta(days=self.settings.dashboard.history_days)
+        # The drill-down draws the stored backtest forecasts of the days it shows; read once, like the history.
+        if lake.has_table("backtest_forecasts"):
+            frame = lake.read_table("backtest_forecasts", columns=list(BACKTEST_COLUMNS))
+            frame["ds"], frame["cutoff"] = pd.to_datetime(frame["ds"]), pd.to_datetime(frame["cutoff"])
+            self._backtests = frame[frame["ds"] >= pd.Timestamp(since)].reset_index(drop=True)
         con = connect(lake)
         try:
             arrow = con.sql(
@@ -190,24 +200,18 @@ class DashboardState:
                                recalibrate=self.calibration.apply, current=inputs.current)
 
     def base_risk(self) -> pd.DataFrame | None:
-        """The base risk per series: the lake's server_risk, or with a stored what-if its base side.
+        """The base risk per series: the lake's server_risk (a stored what-if never replaces it).
 
         Returns:
             server_id, metric, risk_level, breach_ds, days_to_breach, breach_probability (at least);
             None without server_risk.
         """
-        if self.scenario is None:
-            return self.data.table("server_risk")
-        rows = self.scenario.rows
-        columns = ["risk_level", "breach_ds", "days_to_breach", "breach_probability"]
-        base = rows[rows["base_code"] >= 0][["server_id", "metric", *(f"base_{c}" for c in columns)]]
-        return base.rename(columns={f"base_{c}": c for c in columns}).reset_index(drop=True)
+        return self.data.table("server_risk")
 
     def whatif(self, growth: float) -> pd.DataFrame:
         """Risk per series with the base forecasts uplifted by ``growth`` percent (cached per value).
 
-        The lake's forecasts are the base ones even when the risk tables hold a stored what-if, so the
-        slider always grows the base.
+        The slider always grows the base (the lake's forecasts and risk tables).
 
         Returns:
             The ``breach.assess_breaches`` columns; at 0 % the base as stored (``base_risk``).
@@ -267,23 +271,6 @@ class DashboardState:
             out[column] = values.to_numpy(dtype=object)
         return records(out)
 
-    def scenario_rows(self) -> list[dict[str, Any]]:
-        """Rows of the stored what-if table (``SCENARIO_COLUMNS``), most affected first; empty without one."""
-        if self.scenario is None:
-            return []
-        rows = self.scenario.rows
-        out = pd.DataFrame(index=rows.index)
-        for column in SCENARIO_COLUMNS:
-            values = rows[column] if column in rows.columns else pd.Series([None] * len(rows), index=rows.index)
-            if column.endswith("_ds"):
-                values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
-            elif column.endswith("_probability"):
-                values = (values.astype(float) * 100).round(0)
-            elif column.endswith(("_days_to_breach", "_savings")):
-                values = values.astype("Float64").round(0)
-            out[column] = values.to_numpy(dtype=object)
-        return records(out)
-
     def kpi_values(self, growth: float) -> list[tuple[str, str, str]]:
         """(label, value, note) of the headline cards, the risk ones under the what-if growth."""
         inventory, recs = self.data.table("inventory"), self.data.table("recommendations")
@@ -298,8 +285,6 @@ class DashboardState:
             base = self.whatif(0.0)
             base_worst = pd.Series(level_codes(base["risk_level"]), index=base.index).groupby(base["server_id"]).max()
             label = "Servers at risk" + (f" (growth {growth:+g} %)" if growth else "")
-            if self.scenario is not None:  # the slider grows the base, not the stored what-if
-                label = "Servers at risk (base" + (f", growth {growth:+g} %)" if growth else ")")
             now = already_breaching(self.ranked)
             cfg = self.settings.risk
             cards.insert(1, ("Already breaching", f"{now['server_id'].nunique()}",
@@ -307,7 +292,7 @@ class DashboardState:
             cards.append((label, f"{int((worst >= 1).sum())}", f"base {int((base_worst >= 1).sum())}; "
                           f"{int((worst == 3).sum())} critical, {int((worst == 2).sum())} high"))
             first = scenario.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
-            when = "Earliest breach" + (" (base)" if self.scenario is not None and not growth else "")
+            when = "Earliest breach"
             if len(now):  # the first row of the risk table
                 cards.append((when, "now", f"{now['server_id'].iloc[0]} {now['metric'].iloc[0]}: over on "
                               f"{int(now['days_over_recent'].iloc[0])} of the last {cfg.current_window_days} days"))
@@ -319,7 +304,7 @@ class DashboardState:
             cards.append(("Net savings / month", "-", not_available("recommendations")))
         else:
             net, cost = float(recs["monthly_savings"].sum()), float(recs["current_monthly_cost"].sum())
-            label = "Net savings / month" + (" (stored what-if)" if self.scenario is not None else "")
+            label = "Net savings / month"
             cards.append((label, money(net), f"{100 * net / cost:.1f} % of {money(cost)}"
                           if cost > 0 else ""))
         mase = self.chosen["mase"].median() if len(self.chosen) else None
@@ -348,20 +333,19 @@ class DashboardState:
         title = (f"{server}{f' ({host})' if isinstance(host, str) else ''}: "
                  f"{figures.METRIC_NAMES.get(metric, metric)} - {model_text}")
         fig = figures.server_figure(title, past, future, threshold, row.get("breach_ds"), level,
-                                    self.settings.forecast.interval, height=440)
+                                    self.settings.forecast.interval, height=440,
+                                    backtests=self.backtest_forecasts(server, metric))
         probability = row.get("breach_probability")
         facts: dict[str, Any] = {"Risk level": level, "Breach date": day(row.get("breach_ds")),
-                                 "P(breach)": "-" if probability is None or pd.isna(probability)
-                                 else f"{probability:.0%}", "Reason": row.get("reason") or "-"}
+                                 "P(breach)": percent(probability), "Reason": row.get("reason") or "-"}
         if self.scenario is not None:
             rows = self.scenario.rows
             hit = rows[(rows["server_id"] == server) & (rows["metric"] == metric)]
             if len(hit):
                 base = hit.iloc[0]
-                facts["Base (before the stored what-if)"] = (
-                    f"{comparison.level(base['base_risk_level'])}, breach {day(base['base_breach_ds'])}, "
-                    f"P {comparison.probability(base['base_breach_probability'])}; {base['change']} in "
-                    f"\u201c{self.scenario.name}\u201d")
+                facts[f"Stored what-if {self.scenario.name}"] = (
+                    f"{comparison.level(base['scenario_risk_level'])}, breach {day(base['scenario_breach_ds'])}, "
+                    f"P {comparison.probability(base['scenario_breach_probability'])}; {base['change']}")
         if growth and len(future):
             scenario = self.whatif(growth)
             hit = scenario[(scenario["server_id"] == server) & (scenario["metric"] == metric)]

@@ -25,6 +25,8 @@ PRODUCED_BY = {
     "server_risk": "capfc risk",
     "clusters": "capfc risk",
     "recommendations": "capfc risk",
+    "recommendation_options": "capfc risk",
+    "capacity_by_group": "capfc risk",
 }
 # Said in place of a section whose table is absent, where "not available: run ..." would not fit.
 WHATIF_MISSING = "no what-if scenario: run capfc risk --growth PCT or --scenario FILE"
@@ -34,8 +36,12 @@ TABLE_TITLES = {
     "inventory": "Server inventory", "metrics": "Utilisation history", "forecasts": "Forecasts",
     "backtests": "Forecast accuracy", "backtest_forecasts": "Backtest forecasts", "server_risk": "Breach risk",
     "clusters": "Workload clusters", "recommendations": "Recommendations", "risk_comparison": "What-if scenario",
+    "risk_scenarios": "What-if scenarios", "recommendation_options": "Sizing options",
+    "capacity_by_group": "Capacity by group",
 }
 SMALL_TABLES = ("inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts", "risk_comparison")
+# Read when present, never reported as missing (older lakes and runs without a what-if lack them).
+OPTIONAL_TABLES = ("risk_scenarios", "recommendation_options", "capacity_by_group")
 # The risk stage writes risk_comparison on every run, empty without a what-if: empty counts as absent.
 _ABSENT_WHEN_EMPTY = frozenset({"risk_comparison"})
 HISTORY_COLUMNS = ("server_id", "ds", "metric", "value", "is_imputed", "is_anomaly")
@@ -72,6 +78,8 @@ class ReportData:
         profiles: server_id + numeric workload features from the history (None without metrics).
         period: first and last observed day of the processed metrics.
         runs: run manifests (oldest first).
+        versions: table name -> the version read (``Lake.table_info``), to match tables with the runs
+            that wrote them (``lineage.lineage``).
     """
 
     lake_uri: str
@@ -83,6 +91,7 @@ class ReportData:
     profiles: pd.DataFrame | None = None
     period: tuple[dt.date, dt.date] | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame | None:
         """A stage table, or None when the lake does not have it."""
@@ -110,20 +119,56 @@ def server_names(data: ReportData) -> dict[str, str]:
     return dict(zip(hosts["server_id"].astype(str), labels, strict=True))
 
 
-def whatif_run(data: ReportData) -> dict[str, Any]:
-    """The manifest of the risk run that wrote the stored what-if (empty without one, or when no manifest names it)."""
-    if data.table("risk_comparison") is None:
+def scenario_names(data: ReportData) -> list[str]:
+    """The stored what-if scenarios' names, the most recently stored first (empty without one)."""
+    comparison = data.table("risk_comparison")
+    if comparison is None:
+        return []
+    if "scenario" not in comparison.columns:  # a lake written before scenarios had names
+        return ["what-if"]
+    stored = list(dict.fromkeys(comparison["scenario"].astype(str)))
+    index = data.table("risk_scenarios")
+    if index is not None and "created" in index.columns:
+        order = list(index.sort_values("created", ascending=False, kind="stable")["scenario"].astype(str))
+        stored = [n for n in order if n in stored] + [n for n in stored if n not in order]
+    return stored
+
+
+def scenario_info(data: ReportData, name: str | None = None) -> dict[str, Any]:
+    """The ``risk_scenarios`` row of a stored what-if (default: the most recent), plus ``finished``: when its
+    risk run ended (from that run's manifest). Empty without a stored scenario."""
+    names = scenario_names(data)
+    if not names:
         return {}
-    runs = [r for r in data.runs if r.get("stage") == "risk" and "risk_comparison" in (r.get("tables") or {})]
-    return runs[-1] if runs else {}
+    name = names[0] if name is None else name
+    index = data.table("risk_scenarios")
+    row: dict[str, Any] = {"scenario": name}
+    if index is not None:
+        hits = index[index["scenario"].astype(str) == name].to_dict("records")
+        row.update({str(k): v for k, v in (hits[-1] if hits else {}).items()})
+    runs = [r for r in data.runs if r.get("stage") == "risk" and r.get("run_id") == row.get("risk_run_id")]
+    row["finished"] = runs[-1].get("finished", "") if runs else ""
+    return row
 
 
-def whatif_name(data: ReportData) -> str | None:
-    """The stored what-if scenario's name as the risk stage gave it (``growth +20 %``); None without one."""
-    if data.table("risk_comparison") is None:
+def whatif_name(data: ReportData, name: str | None = None) -> str | None:
+    """A stored what-if's name and what it is (``growth-20pct: growth +20 %/year``); None without one."""
+    info = scenario_info(data, name)
+    if not info:
         return None
-    summary = (whatif_run(data).get("counts") or {}).get("summary") or {}
-    return str(summary.get("scenario") or "what-if")
+    label = info.get("label")
+    return f"{info['scenario']}: {label}" if isinstance(label, str) and label else str(info["scenario"])
+
+
+def backtest_windows(backtests: pd.DataFrame) -> int:
+    """How many backtest windows a series has (the most of any series and model): windows, not distinct cutoff
+    dates, which series ending on different days multiply."""
+    if backtests.empty:
+        return 0
+    if "window" in backtests.columns:
+        return int(backtests["window"].nunique())
+    keys = [c for c in ("server_id", "metric", "model") if c in backtests.columns]
+    return int(backtests.groupby(keys)["cutoff"].nunique().max()) if keys else int(backtests["cutoff"].nunique())
 
 
 def _dates(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -220,12 +265,15 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
     Raises:
         StorageError: a table exists but cannot be read.
     """
-    tables = {}
-    for name in SMALL_TABLES:
-        frame = lake.read_table(name) if lake.has_table(name) else None
+    tables, versions = {}, {}
+    for name in (*SMALL_TABLES, *OPTIONAL_TABLES):
+        info = lake.table_info(name)
+        frame = lake.read_table(name) if info is not None else None
+        if info is not None:
+            versions[name] = info.version
         if frame is not None and not (frame.empty and name in _ABSENT_WHEN_EMPTY):
             tables[name] = frame
-        else:
+        elif name in SMALL_TABLES:
             log.info("report: table %s is absent (%s)", name, not_available(name))
     weekly = peaks = profiles = period = None
     if lake.has_table("metrics"):
@@ -240,6 +288,7 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
     return ReportData(
         lake_uri=lake.uri, settings=settings, generated=dt.datetime.now(dt.UTC), tables=tables,
         weekly=weekly, peaks=peaks, profiles=profiles, period=period, runs=list_runs(lake),
+        versions=versions,
     )
 
 

@@ -19,6 +19,7 @@ from openpyxl.worksheet.table import Table, TableStyleInfo
 from capacity_forecaster.report import style
 from capacity_forecaster.report.comparison import StoredScenario, change_text, stored_scenario
 from capacity_forecaster.report.data import ReportData, not_available
+from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.summary import assumptions, kpis, level_counts, ranked_risks
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 # A write-only worksheet (openpyxl does not export its class publicly).
 Worksheet = Any
 
-SHEETS = ("Summary", "At-risk servers", "Recommendations", "What-if", "Clusters", "Forecast data", "Assumptions")
+SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-if", "Clusters", "Forecast data",
+          "Sizing options", "Capacity by group", "Assumptions")
 # Lake column -> header, in sheet order; "hostname"/"application" come from the inventory.
 AT_RISK_COLUMNS = {
     "server_id": "Server", "hostname": "Hostname", "application": "Application", "environment": "Environment",
@@ -36,11 +38,28 @@ AT_RISK_COLUMNS = {
     "threshold": "Threshold (%)", "action": "Recommended action", "reason": "Reason",
 }
 RECOMMENDATION_COLUMNS = {
-    "server_id": "Server", "hostname": "Hostname", "application": "Application", "action": "Action",
-    "target_server_id": "Target server", "cpu_cores": "Current cores", "recommended_cpu_cores": "Recommended cores",
+    "server_id": "Server", "hostname": "Hostname", "application": "Application", "environment": "Environment",
+    "finding": "Finding", "action": "Action", "needed_by": "Needed by", "target_server_id": "Target server",
+    "cpu_cores": "Current cores", "recommended_cpu_cores": "Recommended cores",
     "memory_gb": "Current memory (GB)", "recommended_memory_gb": "Recommended memory (GB)",
     "current_monthly_cost": "Current cost / month (USD)", "projected_monthly_cost": "Projected cost / month (USD)",
-    "monthly_savings": "Savings / month (USD)", "rationale": "Rationale",
+    "monthly_savings": "Savings / month (USD)", "freed_cpu_cores": "Cores freed",
+    "freed_memory_gb": "Memory freed (GB)", "rationale": "Rationale",
+}
+# Ranked sizing options per server (recommendation_options), and capacity remaining per group.
+OPTION_COLUMNS = {
+    "server_id": "Server", "hostname": "Hostname", "application": "Application", "finding": "Finding",
+    "rank": "Option", "option": "Kind", "cpu_cores": "Cores", "memory_gb": "Memory (GB)",
+    "projected_peak_cpu": "Projected peak CPU (%)", "projected_peak_memory": "Projected peak memory (%)",
+    "monthly_cost": "Cost / month (USD)", "monthly_cost_difference": "Cost difference / month (USD)",
+    "performance_risk": "Performance risk", "freed_cpu_cores": "Cores freed", "freed_memory_gb": "Memory freed (GB)",
+}
+CAPACITY_COLUMNS = {
+    "group_by": "Grouped by", "group": "Group", "servers": "Servers", "servers_at_risk": "Servers at risk",
+    "earliest_breach_ds": "Time remaining: earliest breach", "days_remaining": "Days remaining",
+    "earliest_breach": "First to breach", "cpu_cores": "Cores", "free_cpu_cores": "Free cores at peak",
+    "memory_gb": "Memory (GB)", "free_memory_gb": "Free GB at peak", "reclaimable_cpu_cores": "Reclaimable cores",
+    "reclaimable_memory_gb": "Reclaimable GB",
 }
 # Base vs the stored what-if scenario, one row per series; savings are the server's (repeated per metric).
 WHATIF_COLUMNS = {
@@ -71,6 +90,12 @@ _HEADER_FILL = PatternFill("solid", fgColor=style.NAVY.lstrip("#"))
 _HEADER_FONT = Font(bold=True, color="FFFFFF")
 _LEVEL_FILLS = {"critical": "F8D7DA", "high": "FDE2C8", "medium": "FFF3C4", "low": "E3F1E4"}
 _MONEY = '"$"#,##0;[Red]-"$"#,##0'
+# Number formats of the numeric Summary KPIs (the others are text, e.g. the data period).
+_KPI_FORMATS = {
+    "servers": "#,##0", "already_breaching": "#,##0", "at_risk": "#,##0", "critical": "#,##0",
+    "earliest_breach": '0" days"', "fleet_cost": _MONEY, "net_savings": _MONEY, "annual_savings": _MONEY,
+    "accuracy": "0.00", "horizon": '0" days"',
+}
 
 
 def _cell(value: Any) -> Any:
@@ -160,16 +185,22 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame) -> Non
     for letter, width in (("A", 34), ("B", 26), ("C", 62)):
         ws.column_dimensions[letter].width = width
     ws.append([_styled(ws, data.settings.report.title, font=Font(bold=True, size=16, color=style.NAVY.lstrip("#")))])
-    ws.append([_styled(ws, f"Lake {data.lake_uri}; generated {data.generated:%Y-%m-%d %H:%M} UTC",
+    runs = lineage(data)
+    ws.append([_styled(ws, f"Lake {data.lake_uri}; generated {data.generated:%Y-%m-%d %H:%M} UTC; {runs.footer()}",
                        font=Font(color="6B7280"))])
+    for warning in runs.warnings():
+        ws.append([_styled(ws, warning, font=Font(bold=True, color="B91C1C"))])
     ws.append([])
     ws.append([_styled(ws, h, header=True) for h in ("Indicator", "Value", "Note")])
     right = Alignment(horizontal="right")
     for kpi in kpis(data, ranked):
-        money_kpi = kpi.key in ("fleet_cost", "net_savings", "annual_savings") and kpi.value is not None
-        value = _styled(ws, kpi.value if money_kpi else kpi.text, fmt=_MONEY if money_kpi else None)
+        # A number stays a number (sortable, usable in formulas) with its format; text only where none exists.
+        fmt = _KPI_FORMATS.get(kpi.key)
+        numeric = fmt is not None and kpi.value is not None and not (kpi.key == "earliest_breach" and kpi.text == "now")
+        value = _styled(ws, kpi.value if numeric else kpi.text, fmt=fmt if numeric else None)
         value.alignment = right
-        ws.append([kpi.label, value, kpi.note])
+        note = kpi.note if not numeric or kpi.key != "earliest_breach" else f"{kpi.text}; {kpi.note}"
+        ws.append([kpi.label, value, note])
     if not ranked.empty:
         ws.append([])
         ws.append([_styled(ws, h, header=True) for h in ("Servers by worst risk level", "Servers", "")])
@@ -241,11 +272,13 @@ def forecast_sheet(data: ReportData) -> tuple[pd.DataFrame, dict[str, str]]:
 def build_workbook(data: ReportData) -> bytes:
     """The workbook as .xlsx bytes.
 
-    Sheets (``SHEETS``): Summary (KPIs, servers by level, savings by action, base vs the stored what-if);
-    At-risk servers (every server_risk row, riskiest first, rows coloured by level); Recommendations
+    Sheets (``SHEETS``): Summary (KPIs as numbers with number formats, servers by level, savings by action,
+    base vs the stored what-if); At-risk servers (medium or worse, riskiest first, rows coloured by level);
+    All series (every server_risk row, same order); Recommendations
     (every server, biggest saving first); What-if (every risk_comparison row, most affected first, rows
     coloured by scenario level); Clusters; Forecast data (weekly per series, or every daily row);
-    Assumptions. A sheet whose table is absent says which stage to run.
+    Sizing options (recommendation_options); Capacity by group (capacity_by_group); Assumptions. A sheet
+    whose table is absent says which stage to run.
     """
     # Write-only mode streams rows to the file: ~5x faster than a normal workbook for the forecast sheet.
     workbook = Workbook(write_only=True)
@@ -253,16 +286,21 @@ def build_workbook(data: ReportData) -> bytes:
     ranked = ranked_risks(data)
     _summary_sheet(summary, data, ranked)
 
-    ws = workbook.create_sheet(SHEETS[1])
-    if ranked.empty:
-        _unavailable(ws, "server_risk")
-    else:
-        shown = _write_frame(ws, ranked, AT_RISK_COLUMNS, "AtRisk",
-                             {"breach_probability": "0%", "peak_yhat": "0.0", "threshold": "0"},
-                             {"reason": 70, "application": 16, "hostname": 18})
-        _level_formatting(ws, len(ranked), len(shown), shown.index("risk_level") + 1)
+    # At-risk servers: medium or worse only (riskiest first); All series: every server_risk row.
+    at_risk = ranked[ranked["level_code"] >= 1] if not ranked.empty else ranked
+    for name, frame, table in ((SHEETS[1], at_risk, "AtRisk"), (SHEETS[2], ranked, "AllSeries")):
+        ws = workbook.create_sheet(name)
+        if ranked.empty:
+            _unavailable(ws, "server_risk")
+        elif frame.empty:
+            ws.append(["No series at risk (medium or worse); every series is on the All series sheet."])
+        else:
+            shown = _write_frame(ws, frame, AT_RISK_COLUMNS, table,
+                                 {"breach_probability": "0%", "peak_yhat": "0.0", "threshold": "0"},
+                                 {"reason": 70, "application": 16, "hostname": 18})
+            _level_formatting(ws, len(frame), len(shown), shown.index("risk_level") + 1)
 
-    ws = workbook.create_sheet(SHEETS[2])
+    ws = workbook.create_sheet(SHEETS[3])
     recs = data.table("recommendations")
     if recs is None:
         _unavailable(ws, "recommendations")
@@ -273,7 +311,7 @@ def build_workbook(data: ReportData) -> bytes:
                      {c: _MONEY for c in ("current_monthly_cost", "projected_monthly_cost", "monthly_savings")},
                      {"rationale": 80, "hostname": 18})
 
-    ws = workbook.create_sheet(SHEETS[3])
+    ws = workbook.create_sheet(SHEETS[4])
     scenario = stored_scenario(data)
     if scenario is None:
         _unavailable(ws, "risk_comparison")
@@ -284,7 +322,7 @@ def build_workbook(data: ReportData) -> bytes:
                              {"hostname": 18, "application": 16})
         _level_formatting(ws, len(scenario.rows), len(shown), shown.index("scenario_risk_level") + 1)
 
-    ws = workbook.create_sheet(SHEETS[4])
+    ws = workbook.create_sheet(SHEETS[5])
     clusters = data.table("clusters")
     if clusters is None:
         _unavailable(ws, "clusters")
@@ -292,7 +330,7 @@ def build_workbook(data: ReportData) -> bytes:
         _write_frame(ws, _names(data, clusters).sort_values(["cluster_id", "server_id"]), CLUSTER_COLUMNS,
                      "Clusters", widths={"cluster_label": 30, "hostname": 18})
 
-    ws = workbook.create_sheet(SHEETS[5])
+    ws = workbook.create_sheet(SHEETS[6])
     forecasts = data.table("forecasts")
     if forecasts is None:
         _unavailable(ws, "forecasts")
@@ -300,7 +338,23 @@ def build_workbook(data: ReportData) -> bytes:
         frame, columns = forecast_sheet(data)
         _write_frame(ws, frame, columns, "Forecasts")
 
-    ws = workbook.create_sheet(SHEETS[6])
+    ws = workbook.create_sheet(SHEETS[7])
+    options = data.table("recommendation_options")
+    if options is None:
+        _unavailable(ws, "recommendation_options")
+    else:
+        _write_frame(ws, _names(data, options).sort_values(["server_id", "rank"]), OPTION_COLUMNS, "Options",
+                     {"monthly_cost": _MONEY, "monthly_cost_difference": _MONEY,
+                      "projected_peak_cpu": "0.0", "projected_peak_memory": "0.0"}, {"hostname": 18})
+
+    ws = workbook.create_sheet(SHEETS[8])
+    capacity = data.table("capacity_by_group")
+    if capacity is None:
+        _unavailable(ws, "capacity_by_group")
+    else:
+        _write_frame(ws, capacity, CAPACITY_COLUMNS, "CapacityByGroup", widths={"group": 20, "earliest_breach": 20})
+
+    ws = workbook.create_sheet(SHEETS[9])
     _write_frame(ws, pd.DataFrame(assumptions(data), columns=["assumption", "value", "note"]),
                  {"assumption": "Assumption", "value": "Value", "note": "Note"}, "Assumptions",
                  widths={"assumption": 26, "value": 44, "note": 80})

@@ -15,6 +15,7 @@ from matplotlib.patches import Patch
 from capacity_forecaster.report import style
 from capacity_forecaster.report.data import ReportData, not_available
 from capacity_forecaster.report.summary import day, level_of, ranked_risks, risk_row, threshold_of
+from capacity_forecaster.risk.levels import percent
 
 _METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
 
@@ -95,7 +96,7 @@ def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFra
     when = (f"breach {day(breach)}, day {int(days)}" if breach is not None and not pd.isna(breach) and not pd.isna(days)
             else "no breach forecast in the horizon")
     prob = row.get("breach_probability")
-    prob_text = f", P(breach) {prob:.0%}" if prob is not None and not pd.isna(prob) else ""
+    prob_text = f", P(breach) {percent(prob)}" if prob is not None and not pd.isna(prob) else ""
     ax.text(0.0, 1.02, f"{level.capitalize()} risk: {when}{prob_text}", transform=ax.transAxes, fontsize=8,
             color=colour, ha="left", va="bottom")
 

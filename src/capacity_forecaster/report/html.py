@@ -11,8 +11,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.report import figures, style
+from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import StoredScenario, change_text, headline, probability, stored_scenario
 from capacity_forecaster.report.data import ReportData, not_available, server_names
+from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.plotly_bundle import check_trace_types, plotly_js
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
@@ -29,6 +31,7 @@ from capacity_forecaster.report.summary import (
     risk_row,
     threshold_of,
 )
+from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,9 @@ table{{border-collapse:collapse;width:100%;font-size:13px}} th{{background:{styl
 padding:7px 8px;position:sticky;top:0}} td{{padding:6px 8px;border-bottom:1px solid {style.GRID}}}
 tr:nth-child(even) td{{background:#F9FAFB}} td.num{{text-align:right;font-variant-numeric:tabular-nums}}
 .badge{{display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}}
-.na{{color:{style.MUTED};font-style:italic}} footer{{text-align:center;color:{style.MUTED};font-size:12px;
+.na{{color:{style.MUTED};font-style:italic}}
+.warning{{margin:16px 0;padding:12px 16px;border-left:4px solid #B91C1C;background:#FEF2F2;color:#B91C1C;
+font-weight:600}} footer{{text-align:center;color:{style.MUTED};font-size:12px;
 padding:10px 0 30px}} ul.messages li{{margin:6px 0;line-height:1.45}} label.pick{{display:block;margin:0 0 8px;
 font-size:13px;font-weight:600;color:{style.MUTED}}} label.pick select{{font-size:13px;padding:3px 6px;margin-left:6px;
 color:{style.INK}}}
@@ -215,7 +220,7 @@ def _top_risk_rows(ranked: pd.DataFrame, count: int) -> str:
         when, days = breach_when(r)
         rows.append([_text(r["server_id"]), _text(r.get("hostname")), _text(r.get("application")), _text(r["metric"]),
                      _badge(r["risk_level"]), when, days,
-                     f"{r['breach_probability']:.0%}" if not pd.isna(r.get("breach_probability")) else "-",
+                     percent(r.get("breach_probability")),
                      f"{r['peak_yhat']:.0f} %" if not pd.isna(r.get("peak_yhat")) else "-", _text(r.get("action")),
                      _text(r.get("reason"))])
     return _table(["Server", "Hostname", "Application", "Metric", "Risk", "Breach date", "Days", "P(breach)",
@@ -293,6 +298,8 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
     cards = "".join(f'<div class="kpi"><div class="label">{html.escape(k.label)}</div><div class="value">'
                     f'{html.escape(k.text)}</div><div class="note">{html.escape(k.note)}</div></div>'
                     for k in kpis(data, ranked))
+    runs = lineage(data)
+    parts.extend(f'<div class="warning" role="alert">{html.escape(line)}</div>' for line in runs.warnings())
     parts.append(f'<section class="kpis">{cards}</section>')
     scenario = stored_scenario(data)
     lines = ([headline(scenario)] if scenario is not None else []) + headlines(data, ranked)
@@ -324,11 +331,16 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
             else _na(not_available("backtests")))
     parts.append(f"<section><h2>Forecast accuracy</h2>{body}</section>")
     parts.append(f"<section><h2>Recommendations</h2>{_recommendation_rows(data)}</section>")
+    groups = capacity_rows(data)
+    body = (_table(list(CAPACITY_HEADERS.values()), [[html.escape(str(v)) for v in row] for row in
+                                                      groups.itertuples(index=False)], set(range(2, 9)) - {4})
+            if len(groups) else _na(not_available("capacity_by_group")))
+    parts.append(f'<section id="capacity"><h2>Capacity remaining by group</h2>{body}</section>')
     parts.append(f'<section id="what-if"><h2>What-if: base vs scenario</h2>{_whatif_section(scenario)}</section>')
     rows = [[html.escape(a), html.escape(v), html.escape(n)] for a, v, n in assumptions(data)]
     parts.append(f"<section><h2>Assumptions</h2>{_table(['Assumption', 'Value', 'Note'], rows)}</section>")
     parts.append("</main><footer>AWS-CapacityForecaster: works offline; every chart is interactive "
-                 "(hover, zoom, drop-down).</footer>")
+                 f"(hover, zoom, drop-down). Built from {html.escape(runs.footer())}.</footer>")
     document = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
                 f'content="width=device-width, initial-scale=1"><title>{html.escape(cfg.title)}</title>'
                 f'<style>{_CSS}</style></head><body>' + "".join(parts) + charts.scripts() + "</body></html>")

@@ -37,6 +37,7 @@ from capacity_forecaster.report.comparison import (
     stored_scenario,
 )
 from capacity_forecaster.report.data import ReportData, not_available, table_title
+from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
     Kpi,
@@ -50,6 +51,7 @@ from capacity_forecaster.report.summary import (
     money,
     ranked_risks,
 )
+from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ def _top_risks(data: ReportData, ranked: pd.DataFrame, width: float) -> list[Flo
         when, days = breach_when(row)
         rows.append([row["server_id"], row.get("hostname") or "", row.get("application") or "", row["metric"],
                      row["risk_level"], when, days,
-                     f"{row['breach_probability']:.0%}" if not pd.isna(row.get("breach_probability")) else "-",
+                     percent(row.get("breach_probability")),
                      f"{row['peak_yhat']:.0f}" if not pd.isna(row.get("peak_yhat")) else "-", row.get("action") or "-"])
         extra.append(("BACKGROUND", (4, i), (4, i), LEVEL_FILLS[row["risk_level"]]))
         extra.append(("TEXTCOLOR", (4, i), (4, i), colors.white))
@@ -264,11 +266,15 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     width, body_height = _body(page)
     ranked = ranked_risks(data)
     items = kpis(data, ranked)
+    runs = lineage(data)
     inventory = data.table("inventory")
     fleet = f"{len(inventory):,} servers" if inventory is not None else "fleet"
     subtitle = f"Capacity planning pack: {fleet}, data {data_period_text(data)}"
     story: list[Flowable] = [Spacer(1, 2.0 * inch)]
-    story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}", SMALL))
+    story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}; "
+                           f"{escape(runs.footer())}", SMALL))
+    for warning in runs.warnings():
+        story.append(Paragraph(f'<font color="#B91C1C"><b>{escape(warning)}</b></font>', BODY))
     story.append(Spacer(1, 0.25 * inch))
     story.append(_kpi_cards([k for k in items if k.key in ("already_breaching", "at_risk", "critical",
                                                             "earliest_breach", "net_savings")], width))

@@ -14,6 +14,7 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import StorageError
 from capacity_forecaster.report.data import ReportData, load_backtest_forecasts, load_history, load_report_data
 from capacity_forecaster.report.forecast_chart import top_series
+from capacity_forecaster.report.lineage import Lineage, lineage
 from capacity_forecaster.report.summary import Kpi, kpis, ranked_risks
 from capacity_forecaster.storage.lake import Lake
 
@@ -51,16 +52,26 @@ class ReportResult:
         seconds: wall time of the stage.
         missing: table -> "not available: run ..." for sections rendered without data.
         kpis: the headline numbers shown in every report.
+        lineage: the forecast and risk runs the report read (``lineage.Lineage``); None when unknown.
     """
 
     files: tuple[ReportFile, ...]
     seconds: float
     missing: dict[str, str] = field(default_factory=dict)
     kpis: tuple[Kpi, ...] = ()
+    lineage: Lineage | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Lineage warnings: the tables come from different upstream runs (empty when they agree)."""
+        return [] if self.lineage is None else self.lineage.warnings()
 
     def render(self) -> str:
-        """A few lines for the terminal: the files with their sizes and any missing sections."""
-        lines = [f"Reports ({self.seconds:.1f} s):"]
+        """A few lines for the terminal: lineage warnings first, the files with their sizes, missing sections."""
+        lines = [f"!! {line}" for line in self.warnings]
+        if self.lineage is not None:
+            lines.append(f"Runs: {self.lineage.footer()}")
+        lines.append(f"Reports ({self.seconds:.1f} s):")
         lines += [f"  {f.uri}  ({_size(f.size)})" for f in self.files]
         lines += [f"  {table}: {message}" for table, message in self.missing.items()]
         return "\n".join(lines)
@@ -104,6 +115,9 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
     formats = set(settings.report.formats)
     written: list[ReportFile] = []
     data = load_report_data(lake, settings)
+    runs = lineage(data)
+    for warning in runs.warnings():
+        log.warning("report: %s", warning)
     ranked = ranked_risks(data)
     series = top_series(ranked, max(settings.report.top_risks, settings.report.chart_series))
     since = _history_since(data)
@@ -138,7 +152,8 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
         from capacity_forecaster.report.pdf import build_pdf
 
         write(PDF_FILE, build_pdf(data, charts))
-    result = ReportResult(tuple(written), time.perf_counter() - started, data.missing, tuple(kpis(data, ranked)))
+    result = ReportResult(tuple(written), time.perf_counter() - started, data.missing, tuple(kpis(data, ranked)),
+                          runs)
     log.info("report: %d files (%s) in %s, %.1f s%s", len(written), ", ".join(sorted(formats)),
              lake.display(REPORTS_DIR), result.seconds,
              f"; without {', '.join(result.missing)}" if result.missing else "")

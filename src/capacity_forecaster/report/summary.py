@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from capacity_forecaster.report.data import ReportData, not_available, whatif_name
+from capacity_forecaster.report.data import ReportData, not_available, scenario_names, whatif_name
 from capacity_forecaster.risk.current import rule_text
-from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes
+from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, rank_risks
 
 AT_RISK_LEVELS = ("critical", "high", "medium")
 ALREADY = Status.ALREADY_BREACHING.value
@@ -80,8 +80,7 @@ def ranked_risks(data: ReportData) -> pd.DataFrame:
     over = risk["days_over_recent"] if "days_over_recent" in risk.columns else pd.Series(0, index=risk.index)
     # Already breaching before everything else; the other statuses sort by level like assessed series.
     out = risk.assign(level_code=level_codes(risk["risk_level"]), status=status,
-                      status_rank=np.where(status == ALREADY, 0, 1), days_over_recent=over.fillna(0).astype(int),
-                      _over=-over.fillna(0))
+                      status_rank=np.where(status == ALREADY, 0, 1), days_over_recent=over.fillna(0).astype(int))
     inventory = data.table("inventory")
     if inventory is not None:
         names = inventory[[c for c in ("server_id", "hostname", "application", "environment") if c in inventory]]
@@ -92,10 +91,7 @@ def ranked_risks(data: ReportData) -> pd.DataFrame:
     chosen = chosen_models(data)
     if not chosen.empty:
         out = out.merge(chosen, on=["server_id", "metric"], how="left")
-    out = out.sort_values(["status_rank", "level_code", "_over", "days_to_breach", "breach_probability", "server_id",
-                           "metric"], ascending=[True, False, True, True, False, True, True], na_position="last",
-                          kind="stable")
-    return out.drop(columns="_over").reset_index(drop=True)
+    return rank_risks(out)  # the one ranking every output uses (risk.levels.RISK_ORDER)
 
 
 def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
@@ -305,9 +301,11 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
         ("What-if growth", f"{risk.growth:+g} %", "risk.growth in the configuration; capfc risk --growth overrides it"),
     ]
     scenario = whatif_name(data)
+    others = [n for n in scenario_names(data) if scenario is None or not scenario.startswith(n + ":")]
     rows.append(("Stored what-if", scenario or "none",
-                 "the risk tables describe it; base vs scenario in the What-if section" if scenario
-                 else not_available("risk_comparison")))
+                 ("stored beside the base (the risk tables stay the base); base vs scenario in the What-if section"
+                  + (f"; also stored: {', '.join(others)} (capfc report --scenario NAME)" if others else ""))
+                 if scenario else not_available("risk_comparison")))
     inventory = data.table("inventory")
     costs = None if inventory is None else _numeric(inventory, "monthly_cost_usd")
     if inventory is not None and costs is not None and costs.notna().any():

@@ -245,6 +245,8 @@ def calibrate_breaches(paths: pd.DataFrame | None, metrics: pd.DataFrame, cfg: R
     n_hit, n_miss = int(outcome.sum()), int(len(outcome) - outcome.sum())
     summary: dict[str, Any] = {
         "windows": int(len(outcome)), "breaches": n_hit, "cutoffs": int(windows["cutoff"].nunique()),
+        # Series end on different days, so distinct cutoff dates overstate the windows: count them per series.
+        "windows_per_series": int(windows.groupby([SERVER_ID, METRIC]).size().max()),
         "breaches_by_metric": {str(k): int(v) for k, v in windows.groupby(METRIC)["breached"].sum().items()},
         "breach_servers": int(windows.loc[windows["breached"], SERVER_ID].nunique()),
         "brier_raw": round(brier(raw, outcome), 6), "rho_configured": cfg.error_correlation,

@@ -85,3 +85,41 @@ class Action(StrEnum):
     RIGHTSIZE = "rightsize"
     CONSOLIDATE = "consolidate"
     DECOMMISSION = "decommission"
+
+
+# The one ranking of at-risk series every output uses (CLI, reports, dashboard): status (already breaching
+# first, the most days over first), then level (critical first), then breach date (soonest first, none
+# last), then breach probability (highest first), then server_id and metric for a stable tie-break.
+RISK_ORDER = ("status", "level", "breach date", "probability")
+
+
+def rank_risks(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (server_risk rows) in the ``RISK_ORDER`` ranking, as a new frame with a fresh index.
+
+    Needs server_id, metric, risk_level; status, days_over_recent, days_to_breach (or breach_ds) and
+    breach_probability are used when present.
+    """
+    empty = pd.Series(np.nan, index=frame.index)
+    status = frame["status"] if "status" in frame.columns else pd.Series(Status.ASSESSED.value, index=frame.index)
+    over = frame["days_over_recent"] if "days_over_recent" in frame.columns else empty
+    # Days to breach count from each series' last observed day; without them, the breach date itself.
+    days = (frame["days_to_breach"] if "days_to_breach" in frame.columns else
+            (pd.to_datetime(frame["breach_ds"]) - pd.Timestamp(0)).dt.days if "breach_ds" in frame.columns else empty)
+    prob = frame["breach_probability"] if "breach_probability" in frame.columns else empty
+    keys = pd.DataFrame({
+        "_status": np.where(status == Status.ALREADY_BREACHING.value, 0, 1),
+        "_level": -level_codes(frame["risk_level"]),
+        "_over": -pd.to_numeric(over, errors="coerce").fillna(0).to_numpy(float),
+        "_days": pd.to_numeric(days.astype("Float64"), errors="coerce").to_numpy(float, na_value=np.inf),
+        "_prob": -pd.to_numeric(prob, errors="coerce").fillna(-1).to_numpy(float),
+        "_id": frame["server_id"].astype(str).to_numpy(), "_metric": frame["metric"].astype(str).to_numpy(),
+    }, index=frame.index)
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def percent(value: object, digits: int = 0) -> str:
+    """A probability (0-1) as a percentage, formatted once from the unrounded value; ``-`` when absent."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return "-"
+    return f"{float(value):.{digits}%}"  # type: ignore[arg-type]

@@ -95,12 +95,15 @@ def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     risk = server_risk.copy()
     risk["code"] = level_codes(risk["risk_level"])
     floor = RiskLevel.from_label(cfg.upsize_min_level).value
-    risk["at_risk"] = risk["code"] >= floor
+    breaching = risk["status"] == Status.ALREADY_BREACHING.value
+    # An upsize costs money now: the level must be backed by a breach probability of at least
+    # upsize_min_probability, unless the series already runs over its threshold.
+    likely = risk["breach_probability"].astype(float).fillna(0.0) >= cfg.upsize_min_probability
+    risk["at_risk"] = (risk["code"] >= floor) & (likely | breaching)
     analogue = risk["analogue_breach_ds"] if "analogue_breach_ds" in risk.columns else risk["breach_upper_ds"]
     risk["needed"] = (risk["breach_ds"].fillna(risk["likely_breach_ds"]).fillna(analogue)
                       .fillna(risk["breach_upper_ds"]))
     # Already over the threshold: the capacity was needed by the last observed day.
-    breaching = risk["status"] == Status.ALREADY_BREACHING.value
     risk["needed"] = pd.to_datetime(risk["needed"]).where(~breaching, pd.to_datetime(risk["last_observed"]))
     urgent = (risk[risk["at_risk"]].sort_values(["needed", "code"], ascending=[True, False], na_position="last")
               .groupby(SERVER_ID).head(1).set_index(SERVER_ID))
@@ -131,7 +134,8 @@ def build_recommendations(
 ) -> pd.DataFrame:
     """Decide one action per inventory server and price it.
 
-    Precedence: upsize (a series at or above ``upsize_min_level``) > decommission (idle
+    Precedence: upsize (a series at or above ``upsize_min_level`` whose breach probability is at
+    least ``upsize_min_probability``, or that is already breaching) > decommission (idle
     throughout, see ``idle_evidence``) > consolidate (under-used servers packed onto hosts in
     their datacenter and environment, see ``consolidation``) > rightsize (a smaller standard size
     keeps the forecast peak upper bound plus headroom under the target and saves at least
@@ -304,7 +308,8 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
             + f" memory (limit {cfg.consolidation_target:g} %)")
     keep = peaks + f"; no smaller standard size under {target} saves {cfg.rightsize_min_savings:.0%}"
     watch = risk["max_code"].fillna(-1) > RiskLevel.LOW.value
-    keep = keep.where(~watch, peaks + "; at risk below the upsize level (" + cfg.upsize_min_level + "): watch")
+    keep = keep.where(~watch, peaks + "; at risk below the upsize level (" + cfg.upsize_min_level
+                      + f", with a breach probability of at least {cfg.upsize_min_probability:.0%}): watch")
     keep = keep.where(guests.isna(), host)
     keep = keep.where(risk["fully_assessed"], "not assessed: " + risk["unassessed_reason"])
     text = np.select(

@@ -14,16 +14,26 @@ from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.analogue import seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.calibration import BreachCalibration, calibrate_breaches, empty_table
+from capacity_forecaster.risk.capacity import capacity_by_group
 from capacity_forecaster.risk.clustering import cluster_servers
 from capacity_forecaster.risk.current import current_state, rule_text
 from capacity_forecaster.risk.inventory import complete_inventory
-from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, status_rank
+from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, percent, rank_risks
+from capacity_forecaster.risk.options import findings, sizing_options
 from capacity_forecaster.risk.profiles import server_profiles
 from capacity_forecaster.risk.recommendations import build_recommendations, idle_evidence
+from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines, scenario_label, scenario_name
 from capacity_forecaster.risk.seasonal import period_uplifts
 from capacity_forecaster.risk.sizing import capacity_needs
 from capacity_forecaster.risk.whatif import Scenario, ScenarioInputs, apply_growth, apply_scenario
-from capacity_forecaster.schema import FORECAST_COLUMNS, METRIC, SERVER_ID, require_columns
+from capacity_forecaster.schema import (
+    CAPACITY_GROUP_COLUMNS,
+    FORECAST_COLUMNS,
+    METRIC,
+    RECOMMENDATION_OPTION_COLUMNS,
+    SERVER_ID,
+    require_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +54,18 @@ class RiskResult:
             breach_upper_ds, days_to_upper_breach, likely_breach_ds, peak_upper, horizon_days,
             history_days, last_observed, seasonal_peak, reason (``breach.assess_breaches``).
         clusters: server_id, cluster_id, cluster_label, silhouette.
-        recommendations: one row per server; contract columns then needed_by,
-            current_cpu_cores, current_memory_gb, evidence.
-        summary: counts, at-risk servers with dates, clusters, savings (JSON-serialisable).
-        comparison: base vs what-if per (server_id, metric), ``COMPARISON_COLUMNS``; empty
-            without a what-if.
-        base_summary: the summary without the what-if; None without a what-if.
+        recommendations: one row per server; contract columns (whole cores and GB) then needed_by,
+            current_cpu_cores, current_memory_gb, evidence, finding (``options.Finding``),
+            freed_cpu_cores, freed_memory_gb (what a decommission, consolidation or right-size frees).
+        summary: counts, at-risk servers with dates, the earliest breach, clusters, savings
+            (JSON-serialisable).
+        scenario: the what-if evaluated beside the base (``scenarios.ScenarioOutcome``: its own
+            server_risk, clusters, recommendations, summary and the comparison); None without one.
+            The tables above always describe the base.
+        options: the ``recommendation_options`` table: up to ``max_options`` ranked sizing options per
+            server (``options.sizing_options``).
+        capacity: the ``capacity_by_group`` table: capacity remaining per datacenter, environment and
+            application (``capacity.capacity_by_group``).
         calibration: the ``risk_calibration`` table: reliability of breach probabilities computed at
             the forecast backtest cutoffs (``calibration.calibrate_breaches``); empty without backtests.
     """
@@ -58,9 +74,17 @@ class RiskResult:
     clusters: pd.DataFrame
     recommendations: pd.DataFrame
     summary: dict[str, Any]
-    comparison: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(COMPARISON_COLUMNS)))
-    base_summary: dict[str, Any] | None = None
+    scenario: ScenarioOutcome | None = None
     calibration: pd.DataFrame = field(default_factory=empty_table)
+    options: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(RECOMMENDATION_OPTION_COLUMNS)))
+    capacity: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CAPACITY_GROUP_COLUMNS)))
+
+    @property
+    def comparison(self) -> pd.DataFrame:
+        """Base vs what-if per (server_id, metric), ``COMPARISON_COLUMNS``; empty without a what-if."""
+        if self.scenario is None:
+            return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+        return self.scenario.comparison
 
 
 def _iso(day: Any) -> str | None:
@@ -70,12 +94,15 @@ def _iso(day: Any) -> str | None:
 def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFrame, label: str,
              cfg: RiskConfig) -> dict[str, Any]:
     levels = server_risk["risk_level"].value_counts().reindex(list(LEVEL_LABELS), fill_value=0)
-    ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]), rank=status_rank(server_risk["status"]),
-                                over=-server_risk["days_over_recent"])
-    # Already breaching first (most days over first), then by level and the soonest forecast breach.
-    at_risk = ranked[ranked["code"] > 0].sort_values(["rank", "code", "over", "days_to_breach", SERVER_ID],
-                                                     ascending=[True, False, True, True, True], na_position="last")
+    ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]))
+    # The one ranking (levels.RISK_ORDER): status, level, breach date, probability.
+    at_risk = rank_risks(ranked[ranked["code"] > 0])
     breaching = ranked[ranked["status"] == Status.ALREADY_BREACHING.value]
+    # "now" when a series is already breaching (the first at-risk row), else the first forecast crossing.
+    first = (at_risk if len(breaching) else ranked.dropna(subset=["breach_ds"]).sort_values(
+        ["breach_ds", SERVER_ID, METRIC])).head(1).to_dict("records")
+    earliest = ({"ds": "now" if len(breaching) else _iso(first[0]["breach_ds"]), "server_id": first[0][SERVER_ID],
+                 "metric": first[0][METRIC]} if first else None)
     fleet_cost = float(np.nansum(recs["current_monthly_cost"].to_numpy(float)))
     savings = recs["monthly_savings"].to_numpy(float)
     gross = float(np.nansum(savings[savings > 0]))
@@ -88,13 +115,14 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "series_by_level": {str(k): int(v) for k, v in levels.items()},
         "servers_at_risk": int(at_risk[SERVER_ID].nunique()),
         "servers_already_breaching": int(breaching[SERVER_ID].nunique()),
+        "earliest_breach": earliest,
         "at_risk": [
             {"server_id": r[SERVER_ID], "metric": r[METRIC], "risk_level": r["risk_level"], "status": r["status"],
              "days_over_recent": int(r["days_over_recent"]), "threshold": float(r["threshold"]),
              "breach_ds": _iso(r["breach_ds"]),
              "days_to_breach": None if pd.isna(r["days_to_breach"]) else int(r["days_to_breach"]),
-             "breach_probability": (None if pd.isna(r["breach_probability"])
-                                    else round(float(r["breach_probability"]), 3)),
+             # Unrounded: every output formats it once (levels.percent).
+             "breach_probability": None if pd.isna(r["breach_probability"]) else float(r["breach_probability"]),
              "seasonal_peak": r["seasonal_peak"],
              "analogue_breach_ds": _iso(r["analogue_breach_ds"]), "breach_upper_ds": _iso(r["breach_upper_ds"])}
             for r in at_risk.head(_AT_RISK_SHOWN).to_dict("records")
@@ -145,10 +173,20 @@ def evaluate(
     needs = capacity_needs(forecasts, inventory, cfg)
     idle = idle_evidence(metrics, forecasts, cfg)
     recs = build_recommendations(server_risk, needs, idle, forecasts, inventory, cfg)
+    recs["finding"] = findings(recs, server_risk)
+    options = sizing_options(recs, needs, inventory, cfg)
+    # Sizes are whole cores and GB; what a decommission, consolidation or right-size frees is shown, not zeros.
+    for column, today in (("recommended_cpu_cores", "current_cpu_cores"), ("recommended_memory_gb",
+                                                                           "current_memory_gb")):
+        freed = np.fmax(recs[today].to_numpy(float) - recs[column].to_numpy(float), 0.0)
+        recs["freed_" + today.removeprefix("current_")] = pd.array(np.round(freed), dtype="Int64")
+        recs[column] = pd.array(np.round(recs[column].to_numpy(float)), dtype="Int64")
     summary = _summary(server_risk, clusters, recs, label, cfg)
+    summary["findings"] = {str(k): int(v) for k, v in recs["finding"].value_counts().sort_index().items()}
     if calibration is not None:
         summary["calibration"] = calibration.summary
-    return RiskResult(server_risk, clusters, recs, summary,
+    return RiskResult(server_risk, clusters, recs, summary, options=options,
+                      capacity=capacity_by_group(server_risk, recs, inventory),
                       calibration=calibration.table if calibration is not None else empty_table())
 
 
@@ -186,12 +224,13 @@ def run_risk(
     growth: float | None = None,
     scenario: Scenario | None = None,
     backtests: pd.DataFrame | None = None,
+    name: str | None = None,
 ) -> RiskResult:
     """The whole risk stage over frames (pure: no I/O).
 
-    Clusters come from the base history; with a what-if (``growth`` != 0 or a scenario) the
-    returned tables describe the what-if, added servers join their template's cluster, and
-    ``comparison`` / ``base_summary`` show the base.
+    Clusters come from the base history. The returned tables always describe the base; a what-if
+    (``growth`` != 0 or a scenario) is evaluated beside it into ``result.scenario`` (added servers
+    join their template's cluster) and never replaces it.
 
     Args:
         metrics: processed metrics (server_id, ds, metric, value, optional is_imputed,
@@ -202,6 +241,7 @@ def run_risk(
         cfg: risk settings.
         growth: growth uplift in percent; None uses the scenario's growth, else ``cfg.growth``.
         scenario: a validated scenario (``whatif.load_scenario``).
+        name: the name to store the what-if under; None derives it (``scenarios.scenario_name``).
         backtests: the forecast stage's ``backtest_forecasts`` (``schema.BACKTEST_FORECAST_COLUMNS``):
             breach probabilities are checked against them and, as ``cfg`` allows, corrected
             (``calibration.calibrate_breaches``); None skips the check (the summary says so).
@@ -222,16 +262,21 @@ def run_risk(
     result = base
     if pct != 0 or scenario is not None:
         inputs = ScenarioInputs(metrics, forecasts, inventory)
-        name = f"growth {pct:+g} %"
+        file_name = scenario.name if scenario is not None else None
         if scenario is not None:
             inputs = apply_scenario(metrics, forecasts, inventory, scenario, clusters)
-            name = f"{scenario.name} ({name})" if pct else scenario.name
+        name = scenario_name(pct, ramp=cfg.growth_ramp, file_name=file_name, given=name)
+        label = scenario_label(pct, ramp=cfg.growth_ramp, file_name=file_name)
         m, inv = inputs.metrics, inputs.inventory
         f = apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp)
         what_clusters = _carry_clusters(clusters, inv, inputs.templates)
-        what_if = evaluate(m, f, inv, cfg, what_clusters, label=name, calibration=calibration)
-        result = RiskResult(what_if.server_risk, what_clusters, what_if.recommendations, what_if.summary,
-                            compare(base, what_if), base.summary, calibration=calibration.table)
+        what_if = evaluate(m, f, inv, cfg, what_clusters, label=label, calibration=calibration)
+        outcome = ScenarioOutcome(
+            name, label, what_if.server_risk, what_clusters, what_if.recommendations, what_if.summary,
+            compare(base, what_if), {"growth_pct": float(pct), "growth_ramp": bool(cfg.growth_ramp),
+                                     "scenario_file": file_name})
+        result = RiskResult(base.server_risk, base.clusters, base.recommendations, base.summary, outcome,
+                            calibration=calibration.table, options=base.options, capacity=base.capacity)
     summary = result.summary
     logger.info(
         "risk: %d servers, %d series (%s), %d at risk, k=%d clusters, net savings %.0f/month (%.1f %%) in %.1f s",
@@ -269,7 +314,7 @@ def render_summary(result: RiskResult) -> str:
                 f"last year's peak, grown, crosses {r['analogue_breach_ds']}" if r["analogue_breach_ds"] else
                 f"upper bound crosses {r['breach_upper_ds']}" if r["breach_upper_ds"] else "breach possible")
         peak = f" at {r['seasonal_peak']}" if r["seasonal_peak"] else ""
-        prob = "" if r["breach_probability"] is None else f", P={r['breach_probability']:.2f}"
+        prob = "" if r["breach_probability"] is None else f", P={percent(r['breach_probability'])}"
         lines.append(f"  {r['risk_level']:<8} {r['server_id']} {r['metric']:<7} {when}{peak}{prob}")
     lines.append(f"Clusters (k={s['k']}): " + ", ".join(f"{k} {v}" for k, v in s["clusters"].items()))
     lines.append("Actions: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
@@ -280,11 +325,11 @@ def render_summary(result: RiskResult) -> str:
                  f"{s['fleet_monthly_cost']:,.0f}); gross {s['gross_monthly_savings']:,.0f}, upsizing costs "
                  f"{s['upsize_monthly_cost']:,.0f}")
     lines.extend(calibration_lines(s))
-    if result.base_summary is not None:
-        b = result.base_summary
-        changes = result.comparison["change"].value_counts().sort_index()
-        lines.append(f"Base: {b['servers_at_risk']} servers at risk, net savings {b['net_monthly_savings']:,.0f}"
-                     "/month; changes: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
+    if result.scenario is not None:
+        sc = result.scenario
+        lines.extend(comparison_lines(s, sc.summary, sc.name, sc.label))
+        changes = sc.comparison["change"].value_counts().sort_index()
+        lines.append("  series: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
     return "\n".join(lines)
 
 
@@ -301,7 +346,8 @@ def calibration_lines(summary: dict[str, Any]) -> list[str]:
     if not cal.get("windows"):
         return [f"Calibration: not checked ({cal.get('reason', '')})"]
     by_metric = ", ".join(f"{k} {v}" for k, v in cal["breaches_by_metric"].items() if v)
-    line = (f"Calibration: {cal['windows']} backtest windows at {cal['cutoffs']} cutoffs, {cal['breaches']} breached"
+    per = f" ({cal['windows_per_series']} per series)" if cal.get("windows_per_series") else ""
+    line = (f"Calibration: {cal['windows']} backtest windows{per}, {cal['breaches']} breached"
             + (f" ({by_metric})" if by_metric else "")
             + f"; Brier raw {cal['brier_raw']:.4f} (base rate alone {cal['brier_base_rate']:.4f})")
     if cal["method"] != "none":

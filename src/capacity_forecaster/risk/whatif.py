@@ -119,15 +119,21 @@ def load_scenario(path: str | Path) -> Scenario:
     data = read_yaml(file, "scenario file", "--scenario")
     return parse_scenario(data, f"scenario file {file}")
 
+# Growth rates are annual; a ramp compounds them per day over the calendar year.
+_DAYS_PER_YEAR = 365.25
 
-def apply_growth(forecasts: pd.DataFrame, pct: float, *, ramp: bool = False) -> pd.DataFrame:
+
+def apply_growth(forecasts: pd.DataFrame, pct: float, *, ramp: bool = True) -> pd.DataFrame:
     """Scale forecasts by a business growth uplift, clipped to [0, 100].
 
     Args:
         forecasts: server_id, metric, ds, yhat, yhat_lower, yhat_upper.
-        pct: growth in percent (10 = 10 % more load; negative shrinks).
-        ramp: grow linearly from nothing on each series' first forecast day to ``pct`` on its
-            last (gradual business growth) instead of applying ``pct`` from day one.
+        pct: growth in percent (10 = 10 % more load; negative shrinks). With ``ramp`` it is an
+            annual rate, compounded daily from each series' first forecast day: day d of the
+            horizon carries ``(1 + pct/100) ** (d / 365.25) - 1`` (a 180-day horizon ends near
+            half the annual rate); without it the whole ``pct`` applies from day one (a step change,
+            e.g. a migration landing at once).
+        ramp: annual rate ramped over the horizon (default) instead of a step change.
 
     Returns:
         A copy of ``forecasts`` with yhat, yhat_lower, yhat_upper scaled.
@@ -137,10 +143,10 @@ def apply_growth(forecasts: pd.DataFrame, pct: float, *, ramp: bool = False) -> 
         return out
     factor = np.full(len(out), pct / 100.0)
     if ramp:
-        keys = [out[SERVER_ID], out[METRIC]]
-        rank = out.groupby(keys)[DS].rank(method="first").to_numpy() - 1.0
-        size = out.groupby(keys)[DS].transform("size").to_numpy()
-        factor *= rank / np.maximum(size - 1, 1)
+        ds = pd.to_datetime(out[DS])
+        start = ds.groupby([out[SERVER_ID], out[METRIC]]).transform("min")
+        days = (ds - start).dt.days.to_numpy(float) + 1.0
+        factor = np.power(1.0 + pct / 100.0, days / _DAYS_PER_YEAR) - 1.0
     for col in _BOUNDS:
         out[col] = np.clip(out[col].to_numpy(float) * (1.0 + factor), 0.0, 100.0)
     return out

@@ -1,4 +1,8 @@
-"""The forecast stage: processed/metrics -> forecasts/, backtests/, backtest_forecasts/, forecast_failures/, models/."""
+"""The forecast stage: processed/metrics -> forecasts/, backtests/, backtest_forecasts/, forecast_failures/, models/.
+
+The stage logs one INFO summary line (``summary_line``); the record carries ``stage_summary=True``
+so that a command printing the same line on stdout can keep it out of its stderr log.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from capacity_forecaster.storage.manifest import StageRun, stage_run
 
 log = logging.getLogger(__name__)
 
-# Called with (units done, units total) as forecast work finishes.
-Progress = Callable[[int, int], None]
+# Called with (phase, done, total) as forecast work finishes (``forecast.stage.PHASES``).
+Progress = Callable[[str, int, int], None]
 
 MODELS_DIR = "models"
 METRIC_INPUT_COLUMNS = ["server_id", "ds", "metric", "value", "is_imputed", "is_anomaly"]
@@ -44,7 +48,7 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         lake: the lake (reads ``metrics``; writes ``forecasts``, ``backtests``, ``backtest_forecasts``,
             ``forecast_failures``, ``forecast_triage`` and ``models/``).
         settings: the configuration (``forecast`` section).
-        progress: called with (units done, units total) as work finishes.
+        progress: called with (phase, done, total) as work finishes; ``done = 0`` starts a phase.
 
     Returns:
         The stage run; ``counts`` holds the engine's summary (models chosen, errors, coverage, seconds).
@@ -58,15 +62,38 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         wanted = [c for c in METRIC_INPUT_COLUMNS if info is None or c in info.schema.names]
         metrics = lake.read_table("metrics", columns=wanted)
         result = run_forecast(metrics, cfg, progress=progress)
-        run.wrote(lake.write_table("forecasts", result.forecasts))
-        run.wrote(lake.write_table("backtests", result.backtests))
-        run.wrote(lake.write_table("backtest_forecasts", result.backtest_forecasts))
-        run.wrote(lake.write_table("forecast_failures", result.failures))
-        run.wrote(lake.write_table("forecast_triage", result.triage))
+        outputs = {"forecasts": result.forecasts, "backtests": result.backtests,
+                   "backtest_forecasts": result.backtest_forecasts, "forecast_failures": result.failures,
+                   "forecast_triage": result.triage}
+        written = 0
+        tick = progress or (lambda phase, done, total: None)
+        tick("writing", written, len(outputs) + 1)
+        for name, frame in outputs.items():
+            run.wrote(lake.write_table(name, frame))
+            written += 1
+            tick("writing", written, len(outputs) + 1)
         run.artifacts = _replace_models(lake, result.fitted, run.run_id)
+        tick("writing", len(outputs) + 1, len(outputs) + 1)
         run.rows_in, run.rows_out = len(metrics), len(result.forecasts)
-        run.counts = dict(result.summary)
-        log.info("forecast: %d series, %d forecast rows, %d failures, %d model artefacts, %.1f s",
-                 result.triage.shape[0], len(result.forecasts), len(result.failures), len(run.artifacts),
-                 time.perf_counter() - start)
+        run.counts = {**result.summary, "forecast_rows": len(result.forecasts), "artifacts": len(run.artifacts),
+                      "seconds": round(time.perf_counter() - start, 3)}
+        log.info("%s", summary_line(run.counts), extra={"stage_summary": True})
     return run
+
+
+def _counted(mapping: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count:,}" for name, count in mapping.items()) or "none"
+
+
+def summary_line(counts: dict[str, Any]) -> str:
+    """The stage's one-line, human-readable summary, from the stage run's ``counts``.
+
+    Example: ``forecast: 400 series (model 400); chosen robust_combo 250, harmonic 150; 0 failed
+    series; 72,000 forecast rows, 412 units on local x2; 58.2 s``.
+    """
+    failed = counts.get("failed_series", 0)
+    failures = f"{failed:,} failed series ({counts.get('failures', 0):,} failure rows)" if failed else "0 failed series"
+    return (f"forecast: {counts.get('series', 0):,} series ({_counted(counts.get('triage', {}))}); "
+            f"chosen {_counted(counts.get('chosen', {}))}; {failures}; "
+            f"{counts.get('forecast_rows', 0):,} forecast rows, {counts.get('units', 0):,} units on "
+            f"{counts.get('engine')} x{counts.get('workers')}; {counts.get('seconds', 0.0):.1f} s")

@@ -36,6 +36,9 @@ class StageRun:
         counts: any further counts worth keeping (rows imputed, series, failures).
         tables: table name -> version and rows, for every table the stage wrote.
         artifacts: lake-relative path -> sha256 of files such as fitted models.
+        inputs: upstream stage -> run_id of the run that wrote the tables this run read (its
+            lineage: a risk run names the forecast run, a report the risk and forecast runs);
+            None where no manifest names the table's current version.
     """
 
     stage: str
@@ -47,6 +50,7 @@ class StageRun:
     counts: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str | None] = field(default_factory=dict)
 
     def wrote(self, info: TableInfo) -> None:
         """Record a table written by this run."""
@@ -86,6 +90,7 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
             "counts": run.counts,
             "tables": run.tables,
             "artifacts": run.artifacts,
+            "inputs": run.inputs,
             "config_hash": settings.digest(),
             "package_version": __version__,
             "lake": lake.uri,
@@ -105,3 +110,29 @@ def list_runs(lake: Lake, stage: str | None = None) -> list[dict[str, Any]]:
         if payload and (stage is None or payload.get("stage") == stage):
             runs.append(payload)
     return runs
+
+
+def producing_run(runs: list[dict[str, Any]], table: str, version: str | None) -> dict[str, Any] | None:
+    """The manifest of the succeeded run that wrote ``version`` of ``table`` (None when none names it).
+
+    Args:
+        runs: run manifests (``list_runs``), oldest first.
+        table: table name (``forecasts``, ``server_risk``, ...).
+        version: the table's current version (``Lake.table_info(table).version``).
+    """
+    if version is None:
+        return None
+    for payload in reversed(runs):
+        written = (payload.get("tables") or {}).get(table) or {}
+        if payload.get("status", "succeeded") == "succeeded" and str(written.get("version")) == version:
+            return payload
+    return None
+
+
+def table_run_id(lake: Lake, table: str, runs: list[dict[str, Any]] | None = None) -> str | None:
+    """The run_id of the run that wrote the current version of ``table`` (None: absent or unnamed)."""
+    info = lake.table_info(table)
+    if info is None:
+        return None
+    run = producing_run(list_runs(lake) if runs is None else runs, table, info.version)
+    return None if run is None else str(run["run_id"])

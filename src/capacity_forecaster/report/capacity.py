@@ -1,0 +1,36 @@
+"""Capacity remaining by group (``capacity_by_group``) as the reports and the dashboard show it."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from capacity_forecaster.report.data import ReportData
+
+# Shown columns -> headers, in order.
+CAPACITY_HEADERS = {
+    "group_by": "Grouped by", "group": "Group", "servers": "Servers", "servers_at_risk": "At risk",
+    "time_remaining": "Time remaining", "free_cpu_cores": "Free cores at peak", "free_memory_gb": "Free GB at peak",
+    "reclaimable_cpu_cores": "Reclaimable cores", "reclaimable_memory_gb": "Reclaimable GB",
+}
+
+
+def capacity_rows(data: ReportData) -> pd.DataFrame:
+    """The groups, least time remaining first within each dimension (datacenter, environment, application).
+
+    Returns:
+        ``CAPACITY_HEADERS`` columns: time_remaining is ``now (srv cpu)`` for a group with an already
+        breaching server, ``YYYY-MM-DD (N days, srv metric)`` for a forecast breach, ``none`` without one;
+        capacities rounded to whole cores and GB. Empty without the table.
+    """
+    table = data.table("capacity_by_group")
+    if table is None or table.empty:
+        return pd.DataFrame(columns=list(CAPACITY_HEADERS))
+    out = table.sort_values(["group_by", "days_remaining", "group"], na_position="last", kind="stable").copy()
+    days = out["days_remaining"].astype("Float64")
+    when = pd.to_datetime(out["earliest_breach_ds"]).dt.strftime("%Y-%m-%d")
+    who = out["earliest_breach"].fillna("").astype(str)
+    out["time_remaining"] = ("now (" + who + ")").where(days == 0, when + " (" + days.astype(str).str.replace(
+        r"\.0$", "", regex=True) + " days, " + who + ")").where(days.notna(), "none")
+    for column in ("free_cpu_cores", "free_memory_gb", "reclaimable_cpu_cores", "reclaimable_memory_gb"):
+        out[column] = out[column].astype(float).round(0).astype("Int64")
+    return out[list(CAPACITY_HEADERS)].reset_index(drop=True)

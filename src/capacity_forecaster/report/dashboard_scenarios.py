@@ -1,0 +1,65 @@
+"""The stored what-if scenarios as the dashboard holds them: by name, built once, rows ready for a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from capacity_forecaster.report.comparison import StoredScenario, stored_scenario
+from capacity_forecaster.report.data import ReportData, scenario_names
+
+SCENARIO_COLUMNS = {
+    "server_id": "Server", "hostname": "Hostname", "metric": "Metric", "change": "Change",
+    "base_risk_level": "Base risk", "scenario_risk_level": "Scenario risk", "base_breach_ds": "Base breach",
+    "scenario_breach_ds": "Scenario breach", "base_days_to_breach": "Base days",
+    "scenario_days_to_breach": "Scenario days", "base_breach_probability": "Base P %",
+    "scenario_breach_probability": "Scenario P %", "base_action": "Base action", "scenario_action": "Scenario action",
+    "base_monthly_savings": "Base savings / month", "scenario_monthly_savings": "Scenario savings / month",
+}
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts for a Dash table (missing values as None)."""
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [{str(k): v for k, v in row.items()} for row in rows]
+
+
+class ScenarioStore:
+    """Every stored what-if of the lake, most recent first; each one is built when first asked for."""
+
+    def __init__(self, data: ReportData) -> None:
+        self.data = data
+        self.names = scenario_names(data)
+        self._built: dict[str, StoredScenario] = {}
+
+    def stored(self, name: str | None) -> StoredScenario | None:
+        """A stored what-if by name (None or unknown: the most recent); None when the lake has none."""
+        key = name if name in self.names else (self.names[0] if self.names else None)
+        if key is None:
+            return None
+        if key not in self._built:
+            found = stored_scenario(self.data, key)
+            if found is None:
+                return None
+            self._built[key] = found
+        return self._built[key]
+
+    def rows(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Rows of a stored what-if (``SCENARIO_COLUMNS``; None: the most recent), most affected first;
+        empty without one."""
+        scenario = self.stored(name)
+        if scenario is None:
+            return []
+        rows = scenario.rows
+        out = pd.DataFrame(index=rows.index)
+        for column in SCENARIO_COLUMNS:
+            values = rows[column] if column in rows.columns else pd.Series([None] * len(rows), index=rows.index)
+            if column.endswith("_ds"):
+                values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+            elif column.endswith("_probability"):
+                values = (values.astype(float) * 100).round(0)
+            elif column.endswith(("_days_to_breach", "_savings")):
+                values = values.astype("Float64").round(0)
+            out[column] = values.to_numpy(dtype=object)
+        return records(out)

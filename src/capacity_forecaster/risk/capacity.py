@@ -1,0 +1,87 @@
+"""Capacity remaining per datacenter, environment and application (Aria Operations style)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.risk.inventory import complete_inventory
+from capacity_forecaster.risk.levels import Status, level_codes
+from capacity_forecaster.schema import CAPACITY_GROUP_COLUMNS, METRIC, SERVER_ID
+
+GROUP_BY = ("datacenter", "environment", "application")
+CAPACITY_EXTRA_COLUMNS = ("earliest_breach", "servers_at_risk")
+_SUMMED = ("cpu_cores", "free_cpu_cores", "memory_gb", "free_memory_gb", "reclaimable_cpu_cores",
+           "reclaimable_memory_gb")
+
+
+def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd.DataFrame) -> pd.DataFrame:
+    """Per server: size, free capacity at the forecast peak, reclaimable capacity, time remaining.
+
+    Free cores / GB = size x (100 - forecast peak of cpu / memory) / 100 (the median forecast's
+    peak, ``peak_yhat``; a series without a forecast frees nothing we can vouch for, so it counts
+    0). Reclaimable = what the recommendation frees (``freed_cpu_cores`` / ``freed_memory_gb``:
+    right-size, consolidate, decommission). Time remaining: an already-breaching series has 0 days
+    (its breach day is its last observed day), otherwise the soonest forecast breach.
+
+    Returns:
+        server_id, datacenter, environment, application, cpu_cores, free_cpu_cores, memory_gb,
+        free_memory_gb, reclaimable_cpu_cores, reclaimable_memory_gb (NaN where the size is unknown),
+        breach_ds, days_remaining, breach_series (``server metric``), at_risk (medium or worse).
+    """
+    inv = complete_inventory(inventory, pd.Index(recs[SERVER_ID].unique()))
+    out = inv[[SERVER_ID, *GROUP_BY, "cpu_cores", "memory_gb"]].copy()
+    peaks = server_risk[server_risk[METRIC].isin(["cpu", "memory"])].pivot_table(
+        index=SERVER_ID, columns=METRIC, values="peak_yhat", aggfunc="max").reindex(columns=["cpu", "memory"])
+    peak = peaks.reindex(out[SERVER_ID])
+    for resource, size in (("cpu", "cpu_cores"), ("memory", "memory_gb")):
+        used = np.clip(peak[resource].to_numpy(float), 0.0, 100.0)
+        out[f"free_{size}"] = out[size].to_numpy(float) * np.where(np.isnan(used), 0.0, 100.0 - used) / 100.0
+    freed = recs.set_index(SERVER_ID).reindex(out[SERVER_ID])
+    out["reclaimable_cpu_cores"] = freed["freed_cpu_cores"].astype("Float64").fillna(0).to_numpy(float)
+    out["reclaimable_memory_gb"] = freed["freed_memory_gb"].astype("Float64").fillna(0).to_numpy(float)
+    risk = server_risk.assign(
+        now=server_risk["status"] == Status.ALREADY_BREACHING.value,
+        code=level_codes(server_risk["risk_level"]))
+    risk["when"] = pd.to_datetime(risk["breach_ds"].where(~risk["now"], risk["last_observed"]))
+    risk["days"] = risk["days_to_breach"].astype("Float64").where(~risk["now"], 0.0)
+    first = (risk.dropna(subset=["when"]).sort_values(["days", "when", SERVER_ID, METRIC])
+             .groupby(SERVER_ID).head(1).set_index(SERVER_ID).reindex(out[SERVER_ID]))
+    out["breach_ds"] = first["when"].to_numpy()
+    out["days_remaining"] = first["days"].astype("Float64").to_numpy()
+    out["breach_series"] = (first.index.to_series() + " " + first[METRIC].fillna("")).where(
+        first["when"].notna()).to_numpy(dtype=object)
+    out["at_risk"] = out[SERVER_ID].map(risk.groupby(SERVER_ID)["code"].max()).fillna(-1).to_numpy() >= 1
+    return out.reset_index(drop=True)
+
+
+def capacity_by_group(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd.DataFrame) -> pd.DataFrame:
+    """Capacity remaining per datacenter, environment and application: the sums of its servers.
+
+    Unknown group values (``inventory.UNKNOWN``) form their own group.
+
+    Returns:
+        ``schema.CAPACITY_GROUP_COLUMNS``: group_by (datacenter, environment, application), group,
+        servers, earliest_breach_ds (time remaining: the soonest breach of its servers; an already
+        breaching one counts from its last observed day), days_remaining (0 when one already
+        breaches), cpu_cores, free_cpu_cores, memory_gb, free_memory_gb, reclaimable_cpu_cores,
+        reclaimable_memory_gb (sums over the group's servers; sizes unknown count 0); then
+        earliest_breach (the server and metric) and servers_at_risk.
+    """
+    per = server_capacity(server_risk, recs, inventory)
+    frames = []
+    for key in GROUP_BY:
+        ordered = per.sort_values(["days_remaining", "breach_ds", SERVER_ID], na_position="last")
+        grouped = ordered.groupby(key, sort=True)
+        sums = grouped[list(_SUMMED)].sum(min_count=0).round(1)
+        first = grouped.head(1).set_index(key)
+        table = sums.assign(
+            servers=grouped.size(), earliest_breach_ds=first["breach_ds"], days_remaining=first["days_remaining"],
+            earliest_breach=first["breach_series"], servers_at_risk=grouped["at_risk"].sum().astype(int))
+        frames.append(table.rename_axis("group").reset_index().assign(group_by=key))
+    out = pd.concat(frames, ignore_index=True)
+    out["earliest_breach_ds"] = pd.to_datetime(out["earliest_breach_ds"])
+    return out[[*CAPACITY_GROUP_COLUMNS, *CAPACITY_EXTRA_COLUMNS]]
+
+
+__all__ = ["CAPACITY_EXTRA_COLUMNS", "GROUP_BY", "capacity_by_group", "server_capacity"]

@@ -1,0 +1,135 @@
+"""Findings and ranked sizing options per server, in the style of AWS Compute Optimizer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.inventory import complete_inventory
+from capacity_forecaster.risk.levels import Action, Status
+from capacity_forecaster.risk.sizing import CostModel
+from capacity_forecaster.schema import RECOMMENDATION_OPTION_COLUMNS, SERVER_ID
+
+OPTION_EXTRA_COLUMNS = ("option", "current_cpu_cores", "current_memory_gb", "freed_cpu_cores", "freed_memory_gb",
+                        "action", "target_server_id")
+# Grades in the order of performance_risk_bands: below the first band very_low ... at or above the last very_high.
+PERFORMANCE_RISKS = ("very_low", "low", "medium", "high", "very_high")
+
+
+class Finding(StrEnum):
+    """What a server's sizing says (Compute Optimizer's findings, plus the risk stage's current state)."""
+
+    ALREADY_BREACHING = "already_breaching"
+    UNDER_PROVISIONED = "under_provisioned"
+    OVER_PROVISIONED = "over_provisioned"
+    IDLE = "idle"
+    OPTIMIZED = "optimized"
+
+
+def findings(recs: pd.DataFrame, server_risk: pd.DataFrame) -> pd.Series:
+    """One finding per recommendation row.
+
+    already_breaching (a series of the server has ``status`` already_breaching) > idle (decommission) >
+    under_provisioned (upsize) > over_provisioned (rightsize or consolidate) > optimized (keep).
+
+    Returns:
+        The finding per row of ``recs`` (same index).
+    """
+    breaching = set(server_risk.loc[server_risk["status"] == Status.ALREADY_BREACHING.value, SERVER_ID])
+    action = recs["action"].to_numpy()
+    return pd.Series(np.select(
+        [recs[SERVER_ID].isin(breaching).to_numpy(), action == Action.DECOMMISSION.value,
+         action == Action.UPSIZE.value, np.isin(action, [Action.RIGHTSIZE.value, Action.CONSOLIDATE.value])],
+        [Finding.ALREADY_BREACHING.value, Finding.IDLE.value, Finding.UNDER_PROVISIONED.value,
+         Finding.OVER_PROVISIONED.value], default=Finding.OPTIMIZED.value), index=recs.index)
+
+
+def performance_risk(peak: np.ndarray, cfg: RiskConfig) -> np.ndarray:
+    """The grade of a projected peak (% of the new size; NaN: unknown -> None) by ``performance_risk_bands``."""
+    grades = np.array(PERFORMANCE_RISKS, dtype=object)[np.searchsorted(cfg.performance_risk_bands,
+                                                                         np.nan_to_num(peak), side="right")]
+    out: np.ndarray = np.where(np.isnan(peak), np.array(None, dtype=object), grades)
+    return out
+
+
+def _step(current: np.ndarray, sizes: tuple[int, ...], k: int) -> np.ndarray:
+    """The standard size ``k`` steps above ``current`` (``current`` itself at k = 0, the largest at most)."""
+    table = np.asarray(sizes, dtype=float)
+    idx = np.searchsorted(table, np.nan_to_num(current) - 1e-9, side="left")
+    stepped = table[np.minimum(idx + k, len(table) - 1)]
+    return np.where(np.isnan(current), np.nan, np.where(k == 0, current, stepped))
+
+
+def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """Up to ``cfg.max_options`` ranked options per server: the recommended size first.
+
+    Upsize and right-size options are the recommended size, then one and two standard sizes up on
+    each resource the recommendation changes (a right-size never reaches the current size; a
+    server kept as it is has one option, its current size). Decommission and consolidate have one
+    option that frees the server's whole size (``freed_*``; cpu_cores and memory_gb are null: no
+    server of its own is left). Sizes are whole cores and GB.
+
+    Args:
+        recs: ``recommendations.build_recommendations`` output with a ``finding`` column.
+        needs: ``sizing.capacity_needs`` output (forecast peak upper bounds in % of today's size).
+        inventory: the inventory (prices, for the cost model).
+        cfg: risk settings (standard sizes, performance_risk_bands, max_options).
+
+    Returns:
+        ``schema.RECOMMENDATION_OPTION_COLUMNS``: server_id, finding, rank (1 = recommended),
+        cpu_cores, memory_gb, projected_peak_cpu, projected_peak_memory (the forecast peak upper
+        bound in % of the option's size), monthly_cost, monthly_cost_difference (option minus
+        today; negative saves), performance_risk (``PERFORMANCE_RISKS``; null where the peak is
+        unknown); then option (resize, current, decommission, consolidate), current_cpu_cores,
+        current_memory_gb, freed_cpu_cores, freed_memory_gb, action, target_server_id.
+    """
+    inv = complete_inventory(inventory, pd.Index(recs[SERVER_ID].unique()))
+    frame = inv.set_index(SERVER_ID).reindex(recs[SERVER_ID]).reset_index()
+    need = needs.set_index(SERVER_ID).reindex(recs[SERVER_ID])
+    cores, memory = recs["current_cpu_cores"].to_numpy(float), recs["current_memory_gb"].to_numpy(float)
+    rec_cores, rec_memory = recs["recommended_cpu_cores"].to_numpy(float), recs["recommended_memory_gb"].to_numpy(float)
+    action = recs["action"].to_numpy()
+    cost = recs["current_monthly_cost"].to_numpy(float)
+    model = CostModel.fit(inv)
+    resize = np.isin(action, [Action.UPSIZE.value, Action.RIGHTSIZE.value])
+    gone = np.isin(action, [Action.DECOMMISSION.value, Action.CONSOLIDATE.value])
+    frames = []
+    for k in range(cfg.max_options):
+        cpu = np.where(rec_cores != cores, _step(rec_cores, cfg.cpu_sizes, k), cores)
+        mem = np.where(rec_memory != memory, _step(rec_memory, cfg.memory_sizes, k), memory)
+        shrink = action == Action.RIGHTSIZE.value
+        cpu, mem = np.where(shrink, np.fmin(cpu, cores), cpu), np.where(shrink, np.fmin(mem, memory), mem)
+        keep = (k == 0) & ~resize & ~gone
+        valid = (resize & ~(shrink & (cpu == cores) & (mem == memory))) | keep | (gone & (k == 0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            peak_cpu = need["cpu_peak_upper"].to_numpy(float) * cores / cpu
+            peak_memory = need["memory_peak_upper"].to_numpy(float) * memory / mem
+        priced = np.round(np.where(gone, 0.0, model.project(frame, cpu, mem)), 2)
+        worst = np.fmax(peak_cpu, peak_memory)
+        frames.append(pd.DataFrame({
+            SERVER_ID: recs[SERVER_ID].to_numpy(), "finding": recs["finding"].to_numpy(), "k": k,
+            "cpu_cores": np.where(gone, np.nan, cpu), "memory_gb": np.where(gone, np.nan, mem),
+            "projected_peak_cpu": np.where(gone, np.nan, np.round(peak_cpu, 1)),
+            "projected_peak_memory": np.where(gone, np.nan, np.round(peak_memory, 1)),
+            "monthly_cost": priced, "monthly_cost_difference": np.round(priced - cost, 2),
+            "performance_risk": performance_risk(np.where(gone, np.nan, worst), cfg),
+            "option": np.select([gone, keep], [action, "current"], default="resize"),
+            "current_cpu_cores": cores, "current_memory_gb": memory,
+            "freed_cpu_cores": np.where(gone, cores, np.fmax(cores - cpu, 0.0)),
+            "freed_memory_gb": np.where(gone, memory, np.fmax(memory - mem, 0.0)),
+            "action": action, "target_server_id": recs["target_server_id"].to_numpy(dtype=object),
+        })[valid])
+    out = pd.concat(frames, ignore_index=True).sort_values([SERVER_ID, "k"], kind="stable")
+    # Steps capped at the largest size (or at today's size) repeat an option: keep its first, best-ranked copy.
+    out = out.drop_duplicates([SERVER_ID, "cpu_cores", "memory_gb", "option"])
+    out["rank"] = out.groupby(SERVER_ID).cumcount() + 1
+    for column in ("cpu_cores", "memory_gb", "current_cpu_cores", "current_memory_gb", "freed_cpu_cores",
+                   "freed_memory_gb"):
+        out[column] = pd.array(np.round(out[column].to_numpy(float)), dtype="Int64")
+    return out[[*RECOMMENDATION_OPTION_COLUMNS, *OPTION_EXTRA_COLUMNS]].reset_index(drop=True)
+
+
+__all__ = ["OPTION_EXTRA_COLUMNS", "PERFORMANCE_RISKS", "Finding", "findings", "performance_risk", "sizing_options"]

@@ -1,0 +1,56 @@
+"""Capacity remaining by group: every group is the sum of its servers; unknown values form their own group."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from risk_frames import make_forecast, make_history, make_inventory
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.capacity import GROUP_BY, server_capacity
+from capacity_forecaster.risk.inventory import UNKNOWN
+from capacity_forecaster.risk.stage import run_risk
+from capacity_forecaster.schema import CAPACITY_GROUP_COLUMNS
+
+LEVELS = {"a": 75.0, "b": 40.0, "c": 20.0, "d": 3.0, "e": 55.0}
+
+
+def _result():
+    metrics = pd.concat([make_history([s], days=200, metrics=("cpu", "memory"), values=np.full(200, level))
+                         for s, level in LEVELS.items()], ignore_index=True)
+    forecasts = pd.concat([make_forecast(s, m, np.linspace(level, level * 1.15, 90), spread=3.0)
+                           for s, level in LEVELS.items() for m in ("cpu", "memory")], ignore_index=True)
+    rows = [{"server_id": "a", "datacenter": "NY1", "environment": "prod", "application": "pay"},
+            {"server_id": "b", "datacenter": "NY1", "environment": "prod", "application": "pay"},
+            {"server_id": "c", "datacenter": "NJ2", "environment": "dev", "application": "crm"},
+            {"server_id": "d", "datacenter": "NJ2", "environment": "prod", "application": None},
+            {"server_id": "e", "datacenter": None, "environment": None, "application": ""}]  # unknowns
+    inventory = make_inventory(rows)
+    return run_risk(metrics, forecasts, inventory, RiskConfig(cluster_k_min=2, cluster_k_max=3)), inventory
+
+
+def test_each_group_is_the_sum_of_its_servers() -> None:
+    result, inventory = _result()
+    table = result.capacity
+    assert list(table.columns[: len(CAPACITY_GROUP_COLUMNS)]) == list(CAPACITY_GROUP_COLUMNS)
+    per = server_capacity(result.server_risk, result.recommendations, inventory)
+    for key in GROUP_BY:
+        rows = table[table["group_by"] == key].set_index("group")
+        assert rows["servers"].sum() == len(per)  # every server in exactly one group per dimension
+        for group, members in per.groupby(key):
+            row = rows.loc[group]
+            assert row["servers"] == len(members)
+            for column in ("cpu_cores", "free_cpu_cores", "memory_gb", "free_memory_gb", "reclaimable_cpu_cores",
+                           "reclaimable_memory_gb"):
+                assert row[column] == np.round(members[column].sum(), 1), (key, group, column)
+            soonest = members["days_remaining"].min()
+            assert (pd.isna(row["days_remaining"]) and pd.isna(soonest)) or row["days_remaining"] == soonest
+    app = table[table["group_by"] == "application"].set_index("group")
+    assert app.loc[UNKNOWN, "servers"] == 2  # d and e: unknown is a group of its own
+    assert table[table["group_by"] == "datacenter"].set_index("group").loc[UNKNOWN, "servers"] == 1
+    pay = app.loc["pay"]
+    assert pay["earliest_breach"] == "a cpu" and pay["days_remaining"] >= 0 and pay["servers_at_risk"] >= 1
+    # d is idle: its whole size is reclaimable (decommission frees it, not zeros).
+    d = per.set_index("server_id").loc["d"]
+    if result.recommendations.set_index("server_id").loc["d", "action"] == "decommission":
+        assert d["reclaimable_cpu_cores"] == d["cpu_cores"]

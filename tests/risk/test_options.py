@@ -1,0 +1,79 @@
+"""Findings, ranked sizing options and the upsize probability rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from risk_frames import make_forecast, make_history, make_inventory
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.options import PERFORMANCE_RISKS, findings, performance_risk, sizing_options
+from capacity_forecaster.risk.stage import run_risk
+from capacity_forecaster.schema import RECOMMENDATION_OPTION_COLUMNS
+
+CFG = RiskConfig(cpu_sizes=(2, 4, 8, 16, 32), memory_sizes=(8, 16, 32, 64, 128))
+
+
+def _recs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    recs = pd.DataFrame({
+        "server_id": ["up", "down", "idle", "same"],
+        "action": ["upsize", "rightsize", "decommission", "keep"],
+        "target_server_id": [None] * 4,
+        "recommended_cpu_cores": [16.0, 4.0, 0.0, 8.0], "recommended_memory_gb": [32.0, 32.0, 0.0, 32.0],
+        "current_monthly_cost": [400.0, 800.0, 400.0, 400.0],
+        "current_cpu_cores": [8.0, 16.0, 8.0, 8.0], "current_memory_gb": [32.0, 32.0, 32.0, 32.0],
+    })
+    recs["finding"] = ["under_provisioned", "over_provisioned", "idle", "optimized"]
+    needs = pd.DataFrame({"server_id": recs["server_id"], "cpu_peak_upper": [90.0, 20.0, 3.0, 50.0],
+                          "memory_peak_upper": [40.0, 30.0, 5.0, 40.0]})
+    inventory = make_inventory([{"server_id": s, "cpu_cores": c, "memory_gb": 32, "monthly_cost_usd": 50.0 * c}
+                                for s, c in zip(recs["server_id"], (8, 16, 8, 8), strict=True)])
+    return recs, needs, inventory
+
+
+def test_options_are_ranked_integer_sizes_with_peaks_costs_and_grades() -> None:
+    recs, needs, inventory = _recs()
+    options = sizing_options(recs, needs, inventory, CFG)
+    assert list(options.columns[: len(RECOMMENDATION_OPTION_COLUMNS)]) == list(RECOMMENDATION_OPTION_COLUMNS)
+    assert str(options["cpu_cores"].dtype) == "Int64" and options.groupby("server_id").size().max() <= 3
+    up = options[options["server_id"] == "up"].set_index("rank")
+    assert up["cpu_cores"].tolist() == [16, 32, 32][: len(up)] and up.loc[1, "cpu_cores"] == 16
+    assert up.loc[1, "projected_peak_cpu"] == 45.0  # 90 % of 8 cores on 16 cores
+    assert (up["monthly_cost_difference"] > 0).all() and up["monthly_cost_difference"].is_monotonic_increasing
+    down = options[options["server_id"] == "down"].set_index("rank")
+    assert down["cpu_cores"].tolist() == [4, 8]  # never today's 16 cores again
+    assert (down["monthly_cost_difference"] < 0).all() and down.loc[1, "freed_cpu_cores"] == 12
+    idle = options[options["server_id"] == "idle"].iloc[0]
+    assert idle["option"] == "decommission" and idle["freed_cpu_cores"] == 8 and idle["freed_memory_gb"] == 32
+    assert pd.isna(idle["cpu_cores"]) and idle["monthly_cost_difference"] == -400.0 and idle["monthly_cost"] == 0
+    same = options[options["server_id"] == "same"]
+    assert len(same) == 1 and same.iloc[0]["option"] == "current" and same.iloc[0]["monthly_cost_difference"] == 0
+
+
+def test_performance_risk_grades_follow_the_configured_bands() -> None:
+    grades = performance_risk(np.array([10.0, 50.0, 70.0, 85.0, 99.0, np.nan]), CFG)
+    assert list(grades) == [*PERFORMANCE_RISKS, None]
+
+
+def test_findings_put_already_breaching_first() -> None:
+    recs, _, _ = _recs()
+    risk = pd.DataFrame({"server_id": ["same", "up"], "status": ["already_breaching", "assessed"]})
+    assert findings(recs, risk).tolist() == ["under_provisioned", "over_provisioned", "idle", "already_breaching"]
+
+
+def test_upsize_needs_the_minimum_breach_probability() -> None:
+    # s1 runs at 70 % and creeps towards 80 %: its upper bound crosses, its median never does.
+    metrics = make_history(["s1", "s2"], days=200, metrics=("cpu", "memory"), values=np.full(200, 70.0))
+    forecasts = pd.concat([make_forecast(s, m, np.linspace(70, 77, 90), spread=6.0)
+                           for s in ("s1", "s2") for m in ("cpu", "memory")], ignore_index=True)
+    inventory = make_inventory([{"server_id": s, "monthly_cost_usd": 300.0} for s in ("s1", "s2")])
+    cfg = RiskConfig(cluster_k_min=2, cluster_k_max=2, medium_probability=0.05, medium_min_days=1)
+    loose = run_risk(metrics, forecasts, inventory, cfg.model_copy(update={"upsize_min_probability": 0.0}))
+    strict = run_risk(metrics, forecasts, inventory, cfg.model_copy(update={"upsize_min_probability": 0.9}))
+    prob = loose.server_risk["breach_probability"].max()
+    assert 0.05 <= prob < 0.9 and (loose.server_risk["risk_level"] == "medium").any()
+    assert (loose.recommendations["action"] == "upsize").all()
+    assert (strict.recommendations["action"] != "upsize").all()
+    assert strict.recommendations["rationale"].str.contains("breach probability of at least 90%").all()
+    assert set(strict.options["server_id"]) == {"s1", "s2"}
+    assert "under_provisioned" not in set(strict.options["finding"])
