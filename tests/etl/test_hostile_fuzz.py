@@ -46,11 +46,24 @@ def test_line_guard_cuts_exactly_the_long_lines(lines: list[tuple[int, bytes]], 
     out.append(guard.feed(content[start:], final=True))
     got = b"".join(out)
     # Every long line (never line 1) is replaced by the filler, everything else passes unchanged.
+    # A line's length excludes its terminator; the CR of a cut CRLF line goes with the line.
+    physical = _physical_lines(content)
+    expected = {number: len(text) for number, (text, _) in enumerate(physical, start=1)
+                if number > 1 and len(text) > CAP}
+    assert {number: line.length for number, line in guard.long_lines.items()} == expected
     assert got.count(FILLER) == len(guard.long_lines)
-    assert all(number > 1 and line.length > CAP for number, line in guard.long_lines.items())
+    cut_cr = sum(1 for number, (_, end) in enumerate(physical, start=1) if number in expected and end == b"\r\n")
     kept = got.replace(FILLER, b"")
-    assert len(kept) == len(content) - sum(line.length for line in guard.long_lines.values())
+    assert len(kept) == len(content) - sum(expected.values()) - cut_cr
     assert _breaks(got) == _breaks(content)  # line numbers are kept
+
+
+def _physical_lines(content: bytes) -> list[tuple[bytes, bytes]]:
+    """(text, terminator) of each line, split on CRLF, LF or a lone CR (an independent oracle)."""
+    import re
+
+    found = [(m.group(1), m.group(2)) for m in re.finditer(rb"([^\r\n]*)(\r\n|\n|\r|$)", content)]
+    return [line for line in found if line != (b"", b"")]
 
 
 def _breaks(content: bytes) -> int:
@@ -154,3 +167,12 @@ def test_validate_never_fails_on_dates_and_accounts_for_every_row(days: list[np.
         assert (local.dt.normalize() == local).all()
         assert (checked.days == (local.to_numpy().astype("datetime64[D]") - np.datetime64("1970-01-01")).astype(int)
                 ).all()
+
+
+def test_a_line_exactly_at_the_cap_is_kept_whatever_its_line_ending() -> None:
+    """The cap counts the line's bytes, not its terminator (a CRLF line of exactly max_bytes is kept)."""
+    for newline in (b"\n", b"\r\n"):
+        guard = LineGuard(CAP, FILLER)
+        content = newline.join([b"header", b"x" * CAP, b"y" * (CAP + 1), b""])
+        guard.feed(content, final=True)
+        assert sorted(guard.long_lines) == [3], newline

@@ -63,7 +63,9 @@ class LineGuard:
         start = 0
         if len(stops):
             starts = np.concatenate(([0], stops[:-1] + 1))
-            lengths = stops - starts
+            # A line's length excludes its terminator, the CR of a CRLF included.
+            crlf = (codes[stops] == _LF) & (stops > 0) & (codes[np.maximum(stops - 1, 0)] == _CR)
+            lengths = stops - starts - crlf.astype(np.int64)
             lengths[0] += len(self._partial) + self._dropped
             long_lines = np.flatnonzero(lengths > self.max_bytes)
             if self._line == 1 and len(long_lines) and long_lines[0] == 0:
