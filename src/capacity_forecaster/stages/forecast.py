@@ -25,15 +25,16 @@ METRIC_INPUT_COLUMNS = ["server_id", "ds", "metric", "value", "is_imputed", "is_
 
 
 def _replace_models(lake: Lake, fitted: list[Any], run_id: str) -> dict[str, str]:
-    """Pickle the fitted models under ``models/<run_id>/`` and drop earlier runs' artefacts and folders.
+    """Store the fitted models as data (JSON + Parquet) under ``models/<run_id>/``; drop earlier runs' files.
 
     Returns:
-        Lake-relative path -> sha256, for the run manifest (the loader verifies it before unpickling).
+        Lake-relative path -> sha256 of each JSON model manifest, for the run manifest (each manifest
+        holds its data file's sha256; the loader checks both, ``forecast.artifacts``).
     """
     from capacity_forecaster.forecast.artifacts import save_models
 
     records = save_models(fitted, lake.write_bytes, prefix=f"{MODELS_DIR}/{run_id}")
-    keep = {r.path for r in records}
+    keep = {r.path for r in records} | {r.data_path for r in records}
     for rel in lake.list_files(MODELS_DIR):
         if rel not in keep:
             lake.fs.delete_file(lake.path(rel))
