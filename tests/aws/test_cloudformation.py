@@ -3,6 +3,7 @@ scheduler handler then drives end to end."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import uuid
 from pathlib import Path
@@ -37,7 +38,19 @@ def _statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         if resource["Type"] == "AWS::IAM::Role":
             for policy in resource["Properties"].get("Policies", []):
                 out += [(name, s) for s in policy["PolicyDocument"]["Statement"]]
+        if resource["Type"] == "AWS::IAM::Policy":
+            out += [(name, s) for s in resource["Properties"]["PolicyDocument"]["Statement"]]
     return out
+
+
+def _allows_listing(condition: dict[str, Any], prefix: str | None, lake_prefix: str = "capfc") -> bool:
+    """How IAM evaluates the LakeListing condition for a request with (or without) an s3:prefix."""
+    ((operator, keys),) = condition.items()
+    patterns = [p if isinstance(p, str) else p["Fn::Sub"].replace("${LakePrefix}", lake_prefix) if "Fn::Sub" in p
+                else lake_prefix for p in keys["s3:prefix"]]
+    if prefix is None:
+        return operator.endswith("IfExists")
+    return any(fnmatch.fnmatchcase(prefix, p) for p in patterns)
 
 
 def test_cfn_lint_finds_nothing() -> None:
@@ -49,14 +62,20 @@ def test_cfn_lint_finds_nothing() -> None:
 def test_bucket_is_encrypted_private_and_tls_only(template: dict[str, Any]) -> None:
     bucket = template["Resources"]["LakeBucket"]["Properties"]
     rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    condition, with_key, without_key = rule["ServerSideEncryptionByDefault"]["Fn::If"]
+    assert condition == "HasKmsKey" and without_key == {"SSEAlgorithm": "AES256"}
+    assert with_key == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "KmsKeyArn"}}
+    assert rule["BucketKeyEnabled"]["Fn::If"][:2] == ["HasKmsKey", True]
+    (versions, _results) = bucket["LifecycleConfiguration"]["Rules"]
+    assert versions["ExpiredObjectDeleteMarker"] is True
     assert all(bucket["PublicAccessBlockConfiguration"][k] is True for k in (
         "BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
     (deny,) = template["Resources"]["LakeBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     workgroup = template["Resources"]["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
     assert workgroup["EnforceWorkGroupConfiguration"] is True
-    assert workgroup["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_S3"
+    results = workgroup["ResultConfiguration"]["EncryptionConfiguration"]["Fn::If"]
+    assert results[2] == {"EncryptionOption": "SSE_S3"} and results[1]["EncryptionOption"] == "SSE_KMS"
 
 
 def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
@@ -70,7 +89,16 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
             assert set(actions) <= UNSCOPED_OK, (role, actions)
     by_sid = {s["Sid"]: s for _role, s in statements}
     assert by_sid["LakeObjects"]["Resource"] == {"Fn::Sub": "${LakeBucket.Arn}/${LakePrefix}/*"}
-    assert by_sid["LakeListing"]["Condition"]["StringLike"]["s3:prefix"][1] == {"Fn::Sub": "${LakePrefix}/*"}
+    listing = by_sid["LakeListing"]["Condition"]
+    # s3fs's HeadBucket carries no s3:prefix: it must pass, while other prefixes of the bucket stay closed.
+    assert _allows_listing(listing, None) and _allows_listing(listing, "")
+    assert _allows_listing(listing, "capfc") and _allows_listing(listing, "capfc/metrics/")
+    assert not _allows_listing(listing, "athena-results/") and not _allows_listing(listing, "capfcx/")
+    for sid in ("LakeKey", "DeadLetterKey"):  # the KMS grants exist only with a key, and only via one service
+        assert by_sid[sid]["Resource"] == {"Ref": "KmsKeyArn"} and "kms:ViaService" in by_sid[sid]["Condition"][
+            "StringEquals"]
+    for name in ("JobRoleKmsPolicy", "SchedulerKmsPolicy"):
+        assert template["Resources"][name]["Condition"] == "HasKmsKey"
     create = by_sid["CreateJobsOfOneInstanceType"]
     assert create["Resource"]["Fn::Sub"].endswith(":processing-job/${JobPrefix}-*")
     assert create["Condition"]["ForAllValues:StringEquals"]["sagemaker:InstanceTypes"] == [{"Ref": "InstanceType"}]
@@ -117,6 +145,21 @@ def test_stack_on_moto_wires_the_handler_to_sagemaker(clients: AwsClients, tmp_p
     function = clients.client("lambda").get_function_configuration(FunctionName=f"c{suffix}-scheduler")
     assert events.list_targets_by_rule(Rule=f"capfc-{suffix}")["Targets"][0]["Arn"] == function["FunctionArn"]
     assert function["Handler"] == "capacity_forecaster.aws.lambda_handler.handler"
+    # Operations: retries and a dead-letter queue on every path, SSE-SQS without a key, log retention.
+    dlq = outputs["DeadLetterQueueArn"]
+    # (moto's CloudFormation drops the function's DeadLetterConfig; test_operations... checks the template)
+    for rule in (f"capfc-{suffix}", f"capfc-{suffix}-chain", f"capfc-{suffix}-alarm"):
+        (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": dlq} and target["RetryPolicy"]["MaximumRetryAttempts"] == 4
+    alarm_target = events.list_targets_by_rule(Rule=f"capfc-{suffix}-alarm")["Targets"][0]
+    assert alarm_target["Arn"] == outputs["AlarmTopicArn"]
+    queue_url = clients.client("sqs").get_queue_url(QueueName=dlq.rsplit(":", 1)[1])["QueueUrl"]
+    queue = clients.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert queue["SqsManagedSseEnabled"] == "true" and "KmsMasterKeyId" not in queue
+    groups = {g["logGroupName"]: g for g in clients.client("logs").describe_log_groups(
+        logGroupNamePrefix="/aws/")["logGroups"]}
+    for group in (f"/aws/lambda/c{suffix}-scheduler", "/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs"):
+        assert groups[group]["retentionInDays"] == 30 and "kmsKeyId" not in groups[group]
 
     # The stack's CAPFC_JOB is a valid job spec that agrees with the stack outputs ...
     environ = function["Environment"]["Variables"]
@@ -135,3 +178,69 @@ def test_stack_on_moto_wires_the_handler_to_sagemaker(clients: AwsClients, tmp_p
     assert described["AppSpecification"]["ContainerArguments"][-2:] == [
         "--config", "/opt/ml/processing/input/config/capfc.yaml"]
     assert job_status(result["job"]["job_name"], clients)["stage"] == "etl"
+
+
+FAILED_EVENT = {"source": "aws.sagemaker", "detail-type": "SageMaker Processing Job State Change",
+                "detail": {"ProcessingJobName": "capfc-etl-20260105-030000-abcd1234", "ProcessingJobStatus": "Failed"}}
+
+
+def test_operations_failed_jobs_and_dead_letters_reach_the_topic(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    assert resources["SchedulerFunction"]["Properties"]["DeadLetterConfig"] == {
+        "TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+    pattern = json.loads(json.dumps(template["Resources"]["FailedJobRule"]["Properties"]["EventPattern"]))
+    processing, training = pattern["$or"]
+    assert processing["detail"]["ProcessingJobStatus"] == ["Failed"]
+    assert training["detail-type"] == ["SageMaker Training Job State Change"]
+    assert training["detail"]["TrainingJobStatus"] == ["Failed"]
+    for branch, key in ((processing, "ProcessingJobName"), (training, "TrainingJobName")):
+        assert branch["detail"][key] == [{"prefix": {"Fn::Sub": "${JobPrefix}-"}}]
+    alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert {a["MetricName"] for a in alarms} == {"ApproximateNumberOfMessagesVisible", "Errors"}
+    assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+def test_stack_with_kms_key_boundary_and_email_on_moto(clients: AwsClients, template: dict[str, Any]) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    s3 = clients.client("s3")
+    s3.create_bucket(Bucket=f"artifacts-{suffix}")
+    s3.put_object(Bucket=f"artifacts-{suffix}", Key="capfc-lambda.zip", Body=b"PK")
+    key = clients.client("kms").create_key(Description="capfc test")["KeyMetadata"]["Arn"]
+    boundary = clients.client("iam").create_policy(PolicyName=f"boundary-{suffix}", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    boundary_arn = boundary["Policy"]["Arn"]
+    parameters = {"LakeBucketName": f"capfc-lake-{suffix}", "LambdaCodeBucket": f"artifacts-{suffix}",
+                  "JobPrefix": f"k{suffix}", "ScheduleRuleName": f"capfc-{suffix}", "KmsKeyArn": key,
+                  "PermissionsBoundaryArn": boundary_arn, "AlarmEmail": "capacity-team@example.com",
+                  "CreateSageMakerLogGroups": "false", "LogRetentionDays": "90"}
+    cloudformation = clients.client("cloudformation")
+    cloudformation.create_stack(StackName=f"capfc-{suffix}", TemplateBody=TEMPLATE.read_text(),
+                                Capabilities=["CAPABILITY_IAM"],
+                                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
+    stack = cloudformation.describe_stacks(StackName=f"capfc-{suffix}")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    (rule,) = s3.get_bucket_encryption(Bucket=parameters["LakeBucketName"])[
+        "ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+    # (moto's CloudFormation drops BucketKeyEnabled; test_bucket_is_encrypted... checks the template)
+    queue_url = clients.client("sqs").get_queue_url(QueueName=outputs["DeadLetterQueueArn"].rsplit(":", 1)[1])
+    queue = clients.client("sqs").get_queue_attributes(QueueUrl=queue_url["QueueUrl"], AttributeNames=["All"])
+    assert queue["Attributes"]["KmsMasterKeyId"] == key
+    topic = clients.client("sns").get_topic_attributes(TopicArn=outputs["AlarmTopicArn"])["Attributes"]
+    assert topic["KmsMasterKeyId"] == key
+    (group,) = clients.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/k{suffix}-")["logGroups"]
+    assert group["retentionInDays"] == 90  # (moto's CloudFormation drops KmsKeyId: checked on the template)
+    for name in ("SchedulerLogGroup", "ProcessingJobsLogGroup", "TrainingJobsLogGroup"):
+        properties = template["Resources"][name]["Properties"]
+        assert properties["KmsKeyId"]["Fn::If"][:2] == ["HasKmsKey", {"Ref": "KmsKeyArn"}]
+        assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    resources = cloudformation.list_stack_resources(StackName=f"capfc-{suffix}")["StackResourceSummaries"]
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+    assert "ProcessingJobsLogGroup" not in physical  # CreateSageMakerLogGroups=false
+    iam = clients.client("iam")
+    for role in ("SageMakerJobRole", "SchedulerRole"):
+        described = iam.get_role(RoleName=physical[role])["Role"]
+        assert described["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary_arn
+        assert iam.list_role_policies(RoleName=physical[role])["PolicyNames"].count("capfc-kms") == 1

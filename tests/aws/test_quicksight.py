@@ -31,7 +31,18 @@ def test_data_sets_for_lake_tables(s3_lake: Lake, clients: AwsClients) -> None:
     principal = f"arn:aws:quicksight:us-east-1:{ACCOUNT}:user/default/analyst"
     result = register_quicksight(ACCOUNT, data_source_id=f"capfc-{uuid.uuid4().hex[:8]}", database="capfc_db",
                                  tables=tables, principal_arn=principal, clients=clients)
-    assert result["data_sets"] == {"server_risk": "created", "forecasts": "created"}
+    assert result["data_sets"] == {"server_risk": "created", "forecasts": "created"} and result["failed"] == {}
+
+
+def test_one_failing_data_set_does_not_stop_the_others(s3_lake: Lake, clients: AwsClients) -> None:
+    tables, _ = lake_definitions(s3_lake, tables=["server_risk", "forecasts", "inventory"],
+                                 today=dt.date(2026, 1, 10))
+    # 118 + "-forecasts"/"-inventory" fit QuickSight's 128-character id; "-server_risk" does not.
+    source_id = f"capfc-{uuid.uuid4().hex[:8]}".ljust(118, "x")
+    result = register_quicksight(ACCOUNT, data_source_id=source_id, database="capfc_db", tables=tables,
+                                 clients=clients)
+    assert result["data_sets"] == {"forecasts": "created", "inventory": "created"}
+    assert list(result["failed"]) == ["server_risk"] and "QuickSight id" in result["failed"]["server_risk"]
 
 
 def test_column_types_map_to_quicksight() -> None:

@@ -111,7 +111,7 @@ def test_settings_supply_the_spec() -> None:
         JobSpec.from_settings(settings)
     built = JobSpec.from_settings(settings, image_uri=IMAGE_URI, role_arn=ROLE_ARN)
     assert built.environment == {"CAPFC_LAKE__SSE": "aws:kms", "CAPFC_LAKE__SSE_KMS_KEY_ID": "alias/capfc"}
-    assert built.tags == {"project": "aws-capacity-forecaster"} and built.stages == ("run",)
+    assert built.tags == {"project": "aws-capacity-forecaster"} and built.stages == ("run", "verify")
 
 
 def test_submit_and_describe_on_moto(clients: AwsClients) -> None:

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from capacity_forecaster.aws.clients import AwsClients
-from capacity_forecaster.aws.scheduling import TARGET_ID, chain_event_pattern, schedule
+from capacity_forecaster.aws.scheduling import RETRY_POLICY, TARGET_ID, chain_event_pattern, schedule
 from capacity_forecaster.errors import ConfigError
 
 
@@ -37,7 +37,8 @@ def test_schedule_creates_rules_targets_and_scoped_permissions(clients: AwsClien
     events = clients.client("events")
     described = events.describe_rule(Name=rule)
     assert described["ScheduleExpression"] == "cron(0 3 * * ? *)" and described["State"] == "ENABLED"
-    assert events.list_targets_by_rule(Rule=rule)["Targets"] == [{"Id": TARGET_ID, "Arn": lambda_arn}]
+    assert events.list_targets_by_rule(Rule=rule)["Targets"] == [
+        {"Id": TARGET_ID, "Arn": lambda_arn, "RetryPolicy": RETRY_POLICY}]
     chain = events.describe_rule(Name=f"{rule}-chain")
     assert json.loads(chain["EventPattern"]) == chain_event_pattern("capfc")
     assert events.list_targets_by_rule(Rule=f"{rule}-chain")["Targets"][0]["Arn"] == lambda_arn
@@ -54,6 +55,16 @@ def test_schedule_creates_rules_targets_and_scoped_permissions(clients: AwsClien
     assert len(json.loads(clients.client("lambda").get_policy(FunctionName=lambda_arn)["Policy"])["Statement"]) == 2
 
 
+def test_targets_carry_the_dead_letter_queue(clients: AwsClients, lambda_arn: str) -> None:
+    queue = clients.client("sqs").create_queue(QueueName=f"capfc-dlq-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    queue_arn = clients.client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    dlq = queue_arn["Attributes"]["QueueArn"]
+    rule = f"capfc-dlq-{uuid.uuid4().hex[:6]}"
+    schedule(rule, "rate(1 day)", lambda_arn, chain_rule=False, dead_letter_arn=dlq, clients=clients)
+    (target,) = clients.client("events").list_targets_by_rule(Rule=rule)["Targets"]
+    assert target["DeadLetterConfig"] == {"Arn": dlq} and target["RetryPolicy"] == RETRY_POLICY
+
+
 def test_single_job_schedule_needs_no_chain_rule(clients: AwsClients, lambda_arn: str) -> None:
     rule = f"capfc-once-{uuid.uuid4().hex[:6]}"
     result = schedule(rule, "rate(1 day)", lambda_arn, chain_rule=False, clients=clients)
@@ -65,6 +76,7 @@ def test_single_job_schedule_needs_no_chain_rule(clients: AwsClients, lambda_arn
     ("rule", "expression", "arn", "message"),
     [
         ("capfc daily", "rate(1 day)", "arn:aws:lambda:us-east-1:123456789012:function:f", "EventBridge rule name"),
+        ("capfc.daily", "rate(1 day)", "arn:aws:lambda:us-east-1:123456789012:function:f", "no '.'"),
         ("capfc", "0 3 * * *", "arn:aws:lambda:us-east-1:123456789012:function:f", "cron\\(<min>"),
         ("capfc", "rate(1 days)", "arn:aws:lambda:us-east-1:123456789012:function:f", "schedule expression"),
         ("capfc", "cron(0 3 * * ?)", "arn:aws:lambda:us-east-1:123456789012:function:f", "schedule expression"),

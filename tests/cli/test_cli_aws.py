@@ -115,6 +115,35 @@ def test_quicksight_data_source(s3_lake: str, s3_endpoint: str, capsys: pytest.C
     assert result["data_source"] in ("created", "updated") and result["data_sets"] == {"clusters": "created"}
 
 
+def test_quicksight_failed_data_set_exits_2_after_the_others(s3_lake: str, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # 118 + "-clusters" fits QuickSight's 128-character data set id; 118 + "-raw_metrics" does not.
+    monkeypatch.setenv("CAPFC_AWS__QUICKSIGHT_DATA_SOURCE_ID", "capfc-" + "x" * 112)
+    assert main(["aws", "quicksight", "--lake", s3_lake, "--datasets", "raw_metrics,clusters", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["data_sets"] == {"clusters": "created"} and list(result["failed"]) == ["raw_metrics"]
+    assert "1 QuickSight data set(s) failed: raw_metrics" in captured.err
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_verify_flags_then_deletes_orphans(where: str, local_lake: str, s3_lake: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    uri = local_lake if where == "local" else s3_lake
+    lake = Lake.open(uri, for_writing=True)
+    writer = lake.writer("clusters")
+    writer.write(lake.read_table("clusters"))  # a crashed write: files, no pointer swap
+    assert main(["aws", "verify", "--lake", uri, "--quiet"]) == 0  # one hour old only after an hour: kept
+    assert json.loads(capsys.readouterr().out)["recent"] == 1
+    assert main(["aws", "verify", "--lake", uri, "--min-age-minutes", "0", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["orphans"] == 1 and "re-run with --delete" in captured.err
+    assert main(["aws", "verify", "--lake", uri, "--min-age-minutes", "0", "--delete", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == 1
+    assert main(["aws", "verify", "--lake", uri, "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["clean"] is True
+
+
 def test_lambda_zip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "build" / "capfc-lambda.zip"
     assert main(["aws", "lambda-zip", str(target)]) == 0
@@ -126,5 +155,5 @@ def test_aws_help_lists_the_commands() -> None:
     proc = subprocess.run([sys.executable, "-m", "capacity_forecaster.cli", "aws", "--help"], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0
-    for command in ("athena-ddl", "glue", "submit", "status", "schedule", "quicksight", "lambda-zip"):
+    for command in ("athena-ddl", "glue", "submit", "status", "schedule", "quicksight", "verify", "lambda-zip"):
         assert command in proc.stdout

@@ -10,7 +10,7 @@ from capacity_forecaster.errors import ConfigError
 
 def test_defaults_hold_no_credentials_and_valid_names() -> None:
     aws = load_settings(environ={}).aws
-    assert aws.glue_database == "capacity_forecaster" and aws.scheduled_stages == ("run",)
+    assert aws.glue_database == "capacity_forecaster" and aws.scheduled_stages == ("run", "verify")
     assert not any("key" in name or "secret" in name or "token" in name for name in type(aws).model_fields)
 
 

@@ -68,16 +68,24 @@ def glue_table_input(table: TableDefinition) -> dict[str, Any]:
     }
 
 
+def database_request(database: str, description: str = "") -> dict[str, Any]:
+    """The ``CreateDatabase`` request of the lake's Glue database (pure)."""
+    return {"DatabaseInput": {"Name": database,
+                              "Description": description or "AWS-CapacityForecaster lake tables (capfc aws glue)"}}
+
+
+def table_request(database: str, table: TableDefinition) -> dict[str, Any]:
+    """The ``CreateTable`` / ``UpdateTable`` request of one lake table (pure)."""
+    return {"DatabaseName": database, "TableInput": glue_table_input(table)}
+
+
 def ensure_database(database: str, clients: AwsClients, description: str = "") -> bool:
     """Create the Glue database if it does not exist; returns whether it was created."""
     names.check("glue_name", database, "Glue database")
     glue = clients.client("glue")
     try:
         with translated(f"glue CreateDatabase {database}"):
-            glue.create_database(DatabaseInput={
-                "Name": database,
-                "Description": description or "AWS-CapacityForecaster lake tables (capfc aws glue)",
-            })
+            glue.create_database(**database_request(database, description))
     except AwsError as err:
         if is_exists(err):
             return False
@@ -92,10 +100,10 @@ def upsert_table(database: str, table: TableDefinition, clients: AwsClients) -> 
         AwsError: the call failed, or a table of that name exists that capfc did not register.
     """
     glue = clients.client("glue")
-    table_input = glue_table_input(table)
+    request = table_request(database, table)
     try:
         with translated(f"glue CreateTable {database}.{table.name}"):
-            glue.create_table(DatabaseName=database, TableInput=table_input)
+            glue.create_table(**request)
         return "created"
     except AwsError as err:
         if not is_exists(err):
@@ -106,7 +114,7 @@ def upsert_table(database: str, table: TableDefinition, clients: AwsClients) -> 
         raise AwsError(f"Glue table {database}.{table.name} exists and was not created by capfc; it is left "
                        "alone: choose another database (aws.glue_database / --database)")
     with translated(f"glue UpdateTable {database}.{table.name}"):
-        glue.update_table(DatabaseName=database, TableInput=table_input)
+        glue.update_table(**request)
     return "updated"
 
 

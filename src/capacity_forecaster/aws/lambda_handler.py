@@ -13,7 +13,8 @@ Events handled:
   next stage of its chain (recorded in the job's ``capfc:chain`` tag); when it failed or stopped,
   report that and start nothing.
 
-Job names derive from the event, so a retried event never starts a second job.
+Job names derive from the event, so a retried event (Lambda's asynchronous retries, or a
+redelivery by EventBridge) never starts a second job.
 """
 
 from __future__ import annotations
@@ -128,8 +129,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point.
 
     Returns:
-        See ``handle``. A configuration problem or a failed AWS call raises (the invocation fails
-        and EventBridge retries it; the deterministic job name keeps retries from duplicating jobs).
+        See ``handle``. A configuration problem or a failed AWS call raises: EventBridge invokes the
+        function asynchronously, so Lambda itself retries the event twice and then puts it in the
+        function's dead-letter queue (EventBridge's own retry policy covers only failed deliveries,
+        such as throttling). The deterministic job name keeps retries from duplicating jobs.
     """
     if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # inside Lambda: its root handler writes to CloudWatch
         logging.getLogger().setLevel(logging.INFO)

@@ -7,6 +7,7 @@ built from user input that skipped these checks.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -30,8 +31,9 @@ class NameRule:
     rule: str
 
 
-def _rule(what: str, pattern: str, max_length: int, rule: str) -> NameRule:
-    return NameRule(what, re.compile(pattern), max_length, rule)
+def _rule(what: str, pattern: str, max_length: int, rule: str, flags: int = re.ASCII) -> NameRule:
+    # ASCII by default: in Python, \\d and \\w also match other scripts' digits, which AWS refuses.
+    return NameRule(what, re.compile(pattern, flags), max_length, rule)
 
 
 RULES: dict[str, NameRule] = {
@@ -45,8 +47,11 @@ RULES: dict[str, NameRule] = {
                         "1-24 characters: lowercase letters, digits and '-', not starting or ending with '-'"),
     "job_name": _rule("SageMaker job name", r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", 63,
                       "1-63 characters: letters, digits and '-', starting and ending with a letter or digit"),
-    "rule_name": _rule("EventBridge rule name", r"[.\-_A-Za-z0-9]+", 58,
-                       "1-58 characters: letters, digits, '.', '-' and '_' (the '-chain' rule name must fit in 64)"),
+    # EventBridge also allows '.', but the rule name becomes part of the Lambda permission's
+    # StatementId ("<rule>-invoke"), whose pattern is [a-zA-Z0-9-_]+; 58 leaves room for "-chain".
+    "rule_name": _rule("EventBridge rule name", r"[\-_A-Za-z0-9]+", 58,
+                       "1-58 characters: letters, digits, '-' and '_' (no '.': the name is also part of the "
+                       "Lambda permission id; the '-chain' rule name must fit in 64)"),
     "resource_id": _rule("QuickSight id", r"[A-Za-z0-9_-]+", 128,
                          "1-128 characters: letters, digits, '-' and '_'"),
     "account_id": _rule("AWS account id", r"\d{12}", 12, "exactly 12 digits"),
@@ -54,9 +59,11 @@ RULES: dict[str, NameRule] = {
     "role_arn": _rule("IAM role ARN", r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+", 2048,
                       "arn:aws:iam::<12-digit account>:role/<name>"),
     "lambda_arn": _rule("Lambda function ARN",
-                        r"arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d{1,2}:\d{12}:function:[A-Za-z0-9_-]{1,64}"
-                        r"(:[A-Za-z0-9_$-]{1,128})?", 256,
+                        r"arn:aws[a-z-]*:lambda:[a-z]{2}(-gov)?-[a-z]+-\d:\d{12}:function:[A-Za-z0-9_-]{1,64}"
+                        r"(:(\$LATEST|[A-Za-z0-9_-]{1,128}))?", 256,
                         "arn:aws:lambda:<region>:<account>:function:<name>[:<alias>]"),
+    "sqs_arn": _rule("SQS queue ARN", r"arn:aws[a-z-]*:sqs:[a-z]{2}(-gov)?-[a-z]+-\d:\d{12}:[A-Za-z0-9_-]{1,80}", 256,
+                     "arn:aws:sqs:<region>:<account>:<queue name>"),
     "principal_arn": _rule("QuickSight principal ARN",
                            r"arn:aws[a-z-]*:quicksight:[a-z0-9-]+:\d{12}:(user|group|namespace)/[A-Za-z0-9_.@+=/-]+",
                            256, "arn:aws:quicksight:<region>:<account>:user/<namespace>/<name> (or group/...)"),
@@ -80,9 +87,38 @@ RULES: dict[str, NameRule] = {
     "endpoint_url": _rule("endpoint URL", r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s]*)?", 512,
                           "http(s)://host[:port][/path]"),
     "tag_key": _rule("tag key", r"(?!aws:)[\w .:/=+@-]+", 128,
-                     "1-128 letters, digits, spaces and _.:/=+-@, not starting with 'aws:'"),
-    "tag_value": _rule("tag value", r"[\w .:/=+@-]*", 256, "0-256 letters, digits, spaces and _.:/=+-@"),
+                     "1-128 letters, digits, spaces and _.:/=+-@, not starting with 'aws:'", re.UNICODE),
+    # Some services allow empty values, QuickSight does not: 1-256 everywhere.
+    "tag_value": _rule("tag value", r"[\w .:/=+@-]+", 256, "1-256 letters, digits, spaces and _.:/=+-@", re.UNICODE),
 }
+
+
+@functools.lru_cache(maxsize=1)
+def sagemaker_instance_types() -> frozenset[str] | None:
+    """The instance types SageMaker processing and training jobs accept, from botocore's service model.
+
+    None when botocore is not installed (the ``aws`` extra), in which case only the pattern is checked.
+    The model is loaded once (about 0.5 s) by a private loader, so it is not kept in memory.
+    """
+    try:
+        from botocore.loaders import Loader
+    except ImportError:
+        return None
+    shapes = Loader().load_service_model("sagemaker", "service-2")["shapes"]
+    return frozenset(shapes["ProcessingInstanceType"]["enum"]) | frozenset(shapes["TrainingInstanceType"]["enum"])
+
+
+def instance_type_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a SageMaker job instance type (pattern, then botocore's list), or None."""
+    message = problem("instance_type", value)
+    if message is not None:
+        return message
+    known = sagemaker_instance_types()
+    if known is not None and value not in known:
+        close = sorted(t for t in known if t.split(".")[1] == value.split(".")[1])[:8]
+        hint = f"; {value.split('.')[1]} sizes: {', '.join(close)}" if close else ""
+        return f"SageMaker instance type '{value}' is not one SageMaker jobs accept (botocore's list){hint}"
+    return None
 
 
 def problem(kind: str, value: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 from capacity_forecaster.aws import names
 from capacity_forecaster.aws.catalog import TableDefinition
 from capacity_forecaster.aws.clients import AwsClients, is_exists, translated
-from capacity_forecaster.errors import AwsError
+from capacity_forecaster.errors import AwsError, CapacityForecasterError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ _DATASET_ACTIONS = ["quicksight:DescribeDataSet", "quicksight:DescribeDataSetPer
                     "quicksight:DescribeIngestion", "quicksight:ListIngestions", "quicksight:UpdateDataSet",
                     "quicksight:DeleteDataSet", "quicksight:CreateIngestion", "quicksight:CancelIngestion",
                     "quicksight:UpdateDataSetPermissions"]
+
+_SOURCE_UPDATE_KEYS = ("AwsAccountId", "DataSourceId", "Name", "DataSourceParameters", "SslProperties")
+_DATASET_UPDATE_KEYS = ("AwsAccountId", "DataSetId", "Name", "ImportMode", "PhysicalTableMap")
 
 
 def quicksight_type(hive: str) -> str:
@@ -42,6 +45,52 @@ def quicksight_type(hive: str) -> str:
     if base == "boolean":
         return "BOOLEAN"
     return "STRING"
+
+
+def physical_table_id(table: str) -> str:
+    """The ``PhysicalTableMap`` key of a table: QuickSight allows only ``[0-9a-zA-Z-]`` (no underscores)."""
+    return table.replace("_", "-")
+
+
+def data_source_request(account: str, data_source_id: str, name: str, workgroup: str, principal_arn: str | None,
+                        tag_list: list[dict[str, str]]) -> dict[str, Any]:
+    """The ``CreateDataSource`` request of the Athena data source (pure; ``UpdateDataSource`` takes a subset)."""
+    args: dict[str, Any] = {
+        "AwsAccountId": account, "DataSourceId": data_source_id, "Name": name, "Type": "ATHENA",
+        "DataSourceParameters": {"AthenaParameters": {"WorkGroup": workgroup}},
+        "SslProperties": {"DisableSsl": False},
+    }
+    if principal_arn:
+        args["Permissions"] = [{"Principal": principal_arn, "Actions": _SOURCE_ACTIONS}]
+    if tag_list:
+        args["Tags"] = tag_list
+    return args
+
+
+def data_set_request(account: str, data_source_id: str, source_arn: str, database: str, table: TableDefinition,
+                     principal_arn: str | None, tag_list: list[dict[str, str]]) -> dict[str, Any]:
+    """The ``CreateDataSet`` request of a direct-query data set over one table (pure).
+
+    Raises:
+        ConfigError: the data set id ``<data_source_id>-<table>`` breaks QuickSight's id rule.
+    """
+    # The data set id keeps the table name as is (ids allow '_'; changing them would orphan existing sets).
+    dataset_id = names.check("resource_id", f"{data_source_id}-{table.name}",
+                             f"QuickSight data set id of {table.name}")
+    columns = [*table.columns, *table.partition_keys]
+    dataset: dict[str, Any] = {
+        "AwsAccountId": account, "DataSetId": dataset_id, "Name": f"capfc {table.name}",
+        "ImportMode": "DIRECT_QUERY",
+        "PhysicalTableMap": {physical_table_id(table.name): {"RelationalTable": {
+            "DataSourceArn": source_arn, "Catalog": "AwsDataCatalog", "Schema": database, "Name": table.name,
+            "InputColumns": [{"Name": c.name, "Type": quicksight_type(c.type)} for c in columns],
+        }}},
+    }
+    if principal_arn:
+        dataset["Permissions"] = [{"Principal": principal_arn, "Actions": _DATASET_ACTIONS}]
+    if tag_list:
+        dataset["Tags"] = tag_list
+    return dataset
 
 
 def caller_account(clients: AwsClients) -> str:
@@ -91,11 +140,12 @@ def register_quicksight(
 
     Returns:
         ``account, data_source_id, data_source_arn, data_source`` (created/updated) and
-        ``data_sets``: table -> created/updated.
+        ``data_sets``: table -> created/updated, and ``failed``: table -> error message for the data
+        sets that could not be created or updated (the others are still processed).
 
     Raises:
         ConfigError: an invalid id, workgroup, database or ARN.
-        AwsError: a call failed (e.g. the account has no QuickSight subscription).
+        AwsError: the data source call failed (e.g. the account has no QuickSight subscription).
     """
     clients = clients or AwsClients()
     account = names.check("account_id", account_id, "account id") if account_id else caller_account(clients)
@@ -108,38 +158,25 @@ def register_quicksight(
         names.check("glue_name", database or "", "Glue database")
     tag_list = [{"Key": k, "Value": v} for k, v in sorted(names.check_tags(dict(tags or {})).items())]
     quicksight = clients.client("quicksight")
-    args: dict[str, Any] = {
-        "AwsAccountId": account, "DataSourceId": data_source_id, "Name": name, "Type": "ATHENA",
-        "DataSourceParameters": {"AthenaParameters": {"WorkGroup": workgroup}},
-        "SslProperties": {"DisableSsl": False},
-    }
-    if principal_arn:
-        args["Permissions"] = [{"Principal": principal_arn, "Actions": _SOURCE_ACTIONS}]
-    if tag_list:
-        args["Tags"] = tag_list
+    args = data_source_request(account, data_source_id, name, workgroup, principal_arn, tag_list)
     source_action, source_arn = _create_or_update(
-        quicksight.create_data_source, quicksight.update_data_source, args,
-        ("AwsAccountId", "DataSourceId", "Name", "DataSourceParameters", "SslProperties"), "DataSource")
+        quicksight.create_data_source, quicksight.update_data_source, args, _SOURCE_UPDATE_KEYS, "DataSource")
     result: dict[str, Any] = {"account": account, "data_source_id": data_source_id,
-                              "data_source_arn": source_arn, "data_source": source_action, "data_sets": {}}
+                              "data_source_arn": source_arn, "data_source": source_action, "data_sets": {},
+                              "failed": {}}
     for table in tables:
-        columns = [*table.columns, *table.partition_keys]
-        dataset: dict[str, Any] = {
-            "AwsAccountId": account, "DataSetId": f"{data_source_id}-{table.name}", "Name": f"capfc {table.name}",
-            "ImportMode": "DIRECT_QUERY",
-            "PhysicalTableMap": {table.name: {"RelationalTable": {
-                "DataSourceArn": source_arn, "Catalog": "AwsDataCatalog", "Schema": database, "Name": table.name,
-                "InputColumns": [{"Name": c.name, "Type": quicksight_type(c.type)} for c in columns],
-            }}},
-        }
-        if principal_arn:
-            dataset["Permissions"] = [{"Principal": principal_arn, "Actions": _DATASET_ACTIONS}]
-        if tag_list:
-            dataset["Tags"] = tag_list
-        action, _arn = _create_or_update(
-            quicksight.create_data_set, quicksight.update_data_set, dataset,
-            ("AwsAccountId", "DataSetId", "Name", "ImportMode", "PhysicalTableMap"), "DataSet")
+        # One data set failing (a quota, a permission, a table QuickSight cannot read) must not hide
+        # the others: record it, go on, and let the caller decide (the CLI exits 2 when any failed).
+        try:
+            dataset = data_set_request(account, data_source_id, source_arn, str(database), table, principal_arn,
+                                       tag_list)
+            action, _arn = _create_or_update(quicksight.create_data_set, quicksight.update_data_set, dataset,
+                                             _DATASET_UPDATE_KEYS, "DataSet")
+        except CapacityForecasterError as err:
+            log.error("quicksight data set for %s failed: %s", table.name, err)
+            result["failed"][table.name] = str(err)
+            continue
         result["data_sets"][table.name] = action
-    log.info("quicksight data source %s (%s) on workgroup %s; %d data set(s)", data_source_id, source_action,
-             workgroup, len(result["data_sets"]))
+    log.info("quicksight data source %s (%s) on workgroup %s; %d data set(s), %d failed", data_source_id,
+             source_action, workgroup, len(result["data_sets"]), len(result["failed"]))
     return result

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PIPELINE = ("generate", "etl", "forecast", "risk", "report")
-STAGES = (*PIPELINE, "run")
+# ``verify`` is not a pipeline stage: ``capfc aws verify --delete`` compares every lake folder with its
+# pointer and removes the orphan files of crashed writes (aws/verify.py); it may end any chain.
+VERIFY = "verify"
+STAGES = (*PIPELINE, "run", VERIFY)
 CONFIG_DIR = "/opt/ml/processing/input/config"
 STAGE_TAG = "capfc:stage"
 CHAIN_TAG = "capfc:chain"
@@ -44,7 +47,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_chain(stages: tuple[str, ...] | list[str], where: str = "stages") -> tuple[str, ...]:
-    """Return ``stages`` if they form a runnable chain: ``run`` alone, or pipeline stages in order.
+    """Return ``stages`` if they form a runnable chain: ``run`` alone, or pipeline stages in order,
+    optionally followed by ``verify`` (or ``verify`` alone).
 
     Raises:
         ConfigError: naming the bad stage or order.
@@ -55,9 +59,13 @@ def check_chain(stages: tuple[str, ...] | list[str], where: str = "stages") -> t
     unknown = [s for s in chain if s not in STAGES]
     if unknown:
         raise ConfigError(f"{where}: unknown stage(s) {', '.join(unknown)}; valid: {', '.join(STAGES)}")
-    if "run" in chain and len(chain) > 1:
-        raise ConfigError(f"{where}: 'run' already runs every stage; give it alone")
-    order = [PIPELINE.index(s) for s in chain if s != "run"]
+    if VERIFY in chain[:-1]:
+        raise ConfigError(f"{where}: '{VERIFY}' checks the lake after the other stages; put it last")
+    steps = chain[:-1] if chain[-1] == VERIFY else chain
+    if "run" in steps and len(steps) > 1:
+        raise ConfigError(f"{where}: 'run' already runs every stage; give it alone (optionally followed by "
+                          f"'{VERIFY}')")
+    order = [PIPELINE.index(s) for s in steps if s != "run"]
     if order != sorted(set(order)):
         raise ConfigError(f"{where}: stages {list(chain)} must be in pipeline order ({', '.join(PIPELINE)}) "
                           "without repeats")
@@ -108,7 +116,9 @@ class JobSpec:
             raise ConfigError(f"lake {self.lake_uri}: SageMaker jobs need an s3:// lake (--lake s3://bucket/prefix)")
         names.check("s3_uri", lake, "lake URI")
         object.__setattr__(self, "lake_uri", lake)
-        names.check("instance_type", self.instance_type, "instance_type")
+        instance_problem = names.instance_type_problem(self.instance_type)
+        if instance_problem:
+            raise ConfigError(f"instance_type: {instance_problem}")
         names.check("job_prefix", self.job_prefix, "job_prefix")
         if self.config_s3_uri is not None:
             names.check("s3_uri", self.config_s3_uri, "config_s3_uri")
@@ -219,7 +229,8 @@ def processing_job_request(
     if stage not in chain:
         raise ConfigError(f"stage '{stage}' is not part of the chain {list(chain)}")
     names.check("job_name", name, "job name")
-    arguments = [stage, "--lake", spec.lake_uri, "--log-level", spec.log_level]
+    command = ["aws", VERIFY, "--delete"] if stage == VERIFY else [stage]
+    arguments = [*command, "--lake", spec.lake_uri, "--log-level", spec.log_level]
     request: dict[str, Any] = {
         "ProcessingJobName": name,
         "RoleArn": spec.role_arn,
@@ -268,6 +279,8 @@ def job_status(name: str, clients: AwsClients | None = None) -> dict[str, Any]:
     with translated(f"sagemaker DescribeProcessingJob {name}"):
         job = sagemaker.describe_processing_job(ProcessingJobName=name)
     arguments = job.get("AppSpecification", {}).get("ContainerArguments") or [None]
+    if arguments[:2] == ["aws", VERIFY]:
+        arguments = arguments[1:]
     return {
         "job_name": job["ProcessingJobName"],
         "arn": job.get("ProcessingJobArn"),

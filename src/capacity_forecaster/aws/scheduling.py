@@ -24,6 +24,35 @@ from capacity_forecaster.errors import AwsError
 log = logging.getLogger(__name__)
 
 TARGET_ID = "capfc-lambda"
+# EventBridge retries a failed asynchronous delivery to the Lambda for up to this long / this often;
+# events it gives up on go to the dead-letter queue when one is given.
+RETRY_POLICY = {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 3600}
+
+
+def rule_request(name: str, description: str, tags: dict[str, str], *, schedule_expression: str | None = None,
+                 event_pattern: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``PutRule`` request of a schedule rule or an event-pattern rule (pure)."""
+    request: dict[str, Any] = {"Name": name, "Description": description, "State": "ENABLED",
+                               "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]}
+    if schedule_expression is not None:
+        request["ScheduleExpression"] = schedule_expression
+    if event_pattern is not None:
+        request["EventPattern"] = json.dumps(event_pattern)
+    return request
+
+
+def targets_request(rule_name: str, lambda_arn: str, dead_letter_arn: str | None = None) -> dict[str, Any]:
+    """The ``PutTargets`` request pointing a rule at the Lambda, with retries and an optional DLQ (pure)."""
+    target: dict[str, Any] = {"Id": TARGET_ID, "Arn": lambda_arn, "RetryPolicy": dict(RETRY_POLICY)}
+    if dead_letter_arn:
+        target["DeadLetterConfig"] = {"Arn": dead_letter_arn}
+    return {"Rule": rule_name, "Targets": [target]}
+
+
+def permission_request(lambda_arn: str, rule_name: str, rule_arn: str) -> dict[str, Any]:
+    """The ``AddPermission`` request letting one rule (and only it) invoke the Lambda (pure)."""
+    return {"FunctionName": lambda_arn, "StatementId": f"{rule_name}-invoke", "Action": "lambda:InvokeFunction",
+            "Principal": "events.amazonaws.com", "SourceArn": rule_arn}
 
 
 def chain_event_pattern(job_prefix: str) -> dict[str, Any]:
@@ -42,7 +71,8 @@ def chain_event_pattern(job_prefix: str) -> dict[str, Any]:
 def _allow_invoke(lambda_arn: str, rule_name: str, rule_arn: str, clients: AwsClients) -> bool:
     """Let EventBridge invoke the function for this rule only; returns whether a statement was added."""
     function = clients.client("lambda")
-    statement_id = f"{rule_name}-invoke"
+    request = permission_request(lambda_arn, rule_name, rule_arn)
+    statement_id = request["StatementId"]
     try:
         with translated(f"lambda GetPolicy {lambda_arn}"):
             policy = json.loads(function.get_policy(FunctionName=lambda_arn)["Policy"])
@@ -53,9 +83,7 @@ def _allow_invoke(lambda_arn: str, rule_name: str, rule_arn: str, clients: AwsCl
             raise
     try:
         with translated(f"lambda AddPermission {lambda_arn}"):
-            function.add_permission(FunctionName=lambda_arn, StatementId=statement_id,
-                                    Action="lambda:InvokeFunction", Principal="events.amazonaws.com",
-                                    SourceArn=rule_arn)
+            function.add_permission(**request)
     except AwsError as err:
         if is_exists(err):
             return False
@@ -63,14 +91,13 @@ def _allow_invoke(lambda_arn: str, rule_name: str, rule_arn: str, clients: AwsCl
     return True
 
 
-def _put_rule(rule: dict[str, Any], lambda_arn: str, tags: dict[str, str], clients: AwsClients) -> str:
+def _put_rule(rule: dict[str, Any], lambda_arn: str, dead_letter_arn: str | None, clients: AwsClients) -> str:
     events = clients.client("events")
     name = rule["Name"]
     with translated(f"events PutRule {name}"):
-        rule_arn = str(events.put_rule(**rule, State="ENABLED",
-                                       Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())])["RuleArn"])
+        rule_arn = str(events.put_rule(**rule)["RuleArn"])
     with translated(f"events PutTargets {name}"):
-        response = events.put_targets(Rule=name, Targets=[{"Id": TARGET_ID, "Arn": lambda_arn}])
+        response = events.put_targets(**targets_request(name, lambda_arn, dead_letter_arn))
     if response.get("FailedEntryCount"):
         raise AwsError(f"events PutTargets {name} failed: {response.get('FailedEntries')}")
     return rule_arn
@@ -84,6 +111,7 @@ def schedule(
     job_prefix: str = "capfc",
     chain_rule: bool = True,
     grant_invoke: bool = True,
+    dead_letter_arn: str | None = None,
     tags: dict[str, str] | None = None,
     clients: AwsClients | None = None,
 ) -> dict[str, Any]:
@@ -96,6 +124,8 @@ def schedule(
         job_prefix: job name prefix the chain rule listens for.
         chain_rule: also create the chain rule (needed when the chain has more than one stage).
         grant_invoke: add the Lambda resource-policy statements letting these rules invoke it.
+        dead_letter_arn: SQS queue ARN for events EventBridge could not deliver after its retries
+            (the stack's ``DeadLetterQueueArn`` output); the queue policy must allow EventBridge.
         tags: tags for the rules.
         clients: boto3 client factory.
 
@@ -109,20 +139,22 @@ def schedule(
     names.check("rule_name", rule_name, "schedule rule")
     names.check("schedule", cron_expression, "schedule expression")
     names.check("lambda_arn", lambda_arn, "Lambda ARN")
+    if dead_letter_arn:
+        names.check("sqs_arn", dead_letter_arn, "dead-letter queue ARN")
     tags = names.check_tags(dict(tags or {}))
     clients = clients or AwsClients()
     description = "AWS-CapacityForecaster: start the scheduled capfc stage job(s) on SageMaker"
-    rule_arn = _put_rule({"Name": rule_name, "ScheduleExpression": cron_expression, "Description": description},
-                         lambda_arn, tags, clients)
+    rule_arn = _put_rule(rule_request(rule_name, description, tags, schedule_expression=cron_expression),
+                         lambda_arn, dead_letter_arn, clients)
     result: dict[str, Any] = {"rule": rule_name, "rule_arn": rule_arn, "schedule": cron_expression,
                               "chain_rule": None, "chain_rule_arn": None, "target": lambda_arn,
                               "permissions_added": 0}
     rules = [(rule_name, rule_arn)]
     if chain_rule:
         chain_name = f"{rule_name}-chain"
-        chain_arn = _put_rule({"Name": chain_name, "EventPattern": json.dumps(chain_event_pattern(job_prefix)),
-                               "Description": "AWS-CapacityForecaster: start the next stage when a capfc job ends"},
-                              lambda_arn, tags, clients)
+        chain_arn = _put_rule(rule_request(chain_name, "AWS-CapacityForecaster: start the next stage when a capfc "
+                                           "job ends", tags, event_pattern=chain_event_pattern(job_prefix)),
+                              lambda_arn, dead_letter_arn, clients)
         result |= {"chain_rule": chain_name, "chain_rule_arn": chain_arn}
         rules.append((chain_name, chain_arn))
     if grant_invoke:

@@ -115,7 +115,7 @@ def aws_glue(
 
 @aws_app.command("submit")
 def aws_submit(
-    stage: Annotated[str, typer.Argument(help="generate, etl, forecast, risk, report or run.")],
+    stage: Annotated[str, typer.Argument(help="generate, etl, forecast, risk, report, run or verify.")],
     image_uri: Annotated[str | None, typer.Option("--image-uri", help="Container image [default: aws.image_uri].")]
     = None,
     role_arn: Annotated[str | None, typer.Option("--role-arn", help="Job IAM role [default: aws.role_arn].")] = None,
@@ -165,6 +165,11 @@ def aws_schedule(
         str | None, typer.Option("--schedule", help="cron(...) or rate(...) [default: aws.schedule_expression].")
     ] = None,
     rule: Annotated[str | None, typer.Option("--rule", help="Rule name [default: aws.schedule_rule].")] = None,
+    dead_letter_arn: Annotated[
+        str | None,
+        typer.Option("--dead-letter-arn", help="SQS queue for events EventBridge cannot deliver (stack output "
+                     "DeadLetterQueueArn) [default: none]."),
+    ] = None,
     region: RegionOpt = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
@@ -183,7 +188,8 @@ def aws_schedule(
     if not aws.lambda_arn:
         raise ConfigError("aws.lambda_arn is not set; pass --lambda-arn (the stack output FunctionArn)")
     print_json(schedule(aws.schedule_rule, aws.schedule_expression, aws.lambda_arn, job_prefix=aws.job_prefix,
-                         chain_rule=len(aws.scheduled_stages) > 1, tags=dict(aws.tags), clients=clients))
+                         chain_rule=len(aws.scheduled_stages) > 1, dead_letter_arn=dead_letter_arn,
+                         tags=dict(aws.tags), clients=clients))
 
 
 @aws_app.command("quicksight")
@@ -222,10 +228,56 @@ def aws_quicksight(
     if wanted:
         definitions, _skipped = lake_definitions(pipeline.open_lake(settings, for_writing=False),
                                                  tables=list(wanted), s3_uri=s3_uri)
-    print_json(register_quicksight(
+    result = register_quicksight(
         account_id, data_source_id=aws.quicksight_data_source_id, workgroup=aws.athena_workgroup,
         database=aws.glue_database, tables=definitions, principal_arn=aws.quicksight_principal_arn,
-        tags=dict(aws.tags), clients=clients))
+        tags=dict(aws.tags), clients=clients)
+    print_json(result)
+    if result["failed"]:
+        from capacity_forecaster.errors import AwsError
+
+        raise AwsError(f"{len(result['failed'])} QuickSight data set(s) failed: {', '.join(result['failed'])} "
+                       "(the others were created or updated; see the log or the JSON above)")
+
+
+@aws_app.command("verify")
+def aws_verify(
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Remove orphan Parquet files older than --min-age-minutes.")
+    ] = False,
+    min_age_minutes: Annotated[
+        int, typer.Option("--min-age-minutes", min=0, help="Younger orphans may be a write in progress: kept.")
+    ] = 60,
+    tables: TablesOpt = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    log_level: LogLevelOpt = None,
+    log_format: LogFormatOpt = None,
+    quiet: QuietOpt = 0,
+    silent: SilentOpt = False,
+) -> None:
+    """Compare each lake table folder with its _table.json pointer; flag (or --delete) orphan files.
+
+    Athena reads every file in a table folder, capfc only those its pointer names: the files of a
+    crashed write would be counted twice. Prints the findings as JSON; exit 2 unless the lake is clean.
+    """
+    import datetime as dt
+
+    from capacity_forecaster.aws.verify import verify_lake
+    from capacity_forecaster.errors import StorageError
+
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent)
+    result = verify_lake(pipeline.open_lake(settings, for_writing=delete), tables=_table_list(tables), delete=delete,
+                         min_age=dt.timedelta(minutes=min_age_minutes))
+    print_json(result)
+    if not result["clean"]:
+        left = result["orphans"] - result["deleted"] - result["recent"]
+        hints = [hint for count, hint in ((left, "re-run with --delete"),
+                                          (result["missing"], "re-run the stages writing the damaged tables"),
+                                          (result["foreign"], "move the foreign files out of the table folders"))
+                 if count]
+        raise StorageError(f"lake {result['lake']} is not clean: {left} orphan file(s) kept, {result['missing']} "
+                           f"missing, {result['foreign']} foreign; {'; '.join(hints)}")
 
 
 @aws_app.command("lambda-zip")

@@ -307,7 +307,7 @@ class DashboardConfig(_Section):
     max_request_bytes: int = Field(1_048_576, ge=1_024, le=1_073_741_824)
 
 
-AwsStage = Literal["generate", "etl", "forecast", "risk", "report", "run"]
+AwsStage = Literal["generate", "etl", "forecast", "risk", "report", "run", "verify"]
 # Which naming rule of aws/names.py each text key of AwsConfig must follow.
 _AWS_NAME_RULES = {
     "region": "region", "endpoint_url": "endpoint_url", "glue_database": "glue_name",
@@ -339,7 +339,7 @@ class AwsConfig(_Section):
     max_runtime_seconds: int = Field(14_400, ge=60, le=777_600)
     job_prefix: str = "capfc"
     config_s3_uri: str | None = None
-    scheduled_stages: tuple[AwsStage, ...] = ("run",)
+    scheduled_stages: tuple[AwsStage, ...] = ("run", "verify")
     schedule_expression: str = "cron(0 3 * * ? *)"
     schedule_rule: str = "capfc-daily"
     lambda_arn: str | None = None
