@@ -48,10 +48,13 @@ def _backtests(forecasts: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+STORED_GROWTH = 20.0
+
+
 def build_lake(root: Path) -> Lake:
-    """The default fleet through ETL and risk, written to a lake at ``root``."""
+    """The default fleet through ETL and the real risk stage (with a stored +20 % what-if), in a lake at ``root``."""
     from capacity_forecaster.etl.transform import transform
-    from capacity_forecaster.risk.stage import run_risk
+    from capacity_forecaster.stages.risk import risk_stage
 
     settings = Settings()
     fleet = generate_fleet(GenerateConfig())
@@ -61,12 +64,12 @@ def build_lake(root: Path) -> Lake:
     chosen = forecasts[["server_id", "metric"]].drop_duplicates().assign(
         model=lambda f: rng.choice(_MODELS, len(f)))
     forecasts = forecasts.drop(columns="model").merge(chosen, on=["server_id", "metric"])
-    risk = run_risk(metrics, forecasts, fleet.inventory, settings.risk)
     lake = Lake.open(str(root), settings.lake, for_writing=True)
     for name, frame in (("inventory", fleet.inventory), ("metrics", metrics), ("forecasts", forecasts),
-                        ("backtests", _backtests(forecasts)), ("server_risk", risk.server_risk),
-                        ("clusters", risk.clusters), ("recommendations", risk.recommendations)):
+                        ("backtests", _backtests(forecasts))):
         lake.write_table(name, frame)
+    # The stage (not run_risk alone) so the stored what-if tables exist for the scenario picker.
+    risk_stage(lake, settings, growth=STORED_GROWTH)
     return lake
 
 
@@ -130,7 +133,19 @@ def _dashboard_results(lake: Lake) -> list[Result]:
                          state=[("metric-pick", "value", metric)])])
     drill_base = _worst([drill(other[0], other[1], 0) for _ in range(3)])
     table_base = _worst([table(0) for _ in range(3)])
+    savings_out = "..savings-graph.figure...savings-table.data...savings-heading.children.."
+    savings_outputs = [("savings-graph", "figure"), ("savings-table", "data"), ("savings-heading", "children")]
+
+    def savings(growth: float) -> tuple[float, float]:
+        return _post(client, savings_out, savings_outputs, [("growth", "value", growth)], "growth.value")
+
     cold = _worst([table(20)])  # a growth value never assessed: the fleet's breach assessment runs now
+    # Never evaluated: the risk stage's evaluation (upsizes, consolidation, savings) runs now.
+    savings_cold = _worst([savings(20)])
+    names = state.scenario_names
+    picks = [_post(client, "..scenario-totals.data...scenario-table.data..",
+                   [("scenario-totals", "data"), ("scenario-table", "data")], [("scenario-pick", "value", n)],
+                   "scenario-pick.value") for n in (names * 3)[:3]] if names else []
     cpu = time.process_time()
     with timed() as warm_all:
         state.warm()
@@ -139,6 +154,7 @@ def _dashboard_results(lake: Lake) -> list[Result]:
     drill_growth = _worst([drill(other[0], other[1], g) for g in (10, 25, 40)])
     kpis = _worst([_post(client, "kpis.children", [("kpis", "children")], [("growth", "value", g)], "growth.value")
                    for g in (0, 30)])
+    savings_warm = _worst([savings(g) for g in (10, 25, 40)])
     note = f"{NOTE}, {len(rows)} series; HTTP via Flask test client; {_load()}"
     return [
         below("dashboard start-up (load lake, build layout)", start.seconds, 30.0, "s", note),
@@ -155,8 +171,16 @@ def _dashboard_results(lake: Lake) -> list[Result]:
               f"{drill_growth[1]}; {note}"),
         below("dashboard callback: what-if table, cold (first use of a growth value)", cold[0], CALLBACK_TARGET,
               "s", f"{cold[1]}; re-assesses every series' breach; {note}"),
-        below("dashboard what-if warm-up, every slider position", warm_all.seconds, 30.0, "s",
-              f"cpu {warm_cpu:.1f} s; {len(state.slider_values())} growth values, background thread; {_load()}"),
+        below("dashboard callback: what-if savings and recommendations, cache warm (worst of 3)", savings_warm[0],
+              CALLBACK_TARGET, "s", f"{savings_warm[1]}; recommendations tab (figure, table, heading); {note}"),
+        below("dashboard callback: what-if savings and recommendations, cold (first use of a growth value)",
+              savings_cold[0], 5.0, "s", f"{savings_cold[1]}; the risk stage's evaluate with the forecasts grown, "
+              f"once per value (the warm-up does it ahead); {note}"),
+        *([below("dashboard callback: pick a stored scenario (worst of 3, first builds it)", _worst(picks)[0],
+                 CALLBACK_TARGET, "s", f"{_worst(picks)[1]}; {len(names)} stored; {note}")] if picks else []),
+        below("dashboard what-if warm-up, every slider position", warm_all.seconds, 60.0, "s",
+              f"cpu {warm_cpu:.1f} s; {len(state.slider_values())} growth values: breaches, then recommendations "
+              f"(the risk stage's evaluate); background thread; {_load()}"),
     ]
 
 

@@ -122,3 +122,63 @@ def test_drill_down_draws_the_stored_backtest_forecasts_and_the_heatmap_shows_we
     backtest = [t for t in fig.data if getattr(t, "legendgroup", None) == "backtest"]
     assert len(backtest) >= 1  # the fixture stores two cutoffs of the chosen model
     assert "weekly peak" in str(app.layout)
+
+
+def _callback(app, outputs: list[tuple[str, str]], growth: float) -> dict:
+    """One growth callback over HTTP (Flask test client), answered as {component id: {property: value}}."""
+    described = [{"id": i, "property": p} for i, p in outputs]
+    output = described[0] if len(described) == 1 else described
+    name = f"{outputs[0][0]}.{outputs[0][1]}" if len(outputs) == 1 else "..{}..".format(
+        "...".join(f"{i}.{p}" for i, p in outputs))
+    response = app.server.test_client().post("/_dash-update-component", json={
+        "output": name, "outputs": output, "inputs": [{"id": "growth", "property": "value", "value": growth}],
+        "changedPropIds": ["growth.value"]})
+    assert response.status_code == 200, response.get_data()[:300]
+    return response.get_json()["response"]
+
+
+def _cards(kpis: list) -> dict[str, tuple[str, str]]:
+    """KPI cards of a ``kpis.children`` answer: label without the growth suffix -> (value, note)."""
+    cards = [[part["props"]["children"] for part in card["props"]["children"]] for card in kpis]
+    return {label.split(" (")[0]: (value, note) for label, value, note in cards}
+
+
+def test_slider_recomputes_recommendations_as_capfc_risk_growth(whatif_report, settings_module: Settings) -> None:
+    from capacity_forecaster.report.summary import money
+    from capacity_forecaster.risk.stage import run_risk
+
+    lake, _ = whatif_report  # base tables and calibration written by the real risk stage
+    settings = settings_module  # a step change, so +50 % moves the fixture's 90-day horizon clearly
+    app = create_app(lake, settings, warm=False)
+    cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
+    tables = {name: lake.read_table(name) for name in ("metrics", "forecasts", "inventory", "backtest_forecasts")}
+    base = lake.read_table("recommendations")
+    base_net, base_upsizes = base["monthly_savings"].sum(), int((base["action"] == "upsize").sum())
+    before = _cards(_callback(app, [("kpis", "children")], 0.0)["kpis"]["children"])
+    assert before["Net savings / month"][0] == money(base_net) and before["Upsizes"][0] == str(base_upsizes) == "3"
+
+    seen = {}
+    for growth in (settings.dashboard.growth_max, settings.dashboard.growth_min):  # +50 %, -30 %
+        expected = run_risk(tables["metrics"], tables["forecasts"], tables["inventory"], cfg, growth=growth,
+                            backtests=tables["backtest_forecasts"]).scenario
+        assert expected is not None
+        cards = _cards(_callback(app, [("kpis", "children")], growth)["kpis"]["children"])
+        net, upsizes = cards["Net savings / month"], cards["Upsizes"]
+        assert net[0] == money(expected.summary["net_monthly_savings"]) and net[1].startswith(f"base {money(base_net)}")
+        assert upsizes == (str(expected.summary["actions"].get("upsize", 0)), f"base {base_upsizes}")
+        answer = _callback(app, [("savings-graph", "figure"), ("savings-table", "data"),
+                                 ("savings-heading", "children")], growth)
+        rows = {r["server_id"]: r for r in answer["savings-table"]["data"]}
+        recs = expected.recommendations.set_index("server_id")
+        assert {s: r["action"] for s, r in rows.items()} == recs["action"].to_dict()
+        assert {s: r["target_server_id"] for s, r in rows.items()} == recs["target_server_id"].astype(object).where(
+            recs["target_server_id"].notna(), None).to_dict()
+        assert {s: r["monthly_savings"] for s, r in rows.items()} == recs["monthly_savings"].round(0).to_dict()
+        assert f"{upsizes[0]} upsizes" in answer["savings-heading"]["children"]
+        seen[growth] = (net[0], int(upsizes[0]), set(recs["action"]))
+    # +50 %: every right-size but one turns to keep and srv-0001 needs a bigger upsize, so savings fall;
+    # -30 %: no upsize is needed any more and a consolidation appears.
+    assert seen[50.0][0] != money(base_net) and seen[50.0][1] == base_upsizes
+    assert seen[-30.0][1] == 0 < base_upsizes and "consolidate" in seen[-30.0][2]
+    # At 0 % the re-evaluation reproduces the lake's base: the slider uses the risk stage's one sizing path.
+    assert app.state.growth_recs is not None and app.state.growth_recs.at(0.0).net == pytest.approx(base_net)

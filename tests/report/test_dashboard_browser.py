@@ -157,3 +157,121 @@ def test_html_report_loads_offline(browser: Any, full_report) -> None:
     wait.until(lambda d: any(t.text.startswith("srv-0002 (nyc-prd-app02) Memory: high risk")
                              for t in d.find_elements(By.CSS_SELECTOR, "div.chart .gtitle")))
     assert _severe(browser) == []
+
+
+@pytest.fixture(scope="module")
+def two_scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, Lake]]:
+    """A dashboard (warm-up thread on) over a lake whose real risk stage stored two what-ifs: +20 %/year
+    (ramped) then a -30 % step (the most recent, shown first); the slider is a step change too, so +50 %
+    moves the fixture's 90-day horizon clearly."""
+    from report_lake import build_whatif_lake
+
+    from capacity_forecaster.stages.risk import risk_stage
+
+    lake = build_whatif_lake(tmp_path_factory.mktemp("two-scenarios") / "lake")
+    settings = Settings().model_copy(update={"risk": Settings().risk.model_copy(update={"growth_ramp": False})})
+    risk_stage(lake, settings, growth=-30.0)
+    app = create_app(lake, settings)
+    server = server_for(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/", app.state, lake
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+_CARDS = """
+return Array.from(document.querySelectorAll("#kpis > div"), c => Array.from(c.children, p => p.innerText));
+"""
+
+
+def _card(driver: Any, label: str) -> tuple[str, str, str]:
+    """(label, value, note) of the KPI card whose label starts with ``label`` (any case); read in one
+    script, so a re-render between reads cannot leave a stale element."""
+    for parts in driver.execute_script(_CARDS):
+        if len(parts) == 3 and parts[0].lower().startswith(label.lower()):
+            return parts[0], parts[1], parts[2]
+    return "", "", ""
+
+
+def _mark(driver: Any, text: str) -> None:
+    """Click the slider where its mark ``text`` is drawn (as a user does: the slider under it takes the click)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    # Dash 4 draws the marks as .dash-slider-mark (rc-slider, before it, as .rc-slider-mark-text).
+    marks = driver.find_elements(By.CSS_SELECTOR, "#growth .rc-slider-mark-text, #growth .dash-slider-mark")
+    ActionChains(driver).move_to_element(next(m for m in marks if m.text == text)).click().perform()
+
+
+def test_slider_moves_savings_and_upsizes(browser: Any, two_scenarios: tuple[str, Any, Lake]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from capacity_forecaster.report.summary import money
+
+    url, state, _lake = two_scenarios
+    base, grown, shrunk = state.savings(0.0), state.savings(50.0), state.savings(-30.0)
+    assert base.upsizes == 3 and shrunk.upsizes == 0 and money(grown.net) != money(base.net)
+    browser.get(url)
+    wait = WebDriverWait(browser, 90)
+    wait.until(lambda d: _card(d, "Net savings / month")[1] == money(base.net))
+    assert _card(browser, "Upsizes")[1] == "3"
+    _mark(browser, "+50 %")
+    wait.until(lambda d: _card(d, "Net savings / month (growth +50 %)")[1] == money(grown.net))
+    assert _card(browser, "Net savings / month")[2].startswith(f"base {money(base.net)}")
+    assert _card(browser, "Upsizes (growth +50 %)")[1:] == ("3", "base 3")
+    next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text == "Recommendations").click()
+    wait.until(lambda d: "+50 % growth" in d.find_element(By.ID, "savings-heading").text)
+    _mark(browser, "-30 %")
+    wait.until(lambda d: _card(d, "Upsizes (growth -30 %)")[1:] == ("0", "base 3"))
+    assert _card(browser, "Net savings / month")[1] == money(shrunk.net)
+    wait.until(lambda d: "-30 % growth" in d.find_element(By.ID, "savings-heading").text)
+    actions = {c.text for c in browser.find_elements(By.CSS_SELECTOR, "#savings-table td[data-dash-column='action']")}
+    assert "upsize" not in actions and "consolidate" in actions
+    assert _severe(browser) == []
+
+
+def test_pick_a_stored_scenario_and_see_the_lakes_numbers(browser: Any, two_scenarios: tuple[str, Any, Lake]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from capacity_forecaster.report.summary import money
+
+    url, state, lake = two_scenarios
+    name = "growth-20pct"
+    assert state.scenario_names[0] != name  # the older one: picking it changes what the tab shows
+    comparison = lake.read_table("risk_comparison").query("scenario == @name")
+    stored = lake.read_table("scenario_recommendations")
+    recs = stored.query("scenario == @name")
+    assert money(recs["monthly_savings"].sum()) != money(stored.query("scenario != @name")["monthly_savings"].sum())
+    at_risk = comparison[comparison["scenario_risk_level"].isin(["medium", "high", "critical"])]["server_id"].nunique()
+    browser.get(url)
+    wait = WebDriverWait(browser, 90)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".tab"))
+    next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text == "What-if scenario").click()
+    wait.until(lambda d: d.find_elements(By.ID, "scenario-pick"))
+    browser.find_element(By.ID, "scenario-pick").click()
+    # Dash 4's dropdown: a listbox of options, each holding a radio whose value is the option's value.
+    option = f"[role=option]:has(input[value='{name}'])"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, option))
+    browser.find_element(By.CSS_SELECTOR, option).click()
+
+    def totals(driver: Any) -> dict[str, tuple[str, str]]:
+        cells = driver.find_elements(By.CSS_SELECTOR, "#scenario-totals td")
+        texts = [c.text for c in cells]
+        return {texts[i]: (texts[i + 1], texts[i + 2]) for i in range(0, len(texts) - 2, 3)}
+
+    wait.until(lambda d: totals(d).get("Net savings per month", ("", ""))[1] == money(recs["monthly_savings"].sum()))
+    shown = totals(browser)
+    assert shown["Net savings per month"][0] == money(lake.read_table("recommendations")["monthly_savings"].sum())
+    assert shown["Servers at risk (medium or worse)"][1] == f"{at_risk}"
+    rows = comparison.set_index(["server_id", "metric"])["change"]
+    for row in browser.find_elements(By.CSS_SELECTOR, "#scenario-table tr"):
+        cells = {c.get_attribute("data-dash-column"): c.text for c in row.find_elements(By.CSS_SELECTOR, "td")}
+        if cells:
+            assert rows[(cells["server_id"], cells["metric"])] == cells["change"]
+    assert _severe(browser) == []

@@ -21,6 +21,7 @@ from capacity_forecaster.report.comparison import change_text
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, records
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
+from capacity_forecaster.report.summary import money
 from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -199,21 +200,40 @@ def _clusters_tab(state: DashboardState) -> html.Div:
     ])
 
 
+_SAVINGS_COLUMNS = {"server_id": "Server", "action": "Action", "target_server_id": "Target",
+                    "recommended_cpu_cores": "Cores", "recommended_memory_gb": "Memory GB",
+                    "current_monthly_cost": "Current / month", "projected_monthly_cost": "Projected / month",
+                    "monthly_savings": "Savings / month", "rationale": "Rationale"}
+
+
+def savings_view(state: DashboardState, growth: float) -> tuple[Any, list[dict[str, Any]], str]:
+    """The Recommendations tab under the what-if growth: savings figure, table rows and heading.
+
+    Returns:
+        (figure, rows, heading); at 0 % the lake's recommendations, else those ``capfc risk --growth``
+        would make (``DashboardState.savings``).
+    """
+    savings = state.savings(growth)
+    if savings is None:
+        return figures.empty_figure("Savings", not_available("recommendations")), [], ""
+    recs = savings.recommendations
+    shown = recs.sort_values("monthly_savings", ascending=False)[list(_SAVINGS_COLUMNS)].round(0)
+    heading = (f"Recommendations with {growth:+g} % growth (as capfc risk --growth {growth:g}): "
+               f"{savings.upsizes} upsizes, net {money(savings.net)}/month" if growth else
+               f"Recommendations (base): {savings.upsizes} upsizes, net {money(savings.net)}/month")
+    return figures.savings_bar(recs), records(shown), heading
+
+
 def _savings_tab(state: DashboardState, settings: Settings) -> html.Div:
-    recs = state.data.table("recommendations")
-    if recs is None:
+    if state.data.table("recommendations") is None:
         return html.Div(html.P(not_available("recommendations")), style=_CARD)
-    columns = {"server_id": "Server", "action": "Action", "target_server_id": "Target",
-               "recommended_cpu_cores": "Cores", "recommended_memory_gb": "Memory GB",
-               "current_monthly_cost": "Current / month", "projected_monthly_cost": "Projected / month",
-               "monthly_savings": "Savings / month", "rationale": "Rationale"}
-    shown = recs.sort_values("monthly_savings", ascending=False)[list(columns)].round(0)
-    rows = records(shown)
+    figure, rows, heading = savings_view(state, 0.0)
     dollars = frozenset({"current_monthly_cost", "projected_monthly_cost", "monthly_savings"})
     return html.Div([
-        html.Div(dcc.Graph(figure=figures.savings_bar(recs), config={"displaylogo": False}),
+        html.Div([html.H3(heading, id="savings-heading", style={"margin": "0 0 8px"}),
+                  dcc.Graph(id="savings-graph", figure=figure, config={"displaylogo": False})],
                  style={**_CARD, "marginBottom": "16px"}),
-        html.Div(_table("savings-table", columns, rows, settings.dashboard.page_size,
+        html.Div(_table("savings-table", _SAVINGS_COLUMNS, rows, settings.dashboard.page_size,
                         {"recommended_cpu_cores", "recommended_memory_gb"}, dollars=dollars), style=_CARD),
     ])
 
@@ -273,7 +293,8 @@ def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[i
                  style={"background": style.NAVY, "color": "white", "padding": "20px 32px"}),
         html.Div([
             html.Div(id="kpis", children=_kpi_cards(state.kpi_values(0.0)),
-                     style={"display": "grid", "gridTemplateColumns": "repeat(5, 1fr)", "gap": "12px"}),
+                     style={"display": "grid", "gridTemplateColumns": "repeat(auto-fit, minmax(170px, 1fr))",
+                            "gap": "12px"}),
             *([warn] if (warn := _lineage_banner(state)) is not None else []),
             *([banner] if (banner := _scenario_banner(state)) is not None else []),
             html.Div([html.Div("What-if growth of the forecast load", style={"fontWeight": 600, "marginBottom": 6}),
@@ -309,6 +330,12 @@ def _register_callbacks(app: dash.Dash, state: DashboardState, settings: Setting
         @app.callback(Output("risk-table", "data"), Input("growth", "value"))
         def update_table(growth: Any) -> list[dict[str, Any]]:
             return state.risk_rows(growth_of(growth))
+
+    if state.data.table("recommendations") is not None:
+        @app.callback(Output("savings-graph", "figure"), Output("savings-table", "data"),
+                      Output("savings-heading", "children"), Input("growth", "value"), prevent_initial_call=True)
+        def update_savings(growth: Any) -> tuple[Any, list[dict[str, Any]], str]:
+            return savings_view(state, growth_of(growth))
 
     if state.scenario is not None:
         @app.callback(Output("scenario-totals", "data"), Output("scenario-table", "data"),

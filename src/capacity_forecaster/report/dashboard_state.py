@@ -6,6 +6,8 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -17,6 +19,7 @@ import plotly.graph_objects as go
 from capacity_forecaster.config import RiskConfig, Settings
 from capacity_forecaster.report import comparison, figures, style
 from capacity_forecaster.report.comparison import StoredScenario
+from capacity_forecaster.report.dashboard_recs import GrowthRecommendations, Savings, savings_cards
 from capacity_forecaster.report.dashboard_scenarios import ScenarioStore, records
 from capacity_forecaster.report.data import (
     BACKTEST_COLUMNS,
@@ -111,8 +114,8 @@ class DashboardState:
         self.risk_cfg, self.calibration = _risk_settings(self.data, settings)
         forecasts = self.data.table("forecasts")
         self.forecasts = forecasts.sort_values(["server_id", "metric", "ds"]) if forecasts is not None else None
-        # One assessment at a time (they share the cache); interactions waiting for one hold the
-        # warm-up thread back, so a user never queues behind more than the value being computed.
+        # One assessment at a time (they share the cache; the recommendations have their own); interactions
+        # waiting for one hold the warm-up thread back, so a user never queues behind more than one value.
         self._lock = threading.Lock()
         self._waiters = 0
         self._waiters_lock = threading.Lock()
@@ -128,6 +131,14 @@ class DashboardState:
             self._db.execute("CREATE TABLE forecast AS SELECT * FROM forecast_rows")
             self._db.unregister("forecast_rows")
         self._assess = lru_cache(maxsize=64)(self._assess_uncached)
+        # Upsizes, consolidation and savings under the slider's growth, as capfc risk --growth makes them.
+        self.growth_recs: GrowthRecommendations | None = None
+        clusters = self.data.table("clusters")
+        if self.whatif_inputs is not None and self.forecasts is not None and clusters is not None and \
+                self.data.table("recommendations") is not None:
+            base_cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
+            self.growth_recs = GrowthRecommendations(lake, self.data.table("forecasts"), clusters, base_cfg,
+                                                     self.calibration)
         inventory = self.data.table("inventory")
         log.info("dashboard: %d servers, %d series loaded in %.1f s", 0 if inventory is None else len(inventory),
                  len(self.ranked), time.perf_counter() - started)
@@ -219,14 +230,37 @@ class DashboardState:
         stored = self.base_risk()
         if not growth and stored is not None:
             return stored
+        with self._waiting(), self._lock:
+            return self._assess(round(float(growth), 3))
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """Count an interaction as waiting, so the warm-up thread steps aside until it is served."""
         with self._waiters_lock:
             self._waiters += 1
         try:
-            with self._lock:
-                return self._assess(round(float(growth), 3))
+            yield
         finally:
             with self._waiters_lock:
                 self._waiters -= 1
+
+    def savings(self, growth: float) -> Savings | None:
+        """Recommendations and net savings under ``growth`` percent (cached per value); None without any.
+
+        At 0 % (or when the lake lacks what a re-evaluation needs) the lake's ``recommendations`` as stored;
+        else ``GrowthRecommendations.at``, the risk stage's own evaluation with the forecasts grown.
+        """
+        recs = self.data.table("recommendations")
+        if recs is None:
+            return None
+        if not growth or self.growth_recs is None:
+            return Savings.of(recs)
+        key = round(float(growth), 3)
+        found = self.growth_recs.cached(key)
+        if found is not None:
+            return found
+        with self._waiting():
+            return self.growth_recs.get(key)
 
     def slider_values(self) -> list[float]:
         """The what-if growth values the slider can take, nearest to 0 % first (0 itself excluded)."""
@@ -237,17 +271,22 @@ class DashboardState:
     def warm(self) -> None:
         """Assess every slider position once (run in a background thread), so moving the slider is instant.
 
-        A breach assessment of the whole fleet takes a few tenths of a second; done ahead, every
-        slider interaction is a cache hit.
+        A breach assessment of the whole fleet takes a few tenths of a second, the recommendations about two
+        seconds: every breach assessment is done first, then the recommendations, nearest to 0 % first.
+        Done ahead, every slider interaction is a cache hit.
         """
         started = time.perf_counter()
-        for growth in self.slider_values():
-            while self._waiters > 0:
-                time.sleep(0.02)
-            with self._lock:
-                self._assess(round(float(growth), 3))
-        log.debug("what-if cache warm: %d growth values in %.1f s", len(self.slider_values()),
-                  time.perf_counter() - started)
+        for stage in ("breaches", "recommendations") if self.growth_recs is not None else ("breaches",):
+            for growth in self.slider_values():
+                while self._waiters > 0:
+                    time.sleep(0.02)
+                if self.growth_recs is not None and stage == "recommendations":
+                    self.growth_recs.get(round(float(growth), 3))
+                    continue
+                with self._lock:
+                    self._assess(round(float(growth), 3))
+            log.debug("what-if cache warm (%s): %d growth values in %.1f s", stage, len(self.slider_values()),
+                      time.perf_counter() - started)
 
     def risk_rows(self, growth: float) -> list[dict[str, Any]]:
         """Rows of the risk table: the lake's risk (base) beside the what-if level and breach date."""
@@ -273,7 +312,7 @@ class DashboardState:
 
     def kpi_values(self, growth: float) -> list[tuple[str, str, str]]:
         """(label, value, note) of the headline cards, the risk ones under the what-if growth."""
-        inventory, recs = self.data.table("inventory"), self.data.table("recommendations")
+        inventory = self.data.table("inventory")
         servers = len(inventory) if inventory is not None else 0
         cards = [("Servers", f"{servers:,}", f"data {self.data.period[0]} to {self.data.period[1]}"
                   if self.data.period else "")]
@@ -300,13 +339,7 @@ class DashboardState:
                 cards.append((when, day(first["breach_ds"].iloc[0]) if len(first) else "none",
                               f"{first['server_id'].iloc[0]} {first['metric'].iloc[0]}" if len(first) else
                               "within the horizon"))
-        if recs is None:
-            cards.append(("Net savings / month", "-", not_available("recommendations")))
-        else:
-            net, cost = float(recs["monthly_savings"].sum()), float(recs["current_monthly_cost"].sum())
-            label = "Net savings / month"
-            cards.append((label, money(net), f"{100 * net / cost:.1f} % of {money(cost)}"
-                          if cost > 0 else ""))
+        cards.extend(savings_cards(self.savings(growth), self.savings(0.0), growth))
         mase = self.chosen["mase"].median() if len(self.chosen) else None
         cards.append(("Forecast error", "-" if mase is None or pd.isna(mase) else f"{mase:.2f} MASE",
                       "median of chosen models" if mase is not None else not_available("backtests")))
