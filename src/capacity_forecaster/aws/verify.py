@@ -18,8 +18,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pyarrow.fs as pafs
-
 from capacity_forecaster.errors import StorageError
 from capacity_forecaster.schema import TABLES, table_spec
 from capacity_forecaster.storage import Lake
@@ -81,17 +79,6 @@ def _hidden(name: str) -> bool:
     return name.startswith(("_", "."))
 
 
-def _folder(lake: Lake, relpath: str) -> dict[str, dt.datetime | None]:
-    """Files below ``relpath`` (lake-relative path -> modification time)."""
-    base = lake.path(relpath)
-    try:
-        infos = lake.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    except OSError as err:
-        raise StorageError(f"cannot list {lake.display(relpath)}: {err}") from err
-    start = len(lake.root.rstrip("/")) + 1
-    return {i.path[start:]: i.mtime for i in infos if i.type == pafs.FileType.File}
-
-
 def check_table(lake: Lake, name: str, *, delete: bool = False, min_age: dt.timedelta = DEFAULT_MIN_AGE,
                 now: dt.datetime | None = None) -> TableCheck:
     """Compare one table folder with its pointer; with ``delete``, remove old enough orphan Parquet files."""
@@ -99,7 +86,7 @@ def check_table(lake: Lake, name: str, *, delete: bool = False, min_age: dt.time
     folder = spec.path.rstrip("/") + "/"
     info = lake.table_info(name)
     named = {posixpath.join(folder, f) for f in (info.files if info else ())}
-    found = _folder(lake, spec.path)
+    found = lake.file_times(spec.path)
     result = TableCheck(name, info is not None, len(named))
     result.missing = sorted(named - set(found))
     cutoff = (now or dt.datetime.now(dt.UTC)) - min_age

@@ -303,21 +303,10 @@ def load_history(lake: Lake, series: list[tuple[str, str]], since: dt.date | Non
     Returns:
         server_id, ds, metric, value, is_imputed, is_anomaly (empty when metrics are absent).
     """
-    empty = pd.DataFrame(columns=list(HISTORY_COLUMNS))
-    if not series or not lake.has_table("metrics"):
-        return empty
-    con = connect(lake)
-    try:
-        con.register("wanted", pd.DataFrame(series, columns=["server_id", "metric"]))
-        frame = con.execute(
-            "SELECT m.server_id, m.ds, m.metric, m.value, coalesce(m.is_imputed, false) AS is_imputed, "
-            "coalesce(m.is_anomaly, false) AS is_anomaly FROM metrics m JOIN wanted USING (server_id, metric) "
-            "WHERE ? IS NULL OR m.ds >= ? ORDER BY m.server_id, m.metric, m.ds",
-            [since, since],
-        ).df()
-    finally:
-        con.close()
-    return _dates(frame, ("ds",))
+    sql = ("SELECT m.server_id, m.ds, m.metric, m.value, coalesce(m.is_imputed, false) AS is_imputed, "
+           "coalesce(m.is_anomaly, false) AS is_anomaly FROM metrics m JOIN wanted USING (server_id, metric) "
+           "WHERE ? IS NULL OR m.ds >= ? ORDER BY m.server_id, m.metric, m.ds")
+    return _series_rows(lake, "metrics", series, since, sql, HISTORY_COLUMNS, ("ds",))
 
 
 def load_backtest_forecasts(lake: Lake, series: list[tuple[str, str]], since: dt.date | None) -> pd.DataFrame:
@@ -332,18 +321,21 @@ def load_backtest_forecasts(lake: Lake, series: list[tuple[str, str]], since: dt
         server_id, metric, model, cutoff, ds, y, yhat, yhat_lower, yhat_upper (cutoff and ds as
         datetime64); empty when the forecast stage has not written ``backtest_forecasts``.
     """
-    empty = pd.DataFrame(columns=list(BACKTEST_COLUMNS))
-    if not series or not lake.has_table("backtest_forecasts"):
-        return empty
+    sql = (f"SELECT {', '.join('b.' + c for c in BACKTEST_COLUMNS)} FROM backtest_forecasts b "
+           "JOIN wanted USING (server_id, metric) WHERE ? IS NULL OR CAST(b.ds AS DATE) >= ? "
+           "ORDER BY b.server_id, b.metric, b.cutoff, b.ds")
+    return _series_rows(lake, "backtest_forecasts", series, since, sql, BACKTEST_COLUMNS, ("cutoff", "ds"))
+
+
+def _series_rows(lake: Lake, table: str, series: list[tuple[str, str]], since: dt.date | None, sql: str,
+                 columns: tuple[str, ...] | list[str], dates: tuple[str, ...]) -> pd.DataFrame:
+    """Rows of a few series from ``table`` through DuckDB (``sql`` joins the registered ``wanted`` keys)."""
+    if not series or not lake.has_table(table):
+        return pd.DataFrame(columns=list(columns))
     con = connect(lake)
     try:
         con.register("wanted", pd.DataFrame(series, columns=["server_id", "metric"]))
-        frame = con.execute(
-            f"SELECT {', '.join('b.' + c for c in BACKTEST_COLUMNS)} FROM backtest_forecasts b "
-            "JOIN wanted USING (server_id, metric) WHERE ? IS NULL OR CAST(b.ds AS DATE) >= ? "
-            "ORDER BY b.server_id, b.metric, b.cutoff, b.ds",
-            [since, since],
-        ).df()
+        frame = con.execute(sql, [since, since]).df()
     finally:
         con.close()
-    return _dates(frame, ("cutoff", "ds"))
+    return _dates(frame, dates)

@@ -14,6 +14,7 @@ swap and the clean-up. One writer per table at a time is assumed.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import posixpath
@@ -129,13 +130,17 @@ class Lake:
 
     def list_files(self, relpath: str) -> list[str]:
         """Lake-relative paths of all files below ``relpath`` (recursive, sorted)."""
+        return sorted(self.file_times(relpath))
+
+    def file_times(self, relpath: str) -> dict[str, dt.datetime | None]:
+        """Lake-relative path -> modification time (None where the filesystem gives none) below ``relpath``."""
         base = self.path(relpath)
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as err:
             raise StorageError(f"cannot list {self.display(relpath)}: {err}") from err
         start = len(self.root.rstrip("/")) + 1
-        return sorted(i.path[start:] for i in infos if i.type == pafs.FileType.File)
+        return {i.path[start:]: i.mtime for i in infos if i.type == pafs.FileType.File}
 
     # -- tables ------------------------------------------------------------------------------
     def table_info(self, name: str) -> TableInfo | None:
