@@ -298,7 +298,8 @@ def test_contract_bounds_progress_and_determinism() -> None:
         assert [c[1] for c in seen] == list(range(len(seen))) and len({c[2] for c in seen}) == 1
         assert seen[-1][1] == seen[-1][2]
     fits = {c[0]: c[2] for c in calls if c[0] in ("backtests", "final fits")}
-    assert fits["backtests"] + fits["final fits"] == first.summary["units"]
+    assert fits["backtests"] == fits["final fits"] == first.summary["series"]  # counted in series
+    assert first.summary["backtest_units"] + first.summary["final_units"] == first.summary["units"]
     assert first.summary["failures"] == 9  # toy_broken: 3 series x 3 cutoffs, recorded, never silent
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from capacity_forecaster.config import GenerateConfig
 from capacity_forecaster.generate import ANOMALY_KINDS, ARCHETYPES, SyntheticFleet, generate_fleet
+from capacity_forecaster.generate.fleet import chunk_bounds, fleet_chunks
 from capacity_forecaster.schema import INVENTORY_COLUMNS, METRICS, RAW_METRIC_COLUMNS, validate_table
 
 KEY = ["server_id", "metric", "ds"]
@@ -145,3 +146,35 @@ def test_categorical_keys_hold_the_same_values() -> None:
         frame = getattr(categorical, name)
         assert isinstance(frame["server_id"].dtype, pd.CategoricalDtype)
         pd.testing.assert_frame_equal(getattr(plain, name), frame.astype({"server_id": object, "metric": object}))
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        GenerateConfig(servers=23, years=0.5, holdout_days=40, seed=11),
+        GenerateConfig(servers=9, years=0.3, holdout_days=0, seed=2, missing_rate=0.1, glitch_rate=0.05),
+    ],
+    ids=["holdout", "no-holdout"],
+)
+def test_fleet_chunks_do_not_depend_on_the_chunk_size(cfg: GenerateConfig) -> None:
+    whole = generate_fleet(cfg)
+    for size in (1, 7, 1000):
+        parts = list(fleet_chunks(cfg, size))
+        assert len(parts) == -(-cfg.servers // size)
+        for name in ("inventory", "raw_metrics", "truth_servers", "truth_actual", "truth_future", "truth_anomalies"):
+            got = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+            pd.testing.assert_frame_equal(got, getattr(whole, name), check_exact=True, obj=f"{name} ({size})")
+
+
+def test_each_chunk_holds_all_rows_of_its_servers(small_cfg: GenerateConfig) -> None:
+    for part in fleet_chunks(small_cfg, 6):
+        ids = set(part.inventory["server_id"])
+        for name in ("raw_metrics", "truth_actual", "truth_future", "truth_anomalies", "truth_servers"):
+            assert set(getattr(part, name)["server_id"]) <= ids, name
+
+
+def test_chunk_bounds() -> None:
+    assert chunk_bounds(10, 4) == [0, 4, 8, 10]
+    assert chunk_bounds(3, 10) == [0, 3]
+    with pytest.raises(ValueError, match="at least 1"):
+        chunk_bounds(3, 0)

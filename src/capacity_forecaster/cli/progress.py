@@ -28,7 +28,7 @@ from rich.text import Text
 from capacity_forecaster.stages.forecast import Progress as ProgressCallback
 
 # What one step of each phase is, shown after the counts.
-UNITS = {"backtests": "fits", "scoring": "steps", "final fits": "fits", "intervals": "steps", "writing": "tables"}
+UNITS = {"backtests": "series", "scoring": "chunks", "final fits": "series", "writing": "tables"}
 
 
 class RateColumn(ProgressColumn):

@@ -59,6 +59,9 @@ class GenerateConfig(_Section):
     glitch_rate: float = Field(0.002, ge=0.0, le=0.1)
     duplicate_rate: float = Field(0.002, ge=0.0, le=0.1)
     anomaly_rate: float = Field(0.002, ge=0.0, le=0.1)
+    # Servers generated and written per chunk; memory follows the chunk, the output does not depend on
+    # it. None: derived from the available memory (capped, see docs/scale.md).
+    chunk_servers: int | None = Field(None, ge=1, le=100_000)
 
 
 class IngestConfig(_Section):
@@ -93,7 +96,8 @@ class EtlConfig(_Section):
     knn_neighbors: int = Field(5, ge=1, le=50)
     lags: tuple[int, ...] = (1, 7, 14, 28)
     rolling_windows: tuple[int, ...] = (7, 28)
-    batch_servers: int = Field(500, ge=1)
+    # Servers per ETL batch; None: derived from the available memory, at most 500 (docs/scale.md).
+    batch_servers: int | None = Field(None, ge=1, le=100_000)
     # A run that would quarantine more than this share of the raw rows stops (exit 2) and leaves
     # the previous processed tables in place; 1.0 (or `capfc etl --force`) accepts any share.
     max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
@@ -144,6 +148,10 @@ class ForecastConfig(_Section):
     batch_size: int | None = Field(None, ge=1, le=100_000)
     # Seconds to wait for the Dask scheduler at ``scheduler`` before giving up.
     scheduler_timeout: float = Field(10.0, gt=0.0, le=600.0)
+    # Series per chunk: the stage holds one chunk of series at a time (forecast/chunked.py); None =
+    # derived from the available memory (250-1,000). Per-series models give the same rows whatever
+    # the size; a global model (gbm_global) is trained on each chunk's series.
+    chunk_series: int | None = Field(None, ge=1, le=1_000_000)
 
 
 RiskMetric = Literal["cpu", "memory", "disk", "network"]

@@ -1,7 +1,7 @@
 """ETL transform: raw daily metrics -> validated, cleansed, imputed, anomaly-flagged, feature-enriched frames.
 
 Pure: takes and returns frames, never mutates its inputs, does no I/O. Servers are processed in
-batches of ``EtlConfig.batch_servers`` (all rows of a server land in one batch), so memory follows
+batches of ``EtlConfig.batch_servers`` (default 500; all rows of a server land in one batch), so memory follows
 the batch, not the fleet: ``transform`` concatenates the batches, ``transform_batches`` yields them
 one by one for callers that write partition by partition.
 
@@ -53,6 +53,8 @@ COUNT_KEYS = (
     "rows_glitches", "rows_outliers", "rows_anomalies", "series",
 )
 _KEYS = (schema.SERVER_ID, schema.DS, schema.METRIC)
+# Servers per batch when ``etl.batch_servers`` is None (the stage derives its own from memory).
+DEFAULT_BATCH_SERVERS = 500
 _METRIC_NAMES = np.array(schema.METRICS, dtype=object)
 
 
@@ -289,7 +291,7 @@ def transform_batches(
     started = time.perf_counter()
     totals = dict.fromkeys(COUNT_KEYS, 0)
     choice: ImputationChoice | None = None
-    for positions in _server_batches(raw_metrics, cfg.batch_servers):
+    for positions in _server_batches(raw_metrics, cfg.batch_servers or DEFAULT_BATCH_SERVERS):
         part = raw_metrics if len(positions) == len(raw_metrics) else raw_metrics.iloc[positions]
         result = _transform_batch(part, inventory, cfg, choice)
         if result.counts["series"]:

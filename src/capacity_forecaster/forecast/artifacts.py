@@ -186,13 +186,16 @@ def _encode(item: FittedModel) -> tuple[dict[str, Any], bytes]:
     return {"form": REFIT, "params": params, "freq": panel.freq, "tz": panel.tz}, data
 
 
-def save_models(fitted: Iterable[FittedModel], write: Writer, prefix: str = MODELS_PREFIX) -> list[ArtifactRecord]:
+def save_models(fitted: Iterable[FittedModel], write: Writer, prefix: str = MODELS_PREFIX,
+                counters: dict[tuple[str, str], int] | None = None) -> list[ArtifactRecord]:
     """Store every fitted model as ``<prefix>/<model>/<metric>-<n>.json`` + ``.parquet`` (data only).
 
     Args:
         fitted: the fitted models (``ForecastResult.fitted``), in a deterministic order.
         write: stores bytes at a lake-relative path.
         prefix: folder under the lake root.
+        counters: files numbered so far per (model, metric), updated in place: pass the same dict
+            to save a fleet's models chunk by chunk without reusing a name.
 
     Returns:
         One record per artefact, in input order.
@@ -201,7 +204,7 @@ def save_models(fitted: Iterable[FittedModel], write: Writer, prefix: str = MODE
         ArtifactError: a model cannot be expressed as parameters + training data (naming it).
     """
     records: list[ArtifactRecord] = []
-    counters: dict[tuple[str, str], int] = {}
+    counters = {} if counters is None else counters
     for item in fitted:
         key = (item.model, item.metric)
         counters[key] = counters.get(key, 0) + 1

@@ -294,7 +294,7 @@ def attach_actuals(predictions: pd.DataFrame, history: pd.DataFrame, freq: str) 
     return out
 
 
-def published_paths(points: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+def published_paths(points: pd.DataFrame, published: pd.DataFrame, windows: int | None = None) -> pd.DataFrame:
     """The backtest forecasts of each series' published model, with honest interval bounds.
 
     ``points`` must carry bounds calibrated on the *other* windows (``intervals.cross_window_bounds``),
@@ -306,13 +306,14 @@ def published_paths(points: pd.DataFrame, published: pd.DataFrame) -> pd.DataFra
         points: backtest points of every model: ``server_id, metric, model, window, cutoff, ds, y,
             yhat, yhat_lower, yhat_upper`` (``y`` NaN where the actual is unknown).
         published: ``server_id, metric, model``: the model whose forecast each series published.
+        windows: backtest windows in the fleet when ``points`` is one chunk of it (default: in ``points``).
 
     Returns:
         ``BACKTEST_FORECAST_COLUMNS`` (server_id, metric, model, cutoff, ds, y, yhat, yhat_lower,
         yhat_upper), sorted by series, cutoff and ``ds``; empty with fewer than two windows.
     """
     columns = list(BACKTEST_FORECAST_COLUMNS)
-    if points["window"].nunique() < 2:
+    if (points["window"].nunique() if windows is None else windows) < 2:
         return points.iloc[0:0][columns].reset_index(drop=True)
     keys = [*SERIES_KEY, "model"]
     out = points.merge(published[keys].drop_duplicates(), on=keys)[columns]

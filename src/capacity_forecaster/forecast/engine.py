@@ -10,7 +10,8 @@ A unit carries its own slice of history (the parent truncates it), so workers ne
 On a real Dask cluster (``dask scheduler`` + ``dask worker`` on EC2, or dask-kubernetes on EKS) the
 workers need the same ``aws-capacity-forecaster`` version and model extras installed (the unit holds
 pickled model objects), ``--engine dask --scheduler tcp://HOST:8786`` connects to it, batch sizes
-follow the cluster's thread count, and the client needs memory for all returned predictions.
+follow the cluster's thread count, and the client holds one chunk's returned predictions at a time
+(``chunked``). Worker processes run native code (BLAS, OpenMP) on one thread each (``pin_threads``).
 """
 
 from __future__ import annotations
@@ -236,12 +237,27 @@ def run_unit(task: UnitTask) -> UnitResult:
                       tuple(errors), series)
 
 
+# Native thread pools (BLAS, OpenMP) get one thread per worker process: the engine is the parallelism.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+              "NUMEXPR_NUM_THREADS")
+
+
+def pin_threads() -> None:
+    """Limit this process's BLAS/OpenMP pools to one thread (libraries loaded now and later)."""
+    from threadpoolctl import threadpool_limits
+
+    for name in THREAD_ENV:
+        os.environ[name] = "1"
+    threadpool_limits(limits=1)
+
+
 def watch_parent(parent: int, interval: float = 0.5) -> None:
-    """Worker initializer: exit this process soon after ``parent`` dies (even by SIGKILL).
+    """Worker initializer: pin native threads to one, and exit soon after ``parent`` dies (even by SIGKILL).
 
     loky keeps idle workers for minutes and nothing tells them that a killed parent is gone; a
     daemon thread notices the re-parenting (``os.getppid()`` changes) and ends the worker.
     """
+    pin_threads()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -297,6 +313,7 @@ class Executor:
                 self._cluster = LocalCluster(n_workers=self.cfg.n_jobs, threads_per_worker=1,
                                              dashboard_address=None)
                 self._client = Client(self._cluster)
+            self._client.run(pin_threads)
         return self
 
     def _connect(self, client_type: Any, address: str) -> Any:
@@ -347,7 +364,7 @@ class Executor:
             from joblib import Parallel, delayed
             from joblib.parallel import LokyBackend
 
-            backend = LokyBackend(initializer=watch_parent, initargs=(os.getpid(),))
+            backend = LokyBackend(initializer=watch_parent, initargs=(os.getpid(),), inner_max_num_threads=1)
             parallel = Parallel(n_jobs=self.cfg.n_jobs, backend=backend, return_as="generator_unordered")
             for result in parallel(delayed(run_unit)(task) for task in tasks):
                 results.append(result)

@@ -33,6 +33,10 @@ LOWER, UPPER = 0.0, 100.0
 
 _SERIES_MODEL = [*SERIES_KEY, "model", "bucket"]
 _POOL = ["model", METRIC, "bucket"]
+# A pooled table without any pool (no backtest point anywhere in the fleet).
+EMPTY_POOL = pd.DataFrame({"model": pd.Series(dtype=object), METRIC: pd.Series(dtype=object),
+                           "bucket": pd.Series(dtype="int64"), "q": pd.Series(dtype=float),
+                           "n": pd.Series(dtype="int64")})
 
 
 def horizon_bucket(step: np.ndarray | pd.Series, horizon: int, n_buckets: int = N_BUCKETS) -> np.ndarray:
@@ -106,7 +110,8 @@ class Calibration:
         return np.where(use_pool, pool.to_numpy(dtype=float) * scale, own_arr), use_pool & ~np.isnan(pool.to_numpy())
 
 
-def calibrate(residuals: pd.DataFrame, level: float, min_residuals: int = MIN_RESIDUALS) -> Calibration:
+def calibrate(residuals: pd.DataFrame, level: float, min_residuals: int = MIN_RESIDUALS,
+              pooled: pd.DataFrame | None = None) -> Calibration:
     """Learn conformal half-widths from backtest residuals.
 
     Args:
@@ -114,12 +119,16 @@ def calibrate(residuals: pd.DataFrame, level: float, min_residuals: int = MIN_RE
             (NaN where the actual is unknown) and ``scale`` (series scale at that cutoff).
         level: nominal coverage in (0, 1).
         min_residuals: fewest errors a series needs in a bucket for its own quantile.
+        pooled: the pooled table when it was learnt elsewhere (over more series than ``residuals``
+            holds: ``pooled.PooledErrors``); None learns it from ``residuals``.
 
     Returns:
         The Calibration (per-series table restricted to well-populated buckets, pooled table).
     """
     own = conformal_quantile(residuals, _SERIES_MODEL, "abs_error", level)
     own = own[own["n"] >= min_residuals].reset_index(drop=True)
+    if pooled is not None:
+        return Calibration(level=level, series=own, pooled=pooled)
     scaled = residuals[_POOL].copy()
     scaled["scaled"] = residuals["abs_error"].to_numpy(dtype=float) / np.maximum(
         residuals["scale"].to_numpy(dtype=float), SCALE_FLOOR
@@ -147,7 +156,8 @@ def apply_bounds(yhat: np.ndarray, half_width: np.ndarray, lower: np.ndarray, up
     return np.clip(np.minimum(lo, yhat), LOWER, UPPER), np.clip(np.maximum(hi, yhat), LOWER, UPPER)
 
 
-def cross_window_bounds(residuals: pd.DataFrame, level: float, min_residuals: int = MIN_RESIDUALS
+def cross_window_bounds(residuals: pd.DataFrame, level: float, min_residuals: int = MIN_RESIDUALS,
+                        pooled: dict[int, pd.DataFrame] | None = None, single: bool | None = None
                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Honest backtest intervals: each window's bounds are calibrated on the *other* windows only.
 
@@ -161,6 +171,9 @@ def cross_window_bounds(residuals: pd.DataFrame, level: float, min_residuals: in
             calibration is possible).
         level: nominal coverage.
         min_residuals: see ``calibrate``.
+        pooled: pooled tables by held-out window, learnt over the whole fleet when ``residuals`` is
+            one chunk of it (``pooled.PooledErrors.tables``); None learns them from ``residuals``.
+        single: the fleet has a single window (default: ``residuals`` has one).
 
     Returns:
         ``{"series": (lower, upper), "pooled": (lower, upper)}``, arrays aligned with ``residuals``:
@@ -173,9 +186,11 @@ def cross_window_bounds(residuals: pd.DataFrame, level: float, min_residuals: in
     window = residuals["window"].to_numpy()
     yhat = residuals["yhat"].to_numpy(dtype=float)
     windows = np.unique(window)
+    alone = len(windows) <= 1 if single is None else single
     for w in windows:
         rows = window == w
-        cal = calibrate(residuals.loc[~rows] if len(windows) > 1 else residuals.loc[rows], level, min_residuals)
+        table = None if pooled is None else pooled.get(int(w), EMPTY_POOL)
+        cal = calibrate(residuals.loc[rows] if alone else residuals.loc[~rows], level, min_residuals, table)
         targets = residuals.loc[rows]
         for name, pooled_only in (("series", None), ("pooled", np.ones(int(rows.sum()), dtype=bool))):
             half, _ = cal.half_widths(targets, pooled_only)
@@ -207,8 +222,8 @@ def choose_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.ndarray, 
     return table[[*_POOL[:2], "pooled", "coverage_series", "coverage_pooled"]]
 
 
-def cross_window_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.ndarray, np.ndarray]], level: float
-                         ) -> np.ndarray:
+def cross_window_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.ndarray, np.ndarray]], level: float,
+                         tables: dict[int, pd.DataFrame] | None = None) -> np.ndarray:
     """Per row: pooled quantiles or not, chosen as ``choose_pooling`` does on the *other* windows only.
 
     With a single window the window chooses for itself (as in ``cross_window_bounds``).
@@ -217,6 +232,8 @@ def cross_window_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.nda
         residuals: backtest points (``model, metric, window, y``), aligned with ``bounds``.
         bounds: output of ``cross_window_bounds`` for ``residuals``.
         level: nominal coverage.
+        tables: ``choose_pooling`` tables by held-out window, from the whole fleet when ``residuals``
+            is one chunk of it (``pooled.PoolingCounts``); None chooses on ``residuals``.
 
     Returns:
         Boolean array aligned with ``residuals``.
@@ -229,8 +246,8 @@ def cross_window_pooling(residuals: pd.DataFrame, bounds: dict[str, tuple[np.nda
     for w in windows:
         rows = window == w
         train = ~rows if len(windows) > 1 else rows
-        table = choose_pooling(residuals.loc[train], {k: (lo[train], hi[train]) for k, (lo, hi) in bounds.items()},
-                               level)
+        table = tables[int(w)] if tables is not None else choose_pooling(
+            residuals.loc[train], {k: (lo[train], hi[train]) for k, (lo, hi) in bounds.items()}, level)
         merged = residuals.loc[rows, keys].merge(table[[*keys, "pooled"]], on=keys, how="left")
         out[rows] = merged["pooled"].eq(True).to_numpy()
     return out

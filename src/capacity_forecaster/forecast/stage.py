@@ -1,15 +1,16 @@
 """The forecast stage as one pure function: processed metrics in, forecasts + backtests + artefacts out.
 
-Order of work: prepare a regular grid -> triage every series -> backtest every model at every
-cutoff (units fanned out by ``engine``) -> the ensemble's backtest -> conformal intervals and
-scores -> per-series selection -> final fits of the chosen models (and ensemble members) only ->
-calibrated forecasts. The published model's backtest forecasts are kept (``backtest_forecasts``)
-with the leave-one-window-out intervals they were scored with.
+Order of work, per chunk of series (``chunked``): prepare a regular grid -> triage every series ->
+backtest every model at every cutoff (units fanned out by ``engine``) -> the ensemble's backtest;
+then over the fleet: per-series selection and the pooled conformal calibration; then per chunk:
+honest backtest intervals and scores -> final fits of the chosen models (and ensemble members) only
+-> calibrated forecasts. The published model's backtest forecasts are kept (``backtest_forecasts``)
+with the leave-one-window-out intervals they were scored with. This module holds the per-chunk
+steps; ``run_forecast`` runs them over an in-memory frame.
 
 Progress is reported per named phase (``PHASES``), each with a total known when the phase starts:
-``backtests`` and ``final fits`` count work units (one model fitted on one batch of series, at one
-cutoff), ``scoring`` (conformal scores, selection) and ``intervals`` (calibrated forecasts) count
-steps; the stage adds ``writing`` (tables).
+``backtests`` and ``final fits`` count series (advanced as a chunk's work units finish),
+``scoring`` counts passes over the chunks; the stage adds ``writing`` (tables).
 
 The baseline is always backtested (it is the fallback, so its intervals must be calibrated too),
 but it is a candidate only when it is in the model set (always for ``auto``). ``selected`` in the
@@ -20,8 +21,6 @@ chosen model's final fit failed (that failure is in ``failures`` with stage ``fi
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,21 +33,16 @@ from capacity_forecaster.forecast import backtest as bt
 from capacity_forecaster.forecast.engine import (
     BASELINE,
     BuiltinSeasonalNaive,
-    Executor,
     FittedModel,
     Progress,
     UnitResult,
     UnitTask,
     auto_batch_size,
     batches,
-    phase_ticker,
 )
 from capacity_forecaster.forecast.intervals import (
     apply_bounds,
     calibrate,
-    choose_pooling,
-    cross_window_bounds,
-    cross_window_pooling,
     horizon_bucket,
 )
 from capacity_forecaster.forecast.metrics import score, seasonal_scale
@@ -62,13 +56,14 @@ from capacity_forecaster.forecast.selection import (
     top_members,
 )
 from capacity_forecaster.schema import (
-    BACKTEST_COLUMNS,
     BACKTEST_FORECAST_COLUMNS,
     DS,
     FORECAST_COLUMNS,
     METRIC,
     RAW_METRIC_COLUMNS,
     SERIES_KEY,
+    SERVER_ID,
+    VALUE,
     require_columns,
 )
 
@@ -81,7 +76,7 @@ SHORT_WIDEN = 1.5
 # Forecast column: the step lies beyond the lead the series' backtests validated.
 EXTRAPOLATION = "is_extrapolation"
 # The phases reported to ``progress`` in order (``stages.forecast`` adds the last one, writing).
-PHASES = ("backtests", "scoring", "final fits", "intervals", "writing")
+PHASES = ("backtests", "scoring", "final fits", "writing")
 _SERIES = list(SERIES_KEY)
 _PRED = ["yhat", "yhat_lower", "yhat_upper"]
 
@@ -174,7 +169,7 @@ def _tasks(model: str, rows: pd.DataFrame, history: pd.DataFrame, cfg: ForecastC
     return tasks
 
 
-def _failures(results: list[UnitResult], used: pd.DataFrame) -> pd.DataFrame:
+def failures(results: list[UnitResult], used: pd.DataFrame) -> pd.DataFrame:
     """One row per series of every failed unit; a backtest failure's fallback is the model finally used."""
     rows = [(s, m, r.model_name, r.phase, r.cutoff, "; ".join(r.errors), r.used or "none")
             for r in results if r.errors for s, m in r.series]
@@ -185,7 +180,7 @@ def _failures(results: list[UnitResult], used: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="_used").sort_values([*_SERIES, "model", "stage"], kind="mergesort").reset_index(drop=True)
 
 
-def _predictions(results: list[UnitResult]) -> pd.DataFrame:
+def predictions(results: list[UnitResult]) -> pd.DataFrame:
     frames = [r.predictions.assign(model=r.used, requested=r.model_name, cutoff=r.cutoff)
               for r in results if r.predictions is not None]
     if not frames:
@@ -205,8 +200,47 @@ def _residual_rows(preds: pd.DataFrame, history: pd.DataFrame, plan: pd.DataFram
     return rows
 
 
+def prepare(history: pd.DataFrame, cfg: ForecastConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Series index (with triage ``status``), triage and backtest plan (with ``scale``) of a prepared history."""
+    index = bt.series_index(history)
+    tri = bt.triage(index, cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq], cfg.freq)
+    index = index.merge(tri[[*_SERIES, "status"]], on=_SERIES)
+    step = cfg.backtest_step or max(1, cfg.horizon // 2)
+    plan = bt.plan_cutoffs(history, index[index["status"] != "skip"], horizon=cfg.horizon,
+                           windows=cfg.backtest_windows, step=step, freq=cfg.freq)
+    plan["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], plan).to_numpy()
+    return index, tri, plan
+
+
+def backtest_tasks(plan: pd.DataFrame, index: pd.DataFrame, history: pd.DataFrame, names: list[str],
+                   cfg: ForecastConfig, workers: int) -> list[UnitTask]:
+    """Backtest units of the baseline and every selectable model over the planned cutoffs."""
+    tasks: list[UnitTask] = []
+    located = plan.merge(index[[*_SERIES, "status", "start", "stop", "first_ds"]], on=_SERIES)
+    for model in dict.fromkeys([BASELINE, *[n for n in names if n != ENSEMBLE]]):
+        rows = located
+        if model != BASELINE:
+            rows = rows[(rows["status"] == "model") & (rows["n_train"] >= _make(model).min_history)]
+        tasks += _tasks(model, rows, history, cfg, "backtest", workers, len(tasks))
+    return tasks
+
+
+def final_tasks(chosen: pd.DataFrame, members: pd.DataFrame, index: pd.DataFrame, history: pd.DataFrame,
+                cfg: ForecastConfig, workers: int) -> list[UnitTask]:
+    """Final-fit units of each series' chosen model and its ensemble members."""
+    need = pd.concat([chosen.loc[chosen["model"] != ENSEMBLE, [*_SERIES, "model"]], members], ignore_index=True)
+    need = need.merge(index[[*_SERIES, "start", "stop", "first_ds"]], on=_SERIES)
+    tasks: list[UnitTask] = []
+    for needed, rows_m in need.groupby("model", sort=False):
+        tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", workers, len(tasks))
+    return tasks
+
+
 def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progress | None = None) -> ForecastResult:
     """Backtest, select and forecast every series of a processed metrics frame.
+
+    The frame is processed in chunks of ``cfg.chunk_series`` series (``chunked``); every output is
+    gathered in memory. The forecast stage streams chunks from the lake instead.
 
     Args:
         metrics: processed metrics: ``server_id, ds, metric, value`` (+ any other columns); value
@@ -222,84 +256,52 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
         ForecastError: no series, or an unknown model name.
         SchemaError: a missing column or duplicated rows in ``metrics``.
     """
-    started = time.perf_counter()
+    from capacity_forecaster.forecast.chunked import OUTPUTS, default_chunk_series, plan_chunks, run_chunks
+
     require_columns(metrics, list(RAW_METRIC_COLUMNS), "metrics")
-    history = bt.prepare_history(metrics, cfg.freq)
-    if history.empty:
+    if metrics[VALUE].shape[0] == 0:
         raise ForecastError("metrics: no rows to forecast; run 'capfc etl' first")
-    names = resolve_models(cfg.models, cfg.freq)
-    selectable = [n for n in names if n != ENSEMBLE]
-    order = [BASELINE, *[n for n in names if n != BASELINE and n != ENSEMBLE], ENSEMBLE]
-    index = bt.series_index(history)
-    tri = bt.triage(index, cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq], cfg.freq)
-    index = index.merge(tri[[*_SERIES, "status"]], on=_SERIES)
-    live = index[index["status"] != "skip"]
-    min_steps = cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq]
-    step = cfg.backtest_step or max(1, cfg.horizon // 2)
-    plan = bt.plan_cutoffs(history, live, horizon=cfg.horizon, windows=cfg.backtest_windows, step=step,
-                           freq=cfg.freq)
-    plan["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], plan).to_numpy()
-    planned = plan.groupby(_SERIES).size().rename("n_windows").reset_index()
-    def ticker(phase: str, total: int) -> Callable[[], None]:
-        return phase_ticker(progress, phase, total)
-
-    with Executor(cfg) as executor:
-        bt_tasks: list[UnitTask] = []
-        located = plan.merge(index[[*_SERIES, "status", "start", "stop", "first_ds"]], on=_SERIES)
-        for model in dict.fromkeys([BASELINE, *selectable]):
-            rows = located
-            if model != BASELINE:
-                rows = rows[(rows["status"] == "model") & (rows["n_train"] >= _make(model).min_history)]
-            bt_tasks += _tasks(model, rows, history, cfg, "backtest", executor.workers, len(bt_tasks))
-        bt_results = executor.run(bt_tasks, ticker("backtests", len(bt_tasks)))
-        scored = ticker("scoring", 2)
-        rows, backtests, pooling = _score_backtests(bt_results, history, plan, planned, names, order, cfg)
-        scored()
-        chosen, members, unbacktested = _choose(backtests, planned, names, order, index, cfg)
-        scored()
-        need = pd.concat([chosen.loc[chosen["model"] != ENSEMBLE, [*_SERIES, "model"]], members], ignore_index=True)
-        need = need.merge(index[[*_SERIES, "start", "stop", "first_ds"]], on=_SERIES)
-        fin_tasks: list[UnitTask] = []
-        for needed, rows_m in need.groupby("model", sort=False):
-            fin_tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", executor.workers,
-                                len(bt_tasks) + len(fin_tasks))
-        fin_results = executor.run(fin_tasks, ticker("final fits", len(fin_tasks)))
-        workers = executor.workers
-
-    calibrated = ticker("intervals", 2)
-    forecasts = _assemble(_predictions(fin_results), chosen, members)
-    forecasts = _calibrate_forecasts(forecasts, rows, pooling, history, index, tri, plan, cfg, min_steps)
-    calibrated()
-    used = forecasts[[*_SERIES, "model"]].drop_duplicates(_SERIES)
-    failures = _failures(bt_results + fin_results, used)
-    paths = bt.published_paths(rows, used)
-    backtests = backtests.merge(used.assign(selected=True), on=[*_SERIES, "model"], how="left")
-    backtests["selected"] = backtests["selected"].notna()
-    backtests = backtests[[*BACKTEST_COLUMNS, *BACKTEST_EXTRA]].sort_values(
-        [*_SERIES, "model", "cutoff"], kind="mergesort").reset_index(drop=True)
-    tri = _note_triage(tri, unbacktested, chosen)
-    fitted = [FittedModel(str(r.used), str(r.series[0][1]), r.series,
-                          r.predictions[DS].max() - cfg.horizon * bt.step_delta(cfg.freq), r.fitted)
-              for r in fin_results if r.fitted is not None and r.predictions is not None]
-    summary = _summary(tri, backtests, forecasts, failures, names, len(bt_tasks) + len(fin_tasks),
-                       time.perf_counter() - started, cfg, workers)
-    summary["backtest_units"], summary["final_units"] = len(bt_tasks), len(fin_tasks)
-    calibrated()
-    log.debug("forecast engine: %d backtest and %d final units on %s x%d, %.1f s",
-              len(bt_tasks), len(fin_tasks), cfg.engine, workers, summary["seconds"])
-    summary["backtest_forecast_rows"] = int(len(paths))
-    return ForecastResult(forecasts, backtests, failures, tri, fitted, summary, paths)
+    resolve_models(cfg.models, cfg.freq)
+    keys = metrics[SERVER_ID].astype(str)
+    chunks = plan_chunks(metrics[[SERVER_ID, METRIC]], cfg.chunk_series or default_chunk_series())
+    sink = _MemorySink()
+    summary = run_chunks(chunks, lambda servers: metrics[keys.isin(servers).to_numpy()], cfg, sink,
+                         progress=progress)
+    frames = {name: sink.frame(name) for name in OUTPUTS}
+    return ForecastResult(frames["forecasts"], frames["backtests"], frames["forecast_failures"],
+                          frames["forecast_triage"], sink.fitted, summary, frames["backtest_forecasts"])
 
 
-def _score_backtests(results: list[UnitResult], history: pd.DataFrame, plan: pd.DataFrame, planned: pd.DataFrame,
-                     names: list[str], order: list[str], cfg: ForecastConfig
-                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Backtest points with honest conformal bounds (ensemble included), their window scores, the pooling table.
+@dataclass
+class _MemorySink:
+    """Collects every chunk's outputs (``chunked.Sink``)."""
 
-    A window's bounds, and whether they use pooled quantiles, are fitted on the other windows only; the
-    pooling table returned (chosen on every window) is the one the final forecasts use.
+    frames: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
+    fitted: list[FittedModel] = field(default_factory=list)
+
+    def write(self, table: str, frame: pd.DataFrame) -> None:
+        self.frames.setdefault(table, []).append(frame)
+
+    def models(self, fitted: list[FittedModel]) -> None:
+        self.fitted.extend(fitted)
+
+    def frame(self, table: str) -> pd.DataFrame:
+        parts = self.frames.get(table, [])
+        full = [f for f in parts if len(f)]
+        if len(full) == 1:
+            return full[0]
+        return pd.concat(full, ignore_index=True) if full else parts[0]
+
+
+def backtest_points(results: list[UnitResult], history: pd.DataFrame, plan: pd.DataFrame, planned: pd.DataFrame,
+                    names: list[str], order: list[str], cfg: ForecastConfig) -> pd.DataFrame:
+    """Backtest points of every model, the ensemble's included, with actuals and errors (bounds: the models' own).
+
+    Returns:
+        ``server_id, metric, model, ds, cutoff, yhat, yhat_lower, yhat_upper, window, scale, y, step,
+        bucket, abs_error``.
     """
-    preds = _predictions(results)
+    preds = predictions(results)
     preds = preds[preds["model"] == preds["requested"]].drop(columns="requested")
     rows = _residual_rows(preds, history, plan, cfg)
     selectable = [n for n in names if n != ENSEMBLE]
@@ -309,15 +311,10 @@ def _score_backtests(results: list[UnitResult], history: pd.DataFrame, plan: pd.
                                 window_scores[window_scores["model"].isin(selectable)], planned, order,
                                 cfg.ensemble_size)
         rows = pd.concat([rows, _residual_rows(ens.drop(columns="window"), history, plan, cfg)], ignore_index=True)
-    bounds = cross_window_bounds(rows, cfg.interval)
-    pooling = choose_pooling(rows, bounds, cfg.interval)
-    use_pool = cross_window_pooling(rows, bounds, cfg.interval)
-    rows["yhat_lower"] = np.where(use_pool, bounds["pooled"][0], bounds["series"][0])
-    rows["yhat_upper"] = np.where(use_pool, bounds["pooled"][1], bounds["series"][1])
-    return rows, score(rows, [*_SERIES, "model", "window", "cutoff"]), pooling
+    return rows
 
 
-def _choose(backtests: pd.DataFrame, planned: pd.DataFrame, names: list[str], order: list[str],
+def choose_models(backtests: pd.DataFrame, planned: pd.DataFrame, names: list[str], order: list[str],
             index: pd.DataFrame, cfg: ForecastConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """Chosen model per forecastable series, the ensemble members it needs, and series left unbacktested."""
     selectable = [n for n in names if n != ENSEMBLE]
@@ -335,7 +332,7 @@ def _choose(backtests: pd.DataFrame, planned: pd.DataFrame, names: list[str], or
     return chosen, members, unbacktested
 
 
-def _assemble(final: pd.DataFrame, chosen: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+def assemble(final: pd.DataFrame, chosen: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
     """Forecasts of each series' chosen model; the baseline's where that model's final fit failed."""
     ok = final[final["model"] == final["requested"]]
     ensemble = combine(ok.drop(columns=["requested", "cutoff"]), members)
@@ -352,9 +349,9 @@ def _pooled(frame: pd.DataFrame, pooling: pd.DataFrame) -> np.ndarray:
     return frame[keys].merge(pooling[[*keys, "pooled"]], on=keys, how="left")["pooled"].eq(True).to_numpy()
 
 
-def _calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: pd.DataFrame, history: pd.DataFrame,
-                         index: pd.DataFrame, tri: pd.DataFrame, plan: pd.DataFrame, cfg: ForecastConfig,
-                         min_steps: int) -> pd.DataFrame:
+def calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: pd.DataFrame, history: pd.DataFrame,
+                        index: pd.DataFrame, tri: pd.DataFrame, plan: pd.DataFrame, cfg: ForecastConfig,
+                        pooled: pd.DataFrame | None = None) -> pd.DataFrame:
     """Replace each forecast's bounds with conformal ones from all backtest windows; mark extrapolation.
 
     Steps up to a series' backtested lead use the conformal half-width of their horizon bucket.
@@ -362,8 +359,10 @@ def _calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: p
     *extrapolation*: they take the half-width of the last tested bucket grown by
     ``sqrt(step / lead)`` (the random-walk growth of a level error) and ``is_extrapolation`` is set.
     A series with no backtest at all (short history: the baseline) is extrapolation at every step
-    and its interval is ``SHORT_WIDEN`` times wider.
+    and its interval is ``SHORT_WIDEN`` times wider. ``pooled``: the fleet's pooled quantiles when
+    ``rows`` are one chunk's backtest points (``pooled.PooledErrors``); None learns them from ``rows``.
     """
+    min_steps = cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq]
     out = forecasts.merge(index[[*_SERIES, "last_ds"]], on=_SERIES)
     out["step"] = bt.steps_between(out[DS], out["last_ds"], cfg.freq)
     tested = plan.groupby(_SERIES, sort=False)["horizon"].max().rename("tested").reset_index()
@@ -375,7 +374,7 @@ def _calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: p
     last = index[[*_SERIES, "last_ds"]].rename(columns={"last_ds": "cutoff"})
     last["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], last).to_numpy()
     out = out.merge(last[[*_SERIES, "scale"]], on=_SERIES)
-    half, _ = calibrate(rows, cfg.interval).half_widths(out, _pooled(out, pooling))
+    half, _ = calibrate(rows, cfg.interval, pooled=pooled).half_widths(out, _pooled(out, pooling))
     half = np.where(beyond & (lead > 0), half * np.sqrt(step / np.maximum(lead, 1)), half)
     yhat = out["yhat"].to_numpy(dtype=float)
     own = np.maximum(yhat - out["yhat_lower"].to_numpy(dtype=float), out["yhat_upper"].to_numpy(dtype=float) - yhat)
@@ -389,41 +388,11 @@ def _calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: p
     return out[[*FORECAST_COLUMNS, EXTRAPOLATION]].sort_values([*_SERIES, DS], kind="mergesort").reset_index(drop=True)
 
 
-def _note_triage(tri: pd.DataFrame, unbacktested: pd.Series, chosen: pd.DataFrame) -> pd.DataFrame:
-    """Mark series that passed triage but had no complete backtest (they got the baseline)."""
-    keys = chosen.loc[unbacktested.to_numpy(), _SERIES].assign(_nb=True)
-    out = tri.merge(keys, on=_SERIES, how="left")
+def note_triage(tri: pd.DataFrame, unbacktested: pd.DataFrame) -> pd.DataFrame:
+    """Mark the series of ``unbacktested`` (keys) that passed triage but had no complete backtest (baseline)."""
+    out = tri.merge(unbacktested[_SERIES].assign(_nb=True), on=_SERIES, how="left")
     mask = out["_nb"].notna().to_numpy()
     out.loc[mask, "status"] = "baseline"
     out.loc[mask, "reason"] = "no model has a complete backtest (history shorter than training + horizon, or " \
                               "every model failed): baseline"
     return out.drop(columns="_nb")
-
-
-def _top_reasons(failures: pd.DataFrame, n: int = 5) -> dict[str, int]:
-    """The most frequent failures as ``"<model> (<stage>): <error>" -> rows``."""
-    counts = failures.groupby(["model", "stage", "error"]).size().sort_values(ascending=False, kind="mergesort")
-    return {f"{key[0]} ({key[1]}): {key[2]}": int(rows) for key, rows in counts.head(n).items()}  # type: ignore[index]
-
-
-def _summary(tri: pd.DataFrame, backtests: pd.DataFrame, forecasts: pd.DataFrame, failures: pd.DataFrame,
-             names: list[str], units: int, seconds: float, cfg: ForecastConfig, workers: int) -> dict[str, Any]:
-    sel = backtests[backtests["selected"]]
-    per_metric = sel.groupby(METRIC)[["mae", "coverage"]].mean().round(4)
-    chosen = forecasts.drop_duplicates(_SERIES)["model"].value_counts().sort_index()
-    return {
-        "series": int(len(tri)),
-        "triage": {k: int(v) for k, v in tri["status"].value_counts().sort_index().items()},
-        "models": names,
-        "chosen": {str(k): int(v) for k, v in chosen.items()},
-        "failures": int(len(failures)),
-        "failed_series": int(failures[_SERIES].drop_duplicates().shape[0]),
-        "failure_reasons": _top_reasons(failures),
-        "backtest_mae": {str(k): float(v) for k, v in per_metric["mae"].items()},
-        "backtest_coverage": {str(k): float(v) for k, v in per_metric["coverage"].items()},
-        "extrapolated_series": int(forecasts.loc[forecasts[EXTRAPOLATION], _SERIES].drop_duplicates().shape[0]),
-        "units": units,
-        "engine": cfg.engine,
-        "workers": workers,
-        "seconds": round(seconds, 3),
-    }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -152,6 +153,8 @@ class FleetPlan:
         net_ratio: network load as a share of the cpu load.
         disk_start, disk_rate, disk_cleanup_days: used disk at the start (%), growth (points/day),
             mean days between clean-ups.
+        leak_period_min, cleanup_days_min: the fleet's shortest leak period (of leaking servers;
+            inf if none) and clean-up interval: they size fleet-wide random draws.
     """
 
     archetype: np.ndarray
@@ -174,9 +177,17 @@ class FleetPlan:
     disk_start: np.ndarray
     disk_rate: np.ndarray
     disk_cleanup_days: np.ndarray
+    leak_period_min: float
+    cleanup_days_min: float
 
     def __len__(self) -> int:
         return len(self.archetype)
+
+    def take(self, lo: int, hi: int) -> FleetPlan:
+        """Servers ``lo:hi`` of the plan; the fleet-wide minima are kept (they size fleet-wide draws)."""
+        parts: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        sliced: dict[str, Any] = {k: v[lo:hi] if isinstance(v, np.ndarray) else v for k, v in parts.items()}
+        return FleetPlan(**sliced)
 
 
 def archetype_counts(n_servers: int) -> dict[str, int]:
@@ -242,6 +253,9 @@ def plan_fleet(n_servers: int, n_obs: int, n_total: int, rng: np.random.Generato
         values["changepoint_days"] > 0, n_obs - values["changepoint_days"].astype(int), n_total
     )
 
+    leak_period = np.maximum(values["leak_period"], 1.0)
+    leaking = values["leak_amp"] > 0
+
     def pair(cpu_key: str, mem_key: str) -> np.ndarray:
         return np.stack([values[cpu_key], values[mem_key]], axis=1)
 
@@ -260,10 +274,12 @@ def plan_fleet(n_servers: int, n_obs: int, n_total: int, rng: np.random.Generato
         quarter_boost=values["quarter_boost"],
         year_end=pair("cpu_year_end", "mem_year_end"),
         leak_amp=values["leak_amp"],
-        leak_period=np.maximum(values["leak_period"], 1.0),
+        leak_period=leak_period,
         noise=pair("cpu_noise", "mem_noise"),
         net_ratio=values["net_ratio"],
         disk_start=values["disk_start"],
         disk_rate=values["disk_rate"],
         disk_cleanup_days=values["disk_cleanup_days"],
+        leak_period_min=float(leak_period[leaking].min()) if leaking.any() else float("inf"),
+        cleanup_days_min=float(values["disk_cleanup_days"].min()) if n_servers else float("inf"),
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capacity_forecaster.generate.grid import CPU, MEMORY, METRIC_ORDER, NETWORK
-from capacity_forecaster.generate.placement import MaskDraw, Occupancy, Runs
+from capacity_forecaster.generate.placement import Cells, MaskDraw, Occupancy, Runs
 
 ANOMALY_KINDS = (
     "outage",
@@ -73,24 +73,42 @@ def one_metric(probabilities: dict[int, float]) -> MaskDraw:
     return draw
 
 
-def inject_events(
-    values: np.ndarray, occupancy: Occupancy, rate: float, rng: np.random.Generator
-) -> Injected:
-    """Write outages and spikes into the observed grid (in place) and record them.
+@dataclass(frozen=True)
+class EventPlan:
+    """Where the events go and what they write, for the whole fleet (small: a few cells per server).
+
+    Attributes:
+        outages: outage cells, value = the level written (the box is down or hung).
+        spikes: spike cells, value = the points added (the sum is capped at 100).
+        injected: the same cells with their kinds.
+    """
+
+    outages: Cells
+    spikes: Cells
+    injected: Injected
+
+    def chunk(self, lo: int, hi: int) -> EventPlan:
+        """The events of servers ``lo:hi`` (server numbers relative to ``lo``; ``injected`` left empty)."""
+        return EventPlan(self.outages.chunk(lo, hi), self.spikes.chunk(lo, hi), Injected.concat([]))
+
+
+def plan_events(shape: tuple[int, int, int], occupancy: Occupancy, rate: float, rng: np.random.Generator) -> EventPlan:
+    """Place outages and spikes on the observed grid and draw what they write.
 
     Half of the ``rate`` share of cells goes to outages (1-3 days; cpu, memory and network drop
-    near 0, disk is unchanged), half to one-day spikes of +30-50 points (capped at 100).
+    near 0, disk is unchanged), half to one-day spikes of +30-50 points (capped at 100). Only the
+    grid's shape is needed: ``apply_events`` writes the plan into the values, chunk by chunk.
 
     Args:
-        values: observed grid (servers, metrics, days), modified in place.
+        shape: observed grid shape (servers, metrics, days).
         occupancy: cells already taken; updated.
         rate: share of the grid's cells affected.
         rng: random generator (consumed).
 
     Returns:
-        The affected cells, kinds "outage" and "spike".
+        The EventPlan; kinds "outage" and "spike".
     """
-    n_cells = values.size
+    n_cells = int(np.prod(shape))
     outage_mask = np.zeros(len(METRIC_ORDER), dtype=bool)
     outage_mask[list(_OUTAGE_RANGE)] = True
     outages = occupancy.place(
@@ -102,7 +120,7 @@ def inject_events(
     _, server, metric, day = outages.cells()
     lo = np.array([_OUTAGE_RANGE.get(m, (0.0, 0.0))[0] for m in range(len(METRIC_ORDER))])
     hi = np.array([_OUTAGE_RANGE.get(m, (0.0, 0.0))[1] for m in range(len(METRIC_ORDER))])
-    values[server, metric, day] = rng.uniform(lo[metric], hi[metric])
+    outage_cells = Cells.of(server, metric, day, rng.uniform(lo[metric], hi[metric]))
 
     spikes = occupancy.place(
         round(rate * n_cells / 2),
@@ -111,7 +129,12 @@ def inject_events(
         rng,
     )
     _, server, metric, day = spikes.cells()
-    values[server, metric, day] = np.minimum(
-        100.0, values[server, metric, day] + rng.uniform(*_SPIKE_POINTS, len(server))
-    )
-    return Injected.concat([Injected.of(outages, "outage"), Injected.of(spikes, "spike")])
+    spike_cells = Cells.of(server, metric, day, rng.uniform(*_SPIKE_POINTS, len(server)))
+    injected = Injected.concat([Injected.of(outages, "outage"), Injected.of(spikes, "spike")])
+    return EventPlan(outage_cells, spike_cells, injected)
+
+
+def apply_events(values: np.ndarray, events: EventPlan) -> None:
+    """Write the events into the observed grid ``values`` (in place; server numbers match its rows)."""
+    values[events.outages.index] = events.outages.value
+    values[events.spikes.index] = np.minimum(100.0, values[events.spikes.index] + events.spikes.value)

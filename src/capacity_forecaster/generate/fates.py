@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from capacity_forecaster.generate.archetypes import FleetPlan
+from capacity_forecaster.generate.draws import SignalSource
 
 BREACH_LEVEL = 80.0
 BREACH_DAYS = 3
@@ -26,8 +27,16 @@ def _nth_highest(values: np.ndarray, n: int) -> np.ndarray:
     return np.partition(values, size - n, axis=-1)[..., size - n]
 
 
+def capped_count(expected: np.ndarray, noise: np.ndarray, n_obs: int) -> int:
+    """How many (server, metric) pairs ``fate_scales`` scales down (one random target each)."""
+    if expected.shape[2] <= n_obs:
+        return 0
+    peak = (expected[:, :, n_obs:] + noise[:, :, n_obs:]).max(axis=2)
+    return int((peak > _NORMAL_CAP).sum())
+
+
 def fate_scales(
-    expected: np.ndarray, noise: np.ndarray, plan: FleetPlan, n_obs: int, rng: np.random.Generator
+    expected: np.ndarray, noise: np.ndarray, plan: FleetPlan, n_obs: int, source: SignalSource
 ) -> np.ndarray:
     """Per-server, per-metric factors that make the fates hold on the holdout.
 
@@ -43,7 +52,7 @@ def fate_scales(
         noise: its noise, same shape.
         plan: the fleet plan (fate and fate_metric are read).
         n_obs: observed days; the holdout is the rest of the timeline.
-        rng: random generator (consumed).
+        source: the random draws (consumed).
 
     Returns:
         Factors, (servers, 2); 1 where nothing needs to change, all 1 without a holdout.
@@ -57,7 +66,7 @@ def fate_scales(
     peak = series.max(axis=2)
 
     capped = peak > _NORMAL_CAP
-    scale[capped] = rng.uniform(*_NORMAL_TARGET, int(capped.sum())) / peak[capped]
+    scale[capped] = source.uniform("capped", *_NORMAL_TARGET, int(capped.sum())) / peak[capped]
 
     metric = np.where(plan.fate_metric == "memory", 1, 0)
     breach = np.flatnonzero(plan.fate == "breach")
@@ -66,10 +75,10 @@ def fate_scales(
         m = metric[breach]
         top_expected = _nth_highest(expected[breach, m, n_obs:], n_top)
         top_actual = _nth_highest(series[breach, m], n_top)
-        target = rng.uniform(*_BREACH_TARGET, len(breach))
+        target = source.uniform("breach", *_BREACH_TARGET, len(breach))
         scale[breach, m] = np.maximum(target / top_expected, _BREACH_FLOOR / top_actual)
     border = np.flatnonzero(plan.fate == "borderline")
     if len(border):
         m = metric[border]
-        scale[border, m] = rng.uniform(*_BORDERLINE_TARGET, len(border)) / peak[border, m]
+        scale[border, m] = source.uniform("border", *_BORDERLINE_TARGET, len(border)) / peak[border, m]
     return scale

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from capacity_forecaster.generate.events import ANOMALY_KINDS, Injected, one_metric
 from capacity_forecaster.generate.grid import METRIC_ORDER, long_frame
-from capacity_forecaster.generate.placement import LengthDraw, Occupancy, Runs
+from capacity_forecaster.generate.placement import Cells, LengthDraw, Occupancy, Runs
 from capacity_forecaster.schema import RAW_METRIC_COLUMNS, VALUE
 
 # Share of missing cells that come as contiguous whole-server gaps (collector down), the rest is
@@ -38,14 +38,12 @@ class RawFaults:
         counts: rows per cell in grid order: 0 = row absent, 1 = normal, 2 = duplicated.
         conflict_cell: flat grid index of cells whose second row carries ``conflict_value``.
         conflict_value: the differing value of those second rows.
-        injected: every faulty cell with its kind.
     """
 
     values: np.ndarray
     counts: np.ndarray
     conflict_cell: np.ndarray
     conflict_value: np.ndarray
-    injected: Injected
 
 
 def _lengths(lo: int, hi: int) -> LengthDraw:
@@ -65,23 +63,61 @@ def _cells(runs: Runs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return server, metric, day
 
 
-def inject_faults(
-    actual: np.ndarray,
+@dataclass(frozen=True)
+class FaultPlan:
+    """Where the data faults go and what they write, for the whole fleet (sparse, by server).
+
+    Attributes:
+        absent: cells whose row is missing (``missing_day``).
+        empty: cells reported with a NaN value (``missing_value``).
+        negative: cells with a negative value, value = that value.
+        over: cells with an impossible value above 100, value = that value.
+        stuck: cells of stuck runs, value = the day whose actual value is repeated.
+        duplicate: cells reported twice with the same value.
+        conflict: cells reported twice, value = how far (points) the second row moves towards 50.
+        injected: every faulty cell with its kind.
+    """
+
+    absent: Cells
+    empty: Cells
+    negative: Cells
+    over: Cells
+    stuck: Cells
+    duplicate: Cells
+    conflict: Cells
+    injected: Injected
+
+    def chunk(self, lo: int, hi: int) -> FaultPlan:
+        """The faults of servers ``lo:hi`` (server numbers relative to ``lo``; ``injected`` left empty)."""
+        parts = {name: getattr(self, name).chunk(lo, hi) for name in _CELL_FIELDS}
+        return replace(self, **parts, injected=Injected.concat([]))
+
+
+_CELL_FIELDS = ("absent", "empty", "negative", "over", "stuck", "duplicate", "conflict")
+
+
+def _of(runs: Runs, value: np.ndarray | None = None) -> Cells:
+    return Cells.of(*_cells(runs), value)
+
+
+def plan_faults(
+    shape: tuple[int, int, int],
     occupancy: Occupancy,
     missing_rate: float,
     glitch_rate: float,
     duplicate_rate: float,
     rng: np.random.Generator,
-) -> RawFaults:
-    """Derive the raw feed from the observed actual grid by injecting data faults.
+) -> FaultPlan:
+    """Place the data faults on the observed grid and draw the values they write.
 
     Kinds: ``missing_day`` (row absent), ``missing_value`` (NaN), ``negative``, ``over_100``, ``stuck``
     (the first day's value repeated for 3-10 days; every day of the run is recorded), ``duplicate``
     (the row twice) and ``conflict`` (the key twice, the second with a different value). Faults never
-    share a cell with each other or with the events already in ``occupancy``.
+    share a cell with each other or with the events already in ``occupancy``. Only the grid's shape
+    is needed: ``apply_faults`` derives the raw feed from the actual values, chunk by chunk.
 
     Args:
-        actual: observed grid (servers, metrics, days); not modified.
+        shape: observed grid shape (servers, metrics, days).
         occupancy: cells already taken by events; updated.
         missing_rate: share of cells missing (about 40 % in whole-server gaps of 2-7 days, the
             length a collector outage usually has, plus one gap of 8-10 days per fleet so that the
@@ -91,11 +127,9 @@ def inject_faults(
         rng: random generator (consumed).
 
     Returns:
-        The RawFaults.
+        The FaultPlan.
     """
-    n_cells = actual.size
-    values = actual.copy()
-    counts = np.ones(n_cells, dtype=np.int8)
+    n_cells = int(np.prod(shape))
     parts: list[Injected] = []
     code = {k: i for i, k in enumerate(ANOMALY_KINDS)}
 
@@ -110,39 +144,59 @@ def inject_faults(
     scattered = occupancy.place(n_scattered, _single, _ANY_METRIC, rng)
     absent = rng.random(len(scattered)) < 0.5
     parts.append(Injected.of(scattered, np.where(absent, code["missing_day"], code["missing_value"])))
-
     missing = Injected.concat(parts)
-    flat = np.ravel_multi_index((missing.server, missing.metric, missing.day), actual.shape)
-    counts[flat[missing.kind == code["missing_day"]]] = 0
-    values.reshape(-1)[flat] = np.nan
+    is_absent = missing.kind == code["missing_day"]
+    cells = (missing.server, missing.metric, missing.day)
+    absent_cells = Cells.of(*(c[is_absent] for c in cells))
+    empty_cells = Cells.of(*(c[~is_absent] for c in cells))
 
     n_glitch = glitch_rate * n_cells
     negative = occupancy.place(round(n_glitch * _NEGATIVE_SHARE), _single, _ANY_METRIC, rng)
-    cells = _cells(negative)
-    sentinel = rng.random(len(cells[0])) < 0.5
-    values[cells] = np.where(sentinel, -1.0, -rng.uniform(0.5, 50.0, len(cells[0])))
+    n_negative = len(negative.cells()[0])
+    sentinel = rng.random(n_negative) < 0.5
+    negative_cells = _of(negative, np.where(sentinel, -1.0, -rng.uniform(0.5, 50.0, n_negative)))
     over = occupancy.place(round(n_glitch * _OVER_100_SHARE), _single, _ANY_METRIC, rng)
-    cells = _cells(over)
-    values[cells] = rng.uniform(*_OVER_RANGE, len(cells[0]))
+    over_cells = _of(over, rng.uniform(*_OVER_RANGE, len(over.cells()[0])))
     stuck = occupancy.place(
         round(n_glitch * _STUCK_SHARE / np.mean(_STUCK_DAYS)), _lengths(*_STUCK_DAYS), _ANY_METRIC, rng
     )
     run, server, metric, day = stuck.cells()
-    values[server, metric, day] = actual[server, metric, stuck.start[run]]
+    stuck_cells = Cells.of(server, metric, day, stuck.start[run])
     parts += [Injected.of(negative, "negative"), Injected.of(over, "over_100"), Injected.of(stuck, "stuck")]
 
     n_dup = duplicate_rate * n_cells
     exact = occupancy.place(round(n_dup * _EXACT_DUPLICATE_SHARE), _single, _ANY_METRIC, rng)
     conflict = occupancy.place(round(n_dup * (1 - _EXACT_DUPLICATE_SHARE)), _single, _ANY_METRIC, rng)
-    for runs in (exact, conflict):
-        counts[np.ravel_multi_index(_cells(runs), actual.shape)] += 1
-    cells = _cells(conflict)
-    conflict_cell = np.ravel_multi_index(cells, actual.shape)
-    true_value = actual[cells]
-    # Move away from the true value by 5-30 points, towards the middle so the result stays in [0, 100].
-    step = rng.uniform(5.0, 30.0, len(true_value)) * np.where(true_value > 50.0, -1.0, 1.0)
+    conflict_cells = _of(conflict, rng.uniform(5.0, 30.0, len(conflict.cells()[0])))
     parts += [Injected.of(exact, "duplicate"), Injected.of(conflict, "conflict")]
-    return RawFaults(values, counts, conflict_cell, true_value + step, Injected.concat(parts))
+    return FaultPlan(
+        absent_cells, empty_cells, negative_cells, over_cells, stuck_cells, _of(exact), conflict_cells,
+        Injected.concat(parts),
+    )
+
+
+def apply_faults(actual: np.ndarray, faults: FaultPlan) -> RawFaults:
+    """Derive the raw feed from the observed actual grid (not modified) and the faults of its servers.
+
+    Returns:
+        The RawFaults.
+    """
+    values = actual.copy()
+    counts = np.ones(actual.size, dtype=np.int8)
+    counts[np.ravel_multi_index(faults.absent.index, actual.shape)] = 0
+    values[faults.absent.index] = np.nan
+    values[faults.empty.index] = np.nan
+    values[faults.negative.index] = faults.negative.value
+    values[faults.over.index] = faults.over.value
+    stuck = faults.stuck
+    values[stuck.index] = actual[stuck.server, stuck.metric, stuck.value]
+    for cells in (faults.duplicate, faults.conflict):
+        counts[np.ravel_multi_index(cells.index, actual.shape)] += 1
+    conflict_cell = np.ravel_multi_index(faults.conflict.index, actual.shape)
+    true_value = actual[faults.conflict.index]
+    # Move away from the true value by 5-30 points, towards the middle so the result stays in [0, 100].
+    step = faults.conflict.value * np.where(true_value > 50.0, -1.0, 1.0)
+    return RawFaults(values, counts, conflict_cell, true_value + step)
 
 
 def raw_frame(ids: np.ndarray, dates: np.ndarray, faults: RawFaults, *, categorical: bool = False) -> pd.DataFrame:

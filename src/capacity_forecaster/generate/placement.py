@@ -40,6 +40,37 @@ class Runs:
         return run, self.server[run], metric, self.start[run] + off
 
 
+@dataclass(frozen=True)
+class Cells:
+    """Grid cells (server, metric, day) with one value each, ordered by server so that the cells of a
+    chunk of servers are one slice."""
+
+    server: np.ndarray
+    metric: np.ndarray
+    day: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def of(cls, server: np.ndarray, metric: np.ndarray, day: np.ndarray, value: np.ndarray | None = None) -> Cells:
+        """The cells sorted by server (stably: same-server cells keep their order)."""
+        order = np.argsort(server, kind="stable")
+        value = np.zeros(len(server)) if value is None else np.asarray(value)
+        return cls(server[order], metric[order], day[order], value[order])
+
+    def __len__(self) -> int:
+        return len(self.server)
+
+    def chunk(self, lo: int, hi: int) -> Cells:
+        """The cells of servers ``lo:hi``, server numbers relative to ``lo``."""
+        a, b = np.searchsorted(self.server, [lo, hi])
+        return Cells(self.server[a:b] - lo, self.metric[a:b], self.day[a:b], self.value[a:b])
+
+    @property
+    def index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(server, metric, day) index arrays into the grid."""
+        return self.server, self.metric, self.day
+
+
 class Occupancy:
     """Which cells already carry an event; places new runs only on free cells.
 

@@ -14,21 +14,46 @@ import pyarrow.dataset as pads
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError, StorageError
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
+from capacity_forecaster.stages.chunks import servers_per_chunk
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run
 from capacity_forecaster.storage.writer import TableWriter
 
 log = logging.getLogger(__name__)
 
+# Peak memory per server of an ETL batch (3 years: grids, metrics and features frames; measured by
+# benchmarks/bench_scale.py) and the bounds of the derived batch size (500 was the fixed default).
+ETL_BYTES_PER_SERVER = 3 << 20
+ETL_BATCH_BOUNDS = (20, 500)
+
 
 def _server_ids(lake: Lake) -> list[str]:
+    """The sorted distinct server ids of raw_metrics, scanned batch by batch (memory: the ids only)."""
     dataset = lake.dataset("raw_metrics")
     if dataset is None:
         raise StorageError(
             f"lake {lake.uri} has no raw metrics; run `capfc generate` or `capfc ingest` first"
         )
-    ids = pc.unique(dataset.to_table(columns=["server_id"]).column("server_id")).drop_null()
-    return sorted(ids.to_pylist())
+    seen: set[str] = set()
+    try:
+        for batch in dataset.to_batches(columns=["server_id"]):
+            seen.update(pc.unique(batch.column(0)).drop_null().to_pylist())
+    except (OSError, pa.ArrowInvalid) as err:
+        raise StorageError(f"cannot read table 'raw_metrics' from {lake.uri}: {err}") from err
+    return sorted(seen)
+
+
+def _selector(batch: list[str], first: bool, text_ids: bool) -> pads.Expression:
+    """The rows of ``batch`` (sorted ids); for text ids, the id range lets the scan skip files and row
+    groups by their statistics, which ``isin`` alone does not. The first batch also takes rows
+    without an id."""
+    server = pads.field("server_id")
+    if not batch:  # no ids at all (e.g. every row lacks one); an empty isin set has no type to match
+        return ~server.is_valid() if first else pads.scalar(False)
+    selector = server.isin(batch)
+    if text_ids:
+        selector = (server >= batch[0]) & (server <= batch[-1]) & selector
+    return selector | ~server.is_valid() if first else selector
 
 
 def _inventory(lake: Lake, servers: list[str]) -> pd.DataFrame:
@@ -65,13 +90,13 @@ def _read_raw(lake: Lake, selector: pads.Expression) -> pd.DataFrame:
     return table.to_pandas(date_as_object=False, ignore_metadata=True, coerce_temporal_nanoseconds=False)
 
 
-def _discard(lake: Lake, writers: list[TableWriter]) -> None:
+def discard(lake: Lake, writers: list[TableWriter]) -> None:
     """Delete the files of versions that will never be published."""
     for writer in writers:
         for rel in writer.files:
             try:
                 lake.fs.delete_file(posixpath.join(writer.base, rel))
-            except OSError as err:  # an orphan file is harmless: no pointer names it
+            except OSError as err:  # an orphan file is harmless: no commit names it (a vacuum --full removes it)
                 log.debug("could not delete unpublished file %s: %s", rel, err)
 
 
@@ -103,18 +128,20 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             quarantine.write(earlier[earlier["stage"] != "etl"])
         totals: dict[str, int] = {}
         reasons: dict[str, tuple[int, str]] = {}
-        batch_cfg = cfg
         choice = None
-        batches = [servers[i:i + cfg.batch_servers] for i in range(0, len(servers), cfg.batch_servers)] or [[]]
+        size = servers_per_chunk(cfg.batch_servers, ETL_BYTES_PER_SERVER, *ETL_BATCH_BOUNDS,
+                                 "etl.batch_servers")
+        batch_cfg = cfg.model_copy(update={"batch_servers": size})
+        batches = [servers[i:i + size] for i in range(0, len(servers), size)] or [[]]
+        info = lake.table_info("raw_metrics")
+        text_ids = info is not None and "server_id" in info.schema.names and pa.types.is_string(
+            info.schema.field("server_id").type)
         for index, batch in enumerate(batches):
-            selector = pads.field("server_id").isin(batch)
-            if index == 0:
-                selector = selector | ~pads.field("server_id").is_valid()
-            part = _read_raw(lake, selector)
+            part = _read_raw(lake, _selector(batch, index == 0, text_ids))
             result = transform(part, inventory, batch_cfg)
             if choice is None and result.counts.get("series"):
                 choice = result.imputation
-                batch_cfg = cfg.model_copy(update={"imputation": choice.method})
+                batch_cfg = batch_cfg.model_copy(update={"imputation": choice.method})
             writers["metrics"].write(result.metrics)
             writers["features"].write(result.features)
             writers["series_diagnostics"].write(result.diagnostics)
@@ -127,7 +154,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
                                    cfg.max_quarantine_share, "etl.max_quarantine_share", reasons,
                                    "nothing was written and the previous processed tables are kept")
         except InputError:
-            _discard(lake, [*writers.values(), quarantine])
+            discard(lake, [*writers.values(), quarantine])
             raise
         for writer in (*writers.values(), quarantine):
             run.wrote(writer.commit())
@@ -138,7 +165,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         run.counts = {**totals, "imputation": choice.method if choice else cfg.imputation,
                       "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
                       "imputation_mae_knn": choice.mae_knn if choice else None}
-        log.info("etl: %d rows in, %d out, %d quarantined, %d created by imputation, %.1f s",
-                 run.rows_in, run.rows_out, run.rows_quarantined, totals.get("rows_imputed_created", 0),
+        log.info("etl: %d servers in %d batch(es) of <= %d, %d rows in, %d out, %d quarantined, "
+                 "%d created by imputation, %.1f s", len(servers), len(batches), size, run.rows_in,
+                 run.rows_out, run.rows_quarantined, totals.get("rows_imputed_created", 0),
                  time.perf_counter() - start)
     return run

@@ -7,11 +7,18 @@ so that a command printing the same line on stdout can keep it out of its stderr
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from capacity_forecaster.config import Settings
+from capacity_forecaster.errors import ForecastError, StorageError
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run
 
@@ -24,6 +31,40 @@ MODELS_DIR = "models"
 METRIC_INPUT_COLUMNS = ["server_id", "ds", "metric", "value", "is_imputed", "is_anomaly"]
 
 
+class _LakeSink:
+    """Each output table is one lake writer, fed chunk by chunk and committed at the end; models as data."""
+
+    def __init__(self, lake: Lake, run_id: str) -> None:
+        self.lake, self.run_id = lake, run_id
+        self.writers: dict[str, Any] = {}
+        self.artifacts: dict[str, str] = {}
+        self.keep: set[str] = set()
+        self.rows = 0
+        self._counters: dict[tuple[str, str], int] = {}
+
+    def write(self, table: str, frame: Any) -> None:
+        if table not in self.writers:
+            self.writers[table] = self.lake.writer(table)
+        self.writers[table].write(frame)
+        if table == "forecasts":
+            self.rows += len(frame)
+
+    def models(self, fitted: list[Any]) -> None:
+        from capacity_forecaster.forecast.artifacts import save_models
+
+        records = save_models(fitted, self.lake.write_bytes, prefix=f"{MODELS_DIR}/{self.run_id}",
+                              counters=self._counters)
+        self.keep |= {r.path for r in records} | {r.data_path for r in records}
+        self.artifacts.update({r.path: r.sha256 for r in records})
+
+    def drop_old_models(self) -> None:
+        """Remove earlier runs' model files (this run's are all written)."""
+        for rel in self.lake.list_files(MODELS_DIR):
+            if rel not in self.keep:
+                self.lake.fs.delete_file(self.lake.path(rel))
+        self.lake.prune_empty_dirs(MODELS_DIR)  # earlier runs' models/<run_id>/ folders
+
+
 def _replace_models(lake: Lake, fitted: list[Any], run_id: str) -> dict[str, str]:
     """Store the fitted models as data (JSON + Parquet) under ``models/<run_id>/``; drop earlier runs' files.
 
@@ -31,19 +72,44 @@ def _replace_models(lake: Lake, fitted: list[Any], run_id: str) -> dict[str, str
         Lake-relative path -> sha256 of each JSON model manifest, for the run manifest (each manifest
         holds its data file's sha256; the loader checks both, ``forecast.artifacts``).
     """
-    from capacity_forecaster.forecast.artifacts import save_models
+    sink = _LakeSink(lake, run_id)
+    sink.models(fitted)
+    sink.drop_old_models()
+    return sink.artifacts
 
-    records = save_models(fitted, lake.write_bytes, prefix=f"{MODELS_DIR}/{run_id}")
-    keep = {r.path for r in records} | {r.data_path for r in records}
-    for rel in lake.list_files(MODELS_DIR):
-        if rel not in keep:
-            lake.fs.delete_file(lake.path(rel))
-    lake.prune_empty_dirs(MODELS_DIR)  # earlier runs' models/<run_id>/ folders
-    return {r.path: r.sha256 for r in records}
+
+class _FolderSpill:
+    """Backtest points between the chunked passes: one Parquet file per chunk in a scratch folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def put(self, key: int, frame: pd.DataFrame) -> None:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), self.folder / f"chunk-{key}.parquet",
+                       compression="lz4")
+
+    def get(self, key: int, columns: list[str] | None = None) -> pd.DataFrame:
+        return pq.read_table(self.folder / f"chunk-{key}.parquet", columns=columns).to_pandas()
+
+
+def _series(lake: Lake) -> pd.DataFrame:
+    """The ``server_id, metric`` pairs of ``metrics``, scanned batch by batch (two columns, deduplicated)."""
+    dataset = lake.dataset("metrics")
+    if dataset is None:
+        raise StorageError(f"table 'metrics' not found in lake {lake.uri}; run 'capfc etl' first")
+    parts = [batch.to_pandas().drop_duplicates() for batch in dataset.to_batches(columns=["server_id", "metric"])]
+    if not parts:
+        return pd.DataFrame(columns=["server_id", "metric"])
+    return pd.concat(parts, ignore_index=True).drop_duplicates()
 
 
 def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = None) -> StageRun:
     """Forecast every series of ``metrics`` with backtests, per-series selection and calibrated intervals.
+
+    The fleet is streamed in chunks of ``forecast.chunk_series`` series (``forecast.chunked``): one
+    chunk's metrics are read at a time (a filter on ``server_id``), backtest points wait in a
+    scratch folder between passes, and each output table is written chunk by chunk through one
+    writer, committed when every chunk is done (readers see the tables change at once).
 
     Args:
         lake: the lake (reads ``metrics``; writes ``forecasts``, ``backtests``, ``backtest_forecasts``,
@@ -54,29 +120,46 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
     Returns:
         The stage run; ``counts`` holds the engine's summary (models chosen, errors, coverage, seconds).
     """
-    from capacity_forecaster.forecast.stage import run_forecast
+    import pyarrow.dataset as pads
+
+    from capacity_forecaster.forecast.chunked import (
+        OUTPUTS,
+        default_chunk_series,
+        plan_chunks,
+        run_chunks,
+    )
+    from capacity_forecaster.forecast.stage import resolve_models
 
     cfg = settings.forecast
     with stage_run(lake, "forecast", settings) as run:
         start = time.perf_counter()
         info = lake.table_info("metrics")
         wanted = [c for c in METRIC_INPUT_COLUMNS if info is None or c in info.schema.names]
-        metrics = lake.read_table("metrics", columns=wanted)
-        result = run_forecast(metrics, cfg, progress=progress)
-        outputs = {"forecasts": result.forecasts, "backtests": result.backtests,
-                   "backtest_forecasts": result.backtest_forecasts, "forecast_failures": result.failures,
-                   "forecast_triage": result.triage}
-        written = 0
+        resolve_models(cfg.models, cfg.freq)
+        series = _series(lake)
+        if series.empty:
+            raise ForecastError("metrics: no rows to forecast; run 'capfc etl' first")
+        chunks = plan_chunks(series, cfg.chunk_series or default_chunk_series())
+        rows_in = [0]
+
+        def load(servers: list[str]) -> pd.DataFrame:
+            frame = lake.read_table("metrics", columns=wanted, filter=pads.field("server_id").isin(servers))
+            rows_in[0] += len(frame)
+            return frame
+
+        sink = _LakeSink(lake, run.run_id)
+        with tempfile.TemporaryDirectory(prefix="capfc-forecast-") as scratch:
+            summary = run_chunks(chunks, load, cfg, sink, spill=_FolderSpill(Path(scratch)), progress=progress)
         tick = progress or (lambda phase, done, total: None)
-        tick("writing", written, len(outputs) + 1)
-        for name, frame in outputs.items():
-            run.wrote(lake.write_table(name, frame))
-            written += 1
-            tick("writing", written, len(outputs) + 1)
-        run.artifacts = _replace_models(lake, result.fitted, run.run_id)
-        tick("writing", len(outputs) + 1, len(outputs) + 1)
-        run.rows_in, run.rows_out = len(metrics), len(result.forecasts)
-        run.counts = {**result.summary, "forecast_rows": len(result.forecasts), "artifacts": len(run.artifacts),
+        tick("writing", 0, len(OUTPUTS) + 1)
+        for written, name in enumerate(OUTPUTS, start=1):
+            run.wrote(sink.writers[name].commit())
+            tick("writing", written, len(OUTPUTS) + 1)
+        sink.drop_old_models()
+        run.artifacts = sink.artifacts
+        tick("writing", len(OUTPUTS) + 1, len(OUTPUTS) + 1)
+        run.rows_in, run.rows_out = rows_in[0] // 2, sink.rows
+        run.counts = {**summary, "forecast_rows": sink.rows, "chunks": len(chunks), "artifacts": len(run.artifacts),
                       "seconds": round(time.perf_counter() - start, 3)}
         log.info("%s", summary_line(run.counts), extra={"stage_summary": True})
     return run

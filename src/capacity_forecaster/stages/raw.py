@@ -38,40 +38,59 @@ def _export_csv(lake: Lake, name: str, folder: str) -> None:
     )
 
 
+# Peak memory per server of a generate chunk (3 years + holdout: the grid, its long frames and their
+# Parquet encoding; measured by benchmarks/bench_scale.py) and the bounds of the derived chunk size.
+GENERATE_BYTES_PER_SERVER = 1 << 20
+GENERATE_CHUNK_BOUNDS = (50, 1000)
+_GENERATED = ("inventory", "raw_metrics", "truth_servers", "truth_actual", "truth_future", "truth_anomalies")
+
+
 def generate_stage(lake: Lake, settings: Settings) -> StageRun:
-    """Generate the synthetic fleet and write raw/ and truth/ tables.
+    """Generate the synthetic fleet and write raw/ and truth/ tables, chunk by chunk of servers.
+
+    Each chunk's rows are written as one batch of every table; the tables are published together at
+    the end (a failed run leaves the previous ones current). The rows do not depend on the chunk size
+    (``generate.chunk_servers``, by default derived from the available memory).
 
     Returns:
         The stage run, with the tables written and row counts.
     """
-    from capacity_forecaster.generate import generate_fleet
+    from capacity_forecaster.generate.fleet import fleet_chunks
+    from capacity_forecaster.stages.chunks import servers_per_chunk
+    from capacity_forecaster.stages.etl import discard
 
     cfg = settings.generate
     with stage_run(lake, "generate", settings) as run:
         start = time.perf_counter()
-        fleet = generate_fleet(cfg, categorical=True)
-        tables = {
-            "inventory": fleet.inventory,
-            "raw_metrics": fleet.raw_metrics,
-            "truth_servers": fleet.truth_servers,
-            "truth_actual": fleet.truth_actual,
-            "truth_future": fleet.truth_future,
-            "truth_anomalies": fleet.truth_anomalies,
-        }
-        # The big tables are written side by side: each write has single-threaded phases (month
-        # split, Arrow conversion) that overlap with the other's compression threads.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            infos = list(pool.map(lambda item: lake.write_table(*item), tables.items()))
-        for info in infos:
-            run.wrote(info)
+        chunk = servers_per_chunk(cfg.chunk_servers, GENERATE_BYTES_PER_SERVER, *GENERATE_CHUNK_BOUNDS,
+                                  "generate.chunk_servers")
+        writers = {name: lake.writer(name) for name in _GENERATED}
+        raw_rows = anomalies = chunks = 0
+        try:
+            # The big tables are written side by side: each write has single-threaded phases (month
+            # split, Arrow conversion) that overlap with the other's compression threads.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for part in fleet_chunks(cfg, chunk, categorical=True):
+                    batches = [(writers[name], getattr(part, name)) for name in _GENERATED]
+                    list(pool.map(lambda item: item[0].write(item[1]), batches))
+                    raw_rows += len(part.raw_metrics)
+                    anomalies += len(part.truth_anomalies)
+                    chunks += 1
+                    del part, batches  # before the next chunk is made: one chunk in memory at a time
+        except BaseException:
+            discard(lake, list(writers.values()))
+            raise
+        for writer in writers.values():
+            run.wrote(writer.commit())
         if cfg.format == "csv":
             _export_csv(lake, "inventory", f"{RAW_CSV_DIR}/inventory")
             _export_csv(lake, "raw_metrics", f"{RAW_CSV_DIR}/metrics")
-        run.rows_out = len(fleet.raw_metrics)
-        run.counts = {"servers": cfg.servers, "seed": cfg.seed, "anomalies": len(fleet.truth_anomalies)}
+        run.rows_out = raw_rows
+        run.counts = {"servers": cfg.servers, "seed": cfg.seed, "anomalies": anomalies, "chunks": chunks,
+                      "chunk_servers": chunk}
         log.info(
-            "generate: %d servers, %d raw rows, %d injected faults/events, %.1f s",
-            cfg.servers, len(fleet.raw_metrics), len(fleet.truth_anomalies), time.perf_counter() - start,
+            "generate: %d servers in %d chunk(s) of <= %d, %d raw rows, %d injected faults/events, %.1f s",
+            cfg.servers, chunks, chunk, raw_rows, anomalies, time.perf_counter() - start,
         )
     return run
 

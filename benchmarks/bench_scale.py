@@ -1,0 +1,104 @@
+"""Fleet scale: `capfc generate` and `capfc etl` as separate processes, wall time and peak RSS each.
+
+N servers (default 2,000; CAPFC_BENCH_SCALE_SERVERS=10000 for the ceiling run) x 3 years, plus a
+fleet of N/2 for the linearity check (seconds per series at both sizes within 1.3x). Each stage has
+its own function below; later stages (forecast, risk, report) add theirs to ``STAGES``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.harness import Result, below
+
+SERVERS = int(os.environ.get("CAPFC_BENCH_SCALE_SERVERS", "2000"))
+METRICS = 4
+RSS_LIMIT_MB = 4096.0
+GENERATE_RSS_LIMIT_MB = 2048.0
+LINEARITY_LIMIT = 1.3
+_CAPFC = [sys.executable, "-m", "capacity_forecaster.cli"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured subprocess: wall seconds and peak resident memory (MB)."""
+
+    seconds: float
+    peak_mb: float
+
+
+def _measure(args: list[str]) -> Run:
+    """Run ``capfc <args>`` and measure it alone.
+
+    The peak RSS comes from ``wait4`` (the child's own rusage), so it is per process even when
+    several run one after the other; wall time includes interpreter start-up and imports.
+    """
+    # The benchmark's own settings are not config keys (capfc rejects unknown CAPFC_ variables).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPFC_BENCH_")}
+    started = time.perf_counter()
+    proc = subprocess.Popen([*_CAPFC, *args, "-qq"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"capfc {' '.join(args)} failed ({proc.returncode}): {tail[0]}")
+    # ru_maxrss is in KiB on Linux.
+    return Run(seconds, usage.ru_maxrss / 1024.0)
+
+
+def generate(lake: Path, servers: int) -> Run:
+    """``capfc generate`` of ``servers`` servers x 3 years into ``lake``."""
+    return _measure(["generate", "--lake", str(lake), "--servers", str(servers)])
+
+
+def etl(lake: Path, servers: int) -> Run:
+    """``capfc etl`` over the lake ``generate`` filled."""
+    return _measure(["etl", "--lake", str(lake)])
+
+
+# The stages in pipeline order; each reads what the previous ones wrote to the same lake.
+STAGES: list[tuple[str, Callable[[Path, int], Run], float]] = [
+    ("generate", generate, GENERATE_RSS_LIMIT_MB),
+    ("etl", etl, RSS_LIMIT_MB),
+]
+
+
+def _fleet(servers: int) -> dict[str, Run]:
+    root = Path(tempfile.mkdtemp(prefix="capfc-scale-"))
+    try:
+        return {name: stage(root / "lake", servers) for name, stage, _ in STAGES}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_scale() -> list[Result]:
+    """Wall time and peak RSS per stage process at N servers; s/series linearity against N/2."""
+    small_n = max(SERVERS // 2, 1)
+    small, big = _fleet(small_n), _fleet(SERVERS)
+    results: list[Result] = []
+    for name, _, limit in STAGES:
+        run, half = big[name], small[name]
+        note = f"{run.seconds:.1f} s wall ({half.seconds:.1f} s at {small_n:,})"
+        results.append(below(f"{name} {SERVERS:,} servers: peak RSS", run.peak_mb, limit, "MB", note))
+        per_series = run.seconds / (SERVERS * METRICS)
+        ratio = per_series / (half.seconds / (small_n * METRICS))
+        results.append(below(
+            f"{name} {SERVERS:,} servers: s/series vs {small_n:,}", ratio, LINEARITY_LIMIT, "ratio",
+            f"{per_series * 1e3:.2f} ms/series; peak {half.peak_mb:.0f} MB at {small_n:,}",
+        ))
+    return results
+
+
+BENCHMARKS = [bench_scale]
