@@ -21,6 +21,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 if TYPE_CHECKING:
     from capacity_forecaster.api import (
         STAGES,
+        accuracy_history,
         assess_risk,
         forecast_series,
         open_lake,
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
         tables,
     )
 
-__all__ = ["STAGES", "__version__", "assess_risk", "forecast_series", "open_lake", "plot_series", "read_table",
-           "run_stage", "settings", "tables"]
+__all__ = ["STAGES", "__version__", "accuracy_history", "assess_risk", "forecast_series", "open_lake", "plot_series",
+           "read_table", "run_stage", "settings", "tables"]
 _API = frozenset(__all__) - {"__version__"}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from pydantic import BaseModel, ValidationError
@@ -27,6 +27,9 @@ from capacity_forecaster.risk.stage import RiskResult, run_risk
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, TABLES, VALUE
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun
+
+if TYPE_CHECKING:
+    from capacity_forecaster.report.accuracy_history import AccuracyHistory
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
 STAGES = ("generate", "ingest", "etl", "forecast", "risk", "report")
@@ -87,13 +90,16 @@ def tables() -> list[str]:
     return list(TABLES)
 
 
-def read_table(lake: Lake | str | Path, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_table(lake: Lake | str | Path, name: str, columns: Sequence[str] | None = None, *,
+               as_of: str | None = None) -> pd.DataFrame:
     """One lake table as a DataFrame.
 
     Args:
         lake: an open Lake, or its URI.
         name: a table name (``tables()``), e.g. ``server_risk``.
         columns: the columns to read (all when None).
+        as_of: time travel: a run id (the version that run wrote, or the one current when it
+            finished) or an ISO time (UTC when naive); default the current version.
 
     Returns:
         The table (partition columns ``year``/``month`` are not included).
@@ -105,7 +111,7 @@ def read_table(lake: Lake | str | Path, name: str, columns: Sequence[str] | None
     if name not in TABLES:
         raise SchemaError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
     store = lake if isinstance(lake, Lake) else open_lake(lake)
-    return store.read_table(name, columns=list(columns) if columns is not None else None)
+    return store.read_table(name, columns=list(columns) if columns is not None else None, as_of=as_of)
 
 
 def run_stage(stage: str, lake: Lake | str | Path, config: Settings | None = None, **options: Any) -> StageRun:
@@ -262,6 +268,38 @@ def plot_series(server_id: str, metric: str, *, history: pd.DataFrame, forecasts
     raise ConfigError(f"plot_series: backend must be 'matplotlib' or 'plotly', got {backend!r}")
 
 
+def accuracy_history(lake: Lake | str | Path, runs: int | None = None,
+                     config: Settings | None = None) -> AccuracyHistory:
+    """Forecast vs actual over time: the current forecast run and up to ``runs`` earlier ones, each as it
+    was written (time travel by run id), scored against the actuals observed since it was made.
+
+    Args:
+        lake: an open Lake, or its URI.
+        runs: earlier forecast runs to compare; None uses ``report.accuracy_runs`` (1-52).
+        config: settings; None uses the defaults.
+
+    Returns:
+        AccuracyHistory: ``runs`` (runs_ago, run_id, made, origin, status, horizon_days, days, points,
+        series, mae, bias, coverage, note: one row per forecast run, the current one first),
+        ``buckets`` (run_id, runs_ago, horizon, points, mae, bias, coverage per days-ahead bucket)
+        and ``message`` (one line when there is nothing to compare yet).
+
+    Raises:
+        ConfigError: ``runs`` is out of range.
+
+    Example:
+        >>> import tempfile
+        >>> accuracy_history(open_lake(tempfile.mkdtemp(), for_writing=True)).message
+        'No forecast run is recorded in the lake yet: run capfc forecast.'
+    """
+    from capacity_forecaster.report import accuracy_history as history
+
+    cfg = config or settings()
+    report = _section(cfg.report, "report", {} if runs is None else {"accuracy_runs": runs})
+    store = lake if isinstance(lake, Lake) else open_lake(lake, cfg)
+    return history.accuracy_history(store, report.accuracy_runs)
+
+
 def _section(current: SectionT, name: str, updates: Mapping[str, Any]) -> SectionT:
     """``current`` with ``updates`` applied and validated (bounds, unknown keys) like a config file."""
     try:
@@ -280,5 +318,5 @@ def _no_options(stage: str, options: Mapping[str, Any]) -> None:
         raise ConfigError(f"run_stage({stage!r}) takes no options; got {', '.join(sorted(options))}")
 
 
-__all__ = ["STAGES", "assess_risk", "forecast_series", "open_lake", "plot_series", "read_table", "run_stage",
-           "settings", "tables"]
+__all__ = ["STAGES", "accuracy_history", "assess_risk", "forecast_series", "open_lake", "plot_series", "read_table",
+           "run_stage", "settings", "tables"]

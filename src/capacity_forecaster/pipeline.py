@@ -12,6 +12,7 @@ from capacity_forecaster.stages.forecast import Progress, forecast_stage
 from capacity_forecaster.stages.raw import generate_stage, ingest_stage
 from capacity_forecaster.stages.report import report_stage
 from capacity_forecaster.stages.risk import risk_stage
+from capacity_forecaster.storage.consistency import incomplete
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun
 
@@ -57,13 +58,22 @@ def summarize(lake: Lake) -> list[TableSummary]:
 def run(settings: Settings, progress: Progress | None = None) -> list[StageRun]:
     """Run every stage in order; on an empty lake first generate the default synthetic fleet.
 
+    A generate run that did not complete (killed after some of its tables were committed) is run
+    again, so the raw and truth tables come from one complete run; raw data from an ingest is
+    never replaced.
+
     Returns:
         The stage runs, in order.
     """
     lake = open_lake(settings)
     runs: list[StageRun] = []
+    crashed = incomplete(lake, "raw_metrics")
     if not lake.has_table("raw_metrics"):
         log.info("lake %s has no raw metrics: generating the synthetic fleet first", lake.uri)
+        runs.append(generate_stage(lake, settings))
+    elif crashed is not None and crashed[0] == "generate":
+        log.info("lake %s: generate run %s did not complete: generating the synthetic fleet again",
+                 lake.uri, crashed[1])
         runs.append(generate_stage(lake, settings))
     runs.append(etl_stage(lake, settings))
     runs.append(forecast_stage(lake, settings, progress))

@@ -15,6 +15,10 @@ import regex
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 from botocore.validate import ParamValidator
 
+# Where the model's pattern is wrong, the rule AWS documents instead: Amazon Forecast's ``Arn`` shape
+# (arn:...:forecast:...) is reused for ``RoleArn``, which its documentation says is an IAM role ARN.
+PATTERN_ERRATA = {("forecast", "RoleArn"): r"arn:aws[a-z-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-_/]+"}
+
 
 @functools.cache
 def operation(service: str, name: str) -> OperationModel:
@@ -30,26 +34,26 @@ def compiled(pattern: str) -> regex.Pattern[str]:
     return regex.compile(python, regex.DOTALL | regex.V0)
 
 
-def _walk(shape: Shape, value: Any, path: str, out: list[str]) -> None:
+def _walk(shape: Shape, value: Any, path: str, out: list[str], service: str = "") -> None:
     if isinstance(shape, StructureShape) and isinstance(value, dict):
         for key, item in value.items():
             if key in shape.members:
-                _walk(shape.members[key], item, f"{path}.{key}", out)
+                _walk(shape.members[key], item, f"{path}.{key}", out, service)
         return
     if isinstance(shape, ListShape) and isinstance(value, list):
         _size(shape, len(value), path, out, "items")
         for i, item in enumerate(value):
-            _walk(shape.member, item, f"{path}[{i}]", out)
+            _walk(shape.member, item, f"{path}[{i}]", out, service)
         return
     if isinstance(shape, MapShape) and isinstance(value, dict):
         _size(shape, len(value), path, out, "entries")
         for key, item in value.items():
-            _walk(shape.key, key, f"{path} key {key!r}", out)
-            _walk(shape.value, item, f"{path}[{key!r}]", out)
+            _walk(shape.key, key, f"{path} key {key!r}", out, service)
+            _walk(shape.value, item, f"{path}[{key!r}]", out, service)
         return
     if shape.type_name == "string" and isinstance(value, str):
         _size(shape, len(value), path, out, "characters")
-        pattern = shape.metadata.get("pattern")
+        pattern = PATTERN_ERRATA.get((service, path.rsplit(".", 1)[-1]), shape.metadata.get("pattern"))
         if pattern is not None and not compiled(pattern).fullmatch(value):
             out.append(f"{path} = {value!r} does not match the pattern {pattern!r}")
         if shape.enum and value not in shape.enum:
@@ -73,7 +77,7 @@ def model_problems(service: str, name: str, params: dict[str, Any]) -> list[str]
     model = operation(service, name)
     report = ParamValidator().validate(params, model.input_shape)
     out = [report.generate_report()] if report.has_errors() else []
-    _walk(model.input_shape, params, name, out)
+    _walk(model.input_shape, params, name, out, service)
     return out
 
 
@@ -111,5 +115,5 @@ def validating_session(region: str = "us-east-1") -> Any:
 def value_problems(service: str, name: str, path: str, value: Any) -> list[str]:
     """What AWS would reject in ``value`` as the member at ``path`` of an operation (see ``member``)."""
     out: list[str] = []
-    _walk(member(service, name, path), value, f"{name}.{path}", out)
+    _walk(member(service, name, path), value, f"{name}.{path}", out, service)
     return out

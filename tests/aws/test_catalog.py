@@ -1,28 +1,20 @@
-"""Catalog definitions and Athena DDL: type mapping, partition projection covering the data, safe quoting."""
+"""Catalog definitions and Athena DDL: Delta tables, the stored types mapped to Athena's, safe quoting."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from aws_helpers import write_small_lake
 
 from capacity_forecaster.aws.athena import create_table_ddl, lake_ddl
-from capacity_forecaster.aws.catalog import (
-    columns,
-    hive_type,
-    lake_definitions,
-    partition_years,
-    table_definition,
-    uncovered_partitions,
-)
+from capacity_forecaster.aws.catalog import columns, hive_type, lake_definitions, table_definition
 from capacity_forecaster.errors import ConfigError, SchemaError
 from capacity_forecaster.schema import TABLES
-from capacity_forecaster.storage import Lake, TableInfo
-
-TODAY = dt.date(2026, 1, 10)
+from capacity_forecaster.storage import Lake
 
 
 @pytest.fixture()
@@ -37,9 +29,9 @@ def local_lake(tmp_path: Path) -> Lake:
     [
         (pa.string(), "string"), (pa.large_string(), "string"), (pa.dictionary(pa.int32(), pa.string()), "string"),
         (pa.bool_(), "boolean"), (pa.int8(), "tinyint"), (pa.int16(), "smallint"), (pa.int32(), "int"),
-        (pa.int64(), "bigint"), (pa.uint32(), "bigint"), (pa.float32(), "float"), (pa.float64(), "double"),
+        (pa.int64(), "bigint"), (pa.float32(), "float"), (pa.float64(), "double"),
         (pa.decimal128(12, 2), "decimal(12,2)"), (pa.date32(), "date"), (pa.timestamp("ns"), "timestamp"),
-        (pa.timestamp("us", tz="UTC"), "timestamp"), (pa.binary(), "binary"), (pa.null(), "string"),
+        (pa.timestamp("us", tz="UTC"), "timestamp"), (pa.binary(), "binary"),
         (pa.list_(pa.float64()), "array<double>"), (pa.map_(pa.string(), pa.int64()), "map<string,bigint>"),
         (pa.struct([("a", pa.int32()), ("B", pa.string())]), "struct<a:int,b:string>"),
     ],
@@ -48,9 +40,9 @@ def test_arrow_to_athena_types(arrow: pa.DataType, hive: str) -> None:
     assert hive_type(arrow, "t.c") == hive
 
 
-@pytest.mark.parametrize("arrow", [pa.uint64(), pa.time64("us"), pa.duration("s")])
-def test_types_without_athena_equivalent_name_the_column(arrow: pa.DataType) -> None:
-    with pytest.raises(SchemaError, match="t.c: Arrow type .* no Athena equivalent"):
+@pytest.mark.parametrize("arrow", [pa.uint32(), pa.uint64(), pa.null(), pa.time64("us"), pa.duration("s")])
+def test_types_a_delta_table_does_not_store_name_the_column(arrow: pa.DataType) -> None:
+    with pytest.raises(SchemaError, match="t.c: Arrow type .* is not a Delta/Athena column type"):
         hive_type(arrow, "t.c")
 
 
@@ -61,71 +53,56 @@ def test_column_names_athena_cannot_use_are_refused() -> None:
         columns(pa.schema([("Value", pa.float64()), ("value", pa.float64())]), "metrics")
 
 
-def test_definitions_follow_schema_and_pointers(local_lake: Lake) -> None:
-    definitions, skipped = lake_definitions(local_lake, s3_uri="s3://bucket/capfc/", today=TODAY)
+def test_definitions_follow_schema_and_delta_log(local_lake: Lake) -> None:
+    definitions, skipped = lake_definitions(local_lake, s3_uri="s3://bucket/capfc/")
     by_name = {d.name: d for d in definitions}
     assert list(by_name) == [n for n in TABLES if n in by_name]  # pipeline order
     assert set(by_name) == {"raw_metrics", "forecasts", "inventory", "server_risk", "clusters"}
     assert "metrics" in skipped and "backtests" in skipped
     raw = by_name["raw_metrics"]
     assert raw.location == "s3://bucket/capfc/raw/metrics/"
+    # The Delta partition columns are ordinary (string) columns at the end, as in the Delta log.
     assert [(c.name, c.type) for c in raw.columns] == [("server_id", "string"), ("ds", "date"),
-                                                       ("metric", "string"), ("value", "double")]
-    assert [(c.name, c.type) for c in raw.partition_keys] == [("year", "string"), ("month", "string")]
+                                                       ("metric", "string"), ("value", "double"),
+                                                       ("year", "string"), ("month", "string")]
+    snapshot = local_lake.delta.snapshot("raw/metrics")
+    assert snapshot is not None
+    delta_names = [f.name for f in snapshot.schema]
+    assert [c.name for c in raw.columns] == delta_names
+    assert raw.properties == {"table_type": "DELTA", "spark.sql.sources.provider": "delta", "EXTERNAL": "TRUE",
+                              "capfc.managed": "true"}
     risk = {c.name: c.type for c in by_name["server_risk"].columns}
     assert risk["peak_ds"] == "date" and risk["days_to_breach"] == "bigint"
     assert risk["written_at"] == "timestamp" and risk["urgent"] == "boolean"
     assert {c.name: c.type for c in by_name["clusters"].columns}["cluster_id"] == "int"
-    assert by_name["inventory"].partition_keys == () and by_name["inventory"].year_range is None
+    assert [c.name for c in by_name["inventory"].columns][-1] == "monthly_cost_usd"  # unpartitioned: no year/month
 
 
-def test_projection_covers_every_partition_with_headroom(local_lake: Lake) -> None:
-    info = local_lake.table_info("raw_metrics")
+def test_column_types_are_the_stored_delta_types(local_lake: Lake) -> None:
+    """What the lake stores (timestamps in us UTC, int32, all-null as string) maps to one Athena type each."""
+    local_lake.write_table("clusters", pd.DataFrame({
+        "server_id": ["s1"], "cluster_id": np.array([3], dtype="uint8"), "cluster_label": [None],
+        "at": [pd.Timestamp("2026-01-05 03:00:00.123456789", tz="UTC")]}), validate=False)
+    info = local_lake.table_info("clusters")
     assert info is not None
-    assert partition_years(info) == [2025, 2026]
-    definition = table_definition(TABLES["raw_metrics"], info, "s3://bucket/capfc", today=TODAY, future_years=5)
-    assert definition.year_range == (2025, 2031)
-    props = definition.properties
-    assert props["projection.enabled"] == "true"
-    assert props["projection.year.range"] == "2025,2031" and props["projection.year.digits"] == "4"
-    assert props["projection.month.range"] == "1,12" and props["projection.month.digits"] == "2"
-    assert props["storage.location.template"] == "s3://bucket/capfc/raw/metrics/year=${year}/month=${month}/"
-    assert uncovered_partitions(definition, info) == []
-    # The template reproduces every partition folder the pointer lists.
-    for file in info.files:
-        year, month = file.split("/")[:2]
-        assert props["storage.location.template"].replace("${year}", year[5:]).replace("${month}", month[6:]) \
-            == f"{definition.location}{year}/{month}/"
+    definition = table_definition(TABLES["clusters"], info, "s3://bucket/capfc")
+    assert {c.name: c.type for c in definition.columns} == {
+        "server_id": "string", "cluster_id": "smallint", "cluster_label": "string", "at": "timestamp"}
 
 
-def test_projection_reaches_data_beyond_the_current_year() -> None:
-    info = TableInfo("forecasts", "v", ("year=2024/month=03/p.parquet", "year=2029/month=12/p.parquet"), 2,
-                     pa.schema([("ds", pa.date32())]), "now")
-    definition = table_definition(TABLES["forecasts"], info, "s3://bkt/p", today=TODAY, future_years=1)
-    assert definition.year_range == (2024, 2030)
-    assert uncovered_partitions(definition, info) == []
-    narrow = table_definition(TABLES["forecasts"], info, "s3://bkt/p", today=TODAY, future_years=1)
-    object.__setattr__(narrow, "year_range", (2024, 2028))
-    assert uncovered_partitions(narrow, info) == ["year=2029/month=12"]
-
-
-def test_empty_partitioned_table_projects_from_this_year() -> None:
-    info = TableInfo("metrics", "v", (), 0, pa.schema([("ds", pa.date32())]), "now")
-    assert table_definition(TABLES["metrics"], info, "s3://bkt/p", today=TODAY).year_range == (2026, 2031)
-
-
-def test_ddl_is_parquet_external_table_with_projection(local_lake: Lake) -> None:
-    definitions, _ = lake_definitions(local_lake, s3_uri="s3://bucket/capfc", today=TODAY)
+def test_ddl_is_delta_location_and_table_type_only(local_lake: Lake) -> None:
+    definitions, _ = lake_definitions(local_lake, s3_uri="s3://bucket/capfc")
     text = lake_ddl("capacity_forecaster", definitions)
     assert text.startswith("CREATE DATABASE IF NOT EXISTS `capacity_forecaster`;")
-    assert text.count("CREATE EXTERNAL TABLE IF NOT EXISTS") == len(definitions)
+    assert text.count("CREATE EXTERNAL TABLE `capacity_forecaster`.") == len(definitions)
     raw = create_table_ddl("capacity_forecaster", next(d for d in definitions if d.name == "raw_metrics"))
-    assert "CREATE EXTERNAL TABLE IF NOT EXISTS `capacity_forecaster`.`raw_metrics` (" in raw
-    assert "  `ds` date," in raw and "PARTITIONED BY (`year` string, `month` string)" in raw
-    assert "STORED AS PARQUET\nLOCATION 's3://bucket/capfc/raw/metrics/'" in raw
-    assert "'projection.year.range'='2025,2031'" in raw and raw.endswith(");")
-    inventory = create_table_ddl("capacity_forecaster", next(d for d in definitions if d.name == "inventory"))
-    assert "PARTITIONED BY" not in inventory and "projection" not in inventory
+    # Athena refuses anything beyond LOCATION and table_type for a Delta table: it reads the log.
+    assert raw == ("CREATE EXTERNAL TABLE `capacity_forecaster`.`raw_metrics`\n"
+                   "LOCATION 's3://bucket/capfc/raw/metrics/'\n"
+                   "TBLPROPERTIES ('table_type'='DELTA');")
+    for banned in ("PARTITIONED BY", "STORED AS", "projection", "COMMENT", "IF NOT EXISTS `capacity_forecaster`.",
+                   "`ds`"):
+        assert banned not in text
 
 
 @pytest.mark.parametrize(
@@ -139,7 +116,7 @@ def test_ddl_is_parquet_external_table_with_projection(local_lake: Lake) -> None
 )
 def test_unsafe_names_and_locations_are_refused(local_lake: Lake, database: str, uri: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        definitions, _ = lake_definitions(local_lake, s3_uri=uri if uri.startswith("s3") else None, today=TODAY)
+        definitions, _ = lake_definitions(local_lake, s3_uri=uri if uri.startswith("s3") else None)
         lake_ddl(database, definitions)
 
 

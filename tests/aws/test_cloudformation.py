@@ -22,7 +22,7 @@ from capacity_forecaster.aws.scheduling import chain_event_pattern
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation.yaml"
 LINT = ManualArgs(regions=["us-east-1", "eu-west-1"], include_checks=["I"])
 # The only actions granted on "*": neither supports resource-level permissions.
-UNSCOPED_OK = {"ecr:GetAuthorizationToken", "sagemaker:ListProcessingJobs"}
+UNSCOPED_OK = {"ecr:GetAuthorizationToken", "sagemaker:ListProcessingJobs", "sagemaker:ListTrainingJobs"}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,8 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
     for name in ("JobRoleKmsPolicy", "SchedulerKmsPolicy"):
         assert template["Resources"][name]["Condition"] == "HasKmsKey"
     create = by_sid["CreateJobsOfOneInstanceType"]
-    assert create["Resource"]["Fn::Sub"].endswith(":processing-job/${JobPrefix}-*")
+    assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in create["Resource"]] == ["processing-job/${JobPrefix}-*",
+                                                                           "training-job/${JobPrefix}-*"]
     assert create["Condition"]["ForAllValues:StringEquals"]["sagemaker:InstanceTypes"] == [{"Ref": "InstanceType"}]
     assert by_sid["PassJobRole"]["Resource"] == {"Fn::GetAtt": ["SageMakerJobRole", "Arn"]}
     assert by_sid["PassJobRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
@@ -111,7 +112,8 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
 def test_chain_rule_matches_the_python_pattern(template: dict[str, Any]) -> None:
     pattern = json.loads(json.dumps(template["Resources"]["ChainRule"]["Properties"]["EventPattern"]))
     expected = chain_event_pattern("capfc")
-    pattern["detail"]["ProcessingJobName"] = [{"prefix": "capfc-"}]  # the template's Fn::Sub of ${JobPrefix}-
+    for branch, key in zip(pattern["$or"], ("ProcessingJobName", "TrainingJobName"), strict=True):
+        branch["detail"][key] = [{"prefix": "capfc-"}]  # the template's Fn::Sub of ${JobPrefix}-
     assert pattern == expected
 
 

@@ -1,4 +1,4 @@
-"""Glue registration against the moto server: create, idempotent update, foreign tables left alone."""
+"""Glue registration against the moto server: Delta tables created, updated in place, foreign tables left alone."""
 
 from __future__ import annotations
 
@@ -27,19 +27,49 @@ def test_register_creates_database_and_tables(s3_lake: Lake, clients: AwsClients
     assert result.updated == [] and "metrics" in result.skipped
     glue = clients.client("glue")
     table = glue.get_table(DatabaseName=database, Name="raw_metrics")["Table"]
-    bucket_prefix = s3_lake.uri.rstrip("/")
+    location = f"{s3_lake.uri.rstrip('/')}/raw/metrics/"
     assert table["TableType"] == "EXTERNAL_TABLE"
-    assert table["StorageDescriptor"]["Location"] == f"{bucket_prefix}/raw/metrics/"
-    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    assert table["StorageDescriptor"]["Location"] == location
+    assert table["StorageDescriptor"]["SerdeInfo"]["Parameters"] == {"path": location}
     assert [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]] == [
-        ("server_id", "string"), ("ds", "date"), ("metric", "string"), ("value", "double")]
-    assert [k["Name"] for k in table["PartitionKeys"]] == ["year", "month"]
+        ("server_id", "string"), ("ds", "date"), ("metric", "string"), ("value", "double"),
+        ("year", "string"), ("month", "string")]
+    assert table.get("PartitionKeys", []) == []  # Delta tracks the partitions, not Glue
     params = table["Parameters"]
-    assert params["projection.enabled"] == "true" and params["capfc.managed"] == "true"
-    first, last = map(int, params["projection.year.range"].split(","))
-    assert first == 2025 and last >= 2031
-    inventory = glue.get_table(DatabaseName=database, Name="inventory")["Table"]
-    assert inventory["PartitionKeys"] == [] and "projection.enabled" not in inventory["Parameters"]
+    assert params["table_type"] == "DELTA" and params["spark.sql.sources.provider"] == "delta"
+    assert params["capfc.managed"] == "true" and not any(k.startswith("projection.") for k in params)
+
+
+def test_a_table_registered_before_delta_is_turned_into_the_delta_one(s3_lake: Lake, clients: AwsClients,
+                                                                     database: str) -> None:
+    glue = clients.client("glue")
+    glue.create_database(DatabaseInput={"Name": database})
+    location = f"{s3_lake.uri.rstrip('/')}/raw/metrics/"
+    glue.create_table(DatabaseName=database, TableInput={  # what capfc registered for the pointer layout
+        "Name": "raw_metrics", "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"classification": "parquet", "capfc.managed": "true", "projection.enabled": "true"},
+        "PartitionKeys": [{"Name": "year", "Type": "string"}, {"Name": "month", "Type": "string"}],
+        "StorageDescriptor": {"Columns": [{"Name": "value", "Type": "double"}], "Location": location}})
+    result = register_glue_tables(s3_lake, database, tables=["raw_metrics"], clients=clients)
+    assert result.updated == ["raw_metrics"]
+    table = glue.get_table(DatabaseName=database, Name="raw_metrics")["Table"]
+    assert table["Parameters"]["table_type"] == "DELTA" and "projection.enabled" not in table["Parameters"]
+    assert table.get("PartitionKeys", []) == []
+
+
+def test_a_delta_table_from_the_athena_ddl_is_updated(s3_lake: Lake, clients: AwsClients, database: str) -> None:
+    """Athena's DDL for a Delta table cannot carry the capfc property: same folder and Delta is enough."""
+    glue = clients.client("glue")
+    glue.create_database(DatabaseInput={"Name": database})
+    location = f"{s3_lake.uri.rstrip('/')}/risk/clusters/"
+    glue.create_table(DatabaseName=database, TableInput={
+        "Name": "clusters", "Parameters": {"table_type": "DELTA"}, "StorageDescriptor": {"Location": location}})
+    assert register_glue_tables(s3_lake, database, tables=["clusters"], clients=clients).updated == ["clusters"]
+    glue.create_table(DatabaseName=database, TableInput={  # a Delta table elsewhere is someone else's
+        "Name": "inventory", "Parameters": {"table_type": "DELTA"},
+        "StorageDescriptor": {"Location": "s3://other-bucket/inventory/"}})
+    with pytest.raises(AwsError, match="inventory exists and was not created by capfc"):
+        register_glue_tables(s3_lake, database, tables=["inventory"], clients=clients)
 
 
 def test_rerun_updates_in_place(s3_lake: Lake, clients: AwsClients, database: str) -> None:

@@ -100,9 +100,14 @@ def test_a_running_job_blocks_a_second_writer(job_env: dict[str, str], prefix: s
         "ProcessingJobName": running, "ProcessingJobArn": f"arn:aws:sagemaker:us-east-1:1:processing-job/{running}",
         "CreationTime": dt.datetime(2026, 1, 4), "ProcessingJobStatus": "InProgress"}]})
     stub.add_response("list_processing_jobs", {"ProcessingJobSummaries": []})
+    training = f"{prefix}-forecast-20260104-030000-00000000"  # a spot forecast job counts as a writer too
+    stub.add_response("list_training_jobs", {"TrainingJobSummaries": [{
+        "TrainingJobName": training, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:1:training-job/{training}",
+        "CreationTime": dt.datetime(2026, 1, 4), "TrainingJobStatus": "InProgress"}]})
+    stub.add_response("list_training_jobs", {"TrainingJobSummaries": []})
     with stub:
         result = handle(scheduled_event(), job_env, AwsClients(session=FixedSession(client)))
-    assert result["action"] == "skipped" and result["running"] == [running]
+    assert result["action"] == "skipped" and result["running"] == [running, training]
     stub.assert_no_pending_responses()  # and nothing was created
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 import pytest
@@ -27,7 +26,7 @@ def test_data_source_on_the_workgroup(clients: AwsClients) -> None:
 
 
 def test_data_sets_for_lake_tables(s3_lake: Lake, clients: AwsClients) -> None:
-    tables, _ = lake_definitions(s3_lake, tables=["server_risk", "forecasts"], today=dt.date(2026, 1, 10))
+    tables, _ = lake_definitions(s3_lake, tables=["server_risk", "forecasts"])
     principal = f"arn:aws:quicksight:us-east-1:{ACCOUNT}:user/default/analyst"
     result = register_quicksight(ACCOUNT, data_source_id=f"capfc-{uuid.uuid4().hex[:8]}", database="capfc_db",
                                  tables=tables, principal_arn=principal, clients=clients)
@@ -35,8 +34,7 @@ def test_data_sets_for_lake_tables(s3_lake: Lake, clients: AwsClients) -> None:
 
 
 def test_one_failing_data_set_does_not_stop_the_others(s3_lake: Lake, clients: AwsClients) -> None:
-    tables, _ = lake_definitions(s3_lake, tables=["server_risk", "forecasts", "inventory"],
-                                 today=dt.date(2026, 1, 10))
+    tables, _ = lake_definitions(s3_lake, tables=["server_risk", "forecasts", "inventory"])
     # 118 + "-forecasts"/"-inventory" fit QuickSight's 128-character id; "-server_risk" does not.
     source_id = f"capfc-{uuid.uuid4().hex[:8]}".ljust(118, "x")
     result = register_quicksight(ACCOUNT, data_source_id=source_id, database="capfc_db", tables=tables,

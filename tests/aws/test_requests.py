@@ -20,7 +20,7 @@ from botocore.validate import ParamValidator
 from botocore_model import model_problems, operation
 
 import capacity_forecaster.aws
-from capacity_forecaster.aws import glue, quicksight, sagemaker, scheduling
+from capacity_forecaster.aws import amazon_forecast, glue, quicksight, sagemaker, scheduling, training
 from capacity_forecaster.aws.catalog import TableDefinition, lake_definitions
 from capacity_forecaster.storage import Lake
 
@@ -37,7 +37,7 @@ Case = tuple[str, str, dict[str, Any]]
 def tables(tmp_path_factory: pytest.TempPathFactory) -> list[TableDefinition]:
     lake = Lake.open(str(tmp_path_factory.mktemp("lake")), for_writing=True)
     write_small_lake(lake)
-    definitions, _ = lake_definitions(lake, s3_uri="s3://acme-capfc-lake/capfc", today=dt.date(2026, 1, 10))
+    definitions, _ = lake_definitions(lake, s3_uri="s3://acme-capfc-lake/capfc")
     assert {"server_risk", "raw_metrics"} <= {t.name for t in definitions}  # names with '_' are covered
     return definitions
 
@@ -53,6 +53,24 @@ def _processing(tables: list[TableDefinition]) -> list[Case]:
     name = sagemaker.job_name("capfc-prod-abcdefghijklm", "forecast", dt.datetime(2026, 1, 5, 3), "ev-1")
     request = sagemaker.processing_job_request(spec, "forecast", name, sagemaker.PIPELINE)
     return [("sagemaker", "CreateProcessingJob", request)]
+
+
+def _training(tables: list[TableDefinition]) -> list[Case]:
+    spec = sagemaker.JobSpec(image_uri=IMAGE_URI, role_arn=ROLE_ARN, lake_uri="s3://acme-capfc-lake/capfc",
+                             config_s3_uri="s3://acme-capfc-lake/capfc/_config/capfc.yaml",
+                             tags={"project": "aws-capacity-forecaster"}, stages=sagemaker.PIPELINE,
+                             forecast_training=True, kms_key_id="alias/capfc-lake", max_wait_seconds=777_600)
+    name = sagemaker.job_name("capfc-prod-abcdefghijklm", "forecast", dt.datetime(2026, 1, 5, 3), "ev-1")
+    return [("sagemaker", "CreateTrainingJob", training.training_job_request(spec, name, sagemaker.PIPELINE))]
+
+
+def _amazon_forecast(tables: list[TableDefinition]) -> list[Case]:
+    run = amazon_forecast.ForecastRun(
+        lake_uri="s3://acme-capfc-lake/capfc", role_arn=f"arn:aws:iam::{ACCOUNT}:role/capfc-forecast",
+        account_id=ACCOUNT, region="us-east-1", horizon=500, freq="h", tags=(("project", "aws-capacity-forecaster"),),
+        kms_key_arn=f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    names = amazon_forecast.ForecastNames.build("capfc-prod-abcdefghijklm", "20260105")
+    return [("forecast", operation, request) for _kind, _arn, operation, request in amazon_forecast.steps(run, names)]
 
 
 def _glue(tables: list[TableDefinition]) -> list[Case]:
@@ -102,6 +120,13 @@ def _data_set(tables: list[TableDefinition]) -> list[Case]:
 # Every request builder of the package -> the requests it makes, with realistic and edge-case inputs.
 BUILDERS: dict[Callable[..., dict[str, Any]], Callable[[list[TableDefinition]], list[Case]]] = {
     sagemaker.processing_job_request: _processing,
+    training.training_job_request: _training,
+    amazon_forecast.dataset_request: _amazon_forecast,
+    amazon_forecast.dataset_group_request: _amazon_forecast,
+    amazon_forecast.dataset_import_job_request: _amazon_forecast,
+    amazon_forecast.auto_predictor_request: _amazon_forecast,
+    amazon_forecast.forecast_request: _amazon_forecast,
+    amazon_forecast.forecast_export_job_request: _amazon_forecast,
     glue.database_request: _glue,
     glue.table_request: _glue,
     scheduling.rule_request: _rules,

@@ -127,21 +127,30 @@ def test_quicksight_failed_data_set_exits_2_after_the_others(s3_lake: str, monke
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_verify_flags_then_deletes_orphans(where: str, local_lake: str, s3_lake: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_flags_then_vacuums_orphans(where: str, local_lake: str, s3_lake: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     uri = local_lake if where == "local" else s3_lake
     lake = Lake.open(uri, for_writing=True)
     writer = lake.writer("clusters")
-    writer.write(lake.read_table("clusters"))  # a crashed write: files, no pointer swap
-    assert main(["aws", "verify", "--lake", uri, "--quiet"]) == 0  # one hour old only after an hour: kept
-    assert json.loads(capsys.readouterr().out)["recent"] == 1
-    assert main(["aws", "verify", "--lake", uri, "--min-age-minutes", "0", "--quiet"]) == 2
+    writer.write(lake.read_table("clusters"))  # a crashed write: files, no commit
+    assert main(["aws", "verify", "--lake", uri, "--quiet"]) == 0  # younger than lake.retention_hours: kept
+    result = json.loads(capsys.readouterr().out)
+    assert result["recent"] == 1 and result["orphans"] == 0 and result["retention_hours"] == 168
+    now = ["--retention-hours", "0", "--min-age-minutes", "0"]
+    assert main(["aws", "verify", "--lake", uri, *now, "--quiet"]) == 2
     captured = capsys.readouterr()
     assert json.loads(captured.out)["orphans"] == 1 and "re-run with --delete" in captured.err
-    assert main(["aws", "verify", "--lake", uri, "--min-age-minutes", "0", "--delete", "--quiet"]) == 0
+    assert main(["aws", "verify", "--lake", uri, *now, "--delete", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["deleted"] == 1
-    assert main(["aws", "verify", "--lake", uri, "--quiet"]) == 0
+    assert main(["aws", "verify", "--lake", uri, *now, "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["clean"] is True
+    assert len(Lake.open(uri).read_table("clusters")) == 1
+
+
+def test_athena_ddl_is_delta_only(local_lake: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aws", "athena-ddl", "--lake", local_lake, "--s3-uri", "s3://my-bucket/capfc", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("TBLPROPERTIES ('table_type'='DELTA');") == 2 and "PARTITIONED BY" not in out
 
 
 def test_lambda_zip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,3 +166,24 @@ def test_aws_help_lists_the_commands() -> None:
     assert proc.returncode == 0
     for command in ("athena-ddl", "glue", "submit", "status", "schedule", "quicksight", "verify", "lambda-zip"):
         assert command in proc.stdout
+
+
+def test_submit_forecast_as_training_job_and_status(s3_lake: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["aws", "submit", "forecast", "--training", "--lake", s3_lake, "--image-uri", IMAGE,
+                 "--role-arn", ROLE]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["kind"] == "training" and job["submitted"]
+    assert main(["aws", "status", job["job_name"]]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "training"
+    assert main(["aws", "submit", "risk", "--training", "--lake", s3_lake, "--image-uri", IMAGE,
+                 "--role-arn", ROLE]) == 2
+    assert "only the forecast stage" in capsys.readouterr().err
+
+
+def test_forecast_import_writes_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    data = Path(__file__).parents[1] / "aws" / "data" / "amazon_forecast_export"
+    for file in data.glob("*.csv"):
+        lake.write_bytes(f"_amazon_forecast/output/capfc_export_20260105/{file.name}", file.read_bytes())
+    assert main(["aws", "forecast-import", "--run", "20260105", "--lake", lake.uri]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 7

@@ -44,31 +44,36 @@ def test_partitioned_round_trip(lake: Lake) -> None:
     assert back["ds"].dtype == "datetime64[ns]"
 
 
-def test_rewrite_replaces_instead_of_appending(lake: Lake) -> None:
+def test_rewrite_replaces_and_keeps_the_old_version_until_vacuum(lake: Lake) -> None:
     lake.write_table("raw_metrics", metrics_frame(days=70))
+    first = lake.table_info("raw_metrics")
     lake.write_table("raw_metrics", metrics_frame(days=10, start="2025-03-01"))
     back = lake.read_table("raw_metrics")
     assert len(back) == 30
+    assert first is not None
+    assert len(lake.read_table("raw_metrics", as_of=first.written_at)) == 3 * 70
+    removed = lake.vacuum("raw_metrics", retention_hours=0)
+    assert removed and all("year=2025/month=03" not in f for f in removed)
     data_files = [f for f in lake.list_files("raw/metrics") if f.endswith(".parquet")]
-    assert all("year=2025/month=03" in f for f in data_files), data_files
+    assert data_files and all("year=2025/month=03" in f for f in data_files), data_files
+    assert len(lake.read_table("raw_metrics")) == 30
 
 
-def test_crash_before_pointer_swap_keeps_previous_version(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_before_the_commit_keeps_previous_version(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     first = metrics_frame(days=20)
     lake.write_table("raw_metrics", first)
 
     def boom(*_args: object, **_kwargs: object) -> None:
-        raise StorageError("simulated crash while writing the pointer")
+        raise StorageError("simulated crash before the commit")
 
-    monkeypatch.setattr(lake, "write_json", boom)
+    monkeypatch.setattr(lake.delta, "commit", boom)
     with pytest.raises(StorageError, match="simulated crash"):
         lake.write_table("raw_metrics", metrics_frame(days=40, start="2023-01-01"))
     monkeypatch.undo()
     back = lake.read_table("raw_metrics")
     assert len(back) == len(first)
     assert back["ds"].min() == first["ds"].min()
-    # the next successful write cleans up the orphaned files of the crashed one
-    lake.write_table("raw_metrics", first)
+    # the failed write removed its own files; a vacuum would remove any a killed writer left
     assert not any("year=2023" in f for f in lake.list_files("raw/metrics"))
 
 

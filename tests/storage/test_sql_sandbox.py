@@ -21,8 +21,8 @@ def local_lake(tmp_path: Path) -> Lake:
     return lake
 
 
-def _pointer(lake: Lake) -> str:
-    return lake.path("raw", "metrics", "_table.json")
+def _commit_file(lake: Lake) -> str:
+    return lake.path("raw", "metrics", "_delta_log", "00000000000000000001.json")
 
 
 @pytest.mark.parametrize("sql", [
@@ -62,12 +62,12 @@ def test_file_access_and_side_effects_are_refused(local_lake: Lake, tmp_path: Pa
 
 
 def test_lake_files_cannot_be_overwritten_from_sql(local_lake: Lake) -> None:
-    before = Path(_pointer(local_lake)).read_bytes()
+    before = Path(_commit_file(local_lake)).read_bytes()
     with pytest.raises(SqlError, match="SQL refused"):
-        query(local_lake, f"COPY (SELECT 1) TO '{_pointer(local_lake)}' (FORMAT json)")
+        query(local_lake, f"COPY (SELECT 1) TO '{_commit_file(local_lake)}' (FORMAT json)")
     with pytest.raises(SqlError, match="SQL refused"):
-        query(local_lake, f"SELECT * FROM read_json('{_pointer(local_lake)}')")
-    assert Path(_pointer(local_lake)).read_bytes() == before
+        query(local_lake, f"SELECT * FROM read_json('{_commit_file(local_lake)}')")
+    assert Path(_commit_file(local_lake)).read_bytes() == before
     assert query(local_lake, "SELECT count(*) AS n FROM raw_metrics")["n"].iloc[0] == 10
 
 

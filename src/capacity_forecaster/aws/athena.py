@@ -1,9 +1,11 @@
-"""Athena DDL for the lake: ``CREATE DATABASE`` and one ``CREATE EXTERNAL TABLE`` per written table.
+"""Athena DDL for the lake: ``CREATE DATABASE`` and one Delta ``CREATE EXTERNAL TABLE`` per written table.
 
 Pure text from ``catalog.TableDefinition``; identifiers are checked names quoted with backticks,
-the location and property values are checked S3 URIs or fixed strings quoted with single quotes.
+the location is a checked S3 URI quoted with single quotes. For a Delta table Athena accepts only
+``LOCATION`` and the ``table_type`` property (no columns, comment, format or other properties): it
+reads the schema and the partitions from the table's ``_delta_log/`` and copies the schema to Glue.
 Running the DDL in the Athena console and registering through the Glue API
-(``glue.register_glue_tables``) give the same tables.
+(``glue.register_glue_tables``) give tables Athena reads the same way.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from capacity_forecaster.aws import names
-from capacity_forecaster.aws.catalog import TableDefinition
+from capacity_forecaster.aws.catalog import DELTA_PROPERTIES, TableDefinition
 from capacity_forecaster.errors import ConfigError
 
 
@@ -28,7 +30,11 @@ def create_database_ddl(database: str) -> str:
 
 
 def create_table_ddl(database: str, table: TableDefinition) -> str:
-    """``CREATE EXTERNAL TABLE IF NOT EXISTS`` for one lake table (Parquet, optional partition projection).
+    """``CREATE EXTERNAL TABLE`` of one lake table as a Delta table Athena reads natively.
+
+    No ``IF NOT EXISTS``: an existing table of that name (for example one registered before the lake
+    became Delta, which Athena would read as a plain Parquet folder) must fail the statement rather
+    than stay as it is; drop it first (``DROP TABLE`` leaves the files alone).
 
     Args:
         database: Glue/Athena database name (checked).
@@ -39,18 +45,9 @@ def create_table_ddl(database: str, table: TableDefinition) -> str:
     """
     names.check("glue_name", database, "Glue database")
     names.check("glue_name", table.name, "table name")
-    cols = ",\n".join(f"  `{c.name}` {c.type}" for c in table.columns)
-    lines = [f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{table.name}` (", cols, ")"]
-    lines.append(f"COMMENT {_quote(table.description)}")
-    if table.partition_keys:
-        keys = ", ".join(f"`{c.name}` {c.type}" for c in table.partition_keys)
-        lines.append(f"PARTITIONED BY ({keys})")
-    lines.append("STORED AS PARQUET")
-    lines.append(f"LOCATION {_quote(table.location)}")
-    properties = {k: v for k, v in table.properties.items() if k != "EXTERNAL"}
-    props = ",\n".join(f"  {_quote(k)}={_quote(v)}" for k, v in properties.items())
-    lines.append(f"TBLPROPERTIES (\n{props}\n);")
-    return "\n".join(lines)
+    return (f"CREATE EXTERNAL TABLE `{database}`.`{table.name}`\n"
+            f"LOCATION {_quote(table.location)}\n"
+            f"TBLPROPERTIES ({_quote('table_type')}={_quote(DELTA_PROPERTIES['table_type'])});")
 
 
 def lake_ddl(database: str, tables: Iterable[TableDefinition]) -> str:

@@ -22,6 +22,7 @@ MODULES = (
     "aws/names.py",
     "aws/clients.py",
     "aws/sagemaker.py",
+    "aws/training.py",
     "aws/lambda_handler.py",
 )
 _EPOCH = (2020, 1, 1, 0, 0, 0)

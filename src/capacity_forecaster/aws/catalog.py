@@ -1,25 +1,19 @@
-"""Catalog definitions of the lake's tables for Athena and Glue, built from ``schema.TABLES`` and the pointers.
+"""Catalog definitions of the lake's Delta tables for Athena and Glue, built from ``schema.TABLES`` and the Delta log.
 
-A ``TableDefinition`` is computed from a table's spec, the Arrow schema its ``_table.json``
-pointer records and the lake's S3 URI (pure, except ``lake_definitions``, which reads the pointers); ``athena.py``
-renders it as DDL and ``glue.py`` registers it.
+Every table folder is a Delta table (``_delta_log/`` + Parquet files, see ``storage/lake.py``).
+Athena (engine v3) reads Delta tables natively: it takes the files of the newest version from the
+log, never from a folder listing, so files of uncommitted writes, replaced versions kept for time
+travel and orphans are invisible to it, and partitions (``year``/``month`` of metric tables) are
+tracked by the log: no partition projection, ``MSCK REPAIR TABLE`` or crawler.
 
-Metric tables get ``year``/``month`` string partition keys with *partition projection*: Athena
-computes the partitions from table properties, so no ``MSCK REPAIR TABLE`` or crawler is needed
-after a run. The projected year range starts at the first year in the data and ends
-``future_years`` after the later of the last year in the data and the current year; re-register
-(``capfc aws glue``) before that runs out or after ingesting older history.
-
-Caveat: our readers go through the pointer, Athena lists the table folder. Athena ignores the
-``_table.json`` pointer (``_`` files are hidden) and sees the current version, except (a) in the
-short window between a pointer swap and the clean-up of the previous version's files, and (b)
-after a crashed write, whose orphaned ``part-*`` files stay visible (duplicated rows) until the next
-successful write of that table removes them. See ``storage/lake.py``.
+A ``TableDefinition`` is computed from a table's spec, the Arrow schema of the version capfc reads
+and the lake's S3 URI (pure, except ``lake_definitions``, which reads the lake); ``athena.py``
+renders it as DDL (location and ``table_type`` only: Athena reads the columns from the log) and
+``glue.py`` registers it with the columns declared too, so the Glue catalog shows the schema.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 
@@ -30,19 +24,14 @@ from capacity_forecaster.errors import ConfigError, SchemaError
 from capacity_forecaster.schema import PARTITION_SCHEMA, TABLES, TableSpec, table_spec
 from capacity_forecaster.storage.lake import Lake, TableInfo
 
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-FUTURE_YEARS = 5
-# Table property marking tables capfc registered: only those are ever updated or replaced.
+# Table property marking tables capfc registered: only those (or Delta tables at the table's own
+# location) are ever updated.
 MANAGED_KEY = "capfc.managed"
+DELTA_PROPERTIES = {"table_type": "DELTA", "spark.sql.sources.provider": "delta"}
 
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PARTITION_FILE = re.compile(r"(?:^|/)year=(\d{4})/month=(\d{2})/")
-_INTEGERS = {
-    pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
-    pa.uint8(): "smallint", pa.uint16(): "int", pa.uint32(): "bigint",
-}
+# The integer types a Delta table stores (byte, short, integer, long): the lake writes no unsigned ones.
+_INTEGERS = {pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint"}
 
 
 @dataclass(frozen=True)
@@ -59,49 +48,45 @@ class TableDefinition:
 
     Attributes:
         name: table name (the ``capfc sql`` view name).
-        location: S3 URI of the table folder, ending in '/'.
-        columns: data columns in file order.
-        partition_keys: ``year``, ``month`` (strings) for metric tables, else empty.
-        properties: table properties (classification, partition projection).
+        location: S3 URI of the table folder (the one holding ``_delta_log/``), ending in '/'.
+        columns: the columns in Delta schema order; the partition columns ``year``, ``month``
+            (strings) of metric tables come last, as in the Delta log.
+        properties: table properties (``table_type`` DELTA, the capfc marker).
         description: one line for the catalog.
-        year_range: first and last projected year (None for unpartitioned tables).
     """
 
     name: str
     location: str
     columns: tuple[Column, ...]
-    partition_keys: tuple[Column, ...]
     properties: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    year_range: tuple[int, int] | None = None
 
 
 def hive_type(dtype: pa.DataType, where: str) -> str:
-    """The Athena (Hive DDL) type of an Arrow type.
+    """The Athena (Hive DDL) type of an Arrow type of a stored Delta column.
 
     Args:
         dtype: the Arrow type of a stored column.
         where: "table.column", for the message.
 
     Raises:
-        SchemaError: the type has no Athena equivalent (time of day, unsigned 64-bit, ...).
+        SchemaError: the type is not one a Delta table stores (unsigned, time of day, null, ...).
     """
     if pa.types.is_dictionary(dtype):
         return hive_type(dtype.value_type, where)
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_null(dtype):
-        # An all-null column (an empty table written from an untyped frame) is declared string.
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
         return "string"
     if pa.types.is_boolean(dtype):
         return "boolean"
     if dtype in _INTEGERS:
         return _INTEGERS[dtype]
-    if pa.types.is_float16(dtype) or pa.types.is_float32(dtype):
+    if pa.types.is_float32(dtype):
         return "float"
     if pa.types.is_float64(dtype):
         return "double"
     if pa.types.is_decimal(dtype):
         return f"decimal({dtype.precision},{dtype.scale})"
-    if pa.types.is_date(dtype):
+    if pa.types.is_date32(dtype):
         return "date"
     if pa.types.is_timestamp(dtype):
         return "timestamp"
@@ -114,7 +99,7 @@ def hive_type(dtype: pa.DataType, where: str) -> str:
     if pa.types.is_struct(dtype):
         inner = ",".join(f"{_column_name(f.name, where)}:{hive_type(f.type, where)}" for f in dtype)
         return f"struct<{inner}>"
-    raise SchemaError(f"{where}: Arrow type {dtype} has no Athena equivalent; store it as string, "
+    raise SchemaError(f"{where}: Arrow type {dtype} is not a Delta/Athena column type; store it as string, "
                       "int64, double or timestamp")
 
 
@@ -162,30 +147,16 @@ def athena_root(lake_uri: str) -> str:
     return uri
 
 
-def partition_years(info: TableInfo) -> list[int]:
-    """The distinct years of the ``year=YYYY/month=MM/`` files listed by a pointer, sorted."""
-    return sorted({int(m.group(1)) for f in info.files if (m := _PARTITION_FILE.search(f))})
-
-
-def table_definition(
-    spec: TableSpec,
-    info: TableInfo,
-    lake_uri: str,
-    *,
-    today: dt.date | None = None,
-    future_years: int = FUTURE_YEARS,
-) -> TableDefinition:
+def table_definition(spec: TableSpec, info: TableInfo, lake_uri: str) -> TableDefinition:
     """The catalog definition of one lake table.
 
     Args:
         spec: the table's spec from ``schema.TABLES``.
-        info: its pointer (the Arrow schema of the stored files and their paths).
+        info: the version capfc reads (its Arrow schema, without the partition columns).
         lake_uri: ``s3://bucket/prefix`` of the lake.
-        today: the current date (default: today, UTC); bounds the projected years.
-        future_years: years projected beyond the later of the last year in the data and ``today``.
 
     Returns:
-        The definition; metric tables are partitioned by ``year``, ``month`` with projection.
+        The definition; metric tables get their Delta partition columns ``year``, ``month`` last.
 
     Raises:
         ConfigError: the lake is not on S3 or its URI is unsafe.
@@ -193,35 +164,10 @@ def table_definition(
     """
     names.check("glue_name", spec.name, "table name")
     location = f"{athena_root(lake_uri)}/{spec.path.strip('/')}/"
-    cols = columns(info.schema, spec.name)
-    properties = {"classification": "parquet", "EXTERNAL": "TRUE", MANAGED_KEY: "true"}
-    description = f"capfc lake table {spec.name} ({spec.path}/)"
-    if not spec.partitioned:
-        return TableDefinition(spec.name, location, cols, (), properties, description)
-    today = today or dt.datetime.now(dt.UTC).date()
-    years = partition_years(info) or [today.year]
-    first, last = years[0], max(years[-1], today.year) + future_years
-    keys = tuple(Column(f.name, hive_type(f.type, spec.name)) for f in PARTITION_SCHEMA)
-    properties |= {
-        "projection.enabled": "true",
-        "projection.year.type": "integer",
-        "projection.year.range": f"{first},{last}",
-        "projection.year.digits": "4",
-        "projection.month.type": "integer",
-        "projection.month.range": "1,12",
-        "projection.month.digits": "2",
-        "storage.location.template": location + "year=${year}/month=${month}/",
-    }
-    return TableDefinition(spec.name, location, cols, keys, properties, description, (first, last))
-
-
-def uncovered_partitions(definition: TableDefinition, info: TableInfo) -> list[str]:
-    """Partition folders of the pointer's files that the projection would not show (should be empty)."""
-    if definition.year_range is None:
-        return []
-    first, last = definition.year_range
-    found = {(int(m.group(1)), int(m.group(2))) for f in info.files if (m := _PARTITION_FILE.search(f))}
-    return sorted(f"year={y:04d}/month={m:02d}" for y, m in found if not (first <= y <= last and 1 <= m <= 12))
+    schema = pa.unify_schemas([info.schema, PARTITION_SCHEMA]) if spec.partitioned else info.schema
+    properties = {**DELTA_PROPERTIES, "EXTERNAL": "TRUE", MANAGED_KEY: "true"}
+    return TableDefinition(spec.name, location, columns(schema, spec.name), properties,
+                           f"capfc lake table {spec.name} (Delta, {spec.path}/)")
 
 
 def lake_definitions(
@@ -229,18 +175,14 @@ def lake_definitions(
     *,
     tables: list[str] | tuple[str, ...] | None = None,
     s3_uri: str | None = None,
-    today: dt.date | None = None,
-    future_years: int = FUTURE_YEARS,
 ) -> tuple[list[TableDefinition], list[str]]:
     """Definitions of the written tables of a lake, in pipeline order.
 
     Args:
-        lake: the lake whose pointers give the schemas.
+        lake: the lake whose Delta logs give the schemas.
         tables: table names to include (default: every table in ``schema.TABLES``).
         s3_uri: S3 URI the tables are read from by Athena (default: the lake's own URI); lets a
             local lake describe its copy on S3.
-        today: the current date, for the projected years.
-        future_years: see ``table_definition``.
 
     Returns:
         The definitions, and the names of requested tables that were never written (skipped).
@@ -248,6 +190,7 @@ def lake_definitions(
     Raises:
         SchemaError: an unknown table name, or a column Athena cannot represent.
         ConfigError: the location is not on S3.
+        StorageError: a table's Delta log cannot be read.
     """
     wanted = [table_spec(t).name for t in tables] if tables else list(TABLES)
     root = athena_root(s3_uri or lake.uri)
@@ -258,9 +201,5 @@ def lake_definitions(
         if info is None:
             skipped.append(name)
             continue
-        definition = table_definition(TABLES[name], info, root, today=today, future_years=future_years)
-        missing = uncovered_partitions(definition, info)
-        if missing:  # cannot happen by construction; a guard against silently invisible data
-            raise SchemaError(f"table '{name}': partition projection {definition.year_range} misses {missing[:3]}")
-        definitions.append(definition)
+        definitions.append(table_definition(TABLES[name], info, root))
     return definitions, skipped

@@ -79,7 +79,9 @@ def is_exists(err: BaseException) -> bool:
 def is_missing(err: BaseException) -> bool:
     """Whether ``err`` says the resource does not exist."""
     code = error_code(err)
-    return code in MISSING_CODES or (code == "ValidationException" and "Could not find" in str(err))
+    # SageMaker says "Could not find ..." for processing jobs, "Requested resource not found" for training jobs.
+    return code in MISSING_CODES or (code == "ValidationException"
+                                     and ("Could not find" in str(err) or "Requested resource not found" in str(err)))
 
 
 def _hint(code: str, name: str) -> str:

@@ -9,9 +9,11 @@ Events handled:
 
 * an EventBridge schedule (or a manual test event, optionally ``{"stages": ["etl", "forecast"]}``):
   start the first stage of the chain, unless a capfc job is still running (one writer per lake);
-* a "SageMaker Processing Job State Change" event for a capfc job: when it completed, start the
-  next stage of its chain (recorded in the job's ``capfc:chain`` tag); when it failed or stopped,
-  report that and start nothing.
+* a "SageMaker Processing Job State Change" event for a capfc job, or a "SageMaker Training Job
+  State Change" event (the forecast step runs as a spot training job when ``forecast_training``):
+  when it completed, start the next stage of its chain (recorded in the job's ``capfc:chain`` tag);
+  when it failed or stopped, report that and start nothing. Training jobs also report
+  non-final changes (a spot interruption, a restart); those are ignored.
 
 Job names derive from the event, so a retried event (Lambda's asynchronous retries, or a
 redelivery by EventBridge) never starts a second job.
@@ -34,14 +36,18 @@ from capacity_forecaster.aws.sagemaker import (
     check_chain,
     parse_chain,
     running_jobs,
-    submit_job,
 )
+from capacity_forecaster.aws.training import TERMINAL, running_training_jobs, submit_step
 from capacity_forecaster.errors import CapacityForecasterError, ConfigError
 
 log = logging.getLogger(__name__)
 
 JOB_ENV = "CAPFC_JOB"
 STATE_CHANGE = "SageMaker Processing Job State Change"
+TRAINING_STATE_CHANGE = "SageMaker Training Job State Change"
+# The detail keys of each event: name, status, ARN.
+_DETAIL_KEYS = {STATE_CHANGE: ("ProcessingJobName", "ProcessingJobStatus", "ProcessingJobArn"),
+                TRAINING_STATE_CHANGE: ("TrainingJobName", "TrainingJobStatus", "TrainingJobArn")}
 
 
 def load_spec(environ: Mapping[str, str]) -> JobSpec:
@@ -77,23 +83,27 @@ def _start_chain(event: Mapping[str, Any], spec: JobSpec, clients: AwsClients) -
     if isinstance(requested, str):
         requested = [s.strip() for s in requested.split(",") if s.strip()]
     chain = check_chain(tuple(requested), "event stages") if requested else spec.stages
-    busy = running_jobs(spec.job_prefix, clients)
+    busy = running_jobs(spec.job_prefix, clients) + running_training_jobs(spec.job_prefix, clients)
     if busy:
         log.warning("not starting %s: capfc job(s) %s still running", chain[0], ", ".join(busy))
         return {"action": "skipped", "reason": f"job(s) still running: {', '.join(busy)}", "running": busy,
                 "chain": list(chain)}
     token = str(event.get("id") or "")
-    job = submit_job(spec, chain[0], clients=clients, chain=chain, when=_event_time(event), token=token or None)
+    job = submit_step(spec, chain[0], clients=clients, chain=chain, when=_event_time(event), token=token or None)
     return {"action": "started" if job["submitted"] else "already-started", "chain": list(chain), "job": job}
 
 
 def _continue_chain(event: Mapping[str, Any], spec: JobSpec, clients: AwsClients) -> dict[str, Any]:
     detail = event.get("detail") or {}
-    name = str(detail.get("ProcessingJobName", ""))
-    status = detail.get("ProcessingJobStatus")
-    arn = detail.get("ProcessingJobArn")
+    name_key, status_key, arn_key = _DETAIL_KEYS[str(event.get("detail-type"))]
+    name = str(detail.get(name_key, ""))
+    status = detail.get(status_key)
+    arn = detail.get(arn_key)
     if not name.startswith(f"{spec.job_prefix}-") or not arn:
         return {"action": "ignored", "reason": f"job {name or '?'} is not a {spec.job_prefix}- job"}
+    if status not in TERMINAL:  # a training job's InProgress/Stopping changes (spot interruption, restart)
+        return {"action": "ignored", "reason": f"job {name} is {status} ({detail.get('SecondaryStatus')}); "
+                "waiting for it to end"}
     if status != "Completed":
         log.error("capfc job %s ended %s (%s); the chain stops here", name, status, detail.get("FailureReason"))
         return {"action": "chain-stopped", "job_name": name, "status": status,
@@ -107,7 +117,7 @@ def _continue_chain(event: Mapping[str, Any], spec: JobSpec, clients: AwsClients
     if position + 1 >= len(chain):
         log.info("capfc chain %s finished with job %s", "+".join(chain), name)
         return {"action": "chain-finished", "job_name": name, "chain": list(chain)}
-    job = submit_job(spec, chain[position + 1], clients=clients, chain=chain, when=_event_time(event), token=name)
+    job = submit_step(spec, chain[position + 1], clients=clients, chain=chain, when=_event_time(event), token=name)
     return {"action": "started" if job["submitted"] else "already-started", "after": name, "chain": list(chain),
             "job": job}
 
@@ -120,7 +130,7 @@ def handle(event: Mapping[str, Any], environ: Mapping[str, str], clients: AwsCli
         chain-stopped, ignored) and the job or reason.
     """
     spec = load_spec(environ)
-    if event.get("detail-type") == STATE_CHANGE and event.get("source") == "aws.sagemaker":
+    if event.get("detail-type") in _DETAIL_KEYS and event.get("source") == "aws.sagemaker":
         return _continue_chain(event, spec, clients)
     return _start_chain(event, spec, clients)
 

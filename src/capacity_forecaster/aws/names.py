@@ -86,6 +86,12 @@ RULES: dict[str, NameRule] = {
                     "s3://<bucket>/<prefix> with letters, digits and !_.*()=/- in the prefix"),
     "endpoint_url": _rule("endpoint URL", r"https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s]*)?", 512,
                           "http(s)://host[:port][/path]"),
+    # SageMaker's KmsKeyId/VolumeKmsKeyId: a key id, key ARN, alias name or alias ARN.
+    "kms_key_id": _rule("KMS key id", r"[a-zA-Z0-9:/_-]+", 2048,
+                        "a KMS key id, key ARN, alias/<name> or alias ARN (letters, digits and :/_-)"),
+    # Amazon Forecast resource names (dataset groups, datasets, predictors, forecasts, jobs).
+    "forecast_name": _rule("Amazon Forecast name", r"[a-zA-Z][a-zA-Z0-9_]*", 63,
+                           "1-63 characters: letters, digits and '_', starting with a letter"),
     "tag_key": _rule("tag key", r"(?!aws:)[\w .:/=+@-]+", 128,
                      "1-128 letters, digits, spaces and _.:/=+-@, not starting with 'aws:'", re.UNICODE),
     # Some services allow empty values, QuickSight does not: 1-256 everywhere.
@@ -94,30 +100,46 @@ RULES: dict[str, NameRule] = {
 
 
 @functools.lru_cache(maxsize=1)
-def sagemaker_instance_types() -> frozenset[str] | None:
-    """The instance types SageMaker processing and training jobs accept, from botocore's service model.
-
-    None when botocore is not installed (the ``aws`` extra), in which case only the pattern is checked.
-    The model is loaded once (about 0.5 s) by a private loader, so it is not kept in memory.
-    """
+def _instance_type_enums() -> tuple[frozenset[str], frozenset[str]] | None:
     try:
         from botocore.loaders import Loader
     except ImportError:
         return None
     shapes = Loader().load_service_model("sagemaker", "service-2")["shapes"]
-    return frozenset(shapes["ProcessingInstanceType"]["enum"]) | frozenset(shapes["TrainingInstanceType"]["enum"])
+    return frozenset(shapes["ProcessingInstanceType"]["enum"]), frozenset(shapes["TrainingInstanceType"]["enum"])
 
 
-def instance_type_problem(value: str) -> str | None:
-    """What is wrong with ``value`` as a SageMaker job instance type (pattern, then botocore's list), or None."""
+def sagemaker_instance_types(training_only: bool = False) -> frozenset[str] | None:
+    """The instance types SageMaker processing and training jobs accept, from botocore's service model.
+
+    Args:
+        training_only: only the types training jobs accept (``TrainingInstanceType``).
+
+    None when botocore is not installed (the ``aws`` extra), in which case only the pattern is checked.
+    The model is loaded once (about 0.5 s) by a private loader, so it is not kept in memory.
+    """
+    enums = _instance_type_enums()
+    if enums is None:
+        return None
+    return enums[1] if training_only else enums[0] | enums[1]
+
+
+def instance_type_problem(value: str, training_only: bool = False) -> str | None:
+    """What is wrong with ``value`` as a SageMaker job instance type (pattern, then botocore's list), or None.
+
+    Args:
+        value: the instance type.
+        training_only: check against the training job types only (a spot training job).
+    """
     message = problem("instance_type", value)
     if message is not None:
         return message
-    known = sagemaker_instance_types()
+    known = sagemaker_instance_types(training_only)
     if known is not None and value not in known:
         close = sorted(t for t in known if t.split(".")[1] == value.split(".")[1])[:8]
         hint = f"; {value.split('.')[1]} sizes: {', '.join(close)}" if close else ""
-        return f"SageMaker instance type '{value}' is not one SageMaker jobs accept (botocore's list){hint}"
+        jobs = "training jobs" if training_only else "SageMaker jobs"
+        return f"SageMaker instance type '{value}' is not one {jobs} accept (botocore's list){hint}"
     return None
 
 

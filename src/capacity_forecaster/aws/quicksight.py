@@ -77,13 +77,12 @@ def data_set_request(account: str, data_source_id: str, source_arn: str, databas
     # The data set id keeps the table name as is (ids allow '_'; changing them would orphan existing sets).
     dataset_id = names.check("resource_id", f"{data_source_id}-{table.name}",
                              f"QuickSight data set id of {table.name}")
-    columns = [*table.columns, *table.partition_keys]
     dataset: dict[str, Any] = {
         "AwsAccountId": account, "DataSetId": dataset_id, "Name": f"capfc {table.name}",
         "ImportMode": "DIRECT_QUERY",
         "PhysicalTableMap": {physical_table_id(table.name): {"RelationalTable": {
             "DataSourceArn": source_arn, "Catalog": "AwsDataCatalog", "Schema": database, "Name": table.name,
-            "InputColumns": [{"Name": c.name, "Type": quicksight_type(c.type)} for c in columns],
+            "InputColumns": [{"Name": c.name, "Type": quicksight_type(c.type)} for c in table.columns],
         }}},
     }
     if principal_arn:

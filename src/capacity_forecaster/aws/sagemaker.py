@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PIPELINE = ("generate", "etl", "forecast", "risk", "report")
-# ``verify`` is not a pipeline stage: ``capfc aws verify --delete`` compares every lake folder with its
-# pointer and removes the orphan files of crashed writes (aws/verify.py); it may end any chain.
+# ``verify`` is not a pipeline stage: ``capfc aws verify --delete`` checks every table's Delta log and
+# files and vacuums the files no retained version uses (aws/verify.py); it may end any chain.
 VERIFY = "verify"
 STAGES = (*PIPELINE, "run", VERIFY)
 CONFIG_DIR = "/opt/ml/processing/input/config"
@@ -44,6 +44,7 @@ _CHAIN_SEP = "+"
 # Refused as extra environment variable names: the job role supplies credentials.
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|CREDENTIAL|ACCESS_KEY|PRIVATE|SESSION", re.IGNORECASE)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_WAIT = 2_419_200  # 28 days: SageMaker's longest training job, waiting for spot capacity included
 
 
 def check_chain(stages: tuple[str, ...] | list[str], where: str = "stages") -> tuple[str, ...]:
@@ -90,6 +91,10 @@ class JobSpec:
         tags: tags put on every job (cost allocation).
         environment: extra environment variables (never credentials).
         log_level: capfc log level inside the job.
+        forecast_training: the forecast step of a chain runs as a (spot) training job (aws/training.py).
+        spot_training: training jobs use managed spot capacity (interrupted jobs resume from checkpoints).
+        max_wait_seconds: spot training: give up after this long, waiting included (None: twice the runtime).
+        kms_key_id: KMS key for training job output and volumes (the lake's key when lake.sse is aws:kms).
     """
 
     image_uri: str
@@ -105,6 +110,10 @@ class JobSpec:
     tags: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
+    forecast_training: bool = False
+    spot_training: bool = True
+    max_wait_seconds: int | None = None
+    kms_key_id: str | None = None
 
     def __post_init__(self) -> None:
         names.check("image_uri", self.image_uri, "image_uri")
@@ -131,6 +140,18 @@ class JobSpec:
             value = getattr(self, key)
             if not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"{key} = {value!r}: expected a whole number from {low} to {high}")
+        wait = self.max_wait_seconds
+        if wait is not None and not (isinstance(wait, int) and self.max_runtime_seconds <= wait <= MAX_WAIT):
+            raise ConfigError(f"max_wait_seconds = {self.max_wait_seconds!r}: expected a whole number from "
+                              f"max_runtime_seconds ({self.max_runtime_seconds}) to {MAX_WAIT} (spot jobs wait and run "
+                              "within it)")
+        for key in ("forecast_training", "spot_training"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} = {getattr(self, key)!r}: expected true or false")
+        if self.kms_key_id is not None:
+            names.check("kms_key_id", self.kms_key_id, "kms_key_id")
+        if self.forecast_training and (problem := names.instance_type_problem(self.instance_type, True)):
+            raise ConfigError(f"instance_type (forecast as a training job): {problem}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level '{self.log_level}': expected DEBUG, INFO, WARNING or ERROR")
         for key, value in self.environment.items():
@@ -154,11 +175,15 @@ class JobSpec:
         values = dict(data)
         if isinstance(values.get("stages"), str):
             values["stages"] = tuple(s.strip() for s in values["stages"].split(",") if s.strip())
-        for key in ("instance_count", "volume_size_gb", "max_runtime_seconds"):
+        for key in ("instance_count", "volume_size_gb", "max_runtime_seconds", "max_wait_seconds"):
             if isinstance(values.get(key), str) and values[key].strip().isdigit():
                 values[key] = int(values[key])
-        if values.get("config_s3_uri") == "":
-            values["config_s3_uri"] = None
+        for key in ("forecast_training", "spot_training"):  # CloudFormation substitutes text
+            if isinstance(values.get(key), str) and values[key].strip().lower() in ("true", "false"):
+                values[key] = values[key].strip().lower() == "true"
+        for key in ("config_s3_uri", "max_wait_seconds", "kms_key_id"):
+            if values.get(key) == "":
+                values[key] = None
         missing = [k for k in ("image_uri", "role_arn", "lake_uri") if not values.get(k)]
         if missing:
             raise ConfigError(f"job settings: missing {', '.join(missing)}")
@@ -183,7 +208,9 @@ class JobSpec:
             "volume_size_gb": aws.volume_size_gb, "max_runtime_seconds": aws.max_runtime_seconds,
             "job_prefix": aws.job_prefix, "config_s3_uri": aws.config_s3_uri,
             "stages": tuple(aws.scheduled_stages), "tags": dict(aws.tags), "environment": environment,
-            "log_level": settings.log_level,
+            "log_level": settings.log_level, "forecast_training": aws.forecast_training_job,
+            "spot_training": aws.spot_training, "max_wait_seconds": aws.max_wait_seconds,
+            "kms_key_id": settings.lake.sse_kms_key_id if settings.lake.sse == "aws:kms" else None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         for key, option in (("image_uri", "--image-uri"), ("role_arn", "--role-arn")):

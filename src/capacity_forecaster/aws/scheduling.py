@@ -3,8 +3,9 @@
 ``schedule`` creates (or updates) two rules targeting the Lambda of ``lambda_handler.py``:
 
 * ``<rule>``: the cron/rate schedule that starts the configured chain;
-* ``<rule>-chain``: "SageMaker Processing Job State Change" events of ``<prefix>-*`` jobs that
-  completed, failed or stopped, so the Lambda can start the next stage or report the stop.
+* ``<rule>-chain``: "SageMaker Processing Job State Change" and "SageMaker Training Job State
+  Change" events of ``<prefix>-*`` jobs that completed, failed or stopped, so the Lambda can start
+  the next stage or report the stop.
 
 It also grants EventBridge permission to invoke the function, scoped to each rule's ARN.
 Re-running updates the rules in place (``PutRule``/``PutTargets`` are upserts).
@@ -18,7 +19,7 @@ from typing import Any
 
 from capacity_forecaster.aws import names
 from capacity_forecaster.aws.clients import AwsClients, is_exists, is_missing, translated
-from capacity_forecaster.aws.lambda_handler import STATE_CHANGE
+from capacity_forecaster.aws.lambda_handler import STATE_CHANGE, TRAINING_STATE_CHANGE
 from capacity_forecaster.errors import AwsError
 
 log = logging.getLogger(__name__)
@@ -56,15 +57,17 @@ def permission_request(lambda_arn: str, rule_name: str, rule_arn: str) -> dict[s
 
 
 def chain_event_pattern(job_prefix: str) -> dict[str, Any]:
-    """EventBridge pattern matching the end of every ``<job_prefix>-*`` processing job."""
+    """EventBridge pattern matching the end of every ``<job_prefix>-*`` processing or training job."""
     names.check("job_prefix", job_prefix, "job_prefix")
+    ended = ["Completed", "Failed", "Stopped"]
     return {
         "source": ["aws.sagemaker"],
-        "detail-type": [STATE_CHANGE],
-        "detail": {
-            "ProcessingJobName": [{"prefix": f"{job_prefix}-"}],
-            "ProcessingJobStatus": ["Completed", "Failed", "Stopped"],
-        },
+        "$or": [
+            {"detail-type": [STATE_CHANGE],
+             "detail": {"ProcessingJobName": [{"prefix": f"{job_prefix}-"}], "ProcessingJobStatus": ended}},
+            {"detail-type": [TRAINING_STATE_CHANGE],
+             "detail": {"TrainingJobName": [{"prefix": f"{job_prefix}-"}], "TrainingJobStatus": ended}},
+        ],
     }
 
 

@@ -1,7 +1,7 @@
 """The ``capfc`` command line: one sub-command per stage; the only place that configures logging.
 
 ``common`` holds the app and the global options, ``commands`` the stage commands, ``aws`` the
-``capfc aws`` group, ``summaries`` the one-screen summaries.
+``capfc aws`` group, ``lake`` the ``capfc lake`` group, ``summaries`` the one-screen summaries.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from capacity_forecaster.cli import aws, commands  # noqa: F401  (importing them registers the commands)
+from capacity_forecaster.cli import aws, aws_forecast, commands, lake  # noqa: F401  (importing them registers the commands)
 from capacity_forecaster.cli.common import app
 from capacity_forecaster.cli.logs import json_logging_active
 from capacity_forecaster.errors import CapacityForecasterError

@@ -75,7 +75,7 @@ def aws_athena_ddl(
     quiet: QuietOpt = 0,
     silent: SilentOpt = False,
 ) -> None:
-    """Print Athena CREATE DATABASE / CREATE EXTERNAL TABLE statements for the lake's written tables."""
+    """Print Athena CREATE DATABASE / CREATE EXTERNAL TABLE (Delta) statements for the lake's written tables."""
     from capacity_forecaster.aws.athena import lake_ddl
     from capacity_forecaster.aws.catalog import lake_definitions
 
@@ -100,7 +100,7 @@ def aws_glue(
     quiet: QuietOpt = 0,
     silent: SilentOpt = False,
 ) -> None:
-    """Create or update the Glue database and tables (partition projection: no MSCK REPAIR needed)."""
+    """Create or update the Glue database and the lake's Delta tables (Athena reads them natively)."""
     from capacity_forecaster.aws.glue import register_glue_tables
 
     settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region,
@@ -122,6 +122,12 @@ def aws_submit(
     instance_type: Annotated[
         str | None, typer.Option("--instance-type", help="Instance type [default: aws.instance_type].")
     ] = None,
+    training: Annotated[
+        bool | None,
+        typer.Option("--training/--processing",
+                     help="forecast only: run as a SageMaker (spot) training job that resumes from checkpoints "
+                          "[default: aws.forecast_training_job]."),
+    ] = None,
     region: RegionOpt = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
@@ -130,17 +136,27 @@ def aws_submit(
     quiet: QuietOpt = 0,
     silent: SilentOpt = False,
 ) -> None:
-    """Run one stage as a SageMaker Processing job (capfc STAGE --lake s3://...); prints the job as JSON."""
-    from capacity_forecaster.aws.sagemaker import submit_stage_job
+    """Run one stage as a SageMaker Processing job (capfc STAGE --lake s3://...), or forecast as a spot training
+    job (--training); prints the job as JSON."""
+    from capacity_forecaster.aws.sagemaker import JobSpec, submit_stage_job
+    from capacity_forecaster.aws.training import submit_training_job
+    from capacity_forecaster.errors import ConfigError
 
     settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region, **{
-        "aws.image_uri": image_uri, "aws.role_arn": role_arn, "aws.instance_type": instance_type})
+        "aws.image_uri": image_uri, "aws.role_arn": role_arn, "aws.instance_type": instance_type,
+        "aws.forecast_training_job": training})
+    if settings.aws.forecast_training_job and stage == "forecast":
+        spec = JobSpec.from_settings(settings, stages=("forecast",))
+        print_json(submit_training_job(spec, clients=clients))
+        return
+    if training:
+        raise ConfigError(f"--training: only the forecast stage runs as a training job, not '{stage}'")
     print_json(submit_stage_job(stage, settings, clients=clients))
 
 
 @aws_app.command("status")
 def aws_status(
-    job_name: Annotated[str, typer.Argument(help="Processing job name (printed by capfc aws submit).")],
+    job_name: Annotated[str, typer.Argument(help="Processing or training job name (printed by capfc aws submit).")],
     region: RegionOpt = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
@@ -149,11 +165,12 @@ def aws_status(
     quiet: QuietOpt = 0,
     silent: SilentOpt = False,
 ) -> None:
-    """Print the state of a stage job as JSON (InProgress, Completed, Failed, ...)."""
-    from capacity_forecaster.aws.sagemaker import job_status
+    """Print the state of a stage job as JSON (InProgress, Completed, Failed, ...; training jobs add
+    secondary_status, e.g. Interrupted or Restarting on spot, and the billable seconds)."""
+    from capacity_forecaster.aws.training import job_state
 
     _settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region)
-    print_json(job_status(job_name, clients))
+    print_json(job_state(job_name, clients))
 
 
 @aws_app.command("schedule")
@@ -243,10 +260,17 @@ def aws_quicksight(
 @aws_app.command("verify")
 def aws_verify(
     delete: Annotated[
-        bool, typer.Option("--delete", help="Remove orphan Parquet files older than --min-age-minutes.")
+        bool, typer.Option("--delete", help="Vacuum: remove the orphans (files no retained version uses).")
     ] = False,
+    retention_hours: Annotated[
+        float | None,
+        typer.Option("--retention-hours", min=0.0,
+                     help="Keep versions replaced, and files written, less than this long ago "
+                          "[default: lake.retention_hours]."),
+    ] = None,
     min_age_minutes: Annotated[
-        int, typer.Option("--min-age-minutes", min=0, help="Younger orphans may be a write in progress: kept.")
+        int, typer.Option("--min-age-minutes", min=0,
+                          help="Never remove younger files, whatever the retention (a write may be in progress).")
     ] = 60,
     tables: TablesOpt = None,
     config: ConfigOpt = None,
@@ -256,10 +280,11 @@ def aws_verify(
     quiet: QuietOpt = 0,
     silent: SilentOpt = False,
 ) -> None:
-    """Compare each lake table folder with its _table.json pointer; flag (or --delete) orphan files.
+    """Check each lake table's Delta log and files; flag (or --delete) files no retained version uses.
 
-    Athena reads every file in a table folder, capfc only those its pointer names: the files of a
-    crashed write would be counted twice. Prints the findings as JSON; exit 2 unless the lake is clean.
+    capfc and Athena read a table's files from its Delta log: files of crashed or conflicting writes
+    and versions older than the retention only take space (--delete vacuums them). Unreadable logs,
+    missing files and foreign files are reported. Prints the findings as JSON; exit 2 unless clean.
     """
     import datetime as dt
 
@@ -268,16 +293,19 @@ def aws_verify(
 
     settings = setup_command(config, lake, log_level, log_format, quiet, silent)
     result = verify_lake(pipeline.open_lake(settings, for_writing=delete), tables=_table_list(tables), delete=delete,
+                         retention_hours=retention_hours,
                          min_age=dt.timedelta(minutes=min_age_minutes))
     print_json(result)
     if not result["clean"]:
-        left = result["orphans"] - result["deleted"] - result["recent"]
+        left = result["orphans"] - result["deleted"]
         hints = [hint for count, hint in ((left, "re-run with --delete"),
                                           (result["missing"], "re-run the stages writing the damaged tables"),
-                                          (result["foreign"], "move the foreign files out of the table folders"))
+                                          (result["foreign"], "move the foreign files out of the table folders"),
+                                          (result["problems"], "see each table's 'problem' in the JSON"))
                  if count]
         raise StorageError(f"lake {result['lake']} is not clean: {left} orphan file(s) kept, {result['missing']} "
-                           f"missing, {result['foreign']} foreign; {'; '.join(hints)}")
+                           f"missing, {result['foreign']} foreign, {result['problems']} table(s) with a problem; "
+                           f"{'; '.join(hints)}")
 
 
 @aws_app.command("lambda-zip")

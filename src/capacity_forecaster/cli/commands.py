@@ -259,6 +259,10 @@ def sql_query(
         bool, typer.Option("--unsafe", help="Full DuckDB: file access, COPY, ATTACH, extensions "
                            "[default: read-only over the lake's views; config lake.sql_unsafe].")
     ] = False,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Read every table as it was after this run id, or at this time "
+                                 "(ISO 8601, UTC), e.g. 2026-12-01T08:00 [default: the current version].")
+    ] = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
@@ -273,7 +277,8 @@ def sql_query(
 
     settings = setup_command(config, lake, log_level, log_format, quiet, silent,
                              **{"lake.sql_unsafe": True if unsafe else None})
-    frame = query(pipeline.open_lake(settings, for_writing=False), statement, unsafe=settings.lake.sql_unsafe)
+    frame = query(pipeline.open_lake(settings, for_writing=False), statement, unsafe=settings.lake.sql_unsafe,
+                  as_of=as_of)
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif fmt == "json":

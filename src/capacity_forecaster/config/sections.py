@@ -44,6 +44,9 @@ class LakeConfig(_Section):
     s3_max_attempts: int = Field(3, ge=1, le=20)
     # False: `capfc sql` and sqlalchemy_engine are read-only over the lake's views (no file access).
     sql_unsafe: bool = False
+    # Table versions stay readable (time travel, `capfc sql --as-of`) this long after a newer one
+    # replaced them; a completed stage then vacuums them, with files no commit names (crashed writes).
+    retention_hours: float = Field(168.0, ge=0.0, le=87_600.0)
 
 
 class GenerateConfig(_Section):
@@ -298,6 +301,9 @@ class ReportConfig(_Section):
     page_size: Literal["a4", "letter"] = "a4"
     # The stored what-if shown beside the base (its name, e.g. growth-20pct); None: the most recent one.
     scenario: str | None = Field(None, min_length=1, max_length=64)
+    # Forecast vs actual over time: the current forecast run and up to this many earlier ones are scored
+    # against the actuals observed since (older versions must still be readable: lake.retention_hours).
+    accuracy_runs: int = Field(5, ge=1, le=52)
 
 
 class DashboardConfig(_Section):
@@ -323,6 +329,7 @@ _AWS_NAME_RULES = {
     "instance_type": "instance_type", "job_prefix": "job_prefix", "config_s3_uri": "s3_uri",
     "schedule_expression": "schedule", "schedule_rule": "rule_name", "lambda_arn": "lambda_arn",
     "quicksight_data_source_id": "resource_id", "quicksight_principal_arn": "principal_arn",
+    "forecast_role_arn": "role_arn",
 }
 
 
@@ -354,6 +361,23 @@ class AwsConfig(_Section):
     quicksight_data_source_id: str = "capfc-athena"
     quicksight_principal_arn: str | None = None
     tags: dict[str, str] = Field(default_factory=lambda: {"project": "aws-capacity-forecaster"})
+    # The forecast step of the scheduled chain (and `capfc aws submit forecast --training`) as a
+    # SageMaker training job: only training jobs can run on managed spot capacity (up to ~70-90 %
+    # cheaper), and the forecast stage is the long, resumable one. False keeps processing jobs.
+    forecast_training_job: bool = False
+    spot_training: bool = True
+    # Spot only: the job gives up after this long, waiting for capacity and interruptions included;
+    # at least max_runtime_seconds (AWS's rule). None = twice max_runtime_seconds (at most 28 days).
+    max_wait_seconds: int | None = Field(None, ge=60, le=2_419_200)
+    # IAM role Amazon Forecast assumes to read the export and write its forecasts (`capfc aws forecast-*`).
+    forecast_role_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _wait_covers_runtime(self) -> AwsConfig:
+        if self.max_wait_seconds is not None and self.max_wait_seconds < self.max_runtime_seconds:
+            raise ValueError(f"max_wait_seconds ({self.max_wait_seconds}) must be at least max_runtime_seconds "
+                             f"({self.max_runtime_seconds}): a spot job's wait includes its runtime")
+        return self
 
     @field_validator(*_AWS_NAME_RULES)
     @classmethod

@@ -46,18 +46,18 @@ class LineGuard:
 
     def feed(self, data: bytes, final: bool = False) -> bytes:
         """The bytes to pass on for the next ``data`` of the stream (``final``: it is the last)."""
+        prefix = b""
+        if self._after_cr and data[:1] == b"\n":
+            # The LF of a CRLF split between two blocks: the CR already ended the line.
+            prefix, data = b"\n", data[1:]
         codes = np.frombuffer(data, dtype=np.uint8)
         if b"\r" in data:
             lf, cr = codes == _LF, codes == _CR
             ends = lf | cr
             ends[:-1] &= ~(cr[:-1] & lf[1:])  # CR of a CRLF: the LF ends the line
-            if self._after_cr and lf[0]:
-                ends[0] = False  # the LF of a CRLF split between two blocks
             stops = np.flatnonzero(ends)
         else:
             stops = np.flatnonzero(codes == _LF)
-            if self._after_cr and len(stops) and stops[0] == 0:
-                stops = stops[1:]
         self._after_cr = data.endswith(b"\r")
         out: list[bytes] = []
         start = 0
@@ -104,4 +104,4 @@ class LineGuard:
                 self._dropped = 0
             out.append(self._partial)
             self._partial = b""
-        return b"".join(out)
+        return prefix + b"".join(out)

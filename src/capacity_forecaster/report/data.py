@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from capacity_forecaster.config import Settings
+from capacity_forecaster.report.accuracy_history import AccuracyHistory, accuracy_history
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import list_runs
 from capacity_forecaster.storage.sql import connect
@@ -80,6 +81,8 @@ class ReportData:
         runs: run manifests (oldest first).
         versions: table name -> the version read (``Lake.table_info``), to match tables with the runs
             that wrote them (``lineage.lineage``).
+        accuracy: the current and up to ``report.accuracy_runs`` earlier forecast runs scored against
+            the actuals observed since (``accuracy_history``); None without forecasts.
     """
 
     lake_uri: str
@@ -92,6 +95,7 @@ class ReportData:
     period: tuple[dt.date, dt.date] | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    accuracy: AccuracyHistory | None = None
 
     def table(self, name: str) -> pd.DataFrame | None:
         """A stage table, or None when the lake does not have it."""
@@ -276,6 +280,8 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
         elif name in SMALL_TABLES:
             log.info("report: table %s is absent (%s)", name, not_available(name))
     weekly = peaks = profiles = period = None
+    runs = list_runs(lake)
+    accuracy = accuracy_history(lake, settings.report.accuracy_runs, runs) if "forecasts" in tables else None
     if lake.has_table("metrics"):
         con = connect(lake)
         try:
@@ -287,8 +293,8 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
             con.close()
     return ReportData(
         lake_uri=lake.uri, settings=settings, generated=dt.datetime.now(dt.UTC), tables=tables,
-        weekly=weekly, peaks=peaks, profiles=profiles, period=period, runs=list_runs(lake),
-        versions=versions,
+        weekly=weekly, peaks=peaks, profiles=profiles, period=period, runs=runs,
+        versions=versions, accuracy=accuracy,
     )
 
 

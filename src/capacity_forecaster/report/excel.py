@@ -1,4 +1,5 @@
-"""The Excel workbook (openpyxl): Summary, At-risk, Recommendations, What-if, Clusters, Forecast data, Assumptions."""
+"""The Excel workbook (openpyxl): Summary, At-risk, Recommendations, What-if, Clusters, Forecast data, Forecast vs
+actual, Assumptions."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from capacity_forecaster.report import style
+from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, AccuracyHistory
 from capacity_forecaster.report.comparison import StoredScenario, change_text, stored_scenario
 from capacity_forecaster.report.data import ReportData, not_available
 from capacity_forecaster.report.lineage import lineage
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 Worksheet = Any
 
 SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-if", "Clusters", "Forecast data",
-          "Sizing options", "Capacity by group", "Assumptions")
+          "Forecast vs actual", "Sizing options", "Capacity by group", "Assumptions")
 # Lake column -> header, in sheet order; "hostname"/"application" come from the inventory.
 AT_RISK_COLUMNS = {
     "server_id": "Server", "hostname": "Hostname", "application": "Application", "environment": "Environment",
@@ -269,6 +271,29 @@ def forecast_sheet(data: ReportData) -> tuple[pd.DataFrame, dict[str, str]]:
     return weekly_forecasts(forecasts, data), WEEKLY_FORECAST_COLUMNS
 
 
+def _accuracy_history_sheet(ws: Worksheet, history: AccuracyHistory | None) -> None:
+    """Forecast vs actual over time: one row per forecast run, then the scored runs per horizon bucket."""
+    if history is None:
+        _unavailable(ws, "forecasts")
+        return
+    if history.scored.empty:
+        ws.column_dimensions["A"].width = 60
+        ws.append([_styled(ws, history.message or "No forecast run has actuals yet.",
+                           font=Font(italic=True, color="6B7280"))])
+        return
+    scores = {"mae": "0.00", "bias": "+0.00;-0.00;0.00", "coverage": "0%"}
+    # The run's time as a datetime cell (a Timestamp would be written as its date only).
+    made = pd.Series(history.runs["made"].to_numpy("datetime64[us]").astype(object), index=history.runs.index,
+                     dtype=object)
+    _write_frame(ws, history.runs.assign(made=made), RUN_HEADERS, "ForecastVsActual",
+                 {**scores, "made": "yyyy-mm-dd hh:mm", "origin": "yyyy-mm-dd"}, {"run_id": 16, "note": 60})
+    ws.append([])
+    ws.append([_styled(ws, h, header=True) for h in BUCKET_HEADERS.values()])
+    formats = [scores.get(c) for c in BUCKET_HEADERS]
+    for row in history.buckets[list(BUCKET_HEADERS)].itertuples(index=False, name=None):
+        ws.append([_styled(ws, v, fmt=f) for v, f in zip(row, formats, strict=True)])
+
+
 def build_workbook(data: ReportData) -> bytes:
     """The workbook as .xlsx bytes.
 
@@ -276,7 +301,8 @@ def build_workbook(data: ReportData) -> bytes:
     base vs the stored what-if); At-risk servers (medium or worse, riskiest first, rows coloured by level);
     All series (every server_risk row, same order); Recommendations
     (every server, biggest saving first); What-if (every risk_comparison row, most affected first, rows
-    coloured by scenario level); Clusters; Forecast data (weekly per series, or every daily row);
+    coloured by scenario level); Clusters; Forecast data (weekly per series, or every daily row); Forecast vs
+    actual (earlier forecast runs scored against the actuals since, per run and per horizon bucket);
     Sizing options (recommendation_options); Capacity by group (capacity_by_group); Assumptions. A sheet
     whose table is absent says which stage to run.
     """
@@ -338,7 +364,9 @@ def build_workbook(data: ReportData) -> bytes:
         frame, columns = forecast_sheet(data)
         _write_frame(ws, frame, columns, "Forecasts")
 
-    ws = workbook.create_sheet(SHEETS[7])
+    _accuracy_history_sheet(workbook.create_sheet(SHEETS[7]), data.accuracy)
+
+    ws = workbook.create_sheet(SHEETS[8])
     options = data.table("recommendation_options")
     if options is None:
         _unavailable(ws, "recommendation_options")
@@ -347,14 +375,14 @@ def build_workbook(data: ReportData) -> bytes:
                      {"monthly_cost": _MONEY, "monthly_cost_difference": _MONEY,
                       "projected_peak_cpu": "0.0", "projected_peak_memory": "0.0"}, {"hostname": 18})
 
-    ws = workbook.create_sheet(SHEETS[8])
+    ws = workbook.create_sheet(SHEETS[9])
     capacity = data.table("capacity_by_group")
     if capacity is None:
         _unavailable(ws, "capacity_by_group")
     else:
         _write_frame(ws, capacity, CAPACITY_COLUMNS, "CapacityByGroup", widths={"group": 20, "earliest_breach": 20})
 
-    ws = workbook.create_sheet(SHEETS[9])
+    ws = workbook.create_sheet(SHEETS[10])
     _write_frame(ws, pd.DataFrame(assumptions(data), columns=["assumption", "value", "note"]),
                  {"assumption": "Assumption", "value": "Value", "note": "Note"}, "Assumptions",
                  widths={"assumption": 26, "value": 44, "note": 80})

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.report import figures, style
+from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, display_rows, explanation
 from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import StoredScenario, change_text, headline, probability, stored_scenario
 from capacity_forecaster.report.data import ReportData, not_available, server_names
@@ -40,8 +41,8 @@ _CSS = f"""
 background:#F4F6F9}} header{{background:{style.NAVY};color:#fff;padding:28px 40px}} header h1{{margin:0;font-size:28px}}
 header p{{margin:6px 0 0;opacity:.85}} main{{max-width:1280px;margin:0 auto;padding:24px 32px}}
 section{{background:#fff;border:1px solid {style.GRID};border-radius:8px;padding:18px 22px;margin-bottom:20px}}
-h2{{margin:0 0 12px;font-size:18px;color:{style.NAVY}}} .kpis{{display:grid;
-grid-template-columns:repeat(5,1fr);gap:12px;background:none;border:none;padding:0}}
+h2{{margin:0 0 12px;font-size:18px;color:{style.NAVY}}} h3{{margin:16px 0 8px;font-size:15px;color:{style.NAVY}}}
+.kpis{{display:grid;grid-template-columns:repeat(5,1fr);gap:12px;background:none;border:none;padding:0}}
 .kpi{{background:#fff;border:1px solid {style.GRID};border-radius:8px;padding:14px}}
 .kpi .label{{font-size:12px;font-weight:600;color:{style.MUTED};text-transform:uppercase;letter-spacing:.03em}}
 .kpi .value{{font-size:26px;font-weight:700;color:{style.NAVY};margin:6px 0}} .kpi .note{{font-size:12px;
@@ -242,6 +243,24 @@ def _recommendation_rows(data: ReportData) -> str:
                    "Savings / month", "Rationale"], rows, numeric={3, 4, 5, 6, 7})
 
 
+def _accuracy_history_section(data: ReportData) -> str:
+    """Forecast vs actual over time: earlier forecast runs against the actuals since, or one line why not."""
+    history = data.accuracy
+    if history is None:
+        return _na(not_available("forecasts"))
+    if history.scored.empty:
+        return _na(history.message or "No forecast run has actuals yet.")
+    note = _na(history.message) if history.message else ""
+    runs = _table(list(RUN_HEADERS.values()), [[html.escape(c) for c in row]
+                                               for row in display_rows(history.runs, RUN_HEADERS)],
+                  numeric={0, 5, 6, 7, 8, 9, 10})
+    buckets = _table(list(BUCKET_HEADERS.values()), [[html.escape(c) for c in row]
+                                                     for row in display_rows(history.buckets, BUCKET_HEADERS)],
+                     numeric={0, 3, 4, 5, 6})
+    return (f"<p>{html.escape(explanation(data.settings.forecast.interval))}</p>{note}{runs}"
+            f"<h3>By days ahead</h3>{buckets}")
+
+
 WHATIF_ROWS = 50  # changed series listed in the HTML (every series is in the workbook's What-if sheet)
 
 
@@ -330,6 +349,8 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
     body = (charts.add(figures.accuracy_box(backtests)) if backtests is not None and len(backtests)
             else _na(not_available("backtests")))
     parts.append(f"<section><h2>Forecast accuracy</h2>{body}</section>")
+    parts.append(f'<section id="accuracy-history"><h2>Forecast vs actual over time</h2>'
+                 f"{_accuracy_history_section(data)}</section>")
     parts.append(f"<section><h2>Recommendations</h2>{_recommendation_rows(data)}</section>")
     groups = capacity_rows(data)
     body = (_table(list(CAPACITY_HEADERS.values()), [[html.escape(str(v)) for v in row] for row in

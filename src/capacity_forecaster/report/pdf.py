@@ -28,6 +28,7 @@ from reportlab.platypus import (
 )
 
 from capacity_forecaster.report import style
+from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, display_rows, explanation
 from capacity_forecaster.report.comparison import (
     StoredScenario,
     change_text,
@@ -221,6 +222,29 @@ def _accuracy_table(data: ReportData, width: float) -> list[Flowable]:
     return [_table(rows, [width / 7] * 7)]
 
 
+def _accuracy_history(data: ReportData, width: float) -> list[Flowable]:
+    """Forecast vs actual over time: earlier forecast runs against the actuals since, or one line why not."""
+    story: list[Flowable] = [Paragraph("Forecast vs actual over time", H2)]
+    history = data.accuracy
+    if history is None or history.scored.empty:
+        message = not_available("forecasts") if history is None else history.message or "No run has actuals yet."
+        return [*story, Paragraph(escape(message), BODY)]
+    story.append(Paragraph(escape(explanation(data.settings.forecast.interval)), SMALL))
+    if history.message:
+        story.append(Paragraph(escape(history.message), SMALL))
+    story.append(Spacer(1, 0.08 * inch))
+    # The note column of the HTML and workbook is left out here: it would not fit beside the numbers.
+    headers = {k: v for k, v in RUN_HEADERS.items() if k != "note"}
+    widths = [0.6, 1.0, 1.15, 1.05, 1.0, 0.95, 0.6, 0.6, 0.75, 0.75, 0.95]
+    scale = width / (sum(widths) * inch)
+    story.append(_table([list(headers.values()), *display_rows(history.runs, headers)],
+                        [w * inch * scale for w in widths], extra=[("ALIGN", (5, 1), (-1, -1), "RIGHT")]))
+    story.append(Spacer(1, 0.1 * inch))
+    story.append(_table([list(BUCKET_HEADERS.values()), *display_rows(history.buckets, BUCKET_HEADERS)],
+                        [width / 10] * len(BUCKET_HEADERS), extra=[("ALIGN", (3, 1), (-1, -1), "RIGHT")]))
+    return story
+
+
 def _decorate(title: str, subtitle: str, page: tuple[float, float]) -> Any:
     def first(canvas: Canvas, _doc: Any) -> None:
         canvas.saveState()
@@ -259,7 +283,8 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
         distribution; one line when no what-if is stored); top risks table naming the servers;
         forecast charts of the riskiest series; savings (chart and largest savings); what-if (base
         vs the stored scenario; only when one is stored); fleet heatmap and clusters; forecast
-        accuracy; assumptions appendix. Readers see section names, never the lake's table names.
+        accuracy (backtests, then forecast vs actual over time: earlier runs against the actuals
+        since); assumptions appendix. Readers see section names, never the lake's table names.
     """
     cfg = data.settings.report
     page = PAGE_SIZES[cfg.page_size]
@@ -325,6 +350,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(_image(charts["backtest_accuracy.png"], width, 3.8 * inch))
     story.append(Spacer(1, 0.15 * inch))
     story.extend(_accuracy_table(data, width))
+    story.extend(_accuracy_history(data, width))
     story.append(PageBreak())
 
     story.append(Paragraph("Appendix: assumptions", H1))

@@ -1,19 +1,22 @@
-"""The lake: Parquet tables on a local folder or S3, written atomically through a pointer file.
+"""The lake: Delta Lake tables of Parquet files on a local folder or S3.
 
-Every table folder holds Parquet files named ``part-<version>-<n>.parquet`` (below
-``year=YYYY/month=MM/`` for metric tables) and a pointer ``_table.json`` listing the
-files of the current version. A write puts the new files beside the old ones, then
-replaces the pointer in one step (an atomic rename locally, a single PUT on S3), then
-deletes the files of older versions. Readers of this module go through the pointer, so
-they never see half a table, and a crash mid-write leaves the previous version readable.
-Tools that list the folder directly (Athena, ``pd.read_parquet``) ignore ``_``-prefixed
-files and see one complete version except during the short window between the pointer
-swap and the clean-up. One writer per table at a time is assumed.
+Every table folder is a Delta table (``_delta_log/`` plus Parquet files named
+``part-<version>-<n>.parquet``, below ``year=YYYY/month=MM/`` for metric tables). A write puts its
+files beside the current ones and makes them the new version with one Delta commit
+(``storage.delta``): atomic across all files, and refused (``ConflictError``) when another writer
+changed the table since this process read it, so concurrent writers never lose each other's rows
+silently. Older versions stay readable (time travel, ``as_of``) until ``vacuum`` removes them.
+
+Readers go through the log, never through a folder listing: files of a write that never committed
+(a crash, a refused conflict) are invisible to capfc, DuckDB through ``capfc sql`` and Athena (which
+reads Delta tables natively). A stage's tables become visible together: each stage run, when it
+completes, writes a stage record naming every table version it produced (``storage.consistency``);
+a table version committed by a run that has not completed is not read while an earlier complete
+run's version exists.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import logging
@@ -30,12 +33,20 @@ import pyarrow.fs as pafs
 from capacity_forecaster.config import LakeConfig
 from capacity_forecaster.errors import StorageError
 from capacity_forecaster.schema import PARTITION_SCHEMA, TableSpec, table_spec
+from capacity_forecaster.storage.consistency import (
+    StageRecord,
+    find_run,
+    parse_time,
+    read_records,
+    recorded_version,
+)
+from capacity_forecaster.storage.delta import COMMIT_KEY, RUN_KEY, STAGE_KEY, DeltaStore, Snapshot
 from capacity_forecaster.storage.filesystem import Location, resolve
-from capacity_forecaster.storage.writer import TableInfo, TableWriter
+from capacity_forecaster.storage.writer import TableInfo, TableWriter, delta_schema, read_schema
 
 log = logging.getLogger(__name__)
 
-POINTER = "_table.json"
+LEGACY_POINTER = "_table.json"  # the pre-Delta layout (storage.legacy)
 _PARTITIONING = pads.partitioning(PARTITION_SCHEMA, flavor="hive")
 
 
@@ -58,11 +69,20 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 class Lake:
     """A lake root with one folder per table (see ``schema.TABLES``)."""
 
-    def __init__(self, location: Location) -> None:
+    def __init__(self, location: Location, cfg: LakeConfig | None = None) -> None:
         self.location = location
         self.fs = location.fs
         self.root = location.path
         self.uri = location.uri
+        self.cfg = cfg or LakeConfig()
+        self.delta = DeltaStore(location, self.cfg)
+        # (run id, stage) of the stage running in this process: its commits carry them, and its
+        # own uncommitted-stage tables are visible to it.
+        self.run: tuple[str, str] | None = None
+        # table -> newest version this process has seen: the base a write is checked against.
+        self._seen: dict[str, int] = {}
+        self._records: dict[str, StageRecord] | None = None
+        self._records_cached = False
 
     @classmethod
     def open(cls, uri: str, cfg: LakeConfig | None = None, *, for_writing: bool = False) -> Lake:
@@ -71,7 +91,7 @@ class Lake:
         Raises:
             StorageError: the location is missing, unreachable or not writable.
         """
-        return cls(resolve(uri, cfg, for_writing=for_writing))
+        return cls(resolve(uri, cfg, for_writing=for_writing), cfg)
 
     # -- paths -------------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
@@ -143,33 +163,88 @@ class Lake:
         return {i.path[start:]: i.mtime for i in infos if i.type == pafs.FileType.File}
 
     # -- tables ------------------------------------------------------------------------------
-    def table_info(self, name: str) -> TableInfo | None:
-        """The pointer of table ``name``, or None when it was never written."""
+    def refresh(self) -> None:
+        """Forget cached stage records (a long-lived reader calls this to see newer runs)."""
+        self._records = None
+
+    def stage_records(self) -> dict[str, StageRecord]:
+        """The last complete record of each stage (see ``storage.consistency``), cached until ``refresh``."""
+        self._records_cached = self._records is not None
+        if self._records is None:
+            self._records = read_records(self)
+        return self._records
+
+    def _snapshot(self, name: str, as_of: str | dt.datetime | None = None) -> Snapshot | None:
+        """The version of ``name`` a reader should see: the consistent one, or the one ``as_of`` asks for."""
         spec = table_spec(name)
-        pointer = self.read_json(posixpath.join(spec.path, POINTER))
-        if pointer is None:
+        if as_of is not None:
+            return self._as_of(name, as_of)
+        latest = self.delta.snapshot(spec.path)
+        if latest is None:
+            if self.read_bytes(posixpath.join(spec.path, LEGACY_POINTER)) is not None:
+                raise StorageError(
+                    f"lake {self.uri} uses the pre-Delta layout (table '{name}' has {LEGACY_POINTER}); "
+                    f"convert it once with: capfc lake migrate --lake {self.uri}")
             return None
-        try:
-            schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(pointer["schema"])))
-            return TableInfo(
-                name=name,
-                version=str(pointer["version"]),
-                files=tuple(pointer["files"]),
-                rows=int(pointer["rows"]),
-                schema=schema,
-                written_at=str(pointer["written_at"]),
-            )
-        except (KeyError, ValueError, TypeError, pa.ArrowInvalid) as err:
-            raise StorageError(
-                f"{self.display(spec.path, POINTER)} is damaged ({err}); re-run the stage that writes '{name}'"
-            ) from err
+        self._seen[name] = latest.version
+        if latest.run_id is None or (self.run is not None and latest.run_id == self.run[0]):
+            return latest
+        recorded = recorded_version(self.stage_records(), name)
+        if recorded is not None and recorded < latest.version and self._records_cached:
+            # Records read earlier may predate a run that completed since: read them again once.
+            self.refresh()
+            recorded = recorded_version(self.stage_records(), name)
+        if recorded is None or recorded >= latest.version:
+            return latest
+        # The newest version comes from a run that has not completed (still running, or crashed):
+        # readers keep the version the last complete run of that stage produced, with its siblings.
+        log.debug("table %s: version %d is from run %s (%s) which has not completed; reading version %d",
+                  name, latest.version, latest.run_id, latest.stage, recorded)
+        return self.delta.snapshot(spec.path, version=recorded)
+
+    def _as_of(self, name: str, as_of: str | dt.datetime) -> Snapshot | None:
+        spec = table_spec(name)
+        when = as_of if isinstance(as_of, dt.datetime) else parse_time(as_of)
+        if when is None:
+            run = find_run(self, str(as_of))
+            written = (run.get("tables") or {}).get(name) or {}
+            if written.get("version") is not None and str(written["version"]).isdigit():
+                return self.delta.snapshot(spec.path, version=int(written["version"]))
+            when = dt.datetime.fromisoformat(str(run["finished"]))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return self.delta.snapshot(spec.path, as_of=when)
+
+    def table_info(self, name: str, *, as_of: str | dt.datetime | None = None) -> TableInfo | None:
+        """The version of table ``name`` readers see (None when it was never written).
+
+        Args:
+            name: a table from ``schema.TABLES``.
+            as_of: a run id (the version that run read or wrote) or a time (ISO 8601, UTC when
+                naive): the table as it was then. Default: the current consistent version.
+
+        Raises:
+            StorageError: the table cannot be read, or ``as_of`` names no run or precedes the table.
+        """
+        snap = self._snapshot(name, as_of)
+        if snap is None:
+            return None
+        return TableInfo(
+            name=name, version=str(snap.version), files=snap.files, rows=snap.rows,
+            schema=read_schema(snap.schema, snap.partition_by), written_at=snap.written_at,
+            run_id=snap.run_id,
+        )
 
     def has_table(self, name: str) -> bool:
         """Whether table ``name`` has been written."""
         return self.table_info(name) is not None
 
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The versions of table ``name``, newest first: version, timestamp, operation, run id, stage."""
+        return self.delta.history(table_spec(name).path, limit)
+
     def write_table(self, name: str, frame: pd.DataFrame | pa.Table, *, validate: bool = True) -> TableInfo:
-        """Replace table ``name`` with ``frame`` atomically.
+        """Replace table ``name`` with ``frame`` in one commit.
 
         Args:
             name: a table from ``schema.TABLES``.
@@ -178,10 +253,11 @@ class Lake:
             validate: check the contract columns first.
 
         Returns:
-            The new pointer.
+            The new version.
 
         Raises:
             SchemaError: required columns are missing.
+            ConflictError: another writer changed the table since this process read it.
             StorageError: the write failed; the previous version is still the current one.
         """
         writer = self.writer(name, validate=validate)
@@ -193,35 +269,63 @@ class Lake:
 
         Nothing is visible to readers until ``commit()``; without it the previous version stays.
         """
-        return TableWriter(self, table_spec(name), validate=validate)
+        spec = table_spec(name)
+        if name not in self._seen:
+            latest = self.delta.snapshot(spec.path)
+            if latest is None and self.read_bytes(posixpath.join(spec.path, LEGACY_POINTER)) is not None:
+                raise StorageError(
+                    f"lake {self.uri} uses the pre-Delta layout (table '{name}' has {LEGACY_POINTER}); "
+                    f"convert it once with: capfc lake migrate --lake {self.uri}")
+            if latest is not None:
+                self._seen[name] = latest.version
+        return TableWriter(self, spec, validate=validate, base_version=self._seen.get(name))
 
-    def _publish(self, spec: TableSpec, info: TableInfo) -> None:
-        self.write_json(
-            posixpath.join(spec.path, POINTER),
-            {
-                "table": info.name,
-                "version": info.version,
-                "files": list(info.files),
-                "rows": info.rows,
-                "schema": base64.b64encode(info.schema.serialize().to_pybytes()).decode(),
-                "written_at": info.written_at,
-            },
-        )
-        self._remove_stale(spec, keep=set(info.files))
-        log.debug("wrote table %s: %d rows in %d files (version %s)", info.name, info.rows,
-                  len(info.files), info.version)
+    def _commit(self, spec: TableSpec, files: list[tuple[str, int, dict[str, str], int]], schema: pa.Schema,
+                base_version: int | None) -> int:
+        """Commit written files as the table's new version (called by ``TableWriter.commit``)."""
+        run_id, stage = self.run if self.run is not None else (None, None)
+        metadata = {COMMIT_KEY: uuid.uuid4().hex}
+        if run_id is not None:
+            metadata[RUN_KEY] = run_id
+            metadata[STAGE_KEY] = str(stage)
+        partition_by = list(PARTITION_SCHEMA.names) if spec.partitioned else []
+        version = self.delta.commit(spec.path, files, delta_schema(schema, spec.partitioned), partition_by,
+                                    base_version=base_version, metadata=metadata)
+        self._seen[spec.name] = version
+        log.debug("committed table %s version %d (%d files)", spec.name, version, len(files))
+        return version
 
-    def _remove_stale(self, spec: TableSpec, keep: set[str]) -> None:
-        prefix = spec.path.rstrip("/") + "/"
-        for rel in self.list_files(spec.path):
-            inner = rel[len(prefix):]
-            if inner in keep or posixpath.basename(inner).startswith("_"):
-                continue
-            try:
-                self.fs.delete_file(self.path(rel))
-            except OSError as err:
-                log.warning("could not delete stale file %s: %s", self.display(rel), err)
-        self.prune_empty_dirs(spec.path)
+    def vacuum(self, name: str, retention_hours: float, *, dry_run: bool = False, full: bool = False,
+               keep_latest: int = 0) -> list[str]:
+        """Delete files of table ``name`` that only versions older than ``retention_hours`` use.
+
+        Time travel ends there. The version readers resolve to (``stage_records``) is always kept,
+        and so are the newest ``keep_latest`` versions that wrote data, whatever their age (the
+        forecasts of earlier runs that forecast-vs-actual tracking scores). With ``full``, files no
+        version names at all go too once older than the retention: writes that never committed
+        (killed or refused writers) and any foreign file in the folder.
+
+        Returns:
+            The lake-relative paths deleted (or, with ``dry_run``, that would be).
+        """
+        spec = table_spec(name)
+        keep = set()
+        recorded = recorded_version(self.stage_records(), name)
+        if recorded is not None:
+            keep.add(recorded)
+        if keep_latest:
+            writes = [e["version"] for e in self.history(name, keep_latest * 3 + 10) if e["operation"] == "WRITE"]
+            keep.update(writes[:keep_latest])
+        removed = self.delta.vacuum(spec.path, retention_hours, dry_run=dry_run, full=full,
+                                    keep_versions=sorted(keep) or None)
+        if not dry_run and removed:
+            self.prune_empty_dirs(spec.path)
+        return [posixpath.join(spec.path, self._relative(spec, path)) for path in removed]
+
+    def _relative(self, spec: TableSpec, path: str) -> str:
+        base = self.delta.uri(spec.path).rstrip("/") + "/"
+        path = path.removeprefix("file://")
+        return path[len(base):] if path.startswith(base) else path
 
     def prune_empty_dirs(self, relpath: str) -> None:
         """Remove the empty folders below ``relpath`` (local lakes; S3 has no folders)."""
@@ -235,15 +339,18 @@ class Lake:
             if not self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
                 self.fs.delete_dir(path)
 
-    def dataset(self, name: str) -> pads.Dataset | None:
-        """A pyarrow dataset over the current version of ``name`` (None if never written).
+    def dataset(self, name: str, *, as_of: str | dt.datetime | None = None) -> pads.Dataset | None:
+        """A pyarrow dataset over the version of ``name`` readers see (None if never written).
 
-        Partitioned tables expose ``year`` and ``month`` as typed columns.
+        Partitioned tables expose ``year`` and ``month`` as typed columns; timestamps are naive UTC.
         """
-        info = self.table_info(name)
+        info = self.table_info(name, as_of=as_of)
         if info is None:
             return None
-        spec = table_spec(name)
+        return self._dataset(info)
+
+    def _dataset(self, info: TableInfo) -> pads.Dataset:
+        spec = table_spec(info.name)
         base = self.path(spec.path)
         files = [posixpath.join(base, f) for f in info.files]
         if spec.partitioned:
@@ -259,13 +366,16 @@ class Lake:
         name: str,
         columns: Sequence[str] | None = None,
         filter: pads.Expression | None = None,  # noqa: A002 - pyarrow's own name
+        *,
+        as_of: str | dt.datetime | None = None,
     ) -> pd.DataFrame:
-        """Read the current version of table ``name`` into pandas.
+        """Read table ``name`` into pandas (the consistent current version, or the one ``as_of``).
 
         Args:
             name: a table from ``schema.TABLES``.
             columns: columns to read (default: the stored columns, without partition keys).
             filter: a pyarrow expression pushed down to the scan.
+            as_of: a run id or a time: read the table as it was then (see ``table_info``).
 
         Returns:
             The rows; ``ds`` and other date columns as ``datetime64[ns]``.
@@ -274,18 +384,17 @@ class Lake:
             StorageError: the table was never written or cannot be read.
         """
         for attempt in (1, 2):
-            dataset = self.dataset(name)
-            if dataset is None:
+            info = self.table_info(name, as_of=as_of)
+            if info is None:
                 raise StorageError(
-                    f"table '{name}' not found in lake {self.uri} ({table_spec(name).path}/ has no "
-                    f"{POINTER}); run the stage that writes it first"
+                    f"table '{name}' not found in lake {self.uri} ({table_spec(name).path}/ is not a "
+                    f"Delta table); run the stage that writes it first"
                 )
-            info = self.table_info(name)
-            wanted = list(columns) if columns is not None else list(info.schema.names) if info else None
+            wanted = list(columns) if columns is not None else list(info.schema.names)
             try:
-                return _to_pandas(dataset.to_table(columns=wanted, filter=filter))
+                return _to_pandas(self._dataset(info).to_table(columns=wanted, filter=filter))
             except FileNotFoundError as err:
-                # A concurrent write replaced the table between the pointer read and the scan.
+                # A vacuum removed the files of this version between the log read and the scan.
                 if attempt == 2:
                     raise StorageError(f"table '{name}' changed while being read: {err}") from err
             except (OSError, pa.ArrowInvalid) as err:

@@ -1,4 +1,4 @@
-"""Run manifests: one JSON object per stage run in ``_runs/``."""
+"""Run manifests: one JSON object per stage run in ``_runs/``; a completed run also writes its stage record."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 
 from capacity_forecaster import __version__
 from capacity_forecaster.config import Settings
+from capacity_forecaster.errors import StorageError
+from capacity_forecaster.storage.consistency import write_record
 from capacity_forecaster.storage.lake import Lake, TableInfo
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,12 @@ class StageRun:
 
 @contextmanager
 def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
-    """Time a stage and write its manifest to ``_runs/`` when it ends (also when it fails).
+    """Time a stage, write its manifest to ``_runs/`` when it ends (also when it fails), and its stage record.
+
+    While the stage runs, its table commits carry its run id (``Lake.run``) and it reads its own new
+    versions. When it succeeds, the stage record (``storage.consistency``) makes every table it wrote
+    visible to other readers at once, then table versions older than ``lake.retention_hours`` and
+    files no commit names are vacuumed.
 
     Yields:
         The StageRun to fill in.
@@ -68,12 +75,14 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
     status, error = "succeeded", None
+    outer, lake.run = lake.run, (run.run_id, stage)
     try:
         yield run
     except BaseException as err:
         status, error = "failed", f"{type(err).__name__}: {err}"
         raise
     finally:
+        lake.run = outer
         finished = dt.datetime.now(dt.UTC)
         manifest = {
             "run_id": run.run_id,
@@ -98,6 +107,24 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
         name = f"{RUNS_DIR}/{started.strftime('%Y%m%dT%H%M%S%f')}-{stage}-{run.run_id}.json"
         lake.write_json(name, manifest)
         log.debug("wrote run manifest %s", name)
+        if status == "succeeded":
+            _complete(lake, run, settings)
+
+
+def _complete(lake: Lake, run: StageRun, settings: Settings) -> None:
+    """Write the stage record of a run that succeeded, then vacuum the tables it wrote."""
+    versions = {name: int(t["version"]) for name, t in run.tables.items() if str(t.get("version", "")).isdigit()}
+    write_record(lake, run.stage, run.run_id, versions)
+    for name in versions:
+        try:
+            # Earlier forecasts stay for forecast-vs-actual tracking (report.accuracy_runs), whatever their age.
+            keep = settings.report.accuracy_runs + 1 if name == "forecasts" else 0
+            removed = lake.vacuum(name, settings.lake.retention_hours, keep_latest=keep)
+        except StorageError as err:  # the run's data is committed; old files only take space
+            log.warning("could not vacuum table %s: %s", name, err)
+            continue
+        if removed:
+            log.debug("vacuumed %d old or uncommitted file(s) of %s", len(removed), name)
 
 
 def list_runs(lake: Lake, stage: str | None = None) -> list[dict[str, Any]]:

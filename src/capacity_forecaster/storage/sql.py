@@ -26,18 +26,20 @@ class SqlError(CapacityForecasterError):
     """A query given to ``capfc sql`` failed (syntax, unknown table or column)."""
 
 
-def register_views(con: Any, lake: Lake) -> list[str]:
+def register_views(con: Any, lake: Lake, as_of: str | None = None) -> list[str]:
     """Register every written lake table on a DuckDB connection as a view of the same name.
 
-    DuckDB scans the pyarrow datasets lazily (projection and filter push-down), which also
-    works for S3 lakes without DuckDB's httpfs extension (unavailable offline).
+    DuckDB scans the pyarrow datasets of the Delta tables' versions lazily (projection and filter
+    push-down), which also works for S3 lakes without DuckDB's httpfs and delta extensions
+    (unavailable offline). Each view is the table's consistent current version (see
+    ``storage.consistency``), or its version as of a run id or time with ``as_of``.
 
     Returns:
         The names of the registered views.
     """
     names = []
     for name in TABLES:
-        dataset = lake.dataset(name)
+        dataset = lake.dataset(name, as_of=as_of)
         if dataset is None:
             continue
         con.register(name, dataset)
@@ -61,15 +63,16 @@ def lock_down(con: Any) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def connect(lake: Lake, *, unsafe: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(lake: Lake, *, unsafe: bool = False, as_of: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the lake's tables as views.
 
     Args:
         lake: the lake.
         unsafe: keep DuckDB's file access (otherwise the connection is locked down, see ``lock_down``).
+        as_of: a run id or an ISO time: the tables as they were then.
     """
     con = duckdb.connect(database=":memory:")
-    register_views(con, lake)
+    register_views(con, lake, as_of)
     if not unsafe:
         lock_down(con)
     return con
@@ -92,7 +95,8 @@ def check_statement(con: Any, sql: str) -> None:
         raise SqlError(f"SQL refused: {kind} statements are not allowed; {_UNSAFE_HINT}")
 
 
-def query(lake: Lake, sql: str, params: list[Any] | None = None, *, unsafe: bool = False) -> pd.DataFrame:
+def query(lake: Lake, sql: str, params: list[Any] | None = None, *, unsafe: bool = False,
+          as_of: str | None = None) -> pd.DataFrame:
     """Run one SQL statement over the lake's views.
 
     Args:
@@ -100,6 +104,7 @@ def query(lake: Lake, sql: str, params: list[Any] | None = None, *, unsafe: bool
         sql: the statement; use ``?`` or ``$name`` placeholders for values.
         params: values for the placeholders.
         unsafe: full DuckDB (files, COPY, ATTACH, extensions); default: read-only over the views.
+        as_of: a run id or an ISO time: query the tables as they were then.
 
     Returns:
         The result as a frame.
@@ -107,7 +112,7 @@ def query(lake: Lake, sql: str, params: list[Any] | None = None, *, unsafe: bool
     Raises:
         SqlError: the statement failed or was refused; the message lists the available views.
     """
-    con = connect(lake, unsafe=unsafe)
+    con = connect(lake, unsafe=unsafe, as_of=as_of)
     try:
         if not unsafe:
             check_statement(con, sql)

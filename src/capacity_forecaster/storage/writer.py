@@ -1,8 +1,10 @@
 """Writing one new version of a lake table: Arrow conversion, month partitions, Parquet files.
 
-``TableWriter`` puts the files of a new version beside the current ones; ``Lake`` publishes them
-with one pointer swap (see ``storage.lake``). Metric tables are split by the calendar month of
-``ds`` into ``year=YYYY/month=MM/`` folders; the files of one batch are written in parallel threads.
+``TableWriter`` puts the files of a new version beside the current ones; ``Lake`` makes them the
+table's version with one Delta commit (see ``storage.lake``, ``storage.delta``). Metric tables are
+split by the calendar month of ``ds`` into ``year=YYYY/month=MM/`` folders; the files of one batch
+are written in parallel threads. Column types are the ones Delta, Athena and Glue read: timestamps
+in microseconds (UTC), no unsigned integers, and all-null columns as strings.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import posixpath
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,6 +46,7 @@ class TableInfo:
         rows: row count.
         schema: Arrow schema of the stored files (without partition columns).
         written_at: ISO timestamp of the write.
+        run_id: the capfc run that wrote this version (None outside a stage run).
     """
 
     name: str
@@ -51,6 +55,7 @@ class TableInfo:
     rows: int
     schema: pa.Schema
     written_at: str
+    run_id: str | None = None
 
 
 def new_version() -> str:
@@ -74,15 +79,55 @@ def _dates_to_date32(table: pa.Table) -> pa.Table:
     return table
 
 
+_UNSIGNED = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64(), pa.uint64(): pa.int64()}
+
+
 def _plain_type(dtype: pa.DataType) -> pa.DataType:
+    """The stored type of a column: what Delta (and so Athena, Glue, Spark) can declare."""
     if pa.types.is_dictionary(dtype) and pa.types.is_string(dtype.value_type):
         return pa.string()
-    return dtype
+    if pa.types.is_timestamp(dtype):
+        return pa.timestamp("us", tz="UTC")
+    if pa.types.is_null(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+        return pa.string()
+    if pa.types.is_large_binary(dtype):
+        return pa.binary()
+    if pa.types.is_float16(dtype):
+        return pa.float32()
+    if pa.types.is_date64(dtype):
+        return pa.date32()
+    return _UNSIGNED.get(dtype, dtype)
+
+
+def delta_schema(schema: pa.Schema, partitioned: bool) -> pa.Schema:
+    """The Delta table schema for stored files of ``schema``: partition columns appended."""
+    return pa.unify_schemas([schema, PARTITION_SCHEMA]) if partitioned else schema
+
+
+def read_schema(schema: pa.Schema, partition_by: Sequence[str]) -> pa.Schema:
+    """The schema readers scan: the stored columns without partition keys, timestamps as naive UTC."""
+    fields = []
+    for f in schema:
+        if f.name in partition_by:
+            continue
+        fields.append(f.with_type(pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f)
+    return pa.schema(fields)
 
 
 def _plain_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` with dictionary-of-string fields as plain strings (what is stored)."""
     return pa.schema([field.with_type(_plain_type(field.type)) for field in schema])
+
+
+def _store_types(table: pa.Table) -> pa.Table:
+    """Cast columns to their stored types (``_plain_type``); timestamps keep their instant (naive = UTC)."""
+    for index, field in enumerate(table.schema):
+        target = _plain_type(field.type)
+        if target.equals(field.type) or pa.types.is_dictionary(field.type):
+            continue
+        # A naive timestamp is taken as UTC (a cast between timestamp types keeps the stored instant).
+        table = table.set_column(index, field.name, pc.cast(table.column(index), target, safe=False))
+    return table
 
 
 def _plain_strings(table: pa.Table) -> pa.Table:
@@ -140,17 +185,20 @@ def _month_slices(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
 class TableWriter:
     """Writes one new version of a table in batches, then publishes it with one pointer swap."""
 
-    def __init__(self, lake: Lake, spec: TableSpec, *, validate: bool = True) -> None:
+    def __init__(self, lake: Lake, spec: TableSpec, *, validate: bool = True, base_version: int | None = None) -> None:
         self.lake = lake
         self.spec = spec
         self.validate = validate
+        self.base_version = base_version
         self.version = new_version()
         self.base = lake.path(spec.path)
         self.files: list[str] = []
+        self._added: list[tuple[str, int, dict[str, str], int]] = []
         self.rows = 0
         self.schema: pa.Schema | None = None
         self._batches = 0
         self._pending_empty: pa.Table | None = None
+        self._committed = False
 
     def write(self, frame: pd.DataFrame | pa.Table) -> None:
         """Write one batch of rows (not visible to readers until ``commit``)."""
@@ -165,17 +213,17 @@ class TableWriter:
             if self._pending_empty is None:
                 self._pending_empty = table
             return
+        nulls = {f.name for f in table.schema if pa.types.is_null(f.type)}
+        table = _store_types(table)
         stored = _plain_schema(table.schema)
         if self.schema is None:
             self.schema = stored
         elif not stored.equals(self.schema):
+            self._check_batch(stored, nulls)
             try:
                 table = _plain_strings(table).cast(self.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
-                raise StorageError(
-                    f"table '{self.spec.name}': batch {self._batches + 1} has columns/types "
-                    f"{stored.types} that do not match the first batch {self.schema.types}"
-                ) from err
+                raise self._mismatch(stored) from err
         batch = self._batches
         self._batches += 1
         if self.spec.partitioned:
@@ -198,6 +246,22 @@ class TableWriter:
         self.files.extend(rel for rel, _ in parts)
         self.rows += table.num_rows
 
+    def _mismatch(self, stored: pa.Schema) -> StorageError:
+        assert self.schema is not None
+        return StorageError(f"table '{self.spec.name}': batch {self._batches + 1} has columns/types "
+                            f"{stored.types} that do not match the first batch {self.schema.types}")
+
+    def _check_batch(self, stored: pa.Schema, nulls: set[str]) -> None:
+        """Refuse a batch whose columns differ from the first batch's, but for all-null and numeric width."""
+        assert self.schema is not None
+        if stored.names != self.schema.names:
+            raise self._mismatch(stored)
+        for got, want in zip(stored, self.schema, strict=True):
+            if got.type.equals(want.type) or got.name in nulls:
+                continue
+            if pa.types.is_string(want.type) or pa.types.is_string(got.type):
+                raise self._mismatch(stored)
+
     def _write_file(self, part: tuple[str, pa.Table]) -> None:
         relfile, rows = part
         path = posixpath.join(self.base, relfile)
@@ -210,20 +274,51 @@ class TableWriter:
         dictionary = [field.name for field in rows.schema if not pa.types.is_floating(field.type)]
         with self.lake.fs.open_output_stream(path) as out:
             pq.write_table(rows, out, compression="zstd", row_group_size=_ROW_GROUP_ROWS, use_dictionary=dictionary)
+            size = out.tell()
+        values = _partition_values(relfile) if self.spec.partitioned else {}
+        self._added.append((relfile, int(size), values, rows.num_rows))
 
     def commit(self) -> TableInfo:
-        """Publish the batches written so far as the table's current version.
+        """Make the batches written so far the table's new version (one Delta commit).
 
         Returns:
-            The new pointer.
+            The new version.
+
+        Raises:
+            ConflictError: another writer changed the table after this process read it; the
+                files of this write are deleted and the table is left as the other writer made it.
+            StorageError: nothing was written, or the commit failed.
         """
         if self.schema is None and self._pending_empty is not None:
             self._write_arrow(self._pending_empty, force=True)
         if self.schema is None:
             raise StorageError(f"table '{self.spec.name}': nothing was written; write at least one batch")
-        info = TableInfo(
-            name=self.spec.name, version=self.version, files=tuple(sorted(self.files)), rows=self.rows,
+        added = sorted(self._added)
+        try:
+            version = self.lake._commit(self.spec, added, self.schema, self.base_version)
+        except StorageError:
+            self.discard()
+            raise
+        self._committed = True
+        return TableInfo(
+            name=self.spec.name, version=str(version), files=tuple(a[0] for a in added), rows=self.rows,
             schema=self.schema, written_at=dt.datetime.now(dt.UTC).isoformat(),
+            run_id=self.lake.run[0] if self.lake.run is not None else None,
         )
-        self.lake._publish(self.spec, info)
-        return info
+
+    def discard(self) -> None:
+        """Delete the files written so far (a write that will not be committed)."""
+        if self._committed:
+            return
+        for relfile in self.files:
+            try:
+                self.lake.fs.delete_file(posixpath.join(self.base, relfile))
+            except OSError:  # already gone, or the store is unreachable: vacuum removes it later
+                continue
+        self.files.clear()
+        self._added.clear()
+
+
+def _partition_values(relfile: str) -> dict[str, str]:
+    """``{"year": "2024", "month": "01"}`` from ``year=2024/month=01/part-....parquet``."""
+    return dict(part.split("=", 1) for part in relfile.split("/")[:-1])

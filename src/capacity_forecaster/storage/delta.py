@@ -1,0 +1,330 @@
+"""Delta Lake (delta-rs) under the lake's tables: snapshots, commits, time travel, vacuum.
+
+The lake writes its own Parquet files (``storage.writer``) and makes them a table version with one
+Delta commit: the ``_delta_log/<version>.json`` entry is created only if absent (an atomic rename
+locally, a conditional ``PutObject`` with ``If-None-Match`` on S3), so of two writers racing for
+the same version exactly one wins. The loser's overwrite is checked against what it read: when
+another writer has replaced the files it was based on, delta-rs refuses the commit
+(``CommitFailedError``) and this module raises ``ConflictError``; nothing of the losing write
+becomes visible. Readers list a version's files from the log, never from the folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from capacity_forecaster.errors import StorageError
+
+if TYPE_CHECKING:
+    from capacity_forecaster.storage.filesystem import Location
+
+log = logging.getLogger(__name__)
+
+LOG_DIR = "_delta_log"
+RUN_KEY = "capfc.run_id"
+STAGE_KEY = "capfc.stage"
+COMMIT_KEY = "capfc.commit"
+
+
+class ConflictError(StorageError):
+    """Another writer committed a table this run read or replaced; this run's write was not committed."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a Delta table as the lake reads it.
+
+    Attributes:
+        version: Delta version number.
+        files: data files relative to the table folder.
+        rows: row count (from the commit's per-file statistics).
+        schema: Arrow schema of the table, partition columns included.
+        partition_by: partition columns.
+        written_at: commit time (UTC, ISO 8601).
+        run_id: the capfc run that committed this version (None for writes outside a stage).
+        stage: the stage of that run.
+    """
+
+    version: int
+    files: tuple[str, ...]
+    rows: int
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    written_at: str
+    run_id: str | None
+    stage: str | None
+
+
+def _credentials() -> dict[str, str]:
+    """Credentials of the standard chain (env, profile, .env via the CLI) for delta-rs, in memory only."""
+    import botocore.session
+
+    found = botocore.session.get_session().get_credentials()
+    if found is None:
+        return {}
+    frozen = found.get_frozen_credentials()
+    out = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+    if frozen.token:
+        out["AWS_SESSION_TOKEN"] = frozen.token
+    return out
+
+
+def storage_options(location: Location, cfg: Any) -> dict[str, str]:
+    """delta-rs storage options for the lake's location (empty for a local folder)."""
+    if not location.is_s3:
+        return {}
+    from capacity_forecaster.storage.s3 import endpoint_of
+
+    options = _credentials()
+    region = cfg.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    options["AWS_REGION"] = region
+    endpoint = endpoint_of(cfg)
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if cfg.sse != "none":
+        options["AWS_SERVER_SIDE_ENCRYPTION"] = cfg.sse
+        if cfg.sse == "aws:kms" and cfg.sse_kms_key_id:
+            options["AWS_SSE_KMS_KEY_ID"] = cfg.sse_kms_key_id
+    # The object store's own client, bounded like the lake's boto clients. Its timeout covers a
+    # whole request (botocore's read timeout is per socket read), hence connect + two reads.
+    request = cfg.s3_connect_timeout + 2 * cfg.s3_read_timeout
+    options["connect_timeout"] = f"{cfg.s3_connect_timeout:g}s"
+    options["timeout"] = f"{request:g}s"
+    options["max_retries"] = str(max(cfg.s3_max_attempts - 1, 0))
+    options["retry_timeout"] = f"{cfg.s3_max_attempts * request:g}s"
+    return options
+
+
+# What delta-rs / object_store say when the endpoint does not answer (they raise untyped errors).
+_UNREACHABLE = ("error sending request", "operation timed out", "connection refused", "timed out",
+                "connect error", "dns error", "connection reset")
+
+
+class DeltaStore:
+    """Delta tables below a lake root: one per table folder."""
+
+    def __init__(self, location: Location, cfg: Any) -> None:
+        self.location = location
+        self.cfg = cfg
+        self.options = storage_options(location, cfg)
+        handler = getattr(location.fs, "handler", None)
+        self._breaker = getattr(handler, "_breaker", None)
+
+    def _guard(self, operation: str, relpath: str, call: Any) -> Any:
+        """Run a delta-rs call; an S3 endpoint that does not answer becomes one ``StorageError``.
+
+        Shares the lake filesystem's breaker: once the endpoint failed, later calls fail at once.
+        """
+        if self._breaker is not None:
+            self._breaker.check()
+        try:
+            return call()
+        except StorageError:
+            raise
+        except Exception as err:  # noqa: BLE001 - delta-rs raises untyped errors; translated here
+            text = str(err).lower()
+            if not self.location.is_s3 or not any(mark in text for mark in _UNREACHABLE):
+                raise
+            from capacity_forecaster.storage.s3 import unreachable_error
+
+            last = re.sub(r"\x1b\[[0-9;]*m|↳", "", str(err).strip().splitlines()[-1]).strip()
+            reason = RuntimeError(last or str(err))
+            error = unreachable_error(self.cfg, operation, self.uri(posixpath.join(relpath, LOG_DIR)), reason)
+            if self._breaker is not None:
+                self._breaker.trip(error)
+            raise error from err
+
+    def uri(self, relpath: str) -> str:
+        """The delta-rs URI of a lake-relative table folder."""
+        if self.location.is_s3:
+            return "s3://" + posixpath.join(self.location.path, relpath)
+        return posixpath.join(self.location.path, relpath)
+
+    def _open(self, relpath: str, version: int | None = None) -> Any:
+        from deltalake import DeltaTable
+
+        try:
+            return self._guard("reading", relpath, lambda: DeltaTable(
+                self.uri(relpath), version=version, storage_options=self.options or None))
+        except StorageError:
+            raise
+        except Exception as err:  # noqa: BLE001 - delta-rs raises its own untyped errors; translated here
+            if type(err).__name__ == "TableNotFoundError":
+                return None
+            raise StorageError(f"cannot open Delta table {relpath}/ in {self.location.uri}: "
+                               f"{str(err).splitlines()[0]}") from err
+
+    def exists(self, relpath: str) -> bool:
+        """Whether ``relpath`` holds a Delta table."""
+        from deltalake import DeltaTable
+
+        return bool(DeltaTable.is_deltatable(self.uri(relpath), storage_options=self.options or None))
+
+    def snapshot(self, relpath: str, version: int | None = None, as_of: dt.datetime | None = None) -> Snapshot | None:
+        """The latest version (or ``version``, or the version current at ``as_of``); None without a table then.
+
+        Raises:
+            StorageError: the table or the version cannot be read.
+        """
+        if as_of is not None:
+            # By the commit times the log records (file times on S3 have 1 s resolution).
+            stamp = as_of.timestamp() * 1000
+            table = self._open(relpath)
+            if table is None:
+                return None
+            entries = self._guard("reading", relpath, lambda: table.history())
+            older = [int(e["version"]) for e in entries if int(e.get("timestamp", 0)) <= stamp]
+            if not older:
+                return None  # the table was created later
+            version = max(older)
+        table = self._open(relpath, version)
+        if table is None:
+            return None
+        return self._guard("reading", relpath, lambda: _snapshot(table))
+
+    def history(self, relpath: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commit records of a table, newest first: version, timestamp, operation, run id, stage."""
+        table = self._open(relpath)
+        if table is None:
+            return []
+        return [
+            {"version": int(entry["version"]),
+             "timestamp": _iso(int(entry.get("timestamp", 0))),
+             "operation": entry.get("operation"), "run_id": entry.get(RUN_KEY), "stage": entry.get(STAGE_KEY)}
+            for entry in self._guard("reading", relpath, lambda: table.history(limit))
+        ]
+
+    def commit(
+        self,
+        relpath: str,
+        files: list[tuple[str, int, dict[str, str], int]],
+        schema: pa.Schema,
+        partition_by: list[str],
+        *,
+        base_version: int | None,
+        metadata: dict[str, str],
+    ) -> int:
+        """Make ``files`` the table's new version (an overwrite), based on ``base_version``.
+
+        Args:
+            relpath: table folder.
+            files: ``(path relative to the folder, size in bytes, partition values, rows)`` per file.
+            schema: Arrow schema of the table, partition columns included.
+            partition_by: partition columns.
+            base_version: the version this write was derived from (None: the table did not exist);
+                a commit made by another writer after it makes this one fail.
+            metadata: commit metadata (run id, stage); must hold a unique ``COMMIT_KEY``.
+
+        Returns:
+            The committed version.
+
+        Raises:
+            ConflictError: another writer committed after ``base_version``.
+            StorageError: the commit failed otherwise.
+        """
+        from deltalake import CommitProperties, DeltaTable
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import AddAction
+
+        now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        actions = [AddAction(path, size, parts, now, True, json.dumps({"numRecords": rows}))
+                   for path, size, parts, rows in files]
+        uri = self.uri(relpath)
+        options = self.options or None
+        try:
+            if base_version is None:
+                try:
+                    self._guard("writing", relpath, lambda: DeltaTable.create(
+                        uri, schema, mode="error", partition_by=partition_by or None, storage_options=options))
+                except StorageError:
+                    raise
+                except Exception as err:  # noqa: BLE001 - delta-rs: created by a concurrent writer
+                    if "exist" not in str(err).lower():
+                        raise
+                    raise ConflictError(
+                        f"table {relpath}/ was created by another writer while this run wrote it; "
+                        "nothing of this run's write was committed: run the command again") from err
+                base_version = 0
+            table = self._open(relpath, base_version)
+            self._guard("writing", relpath, lambda: table.create_write_transaction(
+                actions, "overwrite", schema, partition_by=partition_by or None,
+                commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=3),
+            ))
+        except CommitFailedError as err:
+            latest = self._open(relpath)
+            raise ConflictError(
+                f"table {relpath}/ was changed by another writer (now version "
+                f"{latest.version() if latest is not None else '?'}, this run read version {base_version}); "
+                "nothing of this run's write was committed: run the command again") from err
+        except StorageError:
+            raise
+        except Exception as err:  # noqa: BLE001 - delta-rs / object-store errors, translated once here
+            raise StorageError(f"cannot commit table {relpath}/ in {self.location.uri}: "
+                               f"{str(err).splitlines()[0]}") from err
+        committed = self._open(relpath)
+        history = self._guard("reading", relpath, lambda: committed.history(10)) if committed is not None else []
+        # Our commit is the newest unless another writer committed right after it: find it by its id.
+        for entry in history:
+            if entry.get(COMMIT_KEY) == metadata[COMMIT_KEY]:
+                return int(entry["version"])
+        raise StorageError(f"table {relpath}/: the commit of this run is not in the table's log")
+
+    def vacuum(self, relpath: str, retention_hours: float, *, dry_run: bool, full: bool = False,
+               keep_versions: list[int] | None = None) -> list[str]:
+        """Files of versions older than ``retention_hours`` (deleted unless ``dry_run``).
+
+        Args:
+            relpath: table folder.
+            retention_hours: versions younger than this stay readable (rounded up to whole hours).
+            dry_run: only list the files.
+            full: also delete every other file no version uses (writes that never committed, and
+                foreign files) once older than the retention.
+            keep_versions: versions whose files are kept whatever their age (the version readers
+                resolve to while a newer one comes from an incomplete run).
+        """
+        table = self._open(relpath)
+        if table is None:
+            return []
+        try:
+            return [str(p) for p in self._guard("deleting", relpath, lambda: table.vacuum(
+                retention_hours=math.ceil(retention_hours), dry_run=dry_run, enforce_retention_duration=False,
+                full=full, keep_versions=keep_versions or None))]
+        except StorageError:
+            raise
+        except Exception as err:  # noqa: BLE001 - delta-rs error, translated once here
+            raise StorageError(f"cannot vacuum table {relpath}/: {str(err).splitlines()[0]}") from err
+
+
+def _iso(millis: int) -> str:
+    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat()
+
+
+def _snapshot(table: Any) -> Snapshot:
+    actions = pa.table(table.get_add_actions(flatten=True))
+    files = tuple(str(p) for p in actions.column("path").to_pylist()) if actions.num_rows else ()
+    rows = 0
+    if actions.num_rows and "num_records" in actions.column_names:
+        rows = int(sum(int(n or 0) for n in actions.column("num_records").to_pylist()))
+    schema = pa.schema(table.schema().to_arrow())
+    meta = table.metadata()
+    # The newest commit that changed data names the run; a vacuum's own commits change none.
+    entries = table.history(20)
+    data = [e for e in entries if not str(e.get("operation", "")).startswith("VACUUM")]
+    entry = data[0] if data else (entries[0] if entries else {})
+    return Snapshot(
+        version=int(table.version()), files=tuple(sorted(files)), rows=rows, schema=schema,
+        partition_by=tuple(meta.partition_columns), written_at=_iso(int(entry.get("timestamp", 0))),
+        run_id=entry.get(RUN_KEY), stage=entry.get(STAGE_KEY),
+    )

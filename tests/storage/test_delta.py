@@ -1,0 +1,235 @@
+"""Delta Lake tables: concurrent writers, stage-level consistency, time travel, migration of an old lake."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from tests.storage.test_lake import metrics_frame
+
+from capacity_forecaster.config import LakeConfig, Settings
+from capacity_forecaster.errors import StorageError
+from capacity_forecaster.storage import Lake
+from capacity_forecaster.storage.consistency import incomplete
+from capacity_forecaster.storage.delta import ConflictError
+from capacity_forecaster.storage.legacy import legacy_tables, migrate
+from capacity_forecaster.storage.manifest import stage_run
+from capacity_forecaster.storage.sql import query
+
+
+def _open(uri: str) -> Lake:
+    return Lake.open(uri, LakeConfig(), for_writing=True)
+
+
+def _settings(uri: str) -> Settings:
+    return Settings.model_validate({"lake": {"uri": uri}})
+
+
+def test_a_writer_based_on_a_replaced_version_fails_cleanly(lake_uri: str) -> None:
+    first, second = _open(lake_uri), _open(lake_uri)
+    first.write_table("raw_metrics", metrics_frame(days=10))
+    assert len(first.read_table("raw_metrics")) == 30          # first reads version 1
+    second.write_table("raw_metrics", metrics_frame(days=5))   # second replaces it: version 2
+    with pytest.raises(ConflictError, match="changed by another writer.*run the command again"):
+        first.write_table("raw_metrics", metrics_frame(days=20))
+    back = _open(lake_uri).read_table("raw_metrics")
+    assert len(back) == 15                                      # the second writer's rows, not lost
+    # the refused write deleted its files: only the two committed versions' files remain
+    files = [f for f in first.list_files("raw/metrics") if f.endswith(".parquet")]
+    assert len(files) == 2                                      # versions 1 and 2; the refused one's is gone
+
+
+def test_a_writer_that_read_nothing_still_conflicts_with_a_commit_after_it_started(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lake")
+    a, b = _open(uri), _open(uri)
+    a.write_table("inventory", pd.DataFrame({"server_id": ["x"]}), validate=False)
+    writer = b.writer("inventory", validate=False)                             # based on version 1
+    a.write_table("inventory", pd.DataFrame({"server_id": ["y"]}), validate=False)
+    writer.write(pd.DataFrame({"server_id": ["z"]}))
+    with pytest.raises(ConflictError):
+        writer.commit()
+    assert _open(uri).read_table("inventory")["server_id"].tolist() == ["y"]
+
+
+def test_tables_of_a_stage_that_did_not_complete_stay_invisible(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lake")
+    lake = _open(uri)
+    settings = _settings(uri)
+    with stage_run(lake, "etl", settings) as run:
+        run.wrote(lake.write_table("metrics", metrics_frame(days=10), validate=False))
+        run.wrote(lake.write_table("quarantine", pd.DataFrame({"server_id": ["a"], "reason": ["x"]}), validate=False))
+    with pytest.raises(RuntimeError, match="killed"), stage_run(lake, "etl", settings) as run:
+        run.wrote(lake.write_table("metrics", metrics_frame(days=40), validate=False))
+        assert len(lake.read_table("metrics")) == 120          # the running stage reads its own write
+        raise RuntimeError("killed between two table commits")
+    reader = _open(uri)
+    assert len(reader.read_table("metrics")) == 30             # the complete run's version, with its sibling
+    assert reader.table_info("metrics").version == "1"         # type: ignore[union-attr]
+    assert query(reader, "SELECT count(*) AS n FROM metrics")["n"].iloc[0] == 30
+    assert incomplete(reader, "metrics") is not None
+    # the next complete run makes its versions visible, and is based on the newest commit (no conflict)
+    with stage_run(reader, "etl", settings) as run:
+        run.wrote(reader.write_table("metrics", metrics_frame(days=7), validate=False))
+    assert len(_open(uri).read_table("metrics")) == 21
+    assert incomplete(_open(uri), "metrics") is None
+
+
+def test_time_travel_by_run_id_and_by_time(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lake")
+    lake = _open(uri)
+    settings = _settings(uri)
+    with stage_run(lake, "forecast", settings) as old:
+        old.wrote(lake.write_table("inventory", pd.DataFrame({"server_id": ["a", "b"]}), validate=False))
+    then = lake.table_info("inventory").written_at  # type: ignore[union-attr]
+    with stage_run(lake, "forecast", settings) as new:
+        new.wrote(lake.write_table("inventory", pd.DataFrame({"server_id": ["c"]}), validate=False))
+    assert lake.read_table("inventory")["server_id"].tolist() == ["c"]
+    assert lake.read_table("inventory", as_of=old.run_id)["server_id"].tolist() == ["a", "b"]
+    assert lake.read_table("inventory", as_of=then)["server_id"].tolist() == ["a", "b"]
+    assert query(lake, "SELECT count(*) AS n FROM inventory", as_of=old.run_id)["n"].iloc[0] == 2
+    with pytest.raises(StorageError, match="no run 'nosuchrun'"):
+        lake.read_table("inventory", as_of="nosuchrun")
+    with pytest.raises(StorageError, match="not found"):
+        lake.read_table("inventory", as_of="2001-01-01T00:00")
+    assert [h["run_id"] for h in lake.history("inventory")][:2] == [new.run_id, old.run_id]
+
+
+def test_a_folder_scan_sees_old_versions_the_delta_reader_does_not(tmp_path: Path) -> None:
+    lake = _open(str(tmp_path / "lake"))
+    lake.write_table("raw_metrics", metrics_frame(days=10))
+    lake.write_table("raw_metrics", metrics_frame(days=10))
+    folder = lake.path("raw", "metrics")
+    scanned = duckdb.sql(f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet')").fetchall()[0][0]
+    assert scanned == 60            # why Athena must read it as a Delta table
+    assert len(lake.read_table("raw_metrics")) == 30
+    from deltalake import DeltaTable
+
+    assert DeltaTable(folder).to_pyarrow_table().num_rows == 30  # any Delta reader agrees
+
+
+def test_stored_types_are_ones_delta_and_athena_declare(tmp_path: Path) -> None:
+    lake = _open(str(tmp_path / "lake"))
+    frame = pd.DataFrame({"server_id": ["a", "b"], "target_server_id": [None, None],
+                          "needed_by": pd.to_datetime(["2026-01-01 10:30", None]),
+                          "count": pd.array([1, 2], dtype="uint8")})
+    lake.write_table("inventory", frame, validate=False)
+    from deltalake import DeltaTable
+
+    schema = pa.schema(DeltaTable(lake.path("raw", "inventory")).schema().to_arrow())
+    assert schema.field("target_server_id").type == pa.string()
+    assert schema.field("needed_by").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("count").type == pa.int16()
+    back = lake.read_table("inventory")
+    assert back["needed_by"].iloc[0] == pd.Timestamp("2026-01-01 10:30")
+    assert back["target_server_id"].isna().all()
+
+
+def _legacy_table(root: Path, folder: str, table: pa.Table, partitioned: bool) -> None:
+    base = root / folder
+    files = []
+    if partitioned:
+        rel = "year=2024/month=12/part-old-0-0.parquet"
+    else:
+        rel = "part-old-0.parquet"
+    (base / rel).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, base / rel)
+    files.append(rel)
+    pointer = {"table": folder, "version": "old", "files": files, "rows": table.num_rows,
+               "schema": base64.b64encode(table.schema.serialize().to_pybytes()).decode(), "written_at": "x"}
+    (base / "_table.json").write_text(json.dumps(pointer))
+
+
+def test_an_old_lake_is_refused_with_a_hint_then_migrated_with_row_counts_checked(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    metrics = pa.Table.from_pandas(metrics_frame(days=10, start="2024-12-01"), preserve_index=False)
+    _legacy_table(root, "raw/metrics", metrics, partitioned=True)
+    _legacy_table(root, "raw/inventory", pa.table({"server_id": ["srv-000"], "x": pa.array([None], pa.null())}),
+                  partitioned=False)
+    lake = _open(str(root))
+    with pytest.raises(StorageError, match="pre-Delta layout .*capfc lake migrate"):
+        lake.read_table("raw_metrics")
+    assert sorted(legacy_tables(lake)) == ["inventory", "raw_metrics"]
+    done = {m.table: m for m in migrate(lake)}
+    assert done["raw_metrics"].rows_before == done["raw_metrics"].rows_after == 30
+    assert done["inventory"].rows_after == 1
+    fresh = _open(str(root))
+    assert len(fresh.read_table("raw_metrics")) == 30
+    assert not (root / "raw/metrics/_table.json").exists()
+    assert not legacy_tables(fresh) and migrate(fresh) == []
+
+
+def test_a_vacuum_neither_exposes_an_incomplete_run_nor_deletes_the_version_readers_use(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lake")
+    lake = _open(uri)
+    settings = _settings(uri)
+    with stage_run(lake, "etl", settings) as run:
+        run.wrote(lake.write_table("metrics", metrics_frame(days=10), validate=False))
+    with pytest.raises(RuntimeError), stage_run(lake, "etl", settings) as run:
+        lake.write_table("metrics", metrics_frame(days=40), validate=False)
+        raise RuntimeError("killed")
+    reader = _open(uri)
+    removed = reader.vacuum("metrics", retention_hours=0, full=True)   # VACUUM commits carry no run id
+    assert not any(f.endswith(".json") for f in removed)
+    again = _open(uri)
+    assert again.table_info("metrics").version == "1"                    # type: ignore[union-attr]
+    assert len(again.read_table("metrics")) == 30                          # its files were kept
+
+
+def test_the_newest_forecast_versions_survive_the_vacuum_for_accuracy_tracking(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lake")
+    lake = _open(uri)
+    settings = Settings.model_validate({"lake": {"uri": uri, "retention_hours": 0}, "report": {"accuracy_runs": 2}})
+    runs = []
+    for k in range(5):
+        with stage_run(lake, "forecast", settings) as run:
+            run.wrote(lake.write_table("inventory", pd.DataFrame({"server_id": [f"s{k}"]}), validate=False))
+            run.wrote(lake.write_table("forecasts", pd.DataFrame({"server_id": [f"s{k}"], "ds": [pd.Timestamp(
+                "2026-01-01")]}), validate=False))
+        runs.append(run.run_id)
+    # inventory keeps only what readers use; forecasts keep the last accuracy_runs + 1 versions
+    assert lake.read_table("forecasts", as_of=runs[2])["server_id"].tolist() == ["s2"]
+    with pytest.raises(StorageError):
+        lake.read_table("forecasts", as_of=runs[1])
+    with pytest.raises(StorageError):
+        lake.read_table("inventory", as_of=runs[3])
+
+
+def test_racing_commits_on_one_version_one_wins_one_is_refused(lake_uri: str) -> None:
+    """Two writers based on the same version commit at once, 5 times: on S3 the log entry is a
+    conditional PUT (If-None-Match), so every version has exactly one author and no commit is lost."""
+    import threading
+
+    _open(lake_uri).write_table("inventory", pd.DataFrame({"server_id": ["base"]}), validate=False)
+    wins = 0
+    for round_ in range(5):
+        writers = [_open(lake_uri).writer("inventory", validate=False) for _ in range(2)]
+        for k, writer in enumerate(writers):
+            writer.write(pd.DataFrame({"server_id": [f"r{round_}-w{k}"]}))
+        outcomes: list[str] = []
+        barrier = threading.Barrier(2)
+
+        def commit(writer: object) -> None:
+            barrier.wait()
+            try:
+                writer.commit()  # type: ignore[attr-defined]
+                outcomes.append("ok")
+            except ConflictError:
+                outcomes.append("conflict")
+
+        threads = [threading.Thread(target=commit, args=(w,)) for w in writers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["conflict", "ok"], outcomes
+        wins += 1
+    lake = _open(lake_uri)
+    writes = [h for h in lake.history("inventory") if h["operation"] == "WRITE"]
+    assert len(writes) == 1 + wins                    # one commit per round, none overwritten
+    assert lake.read_table("inventory")["server_id"].iloc[0].startswith("r4-")
