@@ -21,8 +21,11 @@ from capacity_forecaster.aws.scheduling import chain_event_pattern
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation.yaml"
 LINT = ManualArgs(regions=["us-east-1", "eu-west-1"], include_checks=["I"])
-# The only actions granted on "*": neither supports resource-level permissions.
-UNSCOPED_OK = {"ecr:GetAuthorizationToken", "sagemaker:ListProcessingJobs", "sagemaker:ListTrainingJobs"}
+# The only actions granted on "*": none supports resource-level permissions.
+UNSCOPED_OK = {"ecr:GetAuthorizationToken", "sagemaker:ListProcessingJobs", "sagemaker:ListTrainingJobs",
+               "ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups",
+               "ec2:DescribeSubnets", "ec2:DescribeVpcs"}
+DIGEST = "sha256:" + "ab12" * 16
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +102,28 @@ def test_policies_are_least_privilege(template: dict[str, Any]) -> None:
             "StringEquals"]
     for name in ("JobRoleKmsPolicy", "SchedulerKmsPolicy"):
         assert template["Resources"][name]["Condition"] == "HasKmsKey"
+    assert template["Resources"]["JobRoleGluePolicy"]["Condition"] == "RefreshesGlue"
     create = by_sid["CreateJobsOfOneInstanceType"]
     assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in create["Resource"]] == ["processing-job/${JobPrefix}-*",
                                                                            "training-job/${JobPrefix}-*"]
     assert create["Condition"]["ForAllValues:StringEquals"]["sagemaker:InstanceTypes"] == [{"Ref": "InstanceType"}]
+    # With a VPC, jobs only in its subnets and security groups, and a VPC config is required.
+    vpc_keys = create["Condition"]["ForAllValues:StringEquals"]
+    assert vpc_keys["sagemaker:VpcSubnets"] == {"Fn::If": ["HasVpc", {"Ref": "SubnetIds"}, {"Ref": "AWS::NoValue"}]}
+    assert vpc_keys["sagemaker:VpcSecurityGroupIds"]["Fn::If"][1] == {"Ref": "SecurityGroupIds"}
+    assert create["Condition"]["Null"]["Fn::If"][1] == {"sagemaker:VpcSubnets": "false",
+                                                        "sagemaker:VpcSecurityGroupIds": "false"}
+    # The job role's network-interface rights exist only with a VPC, scoped to the account, region and VPC.
+    assert template["Resources"]["JobRoleVpcPolicy"]["Condition"] == "HasVpc"
+    enis = by_sid["JobNetworkInterfaces"]
+    assert all(r["Fn::Sub"].startswith("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:")
+               for r in enis["Resource"])
+    assert enis["Condition"]["ArnEqualsIfExists"]["ec2:Vpc"]["Fn::Sub"].endswith(":vpc/${VpcId}")
+    # Glue: only the lake's database and its tables (the verify step's re-registration).
+    glue = by_sid["RefreshLakeTables"]
+    assert sorted(glue["Action"]) == ["glue:CreateDatabase", "glue:CreateTable", "glue:GetTable", "glue:UpdateTable"]
+    assert [r["Fn::Sub"].rsplit(":", 1)[1] for r in glue["Resource"]] == [
+        "catalog", "database/${GlueDatabaseName}", "table/${GlueDatabaseName}/*"]
     assert by_sid["PassJobRole"]["Resource"] == {"Fn::GetAtt": ["SageMakerJobRole", "Arn"]}
     assert by_sid["PassJobRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     # Nothing in the template is a credential.
@@ -128,7 +149,7 @@ def test_stack_on_moto_wires_the_handler_to_sagemaker(clients: AwsClients, tmp_p
                   Body=build_lambda_zip(tmp_path / "capfc-lambda.zip").read_bytes())
     parameters = {"LakeBucketName": f"capfc-lake-{suffix}", "LambdaCodeBucket": artifacts, "JobPrefix": f"c{suffix}",
                   "ScheduleRuleName": f"capfc-{suffix}", "Stages": "etl,forecast,risk,report",
-                  "ConfigFileName": "_config/capfc.yaml"}
+                  "ConfigFileName": "_config/capfc.yaml", "ImageDigest": DIGEST, "ImageTag": "1.0"}
     cloudformation = clients.client("cloudformation")
     cloudformation.create_stack(StackName=f"capfc-{suffix}", TemplateBody=TEMPLATE.read_text(),
                                 Capabilities=["CAPABILITY_IAM"],
@@ -169,6 +190,14 @@ def test_stack_on_moto_wires_the_handler_to_sagemaker(clients: AwsClients, tmp_p
     assert spec == JobSpec.from_mapping(json.loads(environ["CAPFC_JOB"]))
     assert spec.lake_uri == outputs["LakeUri"] and spec.role_arn == outputs["SageMakerRoleArn"]
     assert spec.image_uri == outputs["ImageUri"] and spec.stages == ("etl", "forecast", "risk", "report")
+    assert spec.image_uri.endswith(f"/capfc@{DIGEST}")  # the digest wins over the tag
+    assert spec.subnet_ids == () and spec.security_group_ids == ()  # no VPC: SageMaker's network
+    assert spec.glue_database == "capacity_forecaster" and spec.region == "us-east-1"
+    job_role = next(r["PhysicalResourceId"] for r in cloudformation.list_stack_resources(
+        StackName=f"capfc-{suffix}")["StackResourceSummaries"] if r["LogicalResourceId"] == "SageMakerJobRole")
+    assert "capfc-glue" in clients.client("iam").list_role_policies(RoleName=job_role)["PolicyNames"]
+    assert "JobRoleVpcPolicy" not in {r["LogicalResourceId"] for r in cloudformation.list_stack_resources(
+        StackName=f"capfc-{suffix}")["StackResourceSummaries"]}
     assert spec.config_s3_uri == f"{outputs['LakeUri']}/_config/capfc.yaml"
     # ... and the handler, configured exactly like the deployed function, starts the first stage.
     monkeypatch.setenv("CAPFC_JOB", environ["CAPFC_JOB"])
@@ -177,6 +206,8 @@ def test_stack_on_moto_wires_the_handler_to_sagemaker(clients: AwsClients, tmp_p
     assert result["action"] == "started" and result["job"]["stage"] == "etl"
     described = clients.client("sagemaker").describe_processing_job(ProcessingJobName=result["job"]["job_name"])
     assert described["RoleArn"] == outputs["SageMakerRoleArn"]
+    assert described["AppSpecification"]["ImageUri"] == outputs["ImageUri"]
+    assert described["NetworkConfig"] == {"EnableNetworkIsolation": False}
     assert described["AppSpecification"]["ContainerArguments"][-2:] == [
         "--config", "/opt/ml/processing/input/config/capfc.yaml"]
     assert job_status(result["job"]["job_name"], clients)["stage"] == "etl"
@@ -212,10 +243,15 @@ def test_stack_with_kms_key_boundary_and_email_on_moto(clients: AwsClients, temp
     boundary = clients.client("iam").create_policy(PolicyName=f"boundary-{suffix}", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
     boundary_arn = boundary["Policy"]["Arn"]
+    ec2 = clients.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
+    sg = ec2.create_security_group(GroupName=f"capfc-{suffix}", Description="capfc jobs", VpcId=vpc)["GroupId"]
     parameters = {"LakeBucketName": f"capfc-lake-{suffix}", "LambdaCodeBucket": f"artifacts-{suffix}",
+                  "ImageTag": "1.0", "SubnetIds": ",".join(subnets), "SecurityGroupIds": sg, "VpcId": vpc,
                   "JobPrefix": f"k{suffix}", "ScheduleRuleName": f"capfc-{suffix}", "KmsKeyArn": key,
                   "PermissionsBoundaryArn": boundary_arn, "AlarmEmail": "capacity-team@example.com",
-                  "CreateSageMakerLogGroups": "false", "LogRetentionDays": "90"}
+                  "CreateSageMakerLogGroups": "false", "LogRetentionDays": "90", "RefreshGlueTables": "false"}
     cloudformation = clients.client("cloudformation")
     cloudformation.create_stack(StackName=f"capfc-{suffix}", TemplateBody=TEMPLATE.read_text(),
                                 Capabilities=["CAPABILITY_IAM"],
@@ -241,8 +277,33 @@ def test_stack_with_kms_key_boundary_and_email_on_moto(clients: AwsClients, temp
     resources = cloudformation.list_stack_resources(StackName=f"capfc-{suffix}")["StackResourceSummaries"]
     physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
     assert "ProcessingJobsLogGroup" not in physical  # CreateSageMakerLogGroups=false
+    # The VPC reaches the jobs through CAPFC_JOB, and the job role gets its network-interface policy.
+    function = clients.client("lambda").get_function_configuration(FunctionName=f"k{suffix}-scheduler")
+    spec = load_spec(function["Environment"]["Variables"])
+    assert spec.subnet_ids == tuple(subnets) and spec.security_group_ids == (sg,)
+    assert spec.image_uri == outputs["ImageUri"] and spec.image_uri.endswith("/capfc:1.0")
+    assert spec.vpc_config() == {"SecurityGroupIds": [sg], "Subnets": subnets}
+    assert "JobRoleVpcPolicy" in physical
+    assert spec.glue_database is None  # RefreshGlueTables=false: the verify step leaves Glue alone ...
+    assert "JobRoleGluePolicy" not in physical
     iam = clients.client("iam")
     for role in ("SageMakerJobRole", "SchedulerRole"):
         described = iam.get_role(RoleName=physical[role])["Role"]
         assert described["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary_arn
         assert iam.list_role_policies(RoleName=physical[role])["PolicyNames"].count("capfc-kms") == 1
+
+
+def test_image_and_vpc_parameters_must_be_complete(template: dict[str, Any]) -> None:
+    """CloudFormation refuses a stack without an image reference, or with half a VPC (moto skips Rules)."""
+    parameters = template["Parameters"]
+    assert parameters["ImageTag"]["Default"] == "" and parameters["ImageDigest"]["Default"] == ""
+    assert parameters["ImageDigest"]["AllowedPattern"] == "^(sha256:[a-f0-9]{64})?$"
+    rules = template["Rules"]
+    (image,) = rules["ImageIsPinned"]["Assertions"]
+    assert image["Assert"]["Fn::Or"] == [{"Fn::Not": [{"Fn::Equals": [{"Ref": key}, ""]}]}
+                                         for key in ("ImageDigest", "ImageTag")]
+    (vpc,) = rules["VpcIsComplete"]["Assertions"]
+    none_given, all_given = vpc["Assert"]["Fn::Or"]
+    assert len(none_given["Fn::And"]) == len(all_given["Fn::And"]) == 3
+    outputs = template["Outputs"]["ImageUri"]["Value"]["Fn::If"]
+    assert outputs[0] == "HasDigest" and "@${ImageDigest}" in outputs[1]["Fn::Sub"]

@@ -6,6 +6,7 @@ validator skips patterns and enums, so these checks run on the pure request buil
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import inspect
@@ -31,6 +32,10 @@ PRINCIPAL = f"arn:aws:quicksight:us-east-1:{ACCOUNT}:user/default/analyst"
 SOURCE_ARN = f"arn:aws:quicksight:us-east-1:{ACCOUNT}:datasource/capfc-athena"
 TAGS = [{"Key": "project", "Value": "aws-capacity-forecaster"}]
 Case = tuple[str, str, dict[str, Any]]
+# The most a VpcConfig takes: 16 subnets, 5 security groups (17-hex-digit ids).
+VPC = {"subnet_ids": tuple(f"subnet-{i:017x}" for i in range(16)),
+       "security_group_ids": tuple(f"sg-{i:017x}" for i in range(5))}
+DIGEST_URI = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/capfc@sha256:{'0a' * 32}"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,11 @@ def _processing(tables: list[TableDefinition]) -> list[Case]:
                              tags={"project": "aws-capacity-forecaster"}, stages=sagemaker.PIPELINE)
     name = sagemaker.job_name("capfc-prod-abcdefghijklm", "forecast", dt.datetime(2026, 1, 5, 3), "ev-1")
     request = sagemaker.processing_job_request(spec, "forecast", name, sagemaker.PIPELINE)
-    return [("sagemaker", "CreateProcessingJob", request)]
+    in_vpc = sagemaker.JobSpec(image_uri=DIGEST_URI, role_arn=ROLE_ARN, lake_uri="s3://acme-capfc-lake/capfc",
+                               glue_database="capacity_forecaster", region="us-east-1", **VPC)  # type: ignore[arg-type]
+    verify = sagemaker.processing_job_request(in_vpc, "verify", name, ("run", "verify"))
+    assert verify["NetworkConfig"]["VpcConfig"]["Subnets"] == list(VPC["subnet_ids"])
+    return [("sagemaker", "CreateProcessingJob", request), ("sagemaker", "CreateProcessingJob", verify)]
 
 
 def _training(tables: list[TableDefinition]) -> list[Case]:
@@ -61,7 +70,9 @@ def _training(tables: list[TableDefinition]) -> list[Case]:
                              tags={"project": "aws-capacity-forecaster"}, stages=sagemaker.PIPELINE,
                              forecast_training=True, kms_key_id="alias/capfc-lake", max_wait_seconds=777_600)
     name = sagemaker.job_name("capfc-prod-abcdefghijklm", "forecast", dt.datetime(2026, 1, 5, 3), "ev-1")
-    return [("sagemaker", "CreateTrainingJob", training.training_job_request(spec, name, sagemaker.PIPELINE))]
+    in_vpc = dataclasses.replace(spec, image_uri=DIGEST_URI, **VPC)  # type: ignore[arg-type]
+    return [("sagemaker", "CreateTrainingJob", training.training_job_request(spec, name, sagemaker.PIPELINE)),
+            ("sagemaker", "CreateTrainingJob", training.training_job_request(in_vpc, name, sagemaker.PIPELINE))]
 
 
 def _amazon_forecast(tables: list[TableDefinition]) -> list[Case]:

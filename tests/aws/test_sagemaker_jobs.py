@@ -22,6 +22,7 @@ from capacity_forecaster.aws.sagemaker import (
     submit_job,
     submit_stage_job,
 )
+from capacity_forecaster.aws.training import training_job_request
 from capacity_forecaster.config import load_settings
 from capacity_forecaster.errors import AwsError, ConfigError
 
@@ -160,3 +161,110 @@ def test_running_jobs_keeps_only_our_prefix() -> None:
         found = running_jobs("capfc", AwsClients(session=FixedSession(client)))
     assert found == ["capfc-run-20260105-030000-abcd1234"]
 
+
+
+SUBNETS = ("subnet-0123456789abcdef0", "subnet-89abcdef")
+GROUPS = ("sg-0123456789abcdef0",)
+
+
+def test_vpc_reaches_processing_and_training_jobs_without_network_isolation() -> None:
+    in_vpc = spec(subnet_ids=SUBNETS, security_group_ids=GROUPS, instance_type="ml.m5.xlarge")
+    vpc = {"SecurityGroupIds": list(GROUPS), "Subnets": list(SUBNETS)}
+    # Isolation would cut the container off from S3, and capfc reads and writes the lake itself.
+    assert processing_job_request(in_vpc, "etl", "n-1")["NetworkConfig"] == {
+        "EnableNetworkIsolation": False, "VpcConfig": vpc}
+    assert processing_job_request(spec(), "etl", "n-1")["NetworkConfig"] == {"EnableNetworkIsolation": False}
+    training = training_job_request(in_vpc, "n-1")
+    assert training["VpcConfig"] == vpc and training["EnableNetworkIsolation"] is False
+    assert "VpcConfig" not in training_job_request(spec(), "n-1")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"subnet_ids": SUBNETS}, "give both"),
+        ({"security_group_ids": GROUPS}, "give both"),
+        ({"subnet_ids": ("subnet-XYZ",), "security_group_ids": GROUPS}, "VPC subnet id 'subnet-XYZ' is not valid"),
+        ({"subnet_ids": SUBNETS, "security_group_ids": ("sg-123",)}, "VPC security group id 'sg-123'"),
+        ({"subnet_ids": SUBNETS, "security_group_ids": tuple(f"sg-{i:08x}" for i in range(6))}, "at most 5"),
+        ({"subnet_ids": tuple(f"subnet-{i:08x}" for i in range(17)), "security_group_ids": GROUPS}, "at most 16"),
+        ({"subnet_ids": SUBNETS[:1] * 2, "security_group_ids": GROUPS}, "repeats an id"),
+        ({"glue_database": "Capfc-DB"}, "Glue/Athena name"),
+        ({"region": "mars"}, "AWS region"),
+    ],
+)
+def test_invalid_vpc_and_glue_settings(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        spec(**changes)
+
+
+REPOSITORY = "123456789012.dkr.ecr.us-east-1.amazonaws.com/capfc"
+
+
+@pytest.mark.parametrize(
+    ("uri", "pinning"),
+    [
+        (f"{REPOSITORY}@sha256:{'0123456789abcdef' * 4}", "digest"),
+        (f"{REPOSITORY}:1.0", "tag"),
+        (f"{REPOSITORY}:latest", "latest"),
+        (REPOSITORY, "latest"),  # no tag: Docker pulls latest
+        ("registry.example.com:5000/team/capfc:2026.01", "tag"),
+        ("registry.example.com:5000/team/capfc", "latest"),  # the port is not a tag
+    ],
+)
+def test_image_pinning(uri: str, pinning: str, caplog: pytest.LogCaptureFixture) -> None:
+    from capacity_forecaster.aws.names import image_pinning
+
+    assert image_pinning(uri) == pinning
+    with caplog.at_level("WARNING", logger="capacity_forecaster.aws.sagemaker"):
+        assert spec(image_uri=uri).image_uri == uri  # accepted; ':latest' only warns
+    warned = [r.getMessage() for r in caplog.records if "latest" in r.getMessage()]
+    assert bool(warned) == (pinning == "latest")
+    if warned:
+        assert "@sha256:<digest>" in warned[0]
+
+
+@pytest.mark.parametrize("bad", [
+    f"{REPOSITORY}@sha256:{'0' * 63}",  # too short
+    f"{REPOSITORY}@sha256:{'A' * 64}",  # digests are lowercase hex
+    f"{REPOSITORY}@sha512:{'0' * 64}",
+    f"{REPOSITORY}:1.0@sha256",
+])
+def test_malformed_digests_are_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="container image URI"):
+        spec(image_uri=bad)
+
+
+def test_verify_step_reregisters_glue_tables() -> None:
+    chained = spec(glue_database="capacity_forecaster", region="eu-west-1", stages=("run", "verify"))
+    arguments = processing_job_request(chained, "verify", "n-1", ("run", "verify"))["AppSpecification"][
+        "ContainerArguments"]
+    assert arguments[:6] == ["aws", "verify", "--delete", "--glue-database", "capacity_forecaster", "--region"]
+    assert "--glue-database" not in processing_job_request(chained, "etl", "n-1")["AppSpecification"][
+        "ContainerArguments"]
+    assert processing_job_request(spec(), "verify", "n-2")["AppSpecification"]["ContainerArguments"][:4] == [
+        "aws", "verify", "--delete", "--lake"]
+
+
+def test_lambda_settings_carry_the_vpc_as_text() -> None:
+    """CloudFormation joins its list parameters with ',' (empty when not given)."""
+    base = json.loads(spec().to_json())
+    joined = JobSpec.from_mapping({**base, "subnet_ids": ",".join(SUBNETS), "security_group_ids": GROUPS[0],
+                                   "glue_database": "capacity_forecaster", "region": "us-east-1"})
+    assert joined.subnet_ids == SUBNETS and joined.security_group_ids == GROUPS
+    empty = JobSpec.from_mapping({**base, "subnet_ids": "", "security_group_ids": "", "glue_database": "",
+                                  "region": ""})
+    assert empty == spec()
+    assert JobSpec.from_mapping(json.loads(joined.to_json())) == joined
+
+
+def test_settings_supply_vpc_and_glue() -> None:
+    settings = load_settings(None, {"lake.uri": "s3://capfc-lake/capfc", "aws.subnet_ids": list(SUBNETS),
+                                    "aws.security_group_ids": list(GROUPS), "aws.region": "eu-west-1"}, environ={})
+    built = JobSpec.from_settings(settings, image_uri=IMAGE_URI, role_arn=ROLE_ARN)
+    assert built.subnet_ids == SUBNETS and built.security_group_ids == GROUPS
+    assert built.glue_database == "capacity_forecaster" and built.region == "eu-west-1"
+    off = load_settings(None, {"lake.uri": "s3://capfc-lake/capfc", "aws.verify_registers_glue": False}, environ={})
+    assert JobSpec.from_settings(off, image_uri=IMAGE_URI, role_arn=ROLE_ARN).glue_database is None
+    with pytest.raises(ConfigError, match="give both"):
+        load_settings(None, {"aws.subnet_ids": list(SUBNETS)}, environ={})

@@ -147,6 +147,22 @@ def test_verify_flags_then_vacuums_orphans(where: str, local_lake: str, s3_lake:
     assert len(Lake.open(uri).read_table("clusters")) == 1
 
 
+def test_verify_reregisters_a_new_column_in_glue(s3_lake: str, s3_endpoint: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The chain's last step (capfc aws verify --delete --glue-database ...) makes Glue follow the Delta schema."""
+    glue = boto3.client("glue", endpoint_url=s3_endpoint, region_name="us-east-1")
+    args = ["aws", "verify", "--lake", s3_lake, "--glue-database", "capfc_chain", "--region", "us-east-1", "--quiet"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["glue"] == {"database": "capfc_chain",
+                                                           "created": ["raw_metrics", "clusters"], "updated": []}
+    lake = Lake.open(s3_lake, for_writing=True)
+    lake.write_table("clusters", lake.read_table("clusters").assign(rack=["r1"]))  # a stage adds a column
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["glue"]["updated"] == ["raw_metrics", "clusters"]
+    columns = glue.get_table(DatabaseName="capfc_chain", Name="clusters")["Table"]["StorageDescriptor"]["Columns"]
+    assert columns[-1] == {"Name": "rack", "Type": "string"}
+
+
 def test_athena_ddl_is_delta_only(local_lake: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["aws", "athena-ddl", "--lake", local_lake, "--s3-uri", "s3://my-bucket/capfc", "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -168,13 +168,15 @@ with Executor(ForecastConfig(n_jobs=2)) as ex:
 def test_loky_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "orphan.py"
     script.write_text(_ORPHAN_SCRIPT)
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as err:
+        parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=err, text=True)
     workers: list[int] = []
     try:
         assert parent.stdout is not None
         while len(workers) < 2:
             line = parent.stdout.readline()
-            assert line, "the parent ended before its workers started"
+            assert line, f"the parent ended before its workers started: {errors.read_text()[-2000:]}"
             if line.startswith("worker "):  # anything else on stdout (a library's notice) is not ours
                 workers.append(int(line.split()[1]))
     finally:

@@ -200,6 +200,15 @@ def test_the_newest_forecast_versions_survive_the_vacuum_for_accuracy_tracking(t
         lake.read_table("inventory", as_of=runs[3])
 
 
+def _commit_at_once(writer: object, barrier: object, outcomes: list[str]) -> None:
+    barrier.wait()  # type: ignore[attr-defined]
+    try:
+        writer.commit()  # type: ignore[attr-defined]
+        outcomes.append("ok")
+    except ConflictError:
+        outcomes.append("conflict")
+
+
 def test_racing_commits_on_one_version_one_wins_one_is_refused(lake_uri: str) -> None:
     """Two writers based on the same version commit at once, 5 times: on S3 the log entry is a
     conditional PUT (If-None-Match), so every version has exactly one author and no commit is lost."""
@@ -213,16 +222,7 @@ def test_racing_commits_on_one_version_one_wins_one_is_refused(lake_uri: str) ->
             writer.write(pd.DataFrame({"server_id": [f"r{round_}-w{k}"]}))
         outcomes: list[str] = []
         barrier = threading.Barrier(2)
-
-        def commit(writer: object) -> None:
-            barrier.wait()
-            try:
-                writer.commit()  # type: ignore[attr-defined]
-                outcomes.append("ok")
-            except ConflictError:
-                outcomes.append("conflict")
-
-        threads = [threading.Thread(target=commit, args=(w,)) for w in writers]
+        threads = [threading.Thread(target=_commit_at_once, args=(w, barrier, outcomes)) for w in writers]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -74,6 +74,12 @@ RULES: dict[str, NameRule] = {
                        r"(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[a-f0-9]{64})?", 255,
                        "<registry>/<repository>[:tag|@sha256:digest], e.g. "
                        "123456789012.dkr.ecr.us-east-1.amazonaws.com/capfc:1.0"),
+    # VPC ids as EC2 issues them ("subnet-"/"sg-" and 8 or 17 hex digits): stricter than SageMaker's
+    # [-0-9a-zA-Z]+ (<= 32), so a name ("Name=private-a") or an ARN is refused before any call.
+    "subnet_id": _rule("VPC subnet id", r"subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?", 24,
+                       "subnet-<8 or 17 hex digits>, e.g. subnet-0123456789abcdef0"),
+    "security_group_id": _rule("VPC security group id", r"sg-[0-9a-f]{8}(?:[0-9a-f]{9})?", 20,
+                               "sg-<8 or 17 hex digits>, e.g. sg-0123456789abcdef0"),
     # EventBridge: cron() with six fields, or rate() with a singular unit for 1 and plural otherwise.
     "schedule": _rule("EventBridge schedule expression",
                       r"cron\([^\s()]+( [^\s()]+){5}\)"
@@ -168,6 +174,39 @@ def check(kind: str, value: str, where: str | None = None) -> str:
     if message is not None:
         raise ConfigError(f"{where}: {message}" if where else message)
     return value
+
+
+def image_pinning(uri: str) -> str:
+    """How a checked image URI names its image: "digest" (``@sha256:...``, immutable), "tag", or "latest"
+    (``:latest`` or no tag at all, which Docker reads as latest: whatever was pushed last runs)."""
+    check("image_uri", uri, "image_uri")
+    if "@sha256:" in uri:
+        return "digest"
+    last = uri.rsplit("/", 1)[1]
+    return "tag" if ":" in last and last.rsplit(":", 1)[1] != "latest" else "latest"
+
+
+def check_vpc(subnet_ids: tuple[str, ...] | list[str], security_group_ids: tuple[str, ...] | list[str],
+              where: str = "aws") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return the subnet and security group ids if they form a valid SageMaker ``VpcConfig``, or none at all.
+
+    Raises:
+        ConfigError: a malformed id, too many (16 subnets, 5 security groups), duplicates, or only one
+            of the two lists given (SageMaker needs both).
+    """
+    subnets, groups = tuple(subnet_ids), tuple(security_group_ids)
+    if bool(subnets) != bool(groups):
+        raise ConfigError(f"{where}.subnet_ids and {where}.security_group_ids: give both (jobs in a VPC need "
+                          "subnets and security groups) or neither (jobs run in SageMaker's network)")
+    for key, values, kind, most in (("subnet_ids", subnets, "subnet_id", 16),
+                                    ("security_group_ids", groups, "security_group_id", 5)):
+        if len(values) > most:
+            raise ConfigError(f"{where}.{key}: {len(values)} given; SageMaker accepts at most {most}")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{where}.{key}: {list(values)} repeats an id")
+        for value in values:
+            check(kind, value, f"{where}.{key}")
+    return subnets, groups
 
 
 def check_tags(tags: dict[str, str], where: str = "aws.tags") -> dict[str, str]:

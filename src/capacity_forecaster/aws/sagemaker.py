@@ -95,6 +95,11 @@ class JobSpec:
         spot_training: training jobs use managed spot capacity (interrupted jobs resume from checkpoints).
         max_wait_seconds: spot training: give up after this long, waiting included (None: twice the runtime).
         kms_key_id: KMS key for training job output and volumes (the lake's key when lake.sse is aws:kms).
+        subnet_ids: VPC subnets the jobs run in (with ``security_group_ids``; both or neither).
+        security_group_ids: security groups of the jobs' network interfaces in those subnets.
+        glue_database: the ``verify`` step also re-registers the written tables in this Glue database
+            (``capfc aws verify --glue-database``), so the catalog's columns follow the Delta schemas.
+        region: AWS region passed to that Glue registration (``--region``); None: the container's default.
     """
 
     image_uri: str
@@ -114,9 +119,24 @@ class JobSpec:
     spot_training: bool = True
     max_wait_seconds: int | None = None
     kms_key_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    glue_database: str | None = None
+    region: str | None = None
 
     def __post_init__(self) -> None:
         names.check("image_uri", self.image_uri, "image_uri")
+        if names.image_pinning(self.image_uri) == "latest":
+            # Not refused (a test stack may use it), but a tag can be moved: pin production by digest.
+            log.warning("image_uri %s names the image by the tag 'latest': each job runs whatever was pushed "
+                        "last; give <repository>@sha256:<digest> (docs/aws.md, step 1)", self.image_uri)
+        subnets, groups = names.check_vpc(tuple(self.subnet_ids), tuple(self.security_group_ids), "job settings")
+        object.__setattr__(self, "subnet_ids", subnets)
+        object.__setattr__(self, "security_group_ids", groups)
+        if self.glue_database is not None:
+            names.check("glue_name", self.glue_database, "glue_database")
+        if self.region is not None:
+            names.check("region", self.region, "region")
         names.check("role_arn", self.role_arn, "role_arn")
         lake = self.lake_uri.rstrip("/")
         if lake.startswith("s3a://"):
@@ -181,9 +201,14 @@ class JobSpec:
         for key in ("forecast_training", "spot_training"):  # CloudFormation substitutes text
             if isinstance(values.get(key), str) and values[key].strip().lower() in ("true", "false"):
                 values[key] = values[key].strip().lower() == "true"
-        for key in ("config_s3_uri", "max_wait_seconds", "kms_key_id"):
+        for key in ("config_s3_uri", "max_wait_seconds", "kms_key_id", "glue_database", "region"):
             if values.get(key) == "":
                 values[key] = None
+        for key in ("subnet_ids", "security_group_ids"):  # CloudFormation joins a list parameter with ','
+            if isinstance(values.get(key), str):
+                values[key] = tuple(v.strip() for v in values[key].split(",") if v.strip())
+            elif isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
         missing = [k for k in ("image_uri", "role_arn", "lake_uri") if not values.get(k)]
         if missing:
             raise ConfigError(f"job settings: missing {', '.join(missing)}")
@@ -211,6 +236,8 @@ class JobSpec:
             "log_level": settings.log_level, "forecast_training": aws.forecast_training_job,
             "spot_training": aws.spot_training, "max_wait_seconds": aws.max_wait_seconds,
             "kms_key_id": settings.lake.sse_kms_key_id if settings.lake.sse == "aws:kms" else None,
+            "subnet_ids": tuple(aws.subnet_ids), "security_group_ids": tuple(aws.security_group_ids),
+            "glue_database": aws.glue_database if aws.verify_registers_glue else None, "region": aws.region,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         for key, option in (("image_uri", "--image-uri"), ("role_arn", "--role-arn")):
@@ -218,6 +245,12 @@ class JobSpec:
                 raise ConfigError(f"aws.{key} is not set; put it in the config file, CAPFC_AWS__{key.upper()} "
                                   f"or {option}")
         return cls(**values)
+
+    def vpc_config(self) -> dict[str, list[str]] | None:
+        """The ``VpcConfig`` of the jobs, or None when they run in SageMaker's own network."""
+        if not self.subnet_ids:
+            return None
+        return {"SecurityGroupIds": list(self.security_group_ids), "Subnets": list(self.subnet_ids)}
 
     def to_json(self) -> str:
         """The spec as JSON (what the Lambda's ``CAPFC_JOB`` variable holds)."""
@@ -256,7 +289,11 @@ def processing_job_request(
     if stage not in chain:
         raise ConfigError(f"stage '{stage}' is not part of the chain {list(chain)}")
     names.check("job_name", name, "job name")
-    command = ["aws", VERIFY, "--delete"] if stage == VERIFY else [stage]
+    command = [stage]
+    if stage == VERIFY:
+        command = ["aws", VERIFY, "--delete"]
+        if spec.glue_database:  # keep the Glue columns in step with the Delta schemas the stages just wrote
+            command += ["--glue-database", spec.glue_database] + (["--region", spec.region] if spec.region else [])
     arguments = [*command, "--lake", spec.lake_uri, "--log-level", spec.log_level]
     request: dict[str, Any] = {
         "ProcessingJobName": name,
@@ -267,10 +304,15 @@ def processing_job_request(
             "VolumeSizeInGB": spec.volume_size_gb,
         }},
         "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_runtime_seconds},
+        # Never network isolation: capfc reads and writes the lake itself (s3fs, delta-rs) from inside the
+        # container, which isolation cuts off from S3; in a VPC the traffic goes through its S3 endpoint.
+        "NetworkConfig": {"EnableNetworkIsolation": False},
         "Environment": {"PYTHONUNBUFFERED": "1", **spec.environment},
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
         + [{"Key": STAGE_TAG, "Value": stage}, {"Key": CHAIN_TAG, "Value": _CHAIN_SEP.join(chain)}],
     }
+    if (vpc := spec.vpc_config()) is not None:
+        request["NetworkConfig"]["VpcConfig"] = vpc
     if spec.config_s3_uri:
         request["ProcessingInputs"] = [{
             "InputName": "capfc-config",

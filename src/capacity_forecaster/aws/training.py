@@ -95,11 +95,16 @@ def training_job_request(spec: JobSpec, name: str, chain: tuple[str, ...] | None
         "ResourceConfig": resources,
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": spec.spot_training,
+        # Never network isolation: `capfc forecast` reads the lake from inside the container (isolation
+        # leaves only SageMaker's own channel and checkpoint copies, not the container's S3 calls).
+        "EnableNetworkIsolation": False,
         "CheckpointConfig": {"S3Uri": f"{spec.lake_uri}/{CHECKPOINTS_FOLDER}/{name}/", "LocalPath": CHECKPOINT_DIR},
         "Environment": {"PYTHONUNBUFFERED": "1", **spec.environment},
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(spec.tags.items())]
         + [{"Key": STAGE_TAG, "Value": STAGE}, {"Key": CHAIN_TAG, "Value": _CHAIN_SEP.join(chain)}],
     }
+    if (vpc := spec.vpc_config()) is not None:
+        request["VpcConfig"] = vpc
     if spec.config_s3_uri:
         request["InputDataConfig"] = [{
             "ChannelName": CONFIG_CHANNEL, "InputMode": "File",

@@ -273,6 +273,13 @@ def aws_verify(
                           help="Never remove younger files, whatever the retention (a write may be in progress).")
     ] = 60,
     tables: TablesOpt = None,
+    glue_database: Annotated[
+        str | None,
+        typer.Option("--glue-database",
+                     help="Then create/update the written tables in this Glue database (as capfc aws glue), so "
+                          "columns a stage added reach the catalog; the scheduled chain's last step does this."),
+    ] = None,
+    region: RegionOpt = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
@@ -291,10 +298,20 @@ def aws_verify(
     from capacity_forecaster.aws.verify import verify_lake
     from capacity_forecaster.errors import StorageError
 
-    settings = setup_command(config, lake, log_level, log_format, quiet, silent)
-    result = verify_lake(pipeline.open_lake(settings, for_writing=delete), tables=_table_list(tables), delete=delete,
-                         retention_hours=retention_hours,
+    settings, clients = _aws_setup(config, lake, log_level, log_format, quiet, silent, region,
+                                   **{"aws.glue_database": glue_database})
+    opened = pipeline.open_lake(settings, for_writing=delete)
+    result = verify_lake(opened, tables=_table_list(tables), delete=delete, retention_hours=retention_hours,
                          min_age=dt.timedelta(minutes=min_age_minutes))
+    if glue_database is not None and (result["problems"] or result["missing"]):
+        result["glue"] = {"database": settings.aws.glue_database, "skipped": "damaged tables (see above)"}
+    elif glue_database is not None:
+        from capacity_forecaster.aws.glue import register_glue_tables
+
+        registered = register_glue_tables(opened, settings.aws.glue_database, tables=_table_list(tables),
+                                          clients=clients)
+        result["glue"] = {"database": registered.database, "created": registered.created,
+                          "updated": registered.updated}
     print_json(result)
     if not result["clean"]:
         left = result["orphans"] - result["deleted"]

@@ -136,6 +136,10 @@ def forecast(
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address (default: start a LocalCluster).")
     ] = None,
+    checkpoint_dir: Annotated[
+        str | None, typer.Option(help="Local folder keeping finished chunks: a killed run restarted with the same "
+                                      "inputs resumes (e.g. /opt/ml/checkpoints on SageMaker).")
+    ] = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
@@ -147,7 +151,7 @@ def forecast(
     settings = setup_command(
         config, lake, log_level, log_format, quiet, silent,
         **{"forecast.horizon": horizon, "forecast.models": models, "forecast.engine": engine,
-           "forecast.scheduler": scheduler},
+           "forecast.scheduler": scheduler, "forecast.checkpoint_dir": checkpoint_dir},
     )
     with progress_bars(settings, quiet, silent) as progress:
         stage = pipeline.forecast_stage(pipeline.open_lake(settings), settings, progress)

@@ -155,6 +155,9 @@ class ForecastConfig(_Section):
     # derived from the available memory (250-1,000). Per-series models give the same rows whatever
     # the size; a global model (gbm_global) is trained on each chunk's series.
     chunk_series: int | None = Field(None, ge=1, le=1_000_000)
+    # Local folder keeping finished chunks so that a killed run restarted with the same inputs resumes
+    # (forecast/checkpoint.py; a SageMaker spot job uses /opt/ml/checkpoints); None = no checkpoints.
+    checkpoint_dir: str | None = None
 
 
 RiskMetric = Literal["cpu", "memory", "disk", "network"]
@@ -371,6 +374,22 @@ class AwsConfig(_Section):
     max_wait_seconds: int | None = Field(None, ge=60, le=2_419_200)
     # IAM role Amazon Forecast assumes to read the export and write its forecasts (`capfc aws forecast-*`).
     forecast_role_arn: str | None = None
+    # Jobs in your VPC (both lists, or neither): NetworkConfig.VpcConfig of processing jobs, VpcConfig of
+    # training jobs. The subnets need a route to S3 (a gateway endpoint) and to the SageMaker/ECR
+    # endpoints SageMaker uses; docs/aws.md lists them.
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    # The chain's verify step also re-registers the written tables in aws.glue_database (capfc aws verify
+    # --glue-database), so a column a stage adds reaches the Glue catalog the same night.
+    verify_registers_glue: bool = True
+
+    @model_validator(mode="after")
+    def _vpc(self) -> AwsConfig:
+        try:
+            aws_names.check_vpc(self.subnet_ids, self.security_group_ids, "aws")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return self
 
     @model_validator(mode="after")
     def _wait_covers_runtime(self) -> AwsConfig:

@@ -40,6 +40,7 @@ class LineGuard:
         self._dropped = 0  # bytes of the current over-long line dropped so far (0: not dropping)
         self._head = b""
         self._after_cr = False
+        self._cut_cr = False  # the last block ended with the CR of a cut line (its LF may follow)
 
     def _record(self, length: int, head: bytes) -> None:
         self.long_lines[self._line] = LongLine(length, head[:_HEAD_BYTES].decode("utf-8", errors="replace"))
@@ -48,8 +49,10 @@ class LineGuard:
         """The bytes to pass on for the next ``data`` of the stream (``final``: it is the last)."""
         prefix = b""
         if self._after_cr and data[:1] == b"\n":
-            # The LF of a CRLF split between two blocks: the CR already ended the line.
-            prefix, data = b"\n", data[1:]
+            # The LF of a CRLF split between two blocks: the CR already ended the line (and went
+            # out after the filler when the line was cut, which then keeps the CR alone, as unsplit).
+            prefix, data = (b"" if self._cut_cr else b"\n"), data[1:]
+        self._cut_cr = False
         codes = np.frombuffer(data, dtype=np.uint8)
         if b"\r" in data:
             lf, cr = codes == _LF, codes == _CR
@@ -82,6 +85,7 @@ class LineGuard:
                 self._record(int(lengths[k]), head)
                 self._line = line
                 out.append(self.filler + data[stops[k]:stops[k] + 1])
+                self._cut_cr = int(stops[k]) == len(data) - 1 and data.endswith(b"\r")
                 start = int(stops[k]) + 1
             out.insert(0, self._partial)
             out.append(data[start:stops[-1] + 1])

@@ -14,6 +14,10 @@ chunk; what needs the whole fleet reads small per-series or per-pool summaries:
 3. *final fits*: per chunk, the honest backtest intervals and scores, the final fits of the chosen
    models, calibrated forecasts; every output table goes to the ``Sink`` chunk by chunk.
 
+With a ``checkpoint.Checkpoint`` every finished chunk of passes 1 and 3 is kept in its folder and
+skipped when a killed run is restarted; pass 3's tables and model files then reach the ``Sink`` from
+that folder once every chunk is done, so a restart never depends on what the killed run wrote.
+
 Per-series models give the same rows whatever the chunk size (numbers equal up to the ~1e-13
 rounding of batched least squares over other batches). A global model (``kind = "global"``,
 e.g. ``gbm_global``) is trained chunk-wise: one model per metric and cutoff on the chunk's series,
@@ -24,6 +28,7 @@ training rows are capped at ``max_rows`` anyway; see docs/forecast.md for the me
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -38,6 +43,8 @@ import pandas as pd
 from capacity_forecaster.config import ForecastConfig
 from capacity_forecaster.forecast import backtest as bt
 from capacity_forecaster.forecast import stage as st
+from capacity_forecaster.forecast.artifacts import ArtifactRecord, save_models
+from capacity_forecaster.forecast.checkpoint import Checkpoint
 from capacity_forecaster.forecast.engine import Executor, FittedModel, Progress, UnitResult
 from capacity_forecaster.forecast.intervals import EMPTY_POOL, cross_window_bounds, cross_window_pooling
 from capacity_forecaster.forecast.metrics import score
@@ -57,6 +64,9 @@ _PRED = ["yhat", "yhat_lower", "yhat_upper"]
 # Server ids of a chunk -> its processed metrics (``server_id, ds, metric, value``, ...).
 Load = Callable[[list[str]], pd.DataFrame]
 OUTPUTS = ("forecasts", "backtests", "backtest_forecasts", "forecast_failures", "forecast_triage")
+# Prefix of model files kept in a checkpoint (``Sink.model_files`` puts them under its own folder).
+MODEL_FILES = "models"
+_KEPT = ("index", "tri", "plan", "planned", "scores")
 
 
 class Sink(Protocol):
@@ -65,6 +75,11 @@ class Sink(Protocol):
     def write(self, table: str, frame: pd.DataFrame) -> None: ...
 
     def models(self, fitted: list[FittedModel]) -> None: ...
+
+    def model_files(self, records: list[ArtifactRecord], read: Callable[[str], bytes]) -> None:
+        """Models already saved as data (``artifacts.save_models`` with prefix ``MODEL_FILES``):
+        their records and ``read(relpath)`` of each file."""
+        ...
 
 
 class Spill(Protocol):
@@ -172,6 +187,7 @@ class _Kept:
     planned: pd.DataFrame
     scores: pd.DataFrame
     failed: list[UnitResult]
+    units: int = 0
 
 
 class _SeriesTicker:
@@ -211,7 +227,8 @@ class _SeriesTicker:
 
 
 def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink, *,
-               spill: Spill | None = None, progress: Progress | None = None) -> dict[str, Any]:
+               spill: Spill | None = None, progress: Progress | None = None, inputs: st.Inputs | None = None,
+               checkpoint: Checkpoint | None = None) -> dict[str, Any]:
     """Backtest, select and forecast every series of ``chunks``, writing each chunk's outputs to ``sink``.
 
     Args:
@@ -219,14 +236,17 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
         load: reads the processed metrics of a chunk's servers (called twice per chunk).
         cfg: the forecast configuration.
         sink: receives the ``OUTPUTS`` tables and fitted models of every chunk, in chunk order.
-        spill: keeps backtest points between passes (default: in memory).
+        spill: keeps backtest points between passes (default: in memory; the checkpoint when given).
         progress: ``callback(phase, done, total)`` over ``stage.PHASES`` (bar the last, writing).
+        inputs: frames external models read instead of training (``stage.Inputs``).
+        checkpoint: keeps finished chunks and skips those a killed run finished (the sink then gets
+            every chunk's outputs after the last one); it must fingerprint these chunks and ``cfg``.
 
     Returns:
         The stage summary (see ``stage.ForecastResult.summary``).
     """
     started = time.perf_counter()
-    spill = spill if spill is not None else MemorySpill()
+    spill = checkpoint if checkpoint is not None else spill if spill is not None else MemorySpill()
     names = st.resolve_models(cfg.models, cfg.freq)
     order = [st.BASELINE, *[n for n in names if n != st.BASELINE and n != ENSEMBLE], ENSEMBLE]
     total = sum(c.n_series for c in chunks)
@@ -236,7 +256,14 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
     with Executor(cfg) as executor:
         ticker = _SeriesTicker(progress, "backtests", total, len(chunks))
         for i, chunk in enumerate(chunks):
-            kept.append(_backtest_chunk(i, chunk, load, cfg, names, order, executor, spill, pooled, ticker, tally))
+            if checkpoint is not None and checkpoint.backtest_done(i):
+                kept.append(_resumed_backtest(i, chunk, checkpoint, pooled, ticker, tally))
+                continue
+            kept.append(_backtest_chunk(i, chunk, load, cfg, names, order, executor, spill, pooled, ticker, tally,
+                                        inputs))
+            if checkpoint is not None:
+                checkpoint.save_backtest(i, {name: getattr(kept[i], name) for name in _KEPT}, kept[i].failed,
+                                         kept[i].units)
         scoring = _SeriesTicker(progress, "scoring", 2 * len(chunks), 1)
         index = pd.concat([k.index for k in kept], ignore_index=True)
         chosen, members, unbacktested = st.choose_models(
@@ -264,10 +291,48 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
                                    counts.table(ALL, cfg.interval, single), single, len(windows))
         ticker = _SeriesTicker(progress, "final fits", total, len(chunks))
         for i in range(len(chunks)):
+            if checkpoint is not None and checkpoint.final_done(i):
+                frames, _, units = checkpoint.load_final(i)
+                tally.record(frames, units)
+                ticker.chunk_done(kept[i].chunk.n_series)
+                continue
             part = [frame[frame["_chunk"] == i].drop(columns="_chunk") for frame in (chosen, members, baseline_only)]
-            _final_chunk(i, kept[i], load, cfg, part, calibration, executor, spill, sink, ticker, tally)
+            frames, fitted, units = _final_chunk(i, kept[i], load, cfg, part, calibration, executor, spill, ticker,
+                                                 inputs)
+            tally.record(frames, units)
+            if checkpoint is None:
+                for name in OUTPUTS:
+                    sink.write(name, frames[name])
+                sink.models(fitted)
+            else:
+                counters = checkpoint.counters()
+                records = save_models(fitted, checkpoint.model_writer(i), prefix=MODEL_FILES, counters=counters)
+                checkpoint.save_final(i, frames, [r.to_dict() for r in records], units, counters)
         tally.workers = executor.workers
+    if checkpoint is not None:
+        _replay(len(chunks), checkpoint, sink)
     return tally.summary(cfg, time.perf_counter() - started)
+
+
+def _replay(n_chunks: int, checkpoint: Checkpoint, sink: Sink) -> None:
+    """Every chunk's pass-3 outputs, from the checkpoint to the sink, in chunk order."""
+    for i in range(n_chunks):
+        frames, records, _ = checkpoint.load_final(i)
+        for name in OUTPUTS:
+            sink.write(name, frames[name])
+        sink.model_files([ArtifactRecord(**r) for r in records], functools.partial(checkpoint.model_bytes, i))
+
+
+def _resumed_backtest(i: int, chunk: Chunk, checkpoint: Checkpoint, pooled: PooledErrors, ticker: _SeriesTicker,
+                      tally: _Tally) -> _Kept:
+    """Pass 1 of a chunk a killed run finished: its summaries from the checkpoint, its points re-counted."""
+    frames, failed, units = checkpoint.load_backtest(i)
+    pooled.add(checkpoint.get(i))
+    ticker.chunk_done(chunk.n_series)
+    tally.units += units
+    tally.backtest_units += units
+    return _Kept(chunk, frames["index"], frames["tri"], frames["plan"], frames["planned"], frames["scores"], failed,
+                 units)
 
 
 def _tag(frame: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
@@ -288,12 +353,12 @@ class _Calibration:
 
 def _backtest_chunk(i: int, chunk: Chunk, load: Load, cfg: ForecastConfig, names: list[str], order: list[str],
                     executor: Executor, spill: Spill, pooled: PooledErrors, ticker: _SeriesTicker,
-                    tally: _Tally) -> _Kept:
+                    tally: _Tally, inputs: st.Inputs | None) -> _Kept:
     """Pass 1 on one chunk: backtest points to the spill and the pooled histogram; summaries kept."""
     history = bt.prepare_history(load(chunk.servers), cfg.freq)
     index, tri, plan = st.prepare(history, cfg)
     planned = plan.groupby(_SERIES).size().rename("n_windows").reset_index()
-    tasks = st.backtest_tasks(plan, index, history, names, cfg, executor.workers)
+    tasks = st.backtest_tasks(plan, index, history, names, cfg, executor.workers, inputs)
     results = executor.run(tasks, ticker.units(chunk.n_series, len(tasks)))
     rows = st.backtest_points(results, history, plan, planned, names, order, cfg)
     spill.put(i, rows)
@@ -303,13 +368,17 @@ def _backtest_chunk(i: int, chunk: Chunk, load: Load, cfg: ForecastConfig, names
     tally.units += len(tasks)
     tally.backtest_units += len(tasks)
     failed = [dataclasses.replace(r, predictions=None) for r in results if r.errors]
-    return _Kept(chunk, index.assign(_chunk=i), tri, plan, planned, scores, failed)
+    return _Kept(chunk, index.assign(_chunk=i), tri, plan, planned, scores, failed, len(tasks))
 
 
 def _final_chunk(i: int, kept: _Kept, load: Load, cfg: ForecastConfig, part: list[pd.DataFrame],
-                 calibration: _Calibration, executor: Executor, spill: Spill, sink: Sink, ticker: _SeriesTicker,
-                 tally: _Tally) -> None:
-    """Pass 3 on one chunk: honest backtest intervals, final fits, calibrated forecasts, all written."""
+                 calibration: _Calibration, executor: Executor, spill: Spill, ticker: _SeriesTicker,
+                 inputs: st.Inputs | None) -> tuple[dict[str, pd.DataFrame], list[FittedModel], int]:
+    """Pass 3 on one chunk: honest backtest intervals, final fits, calibrated forecasts.
+
+    Returns:
+        The ``OUTPUTS`` tables of the chunk, its fitted models to store, and its work-unit count.
+    """
     chosen, members, unbacktested = part
     history = bt.prepare_history(load(kept.chunk.servers), cfg.freq)
     index = kept.index.drop(columns="_chunk")
@@ -321,7 +390,7 @@ def _final_chunk(i: int, kept: _Kept, load: Load, cfg: ForecastConfig, part: lis
     rows["yhat_lower"] = np.where(use_pool, bounds["pooled"][0], bounds["series"][0])
     rows["yhat_upper"] = np.where(use_pool, bounds["pooled"][1], bounds["series"][1])
     backtests = score(rows, [*_SERIES, "model", "window", "cutoff"])
-    tasks = st.final_tasks(chosen, members, index, history, cfg, executor.workers)
+    tasks = st.final_tasks(chosen, members, index, history, cfg, executor.workers, inputs)
     results = executor.run(tasks, ticker.units(kept.chunk.n_series, len(tasks)))
     forecasts = st.assemble(st.predictions(results), chosen, members)
     forecasts = st.calibrate_forecasts(forecasts, rows, calibration.pooling, history, index, kept.tri, kept.plan,
@@ -334,15 +403,13 @@ def _final_chunk(i: int, kept: _Kept, load: Load, cfg: ForecastConfig, part: lis
     backtests = backtests[[*BACKTEST_COLUMNS, *st.BACKTEST_EXTRA]].sort_values(
         [*_SERIES, "model", "cutoff"], kind="mergesort").reset_index(drop=True)
     tri = st.note_triage(kept.tri, unbacktested)
+    # An external model's answers are its input's rows: nothing to refit, so nothing is stored.
     fitted = [FittedModel(str(r.used), str(r.series[0][1]), r.series,
                           r.predictions[DS].max() - cfg.horizon * bt.step_delta(cfg.freq), r.fitted)
-              for r in results if r.fitted is not None and r.predictions is not None]
-    for name, frame in zip(OUTPUTS, (forecasts, backtests, paths, failures, tri), strict=True):
-        sink.write(name, frame)
-    sink.models(fitted)
-    tally.add(tri, backtests, forecasts, failures, len(paths))
-    tally.units += len(tasks)
+              for r in results if r.fitted is not None and r.predictions is not None
+              and getattr(r.fitted, "external", None) is None]
     ticker.chunk_done(kept.chunk.n_series)
+    return dict(zip(OUTPUTS, (forecasts, backtests, paths, failures, tri), strict=True)), fitted, len(tasks)
 
 
 @dataclass
@@ -356,6 +423,12 @@ class _Tally:
     series: int = 0
     rows: dict[str, pd.Series] = field(default_factory=dict)
     paths: int = 0
+
+    def record(self, frames: dict[str, pd.DataFrame], units: int) -> None:
+        """Count one chunk's pass-3 tables (``OUTPUTS``) and work units."""
+        self.add(frames["forecast_triage"], frames["backtests"], frames["forecasts"], frames["forecast_failures"],
+                 len(frames["backtest_forecasts"]))
+        self.units += units
 
     def _sum(self, key: str, counts: pd.Series) -> None:
         self.rows[key] = counts if key not in self.rows else self.rows[key].add(counts, fill_value=0)

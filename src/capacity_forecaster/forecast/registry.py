@@ -23,6 +23,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "mstl",
     "prophet_model",
     "gbm_global",
+    "amazon_forecast",
 )
 
 T = TypeVar("T")

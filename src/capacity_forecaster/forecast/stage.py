@@ -21,6 +21,7 @@ chosen model's final fit failed (that failure is in ``failures`` with stage ``fi
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,9 @@ EXTRAPOLATION = "is_extrapolation"
 PHASES = ("backtests", "scoring", "final fits", "writing")
 _SERIES = list(SERIES_KEY)
 _PRED = ["yhat", "yhat_lower", "yhat_upper"]
+# Frames some models read instead of training, by input name (a model's ``external`` class
+# attribute), e.g. ``{"amazon_forecast": imported rows}``; each unit gets the rows of its series.
+Inputs = Mapping[str, pd.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -145,12 +149,44 @@ def _make(name: str) -> Any:
     return get_model(name) if name in available_models() else BuiltinSeasonalNaive()
 
 
+def external_input(name: str) -> str | None:
+    """The input a model reads instead of training (its ``external`` class attribute), or None."""
+    return getattr(_make(name), "external", None)
+
+
+def _unit_model(name: str, batch: pd.DataFrame, inputs: Inputs | None) -> Any:
+    """The model of one unit; an external model gets the rows of the batch's series from ``inputs``."""
+    source = external_input(name)
+    if source is None:
+        return _make(name)
+    rows = (inputs or {}).get(source)
+    if rows is not None:
+        keys = batch[_SERIES].astype(str).drop_duplicates()
+        rows = rows.merge(keys, on=_SERIES)
+    return get_model(name, rows=rows)
+
+
+def _covered(group: pd.DataFrame, model: str, inputs: Inputs | None) -> pd.Series:
+    """Per series of ``group``: has the model's external input any rows for it (all True for other models).
+
+    Units of an external model keep covered and uncovered series apart, so a series the input lacks
+    does not make its batch-mates fall back too.
+    """
+    source = external_input(model)
+    rows = (inputs or {}).get(source) if source is not None else None
+    if rows is None:
+        return pd.Series(True, index=group.index)
+    held = rows[_SERIES].astype(str).drop_duplicates().assign(_held=True)
+    flag = group[_SERIES].astype(str).merge(held, on=_SERIES, how="left")["_held"].notna()
+    return pd.Series(flag.to_numpy(), index=group.index)
+
+
 def _fallbacks() -> tuple[Any, ...]:
     return (_make(BASELINE), BuiltinSeasonalNaive()) if BASELINE in available_models() else (BuiltinSeasonalNaive(),)
 
 
 def _tasks(model: str, rows: pd.DataFrame, history: pd.DataFrame, cfg: ForecastConfig, phase: str,
-           workers: int, first_uid: int) -> list[UnitTask]:
+           workers: int, first_uid: int, inputs: Inputs | None = None) -> list[UnitTask]:
     """Units of one model: series grouped by cutoff (None = final) and metric, then batched."""
     is_global = _make(model).kind == "global"
     tasks: list[UnitTask] = []
@@ -158,14 +194,16 @@ def _tasks(model: str, rows: pd.DataFrame, history: pd.DataFrame, cfg: ForecastC
     for _, at_cutoff in rows.groupby(key, sort=True):
         size = len(at_cutoff) if is_global else cfg.batch_size or auto_batch_size(len(at_cutoff), workers)
         cutoff = at_cutoff["cutoff"].iloc[0] if phase == "backtest" else None
-        for _, group in at_cutoff.groupby(METRIC, sort=True):
-            for batch in batches(group, size):
-                fallbacks = _fallbacks() if phase == "final" else ()
-                if model == BASELINE:
-                    fallbacks = fallbacks[1:]
-                tasks.append(UnitTask(first_uid + len(tasks), model, phase, cutoff,  # type: ignore[arg-type]
-                                      bt.history_until(history, batch, cutoff, cfg.freq), _make(model),
-                                      cfg.horizon, cfg.freq, cfg.interval, fallbacks))
+        for _, by_metric in at_cutoff.groupby(METRIC, sort=True):
+            for _, group in by_metric.groupby(_covered(by_metric, model, inputs), sort=False):
+                for batch in batches(group, size):
+                    fallbacks = _fallbacks() if phase == "final" else ()
+                    if model == BASELINE:
+                        fallbacks = fallbacks[1:]
+                    tasks.append(UnitTask(first_uid + len(tasks), model, phase, cutoff,  # type: ignore[arg-type]
+                                          bt.history_until(history, batch, cutoff, cfg.freq),
+                                          _unit_model(model, batch, inputs), cfg.horizon, cfg.freq, cfg.interval,
+                                          fallbacks))
     return tasks
 
 
@@ -213,7 +251,7 @@ def prepare(history: pd.DataFrame, cfg: ForecastConfig) -> tuple[pd.DataFrame, p
 
 
 def backtest_tasks(plan: pd.DataFrame, index: pd.DataFrame, history: pd.DataFrame, names: list[str],
-                   cfg: ForecastConfig, workers: int) -> list[UnitTask]:
+                   cfg: ForecastConfig, workers: int, inputs: Inputs | None = None) -> list[UnitTask]:
     """Backtest units of the baseline and every selectable model over the planned cutoffs."""
     tasks: list[UnitTask] = []
     located = plan.merge(index[[*_SERIES, "status", "start", "stop", "first_ds"]], on=_SERIES)
@@ -221,22 +259,23 @@ def backtest_tasks(plan: pd.DataFrame, index: pd.DataFrame, history: pd.DataFram
         rows = located
         if model != BASELINE:
             rows = rows[(rows["status"] == "model") & (rows["n_train"] >= _make(model).min_history)]
-        tasks += _tasks(model, rows, history, cfg, "backtest", workers, len(tasks))
+        tasks += _tasks(model, rows, history, cfg, "backtest", workers, len(tasks), inputs)
     return tasks
 
 
 def final_tasks(chosen: pd.DataFrame, members: pd.DataFrame, index: pd.DataFrame, history: pd.DataFrame,
-                cfg: ForecastConfig, workers: int) -> list[UnitTask]:
+                cfg: ForecastConfig, workers: int, inputs: Inputs | None = None) -> list[UnitTask]:
     """Final-fit units of each series' chosen model and its ensemble members."""
     need = pd.concat([chosen.loc[chosen["model"] != ENSEMBLE, [*_SERIES, "model"]], members], ignore_index=True)
     need = need.merge(index[[*_SERIES, "start", "stop", "first_ds"]], on=_SERIES)
     tasks: list[UnitTask] = []
     for needed, rows_m in need.groupby("model", sort=False):
-        tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", workers, len(tasks))
+        tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", workers, len(tasks), inputs)
     return tasks
 
 
-def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progress | None = None) -> ForecastResult:
+def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progress | None = None,
+                 inputs: Inputs | None = None) -> ForecastResult:
     """Backtest, select and forecast every series of a processed metrics frame.
 
     The frame is processed in chunks of ``cfg.chunk_series`` series (``chunked``); every output is
@@ -248,6 +287,8 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
         cfg: the forecast configuration.
         progress: optional ``callback(phase, done, total)``: called with ``done = 0`` when a phase
             of ``PHASES`` starts, then as its work finishes; ``total`` is fixed within a phase.
+        inputs: frames read by external models instead of training (``Inputs``), e.g.
+            ``{"amazon_forecast": rows}`` for the imported Amazon Forecast rows.
 
     Returns:
         The ForecastResult (see its attributes for the columns of each frame).
@@ -266,7 +307,7 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
     chunks = plan_chunks(metrics[[SERVER_ID, METRIC]], cfg.chunk_series or default_chunk_series())
     sink = _MemorySink()
     summary = run_chunks(chunks, lambda servers: metrics[keys.isin(servers).to_numpy()], cfg, sink,
-                         progress=progress)
+                         progress=progress, inputs=inputs)
     frames = {name: sink.frame(name) for name in OUTPUTS}
     return ForecastResult(frames["forecasts"], frames["backtests"], frames["forecast_failures"],
                           frames["forecast_triage"], sink.fitted, summary, frames["backtest_forecasts"])
@@ -284,6 +325,9 @@ class _MemorySink:
 
     def models(self, fitted: list[FittedModel]) -> None:
         self.fitted.extend(fitted)
+
+    def model_files(self, records: list[Any], read: Any) -> None:
+        raise ForecastError("run_forecast keeps fitted models in memory; stored model files need the forecast stage")
 
     def frame(self, table: str) -> pd.DataFrame:
         parts = self.frames.get(table, [])

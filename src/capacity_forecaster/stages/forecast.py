@@ -6,6 +6,9 @@ so that a command printing the same line on stdout can keep it out of its stderr
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import logging
 import tempfile
 import time
@@ -54,6 +57,20 @@ class _LakeSink:
 
         records = save_models(fitted, self.lake.write_bytes, prefix=f"{MODELS_DIR}/{self.run_id}",
                               counters=self._counters)
+        self._keep(records)
+
+    def model_files(self, records: list[Any], read: Callable[[str], bytes]) -> None:
+        """Copy models saved as data elsewhere (a checkpoint) to ``models/<run_id>/``."""
+        prefix = f"{MODELS_DIR}/{self.run_id}"
+        moved = []
+        for record in records:
+            path, data_path = f"{prefix}/{_below(record.path)}", f"{prefix}/{_below(record.data_path)}"
+            self.lake.write_bytes(data_path, read(record.data_path))
+            self.lake.write_bytes(path, read(record.path))
+            moved.append(dataclasses.replace(record, path=path, data_path=data_path))
+        self._keep(moved)
+
+    def _keep(self, records: list[Any]) -> None:
         self.keep |= {r.path for r in records} | {r.data_path for r in records}
         self.artifacts.update({r.path: r.sha256 for r in records})
 
@@ -63,6 +80,11 @@ class _LakeSink:
             if rel not in self.keep:
                 self.lake.fs.delete_file(self.lake.path(rel))
         self.lake.prune_empty_dirs(MODELS_DIR)  # earlier runs' models/<run_id>/ folders
+
+
+def _below(relpath: str) -> str:
+    """A checkpointed model file's path below its ``chunked.MODEL_FILES`` prefix."""
+    return relpath.split("/", 1)[1]
 
 
 def _replace_models(lake: Lake, fitted: list[Any], run_id: str) -> dict[str, str]:
@@ -103,6 +125,20 @@ def _series(lake: Lake) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).drop_duplicates()
 
 
+def _inputs(lake: Lake, names: list[str]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """External model inputs the model set needs (the imported Amazon Forecast rows), and their digests."""
+    from capacity_forecaster.forecast.models.amazon_forecast import IMPORTED, NAME
+    from capacity_forecaster.forecast.stage import external_input
+
+    if not any(external_input(n) == NAME for n in names if n != "ensemble"):
+        return {}, {}
+    data = lake.read_bytes(IMPORTED)
+    if data is None:
+        raise ForecastError(f"forecast.models names {NAME} but {lake.display(IMPORTED)} does not exist; run "
+                            "'capfc aws forecast-import' first, or leave the model out")
+    return {NAME: pd.read_parquet(io.BytesIO(data))}, {NAME: hashlib.sha256(data).hexdigest()}
+
+
 def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = None) -> StageRun:
     """Forecast every series of ``metrics`` with backtests, per-series selection and calibrated intervals.
 
@@ -110,6 +146,11 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
     chunk's metrics are read at a time (a filter on ``server_id``), backtest points wait in a
     scratch folder between passes, and each output table is written chunk by chunk through one
     writer, committed when every chunk is done (readers see the tables change at once).
+
+    With ``forecast.checkpoint_dir`` finished chunks are kept in that local folder
+    (``forecast.checkpoint``): a killed run restarted with the same inputs skips them, and the
+    tables are written from the folder after the last chunk. Named in ``forecast.models``,
+    ``amazon_forecast`` reads ``_amazon_forecast/imported/forecasts.parquet``.
 
     Args:
         lake: the lake (reads ``metrics``; writes ``forecasts``, ``backtests``, ``backtest_forecasts``,
@@ -122,6 +163,7 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
     """
     import pyarrow.dataset as pads
 
+    from capacity_forecaster.forecast.checkpoint import Checkpoint, fingerprint
     from capacity_forecaster.forecast.chunked import (
         OUTPUTS,
         default_chunk_series,
@@ -135,30 +177,37 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         start = time.perf_counter()
         info = lake.table_info("metrics")
         wanted = [c for c in METRIC_INPUT_COLUMNS if info is None or c in info.schema.names]
-        resolve_models(cfg.models, cfg.freq)
+        inputs, input_digests = _inputs(lake, resolve_models(cfg.models, cfg.freq))
         series = _series(lake)
         if series.empty:
             raise ForecastError("metrics: no rows to forecast; run 'capfc etl' first")
         chunks = plan_chunks(series, cfg.chunk_series or default_chunk_series())
-        rows_in = [0]
+        rows_in: dict[tuple[str, ...], int] = {}  # per chunk (read twice, or once when resumed)
 
         def load(servers: list[str]) -> pd.DataFrame:
             frame = lake.read_table("metrics", columns=wanted, filter=pads.field("server_id").isin(servers))
-            rows_in[0] += len(frame)
+            rows_in[tuple(servers)] = len(frame)
             return frame
 
         sink = _LakeSink(lake, run.run_id)
+        checkpoint = None
+        if cfg.checkpoint_dir:
+            checkpoint = Checkpoint(cfg.checkpoint_dir, fingerprint(
+                None if info is None else info.version, cfg, [c.servers for c in chunks], input_digests))
         with tempfile.TemporaryDirectory(prefix="capfc-forecast-") as scratch:
-            summary = run_chunks(chunks, load, cfg, sink, spill=_FolderSpill(Path(scratch)), progress=progress)
+            summary = run_chunks(chunks, load, cfg, sink, spill=_FolderSpill(Path(scratch)), progress=progress,
+                                 inputs=inputs, checkpoint=checkpoint)
         tick = progress or (lambda phase, done, total: None)
         tick("writing", 0, len(OUTPUTS) + 1)
         for written, name in enumerate(OUTPUTS, start=1):
             run.wrote(sink.writers[name].commit())
             tick("writing", written, len(OUTPUTS) + 1)
         sink.drop_old_models()
+        if checkpoint is not None:
+            checkpoint.finish()
         run.artifacts = sink.artifacts
         tick("writing", len(OUTPUTS) + 1, len(OUTPUTS) + 1)
-        run.rows_in, run.rows_out = rows_in[0] // 2, sink.rows
+        run.rows_in, run.rows_out = sum(rows_in.values()), sink.rows
         run.counts = {**summary, "forecast_rows": sink.rows, "chunks": len(chunks), "artifacts": len(run.artifacts),
                       "seconds": round(time.perf_counter() - start, 3)}
         log.info("%s", summary_line(run.counts), extra={"stage_summary": True})

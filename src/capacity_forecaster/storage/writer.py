@@ -68,11 +68,21 @@ def _is_date_column(name: str) -> bool:
 
 
 def _dates_to_date32(table: pa.Table) -> pa.Table:
-    """Store all-midnight, tz-naive timestamps in date columns as Parquet DATE (contract: ds is a date)."""
+    """Store all-midnight timestamps in date columns as Parquet DATE (contract: ds is a date).
+
+    A zoned timestamp counts by its local wall time: ``2024-03-01 00:00+01:00`` is the day 2024-03-01
+    (stored as a UTC instant it would become 23:00 the day before).
+    """
     for index, field in enumerate(table.schema):
-        if not (_is_date_column(field.name) and pa.types.is_timestamp(field.type) and field.type.tz is None):
+        if not (_is_date_column(field.name) and pa.types.is_timestamp(field.type)):
             continue
         column = table.column(index)
+        if field.type.tz is not None:
+            local = pc.local_timestamp(column)
+            floored = pc.floor_temporal(local, unit="day")
+            if pc.all(pc.or_kleene(pc.equal(floored, local), pc.is_null(local))).as_py() is not False:
+                table = table.set_column(index, field.name, pc.cast(local, pa.date32(), safe=False))
+            continue
         floored = pc.floor_temporal(column, unit="day")
         if pc.all(pc.or_kleene(pc.equal(floored, column), pc.is_null(column))).as_py() is not False:
             table = table.set_column(index, field.name, pc.cast(column, pa.date32(), safe=False))
