@@ -362,16 +362,16 @@ def job_status(name: str, clients: AwsClients | None = None) -> dict[str, Any]:
     }
 
 
-def running_jobs(prefix: str, clients: AwsClients) -> list[str]:
-    """Names of in-progress processing jobs whose names start with ``<prefix>-``."""
+def running_jobs(prefix: str, clients: AwsClients, kind: str = "Processing") -> list[str]:
+    """Names of in-progress ``kind`` (Processing or Training) jobs whose names start with ``<prefix>-``."""
     sagemaker = clients.client("sagemaker")
     found: list[str] = []
-    with translated(f"sagemaker ListProcessingJobs {prefix}-*"):
+    with translated(f"sagemaker List{kind}Jobs {prefix}-*"):
         for status in ("InProgress", "Stopping"):
-            paginator = sagemaker.get_paginator("list_processing_jobs")
+            paginator = sagemaker.get_paginator(f"list_{kind.lower()}_jobs")
             for page in paginator.paginate(NameContains=prefix, StatusEquals=status):
-                found += [s["ProcessingJobName"] for s in page.get("ProcessingJobSummaries", [])
-                          if s["ProcessingJobName"].startswith(f"{prefix}-")]
+                found += [s[f"{kind}JobName"] for s in page.get(f"{kind}JobSummaries", [])
+                          if s[f"{kind}JobName"].startswith(f"{prefix}-")]
     return found
 
 

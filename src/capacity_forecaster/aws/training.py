@@ -28,6 +28,7 @@ from capacity_forecaster.aws.sagemaker import (
     check_chain,
     job_name,
     job_status,
+    running_jobs,
     submit_job,
 )
 from capacity_forecaster.errors import AwsError, ConfigError
@@ -156,15 +157,7 @@ def training_job_status(name: str, clients: AwsClients | None = None) -> dict[st
 
 def running_training_jobs(prefix: str, clients: AwsClients) -> list[str]:
     """Names of in-progress training jobs whose names start with ``<prefix>-``."""
-    sagemaker = clients.client("sagemaker")
-    found: list[str] = []
-    with translated(f"sagemaker ListTrainingJobs {prefix}-*"):
-        for status in ("InProgress", "Stopping"):
-            paginator = sagemaker.get_paginator("list_training_jobs")
-            for page in paginator.paginate(NameContains=prefix, StatusEquals=status):
-                found += [s["TrainingJobName"] for s in page.get("TrainingJobSummaries", [])
-                          if s["TrainingJobName"].startswith(f"{prefix}-")]
-    return found
+    return running_jobs(prefix, clients, "Training")
 
 
 def submit_training_job(

@@ -31,7 +31,6 @@ import dataclasses
 import functools
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,17 +116,9 @@ def default_chunk_series(available: int | None = None) -> int:
 
 
 def _available_memory() -> int:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return MIN_CHUNK * MEMORY_PER_SERIES * 4
+    from capacity_forecaster.stages.chunks import available_memory  # one reading for every streaming stage
+
+    return available_memory()
 
 
 @dataclass(frozen=True)

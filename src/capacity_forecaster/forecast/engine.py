@@ -10,8 +10,10 @@ A unit carries its own slice of history (the parent truncates it), so workers ne
 On a real Dask cluster (``dask scheduler`` + ``dask worker`` on EC2, or dask-kubernetes on EKS) the
 workers need the same ``aws-capacity-forecaster`` version and model extras installed (the unit holds
 pickled model objects), ``--engine dask --scheduler tcp://HOST:8786`` connects to it, batch sizes
-follow the cluster's thread count, and the client holds one chunk's returned predictions at a time
-(``chunked``). Worker processes run native code (BLAS, OpenMP) on one thread each (``pin_threads``).
+follow the cluster's thread count when it connects, and the client holds one chunk's returned
+predictions at a time (``chunked``). Worker processes run native code (BLAS, OpenMP) on one thread
+each (``pin_threads``). A lost worker loses no series: Dask reruns its units elsewhere and units
+whose scattered input it held are sent again (``dask_run``).
 """
 
 from __future__ import annotations
@@ -302,6 +304,7 @@ class Executor:
         self.cfg = cfg
         self._client: Any = None
         self._cluster: Any = None
+        self._slots = 1
 
     def __enter__(self) -> Executor:
         if self.cfg.engine == "dask":
@@ -314,6 +317,7 @@ class Executor:
                                              dashboard_address=None)
                 self._client = Client(self._cluster)
             self._client.run(pin_threads)
+            self._slots = max(1, sum(self._client.nthreads().values()))
         return self
 
     def _connect(self, client_type: Any, address: str) -> Any:
@@ -337,9 +341,13 @@ class Executor:
 
     @property
     def workers(self) -> int:
-        """Parallel slots: ``n_jobs`` locally, the cluster's threads on Dask."""
+        """Parallel slots: ``n_jobs`` locally, the cluster's threads when the client connected on Dask.
+
+        Fixed for the run: batch sizes follow it, so a worker lost (or added) mid-run changes where
+        units run, not how the series are batched.
+        """
         if self._client is not None:
-            return max(1, sum(self._client.nthreads().values()))
+            return self._slots
         return self.cfg.n_jobs
 
     def run(self, tasks: Sequence[UnitTask], on_done: Callable[[], None] | None = None) -> list[UnitResult]:
@@ -349,13 +357,9 @@ class Executor:
         if not tasks:
             return results
         if self._client is not None:
-            from distributed import as_completed
+            from capacity_forecaster.forecast.dask_run import run_on_dask
 
-            scattered = self._client.scatter(list(tasks), hash=False)
-            futures = [self._client.submit(run_unit, item, pure=False) for item in scattered]
-            for future in as_completed(futures):
-                results.append(future.result())
-                tick()
+            results = run_on_dask(self._client, tasks, tick)
         elif self.cfg.n_jobs == 1 or len(tasks) == 1:
             for task in tasks:
                 results.append(run_unit(task))
