@@ -353,13 +353,18 @@ class Lake:
         spec = table_spec(info.name)
         base = self.path(spec.path)
         files = [posixpath.join(base, f) for f in info.files]
-        if spec.partitioned:
-            schema = pa.unify_schemas([info.schema, PARTITION_SCHEMA])
-            return pads.dataset(
-                files, schema=schema, filesystem=self.fs, format="parquet",
-                partitioning=_PARTITIONING, partition_base_dir=base,
-            )
-        return pads.dataset(files, schema=info.schema, filesystem=self.fs, format="parquet")
+        try:
+            if spec.partitioned:
+                schema = pa.unify_schemas([info.schema, PARTITION_SCHEMA])
+                return pads.dataset(
+                    files, schema=schema, filesystem=self.fs, format="parquet",
+                    partitioning=_PARTITIONING, partition_base_dir=base,
+                )
+            return pads.dataset(files, schema=info.schema, filesystem=self.fs, format="parquet")
+        except FileNotFoundError as err:
+            raise StorageError(
+                f"table '{info.name}' version {info.version}: its files were vacuumed ({err}); time travel "
+                f"reaches back lake.retention_hours, and the current version is always readable") from err
 
     def read_table(
         self,
