@@ -19,7 +19,7 @@ import logging
 import posixpath
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -375,6 +375,35 @@ def running_jobs(prefix: str, clients: AwsClients, kind: str = "Processing") -> 
     return found
 
 
+def create_once(
+    name: str,
+    kind: str,
+    clients: AwsClients,
+    status: Callable[[str, AwsClients], dict[str, Any]],
+    create: Callable[[], dict[str, Any]],
+) -> tuple[dict[str, Any], bool]:
+    """Create the ``kind`` (processing or training) job ``name`` unless it exists (idempotent on retries).
+
+    Returns:
+        ``(create response, True)``, or ``(the existing job's status with submitted False, False)``.
+    """
+    try:
+        existing = status(name, clients)
+    except AwsError as err:
+        if not is_missing(err):
+            raise
+    else:
+        log.info("%s job %s exists already (%s); not submitted again", kind, name, existing["status"])
+        return {**existing, "submitted": False}, False
+    try:
+        with translated(f"sagemaker Create{kind.title()}Job {name}"):
+            return create(), True
+    except AwsError as err:
+        if is_exists(err):  # a concurrent retry won the race
+            return {**status(name, clients), "submitted": False}, False
+        raise
+
+
 def submit_job(
     spec: JobSpec,
     stage: str,
@@ -406,22 +435,10 @@ def submit_job(
     when = when or dt.datetime.now(dt.UTC)
     name = name or job_name(spec.job_prefix, stage, when, token or uuid.uuid4().hex)
     request = processing_job_request(spec, stage, name, chain)
-    sagemaker = clients.client("sagemaker")
-    try:
-        existing = job_status(name, clients)
-    except AwsError as err:
-        if not is_missing(err):
-            raise
-    else:
-        log.info("processing job %s exists already (%s); not submitted again", name, existing["status"])
-        return {**existing, "submitted": False}
-    try:
-        with translated(f"sagemaker CreateProcessingJob {name}"):
-            response = sagemaker.create_processing_job(**request)
-    except AwsError as err:
-        if is_exists(err):  # a concurrent retry won the race
-            return {**job_status(name, clients), "submitted": False}
-        raise
+    response, created = create_once(name, "processing", clients, job_status,
+                                    lambda: clients.client("sagemaker").create_processing_job(**request))
+    if not created:
+        return response
     log.info("submitted processing job %s: capfc %s on %s (%s)", name, stage, spec.lake_uri, spec.instance_type)
     return {"job_name": name, "arn": response.get("ProcessingJobArn"), "stage": stage, "status": "InProgress",
             "submitted": True}

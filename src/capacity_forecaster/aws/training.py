@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 from capacity_forecaster.aws import names
-from capacity_forecaster.aws.clients import AwsClients, is_exists, is_missing, translated
+from capacity_forecaster.aws.clients import AwsClients, is_missing, translated
 from capacity_forecaster.aws.sagemaker import (
     _CHAIN_SEP,
     CHAIN_TAG,
@@ -26,6 +26,7 @@ from capacity_forecaster.aws.sagemaker import (
     STAGE_TAG,
     JobSpec,
     check_chain,
+    create_once,
     job_name,
     job_status,
     running_jobs,
@@ -184,21 +185,10 @@ def submit_training_job(
     when = when or dt.datetime.now(dt.UTC)
     name = name or job_name(spec.job_prefix, STAGE, when, token or uuid.uuid4().hex)
     request = training_job_request(spec, name, chain)
-    try:
-        existing = training_job_status(name, clients)
-    except AwsError as err:
-        if not is_missing(err):
-            raise
-    else:
-        log.info("training job %s exists already (%s); not submitted again", name, existing["status"])
-        return {**existing, "submitted": False}
-    try:
-        with translated(f"sagemaker CreateTrainingJob {name}"):
-            response = clients.client("sagemaker").create_training_job(**request)
-    except AwsError as err:
-        if is_exists(err):  # a concurrent retry won the race
-            return {**training_job_status(name, clients), "submitted": False}
-        raise
+    response, created = create_once(name, "training", clients, training_job_status,
+                                    lambda: clients.client("sagemaker").create_training_job(**request))
+    if not created:
+        return response
     log.info("submitted training job %s: capfc forecast on %s (%s, %s)", name, spec.lake_uri, spec.instance_type,
              f"spot, wait <= {max_wait(spec)} s" if spec.spot_training else "on demand")
     return {"job_name": name, "arn": response.get("TrainingJobArn"), "stage": STAGE, "status": "InProgress",

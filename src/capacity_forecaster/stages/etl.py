@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import posixpath
 import time
 
 import pandas as pd
@@ -17,7 +16,6 @@ from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.stages.chunks import servers_per_chunk
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run
-from capacity_forecaster.storage.writer import TableWriter
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +88,6 @@ def _read_raw(lake: Lake, selector: pads.Expression) -> pd.DataFrame:
     return table.to_pandas(date_as_object=False, ignore_metadata=True, coerce_temporal_nanoseconds=False)
 
 
-def discard(lake: Lake, writers: list[TableWriter]) -> None:
-    """Delete the files of versions that will never be published."""
-    for writer in writers:
-        for rel in writer.files:
-            try:
-                lake.fs.delete_file(posixpath.join(writer.base, rel))
-            except OSError as err:  # an orphan file is harmless: no commit names it (a vacuum --full removes it)
-                log.debug("could not delete unpublished file %s: %s", rel, err)
-
-
 def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     """raw/ -> processed/metrics, processed/features, processed/diagnostics and quarantine/.
 
@@ -154,7 +142,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
                                    cfg.max_quarantine_share, "etl.max_quarantine_share", reasons,
                                    "nothing was written and the previous processed tables are kept")
         except InputError:
-            discard(lake, [*writers.values(), quarantine])
+            for writer in (*writers.values(), quarantine):
+                writer.discard()
             raise
         for writer in (*writers.values(), quarantine):
             run.wrote(writer.commit())

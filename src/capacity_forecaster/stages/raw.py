@@ -57,7 +57,6 @@ def generate_stage(lake: Lake, settings: Settings) -> StageRun:
     """
     from capacity_forecaster.generate.fleet import fleet_chunks
     from capacity_forecaster.stages.chunks import servers_per_chunk
-    from capacity_forecaster.stages.etl import discard
 
     cfg = settings.generate
     with stage_run(lake, "generate", settings) as run:
@@ -78,7 +77,8 @@ def generate_stage(lake: Lake, settings: Settings) -> StageRun:
                     chunks += 1
                     del part, batches  # before the next chunk is made: one chunk in memory at a time
         except BaseException:
-            discard(lake, list(writers.values()))
+            for writer in writers.values():
+                writer.discard()
             raise
         for writer in writers.values():
             run.wrote(writer.commit())

@@ -181,10 +181,7 @@ class Lake:
             return self._as_of(name, as_of)
         latest = self.delta.snapshot(spec.path)
         if latest is None:
-            if self.read_bytes(posixpath.join(spec.path, LEGACY_POINTER)) is not None:
-                raise StorageError(
-                    f"lake {self.uri} uses the pre-Delta layout (table '{name}' has {LEGACY_POINTER}); "
-                    f"convert it once with: capfc lake migrate --lake {self.uri}")
+            self._refuse_legacy(name)
             return None
         self._seen[name] = latest.version
         if latest.run_id is None or (self.run is not None and latest.run_id == self.run[0]):
@@ -201,6 +198,13 @@ class Lake:
         log.debug("table %s: version %d is from run %s (%s) which has not completed; reading version %d",
                   name, latest.version, latest.run_id, latest.stage, recorded)
         return self.delta.snapshot(spec.path, version=recorded)
+
+    def _refuse_legacy(self, name: str) -> None:
+        """Raise when table ``name`` is still in the pre-Delta layout (a pointer and no Delta log)."""
+        if self.read_bytes(posixpath.join(table_spec(name).path, LEGACY_POINTER)) is not None:
+            raise StorageError(
+                f"lake {self.uri} uses the pre-Delta layout (table '{name}' has {LEGACY_POINTER}); "
+                f"convert it once with: capfc lake migrate --lake {self.uri}")
 
     def _as_of(self, name: str, as_of: str | dt.datetime) -> Snapshot | None:
         spec = table_spec(name)
@@ -272,11 +276,9 @@ class Lake:
         spec = table_spec(name)
         if name not in self._seen:
             latest = self.delta.snapshot(spec.path)
-            if latest is None and self.read_bytes(posixpath.join(spec.path, LEGACY_POINTER)) is not None:
-                raise StorageError(
-                    f"lake {self.uri} uses the pre-Delta layout (table '{name}' has {LEGACY_POINTER}); "
-                    f"convert it once with: capfc lake migrate --lake {self.uri}")
-            if latest is not None:
+            if latest is None:
+                self._refuse_legacy(name)
+            else:
                 self._seen[name] = latest.version
         return TableWriter(self, spec, validate=validate, base_version=self._seen.get(name))
 
