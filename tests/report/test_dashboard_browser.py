@@ -203,8 +203,14 @@ def _mark(driver: Any, text: str) -> None:
     from selenium.webdriver.common.by import By
 
     # Dash 4 draws the marks as .dash-slider-mark (rc-slider, before it, as .rc-slider-mark-text).
-    marks = driver.find_elements(By.CSS_SELECTOR, "#growth .rc-slider-mark-text, #growth .dash-slider-mark")
-    ActionChains(driver).move_to_element(next(m for m in marks if m.text == text)).click().perform()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def found(d: Any) -> Any:
+        marks = d.find_elements(By.CSS_SELECTOR, "#growth .rc-slider-mark-text, #growth .dash-slider-mark")
+        return next((m for m in marks if m.text == text), False)
+
+    # The cards can be filled before the slider's marks are drawn: wait for the mark itself.
+    ActionChains(driver).move_to_element(WebDriverWait(driver, 30).until(found)).click().perform()
 
 
 def test_slider_moves_savings_and_upsizes(browser: Any, two_scenarios: tuple[str, Any, Lake]) -> None:

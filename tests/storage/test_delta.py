@@ -233,3 +233,18 @@ def test_racing_commits_on_one_version_one_wins_one_is_refused(lake_uri: str) ->
     writes = [h for h in lake.history("inventory") if h["operation"] == "WRITE"]
     assert len(writes) == 1 + wins                    # one commit per round, none overwritten
     assert lake.read_table("inventory")["server_id"].iloc[0].startswith("r4-")
+
+
+def test_two_overwrites_of_the_empty_first_version_do_not_both_land(tmp_path: Path) -> None:
+    """Based on version 0 (a table with no files), the second commit must fail, not keep both writers' rows."""
+    lake = _open(str(tmp_path / "lake"))
+    lake.write_table("inventory", pd.DataFrame({"server_id": ["a"]}), validate=False)  # creates v0, writes v1
+    first, second = (_open(str(tmp_path / "lake")).writer("inventory", validate=False) for _ in range(2))
+    first.base_version = second.base_version = 0
+    first.write(pd.DataFrame({"server_id": ["x"]}))
+    second.write(pd.DataFrame({"server_id": ["y"]}))
+    with pytest.raises(ConflictError):
+        first.commit()                       # version 1 is taken already
+    with pytest.raises(ConflictError):
+        second.commit()
+    assert _open(str(tmp_path / "lake")).read_table("inventory")["server_id"].tolist() == ["a"]

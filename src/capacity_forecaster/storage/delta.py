@@ -260,7 +260,9 @@ class DeltaStore:
             table = self._open(relpath, base_version)
             self._guard("writing", relpath, lambda: table.create_write_transaction(
                 actions, "overwrite", schema, partition_by=partition_by or None,
-                commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=3),
+                # No retries: a commit that lands on a taken version fails, also when its base held no
+                # files (an overwrite of an empty version would otherwise keep the other writer's rows).
+                commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0),
             ))
         except CommitFailedError as err:
             latest = self._open(relpath)

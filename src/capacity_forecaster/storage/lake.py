@@ -320,9 +320,20 @@ class Lake:
             keep.update(writes[:keep_latest])
         removed = self.delta.vacuum(spec.path, retention_hours, dry_run=dry_run, full=full,
                                     keep_versions=sorted(keep) or None)
-        if not dry_run and removed:
-            self.prune_empty_dirs(spec.path)
+        if not dry_run:
+            self._past_own_vacuum(name)
+            if removed:
+                self.prune_empty_dirs(spec.path)
         return [posixpath.join(spec.path, self._relative(spec, path)) for path in removed]
+
+    def _past_own_vacuum(self, name: str) -> None:
+        """Base later writes on the vacuum's own commits (they change no data; not a concurrent writer)."""
+        if name not in self._seen:
+            return
+        entries = self.history(name, 10)
+        data = [e for e in entries if not str(e["operation"]).startswith("VACUUM")]
+        if entries and data and data[0]["version"] == self._seen[name]:
+            self._seen[name] = entries[0]["version"]
 
     def _relative(self, spec: TableSpec, path: str) -> str:
         base = self.delta.uri(spec.path).rstrip("/") + "/"
