@@ -74,6 +74,10 @@ FAILURE_COLUMNS = ("server_id", "metric", "model", "stage", "cutoff", "error", "
 BACKTEST_EXTRA = ("smape", "n_points", "window")
 # Short series get the baseline with intervals this much wider than calibration suggests.
 SHORT_WIDEN = 1.5
+# The baseline of a series too short for models (``backtest.triage``) when the model set has it: the
+# median of its last week. Under two weeks of days cannot define a weekly profile, and seasonal naive
+# would copy one day (a new server's boot or migration spike) into every week of the horizon.
+SHORT_BASELINE = "recent_level"
 # Forecast column: the step lies beyond the lead the series' backtests validated.
 EXTRAPOLATION = "is_extrapolation"
 # The phases reported to ``progress`` in order (``stages.forecast`` adds the last one, writing).
@@ -371,6 +375,12 @@ def choose_models(backtests: pd.DataFrame, planned: pd.DataFrame, names: list[st
         chosen.loc[chosen["status"] == "model", "model"] = first
     unbacktested = chosen["model"].isna() & (chosen["status"] == "model")
     chosen.loc[chosen["model"].isna() | (chosen["status"] == "baseline"), "model"] = BASELINE
+    if SHORT_BASELINE in names:
+        keyed = index.set_index(_SERIES)
+        short = (keyed["n_obs"] < cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq]) & \
+            ((keyed["vmax"] - keyed["vmin"]).abs() >= 1e-9)  # a constant series keeps the flat baseline
+        is_short = chosen.set_index(_SERIES).index.map(short).to_numpy(dtype=bool, na_value=False)
+        chosen.loc[is_short & (chosen["status"] == "baseline").to_numpy(), "model"] = SHORT_BASELINE
     members = top_members(ranked[ranked["model"].isin(selectable)], cfg.ensemble_size)
     members = members.merge(chosen.loc[chosen["model"] == ENSEMBLE, _SERIES], on=_SERIES)
     return chosen, members, unbacktested

@@ -33,7 +33,8 @@ class RecentLevel:
 
     name: ClassVar[str] = "recent_level"
     kind: ClassVar[Literal["local", "global"]] = "local"
-    min_history: ClassVar[int] = 7
+    # Any known point gives a level: it is the short-history baseline (forecast/stage.py SHORT_BASELINE).
+    min_history: ClassVar[int] = 1
     freqs: ClassVar[tuple[str, ...]] = ("D", "h")
 
     def __init__(self) -> None:
