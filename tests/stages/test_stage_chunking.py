@@ -55,3 +55,19 @@ def test_rows_are_conserved_across_batches(tmp_path: Path) -> None:
     assert counts["out"] == len(lake.read_table("metrics")) == len(lake.read_table("features"))
     etl_rows = lake.read_table("quarantine")
     assert (etl_rows["stage"] == "etl").sum() == counts["quarantined"]
+
+
+def test_auto_imputation_is_chosen_the_same_whatever_the_batch_size(tmp_path: Path) -> None:
+    """The choice is made on a seeded sample of the fleet before the first batch, not on the first batch."""
+    runs = {}
+    for chunk in (1, 1000):
+        settings = _settings(chunk)
+        settings = settings.model_copy(update={"etl": settings.etl.model_copy(update={"imputation": "auto"})})
+        lake = Lake.open(str(tmp_path / f"auto-{chunk}"), LakeConfig(), for_writing=True)
+        generate_stage(lake, settings)
+        run = etl_stage(lake, settings)
+        runs[chunk] = ({k: run.counts[k] for k in ("imputation", "imputation_mae_seasonal", "imputation_mae_knn")},
+                       _tables(lake, ("metrics",))["metrics"])
+    assert runs[1][0] == runs[1000][0]
+    assert runs[1][0]["imputation_mae_seasonal"] is not None
+    pd.testing.assert_frame_equal(runs[1][1], runs[1000][1], check_exact=True)

@@ -9,8 +9,9 @@ KNN: per server, one row per day with the standardised residuals of its metrics 
 ``KNNImputer`` averages the residuals of the nearest days, then the expected value is added back.
 Fitting per server keeps the cost linear in the fleet size (a global KNN grows quadratically).
 
-``imputation="auto"`` compares both on held-out known values of a seeded sample of servers (mean
-absolute error) and keeps the better; the comparison is made once per run.
+``imputation="auto"`` compares both on held-out known values of a seeded sample of the fleet's servers
+(``holdout_servers``; mean absolute error) and keeps the better; the comparison is made once per run,
+before the first batch, so the choice is the same whatever the batch size.
 """
 
 from __future__ import annotations
@@ -142,6 +143,19 @@ def knn_fill(
 def fillable_cells(missing: np.ndarray, max_gap_days: int) -> np.ndarray:
     """Missing cells in a run of at most ``max_gap_days`` consecutive missing days."""
     return missing & (run_lengths(missing) <= max_gap_days)
+
+
+def holdout_servers(server_ids: list[str], n_servers: int = HOLDOUT_SERVERS, seed: int = HOLDOUT_SEED) -> list[str]:
+    """The servers ``imputation = auto`` compares the methods on: a seeded sample of the whole fleet.
+
+    Drawn from every server id (sorted) before any batch is read, so the choice does not depend on
+    how the fleet is split into batches (the batch size follows the machine's memory).
+    """
+    ids = sorted(server_ids)
+    if len(ids) <= n_servers:
+        return ids
+    picked = np.random.default_rng(seed).choice(len(ids), size=n_servers, replace=False)
+    return [ids[i] for i in np.sort(picked)]
 
 
 def choose_method(

@@ -33,6 +33,7 @@ from capacity_forecaster.etl.impute import (
     ImputationChoice,
     choose_method,
     fillable_cells,
+    holdout_servers,
     knn_fill,
     seasonal_fill,
 )
@@ -265,6 +266,19 @@ def _server_batches(raw: pd.DataFrame, batch_servers: int) -> list[np.ndarray]:
     return np.split(order, np.searchsorted(batch[order], np.arange(1, n_batches)))
 
 
+def choose_imputation(sample: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlConfig) -> ImputationChoice:
+    """The ``imputation = auto`` choice, made on the raw rows of the ``holdout_servers`` sample.
+
+    The sample goes through validation and cleansing like any batch, then ``choose_method`` compares
+    the methods on its held-out known values; a sample with no usable series gets seasonal.
+    """
+    valid = validate(sample, inventory, cfg)
+    grid = build_grid(valid)
+    if grid.n_series == 0:
+        return ImputationChoice("seasonal", "auto")
+    return _process(grid, day_calendar(grid.day0, grid.n_days), cfg, None).choice
+
+
 def transform_batches(
     raw_metrics: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlConfig
 ) -> Iterator[EtlResult]:
@@ -272,7 +286,8 @@ def transform_batches(
 
     Each yielded EtlResult covers the servers of one batch completely (their metrics, quarantined rows,
     features and diagnostics), so the caller can write and drop it before the next one is computed.
-    With ``imputation="auto"`` the method is chosen on the first batch and kept for the rest.
+    With ``imputation="auto"`` the method is chosen first, on a seeded sample of the fleet's servers
+    (``choose_imputation``), and used for every batch.
     One INFO summary is logged when the last batch has been produced.
 
     Args:
@@ -291,6 +306,11 @@ def transform_batches(
     started = time.perf_counter()
     totals = dict.fromkeys(COUNT_KEYS, 0)
     choice: ImputationChoice | None = None
+    if cfg.imputation == "auto":
+        ids = raw_metrics[schema.SERVER_ID]
+        sample = holdout_servers(list(ids.dropna().astype(str).unique()))
+        choice = choose_imputation(raw_metrics[(ids.notna() & ids.astype(str).isin(sample)).to_numpy()],
+                                   inventory, cfg)
     for positions in _server_batches(raw_metrics, cfg.batch_servers or DEFAULT_BATCH_SERVERS):
         part = raw_metrics if len(positions) == len(raw_metrics) else raw_metrics.iloc[positions]
         result = _transform_batch(part, inventory, cfg, choice)

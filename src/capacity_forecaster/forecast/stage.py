@@ -379,7 +379,7 @@ def choose_models(backtests: pd.DataFrame, planned: pd.DataFrame, names: list[st
         keyed = index.set_index(_SERIES)
         short = (keyed["n_obs"] < cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq]) & \
             ((keyed["vmax"] - keyed["vmin"]).abs() >= 1e-9)  # a constant series keeps the flat baseline
-        is_short = chosen.set_index(_SERIES).index.map(short).to_numpy(dtype=bool, na_value=False)
+        is_short = short.reindex(chosen.set_index(_SERIES).index, fill_value=False).to_numpy(dtype=bool)
         chosen.loc[is_short & (chosen["status"] == "baseline").to_numpy(), "model"] = SHORT_BASELINE
     members = top_members(ranked[ranked["model"].isin(selectable)], cfg.ensemble_size)
     members = members.merge(chosen.loc[chosen["model"] == ENSEMBLE, _SERIES], on=_SERIES)

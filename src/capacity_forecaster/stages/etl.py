@@ -93,8 +93,9 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
 
     Servers are processed in batches of ``etl.batch_servers`` read straight from the lake, so memory
     stays bounded on large fleets; all tables are published together at the end (a failed run leaves
-    the previous processed tables current). With ``etl.imputation = auto`` the method is chosen on the
-    first batch by held-out error and kept for the rest. A lake without an inventory table (raw
+    the previous processed tables current). With ``etl.imputation = auto`` the method is chosen by
+    held-out error on a seeded sample of the fleet's servers before the first batch (the same choice
+    whatever the batch size) and used for every batch. A lake without an inventory table (raw
     metrics written by hand) takes every server of the raw metrics as known. A run that would
     quarantine more than ``etl.max_quarantine_share`` of the raw rows publishes nothing and raises
     InputError (``capfc etl --force`` sets the share to 1.0).
@@ -102,7 +103,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     Returns:
         The stage run; rows_in == rows_out + rows_quarantined - rows created by imputation.
     """
-    from capacity_forecaster.etl.transform import transform
+    from capacity_forecaster.etl.impute import holdout_servers
+    from capacity_forecaster.etl.transform import choose_imputation, transform
 
     cfg = settings.etl
     with stage_run(lake, "etl", settings) as run:
@@ -124,6 +126,13 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         info = lake.table_info("raw_metrics")
         text_ids = info is not None and "server_id" in info.schema.names and pa.types.is_string(
             info.schema.field("server_id").type)
+        if cfg.imputation == "auto":
+            # One read per sampled server: each is a narrow id range the scan can prune files by.
+            sample = pd.concat([_read_raw(lake, _selector([server], False, text_ids))
+                                for server in holdout_servers(servers)] or [pd.DataFrame()], ignore_index=True)
+            choice = choose_imputation(sample, inventory, cfg) if len(sample) else None
+            if choice is not None:
+                batch_cfg = batch_cfg.model_copy(update={"imputation": choice.method})
         for index, batch in enumerate(batches):
             part = _read_raw(lake, _selector(batch, index == 0, text_ids))
             result = transform(part, inventory, batch_cfg)
