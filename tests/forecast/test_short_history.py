@@ -40,3 +40,15 @@ def test_a_model_set_without_the_level_keeps_the_seasonal_naive_baseline() -> No
     fc = run_forecast(_fleet(), _cfg("seasonal_naive,harmonic")).forecasts
     new = fc[fc["server_id"] == "new"]
     assert (new["model"] == "seasonal_naive").all() and new["yhat"].max() == pytest.approx(91.2)
+
+
+def test_a_series_with_no_complete_backtest_gets_the_level_too() -> None:
+    """16 days, h = 14: too short for any backtest window; the level, not a copy of one noisy week."""
+    days = np.arange(16)
+    noisy = pd.DataFrame({"server_id": "young", "ds": START + pd.to_timedelta(days, "D"), "metric": "cpu",
+                          "value": np.where(days % 7 == 3, 60.0, 20.0), "is_imputed": False})
+    result = run_forecast(pd.concat([_fleet(), noisy], ignore_index=True), _cfg("auto"))
+    fc = result.forecasts[result.forecasts["server_id"] == "young"]
+    assert (fc["model"] == "recent_level").all() and fc["yhat"].to_numpy() == pytest.approx(np.full(14, 20.0))
+    tri = result.triage.set_index("server_id")
+    assert tri.loc["young", "status"] == "baseline" and "no model has a complete backtest" in tri.loc["young", "reason"]

@@ -74,9 +74,10 @@ FAILURE_COLUMNS = ("server_id", "metric", "model", "stage", "cutoff", "error", "
 BACKTEST_EXTRA = ("smape", "n_points", "window")
 # Short series get the baseline with intervals this much wider than calibration suggests.
 SHORT_WIDEN = 1.5
-# The baseline of a series too short for models (``backtest.triage``) when the model set has it: the
-# median of its last week. Under two weeks of days cannot define a weekly profile, and seasonal naive
-# would copy one day (a new server's boot or migration spike) into every week of the horizon.
+# The baseline of a series too short for models (``backtest.triage``) or for any complete backtest,
+# when the model set has it: the median of its last week. Without a backtest nothing shows that a
+# weekly profile exists; a few weeks of days barely define one, and seasonal naive would copy one
+# noisy week, or one day (a new server's boot or migration spike), into every week of the horizon.
 SHORT_BASELINE = "recent_level"
 # Forecast column: the step lies beyond the lead the series' backtests validated.
 EXTRAPOLATION = "is_extrapolation"
@@ -380,7 +381,8 @@ def choose_models(backtests: pd.DataFrame, planned: pd.DataFrame, names: list[st
         short = (keyed["n_obs"] < cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq]) & \
             ((keyed["vmax"] - keyed["vmin"]).abs() >= 1e-9)  # a constant series keeps the flat baseline
         is_short = short.reindex(chosen.set_index(_SERIES).index, fill_value=False).to_numpy(dtype=bool)
-        chosen.loc[is_short & (chosen["status"] == "baseline").to_numpy(), "model"] = SHORT_BASELINE
+        chosen.loc[(is_short & (chosen["status"] == "baseline").to_numpy()) | unbacktested.to_numpy(),
+                   "model"] = SHORT_BASELINE
     members = top_members(ranked[ranked["model"].isin(selectable)], cfg.ensemble_size)
     members = members.merge(chosen.loc[chosen["model"] == ENSEMBLE, _SERIES], on=_SERIES)
     return chosen, members, unbacktested
