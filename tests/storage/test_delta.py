@@ -248,3 +248,41 @@ def test_two_overwrites_of_the_empty_first_version_do_not_both_land(tmp_path: Pa
     with pytest.raises(ConflictError):
         second.commit()
     assert _open(str(tmp_path / "lake")).read_table("inventory")["server_id"].tolist() == ["a"]
+
+
+def test_every_committed_file_carries_bounds_that_contain_its_rows(tmp_path: Path) -> None:
+    """numRecords, nullCount, min/max per file: readers skip files by them, so a bound must never be too tight."""
+    from deltalake import DeltaTable
+
+    lake = _open(str(tmp_path / "lake"))
+    frame = metrics_frame(days=40)
+    frame.loc[3, "value"] = float("nan")                                   # stored as a null
+    lake.write_table("raw_metrics", frame)
+    actions = pa.table(DeltaTable(str(tmp_path / "lake" / "raw" / "metrics")).get_add_actions(flatten=True))
+    assert actions.num_rows >= 2                                           # one file per month
+    assert sum(actions.column("num_records").to_pylist()) == len(frame)
+    names = actions.column_names
+    assert "min.server_id" in names and "max.ds" in names and "null_count.value" in names
+    for row in actions.to_pylist():
+        month = frame[(frame["ds"].dt.year == int(row["partition.year"]))
+                      & (frame["ds"].dt.month == int(row["partition.month"]))]
+        assert row["num_records"] == len(month)
+        assert row["min.server_id"] == month["server_id"].min() and row["max.server_id"] == month["server_id"].max()
+        assert pd.Timestamp(row["min.ds"]).tz_localize(None) <= month["ds"].min()
+        assert pd.Timestamp(row["max.ds"]).tz_localize(None) >= month["ds"].max()
+        assert row["min.value"] == month["value"].min() and row["max.value"] == month["value"].max()
+        assert row["null_count.value"] == month["value"].isna().sum()
+
+
+def test_statistics_round_timestamps_outwards_and_leave_long_strings_unbounded() -> None:
+    from capacity_forecaster.storage.delta import file_stats
+
+    stamps = pa.array([pd.Timestamp("2024-01-01 00:00:00.0004", tz="UTC"),
+                       pd.Timestamp("2024-01-02 00:00:00.0015", tz="UTC")], pa.timestamp("us", "UTC"))
+    stats = json.loads(file_stats(pa.table({"t": stamps, "s": ["a", "b" * 40], "n": [1, None], "f": [0.5, 2.5],
+                                            "nan": [0.5, float("nan")]})))
+    assert stats["minValues"]["t"] == "2024-01-01T00:00:00.000Z"
+    assert stats["maxValues"]["t"] == "2024-01-02T00:00:00.002Z"
+    assert "s" not in stats["maxValues"] and "nan" not in stats["minValues"]  # no bound that could be too tight
+    assert stats["nullCount"] == {"t": 0, "s": 0, "n": 1, "f": 0, "nan": 0}
+    assert stats["minValues"]["n"] == 1 and stats["maxValues"]["f"] == 2.5 and stats["numRecords"] == 2

@@ -36,6 +36,56 @@ STAGE_KEY = "capfc.stage"
 COMMIT_KEY = "capfc.commit"
 
 
+# Delta truncates string statistics to a prefix; a longer max would not bound the column, so it is left out.
+STATS_STRING_CHARS = 32
+
+
+def file_stats(table: pa.Table) -> str:
+    """The Delta ``stats`` JSON of one data file: numRecords, nullCount and min/max per column.
+
+    Readers (Athena, Spark, delta-rs, DuckDB) skip files whose min/max cannot match a filter, so a
+    bound must never be tighter than the data: timestamps are floored (min) and ceiled (max) to the
+    millisecond the format keeps, a float column holding NaN gets no bounds, strings only when the
+    bound fits in ``STATS_STRING_CHARS``, booleans and nested types none.
+    """
+    import pyarrow.compute as pc
+
+    nulls: dict[str, int] = {}
+    low: dict[str, Any] = {}
+    high: dict[str, Any] = {}
+    for field, column in zip(table.schema, table.columns, strict=True):
+        kind = field.type
+        nulls[field.name] = column.null_count
+        if column.null_count == len(column) or not (
+                pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind)
+                or pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+            continue
+        if pa.types.is_floating(kind) and pc.any(pc.is_nan(column)).as_py():
+            continue
+        bounds = pc.min_max(column)
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        if pa.types.is_string(kind):
+            if len(hi) > STATS_STRING_CHARS:
+                continue
+            low[field.name], high[field.name] = lo[:STATS_STRING_CHARS], hi
+        elif pa.types.is_timestamp(kind):
+            low[field.name], high[field.name] = _stat_time(lo, up=False), _stat_time(hi, up=True)
+        elif pa.types.is_date(kind):
+            low[field.name], high[field.name] = lo.isoformat(), hi.isoformat()
+        else:
+            low[field.name], high[field.name] = lo, hi
+    return json.dumps({"numRecords": table.num_rows, "minValues": low, "maxValues": high, "nullCount": nulls})
+
+
+def _stat_time(value: dt.datetime, *, up: bool) -> str:
+    """A timestamp as Delta statistics spell it (ISO 8601, milliseconds), rounded outwards."""
+    millis = value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if up and millis != value:
+        millis += dt.timedelta(milliseconds=1)
+    text = millis.isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z") if millis.tzinfo is not None else text
+
+
 class ConflictError(StorageError):
     """Another writer committed a table this run read or replaced; this run's write was not committed."""
 
@@ -209,7 +259,7 @@ class DeltaStore:
     def commit(
         self,
         relpath: str,
-        files: list[tuple[str, int, dict[str, str], int]],
+        files: list[tuple[str, int, dict[str, str], str]],
         schema: pa.Schema,
         partition_by: list[str],
         *,
@@ -220,7 +270,8 @@ class DeltaStore:
 
         Args:
             relpath: table folder.
-            files: ``(path relative to the folder, size in bytes, partition values, rows)`` per file.
+            files: ``(path relative to the folder, size in bytes, partition values, stats JSON)`` per
+                file (``file_stats``).
             schema: Arrow schema of the table, partition columns included.
             partition_by: partition columns.
             base_version: the version this write was derived from (None: the table did not exist);
@@ -239,8 +290,7 @@ class DeltaStore:
         from deltalake.transaction import AddAction
 
         now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-        actions = [AddAction(path, size, parts, now, True, json.dumps({"numRecords": rows}))
-                   for path, size, parts, rows in files]
+        actions = [AddAction(path, size, parts, now, True, stats) for path, size, parts, stats in files]
         uri = self.uri(relpath)
         options = self.options or None
         try:

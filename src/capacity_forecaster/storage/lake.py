@@ -282,7 +282,7 @@ class Lake:
                 self._seen[name] = latest.version
         return TableWriter(self, spec, validate=validate, base_version=self._seen.get(name))
 
-    def _commit(self, spec: TableSpec, files: list[tuple[str, int, dict[str, str], int]], schema: pa.Schema,
+    def _commit(self, spec: TableSpec, files: list[tuple[str, int, dict[str, str], str]], schema: pa.Schema,
                 base_version: int | None) -> int:
         """Commit written files as the table's new version (called by ``TableWriter.commit``)."""
         run_id, stage = self.run if self.run is not None else (None, None)

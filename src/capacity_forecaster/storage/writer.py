@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from capacity_forecaster.errors import SchemaError, StorageError
 from capacity_forecaster.schema import DS, PARTITION_SCHEMA, TableSpec, validate_table
+from capacity_forecaster.storage.delta import file_stats
 
 if TYPE_CHECKING:
     from capacity_forecaster.storage.lake import Lake
@@ -203,7 +204,7 @@ class TableWriter:
         self.version = new_version()
         self.base = lake.path(spec.path)
         self.files: list[str] = []
-        self._added: list[tuple[str, int, dict[str, str], int]] = []
+        self._added: list[tuple[str, int, dict[str, str], str]] = []
         self.rows = 0
         self.schema: pa.Schema | None = None
         self._batches = 0
@@ -286,7 +287,7 @@ class TableWriter:
             pq.write_table(rows, out, compression="zstd", row_group_size=_ROW_GROUP_ROWS, use_dictionary=dictionary)
             size = out.tell()
         values = _partition_values(relfile) if self.spec.partitioned else {}
-        self._added.append((relfile, int(size), values, rows.num_rows))
+        self._added.append((relfile, int(size), values, file_stats(rows)))
 
     def commit(self) -> TableInfo:
         """Make the batches written so far the table's new version (one Delta commit).
