@@ -153,7 +153,9 @@ from capacity_forecaster.forecast.engine import Executor, UnitTask
 class Sleepy:
     name = "sleepy"
     def fit(self, history, *, freq="D"):
-        print("worker", os.getpid(), flush=True)
+        # One write(2) of a short line is atomic on a pipe; print() writes its pieces separately, so two
+        # workers starting together could interleave them and the reader would never see its line.
+        os.write(1, f"worker {os.getpid()}\\n".encode())
         time.sleep(60)
         return self
 
