@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import holidays
@@ -46,9 +47,17 @@ class DayCalendar:
 
 def nyse_holidays(first: np.datetime64, last: np.datetime64) -> np.ndarray:
     """NYSE holidays between two days inclusive, as a sorted ``datetime64[D]`` array."""
-    years = range(int(str(first)[:4]), int(str(last)[:4]) + 1)
-    days = np.array(sorted(holidays.financial_holidays("NYSE", years=years)), dtype="datetime64[D]")
+    days = _nyse_days(int(str(first)[:4]), int(str(last)[:4]))
     return days[(days >= first) & (days <= last)]
+
+
+@functools.lru_cache(maxsize=64)
+def _nyse_days(first_year: int, last_year: int) -> np.ndarray:
+    """NYSE holidays of whole years (read-only): the forecast models ask for the same years per work unit."""
+    days = np.array(sorted(holidays.financial_holidays("NYSE", years=range(first_year, last_year + 1))),
+                    dtype="datetime64[D]")
+    days.flags.writeable = False
+    return days
 
 
 def day_calendar(first_day: int, n_days: int) -> DayCalendar:

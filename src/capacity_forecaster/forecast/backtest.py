@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.errors import ForecastError, SchemaError
+from capacity_forecaster.forecast.runs import lookup, series_spans
 from capacity_forecaster.schema import BACKTEST_FORECAST_COLUMNS, DS, METRIC, SERIES_KEY, SERVER_ID, VALUE
 
 HISTORY_COLUMNS = (SERVER_ID, METRIC, DS, VALUE)
@@ -287,9 +288,23 @@ def attach_actuals(predictions: pd.DataFrame, history: pd.DataFrame, freq: str) 
     Returns:
         ``predictions`` columns + ``y`` and ``step`` (int).
     """
-    out = predictions.merge(
-        history.rename(columns={VALUE: "y"}), on=[*SERIES_KEY, DS], how="left", sort=False
-    )
+    spans = series_spans(history, step_delta(freq).to_timedelta64())
+    if spans is None:  # not a prepared history: the plain join
+        out = predictions.merge(
+            history.rename(columns={VALUE: "y"}), on=[*SERIES_KEY, DS], how="left", sort=False
+        )
+    else:
+        # The same rows the left join pairs, found by position: series start + steps from its first day.
+        row = lookup(predictions, spans, list(SERIES_KEY))
+        known = row >= 0
+        first = np.where(known, spans["first"].to_numpy()[np.maximum(row, 0)], 0)
+        gap = predictions[DS].to_numpy(dtype="datetime64[ns]").view(np.int64) - first
+        unit = int(step_delta(freq).value)
+        at = gap // unit
+        known &= (gap % unit == 0) & (at >= 0) & (at < spans["n"].to_numpy()[np.maximum(row, 0)])
+        y = np.full(len(predictions), np.nan)
+        y[known] = history[VALUE].to_numpy(dtype=float)[spans["start"].to_numpy()[row[known]] + at[known]]
+        out = predictions.reset_index(drop=True).assign(y=y)
     out["step"] = steps_between(out[DS], out["cutoff"], freq)
     return out
 
@@ -316,5 +331,6 @@ def published_paths(points: pd.DataFrame, published: pd.DataFrame, windows: int 
     if (points["window"].nunique() if windows is None else windows) < 2:
         return points.iloc[0:0][columns].reset_index(drop=True)
     keys = [*SERIES_KEY, "model"]
-    out = points.merge(published[keys].drop_duplicates(), on=keys)[columns]
+    # The inner join with the (few) published keys, looked up per run of equal keys (``runs.lookup``).
+    out = points.loc[lookup(points, published[keys].drop_duplicates(), keys) >= 0, columns]
     return out.sort_values([*SERIES_KEY, "cutoff", DS], kind="mergesort").reset_index(drop=True)

@@ -35,6 +35,7 @@ from capacity_forecaster.config import ForecastConfig
 from capacity_forecaster.errors import ForecastError
 from capacity_forecaster.forecast.backtest import step_delta
 from capacity_forecaster.forecast.base import PREDICTION_COLUMNS, Model
+from capacity_forecaster.forecast.runs import run_starts
 from capacity_forecaster.schema import DS, METRIC, SERIES_KEY, SERVER_ID, VALUE
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,8 @@ def check_predictions(pred: Any, history: pd.DataFrame, horizon: int, freq: str)
     missing = [c for c in ("server_id", "metric", "ds", "yhat") if c not in pred.columns]
     if missing:
         raise ForecastError(f"predictions lack column(s) {', '.join(missing)}")
-    ends = history.drop_duplicates(list(SERIES_KEY), keep="last").sort_values(list(SERIES_KEY), kind="stable")
+    ends = _run_rows(history, last=True).drop_duplicates(list(SERIES_KEY), keep="last").sort_values(
+        list(SERIES_KEY), kind="stable")
     n = len(ends)
     if len(pred) != n * horizon:
         raise ForecastError(f"predictions have {len(pred)} rows, expected {horizon} steps after the last history "
@@ -220,9 +222,22 @@ def check_predictions(pred: Any, history: pd.DataFrame, horizon: int, freq: str)
     return merged
 
 
+def _run_rows(history: pd.DataFrame, *, last: bool) -> pd.DataFrame:
+    """The first (or last) row of every run of equal series keys: where a key first (last) occurs is among them.
+
+    Deduplicating these few rows gives what deduplicating the whole history gives, without hashing
+    every row's strings.
+    """
+    if history.empty:
+        return history
+    starts, _ = run_starts(history, list(SERIES_KEY))
+    return history.iloc[np.append(starts[1:], len(history)) - 1 if last else starts]
+
+
 def run_unit(task: UnitTask) -> UnitResult:
     """Fit and predict one unit; on failure record why and try the fallbacks (never raises)."""
-    series = tuple(map(tuple, task.history[list(SERIES_KEY)].drop_duplicates().to_numpy().tolist()))
+    series = tuple(map(tuple, _run_rows(task.history, last=False)[list(SERIES_KEY)].drop_duplicates()
+                       .to_numpy().tolist()))
     errors: list[str] = []
     for model in (task.model, *task.fallbacks):
         name = getattr(model, "name", task.model_name)

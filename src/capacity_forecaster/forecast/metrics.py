@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from capacity_forecaster.forecast.runs import sorted_groups
 from capacity_forecaster.schema import DS, SERIES_KEY, VALUE
 
 SCORE_COLUMNS = ("mae", "rmse", "mape", "smape", "mase", "coverage", "n_points")
@@ -127,18 +128,22 @@ def score(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         },
         index=frame.index,
     )
-    for key in keys:
-        parts[key] = frame[key]
-    agg = parts.groupby(keys, sort=True, observed=True, dropna=False).agg(
-        mae=("ae", "mean"),
-        mse=("se", "mean"),
-        mape=("ape", "mean"),
-        smape=("sape", "mean"),
-        coverage=("inside", "mean"),
-        scale=("scale", "first"),
-        n_points=("known", "sum"),
-    )
+    aggregations = {"mae": ("ae", "mean"), "mse": ("se", "mean"), "mape": ("ape", "mean"),
+                    "smape": ("sape", "mean"), "coverage": ("inside", "mean"), "scale": ("scale", "first"),
+                    "n_points": ("known", "sum")}
+    groups = sorted_groups(frame, keys)
+    if groups is None:
+        for key in keys:
+            parts[key] = frame[key]
+        agg = parts.groupby(keys, sort=True, observed=True, dropna=False).agg(**aggregations).reset_index()
+    else:
+        # Backtest rows hold their keys in runs: number the groups per run (``runs.sorted_groups``)
+        # instead of hashing every row's strings; same groups, same order, same row order inside.
+        codes, first = groups
+        agg = parts.groupby(codes, sort=True).agg(**aggregations).reset_index(drop=True)
+        for key in reversed(keys):
+            agg.insert(0, key, frame[key].iloc[first].reset_index(drop=True))
     agg["rmse"] = np.sqrt(agg["mse"])
     agg["mase"] = agg["mae"] / agg["scale"].where(agg["scale"] > 0)
     agg["n_points"] = agg["n_points"].astype("int64")
-    return agg.reset_index()[[*keys, *SCORE_COLUMNS]]
+    return agg[[*keys, *SCORE_COLUMNS]]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from capacity_forecaster.forecast.intervals import MIN_RESIDUALS, SCALE_FLOOR
+from capacity_forecaster.forecast.intervals import MIN_RESIDUALS, SCALE_FLOOR, first_rows
 from capacity_forecaster.schema import METRIC
 
 # Histogram bins: 32 per power of two over 2**-MAX_EXP .. 2**MAX_EXP (end bins take the rest), bin 0 = 0.
@@ -83,7 +83,7 @@ class PooledErrors:
         if data.empty:
             return
         codes = data.groupby([*POOL, "window"], sort=False, observed=True).ngroup().to_numpy()
-        keys = data[[*POOL, "window"]].drop_duplicates().to_numpy().tolist()
+        keys = data[[*POOL, "window"]].iloc[first_rows(codes)].to_numpy().tolist()
         counts = np.bincount(codes * N_BINS + _bins(data["scaled"].to_numpy()), minlength=len(keys) * N_BINS)
         for i, key in enumerate(keys):
             k = (str(key[0]), str(key[1]), int(key[2]), int(key[3]))
@@ -123,7 +123,7 @@ class PooledErrors:
         data["bin"] = _bins(data["scaled"].to_numpy())
         # Only a few bins per pool matter: drop every other error before the (costly) merge.
         pools = data.groupby(POOL, sort=False, observed=True).ngroup().to_numpy()
-        first = data[POOL].drop_duplicates().reset_index(drop=True)
+        first = data[POOL].iloc[first_rows(pools)].reset_index(drop=True)
         wanted = first.reset_index().merge(self._queries[[*POOL, "bin"]], on=POOL)
         data = data[np.isin(pools * N_BINS + data["bin"].to_numpy(),
                             wanted["index"].to_numpy() * N_BINS + wanted["bin"].to_numpy())]

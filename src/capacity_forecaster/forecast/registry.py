@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,8 +43,12 @@ def register_model(name: str) -> Callable[[T], T]:
 
 
 def _load_all() -> None:
+    # The stage asks for models per work unit: look in sys.modules first (import_module of a loaded
+    # module still costs ~0.1 ms, ~1 ms for the whole list).
     for module in MODEL_MODULES:
-        importlib.import_module(f"capacity_forecaster.forecast.models.{module}")
+        name = f"capacity_forecaster.forecast.models.{module}"
+        if name not in sys.modules:
+            importlib.import_module(name)
 
 
 def available_models() -> list[str]:

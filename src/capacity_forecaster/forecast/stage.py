@@ -48,6 +48,7 @@ from capacity_forecaster.forecast.intervals import (
 )
 from capacity_forecaster.forecast.metrics import score, seasonal_scale
 from capacity_forecaster.forecast.registry import available_models, get_model
+from capacity_forecaster.forecast.runs import lookup
 from capacity_forecaster.forecast.selection import (
     ENSEMBLE,
     choose,
@@ -224,19 +225,46 @@ def failures(results: list[UnitResult], used: pd.DataFrame) -> pd.DataFrame:
 
 
 def predictions(results: list[UnitResult]) -> pd.DataFrame:
-    frames = [r.predictions.assign(model=r.used, requested=r.model_name, cutoff=r.cutoff)
-              for r in results if r.predictions is not None]
-    if not frames:
+    """Every unit's predictions with ``model`` (used), ``requested`` and ``cutoff`` columns, in unit order."""
+    done = [r for r in results if r.predictions is not None]
+    if not done:
         return pd.DataFrame({**{c: pd.Series(dtype=object) for c in (*_SERIES, "model", "requested")},
                              DS: pd.Series(dtype="datetime64[ns]"), "cutoff": pd.Series(dtype="datetime64[ns]"),
                              **{c: pd.Series(dtype=float) for c in _PRED}})
-    return pd.concat(frames, ignore_index=True)
+    frames: list[pd.DataFrame] = [r.predictions for r in done]  # type: ignore[misc]
+    added = ("model", "requested", "cutoff")
+    cutoffs = [r.cutoff for r in done]
+    same = all(list(f.columns) == list(frames[0].columns) and len(f) for f in frames) and not any(
+        c in frames[0].columns for c in added)
+    stamps = all(isinstance(c, pd.Timestamp) and c.tz is None and c.unit == "ns" for c in cutoffs)
+    if not (same and (stamps or all(c is None for c in cutoffs))):
+        return pd.concat([f.assign(model=r.used, requested=r.model_name, cutoff=r.cutoff)
+                          for f, r in zip(frames, done, strict=True)], ignore_index=True)
+    # What assigning the three scalars to every frame gives, without copying each frame first.
+    out = pd.concat(frames, ignore_index=True)
+    sizes = [len(f) for f in frames]
+    out["model"] = np.repeat(np.array([r.used for r in done], dtype=object), sizes)
+    out["requested"] = np.repeat(np.array([r.model_name for r in done], dtype=object), sizes)
+    stamped = np.array([c.to_datetime64() for c in cutoffs if c is not None], dtype="datetime64[ns]")
+    out["cutoff"] = np.repeat(stamped, sizes) if stamps else np.full(len(out), None, dtype=object)
+    return out
+
+
+def _with_plan(preds: pd.DataFrame, plan: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``preds.merge(plan[[*series, "cutoff", *columns]], on=[*series, "cutoff"])``, looked up run by run.
+
+    Predictions come in runs of one series and cutoff (``runs.lookup``): the same rows in the same
+    order as the inner join, without hashing every row's keys.
+    """
+    at = lookup(preds, plan, [*_SERIES, "cutoff"])
+    keep = at >= 0
+    return pd.concat([preds.loc[keep].reset_index(drop=True), plan[columns].iloc[at[keep]].reset_index(drop=True)],
+                     axis=1)
 
 
 def _residual_rows(preds: pd.DataFrame, history: pd.DataFrame, plan: pd.DataFrame, cfg: ForecastConfig) -> pd.DataFrame:
     """Backtest points scored within each window's lead (``plan.horizon``), with errors and buckets."""
-    rows = bt.attach_actuals(preds.merge(plan[[*_SERIES, "cutoff", "window", "scale", "horizon"]],
-                                         on=[*_SERIES, "cutoff"]), history, cfg.freq)
+    rows = bt.attach_actuals(_with_plan(preds, plan, ["window", "scale", "horizon"]), history, cfg.freq)
     rows = rows[rows["step"] <= rows["horizon"]].drop(columns="horizon").reset_index(drop=True)
     rows["bucket"] = horizon_bucket(rows["step"], cfg.horizon)
     rows["abs_error"] = (rows["y"] - rows["yhat"]).abs()
@@ -356,7 +384,7 @@ def backtest_points(results: list[UnitResult], history: pd.DataFrame, plan: pd.D
     selectable = [n for n in names if n != ENSEMBLE]
     if ENSEMBLE in names and len(selectable) >= 2:
         window_scores = score(rows.assign(yhat_lower=np.nan, yhat_upper=np.nan), [*_SERIES, "model", "window"])
-        ens = ensemble_backtest(preds.merge(plan[[*_SERIES, "cutoff", "window"]], on=[*_SERIES, "cutoff"]),
+        ens = ensemble_backtest(_with_plan(preds, plan, ["window"]),
                                 window_scores[window_scores["model"].isin(selectable)], planned, order,
                                 cfg.ensemble_size)
         rows = pd.concat([rows, _residual_rows(ens.drop(columns="window"), history, plan, cfg)], ignore_index=True)

@@ -38,15 +38,29 @@ class SharedDesign:
 
     x: np.ndarray
     _products: np.ndarray | None = field(default=None, repr=False)
+    _total: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def products(self) -> np.ndarray:
-        """Upper-triangle column products, (steps, p(p+1)/2), C-contiguous."""
+        """Upper-triangle column products, (steps, p(p+1)/2), C-contiguous (``triu_indices`` order)."""
         if self._products is None:
-            upper_i, upper_j = np.triu_indices(self.x.shape[1])
-            columns = np.ascontiguousarray(self.x.T)  # gather whole rows: much faster than columns
-            self._products = np.ascontiguousarray((columns[upper_i] * columns[upper_j]).T)
+            steps, p = self.x.shape
+            out = np.empty((steps, p * (p + 1) // 2))
+            # Row i of the upper triangle is column i times columns i..p-1: one broadcast product
+            # per column, written in place (no gathered copies of the design).
+            at = 0
+            for i in range(p):
+                np.multiply(self.x[:, i : i + 1], self.x[:, i:], out=out[:, at : at + p - i])
+                at += p - i
+            self._products = out
         return self._products
+
+    @property
+    def total(self) -> np.ndarray:
+        """Column sums of ``products``: the unweighted Gram matrix's upper triangle, computed once."""
+        if self._total is None:
+            self._total = self.products.sum(axis=0)
+        return self._total
 
 
 def normal_equations(
@@ -116,8 +130,7 @@ def _symmetric_gram(weights: np.ndarray, design: SharedDesign) -> np.ndarray:
     p = design.x.shape[1]
     deficit = 1.0 - weights
     if np.count_nonzero(deficit) <= _SPARSE_SHARE * deficit.size:
-        full = design.products.sum(axis=0)
-        half = full[None, :] - np.asarray(sparse.csr_matrix(deficit) @ design.products)
+        half = design.total[None, :] - np.asarray(sparse.csr_matrix(deficit) @ design.products)
     else:
         half = weights @ design.products
     upper_i, upper_j = np.triu_indices(p)

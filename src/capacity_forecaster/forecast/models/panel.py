@@ -116,7 +116,9 @@ def to_panel(history: pd.DataFrame, freq: str) -> Panel:
         raise SchemaError(f"history frame lacks columns {missing}; expected {list(HISTORY_COLUMNS)}")
     if history.empty:
         raise ForecastError("history frame is empty; nothing to forecast")
-    nulls = [c for c in ("server_id", "metric", "ds") if history[c].isna().any()]
+    keyed = _run_keys(history)
+    checked = ("ds",) if keyed is not None else ("server_id", "metric", "ds")
+    nulls = [c for c in checked if history[c].isna().any()]
     if nulls:
         raise SchemaError(f"history frame has missing values in key columns {nulls}; drop or fix those rows")
     step = step_of(freq).astype("timedelta64[ns]").astype(np.int64)
@@ -127,16 +129,19 @@ def to_panel(history: pd.DataFrame, freq: str) -> Panel:
     if tz is not None:
         ds_col = ds_col.dt.tz_convert("UTC").dt.tz_localize(None)
     ds = ds_col.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    server_codes, servers = pd.factorize(history["server_id"].astype(str), sort=True)
-    metric_codes, metrics = pd.factorize(history["metric"].astype(str), sort=True)
-    pair = server_codes.astype(np.int64) * len(metrics) + metric_codes
-    present, codes = np.unique(pair, return_inverse=True)
-    uniques = pd.MultiIndex.from_arrays(
-        [
-            np.asarray(servers, dtype=object)[present // len(metrics)],
-            np.asarray(metrics, dtype=object)[present % len(metrics)],
-        ]
-    )
+    if keyed is not None:
+        codes, uniques = keyed
+    else:
+        server_codes, servers = pd.factorize(history["server_id"].astype(str), sort=True)
+        metric_codes, metrics = pd.factorize(history["metric"].astype(str), sort=True)
+        pair = server_codes.astype(np.int64) * len(metrics) + metric_codes
+        present, codes = np.unique(pair, return_inverse=True)
+        uniques = pd.MultiIndex.from_arrays(
+            [
+                np.asarray(servers, dtype=object)[present // len(metrics)],
+                np.asarray(metrics, dtype=object)[present % len(metrics)],
+            ]
+        )
     n = len(uniques)
     first = np.full(n, np.iinfo(np.int64).max)
     last = np.full(n, np.iinfo(np.int64).min)
@@ -166,6 +171,32 @@ def to_panel(history: pd.DataFrame, freq: str) -> Panel:
         freq=freq,
         tz=None if tz is None else str(tz),
     )
+
+
+def _run_keys(history: pd.DataFrame) -> tuple[np.ndarray, pd.MultiIndex] | None:
+    """Series code per row and the sorted (server_id, metric) keys, looked up once per run of rows.
+
+    A history holds each series as one run of rows, so comparing neighbours finds the series far
+    faster than factorising every row's strings; the codes and keys equal the factorised ones. None
+    (use the general path) unless every key is a string.
+    """
+    columns = [history[c].to_numpy() for c in ("server_id", "metric")]
+    change = np.zeros(len(history), dtype=bool)
+    change[0] = True
+    try:
+        for column in columns:
+            change[1:] |= column[1:] != column[:-1]
+    except TypeError:  # e.g. pd.NA, which has no truth value
+        return None
+    starts = np.flatnonzero(change)
+    keys = list(zip(columns[0][starts].tolist(), columns[1][starts].tolist(), strict=True))
+    if not all(type(s) is str and type(m) is str for s, m in keys):
+        return None
+    ordered = sorted(set(keys))
+    position = {key: i for i, key in enumerate(ordered)}
+    run_codes = np.array([position[key] for key in keys], dtype=np.int64)
+    codes = np.repeat(run_codes, np.diff(np.append(starts, len(history))))
+    return codes, pd.MultiIndex.from_tuples(ordered)
 
 
 def _key_names(uniques: pd.MultiIndex, rows: np.ndarray) -> str:
@@ -276,3 +307,29 @@ def fill_gaps(values: np.ndarray) -> np.ndarray:
     both = has_prev & has_next & ~finite
     out = np.where(both, prev_v + weight * (next_v - prev_v), out)
     return np.where(finite, values, out)
+
+
+# Windows up to this many steps are sorted in place (memory: rows x steps x window floats); longer
+# ones use pandas' rolling median.
+_SORTED_WINDOW_MAX = 32
+
+
+def rolling_median(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """Trailing rolling median along each row, NaN ignored: ``pd.DataFrame(values.T).rolling(window,
+    min_periods=min_periods).median()`` transposed, with the same numbers.
+
+    Short windows are sorted all at once (pandas runs a skip list per series); the median of an even
+    count is the mean of the two middle values, as pandas computes it.
+
+    Returns:
+        (n, m) medians; NaN where a window holds fewer than ``min_periods`` known values.
+    """
+    if window > _SORTED_WINDOW_MAX or values.shape[1] == 0:
+        return pd.DataFrame(values.T).rolling(window, min_periods=min_periods).median().to_numpy().T
+    n = values.shape[0]
+    padded = np.concatenate([np.full((n, window - 1), np.nan), values], axis=1)
+    ordered = np.sort(np.lib.stride_tricks.sliding_window_view(padded, window, axis=1), axis=-1)  # NaN last
+    count = np.isfinite(ordered).sum(axis=-1)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, np.minimum(count // 2, window - 1)[..., None], axis=-1)[..., 0]
+    return np.where((count >= max(min_periods, 1)) & (count > 0), (low + high) / 2, np.nan)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capacity_forecaster.forecast.models.panel import row_quantiles
+from capacity_forecaster.forecast.models.panel import rolling_median, row_quantiles
 
 # Origins an interval quantile needs before it is trusted; fewer fall back to the spread rule.
 MIN_ERRORS = 10
@@ -86,12 +86,10 @@ def level_lead_errors(values: np.ndarray, window: int, horizon: int, level: floa
     Returns:
         ``(lower, upper)`` offsets from the point forecast, each (n, horizon); lower <= 0 <= upper.
     """
-    import pandas as pd
-
     n, m = values.shape
     alpha = (100.0 - level) / 200.0
     q = np.array([alpha, 1.0 - alpha])
-    rolling = pd.DataFrame(values.T).rolling(window, min_periods=max(1, window // 2)).median().to_numpy().T
+    rolling = rolling_median(values, window, max(1, window // 2))
     leads = [lead for lead in _LEADS if lead < m - window]
     measured = np.full((n, len(leads), 2), np.nan)
     for k, lead in enumerate(leads):
