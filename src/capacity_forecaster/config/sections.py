@@ -244,6 +244,8 @@ class RiskConfig(_Section):
     idle_memory_max: float = Field(25.0, ge=0.0, le=100.0)
     idle_network_max: float = Field(10.0, ge=0.0, le=100.0)
     idle_min_coverage: float = Field(0.9, ge=0.0, le=1.0)
+    # Servers read and assessed per chunk by capfc risk (None: from the available memory; docs/scale.md).
+    chunk_servers: int | None = Field(None, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> RiskConfig:

@@ -154,7 +154,10 @@ def horizon_probabilities(scores: np.ndarray, grid: np.ndarray) -> np.ndarray:
     Returns:
         (windows, len(grid)).
     """
-    independent = np.clip(-np.expm1(log_ndtr(scores).sum(axis=1)), 0.0, 1.0) if scores.size else np.zeros(len(scores))
+    # A running sum, not .sum(): its pairwise blocks would depend on the padded width, i.e. on the
+    # longest window among those computed together (a chunk of servers or the fleet).
+    independent = (np.clip(-np.expm1(np.cumsum(log_ndtr(scores), axis=1)[:, -1]), 0.0, 1.0) if scores.size
+                   else np.zeros(len(scores)))
     out = np.repeat(independent[:, None], len(grid), axis=1)
     live = independent >= _NEGLIGIBLE
     if live.any():
@@ -232,14 +235,52 @@ def calibrate_breaches(paths: pd.DataFrame | None, metrics: pd.DataFrame, cfg: R
         The BreachCalibration; its ``table`` has the columns of the ``risk_calibration`` table.
     """
     if paths is None or paths.empty:
+        return calibrate_windows(None, cfg)
+    return calibrate_windows(window_probabilities(paths, metrics, cfg), cfg)
+
+
+def rho_grid(cfg: RiskConfig) -> np.ndarray:
+    """The correlations a calibration tries: ``RHO_GRID`` and the configured one, sorted."""
+    return np.unique(np.append(RHO_GRID, cfg.error_correlation))
+
+
+def window_probabilities(paths: pd.DataFrame, metrics: pd.DataFrame, cfg: RiskConfig
+                         ) -> tuple[pd.DataFrame, np.ndarray]:
+    """What a calibration needs of the backtests: window outcomes and their probabilities per correlation.
+
+    Per window, so the windows of a chunk of servers are those of the whole fleet: concatenating the
+    chunks' results (servers in sorted order) gives the fleet's.
+
+    Args:
+        paths, metrics, cfg: as for ``window_outcomes``.
+
+    Returns:
+        ``(windows, table)``: windows as ``window_outcomes`` returns them; table = (windows,
+        len(``rho_grid(cfg)``)) breach probabilities (``horizon_probabilities``).
+    """
+    windows, scores = window_outcomes(paths, metrics, cfg)
+    return windows, horizon_probabilities(scores, rho_grid(cfg))
+
+
+def calibrate_windows(found: tuple[pd.DataFrame, np.ndarray] | None, cfg: RiskConfig) -> BreachCalibration:
+    """``calibrate_breaches`` from the windows and probabilities of ``window_probabilities``.
+
+    Args:
+        found: ``(windows, table)`` of every backtest window of the fleet, or None when there are no
+            backtest forecasts.
+        cfg: risk settings.
+
+    Returns:
+        The BreachCalibration.
+    """
+    if found is None:
         return uncalibrated(cfg, "no backtest forecasts to check against (run capfc forecast with "
                                  "forecast.backtest_windows >= 2)")
-    windows, scores = window_outcomes(paths, metrics, cfg)
+    windows, table = found
     if windows.empty:
         return uncalibrated(cfg, "no backtest window has a trusted actual to check against")
     outcome = windows["breached"].to_numpy(dtype=float)
-    grid = np.unique(np.append(RHO_GRID, cfg.error_correlation))
-    table = horizon_probabilities(scores, grid)
+    grid = rho_grid(cfg)
     configured = int(np.flatnonzero(grid == cfg.error_correlation)[0])
     raw = table[:, configured]
     n_hit, n_miss = int(outcome.sum()), int(len(outcome) - outcome.sum())
@@ -308,5 +349,6 @@ def calibrate_breaches(paths: pd.DataFrame | None, metrics: pd.DataFrame, cfg: R
     return BreachCalibration(rho, knots, method, reason, pd.concat(parts, ignore_index=True), summary)
 
 
-__all__ = ["BreachCalibration", "calibrate_breaches", "calibration_table", "from_summary", "horizon_probabilities",
-           "isotonic_knots", "server_folds", "uncalibrated", "window_outcomes"]
+__all__ = ["BreachCalibration", "calibrate_breaches", "calibrate_windows", "calibration_table", "from_summary",
+           "horizon_probabilities", "isotonic_knots", "rho_grid", "server_folds", "uncalibrated", "window_outcomes",
+           "window_probabilities"]

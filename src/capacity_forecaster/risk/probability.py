@@ -129,7 +129,8 @@ def count_probability(scores: np.ndarray, rho: float, k: int) -> np.ndarray:
             p = daily[:, :, t, None]
             shifted[:, :, 1:] = below[:, :, :-1]
             below = below * (1.0 - p) + shifted * p
-        out[start:start + rows] = 1.0 - below.sum(axis=2) @ weights
+        # einsum, not a BLAS product: a row's value must not depend on the rows beside it (chunked runs).
+        out[start:start + rows] = 1.0 - np.einsum("sn,n->s", below.sum(axis=2), weights)
     return np.clip(out, 0.0, 1.0)
 
 

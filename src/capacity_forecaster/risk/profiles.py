@@ -62,6 +62,18 @@ def _weekly(values: np.ndarray, business: np.ndarray) -> np.ndarray:
     return frame.to_numpy(dtype=float).T
 
 
+def _row_dots(rows: np.ndarray, other: np.ndarray, block: int = 64) -> np.ndarray:
+    """``rows @ other.T`` computed row by row: (n, w) x (m, w) -> (n, m).
+
+    A BLAS product's value for one row depends on the rows beside it (its blocking), so the profile
+    of a server would depend on the chunk of servers it is computed with; a sum along each row does not.
+    """
+    out = np.empty((rows.shape[0], other.shape[0]))
+    for start in range(0, rows.shape[0], block):
+        out[start:start + block] = (rows[start:start + block, None, :] * other[None, :, :]).sum(axis=2)
+    return out
+
+
 def _best_extra_regressor(
     base: np.ndarray, resid_y: np.ndarray, candidates: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,7 +90,7 @@ def _best_extra_regressor(
     proj, *_ = np.linalg.lstsq(base, candidates.T, rcond=None)
     resid_z = candidates - (base @ proj).T
     norm = np.maximum((resid_z**2).sum(axis=1), 1e-12)
-    dots = resid_z @ resid_y
+    dots = _row_dots(resid_y.T, resid_z).T
     gain = dots**2 / norm[:, None]
     best = gain.argmax(axis=0)
     cols = np.arange(resid_y.shape[1])
@@ -103,8 +115,8 @@ def _shape_changes(weekly: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, n
     t = np.arange(w, dtype=float) / (_DAYS_PER_YEAR / 7.0)
     y = weekly.T
     base = np.column_stack([np.ones(w), t])
-    coef, *_ = np.linalg.lstsq(base, y, rcond=None)
-    resid_y = y - base @ coef
+    coef = _row_dots(weekly, np.linalg.pinv(base)).T
+    resid_y = y - (base[:, :1] * coef[0] + base[:, 1:] * coef[1])
     sse_line = np.maximum((resid_y**2).sum(axis=0), 1e-9)
     splits = np.arange(_EDGE_WEEKS, w - _EDGE_WEEKS)
     steps = (np.arange(w)[None, :] >= splits[:, None]).astype(float)
@@ -146,7 +158,8 @@ def _leak_signal(memory: np.ndarray, level: np.ndarray) -> np.ndarray:
     return np.nan_to_num(score)
 
 
-def server_profiles(metrics: pd.DataFrame, business_days: int = 3) -> pd.DataFrame:
+def server_profiles(metrics: pd.DataFrame, business_days: int = 3,
+                    span: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> pd.DataFrame:
     """Workload profile features per server from its observed daily history.
 
     Days flagged ``is_anomaly`` or ``is_outlier`` are left out. Levels are medians of business
@@ -156,6 +169,9 @@ def server_profiles(metrics: pd.DataFrame, business_days: int = 3) -> pd.DataFra
         metrics: long processed metrics (server_id, ds, metric, value, optional is_anomaly /
             is_outlier); cpu and memory are required for a meaningful profile, network optional.
         business_days: length of a period-end window in business days.
+        span: first and last day of the fleet's history; None takes them from ``metrics``. Weekly
+            features are cut into whole weeks ending on the last day, so a chunk of servers gets the
+            profiles the whole fleet gives them only when it is cut the same way.
 
     Returns:
         One row per server: server_id, cpu_level, cpu_p95, memory_level, memory_p95,
@@ -170,7 +186,9 @@ def server_profiles(metrics: pd.DataFrame, business_days: int = 3) -> pd.DataFra
     if len(servers) == 0:
         return pd.DataFrame(columns=[SERVER_ID, *PROFILE_COLUMNS])
     ds = pd.to_datetime(metrics[DS]).dt.normalize()
-    days = pd.date_range(ds.min(), ds.max(), freq="D")
+    first, last = (ds.min(), ds.max()) if span is None else (pd.Timestamp(span[0]).normalize(),
+                                                              pd.Timestamp(span[1]).normalize())
+    days = pd.date_range(first, last, freq="D")
     frame = metrics.assign(**{DS: ds})
     cpu = _wide(frame, "cpu", servers, days)
     memory = _wide(frame, "memory", servers, days)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,16 @@ def idle_evidence(metrics: pd.DataFrame, forecasts: pd.DataFrame, cfg: RiskConfi
         One row per server with history: server_id, first_observed, last_observed,
         observed_days, coverage, cpu_max, memory_max, network_max, idle.
     """
+    return idle_verdict(idle_history(metrics), forecasts, cfg)
+
+
+def idle_history(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The history half of ``idle_evidence``: per server, its usable days and the highest values seen.
+
+    Returns:
+        One row per server with usable cpu, memory or network rows, sorted: server_id,
+        first_observed, last_observed, observed_days, cpu_max, memory_max, network_max.
+    """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
     usable = metrics[VALUE].notna()
     for flag in ("is_anomaly", "is_outlier", "is_imputed"):
@@ -60,14 +71,25 @@ def idle_evidence(metrics: pd.DataFrame, forecasts: pd.DataFrame, cfg: RiskConfi
         "last_observed": days["max"].to_numpy(),
         "observed_days": days["nunique"].to_numpy(),
     })
+    for metric in _IDLE_LIMITS:
+        out[f"{metric}_max"] = maxima[metric].reindex(out[SERVER_ID]).to_numpy(dtype=float)
+    return out
+
+
+def idle_verdict(history: pd.DataFrame, forecasts: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """``idle_evidence`` from its history half (``idle_history``) and the forecasts (server_id, metric, yhat).
+
+    Returns:
+        The ``IDLE_COLUMNS`` of ``idle_evidence``, one row per server of ``history``.
+    """
+    out = history.copy()
     span = (out["last_observed"] - out["first_observed"]).dt.days + 1
     out["coverage"] = out["observed_days"] / span
     ahead = (forecasts[forecasts[METRIC].isin(list(_IDLE_LIMITS))]
              .groupby([SERVER_ID, METRIC])["yhat"].max().unstack(METRIC).reindex(columns=list(_IDLE_LIMITS)))
     idle = (span >= cfg.min_history_days) & (out["coverage"] >= cfg.idle_min_coverage)
     for metric, key in _IDLE_LIMITS.items():
-        seen = maxima[metric].reindex(out[SERVER_ID]).to_numpy(dtype=float)
-        out[f"{metric}_max"] = seen
+        seen = out[f"{metric}_max"].to_numpy(dtype=float)
         limit = getattr(cfg, key)
         future = ahead[metric].reindex(out[SERVER_ID]).to_numpy(dtype=float)
         # cpu and memory must be measured; network counts only where it is.
@@ -124,6 +146,55 @@ def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class _ServerView:
+    """The per-server inputs of a recommendation, aligned on the completed inventory, and the first decisions."""
+
+    inv: pd.DataFrame
+    risk: pd.DataFrame
+    need: pd.DataFrame
+    idl: pd.DataFrame
+    upsize: np.ndarray
+    decommission: np.ndarray
+    candidates: pd.Index
+
+    @classmethod
+    def of(cls, server_risk: pd.DataFrame, needs: pd.DataFrame, idle: pd.DataFrame, inventory: pd.DataFrame,
+           cfg: RiskConfig) -> _ServerView:
+        inv = complete_inventory(inventory, pd.Index(server_risk[SERVER_ID].unique()))
+        risk = _risk_by_server(server_risk, cfg).reindex(inv[SERVER_ID])
+        risk["at_risk"] = _flag(risk["at_risk"])
+        risk["fully_assessed"] = _flag(risk["fully_assessed"])
+        for col in ("at_risk_metrics", "risk_reason", "unassessed_reason"):
+            risk[col] = risk[col].fillna("")
+        risk.loc[risk["unassessed_reason"].eq("") & ~risk["fully_assessed"], "unassessed_reason"] = \
+            "no cpu and memory forecasts"
+        need = needs.set_index(SERVER_ID).reindex(inv[SERVER_ID])
+        idl = idle.set_index(SERVER_ID).reindex(inv[SERVER_ID])
+        upsize = risk["at_risk"].to_numpy()
+        decommission = ~upsize & _flag(idl["idle"]).to_numpy() & risk["fully_assessed"].to_numpy()
+        underused = ((need["cpu_peak_upper"] <= cfg.consolidation_candidate_max)
+                     & (need["memory_peak_upper"] <= cfg.consolidation_candidate_max)).to_numpy()
+        calm = (risk["max_code"].fillna(0).to_numpy() <= RiskLevel.LOW.value) & risk["fully_assessed"].to_numpy()
+        candidates = pd.Index(inv.loc[~upsize & ~decommission & underused & calm, SERVER_ID])
+        return cls(inv, risk, need, idl, upsize, decommission, candidates)
+
+
+def consolidation_candidates(server_risk: pd.DataFrame, needs: pd.DataFrame, idle: pd.DataFrame,
+                             inventory: pd.DataFrame, cfg: RiskConfig) -> pd.Index:
+    """The servers ``build_recommendations`` offers to the consolidation packing (per server: a chunk of
+    servers gives the same ones as the whole fleet): not upsized, not decommissioned, forecast peaks under
+    ``consolidation_candidate_max``, no series above low, cpu and memory fully assessed.
+
+    Args:
+        server_risk, needs, idle, inventory, cfg: as for ``build_recommendations``.
+
+    Returns:
+        Their server ids.
+    """
+    return _ServerView.of(server_risk, needs, idle, inventory, cfg).candidates
+
+
 def build_recommendations(
     server_risk: pd.DataFrame,
     needs: pd.DataFrame,
@@ -162,27 +233,12 @@ def build_recommendations(
         projected_monthly_cost, monthly_savings, rationale; then needed_by (date the capacity
         is needed, upsize only), current_cpu_cores, current_memory_gb, evidence (decommission).
     """
-    inv = complete_inventory(inventory, pd.Index(server_risk[SERVER_ID].unique()))
-    risk = _risk_by_server(server_risk, cfg).reindex(inv[SERVER_ID])
-    risk["at_risk"] = _flag(risk["at_risk"])
-    risk["fully_assessed"] = _flag(risk["fully_assessed"])
-    for col in ("at_risk_metrics", "risk_reason", "unassessed_reason"):
-        risk[col] = risk[col].fillna("")
-    risk.loc[risk["unassessed_reason"].eq("") & ~risk["fully_assessed"], "unassessed_reason"] = \
-        "no cpu and memory forecasts"
-    need = needs.set_index(SERVER_ID).reindex(inv[SERVER_ID])
-    idl = idle.set_index(SERVER_ID).reindex(inv[SERVER_ID])
-    is_idle = _flag(idl["idle"]).to_numpy()
+    view = _ServerView.of(server_risk, needs, idle, inventory, cfg)
+    inv, risk, need, idl, upsize, decommission = (view.inv, view.risk, view.need, view.idl, view.upsize,
+                                                  view.decommission)
     cores = inv["cpu_cores"].to_numpy(float)
     memory = inv["memory_gb"].to_numpy(float)
-    upsize = risk["at_risk"].to_numpy()
-    decommission = ~upsize & is_idle & risk["fully_assessed"].to_numpy()
-
-    underused = ((need["cpu_peak_upper"] <= cfg.consolidation_candidate_max)
-                 & (need["memory_peak_upper"] <= cfg.consolidation_candidate_max)).to_numpy()
-    calm = (risk["max_code"].fillna(0).to_numpy() <= RiskLevel.LOW.value) & risk["fully_assessed"].to_numpy()
-    candidates = pd.Index(inv.loc[~upsize & ~decommission & underused & calm, SERVER_ID])
-    placed = consolidate(candidates, forecasts, inv, cfg).set_index(SERVER_ID).reindex(inv[SERVER_ID])
+    placed = consolidate(view.candidates, forecasts, inv, cfg).set_index(SERVER_ID).reindex(inv[SERVER_ID])
     host_id = placed["host_server_id"]
     moved = (host_id.notna() & (host_id != inv[SERVER_ID].to_numpy())).to_numpy()
     guests = (placed[moved].reset_index().groupby("host_server_id")[SERVER_ID].agg(", ".join)

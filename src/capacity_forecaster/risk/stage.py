@@ -11,28 +11,20 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
-from capacity_forecaster.risk.analogue import seasonal_analogue
-from capacity_forecaster.risk.breach import assess_breaches, history_summary
-from capacity_forecaster.risk.calibration import BreachCalibration, calibrate_breaches, empty_table
+from capacity_forecaster.risk.calibration import BreachCalibration, empty_table
 from capacity_forecaster.risk.capacity import capacity_by_group
-from capacity_forecaster.risk.clustering import cluster_servers
-from capacity_forecaster.risk.current import current_state, rule_text
-from capacity_forecaster.risk.inventory import complete_inventory
+from capacity_forecaster.risk.current import rule_text
+from capacity_forecaster.risk.evidence import Assessment, assess, observe
 from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, percent, rank_risks
 from capacity_forecaster.risk.options import findings, sizing_options
-from capacity_forecaster.risk.profiles import server_profiles
-from capacity_forecaster.risk.recommendations import build_recommendations, idle_evidence
-from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines, scenario_label, scenario_name
-from capacity_forecaster.risk.seasonal import period_uplifts
-from capacity_forecaster.risk.sizing import capacity_needs
-from capacity_forecaster.risk.whatif import Scenario, ScenarioInputs, apply_growth, apply_scenario
+from capacity_forecaster.risk.recommendations import build_recommendations
+from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
+from capacity_forecaster.risk.whatif import Scenario
 from capacity_forecaster.schema import (
     CAPACITY_GROUP_COLUMNS,
-    FORECAST_COLUMNS,
     METRIC,
     RECOMMENDATION_OPTION_COLUMNS,
     SERVER_ID,
-    require_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -161,18 +153,24 @@ def evaluate(
     Returns:
         RiskResult without comparison.
     """
-    history = history_summary(metrics)
-    current = current_state(metrics, cfg)
-    uplifts = period_uplifts(metrics, cfg.period_end_business_days)
-    analogue = seasonal_analogue(metrics, forecasts, uplifts, cfg) if cfg.analogue_min_days else None
-    if calibration is None:
-        server_risk = assess_breaches(forecasts, history, cfg, uplifts, analogue, current=current)
-    else:
-        server_risk = assess_breaches(forecasts, history, calibration.settings(cfg), uplifts, analogue,
-                                      calibration.apply if calibration.knots is not None else None, current=current)
-    needs = capacity_needs(forecasts, inventory, cfg)
-    idle = idle_evidence(metrics, forecasts, cfg)
-    recs = build_recommendations(server_risk, needs, idle, forecasts, inventory, cfg)
+    part = assess(observe(metrics, forecasts, cfg), forecasts, inventory, cfg, calibration)
+    return conclude(part, inventory, cfg, clusters, label, calibration)
+
+
+def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, clusters: pd.DataFrame,
+             label: str = "base", calibration: BreachCalibration | None = None) -> RiskResult:
+    """The fleet-wide half of ``evaluate``: recommendations, options, capacity and summary from the assessment.
+
+    Args:
+        part: the fleet's assessment (``evidence.combine`` of its chunks').
+        inventory: the completed inventory of the fleet.
+        cfg, clusters, label, calibration: as for ``evaluate``.
+
+    Returns:
+        RiskResult without comparison.
+    """
+    server_risk, needs = part.server_risk, part.needs
+    recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
     recs["finding"] = findings(recs, server_risk)
     options = sizing_options(recs, needs, inventory, cfg)
     # Sizes are whole cores and GB; what a decommission, consolidation or right-size frees is shown, not zeros.
@@ -226,7 +224,7 @@ def run_risk(
     backtests: pd.DataFrame | None = None,
     name: str | None = None,
 ) -> RiskResult:
-    """The whole risk stage over frames (pure: no I/O).
+    """The whole risk stage over frames (pure: no I/O): ``streaming.stream_risk`` with the fleet as one chunk.
 
     Clusters come from the base history. The returned tables always describe the base; a what-if
     (``growth`` != 0 or a scenario) is evaluated beside it into ``result.scenario`` (added servers
@@ -249,43 +247,30 @@ def run_risk(
     Returns:
         RiskResult (see its attributes for the columns).
     """
-    started = time.perf_counter()
-    require_columns(metrics, ("server_id", "ds", "metric", "value"), "metrics")
-    require_columns(forecasts, FORECAST_COLUMNS, "forecasts")
-    inventory = complete_inventory(inventory, pd.Index(metrics["server_id"].unique()))
-    profiles = server_profiles(metrics, cfg.period_end_business_days)
-    clusters = cluster_servers(profiles, cfg)
-    pct = growth if growth is not None else (
-        scenario.growth if scenario is not None and scenario.growth is not None else cfg.growth)
-    calibration = calibrate_breaches(backtests, metrics, cfg)
-    base = evaluate(metrics, forecasts, inventory, cfg, clusters, calibration=calibration)
-    result = base
-    if pct != 0 or scenario is not None:
-        inputs = ScenarioInputs(metrics, forecasts, inventory)
-        file_name = scenario.name if scenario is not None else None
-        if scenario is not None:
-            inputs = apply_scenario(metrics, forecasts, inventory, scenario, clusters)
-        name = scenario_name(pct, ramp=cfg.growth_ramp, file_name=file_name, given=name)
-        label = scenario_label(pct, ramp=cfg.growth_ramp, file_name=file_name)
-        m, inv = inputs.metrics, inputs.inventory
-        f = apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp)
-        what_clusters = _carry_clusters(clusters, inv, inputs.templates)
-        what_if = evaluate(m, f, inv, cfg, what_clusters, label=label, calibration=calibration)
-        outcome = ScenarioOutcome(
-            name, label, what_if.server_risk, what_clusters, what_if.recommendations, what_if.summary,
-            compare(base, what_if), {"growth_pct": float(pct), "growth_ramp": bool(cfg.growth_ramp),
-                                     "scenario_file": file_name})
-        result = RiskResult(base.server_risk, base.clusters, base.recommendations, base.summary, outcome,
-                            calibration=calibration.table, options=base.options, capacity=base.capacity)
-    summary = result.summary
+    from capacity_forecaster.risk.streaming import FrameSource, stream_risk
+
+    return stream_risk(FrameSource(metrics, forecasts, backtests), inventory, cfg, growth=growth, scenario=scenario,
+                       name=name)
+
+
+def with_what_if(base: RiskResult, what_if: RiskResult, name: str, what_clusters: pd.DataFrame,
+                 parameters: dict[str, Any]) -> RiskResult:
+    """The base result with a what-if evaluated beside it (``result.scenario``, with the comparison)."""
+    outcome = ScenarioOutcome(name, what_if.summary["scenario"], what_if.server_risk, what_clusters,
+                              what_if.recommendations, what_if.summary, compare(base, what_if), parameters)
+    return RiskResult(base.server_risk, base.clusters, base.recommendations, base.summary, outcome,
+                      calibration=base.calibration, options=base.options, capacity=base.capacity)
+
+
+def log_summary(summary: dict[str, Any], started: float) -> None:
+    """The stage's one INFO line."""
     logger.info(
         "risk: %d servers, %d series (%s), %d at risk, k=%d clusters, net savings %.0f/month (%.1f %%) in %.1f s",
         summary["servers"], summary["series"], summary["series_by_level"], summary["servers_at_risk"], summary["k"],
         summary["net_monthly_savings"], summary["net_savings_pct"], time.perf_counter() - started)
-    return result
 
 
-def _carry_clusters(clusters: pd.DataFrame, inventory: pd.DataFrame, templates: dict[str, str]) -> pd.DataFrame:
+def carry_clusters(clusters: pd.DataFrame, inventory: pd.DataFrame, templates: dict[str, str]) -> pd.DataFrame:
     """Base clusters for the servers left after a scenario; an added server joins its template's cluster."""
     kept = clusters[clusters[SERVER_ID].isin(inventory[SERVER_ID])]
     if not templates:
@@ -358,5 +343,5 @@ def calibration_lines(summary: dict[str, Any]) -> list[str]:
     return [line, f"  {cal['reason']}", f"  reliability: {bins}"]
 
 
-__all__ = ["COMPARISON_COLUMNS", "RiskResult", "calibration_lines", "compare", "evaluate", "render_summary",
-           "run_risk"]
+__all__ = ["COMPARISON_COLUMNS", "RiskResult", "calibration_lines", "carry_clusters", "compare", "conclude", "evaluate",
+           "log_summary", "render_summary", "run_risk", "with_what_if"]

@@ -1,9 +1,16 @@
-"""Chunk sizes of the streaming stages: configured, or derived from the memory available now."""
+"""Chunks of servers for the streaming stages: their size (configured, or from the available memory), ids, filter."""
 
 from __future__ import annotations
 
 import logging
 import os
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from capacity_forecaster.errors import StorageError
+from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +61,37 @@ def servers_per_chunk(configured: int | None, bytes_per_server: int, lowest: int
     size = int(min(highest, max(lowest, free * MEMORY_SHARE // bytes_per_server)))
     log.debug("%s = %d (derived from %.1f GB available memory)", key, size, free / 2**30)
     return size
+
+
+def server_ids(lake: Lake, table: str) -> list[str] | None:
+    """The sorted distinct server ids of ``table``, scanned batch by batch (memory: the ids only); None without it."""
+    dataset = lake.dataset(table)
+    if dataset is None:
+        return None
+    seen: set[str] = set()
+    try:
+        for batch in dataset.to_batches(columns=["server_id"]):
+            seen.update(pc.unique(batch.column(0)).drop_null().to_pylist())
+    except (OSError, pa.ArrowInvalid) as err:
+        raise StorageError(f"cannot read table '{table}' from {lake.uri}: {err}") from err
+    return sorted(seen)
+
+
+def text_ids(lake: Lake, table: str) -> bool:
+    """Whether ``table`` stores server ids as text (their range then prunes files and row groups)."""
+    info = lake.table_info(table)
+    return info is not None and "server_id" in info.schema.names and pa.types.is_string(
+        info.schema.field("server_id").type)
+
+
+def server_filter(batch: list[str], first: bool, text: bool) -> pads.Expression:
+    """The rows of ``batch`` (sorted ids); for text ids, the id range lets the scan skip files and row
+    groups by their statistics, which ``isin`` alone does not. The first batch also takes rows
+    without an id."""
+    server = pads.field("server_id")
+    if not batch:  # no ids at all (e.g. every row lacks one); an empty isin set has no type to match
+        return ~server.is_valid() if first else pads.scalar(False)
+    selector = server.isin(batch)
+    if text:
+        selector = (server >= batch[0]) & (server <= batch[-1]) & selector
+    return selector | ~server.is_valid() if first else selector

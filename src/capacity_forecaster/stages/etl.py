@@ -7,13 +7,12 @@ import time
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError, StorageError
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
-from capacity_forecaster.stages.chunks import servers_per_chunk
+from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run
 
@@ -26,32 +25,13 @@ ETL_BATCH_BOUNDS = (20, 500)
 
 
 def _server_ids(lake: Lake) -> list[str]:
-    """The sorted distinct server ids of raw_metrics, scanned batch by batch (memory: the ids only)."""
-    dataset = lake.dataset("raw_metrics")
-    if dataset is None:
+    """The sorted distinct server ids of raw_metrics (memory: the ids only)."""
+    found = server_ids(lake, "raw_metrics")
+    if found is None:
         raise StorageError(
             f"lake {lake.uri} has no raw metrics; run `capfc generate` or `capfc ingest` first"
         )
-    seen: set[str] = set()
-    try:
-        for batch in dataset.to_batches(columns=["server_id"]):
-            seen.update(pc.unique(batch.column(0)).drop_null().to_pylist())
-    except (OSError, pa.ArrowInvalid) as err:
-        raise StorageError(f"cannot read table 'raw_metrics' from {lake.uri}: {err}") from err
-    return sorted(seen)
-
-
-def _selector(batch: list[str], first: bool, text_ids: bool) -> pads.Expression:
-    """The rows of ``batch`` (sorted ids); for text ids, the id range lets the scan skip files and row
-    groups by their statistics, which ``isin`` alone does not. The first batch also takes rows
-    without an id."""
-    server = pads.field("server_id")
-    if not batch:  # no ids at all (e.g. every row lacks one); an empty isin set has no type to match
-        return ~server.is_valid() if first else pads.scalar(False)
-    selector = server.isin(batch)
-    if text_ids:
-        selector = (server >= batch[0]) & (server <= batch[-1]) & selector
-    return selector | ~server.is_valid() if first else selector
+    return found
 
 
 def _inventory(lake: Lake, servers: list[str]) -> pd.DataFrame:
@@ -123,18 +103,16 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
                                  "etl.batch_servers")
         batch_cfg = cfg.model_copy(update={"batch_servers": size})
         batches = [servers[i:i + size] for i in range(0, len(servers), size)] or [[]]
-        info = lake.table_info("raw_metrics")
-        text_ids = info is not None and "server_id" in info.schema.names and pa.types.is_string(
-            info.schema.field("server_id").type)
+        text = text_ids(lake, "raw_metrics")
         if cfg.imputation == "auto":
             # One read per sampled server: each is a narrow id range the scan can prune files by.
-            sample = pd.concat([_read_raw(lake, _selector([server], False, text_ids))
+            sample = pd.concat([_read_raw(lake, server_filter([server], False, text))
                                 for server in holdout_servers(servers)] or [pd.DataFrame()], ignore_index=True)
             choice = choose_imputation(sample, inventory, cfg) if len(sample) else None
             if choice is not None:
                 batch_cfg = batch_cfg.model_copy(update={"imputation": choice.method})
         for index, batch in enumerate(batches):
-            part = _read_raw(lake, _selector(batch, index == 0, text_ids))
+            part = _read_raw(lake, server_filter(batch, index == 0, text))
             result = transform(part, inventory, batch_cfg)
             if choice is None and result.counts.get("series"):
                 choice = result.imputation

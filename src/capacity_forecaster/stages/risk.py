@@ -3,16 +3,62 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from capacity_forecaster.config import Settings
+from capacity_forecaster.errors import StorageError
+from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run, table_run_id
 
 log = logging.getLogger(__name__)
+
+# Peak memory per server of a risk chunk (3 years of 4 metrics and a 180-day forecast: the chunk's
+# metrics, forecasts and backtest forecasts with the frames derived from them; measured 1.4-1.6 MB
+# with chunks of 50-250 servers, docs/scale.md) and the bounds of the derived chunk size (larger
+# chunks only add memory: the per-chunk overhead is already small at 200).
+RISK_BYTES_PER_SERVER = 2 << 20
+RISK_CHUNK_BOUNDS = (25, 200)
+
+
+class LakeSource:
+    """The risk stage's inputs in the lake: each chunk is read with a filter on its server ids."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def has(self, table: str) -> bool:
+        return self.lake.has_table(table)
+
+    def server_ids(self, table: str) -> set[str]:
+        return set(server_ids(self.lake, table) or ())
+
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        dataset = self.lake.dataset("metrics")
+        if dataset is None:
+            return None
+        low, high = [], []
+        try:
+            for batch in dataset.to_batches(columns=["ds"]):
+                bounds = pc.min_max(batch.column(0))
+                if bounds["min"].is_valid:
+                    low.append(bounds["min"].as_py())
+                    high.append(bounds["max"].as_py())
+        except (OSError, pa.ArrowInvalid) as err:
+            raise StorageError(f"cannot read table 'metrics' from {self.lake.uri}: {err}") from err
+        return (pd.Timestamp(min(low)), pd.Timestamp(max(high))) if low else None
+
+    def read(self, table: str, servers: list[str] | None, columns: Sequence[str]) -> pd.DataFrame:
+        info = self.lake.table_info(table)
+        wanted = [c for c in columns if info is None or c in info.schema.names]
+        selector = None if servers is None else server_filter(servers, False, text_ids(self.lake, table))
+        return self.lake.read_table(table, columns=wanted, filter=selector)
 
 
 def risk_stage(lake: Lake, settings: Settings, *, growth: float | None = None,
@@ -37,27 +83,26 @@ def risk_stage(lake: Lake, settings: Settings, *, growth: float | None = None,
         The stage run and the RiskResult (for the CLI's summary).
     """
     from capacity_forecaster.risk.scenarios import index_row, tagged, upsert
-    from capacity_forecaster.risk.stage import run_risk
+    from capacity_forecaster.risk.streaming import stream_risk
     from capacity_forecaster.risk.whatif import load_scenario
 
     scenario = load_scenario(scenario_file) if scenario_file is not None else None
     with stage_run(lake, "risk", settings) as run:
         run.inputs = {"forecast": table_run_id(lake, "forecasts")}
-        metrics = lake.read_table("metrics")
-        forecasts = lake.read_table("forecasts")
-        inventory = lake.read_table("inventory")
-        backtests = lake.read_table("backtest_forecasts") if lake.has_table("backtest_forecasts") else None
         # The breach probability reads yhat_lower/yhat_upper as the forecast stage's interval.
         cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
-        result = run_risk(metrics, forecasts, inventory, cfg, growth=growth, scenario=scenario, backtests=backtests,
-                          name=scenario_name)
+        size = servers_per_chunk(cfg.chunk_servers, RISK_BYTES_PER_SERVER, *RISK_CHUNK_BOUNDS, "risk.chunk_servers")
+        source = LakeSource(lake)
+        result = stream_risk(source, lake.read_table("inventory"), cfg, chunk_servers=size, growth=growth,
+                             scenario=scenario, name=scenario_name)
         run.wrote(lake.write_table("server_risk", result.server_risk))
         run.wrote(lake.write_table("clusters", result.clusters))
         run.wrote(lake.write_table("recommendations", result.recommendations))
         run.wrote(lake.write_table("risk_calibration", result.calibration))
         run.wrote(lake.write_table("recommendation_options", result.options))
         run.wrote(lake.write_table("capacity_by_group", result.capacity))
-        run.rows_in = len(forecasts)
+        forecasts = lake.table_info("forecasts")
+        run.rows_in = forecasts.rows if forecasts is not None else 0
         run.rows_out = len(result.server_risk)
         run.counts = {"summary": result.summary}
         outcome = result.scenario

@@ -1,0 +1,196 @@
+"""The risk stage over a fleet in chunks of servers: two passes, one chunk's daily points in memory at a time.
+
+A chunk is a run of whole servers in sorted order (every metric of a server together). Everything
+that reads daily points is per series or per server (``evidence``), so each chunk is reduced to
+small tables and only those are kept for the whole fleet:
+
+1. *history*: per chunk, its metrics, the days of its forecasts and its backtest forecasts give the
+   server profiles, the history reductions (``evidence.observe``) and, per backtest window, the
+   outcome and the breach probability at every correlation tried (``calibration.window_probabilities``:
+   the calibration's sufficient statistic, one row per window).
+2. The fleet: clusters over the profiles, the calibration fitted over every window.
+3. *forecasts*: per chunk, its forecasts are assessed with that calibration (``evidence.assess``),
+   for the base and for a growth what-if; then recommendations, consolidation, options, capacity and
+   summaries run on the concatenated assessments (``stage.conclude``).
+
+The tables are those of one chunk holding the whole fleet, whatever the chunk size (tested). A
+scenario file (add, remove or move servers) reads the whole fleet for its what-if: templates and
+hosts can sit in any chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.calibration import calibrate_windows, window_probabilities
+from capacity_forecaster.risk.clustering import cluster_servers
+from capacity_forecaster.risk.evidence import assess, combine, observe, stack
+from capacity_forecaster.risk.inventory import complete_inventory
+from capacity_forecaster.risk.profiles import server_profiles
+from capacity_forecaster.risk.scenarios import scenario_label, scenario_name
+from capacity_forecaster.risk.stage import RiskResult, carry_clusters, conclude, evaluate, log_summary, with_what_if
+from capacity_forecaster.risk.whatif import Scenario, apply_growth, apply_scenario
+from capacity_forecaster.schema import (
+    BACKTEST_FORECAST_COLUMNS,
+    DS,
+    FORECAST_COLUMNS,
+    METRIC,
+    SERVER_ID,
+    VALUE,
+    require_columns,
+)
+
+logger = logging.getLogger(__name__)
+
+METRICS, FORECASTS, BACKTESTS = "metrics", "forecasts", "backtest_forecasts"
+# What the risk stage reads of each table (the flags where present).
+COLUMNS = {
+    METRICS: (SERVER_ID, DS, METRIC, VALUE, "is_imputed", "is_anomaly", "is_outlier"),
+    FORECASTS: FORECAST_COLUMNS,
+    BACKTESTS: BACKTEST_FORECAST_COLUMNS,
+}
+_HORIZON = [SERVER_ID, METRIC, DS]
+
+
+class Source(Protocol):
+    """Where the risk stage reads ``metrics``, ``forecasts`` and ``backtest_forecasts`` from."""
+
+    def has(self, table: str) -> bool:
+        """Whether ``table`` exists (``metrics`` and ``forecasts`` always do)."""
+        ...
+
+    def server_ids(self, table: str) -> set[str]:
+        """The distinct server ids of ``table`` (empty without the table)."""
+        ...
+
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The first and last ``ds`` of ``metrics`` (None without rows)."""
+        ...
+
+    def read(self, table: str, servers: list[str] | None, columns: Sequence[str]) -> pd.DataFrame:
+        """The rows of ``servers`` (None: every row) with those of ``columns`` the table has (or more)."""
+        ...
+
+
+class FrameSource:
+    """Frames in memory (``run_risk``): every column is passed on, rows are selected by server."""
+
+    def __init__(self, metrics: pd.DataFrame, forecasts: pd.DataFrame, backtests: pd.DataFrame | None) -> None:
+        self.metrics = metrics
+        self.tables = {METRICS: metrics, FORECASTS: forecasts, BACKTESTS: backtests}
+
+    def has(self, table: str) -> bool:
+        return self.tables[table] is not None
+
+    def server_ids(self, table: str) -> set[str]:
+        frame = self.tables[table]
+        return set() if frame is None else set(frame[SERVER_ID].dropna().unique())
+
+    def span(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        ds = pd.to_datetime(self.metrics[DS])
+        return None if ds.isna().all() else (ds.min(), ds.max())
+
+    def read(self, table: str, servers: list[str] | None, columns: Sequence[str]) -> pd.DataFrame:
+        frame = self.tables[table]
+        if frame is None:
+            return pd.DataFrame(columns=list(columns))
+        return frame if servers is None else frame[frame[SERVER_ID].isin(servers)]
+
+
+def plan_chunks(servers: list[str], chunk_servers: int | None) -> list[list[str] | None]:
+    """Sorted server ids in runs of ``chunk_servers``; ``[None]`` (the whole fleet at once) when one run holds them."""
+    ids = sorted(servers)
+    if chunk_servers is None or len(ids) <= chunk_servers:
+        return [None]
+    return [ids[i:i + chunk_servers] for i in range(0, len(ids), chunk_servers)]
+
+
+def stream_risk(
+    source: Source,
+    inventory: pd.DataFrame,
+    cfg: RiskConfig,
+    *,
+    chunk_servers: int | None = None,
+    growth: float | None = None,
+    scenario: Scenario | None = None,
+    name: str | None = None,
+) -> RiskResult:
+    """The whole risk stage, chunk by chunk of ``chunk_servers`` servers (None: one chunk).
+
+    Args:
+        source: the metrics, forecasts and backtest forecasts (``FrameSource``, or the lake's).
+        inventory: as for ``stage.run_risk``.
+        cfg: risk settings.
+        chunk_servers: servers per chunk; None reads the fleet as one chunk.
+        growth, scenario, name: as for ``stage.run_risk``.
+
+    Returns:
+        RiskResult, as ``stage.run_risk`` returns it.
+    """
+    started = time.perf_counter()
+    observed = source.server_ids(METRICS)
+    inventory = complete_inventory(inventory, pd.Index(sorted(observed)))
+    servers = observed | source.server_ids(FORECASTS) | source.server_ids(BACKTESTS) | set(inventory[SERVER_ID])
+    chunks = plan_chunks(list(servers), chunk_servers)
+    pct = growth if growth is not None else (
+        scenario.growth if scenario is not None and scenario.growth is not None else cfg.growth)
+
+    span = source.span()
+    profiles, evidence, windows = [], [], []
+    backtested = False
+    for ids in chunks:
+        metrics = source.read(METRICS, ids, COLUMNS[METRICS])
+        require_columns(metrics, COLUMNS[METRICS][:4], METRICS)
+        profiles.append(server_profiles(metrics, cfg.period_end_business_days, span))
+        evidence.append(observe(metrics, source.read(FORECASTS, ids, _HORIZON), cfg))
+        paths = source.read(BACKTESTS, ids, COLUMNS[BACKTESTS]) if source.has(BACKTESTS) else None
+        if paths is not None and not paths.empty:
+            backtested = True
+            windows.append(window_probabilities(paths, metrics, cfg))
+        del metrics, paths
+    clusters = cluster_servers(stack(profiles), cfg)
+    calibration = calibrate_windows(
+        (stack([w for w, _ in windows]), np.concatenate([t for _, t in windows])) if backtested else None, cfg)
+
+    grow = pct != 0 and scenario is None
+    base_parts, grown_parts = [], []
+    for ids, seen in zip(chunks, evidence, strict=True):
+        forecasts = source.read(FORECASTS, ids, COLUMNS[FORECASTS])
+        require_columns(forecasts, FORECAST_COLUMNS, FORECASTS)
+        servers_inv = inventory if ids is None else inventory[inventory[SERVER_ID].isin(ids)]
+        base_parts.append(assess(seen, forecasts, servers_inv, cfg, calibration))
+        if grow:
+            grown = apply_growth(forecasts, pct, ramp=cfg.growth_ramp)
+            grown_parts.append(assess(seen, grown, servers_inv, cfg, calibration))
+        del forecasts
+    logger.debug("risk: %d server(s) in %d chunk(s)", len(servers), len(chunks))
+    result = base = conclude(combine(base_parts), inventory, cfg, clusters, calibration=calibration)
+
+    if pct != 0 or scenario is not None:
+        file_name = scenario.name if scenario is not None else None
+        name = scenario_name(pct, ramp=cfg.growth_ramp, file_name=file_name, given=name)
+        label = scenario_label(pct, ramp=cfg.growth_ramp, file_name=file_name)
+        if scenario is None:
+            what_clusters = carry_clusters(clusters, inventory, {})
+            what_if = conclude(combine(grown_parts), inventory, cfg, what_clusters, label, calibration)
+        else:
+            inputs = apply_scenario(source.read(METRICS, None, COLUMNS[METRICS]),
+                                    source.read(FORECASTS, None, COLUMNS[FORECASTS]), inventory, scenario, clusters)
+            what_clusters = carry_clusters(clusters, inputs.inventory, inputs.templates)
+            what_if = evaluate(inputs.metrics, apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp),
+                               inputs.inventory, cfg, what_clusters, label=label, calibration=calibration)
+        result = with_what_if(base, what_if, name, what_clusters,
+                              {"growth_pct": float(pct), "growth_ramp": bool(cfg.growth_ramp),
+                               "scenario_file": file_name})
+    log_summary(result.summary, started)
+    return result
+
+
+__all__ = ["COLUMNS", "FrameSource", "Source", "plan_chunks", "stream_risk"]

@@ -1,0 +1,74 @@
+"""The risk stage streams the fleet in chunks of servers: its tables do not depend on the chunk size."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from capacity_forecaster.config import EtlConfig, ForecastConfig, GenerateConfig, LakeConfig, RiskConfig, Settings
+from capacity_forecaster.risk.stage import run_risk
+from capacity_forecaster.stages.etl import etl_stage
+from capacity_forecaster.stages.forecast import forecast_stage
+from capacity_forecaster.stages.raw import generate_stage
+from capacity_forecaster.stages.risk import risk_stage
+from capacity_forecaster.storage import Lake
+
+RISK_TABLES = ("server_risk", "clusters", "recommendations", "risk_calibration", "recommendation_options",
+               "capacity_by_group", "risk_comparison", "scenario_risk", "scenario_recommendations")
+GROWTH = 40.0
+
+
+def _settings(chunk: int | None) -> Settings:
+    return Settings(
+        generate=GenerateConfig(servers=20, years=1.3, holdout_days=20, seed=11),
+        etl=EtlConfig(imputation="seasonal"),
+        forecast=ForecastConfig(models="seasonal_naive", horizon=45, backtest_windows=3, backtest_step=30, n_jobs=1),
+        # Loose limits, so that every fleet-wide step has something to do: the calibration fit, the
+        # analogue, consolidation across chunks.
+        risk=RiskConfig(threshold=60.0, cluster_k_min=2, cluster_k_max=4, calibration_min_breaches=2,
+                        isotonic_min_breaches=2, seasonal_min_uplift=0.02, analogue_min_days=1,
+                        consolidation_candidate_max=50.0, consolidation_target=60.0, mix_nonprod_environments=True,
+                        chunk_servers=chunk),
+    )
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    lake = Lake.open(str(tmp_path_factory.mktemp("risk-chunks") / "lake"), LakeConfig(), for_writing=True)
+    for stage in (generate_stage, etl_stage, forecast_stage):
+        stage(lake, _settings(None))
+    return lake
+
+
+def _risk_tables(lake: Lake, chunk: int | None) -> tuple[dict[str, pd.DataFrame], dict[str, object]]:
+    run, _result = risk_stage(lake, _settings(chunk), growth=GROWTH)
+    return {name: lake.read_table(name) for name in RISK_TABLES}, {"rows_in": run.rows_in, "rows_out": run.rows_out,
+                                                                   "summary": run.counts["summary"]}
+
+
+def test_risk_tables_do_not_depend_on_the_chunk_size(lake: Lake) -> None:
+    small, small_run = _risk_tables(lake, 3)
+    whole, whole_run = _risk_tables(lake, 1000)
+    assert small_run == whole_run
+    # Every fleet-wide step had something to do, so its inputs from the chunks are compared too.
+    summary = small_run["summary"]
+    assert isinstance(summary, dict) and summary["servers"] == 20
+    assert {"upsize", "decommission", "consolidate", "rightsize", "keep"} <= set(summary["actions"])
+    assert summary["calibration"]["method"] != "none" and summary["k"] >= 2
+    assert (small["server_risk"]["analogue_days_above"] > 0).any()
+    for name, frame in small.items():
+        assert len(frame), name
+        pd.testing.assert_frame_equal(frame, whole[name], check_exact=True, obj=name)
+
+
+def test_run_risk_over_frames_is_the_one_chunk_stage(lake: Lake) -> None:
+    tables, _run = _risk_tables(lake, 1000)
+    cfg = _settings(None).risk.model_copy(update={"interval": _settings(None).forecast.interval})
+    result = run_risk(lake.read_table("metrics"), lake.read_table("forecasts"), lake.read_table("inventory"), cfg,
+                      growth=GROWTH, backtests=lake.read_table("backtest_forecasts"))
+    assert result.scenario is not None
+    for name, frame in (("server_risk", result.server_risk), ("recommendations", result.recommendations),
+                        ("scenario_risk", result.scenario.server_risk)):
+        stored = tables[name].drop(columns=["scenario"], errors="ignore")
+        pd.testing.assert_frame_equal(frame.reset_index(drop=True), stored, check_exact=True, check_dtype=False,
+                                      obj=name)
