@@ -24,9 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from benchmarks.bench_real import (
     FAST,
@@ -34,14 +31,15 @@ from benchmarks.bench_real import (
     REPO,
     RND,
     THRESHOLD,
-    _daily_p95,
-    _fast_trace,
+    _accuracy_rows,
+    _cut_fast,
+    _fast_truth,
     _flags,
+    _rnd_truth,
     _score,
     _settings,
 )
 from benchmarks.harness import Result, timed
-from capacity_forecaster.etl.mapping import load_mapping
 from capacity_forecaster.forecast.stage import run_forecast
 from capacity_forecaster.stages.etl import etl_stage
 from capacity_forecaster.stages.forecast import forecast_stage
@@ -69,33 +67,6 @@ SETS = (
 )
 
 
-def _rnd_truth() -> pd.DataFrame:
-    frames = []
-    for month in MONTHS:
-        for path in sorted((RND / month).glob("*.csv")):
-            raw = pd.read_csv(path, sep=";", skipinitialspace=True)
-            raw.columns = [c.strip() for c in raw.columns]
-            ds = pd.to_datetime(raw["Timestamp [ms]"], unit="s").dt.floor("D")
-            server = f"bitbrains-{path.stem}"
-            cpu = raw["CPU capacity provisioned [MHZ]"] > 0
-            mem = raw["Memory capacity provisioned [KB]"] > 0
-            frames.append(pd.DataFrame({"server_id": server, "metric": "cpu", "ds": ds[cpu],
-                                        "value": raw.loc[cpu, "CPU usage [%]"]}))
-            frames.append(pd.DataFrame({"server_id": server, "metric": "memory", "ds": ds[mem],
-                                        "value": raw.loc[mem, "Memory usage [KB]"]
-                                        / raw.loc[mem, "Memory capacity provisioned [KB]"] * 100.0}))
-    return _daily_p95(pd.concat(frames, ignore_index=True), "value")
-
-
-def _fast_truth() -> pd.DataFrame:
-    trace = _fast_trace()
-    trace["ds"] = trace["ts"].dt.floor("D")
-    truth = _daily_p95(trace, "value", "weight")
-    truth["server_id"] = load_mapping(REPO / "mappings" / "bitbrains_faststorage.yaml").server_id.prefix \
-        + truth["server_id"]
-    return truth
-
-
 def _cut_rnd(cutoff: pd.Timestamp, folder: Path) -> list[str]:
     """The Rnd CSVs with only the lines before ``cutoff`` (text kept byte for byte); the month folders."""
     limit = int(cutoff.timestamp())
@@ -111,16 +82,6 @@ def _cut_rnd(cutoff: pd.Timestamp, folder: Path) -> list[str]:
         if out.is_dir():
             folders.append(str(out))
     return folders
-
-
-def _cut_fast(cutoff: pd.Timestamp, folder: Path) -> list[str]:
-    table = pq.read_table(FAST / "trace.parquet")
-    stamp_type = table.schema.field("timestamp").type
-    before = pc.less(table.column("timestamp"), pa.scalar(cutoff.to_pydatetime(), stamp_type))
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.filter(before), folder / "trace.parquet")
-    pq.write_table(pq.read_table(FAST / "meta.parquet"), folder / "meta.parquet")
-    return [str(folder / "trace.parquet")]
 
 
 def _origin(real: Rolling, cutoff: pd.Timestamp, truth: pd.DataFrame, scratch: Path) -> tuple[
@@ -151,20 +112,7 @@ def _origin(real: Rolling, cutoff: pd.Timestamp, truth: pd.DataFrame, scratch: P
 
 def _rows(real: Rolling, scored: dict[str, pd.DataFrame], flags: dict[str, np.ndarray]) -> list[Result]:
     label = f"rolling {real.name} ({len(real.cutoffs)} origins)"
-    rows = []
-    auto = scored["auto"]
-    for metric in sorted(auto["metric"].unique()):
-        mae = {m: float(s.loc[s["metric"] == metric, "ae"].mean()) for m, s in scored.items()}
-        cover = {m: float(s.loc[s["metric"] == metric, "inside"].mean()) for m, s in scored.items()}
-        others = ", ".join(f"{m} {mae[m]:.2f} ({cover[m]:.2f})" for m in REFERENCES)
-        rows.append(Result(f"{label} {metric} MAE auto", mae["auto"], "pp", "< every reference",
-                           all(mae["auto"] < mae[m] for m in REFERENCES),
-                           f"80% coverage {cover['auto']:.2f}; references MAE (coverage): {others}"))
-        ratio = mae["auto"] / mae["seasonal_naive"]
-        rows.append(Result(f"{label} {metric} MAE auto / seasonal naive", ratio, "ratio", "<= 1", ratio <= 1.0))
-    coverage = float(auto["inside"].mean())
-    rows.append(Result(f"{label} 80% interval coverage (auto)", coverage, "share", "0.75-0.85",
-                       0.75 <= coverage <= 0.85, f"{len(auto)} scored series-days"))
+    rows = _accuracy_rows(real.name, scored, label, naive_target=1.0)
     (p_hits, p_prec, actual, p_flags), (r_hits, r_prec, _, r_flags) = flags["project"], flags["history rule"]
     recall, precision = p_hits / max(actual, 1), p_prec / max(p_flags, 1)
     rule_recall, rule_precision = r_hits / max(actual, 1), r_prec / max(r_flags, 1)
@@ -186,7 +134,7 @@ def bench_real_rolling() -> list[Result]:
     rows: list[Result] = []
     with timed() as clock:
         for real in SETS:
-            truth = _rnd_truth() if real.name == "rnd" else _fast_truth()
+            truth = _rnd_truth(MONTHS) if real.name == "rnd" else _fast_truth()
             scored: dict[str, list[pd.DataFrame]] = {}
             flags: dict[str, np.ndarray] = {"project": np.zeros(4), "history rule": np.zeros(4)}
             for day in real.cutoffs:
