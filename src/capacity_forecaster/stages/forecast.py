@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import ForecastError, StorageError
+from capacity_forecaster.stages.chunks import server_filter, text_ids
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run
 
@@ -161,7 +162,6 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
     Returns:
         The stage run; ``counts`` holds the engine's summary (models chosen, errors, coverage, seconds).
     """
-    import pyarrow.dataset as pads
 
     from capacity_forecaster.forecast.checkpoint import Checkpoint, fingerprint
     from capacity_forecaster.forecast.chunked import (
@@ -184,8 +184,11 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         chunks = plan_chunks(series, cfg.chunk_series or default_chunk_series())
         rows_in: dict[tuple[str, ...], int] = {}  # per chunk (read twice, or once when resumed)
 
+        text = text_ids(lake, "metrics")
+
         def load(servers: list[str]) -> pd.DataFrame:
-            frame = lake.read_table("metrics", columns=wanted, filter=pads.field("server_id").isin(servers))
+            # The id range lets the scan skip the files and row groups of other chunks (isin alone does not).
+            frame = lake.read_table("metrics", columns=wanted, filter=server_filter(sorted(servers), False, text))
             rows_in[tuple(servers)] = len(frame)
             return frame
 
