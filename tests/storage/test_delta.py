@@ -286,3 +286,22 @@ def test_statistics_round_timestamps_outwards_and_leave_long_strings_unbounded()
     assert "s" not in stats["maxValues"] and "nan" not in stats["minValues"]  # no bound that could be too tight
     assert stats["nullCount"] == {"t": 0, "s": 0, "n": 1, "f": 0, "nan": 0}
     assert stats["minValues"]["n"] == 1 and stats["maxValues"]["f"] == 2.5 and stats["numRecords"] == 2
+
+
+def test_a_stage_reads_each_input_at_one_version_while_another_run_completes(tmp_path: Path) -> None:
+    """A stage reading an input in several passes (chunks) never mixes two runs of it."""
+    uri = str(tmp_path / "lake")
+    settings = _settings(uri)
+    first = _open(uri)
+    with stage_run(first, "ingest", settings):
+        first.write_table("raw_metrics", metrics_frame(days=10))
+    reader, other = _open(uri), _open(uri)
+    with stage_run(reader, "etl", settings):
+        assert len(reader.read_table("raw_metrics")) == 30                 # pass 1
+        with stage_run(other, "ingest", settings):                         # another run completes meanwhile
+            other.write_table("raw_metrics", metrics_frame(days=5))
+        assert len(reader.read_table("raw_metrics")) == 30                 # pass 2: the same version
+        reader.write_table("metrics", pd.DataFrame({"server_id": ["a"], "ds": [pd.Timestamp("2024-01-01")],
+                                                    "metric": ["cpu"], "value": [1.0]}), validate=False)
+        assert len(reader.read_table("metrics")) == 1                      # its own write, as written
+    assert len(reader.read_table("raw_metrics")) == 15                     # after the stage: the newest run

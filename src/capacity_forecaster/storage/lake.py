@@ -81,6 +81,9 @@ class Lake:
         self.run: tuple[str, str] | None = None
         # table -> newest version this process has seen: the base a write is checked against.
         self._seen: dict[str, int] = {}
+        # table -> the version the running stage read it at: a stage reading an input in several passes
+        # (chunks) reads one version even when another run completes meanwhile (``pin_reads``).
+        self._pins: dict[str, int] = {}
         self._records: dict[str, StageRecord] | None = None
         self._records_cached = False
 
@@ -179,6 +182,25 @@ class Lake:
         spec = table_spec(name)
         if as_of is not None:
             return self._as_of(name, as_of)
+        if self.run is not None and name in self._pins:
+            return self.delta.snapshot(spec.path, version=self._pins[name])
+        chosen = self._consistent(name)
+        if self.run is not None and chosen is not None and chosen.run_id != self.run[0]:
+            self._pins[name] = chosen.version
+        return chosen
+
+    def pin_reads(self, pins: dict[str, int] | None = None) -> dict[str, int]:
+        """Start a new set of read pins (``pins``, default none) and return the set it replaces.
+
+        ``storage.manifest.stage_run`` calls it when a stage starts and ends: inside a stage, the
+        first read of an input table fixes the version every later read of that table gets.
+        """
+        previous, self._pins = self._pins, dict(pins or {})
+        return previous
+
+    def _consistent(self, name: str) -> Snapshot | None:
+        """The newest version of ``name`` from a complete run (or from the running stage itself)."""
+        spec = table_spec(name)
         latest = self.delta.snapshot(spec.path)
         if latest is None:
             self._refuse_legacy(name)
@@ -294,6 +316,7 @@ class Lake:
         version = self.delta.commit(spec.path, files, delta_schema(schema, spec.partitioned), partition_by,
                                     base_version=base_version, metadata=metadata)
         self._seen[spec.name] = version
+        self._pins.pop(spec.name, None)  # the stage reads its own write from now on
         log.debug("committed table %s version %d (%d files)", spec.name, version, len(files))
         return version
 

@@ -63,10 +63,11 @@ class StageRun:
 def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
     """Time a stage, write its manifest to ``_runs/`` when it ends (also when it fails), and its stage record.
 
-    While the stage runs, its table commits carry its run id (``Lake.run``) and it reads its own new
-    versions. When it succeeds, the stage record (``storage.consistency``) makes every table it wrote
-    visible to other readers at once, then table versions older than ``lake.retention_hours`` and
-    files no commit names are vacuumed.
+    While the stage runs, its table commits carry its run id (``Lake.run``), it reads its own new
+    versions, and it reads every other table at the version its first read of it saw (``Lake.pin_reads``:
+    a stage reading an input chunk by chunk never mixes two runs of it). When it succeeds, the stage
+    record (``storage.consistency``) makes every table it wrote visible to other readers at once, then
+    table versions older than ``lake.retention_hours`` and files no commit names are vacuumed.
 
     Yields:
         The StageRun to fill in.
@@ -76,6 +77,7 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
     clock = time.perf_counter()
     status, error = "succeeded", None
     outer, lake.run = lake.run, (run.run_id, stage)
+    outer_pins = lake.pin_reads()
     try:
         yield run
     except BaseException as err:
@@ -83,6 +85,7 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
         raise
     finally:
         lake.run = outer
+        lake.pin_reads(outer_pins)
         finished = dt.datetime.now(dt.UTC)
         manifest = {
             "run_id": run.run_id,
