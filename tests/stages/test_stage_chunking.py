@@ -71,3 +71,16 @@ def test_auto_imputation_is_chosen_the_same_whatever_the_batch_size(tmp_path: Pa
     assert runs[1][0] == runs[1000][0]
     assert runs[1][0]["imputation_mae_seasonal"] is not None
     pd.testing.assert_frame_equal(runs[1][1], runs[1000][1], check_exact=True)
+
+
+def test_the_server_filter_takes_ids_in_any_order() -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from capacity_forecaster.stages.chunks import server_filter
+
+    data = pads.dataset(pa.table({"server_id": ["a", "b", "c", None], "value": [1, 2, 3, 4]}))
+    picked = data.to_table(filter=server_filter(["c", "a"], False, True)).column("server_id").to_pylist()
+    assert sorted(picked) == ["a", "c"]
+    first = data.to_table(filter=server_filter(["b"], True, True)).column("server_id").to_pylist()
+    assert first == ["b", None]

@@ -85,13 +85,13 @@ def text_ids(lake: Lake, table: str) -> bool:
 
 
 def server_filter(batch: list[str], first: bool, text: bool) -> pads.Expression:
-    """The rows of ``batch`` (sorted ids); for text ids, the id range lets the scan skip files and row
-    groups by their statistics, which ``isin`` alone does not. The first batch also takes rows
+    """The rows of ``batch`` (server ids, any order); for text ids, the id range lets the scan skip files
+    and row groups by their statistics, which ``isin`` alone does not. The first batch also takes rows
     without an id."""
     server = pads.field("server_id")
     if not batch:  # no ids at all (e.g. every row lacks one); an empty isin set has no type to match
         return ~server.is_valid() if first else pads.scalar(False)
     selector = server.isin(batch)
     if text:
-        selector = (server >= batch[0]) & (server <= batch[-1]) & selector
+        selector = (server >= min(batch)) & (server <= max(batch)) & selector
     return selector | ~server.is_valid() if first else selector

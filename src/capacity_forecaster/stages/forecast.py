@@ -188,7 +188,7 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
 
         def load(servers: list[str]) -> pd.DataFrame:
             # The id range lets the scan skip the files and row groups of other chunks (isin alone does not).
-            frame = lake.read_table("metrics", columns=wanted, filter=server_filter(sorted(servers), False, text))
+            frame = lake.read_table("metrics", columns=wanted, filter=server_filter(servers, False, text))
             rows_in[tuple(servers)] = len(frame)
             return frame
 
