@@ -153,7 +153,8 @@ class ForecastConfig(_Section):
     scheduler_timeout: float = Field(10.0, gt=0.0, le=600.0)
     # Series per chunk: the stage holds one chunk of series at a time (forecast/chunked.py); None =
     # derived from the available memory (250-1,000). Per-series models give the same rows whatever
-    # the size; a global model (gbm_global) is trained on each chunk's series.
+    # the size; a global model (gbm_global) learns from each unit's series topped up from a fleet-wide
+    # sample (forecast/reserve.py).
     chunk_series: int | None = Field(None, ge=1, le=1_000_000)
     # Local folder keeping finished chunks so that a killed run restarted with the same inputs resumes
     # (forecast/checkpoint.py; a SageMaker spot job uses /opt/ml/checkpoints); None = no checkpoints.

@@ -351,6 +351,9 @@ def load_model(path: str, sha256: str, read: Reader) -> FittedModel:
         obj = _refit(manifest, _read_table(data_path, data, _HISTORY_SCHEMA), data_path)
         panel = getattr(obj, "_panel", None)
         got = set(zip(panel.server_id, panel.metric, strict=True)) if isinstance(panel, Panel) else set()
+        targets = getattr(obj, "targets", None)  # a global model's training-only series are not its forecasts
+        if targets is not None:
+            got = {key for key in got if key[0] in set(targets)}
     if got != set(series):
         raise ArtifactError(f"model artefact {path}: its data holds {len(got)} series that differ from the "
                             f"{len(series)} its manifest lists; re-run 'capfc forecast' to rebuild models/")

@@ -7,7 +7,9 @@ long frames ``server_id, metric, ds, yhat, yhat_lower, yhat_upper`` with ``horiz
 series, starting one step after that series' last history row.
 
 A *local* model fits each series on its own (Prophet, ETS, seasonal naive); a *global* model
-fits one model across all series it is given (gradient boosting on lag and calendar features).
+fits one model across all series it is given (gradient boosting on lag and calendar features), and
+its ``fit`` also takes ``extra=``: series it learns from without forecasting them (the stage's
+fleet-wide reserve, forecast/reserve.py).
 The engine decides how series are grouped into batches; a model only sees what it is given and
 must not look at anything else (no globals, no files), so that a backtest at a cutoff cannot
 leak information from after it.

@@ -20,9 +20,9 @@ that folder once every chunk is done, so a restart never depends on what the kil
 
 Per-series models give the same rows whatever the chunk size (numbers equal up to the ~1e-13
 rounding of batched least squares over other batches). A global model (``kind = "global"``,
-e.g. ``gbm_global``) is trained chunk-wise: one model per metric and cutoff on the chunk's series,
-so with more than one chunk it learns from ``chunk_series`` series rather than the whole fleet (its
-training rows are capped at ``max_rows`` anyway; see docs/forecast.md for the measured effect).
+e.g. ``gbm_global``) is fitted per metric and cutoff on the chunk's series, topped up to
+``reserve.MIN_SERIES`` series from a seeded fleet-wide sample loaded before the first chunk
+(``reserve``): on fleets up to that many servers it gives the same rows whatever the chunk size.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from capacity_forecaster.forecast.engine import Executor, FittedModel, Progress,
 from capacity_forecaster.forecast.intervals import EMPTY_POOL, cross_window_bounds, cross_window_pooling
 from capacity_forecaster.forecast.metrics import score
 from capacity_forecaster.forecast.pooled import ALL, POOL, PooledErrors, PoolingCounts
+from capacity_forecaster.forecast.reserve import Reserve, sample_servers
 from capacity_forecaster.forecast.selection import ENSEMBLE
 from capacity_forecaster.schema import BACKTEST_COLUMNS, DS, METRIC, SERIES_KEY, SERVER_ID
 
@@ -244,6 +245,7 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
     kept: list[_Kept] = []
     pooled = PooledErrors(cfg.interval)
     tally = _Tally(names)
+    reserve = _reserve(chunks, load, names, cfg)
     with Executor(cfg) as executor:
         ticker = _SeriesTicker(progress, "backtests", total, len(chunks))
         for i, chunk in enumerate(chunks):
@@ -251,7 +253,7 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
                 kept.append(_resumed_backtest(i, chunk, checkpoint, pooled, ticker, tally))
                 continue
             kept.append(_backtest_chunk(i, chunk, load, cfg, names, order, executor, spill, pooled, ticker, tally,
-                                        inputs))
+                                        inputs, reserve))
             if checkpoint is not None:
                 checkpoint.save_backtest(i, {name: getattr(kept[i], name) for name in _KEPT}, kept[i].failed,
                                          kept[i].units)
@@ -289,7 +291,7 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
                 continue
             part = [frame[frame["_chunk"] == i].drop(columns="_chunk") for frame in (chosen, members, baseline_only)]
             frames, fitted, units = _final_chunk(i, kept[i], load, cfg, part, calibration, executor, spill, ticker,
-                                                 inputs)
+                                                 inputs, reserve)
             tally.record(frames, units)
             if checkpoint is None:
                 for name in OUTPUTS:
@@ -303,6 +305,17 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
     if checkpoint is not None:
         _replay(len(chunks), checkpoint, sink)
     return tally.summary(cfg, time.perf_counter() - started)
+
+
+def _reserve(chunks: list[Chunk], load: Load, names: list[str], cfg: ForecastConfig) -> Reserve | None:
+    """The fleet-wide sample that tops up global models' units (None without a global model)."""
+    if not any(st.is_global(name) for name in names):
+        return None
+    order = sample_servers([server for chunk in chunks for server in chunk.servers])
+    history = bt.prepare_history(load(sorted(order)), cfg.freq) if order else pd.DataFrame()
+    if history.empty:
+        return None
+    return Reserve.build(history, order, cfg.min_history_days * bt.STEPS_PER_DAY[cfg.freq], cfg.freq)
 
 
 def _replay(n_chunks: int, checkpoint: Checkpoint, sink: Sink) -> None:
@@ -344,12 +357,12 @@ class _Calibration:
 
 def _backtest_chunk(i: int, chunk: Chunk, load: Load, cfg: ForecastConfig, names: list[str], order: list[str],
                     executor: Executor, spill: Spill, pooled: PooledErrors, ticker: _SeriesTicker,
-                    tally: _Tally, inputs: st.Inputs | None) -> _Kept:
+                    tally: _Tally, inputs: st.Inputs | None, reserve: Reserve | None) -> _Kept:
     """Pass 1 on one chunk: backtest points to the spill and the pooled histogram; summaries kept."""
     history = bt.prepare_history(load(chunk.servers), cfg.freq)
     index, tri, plan = st.prepare(history, cfg)
     planned = plan.groupby(_SERIES).size().rename("n_windows").reset_index()
-    tasks = st.backtest_tasks(plan, index, history, names, cfg, executor.workers, inputs)
+    tasks = st.backtest_tasks(plan, index, history, names, cfg, executor.workers, inputs, reserve)
     results = executor.run(tasks, ticker.units(chunk.n_series, len(tasks)))
     rows = st.backtest_points(results, history, plan, planned, names, order, cfg)
     spill.put(i, rows)
@@ -364,7 +377,8 @@ def _backtest_chunk(i: int, chunk: Chunk, load: Load, cfg: ForecastConfig, names
 
 def _final_chunk(i: int, kept: _Kept, load: Load, cfg: ForecastConfig, part: list[pd.DataFrame],
                  calibration: _Calibration, executor: Executor, spill: Spill, ticker: _SeriesTicker,
-                 inputs: st.Inputs | None) -> tuple[dict[str, pd.DataFrame], list[FittedModel], int]:
+                 inputs: st.Inputs | None, reserve: Reserve | None
+                 ) -> tuple[dict[str, pd.DataFrame], list[FittedModel], int]:
     """Pass 3 on one chunk: honest backtest intervals, final fits, calibrated forecasts.
 
     Returns:
@@ -381,7 +395,7 @@ def _final_chunk(i: int, kept: _Kept, load: Load, cfg: ForecastConfig, part: lis
     rows["yhat_lower"] = np.where(use_pool, bounds["pooled"][0], bounds["series"][0])
     rows["yhat_upper"] = np.where(use_pool, bounds["pooled"][1], bounds["series"][1])
     backtests = score(rows, [*_SERIES, "model", "window", "cutoff"])
-    tasks = st.final_tasks(chosen, members, index, history, cfg, executor.workers, inputs)
+    tasks = st.final_tasks(chosen, members, index, history, cfg, executor.workers, inputs, reserve)
     results = executor.run(tasks, ticker.units(kept.chunk.n_series, len(tasks)))
     forecasts = st.assemble(st.predictions(results), chosen, members)
     forecasts = st.calibrate_forecasts(forecasts, rows, calibration.pooling, history, index, kept.tri, kept.plan,

@@ -127,7 +127,8 @@ class UnitTask:
     """One work unit: fit ``model`` on ``history`` (already truncated at ``cutoff``) and predict.
 
     ``fallbacks`` are tried in order when the model fails (final fits only; backtests record the
-    failure and the model is left out of the selection for those series).
+    failure and the model is left out of the selection for those series). ``extra`` is history a
+    global model also learns from without forecasting it (``reserve``; None for local models).
     """
 
     uid: int
@@ -140,6 +141,7 @@ class UnitTask:
     freq: str
     level: float
     fallbacks: tuple[Model, ...] = ()
+    extra: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,8 @@ def run_unit(task: UnitTask) -> UnitResult:
     for model in (task.model, *task.fallbacks):
         name = getattr(model, "name", task.model_name)
         try:
-            fitted = model.fit(task.history, freq=task.freq)
+            more = {"extra": task.extra} if task.extra is not None and model is task.model else {}
+            fitted = model.fit(task.history, freq=task.freq, **more)
             pred = check_predictions(fitted.predict(task.horizon, level=task.level * 100.0), task.history,
                                      task.horizon, task.freq)
         except Exception as err:  # one unit's failure must not stop the run; recorded below

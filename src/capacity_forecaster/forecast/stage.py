@@ -48,6 +48,7 @@ from capacity_forecaster.forecast.intervals import (
 )
 from capacity_forecaster.forecast.metrics import score, seasonal_scale
 from capacity_forecaster.forecast.registry import available_models, get_model
+from capacity_forecaster.forecast.reserve import Reserve
 from capacity_forecaster.forecast.runs import lookup
 from capacity_forecaster.forecast.selection import (
     ENSEMBLE,
@@ -155,6 +156,11 @@ def _make(name: str) -> Any:
     return get_model(name) if name in available_models() else BuiltinSeasonalNaive()
 
 
+def is_global(name: str) -> bool:
+    """Does the model learn across the series of its unit (``kind = "global"``)?"""
+    return bool(_make(name).kind == "global")
+
+
 def external_input(name: str) -> str | None:
     """The input a model reads instead of training (its ``external`` class attribute), or None."""
     return getattr(_make(name), "external", None)
@@ -192,9 +198,12 @@ def _fallbacks() -> tuple[Any, ...]:
 
 
 def _tasks(model: str, rows: pd.DataFrame, history: pd.DataFrame, cfg: ForecastConfig, phase: str,
-           workers: int, first_uid: int, inputs: Inputs | None = None) -> list[UnitTask]:
-    """Units of one model: series grouped by cutoff (None = final) and metric, then batched."""
-    is_global = _make(model).kind == "global"
+           workers: int, first_uid: int, inputs: Inputs | None = None, reserve: Reserve | None = None
+           ) -> list[UnitTask]:
+    """Units of one model: series grouped by cutoff (None = final) and metric, then batched; a global
+    model's unit is topped up with ``reserve`` series it learns from (``reserve.Reserve.top_up``)."""
+    made = _make(model)
+    is_global = made.kind == "global"
     tasks: list[UnitTask] = []
     key = rows["cutoff"] if phase == "backtest" else pd.Series(0, index=rows.index)
     for _, at_cutoff in rows.groupby(key, sort=True):
@@ -206,10 +215,12 @@ def _tasks(model: str, rows: pd.DataFrame, history: pd.DataFrame, cfg: ForecastC
                     fallbacks = _fallbacks() if phase == "final" else ()
                     if model == BASELINE:
                         fallbacks = fallbacks[1:]
+                    extra = (reserve.top_up(batch, cutoff, made.min_history, cfg.freq)
+                             if is_global and reserve is not None else None)
                     tasks.append(UnitTask(first_uid + len(tasks), model, phase, cutoff,  # type: ignore[arg-type]
                                           bt.history_until(history, batch, cutoff, cfg.freq),
                                           _unit_model(model, batch, inputs), cfg.horizon, cfg.freq, cfg.interval,
-                                          fallbacks))
+                                          fallbacks, extra))
     return tasks
 
 
@@ -284,7 +295,8 @@ def prepare(history: pd.DataFrame, cfg: ForecastConfig) -> tuple[pd.DataFrame, p
 
 
 def backtest_tasks(plan: pd.DataFrame, index: pd.DataFrame, history: pd.DataFrame, names: list[str],
-                   cfg: ForecastConfig, workers: int, inputs: Inputs | None = None) -> list[UnitTask]:
+                   cfg: ForecastConfig, workers: int, inputs: Inputs | None = None,
+                   reserve: Reserve | None = None) -> list[UnitTask]:
     """Backtest units of the baseline and every selectable model over the planned cutoffs."""
     tasks: list[UnitTask] = []
     located = plan.merge(index[[*_SERIES, "status", "start", "stop", "first_ds"]], on=_SERIES)
@@ -292,18 +304,20 @@ def backtest_tasks(plan: pd.DataFrame, index: pd.DataFrame, history: pd.DataFram
         rows = located
         if model != BASELINE:
             rows = rows[(rows["status"] == "model") & (rows["n_train"] >= _make(model).min_history)]
-        tasks += _tasks(model, rows, history, cfg, "backtest", workers, len(tasks), inputs)
+        tasks += _tasks(model, rows, history, cfg, "backtest", workers, len(tasks), inputs, reserve)
     return tasks
 
 
 def final_tasks(chosen: pd.DataFrame, members: pd.DataFrame, index: pd.DataFrame, history: pd.DataFrame,
-                cfg: ForecastConfig, workers: int, inputs: Inputs | None = None) -> list[UnitTask]:
+                cfg: ForecastConfig, workers: int, inputs: Inputs | None = None,
+                reserve: Reserve | None = None) -> list[UnitTask]:
     """Final-fit units of each series' chosen model and its ensemble members."""
     need = pd.concat([chosen.loc[chosen["model"] != ENSEMBLE, [*_SERIES, "model"]], members], ignore_index=True)
     need = need.merge(index[[*_SERIES, "start", "stop", "first_ds"]], on=_SERIES)
     tasks: list[UnitTask] = []
     for needed, rows_m in need.groupby("model", sort=False):
-        tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", workers, len(tasks), inputs)
+        tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", workers, len(tasks), inputs,
+                        reserve)
     return tasks
 
 

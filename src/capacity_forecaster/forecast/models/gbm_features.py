@@ -77,6 +77,12 @@ class OriginStats:
     seasonal_deviation: np.ndarray  # centred week mean minus centred quarter mean, (n, width)
     week_mean: np.ndarray  # centred week mean, (n, width)
 
+    def take(self, rows: np.ndarray) -> OriginStats:
+        """The statistics of the given series rows only."""
+        return OriginStats(self.level[rows], self.level_short[rows], self.spread[rows],
+                           tuple(s[rows] for s in self.slopes), self.weekday_profile[:, rows],
+                           self.month_end_profile[:, rows], self.seasonal_deviation[rows], self.week_mean[rows])
+
 
 def _window_sums(values: np.ndarray, window: int, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Trailing-window (sum, count) of finite values (times optional 0/1 weights), (n, width) each."""

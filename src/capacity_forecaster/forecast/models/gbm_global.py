@@ -11,6 +11,11 @@ one call.
 
 Intervals: empirical quantiles of the training residuals per horizon bucket, in units of each row's
 28-day spread, scaled back by each series' spread at the forecast origin.
+
+Training and forecast series may differ: ``fit(history, extra=...)`` also learns from the ``extra``
+series (the forecast stage tops small units up with a fleet-wide sample, see forecast/reserve.py)
+and forecasts only those of ``history``; ``targets`` keeps which servers those are, so a model saved
+as data and re-fitted on its whole training panel forecasts the same series.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class GBMGlobal:
             the load) rather than in points.
         max_rows: at most this many training rows (sampled) however many series the batch holds.
         max_bins: histogram bins per feature (fewer bins, faster splits).
+        targets: server ids whose series are forecast (the others only train); None = every series.
     """
 
     name: ClassVar[str] = "gbm_global"
@@ -95,7 +101,9 @@ class GBMGlobal:
         relative: bool = True,
         max_rows: int = 300_000,
         max_bins: int = 255,
+        targets: list[str] | None = None,
     ) -> None:
+        self.targets = None if targets is None else sorted(str(t) for t in targets)
         self.max_rows = max_rows
         self.max_bins = max_bins
         self.relative = relative
@@ -115,11 +123,21 @@ class GBMGlobal:
         self._residual_units: np.ndarray | None = None  # (rows,) residual / spread
         self._residual_bucket: np.ndarray | None = None  # (rows,) horizon bucket of each residual
 
-    def fit(self, history: pd.DataFrame, *, freq: str = "D") -> GBMGlobal:
-        """Sample training triples from every series and fit one booster."""
+    def fit(self, history: pd.DataFrame, *, freq: str = "D", extra: pd.DataFrame | None = None) -> GBMGlobal:
+        """Sample training triples from every series and fit one booster.
+
+        Args:
+            history: the series to learn from and forecast.
+            freq: ``D`` (the only frequency supported).
+            extra: more series to learn from only (same columns); the forecast then covers the
+                servers of ``history`` alone (``targets``).
+        """
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         check_freq(self.name, freq, self.freqs)
+        if extra is not None and len(extra):
+            self.targets = sorted(history["server_id"].astype(str).unique().tolist())
+            history = pd.concat([history, extra[list(history.columns)]], ignore_index=True)
         panel = to_panel(history, freq)
         panel.require_observed(self.name, self.min_history)
         cal = calendar_features(panel.timestamps(np.arange(-panel.values.shape[1] + 1, 1)))
@@ -169,6 +187,9 @@ class GBMGlobal:
             raise ForecastError("gbm_global: predict called before fit")
         check_horizon(horizon, level)
         panel, stats = self._panel, self._stats
+        if self.targets is not None:
+            rows = np.flatnonzero(np.isin(panel.server_id.astype(str), self.targets))
+            panel, stats = panel.take(rows), stats.take(rows)
         n, width = panel.values.shape
         cal = calendar_features(panel.timestamps(np.arange(-width + 1, horizon + 1)))
         steps = np.arange(1, horizon + 1)

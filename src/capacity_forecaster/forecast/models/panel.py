@@ -91,6 +91,12 @@ class Panel:
                 f"too short: {self.names(short)}; give these series to the baseline model"
             )
 
+    def take(self, rows: np.ndarray) -> Panel:
+        """The panel of the given rows only (same width and frequency)."""
+        rows = np.asarray(rows)
+        return Panel(self.server_id[rows], self.metric[rows], self.end[rows], self.length[rows], self.values[rows],
+                     self.freq, self.tz)
+
     def timestamps(self, offsets: np.ndarray) -> np.ndarray:
         """Timestamps ``end + offset * step`` per series, shape (n, len(offsets)), ``datetime64[ns]``."""
         step = self.step.astype("timedelta64[ns]")
