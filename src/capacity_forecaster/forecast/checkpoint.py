@@ -60,7 +60,7 @@ def fingerprint(metrics_version: str | None, cfg: ForecastConfig, chunks: list[l
         metrics_version: the ``metrics`` table version read.
         cfg: the forecast configuration (``checkpoint_dir`` aside).
         chunks: the server ids of each chunk, in order.
-        inputs: input name -> digest of each external model input (``stage.Inputs``).
+        inputs: input name -> digest of each external model input (``units.Inputs``).
     """
     return {"format": FORMAT, "version": FORMAT_VERSION, "capfc": __version__, "metrics_version": metrics_version,
             "config": digest(cfg.model_dump(mode="json", exclude={"checkpoint_dir"})),

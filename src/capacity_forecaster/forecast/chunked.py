@@ -42,6 +42,7 @@ import pandas as pd
 from capacity_forecaster.config import ForecastConfig
 from capacity_forecaster.forecast import backtest as bt
 from capacity_forecaster.forecast import stage as st
+from capacity_forecaster.forecast import units
 from capacity_forecaster.forecast.artifacts import ArtifactRecord, save_models
 from capacity_forecaster.forecast.checkpoint import Checkpoint
 from capacity_forecaster.forecast.engine import Executor, FittedModel, Progress, UnitResult
@@ -219,7 +220,7 @@ class _SeriesTicker:
 
 
 def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink, *,
-               spill: Spill | None = None, progress: Progress | None = None, inputs: st.Inputs | None = None,
+               spill: Spill | None = None, progress: Progress | None = None, inputs: units.Inputs | None = None,
                checkpoint: Checkpoint | None = None) -> dict[str, Any]:
     """Backtest, select and forecast every series of ``chunks``, writing each chunk's outputs to ``sink``.
 
@@ -230,7 +231,7 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
         sink: receives the ``OUTPUTS`` tables and fitted models of every chunk, in chunk order.
         spill: keeps backtest points between passes (default: in memory; the checkpoint when given).
         progress: ``callback(phase, done, total)`` over ``stage.PHASES`` (bar the last, writing).
-        inputs: frames external models read instead of training (``stage.Inputs``).
+        inputs: frames external models read instead of training (``units.Inputs``).
         checkpoint: keeps finished chunks and skips those a killed run finished (the sink then gets
             every chunk's outputs after the last one); it must fingerprint these chunks and ``cfg``.
 
@@ -309,7 +310,7 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
 
 def _reserve(chunks: list[Chunk], load: Load, names: list[str], cfg: ForecastConfig) -> Reserve | None:
     """The fleet-wide sample that tops up global models' units (None without a global model)."""
-    if not any(st.is_global(name) for name in names):
+    if not any(units.is_global(name) for name in names):
         return None
     order = sample_servers([server for chunk in chunks for server in chunk.servers])
     history = bt.prepare_history(load(sorted(order)), cfg.freq) if order else pd.DataFrame()
@@ -357,12 +358,12 @@ class _Calibration:
 
 def _backtest_chunk(i: int, chunk: Chunk, load: Load, cfg: ForecastConfig, names: list[str], order: list[str],
                     executor: Executor, spill: Spill, pooled: PooledErrors, ticker: _SeriesTicker,
-                    tally: _Tally, inputs: st.Inputs | None, reserve: Reserve | None) -> _Kept:
+                    tally: _Tally, inputs: units.Inputs | None, reserve: Reserve | None) -> _Kept:
     """Pass 1 on one chunk: backtest points to the spill and the pooled histogram; summaries kept."""
     history = bt.prepare_history(load(chunk.servers), cfg.freq)
     index, tri, plan = st.prepare(history, cfg)
     planned = plan.groupby(_SERIES).size().rename("n_windows").reset_index()
-    tasks = st.backtest_tasks(plan, index, history, names, cfg, executor.workers, inputs, reserve)
+    tasks = units.backtest_tasks(plan, index, history, names, cfg, executor.workers, inputs, reserve)
     results = executor.run(tasks, ticker.units(chunk.n_series, len(tasks)))
     rows = st.backtest_points(results, history, plan, planned, names, order, cfg)
     spill.put(i, rows)
@@ -377,7 +378,7 @@ def _backtest_chunk(i: int, chunk: Chunk, load: Load, cfg: ForecastConfig, names
 
 def _final_chunk(i: int, kept: _Kept, load: Load, cfg: ForecastConfig, part: list[pd.DataFrame],
                  calibration: _Calibration, executor: Executor, spill: Spill, ticker: _SeriesTicker,
-                 inputs: st.Inputs | None, reserve: Reserve | None
+                 inputs: units.Inputs | None, reserve: Reserve | None
                  ) -> tuple[dict[str, pd.DataFrame], list[FittedModel], int]:
     """Pass 3 on one chunk: honest backtest intervals, final fits, calibrated forecasts.
 
@@ -395,7 +396,7 @@ def _final_chunk(i: int, kept: _Kept, load: Load, cfg: ForecastConfig, part: lis
     rows["yhat_lower"] = np.where(use_pool, bounds["pooled"][0], bounds["series"][0])
     rows["yhat_upper"] = np.where(use_pool, bounds["pooled"][1], bounds["series"][1])
     backtests = score(rows, [*_SERIES, "model", "window", "cutoff"])
-    tasks = st.final_tasks(chosen, members, index, history, cfg, executor.workers, inputs, reserve)
+    tasks = units.final_tasks(chosen, members, index, history, cfg, executor.workers, inputs, reserve)
     results = executor.run(tasks, ticker.units(kept.chunk.n_series, len(tasks)))
     forecasts = st.assemble(st.predictions(results), chosen, members)
     forecasts = st.calibrate_forecasts(forecasts, rows, calibration.pooling, history, index, kept.tri, kept.plan,

@@ -21,7 +21,6 @@ chosen model's final fit failed (that failure is in ``failures`` with stage ``fi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,13 +32,9 @@ from capacity_forecaster.errors import ForecastError
 from capacity_forecaster.forecast import backtest as bt
 from capacity_forecaster.forecast.engine import (
     BASELINE,
-    BuiltinSeasonalNaive,
     FittedModel,
     Progress,
     UnitResult,
-    UnitTask,
-    auto_batch_size,
-    batches,
 )
 from capacity_forecaster.forecast.intervals import (
     apply_bounds,
@@ -48,7 +43,6 @@ from capacity_forecaster.forecast.intervals import (
 )
 from capacity_forecaster.forecast.metrics import score, seasonal_scale
 from capacity_forecaster.forecast.registry import available_models, get_model
-from capacity_forecaster.forecast.reserve import Reserve
 from capacity_forecaster.forecast.runs import lookup
 from capacity_forecaster.forecast.selection import (
     ENSEMBLE,
@@ -58,6 +52,7 @@ from capacity_forecaster.forecast.selection import (
     rank_models,
     top_members,
 )
+from capacity_forecaster.forecast.units import Inputs, make_model
 from capacity_forecaster.schema import (
     BACKTEST_FORECAST_COLUMNS,
     DS,
@@ -87,9 +82,6 @@ EXTRAPOLATION = "is_extrapolation"
 PHASES = ("backtests", "scoring", "final fits", "writing")
 _SERIES = list(SERIES_KEY)
 _PRED = ["yhat", "yhat_lower", "yhat_upper"]
-# Frames some models read instead of training, by input name (a model's ``external`` class
-# attribute), e.g. ``{"amazon_forecast": imported rows}``; each unit gets the rows of its series.
-Inputs = Mapping[str, pd.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -134,7 +126,7 @@ def resolve_models(spec: str, freq: str = "D") -> list[str]:
     registered = available_models()
 
     def supports(name: str) -> bool:
-        return name == ENSEMBLE or freq in getattr(_make(name), "freqs", ("D", "h"))
+        return name == ENSEMBLE or freq in getattr(make_model(name), "freqs", ("D", "h"))
 
     if spec.strip() == "auto":
         others = [n for n in registered if n != BASELINE and supports(n) and getattr(get_model(n), "auto", True)]
@@ -150,78 +142,6 @@ def resolve_models(spec: str, freq: str = "D") -> list[str]:
     if not names:
         raise ForecastError("forecast.models is empty; use 'auto' or a comma-separated list of model names")
     return names
-
-
-def _make(name: str) -> Any:
-    return get_model(name) if name in available_models() else BuiltinSeasonalNaive()
-
-
-def is_global(name: str) -> bool:
-    """Does the model learn across the series of its unit (``kind = "global"``)?"""
-    return bool(_make(name).kind == "global")
-
-
-def external_input(name: str) -> str | None:
-    """The input a model reads instead of training (its ``external`` class attribute), or None."""
-    return getattr(_make(name), "external", None)
-
-
-def _unit_model(name: str, batch: pd.DataFrame, inputs: Inputs | None) -> Any:
-    """The model of one unit; an external model gets the rows of the batch's series from ``inputs``."""
-    source = external_input(name)
-    if source is None:
-        return _make(name)
-    rows = (inputs or {}).get(source)
-    if rows is not None:
-        keys = batch[_SERIES].astype(str).drop_duplicates()
-        rows = rows.merge(keys, on=_SERIES)
-    return get_model(name, rows=rows)
-
-
-def _covered(group: pd.DataFrame, model: str, inputs: Inputs | None) -> pd.Series:
-    """Per series of ``group``: has the model's external input any rows for it (all True for other models).
-
-    Units of an external model keep covered and uncovered series apart, so a series the input lacks
-    does not make its batch-mates fall back too.
-    """
-    source = external_input(model)
-    rows = (inputs or {}).get(source) if source is not None else None
-    if rows is None:
-        return pd.Series(True, index=group.index)
-    held = rows[_SERIES].astype(str).drop_duplicates().assign(_held=True)
-    flag = group[_SERIES].astype(str).merge(held, on=_SERIES, how="left")["_held"].notna()
-    return pd.Series(flag.to_numpy(), index=group.index)
-
-
-def _fallbacks() -> tuple[Any, ...]:
-    return (_make(BASELINE), BuiltinSeasonalNaive()) if BASELINE in available_models() else (BuiltinSeasonalNaive(),)
-
-
-def _tasks(model: str, rows: pd.DataFrame, history: pd.DataFrame, cfg: ForecastConfig, phase: str,
-           workers: int, first_uid: int, inputs: Inputs | None = None, reserve: Reserve | None = None
-           ) -> list[UnitTask]:
-    """Units of one model: series grouped by cutoff (None = final) and metric, then batched; a global
-    model's unit is topped up with ``reserve`` series it learns from (``reserve.Reserve.top_up``)."""
-    made = _make(model)
-    is_global = made.kind == "global"
-    tasks: list[UnitTask] = []
-    key = rows["cutoff"] if phase == "backtest" else pd.Series(0, index=rows.index)
-    for _, at_cutoff in rows.groupby(key, sort=True):
-        size = len(at_cutoff) if is_global else cfg.batch_size or auto_batch_size(len(at_cutoff), workers)
-        cutoff = at_cutoff["cutoff"].iloc[0] if phase == "backtest" else None
-        for _, by_metric in at_cutoff.groupby(METRIC, sort=True):
-            for _, group in by_metric.groupby(_covered(by_metric, model, inputs), sort=False):
-                for batch in batches(group, size):
-                    fallbacks = _fallbacks() if phase == "final" else ()
-                    if model == BASELINE:
-                        fallbacks = fallbacks[1:]
-                    extra = (reserve.top_up(batch, cutoff, made.min_history, cfg.freq)
-                             if is_global and reserve is not None else None)
-                    tasks.append(UnitTask(first_uid + len(tasks), model, phase, cutoff,  # type: ignore[arg-type]
-                                          bt.history_until(history, batch, cutoff, cfg.freq),
-                                          _unit_model(model, batch, inputs), cfg.horizon, cfg.freq, cfg.interval,
-                                          fallbacks, extra))
-    return tasks
 
 
 def failures(results: list[UnitResult], used: pd.DataFrame) -> pd.DataFrame:
@@ -292,33 +212,6 @@ def prepare(history: pd.DataFrame, cfg: ForecastConfig) -> tuple[pd.DataFrame, p
                            windows=cfg.backtest_windows, step=step, freq=cfg.freq)
     plan["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], plan).to_numpy()
     return index, tri, plan
-
-
-def backtest_tasks(plan: pd.DataFrame, index: pd.DataFrame, history: pd.DataFrame, names: list[str],
-                   cfg: ForecastConfig, workers: int, inputs: Inputs | None = None,
-                   reserve: Reserve | None = None) -> list[UnitTask]:
-    """Backtest units of the baseline and every selectable model over the planned cutoffs."""
-    tasks: list[UnitTask] = []
-    located = plan.merge(index[[*_SERIES, "status", "start", "stop", "first_ds"]], on=_SERIES)
-    for model in dict.fromkeys([BASELINE, *[n for n in names if n != ENSEMBLE]]):
-        rows = located
-        if model != BASELINE:
-            rows = rows[(rows["status"] == "model") & (rows["n_train"] >= _make(model).min_history)]
-        tasks += _tasks(model, rows, history, cfg, "backtest", workers, len(tasks), inputs, reserve)
-    return tasks
-
-
-def final_tasks(chosen: pd.DataFrame, members: pd.DataFrame, index: pd.DataFrame, history: pd.DataFrame,
-                cfg: ForecastConfig, workers: int, inputs: Inputs | None = None,
-                reserve: Reserve | None = None) -> list[UnitTask]:
-    """Final-fit units of each series' chosen model and its ensemble members."""
-    need = pd.concat([chosen.loc[chosen["model"] != ENSEMBLE, [*_SERIES, "model"]], members], ignore_index=True)
-    need = need.merge(index[[*_SERIES, "start", "stop", "first_ds"]], on=_SERIES)
-    tasks: list[UnitTask] = []
-    for needed, rows_m in need.groupby("model", sort=False):
-        tasks += _tasks(str(needed), rows_m.drop(columns="model"), history, cfg, "final", workers, len(tasks), inputs,
-                        reserve)
-    return tasks
 
 
 def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progress | None = None,

@@ -129,7 +129,7 @@ def _series(lake: Lake) -> pd.DataFrame:
 def _inputs(lake: Lake, names: list[str]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     """External model inputs the model set needs (the imported Amazon Forecast rows), and their digests."""
     from capacity_forecaster.forecast.models.amazon_forecast import IMPORTED, NAME
-    from capacity_forecaster.forecast.stage import external_input
+    from capacity_forecaster.forecast.units import external_input
 
     if not any(external_input(n) == NAME for n in names if n != "ensemble"):
         return {}, {}
