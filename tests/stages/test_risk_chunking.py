@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -72,3 +74,49 @@ def test_run_risk_over_frames_is_the_one_chunk_stage(lake: Lake) -> None:
         stored = tables[name].drop(columns=["scenario"], errors="ignore")
         pd.testing.assert_frame_equal(frame.reset_index(drop=True), stored, check_exact=True, check_dtype=False,
                                       obj=name)
+
+
+SCENARIO = """
+name: reshuffle
+growth: 15
+add:
+  - {like: srv-0003, count: 2, scale: 1.3}
+  - {cluster: steady, count: 1, id_prefix: clu}
+remove: [srv-0006]
+move:
+  - {server_id: srv-0008, onto: srv-0013}
+  - {server_id: srv-0010, datacenter: dc-new}
+"""
+
+
+def test_scenario_file_is_streamed_and_reads_only_the_servers_it_touches(lake: Lake, tmp_path: Path) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO)
+    tables = {}
+    for chunk in (3, 1000):
+        risk_stage(lake, _settings(chunk), scenario_file=path)
+        tables[chunk] = {name: lake.read_table(name) for name in RISK_TABLES}
+    for name, frame in tables[3].items():
+        pd.testing.assert_frame_equal(frame, tables[1000][name], check_exact=True, obj=name)
+    what_if = tables[3]["scenario_risk"].query("scenario == 'reshuffle-growth-15pct'")
+    assert {"new-001", "new-002", "clu-001"} <= set(what_if["server_id"])
+    assert not {"srv-0006", "srv-0008"} & set(what_if["server_id"])
+    # Every server the scenario does not touch is assessed as under the plain growth what-if.
+    risk_stage(lake, _settings(1000), growth=15.0)
+    stored = lake.read_table("scenario_risk")  # every stored what-if, each under its name
+    grown = stored[stored["scenario"].str.startswith("growth-15pct")]
+    touched = {"srv-0003", "srv-0006", "srv-0008", "srv-0010", "srv-0013"}
+    clones = {"new-001", "new-002", "clu-001"}
+    template = set(tables[3]["clusters"].query("cluster_label == 'steady'")["server_id"])
+    keep = sorted(set(what_if["server_id"]) - touched - clones - template)
+    assert len(keep) >= 5
+
+    def rows(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["server_id"].isin(keep)].drop(columns="scenario").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(rows(what_if), rows(grown), check_exact=True)
+    # The host carries its own load and the moved server's: more than under growth alone.
+    host = ("srv-0013", "cpu")
+    peak = {name: frame.set_index(["server_id", "metric"])["peak_yhat"] for name, frame in (("scenario", what_if),
+                                                                                            ("growth", grown))}
+    assert peak["scenario"][host] > peak["growth"][host]

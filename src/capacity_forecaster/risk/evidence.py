@@ -46,6 +46,15 @@ class SeriesEvidence:
     analogue: pd.DataFrame | None
     idle: pd.DataFrame
 
+    def without(self, servers: set[str]) -> SeriesEvidence:
+        """The evidence of every server but ``servers``."""
+
+        def keep(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[~frame[SERVER_ID].isin(servers)]
+
+        return SeriesEvidence(keep(self.history), keep(self.current), keep(self.uplifts),
+                              None if self.analogue is None else keep(self.analogue), keep(self.idle))
+
 
 @dataclass(frozen=True)
 class Assessment:
@@ -64,6 +73,15 @@ class Assessment:
     needs: pd.DataFrame
     idle: pd.DataFrame
     packing: pd.DataFrame
+
+    def by_server(self) -> Assessment:
+        """Every table in server order (then metric and day), as one assessment of the whole fleet gives it."""
+
+        def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+            keys = [c for c in (SERVER_ID, METRIC, DS) if c in frame.columns]
+            return frame.sort_values(keys, kind="mergesort").reset_index(drop=True)
+
+        return Assessment(ordered(self.server_risk), ordered(self.needs), ordered(self.idle), ordered(self.packing))
 
 
 def observe(metrics: pd.DataFrame, horizon: pd.DataFrame, cfg: RiskConfig) -> SeriesEvidence:

@@ -13,9 +13,12 @@ small tables and only those are kept for the whole fleet:
    for the base and for a growth what-if; then recommendations, consolidation, options, capacity and
    summaries run on the concatenated assessments (``stage.conclude``).
 
-The tables are those of one chunk holding the whole fleet, whatever the chunk size (tested). A
-scenario file (add, remove or move servers) reads the whole fleet for its what-if: templates and
-hosts can sit in any chunk.
+A scenario file (add, remove or move servers) touches a few servers (``touched``: the moved ones,
+their hosts, the removed ones and the templates of added ones): every other server's what-if is its
+base evidence with the scenario's forecasts (growth, if any), assessed chunk by chunk in pass 3;
+the touched servers' metrics and forecasts are read on their own, the scenario applied to them and
+their evidence observed afresh. The tables are those of one chunk holding the whole fleet, whatever
+the chunk size (tested, and for a scenario against applying it to the whole fleet's frames).
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from capacity_forecaster.risk.evidence import assess, combine, observe, stack
 from capacity_forecaster.risk.inventory import complete_inventory
 from capacity_forecaster.risk.profiles import server_profiles
 from capacity_forecaster.risk.scenarios import scenario_label, scenario_name
-from capacity_forecaster.risk.stage import RiskResult, carry_clusters, conclude, evaluate, log_summary, with_what_if
-from capacity_forecaster.risk.whatif import Scenario, apply_growth, apply_scenario
+from capacity_forecaster.risk.stage import RiskResult, carry_clusters, conclude, log_summary, with_what_if
+from capacity_forecaster.risk.whatif import Scenario, apply_growth, apply_scenario, touched_servers
 from capacity_forecaster.schema import (
     BACKTEST_FORECAST_COLUMNS,
     DS,
@@ -159,34 +162,43 @@ def stream_risk(
     calibration = calibrate_windows(
         (stack([w for w, _ in windows]), np.concatenate([t for _, t in windows])) if backtested else None, cfg)
 
-    grow = pct != 0 and scenario is None
+    what_if = pct != 0 or scenario is not None
+    touched = touched_servers(scenario, clusters) if scenario is not None else set()
     base_parts, grown_parts = [], []
     for ids, seen in zip(chunks, evidence, strict=True):
         forecasts = source.read(FORECASTS, ids, COLUMNS[FORECASTS])
         require_columns(forecasts, FORECAST_COLUMNS, FORECASTS)
         servers_inv = inventory if ids is None else inventory[inventory[SERVER_ID].isin(ids)]
         base_parts.append(assess(seen, forecasts, servers_inv, cfg, calibration))
-        if grow:
-            grown = apply_growth(forecasts, pct, ramp=cfg.growth_ramp)
-            grown_parts.append(assess(seen, grown, servers_inv, cfg, calibration))
+        if what_if:
+            kept = forecasts[~forecasts[SERVER_ID].isin(touched)]
+            grown = apply_growth(kept, pct, ramp=cfg.growth_ramp)
+            grown_parts.append(assess(seen.without(touched) if touched else seen, grown,
+                                      servers_inv[~servers_inv[SERVER_ID].isin(touched)], cfg, calibration))
         del forecasts
     logger.debug("risk: %d server(s) in %d chunk(s)", len(servers), len(chunks))
     result = base = conclude(combine(base_parts), inventory, cfg, clusters, calibration=calibration)
 
-    if pct != 0 or scenario is not None:
+    if what_if:
         file_name = scenario.name if scenario is not None else None
         name = scenario_name(pct, ramp=cfg.growth_ramp, file_name=file_name, given=name)
         label = scenario_label(pct, ramp=cfg.growth_ramp, file_name=file_name)
-        if scenario is None:
-            what_clusters = carry_clusters(clusters, inventory, {})
-            what_if = conclude(combine(grown_parts), inventory, cfg, what_clusters, label, calibration)
-        else:
-            inputs = apply_scenario(source.read(METRICS, None, COLUMNS[METRICS]),
-                                    source.read(FORECASTS, None, COLUMNS[FORECASTS]), inventory, scenario, clusters)
-            what_clusters = carry_clusters(clusters, inputs.inventory, inputs.templates)
-            what_if = evaluate(inputs.metrics, apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp),
-                               inputs.inventory, cfg, what_clusters, label=label, calibration=calibration)
-        result = with_what_if(base, what_if, name, what_clusters,
+        after = inventory
+        templates: dict[str, str] = {}
+        if scenario is not None:
+            # Touched servers: the scenario applied to their rows, their history observed afresh.
+            hit = sorted(touched)
+            inputs = apply_scenario(source.read(METRICS, hit, COLUMNS[METRICS]),
+                                    source.read(FORECASTS, hit, COLUMNS[FORECASTS]), inventory, scenario, clusters)
+            after, templates = inputs.inventory, inputs.templates
+            grown = apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp)
+            present = after[after[SERVER_ID].isin(touched | set(templates))]
+            grown_parts.append(assess(observe(inputs.metrics, grown[_HORIZON], cfg), grown, present, cfg, calibration))
+        what_clusters = carry_clusters(clusters, after, templates)
+        assessed = combine(grown_parts)
+        what = conclude(assessed if scenario is None else assessed.by_server(), after, cfg, what_clusters, label,
+                        calibration)
+        result = with_what_if(base, what, name, what_clusters,
                               {"growth_pct": float(pct), "growth_ramp": bool(cfg.growth_ramp),
                                "scenario_file": file_name})
     log_summary(result.summary, started)

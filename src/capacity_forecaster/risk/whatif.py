@@ -185,6 +185,18 @@ def _merge_onto(frame: pd.DataFrame, source: str, target: str, ratio: dict[str, 
     return out
 
 
+def touched_servers(scenario: Scenario, clusters: pd.DataFrame | None = None, source: str = "scenario") -> set[str]:
+    """The servers whose rows a scenario reads or changes: moved ones, their hosts, removed ones, templates.
+
+    Every other server's history and forecasts are the same after ``apply_scenario``.
+
+    Raises:
+        ConfigError: an ``add.cluster`` label that is not a cluster.
+    """
+    moved = {m.server_id for m in scenario.move} | {m.onto for m in scenario.move if m.onto}
+    return moved | set(scenario.remove) | {_template(spec, clusters, source) for spec in scenario.add}
+
+
 def apply_scenario(
     metrics: pd.DataFrame,
     forecasts: pd.DataFrame,
