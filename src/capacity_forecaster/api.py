@@ -297,7 +297,7 @@ def accuracy_history(lake: Lake | str | Path, runs: int | None = None,
     cfg = config or settings()
     report = _section(cfg.report, "report", {} if runs is None else {"accuracy_runs": runs})
     store = lake if isinstance(lake, Lake) else open_lake(lake, cfg)
-    return history.accuracy_history(store, report.accuracy_runs)
+    return history.accuracy_history(store, report.accuracy_runs, chunk_servers=report.chunk_servers)
 
 
 def _section(current: SectionT, name: str, updates: Mapping[str, Any]) -> SectionT:

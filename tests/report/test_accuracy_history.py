@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
 import pytest
 from openpyxl import load_workbook
 
@@ -21,6 +23,7 @@ from capacity_forecaster.report.accuracy_history import (
     UNREADABLE,
     accuracy_history,
     score_runs,
+    server_ranges,
 )
 from capacity_forecaster.report.data import load_report_data
 from capacity_forecaster.report.excel import SHEETS, build_workbook
@@ -232,3 +235,21 @@ def test_the_report_stage_says_so_in_one_line_with_one_forecast_run(full_report)
     assert section[1].count("<p") == 1 and "Only one forecast run so far" in section[1]
     book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
     assert str(book["Forecast vs actual"]["A1"].value).startswith("Only one forecast run so far")
+
+
+def test_scores_are_the_same_whatever_the_chunk_of_servers(two_runs) -> None:
+    lake, _, _ = two_runs
+    whole, one_by_one = accuracy_history(lake, runs=5), accuracy_history(lake, runs=5, chunk_servers=1)
+    pd.testing.assert_frame_equal(one_by_one.runs, whole.runs)
+    pd.testing.assert_frame_equal(one_by_one.buckets, whole.buckets)
+    assert (one_by_one.message, one_by_one.last_actual) == (whole.message, whole.last_actual)
+
+
+def test_server_ranges_put_every_id_in_exactly_one_range() -> None:
+    ids = ["s02", "s04", "s06", "s08", "s10"]
+    ranges = server_ranges(ids, 2)
+    table = pa.table({"server_id": ["s01", "s02", "s03", "s05", "s08", "s09", "s10", "s11", None]})
+    parts = [pads.dataset(table).to_table(filter=r)["server_id"].to_pylist() for r in ranges]
+    assert len(ranges) == 3 and sorted(sum(parts, []), key=str) == sorted(table["server_id"].to_pylist(), key=str)
+    assert parts == [["s01", "s02", "s03", "s05", None], ["s08", "s09"], ["s10", "s11"]]
+    assert server_ranges(ids, 5) == [None]

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from report_lake import RISKIEST, SERVERS
 
-from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data
+from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data, profile_features
 from capacity_forecaster.report.summary import assumptions, cluster_map, kpis, model_accuracy, ranked_risks
 from capacity_forecaster.storage import Lake
+from capacity_forecaster.storage.sql import connect
 
 
 def test_full_lake_loads_every_table_and_aggregate(report_lake: Lake, settings) -> None:
     data = load_report_data(report_lake, settings)
     assert data.missing == {"risk_comparison": WHATIF_MISSING}  # every stage table but a stored what-if
-    assert set(data.tables) == {"inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts"}
+    # Forecasts are summarised per series (their daily rows grow with the fleet and are read on demand).
+    assert set(data.tables) == {"inventory", "server_risk", "clusters", "recommendations", "backtests"}
+    rows = report_lake.read_table("forecasts")
+    by_series = rows.groupby(["server_id", "metric"])
+    assert data.forecasts is not None and data.forecasts.rows == len(rows)
+    series = data.forecasts.series.set_index(["server_id", "metric"])
+    assert (series["days"] == by_series.size()).all() and (series["model"] == by_series["model"].first()).all()
+    assert (series["first"] == by_series["ds"].min()).all() and (series["last"] == by_series["ds"].max()).all()
     assert str(data.period[1]) == "2026-06-30"
     assert set(data.weekly["server_id"]) == set(SERVERS)
     assert data.weekly["value"].between(0, 100).all()
@@ -97,3 +106,13 @@ def test_already_breaching_series_lead_the_ranking_the_cards_and_the_messages(re
     table = _top_risk_rows(ranked, 5)
     first_row = table.split("<tbody>")[1].split("</tr>")[0]
     assert str(first["server_id"]) in first_row and ">now<" in first_row
+
+
+def test_profile_features_are_the_same_whatever_the_chunk_of_servers(report_lake: Lake) -> None:
+    con = connect(report_lake)
+    try:
+        whole, one_by_one = profile_features(con), profile_features(con, 1)
+    finally:
+        con.close()
+    assert len(whole) == len(SERVERS)
+    pd.testing.assert_frame_equal(one_by_one, whole, rtol=1e-12)

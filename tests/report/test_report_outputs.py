@@ -17,13 +17,8 @@ from report_lake import RISKIEST, report_file
 
 from capacity_forecaster.report.charts import CHART_FILES
 from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data
-from capacity_forecaster.report.excel import (
-    AT_RISK_COLUMNS,
-    FORECAST_COLUMNS,
-    SHEETS,
-    WEEKLY_FORECAST_COLUMNS,
-    build_workbook,
-)
+from capacity_forecaster.report.excel import AT_RISK_COLUMNS, SHEETS, build_workbook
+from capacity_forecaster.report.forecast_sheet import FORECAST_COLUMNS, WEEKLY_FORECAST_COLUMNS
 from capacity_forecaster.report.plotly_bundle import plotly_js
 from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
 from capacity_forecaster.storage.sql import query

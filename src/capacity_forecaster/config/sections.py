@@ -310,6 +310,9 @@ class ReportConfig(_Section):
     # Forecast vs actual over time: the current forecast run and up to this many earlier ones are scored
     # against the actuals observed since (older versions must still be readable: lake.retention_hours).
     accuracy_runs: int = Field(5, ge=1, le=52)
+    # Servers capfc report reads at a time: forecast rows for the Forecast data sheet and the accuracy history,
+    # metrics for the workload profiles (None: from the available memory; docs/scale.md).
+    chunk_servers: int | None = Field(None, ge=1, le=100_000)
 
 
 class DashboardConfig(_Section):

@@ -5,14 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from capacity_forecaster.errors import StorageError
+from capacity_forecaster.report.forecast_rows import chunk_size
+from capacity_forecaster.stages.chunks import server_ids
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import list_runs
 
@@ -91,64 +95,142 @@ def score_runs(forecasts: pd.DataFrame, actuals: pd.DataFrame) -> tuple[pd.DataF
         per run in ``forecasts``, zero points where nothing overlaps); and per run and horizon
         bucket: run_id, horizon, points, mae, bias, coverage (buckets with points only).
     """
-    bounds = [c for c in ("yhat_lower", "yhat_upper") if c in forecasts.columns]
-    frame = forecasts[[*_KEY, "ds", "yhat", *bounds]].assign(ds=pd.to_datetime(forecasts["ds"]).dt.normalize())
-    first = frame.groupby(_KEY, sort=False)["ds"].transform("min")
-    frame["horizon"] = (frame["ds"] - first).dt.days + 1
-    frame["origin"] = first - pd.Timedelta(days=1)
-    origins = frame.groupby("run_id", sort=False)["origin"].max()
-    observed = actuals[["server_id", "metric", "ds", "value"]].assign(ds=pd.to_datetime(actuals["ds"]).dt.normalize())
-    merged = frame.merge(observed, on=["server_id", "metric", "ds"], how="inner")
-    merged = merged[(merged["ds"] > merged["origin"]) & merged["yhat"].notna()]
-    error = merged["yhat"].to_numpy(float) - merged["value"].to_numpy(float)
-    if len(bounds) == 2:
-        lower, upper = merged["yhat_lower"].to_numpy(float), merged["yhat_upper"].to_numpy(float)
-        value = merged["value"].to_numpy(float)
-        inside = np.where(np.isnan(lower) | np.isnan(upper), np.nan, (value >= lower) & (value <= upper))
-    else:
-        inside = np.full(len(merged), np.nan)
-    merged = merged.assign(error=error, abs_error=np.abs(error), inside=inside)
-    merged["bucket"] = pd.cut(merged["horizon"], bins=[0, *(b[1] or np.inf for b in HORIZON_BUCKETS)],
-                              labels=[bucket_label(*b) for b in HORIZON_BUCKETS])
-    stats = {"points": ("error", "size"), "mae": ("abs_error", "mean"), "bias": ("error", "mean"),
-             "coverage": ("inside", "mean")}
-    per_run = merged.groupby("run_id").agg(horizon_days=("horizon", "max"), days=("ds", "nunique"), **stats)
-    per_run["series"] = merged.drop_duplicates(_KEY).groupby("run_id").size()
-    per_run = per_run.reindex(origins.index)
+    return _finish(_Totals.of(forecasts, actuals))
+
+
+# Sums whose ratios are the scores: mae = abs_error / points, bias = error / points, coverage = inside / bounded.
+_SUMS = ["points", "abs_error", "error", "inside", "bounded"]
+
+
+@dataclass(frozen=True)
+class _Totals:
+    """The sums behind the scores of some servers; the totals of disjoint sets of servers add up (``add``).
+
+    Attributes:
+        origins: run_id -> latest origin of its series.
+        runs: per run_id: horizon_days (max), series, and ``_SUMS``.
+        days: run_id, ds: the distinct days scored.
+        buckets: per run_id and horizon bucket: ``_SUMS``.
+    """
+
+    origins: pd.Series
+    runs: pd.DataFrame
+    days: pd.DataFrame
+    buckets: pd.DataFrame
+
+    @classmethod
+    def of(cls, forecasts: pd.DataFrame, actuals: pd.DataFrame) -> _Totals:
+        """The totals of ``forecasts`` against ``actuals`` (see ``score_runs``)."""
+        bounds = [c for c in ("yhat_lower", "yhat_upper") if c in forecasts.columns]
+        frame = forecasts[[*_KEY, "ds", "yhat", *bounds]].assign(ds=pd.to_datetime(forecasts["ds"]).dt.normalize())
+        first = frame.groupby(_KEY, sort=False)["ds"].transform("min")
+        frame["horizon"] = (frame["ds"] - first).dt.days + 1
+        frame["origin"] = first - pd.Timedelta(days=1)
+        origins = frame.groupby("run_id", sort=False)["origin"].max()
+        observed = actuals[["server_id", "metric", "ds", "value"]].assign(
+            ds=pd.to_datetime(actuals["ds"]).dt.normalize())
+        merged = frame.merge(observed, on=["server_id", "metric", "ds"], how="inner")
+        merged = merged[(merged["ds"] > merged["origin"]) & merged["yhat"].notna()]
+        error = merged["yhat"].to_numpy(float) - merged["value"].to_numpy(float)
+        if len(bounds) == 2:
+            lower, upper = merged["yhat_lower"].to_numpy(float), merged["yhat_upper"].to_numpy(float)
+            value = merged["value"].to_numpy(float)
+            inside = np.where(np.isnan(lower) | np.isnan(upper), np.nan, (value >= lower) & (value <= upper))
+        else:
+            inside = np.full(len(merged), np.nan)
+        merged = merged.assign(points=1, error=error, abs_error=np.abs(error), inside=inside,
+                               bounded=(~np.isnan(inside)).astype(int))
+        merged["bucket"] = pd.cut(merged["horizon"], bins=[0, *(b[1] or np.inf for b in HORIZON_BUCKETS)],
+                                  labels=[bucket_label(*b) for b in HORIZON_BUCKETS])
+        runs = merged.groupby("run_id")[_SUMS].sum()
+        runs["horizon_days"] = merged.groupby("run_id")["horizon"].max()
+        runs["series"] = merged.drop_duplicates(_KEY).groupby("run_id").size()
+        buckets = merged.groupby(["run_id", "bucket"], observed=True)[_SUMS].sum()
+        return cls(origins, runs, merged[["run_id", "ds"]].drop_duplicates(), buckets)
+
+    def add(self, other: _Totals) -> _Totals:
+        """The totals of both sets of servers."""
+        runs = pd.concat([self.runs, other.runs])
+        summed = runs.groupby(level=0)[[*_SUMS, "series"]].sum()
+        summed["horizon_days"] = runs.groupby(level=0)["horizon_days"].max()
+        buckets = pd.concat([self.buckets, other.buckets]).groupby(level=[0, 1], observed=True).sum()
+        origins = pd.concat([self.origins, other.origins])
+        return _Totals(origins.groupby(level=0, sort=False).max(), summed,
+                       pd.concat([self.days, other.days]).drop_duplicates(), buckets)
+
+
+def _ratios(sums: pd.DataFrame) -> pd.DataFrame:
+    """mae, bias and coverage from ``_SUMS`` (NaN where nothing was scored)."""
+    points, bounded = sums["points"].where(sums["points"] > 0), sums["bounded"].where(sums["bounded"] > 0)
+    return sums.assign(mae=sums["abs_error"] / points, bias=sums["error"] / points, coverage=sums["inside"] / bounded)
+
+
+def _finish(totals: _Totals) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-run and per-bucket scores of ``score_runs`` from the totals."""
+    per_run = _ratios(totals.runs)
+    per_run["days"] = totals.days.groupby("run_id").size()
+    per_run = per_run.reindex(totals.origins.index)
     counts = ["horizon_days", "days", "points", "series"]
     per_run[counts] = per_run[counts].fillna(0).astype(int)
-    runs = per_run.assign(origin=origins).reset_index()
-    buckets = merged.groupby(["run_id", "bucket"], observed=True).agg(**stats).reset_index()
-    buckets = buckets.rename(columns={"bucket": "horizon"}).astype({"horizon": str})
+    runs = per_run.assign(origin=totals.origins).rename_axis("run_id").reset_index()
+    buckets = _ratios(totals.buckets).reset_index().rename(columns={"bucket": "horizon"}).astype({"horizon": str})
     return (runs[["run_id", "origin", "horizon_days", "days", "points", "series", "mae", "bias", "coverage"]],
             buckets[["run_id", "horizon", "points", "mae", "bias", "coverage"]])
 
 
-def _read_forecasts(lake: Lake, run: dict[str, Any]) -> pd.DataFrame | str:
-    """The forecasts as ``run`` wrote them, or why they cannot be read (a vacuumed version)."""
-    wanted = ["server_id", "metric", "ds", "yhat", "yhat_lower", "yhat_upper"]
+_VACUUMED = "its forecasts were vacuumed (a vacuum keeps report.accuracy_runs + 1 forecast versions)"
+
+
+def _first_day(lake: Lake, run: dict[str, Any]) -> pd.Timestamp | None | str:
+    """The first forecast day ``run`` wrote (None: no rows), scanned batch by batch, or why it cannot be read."""
     try:
-        # Every column: a version written before the interval columns existed still reads (and scores).
-        frame = lake.read_table("forecasts", as_of=str(run["run_id"]))
-        return frame[[c for c in wanted if c in frame.columns]]
-    except StorageError as err:
+        dataset = lake.dataset("forecasts", as_of=str(run["run_id"]))
+        first = None
+        for batch in dataset.to_batches(columns=["ds"]) if dataset is not None else ():
+            low = pc.min(batch.column(0)).as_py()
+            first = low if first is None or (low is not None and low < first) else first
+    except (StorageError, OSError, pa.ArrowInvalid) as err:
         # Vacuumed: older than lake.retention_hours and beyond the report.accuracy_runs + 1 kept versions.
         log.debug("forecast run %s: %s", run["run_id"], err)
-        return "its forecasts were vacuumed (a vacuum keeps report.accuracy_runs + 1 forecast versions)"
+        return _VACUUMED
+    return None if first is None else pd.Timestamp(first)
 
 
-def _read_actuals(lake: Lake, since: pd.Timestamp) -> pd.DataFrame:
-    """Observed (not imputed, not missing) daily values from ``since`` on, from the current metrics."""
+def _read_forecasts(lake: Lake, run_id: str, servers: pads.Expression | None) -> pd.DataFrame:
+    """The forecasts of some servers as run ``run_id`` wrote them."""
+    wanted = ["server_id", "metric", "ds", "yhat", "yhat_lower", "yhat_upper"]
+    # Every column: a version written before the interval columns existed still reads (and scores).
+    frame = lake.read_table("forecasts", filter=servers, as_of=run_id)
+    return frame[[c for c in wanted if c in frame.columns]].assign(run_id=run_id)
+
+
+def _read_actuals(lake: Lake, since: pd.Timestamp, servers: pads.Expression | None = None) -> pd.DataFrame:
+    """Observed (not imputed, not missing) daily values of some servers (default all) from ``since`` on, from the
+    current metrics."""
     info = lake.table_info("metrics")
     columns = ["server_id", "metric", "ds", "value", "is_imputed"]
     if info is None:
         return pd.DataFrame(columns=columns[:4])
     first = pa.scalar(since.date(), pa.date32()).cast(info.schema.field("ds").type)
+    wanted = (pc.field("ds") >= first) & pc.field("value").is_valid()
     frame = lake.read_table("metrics", columns=[c for c in columns if c in info.schema.names],
-                            filter=(pc.field("ds") >= first) & pc.field("value").is_valid())
+                            filter=wanted if servers is None else wanted & servers)
     if "is_imputed" in frame.columns:
         frame = frame[~frame["is_imputed"].fillna(False).astype(bool)]
     return frame[columns[:4]]
+
+
+def server_ranges(ids: list[Any], size: int) -> list[pads.Expression | None]:
+    """Filters splitting a table's rows by server id range, ``size`` of ``ids`` (sorted) per range: every row
+    falls in exactly one, whatever ids another version of the table holds (the first also takes rows without
+    an id). One range (None: no filter) when ``ids`` fit in one."""
+    if len(ids) <= size:
+        return [None]
+    server = pc.field("server_id")
+    cuts = ids[size::size]
+    out = [(server < cuts[0]) | ~server.is_valid()]
+    out += [(server >= low) & (server < high) for low, high in zip(cuts, cuts[1:], strict=False)]
+    return [*out, server >= cuts[-1]]
 
 
 def _made(run: dict[str, Any]) -> pd.Timestamp:
@@ -156,17 +238,32 @@ def _made(run: dict[str, Any]) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
 
 
-def accuracy_history(lake: Lake, runs: int = 5, manifests: list[dict[str, Any]] | None = None) -> AccuracyHistory:
+def _score(lake: Lake, run_ids: list[str], since: pd.Timestamp, chunk_servers: int | None) -> tuple[_Totals, Any]:
+    """The totals of every run in ``run_ids`` over chunks of servers, and the latest actual day (None: none)."""
+    ids = server_ids(lake, "forecasts") or []
+    parts, lasts = [], []
+    for servers in server_ranges(ids, chunk_size(chunk_servers)):
+        forecasts = pd.concat([_read_forecasts(lake, run_id, servers) for run_id in run_ids], ignore_index=True)
+        actuals = _read_actuals(lake, since, servers)
+        lasts += [actuals["ds"].max()] if len(actuals) else []
+        parts.append(_Totals.of(forecasts.astype({"ds": "datetime64[ns]"}), actuals))
+    return reduce(_Totals.add, parts), max(lasts, default=None)
+
+
+def accuracy_history(lake: Lake, runs: int = 5, manifests: list[dict[str, Any]] | None = None,
+                     chunk_servers: int | None = None) -> AccuracyHistory:
     """Score the current forecast run and up to ``runs`` earlier ones against the actuals now in ``metrics``.
 
     Each run's forecasts are read as that run wrote them (time travel by run id); the actuals are
     the current metrics' observed days after each series' forecast origin (imputed days are not
-    actuals). A run re-made on the same data has no such days: ``no actuals yet``.
+    actuals). A run re-made on the same data has no such days: ``no actuals yet``. Both are read a
+    chunk of servers at a time, so memory follows the chunk, not the fleet.
 
     Args:
         lake: the lake.
         runs: earlier forecast runs to compare (``report.accuracy_runs``).
         manifests: the run manifests if already read (``list_runs(lake)``).
+        chunk_servers: servers read at a time (``report.chunk_servers``; None: from the available memory).
 
     Returns:
         The AccuracyHistory (``runs``: runs_ago, run_id, made, origin, status, horizon_days, days,
@@ -181,19 +278,21 @@ def accuracy_history(lake: Lake, runs: int = 5, manifests: list[dict[str, Any]] 
                                message="No forecast run is recorded in the lake yet: run capfc forecast.")
     index = pd.DataFrame({"runs_ago": range(len(chosen)), "run_id": [str(r["run_id"]) for r in chosen],
                           "made": [_made(r) for r in chosen]})
-    read = {str(r["run_id"]): _read_forecasts(lake, r) for r in chosen}
-    frames = [f.assign(run_id=run_id) for run_id, f in read.items() if isinstance(f, pd.DataFrame)]
-    notes = pd.Series({run_id: f for run_id, f in read.items() if isinstance(f, str)}, dtype=object)
-    forecasts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*_KEY, "ds", "yhat"])
-    forecasts = forecasts.astype({"ds": "datetime64[ns]"})
-    # From the earliest origin on: its day tells where the metrics end when no forecast day was observed yet.
-    actuals = (_read_actuals(lake, forecasts["ds"].min() - pd.Timedelta(days=1)) if len(forecasts)
-               else pd.DataFrame(columns=["server_id", "metric", "ds", "value"]))
-    scores, buckets = score_runs(forecasts, actuals)
+    first = {str(r["run_id"]): _first_day(lake, r) for r in chosen}
+    notes = pd.Series({run_id: f for run_id, f in first.items() if isinstance(f, str)}, dtype=object)
+    days = {run_id: f for run_id, f in first.items() if isinstance(f, pd.Timestamp)}
+    if days:
+        # From the earliest origin on: its day tells where the metrics end when no forecast day was observed yet.
+        totals, last_day = _score(lake, list(days), min(days.values()) - pd.Timedelta(days=1), chunk_servers)
+        scores, buckets = _finish(totals)
+    else:
+        last_day = None
+        scores, buckets = score_runs(pd.DataFrame(columns=[*_KEY, "ds", "yhat"]).astype({"ds": "datetime64[ns]"}),
+                                     pd.DataFrame(columns=["server_id", "metric", "ds", "value"]))
     table = index.merge(scores, on="run_id", how="left")
     for column in ("horizon_days", "days", "points", "series"):
         table[column] = table[column].fillna(0).astype(int)
-    last = pd.Timestamp(actuals["ds"].max()).date() if len(actuals) else None
+    last = pd.Timestamp(last_day).date() if last_day is not None else None
     table["status"] = np.where(table["run_id"].isin(notes.index), UNREADABLE,
                                np.where(table["points"] > 0, SCORED, NO_ACTUALS))
     after = pd.to_datetime(table["origin"]).dt.strftime("%Y-%m-%d").fillna("-")

@@ -112,7 +112,8 @@ class DashboardState:
         # The slider re-assesses breaches as the risk stage did: with the forecast stage's interval and
         # the calibration the last risk run applied (rho, isotonic map), so 0 % matches the stored table.
         self.risk_cfg, self.calibration = _risk_settings(self.data, settings)
-        forecasts = self.data.table("forecasts")
+        # Every forecast row: the slider re-assesses the whole fleet in memory (the report reads them per chunk).
+        forecasts = lake.read_table("forecasts") if self.data.forecasts is not None else None
         self.forecasts = forecasts.sort_values(["server_id", "metric", "ds"]) if forecasts is not None else None
         # One assessment at a time (they share the cache; the recommendations have their own); interactions
         # waiting for one hold the warm-up thread back, so a user never queues behind more than one value.
@@ -137,7 +138,7 @@ class DashboardState:
         if self.whatif_inputs is not None and self.forecasts is not None and clusters is not None and \
                 self.data.table("recommendations") is not None:
             base_cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
-            self.growth_recs = GrowthRecommendations(lake, self.data.table("forecasts"), clusters, base_cfg,
+            self.growth_recs = GrowthRecommendations(lake, forecasts, clusters, base_cfg,
                                                      self.calibration)
         inventory = self.data.table("inventory")
         log.info("dashboard: %d servers, %d series loaded in %.1f s", 0 if inventory is None else len(inventory),

@@ -1,16 +1,18 @@
-"""What the reports read from the lake: the stage tables, metric aggregates through DuckDB, run manifests."""
+"""What the reports read from the lake: the stage tables, metric and forecast aggregates through DuckDB, run
+manifests."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report.accuracy_history import AccuracyHistory, accuracy_history
+from capacity_forecaster.report.forecast_rows import Forecasts, chunk_size, load_forecasts, read_series
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import list_runs
 from capacity_forecaster.storage.sql import connect
@@ -40,6 +42,7 @@ TABLE_TITLES = {
     "risk_scenarios": "What-if scenarios", "recommendation_options": "Sizing options",
     "capacity_by_group": "Capacity by group",
 }
+# Read whole into memory, but forecasts: their daily rows grow with the fleet (``ReportData.forecasts``).
 SMALL_TABLES = ("inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts", "risk_comparison")
 # Read when present, never reported as missing (older lakes and runs without a what-if lack them).
 OPTIONAL_TABLES = ("risk_scenarios", "recommendation_options", "capacity_by_group")
@@ -65,14 +68,15 @@ def not_available(table: str) -> str:
 
 @dataclass(frozen=True)
 class ReportData:
-    """Everything a report renders, read once from the lake; absent tables are None.
+    """Everything a report renders, read from the lake (forecast rows on demand); absent tables are None.
 
     Attributes:
         lake_uri: where the data came from.
         settings: the effective settings (thresholds and assumptions).
         generated: when the data was read (UTC).
-        tables: table name -> frame for the stage tables in ``SMALL_TABLES`` that exist (an empty
-            ``risk_comparison``, written by a risk run without a what-if, counts as absent).
+        tables: table name -> frame for the stage tables in ``SMALL_TABLES`` that exist, but forecasts (an
+            empty ``risk_comparison``, written by a risk run without a what-if, counts as absent).
+        forecasts: the forecasts' per-series summary, their daily rows read on demand (None without them).
         weekly: server_id, week, value: weekly mean of the heatmap metric (None without metrics).
         peaks: server_id, week, value, days: weekly max of the heatmap metric's daily P95 (what the
             heatmap shows; None without metrics).
@@ -89,6 +93,7 @@ class ReportData:
     settings: Settings
     generated: dt.datetime
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    forecasts: Forecasts | None = None
     weekly: pd.DataFrame | None = None
     peaks: pd.DataFrame | None = None
     profiles: pd.DataFrame | None = None
@@ -104,7 +109,8 @@ class ReportData:
     @property
     def missing(self) -> dict[str, str]:
         """Table name -> "not available: run ..." for every table the reports would use."""
-        absent = {n: not_available(n) for n in SMALL_TABLES if n not in self.tables}
+        absent = {n: not_available(n) for n in SMALL_TABLES
+                  if n not in self.tables and not (n == "forecasts" and self.forecasts is not None)}
         if self.period is None:
             absent["metrics"] = not_available("metrics")
         return absent
@@ -183,6 +189,12 @@ def _dates(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     return out
 
 
+def _rows(con: Any, sql: str, params: list[Any]) -> pd.DataFrame:
+    """A query's result in pandas through Arrow, which keeps one Python string per distinct value (``df()``
+    makes one per row: ~60 MB per million rows of server ids)."""
+    return con.sql(sql, params=params).to_arrow_table().to_pandas()
+
+
 def weekly_utilisation(con: Any, metric: str) -> pd.DataFrame:
     """Weekly mean of one metric per server, computed by DuckDB over the processed metrics.
 
@@ -190,12 +202,12 @@ def weekly_utilisation(con: Any, metric: str) -> pd.DataFrame:
         server_id, week (Monday, datetime64), value (mean of the week's daily P95, percent); weeks with
         fewer than 4 observed days (the partial first and last weeks, outages) are left out.
     """
-    frame = con.execute(
-        "SELECT server_id, CAST(date_trunc('week', ds) AS DATE) AS week, avg(value) AS value "
+    frame = _rows(
+        con, "SELECT server_id, CAST(date_trunc('week', ds) AS DATE) AS week, avg(value) AS value "
         "FROM metrics WHERE metric = ? AND value IS NOT NULL GROUP BY ALL "
         "HAVING count(*) >= 4 ORDER BY server_id, week",
         [metric],
-    ).df()
+    )
     return _dates(frame, ("week",))
 
 
@@ -206,17 +218,22 @@ def weekly_peaks(con: Any, metric: str) -> pd.DataFrame:
         server_id, week (Monday, datetime64), value (highest daily P95 of the week, percent), days
         (observed days); weeks with fewer than ``HEATMAP_MIN_DAYS`` observed days are left out.
     """
-    frame = con.execute(
-        "SELECT server_id, CAST(date_trunc('week', ds) AS DATE) AS week, max(value) AS value, count(*) AS days "
+    frame = _rows(
+        con, "SELECT server_id, CAST(date_trunc('week', ds) AS DATE) AS week, max(value) AS value, count(*) AS days "
         "FROM metrics WHERE metric = ? AND value IS NOT NULL GROUP BY ALL "
         "HAVING count(*) >= ? ORDER BY server_id, week",
         [metric, HEATMAP_MIN_DAYS],
-    ).df()
+    )
     return _dates(frame, ("week",))
 
 
-def profile_features(con: Any) -> pd.DataFrame:
+def profile_features(con: Any, chunk_servers: int | None = None) -> pd.DataFrame:
     """Simple workload features per server for the cluster map (DuckDB over the processed metrics).
+
+    Args:
+        con: a DuckDB connection with the lake's views.
+        chunk_servers: servers aggregated per query (the quantiles hold every value of the servers a query
+            reads); None: all at once.
 
     Returns:
         server_id, then per metric ``<metric>_mean``, ``<metric>_p95``, ``<metric>_p99`` (the level the
@@ -224,33 +241,47 @@ def profile_features(con: Any) -> pd.DataFrame:
         ``<metric>_trend`` (slope in points per year), and ``weekend_ratio`` (weekend / weekday CPU).
         Anomalous days are left out; a feature without data is filled with the fleet median.
     """
+    ids = [row[0] for row in con.execute(
+        "SELECT DISTINCT server_id FROM metrics WHERE server_id IS NOT NULL ORDER BY server_id").fetchall()]
+    size = chunk_servers or max(len(ids), 1)
+    chunks = [_server_profiles(con, ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+    per_metric = pd.concat([c[0] for c in chunks], ignore_index=True) if chunks else pd.DataFrame()
+    if per_metric.empty:
+        return pd.DataFrame(columns=["server_id"])
+    weekend = pd.concat([c[1] for c in chunks], ignore_index=True)
+    wide = per_metric.pivot(index="server_id", columns="metric", values=["mean", "p95", "p99", "cv", "trend"])
+    wide.columns = [f"{metric}_{stat}" for stat, metric in cast(pd.MultiIndex, wide.columns)]
+    wide = wide.join(weekend.set_index("server_id"), how="left").astype(float)
+    return wide.fillna(wide.median()).fillna(0.0).reset_index()
+
+
+def _server_profiles(con: Any, first: Any, last: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-metric features and the weekend ratio of the servers from ``first`` to ``last`` (ids, inclusive)."""
     per_metric = con.execute(
         """
         SELECT server_id, metric, avg(value) AS mean, quantile_cont(value, 0.95) AS p95,
                quantile_cont(value, 0.99) AS p99,
                coalesce(stddev_samp(value) / nullif(avg(value), 0), 0) AS cv,
                coalesce(regr_slope(value, epoch(CAST(ds AS TIMESTAMP)) / 86400.0) * 365.25, 0) AS trend
-        FROM metrics WHERE value IS NOT NULL AND NOT coalesce(is_anomaly, false) GROUP BY ALL
-        """
+        FROM metrics WHERE server_id BETWEEN ? AND ? AND value IS NOT NULL AND NOT coalesce(is_anomaly, false)
+        GROUP BY ALL
+        """, [first, last]
     ).df()
     weekend = con.execute(
         """
         SELECT server_id,
                avg(value) FILTER (WHERE isodow(ds) >= 6) / nullif(avg(value) FILTER (WHERE isodow(ds) < 6), 0)
                    AS weekend_ratio
-        FROM metrics WHERE metric = 'cpu' AND value IS NOT NULL AND NOT coalesce(is_anomaly, false) GROUP BY ALL
-        """
+        FROM metrics WHERE server_id BETWEEN ? AND ? AND metric = 'cpu' AND value IS NOT NULL
+            AND NOT coalesce(is_anomaly, false)
+        GROUP BY ALL
+        """, [first, last]
     ).df()
-    if per_metric.empty:
-        return pd.DataFrame(columns=["server_id"])
-    wide = per_metric.pivot(index="server_id", columns="metric", values=["mean", "p95", "p99", "cv", "trend"])
-    wide.columns = [f"{metric}_{stat}" for stat, metric in wide.columns]
-    wide = wide.join(weekend.set_index("server_id"), how="left").astype(float)
-    return wide.fillna(wide.median()).fillna(0.0).reset_index()
+    return per_metric, weekend
 
 
 def _period(con: Any) -> tuple[dt.date, dt.date] | None:
-    first, last = con.execute("SELECT min(ds), max(ds) FROM metrics").fetchone()
+    ((first, last),) = con.execute("SELECT min(ds), max(ds) FROM metrics").fetchall()
     if first is None or last is None:
         return None
     return pd.Timestamp(first).date(), pd.Timestamp(last).date()
@@ -272,34 +303,38 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
     tables, versions = {}, {}
     for name in (*SMALL_TABLES, *OPTIONAL_TABLES):
         info = lake.table_info(name)
-        frame = lake.read_table(name) if info is not None else None
         if info is not None:
             versions[name] = info.version
+        if name == "forecasts" and info is not None:
+            continue
+        frame = lake.read_table(name) if info is not None else None
         if frame is not None and not (frame.empty and name in _ABSENT_WHEN_EMPTY):
             tables[name] = frame
         elif name in SMALL_TABLES:
             log.info("report: table %s is absent (%s)", name, not_available(name))
     weekly = peaks = profiles = period = None
     runs = list_runs(lake)
-    accuracy = accuracy_history(lake, settings.report.accuracy_runs, runs) if "forecasts" in tables else None
-    if lake.has_table("metrics"):
-        con = connect(lake)
-        try:
+    size = chunk_size(settings.report.chunk_servers)
+    con = connect(lake)
+    try:
+        forecasts = load_forecasts(lake, con, size)
+        if lake.has_table("metrics"):
             period = _period(con)
             weekly = weekly_utilisation(con, settings.report.heatmap_metric)
             peaks = weekly_peaks(con, settings.report.heatmap_metric)
-            profiles = profile_features(con)
-        finally:
-            con.close()
+            profiles = profile_features(con, size)
+    finally:
+        con.close()
+    accuracy = accuracy_history(lake, settings.report.accuracy_runs, runs, size) if forecasts is not None else None
     return ReportData(
         lake_uri=lake.uri, settings=settings, generated=dt.datetime.now(dt.UTC), tables=tables,
-        weekly=weekly, peaks=peaks, profiles=profiles, period=period, runs=runs,
+        forecasts=forecasts, weekly=weekly, peaks=peaks, profiles=profiles, period=period, runs=runs,
         versions=versions, accuracy=accuracy,
     )
 
 
 def load_history(lake: Lake, series: list[tuple[str, str]], since: dt.date | None) -> pd.DataFrame:
-    """Daily history of a few series (the ones a chart shows), read through DuckDB.
+    """Daily history of a few series (the ones a chart shows).
 
     Args:
         lake: the lake.
@@ -309,14 +344,14 @@ def load_history(lake: Lake, series: list[tuple[str, str]], since: dt.date | Non
     Returns:
         server_id, ds, metric, value, is_imputed, is_anomaly (empty when metrics are absent).
     """
-    sql = ("SELECT m.server_id, m.ds, m.metric, m.value, coalesce(m.is_imputed, false) AS is_imputed, "
-           "coalesce(m.is_anomaly, false) AS is_anomaly FROM metrics m JOIN wanted USING (server_id, metric) "
-           "WHERE ? IS NULL OR m.ds >= ? ORDER BY m.server_id, m.metric, m.ds")
-    return _series_rows(lake, "metrics", series, since, sql, HISTORY_COLUMNS, ("ds",))
+    frame = read_series(lake, "metrics", series, since, HISTORY_COLUMNS)
+    for flag in ("is_imputed", "is_anomaly"):
+        frame[flag] = frame[flag].fillna(False).astype(bool)
+    return frame.sort_values(["server_id", "metric", "ds"], kind="stable").reset_index(drop=True)
 
 
 def load_backtest_forecasts(lake: Lake, series: list[tuple[str, str]], since: dt.date | None) -> pd.DataFrame:
-    """The stored backtest forecasts of a few series (the ones a chart shows), read through DuckDB.
+    """The stored backtest forecasts of a few series (the ones a chart shows).
 
     Args:
         lake: the lake.
@@ -327,21 +362,5 @@ def load_backtest_forecasts(lake: Lake, series: list[tuple[str, str]], since: dt
         server_id, metric, model, cutoff, ds, y, yhat, yhat_lower, yhat_upper (cutoff and ds as
         datetime64); empty when the forecast stage has not written ``backtest_forecasts``.
     """
-    sql = (f"SELECT {', '.join('b.' + c for c in BACKTEST_COLUMNS)} FROM backtest_forecasts b "
-           "JOIN wanted USING (server_id, metric) WHERE ? IS NULL OR CAST(b.ds AS DATE) >= ? "
-           "ORDER BY b.server_id, b.metric, b.cutoff, b.ds")
-    return _series_rows(lake, "backtest_forecasts", series, since, sql, BACKTEST_COLUMNS, ("cutoff", "ds"))
-
-
-def _series_rows(lake: Lake, table: str, series: list[tuple[str, str]], since: dt.date | None, sql: str,
-                 columns: tuple[str, ...] | list[str], dates: tuple[str, ...]) -> pd.DataFrame:
-    """Rows of a few series from ``table`` through DuckDB (``sql`` joins the registered ``wanted`` keys)."""
-    if not series or not lake.has_table(table):
-        return pd.DataFrame(columns=list(columns))
-    con = connect(lake)
-    try:
-        con.register("wanted", pd.DataFrame(series, columns=["server_id", "metric"]))
-        frame = con.execute(sql, [since, since]).df()
-    finally:
-        con.close()
-    return _dates(frame, dates)
+    frame = read_series(lake, "backtest_forecasts", series, since, BACKTEST_COLUMNS)
+    return frame.sort_values(["server_id", "metric", "cutoff", "ds"], kind="stable").reset_index(drop=True)

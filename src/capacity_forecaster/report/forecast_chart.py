@@ -134,8 +134,7 @@ def forecast_panels(data: ReportData, history: pd.DataFrame, backtests: pd.DataF
     """
     cfg = data.settings.report
     title = "Forecast vs actual: riskiest series (daily P95, % of capacity)"
-    forecasts = data.table("forecasts")
-    if forecasts is None or forecasts.empty:
+    if data.forecasts is None or data.forecasts.series.empty:
         return style.placeholder(11, 4, title, not_available("forecasts"))
     ranked = ranked_risks(data)
     if ranked.empty:
@@ -143,6 +142,7 @@ def forecast_panels(data: ReportData, history: pd.DataFrame, backtests: pd.DataF
     pairs = top_series(ranked, cfg.chart_series)
     if not pairs:
         return style.placeholder(11, 4, title, "no series could be assessed (see server_risk.reason)")
+    forecasts = data.forecasts.of(pairs)
     cols = 1 if len(pairs) == 1 else 2
     rows = math.ceil(len(pairs) / cols)
     height = 2.7 * rows + 1.5

@@ -181,9 +181,9 @@ def forecast_figures(data: ReportData, ranked: pd.DataFrame, history: pd.DataFra
     threshold, the breach date and the stored backtest forecasts over those days (faint, one line per
     cutoff); only the chosen one is drawn in the browser.
     """
-    forecasts = data.table("forecasts")
-    if forecasts is None:
+    if data.forecasts is None:
         return []
+    forecasts = data.forecasts.of(series)
     interval = data.settings.forecast.interval
     keyed = forecasts.set_index(["server_id", "metric"]).sort_index()
     past_keyed = history.set_index(["server_id", "metric"]).sort_index()
@@ -328,10 +328,9 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
     left = charts.add(figures.risk_bar(ranked)) if not ranked.empty else _na(not_available("server_risk"))
     right = charts.add(figures.savings_bar(recs)) if recs is not None else _na(not_available("recommendations"))
     parts.append(f'<section class="grid2"><div>{left}</div><div>{right}</div></section>')
-    forecasts = data.table("forecasts")
     choices = forecast_figures(data, ranked, history, series, backtests) if series else []
     body = (charts.add_choice("Series:", choices) if choices
-            else _na(not_available("forecasts" if forecasts is None else "server_risk")))
+            else _na(not_available("forecasts" if data.forecasts is None else "server_risk")))
     parts.append(f"<section><h2>Forecast vs actual: riskiest series</h2>{body}</section>")
     top = _top_risk_rows(ranked, cfg.top_risks) if not ranked.empty else _na(not_available("server_risk"))
     parts.append(f"<section><h2>Top risks</h2>{top}</section>")

@@ -1,4 +1,5 @@
-"""The report stage: read the lake once, render the requested formats, write them to ``reports/``."""
+"""The report stage: read the lake (the fleet's forecast rows a chunk of servers at a time), render the requested
+formats, write them to ``reports/``."""
 
 from __future__ import annotations
 
@@ -82,10 +83,10 @@ def _size(size: int) -> str:
 
 
 def _history_since(data: ReportData) -> dt.date | None:
-    forecasts = data.table("forecasts")
+    forecasts = data.forecasts
     days = data.settings.report.history_days
-    if forecasts is not None and len(forecasts):
-        return (pd.Timestamp(forecasts["ds"].min()) - pd.Timedelta(days=days)).date()
+    if forecasts is not None and len(forecasts.series):
+        return (pd.Timestamp(forecasts.series["first"].min()) - pd.Timedelta(days=days)).date()
     if data.period is not None:
         return data.period[1] - dt.timedelta(days=days)
     return None

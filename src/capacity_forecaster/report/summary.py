@@ -115,12 +115,12 @@ def chosen_models(data: ReportData) -> pd.DataFrame:
     Returns:
         server_id, metric, model, mae, mape, mase, coverage (errors NaN without backtests).
     """
-    forecasts, backtests = data.table("forecasts"), data.table("backtests")
-    if forecasts is not None and not forecasts.empty:
-        chosen = forecasts.groupby(["server_id", "metric"], as_index=False)["model"].first()
+    forecasts, backtests = data.forecasts, data.table("backtests")
+    if forecasts is not None and not forecasts.series.empty:
+        chosen = forecasts.series[["server_id", "metric", "model"]]
     elif backtests is not None and "selected" in backtests.columns:
         chosen = backtests[backtests["selected"].astype(bool)].groupby(
-            ["server_id", "metric"], as_index=False)["model"].first()
+            ["server_id", "metric"], as_index=False)[["model"]].first()
     else:
         return pd.DataFrame(columns=["server_id", "metric", "model", "mae", "mape", "mase", "coverage"])
     if backtests is None or backtests.empty:
@@ -269,12 +269,13 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
     out.append(Kpi("data_period", "Data period", None if period is None else float((period[1] - period[0]).days + 1),
                    "-" if period is None else f"{period[0]} to {period[1]}",
                    "" if period is None else f"{(period[1] - period[0]).days + 1:,} days of daily P95"))
-    forecasts = data.table("forecasts")
-    if forecasts is None or forecasts.empty:
+    forecasts = data.forecasts
+    if forecasts is None or forecasts.series.empty:
         out.append(Kpi("horizon", "Forecast horizon", None, "-", "forecasts not available: run capfc forecast"))
     else:
-        days = int(forecasts.groupby(["server_id", "metric"]).size().max())
-        out.append(Kpi("horizon", "Forecast horizon", float(days), f"{days} days", f"to {day(forecasts['ds'].max())}"))
+        series = forecasts.series
+        days = int(series["days"].max())
+        out.append(Kpi("horizon", "Forecast horizon", float(days), f"{days} days", f"to {day(series['last'].max())}"))
     return out
 
 

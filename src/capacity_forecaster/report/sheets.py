@@ -1,0 +1,105 @@
+"""Write-only worksheet building blocks (openpyxl): cell values, styled cells, header rows, streamed rows, tables."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.table import Table, TableStyleInfo
+
+from capacity_forecaster.report import style
+from capacity_forecaster.report.data import not_available
+
+# A write-only worksheet (openpyxl does not export its class publicly).
+Worksheet = Any
+
+_HEADER_FILL = PatternFill("solid", fgColor=style.NAVY.lstrip("#"))
+_HEADER_FONT = Font(bold=True, color="FFFFFF")
+
+
+def cell_value(value: Any) -> Any:
+    """A value openpyxl can store: dates as dates, NaN/NaT as empty, numpy scalars as Python."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def styled(ws: Worksheet, value: Any, *, header: bool = False, fmt: str | None = None,
+           fill: str | None = None, font: Font | None = None) -> WriteOnlyCell:
+    """A cell with a header style, number format, fill or font."""
+    cell = WriteOnlyCell(ws, cell_value(value))
+    if header:
+        cell.fill, cell.font = _HEADER_FILL, _HEADER_FONT
+        cell.alignment = Alignment(vertical="center", wrap_text=True)
+    if fmt:
+        cell.number_format = fmt
+    if fill:
+        cell.fill = PatternFill("solid", fgColor=fill)
+    if font is not None:
+        cell.font = font
+    return cell
+
+
+def write_frame(ws: Worksheet, frame: pd.DataFrame, columns: dict[str, str], name: str,
+                formats: dict[str, str] | None = None, widths: dict[str, int] | None = None) -> list[str]:
+    """Write ``frame`` as an Excel table with friendly headers (write-only: streams the rows).
+
+    Returns:
+        The lake columns written, in sheet order.
+    """
+    present = header(ws, frame.columns, columns, widths)
+    append_rows(ws, frame, present, formats)
+    add_table(ws, name, present, columns, len(frame))
+    return present
+
+
+def header(ws: Worksheet, available: Any, columns: dict[str, str], widths: dict[str, int] | None = None) -> list[str]:
+    """Column widths, frozen panes and the header row of the ``columns`` in ``available``; returns those columns."""
+    present = [c for c in columns if c in available]
+    widths = widths or {}
+    for index, column in enumerate(present, start=1):
+        header = columns[column]
+        ws.column_dimensions[get_column_letter(index)].width = widths.get(column, max(11, min(len(header) + 3, 28)))
+    ws.freeze_panes = "B2"
+    ws.append([styled(ws, columns[c], header=True) for c in present])
+    return present
+
+
+def append_rows(ws: Worksheet, frame: pd.DataFrame, present: list[str], formats: dict[str, str] | None = None) -> None:
+    """Append the rows of ``frame`` (its ``present`` columns), ``formats`` giving number formats by column."""
+    formatted = [(i, (formats or {})[c]) for i, c in enumerate(present) if c in (formats or {})]
+    for row in frame[present].itertuples(index=False, name=None):
+        values = [cell_value(v) for v in row]
+        for i, fmt in formatted:
+            values[i] = styled(ws, values[i], fmt=fmt)
+        ws.append(values)
+
+
+def add_table(ws: Worksheet, name: str, present: list[str], columns: dict[str, str], rows: int) -> None:
+    """Make the header and the ``rows`` below it an Excel table (none without rows)."""
+    if not rows:
+        return
+    table = Table(displayName=name, ref=f"A1:{get_column_letter(len(present))}{rows + 1}")
+    table.tableStyleInfo = TableStyleInfo(name="TableStyleLight9", showRowStripes=True)
+    table._initialise_columns()
+    for column, key in zip(table.tableColumns, present, strict=True):
+        column.name = columns[key]
+    with warnings.catch_warnings():
+        # openpyxl warns that write-only tables need their columns set by hand, which is done above.
+        warnings.simplefilter("ignore", UserWarning)
+        ws.add_table(table)
+
+
+def unavailable(ws: Worksheet, table: str) -> None:
+    """A sheet saying which stage to run for its absent table."""
+    ws.column_dimensions["A"].width = 60
+    ws.append([styled(ws, not_available(table), font=Font(italic=True, color="6B7280"))])
