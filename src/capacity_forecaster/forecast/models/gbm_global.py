@@ -119,6 +119,7 @@ class GBMGlobal:
         self.random_state = random_state
         self._panel: Panel | None = None
         self._stats: OriginStats | None = None
+        self._rows: np.ndarray | None = None  # panel rows forecast (None: all)
         self._booster: Any = None
         self._residual_units: np.ndarray | None = None  # (rows,) residual / spread
         self._residual_bucket: np.ndarray | None = None  # (rows,) horizon bucket of each residual
@@ -172,7 +173,12 @@ class GBMGlobal:
         spread = np.maximum(np.nan_to_num(stats.spread[series, origin], nan=_MIN_SPREAD), _MIN_SPREAD)
         self._residual_units = (target - fitted) * scale / spread
         self._residual_bucket = (ahead - 1) // _BUCKET_DAYS
-        self._panel, self._stats, self._booster = panel, stats, booster
+        # Only the forecast series' statistics are kept (a training-only series' would be ~20 arrays of its
+        # history's size); the whole panel stays, for saving the model as data.
+        self._rows = None if self.targets is None else np.flatnonzero(np.isin(panel.server_id.astype(str),
+                                                                               self.targets))
+        self._panel, self._booster = panel, booster
+        self._stats = stats if self._rows is None else stats.take(self._rows)
         logger.debug("gbm_global fitted %d series on %d rows", len(panel), len(series))
         return self
 
@@ -186,10 +192,8 @@ class GBMGlobal:
         if self._panel is None or self._stats is None or units is None or buckets is None:
             raise ForecastError("gbm_global: predict called before fit")
         check_horizon(horizon, level)
-        panel, stats = self._panel, self._stats
-        if self.targets is not None:
-            rows = np.flatnonzero(np.isin(panel.server_id.astype(str), self.targets))
-            panel, stats = panel.take(rows), stats.take(rows)
+        panel = self._panel if self._rows is None else self._panel.take(self._rows)
+        stats = self._stats
         n, width = panel.values.shape
         cal = calendar_features(panel.timestamps(np.arange(-width + 1, horizon + 1)))
         steps = np.arange(1, horizon + 1)
