@@ -55,8 +55,26 @@ def test_robust_trend_damps_the_slope() -> None:
 def test_robust_combo_takes_the_median_of_its_members() -> None:
     rng = np.random.default_rng(0)
     values = np.clip(40 + 10 * np.sin(np.arange(70) * 2 * np.pi / 7) + rng.normal(0, 3, 70), 0, 100)
+    values[[20, 66]] = np.nan  # a gap inside the trend windows: members count observed days
     history = frame(values)
-    members = [get_model(name).fit(history).predict(14)["yhat"].to_numpy()
-               for name in ("seasonal_naive", "recent_level", "robust_trend")]
+    naive = get_model("seasonal_naive").fit(history).predict(14)["yhat"].to_numpy()
+    known = values[~np.isnan(values)]
+    levels = [np.full(14, np.median(known[-window:])) for window in (3, 7)]
+    damped = np.cumsum(PHI ** np.arange(1, 15))
+    trends = []
+    for window in (21, 42):
+        slope, end = theil_sen(known[-window:][None, :])
+        trends.append(np.clip(end[0] + slope[0] * damped, 0, 100))
     combo = get_model("robust_combo").fit(history).predict(14)["yhat"].to_numpy()
-    assert np.allclose(combo, np.median(np.stack(members), axis=0))
+    assert np.allclose(combo, np.median(np.stack([naive, *levels, *trends]), axis=0))
+    assert np.allclose(levels[1], get_model("recent_level").fit(history).predict(14)["yhat"].to_numpy())
+    assert np.allclose(trends[1], get_model("robust_trend").fit(history).predict(14)["yhat"].to_numpy())
+
+
+def test_robust_combo_follows_a_regime_switch_that_two_windows_agree_on() -> None:
+    # Idle for weeks, then saturated for the last 5 days: the 3-day level, the 7-day level (5 of 7 days) and
+    # seasonal naive (5 of 7) say saturated; the median of the five follows them, not the lagging trend lines.
+    values = np.r_[np.full(50, 5.0), np.full(5, 100.0)]
+    combo = get_model("robust_combo").fit(frame(values)).predict(7)["yhat"].to_numpy()
+    naive = get_model("seasonal_naive").fit(frame(values)).predict(7)["yhat"].to_numpy()
+    assert np.allclose(combo[naive == 100.0], 100.0)
