@@ -89,7 +89,7 @@ def test_warm_up_assesses_every_slider_position(app) -> None:
     values = app.state.slider_values()
     assert values[:4] == [-5.0, 5.0, -10.0, 10.0] and len(values) == 16 and 0.0 not in values
     app.state.warm()
-    assert app.state._assess.cache_info().currsize >= len(values)
+    assert app.state.positions is not None and set(values) <= set(app.state.positions.computed())
     assert {r["id"]: r for r in app.state.risk_rows(50.0)}[f"{RISKIEST}|cpu"]["whatif_level"] == "critical"
 
 
@@ -181,4 +181,5 @@ def test_slider_recomputes_recommendations_as_capfc_risk_growth(whatif_report, s
     assert seen[50.0][0] != money(base_net) and seen[50.0][1] == base_upsizes
     assert seen[-30.0][1] == 0 < base_upsizes and "consolidate" in seen[-30.0][2]
     # At 0 % the re-evaluation reproduces the lake's base: the slider uses the risk stage's one sizing path.
-    assert app.state.growth_recs is not None and app.state.growth_recs.at(0.0).net == pytest.approx(base_net)
+    assert app.state.positions is not None
+    assert app.state.positions.at(0.0).savings.net == pytest.approx(base_net)

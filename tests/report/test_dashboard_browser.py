@@ -127,6 +127,53 @@ def test_pick_a_server_in_the_risk_table_and_see_its_chart(browser: Any, dashboa
     assert _severe(browser) == []
 
 
+_COLUMN = """
+return Array.from(document.querySelectorAll("#risk-table td[data-dash-column='" + arguments[0] + "']"),
+                  c => c.innerText);
+"""
+
+
+def test_risk_table_pages_sorts_and_filters_on_the_server(browser: Any, dashboard_url: str, report_lake: Lake) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    risk = report_lake.read_table("server_risk")
+    page_size = Settings().dashboard.page_size
+    assert len(risk) > 2 * page_size  # three pages
+
+    def column(name: str) -> list[str]:
+        return browser.execute_script(_COLUMN, name)
+
+    browser.get(dashboard_url)
+    wait = WebDriverWait(browser, 90)
+    wait.until(lambda d: len(column("rank")) == page_size)
+    assert column("rank") == [str(i) for i in range(1, page_size + 1)]  # the first page only was sent
+    browser.find_element(By.CSS_SELECTOR, "#risk-table button.next-page").click()
+    wait.until(lambda d: column("rank")[:1] == [str(page_size + 1)])
+    assert column("rank") == [str(i) for i in range(page_size + 1, 2 * page_size + 1)]
+    # Filter on the server: type as a user does in the Risk column's filter cell.
+    box = browser.find_element(By.CSS_SELECTOR, "#risk-table th.dash-filter[data-dash-column='risk_level'] input")
+    box.send_keys("high", Keys.ENTER)
+    high = int((risk["risk_level"] == "high").sum())
+    assert 0 < high < page_size
+    wait.until(lambda d: column("risk_level") == ["high"] * high)
+    # A number filter and a sort, together (on a fresh page): days to breach above 0, earliest breach first.
+    browser.get(dashboard_url)
+    wait.until(lambda d: len(column("rank")) == page_size)
+    days = browser.find_element(By.CSS_SELECTOR, "#risk-table th.dash-filter[data-dash-column='days_to_breach'] input")
+    days.send_keys(">0", Keys.ENTER)
+    expected = risk["days_to_breach"].dropna()
+    expected = sorted(int(v) for v in expected[expected > 0])
+    wait.until(lambda d: len(column("days_to_breach")) == min(page_size, len(expected)))
+    sort = "#risk-table th.dash-header[data-dash-column='days_to_breach'] .column-header--sort"
+    browser.find_element(By.CSS_SELECTOR, sort).click()  # ascending
+    wait.until(lambda d: [int(float(v)) for v in column("days_to_breach")] == expected[:page_size])
+    browser.find_element(By.CSS_SELECTOR, sort).click()  # descending
+    wait.until(lambda d: [int(float(v)) for v in column("days_to_breach")] == expected[::-1][:page_size])
+    assert _severe(browser) == []
+
+
 # Every chart placeholder holds a drawn chart (plotly's SVG, or a canvas for WebGL traces).
 _ALL_DRAWN = """
 var divs = document.querySelectorAll("div.chart");

@@ -8,11 +8,14 @@ import pandas as pd
 import pytest
 
 from capacity_forecaster.config import EtlConfig, ForecastConfig, GenerateConfig, LakeConfig, RiskConfig, Settings
+from capacity_forecaster.risk.calibration import from_summary
+from capacity_forecaster.risk.scenarios import scenario_name
 from capacity_forecaster.risk.stage import run_risk
+from capacity_forecaster.risk.streaming import GrowthAssessor
 from capacity_forecaster.stages.etl import etl_stage
 from capacity_forecaster.stages.forecast import forecast_stage
 from capacity_forecaster.stages.raw import generate_stage
-from capacity_forecaster.stages.risk import risk_stage
+from capacity_forecaster.stages.risk import LakeSource, risk_stage
 from capacity_forecaster.storage import Lake
 
 RISK_TABLES = ("server_risk", "clusters", "recommendations", "risk_calibration", "recommendation_options",
@@ -120,3 +123,32 @@ def test_scenario_file_is_streamed_and_reads_only_the_servers_it_touches(lake: L
     peak = {name: frame.set_index(["server_id", "metric"])["peak_yhat"] for name, frame in (("scenario", what_if),
                                                                                             ("growth", grown))}
     assert peak["scenario"][host] > peak["growth"][host]
+
+
+@pytest.mark.parametrize("chunk", [2, None])
+def test_growth_assessor_gives_the_stored_growth_what_if_and_at_zero_the_base(lake: Lake, chunk: int | None) -> None:
+    """What the dashboard's slider shows: the stored what-if of ``capfc risk --growth``, from the run's
+    calibration (as its summary records it) and stored clusters, in chunks of 2 servers or in one."""
+    tables, run = _risk_tables(lake, 3)
+    settings = _settings(None)
+    cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
+    summary = run["summary"]
+    assert isinstance(summary, dict) and summary["calibration"]["method"] != "none"
+    assessor = GrowthAssessor(LakeSource(lake), lake.read_table("inventory"), cfg,
+                              from_summary(summary["calibration"], cfg), tables["clusters"], chunk)
+    assert len(assessor.fleet.chunks) == (10 if chunk == 2 else 1)
+    name = scenario_name(GROWTH, ramp=cfg.growth_ramp, file_name=None, given=None)
+
+    def stored(table: str) -> pd.DataFrame:
+        frame = tables[table]
+        return frame[frame["scenario"] == name].drop(columns="scenario").reset_index(drop=True)
+
+    for growth, risk, recs in ((GROWTH, stored("scenario_risk"), stored("scenario_recommendations")),
+                               (0.0, tables["server_risk"], tables["recommendations"])):
+        result = assessor.at(growth)
+        assert len(risk) and len(recs)
+        pd.testing.assert_frame_equal(result.server_risk.reset_index(drop=True), risk, check_exact=True,
+                                      check_dtype=False, obj=f"server_risk at {growth:+g} %")
+        pd.testing.assert_frame_equal(result.recommendations.reset_index(drop=True), recs, check_exact=True,
+                                      check_dtype=False, obj=f"recommendations at {growth:+g} %")
+    assert (tables["server_risk"]["risk_level"] != stored("scenario_risk")["risk_level"]).any()

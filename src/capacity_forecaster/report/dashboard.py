@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from typing import Any
 
@@ -19,7 +18,7 @@ from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import change_text
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, records
-from capacity_forecaster.report.dashboard_state import GROWTH_STEP, TABLE_COLUMNS, DashboardState
+from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
 from capacity_forecaster.report.summary import money
 from capacity_forecaster.storage.lake import Lake
@@ -44,6 +43,7 @@ def _level_styles(*columns: str) -> list[dict[str, Any]]:
 
 _LEVEL_STYLES = _level_styles("risk_level", "whatif_level")
 _WARNING = "#B91C1C"
+KPI_POLL_MS = 1500  # how often the KPI cards look for a what-if they showed as "computing"
 
 
 def _kpi_cards(cards: list[tuple[str, str, str]]) -> list[html.Div]:
@@ -65,15 +65,20 @@ def _facts(facts: dict[str, Any]) -> list[html.Div]:
 
 def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], page_size: int,
            numeric: set[str], extra_styles: list[dict[str, Any]] | None = None, dollars: frozenset[str] = frozenset(),
-           ) -> Any:
+           pages: int | None = None) -> Any:
+    """A sortable, filterable, paged DataTable; with ``pages`` (the page count) ``rows`` is the first page and
+    a callback answers every page, sort and filter (the risk table: one row per series)."""
     def column(key: str, name: str) -> dict[str, Any]:
         spec: dict[str, Any] = {"name": name, "id": key, "type": "numeric" if key in numeric | dollars else "text"}
         if key in dollars:
             spec["format"] = FormatTemplate.money(0)
         return spec
 
+    served: dict[str, Any] = ({"page_action": "custom", "page_current": 0, "page_count": pages, "sort_action": "custom",
+                               "sort_mode": "single", "sort_by": [], "filter_action": "custom", "filter_query": ""}
+                              if pages is not None else {"sort_action": "native", "filter_action": "native"})
     return dash_table.DataTable(  # type: ignore[attr-defined]  # dash's stubs omit the table
-        id=table_id, data=rows, page_size=page_size, sort_action="native", filter_action="native",
+        id=table_id, data=rows, page_size=page_size, **served,
         columns=[column(key, name) for key, name in columns.items()],
         style_table={"overflowX": "auto"}, cell_selectable=True,
         style_cell={"fontFamily": _FONT, "fontSize": "13px", "padding": "6px 8px", "textAlign": "left",
@@ -89,12 +94,16 @@ def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], p
 def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
     server, metric = state.default_series()
     metric_options = [{"label": figures.METRIC_NAMES[m], "value": m} for m in figures.METRIC_NAMES]
-    table: Any = (_table("risk-table", TABLE_COLUMNS, state.risk_rows(0.0), settings.dashboard.page_size,
-                         {"rank", "days_to_breach", "breach_probability"}, _LEVEL_STYLES)
-                  if not state.ranked.empty else html.P(not_available("server_risk"), style={"color": style.MUTED}))
+    if not state.ranked.empty:
+        rows, pages = state.risk_page(0.0, 0, [], "")
+        table: Any = _table("risk-table", TABLE_COLUMNS, rows, settings.dashboard.page_size, set(NUMERIC_COLUMNS),
+                            _LEVEL_STYLES, pages=pages)
+    else:
+        table = html.P(not_available("server_risk"), style={"color": style.MUTED})
     return html.Div([
         html.Div([html.H3("Breach risk by series", style={"margin": "0 0 8px"}),
-                  html.P("Sort or filter any column (e.g. type critical under Risk); click a row to drill down.",
+                  html.P("Sort or filter any column (e.g. type critical under Risk, >50 under Days); click a row "
+                         "to drill down.",
                          style={"color": style.MUTED, "margin": "0 0 10px", "fontSize": "13px"}), table],
                  style={**_CARD, "marginBottom": "16px"}),
         html.Div([
@@ -250,12 +259,13 @@ def _fleet_tab(state: DashboardState, settings: Settings) -> html.Div:
 
 
 def create_app(lake: Lake, settings: Settings, *, warm: bool = True) -> dash.Dash:
-    """Build the dashboard over a lake; all data is loaded once here, interactions filter in memory.
+    """Build the dashboard over a lake: the small and per-series tables are read here, a series' daily rows
+    when it is drilled into, the forecasts chunk by chunk for each what-if growth (``DashboardState``).
 
     Args:
         lake: the lake to read (tables through DuckDB; absent tables show "not available: run ...").
         settings: effective settings (``dashboard`` and ``report`` sections, thresholds).
-        warm: assess every what-if slider position in a background thread right away.
+        warm: compute every what-if slider position in a background thread right away.
 
     Returns:
         The Dash app (``app.server`` is the Flask WSGI app; see ``serve``).
@@ -271,8 +281,8 @@ def create_app(lake: Lake, settings: Settings, *, warm: bool = True) -> dash.Das
         app.layout = _layout(state, settings, lake, marks)
     _register_callbacks(app, state, settings)
     guard.install(app.server, cfg.max_request_bytes)
-    if warm and state.whatif_inputs is not None:
-        threading.Thread(target=state.warm, name="capfc-whatif-warmup", daemon=True).start()
+    if warm and state.positions is not None:
+        state.positions.start(warm=True)
     return app
 
 
@@ -295,6 +305,8 @@ def _layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[i
             html.Div(id="kpis", children=_kpi_cards(state.kpi_values(0.0)),
                      style={"display": "grid", "gridTemplateColumns": "repeat(auto-fit, minmax(170px, 1fr))",
                             "gap": "12px"}),
+            # Redraws the cards once a what-if they showed as "computing" is ready (then stops).
+            dcc.Interval(id="kpi-poll", interval=KPI_POLL_MS, disabled=True),
             *([warn] if (warn := _lineage_banner(state)) is not None else []),
             *([banner] if (banner := _scenario_banner(state)) is not None else []),
             html.Div([html.Div("What-if growth of the forecast load", style={"fontWeight": 600, "marginBottom": 6}),
@@ -326,10 +338,27 @@ def _register_callbacks(app: dash.Dash, state: DashboardState, settings: Setting
     def update_kpis(growth: Any) -> list[html.Div]:
         return _kpi_cards(state.kpi_values(growth_of(growth)))
 
+    @app.callback(Output("kpi-poll", "disabled"), Input("growth", "value"))
+    def arm_poll(growth: Any) -> bool:
+        # Armed on every move, so a value that turns ready between the cards' answer and this one is still drawn.
+        return not growth_of(growth) or state.positions is None
+
+    @app.callback(Output("kpis", "children", allow_duplicate=True),
+                  Output("kpi-poll", "disabled", allow_duplicate=True),
+                  Input("kpi-poll", "n_intervals"), State("growth", "value"), prevent_initial_call=True)
+    def poll_kpis(_ticks: Any, growth: Any) -> tuple[Any, bool]:
+        value = growth_of(growth)
+        if not state.ready(value):
+            return dash.no_update, False
+        return _kpi_cards(state.kpi_values(value)), True
+
     if has_table:
-        @app.callback(Output("risk-table", "data"), Input("growth", "value"))
-        def update_table(growth: Any) -> list[dict[str, Any]]:
-            return state.risk_rows(growth_of(growth))
+        # One page per answer (40,000 series at 10,000 servers would be ~13 MB per slider move).
+        @app.callback(Output("risk-table", "data"), Output("risk-table", "page_count"), Input("growth", "value"),
+                      Input("risk-table", "page_current"), Input("risk-table", "sort_by"),
+                      Input("risk-table", "filter_query"))
+        def update_table(growth: Any, page: Any, sort_by: Any, query: Any) -> tuple[list[dict[str, Any]], int]:
+            return state.risk_page(growth_of(growth), page, sort_by, query)
 
     if state.data.table("recommendations") is not None:
         @app.callback(Output("savings-graph", "figure"), Output("savings-table", "data"),

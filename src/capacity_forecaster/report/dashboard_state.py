@@ -1,29 +1,27 @@
-"""What the dashboard holds in memory and the pure functions behind its callbacks (timed by the benchmark)."""
+"""What the dashboard holds in memory, what it reads per click, and the pure functions behind its callbacks."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import duckdb
 import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.config import RiskConfig, Settings
 from capacity_forecaster.report import comparison, figures, style
 from capacity_forecaster.report.comparison import StoredScenario
-from capacity_forecaster.report.dashboard_recs import GrowthRecommendations, Savings, savings_cards
+from capacity_forecaster.report.dashboard_recs import GrowthPositions, Position, Savings, key, savings_cards
 from capacity_forecaster.report.dashboard_scenarios import ScenarioStore, records
+from capacity_forecaster.report.dashboard_table import apply_filter, apply_sort, page_of, parse_filter
 from capacity_forecaster.report.data import (
-    BACKTEST_COLUMNS,
     ReportData,
+    load_backtest_forecasts,
+    load_history,
     load_report_data,
     not_available,
 )
@@ -40,15 +38,14 @@ from capacity_forecaster.report.summary import (
     risk_row,
     threshold_of,
 )
-from capacity_forecaster.risk.analogue import seasonal_analogue
-from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
-from capacity_forecaster.risk.current import current_state, rule_text
+from capacity_forecaster.risk.current import rule_text
 from capacity_forecaster.risk.levels import level_codes, percent
-from capacity_forecaster.risk.seasonal import period_uplifts
+from capacity_forecaster.risk.streaming import GrowthAssessor
 from capacity_forecaster.risk.whatif import apply_growth
+from capacity_forecaster.stages.chunks import servers_per_chunk
+from capacity_forecaster.stages.risk import RISK_BYTES_PER_SERVER, RISK_CHUNK_BOUNDS, LakeSource
 from capacity_forecaster.storage.lake import Lake
-from capacity_forecaster.storage.sql import connect
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +56,15 @@ TABLE_COLUMNS = {
     "days_to_breach": "Days", "breach_probability": "P(breach) %", "whatif_level": "What-if risk",
     "whatif_breach_ds": "What-if breach", "action": "Action",
 }
-
-
+# How long the KPI cards wait for a what-if not computed yet before showing the base ("computing...").
+KPI_WAIT_SECONDS = 3.0
+# Numeric columns of the risk table (the filter row compares them as numbers).
+NUMERIC_COLUMNS = frozenset({"rank", "days_to_breach", "breach_probability"})
+# Growth values whose whole risk table is kept for paging, sorting and filtering.
+RISK_TABLES_KEPT = 4
+# Series whose daily rows (history, forecast, backtest forecasts) the drill-down keeps after reading them.
+SERIES_CACHE = 32
+_EMPTY_RISK = pd.DataFrame(columns=["server_id", "metric", "risk_level", "breach_ds"])
 
 
 def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, BreachCalibration]:
@@ -73,32 +77,35 @@ def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, Br
 
 
 @dataclass(frozen=True)
-class WhatIfInputs:
-    """History-derived inputs of the breach assessment, computed once per app.
+class SeriesRows:
+    """The daily rows of one series the drill-down draws, read from the lake on demand.
 
     Attributes:
-        history: ``breach.history_summary`` of the processed metrics.
-        uplifts: ``seasonal.period_uplifts`` of the history.
-        analogue: ``analogue.seasonal_analogue`` (depends on the history and forecast days only).
-        current: ``current.current_state`` of the history (already breaching stays so under any growth).
+        history: server_id, ds, metric, value, is_imputed, is_anomaly over the last ``dashboard.history_days``.
+        forecast: ``schema.FORECAST_COLUMNS``.
+        backtests: its stored backtest forecasts over the days shown (None when the lake has none).
     """
 
     history: pd.DataFrame
-    uplifts: pd.DataFrame
-    analogue: pd.DataFrame | None
-    current: pd.DataFrame | None = None
+    forecast: pd.DataFrame
+    backtests: pd.DataFrame | None
 
 
 class DashboardState:
-    """The lake as the dashboard needs it: small tables in memory, history in an in-memory DuckDB table.
+    """The lake as the dashboard needs it: per-series and small tables in memory, daily rows read per click.
 
-    Everything is read once when the app starts, so an interaction only filters in memory.
+    At start only the small tables (``server_risk``, recommendations, clusters, the forecasts' per-series
+    summary, metric aggregates) are read. A drill-down reads its series' history, forecast and backtest
+    forecasts with filtered reads (the last ``SERIES_CACHE`` series kept). The slider's positions come
+    from ``risk.streaming.GrowthAssessor`` (``GrowthPositions``): the lake's history observed once chunk by
+    chunk, then every growth assessed over the forecasts read chunk by chunk, as ``capfc risk --growth``.
     """
 
     def __init__(self, lake: Lake, settings: Settings) -> None:
         started = time.perf_counter()
         self.settings = settings
-        self.data: ReportData = load_report_data(lake, settings)
+        self.lake = lake
+        self.data: ReportData = load_report_data(lake, settings, accuracy=False, weekly=False)
         self.ranked = ranked_risks(self.data)
         self.points = cluster_map(self.data)
         self.chosen = chosen_models(self.data)
@@ -112,105 +119,59 @@ class DashboardState:
         # The slider re-assesses breaches as the risk stage did: with the forecast stage's interval and
         # the calibration the last risk run applied (rho, isotonic map), so 0 % matches the stored table.
         self.risk_cfg, self.calibration = _risk_settings(self.data, settings)
-        # Every forecast row: the slider re-assesses the whole fleet in memory (the report reads them per chunk).
-        forecasts = lake.read_table("forecasts") if self.data.forecasts is not None else None
-        self.forecasts = forecasts.sort_values(["server_id", "metric", "ds"]) if forecasts is not None else None
-        # One assessment at a time (they share the cache; the recommendations have their own); interactions
-        # waiting for one hold the warm-up thread back, so a user never queues behind more than one value.
-        self._lock = threading.Lock()
-        self._waiters = 0
-        self._waiters_lock = threading.Lock()
-        self._db = duckdb.connect(database=":memory:")
-        self.whatif_inputs: WhatIfInputs | None = None
-        self._backtests: pd.DataFrame | None = None
         # A metrics table without rows has no period; the drill-down then shows forecasts only.
         self.has_history = self.data.period is not None
-        if self.has_history:
-            self._load_history(lake)
-        if self.forecasts is not None:
-            self._db.register("forecast_rows", self.forecasts)
-            self._db.execute("CREATE TABLE forecast AS SELECT * FROM forecast_rows")
-            self._db.unregister("forecast_rows")
-        self._assess = lru_cache(maxsize=64)(self._assess_uncached)
-        # Upsizes, consolidation and savings under the slider's growth, as capfc risk --growth makes them.
-        self.growth_recs: GrowthRecommendations | None = None
+        last = self.data.period[1] if self.data.period else dt.date.today()
+        self.since = last - dt.timedelta(days=settings.dashboard.history_days)
+        self._series = lru_cache(maxsize=SERIES_CACHE)(self._read_series)
+        self._risk_tables = lru_cache(maxsize=RISK_TABLES_KEPT)(self._risk_table)
+        self.positions: GrowthPositions | None = None
         clusters = self.data.table("clusters")
-        if self.whatif_inputs is not None and self.forecasts is not None and clusters is not None and \
-                self.data.table("recommendations") is not None:
-            base_cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
-            self.growth_recs = GrowthRecommendations(lake, forecasts, clusters, base_cfg,
-                                                     self.calibration)
+        if self.has_history and self.data.forecasts is not None and clusters is not None and \
+                self.data.table("server_risk") is not None and self.data.table("recommendations") is not None:
+            self.positions = GrowthPositions(self._assessor, self.slider_values())
         inventory = self.data.table("inventory")
         log.info("dashboard: %d servers, %d series loaded in %.1f s", 0 if inventory is None else len(inventory),
                  len(self.ranked), time.perf_counter() - started)
 
-    def backtest_forecasts(self, server: str | None, metric: str | None) -> pd.DataFrame | None:
-        """The series' stored backtest forecasts over the history shown (None when the lake has none)."""
-        frame = self._backtests
-        if frame is None or server is None or metric is None:
-            return None
-        return frame[(frame["server_id"] == server) & (frame["metric"] == metric)]
+    def _assessor(self) -> GrowthAssessor:
+        """The streamed growth what-if over the lake (its history observed chunk by chunk, once)."""
+        cfg = self.settings.risk.model_copy(update={"interval": self.settings.forecast.interval})
+        size = servers_per_chunk(cfg.chunk_servers, RISK_BYTES_PER_SERVER, *RISK_CHUNK_BOUNDS, "risk.chunk_servers")
+        clusters = self.data.table("clusters")
+        assert clusters is not None  # positions exist only with clusters
+        return GrowthAssessor(LakeSource(self.lake), self.lake.read_table("inventory"), cfg, self.calibration,
+                              clusters, size)
 
-    def _load_history(self, lake: Lake) -> None:
-        last = self.data.period[1] if self.data.period else dt.date.today()
-        since = last - dt.timedelta(days=self.settings.dashboard.history_days)
-        # The drill-down draws the stored backtest forecasts of the days it shows; read once, like the history.
-        if lake.has_table("backtest_forecasts"):
-            frame = lake.read_table("backtest_forecasts", columns=list(BACKTEST_COLUMNS))
-            frame["ds"], frame["cutoff"] = pd.to_datetime(frame["ds"]), pd.to_datetime(frame["cutoff"])
-            self._backtests = frame[frame["ds"] >= pd.Timestamp(since)].reset_index(drop=True)
-        con = connect(lake)
-        try:
-            arrow = con.sql(
-                "SELECT server_id, ds, metric, value, coalesce(is_imputed, false) AS is_imputed, "
-                "coalesce(is_anomaly, false) AS is_anomaly FROM metrics"
-            ).to_arrow_table()
-        finally:
-            con.close()
-        self._db.register("all_rows", arrow)
-        self._db.execute("CREATE TABLE history AS SELECT * FROM all_rows WHERE ds >= ? "
-                         "ORDER BY server_id, metric, ds", [since])
-        self._db.unregister("all_rows")
-        if self.forecasts is not None:
-            metrics = arrow.to_pandas()
-            metrics["ds"] = pd.to_datetime(metrics["ds"])
-            cfg = self.settings.risk
-            uplifts = period_uplifts(metrics, cfg.period_end_business_days)
-            analogue = seasonal_analogue(metrics, self.forecasts, uplifts, cfg) if cfg.analogue_min_days else None
-            self.whatif_inputs = WhatIfInputs(history_summary(metrics), uplifts, analogue, current_state(metrics, cfg))
-
-    # -- queries ------------------------------------------------------------------------------
-    def _query(self, sql: str, params: list[Any]) -> pd.DataFrame:
-        cursor = self._db.cursor()  # one cursor per call: DuckDB connections are not shared across threads
-        try:
-            frame = cursor.execute(sql, params).df()
-        finally:
-            cursor.close()
-        if "ds" in frame.columns:
-            frame["ds"] = pd.to_datetime(frame["ds"])
-        return frame
+    # -- one series' daily rows -----------------------------------------------------------------
+    def _read_series(self, server: str, metric: str) -> SeriesRows:
+        pair = [(server, metric)]
+        history = load_history(self.lake, pair, self.since) if self.has_history else pd.DataFrame(
+            columns=["server_id", "ds", "metric", "value", "is_imputed", "is_anomaly"])
+        forecasts = self.data.forecasts
+        forecast = forecasts.of(pair) if forecasts is not None else pd.DataFrame(
+            columns=["server_id", "metric", "ds", "model", "yhat", "yhat_lower", "yhat_upper"])
+        # The drill-down draws the stored backtest forecasts of the days it shows.
+        backtests = (load_backtest_forecasts(self.lake, pair, self.since)
+                     if self.lake.has_table("backtest_forecasts") else None)
+        return SeriesRows(history, forecast, backtests)
 
     def history(self, server: str, metric: str) -> pd.DataFrame:
-        """Daily history of one series (server_id, ds, metric, value, is_imputed, is_anomaly)."""
-        if not self.has_history:
-            return pd.DataFrame(columns=["server_id", "ds", "metric", "value", "is_imputed", "is_anomaly"])
-        return self._query("SELECT * FROM history WHERE server_id = ? AND metric = ? ORDER BY ds", [server, metric])
+        """Daily history of one series over the last ``dashboard.history_days`` (server_id, ds, metric, value,
+        is_imputed, is_anomaly)."""
+        return self._series(server, metric).history
 
     def forecast(self, server: str, metric: str) -> pd.DataFrame:
         """The forecast rows of one series."""
-        if self.forecasts is None:
-            return pd.DataFrame(columns=["server_id", "metric", "ds", "model", "yhat", "yhat_lower", "yhat_upper"])
-        return self._query("SELECT * FROM forecast WHERE server_id = ? AND metric = ? ORDER BY ds", [server, metric])
+        return self._series(server, metric).forecast
+
+    def backtest_forecasts(self, server: str | None, metric: str | None) -> pd.DataFrame | None:
+        """The series' stored backtest forecasts over the history shown (None when the lake has none)."""
+        if server is None or metric is None:
+            return None
+        return self._series(server, metric).backtests
 
     # -- what-if ------------------------------------------------------------------------------
-    def _assess_uncached(self, growth: float) -> pd.DataFrame:
-        if self.whatif_inputs is None or self.forecasts is None:
-            return pd.DataFrame(columns=["server_id", "metric", "risk_level", "breach_ds"])
-        inputs = self.whatif_inputs
-        grown = apply_growth(self.forecasts, growth, ramp=self.settings.risk.growth_ramp)
-        return assess_breaches(grown, inputs.history, self.risk_cfg, inputs.uplifts, inputs.analogue,
-                               recalibrate=self.calibration.apply, current=inputs.current)
-
     def base_risk(self) -> pd.DataFrame | None:
         """The base risk per series: the lake's server_risk (a stored what-if never replaces it).
 
@@ -221,47 +182,37 @@ class DashboardState:
         return self.data.table("server_risk")
 
     def whatif(self, growth: float) -> pd.DataFrame:
-        """Risk per series with the base forecasts uplifted by ``growth`` percent (cached per value).
+        """Risk per series with the base forecasts uplifted by ``growth`` percent (computed once per value).
 
         The slider always grows the base (the lake's forecasts and risk tables).
 
         Returns:
-            The ``breach.assess_breaches`` columns; at 0 % the base as stored (``base_risk``).
+            server_id, metric, risk_level, breach_ds; at 0 % the base as stored (``base_risk``, every column).
         """
         stored = self.base_risk()
         if not growth and stored is not None:
             return stored
-        with self._waiting(), self._lock:
-            return self._assess(round(float(growth), 3))
-
-    @contextmanager
-    def _waiting(self) -> Iterator[None]:
-        """Count an interaction as waiting, so the warm-up thread steps aside until it is served."""
-        with self._waiters_lock:
-            self._waiters += 1
-        try:
-            yield
-        finally:
-            with self._waiters_lock:
-                self._waiters -= 1
+        if self.positions is None:
+            return _EMPTY_RISK
+        return self.positions.get(growth).risk
 
     def savings(self, growth: float) -> Savings | None:
-        """Recommendations and net savings under ``growth`` percent (cached per value); None without any.
+        """Recommendations and net savings under ``growth`` percent (computed once per value); None without any.
 
         At 0 % (or when the lake lacks what a re-evaluation needs) the lake's ``recommendations`` as stored;
-        else ``GrowthRecommendations.at``, the risk stage's own evaluation with the forecasts grown.
+        else the ``scenario_recommendations`` ``capfc risk --growth`` would store (``GrowthPositions``).
         """
         recs = self.data.table("recommendations")
         if recs is None:
             return None
-        if not growth or self.growth_recs is None:
+        if not growth or self.positions is None:
             return Savings.of(recs)
-        key = round(float(growth), 3)
-        found = self.growth_recs.cached(key)
-        if found is not None:
-            return found
-        with self._waiting():
-            return self.growth_recs.get(key)
+        return self.positions.get(growth).savings
+
+    def ready(self, growth: float) -> bool:
+        """Whether the what-if at ``growth`` needs no more computing (computed, failed, or nothing to compute)."""
+        return (not growth or self.positions is None or self.positions.cached(growth) is not None
+                or self.positions.failed(growth) is not None)
 
     def slider_values(self) -> list[float]:
         """The what-if growth values the slider can take, nearest to 0 % first (0 itself excluded)."""
@@ -270,29 +221,51 @@ class DashboardState:
         return sorted((s * GROWTH_STEP for s in steps if s), key=lambda v: (abs(v), v))
 
     def warm(self) -> None:
-        """Assess every slider position once (run in a background thread), so moving the slider is instant.
+        """Compute every slider position now (nearest to 0 % first), so moving the slider is a cache hit.
 
-        A breach assessment of the whole fleet takes a few tenths of a second, the recommendations about two
-        seconds: every breach assessment is done first, then the recommendations, nearest to 0 % first.
-        Done ahead, every slider interaction is a cache hit.
+        ``create_app`` runs the same in a background thread (``GrowthPositions.start``), which steps aside
+        for interactions and takes a position the KPI cards asked for first.
         """
-        started = time.perf_counter()
-        for stage in ("breaches", "recommendations") if self.growth_recs is not None else ("breaches",):
-            for growth in self.slider_values():
-                while self._waiters > 0:
-                    time.sleep(0.02)
-                if self.growth_recs is not None and stage == "recommendations":
-                    self.growth_recs.get(round(float(growth), 3))
-                    continue
-                with self._lock:
-                    self._assess(round(float(growth), 3))
-            log.debug("what-if cache warm (%s): %d growth values in %.1f s", stage, len(self.slider_values()),
-                      time.perf_counter() - started)
+        if self.positions is not None:
+            self.positions.warm()
 
     def risk_rows(self, growth: float) -> list[dict[str, Any]]:
-        """Rows of the risk table: the lake's risk (base) beside the what-if level and breach date."""
+        """Every row of the risk table: the lake's risk (base) beside the what-if level and breach date."""
+        return records(self.risk_table(growth))
+
+    def risk_page(self, growth: float, page: Any, sort_by: Any, filter_query: Any) -> tuple[list[dict[str, Any]], int]:
+        """One page of the risk table, filtered and sorted on the server (the DataTable's custom actions).
+
+        Args:
+            growth: the slider's growth.
+            page: ``page_current`` (from 0).
+            sort_by: ``sort_by`` (``[{"column_id": ..., "direction": "asc"|"desc"}]``; empty: by rank).
+            filter_query: ``filter_query`` (``{column} op value`` terms joined by ``&&``).
+
+        Returns:
+            (the page's rows as ``risk_rows`` gives them, the page count).
+
+        Raises:
+            BadInput: a malformed page, sort or filter (answered with 400).
+        """
+        table = self.risk_table(growth)
+        columns = set(TABLE_COLUMNS)
+        shown = apply_sort(apply_filter(table, parse_filter(filter_query, columns), NUMERIC_COLUMNS), sort_by,
+                           columns)
+        rows, count = page_of(shown, page, self.settings.dashboard.page_size)
+        return records(rows), count
+
+    def risk_table(self, growth: float) -> pd.DataFrame:
+        """The risk table as a frame: id (``server|metric``) then ``TABLE_COLUMNS`` (the last few growths kept).
+
+        Returns:
+            One row per series in rank order; dates as ``YYYY-MM-DD`` text, P(breach) in whole percent.
+        """
+        return self._risk_tables(key(growth))
+
+    def _risk_table(self, growth: float) -> pd.DataFrame:
         if self.ranked.empty:
-            return []
+            return pd.DataFrame(columns=["id", *TABLE_COLUMNS])
         scenario = self.whatif(growth)
         table = self.ranked.assign(rank=range(1, len(self.ranked) + 1))
         if len(scenario):
@@ -308,28 +281,33 @@ class DashboardState:
                 values = (values.astype(float) * 100).round(0)
             elif column == "days_to_breach":
                 values = values.astype("Float64")
-            out[column] = values.to_numpy(dtype=object)
-        return records(out)
+            out[column] = values.to_numpy(dtype=object) if column not in NUMERIC_COLUMNS else values.to_numpy()
+        return out.reset_index(drop=True)
 
-    def kpi_values(self, growth: float) -> list[tuple[str, str, str]]:
-        """(label, value, note) of the headline cards, the risk ones under the what-if growth."""
+    def kpi_values(self, growth: float, wait: float = KPI_WAIT_SECONDS) -> list[tuple[str, str, str]]:
+        """(label, value, note) of the headline cards, the risk and savings ones under the what-if growth.
+
+        Never waits more than ``wait`` seconds for a what-if not computed yet: it is asked for in the
+        background (ahead of the warm-up) and the cards show the base, noted "computing...", meanwhile.
+        """
         inventory = self.data.table("inventory")
         servers = len(inventory) if inventory is not None else 0
         cards = [("Servers", f"{servers:,}", f"data {self.data.period[0]} to {self.data.period[1]}"
                   if self.data.period else "")]
+        position, pending = self._position_now(growth, wait)
         if self.ranked.empty:
             cards.append(("Servers at risk", "-", not_available("server_risk")))
         else:
-            scenario = self.whatif(growth)
-            worst = scenario.assign(code=level_codes(scenario["risk_level"])).groupby("server_id")["code"].max()
             base = self.whatif(0.0)
+            scenario = base if pending else position.risk if position is not None else self.whatif(growth)
+            worst = scenario.assign(code=level_codes(scenario["risk_level"])).groupby("server_id")["code"].max()
             base_worst = pd.Series(level_codes(base["risk_level"]), index=base.index).groupby(base["server_id"]).max()
             label = "Servers at risk" + (f" (growth {growth:+g} %)" if growth else "")
             now = already_breaching(self.ranked)
             cfg = self.settings.risk
             cards.insert(1, ("Already breaching", f"{now['server_id'].nunique()}",
                              rule_text(cfg)))
-            cards.append((label, f"{int((worst >= 1).sum())}", f"base {int((base_worst >= 1).sum())}; "
+            cards.append((label, f"{int((worst >= 1).sum())}", pending or f"base {int((base_worst >= 1).sum())}; "
                           f"{int((worst == 3).sum())} critical, {int((worst == 2).sum())} high"))
             first = scenario.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
             when = "Earliest breach"
@@ -340,11 +318,28 @@ class DashboardState:
                 cards.append((when, day(first["breach_ds"].iloc[0]) if len(first) else "none",
                               f"{first['server_id'].iloc[0]} {first['metric'].iloc[0]}" if len(first) else
                               "within the horizon"))
-        cards.extend(savings_cards(self.savings(growth), self.savings(0.0), growth))
+        base_savings = self.savings(0.0)
+        now_savings = (base_savings if not growth or self.positions is None else
+                       position.savings if position is not None else None)
+        cards.extend(savings_cards(now_savings, base_savings, growth, pending))
         mase = self.chosen["mase"].median() if len(self.chosen) else None
         cards.append(("Forecast error", "-" if mase is None or pd.isna(mase) else f"{mase:.2f} MASE",
                       "median of chosen models" if mase is not None else not_available("backtests")))
         return cards
+
+    def _position_now(self, growth: float, wait: float) -> tuple[Position | None, str | None]:
+        """The what-if at ``growth`` if ready within ``wait`` seconds, else (None, the note the cards show)."""
+        if not growth or self.positions is None:
+            return None, None
+        found = self.positions.cached(growth)
+        if found is None and self.positions.failed(growth) is None:
+            self.positions.request(growth)
+            found = self.positions.wait(growth, wait)
+        if found is not None:
+            return found, None
+        failed = self.positions.failed(growth)
+        return None, (f"what-if failed: {failed[:120]}; base shown" if failed is not None else
+                      f"computing {key(growth):+g} %\u2026 base shown")
 
     # -- drill-down ---------------------------------------------------------------------------
     def server_view(self, server: str | None, metric: str | None, growth: float) -> tuple[go.Figure, dict[str, Any]]:

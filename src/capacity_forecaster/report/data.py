@@ -77,7 +77,8 @@ class ReportData:
         tables: table name -> frame for the stage tables in ``SMALL_TABLES`` that exist, but forecasts (an
             empty ``risk_comparison``, written by a risk run without a what-if, counts as absent).
         forecasts: the forecasts' per-series summary, their daily rows read on demand (None without them).
-        weekly: server_id, week, value: weekly mean of the heatmap metric (None without metrics).
+        weekly: server_id, week, value: weekly mean of the heatmap metric (None without metrics, or when
+            ``load_report_data`` was not asked for it).
         peaks: server_id, week, value, days: weekly max of the heatmap metric's daily P95 (what the
             heatmap shows; None without metrics).
         profiles: server_id + numeric workload features from the history (None without metrics).
@@ -86,7 +87,8 @@ class ReportData:
         versions: table name -> the version read (``Lake.table_info``), to match tables with the runs
             that wrote them (``lineage.lineage``).
         accuracy: the current and up to ``report.accuracy_runs`` earlier forecast runs scored against
-            the actuals observed since (``accuracy_history``); None without forecasts.
+            the actuals observed since (``accuracy_history``); None without forecasts, or when
+            ``load_report_data`` was not asked for it (the dashboard).
     """
 
     lake_uri: str
@@ -287,12 +289,14 @@ def _period(con: Any) -> tuple[dt.date, dt.date] | None:
     return pd.Timestamp(first).date(), pd.Timestamp(last).date()
 
 
-def load_report_data(lake: Lake, settings: Settings) -> ReportData:
+def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, weekly: bool = True) -> ReportData:
     """Read the stage tables and metric aggregates the reports need; absent tables stay None.
 
     Args:
         lake: the lake to read.
         settings: effective settings (the heatmap metric, thresholds for the assumptions).
+        accuracy: score earlier forecast runs (``ReportData.accuracy``; the dashboard does not show it).
+        weekly: the weekly means (``ReportData.weekly``; the dashboard shows the weekly peaks only).
 
     Returns:
         The ReportData.
@@ -312,7 +316,7 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
             tables[name] = frame
         elif name in SMALL_TABLES:
             log.info("report: table %s is absent (%s)", name, not_available(name))
-    weekly = peaks = profiles = period = None
+    means = peaks = profiles = period = None
     runs = list_runs(lake)
     size = chunk_size(settings.report.chunk_servers)
     con = connect(lake)
@@ -320,16 +324,17 @@ def load_report_data(lake: Lake, settings: Settings) -> ReportData:
         forecasts = load_forecasts(lake, con, size)
         if lake.has_table("metrics"):
             period = _period(con)
-            weekly = weekly_utilisation(con, settings.report.heatmap_metric)
+            means = weekly_utilisation(con, settings.report.heatmap_metric) if weekly else None
             peaks = weekly_peaks(con, settings.report.heatmap_metric)
             profiles = profile_features(con, size)
     finally:
         con.close()
-    accuracy = accuracy_history(lake, settings.report.accuracy_runs, runs, size) if forecasts is not None else None
+    scored = (accuracy_history(lake, settings.report.accuracy_runs, runs, size)
+              if accuracy and forecasts is not None else None)
     return ReportData(
         lake_uri=lake.uri, settings=settings, generated=dt.datetime.now(dt.UTC), tables=tables,
-        forecasts=forecasts, weekly=weekly, peaks=peaks, profiles=profiles, period=period, runs=runs,
-        versions=versions, accuracy=accuracy,
+        forecasts=forecasts, weekly=means, peaks=peaks, profiles=profiles, period=period, runs=runs,
+        versions=versions, accuracy=scored,
     )
 
 

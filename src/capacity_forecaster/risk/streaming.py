@@ -19,22 +19,28 @@ base evidence with the scenario's forecasts (growth, if any), assessed chunk by 
 the touched servers' metrics and forecasts are read on their own, the scenario applied to them and
 their evidence observed afresh. The tables are those of one chunk holding the whole fleet, whatever
 the chunk size (tested, and for a scenario against applying it to the whole fleet's frames).
+
+Pass 1's evidence and pass 3's per-chunk assessment are ``ObservedFleet`` (``observe_fleet``), which
+``GrowthAssessor`` shares: after a risk run it assesses any growth what-if again (the dashboard's
+slider) from the evidence kept, reading one chunk's forecasts at a time, with the tables
+``capfc risk --growth`` stores.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
-from capacity_forecaster.risk.calibration import calibrate_windows, window_probabilities
+from capacity_forecaster.risk.calibration import BreachCalibration, calibrate_windows, window_probabilities
 from capacity_forecaster.risk.clustering import cluster_servers
-from capacity_forecaster.risk.evidence import assess, combine, observe, stack
+from capacity_forecaster.risk.evidence import Assessment, SeriesEvidence, assess, combine, observe, stack
 from capacity_forecaster.risk.inventory import complete_inventory
 from capacity_forecaster.risk.profiles import server_profiles
 from capacity_forecaster.risk.scenarios import scenario_label, scenario_name
@@ -115,6 +121,90 @@ def plan_chunks(servers: list[str], chunk_servers: int | None) -> list[list[str]
     return [ids[i:i + chunk_servers] for i in range(0, len(ids), chunk_servers)]
 
 
+@dataclass(frozen=True)
+class ObservedFleet:
+    """A fleet's history reduced chunk by chunk (pass 1): all that assessing its forecasts, grown or not, needs.
+
+    Attributes:
+        source: where each chunk's forecasts are read from.
+        chunks: the runs of servers (``plan_chunks``).
+        evidence: ``evidence.observe`` of each chunk (the only thing kept of its daily points).
+        inventory: the fleet's inventory, completed (``inventory.complete_inventory``).
+        cfg: risk settings.
+    """
+
+    source: Source
+    chunks: list[list[str] | None]
+    evidence: list[SeriesEvidence]
+    inventory: pd.DataFrame
+    cfg: RiskConfig
+
+    def assess(self, calibration: BreachCalibration | None, growths: Sequence[float | None],
+               touched: set[str] | None = None) -> list[Assessment]:
+        """The fleet's assessment with its forecasts as they are (None) and grown by each of ``growths`` percent.
+
+        Each chunk's forecasts are read once for all of ``growths`` (memory: one chunk's forecasts and
+        the small assessments).
+
+        Args:
+            calibration: the correction of breach probabilities; None uses ``cfg`` as it is.
+            growths: None for the forecasts as they are, else a growth in percent (``whatif.apply_growth``
+                with ``cfg.growth_ramp``).
+            touched: servers left out of the grown assessments (a scenario assesses them on their own).
+                None: none.
+
+        Returns:
+            One ``evidence.Assessment`` per entry of ``growths``, in order.
+        """
+        touched = touched or set()
+        parts: list[list[Assessment]] = [[] for _ in growths]
+        for ids, seen in zip(self.chunks, self.evidence, strict=True):
+            forecasts = self.source.read(FORECASTS, ids, COLUMNS[FORECASTS])
+            require_columns(forecasts, FORECAST_COLUMNS, FORECASTS)
+            servers = self.inventory if ids is None else self.inventory[self.inventory[SERVER_ID].isin(ids)]
+            for out, pct in zip(parts, growths, strict=True):
+                if pct is None:
+                    out.append(assess(seen, forecasts, servers, self.cfg, calibration))
+                    continue
+                kept = forecasts[~forecasts[SERVER_ID].isin(touched)]
+                grown = apply_growth(kept, pct, ramp=self.cfg.growth_ramp)
+                out.append(assess(seen.without(touched) if touched else seen, grown,
+                                  servers[~servers[SERVER_ID].isin(touched)], self.cfg, calibration))
+            del forecasts
+        return [combine(p) for p in parts]
+
+
+def observe_fleet(source: Source, inventory: pd.DataFrame, cfg: RiskConfig, chunk_servers: int | None,
+                  each: Callable[[list[str] | None, pd.DataFrame], None] | None = None) -> ObservedFleet:
+    """Pass 1: every chunk's metrics read once and reduced to ``evidence.SeriesEvidence``.
+
+    Args:
+        source: the metrics, forecasts and backtest forecasts.
+        inventory: as for ``stage.run_risk`` (completed here with the servers that have metrics).
+        cfg: risk settings.
+        chunk_servers: servers per chunk; None reads the fleet as one chunk.
+        each: called with each chunk's server ids (None: the whole fleet) and metrics, for the other
+            reductions of the same read (``stream_risk``: profiles and calibration windows).
+
+    Returns:
+        ObservedFleet.
+    """
+    observed = source.server_ids(METRICS)
+    inventory = complete_inventory(inventory, pd.Index(sorted(observed)))
+    servers = observed | source.server_ids(FORECASTS) | source.server_ids(BACKTESTS) | set(inventory[SERVER_ID])
+    chunks = plan_chunks(list(servers), chunk_servers)
+    evidence = []
+    for ids in chunks:
+        metrics = source.read(METRICS, ids, COLUMNS[METRICS])
+        require_columns(metrics, COLUMNS[METRICS][:4], METRICS)
+        if each is not None:
+            each(ids, metrics)
+        evidence.append(observe(metrics, source.read(FORECASTS, ids, _HORIZON), cfg))
+        del metrics
+    logger.debug("risk: %d server(s) in %d chunk(s)", len(servers), len(chunks))
+    return ObservedFleet(source, chunks, evidence, inventory, cfg)
+
+
 def stream_risk(
     source: Source,
     inventory: pd.DataFrame,
@@ -138,46 +228,30 @@ def stream_risk(
         RiskResult, as ``stage.run_risk`` returns it.
     """
     started = time.perf_counter()
-    observed = source.server_ids(METRICS)
-    inventory = complete_inventory(inventory, pd.Index(sorted(observed)))
-    servers = observed | source.server_ids(FORECASTS) | source.server_ids(BACKTESTS) | set(inventory[SERVER_ID])
-    chunks = plan_chunks(list(servers), chunk_servers)
     pct = growth if growth is not None else (
         scenario.growth if scenario is not None and scenario.growth is not None else cfg.growth)
 
     span = source.span()
-    profiles, evidence, windows = [], [], []
-    backtested = False
-    for ids in chunks:
-        metrics = source.read(METRICS, ids, COLUMNS[METRICS])
-        require_columns(metrics, COLUMNS[METRICS][:4], METRICS)
+    profiles: list[pd.DataFrame] = []
+    windows: list[tuple[pd.DataFrame, np.ndarray]] = []
+
+    def reduce_history(ids: list[str] | None, metrics: pd.DataFrame) -> None:
+        # The same read gives the server profiles and the calibration's windows.
         profiles.append(server_profiles(metrics, cfg.period_end_business_days, span))
-        evidence.append(observe(metrics, source.read(FORECASTS, ids, _HORIZON), cfg))
         paths = source.read(BACKTESTS, ids, COLUMNS[BACKTESTS]) if source.has(BACKTESTS) else None
         if paths is not None and not paths.empty:
-            backtested = True
             windows.append(window_probabilities(paths, metrics, cfg))
-        del metrics, paths
+
+    fleet = observe_fleet(source, inventory, cfg, chunk_servers, reduce_history)
+    inventory = fleet.inventory
     clusters = cluster_servers(stack(profiles), cfg)
     calibration = calibrate_windows(
-        (stack([w for w, _ in windows]), np.concatenate([t for _, t in windows])) if backtested else None, cfg)
+        (stack([w for w, _ in windows]), np.concatenate([t for _, t in windows])) if windows else None, cfg)
 
     what_if = pct != 0 or scenario is not None
     touched = touched_servers(scenario, clusters) if scenario is not None else set()
-    base_parts, grown_parts = [], []
-    for ids, seen in zip(chunks, evidence, strict=True):
-        forecasts = source.read(FORECASTS, ids, COLUMNS[FORECASTS])
-        require_columns(forecasts, FORECAST_COLUMNS, FORECASTS)
-        servers_inv = inventory if ids is None else inventory[inventory[SERVER_ID].isin(ids)]
-        base_parts.append(assess(seen, forecasts, servers_inv, cfg, calibration))
-        if what_if:
-            kept = forecasts[~forecasts[SERVER_ID].isin(touched)]
-            grown = apply_growth(kept, pct, ramp=cfg.growth_ramp)
-            grown_parts.append(assess(seen.without(touched) if touched else seen, grown,
-                                      servers_inv[~servers_inv[SERVER_ID].isin(touched)], cfg, calibration))
-        del forecasts
-    logger.debug("risk: %d server(s) in %d chunk(s)", len(servers), len(chunks))
-    result = base = conclude(combine(base_parts), inventory, cfg, clusters, calibration=calibration)
+    assessed = fleet.assess(calibration, (None, pct) if what_if else (None,), touched)
+    result = base = conclude(assessed[0], inventory, cfg, clusters, calibration=calibration)
 
     if what_if:
         file_name = scenario.name if scenario is not None else None
@@ -185,6 +259,7 @@ def stream_risk(
         label = scenario_label(pct, ramp=cfg.growth_ramp, file_name=file_name)
         after = inventory
         templates: dict[str, str] = {}
+        grown_part = assessed[1]
         if scenario is not None:
             # Touched servers: the scenario applied to their rows, their history observed afresh.
             hit = sorted(touched)
@@ -193,11 +268,10 @@ def stream_risk(
             after, templates = inputs.inventory, inputs.templates
             grown = apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp)
             present = after[after[SERVER_ID].isin(touched | set(templates))]
-            grown_parts.append(assess(observe(inputs.metrics, grown[_HORIZON], cfg), grown, present, cfg, calibration))
+            grown_part = combine([grown_part, assess(observe(inputs.metrics, grown[_HORIZON], cfg), grown, present,
+                                                     cfg, calibration)]).by_server()
         what_clusters = carry_clusters(clusters, after, templates)
-        assessed = combine(grown_parts)
-        what = conclude(assessed if scenario is None else assessed.by_server(), after, cfg, what_clusters, label,
-                        calibration)
+        what = conclude(grown_part, after, cfg, what_clusters, label, calibration)
         result = with_what_if(base, what, name, what_clusters,
                               {"growth_pct": float(pct), "growth_ramp": bool(cfg.growth_ramp),
                                "scenario_file": file_name})
@@ -205,4 +279,47 @@ def stream_risk(
     return result
 
 
-__all__ = ["COLUMNS", "FrameSource", "Source", "plan_chunks", "stream_risk"]
+class GrowthAssessor:
+    """Any growth what-if of a fleet the risk stage assessed, as ``capfc risk --growth G`` stores it, in bounded memory.
+
+    Built once: the fleet's history is observed chunk by chunk and only the per-series evidence is kept
+    (``observe_fleet``). Each ``at`` then reads the forecasts chunk by chunk, grows and assesses them
+    (``ObservedFleet.assess``) and concludes once, with the risk run's settings, breach calibration and
+    clusters: one pass gives the breach risk per series and the recommendations. At 0 % it gives the
+    base tables.
+    """
+
+    def __init__(self, source: Source, inventory: pd.DataFrame, cfg: RiskConfig,
+                 calibration: BreachCalibration | None, clusters: pd.DataFrame, chunk_servers: int | None) -> None:
+        """Observe the fleet (pass 1 of ``stream_risk``).
+
+        Args:
+            source: the metrics and forecasts (the lake's ``stages.risk.LakeSource``).
+            inventory: the inventory (completed as ``stream_risk`` completes it).
+            cfg: the risk settings the run used (``risk`` with the forecast stage's ``interval``).
+            calibration: the breach calibration the run applied (``calibration.from_summary`` of its summary).
+            clusters: the run's ``clusters`` table.
+            chunk_servers: servers per chunk (``risk.chunk_servers`` as the risk stage resolves it).
+        """
+        started = time.perf_counter()
+        self.fleet = observe_fleet(source, inventory, cfg, chunk_servers)
+        self.cfg = cfg
+        self.calibration = calibration
+        self.clusters = carry_clusters(clusters, self.fleet.inventory, {})
+        logger.debug("risk: %d chunk(s) observed for growth what-ifs in %.1f s", len(self.fleet.chunks),
+                     time.perf_counter() - started)
+
+    def at(self, growth: float) -> RiskResult:
+        """The what-if with every forecast grown by ``growth`` percent (``risk.growth_ramp`` applies).
+
+        Returns:
+            RiskResult of the what-if (no comparison): ``server_risk`` and ``recommendations`` as the risk
+            stage stores them in ``scenario_risk`` and ``scenario_recommendations`` for ``--growth growth``.
+        """
+        [part] = self.fleet.assess(self.calibration, (growth,))
+        label = scenario_label(growth, ramp=self.cfg.growth_ramp, file_name=None)
+        return conclude(part, self.fleet.inventory, self.cfg, self.clusters, label, self.calibration)
+
+
+__all__ = ["COLUMNS", "FrameSource", "GrowthAssessor", "ObservedFleet", "Source", "observe_fleet", "plan_chunks",
+           "stream_risk"]
