@@ -170,6 +170,27 @@ def _flags(lake: Lake, truth: pd.DataFrame, breach_days: int) -> dict[str, tuple
     return out
 
 
+def _missed(lake: Lake, truth: pd.DataFrame, breach_days: int) -> list[str]:
+    """The true breaches the product did not flag, each with what its history showed (max, days over)."""
+    risk = lake.read_table("server_risk").set_index(["server_id", "metric"])["risk_level"]
+    days_over = truth.assign(over=truth["truth"] > THRESHOLD).groupby(["server_id", "metric"])["over"].sum()
+    missed = [key for key in days_over[days_over >= breach_days].index
+              if key not in risk.index or risk[key] not in FLAG_LEVELS]
+    if not missed:
+        return []
+    metrics = lake.read_table("metrics", columns=["server_id", "metric", "value", "is_imputed"])
+    known = metrics[~metrics["is_imputed"].astype(bool) & metrics["value"].notna()]
+    history = known.assign(over=known["value"] > THRESHOLD).groupby(["server_id", "metric"]).agg(
+        peak=("value", "max"), over=("over", "sum"), days=("value", "size"))
+    parts = []
+    for key in sorted(missed):
+        seen = history.loc[key] if key in history.index else None
+        said = "no history" if seen is None else \
+            f"history max {seen['peak']:.0f} %, over {THRESHOLD:g} on {int(seen['over'])} of {int(seen['days'])} days"
+        parts.append(f"{key[0]} {key[1]} ({said}; {int(days_over[key])} target days over)")
+    return parts
+
+
 def _run_set(real: RealSet) -> tuple[list[Result], dict[str, pd.DataFrame], dict[str, tuple[float, float, int, int]]]:
     rows: list[Result] = []
     with tempfile.TemporaryDirectory() as scratch, timed() as clock:
@@ -187,9 +208,12 @@ def _run_set(real: RealSet) -> tuple[list[Result], dict[str, pd.DataFrame], dict
             result = run_forecast(metrics, settings.forecast.model_copy(update={"models": name}))
             scored[name] = _score(result.forecasts, truth)
         flags = _flags(lake, truth, real.breach_days)
+        missed = _missed(lake, truth, real.breach_days)
     rows.append(Result(f"real {real.name}: stages at default config", clock.seconds, "s", "info", True,
                        f"published {chosen.to_dict()}; {truth[['server_id', 'metric']].drop_duplicates().shape[0]} "
                        "series with truth"))
+    rows.append(Result(f"real {real.name} breaches not flagged", float(len(missed)), "series", "info", True,
+                       " | ".join(missed) or "none"))
     return rows, scored, flags
 
 

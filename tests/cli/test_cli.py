@@ -34,6 +34,17 @@ def test_bad_option_value_exits_2_with_one_line(tmp_path: Path, capsys: pytest.C
     assert "generate.servers" in err and "greater than or equal to 1" in err
 
 
+def test_an_unknown_model_is_a_usage_error_that_records_no_run(small_lake: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    runs = Path(small_lake) / "_runs"
+    before = sorted(runs.glob("*.json")) if runs.exists() else []
+    code = main(["forecast", "--models", "foo", "--lake", small_lake])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "unknown model 'foo'" in err
+    # A rejected option is not a failed forecast: the report's lineage must not say one ran.
+    assert (sorted(runs.glob("*.json")) if runs.exists() else []) == before
+
+
 def test_bad_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("risk:\n  threshhold: 70\n")

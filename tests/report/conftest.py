@@ -52,3 +52,19 @@ def whatif_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, Repor
     """Every format rendered from a lake whose risk tables the real risk stage wrote with a 20 % growth what-if."""
     lake = build_whatif_lake(tmp_path_factory.mktemp("whatif-report") / "lake")
     return lake, run_report(lake, Settings())
+
+
+@pytest.fixture(scope="session")
+def unpriced_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, ReportResult]:
+    """Every format from a lake whose inventory has no monthly costs (the Bitbrains example), with a what-if run
+    through the real risk stage."""
+    lake = build_whatif_lake(tmp_path_factory.mktemp("unpriced-report") / "lake", priced=False)
+    return lake, run_report(lake, Settings())
+
+
+@pytest.fixture(scope="session")
+def breaching_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, ReportResult]:
+    """Every format from a lake where the real risk stage found srv-0003 cpu already breaching (its forecast
+    crosses only late in the horizon), with a what-if."""
+    lake = build_whatif_lake(tmp_path_factory.mktemp("breaching-report") / "lake", breaching=True)
+    return lake, run_report(lake, Settings())

@@ -163,15 +163,28 @@ def _recommendations(inventory: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["cpu_cores", "memory_gb"])
 
 
-def build_lake(root: Path | str, *, stages: tuple[str, ...] = ("etl", "forecast", "risk")) -> Lake:
-    """Write the fixture lake (folder or ``s3://`` URI); ``stages`` picks the stage outputs beyond the inventory."""
+# The series made already breaching by ``breaching=True``: its last observed days are over the threshold while its
+# forecast first crosses late in the horizon.
+BREACHING = ("srv-0003", "cpu")
+BREACHING_DAYS = 5
+
+
+def build_lake(root: Path | str, *, stages: tuple[str, ...] = ("etl", "forecast", "risk"),
+               priced: bool = True, breaching: bool = False) -> Lake:
+    """Write the fixture lake (folder or ``s3://`` URI); ``stages`` picks the stage outputs beyond the inventory;
+    ``priced=False``: an inventory without monthly costs (as the Bitbrains example), so savings are unknown;
+    ``breaching=True``: the last ``BREACHING_DAYS`` observed days of ``BREACHING`` at 88 % (already breaching)."""
     rng = np.random.default_rng(7)
     lake = Lake.open(str(root), LakeConfig(), for_writing=True)
     settings = Settings()
-    inventory = _inventory()
+    inventory = _inventory() if priced else _inventory().assign(monthly_cost_usd=np.nan)
     with stage_run(lake, "generate", settings) as run:
         run.wrote(lake.write_table("inventory", inventory))
     metrics = _metrics(rng)
+    if breaching:
+        last = (metrics["server_id"] == BREACHING[0]) & (metrics["metric"] == BREACHING[1]) & (
+            metrics["ds"] > END - pd.Timedelta(days=BREACHING_DAYS))
+        metrics.loc[last, ["value", "value_raw"]] = 88.0
     if "etl" in stages:
         with stage_run(lake, "etl", settings) as run:
             run.wrote(lake.write_table("metrics", metrics))
@@ -197,10 +210,11 @@ def report_file(result: Any, name: str) -> Path:
 WHATIF_GROWTH = 20.0
 
 
-def build_whatif_lake(root: Path | str, growth: float = WHATIF_GROWTH) -> Lake:
+def build_whatif_lake(root: Path | str, growth: float = WHATIF_GROWTH, priced: bool = True,
+                      breaching: bool = False) -> Lake:
     """The fixture lake up to forecasts, then the real risk stage with a what-if growth (fills risk_comparison)."""
     from capacity_forecaster.stages.risk import risk_stage
 
-    lake = build_lake(root, stages=("etl", "forecast"))
+    lake = build_lake(root, stages=("etl", "forecast"), priced=priced, breaching=breaching)
     risk_stage(lake, Settings(), growth=growth)
     return lake

@@ -102,7 +102,7 @@ def test_already_breaching_series_lead_the_ranking_the_cards_and_the_messages(re
     assert values["already_breaching"].value == 1
     assert values["earliest_breach"].text == "now" and values["earliest_breach"].note.startswith(
         f"{first['server_id']} {first['metric']}: over on 9 of the last 14")
-    assert headlines(data, ranked)[0].startswith("1 servers are already breaching (over the threshold on >= 3")
+    assert headlines(data, ranked)[0].startswith("1 server is already breaching (over the threshold on >= 3")
     table = _top_risk_rows(ranked, 5)
     first_row = table.split("<tbody>")[1].split("</tr>")[0]
     assert str(first["server_id"]) in first_row and ">now<" in first_row

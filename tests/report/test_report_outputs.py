@@ -15,6 +15,7 @@ from matplotlib.image import imread
 from openpyxl import load_workbook
 from report_lake import RISKIEST, report_file
 
+from capacity_forecaster.config import Settings
 from capacity_forecaster.report.charts import CHART_FILES
 from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data
 from capacity_forecaster.report.excel import AT_RISK_COLUMNS, SHEETS, build_workbook
@@ -189,3 +190,17 @@ def test_pdf_page_size_follows_the_config(report_lake, tmp_path: Path, page_size
     info = subprocess.run(["pdfinfo", str(path)], check=True, capture_output=True, text=True, timeout=60).stdout
     size = re.search(r"Page size:\s+([\d.]+) x ([\d.]+) pts", info)
     assert size is not None and (round(float(size[1])), round(float(size[2]))) == points
+
+
+@needs_pdftotext
+def test_assumptions_show_the_horizon_of_the_forecasts_used(full_report) -> None:
+    """The fixture's forecasts run 90 days (as after capfc forecast --horizon 90) while forecast.horizon is 180."""
+    lake, result = full_report
+    assert Settings().forecast.horizon == 180
+    assert next(k for k in result.kpis if k.key == "horizon").text == "90 days"
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    rows = {r[0]: r[1:] for r in book["Assumptions"].iter_rows(values_only=True)}
+    assert rows["Forecast horizon"][0] == "90 days"
+    assert "forecast.horizon in the configuration: 180 days" in rows["Forecast horizon"][1]
+    text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
+    assert "Forecast horizon 90 days" in text and "Forecast horizon 180 days" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 from pathlib import Path
@@ -135,3 +136,48 @@ def test_an_empty_comparison_counts_as_no_what_if(tmp_path: Path) -> None:
     data = load_report_data(lake, Settings())
     assert data.table("risk_comparison") is None and data.missing["risk_comparison"] == WHATIF_MISSING
     assert stored_scenario(data) is None
+
+
+FALSE_CLAIM = "show the scenario"
+
+
+@needs_pdftotext
+def test_every_output_says_the_risk_tables_stay_the_base(whatif_report) -> None:
+    """The what-if is stored beside the base (docs/risk.md); no output may say the other pages show it."""
+    _lake, result = whatif_report
+    pdf = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
+    page = html.unescape(report_file(result, HTML_FILE).read_text(encoding="utf-8"))
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    cells = " ".join(str(v) for ws in (book["Summary"], book["Assumptions"])
+                     for row in ws.iter_rows(values_only=True) for v in row if v is not None)
+    for text in (pdf, page, cells):
+        assert FALSE_CLAIM not in text and "stored it as the lake's risk tables" not in text
+        assert "stored it beside the base: the lake's risk tables" in text
+    assert "every other page of this pack, stay the base" in pdf
+    assert "every other section of this report, stay the base" in page
+
+
+def test_report_of_an_unknown_scenario_exits_2_naming_the_stored_ones(
+        whatif_report, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from capacity_forecaster.cli import main
+
+    lake, _result = whatif_report
+    copy = tmp_path / "lake"
+    shutil.copytree(lake.uri, copy, ignore=shutil.ignore_patterns("reports"))
+    code = main(["report", "--scenario", "nosuch", "--formats", "png", "--lake", str(copy), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "unknown what-if scenario 'nosuch'" in err and f"stored scenarios: {KEY}" in err
+    assert not (copy / "reports").exists()
+    # A stored name still works.
+    assert main(["report", "--scenario", KEY, "--formats", "png", "--lake", str(copy), "--quiet"]) == 0
+
+
+def test_report_of_a_scenario_on_a_lake_without_any_says_what_to_run(full_report, tmp_path: Path) -> None:
+    from capacity_forecaster.errors import ConfigError
+    from capacity_forecaster.report.stage import run_report
+
+    lake, _result = full_report
+    with pytest.raises(ConfigError, match="unknown what-if scenario 'nosuch'.*no stored what-if.*capfc risk --growth"):
+        run_report(lake, Settings.model_validate({"report": {"scenario": "nosuch"}}))

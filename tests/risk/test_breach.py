@@ -119,7 +119,8 @@ def test_a_series_over_its_threshold_now_is_already_breaching_whatever_its_forec
     out = _assess(make_forecast("hot", "cpu", np.full(30, 40.0)), metrics).iloc[0]
     assert out["status"] == "already_breaching" and out["risk_level"] == "high"
     assert out["days_over_recent"] == 5 and out["days_over_30d"] == 5 and out["days_over_90d"] == 5
-    assert out["last_over_ds"] == LAST_DAY and pd.isna(out["breach_ds"])
+    assert out["last_over_ds"] == LAST_DAY and pd.isna(out["forecast_breach_ds"])  # the forecast stays below
+    assert out["breach_ds"] == LAST_DAY and out["days_to_breach"] == 0  # over now: breaches now
     assert "over 80 % on 5 of the last 14 observed days" in out["reason"] and "already breaching" in out["reason"]
     assert ("only 10 observed days" in out["reason"]) == (history_days == 10)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 from capacity_forecaster.risk.probability import (
     cumulative_probability,
@@ -78,7 +78,7 @@ def test_fit_error_correlation_recovers_strong_dependence() -> None:
     assert fit_error_correlation(u, breached, grid=np.array([0.0, 0.3, 0.6, 0.9])) == 0.9
 
 
-@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 0.97])
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 0.97, 1.0])
 def test_count_probability_is_the_horizon_probability_at_k1_and_falls_with_k(rho: float) -> None:
     from capacity_forecaster.risk.probability import count_probability
 
@@ -88,3 +88,19 @@ def test_count_probability_is_the_horizon_probability_at_k1_and_falls_with_k(rho
     assert one == pytest.approx(cumulative_probability(scores, rho)[:, -1], abs=1e-9)
     three, five = count_probability(scores, rho, 3), count_probability(scores, rho, 5)
     assert (three <= one + 1e-12).all() and (five <= three + 1e-12).all() and (five >= 0).all()
+
+
+def test_count_probability_when_every_day_shares_one_error_is_the_kth_smallest_score() -> None:
+    from capacity_forecaster.risk.probability import count_probability
+
+    scores = np.array([[3.0, -1.0, 0.5, np.inf], [np.inf, np.inf, np.inf, np.inf], [2.0, 2.0, 2.0, 2.0]])
+    # Comonotone: k days are over exactly when the shared error passes the k-th smallest score.
+    assert count_probability(scores, 1.0, 2) == pytest.approx([ndtr(-0.5), 0.0, ndtr(-2.0)])
+    assert count_probability(scores, 1.0, 5).tolist() == [0.0, 0.0, 0.0]  # more days than the horizon
+    # ... and the limit of the copula: a Monte Carlo at rho just below it agrees.
+    rng = np.random.default_rng(7)
+    row = rng.normal(1.0, 0.6, 30)
+    factor = rng.standard_normal((200_000, 1))
+    latent = np.sqrt(0.9999) * factor + np.sqrt(1 - 0.9999) * rng.standard_normal((200_000, 30))
+    simulated = ((latent > row[None, :]).sum(axis=1) >= 3).mean()
+    assert count_probability(row[None, :], 1.0, 3)[0] == pytest.approx(simulated, abs=0.005)

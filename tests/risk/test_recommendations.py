@@ -77,6 +77,19 @@ def test_rightsize_never_goes_below_what_the_forecast_needs() -> None:
     assert 0 < rec["projected_monthly_cost"] < 3000.0
 
 
+def test_a_rightsize_claims_headroom_only_for_what_it_shrinks() -> None:
+    rows = [{"server_id": "big", "cpu_cores": 64, "memory_gb": 256, "monthly_cost_usd": 3000.0}]
+    metrics, forecasts, inv = _case({"big": (10.0, 72.0)}, rows)
+    rec = _recommend(metrics, forecasts, inv).loc["big"]
+    # cpu shrinks to 12 cores; memory (upper bound ~74 %, needing 111 % of today's 256 GB) keeps its size
+    assert rec["action"] == "rightsize" and rec["recommended_memory_gb"] == 256
+    assert "keep cpu under 80 % with 20 % headroom" in rec["rationale"]
+    assert "memory stays at 256 GB: its forecast peak upper bound 74 % is over the 67 % that 80 % with 20 % headroom" \
+        in rec["rationale"]
+    small = _recommend(*_case({"big": (10.0, 50.0)}, rows)).loc["big"]
+    assert "keep cpu under" in small["rationale"] and "stays at" not in small["rationale"]
+
+
 def test_underused_servers_consolidate_within_their_group_only() -> None:
     levels = {"a": (15.0, 20.0), "b": (12.0, 18.0), "c": (14.0, 20.0)}
     rows = [{"server_id": "a", "cpu_cores": 16, "memory_gb": 64}, {"server_id": "b", "cpu_cores": 8, "memory_gb": 32},

@@ -27,7 +27,7 @@ from capacity_forecaster.cli.common import (
     quiet_level,
     setup_command,
 )
-from capacity_forecaster.cli.summaries import print_forecast_summary, print_risk_summary
+from capacity_forecaster.cli.summaries import etl_line, print_forecast_summary, print_risk_summary, stage_line
 from capacity_forecaster.cli.tables import format_frame, is_numeric
 from capacity_forecaster.stages.forecast import summary_line
 
@@ -121,11 +121,7 @@ def etl(
                              **{"etl.max_quarantine_share": 1.0 if force else None})
     stage = pipeline.etl_stage(pipeline.open_lake(settings), settings)
     if quiet_level(quiet, silent) < 2:
-        counts = stage.counts
-        out.print(f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
-                  f"{counts.get('rows_imputed_created', 0):,} created by imputation "
-                  f"({counts.get('imputation')}), {counts.get('rows_unfilled', 0):,} left empty in long gaps, "
-                  f"{counts.get('rows_anomalies', 0):,} anomalies flagged (run {stage.run_id})")
+        out.print(etl_line(stage))
 
 
 @app.command(cls=ModelsHelpCommand)
@@ -244,9 +240,7 @@ def run_all(
         runs = pipeline.run(settings, progress)
     if quiet_level(quiet, silent) < 2:
         for stage in runs:
-            out.print(summary_line(stage.counts) if stage.stage == "forecast" else
-                      f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "
-                      f"(run {stage.run_id})")
+            out.print(summary_line(stage.counts) if stage.stage == "forecast" else stage_line(stage))
         print_tables(settings)
         lake_uri = settings.lake.uri
         out.print(f"Reports: {lake_uri.rstrip('/')}/reports/ (capacity_report.html, .xlsx, .pdf and PNG charts)")

@@ -34,6 +34,29 @@ def print_forecast_summary(summary: dict[str, Any]) -> None:
         out.print(f"failed x{count:,}: {reason}")
 
 
+def etl_line(stage: Any) -> str:
+    """The ETL stage's line: rows in = out + quarantined - created, with every created day counted (imputed,
+    and left empty in gaps too long to fill; docs/etl.md, "Nothing lost")."""
+    counts = stage.counts
+    imputed = int(counts.get("rows_imputed_created", 0))
+    empty = int(counts.get("rows_unfilled_created", 0))
+    created = int(counts.get("rows_created", imputed + empty))
+    return (f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
+            f"{created:,} days created ({imputed:,} filled by imputation ({counts.get('imputation')}), {empty:,} "
+            f"left empty in gaps too long to fill): in = out + quarantined - created; "
+            f"{int(counts.get('rows_anomalies', 0)):,} anomalies flagged (run {stage.run_id})")
+
+
+def stage_line(stage: Any) -> str:
+    """One line per stage for ``capfc run`` (the forecast stage has its own ``summary_line``)."""
+    if stage.stage == "etl":
+        return etl_line(stage)
+    if stage.stage == "report":
+        return f"report: {stage.rows_out:,} {'file' if stage.rows_out == 1 else 'files'} written (run {stage.run_id})"
+    return (f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "
+            f"(run {stage.run_id})")
+
+
 def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
     """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings;
     with a what-if (``scenarios.ScenarioOutcome``), base -> scenario at-risk servers, earliest breach and savings."""
@@ -50,7 +73,8 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
             table.add_column(column)
         for row in at_risk:
             now = row.get("status") == "already_breaching"
-            breach = f"now ({row.get('days_over_recent')} recent days over)" if now else row["breach_ds"] or "-"
+            over = int(row.get("days_over_recent") or 0)
+            breach = f"now ({over} recent {'day' if over == 1 else 'days'} over)" if now else row["breach_ds"] or "-"
             days = "0" if now else "-" if row["days_to_breach"] is None else str(row["days_to_breach"])
             prob = percent(row["breach_probability"])
             table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,
@@ -58,14 +82,7 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
         out.print(table)
     out.print("clusters: " + ", ".join(f"{k} {v}" for k, v in summary.get("clusters", {}).items()))
     out.print("actions: " + ", ".join(f"{k} {v}" for k, v in summary.get("actions", {}).items()))
-    unpriced = summary.get("servers_without_cost", 0)
-    if unpriced:
-        out.print(f"savings: unknown for {unpriced} servers without a monthly cost in the inventory "
-                  "(actions are still recommended; savings are null)")
-    out.print(f"savings: ${summary.get('net_monthly_savings', 0):,.0f}/month net "
-              f"({summary.get('net_savings_pct', 0):.1f} % of ${summary.get('fleet_monthly_cost', 0):,.0f}), "
-              f"gross ${summary.get('gross_monthly_savings', 0):,.0f}, upsizing "
-              f"${summary.get('upsize_monthly_cost', 0):,.0f}")
+    out.print(savings_line(summary))
     from capacity_forecaster.risk.stage import calibration_lines
 
     for line in calibration_lines(summary):
@@ -75,3 +92,23 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
 
         for line in comparison_lines(summary, scenario.summary, scenario.name, scenario.label):
             out.print(line, markup=False, highlight=False)
+
+
+def savings_line(summary: dict[str, Any]) -> str:
+    """The risk summary's savings line, as the reports say it: ``not priced`` (never $0) when no server has a
+    monthly cost, and the net share computed once from the money (the summary's ``net_savings_pct`` is
+    rounded to 2 decimals, which rounds 30.2516 % to 30.25 % and then to 30.2 %)."""
+    servers = int(summary.get("servers", 0))
+    unpriced = int(summary.get("servers_without_cost", 0))
+    if servers and unpriced >= servers:
+        return (f"savings: not priced (no monthly cost in the inventory for any of the {servers:,} servers; "
+                "actions are still recommended)")
+    net, cost = float(summary.get("net_monthly_savings", 0.0)), float(summary.get("fleet_monthly_cost", 0.0))
+    share = f" ({100 * net / cost:.1f} % of ${cost:,.0f})" if cost > 0 else ""
+    line = (f"savings: ${net:,.0f}/month net{share}, gross ${summary.get('gross_monthly_savings', 0):,.0f}, "
+            f"upsizing ${summary.get('upsize_monthly_cost', 0):,.0f}")
+    if unpriced:
+        noun = "server has" if unpriced == 1 else "servers have"
+        line += (f"; {unpriced:,} of {servers:,} {noun} no monthly cost in the inventory (not priced; "
+                 "actions are still recommended)")
+    return line

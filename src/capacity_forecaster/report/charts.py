@@ -20,7 +20,19 @@ from capacity_forecaster.report.data import (
     server_names,
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels
-from capacity_forecaster.report.summary import cluster_map, level_counts, model_accuracy, money, ranked_risks
+from capacity_forecaster.report.summary import (
+    CLUSTER_RING,
+    NO_PRICES,
+    NOT_PRICED,
+    cluster_map,
+    cluster_ringed,
+    level_counts,
+    model_accuracy,
+    money,
+    plural,
+    priced_servers,
+    report_risks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +62,8 @@ def fleet_heatmap(data: ReportData) -> Figure:
     names = server_names(data)
     rows = len(grid)
     height = max(3.8, 0.17 * rows + 2.2)
-    subtitle = (f"{rows} of {len(recent)} servers, busiest (last 13 weeks) at the top; each cell is the week's "
-                f"highest daily P95, so month-end peaks stay visible")
+    subtitle = (f"{rows:,} of {plural(len(recent), 'server')}, busiest (last 13 weeks) at the top; each cell is "
+                "the week's highest daily P95, so month-end peaks stay visible")
     fig = style.new_figure(11, height, title, subtitle)
     top = style.top_margin(height) - 0.25 / height
     bottom = 0.75 / height
@@ -83,15 +95,15 @@ def fleet_heatmap(data: ReportData) -> Figure:
 def risk_distribution(data: ReportData) -> Figure:
     """Servers by worst risk level, and series by metric and level."""
     title = "Breach risk: servers by worst risk level"
-    ranked = ranked_risks(data)
+    ranked = report_risks(data)
     if ranked.empty:
         return style.placeholder(11, 4, title, not_available("server_risk"))
     counts = level_counts(ranked)
     worst = ranked.drop_duplicates("server_id")
     unassessed = int(worst["risk_level"].isna().sum())
     threshold = data.settings.risk.threshold
-    subtitle = (f"{len(worst)} servers, {len(ranked)} series; breach = forecast daily P95 above its threshold "
-                f"({threshold:g} % unless overridden)")
+    subtitle = (f"{plural(len(worst), 'server')}, {len(ranked):,} series; breach = forecast daily P95 above its "
+                f"threshold ({threshold:g} % unless overridden)")
     fig = style.new_figure(11, 4.2, title, subtitle)
     top = style.top_margin(4.2)
     left = fig.add_axes((0.09, 0.14, 0.36, top - 0.2))
@@ -137,8 +149,8 @@ def cluster_chart(data: ReportData) -> Figure:
     if points.empty:
         return style.placeholder(11, 5, title, not_available("metrics"))
     axes = points.attrs["axes"]
-    ranked = ranked_risks(data)
-    hot = set(ranked.loc[ranked["level_code"] >= 2, "server_id"]) if not ranked.empty else set()
+    ranked = report_risks(data)
+    hot = cluster_ringed(ranked)
     threshold = data.settings.risk.threshold
     subtitle = ("Clusters come from the whole workload profile (levels, weekly and month-end patterns, trend); "
                 "far above the diagonal = peaks well beyond the usual load"
@@ -158,7 +170,7 @@ def cluster_chart(data: ReportData) -> Figure:
         ax.scatter(flagged["level"], flagged["peak"], s=110, facecolor="none",
                    edgecolor=style.RISK_COLOURS["critical"], linewidth=1.3)
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markersize=10,
-                              markeredgecolor=style.RISK_COLOURS["critical"], label="critical or high risk"))
+                              markeredgecolor=style.RISK_COLOURS["critical"], label=CLUSTER_RING))
     ax.plot([0, 100], [0, 100], color=style.MUTED, linestyle=":", linewidth=0.9)
     ax.axhline(threshold, color=style.THRESHOLD, linestyle="--", linewidth=1.0)
     handles.append(Line2D([], [], color=style.MUTED, linestyle=":", linewidth=0.9, label="peak = average"))
@@ -179,19 +191,25 @@ def savings_chart(data: ReportData) -> Figure:
     recs = data.table("recommendations")
     if recs is None or recs.empty:
         return style.placeholder(11, 4, title, not_available("recommendations"))
+    priced = priced_servers(recs)
+    if not priced:
+        return style.placeholder(11, 4, title, f"Savings {NOT_PRICED}: {NO_PRICES} "
+                                                f"({plural(len(recs), 'server')}; actions are still recommended)")
     order = [a for a in style.ACTION_COLOURS if a in set(recs["action"])]
     order += sorted(set(recs["action"]) - set(order))
-    grouped = recs.groupby("action").agg(servers=("server_id", "size"), savings=("monthly_savings", "sum"))
+    grouped = recs.groupby("action").agg(servers=("server_id", "size"),
+                                         savings=("monthly_savings", lambda v: v.sum(min_count=1)))
     grouped = grouped.reindex(order)
-    cost = float(recs["current_monthly_cost"].sum())
-    net = float(recs["monthly_savings"].sum())
+    cost = float(np.nansum(recs["current_monthly_cost"].to_numpy(float)))
+    net = float(np.nansum(recs["monthly_savings"].to_numpy(float)))
     share = f" ({100 * net / cost:.1f} % of the fleet's {money(cost)})" if cost > 0 else ""
-    subtitle = f"Net {money(net)} per month{share}, {money(12 * net)} per year"
+    scope = "" if priced == len(recs) else f"; {priced:,} of {plural(len(recs), 'server')} priced"
+    subtitle = f"Net {money(net)} per month{share}, {money(12 * net)} per year{scope}"
     fig = style.new_figure(11, 4.2, title, subtitle)
     top = style.top_margin(4.2)
     ax = fig.add_axes((0.14, 0.14, 0.7, top - 0.2))
     ypos = np.arange(len(grouped))
-    values = grouped["savings"].to_numpy(float)
+    values = np.nan_to_num(grouped["savings"].to_numpy(float))
     ax.barh(ypos, values, color=[style.ACTION_COLOURS.get(a, style.ACCENT) for a in grouped.index], height=0.6)
     ax.axvline(0, color=style.MUTED, linewidth=0.8)
     ax.set_yticks(ypos, [a.capitalize() for a in grouped.index])
@@ -204,8 +222,9 @@ def savings_chart(data: ReportData) -> Figure:
     ax.set_xlim(low - (pad if low < 0 else 0), high + pad * 12)
     for y, (action, row) in zip(ypos, grouped.iterrows(), strict=True):
         count = int(row["servers"])
-        text = f"{count} server{'s' if count != 1 else ''}, {money(row['savings'], signed=True)}"
-        x = max(row["savings"], 0) + pad
+        text = f"{plural(count, 'server')}, " + (NOT_PRICED if pd.isna(row["savings"])
+                                                 else money(row["savings"], signed=True))
+        x = max(np.nan_to_num(row["savings"]), 0) + pad
         ax.text(x, float(y), text, va="center", fontsize=8.5, color=style.INK)
         log.debug("savings %s: %s", action, text)
     return fig

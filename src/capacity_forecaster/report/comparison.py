@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,12 +10,23 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData, scenario_info, scenario_names, whatif_name
-from capacity_forecaster.report.summary import day, money
-from capacity_forecaster.risk.levels import level_codes, percent
+from capacity_forecaster.report.summary import NO_PRICES, NOT_PRICED, cents, day, money
+from capacity_forecaster.risk.levels import Status, level_codes, percent, rank_risks
 
+
+def whatif_note(document: str = "report", part: str = "section") -> str:
+    """Where a stored what-if lives (docs/risk.md, "Named scenarios"): beside the base, never in the risk tables."""
+    return (f"The risk stage stored it beside the base: the lake's risk tables, and every other {part} of this "
+            f"{document}, stay the base (the same run without the what-if); this {part} compares the two.")
+
+
+# The what-if total that means what the executive summary's "Earliest breach" means: now when a series is
+# already breaching, else the first forecast crossing.
+EARLIEST = "Earliest breach"
 # Most affected first: new series, then worse, better, gone, unchanged.
 CHANGE_ORDER = ("added", "worse", "better", "removed", "unchanged")
 SIDES = ("base", "scenario")
+ALREADY = Status.ALREADY_BREACHING.value
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,15 @@ def ranked_rows(data: ReportData, name: str | None = None) -> pd.DataFrame:
     for side in SIDES:
         out[f"{side}_breach_ds"] = pd.to_datetime(out[f"{side}_breach_ds"])
         out[f"{side}_code"] = level_codes(out[f"{side}_risk_level"])
+    base_state = _states(data.table("server_risk"))
+    stored = data.table("scenario_risk")
+    if stored is not None and "scenario" in stored.columns:
+        stored = stored[stored["scenario"].astype(str) == (name or names[0])]
+    # Already breaching is a fact of the observed history, which a what-if does not change: without the
+    # scenario's own risk rows, its series take the base's.
+    scenario_state = _states(stored) if stored is not None and len(stored) else base_state
+    for side, state in (("base", base_state), ("scenario", scenario_state)):
+        out = _observed_breaches(out, side, state)
     inventory = data.table("inventory")
     if inventory is not None:
         out = out.merge(inventory[["server_id", "hostname", "application"]], on="server_id", how="left")
@@ -92,6 +113,37 @@ def ranked_rows(data: ReportData, name: str | None = None) -> pd.DataFrame:
     return out.drop(columns="change_rank").reset_index(drop=True)
 
 
+_STATE_COLUMNS = ("status", "days_over_recent", "last_over_ds")
+
+
+def _states(risk: pd.DataFrame | None) -> pd.DataFrame:
+    """server_id, metric, status, days_over_recent, last_over_ds of a server_risk-like table (empty without one)."""
+    columns = ["server_id", "metric", *_STATE_COLUMNS]
+    if risk is None or "status" not in risk.columns:
+        return pd.DataFrame(columns=columns)
+    out = risk.reindex(columns=columns).drop_duplicates(["server_id", "metric"])
+    out["last_over_ds"] = pd.to_datetime(out["last_over_ds"])
+    return out
+
+
+def _observed_breaches(rows: pd.DataFrame, side: str, state: pd.DataFrame) -> pd.DataFrame:
+    """One side's breach columns as the reports show them (``summary.reported_breaches``): a series already
+    breaching breaches now, on its last observed day over the threshold, 0 days out; adds ``<side>_status``
+    and ``<side>_days_over_recent``."""
+    named = state.rename(columns={c: f"{side}_{c}" for c in _STATE_COLUMNS})
+    out = rows.merge(named, on=["server_id", "metric"], how="left")
+    now = out[f"{side}_status"].eq(ALREADY).fillna(False).astype(bool) & out[f"{side}_risk_level"].notna()
+    out[f"{side}_status"] = out[f"{side}_status"].where(out[f"{side}_risk_level"].notna())
+    out[f"{side}_breach_ds"] = out[f"{side}_breach_ds"].mask(now, out[f"{side}_last_over_ds"])
+    out[f"{side}_days_to_breach"] = pd.to_numeric(out[f"{side}_days_to_breach"], errors="coerce").mask(now, 0)
+    return out.drop(columns=f"{side}_last_over_ds")
+
+
+def side_when(row: Mapping[Any, Any], side: str) -> str:
+    """One side's breach as the what-if tables show it: ``now`` for a series already breaching, else its date."""
+    return "now" if row.get(f"{side}_status") == ALREADY else day(row.get(f"{side}_breach_ds"))
+
+
 def _servers(rows: pd.DataFrame, side: str) -> pd.DataFrame:
     """Per server on one side: worst level code and monthly savings (the comparison repeats them per metric)."""
     present = rows[rows[f"{side}_action"].notna() | (rows[f"{side}_code"] >= 0)] if len(rows) else rows
@@ -100,6 +152,17 @@ def _servers(rows: pd.DataFrame, side: str) -> pd.DataFrame:
 
 
 def _earliest(rows: pd.DataFrame, side: str) -> tuple[float | None, str]:
+    """The side's earliest breach as the executive summary says it: ``now (srv cpu)``, naming the first
+    already-breaching series in the one risk ranking, else the first forecast crossing."""
+    status = rows[f"{side}_status"] if f"{side}_status" in rows.columns else pd.Series(None, index=rows.index)
+    now = rows[status.eq(ALREADY).fillna(False).astype(bool)]
+    if len(now):
+        ranked = rank_risks(pd.DataFrame({
+            "server_id": now["server_id"], "metric": now["metric"], "risk_level": now[f"{side}_risk_level"],
+            "status": ALREADY, "days_over_recent": now[f"{side}_days_over_recent"],
+            "days_to_breach": now[f"{side}_days_to_breach"],
+            "breach_probability": now[f"{side}_breach_probability"]}))
+        return 0.0, f"now ({ranked['server_id'].iloc[0]} {ranked['metric'].iloc[0]})"
     hits = rows.dropna(subset=[f"{side}_breach_ds"]).sort_values([f"{side}_breach_ds", "server_id", "metric"])
     if hits.empty:
         return None, "none"
@@ -124,10 +187,12 @@ def totals(rows: pd.DataFrame) -> tuple[Total, ...]:
         base, scenario = counts["base"][measure], counts["scenario"][measure]
         out.append(Total(measure, base, scenario, f"{base:,.0f}", f"{scenario:,.0f}"))
     (base_days, base_text), (scen_days, scen_text) = (_earliest(rows, side) for side in SIDES)
-    out.append(Total("Earliest forecast breach", base_days, scen_days, base_text, scen_text))
-    savings = {side: float(np.nansum(per[side]["savings"].to_numpy(float))) for side in SIDES}
-    out.append(Total("Net savings per month", savings["base"], savings["scenario"], money(savings["base"]),
-                     money(savings["scenario"])))
+    out.append(Total(EARLIEST, base_days, scen_days, base_text, scen_text))
+    # Servers without a monthly cost have unknown savings: a side with none priced says so (never $0).
+    savings = {side: (cents(np.nansum(values)) if np.isfinite(values).any() else None)
+               for side in SIDES for values in [per[side]["savings"].to_numpy(float)]}
+    out.append(Total("Net savings per month", savings["base"], savings["scenario"],
+                     *(NOT_PRICED if savings[side] is None else money(savings[side]) for side in SIDES)))
     return tuple(out)
 
 
@@ -156,11 +221,12 @@ def headline(scenario: StoredScenario) -> str:
     """One sentence for the key messages: the report shows the base; how the stored scenario differs from it."""
     by = {t.measure: t for t in scenario.totals}
     risk, savings = by["Servers at risk (medium or worse)"], by["Net savings per month"]
-    first = by["Earliest forecast breach"]
+    first = by[EARLIEST]
+    money_text = (f"savings {NOT_PRICED} ({NO_PRICES})" if savings.base is None and savings.scenario is None
+                  else f"net savings {savings.base_text} \u2192 {savings.scenario_text} per month")
     return (f"This report shows the base; beside it, the what-if scenario \u201c{scenario.name}\u201d stored by "
-            f"capfc risk: servers at risk {risk.base_text} \u2192 {risk.scenario_text}, earliest forecast breach "
-            f"{first.base_text} \u2192 {first.scenario_text}, net savings {savings.base_text} \u2192 "
-            f"{savings.scenario_text} per month; series {change_text(scenario.changes)}.")
+            f"capfc risk: servers at risk {risk.base_text} \u2192 {risk.scenario_text}, earliest breach "
+            f"{first.base_text} \u2192 {first.scenario_text}, {money_text}; series {change_text(scenario.changes)}.")
 
 
 def probability(value: Any) -> str:

@@ -45,7 +45,7 @@ TABLE_TITLES = {
 # Read whole into memory, but forecasts: their daily rows grow with the fleet (``ReportData.forecasts``).
 SMALL_TABLES = ("inventory", "server_risk", "clusters", "recommendations", "backtests", "forecasts", "risk_comparison")
 # Read when present, never reported as missing (older lakes and runs without a what-if lack them).
-OPTIONAL_TABLES = ("risk_scenarios", "recommendation_options", "capacity_by_group")
+OPTIONAL_TABLES = ("risk_scenarios", "recommendation_options", "capacity_by_group", "scenario_risk")
 # The risk stage writes risk_comparison on every run, empty without a what-if: empty counts as absent.
 _ABSENT_WHEN_EMPTY = frozenset({"risk_comparison"})
 HISTORY_COLUMNS = ("server_id", "ds", "metric", "value", "is_imputed", "is_anomaly")

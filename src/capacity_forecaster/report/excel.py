@@ -13,7 +13,7 @@ from openpyxl.utils import get_column_letter
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, AccuracyHistory
-from capacity_forecaster.report.comparison import StoredScenario, change_text, stored_scenario
+from capacity_forecaster.report.comparison import StoredScenario, change_text, stored_scenario, whatif_note
 from capacity_forecaster.report.data import ReportData, not_available
 from capacity_forecaster.report.forecast_sheet import (
     SHEET,
@@ -24,7 +24,7 @@ from capacity_forecaster.report.forecast_sheet import (
 )
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
-from capacity_forecaster.report.summary import assumptions, kpis, level_counts, ranked_risks
+from capacity_forecaster.report.summary import NOT_PRICED, assumptions, cents, kpis, level_counts, report_risks
 
 SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-if", "Clusters", SHEET,
           "Forecast vs actual", "Sizing options", "Capacity by group", "Assumptions")
@@ -32,8 +32,9 @@ SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-i
 AT_RISK_COLUMNS = {
     "server_id": "Server", "hostname": "Hostname", "application": "Application", "environment": "Environment",
     "metric": "Metric", "risk_level": "Risk level", "status": "Status", "days_over_recent": "Recent days over",
-    "breach_ds": "Breach date", "days_to_breach": "Days to breach",
-    "breach_probability": "Breach probability", "peak_yhat": "Peak forecast (%)", "peak_ds": "Peak date",
+    "breach_ds": "Breach date (already breaching: last day over)", "days_to_breach": "Days to breach",
+    "forecast_breach_ds": "Forecast breach date", "breach_probability": "Breach probability",
+    "peak_yhat": "Peak forecast (%)", "peak_ds": "Peak date",
     "threshold": "Threshold (%)", "action": "Recommended action", "reason": "Reason",
 }
 RECOMMENDATION_COLUMNS = {
@@ -64,6 +65,7 @@ CAPACITY_COLUMNS = {
 WHATIF_COLUMNS = {
     "server_id": "Server", "hostname": "Hostname", "application": "Application", "metric": "Metric",
     "change": "Change", "base_risk_level": "Base risk", "scenario_risk_level": "Scenario risk",
+    "base_status": "Base status", "scenario_status": "Scenario status",
     "base_breach_ds": "Base breach date", "scenario_breach_ds": "Scenario breach date",
     "base_days_to_breach": "Base days to breach", "scenario_days_to_breach": "Scenario days to breach",
     "base_breach_probability": "Base breach probability", "scenario_breach_probability": "Scenario breach probability",
@@ -92,12 +94,16 @@ def _scenario_summary(ws: Worksheet, scenario: StoredScenario | None) -> None:
         ws.append([styled(ws, not_available("risk_comparison"), font=Font(italic=True, color="6B7280"))])
         return
     ws.append(["Scenario", "", scenario.name])
+    ws.append(["Stored", "", whatif_note("workbook", "part")])
     right = Alignment(horizontal="right")
     for total in scenario.totals:
-        money_total = total.measure.startswith("Net savings")
+        # Counts and money stay numbers (sortable, usable in formulas); a date or "not priced" stays text.
+        fmt = (_MONEY if total.measure.startswith("Net savings") else None
+               if total.measure.startswith("Earliest") else "#,##0")
         cells = []
         for value, text in ((total.base, total.base_text), (total.scenario, total.scenario_text)):
-            cell = styled(ws, value if money_total else text, fmt=_MONEY if money_total else None)
+            numeric = fmt is not None and value is not None
+            cell = styled(ws, value if numeric else text, fmt=fmt if numeric else None)
             cell.alignment = right
             cells.append(cell)
         ws.append([total.measure, *cells])
@@ -135,9 +141,11 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame, foreca
     if recs is not None and len(recs):
         ws.append([])
         ws.append([styled(ws, h, header=True) for h in ("Savings by action", "Servers", "Savings / month (USD)")])
-        grouped = recs.groupby("action").agg(n=("server_id", "size"), s=("monthly_savings", "sum"))
+        grouped = recs.groupby("action").agg(n=("server_id", "size"),
+                                             s=("monthly_savings", lambda v: v.sum(min_count=1)))
         for action, row in grouped.sort_values("s", ascending=False).iterrows():
-            ws.append([str(action).capitalize(), int(row["n"]), styled(ws, float(row["s"]), fmt=_MONEY)])
+            saved = (styled(ws, NOT_PRICED) if pd.isna(row["s"]) else styled(ws, cents(row["s"]), fmt=_MONEY))
+            ws.append([str(action).capitalize(), int(row["n"]), saved])
     _scenario_summary(ws, stored_scenario(data))
 
 
@@ -198,7 +206,7 @@ def build_workbook(data: ReportData) -> bytes:
     # Write-only mode streams rows to a temporary file (memory stays flat) and is ~5x faster for the forecast sheet.
     workbook = Workbook(write_only=True)
     summary = workbook.create_sheet(SHEETS[0])
-    ranked = ranked_risks(data)
+    ranked = report_risks(data)
     daily, rows = forecast_layout(data)
     _summary_sheet(summary, data, ranked, sheet_names(rows))
 

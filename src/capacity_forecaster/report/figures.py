@@ -9,7 +9,16 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.report import style
-from capacity_forecaster.report.summary import day, level_counts, model_accuracy, money
+from capacity_forecaster.report.summary import (
+    NO_PRICES,
+    NOT_PRICED,
+    day,
+    level_counts,
+    model_accuracy,
+    money,
+    plural,
+    priced_servers,
+)
 
 METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
 # ticklabeloverflow "allow": plotly's default ("hide past div") measures every tick label against the
@@ -115,12 +124,13 @@ def server_shapes(threshold: float, breach: Any, level: str, start: Any = None) 
     return shapes
 
 
-def server_annotations(threshold: float, breach: Any, level: str) -> list[dict[str, Any]]:
-    """Labels for the threshold and the breach date."""
+def server_annotations(threshold: float, breach: Any, level: str, breach_label: str = "breach") -> list[dict[str, Any]]:
+    """Labels for the threshold and the breach date (``breach_label``: ``last over`` for a series already
+    breaching, whose breach date is its last observed day over the threshold)."""
     notes = [{"xref": "paper", "x": 0.0, "y": threshold, "text": f"threshold {threshold:g} %", "showarrow": False,
               "yshift": 9, "xanchor": "left", "font": {"color": style.THRESHOLD, "size": 11}}]
     if breach is not None and not pd.isna(breach):
-        notes.append({"x": breach, "y": threshold, "text": f"breach {day(breach)}", "showarrow": True,
+        notes.append({"x": breach, "y": threshold, "text": f"{breach_label} {day(breach)}", "showarrow": True,
                       "arrowhead": 0, "ax": 0, "ay": -34, "bgcolor": "white",
                       "font": {"color": style.RISK_COLOURS.get(level, style.MUTED), "size": 11}})
     return notes
@@ -162,14 +172,14 @@ def backtest_traces(backtests: pd.DataFrame | None, since: Any = None) -> list[g
 
 def server_figure(title: str, history: pd.DataFrame, forecast: pd.DataFrame, threshold: float, breach: Any,
                   level: str, interval: float, height: int = 420,
-                  backtests: pd.DataFrame | None = None) -> go.Figure:
+                  backtests: pd.DataFrame | None = None, breach_label: str = "breach") -> go.Figure:
     """One series: history, imputed and anomalous days, forecast with interval, threshold and breach date,
     and (when given) the stored backtest forecasts over the history shown (``backtest_traces``)."""
     start = forecast["ds"].min() if len(forecast) else None
     since = history["ds"].min() if len(history) else None
     fig = new_figure(server_traces(history, forecast, interval) + backtest_traces(backtests, since))
     return styled(fig, title, height, shapes=server_shapes(threshold, breach, level, start),
-                  annotations=server_annotations(threshold, breach, level), margin=margin(left=76),
+                  annotations=server_annotations(threshold, breach, level, breach_label), margin=margin(left=76),
                   legend={**LAYOUT["legend"], "traceorder": "normal"},
                   yaxis={"title": {"text": "daily P95 (% of capacity)"}, "range": [0, 105], "ticksuffix": " %"})
 
@@ -218,13 +228,15 @@ def heatmap(frame: pd.DataFrame, metric: str, servers: int, names: dict[str, str
                   margin=margin(left=max(60, text_width(labels, 10) + 16), right=120, top=76))
 
 
-def cluster_scatter(points: pd.DataFrame, hot: set[str], threshold: float | None = None) -> go.Figure:
+def cluster_scatter(points: pd.DataFrame, hot: set[str], threshold: float | None = None,
+                    ring: str = "critical or high risk") -> go.Figure:
     """Servers by average CPU against peak CPU (``summary.cluster_map``), coloured by cluster.
 
     Args:
         points: ``summary.cluster_map`` output.
         hot: server ids ringed in red (critical or high risk).
         threshold: a horizontal line at the breach threshold (None: no line).
+        ring: what the red ring means, for the title (``summary.CLUSTER_RING``: risk in the plotted metric).
     """
     axes = points.attrs.get("axes") or {"level": "average CPU (%)", "peak": "peak CPU (%)"}
     fig = new_figure()
@@ -251,21 +263,26 @@ def cluster_scatter(points: pd.DataFrame, hot: set[str], threshold: float | None
     fig.update_xaxes(title_text=axes["level"], range=[0, points.attrs.get("level_max", 100.0)], ticksuffix=" %")
     fig.update_yaxes(title_text=axes["peak"], range=[0, 105], ticksuffix=" %")
     names = [trace.name for trace in fig.data]
-    return styled(fig, "Workload clusters: usual load vs peak load (red ring = critical or high risk)", 480,
+    return styled(fig, f"Workload clusters: usual load vs peak load (red ring = {ring})", 480,
                   shapes=shapes, annotations=notes,
                   legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
                   margin=margin(right=text_width(names) + 44, bottom=56))
 
 
 def savings_bar(recs: pd.DataFrame) -> go.Figure:
-    """Net monthly savings by recommended action (upsizing shows as a cost)."""
-    grouped = recs.groupby("action").agg(servers=("server_id", "size"), savings=("monthly_savings", "sum"))
+    """Net monthly savings by recommended action (upsizing shows as a cost); a panel saying ``not priced``
+    when no server has a monthly cost (never bars of $0)."""
+    title = "Savings by recommended action (USD per month)"
+    if not priced_servers(recs):
+        return empty_figure(title, f"Savings {NOT_PRICED}: {NO_PRICES} ({plural(len(recs), 'server')})", 340)
+    grouped = recs.groupby("action").agg(servers=("server_id", "size"),
+                                         savings=("monthly_savings", lambda v: v.sum(min_count=1)))
     order = [a for a in style.ACTION_COLOURS if a in grouped.index] + sorted(set(grouped.index) - set(
         style.ACTION_COLOURS))
     grouped = grouped.reindex(order)
-    values = grouped["savings"].to_numpy(float)
-    labels = [f"{int(n)} server{'s' if n != 1 else ''}, {money(v, signed=True)}"
-              for n, v in zip(grouped["servers"], values, strict=True)]
+    labels = [f"{plural(int(n), 'server')}, {NOT_PRICED if pd.isna(v) else money(v, signed=True)}"
+              for n, v in zip(grouped["servers"], grouped["savings"], strict=True)]
+    values = np.nan_to_num(grouped["savings"].to_numpy(float))
     # Labels sit beside the bars, to the right of zero for every bar, so they never cover the axis labels.
     low, high = min(0.0, float(values.min())), max(0.0, float(values.max()))
     span = (high - low) or 1.0
@@ -280,8 +297,7 @@ def savings_bar(recs: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="net savings (USD per month; negative = extra cost)", tickformat="$,.0f",
                      range=[low - span * 0.05, high + span * 0.45])
     fig.update_layout(showlegend=False)
-    return styled(fig, "Savings by recommended action (USD per month)", 340,
-                  margin=margin(left=max(60, text_width(grouped.index) + 12), bottom=56))
+    return styled(fig, title, 340, margin=margin(left=max(60, text_width(grouped.index) + 12), bottom=56))
 
 
 def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
@@ -320,8 +336,9 @@ def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
     fig.add_vline(x=1.0, line_dash="dash", line_color=style.THRESHOLD)
     fig.update_yaxes(autorange="reversed", type="category")
     cut = f"; {beyond_total} values beyond {cap:.1f} drawn on the edge (up to {worst:.1f})" if beyond_total else ""
-    fig.update_xaxes(title_text=f"MASE per series and cutoff (1 = in-sample weekly seasonal-naive error); box "
+    # Two lines: plotly never wraps an axis title, and one line ran past the right edge of the chart.
+    fig.update_xaxes(title_text=f"MASE per series and cutoff (1 = in-sample weekly seasonal-naive error)<br>box "
                      f"P25-P75, whiskers P{low:g}-P{high:g}, points beyond{cut}", range=[0, cap * 1.02])
     fig.update_layout(showlegend=False)
     return styled(fig, "Forecast accuracy by model (backtest MASE, lower is better)", max(300, 40 * len(summary) + 140),
-                  margin=margin(left=max(60, text_width(summary["model"]) + 12), bottom=64))
+                  margin=margin(left=max(60, text_width(summary["model"]) + 12), bottom=84))

@@ -14,7 +14,15 @@ from matplotlib.patches import Patch
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.data import ReportData, not_available
-from capacity_forecaster.report.summary import day, level_of, ranked_risks, risk_row, threshold_of
+from capacity_forecaster.report.summary import (
+    ALREADY,
+    breach_phrase,
+    day,
+    level_of,
+    report_risks,
+    risk_row,
+    threshold_of,
+)
 from capacity_forecaster.risk.levels import percent
 
 _METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
@@ -80,7 +88,8 @@ def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFra
         ax.scatter([breach], [threshold], s=40, color=colour, zorder=5, edgecolor="white")
         # Label on the side of the line with more room, so it never runs off the panel.
         late = len(future) and breach > future["ds"].min() + (future["ds"].max() - future["ds"].min()) * 0.3
-        ax.annotate(f"breach {day(breach)}", (breach, threshold), xytext=(-5 if late else 5, 7),
+        label = f"last over {day(breach)}" if row.get("status") == ALREADY else f"breach {day(breach)}"
+        ax.annotate(label, (breach, threshold), xytext=(-5 if late else 5, 7),
                     textcoords="offset points", fontsize=7.5, color=colour, fontweight="bold",
                     ha="right" if late else "left",
                     bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
@@ -92,13 +101,24 @@ def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFra
     host = row.get("hostname")
     name = f"{row['server_id']}" + (f" ({host})" if isinstance(host, str) else "")
     ax.set_title(f"{name}: {_METRIC_NAMES.get(row['metric'], row['metric'])}", fontsize=9.5, loc="left", pad=16)
-    days = row.get("days_to_breach")
-    when = (f"breach {day(breach)}, day {int(days)}" if breach is not None and not pd.isna(breach) and not pd.isna(days)
-            else "no breach forecast in the horizon")
+    when = breach_phrase(row, with_day=True)
     prob = row.get("breach_probability")
     prob_text = f", P(breach) {percent(prob)}" if prob is not None and not pd.isna(prob) else ""
     ax.text(0.0, 1.02, f"{level.capitalize()} risk: {when}{prob_text}", transform=ax.transAxes, fontsize=8,
             color=colour, ha="left", va="bottom")
+
+
+def observed_span(history: pd.DataFrame, forecasts: pd.DataFrame, history_days: int) -> str:
+    """What the panels show of the history: ``Last 180 days observed`` (``report.history_days``), or the actual
+    span when the history is shorter (``All 92 observed days``)."""
+    if history.empty:
+        return "No observed history"
+    start = pd.Timestamp(forecasts["ds"].min()) - pd.Timedelta(days=history_days) if len(forecasts) else None
+    if start is not None and history["ds"].min() <= start:  # the history fills the window
+        return f"Last {history_days} days observed"
+    shown = history if start is None else history[history["ds"] > start]
+    days = (shown["ds"].max() - shown["ds"].min()).days + 1 if len(shown) else 0
+    return f"All {days} observed day{'s' if days != 1 else ''} ({day(shown['ds'].min())} to {day(shown['ds'].max())})"
 
 
 def _legend(interval: float, levels: list[str], cutoffs: dict[int, list[Any]]) -> list[Any]:
@@ -136,7 +156,7 @@ def forecast_panels(data: ReportData, history: pd.DataFrame, backtests: pd.DataF
     title = "Forecast vs actual: riskiest series (daily P95, % of capacity)"
     if data.forecasts is None or data.forecasts.series.empty:
         return style.placeholder(11, 4, title, not_available("forecasts"))
-    ranked = ranked_risks(data)
+    ranked = report_risks(data)
     if ranked.empty:
         return style.placeholder(11, 4, title, not_available("server_risk"))
     pairs = top_series(ranked, cfg.chart_series)
@@ -147,7 +167,7 @@ def forecast_panels(data: ReportData, history: pd.DataFrame, backtests: pd.DataF
     rows = math.ceil(len(pairs) / cols)
     height = 2.7 * rows + 1.5
     interval = data.settings.forecast.interval
-    subtitle = (f"Last {cfg.history_days} days observed, then the chosen model's forecast with its "
+    subtitle = (f"{observed_span(history, forecasts, cfg.history_days)}, then the chosen model's forecast with its "
                 f"{interval:.0%} interval; dashed red = threshold")
     lines = backtest_lines(backtests) if backtests is not None and len(backtests) else None
     if lines is not None:

@@ -13,22 +13,34 @@ import plotly.graph_objects as go
 from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, display_rows, explanation
 from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
-from capacity_forecaster.report.comparison import StoredScenario, change_text, headline, probability, stored_scenario
+from capacity_forecaster.report.comparison import (
+    StoredScenario,
+    change_text,
+    headline,
+    probability,
+    side_when,
+    stored_scenario,
+    whatif_note,
+)
 from capacity_forecaster.report.data import ReportData, not_available, server_names
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.plotly_bundle import check_trace_types, plotly_js
 from capacity_forecaster.report.summary import (
+    ALREADY,
     AT_RISK_LEVELS,
+    CLUSTER_RING,
+    NOT_PRICED,
     assumptions,
+    breach_phrase,
     breach_when,
     cluster_map,
+    cluster_ringed,
     data_period_text,
-    day,
     headlines,
     kpis,
     level_of,
     money,
-    ranked_risks,
+    report_risks,
     risk_row,
     threshold_of,
 )
@@ -51,6 +63,7 @@ padding:0}} .grid2>div{{background:#fff;border:1px solid {style.GRID};border-rad
 table{{border-collapse:collapse;width:100%;font-size:13px}} th{{background:{style.NAVY};color:#fff;text-align:left;
 padding:7px 8px;position:sticky;top:0}} td{{padding:6px 8px;border-bottom:1px solid {style.GRID}}}
 tr:nth-child(even) td{{background:#F9FAFB}} td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+td.nw{{white-space:nowrap}}
 .badge{{display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}}
 .na{{color:{style.MUTED};font-style:italic}}
 .warning{{margin:16px 0;padding:12px 16px;border-left:4px solid #B91C1C;background:#FEF2F2;color:#B91C1C;
@@ -160,10 +173,20 @@ def _badge(level: Any) -> str:
     return f'<span class="badge" style="background:{style.RISK_COLOURS[level]}">{html.escape(level)}</span>'
 
 
+# Columns of ids, host names and dates: never wrapped mid-token ("srv-" / "0018", "2026-" / "09-28").
+NOWRAP_HEADERS = frozenset({
+    "Server", "Hostname", "Target", "Breach date", "Base breach", "Scenario breach", "Forecast run", "Made (UTC)",
+    "Last observed day", "Days ahead", "Group",
+})
+
+
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
     numeric = numeric or set()
+    nowrap = {i for i, h in enumerate(headers) if h in NOWRAP_HEADERS}
+    classes = {i: " ".join(c for c, on in (("num", i in numeric), ("nw", i in nowrap)) if on)
+               for i in range(len(headers))}
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+    body = "".join("<tr>" + "".join(f'<td class="{classes[i]}">{c}</td>' if classes.get(i) else f"<td>{c}</td>"
                                      for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -200,15 +223,17 @@ def forecast_figures(data: ReportData, ranked: pd.DataFrame, history: pd.DataFra
             past = past[past["ds"] > future["ds"].min() - pd.Timedelta(days=data.settings.report.history_days)]
         threshold, level, breach = threshold_of(row, data, metric), level_of(row), row.get("breach_ds")
         name = figures.METRIC_NAMES.get(metric, metric)
-        title = f"{server} ({_text(row.get('hostname'))}) {name}: {level} risk, breach {day(breach)}"
+        when = breach_phrase(row)
+        title = f"{server} ({_text(row.get('hostname'))}) {name}: {level} risk, {when}"
         runs = (past_runs.loc[[key]].reset_index() if past_runs is not None and key in past_runs.index
                 else None)
         fig = figures.server_figure(title, past, future, threshold, breach, level, interval, height=480,
-                                    backtests=runs)
+                                    backtests=runs, breach_label="last over" if row.get("status") == ALREADY
+                                    else "breach")
         fig.update_layout(legend={"orientation": "h", "y": -0.14, "yanchor": "top", "x": 0, "xanchor": "left",
                                   "traceorder": "normal"},
                           margin=figures.margin(left=76, bottom=90))
-        out.append((f"{server} {metric}: {level}, breach {day(breach)}", fig))
+        out.append((f"{server} {metric}: {level}, {when}", fig))
     return out
 
 
@@ -228,6 +253,11 @@ def _top_risk_rows(ranked: pd.DataFrame, count: int) -> str:
                    "Peak", "Action", "Reason"], rows, numeric={6, 7, 8})
 
 
+def _cost(value: Any, signed: bool = False) -> str:
+    """Money, or ``not priced`` where the server has no monthly cost (unknown, not zero)."""
+    return NOT_PRICED if value is None or pd.isna(value) else money(value, signed=signed)
+
+
 def _recommendation_rows(data: ReportData) -> str:
     recs = data.table("recommendations")
     if recs is None:
@@ -237,8 +267,11 @@ def _recommendation_rows(data: ReportData) -> str:
         return _na("Every server keeps its current size.")
     rows = [[_text(r["server_id"]), _text(r["action"]), _text(r.get("target_server_id")),
              _text(r.get("recommended_cpu_cores")), _text(r.get("recommended_memory_gb")),
-             money(r["current_monthly_cost"]), money(r["projected_monthly_cost"]),
-             money(r["monthly_savings"], signed=True), _text(r.get("rationale"))] for r in shown.to_dict("records")]
+             _cost(r["current_monthly_cost"]),
+             # Unknown today, so the projection is not a priced figure either (a decommission's $0 would read
+             # as a claim).
+             _cost(r["projected_monthly_cost"] if pd.notna(r["current_monthly_cost"]) else None),
+             _cost(r["monthly_savings"], signed=True), _text(r.get("rationale"))] for r in shown.to_dict("records")]
     return _table(["Server", "Action", "Target", "Cores", "Memory (GB)", "Current / month", "Projected / month",
                    "Savings / month", "Rationale"], rows, numeric={3, 4, 5, 6, 7})
 
@@ -268,9 +301,8 @@ def _whatif_section(scenario: StoredScenario | None) -> str:
     if scenario is None:
         return _na(not_available("risk_comparison"))
     ran = f", run {html.escape(scenario.run)} UTC" if scenario.run else ""
-    intro = (f"<p>Scenario <b>{html.escape(scenario.name)}</b> (capfc risk --growth / --scenario{ran}). The other "
-             "sections of this report show the scenario: the risk stage stored it as the lake's risk tables. "
-             "The base is the same run without the what-if.</p>")
+    intro = (f"<p>Scenario <b>{html.escape(scenario.name)}</b> (capfc risk --growth / --scenario{ran}). "
+             f"{html.escape(whatif_note())}</p>")
     totals = _table(["Measure", "Base", "Scenario"],
                     [[html.escape(t.measure), html.escape(t.base_text), html.escape(t.scenario_text)]
                      for t in scenario.totals], numeric={1, 2})
@@ -279,8 +311,8 @@ def _whatif_section(scenario: StoredScenario | None) -> str:
         rows_html = _na(f"No series changes level or breach date ({change_text(scenario.changes)}).")
     else:
         rows = [[_text(r["server_id"]), _text(r.get("hostname")), _text(r["metric"]), _text(r["change"]),
-                 _badge(r["base_risk_level"]), _badge(r["scenario_risk_level"]), day(r["base_breach_ds"]),
-                 day(r["scenario_breach_ds"]), probability(r["base_breach_probability"]),
+                 _badge(r["base_risk_level"]), _badge(r["scenario_risk_level"]), side_when(r, "base"),
+                 side_when(r, "scenario"), probability(r["base_breach_probability"]),
                  probability(r["scenario_breach_probability"]), _text(r["base_action"]),
                  _text(r["scenario_action"]), money(r["base_monthly_savings"], signed=True),
                  money(r["scenario_monthly_savings"], signed=True)]
@@ -308,7 +340,7 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
         backtests: their stored backtest forecasts (``data.load_backtest_forecasts``); None draws none.
     """
     cfg = data.settings.report
-    ranked = ranked_risks(data)
+    ranked = report_risks(data)
     charts = _Charts()
     inventory = data.table("inventory")
     fleet = f"{len(inventory):,} servers" if inventory is not None else "fleet"
@@ -340,8 +372,8 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
             if peaks is not None and len(peaks) else _na(not_available("metrics")))
     parts.append(f"<section><h2>Fleet utilisation</h2>{body}</section>")
     points = cluster_map(data)
-    hot = set(ranked.loc[ranked["level_code"] >= 2, "server_id"]) if not ranked.empty else set()
-    body = (charts.add(figures.cluster_scatter(points, hot, data.settings.risk.threshold)) if len(points)
+    body = (charts.add(figures.cluster_scatter(points, cluster_ringed(ranked), data.settings.risk.threshold,
+                                               ring=CLUSTER_RING)) if len(points)
             else _na(not_available("metrics")))
     parts.append(f"<section><h2>Workload clusters</h2>{body}</section>")
     backtests = data.table("backtests")

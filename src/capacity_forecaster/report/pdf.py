@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import re
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -35,22 +37,27 @@ from capacity_forecaster.report.comparison import (
     headline,
     level,
     probability,
+    side_when,
     stored_scenario,
+    whatif_note,
 )
 from capacity_forecaster.report.data import ReportData, not_available, table_title
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.summary import (
     AT_RISK_LEVELS,
+    NO_PRICES,
+    NOT_PRICED,
     Kpi,
     assumptions,
     breach_when,
     data_period_text,
-    day,
     headlines,
     kpis,
     model_accuracy,
     money,
-    ranked_risks,
+    plural,
+    priced_servers,
+    report_risks,
 )
 from capacity_forecaster.risk.levels import percent
 
@@ -87,6 +94,11 @@ def _image(png: bytes, max_width: float, max_height: float) -> Image:
     return Image(io.BytesIO(png), width=width * scale, height=height * scale)
 
 
+def keep_units(text: str) -> str:
+    """A no-break space before each unit, so a line never breaks between a number and its ``%`` or ``GB``."""
+    return re.sub(r"(?<=\d) (%|GB|cores?\b|days?\b)", "\u00a0\\1", text)
+
+
 def _table(rows: list[list[Any]], widths: list[float], header_rows: int = 1,
            extra: list[tuple[Any, ...]] | None = None) -> Table:
     table = Table(rows, colWidths=widths, repeatRows=header_rows, hAlign="LEFT")
@@ -105,7 +117,14 @@ def _table(rows: list[list[Any]], widths: list[float], header_rows: int = 1,
     return table
 
 
-def _kpi_cards(items: list[Kpi], width: float, per_row: int = 5) -> Table:
+def cards_per_row(count: int, most: int = 6) -> int:
+    """Cards per row so the rows are even (11 cards: 6 + 5, never 5 + 5 + 1), at most ``most`` per row."""
+    rows = max(1, math.ceil(count / most))
+    return max(1, math.ceil(count / rows))
+
+
+def _kpi_cards(items: list[Kpi], width: float) -> Table:
+    per_row = cards_per_row(len(items))
     big = ParagraphStyle("kv", parent=BODY, fontName="Helvetica-Bold", fontSize=17, leading=21, textColor=NAVY)
     long = ParagraphStyle("kvl", parent=big, fontSize=11.5, leading=21)
     label_style = ParagraphStyle("kl", parent=BODY, fontName="Helvetica-Bold", fontSize=8.5, leading=10)
@@ -151,21 +170,32 @@ def _savings_table(data: ReportData, width: float) -> list[Flowable]:
     recs = data.table("recommendations")
     if recs is None:
         return [Paragraph(not_available("recommendations"), BODY)]
+    if not priced_servers(recs):
+        acted = int((recs["action"] != "keep").sum())
+        return [Paragraph(f"Savings are {NOT_PRICED}: {NO_PRICES}. {plural(acted, 'server')} with a recommended "
+                          "action are listed in the workbook's Recommendations sheet.", BODY)]
     top = recs[recs["monthly_savings"] > 0].sort_values(["monthly_savings", "server_id"], ascending=[False, True])
     if top.empty:
         return [Paragraph("No recommendation saves money at current settings.", BODY)]
     inventory = data.table("inventory")
     names = inventory.set_index("server_id")["hostname"] if inventory is not None else pd.Series(dtype=object)
-    rows: list[list[Any]] = [["Server", "Hostname", "Action", "Target", "Current / month", "Projected / month",
-                              "Savings / month", "Rationale"]]
-    for row in top.head(8).to_dict("records"):
+    shown = top.head(8)
+    # The Target column only where a shown row has one (a consolidation's host).
+    targets = ("target_server_id" in shown.columns
+               and bool(shown["target_server_id"].map(lambda v: isinstance(v, str) and v != "").any()))
+    rows: list[list[Any]] = [["Server", "Hostname", "Action", *(["Target"] if targets else []), "Current / month",
+                              "Projected / month", "Savings / month", "Rationale"]]
+    for row in shown.to_dict("records"):
         rows.append([row["server_id"], names.get(row["server_id"], ""), row["action"],
-                     row.get("target_server_id") or "", money(row["current_monthly_cost"]),
+                     *([row.get("target_server_id") or ""] if targets else []), money(row["current_monthly_cost"]),
                      money(row["projected_monthly_cost"]),
-                     money(row["monthly_savings"]), Paragraph(str(row.get("rationale") or ""), CELL)])
-    widths = [0.8, 1.3, 0.9, 0.8, 1.0, 1.05, 1.0, 3.15]
+                     money(row["monthly_savings"]), Paragraph(keep_units(escape(str(row.get("rationale") or ""))),
+                                                              CELL)])
+    widths = [0.8, 1.3, 0.9, *([0.8] if targets else []), 1.0, 1.05, 1.0, 3.15]
     scale = width / (sum(widths) * inch)
-    table = _table(rows, [w * inch * scale for w in widths], extra=[("ALIGN", (4, 1), (6, -1), "RIGHT")])
+    first_money = 4 if targets else 3
+    table = _table(rows, [w * inch * scale for w in widths],
+                   extra=[("ALIGN", (first_money, 1), (first_money + 2, -1), "RIGHT")])
     return [Paragraph(f"Largest savings (top {len(rows) - 1})", H2), table]
 
 
@@ -176,9 +206,8 @@ def _whatif_page(scenario: StoredScenario, width: float) -> list[Flowable]:
     """Base vs the stored what-if: the fleet totals and the most affected series."""
     story: list[Flowable] = [Paragraph("What-if: base vs scenario", H1)]
     ran = f", run {scenario.run} UTC" if scenario.run else ""
-    story.append(Paragraph(f"Scenario <b>{escape(scenario.name)}</b> (capfc risk --growth / --scenario{ran}). The "
-                           "other pages of this pack show the scenario: the risk stage stored it as the lake's risk "
-                           "tables. The base is the same run without the what-if.", BODY))
+    story.append(Paragraph(f"Scenario <b>{escape(scenario.name)}</b> (capfc risk --growth / --scenario{ran}). "
+                           + escape(whatif_note("pack", "page")), BODY))
     story.append(Spacer(1, 0.1 * inch))
     rows: list[list[Any]] = [["Measure", "Base", "Scenario"]]
     rows += [[t.measure, t.base_text, t.scenario_text] for t in scenario.totals]
@@ -197,7 +226,7 @@ def _whatif_page(scenario: StoredScenario, width: float) -> list[Flowable]:
     extra = []
     for i, r in enumerate(shown.to_dict("records"), start=1):
         table.append([r["server_id"], r.get("hostname") or "", r["metric"], r["change"], level(r["base_risk_level"]),
-                      level(r["scenario_risk_level"]), day(r["base_breach_ds"]), day(r["scenario_breach_ds"]),
+                      level(r["scenario_risk_level"]), side_when(r, "base"), side_when(r, "scenario"),
                       probability(r["base_breach_probability"]), probability(r["scenario_breach_probability"]),
                       r.get("base_action") or "-", r.get("scenario_action") or "-"])
         for col, key in ((4, "base_risk_level"), (5, "scenario_risk_level")):
@@ -289,7 +318,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     cfg = data.settings.report
     page = PAGE_SIZES[cfg.page_size]
     width, body_height = _body(page)
-    ranked = ranked_risks(data)
+    ranked = report_risks(data)
     items = kpis(data, ranked)
     runs = lineage(data)
     inventory = data.table("inventory")
@@ -355,7 +384,8 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
 
     story.append(Paragraph("Appendix: assumptions", H1))
     rows: list[list[Any]] = [["Assumption", "Value", "Note"]]
-    rows += [[a, Paragraph(v, CELL), Paragraph(n, CELL)] for a, v, n in assumptions(data)]
+    rows += [[a, Paragraph(keep_units(escape(v)), CELL), Paragraph(keep_units(escape(n)), CELL)]
+             for a, v, n in assumptions(data)]
     story.append(KeepTogether(_table(rows, [2.0 * inch, 3.4 * inch, width - 5.4 * inch])))
     # The what-if's absence is said on the summary page; the rest by section name, never by table name.
     missing = {t: m for t, m in data.missing.items() if t != "risk_comparison"}

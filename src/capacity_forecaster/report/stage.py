@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from capacity_forecaster.config import Settings
-from capacity_forecaster.errors import StorageError
-from capacity_forecaster.report.data import ReportData, load_backtest_forecasts, load_history, load_report_data
+from capacity_forecaster.errors import ConfigError, StorageError
+from capacity_forecaster.report.data import (
+    ReportData,
+    load_backtest_forecasts,
+    load_history,
+    load_report_data,
+    scenario_names,
+)
 from capacity_forecaster.report.forecast_chart import top_series
 from capacity_forecaster.report.lineage import Lineage, lineage
-from capacity_forecaster.report.summary import Kpi, kpis, ranked_risks
+from capacity_forecaster.report.summary import Kpi, kpis, report_risks
 from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -92,6 +98,22 @@ def _history_since(data: ReportData) -> dt.date | None:
     return None
 
 
+def check_scenario(data: ReportData) -> None:
+    """Refuse a ``report.scenario`` (``capfc report --scenario NAME``) the lake has not stored.
+
+    Raises:
+        ConfigError: the name is not a stored what-if; the message lists the stored names.
+    """
+    name = data.settings.report.scenario
+    stored = scenario_names(data)
+    if name is None or name in stored:
+        return
+    known = (f"stored scenarios: {', '.join(stored)}" if stored
+             else "the lake has no stored what-if (run capfc risk --growth PCT or --scenario FILE)")
+    raise ConfigError(f"unknown what-if scenario '{name}' (report.scenario, capfc report --scenario) in lake "
+                      f"{data.lake_uri}; {known}")
+
+
 def run_report(lake: Lake, settings: Settings) -> ReportResult:
     """Render the formats in ``settings.report.formats`` from the lake into ``reports/``.
 
@@ -108,6 +130,7 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
     Raises:
         StorageError: the lake has neither an inventory nor processed metrics (nothing to report),
             or a table cannot be read, or a file cannot be written.
+        ConfigError: ``report.scenario`` names no stored what-if.
     """
     started = time.perf_counter()
     if not lake.has_table("inventory") and not lake.has_table("metrics"):
@@ -116,10 +139,11 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
     formats = set(settings.report.formats)
     written: list[ReportFile] = []
     data = load_report_data(lake, settings)
+    check_scenario(data)
     runs = lineage(data)
     for warning in runs.warnings():
         log.warning("report: %s", warning)
-    ranked = ranked_risks(data)
+    ranked = report_risks(data)
     series = top_series(ranked, max(settings.report.top_risks, settings.report.chart_series))
     since = _history_since(data)
     history = load_history(lake, series, since)

@@ -78,6 +78,9 @@ RC: dict[str, Any] = {
     "savefig.facecolor": "white",
     "figure.titlesize": 13,
     "figure.titleweight": "bold",
+    # Text is text: money ("Net $34,080 per month, $408,964 per year") would otherwise turn into mathtext
+    # between two "$" signs.
+    "text.parse_math": False,
 }
 DPI = 150
 

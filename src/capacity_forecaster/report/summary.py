@@ -47,6 +47,26 @@ def _days(n: int) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 server``, ``2 servers``, ``1,200 servers`` (``many``: an irregular plural)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
+def cents(value: float) -> float:
+    """Money rounded to cents (sums of float costs carry noise such as ``408964.0800000001``)."""
+    return round(float(value), 2) + 0.0
+
+
+# What every report says where the inventory has no monthly cost (never a $0 saving).
+NOT_PRICED = "not priced"
+NO_PRICES = "no monthly cost in the inventory"
+
+
+def priced_servers(recs: pd.DataFrame) -> int:
+    """Recommendations whose server has a monthly cost (the others' savings are unknown, not zero)."""
+    return int(_numeric(recs, "current_monthly_cost").notna().sum())
+
+
 def money(value: float | None, signed: bool = False) -> str:
     """US dollars without cents, e.g. ``$12,345`` (``+$1,200`` when signed)."""
     if value is None or pd.isna(value):
@@ -94,12 +114,69 @@ def ranked_risks(data: ReportData) -> pd.DataFrame:
     return rank_risks(out)  # the one ranking every output uses (risk.levels.RISK_ORDER)
 
 
+def already_mask(frame: pd.DataFrame) -> pd.Series:
+    """Rows of series already over their threshold: status ``already_breaching``, or (a frame without status)
+    a breach 0 days out on or before the series' last observed day."""
+    if "status" in frame.columns:
+        return frame["status"].eq(ALREADY).fillna(False).astype(bool)
+    if {"days_to_breach", "breach_ds", "last_observed"} <= set(frame.columns):
+        days = pd.to_numeric(frame["days_to_breach"], errors="coerce")
+        on_or_before = pd.to_datetime(frame["breach_ds"]) <= pd.to_datetime(frame["last_observed"])
+        return (days.eq(0) & on_or_before).fillna(False).astype(bool)
+    return pd.Series(False, index=frame.index)
+
+
+def reported_breaches(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The breach columns as every report (not the dashboard) shows them, whichever risk stage wrote the lake.
+
+    An already-breaching series breaches now: ``breach_ds`` is its last observed day over the threshold
+    (``last_over_ds``; NaT where the lake lacks it) and ``days_to_breach`` is 0. The forecast's own first
+    crossing is ``forecast_breach_ds`` (the risk stage's column where it writes one, else taken from
+    ``breach_ds`` before the change). A lake already written this way passes through unchanged.
+
+    Returns:
+        ``ranked`` with breach_ds, days_to_breach and forecast_breach_ds as above (a new frame).
+    """
+    if ranked.empty or "breach_ds" not in ranked.columns:
+        return ranked
+    out = ranked.copy()
+    out["breach_ds"] = pd.to_datetime(out["breach_ds"])
+    if "forecast_breach_ds" not in out.columns:
+        out["forecast_breach_ds"] = out["breach_ds"]
+    now = already_mask(out)
+    if now.any():
+        last = pd.to_datetime(out["last_over_ds"]) if "last_over_ds" in out.columns else pd.Series(pd.NaT, out.index)
+        out["breach_ds"] = out["breach_ds"].mask(now, last)
+        if "days_to_breach" in out.columns:
+            out["days_to_breach"] = pd.to_numeric(out["days_to_breach"], errors="coerce").mask(now, 0)
+    return out
+
+
+def report_risks(data: ReportData) -> pd.DataFrame:
+    """``ranked_risks`` with the breach columns as the reports show them (``reported_breaches``)."""
+    return reported_breaches(ranked_risks(data))
+
+
 def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
     """(breach date, days) as the tables show them: ``now`` / ``0`` for a series already breaching."""
     if row.get("status") == ALREADY:
         return "now", "0"
     days = row.get("days_to_breach")
     return day(row.get("breach_ds")), "-" if days is None or pd.isna(days) else str(int(days))
+
+
+def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:
+    """A series' breach in words: ``already breaching (last over 2026-06-30)``, ``breach 2026-07-31`` (``, day 31``
+    with ``with_day``), or ``no breach forecast in the horizon``."""
+    breach = row.get("breach_ds")
+    if row.get("status") == ALREADY:
+        last = row.get("last_over_ds", breach)
+        return "already breaching" + ("" if last is None or pd.isna(last) else f" (last over {day(last)})")
+    if breach is None or pd.isna(breach):
+        return "no breach forecast in the horizon"
+    days = row.get("days_to_breach")
+    return f"breach {day(breach)}" + (f", day {int(days)}" if with_day and days is not None and not pd.isna(days)
+                                      else "")
 
 
 def already_breaching(ranked: pd.DataFrame) -> pd.DataFrame:
@@ -169,6 +246,20 @@ CLUSTER_AXES = {
 }
 
 
+# The metric the cluster map plots: its red rings mark servers whose risk is in this metric (a server at
+# high memory risk idling at 45 % CPU would otherwise look ringed for its CPU).
+CLUSTER_METRIC = "cpu"
+CLUSTER_RING = "critical or high CPU risk"
+
+
+def cluster_ringed(ranked: pd.DataFrame) -> set[str]:
+    """Servers ringed on the cluster map: critical or high risk in the plotted metric (``CLUSTER_METRIC``)."""
+    if ranked.empty:
+        return set()
+    hot = ranked[(ranked["level_code"] >= 2) & (ranked["metric"] == CLUSTER_METRIC)]
+    return set(hot["server_id"].astype(str))
+
+
 def cluster_map(data: ReportData) -> pd.DataFrame:
     """Every server's position on the cluster map: its average CPU against its peak CPU.
 
@@ -207,7 +298,7 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         Kpis: servers, at_risk, critical, earliest_breach, fleet_cost, net_savings, annual_savings,
         accuracy, data_period, horizon.
     """
-    ranked = ranked_risks(data) if ranked is None else ranked
+    ranked = report_risks(data) if ranked is None else ranked
     inventory, recs = data.table("inventory"), data.table("recommendations")
     out = []
     servers = len(inventory) if inventory is not None else None
@@ -237,26 +328,37 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
                            f"{first['server_id']} {first['metric']}: over on {int(first['days_over_recent'])} of "
                            f"the last {cfg.current_window_days} observed days"))
         elif breaches.empty:
+            horizon = forecast_horizon(data) or data.settings.forecast.horizon
             out.append(Kpi("earliest_breach", "Earliest breach", None, "none",
-                           f"no forecast crosses its threshold within {data.settings.forecast.horizon} days"))
+                           f"no forecast crosses its threshold within {_days(horizon)}"))
         else:
             first = breaches.iloc[0]
             out.append(Kpi("earliest_breach", "Earliest breach", float(first["days_to_breach"]),
                            day(first["breach_ds"]), f"{first['server_id']} {first['metric']}, "
                                                     f"day {int(first['days_to_breach'])} of the forecast"))
+    money_kpis = (("fleet_cost", "Fleet cost per month"), ("net_savings", "Net savings per month"),
+                  ("annual_savings", "Net savings per year"))
     if recs is None:
-        for key, label in (("fleet_cost", "Fleet cost per month"), ("net_savings", "Net savings per month"),
-                           ("annual_savings", "Net savings per year")):
+        for key, label in money_kpis:
             out.append(Kpi(key, label, None, "-", "recommendations not available: run capfc risk"))
     else:
-        cost = float(recs["current_monthly_cost"].sum())
-        net = float(recs["monthly_savings"].sum())
-        share = f"{100 * net / cost:.1f} % of fleet cost" if cost > 0 else ""
-        acted = int((recs["action"] != "keep").sum())
-        out.append(Kpi("fleet_cost", "Fleet cost per month", cost, money(cost), f"{len(recs)} servers priced"))
-        out.append(Kpi("net_savings", "Net savings per month", net, money(net), share))
-        out.append(Kpi("annual_savings", "Net savings per year", 12 * net, money(12 * net),
-                       f"{acted} servers with an action"))
+        priced = priced_servers(recs)
+        acted = plural(int((recs["action"] != "keep").sum()), "server") + " with an action"
+        if not priced:
+            notes = {"fleet_cost": f"0 of {plural(len(recs), 'server')} priced: {NO_PRICES}",
+                     "net_savings": "savings are unknown, not zero",
+                     "annual_savings": acted}
+            out.extend(Kpi(key, label, None, NOT_PRICED, notes[key]) for key, label in money_kpis)
+        else:
+            cost = cents(np.nansum(_numeric(recs, "current_monthly_cost").to_numpy(float)))
+            net = cents(np.nansum(_numeric(recs, "monthly_savings").to_numpy(float)))
+            share = f"{100 * net / cost:.1f} % of fleet cost" if cost > 0 else ""
+            counted = (plural(priced, "server") if priced == len(recs)
+                       else f"{priced:,} of {plural(len(recs), 'server')}") + " priced"
+            out.append(Kpi("fleet_cost", "Fleet cost per month", cost, money(cost), counted))
+            out.append(Kpi("net_savings", "Net savings per month", net, money(net),
+                           share if priced == len(recs) else f"{share} (priced servers only)".strip()))
+            out.append(Kpi("annual_savings", "Net savings per year", cents(12 * net), money(12 * net), acted))
     accuracy = model_accuracy(data.table("backtests"))
     chosen = chosen_models(data)
     if accuracy.empty or chosen["mase"].isna().all():
@@ -273,10 +375,28 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
     if forecasts is None or forecasts.series.empty:
         out.append(Kpi("horizon", "Forecast horizon", None, "-", "forecasts not available: run capfc forecast"))
     else:
-        series = forecasts.series
-        days = int(series["days"].max())
-        out.append(Kpi("horizon", "Forecast horizon", float(days), f"{days} days", f"to {day(series['last'].max())}"))
+        days = forecast_horizon(data) or 0
+        out.append(Kpi("horizon", "Forecast horizon", float(days), _days(days),
+                       f"to {day(forecasts.series['last'].max())}"))
     return out
+
+
+def forecast_horizon(data: ReportData) -> int | None:
+    """Days ahead of the forecasts in the lake (their longest series), which a later ``capfc forecast --horizon``
+    may have set to other than the configured ``forecast.horizon``; None without forecasts."""
+    forecasts = data.forecasts
+    return None if forecasts is None or forecasts.series.empty else int(forecasts.series["days"].max())
+
+
+def _horizon_row(data: ReportData) -> tuple[str, str, str]:
+    fc = data.settings.forecast
+    models = f"models: {fc.models}; {fc.backtest_windows} backtest windows"
+    horizon = forecast_horizon(data)
+    if horizon is None:
+        return ("Forecast horizon", f"{_days(fc.horizon)} (configured)",
+                f"forecasts {not_available('forecasts')}; {models}")
+    configured = "" if horizon == fc.horizon else f"; forecast.horizon in the configuration: {_days(fc.horizon)}"
+    return "Forecast horizon", _days(horizon), f"of the forecasts in the lake{configured}; {models}"
 
 
 def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
@@ -287,7 +407,7 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
     rows = [
         ("Breach threshold", f"{risk.threshold:g} % of capacity", f"per-metric overrides: {overrides or 'none'}"),
         ("Utilisation statistic", f"daily P{s.ingest.percentile:g}", "per server and metric, in percent of capacity"),
-        ("Forecast horizon", f"{fc.horizon} days", f"models: {fc.models}; {fc.backtest_windows} backtest windows"),
+        _horizon_row(data),
         ("Forecast interval", f"{fc.interval:.0%} central interval", "the lower and upper bound of each forecast day"),
         ("Critical", f"breach likely within {risk.critical_days} days",
          f"likely = probability >= {risk.likely_probability:g}"),
@@ -314,7 +434,8 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
         per_gb = (costs / _numeric(inventory, "memory_gb").clip(lower=1)).median()
         priced = int(costs.notna().sum())
         unpriced = len(inventory) - priced
-        known = f"; {unpriced} of {len(inventory)} servers have no cost" if unpriced else ""
+        known = (f"; {unpriced:,} of {plural(len(inventory), 'server')} {'has' if unpriced == 1 else 'have'} no cost"
+                 if unpriced else "")
         rows.append(("Prices", f"{money(costs.sum())} per month for the priced servers",
                      f"from the inventory; median {money(per_core)} per core, ${per_gb:,.2f} per GB of memory{known}"))
     elif inventory is not None and len(inventory):
@@ -357,33 +478,47 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
             named = ", ".join(f"{r['server_id']} {r['metric']} ({_days(int(r['days_over_recent']))} over)"
                               for r in now.head(5).to_dict("records"))
             more = f" and {len(now) - 5} more" if len(now) > 5 else ""
-            lines.append(f"{now['server_id'].nunique()} servers are already breaching ({rule_text(cfg)}): "
+            servers_now = int(now["server_id"].nunique())
+            verb = "is" if servers_now == 1 else "are"
+            lines.append(f"{plural(servers_now, 'server')} {verb} already breaching ({rule_text(cfg)}): "
                          f"{named}{more}.")
-        lines.append(f"{at_risk} of {total} servers are at risk of exceeding their capacity threshold "
+        lines.append(f"{at_risk:,} of {plural(total, 'server')} {'is' if at_risk == 1 else 'are'} at risk of "
+                     "exceeding their capacity threshold "
                      f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")
         first = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
         for row in first.to_dict("records") if now.empty else []:
             names = ", ".join(str(row[c]) for c in ("hostname", "application") if isinstance(row.get(c), str))
             lines.append(f"First forecast breach: {row['server_id']} ({names}) {row['metric']} on "
-                         f"{day(row['breach_ds'])}, {int(row['days_to_breach'])} days after the last observation.")
+                         f"{day(row['breach_ds'])}, {_days(int(row['days_to_breach']))} after the last observation.")
     recs = data.table("recommendations")
     if recs is None:
         lines.append("Right-sizing recommendations are not available: run capfc risk.")
     else:
-        actions = recs["action"].value_counts()
-        cost = float(recs["current_monthly_cost"].sum())
-        net = float(recs["monthly_savings"].sum())
-        upsize = float(-recs.loc[recs["monthly_savings"] < 0, "monthly_savings"].sum())
-        parts = [f"{int(actions.get(a, 0))} {a}" for a in ("rightsize", "consolidate", "decommission")]
-        share = f" ({100 * net / cost:.1f} % of fleet cost)" if cost > 0 else ""
-        lines.append(f"Recommended actions save {money(net)} per month net{share}: {', '.join(parts)}; "
-                     f"{int(actions.get('upsize', 0))} upsizes add {money(upsize)} per month.")
+        lines.append(savings_sentence(recs))
     chosen = chosen_models(data)
     if len(chosen) and chosen["mase"].notna().any():
         lines.append("Forecasts come from the best backtested model per series; median error "
                      f"{chosen['mase'].median():.2f} MASE (mean absolute error scaled by the in-sample error of "
                      "a weekly seasonal-naive forecast).")
     return lines
+
+
+def savings_sentence(recs: pd.DataFrame) -> str:
+    """What the recommended actions save, net of upsizing; ``not priced`` (never $0) without monthly costs."""
+    actions = recs["action"].value_counts()
+    parts = ", ".join(f"{int(actions.get(a, 0))} {a}" for a in ("rightsize", "consolidate", "decommission"))
+    upsizes = plural(int(actions.get("upsize", 0)), "upsize")
+    priced = priced_servers(recs)
+    if not priced:
+        return f"Recommended actions: {parts}; {upsizes}. Savings are not priced ({NO_PRICES})."
+    savings = _numeric(recs, "monthly_savings").to_numpy(float)
+    cost = float(np.nansum(_numeric(recs, "current_monthly_cost").to_numpy(float)))
+    net = float(np.nansum(savings))
+    upsize = float(-np.nansum(np.where(savings < 0, savings, 0.0)))
+    share = f" ({100 * net / cost:.1f} % of fleet cost)" if cost > 0 else ""
+    scope = "" if priced == len(recs) else f" for the {priced:,} priced of {plural(len(recs), 'server')}"
+    return (f"Recommended actions save {money(net)} per month net{share}{scope}: {parts}; upsizing "
+            f"({upsizes}) adds {money(upsize)} per month.")
 
 
 def risk_row(ranked: pd.DataFrame, server: str, metric: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ BREACH_EXTRA_COLUMNS = (
     "status", "threshold", "breach_upper_ds", "days_to_upper_breach", "likely_breach_ds", "peak_upper",
     "horizon_days", "history_days", "last_observed", "seasonal_peak", "analogue_peak", "analogue_breach_ds",
     "analogue_days_above", "sustained_breach_probability", "days_over_recent", "days_over_30d", "days_over_90d",
-    "last_over_ds", "reason",
+    "last_over_ds", "reason", "forecast_breach_ds",
 )
 # current_state columns carried into server_risk (the rest is already there from the history).
 _CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching")
@@ -146,9 +146,11 @@ def assess_breaches(
     """Breach dates, peak, breach probability and risk level for every observed or forecast series.
 
     ``days_to_breach`` counts from the series' last observed day: a forecast that first exceeds
-    the threshold on its 17th day says 17. ``breach_probability`` is P(the value exceeds the
-    threshold on at least one day of the horizon) under the correlated two-piece-normal model of
-    ``probability``. The level is critical / high when that cumulative probability reaches
+    the threshold on its 17th day says 17; an ``already_breaching`` series says 0 with its last
+    observed day as ``breach_ds`` (the forecast's first crossing is in ``forecast_breach_ds``).
+    ``breach_probability`` is P(the value exceeds the threshold on at least one day of the horizon)
+    under the correlated two-piece-normal model of ``probability``. The level is critical / high
+    when that cumulative probability reaches
     ``likely_probability`` within ``critical_days`` / ``high_days``, medium when the probability
     of exceeding on at least ``medium_min_days`` days of the horizon
     (``sustained_breach_probability``) reaches ``medium_probability``, low otherwise; a seasonal analogue that crosses
@@ -179,7 +181,8 @@ def assess_breaches(
         breach_upper_ds, days_to_upper_breach, likely_breach_ds, peak_upper, horizon_days,
         history_days, last_observed, seasonal_peak, analogue_peak, analogue_breach_ds,
         analogue_days_above, sustained_breach_probability, days_over_recent (of the last
-        ``current_window_days`` observed days), days_over_30d, days_over_90d, last_over_ds, reason.
+        ``current_window_days`` observed days), days_over_30d, days_over_90d, last_over_ds, reason,
+        forecast_breach_ds.
     """
     require_columns(forecasts, FORECAST_COLUMNS[:3] + FORECAST_COLUMNS[4:], "forecasts")
     f = forecasts.sort_values([SERVER_ID, METRIC, DS], kind="stable").reset_index(drop=True)
@@ -268,6 +271,12 @@ def assess_breaches(
     else:
         out["seasonal_peak"] = ""
     out["reason"] = _reasons(out, cfg)
+    # A series over its threshold now breaches now: one answer for every table, chart and summary
+    # (its breach date is its last observed day, 0 days away); the forecast's own first crossing stays
+    # in forecast_breach_ds.
+    out["forecast_breach_ds"] = out["breach_ds"]
+    out.loc[breaching, "breach_ds"] = out.loc[breaching, "last_observed"]
+    out.loc[breaching, "days_to_breach"] = 0
     columns = [SERVER_ID, METRIC, "risk_level", "peak_yhat", "peak_ds", "breach_ds", "days_to_breach",
                "breach_probability", *BREACH_EXTRA_COLUMNS]
     result = out[columns].sort_values(keys, kind="stable").reset_index(drop=True)

@@ -108,6 +108,11 @@ def _fmt(values: pd.Series, spec: str = "{:g}") -> pd.Series:
     return values.map(lambda v: "" if pd.isna(v) else spec.format(v))
 
 
+def _size(values: pd.Series) -> pd.Series:
+    """A size as people write it: whole numbers plain, others to one decimal (15.873 GB -> 15.9)."""
+    return values.map(lambda v: "" if pd.isna(v) else f"{v:.1f}".removesuffix(".0"))
+
+
 def _day(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values).dt.strftime("%Y-%m-%d").fillna("")
 
@@ -304,8 +309,9 @@ def build_recommendations(
 
 
 def _idle_text(idl: pd.DataFrame) -> np.ndarray:
-    text = ("idle on all " + _fmt(idl["observed_days"]) + " observed days " + _day(idl["first_observed"]) + ".."
-            + _day(idl["last_observed"]) + ": cpu max " + _fmt(idl["cpu_max"], "{:.1f} %") + ", memory max "
+    text = ("idle on all " + _fmt(idl["observed_days"], "{:,.0f}") + " observed days from "
+            + _day(idl["first_observed"]) + " to " + _day(idl["last_observed"])
+            + ": cpu max " + _fmt(idl["cpu_max"], "{:.1f} %") + ", memory max "
             + _fmt(idl["memory_max"], "{:.1f} %"))
     network = np.where(idl["network_max"].notna(), ", network max " + _fmt(idl["network_max"], "{:.1f} %"), "")
     return (text + network).fillna("").to_numpy(dtype=object)
@@ -318,12 +324,48 @@ def _sizes(out: pd.DataFrame, inv: pd.DataFrame, shares: pd.DataFrame) -> tuple[
     text = []
     for column, current, unit, name in (("recommended_cpu_cores", "cpu_cores", " cores", "cpu"),
                                         ("recommended_memory_gb", "memory_gb", " GB", "memory")):
-        new = _fmt(pd.Series(out[column].to_numpy(), index=index)) + unit
+        new = _size(pd.Series(out[column].to_numpy(), index=index)) + unit
         pct = (name + " to " + _fmt(shares[name] * 100.0, "{:.0f}") + f" % of its current capacity ({name} size "
                "unknown in the inventory)")
-        text.append((new.where(cur[current].notna(), pct), (_fmt(cur[current]) + unit).where(cur[current].notna(),
+        text.append((new.where(cur[current].notna(), pct), (_size(cur[current]) + unit).where(cur[current].notna(),
                                                                                             "unknown" + unit)))
     return text[0][0] + " / " + text[1][0], text[0][1] + " / " + text[1][1]
+
+
+def _target(cfg: RiskConfig) -> str:
+    return f"{cfg.target_utilisation:g} % with {cfg.headroom * 100:g} % headroom"
+
+
+def _resized(out: pd.DataFrame, inv: pd.DataFrame, need: pd.DataFrame) -> pd.Series:
+    """Which resources a right-size shrinks ("cpu", "memory" or "both"): the claim of headroom is theirs."""
+    index = need.index
+    cur = inv.set_index(SERVER_ID).reindex(out[SERVER_ID])
+    shrunk = {name: pd.Series((out[column].to_numpy(float) < cur[current].to_numpy(float) - 1e-9)
+                              | (cur[current].isna().to_numpy() & (need[f"{name}_needed_pct"].to_numpy(float) < 100.0)),
+                              index=index)
+              for name, column, current in (("cpu", "recommended_cpu_cores", "cpu_cores"),
+                                            ("memory", "recommended_memory_gb", "memory_gb"))}
+    both = shrunk["cpu"] & shrunk["memory"]
+    return pd.Series(np.select([both, shrunk["cpu"], shrunk["memory"]], ["both", "cpu", "memory"], default="it"),
+                     index=index)
+
+
+def _short_kept(out: pd.DataFrame, inv: pd.DataFrame, need: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
+    """A right-size keeps a resource's size; say so where that size lacks the headroom the target asks for."""
+    index = need.index
+    cur = inv.set_index(SERVER_ID).reindex(out[SERVER_ID])
+    allowed = cfg.target_utilisation / (1.0 + cfg.headroom)
+    target = _target(cfg)
+    note = pd.Series("", index=index, dtype=object)
+    for name, column, current, unit in (("cpu", "recommended_cpu_cores", "cpu_cores", " cores"),
+                                        ("memory", "recommended_memory_gb", "memory_gb", " GB")):
+        kept = out[column].to_numpy(float) >= cur[current].to_numpy(float) - 1e-9
+        short = kept & (need[f"{name}_needed_pct"].to_numpy(float) > 100.0 + 1e-9)
+        text = ("; " + name + " stays at " + _size(cur[current].set_axis(index)) + unit
+                + ": its forecast peak upper bound " + _fmt(need[f"{name}_peak_upper"], "{:.0f} %")
+                + f" is over the {allowed:.0f} % that {target} allows (below the upsize level: watch it)")
+        note = note + text.where(pd.Series(short, index=index), "")
+    return note
 
 
 def _cost_note(out: pd.DataFrame, shares: pd.DataFrame) -> pd.Series:
@@ -344,7 +386,7 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     sizes, current = _sizes(out, inv, shares)
     peaks = ("forecast peak upper bound " + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu / "
              + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory")
-    target = f"{cfg.target_utilisation:g} % with {cfg.headroom:.0%} headroom"
+    target = _target(cfg)
     too_big = np.where(_flag(need["exceeds_largest_size"]),
                        "; more than the largest standard size is needed: split the workload", "")
     upsize = (risk["risk_reason"] + "; upsize to " + sizes + " (from " + current + ") by "
@@ -358,7 +400,8 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
                    + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / "
                    + _fmt(placed["host_peak_memory"], "{:.0f} %")
                    + f" memory of the host (limit {cfg.consolidation_target:g} %)")
-    rightsize = peaks + " of " + current + "; " + sizes + f" keep it under {target}"
+    rightsize = peaks + " of " + current + "; " + sizes + " keep " + _resized(out, inv, need) + f" under {target}" \
+        + _short_kept(out, inv, need, cfg)
     host = ("consolidation host for " + guests.fillna("") + ": combined daily upper bound peaks at "
             + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / " + _fmt(placed["host_peak_memory"], "{:.0f} %")
             + f" memory (limit {cfg.consolidation_target:g} %)")

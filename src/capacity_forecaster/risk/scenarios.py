@@ -135,8 +135,14 @@ def comparison_lines(base: dict[str, Any], scenario: dict[str, Any], name: str, 
         f"  servers at risk   {base['servers_at_risk']} -> {scenario['servers_at_risk']}",
         f"  critical series   {base[crit[0]].get(crit[1], 0)} -> {scenario[crit[0]].get(crit[1], 0)}",
         f"  earliest breach   {_earliest(base)} -> {_earliest(scenario)}",
-        f"  net savings/month {base['net_monthly_savings']:,.0f} -> {scenario['net_monthly_savings']:,.0f}",
+        f"  net savings/month {_money(base)} -> {_money(scenario)}",
     ]
+
+
+def _money(summary: dict[str, Any]) -> str:
+    if float(summary.get("fleet_monthly_cost") or 0.0) <= 0:
+        return "not priced"
+    return f"${float(summary['net_monthly_savings']):,.0f}"
 
 
 __all__ = ["SCENARIO", "SCENARIO_TABLES", "ScenarioOutcome", "comparison_lines", "index_row", "scenario_label",

@@ -126,7 +126,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "gross_monthly_savings": round(gross, 2),
         "upsize_monthly_cost": round(float(-savings[savings < 0].sum()), 2) + 0.0,
         "net_monthly_savings": round(net, 2),
-        "net_savings_pct": round(100.0 * net / fleet_cost, 2) if fleet_cost > 0 else 0.0,
+        "net_savings_pct": round(100.0 * net / fleet_cost, 4) if fleet_cost > 0 else 0.0,
         "servers_without_cost": int(recs["current_monthly_cost"].isna().sum()),
         "current_window_days": cfg.current_window_days,
         "current_min_days_over": cfg.current_min_days_over,
@@ -264,10 +264,19 @@ def with_what_if(base: RiskResult, what_if: RiskResult, name: str, what_clusters
 
 def log_summary(summary: dict[str, Any], started: float) -> None:
     """The stage's one INFO line."""
-    logger.info(
-        "risk: %d servers, %d series (%s), %d at risk, k=%d clusters, net savings %.0f/month (%.1f %%) in %.1f s",
-        summary["servers"], summary["series"], summary["series_by_level"], summary["servers_at_risk"], summary["k"],
-        summary["net_monthly_savings"], summary["net_savings_pct"], time.perf_counter() - started)
+    levels = ", ".join(f"{count} {level}" for level, count in summary["series_by_level"].items())
+    logger.info("risk: %d servers, %d series (%s), %d at risk, k=%d clusters, %s in %.1f s",
+                summary["servers"], summary["series"], levels or "none", summary["servers_at_risk"], summary["k"],
+                savings_text(summary), time.perf_counter() - started)
+
+
+def savings_text(summary: dict[str, Any]) -> str:
+    """"net savings $34,080/month (30.3 % of $112,656)", or why there is no number (nothing priced)."""
+    cost = float(summary.get("fleet_monthly_cost") or 0.0)
+    if cost <= 0:
+        return "net savings not priced (no monthly cost in the inventory)"
+    net = float(summary["net_monthly_savings"])
+    return f"net savings ${net:,.0f}/month ({100.0 * net / cost:.1f} % of ${cost:,.0f})"
 
 
 def carry_clusters(clusters: pd.DataFrame, inventory: pd.DataFrame, templates: dict[str, str]) -> pd.DataFrame:

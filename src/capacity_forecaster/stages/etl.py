@@ -142,7 +142,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
                       "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
                       "imputation_mae_knn": choice.mae_knn if choice else None}
         log.info("etl: %d servers in %d batch(es) of <= %d, %d rows in, %d out, %d quarantined, "
-                 "%d created by imputation, %.1f s", len(servers), len(batches), size, run.rows_in,
-                 run.rows_out, run.rows_quarantined, totals.get("rows_imputed_created", 0),
+                 "%d days created (%d filled by imputation, %d left empty), %.1f s", len(servers), len(batches),
+                 size, run.rows_in, run.rows_out, run.rows_quarantined, totals.get("rows_created", 0),
+                 totals.get("rows_imputed_created", 0), totals.get("rows_unfilled_created", 0),
                  time.perf_counter() - start)
     return run

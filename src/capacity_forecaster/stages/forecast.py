@@ -173,11 +173,13 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
     from capacity_forecaster.forecast.stage import resolve_models
 
     cfg = settings.forecast
+    # A model name that does not exist is a usage error, not a run: no manifest says "forecast failed".
+    models = resolve_models(cfg.models, cfg.freq)
     with stage_run(lake, "forecast", settings) as run:
         start = time.perf_counter()
         info = lake.table_info("metrics")
         wanted = [c for c in METRIC_INPUT_COLUMNS if info is None or c in info.schema.names]
-        inputs, input_digests = _inputs(lake, resolve_models(cfg.models, cfg.freq))
+        inputs, input_digests = _inputs(lake, models)
         series = _series(lake)
         if series.empty:
             raise ForecastError("metrics: no rows to forecast; run 'capfc etl' first")

@@ -1,0 +1,69 @@
+"""The one-screen summaries: savings as every report says them, the ETL line that adds up, plain singulars."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from capacity_forecaster.cli.common import out
+from capacity_forecaster.cli.summaries import etl_line, print_risk_summary, savings_line, stage_line
+
+# The 100-server demo's numbers: 34,080.34 / 112,656.32 = 30.2516 %, which the risk summary stores as 30.25.
+DEMO = {"servers": 100, "fleet_monthly_cost": 112656.32, "net_monthly_savings": 34080.34, "net_savings_pct": 30.25,
+        "gross_monthly_savings": 40000.0, "upsize_monthly_cost": 5919.66, "servers_without_cost": 0}
+
+
+def test_net_share_is_the_one_every_report_prints() -> None:
+    line = savings_line(DEMO)
+    assert "(30.3 % of $112,656)" in line and "30.2 %" not in line
+    assert line.startswith("savings: $34,080/month net")
+
+
+def test_an_inventory_without_prices_is_not_priced_not_zero() -> None:
+    unpriced = {**DEMO, "servers": 14, "fleet_monthly_cost": 0.0, "net_monthly_savings": 0.0,
+                "net_savings_pct": 0.0, "gross_monthly_savings": 0.0, "upsize_monthly_cost": 0.0,
+                "servers_without_cost": 14}
+    line = savings_line(unpriced)
+    assert line.startswith("savings: not priced (no monthly cost in the inventory") and "$0" not in line
+    assert "0.0 %" not in line
+
+
+def test_a_partly_priced_inventory_says_how_many_are_not_priced() -> None:
+    line = savings_line({**DEMO, "servers_without_cost": 1})
+    assert "1 of 100 server has no monthly cost" in line and "(30.3 %" in line
+
+
+def test_risk_summary_says_one_recent_day(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(out, "width", 10_000)  # as the CLI sets it when piped: no table cell wraps
+    row = {"server_id": "srv-0009", "metric": "cpu", "risk_level": "high", "status": "already_breaching",
+           "days_over_recent": 1, "breach_ds": "2026-07-31", "days_to_breach": 31, "breach_probability": 0.6,
+           "seasonal_peak": None}
+    print_risk_summary({**DEMO, "scenario": "base", "at_risk": [row], "clusters": {}, "actions": {}})
+    text = capsys.readouterr().out
+    assert "now (1 recent day over)" in text and "1 recent days" not in text
+    assert "(30.3 % of $112,656)" in text
+
+
+def _etl(**counts: object) -> SimpleNamespace:
+    return SimpleNamespace(stage="etl", rows_in=435282, rows_out=438397, rows_quarantined=1403, run_id="4b4b96a5ebf1",
+                           counts={"rows_created": 4518, "rows_imputed_created": 4467, "rows_unfilled_created": 51,
+                                   "rows_unfilled": 204, "rows_anomalies": 971, "imputation": "seasonal", **counts})
+
+
+def test_etl_line_adds_up() -> None:
+    """The demo lake's ETL manifest: in = out + quarantined - created, with the 51 days left empty counted."""
+    stage = _etl()
+    assert stage.rows_in == stage.rows_out + stage.rows_quarantined - stage.counts["rows_created"]
+    line = etl_line(stage)
+    assert ("etl: 435,282 rows in, 438,397 out, 1,403 quarantined, 4,518 days created (4,467 filled by imputation "
+            "(seasonal), 51 left empty in gaps too long to fill): in = out + quarantined - created") in line
+    assert "204" not in line  # values left empty in source rows are not created days
+    assert stage_line(stage) == line
+
+
+def test_run_says_files_for_the_report_stage() -> None:
+    assert stage_line(SimpleNamespace(stage="report", rows_out=9, rows_quarantined=0, run_id="d902e2992ca5")) == (
+        "report: 9 files written (run d902e2992ca5)")
+    assert stage_line(SimpleNamespace(stage="risk", rows_out=400, rows_quarantined=0, run_id="r")) == (
+        "risk: 400 rows out, 0 quarantined (run r)")

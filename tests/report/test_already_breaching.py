@@ -1,0 +1,121 @@
+"""A series already over its threshold breaches "now" on every report surface, however far out its forecast crosses."""
+
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from matplotlib.text import Text
+from openpyxl import load_workbook
+from report_lake import BREACHING, END, report_file
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.report import style
+from capacity_forecaster.report.comparison import EARLIEST, stored_scenario
+from capacity_forecaster.report.data import load_report_data
+from capacity_forecaster.report.forecast_chart import forecast_panels
+from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
+from capacity_forecaster.report.summary import ranked_risks, reported_breaches
+
+PDFTOTEXT = shutil.which("pdftotext")
+needs_pdftotext = pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
+SERVER, METRIC = BREACHING
+LAST_OVER = END.date().isoformat()
+NOW = f"now ({SERVER} {METRIC})"
+
+
+def _forecast_crossing(lake) -> str:
+    risk = lake.read_table("server_risk")
+    row = risk[(risk["server_id"] == SERVER) & (risk["metric"] == METRIC)].iloc[0]
+    assert row["status"] == "already_breaching" and pd.Timestamp(row["last_over_ds"]).date() == END.date()
+    crossing = row["forecast_breach_ds"] if "forecast_breach_ds" in risk.columns else row["breach_ds"]
+    assert pd.Timestamp(crossing) > END + pd.Timedelta(days=30)  # the forecast crosses late
+    return pd.Timestamp(crossing).date().isoformat()
+
+
+def test_summary_and_what_if_mean_the_same_earliest_breach(breaching_report) -> None:
+    lake, result = breaching_report
+    _forecast_crossing(lake)
+    kpi = next(k for k in result.kpis if k.key == "earliest_breach")
+    assert kpi.text == "now" and kpi.note.startswith(f"{SERVER} {METRIC}")
+    scenario = stored_scenario(load_report_data(lake, Settings()))
+    assert scenario is not None
+    earliest = next(t for t in scenario.totals if t.measure == EARLIEST)
+    assert (earliest.base, earliest.base_text, earliest.scenario_text) == (0.0, NOW, NOW)
+    row = scenario.rows[(scenario.rows["server_id"] == SERVER) & (scenario.rows["metric"] == METRIC)].iloc[0]
+    assert row["base_status"] == row["scenario_status"] == "already_breaching"
+    assert row["base_days_to_breach"] == row["scenario_days_to_breach"] == 0
+
+
+def test_forecast_chart_panel_says_already_breaching(breaching_report) -> None:
+    lake, _result = breaching_report
+    crossing = _forecast_crossing(lake)
+    data = load_report_data(lake, Settings())
+    from capacity_forecaster.report.data import load_history
+
+    history = load_history(lake, [BREACHING], None)
+    with style.report_style():
+        texts = [t.get_text() for t in forecast_panels(data, history).findobj(Text)]
+    assert any(t.startswith(f"High risk: already breaching (last over {LAST_OVER})")
+               or f"already breaching (last over {LAST_OVER})" in t for t in texts)
+    assert f"last over {LAST_OVER}" in texts
+    assert not any(crossing in t for t in texts)
+
+
+def test_html_drop_down_and_tables_say_now(breaching_report) -> None:
+    lake, result = breaching_report
+    crossing = _forecast_crossing(lake)
+    page = html.unescape(report_file(result, HTML_FILE).read_text(encoding="utf-8"))
+    body = page[: page.index('<script type="text/plain" id="plotly-js">')]
+    assert f"<option value=\"figure-3\">{SERVER} {METRIC}: high, already breaching (last over {LAST_OVER})" in body \
+        or f"{SERVER} {METRIC}: high, already breaching (last over {LAST_OVER})</option>" in body
+    assert f"{SERVER} {METRIC}: high, breach {crossing}" not in page
+    what_if = body[body.index('<section id="what-if">'):]
+    assert f"{EARLIEST}</td><td class=\"num\">{NOW}</td><td class=\"num\">{NOW}</td>" in what_if
+
+
+@needs_pdftotext
+def test_pdf_what_if_table_says_now(breaching_report) -> None:
+    lake, result = breaching_report
+    crossing = _forecast_crossing(lake)
+    text = subprocess.run([PDFTOTEXT, "-layout", str(report_file(result, PDF_FILE)), "-"], check=True,
+                          capture_output=True, text=True, timeout=60).stdout
+    flat = " ".join(text.split())
+    assert f"{EARLIEST} {NOW} {NOW}" in flat
+    assert "earliest breach now" in flat
+    assert crossing not in flat  # neither the what-if tables nor the top risks name the forecast crossing
+
+
+def test_workbook_sheets_say_now(breaching_report) -> None:
+    lake, result = breaching_report
+    crossing = _forecast_crossing(lake)
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    for sheet in ("At-risk servers", "All series"):
+        rows = list(book[sheet].iter_rows(values_only=True))
+        head = rows[0]
+        row = next(dict(zip(head, r, strict=True)) for r in rows[1:] if r[0] == SERVER and METRIC in r)
+        assert row["Status"] == "already_breaching"
+        assert row["Breach date (already breaching: last day over)"].date().isoformat() == LAST_OVER
+        assert row["Days to breach"] == 0
+        assert row["Forecast breach date"].date().isoformat() == crossing
+    summary = {r[0]: r[1:] for r in book["Summary"].iter_rows(values_only=True) if r and r[0]}
+    assert summary[EARLIEST][:2] == (NOW, NOW)
+    what_if = list(book["What-if"].iter_rows(values_only=True))
+    row = next(dict(zip(what_if[0], r, strict=True)) for r in what_if[1:] if r[0] == SERVER and METRIC in r)
+    assert row["Base status"] == row["Scenario status"] == "already_breaching"
+    assert row["Base days to breach"] == row["Scenario days to breach"] == 0
+
+
+def test_reported_breaches_accepts_the_risk_stage_convention_to_come(breaching_report) -> None:
+    """Once the risk stage writes breach_ds = last_over_ds, days 0 and forecast_breach_ds itself, nothing changes."""
+    lake, _result = breaching_report
+    ranked = ranked_risks(load_report_data(lake, Settings()))
+    today = reported_breaches(ranked)
+    future = reported_breaches(today)  # the new layout: forecast_breach_ds present, breach_ds already moved
+    columns = ["breach_ds", "days_to_breach", "forecast_breach_ds"]
+    pd.testing.assert_frame_equal(today[columns], future[columns])
+    now = today[today["status"] == "already_breaching"]
+    assert len(now) == 1 and (now["breach_ds"] == pd.Timestamp(LAST_OVER)).all()

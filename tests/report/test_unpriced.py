@@ -1,0 +1,114 @@
+"""An inventory without monthly costs (the Bitbrains example): every output says "not priced", never $0."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from matplotlib.text import Text
+from openpyxl import load_workbook
+from report_lake import report_file
+
+from capacity_forecaster.config import Settings
+from capacity_forecaster.report import style
+from capacity_forecaster.report.charts import savings_chart
+from capacity_forecaster.report.comparison import stored_scenario
+from capacity_forecaster.report.data import load_report_data
+from capacity_forecaster.report.figures import savings_bar
+from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
+
+PDFTOTEXT = shutil.which("pdftotext")
+needs_pdftotext = pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
+# "$0" as a whole amount ("$0", "-$0", "+$0"), not the start of "$0.50" or "$05".
+ZERO_DOLLARS = re.compile(r"\$0(?![\d.,])")
+
+
+def _pdf_text(path: Path) -> str:
+    return subprocess.run([PDFTOTEXT, "-layout", str(path), "-"], check=True, capture_output=True, text=True,
+                          timeout=60).stdout
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+
+
+def test_the_fixture_has_no_prices(unpriced_report) -> None:
+    lake, _result = unpriced_report
+    recs = lake.read_table("recommendations")
+    assert recs["current_monthly_cost"].isna().all() and recs["monthly_savings"].isna().all()
+
+
+def test_kpis_say_not_priced_and_count_the_priced_servers(unpriced_report) -> None:
+    _lake, result = unpriced_report
+    by = {k.key: k for k in result.kpis}
+    for key in ("fleet_cost", "net_savings", "annual_savings"):
+        assert by[key].value is None and by[key].text == "not priced"
+    assert by["fleet_cost"].note.startswith("0 of 8 servers priced")
+
+
+@needs_pdftotext
+def test_pdf_has_no_zero_dollar_claims(unpriced_report) -> None:
+    _lake, result = unpriced_report
+    text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
+    assert not ZERO_DOLLARS.search(text), ZERO_DOLLARS.findall(text)
+    assert "0 of 8 servers priced" in text and not re.search(r"(?<!of )\d+ servers priced", text)
+    assert "Savings are not priced (no monthly cost in the inventory)" in text
+    assert "upsizes add" not in text and "No recommendation saves money" not in text
+    assert "savings not priced (no monthly cost in the inventory)" in text  # the what-if headline
+
+
+def test_html_has_no_zero_dollar_claims(unpriced_report) -> None:
+    _lake, result = unpriced_report
+    page = report_file(result, HTML_FILE).read_text(encoding="utf-8")
+    body = page[: page.index('<script type="text/plain" id="plotly-js">')]
+    assert not ZERO_DOLLARS.search(body), ZERO_DOLLARS.findall(body)
+    assert "Savings not priced: no monthly cost in the inventory" in body  # the savings chart's panel
+    assert "<td>not priced</td>" in body or 'class="num">not priced' in body  # the recommendations table
+
+
+def test_workbook_stores_no_zero_savings(unpriced_report) -> None:
+    _lake, result = unpriced_report
+    rows = list(load_workbook(report_file(result, XLSX_FILE), read_only=True)["Summary"].iter_rows(values_only=True))
+    rows = [r for r in rows if r and r[0] is not None]
+    kpis = {r[0]: r[1] for r in rows if len(r) > 1}
+    for label in ("Fleet cost per month", "Net savings per year"):
+        assert kpis[label] == "not priced"
+    first = [r[0] for r in rows].index("Savings by action")
+    actions = rows[first + 1: [r[0] for r in rows].index("What-if scenario")]
+    assert actions and all(r[2] == "not priced" for r in actions)
+    net = [r[1:3] for r in rows if r[0] == "Net savings per month"]
+    assert net[0][0] == "not priced"  # the KPI
+    assert net[-1] == ("not priced", "not priced")  # base and scenario totals of the what-if
+
+
+def test_savings_charts_say_not_priced(unpriced_report) -> None:
+    lake, _result = unpriced_report
+    data = load_report_data(lake, Settings())
+    with style.report_style():
+        texts = _texts(savings_chart(data))
+    assert any("not priced" in t for t in texts) and not any(ZERO_DOLLARS.search(t) for t in texts)
+    fig = savings_bar(data.table("recommendations"))
+    assert not fig.data and "not priced" in fig.layout.annotations[0].text
+
+
+def test_what_if_totals_say_not_priced(unpriced_report) -> None:
+    lake, _result = unpriced_report
+    scenario = stored_scenario(load_report_data(lake, Settings()))
+    assert scenario is not None
+    savings = next(t for t in scenario.totals if t.measure == "Net savings per month")
+    assert (savings.base, savings.scenario, savings.base_text, savings.scenario_text) == (
+        None, None, "not priced", "not priced")
+
+
+def test_money_in_chart_text_is_never_mathtext(full_report) -> None:
+    """Two "$" in one matplotlib text used to become mathtext ("Net 0*permonth*, 0 per year")."""
+    lake, _result = full_report
+    data = load_report_data(lake, Settings())
+    with style.report_style():
+        two = style.new_figure(4, 2, "Savings", "Net $0 per month, $0 per year")
+        money = [t for fig in (two, savings_chart(data)) for t in fig.findobj(Text) if "$" in t.get_text()]
+        assert any(t.get_text().count("$") == 2 for t in money)
+        assert all(not t._preprocess_math(t.get_text())[1] for t in money)
