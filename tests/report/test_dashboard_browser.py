@@ -79,6 +79,7 @@ def test_dashboard_shows_the_stored_what_if(browser: Any, whatif_report) -> None
         wait.until(lambda d: d.find_elements(By.ID, "scenario-banner"))
         banner = browser.find_element(By.ID, "scenario-banner").text
         assert "Stored what-if scenario: growth-20pct: growth +20 %/year" in banner
+        assert "earliest breach" in banner and "servers at risk (medium or worse)" in banner
         next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text == "What-if scenario").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#scenario-table td[data-dash-column='change']"))
         first = browser.find_element(By.CSS_SELECTOR, "#scenario-table td[data-dash-column='change']").text

@@ -16,7 +16,7 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.report import dashboard_guard as guard
 from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
-from capacity_forecaster.report.comparison import change_text
+from capacity_forecaster.report.comparison import EARLIEST, change_text
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, records
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
@@ -135,7 +135,7 @@ def _scenario_banner(state: DashboardState) -> html.Div | None:
     if scenario is None:
         return None
     ran = f" (capfc risk, run {scenario.run} UTC)" if scenario.run else " (capfc risk)"
-    shown = ("Servers at risk (medium or worse)", "Earliest forecast breach", "Net savings per month")
+    shown = ("Servers at risk (medium or worse)", EARLIEST, "Net savings per month")
     totals = "; ".join(f"{t.measure.lower()} {t.base_text} \u2192 {t.scenario_text}" for t in scenario.totals
                        if t.measure in shown)
     others = len(state.scenario_names) - 1
