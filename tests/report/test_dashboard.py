@@ -44,6 +44,10 @@ def test_whatif_growth_brings_breaches_forward(app) -> None:
     assert at_risk > sum(r["risk_level"] in ("critical", "high", "medium") for r in base.values())
     cards = dict((label.split(" (")[0], (value, note)) for label, value, note in app.state.kpi_values(30.0))
     assert int(cards["Servers at risk"][0]) >= 3 and cards["Servers at risk"][1].startswith("base 3")
+    plain = dict((label, (value, note)) for label, value, note in app.state.kpi_values(0.0))
+    value, note = plain["Servers at risk"]
+    # No what-if: no "base" beside the number, and the split adds up to it (medium included).
+    assert not note.startswith("base") and sum(int(part.split()[0]) for part in note.split(", ")) == int(value)
     shrunk = {r["id"]: r for r in app.state.risk_rows(-30.0)}
     assert shrunk[f"{RISKIEST}|cpu"]["whatif_breach_ds"] is None
 

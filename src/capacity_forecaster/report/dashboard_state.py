@@ -307,8 +307,10 @@ class DashboardState:
             cfg = self.settings.risk
             cards.insert(1, ("Already breaching", f"{now['server_id'].nunique()}",
                              rule_text(cfg)))
-            cards.append((label, f"{int((worst >= 1).sum())}", pending or f"base {int((base_worst >= 1).sum())}; "
-                          f"{int((worst == 3).sum())} critical, {int((worst == 2).sum())} high"))
+            split = (f"{int((worst == 3).sum())} critical, {int((worst == 2).sum())} high, "
+                     f"{int((worst == 1).sum())} medium")
+            against = f"base {int((base_worst >= 1).sum())}; " if growth else ""
+            cards.append((label, f"{int((worst >= 1).sum())}", pending or against + split))
             first = scenario.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
             when = "Earliest breach"
             if len(now):  # the first row of the risk table

@@ -178,9 +178,12 @@ def server_figure(title: str, history: pd.DataFrame, forecast: pd.DataFrame, thr
     start = forecast["ds"].min() if len(forecast) else None
     since = history["ds"].min() if len(history) else None
     fig = new_figure(server_traces(history, forecast, interval) + backtest_traces(backtests, since))
-    return styled(fig, title, height, shapes=server_shapes(threshold, breach, level, start),
-                  annotations=server_annotations(threshold, breach, level, breach_label), margin=margin(left=76),
-                  legend={**LAYOUT["legend"], "traceorder": "normal"},
+    # The legend goes under the plot: above it, its entries (several backtest cutoffs) ran into a long title.
+    return styled(fig, title, height + 40, shapes=server_shapes(threshold, breach, level, start),
+                  annotations=server_annotations(threshold, breach, level, breach_label),
+                  margin=margin(left=76, bottom=96),
+                  legend={"orientation": "h", "yanchor": "top", "y": -0.16, "xanchor": "left", "x": 0.0,
+                          "traceorder": "normal"},
                   yaxis={"title": {"text": "daily P95 (% of capacity)"}, "range": [0, 105], "ticksuffix": " %"})
 
 
