@@ -17,8 +17,8 @@ from capacity_forecaster.report import style
 from capacity_forecaster.report.comparison import EARLIEST, stored_scenario
 from capacity_forecaster.report.data import load_report_data
 from capacity_forecaster.report.forecast_chart import forecast_panels
+from capacity_forecaster.report.risks import ranked_risks, reported_breaches
 from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
-from capacity_forecaster.report.summary import ranked_risks, reported_breaches
 
 PDFTOTEXT = shutil.which("pdftotext")
 needs_pdftotext = pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")

@@ -25,7 +25,8 @@ from capacity_forecaster.report.data import (
     server_names,
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels, top_series
-from capacity_forecaster.report.summary import cluster_map, ranked_risks
+from capacity_forecaster.report.risks import ranked_risks
+from capacity_forecaster.report.summary import cluster_map
 
 Colour = tuple[float, float, float, float]
 

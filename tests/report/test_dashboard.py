@@ -148,7 +148,7 @@ def _cards(kpis: list) -> dict[str, tuple[str, str]]:
 
 
 def test_slider_recomputes_recommendations_as_capfc_risk_growth(whatif_report, settings_module: Settings) -> None:
-    from capacity_forecaster.report.summary import money
+    from capacity_forecaster.report.text import money
     from capacity_forecaster.risk.stage import run_risk
 
     lake, _ = whatif_report  # base tables and calibration written by the real risk stage

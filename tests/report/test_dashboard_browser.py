@@ -265,7 +265,7 @@ def test_slider_moves_savings_and_upsizes(browser: Any, two_scenarios: tuple[str
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from capacity_forecaster.report.summary import money
+    from capacity_forecaster.report.text import money
 
     url, state, _lake = two_scenarios
     base, grown, shrunk = state.savings(0.0), state.savings(50.0), state.savings(-30.0)
@@ -293,7 +293,7 @@ def test_pick_a_stored_scenario_and_see_the_lakes_numbers(browser: Any, two_scen
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from capacity_forecaster.report.summary import money
+    from capacity_forecaster.report.text import money
 
     url, state, lake = two_scenarios
     name = "growth-20pct"

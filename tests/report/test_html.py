@@ -22,7 +22,7 @@ from capacity_forecaster.report.plotly_bundle import (
     check_trace_types,
     plotly_js,
 )
-from capacity_forecaster.report.summary import ranked_risks
+from capacity_forecaster.report.risks import ranked_risks
 
 
 def test_vendored_plotly_js_is_the_pinned_file() -> None:

@@ -22,8 +22,9 @@ from capacity_forecaster.report.data import load_report_data
 from capacity_forecaster.report.figures import accuracy_box
 from capacity_forecaster.report.forecast_chart import observed_span
 from capacity_forecaster.report.pdf import _savings_table, cards_per_row, keep_units
+from capacity_forecaster.report.risks import ranked_risks
 from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
-from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed, ranked_risks
+from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed
 
 PDFTOTEXT = shutil.which("pdftotext")
 needs_pdftotext = pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")

@@ -7,7 +7,8 @@ import pandas as pd
 from report_lake import RISKIEST, SERVERS
 
 from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data, profile_features
-from capacity_forecaster.report.summary import assumptions, cluster_map, kpis, model_accuracy, ranked_risks
+from capacity_forecaster.report.risks import ranked_risks
+from capacity_forecaster.report.summary import assumptions, cluster_map, kpis, model_accuracy
 from capacity_forecaster.storage import Lake
 from capacity_forecaster.storage.sql import connect
 
@@ -87,7 +88,8 @@ def test_already_breaching_series_lead_the_ranking_the_cards_and_the_messages(re
     import dataclasses
 
     from capacity_forecaster.report.html import _top_risk_rows
-    from capacity_forecaster.report.summary import already_breaching, breach_when, headlines
+    from capacity_forecaster.report.risks import already_breaching, breach_when
+    from capacity_forecaster.report.summary import headlines
 
     data = load_report_data(report_lake, settings)
     risk = data.tables["server_risk"].copy()

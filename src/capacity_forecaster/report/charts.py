@@ -20,19 +20,9 @@ from capacity_forecaster.report.data import (
     server_names,
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels
-from capacity_forecaster.report.summary import (
-    CLUSTER_RING,
-    NO_PRICES,
-    NOT_PRICED,
-    cluster_map,
-    cluster_ringed,
-    level_counts,
-    model_accuracy,
-    money,
-    plural,
-    priced_servers,
-    report_risks,
-)
+from capacity_forecaster.report.risks import level_counts, report_risks
+from capacity_forecaster.report.summary import CLUSTER_RING, cluster_map, cluster_ringed, model_accuracy
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData, scenario_info, scenario_names, whatif_name
-from capacity_forecaster.report.summary import NO_PRICES, NOT_PRICED, cents, day, money
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money
 from capacity_forecaster.risk.levels import Status, level_codes, percent, rank_risks
 
 

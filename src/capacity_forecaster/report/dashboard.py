@@ -20,7 +20,7 @@ from capacity_forecaster.report.comparison import EARLIEST, change_text
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, records
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
-from capacity_forecaster.report.summary import money
+from capacity_forecaster.report.text import money
 from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)

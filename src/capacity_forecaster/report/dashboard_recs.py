@@ -14,7 +14,7 @@ import pandas as pd
 
 from capacity_forecaster.errors import CapacityForecasterError
 from capacity_forecaster.report.data import not_available
-from capacity_forecaster.report.summary import money
+from capacity_forecaster.report.text import money
 from capacity_forecaster.risk.levels import Action
 from capacity_forecaster.risk.streaming import GrowthAssessor
 

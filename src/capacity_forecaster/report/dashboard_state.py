@@ -26,18 +26,17 @@ from capacity_forecaster.report.data import (
     not_available,
 )
 from capacity_forecaster.report.lineage import lineage
-from capacity_forecaster.report.summary import (
+from capacity_forecaster.report.risks import (
     AT_RISK_LEVELS,
     already_breaching,
     chosen_models,
-    cluster_map,
-    day,
     level_of,
-    money,
     ranked_risks,
     risk_row,
     threshold_of,
 )
+from capacity_forecaster.report.summary import cluster_map
+from capacity_forecaster.report.text import day, money
 from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
 from capacity_forecaster.risk.current import rule_text
 from capacity_forecaster.risk.levels import level_codes, percent

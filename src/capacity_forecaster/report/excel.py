@@ -23,8 +23,10 @@ from capacity_forecaster.report.forecast_sheet import (
     write_forecast_sheets,
 )
 from capacity_forecaster.report.lineage import lineage
+from capacity_forecaster.report.risks import level_counts, report_risks
 from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
-from capacity_forecaster.report.summary import NOT_PRICED, assumptions, cents, kpis, level_counts, report_risks
+from capacity_forecaster.report.summary import assumptions, kpis
+from capacity_forecaster.report.text import NOT_PRICED, cents
 
 SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-if", "Clusters", SHEET,
           "Forecast vs actual", "Sizing options", "Capacity by group", "Assumptions")

@@ -9,16 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.report import style
-from capacity_forecaster.report.summary import (
-    NO_PRICES,
-    NOT_PRICED,
-    day,
-    level_counts,
-    model_accuracy,
-    money,
-    plural,
-    priced_servers,
-)
+from capacity_forecaster.report.risks import level_counts
+from capacity_forecaster.report.summary import model_accuracy
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, day, money, plural, priced_servers
 
 METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
 # ticklabeloverflow "allow": plotly's default ("hide past div") measures every tick label against the

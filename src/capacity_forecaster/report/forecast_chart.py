@@ -14,15 +14,8 @@ from matplotlib.patches import Patch
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.data import ReportData, not_available
-from capacity_forecaster.report.summary import (
-    ALREADY,
-    breach_phrase,
-    day,
-    level_of,
-    report_risks,
-    risk_row,
-    threshold_of,
-)
+from capacity_forecaster.report.risks import ALREADY, breach_phrase, level_of, report_risks, risk_row, threshold_of
+from capacity_forecaster.report.text import day
 from capacity_forecaster.risk.levels import percent
 
 _METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}

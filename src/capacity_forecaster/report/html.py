@@ -25,25 +25,26 @@ from capacity_forecaster.report.comparison import (
 from capacity_forecaster.report.data import ReportData, not_available, server_names
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.plotly_bundle import check_trace_types, plotly_js
-from capacity_forecaster.report.summary import (
+from capacity_forecaster.report.risks import (
     ALREADY,
     AT_RISK_LEVELS,
-    CLUSTER_RING,
-    NOT_PRICED,
-    assumptions,
     breach_phrase,
     breach_when,
+    level_of,
+    report_risks,
+    risk_row,
+    threshold_of,
+)
+from capacity_forecaster.report.summary import (
+    CLUSTER_RING,
+    assumptions,
     cluster_map,
     cluster_ringed,
     data_period_text,
     headlines,
     kpis,
-    level_of,
-    money,
-    report_risks,
-    risk_row,
-    threshold_of,
 )
+from capacity_forecaster.report.text import NOT_PRICED, money
 from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)

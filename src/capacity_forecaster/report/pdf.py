@@ -43,22 +43,9 @@ from capacity_forecaster.report.comparison import (
 )
 from capacity_forecaster.report.data import ReportData, not_available, table_title
 from capacity_forecaster.report.lineage import lineage
-from capacity_forecaster.report.summary import (
-    AT_RISK_LEVELS,
-    NO_PRICES,
-    NOT_PRICED,
-    Kpi,
-    assumptions,
-    breach_when,
-    data_period_text,
-    headlines,
-    kpis,
-    model_accuracy,
-    money,
-    plural,
-    priced_servers,
-    report_risks,
-)
+from capacity_forecaster.report.risks import AT_RISK_LEVELS, breach_when, report_risks
+from capacity_forecaster.report.summary import Kpi, assumptions, data_period_text, headlines, kpis, model_accuracy
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers
 from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)

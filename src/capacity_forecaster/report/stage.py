@@ -22,7 +22,8 @@ from capacity_forecaster.report.data import (
 )
 from capacity_forecaster.report.forecast_chart import top_series
 from capacity_forecaster.report.lineage import Lineage, lineage
-from capacity_forecaster.report.summary import Kpi, kpis, report_risks
+from capacity_forecaster.report.risks import report_risks
+from capacity_forecaster.report.summary import Kpi, kpis
 from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,7 @@
-"""Figures every report shares: ranked risks, KPIs, model accuracy, the cluster map projection, assumptions."""
+"""Figures every report shares: KPIs, model accuracy, the cluster map projection, assumptions, headlines."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +9,16 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData, not_available, scenario_names, whatif_name
+from capacity_forecaster.report.risks import (
+    AT_RISK_LEVELS,
+    already_breaching,
+    chosen_models,
+    level_counts,
+    report_risks,
+    server_levels,
+)
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money, numeric, plural, priced_servers
 from capacity_forecaster.risk.current import rule_text
-from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, rank_risks
-
-AT_RISK_LEVELS = ("critical", "high", "medium")
-ALREADY = Status.ALREADY_BREACHING.value
 
 
 @dataclass(frozen=True)
@@ -36,187 +40,9 @@ class Kpi:
     note: str = ""
 
 
-def _numeric(frame: pd.DataFrame, name: str) -> pd.Series:
-    """A column as numbers; all NaN where the column is absent (a sparse inventory)."""
-    values = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
-    return pd.to_numeric(values, errors="coerce")
-
-
 def _days(n: int) -> str:
     """``1 day``, ``2 days``."""
     return f"{n} day" if n == 1 else f"{n} days"
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """``1 server``, ``2 servers``, ``1,200 servers`` (``many``: an irregular plural)."""
-    return f"{count:,} {word if count == 1 else many or word + 's'}"
-
-
-def cents(value: float) -> float:
-    """Money rounded to cents (sums of float costs carry noise such as ``408964.0800000001``)."""
-    return round(float(value), 2) + 0.0
-
-
-# What every report says where the inventory has no monthly cost (never a $0 saving).
-NOT_PRICED = "not priced"
-NO_PRICES = "no monthly cost in the inventory"
-
-
-def priced_servers(recs: pd.DataFrame) -> int:
-    """Recommendations whose server has a monthly cost (the others' savings are unknown, not zero)."""
-    return int(_numeric(recs, "current_monthly_cost").notna().sum())
-
-
-def money(value: float | None, signed: bool = False) -> str:
-    """US dollars without cents, e.g. ``$12,345`` (``+$1,200`` when signed)."""
-    if value is None or pd.isna(value):
-        return "-"
-    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
-    return f"{sign}${abs(value):,.0f}"
-
-
-def day(value: Any) -> str:
-    """An ISO date, or ``-`` for a missing one."""
-    return "-" if value is None or pd.isna(value) else pd.Timestamp(value).date().isoformat()
-
-
-def ranked_risks(data: ReportData) -> pd.DataFrame:
-    """Every assessed series, riskiest first, with the server's names and recommended action.
-
-    Order: already breaching first (most recent days over first), then risk level (critical
-    first), days to breach (soonest first, none last), breach probability (highest first),
-    server_id, metric.
-
-    Returns:
-        The server_risk columns plus level_code (3 critical ... 0 low, -1 unassessed),
-        status_rank (0 already breaching), hostname,
-        application, environment, action, monthly_savings, model (the chosen one) and mase (its
-        mean backtest MASE) where those tables exist. Empty without server_risk.
-    """
-    risk = data.table("server_risk")
-    if risk is None or risk.empty:
-        return pd.DataFrame(columns=["server_id", "metric", "risk_level", "level_code"])
-    status = risk["status"] if "status" in risk.columns else pd.Series("assessed", index=risk.index)
-    over = risk["days_over_recent"] if "days_over_recent" in risk.columns else pd.Series(0, index=risk.index)
-    # Already breaching before everything else; the other statuses sort by level like assessed series.
-    out = risk.assign(level_code=level_codes(risk["risk_level"]), status=status,
-                      status_rank=np.where(status == ALREADY, 0, 1), days_over_recent=over.fillna(0).astype(int))
-    inventory = data.table("inventory")
-    if inventory is not None:
-        names = inventory[[c for c in ("server_id", "hostname", "application", "environment") if c in inventory]]
-        out = out.merge(names, on="server_id", how="left")
-    recs = data.table("recommendations")
-    if recs is not None:
-        out = out.merge(recs[["server_id", "action", "monthly_savings"]], on="server_id", how="left")
-    chosen = chosen_models(data)
-    if not chosen.empty:
-        out = out.merge(chosen, on=["server_id", "metric"], how="left")
-    return rank_risks(out)  # the one ranking every output uses (risk.levels.RISK_ORDER)
-
-
-def already_mask(frame: pd.DataFrame) -> pd.Series:
-    """Rows of series already over their threshold: status ``already_breaching``, or (a frame without status)
-    a breach 0 days out on or before the series' last observed day."""
-    if "status" in frame.columns:
-        return frame["status"].eq(ALREADY).fillna(False).astype(bool)
-    if {"days_to_breach", "breach_ds", "last_observed"} <= set(frame.columns):
-        days = pd.to_numeric(frame["days_to_breach"], errors="coerce")
-        on_or_before = pd.to_datetime(frame["breach_ds"]) <= pd.to_datetime(frame["last_observed"])
-        return (days.eq(0) & on_or_before).fillna(False).astype(bool)
-    return pd.Series(False, index=frame.index)
-
-
-def reported_breaches(ranked: pd.DataFrame) -> pd.DataFrame:
-    """The breach columns as every report (not the dashboard) shows them, whichever risk stage wrote the lake.
-
-    An already-breaching series breaches now: ``breach_ds`` is its last observed day over the threshold
-    (``last_over_ds``; NaT where the lake lacks it) and ``days_to_breach`` is 0. The forecast's own first
-    crossing is ``forecast_breach_ds`` (the risk stage's column where it writes one, else taken from
-    ``breach_ds`` before the change). A lake already written this way passes through unchanged.
-
-    Returns:
-        ``ranked`` with breach_ds, days_to_breach and forecast_breach_ds as above (a new frame).
-    """
-    if ranked.empty or "breach_ds" not in ranked.columns:
-        return ranked
-    out = ranked.copy()
-    out["breach_ds"] = pd.to_datetime(out["breach_ds"])
-    if "forecast_breach_ds" not in out.columns:
-        out["forecast_breach_ds"] = out["breach_ds"]
-    now = already_mask(out)
-    if now.any():
-        last = pd.to_datetime(out["last_over_ds"]) if "last_over_ds" in out.columns else pd.Series(pd.NaT, out.index)
-        out["breach_ds"] = out["breach_ds"].mask(now, last)
-        if "days_to_breach" in out.columns:
-            out["days_to_breach"] = pd.to_numeric(out["days_to_breach"], errors="coerce").mask(now, 0)
-    return out
-
-
-def report_risks(data: ReportData) -> pd.DataFrame:
-    """``ranked_risks`` with the breach columns as the reports show them (``reported_breaches``)."""
-    return reported_breaches(ranked_risks(data))
-
-
-def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
-    """(breach date, days) as the tables show them: ``now`` / ``0`` for a series already breaching."""
-    if row.get("status") == ALREADY:
-        return "now", "0"
-    days = row.get("days_to_breach")
-    return day(row.get("breach_ds")), "-" if days is None or pd.isna(days) else str(int(days))
-
-
-def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:
-    """A series' breach in words: ``already breaching (last over 2026-06-30)``, ``breach 2026-07-31`` (``, day 31``
-    with ``with_day``), or ``no breach forecast in the horizon``."""
-    breach = row.get("breach_ds")
-    if row.get("status") == ALREADY:
-        last = row.get("last_over_ds", breach)
-        return "already breaching" + ("" if last is None or pd.isna(last) else f" (last over {day(last)})")
-    if breach is None or pd.isna(breach):
-        return "no breach forecast in the horizon"
-    days = row.get("days_to_breach")
-    return f"breach {day(breach)}" + (f", day {int(days)}" if with_day and days is not None and not pd.isna(days)
-                                      else "")
-
-
-def already_breaching(ranked: pd.DataFrame) -> pd.DataFrame:
-    """The ``ranked_risks`` rows of series already over their threshold, in ranked order."""
-    if ranked.empty or "status" not in ranked.columns:
-        return ranked.iloc[0:0]
-    return ranked[ranked["status"] == ALREADY]
-
-
-def chosen_models(data: ReportData) -> pd.DataFrame:
-    """The model forecasting each series and its mean backtest error.
-
-    Returns:
-        server_id, metric, model, mae, mape, mase, coverage (errors NaN without backtests).
-    """
-    forecasts, backtests = data.forecasts, data.table("backtests")
-    if forecasts is not None and not forecasts.series.empty:
-        chosen = forecasts.series[["server_id", "metric", "model"]]
-    elif backtests is not None and "selected" in backtests.columns:
-        chosen = backtests[backtests["selected"].astype(bool)].groupby(
-            ["server_id", "metric"], as_index=False)[["model"]].first()
-    else:
-        return pd.DataFrame(columns=["server_id", "metric", "model", "mae", "mape", "mase", "coverage"])
-    if backtests is None or backtests.empty:
-        return chosen.assign(mae=np.nan, mape=np.nan, mase=np.nan, coverage=np.nan)
-    errors = backtests.groupby(["server_id", "metric", "model"], as_index=False)[
-        ["mae", "mape", "mase", "coverage"]].mean()
-    return chosen.merge(errors, on=["server_id", "metric", "model"], how="left")
-
-
-def server_levels(ranked: pd.DataFrame) -> pd.DataFrame:
-    """The worst series of every server (``ranked_risks`` is ordered, so the first row per server)."""
-    return ranked.drop_duplicates("server_id", keep="first").reset_index(drop=True)
-
-
-def level_counts(ranked: pd.DataFrame) -> dict[str, int]:
-    """Servers per worst risk level, critical first (servers without an assessment left out)."""
-    worst = server_levels(ranked)
-    counts = worst["risk_level"].value_counts()
-    return {level: int(counts.get(level, 0)) for level in reversed(LEVEL_LABELS)}
 
 
 def model_accuracy(backtests: pd.DataFrame | None) -> pd.DataFrame:
@@ -350,8 +176,8 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
                      "annual_savings": acted}
             out.extend(Kpi(key, label, None, NOT_PRICED, notes[key]) for key, label in money_kpis)
         else:
-            cost = cents(np.nansum(_numeric(recs, "current_monthly_cost").to_numpy(float)))
-            net = cents(np.nansum(_numeric(recs, "monthly_savings").to_numpy(float)))
+            cost = cents(np.nansum(numeric(recs, "current_monthly_cost").to_numpy(float)))
+            net = cents(np.nansum(numeric(recs, "monthly_savings").to_numpy(float)))
             share = f"{100 * net / cost:.1f} % of fleet cost" if cost > 0 else ""
             counted = (plural(priced, "server") if priced == len(recs)
                        else f"{priced:,} of {plural(len(recs), 'server')}") + " priced"
@@ -428,10 +254,10 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
                   + (f"; also stored: {', '.join(others)} (capfc report --scenario NAME)" if others else ""))
                  if scenario else not_available("risk_comparison")))
     inventory = data.table("inventory")
-    costs = None if inventory is None else _numeric(inventory, "monthly_cost_usd")
+    costs = None if inventory is None else numeric(inventory, "monthly_cost_usd")
     if inventory is not None and costs is not None and costs.notna().any():
-        per_core = (costs / _numeric(inventory, "cpu_cores").clip(lower=1)).median()
-        per_gb = (costs / _numeric(inventory, "memory_gb").clip(lower=1)).median()
+        per_core = (costs / numeric(inventory, "cpu_cores").clip(lower=1)).median()
+        per_gb = (costs / numeric(inventory, "memory_gb").clip(lower=1)).median()
         priced = int(costs.notna().sum())
         unpriced = len(inventory) - priced
         known = (f"; {unpriced:,} of {plural(len(inventory), 'server')} {'has' if unpriced == 1 else 'have'} no cost"
@@ -511,8 +337,8 @@ def savings_sentence(recs: pd.DataFrame) -> str:
     priced = priced_servers(recs)
     if not priced:
         return f"Recommended actions: {parts}; {upsizes}. Savings are not priced ({NO_PRICES})."
-    savings = _numeric(recs, "monthly_savings").to_numpy(float)
-    cost = float(np.nansum(_numeric(recs, "current_monthly_cost").to_numpy(float)))
+    savings = numeric(recs, "monthly_savings").to_numpy(float)
+    cost = float(np.nansum(numeric(recs, "current_monthly_cost").to_numpy(float)))
     net = float(np.nansum(savings))
     upsize = float(-np.nansum(np.where(savings < 0, savings, 0.0)))
     share = f" ({100 * net / cost:.1f} % of fleet cost)" if cost > 0 else ""
@@ -521,19 +347,3 @@ def savings_sentence(recs: pd.DataFrame) -> str:
             f"({upsizes}) adds {money(upsize)} per month.")
 
 
-def risk_row(ranked: pd.DataFrame, server: str, metric: str) -> dict[str, Any]:
-    """The ``ranked_risks`` row of one series as a plain dict (empty when the series has none)."""
-    match = ranked[(ranked["server_id"] == server) & (ranked["metric"] == metric)] if len(ranked) else ranked
-    return {str(k): v for k, v in match.iloc[0].items()} if len(match) else {}
-
-
-def level_of(row: dict[str, Any]) -> str:
-    """The risk level of a ``risk_row``, or ``unassessed``."""
-    level = row.get("risk_level")
-    return level if isinstance(level, str) else "unassessed"
-
-
-def threshold_of(row: dict[str, Any], data: ReportData, metric: str) -> float:
-    """The breach threshold of a ``risk_row`` (the risk stage's own column, else the configured one)."""
-    value = row.get("threshold")
-    return float(value) if value is not None and not pd.isna(value) else data.settings.risk.threshold_for(metric)

@@ -147,7 +147,8 @@ def assess_breaches(
 
     ``days_to_breach`` counts from the series' last observed day: a forecast that first exceeds
     the threshold on its 17th day says 17; an ``already_breaching`` series says 0 with its last
-    observed day as ``breach_ds`` (the forecast's first crossing is in ``forecast_breach_ds``).
+    observed day over the threshold as ``breach_ds`` (the forecast's first crossing is in
+    ``forecast_breach_ds``).
     ``breach_probability`` is P(the value exceeds the threshold on at least one day of the horizon)
     under the correlated two-piece-normal model of ``probability``. The level is critical / high
     when that cumulative probability reaches
@@ -272,10 +273,10 @@ def assess_breaches(
         out["seasonal_peak"] = ""
     out["reason"] = _reasons(out, cfg)
     # A series over its threshold now breaches now: one answer for every table, chart and summary
-    # (its breach date is its last observed day, 0 days away); the forecast's own first crossing stays
-    # in forecast_breach_ds.
+    # (its breach date is its last observed day over the threshold, 0 days away); the forecast's own
+    # first crossing stays in forecast_breach_ds.
     out["forecast_breach_ds"] = out["breach_ds"]
-    out.loc[breaching, "breach_ds"] = out.loc[breaching, "last_observed"]
+    out.loc[breaching, "breach_ds"] = out.loc[breaching, "last_over_ds"].fillna(out.loc[breaching, "last_observed"])
     out.loc[breaching, "days_to_breach"] = 0
     columns = [SERVER_ID, METRIC, "risk_level", "peak_yhat", "peak_ds", "breach_ds", "days_to_breach",
                "breach_probability", *BREACH_EXTRA_COLUMNS]

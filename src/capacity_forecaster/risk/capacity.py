@@ -22,7 +22,7 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     peak, ``peak_yhat``; a series without a forecast frees nothing we can vouch for, so it counts
     0). Reclaimable = what the recommendation frees (``freed_cpu_cores`` / ``freed_memory_gb``:
     right-size, consolidate, decommission). Time remaining: an already-breaching series has 0 days
-    (its breach day is its last observed day), otherwise the soonest forecast breach.
+    (its breach day is its last observed day over the threshold), otherwise the soonest forecast breach.
 
     Returns:
         server_id, datacenter, environment, application, cpu_cores, free_cpu_cores, memory_gb,
@@ -43,7 +43,8 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     risk = server_risk.assign(
         now=server_risk["status"] == Status.ALREADY_BREACHING.value,
         code=level_codes(server_risk["risk_level"]))
-    risk["when"] = pd.to_datetime(risk["breach_ds"].where(~risk["now"], risk["last_observed"]))
+    # An already-breaching series has breach_ds = its last day over and days_to_breach = 0 (breach.py).
+    risk["when"] = pd.to_datetime(risk["breach_ds"])
     risk["days"] = risk["days_to_breach"].astype("Float64").where(~risk["now"], 0.0)
     first = (risk.dropna(subset=["when"]).sort_values(["days", "when", SERVER_ID, METRIC])
              .groupby(SERVER_ID).head(1).set_index(SERVER_ID).reindex(out[SERVER_ID]))

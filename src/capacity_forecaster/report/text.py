@@ -1,0 +1,49 @@
+"""Numbers and dates as the reports write them for people: money, cents, plurals, days; "not priced"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def numeric(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column as numbers; all NaN where the column is absent (a sparse inventory)."""
+    values = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(values, errors="coerce")
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 server``, ``2 servers``, ``1,200 servers`` (``many``: an irregular plural)."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
+
+
+def cents(value: float) -> float:
+    """Money rounded to cents (sums of float costs carry noise such as ``408964.0800000001``)."""
+    return round(float(value), 2) + 0.0
+
+
+# What every report says where the inventory has no monthly cost (never a $0 saving).
+NOT_PRICED = "not priced"
+
+
+NO_PRICES = "no monthly cost in the inventory"
+
+
+def priced_servers(recs: pd.DataFrame) -> int:
+    """Recommendations whose server has a monthly cost (the others' savings are unknown, not zero)."""
+    return int(numeric(recs, "current_monthly_cost").notna().sum())
+
+
+def money(value: float | None, signed: bool = False) -> str:
+    """US dollars without cents, e.g. ``$12,345`` (``+$1,200`` when signed)."""
+    if value is None or pd.isna(value):
+        return "-"
+    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
+    return f"{sign}${abs(value):,.0f}"
+
+
+def day(value: Any) -> str:
+    """An ISO date, or ``-`` for a missing one."""
+    return "-" if value is None or pd.isna(value) else pd.Timestamp(value).date().isoformat()
