@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.risk.inventory import complete_inventory
-from capacity_forecaster.risk.levels import Status, level_codes
+from capacity_forecaster.risk.levels import level_codes
 from capacity_forecaster.schema import CAPACITY_GROUP_COLUMNS, METRIC, SERVER_ID
 
 GROUP_BY = ("datacenter", "environment", "application")
@@ -40,12 +40,10 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     freed = recs.set_index(SERVER_ID).reindex(out[SERVER_ID])
     out["reclaimable_cpu_cores"] = freed["freed_cpu_cores"].astype("Float64").fillna(0).to_numpy(float)
     out["reclaimable_memory_gb"] = freed["freed_memory_gb"].astype("Float64").fillna(0).to_numpy(float)
-    risk = server_risk.assign(
-        now=server_risk["status"] == Status.ALREADY_BREACHING.value,
-        code=level_codes(server_risk["risk_level"]))
     # An already-breaching series has breach_ds = its last day over and days_to_breach = 0 (breach.py).
-    risk["when"] = pd.to_datetime(risk["breach_ds"])
-    risk["days"] = risk["days_to_breach"].astype("Float64").where(~risk["now"], 0.0)
+    risk = server_risk.assign(code=level_codes(server_risk["risk_level"]),
+                              when=pd.to_datetime(server_risk["breach_ds"]),
+                              days=server_risk["days_to_breach"].astype("Float64"))
     first = (risk.dropna(subset=["when"]).sort_values(["days", "when", SERVER_ID, METRIC])
              .groupby(SERVER_ID).head(1).set_index(SERVER_ID).reindex(out[SERVER_ID]))
     out["breach_ds"] = first["when"].to_numpy()
