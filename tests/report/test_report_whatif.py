@@ -19,6 +19,8 @@ from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data
 from capacity_forecaster.report.excel import SHEETS, WHATIF_COLUMNS
 from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
 from capacity_forecaster.risk.stage import COMPARISON_COLUMNS
+from capacity_forecaster.storage import Lake
+from capacity_forecaster.storage.manifest import list_runs
 
 PDFTOTEXT = shutil.which("pdftotext")
 needs_pdftotext = pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
@@ -164,12 +166,15 @@ def test_report_of_an_unknown_scenario_exits_2_naming_the_stored_ones(
     lake, _result = whatif_report
     copy = tmp_path / "lake"
     shutil.copytree(lake.uri, copy, ignore=shutil.ignore_patterns("reports"))
+    reports_before = len(list_runs(Lake.open(str(copy)), "report"))
     code = main(["report", "--scenario", "nosuch", "--formats", "png", "--lake", str(copy), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "unknown what-if scenario 'nosuch'" in err and f"stored scenarios: {KEY}" in err
     assert not (copy / "reports").exists()
+    # A usage error, not a failed report: no run recorded for the later reports to cite.
+    assert len(list_runs(Lake.open(str(copy)), "report")) == reports_before
     # A stored name still works.
     assert main(["report", "--scenario", KEY, "--formats", "png", "--lake", str(copy), "--quiet"]) == 0
 

@@ -107,9 +107,12 @@ def clicked_server(value: Any) -> str | None:
 
 
 def body_limit(app: WsgiApp, max_bytes: int) -> WsgiApp:
-    """WSGI middleware: answer 413 to a request whose declared body exceeds ``max_bytes``, unread.
+    """WSGI middleware: answer 413 to a request whose declared body exceeds ``max_bytes``.
 
-    Chunked bodies (no Content-Length) are capped by Flask's ``MAX_CONTENT_LENGTH`` instead.
+    No callback reads such a body: the answer goes out from its headers. werkzeug's server then
+    discards, in 10 MB reads, what the client still sends so that the client sees the 413 rather
+    than a reset; nothing of it is kept. Chunked bodies (no Content-Length) are capped by Flask's
+    ``MAX_CONTENT_LENGTH`` instead.
     """
 
     def limited(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -123,7 +126,7 @@ def body_limit(app: WsgiApp, max_bytes: int) -> WsgiApp:
             status = "413 Request Entity Too Large" if declared >= 0 else "400 Bad Request"
             log.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
                         body.decode().strip())
-            # Tell the client (and werkzeug) not to keep the connection: the body is never read.
+            # Tell the client (and werkzeug) not to keep the connection: the body is never parsed.
             start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
                                     ("Content-Length", str(len(body))), ("Connection", "close")])
             return [body]

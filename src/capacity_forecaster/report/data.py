@@ -133,13 +133,28 @@ def server_names(data: ReportData) -> dict[str, str]:
 
 def scenario_names(data: ReportData) -> list[str]:
     """The stored what-if scenarios' names, the most recently stored first (empty without one)."""
-    comparison = data.table("risk_comparison")
+    return ordered_scenarios(data.table("risk_comparison"), data.table("risk_scenarios"))
+
+
+def stored_scenario_names(lake: Lake) -> list[str]:
+    """``scenario_names`` read straight from the lake (the two small columns, not the report data)."""
+    info = lake.table_info("risk_comparison")
+    if info is None or info.rows == 0:
+        return []
+    if "scenario" not in info.schema.names:  # as ordered_scenarios: a lake from before names
+        return ["what-if"]
+    comparison = lake.read_table("risk_comparison", columns=["scenario"])
+    index = lake.read_table("risk_scenarios") if lake.has_table("risk_scenarios") else None
+    return ordered_scenarios(comparison, index)
+
+
+def ordered_scenarios(comparison: pd.DataFrame | None, index: pd.DataFrame | None) -> list[str]:
+    """What-if names in ``risk_comparison``, most recently created (per ``risk_scenarios``) first."""
     if comparison is None:
         return []
     if "scenario" not in comparison.columns:  # a lake written before scenarios had names
         return ["what-if"]
     stored = list(dict.fromkeys(comparison["scenario"].astype(str)))
-    index = data.table("risk_scenarios")
     if index is not None and "created" in index.columns:
         order = list(index.sort_values("created", ascending=False, kind="stable")["scenario"].astype(str))
         stored = [n for n in order if n in stored] + [n for n in stored if n not in order]

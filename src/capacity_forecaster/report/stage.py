@@ -18,7 +18,7 @@ from capacity_forecaster.report.data import (
     load_backtest_forecasts,
     load_history,
     load_report_data,
-    scenario_names,
+    stored_scenario_names,
 )
 from capacity_forecaster.report.forecast_chart import top_series
 from capacity_forecaster.report.lineage import Lineage, lineage
@@ -99,20 +99,24 @@ def _history_since(data: ReportData) -> dt.date | None:
     return None
 
 
-def check_scenario(data: ReportData) -> None:
+def check_scenario(lake: Lake, settings: Settings) -> None:
     """Refuse a ``report.scenario`` (``capfc report --scenario NAME``) the lake has not stored.
+
+    Runs before the report stage records a run, so a typo leaves no failed report behind.
 
     Raises:
         ConfigError: the name is not a stored what-if; the message lists the stored names.
     """
-    name = data.settings.report.scenario
-    stored = scenario_names(data)
-    if name is None or name in stored:
+    name = settings.report.scenario
+    if name is None:
+        return
+    stored = stored_scenario_names(lake)
+    if name in stored:
         return
     known = (f"stored scenarios: {', '.join(stored)}" if stored
              else "the lake has no stored what-if (run capfc risk --growth PCT or --scenario FILE)")
     raise ConfigError(f"unknown what-if scenario '{name}' (report.scenario, capfc report --scenario) in lake "
-                      f"{data.lake_uri}; {known}")
+                      f"{lake.uri}; {known}")
 
 
 def run_report(lake: Lake, settings: Settings) -> ReportResult:
@@ -139,8 +143,8 @@ def run_report(lake: Lake, settings: Settings) -> ReportResult:
                            f"(or capfc generate / ingest, then capfc etl) before capfc report")
     formats = set(settings.report.formats)
     written: list[ReportFile] = []
+    check_scenario(lake, settings)
     data = load_report_data(lake, settings)
-    check_scenario(data)
     runs = lineage(data)
     for warning in runs.warnings():
         log.warning("report: %s", warning)

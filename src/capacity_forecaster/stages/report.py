@@ -20,8 +20,9 @@ def report_stage(lake: Lake, settings: Settings) -> tuple[StageRun, Any]:
     Returns:
         The stage run (files and sizes in ``counts``) and the ReportResult (for the CLI).
     """
-    from capacity_forecaster.report.stage import run_report
+    from capacity_forecaster.report.stage import check_scenario, run_report
 
+    check_scenario(lake, settings)
     with stage_run(lake, "report", settings) as run:
         result = run_report(lake, settings)
         run.rows_out = len(result.files)
