@@ -187,3 +187,24 @@ def test_slider_recomputes_recommendations_as_capfc_risk_growth(whatif_report, s
     # At 0 % the re-evaluation reproduces the lake's base: the slider uses the risk stage's one sizing path.
     assert app.state.positions is not None
     assert app.state.positions.at(0.0).savings.net == pytest.approx(base_net)
+
+
+def test_reads_after_start_see_the_lake_as_it_was_at_start(report_lake: Lake, settings_module: Settings,
+                                                           tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "lake"
+    shutil.copytree(report_lake.uri, copy, ignore=shutil.ignore_patterns("reports"))
+    lake = Lake.open(str(copy))
+    app = create_app(lake, settings_module, warm=False)
+    before = lake.read_table("forecasts")
+    # A newer forecast run lands while the dashboard is up.
+    lake.write_table("forecasts", before.assign(yhat=before["yhat"] + 50.0))
+    assert lake.read_table("forecasts")["yhat"].sum() == pytest.approx(before["yhat"].sum() + 50.0 * len(before))
+    server, metric = "srv-0002", "memory"
+    shown = app.state.forecast(server, metric)
+    expected = before[(before["server_id"] == server) & (before["metric"] == metric)]
+    assert len(shown) == len(expected) > 0
+    assert shown["yhat"].sum() == pytest.approx(expected["yhat"].sum())
+    # The slider's streamed reads go through the same pinned reader.
+    assert app.state.lake.read_table("forecasts")["yhat"].sum() == pytest.approx(before["yhat"].sum())

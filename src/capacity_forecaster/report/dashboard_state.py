@@ -98,13 +98,18 @@ class DashboardState:
     forecasts with filtered reads (the last ``SERIES_CACHE`` series kept). The slider's positions come
     from ``risk.streaming.GrowthAssessor`` (``GrowthPositions``): the lake's history observed once chunk by
     chunk, then every growth assessed over the forecasts read chunk by chunk, as ``capfc risk --growth``.
+    Every read sees the lake as it was at start (each table pinned at the version readers saw then):
+    restart the dashboard to show a newer run.
     """
 
     def __init__(self, lake: Lake, settings: Settings) -> None:
         started = time.perf_counter()
         self.settings = settings
-        self.lake = lake
-        self.data: ReportData = load_report_data(lake, settings, accuracy=False, weekly=False)
+        # Its own reader of the lake, pinned to the tables as they are now: a capfc run while the
+        # dashboard is up does not mix new forecasts into the slider over the risk table it started with.
+        self.lake = Lake.open(lake.uri, lake.cfg)
+        self.lake.pin_reads(self.lake.current_versions())
+        self.data: ReportData = load_report_data(self.lake, settings, accuracy=False, weekly=False)
         self.ranked = ranked_risks(self.data)
         self.points = cluster_map(self.data)
         self.chosen = chosen_models(self.data)

@@ -32,7 +32,7 @@ import pyarrow.fs as pafs
 
 from capacity_forecaster.config import LakeConfig
 from capacity_forecaster.errors import StorageError
-from capacity_forecaster.schema import PARTITION_SCHEMA, TableSpec, table_spec
+from capacity_forecaster.schema import PARTITION_SCHEMA, TABLES, TableSpec, table_spec
 from capacity_forecaster.storage.consistency import (
     StageRecord,
     find_run,
@@ -182,7 +182,7 @@ class Lake:
         spec = table_spec(name)
         if as_of is not None:
             return self._as_of(name, as_of)
-        if self.run is not None and name in self._pins:
+        if name in self._pins:
             return self.delta.snapshot(spec.path, version=self._pins[name])
         chosen = self._consistent(name)
         if self.run is not None and chosen is not None and chosen.run_id != self.run[0]:
@@ -192,11 +192,25 @@ class Lake:
     def pin_reads(self, pins: dict[str, int] | None = None) -> dict[str, int]:
         """Start a new set of read pins (``pins``, default none) and return the set it replaces.
 
-        ``storage.manifest.stage_run`` calls it when a stage starts and ends: inside a stage, the
-        first read of an input table fixes the version every later read of that table gets.
+        A pinned table is read at its pinned version until the pins change. ``storage.manifest.stage_run``
+        calls it when a stage starts and ends: inside a stage, the first read of an input table fixes
+        the version every later read of that table gets. A long-lived reader pins ``current_versions()``.
         """
         previous, self._pins = self._pins, dict(pins or {})
         return previous
+
+    def current_versions(self) -> dict[str, int]:
+        """The version readers see now of every table the lake has: ``pin_reads`` it for one consistent view.
+
+        Raises:
+            StorageError: a table's log cannot be read.
+        """
+        versions = {}
+        for name in TABLES:
+            snap = self._snapshot(name)
+            if snap is not None:
+                versions[name] = snap.version
+        return versions
 
     def _consistent(self, name: str) -> Snapshot | None:
         """The newest version of ``name`` from a complete run (or from the running stage itself)."""
