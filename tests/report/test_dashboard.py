@@ -208,3 +208,15 @@ def test_reads_after_start_see_the_lake_as_it_was_at_start(report_lake: Lake, se
     assert shown["yhat"].sum() == pytest.approx(expected["yhat"].sum())
     # The slider's streamed reads go through the same pinned reader.
     assert app.state.lake.read_table("forecasts")["yhat"].sum() == pytest.approx(before["yhat"].sum())
+
+
+def test_cluster_map_rings_cpu_risk_as_the_reports_do(app) -> None:
+    from capacity_forecaster.report.summary import cluster_ringed
+
+    graph = next(c for c in app.layout._traverse() if getattr(c, "id", None) == "cluster-graph")
+    ringed = {server for trace in graph.figure.data
+              for server, width in zip(trace.text, trace.marker.line.width, strict=True) if width > 2}
+    ranked = app.state.ranked
+    any_metric = set(ranked.loc[ranked["level_code"] >= 2, "server_id"])
+    assert ringed == cluster_ringed(ranked) and ringed < any_metric  # a memory-only risk is not ringed
+    assert "CPU risk" in graph.figure.layout.title.text

@@ -19,6 +19,7 @@ from capacity_forecaster.report.comparison import EARLIEST, change_text
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, records
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
+from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed
 from capacity_forecaster.report.text import money
 from capacity_forecaster.storage.lake import Lake
 
@@ -194,11 +195,13 @@ def _clusters_tab(state: DashboardState) -> html.Div:
     points = state.points
     if points.empty:
         return html.Div(html.P(not_available("metrics")), style=_CARD)
-    hot = set(state.ranked.loc[state.ranked["level_code"] >= 2, "server_id"]) if not state.ranked.empty else set()
+    # Ringed as in the reports: critical or high risk in the plotted metric (CPU).
+    hot = cluster_ringed(state.ranked)
     summary = points.groupby("cluster_label").size().rename("servers").reset_index()
     rows = records(summary)
     return html.Div([
-        html.Div(dcc.Graph(id="cluster-graph", figure=figures.cluster_scatter(points, hot),
+        html.Div(dcc.Graph(id="cluster-graph", figure=figures.cluster_scatter(
+                               points, hot, state.settings.risk.threshold, ring=CLUSTER_RING),
                            config={"displaylogo": False}), style={**_CARD, "marginBottom": "16px"}),
         html.Div([html.P("Click a server to open it in the risk tab.", style={"color": style.MUTED}),
                   _table("cluster-table", {"cluster_label": "Cluster", "servers": "Servers"}, rows, 20,
