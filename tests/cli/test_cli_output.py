@@ -61,6 +61,20 @@ def test_piped_forecast_has_no_bars_no_ansi_no_wrapping_and_one_summary(metrics_
     assert summaries[0].startswith("forecast: 2 series (model 2); chosen ")
 
 
+def test_forecast_without_any_backtest_says_why_instead_of_an_empty_table(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    days = pd.date_range("2025-01-01", periods=15)  # under the 14 + 7 days a backtest window needs
+    lake.write_table("metrics", pd.DataFrame({
+        "server_id": "srv-1", "ds": days, "metric": "cpu", "value": np.linspace(10, 40, len(days)),
+        "value_raw": 1.0, "is_imputed": False, "is_outlier": False, "is_anomaly": False, "anomaly_score": 0.0}),
+        validate=False)
+    assert main(["forecast", "--lake", lake.uri, *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "backtests: none scored: no series has the history a backtest window needs (14 days to fit" in printed
+    assert "Backtest of the chosen models" not in printed
+
+
 def test_json_logs_parse_line_by_line(metrics_lake: str) -> None:
     proc = run_piped("forecast", "--lake", metrics_lake, *FAST, "--log-format", "json", "--log-level", "DEBUG")
     assert proc.returncode == 0, proc.stderr

@@ -10,6 +10,7 @@ from capacity_forecaster.cli.common import (
     kv_table,
     out,
 )
+from capacity_forecaster.forecast.backtest import FIT_FLOOR_DAYS, MIN_LEAD_DAYS
 
 
 def print_forecast_summary(summary: dict[str, Any]) -> None:
@@ -19,12 +20,17 @@ def print_forecast_summary(summary: dict[str, Any]) -> None:
     out.print(summary_line(summary))
     out.print(kv_table("Models chosen", summary.get("chosen", {}), "model", "series"))
     mae, coverage = summary.get("backtest_mae", {}), summary.get("backtest_coverage", {})
-    table = Table(title="Backtest of the chosen models (mean over series and windows)", title_justify="left")
-    for column in ("metric", "MAE (pp)", "interval coverage"):
-        table.add_column(column, justify="right" if column != "metric" else "left")
-    for metric in mae:
-        table.add_row(metric, f"{mae[metric]:.2f}", f"{coverage.get(metric, float('nan')):.0%}")
-    out.print(table)
+    if mae:
+        table = Table(title="Backtest of the chosen models (mean over series and windows)", title_justify="left")
+        for column in ("metric", "MAE (pp)", "interval coverage"):
+            table.add_column(column, justify="right" if column != "metric" else "left")
+        for metric in mae:
+            table.add_row(metric, f"{mae[metric]:.2f}", f"{coverage.get(metric, float('nan')):.0%}")
+        out.print(table)
+    else:
+        out.print(f"backtests: none scored: no series has the history a backtest window needs ({FIT_FLOOR_DAYS} "
+                  f"days to fit + a {MIN_LEAD_DAYS}-day lead; docs/forecast.md), or forecast.backtest_windows is 0; "
+                  "so no model was chosen on accuracy")
     extrapolated = summary.get("extrapolated_series", 0)
     if extrapolated:
         out.print(f"extrapolation: {extrapolated:,} of {summary.get('series', 0):,} series have a horizon beyond "

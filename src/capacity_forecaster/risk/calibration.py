@@ -274,8 +274,8 @@ def calibrate_windows(found: tuple[pd.DataFrame, np.ndarray] | None, cfg: RiskCo
         The BreachCalibration.
     """
     if found is None:
-        return uncalibrated(cfg, "no backtest forecasts to check against (run capfc forecast with "
-                                 "forecast.backtest_windows >= 2)")
+        return uncalibrated(cfg, "no backtest forecasts to check against (capfc forecast writes them for series "
+                                 "with the history a backtest window needs, when forecast.backtest_windows > 0)")
     windows, table = found
     if windows.empty:
         return uncalibrated(cfg, "no backtest window has a trusted actual to check against")
