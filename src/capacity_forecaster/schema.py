@@ -123,43 +123,47 @@ class TableSpec:
         path: folder below the lake root.
         partitioned: hive-partitioned by ``year=YYYY/month=MM`` derived from ``ds``.
         required: columns every written frame must have.
+        producer: the command that writes it, named when a reader finds it missing.
     """
 
     name: str
     path: str
     partitioned: bool
     required: tuple[str, ...]
+    producer: str = "the stage that writes it"
 
 
+_WHATIF = "capfc risk --growth PCT or --scenario FILE"
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
-        TableSpec("inventory", "raw/inventory", False, INVENTORY_COLUMNS),
-        TableSpec("raw_metrics", "raw/metrics", True, RAW_METRIC_COLUMNS),
-        TableSpec("metrics", "processed/metrics", True, _METRICS_REQUIRED),
-        TableSpec("features", "processed/features", True, (SERVER_ID, DS, METRIC)),
-        TableSpec("series_diagnostics", "processed/diagnostics", False, SERIES_KEY),
-        TableSpec("quarantine", "quarantine", False, QUARANTINE_COLUMNS),
-        TableSpec("forecasts", "forecasts", True, FORECAST_COLUMNS),
-        TableSpec("backtests", "backtests", False, BACKTEST_COLUMNS),
-        TableSpec("backtest_forecasts", "backtest_forecasts", False, BACKTEST_FORECAST_COLUMNS),
-        TableSpec("forecast_failures", "forecast_failures", False, SERIES_KEY),
-        TableSpec("forecast_triage", "forecast_triage", False, SERIES_KEY),
-        TableSpec("server_risk", "risk/servers", False, SERVER_RISK_COLUMNS),
-        TableSpec("clusters", "risk/clusters", False, CLUSTER_COLUMNS),
-        TableSpec("recommendations", "risk/recommendations", False, RECOMMENDATION_COLUMNS),
-        TableSpec("risk_comparison", "risk/whatif", False, ("scenario", *SERIES_KEY)),
-        TableSpec("scenario_risk", "risk/scenarios/servers", False, ("scenario", *SERVER_RISK_COLUMNS)),
+        TableSpec("inventory", "raw/inventory", False, INVENTORY_COLUMNS, "capfc generate or capfc ingest"),
+        TableSpec("raw_metrics", "raw/metrics", True, RAW_METRIC_COLUMNS, "capfc generate or capfc ingest"),
+        TableSpec("metrics", "processed/metrics", True, _METRICS_REQUIRED, "capfc etl"),
+        TableSpec("features", "processed/features", True, (SERVER_ID, DS, METRIC), "capfc etl"),
+        TableSpec("series_diagnostics", "processed/diagnostics", False, SERIES_KEY, "capfc etl"),
+        TableSpec("quarantine", "quarantine", False, QUARANTINE_COLUMNS, "capfc ingest or capfc etl"),
+        TableSpec("forecasts", "forecasts", True, FORECAST_COLUMNS, "capfc forecast"),
+        TableSpec("backtests", "backtests", False, BACKTEST_COLUMNS, "capfc forecast"),
+        TableSpec("backtest_forecasts", "backtest_forecasts", False, BACKTEST_FORECAST_COLUMNS, "capfc forecast"),
+        TableSpec("forecast_failures", "forecast_failures", False, SERIES_KEY, "capfc forecast"),
+        TableSpec("forecast_triage", "forecast_triage", False, SERIES_KEY, "capfc forecast"),
+        TableSpec("server_risk", "risk/servers", False, SERVER_RISK_COLUMNS, "capfc risk"),
+        TableSpec("clusters", "risk/clusters", False, CLUSTER_COLUMNS, "capfc risk"),
+        TableSpec("recommendations", "risk/recommendations", False, RECOMMENDATION_COLUMNS, "capfc risk"),
+        TableSpec("risk_comparison", "risk/whatif", False, ("scenario", *SERIES_KEY), "capfc risk"),
+        TableSpec("scenario_risk", "risk/scenarios/servers", False, ("scenario", *SERVER_RISK_COLUMNS), _WHATIF),
         TableSpec("scenario_recommendations", "risk/scenarios/recommendations", False,
-                  ("scenario", *RECOMMENDATION_COLUMNS)),
-        TableSpec("risk_scenarios", "risk/scenarios/index", False, SCENARIO_INDEX_COLUMNS),
-        TableSpec("recommendation_options", "risk/options", False, RECOMMENDATION_OPTION_COLUMNS),
-        TableSpec("capacity_by_group", "risk/capacity", False, CAPACITY_GROUP_COLUMNS),
-        TableSpec("risk_calibration", "risk/calibration", False, RISK_CALIBRATION_COLUMNS),
-        TableSpec("truth_servers", "truth/servers", False, (SERVER_ID, "archetype")),
-        TableSpec("truth_actual", "truth/actual", True, RAW_METRIC_COLUMNS),
-        TableSpec("truth_future", "truth/future", True, RAW_METRIC_COLUMNS),
-        TableSpec("truth_anomalies", "truth/anomalies", False, (SERVER_ID, DS, METRIC, "kind")),
+                  ("scenario", *RECOMMENDATION_COLUMNS), _WHATIF),
+        TableSpec("risk_scenarios", "risk/scenarios/index", False, SCENARIO_INDEX_COLUMNS, _WHATIF),
+        TableSpec("recommendation_options", "risk/options", False, RECOMMENDATION_OPTION_COLUMNS,
+                  "capfc risk"),
+        TableSpec("capacity_by_group", "risk/capacity", False, CAPACITY_GROUP_COLUMNS, "capfc risk"),
+        TableSpec("risk_calibration", "risk/calibration", False, RISK_CALIBRATION_COLUMNS, "capfc risk"),
+        TableSpec("truth_servers", "truth/servers", False, (SERVER_ID, "archetype"), "capfc generate"),
+        TableSpec("truth_actual", "truth/actual", True, RAW_METRIC_COLUMNS, "capfc generate"),
+        TableSpec("truth_future", "truth/future", True, RAW_METRIC_COLUMNS, "capfc generate"),
+        TableSpec("truth_anomalies", "truth/anomalies", False, (SERVER_ID, DS, METRIC, "kind"), "capfc generate"),
     )
 }
 

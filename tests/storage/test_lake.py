@@ -98,9 +98,11 @@ def test_missing_columns_are_a_schema_error(lake: Lake) -> None:
         lake.write_table("raw_metrics", pd.DataFrame({"server_id": ["a"], "value": [1.0]}))
 
 
-def test_reading_an_unwritten_table_names_it(lake: Lake) -> None:
-    with pytest.raises(StorageError, match="table 'forecasts' not found"):
+def test_reading_an_unwritten_table_names_it_and_the_command_that_writes_it(lake: Lake) -> None:
+    with pytest.raises(StorageError, match="table 'forecasts' not found.*; run capfc forecast first$"):
         lake.read_table("forecasts")
+    with pytest.raises(StorageError, match="table 'metrics' not found.*; run capfc etl first$"):
+        lake.read_table("metrics")
 
 
 def test_empty_frame_round_trip(lake: Lake) -> None:

@@ -13,24 +13,13 @@ import pandas as pd
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report.accuracy_history import AccuracyHistory, accuracy_history
 from capacity_forecaster.report.forecast_rows import Forecasts, chunk_size, load_forecasts, read_series
+from capacity_forecaster.schema import TABLES
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import list_runs
 from capacity_forecaster.storage.sql import connect
 
 log = logging.getLogger(__name__)
 
-# The stage a user runs to produce each table, for "not available: run ..." messages.
-PRODUCED_BY = {
-    "inventory": "capfc generate (or capfc ingest)",
-    "metrics": "capfc etl",
-    "forecasts": "capfc forecast",
-    "backtests": "capfc forecast",
-    "server_risk": "capfc risk",
-    "clusters": "capfc risk",
-    "recommendations": "capfc risk",
-    "recommendation_options": "capfc risk",
-    "capacity_by_group": "capfc risk",
-}
 # Said in place of a section whose table is absent, where "not available: run ..." would not fit.
 WHATIF_MISSING = "no what-if scenario: run capfc risk --growth PCT or --scenario FILE"
 _MESSAGES = {"risk_comparison": WHATIF_MISSING}
@@ -63,7 +52,8 @@ def not_available(table: str) -> str:
     """The message a report section shows in place of a missing table."""
     if table in _MESSAGES:
         return _MESSAGES[table]
-    return f"not available: run {PRODUCED_BY.get(table, 'the stage that writes ' + table)}"
+    spec = TABLES.get(table)
+    return f"not available: run {spec.producer if spec else 'the stage that writes ' + table}"
 
 
 @dataclass(frozen=True)

@@ -267,7 +267,7 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
     elif inventory is not None and len(inventory):
         rows.append(("Prices", "not available", "the inventory has no monthly_cost_usd: savings are unknown"))
     else:
-        rows.append(("Prices", "not available", "inventory not available: run capfc generate (or capfc ingest)"))
+        rows.append(("Prices", "not available", "inventory " + not_available("inventory")))
     if data.period is not None:
         first, last = data.period
         rows.append(("Data period", f"{first} to {last}", f"{(last - first).days + 1:,} days"))

@@ -441,10 +441,9 @@ class Lake:
         for attempt in (1, 2):
             info = self.table_info(name, as_of=as_of)
             if info is None:
-                raise StorageError(
-                    f"table '{name}' not found in lake {self.uri} ({table_spec(name).path}/ is not a "
-                    f"Delta table); run the stage that writes it first"
-                )
+                spec = table_spec(name)
+                raise StorageError(f"table '{name}' not found in lake {self.uri} ({spec.path}/ is not a "
+                                   f"Delta table); run {spec.producer} first")
             wanted = list(columns) if columns is not None else list(info.schema.names)
             try:
                 return _to_pandas(self._dataset(info).to_table(columns=wanted, filter=filter))
