@@ -141,6 +141,26 @@ def _callback(app, outputs: list[tuple[str, str]], growth: float) -> dict:
     return response.get_json()["response"]
 
 
+def _savings_rows(app, growth: float) -> list[dict]:
+    """Every row of the Recommendations table at ``growth``, page after page over HTTP as the browser asks."""
+    outputs = [{"id": "savings-table", "property": "data"}, {"id": "savings-table", "property": "page_count"}]
+    rows, page, pages = [], 0, 1
+    while page < pages:
+        response = app.server.test_client().post("/_dash-update-component", json={
+            "output": "..savings-table.data...savings-table.page_count..", "outputs": outputs,
+            "inputs": [{"id": "growth", "property": "value", "value": growth},
+                       {"id": "savings-table", "property": "page_current", "value": page},
+                       {"id": "savings-table", "property": "sort_by", "value": []},
+                       {"id": "savings-table", "property": "filter_query", "value": ""}],
+            "changedPropIds": ["savings-table.page_current"]})
+        assert response.status_code == 200, response.get_data()[:300]
+        answer = response.get_json()["response"]["savings-table"]
+        assert len(answer["data"]) <= app.state.settings.dashboard.page_size
+        rows += answer["data"]
+        page, pages = page + 1, answer["page_count"]
+    return rows
+
+
 def _cards(kpis: list) -> dict[str, tuple[str, str]]:
     """KPI cards of a ``kpis.children`` answer: label without the growth suffix -> (value, note)."""
     cards = [[part["props"]["children"] for part in card["props"]["children"]] for card in kpis]
@@ -152,7 +172,8 @@ def test_slider_recomputes_recommendations_as_capfc_risk_growth(whatif_report, s
     from capacity_forecaster.risk.stage import run_risk
 
     lake, _ = whatif_report  # base tables and calibration written by the real risk stage
-    settings = settings_module  # a step change, so +50 % moves the fixture's 90-day horizon clearly
+    # A step change, so +50 % moves the fixture's 90-day horizon clearly; pages of 5 so the tables page.
+    settings = settings_module.model_copy(update={"dashboard": DashboardConfig(page_size=5)})
     app = create_app(lake, settings, warm=False)
     cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
     tables = {name: lake.read_table(name) for name in ("metrics", "forecasts", "inventory", "backtest_forecasts")}
@@ -160,6 +181,11 @@ def test_slider_recomputes_recommendations_as_capfc_risk_growth(whatif_report, s
     base_net, base_upsizes = base["monthly_savings"].sum(), int((base["action"] == "upsize").sum())
     before = _cards(_callback(app, [("kpis", "children")], 0.0)["kpis"]["children"])
     assert before["Net savings / month"][0] == money(base_net) and before["Upsizes"][0] == str(base_upsizes) == "3"
+    # The page carries the table's first page only; the rest is asked for page by page.
+    table = next(c for c in app.layout._traverse() if getattr(c, "id", None) == "savings-table")
+    assert table.page_action == "custom" and len(table.data) == settings.dashboard.page_size < len(base)
+    assert [r["server_id"] for r in _savings_rows(app, 0.0)] == \
+        base.sort_values("monthly_savings", ascending=False, kind="stable")["server_id"].tolist()
 
     seen = {}
     for growth in (settings.dashboard.growth_max, settings.dashboard.growth_min):  # +50 %, -30 %
@@ -170,9 +196,8 @@ def test_slider_recomputes_recommendations_as_capfc_risk_growth(whatif_report, s
         net, upsizes = cards["Net savings / month"], cards["Upsizes"]
         assert net[0] == money(expected.summary["net_monthly_savings"]) and net[1].startswith(f"base {money(base_net)}")
         assert upsizes == (str(expected.summary["actions"].get("upsize", 0)), f"base {base_upsizes}")
-        answer = _callback(app, [("savings-graph", "figure"), ("savings-table", "data"),
-                                 ("savings-heading", "children")], growth)
-        rows = {r["server_id"]: r for r in answer["savings-table"]["data"]}
+        answer = _callback(app, [("savings-graph", "figure"), ("savings-heading", "children")], growth)
+        rows = {r["server_id"]: r for r in _savings_rows(app, growth)}
         recs = expected.recommendations.set_index("server_id")
         assert {s: r["action"] for s, r in rows.items()} == recs["action"].to_dict()
         assert {s: r["target_server_id"] for s, r in rows.items()} == recs["target_server_id"].astype(object).where(

@@ -175,6 +175,55 @@ def test_risk_table_pages_sorts_and_filters_on_the_server(browser: Any, dashboar
     assert _severe(browser) == []
 
 
+_TABLE_COLUMN = """
+return Array.from(document.querySelectorAll("#" + arguments[0] + " td[data-dash-column='" + arguments[1] + "']"),
+                  c => c.innerText);
+"""
+
+
+def test_recommendations_table_pages_and_filters_on_the_server(browser: Any, report_lake: Lake) -> None:
+    from capacity_forecaster.config import DashboardConfig
+
+    recs = report_lake.read_table("recommendations")
+    page_size = 5
+    assert len(recs) > page_size  # two pages
+    server = server_for(create_app(report_lake, Settings(dashboard=DashboardConfig(page_size=page_size)), warm=False),
+                        "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _page_and_filter_recommendations(browser, f"http://127.0.0.1:{server.server_port}/", recs, page_size)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def _page_and_filter_recommendations(browser: Any, url: str, recs: Any, page_size: int) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def servers() -> list[str]:
+        return browser.execute_script(_TABLE_COLUMN, "savings-table", "server_id")
+
+    browser.get(url)
+    wait = WebDriverWait(browser, 90)
+    tab = wait.until(lambda d: next((t for t in d.find_elements(By.CSS_SELECTOR, ".tab")
+                                     if t.text == "Recommendations"), None))
+    tab.click()
+    ordered = recs.sort_values("monthly_savings", ascending=False, kind="stable")["server_id"].tolist()
+    wait.until(lambda d: servers() == ordered[:page_size])  # the first page only was sent
+    browser.find_element(By.CSS_SELECTOR, "#savings-table button.next-page").click()
+    wait.until(lambda d: servers() == ordered[page_size:2 * page_size])
+    box = browser.find_element(By.CSS_SELECTOR, "#savings-table th.dash-filter[data-dash-column='action'] input")
+    box.send_keys("keep", Keys.ENTER)
+    kept = recs[recs["action"] == "keep"].sort_values("monthly_savings", ascending=False, kind="stable")
+    assert 0 < len(kept)
+    wait.until(lambda d: servers() == kept["server_id"].tolist()[:page_size])
+    assert _severe(browser) == []
+
+
 # Every chart placeholder holds a drawn chart (plotly's SVG, or a canvas for WebGL traces).
 _ALL_DRAWN = """
 var divs = document.querySelectorAll("div.chart");

@@ -104,11 +104,16 @@ def test_dashboard_shows_the_stored_scenario_and_grows_the_base(whatif_report) -
     state = app.state
     layout = str(app.layout)
     assert f"Stored what-if scenario: {NAME}" in layout and "What-if scenario" in layout
-    rows = state.scenario_rows()
+    rows = state.stored_scenarios.rows()
     assert len(rows) == len(lake.read_table("risk_comparison")) and rows[0]["change"] in ("added", "worse")
+    # The table is served a page at a time, most affected first, filtered and sorted on the server.
+    page, pages = state.scenario_page(None, 0, [], "")
+    assert page == rows[:len(page)] and pages == -(-len(rows) // len(page))
+    worse, _ = state.scenario_page(None, 0, [], "{change} = worse")
+    assert worse and {r["change"] for r in worse} == {"worse"}
     # The risk table is the base (the lake's server_risk); at 0 % the slider equals it and the stored
     # scenario's base side.
-    base = {(r["server_id"], r["metric"]): r for r in state.scenario_rows()}
+    base = {(r["server_id"], r["metric"]): r for r in rows}
     table = {r["id"]: r for r in state.risk_rows(0.0)}
     for (server, metric), row in base.items():
         assert table[f"{server}|{metric}"]["whatif_level"] == row["base_risk_level"]

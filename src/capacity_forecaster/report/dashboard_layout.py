@@ -16,7 +16,8 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import EARLIEST, change_text
-from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, records
+from capacity_forecaster.report.dashboard_recs import SAVINGS_COLUMNS, SAVINGS_NUMERIC
+from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, SCENARIO_NUMERIC, records
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
 from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed
@@ -154,11 +155,15 @@ def totals_rows(state: DashboardState, name: str | None) -> list[dict[str, Any]]
                                 columns=["measure", "base", "scenario"]))
 
 
+_SCENARIO_DOLLARS = frozenset({"base_monthly_savings", "scenario_monthly_savings"})
+
+
 def _scenario_tab(state: DashboardState, settings: Settings) -> html.Div:
     scenario = state.scenario
     if scenario is None:
         return html.Div(html.P(not_available("risk_comparison"), style={"color": style.MUTED}), style=_CARD)
     options = [{"label": getattr(state.stored(n), "name", n), "value": n} for n in state.scenario_names]
+    rows, pages = state.scenario_page(None, 0, [], "")
     return html.Div([
         html.Div([html.H3("Base vs a stored what-if", style={"margin": "0 0 8px"}),
                   dcc.Dropdown(id="scenario-pick", options=options, value=state.scenario_names[0], clearable=False,
@@ -167,11 +172,10 @@ def _scenario_tab(state: DashboardState, settings: Settings) -> html.Div:
                          totals_rows(state, None), 20, set())], style={**_CARD, "marginBottom": "16px"}),
         html.Div([html.P("Series most affected first. Savings are the server's, repeated on each of its metrics.",
                          style={"color": style.MUTED}),
-                  _table("scenario-table", SCENARIO_COLUMNS, state.scenario_rows(), settings.dashboard.page_size,
-                         {"base_days_to_breach", "scenario_days_to_breach", "base_breach_probability",
-                          "scenario_breach_probability"},
-                         _level_styles("base_risk_level", "scenario_risk_level"),
-                         dollars=frozenset({"base_monthly_savings", "scenario_monthly_savings"}))], style=_CARD),
+                  _table("scenario-table", SCENARIO_COLUMNS, rows, settings.dashboard.page_size,
+                         set(SCENARIO_NUMERIC) - _SCENARIO_DOLLARS,
+                         _level_styles("base_risk_level", "scenario_risk_level"), dollars=_SCENARIO_DOLLARS,
+                         pages=pages)], style=_CARD),
     ])
 
 
@@ -209,41 +213,34 @@ def _clusters_tab(state: DashboardState) -> html.Div:
     ])
 
 
-_SAVINGS_COLUMNS = {"server_id": "Server", "action": "Action", "target_server_id": "Target",
-                    "recommended_cpu_cores": "Cores", "recommended_memory_gb": "Memory GB",
-                    "current_monthly_cost": "Current / month", "projected_monthly_cost": "Projected / month",
-                    "monthly_savings": "Savings / month", "rationale": "Rationale"}
-
-
-def savings_view(state: DashboardState, growth: float) -> tuple[Any, list[dict[str, Any]], str]:
-    """The Recommendations tab under the what-if growth: savings figure, table rows and heading.
+def savings_view(state: DashboardState, growth: float) -> tuple[Any, str]:
+    """The Recommendations tab's figure and heading under the what-if growth (its table: ``savings_page``).
 
     Returns:
-        (figure, rows, heading); at 0 % the lake's recommendations, else those ``capfc risk --growth``
-        would make (``DashboardState.savings``).
+        (figure, heading); at 0 % the lake's recommendations, else those ``capfc risk --growth`` would make
+        (``DashboardState.savings``).
     """
     savings = state.savings(growth)
     if savings is None:
-        return figures.empty_figure("Savings", not_available("recommendations")), [], ""
-    recs = savings.recommendations
-    shown = recs.sort_values("monthly_savings", ascending=False)[list(_SAVINGS_COLUMNS)].round(0)
+        return figures.empty_figure("Savings", not_available("recommendations")), ""
     heading = (f"Recommendations with {growth:+g} % growth (as capfc risk --growth {growth:g}): "
                f"{savings.upsizes} upsizes, net {money(savings.net)}/month" if growth else
                f"Recommendations (base): {savings.upsizes} upsizes, net {money(savings.net)}/month")
-    return figures.savings_bar(recs), records(shown), heading
+    return figures.savings_bar(savings.recommendations), heading
 
 
 def _savings_tab(state: DashboardState, settings: Settings) -> html.Div:
     if state.data.table("recommendations") is None:
         return html.Div(html.P(not_available("recommendations")), style=_CARD)
-    figure, rows, heading = savings_view(state, 0.0)
+    figure, heading = savings_view(state, 0.0)
+    rows, pages = state.savings_page(0.0, 0, [], "")
     dollars = frozenset({"current_monthly_cost", "projected_monthly_cost", "monthly_savings"})
     return html.Div([
         html.Div([html.H3(heading, id="savings-heading", style={"margin": "0 0 8px"}),
                   dcc.Graph(id="savings-graph", figure=figure, config={"displaylogo": False})],
                  style={**_CARD, "marginBottom": "16px"}),
-        html.Div(_table("savings-table", _SAVINGS_COLUMNS, rows, settings.dashboard.page_size,
-                        {"recommended_cpu_cores", "recommended_memory_gb"}, dollars=dollars), style=_CARD),
+        html.Div(_table("savings-table", SAVINGS_COLUMNS, rows, settings.dashboard.page_size,
+                        set(SAVINGS_NUMERIC) - dollars, dollars=dollars, pages=pages), style=_CARD),
     ])
 
 

@@ -26,6 +26,15 @@ RISK_COLUMNS = ("server_id", "metric", "risk_level", "breach_ds")
 _EXTRA_POSITIONS = 16
 
 
+# The Recommendations tab's table: its columns and those the filter row compares as numbers.
+SAVINGS_COLUMNS = {"server_id": "Server", "action": "Action", "target_server_id": "Target",
+                   "recommended_cpu_cores": "Cores", "recommended_memory_gb": "Memory GB",
+                   "current_monthly_cost": "Current / month", "projected_monthly_cost": "Projected / month",
+                   "monthly_savings": "Savings / month", "rationale": "Rationale"}
+SAVINGS_NUMERIC = frozenset({"recommended_cpu_cores", "recommended_memory_gb", "current_monthly_cost",
+                             "projected_monthly_cost", "monthly_savings"})
+
+
 @dataclass(frozen=True)
 class Savings:
     """Recommendations of the whole fleet and their headline numbers.
@@ -41,6 +50,11 @@ class Savings:
     net: float
     fleet_cost: float
     upsizes: int
+
+    def table(self) -> pd.DataFrame:
+        """The dashboard's Recommendations table: ``SAVINGS_COLUMNS``, most savings first, whole units."""
+        ordered = self.recommendations.sort_values("monthly_savings", ascending=False, kind="stable")
+        return ordered[list(SAVINGS_COLUMNS)].round(0).reset_index(drop=True)
 
     @classmethod
     def of(cls, recs: pd.DataFrame) -> Savings:

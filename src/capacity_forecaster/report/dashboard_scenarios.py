@@ -17,6 +17,9 @@ SCENARIO_COLUMNS = {
     "scenario_breach_probability": "Scenario P %", "base_action": "Base action", "scenario_action": "Scenario action",
     "base_monthly_savings": "Base savings / month", "scenario_monthly_savings": "Scenario savings / month",
 }
+# Its columns the filter row compares as numbers.
+SCENARIO_NUMERIC = frozenset({"base_days_to_breach", "scenario_days_to_breach", "base_breach_probability",
+                              "scenario_breach_probability", "base_monthly_savings", "scenario_monthly_savings"})
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -48,9 +51,13 @@ class ScenarioStore:
     def rows(self, name: str | None = None) -> list[dict[str, Any]]:
         """Rows of a stored what-if (``SCENARIO_COLUMNS``; None: the most recent), most affected first;
         empty without one."""
+        return records(self.frame(name))
+
+    def frame(self, name: str | None = None) -> pd.DataFrame:
+        """``rows`` as a frame (dates as text, probabilities in percent, days and savings rounded)."""
         scenario = self.stored(name)
         if scenario is None:
-            return []
+            return pd.DataFrame(columns=list(SCENARIO_COLUMNS))
         rows = scenario.rows
         out = pd.DataFrame(index=rows.index)
         for column in SCENARIO_COLUMNS:
@@ -61,5 +68,5 @@ class ScenarioStore:
                 values = (values.astype(float) * 100).round(0)
             elif column.endswith(("_days_to_breach", "_savings")):
                 values = values.astype("Float64").round(0)
-            out[column] = values.to_numpy(dtype=object)
-        return records(out)
+            out[column] = values
+        return out.reset_index(drop=True)

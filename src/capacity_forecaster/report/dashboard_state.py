@@ -15,9 +15,16 @@ import plotly.graph_objects as go
 from capacity_forecaster.config import RiskConfig, Settings
 from capacity_forecaster.report import comparison, figures, style
 from capacity_forecaster.report.comparison import StoredScenario
-from capacity_forecaster.report.dashboard_recs import GrowthPositions, Position, Savings, key, savings_cards
-from capacity_forecaster.report.dashboard_scenarios import ScenarioStore, records
-from capacity_forecaster.report.dashboard_table import apply_filter, apply_sort, page_of, parse_filter
+from capacity_forecaster.report.dashboard_recs import (
+    SAVINGS_NUMERIC,
+    GrowthPositions,
+    Position,
+    Savings,
+    key,
+    savings_cards,
+)
+from capacity_forecaster.report.dashboard_scenarios import SCENARIO_NUMERIC, ScenarioStore, records
+from capacity_forecaster.report.dashboard_table import served_page
 from capacity_forecaster.report.data import (
     ReportData,
     load_backtest_forecasts,
@@ -117,7 +124,7 @@ class DashboardState:
         # the What-if tab shows one at a time (the most recent first).
         self.stored_scenarios = ScenarioStore(self.data)
         self.scenario_names = self.stored_scenarios.names
-        self.stored, self.scenario_rows = self.stored_scenarios.stored, self.stored_scenarios.rows
+        self.stored = self.stored_scenarios.stored
         self.scenario: StoredScenario | None = self.stored(None)
         self.lineage = lineage(self.data)
         # The slider re-assesses breaches as the risk stage did: with the forecast stage's interval and
@@ -252,11 +259,27 @@ class DashboardState:
         Raises:
             BadInput: a malformed page, sort or filter (answered with 400).
         """
-        table = self.risk_table(growth)
-        columns = set(TABLE_COLUMNS)
-        shown = apply_sort(apply_filter(table, parse_filter(filter_query, columns), NUMERIC_COLUMNS), sort_by,
-                           columns)
-        rows, count = page_of(shown, page, self.settings.dashboard.page_size)
+        rows, count = served_page(self.risk_table(growth), page, sort_by, filter_query, NUMERIC_COLUMNS,
+                                  self.settings.dashboard.page_size, TABLE_COLUMNS)
+        return records(rows), count
+
+    def savings_page(self, growth: float, page: Any, sort_by: Any,
+                     filter_query: Any) -> tuple[list[dict[str, Any]], int]:
+        """One page of the Recommendations table under ``growth`` (``Savings.table``, most savings first),
+        filtered and sorted on the server as ``risk_page``; no rows without recommendations."""
+        savings = self.savings(growth)
+        if savings is None:
+            return [], 1
+        rows, count = served_page(savings.table(), page, sort_by, filter_query, SAVINGS_NUMERIC,
+                                  self.settings.dashboard.page_size)
+        return records(rows), count
+
+    def scenario_page(self, name: str | None, page: Any, sort_by: Any,
+                      filter_query: Any) -> tuple[list[dict[str, Any]], int]:
+        """One page of a stored what-if's rows (``ScenarioStore.frame``, most affected first), served as
+        ``risk_page``; no rows without a stored what-if."""
+        rows, count = served_page(self.stored_scenarios.frame(name), page, sort_by, filter_query,
+                                  SCENARIO_NUMERIC, self.settings.dashboard.page_size)
         return records(rows), count
 
     def risk_table(self, growth: float) -> pd.DataFrame:

@@ -146,3 +146,24 @@ def page_of(frame: pd.DataFrame, page: Any, size: int) -> tuple[pd.DataFrame, in
     count = max(1, math.ceil(len(frame) / size))
     start = min(page, count - 1) * size
     return frame.iloc[start: start + size], count
+
+
+def served_page(frame: pd.DataFrame, page: Any, sort_by: Any, filter_query: Any, numeric: Collection[str],
+                size: int, columns: Collection[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """One page of ``frame`` after the DataTable's filter and sort, and the page count (custom actions).
+
+    Args:
+        frame: every row of the table, in its default order, with the table's columns.
+        page: ``page_current`` (from 0).
+        sort_by: ``sort_by`` (empty: the default order).
+        filter_query: ``filter_query`` (``{column} op value`` terms joined by ``&&``).
+        numeric: columns compared as numbers.
+        size: rows per page.
+        columns: the columns a filter or sort may name (default: every column of ``frame``).
+
+    Raises:
+        BadInput: a malformed page, sort or filter (answered with 400).
+    """
+    columns = set(frame.columns if columns is None else columns)
+    shown = apply_sort(apply_filter(frame, parse_filter(filter_query, columns), numeric), sort_by, columns)
+    return page_of(shown, page, size)
