@@ -336,7 +336,9 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(_kpi_cards(items, width))
     if scenario is None:
         story.append(Spacer(1, 0.08 * inch))
-        story.append(Paragraph(f"What-if: {escape(not_available('risk_comparison'))}.", SMALL))
+        # Plain words for the executive page; the command to store one is in the appendix (assumptions).
+        story.append(Paragraph("What-if: no growth scenario was stored with these runs; the appendix "
+                               "(assumptions) says how to add one.", SMALL))
     story.append(Spacer(1, 0.15 * inch))
     # The cards and the lines around them take about 3.9 inches; the chart gets the rest (A4 is the shorter paper).
     story.append(_image(charts["risk_distribution.png"], width, min(3.9 * inch, body_height - 3.95 * inch)))
