@@ -65,5 +65,17 @@ def test_etl_line_adds_up() -> None:
 def test_run_says_files_for_the_report_stage() -> None:
     assert stage_line(SimpleNamespace(stage="report", rows_out=9, rows_quarantined=0, run_id="d902e2992ca5")) == (
         "report: 9 files written (run d902e2992ca5)")
-    assert stage_line(SimpleNamespace(stage="risk", rows_out=400, rows_quarantined=0, run_id="r")) == (
+    assert stage_line(SimpleNamespace(stage="risk", rows_out=400, rows_quarantined=0, run_id="r", counts={})) == (
         "risk: 400 rows out, 0 quarantined (run r)")
+
+
+def test_run_says_what_the_risk_stage_found() -> None:
+    """capfc run's risk line is the risk summary's headline and savings, not a row count."""
+    summary = {**DEMO, "scenario": "base", "servers_already_breaching": 3, "current_rule": "over the threshold on "
+               ">= 3 of the last 14 observed days or on the last one", "servers_at_risk": 7,
+               "series_by_level": {"critical": 2, "high": 3, "medium": 4, "low": 391}}
+    line = stage_line(SimpleNamespace(stage="risk", rows_out=400, rows_quarantined=0, run_id="f1b3fe179095",
+                                      counts={"summary": summary}))
+    assert line.startswith("risk (base): 100 servers; already breaching 3 (over the threshold on >= 3 of the last")
+    assert "7 at risk; levels: critical 2, high 3, medium 4, low 391; savings: $34,080/month net" in line
+    assert line.endswith("(run f1b3fe179095)") and "rows out" not in line

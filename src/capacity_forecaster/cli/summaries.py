@@ -59,17 +59,25 @@ def stage_line(stage: Any) -> str:
         return etl_line(stage)
     if stage.stage == "report":
         return f"report: {stage.rows_out:,} {'file' if stage.rows_out == 1 else 'files'} written (run {stage.run_id})"
+    if stage.stage == "risk" and (stage.counts or {}).get("summary"):
+        summary = stage.counts["summary"]
+        return f"{risk_headline(summary)}; {savings_line(summary)} (run {stage.run_id})"
     return (f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "
             f"(run {stage.run_id})")
+
+
+def risk_headline(summary: dict[str, Any]) -> str:
+    """The risk summary's first line: servers, already breaching (and the rule), at risk, series by level."""
+    return (f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers; already breaching "
+            f"{summary.get('servers_already_breaching', 0)} ({summary.get('current_rule', '?')}); "
+            f"{summary.get('servers_at_risk', 0)} at risk; levels: "
+            + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items()))
 
 
 def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
     """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings;
     with a what-if (``scenarios.ScenarioOutcome``), base -> scenario at-risk servers, earliest breach and savings."""
-    out.print(f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers; already breaching "
-              f"{summary.get('servers_already_breaching', 0)} ({summary.get('current_rule', '?')}); "
-              f"{summary.get('servers_at_risk', 0)} at risk; levels: "
-              + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items()))
+    out.print(risk_headline(summary))
     from capacity_forecaster.risk.levels import percent
 
     at_risk = summary.get("at_risk") or []
