@@ -215,15 +215,19 @@ def test_faststorage_run_length_rows_and_joined_capacity(faststorage: IngestResu
     assert result.rows_read == result.rows_used == 276_979 and result.quarantine.empty
     daily = result.raw_metrics
     assert daily["server_id"].nunique() == 50 and set(daily["metric"]) == {"cpu"}
-    # VM 636 has a 15-day run, durations off the 5-minute grid (jitter) and CPU above 100 %.
+    # VM 636 ends in a 15-day idle run from its last sample (meta stop_time) on, has durations off the
+    # 5-minute grid (jitter) and CPU above 100 %. The mapping's weight.until keeps no sample after stop_time.
     trace = pd.read_parquet(FASTSTORAGE / "trace.parquet", filters=[("id", "==", "636")])
-    capacity = pd.read_parquet(FASTSTORAGE / "meta.parquet").set_index("id").loc["636", "cpu_capacity"]
+    meta = pd.read_parquet(FASTSTORAGE / "meta.parquet").set_index("id").loc["636"]
+    capacity = meta["cpu_capacity"]
     slots = np.maximum(np.rint(trace["duration"].to_numpy() / 300_000), 1).astype(int)
+    assert slots[-1] > 4_000  # the trailing idle run the export padded the stopped VM with
     first = trace["timestamp"].dt.tz_convert(None).astype("datetime64[ns]").astype(np.int64).to_numpy()
     step = np.arange(slots.sum()) - np.repeat(np.cumsum(slots) - slots, slots)
     times = np.repeat(first, slots) + step * 300 * 10**9
     percent = np.repeat(trace["cpu_usage"].to_numpy() / capacity * 100.0, slots)
-    by_day = pd.Series(percent).groupby(times // (86_400 * 10**9))
+    kept = times <= pd.Timestamp(meta["stop_time"]).tz_convert(None).value
+    by_day = pd.Series(percent[kept]).groupby(times[kept] // (86_400 * 10**9))
     got = daily[daily["server_id"] == "bitbrains-fs-636"]
     assert got["ds"].tolist() == pd.to_datetime(by_day.size().index.to_numpy(), unit="D").tolist()
     np.testing.assert_allclose(got["value"], by_day.agg(lambda v: np.percentile(v, 95)), rtol=1e-12)

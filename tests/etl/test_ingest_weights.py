@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.fs as pafs
+import pytest
 
 from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.errors import ConfigError
 from capacity_forecaster.etl.ingest import ingest
 from capacity_forecaster.etl.mapping import parse_mapping
 
@@ -61,3 +63,35 @@ def test_duration_weights_round_to_whole_samples(tmp_path: Path) -> None:
     daily = result.raw_metrics
     # 599,000 ms is 2 samples (clock jitter), 38,000 ms still the one sample the row reports.
     assert daily["samples"].tolist() == [3] and daily["value"].iloc[0] == np.percentile([10, 10, 90], 95)
+
+
+def test_runs_stop_at_the_servers_last_sample(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """weight.until: a stopped VM's trailing idle run does not become days of observed zeros."""
+    (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz,stop\na,2,1000,1970-01-02T00:05:00Z\n"
+                                       "b,1,1000,1970-01-01T00:00:00Z\nc,1,1000,\n")
+    day = 86_400
+    lines = ["vm,t,runs,mhz",
+             "a,0,288,900",                 # day 1: 288 samples at 90 %
+             f"a,{day},2880,0",             # from day 2 00:00: 10 days claimed; the last sample is 00:05
+             f"b,{day},1,500",              # starts after b's last sample: quarantined
+             "c,0,576,100"]                 # no known last sample: the run is kept (2 days)
+    (tmp_path / "trace.csv").write_text("\n".join(lines) + "\n")
+    mapping = {**MAPPING, "weight": {"column": "runs", "until": "stop"}}
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
+    daily = result.raw_metrics.set_index(["server_id", "ds"])["samples"]
+    # a: day 1 whole, day 2 only the 00:00 and 00:05 samples, nothing after.
+    assert daily.loc["a"].tolist() == [288, 2] and len(daily.loc["c"]) == 2
+    assert "b" not in daily.index.get_level_values(0)
+    reasons = result.quarantine.set_index("source")["reason"]
+    assert reasons[f"{tmp_path / 'trace.csv'}:4"].startswith(
+        "after_last_sample: the run starts after the server's last sample 1970-01-01 00:00:00 UTC")
+    assert result.rows_read == 4 and result.rows_used == 3 and result.rows_quarantined == 1
+    assert "1 run(s) cut at their server's last sample (inventory column 'stop', weight.until): 2,878 sample(s)" \
+        in caplog.text
+
+
+def test_until_needs_the_inventory_file() -> None:
+    mapping = {**MAPPING, "weight": {"column": "runs", "until": "stop"}, "metrics": {"cpu": {"percent": "mhz"}},
+               "inventory": {"defaults": {"server_type": "vm"}}}
+    with pytest.raises(ConfigError, match="'weight.until' needs 'inventory.source'"):
+        parse_mapping(mapping)

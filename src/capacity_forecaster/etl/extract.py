@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from capacity_forecaster.etl.readers import BadRow, RawChunk
 from capacity_forecaster.etl.servers import REPLACEMENT_CHAR, ServerIds
 from capacity_forecaster.etl.specs import MetricName
 from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS
+
+logger = logging.getLogger(__name__)
 
 STAGE = "ingest"
 _DETAIL_CHARS = 120
@@ -284,6 +287,39 @@ def _row_weights(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.nda
     return weight, bad, _reasons(status[bad], parse.texts_at(chunk.columns[spec.column], bad), templates)
 
 
+def _clip_runs(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.ndarray, ts: np.ndarray,
+               weight: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """Runs cut at their server's last sample (mapping ``weight.until``, an inventory-file time).
+
+    A run of ``w`` samples from ``ts`` claims samples up to ``ts + (w - 1) * interval``; those after
+    the server's last sample are dropped (the export padded a stopped VM with one long idle run) and
+    counted in a warning. A row that starts after the last sample is rejected. A server without a
+    known last sample keeps its runs.
+
+    Returns:
+        (weights, rows of ``checked`` rejected, their reasons).
+    """
+    spec = mapping.weight
+    assert spec is not None and spec.until is not None and mapping.interval_seconds is not None
+    until, _ = numbers(f"inventory.{spec.until}")
+    interval = mapping.interval_seconds * 1e9
+    known = checked & np.isfinite(until)
+    with np.errstate(invalid="ignore"):
+        allowed = np.floor((until - ts.astype(np.float64)) / interval) + 1.0
+    late = known & (allowed < 1.0)
+    clipped = known & ~late & (allowed < weight)
+    if clipped.any():
+        dropped = float(np.sum(weight[clipped] - allowed[clipped]))
+        logger.warning("%s: %d run(s) cut at their server's last sample (inventory column '%s', weight.until): "
+                       "%s sample(s) after it dropped", label, int(clipped.sum()), spec.until, f"{dropped:,.0f}")
+    weight = np.where(clipped, allowed, weight)
+    rows = np.flatnonzero(late)
+    last = pd.to_datetime(until[rows], unit="ns", utc=True).strftime("%Y-%m-%d %H:%M:%S")
+    reasons = pd.Series([f"after_last_sample: the run starts after the server's last sample {t} UTC (inventory "
+                         f"column '{spec.until}', weight.until)" for t in last], dtype=object)
+    return weight, rows, reasons
+
+
 def _server_reasons(chunk: RawChunk, mapping: Mapping, no_server: np.ndarray) -> np.ndarray:
     """Why each row without a server code has none: an empty id, or an id with undecodable bytes."""
     column = mapping.server_id.column
@@ -356,6 +392,10 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         row_weight, weight_rows, weight_reasons = _row_weights(numbers, mapping, ok, chunk)
         ok[weight_rows] = False
         rejects.append((weight_rows, weight_reasons))
+        if mapping.weight.until is not None:
+            row_weight, late_rows, late_reasons = _clip_runs(numbers, mapping, ok, row_ts, row_weight, label)
+            ok[late_rows] = False
+            rejects.append((late_rows, late_reasons))
     rows = _Rows(ok=ok, no_server=no_server, rejects=tuple(rejects),
                  server_reason=_server_reasons(chunk, mapping, no_server))
     rejections = _Rejections(chunk, label, ts_column, server_at)

@@ -230,9 +230,9 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     if spec is not None and spec.source is not None:
         # Read before the metrics: metric capacities may be joined from it.
         inventory, inventory_rejects, joined = read_inventory(
-            spec, filesystem_for, mapping.server_id.prefix, cfg.chunk_rows, mapping.inventory_capacities(),
-            cfg.max_line_bytes)
-        capacities = CapacityLookup(joined) if mapping.inventory_capacities() else None
+            spec, filesystem_for, mapping.server_id.prefix, cfg.chunk_rows, mapping.inventory_joins(),
+            cfg.max_line_bytes, times=mapping.inventory_times())
+        capacities = CapacityLookup(joined) if mapping.inventory_joins() else None
     state = _read_files(files, mapping, cfg, deriver, capacities)
     samples = state.pool.samples()
     kept, duplicates = sort_and_dedupe(samples)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.extract import empty_quarantine, quarantine_frame
 from capacity_forecaster.etl.readers import DEFAULT_MAX_LINE_BYTES, read_chunks
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile
-from capacity_forecaster.etl.specs import NUMERIC_INVENTORY_COLUMNS, DerivedColumn, InventorySpec
+from capacity_forecaster.etl.specs import NUMERIC_INVENTORY_COLUMNS, DerivedColumn, InventorySpec, TimestampSpec
 from capacity_forecaster.schema import INVENTORY_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ class CapacityLookup:
 
 def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: str, chunk_rows: int,
                    extra: Mapping[str, str] | None = None,
-                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                   max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                   times: Collection[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read an inventory file into the contract inventory columns (and joined capacity columns).
 
     Server ids get the mapping's server_id prefix. Rows without a server id, and repeats of an id,
@@ -141,6 +142,7 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
         chunk_rows: rows per read block.
         extra: further numeric columns to read (column -> the mapping key that names it), e.g. the
             capacities of ``metrics.<m>.inventory_capacity``.
+        times: the columns of ``extra`` that hold times (``weight.until``): read as UTC nanoseconds.
 
     Returns:
         (inventory with schema.INVENTORY_COLUMNS sorted by server_id, quarantine records, frame of
@@ -183,14 +185,20 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
             part[target] = text if target == "server_id" else text.fillna("").replace("", UNKNOWN)
         for target, derived in numeric.items():
             column = chunk.columns[derived.column]
-            values, status = parse.parse_numbers(column, spec.csv.decimal)
-            part[target] = values / derived.divide_by
+            if target.startswith("_extra_") and derived.column in times:
+                ns, status = parse.parse_timestamps(column, TimestampSpec(column=derived.column))
+                part[target] = np.where(status == parse.OK, ns.astype(np.float64), np.nan)
+                values_kind = "time"
+            else:
+                values, status = parse.parse_numbers(column, spec.csv.decimal)
+                part[target] = values / derived.divide_by
+                values_kind = "number"
             bad = np.flatnonzero((status != parse.OK) & (status != parse.MISSING))
             if len(bad):
                 texts = parse.texts_at(column, bad)
                 rejected.append(quarantine_frame(
                     None, None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
-                    [f"inventory_unparseable_number: {target.removeprefix('_extra_')} from column "
+                    [f"inventory_unparseable_{values_kind}: {target.removeprefix('_extra_')} from column "
                      f"'{derived.column}' "
                      f"(kept as NaN)" for _ in bad]))
         parts.append(part)

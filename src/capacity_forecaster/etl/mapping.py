@@ -78,6 +78,9 @@ class Mapping(Spec):
             raise ValueError("'weight' needs 'interval_seconds': the spacing of the samples one row stands "
                              "for (e.g. 300 for 5-minute samples)")
         has_file = self.inventory is not None and self.inventory.source is not None
+        if self.weight is not None and self.weight.until is not None and not has_file:
+            raise ValueError(f"'weight.until' needs 'inventory.source': the file whose column '{self.weight.until}' "
+                             f"holds each server's last sample time")
         for metric, spec in self.metrics.items():
             if spec.inventory_capacity is not None and not has_file:
                 raise ValueError(f"'metrics.{metric}.inventory_capacity' needs 'inventory.source': the file "
@@ -111,6 +114,17 @@ class Mapping(Spec):
         """Columns of the inventory file that metrics take their capacity from, with the key naming each."""
         return {spec.inventory_capacity: f"metrics.{metric}.inventory_capacity"
                 for metric, spec in self.metrics.items() if spec.inventory_capacity is not None}
+
+    def inventory_joins(self) -> dict[str, str]:
+        """Every column of the inventory file joined to the metric rows: capacities and ``weight.until``."""
+        joins = self.inventory_capacities()
+        if self.weight is not None and self.weight.until is not None:
+            joins.setdefault(self.weight.until, "weight.until")
+        return joins
+
+    def inventory_times(self) -> set[str]:
+        """The joined inventory columns that hold times (``weight.until``), not numbers."""
+        return {self.weight.until} if self.weight is not None and self.weight.until is not None else set()
 
     def metric_names(self) -> tuple[str, ...]:
         """Contract metrics a wide file yields per row (empty for a long file)."""

@@ -169,10 +169,15 @@ class WeightSpec(Spec):
         column: column with the length of each row's run.
         unit: ``count`` (the number of samples), or ``s``/``ms``/``us``/``ns`` (a duration, divided by
             the mapping's ``interval_seconds``: 600,000 ms at 300 s is 2 samples).
+        until: a column of the inventory file with each server's last sample time (Bitbrains
+            fastStorage's ``meta.stop_time``): a run never reaches past it. Samples a run claims after
+            it are dropped (counted in the ingest's warning), a row that starts after it is quarantined
+            (``after_last_sample``). None: runs are taken as they are.
     """
 
     column: str
     unit: Literal["count", "s", "ms", "us", "ns"] = "count"
+    until: str | None = None
 
 
 class LongSpec(Spec):
