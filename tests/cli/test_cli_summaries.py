@@ -60,6 +60,9 @@ def test_etl_line_adds_up() -> None:
             "(seasonal), 51 left empty in gaps too long to fill): in = out + quarantined - created") in line
     assert "204" not in line  # values left empty in source rows are not created days
     assert stage_line(stage) == line
+    assert "stuck-sensor" not in line
+    replaced = etl_line(_etl(rows_glitches=20))
+    assert "in = out + quarantined - created; 20 stuck-sensor values replaced (value_raw keeps them); 971" in replaced
 
 
 def test_run_says_files_for_the_report_stage() -> None:

@@ -55,6 +55,36 @@ def test_stuck_run_repeats_are_flagged_and_its_first_value_kept() -> None:
     assert np.flatnonzero(flagged[0]).tolist() == [51, 52, 53, 54]
 
 
+def test_a_repeated_daily_p95_of_days_whose_samples_varied_is_not_stuck() -> None:
+    values = _noisy()
+    values[0, 50:57] = values[0, 50]  # seven equal P95s, as a quantised CPU % gives
+    varied = np.zeros(values.shape, dtype=bool)
+    assert stuck_cells(values, 3, varied)[0].sum() == 6  # constant samples: a stuck sensor
+    varied[0, 50:57] = True  # samples up to 11 % each of those days
+    assert not stuck_cells(values, 3, varied).any()
+    varied[0, 53:57] = False  # from day 53 constant samples repeating day 52's value: those repeats are stuck
+    assert np.flatnonzero(stuck_cells(values, 3, varied)[0]).tolist() == [53, 54, 55, 56]
+
+
+def test_etl_keeps_a_quantised_p95_whose_samples_varied(tmp_path) -> None:
+    """Rnd VM 100's CPU: 2.200 % seven days running with samples up to 11 % (ingest's value_max)."""
+    from capacity_forecaster.config import EtlConfig
+    from capacity_forecaster.etl.transform import transform
+
+    rng = np.random.default_rng(7)
+    days = pd.date_range("2013-07-01", periods=62)
+    p95 = np.round(2.0 + rng.normal(0, 0.2, len(days)), 3)
+    p95[23:30] = 2.2
+    raw = pd.DataFrame({"server_id": "bitbrains-100", "ds": days, "metric": "cpu", "value": p95,
+                        "value_mean": p95 - 0.5, "value_max": p95 + 9.0, "samples": 288})
+    inventory = pd.DataFrame({"server_id": ["bitbrains-100"]})
+    kept = transform(raw, inventory, EtlConfig()).metrics
+    assert not kept["is_outlier"].any() and not kept["is_imputed"].any()
+    np.testing.assert_array_equal(kept["value"].to_numpy(), p95)
+    constant = transform(raw.assign(value_mean=p95, value_max=p95), inventory, EtlConfig()).metrics
+    assert constant["is_imputed"].sum() == 6  # the same run from a sensor whose samples never moved
+
+
 def test_runs_at_the_bounds_and_short_runs_are_not_glitches() -> None:
     values = _noisy()
     values[0, 10:20] = 0.0

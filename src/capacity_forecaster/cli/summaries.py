@@ -47,9 +47,12 @@ def etl_line(stage: Any) -> str:
     imputed = int(counts.get("rows_imputed_created", 0))
     empty = int(counts.get("rows_unfilled_created", 0))
     created = int(counts.get("rows_created", imputed + empty))
+    glitches = int(counts.get("rows_glitches", 0))
+    replaced = (f"{glitches:,} stuck-sensor {'value' if glitches == 1 else 'values'} replaced (value_raw keeps "
+                f"{'it' if glitches == 1 else 'them'}); " if glitches else "")
     return (f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
             f"{created:,} days created ({imputed:,} filled by imputation ({counts.get('imputation')}), {empty:,} "
-            f"left empty in gaps too long to fill): in = out + quarantined - created; "
+            f"left empty in gaps too long to fill): in = out + quarantined - created; {replaced}"
             f"{int(counts.get('rows_anomalies', 0)):,} anomalies flagged (run {stage.run_id})")
 
 

@@ -222,7 +222,7 @@ def decompose(values: np.ndarray, cal: DayCalendar) -> Decomposition:
     return Decomposition(level=level, expected=expected, scale=scale, z=z, z_event=z_event, n_obs=n_obs)
 
 
-def stuck_cells(values: np.ndarray, min_run: int) -> np.ndarray:
+def stuck_cells(values: np.ndarray, min_run: int, varied: np.ndarray | None = None) -> np.ndarray:
     """Repeated cells of an implausible run of identical consecutive values (a stuck sensor).
 
     A run of ``min_run`` or more exactly equal values is a glitch unless it sits at the 0 or 100
@@ -231,11 +231,15 @@ def stuck_cells(values: np.ndarray, min_run: int) -> np.ndarray:
     is expected by chance: with ``p`` the series' rate of equal neighbours outside long runs, about
     ``pairs * p ** (length - 1)`` runs of that length occur by chance, and the run is flagged only
     when that is below STUCK_CHANCE. Short series therefore never qualify. The first value of a run
-    is kept: a stuck sensor repeats its last good reading.
+    is kept: a stuck sensor repeats its last good reading. A day whose samples were not all equal
+    (``varied``) repeats nothing: a quantised daily P95 (Bitbrains Rnd VM 100 at 2.200 % seven days
+    running, with samples up to 11 % each day) is not a stuck sensor.
 
     Args:
         values: (series x days) matrix, NaN where no value.
         min_run: shortest run (in values) that can be a glitch.
+        varied: (series x days) matrix, True where the day's samples varied (a roll-up of sub-daily
+            samples says so); None when unknown (daily sources): runs are judged on the values alone.
 
     Returns:
         Boolean matrix, True for the repeats (every cell of a glitch run but its first).
@@ -246,6 +250,8 @@ def stuck_cells(values: np.ndarray, min_run: int) -> np.ndarray:
     nxt, prev = values[:, 1:], values[:, :-1]
     with np.errstate(invalid="ignore"):
         equal = (nxt == prev) & (nxt > 0.0) & (nxt < 100.0)
+    if varied is not None:
+        equal &= ~varied[:, 1:]
     pairs = (~np.isnan(nxt) & ~np.isnan(prev)).sum(axis=1)
     run = run_lengths(equal)
     long_run = run >= min_run - 1

@@ -149,11 +149,29 @@ class _Processed:
     choice: ImputationChoice
 
 
+def varied_days(raw: pd.DataFrame, grid: SeriesGrid) -> np.ndarray | None:
+    """Cells whose day's samples were not all equal: the roll-up's ``value_max`` above its ``value_mean``.
+
+    None when ``raw`` lacks those columns (a daily source, the synthetic fleet): nothing is known.
+    """
+    if "value_mean" not in raw.columns or "value_max" not in raw.columns or grid.source_row.size == 0:
+        return None
+    mean = pd.to_numeric(raw["value_mean"], errors="coerce").to_numpy(dtype=float)
+    top = pd.to_numeric(raw["value_max"], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        row_varied = (top - mean) > 1e-9 * np.maximum(1.0, np.abs(top))
+    out = np.zeros(grid.source_row.shape, dtype=bool)
+    behind = grid.source_row >= 0
+    out[behind] = row_varied[grid.source_row[behind]]
+    return out
+
+
 def _process(
-    grid: SeriesGrid, cal: DayCalendar, cfg: EtlConfig, choice: ImputationChoice | None
+    grid: SeriesGrid, cal: DayCalendar, cfg: EtlConfig, choice: ImputationChoice | None,
+    varied: np.ndarray | None = None,
 ) -> _Processed:
     """Replace glitches, decompose, flag outliers and anomalies, and fill the short gaps."""
-    glitch = stuck_cells(grid.value, cfg.stuck_min_run) & grid.in_span
+    glitch = stuck_cells(grid.value, cfg.stuck_min_run, varied) & grid.in_span
     values = np.where(glitch, np.nan, grid.value)
     decomp = decompose(values, cal)
     anomalies = detect_anomalies(decomp, grid.metric_codes, grid.server_index, cfg.anomaly_threshold)
@@ -210,7 +228,7 @@ def _transform_batch(
         fallback = ImputationChoice("seasonal", cfg.imputation)
         return _empty_result(raw, valid.quarantine, cfg, choice or fallback)
     cal = day_calendar(grid.day0, grid.n_days)
-    done = _process(grid, cal, cfg, choice)
+    done = _process(grid, cal, cfg, choice, varied_days(raw, grid))
 
     rows, cols = np.nonzero(grid.in_span)
     source = grid.source_row[rows, cols]
@@ -276,7 +294,7 @@ def choose_imputation(sample: pd.DataFrame, inventory: pd.DataFrame, cfg: EtlCon
     grid = build_grid(valid)
     if grid.n_series == 0:
         return ImputationChoice("seasonal", "auto")
-    return _process(grid, day_calendar(grid.day0, grid.n_days), cfg, None).choice
+    return _process(grid, day_calendar(grid.day0, grid.n_days), cfg, None, varied_days(sample, grid)).choice
 
 
 def transform_batches(
