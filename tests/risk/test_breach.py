@@ -113,7 +113,7 @@ def _over_last(days_over: int, *, days: int = 120, level: float = 40.0, value: f
     return values
 
 
-@pytest.mark.parametrize("history_days", [10, 120])
+@pytest.mark.parametrize("history_days", [10, 31, 120])
 def test_a_series_over_its_threshold_now_is_already_breaching_whatever_its_forecast(history_days: int) -> None:
     metrics = make_history(["hot"], days=history_days, metrics=("cpu",), values=_over_last(5, days=history_days))
     out = _assess(make_forecast("hot", "cpu", np.full(30, 40.0)), metrics).iloc[0]
@@ -123,6 +123,10 @@ def test_a_series_over_its_threshold_now_is_already_breaching_whatever_its_forec
     assert out["breach_ds"] == LAST_DAY and out["days_to_breach"] == 0  # over now: breaches now
     assert "over 80 % on 5 of the last 14 observed days" in out["reason"] and "already breaching" in out["reason"]
     assert ("only 10 observed days" in out["reason"]) == (history_days == 10)
+    # The day counts never claim a window longer than the history.
+    said = {10: "(5 of all 10 days; last", 31: "(5 of the last 30 days, 5 of all 31 days; last",
+            120: "(5 of the last 30 days, 5 of the last 90; last"}
+    assert said[history_days] in out["reason"]
 
 
 def test_already_breaching_keeps_a_higher_forecast_level_and_needs_no_forecast() -> None:

@@ -57,8 +57,17 @@ def test_performance_risk_grades_follow_the_configured_bands() -> None:
 
 def test_findings_put_already_breaching_first() -> None:
     recs, _, _ = _recs()
-    risk = pd.DataFrame({"server_id": ["same", "up"], "status": ["already_breaching", "assessed"]})
+    risk = pd.DataFrame({"server_id": ["same", "up"], "metric": "cpu", "status": ["already_breaching", "assessed"]})
     assert findings(recs, risk).tolist() == ["under_provisioned", "over_provisioned", "idle", "already_breaching"]
+
+
+def test_a_server_kept_on_too_short_a_history_is_insufficient_data_not_optimized() -> None:
+    recs, _, _ = _recs()
+    risk = pd.DataFrame({"server_id": ["same", "same", "down"], "metric": ["cpu", "disk", "memory"],
+                         "status": ["short_history", "assessed", "short_history"]})
+    assert findings(recs, risk).tolist() == ["under_provisioned", "over_provisioned", "idle", "insufficient_data"]
+    risk["metric"] = ["disk", "disk", "disk"]  # only a disk series is thin: cpu and memory size the server
+    assert findings(recs, risk).tolist()[-1] == "optimized"
 
 
 def test_upsize_needs_the_minimum_breach_probability() -> None:

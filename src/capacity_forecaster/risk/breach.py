@@ -108,10 +108,16 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     text = text + np.where(out["analogue_hit"], analogue, "")
     days = out["history_days"].astype("Int64").astype("string").fillna("0")
     window = f" of the last {cfg.current_window_days} observed days"
+    # The 30- and 90-day counts say "of all N days" where the history is shorter than the window.
+    span = (pd.to_datetime(out["last_observed"]) - pd.to_datetime(out["first_observed"])).dt.days + 1
+    spans = span.astype("Int64").astype("string").fillna("0")
+    d30, d90 = out["days_over_30d"].astype("string"), out["days_over_90d"].astype("string")
+    counts = pd.Series(np.select([span >= 90, span >= 30],
+                                 [d30 + " of the last 30 days, " + d90 + " of the last 90",
+                                  d30 + " of the last 30 days, " + d90 + " of all " + spans + " days"],
+                                 default=d90 + " of all " + spans + " days"), index=out.index)
     over = (out[METRIC] + " over " + thr + " on " + out["days_over_recent"].astype("string") + window
-            + " (" + out["days_over_30d"].astype("string") + " of the last 30 days, "
-            + out["days_over_90d"].astype("string") + " of the last 90; last " + _fmt_day(out["last_over_ds"])
-            + "): already breaching")
+            + " (" + counts + "; last " + _fmt_day(out["last_over_ds"]) + "): already breaching")
     short = (out[METRIC] + ": only " + days + f" observed days of history ({cfg.min_history_days} for a full "
              "assessment): level from the recent days and a baseline forecast with wide intervals")
     missing = (out[METRIC] + ": " + days + " observed days of history but no forecast (see forecast_triage and "
