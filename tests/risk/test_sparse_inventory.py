@@ -118,6 +118,7 @@ def test_the_whole_stage_runs_on_a_sparse_inventory(fleet: tuple[pd.DataFrame, p
     if case != "no cost":
         assert pd.isna(recs.loc["hot", "recommended_cpu_cores"])
         assert "% of its current capacity" in recs.loc["hot", "rationale"]
+        assert "(from unknown" not in recs.loc["hot", "rationale"]  # nothing known to grow from
     risk = result.server_risk.set_index(["server_id", "metric"])
     assert risk.loc[("hot", "cpu"), "status"] == "already_breaching"
 
@@ -131,3 +132,11 @@ def test_the_risk_stage_on_a_lake_whose_inventory_has_no_prices(tmp_path, fleet)
     run, result = risk_stage(lake, Settings(risk=CFG))
     assert run.rows_out == len(result.server_risk) and result.summary["servers_without_cost"] == len(LEVELS)
     assert lake.read_table("recommendations")["monthly_savings"].isna().any()
+
+
+def test_a_one_core_server_is_said_in_the_singular(fleet: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    metrics, forecasts = fleet
+    inv = make_inventory([{"server_id": sid, "cpu_cores": 1, "memory_gb": 2} for sid in LEVELS])
+    recs = run_risk(metrics, forecasts, inv, CFG).recommendations.set_index("server_id")
+    assert recs.loc["hot", "action"] == "upsize"
+    assert "(from 1 core / 2 GB)" in recs.loc["hot", "rationale"] and "1 cores" not in recs.loc["hot", "rationale"]

@@ -160,7 +160,8 @@ def _savings_table(data: ReportData, width: float) -> list[Flowable]:
     if not priced_servers(recs):
         acted = int((recs["action"] != "keep").sum())
         return [Paragraph(f"Savings are {NOT_PRICED}: {NO_PRICES}. {plural(acted, 'server')} with a recommended "
-                          "action are listed in the workbook's Recommendations sheet.", BODY)]
+                          f"action {'is' if acted == 1 else 'are'} listed in the workbook's Recommendations sheet.",
+                          BODY)]
     top = recs[recs["monthly_savings"] > 0].sort_values(["monthly_savings", "server_id"], ascending=[False, True])
     if top.empty:
         return [Paragraph("No recommendation saves money at current settings.", BODY)]
@@ -309,7 +310,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     items = kpis(data, ranked)
     runs = lineage(data)
     inventory = data.table("inventory")
-    fleet = f"{len(inventory):,} servers" if inventory is not None else "fleet"
+    fleet = plural(len(inventory), "server") if inventory is not None else "fleet"
     subtitle = f"Capacity planning pack: {fleet}, data {data_period_text(data)}"
     story: list[Flowable] = [Spacer(1, 2.0 * inch)]
     story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}; "

@@ -309,7 +309,7 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
             lines.append(f"{plural(servers_now, 'server')} {verb} already breaching ({rule_text(cfg)}): "
                          f"{named}{more}.")
         lines.append(f"{at_risk:,} of {plural(total, 'server')} {'is' if at_risk == 1 else 'are'} at risk of "
-                     "exceeding their capacity threshold "
+                     f"exceeding {'its' if total == 1 else 'their'} capacity threshold "
                      f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")
         first = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
         for row in first.to_dict("records") if now.empty else []:

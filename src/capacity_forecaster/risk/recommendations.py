@@ -317,6 +317,13 @@ def _idle_text(idl: pd.DataFrame) -> np.ndarray:
     return (text + network).fillna("").to_numpy(dtype=object)
 
 
+def _unit(values: pd.Series, unit: str) -> pd.Series:
+    """`` cores`` after every size but 1 (`` core``); other units as they are."""
+    if unit != " cores":
+        return pd.Series(unit, index=values.index)
+    return pd.Series(np.where(values.to_numpy(dtype=float) == 1.0, " core", unit), index=values.index)
+
+
 def _sizes(out: pd.DataFrame, inv: pd.DataFrame, shares: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """("4 cores / 16 GB", "8 cores / 32 GB"): new and current sizes; the percent change where a size is unknown."""
     index = shares.index
@@ -324,11 +331,12 @@ def _sizes(out: pd.DataFrame, inv: pd.DataFrame, shares: pd.DataFrame) -> tuple[
     text = []
     for column, current, unit, name in (("recommended_cpu_cores", "cpu_cores", " cores", "cpu"),
                                         ("recommended_memory_gb", "memory_gb", " GB", "memory")):
-        new = _size(pd.Series(out[column].to_numpy(), index=index)) + unit
+        recommended = pd.Series(out[column].to_numpy(), index=index)
+        new = _size(recommended) + _unit(recommended, unit)
         pct = (name + " to " + _fmt(shares[name] * 100.0, "{:.0f}") + f" % of its current capacity ({name} size "
                "unknown in the inventory)")
-        text.append((new.where(cur[current].notna(), pct), (_size(cur[current]) + unit).where(cur[current].notna(),
-                                                                                            "unknown" + unit)))
+        text.append((new.where(cur[current].notna(), pct),
+                     (_size(cur[current]) + _unit(cur[current], unit)).where(cur[current].notna(), "unknown" + unit)))
     return text[0][0] + " / " + text[1][0], text[0][1] + " / " + text[1][1]
 
 
@@ -389,8 +397,9 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     target = _target(cfg)
     too_big = np.where(_flag(need["exceeds_largest_size"]),
                        "; more than the largest standard size is needed: split the workload", "")
-    upsize = (risk["risk_reason"] + "; upsize to " + sizes + " (from " + current + ") by "
-              + _day(risk["needed_by"]) + too_big)
+    # Nothing to say it grows from where the inventory knows neither size.
+    was = (" (from " + current + ")").where(current != "unknown cores / unknown GB", "")
+    upsize = (risk["risk_reason"] + "; upsize to " + sizes + was + " by " + _day(risk["needed_by"]) + too_big)
     other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
     upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity by "
                           + _day(risk["needed_by"]))
