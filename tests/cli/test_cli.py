@@ -154,3 +154,17 @@ def test_unreachable_dask_scheduler_exits_2_quickly(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert err.startswith("capfc: error: cannot connect to the Dask scheduler tcp://127.0.0.1:1 within 1 s")
     assert err.count("\n") == 1 and "forecast.scheduler_timeout" in err
+
+
+def test_run_takes_the_forecast_horizon_and_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CAPFC_GENERATE__SERVERS", "3")
+    lake = str(tmp_path / "lake")
+    assert main(["run", "--lake", lake, "--horizon", "21", "--models", "seasonal_naive", "-q"]) == 0
+    forecasts = Lake.open(lake).read_table("forecasts")
+    assert forecasts.groupby(["server_id", "metric"]).size().eq(21).all()
+    assert set(forecasts["model"]) == {"seasonal_naive"}
+    printed = capsys.readouterr().out
+    assert "risk (base): 3 servers; already breaching" in printed and "rows out, 0 quarantined (run" not in \
+        printed.split("risk (base)")[1].splitlines()[0]
+    assert main(["run", "--lake", str(tmp_path / "other"), "--models", "foo"]) == 2

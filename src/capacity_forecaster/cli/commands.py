@@ -225,8 +225,16 @@ def dashboard(
     serve(app_, settings.dashboard.host, settings.dashboard.port)
 
 
-@app.command("run")
+def capfc_command() -> str:
+    """How this capfc was started (``.venv/bin/capfc`` from make demo), for the commands a summary suggests."""
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    return str(started) if started is not None and started.name == "capfc" else "capfc"
+
+
+@app.command("run", cls=ModelsHelpCommand)
 def run_all(
+    horizon: Annotated[int | None, typer.Option(help="Days to forecast [default: 180].")] = None,
+    models: Annotated[str | None, typer.Option(help="auto, or a comma-separated list of model names.")] = None,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
@@ -235,7 +243,8 @@ def run_all(
     silent: SilentOpt = False,
 ) -> None:
     """Run every stage in order; on an empty lake first generate the default synthetic fleet."""
-    settings = setup_command(config, lake, log_level, log_format, quiet, silent)
+    settings = setup_command(config, lake, log_level, log_format, quiet, silent,
+                             **{"forecast.horizon": horizon, "forecast.models": models})
     with progress_bars(settings, quiet, silent) as progress:
         runs = pipeline.run(settings, progress)
     if quiet_level(quiet, silent) < 2:
@@ -244,8 +253,9 @@ def run_all(
         print_tables(settings)
         lake_uri = settings.lake.uri
         out.print(f"Reports: {lake_uri.rstrip('/')}/reports/ (capacity_report.html, .xlsx, .pdf and PNG charts)")
-        out.print(f"Dashboard: .venv/bin/capfc dashboard --lake {lake_uri}  then open http://127.0.0.1:8050/")
-        out.print(f"SQL: .venv/bin/capfc sql \"SELECT * FROM server_risk WHERE risk_level <> 'low'\" --lake {lake_uri}")
+        exe = capfc_command()
+        out.print(f"Dashboard: {exe} dashboard --lake {lake_uri}  then open http://127.0.0.1:8050/")
+        out.print(f"SQL: {exe} sql \"SELECT * FROM server_risk WHERE risk_level <> 'low'\" --lake {lake_uri}")
 
 
 @app.command("sql")
