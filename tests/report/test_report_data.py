@@ -118,3 +118,21 @@ def test_profile_features_are_the_same_whatever_the_chunk_of_servers(report_lake
         con.close()
     assert len(whole) == len(SERVERS)
     pd.testing.assert_frame_equal(one_by_one, whole, rtol=1e-12)
+
+
+def test_a_generated_fleet_is_called_synthetic_an_ingested_one_is_not(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A mistyped --lake makes capfc run generate a fleet: no pack may pass it off as the user's servers."""
+    from capacity_forecaster.config import Settings
+    from capacity_forecaster.report.summary import fleet_text
+    from capacity_forecaster.stages.raw import generate_stage, ingest_stage
+    from capacity_forecaster.storage import Lake
+
+    settings = Settings.model_validate({"generate": {"servers": 2, "years": 0.2}})
+    generated = Lake.open(str(tmp_path / "generated"), for_writing=True)
+    generate_stage(generated, settings)
+    assert fleet_text(load_report_data(generated, settings)) == "2 servers (synthetic demonstration fleet)"
+    csv = tmp_path / "export.csv"
+    csv.write_text("server_id,ds,metric,value\nweb-1,2025-01-01,cpu,40\n")
+    ingested = Lake.open(str(tmp_path / "ingested"), for_writing=True)
+    ingest_stage(ingested, settings, [str(csv)], None)
+    assert fleet_text(load_report_data(ingested, settings)) == "1 server"

@@ -20,7 +20,7 @@ from capacity_forecaster.report.dashboard_recs import SAVINGS_COLUMNS, SAVINGS_N
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, SCENARIO_NUMERIC, records
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
-from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed
+from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed, fleet_text
 from capacity_forecaster.report.text import money
 from capacity_forecaster.storage.lake import Lake
 
@@ -267,7 +267,8 @@ def layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[in
     cfg, period = settings.dashboard, state.data.period
     return html.Div([
         html.Div([html.H1(settings.report.title, style={"margin": 0, "fontSize": "26px"}),
-                  html.Div(f"Lake {lake.uri}" + (f"; data {period[0]} to {period[1]}" if period else ""),
+                  html.Div(f"{fleet_text(state.data)}; lake {lake.uri}"
+                           + (f"; data {period[0]} to {period[1]}" if period else ""),
                            style={"opacity": 0.85, "marginTop": "4px"})],
                  style={"background": style.NAVY, "color": "white", "padding": "20px 32px"}),
         html.Div([

@@ -25,7 +25,7 @@ from capacity_forecaster.report.forecast_sheet import (
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.risks import level_counts, report_risks
 from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
-from capacity_forecaster.report.summary import assumptions, kpis
+from capacity_forecaster.report.summary import assumptions, data_period_text, fleet_text, kpis
 from capacity_forecaster.report.text import NOT_PRICED, cents
 
 SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-if", "Clusters", SHEET,
@@ -117,8 +117,8 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame, foreca
         ws.column_dimensions[letter].width = width
     ws.append([styled(ws, data.settings.report.title, font=Font(bold=True, size=16, color=style.NAVY.lstrip("#")))])
     runs = lineage(data)
-    ws.append([styled(ws, f"Lake {data.lake_uri}; generated {data.generated:%Y-%m-%d %H:%M} UTC; {runs.footer()}",
-                      font=Font(color="6B7280"))])
+    ws.append([styled(ws, f"{fleet_text(data)}; data {data_period_text(data)}; lake {data.lake_uri}; generated "
+                          f"{data.generated:%Y-%m-%d %H:%M} UTC; {runs.footer()}", font=Font(color="6B7280"))])
     for warning in runs.warnings():
         ws.append([styled(ws, warning, font=Font(bold=True, color="B91C1C"))])
     if len(forecast_sheets) > 1:

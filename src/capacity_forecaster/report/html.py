@@ -41,6 +41,7 @@ from capacity_forecaster.report.summary import (
     cluster_map,
     cluster_ringed,
     data_period_text,
+    fleet_text,
     headlines,
     kpis,
 )
@@ -343,8 +344,7 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
     cfg = data.settings.report
     ranked = report_risks(data)
     charts = _Charts()
-    inventory = data.table("inventory")
-    fleet = f"{len(inventory):,} servers" if inventory is not None else "fleet"
+    fleet = fleet_text(data)
     parts = [f"<header><h1>{html.escape(cfg.title)}</h1><p>{fleet}; data {data_period_text(data)}; generated "
              f"{data.generated:%Y-%m-%d %H:%M} UTC from {html.escape(data.lake_uri)}</p></header><main>"]
     cards = "".join(f'<div class="kpi"><div class="label">{html.escape(k.label)}</div><div class="value">'

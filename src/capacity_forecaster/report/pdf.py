@@ -44,7 +44,15 @@ from capacity_forecaster.report.comparison import (
 from capacity_forecaster.report.data import ReportData, not_available, table_title
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.risks import AT_RISK_LEVELS, breach_when, report_risks
-from capacity_forecaster.report.summary import Kpi, assumptions, data_period_text, headlines, kpis, model_accuracy
+from capacity_forecaster.report.summary import (
+    Kpi,
+    assumptions,
+    data_period_text,
+    fleet_text,
+    headlines,
+    kpis,
+    model_accuracy,
+)
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers
 from capacity_forecaster.risk.levels import percent
 
@@ -309,9 +317,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     ranked = report_risks(data)
     items = kpis(data, ranked)
     runs = lineage(data)
-    inventory = data.table("inventory")
-    fleet = plural(len(inventory), "server") if inventory is not None else "fleet"
-    subtitle = f"Capacity planning pack: {fleet}, data {data_period_text(data)}"
+    subtitle = f"Capacity planning pack: {fleet_text(data)}, data {data_period_text(data)}"
     story: list[Flowable] = [Spacer(1, 2.0 * inch)]
     story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}; "
                            f"{escape(runs.footer())}", SMALL))

@@ -19,6 +19,7 @@ from capacity_forecaster.report.risks import (
 )
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money, numeric, plural, priced_servers
 from capacity_forecaster.risk.current import rule_text
+from capacity_forecaster.storage.manifest import producing_run
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,17 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
                      f"run {run.get('run_id', '')}, {run.get('status', '')}, config {run.get('config_hash', '')}"))
     rows.append(("Report generated", data.generated.strftime("%Y-%m-%d %H:%M UTC"), f"lake {data.lake_uri}"))
     return rows
+
+
+def fleet_text(data: ReportData) -> str:
+    """``100 servers``, ``1 server``; ``(synthetic demonstration fleet)`` after it when ``capfc generate`` wrote
+    the inventory (``capfc run`` on an empty lake, or a mistyped --lake), so no pack passes for real data."""
+    inventory = data.table("inventory")
+    if inventory is None:
+        return "fleet"
+    made_by = producing_run(data.runs, "inventory", data.versions.get("inventory"))
+    synthetic = made_by is not None and made_by.get("stage") == "generate"
+    return plural(len(inventory), "server") + (" (synthetic demonstration fleet)" if synthetic else "")
 
 
 def data_period_text(data: ReportData) -> str:
