@@ -54,3 +54,22 @@ def test_each_group_is_the_sum_of_its_servers() -> None:
     d = per.set_index("server_id").loc["d"]
     if result.recommendations.set_index("server_id").loc["d", "action"] == "decommission":
         assert d["reclaimable_cpu_cores"] == d["cpu_cores"]
+
+
+def test_a_group_of_breaching_servers_names_the_one_the_reports_rank_first() -> None:
+    """Two servers already over: 'now' for the group, and the same series the executive summary names
+    (the most days over recently), not the one whose last day over is oldest."""
+    hot = np.full(200, 40.0)
+    hot[-14:] = 95.0  # over on all of the last 14 days
+    warm = np.full(200, 40.0)
+    warm[-20:-15] = 95.0  # over on 5 days, before the last 14
+    warm[-3:] = 90.0  # ... and on the last 3
+    metrics = pd.concat([make_history(["a-warm"], days=200, metrics=("cpu",), values=warm),
+                         make_history(["b-hot"], days=200, metrics=("cpu",), values=hot)], ignore_index=True)
+    forecasts = pd.concat([make_forecast(s, "cpu", np.full(30, 60.0)) for s in ("a-warm", "b-hot")], ignore_index=True)
+    inventory = make_inventory([{"server_id": s, "datacenter": "NY1"} for s in ("a-warm", "b-hot")])
+    result = run_risk(metrics, forecasts, inventory, RiskConfig(cluster_k_min=2, cluster_k_max=2))
+    risk = result.server_risk.set_index("server_id")
+    assert (risk["status"] == "already_breaching").all() and (risk["days_to_breach"] == 0).all()
+    row = result.capacity[result.capacity["group_by"] == "datacenter"].iloc[0]
+    assert row["days_remaining"] == 0 and row["earliest_breach"] == "b-hot cpu"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.risk.inventory import complete_inventory
-from capacity_forecaster.risk.levels import level_codes
+from capacity_forecaster.risk.levels import level_codes, rank_risks
 from capacity_forecaster.schema import CAPACITY_GROUP_COLUMNS, METRIC, SERVER_ID
 
 GROUP_BY = ("datacenter", "environment", "application")
@@ -27,7 +27,8 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     Returns:
         server_id, datacenter, environment, application, cpu_cores, free_cpu_cores, memory_gb,
         free_memory_gb, reclaimable_cpu_cores, reclaimable_memory_gb (NaN where the size is unknown),
-        breach_ds, days_remaining, breach_series (``server metric``), at_risk (medium or worse).
+        breach_ds, days_remaining, breach_series (``server metric``), rank (its place in ``rank_risks``), at_risk
+        (medium or worse).
     """
     inv = complete_inventory(inventory, pd.Index(recs[SERVER_ID].unique()))
     out = inv[[SERVER_ID, *GROUP_BY, "cpu_cores", "memory_gb"]].copy()
@@ -40,16 +41,19 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     freed = recs.set_index(SERVER_ID).reindex(out[SERVER_ID])
     out["reclaimable_cpu_cores"] = freed["freed_cpu_cores"].astype("Float64").fillna(0).to_numpy(float)
     out["reclaimable_memory_gb"] = freed["freed_memory_gb"].astype("Float64").fillna(0).to_numpy(float)
-    # An already-breaching series has breach_ds = its last day over and days_to_breach = 0 (breach.py).
-    risk = server_risk.assign(code=level_codes(server_risk["risk_level"]),
-                              when=pd.to_datetime(server_risk["breach_ds"]),
-                              days=server_risk["days_to_breach"].astype("Float64"))
-    first = (risk.dropna(subset=["when"]).sort_values(["days", "when", SERVER_ID, METRIC])
+    # An already-breaching series has breach_ds = its last day over and days_to_breach = 0 (breach.py);
+    # among equal days the series the reports rank first (rank_risks) is the group's earliest breach, so
+    # the capacity table and the executive summary name the same one.
+    ranked = rank_risks(server_risk)
+    risk = ranked.assign(code=level_codes(ranked["risk_level"]), when=pd.to_datetime(ranked["breach_ds"]),
+                         days=ranked["days_to_breach"].astype("Float64"), rank=np.arange(len(ranked)))
+    first = (risk.dropna(subset=["when"]).sort_values(["days", "rank"], kind="stable")
              .groupby(SERVER_ID).head(1).set_index(SERVER_ID).reindex(out[SERVER_ID]))
     out["breach_ds"] = first["when"].to_numpy()
     out["days_remaining"] = first["days"].astype("Float64").to_numpy()
     out["breach_series"] = (first.index.to_series() + " " + first[METRIC].fillna("")).where(
         first["when"].notna()).to_numpy(dtype=object)
+    out["rank"] = first["rank"].to_numpy(dtype=float)
     out["at_risk"] = out[SERVER_ID].map(risk.groupby(SERVER_ID)["code"].max()).fillna(-1).to_numpy() >= 1
     return out.reset_index(drop=True)
 
@@ -70,7 +74,7 @@ def capacity_by_group(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: 
     per = server_capacity(server_risk, recs, inventory)
     frames = []
     for key in GROUP_BY:
-        ordered = per.sort_values(["days_remaining", "breach_ds", SERVER_ID], na_position="last")
+        ordered = per.sort_values(["days_remaining", "rank", SERVER_ID], na_position="last", kind="stable")
         grouped = ordered.groupby(key, sort=True)
         sums = grouped[list(_SUMMED)].sum(min_count=0).round(1)
         first = grouped.head(1).set_index(key)
