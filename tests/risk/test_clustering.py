@@ -120,6 +120,17 @@ def test_shared_labels_are_told_apart_by_the_level_that_differs() -> None:
     assert unique_labels({0: "idle", 1: "steady"}, centres) == {0: "idle", 1: "steady"}
 
 
+def test_idle_clusters_of_a_cpu_only_fleet_are_told_apart_by_cpu_alone() -> None:
+    """fastStorage has no memory or network metric (their levels read 0): labels never name them, and
+    idle clusters under 1 % CPU get a decimal instead of '#1', '#2'."""
+    centres = pd.DataFrame({"cpu_level": [0.2, 0.5, 0.8, 2.1], "memory_level": 0.0, "network_level": 0.0})
+    spread = pd.Series({"cpu_level": 37.0, "memory_level": 0.0, "network_level": 0.0})
+    labels = unique_labels({i: "idle" for i in range(4)}, centres, spread)
+    assert labels == {0: "idle, CPU ~0.2 %", 1: "idle, CPU ~0.5 %", 2: "idle, CPU ~0.8 %", 3: "idle, CPU ~2.1 %"}
+    whole = unique_labels({0: "idle", 3: "idle"}, centres, spread)
+    assert whole == {0: "idle, CPU <1 %", 3: "idle, CPU ~2 %"}  # whole percents where they suffice
+
+
 def test_cluster_labels_are_unique_without_number_suffixes(planted: tuple[pd.DataFrame, pd.Series, pd.DataFrame],
                                                            ) -> None:
     _, _, profiles = planted

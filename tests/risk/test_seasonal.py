@@ -36,6 +36,15 @@ def test_uplifts_measure_the_pattern_and_ignore_flat_series() -> None:
     assert abs(uplifts.loc["flat", "year_end_uplift"]) < 1e-9
 
 
+def test_one_month_end_is_no_recurring_pattern() -> None:
+    """30 days with one busy month-end (a fastStorage VM) is no 'batch/month-end'; two month-ends are."""
+    one = _batch_history(days=30)
+    two = _batch_history(days=60)
+    assert one["ds"].dt.month.nunique() == 1 and one["ds"].max().is_month_end  # June with its month-end
+    assert period_uplifts(one, 3)["month_end_uplift"].iloc[0] == 0.0
+    assert period_uplifts(two, 3)["month_end_uplift"].iloc[0] > 1.0
+
+
 def test_a_day_is_named_only_when_its_series_has_the_pattern() -> None:
     days = pd.Series(pd.to_datetime(["2026-09-30", "2026-09-30", "2026-09-15"]))
     uplifts = pd.DataFrame({"month_end_uplift": [1.2, 0.0, 1.2], "quarter_end_uplift": [1.0, 0.0, 1.0],

@@ -129,7 +129,10 @@ def label_profile(centre: pd.Series, cfg: RiskConfig) -> str:
     return "steady"
 
 
-def _level_text(name: str, value: float) -> str:
+def _level_text(name: str, value: float, decimals: int = 0) -> str:
+    """``CPU ~12 %``; with ``decimals`` 1, ``CPU ~0.4 %`` (idle clusters all read ``CPU <1 %`` otherwise)."""
+    if decimals:
+        return f"{name} ~{value:.{decimals}f} %"
     return f"{name} ~{value:.0f} %" if value >= 1 else f"{name} <1 %"
 
 
@@ -161,15 +164,24 @@ def unique_labels(labels: dict[int, str], centres: pd.DataFrame, spread: pd.Seri
                   / max(float(spread.get(col, 1.0)) if spread is not None else 1.0, 1e-9)
                   for col, _ in DISTINGUISHING_LEVELS if col in group.columns}
         clear = [col for col in differ if differ[col] >= CLEAR_DIFFERENCE]
-        order = clear + sorted((c for c in differ if c not in clear), key=lambda col: -differ[col])
+        # A level equal in every one of these clusters (a metric the fleet does not have reads 0) tells
+        # none apart: it is never named.
+        order = clear + sorted((c for c in differ if c not in clear and differ[c] > 0), key=lambda col: -differ[col])
+        if not order:  # identical levels: say them (but a metric at 0 in all, absent from the data) before the id
+            order = [c for c in differ if (group[c] != 0).any()]
         names = dict(DISTINGUISHING_LEVELS)
-        parts: dict[int, list[str]] = {cid: [] for cid in ids}
-        for col in order:
-            for cid in ids:
-                parts[cid].append(_level_text(names[col], float(group[col].loc[cid])))
-            if len({", ".join(p) for p in parts.values()}) == len(ids):
+        tried = []
+        for decimals in (0, 1):  # a decimal only where whole percents cannot tell the clusters apart
+            parts: dict[int, list[str]] = {cid: [] for cid in ids}
+            for col in order:
+                for cid in ids:
+                    parts[cid].append(_level_text(names[col], float(group[col].loc[cid]), decimals))
+                if len({", ".join(p) for p in parts.values()}) == len(ids):
+                    break
+            tried.append({cid: ", ".join(parts[cid]) for cid in ids})
+            if len(set(tried[-1].values())) == len(ids):
                 break
-        texts = {cid: ", ".join(parts[cid]) for cid in ids}
+        texts = tried[-1] if len(set(tried[-1].values())) == len(ids) else tried[0]
         clash = {t for t in texts.values() if list(texts.values()).count(t) > 1}
         for cid in ids:
             suffix = texts[cid] + (f" #{cid}" if texts[cid] in clash or not texts[cid] else "")

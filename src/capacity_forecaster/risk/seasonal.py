@@ -90,13 +90,19 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     return out.fillna(0.0)
 
 
+# Month-ends (quarter-ends) a series must cover, each with other business days of its month, before
+# its month-end (quarter-end) uplift counts; with fewer it is 0.
+MIN_PERIODS = 2
+
+
 def period_uplifts(frame: pd.DataFrame, business_days: int, value: str = VALUE) -> pd.DataFrame:
     """Relative period-end uplift of every series: how much busier its period ends run.
 
     month_end_uplift compares month-end-window business days with the other business days of the
     same months; quarter_end_uplift compares quarter-end windows with the other business days of
     the quarter months; year_end_uplift compares December business days with mid-October to
-    mid-November and mid-January to mid-February. A series that never covers a window gets 0.
+    mid-November and mid-January to mid-February. A series that never covers a window gets 0, and so
+    does one that covers fewer than ``MIN_PERIODS`` month-ends (quarter-ends) for those uplifts.
 
     Args:
         frame: long frame with server_id, metric, ds and ``value``.
@@ -129,6 +135,10 @@ def period_uplifts(frame: pd.DataFrame, business_days: int, value: str = VALUE) 
     by_month = parts.groupby([SERVER_ID, METRIC, "month"], sort=False)[["me_in", "me_out", "qe_in", "qe_out"]].mean()
     both_me = by_month["me_in"].notna() & by_month["me_out"].notna()
     both_qe = by_month["qe_in"].notna() & by_month["qe_out"].notna()
+    # A recurring peak recurs: one month-end (a month of fastStorage) or one quarter-end says nothing.
+    keys = [by_month.index.get_level_values(0), by_month.index.get_level_values(1)]
+    both_me &= both_me.groupby(keys).transform("sum") >= MIN_PERIODS
+    both_qe &= both_qe.groupby(keys).transform("sum") >= MIN_PERIODS
     monthly = pd.DataFrame({
         "me_in": by_month["me_in"].where(both_me), "me_out": by_month["me_out"].where(both_me),
         "qe_in": by_month["qe_in"].where(both_qe), "qe_out": by_month["qe_out"].where(both_qe),
