@@ -335,7 +335,8 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
         lines.append(savings_sentence(recs))
     chosen = chosen_models(data)
     if len(chosen) and chosen["mase"].notna().any():
-        lines.append("Forecasts come from the best backtested model per series; median error "
+        lines.append("Forecasts come from a model chosen per series on its backtests (the metric's default model "
+                     "unless another is clearly more accurate); the median series' backtest error is "
                      f"{chosen['mase'].median():.2f} MASE (mean absolute error scaled by the in-sample error of "
                      "a weekly seasonal-naive forecast).")
     return lines
