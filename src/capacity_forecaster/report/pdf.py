@@ -74,6 +74,7 @@ H2 = ParagraphStyle("h2", parent=_base["Heading2"], fontName="Helvetica-Bold", f
 BODY = ParagraphStyle("body", parent=_base["BodyText"], fontName="Helvetica", fontSize=10, leading=14)
 SMALL = ParagraphStyle("small", parent=BODY, fontSize=8, leading=10, textColor=MUTED)
 CELL = ParagraphStyle("cell", parent=BODY, fontSize=7.5, leading=9)
+CELL_WRAP = ParagraphStyle("cellwrap", parent=CELL, fontSize=8, leading=9.5, wordWrap="CJK")  # breaks long ids
 BULLET = ParagraphStyle("bullet", parent=BODY, leftIndent=14, bulletIndent=2, spaceAfter=4)
 
 
@@ -149,7 +150,10 @@ def _top_risks(data: ReportData, ranked: pd.DataFrame, width: float) -> list[Flo
     extra = []
     for i, row in enumerate(at_risk.to_dict("records"), start=1):
         when, days = breach_when(row)
-        rows.append([row["server_id"], row.get("hostname") or "", row.get("application") or "", row["metric"],
+        # Names wrap inside their column (a 40-character CloudWatch id overprinted the next cells).
+        names = [Paragraph(escape(str(text)), CELL_WRAP)
+                 for text in (row["server_id"], row.get("hostname") or "", row.get("application") or "")]
+        rows.append([*names, row["metric"],
                      row["risk_level"], when, days,
                      percent(row.get("breach_probability")),
                      f"{row['peak_yhat']:.0f}" if not pd.isna(row.get("peak_yhat")) else "-", row.get("action") or "-"])

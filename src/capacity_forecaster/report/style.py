@@ -104,7 +104,11 @@ def new_figure(width: float, height: float, title: str, subtitle: str = "") -> F
     fig = plt.figure(figsize=(width, height), dpi=DPI)
     fig.text(0.01, 0.985, title, ha="left", va="top", fontsize=13, fontweight="bold", color=INK)
     if subtitle:
-        fig.text(0.01, 0.985 - 0.32 / height, subtitle, ha="left", va="top", fontsize=9, color=MUTED)
+        # One line: a long subtitle gets a smaller font rather than running off the figure's edge
+        # (about 0.55 em per character of the sans face).
+        fits = 0.98 * width * 72 / (0.55 * 9)
+        size = 9.0 if len(subtitle) <= fits else max(6.5, 9.0 * fits / len(subtitle))
+        fig.text(0.01, 0.985 - 0.32 / height, subtitle, ha="left", va="top", fontsize=size, color=MUTED)
     return fig
 
 
