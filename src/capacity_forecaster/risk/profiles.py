@@ -142,8 +142,10 @@ def _leak_signal(memory: np.ndarray, level: np.ndarray) -> np.ndarray:
     """Saw-tooth score of memory: steady daily rises (median day-to-day change) with rare deep drops.
 
     Measured as the median daily change relative to the memory level, times the share of the
-    range that the deepest drops (5th percentile of changes) give back; a leak rises most days
-    and falls back at each restart, ordinary noise does neither.
+    range that the deepest drops (5th percentile of changes) give back, times how consistently it
+    rises: 0 where it rises on at most half its days (noise rises on about half: Bitbrains Rnd VM 270's
+    memory swings between 4 and 24 % and scored as a leak), 1 from 70 % of its days up. A leak rises
+    most days and falls back at each restart, ordinary noise does neither.
     """
     diff = np.diff(memory, axis=1)
     if diff.shape[1] == 0:
@@ -155,7 +157,11 @@ def _leak_signal(memory: np.ndarray, level: np.ndarray) -> np.ndarray:
         span = high - low
     scale = np.maximum(level, _LEVEL_FLOOR)
     score = np.maximum(rise, 0.0) / scale * np.clip(drop / np.maximum(span, _LEVEL_FLOOR), 0.0, 1.0) * 100.0
-    return np.nan_to_num(score)
+    known = ~np.isnan(diff)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        up = (diff > 0).sum(axis=1) / known.sum(axis=1)
+    consistency = np.clip((np.nan_to_num(up) - 0.5) / 0.2, 0.0, 1.0)
+    return np.nan_to_num(score * consistency)
 
 
 def server_profiles(metrics: pd.DataFrame, business_days: int = 3,
