@@ -98,11 +98,19 @@ def test_nab_two_column_file_with_the_shipped_mapping(tmp_path: Path, capsys: py
         {"server_id": "nab-cpu_utilization_asg_misconfiguration"}]
 
 
+def test_an_export_read_without_a_mapping_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ingest", str(NAB_CPU), "--lake", str(tmp_path / "lake"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "column 'server_id' not found; columns are: timestamp, value" in err
+    assert "no --mapping was given, so the file was read as the contract's server_id, ds, metric, value layout" in err
+
+
 BAD_MAPPINGS = [
     (LONG_CPU + "weight: {column: n}\n", "'weight' needs 'interval_seconds'"),
     (LONG_CPU + "interval_seconds: 300\nweight: {column: n, unit: minutes}\n", "key 'weight.unit' = 'minutes'"),
     (LONG_CPU + "interval_seconds: 300\nweight: {colum: n}\n", "key 'weight.colum': unknown key; allowed keys here: "
-                                                              "column, unit"),
+                                                              "column, unit, until"),
     ("layout: wide\nserver_id: {column: server}\ntimestamp: {column: time}\n"
      "metrics: {cpu: {usage: u, inventory_capacity: cap}}\n",
      "'metrics.cpu.inventory_capacity' needs 'inventory.source'"),

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from capacity_forecaster.config import Settings
+from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
@@ -150,7 +151,15 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
 
     with stage_run(lake, "ingest", settings) as run:
         start = time.perf_counter()
-        result = ingest(sources, mapping, settings.ingest, filesystem_for)
+        try:
+            result = ingest(sources, mapping, settings.ingest, filesystem_for)
+        except InputError as err:
+            if mapping_file is None and "not found; columns are:" in str(err):
+                # Without --mapping the file was read as the contract's layout: say so, and where mappings are.
+                raise InputError(f"{err}; no --mapping was given, so the file was read as the contract's "
+                                 "server_id, ds, metric, value layout (mappings/ has ones for Bitbrains, NAB "
+                                 "CloudWatch and generic long or wide exports)") from err
+            raise
         run.rows_in = result.rows_read
         run.rows_quarantined, run.quarantine_records = result.rows_quarantined, len(result.quarantine)
         reasons: dict[str, tuple[int, str]] = {}
