@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.config import RiskConfig, Settings
-from capacity_forecaster.report import comparison, figures, style
+from capacity_forecaster.report import dashboard_drill
 from capacity_forecaster.report.comparison import StoredScenario
 from capacity_forecaster.report.dashboard_recs import (
     SAVINGS_NUMERIC,
@@ -37,18 +37,14 @@ from capacity_forecaster.report.risks import (
     AT_RISK_LEVELS,
     already_breaching,
     chosen_models,
-    level_of,
     ranked_risks,
-    risk_row,
-    threshold_of,
 )
 from capacity_forecaster.report.summary import cluster_map
-from capacity_forecaster.report.text import day, money
+from capacity_forecaster.report.text import day
 from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
 from capacity_forecaster.risk.current import rule_text
-from capacity_forecaster.risk.levels import level_codes, percent
+from capacity_forecaster.risk.levels import level_codes
 from capacity_forecaster.risk.streaming import GrowthAssessor
-from capacity_forecaster.risk.whatif import apply_growth
 from capacity_forecaster.stages.chunks import servers_per_chunk
 from capacity_forecaster.stages.risk import RISK_BYTES_PER_SERVER, RISK_CHUNK_BOUNDS, LakeSource
 from capacity_forecaster.storage.lake import Lake
@@ -372,66 +368,8 @@ class DashboardState:
 
     # -- drill-down ---------------------------------------------------------------------------
     def server_view(self, server: str | None, metric: str | None, growth: float) -> tuple[go.Figure, dict[str, Any]]:
-        """Figure and facts for one series: history, imputed/anomalous days, forecast, interval, threshold,
-        breach dates (base and what-if), the chosen model and its backtest error.
-
-        Returns:
-            (figure, facts) where facts maps a label to its text for the side panel.
-        """
-        if not server or not metric:
-            return figures.empty_figure("Server drill-down", "pick a server in the table"), {}
-        past, future = self.history(server, metric), self.forecast(server, metric)
-        row = risk_row(self.ranked, server, metric)
-        threshold, level = threshold_of(row, self.data, metric), level_of(row)
-        model = risk_row(self.chosen, server, metric) or None
-        model_text = (f"model {model['model']}, backtest MASE {model['mase']:.2f}"
-                      if model is not None and not pd.isna(model["mase"]) else
-                      f"model {model['model']}" if model is not None else "no forecast")
-        host = row.get("hostname")
-        title = (f"{server}{f' ({host})' if isinstance(host, str) else ''}: "
-                 f"{figures.METRIC_NAMES.get(metric, metric)} - {model_text}")
-        fig = figures.server_figure(title, past, future, threshold, row.get("breach_ds"), level,
-                                    self.settings.forecast.interval, height=440,
-                                    backtests=self.backtest_forecasts(server, metric))
-        probability = row.get("breach_probability")
-        facts: dict[str, Any] = {"Risk level": level, "Breach date": day(row.get("breach_ds")),
-                                 "P(breach)": percent(probability), "Reason": row.get("reason") or "-"}
-        if self.scenario is not None:
-            rows = self.scenario.rows
-            hit = rows[(rows["server_id"] == server) & (rows["metric"] == metric)]
-            if len(hit):
-                base = hit.iloc[0]
-                facts[f"Stored what-if {self.scenario.name}"] = (
-                    f"{comparison.level(base['scenario_risk_level'])}, breach {day(base['scenario_breach_ds'])}, "
-                    f"P {comparison.probability(base['scenario_breach_probability'])}; {base['change']}")
-        if growth and len(future):
-            scenario = self.whatif(growth)
-            hit = scenario[(scenario["server_id"] == server) & (scenario["metric"] == metric)]
-            grown = apply_growth(future, growth, ramp=self.settings.risk.growth_ramp)
-            fig.add_trace(go.Scatter(x=grown["ds"], y=grown["yhat"], mode="lines", name=f"what-if {growth:+g} %",
-                                     line={"color": style.RISK_COLOURS["high"], "dash": "dash", "width": 2}))
-            if len(hit):
-                what_breach = hit["breach_ds"].iloc[0]
-                facts["What-if"] = (f"{hit['risk_level'].iloc[0] or 'unassessed'}, breach {day(what_breach)}"
-                                    f" at {growth:+g} % growth")
-                if not pd.isna(what_breach):
-                    fig.add_vline(x=what_breach, line={"color": style.RISK_COLOURS["high"], "dash": "dash"})
-        if model is not None:
-            facts["Chosen model"] = str(model["model"])
-            facts["Backtest error"] = ("-" if pd.isna(model["mase"]) else
-                                       f"MAE {model['mae']:.2f} pts, MAPE {model['mape']:.1%}, MASE "
-                                       f"{model['mase']:.2f}, coverage {model['coverage']:.0%}")
-        recs = self.data.table("recommendations")
-        if recs is not None:
-            rec = recs[recs["server_id"] == server]
-            if len(rec):
-                r = {str(k): v for k, v in rec.iloc[0].items()}
-                target = f" onto {r['target_server_id']}" if isinstance(r.get("target_server_id"), str) else ""
-                facts["Recommendation"] = (f"{r['action']}{target}: {money(r['monthly_savings'], signed=True)}/month; "
-                                           f"{r.get('rationale') or ''}")
-        facts["Imputed / anomalous days shown"] = (f"{int(past['is_imputed'].sum())} / {int(past['is_anomaly'].sum())}"
-                                                   if len(past) else "-")
-        return fig, facts
+        """Figure and facts for one series (``dashboard_drill.server_view``)."""
+        return dashboard_drill.server_view(self, server, metric, growth)
 
     def servers(self) -> list[str]:
         """Server ids for the drill-down picker, riskiest first."""

@@ -1,0 +1,81 @@
+"""The dashboard's drill-down: one series' chart and the facts beside it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from capacity_forecaster.report import comparison, figures, style
+from capacity_forecaster.report.risks import level_of, risk_row, threshold_of
+from capacity_forecaster.report.text import day, money
+from capacity_forecaster.risk.levels import percent
+from capacity_forecaster.risk.whatif import apply_growth
+
+if TYPE_CHECKING:
+    from capacity_forecaster.report.dashboard_state import DashboardState
+
+
+def server_view(state: DashboardState, server: str | None, metric: str | None,
+                growth: float) -> tuple[go.Figure, dict[str, Any]]:
+    """Figure and facts for one series: history, imputed/anomalous days, forecast, interval, threshold,
+    breach dates (base and what-if), the chosen model and its backtest error.
+
+    Returns:
+        (figure, facts) where facts maps a label to its text for the side panel.
+    """
+    if not server or not metric:
+        return figures.empty_figure("Server drill-down", "pick a server in the table"), {}
+    past, future = state.history(server, metric), state.forecast(server, metric)
+    row = risk_row(state.ranked, server, metric)
+    threshold, level = threshold_of(row, state.data, metric), level_of(row)
+    model = risk_row(state.chosen, server, metric) or None
+    model_text = (f"model {model['model']}, backtest MASE {model['mase']:.2f}"
+                  if model is not None and not pd.isna(model["mase"]) else
+                  f"model {model['model']}" if model is not None else "no forecast")
+    host = row.get("hostname")
+    title = (f"{server}{f' ({host})' if isinstance(host, str) else ''}: "
+             f"{figures.METRIC_NAMES.get(metric, metric)} - {model_text}")
+    fig = figures.server_figure(title, past, future, threshold, row.get("breach_ds"), level,
+                                state.settings.forecast.interval, height=440,
+                                backtests=state.backtest_forecasts(server, metric))
+    probability = row.get("breach_probability")
+    facts: dict[str, Any] = {"Risk level": level, "Breach date": day(row.get("breach_ds")),
+                             "P(breach)": percent(probability), "Reason": row.get("reason") or "-"}
+    if state.scenario is not None:
+        rows = state.scenario.rows
+        hit = rows[(rows["server_id"] == server) & (rows["metric"] == metric)]
+        if len(hit):
+            base = hit.iloc[0]
+            facts[f"Stored what-if {state.scenario.name}"] = (
+                f"{comparison.level(base['scenario_risk_level'])}, breach {day(base['scenario_breach_ds'])}, "
+                f"P {comparison.probability(base['scenario_breach_probability'])}; {base['change']}")
+    if growth and len(future):
+        scenario = state.whatif(growth)
+        hit = scenario[(scenario["server_id"] == server) & (scenario["metric"] == metric)]
+        grown = apply_growth(future, growth, ramp=state.settings.risk.growth_ramp)
+        fig.add_trace(go.Scatter(x=grown["ds"], y=grown["yhat"], mode="lines", name=f"what-if {growth:+g} %",
+                                 line={"color": style.RISK_COLOURS["high"], "dash": "dash", "width": 2}))
+        if len(hit):
+            what_breach = hit["breach_ds"].iloc[0]
+            facts["What-if"] = (f"{hit['risk_level'].iloc[0] or 'unassessed'}, breach {day(what_breach)}"
+                                f" at {growth:+g} % growth")
+            if not pd.isna(what_breach):
+                fig.add_vline(x=what_breach, line={"color": style.RISK_COLOURS["high"], "dash": "dash"})
+    if model is not None:
+        facts["Chosen model"] = str(model["model"])
+        facts["Backtest error"] = ("-" if pd.isna(model["mase"]) else
+                                   f"MAE {model['mae']:.2f} pts, MAPE {model['mape']:.1%}, MASE "
+                                   f"{model['mase']:.2f}, coverage {model['coverage']:.0%}")
+    recs = state.data.table("recommendations")
+    if recs is not None:
+        rec = recs[recs["server_id"] == server]
+        if len(rec):
+            r = {str(k): v for k, v in rec.iloc[0].items()}
+            target = f" onto {r['target_server_id']}" if isinstance(r.get("target_server_id"), str) else ""
+            facts["Recommendation"] = (f"{r['action']}{target}: {money(r['monthly_savings'], signed=True)}/month; "
+                                       f"{r.get('rationale') or ''}")
+    facts["Imputed / anomalous days shown"] = (f"{int(past['is_imputed'].sum())} / {int(past['is_anomaly'].sum())}"
+                                               if len(past) else "-")
+    return fig, facts
