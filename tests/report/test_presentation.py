@@ -52,6 +52,21 @@ def test_workbook_what_if_counts_are_numbers_and_money_is_in_cents(whatif_report
         assert isinstance(kpis[label], int | float) and round(kpis[label], 2) == kpis[label]
 
 
+def test_workbook_sizes_are_numbers_with_a_size_format(whatif_report) -> None:
+    _lake, result = whatif_report  # the real risk stage wrote every table
+    book = load_workbook(report_file(result, XLSX_FILE))
+    for sheet, wanted in (("Recommendations", {"Current memory (GB)": "#,##0.0", "Current cores": "#,##0",
+                                              "Recommended memory (GB)": "#,##0.0"}),
+                          ("Sizing options", {"Memory (GB)": "#,##0.0", "Cores": "#,##0"}),
+                          ("Capacity by group", {"Free GB at peak": "#,##0.0", "Reclaimable cores": "#,##0"})):
+        ws = book[sheet]
+        headers = [c.value for c in ws[1]]
+        for name, fmt in wanted.items():
+            assert name in headers, (sheet, headers)
+            cell = ws.cell(row=2, column=headers.index(name) + 1)
+            assert cell.number_format == fmt and isinstance(cell.value, int | float), (sheet, name)
+
+
 def test_kpi_cards_fill_even_rows() -> None:
     assert cards_per_row(11) == 6 and cards_per_row(5) == 5 and cards_per_row(12) == 6 and cards_per_row(7) == 4
 

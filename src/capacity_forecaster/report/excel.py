@@ -81,6 +81,11 @@ CLUSTER_COLUMNS = {
 }
 _LEVEL_FILLS = {"critical": "F8D7DA", "high": "FDE2C8", "medium": "FFF3C4", "low": "E3F1E4"}
 _MONEY = '"$"#,##0;[Red]-"$"#,##0'
+# Sizes as numbers with a fixed format: whole cores, GB to one decimal (an inventory's 7.970703125 GB reads 8.0).
+_SIZES = {column: ("#,##0.0" if column.endswith("_gb") else "#,##0")
+          for column in ("cpu_cores", "recommended_cpu_cores", "freed_cpu_cores", "free_cpu_cores",
+                         "reclaimable_cpu_cores", "memory_gb", "recommended_memory_gb", "freed_memory_gb",
+                         "free_memory_gb", "reclaimable_memory_gb")}
 # Number formats of the numeric Summary KPIs (the others are text, e.g. the data period).
 _KPI_FORMATS = {
     "servers": "#,##0", "already_breaching": "#,##0", "at_risk": "#,##0", "critical": "#,##0",
@@ -234,7 +239,8 @@ def build_workbook(data: ReportData) -> bytes:
         frame = _names(data, recs, ("cpu_cores", "memory_gb")).sort_values(
             ["monthly_savings", "server_id"], ascending=[False, True])
         write_frame(ws, frame, RECOMMENDATION_COLUMNS, "Recommendations",
-                    {c: _MONEY for c in ("current_monthly_cost", "projected_monthly_cost", "monthly_savings")},
+                    {**_SIZES, **{c: _MONEY for c in ("current_monthly_cost", "projected_monthly_cost",
+                                                       "monthly_savings")}},
                     {"rationale": 80, "hostname": 18})
 
     ws = workbook.create_sheet(SHEETS[4])
@@ -266,7 +272,7 @@ def build_workbook(data: ReportData) -> bytes:
         unavailable(ws, "recommendation_options")
     else:
         write_frame(ws, _names(data, options).sort_values(["server_id", "rank"]), OPTION_COLUMNS, "Options",
-                    {"monthly_cost": _MONEY, "monthly_cost_difference": _MONEY,
+                    {**_SIZES, "monthly_cost": _MONEY, "monthly_cost_difference": _MONEY,
                      "projected_peak_cpu": "0.0", "projected_peak_memory": "0.0"}, {"hostname": 18})
 
     ws = workbook.create_sheet(SHEETS[9])
@@ -274,7 +280,8 @@ def build_workbook(data: ReportData) -> bytes:
     if capacity is None:
         unavailable(ws, "capacity_by_group")
     else:
-        write_frame(ws, capacity, CAPACITY_COLUMNS, "CapacityByGroup", widths={"group": 20, "earliest_breach": 20})
+        write_frame(ws, capacity, CAPACITY_COLUMNS, "CapacityByGroup", _SIZES,
+                    widths={"group": 20, "earliest_breach": 20})
 
     ws = workbook.create_sheet(SHEETS[10])
     write_frame(ws, pd.DataFrame(assumptions(data), columns=["assumption", "value", "note"]),
