@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -129,8 +130,16 @@ def test_heatmap_shows_weekly_peaks_by_hostname_with_a_no_data_legend(data) -> N
         fig = charts.fleet_heatmap(data)
         ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
         labels = [label for label, _ in _legend_entries(fig)]
+        texts = " ".join(t.get_text() for t in fig.texts)
         style.to_png(fig)
     assert set(ticks) == {names.get(s, s) for s in SERVERS}
+    assert data.peaks["week"].nunique() > 13 and "busiest (last 13 weeks)" in texts
+    # Five weeks of data (a short export): the subtitle never claims more weeks than the history has.
+    recent = sorted(data.peaks["week"].unique())[-5:]
+    short = dataclasses.replace(data, peaks=data.peaks[data.peaks["week"].isin(recent)])
+    with style.report_style():
+        fig = charts.fleet_heatmap(short)
+        assert "busiest (all 5 weeks)" in " ".join(t.get_text() for t in fig.texts)
     assert labels == ["no data (fewer than 4 observed days in the week)"]
     plotly = figures.heatmap(data.peaks, "cpu", 50, names, statistic="weekly peak")
     assert set(plotly.data[0].y) == set(ticks) and "weekly peak" in plotly.layout.title.text
