@@ -136,3 +136,15 @@ def test_a_generated_fleet_is_called_synthetic_an_ingested_one_is_not(tmp_path) 
     ingested = Lake.open(str(tmp_path / "ingested"), for_writing=True)
     ingest_stage(ingested, settings, [str(csv)], None)
     assert fleet_text(load_report_data(ingested, settings)) == "1 server"
+
+
+def test_scenarios_stored_within_one_second_are_ordered_by_when_they_were_stored() -> None:
+    """Lakes before microsecond stamps: 'created' ties, and the index row stored last is the most recent."""
+    from capacity_forecaster.report.data import ordered_scenarios
+
+    comparison = pd.DataFrame({"scenario": ["growth-20pct", "growth-40pct-step"]})
+    same_second = "2026-12-06T19:30:01+00:00"
+    index = pd.DataFrame({"scenario": ["growth-40pct-step", "growth-20pct"], "created": [same_second] * 2})
+    assert ordered_scenarios(comparison, index) == ["growth-20pct", "growth-40pct-step"]
+    index["created"] = ["2026-12-06T19:30:02.000001+00:00", same_second]  # a later second wins over position
+    assert ordered_scenarios(comparison, index) == ["growth-40pct-step", "growth-20pct"]

@@ -52,8 +52,9 @@ def fleet_heatmap(data: ReportData) -> Figure:
     names = server_names(data)
     rows = len(grid)
     height = max(3.8, 0.17 * rows + 2.2)
-    weeks = min(13, grid.shape[1])
-    window = f"last {plural(weeks, 'week')}" if weeks < grid.shape[1] else f"all {plural(weeks, 'week')}"
+    ranked_weeks = min(13, grid.shape[1])
+    window = (f"last {plural(ranked_weeks, 'week')}" if ranked_weeks < grid.shape[1]
+              else f"all {plural(ranked_weeks, 'week')}")
     subtitle = (f"{rows:,} of {plural(len(recent), 'server')}, busiest ({window}) at the top; each cell is "
                 "the week's highest daily P95, so month-end peaks stay visible")
     fig = style.new_figure(11, height, title, subtitle)

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import Settings
@@ -146,7 +147,11 @@ def ordered_scenarios(comparison: pd.DataFrame | None, index: pd.DataFrame | Non
         return ["what-if"]
     stored = list(dict.fromkeys(comparison["scenario"].astype(str)))
     if index is not None and "created" in index.columns:
-        order = list(index.sort_values("created", ascending=False, kind="stable")["scenario"].astype(str))
+        # Most recent first; two stored within one second (lakes before microsecond stamps) by their order
+        # in the index, where a scenario stored again is appended last.
+        ranked = index.assign(_position=np.arange(len(index)))
+        order = list(ranked.sort_values(["created", "_position"], ascending=False, kind="stable")["scenario"]
+                     .astype(str))
         stored = [n for n in order if n in stored] + [n for n in stored if n not in order]
     return stored
 

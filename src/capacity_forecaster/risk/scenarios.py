@@ -119,7 +119,7 @@ def index_row(outcome: ScenarioOutcome, base: dict[str, Any], run_id: str | None
     return {
         SCENARIO: outcome.name, "label": outcome.label, **outcome.parameters,
         "risk_run_id": run_id, "forecast_run_id": forecast_run_id,
-        "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="microseconds"),
         "base_servers_at_risk": int(base["servers_at_risk"]), "scenario_servers_at_risk": int(s["servers_at_risk"]),
         "base_earliest_breach": _earliest(base), "scenario_earliest_breach": _earliest(s),
         "base_net_monthly_savings": float(base["net_monthly_savings"]),
