@@ -67,6 +67,17 @@ def test_at_risk_server_is_upsized_by_the_breach_date_and_never_below_need() -> 
     assert "by 2026-07-17" in rec["rationale"] and "(day 17)" in rec["rationale"]
 
 
+def test_a_server_over_its_threshold_now_is_sized_for_its_recent_peak_even_if_the_forecast_fits() -> None:
+    """Over 80 % on its last days, forecast back at 40 %: the upsize grows it, never 'upsize to 8 (from 8)'."""
+    metrics, forecasts, inv = _case({"hot": (40.0, 30.0)}, [{"server_id": "hot", "cpu_cores": 8}])
+    last = metrics["metric"].eq("cpu") & (metrics["ds"] > LAST_DAY - pd.Timedelta(days=5))
+    metrics.loc[last, "value"] = 95.0
+    rec = _recommend(metrics, forecasts, inv).loc["hot"]
+    assert rec["action"] == "upsize" and rec["finding"] == "already_breaching"
+    # need: the recent 95 % of 8 cores x 1.2 / 0.8 = 11.4 cores -> 12 (the forecast alone needs 8)
+    assert rec["recommended_cpu_cores"] == 12 and "(from 8 cores" in rec["rationale"]
+
+
 def test_rightsize_never_goes_below_what_the_forecast_needs() -> None:
     rows = [{"server_id": "big", "cpu_cores": 64, "memory_gb": 256, "monthly_cost_usd": 3000.0}]
     metrics, forecasts, inv = _case({"big": (10.0, 50.0)}, rows)

@@ -15,7 +15,8 @@ from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_columns
 
 CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
-                   "days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching")
+                   "days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
+                   "recent_peak")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -47,7 +48,7 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         One row per (server_id, metric) with at least one observed value: server_id, metric,
         observed_days, last_observed, last_value (the last observed day's value), recent_days,
         days_over_recent, days_over_30d, days_over_90d, last_over_ds (last observed day over the
-        threshold, NaT if none), already_breaching.
+        threshold, NaT if none), already_breaching, recent_peak (the highest of the recent days).
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
     rows = metrics.loc[observed_mask(metrics), [SERVER_ID, METRIC, DS, VALUE]]
@@ -70,12 +71,13 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         "one": 1, "recent": recent.astype(np.int64), "over_recent": (recent & over).astype(np.int64),
         "over_30": (over & (age < 30)).astype(np.int64), "over_90": (over & (age < 90)).astype(np.int64),
         "over_ds": daily[DS].where(over), "over_latest": (latest & over).astype(np.int64),
+        "recent_value": daily[VALUE].where(recent),
     })
     out = frame.groupby(keys, sort=True, observed=True).agg(
         observed_days=("one", "sum"), last_observed=(DS, "max"), last_value=(VALUE, "last"),
         recent_days=("recent", "sum"), days_over_recent=("over_recent", "sum"), days_over_30d=("over_30", "sum"),
         days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max"),
-        over_latest=("over_latest", "sum")).reset_index()
+        over_latest=("over_latest", "sum"), recent_peak=("recent_value", "max")).reset_index()
     runs_over_now = (cfg.current_last_days > 0) & (out["over_latest"] >= cfg.current_last_days)
     out["already_breaching"] = (out["days_over_recent"] >= cfg.current_min_days_over) | runs_over_now
     return out[list(CURRENT_COLUMNS)]
@@ -98,6 +100,7 @@ def _empty() -> pd.DataFrame:
         "last_observed": pd.Series(dtype="datetime64[ns]"), "last_value": pd.Series(dtype=float),
         **{c: pd.Series(dtype=np.int64) for c in ints},
         "last_over_ds": pd.Series(dtype="datetime64[ns]"), "already_breaching": pd.Series(dtype=bool),
+        "recent_peak": pd.Series(dtype=float),
     })[list(CURRENT_COLUMNS)]
 
 

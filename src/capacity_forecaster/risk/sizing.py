@@ -42,24 +42,30 @@ def standard_size(required: np.ndarray, sizes: tuple[int, ...]) -> tuple[np.ndar
     return np.where(np.isnan(req), np.nan, size), too_big
 
 
-def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
+                   current: pd.DataFrame | None = None) -> pd.DataFrame:
     """Cores and GB each server needs for its forecast peak upper bound plus headroom.
 
     need = peak upper bound (%) x current capacity x (1 + headroom) / target utilisation, so
     that after resizing the forecast upper bound plus headroom stays at or under
-    ``cfg.target_utilisation``. Sized values are the smallest standard sizes at or above the
-    need (never below it) and at least the smallest standard size. Where the current size is
-    unknown (cpu_cores / memory_gb missing) the need is known only in percent of the current
-    capacity (``*_needed_pct``) and the absolute columns are NaN.
+    ``cfg.target_utilisation``. A series already over its threshold (``current``'s
+    ``already_breaching``) is sized for at least the highest of its recent observed days as well:
+    its forecast may expect it to fall back, but the server runs over its threshold now (a forecast
+    that fits the current size would otherwise "upsize" it to the size it has). Sized values are
+    the smallest standard sizes at or above the need (never below it) and at least the smallest
+    standard size. Where the current size is unknown (cpu_cores / memory_gb missing) the need is
+    known only in percent of the current capacity (``*_needed_pct``) and the absolute columns are NaN.
 
     Args:
         forecasts: server_id, metric, ds, yhat_upper (cpu and memory rows are used).
         inventory: server_id (+ cpu_cores, memory_gb where known).
         cfg: risk settings (target_utilisation, headroom, standard sizes).
+        current: ``current.current_state`` of the servers (None: the forecast alone).
 
     Returns:
         One row per inventory server: server_id, cpu_cores, memory_gb, cpu_peak_upper,
-        memory_peak_upper (% of current capacity; NaN without a forecast), cpu_needed_pct,
+        memory_peak_upper (% of current capacity; NaN without a forecast; for a series already over
+        its threshold the recent observed peak where that is higher), cpu_needed_pct,
         memory_needed_pct (the need in % of the current capacity), cpu_needed, memory_needed
         (cores, GB; NaN where the size is unknown), sized_cpu_cores, sized_memory_gb,
         exceeds_largest_size.
@@ -69,6 +75,12 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
     peaks = (forecasts[forecasts[METRIC].isin(["cpu", "memory"])]
              .groupby([SERVER_ID, METRIC])["yhat_upper"].max().unstack(METRIC)
              .reindex(columns=["cpu", "memory"]))
+    if current is not None and len(current) and "recent_peak" in current.columns:
+        breaching = current[current["already_breaching"].astype("boolean").fillna(False).astype(bool)
+                            & current[METRIC].isin(["cpu", "memory"])]
+        observed = (breaching.pivot_table(index=SERVER_ID, columns=METRIC, values="recent_peak", aggfunc="max")
+                    .reindex(columns=["cpu", "memory"]))
+        peaks = peaks.combine(observed, np.fmax) if len(observed) else peaks
     out = inventory[[SERVER_ID, "cpu_cores", "memory_gb"]].drop_duplicates(SERVER_ID).reset_index(drop=True)
     aligned = peaks.reindex(out[SERVER_ID])
     out["cpu_peak_upper"] = aligned["cpu"].to_numpy(dtype=float)
