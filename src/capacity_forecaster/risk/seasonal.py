@@ -136,9 +136,8 @@ def period_uplifts(frame: pd.DataFrame, business_days: int, value: str = VALUE) 
     both_me = by_month["me_in"].notna() & by_month["me_out"].notna()
     both_qe = by_month["qe_in"].notna() & by_month["qe_out"].notna()
     # A recurring peak recurs: one month-end (a month of fastStorage) or one quarter-end says nothing.
-    keys = [by_month.index.get_level_values(0), by_month.index.get_level_values(1)]
-    both_me &= both_me.groupby(keys).transform("sum") >= MIN_PERIODS
-    both_qe &= both_qe.groupby(keys).transform("sum") >= MIN_PERIODS
+    both_me &= both_me.groupby(level=[0, 1], sort=False).transform("sum") >= MIN_PERIODS
+    both_qe &= both_qe.groupby(level=[0, 1], sort=False).transform("sum") >= MIN_PERIODS
     monthly = pd.DataFrame({
         "me_in": by_month["me_in"].where(both_me), "me_out": by_month["me_out"].where(both_me),
         "qe_in": by_month["qe_in"].where(both_qe), "qe_out": by_month["qe_out"].where(both_qe),

@@ -75,7 +75,7 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
     peaks = (forecasts[forecasts[METRIC].isin(["cpu", "memory"])]
              .groupby([SERVER_ID, METRIC])["yhat_upper"].max().unstack(METRIC)
              .reindex(columns=["cpu", "memory"]))
-    if current is not None and len(current) and "recent_peak" in current.columns:
+    if current is not None and len(current):
         breaching = current[current["already_breaching"].astype("boolean").fillna(False).astype(bool)
                             & current[METRIC].isin(["cpu", "memory"])]
         observed = (breaching.pivot_table(index=SERVER_ID, columns=METRIC, values="recent_peak", aggfunc="max")
