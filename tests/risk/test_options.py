@@ -55,19 +55,35 @@ def test_performance_risk_grades_follow_the_configured_bands() -> None:
     assert list(grades) == [*PERFORMANCE_RISKS, None]
 
 
+def _series(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
+    """server_risk rows (server, metric, status, history days), forecast over 30 days."""
+    frame = pd.DataFrame(rows, columns=["server_id", "metric", "status", "history_days"])
+    return frame.assign(horizon_days=30)
+
+
 def test_findings_put_already_breaching_first() -> None:
     recs, _, _ = _recs()
-    risk = pd.DataFrame({"server_id": ["same", "up"], "metric": "cpu", "status": ["already_breaching", "assessed"]})
-    assert findings(recs, risk).tolist() == ["under_provisioned", "over_provisioned", "idle", "already_breaching"]
+    risk = _series([("same", "cpu", "already_breaching", 200), ("same", "memory", "assessed", 200),
+                    ("up", "cpu", "assessed", 200)])
+    assert findings(recs, risk, CFG).tolist() == ["under_provisioned", "over_provisioned", "idle",
+                                                  "already_breaching"]
 
 
 def test_a_server_kept_on_too_short_a_history_is_insufficient_data_not_optimized() -> None:
     recs, _, _ = _recs()
-    risk = pd.DataFrame({"server_id": ["same", "same", "down"], "metric": ["cpu", "disk", "memory"],
-                         "status": ["short_history", "assessed", "short_history"]})
-    assert findings(recs, risk).tolist() == ["under_provisioned", "over_provisioned", "idle", "insufficient_data"]
-    risk["metric"] = ["disk", "disk", "disk"]  # only a disk series is thin: cpu and memory size the server
-    assert findings(recs, risk).tolist()[-1] == "optimized"
+    risk = _series([("same", "cpu", "short_history", 30), ("same", "memory", "assessed", 200),
+                    ("same", "disk", "assessed", 200)])
+    assert findings(recs, risk, CFG).tolist() == ["under_provisioned", "over_provisioned", "idle",
+                                                  "insufficient_data"]
+    risk.loc[0, ["status", "history_days"]] = ["assessed", 200]  # a thin disk series would not matter
+    assert findings(recs, risk, CFG).tolist()[-1] == "optimized"
+
+
+def test_a_server_with_a_full_cpu_history_and_no_memory_metric_is_insufficient_data() -> None:
+    # Sizing and consolidation pass over it (build_recommendations says "not assessed"): the finding agrees.
+    recs, _, _ = _recs()
+    risk = _series([("same", "cpu", "assessed", 200), ("same", "disk", "assessed", 200)])
+    assert findings(recs, risk, CFG).tolist()[-1] == "insufficient_data"
 
 
 def test_upsize_needs_the_minimum_breach_probability() -> None:

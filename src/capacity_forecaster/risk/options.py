@@ -10,8 +10,9 @@ import pandas as pd
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.inventory import complete_inventory
 from capacity_forecaster.risk.levels import Action, Status
+from capacity_forecaster.risk.recommendations import fully_assessed
 from capacity_forecaster.risk.sizing import CostModel
-from capacity_forecaster.schema import METRIC, RECOMMENDATION_OPTION_COLUMNS, SERVER_ID
+from capacity_forecaster.schema import RECOMMENDATION_OPTION_COLUMNS, SERVER_ID
 
 OPTION_EXTRA_COLUMNS = ("option", "current_cpu_cores", "current_memory_gb", "freed_cpu_cores", "freed_memory_gb",
                         "action", "target_server_id")
@@ -30,30 +31,25 @@ class Finding(StrEnum):
     OPTIMIZED = "optimized"
 
 
-# Statuses of a series assessed on too little to call its server's size right (Compute Optimizer's
-# "insufficient data"): the level rests on the recent days and a baseline only.
-_THIN = (Status.SHORT_HISTORY.value, Status.NO_FORECAST.value)
-
-
-def findings(recs: pd.DataFrame, server_risk: pd.DataFrame) -> pd.Series:
+def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     """One finding per recommendation row.
 
     already_breaching (a series of the server has ``status`` already_breaching) > idle (decommission) >
     under_provisioned (upsize) > over_provisioned (rightsize or consolidate) > insufficient_data (kept,
-    but a cpu or memory series has too short a history or no forecast to say its size is right) >
-    optimized (keep).
+    but not fully assessed: cpu and memory are not both forecast on a full history, the same test that
+    keeps the server out of sizing and consolidation, ``recommendations.fully_assessed``) > optimized (keep).
 
     Returns:
         The finding per row of ``recs`` (same index).
     """
     breaching = set(server_risk.loc[server_risk["status"] == Status.ALREADY_BREACHING.value, SERVER_ID])
-    core = server_risk[server_risk[METRIC].isin(["cpu", "memory"])]
-    thin = set(core.loc[core["status"].isin(_THIN), SERVER_ID])
+    assessed = fully_assessed(server_risk, cfg)
+    thin = ~recs[SERVER_ID].map(assessed).eq(True).to_numpy()
     action = recs["action"].to_numpy()
     return pd.Series(np.select(
         [recs[SERVER_ID].isin(breaching).to_numpy(), action == Action.DECOMMISSION.value,
          action == Action.UPSIZE.value, np.isin(action, [Action.RIGHTSIZE.value, Action.CONSOLIDATE.value]),
-         recs[SERVER_ID].isin(thin).to_numpy()],
+         thin],
         [Finding.ALREADY_BREACHING.value, Finding.IDLE.value, Finding.UNDER_PROVISIONED.value,
          Finding.OVER_PROVISIONED.value, Finding.INSUFFICIENT_DATA.value], default=Finding.OPTIMIZED.value),
         index=recs.index)

@@ -117,6 +117,20 @@ def _day(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values).dt.strftime("%Y-%m-%d").fillna("")
 
 
+def _full_history(core: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
+    """Per series row: forecast on at least ``min_history_days`` of history."""
+    return (core["horizon_days"] > 0) & (core["history_days"] >= cfg.min_history_days)
+
+
+def fully_assessed(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
+    """Per server of ``server_risk``: sizing, consolidation and decommissioning can rest on it (both cpu and
+    memory are forecast on a full history, ``min_history_days``)."""
+    core = server_risk[server_risk[METRIC].isin(["cpu", "memory"])]
+    counted = core[_full_history(core, cfg)].groupby(SERVER_ID)[METRIC].nunique()
+    servers = pd.Index(server_risk[SERVER_ID].unique(), name=SERVER_ID)
+    return counted.reindex(servers, fill_value=0) >= 2
+
+
 def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     """Per server: at-risk flag, the most urgent at-risk series, date needed, assessment gaps."""
     risk = server_risk.copy()
@@ -136,17 +150,15 @@ def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
               .groupby(SERVER_ID).head(1).set_index(SERVER_ID))
     at_risk_metrics = risk[risk["at_risk"]].groupby(SERVER_ID)[METRIC].agg(lambda m: ",".join(sorted(m)))
     core = risk[risk[METRIC].isin(["cpu", "memory"])]
-    # Sizing, consolidation and decommissioning need a forecast on a full history of cpu and memory.
-    full = (core["horizon_days"] > 0) & (core["history_days"] >= cfg.min_history_days)
+    full = _full_history(core, cfg)
     unassessed = core[~full].groupby(SERVER_ID)["reason"].agg("; ".join)
-    assessed_core = core[full].groupby(SERVER_ID)[METRIC].nunique()
     out = pd.DataFrame(index=pd.Index(risk[SERVER_ID].unique(), name=SERVER_ID))
     out["at_risk"] = out.index.isin(urgent.index)
     out["at_risk_metrics"] = at_risk_metrics.reindex(out.index).fillna("")
     out["needed_by"] = urgent["needed"].reindex(out.index)
     out["risk_reason"] = urgent["reason"].reindex(out.index).fillna("")
     out["unassessed_reason"] = unassessed.reindex(out.index).fillna("")
-    out["fully_assessed"] = assessed_core.reindex(out.index).fillna(0).to_numpy() >= 2
+    out["fully_assessed"] = fully_assessed(risk, cfg).reindex(out.index, fill_value=False).to_numpy()
     out["max_code"] = risk.groupby(SERVER_ID)["code"].max().reindex(out.index)
     return out
 

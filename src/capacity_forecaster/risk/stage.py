@@ -171,7 +171,7 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
     """
     server_risk, needs = part.server_risk, part.needs
     recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
-    recs["finding"] = findings(recs, server_risk)
+    recs["finding"] = findings(recs, server_risk, cfg)
     options = sizing_options(recs, needs, inventory, cfg)
     # Sizes are whole cores and GB; what a decommission, consolidation or right-size frees is shown, not zeros.
     for column, today in (("recommended_cpu_cores", "current_cpu_cores"), ("recommended_memory_gb",
