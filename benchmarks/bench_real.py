@@ -116,12 +116,19 @@ def _ingest_rnd(lake: Lake, settings: Settings) -> pd.DataFrame:
 
 
 def _cut_fast(cutoff: pd.Timestamp, folder: Path) -> list[str]:
-    """The fastStorage export as it would be up to ``cutoff`` (trace rows before it, meta whole)."""
+    """The fastStorage export as it would be up to ``cutoff``: trace rows before it, a run that crosses it
+    shortened to its samples before it (a row stands for ``duration`` of 5-minute samples from its start),
+    meta whole."""
     table = pq.read_table(FAST / "trace.parquet")
     stamp_type = table.schema.field("timestamp").type
-    before = pc.less(table.column("timestamp"), pa.scalar(cutoff.to_pydatetime(), stamp_type))
+    table = table.filter(pc.less(table.column("timestamp"), pa.scalar(cutoff.to_pydatetime(), stamp_type)))
+    step = 300_000
+    left = cutoff.value // 1_000_000 - pc.cast(table.column("timestamp"), pa.int64()).to_numpy()
+    samples = -(-left // step)  # the samples at start, start + 5 min, ... that fall before the cutoff
+    duration = np.minimum(table.column("duration").to_numpy(), samples * step)
+    table = table.set_column(table.schema.get_field_index("duration"), "duration", pa.array(duration, pa.int64()))
     folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.filter(before), folder / "trace.parquet")
+    pq.write_table(table, folder / "trace.parquet")
     pq.write_table(pq.read_table(FAST / "meta.parquet"), folder / "meta.parquet")
     return [str(folder / "trace.parquet")]
 
