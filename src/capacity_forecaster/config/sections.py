@@ -198,6 +198,10 @@ class RiskConfig(_Section):
     current_min_days_over: int = Field(3, ge=1, le=366)
     # ... or whose last current_last_days observed days are all over it (0 = off): it runs over now.
     current_last_days: int = Field(1, ge=0, le=366)
+    # A series whose last observed day is more than stale_after_days before the fleet's latest observed
+    # day is stale (its monitoring stopped, or the server was retired): its level stays as of its last
+    # data, but nothing is recommended on it (0 = off).
+    stale_after_days: int = Field(14, ge=0, le=3_650)
     # Risk levels: critical/high = the breach is likely (probability >= likely_probability) within
     # critical_days/high_days; medium = sustained breach probability over the horizon >= medium_probability
     critical_days: int = Field(30, ge=1, le=1_095)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.levels import Status
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_columns
 
 CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
@@ -93,6 +94,41 @@ def rule_text(cfg: RiskConfig) -> str:
     return text
 
 
+def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """Series whose data end long before the fleet's: status ``stale``, the reason says since when.
+
+    A series is stale when its last observed day lies more than ``cfg.stale_after_days`` before the
+    latest observed day of any series of the fleet (a monitoring feed that stopped, or a server that
+    was retired but is still in the exports' history). Its level stays what its last data say, but it
+    is not "already breaching" now and nothing is recommended on it: its reason says to check its
+    monitoring. Needs the whole fleet's rows (``stage.conclude``), not a chunk's.
+
+    Args:
+        server_risk: server_id, metric, status, reason, last_observed (``breach.assess_breaches``).
+        cfg: risk settings (``stale_after_days``; 0 = off).
+
+    Returns:
+        A copy of ``server_risk`` with the stale series' status and reason changed.
+    """
+    observed = server_risk["status"] != Status.NO_DATA.value
+    last = pd.to_datetime(server_risk["last_observed"])
+    if cfg.stale_after_days <= 0 or not observed.any():
+        return server_risk
+    latest = last[observed].max()
+    behind = (latest - last).dt.days
+    stale = (observed & (behind > cfg.stale_after_days)).to_numpy()
+    if not stale.any():
+        return server_risk
+    out = server_risk.copy()
+    since = last[stale].dt.strftime("%Y-%m-%d")
+    out.loc[stale, "reason"] = (out.loc[stale, METRIC] + ": no data since " + since + ", "
+                                + behind[stale].astype(int).astype(str) + " days before the fleet's latest day ("
+                                + f"{latest:%Y-%m-%d}): check its monitoring, or remove the server from the "
+                                "inventory if it was retired; as of its last data: " + out.loc[stale, "reason"])
+    out.loc[stale, "status"] = Status.STALE.value
+    return out
+
+
 def _empty() -> pd.DataFrame:
     ints = ("observed_days", "recent_days", "days_over_recent", "days_over_30d", "days_over_90d")
     return pd.DataFrame({
@@ -104,4 +140,4 @@ def _empty() -> pd.DataFrame:
     })[list(CURRENT_COLUMNS)]
 
 
-__all__ = ["CURRENT_COLUMNS", "current_state", "observed_mask", "rule_text"]
+__all__ = ["CURRENT_COLUMNS", "current_state", "mark_stale", "observed_mask", "rule_text"]

@@ -57,18 +57,22 @@ class Status(StrEnum):
     ASSESSED: a full assessment from the forecast (enough history, not breaching now).
     SHORT_HISTORY: fewer observed days than a full assessment needs; the level comes from the recent
     days and a (baseline, wide-interval) forecast. NO_FORECAST: observed but not forecast; the level
-    comes from the recent days only. NO_DATA: no observed value at all.
+    comes from the recent days only. STALE: observed, but its data end more than ``stale_after_days``
+    before the fleet's (the level is as of its last data; nothing is recommended on it). NO_DATA: no
+    observed value at all.
     """
 
     ALREADY_BREACHING = "already_breaching"
     ASSESSED = "assessed"
     SHORT_HISTORY = "short_history"
     NO_FORECAST = "no_forecast"
+    STALE = "stale"
     NO_DATA = "no_data"
 
 
 # Most urgent first: the order reports and summaries list series in, before the level.
-STATUS_ORDER = (Status.ALREADY_BREACHING, Status.ASSESSED, Status.SHORT_HISTORY, Status.NO_FORECAST, Status.NO_DATA)
+STATUS_ORDER = (Status.ALREADY_BREACHING, Status.ASSESSED, Status.SHORT_HISTORY, Status.NO_FORECAST, Status.STALE,
+                Status.NO_DATA)
 
 
 def status_rank(status: pd.Series) -> np.ndarray:
@@ -88,8 +92,9 @@ class Action(StrEnum):
 
 
 # The one ranking of at-risk series every output uses (CLI, reports, dashboard): status (already breaching
-# first, the most days over first), then level (critical first), then breach date (soonest first, none
-# last), then breach probability (highest first), then server_id and metric for a stable tie-break.
+# first, the most days over first; stale series, whose data ended long ago, last), then level (critical
+# first), then breach date (soonest first, none last), then breach probability (highest first), then
+# server_id and metric for a stable tie-break.
 RISK_ORDER = ("status", "level", "breach date", "probability")
 
 
@@ -107,7 +112,7 @@ def rank_risks(frame: pd.DataFrame) -> pd.DataFrame:
             (pd.to_datetime(frame["breach_ds"]) - pd.Timestamp(0)).dt.days if "breach_ds" in frame.columns else empty)
     prob = frame["breach_probability"] if "breach_probability" in frame.columns else empty
     keys = pd.DataFrame({
-        "_status": np.where(status == Status.ALREADY_BREACHING.value, 0, 1),
+        "_status": np.select([status == Status.ALREADY_BREACHING.value, status == Status.STALE.value], [0, 2], 1),
         "_level": -level_codes(frame["risk_level"]),
         "_over": -pd.to_numeric(over, errors="coerce").fillna(0).to_numpy(float),
         "_days": pd.to_numeric(days.astype("Float64"), errors="coerce").to_numpy(float, na_value=np.inf),

@@ -118,13 +118,14 @@ def _day(values: pd.Series) -> pd.Series:
 
 
 def _full_history(core: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
-    """Per series row: forecast on at least ``min_history_days`` of history."""
-    return (core["horizon_days"] > 0) & (core["history_days"] >= cfg.min_history_days)
+    """Per series row: forecast on at least ``min_history_days`` of history, and not stale."""
+    return ((core["horizon_days"] > 0) & (core["history_days"] >= cfg.min_history_days)
+            & (core["status"] != Status.STALE.value))
 
 
 def fully_assessed(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     """Per server of ``server_risk``: sizing, consolidation and decommissioning can rest on it (both cpu and
-    memory are forecast on a full history, ``min_history_days``)."""
+    memory are forecast on a full history, ``min_history_days``, and neither is stale)."""
     core = server_risk[server_risk[METRIC].isin(["cpu", "memory"])]
     counted = core[_full_history(core, cfg)].groupby(SERVER_ID)[METRIC].nunique()
     servers = pd.Index(server_risk[SERVER_ID].unique(), name=SERVER_ID)
@@ -140,7 +141,8 @@ def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     # An upsize costs money now: the level must be backed by a breach probability of at least
     # upsize_min_probability, unless the series already runs over its threshold.
     likely = risk["breach_probability"].astype(float).fillna(0.0) >= cfg.upsize_min_probability
-    risk["at_risk"] = (risk["code"] >= floor) & (likely | breaching)
+    # A stale series (its data ended long before the fleet's) says what was true then: nothing to act on now.
+    risk["at_risk"] = (risk["code"] >= floor) & (likely | breaching) & (risk["status"] != Status.STALE.value)
     analogue = risk["analogue_breach_ds"] if "analogue_breach_ds" in risk.columns else risk["breach_upper_ds"]
     risk["needed"] = (risk["breach_ds"].fillna(risk["likely_breach_ds"]).fillna(analogue)
                       .fillna(risk["breach_upper_ds"]))

@@ -13,7 +13,7 @@ import pandas as pd
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.calibration import BreachCalibration, empty_table
 from capacity_forecaster.risk.capacity import capacity_by_group
-from capacity_forecaster.risk.current import rule_text
+from capacity_forecaster.risk.current import mark_stale, rule_text
 from capacity_forecaster.risk.evidence import Assessment, assess, observe
 from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, percent, rank_risks
 from capacity_forecaster.risk.options import findings, sizing_options
@@ -107,6 +107,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "series_by_level": {str(k): int(v) for k, v in levels.items()},
         "servers_at_risk": int(at_risk[SERVER_ID].nunique()),
         "servers_already_breaching": int(breaching[SERVER_ID].nunique()),
+        "servers_stale": int(server_risk.loc[server_risk["status"] == Status.STALE.value, SERVER_ID].nunique()),
         "earliest_breach": earliest,
         "at_risk": [
             {"server_id": r[SERVER_ID], "metric": r[METRIC], "risk_level": r["risk_level"], "status": r["status"],
@@ -131,6 +132,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "current_window_days": cfg.current_window_days,
         "current_min_days_over": cfg.current_min_days_over,
         "current_rule": rule_text(cfg),
+        "stale_after_days": cfg.stale_after_days,
     }
 
 
@@ -169,7 +171,7 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
     Returns:
         RiskResult without comparison.
     """
-    server_risk, needs = part.server_risk, part.needs
+    server_risk, needs = mark_stale(part.server_risk, cfg), part.needs
     recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
     recs["finding"] = findings(recs, server_risk, cfg)
     options = sizing_options(recs, needs, inventory, cfg)
@@ -300,6 +302,10 @@ def render_summary(result: RiskResult) -> str:
              + ", ".join(f"{k} {v}" for k, v in s["series_by_level"].items())]
     lines.append(f"Already breaching: {s.get('servers_already_breaching', 0)} servers ({s.get('current_rule', '')})")
     lines.append(f"At risk: {s['servers_at_risk']} servers")
+    if s.get("servers_stale"):
+        lines.append(f"Stale: {s['servers_stale']} servers whose data end more than {s.get('stale_after_days', '')} "
+                     "days before the fleet's latest day: levels as of their last data, nothing recommended; "
+                     "check their monitoring")
     for r in s["at_risk"]:
         now = r.get("status") == Status.ALREADY_BREACHING.value
         when = (f"already breaching: over {r['threshold']:g} % on {r['days_over_recent']} of the last "

@@ -1,0 +1,51 @@
+"""Series whose data end long before the fleet's: stale, levels as of then, nothing recommended."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from risk_frames import LAST_DAY, make_forecast, make_history, make_inventory
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.levels import rank_risks
+from capacity_forecaster.risk.stage import render_summary, run_risk
+
+CFG = RiskConfig(cpu_sizes=(2, 4, 8, 16, 32), memory_sizes=(8, 16, 32, 64, 128))
+
+
+def _fleet(gap_days: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """'live' idles at 5 % up to the fleet's last day; 'gone' ran at 95 % and stopped ``gap_days`` earlier."""
+    gone_end = LAST_DAY - pd.Timedelta(days=gap_days)
+    metrics = pd.concat([make_history(["live"], days=120, level=5.0),
+                         make_history(["gone"], days=120, level=95.0, end=gone_end)], ignore_index=True)
+    forecasts = pd.concat([
+        *(make_forecast("live", m, np.full(30, 5.0)) for m in ("cpu", "memory")),
+        *(make_forecast("gone", m, np.full(30, 95.0), start=gone_end + pd.Timedelta(days=1))
+          for m in ("cpu", "memory"))], ignore_index=True)
+    inventory = make_inventory([{"server_id": "live"}, {"server_id": "gone"}])
+    return metrics, forecasts, inventory
+
+
+def test_a_server_whose_data_ended_long_ago_is_stale_not_breaching_and_gets_no_upsize() -> None:
+    result = run_risk(*_fleet(gap_days=60), CFG)
+    gone = result.server_risk[result.server_risk["server_id"] == "gone"]
+    assert set(gone["status"]) == {"stale"}
+    assert set(gone["risk_level"]) <= {"high", "critical"}  # what its last data say is kept
+    assert gone["reason"].str.contains("no data since").all()
+    assert gone["reason"].str.contains("60 days before the fleet's latest day").all()
+    rec = result.recommendations.set_index("server_id").loc["gone"]
+    assert rec["action"] == "keep" and rec["finding"] == "insufficient_data"
+    assert "no data since" in rec["rationale"]
+    assert result.summary["servers_already_breaching"] == 0 and result.summary["servers_stale"] == 1
+    assert "Stale: 1 servers" in render_summary(result)
+    # Ranked after every live series, whatever its level.
+    assert rank_risks(result.server_risk)["server_id"].iloc[-1] == "gone"
+
+
+def test_a_server_a_few_days_behind_is_not_stale_and_a_zero_setting_turns_it_off() -> None:
+    result = run_risk(*_fleet(gap_days=5), CFG)
+    gone = result.server_risk[result.server_risk["server_id"] == "gone"]
+    assert set(gone["status"]) == {"already_breaching"}
+    assert result.recommendations.set_index("server_id").loc["gone", "action"] == "upsize"
+    off = run_risk(*_fleet(gap_days=60), CFG.model_copy(update={"stale_after_days": 0}))
+    assert "stale" not in set(off.server_risk["status"])
