@@ -37,6 +37,7 @@ def test_a_server_whose_data_ended_long_ago_is_stale_not_breaching_and_gets_no_u
     assert rec["action"] == "keep" and rec["finding"] == "insufficient_data"
     assert "no data since" in rec["rationale"]
     assert result.summary["servers_already_breaching"] == 0 and result.summary["servers_stale"] == 1
+    assert result.summary["servers_at_risk"] == 0 and result.summary["earliest_breach"] is None
     assert "Stale: 1 servers" in render_summary(result)
     # Ranked after every live series, whatever its level.
     assert rank_risks(result.server_risk)["server_id"].iloc[-1] == "gone"

@@ -87,11 +87,14 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
              cfg: RiskConfig) -> dict[str, Any]:
     levels = server_risk["risk_level"].value_counts().reindex(list(LEVEL_LABELS), fill_value=0)
     ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]))
+    # A stale series' level is as of data that ended long ago: listed (last), never counted at risk now.
+    live = ranked[ranked["status"] != Status.STALE.value]
     # The one ranking (levels.RISK_ORDER): status, level, breach date, probability.
     at_risk = rank_risks(ranked[ranked["code"] > 0])
+    live_at_risk = at_risk[at_risk["status"] != Status.STALE.value]
     breaching = ranked[ranked["status"] == Status.ALREADY_BREACHING.value]
     # "now" when a series is already breaching (the first at-risk row), else the first forecast crossing.
-    first = (at_risk if len(breaching) else ranked.dropna(subset=["breach_ds"]).sort_values(
+    first = (at_risk if len(breaching) else live.dropna(subset=["breach_ds"]).sort_values(
         ["breach_ds", SERVER_ID, METRIC])).head(1).to_dict("records")
     earliest = ({"ds": "now" if len(breaching) else _iso(first[0]["breach_ds"]), "server_id": first[0][SERVER_ID],
                  "metric": first[0][METRIC]} if first else None)
@@ -105,7 +108,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "series": int(len(server_risk)),
         "series_by_status": {str(k): int(v) for k, v in server_risk["status"].value_counts().items()},
         "series_by_level": {str(k): int(v) for k, v in levels.items()},
-        "servers_at_risk": int(at_risk[SERVER_ID].nunique()),
+        "servers_at_risk": int(live_at_risk[SERVER_ID].nunique()),
         "servers_already_breaching": int(breaching[SERVER_ID].nunique()),
         "servers_stale": int(server_risk.loc[server_risk["status"] == Status.STALE.value, SERVER_ID].nunique()),
         "earliest_breach": earliest,
