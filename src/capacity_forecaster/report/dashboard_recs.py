@@ -52,9 +52,11 @@ class Savings:
     upsizes: int
 
     def table(self) -> pd.DataFrame:
-        """The dashboard's Recommendations table: ``SAVINGS_COLUMNS``, most savings first, whole units."""
+        """The dashboard's Recommendations table: ``SAVINGS_COLUMNS``, most savings first, whole cores and dollars,
+        GB to one decimal (a 0.2 GB VM is not 0 GB)."""
         ordered = self.recommendations.sort_values("monthly_savings", ascending=False, kind="stable")
-        return ordered[list(SAVINGS_COLUMNS)].round(0).reset_index(drop=True)
+        digits = {c: 1 if c.endswith("_gb") else 0 for c in SAVINGS_NUMERIC}
+        return ordered[list(SAVINGS_COLUMNS)].round(digits).reset_index(drop=True)
 
     @classmethod
     def of(cls, recs: pd.DataFrame) -> Savings:

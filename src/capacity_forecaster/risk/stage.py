@@ -19,6 +19,7 @@ from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, p
 from capacity_forecaster.risk.options import findings, sizing_options
 from capacity_forecaster.risk.recommendations import build_recommendations
 from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
+from capacity_forecaster.risk.sizing import size_gb
 from capacity_forecaster.risk.whatif import Scenario
 from capacity_forecaster.schema import (
     CAPACITY_GROUP_COLUMNS,
@@ -173,12 +174,18 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
     recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
     recs["finding"] = findings(recs, server_risk)
     options = sizing_options(recs, needs, inventory, cfg)
-    # Sizes are whole cores and GB; what a decommission, consolidation or right-size frees is shown, not zeros.
+    # Sizes are whole cores and GB to one decimal (a sub-GB VM is not sized 0 GB); what a decommission,
+    # consolidation or right-size frees is shown, not zeros.
     for column, today in (("recommended_cpu_cores", "current_cpu_cores"), ("recommended_memory_gb",
                                                                            "current_memory_gb")):
         freed = np.fmax(recs[today].to_numpy(float) - recs[column].to_numpy(float), 0.0)
-        recs["freed_" + today.removeprefix("current_")] = pd.array(np.round(freed), dtype="Int64")
-        recs[column] = pd.array(np.round(recs[column].to_numpy(float)), dtype="Int64")
+        size = recs[column].to_numpy(float)
+        if column.endswith("_gb"):
+            recs["freed_" + today.removeprefix("current_")] = size_gb(freed)
+            recs[column] = size_gb(size)
+        else:
+            recs["freed_" + today.removeprefix("current_")] = pd.array(np.round(freed), dtype="Int64")
+            recs[column] = pd.array(np.round(size), dtype="Int64")
     summary = _summary(server_risk, clusters, recs, label, cfg)
     summary["findings"] = {str(k): int(v) for k, v in recs["finding"].value_counts().sort_index().items()}
     if calibration is not None:
