@@ -145,3 +145,22 @@ def test_no_texts_with_two_dollars_become_mathtext(full_report) -> None:
     with style.report_style():
         texts = [t for t in cluster_chart(data).findobj(Text)]
     assert all(not t._preprocess_math(t.get_text())[1] for t in texts)
+
+
+def test_workbook_shows_machine_words_as_words(breaching_report) -> None:
+    """Statuses, findings and grades read "already breaching", "insufficient data", "very low" (not snake_case);
+    the lake keeps its values."""
+    lake, result = breaching_report
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    seen = set()
+    for sheet in ("At-risk servers", "All series", "Recommendations", "What-if", "Sizing options",
+                  "Capacity by group"):
+        rows = list(book[sheet].iter_rows(values_only=True))
+        for name in ("Status", "Base status", "Scenario status", "Finding", "Performance risk", "Kind", "Change",
+                     "Grouped by"):
+            if name in rows[0]:
+                values = {r[rows[0].index(name)] for r in rows[1:]} - {None}
+                assert values and not any("_" in str(v) for v in values), (sheet, name, values)
+                seen |= values
+    assert "already breaching" in seen
+    assert "already_breaching" in set(lake.read_table("server_risk")["status"])
