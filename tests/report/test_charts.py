@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from matplotlib.collections import Collection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Text
 from report_lake import SERVERS
 
 from capacity_forecaster.config import Settings
@@ -211,3 +213,16 @@ def test_backtest_traces_are_faint_and_labelled_per_cutoff(shown) -> None:
     fig = figures.server_figure("t", past, past.iloc[:0].assign(yhat=[], yhat_lower=[], yhat_upper=[]), 80.0, None,
                                 "low", 0.8, backtests=one)
     assert sum(1 for t in fig.data if (t.name or "").startswith("backtest from")) == 2
+
+
+def test_cluster_caption_names_only_the_patterns_the_history_can_show(data) -> None:
+    """A one-month history (fastStorage) covers one month-end: the month-end uplift is 0, so the caption must not
+    promise month-end patterns; two month-ends (Rnd's July and August) can show them."""
+    one, two = (dt.date(2013, 8, 12), dt.date(2013, 9, 3)), (dt.date(2013, 7, 1), dt.date(2013, 8, 31))
+    for period, wanted in ((one, "levels, weekly patterns, trend"),
+                           (two, "levels, weekly and month-end patterns, trend")):
+        short = dataclasses.replace(data, period=period)
+        with style.report_style():
+            texts = [t.get_text() for t in charts.cluster_chart(short).findobj(Text)]
+        caption = next(t for t in texts if t.startswith("Clusters come from"))
+        assert f"({wanted})" in caption, caption

@@ -21,7 +21,7 @@ from capacity_forecaster.report.data import (
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels
 from capacity_forecaster.report.risks import level_counts, report_risks
-from capacity_forecaster.report.summary import CLUSTER_RING, cluster_map, cluster_ringed, model_accuracy
+from capacity_forecaster.report.summary import CLUSTER_RING, cluster_map, cluster_ringed, model_accuracy, profile_text
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def cluster_chart(data: ReportData) -> Figure:
     ranked = report_risks(data)
     hot = cluster_ringed(ranked)
     threshold = data.settings.risk.threshold
-    subtitle = ("Clusters come from the whole workload profile (levels, weekly and month-end patterns, trend); "
+    subtitle = (f"Clusters come from the whole workload profile ({profile_text(data)}); "
                 "far above the diagonal = peaks well beyond the usual load"
                 + ("" if data.table("clusters") is not None else f"; clusters {not_available('clusters')}"))
     fig = style.new_figure(11, 5.8, title, subtitle)

@@ -19,6 +19,7 @@ from capacity_forecaster.report.risks import (
 )
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money, numeric, plural, priced_servers
 from capacity_forecaster.risk.current import rule_text
+from capacity_forecaster.risk.seasonal import MIN_PERIODS, month_ends_covered
 from capacity_forecaster.storage.manifest import producing_run
 
 
@@ -116,6 +117,22 @@ def cluster_map(data: ReportData) -> pd.DataFrame:
     top = float(np.nanmax(level.to_numpy(float))) if len(level) else 0.0
     out.attrs["level_max"] = float(min(100.0, max(20.0, np.ceil(1.2 * top / 10.0) * 10.0)))
     return out
+
+
+def profile_text(data: ReportData) -> str:
+    """What the clusters' workload profile can show of this history: levels and trend always, weekly patterns from
+    two weeks, month-end patterns only from ``seasonal.MIN_PERIODS`` month-ends (the uplift is 0 below that)."""
+    parts = ["levels"]
+    if data.period is not None:
+        first, last = data.period
+        patterns = ["weekly"] if (last - first).days + 1 >= 14 else []
+        business_days = data.settings.risk.period_end_business_days
+        if month_ends_covered(first, last, business_days) >= MIN_PERIODS:
+            patterns.append("month-end")
+        if patterns:
+            parts.append(" and ".join(patterns) + " patterns")
+    parts.append("trend")
+    return ", ".join(parts)
 
 
 def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
