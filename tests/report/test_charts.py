@@ -29,7 +29,7 @@ from capacity_forecaster.report.data import (
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels, top_series
 from capacity_forecaster.report.risks import ranked_risks
-from capacity_forecaster.report.summary import cluster_map
+from capacity_forecaster.report.summary import cluster_map, cluster_ringed
 
 Colour = tuple[float, float, float, float]
 
@@ -226,3 +226,28 @@ def test_cluster_caption_names_only_the_patterns_the_history_can_show(data) -> N
             texts = [t.get_text() for t in charts.cluster_chart(short).findobj(Text)]
         caption = next(t for t in texts if t.startswith("Clusters come from"))
         assert f"({wanted})" in caption, caption
+
+
+def test_cluster_map_draws_rings_at_the_edges_whole(data) -> None:
+    """A server at 100 % (the busiest fastStorage VMs) had its risk ring cut in half by the right edge."""
+    ringed = cluster_ringed(ranked_risks(data))
+    assert ringed
+    profiles = data.profiles.copy()
+    edge = profiles["server_id"].isin(ringed)
+    profiles.loc[edge, ["cpu_mean", "cpu_p99"]] = 100.0
+    profiles.loc[~edge, ["cpu_mean", "cpu_p99"]] = 0.0
+    edged = dataclasses.replace(data, profiles=profiles)
+    with style.report_style():
+        fig = charts.cluster_chart(edged)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        box = ax.get_window_extent()
+        for collection in ax.collections:
+            radius = np.sqrt(collection.get_sizes().max()) / 2 * fig.dpi / 72 + 0.5 * fig.dpi / 72
+            centres = ax.transData.transform(collection.get_offsets())
+            assert (centres[:, 0] + radius <= box.x1).all() and (centres[:, 0] - radius >= box.x0).all()
+            assert (centres[:, 1] + radius <= box.y1).all() and (centres[:, 1] - radius >= box.y0).all()
+    points = cluster_map(edged)
+    layout = figures.cluster_scatter(points, ringed, 80.0).layout
+    assert layout.xaxis.range[0] < 0 < 100 < layout.xaxis.range[1]
+    assert layout.yaxis.range[0] < 0 and layout.yaxis.range[1] > 100

@@ -80,6 +80,13 @@ CLUSTER_METRIC = "cpu"
 CLUSTER_RING = "critical or high CPU risk"
 
 
+def cluster_range(top: float) -> tuple[float, float]:
+    """An axis range of the cluster map: 0 to ``top`` percent with a 4 % margin both sides, so the markers and risk
+    rings of servers at 0 % or at the top are drawn whole (at exactly 0-100 the frame cut them in half)."""
+    pad = 0.04 * top
+    return -pad, top + pad
+
+
 def cluster_ringed(ranked: pd.DataFrame) -> set[str]:
     """Servers ringed on the cluster map: critical or high risk in the plotted metric (``CLUSTER_METRIC``)."""
     if ranked.empty:
