@@ -82,3 +82,24 @@ def test_run_says_what_the_risk_stage_found() -> None:
     assert line.startswith("risk (base): 100 servers; already breaching 3 (over the threshold on >= 3 of the last")
     assert "7 at risk; levels: critical 2, high 3, medium 4, low 391; savings: $34,080/month net" in line
     assert line.endswith("(run f1b3fe179095)") and "rows out" not in line
+
+
+def test_cluster_labels_with_commas_stay_apart(capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rnd's labels: "clusters: batch/month-end 2, idle, memory ~10 % 4, ..." ran one label into the next."""
+    monkeypatch.setattr(out, "width", 10_000)
+    clusters = {"batch/month-end": 2, "idle, memory ~10 %": 4, "idle, memory ~2 %": 1, "steady": 6}
+    print_risk_summary({**DEMO, "scenario": "base", "at_risk": [], "clusters": clusters, "actions": {}})
+    line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("workload clusters"))
+    assert line == ("workload clusters: batch/month-end (2 servers); idle, memory ~10 % (4 servers); "
+                    "idle, memory ~2 % (1 server); steady (6 servers)")
+
+
+def test_forecast_line_says_model_fits_and_workers() -> None:
+    """Not "194 units on local x2"."""
+    from capacity_forecaster.stages.forecast import summary_line
+
+    line = summary_line({"series": 28, "triage": {"model": 26, "baseline": 2}, "chosen": {"ensemble": 14},
+                         "forecast_rows": 840, "units": 194, "engine": "local", "workers": 2, "seconds": 2.2})
+    assert "194 model fits (backtests and final) on 2 local workers; 2.2 s" in line
+    assert "units" not in line and " x2" not in line

@@ -125,13 +125,17 @@ def test_every_window_fits_inside_its_series(length: int, horizon: int, windows:
 
 
 def test_triage_reasons() -> None:
-    data = pd.concat([series("ok", 800), series("young", 100), series("short", 20), series("flat", 100),
-                      series("gone", 100)])
+    data = pd.concat([series("ok", 800), series("young", 500), series("two_months", 61), series("short", 20),
+                      series("flat", 100), series("gone", 100)])
     data.loc[data["server_id"] == "flat", "value"] = 7.0
     data.loc[data["server_id"] == "gone", "value"] = np.nan
     tri = triage(series_index(prepare_history(data, "D")), 56, "D").set_index("server_id")
     assert tri.loc["ok", "status"] == "model" and tri.loc["ok", "reason"] == ""
     assert tri.loc["young", "status"] == "model" and "under two years" in tri.loc["young", "reason"]
+    # Two months cannot show a yearly pattern: the reason says so, not that models "decide" on one.
+    two_months = tri.loc["two_months", "reason"]
+    assert tri.loc["two_months", "status"] == "model" and "under two years" not in two_months
+    assert two_months.startswith("61 days of history (under a year)") and "yearly" in two_months
     assert tri.loc["short", "status"] == "baseline" and "20 days known, 56 needed" in tri.loc["short", "reason"]
     assert tri.loc["flat", "status"] == "baseline" and "constant at 7" in tri.loc["flat", "reason"]
     assert tri.loc["gone", "status"] == "skip"

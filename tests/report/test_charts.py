@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from matplotlib.collections import Collection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Text
 from report_lake import SERVERS
 
 from capacity_forecaster.config import Settings
@@ -27,7 +29,7 @@ from capacity_forecaster.report.data import (
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels, top_series
 from capacity_forecaster.report.risks import ranked_risks
-from capacity_forecaster.report.summary import cluster_map
+from capacity_forecaster.report.summary import cluster_map, cluster_ringed
 
 Colour = tuple[float, float, float, float]
 
@@ -211,3 +213,41 @@ def test_backtest_traces_are_faint_and_labelled_per_cutoff(shown) -> None:
     fig = figures.server_figure("t", past, past.iloc[:0].assign(yhat=[], yhat_lower=[], yhat_upper=[]), 80.0, None,
                                 "low", 0.8, backtests=one)
     assert sum(1 for t in fig.data if (t.name or "").startswith("backtest from")) == 2
+
+
+def test_cluster_caption_names_only_the_patterns_the_history_can_show(data) -> None:
+    """A one-month history (fastStorage) covers one month-end: the month-end uplift is 0, so the caption must not
+    promise month-end patterns; two month-ends (Rnd's July and August) can show them."""
+    one, two = (dt.date(2013, 8, 12), dt.date(2013, 9, 3)), (dt.date(2013, 7, 1), dt.date(2013, 8, 31))
+    for period, wanted in ((one, "levels, weekly patterns, trend"),
+                           (two, "levels, weekly and month-end patterns, trend")):
+        short = dataclasses.replace(data, period=period)
+        with style.report_style():
+            texts = [t.get_text() for t in charts.cluster_chart(short).findobj(Text)]
+        caption = next(t for t in texts if t.startswith("Clusters come from"))
+        assert f"({wanted})" in caption, caption
+
+
+def test_cluster_map_draws_rings_at_the_edges_whole(data) -> None:
+    """A server at 100 % (the busiest fastStorage VMs) had its risk ring cut in half by the right edge."""
+    ringed = cluster_ringed(ranked_risks(data))
+    assert ringed
+    profiles = data.profiles.copy()
+    edge = profiles["server_id"].isin(ringed)
+    profiles.loc[edge, ["cpu_mean", "cpu_p99"]] = 100.0
+    profiles.loc[~edge, ["cpu_mean", "cpu_p99"]] = 0.0
+    edged = dataclasses.replace(data, profiles=profiles)
+    with style.report_style():
+        fig = charts.cluster_chart(edged)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        box = ax.get_window_extent()
+        for collection in ax.collections:
+            radius = np.sqrt(collection.get_sizes().max()) / 2 * fig.dpi / 72 + 0.5 * fig.dpi / 72
+            centres = ax.transData.transform(collection.get_offsets())
+            assert (centres[:, 0] + radius <= box.x1).all() and (centres[:, 0] - radius >= box.x0).all()
+            assert (centres[:, 1] + radius <= box.y1).all() and (centres[:, 1] - radius >= box.y0).all()
+    points = cluster_map(edged)
+    layout = figures.cluster_scatter(points, ringed, 80.0).layout
+    assert layout.xaxis.range[0] < 0 < 100 < layout.xaxis.range[1]
+    assert layout.yaxis.range[0] < 0 and layout.yaxis.range[1] > 100

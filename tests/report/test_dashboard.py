@@ -245,3 +245,10 @@ def test_cluster_map_rings_cpu_risk_as_the_reports_do(app) -> None:
     any_metric = set(ranked.loc[ranked["level_code"] >= 2, "server_id"])
     assert ringed == cluster_ringed(ranked) and ringed < any_metric  # a memory-only risk is not ringed
     assert "CPU risk" in graph.figure.layout.title.text
+
+
+def test_risk_table_shows_statuses_as_words(breaching_report, settings_module: Settings) -> None:
+    lake, _result = breaching_report
+    rows = create_app(lake, settings_module, warm=False).state.risk_rows(0.0)
+    statuses = {r["status"] for r in rows}
+    assert "already breaching" in statuses and not any("_" in s for s in statuses)

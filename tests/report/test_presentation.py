@@ -145,3 +145,46 @@ def test_no_texts_with_two_dollars_become_mathtext(full_report) -> None:
     with style.report_style():
         texts = [t for t in cluster_chart(data).findobj(Text)]
     assert all(not t._preprocess_math(t.get_text())[1] for t in texts)
+
+
+def test_workbook_shows_machine_words_as_words(breaching_report) -> None:
+    """Statuses, findings and grades read "already breaching", "insufficient data", "very low" (not snake_case);
+    the lake keeps its values."""
+    lake, result = breaching_report
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    seen = set()
+    for sheet in ("At-risk servers", "All series", "Recommendations", "What-if", "Sizing options",
+                  "Capacity by group"):
+        rows = list(book[sheet].iter_rows(values_only=True))
+        for name in ("Status", "Base status", "Scenario status", "Finding", "Performance risk", "Kind", "Change",
+                     "Grouped by"):
+            if name in rows[0]:
+                values = {r[rows[0].index(name)] for r in rows[1:]} - {None}
+                assert values and not any("_" in str(v) for v in values), (sheet, name, values)
+                seen |= values
+    assert "already breaching" in seen
+    assert "already_breaching" in set(lake.read_table("server_risk")["status"])
+
+
+def test_no_hostname_shown_where_the_inventory_has_none(tmp_path: Path) -> None:
+    """Ingest fills hostname = server_id for an inventory without hostnames (Bitbrains): the reports showed the id
+    twice; they leave the Hostname blank now, and the lake keeps its value."""
+    from report_lake import RISKIEST, build_lake
+
+    from capacity_forecaster.report.stage import run_report
+
+    lake = build_lake(tmp_path / "lake", stages=("etl", "forecast", "risk"))
+    inventory = lake.read_table("inventory")
+    inventory.loc[inventory["server_id"] == RISKIEST, "hostname"] = RISKIEST
+    lake.write_table("inventory", inventory)
+    assert load_report_data(lake, Settings()).table("inventory").set_index("server_id")["hostname"].isna().sum() == 1
+    result = run_report(lake, Settings())
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    for sheet in ("At-risk servers", "Recommendations", "Clusters"):
+        rows = list(book[sheet].iter_rows(values_only=True))
+        hosts = {r[0]: r[rows[0].index("Hostname")] for r in rows[1:]}
+        assert hosts[RISKIEST] is None and hosts["srv-0002"] == "nyc-prd-app02", (sheet, hosts)
+    assert (lake.read_table("inventory").set_index("server_id").loc[RISKIEST, "hostname"]) == RISKIEST
+    if PDFTOTEXT is not None:
+        text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
+        assert f"{RISKIEST} {RISKIEST}" not in text and "None" not in text and "nan" not in text.split()

@@ -148,3 +148,30 @@ def test_scenarios_stored_within_one_second_are_ordered_by_when_they_were_stored
     assert ordered_scenarios(comparison, index) == ["growth-20pct", "growth-40pct-step"]
     index["created"] = ["2026-12-06T19:30:02.000001+00:00", same_second]  # a later second wins over position
     assert ordered_scenarios(comparison, index) == ["growth-40pct-step", "growth-20pct"]
+
+
+def _with_risk(data, **risk):
+    import dataclasses
+
+    settings = data.settings.model_copy(update={"risk": data.settings.risk.model_copy(update=risk)})
+    return dataclasses.replace(data, settings=settings)
+
+
+def test_level_definitions_fit_the_thresholds_and_the_forecast_horizon(report_lake: Lake, settings) -> None:
+    """A 7- or 30-day forecast cannot find a breach "within 90 days": the assumptions said so anyway."""
+    data = load_report_data(report_lake, settings)  # the fixture's forecasts run 90 days
+    rows = {a: (v, n) for a, v, n in assumptions(data)}
+    assert rows["Critical"][0] == "breach likely within 30 days" and rows["High"][0] == "breach likely within 90 days"
+    # The horizon between critical_days and high_days: High covers the rest of the forecast, no further.
+    rows = {a: (v, n) for a, v, n in assumptions(_with_risk(data, critical_days=14, high_days=180))}
+    assert rows["Critical"][0] == "breach likely within 14 days"
+    assert rows["High"][0] == "breach likely on days 15-90 (the end of the forecast)"
+    assert "risk.high_days (180) reaches past the forecast" in rows["High"][1]
+    # The whole horizon within critical_days (fastStorage: 7 days, critical_days 30): High is already breaching.
+    short = _with_risk(data, critical_days=120, high_days=200)
+    rows = {a: (v, n) for a, v, n in assumptions(short)}
+    assert rows["Critical"][0] == "breach likely within the 90-day forecast"
+    assert rows["High"][0].startswith("already breaching") and "200 days" not in " ".join(rows["High"])
+    assert rows["Medium"][0].endswith("within the 90-day forecast")
+    assert {k.key: k for k in kpis(short)}["critical"].note == "breach likely within the 90-day forecast"
+    assert not any("within 120 days" in " ".join(r) or "within 200 days" in " ".join(r) for r in assumptions(short))

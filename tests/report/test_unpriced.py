@@ -112,3 +112,19 @@ def test_money_in_chart_text_is_never_mathtext(full_report) -> None:
         money = [t for fig in (two, savings_chart(data)) for t in fig.findobj(Text) if "$" in t.get_text()]
         assert any(t.get_text().count("$") == 2 for t in money)
         assert all(not t._preprocess_math(t.get_text())[1] for t in money)
+
+
+def test_workbook_tables_say_not_priced_never_0(unpriced_report) -> None:
+    """Decommission rows showed "Projected cost $0" and the Sizing options "Cost / month $0" beside an unknown
+    cost today."""
+    _lake, result = unpriced_report
+    book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
+    for sheet, columns in (("Recommendations", ("Current cost / month (USD)", "Projected cost / month (USD)",
+                                                "Savings / month (USD)")),
+                           ("Sizing options", ("Cost / month (USD)", "Cost difference / month (USD)"))):
+        rows = list(book[sheet].iter_rows(values_only=True))
+        kinds = {r[rows[0].index("Action" if sheet == "Recommendations" else "Kind")] for r in rows[1:]}
+        assert kinds & {"decommission", "consolidate"}, (sheet, kinds)  # the rows that showed $0
+        for name in columns:
+            values = [r[rows[0].index(name)] for r in rows[1:]]
+            assert values and all(v == "not priced" for v in values), (sheet, name, values)

@@ -102,3 +102,20 @@ def test_upsize_needs_the_minimum_breach_probability() -> None:
     assert strict.recommendations["rationale"].str.contains("breach probability of at least 90%").all()
     assert set(strict.options["server_id"]) == {"s1", "s2"}
     assert "under_provisioned" not in set(strict.options["finding"])
+
+
+def test_a_sub_gb_server_is_never_sized_0_gb() -> None:
+    """Bitbrains fastStorage VMs have 0.17 GB: whole-GB rounding stored (and the workbook showed) 0 GB."""
+    metrics = make_history(["tiny", "small"], days=120, metrics=("cpu", "memory"), level=40.0)
+    forecasts = pd.concat([make_forecast(s, m, np.full(30, 40.0)) for s in ("tiny", "small")
+                           for m in ("cpu", "memory")], ignore_index=True)
+    inventory = make_inventory([{"server_id": "tiny", "cpu_cores": 1, "memory_gb": 0.173, "monthly_cost_usd": None},
+                                {"server_id": "small", "cpu_cores": 1, "memory_gb": 0.03,
+                                 "monthly_cost_usd": None}])
+    result = run_risk(metrics, forecasts, inventory, RiskConfig(cluster_k_min=2, cluster_k_max=2))
+    recs = result.recommendations.set_index("server_id")
+    assert (recs["action"] == "keep").all()
+    assert recs.loc["tiny", "recommended_memory_gb"] == 0.2 and recs.loc["small", "recommended_memory_gb"] == 0.1
+    current = result.options[result.options["option"] == "current"].set_index("server_id")
+    assert current.loc["tiny", "memory_gb"] == 0.2 and current.loc["small", "current_memory_gb"] == 0.1
+    assert str(result.options["cpu_cores"].dtype) == "Int64"  # cores stay whole

@@ -122,4 +122,7 @@ def test_stages_write_backtest_forecasts_and_the_calibration_table(tmp_path: Pat
     assert "Calibration: 36 backtest windows" in render_summary(result)
     lines = calibration_lines(manifest["counts"]["summary"])  # what a caller holding only the manifest shows
     assert len(lines) == 3 and lines[0].startswith("Calibration: 36 backtest windows")
-    assert lines[2].startswith("  reliability: 0.0-0.1 n=")
+    assert lines[2].startswith("  reliability (predicted probability vs observed breach rate): 0.0-0.1: ")
+    # Plain words, not "rho 0.9, method none".
+    assert "method none" not in lines[0] and "not recalibrated" in lines[0] and "error correlation" in lines[0]
+    assert lines[1].startswith("  why: ")

@@ -8,7 +8,13 @@ from risk_frames import LAST_DAY, make_forecast, make_history
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
-from capacity_forecaster.risk.seasonal import name_periods, period_calendar, period_uplifts
+from capacity_forecaster.risk.seasonal import (
+    MIN_PERIODS,
+    month_ends_covered,
+    name_periods,
+    period_calendar,
+    period_uplifts,
+)
 
 
 def test_period_calendar_flags_the_last_business_days() -> None:
@@ -63,3 +69,14 @@ def test_rationale_names_the_quarter_end_crossing() -> None:
     assert out["breach_ds"] == pd.Timestamp("2026-09-28")
     assert out["seasonal_peak"] == "quarter-end"
     assert "crosses 80 % at quarter-end 2026-09-28 (day 90)" in out["reason"]
+
+
+def test_month_ends_covered_counts_as_the_uplift_does() -> None:
+    # fastStorage up to 2013-09-03: August's month-end only (September's first days are not in its window).
+    assert month_ends_covered("2013-08-12", "2013-09-03", 3) == 1
+    # Rnd July and August: two, so a month-end uplift can be measured (MIN_PERIODS).
+    assert month_ends_covered("2013-07-01", "2013-08-31", 3) == 2 == MIN_PERIODS
+    # A history that starts inside a month-end window has none of that month's other days: it does not count.
+    assert month_ends_covered("2013-08-29", "2013-09-30", 3) == 1
+    history = make_history(["a"], days=23, end=pd.Timestamp("2013-09-03"), metrics=("cpu",))
+    assert (period_uplifts(history, 3)["month_end_uplift"] == 0).all()

@@ -97,11 +97,11 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
             table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,
                           str(row.get("seasonal_peak") or ""))
         out.print(table)
-    out.print("clusters: " + ", ".join(f"{k} {v}" for k, v in summary.get("clusters", {}).items()))
+    from capacity_forecaster.risk.stage import calibration_lines, clusters_text
+
+    out.print("workload clusters: " + clusters_text(summary.get("clusters", {})), markup=False, highlight=False)
     out.print("actions: " + ", ".join(f"{k} {v}" for k, v in summary.get("actions", {}).items()))
     out.print(savings_line(summary))
-    from capacity_forecaster.risk.stage import calibration_lines
-
     for line in calibration_lines(summary):
         out.print(line)
     if scenario is not None:

@@ -33,6 +33,7 @@ HISTORY_COLUMNS = (SERVER_ID, METRIC, DS, VALUE)
 SEASON = {"D": 7, "h": 168}
 STEPS_PER_DAY = {"D": 1, "h": 24}
 TWO_YEARS_DAYS = 730
+YEAR_DAYS = 364  # 52 weeks: the shortest history with a same-weekday value a year earlier
 
 
 def step_delta(freq: str) -> pd.Timedelta:
@@ -120,8 +121,8 @@ def triage(index: pd.DataFrame, min_history_steps: int, freq: str) -> pd.DataFra
 
     Rules, first match wins: no known value -> ``skip`` (no forecast can be made); every known
     value equal -> ``baseline`` (flat); fewer than ``min_history_steps`` known values ->
-    ``baseline`` with wide intervals; otherwise ``model`` (series under two years are noted; the
-    models choose their yearly seasonality themselves).
+    ``baseline`` with wide intervals; otherwise ``model`` (series under two years are noted: no yearly
+    season is fitted, and under a year no yearly pattern at all).
 
     Returns:
         ``server_id, metric, n_obs, first_ds, last_ds, status, reason``.
@@ -131,8 +132,13 @@ def triage(index: pd.DataFrame, min_history_steps: int, freq: str) -> pd.DataFra
     n_obs = index["n_obs"].to_numpy()
     status = np.full(len(index), "model", dtype=object)
     reason = np.full(len(index), "", dtype=object)
-    short_year = index["n_rows"].to_numpy() < TWO_YEARS_DAYS * per_day
-    reason[short_year] = "under two years of history: models decide on yearly seasonality"
+    span_days = index["n_rows"].to_numpy() // per_day
+    # Yearly seasonality needs two years (harmonic, MSTL, Prophet); under one, not even a year-ago lag exists.
+    reason[span_days < TWO_YEARS_DAYS] = ("under two years of history: no yearly season fitted (it needs two years); "
+                                          "a year-ago lag only where a model uses one")
+    under_year = span_days < YEAR_DAYS
+    reason[under_year] = [f"{n} days of history (under a year): too short for any yearly pattern"
+                          for n in span_days[under_year]]
     short = n_obs < min_history_steps
     status[short] = "baseline"
     reason[short] = [f"short history: {n} {unit} known, {min_history_steps} needed; baseline with wide intervals"

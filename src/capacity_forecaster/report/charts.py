@@ -21,7 +21,14 @@ from capacity_forecaster.report.data import (
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels
 from capacity_forecaster.report.risks import level_counts, report_risks
-from capacity_forecaster.report.summary import CLUSTER_RING, cluster_map, cluster_ringed, model_accuracy
+from capacity_forecaster.report.summary import (
+    CLUSTER_RING,
+    cluster_map,
+    cluster_range,
+    cluster_ringed,
+    model_accuracy,
+    profile_text,
+)
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers
 
 log = logging.getLogger(__name__)
@@ -145,7 +152,7 @@ def cluster_chart(data: ReportData) -> Figure:
     ranked = report_risks(data)
     hot = cluster_ringed(ranked)
     threshold = data.settings.risk.threshold
-    subtitle = ("Clusters come from the whole workload profile (levels, weekly and month-end patterns, trend); "
+    subtitle = (f"Clusters come from the whole workload profile ({profile_text(data)}); "
                 "far above the diagonal = peaks well beyond the usual load"
                 + ("" if data.table("clusters") is not None else f"; clusters {not_available('clusters')}"))
     fig = style.new_figure(11, 5.8, title, subtitle)
@@ -171,6 +178,9 @@ def cluster_chart(data: ReportData) -> Figure:
                           label=f"breach threshold ({threshold:g} %)"))
     style.percent_axis(ax, "x", points.attrs["level_max"])
     style.percent_axis(ax, "y", 105)
+    # A margin outside 0 % and the top, so a server at 100 % (or idle at 0 %) keeps its whole marker and risk ring.
+    ax.set_xlim(*cluster_range(points.attrs["level_max"]))
+    ax.set_ylim(*cluster_range(105.0))
     ax.set_xlabel(axes["level"])
     ax.set_ylabel(axes["peak"])
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.67, top - 0.02), title="cluster (servers)",

@@ -52,9 +52,15 @@ class Savings:
     upsizes: int
 
     def table(self) -> pd.DataFrame:
-        """The dashboard's Recommendations table: ``SAVINGS_COLUMNS``, most savings first, whole units."""
+        """The dashboard's Recommendations table: ``SAVINGS_COLUMNS``, most savings first, whole cores and dollars,
+        GB to one decimal (a 0.2 GB VM is not 0 GB); no projected cost where today's is unknown."""
         ordered = self.recommendations.sort_values("monthly_savings", ascending=False, kind="stable")
-        return ordered[list(SAVINGS_COLUMNS)].round(0).reset_index(drop=True)
+        digits = {c: 1 if c.endswith("_gb") else 0 for c in SAVINGS_NUMERIC}
+        table = ordered[list(SAVINGS_COLUMNS)].round(digits).reset_index(drop=True)
+        # Unknown cost today: a decommission's projected $0 would read as a priced figure (blank, as today's cost).
+        unpriced = table["current_monthly_cost"].isna()
+        table["projected_monthly_cost"] = table["projected_monthly_cost"].where(~unpriced)
+        return table
 
     @classmethod
     def of(cls, recs: pd.DataFrame) -> Savings:

@@ -40,7 +40,7 @@ from capacity_forecaster.report.risks import (
     ranked_risks,
 )
 from capacity_forecaster.report.summary import cluster_map
-from capacity_forecaster.report.text import day
+from capacity_forecaster.report.text import day, label
 from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
 from capacity_forecaster.risk.current import rule_text
 from capacity_forecaster.risk.levels import level_codes
@@ -304,6 +304,8 @@ class DashboardState:
                 values = (values.astype(float) * 100).round(0)
             elif column == "days_to_breach":
                 values = values.astype("Float64")
+            elif column == "status":
+                values = values.astype(object).map(label)
             out[column] = values.to_numpy(dtype=object) if column not in NUMERIC_COLUMNS else values.to_numpy()
         return out.reset_index(drop=True)
 

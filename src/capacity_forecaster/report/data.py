@@ -109,6 +109,16 @@ class ReportData:
         return absent
 
 
+def shown_inventory(inventory: pd.DataFrame) -> pd.DataFrame:
+    """The inventory as reports show it: no hostname where the lake's is the server id (ingest fills it so for an
+    inventory without hostnames; a Hostname column repeating the Server column tells a reader nothing)."""
+    if "hostname" not in inventory.columns:
+        return inventory
+    same = inventory["hostname"].astype("string") == inventory["server_id"].astype("string")
+    keep = ~same.fillna(False).to_numpy(dtype=bool)
+    return inventory.assign(hostname=inventory["hostname"].astype(object).where(keep, None))
+
+
 def server_names(data: ReportData) -> dict[str, str]:
     """server_id -> the name charts label a server with: its hostname, or its id when the inventory has
     none (a hostname two servers share gets the id added, so every label is unique)."""
@@ -322,6 +332,8 @@ def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, w
         if name == "forecasts" and info is not None:
             continue
         frame = lake.read_table(name) if info is not None else None
+        if frame is not None and name == "inventory":
+            frame = shown_inventory(frame)
         if frame is not None and not (frame.empty and name in _ABSENT_WHEN_EMPTY):
             tables[name] = frame
         elif name in SMALL_TABLES:

@@ -156,6 +156,13 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame, foreca
     _scenario_summary(ws, stored_scenario(data))
 
 
+def _not_priced(frame: pd.DataFrame, unknown: pd.Series, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with ``columns`` reading ``not priced`` where the server's cost is ``unknown``: a decommission's
+    projected $0 or an option's $0 next to an unknown cost today would read as a priced figure."""
+    present = [c for c in columns if c in frame.columns]
+    return frame.assign(**{c: frame[c].astype(object).where(~unknown.to_numpy(), NOT_PRICED) for c in present})
+
+
 def _level_formatting(ws: Worksheet, rows: int, columns: int, level_col: int) -> None:
     """Colour each row by its risk level (a formula rule per level, so filtering and sorting keep it)."""
     letter = get_column_letter(level_col)
@@ -238,6 +245,10 @@ def build_workbook(data: ReportData) -> bytes:
     else:
         frame = _names(data, recs, ("cpu_cores", "memory_gb")).sort_values(
             ["monthly_savings", "server_id"], ascending=[False, True])
+        # Unknown cost today: the projection and the saving are unknown too (keeping a server saves 0 either way).
+        unpriced = frame["current_monthly_cost"].isna()
+        frame = _not_priced(frame, unpriced, ("current_monthly_cost", "projected_monthly_cost"))
+        frame = _not_priced(frame, unpriced & (frame["action"] != "keep"), ("monthly_savings",))
         write_frame(ws, frame, RECOMMENDATION_COLUMNS, "Recommendations",
                     {**_SIZES, **{c: _MONEY for c in ("current_monthly_cost", "projected_monthly_cost",
                                                        "monthly_savings")}},
@@ -271,7 +282,11 @@ def build_workbook(data: ReportData) -> bytes:
     if options is None:
         unavailable(ws, "recommendation_options")
     else:
-        write_frame(ws, _names(data, options).sort_values(["server_id", "rank"]), OPTION_COLUMNS, "Options",
+        # The cost difference is unknown exactly where today's cost (or the option's) is.
+        ranked_options = _names(data, options).sort_values(["server_id", "rank"])
+        ranked_options = _not_priced(ranked_options, ranked_options["monthly_cost_difference"].isna(),
+                                     ("monthly_cost", "monthly_cost_difference"))
+        write_frame(ws, ranked_options, OPTION_COLUMNS, "Options",
                     {**_SIZES, "monthly_cost": _MONEY, "monthly_cost_difference": _MONEY,
                      "projected_peak_cpu": "0.0", "projected_peak_memory": "0.0"}, {"hostname": 18})
 

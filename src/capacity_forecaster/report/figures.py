@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.risks import level_counts
-from capacity_forecaster.report.summary import model_accuracy
+from capacity_forecaster.report.summary import cluster_range, model_accuracy
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, day, money, plural, priced_servers
 
 METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
@@ -256,8 +256,9 @@ def cluster_scatter(points: pd.DataFrame, hot: set[str], threshold: float | None
                        "line": {"color": style.THRESHOLD, "dash": "dash", "width": 1.2}})
         notes.append({"xref": "paper", "x": 0.0, "y": threshold, "text": f"threshold {threshold:g} %",
                       "showarrow": False, "yshift": 9, "xanchor": "left", "font": {"color": style.THRESHOLD}})
-    fig.update_xaxes(title_text=axes["level"], range=[0, points.attrs.get("level_max", 100.0)], ticksuffix=" %")
-    fig.update_yaxes(title_text=axes["peak"], range=[0, 105], ticksuffix=" %")
+    fig.update_xaxes(title_text=axes["level"], range=list(cluster_range(points.attrs.get("level_max", 100.0))),
+                     ticksuffix=" %")
+    fig.update_yaxes(title_text=axes["peak"], range=list(cluster_range(105.0)), ticksuffix=" %")
     names = [trace.name for trace in fig.data]
     return styled(fig, f"Workload clusters: usual load vs peak load (red ring = {ring})", 480,
                   shapes=shapes, annotations=notes,

@@ -186,7 +186,7 @@ def _savings_table(data: ReportData, width: float) -> list[Flowable]:
     rows: list[list[Any]] = [["Server", "Hostname", "Action", *(["Target"] if targets else []), "Current / month",
                               "Projected / month", "Savings / month", "Rationale"]]
     for row in shown.to_dict("records"):
-        rows.append([row["server_id"], names.get(row["server_id"], ""), row["action"],
+        rows.append([row["server_id"], names.get(row["server_id"]) or "", row["action"],
                      *([row.get("target_server_id") or ""] if targets else []), money(row["current_monthly_cost"]),
                      money(row["projected_monthly_cost"]),
                      money(row["monthly_savings"]), Paragraph(keep_units(escape(str(row.get("rationale") or ""))),

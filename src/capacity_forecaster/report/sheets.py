@@ -14,6 +14,7 @@ from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.data import not_available
+from capacity_forecaster.report.text import labelled
 
 # A write-only worksheet (openpyxl does not export its class publicly).
 Worksheet = Any
@@ -51,13 +52,14 @@ def styled(ws: Worksheet, value: Any, *, header: bool = False, fmt: str | None =
 
 def write_frame(ws: Worksheet, frame: pd.DataFrame, columns: dict[str, str], name: str,
                 formats: dict[str, str] | None = None, widths: dict[str, int] | None = None) -> list[str]:
-    """Write ``frame`` as an Excel table with friendly headers (write-only: streams the rows).
+    """Write ``frame`` as an Excel table with friendly headers and readable machine words (``text.labelled``:
+    ``already breaching``, not ``already_breaching``); write-only: streams the rows.
 
     Returns:
         The lake columns written, in sheet order.
     """
     present = header(ws, frame.columns, columns, widths)
-    append_rows(ws, frame, present, formats)
+    append_rows(ws, labelled(frame[present]), present, formats)
     add_table(ws, name, present, columns, len(frame))
     return present
 

@@ -19,6 +19,7 @@ from capacity_forecaster.report.risks import (
 )
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money, numeric, plural, priced_servers
 from capacity_forecaster.risk.current import rule_text
+from capacity_forecaster.risk.seasonal import MIN_PERIODS, month_ends_covered
 from capacity_forecaster.storage.manifest import producing_run
 
 
@@ -79,6 +80,13 @@ CLUSTER_METRIC = "cpu"
 CLUSTER_RING = "critical or high CPU risk"
 
 
+def cluster_range(top: float) -> tuple[float, float]:
+    """An axis range of the cluster map: 0 to ``top`` percent with a 4 % margin both sides, so the markers and risk
+    rings of servers at 0 % or at the top are drawn whole (at exactly 0-100 the frame cut them in half)."""
+    pad = 0.04 * top
+    return -pad, top + pad
+
+
 def cluster_ringed(ranked: pd.DataFrame) -> set[str]:
     """Servers ringed on the cluster map: critical or high risk in the plotted metric (``CLUSTER_METRIC``)."""
     if ranked.empty:
@@ -118,6 +126,27 @@ def cluster_map(data: ReportData) -> pd.DataFrame:
     return out
 
 
+def profile_text(data: ReportData) -> str:
+    """What the clusters' workload profile can show of this history: levels and trend always, weekly patterns from
+    two weeks, month-end patterns only from ``seasonal.MIN_PERIODS`` month-ends (the uplift is 0 below that)."""
+    parts = ["levels"]
+    if data.period is not None:
+        first, last = data.period
+        patterns = ["weekly"] if (last - first).days + 1 >= 14 else []
+        business_days = data.settings.risk.period_end_business_days
+        if month_ends_covered(first, last, business_days) >= MIN_PERIODS:
+            patterns.append("month-end")
+        if patterns:
+            parts.append(" and ".join(patterns) + " patterns")
+    parts.append("trend")
+    return ", ".join(parts)
+
+
+def _critical_note(data: ReportData) -> str:
+    """``breach likely within 30 days``, or within the forecast where it is shorter than ``risk.critical_days``."""
+    return level_definitions(data)[0][1]
+
+
 def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
     """The headline numbers of the fleet, in reading order; unavailable ones say why.
 
@@ -132,8 +161,7 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
     out.append(Kpi("servers", "Servers in the fleet", servers, f"{servers:,}" if servers is not None else "-"))
     if ranked.empty:
         out.append(Kpi("at_risk", "Servers at risk", None, "-", "risk not available: run capfc risk"))
-        out.append(Kpi("critical", "Critical servers", None, "-",
-                       f"breach likely within {data.settings.risk.critical_days} days"))
+        out.append(Kpi("critical", "Critical servers", None, "-", _critical_note(data)))
         out.append(Kpi("already_breaching", "Already breaching", None, "-", "risk not available: run capfc risk"))
         out.append(Kpi("earliest_breach", "Earliest breach", None, "-"))
     else:
@@ -147,7 +175,7 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         out.append(Kpi("at_risk", "Servers at risk", at_risk, f"{at_risk:,}",
                        f"{counts['critical']} critical, {counts['high']} high, {counts['medium']} medium"))
         out.append(Kpi("critical", "Critical servers", counts["critical"], f"{counts['critical']:,}",
-                       f"breach likely within {cfg.critical_days} days"))
+                       _critical_note(data)))
         breaches = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"])
         if len(now):
             first = now.iloc[0]
@@ -226,6 +254,29 @@ def _horizon_row(data: ReportData) -> tuple[str, str, str]:
     return "Forecast horizon", _days(horizon), f"of the forecasts in the lake{configured}; {models}"
 
 
+def level_definitions(data: ReportData) -> list[tuple[str, str, str]]:
+    """The Critical, High and Medium rows of the assumptions: the configured rules (``risk.critical_days``,
+    ``high_days``, ``likely_probability``, ``medium_probability``) as far as the forecast reaches: a 7-day forecast
+    cannot find a breach "within 90 days", so its High row says what makes a series high there."""
+    risk = data.settings.risk
+    horizon = forecast_horizon(data) or data.settings.forecast.horizon
+    likely = f"likely = probability >= {risk.likely_probability:g}"
+    now = "already breaching series are at least high"
+    if risk.critical_days >= horizon:
+        critical = (f"breach likely within the {horizon}-day forecast",
+                    f"{likely}; risk.critical_days ({risk.critical_days}) covers the whole forecast")
+        high = (f"already breaching, {rule_text(risk)}",
+                f"a forecast breach is critical on this horizon; risk.high_days ({risk.high_days}) reaches past it")
+    else:
+        critical = (f"breach likely within {_days(risk.critical_days)}", likely)
+        high = ((f"breach likely within {_days(risk.high_days)}", now) if risk.high_days <= horizon else
+                (f"breach likely on days {risk.critical_days + 1}-{horizon} (the end of the forecast)",
+                 f"risk.high_days ({risk.high_days}) reaches past the forecast; {now}"))
+    return [("Critical", *critical), ("High", *high),
+            ("Medium", f"breach probability >= {risk.medium_probability:g} within the {horizon}-day forecast",
+             "or last year's period-end peak, grown, crosses the threshold")]
+
+
 def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
     """The settings and data behind the numbers, as (assumption, value, note) rows."""
     s = data.settings
@@ -236,11 +287,7 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
         ("Utilisation statistic", f"daily P{s.ingest.percentile:g}", "per server and metric, in percent of capacity"),
         _horizon_row(data),
         ("Forecast interval", f"{fc.interval:.0%} central interval", "the lower and upper bound of each forecast day"),
-        ("Critical", f"breach likely within {risk.critical_days} days",
-         f"likely = probability >= {risk.likely_probability:g}"),
-        ("High", f"breach likely within {risk.high_days} days", ""),
-        ("Medium", f"breach probability >= {risk.medium_probability:g} within the horizon",
-         "or last year's period-end peak, grown, crosses the threshold"),
+        *level_definitions(data),
         ("Sizing headroom", f"{risk.headroom:.0%} on top of the forecast peak upper bound",
          f"new sizes keep it under {risk.target_utilisation:g} % utilisation"),
         ("Right-size rule", f"saves at least {risk.rightsize_min_savings:.0%} of the server's cost", ""),

@@ -1,4 +1,5 @@
-"""Numbers and dates as the reports write them for people: money, cents, plurals, days; "not priced"."""
+"""Numbers, dates and machine words as the reports write them for people: money, cents, plurals, days, labels;
+"not priced"."""
 
 from __future__ import annotations
 
@@ -47,3 +48,22 @@ def money(value: float | None, signed: bool = False) -> str:
 def day(value: Any) -> str:
     """An ISO date, or ``-`` for a missing one."""
     return "-" if value is None or pd.isna(value) else pd.Timestamp(value).date().isoformat()
+
+
+# Columns whose values are machine words (statuses, findings, grades, kinds): people read them with spaces.
+LABEL_COLUMNS = ("status", "base_status", "scenario_status", "finding", "performance_risk", "option", "change",
+                 "group_by")
+
+
+def label(value: Any) -> Any:
+    """A machine word as people read it (``already_breaching`` -> ``already breaching``); other values as they are."""
+    return value.replace("_", " ") if isinstance(value, str) else value
+
+
+def labelled(frame: pd.DataFrame, columns: tuple[str, ...] = LABEL_COLUMNS) -> pd.DataFrame:
+    """``frame`` with the machine words of its ``columns`` (those present) as ``label`` writes them (a new frame;
+    the lake's values stay as they are)."""
+    present = [c for c in columns if c in frame.columns]
+    if not present:
+        return frame
+    return frame.assign(**{c: frame[c].astype(object).map(label) for c in present})

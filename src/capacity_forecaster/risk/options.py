@@ -11,7 +11,7 @@ from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.inventory import complete_inventory
 from capacity_forecaster.risk.levels import Action, Status
 from capacity_forecaster.risk.recommendations import fully_assessed
-from capacity_forecaster.risk.sizing import CostModel
+from capacity_forecaster.risk.sizing import CostModel, size_gb
 from capacity_forecaster.schema import RECOMMENDATION_OPTION_COLUMNS, SERVER_ID
 
 OPTION_EXTRA_COLUMNS = ("option", "current_cpu_cores", "current_memory_gb", "freed_cpu_cores", "freed_memory_gb",
@@ -134,9 +134,11 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
     # Steps capped at the largest size (or at today's size) repeat an option: keep its first, best-ranked copy.
     out = out.drop_duplicates([SERVER_ID, "cpu_cores", "memory_gb", "option"])
     out["rank"] = out.groupby(SERVER_ID).cumcount() + 1
-    for column in ("cpu_cores", "memory_gb", "current_cpu_cores", "current_memory_gb", "freed_cpu_cores",
-                   "freed_memory_gb"):
+    # Whole cores; GB to one decimal, so a sub-GB VM's option is not 0 GB.
+    for column in ("cpu_cores", "current_cpu_cores", "freed_cpu_cores"):
         out[column] = pd.array(np.round(out[column].to_numpy(float)), dtype="Int64")
+    for column in ("memory_gb", "current_memory_gb", "freed_memory_gb"):
+        out[column] = size_gb(out[column].to_numpy(float))
     return out[[*RECOMMENDATION_OPTION_COLUMNS, *OPTION_EXTRA_COLUMNS]].reset_index(drop=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,6 +94,18 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
 # Month-ends (quarter-ends) a series must cover, each with other business days of its month, before
 # its month-end (quarter-end) uplift counts; with fewer it is 0.
 MIN_PERIODS = 2
+
+
+def month_ends_covered(first: Any, last: Any, business_days: int) -> int:
+    """Month-ends a history from ``first`` to ``last`` covers as ``period_uplifts`` counts them: months with
+    business days both in and out of their month-end window (under ``MIN_PERIODS``, no month-end uplift)."""
+    days = pd.date_range(pd.Timestamp(first).normalize(), pd.Timestamp(last).normalize(), freq="D")
+    cal = period_calendar(days, business_days)
+    business = cal[cal["is_business"].to_numpy(dtype=bool)]
+    stamps = pd.DatetimeIndex(business.index)
+    months = stamps.year * 12 + stamps.month
+    kinds = business.groupby(months)["month_end"].agg(["any", "all"])
+    return int((kinds["any"] & ~kinds["all"]).sum())
 
 
 def period_uplifts(frame: pd.DataFrame, business_days: int, value: str = VALUE) -> pd.DataFrame:

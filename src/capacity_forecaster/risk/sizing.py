@@ -22,6 +22,14 @@ NEED_COLUMNS = (SERVER_ID, "cpu_cores", "memory_gb", "cpu_peak_upper", "memory_p
 _MIN_FIT_SERVERS = 4
 
 
+def size_gb(values: np.ndarray) -> np.ndarray:
+    """Memory sizes as stored: GB to one decimal, a non-zero size never rounded to 0 (a 0.17 GB VM reads 0.2,
+    0.03 GB reads 0.1); NaN stays NaN."""
+    gb = np.asarray(values, dtype=float)
+    rounded = np.round(gb, 1)
+    return np.where((gb > 0) & (rounded < 0.1), 0.1, rounded) + 0.0
+
+
 def standard_size(required: np.ndarray, sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The smallest standard size at or above each requirement.
 

@@ -19,6 +19,7 @@ from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, p
 from capacity_forecaster.risk.options import findings, sizing_options
 from capacity_forecaster.risk.recommendations import build_recommendations
 from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
+from capacity_forecaster.risk.sizing import size_gb
 from capacity_forecaster.risk.whatif import Scenario
 from capacity_forecaster.schema import (
     CAPACITY_GROUP_COLUMNS,
@@ -178,12 +179,18 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
     recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
     recs["finding"] = findings(recs, server_risk, cfg)
     options = sizing_options(recs, needs, inventory, cfg)
-    # Sizes are whole cores and GB; what a decommission, consolidation or right-size frees is shown, not zeros.
+    # Sizes are whole cores and GB to one decimal (a sub-GB VM is not sized 0 GB); what a decommission,
+    # consolidation or right-size frees is shown, not zeros.
     for column, today in (("recommended_cpu_cores", "current_cpu_cores"), ("recommended_memory_gb",
                                                                            "current_memory_gb")):
         freed = np.fmax(recs[today].to_numpy(float) - recs[column].to_numpy(float), 0.0)
-        recs["freed_" + today.removeprefix("current_")] = pd.array(np.round(freed), dtype="Int64")
-        recs[column] = pd.array(np.round(recs[column].to_numpy(float)), dtype="Int64")
+        size = recs[column].to_numpy(float)
+        if column.endswith("_gb"):
+            recs["freed_" + today.removeprefix("current_")] = size_gb(freed)
+            recs[column] = size_gb(size)
+        else:
+            recs["freed_" + today.removeprefix("current_")] = pd.array(np.round(freed), dtype="Int64")
+            recs[column] = pd.array(np.round(size), dtype="Int64")
     summary = _summary(server_risk, clusters, recs, label, cfg)
     summary["findings"] = {str(k): int(v) for k, v in recs["finding"].value_counts().sort_index().items()}
     if calibration is not None:
@@ -319,7 +326,7 @@ def render_summary(result: RiskResult) -> str:
         peak = f" at {r['seasonal_peak']}" if r["seasonal_peak"] else ""
         prob = "" if r["breach_probability"] is None else f", P={percent(r['breach_probability'])}"
         lines.append(f"  {r['risk_level']:<8} {r['server_id']} {r['metric']:<7} {when}{peak}{prob}")
-    lines.append(f"Clusters (k={s['k']}): " + ", ".join(f"{k} {v}" for k, v in s["clusters"].items()))
+    lines.append(f"Workload clusters ({s['k']}): {clusters_text(s['clusters'])}")
     lines.append("Actions: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
     if s.get("servers_without_cost"):
         lines.append(f"Savings: unknown for {s['servers_without_cost']} servers without a monthly cost in the "
@@ -336,6 +343,21 @@ def render_summary(result: RiskResult) -> str:
     return "\n".join(lines)
 
 
+def clusters_text(clusters: dict[str, Any]) -> str:
+    """Cluster labels with their server counts, one cluster from the next told apart even when a label has a comma:
+    ``batch/month-end (2 servers); idle, memory ~10 % (4 servers)``."""
+    return "; ".join(f"{label} ({int(n)} {'server' if int(n) == 1 else 'servers'})" for label, n in clusters.items())
+
+
+# What each calibration method does to the published breach probabilities, in words.
+_METHOD_TEXT = {
+    "none": "probabilities published as forecast (not recalibrated)",
+    "correlation": "recalibrated with a fitted day-to-day error correlation",
+    "isotonic": "recalibrated to the breach rates observed in the backtests",
+    "both": "recalibrated with a fitted day-to-day error correlation and to the observed breach rates",
+}
+
+
 def calibration_lines(summary: dict[str, Any]) -> list[str]:
     """What the backtests say about the breach probabilities and what was done, from a risk summary.
 
@@ -350,16 +372,18 @@ def calibration_lines(summary: dict[str, Any]) -> list[str]:
         return [f"Calibration: not checked ({cal.get('reason', '')})"]
     by_metric = ", ".join(f"{k} {v}" for k, v in cal["breaches_by_metric"].items() if v)
     per = f" ({cal['windows_per_series']} per series)" if cal.get("windows_per_series") else ""
-    line = (f"Calibration: {cal['windows']} backtest windows{per}, {cal['breaches']} breached"
+    line = (f"Calibration: {cal['windows']} backtest windows{per}, {cal['breaches']} with a breach"
             + (f" ({by_metric})" if by_metric else "")
-            + f"; Brier raw {cal['brier_raw']:.4f} (base rate alone {cal['brier_base_rate']:.4f})")
+            + f"; probability error (Brier score, lower is better) {cal['brier_raw']:.4f} against "
+              f"{cal['brier_base_rate']:.4f} for always predicting the average breach rate")
     if cal["method"] != "none":
-        line += f", calibrated {cal['brier_calibrated']:.4f} (held-out)"
-    line += f"; rho {cal['rho']:g}, method {cal['method']}"
-    bins = "  ".join(f"{r['bin']} n={r['windows']} p={r['mean_probability']:.2f} obs={r['observed_frequency']:.2f}"
-                     for r in cal.get("reliability", []))
-    return [line, f"  {cal['reason']}", f"  reliability: {bins}"]
+        line += f", {cal['brier_calibrated']:.4f} after recalibration (on held-out windows)"
+    line += (f"; {_METHOD_TEXT.get(cal['method'], cal['method'])}, day-to-day error correlation "
+             f"(rho) {cal['rho']:g}")
+    bins = "; ".join(f"{r['bin']}: {r['windows']} windows, predicted {r['mean_probability']:.2f}, observed "
+                     f"{r['observed_frequency']:.2f}" for r in cal.get("reliability", []))
+    return [line, f"  why: {cal['reason']}", f"  reliability (predicted probability vs observed breach rate): {bins}"]
 
 
-__all__ = ["COMPARISON_COLUMNS", "RiskResult", "calibration_lines", "carry_clusters", "compare", "conclude", "evaluate",
-           "log_summary", "render_summary", "run_risk", "with_what_if"]
+__all__ = ["COMPARISON_COLUMNS", "RiskResult", "calibration_lines", "carry_clusters", "clusters_text", "compare",
+           "conclude", "evaluate", "log_summary", "render_summary", "run_risk", "with_what_if"]

@@ -227,11 +227,14 @@ def summary_line(counts: dict[str, Any]) -> str:
     """The stage's one-line, human-readable summary, from the stage run's ``counts``.
 
     Example: ``forecast: 400 series (model 400); chosen robust_combo 250, harmonic 150; 0 failed
-    series; 72,000 forecast rows, 412 units on local x2; 58.2 s``.
+    series; 72,000 forecast rows; 412 model fits (backtests and final) on 2 local workers; 58.2 s``.
     """
     failed = counts.get("failed_series", 0)
     failures = f"{failed:,} failed series ({counts.get('failures', 0):,} failure rows)" if failed else "0 failed series"
+    # A fit (a work unit) is one model on one batch of series at one backtest cutoff or the final fit.
+    workers = int(counts.get("workers") or 0)
     return (f"forecast: {counts.get('series', 0):,} series ({_counted(counts.get('triage', {}))}); "
             f"chosen {_counted(counts.get('chosen', {}))}; {failures}; "
-            f"{counts.get('forecast_rows', 0):,} forecast rows, {counts.get('units', 0):,} units on "
-            f"{counts.get('engine')} x{counts.get('workers')}; {counts.get('seconds', 0.0):.1f} s")
+            f"{counts.get('forecast_rows', 0):,} forecast rows; {counts.get('units', 0):,} model fits (backtests "
+            f"and final) on {workers:,} {counts.get('engine')} {'worker' if workers == 1 else 'workers'}; "
+            f"{counts.get('seconds', 0.0):.1f} s")
