@@ -85,6 +85,43 @@ def test_etl_keeps_a_quantised_p95_whose_samples_varied(tmp_path) -> None:
     assert constant["is_imputed"].sum() == 6  # the same run from a sensor whose samples never moved
 
 
+def test_etl_keeps_a_constant_gauge_while_another_metric_of_its_server_moves() -> None:
+    """Rnd VM 250's memory read 2.00 % all day for 16 days while its CPU samples moved: a measurement,
+    not a stuck agent (which repeats every reading of its server, as VM 407's CPU and memory did)."""
+    from capacity_forecaster.config import EtlConfig
+    from capacity_forecaster.etl.transform import transform
+
+    rng = np.random.default_rng(11)
+    days = pd.date_range("2013-07-01", periods=90)
+    memory = np.round(2.0 + rng.normal(0, 0.3, len(days)), 2)
+    memory[74:] = 2.0
+    cpu = np.round(10 + rng.normal(0, 2, len(days)), 2)
+    frames = [pd.DataFrame({"server_id": "bitbrains-250", "ds": days, "metric": "memory", "value": memory,
+                            "value_mean": memory, "value_max": memory, "samples": 288}),
+              pd.DataFrame({"server_id": "bitbrains-250", "ds": days, "metric": "cpu", "value": cpu,
+                            "value_mean": cpu - 3, "value_max": cpu + 5, "samples": 288})]
+    raw = pd.concat(frames, ignore_index=True)
+    inventory = pd.DataFrame({"server_id": ["bitbrains-250"]})
+    kept = transform(raw, inventory, EtlConfig()).metrics
+    mem = kept[kept["metric"] == "memory"].sort_values("ds")
+    assert not mem["is_imputed"].any() and mem["value"].notna().all()
+    np.testing.assert_array_equal(mem["value"].to_numpy(), memory)
+    # CPU on 0 for every sample of those days (VM 250 as it is): an idle VM, its memory reading is kept.
+    idle = raw.copy()
+    late = (idle["metric"] == "cpu") & (idle["ds"] >= days[74])
+    idle.loc[late, ["value", "value_mean", "value_max"]] = 0.0
+    still = transform(idle, inventory, EtlConfig()).metrics
+    np.testing.assert_array_equal(still.loc[still["metric"] == "memory"].sort_values("ds")["value"], memory)
+    # With the CPU's samples constant mid-range too, the whole server's agent was stuck: the repeats go.
+    frozen = raw.assign(value_mean=raw["value"], value_max=raw["value"])
+    frozen.loc[(frozen["metric"] == "cpu") & (frozen["ds"] >= days[74]), "value"] = cpu[74]
+    frozen["value_mean"] = frozen["value_max"] = frozen["value"]
+    stuck = transform(frozen, inventory, EtlConfig()).metrics
+    replaced = stuck[stuck["metric"] == "memory"].sort_values("ds")
+    gone = replaced["value"].isna() | replaced["is_imputed"].astype(bool)
+    assert gone.iloc[75:].all() and not gone.iloc[:74].any()  # the first of the run is kept
+
+
 def test_runs_at_the_bounds_and_short_runs_are_not_glitches() -> None:
     values = _noisy()
     values[0, 10:20] = 0.0

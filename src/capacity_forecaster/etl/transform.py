@@ -150,7 +150,15 @@ class _Processed:
 
 
 def varied_days(raw: pd.DataFrame, grid: SeriesGrid) -> np.ndarray | None:
-    """Cells whose day's samples were not all equal: the roll-up's ``value_max`` above its ``value_mean``.
+    """Cells whose constant reading is explained: the day's samples of this metric, or of another metric of
+    the same server, were not all equal (the roll-up's ``value_max`` above its ``value_mean``: the server's
+    monitoring was alive), or another metric of the server read 0 all day (every sample; an idle or
+    powered-off VM, whose gauges have nothing to move them).
+
+    A stuck agent repeats every reading of its server, mid-range (Bitbrains Rnd VM 407: CPU 96.00 % and
+    memory 13.79 % on every sample of two days). Bitbrains Rnd VM 250's memory read 2.00 % on every sample
+    for 16 days while its CPU read 0 on every sample: an idle VM, whose days the stuck rule turned into an
+    unfillable gap (and so took it out of the idle and decommission assessment).
 
     None when ``raw`` lacks those columns (a daily source, the synthetic fleet): nothing is known.
     """
@@ -160,10 +168,18 @@ def varied_days(raw: pd.DataFrame, grid: SeriesGrid) -> np.ndarray | None:
     top = pd.to_numeric(raw["value_max"], errors="coerce").to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         row_varied = (top - mean) > 1e-9 * np.maximum(1.0, np.abs(top))
+        row_explains = row_varied | (top <= 0.0)
     out = np.zeros(grid.source_row.shape, dtype=bool)
+    explains = np.zeros(grid.source_row.shape, dtype=bool)
     behind = grid.source_row >= 0
     out[behind] = row_varied[grid.source_row[behind]]
-    return out
+    explains[behind] = row_explains[grid.source_row[behind]]
+    if grid.n_series == 0:
+        return out
+    # Series are grouped by server (grid order): one reduceat gives each server's days any metric explains.
+    starts = np.flatnonzero(np.diff(grid.server_index, prepend=-1))
+    server = np.logical_or.reduceat(explains, starts, axis=0)
+    return out | server[np.searchsorted(grid.server_index[starts], grid.server_index)]
 
 
 def _process(
