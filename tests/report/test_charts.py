@@ -29,7 +29,7 @@ from capacity_forecaster.report.data import (
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels, top_series
 from capacity_forecaster.report.risks import ranked_risks
-from capacity_forecaster.report.summary import cluster_map, cluster_ringed
+from capacity_forecaster.report.summary import cluster_map, cluster_ringed, week_grid
 
 Colour = tuple[float, float, float, float]
 
@@ -147,6 +147,25 @@ def test_heatmap_shows_weekly_peaks_by_hostname_with_a_no_data_legend(data) -> N
     assert set(plotly.data[0].y) == set(ticks) and "weekly peak" in plotly.layout.title.text
     assert plotly.data[1].name.startswith("no data") and plotly.layout.plot_bgcolor == style.MISSING
     assert plotly.layout.showlegend
+
+
+def test_heatmap_weeks_are_calendar_weeks_so_a_server_that_stopped_is_not_painted_across_the_gap(data) -> None:
+    """Four CloudWatch instances stopped in September 2013 while the fleet ran to July 2014: their last
+    week must not stretch over the months no server of theirs reported (and 'last 13 weeks' means weeks)."""
+    weeks = sorted(data.peaks["week"].unique())
+    early, late = weeks[:3], weeks[-2:]
+    gappy = data.peaks[data.peaks["week"].isin(early + late)]
+    gappy = gappy[(gappy["server_id"] != "srv-0001") | gappy["week"].isin(early)]  # srv-0001 stopped early
+    grid = week_grid(gappy)
+    assert grid.shape[1] == len(weeks)  # every calendar week from the first to the last
+    assert grid.loc["srv-0001"].iloc[3:].isna().all() and grid.iloc[:, 3:-2].isna().all().all()
+    assert grid.index[-1] == "srv-0001"  # no data in the last 13 calendar weeks: listed last
+    with style.report_style():
+        fig = charts.fleet_heatmap(dataclasses.replace(data, peaks=gappy))
+        mesh = fig.axes[0].collections[0]
+        assert mesh.get_array().size == len(weeks) * grid.shape[0]
+    plotly = figures.heatmap(gappy, "cpu", 50, server_names(data), statistic="weekly peak")
+    assert len(plotly.data[0].x) == len(weeks)
 
 
 def test_hostnames_fall_back_to_the_server_id(data) -> None:

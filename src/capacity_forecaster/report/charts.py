@@ -28,6 +28,7 @@ from capacity_forecaster.report.summary import (
     cluster_ringed,
     model_accuracy,
     profile_text,
+    week_grid,
 )
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers
 
@@ -52,17 +53,15 @@ def fleet_heatmap(data: ReportData) -> Figure:
     peaks = data.peaks
     if peaks is None or peaks.empty:
         return style.placeholder(11, 4, title, not_available("metrics"))
-    grid = peaks.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
-    recent = grid.iloc[:, -13:].mean(axis=1).sort_values(ascending=False)
-    shown = recent.index[: cfg.heatmap_servers]
-    grid = grid.loc[shown]
+    grid = week_grid(peaks, cfg.heatmap_servers)
+    total = int(peaks["server_id"].nunique())
     names = server_names(data)
     rows = len(grid)
     height = max(3.8, 0.17 * rows + 2.2)
     ranked_weeks = min(13, grid.shape[1])
     window = (f"last {plural(ranked_weeks, 'week')}" if ranked_weeks < grid.shape[1]
               else f"all {plural(ranked_weeks, 'week')}")
-    subtitle = (f"{rows:,} of {plural(len(recent), 'server')}, busiest ({window}) at the top; each cell is "
+    subtitle = (f"{rows:,} of {plural(total, 'server')}, busiest ({window}) at the top; each cell is "
                 "the week's highest daily P95, so month-end peaks stay visible")
     fig = style.new_figure(11, height, title, subtitle)
     top = style.top_margin(height) - 0.25 / height

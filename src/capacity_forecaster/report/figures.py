@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.risks import level_counts
-from capacity_forecaster.report.summary import cluster_range, model_accuracy
+from capacity_forecaster.report.summary import cluster_range, model_accuracy, week_grid
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, day, money, plural, priced_servers
 
 METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
@@ -204,9 +204,7 @@ def heatmap(frame: pd.DataFrame, metric: str, servers: int, names: dict[str, str
         statistic: what ``value`` is, for the title (``weekly peak``, ``weekly mean``).
     """
     name = METRIC_NAMES.get(metric, metric)
-    grid = frame.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
-    order = grid.iloc[:, -13:].mean(axis=1).sort_values(ascending=False).index[:servers]
-    grid = grid.loc[order]
+    grid = week_grid(frame, servers)
     labels = [(names or {}).get(s, s) for s in grid.index]
     fig = new_figure([
         go.Heatmap(z=np.round(grid.to_numpy(float), 1), x=dates(grid.columns), y=labels, zmin=0, zmax=100,

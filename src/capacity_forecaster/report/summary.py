@@ -80,6 +80,21 @@ CLUSTER_METRIC = "cpu"
 CLUSTER_RING = "critical or high CPU risk"
 
 
+def week_grid(frame: pd.DataFrame, servers: int | None = None) -> pd.DataFrame:
+    """Servers x weeks of ``frame`` (server_id, week, value) on every calendar week from the first to the
+    last (a week no server has data for is a NaN column, not squeezed out: four servers that stopped in
+    September 2013 were painted through to May 2014), busiest servers (mean of the last 13 calendar
+    weeks) first, the first ``servers`` of them (None: all).
+    """
+    grid = frame.pivot(index="server_id", columns="week", values="value").sort_index(axis=1)
+    if grid.shape[1]:
+        weeks = pd.DatetimeIndex(grid.columns)
+        grid.columns = weeks
+        grid = grid.reindex(columns=pd.date_range(weeks[0], weeks[-1], freq="7D"))
+    order = grid.iloc[:, -13:].mean(axis=1).sort_values(ascending=False, na_position="last").index
+    return grid.loc[order if servers is None else order[:servers]]
+
+
 def cluster_range(top: float) -> tuple[float, float]:
     """An axis range of the cluster map: 0 to ``top`` percent with a 4 % margin both sides, so the markers and risk
     rings of servers at 0 % or at the top are drawn whole (at exactly 0-100 the frame cut them in half)."""
