@@ -119,3 +119,13 @@ def test_reported_breaches_accepts_the_risk_stage_convention_to_come(breaching_r
     pd.testing.assert_frame_equal(today[columns], future[columns])
     now = today[today["status"] == "already_breaching"]
     assert len(now) == 1 and (now["breach_ds"] == pd.Timestamp(LAST_OVER)).all()
+
+
+def test_a_stale_series_reads_no_data_since_its_last_day_never_a_past_breach_date() -> None:
+    from capacity_forecaster.report.risks import breach_phrase, breach_when
+
+    row = {"status": "stale", "last_observed": pd.Timestamp("2013-09-29"), "breach_ds": pd.Timestamp("2013-09-29"),
+           "days_to_breach": 0}
+    assert breach_when(row) == ("no data since 2013-09-29", "-")
+    assert breach_phrase(row) == "stale: no data since 2013-09-29"
+    assert breach_when({**row, "status": "assessed"}) == ("2013-09-29", "0")

@@ -74,7 +74,9 @@ def risk_headline(summary: dict[str, Any]) -> str:
     return (f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers; already breaching "
             f"{summary.get('servers_already_breaching', 0)} ({summary.get('current_rule', '?')}); "
             f"{summary.get('servers_at_risk', 0)} at risk; levels: "
-            + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items()))
+            + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items())
+            + (f"; {summary['servers_stale']} stale (data ending over {summary.get('stale_after_days', '?')} days "
+               "before the fleet's: check their monitoring)" if summary.get("servers_stale") else ""))
 
 
 def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
@@ -90,9 +92,11 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
             table.add_column(column)
         for row in at_risk:
             now = row.get("status") == "already_breaching"
+            stale = row.get("status") == "stale"
             over = int(row.get("days_over_recent") or 0)
-            breach = f"now ({over} recent {'day' if over == 1 else 'days'} over)" if now else row["breach_ds"] or "-"
-            days = "0" if now else "-" if row["days_to_breach"] is None else str(row["days_to_breach"])
+            breach = (f"now ({over} recent {'day' if over == 1 else 'days'} over)" if now else
+                      f"stale: no data since {row.get('last_observed')}" if stale else row["breach_ds"] or "-")
+            days = "0" if now else "-" if stale or row["days_to_breach"] is None else str(row["days_to_breach"])
             prob = percent(row["breach_probability"])
             table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,
                           str(row.get("seasonal_peak") or ""))

@@ -16,6 +16,7 @@ AT_RISK_LEVELS = ("critical", "high", "medium")
 
 
 ALREADY = Status.ALREADY_BREACHING.value
+STALE = Status.STALE.value
 
 
 def ranked_risks(data: ReportData) -> pd.DataFrame:
@@ -117,17 +118,23 @@ def report_risks(data: ReportData) -> pd.DataFrame:
 
 
 def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
-    """(breach date, days) as the tables show them: ``now`` / ``0`` for a series already breaching."""
+    """(breach date, days) as the tables show them: ``now`` / ``0`` for a series already breaching,
+    ``no data since <day>`` / ``-`` for a stale one (its dates are about the past)."""
     if row.get("status") == ALREADY:
         return "now", "0"
+    if row.get("status") == STALE:
+        return f"no data since {day(row.get('last_observed'))}", "-"
     days = row.get("days_to_breach")
     return day(row.get("breach_ds")), "-" if days is None or pd.isna(days) else str(int(days))
 
 
 def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:
-    """A series' breach in words: ``already breaching (last over 2026-06-30)``, ``breach 2026-07-31`` (``, day 31``
-    with ``with_day``), or ``no breach forecast in the horizon``."""
+    """A series' breach in words: ``already breaching (last over 2026-06-30)``, ``stale: no data since
+    2013-09-29``, ``breach 2026-07-31`` (``, day 31`` with ``with_day``), or ``no breach forecast in the
+    horizon``."""
     breach = row.get("breach_ds")
+    if row.get("status") == STALE:
+        return f"stale: no data since {day(row.get('last_observed'))}"
     if row.get("status") == ALREADY:
         last = row.get("last_over_ds", breach)
         return "already breaching" + ("" if last is None or pd.isna(last) else f" (last over {day(last)})")
