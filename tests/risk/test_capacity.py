@@ -73,3 +73,14 @@ def test_a_group_of_breaching_servers_names_the_one_the_reports_rank_first() -> 
     assert (risk["status"] == "already_breaching").all() and (risk["days_to_breach"] == 0).all()
     row = result.capacity[result.capacity["group_by"] == "datacenter"].iloc[0]
     assert row["days_remaining"] == 0 and row["earliest_breach"] == "b-hot cpu"
+
+
+def test_free_memory_is_unknown_not_zero_without_a_memory_forecast() -> None:
+    """fastStorage has no memory metric: its groups read 'Free GB at peak 0' of 583.7 GB, as if memory were full."""
+    metrics = make_history(["a", "b"], days=200, metrics=("cpu",), values=np.full(200, 30.0))
+    forecasts = pd.concat([make_forecast(s, "cpu", np.full(30, 30.0)) for s in ("a", "b")], ignore_index=True)
+    inventory = make_inventory([{"server_id": s, "datacenter": "NY1", "cpu_cores": 10} for s in ("a", "b")])
+    result = run_risk(metrics, forecasts, inventory, RiskConfig(cluster_k_min=2, cluster_k_max=2))
+    row = result.capacity[result.capacity["group_by"] == "datacenter"].iloc[0]
+    assert row["memory_gb"] == 64 and pd.isna(row["free_memory_gb"])
+    assert row["free_cpu_cores"] == 14.0  # 70 % of 2 x 10 cores

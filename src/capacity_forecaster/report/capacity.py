@@ -20,7 +20,8 @@ def capacity_rows(data: ReportData) -> pd.DataFrame:
     Returns:
         ``CAPACITY_HEADERS`` columns: time_remaining is ``now (srv cpu)`` for a group with an already
         breaching server, ``YYYY-MM-DD (N days, srv metric)`` for a forecast breach, ``none`` without one;
-        capacities rounded to whole cores and GB. Empty without the table.
+        capacities rounded to whole cores and GB (free capacity ``unknown`` where no server of the group
+        has a forecast of that metric). Empty without the table.
     """
     table = data.table("capacity_by_group")
     if table is None or table.empty:
@@ -33,4 +34,6 @@ def capacity_rows(data: ReportData) -> pd.DataFrame:
         r"\.0$", "", regex=True) + " days, " + who + ")").where(days.notna(), "none")
     for column in ("free_cpu_cores", "free_memory_gb", "reclaimable_cpu_cores", "reclaimable_memory_gb"):
         out[column] = out[column].astype(float).round(0).astype("Int64")
+    for column in ("free_cpu_cores", "free_memory_gb"):  # no forecast of that metric in the group
+        out[column] = out[column].astype(object).where(out[column].notna(), "unknown")
     return out[list(CAPACITY_HEADERS)].reset_index(drop=True)

@@ -19,10 +19,11 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     """Per server: size, free capacity at the forecast peak, reclaimable capacity, time remaining.
 
     Free cores / GB = size x (100 - forecast peak of cpu / memory) / 100 (the median forecast's
-    peak, ``peak_yhat``; a series without a forecast frees nothing we can vouch for, so it counts
-    0). Reclaimable = what the recommendation frees (``freed_cpu_cores`` / ``freed_memory_gb``:
-    right-size, consolidate, decommission). Time remaining: an already-breaching series has 0 days
-    (its breach day is its last observed day over the threshold), otherwise the soonest forecast breach.
+    peak, ``peak_yhat``); NaN where that metric has no forecast (a fleet without a memory metric
+    has unknown free memory, not none). Reclaimable = what the recommendation frees (``freed_cpu_cores``
+    / ``freed_memory_gb``: right-size, consolidate, decommission). Time remaining: an already-breaching
+    series has 0 days (its breach day is its last observed day over the threshold), otherwise the
+    soonest forecast breach.
 
     Returns:
         server_id, datacenter, environment, application, cpu_cores, free_cpu_cores, memory_gb,
@@ -37,7 +38,7 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     peak = peaks.reindex(out[SERVER_ID])
     for resource, size in (("cpu", "cpu_cores"), ("memory", "memory_gb")):
         used = np.clip(peak[resource].to_numpy(float), 0.0, 100.0)
-        out[f"free_{size}"] = out[size].to_numpy(float) * np.where(np.isnan(used), 0.0, 100.0 - used) / 100.0
+        out[f"free_{size}"] = out[size].to_numpy(float) * (100.0 - used) / 100.0
     freed = recs.set_index(SERVER_ID).reindex(out[SERVER_ID])
     out["reclaimable_cpu_cores"] = freed["freed_cpu_cores"].astype("Float64").fillna(0).to_numpy(float)
     out["reclaimable_memory_gb"] = freed["freed_memory_gb"].astype("Float64").fillna(0).to_numpy(float)
@@ -68,7 +69,8 @@ def capacity_by_group(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: 
         servers, earliest_breach_ds (time remaining: the soonest breach of its servers; an already
         breaching one counts from its last observed day), days_remaining (0 when one already
         breaches), cpu_cores, free_cpu_cores, memory_gb, free_memory_gb, reclaimable_cpu_cores,
-        reclaimable_memory_gb (sums over the group's servers; sizes unknown count 0); then
+        reclaimable_memory_gb (sums over the group's servers; sizes unknown count 0, and free
+        capacity whose peak is unknown too: null only when no server of the group has it); then
         earliest_breach (the server and metric) and servers_at_risk.
     """
     per = server_capacity(server_risk, recs, inventory)
@@ -77,6 +79,8 @@ def capacity_by_group(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: 
         ordered = per.sort_values(["days_remaining", "rank", SERVER_ID], na_position="last", kind="stable")
         grouped = ordered.groupby(key, sort=True)
         sums = grouped[list(_SUMMED)].sum(min_count=0).round(1)
+        for column in ("free_cpu_cores", "free_memory_gb"):  # unknown for the whole group: null, not 0
+            sums[column] = grouped[column].sum(min_count=1).round(1)
         first = grouped.head(1).set_index(key)
         table = sums.assign(
             servers=grouped.size(), earliest_breach_ds=first["breach_ds"], days_remaining=first["days_remaining"],
