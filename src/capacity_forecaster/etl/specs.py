@@ -62,9 +62,14 @@ class CsvSpec(Spec):
     @classmethod
     def _known_encoding(cls, value: str) -> str:
         try:
-            return codecs.lookup(value).name
+            name = codecs.lookup(value).name
         except LookupError as err:
             raise ValueError(f"unknown text encoding {value!r}; use e.g. 'utf-8' or 'latin-1'") from err
+        if name.startswith(("utf-16", "utf-32")):
+            # Lines and fields are split on bytes before decoding, which needs one byte per ASCII character.
+            raise ValueError(f"{value!r} is not supported: CSV is read in byte-oriented encodings such as "
+                             "'utf-8', 'latin-1' or 'cp1252'; save the file as UTF-8")
+        return name
 
 
 class ServerIdSpec(Spec):
