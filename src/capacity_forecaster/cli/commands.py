@@ -33,7 +33,7 @@ from capacity_forecaster.stages.forecast import summary_line
 
 IngestForceOpt = Annotated[bool, typer.Option(
     "--force", help="Write the result even if more than ingest.max_quarantine_share (default 0.5) of the "
-    "rows read would be quarantined (the same as setting it to 1.0).")]
+    "rows read, or of one series' values, would be quarantined (the same as setting it to 1.0).")]
 EtlForceOpt = Annotated[bool, typer.Option(
     "--force", help="Write the result even if more than etl.max_quarantine_share (default 0.5) of the raw "
     "rows would be quarantined (the same as setting it to 1.0).")]
