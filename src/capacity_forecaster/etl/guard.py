@@ -53,7 +53,7 @@ def value_columns(mapping: Mapping) -> dict[str, str]:
     """The column each metric's values are read from (a long file's value column for every metric)."""
     if mapping.long is not None:
         return dict.fromkeys(METRICS, mapping.long.value)
-    return {metric: spec.percent or spec.usage or "" for metric, spec in mapping.metrics.items()}
+    return {metric: spec.value_column for metric, spec in mapping.metrics.items()}
 
 
 def value_counts(server: np.ndarray, metric: np.ndarray, names: list[str], quarantine: pd.DataFrame,

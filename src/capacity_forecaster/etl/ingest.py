@@ -23,6 +23,7 @@ from capacity_forecaster.etl.rollup import Duplicates, Samples, rollup_daily, so
 from capacity_forecaster.etl.servers import ServerIds, server_from_filename
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
+from capacity_forecaster.etl.units import fraction_warnings
 from capacity_forecaster.schema import METRICS
 
 logger = logging.getLogger(__name__)
@@ -239,6 +240,8 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         capacities = CapacityLookup(joined) if mapping.inventory_joins() else None
     state = _read_files(files, mapping, cfg, deriver, capacities)
     samples = state.pool.samples()
+    for message in fraction_warnings(samples.metric, samples.value, mapping):
+        state.warn(message)
     kept, duplicates = sort_and_dedupe(samples)
     state.rejected.append(_duplicate_quarantine(samples, duplicates, state.pool, labels, state.servers.names))
     daily = rollup_daily(kept, state.servers.names, cfg.percentile, cfg.min_coverage, mapping.day_timezone,
