@@ -203,3 +203,30 @@ def test_ingest_that_would_quarantine_most_rows_writes_nothing_unless_forced(
     assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet",
                  "--config", str(config)]) == 0
     assert len(Lake.open(lake).read_table("raw_metrics")) == 1
+
+
+def test_ingest_that_cannot_read_most_of_one_columns_values_writes_nothing_unless_forced(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every row is used (its cpu reads), but most memory values of one server do not: the ingest stops."""
+    lines = ["host;time;cpu;used;total"]
+    for hour in range(24):
+        used = "1.0.26,7" if hour % 4 else "480,6"  # a broken grouping on 3 of 4 rows of db-1
+        lines += [f"db-1;2024-01-01T{hour:02d}:00:00;12,5;{used};16.384",
+                  f"db-2;2024-01-01T{hour:02d}:00:00;20,0;1.024,0;16.384"]
+    data = tmp_path / "eu.csv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    mapping = write_mapping(tmp_path / "m.yaml", (
+        "layout: wide\ncsv: {delimiter: ';', decimal: ','}\nserver_id: {column: host}\ntimestamp: {column: time}\n"
+        "metrics: {cpu: {percent: cpu}, memory: {usage: used, capacity: total}}\n"))
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("capfc: error: ingest: column 'used' (memory): 18 of 24 values of server db-1 (75%) "
+                          "could not be read, more than ingest.max_quarantine_share = 0.5 (1 of 4 series over "
+                          "it; 18 of 48 values in the column), e.g. \"unparseable_value: '1.0.26,7' in column "
+                          "'used'\"; nothing was written to the lake")
+    assert not Lake.open(lake).has_table("raw_metrics")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet", "--force"]) == 0
+    memory = Lake.open(lake).read_table("raw_metrics").set_index(["server_id", "metric"])["value"]
+    assert memory[("db-2", "memory")] == pytest.approx(6.25)  # 1.024,0 of 16.384 MB

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import typer.main
 
 from capacity_forecaster import __version__
-from capacity_forecaster.cli import main
+from capacity_forecaster.cli import app, main
 from capacity_forecaster.storage import Lake
 
 PLAIN_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) [\w.]+: \S")
@@ -123,6 +124,36 @@ def test_version_and_short_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "seasonal_naive" in help_text and "robust_combo" in help_text and "--log-format" in help_text
     assert main(["aws", "glue", "-h"]) == 0
     assert "--database" in capsys.readouterr().out
+
+
+def _command_paths() -> list[list[str]]:
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        paths.append(path)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(root, [])
+    return paths
+
+
+def test_every_help_names_real_defaults_and_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = _command_paths()
+    assert ["ingest"] in paths and ["etl"] in paths and ["lake", "vacuum"] in paths
+    for path in paths:
+        assert main([*path, "-h"]) == 0, path
+        text = " ".join(capsys.readouterr().out.split())
+        # No placeholders, no config-key names where a default belongs, no count default of 0.
+        assert "*.max" not in text and "[default: log_format" not in text and "[default: 0]" not in text, path
+        if "--log-format" in text:
+            assert "[default: auto; env var CAPFC_LOG_FORMAT, config log_format]" in text, path
+    assert main(["ingest", "-h"]) == 0
+    assert "ingest.max_quarantine_share (default 0.5)" in " ".join(capsys.readouterr().out.split())
+    assert main(["etl", "-h"]) == 0
+    etl_help = " ".join(capsys.readouterr().out.split())
+    assert "etl.max_quarantine_share (default 0.5)" in etl_help and "ingest." not in etl_help
 
 
 def test_sql_table_cells_are_readable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

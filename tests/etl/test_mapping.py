@@ -75,6 +75,15 @@ def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
         (with_changes(metrics={"cpu": {"usage": "u"}}), "also needs 'capacity'"),
         (with_changes(metrics={"cpu": {"percent": "p", "usage": "u", "capacity": "c"}}), "exactly one of"),
         (with_changes(metrics={"gpu": {"percent": "p"}}), "key 'metrics.gpu'"),
+        (with_changes(metrics={"cpu": {"percent": "p", "fraction": "f"}}),
+         "exactly one of 'percent' (0-100), 'fraction' (0-1) or 'usage'"),
+        (with_changes(layout="long", metrics={}, long={"value": "v", "metric": "cpu", "unit": "ratio"}),
+         "key 'long.unit' = 'ratio': expected 'percent' (0-100) or 'fraction' (0-1)"),
+        (with_changes(layout="long", metrics={}, long={"value": "v", "metric": "cpu", "unit": {"gpu": "fraction"}}),
+         "key 'long.unit': expected 'percent' (0-100) or 'fraction' (0-1), or a unit per metric"),
+        (with_changes(layout="long", metrics={}, long={"value": "v", "metric": "cpu", "scale": 100}),
+         "key 'long.scale': unknown key; allowed keys here: value, unit,"),
+        (with_changes(csv={"encoding": "utf-16"}), "'utf-16' is not supported"),
         (with_changes(csv={"delimiter": "::"}), "delimiter must be one character"),
         (with_changes(csv={"encoding": "klingon"}), "unknown text encoding"),
         (with_changes(layout="long"), "layout 'long' needs a 'long' section"),
@@ -114,3 +123,15 @@ def test_mapping_is_frozen() -> None:
     mapping = parse_mapping(WIDE)
     with pytest.raises(ValidationError, match="frozen"):
         mapping.layout = "long"  # type: ignore[misc]
+
+
+def test_fraction_units_per_layout() -> None:
+    wide = parse_mapping(with_changes(metrics={"cpu": {"fraction": "cpu_ratio"}, "memory": {"percent": "m"}}))
+    assert wide.fraction_metrics() == {"cpu"} and wide.metrics["cpu"].value_column == "cpu_ratio"
+    assert wide.column_roles()["cpu_ratio"] == "metrics.cpu.fraction"
+    long = {"layout": "long", "server_id": {"column": "h"}, "timestamp": {"column": "t"}}
+    every = parse_mapping({**long, "long": {"value": "v", "metric_column": "m", "unit": "fraction"}})
+    assert every.fraction_metrics() == {"cpu", "memory", "disk", "network"}
+    some = parse_mapping({**long, "long": {"value": "v", "metric_column": "m", "unit": {"cpu": "fraction"}}})
+    assert some.fraction_metrics() == {"cpu"} and some.long is not None and some.long.unit_of("memory") == "percent"
+    assert parse_mapping({**long, "long": {"value": "v", "metric": "cpu"}}).fraction_metrics() == set()

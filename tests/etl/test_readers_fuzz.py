@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 from hypothesis import HealthCheck, given, settings
@@ -147,3 +148,35 @@ def test_empty_and_header_only_files_are_warnings_not_errors() -> None:
                 continue
             assert result.rows_read == 0 and result.raw_metrics.empty
             assert result.warnings == (f"{path}: no data rows (empty or header-only file)",)
+
+
+EUROPEAN = parse_mapping({
+    "layout": "wide",
+    "csv": {"delimiter": ";", "decimal": ","},
+    "server_id": {"column": "host"},
+    "timestamp": {"column": "day"},
+    "metrics": {"cpu": {"percent": "cpu"}, "memory": {"usage": "used", "capacity": "total"}},
+})
+
+
+def _de(value: float, decimals: int) -> str:
+    """How a de-DE export writes a number: '1.026,7'."""
+    return f"{value:,.{decimals}f}".replace(",", "\0").replace(".", ",").replace("\0", ".")
+
+
+@FAST
+@given(st.lists(st.tuples(st.floats(0, 150), st.floats(0, 1.2), st.integers(1, 10**7)), min_size=1, max_size=20))
+def test_european_grouped_numbers_are_read_whole(days: list[tuple[float, float, int]]) -> None:
+    """'1.026,7' and '16.384' with decimal ',' are 1026.7 and 16384: no value quarantined, none misread."""
+    days = [(cpu, share * total, total) for cpu, share, total in days]
+    lines = [b"host;day;cpu;used;total"] + [
+        f"vm;{(pd.Timestamp('2024-01-01') + pd.Timedelta(days=i)).date()};{_de(cpu, 2)};{_de(used, 1)};"
+        f"{_de(total, 0)}".encode() for i, (cpu, used, total) in enumerate(days)]
+    with file_with(b"\n".join(lines) + b"\n") as path:
+        result = ingest_or_input_error(path, EUROPEAN)
+    assert result is not None and result.quarantine.empty
+    daily = result.raw_metrics.pivot(index="ds", columns="metric", values="value")
+    expected_cpu = [round(cpu, 2) for cpu, _, _ in days]
+    expected_memory = [round(used, 1) / round(total) * 100 for _, used, total in days]
+    np.testing.assert_allclose(daily["cpu"].to_numpy(), expected_cpu)
+    np.testing.assert_allclose(daily["memory"].to_numpy(), expected_memory, rtol=1e-9)

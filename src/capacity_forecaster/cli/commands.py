@@ -31,8 +31,12 @@ from capacity_forecaster.cli.summaries import etl_line, print_forecast_summary, 
 from capacity_forecaster.cli.tables import format_frame, is_numeric
 from capacity_forecaster.stages.forecast import summary_line
 
-ForceOpt = Annotated[bool, typer.Option(
-    "--force", help="Write the result even if more rows than *.max_quarantine_share (0.5) are quarantined.")]
+IngestForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Write the result even if more than ingest.max_quarantine_share (default 0.5) of the "
+    "rows read, or of one series' values, would be quarantined (the same as setting it to 1.0).")]
+EtlForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Write the result even if more than etl.max_quarantine_share (default 0.5) of the raw "
+    "rows would be quarantined (the same as setting it to 1.0).")]
 
 
 @app.command()
@@ -85,8 +89,8 @@ def ingest(
         typer.Option("--mapping", help="YAML mapping describing the export (see mappings/ and docs/ingest.md); "
                      "default: files already in the contract layout server_id, ds, metric, value."),
     ] = None,
-    replace: Annotated[bool, typer.Option(help="Replace raw/ instead of merging into it.")] = False,
-    force: ForceOpt = False,
+    replace: Annotated[bool, typer.Option(help="Replace raw/ instead of merging into it.", show_default=False)] = False,
+    force: IngestForceOpt = False,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,
@@ -108,7 +112,7 @@ def ingest(
 
 @app.command()
 def etl(
-    force: ForceOpt = False,
+    force: EtlForceOpt = False,
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     log_level: LogLevelOpt = None,

@@ -54,16 +54,21 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", envvar="CAPFC_CONFIG", help="YAML config file (default: built-in defaults)."),
 ]
+# The environment and config keys are named in the help only: the config loader reads them, so that
+# the precedence (option > environment > config file) and its error messages stay in one place.
 LakeOpt = Annotated[
-    str | None, typer.Option("--lake", help="Lake location: a folder or s3://bucket/prefix [default: ./lake]")
+    str | None, typer.Option("--lake", help="Lake location: a folder or s3://bucket/prefix "
+                             "[default: ./lake; env var CAPFC_LAKE, config lake.uri].")
 ]
-LogLevelOpt = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
+LogLevelOpt = Annotated[str | None, typer.Option(
+    "--log-level", help="DEBUG, INFO, WARNING or ERROR [default: INFO; env var CAPFC_LOG_LEVEL, "
+    "config log_level].")]
 LogFormatOpt = Annotated[str | None, typer.Option(
     "--log-format", help="auto (rich on a terminal, plain otherwise), rich, plain or json "
-    "[default: log_format, CAPFC_LOG_FORMAT].")]
+    "[default: auto; env var CAPFC_LOG_FORMAT, config log_format].")]
 QuietOpt = Annotated[int, typer.Option(
-    "--quiet", "-q", count=True, help="Hide logs but warnings and errors; keep the final summary. "
-    "Twice (-qq): as --silent.")]
+    "--quiet", "-q", count=True, show_default=False, help="Hide logs but warnings and errors; keep the "
+    "final summary. Twice (-qq): as --silent.")]
 SilentOpt = Annotated[bool, typer.Option("--silent", help="Print nothing but errors (and a command's result).")]
 
 

@@ -76,8 +76,9 @@ class IngestConfig(_Section):
     # CSV lines longer than this (UTF-8 bytes) are quarantined as line_too_long instead of failing
     # the file; read blocks grow to hold twice this, so raising it costs memory per open file.
     max_line_bytes: int = Field(1 << 20, ge=64, le=1 << 30)
-    # An ingest that would quarantine more than this share of the rows it read stops (exit 2) and
-    # writes nothing; 1.0 (or `capfc ingest --force`) accepts any share. See docs/ingest.md.
+    # An ingest that would quarantine more than this share of the rows it read, or could not read
+    # this share of one series' values, stops (exit 2) and writes nothing; 1.0 (or `capfc ingest
+    # --force`) accepts any share. See docs/ingest.md.
     max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
 
 

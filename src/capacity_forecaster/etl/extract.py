@@ -143,11 +143,11 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
                  max_abs: float) -> tuple[np.ndarray, np.ndarray, pd.Series]:
     """Values of one wide metric, the status of each row (0 = accepted) and the reason of each rejection."""
     spec = mapping.metrics[metric]
-    value_column = spec.percent or spec.usage or ""
+    value_column = spec.value_column
     capacity_column = spec.capacity_column
     raw, status = numbers(value_column)
     templates = _number_templates(value_column, "value")
-    values = raw
+    values = raw * 100.0 if spec.fraction is not None else raw
     if capacity_column is not None:
         capacity, cap_status = numbers(capacity_column)
         cap_status = cap_status.copy()
@@ -224,7 +224,7 @@ def _wide_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
                  rejections: _Rejections, max_abs: float) -> list[Accepted]:
     accepted = []
     for metric in mapping.metrics:
-        value_column = mapping.metrics[metric].percent or mapping.metrics[metric].usage or ""
+        value_column = mapping.metrics[metric].value_column
         no_server = np.flatnonzero(rows.no_server)
         rejections.add(no_server, metric, value_column, rows.server_reason[no_server])
         for index, reasons in rows.rejects:
@@ -253,6 +253,9 @@ def _long_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
                    "unknown_metric: " + _quoted(shown_metric[unknown]) +
                    f" in column '{spec.metric_column}' (mapped names: {known})")
     values, status = numbers(spec.value)
+    fractions = [METRICS.index(m) for m in mapping.fraction_metrics()]
+    if fractions:
+        values = np.where(np.isin(codes, fractions), values * 100.0, values)
     with np.errstate(invalid="ignore"):
         status = np.where((status == parse.OK) & ~(np.abs(values) <= max_abs), _TOO_LARGE, status)
     templates = _number_templates(spec.value, "value") | {

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from capacity_forecaster.errors import InputError
+from capacity_forecaster.etl.mapping import Mapping
+from capacity_forecaster.schema import METRICS
+
+# Reasons of a value that was there but could not be read (or cannot be a percentage of that column).
+# Empty cells, NaN and rows whose capacity is 0 or empty (not measurements) are not counted: only the
+# row rule judges those, so a VM that was unprovisioned for most of a month does not stop an ingest.
+UNREADABLE_CODES = ("unparseable_value", "value_out_of_range", "unparseable_capacity", "invalid_capacity")
+VALUE_COUNT_COLUMNS = ("server_id", "metric", "column", "values", "unreadable", "example")
 
 
 def count_reasons(quarantine: pd.DataFrame, into: dict[str, tuple[int, str]]) -> None:
@@ -37,4 +46,82 @@ def check_quarantine_share(stage: str, rows_in: int, rows_quarantined: int, limi
         f"{stage}: {rows_quarantined:,} of {rows_in:,} rows ({share:.0%}) would be quarantined, more than "
         f"{key} = {limit:g}{main}; {kept}. Fix the input (see the reasons), or rerun with --force "
         f"(or set {key}: 1.0) to accept it"
+    )
+
+
+def value_columns(mapping: Mapping) -> dict[str, str]:
+    """The column each metric's values are read from (a long file's value column for every metric)."""
+    if mapping.long is not None:
+        return dict.fromkeys(METRICS, mapping.long.value)
+    return {metric: spec.value_column for metric, spec in mapping.metrics.items()}
+
+
+def value_counts(server: np.ndarray, metric: np.ndarray, names: list[str], quarantine: pd.DataFrame,
+                 columns: dict[str, str]) -> pd.DataFrame:
+    """Per series, the values read and how many of them could not be read.
+
+    Args:
+        server, metric: server code (index into ``names``) and metric code (index into
+            schema.METRICS) of every accepted value.
+        names: server ids by code.
+        quarantine: the ingest's quarantine records (``UNREADABLE_CODES`` are counted).
+        columns: metric -> the column its values come from.
+
+    Returns:
+        One row per (server_id, metric) with a value: server_id, metric, column, values (accepted +
+        unreadable), unreadable, example (the first unreadable reason, or None).
+    """
+    width = len(METRICS)
+    accepted = np.bincount(server.astype(np.int64) * width + metric.astype(np.int64),
+                           minlength=len(names) * width)
+    present = np.flatnonzero(accepted)
+    frame = pd.DataFrame({"server_id": np.asarray(names, dtype=object)[present // width],
+                          "metric": np.asarray(METRICS, dtype=object)[present % width],
+                          "accepted": accepted[present]})
+    reasons = quarantine["reason"].astype(str)
+    bad = quarantine[reasons.str.split(":", n=1).str[0].isin(UNREADABLE_CODES).to_numpy()]
+    if len(bad):
+        unreadable = (bad.assign(server_id=bad["server_id"].astype(str), metric=bad["metric"].astype(str))
+                      .groupby(["server_id", "metric"], sort=False)["reason"].agg(["size", "first"])
+                      .rename(columns={"size": "unreadable", "first": "example"}).reset_index())
+        frame = frame.merge(unreadable, on=["server_id", "metric"], how="outer")
+    else:
+        frame = frame.assign(unreadable=0, example=None)
+    unread = frame["unreadable"].fillna(0).astype(np.int64)
+    frame = frame.assign(values=frame["accepted"].fillna(0).astype(np.int64) + unread, unreadable=unread,
+                         column=frame["metric"].map(columns))
+    return frame.loc[:, list(VALUE_COUNT_COLUMNS)].reset_index(drop=True)
+
+
+def check_value_shares(stage: str, counts: pd.DataFrame, limit: float, key: str, kept: str) -> None:
+    """Stop a stage that could not read more than ``limit`` of one series' values.
+
+    The row rule alone misses a column read in part: a row counts as used when any of its metrics
+    gives a value, and a misread format (``1.026,7`` with the wrong separators) rejects only the
+    values that use it, the larger ones, which would bias every daily P95 of the series.
+
+    Args:
+        counts: value_counts() of the stage.
+        limit, key: the share allowed and the setting that holds it.
+        kept: what happened to the lake (for the message).
+
+    Raises:
+        InputError: one line naming the column, the worst series, the share, the setting, an
+            example reason and how to go on anyway (``--force``).
+    """
+    if counts.empty:
+        return
+    shares = counts.assign(share=counts["unreadable"] / counts["values"].where(counts["values"] > 0))
+    over = shares[(shares["share"] > limit).to_numpy()]
+    if over.empty:
+        return
+    worst = over.sort_values(["share", "unreadable"], ascending=False, kind="stable").iloc[0]
+    column = counts[counts["column"] == worst["column"]]
+    raise InputError(
+        f"{stage}: column '{worst['column']}' ({worst['metric']}): {worst['unreadable']:,} of "
+        f"{worst['values']:,} values of server {worst['server_id']} ({worst['share']:.0%}) could not be read, "
+        f"more than {key} = {limit:g} ({len(over)} of {len(counts)} series over it; "
+        f"{int(column['unreadable'].sum()):,} of {int(column['values'].sum()):,} values in the column), e.g. "
+        f"{str(worst['example'])[:160]!r}; {kept}. Fix the input or the mapping (see the reasons), or rerun "
+        f"with --force (or set {key}: 1.0) to accept it"
     )

@@ -14,6 +14,7 @@ import pandas as pd
 from capacity_forecaster.config import IngestConfig
 from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.extract import bad_row_quarantine, empty_quarantine, extract, quarantine_frame
+from capacity_forecaster.etl.guard import VALUE_COUNT_COLUMNS, value_columns, value_counts
 from capacity_forecaster.etl.inventory import CapacityLookup, InventoryDeriver, ids_only_inventory, read_inventory
 from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.parse import ColumnNumbers
@@ -22,6 +23,7 @@ from capacity_forecaster.etl.rollup import Duplicates, Samples, rollup_daily, so
 from capacity_forecaster.etl.servers import ServerIds, server_from_filename
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
+from capacity_forecaster.etl.units import fraction_warnings
 from capacity_forecaster.schema import METRICS
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class IngestResult:
         warnings: things the user should know that did not stop the ingest (e.g. header-only files).
         inventory_ids_only: the inventory was derived from the server ids alone (no inventory
             section): a re-ingest adds such rows for new servers but never overwrites known ones.
+        values: per (server_id, metric), the values read and how many could not be read
+            (guard.value_counts: server_id, metric, column, values, unreadable, example).
     """
 
     raw_metrics: pd.DataFrame
@@ -62,6 +66,7 @@ class IngestResult:
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
     inventory_ids_only: bool = False
+    values: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(VALUE_COUNT_COLUMNS)))
 
 
 class _Pool:
@@ -235,6 +240,8 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         capacities = CapacityLookup(joined) if mapping.inventory_joins() else None
     state = _read_files(files, mapping, cfg, deriver, capacities)
     samples = state.pool.samples()
+    for message in fraction_warnings(samples.metric, samples.value, mapping):
+        state.warn(message)
     kept, duplicates = sort_and_dedupe(samples)
     state.rejected.append(_duplicate_quarantine(samples, duplicates, state.pool, labels, state.servers.names))
     daily = rollup_daily(kept, state.servers.names, cfg.percentile, cfg.min_coverage, mapping.day_timezone,
@@ -267,5 +274,6 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         "(%s low coverage); quarantine reasons: %s; %.1f s",
         mapping.name, len(files), rows_read, rows_used, rows_read - rows_used, daily["server_id"].nunique(),
         len(daily), int(daily["low_coverage"].sum()), _summarise(quarantine), time.perf_counter() - started)
+    values = value_counts(samples.server, samples.metric, state.servers.names, quarantine, value_columns(mapping))
     return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
-                        tuple(labels), tuple(state.warnings), ids_only)
+                        tuple(labels), tuple(state.warnings), ids_only, values)

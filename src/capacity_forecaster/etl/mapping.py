@@ -21,6 +21,7 @@ from capacity_forecaster.etl.specs import (
     WeightSpec,
     check_timezone,
 )
+from capacity_forecaster.schema import METRICS
 from capacity_forecaster.yamlfile import read_yaml
 
 
@@ -94,7 +95,7 @@ class Mapping(Spec):
             roles.setdefault(self.server_id.column, "server_id.column")
         roles.setdefault(self.timestamp.column, "timestamp.column")
         for metric, spec in self.metrics.items():
-            for key in ("percent", "usage", "capacity"):
+            for key in ("percent", "fraction", "usage", "capacity"):
                 column = getattr(spec, key)
                 if column is not None:
                     roles.setdefault(column, f"metrics.{metric}.{key}")
@@ -129,6 +130,12 @@ class Mapping(Spec):
     def metric_names(self) -> tuple[str, ...]:
         """Contract metrics a wide file yields per row (empty for a long file)."""
         return tuple(self.metrics)
+
+    def fraction_metrics(self) -> set[str]:
+        """Contract metrics whose values the mapping declares as fractions (multiplied by 100 on read)."""
+        if self.long is not None:
+            return {metric for metric in METRICS if self.long.unit_of(metric) == "fraction"}
+        return {metric for metric, spec in self.metrics.items() if spec.fraction is not None}
 
 
 def contract_mapping() -> Mapping:

@@ -23,6 +23,10 @@ _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|infinity|nan)$"
 _ZONE_SUFFIX = r"[T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _ISO_SHAPE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?)?$"
 _INT64_NS_LIMIT = 9.2e18
+# Thousands separators of grouped numbers ("1.026,7", "16,384", "1 250,00", "1'234.5"): the one of '.'
+# and ',' that is not the decimal separator, and spaces (also no-break ones) and apostrophes.
+_GROUPING = {",": ".", ".": ","}
+_SPACES_AND_APOSTROPHES = (" ", "\u00a0", "\u202f", "'", "\u2019")
 _STRING_NULL = pa.scalar(None, pa.string())
 # Whole years that int64 nanoseconds since 1970 hold (1677-09-21 .. 2262-04-11).
 _FIRST_NS_YEAR = 1678
@@ -67,6 +71,15 @@ def _empty_as_null(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
 def parse_numbers(array: pa.Array | pa.ChunkedArray, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
     """Parse a column as float64.
 
+    Text numbers may group their digits in threes with a thousands separator: the one of ``.`` and
+    ``,`` that is not ``decimal``, a space (also U+00A0 or U+202F) or an apostrophe (also U+2019),
+    one kind per number: with decimal ``,`` ``1.026,7`` is 1026.7 and ``16.384`` is 16384; with
+    decimal ``.`` ``1,026.7`` is 1026.7 and ``16,384`` is 16384. A grouping must be well formed (a
+    first group of 1-3 digits not starting with 0, then groups of exactly three), else the value is
+    UNPARSEABLE; so is a ``.`` with decimal ``,`` that does not group digits (``3.75``): the mapping
+    says ``,`` is the decimal separator, and reading ``3.75`` as 3.75 but ``3.750`` as 3750 would mix
+    two readings in one column.
+
     Args:
         array: the column (text as read from CSV, or a typed Parquet column).
         decimal: the decimal separator of text numbers.
@@ -82,15 +95,8 @@ def parse_numbers(array: pa.Array | pa.ChunkedArray, decimal: str = ".") -> tupl
         missing = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         status = np.where(missing, MISSING, np.where(np.isfinite(values), OK, NON_FINITE)).astype(np.int8)
         return np.where(status == OK, values, np.nan), status
-    text = as_text(array)
-    if decimal == ",":
-        text = pc.replace_substring(text, ",", ".")
-    text, missing = _empty_as_null(text)
-    try:
-        parsed = pc.cast(text, pa.float64())
-    except pa.ArrowInvalid:
-        numeric = pc.match_substring_regex(text, _NUMBER, ignore_case=True)
-        parsed = pc.cast(pc.if_else(numeric, text, _STRING_NULL), pa.float64())
+    text, missing = _empty_as_null(as_text(array))
+    parsed = _text_to_float(text, decimal)
     values = np.asarray(parsed.to_numpy(zero_copy_only=False), dtype=np.float64)
     unparsed = np.asarray(parsed.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     status = np.full(len(values), OK, dtype=np.int8)
@@ -98,6 +104,41 @@ def parse_numbers(array: pa.Array | pa.ChunkedArray, decimal: str = ".") -> tupl
     status[unparsed] = UNPARSEABLE
     status[missing] = MISSING
     return np.where(status == OK, values, np.nan), status
+
+
+def _re2_class(chars: tuple[str, ...]) -> str:
+    return "[" + "".join(f"\\x{{{ord(c):04X}}}" for c in chars) + "]"
+
+
+def _ungroup(text: pa.Array, decimal: str) -> pa.Array:
+    """Text with the thousands separators of well-formed grouped numbers removed (others unchanged)."""
+    separators = (_GROUPING[decimal], *_SPACES_AND_APOSTROPHES)
+    any_separator = _re2_class(separators)
+    if not pc.any(pc.fill_null(pc.match_substring_regex(text, any_separator), False)).as_py():
+        return text
+    groups = "|".join(f"({_re2_class((sep,))}\\d{{3}})+" for sep in separators)
+    pattern = f"^[+-]?[1-9]\\d{{0,2}}({groups})({_re2_class((decimal,))}\\d*)?$"
+    grouped = pc.fill_null(pc.match_substring_regex(text, pattern), False)
+    return pc.if_else(grouped, pc.replace_substring_regex(text, any_separator, ""), text)
+
+
+def _text_to_float(text: pa.Array, decimal: str) -> pa.Array:
+    """float64 of number text (null where it is not a number); see parse_numbers for the rules."""
+    if decimal == ".":
+        try:
+            return pc.cast(text, pa.float64())
+        except pa.ArrowInvalid:
+            pass
+    text = _ungroup(text, decimal)
+    if decimal == ",":
+        # Every '.' left is outside a grouping: not a number in this locale (see parse_numbers).
+        text = pc.if_else(pc.fill_null(pc.match_substring(text, "."), False), _STRING_NULL, text)
+        text = pc.replace_substring(text, ",", ".")
+    try:
+        return pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        numeric = pc.match_substring_regex(text, _NUMBER, ignore_case=True)
+        return pc.cast(pc.if_else(numeric, text, _STRING_NULL), pa.float64())
 
 
 class ColumnNumbers:

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.lines import LineGuard
-from capacity_forecaster.etl.sniff import SNIFF_BYTES, Dialect, duplicated_names, sniff
+from capacity_forecaster.etl.sniff import PARQUET, SNIFF_BYTES, Dialect, duplicated_names, not_csv, sniff
 from capacity_forecaster.etl.sources import SourceFile
 from capacity_forecaster.etl.specs import CsvSpec
 
@@ -149,11 +149,20 @@ def _read_head(src: SourceFile) -> tuple[bytes, bool]:
 
 
 def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
-                chunk_rows: int, max_line_bytes: int) -> Iterator[RawChunk]:
+                chunk_rows: int, max_line_bytes: int, declared: str) -> Iterator[RawChunk]:
     try:
         head, truncated = _read_head(src)
     except _READ_ERRORS as err:
         raise InputError(f"{src.label}: cannot be opened: {err}") from err
+    other = not_csv(head, src.label)
+    if other == PARQUET:
+        if declared == "csv":
+            raise InputError(f"{src.label}: looks like Parquet, but the mapping says format: csv; set format: "
+                             "parquet (or auto, which reads Parquet whatever the file is called)")
+        yield from _parquet_chunks(src, roles, chunk_rows)
+        return
+    if other is not None:
+        raise InputError(other)
     dialect = sniff(head, truncated, src.label, spec.encoding, spec.delimiter)
     if dialect is None:
         return
@@ -245,7 +254,10 @@ def read_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec, file_f
 
     CSV is read with pyarrow's streaming reader (block size from the sniffed row size), every
     field as raw bytes so that a bad value never fails a whole block; malformed lines are skipped
-    and reported in ``RawChunk.bad_rows``. Parquet is read by row batches of the needed columns.
+    and reported in ``RawChunk.bad_rows``. Parquet is read by row batches of the needed columns;
+    with ``file_format`` auto, a file that starts like Parquet is read as Parquet whatever its name.
+    A file that looks like another format (JSON, a workbook, compressed data under a name that does
+    not say so, UTF-16 text) is refused with one line saying so.
 
     Args:
         src: the file.
@@ -260,9 +272,10 @@ def read_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec, file_f
         RawChunk objects; none for an empty or header-only file.
 
     Raises:
-        InputError: the file cannot be opened or decoded, or lacks a mapped column.
+        InputError: the file cannot be opened or decoded, is not CSV or Parquet, or lacks a mapped
+            column.
     """
     if src.is_parquet(file_format):
         yield from _parquet_chunks(src, roles, chunk_rows)
     else:
-        yield from _csv_chunks(src, roles, spec, chunk_rows, max_line_bytes)
+        yield from _csv_chunks(src, roles, spec, chunk_rows, max_line_bytes, file_format)

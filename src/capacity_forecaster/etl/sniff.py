@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import posixpath
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -11,6 +13,55 @@ from capacity_forecaster.errors import InputError
 SNIFF_BYTES = 256 * 1024
 CANDIDATES = (",", ";", "|", "\t")
 _SAMPLE_LINES = 50
+PARQUET = "Parquet"
+_ONLY = "capfc ingest reads CSV or Parquet"
+# Leading bytes of formats that are not CSV text (checked before any decoding). Compressed files are
+# decompressed by their extension (pyarrow: .gz, .bz2, .zst, .lz4), so these are names that do not say it.
+_COMPRESSED = (
+    (re.compile(rb"^\x1f\x8b"), "gzip", ".gz"), (re.compile(rb"^BZh[1-9]1AY&SY"), "bzip2", ".bz2"),
+    (re.compile(rb"^\x28\xb5\x2f\xfd"), "zstd", ".zst"), (re.compile(rb"^\x04\x22\x4d\x18"), "lz4", ".lz4"),
+    (re.compile(rb"^\xfd7zXZ\x00"), "xz", None),
+)
+_UTF16_32 = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
+             b"\xfe\xff": "UTF-16"}
+# A JSON document or JSON lines: an object, or an array of objects, arrays or strings.
+_JSON = re.compile(rb"^\s*(\{\s*[\"}]|\[\s*[\[{\"\]])")
+_MARKUP = re.compile(rb"^\s*<(\?xml|!doctype|!--|html)", re.IGNORECASE)
+
+
+def not_csv(head: bytes, label: str) -> str | None:
+    """What a file that is not CSV text looks like (``PARQUET``, or a one-line message), else None.
+
+    Only leading bytes are judged, so a CSV file is never refused for what it holds further down.
+    """
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    if head.startswith(b"PAR1"):
+        return PARQUET
+    extension = posixpath.splitext(label.lower())[1]
+    for magic, name, suffix in _COMPRESSED:
+        if magic.match(head):
+            fix = "decompress it first" if suffix is None else f"rename it to end in {suffix}, or decompress it"
+            return (f"{label}: looks like {name}-compressed data; {_ONLY}, decompressing .gz, .bz2, .zst and "
+                    f".lz4 files by their extension — {fix}")
+    if head.startswith(b"PK\x03\x04"):
+        if extension in (".xlsx", ".xlsm", ".ods"):
+            return (f"{label}: looks like a spreadsheet workbook; {_ONLY} — save the sheet as CSV "
+                    "(UTF-8) or convert it first")
+        return f"{label}: looks like a ZIP archive; {_ONLY} — unzip it and ingest the files inside"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return (f"{label}: looks like an Excel 97-2003 workbook (.xls); {_ONLY} — save the sheet as CSV "
+                "(UTF-8) or convert it first")
+    for bom, name in _UTF16_32.items():
+        if head.startswith(bom):
+            return (f"{label}: looks like {name} text (Excel's 'Unicode Text' is UTF-16); capfc ingest reads "
+                    "CSV in byte-oriented encodings such as UTF-8 or Latin-1 — save it as UTF-8 CSV")
+    if _JSON.match(head):
+        return (f"{label}: looks like JSON; {_ONLY} — export the data as CSV, or convert it first (docs/ingest.md "
+                "shows a jq line for CloudWatch get-metric-data output)")
+    if _MARKUP.match(head):
+        return (f"{label}: looks like XML or HTML (an error page saved under the export's name?); {_ONLY} — "
+                "export the data as CSV")
+    return None
 
 
 @dataclass(frozen=True)

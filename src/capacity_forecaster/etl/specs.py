@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from capacity_forecaster.schema import InventoryColumn
 
 MetricName = Literal["cpu", "memory", "disk", "network"]
+# What a value column holds: percent of capacity (0-100), or a fraction of it (0-1, times 100 on read).
+ValueUnit = Literal["percent", "fraction"]
 SOURCE_DIR = "{source_dir}"
 NUMERIC_INVENTORY_COLUMNS = ("cpu_cores", "memory_gb", "monthly_cost_usd")
 
@@ -62,9 +64,14 @@ class CsvSpec(Spec):
     @classmethod
     def _known_encoding(cls, value: str) -> str:
         try:
-            return codecs.lookup(value).name
+            name = codecs.lookup(value).name
         except LookupError as err:
             raise ValueError(f"unknown text encoding {value!r}; use e.g. 'utf-8' or 'latin-1'") from err
+        if name.startswith(("utf-16", "utf-32")):
+            # Lines and fields are split on bytes before decoding, which needs one byte per ASCII character.
+            raise ValueError(f"{value!r} is not supported: CSV is read in byte-oriented encodings such as "
+                             "'utf-8', 'latin-1' or 'cp1252'; save the file as UTF-8")
+        return name
 
 
 class ServerIdSpec(Spec):
@@ -125,27 +132,31 @@ class TimestampSpec(Spec):
 
 
 class MetricSpec(Spec):
-    """One metric of a wide file: a percent column, or usage / capacity x 100.
+    """One metric of a wide file: a percent column, a fraction column x 100, or usage / capacity x 100.
 
     Attributes:
-        percent: column already in percent of capacity.
+        percent: column already in percent of capacity (0-100).
+        fraction: column with a fraction of capacity (0-1, e.g. Prometheus ``*_utilisation`` ratios),
+            multiplied by 100.
         usage: column with the used amount (any unit), divided by the capacity.
-        capacity: column with the provisioned amount. With ``percent`` it only marks which rows are
-            measurements: rows whose capacity is 0 or empty are quarantined either way.
+        capacity: column with the provisioned amount. With ``percent`` or ``fraction`` it only marks
+            which rows are measurements: rows whose capacity is 0 or empty are quarantined either way.
         inventory_capacity: instead of ``capacity``, a column of the inventory file
             (``inventory.source``) with the provisioned amount, joined on the server id: one value
             per server (e.g. Bitbrains fastStorage's ``meta.parquet`` ``cpu_capacity`` in MHz).
     """
 
     percent: str | None = None
+    fraction: str | None = None
     usage: str | None = None
     capacity: str | None = None
     inventory_capacity: str | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> MetricSpec:
-        if (self.percent is None) == (self.usage is None):
-            raise ValueError("a metric needs exactly one of 'percent' or 'usage' (with 'capacity')")
+        if [self.percent, self.fraction, self.usage].count(None) != 2:
+            raise ValueError("a metric needs exactly one of 'percent' (0-100), 'fraction' (0-1) or 'usage' "
+                             "(with 'capacity')")
         if self.capacity is not None and self.inventory_capacity is not None:
             raise ValueError("set only one of 'capacity' (a column of the metric file) or "
                              "'inventory_capacity' (a column of the inventory file)")
@@ -153,6 +164,11 @@ class MetricSpec(Spec):
             raise ValueError("a metric given by 'usage' also needs 'capacity' (a column of the metric file) "
                              "or 'inventory_capacity' (a column of the inventory file)")
         return self
+
+    @property
+    def value_column(self) -> str:
+        """The column the metric's values are read from."""
+        return self.percent or self.fraction or self.usage or ""
 
     @property
     def capacity_column(self) -> str | None:
@@ -184,7 +200,10 @@ class LongSpec(Spec):
     """The value and metric of a long file (one value per row).
 
     Attributes:
-        value: column with the value in percent.
+        value: column with the value.
+        unit: what ``value`` holds: ``percent`` of capacity (0-100) or a ``fraction`` of it (0-1,
+            multiplied by 100); or a unit per contract metric, e.g. ``{cpu: fraction}`` (metrics not
+            named are percent).
         metric_column: column naming the metric of each row.
         metric: the metric of every row, when the file has no metric column.
         metric_names: names used in ``metric_column`` -> contract metric; contract names map to
@@ -192,9 +211,29 @@ class LongSpec(Spec):
     """
 
     value: str
+    unit: ValueUnit | dict[MetricName, ValueUnit] = "percent"
     metric_column: str | None = None
     metric: MetricName | None = None
     metric_names: dict[str, MetricName] = Field(default_factory=dict)
+
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _units(cls, value: object) -> object:
+        # Checked by hand: pydantic's message for a failed union names its branches, not the key.
+        units, metrics = get_args(ValueUnit), get_args(MetricName)
+        if isinstance(value, str) and value in units:
+            return value
+        if isinstance(value, dict) and all(k in metrics and v in units for k, v in value.items()):
+            return value
+        raise ValueError(f"expected 'percent' (0-100) or 'fraction' (0-1), or a unit per metric such as "
+                         f"{{cpu: fraction}} (metrics: {', '.join(metrics)}); got {value!r}")
+
+    def unit_of(self, metric: str) -> ValueUnit:
+        """The unit of ``metric``'s values."""
+        if isinstance(self.unit, str):
+            return self.unit
+        units: dict[str, ValueUnit] = {str(name): unit for name, unit in self.unit.items()}
+        return units.get(metric, "percent")
 
     @model_validator(mode="after")
     def _one_metric_source(self) -> LongSpec:

@@ -14,7 +14,7 @@ import pyarrow.dataset as pads
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError
-from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
+from capacity_forecaster.etl.guard import check_quarantine_share, check_value_shares, count_reasons
 from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
@@ -167,6 +167,8 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         check_quarantine_share("ingest", result.rows_read, result.rows_quarantined,
                                settings.ingest.max_quarantine_share, "ingest.max_quarantine_share", reasons,
                                "nothing was written to the lake")
+        check_value_shares("ingest", result.values, settings.ingest.max_quarantine_share,
+                           "ingest.max_quarantine_share", "nothing was written to the lake")
         key = ["server_id", "ds", "metric"]
         raw = (pa.Table.from_pandas(result.raw_metrics, preserve_index=False) if replace
                else _merge(lake, "raw_metrics", result.raw_metrics, key))

@@ -1,0 +1,62 @@
+"""Value units: the check for fractions of capacity (0-1) read as percentages (0-100)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from capacity_forecaster.etl.mapping import Mapping
+from capacity_forecaster.schema import METRICS
+
+# Fewer values than this say too little about a unit (a short export of an idle server).
+MIN_VALUES = 100
+# The share of values that must lie at or below 1: fractions exceed 1 where a VM is saturated (a
+# Prometheus export of the Bitbrains VMs: 0.8 % of CPU values up to 1.107) or a sample is glitched
+# (memory 14.1 once), so "every value <= 1" would miss them; a fleet in percent has far fewer
+# values that low (that export: 15 % of CPU, 7 % of memory).
+SHARE_AT_MOST_ONE = 0.99
+
+
+def _hint(mapping: Mapping, metric: str) -> str:
+    if mapping.long is not None:
+        return (f"set long.unit: fraction in the mapping (or long.unit: {{{metric}: fraction}} for this metric "
+                "alone; docs/ingest.md, Values)")
+    spec = next(spec for name, spec in mapping.metrics.items() if name == metric)
+    if spec.usage is not None:
+        return (f"check that metrics.{metric}.usage ('{spec.usage}') and its capacity are in the same unit "
+                "(e.g. both MB)")
+    return (f"set metrics.{metric}.fraction: '{spec.value_column}' instead of percent in the mapping "
+            "(docs/ingest.md, Values)")
+
+
+def fraction_warnings(metric: np.ndarray, value: np.ndarray, mapping: Mapping) -> list[str]:
+    """Warnings for metrics whose values nearly all lie between 0 and 1 percent.
+
+    CPU or memory utilisation that stays at or below 1 % across a whole export is far likelier to be
+    a fraction of capacity (Prometheus ``*_utilisation`` ratios, 0.5 = 50 %) read as percent than a
+    fleet that idle; read as percent it makes every server look idle (decommission). The values are
+    kept as read: only the mapping can say which unit they are in.
+
+    Args:
+        metric: metric code (index into schema.METRICS) of every accepted value.
+        value: the accepted values, in percent as read.
+        mapping: the mapping they were read with (metrics it declares as fractions are skipped).
+
+    Returns:
+        One message per metric with at least MIN_VALUES values, some above 0 and at least
+        SHARE_AT_MOST_ONE of them at or below 1, naming the mapping key to set.
+    """
+    declared = mapping.fraction_metrics()
+    messages = []
+    for code, name in enumerate(METRICS):
+        if name in declared:
+            continue
+        values = value[metric == code]
+        if len(values) < MIN_VALUES:
+            continue
+        low = int(np.count_nonzero(values <= 1.0))
+        if low >= SHARE_AT_MOST_ONE * len(values) and float(values.max()) > 0.0:
+            messages.append(
+                f"{name}: {low:,} of the {len(values):,} values are at most 1 (median "
+                f"{float(np.median(values)):.3g}, max {float(values.max()):.3g}), read as percent of capacity, "
+                f"so the servers look idle; if they are fractions (0.5 = 50 %), {_hint(mapping, name)}")
+    return messages

@@ -1,0 +1,97 @@
+"""The check for fractions of capacity read as percent, and reading declared fractions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+
+from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.etl.ingest import IngestResult, ingest
+from capacity_forecaster.etl.mapping import parse_mapping
+from capacity_forecaster.etl.units import MIN_VALUES, fraction_warnings
+
+LONG = {"layout": "long", "server_id": {"column": "host"}, "timestamp": {"column": "time"},
+        "long": {"value": "value", "metric_column": "metric"}}
+WIDE = {"layout": "wide", "server_id": {"column": "host"}, "timestamp": {"column": "time"},
+        "metrics": {"cpu": {"percent": "cpu"}, "memory": {"usage": "used", "capacity": "total"}}}
+
+
+def local(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def fractions(n: int = 300, top: float = 1.0) -> np.ndarray:
+    values = np.random.default_rng(0).uniform(0.0, 0.9, n)
+    values[:2] = [top, 0.0]
+    return values
+
+
+def test_fractions_read_as_percent_are_named_with_the_key_to_set() -> None:
+    metric = np.zeros(300, dtype=np.int8)
+    [message] = fraction_warnings(metric, fractions(), parse_mapping(LONG))
+    assert message.startswith("cpu: 300 of the 300 values are at most 1 (median ")
+    assert "so the servers look idle" in message and "set long.unit: fraction in the mapping" in message
+    [wide] = fraction_warnings(metric, fractions(), parse_mapping(WIDE))
+    assert "set metrics.cpu.fraction: 'cpu' instead of percent" in wide
+    [usage] = fraction_warnings(np.ones(300, dtype=np.int8), fractions(), parse_mapping(WIDE))
+    assert "check that metrics.memory.usage ('used') and its capacity are in the same unit" in usage
+
+
+def test_saturated_fractions_and_a_stray_glitch_still_warn_but_percent_does_not() -> None:
+    metric = np.zeros(1000, dtype=np.int8)
+    saturated = fractions(1000, top=14.1)
+    saturated[2:9] = 1.107  # under 1 % of the values beyond 1: saturation and a glitch
+    assert len(fraction_warnings(metric, saturated, parse_mapping(LONG))) == 1
+    percent = saturated * 100
+    percent[:985] = np.minimum(percent[:985], 0.8)  # 98.5 % idle, the rest busy: a real, idle fleet
+    assert fraction_warnings(metric, percent, parse_mapping(LONG)) == []
+
+
+@pytest.mark.parametrize("values", [fractions(MIN_VALUES - 1), np.zeros(300), fractions() * 100])
+def test_no_warning_for_few_values_all_zeros_or_percentages(values: np.ndarray) -> None:
+    assert fraction_warnings(np.zeros(len(values), dtype=np.int8), values, parse_mapping(LONG)) == []
+
+
+def test_declared_fractions_are_not_warned_about() -> None:
+    declared = parse_mapping({**LONG, "long": {**LONG["long"], "unit": {"cpu": "fraction"}}})
+    metric = np.repeat(np.array([0, 1], dtype=np.int8), 300)
+    warnings = fraction_warnings(metric, np.concatenate([fractions(), fractions()]) / 100, declared)
+    assert len(warnings) == 1 and warnings[0].startswith("memory: ")
+
+
+def ingest_text(tmp_path: Path, text: str, mapping: dict) -> IngestResult:
+    path = tmp_path / "export.csv"
+    path.write_text(text, encoding="utf-8")
+    return ingest([str(path)], parse_mapping(mapping), IngestConfig(), local)
+
+
+def hourly_long(metrics: dict[str, np.ndarray]) -> str:
+    times = pd.date_range("2024-01-01", periods=len(next(iter(metrics.values()))), freq="h")
+    rows = [f"vm,{t:%Y-%m-%dT%H:%M:%S},{name},{float(v)!r}" for name, values in metrics.items()
+            for t, v in zip(times, values, strict=True)]
+    return "host,time,metric,value\n" + "\n".join(rows) + "\n"
+
+
+def test_ingest_warns_about_fractions_and_reads_declared_ones_as_percent(tmp_path: Path) -> None:
+    text = hourly_long({"cpu": fractions(240), "memory": fractions(240) * 100})
+    plain = ingest_text(tmp_path, text, LONG)
+    assert [w.split(":")[0] for w in plain.warnings] == ["cpu"]
+    declared = ingest_text(tmp_path, text, {**LONG, "long": {**LONG["long"], "unit": {"cpu": "fraction"}}})
+    assert declared.warnings == ()
+    both = [r.raw_metrics.set_index(["metric", "ds"])["value"] for r in (plain, declared)]
+    np.testing.assert_allclose(both[1].loc["cpu"], both[0].loc["cpu"] * 100)
+    np.testing.assert_allclose(both[1].loc["memory"], both[0].loc["memory"])
+
+
+def test_a_wide_fraction_column_is_read_times_100_and_out_of_range_after_it(tmp_path: Path) -> None:
+    text = "host,time,cpu_ratio\nvm,2024-01-01T00:00:00,0.25\nvm,2024-01-01T01:00:00,1.05\nvm,2024-01-01T02:00:00,2e4\n"
+    result = ingest_text(tmp_path, text, {**WIDE, "metrics": {"cpu": {"fraction": "cpu_ratio"}}})
+    assert result.raw_metrics["value_max"].tolist() == [pytest.approx(105.0)]
+    assert result.raw_metrics["samples"].tolist() == [2]
+    [reason] = result.quarantine["reason"].tolist()
+    assert reason.startswith("value_out_of_range: '2e4' from column 'cpu_ratio'")
