@@ -372,6 +372,12 @@ def test_inventory_file_mapping(tmp_path: Path) -> None:
     codes = sorted(r.split(":")[0] for r in reasons(result))
     assert codes == ["inventory_duplicate_server_id", "inventory_missing_server_id",
                      "inventory_unparseable_number"]
+    # Each record names the row's server where the row has one (with the mapping's prefix).
+    by_code = result.quarantine.assign(code=result.quarantine["reason"].str.split(":").str[0]).set_index("code")
+    assert by_code.loc["inventory_unparseable_number", "server_id"] == "dc1-db"
+    assert by_code.loc["inventory_unparseable_number", "value"] == "two"
+    assert by_code.loc["inventory_duplicate_server_id", "server_id"] == "dc1-web"
+    assert pd.isna(by_code.loc["inventory_missing_server_id", "server_id"])
 
 
 def test_ingest_over_s3(s3_bucket: str, tmp_path: Path) -> None:

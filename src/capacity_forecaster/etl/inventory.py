@@ -126,6 +126,12 @@ class CapacityLookup:
         return out
 
 
+def _row_ids(part: pd.DataFrame, rows: np.ndarray, prefix: str) -> np.ndarray:
+    """The server id of the given rows of a read block (with the prefix; None where the id is empty)."""
+    ids = part["server_id"].to_numpy(dtype=object)[rows]
+    return np.array([prefix + i if isinstance(i, str) and i else None for i in ids], dtype=object)
+
+
 def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: str, chunk_rows: int,
                    extra: Mapping[str, str] | None = None,
                    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
@@ -197,7 +203,7 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
             if len(bad):
                 texts = parse.texts_at(column, bad)
                 rejected.append(quarantine_frame(
-                    None, None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
+                    _row_ids(part, bad, prefix), None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
                     [f"inventory_unparseable_{values_kind}: {target.removeprefix('_extra_')} from column "
                      f"'{derived.column}' "
                      f"(kept as NaN)" for _ in bad]))
