@@ -174,13 +174,13 @@ def test_etl_that_would_quarantine_everything_stops_and_keeps_the_tables(
     assert main(["etl", "--lake", lake, "--quiet"]) == 0
     store = Lake.open(lake, for_writing=True)
     before = {name: store.table_info(name).version for name in ("metrics", "quarantine", "features")}
-    inventory = store.read_table("inventory")
-    store.write_table("inventory", inventory.assign(server_id="other-" + inventory["server_id"]))
+    raw = store.read_table("raw_metrics")
+    store.write_table("raw_metrics", raw.assign(value=500.0))  # a unit error in every value
     capsys.readouterr()
     assert main(["etl", "--lake", lake, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("capfc: error: etl: 40 of 40 rows (100%) would be quarantined, more than "
-                          "etl.max_quarantine_share = 0.5; mostly unknown_server") and "Traceback" not in err
+                          "etl.max_quarantine_share = 0.5; mostly out_of_range") and "Traceback" not in err
     assert "--force" in err and len(err.strip().splitlines()) == 1
     assert {name: store.table_info(name).version for name in before} == before
     assert len(store.read_table("metrics")) == 40

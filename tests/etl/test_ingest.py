@@ -362,8 +362,10 @@ def test_inventory_file_mapping(tmp_path: Path) -> None:
                              "defaults": {"environment": "prod"}}}
     result = run([tmp_path / "m.csv"], mapping)
     inv = result.inventory
-    assert inv is not None and list(inv.columns) == list(INVENTORY_COLUMNS)
+    assert inv is not None and list(inv.columns) == [*INVENTORY_COLUMNS, "inventory_source"]
     assert inv["server_id"].tolist() == ["dc1-db", "dc1-web"]
+    # An unnamed mapping's inventory rows are known by their file.
+    assert set(inv["inventory_source"]) == {str(inventory)}
     web = inv.set_index("server_id").loc["dc1-web"]
     assert (web["cpu_cores"], web["memory_gb"], web["application"]) == (4.0, 8.0, "shop")
     assert (web["environment"], web["hostname"], web["datacenter"]) == ("prod", "dc1-web", "unknown")
@@ -372,6 +374,31 @@ def test_inventory_file_mapping(tmp_path: Path) -> None:
     codes = sorted(r.split(":")[0] for r in reasons(result))
     assert codes == ["inventory_duplicate_server_id", "inventory_missing_server_id",
                      "inventory_unparseable_number"]
+    # Each record names the row's server where the row has one (with the mapping's prefix).
+    by_code = result.quarantine.assign(code=result.quarantine["reason"].str.split(":").str[0]).set_index("code")
+    assert by_code.loc["inventory_unparseable_number", "server_id"] == "dc1-db"
+    assert by_code.loc["inventory_unparseable_number", "value"] == "two"
+    assert by_code.loc["inventory_duplicate_server_id", "server_id"] == "dc1-web"
+    assert pd.isna(by_code.loc["inventory_missing_server_id", "server_id"])
+
+
+def test_a_named_mappings_inventory_rows_carry_its_name(tmp_path: Path) -> None:
+    write(tmp_path / "m.csv", "host,ts,cpu\nweb,2024-01-01T00:00:00Z,5\n")
+    inventory = write(tmp_path / "inv.csv", "name,cores\nweb,4\n")
+    mapping = {**WIDE, "name": "cmdb-a", "metrics": {"cpu": {"percent": "cpu"}},
+               "inventory": {"source": str(inventory), "columns": {"server_id": "name", "cpu_cores": "cores"}}}
+    assert run([tmp_path / "m.csv"], mapping).inventory["inventory_source"].tolist() == ["cmdb-a"]
+
+
+def test_capacities_join_ids_that_differ_only_in_case(tmp_path: Path) -> None:
+    write(tmp_path / "m.csv", "host,ts,used\nWeb-1,2024-01-01T00:00:00Z,5\nDB-1,2024-01-01T00:00:00Z,2\n")
+    write(tmp_path / "inv.csv", "name,cap\nweb-1,10\ndb-1,4\nDB-1 ,8\n")
+    mapping = {**WIDE, "metrics": {"cpu": {"usage": "used", "inventory_capacity": "cap"}},
+               "inventory": {"source": str(tmp_path / "inv.csv"), "columns": {"server_id": "name"}}}
+    result = run([tmp_path / "m.csv"], mapping)
+    # web-1 is the one inventory id that Web-1 matches; DB-1 matches db-1 and 'DB-1 ' (read as DB-1) exactly.
+    values = result.raw_metrics.set_index("server_id")["value"]
+    assert values["Web-1"] == 50.0 and values["DB-1"] == 25.0
 
 
 def test_ingest_over_s3(s3_bucket: str, tmp_path: Path) -> None:

@@ -133,3 +133,12 @@ def test_unassessed_servers_are_kept_with_the_reason() -> None:
     metrics, forecasts, inv = _case({"new": (3.0, 10.0)}, [{"server_id": "new"}], days=20)
     rec = _recommend(metrics, forecasts, inv).loc["new"]
     assert rec["action"] == "keep" and rec["rationale"].startswith("not assessed: cpu: only 20 observed days")
+
+
+def test_a_server_only_in_the_inventory_is_said_to_have_no_metrics() -> None:
+    metrics, forecasts, inv = _case({"ok": (40.0, 50.0)}, [{"server_id": "ok"}, {"server_id": "retired"}])
+    recs = _recommend(metrics, forecasts, inv)
+    assert recs.loc["retired", "action"] == "keep"
+    assert recs.loc["retired", "rationale"] == ("not assessed: no metrics were delivered for this server (it is "
+                                                "only in the inventory)")
+    assert "no metrics" not in recs.loc["ok", "rationale"]

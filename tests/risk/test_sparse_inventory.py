@@ -140,3 +140,28 @@ def test_a_one_core_server_is_said_in_the_singular(fleet: tuple[pd.DataFrame, pd
     recs = run_risk(metrics, forecasts, inv, CFG).recommendations.set_index("server_id")
     assert recs.loc["hot", "action"] == "upsize"
     assert "(from 1 core / 2 GB)" in recs.loc["hot", "rationale"] and "1 cores" not in recs.loc["hot", "rationale"]
+
+
+@pytest.mark.parametrize("case", ["no prices, no sizes", "prices fitted, one cost unknown"])
+def test_an_unpriced_rightsize_says_what_its_percentage_is(fleet: tuple[pd.DataFrame, pd.DataFrame],
+                                                           case: str) -> None:
+    metrics, forecasts = fleet
+    if case == "no prices, no sizes":
+        inv = pd.DataFrame({"server_id": list(LEVELS)})
+    else:
+        inv = make_inventory([{"server_id": sid, "cpu_cores": 16, "memory_gb": 64, "monthly_cost_usd": 800.0}
+                              for sid in LEVELS])
+        inv.loc[inv["server_id"] == "calm1", "monthly_cost_usd"] = np.nan
+    cfg = CFG.model_copy(update={"consolidation_candidate_max": 1.0})  # no packing: calm1 is right-sized
+    recs = run_risk(metrics, forecasts, inv, cfg).recommendations.set_index("server_id")
+    rec = recs.loc["calm1"]
+    assert rec["action"] == "rightsize" and pd.isna(rec["monthly_savings"])
+    text = rec["rationale"]
+    assert "savings not priced" in text and "of the server's cost" not in text
+    if case == "no prices, no sizes":
+        # No cost is known anywhere: the percentage is the new size against today's, not a cost.
+        assert "; the new size is about " in text and " % of its current capacity (cpu and memory averaged)" in text
+        assert "fitted" not in text
+    else:
+        assert "; at the prices fitted on the fleet's priced servers the new size costs about " in text
+        assert text.endswith(" % less")

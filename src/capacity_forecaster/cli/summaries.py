@@ -50,6 +50,8 @@ def etl_line(stage: Any) -> str:
     glitches = int(counts.get("rows_glitches", 0))
     replaced = (f"{glitches:,} stuck-sensor {'value' if glitches == 1 else 'values'} replaced (value_raw keeps "
                 f"{'it' if glitches == 1 else 'them'}); " if glitches else "")
+    unlisted = int(counts.get("servers_without_inventory", 0))
+    replaced += (f"{unlisted:,} server(s) without an inventory row kept (size and cost unknown); " if unlisted else "")
     return (f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
             f"{created:,} days created ({imputed:,} filled by imputation ({counts.get('imputation')}), {empty:,} "
             f"left empty in gaps too long to fill): in = out + quarantined - created; {replaced}"

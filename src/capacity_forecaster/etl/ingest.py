@@ -16,6 +16,7 @@ from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.extract import bad_row_quarantine, empty_quarantine, extract, quarantine_frame
 from capacity_forecaster.etl.guard import VALUE_COUNT_COLUMNS, value_columns, value_counts
 from capacity_forecaster.etl.inventory import CapacityLookup, InventoryDeriver, ids_only_inventory, read_inventory
+from capacity_forecaster.etl.inventory_join import SOURCE_COLUMN
 from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.parse import ColumnNumbers
 from capacity_forecaster.etl.readers import read_chunks
@@ -44,7 +45,9 @@ class IngestResult:
             value_max, coverage (float64) and low_coverage (bool).
         inventory: schema.INVENTORY_COLUMNS. Without an inventory section in the mapping it only
             knows the server ids (hostname = id, other text ``unknown``, numbers NaN) and
-            ``inventory_ids_only`` is True.
+            ``inventory_ids_only`` is True. An inventory file's rows are as read, ids not yet joined
+            to the metrics' (``inventory_join.join_to_metrics``, which ``capfc ingest`` applies
+            against every server of the lake), plus ``inventory_source`` (see ``_inventory_source``).
         quarantine: schema.QUARANTINE_COLUMNS (all text): one record per rejected (row, metric).
         rows_read: data rows read (well-formed or not; header lines excluded).
         rows_used: rows that gave at least one accepted value.
@@ -197,6 +200,14 @@ def _inventory_spec(spec: InventorySpec | None, files: list[SourceFile]) -> Inve
     return spec.model_copy(update={"source": spec.source.replace(SOURCE_DIR, posixpath.dirname(files[0].label))})
 
 
+def _inventory_source(mapping: Mapping, source: str, filesystem_for: FilesystemFor) -> str:
+    """What identifies an inventory file's rows in the lake: the mapping's name, which stays the same when
+    a corrected file replaces the first (a mapping without a name: the file itself)."""
+    if "name" in mapping.model_fields_set:
+        return mapping.name
+    return source if "://" in source else filesystem_for(source)[1]
+
+
 def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
            filesystem_for: FilesystemFor) -> IngestResult:
     """Read monitoring exports and roll them up to one row per server, day and metric.
@@ -218,7 +229,8 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         The IngestResult; raw_metrics has columns server_id, ds, metric, value, samples, value_mean,
         value_max, coverage and low_coverage (run-length rows of a ``weight`` mapping count by their
         samples); inventory has schema.INVENTORY_COLUMNS (the server ids alone when the mapping has
-        no inventory section). An inventory file is read first: metric capacities may join from it.
+        no inventory section; + inventory_source for an inventory file). An inventory file is read
+        first: metric capacities may join from it (ids matched as ``inventory.CapacityLookup`` says).
 
     Raises:
         InputError: a source is missing or unreadable, a mapped column is absent, a file name does not
@@ -238,6 +250,7 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
             spec, filesystem_for, mapping.server_id.prefix, cfg.chunk_rows, mapping.inventory_joins(),
             cfg.max_line_bytes, times=mapping.inventory_times())
         capacities = CapacityLookup(joined) if mapping.inventory_joins() else None
+        inventory[SOURCE_COLUMN] = _inventory_source(mapping, spec.source, filesystem_for)
     state = _read_files(files, mapping, cfg, deriver, capacities)
     samples = state.pool.samples()
     for message in fraction_warnings(samples.metric, samples.value, mapping):
@@ -261,11 +274,6 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
                    f"{top.iloc[0]} records); check the mapping against the quarantine reasons")
     if deriver is not None:
         inventory = deriver.frame(state.servers.names)
-    elif inventory is not None:
-        without = sorted(set(daily["server_id"]) - set(inventory["server_id"]))
-        if without:
-            state.warn(f"{len(without)} server(s) have metrics but no inventory row, "
-                       f"e.g. {', '.join(without[:3])}")
     ids_only = inventory is None
     if inventory is None:
         inventory = ids_only_inventory(daily["server_id"].unique())

@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 UNKNOWN = "unknown"
 
 
+def id_key(ids: pd.Series) -> pd.Series:
+    """The form in which inventory and metrics ids are matched: surrounding whitespace stripped, case folded."""
+    return ids.astype(str).str.strip().str.casefold()
+
+
 def _column(source: str | DerivedColumn) -> DerivedColumn:
     return DerivedColumn(column=source) if isinstance(source, str) else source
 
@@ -104,18 +109,28 @@ def ids_only_inventory(server_ids: list[str] | np.ndarray) -> pd.DataFrame:
 
 
 class CapacityLookup:
-    """Per-server numbers from columns of the inventory file (joined capacities), by server code."""
+    """Per-server numbers from columns of the inventory file (joined capacities), by server code.
+
+    A metrics id finds its inventory row by equality, else by ``id_key`` where exactly one inventory
+    id has that key (``AMS-DB-01.bank.local`` uses the row of ``AMS-DB-01.BANK.LOCAL``), as
+    ``inventory_join.join_to_metrics`` joins the rows themselves.
+    """
 
     def __init__(self, table: pd.DataFrame) -> None:
         """Args: table: server_id (unique) and one float column per joined inventory-file column."""
         self.table = table.set_index("server_id")
         self._values = {column: np.empty(0) for column in self.table.columns}
+        keys = id_key(pd.Series(self.table.index, dtype=object))
+        unique = ~keys.duplicated(keep=False).to_numpy()
+        self._by_key = dict(zip(keys[unique], self.table.index[unique], strict=True))
 
     def columns_for(self, row_server: np.ndarray, names: list[str]) -> dict[str, pa.Array]:
         """``inventory.<column>`` -> float64 value per row (null where the server has none)."""
         known = len(next(iter(self._values.values()), np.empty(0)))
         if len(names) > known:
-            new = self.table.reindex(pd.Index(names[known:], dtype=object))
+            added = pd.Series(names[known:], dtype=object)
+            rows = added.where(added.isin(self.table.index), id_key(added).map(self._by_key))
+            new = self.table.reindex(pd.Index(rows, dtype=object))
             for column in self._values:
                 self._values[column] = np.concatenate([self._values[column], new[column].to_numpy(np.float64)])
         out = {}
@@ -124,6 +139,12 @@ class CapacityLookup:
             per_row = padded[np.where(row_server >= 0, row_server, len(values))]
             out[f"inventory.{column}"] = pa.array(per_row, mask=np.isnan(per_row))
         return out
+
+
+def _row_ids(part: pd.DataFrame, rows: np.ndarray, prefix: str) -> np.ndarray:
+    """The server id of the given rows of a read block (with the prefix; None where the id is empty)."""
+    ids = part["server_id"].to_numpy(dtype=object)[rows]
+    return np.array([prefix + i if isinstance(i, str) and i else None for i in ids], dtype=object)
 
 
 def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: str, chunk_rows: int,
@@ -197,7 +218,7 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
             if len(bad):
                 texts = parse.texts_at(column, bad)
                 rejected.append(quarantine_frame(
-                    None, None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
+                    _row_ids(part, bad, prefix), None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
                     [f"inventory_unparseable_{values_kind}: {target.removeprefix('_extra_')} from column "
                      f"'{derived.column}' "
                      f"(kept as NaN)" for _ in bad]))

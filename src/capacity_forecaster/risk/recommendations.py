@@ -28,6 +28,7 @@ IDLE_COLUMNS = (SERVER_ID, "first_observed", "last_observed", "observed_days", "
                 "network_max", "idle")
 RECOMMENDATION_EXTRA_COLUMNS = ("needed_by", "current_cpu_cores", "current_memory_gb", "evidence")
 _IDLE_LIMITS = {"cpu": "idle_cpu_max", "memory": "idle_memory_max", "network": "idle_network_max"}
+NO_METRICS = "no metrics were delivered for this server (it is only in the inventory)"
 
 
 def idle_evidence(metrics: pd.DataFrame, forecasts: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
@@ -188,6 +189,8 @@ class _ServerView:
             risk[col] = risk[col].fillna("")
         risk.loc[risk["unassessed_reason"].eq("") & ~risk["fully_assessed"], "unassessed_reason"] = \
             "no cpu and memory forecasts"
+        # A server of the inventory that no series mentions had no metrics at all, not merely no forecast.
+        risk.loc[~risk.index.isin(server_risk[SERVER_ID]), "unassessed_reason"] = NO_METRICS
         need = needs.set_index(SERVER_ID).reindex(inv[SERVER_ID])
         idl = idle.set_index(SERVER_ID).reindex(inv[SERVER_ID])
         upsize = risk["at_risk"].to_numpy()
@@ -312,7 +315,10 @@ def build_recommendations(
     shares = pd.DataFrame({"cpu": np.select([upsize, shrink], [up_share[0], down_share[0]], default=1.0),
                            "memory": np.select([upsize, shrink], [up_share[1], down_share[1]], default=1.0),
                            "cost_ratio": np.select([upsize, shrink], [model.ratio(inv, *up_share), down_ratio],
-                                                   default=np.nan)}, index=need.index)
+                                                   default=np.nan),
+                           # CostModel.ratio is a price ratio only with a fit and both sizes known.
+                           "priced": (not model.rates.empty) & np.isfinite(cores) & np.isfinite(memory)},
+                          index=need.index)
     out["rationale"] = _rationales(out, inv, risk, need, idl, placed, guests, cfg, shares).to_numpy()
     out["needed_by"] = pd.to_datetime(np.where(upsize, risk["needed_by"].to_numpy(), np.datetime64("NaT")))
     out["current_cpu_cores"] = cores
@@ -391,11 +397,19 @@ def _short_kept(out: pd.DataFrame, inv: pd.DataFrame, need: pd.DataFrame, cfg: R
 
 
 def _cost_note(out: pd.DataFrame, shares: pd.DataFrame) -> pd.Series:
-    """Why the savings are null where the cost is unknown, with the relative change where it is known."""
-    change = ("; about " + _fmt((1.0 - shares["cost_ratio"]) * 100.0, "{:.0f}")
-              + " % of the server's cost by the fitted prices or capacity")
+    """Why the savings are null where the cost is unknown, with the relative change where it is known.
+
+    The change is a price ratio only where ``CostModel`` fitted prices and both sizes are known
+    (``shares["priced"]``); otherwise it is the new size as a share of the current capacity, which
+    says nothing about a cost nobody knows.
+    """
+    ratio = shares["cost_ratio"]
+    change = ("; at the prices fitted on the fleet's priced servers the new size costs about "
+              + _fmt((1.0 - ratio) * 100.0, "{:.0f}") + " % less").where(
+        shares["priced"], "; the new size is about " + _fmt(ratio * 100.0, "{:.0f}")
+        + " % of its current capacity (cpu and memory averaged)")
     note = ("; monthly cost unknown (no monthly_cost_usd in the inventory): savings not priced"
-            + change.where(shares["cost_ratio"].notna() & (shares["cost_ratio"] < 1.0), ""))
+            + change.where(ratio.notna() & (ratio < 1.0), ""))
     unknown = pd.Series(out["current_monthly_cost"].isna().to_numpy() & (out["action"] != Action.KEEP.value).to_numpy(),
                         index=shares.index)
     return note.where(unknown, "")

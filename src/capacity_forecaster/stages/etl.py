@@ -34,15 +34,29 @@ def _server_ids(lake: Lake) -> list[str]:
     return found
 
 
-def _inventory(lake: Lake, servers: list[str]) -> pd.DataFrame:
-    """The inventory table; without one, every server of the raw metrics counts as known."""
+def _inventory(lake: Lake, servers: list[str]) -> tuple[pd.DataFrame, int]:
+    """The inventory table, with an id-only row for every server of the raw metrics it lacks.
+
+    A server with metrics is never dropped for want of an inventory row (capfc ingest gives every
+    one a row; a lake written by hand or by an older version may lack some): it is processed with
+    its size and cost unknown, and a warning names how many. Returns (inventory, servers added).
+    """
     from capacity_forecaster.etl.inventory import ids_only_inventory
 
-    if lake.has_table("inventory"):
-        return lake.read_table("inventory")
-    log.warning("lake %s has no inventory table: every server in raw metrics is taken as known "
-                "(capfc ingest writes one, from the mapping's inventory section or the server ids)", lake.uri)
-    return ids_only_inventory(servers)
+    if not lake.has_table("inventory"):
+        log.warning("lake %s has no inventory table: every server in raw metrics is taken as known "
+                    "(capfc ingest writes one, from the mapping's inventory section or the server ids)", lake.uri)
+        return ids_only_inventory(servers), 0
+    inventory = lake.read_table("inventory")
+    # Compared as validation compares them: stripped text.
+    known = {str(s).strip() for s in inventory["server_id"].dropna()}
+    missing = [s for s in servers if str(s).strip() not in known]
+    if missing:
+        log.warning("%d server(s) in raw metrics have no inventory row (e.g. %s): processed with size and cost "
+                    "unknown; capfc ingest with the inventory (or without one) gives them a row",
+                    len(missing), ", ".join(map(str, missing[:3])))
+        inventory = pd.concat([inventory, ids_only_inventory(missing)], ignore_index=True)
+    return inventory, len(missing)
 
 
 def _read_raw(lake: Lake, selector: pads.Expression) -> pd.DataFrame:
@@ -76,7 +90,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     the previous processed tables current). With ``etl.imputation = auto`` the method is chosen by
     held-out error on a seeded sample of the fleet's servers before the first batch (the same choice
     whatever the batch size) and used for every batch. A lake without an inventory table (raw
-    metrics written by hand) takes every server of the raw metrics as known. A run that would
+    metrics written by hand) takes every server of the raw metrics as known; a server the inventory
+    table lacks is processed with an id-only row and counted (``servers_without_inventory``). A run that would
     quarantine more than ``etl.max_quarantine_share`` of the raw rows publishes nothing and raises
     InputError (``capfc etl --force`` sets the share to 1.0).
 
@@ -90,7 +105,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     with stage_run(lake, "etl", settings) as run:
         start = time.perf_counter()
         servers = _server_ids(lake)
-        inventory = _inventory(lake, servers)
+        inventory, without_inventory = _inventory(lake, servers)
         writers = {name: lake.writer(name) for name in ("metrics", "features", "series_diagnostics")}
         quarantine = lake.writer("quarantine")
         if lake.has_table("quarantine"):
@@ -138,7 +153,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         run.rows_out = totals.get("rows_out", 0)
         run.rows_quarantined = totals.get("rows_quarantined", 0)
         run.quarantine_records = run.rows_quarantined
-        run.counts = {**totals, "imputation": choice.method if choice else cfg.imputation,
+        run.counts = {**totals, "servers_without_inventory": without_inventory,
+                      "imputation": choice.method if choice else cfg.imputation,
                       "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
                       "imputation_mae_knn": choice.mae_knn if choice else None}
         log.info("etl: %d servers in %d batch(es) of <= %d, %d rows in, %d out, %d quarantined, "

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -19,6 +20,9 @@ from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run
+
+if TYPE_CHECKING:
+    from capacity_forecaster.etl.ingest import IngestResult
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +131,44 @@ def _merge_quarantine(lake: Lake, new: pd.DataFrame, replace: Callable[[pd.DataF
     return pd.concat([kept, new], ignore_index=True).reindex(columns=list(QUARANTINE_COLUMNS))
 
 
+def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: bool) -> list[str]:
+    """Join the ingest's inventory to every server with metrics in the lake, merge it and write it.
+
+    Run after raw_metrics is written. Ids that differ from the metrics' only in case or whitespace
+    are joined (``inventory_join``); the rows of the same inventory source are replaced; every server
+    with metrics ends with a row. Returns the warnings (each also logged).
+    """
+    from capacity_forecaster.etl.inventory_join import (
+        SOURCE_COLUMN,
+        id_only_servers,
+        join_to_metrics,
+        join_warnings,
+        merge_inventory,
+    )
+    from capacity_forecaster.stages.chunks import server_ids
+
+    metric_ids = server_ids(lake, "raw_metrics") or []
+    first = join_to_metrics(result.inventory, metric_ids, add_missing=False)
+    old = None if replace or not lake.has_table("inventory") else lake.read_table("inventory")
+    merged = merge_inventory(old, first.inventory, metric_ids, add_only=result.inventory_ids_only)
+    final = join_to_metrics(merged.inventory, metric_ids)
+    # A metrics-only export's inventory is the ids by design; with an inventory file every server it
+    # lacks is worth a word, at every ingest, not only the first.
+    lacking = ([] if result.inventory_ids_only else final.added if SOURCE_COLUMN not in result.inventory.columns
+               else id_only_servers(final.inventory, metric_ids))
+    messages = [*merged.warnings(), *join_warnings([*first.renamed, *final.renamed],
+                                                   first.ambiguous | final.ambiguous, lacking,
+                                                   final.without_metrics, final.shadowed)]
+    for message in messages:
+        log.warning("%s", message)
+    table = pa.Table.from_pandas(final.inventory, preserve_index=False)
+    if SOURCE_COLUMN in table.column_names and pa.types.is_null(table.schema.field(SOURCE_COLUMN).type):
+        table = table.set_column(table.column_names.index(SOURCE_COLUMN), SOURCE_COLUMN,
+                                 table.column(SOURCE_COLUMN).cast(pa.string()))
+    run.wrote(lake.write_table("inventory", table))
+    return messages
+
+
 def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_file: str | None,
                  *, replace: bool = False) -> StageRun:
     """Read monitoring exports into raw/ (daily P95 roll-up), merging with what is there.
@@ -134,8 +176,10 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
     Rows with the same (server_id, ds, metric) as rows already in ``raw_metrics`` replace them, so
     ingesting the same export twice never duplicates rows; ``replace`` starts the raw tables afresh.
     The inventory is always written: from the mapping's inventory section (its rows replace those
-    of the same servers), or, for a metrics-only export, the server ids alone, which only add
-    servers the inventory does not know yet (a richer inventory row is never overwritten).
+    of the same servers, and an inventory file's rows replace those of the same source), or, for a
+    metrics-only export, the server ids alone, which only add servers the inventory does not know
+    yet (a richer inventory row is never overwritten). It is joined to the servers with metrics
+    (ids differing only in case or whitespace), and every server with metrics gets a row.
 
     Returns:
         The stage run: rows read, rows written, rows quarantined.
@@ -173,10 +217,7 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         raw = (pa.Table.from_pandas(result.raw_metrics, preserve_index=False) if replace
                else _merge(lake, "raw_metrics", result.raw_metrics, key))
         run.wrote(lake.write_table("raw_metrics", raw))
-        inventory = (pa.Table.from_pandas(result.inventory, preserve_index=False) if replace
-                     else _merge(lake, "inventory", result.inventory, ["server_id"],
-                                 overwrite=not result.inventory_ids_only))
-        run.wrote(lake.write_table("inventory", inventory))
+        inventory_warnings = _write_inventory(lake, run, result, replace)
         files = set(result.files)
 
         def same_sources(frame: pd.DataFrame) -> pd.Series:
@@ -188,7 +229,7 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         run.rows_out = len(result.raw_metrics)
         # rows_read == rows_used + rows_quarantined; the quarantine may hold several records per row.
         run.counts = {"rows_used": result.rows_used, "quarantine_records": len(result.quarantine),
-                      "files": len(result.files), "warnings": list(result.warnings)}
+                      "files": len(result.files), "warnings": [*result.warnings, *inventory_warnings]}
         # The warnings were logged once by ingest() as they arose; they are kept in the manifest.
         log.info("ingest: %d files, %d rows read, %d used, %d quarantined (%d quarantine records), "
                  "%d daily values, %.1f s", len(result.files), result.rows_read, result.rows_used,
