@@ -192,6 +192,10 @@ def test_slider_recomputes_recommendations_as_capfc_risk_growth(whatif_report, s
         expected = run_risk(tables["metrics"], tables["forecasts"], tables["inventory"], cfg, growth=growth,
                             backtests=tables["backtest_forecasts"]).scenario
         assert expected is not None
+        # The cards wait a few seconds for a what-if, then show the base "computing...": on a loaded
+        # machine that is not the answer under test, so the what-if is computed first.
+        app.state.positions.request(growth)
+        assert app.state.positions.wait(growth, 600) is not None
         cards = _cards(_callback(app, [("kpis", "children")], growth)["kpis"]["children"])
         net, upsizes = cards["Net savings / month"], cards["Upsizes"]
         assert net[0] == money(expected.summary["net_monthly_savings"]) and net[1].startswith(f"base {money(base_net)}")
