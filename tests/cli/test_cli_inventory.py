@@ -105,3 +105,24 @@ def test_etl_keeps_a_server_the_inventory_table_lacks_and_says_so(tmp_path: Path
     assert set(Lake.open(lake).read_table("metrics")["server_id"]) == {"srv-1", "srv-2"}
     (run,) = list_runs(Lake.open(lake), "etl")
     assert run["counts"]["servers_without_inventory"] == 1
+
+
+def test_etl_warns_about_a_server_whose_data_run_past_today(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A server clock 15 years ahead put a Prometheus instance in 2028: the report read 'data 2013-07-31 to
+    2028-09-29' and nothing said why."""
+    lake = str(tmp_path / "lake")
+    store = Lake.open(lake, for_writing=True)
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    normal = pd.date_range(end=today - pd.Timedelta(days=1), periods=20)
+    ahead = normal + pd.DateOffset(years=2)
+    store.write_table("raw_metrics", pd.DataFrame({"server_id": np.repeat(["ok", "skewed"], 20),
+                                                   "ds": np.concatenate([normal, ahead]), "metric": "cpu",
+                                                   "value": 50.0}))
+    store.write_table("inventory", ids_only_inventory(["ok", "skewed"]))
+    assert main(["etl", "--lake", lake]) == 0
+    captured = capsys.readouterr()
+    assert "1 server(s) with data dated after today" in captured.out
+    assert f"skewed up to {ahead[-1]:%Y-%m-%d}" in captured.err and "clocks" in captured.err
+    (run,) = list_runs(Lake.open(lake), "etl")
+    assert run["counts"]["servers_dated_after_today"] == 1

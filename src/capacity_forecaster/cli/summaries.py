@@ -52,6 +52,9 @@ def etl_line(stage: Any) -> str:
                 f"{'it' if glitches == 1 else 'them'}); " if glitches else "")
     unlisted = int(counts.get("servers_without_inventory", 0))
     replaced += (f"{unlisted:,} server(s) without an inventory row kept (size and cost unknown); " if unlisted else "")
+    ahead = int(counts.get("servers_dated_after_today", 0))
+    replaced += (f"{ahead:,} server(s) with data dated after today (check their clocks; see the warning); "
+                 if ahead else "")
     return (f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
             f"{created:,} days created ({imputed:,} filled by imputation ({counts.get('imputation')}), {empty:,} "
             f"left empty in gaps too long to fill): in = out + quarantined - created; {replaced}"

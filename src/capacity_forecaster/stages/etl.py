@@ -82,6 +82,31 @@ def _read_raw(lake: Lake, selector: pads.Expression) -> pd.DataFrame:
     return table.to_pandas(date_as_object=False, ignore_metadata=True, coerce_temporal_nanoseconds=False)
 
 
+def _after_today(metrics: pd.DataFrame) -> dict[str, pd.Timestamp]:
+    """Servers with an observed day after today (UTC; a day's grace for time zones): their last such day."""
+    if metrics.empty:
+        return {}
+    tomorrow = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+    ds = pd.to_datetime(metrics["ds"])
+    if ds.dt.tz is not None:
+        ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)
+    late = metrics[(ds > tomorrow).to_numpy() & metrics["value"].notna().to_numpy()]
+    if late.empty:
+        return {}
+    last = pd.to_datetime(late["ds"]).groupby(late["server_id"]).max()
+    return {str(server): pd.Timestamp(day) for server, day in last.items()}
+
+
+def _warn_after_today(ahead: dict[str, pd.Timestamp]) -> None:
+    """One warning for servers whose data run past today: a clock set wrong, or a time column misread."""
+    if ahead:
+        worst = sorted(ahead.items(), key=lambda kv: (-kv[1].value, kv[0]))[:3]
+        log.warning("%d server(s) have data dated after today (%s), e.g. %s: check those servers' clocks, or the "
+                    "mapping's timestamp column, unit and time zone; the forecast starts after their last day",
+                    len(ahead), f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d}",
+                    ", ".join(f"{server} up to {last:%Y-%m-%d}" for server, last in worst))
+
+
 def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     """raw/ -> processed/metrics, processed/features, processed/diagnostics and quarantine/.
 
@@ -113,6 +138,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             quarantine.write(earlier[earlier["stage"] != "etl"])
         totals: dict[str, int] = {}
         reasons: dict[str, tuple[int, str]] = {}
+        ahead: dict[str, pd.Timestamp] = {}  # servers with data after today: their last day
         choice = None
         size = servers_per_chunk(cfg.batch_servers, ETL_BYTES_PER_SERVER, *ETL_BATCH_BOUNDS,
                                  "etl.batch_servers")
@@ -133,6 +159,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
                 choice = result.imputation
                 batch_cfg = batch_cfg.model_copy(update={"imputation": choice.method})
             writers["metrics"].write(result.metrics)
+            ahead.update(_after_today(result.metrics))
             writers["features"].write(result.features)
             writers["series_diagnostics"].write(result.diagnostics)
             quarantine.write(result.quarantine)
@@ -153,7 +180,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         run.rows_out = totals.get("rows_out", 0)
         run.rows_quarantined = totals.get("rows_quarantined", 0)
         run.quarantine_records = run.rows_quarantined
-        run.counts = {**totals, "servers_without_inventory": without_inventory,
+        _warn_after_today(ahead)
+        run.counts = {**totals, "servers_without_inventory": without_inventory, "servers_dated_after_today": len(ahead),
                       "imputation": choice.method if choice else cfg.imputation,
                       "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
                       "imputation_mae_knn": choice.mae_knn if choice else None}
