@@ -114,6 +114,16 @@ def test_a_staged_sample_delivered_again_is_one_sample_with_the_new_value() -> N
     assert rest.empty and carry.days_completed == 1 and pooled_days["ds"].tolist() == [pd.Timestamp("2024-03-01")]
 
 
+def test_repeats_are_found_at_the_microseconds_the_lake_stores() -> None:
+    times = pd.DatetimeIndex(pd.date_range("2024-03-01 00:00", periods=12, freq="5min").asi8 + 123)  # +123 ns
+    first = samples_at(times)
+    daily = rollup_daily(first, ["a"], 95.0, 0.5, "UTC")
+    staged, _, _ = stage_partial_days(pool_staged(first, None, ["a"], "UTC"), daily, ["a"], 3, None)
+    staged["ts"] = staged["ts"].dt.floor("us")  # what a Delta table gives back
+    again = pool_staged(first, staged, ["a"], "UTC")
+    assert again.repeats == 12 and again.conflicts == 0 and len(again.samples) == 12
+
+
 def test_ingest_pools_staged_samples_of_another_file(tmp_path: Path) -> None:
     times = pd.date_range("2024-03-01 00:00", "2024-03-02 23:55", freq="5min")
     frame = pd.DataFrame({"server": "a", "time": times.strftime("%Y-%m-%dT%H:%M:%SZ"),

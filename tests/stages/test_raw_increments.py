@@ -13,7 +13,7 @@ from capacity_forecaster.config import GenerateConfig, Settings
 from capacity_forecaster.etl.rollup import DAILY_COLUMNS
 from capacity_forecaster.stages.raw import generate_stage, ingest_stage
 from capacity_forecaster.storage import Lake
-from capacity_forecaster.storage.manifest import StageRun
+from capacity_forecaster.storage.manifest import StageRun, list_runs
 
 START = pd.Timestamp("2024-03-01 03:00")
 DAY1 = pd.Timestamp("2024-03-02")
@@ -217,6 +217,8 @@ def test_a_partial_day_expires_from_the_staging_after_the_window(tmp_path: Path,
     ingest(lake, [write(frame[frame["time"] < early], tmp_path / "a.csv"),
                   write(frame[frame["time"] >= late], tmp_path / "c.csv")], mapping)
     assert DAY1 not in set(lake.read_table("partial_days")["ds"])  # 5 days behind: beyond the window of 3
+    # the first run staged its first and last day of each of the 4 series
+    assert list_runs(lake, "ingest")[-1]["counts"]["partial_days_expired"] == 8
     (run,) = ingest(lake, [write(frame[(frame["time"] >= early) & (frame["time"] < late)], tmp_path / "b.csv")],
                     mapping)
     day = raw(lake)[raw(lake)["ds"] == DAY1]

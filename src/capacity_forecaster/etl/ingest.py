@@ -301,10 +301,10 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     logger.info(
         "ingest (%s): %s file(s), %s rows read, %s used, %s quarantined; %s servers, %s daily rows "
         "(%s low coverage); quarantine reasons: %s; %s day(s) pooled with %s sample(s) of earlier runs "
-        "(%s completed, %s repeated sample(s)), %s partial day(s) staged; %.1f s",
+        "(%s completed, %s repeated sample(s)), %s partial day(s) staged, %s expired; %.1f s",
         mapping.name, len(files), rows_read, rows_used, rows_read - rows_used, daily["server_id"].nunique(),
         len(daily), int(daily["low_coverage"].sum()), _summarise(quarantine), carry.days_combined,
-        carry.samples_combined, carry.days_completed, carry.repeats, carry.days_staged,
+        carry.samples_combined, carry.days_completed, carry.repeats, carry.days_staged, carry.days_expired,
         time.perf_counter() - started)
     return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
                         tuple(labels), tuple(state.warnings), ids_only, partial_days, pooled_days, carry)

@@ -131,6 +131,11 @@ def day_pieces(samples: Samples, interval_seconds: float, timezone: str) -> Samp
                    samples.value[run], samples.row[run], piece)
 
 
+def _isin(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``np.isin`` by hashing: fast for many values and few wanted ones (no sort of the values)."""
+    return pd.Series(values).isin(wanted).to_numpy()
+
+
 def _codes(names: Sequence[str], values: pd.Series) -> np.ndarray:
     """Position of each value in ``names`` (-1 where absent)."""
     return pd.Index(names).get_indexer(pd.Index(values.astype(str)))
@@ -159,12 +164,12 @@ def pool_staged(new: Samples, staged: pd.DataFrame | None, names: list[str], tim
         return Pooled(new, day, len(new), nothing, empty_partial_days(), nothing)
     require_columns(staged, PARTIAL_DAY_COLUMNS, "table 'partial_days'")
     server, metric = _staged_arrays(staged, names)
-    ts = staged["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    ts = staged["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64) // 1000 * 1000
     st_day = local_days(ts, timezone)
     known = (server >= 0) & (metric >= 0)
     st_key = np.where(known, _keys(np.where(known, _series(server, metric), 0), st_day), -1)
     new_key = _keys(_series(new.server, new.metric), day)
-    chosen = known & np.isin(st_key, np.unique(new_key))
+    chosen = known & _isin(st_key, pd.unique(new_key))
     remaining = staged[~chosen].reset_index(drop=True)
     if not chosen.any():
         return Pooled(new, day, len(new), nothing, remaining, st_key)
@@ -172,9 +177,10 @@ def pool_staged(new: Samples, staged: pd.DataFrame | None, names: list[str], tim
     index = np.flatnonzero(chosen)
     value = staged["value"].to_numpy(dtype=np.float64)
     weight = staged["weight"].to_numpy(dtype=np.float64)
-    # A staged sample the run delivered again is one sample: the run's is used.
-    mine = np.isin(new_key, staged_keys)
-    ours = pd.DataFrame({"s": _series(new.server[mine], new.metric[mine]), "t": new.ts[mine],
+    # A staged sample the run delivered again is one sample: the run's is used. The lake stores times
+    # to the microsecond, so that is the precision two times are compared at.
+    mine = _isin(new_key, staged_keys)
+    ours = pd.DataFrame({"s": _series(new.server[mine], new.metric[mine]), "t": new.ts[mine] // 1000 * 1000,
                          "v": new.value[mine], "w": 1.0 if new.weight is None else new.weight[mine]})
     theirs = pd.DataFrame({"s": _series(server[index], metric[index]), "t": ts[index], "v": value[index],
                            "w": weight[index], "i": index})
@@ -187,7 +193,9 @@ def pool_staged(new: Samples, staged: pd.DataFrame | None, names: list[str], tim
         when = pd.Timestamp(int(repeated["t"].iloc[at])).strftime("%Y-%m-%dT%H:%M:%SZ")
         example = (f"{row['server_id']} {row['metric']} {when}: {float(repeated['v'].iloc[at])!r} staged, "
                    f"{float(repeated['v_new'].iloc[at])!r} now")
-    index = np.setdiff1d(index, repeated["i"].to_numpy(dtype=np.int64))
+    single = chosen.copy()
+    single[repeated["i"].to_numpy(dtype=np.int64)] = False
+    index = np.flatnonzero(single)
     unit = new.weight is None and bool((weight[index] == 1.0).all())
     pooled = Samples(
         np.concatenate([new.server, server[index].astype(np.int32)]),
@@ -224,24 +232,21 @@ def stage_partial_days(pooled: Pooled, daily: pd.DataFrame, names: list[str], wi
         samples as server_id, ds, metric; the run's Carryover).
     """
     samples, day = pooled.samples, pooled.day
-    keys = _keys(_series(samples.server, samples.metric), day)
-    # The first and last day of each series in this run (the days another run may extend).
-    spans = pd.DataFrame({"s": _series(samples.server[:pooled.new], samples.metric[:pooled.new]),
-                          "d": day[:pooled.new]}).groupby("s")["d"].agg(["min", "max"])
-    first = _keys(spans.index.to_numpy(), spans["min"].to_numpy())
-    last = _keys(spans.index.to_numpy(), spans["max"].to_numpy())
-    # Staged days of a series at least this key are within the window of its last day.
-    oldest = pd.Series(last - window, index=spans.index.to_numpy())
+    # The daily rows are the (series, day)s the run delivers: staged samples join only those.
     row_series = _series(_codes(names, daily["server_id"]), _codes(METRICS, daily["metric"]))
     row_keys = _keys(row_series, daily["ds"].to_numpy(dtype="datetime64[ns]").view(np.int64) // DAY_NS)
+    rows = pd.DataFrame({"s": row_series, "k": row_keys, "n": daily["samples"].to_numpy()}).groupby("s")
+    # The first and last day of each series in this run (the days another run may extend).
+    first, last = rows["k"].min(), rows["k"].max()
     incomplete = (daily["coverage"] < 1.0).to_numpy()
     if interval_seconds is None:
-        counts = pd.Series(keys >> _DAY_BITS).value_counts()
-        incomplete |= counts.reindex(row_series).to_numpy() < 2
+        incomplete |= rows["n"].sum().reindex(row_series).to_numpy() < 2
     combined = np.isin(row_keys, pooled.staged_keys)
+    # Staged days of a series from this key on are within the window of its last day.
+    oldest = last - window
     stage = (incomplete & (combined | np.isin(row_keys, np.union1d(first, last)))
              & (row_keys >= oldest.reindex(row_series).to_numpy()))
-    take = np.isin(keys, row_keys[stage])
+    take = _isin(_keys(_series(samples.server, samples.metric), day), row_keys[stage])
     fresh = pd.DataFrame({
         "server_id": np.asarray(names, dtype=object)[samples.server[take]],
         "metric": np.asarray(METRICS, dtype=object)[samples.metric[take]],
@@ -259,7 +264,8 @@ def stage_partial_days(pooled: Pooled, daily: pd.DataFrame, names: list[str], wi
     carry = Carryover(
         days_combined=int(combined.sum()), days_completed=int((combined & ~incomplete).sum()),
         samples_combined=len(samples) - pooled.new, repeats=pooled.repeats, conflicts=pooled.conflicts,
-        days_staged=len(table[["server_id", "metric", "ds"]].drop_duplicates()),
-        days_expired=len(np.unique(left[expired])), example=pooled.example,
+        days_staged=(len(pd.unique(left[~expired & (left >= 0)])) + int(stage.sum())
+                     + len(pooled.remaining.loc[left < 0, ["server_id", "metric", "ds"]].drop_duplicates())),
+        days_expired=len(pd.unique(left[expired])), example=pooled.example,
     )
     return table, daily.loc[combined, ["server_id", "ds", "metric"]].reset_index(drop=True), carry

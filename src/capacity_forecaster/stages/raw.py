@@ -264,7 +264,8 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         kept = result.raw_metrics.iloc[:0] if changed is None else changed[changed["kept"].astype(bool)]
         run.wrote(lake.write_table("raw_metrics", raw))
         partial = _without_days(result.partial_days, kept)
-        staged_days = len(partial[["server_id", "metric", "ds"]].drop_duplicates())
+        staged_days = (len(partial[["server_id", "metric", "ds"]].drop_duplicates()) if len(kept)
+                       else result.carryover.days_staged)
         run.wrote(lake.write_table("partial_days", partial))
         inventory = (pa.Table.from_pandas(result.inventory, preserve_index=False) if replace
                      else _merge(lake, "inventory", result.inventory, ["server_id"],
@@ -285,6 +286,7 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
                       "files": len(result.files), "days_pooled": carry.days_combined,
                       "days_completed": carry.days_completed, "samples_pooled": carry.samples_combined,
                       "samples_repeated": carry.repeats, "partial_days_staged": staged_days,
+                      "partial_days_expired": carry.days_expired,
                       "lake_days_kept": len(kept), "warnings": warnings}
         # The warnings were logged once as they arose; they are kept in the manifest.
         log.info("ingest: %d files, %d rows read, %d used, %d quarantined (%d quarantine records), "
