@@ -142,11 +142,11 @@ TABLES: dict[str, TableSpec] = {
     for spec in (
         TableSpec("inventory", "raw/inventory", False, INVENTORY_COLUMNS, "capfc generate or capfc ingest"),
         TableSpec("raw_metrics", "raw/metrics", True, RAW_METRIC_COLUMNS, "capfc generate or capfc ingest"),
-        TableSpec("partial_days", "raw/partial_days", False, PARTIAL_DAY_COLUMNS, "capfc ingest"),
         TableSpec("metrics", "processed/metrics", True, _METRICS_REQUIRED, "capfc etl"),
         TableSpec("features", "processed/features", True, (SERVER_ID, DS, METRIC), "capfc etl"),
         TableSpec("series_diagnostics", "processed/diagnostics", False, SERIES_KEY, "capfc etl"),
         TableSpec("quarantine", "quarantine", False, QUARANTINE_COLUMNS, "capfc ingest or capfc etl"),
+        TableSpec("partial_days", "raw/partial_days", False, PARTIAL_DAY_COLUMNS, "capfc ingest"),
         TableSpec("forecasts", "forecasts", True, FORECAST_COLUMNS, "capfc forecast"),
         TableSpec("backtests", "backtests", False, BACKTEST_COLUMNS, "capfc forecast"),
         TableSpec("backtest_forecasts", "backtest_forecasts", False, BACKTEST_FORECAST_COLUMNS, "capfc forecast"),
