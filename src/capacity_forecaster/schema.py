@@ -47,6 +47,9 @@ PROCESSED_METRIC_COLUMNS = (
 # table; lakes and tables written before it stay readable, and readers take a missing
 # is_saturated as False.
 _METRICS_REQUIRED = tuple(c for c in PROCESSED_METRIC_COLUMNS if c != "is_saturated")
+# Samples of days an ingest delivered in part, kept until a later ingest completes them (etl.partial_days):
+# ts is the sample's UTC time (a run-length row's first sample in the day), weight the samples it stands for.
+PARTIAL_DAY_COLUMNS = (SERVER_ID, METRIC, DS, "ts", VALUE, "weight")
 # A quarantined row keeps its original fields as text (whatever could be read),
 # where it came from (file:line, or the lake table) and why it was rejected.
 QUARANTINE_COLUMNS = (SERVER_ID, DS, METRIC, VALUE, "source", "reason", "stage")
@@ -143,6 +146,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("features", "processed/features", True, (SERVER_ID, DS, METRIC), "capfc etl"),
         TableSpec("series_diagnostics", "processed/diagnostics", False, SERIES_KEY, "capfc etl"),
         TableSpec("quarantine", "quarantine", False, QUARANTINE_COLUMNS, "capfc ingest or capfc etl"),
+        TableSpec("partial_days", "raw/partial_days", False, PARTIAL_DAY_COLUMNS, "capfc ingest"),
         TableSpec("forecasts", "forecasts", True, FORECAST_COLUMNS, "capfc forecast"),
         TableSpec("backtests", "backtests", False, BACKTEST_COLUMNS, "capfc forecast"),
         TableSpec("backtest_forecasts", "backtest_forecasts", False, BACKTEST_FORECAST_COLUMNS, "capfc forecast"),

@@ -230,3 +230,20 @@ def test_ingest_that_cannot_read_most_of_one_columns_values_writes_nothing_unles
     assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet", "--force"]) == 0
     memory = Lake.open(lake).read_table("raw_metrics").set_index(["server_id", "metric"])["value"]
     assert memory[("db-2", "memory")] == pytest.approx(6.25)  # 1.024,0 of 16.384 MB
+
+
+def test_ingest_in_increments_says_how_many_days_it_completed(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    data = pd.read_csv(metrics_only_csv(tmp_path / "cpu.csv", days=3))
+    cut = data["time"] < "2024-01-02 06:00:00"  # a 06:00 export job: day 2 arrives in two parts
+    data[cut].to_csv(tmp_path / "a.csv", index=False)
+    data[~cut].to_csv(tmp_path / "b.csv", index=False)
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU)
+    lake = str(tmp_path / "lake")
+    for part in ("a.csv", "b.csv"):
+        assert main(["ingest", str(tmp_path / part), "--mapping", str(mapping), "--lake", lake]) == 0
+    out = capsys.readouterr().out
+    assert "0 day(s) completed from earlier runs (2 partial day(s) staged)" in out
+    assert "2 day(s) completed from earlier runs (0 partial day(s) staged)" in out
+    rows = sql(lake, "SELECT server_id, min(samples) AS n FROM raw_metrics GROUP BY 1 ORDER BY 1", capsys)
+    assert rows == [{"server_id": "db-1", "n": 24}, {"server_id": "db-2", "n": 24}]

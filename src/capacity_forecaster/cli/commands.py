@@ -106,8 +106,9 @@ def ingest(
     if quiet_level(quiet, silent) < 2:
         out.print(f"ingested {stage.counts['files']} file(s): {stage.rows_in:,} rows read, "
                   f"{stage.counts['rows_used']:,} used, {stage.rows_quarantined:,} quarantined "
-                  f"({stage.quarantine_records:,} quarantine records); {stage.rows_out:,} daily values written "
-                  f"(run {stage.run_id})")
+                  f"({stage.quarantine_records:,} quarantine records); {stage.rows_out:,} daily values written, "
+                  f"{stage.counts['days_completed']:,} day(s) completed from earlier runs "
+                  f"({stage.counts['partial_days_staged']:,} partial day(s) staged) (run {stage.run_id})")
 
 
 @app.command()

@@ -80,6 +80,9 @@ class IngestConfig(_Section):
     # this share of one series' values, stops (exit 2) and writes nothing; 1.0 (or `capfc ingest
     # --force`) accepts any share. See docs/ingest.md.
     max_quarantine_share: float = Field(0.5, ge=0.0, le=1.0)
+    # Samples of a day an export delivered in part stay staged (raw/partial_days) for a later
+    # ingest to complete until their series has data this many days later. See docs/ingest.md.
+    partial_days_window: int = Field(3, ge=0, le=366)
 
 
 class EtlConfig(_Section):

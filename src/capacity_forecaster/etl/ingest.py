@@ -19,8 +19,15 @@ from capacity_forecaster.etl.inventory import CapacityLookup, InventoryDeriver, 
 from capacity_forecaster.etl.inventory_join import SOURCE_COLUMN
 from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.parse import ColumnNumbers
+from capacity_forecaster.etl.partial_days import (
+    Carryover,
+    day_pieces,
+    empty_partial_days,
+    pool_staged,
+    stage_partial_days,
+)
 from capacity_forecaster.etl.readers import read_chunks
-from capacity_forecaster.etl.rollup import Duplicates, Samples, rollup_daily, sort_and_dedupe
+from capacity_forecaster.etl.rollup import Duplicates, Samples, empty_daily, rollup_daily, sort_and_dedupe
 from capacity_forecaster.etl.servers import ServerIds, server_from_filename
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
@@ -58,6 +65,11 @@ class IngestResult:
             section): a re-ingest adds such rows for new servers but never overwrites known ones.
         values: per (server_id, metric), the values read and how many could not be read
             (guard.value_counts: server_id, metric, column, values, unreadable, example).
+        partial_days: the staging of incomplete days after this run (schema.PARTIAL_DAY_COLUMNS):
+            the staged rows of days this run did not deliver, plus the samples of this run's
+            incomplete days that a later run may complete (see ``etl.partial_days``).
+        pooled_days: server_id, ds, metric of the raw_metrics rows that pooled staged samples.
+        carryover: what this run pooled from, and left in, the staging.
     """
 
     raw_metrics: pd.DataFrame
@@ -70,6 +82,9 @@ class IngestResult:
     warnings: tuple[str, ...] = field(default=())
     inventory_ids_only: bool = False
     values: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(VALUE_COUNT_COLUMNS)))
+    partial_days: pd.DataFrame = field(default_factory=empty_partial_days)
+    pooled_days: pd.DataFrame = field(default_factory=lambda: empty_daily()[["server_id", "ds", "metric"]])
+    carryover: Carryover = field(default_factory=Carryover)
 
 
 class _Pool:
@@ -209,7 +224,7 @@ def _inventory_source(mapping: Mapping, source: str, filesystem_for: FilesystemF
 
 
 def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
-           filesystem_for: FilesystemFor) -> IngestResult:
+           filesystem_for: FilesystemFor, staged: pd.DataFrame | None = None) -> IngestResult:
     """Read monitoring exports and roll them up to one row per server, day and metric.
 
     Files are read in chunks (pyarrow CSV streaming, Parquet row batches). Rows that are not
@@ -219,11 +234,17 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     (the repeat is quarantined as ``duplicate_timestamp``). The result therefore never holds the same
     (server_id, ds, metric) twice.
 
+    Samples of the same day delivered by earlier ingests are pooled in from ``staged`` (the lake's
+    ``raw/partial_days``) for the (server, metric, day)s this run delivers: the day's row is then
+    the roll-up of all of them (a staged sample at a time this run delivers again is counted once,
+    with this run's value). The result's ``partial_days`` is the staging to keep for later runs.
+
     Args:
         sources: files, folders or glob patterns, local or ``s3://``.
         mapping: how the files' columns map to the contract.
         cfg: percentile, coverage threshold and chunk size.
         filesystem_for: returns (pyarrow filesystem, path within it) for a source URI.
+        staged: the staging of partial days from earlier ingests (schema.PARTIAL_DAY_COLUMNS), or None.
 
     Returns:
         The IngestResult; raw_metrics has columns server_id, ds, metric, value, samples, value_mean,
@@ -234,7 +255,8 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
 
     Raises:
         InputError: a source is missing or unreadable, a mapped column is absent, a file name does not
-            match server_id.from_filename (each message names the file and what was expected).
+            match server_id.from_filename (each message names the file and what was expected), or
+            staged run-length samples must be pooled and the mapping has no ``interval_seconds``.
     """
     started = time.perf_counter()
     files = expand_sources(sources, filesystem_for)
@@ -257,10 +279,24 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         state.warn(message)
     kept, duplicates = sort_and_dedupe(samples)
     state.rejected.append(_duplicate_quarantine(samples, duplicates, state.pool, labels, state.servers.names))
-    daily = rollup_daily(kept, state.servers.names, cfg.percentile, cfg.min_coverage, mapping.day_timezone,
-                         mapping.interval_seconds)
     used = np.zeros(state.pool.rows, dtype=bool)
     used[kept.row] = True
+    if kept.weight is not None:
+        assert mapping.interval_seconds is not None  # the mapping requires it with a weight
+        kept = day_pieces(kept, mapping.interval_seconds, mapping.day_timezone)
+    pooled = pool_staged(kept, staged, state.servers.names, mapping.day_timezone)
+    if pooled.samples.weight is not None and mapping.interval_seconds is None:
+        raise InputError("table 'partial_days' holds run-length samples (weight) that an earlier ingest staged "
+                         "for days this run delivers, and this mapping has no interval_seconds to roll them up "
+                         "with; ingest with the mapping of that earlier run")
+    daily = rollup_daily(pooled.samples, state.servers.names, cfg.percentile, cfg.min_coverage,
+                         mapping.day_timezone, mapping.interval_seconds)
+    partial_days, pooled_days, carry = stage_partial_days(pooled, daily, state.servers.names, cfg.partial_days_window,
+                                                          mapping.interval_seconds)
+    if carry.conflicts:
+        state.warn(f"{carry.conflicts} sample(s) repeat the server, metric and time of a sample an earlier ingest "
+                   f"staged (raw/partial_days) with a different value; this run's value is used "
+                   f"(e.g. {carry.example})")
     rows_read = state.pool.rows + state.malformed
     rows_used = int(used.sum())
     parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
@@ -279,9 +315,12 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         inventory = ids_only_inventory(daily["server_id"].unique())
     logger.info(
         "ingest (%s): %s file(s), %s rows read, %s used, %s quarantined; %s servers, %s daily rows "
-        "(%s low coverage); quarantine reasons: %s; %.1f s",
+        "(%s low coverage); quarantine reasons: %s; %s day(s) pooled with %s sample(s) of earlier runs "
+        "(%s completed, %s repeated sample(s)), %s partial day(s) staged, %s expired; %.1f s",
         mapping.name, len(files), rows_read, rows_used, rows_read - rows_used, daily["server_id"].nunique(),
-        len(daily), int(daily["low_coverage"].sum()), _summarise(quarantine), time.perf_counter() - started)
+        len(daily), int(daily["low_coverage"].sum()), _summarise(quarantine), carry.days_combined,
+        carry.samples_combined, carry.days_completed, carry.repeats, carry.days_staged, carry.days_expired,
+        time.perf_counter() - started)
     values = value_counts(samples.server, samples.metric, state.servers.names, quarantine, value_columns(mapping))
     return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
-                        tuple(labels), tuple(state.warnings), ids_only, values)
+                        tuple(labels), tuple(state.warnings), ids_only, values, partial_days, pooled_days, carry)

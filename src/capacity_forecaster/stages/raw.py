@@ -16,6 +16,7 @@ import pyarrow.dataset as pads
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.guard import check_quarantine_share, check_value_shares, count_reasons
+from capacity_forecaster.etl.partial_days import empty_partial_days
 from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
@@ -87,6 +88,9 @@ def generate_stage(lake: Lake, settings: Settings) -> StageRun:
             raise
         for writer in writers.values():
             run.wrote(writer.commit())
+        if lake.has_table("partial_days"):
+            # Staged samples of an earlier ingest belong to raw rows this run replaced.
+            run.wrote(lake.write_table("partial_days", empty_partial_days()))
         if cfg.format == "csv":
             _export_csv(lake, "inventory", f"{RAW_CSV_DIR}/inventory")
             _export_csv(lake, "raw_metrics", f"{RAW_CSV_DIR}/metrics")
@@ -120,6 +124,85 @@ def _merge(lake: Lake, name: str, new: pd.DataFrame, key: list[str], *, overwrit
         return con.sql(sql).to_arrow_table()
     finally:
         con.close()
+
+
+_KEY_SCHEMA = pa.schema([("server_id", pa.string()), ("ds", pa.timestamp("ns")), ("metric", pa.string())])
+
+
+def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
+    """raw_metrics merged with an ingest's daily rows, and the rows whose sample count the merge changed.
+
+    A run's row replaces the lake's row of the same (server_id, ds, metric) unless the lake's row has
+    more samples: then an earlier run completed the day (or delivered more of it) and this run holds
+    only part of it again, e.g. an export overlapping a complete day, and the lake's row is kept.
+    A row that pooled the staged samples of the day (``pooled``) holds the lake row's samples, so
+    it is expected to have more; a row that did not and has more replaces a row whose samples it
+    could not pool (no longer staged): the caller warns about both.
+
+    Returns:
+        (the merged table; server_id, ds, metric, lake_samples, run_samples and kept (the lake's row
+        was kept) of the rows not pooled whose sample count differs from the lake's).
+    """
+    old = lake.dataset("raw_metrics")
+    con = duckdb.connect()
+    try:
+        con.register("new_rows", new)
+        con.register("pooled_rows", pa.Table.from_pandas(pooled[list(_KEY_SCHEMA.names)], schema=_KEY_SCHEMA,
+                                                         preserve_index=False))
+        if old is None:
+            con.execute("CREATE TEMP TABLE old_rows AS SELECT * FROM new_rows WHERE false")
+        else:
+            con.register("old_rows", old.to_table(columns=[c for c in old.schema.names if c not in ("year", "month")]))
+        # A generated lake's rows have no sample counts: the run's rows replace them.
+        lake_samples = "o.samples" if "samples" in con.sql("SELECT * FROM old_rows LIMIT 0").columns else "NULL"
+        changed = con.sql(
+            f"SELECT n.server_id, n.ds, n.metric, {lake_samples}::BIGINT AS lake_samples, n.samples AS run_samples, "
+            f"{lake_samples} > n.samples AS kept FROM new_rows n JOIN old_rows o "
+            "ON n.server_id = o.server_id AND n.ds = o.ds AND n.metric = o.metric "
+            "LEFT JOIN pooled_rows p ON n.server_id = p.server_id AND n.ds = p.ds AND n.metric = p.metric "
+            f"WHERE {lake_samples} > n.samples OR ({lake_samples} < n.samples AND p.server_id IS NULL) "
+            "ORDER BY n.server_id, n.metric, n.ds").df()
+        if old is None:
+            return pa.Table.from_pandas(new, preserve_index=False), changed
+        con.register("kept_rows", changed.loc[changed["kept"].astype(bool), ["server_id", "ds", "metric"]])
+        key = "USING (server_id, ds, metric)"
+        merged = con.sql(
+            f"WITH written AS (SELECT * FROM new_rows ANTI JOIN kept_rows {key}) "
+            f"SELECT * FROM old_rows ANTI JOIN written {key} UNION ALL BY NAME SELECT * FROM written"
+        ).to_arrow_table()
+        return merged, changed
+    finally:
+        con.close()
+
+
+def _without_days(partial: pd.DataFrame, days: pd.DataFrame) -> pd.DataFrame:
+    """Staged samples except those of ``days`` (server_id, ds, metric)."""
+    if days.empty or partial.empty:
+        return partial
+    drop = pd.MultiIndex.from_arrays([days["server_id"].astype(str), days["metric"].astype(str),
+                                      pd.DatetimeIndex(days["ds"]).as_unit("ns")])
+    mine = pd.MultiIndex.from_arrays([partial["server_id"].astype(str), partial["metric"].astype(str),
+                                      pd.DatetimeIndex(partial["ds"]).as_unit("ns")])
+    return partial[~mine.isin(drop)].reset_index(drop=True)
+
+
+def _merge_warnings(changed: pd.DataFrame) -> list[str]:
+    """Warnings (logged) about rows a merge kept from the lake, or replaced without pooling their samples."""
+    messages = []
+    for kept, text in ((True, "already in raw_metrics have more samples than this run delivers for them and "
+                              "were kept ({}); a run that delivers part of a complete day again (an "
+                              "overlapping export, an older file) does not replace it"),
+                       (False, "in raw_metrics were replaced by this run's rows with more samples without "
+                               "pooling the samples behind them ({}), which were no longer staged in "
+                               "raw/partial_days (ingest.partial_days_window)")):
+        rows = changed[changed["kept"] == kept]
+        if len(rows):
+            first = rows.iloc[0]
+            example = (f"e.g. {first['server_id']} {first['metric']} {pd.Timestamp(first['ds']):%Y-%m-%d}: "
+                       f"{first['lake_samples']} samples in the lake, {first['run_samples']} in this run")
+            messages.append(f"{len(rows)} day(s) " + text.format(example))
+            log.warning("ingest: %s", messages[-1])
+    return messages
 
 
 def _merge_quarantine(lake: Lake, new: pd.DataFrame, replace: Callable[[pd.DataFrame], pd.Series]) -> pd.DataFrame:
@@ -173,8 +256,12 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
                  *, replace: bool = False) -> StageRun:
     """Read monitoring exports into raw/ (daily P95 roll-up), merging with what is there.
 
-    Rows with the same (server_id, ds, metric) as rows already in ``raw_metrics`` replace them, so
-    ingesting the same export twice never duplicates rows; ``replace`` starts the raw tables afresh.
+    A day delivered in part by several runs is pooled: the samples of incomplete days are staged in
+    ``partial_days`` and a later run that delivers the same (server_id, ds, metric) rolls the staged
+    samples up with its own (``etl.partial_days``). Rows with the same (server_id, ds, metric) as
+    rows already in ``raw_metrics`` replace them, unless the lake's row has more samples (a run that
+    delivers part of a complete day again keeps the complete day), so ingesting the same export
+    twice never duplicates rows or samples; ``replace`` starts the raw tables and the staging afresh.
     The inventory is always written: from the mapping's inventory section (its rows replace those
     of the same servers, and an inventory file's rows replace those of the same source), or, for a
     metrics-only export, the server ids alone, which only add servers the inventory does not know
@@ -195,8 +282,9 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
 
     with stage_run(lake, "ingest", settings) as run:
         start = time.perf_counter()
+        staged = None if replace or not lake.has_table("partial_days") else lake.read_table("partial_days")
         try:
-            result = ingest(sources, mapping, settings.ingest, filesystem_for)
+            result = ingest(sources, mapping, settings.ingest, filesystem_for, staged)
         except InputError as err:
             if mapping_file is None and "not found; columns are:" in str(err):
                 # Without --mapping the file was read as the contract's layout: say so, and where mappings are.
@@ -213,11 +301,19 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
                                "nothing was written to the lake")
         check_value_shares("ingest", result.values, settings.ingest.max_quarantine_share,
                            "ingest.max_quarantine_share", "nothing was written to the lake")
-        key = ["server_id", "ds", "metric"]
-        raw = (pa.Table.from_pandas(result.raw_metrics, preserve_index=False) if replace
-               else _merge(lake, "raw_metrics", result.raw_metrics, key))
+        warnings = list(result.warnings)
+        if replace:
+            raw, changed = pa.Table.from_pandas(result.raw_metrics, preserve_index=False), None
+        else:
+            raw, changed = _merge_raw(lake, result.raw_metrics, result.pooled_days)
+            warnings += _merge_warnings(changed)
+        kept = result.raw_metrics.iloc[:0] if changed is None else changed[changed["kept"].astype(bool)]
         run.wrote(lake.write_table("raw_metrics", raw))
-        inventory_warnings = _write_inventory(lake, run, result, replace)
+        partial = _without_days(result.partial_days, kept)
+        staged_days = (len(partial[["server_id", "metric", "ds"]].drop_duplicates()) if len(kept)
+                       else result.carryover.days_staged)
+        run.wrote(lake.write_table("partial_days", partial))
+        warnings += _write_inventory(lake, run, result, replace)
         files = set(result.files)
 
         def same_sources(frame: pd.DataFrame) -> pd.Series:
@@ -226,13 +322,19 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
 
         quarantine = result.quarantine if replace else _merge_quarantine(lake, result.quarantine, same_sources)
         run.wrote(lake.write_table("quarantine", quarantine))
-        run.rows_out = len(result.raw_metrics)
+        carry = result.carryover
+        run.rows_out = len(result.raw_metrics) - len(kept)
         # rows_read == rows_used + rows_quarantined; the quarantine may hold several records per row.
         run.counts = {"rows_used": result.rows_used, "quarantine_records": len(result.quarantine),
-                      "files": len(result.files), "warnings": [*result.warnings, *inventory_warnings]}
-        # The warnings were logged once by ingest() as they arose; they are kept in the manifest.
+                      "files": len(result.files), "days_pooled": carry.days_combined,
+                      "days_completed": carry.days_completed, "samples_pooled": carry.samples_combined,
+                      "samples_repeated": carry.repeats, "partial_days_staged": staged_days,
+                      "partial_days_expired": carry.days_expired,
+                      "lake_days_kept": len(kept), "warnings": warnings}
+        # The warnings were logged once as they arose; they are kept in the manifest.
         log.info("ingest: %d files, %d rows read, %d used, %d quarantined (%d quarantine records), "
-                 "%d daily values, %.1f s", len(result.files), result.rows_read, result.rows_used,
-                 result.rows_quarantined, len(result.quarantine), len(result.raw_metrics),
-                 time.perf_counter() - start)
+                 "%d daily values written, %d day(s) completed with samples of earlier runs, "
+                 "%d partial day(s) staged, %.1f s", len(result.files), result.rows_read, result.rows_used,
+                 result.rows_quarantined, len(result.quarantine), run.rows_out, carry.days_completed,
+                 run.counts["partial_days_staged"], time.perf_counter() - start)
     return run
