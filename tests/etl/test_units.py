@@ -95,3 +95,26 @@ def test_a_wide_fraction_column_is_read_times_100_and_out_of_range_after_it(tmp_
     assert result.raw_metrics["samples"].tolist() == [2]
     [reason] = result.quarantine["reason"].tolist()
     assert reason.startswith("value_out_of_range: '2e4' from column 'cpu_ratio'")
+
+
+def test_a_count_read_as_percent_is_named_and_saturation_of_some_servers_is_not() -> None:
+    from capacity_forecaster.etl.units import over_hundred_warnings
+
+    rng = np.random.default_rng(1)
+    metric = np.zeros(400, dtype=np.int8)
+    counts = rng.uniform(100.0, 190.0, 400)  # an ELB request count between 100 and 190 mapped as cpu %
+    [message] = over_hundred_warnings(metric, counts)
+    assert message.startswith("cpu: 400 of the 400 values are above 100") and "count, bytes or MHz" in message
+    saturated = np.concatenate([rng.uniform(5.0, 60.0, 300), rng.uniform(101.0, 129.0, 100)])  # 25 % saturated
+    assert over_hundred_warnings(metric, saturated) == []
+    assert over_hundred_warnings(metric[:50], counts[:50]) == []  # too few values to say
+
+
+def test_ingest_warns_about_a_count_column_mapped_as_percent(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=288, freq="5min").strftime("%Y-%m-%d %H:%M:%S")
+    rng = np.random.default_rng(2)
+    path = tmp_path / "elb.csv"
+    pd.DataFrame({"host": "elb-1", "time": times, "metric": "cpu",
+                  "value": np.round(rng.uniform(110, 180, len(times)), 1)}).to_csv(path, index=False)
+    result = ingest([str(path)], parse_mapping(LONG), IngestConfig(), local)
+    assert any("values are above 100" in w for w in result.warnings)

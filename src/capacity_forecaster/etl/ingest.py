@@ -31,7 +31,7 @@ from capacity_forecaster.etl.rollup import Duplicates, Samples, empty_daily, rol
 from capacity_forecaster.etl.servers import ServerIds, server_from_filename
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
-from capacity_forecaster.etl.units import fraction_warnings
+from capacity_forecaster.etl.units import fraction_warnings, over_hundred_warnings
 from capacity_forecaster.schema import METRICS
 
 logger = logging.getLogger(__name__)
@@ -275,7 +275,8 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         inventory[SOURCE_COLUMN] = _inventory_source(mapping, spec.source, filesystem_for)
     state = _read_files(files, mapping, cfg, deriver, capacities)
     samples = state.pool.samples()
-    for message in fraction_warnings(samples.metric, samples.value, mapping):
+    for message in [*fraction_warnings(samples.metric, samples.value, mapping),
+                    *over_hundred_warnings(samples.metric, samples.value)]:
         state.warn(message)
     kept, duplicates = sort_and_dedupe(samples)
     state.rejected.append(_duplicate_quarantine(samples, duplicates, state.pool, labels, state.servers.names))

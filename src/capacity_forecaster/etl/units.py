@@ -1,4 +1,4 @@
-"""Value units: the check for fractions of capacity (0-1) read as percentages (0-100)."""
+"""Value units: the checks for fractions of capacity (0-1), and for counts or bytes, read as percentages (0-100)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ MIN_VALUES = 100
 # (memory 14.1 once), so "every value <= 1" would miss them; a fleet in percent has far fewer
 # values that low (that export: 15 % of CPU, 7 % of memory).
 SHARE_AT_MOST_ONE = 0.99
+# The share of values above 100 that says a column is not a percentage: saturation is a state some
+# servers reach some of the time (Bitbrains Rnd: 0.5 % of the CPU samples, 101-129 %), not what most
+# of a whole export reads; a count (requests, NAB's ELB request count) or bytes column is.
+SHARE_OVER_HUNDRED = 0.5
 
 
 def _hint(mapping: Mapping, metric: str) -> str:
@@ -59,4 +63,35 @@ def fraction_warnings(metric: np.ndarray, value: np.ndarray, mapping: Mapping) -
                 f"{name}: {low:,} of the {len(values):,} values are at most 1 (median "
                 f"{float(np.median(values)):.3g}, max {float(values.max()):.3g}), read as percent of capacity, "
                 f"so the servers look idle; if they are fractions (0.5 = 50 %), {_hint(mapping, name)}")
+    return messages
+
+
+def over_hundred_warnings(metric: np.ndarray, value: np.ndarray) -> list[str]:
+    """Warnings for metrics whose values are mostly above 100 %.
+
+    Above 100 is saturation (demand over capacity, kept as 100 by the ETL), which servers reach some of
+    the time. When most of an export's values of a metric are over 100 the column is likelier a count,
+    bytes or MHz mapped as percent (NAB's CloudWatch request counts with a cpu mapping): every server
+    would read as saturated. The values are kept as read.
+
+    Args:
+        metric: metric code (index into schema.METRICS) of every accepted value.
+        value: the accepted values, in percent as read.
+
+    Returns:
+        One message per metric with at least MIN_VALUES values, more than SHARE_OVER_HUNDRED of them
+        above 100.
+    """
+    messages = []
+    for code, name in enumerate(METRICS):
+        values = value[metric == code]
+        if len(values) < MIN_VALUES:
+            continue
+        over = int(np.count_nonzero(values > 100.0))
+        if over > SHARE_OVER_HUNDRED * len(values):
+            messages.append(
+                f"{name}: {over:,} of the {len(values):,} values are above 100 (median {float(np.median(values)):.3g}, "
+                f"max {float(values.max()):.3g}), read as percent of capacity, so the servers look saturated; if "
+                "this column is a count, bytes or MHz rather than a percentage, map it with usage and capacity "
+                "(docs/ingest.md, Values)")
     return messages
