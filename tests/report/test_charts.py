@@ -270,3 +270,17 @@ def test_cluster_map_draws_rings_at_the_edges_whole(data) -> None:
     layout = figures.cluster_scatter(points, ringed, 80.0).layout
     assert layout.xaxis.range[0] < 0 < 100 < layout.xaxis.range[1]
     assert layout.yaxis.range[0] < 0 and layout.yaxis.range[1] > 100
+
+
+def test_stale_servers_are_not_counted_at_risk_in_the_kpis(data) -> None:
+    from capacity_forecaster.report.summary import kpis
+
+    risk = data.table("server_risk").copy()
+    before = {k.key: k for k in kpis(data)}
+    code = risk["risk_level"].map({"critical": 3, "high": 2, "medium": 1}).fillna(0)
+    hot = str(risk.loc[code.idxmax(), "server_id"])  # an at-risk server whose data ended long ago
+    risk.loc[risk["server_id"] == hot, "status"] = "stale"
+    tables = {**{name: data.table(name) for name in ("inventory", "recommendations")}, "server_risk": risk}
+    after = {k.key: k for k in kpis(ReportData(data.lake_uri, data.settings, data.generated, tables))}
+    assert after["at_risk"].value == before["at_risk"].value - 1
+    assert "1 stale server not counted (no recent data)" in after["at_risk"].note

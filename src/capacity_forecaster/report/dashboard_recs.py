@@ -21,7 +21,7 @@ from capacity_forecaster.risk.streaming import GrowthAssessor
 log = logging.getLogger(__name__)
 
 # What a position keeps of the what-if's server_risk (the risk table, KPI cards and drill-down read these).
-RISK_COLUMNS = ("server_id", "metric", "risk_level", "breach_ds")
+RISK_COLUMNS = ("server_id", "metric", "risk_level", "breach_ds", "status")
 # Positions kept besides the slider's own (a client may ask for any growth in range).
 _EXTRA_POSITIONS = 16
 

@@ -69,6 +69,11 @@ SERIES_CACHE = 32
 _EMPTY_RISK = pd.DataFrame(columns=["server_id", "metric", "risk_level", "breach_ds"])
 
 
+def _live(risk: pd.DataFrame) -> pd.DataFrame:
+    """Risk rows without stale series (data that ended long before the fleet's: never "at risk" now)."""
+    return risk if "status" not in risk.columns else risk[risk["status"] != "stale"]
+
+
 def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, BreachCalibration]:
     """Risk settings and breach calibration as the latest risk run in the lake used them."""
     cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
@@ -323,8 +328,8 @@ class DashboardState:
         if self.ranked.empty:
             cards.append(("Servers at risk", "-", not_available("server_risk")))
         else:
-            base = self.whatif(0.0)
-            scenario = base if pending else position.risk if position is not None else self.whatif(growth)
+            base = _live(self.whatif(0.0))
+            scenario = _live(base if pending else position.risk if position is not None else self.whatif(growth))
             worst = scenario.assign(code=level_codes(scenario["risk_level"])).groupby("server_id")["code"].max()
             base_worst = pd.Series(level_codes(base["risk_level"]), index=base.index).groupby(base["server_id"]).max()
             label = "Servers at risk" + (f" (growth {growth:+g} %)" if growth else "")

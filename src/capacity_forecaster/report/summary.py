@@ -11,6 +11,7 @@ import pandas as pd
 from capacity_forecaster.report.data import ReportData, not_available, scenario_names, whatif_name
 from capacity_forecaster.report.risks import (
     AT_RISK_LEVELS,
+    STALE,
     already_breaching,
     chosen_models,
     level_counts,
@@ -180,18 +181,24 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         out.append(Kpi("already_breaching", "Already breaching", None, "-", "risk not available: run capfc risk"))
         out.append(Kpi("earliest_breach", "Earliest breach", None, "-"))
     else:
-        counts = level_counts(ranked)
+        # A stale series' level is as of data that ended long ago: counted apart, never "at risk" now.
+        stale = ranked["status"].eq(STALE) if "status" in ranked.columns else pd.Series(False, index=ranked.index)
+        live = ranked[~stale.to_numpy()]
+        counts = level_counts(live)
         at_risk = sum(counts[level] for level in AT_RISK_LEVELS)
+        stale_servers = int(ranked.loc[stale.to_numpy(), "server_id"].nunique())
+        stale_note = f"; {plural(stale_servers, 'stale server')} not counted (no recent data)" if stale_servers else ""
         cfg = data.settings.risk
         now = already_breaching(ranked)
         servers_now = int(now["server_id"].nunique())
         rule = rule_text(cfg)
         out.append(Kpi("already_breaching", "Already breaching", servers_now, f"{servers_now:,}", rule))
         out.append(Kpi("at_risk", "Servers at risk", at_risk, f"{at_risk:,}",
-                       f"{counts['critical']} critical, {counts['high']} high, {counts['medium']} medium"))
+                       f"{counts['critical']} critical, {counts['high']} high, {counts['medium']} medium"
+                       + stale_note))
         out.append(Kpi("critical", "Critical servers", counts["critical"], f"{counts['critical']:,}",
                        _critical_note(data)))
-        breaches = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"])
+        breaches = live.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"])
         if len(now):
             first = now.iloc[0]
             out.append(Kpi("earliest_breach", "Earliest breach", 0.0, "now",
