@@ -120,6 +120,11 @@ def test_etl_keeps_a_constant_gauge_while_another_metric_of_its_server_moves() -
     replaced = stuck[stuck["metric"] == "memory"].sort_values("ds")
     gone = replaced["value"].isna() | replaced["is_imputed"].astype(bool)
     assert gone.iloc[75:].all() and not gone.iloc[:74].any()  # the first of the run is kept
+    # A quiet NIC reading 0 on every sample says nothing of the agent: the frozen memory is still replaced.
+    nic = frozen[frozen["metric"] == "cpu"].assign(metric="network", value=0.0, value_mean=0.0, value_max=0.0)
+    quiet = transform(pd.concat([frozen, nic], ignore_index=True), inventory, EtlConfig()).metrics
+    replaced = quiet[quiet["metric"] == "memory"].sort_values("ds")
+    assert (replaced["value"].isna() | replaced["is_imputed"].astype(bool)).iloc[75:].all()
 
 
 def test_runs_at_the_bounds_and_short_runs_are_not_glitches() -> None:

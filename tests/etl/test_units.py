@@ -118,3 +118,8 @@ def test_ingest_warns_about_a_count_column_mapped_as_percent(tmp_path: Path) -> 
                   "value": np.round(rng.uniform(110, 180, len(times)), 1)}).to_csv(path, index=False)
     result = ingest([str(path)], parse_mapping(LONG), IngestConfig(), local)
     assert any("values are above 100" in w for w in result.warnings)
+
+
+def test_a_quiet_network_is_not_taken_for_fractions() -> None:
+    network = np.full(300, 3, dtype=np.int8)  # schema.METRICS index of network
+    assert fraction_warnings(network, fractions(), parse_mapping(LONG)) == []

@@ -50,3 +50,19 @@ def test_a_server_a_few_days_behind_is_not_stale_and_a_zero_setting_turns_it_off
     assert result.recommendations.set_index("server_id").loc["gone", "action"] == "upsize"
     off = run_risk(*_fleet(gap_days=60), CFG.model_copy(update={"stale_after_days": 0}))
     assert "stale" not in set(off.server_risk["status"])
+
+
+def test_a_server_dated_years_ahead_does_not_make_the_fleet_stale() -> None:
+    """A clock 2 years ahead: the rest of the fleet (data to yesterday) stays live, breaching stays breaching."""
+    yesterday = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() - pd.Timedelta(days=1)
+    ahead = yesterday + pd.DateOffset(years=2)
+    metrics = pd.concat([make_history(["hot"], days=120, level=95.0, end=yesterday),
+                         make_history(["skewed"], days=120, level=30.0, end=ahead)], ignore_index=True)
+    day = pd.Timedelta(days=1)
+    forecasts = pd.concat([
+        *(make_forecast("hot", m, np.full(30, 95.0), start=yesterday + day) for m in ("cpu", "memory")),
+        *(make_forecast("skewed", m, np.full(30, 30.0), start=ahead + day) for m in ("cpu", "memory"))],
+        ignore_index=True)
+    result = run_risk(metrics, forecasts, make_inventory([{"server_id": "hot"}, {"server_id": "skewed"}]), CFG)
+    assert "stale" not in set(result.server_risk["status"])
+    assert result.summary["servers_already_breaching"] == 1

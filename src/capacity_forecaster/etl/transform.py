@@ -152,8 +152,8 @@ class _Processed:
 def varied_days(raw: pd.DataFrame, grid: SeriesGrid) -> np.ndarray | None:
     """Cells whose constant reading is explained: the day's samples of this metric, or of another metric of
     the same server, were not all equal (the roll-up's ``value_max`` above its ``value_mean``: the server's
-    monitoring was alive), or another metric of the server read 0 all day (every sample; an idle or
-    powered-off VM, whose gauges have nothing to move them).
+    monitoring was alive), or the server's CPU read 0 all day (every sample; an idle or powered-off VM,
+    whose gauges have nothing to move them; a network or disk gauge on 0 says nothing of the agent).
 
     A stuck agent repeats every reading of its server, mid-range (Bitbrains Rnd VM 407: CPU 96.00 % and
     memory 13.79 % on every sample of two days). Bitbrains Rnd VM 250's memory read 2.00 % on every sample
@@ -168,12 +168,15 @@ def varied_days(raw: pd.DataFrame, grid: SeriesGrid) -> np.ndarray | None:
     top = pd.to_numeric(raw["value_max"], errors="coerce").to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         row_varied = (top - mean) > 1e-9 * np.maximum(1.0, np.abs(top))
-        row_explains = row_varied | (top <= 0.0)
+        row_zero = top <= 0.0
     out = np.zeros(grid.source_row.shape, dtype=bool)
-    explains = np.zeros(grid.source_row.shape, dtype=bool)
+    zero = np.zeros(grid.source_row.shape, dtype=bool)
     behind = grid.source_row >= 0
     out[behind] = row_varied[grid.source_row[behind]]
-    explains[behind] = row_explains[grid.source_row[behind]]
+    zero[behind] = row_zero[grid.source_row[behind]]
+    # Only a CPU on 0 says the VM is idle or off; a quiet NIC or disk reads 0 on a live, even stuck, agent.
+    cpu = (grid.metric_codes == schema.METRICS.index("cpu"))[:, None]
+    explains = out | (zero & cpu)
     if grid.n_series == 0:
         return out
     # Series are grouped by server (grid order): one reduceat gives each server's days any metric explains.

@@ -14,6 +14,8 @@ MIN_VALUES = 100
 # (memory 14.1 once), so "every value <= 1" would miss them; a fleet in percent has far fewer
 # values that low (that export: 15 % of CPU, 7 % of memory).
 SHARE_AT_MOST_ONE = 0.99
+# The metrics checked for fractions: utilisation that a whole fleet rarely keeps under 1 %.
+FRACTION_CHECKED = ("cpu", "memory")
 # The share of values above 100 that says a column is not a percentage: saturation is a state some
 # servers reach some of the time (Bitbrains Rnd: 0.5 % of the CPU samples, 101-129 %), not what most
 # of a whole export reads; a count (requests, NAB's ELB request count) or bytes column is.
@@ -46,13 +48,14 @@ def fraction_warnings(metric: np.ndarray, value: np.ndarray, mapping: Mapping) -
         mapping: the mapping they were read with (metrics it declares as fractions are skipped).
 
     Returns:
-        One message per metric with at least MIN_VALUES values, some above 0 and at least
-        SHARE_AT_MOST_ONE of them at or below 1, naming the mapping key to set.
+        One message per metric of FRACTION_CHECKED (cpu, memory) with at least MIN_VALUES values,
+        some above 0 and at least SHARE_AT_MOST_ONE of them at or below 1, naming the mapping key to set.
     """
     declared = mapping.fraction_metrics()
     messages = []
     for code, name in enumerate(METRICS):
-        if name in declared:
+        # Disk and network often do sit under 1 % (a quiet NIC); "multiply by 100" would be harmful advice.
+        if name in declared or name not in FRACTION_CHECKED:
             continue
         values = value[metric == code]
         if len(values) < MIN_VALUES:

@@ -152,14 +152,29 @@ def already_breaching(ranked: pd.DataFrame) -> pd.DataFrame:
     return ranked[ranked["status"] == ALREADY]
 
 
+def live_risks(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The rows of series that are not stale (whose data did not end long before the fleet's): what every
+    count of servers at risk and every earliest breach is taken from, as in the risk summary."""
+    if ranked.empty or "status" not in ranked.columns:
+        return ranked
+    return ranked[ranked["status"] != STALE]
+
+
+def stale_servers(ranked: pd.DataFrame) -> int:
+    """How many servers have a stale series."""
+    if ranked.empty or "status" not in ranked.columns:
+        return 0
+    return int(ranked.loc[ranked["status"] == STALE, "server_id"].nunique())
+
+
 def server_levels(ranked: pd.DataFrame) -> pd.DataFrame:
     """The worst series of every server (``ranked_risks`` is ordered, so the first row per server)."""
     return ranked.drop_duplicates("server_id", keep="first").reset_index(drop=True)
 
 
 def level_counts(ranked: pd.DataFrame) -> dict[str, int]:
-    """Servers per worst risk level, critical first (servers without an assessment left out)."""
-    worst = server_levels(ranked)
+    """Servers per worst risk level, critical first (servers without an assessment and stale series left out)."""
+    worst = server_levels(live_risks(ranked))
     counts = worst["risk_level"].value_counts()
     return {level: int(counts.get(level, 0)) for level in reversed(LEVEL_LABELS)}
 

@@ -11,12 +11,13 @@ import pandas as pd
 from capacity_forecaster.report.data import ReportData, not_available, scenario_names, whatif_name
 from capacity_forecaster.report.risks import (
     AT_RISK_LEVELS,
-    STALE,
     already_breaching,
     chosen_models,
     level_counts,
+    live_risks,
     report_risks,
     server_levels,
+    stale_servers,
 )
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money, numeric, plural, priced_servers
 from capacity_forecaster.risk.current import rule_text
@@ -182,12 +183,11 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         out.append(Kpi("earliest_breach", "Earliest breach", None, "-"))
     else:
         # A stale series' level is as of data that ended long ago: counted apart, never "at risk" now.
-        stale = ranked["status"].eq(STALE) if "status" in ranked.columns else pd.Series(False, index=ranked.index)
-        live = ranked[~stale.to_numpy()]
-        counts = level_counts(live)
+        live = live_risks(ranked)
+        counts = level_counts(ranked)
         at_risk = sum(counts[level] for level in AT_RISK_LEVELS)
-        stale_servers = int(ranked.loc[stale.to_numpy(), "server_id"].nunique())
-        stale_note = f"; {plural(stale_servers, 'stale server')} not counted (no recent data)" if stale_servers else ""
+        stale = stale_servers(ranked)
+        stale_note = f"; {plural(stale, 'stale server')} not counted (no recent data)" if stale else ""
         cfg = data.settings.risk
         now = already_breaching(ranked)
         servers_now = int(now["server_id"].nunique())
@@ -392,7 +392,12 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
         lines.append(f"{at_risk:,} of {plural(total, 'server')} {'is' if at_risk == 1 else 'are'} at risk of "
                      f"exceeding {'its' if total == 1 else 'their'} capacity threshold "
                      f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")
-        first = ranked.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
+        stale = stale_servers(ranked)
+        if stale:
+            lines.append(f"{plural(stale, 'server')} {'is' if stale == 1 else 'are'} stale: data ending more than "
+                         f"{data.settings.risk.stale_after_days} days before the rest of the fleet's (levels as of "
+                         "their last data, nothing recommended; check their monitoring).")
+        first = live_risks(ranked).dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
         for row in first.to_dict("records") if now.empty else []:
             names = ", ".join(str(row[c]) for c in ("hostname", "application") if isinstance(row.get(c), str))
             lines.append(f"First forecast breach: {row['server_id']} ({names}) {row['metric']} on "

@@ -98,8 +98,9 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     """Series whose data end long before the fleet's: status ``stale``, the reason says since when.
 
     A series is stale when its last observed day lies more than ``cfg.stale_after_days`` before the
-    latest observed day of any series of the fleet (a monitoring feed that stopped, or a server that
-    was retired but is still in the exports' history). Its level stays what its last data say, but it
+    latest observed day of any series of the fleet, but never after tomorrow (a server whose clock
+    runs years ahead does not set it), a monitoring feed that stopped, or a server that was retired
+    but is still in the exports' history. Its level stays what its last data say, but it
     is not "already breaching" now and nothing is recommended on it: its reason says to check its
     monitoring. Needs the whole fleet's rows (``stage.conclude``), not a chunk's.
 
@@ -114,7 +115,10 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     last = pd.to_datetime(server_risk["last_observed"])
     if cfg.stale_after_days <= 0 or not observed.any():
         return server_risk
-    latest = last[observed].max()
+    # A clock set years ahead must not make the rest of the fleet stale: the fleet's latest day is never
+    # taken after tomorrow (UTC; the ETL warns about such servers, servers_dated_after_today).
+    tomorrow = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+    latest = min(last[observed].max(), tomorrow)
     behind = (latest - last).dt.days
     stale = (observed & (behind > cfg.stale_after_days)).to_numpy()
     if not stale.any():
