@@ -41,17 +41,28 @@ def test_value_counts_count_only_values_that_were_there_but_unreadable() -> None
 
 
 def test_a_series_over_the_share_stops_naming_column_server_and_share() -> None:
-    frame = counts({(0, 0): 10, (1, 0): 3}, [("b", "cpu", "unparseable_value: '1.0.2' in column 'cpu_pct'")] * 7)
-    check_value_shares("ingest", frame, 0.7, "ingest.max_quarantine_share", "kept")  # 7 of 10: not more
+    frame = counts({(0, 0): 30, (1, 0): 9}, [("b", "cpu", "unparseable_value: '1.0.2' in column 'cpu_pct'")] * 21)
+    check_value_shares("ingest", frame, 0.7, "ingest.max_quarantine_share", "kept")  # 21 of 30: not more
     with pytest.raises(InputError) as caught:
         check_value_shares("ingest", frame, 0.5, "ingest.max_quarantine_share", "nothing was written")
     assert str(caught.value).startswith(
-        "ingest: column 'cpu_pct' (cpu): 7 of 10 values of server b (70%) could not be read, more than "
-        "ingest.max_quarantine_share = 0.5 (1 of 2 series over it; 7 of 20 values in the column), e.g. "
+        "ingest: column 'cpu_pct' (cpu): 21 of 30 values of server b (70%) could not be read, more than "
+        "ingest.max_quarantine_share = 0.5 (1 of 2 series over it; 21 of 60 values in the column), e.g. "
         "\"unparseable_value: '1.0.2' in column 'cpu_pct'\"; nothing was written.")
     assert "--force" in str(caught.value)
     check_value_shares("ingest", frame, 1.0, "ingest.max_quarantine_share", "kept")  # --force
     check_value_shares("ingest", counts({}, []), 0.0, "ingest.max_quarantine_share", "kept")
+
+
+def test_one_bad_cell_of_a_series_with_few_values_does_not_stop_the_ingest_but_a_bad_column_does() -> None:
+    """A server with one row reading '#VALUE!' in a 2,593-row export stopped the whole ingest (1 of 1: 100 %)."""
+    one = counts({(0, 0): 2592}, [("b", "cpu", "unparseable_value: '#VALUE!' in column 'cpu_pct'")])
+    check_value_shares("ingest", one, 0.5, "ingest.max_quarantine_share", "kept")
+    # Every server has few values, but the column as a whole is mostly unreadable: that still stops.
+    few = counts({(0, 0): 5, (1, 0): 5}, [("a", "cpu", "unparseable_value: 'x' in column 'cpu_pct'")] * 8
+                 + [("b", "cpu", "unparseable_value: 'x' in column 'cpu_pct'")] * 8)
+    with pytest.raises(InputError, match="values in the column"):
+        check_value_shares("ingest", few, 0.5, "ingest.max_quarantine_share", "nothing was written")
 
 
 def test_the_row_rule_is_unchanged() -> None:

@@ -93,12 +93,18 @@ def value_counts(server: np.ndarray, metric: np.ndarray, names: list[str], quara
     return frame.loc[:, list(VALUE_COUNT_COLUMNS)].reset_index(drop=True)
 
 
+# A series with fewer values than this is not judged alone (one '#VALUE!' cell of a server with one
+# row in a small increment would stop a whole export); its values still count in its column's share.
+MIN_SERIES_VALUES = 20
+
+
 def check_value_shares(stage: str, counts: pd.DataFrame, limit: float, key: str, kept: str) -> None:
-    """Stop a stage that could not read more than ``limit`` of one series' values.
+    """Stop a stage that could not read more than ``limit`` of one series' values, or of one column's.
 
     The row rule alone misses a column read in part: a row counts as used when any of its metrics
     gives a value, and a misread format (``1.026,7`` with the wrong separators) rejects only the
-    values that use it, the larger ones, which would bias every daily P95 of the series.
+    values that use it, the larger ones, which would bias every daily P95 of the series. Series
+    with fewer than MIN_SERIES_VALUES values are judged only through their column's share.
 
     Args:
         counts: value_counts() of the stage.
@@ -112,7 +118,10 @@ def check_value_shares(stage: str, counts: pd.DataFrame, limit: float, key: str,
     if counts.empty:
         return
     shares = counts.assign(share=counts["unreadable"] / counts["values"].where(counts["values"] > 0))
-    over = shares[(shares["share"] > limit).to_numpy()]
+    totals = counts.groupby("column")[["unreadable", "values"]].sum()
+    bad_columns = totals.index[(totals["unreadable"] > limit * totals["values"]).to_numpy()]
+    over = shares[((shares["share"] > limit) & (shares["values"] >= MIN_SERIES_VALUES)).to_numpy()
+                  | (shares["column"].isin(bad_columns) & (shares["unreadable"] > 0)).to_numpy()]
     if over.empty:
         return
     worst = over.sort_values(["share", "unreadable"], ascending=False, kind="stable").iloc[0]
