@@ -126,3 +126,22 @@ def test_etl_warns_about_a_server_whose_data_run_past_today(tmp_path: Path,
     assert f"skewed up to {ahead[-1]:%Y-%m-%d}" in captured.err and "clocks" in captured.err
     (run,) = list_runs(Lake.open(lake), "etl")
     assert run["counts"]["servers_dated_after_today"] == 1
+
+
+def test_each_export_folders_inventory_is_a_source_of_its_own(tmp_path: Path) -> None:
+    """A mapping with inventory '{source_dir}/inventory.csv': export B's inventory removed export A's
+    inventory-only server as if B had corrected A."""
+    map_file = tmp_path / "m.yaml"
+    map_file.write_text("name: folders\nlayout: long\nserver_id: {column: server}\ntimestamp: {column: time}\n"
+                        "long: {value: cpu, metric: cpu}\n"
+                        "inventory: {source: '{source_dir}/inventory.csv',\n"
+                        "            columns: {server_id: id, cpu_cores: cores}}\n", encoding="utf-8")
+    lake = str(tmp_path / "lake")
+    for folder, servers in (("A", ("a-1",)), ("B", ("b-1",))):
+        (tmp_path / folder).mkdir()
+        export(tmp_path / folder / "metrics.csv", servers=servers)
+        pd.DataFrame({"id": [*servers, f"{folder.lower()}-spare"], "cores": [4, 8]}).to_csv(
+            tmp_path / folder / "inventory.csv", index=False)
+        assert main(["ingest", str(tmp_path / folder / "metrics.csv"), "--mapping", str(map_file),
+                     "--lake", lake, "--quiet"]) == 0
+    assert set(inventory_rows(lake)) == {"a-1", "a-spare", "b-1", "b-spare"}

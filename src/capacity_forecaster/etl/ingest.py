@@ -217,10 +217,14 @@ def _inventory_spec(spec: InventorySpec | None, files: list[SourceFile]) -> Inve
 
 def _inventory_source(mapping: Mapping, source: str, filesystem_for: FilesystemFor) -> str:
     """What identifies an inventory file's rows in the lake: the mapping's name, which stays the same when
-    a corrected file replaces the first (a mapping without a name: the file itself)."""
-    if "name" in mapping.model_fields_set:
-        return mapping.name
-    return source if "://" in source else filesystem_for(source)[1]
+    a corrected file replaces the first (a mapping without a name: the file itself). A mapping whose
+    inventory is ``{source_dir}/...`` reads one inventory per export folder: each folder's file is a
+    source of its own (``name@file``), so a second export does not replace the first's inventory."""
+    path = source if "://" in source else filesystem_for(source)[1]
+    if "name" not in mapping.model_fields_set:
+        return path
+    per_folder = mapping.inventory is not None and SOURCE_DIR in (mapping.inventory.source or "")
+    return f"{mapping.name}@{path}" if per_folder else mapping.name
 
 
 def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
