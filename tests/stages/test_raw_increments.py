@@ -225,3 +225,16 @@ def test_a_partial_day_expires_from_the_staging_after_the_window(tmp_path: Path,
     # The first 6 hours of the day were no longer staged: the row with more samples replaced theirs, and said so.
     assert (day["samples"] <= 216).all() and run.counts["days_pooled"] == 0
     assert any("without pooling the samples behind them" in w for w in run.counts["warnings"])
+
+
+def test_exports_longer_than_the_window_ingested_newest_first_equal_one_ingest(tmp_path: Path,
+                                                                               mapping: Path) -> None:
+    """Two 5-day exports cut at 06:00, the newer ingested first: its first day lay beyond the window of 3
+    and was not staged, so the older export's part of that day was thrown away (215 of 288 samples)."""
+    frame = export(days=10.0)
+    expected = reference(frame, tmp_path, mapping)
+    files = cut(frame, [DAY1 + pd.Timedelta(days=4, hours=6)], tmp_path)
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    runs = ingest(lake, files[::-1], mapping)
+    pd.testing.assert_frame_equal(raw(lake), expected, check_exact=True)
+    assert runs[1].counts["days_pooled"] == 4 and not runs[1].counts["lake_days_kept"]

@@ -218,7 +218,8 @@ def stage_partial_days(pooled: Pooled, daily: pd.DataFrame, names: list[str], wi
     sample has no measured spacing (its coverage says nothing), so its day counts as incomplete.
     A staged day more than ``window`` days before the last day the run delivers for its series is
     dropped: a later run is not expected to extend it any more (this bounds the staging to about
-    ``window`` + 1 days per series).
+    ``window`` + 1 days per series). The run's own first and last days are staged whatever the window
+    (exports ingested newest first: the older export completes the newer one's first day).
 
     Args:
         pooled: the run's samples with the staged ones (``pool_staged``).
@@ -244,8 +245,10 @@ def stage_partial_days(pooled: Pooled, daily: pd.DataFrame, names: list[str], wi
     combined = np.isin(row_keys, pooled.staged_keys)
     # Staged days of a series from this key on are within the window of its last day.
     oldest = last - window
-    stage = (incomplete & (combined | np.isin(row_keys, np.union1d(first, last)))
-             & (row_keys >= oldest.reindex(row_series).to_numpy()))
+    # The run's own first and last days are always staged (an older export ingested later completes the
+    # first day of an export longer than the window); the window only ages days pooled from earlier runs.
+    ends = np.isin(row_keys, np.union1d(first, last))
+    stage = incomplete & (ends | (combined & (row_keys >= oldest.reindex(row_series).to_numpy())))
     take = _isin(_keys(_series(samples.server, samples.metric), day), row_keys[stage])
     fresh = pd.DataFrame({
         "server_id": np.asarray(names, dtype=object)[samples.server[take]],
