@@ -37,6 +37,7 @@ from capacity_forecaster.report.risks import (
     AT_RISK_LEVELS,
     already_breaching,
     chosen_models,
+    live_risks,
     ranked_risks,
 )
 from capacity_forecaster.report.summary import cluster_map
@@ -67,11 +68,6 @@ RISK_TABLES_KEPT = 4
 # Series whose daily rows (history, forecast, backtest forecasts) the drill-down keeps after reading them.
 SERIES_CACHE = 32
 _EMPTY_RISK = pd.DataFrame(columns=["server_id", "metric", "risk_level", "breach_ds"])
-
-
-def _live(risk: pd.DataFrame) -> pd.DataFrame:
-    """Risk rows without stale series (data that ended long before the fleet's: never "at risk" now)."""
-    return risk if "status" not in risk.columns else risk[risk["status"] != "stale"]
 
 
 def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, BreachCalibration]:
@@ -328,8 +324,9 @@ class DashboardState:
         if self.ranked.empty:
             cards.append(("Servers at risk", "-", not_available("server_risk")))
         else:
-            base = _live(self.whatif(0.0))
-            scenario = _live(base if pending else position.risk if position is not None else self.whatif(growth))
+            # Stale series (data that ended long before the fleet's) are never "at risk" now.
+            base = live_risks(self.whatif(0.0))
+            scenario = live_risks(base if pending else position.risk if position is not None else self.whatif(growth))
             worst = scenario.assign(code=level_codes(scenario["risk_level"])).groupby("server_id")["code"].max()
             base_worst = pd.Series(level_codes(base["risk_level"]), index=base.index).groupby(base["server_id"]).max()
             label = "Servers at risk" + (f" (growth {growth:+g} %)" if growth else "")

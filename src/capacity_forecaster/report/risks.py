@@ -10,7 +10,7 @@ import pandas as pd
 
 from capacity_forecaster.report.data import ReportData
 from capacity_forecaster.report.text import day
-from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, rank_risks
+from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, rank_risks, without_stale
 
 AT_RISK_LEVELS = ("critical", "high", "medium")
 
@@ -155,9 +155,7 @@ def already_breaching(ranked: pd.DataFrame) -> pd.DataFrame:
 def live_risks(ranked: pd.DataFrame) -> pd.DataFrame:
     """The rows of series that are not stale (whose data did not end long before the fleet's): what every
     count of servers at risk and every earliest breach is taken from, as in the risk summary."""
-    if ranked.empty or "status" not in ranked.columns:
-        return ranked
-    return ranked[ranked["status"] != STALE]
+    return without_stale(ranked)
 
 
 def stale_servers(ranked: pd.DataFrame) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.risk.inventory import complete_inventory
-from capacity_forecaster.risk.levels import Status, level_codes, rank_risks
+from capacity_forecaster.risk.levels import level_codes, rank_risks, without_stale
 from capacity_forecaster.schema import CAPACITY_GROUP_COLUMNS, METRIC, SERVER_ID
 
 GROUP_BY = ("datacenter", "environment", "application")
@@ -46,8 +46,7 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     # among equal days the series the reports rank first (rank_risks) is the group's earliest breach, so
     # the capacity table and the executive summary name the same one.
     # A stale series (data that ended long before the fleet's) is neither at risk now nor a time remaining.
-    live = server_risk[server_risk["status"] != Status.STALE.value] if "status" in server_risk.columns else server_risk
-    ranked = rank_risks(live)
+    ranked = rank_risks(without_stale(server_risk))
     risk = ranked.assign(code=level_codes(ranked["risk_level"]), when=pd.to_datetime(ranked["breach_ds"]),
                          days=ranked["days_to_breach"].astype("Float64"), rank=np.arange(len(ranked)))
     first = (risk.dropna(subset=["when"]).sort_values(["days", "rank"], kind="stable")

@@ -98,9 +98,9 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     """Series whose data end long before the fleet's: status ``stale``, the reason says since when.
 
     A series is stale when its last observed day lies more than ``cfg.stale_after_days`` before the
-    latest observed day of any series of the fleet, but never after tomorrow (a server whose clock
-    runs years ahead does not set it), a monitoring feed that stopped, or a server that was retired
-    but is still in the exports' history. Its level stays what its last data say, but it
+    fleet's latest observed day, taken never after tomorrow (a server whose clock runs years ahead
+    does not set it): a monitoring feed that stopped, or a server that was retired but is still in
+    the exports' history. Its level stays what its last data say, but it
     is not "already breaching" now and nothing is recommended on it: its reason says to check its
     monitoring. Needs the whole fleet's rows (``stage.conclude``), not a chunk's.
 

@@ -75,6 +75,14 @@ STATUS_ORDER = (Status.ALREADY_BREACHING, Status.ASSESSED, Status.SHORT_HISTORY,
                 Status.NO_DATA)
 
 
+def without_stale(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` (server_risk rows) whose series is not stale: what every count of servers at
+    risk and every earliest breach or time remaining is taken from (a frame without status: all of it)."""
+    if "status" not in frame.columns:
+        return frame
+    return frame[frame["status"] != Status.STALE.value]
+
+
 def status_rank(status: pd.Series) -> np.ndarray:
     """0 for already_breaching, rising with ``STATUS_ORDER``; unknown or missing values last."""
     order = {s.value: i for i, s in enumerate(STATUS_ORDER)}

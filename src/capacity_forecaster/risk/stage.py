@@ -15,7 +15,7 @@ from capacity_forecaster.risk.calibration import BreachCalibration, empty_table
 from capacity_forecaster.risk.capacity import capacity_by_group
 from capacity_forecaster.risk.current import mark_stale, rule_text
 from capacity_forecaster.risk.evidence import Assessment, assess, observe
-from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, percent, rank_risks
+from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, percent, rank_risks, without_stale
 from capacity_forecaster.risk.options import findings, sizing_options
 from capacity_forecaster.risk.recommendations import build_recommendations
 from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
@@ -89,10 +89,10 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
     levels = server_risk["risk_level"].value_counts().reindex(list(LEVEL_LABELS), fill_value=0)
     ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]))
     # A stale series' level is as of data that ended long ago: listed (last), never counted at risk now.
-    live = ranked[ranked["status"] != Status.STALE.value]
+    live = without_stale(ranked)
     # The one ranking (levels.RISK_ORDER): status, level, breach date, probability.
     at_risk = rank_risks(ranked[ranked["code"] > 0])
-    live_at_risk = at_risk[at_risk["status"] != Status.STALE.value]
+    live_at_risk = without_stale(at_risk)
     breaching = ranked[ranked["status"] == Status.ALREADY_BREACHING.value]
     # "now" when a series is already breaching (the first at-risk row), else the first forecast crossing.
     first = (at_risk if len(breaching) else live.dropna(subset=["breach_ds"]).sort_values(
