@@ -57,6 +57,31 @@ def test_a_writer_that_read_nothing_still_conflicts_with_a_commit_after_it_start
     assert _open(uri).read_table("inventory")["server_id"].tolist() == ["y"]
 
 
+def test_a_writer_that_found_no_table_conflicts_with_a_writer_that_created_it_since(tmp_path: Path) -> None:
+    """Two first ingests into an empty lake: the one that read no table must not replace the other's rows."""
+    uri = str(tmp_path / "lake")
+    a, b = _open(uri), _open(uri)
+    assert a.dataset("inventory") is None                                      # a reads: no table yet
+    b.write_table("inventory", pd.DataFrame({"server_id": ["b"]}), validate=False)
+    with pytest.raises(ConflictError, match="created by another writer|changed by another writer"):
+        a.write_table("inventory", pd.DataFrame({"server_id": ["a"]}), validate=False)
+    assert _open(uri).read_table("inventory")["server_id"].tolist() == ["b"]
+
+
+def test_the_run_that_commits_first_and_completes_last_does_not_hide_the_other_runs_rows(tmp_path: Path) -> None:
+    """Two ingests at once: a commits, b reads a's rows and commits after it, b completes, then a completes."""
+    uri = str(tmp_path / "lake")
+    settings = _settings(uri)
+    a, b = _open(uri), _open(uri)
+    with stage_run(a, "ingest", settings) as first:
+        first.wrote(a.write_table("inventory", pd.DataFrame({"server_id": ["a"]}), validate=False))
+        with stage_run(b, "ingest", settings) as second:
+            rows = b.read_table("inventory")["server_id"].tolist()                # a's rows: no record yet
+            second.wrote(b.write_table("inventory", pd.DataFrame({"server_id": [*rows, "b"]}), validate=False))
+    assert _open(uri).read_table("inventory")["server_id"].tolist() == ["a", "b"]
+    assert _open(uri).stage_records()["ingest"].tables["inventory"] == 2
+
+
 def test_tables_of_a_stage_that_did_not_complete_stay_invisible(tmp_path: Path) -> None:
     uri = str(tmp_path / "lake")
     lake = _open(uri)
@@ -64,6 +89,7 @@ def test_tables_of_a_stage_that_did_not_complete_stay_invisible(tmp_path: Path) 
     with stage_run(lake, "etl", settings) as run:
         run.wrote(lake.write_table("metrics", metrics_frame(days=10), validate=False))
         run.wrote(lake.write_table("quarantine", pd.DataFrame({"server_id": ["a"], "reason": ["x"]}), validate=False))
+    complete = run.run_id
     with pytest.raises(RuntimeError, match="killed"), stage_run(lake, "etl", settings) as run:
         run.wrote(lake.write_table("metrics", metrics_frame(days=40), validate=False))
         assert len(lake.read_table("metrics")) == 120          # the running stage reads its own write
@@ -71,6 +97,7 @@ def test_tables_of_a_stage_that_did_not_complete_stay_invisible(tmp_path: Path) 
     reader = _open(uri)
     assert len(reader.read_table("metrics")) == 30             # the complete run's version, with its sibling
     assert reader.table_info("metrics").version == "1"         # type: ignore[union-attr]
+    assert reader.table_info("metrics").run_id == complete     # type: ignore[union-attr]  # not the killed run's
     assert query(reader, "SELECT count(*) AS n FROM metrics")["n"].iloc[0] == 30
     assert incomplete(reader, "metrics") is not None
     # the next complete run makes its versions visible, and is based on the newest commit (no conflict)

@@ -71,24 +71,43 @@ def read_records(lake: Lake) -> dict[str, StageRecord]:
 
 
 def recorded_version(records: dict[str, StageRecord], table: str) -> int | None:
-    """The version of ``table`` named by the most recently completed record that owns it."""
-    owners = [r for r in records.values() if table in r.tables]
-    if not owners:
-        return None
-    return max(owners, key=lambda r: r.finished).tables[table]
+    """The newest version of ``table`` a stage record names.
+
+    A table's history is linear (every commit is checked against the version its writer read), so
+    the highest recorded version holds every complete run's changes; the record that completed last
+    may name an older one (two runs at once: the first to commit completes last).
+    """
+    versions = [r.tables[table] for r in records.values() if table in r.tables]
+    return max(versions) if versions else None
+
+
+_RECORD_ATTEMPTS = 5
 
 
 def write_record(lake: Lake, stage: str, run_id: str, tables: dict[str, int]) -> StageRecord:
-    """Record a completed stage run: ``tables`` (name -> version written) plus the stage's earlier tables."""
-    previous = read_records(lake).get(stage)
-    owned = dict(previous.tables) if previous is not None else {}
-    owned.update(tables)
-    record = StageRecord(stage=stage, run_id=run_id, finished=dt.datetime.now(dt.UTC).isoformat(), tables=owned)
-    lake.write_json(posixpath.join(STAGES_DIR, f"{stage}.json"), {
-        "stage": record.stage, "run_id": record.run_id, "finished": record.finished, "tables": record.tables,
-    })
-    lake.refresh()
-    return record
+    """Record a completed stage run: ``tables`` (name -> version written) plus the stage's earlier tables.
+
+    A table keeps the newer of its recorded version and this run's: a run of the same stage that
+    committed after this one and completed first already recorded a version holding this run's rows.
+    Two runs completing at once both read the record before either writes it; the record is read
+    back and merged again until it names at least every version this run wrote.
+    """
+    path = posixpath.join(STAGES_DIR, f"{stage}.json")
+    for _ in range(_RECORD_ATTEMPTS):
+        previous = read_records(lake).get(stage)
+        owned = dict(previous.tables) if previous is not None else {}
+        for name, version in tables.items():
+            owned[name] = max(version, owned.get(name, version))
+        record = StageRecord(stage=stage, run_id=run_id, finished=dt.datetime.now(dt.UTC).isoformat(),
+                             tables=owned)
+        lake.write_json(path, {"stage": record.stage, "run_id": record.run_id, "finished": record.finished,
+                               "tables": record.tables})
+        lake.refresh()
+        stored = read_records(lake).get(stage)
+        if stored is not None and all(stored.tables.get(name, -1) >= version for name, version in tables.items()):
+            return record
+    raise StorageError(f"cannot record the completed {stage} run {run_id} in {lake.display(path)}: other runs "
+                       f"of {stage} kept replacing the record; run the command again")
 
 
 def incomplete(lake: Lake, table: str) -> tuple[str, str] | None:

@@ -242,7 +242,16 @@ class DeltaStore:
         table = self._open(relpath, version)
         if table is None:
             return None
-        return self._guard("reading", relpath, lambda: _snapshot(table))
+        # delta-rs numbers the history of a table loaded at an older version as if that version were
+        # the newest (the newest commits come first, labelled with older numbers): the commit
+        # records are read from the newest version, where their numbers are right.
+        newest = table if version is None else self._open(relpath)
+
+        def commits() -> list[dict[str, Any]]:
+            depth = int(newest.version()) - int(table.version()) + 20
+            return [e for e in newest.history(depth) if int(e.get("version", -1)) <= int(table.version())][:20]
+
+        return self._guard("reading", relpath, lambda: _snapshot(table, commits()))
 
     def history(self, relpath: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Commit records of a table, newest first: version, timestamp, operation, run id, stage."""
@@ -363,7 +372,7 @@ def _iso(millis: int) -> str:
     return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat()
 
 
-def _snapshot(table: Any) -> Snapshot:
+def _snapshot(table: Any, entries: list[dict[str, Any]]) -> Snapshot:
     actions = pa.table(table.get_add_actions(flatten=True))
     files = tuple(str(p) for p in actions.column("path").to_pylist()) if actions.num_rows else ()
     rows = 0
@@ -371,12 +380,13 @@ def _snapshot(table: Any) -> Snapshot:
         rows = int(sum(int(n or 0) for n in actions.column("num_records").to_pylist()))
     schema = pa.schema(table.schema().to_arrow())
     meta = table.metadata()
-    # The newest commit that changed data names the run; a vacuum's own commits change none.
-    entries = table.history(20)
+    # The newest commit up to the loaded version that changed data names the run (``entries``: the
+    # commit records, newest first); a vacuum's own commits change none.
+    version = int(table.version())
     data = [e for e in entries if not str(e.get("operation", "")).startswith("VACUUM")]
     entry = data[0] if data else (entries[0] if entries else {})
     return Snapshot(
-        version=int(table.version()), files=tuple(sorted(files)), rows=rows, schema=schema,
+        version=version, files=tuple(sorted(files)), rows=rows, schema=schema,
         partition_by=tuple(meta.partition_columns), written_at=_iso(int(entry.get("timestamp", 0))),
         run_id=entry.get(RUN_KEY), stage=entry.get(STAGE_KEY),
     )

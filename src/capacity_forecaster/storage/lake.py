@@ -79,8 +79,10 @@ class Lake:
         # (run id, stage) of the stage running in this process: its commits carry them, and its
         # own uncommitted-stage tables are visible to it.
         self.run: tuple[str, str] | None = None
-        # table -> newest version this process has seen: the base a write is checked against.
-        self._seen: dict[str, int] = {}
+        # table -> newest version this process has seen: the base a write is checked against. None:
+        # the table did not exist when this process read it, so a write must create it and is refused
+        # when another writer created it since (the write was derived from no rows of it).
+        self._seen: dict[str, int | None] = {}
         # table -> the version the running stage read it at: a stage reading an input in several passes
         # (chunks) reads one version even when another run completes meanwhile (``pin_reads``).
         self._pins: dict[str, int] = {}
@@ -218,6 +220,7 @@ class Lake:
         latest = self.delta.snapshot(spec.path)
         if latest is None:
             self._refuse_legacy(name)
+            self._seen.setdefault(name, None)
             return None
         self._seen[name] = latest.version
         if latest.run_id is None or (self.run is not None and latest.run_id == self.run[0]):
