@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -18,6 +22,7 @@ from capacity_forecaster.errors import StorageError
 from capacity_forecaster.storage import Lake
 from capacity_forecaster.storage.consistency import incomplete
 from capacity_forecaster.storage.delta import ConflictError
+from capacity_forecaster.storage.lease import LEASE_SECONDS, running
 from capacity_forecaster.storage.legacy import legacy_tables, migrate
 from capacity_forecaster.storage.manifest import stage_run
 from capacity_forecaster.storage.sql import query
@@ -80,6 +85,54 @@ def test_the_run_that_commits_first_and_completes_last_does_not_hide_the_other_r
             second.wrote(b.write_table("inventory", pd.DataFrame({"server_id": [*rows, "b"]}), validate=False))
     assert _open(uri).read_table("inventory")["server_id"].tolist() == ["a", "b"]
     assert _open(uri).stage_records()["ingest"].tables["inventory"] == 2
+
+
+def test_a_writer_is_refused_on_a_running_runs_commit_and_builds_on_a_dead_runs(tmp_path: Path) -> None:
+    """A run's commit is work in progress while its lease lives: building on the older version would drop it."""
+    uri = str(tmp_path / "lake")
+    settings = _settings(uri)
+    with stage_run(_open(uri), "ingest", settings) as run:
+        run.wrote(_open(uri).write_table("inventory", pd.DataFrame({"server_id": ["old"]}), validate=False))
+    a, b = _open(uri), _open(uri)
+    with stage_run(a, "ingest", settings) as first:
+        first.wrote(a.write_table("inventory", pd.DataFrame({"server_id": ["old", "a"]}), validate=False))
+        with stage_run(b, "ingest", settings) as second:
+            rows = b.read_table("inventory")["server_id"].tolist()
+            assert rows == ["old"]                                             # a has not completed
+            assert running(b, first.run_id) is not None
+            with pytest.raises(ConflictError):
+                second.wrote(b.write_table("inventory", pd.DataFrame({"server_id": [*rows, "b"]}), validate=False))
+    assert _open(uri).read_table("inventory")["server_id"].tolist() == ["old", "a"]
+    # a run that died after its commit (its lease ended with it) is built on: the rerun is not refused
+    with pytest.raises(RuntimeError), stage_run(a, "ingest", settings) as dead:
+        dead.wrote(a.write_table("inventory", pd.DataFrame({"server_id": ["partial"]}), validate=False))
+        raise RuntimeError("killed")
+    assert running(b, dead.run_id) is None
+    with stage_run(b, "ingest", settings) as rerun:
+        rows = b.read_table("inventory")["server_id"].tolist()
+        rerun.wrote(b.write_table("inventory", pd.DataFrame({"server_id": [*rows, "b"]}), validate=False))
+    assert _open(uri).read_table("inventory")["server_id"].tolist() == ["old", "a", "b"]
+
+
+def test_a_lease_ages_out_and_a_dead_process_on_this_host_holds_none(tmp_path: Path) -> None:
+    lake = _open(str(tmp_path / "lake"))
+    now = dt.datetime.now(dt.UTC)
+    lease = {"run_id": "r1", "stage": "etl", "host": socket.gethostname(), "pid": os.getpid(),
+             "heartbeat": now.isoformat()}
+    lake.write_json("_active/r1.json", lease)
+    assert running(lake, "r1") is not None
+    assert running(lake, "r1", now=now + dt.timedelta(seconds=LEASE_SECONDS + 1)) is None
+    lake.write_json("_active/r1.json", {**lease, "pid": _dead_pid()})
+    assert running(lake, "r1") is None
+    lake.write_json("_active/r1.json", {**lease, "pid": _dead_pid(), "host": "another-host"})
+    assert running(lake, "r1") is not None                                     # only its heartbeat tells
+    assert running(lake, "never-leased") is None
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_tables_of_a_stage_that_did_not_complete_stay_invisible(tmp_path: Path) -> None:

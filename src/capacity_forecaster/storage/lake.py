@@ -42,6 +42,7 @@ from capacity_forecaster.storage.consistency import (
 )
 from capacity_forecaster.storage.delta import COMMIT_KEY, RUN_KEY, STAGE_KEY, DeltaStore, Snapshot
 from capacity_forecaster.storage.filesystem import Location, resolve
+from capacity_forecaster.storage.lease import running
 from capacity_forecaster.storage.writer import TableInfo, TableWriter, delta_schema, read_schema
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,17 @@ class Lake:
             if "not exist" in str(err) or "NoSuchKey" in str(err) or "Path does not exist" in str(err):
                 return None
             raise StorageError(f"cannot read {self.display(relpath)}: {err}") from err
+
+    def delete_file(self, relpath: str) -> None:
+        """Delete one object; nothing happens when it does not exist."""
+        try:
+            self.fs.delete_file(self.path(relpath))
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if "not exist" in str(err) or "NoSuchKey" in str(err) or "Path does not exist" in str(err):
+                return
+            raise StorageError(f"cannot delete {self.display(relpath)}: {err}") from err
 
     def write_json(self, relpath: str, payload: dict[str, Any]) -> None:
         """Write a JSON object atomically."""
@@ -234,8 +246,14 @@ class Lake:
             return latest
         # The newest version comes from a run that has not completed (still running, or crashed):
         # readers keep the version the last complete run of that stage produced, with its siblings.
-        log.debug("table %s: version %d is from run %s (%s) which has not completed; reading version %d",
-                  name, latest.version, latest.run_id, latest.stage, recorded)
+        # A write may replace a crashed run's version, but not a running one's: it would be derived
+        # from the older version and drop that run's rows, so it is based on the older version and
+        # refused (``storage.lease``).
+        alive = running(self, latest.run_id)
+        if alive is not None:
+            self._seen[name] = recorded
+        log.debug("table %s: version %d is from run %s (%s) which has not completed (%s); reading version %d",
+                  name, latest.version, latest.run_id, latest.stage, alive or "not running", recorded)
         return self.delta.snapshot(spec.path, version=recorded)
 
     def _refuse_legacy(self, name: str) -> None:

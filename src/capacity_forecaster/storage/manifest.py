@@ -16,6 +16,7 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import StorageError
 from capacity_forecaster.storage.consistency import write_record
 from capacity_forecaster.storage.lake import Lake, TableInfo
+from capacity_forecaster.storage.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class StageRun:
 def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
     """Time a stage, write its manifest to ``_runs/`` when it ends (also when it fails), and its stage record.
 
-    While the stage runs, its table commits carry its run id (``Lake.run``), it reads its own new
+    While the stage runs, it keeps a lease (``storage.lease``: other writers do not build on its
+    commits as on a crashed run's), its table commits carry its run id (``Lake.run``), it reads its own new
     versions, and it reads every other table at the version its first read of it saw (``Lake.pin_reads``:
     a stage reading an input chunk by chunk never mixes two runs of it). When it succeeds, the stage
     record (``storage.consistency``) makes every table it wrote visible to other readers at once, then
@@ -78,7 +80,9 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
     status, error = "succeeded", None
     outer, lake.run = lake.run, (run.run_id, stage)
     outer_pins = lake.pin_reads()
+    lease = Lease(lake, run.run_id, stage)
     try:
+        lease.start()
         yield run
     except BaseException as err:
         status, error = "failed", f"{type(err).__name__}: {err}"
@@ -108,10 +112,13 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
             "lake": lake.uri,
         }
         name = f"{RUNS_DIR}/{started.strftime('%Y%m%dT%H%M%S%f')}-{stage}-{run.run_id}.json"
-        lake.write_json(name, manifest)
-        log.debug("wrote run manifest %s", name)
-        if status == "succeeded":
-            _complete(lake, run, settings)
+        try:
+            lake.write_json(name, manifest)
+            log.debug("wrote run manifest %s", name)
+            if status == "succeeded":
+                _complete(lake, run, settings)
+        finally:
+            lease.stop()
 
 
 def _complete(lake: Lake, run: StageRun, settings: Settings) -> None:
