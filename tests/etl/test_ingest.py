@@ -15,6 +15,7 @@ import pytest
 
 from capacity_forecaster.config import IngestConfig
 from capacity_forecaster.errors import InputError
+from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.ingest import IngestResult, ingest
 from capacity_forecaster.etl.mapping import parse_mapping
 from capacity_forecaster.schema import INVENTORY_COLUMNS, QUARANTINE_COLUMNS
@@ -160,18 +161,64 @@ def test_day_timezone_and_dst_day_lengths(tmp_path: Path) -> None:
     assert utc["ds"].tolist() == [pd.Timestamp("2024-03-10"), pd.Timestamp("2024-03-11")]
 
 
-def test_naive_text_in_a_zone_and_ambiguous_local_times(tmp_path: Path) -> None:
+def test_naive_text_in_a_zone_and_skipped_local_times(tmp_path: Path) -> None:
     text = ("host,ts,cpu\n"
-            "a,2024-11-03 00:30,1\n"
-            "a,2024-11-03 01:30,2\n"   # happens twice in New York: ambiguous
-            "a,2024-11-03 23:30,3\n")
+            "a,2024-03-10 00:30,1\n"
+            "a,2024-03-10 02:30,2\n"   # skipped in New York (clocks go forward at 02:00)
+            "a,2024-03-10 23:30,3\n"
+            "a,2024-11-03 01:30,4\n")  # happens twice; once in the file: placed as the first
     mapping = {**WIDE, "timestamp": {"column": "ts", "timezone": "America/New_York"},
                "metrics": {"cpu": {"percent": "cpu"}}, "day_timezone": "America/New_York"}
     result = run([write(tmp_path / "z.csv", text)], mapping)
-    assert reasons(result) == ["ambiguous_local_time: '2024-11-03 01:30' is skipped or repeated in "
+    assert reasons(result) == ["ambiguous_local_time: '2024-03-10 02:30' is skipped or repeated in "
                                "America/New_York"]
-    assert result.raw_metrics["samples"].tolist() == [2]
-    assert result.raw_metrics["ds"].tolist() == [pd.Timestamp("2024-11-03")]
+    assert result.raw_metrics["samples"].tolist() == [2, 1]
+    assert result.raw_metrics["ds"].tolist() == [pd.Timestamp("2024-03-10"), pd.Timestamp("2024-11-03")]
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+@pytest.mark.parametrize("layout", ["wide", "long"])
+def test_the_hour_a_dst_change_repeats_is_placed_by_file_order(tmp_path: Path, layout: str, newest_first: bool) -> None:
+    """A local-time export of the day clocks go back (25 hours): every 5-minute sample is kept, none twice."""
+    instants = pd.date_range("2024-10-27 00:00", "2024-10-28 00:00", freq="5min", tz="Europe/Amsterdam",
+                             inclusive="left")
+    assert len(instants) == 300
+    wall = instants.tz_localize(None).strftime("%Y-%m-%d %H:%M")
+    value = np.arange(300) % 97
+    if layout == "wide":
+        frame = pd.DataFrame({"host": "ams-1", "ts": wall, "cpu": value, "mem": 50.0})
+        mapping = {**WIDE, "metrics": {"cpu": {"percent": "cpu"}, "memory": {"percent": "mem"}}}
+    else:
+        frame = pd.DataFrame({"server": "ams-1", "time": np.repeat(wall, 2), "metric": np.tile(["cpu", "memory"], 300),
+                              "value": np.repeat(value, 2).astype(float)})
+        mapping = dict(LONG)
+    if newest_first:
+        frame = frame.iloc[::-1]
+    frame.to_csv(tmp_path / "dst.csv", index=False)
+    mapping = {**mapping, "timestamp": {**mapping["timestamp"], "timezone": "Europe/Amsterdam"},
+               "day_timezone": "Europe/Amsterdam", "interval_seconds": 300}
+    result = run([tmp_path / "dst.csv"], mapping)
+    assert reasons(result) == []
+    daily = result.raw_metrics.set_index("metric")
+    assert daily.loc["cpu", "samples"] == 300 and daily.loc["cpu", "coverage"] == 1.0
+    assert daily.loc["cpu", "value"] == pytest.approx(np.percentile(value, 95), abs=1.0)
+
+
+def test_resolve_repeated_places_two_appearances_and_leaves_a_third() -> None:
+    wall = pd.DatetimeIndex(["2024-10-27 02:30", "2024-10-27 02:30", "2024-10-27 02:30"]).asi8
+    status = np.full(3, parse.AMBIGUOUS, dtype=np.int8)
+    ns, out = parse.resolve_repeated(wall.copy(), status, np.zeros(3, dtype=np.int64), "Europe/Amsterdam")
+    assert out.tolist() == [parse.OK, parse.OK, parse.AMBIGUOUS]
+    assert (pd.DatetimeIndex(ns[:2].view("datetime64[ns]")).strftime("%H:%M").tolist() == ["00:30", "01:30"])
+    # newest first: the first appearance is the later instant
+    times = pd.DatetimeIndex(["2024-10-27 03:00", "2024-10-27 02:30", "2024-10-27 02:30", "2024-10-27 01:55"])
+    status = np.array([parse.OK, parse.AMBIGUOUS, parse.AMBIGUOUS, parse.OK], dtype=np.int8)
+    utc = times.tz_localize("Europe/Amsterdam", ambiguous="NaT").tz_convert("UTC").tz_localize(None).asi8
+    ns = np.where(status == parse.OK, utc, times.asi8)
+    ns, out = parse.resolve_repeated(ns, status, np.zeros(4, dtype=np.int64), "Europe/Amsterdam")
+    assert (out == parse.OK).all()
+    placed = pd.DatetimeIndex(ns.view("datetime64[ns]")).strftime("%H:%M").tolist()
+    assert placed == ["02:00", "01:30", "00:30", "23:55"]
 
 
 def test_daily_source_passes_through(tmp_path: Path) -> None:

@@ -384,6 +384,13 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         chunk = RawChunk({**chunk.columns, **capacities(row_server, servers.names)}, chunk.lines, chunk.bad_rows)
         numbers = parse.ColumnNumbers(chunk.columns, numbers.decimal)
     row_ts, ts_status = parse.parse_timestamps(chunk.columns[ts_column], mapping.timestamp)
+    if (ts_status == parse.AMBIGUOUS).any():
+        # The hour a DST change repeats: placed by file order within each server's series.
+        series = row_server.astype(np.int64)
+        if mapping.layout == "long":
+            series = series * 64 + _long_metric(chunk, mapping)[0].astype(np.int64) + 1
+        row_ts, ts_status = parse.resolve_repeated(row_ts, ts_status, series, mapping.timestamp.timezone)
+        row_ts = np.where(ts_status == parse.OK, row_ts, 0)
     no_server = row_server < 0
     ts_status = np.where(no_server, parse.OK, ts_status)
     time_rows = np.flatnonzero(ts_status != parse.OK)

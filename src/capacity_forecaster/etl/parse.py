@@ -158,14 +158,64 @@ class ColumnNumbers:
 
 
 def _localize(ns: np.ndarray, status: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read naive wall-clock times in ``timezone`` as UTC; ambiguous or skipped times get AMBIGUOUS."""
+    """Read naive wall-clock times in ``timezone`` as UTC; ambiguous or skipped times get AMBIGUOUS.
+
+    An AMBIGUOUS row keeps its wall-clock time (naive ns) for ``resolve_repeated``.
+    """
     if timezone == "UTC":
         return ns, status
     wall = pd.DatetimeIndex(np.where(status == OK, ns, np.iinfo(np.int64).min).view("datetime64[ns]"))
     local = wall.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
     lost = np.asarray(local.isna()) & (status == OK)
     status = np.where(lost, AMBIGUOUS, status).astype(np.int8)
-    return np.where(status == OK, local.asi8, 0), status
+    return np.where(status == OK, local.asi8, np.where(status == AMBIGUOUS, ns, 0)), status
+
+
+def resolve_repeated(ns: np.ndarray, status: np.ndarray, series: np.ndarray,
+                     timezone: str) -> tuple[np.ndarray, np.ndarray]:
+    """Place the wall-clock times a DST change repeats by their order in the file.
+
+    When clocks go back, one local hour (e.g. 02:00-02:59 on the last Sunday of October in
+    Europe) happens twice. Within one series (``series``: a code per row, e.g. server and metric),
+    the first time a repeated wall-clock time appears it is the earlier instant (summer time) and
+    the second time the later one, in a file in time order; in a file whose series run newest first
+    the other way round. The direction of a series is the sign of its steps between rows with
+    unambiguous times (forwards when it has none). A third appearance, and every time a DST change
+    skips, stays AMBIGUOUS (quarantined).
+
+    Args:
+        ns: UTC ns per row from ``parse_timestamps`` (wall-clock ns where AMBIGUOUS).
+        status: per-row status from ``parse_timestamps``.
+        series: int64 series code per row, in file order.
+        timezone: the zone of the naive times.
+
+    Returns:
+        (ns, status) with the repeated times that could be placed made OK.
+    """
+    rows = np.flatnonzero(status == AMBIGUOUS)
+    if len(rows) == 0 or timezone == "UTC":
+        return ns, status
+    wall = pd.DatetimeIndex(ns[rows].view("datetime64[ns]"))
+    summer = wall.tz_localize(timezone, ambiguous=np.ones(len(rows), dtype=bool), nonexistent="NaT")
+    winter = wall.tz_localize(timezone, ambiguous=np.zeros(len(rows), dtype=bool), nonexistent="NaT")
+    repeated = ~np.asarray(summer.isna()) & ~np.asarray(winter.isna()) & (summer.asi8 != winter.asi8)
+    rows, summer_ns, winter_ns = rows[repeated], summer.asi8[repeated], winter.asi8[repeated]
+    if len(rows) == 0:
+        return ns, status
+    known = np.flatnonzero(status == OK)
+    order = pd.DataFrame({"series": series[known], "ns": ns[known]})
+    steps = order.groupby("series", sort=False)["ns"].diff()
+    backwards = (np.sign(steps).groupby(order["series"]).sum() < 0)
+    seen = pd.DataFrame({"series": series[rows], "wall": ns[rows]}).groupby(["series", "wall"], sort=False).cumcount()
+    occurrence = seen.to_numpy()
+    late = backwards.reindex(series[rows], fill_value=False).to_numpy()
+    first_is_summer = ~late
+    placed = occurrence < 2
+    take_summer = np.where(occurrence == 0, first_is_summer, ~first_is_summer)
+    ns, status = ns.copy(), status.copy()
+    ns[rows[placed]] = np.where(take_summer, summer_ns, winter_ns)[placed]
+    status[rows[placed]] = OK
+    return ns, status
 
 
 def out_of_ns_range(array: pa.Array) -> np.ndarray:
@@ -307,4 +357,4 @@ def parse_timestamps(array: pa.Array | pa.ChunkedArray, spec: TimestampSpec) -> 
         ns = ns.copy()
         ns[naive] = local_ns
         status[naive] = local_status
-    return np.where(status == OK, ns, 0).astype(np.int64), status
+    return np.where((status == OK) | (status == AMBIGUOUS), ns, 0).astype(np.int64), status
