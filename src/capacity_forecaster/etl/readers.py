@@ -142,8 +142,20 @@ class _Utf8Stream:
         self._raw.close()
 
 
+# Compressed files are decompressed by their extension, in any letter case (pyarrow's own detection
+# reads only lower-case ones, so 'EXPORT.CSV.GZ' was read as binary).
+_CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+
+
+def _open(src: SourceFile) -> pa.NativeFile:
+    """The file as a stream, decompressed when its name ends in .gz, .bz2, .zst or .lz4 (any case)."""
+    lower = src.path.lower()
+    codec = next((name for suffix, name in _CODECS.items() if lower.endswith(suffix)), None)
+    return src.filesystem.open_input_stream(src.path, compression=codec)
+
+
 def _read_head(src: SourceFile) -> tuple[bytes, bool]:
-    with src.filesystem.open_input_stream(src.path) as stream:
+    with _open(src) as stream:
         head = stream.read(SNIFF_BYTES + 1)
     return head[:SNIFF_BYTES], len(head) > SNIFF_BYTES
 
@@ -188,7 +200,7 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
     # A block must hold the longest line allowed (pyarrow fails on a line longer than its block).
     block = int(max(min(_MAX_BLOCK, max(_MIN_BLOCK, chunk_rows * dialect.bytes_per_row)), 2 * max_line_bytes))
     try:
-        stream = _Utf8Stream(src.filesystem.open_input_stream(src.path), spec.encoding, guard)
+        stream = _Utf8Stream(_open(src), spec.encoding, guard)
     except _READ_ERRORS as err:
         raise InputError(f"{src.label}: cannot be opened: {err}") from err
     offset = 0
