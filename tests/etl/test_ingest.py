@@ -166,13 +166,14 @@ def test_naive_text_in_a_zone_and_skipped_local_times(tmp_path: Path) -> None:
             "a,2024-03-10 00:30,1\n"
             "a,2024-03-10 02:30,2\n"   # skipped in New York (clocks go forward at 02:00)
             "a,2024-03-10 23:30,3\n"
-            "a,2024-11-03 01:30,4\n")  # happens twice; once in the file: placed as the first
+            "a,2024-11-03 00:30,4\n"
+            "a,2024-11-03 01:30,5\n")  # happens twice; after 00:30 in the file: the first (summer) instant
     mapping = {**WIDE, "timestamp": {"column": "ts", "timezone": "America/New_York"},
                "metrics": {"cpu": {"percent": "cpu"}}, "day_timezone": "America/New_York"}
     result = run([write(tmp_path / "z.csv", text)], mapping)
     assert reasons(result) == ["ambiguous_local_time: '2024-03-10 02:30' is skipped or repeated in "
                                "America/New_York"]
-    assert result.raw_metrics["samples"].tolist() == [2, 1]
+    assert result.raw_metrics["samples"].tolist() == [2, 2]
     assert result.raw_metrics["ds"].tolist() == [pd.Timestamp("2024-03-10"), pd.Timestamp("2024-11-03")]
 
 
@@ -204,21 +205,34 @@ def test_the_hour_a_dst_change_repeats_is_placed_by_file_order(tmp_path: Path, l
     assert daily.loc["cpu", "value"] == pytest.approx(np.percentile(value, 95), abs=1.0)
 
 
-def test_resolve_repeated_places_two_appearances_and_leaves_a_third() -> None:
-    wall = pd.DatetimeIndex(["2024-10-27 02:30", "2024-10-27 02:30", "2024-10-27 02:30"]).asi8
-    status = np.full(3, parse.AMBIGUOUS, dtype=np.int8)
-    ns, out = parse.resolve_repeated(wall.copy(), status, np.zeros(3, dtype=np.int64), "Europe/Amsterdam")
-    assert out.tolist() == [parse.OK, parse.OK, parse.AMBIGUOUS]
-    assert (pd.DatetimeIndex(ns[:2].view("datetime64[ns]")).strftime("%H:%M").tolist() == ["00:30", "01:30"])
+def test_resolve_repeated_places_by_the_row_before_and_leaves_what_it_cannot_decide() -> None:
+    zone = "Europe/Amsterdam"
+
+    def place(walls: list[str], ok: list[bool], series: list[int] | None = None) -> list[str | None]:
+        times = pd.DatetimeIndex(walls)
+        utc = times.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").tz_convert("UTC").tz_localize(None)
+        status = np.where(ok, parse.OK, parse.AMBIGUOUS).astype(np.int8)
+        ns = np.where(ok, utc.asi8, times.asi8)
+        codes = np.zeros(len(walls), dtype=np.int64) if series is None else np.array(series, dtype=np.int64)
+        ns, out = parse.resolve_repeated(ns, status, codes, zone)
+        text = pd.DatetimeIndex(ns.view("datetime64[ns]")).strftime("%H:%M:%S")
+        return [t if o == parse.OK else None for t, o in zip(text, out, strict=True)]
+
+    before = ["2024-10-27 01:50:00", "2024-10-27 01:55:00"]                 # summer time, UTC 23:50 / 23:55
+    # both passes, the second with the exporter's seconds drift: summer then standard time
+    assert place([*before, "2024-10-27 02:00:36", "2024-10-27 02:55:36", "2024-10-27 02:00:37",
+                  "2024-10-27 03:00:00"], [True, True, False, False, False, True]
+                 ) == ["23:50:00", "23:55:00", "00:00:36", "00:55:36", "01:00:37", "02:00:00"]
+    # a duplicated row (the same wall-clock time right after itself): the duplicate is undecided
+    assert place([*before, "2024-10-27 02:30:00", "2024-10-27 02:30:00"],
+                 [True, True, False, False]) == ["23:50:00", "23:55:00", "00:30:00", None]
     # newest first: the first appearance is the later instant
-    times = pd.DatetimeIndex(["2024-10-27 03:00", "2024-10-27 02:30", "2024-10-27 02:30", "2024-10-27 01:55"])
-    status = np.array([parse.OK, parse.AMBIGUOUS, parse.AMBIGUOUS, parse.OK], dtype=np.int8)
-    utc = times.tz_localize("Europe/Amsterdam", ambiguous="NaT").tz_convert("UTC").tz_localize(None).asi8
-    ns = np.where(status == parse.OK, utc, times.asi8)
-    ns, out = parse.resolve_repeated(ns, status, np.zeros(4, dtype=np.int64), "Europe/Amsterdam")
-    assert (out == parse.OK).all()
-    placed = pd.DatetimeIndex(ns.view("datetime64[ns]")).strftime("%H:%M").tolist()
-    assert placed == ["02:00", "01:30", "00:30", "23:55"]
+    assert place(["2024-10-27 03:00:00", "2024-10-27 02:30:00", "2024-10-27 02:30:01", "2024-10-27 01:55:00",
+                  "2024-10-27 01:50:00"], [True, False, False, True, True]
+                 ) == ["02:00:00", "01:30:00", "00:30:01", "23:55:00", "23:50:00"]
+    # no row before it in its series, or a series without a direction: undecided
+    assert place(["2024-10-27 02:30:00", *before], [False, True, True]) == [None, "23:50:00", "23:55:00"]
+    assert place([*before, "2024-10-27 02:30:00"], [True, True, False], series=[0, 0, 1])[2] is None
 
 
 def test_daily_source_passes_through(tmp_path: Path) -> None:

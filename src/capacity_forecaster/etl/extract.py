@@ -384,8 +384,9 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         chunk = RawChunk({**chunk.columns, **capacities(row_server, servers.names)}, chunk.lines, chunk.bad_rows)
         numbers = parse.ColumnNumbers(chunk.columns, numbers.decimal)
     row_ts, ts_status = parse.parse_timestamps(chunk.columns[ts_column], mapping.timestamp)
-    if (ts_status == parse.AMBIGUOUS).any():
-        # The hour a DST change repeats: placed by file order within each server's series.
+    if mapping.weight is None and (ts_status == parse.AMBIGUOUS).any():
+        # The hour a DST change repeats: placed by file order within each server's series (a
+        # run-length row covers an unknown part of the hour: not placed).
         series = row_server.astype(np.int64)
         if mapping.layout == "long":
             series = series * 64 + _long_metric(chunk, mapping)[0].astype(np.int64) + 1

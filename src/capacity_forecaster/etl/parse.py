@@ -176,12 +176,16 @@ def resolve_repeated(ns: np.ndarray, status: np.ndarray, series: np.ndarray,
     """Place the wall-clock times a DST change repeats by their order in the file.
 
     When clocks go back, one local hour (e.g. 02:00-02:59 on the last Sunday of October in
-    Europe) happens twice. Within one series (``series``: a code per row, e.g. server and metric),
-    the first time a repeated wall-clock time appears it is the earlier instant (summer time) and
-    the second time the later one, in a file in time order; in a file whose series run newest first
-    the other way round. The direction of a series is the sign of its steps between rows with
-    unambiguous times (forwards when it has none). A third appearance, and every time a DST change
-    skips, stays AMBIGUOUS (quarantined).
+    Europe) happens twice. Within one series (``series``: a code per row, e.g. server and metric)
+    of one read chunk, rows are taken in file order and each time of that hour is given the
+    earlier instant (summer time) when that instant comes after the last placed row of the series,
+    else the later one (standard time) when that does; a series whose rows run newest first
+    (the sign of its steps between unambiguous times) is read the other way round. Exporters'
+    seconds drift between the two passes does not matter. Everything that cannot be decided stays
+    AMBIGUOUS (quarantined, never guessed): a row with no earlier placed row in its series in the
+    chunk, a series without a direction, a time equal to the row before it (a duplicated row, or
+    the repeat itself in hourly data), one neither instant of which follows the last placed row,
+    and every time a DST change skips.
 
     Args:
         ns: UTC ns per row from ``parse_timestamps`` (wall-clock ns where AMBIGUOUS).
@@ -199,22 +203,41 @@ def resolve_repeated(ns: np.ndarray, status: np.ndarray, series: np.ndarray,
     summer = wall.tz_localize(timezone, ambiguous=np.ones(len(rows), dtype=bool), nonexistent="NaT")
     winter = wall.tz_localize(timezone, ambiguous=np.zeros(len(rows), dtype=bool), nonexistent="NaT")
     repeated = ~np.asarray(summer.isna()) & ~np.asarray(winter.isna()) & (summer.asi8 != winter.asi8)
-    rows, summer_ns, winter_ns = rows[repeated], summer.asi8[repeated], winter.asi8[repeated]
-    if len(rows) == 0:
+    if not repeated.any():
         return ns, status
-    known = np.flatnonzero(status == OK)
-    order = pd.DataFrame({"series": series[known], "ns": ns[known]})
-    steps = order.groupby("series", sort=False)["ns"].diff()
-    backwards = (np.sign(steps).groupby(order["series"]).sum() < 0)
-    seen = pd.DataFrame({"series": series[rows], "wall": ns[rows]}).groupby(["series", "wall"], sort=False).cumcount()
-    occurrence = seen.to_numpy()
-    late = backwards.reindex(series[rows], fill_value=False).to_numpy()
-    first_is_summer = ~late
-    placed = occurrence < 2
-    take_summer = np.where(occurrence == 0, first_is_summer, ~first_is_summer)
+    candidates = {int(r): (int(a), int(b)) for r, a, b in zip(rows[repeated], summer.asi8[repeated],
+                                                              winter.asi8[repeated], strict=True)}
+    usable = np.flatnonzero((status == OK) | (status == AMBIGUOUS))
+    usable = usable[np.argsort(series[usable], kind="stable")]       # by series, file order within
+    codes = series[usable]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
     ns, status = ns.copy(), status.copy()
-    ns[rows[placed]] = np.where(take_summer, summer_ns, winter_ns)[placed]
-    status[rows[placed]] = OK
+    wanted = set(np.unique(series[rows[repeated]]).tolist())
+    for part in np.split(usable, bounds):
+        if int(series[part[0]]) not in wanted:
+            continue
+        known = part[status[part] == OK]
+        direction = int(np.sign(np.diff(ns[known])).sum()) if len(known) > 1 else 0
+        previous: int | None = None       # the instant of the last row placed before
+        previous_wall: int | None = None
+        for row in part.tolist():
+            if row not in candidates:
+                if status[row] == OK:
+                    previous, previous_wall = int(ns[row]), None
+                continue
+            here = int(ns[row])
+            early, late = candidates[row]
+            choice = None
+            if direction != 0 and previous is not None and here != previous_wall:
+                first, second = (early, late) if direction > 0 else (late, early)
+                for instant in (first, second):
+                    if (instant - previous) * direction > 0:
+                        choice = instant
+                        break
+            previous_wall = here
+            if choice is not None:
+                previous = choice
+                ns[row], status[row] = choice, OK
     return ns, status
 
 
