@@ -35,6 +35,7 @@ LINE = st.tuples(st.integers(0, 3 * CAP), st.sampled_from([b"\n", b"\r\n", b"\r"
 @given(st.lists(LINE, max_size=12), st.booleans(), st.lists(st.integers(1, 200), max_size=6))
 @example([(0, b"\r\n"), (40, b"\n")], False, [1])  # a CRLF split between blocks: its LF is no line text
 @example([(0, b"\n"), (34, b"\r\n"), (120, b"\r\n"), (0, b"\n")], False, [1, 157])  # ... after a cut line
+@example([(0, b"\n"), (34, b"\r\n"), (120, b"\r\n"), (0, b"\n"), (0, b"\n")], False, [1, 157])  # ... then an LF
 def test_line_guard_cuts_exactly_the_long_lines(lines: list[tuple[int, bytes]], last_break: bool,
                                                 splits: list[int]) -> None:
     content = b"".join(b"a" * n + end for n, end in lines)

@@ -48,10 +48,15 @@ class LineGuard:
     def feed(self, data: bytes, final: bool = False) -> bytes:
         """The bytes to pass on for the next ``data`` of the stream (``final``: it is the last)."""
         prefix = b""
-        if self._after_cr and data[:1] == b"\n":
-            # The LF of a CRLF split between two blocks: the CR already ended the line (and went
-            # out after the filler when the line was cut, which then keeps the CR alone, as unsplit).
-            prefix, data = (b"" if self._cut_cr else b"\n"), data[1:]
+        if self._cut_cr:
+            # The last block ended with the CR of a cut line, held back: a CRLF split between the
+            # blocks ends the filler with its LF (as unsplit, the CR goes with the cut line), a CR
+            # alone is the line's end.
+            prefix = b"\n" if data[:1] == b"\n" else b"\r"
+            data = data[1:] if data[:1] == b"\n" else data
+        elif self._after_cr and data[:1] == b"\n":
+            # The LF of a CRLF split between two blocks: the CR already ended the line.
+            prefix, data = b"\n", data[1:]
         self._cut_cr = False
         codes = np.frombuffer(data, dtype=np.uint8)
         if b"\r" in data:
@@ -84,8 +89,8 @@ class LineGuard:
                 line, self._line = self._line, self._line + int(k)
                 self._record(int(lengths[k]), head)
                 self._line = line
-                out.append(self.filler + data[stops[k]:stops[k] + 1])
                 self._cut_cr = int(stops[k]) == len(data) - 1 and data.endswith(b"\r")
+                out.append(self.filler + (b"" if self._cut_cr else data[stops[k]:stops[k] + 1]))
                 start = int(stops[k]) + 1
             out.insert(0, self._partial)
             out.append(data[start:stops[-1] + 1])
@@ -102,6 +107,9 @@ class LineGuard:
         else:
             self._partial += rest
         if final:
+            if self._cut_cr:
+                out.append(b"\r")
+                self._cut_cr = False
             if self._dropped:
                 self._record(self._dropped, self._head)
                 out.append(self.filler)
