@@ -22,7 +22,7 @@ from capacity_forecaster.errors import StorageError
 from capacity_forecaster.storage import Lake
 from capacity_forecaster.storage.consistency import incomplete
 from capacity_forecaster.storage.delta import ConflictError
-from capacity_forecaster.storage.lease import LEASE_SECONDS, running
+from capacity_forecaster.storage.lease import LEASE_SECONDS, _process_space, running, sweep
 from capacity_forecaster.storage.legacy import legacy_tables, migrate
 from capacity_forecaster.storage.manifest import stage_run
 from capacity_forecaster.storage.sql import query
@@ -100,8 +100,11 @@ def test_a_writer_is_refused_on_a_running_runs_commit_and_builds_on_a_dead_runs(
             rows = b.read_table("inventory")["server_id"].tolist()
             assert rows == ["old"]                                             # a has not completed
             assert running(b, first.run_id) is not None
-            with pytest.raises(ConflictError):
+            with pytest.raises(ConflictError, match=f"newer version from run {first.run_id}.*has not completed"):
                 second.wrote(b.write_table("inventory", pd.DataFrame({"server_id": [*rows, "b"]}), validate=False))
+        blind = _open(uri)                                                     # a writer that never read it
+        with stage_run(blind, "etl", settings), pytest.raises(ConflictError):
+            blind.write_table("inventory", pd.DataFrame({"server_id": ["c"]}), validate=False)
     assert _open(uri).read_table("inventory")["server_id"].tolist() == ["old", "a"]
     # a run that died after its commit (its lease ended with it) is built on: the rerun is not refused
     with pytest.raises(RuntimeError), stage_run(a, "ingest", settings) as dead:
@@ -114,18 +117,43 @@ def test_a_writer_is_refused_on_a_running_runs_commit_and_builds_on_a_dead_runs(
     assert _open(uri).read_table("inventory")["server_id"].tolist() == ["old", "a", "b"]
 
 
+def test_a_vacuum_after_the_record_is_not_a_run_in_progress(tmp_path: Path) -> None:
+    """A completed run's vacuum commits come after its record: later writers build on them, unrefused."""
+    uri = str(tmp_path / "lake")
+    settings = Settings.model_validate({"lake": {"uri": uri, "retention_hours": 0}})
+    for rows in (["a"], ["a", "b"]):
+        lake = _open(uri)
+        with stage_run(lake, "ingest", settings) as run:
+            run.wrote(lake.write_table("inventory", pd.DataFrame({"server_id": rows}), validate=False))
+    operations = [e["operation"] for e in _open(uri).history("inventory")]
+    assert operations[0].startswith("VACUUM")                                  # the newest commits are a vacuum's
+    # ... made while the run still held its lease (it is deleted after the vacuum)
+    _open(uri).write_json(f"_active/{run.run_id}.json", {
+        "run_id": run.run_id, "stage": "ingest", "host": "elsewhere", "pid": 1, "process_space": "elsewhere/x/1",
+        "heartbeat": dt.datetime.now(dt.UTC).isoformat()})
+    reader = _open(uri)
+    with stage_run(reader, "ingest", settings) as run:
+        rows = reader.read_table("inventory")["server_id"].tolist()
+        run.wrote(reader.write_table("inventory", pd.DataFrame({"server_id": [*rows, "c"]}), validate=False))
+    assert _open(uri).read_table("inventory")["server_id"].tolist() == ["a", "b", "c"]
+
+
 def test_a_lease_ages_out_and_a_dead_process_on_this_host_holds_none(tmp_path: Path) -> None:
     lake = _open(str(tmp_path / "lake"))
     now = dt.datetime.now(dt.UTC)
     lease = {"run_id": "r1", "stage": "etl", "host": socket.gethostname(), "pid": os.getpid(),
-             "heartbeat": now.isoformat()}
+             "process_space": _process_space(), "heartbeat": now.isoformat()}
     lake.write_json("_active/r1.json", lease)
     assert running(lake, "r1") is not None
     assert running(lake, "r1", now=now + dt.timedelta(seconds=LEASE_SECONDS + 1)) is None
     lake.write_json("_active/r1.json", {**lease, "pid": _dead_pid()})
     assert running(lake, "r1") is None
-    lake.write_json("_active/r1.json", {**lease, "pid": _dead_pid(), "host": "another-host"})
-    assert running(lake, "r1") is not None                                     # only its heartbeat tells
+    lake.write_json("_active/r1.json", {**lease, "pid": _dead_pid(), "process_space": "algo-1/other-boot/4026531836"})
+    assert running(lake, "r1") is not None          # another container with the same host name: its heartbeat tells
+    assert sweep(lake) == 0
+    old = (now - dt.timedelta(seconds=LEASE_SECONDS + 1)).isoformat()
+    lake.write_json("_active/r1.json", {**lease, "heartbeat": old})
+    assert sweep(lake) == 1 and lake.list_files("_active") == []               # a killed run's lease is swept
     assert running(lake, "never-leased") is None
 
 

@@ -103,6 +103,8 @@ class Snapshot:
         written_at: commit time (UTC, ISO 8601).
         run_id: the capfc run that committed this version (None for writes outside a stage).
         stage: the stage of that run.
+        data_version: the newest version up to ``version`` that changed data (a vacuum's own
+            commits come after the write they clean up); None when the log does not say.
     """
 
     version: int
@@ -113,6 +115,7 @@ class Snapshot:
     written_at: str
     run_id: str | None
     stage: str | None
+    data_version: int | None = None
 
 
 def _credentials() -> dict[str, str]:
@@ -242,16 +245,29 @@ class DeltaStore:
         table = self._open(relpath, version)
         if table is None:
             return None
+        if version is None:
+            return self._guard("reading", relpath, lambda: _snapshot(table, table.history(20)))
         # delta-rs numbers the history of a table loaded at an older version as if that version were
         # the newest (the newest commits come first, labelled with older numbers): the commit
-        # records are read from the newest version, where their numbers are right.
-        newest = table if version is None else self._open(relpath)
+        # records are read from the log's commit files themselves.
+        return self._guard("reading", relpath, lambda: _snapshot(table, self._commits(relpath, int(table.version()))))
 
-        def commits() -> list[dict[str, Any]]:
-            depth = int(newest.version()) - int(table.version()) + 20
-            return [e for e in newest.history(depth) if int(e.get("version", -1)) <= int(table.version())][:20]
-
-        return self._guard("reading", relpath, lambda: _snapshot(table, commits()))
+    def _commits(self, relpath: str, version: int) -> list[dict[str, Any]]:
+        """Commit records of ``version`` and before it, newest first, down to the first that changed data."""
+        entries: list[dict[str, Any]] = []
+        for number in range(version, max(version - 20, -1), -1):
+            path = posixpath.join(self.location.path, relpath, LOG_DIR, f"{number:020d}.json")
+            try:
+                with self.location.fs.open_input_stream(path) as stream:
+                    lines = bytes(stream.read()).decode("utf-8").splitlines()
+            except (FileNotFoundError, OSError):
+                break  # cleaned up after a checkpoint: what is known so far
+            info: dict[str, Any] = next(
+                (json.loads(line)["commitInfo"] for line in lines if '"commitInfo"' in line), {})
+            entries.append({**info, "version": number})
+            if not str(info.get("operation", "")).startswith("VACUUM"):
+                break
+        return entries
 
     def history(self, relpath: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Commit records of a table, newest first: version, timestamp, operation, run id, stage."""
@@ -389,4 +405,5 @@ def _snapshot(table: Any, entries: list[dict[str, Any]]) -> Snapshot:
         version=version, files=tuple(sorted(files)), rows=rows, schema=schema,
         partition_by=tuple(meta.partition_columns), written_at=_iso(int(entry.get("timestamp", 0))),
         run_id=entry.get(RUN_KEY), stage=entry.get(STAGE_KEY),
+        data_version=int(entry["version"]) if data and "version" in entry else None,
     )

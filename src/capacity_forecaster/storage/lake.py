@@ -40,9 +40,9 @@ from capacity_forecaster.storage.consistency import (
     read_records,
     recorded_version,
 )
-from capacity_forecaster.storage.delta import COMMIT_KEY, RUN_KEY, STAGE_KEY, DeltaStore, Snapshot
+from capacity_forecaster.storage.delta import COMMIT_KEY, RUN_KEY, STAGE_KEY, ConflictError, DeltaStore, Snapshot
 from capacity_forecaster.storage.filesystem import Location, resolve
-from capacity_forecaster.storage.lease import running
+from capacity_forecaster.storage.lease import LEASE_SECONDS, running
 from capacity_forecaster.storage.writer import TableInfo, TableWriter, delta_schema, read_schema
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ class Lake:
         # the table did not exist when this process read it, so a write must create it and is refused
         # when another writer created it since (the write was derived from no rows of it).
         self._seen: dict[str, int | None] = {}
+        # table -> the run still running whose commit a write of this process is refused on (its lease).
+        self._running: dict[str, str] = {}
         # table -> the version the running stage read it at: a stage reading an input in several passes
         # (chunks) reads one version even when another run completes meanwhile (``pin_reads``).
         self._pins: dict[str, int] = {}
@@ -237,12 +239,14 @@ class Lake:
         self._seen[name] = latest.version
         if latest.run_id is None or (self.run is not None and latest.run_id == self.run[0]):
             return latest
+        # A vacuum's own commits come after the write they clean up: the data's version counts.
+        data_version = latest.version if latest.data_version is None else latest.data_version
         recorded = recorded_version(self.stage_records(), name)
-        if recorded is not None and recorded < latest.version and self._records_cached:
+        if recorded is not None and recorded < data_version and self._records_cached:
             # Records read earlier may predate a run that completed since: read them again once.
             self.refresh()
             recorded = recorded_version(self.stage_records(), name)
-        if recorded is None or recorded >= latest.version:
+        if recorded is None or recorded >= data_version:
             return latest
         # The newest version comes from a run that has not completed (still running, or crashed):
         # readers keep the version the last complete run of that stage produced, with its siblings.
@@ -250,8 +254,17 @@ class Lake:
         # from the older version and drop that run's rows, so it is based on the older version and
         # refused (``storage.lease``).
         alive = running(self, latest.run_id)
-        if alive is not None:
+        if alive is None:
+            # The run may have completed between reading the records and its lease (a run deletes
+            # its lease after writing its record).
+            self.refresh()
+            recorded = recorded_version(self.stage_records(), name)
+            if recorded is None or recorded >= data_version:
+                return latest
+            self._running.pop(name, None)
+        else:
             self._seen[name] = recorded
+            self._running[name] = alive
         log.debug("table %s: version %d is from run %s (%s) which has not completed (%s); reading version %d",
                   name, latest.version, latest.run_id, latest.stage, alive or "not running", recorded)
         return self.delta.snapshot(spec.path, version=recorded)
@@ -332,11 +345,8 @@ class Lake:
         """
         spec = table_spec(name)
         if name not in self._seen:
-            latest = self.delta.snapshot(spec.path)
-            if latest is None:
-                self._refuse_legacy(name)
-            else:
-                self._seen[name] = latest.version
+            # The base is what a reader would see now (a running run's commit is not built on).
+            self._consistent(name)
         return TableWriter(self, spec, validate=validate, base_version=self._seen.get(name))
 
     def _commit(self, spec: TableSpec, files: list[tuple[str, int, dict[str, str], str]], schema: pa.Schema,
@@ -348,8 +358,16 @@ class Lake:
             metadata[RUN_KEY] = run_id
             metadata[STAGE_KEY] = str(stage)
         partition_by = list(PARTITION_SCHEMA.names) if spec.partitioned else []
-        version = self.delta.commit(spec.path, files, delta_schema(schema, spec.partitioned), partition_by,
-                                    base_version=base_version, metadata=metadata)
+        try:
+            version = self.delta.commit(spec.path, files, delta_schema(schema, spec.partitioned), partition_by,
+                                        base_version=base_version, metadata=metadata)
+        except ConflictError as err:
+            if spec.name in self._running:
+                raise ConflictError(
+                    f"table {spec.path}/ has a newer version from {self._running[spec.name]}, which has not "
+                    f"completed; nothing of this run's write was committed: run the command again when it has "
+                    f"finished (a killed run's lease expires {LEASE_SECONDS:g} s after its last heartbeat)") from err
+            raise
         self._seen[spec.name] = version
         self._pins.pop(spec.name, None)  # the stage reads its own write from now on
         log.debug("committed table %s version %d (%d files)", spec.name, version, len(files))

@@ -7,7 +7,10 @@ leftover of a dead run is right (a rerun after a crash must not be refused forev
 complete version while the other run is still running would replace that run's rows when it
 completes. So a running stage keeps a lease, ``_active/<run id>.json`` (host, process id, last
 heartbeat), rewritten every ``HEARTBEAT_SECONDS`` and deleted when the run ends. A run is presumed
-running while its lease is younger than ``LEASE_SECONDS`` and, on the same host, its process lives.
+running while its lease is younger than ``LEASE_SECONDS`` and, when it was written in this boot and
+pid namespace, its process lives. Heartbeats are compared with this host's clock: hosts sharing a
+lake need clocks within a few seconds of each other (NTP), as S3's request signing needs anyway
+within minutes. Leases of killed runs are deleted when a later stage completes (``sweep``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import posixpath
 import socket
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from capacity_forecaster.errors import StorageError
@@ -34,6 +38,22 @@ HEARTBEAT_SECONDS = 15.0
 
 def _path(run_id: str) -> str:
     return posixpath.join(ACTIVE_DIR, f"{run_id}.json")
+
+
+def _process_space() -> str:
+    """Where this process's id is meaningful: host name, boot id and pid namespace.
+
+    Containers often share a host name (SageMaker's ``algo-1``), so a process id is only checked
+    against a lease written in the same boot and pid namespace.
+    """
+    parts = [socket.gethostname()]
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(Path(source).read_text().strip() if source.endswith("boot_id")
+                         else str(os.stat(source).st_ino))
+        except OSError:
+            parts.append("?")
+    return "/".join(parts)
 
 
 def _process_alive(pid: int) -> bool:
@@ -66,7 +86,8 @@ def running(lake: Lake, run_id: str, *, now: dt.datetime | None = None) -> str |
     age = ((now or dt.datetime.now(dt.UTC)) - beat).total_seconds()
     if age > LEASE_SECONDS:
         return None
-    if host == socket.gethostname() and not _process_alive(pid):
+    if lease.get("process_space") == _process_space() and "?" not in str(lease.get("process_space")) \
+            and not _process_alive(pid):
         return None
     return f"run {run_id} ({stage}) on {host}, process {pid}, last heard {max(age, 0):.0f} s ago"
 
@@ -82,7 +103,7 @@ class Lease:
     def _write(self) -> None:
         self.lake.write_json(_path(self.run_id), {
             "run_id": self.run_id, "stage": self.stage, "host": socket.gethostname(), "pid": os.getpid(),
-            "heartbeat": dt.datetime.now(dt.UTC).isoformat(),
+            "process_space": _process_space(), "heartbeat": dt.datetime.now(dt.UTC).isoformat(),
         })
 
     def _beat(self) -> None:
@@ -107,3 +128,14 @@ class Lease:
             self.lake.delete_file(_path(self.run_id))
         except StorageError as err:
             log.debug("could not delete the lease of run %s: %s", self.run_id, err)
+
+
+def sweep(lake: Lake) -> int:
+    """Delete the leases of runs that no longer run (killed ones'); returns how many."""
+    removed = 0
+    for rel in lake.list_files(ACTIVE_DIR):
+        run_id = posixpath.basename(rel).removesuffix(".json")
+        if rel.endswith(".json") and running(lake, run_id) is None:
+            lake.delete_file(rel)
+            removed += 1
+    return removed

@@ -16,7 +16,7 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import StorageError
 from capacity_forecaster.storage.consistency import write_record
 from capacity_forecaster.storage.lake import Lake, TableInfo
-from capacity_forecaster.storage.lease import Lease
+from capacity_forecaster.storage.lease import Lease, sweep
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,11 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
                 _complete(lake, run, settings)
         finally:
             lease.stop()
+            if status == "succeeded":
+                try:
+                    sweep(lake)
+                except StorageError as err:  # leftovers only take space
+                    log.debug("could not delete expired leases: %s", err)
 
 
 def _complete(lake: Lake, run: StageRun, settings: Settings) -> None:
