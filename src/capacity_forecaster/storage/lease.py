@@ -72,8 +72,8 @@ def running(lake: Lake, run_id: str, *, now: dt.datetime | None = None) -> str |
     """Why run ``run_id`` is presumed still running (its lease), or None when it is not.
 
     A run without a lease has ended (its manifest in ``_runs/`` says how) or was killed before it
-    wrote one; a lease older than ``LEASE_SECONDS``, or from this host with no such process, is the
-    leftover of a run that was killed.
+    wrote one; a lease older than ``LEASE_SECONDS``, or one written in this boot and pid namespace
+    whose process is gone, is the leftover of a run that was killed.
     """
     lease = lake.read_json(_path(run_id))
     if lease is None:
