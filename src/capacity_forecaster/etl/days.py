@@ -9,6 +9,15 @@ DAY_NS = 86_400 * 1_000_000_000
 DAY_SECONDS = 86_400.0
 
 
+def latest_plausible_day() -> pd.Timestamp:
+    """Tomorrow (UTC midnight, naive): no observed day after it is real (a day's grace for time zones).
+
+    The ETL warns about servers with data after it; the risk stage never takes the fleet's latest day
+    after it.
+    """
+    return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+
+
 def local_days(ts: np.ndarray, timezone: str) -> np.ndarray:
     """Calendar day (days since 1970-01-01) of each UTC nanosecond time in ``timezone``."""
     if timezone == "UTC":

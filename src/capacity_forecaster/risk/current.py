@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.etl.days import latest_plausible_day
 from capacity_forecaster.risk.levels import Status
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_columns
 
@@ -117,7 +118,7 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         return server_risk
     # A clock set years ahead must not make the rest of the fleet stale: the fleet's latest day is never
     # taken after tomorrow (UTC; the ETL warns about such servers, servers_dated_after_today).
-    tomorrow = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+    tomorrow = latest_plausible_day()
     latest = min(last[observed].max(), tomorrow)
     behind = (latest - last).dt.days
     stale = (observed & (behind > cfg.stale_after_days)).to_numpy()

@@ -11,6 +11,7 @@ import pyarrow.dataset as pads
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError, StorageError
+from capacity_forecaster.etl.days import latest_plausible_day
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.storage.lake import Lake
@@ -86,7 +87,7 @@ def _after_today(metrics: pd.DataFrame) -> dict[str, pd.Timestamp]:
     """Servers with an observed day after today (UTC; a day's grace for time zones): their last such day."""
     if metrics.empty:
         return {}
-    tomorrow = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+    tomorrow = latest_plausible_day()
     ds = pd.to_datetime(metrics["ds"])
     if ds.dt.tz is not None:
         ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)
