@@ -39,10 +39,12 @@ def test_risk_summary_says_one_recent_day(capsys: pytest.CaptureFixture[str], mo
     row = {"server_id": "srv-0009", "metric": "cpu", "risk_level": "high", "status": "already_breaching",
            "days_over_recent": 1, "breach_ds": "2026-07-31", "days_to_breach": 31, "breach_probability": 0.6,
            "seasonal_peak": None}
-    print_risk_summary({**DEMO, "scenario": "base", "at_risk": [row], "clusters": {}, "actions": {}})
+    actions = {"decommission": 18, "keep": 46, "rightsize": 25, "upsize": 11}
+    print_risk_summary({**DEMO, "scenario": "base", "at_risk": [row], "clusters": {}, "actions": actions})
     text = capsys.readouterr().out
     assert "now (1 recent day over)" in text and "1 recent days" not in text
     assert "(30.3 % of $112,656)" in text
+    assert "recommended actions (servers): 11 upsize, 25 rightsize, 18 decommission, 46 keep" in text
 
 
 def _etl(**counts: object) -> SimpleNamespace:

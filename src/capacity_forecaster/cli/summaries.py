@@ -88,7 +88,7 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
     """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings;
     with a what-if (``scenarios.ScenarioOutcome``), base -> scenario at-risk servers, earliest breach and savings."""
     out.print(risk_headline(summary))
-    from capacity_forecaster.risk.levels import percent
+    from capacity_forecaster.risk.levels import actions_text, percent
 
     at_risk = summary.get("at_risk") or []
     if at_risk:
@@ -109,7 +109,7 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
     from capacity_forecaster.risk.stage import calibration_lines, clusters_text
 
     out.print("workload clusters: " + clusters_text(summary.get("clusters", {})), markup=False, highlight=False)
-    out.print("actions: " + ", ".join(f"{k} {v}" for k, v in summary.get("actions", {}).items()))
+    out.print("recommended actions (servers): " + actions_text(summary.get("actions", {})))
     out.print(savings_line(summary))
     for line in calibration_lines(summary):
         out.print(line)

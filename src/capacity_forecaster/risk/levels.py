@@ -99,6 +99,14 @@ class Action(StrEnum):
     DECOMMISSION = "decommission"
 
 
+def actions_text(actions: dict[str, int]) -> str:
+    """``11 upsize, 25 rightsize, 18 decommission, 46 keep`` (servers per action, most urgent first)."""
+    order = {a.value: i for i, a in enumerate((Action.UPSIZE, Action.RIGHTSIZE, Action.CONSOLIDATE,
+                                                Action.DECOMMISSION, Action.KEEP))}
+    ranked = sorted(actions.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    return ", ".join(f"{count:,} {action}" for action, count in ranked if count) or "none"
+
+
 # The one ranking of at-risk series every output uses (CLI, reports, dashboard): status (already breaching
 # first, the most days over first; stale series, whose data ended long ago, last), then level (critical
 # first), then breach date (soonest first, none last), then breach probability (highest first), then

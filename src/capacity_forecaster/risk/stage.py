@@ -15,7 +15,15 @@ from capacity_forecaster.risk.calibration import BreachCalibration, empty_table
 from capacity_forecaster.risk.capacity import capacity_by_group
 from capacity_forecaster.risk.current import mark_stale, rule_text
 from capacity_forecaster.risk.evidence import Assessment, assess, observe
-from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, percent, rank_risks, without_stale
+from capacity_forecaster.risk.levels import (
+    LEVEL_LABELS,
+    Status,
+    actions_text,
+    level_codes,
+    percent,
+    rank_risks,
+    without_stale,
+)
 from capacity_forecaster.risk.options import findings, sizing_options
 from capacity_forecaster.risk.recommendations import build_recommendations
 from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
@@ -328,7 +336,7 @@ def render_summary(result: RiskResult) -> str:
         prob = "" if r["breach_probability"] is None else f", P={percent(r['breach_probability'])}"
         lines.append(f"  {r['risk_level']:<8} {r['server_id']} {r['metric']:<7} {when}{peak}{prob}")
     lines.append(f"Workload clusters ({s['k']}): {clusters_text(s['clusters'])}")
-    lines.append("Actions: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
+    lines.append("Recommended actions (servers): " + actions_text(s["actions"]))
     if s.get("servers_without_cost"):
         lines.append(f"Savings: unknown for {s['servers_without_cost']} servers without a monthly cost in the "
                      "inventory (savings null); the figures below cover the priced servers")
