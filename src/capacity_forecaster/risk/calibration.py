@@ -299,26 +299,28 @@ def calibrate_windows(found: tuple[pd.DataFrame, np.ndarray] | None, cfg: RiskCo
     if not cfg.calibrate:
         reason = "risk.calibrate is false: configured probabilities kept"
     elif fewest < cfg.calibration_min_breaches:
-        reason = (f"rho: {n_hit} breach / {n_miss} non-breach windows, {cfg.calibration_min_breaches} of each needed "
-                  f"(risk.calibration_min_breaches): configured {cfg.error_correlation:g} kept; isotonic: not fitted")
+        reason = (f"day-to-day error correlation: {n_hit} breach / {n_miss} non-breach windows, "
+                  f"{cfg.calibration_min_breaches} of each needed to fit it (risk.calibration_min_breaches), so the "
+                  f"configured {cfg.error_correlation:g} is kept; isotonic recalibration: not fitted")
     else:
         folds = server_folds(windows[SERVER_ID])
         best = _best_rho(table, outcome, grid)
         cv_rho = _out_of_fold(table, outcome, folds, grid, None, isotonic=False)
         b_raw, b_rho = brier(raw, outcome), brier(cv_rho, outcome)
         summary.update(rho_fitted=float(grid[best]), brier_cv_correlation=round(b_rho, 6))
-        fitted = f"fitted {grid[best]:g}" + (" (= configured)" if best == configured else "")
+        fitted = f"best fit {grid[best]:g}" + (" (the configured value)" if best == configured else "")
         if b_rho < b_raw and best != configured:
             rho, method, calibrated = float(grid[best]), METHOD_RHO, cv_rho
-            reason = f"rho: {fitted}, held-out Brier {b_rho:.5f} < {b_raw:.5f} configured: applied"
+            reason = (f"day-to-day error correlation: {fitted}, held-out Brier {b_rho:.5f} below the configured "
+                      f"value's {b_raw:.5f}: applied")
         else:
-            verdict = ">=" if b_rho >= b_raw else "<"
-            reason = (f"rho: {fitted}, held-out Brier {b_rho:.5f} {verdict} {b_raw:.5f} configured: configured "
-                      f"{cfg.error_correlation:g} kept")
+            verdict = "not below" if b_rho >= b_raw else "below"
+            reason = (f"day-to-day error correlation: {fitted}, held-out Brier {b_rho:.5f} {verdict} the configured "
+                      f"value's {b_raw:.5f}: the configured {cfg.error_correlation:g} is kept")
         # The map is fitted on top of the correlation chosen above, and cross-validated the same way.
         if fewest < cfg.isotonic_min_breaches:
-            reason += (f"; isotonic: {n_hit} breach / {n_miss} non-breach windows, {cfg.isotonic_min_breaches} of "
-                       f"each needed (risk.isotonic_min_breaches): not fitted")
+            reason += (f"; isotonic recalibration: {n_hit} breach / {n_miss} non-breach windows, "
+                       f"{cfg.isotonic_min_breaches} of each needed (risk.isotonic_min_breaches): not fitted")
         else:
             cv_iso = _out_of_fold(table, outcome, folds, grid, None if method == METHOD_RHO else configured,
                                   isotonic=True)
@@ -328,9 +330,9 @@ def calibrate_windows(found: tuple[pd.DataFrame, np.ndarray] | None, cfg: RiskCo
                 j = int(np.flatnonzero(grid == rho)[0])
                 method = METHOD_BOTH if method == METHOD_RHO else METHOD_ISOTONIC
                 knots, calibrated = isotonic_knots(table[:, j], outcome), cv_iso
-                reason += f"; isotonic: held-out Brier {b_iso:.5f} < {b_best:.5f}: applied"
+                reason += f"; isotonic recalibration: held-out Brier {b_iso:.5f} below {b_best:.5f}: applied"
             else:
-                reason += f"; isotonic: held-out Brier {b_iso:.5f} >= {b_best:.5f}: not applied"
+                reason += f"; isotonic recalibration: held-out Brier {b_iso:.5f} not below {b_best:.5f}: not applied"
     parts = [calibration_table(raw, outcome, cfg.calibration_bins, "raw")]
     if method != METHOD_NONE:
         parts.append(calibration_table(calibrated, outcome, cfg.calibration_bins, "calibrated"))
