@@ -207,15 +207,11 @@ def resolve_repeated(ns: np.ndarray, status: np.ndarray, series: np.ndarray,
         return ns, status
     candidates = {int(r): (int(a), int(b)) for r, a, b in zip(rows[repeated], summer.asi8[repeated],
                                                               winter.asi8[repeated], strict=True)}
-    usable = np.flatnonzero((status == OK) | (status == AMBIGUOUS))
-    usable = usable[np.argsort(series[usable], kind="stable")]       # by series, file order within
-    codes = series[usable]
-    bounds = np.flatnonzero(np.diff(codes)) + 1
+    # The rows of the series with a repeated time, by series and in file order within each.
+    usable = np.flatnonzero(((status == OK) | (status == AMBIGUOUS)) & np.isin(series, series[rows[repeated]]))
+    usable = usable[np.argsort(series[usable], kind="stable")]
     ns, status = ns.copy(), status.copy()
-    wanted = set(np.unique(series[rows[repeated]]).tolist())
-    for part in np.split(usable, bounds):
-        if int(series[part[0]]) not in wanted:
-            continue
+    for part in np.split(usable, np.flatnonzero(np.diff(series[usable])) + 1):
         known = part[status[part] == OK]
         direction = int(np.sign(np.diff(ns[known])).sum()) if len(known) > 1 else 0
         previous: int | None = None       # the instant of the last row placed before

@@ -67,6 +67,12 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
+def _not_found(err: OSError) -> bool:
+    """Whether a filesystem error says the object does not exist (local or S3 wording)."""
+    text = str(err)
+    return isinstance(err, FileNotFoundError) or "not exist" in text or "NoSuchKey" in text
+
+
 class Lake:
     """A lake root with one folder per table (see ``schema.TABLES``)."""
 
@@ -132,10 +138,8 @@ class Lake:
         try:
             with self.fs.open_input_stream(self.path(relpath)) as src:
                 return bytes(src.read())
-        except FileNotFoundError:
-            return None
         except OSError as err:
-            if "not exist" in str(err) or "NoSuchKey" in str(err) or "Path does not exist" in str(err):
+            if _not_found(err):
                 return None
             raise StorageError(f"cannot read {self.display(relpath)}: {err}") from err
 
@@ -143,12 +147,9 @@ class Lake:
         """Delete one object; nothing happens when it does not exist."""
         try:
             self.fs.delete_file(self.path(relpath))
-        except FileNotFoundError:
-            return
         except OSError as err:
-            if "not exist" in str(err) or "NoSuchKey" in str(err) or "Path does not exist" in str(err):
-                return
-            raise StorageError(f"cannot delete {self.display(relpath)}: {err}") from err
+            if not _not_found(err):
+                raise StorageError(f"cannot delete {self.display(relpath)}: {err}") from err
 
     def write_json(self, relpath: str, payload: dict[str, Any]) -> None:
         """Write a JSON object atomically."""
@@ -244,8 +245,7 @@ class Lake:
         recorded = recorded_version(self.stage_records(), name)
         if recorded is not None and recorded < data_version and self._records_cached:
             # Records read earlier may predate a run that completed since: read them again once.
-            self.refresh()
-            recorded = recorded_version(self.stage_records(), name)
+            recorded = self._recorded_afresh(name)
         if recorded is None or recorded >= data_version:
             return latest
         # The newest version comes from a run that has not completed (still running, or crashed):
@@ -257,8 +257,7 @@ class Lake:
         if alive is None:
             # The run may have completed between reading the records and its lease (a run deletes
             # its lease after writing its record).
-            self.refresh()
-            recorded = recorded_version(self.stage_records(), name)
+            recorded = self._recorded_afresh(name)
             if recorded is None or recorded >= data_version:
                 return latest
             self._running.pop(name, None)
@@ -268,6 +267,11 @@ class Lake:
         log.debug("table %s: version %d is from run %s (%s) which has not completed (%s); reading version %d",
                   name, latest.version, latest.run_id, latest.stage, alive or "not running", recorded)
         return self.delta.snapshot(spec.path, version=recorded)
+
+    def _recorded_afresh(self, name: str) -> int | None:
+        """The recorded version of ``name`` from the stage records read again."""
+        self.refresh()
+        return recorded_version(self.stage_records(), name)
 
     def _refuse_legacy(self, name: str) -> None:
         """Raise when table ``name`` is still in the pre-Delta layout (a pointer and no Delta log)."""

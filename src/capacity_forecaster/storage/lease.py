@@ -46,14 +46,12 @@ def _process_space() -> str:
     Containers often share a host name (SageMaker's ``algo-1``), so a process id is only checked
     against a lease written in the same boot and pid namespace.
     """
-    parts = [socket.gethostname()]
-    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            parts.append(Path(source).read_text().strip() if source.endswith("boot_id")
-                         else str(os.stat(source).st_ino))
-        except OSError:
-            parts.append("?")
-    return "/".join(parts)
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # not Linux: no process id is checked, the heartbeat decides
+        return ""
+    return f"{socket.gethostname()}/{boot}/{namespace}"
 
 
 def _process_alive(pid: int) -> bool:
@@ -86,8 +84,8 @@ def running(lake: Lake, run_id: str, *, now: dt.datetime | None = None) -> str |
     age = ((now or dt.datetime.now(dt.UTC)) - beat).total_seconds()
     if age > LEASE_SECONDS:
         return None
-    if lease.get("process_space") == _process_space() and "?" not in str(lease.get("process_space")) \
-            and not _process_alive(pid):
+    space = _process_space()
+    if space and lease.get("process_space") == space and not _process_alive(pid):
         return None
     return f"run {run_id} ({stage}) on {host}, process {pid}, last heard {max(age, 0):.0f} s ago"
 

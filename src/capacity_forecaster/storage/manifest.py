@@ -119,15 +119,10 @@ def stage_run(lake: Lake, stage: str, settings: Settings) -> Iterator[StageRun]:
                 _complete(lake, run, settings)
         finally:
             lease.stop()
-            if status == "succeeded":
-                try:
-                    sweep(lake)
-                except StorageError as err:  # leftovers only take space
-                    log.debug("could not delete expired leases: %s", err)
 
 
 def _complete(lake: Lake, run: StageRun, settings: Settings) -> None:
-    """Write the stage record of a run that succeeded, then vacuum the tables it wrote."""
+    """Write the stage record of a run that succeeded, then vacuum the tables it wrote and sweep killed runs' leases."""
     versions = {name: int(t["version"]) for name, t in run.tables.items() if str(t.get("version", "")).isdigit()}
     write_record(lake, run.stage, run.run_id, versions)
     for name in versions:
@@ -140,6 +135,10 @@ def _complete(lake: Lake, run: StageRun, settings: Settings) -> None:
             continue
         if removed:
             log.debug("vacuumed %d old or uncommitted file(s) of %s", len(removed), name)
+    try:
+        sweep(lake)
+    except StorageError as err:  # leftovers only take space
+        log.debug("could not delete expired leases: %s", err)
 
 
 def list_runs(lake: Lake, stage: str | None = None) -> list[dict[str, Any]]:
