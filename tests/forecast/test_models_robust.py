@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capacity_forecaster.forecast.models.recent import last_observed, recent_median, theil_sen
+from capacity_forecaster.forecast.models.recent import (
+    PROFILE_MIN_COUNT,
+    last_observed,
+    recent_median,
+    seasonal_profile,
+    theil_sen,
+)
 from capacity_forecaster.forecast.models.robust_trend import PHI
 from capacity_forecaster.forecast.registry import get_model
 
@@ -58,17 +64,54 @@ def test_robust_combo_takes_the_median_of_its_members() -> None:
     values[[20, 66]] = np.nan  # a gap inside the trend windows: members count observed days
     history = frame(values)
     naive = get_model("seasonal_naive").fit(history).predict(14)["yhat"].to_numpy()
-    known = values[~np.isnan(values)]
-    levels = [np.full(14, np.median(known[-window:])) for window in (3, 7)]
+    # Levels and trends are fitted to the series without its weekly profile, which is added back.
+    profile = seasonal_profile(values[None, :], 7)[0]
+    assert np.ptp(profile) > 10  # the weekly swing is +/- 10
+    adjusted = values - profile[np.arange(70) % 7]
+    ahead = profile[(70 + np.arange(14)) % 7]
+    known = adjusted[~np.isnan(adjusted)]
+    levels = [np.clip(np.median(known[-window:]) + ahead, 0, 100) for window in (3, 7)]
     damped = np.cumsum(PHI ** np.arange(1, 15))
     trends = []
     for window in (21, 42):
         slope, end = theil_sen(known[-window:][None, :])
-        trends.append(np.clip(end[0] + slope[0] * damped, 0, 100))
+        trends.append(np.clip(end[0] + slope[0] * damped + ahead, 0, 100))
     combo = get_model("robust_combo").fit(history).predict(14)["yhat"].to_numpy()
     assert np.allclose(combo, np.median(np.stack([naive, *levels, *trends]), axis=0))
-    assert np.allclose(levels[1], get_model("recent_level").fit(history).predict(14)["yhat"].to_numpy())
-    assert np.allclose(trends[1], get_model("robust_trend").fit(history).predict(14)["yhat"].to_numpy())
+
+
+def test_robust_combo_without_a_weekly_pattern_uses_the_recent_level_and_trend_models() -> None:
+    values = 10.0 + 0.5 * np.arange(60)  # a straight line: no deviation from the running median to explain
+    history = frame(values)
+    assert np.allclose(seasonal_profile(values[None, :], 7), 0.0)
+    combo = get_model("robust_combo").fit(history).predict(14)["yhat"].to_numpy()
+    members = [get_model(name).fit(history).predict(14)["yhat"].to_numpy()
+               for name in ("seasonal_naive", "recent_level", "robust_trend")]
+    assert np.allclose(members[1], values[-7:].mean())  # odd window of a line: median = mean
+    assert np.all(combo >= members[1]) and np.all(combo <= members[2] + 1e-9)
+
+
+def test_seasonal_profile_recovers_a_repeating_week_and_shrinks_noise() -> None:
+    week = np.array([0.0, 5.0, 5.0, 5.0, 5.0, -20.0, -25.0])  # weekdays busy, weekend quiet
+    values = 50 + week[np.arange(63) % 7]
+    profile = seasonal_profile(values[None, :], 7)[0]
+    want = week - np.median(week)
+    assert np.allclose(profile, want, atol=0.5)  # the edges' partial windows leave a strength just under 1
+    # The same week under noise as large as the swing is still found, shrunk toward 0; pure noise gets little.
+    rng = np.random.default_rng(7)
+    noisy = seasonal_profile((values + rng.normal(0, 10, 63))[None, :], 7)[0]
+    assert 0.3 < np.ptp(noisy) / np.ptp(want) < 1.0
+    noise = seasonal_profile(rng.normal(50, 10, (200, 63)), 7)
+    assert np.median(np.ptp(noise, axis=1)) < 0.3 * np.ptp(want)
+
+
+def test_seasonal_profile_needs_enough_weeks_per_weekday() -> None:
+    week = np.array([0.0, 5.0, 5.0, 5.0, 5.0, -20.0, -25.0])
+    short = 50 + week[np.arange(7 * PROFILE_MIN_COUNT - 1) % 7]  # the last weekday seen one time too few
+    profile = seasonal_profile(short[None, :], 7)[0]
+    assert profile[(7 * PROFILE_MIN_COUNT - 1) % 7] == 0.0
+    assert np.allclose(seasonal_profile(np.full((2, 20), np.nan), 7), 0.0)
+    assert seasonal_profile(np.empty((0, 30)), 7).shape == (0, 7)
 
 
 def test_robust_combo_follows_a_regime_switch_that_two_windows_agree_on() -> None:

@@ -23,6 +23,17 @@ gain is from combining windows, not from these lengths. Through the product's ow
 September split and from 7.79 to 7.76 over 5 origins; Rnd memory from 4.86 to 4.84 and from 3.80 to
 3.82. Intervals: the spread of the 7-day level rule's in-sample lead errors, centred on the combination;
 the stage replaces them with conformal ones.
+
+Business workloads keep a weekly rhythm (quiet weekends, a Monday batch) that a median of recent
+days flattens. The level and trend members are therefore fitted to the series minus its weekly
+profile, and the profile is added back to their forecasts (seasonal adjustment, as in the M4
+Theta benchmark); seasonal naive keeps the raw last week. The profile (``recent.seasonal_profile``)
+is robust and shrunk by how much of the day-to-day deviation it explains, so a series without a
+weekly pattern is forecast as before. Measured through ``bench_real_rolling`` (5 Rnd origins,
+30-day leads): Rnd cpu MAE 7.89 -> 7.57, Rnd memory 3.82 -> 3.77; on the September split cpu 11.12
+-> 11.13 and memory 4.84 -> 4.76; fastStorage unchanged (its 3-week histories give each weekday
+fewer than the 4 observations a profile needs). Offline, on the raw daily P95 at 11 Rnd origins
+three days apart: cpu 7.92 -> 7.79, memory 3.81 -> 3.52.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from capacity_forecaster.forecast.models.recent import (
     last_observed,
     level_lead_errors,
     recent_median,
+    seasonal_profile,
     theil_sen,
 )
 from capacity_forecaster.forecast.models.recent_level import WINDOW
@@ -57,7 +69,10 @@ TREND_WINDOWS = (21, TREND_DAYS)
 
 @register_model("robust_combo")
 class RobustCombo:
-    """Median of seasonal naive, two recent levels and two damped Theil-Sen trends, step by step (daily data)."""
+    """Median of seasonal naive, two recent levels and two damped Theil-Sen trends, step by step (daily data).
+
+    The levels and trends are fitted without the series' (shrunk) weekly profile and forecast with it.
+    """
 
     name: ClassVar[str] = "robust_combo"
     kind: ClassVar[Literal["local", "global"]] = "local"
@@ -69,16 +84,21 @@ class RobustCombo:
         self._season: np.ndarray | None = None
         self._levels: list[np.ndarray] | None = None
         self._trends: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._profile: np.ndarray | None = None
 
     def fit(self, history: pd.DataFrame, *, freq: str = "D") -> RobustCombo:
-        """Fit the five members on each series."""
+        """Fit the five members on each series (levels and trends on the weekly-adjusted values)."""
         check_freq(self.name, freq, self.freqs)
         panel = to_panel(history, freq)
         panel.require_observed(self.name, self.min_history)
         self._panel = panel
-        self._season = last_season(panel.values, SEASON[freq])
-        self._levels = [recent_median(panel.values, window) for window in LEVEL_WINDOWS]
-        self._trends = [theil_sen(last_observed(panel.values, window)) for window in TREND_WINDOWS]
+        season = SEASON[freq]
+        self._season = last_season(panel.values, season)
+        self._profile = seasonal_profile(panel.values, season)
+        width = panel.values.shape[1]
+        adjusted = panel.values - self._profile[:, np.arange(width) % season]
+        self._levels = [recent_median(adjusted, window) for window in LEVEL_WINDOWS]
+        self._trends = [theil_sen(last_observed(adjusted, window)) for window in TREND_WINDOWS]
         logger.debug("robust_combo fitted %d series", len(panel))
         return self
 
@@ -88,14 +108,17 @@ class RobustCombo:
         Returns:
             Columns ``server_id, metric, ds, yhat, yhat_lower, yhat_upper``.
         """
-        if self._panel is None or self._season is None or self._levels is None or self._trends is None:
+        if (self._panel is None or self._season is None or self._levels is None or self._trends is None
+                or self._profile is None):
             raise ForecastError("robust_combo: predict called before fit")
         check_horizon(horizon, level)
         steps = np.arange(horizon)
         naive = self._season[:, steps % self._season.shape[1]]
         damped = np.cumsum(PHI ** (steps + 1))[None, :]
-        flats = [np.repeat(level[:, None], horizon, axis=1) for level in self._levels]
-        trends = [np.clip(end[:, None] + slope[:, None] * damped, 0.0, 100.0) for slope, end in self._trends]
+        width, season = self._panel.values.shape[1], self._profile.shape[1]
+        weekly = self._profile[:, (width + steps) % season]
+        flats = [np.clip(level[:, None] + weekly, 0.0, 100.0) for level in self._levels]
+        trends = [np.clip(end[:, None] + slope[:, None] * damped + weekly, 0.0, 100.0) for slope, end in self._trends]
         yhat = np.median(np.stack([naive, *flats, *trends]), axis=0)
         lower, upper = centred(*level_lead_errors(self._panel.values, WINDOW[self._panel.freq], horizon, level))
         return prediction_frame(self._panel, yhat, yhat + lower, yhat + upper)
