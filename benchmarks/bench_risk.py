@@ -18,6 +18,7 @@ from sklearn.metrics import adjusted_rand_score
 from benchmarks.harness import Result, at_least, below, timed
 from capacity_forecaster.config import EtlConfig, ForecastConfig, GenerateConfig, RiskConfig
 from capacity_forecaster.generate import SyntheticFleet, generate_fleet
+from capacity_forecaster.risk.current import current_state
 from capacity_forecaster.risk.probability import reliability_table
 from capacity_forecaster.risk.stage import run_risk
 
@@ -83,6 +84,13 @@ def _truth_breaches(fleet: SyntheticFleet, threshold: float) -> pd.DataFrame:
     first = above[above["above"]].groupby(["server_id", "metric"])["ds"].min()
     per_series["first_above"] = first
     return per_series.reset_index()
+
+
+def _breaching_now(fleet: SyntheticFleet, cfg: RiskConfig) -> set[str]:
+    """Servers whose true cpu or memory is already breaching by the product's rule (``current_state``)."""
+    actual = fleet.truth_actual[fleet.truth_actual["metric"].isin(["cpu", "memory"])]
+    state = current_state(actual, cfg)
+    return set(state.loc[state["already_breaching"], "server_id"])
 
 
 def _mae(errors: np.ndarray) -> float:
@@ -155,6 +163,8 @@ def bench_risk_default_fleet() -> list[Result]:
     last_obs = pd.Timestamp(fleet.truth_actual["ds"].max())
     true_first = truth.dropna(subset=["first_above"]).groupby("server_id")["first_above"].min()
     true_days = (true_first - last_obs).dt.days
+    # A server over the threshold in its true recent days is breaching now (0 days), as the product says.
+    true_days[true_days.index.isin(_breaching_now(fleet, cfg))] = 0
     forecast_days = core.dropna(subset=["days_to_breach"]).groupby("server_id")["days_to_breach"].min()
     needed = result.recommendations.dropna(subset=["needed_by"]).set_index("server_id")["needed_by"]
     needed_days = (needed - last_obs).dt.days
@@ -185,7 +195,8 @@ def bench_risk_default_fleet() -> list[Result]:
     return [
         at_least(f"risk flag recall {tag}", recall, 0.95, "ratio", confusion),
         at_least(f"risk flag precision {tag}", precision, 0.8, "ratio", confusion),
-        below(f"risk days-to-breach MAE (crossing; 0 if breaching now) {tag}", _mae(errors), 30.0, "days",
+        below(f"risk days-to-breach MAE (crossing; 0 if breaching now, in truth and forecast) {tag}", _mae(errors),
+              30.0, "days",
               f"{len(both)} of {len(actual)} true breaches have a forecast crossing or breach now; "
               f"mean signed error {_mean(errors):+.1f}"),
         below(f"risk needed-by date MAE (upsize date) {tag}", _mae(needed_errors), 45.0, "days",
