@@ -82,7 +82,7 @@ def test_run_says_what_the_risk_stage_found() -> None:
     line = stage_line(SimpleNamespace(stage="risk", rows_out=400, rows_quarantined=0, run_id="f1b3fe179095",
                                       counts={"summary": summary}))
     assert line.startswith("risk (base): 100 servers; already breaching 3 (over the threshold on >= 3 of the last")
-    assert "7 at risk; levels: critical 2, high 3, medium 4, low 391; savings: $34,080/month net" in line
+    assert "7 at risk; series by level: critical 2, high 3, medium 4, low 391; savings: $34,080/month net" in line
     assert line.endswith("(run f1b3fe179095)") and "rows out" not in line
 
 

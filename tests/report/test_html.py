@@ -84,3 +84,27 @@ def test_dates_keep_times_when_the_data_is_sub_daily() -> None:
 def test_new_figures_do_not_carry_plotly_default_template() -> None:
     fig = figures.styled(figures.new_figure(go.Bar(x=[1], y=[2])), "t")
     assert len(fig.to_json()) < 1500
+
+
+@pytest.mark.parametrize(("hostname", "application", "want"), [
+    ("", "unknown", ["Server", "Metric"]),  # an inventory of ids only: no empty name columns
+    ("web-01", "unknown", ["Server", "Hostname", "Metric"]),
+    ("", "payments", ["Server", "Application", "Metric"]),
+])
+def test_top_risk_table_leaves_out_name_columns_that_tell_nothing(hostname, application, want) -> None:
+    import pandas as pd
+
+    from capacity_forecaster.report.html import _top_risk_rows
+
+    ranked = pd.DataFrame({"server_id": ["s1", "s2"], "hostname": [hostname, None], "application": [application] * 2,
+                           "metric": ["cpu", "memory"], "risk_level": ["critical", "high"],
+                           "status": ["already_breaching", "assessed"],
+                           "breach_ds": [pd.NaT, pd.Timestamp("2026-07-03")],
+                           "days_to_breach": [0, 3], "breach_probability": [0.99, 0.7], "peak_yhat": [98.0, 85.0],
+                           "action": ["upsize", "upsize"], "reason": ["over now", "forecast crosses"]})
+    table = _top_risk_rows(ranked, 10)
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert headers[: len(want) + 2] == [*want, "Risk", "Breach date"]
+    assert ("Hostname" in headers) == bool(hostname) and ("Application" in headers) == (application != "unknown")
+    # The numeric cells (days, probability, peak) stay right-aligned after the dropped columns.
+    assert re.search(r'class="num">3<', table) and re.search(r'class="num">70%<', table)

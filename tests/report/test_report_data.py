@@ -166,7 +166,7 @@ def test_level_definitions_fit_the_thresholds_and_the_forecast_horizon(report_la
     rows = {a: (v, n) for a, v, n in assumptions(_with_risk(data, critical_days=14, high_days=180))}
     assert rows["Critical"][0] == "breach likely within 14 days"
     assert rows["High"][0] == "breach likely on days 15-90 (the end of the forecast)"
-    assert "risk.high_days (180) reaches past the forecast" in rows["High"][1]
+    assert "the high window (180 days) reaches past the forecast" in rows["High"][1]
     # The whole horizon within critical_days (fastStorage: 7 days, critical_days 30): High is already breaching.
     short = _with_risk(data, critical_days=120, high_days=200)
     rows = {a: (v, n) for a, v, n in assumptions(short)}

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from matplotlib.text import Text
 from openpyxl import load_workbook
@@ -15,7 +16,7 @@ from report_lake import report_file
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report import style
 from capacity_forecaster.report.charts import savings_chart
-from capacity_forecaster.report.comparison import stored_scenario
+from capacity_forecaster.report.comparison import stored_scenario, totals
 from capacity_forecaster.report.data import load_report_data
 from capacity_forecaster.report.figures import savings_bar
 from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
@@ -128,3 +129,35 @@ def test_workbook_tables_say_not_priced_never_0(unpriced_report) -> None:
         for name in columns:
             values = [r[rows[0].index(name)] for r in rows[1:]]
             assert values and all(v == "not priced" for v in values), (sheet, name, values)
+
+
+def _side_rows(actions: list[str], savings: list[float]) -> pd.DataFrame:
+    n = len(actions)
+    side = {"risk_level": ["low"] * n, "code": [0] * n, "action": actions, "monthly_savings": savings,
+            "status": ["assessed"] * n, "days_over_recent": [0] * n, "days_to_breach": [None] * n,
+            "breach_probability": [0.0] * n, "breach_ds": [pd.NaT] * n}
+    return pd.DataFrame({"server_id": [f"s{i}" for i in range(n)], "metric": ["cpu"] * n,
+                         **{f"{s}_{k}": v for s in ("base", "scenario") for k, v in side.items()}})
+
+
+@pytest.mark.parametrize(("actions", "savings", "want"), [
+    (["keep", "keep", "upsize"], [0.0, 0.0, float("nan")], (None, "not priced")),  # kept servers save $0 anyway
+    (["keep", "keep"], [0.0, 0.0], (0.0, "$0")),  # nothing to do: nothing saved, priced or not
+    (["keep", "rightsize", "upsize"], [0.0, 120.0, float("nan")], (120.0, "$120")),  # the priced part
+])
+def test_what_if_net_savings_are_not_priced_when_no_action_is(actions, savings, want) -> None:
+    net = next(t for t in totals(_side_rows(actions, savings)) if t.measure == "Net savings per month")
+    assert (net.base, net.base_text) == want and (net.scenario, net.scenario_text) == want
+
+
+@needs_pdftotext
+def test_pdf_lists_the_actions_instead_of_an_empty_savings_chart(unpriced_report) -> None:
+    lake, result = unpriced_report
+    recs = lake.read_table("recommendations")
+    acting = recs[recs["action"] != "keep"]
+    assert len(acting)
+    text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
+    assert "Recommended actions" in text
+    assert f"{len(acting)} servers with a recommended action" in text or "1 server with a recommended action" in text
+    first = acting.iloc[0]
+    assert f"{first['server_id']} {first['action']}" in text

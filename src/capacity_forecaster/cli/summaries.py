@@ -75,10 +75,11 @@ def stage_line(stage: Any) -> str:
 
 
 def risk_headline(summary: dict[str, Any]) -> str:
-    """The risk summary's first line: servers, already breaching (and the rule), at risk, series by level."""
+    """The risk summary's first line: servers, already breaching (and the rule), servers at risk, then series
+    (server x metric) by level, most urgent first."""
     return (f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers; already breaching "
             f"{summary.get('servers_already_breaching', 0)} ({summary.get('current_rule', '?')}); "
-            f"{summary.get('servers_at_risk', 0)} at risk; levels: "
+            f"{summary.get('servers_at_risk', 0)} at risk; series by level: "
             + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items())
             + (f"; {summary['servers_stale']} stale (data ending over {summary.get('stale_after_days', '?')} days "
                "before the fleet's: check their monitoring)" if summary.get("servers_stale") else ""))

@@ -148,7 +148,8 @@ def _servers(rows: pd.DataFrame, side: str) -> pd.DataFrame:
     """Per server on one side: worst level code and monthly savings (the comparison repeats them per metric)."""
     present = rows[rows[f"{side}_action"].notna() | (rows[f"{side}_code"] >= 0)] if len(rows) else rows
     return present.groupby("server_id").agg(code=(f"{side}_code", "max"),
-                                            savings=(f"{side}_monthly_savings", "first"))
+                                            savings=(f"{side}_monthly_savings", "first"),
+                                            action=(f"{side}_action", "first"))
 
 
 def _earliest(rows: pd.DataFrame, side: str) -> tuple[float | None, str]:
@@ -188,12 +189,22 @@ def totals(rows: pd.DataFrame) -> tuple[Total, ...]:
         out.append(Total(measure, base, scenario, f"{base:,.0f}", f"{scenario:,.0f}"))
     (base_days, base_text), (scen_days, scen_text) = (_earliest(rows, side) for side in SIDES)
     out.append(Total(EARLIEST, base_days, scen_days, base_text, scen_text))
-    # Servers without a monthly cost have unknown savings: a side with none priced says so (never $0).
-    savings = {side: (cents(np.nansum(values)) if np.isfinite(values).any() else None)
-               for side in SIDES for values in [per[side]["savings"].to_numpy(float)]}
+    # Servers without a monthly cost have unknown savings: a side whose actions are all unpriced says so
+    # (never $0). A kept server saves $0 priced or not, so it does not make a side priced.
+    savings = {side: _net_savings(per[side]) for side in SIDES}
     out.append(Total("Net savings per month", savings["base"], savings["scenario"],
                      *(NOT_PRICED if savings[side] is None else money(savings[side]) for side in SIDES)))
     return tuple(out)
+
+
+def _net_savings(servers: pd.DataFrame) -> float | None:
+    """Net monthly savings of one side's servers (``_servers``); None when a server has an action other than
+    keep and none of those is priced."""
+    values = servers["savings"].to_numpy(float)
+    acting = (servers["action"].notna() & (servers["action"] != "keep")).to_numpy()
+    if acting.any() and not np.isfinite(values[acting]).any():
+        return None
+    return cents(np.nansum(values))
 
 
 def stored_scenario(data: ReportData, name: str | None = None) -> StoredScenario | None:

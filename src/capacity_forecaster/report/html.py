@@ -45,7 +45,7 @@ from capacity_forecaster.report.summary import (
     headlines,
     kpis,
 )
-from capacity_forecaster.report.text import NOT_PRICED, money
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers, says_something
 from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,9 @@ def forecast_figures(data: ReportData, ranked: pd.DataFrame, history: pd.DataFra
         threshold, level, breach = threshold_of(row, data, metric), level_of(row), row.get("breach_ds")
         name = figures.METRIC_NAMES.get(metric, metric)
         when = breach_phrase(row)
-        title = f"{server} ({_text(row.get('hostname'))}) {name}: {level} risk, {when}"
+        host = row.get("hostname")
+        named = f"{server} ({_text(host)})" if says_something([host]) and host != server else server
+        title = f"{named} {name}: {level} risk, {when}"
         runs = (past_runs.loc[[key]].reset_index() if past_runs is not None and key in past_runs.index
                 else None)
         fig = figures.server_figure(title, past, future, threshold, breach, level, interval, height=480,
@@ -243,16 +245,20 @@ def _top_risk_rows(ranked: pd.DataFrame, count: int) -> str:
     at_risk = ranked[ranked["risk_level"].isin(AT_RISK_LEVELS)].head(count)
     if at_risk.empty:
         return _na("No series is at risk of a breach within the forecast horizon.")
+    # Name columns that tell nothing (an inventory of ids only) are left out.
+    names = [(key, label) for key, label in (("hostname", "Hostname"), ("application", "Application"))
+             if key in at_risk.columns and says_something(at_risk[key])]
     rows = []
     for r in at_risk.to_dict("records"):
         when, days = breach_when(r)
-        rows.append([_text(r["server_id"]), _text(r.get("hostname")), _text(r.get("application")), _text(r["metric"]),
+        rows.append([_text(r["server_id"]), *(_text(r.get(key)) for key, _ in names), _text(r["metric"]),
                      _badge(r["risk_level"]), when, days,
                      percent(r.get("breach_probability")),
                      f"{r['peak_yhat']:.0f} %" if not pd.isna(r.get("peak_yhat")) else "-", _text(r.get("action")),
                      _text(r.get("reason"))])
-    return _table(["Server", "Hostname", "Application", "Metric", "Risk", "Breach date", "Days", "P(breach)",
-                   "Peak", "Action", "Reason"], rows, numeric={6, 7, 8})
+    first = 4 + len(names)  # the Days column
+    return _table(["Server", *(label for _, label in names), "Metric", "Risk", "Breach date", "Days", "P(breach)",
+                   "Peak", "Action", "Reason"], rows, numeric={first, first + 1, first + 2})
 
 
 def _cost(value: Any, signed: bool = False) -> str:
@@ -267,8 +273,11 @@ def _recommendation_rows(data: ReportData) -> str:
     shown = recs[recs["action"] != "keep"].sort_values(["monthly_savings", "server_id"], ascending=[False, True])
     if shown.empty:
         return _na("Every server keeps its current size.")
+    # A decommissioned or consolidated server is removed: "-", not a size of 0 cores.
+    removed = {"decommission", "consolidate"}
     rows = [[_text(r["server_id"]), _text(r["action"]), _text(r.get("target_server_id")),
-             _text(r.get("recommended_cpu_cores")), _text(r.get("recommended_memory_gb")),
+             *(("-", "-") if r["action"] in removed else
+               (_text(r.get("recommended_cpu_cores")), _text(r.get("recommended_memory_gb")))),
              _cost(r["current_monthly_cost"]),
              # Unknown today, so the projection is not a priced figure either (a decommission's $0 would read
              # as a claim).
@@ -359,7 +368,11 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
     parts.append(f'<section><h2>Key messages</h2><ul class="messages">{items}</ul></section>')
     recs = data.table("recommendations")
     left = charts.add(figures.risk_bar(ranked)) if not ranked.empty else _na(not_available("server_risk"))
-    right = charts.add(figures.savings_bar(recs)) if recs is not None else _na(not_available("recommendations"))
+    # Nothing priced: one line instead of an empty chart.
+    right = (_na(not_available("recommendations")) if recs is None else
+             charts.add(figures.savings_bar(recs)) if priced_servers(recs) else
+             _na(f"Savings {NOT_PRICED}: {NO_PRICES} ({plural(len(recs), 'server')}); the recommended actions are "
+                 "listed below."))
     parts.append(f'<section class="grid2"><div>{left}</div><div>{right}</div></section>')
     choices = forecast_figures(data, ranked, history, series, backtests) if series else []
     body = (charts.add_choice("Series:", choices) if choices

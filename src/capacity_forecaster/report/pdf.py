@@ -53,7 +53,7 @@ from capacity_forecaster.report.summary import (
     kpis,
     model_accuracy,
 )
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers, says_something
 from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
@@ -144,23 +144,28 @@ def _top_risks(data: ReportData, ranked: pd.DataFrame, width: float) -> list[Flo
     at_risk = ranked[ranked["risk_level"].isin(AT_RISK_LEVELS)].head(count)
     if at_risk.empty:
         return [Paragraph("No series is at risk of a breach within the forecast horizon.", BODY)]
-    header = ["Server", "Hostname", "Application", "Metric", "Risk", "Breach date", "Days", "P(breach)",
+    # Name columns that tell nothing (an inventory of ids only) are left out.
+    names = [(key, label, width) for key, label, width in (("hostname", "Hostname", 1.35),
+                                                           ("application", "Application", 1.25))
+             if key in at_risk.columns and says_something(at_risk[key])]
+    header = ["Server", *(label for _, label, _ in names), "Metric", "Risk", "Breach date", "Days", "P(breach)",
               "Peak (%)", "Action"]
     rows: list[list[Any]] = [header]
     extra = []
+    risk_col = 2 + len(names)
     for i, row in enumerate(at_risk.to_dict("records"), start=1):
         when, days = breach_when(row)
         # Names wrap inside their column (a 40-character CloudWatch id overprinted the next cells).
-        names = [Paragraph(escape(str(text)), CELL_WRAP)
-                 for text in (row["server_id"], row.get("hostname") or "", row.get("application") or "")]
-        rows.append([*names, row["metric"],
+        cells = [Paragraph(escape(str(text)), CELL_WRAP)
+                 for text in (row["server_id"], *(row.get(key) or "" for key, _, _ in names))]
+        rows.append([*cells, row["metric"],
                      row["risk_level"], when, days,
                      percent(row.get("breach_probability")),
                      f"{row['peak_yhat']:.0f}" if not pd.isna(row.get("peak_yhat")) else "-", row.get("action") or "-"])
-        extra.append(("BACKGROUND", (4, i), (4, i), LEVEL_FILLS[row["risk_level"]]))
-        extra.append(("TEXTCOLOR", (4, i), (4, i), colors.white))
-        extra.append(("FONTNAME", (4, i), (4, i), "Helvetica-Bold"))
-    widths = [0.8, 1.35, 1.25, 0.75, 0.75, 0.95, 0.55, 0.75, 0.7, 1.0]
+        extra.append(("BACKGROUND", (risk_col, i), (risk_col, i), LEVEL_FILLS[row["risk_level"]]))
+        extra.append(("TEXTCOLOR", (risk_col, i), (risk_col, i), colors.white))
+        extra.append(("FONTNAME", (risk_col, i), (risk_col, i), "Helvetica-Bold"))
+    widths = [0.8 if names else 1.6, *(width for _, _, width in names), 0.75, 0.75, 0.95, 0.55, 0.75, 0.7, 1.0]
     scale = width / (sum(widths) * inch)
     return [_table(rows, [w * inch * scale for w in widths], extra=extra)]
 
@@ -170,10 +175,7 @@ def _savings_table(data: ReportData, width: float) -> list[Flowable]:
     if recs is None:
         return [Paragraph(not_available("recommendations"), BODY)]
     if not priced_servers(recs):
-        acted = int((recs["action"] != "keep").sum())
-        return [Paragraph(f"Savings are {NOT_PRICED}: {NO_PRICES}. {plural(acted, 'server')} with a recommended "
-                          f"action {'is' if acted == 1 else 'are'} listed in the workbook's Recommendations sheet.",
-                          BODY)]
+        return _unpriced_actions(recs, width)
     top = recs[recs["monthly_savings"] > 0].sort_values(["monthly_savings", "server_id"], ascending=[False, True])
     if top.empty:
         return [Paragraph("No recommendation saves money at current settings.", BODY)]
@@ -183,20 +185,53 @@ def _savings_table(data: ReportData, width: float) -> list[Flowable]:
     # The Target column only where a shown row has one (a consolidation's host).
     targets = ("target_server_id" in shown.columns
                and bool(shown["target_server_id"].map(lambda v: isinstance(v, str) and v != "").any()))
-    rows: list[list[Any]] = [["Server", "Hostname", "Action", *(["Target"] if targets else []), "Current / month",
-                              "Projected / month", "Savings / month", "Rationale"]]
+    hosts = says_something(names.reindex(shown["server_id"]).tolist())
+    rows: list[list[Any]] = [["Server", *(["Hostname"] if hosts else []), "Action", *(["Target"] if targets else []),
+                              "Current / month", "Projected / month", "Savings / month", "Rationale"]]
     for row in shown.to_dict("records"):
-        rows.append([row["server_id"], names.get(row["server_id"]) or "", row["action"],
+        rows.append([row["server_id"], *([names.get(row["server_id"]) or ""] if hosts else []), row["action"],
                      *([row.get("target_server_id") or ""] if targets else []), money(row["current_monthly_cost"]),
                      money(row["projected_monthly_cost"]),
                      money(row["monthly_savings"]), Paragraph(keep_units(escape(str(row.get("rationale") or ""))),
                                                               CELL)])
-    widths = [0.8, 1.3, 0.9, *([0.8] if targets else []), 1.0, 1.05, 1.0, 3.15]
+    widths = [0.8, *([1.3] if hosts else []), 0.9, *([0.8] if targets else []), 1.0, 1.05, 1.0, 3.15]
     scale = width / (sum(widths) * inch)
-    first_money = 4 if targets else 3
+    first_money = 2 + int(hosts) + int(targets)
     table = _table(rows, [w * inch * scale for w in widths],
                    extra=[("ALIGN", (first_money, 1), (first_money + 2, -1), "RIGHT")])
     return [Paragraph(f"Largest savings (top {len(rows) - 1})", H2), table]
+
+
+UNPRICED_ROWS = 12  # recommended actions listed when nothing is priced (all of them are in the workbook)
+
+
+def _unpriced_actions(recs: pd.DataFrame, width: float) -> list[Flowable]:
+    """Without prices the page lists what to do (the most urgent actions first), not an empty savings chart."""
+    acting = recs[recs["action"] != "keep"]
+    order = {action: i for i, action in enumerate(("upsize", "rightsize", "consolidate", "decommission"))}
+    acting = acting.assign(_o=acting["action"].map(order).fillna(len(order))).sort_values(
+        ["_o", "server_id"], kind="stable")
+    story: list[Flowable] = [Paragraph("Recommended actions", H1), Paragraph(
+        f"Savings are {NOT_PRICED}: {NO_PRICES}. {plural(len(acting), 'server')} with a recommended action"
+        + (f"; the first {UNPRICED_ROWS} below, all" if len(acting) > UNPRICED_ROWS else ", listed below and")
+        + " in the workbook's Recommendations sheet.", BODY)]
+    if acting.empty:
+        return story
+    rows: list[list[Any]] = [["Server", "Action", "Target", "Cores", "Memory (GB)", "Rationale"]]
+    for row in acting.head(UNPRICED_ROWS).to_dict("records"):
+        removed = row["action"] in ("decommission", "consolidate")
+        rows.append([Paragraph(escape(str(row["server_id"])), CELL_WRAP), row["action"],
+                     row.get("target_server_id") or "",
+                     "-" if removed else _size(row.get("recommended_cpu_cores"), "{:.0f}"),
+                     "-" if removed else _size(row.get("recommended_memory_gb"), "{:.1f}"),
+                     Paragraph(keep_units(escape(str(row.get("rationale") or ""))), CELL)])
+    widths = [1.0, 0.9, 0.9, 0.55, 0.8, 4.6]
+    scale = width / (sum(widths) * inch)
+    return [*story, Spacer(1, 0.1 * inch), _table(rows, [w * inch * scale for w in widths])]
+
+
+def _size(value: Any, fmt: str) -> str:
+    return "-" if value is None or pd.isna(value) else fmt.format(float(value))
 
 
 WHATIF_ROWS = 22  # changed series on the what-if page (every series is in the workbook's What-if sheet)
@@ -221,19 +256,23 @@ def _whatif_page(scenario: StoredScenario, width: float) -> list[Flowable]:
                               if len(changed) > len(shown) else ""), H2))
     if shown.empty:
         return story
-    table: list[list[Any]] = [["Server", "Hostname", "Metric", "Change", "Base risk", "Scenario risk", "Base breach",
-                               "Scenario breach", "Base P", "Scenario P", "Base action", "Scenario action"]]
+    hosts = "hostname" in shown.columns and says_something(shown["hostname"])
+    table: list[list[Any]] = [["Server", *(["Hostname"] if hosts else []), "Metric", "Change", "Base risk",
+                               "Scenario risk", "Base breach", "Scenario breach", "Base P", "Scenario P",
+                               "Base action", "Scenario action"]]
     extra = []
     for i, r in enumerate(shown.to_dict("records"), start=1):
-        table.append([r["server_id"], r.get("hostname") or "", r["metric"], r["change"], level(r["base_risk_level"]),
+        table.append([r["server_id"], *([r.get("hostname") or ""] if hosts else []), r["metric"], r["change"],
+                      level(r["base_risk_level"]),
                       level(r["scenario_risk_level"]), side_when(r, "base"), side_when(r, "scenario"),
                       probability(r["base_breach_probability"]), probability(r["scenario_breach_probability"]),
                       r.get("base_action") or "-", r.get("scenario_action") or "-"])
-        for col, key in ((4, "base_risk_level"), (5, "scenario_risk_level")):
+        for col, key in ((3 + int(hosts), "base_risk_level"), (4 + int(hosts), "scenario_risk_level")):
             if isinstance(r[key], str):
                 extra += [("BACKGROUND", (col, i), (col, i), LEVEL_FILLS[r[key]]),
                           ("TEXTCOLOR", (col, i), (col, i), colors.white)]
-    widths = [0.75, 1.3, 0.7, 0.7, 0.75, 0.85, 0.85, 0.95, 0.6, 0.75, 0.85, 0.95]
+    widths = [0.75 if hosts else 1.4, *([1.3] if hosts else []), 0.7, 0.7, 0.75, 0.85, 0.85, 0.95, 0.6, 0.75, 0.85,
+              0.95]
     scale = width / (sum(widths) * inch)
     story.append(_table(table, [w * inch * scale for w in widths], extra=extra))
     return story
@@ -366,7 +405,9 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(_image(charts["forecast_top_risks.png"], width, body_height))
     story.append(PageBreak())
 
-    story.append(_image(charts["savings_by_action.png"], width, min(3.0 * inch, body_height - 4.1 * inch)))
+    recs = data.table("recommendations")
+    if recs is not None and priced_servers(recs):
+        story.append(_image(charts["savings_by_action.png"], width, min(3.0 * inch, body_height - 4.1 * inch)))
     story.extend(_savings_table(data, width))
     story.append(PageBreak())
     if scenario is not None:

@@ -283,17 +283,18 @@ def level_definitions(data: ReportData) -> list[tuple[str, str, str]]:
     risk = data.settings.risk
     horizon = forecast_horizon(data) or data.settings.forecast.horizon
     likely = f"likely = probability >= {risk.likely_probability:g}"
-    now = "already breaching series are at least high"
+    now = f"already breaching series ({rule_text(risk)}) are at least high"
     if risk.critical_days >= horizon:
         critical = (f"breach likely within the {horizon}-day forecast",
-                    f"{likely}; risk.critical_days ({risk.critical_days}) covers the whole forecast")
-        high = (f"already breaching, {rule_text(risk)}",
-                f"a forecast breach is critical on this horizon; risk.high_days ({risk.high_days}) reaches past it")
+                    f"{likely}; the critical window ({_days(risk.critical_days)}) covers the whole forecast, "
+                    "so this includes already breaching series whose forecast stays over the threshold")
+        high = (f"already breaching ({rule_text(risk)}), forecast back under the threshold",
+                f"on a forecast this short every likely breach is critical; {now}")
     else:
         critical = (f"breach likely within {_days(risk.critical_days)}", likely)
         high = ((f"breach likely within {_days(risk.high_days)}", now) if risk.high_days <= horizon else
                 (f"breach likely on days {risk.critical_days + 1}-{horizon} (the end of the forecast)",
-                 f"risk.high_days ({risk.high_days}) reaches past the forecast; {now}"))
+                 f"the high window ({_days(risk.high_days)}) reaches past the forecast; {now}"))
     return [("Critical", *critical), ("High", *high),
             ("Medium", f"breach probability >= {risk.medium_probability:g} within the {horizon}-day forecast",
              "or last year's period-end peak, grown, crosses the threshold")]

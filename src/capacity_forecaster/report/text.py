@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,13 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 def cents(value: float) -> float:
     """Money rounded to cents (sums of float costs carry noise such as ``408964.0800000001``)."""
     return round(float(value), 2) + 0.0
+
+
+def says_something(values: Iterable[Any]) -> bool:
+    """Whether a name column (hostname, application, environment) tells anything: some value is neither
+    empty nor the ETL's ``unknown`` filler. A column that tells nothing is left out of the report tables
+    (an inventory derived from metrics alone has only ids)."""
+    return any(isinstance(v, str) and v.strip() not in ("", "unknown") for v in values)
 
 
 # What every report says where the inventory has no monthly cost (never a $0 saving).

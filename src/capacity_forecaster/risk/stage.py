@@ -94,7 +94,8 @@ def _iso(day: Any) -> str | None:
 
 def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFrame, label: str,
              cfg: RiskConfig) -> dict[str, Any]:
-    levels = server_risk["risk_level"].value_counts().reindex(list(LEVEL_LABELS), fill_value=0)
+    # Most urgent first, as every summary lists them.
+    levels = server_risk["risk_level"].value_counts().reindex(list(LEVEL_LABELS)[::-1], fill_value=0)
     ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]))
     # A stale series' level is as of data that ended long ago: listed (last), never counted at risk now.
     live = without_stale(ranked)
