@@ -30,6 +30,7 @@ from capacity_forecaster.report.data import (
 from capacity_forecaster.report.forecast_chart import forecast_panels, top_series
 from capacity_forecaster.report.risks import ranked_risks
 from capacity_forecaster.report.summary import cluster_map, cluster_ringed, week_grid
+from capacity_forecaster.report.text import model_label
 
 Colour = tuple[float, float, float, float]
 
@@ -192,10 +193,12 @@ def test_accuracy_box_whiskers_stop_at_the_documented_percentiles(data) -> None:
     model = backtests.loc[backtests.index[0], "model"]
     values = backtests.loc[backtests["model"] == model, "mase"].to_numpy(float)
     low, high = np.percentile(values, style.WHISKER_PERCENTILES)
-    assert boxes[model].upperfence[0] == pytest.approx(high) and boxes[model].lowerfence[0] == pytest.approx(low)
+    label = model_label(model)  # the models in words
+    assert label != model and set(boxes) == {model_label(m) for m in backtests["model"].unique()}
+    assert boxes[label].upperfence[0] == pytest.approx(high) and boxes[label].lowerfence[0] == pytest.approx(low)
     cap = fig.layout.xaxis.range[1]
     assert cap < 5 < 33  # the outliers do not stretch the axis
-    mine = next(t for t in points if t.name == f"{model} outliers")
+    mine = next(t for t in points if t.name == f"{label} outliers")
     assert max(mine.customdata) == pytest.approx(33.0) and max(mine.x) <= cap  # shown on the edge, value in hover
     assert "P5-P95" in fig.layout.xaxis.title.text and "up to 33.0" in fig.layout.xaxis.title.text
     with style.report_style():
@@ -223,10 +226,11 @@ def test_backtest_traces_are_faint_and_labelled_per_cutoff(shown) -> None:
     history, backtests = shown
     one = backtests[(backtests["server_id"] == "srv-0001") & (backtests["metric"] == "cpu")]
     traces = figures.backtest_traces(one)
-    assert [t.name for t in traces] == ["backtest from 2026-04-01 (autoets)", "backtest from 2026-05-16 (autoets)"]
+    assert [t.name for t in traces] == ["backtest from 2026-04-01 (Exponential smoothing)",
+                                        "backtest from 2026-05-16 (Exponential smoothing)"]
     assert all(t.opacity < 1 and t.legendgroup == "backtest" for t in traces)
     assert sum(len(t.x) for t in traces) == len(one)
-    assert figures.backtest_traces(one, since="2026-05-20")[0].name.endswith("(autoets)")
+    assert figures.backtest_traces(one, since="2026-05-20")[0].name.endswith("(Exponential smoothing)")
     assert figures.backtest_traces(None) == [] and figures.backtest_traces(one.iloc[:0]) == []
     past = history[(history["server_id"] == "srv-0001") & (history["metric"] == "cpu")]
     fig = figures.server_figure("t", past, past.iloc[:0].assign(yhat=[], yhat_lower=[], yhat_upper=[]), 80.0, None,

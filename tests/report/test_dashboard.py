@@ -54,13 +54,14 @@ def test_whatif_growth_brings_breaches_forward(app) -> None:
 
 def test_drill_down_shows_history_forecast_threshold_and_model(app) -> None:
     fig, facts = app.state.server_view("srv-0002", "memory", 0.0)
-    assert fig.layout.title.text.startswith("srv-0002 (nyc-prd-app02): Memory - model mstl, backtest MASE")
+    assert fig.layout.title.text.startswith(
+        "srv-0002 (nyc-prd-app02): Memory - model Seasonal decomposition, backtest MASE")
     names = [t.name for t in fig.data]
     assert {"observed", "imputed day", "anomaly", "forecast"} <= set(names)
     observed = next(t for t in fig.data if t.name == "observed")
     assert len(observed.x) == 240  # the fixture's whole history fits in dashboard.history_days
     assert any(s.y0 == 80 and s.y1 == 80 for s in fig.layout.shapes)
-    assert facts["Risk level"] == "high" and facts["Chosen model"] == "mstl"
+    assert facts["Risk level"] == "high" and facts["Chosen model"] == "Seasonal decomposition (mstl)"
     assert facts["Backtest error"].startswith("MAE") and facts["Recommendation"].startswith("upsize")
     grown, grown_facts = app.state.server_view("srv-0002", "memory", 20.0)
     assert any(t.name == "what-if +20 %" for t in grown.data) and "What-if" in grown_facts

@@ -114,7 +114,7 @@ def test_pick_a_server_in_the_risk_table_and_see_its_chart(browser: Any, dashboa
     row = next(cell for cell in browser.find_elements(By.CSS_SELECTOR, "#risk-table td[data-dash-column='metric']")
                if cell.text == "memory" and cell.find_element(By.XPATH, "..").text.split()[1] == "srv-0002")
     row.click()
-    wait.until(lambda d: _title(d).startswith("srv-0002 (nyc-prd-app02): Memory - model mstl"))
+    wait.until(lambda d: _title(d).startswith("srv-0002 (nyc-prd-app02): Memory - model Seasonal decomposition"))
     facts = browser.find_element(By.ID, "server-facts").text
     assert "high" in facts and "MASE" in facts
 

@@ -30,7 +30,7 @@ from capacity_forecaster.report.summary import (
     profile_text,
     week_grid,
 )
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, model_label, money, plural, priced_servers
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def accuracy_chart(data: ReportData) -> Figure:
         count = int((values > cap).sum())
         if count:
             ax.scatter([cap] * count, [y] * count, marker=">", s=28, color=style.NAVY, alpha=0.6, clip_on=False)
-    ax.set_yticks(np.arange(1, len(models) + 1), models)
+    ax.set_yticks(np.arange(1, len(models) + 1), [model_label(m) for m in models])
     ax.invert_yaxis()
     ax.axvline(1.0, color=style.THRESHOLD, linestyle="--", linewidth=1)
     ax.set_xlim(0, cap * 1.02)

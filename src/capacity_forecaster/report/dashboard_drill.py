@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from capacity_forecaster.report import comparison, figures, style
 from capacity_forecaster.report.risks import level_of, risk_row, threshold_of
-from capacity_forecaster.report.text import day, money
+from capacity_forecaster.report.text import day, model_label, money, says_something
 from capacity_forecaster.risk.levels import percent
 from capacity_forecaster.risk.whatif import apply_growth
 
@@ -31,11 +31,11 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
     row = risk_row(state.ranked, server, metric)
     threshold, level = threshold_of(row, state.data, metric), level_of(row)
     model = risk_row(state.chosen, server, metric) or None
-    model_text = (f"model {model['model']}, backtest MASE {model['mase']:.2f}"
+    model_text = (f"model {model_label(model['model'])}, backtest MASE {model['mase']:.2f}"
                   if model is not None and not pd.isna(model["mase"]) else
-                  f"model {model['model']}" if model is not None else "no forecast")
+                  f"model {model_label(model['model'])}" if model is not None else "no forecast")
     host = row.get("hostname")
-    title = (f"{server}{f' ({host})' if isinstance(host, str) else ''}: "
+    title = (f"{server}{f' ({host})' if says_something([host]) and host != server else ''}: "
              f"{figures.METRIC_NAMES.get(metric, metric)} - {model_text}")
     fig = figures.server_figure(title, past, future, threshold, row.get("breach_ds"), level,
                                 state.settings.forecast.interval, height=440,
@@ -64,7 +64,7 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
             if not pd.isna(what_breach):
                 fig.add_vline(x=what_breach, line={"color": style.RISK_COLOURS["high"], "dash": "dash"})
     if model is not None:
-        facts["Chosen model"] = str(model["model"])
+        facts["Chosen model"] = f"{model_label(model['model'])} ({model['model']})"
         facts["Backtest error"] = ("-" if pd.isna(model["mase"]) else
                                    f"MAE {model['mae']:.2f} pts, MAPE {model['mape']:.1%}, MASE "
                                    f"{model['mase']:.2f}, coverage {model['coverage']:.0%}")

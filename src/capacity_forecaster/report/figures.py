@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from capacity_forecaster.report import style
 from capacity_forecaster.report.risks import level_counts
 from capacity_forecaster.report.summary import cluster_range, model_accuracy, week_grid
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, day, money, plural, priced_servers
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, day, model_label, money, plural, priced_servers
 
 METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
 # ticklabeloverflow "allow": plotly's default ("hide past div") measures every tick label against the
@@ -133,8 +133,8 @@ BACKTEST_DASHES = ("dot", "dash", "dashdot", "longdash")
 
 
 def backtest_label(cutoff: Any, model: Any) -> str:
-    """The legend entry of one backtest cutoff's forecast (``backtest from 2026-01-01 (harmonic)``)."""
-    return f"backtest from {day(cutoff)} ({model})"
+    """The legend entry of one backtest cutoff's forecast (``backtest from 2026-01-01 (Trend + seasonality)``)."""
+    return f"backtest from {day(cutoff)} ({model_label(model)})"
 
 
 def backtest_traces(backtests: pd.DataFrame | None, since: Any = None) -> list[go.Scatter]:
@@ -312,8 +312,9 @@ def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
     beyond_total, worst = 0, 0.0
     for row in summary.itertuples():
         values, s = stats[str(row.model)]
-        traces.append(go.Box(y=[str(row.model)], q1=[s["q1"]], median=[s["median"]], q3=[s["q3"]],
-                             lowerfence=[s["lowerfence"]], upperfence=[s["upperfence"]], name=str(row.model),
+        label = model_label(row.model)
+        traces.append(go.Box(y=[label], q1=[s["q1"]], median=[s["median"]], q3=[s["q3"]],
+                             lowerfence=[s["lowerfence"]], upperfence=[s["upperfence"]], name=label,
                              orientation="h", fillcolor=style.ACCENT if row.selected else style.BAND,
                              line={"color": style.NAVY, "width": 1.2}, hoverinfo="skip"))
         outside = values[(values < s["lowerfence"]) | (values > s["upperfence"])]
@@ -322,11 +323,11 @@ def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
             beyond_total += int(clipped.sum())
             worst = max(worst, float(outside.max()))
             traces.append(go.Scatter(
-                x=np.round(np.minimum(outside, cap), 3), y=[str(row.model)] * len(outside), mode="markers",
-                name=f"{row.model} outliers", customdata=np.round(outside, 2),
+                x=np.round(np.minimum(outside, cap), 3), y=[label] * len(outside), mode="markers",
+                name=f"{label} outliers", customdata=np.round(outside, 2),
                 marker={"color": style.NAVY, "size": np.where(clipped, 9, 5), "opacity": 0.45,
                         "symbol": np.where(clipped, "triangle-right", "circle")},
-                hovertemplate=f"{row.model}: MASE " + "%{customdata}<extra></extra>"))
+                hovertemplate=f"{label}: MASE " + "%{customdata}<extra></extra>"))
     fig = new_figure(traces)
     fig.add_vline(x=1.0, line_dash="dash", line_color=style.THRESHOLD)
     fig.update_yaxes(autorange="reversed", type="category")
@@ -336,4 +337,4 @@ def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
                      f"P25-P75, whiskers P{low:g}-P{high:g}, points beyond{cut}", range=[0, cap * 1.02])
     fig.update_layout(showlegend=False)
     return styled(fig, "Forecast accuracy by model (backtest MASE, lower is better)", max(300, 40 * len(summary) + 140),
-                  margin=margin(left=max(60, text_width(summary["model"]) + 12), bottom=84))
+                  margin=margin(left=max(60, text_width(summary["model"].map(model_label)) + 12), bottom=84))

@@ -53,7 +53,15 @@ from capacity_forecaster.report.summary import (
     kpis,
     model_accuracy,
 )
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers, says_something
+from capacity_forecaster.report.text import (
+    NO_PRICES,
+    NOT_PRICED,
+    model_label,
+    money,
+    plural,
+    priced_servers,
+    says_something,
+)
 from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
@@ -285,8 +293,8 @@ def _accuracy_table(data: ReportData, width: float) -> list[Flowable]:
     rows: list[list[Any]] = [["Model", "Series", "Median MASE", "Median MAPE", "Median MAE (pts)",
                               "Interval coverage", "Chosen for"]]
     for r in accuracy.itertuples():
-        rows.append([r.model, r.series, f"{r.median_mase:.2f}", f"{r.median_mape:.1%}", f"{r.median_mae:.2f}",
-                     f"{r.mean_coverage:.0%}", f"{r.selected} series"])
+        rows.append([model_label(r.model), r.series, f"{r.median_mase:.2f}", f"{r.median_mape:.1%}",
+                     f"{r.median_mae:.2f}", f"{r.mean_coverage:.0%}", f"{r.selected} series"])
     return [_table(rows, [width / 7] * 7)]
 
 

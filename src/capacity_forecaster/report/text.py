@@ -33,6 +33,28 @@ def says_something(values: Iterable[Any]) -> bool:
     return any(isinstance(v, str) and v.strip() not in ("", "unknown") for v in values)
 
 
+# The forecast models in words for the packs (the lake, the workbook's data sheets and the CLI keep the ids).
+MODEL_LABELS = {
+    "seasonal_naive": "Last week repeated",
+    "recent_level": "Recent level",
+    "robust_trend": "Robust trend",
+    "robust_combo": "Robust combination",
+    "harmonic": "Trend + seasonality",
+    "gbm_global": "Gradient boosting (fleet)",
+    "ensemble": "Ensemble of the best",
+    "prophet": "Prophet",
+    "autoets": "Exponential smoothing",
+    "autoarima": "ARIMA",
+    "mstl": "Seasonal decomposition",
+    "amazon_forecast": "Amazon Forecast",
+}
+
+
+def model_label(name: Any) -> str:
+    """A model id in words (``robust_combo`` -> ``Robust combination``); an unknown id as it is."""
+    return MODEL_LABELS.get(str(name), str(name))
+
+
 # What every report says where the inventory has no monthly cost (never a $0 saving).
 NOT_PRICED = "not priced"
 
