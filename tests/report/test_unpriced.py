@@ -161,3 +161,12 @@ def test_pdf_lists_the_actions_instead_of_an_empty_savings_chart(unpriced_report
     assert f"{len(acting)} servers with a recommended action" in text or "1 server with a recommended action" in text
     first = acting.iloc[0]
     assert f"{first['server_id']} {first['action']}" in text
+
+
+def test_unpriced_savings_sentence_names_only_the_actions_taken() -> None:
+    from capacity_forecaster.report.summary import savings_sentence
+
+    recs = pd.DataFrame({"server_id": [f"s{i}" for i in range(10)], "action": ["upsize"] * 8 + ["keep"] * 2,
+                         "current_monthly_cost": float("nan"), "monthly_savings": [float("nan")] * 8 + [0.0] * 2})
+    assert savings_sentence(recs) == ("Recommended actions (servers): 8 upsize, 2 keep. Savings are not priced "
+                                      "(no monthly cost in the inventory).")

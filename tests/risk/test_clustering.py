@@ -129,6 +129,9 @@ def test_idle_clusters_of_a_cpu_only_fleet_are_told_apart_by_cpu_alone() -> None
     assert labels == {0: "idle, CPU ~0.2 %", 1: "idle, CPU ~0.5 %", 2: "idle, CPU ~0.8 %", 3: "idle, CPU ~2.1 %"}
     whole = unique_labels({0: "idle", 3: "idle"}, centres, spread)
     assert whole == {0: "idle, CPU <1 %", 3: "idle, CPU ~2 %"}  # whole percents where they suffice
+    # What would round to 0.0 reads as below the last decimal (fastStorage: "idle, CPU ~0.0 %" looked broken).
+    zero = unique_labels({0: "idle", 1: "idle"}, centres.assign(cpu_level=[0.04, 0.3, 0.8, 2.1]), spread)
+    assert zero == {0: "idle, CPU <0.1 %", 1: "idle, CPU ~0.3 %"}
 
 
 def test_cluster_labels_are_unique_without_number_suffixes(planted: tuple[pd.DataFrame, pd.Series, pd.DataFrame],

@@ -410,7 +410,12 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(Spacer(1, 0.1 * inch))
     story.extend(_top_risks(data, ranked, width))
     story.append(Spacer(1, 0.2 * inch))
-    story.append(_image(charts["forecast_top_risks.png"], width, body_height))
+    chart = _image(charts["forecast_top_risks.png"], width, body_height - 0.3 * inch)
+    if shown > cfg.chart_series:  # the chart draws fewer series than the table lists: say which, on its page
+        story.append(KeepTogether([Paragraph(f"Forecast vs actual of the {cfg.chart_series} riskiest of these "
+                                             f"{shown} series", SMALL), chart]))
+    else:
+        story.append(chart)
     story.append(PageBreak())
 
     recs = data.table("recommendations")

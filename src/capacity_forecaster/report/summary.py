@@ -21,6 +21,7 @@ from capacity_forecaster.report.risks import (
 )
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money, numeric, plural, priced_servers
 from capacity_forecaster.risk.current import rule_text
+from capacity_forecaster.risk.levels import actions_text
 from capacity_forecaster.risk.seasonal import MIN_PERIODS, month_ends_covered
 from capacity_forecaster.storage.manifest import producing_run
 
@@ -420,11 +421,13 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
 def savings_sentence(recs: pd.DataFrame) -> str:
     """What the recommended actions save, net of upsizing; ``not priced`` (never $0) without monthly costs."""
     actions = recs["action"].value_counts()
-    parts = ", ".join(f"{int(actions.get(a, 0))} {a}" for a in ("rightsize", "consolidate", "decommission"))
+    saving = {a: int(actions.get(a, 0)) for a in ("rightsize", "consolidate", "decommission")}
+    parts = ", ".join(f"{n} {a}" for a, n in saving.items() if n) or "no rightsize, consolidation or decommission"
     upsizes = plural(int(actions.get("upsize", 0)), "upsize")
     priced = priced_servers(recs)
     if not priced:
-        return f"Recommended actions: {parts}; {upsizes}. Savings are not priced ({NO_PRICES})."
+        counts = {str(a): int(n) for a, n in actions.items()}
+        return f"Recommended actions (servers): {actions_text(counts)}. Savings are not priced ({NO_PRICES})."
     savings = numeric(recs, "monthly_savings").to_numpy(float)
     cost = float(np.nansum(numeric(recs, "current_monthly_cost").to_numpy(float)))
     net = float(np.nansum(savings))

@@ -130,9 +130,11 @@ def label_profile(centre: pd.Series, cfg: RiskConfig) -> str:
 
 
 def _level_text(name: str, value: float, decimals: int = 0) -> str:
-    """``CPU ~12 %``; with ``decimals`` 1, ``CPU ~0.4 %`` (idle clusters all read ``CPU <1 %`` otherwise)."""
+    """``CPU ~12 %``; with ``decimals`` 1, ``CPU ~0.4 %`` (idle clusters all read ``CPU <1 %`` otherwise), and
+    ``CPU <0.1 %`` for what would round to 0 (``~0.0 %`` reads like a missing value)."""
     if decimals:
-        return f"{name} ~{value:.{decimals}f} %"
+        smallest = 10.0 ** -decimals
+        return f"{name} ~{value:.{decimals}f} %" if value >= smallest / 2 else f"{name} <{smallest:g} %"
     return f"{name} ~{value:.0f} %" if value >= 1 else f"{name} <1 %"
 
 

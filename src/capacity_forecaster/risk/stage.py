@@ -390,8 +390,9 @@ def calibration_lines(summary: dict[str, Any]) -> list[str]:
         line += f", {cal['brier_calibrated']:.4f} after recalibration (on held-out windows)"
     line += (f"; {_METHOD_TEXT.get(cal['method'], cal['method'])}, day-to-day error correlation "
              f"(rho) {cal['rho']:g}")
-    bins = "; ".join(f"{r['bin']}: {r['windows']} windows, predicted {r['mean_probability']:.2f}, observed "
-                     f"{r['observed_frequency']:.2f}" for r in cal.get("reliability", []))
+    bins = "; ".join(f"{r['bin']}: {r['windows']} window{'' if r['windows'] == 1 else 's'}, predicted "
+                     f"{r['mean_probability']:.2f}, observed {r['observed_frequency']:.2f}"
+                     for r in cal.get("reliability", []))
     return [line, f"  why: {cal['reason']}", f"  reliability (predicted probability vs observed breach rate): {bins}"]
 
 
