@@ -174,3 +174,19 @@ def test_probability_grows_with_the_forecast_level() -> None:
     probs = [_assess(make_forecast("a", "cpu", np.full(60, level)), metrics).iloc[0]["breach_probability"]
              for level in (60.0, 70.0, 75.0, 78.0, 82.0)]
     assert probs == sorted(probs) and probs[-1] > 0.9
+
+
+def test_a_saturated_series_says_its_real_need_is_unknown() -> None:
+    """Bitbrains VM 407 runs at 100 % (raw 101-129 %): the ETL clips and flags it; a new size is a minimum."""
+    metrics = make_history(["sat", "hot"], metrics=("cpu",), values=_over_last(5))
+    sat = metrics["server_id"] == "sat"
+    last3 = metrics["ds"] > metrics["ds"].max() - pd.Timedelta(days=3)
+    metrics["is_saturated"] = sat & (metrics["value"] > 80) & last3
+    metrics.loc[metrics["is_saturated"], "value"] = 100.0
+    state = current_state(metrics, RiskConfig()).set_index("server_id")
+    assert state.loc["sat", "days_saturated_recent"] == 3 and state.loc["hot", "days_saturated_recent"] == 0
+    out = _assess(make_forecast("sat", "cpu", np.full(30, 100.0)), metrics).set_index("server_id")
+    assert "saturated (demand above capacity) on 3 of them" in out.loc["sat", "reason"]
+    assert "saturated" not in out.loc["hot", "reason"]
+    # Without the column (a lake written before issue 10) nothing is saturated.
+    assert (current_state(metrics.drop(columns="is_saturated"), RiskConfig())["days_saturated_recent"] == 0).all()

@@ -26,7 +26,8 @@ BREACH_EXTRA_COLUMNS = (
     "last_over_ds", "reason", "forecast_breach_ds",
 )
 # current_state columns carried into server_risk (the rest is already there from the history).
-_CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching")
+_CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
+                    "days_saturated_recent")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -116,8 +117,11 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
                                  [d30 + " of the last 30 days, " + d90 + " of the last 90",
                                   d30 + " of the last 30 days, " + d90 + " of all " + spans + " days"],
                                  default=d90 + " of all " + spans + " days"), index=out.index)
+    saturated = out["days_saturated_recent"]
+    capped = ("; saturated (demand above capacity) on " + saturated.astype("string")
+              + " of them: the real need is unknown, so any new size is a minimum").where(saturated > 0, "")
     over = (out[METRIC] + " over " + thr + " on " + out["days_over_recent"].astype("string") + window
-            + " (" + counts + "; last " + _fmt_day(out["last_over_ds"]) + "): already breaching")
+            + " (" + counts + "; last " + _fmt_day(out["last_over_ds"]) + "): already breaching" + capped)
     short = (out[METRIC] + ": only " + days + f" observed days of history ({cfg.min_history_days} for a full "
              "assessment): level from the recent days and a baseline forecast with wide intervals")
     missing = (out[METRIC] + ": " + days + " observed days of history but no forecast (see forecast_triage and "
@@ -228,7 +232,7 @@ def assess_breaches(
     carried = current[[*keys, *_CURRENT_CARRIED]] if current is not None else \
         pd.DataFrame(columns=[*keys, *_CURRENT_CARRIED])
     out = out.merge(carried, on=keys, how="left")
-    for column in ("days_over_recent", "days_over_30d", "days_over_90d"):
+    for column in ("days_over_recent", "days_over_30d", "days_over_90d", "days_saturated_recent"):
         out[column] = out[column].astype(float).fillna(0).astype(np.int64)
     out["recent_days"] = np.minimum(out["history_days"].fillna(0).astype(np.int64), cfg.current_window_days)
     out["last_over_ds"] = pd.to_datetime(out["last_over_ds"])

@@ -18,7 +18,7 @@ from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_col
 
 CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
                    "days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
-                   "recent_peak")
+                   "recent_peak", "days_saturated_recent")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -50,15 +50,20 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         One row per (server_id, metric) with at least one observed value: server_id, metric,
         observed_days, last_observed, last_value (the last observed day's value), recent_days,
         days_over_recent, days_over_30d, days_over_90d, last_over_ds (last observed day over the
-        threshold, NaT if none), already_breaching, recent_peak (the highest of the recent days).
+        threshold, NaT if none), already_breaching, recent_peak (the highest of the recent days),
+        days_saturated_recent (recent days with a saturated value, ``is_saturated``: demand above the
+        capacity, so the real need is unknown; 0 without the column).
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
     rows = metrics.loc[observed_mask(metrics), [SERVER_ID, METRIC, DS, VALUE]]
     if rows.empty:
         return _empty()
+    saturated = (metrics.loc[rows.index, "is_saturated"].astype("boolean").fillna(False).astype(bool)
+                 if "is_saturated" in metrics.columns else pd.Series(False, index=rows.index))
     day = pd.to_datetime(rows[DS]).dt.floor("D")
-    daily = (rows.assign(**{DS: day}).groupby([SERVER_ID, METRIC, DS], sort=True, observed=True)[VALUE]
-             .max().reset_index())
+    daily = (rows.assign(**{DS: day}, saturated=saturated)
+             .groupby([SERVER_ID, METRIC, DS], sort=True, observed=True)
+             .agg(**{VALUE: (VALUE, "max"), "saturated": ("saturated", "any")}).reset_index())
     limits = {m: cfg.threshold_for(str(m)) for m in daily[METRIC].unique()}
     over = (daily[VALUE].to_numpy(float) > daily[METRIC].map(limits).to_numpy(float))
     keys = [SERVER_ID, METRIC]
@@ -74,12 +79,14 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         "over_30": (over & (age < 30)).astype(np.int64), "over_90": (over & (age < 90)).astype(np.int64),
         "over_ds": daily[DS].where(over), "over_latest": (latest & over).astype(np.int64),
         "recent_value": daily[VALUE].where(recent),
+        "saturated_recent": (recent & daily["saturated"].to_numpy(bool)).astype(np.int64),
     })
     out = frame.groupby(keys, sort=True, observed=True).agg(
         observed_days=("one", "sum"), last_observed=(DS, "max"), last_value=(VALUE, "last"),
         recent_days=("recent", "sum"), days_over_recent=("over_recent", "sum"), days_over_30d=("over_30", "sum"),
         days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max"),
-        over_latest=("over_latest", "sum"), recent_peak=("recent_value", "max")).reset_index()
+        over_latest=("over_latest", "sum"), recent_peak=("recent_value", "max"),
+        days_saturated_recent=("saturated_recent", "sum")).reset_index()
     runs_over_now = (cfg.current_last_days > 0) & (out["over_latest"] >= cfg.current_last_days)
     out["already_breaching"] = (out["days_over_recent"] >= cfg.current_min_days_over) | runs_over_now
     return out[list(CURRENT_COLUMNS)]
@@ -135,7 +142,8 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
 
 
 def _empty() -> pd.DataFrame:
-    ints = ("observed_days", "recent_days", "days_over_recent", "days_over_30d", "days_over_90d")
+    ints = ("observed_days", "recent_days", "days_over_recent", "days_over_30d", "days_over_90d",
+            "days_saturated_recent")
     return pd.DataFrame({
         **{c: pd.Series(dtype=object) for c in (SERVER_ID, METRIC)},
         "last_observed": pd.Series(dtype="datetime64[ns]"), "last_value": pd.Series(dtype=float),

@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 METRICS, FORECASTS, BACKTESTS = "metrics", "forecasts", "backtest_forecasts"
 # What the risk stage reads of each table (the flags where present).
 COLUMNS = {
-    METRICS: (SERVER_ID, DS, METRIC, VALUE, "is_imputed", "is_anomaly", "is_outlier"),
+    METRICS: (SERVER_ID, DS, METRIC, VALUE, "is_imputed", "is_anomaly", "is_outlier", "is_saturated"),
     FORECASTS: FORECAST_COLUMNS,
     BACKTESTS: BACKTEST_FORECAST_COLUMNS,
 }
