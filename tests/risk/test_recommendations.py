@@ -76,6 +76,8 @@ def test_a_server_over_its_threshold_now_is_sized_for_its_recent_peak_even_if_th
     assert rec["action"] == "upsize" and rec["finding"] == "already_breaching"
     # need: the recent 95 % of 8 cores x 1.2 / 0.8 = 11.4 cores -> 12 (the forecast alone needs 8)
     assert rec["recommended_cpu_cores"] == 12 and "(from 8 cores" in rec["rationale"]
+    # Needed already: "upsize ... now", not "by" a day that has passed (the needed_by date stays the last day).
+    assert rec["needed_by"] == LAST_DAY and " now" in rec["rationale"] and " by 20" not in rec["rationale"]
 
 
 def test_rightsize_never_goes_below_what_the_forecast_needs() -> None:

@@ -159,6 +159,8 @@ def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     out["at_risk"] = out.index.isin(urgent.index)
     out["at_risk_metrics"] = at_risk_metrics.reindex(out.index).fillna("")
     out["needed_by"] = urgent["needed"].reindex(out.index)
+    # Needed already (the most urgent series runs over its threshold): the rationale says "now", not a past date.
+    out["needed_now"] = (urgent["status"] == Status.ALREADY_BREACHING.value).reindex(out.index, fill_value=False)
     out["risk_reason"] = urgent["reason"].reindex(out.index).fillna("")
     out["unassessed_reason"] = unassessed.reindex(out.index).fillna("")
     out["fully_assessed"] = fully_assessed(risk, cfg).reindex(out.index, fill_value=False).to_numpy()
@@ -185,6 +187,7 @@ class _ServerView:
         risk = _risk_by_server(server_risk, cfg).reindex(inv[SERVER_ID])
         risk["at_risk"] = _flag(risk["at_risk"])
         risk["fully_assessed"] = _flag(risk["fully_assessed"])
+        risk["needed_now"] = _flag(risk["needed_now"])
         for col in ("at_risk_metrics", "risk_reason", "unassessed_reason"):
             risk[col] = risk[col].fillna("")
         risk.loc[risk["unassessed_reason"].eq("") & ~risk["fully_assessed"], "unassessed_reason"] = \
@@ -427,10 +430,10 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
                        "; more than the largest standard size is needed: split the workload", "")
     # Nothing to say it grows from where the inventory knows neither size.
     was = (" (from " + current + ")").where(current != "unknown cores / unknown GB", "")
-    upsize = (risk["risk_reason"] + "; upsize to " + sizes + was + " by " + _day(risk["needed_by"]) + too_big)
+    when = (" by " + _day(risk["needed_by"])).where(~risk["needed_now"], " now")
+    upsize = (risk["risk_reason"] + "; upsize to " + sizes + was + when + too_big)
     other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
-    upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity by "
-                          + _day(risk["needed_by"]))
+    upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity" + when)
     decommission = pd.Series(_idle_text(idl), index=need.index) + "; forecast stays idle: decommission"
     consolidate = ("under-used (" + peaks + "); move onto " + placed["host_server_id"].fillna("") + " in "
                    + placed["group"].fillna("") + ": combined daily upper bound peaks at "
