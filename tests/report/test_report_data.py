@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from report_lake import RISKIEST, SERVERS
 
 from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data, profile_features
@@ -53,6 +54,11 @@ def test_model_accuracy_and_cluster_map(report_lake: Lake, settings) -> None:
     accuracy = model_accuracy(data.table("backtests"))
     assert list(accuracy["model"])[-1] == "seasonal_naive"
     assert accuracy.set_index("model").loc["autoets", "selected"] == 16
+    # Per series first (the mean over its windows), then the median across series: the executive summary's
+    # "median of the chosen models" is the same statistic.
+    bt = data.table("backtests")
+    one = bt[bt["model"] == "autoets"].groupby(["server_id", "metric"])["mase"].mean().median()
+    assert accuracy.set_index("model").loc["autoets", "median_mase"] == pytest.approx(one)
     points = cluster_map(data)
     assert len(points) == len(SERVERS) and set(points["cluster_label"]) == {"growing", "idle", "steady business-day"}
     # Named profile features a planner reads (average vs peak CPU), not principal components.
