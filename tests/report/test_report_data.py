@@ -181,3 +181,20 @@ def test_level_definitions_fit_the_thresholds_and_the_forecast_horizon(report_la
     assert rows["Medium"][0].endswith("within the 90-day forecast")
     assert {k.key: k for k in kpis(short)}["critical"].note == "breach likely within the 90-day forecast"
     assert not any("within 120 days" in " ".join(r) or "within 200 days" in " ".join(r) for r in assumptions(short))
+
+
+def test_headlines_say_why_servers_without_a_full_history_are_only_kept(report_lake: Lake, settings) -> None:
+    """fastStorage: 31 days of history for a 60-day assessment; its idle servers were kept and nothing said why."""
+    import dataclasses
+
+    from capacity_forecaster.report.summary import headlines
+
+    data = load_report_data(report_lake, settings)
+    recs = data.tables["recommendations"].copy()
+    said = " ".join(headlines(data, ranked_risks(data)))
+    assert "without a sizing review" not in said
+    recs["finding"] = ["insufficient_data"] * 3 + ["optimized"] * (len(recs) - 3)
+    thin = dataclasses.replace(data, tables={**data.tables, "recommendations": recs})
+    said = " ".join(headlines(thin, ranked_risks(thin)))
+    assert ("3 servers are kept without a sizing review: cpu and memory are not both forecast on at least 60 days "
+            "of history") in said

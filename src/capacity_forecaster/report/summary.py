@@ -19,7 +19,17 @@ from capacity_forecaster.report.risks import (
     server_levels,
     stale_servers,
 )
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money, numeric, plural, priced_servers
+from capacity_forecaster.report.text import (
+    NO_PRICES,
+    NOT_PRICED,
+    cents,
+    day,
+    money,
+    numeric,
+    plural,
+    priced_servers,
+    says_something,
+)
 from capacity_forecaster.risk.current import rule_text
 from capacity_forecaster.risk.levels import actions_text
 from capacity_forecaster.risk.seasonal import MIN_PERIODS, month_ends_covered
@@ -404,14 +414,20 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
                          "their last data, nothing recommended; check their monitoring).")
         first = live_risks(ranked).dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
         for row in first.to_dict("records") if now.empty else []:
-            names = ", ".join(str(row[c]) for c in ("hostname", "application") if isinstance(row.get(c), str))
-            lines.append(f"First forecast breach: {row['server_id']} ({names}) {row['metric']} on "
+            names = ", ".join(str(row[c]) for c in ("hostname", "application") if says_something([row.get(c)]))
+            named = f"{row['server_id']} ({names})" if names else str(row["server_id"])
+            lines.append(f"First forecast breach: {named} {row['metric']} on "
                          f"{day(row['breach_ds'])}, {_days(int(row['days_to_breach']))} after the last observation.")
     recs = data.table("recommendations")
     if recs is None:
         lines.append("Right-sizing recommendations are not available: run capfc risk.")
     else:
         lines.append(savings_sentence(recs))
+        thin = int(recs["finding"].eq("insufficient_data").sum()) if "finding" in recs.columns else 0
+        if thin:
+            lines.append(f"{plural(thin, 'server')} {'is' if thin == 1 else 'are'} kept without a sizing review: "
+                         f"cpu and memory are not both forecast on at least {data.settings.risk.min_history_days} "
+                         "days of history, so right-sizing, consolidation and decommissioning wait for more data.")
     chosen = chosen_models(data)
     if len(chosen) and chosen["mase"].notna().any():
         lines.append("Forecasts come from a model chosen per series on its backtests (the metric's default model "
