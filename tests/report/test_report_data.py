@@ -198,3 +198,23 @@ def test_headlines_say_why_servers_without_a_full_history_are_only_kept(report_l
     said = " ".join(headlines(thin, ranked_risks(thin)))
     assert ("3 servers are kept without a sizing review: cpu and memory are not both forecast on at least 60 days "
             "of history") in said
+
+
+def test_assumptions_say_how_many_days_rest_on_few_samples(tmp_path, settings) -> None:
+    """Rnd in UTC days: the first day and 31 July hold 2 hours of samples each; the pack never said so."""
+    from capacity_forecaster.config import LakeConfig
+    from capacity_forecaster.storage.manifest import stage_run
+
+    lake = Lake.open(str(tmp_path / "lake"), LakeConfig(), for_writing=True)
+    assert load_report_data(lake, settings).coverage is None  # no raw rows: no row in the assumptions
+    days = pd.date_range("2013-06-30", periods=10).date
+    raw = pd.DataFrame({"server_id": "vm-1", "ds": list(days) * 2, "metric": ["cpu"] * 10 + ["memory"] * 10,
+                        "value": 50.0, "coverage": 1.0, "low_coverage": False})
+    raw.loc[[0, 10, 9], ["coverage", "low_coverage"]] = [0.083, True]
+    with stage_run(lake, "ingest", settings) as run:
+        run.wrote(lake.write_table("raw_metrics", raw))
+    data = load_report_data(lake, settings)
+    assert data.coverage == (3, 20)
+    rows = {a: (v, n) for a, v, n in assumptions(data)}
+    assert rows["Sample coverage"][0] == "3 of 20 server-metric days under 50 % of their samples"
+    assert "partial first and last days" in rows["Sample coverage"][1]

@@ -80,6 +80,8 @@ class ReportData:
         accuracy: the current and up to ``report.accuracy_runs`` earlier forecast runs scored against
             the actuals observed since (``accuracy_history``); None without forecasts, or when
             ``load_report_data`` was not asked for it (the dashboard).
+        coverage: (days with under ``ingest.min_coverage`` of their expected samples, days) over the raw
+            daily rows (server x metric x day); None without ``raw_metrics`` or its ``low_coverage`` column.
     """
 
     lake_uri: str
@@ -94,6 +96,7 @@ class ReportData:
     runs: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     accuracy: AccuracyHistory | None = None
+    coverage: tuple[int, int] | None = None
 
     def table(self, name: str) -> pd.DataFrame | None:
         """A stage table, or None when the lake does not have it."""
@@ -309,6 +312,16 @@ def _period(con: Any) -> tuple[dt.date, dt.date] | None:
     return pd.Timestamp(first).date(), pd.Timestamp(last).date()
 
 
+def _coverage(lake: Lake, con: Any) -> tuple[int, int] | None:
+    """(low-coverage days, days) of ``raw_metrics``; None without the table or its ``low_coverage`` column."""
+    info = lake.table_info("raw_metrics")
+    if info is None or "low_coverage" not in info.schema.names:
+        return None
+    ((low, total),) = con.execute(
+        "SELECT count(*) FILTER (WHERE low_coverage), count(*) FROM raw_metrics").fetchall()
+    return int(low or 0), int(total or 0)
+
+
 def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, weekly: bool = True) -> ReportData:
     """Read the stage tables and metric aggregates the reports need; absent tables stay None.
 
@@ -338,7 +351,7 @@ def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, w
             tables[name] = frame
         elif name in SMALL_TABLES:
             log.info("report: table %s is absent (%s)", name, not_available(name))
-    means = peaks = profiles = period = None
+    means = peaks = profiles = period = coverage = None
     runs = list_runs(lake)
     size = chunk_size(settings.report.chunk_servers)
     con = connect(lake)
@@ -349,6 +362,7 @@ def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, w
             means = weekly_utilisation(con, settings.report.heatmap_metric) if weekly else None
             peaks = weekly_peaks(con, settings.report.heatmap_metric)
             profiles = profile_features(con, size)
+        coverage = _coverage(lake, con)
     finally:
         con.close()
     scored = (accuracy_history(lake, settings.report.accuracy_runs, runs, size)
@@ -356,7 +370,7 @@ def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, w
     return ReportData(
         lake_uri=lake.uri, settings=settings, generated=dt.datetime.now(dt.UTC), tables=tables,
         forecasts=forecasts, weekly=means, peaks=peaks, profiles=profiles, period=period, runs=runs,
-        versions=versions, accuracy=scored,
+        versions=versions, accuracy=scored, coverage=coverage,
     )
 
 

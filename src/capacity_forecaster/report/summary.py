@@ -314,6 +314,18 @@ def level_definitions(data: ReportData) -> list[tuple[str, str, str]]:
              "or last year's period-end peak, grown, crosses the threshold")]
 
 
+def _coverage_row(data: ReportData) -> list[tuple[str, str, str]]:
+    """The share of days resting on few samples (partial first and last days of an export, gaps): none
+    without the raw daily rows."""
+    if data.coverage is None or not data.coverage[1]:
+        return []
+    low, total = data.coverage
+    share = data.settings.ingest.min_coverage
+    return [("Sample coverage", f"{low:,} of {total:,} server-metric days under {share * 100:g} % of their samples",
+             "partial first and last days of an export and gaps; such a day's P95 rests on few samples but is "
+             "used like any other day" if low else "every day has most of its expected samples")]
+
+
 def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
     """The settings and data behind the numbers, as (assumption, value, note) rows."""
     s = data.settings
@@ -322,6 +334,7 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
     rows = [
         ("Breach threshold", f"{risk.threshold:g} % of capacity", f"per-metric overrides: {overrides or 'none'}"),
         ("Utilisation statistic", f"daily P{s.ingest.percentile:g}", "per server and metric, in percent of capacity"),
+        *_coverage_row(data),
         _horizon_row(data),
         ("Forecast interval", f"{fc.interval:.0%} central interval", "the lower and upper bound of each forecast day"),
         *level_definitions(data),
