@@ -202,6 +202,6 @@ def test_assumptions_show_the_horizon_of_the_forecasts_used(full_report) -> None
     book = load_workbook(report_file(result, XLSX_FILE), read_only=True)
     rows = {r[0]: r[1:] for r in book["Assumptions"].iter_rows(values_only=True)}
     assert rows["Forecast horizon"][0] == "90 days"
-    assert "forecast.horizon in the configuration: 180 days" in rows["Forecast horizon"][1]
+    assert "(the configured default is 180 days)" in rows["Forecast horizon"][1]
     text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
     assert "Forecast horizon 90 days" in text and "Forecast horizon 180 days" not in text

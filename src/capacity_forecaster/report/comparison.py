@@ -235,8 +235,8 @@ def headline(scenario: StoredScenario) -> str:
     first = by[EARLIEST]
     money_text = (f"savings {NOT_PRICED} ({NO_PRICES})" if savings.base is None and savings.scenario is None
                   else f"net savings {savings.base_text} \u2192 {savings.scenario_text} per month")
-    return (f"This report shows the base; beside it, the what-if scenario \u201c{scenario.name}\u201d stored by "
-            f"capfc risk: servers at risk {risk.base_text} \u2192 {risk.scenario_text}, earliest breach "
+    return (f"This report shows the base; beside it, the what-if scenario \u201c{scenario.name}\u201d: "
+            f"servers at risk {risk.base_text} \u2192 {risk.scenario_text}, earliest breach "
             f"{first.base_text} \u2192 {first.scenario_text}, {money_text}; series {change_text(scenario.changes)}.")
 
 

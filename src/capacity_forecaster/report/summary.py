@@ -286,7 +286,7 @@ def _horizon_row(data: ReportData) -> tuple[str, str, str]:
     if horizon is None:
         return ("Forecast horizon", f"{_days(fc.horizon)} (configured)",
                 f"forecasts {not_available('forecasts')}; {models}")
-    configured = "" if horizon == fc.horizon else f"; forecast.horizon in the configuration: {_days(fc.horizon)}"
+    configured = "" if horizon == fc.horizon else f" (the configured default is {_days(fc.horizon)})"
     return "Forecast horizon", _days(horizon), f"of the forecasts in the lake{configured}; {models}"
 
 
