@@ -190,3 +190,26 @@ def test_a_saturated_series_says_its_real_need_is_unknown() -> None:
     assert "saturated" not in out.loc["hot", "reason"]
     # Without the column (a lake written before issue 10) nothing is saturated.
     assert (current_state(metrics.drop(columns="is_saturated"), RiskConfig())["days_saturated_recent"] == 0).all()
+
+
+def test_a_long_gap_inside_the_recent_days_is_said() -> None:
+    """fastStorage VM 636: saturated until 25 August, no data until one idle day on 11 September. Its last 14
+    observed days reach back a month; the reason says so instead of reading like 'over on 12 of 14 days now'."""
+    values = np.r_[np.full(100, 40.0), np.full(19, 100.0), 0.0]
+    metrics = make_history(["gap", "steady"], metrics=("cpu",), values=values)
+    silent = (metrics["server_id"] == "gap") & metrics["ds"].between(LAST_DAY - pd.Timedelta(days=15),
+                                                                      LAST_DAY - pd.Timedelta(days=1))
+    metrics = metrics[~silent]
+    state = current_state(metrics, RiskConfig()).set_index("server_id")
+    assert state.loc["gap", "recent_gap_days"] == 15 and state.loc["gap", "recent_gap_resumed"] == LAST_DAY
+    assert state.loc["steady", "recent_gap_days"] == 0 and pd.isna(state.loc["steady", "recent_gap_resumed"])
+    out = _assess(make_forecast("gap", "cpu", np.full(30, 100.0)), metrics).set_index("server_id")
+    assert out.loc["gap", "status"] == "already_breaching"  # over on 4 of its last 14 observed days
+    assert out.loc["gap", "reason"].endswith(f"no data for 15 days before {LAST_DAY.date()}, so its recent days "
+                                             "reach back before the gap: check its monitoring")
+    assert "no data for" not in out.loc["steady", "reason"]
+    # A gap shorter than stale_after_days (a long weekend) is not worth a word; 0 turns the check off.
+    assert "no data for" not in _assess(make_forecast("gap", "cpu", np.full(30, 100.0)), metrics,
+                                        RiskConfig(stale_after_days=16)).set_index("server_id").loc["gap", "reason"]
+    assert "no data for" not in _assess(make_forecast("gap", "cpu", np.full(30, 100.0)), metrics,
+                                        RiskConfig(stale_after_days=0)).set_index("server_id").loc["gap", "reason"]

@@ -27,7 +27,7 @@ BREACH_EXTRA_COLUMNS = (
 )
 # current_state columns carried into server_risk (the rest is already there from the history).
 _CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
-                    "days_saturated_recent")
+                    "days_saturated_recent", "recent_gap_days", "recent_gap_resumed")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -133,6 +133,12 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
                                      "no risk level assigned",
                        out[METRIC] + ": no observed value (every day missing or imputed); no risk level assigned")
     status = out["status"]
+    # A gap as long as the one that makes a series stale, inside its recent days: they reach further back than
+    # their count says (a VM saturated until 25 August, then silent until one idle day on 11 September).
+    gap_days = out["recent_gap_days"]
+    gap = ("; no data for " + gap_days.astype("string") + " days before " + _fmt_day(out["recent_gap_resumed"])
+           + ", so its recent days reach back before the gap: check its monitoring").where(
+        (cfg.stale_after_days > 0) & (gap_days >= max(cfg.stale_after_days, 1)), "")
     is_short = (out["history_days"] < cfg.min_history_days).to_numpy()
     has_forecast = out["first_forecast"].notna().to_numpy()
     breaching = np.where(has_forecast, over + "; " + text, over)
@@ -141,7 +147,7 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     return pd.Series(np.select(
         [status == Status.NO_DATA.value, status == Status.ALREADY_BREACHING.value,
          status == Status.SHORT_HISTORY.value, status == Status.NO_FORECAST.value],
-        [no_data, breaching, short + "; " + text, missing], default=text), index=out.index, dtype=object)
+        [no_data, breaching, short + "; " + text, missing], default=text), index=out.index, dtype=object) + gap
 
 
 def assess_breaches(
@@ -232,7 +238,7 @@ def assess_breaches(
     carried = current[[*keys, *_CURRENT_CARRIED]] if current is not None else \
         pd.DataFrame(columns=[*keys, *_CURRENT_CARRIED])
     out = out.merge(carried, on=keys, how="left")
-    for column in ("days_over_recent", "days_over_30d", "days_over_90d", "days_saturated_recent"):
+    for column in ("days_over_recent", "days_over_30d", "days_over_90d", "days_saturated_recent", "recent_gap_days"):
         out[column] = out[column].astype(float).fillna(0).astype(np.int64)
     out["recent_days"] = np.minimum(out["history_days"].fillna(0).astype(np.int64), cfg.current_window_days)
     out["last_over_ds"] = pd.to_datetime(out["last_over_ds"])

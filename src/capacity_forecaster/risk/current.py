@@ -18,7 +18,7 @@ from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_col
 
 CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
                    "days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
-                   "recent_peak", "days_saturated_recent")
+                   "recent_peak", "days_saturated_recent", "recent_gap_days", "recent_gap_resumed")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -52,7 +52,10 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         days_over_recent, days_over_30d, days_over_90d, last_over_ds (last observed day over the
         threshold, NaT if none), already_breaching, recent_peak (the highest of the recent days),
         days_saturated_recent (recent days with a saturated value, ``is_saturated``: demand above the
-        capacity, so the real need is unknown; 0 without the column).
+        capacity, so the real need is unknown; 0 without the column), recent_gap_days and
+        recent_gap_resumed (the longest run of days without data between two recent days, and the day
+        the data resumed after it: the recent days reach further back than their count says; 0 / NaT
+        without a gap).
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
     rows = metrics.loc[observed_mask(metrics), [SERVER_ID, METRIC, DS, VALUE]]
@@ -73,6 +76,9 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     age = (last - daily[DS]).dt.total_seconds().to_numpy(float) / _DAY.total_seconds()
     recent = from_end < cfg.current_window_days
     latest = from_end < cfg.current_last_days
+    # Days without data before each day, counted where both ends are recent days.
+    gap = ((daily[DS] - grouped[DS].shift(1)).dt.days - 1).fillna(0).to_numpy(np.int64)
+    gap = np.where(from_end < cfg.current_window_days - 1, gap, 0)
     frame = pd.DataFrame({
         SERVER_ID: daily[SERVER_ID], METRIC: daily[METRIC], DS: daily[DS], VALUE: daily[VALUE],
         "one": 1, "recent": recent.astype(np.int64), "over_recent": (recent & over).astype(np.int64),
@@ -80,13 +86,17 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         "over_ds": daily[DS].where(over), "over_latest": (latest & over).astype(np.int64),
         "recent_value": daily[VALUE].where(recent),
         "saturated_recent": (recent & daily["saturated"].to_numpy(bool)).astype(np.int64),
+        "gap": gap,
     })
     out = frame.groupby(keys, sort=True, observed=True).agg(
         observed_days=("one", "sum"), last_observed=(DS, "max"), last_value=(VALUE, "last"),
         recent_days=("recent", "sum"), days_over_recent=("over_recent", "sum"), days_over_30d=("over_30", "sum"),
         days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max"),
         over_latest=("over_latest", "sum"), recent_peak=("recent_value", "max"),
-        days_saturated_recent=("saturated_recent", "sum")).reset_index()
+        days_saturated_recent=("saturated_recent", "sum"), recent_gap_days=("gap", "max")).reset_index()
+    longest = frame.loc[frame.groupby(keys, sort=True, observed=True)["gap"].idxmax(), [*keys, DS]]
+    resumed = pd.Series(pd.to_datetime(longest[DS].to_numpy()), index=out.index)
+    out["recent_gap_resumed"] = resumed.where(out["recent_gap_days"] > 0)
     runs_over_now = (cfg.current_last_days > 0) & (out["over_latest"] >= cfg.current_last_days)
     out["already_breaching"] = (out["days_over_recent"] >= cfg.current_min_days_over) | runs_over_now
     return out[list(CURRENT_COLUMNS)]
@@ -143,13 +153,13 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
 
 def _empty() -> pd.DataFrame:
     ints = ("observed_days", "recent_days", "days_over_recent", "days_over_30d", "days_over_90d",
-            "days_saturated_recent")
+            "days_saturated_recent", "recent_gap_days")
     return pd.DataFrame({
         **{c: pd.Series(dtype=object) for c in (SERVER_ID, METRIC)},
         "last_observed": pd.Series(dtype="datetime64[ns]"), "last_value": pd.Series(dtype=float),
         **{c: pd.Series(dtype=np.int64) for c in ints},
         "last_over_ds": pd.Series(dtype="datetime64[ns]"), "already_breaching": pd.Series(dtype=bool),
-        "recent_peak": pd.Series(dtype=float),
+        "recent_peak": pd.Series(dtype=float), "recent_gap_resumed": pd.Series(dtype="datetime64[ns]"),
     })[list(CURRENT_COLUMNS)]
 
 
