@@ -9,7 +9,7 @@ from risk_frames import LAST_DAY, make_forecast, make_history
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
-from capacity_forecaster.risk.current import current_state
+from capacity_forecaster.risk.current import current_state, mark_stale
 from capacity_forecaster.schema import SERVER_RISK_COLUMNS
 
 
@@ -192,24 +192,36 @@ def test_a_saturated_series_says_its_real_need_is_unknown() -> None:
     assert (current_state(metrics.drop(columns="is_saturated"), RiskConfig())["days_saturated_recent"] == 0).all()
 
 
-def test_a_long_gap_inside_the_recent_days_is_said() -> None:
-    """fastStorage VM 636: saturated until 25 August, no data until one idle day on 11 September. Its last 14
-    observed days reach back a month; the reason says so instead of reading like 'over on 12 of 14 days now'."""
-    values = np.r_[np.full(100, 40.0), np.full(19, 100.0), 0.0]
-    metrics = make_history(["gap", "steady"], metrics=("cpu",), values=values)
-    silent = (metrics["server_id"] == "gap") & metrics["ds"].between(LAST_DAY - pd.Timedelta(days=15),
-                                                                      LAST_DAY - pd.Timedelta(days=1))
-    metrics = metrics[~silent]
-    state = current_state(metrics, RiskConfig()).set_index("server_id")
+def test_a_long_gap_inside_the_recent_days_is_said_and_a_thin_return_is_stale() -> None:
+    """fastStorage VMs 626 and 636: saturated until 27 August, then one 5-minute sample on the last day of the
+    trace. Over on 13 of their last 14 observed days, they read as breaching now; their data had stopped."""
+    def gapped(after: int) -> pd.DataFrame:
+        values = np.r_[np.full(90, 40.0), np.full(30 - after, 100.0), np.full(after, 10.0)]
+        metrics = make_history(["gap", "steady"], metrics=("cpu",), values=values)
+        silent = (metrics["server_id"] == "gap") & metrics["ds"].between(
+            LAST_DAY - pd.Timedelta(days=14 + after), LAST_DAY - pd.Timedelta(days=after))
+        return metrics[~silent]
+
+    cfg = RiskConfig()
+    forecast = make_forecast("gap", "cpu", np.full(30, 100.0))
+    thin = gapped(1)
+    state = current_state(thin, cfg).set_index("server_id")
     assert state.loc["gap", "recent_gap_days"] == 15 and state.loc["gap", "recent_gap_resumed"] == LAST_DAY
+    assert state.loc["gap", "days_after_gap"] == 1
     assert state.loc["steady", "recent_gap_days"] == 0 and pd.isna(state.loc["steady", "recent_gap_resumed"])
-    out = _assess(make_forecast("gap", "cpu", np.full(30, 100.0)), metrics).set_index("server_id")
-    assert out.loc["gap", "status"] == "already_breaching"  # over on 4 of its last 14 observed days
-    assert out.loc["gap", "reason"].endswith(f"no data for 15 days before {LAST_DAY.date()}, so its recent days "
-                                             "reach back before the gap: check its monitoring")
-    assert "no data for" not in out.loc["steady", "reason"]
-    # A gap shorter than stale_after_days (a long weekend) is not worth a word; 0 turns the check off.
-    assert "no data for" not in _assess(make_forecast("gap", "cpu", np.full(30, 100.0)), metrics,
-                                        RiskConfig(stale_after_days=16)).set_index("server_id").loc["gap", "reason"]
-    assert "no data for" not in _assess(make_forecast("gap", "cpu", np.full(30, 100.0)), metrics,
-                                        RiskConfig(stale_after_days=0)).set_index("server_id").loc["gap", "reason"]
+    assessed = _assess(forecast, thin)
+    assert assessed.set_index("server_id").loc["gap", "status"] == "already_breaching"  # 13 of 14 observed days
+    out = mark_stale(assessed, cfg).set_index("server_id")
+    stopped = LAST_DAY - pd.Timedelta(days=16)
+    assert out.loc["gap", "status"] == "stale" and out.loc["gap", "stale_since"] == stopped
+    assert out.loc["gap", "reason"].startswith(f"cpu: no data since {stopped.date()} but 1 day from {LAST_DAY.date()}")
+    assert out.loc["steady", "status"] == "already_breaching" and pd.isna(out.loc["steady", "stale_since"])
+    # Back for 3 days (enough to say something current): still breaching, and the reason says there was a gap.
+    back = mark_stale(_assess(forecast, gapped(3)), cfg).set_index("server_id").loc["gap"]
+    assert back["status"] == "already_breaching" and back["reason"].endswith(
+        f"no data for 15 days before {(LAST_DAY - pd.Timedelta(days=2)).date()}, so its recent days reach back "
+        "before the gap: check its monitoring")
+    # A gap shorter than stale_after_days (a long weekend) is neither; 0 turns both off.
+    for off in (RiskConfig(stale_after_days=16), RiskConfig(stale_after_days=0)):
+        row = mark_stale(_assess(forecast, thin, off), off).set_index("server_id").loc["gap"]
+        assert row["status"] == "already_breaching" and "no data" not in row["reason"]

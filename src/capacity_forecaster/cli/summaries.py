@@ -81,8 +81,9 @@ def risk_headline(summary: dict[str, Any]) -> str:
             f"{summary.get('servers_already_breaching', 0)} ({summary.get('current_rule', '?')}); "
             f"{summary.get('servers_at_risk', 0)} at risk; series by level: "
             + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items())
-            + (f"; {summary['servers_stale']} stale (data ending over {summary.get('stale_after_days', '?')} days "
-               "before the fleet's: check their monitoring)" if summary.get("servers_stale") else ""))
+            + (f"; {summary['servers_stale']} stale (no data for over {summary.get('stale_after_days', '?')} days "
+               "before the fleet's latest day, or only a day or two since: check their monitoring)"
+               if summary.get("servers_stale") else ""))
 
 
 def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
@@ -101,7 +102,8 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
             stale = row.get("status") == "stale"
             over = int(row.get("days_over_recent") or 0)
             breach = (f"now ({over} recent {'day' if over == 1 else 'days'} over)" if now else
-                      f"stale: no data since {row.get('last_observed')}" if stale else row["breach_ds"] or "-")
+                      f"stale: no data since {row.get('stale_since') or row.get('last_observed')}" if stale else
+                      row["breach_ds"] or "-")
             days = "0" if now else "-" if stale or row["days_to_breach"] is None else str(row["days_to_breach"])
             prob = percent(row["breach_probability"])
             table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,

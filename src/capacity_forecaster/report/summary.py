@@ -422,9 +422,10 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
                      f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")
         stale = stale_servers(ranked)
         if stale:
-            lines.append(f"{plural(stale, 'server')} {'is' if stale == 1 else 'are'} stale: data ending more than "
-                         f"{data.settings.risk.stale_after_days} days before the rest of the fleet's (levels as of "
-                         "their last data, nothing recommended; check their monitoring).")
+            lines.append(f"{plural(stale, 'server')} {'is' if stale == 1 else 'are'} stale: data stopped more than "
+                         f"{data.settings.risk.stale_after_days} days before the rest of the fleet's, or came back "
+                         "for only a day or two since (levels as of their last data, nothing recommended; check "
+                         "their monitoring).")
         first = live_risks(ranked).dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
         for row in first.to_dict("records") if now.empty else []:
             names = ", ".join(str(row[c]) for c in ("hostname", "application") if says_something([row.get(c)]))

@@ -23,11 +23,11 @@ BREACH_EXTRA_COLUMNS = (
     "status", "threshold", "breach_upper_ds", "days_to_upper_breach", "likely_breach_ds", "peak_upper",
     "horizon_days", "history_days", "last_observed", "seasonal_peak", "analogue_peak", "analogue_breach_ds",
     "analogue_days_above", "sustained_breach_probability", "days_over_recent", "days_over_30d", "days_over_90d",
-    "last_over_ds", "reason", "forecast_breach_ds",
+    "last_over_ds", "reason", "forecast_breach_ds", "recent_gap_days", "recent_gap_resumed", "days_after_gap",
 )
 # current_state columns carried into server_risk (the rest is already there from the history).
 _CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
-                    "days_saturated_recent", "recent_gap_days", "recent_gap_resumed")
+                    "days_saturated_recent", "recent_gap_days", "recent_gap_resumed", "days_after_gap")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -136,9 +136,11 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     # A gap as long as the one that makes a series stale, inside its recent days: they reach further back than
     # their count says (a VM saturated until 25 August, then silent until one idle day on 11 September).
     gap_days = out["recent_gap_days"]
+    # (Fewer days than make a series breaching after it, and the series is stale: ``current.mark_stale``.)
     gap = ("; no data for " + gap_days.astype("string") + " days before " + _fmt_day(out["recent_gap_resumed"])
            + ", so its recent days reach back before the gap: check its monitoring").where(
-        (cfg.stale_after_days > 0) & (gap_days >= max(cfg.stale_after_days, 1)), "")
+        (cfg.stale_after_days > 0) & (gap_days >= max(cfg.stale_after_days, 1))
+        & (out["days_after_gap"] >= cfg.current_min_days_over), "")
     is_short = (out["history_days"] < cfg.min_history_days).to_numpy()
     has_forecast = out["first_forecast"].notna().to_numpy()
     breaching = np.where(has_forecast, over + "; " + text, over)
@@ -238,7 +240,8 @@ def assess_breaches(
     carried = current[[*keys, *_CURRENT_CARRIED]] if current is not None else \
         pd.DataFrame(columns=[*keys, *_CURRENT_CARRIED])
     out = out.merge(carried, on=keys, how="left")
-    for column in ("days_over_recent", "days_over_30d", "days_over_90d", "days_saturated_recent", "recent_gap_days"):
+    for column in ("days_over_recent", "days_over_30d", "days_over_90d", "days_saturated_recent", "recent_gap_days",
+                   "days_after_gap"):
         out[column] = out[column].astype(float).fillna(0).astype(np.int64)
     out["recent_days"] = np.minimum(out["history_days"].fillna(0).astype(np.int64), cfg.current_window_days)
     out["last_over_ds"] = pd.to_datetime(out["last_over_ds"])

@@ -18,7 +18,8 @@ from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_col
 
 CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
                    "days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
-                   "recent_peak", "days_saturated_recent", "recent_gap_days", "recent_gap_resumed")
+                   "recent_peak", "days_saturated_recent", "recent_gap_days", "recent_gap_resumed",
+                   "days_after_gap")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -55,7 +56,7 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         capacity, so the real need is unknown; 0 without the column), recent_gap_days and
         recent_gap_resumed (the longest run of days without data between two recent days, and the day
         the data resumed after it: the recent days reach further back than their count says; 0 / NaT
-        without a gap).
+        without a gap), days_after_gap (observed days from that day on; 0 without a gap).
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
     rows = metrics.loc[observed_mask(metrics), [SERVER_ID, METRIC, DS, VALUE]]
@@ -94,9 +95,10 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max"),
         over_latest=("over_latest", "sum"), recent_peak=("recent_value", "max"),
         days_saturated_recent=("saturated_recent", "sum"), recent_gap_days=("gap", "max")).reset_index()
-    longest = frame.loc[frame.groupby(keys, sort=True, observed=True)["gap"].idxmax(), [*keys, DS]]
-    resumed = pd.Series(pd.to_datetime(longest[DS].to_numpy()), index=out.index)
-    out["recent_gap_resumed"] = resumed.where(out["recent_gap_days"] > 0)
+    longest = frame.groupby(keys, sort=True, observed=True)["gap"].idxmax().to_numpy()
+    has_gap = out["recent_gap_days"] > 0
+    out["recent_gap_resumed"] = pd.Series(pd.to_datetime(frame[DS].to_numpy()[longest]), index=out.index).where(has_gap)
+    out["days_after_gap"] = np.where(has_gap, from_end[longest] + 1, 0).astype(np.int64)
     runs_over_now = (cfg.current_last_days > 0) & (out["over_latest"] >= cfg.current_last_days)
     out["already_breaching"] = (out["days_over_recent"] >= cfg.current_min_days_over) | runs_over_now
     return out[list(CURRENT_COLUMNS)]
@@ -122,12 +124,17 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     is not "already breaching" now and nothing is recommended on it: its reason says to check its
     monitoring. Needs the whole fleet's rows (``stage.conclude``), not a chunk's.
 
+    A series whose data stopped for at least ``stale_after_days`` and came back for fewer than
+    ``current_min_days_over`` days (``stopped_after_gap``) is stale too: those days say nothing current
+    (fastStorage's VMs that stop mid-trace keep one sample on its last day). ``stale_since`` is the day
+    the data stopped (the last observed day, or the last day before such a gap); NaT elsewhere.
+
     Args:
         server_risk: server_id, metric, status, reason, last_observed (``breach.assess_breaches``).
         cfg: risk settings (``stale_after_days``; 0 = off).
 
     Returns:
-        A copy of ``server_risk`` with the stale series' status and reason changed.
+        A copy of ``server_risk`` with the stale series' status and reason changed and ``stale_since`` added.
     """
     observed = server_risk["status"] != Status.NO_DATA.value
     last = pd.to_datetime(server_risk["last_observed"])
@@ -139,21 +146,48 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     latest = min(last[observed].max(), tomorrow)
     behind = (latest - last).dt.days
     stale = (observed & (behind > cfg.stale_after_days)).to_numpy()
-    if not stale.any():
-        return server_risk
+    resumed = stopped_after_gap(server_risk, cfg)
+    gapped = observed.to_numpy() & ~stale & resumed.notna().to_numpy()
     out = server_risk.copy()
+    out["stale_since"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
+    if not (stale.any() or gapped.any()):
+        return out
     since = last[stale].dt.strftime("%Y-%m-%d")
     out.loc[stale, "reason"] = (out.loc[stale, METRIC] + ": no data since " + since + ", "
                                 + behind[stale].astype(int).astype(str) + " days before the fleet's latest day ("
                                 + f"{latest:%Y-%m-%d}): check its monitoring, or remove the server from the "
                                 "inventory if it was retired; as of its last data: " + out.loc[stale, "reason"])
-    out.loc[stale, "status"] = Status.STALE.value
+    out.loc[stale, "stale_since"] = last[stale]
+    # Data that stopped, then came back for fewer days than make a series breaching (fastStorage VMs 626 and
+    # 636: saturated until 27 August, one 5-minute sample on the last day of the trace).
+    stopped = resumed[gapped] - pd.to_timedelta(server_risk.loc[gapped, "recent_gap_days"].astype(int) + 1, unit="D")
+    after = server_risk.loc[gapped, "days_after_gap"].astype(int)
+    out.loc[gapped, "reason"] = (
+        out.loc[gapped, METRIC] + ": no data since " + stopped.dt.strftime("%Y-%m-%d") + " but "
+        + after.astype(str) + np.where(after == 1, " day", " days") + " from " + resumed[gapped].dt.strftime("%Y-%m-%d")
+        + ": check its monitoring (a stopped or migrated server?); as of the data before the gap: "
+        + out.loc[gapped, "reason"])
+    out.loc[gapped, "stale_since"] = stopped
+    out.loc[stale | gapped, "status"] = Status.STALE.value
     return out
+
+
+def stopped_after_gap(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
+    """Per row, the day the data resumed after a gap of at least ``stale_after_days`` inside the recent days,
+    where fewer than ``current_min_days_over`` observed days follow it (too few to say anything current);
+    NaT elsewhere, and everywhere when the columns are absent or the rule is off."""
+    columns = {"recent_gap_days", "recent_gap_resumed", "days_after_gap"}
+    if cfg.stale_after_days <= 0 or not columns <= set(server_risk.columns):
+        return pd.Series(pd.NaT, index=server_risk.index, dtype="datetime64[ns]")
+    gap = pd.to_numeric(server_risk["recent_gap_days"], errors="coerce").fillna(0)
+    after = pd.to_numeric(server_risk["days_after_gap"], errors="coerce").fillna(0)
+    thin = (gap >= cfg.stale_after_days) & (after > 0) & (after < cfg.current_min_days_over)
+    return pd.to_datetime(server_risk["recent_gap_resumed"]).where(thin)
 
 
 def _empty() -> pd.DataFrame:
     ints = ("observed_days", "recent_days", "days_over_recent", "days_over_30d", "days_over_90d",
-            "days_saturated_recent", "recent_gap_days")
+            "days_saturated_recent", "recent_gap_days", "days_after_gap")
     return pd.DataFrame({
         **{c: pd.Series(dtype=object) for c in (SERVER_ID, METRIC)},
         "last_observed": pd.Series(dtype="datetime64[ns]"), "last_value": pd.Series(dtype=float),
@@ -163,4 +197,4 @@ def _empty() -> pd.DataFrame:
     })[list(CURRENT_COLUMNS)]
 
 
-__all__ = ["CURRENT_COLUMNS", "current_state", "mark_stale", "observed_mask", "rule_text"]
+__all__ = ["CURRENT_COLUMNS", "current_state", "mark_stale", "observed_mask", "rule_text", "stopped_after_gap"]

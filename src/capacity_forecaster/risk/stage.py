@@ -126,6 +126,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
             {"server_id": r[SERVER_ID], "metric": r[METRIC], "risk_level": r["risk_level"], "status": r["status"],
              "days_over_recent": int(r["days_over_recent"]), "threshold": float(r["threshold"]),
              "breach_ds": _iso(r["breach_ds"]), "last_observed": _iso(r.get("last_observed")),
+             "stale_since": _iso(r.get("stale_since")),
              "days_to_breach": None if pd.isna(r["days_to_breach"]) else int(r["days_to_breach"]),
              # Unrounded: every output formats it once (levels.percent).
              "breach_probability": None if pd.isna(r["breach_probability"]) else float(r["breach_probability"]),
@@ -322,14 +323,15 @@ def render_summary(result: RiskResult) -> str:
     lines.append(f"Already breaching: {s.get('servers_already_breaching', 0)} servers ({s.get('current_rule', '')})")
     lines.append(f"At risk: {s['servers_at_risk']} servers")
     if s.get("servers_stale"):
-        lines.append(f"Stale: {s['servers_stale']} servers whose data end more than {s.get('stale_after_days', '')} "
-                     "days before the fleet's latest day: levels as of their last data, nothing recommended; "
-                     "check their monitoring")
+        lines.append(f"Stale: {s['servers_stale']} servers whose data stopped more than "
+                     f"{s.get('stale_after_days', '')} days before the fleet's latest day (or came back for only a "
+                     "day or two since): levels as of their last data, nothing recommended; check their monitoring")
     for r in s["at_risk"]:
         now = r.get("status") == Status.ALREADY_BREACHING.value
         when = (f"already breaching: over {r['threshold']:g} % on {r['days_over_recent']} of the last "
                 f"{s.get('current_window_days', '')} observed days" if now else
-                f"stale: no data since {r.get('last_observed')}" if r.get("status") == Status.STALE.value else
+                f"stale: no data since {r.get('stale_since') or r.get('last_observed')}"
+                if r.get("status") == Status.STALE.value else
                 f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
                 f"last year's peak, grown, crosses {r['analogue_breach_ds']}" if r["analogue_breach_ds"] else
                 f"upper bound crosses {r['breach_upper_ds']}" if r["breach_upper_ds"] else "breach possible")
