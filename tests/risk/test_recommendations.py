@@ -144,3 +144,18 @@ def test_a_server_only_in_the_inventory_is_said_to_have_no_metrics() -> None:
     assert recs.loc["retired", "rationale"] == ("not assessed: no metrics were delivered for this server (it is "
                                                 "only in the inventory)")
     assert "no metrics" not in recs.loc["ok", "rationale"]
+
+
+def test_a_kept_server_whose_upper_bound_is_over_the_threshold_is_watched_not_called_fine() -> None:
+    """Rnd VM 383: upper bound 85 % at a low level; the rationale read as if nothing were wrong."""
+    rows = [{"server_id": s, "cpu_cores": 8, "memory_gb": 32, "monthly_cost_usd": 500.0} for s in ("edge", "calm")]
+    metrics, forecasts, inv = _case({"edge": (60.0, 60.0), "calm": (60.0, 60.0)}, rows)
+    edge = forecasts.index[(forecasts["server_id"] == "edge") & (forecasts["metric"] == "cpu")]
+    forecasts.loc[edge[30], "yhat_upper"] = 85.0  # one wide day
+    recs = _recommend(metrics, forecasts, inv)
+    assert recs.loc["edge", "action"] == "keep" and recs.loc["calm", "action"] == "keep"
+    assert recs.loc["edge", "rationale"].endswith("the upper bound is over the threshold, but a breach is not "
+                                                  "likely: watch")
+    assert "watch" not in recs.loc["calm", "rationale"]
+    assert "no smaller standard size would save 10% and stay under 80 % with 20 % headroom" in recs.loc[
+        "calm", "rationale"]

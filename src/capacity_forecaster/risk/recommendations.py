@@ -445,7 +445,11 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     host = ("consolidation host for " + guests.fillna("") + ": combined daily upper bound peaks at "
             + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / " + _fmt(placed["host_peak_memory"], "{:.0f} %")
             + f" memory (limit {cfg.consolidation_target:g} %)")
-    keep = peaks + f"; no smaller standard size under {target} saves {cfg.rightsize_min_savings:.0%}"
+    keep = peaks + f"; no smaller standard size would save {cfg.rightsize_min_savings:.0%} and stay under {target}"
+    # An upper bound over the threshold at a low level: not likely enough to act on, but not "optimized" either.
+    above = ((need["cpu_peak_upper"].astype(float) > cfg.threshold_for("cpu"))
+             | (need["memory_peak_upper"].astype(float) > cfg.threshold_for("memory")))
+    keep = keep.where(~above, keep + "; the upper bound is over the threshold, but a breach is not likely: watch")
     watch = risk["max_code"].fillna(-1) > RiskLevel.LOW.value
     keep = keep.where(~watch, peaks + "; at risk below the upsize level (" + cfg.upsize_min_level
                       + f", with a breach probability of at least {cfg.upsize_min_probability:.0%}): watch")
