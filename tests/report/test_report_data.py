@@ -218,3 +218,15 @@ def test_assumptions_say_how_many_days_rest_on_few_samples(tmp_path, settings) -
     rows = {a: (v, n) for a, v, n in assumptions(data)}
     assert rows["Sample coverage"][0] == "3 of 20 server-metric days under 50 % of their samples"
     assert "partial first and last days" in rows["Sample coverage"][1]
+
+
+def test_recommendations_are_ordered_most_urgent_first() -> None:
+    from capacity_forecaster.report.risks import ordered_recommendations
+
+    recs = pd.DataFrame({
+        "server_id": ["keep-a", "dec-a", "up-late", "up-now", "right-a", "right-b"],
+        "action": ["keep", "decommission", "upsize", "upsize", "rightsize", "rightsize"],
+        "needed_by": [pd.NaT, pd.NaT, pd.Timestamp("2026-09-01"), pd.Timestamp("2026-06-30"), pd.NaT, pd.NaT],
+        "monthly_savings": [0.0, 900.0, -300.0, -100.0, 50.0, 400.0]})
+    assert ordered_recommendations(recs)["server_id"].tolist() == [
+        "up-now", "up-late", "right-b", "right-a", "dec-a", "keep-a"]

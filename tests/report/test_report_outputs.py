@@ -69,8 +69,16 @@ def test_workbook_sheets_headers_and_rows_match_the_lake(full_report) -> None:
     assert rows["At-risk servers"][1][:2] == (RISKIEST, "nyc-prd-app01")
     assert rows["At-risk servers"][1][5] == "critical"
     assert len(rows["Recommendations"]) == len(recs) + 1
-    savings = [r[list(rows["Recommendations"][0]).index("Savings / month (USD)")] for r in rows["Recommendations"][1:]]
-    assert savings == sorted(savings, reverse=True) and sum(savings) == pytest.approx(recs["monthly_savings"].sum())
+    header = list(rows["Recommendations"][0])
+    savings = [r[header.index("Savings / month (USD)")] for r in rows["Recommendations"][1:]]
+    assert sum(savings) == pytest.approx(recs["monthly_savings"].sum())
+    # Most urgent first (upsizes, then the rest by action), the largest savings first within an action.
+    actions = [r[header.index("Action")] for r in rows["Recommendations"][1:]]
+    order = ["upsize", "rightsize", "consolidate", "decommission", "keep"]
+    assert [order.index(a) for a in actions] == sorted(order.index(a) for a in actions)
+    for action in set(actions) - {"upsize"}:
+        mine = [s for s, a in zip(savings, actions, strict=True) if a == action]
+        assert mine == sorted(mine, reverse=True)
     assert len(rows["Clusters"]) == len(lake.read_table("clusters")) + 1
     assert rows["Forecast data"][0] == tuple(WEEKLY_FORECAST_COLUMNS.values())
     weeks = query(lake, "SELECT count(DISTINCT (server_id, metric, date_trunc('week', ds))) AS n FROM forecasts")

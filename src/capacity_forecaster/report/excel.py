@@ -23,7 +23,7 @@ from capacity_forecaster.report.forecast_sheet import (
     write_forecast_sheets,
 )
 from capacity_forecaster.report.lineage import lineage
-from capacity_forecaster.report.risks import level_counts, report_risks
+from capacity_forecaster.report.risks import level_counts, ordered_recommendations, report_risks
 from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
 from capacity_forecaster.report.summary import assumptions, data_period_text, fleet_text, kpis
 from capacity_forecaster.report.text import NOT_PRICED, cents
@@ -243,8 +243,7 @@ def build_workbook(data: ReportData) -> bytes:
     if recs is None:
         unavailable(ws, "recommendations")
     else:
-        frame = _names(data, recs, ("cpu_cores", "memory_gb")).sort_values(
-            ["monthly_savings", "server_id"], ascending=[False, True])
+        frame = ordered_recommendations(_names(data, recs, ("cpu_cores", "memory_gb")))
         # Unknown cost today: the projection and the saving are unknown too (keeping a server saves 0 either way).
         unpriced = frame["current_monthly_cost"].isna()
         frame = _not_priced(frame, unpriced, ("current_monthly_cost", "projected_monthly_cost"))

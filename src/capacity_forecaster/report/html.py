@@ -31,6 +31,7 @@ from capacity_forecaster.report.risks import (
     breach_phrase,
     breach_when,
     level_of,
+    ordered_recommendations,
     report_risks,
     risk_row,
     threshold_of,
@@ -270,7 +271,7 @@ def _recommendation_rows(data: ReportData) -> str:
     recs = data.table("recommendations")
     if recs is None:
         return _na(not_available("recommendations"))
-    shown = recs[recs["action"] != "keep"].sort_values(["monthly_savings", "server_id"], ascending=[False, True])
+    shown = ordered_recommendations(recs[recs["action"] != "keep"])
     if shown.empty:
         return _na("Every server keeps its current size.")
     # A decommissioned or consolidated server is removed: "-", not a size of 0 cores.

@@ -43,7 +43,7 @@ from capacity_forecaster.report.comparison import (
 )
 from capacity_forecaster.report.data import ReportData, not_available, table_title
 from capacity_forecaster.report.lineage import lineage
-from capacity_forecaster.report.risks import AT_RISK_LEVELS, breach_when, report_risks
+from capacity_forecaster.report.risks import AT_RISK_LEVELS, breach_when, ordered_recommendations, report_risks
 from capacity_forecaster.report.summary import (
     Kpi,
     assumptions,
@@ -215,10 +215,7 @@ UNPRICED_ROWS = 12  # recommended actions listed when nothing is priced (all of 
 
 def _unpriced_actions(recs: pd.DataFrame, width: float) -> list[Flowable]:
     """Without prices the page lists what to do (the most urgent actions first), not an empty savings chart."""
-    acting = recs[recs["action"] != "keep"]
-    order = {action: i for i, action in enumerate(("upsize", "rightsize", "consolidate", "decommission"))}
-    acting = acting.assign(_o=acting["action"].map(order).fillna(len(order))).sort_values(
-        ["_o", "server_id"], kind="stable")
+    acting = ordered_recommendations(recs[recs["action"] != "keep"])
     story: list[Flowable] = [Paragraph("Recommended actions", H1), Paragraph(
         f"Savings are {NOT_PRICED}: {NO_PRICES}. {plural(len(acting), 'server')} with a recommended action"
         + (f"; the first {UNPRICED_ROWS} below, all" if len(acting) > UNPRICED_ROWS else ", listed below and")

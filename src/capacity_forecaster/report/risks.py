@@ -117,6 +117,22 @@ def report_risks(data: ReportData) -> pd.DataFrame:
     return reported_breaches(ranked_risks(data))
 
 
+# Recommendations most urgent first: what needs money or a change soonest, then what saves the most.
+ACTION_ORDER = ("upsize", "rightsize", "consolidate", "decommission", "keep")
+
+
+def ordered_recommendations(recs: pd.DataFrame) -> pd.DataFrame:
+    """Recommendations in the one order the tables use: action (upsize first, keep last), the date the capacity
+    is needed (soonest first), savings (largest first), server_id."""
+    rank = recs["action"].map({a: i for i, a in enumerate(ACTION_ORDER)}).fillna(len(ACTION_ORDER))
+    needed = pd.to_datetime(recs["needed_by"]) if "needed_by" in recs.columns else pd.Series(pd.NaT, index=recs.index)
+    savings = pd.to_numeric(recs["monthly_savings"], errors="coerce") if "monthly_savings" in recs.columns else 0.0
+    keyed = recs.assign(_rank=rank, _needed=needed, _savings=savings)
+    keyed = keyed.sort_values(["_rank", "_needed", "_savings", "server_id"], ascending=[True, True, False, True],
+                              na_position="last", kind="stable")
+    return keyed.drop(columns=["_rank", "_needed", "_savings"])
+
+
 def stale_since(row: Mapping[Any, Any]) -> Any:
     """The day a stale series' data stopped: ``stale_since`` (a thin return after a gap is not fresh data),
     else its last observed day (lakes written before the column)."""
