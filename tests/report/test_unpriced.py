@@ -170,3 +170,22 @@ def test_unpriced_savings_sentence_names_only_the_actions_taken() -> None:
                          "current_monthly_cost": float("nan"), "monthly_savings": [float("nan")] * 8 + [0.0] * 2})
     assert savings_sentence(recs) == ("Recommended actions (servers): 8 upsize, 2 keep. Savings are not priced "
                                       "(no monthly cost in the inventory).")
+
+
+@pytest.mark.parametrize(("hostnames", "want"), [(["", None], ["Server", "Action"]),
+                                                  (["web-01", ""], ["Server", "Hostname", "Action"])])
+def test_workbook_leaves_out_name_columns_that_tell_nothing(tmp_path, hostnames, want) -> None:
+    from openpyxl import Workbook
+
+    from capacity_forecaster.report.sheets import write_frame
+
+    frame = pd.DataFrame({"server_id": ["a", "b"], "hostname": hostnames, "application": "unknown",
+                          "action": ["keep", "upsize"]})
+    workbook = Workbook(write_only=True)
+    ws = workbook.create_sheet("Recommendations")
+    columns = {"server_id": "Server", "hostname": "Hostname", "application": "Application", "action": "Action"}
+    assert write_frame(ws, frame, columns, "Recs") == [{"Server": "server_id", "Hostname": "hostname",
+                                                        "Action": "action"}[h] for h in want]
+    workbook.save(tmp_path / "x.xlsx")
+    rows = list(load_workbook(tmp_path / "x.xlsx", read_only=True)["Recommendations"].iter_rows(values_only=True))
+    assert list(rows[0]) == want and len(rows) == 3

@@ -148,8 +148,9 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame, foreca
     if recs is not None and len(recs):
         ws.append([])
         ws.append([styled(ws, h, header=True) for h in ("Savings by action", "Servers", "Savings / month (USD)")])
-        grouped = recs.groupby("action").agg(n=("server_id", "size"),
-                                             s=("monthly_savings", lambda v: v.sum(min_count=1)))
+        priced = recs.assign(monthly_savings=recs["monthly_savings"].where(recs["current_monthly_cost"].notna()))
+        grouped = priced.groupby("action").agg(n=("server_id", "size"),
+                                               s=("monthly_savings", lambda v: v.sum(min_count=1)))
         for action, row in grouped.sort_values("s", ascending=False).iterrows():
             saved = (styled(ws, NOT_PRICED) if pd.isna(row["s"]) else styled(ws, cents(row["s"]), fmt=_MONEY))
             ws.append([str(action).capitalize(), int(row["n"]), saved])
@@ -244,10 +245,10 @@ def build_workbook(data: ReportData) -> bytes:
         unavailable(ws, "recommendations")
     else:
         frame = ordered_recommendations(_names(data, recs, ("cpu_cores", "memory_gb")))
-        # Unknown cost today: the projection and the saving are unknown too (keeping a server saves 0 either way).
+        # Unknown cost today: the projection and the saving are unknown too (a kept server's $0 beside "not
+        # priced" costs read as a priced figure).
         unpriced = frame["current_monthly_cost"].isna()
-        frame = _not_priced(frame, unpriced, ("current_monthly_cost", "projected_monthly_cost"))
-        frame = _not_priced(frame, unpriced & (frame["action"] != "keep"), ("monthly_savings",))
+        frame = _not_priced(frame, unpriced, ("current_monthly_cost", "projected_monthly_cost", "monthly_savings"))
         write_frame(ws, frame, RECOMMENDATION_COLUMNS, "Recommendations",
                     {**_SIZES, **{c: _MONEY for c in ("current_monthly_cost", "projected_monthly_cost",
                                                        "monthly_savings")}},

@@ -14,7 +14,7 @@ from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.data import not_available
-from capacity_forecaster.report.text import labelled
+from capacity_forecaster.report.text import labelled, says_something
 
 # A write-only worksheet (openpyxl does not export its class publicly).
 Worksheet = Any
@@ -50,6 +50,9 @@ def styled(ws: Worksheet, value: Any, *, header: bool = False, fmt: str | None =
     return cell
 
 
+NAME_COLUMNS = ("hostname", "application", "environment")
+
+
 def write_frame(ws: Worksheet, frame: pd.DataFrame, columns: dict[str, str], name: str,
                 formats: dict[str, str] | None = None, widths: dict[str, int] | None = None) -> list[str]:
     """Write ``frame`` as an Excel table with friendly headers and readable machine words (``text.labelled``:
@@ -58,7 +61,9 @@ def write_frame(ws: Worksheet, frame: pd.DataFrame, columns: dict[str, str], nam
     Returns:
         The lake columns written, in sheet order.
     """
-    present = header(ws, frame.columns, columns, widths)
+    # Name columns that tell nothing (an inventory of ids only: empty hostnames, "unknown" applications) are left out.
+    silent = [c for c in NAME_COLUMNS if c in frame.columns and len(frame) and not says_something(frame[c])]
+    present = header(ws, frame.columns.drop(silent), columns, widths)
     append_rows(ws, labelled(frame[present]), present, formats)
     add_table(ws, name, present, columns, len(frame))
     return present
