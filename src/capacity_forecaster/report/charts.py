@@ -28,6 +28,7 @@ from capacity_forecaster.report.summary import (
     cluster_ringed,
     model_accuracy,
     profile_text,
+    series_mase,
     week_grid,
 )
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, model_label, money, plural, priced_servers
@@ -247,12 +248,14 @@ def accuracy_chart(data: ReportData) -> Figure:
     models = list(summary["model"])
     height = max(3.8, 0.42 * len(models) + 1.8)
     low, high = style.WHISKER_PERCENTILES
-    series = [backtests.loc[backtests["model"] == m, "mase"].dropna().to_numpy(float) for m in models]
+    per_series = series_mase(backtests)
+    series = [per_series.loc[per_series["model"] == m, "mase"].dropna().to_numpy(float) for m in models]
     cap = style.axis_cap([style.box_stats(s)["upperfence"] for s in series])
     beyond = np.concatenate([s[s > cap] for s in series]) if series else np.array([])
     subtitle = ("MASE = mean absolute error / in-sample error of a weekly seasonal-naive forecast (1.0, dashed); "
                 f"{backtest_windows(backtests)} backtest windows per series")
-    xlabel = (f"MASE per series and cutoff: box P25-P75, whiskers P{low:g}-P{high:g}, dots beyond"
+    xlabel = (f"MASE per series (mean over its backtest windows): box P25-P75, whiskers P{low:g}-P{high:g}, "
+              "dots beyond"
               + (f"; {len(beyond)} values above {cap:.1f} drawn as \u25b6 on the edge (up to {beyond.max():.1f})"
                  if len(beyond) else ""))
     fig = style.new_figure(11, height, title, subtitle)

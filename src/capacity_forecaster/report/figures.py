@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.risks import level_counts
-from capacity_forecaster.report.summary import cluster_range, model_accuracy, week_grid
+from capacity_forecaster.report.summary import cluster_range, model_accuracy, series_mase, week_grid
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, day, model_label, money, plural, priced_servers
 
 METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
@@ -303,10 +303,11 @@ def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
     triangles, their real values in the hover and in the axis title.
     """
     summary = model_accuracy(backtests)
+    per_series = series_mase(backtests)
     low, high = style.WHISKER_PERCENTILES
     traces, stats = [], {}
     for row in summary.itertuples():
-        values = backtests.loc[backtests["model"] == row.model, "mase"].dropna().to_numpy(float)
+        values = per_series.loc[per_series["model"] == row.model, "mase"].dropna().to_numpy(float)
         stats[str(row.model)] = (values, style.box_stats(values))
     cap = style.axis_cap([s["upperfence"] for _, s in stats.values()])
     beyond_total, worst = 0, 0.0
@@ -333,8 +334,8 @@ def accuracy_box(backtests: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(autorange="reversed", type="category")
     cut = f"; {beyond_total} values beyond {cap:.1f} drawn on the edge (up to {worst:.1f})" if beyond_total else ""
     # Two lines: plotly never wraps an axis title, and one line ran past the right edge of the chart.
-    fig.update_xaxes(title_text=f"MASE per series and cutoff (1 = in-sample weekly seasonal-naive error)<br>box "
-                     f"P25-P75, whiskers P{low:g}-P{high:g}, points beyond{cut}", range=[0, cap * 1.02])
+    fig.update_xaxes(title_text="MASE per series, mean over its windows (1 = in-sample weekly seasonal-naive error)"
+                     f"<br>box P25-P75, whiskers P{low:g}-P{high:g}, points beyond{cut}", range=[0, cap * 1.02])
     fig.update_layout(showlegend=False)
     return styled(fig, "Forecast accuracy by model (backtest MASE, lower is better)", max(300, 40 * len(summary) + 140),
                   margin=margin(left=max(60, text_width(summary["model"].map(model_label)) + 12), bottom=84))

@@ -82,6 +82,14 @@ def model_accuracy(backtests: pd.DataFrame | None) -> pd.DataFrame:
     return out.sort_values("median_mase", na_position="last").reset_index()[cols]
 
 
+def series_mase(backtests: pd.DataFrame) -> pd.DataFrame:
+    """model, server_id, metric, mase: each series' mean MASE over its backtest windows (what the accuracy
+    charts draw, the statistic ``model_accuracy`` takes the median of)."""
+    means: pd.DataFrame = (backtests.groupby(["model", "server_id", "metric"], observed=True)["mase"].mean()
+                           .reset_index())
+    return means
+
+
 # The two profile features the cluster map plots, and their axis titles: what a planner reads off a
 # server's position (how busy it usually is, how much busier its busiest days are).
 CLUSTER_AXES = {
