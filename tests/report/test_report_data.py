@@ -110,7 +110,9 @@ def test_already_breaching_series_lead_the_ranking_the_cards_and_the_messages(re
     assert values["already_breaching"].value == 1
     assert values["earliest_breach"].text == "now" and values["earliest_breach"].note.startswith(
         f"{first['server_id']} {first['metric']}: over on 9 of the last 14")
-    assert headlines(data, ranked)[0].startswith("1 server is already breaching (over the threshold on >= 3")
+    said = headlines(data, ranked)
+    assert said[0].startswith("The data end on ")  # the fixture's data end months before today
+    assert said[1].startswith("1 server is already breaching (over the threshold on >= 3")
     table = _top_risk_rows(ranked, 5)
     first_row = table.split("<tbody>")[1].split("</tr>")[0]
     assert str(first["server_id"]) in first_row and ">now<" in first_row
@@ -230,3 +232,18 @@ def test_recommendations_are_ordered_most_urgent_first() -> None:
         "monthly_savings": [0.0, 900.0, -300.0, -100.0, 50.0, 400.0]})
     assert ordered_recommendations(recs)["server_id"].tolist() == [
         "up-now", "up-late", "right-b", "right-a", "dec-a", "keep-a"]
+
+
+def test_a_pack_made_long_after_its_data_says_as_of_when(report_lake: Lake, settings) -> None:
+    import dataclasses
+    import datetime as dt
+
+    from capacity_forecaster.report.summary import data_age_text
+
+    data = load_report_data(report_lake, settings)
+    last = data.period[1]
+    late = dataclasses.replace(data, generated=dt.datetime.combine(last, dt.time(9), dt.UTC) + dt.timedelta(days=160))
+    assert data_age_text(late) == (f"The data end on {last}, 160 days before this report: \u201cnow\u201d, "
+                                   f"\u201calready breaching\u201d and every date here are as of {last}.")
+    fresh = dataclasses.replace(data, generated=dt.datetime.combine(last, dt.time(9), dt.UTC) + dt.timedelta(days=3))
+    assert data_age_text(fresh) == ""

@@ -405,9 +405,26 @@ def data_period_text(data: ReportData) -> str:
     return "data period unknown" if data.period is None else f"{data.period[0]} to {data.period[1]}"
 
 
+def data_age_text(data: ReportData) -> str:
+    """A sentence when the data end more than ``risk.stale_after_days`` before the report was made (a pack
+    rendered months after its export): "now" and every date in it are as of the last data day. Empty otherwise."""
+    if data.period is None:
+        return ""
+    last = data.period[1]
+    days = (data.generated.date() - last).days
+    limit = max(data.settings.risk.stale_after_days, 1)
+    if days <= limit:
+        return ""
+    return (f"The data end on {last}, {_days(days)} before this report: \u201cnow\u201d, \u201calready "
+            f"breaching\u201d and every date here are as of {last}.")
+
+
 def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
     """Three to four plain-English sentences for the executive summary."""
     lines = []
+    age = data_age_text(data)
+    if age:
+        lines.append(age)
     inventory = data.table("inventory")
     total = len(inventory) if inventory is not None else len(server_levels(ranked))
     if ranked.empty:
