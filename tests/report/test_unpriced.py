@@ -189,3 +189,11 @@ def test_workbook_leaves_out_name_columns_that_tell_nothing(tmp_path, hostnames,
     workbook.save(tmp_path / "x.xlsx")
     rows = list(load_workbook(tmp_path / "x.xlsx", read_only=True)["Recommendations"].iter_rows(values_only=True))
     assert list(rows[0]) == want and len(rows) == 3
+
+
+@needs_pdftotext
+def test_pdf_contents_name_the_actions_page_when_nothing_is_priced(unpriced_report) -> None:
+    _lake, result = unpriced_report
+    text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
+    contents = text[text.index("In this pack"):][:300]
+    assert "Recommended actions" in contents and "Savings" not in contents

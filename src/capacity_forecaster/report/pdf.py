@@ -255,12 +255,13 @@ def _whatif_page(scenario: StoredScenario, width: float) -> list[Flowable]:
     story.append(Spacer(1, 0.15 * inch))
     changed = scenario.changed
     shown = changed.head(WHATIF_ROWS)
+    if shown.empty:
+        story.append(Paragraph(f"No series changes level or breach date ({change_text(scenario.changes)}).", BODY))
+        return story
     story.append(Paragraph(f"Series {change_text(scenario.changes)}"
                            + (f"; the {len(shown)} most affected" if len(shown) else "")
                            + (f" ({len(changed) - len(shown)} more in the workbook's What-if sheet)"
                               if len(changed) > len(shown) else ""), H2))
-    if shown.empty:
-        return story
     hosts = "hostname" in shown.columns and says_something(shown["hostname"])
     table: list[list[Any]] = [["Server", *(["Hostname"] if hosts else []), "Metric", "Change", "Base risk",
                                "Scenario risk", "Base breach", "Scenario breach", "Base P", "Scenario P",
@@ -381,7 +382,9 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
         story.append(Paragraph(escape(line), BULLET, bulletText="\u2022"))
     story.append(Spacer(1, 0.15 * inch))
     story.append(Paragraph("In this pack", H2))
-    sections = ["Executive summary", "Top risks and forecasts", "Savings",
+    recs = data.table("recommendations")
+    savings = "Savings" if recs is not None and priced_servers(recs) else "Recommended actions"
+    sections = ["Executive summary", "Top risks and forecasts", savings,
                 *(["What-if: base vs scenario"] if scenario is not None else []),
                 "Fleet utilisation", "Workload clusters", "Forecast accuracy", "Assumptions"]
     story.append(Paragraph(" &middot; ".join(sections), BODY))
@@ -415,7 +418,6 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
         story.append(chart)
     story.append(PageBreak())
 
-    recs = data.table("recommendations")
     if recs is not None and priced_servers(recs):
         story.append(_image(charts["savings_by_action.png"], width, min(3.0 * inch, body_height - 4.1 * inch)))
     story.extend(_savings_table(data, width))
