@@ -200,6 +200,13 @@ def test_headlines_say_why_servers_without_a_full_history_are_only_kept(report_l
     said = " ".join(headlines(thin, ranked_risks(thin)))
     assert ("3 servers are kept without a sizing review: cpu and memory are not both forecast on at least 60 days "
             "of history") in said
+    # fastStorage has no memory at all: more history will not help, and the sentence says what will not.
+    risk = thin.tables["server_risk"]
+    blind = risk[~((risk["metric"] == "memory") & risk["server_id"].isin(recs["server_id"].head(2)))]
+    no_memory = dataclasses.replace(thin, tables={**thin.tables, "server_risk": blind})
+    said = " ".join(headlines(no_memory, ranked_risks(no_memory)))
+    assert ("2 servers are kept without a sizing review: the data have no memory utilisation for them" in said
+            and "1 server is kept without a sizing review: cpu and memory are not both forecast" in said)
 
 
 def test_assumptions_say_how_many_days_rest_on_few_samples(tmp_path, settings) -> None:

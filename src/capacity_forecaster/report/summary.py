@@ -462,11 +462,7 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
         lines.append("Right-sizing recommendations are not available: run capfc risk.")
     else:
         lines.append(savings_sentence(recs))
-        thin = int(recs["finding"].eq("insufficient_data").sum()) if "finding" in recs.columns else 0
-        if thin:
-            lines.append(f"{plural(thin, 'server')} {'is' if thin == 1 else 'are'} kept without a sizing review: "
-                         f"cpu and memory are not both forecast on at least {data.settings.risk.min_history_days} "
-                         "days of history, so right-sizing, consolidation and decommissioning wait for more data.")
+        lines.extend(_unreviewed(recs, ranked, data.settings.risk.min_history_days))
     chosen = chosen_models(data)
     if len(chosen) and chosen["mase"].notna().any():
         lines.append("Forecasts come from a model chosen per series on its backtests (the metric's default model "
@@ -474,6 +470,25 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
                      f"{chosen['mase'].median():.2f} MASE (mean absolute error scaled by the in-sample error of "
                      "a weekly seasonal-naive forecast).")
     return lines
+
+
+def _unreviewed(recs: pd.DataFrame, ranked: pd.DataFrame, min_days: int) -> list[str]:
+    """Why servers were kept without a sizing review: no memory in the data (more data will not help), or
+    histories shorter than ``min_days`` (it will)."""
+    if "finding" not in recs.columns:
+        return []
+    thin = set(recs.loc[recs["finding"].eq("insufficient_data"), "server_id"])
+    with_memory = set(ranked.loc[ranked["metric"] == "memory", "server_id"]) if len(ranked) else set()
+    blind, short = len(thin - with_memory), len(thin & with_memory)
+    out = []
+    if blind:
+        out.append(f"{plural(blind, 'server')} {'is' if blind == 1 else 'are'} kept without a sizing review: "
+                   "the data have no memory utilisation for them, and sizing needs both cpu and memory.")
+    if short:
+        out.append(f"{plural(short, 'server')} {'is' if short == 1 else 'are'} kept without a sizing review: cpu "
+                   f"and memory are not both forecast on at least {min_days} days of history, so right-sizing, "
+                   "consolidation and decommissioning wait for more data.")
+    return out
 
 
 def savings_sentence(recs: pd.DataFrame) -> str:
