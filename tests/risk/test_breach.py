@@ -124,7 +124,7 @@ def test_a_series_over_its_threshold_now_is_already_breaching_whatever_its_forec
     assert "over 80 % on 5 of the last 14 observed days" in out["reason"] and "already breaching" in out["reason"]
     assert ("only 10 observed days" in out["reason"]) == (history_days == 10)
     # The day counts never claim a window longer than the history.
-    said = {10: "(5 of all 10 days; last", 31: "(5 of the last 30 days, 5 of all 31 days; last",
+    said = {10: "(5 of all 10 observed days; last", 31: "(5 of the last 30 days, 5 of all 31 observed days; last",
             120: "(5 of the last 30 days, 5 of the last 90; last"}
     assert said[history_days] in out["reason"]
 

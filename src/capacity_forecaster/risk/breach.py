@@ -109,14 +109,14 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     text = text + np.where(out["analogue_hit"], analogue, "")
     days = out["history_days"].astype("Int64").astype("string").fillna("0")
     window = f" of the last {cfg.current_window_days} observed days"
-    # The 30- and 90-day counts say "of all N days" where the history is shorter than the window.
+    # The 30- and 90-day counts say "of all N observed days" where the history is shorter than the window.
     span = (pd.to_datetime(out["last_observed"]) - pd.to_datetime(out["first_observed"])).dt.days + 1
-    spans = span.astype("Int64").astype("string").fillna("0")
     d30, d90 = out["days_over_30d"].astype("string"), out["days_over_90d"].astype("string")
+    # ... of its observed days (a gap makes the calendar span longer than the days there are to count).
     counts = pd.Series(np.select([span >= 90, span >= 30],
                                  [d30 + " of the last 30 days, " + d90 + " of the last 90",
-                                  d30 + " of the last 30 days, " + d90 + " of all " + spans + " days"],
-                                 default=d90 + " of all " + spans + " days"), index=out.index)
+                                  d30 + " of the last 30 days, " + d90 + " of all " + days + " observed days"],
+                                 default=d90 + " of all " + days + " observed days"), index=out.index)
     saturated = out["days_saturated_recent"]
     capped = ("; saturated (demand above capacity) on " + saturated.astype("string")
               + " of them: the real need is unknown, so any new size is a minimum").where(saturated > 0, "")
