@@ -364,7 +364,7 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
     parts.extend(f'<div class="warning" role="alert">{html.escape(line)}</div>' for line in runs.warnings())
     parts.append(f'<section class="kpis">{cards}</section>')
     scenario = stored_scenario(data)
-    lines = ([headline(scenario)] if scenario is not None else []) + headlines(data, ranked)
+    lines = headlines(data, ranked) + ([headline(scenario)] if scenario is not None else [])
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     parts.append(f'<section><h2>Key messages</h2><ul class="messages">{items}</ul></section>')
     recs = data.table("recommendations")

@@ -378,7 +378,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(Spacer(1, 0.25 * inch))
     story.append(Paragraph("Key messages", H2))
     scenario = stored_scenario(data)
-    for line in ([headline(scenario)] if scenario is not None else []) + headlines(data, ranked):
+    for line in headlines(data, ranked) + ([headline(scenario)] if scenario is not None else []):
         story.append(Paragraph(escape(line), BULLET, bulletText="\u2022"))
     story.append(Spacer(1, 0.15 * inch))
     story.append(Paragraph("In this pack", H2))
