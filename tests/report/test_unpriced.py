@@ -197,3 +197,25 @@ def test_pdf_contents_name_the_actions_page_when_nothing_is_priced(unpriced_repo
     text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
     contents = text[text.index("In this pack"):][:300]
     assert "Recommended actions" in contents and "Savings" not in contents
+
+
+def test_capacity_by_group_leaves_out_dimensions_the_inventory_does_not_know() -> None:
+    import datetime as dt
+
+    from capacity_forecaster.report.capacity import capacity_rows
+    from capacity_forecaster.report.data import ReportData
+
+    def table(groups: dict[str, str]) -> pd.DataFrame:
+        return pd.DataFrame({"group_by": list(groups), "group": list(groups.values()), "servers": 14,
+                             "servers_at_risk": 2, "days_remaining": 0.0,
+                             "earliest_breach_ds": pd.Timestamp("2013-08-30"),
+                             "earliest_breach": "bitbrains-407 cpu", "free_cpu_cores": 3.0, "free_memory_gb": 10.0,
+                             "reclaimable_cpu_cores": 7.0, "reclaimable_memory_gb": 24.6})
+
+    def rows(groups: dict[str, str]) -> list[str]:
+        data = ReportData("lake", Settings(), dt.datetime.now(dt.UTC), tables={"capacity_by_group": table(groups)})
+        return capacity_rows(data)["group_by"].tolist()
+
+    # Bitbrains: one datacenter, environment and application unknown: one row, not three equal ones.
+    assert rows({"datacenter": "bitbrains", "environment": "unknown", "application": "unknown"}) == ["datacenter"]
+    assert rows({"datacenter": "unknown", "environment": "unknown"}) == ["datacenter", "environment"]  # all unknown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData
+from capacity_forecaster.report.text import says_something
 
 # Shown columns -> headers, in order.
 CAPACITY_HEADERS = {
@@ -15,7 +16,8 @@ CAPACITY_HEADERS = {
 
 
 def capacity_rows(data: ReportData) -> pd.DataFrame:
-    """The groups, least time remaining first within each dimension (datacenter, environment, application).
+    """The groups, least time remaining first within each dimension (datacenter, environment, application);
+    a dimension whose every group is ``unknown`` is left out while another dimension is known.
 
     Returns:
         ``CAPACITY_HEADERS`` columns: time_remaining is ``now (srv cpu)`` for a group with an already
@@ -26,6 +28,11 @@ def capacity_rows(data: ReportData) -> pd.DataFrame:
     table = data.table("capacity_by_group")
     if table is None or table.empty:
         return pd.DataFrame(columns=list(CAPACITY_HEADERS))
+    # A dimension the inventory does not know (every server "unknown") only repeats the fleet: left out, unless
+    # every dimension is unknown (then one row still says what the fleet has).
+    known = table.groupby("group_by")["group"].transform(lambda g: says_something(g))
+    if known.any():
+        table = table[known.to_numpy(bool)]
     out = table.sort_values(["group_by", "days_remaining", "group"], na_position="last", kind="stable").copy()
     days = out["days_remaining"].astype("Float64")
     when = pd.to_datetime(out["earliest_breach_ds"]).dt.strftime("%Y-%m-%d")
