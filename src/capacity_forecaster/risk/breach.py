@@ -98,8 +98,8 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     peaks = (out[METRIC] + " forecast peaks at " + out["peak_yhat"].map("{:.1f} %".format) + " on "
              + _fmt_day(out["peak_ds"]) + peak_at + ", below " + thr)
     prob = ("; breach probability within " + out["horizon_days"].astype("string") + " days "
-            + out["breach_probability"].map("{:.0%}".format) + f" (on at least {cfg.medium_min_days} days "
-            + out["sustained_breach_probability"].map("{:.0%}".format) + ")")
+            + (out["breach_probability"] * 100).map("{:.0f} %".format) + f" (on at least {cfg.medium_min_days} days "
+            + (out["sustained_breach_probability"] * 100).map("{:.0f} %".format) + ")")
     text = np.where(out["breach_ds"].notna(), crosses, peaks)
     text = text + np.where(out["breach_ds"].isna() & out["breach_upper_ds"].notna(), upper, "") + prob
     analogue = ("; last year's " + out["analogue_period"].fillna("") + " peaks grown by this year's growth (x"
