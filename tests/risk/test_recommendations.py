@@ -110,6 +110,7 @@ def test_underused_servers_consolidate_within_their_group_only() -> None:
     metrics, forecasts, inv = _case(levels, rows)
     recs = _recommend(metrics, forecasts, inv)
     assert recs.loc["b", "action"] == "consolidate" and recs.loc["b", "target_server_id"] == "a"
+    assert "move onto a (datacenter NYC1, environment prod): combined" in recs.loc["b", "rationale"]
     assert recs.loc["b", "monthly_savings"] == recs.loc["b", "current_monthly_cost"]
     assert recs.loc["a", "action"] == "keep" and "consolidation host for b" in recs.loc["a", "rationale"]
     assert recs.loc["c", "action"] != "consolidate"

@@ -435,8 +435,11 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
     upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity" + when)
     decommission = pd.Series(_idle_text(idl), index=need.index) + "; forecast stays idle: decommission"
-    consolidate = ("under-used (" + peaks + "); move onto " + placed["host_server_id"].fillna("") + " in "
-                   + placed["group"].fillna("") + ": combined daily upper bound peaks at "
+    # The packing group "datacenter/environment" in words.
+    parts = placed["group"].fillna("/").astype(str).str.rsplit("/", n=1, expand=True).reindex(columns=[0, 1])
+    group = "datacenter " + parts[0].fillna("") + ", environment " + parts[1].fillna("")
+    consolidate = ("under-used (" + peaks + "); move onto " + placed["host_server_id"].fillna("") + " ("
+                   + group + "): combined daily upper bound peaks at "
                    + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / "
                    + _fmt(placed["host_peak_memory"], "{:.0f} %")
                    + f" memory of the host (limit {cfg.consolidation_target:g} %)")
