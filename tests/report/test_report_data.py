@@ -108,6 +108,19 @@ def test_already_breaching_series_lead_the_ranking_the_cards_and_the_messages(re
     assert len(already_breaching(ranked)) == 1 and breach_when(first.to_dict()) == ("now", "0")
     values = {k.key: k for k in kpis(data, ranked)}
     assert values["already_breaching"].value == 1
+    # Its server has a critical cpu forecast: a critical server, although its first-ranked row (breaching now on
+    # another metric) is high; the critical card has nothing to explain.
+    breaching_server = risk.loc[calm, "server_id"]
+    assert (risk.loc[risk["server_id"] == breaching_server, "risk_level"] == "critical").any()
+    assert values["critical"].value == 1 and "already breaching is high" not in values["critical"].note
+    # A server breaching now whose forecasts are all under the threshold is high: the critical card says why.
+    calm_servers = risk.groupby("server_id")["risk_level"].transform(lambda v: (v == "low").all())
+    quiet = risk.index[calm_servers & (risk["server_id"] != breaching_server)][0]
+    risk.loc[quiet, ["status", "risk_level", "days_over_recent"]] = ["already_breaching", "high", 4]
+    both = dataclasses.replace(data, tables={**data.tables, "server_risk": risk})
+    note = {k.key: k for k in kpis(both, ranked_risks(both))}["critical"].note
+    assert note.endswith("already breaching is high, not critical: its forecast does not make a new breach likely "
+                         "that soon") and "1 of the 2 already breaching" in note
     assert values["earliest_breach"].text == "now" and values["earliest_breach"].note.startswith(
         f"{first['server_id']} {first['metric']}: over on 9 of the last 14")
     said = headlines(data, ranked)

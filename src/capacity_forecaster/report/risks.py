@@ -189,8 +189,16 @@ def stale_servers(ranked: pd.DataFrame) -> int:
 
 
 def server_levels(ranked: pd.DataFrame) -> pd.DataFrame:
-    """The worst series of every server (``ranked_risks`` is ordered, so the first row per server)."""
-    return ranked.drop_duplicates("server_id", keep="first").reset_index(drop=True)
+    """The worst series of every server: its highest level, the first in ``ranked_risks`` order among equals.
+
+    (The ranking puts already breaching series first, so a server breaching now on disk (high) with a critical
+    cpu forecast must not be counted by its first row: it is a critical server.)
+    """
+    if ranked.empty:
+        return ranked.reset_index(drop=True)
+    codes = pd.Series(level_codes(ranked["risk_level"]), index=ranked.index)
+    worst = ranked.loc[codes.sort_values(ascending=False, kind="stable").index]
+    return worst.drop_duplicates("server_id", keep="first").reset_index(drop=True)
 
 
 def level_counts(ranked: pd.DataFrame) -> dict[str, int]:

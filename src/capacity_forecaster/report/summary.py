@@ -218,8 +218,14 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         out.append(Kpi("at_risk", "Servers at risk", at_risk, f"{at_risk:,}",
                        f"{counts['critical']} critical, {counts['high']} high, {counts['medium']} medium"
                        + stale_note))
+        # Already breaching is at least high: say why such a server is not counted critical here.
+        critical_servers = set(live.loc[live["risk_level"] == "critical", "server_id"])
+        high_now = len(set(now["server_id"]) - critical_servers)
+        why = (f"; {high_now} of the {servers_now} already breaching {'is' if high_now == 1 else 'are'} high, not "
+               f"critical: {'its' if high_now == 1 else 'their'} forecast does not make a new breach likely that "
+               "soon" if high_now else "")
         out.append(Kpi("critical", "Critical servers", counts["critical"], f"{counts['critical']:,}",
-                       _critical_note(data)))
+                       _critical_note(data) + why))
         breaches = live.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"])
         if len(now):
             first = now.iloc[0]
