@@ -434,7 +434,9 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     upsize = (risk["risk_reason"] + "; upsize to " + sizes + was + when + too_big)
     other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
     upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity" + when)
-    decommission = pd.Series(_idle_text(idl), index=need.index) + "; forecast stays idle: decommission"
+    # Idle by design is common in a bank (standby and disaster-recovery servers): the owner confirms first.
+    decommission = (pd.Series(_idle_text(idl), index=need.index) + "; forecast stays idle: decommission once its "
+                    "owner confirms it is not a standby or disaster-recovery server")
     # The packing group "datacenter/environment" in words.
     parts = placed["group"].fillna("/").astype(str).str.rsplit("/", n=1, expand=True).reindex(columns=[0, 1])
     group = "datacenter " + parts[0].fillna("") + ", environment " + parts[1].fillna("")
