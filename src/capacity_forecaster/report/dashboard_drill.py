@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from capacity_forecaster.report import comparison, figures, style
 from capacity_forecaster.report.risks import level_of, risk_row, threshold_of
-from capacity_forecaster.report.text import day, model_label, money, says_something
+from capacity_forecaster.report.text import day, model_label, money, server_title
 from capacity_forecaster.risk.levels import percent
 from capacity_forecaster.risk.whatif import apply_growth
 
@@ -34,8 +34,7 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
     model_text = (f"model {model_label(model['model'])}, backtest MASE {model['mase']:.2f}"
                   if model is not None and not pd.isna(model["mase"]) else
                   f"model {model_label(model['model'])}" if model is not None else "no forecast")
-    host = row.get("hostname")
-    title = (f"{server}{f' ({host})' if says_something([host]) and host != server else ''}: "
+    title = (f"{server_title(server, row.get('hostname'))}: "
              f"{figures.METRIC_NAMES.get(metric, metric)} - {model_text}")
     fig = figures.server_figure(title, past, future, threshold, row.get("breach_ds"), level,
                                 state.settings.forecast.interval, height=440,

@@ -46,7 +46,15 @@ from capacity_forecaster.report.summary import (
     headlines,
     kpis,
 )
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, plural, priced_servers, says_something
+from capacity_forecaster.report.text import (
+    NO_PRICES,
+    NOT_PRICED,
+    money,
+    plural,
+    priced_servers,
+    server_title,
+    told_columns,
+)
 from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
@@ -227,9 +235,7 @@ def forecast_figures(data: ReportData, ranked: pd.DataFrame, history: pd.DataFra
         threshold, level, breach = threshold_of(row, data, metric), level_of(row), row.get("breach_ds")
         name = figures.METRIC_NAMES.get(metric, metric)
         when = breach_phrase(row)
-        host = row.get("hostname")
-        named = f"{server} ({_text(host)})" if says_something([host]) and host != server else server
-        title = f"{named} {name}: {level} risk, {when}"
+        title = f"{html.escape(server_title(server, row.get('hostname')))} {name}: {level} risk, {when}"
         runs = (past_runs.loc[[key]].reset_index() if past_runs is not None and key in past_runs.index
                 else None)
         fig = figures.server_figure(title, past, future, threshold, breach, level, interval, height=480,
@@ -247,8 +253,8 @@ def _top_risk_rows(ranked: pd.DataFrame, count: int) -> str:
     if at_risk.empty:
         return _na("No series is at risk of a breach within the forecast horizon.")
     # Name columns that tell nothing (an inventory of ids only) are left out.
-    names = [(key, label) for key, label in (("hostname", "Hostname"), ("application", "Application"))
-             if key in at_risk.columns and says_something(at_risk[key])]
+    labels = {"hostname": "Hostname", "application": "Application"}
+    names = [(key, labels[key]) for key in told_columns(at_risk, labels)]
     rows = []
     for r in at_risk.to_dict("records"):
         when, days = breach_when(r)

@@ -61,6 +61,7 @@ from capacity_forecaster.report.text import (
     plural,
     priced_servers,
     says_something,
+    told_columns,
 )
 from capacity_forecaster.risk.levels import percent
 
@@ -153,9 +154,8 @@ def _top_risks(data: ReportData, ranked: pd.DataFrame, width: float) -> list[Flo
     if at_risk.empty:
         return [Paragraph("No series is at risk of a breach within the forecast horizon.", BODY)]
     # Name columns that tell nothing (an inventory of ids only) are left out.
-    names = [(key, label, width) for key, label, width in (("hostname", "Hostname", 1.35),
-                                                           ("application", "Application", 1.25))
-             if key in at_risk.columns and says_something(at_risk[key])]
+    shapes = {"hostname": ("Hostname", 1.35), "application": ("Application", 1.25)}
+    names = [(key, *shapes[key]) for key in told_columns(at_risk, shapes)]
     header = ["Server", *(label for _, label, _ in names), "Metric", "Risk", "Breach date", "Days", "P(breach)",
               "Peak (%)", "Action"]
     rows: list[list[Any]] = [header]
@@ -262,7 +262,7 @@ def _whatif_page(scenario: StoredScenario, width: float) -> list[Flowable]:
                            + (f"; the {len(shown)} most affected" if len(shown) else "")
                            + (f" ({len(changed) - len(shown)} more in the workbook's What-if sheet)"
                               if len(changed) > len(shown) else ""), H2))
-    hosts = "hostname" in shown.columns and says_something(shown["hostname"])
+    hosts = bool(told_columns(shown, ["hostname"]))
     table: list[list[Any]] = [["Server", *(["Hostname"] if hosts else []), "Metric", "Change", "Base risk",
                                "Scenario risk", "Base breach", "Scenario breach", "Base P", "Scenario P",
                                "Base action", "Scenario action"]]

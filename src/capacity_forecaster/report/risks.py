@@ -10,7 +10,7 @@ import pandas as pd
 
 from capacity_forecaster.report.data import ReportData
 from capacity_forecaster.report.text import day
-from capacity_forecaster.risk.levels import LEVEL_LABELS, Status, level_codes, rank_risks, without_stale
+from capacity_forecaster.risk.levels import ACTION_ORDER, LEVEL_LABELS, Status, level_codes, rank_risks, without_stale
 
 AT_RISK_LEVELS = ("critical", "high", "medium")
 
@@ -115,10 +115,6 @@ def reported_breaches(ranked: pd.DataFrame) -> pd.DataFrame:
 def report_risks(data: ReportData) -> pd.DataFrame:
     """``ranked_risks`` with the breach columns as the reports show them (``reported_breaches``)."""
     return reported_breaches(ranked_risks(data))
-
-
-# Recommendations most urgent first: what needs money or a change soonest, then what saves the most.
-ACTION_ORDER = ("upsize", "rightsize", "consolidate", "decommission", "keep")
 
 
 def ordered_recommendations(recs: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.data import not_available
-from capacity_forecaster.report.text import labelled, says_something
+from capacity_forecaster.report.text import labelled, told_columns
 
 # A write-only worksheet (openpyxl does not export its class publicly).
 Worksheet = Any
@@ -62,7 +62,8 @@ def write_frame(ws: Worksheet, frame: pd.DataFrame, columns: dict[str, str], nam
         The lake columns written, in sheet order.
     """
     # Name columns that tell nothing (an inventory of ids only: empty hostnames, "unknown" applications) are left out.
-    silent = [c for c in NAME_COLUMNS if c in frame.columns and len(frame) and not says_something(frame[c])]
+    named = [c for c in NAME_COLUMNS if c in frame.columns]
+    silent = [c for c in named if c not in told_columns(frame, named)] if len(frame) else []
     present = header(ws, frame.columns.drop(silent), columns, widths)
     append_rows(ws, labelled(frame[present]), present, formats)
     add_table(ws, name, present, columns, len(frame))

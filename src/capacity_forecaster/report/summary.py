@@ -73,9 +73,9 @@ def model_accuracy(backtests: pd.DataFrame | None) -> pd.DataFrame:
     if backtests is None or backtests.empty:
         return pd.DataFrame(columns=cols)
     keyed = backtests.assign(series=backtests["server_id"].astype(str) + "|" + backtests["metric"].astype(str))
-    per_series = keyed.groupby(["model", "series"], as_index=False)[["mase", "mape", "mae", "coverage"]].mean()
+    per_series = _series_means(backtests, ["mase", "mape", "mae", "coverage"])
     out = per_series.groupby("model").agg(
-        series=("series", "nunique"), median_mase=("mase", "median"), median_mape=("mape", "median"),
+        series=("server_id", "size"), median_mase=("mase", "median"), median_mape=("mape", "median"),
         median_mae=("mae", "median"), mean_coverage=("coverage", "mean"))
     selected = keyed[keyed["selected"].astype(bool)].groupby("model")["series"].nunique()
     out["selected"] = selected.reindex(out.index).fillna(0).astype(int)
@@ -85,9 +85,12 @@ def model_accuracy(backtests: pd.DataFrame | None) -> pd.DataFrame:
 def series_mase(backtests: pd.DataFrame) -> pd.DataFrame:
     """model, server_id, metric, mase: each series' mean MASE over its backtest windows (what the accuracy
     charts draw, the statistic ``model_accuracy`` takes the median of)."""
-    means: pd.DataFrame = (backtests.groupby(["model", "server_id", "metric"], observed=True)["mase"].mean()
-                           .reset_index())
-    return means
+    return _series_means(backtests, ["mase"])
+
+
+def _series_means(backtests: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """model, server_id, metric and each of ``columns`` averaged over the series' backtest windows."""
+    return backtests.groupby(["model", "server_id", "metric"], as_index=False, observed=True)[columns].mean()
 
 
 # The two profile features the cluster map plots, and their axis titles: what a planner reads off a

@@ -33,6 +33,16 @@ def says_something(values: Iterable[Any]) -> bool:
     return any(isinstance(v, str) and v.strip() not in ("", "unknown") for v in values)
 
 
+def told_columns(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """The ``columns`` of ``frame`` that tell something (``says_something``), in the given order."""
+    return [c for c in columns if c in frame.columns and says_something(frame[c])]
+
+
+def server_title(server: Any, hostname: Any) -> str:
+    """``srv-0001 (nyc-prd-app01)``, or the id alone where the hostname is empty, unknown or the id itself."""
+    return f"{server} ({hostname})" if says_something([hostname]) and hostname != server else str(server)
+
+
 # The forecast models in words for the packs (the lake, the workbook's data sheets and the CLI keep the ids).
 MODEL_LABELS = {
     "seasonal_naive": "Last week repeated",

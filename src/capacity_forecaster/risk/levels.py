@@ -99,10 +99,14 @@ class Action(StrEnum):
     DECOMMISSION = "decommission"
 
 
+# Actions most urgent first: what needs money or a change soonest first, keep last.
+ACTION_ORDER = tuple(a.value for a in (Action.UPSIZE, Action.RIGHTSIZE, Action.CONSOLIDATE, Action.DECOMMISSION,
+                                       Action.KEEP))
+
+
 def actions_text(actions: dict[str, int]) -> str:
     """``11 upsize, 25 rightsize, 18 decommission, 46 keep`` (servers per action, most urgent first)."""
-    order = {a.value: i for i, a in enumerate((Action.UPSIZE, Action.RIGHTSIZE, Action.CONSOLIDATE,
-                                                Action.DECOMMISSION, Action.KEEP))}
+    order = {a: i for i, a in enumerate(ACTION_ORDER)}
     ranked = sorted(actions.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
     return ", ".join(f"{count:,} {action}" for action, count in ranked if count) or "none"
 
