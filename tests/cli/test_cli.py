@@ -53,6 +53,15 @@ def test_bad_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "risk.threshhold" in err and "allowed keys" in err and str(cfg) in err
 
 
+def test_config_file_from_its_environment_variable(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("risk:\n  threshold: 70\n")
+    monkeypatch.setenv("CAPFC_CONFIG", str(cfg))  # --help says: [env var: CAPFC_CONFIG]
+    assert main(["config"]) == 0
+    assert json.loads(capsys.readouterr().out)["risk"]["threshold"] == 70
+
+
 def test_unknown_option_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sql", "SELECT 1", "--bogus"]) == 2
     assert "No such option" in capsys.readouterr().err

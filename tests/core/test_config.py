@@ -45,6 +45,14 @@ def test_lake_env_short_form() -> None:
     assert load_settings(environ={"CAPFC_LAKE": "s3://bucket/x"}).lake.uri == "s3://bucket/x"
 
 
+def test_the_config_file_variable_is_not_a_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("generate:\n  servers: 12\n")
+    # CAPFC_CONFIG names the file (``--config``'s variable); it is not read as a setting called "config".
+    settings = load_settings(cfg, environ={"CAPFC_CONFIG": str(cfg), "CAPFC_GENERATE__SEED": "3"})
+    assert (settings.generate.servers, settings.generate.seed) == (12, 3)
+
+
 def test_dates_parse_from_yaml(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("generate:\n  end_date: 2025-12-31\n")

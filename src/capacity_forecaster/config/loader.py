@@ -64,6 +64,10 @@ def _env_value(raw: str, annotation: Any) -> Any:
         return raw
 
 
+# ``CAPFC_*`` variables that are not settings: the config file's own path (``--config``'s variable).
+NOT_KEYS = frozenset({f"{ENV_PREFIX}CONFIG"})
+
+
 def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Turn ``CAPFC_SECTION__KEY=value`` variables into a nested mapping.
 
@@ -74,7 +78,7 @@ def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str
     out: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in NOT_KEYS:
             continue
         key = name[len(ENV_PREFIX):].lower()
         if key == "lake":
