@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from openpyxl import load_workbook
 
 from capacity_forecaster.cli import main
 from capacity_forecaster.storage import Lake
@@ -70,3 +71,14 @@ def test_real_export_runs_every_stage_at_default_config(case: str, tmp_path: Pat
     reports = Path(lake) / "reports"
     written = {p.name for p in reports.iterdir()}
     assert {"capacity_report.html", "capacity_report.xlsx", "capacity_report.pdf"} <= written
+    # Sizing options of a server saturated now grade a floor (its demand above 100 % is unknown), in the lake and
+    # in the workbook; nowhere else.
+    saturated = set(risk.loc[risk["days_saturated_recent"] > 0, "server_id"])
+    options = store.read_table("recommendation_options")
+    assert set(options.loc[options["peak_is_minimum"], "server_id"]) == saturated - set(
+        options.loc[options["option"].isin(["decommission", "consolidate"]), "server_id"])
+    book = load_workbook(reports / "capacity_report.xlsx", read_only=True)
+    rows = list(book["Sizing options"].iter_rows(values_only=True))
+    grade = rows[0].index("Performance risk")
+    floors = sum("or higher (saturated" in str(row[grade]) for row in rows[1:])
+    assert floors == int((options["peak_is_minimum"] & options["performance_risk"].notna()).sum())

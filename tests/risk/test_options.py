@@ -7,7 +7,13 @@ import pandas as pd
 from risk_frames import make_forecast, make_history, make_inventory
 
 from capacity_forecaster.config import RiskConfig
-from capacity_forecaster.risk.options import PERFORMANCE_RISKS, findings, performance_risk, sizing_options
+from capacity_forecaster.risk.options import (
+    PERFORMANCE_RISKS,
+    findings,
+    performance_risk,
+    saturated_metrics,
+    sizing_options,
+)
 from capacity_forecaster.risk.stage import run_risk
 from capacity_forecaster.schema import RECOMMENDATION_OPTION_COLUMNS
 
@@ -48,6 +54,20 @@ def test_options_are_ranked_integer_sizes_with_peaks_costs_and_grades() -> None:
     assert pd.isna(idle["cpu_cores"]) and idle["monthly_cost_difference"] == -400.0 and idle["monthly_cost"] == 0
     same = options[options["server_id"] == "same"]
     assert len(same) == 1 and same.iloc[0]["option"] == "current" and same.iloc[0]["monthly_cost_difference"] == 0
+
+
+def test_options_of_a_saturated_server_are_floors() -> None:
+    recs, needs, inventory = _recs()
+    risk = pd.DataFrame({"server_id": ["up", "up", "idle", "same"], "metric": ["cpu", "memory", "cpu", "disk"],
+                         "days_saturated_recent": [0, 6, 2, 9]})
+    saturated = saturated_metrics(risk)
+    # Only cpu and memory size a server: a saturated disk says nothing about the cores or GB to buy.
+    assert saturated.loc["up"].tolist() == [False, True] and not saturated.loc["same"].any()
+    options = sizing_options(recs, needs, inventory, CFG, saturated)
+    floors = options.groupby("server_id")["peak_is_minimum"].agg(["all", "any"])
+    assert floors.loc["up", "all"] and not floors.loc[["down", "same"], "any"].any()
+    assert not floors.loc["idle", "any"]  # a decommission frees the server: no peak to bound
+    assert not sizing_options(recs, needs, inventory, CFG)["peak_is_minimum"].any()
 
 
 def test_performance_risk_grades_follow_the_configured_bands() -> None:

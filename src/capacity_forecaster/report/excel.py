@@ -26,7 +26,7 @@ from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.risks import level_counts, ordered_recommendations, report_risks
 from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
 from capacity_forecaster.report.summary import assumptions, data_period_text, fleet_text, kpis
-from capacity_forecaster.report.text import NOT_PRICED, cents
+from capacity_forecaster.report.text import NOT_PRICED, cents, label
 
 SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-if", "Clusters", SHEET,
           "Forecast vs actual", "Sizing options", "Capacity by group", "Assumptions")
@@ -164,6 +164,17 @@ def _not_priced(frame: pd.DataFrame, unknown: pd.Series, columns: tuple[str, ...
     return frame.assign(**{c: frame[c].astype(object).where(~unknown.to_numpy(), NOT_PRICED) for c in present})
 
 
+def _minimum_risks(options: pd.DataFrame) -> pd.DataFrame:
+    """Options whose peaks rest on a saturated metric (``peak_is_minimum``) read their risk as a floor:
+    ``low or higher (saturated: demand unknown)``, not a plain ``low`` the clipped forecast cannot promise."""
+    if "peak_is_minimum" not in options.columns:
+        return options
+    floor = options["peak_is_minimum"].fillna(False).astype(bool) & options["performance_risk"].notna()
+    graded = options["performance_risk"].astype(object)
+    return options.assign(performance_risk=graded.where(
+        ~floor, graded.map(label) + " or higher (saturated: demand unknown)"))
+
+
 def _level_formatting(ws: Worksheet, rows: int, columns: int, level_col: int) -> None:
     """Colour each row by its risk level (a formula rule per level, so filtering and sorting keep it)."""
     letter = get_column_letter(level_col)
@@ -286,6 +297,7 @@ def build_workbook(data: ReportData) -> bytes:
         ranked_options = _names(data, options).sort_values(["server_id", "rank"])
         ranked_options = _not_priced(ranked_options, ranked_options["monthly_cost_difference"].isna(),
                                      ("monthly_cost", "monthly_cost_difference"))
+        ranked_options = _minimum_risks(ranked_options)
         write_frame(ws, ranked_options, OPTION_COLUMNS, "Options",
                     {**_SIZES, "monthly_cost": _MONEY, "monthly_cost_difference": _MONEY,
                      "projected_peak_cpu": "0.0", "projected_peak_memory": "0.0"}, {"hostname": 18})

@@ -24,6 +24,7 @@ BREACH_EXTRA_COLUMNS = (
     "horizon_days", "history_days", "last_observed", "seasonal_peak", "analogue_peak", "analogue_breach_ds",
     "analogue_days_above", "sustained_breach_probability", "days_over_recent", "days_over_30d", "days_over_90d",
     "last_over_ds", "reason", "forecast_breach_ds", "recent_gap_days", "recent_gap_resumed", "days_after_gap",
+    "days_saturated_recent",
 )
 # current_state columns carried into server_risk (the rest is already there from the history).
 _CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",

@@ -15,7 +15,7 @@ from capacity_forecaster.risk.sizing import CostModel, size_gb
 from capacity_forecaster.schema import RECOMMENDATION_OPTION_COLUMNS, SERVER_ID
 
 OPTION_EXTRA_COLUMNS = ("option", "current_cpu_cores", "current_memory_gb", "freed_cpu_cores", "freed_memory_gb",
-                        "action", "target_server_id")
+                        "action", "target_server_id", "peak_is_minimum")
 # Grades in the order of performance_risk_bands: below the first band very_low ... at or above the last very_high.
 PERFORMANCE_RISKS = ("very_low", "low", "medium", "high", "very_high")
 
@@ -71,7 +71,22 @@ def _step(current: np.ndarray, sizes: tuple[int, ...], k: int) -> np.ndarray:
     return np.where(np.isnan(current), np.nan, np.where(k == 0, current, stepped))
 
 
-def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+def saturated_metrics(server_risk: pd.DataFrame) -> pd.DataFrame:
+    """Per server, whether its cpu and its memory were saturated on recent days (``days_saturated_recent``).
+
+    Returns:
+        Boolean columns ``cpu`` and ``memory`` indexed by server_id (False for a metric not assessed).
+    """
+    if "days_saturated_recent" not in server_risk.columns:
+        return pd.DataFrame(columns=["cpu", "memory"], dtype=bool)
+    days = pd.to_numeric(server_risk["days_saturated_recent"], errors="coerce").fillna(0.0)
+    hit = server_risk.assign(hit=days.to_numpy() > 0).pivot_table(index=SERVER_ID, columns="metric", values="hit",
+                                                                  aggfunc="max", fill_value=False)
+    return hit.reindex(columns=["cpu", "memory"], fill_value=False).astype(bool)
+
+
+def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
+                   saturated: pd.DataFrame | None = None) -> pd.DataFrame:
     """Up to ``cfg.max_options`` ranked options per server: the recommended size first.
 
     Upsize and right-size options are the recommended size, then one and two standard sizes up on
@@ -80,11 +95,17 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
     option that frees the server's whole size (``freed_*``; cpu_cores and memory_gb are null: no
     server of its own is left). Sizes are whole cores and GB.
 
+    A metric saturated on recent days (demand above today's size, values clipped at 100 %) has a
+    forecast peak that is only a floor of its demand: an option's projected peak on it, and the
+    performance risk graded from it, are minimums (``peak_is_minimum``); the real peak on a bigger
+    size is unknown until the server runs on one.
+
     Args:
         recs: ``recommendations.build_recommendations`` output with a ``finding`` column.
         needs: ``sizing.capacity_needs`` output (forecast peak upper bounds in % of today's size).
         inventory: the inventory (prices, for the cost model).
         cfg: risk settings (standard sizes, performance_risk_bands, max_options).
+        saturated: ``saturated_metrics`` of the fleet (default: none saturated).
 
     Returns:
         ``schema.RECOMMENDATION_OPTION_COLUMNS``: server_id, finding, rank (1 = recommended),
@@ -92,7 +113,8 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
         bound in % of the option's size), monthly_cost, monthly_cost_difference (option minus
         today; negative saves), performance_risk (``PERFORMANCE_RISKS``; null where the peak is
         unknown); then option (resize, current, decommission, consolidate), current_cpu_cores,
-        current_memory_gb, freed_cpu_cores, freed_memory_gb, action, target_server_id.
+        current_memory_gb, freed_cpu_cores, freed_memory_gb, action, target_server_id, peak_is_minimum
+        (the option's peaks rest on a saturated metric: they and the performance risk are lower bounds).
     """
     inv = complete_inventory(inventory, pd.Index(recs[SERVER_ID].unique()))
     frame = inv.set_index(SERVER_ID).reindex(recs[SERVER_ID]).reset_index()
@@ -104,6 +126,9 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
     model = CostModel.fit(inv)
     resize = np.isin(action, [Action.UPSIZE.value, Action.RIGHTSIZE.value])
     gone = np.isin(action, [Action.DECOMMISSION.value, Action.CONSOLIDATE.value])
+    floor = np.zeros(len(recs), dtype=bool)
+    if saturated is not None:
+        floor = saturated.reindex(recs[SERVER_ID], fill_value=False).any(axis=1).to_numpy(bool) & ~gone
     frames = []
     for k in range(cfg.max_options):
         cpu = np.where(rec_cores != cores, _step(rec_cores, cfg.cpu_sizes, k), cores)
@@ -129,6 +154,7 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
             "freed_cpu_cores": np.where(gone, cores, np.fmax(cores - cpu, 0.0)),
             "freed_memory_gb": np.where(gone, memory, np.fmax(memory - mem, 0.0)),
             "action": action, "target_server_id": recs["target_server_id"].to_numpy(dtype=object),
+            "peak_is_minimum": floor,
         })[valid])
     out = pd.concat(frames, ignore_index=True).sort_values([SERVER_ID, "k"], kind="stable")
     # Steps capped at the largest size (or at today's size) repeat an option: keep its first, best-ranked copy.
@@ -142,4 +168,5 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
     return out[[*RECOMMENDATION_OPTION_COLUMNS, *OPTION_EXTRA_COLUMNS]].reset_index(drop=True)
 
 
-__all__ = ["OPTION_EXTRA_COLUMNS", "PERFORMANCE_RISKS", "Finding", "findings", "performance_risk", "sizing_options"]
+__all__ = ["OPTION_EXTRA_COLUMNS", "PERFORMANCE_RISKS", "Finding", "findings", "performance_risk", "saturated_metrics",
+           "sizing_options"]

@@ -24,7 +24,7 @@ from capacity_forecaster.risk.levels import (
     rank_risks,
     without_stale,
 )
-from capacity_forecaster.risk.options import findings, sizing_options
+from capacity_forecaster.risk.options import findings, saturated_metrics, sizing_options
 from capacity_forecaster.risk.recommendations import build_recommendations
 from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
 from capacity_forecaster.risk.sizing import size_gb
@@ -188,7 +188,7 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
     server_risk, needs = mark_stale(part.server_risk, cfg), part.needs
     recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
     recs["finding"] = findings(recs, server_risk, cfg)
-    options = sizing_options(recs, needs, inventory, cfg)
+    options = sizing_options(recs, needs, inventory, cfg, saturated_metrics(server_risk))
     # Sizes are whole cores and GB to one decimal (a sub-GB VM is not sized 0 GB); what a decommission,
     # consolidation or right-size frees is shown, not zeros.
     for column, today in (("recommended_cpu_cores", "current_cpu_cores"), ("recommended_memory_gb",
