@@ -117,6 +117,11 @@ def test_underused_servers_consolidate_within_their_group_only() -> None:
     assert recs.loc["b", "monthly_savings"] == recs.loc["b", "current_monthly_cost"]
     assert recs.loc["a", "action"] == "keep" and "consolidation host for b" in recs.loc["a", "rationale"]
     assert recs.loc["c", "action"] != "consolidate"
+    # Where the inventory knows no datacenter or environment, the rationale names no "unknown" group.
+    for absent, said in ((["environment"], "move onto a (datacenter NYC1): combined"),
+                         (["environment", "datacenter"], "move onto a: combined")):
+        recs = _recommend(metrics, forecasts, inv.drop(columns=absent))
+        assert said in recs.loc["b", "rationale"] and "unknown" not in recs.loc["b", "rationale"]
 
 
 def test_savings_arithmetic_and_contract_columns() -> None:

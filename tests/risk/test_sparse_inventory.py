@@ -113,7 +113,7 @@ def test_the_whole_stage_runs_on_a_sparse_inventory(fleet: tuple[pd.DataFrame, p
         assert recs.loc["idle", "monthly_savings"] == 400.0  # the cost is known, the sizes are not
     else:
         assert recs.loc[recs["action"] != "keep", "monthly_savings"].isna().all()
-        assert "monthly cost unknown" in recs.loc["hot", "rationale"]
+        assert "savings not priced (no monthly cost in the inventory)" in recs.loc["hot", "rationale"]
         assert "Savings: unknown for" in render_summary(result)
     if case != "no cost":
         assert pd.isna(recs.loc["hot", "recommended_cpu_cores"])

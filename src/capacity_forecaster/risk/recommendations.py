@@ -10,7 +10,7 @@ import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.consolidation import consolidate
-from capacity_forecaster.risk.inventory import complete_inventory
+from capacity_forecaster.risk.inventory import UNKNOWN, complete_inventory
 from capacity_forecaster.risk.levels import Action, RiskLevel, Status, level_codes
 from capacity_forecaster.risk.sizing import CostModel
 from capacity_forecaster.schema import (
@@ -411,7 +411,7 @@ def _cost_note(out: pd.DataFrame, shares: pd.DataFrame) -> pd.Series:
               + _fmt((1.0 - ratio) * 100.0, "{:.0f}") + " % less").where(
         shares["priced"], "; the new size is about " + _fmt(ratio * 100.0, "{:.0f}")
         + " % of its current capacity (cpu and memory averaged)")
-    note = ("; monthly cost unknown (no monthly_cost_usd in the inventory): savings not priced"
+    note = ("; savings not priced (no monthly cost in the inventory)"
             + change.where(ratio.notna() & (ratio < 1.0), ""))
     unknown = pd.Series(out["current_monthly_cost"].isna().to_numpy() & (out["action"] != Action.KEEP.value).to_numpy(),
                         index=shares.index)
@@ -437,11 +437,14 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     # Idle by design is common in a bank (standby and disaster-recovery servers): the owner confirms first.
     decommission = (pd.Series(_idle_text(idl), index=need.index) + "; forecast stays idle: decommission once its "
                     "owner confirms it is not a standby or disaster-recovery server")
-    # The packing group "datacenter/environment" in words.
+    # The packing group "datacenter/environment" in words; an unknown part says nothing and is left out.
     parts = placed["group"].fillna("/").astype(str).str.rsplit("/", n=1, expand=True).reindex(columns=[0, 1])
-    group = "datacenter " + parts[0].fillna("") + ", environment " + parts[1].fillna("")
-    consolidate = ("under-used (" + peaks + "); move onto " + placed["host_server_id"].fillna("") + " ("
-                   + group + "): combined daily upper bound peaks at "
+    named = [(word + " " + parts[i].fillna("")).where(~parts[i].fillna("").isin(["", UNKNOWN]), "")
+             for i, word in enumerate(("datacenter", "environment"))]
+    group = (named[0] + ", " + named[1]).str.strip(", ")
+    group = (" (" + group + ")").where(group != "", "")
+    consolidate = ("under-used (" + peaks + "); move onto " + placed["host_server_id"].fillna("")
+                   + group + ": combined daily upper bound peaks at "
                    + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / "
                    + _fmt(placed["host_peak_memory"], "{:.0f} %")
                    + f" memory of the host (limit {cfg.consolidation_target:g} %)")
