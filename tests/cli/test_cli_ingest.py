@@ -148,6 +148,19 @@ def test_missing_weight_or_joined_file_exits_2_naming_it(tmp_path: Path, capsys:
     assert "metrics.cpu.inventory_capacity" in err
 
 
+def test_a_wrong_epoch_unit_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    times = pd.date_range("2024-03-01", periods=10 * 24, freq="h")
+    export = tmp_path / "prom.csv"
+    pd.DataFrame({"server": "db-1", "time": times.astype("int64") // 10**9, "cpu": 40.0}).to_csv(export, index=False)
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU.replace("{column: time}",
+                                                                  "{column: time, kind: epoch, unit: ms}"))
+    lake = tmp_path / "lake"
+    assert main(["ingest", str(export), "--mapping", str(mapping), "--lake", str(lake)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "set timestamp.unit: s" in err and "column 'time'" in err
+    assert not (lake / "raw").exists()  # ten days packed into 1970-01-20 would fail every later ETL
+
+
 def test_ingest_manifest_names_rows_and_records_and_warns_once(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "wide.csv"

@@ -121,7 +121,7 @@ def test_long_layout_metric_names_and_unknown_metrics(tmp_path: Path) -> None:
     assert (result.rows_read, result.rows_used, result.rows_quarantined) == (3, 2, 1)
 
 
-def test_epoch_milliseconds_and_wrong_unit_warning(tmp_path: Path) -> None:
+def test_epoch_milliseconds_and_a_wrong_unit_is_refused(tmp_path: Path) -> None:
     start = pd.Timestamp("2024-05-01", tz="UTC").value // 10**6
     text = "host;ts;cpu\n" + "".join(f"h;{start + i * 60_000};{i}\n" for i in range(10))
     mapping = {**WIDE, "timestamp": {"column": "ts", "kind": "epoch", "unit": "ms"},
@@ -130,8 +130,14 @@ def test_epoch_milliseconds_and_wrong_unit_warning(tmp_path: Path) -> None:
     assert result.raw_metrics["ds"].tolist() == [pd.Timestamp("2024-05-01")]
     assert result.warnings == ()
     seconds = {**mapping, "timestamp": {"column": "ts", "kind": "epoch", "unit": "us"}}
-    wrong = run([tmp_path / "e.csv"], seconds)
-    assert any("before 1990" in w and "timestamp.unit 'us'" in w for w in wrong.warnings)
+    # Milliseconds read as microseconds land in January 1970; as ms they fall in 2024: refused, the unit named.
+    with pytest.raises(InputError, match=r"timestamp.unit 'us' puts most values of column 'ts' before 1990 "
+                                         r"\(median 1970-01-20\); as 'ms' they fall on 2024-05-01: set "
+                                         r"timestamp.unit: ms in the mapping \(nothing was written\)"):
+        run([tmp_path / "e.csv"], seconds)
+    # Small numbers no unit makes recent (a test clock from 0) are read as asked, with a warning.
+    early = run([write(tmp_path / "z.csv", "host;ts;cpu\nh;0;1\nh;60;2\n")], mapping)
+    assert any("before 1990 (median 1970-01-01)" in w and "timestamp.unit 'ms'" in w for w in early.warnings)
 
 
 def test_semicolon_tab_files_are_sniffed(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from capacity_forecaster.etl.guard import VALUE_COUNT_COLUMNS, value_columns, va
 from capacity_forecaster.etl.inventory import CapacityLookup, InventoryDeriver, ids_only_inventory, read_inventory
 from capacity_forecaster.etl.inventory_join import SOURCE_COLUMN
 from capacity_forecaster.etl.mapping import Mapping
-from capacity_forecaster.etl.parse import ColumnNumbers
+from capacity_forecaster.etl.parse import NS_PER_UNIT, ColumnNumbers
 from capacity_forecaster.etl.partial_days import (
     Carryover,
     day_pieces,
@@ -37,6 +37,7 @@ from capacity_forecaster.schema import METRICS
 logger = logging.getLogger(__name__)
 
 _YEAR_1990_NS = 631_152_000 * 1_000_000_000
+_YEAR_2100_NS = 4_102_444_800 * 1_000_000_000
 # A percentage beyond this magnitude is not a measurement (an overflowed counter, a wrong column);
 # smaller out-of-range values are kept as read for the ETL stage's tolerance rules.
 MAX_ABS_PERCENT = 1e6
@@ -146,6 +147,29 @@ def _duplicate_quarantine(samples: Samples, duplicates: Duplicates, pool: _Pool,
         ("duplicate_timestamp: same server, metric and time as " + pd.Series(first_source, dtype=object)
          + " (that one is kept)").to_numpy(dtype=object),
     )
+
+
+def _check_epoch_unit(mapping: Mapping, median_ns: float, state: _Reading) -> None:
+    """Most epoch times fall before 1990: refuse when another unit would put them after it, else warn.
+
+    Seconds labelled as milliseconds (Bitbrains' ``Timestamp [ms]``) pack 100 days into one day of
+    1970; written, such rows would sit in raw/ and fail every later ETL. A unit that would place the
+    median between 1990 and 2100 is the evidence: ingest stops and names it, writing nothing.
+
+    Raises:
+        InputError: another unit would put the median time between 1990 and 2100.
+    """
+    number = median_ns / NS_PER_UNIT[mapping.timestamp.unit]
+    fits = [unit for unit, factor in NS_PER_UNIT.items()
+            if _YEAR_1990_NS <= number * factor < _YEAR_2100_NS and unit != mapping.timestamp.unit]
+    median = pd.Timestamp(int(median_ns)).date().isoformat()
+    if fits:
+        raise InputError(f"timestamp.unit '{mapping.timestamp.unit}' puts most values of column "
+                         f"'{mapping.timestamp.column}' before 1990 (median {median}); as '{fits[0]}' they fall "
+                         f"on {pd.Timestamp(int(number * NS_PER_UNIT[fits[0]])).date().isoformat()}: set "
+                         f"timestamp.unit: {fits[0]} in the mapping (nothing was written)")
+    state.warn(f"most timestamps fall before 1990 (median {median}): is timestamp.unit "
+               f"'{mapping.timestamp.unit}' right?")
 
 
 def _summarise(quarantine: pd.DataFrame) -> str:
@@ -307,8 +331,7 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
     if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
-        state.warn(f"most timestamps fall before 1990: is timestamp.unit '{mapping.timestamp.unit}' right? "
-                   "(Bitbrains, for one, labels seconds as [ms])")
+        _check_epoch_unit(mapping, float(np.median(kept.ts)), state)
     if rows_read and not rows_used:
         top = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
         state.warn(f"no row could be used: every row was quarantined (mostly {top.index[0]}, "
