@@ -59,7 +59,7 @@ def test_piped_forecast_has_no_bars_no_ansi_no_wrapping_and_one_summary(metrics_
     summaries = summary_lines(proc.stdout) + summary_lines(proc.stderr.replace(": forecast:", "\nforecast:"))
     assert len(summaries) == 1, summaries
     assert "{" not in summaries[0] and "[" not in summaries[0]
-    assert summaries[0].startswith("forecast: 2 series (model 2); chosen ")
+    assert summaries[0].startswith("forecast: 2 series (2 for model selection); chosen ")
 
 
 def test_forecast_without_any_backtest_says_why_instead_of_an_empty_table(

@@ -105,3 +105,8 @@ def test_forecast_line_says_model_fits_and_workers() -> None:
                          "forecast_rows": 840, "units": 194, "engine": "local", "workers": 2, "seconds": 2.2})
     assert "194 model fits (backtests and final) on 2 local workers; 2.2 s" in line
     assert "units" not in line and " x2" not in line
+    assert line.startswith("forecast: 28 series (26 for model selection, 2 on the baseline only (short or constant))")
+    assert "extrapolated" not in line
+    # capfc run prints only this line per stage: a horizon beyond the validated lead is said here too.
+    line = summary_line({"series": 28, "triage": {"model": 28}, "extrapolated_series": 28})
+    assert "0 failed series; 28 extrapolated beyond the lead their backtests validated" in line

@@ -220,6 +220,12 @@ def test_headlines_say_why_servers_without_a_full_history_are_only_kept(report_l
     said = " ".join(headlines(no_memory, ranked_risks(no_memory)))
     assert ("2 servers are kept without a sizing review: the data have no memory utilisation for them" in said
             and "1 server is kept without a sizing review: cpu and memory are not both forecast" in said)
+    # A server only in the inventory has no metrics at all: it is not "without memory utilisation".
+    gone = blind[blind["server_id"] != recs["server_id"].iloc[0]]
+    absent = dataclasses.replace(thin, tables={**thin.tables, "server_risk": gone})
+    said = " ".join(headlines(absent, ranked_risks(absent)))
+    assert ("1 server of the inventory has no metrics in the data: nothing could be assessed for it." in said
+            and "1 server is kept without a sizing review: the data have no memory utilisation for it," in said)
 
 
 def test_assumptions_say_how_many_days_rest_on_few_samples(tmp_path, settings) -> None:
@@ -267,3 +273,27 @@ def test_a_pack_made_long_after_its_data_says_as_of_when(report_lake: Lake, sett
                                    f"\u201calready breaching\u201d and every date here are as of {last}.")
     fresh = dataclasses.replace(data, generated=dt.datetime.combine(last, dt.time(9), dt.UTC) + dt.timedelta(days=3))
     assert data_age_text(fresh) == ""
+
+
+def test_forecasts_beyond_the_validated_lead_are_said_in_the_headlines_and_assumptions(report_lake: Lake,
+                                                                                        settings) -> None:
+    """Rnd with 62 days of history and h = 30: backtests validate 15 days ahead, and no report said so."""
+    import dataclasses
+
+    from capacity_forecaster.report.summary import headlines
+
+    data = load_report_data(report_lake, settings)
+    assert data.forecasts is not None
+    series = data.forecasts.series.copy()
+    said = " ".join(headlines(data, ranked_risks(data)))
+    assert ("extrapolation" in said) == bool(series["extrapolated_from"].notna().any())
+    series["extrapolated_from"] = pd.NaT
+    series.loc[series.index[:3], "extrapolated_from"] = series["first"].iloc[:3] + pd.Timedelta(days=15)
+    beyond = dataclasses.replace(data, forecasts=dataclasses.replace(data.forecasts, series=series))
+    said = " ".join(headlines(beyond, ranked_risks(beyond)))
+    horizon = int(series["days"].max())
+    assert (f"Forecasts of 3 of {len(series)} series reach beyond what their history let the backtests check (for the "
+            f"median one, the first 15 days of {horizon}): later days are extrapolation") in said
+    rows = {row[0]: row for row in assumptions(beyond)}
+    assert rows["Forecast horizon"][2].endswith(
+        f"; 3 of {len(series)} series extrapolated beyond the lead their backtests validated")

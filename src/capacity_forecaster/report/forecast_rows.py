@@ -18,7 +18,7 @@ from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)
 
-SERIES_COLUMNS = ("server_id", "metric", "model", "days", "weeks", "first", "last")
+SERIES_COLUMNS = ("server_id", "metric", "model", "days", "weeks", "first", "last", "extrapolated_from")
 # Peak memory of one server's forecasts in a report chunk (4 metrics x 180 days, the weekly roll-up
 # and the workbook rows made from them), and the bounds of the derived chunk size.
 REPORT_BYTES_PER_SERVER = 1 << 20
@@ -30,15 +30,20 @@ def series_summary(con: Any) -> pd.DataFrame:
 
     Returns:
         server_id, metric, model (the series' model; a series has one), days (forecast rows), weeks
-        (distinct weeks, Monday start), first and last (forecast days, datetime64); sorted by
-        server_id, metric.
+        (distinct weeks, Monday start), first and last (forecast days, datetime64), extrapolated_from
+        (its first day beyond the lead the backtests validated, ``is_extrapolation``; NaT if none);
+        sorted by server_id, metric.
     """
+    names = {row[0] for row in con.execute("DESCRIBE forecasts").fetchall()}
+    # A lake written before forecasts carried is_extrapolation has none.
+    extrapolated = ("min(ds) FILTER (WHERE is_extrapolation)" if "is_extrapolation" in names
+                    else "CAST(NULL AS TIMESTAMP)")
     frame = con.execute(
         "SELECT server_id, metric, min(model) AS model, count(*) AS days, "
-        "count(DISTINCT date_trunc('week', ds)) AS weeks, min(ds) AS first, max(ds) AS last "
-        "FROM forecasts GROUP BY ALL ORDER BY server_id, metric"
+        "count(DISTINCT date_trunc('week', ds)) AS weeks, min(ds) AS first, max(ds) AS last, "
+        f"{extrapolated} AS extrapolated_from FROM forecasts GROUP BY ALL ORDER BY server_id, metric"
     ).df()
-    for column in ("first", "last"):
+    for column in ("first", "last", "extrapolated_from"):
         frame[column] = pd.to_datetime(frame[column])
     return frame[list(SERIES_COLUMNS)]
 
@@ -49,7 +54,7 @@ class Forecasts:
 
     Attributes:
         lake: the lake the rows are read from (inside a stage run, at the version the summary read).
-        series: ``series_summary`` (server_id, metric, model, days, weeks, first, last).
+        series: ``series_summary`` (server_id, metric, model, days, weeks, first, last, extrapolated_from).
         chunk_servers: servers whose rows ``chunks`` reads at a time.
     """
 

@@ -304,7 +304,12 @@ def _horizon_row(data: ReportData) -> tuple[str, str, str]:
         return ("Forecast horizon", f"{_days(fc.horizon)} (configured)",
                 f"forecasts {not_available('forecasts')}; {models}")
     configured = "" if horizon == fc.horizon else f" (the configured default is {_days(fc.horizon)})"
-    return "Forecast horizon", _days(horizon), f"of the forecasts in the lake{configured}; {models}"
+    series = data.forecasts.series if data.forecasts is not None else None
+    beyond = int(series["extrapolated_from"].notna().sum()) if series is not None and \
+        "extrapolated_from" in series.columns else 0
+    extrapolated = (f"; {beyond:,} of {len(series):,} series extrapolated beyond the lead their backtests validated"
+                    if beyond and series is not None else "")
+    return "Forecast horizon", _days(horizon), f"of the forecasts in the lake{configured}; {models}{extrapolated}"
 
 
 def level_definitions(data: ReportData) -> list[tuple[str, str, str]]:
@@ -428,6 +433,24 @@ def data_age_text(data: ReportData) -> str:
             f"breaching\u201d and every date here are as of {last}.")
 
 
+def extrapolation_text(data: ReportData) -> str:
+    """A sentence when forecasts reach beyond the lead their backtests validated (``is_extrapolation``): how
+    many series, and how far ahead the median one was validated. Empty otherwise."""
+    forecasts = data.forecasts
+    if forecasts is None or "extrapolated_from" not in forecasts.series.columns:
+        return ""
+    series = forecasts.series
+    beyond = series["extrapolated_from"].notna()
+    if not beyond.any():
+        return ""
+    validated = int((series.loc[beyond, "extrapolated_from"] - series.loc[beyond, "first"]).dt.days.median())
+    horizon = int(series["days"].max())
+    return (f"Forecasts of {int(beyond.sum()):,} of {plural(len(series), 'series', 'series')} reach beyond what "
+            f"{'its' if beyond.sum() == 1 else 'their'} history let the backtests check (for the median one, "
+            f"the first {_days(validated)} of {horizon}): later days are extrapolation, with widened "
+            "intervals, and breach dates there are less certain.")
+
+
 def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
     """Three to four plain-English sentences for the executive summary."""
     lines = []
@@ -466,6 +489,9 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
             named = f"{row['server_id']} ({names})" if names else str(row["server_id"])
             lines.append(f"First forecast breach: {named} {row['metric']} on "
                          f"{day(row['breach_ds'])}, {_days(int(row['days_to_breach']))} after the last observation.")
+    extrapolation = extrapolation_text(data)
+    if extrapolation:
+        lines.append(extrapolation)
     recs = data.table("recommendations")
     if recs is None:
         lines.append("Right-sizing recommendations are not available: run capfc risk.")
@@ -487,12 +513,17 @@ def _unreviewed(recs: pd.DataFrame, ranked: pd.DataFrame, min_days: int) -> list
     if "finding" not in recs.columns:
         return []
     thin = set(recs.loc[recs["finding"].eq("insufficient_data"), "server_id"])
+    measured = set(ranked["server_id"]) if len(ranked) else set()
     with_memory = set(ranked.loc[ranked["metric"] == "memory", "server_id"]) if len(ranked) else set()
-    blind, short = len(thin - with_memory), len(thin & with_memory)
+    absent, blind, short = len(thin - measured), len((thin & measured) - with_memory), len(thin & with_memory)
     out = []
+    if absent:
+        out.append(f"{plural(absent, 'server')} of the inventory {'has' if absent == 1 else 'have'} no metrics in "
+                   "the data: nothing could be assessed for " + ("it." if absent == 1 else "them."))
     if blind:
         out.append(f"{plural(blind, 'server')} {'is' if blind == 1 else 'are'} kept without a sizing review: "
-                   "the data have no memory utilisation for them, and sizing needs both cpu and memory.")
+                   f"the data have no memory utilisation for {'it' if blind == 1 else 'them'}, and sizing needs "
+                   "both cpu and memory.")
     if short:
         out.append(f"{plural(short, 'server')} {'is' if short == 1 else 'are'} kept without a sizing review: cpu "
                    f"and memory are not both forecast on at least {min_days} days of history, so right-sizing, "

@@ -223,17 +223,32 @@ def _counted(mapping: dict[str, int]) -> str:
     return ", ".join(f"{name} {count:,}" for name, count in mapping.items()) or "none"
 
 
+# Triage statuses (``forecast_triage.status``) as the summary line says them.
+_TRIAGED = {"model": "{n:,} for model selection", "baseline": "{n:,} on the baseline only (short or constant)",
+            "skip": "{n:,} skipped (no observed value)"}
+
+
+def _triaged(triage: dict[str, int]) -> str:
+    return ", ".join(_TRIAGED.get(status, "{n:,} " + status).format(n=n) for status, n in triage.items()) or "none"
+
+
 def summary_line(counts: dict[str, Any]) -> str:
     """The stage's one-line, human-readable summary, from the stage run's ``counts``.
 
-    Example: ``forecast: 400 series (model 400); chosen robust_combo 250, harmonic 150; 0 failed
-    series; 72,000 forecast rows; 412 model fits (backtests and final) on 2 local workers; 58.2 s``.
+    Example: ``forecast: 28 series (26 for model selection, 2 on the baseline only (short or constant));
+    chosen robust_combo 24, seasonal_naive 4; 0 failed series; 28 extrapolated beyond the lead their
+    backtests validated (is_extrapolation, wider intervals); 840 forecast rows; 194 model fits
+    (backtests and final) on 2 local workers; 2.2 s``.
     """
     failed = counts.get("failed_series", 0)
     failures = f"{failed:,} failed series ({counts.get('failures', 0):,} failure rows)" if failed else "0 failed series"
+    extrapolated = int(counts.get("extrapolated_series") or 0)
+    if extrapolated:
+        failures += (f"; {extrapolated:,} extrapolated beyond the lead their backtests validated (is_extrapolation, "
+                     "wider intervals)")
     # A fit (a work unit) is one model on one batch of series at one backtest cutoff or the final fit.
     workers = int(counts.get("workers") or 0)
-    return (f"forecast: {counts.get('series', 0):,} series ({_counted(counts.get('triage', {}))}); "
+    return (f"forecast: {counts.get('series', 0):,} series ({_triaged(counts.get('triage', {}))}); "
             f"chosen {_counted(counts.get('chosen', {}))}; {failures}; "
             f"{counts.get('forecast_rows', 0):,} forecast rows; {counts.get('units', 0):,} model fits (backtests "
             f"and final) on {workers:,} {counts.get('engine')} {'worker' if workers == 1 else 'workers'}; "
