@@ -161,6 +161,37 @@ def test_a_wrong_epoch_unit_exits_2_and_writes_nothing(tmp_path: Path, capsys: p
     assert not (lake / "raw").exists()  # ten days packed into 1970-01-20 would fail every later ETL
 
 
+def test_a_series_the_etl_quarantines_whole_is_kept_in_risk_with_the_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A German-locale file read as thousands: every day of one server out of range; it vanished from risk."""
+    data = metrics_only_csv(tmp_path / "cpu.csv", servers=("db-1", "db-2", "db-3"), days=70)
+    frame = pd.read_csv(data)
+    frame.loc[frame["server"] == "db-3", "cpu"] *= 1000
+    frame.to_csv(data, index=False)
+    lake = str(tmp_path / "lake")
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU)
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet"]) == 0
+    assert main(["etl", "--lake", lake]) == 0
+    said = capsys.readouterr()
+    assert "1 series quarantined whole (every day; see the warning)" in said.out
+    assert "1 series had every day quarantined, so they are not forecast: db-3 cpu (70 days, mostly out_of_range)" \
+        in said.err
+    store = Lake.open(lake)
+    diagnostics = store.read_table("series_diagnostics").set_index("server_id")
+    assert diagnostics.loc["db-3", ["n_obs", "n_quarantined", "quarantine_reason"]].tolist() == [0, 70, "out_of_range"]
+    assert diagnostics.loc["db-1", ["n_quarantined", "quarantine_reason"]].tolist() == [0, ""]
+    for stage in ("forecast", "risk"):
+        assert main([stage, "--lake", lake, "--quiet", *(["--horizon", "14"] if stage == "forecast" else [])]) == 0
+    risk = store.read_table("server_risk").set_index("server_id")
+    assert risk.loc["db-3", "status"] == "no_data" and pd.isna(risk.loc["db-3", "risk_level"])
+    reason = "cpu: all 70 of its days were quarantined by the ETL (mostly out_of_range): nothing to assess"
+    assert risk.loc["db-3", "reason"].startswith(reason)
+    assert risk.loc[["db-1", "db-2"], "risk_level"].notna().all()
+    recs = store.read_table("recommendations").set_index("server_id")
+    assert recs.loc["db-3", "action"] == "keep" and reason in recs.loc["db-3", "rationale"]
+    assert "no metrics were delivered" not in recs.loc["db-3", "rationale"]
+
+
 def test_ingest_manifest_names_rows_and_records_and_warns_once(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "wide.csv"

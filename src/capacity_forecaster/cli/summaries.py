@@ -52,6 +52,8 @@ def etl_line(stage: Any) -> str:
                 f"{'it' if glitches == 1 else 'them'}); " if glitches else "")
     unlisted = int(counts.get("servers_without_inventory", 0))
     replaced += (f"{unlisted:,} server(s) without an inventory row kept (size and cost unknown); " if unlisted else "")
+    lost = int(counts.get("series_all_quarantined", 0))
+    replaced += (f"{lost:,} series quarantined whole (every day; see the warning); " if lost else "")
     ahead = int(counts.get("servers_dated_after_today", 0))
     replaced += (f"{ahead:,} server(s) with data dated after today (check their clocks; see the warning); "
                  if ahead else "")

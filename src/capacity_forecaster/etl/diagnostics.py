@@ -16,6 +16,7 @@ from scipy.stats import norm
 from statsmodels.tsa.adfvalues import tau_c_largep, tau_c_smallp, tau_max_c, tau_min_c, tau_star_c
 
 from capacity_forecaster.etl.grid import run_lengths
+from capacity_forecaster.schema import METRIC, SERVER_ID
 
 # Fewer usable regression rows than this many per coefficient give no test.
 ADF_MIN_ROWS_PER_COEF = 3
@@ -147,3 +148,49 @@ def series_diagnostics(
     })
     frame = pd.DataFrame(columns)
     return frame
+
+
+def with_quarantine(diagnostics: pd.DataFrame, raw: pd.DataFrame, quarantine: pd.DataFrame) -> pd.DataFrame:
+    """``diagnostics`` with what the ETL quarantined per series, and a row for every series it quarantined whole.
+
+    A raw series whose every day was quarantined (all out of range, say) has no processed row, so it
+    would drop out of forecasts and risk without a trace: it gets a row with ``n_obs`` 0, which the risk
+    stage turns into a ``no_data`` series that says why.
+
+    Args:
+        diagnostics: ``series_diagnostics`` of the processed series.
+        raw: the raw rows the ETL read (server_id, metric).
+        quarantine: the ETL's quarantine rows (server_id, metric, reason "code: detail").
+
+    Returns:
+        ``diagnostics`` plus ``n_quarantined`` (raw rows quarantined) and ``quarantine_reason`` (the most
+        common reason of the series' quarantined rows, "" without any), and one row per whole-quarantined
+        series (counts 0, other columns null), sorted by series.
+    """
+    keys = [SERVER_ID, METRIC]
+    if len(quarantine):
+        codes = quarantine[keys].assign(code=quarantine["reason"].astype(str).str.split(":", n=1).str[0])
+        counted = codes.groupby([*keys, "code"], observed=True).size().rename("n").reset_index()
+        counted = counted.sort_values([*keys, "n", "code"], ascending=[True, True, False, True], kind="stable")
+        top = counted.drop_duplicates(keys).set_index(keys)["code"]
+        total = counted.groupby(keys, observed=True)["n"].sum()
+    else:
+        none = pd.MultiIndex.from_tuples([], names=keys)
+        top, total = pd.Series(dtype=object, index=none), pd.Series(dtype=np.int64, index=none)
+    seen = pd.MultiIndex.from_frame(raw[keys].astype(object)).unique() if len(raw) else pd.MultiIndex.from_tuples(
+        [], names=keys)
+    lost = seen.difference(pd.MultiIndex.from_frame(diagnostics[keys].astype(object)))
+    extra = pd.DataFrame(index=lost).reset_index()
+    for column in diagnostics.columns:
+        if column in keys:
+            continue
+        if column.startswith("n_") or column.endswith("_days"):
+            extra[column] = np.zeros(len(extra), dtype=np.int64)
+        else:
+            extra[column] = pd.Series([None] * len(extra), dtype=diagnostics[column].dtype
+                                      if len(diagnostics) else object)
+    out = pd.concat([diagnostics, extra], ignore_index=True) if len(extra) else diagnostics.copy()
+    index = pd.MultiIndex.from_frame(out[keys].astype(object))
+    out["n_quarantined"] = total.reindex(index).fillna(0).to_numpy(dtype=np.int64)
+    out["quarantine_reason"] = top.reindex(index).astype(object).where(lambda v: v.notna(), "").to_numpy(dtype=object)
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)

@@ -37,6 +37,51 @@ def thresholds(metric: pd.Series, cfg: RiskConfig) -> pd.Series:
     return metric.map({m: cfg.threshold_for(str(m)) for m in metric.dropna().unique()}).astype(float)
 
 
+# The ETL's record of series it quarantined whole (``series_diagnostics`` rows with ``n_obs`` 0).
+LOST_COLUMNS = (SERVER_ID, METRIC, "n_quarantined", "quarantine_reason")
+
+
+def with_lost_series(server_risk: pd.DataFrame, lost: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
+    """``server_risk`` plus a ``no_data`` row for every series the ETL quarantined whole and nothing else assessed.
+
+    Such a series has no processed day and no forecast, so the assessment never saw it; without a row
+    it would vanish from every table, and its server would read "no metrics were delivered".
+
+    Args:
+        server_risk: the assessed series (``assess_breaches``).
+        lost: ``LOST_COLUMNS`` rows.
+        cfg: risk settings (thresholds).
+
+    Returns:
+        ``server_risk`` with the rows added (level null, status ``no_data``, the reason naming the
+        quarantined days and their most common reason), sorted by series.
+    """
+    if lost.empty:
+        return server_risk
+    keys = [SERVER_ID, METRIC]
+    known = pd.MultiIndex.from_frame(server_risk[keys].astype(object))
+    new = lost[~pd.MultiIndex.from_frame(lost[keys].astype(object)).isin(known)]
+    if new.empty:
+        return server_risk
+    days = new["n_quarantined"].astype(np.int64)
+    counted = np.where(days == 1, "its one day was", "all " + days.map("{:,}".format) + " of its days were")
+    given = {
+        SERVER_ID: new[SERVER_ID].to_numpy(), METRIC: new[METRIC].to_numpy(), "status": Status.NO_DATA.value,
+        "threshold": thresholds(new[METRIC], cfg).to_numpy(),
+        "reason": (new[METRIC].astype(str) + ": " + counted + " quarantined by the ETL (mostly "
+                   + new["quarantine_reason"].astype(str) + "): nothing to assess; its rows are in the quarantine "
+                   "table").to_numpy(),
+    }
+    # Every other column empty in the assessed rows' type; counts (plain integer columns) are 0: nothing was observed.
+    rows = pd.DataFrame({
+        column: given[column] if column in given else
+        np.zeros(len(new), dtype=np.int64) if isinstance(dtype, np.dtype) and dtype.kind in "iu" else
+        pd.Series([None] * len(new), dtype=object if pd.api.types.is_bool_dtype(dtype) else dtype)
+        for column, dtype in server_risk.dtypes.items()})
+    out = pd.concat([server_risk, rows], ignore_index=True)
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
 def history_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     """How much usable history every series has.
 

@@ -31,13 +31,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.breach import LOST_COLUMNS, with_lost_series
 from capacity_forecaster.risk.calibration import BreachCalibration, calibrate_windows, window_probabilities
 from capacity_forecaster.risk.clustering import cluster_servers
 from capacity_forecaster.risk.evidence import Assessment, SeriesEvidence, assess, combine, observe, stack
@@ -87,6 +88,10 @@ class Source(Protocol):
         """The rows of ``servers`` (None: every row) with those of ``columns`` the table has (or more)."""
         ...
 
+    def lost_series(self) -> pd.DataFrame:
+        """The series the ETL quarantined whole (``breach.LOST_COLUMNS``; empty when none are known)."""
+        ...
+
 
 class FrameSource:
     """Frames in memory (``run_risk``): every column is passed on, rows are selected by server."""
@@ -112,6 +117,9 @@ class FrameSource:
             return pd.DataFrame(columns=list(columns))
         return frame if servers is None else frame[frame[SERVER_ID].isin(servers)]
 
+    def lost_series(self) -> pd.DataFrame:
+        return pd.DataFrame(columns=list(LOST_COLUMNS))
+
 
 def plan_chunks(servers: list[str], chunk_servers: int | None) -> list[list[str] | None]:
     """Sorted server ids in runs of ``chunk_servers``; ``[None]`` (the whole fleet at once) when one run holds them."""
@@ -131,6 +139,8 @@ class ObservedFleet:
         evidence: ``evidence.observe`` of each chunk (the only thing kept of its daily points).
         inventory: the fleet's inventory, completed (``inventory.complete_inventory``).
         cfg: risk settings.
+        lost: the series the ETL quarantined whole (``breach.LOST_COLUMNS``): each assessment lists them as
+            ``no_data`` with the reason (``breach.with_lost_series``).
     """
 
     source: Source
@@ -138,6 +148,7 @@ class ObservedFleet:
     evidence: list[SeriesEvidence]
     inventory: pd.DataFrame
     cfg: RiskConfig
+    lost: pd.DataFrame
 
     def assess(self, calibration: BreachCalibration | None, growths: Sequence[float | None],
                touched: set[str] | None = None) -> list[Assessment]:
@@ -171,7 +182,8 @@ class ObservedFleet:
                 out.append(assess(seen.without(touched) if touched else seen, grown,
                                   servers[~servers[SERVER_ID].isin(touched)], self.cfg, calibration))
             del forecasts
-        return [combine(p) for p in parts]
+        out = [combine(p) for p in parts]
+        return [replace(a, server_risk=with_lost_series(a.server_risk, self.lost, self.cfg)) for a in out]
 
 
 def observe_fleet(source: Source, inventory: pd.DataFrame, cfg: RiskConfig, chunk_servers: int | None,
@@ -189,7 +201,9 @@ def observe_fleet(source: Source, inventory: pd.DataFrame, cfg: RiskConfig, chun
     Returns:
         ObservedFleet.
     """
-    observed = source.server_ids(METRICS)
+    lost = source.lost_series()
+    # A server whose every series was quarantined still had metrics: it keeps its place in the fleet.
+    observed = source.server_ids(METRICS) | set(lost[SERVER_ID])
     inventory = complete_inventory(inventory, pd.Index(sorted(observed)))
     servers = observed | source.server_ids(FORECASTS) | source.server_ids(BACKTESTS) | set(inventory[SERVER_ID])
     chunks = plan_chunks(list(servers), chunk_servers)
@@ -202,7 +216,7 @@ def observe_fleet(source: Source, inventory: pd.DataFrame, cfg: RiskConfig, chun
         evidence.append(observe(metrics, source.read(FORECASTS, ids, _HORIZON), cfg))
         del metrics
     logger.debug("risk: %d server(s) in %d chunk(s)", len(servers), len(chunks))
-    return ObservedFleet(source, chunks, evidence, inventory, cfg)
+    return ObservedFleet(source, chunks, evidence, inventory, cfg, lost)
 
 
 def stream_risk(

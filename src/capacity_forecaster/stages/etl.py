@@ -12,6 +12,7 @@ import pyarrow.dataset as pads
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError, StorageError
 from capacity_forecaster.etl.days import latest_plausible_day
+from capacity_forecaster.etl.diagnostics import with_quarantine
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.storage.lake import Lake
@@ -108,6 +109,16 @@ def _warn_after_today(ahead: dict[str, pd.Timestamp]) -> None:
                     ", ".join(f"{server} up to {last:%Y-%m-%d}" for server, last in worst))
 
 
+def _warn_lost(lost: list[tuple[str, str, int, str]]) -> None:
+    """One warning for series the ETL quarantined whole: they have no processed day, so no forecast either."""
+    if lost:
+        shown = ", ".join(f"{server} {metric} ({days:,} {'day' if days == 1 else 'days'}, mostly {reason})"
+                          for server, metric, days, reason in lost[:3])
+        log.warning("%d series had every day quarantined, so they are not forecast: %s%s; the risk stage lists "
+                    "them as no_data with the reason, and the quarantine table holds their rows", len(lost), shown,
+                    f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+
+
 def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     """raw/ -> processed/metrics, processed/features, processed/diagnostics and quarantine/.
 
@@ -140,6 +151,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         totals: dict[str, int] = {}
         reasons: dict[str, tuple[int, str]] = {}
         ahead: dict[str, pd.Timestamp] = {}  # servers with data after today: their last day
+        lost: list[tuple[str, str, int, str]] = []  # series whose every raw day was quarantined
         choice = None
         size = servers_per_chunk(cfg.batch_servers, ETL_BYTES_PER_SERVER, *ETL_BATCH_BOUNDS,
                                  "etl.batch_servers")
@@ -162,7 +174,10 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             writers["metrics"].write(result.metrics)
             ahead.update(_after_today(result.metrics))
             writers["features"].write(result.features)
-            writers["series_diagnostics"].write(result.diagnostics)
+            diagnostics = with_quarantine(result.diagnostics, part, result.quarantine)
+            writers["series_diagnostics"].write(diagnostics)
+            lost.extend(diagnostics.loc[diagnostics["n_obs"] == 0, ["server_id", "metric", "n_quarantined",
+                                                                    "quarantine_reason"]].itertuples(index=False))
             quarantine.write(result.quarantine)
             count_reasons(result.quarantine, reasons)
             for key, value in result.counts.items():
@@ -182,7 +197,9 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         run.rows_quarantined = totals.get("rows_quarantined", 0)
         run.quarantine_records = run.rows_quarantined
         _warn_after_today(ahead)
+        _warn_lost(lost)
         run.counts = {**totals, "servers_without_inventory": without_inventory, "servers_dated_after_today": len(ahead),
+                      "series_all_quarantined": len(lost),
                       "imputation": choice.method if choice else cfg.imputation,
                       "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
                       "imputation_mae_knn": choice.mae_knn if choice else None}

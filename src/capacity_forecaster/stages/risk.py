@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import StorageError
+from capacity_forecaster.risk.breach import LOST_COLUMNS
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run, table_run_id
@@ -53,6 +54,14 @@ class LakeSource:
         except (OSError, pa.ArrowInvalid) as err:
             raise StorageError(f"cannot read table 'metrics' from {self.lake.uri}: {err}") from err
         return (pd.Timestamp(min(low)), pd.Timestamp(max(high))) if low else None
+
+    def lost_series(self) -> pd.DataFrame:
+        """``series_diagnostics`` rows with ``n_obs`` 0 (the ETL quarantined every day of the series)."""
+        info = self.lake.table_info("series_diagnostics")
+        if info is None or not set(LOST_COLUMNS) <= set(info.schema.names):
+            return pd.DataFrame(columns=list(LOST_COLUMNS))
+        return self.lake.read_table("series_diagnostics", columns=list(LOST_COLUMNS),
+                                    filter=pc.field("n_obs") == 0)
 
     def read(self, table: str, servers: list[str] | None, columns: Sequence[str]) -> pd.DataFrame:
         info = self.lake.table_info(table)
