@@ -50,9 +50,13 @@ def test_weights_capacities_and_their_quarantine(tmp_path: Path) -> None:
     assert reasons[f"{where}:4"] == "invalid_weight: '0' in column 'runs' (must be > 0)"
     assert reasons[f"{where}:5"] == "missing_weight: column 'runs' is empty"
     assert reasons[f"{where}:6"].startswith("zero_capacity: column 'inventory.cap_mhz'")
-    assert reasons[f"{where}:7"] == "missing_capacity: column 'inventory.cap_mhz' is empty"
+    assert reasons[f"{where}:7"] == ("missing_capacity: column 'inventory.cap_mhz' is empty or the server has no "
+                                     "row in the inventory file")
     assert result.inventory["server_id"].tolist() == ["a", "b"] and result.inventory["cpu_cores"].tolist() == [2, 1]
     assert not any("no inventory row" in w for w in result.warnings)  # c has no accepted sample
+    # b and c lost every row: said, with each one's main reason, not left to the quarantine table alone.
+    assert ("2 server(s) had every row quarantined, so they are not in raw/: b (1 row, mostly zero_capacity), "
+            "c (1 row, mostly missing_capacity)") in " ".join(result.warnings)
 
 
 def test_duration_weights_round_to_whole_samples(tmp_path: Path) -> None:

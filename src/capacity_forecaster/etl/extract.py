@@ -90,8 +90,10 @@ def _reasons(status: np.ndarray, texts: np.ndarray, templates: dict[int, str]) -
 
 
 def _number_templates(column: str, what: str) -> dict[int, str]:
+    # A capacity joined from the inventory file is missing too where the server has no row there.
+    joined = " or the server has no row in the inventory file" if column.startswith("inventory.") else ""
     return {
-        parse.MISSING: f"missing_{what}: column '{column}' is empty",
+        parse.MISSING: f"missing_{what}: column '{column}' is empty{joined}",
         parse.UNPARSEABLE: f"unparseable_{what}: {{text}} in column '{column}'",
         parse.NON_FINITE: f"non_finite_{what}: {{text}} in column '{column}'",
         _ZERO: f"zero_capacity: column '{column}' is {{text}}",

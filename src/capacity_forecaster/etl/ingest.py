@@ -149,6 +149,26 @@ def _duplicate_quarantine(samples: Samples, duplicates: Duplicates, pool: _Pool,
     )
 
 
+def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading) -> None:
+    """One warning naming servers whose every row was quarantined: otherwise they leave the fleet unremarked
+    (an inventory file without their row, so no capacity; a capacity of 0)."""
+    if quarantine.empty:
+        return
+    # Inventory-file rows (reasons inventory_*) say nothing about a server's samples.
+    samples = ~quarantine["reason"].astype(str).str.startswith("inventory_")
+    named = quarantine[samples & quarantine["server_id"].notna() & ~quarantine["server_id"].isin(used)]
+    if named.empty:
+        return
+    codes = named.assign(code=named["reason"].astype(str).str.split(":", n=1).str[0])
+    rows = codes.groupby("server_id")["code"].agg(["size", lambda c: c.value_counts().index[0]])
+    rows.columns = ["rows", "reason"]
+    shown = ", ".join(f"{server} ({int(row.rows):,} {'row' if row.rows == 1 else 'rows'}, mostly {row.reason})"
+                      for server, row in rows.head(3).iterrows())
+    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+    state.warn(f"{len(rows)} server(s) had every row quarantined, so they are not in raw/: {shown}{more}; see the "
+               "quarantine table for each row's reason")
+
+
 def _check_epoch_unit(mapping: Mapping, median_ns: float, state: _Reading) -> None:
     """Most epoch times fall before 1990: refuse when another unit would put them after it, else warn.
 
@@ -330,6 +350,7 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     rows_used = int(used.sum())
     parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
+    _warn_lost_servers(quarantine, {state.servers.names[c] for c in np.unique(kept.server)}, state)
     if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
         _check_epoch_unit(mapping, float(np.median(kept.ts)), state)
     if rows_read and not rows_used:
