@@ -160,8 +160,9 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
     if named.empty:
         return
     codes = named.assign(code=named["reason"].astype(str).str.split(":", n=1).str[0])
-    rows = codes.groupby("server_id")["code"].agg(["size", lambda c: c.value_counts().index[0]])
-    rows.columns = ["rows", "reason"]
+    counted = codes.groupby(["server_id", "code"]).size().rename("n").reset_index()
+    counted = counted.sort_values(["server_id", "n", "code"], ascending=[True, False, True], kind="stable")
+    rows = counted.groupby("server_id").agg(rows=("n", "sum"), reason=("code", "first"))
     shown = ", ".join(f"{server} ({int(row.rows):,} {'row' if row.rows == 1 else 'rows'}, mostly {row.reason})"
                       for server, row in rows.head(3).iterrows())
     more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
