@@ -515,3 +515,14 @@ def test_derived_inventory_in_a_long_file(tmp_path: Path) -> None:
     assert result.inventory is not None
     # The latest positive value by time (00:30, since the 01:00 row says 0).
     assert result.inventory["cpu_cores"].tolist() == [4.0]
+
+
+def test_a_memory_counter_that_reads_na_throughout_is_missing_and_the_ingest_goes_on(tmp_path: Path) -> None:
+    """helper-38: one VM's agent wrote "N/A" for memory on every row; read as a misread number, the share guard
+    stopped the whole export (exit 2) where empty cells went through."""
+    lines = ["host,ts,cpu,used,total"] + [f"a,2024-03-01T{h:02d}:00:00,{h},N/A,100" for h in range(24)] + \
+        [f"b,2024-03-01T{h:02d}:00:00,{h},50,100" for h in range(24)]
+    result = run([write(tmp_path / "x.csv", "\n".join(lines) + "\n")], WIDE)
+    kept = result.raw_metrics.groupby("server_id")["metric"].apply(sorted).to_dict()
+    assert kept == {"a": ["cpu"], "b": ["cpu", "memory"]}
+    assert set(reasons(result)) == {"missing_value: column 'used' is empty"}

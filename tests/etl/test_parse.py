@@ -46,6 +46,13 @@ def test_missing_and_non_finite_keep_their_status() -> None:
             (None, MISSING), (None, MISSING), (None, NON_FINITE), (None, NON_FINITE)]
 
 
+def test_no_measurement_markers_are_missing_not_misreads() -> None:
+    """One agent's memory column read "N/A" on every row: as unparseable it stopped a 14-VM ingest."""
+    markers = ["N/A", "n/a", "NA", "#N/A", "null", "NULL", "None", "-", "--", " N/A "]
+    assert parsed(markers, ".") == [(None, MISSING)] * len(markers)
+    assert parsed(["NAN?", "n.a.", "nil", "-1"], ".") == [(None, UNPARSEABLE)] * 3 + [(-1.0, OK)]
+
+
 def _grouped(value: float, decimals: int, thousands: str, decimal: str) -> str:
     text = f"{value:,.{decimals}f}"  # '1,234.5'
     return text.replace(",", "\0").replace(".", decimal).replace("\0", thousands)

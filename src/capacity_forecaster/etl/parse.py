@@ -63,8 +63,17 @@ def texts_at(array: pa.Array | pa.ChunkedArray, index: np.ndarray) -> np.ndarray
     return np.asarray(as_text(taken).to_numpy(zero_copy_only=False), dtype=object)
 
 
+# Text that exporters write for "no measurement" (vendor CSVs, Excel, databases), in lower, upper or
+# capitalised case after trimming: missing, as an empty cell is; not a misread number.
+NULL_MARKERS = ("n/a", "na", "#n/a", "null", "none", "-", "--")
+_NULL_MARKERS = pa.array(sorted({form for marker in NULL_MARKERS
+                                 for form in (marker, marker.upper(), marker.capitalize())}), pa.string())
+
+
 def _empty_as_null(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     empty = pc.fill_null(pc.equal(pc.binary_length(text), 0), True)
+    marker = pc.fill_null(pc.is_in(text, value_set=_NULL_MARKERS), False)  # as_text trimmed it
+    empty = pc.or_(empty, marker)
     return pc.if_else(empty, _STRING_NULL, text), np.asarray(empty.to_numpy(zero_copy_only=False), dtype=bool)
 
 

@@ -34,11 +34,12 @@ import pandas as pd
 
 from capacity_forecaster import schema
 from capacity_forecaster.config import EtlConfig
+from capacity_forecaster.etl.parse import NULL_MARKERS
 
 SOURCE = "raw_metrics"
 STAGE = "etl"
 CONFLICT_WINDOW_DAYS = 7
-_NULL_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
+_NULL_TEXT = frozenset({"", "nan", *NULL_MARKERS})
 _EPOCH = np.datetime64("1970-01-01", "D")
 _ISO_YEAR = r"^\s*([+-]?\d{4,})-\d{2}-\d{2}"
 _FIRST_NS_YEAR = 1678
