@@ -526,3 +526,14 @@ def test_a_memory_counter_that_reads_na_throughout_is_missing_and_the_ingest_goe
     kept = result.raw_metrics.groupby("server_id")["metric"].apply(sorted).to_dict()
     assert kept == {"a": ["cpu"], "b": ["cpu", "memory"]}
     assert set(reasons(result)) == {"missing_value: column 'used' is empty"}
+
+
+def test_a_negative_usage_is_quarantined_not_read_as_zero_percent(tmp_path: Path) -> None:
+    """helper-38: memory usage -1 KB ("not collected") over 16 GB became -0.00001 %, clipped to 0 %: idle."""
+    lines = ["host,ts,cpu,used,total", "a,2024-03-01T00:00:00,5,-1,16000000",
+             "a,2024-03-01T01:00:00,5,8000000,16000000"]
+    result = run([write(tmp_path / "x.csv", "\n".join(lines) + "\n")], WIDE)
+    memory = result.raw_metrics.set_index("metric").loc["memory"]
+    assert memory["value"] == 50.0 and memory["samples"] == 1
+    assert reasons(result) == ["negative_value: '-1' in column 'used' (a usage below 0 is a not-collected code, not a "
+                               "measurement)"]

@@ -26,6 +26,7 @@ _DETAIL_CHARS = 120
 _ZERO = 20
 _NEGATIVE = 21
 _TOO_LARGE = 22
+_NEGATIVE_USAGE = 23
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,12 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
         if spec.usage is not None:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 values = raw / capacity * 100.0
+            # A usage below 0 is an agent's "not collected" code (vCenter's -1), not a measurement: divided by a
+            # capacity it would pass as 0 % and make a busy server look idle.
+            with np.errstate(invalid="ignore"):
+                status = np.where((status == parse.OK) & (raw < 0), _NEGATIVE_USAGE, status).astype(np.int16)
+            templates[_NEGATIVE_USAGE] = (f"negative_value: {{text}} in column '{value_column}' (a usage below 0 "
+                                          "is a not-collected code, not a measurement)")
     with np.errstate(invalid="ignore"):
         status = np.where((status == parse.OK) & ~(np.abs(values) <= max_abs), _TOO_LARGE, status)
     templates[_TOO_LARGE] = (f"value_out_of_range: {{text}} from column '{value_column}' "
