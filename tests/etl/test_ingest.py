@@ -537,3 +537,17 @@ def test_a_negative_usage_is_quarantined_not_read_as_zero_percent(tmp_path: Path
     assert memory["value"] == 50.0 and memory["samples"] == 1
     assert reasons(result) == ["negative_value: '-1' in column 'used' (a usage below 0 is a not-collected code, not a "
                                "measurement)"]
+
+
+def test_two_exports_of_one_server_out_of_phase_are_said(tmp_path: Path) -> None:
+    """A second collector 7 s out of phase: no duplicate times, twice the samples, a changed P95, no warning."""
+    times = pd.date_range("2024-03-01", periods=3 * 288, freq="5min")
+    one = pd.DataFrame({"host": "a", "ts": times.strftime("%Y-%m-%dT%H:%M:%S"), "cpu": 20.0, "used": 1, "total": 2})
+    two = one.iloc[288:576].assign(ts=(times[288:576] + pd.Timedelta(seconds=7)).strftime("%Y-%m-%dT%H:%M:%S"))
+    one.to_csv(tmp_path / "one.csv", index=False)
+    two.to_csv(tmp_path / "two.csv", index=False)
+    alone = run([tmp_path / "one.csv"], WIDE)
+    assert not any("more than 1.5 times the samples" in w for w in alone.warnings)
+    both = run([tmp_path / "one.csv", tmp_path / "two.csv"], WIDE)
+    assert any(w.startswith("2 daily value(s) of 1 server(s) hold more than 1.5 times the samples their interval "
+                            "allows (e.g. a cpu on 2024-03-02: coverage 1.9") for w in both.warnings), both.warnings

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 _YEAR_1990_NS = 631_152_000 * 1_000_000_000
 _YEAR_2100_NS = 4_102_444_800 * 1_000_000_000
+# Jitter puts a day's coverage a few percent over 1; half as many samples again as the interval allows is two
+# sources of one series.
+OVERFULL_COVERAGE = 1.5
 # A percentage beyond this magnitude is not a measurement (an overflowed counter, a wrong column);
 # smaller out-of-range values are kept as read for the ETL stage's tolerance rules.
 MAX_ABS_PERCENT = 1e6
@@ -147,6 +150,20 @@ def _duplicate_quarantine(samples: Samples, duplicates: Duplicates, pool: _Pool,
         ("duplicate_timestamp: same server, metric and time as " + pd.Series(first_source, dtype=object)
          + " (that one is kept)").to_numpy(dtype=object),
     )
+
+
+def _warn_overfull_days(daily: pd.DataFrame, state: _Reading) -> None:
+    """One warning for days holding far more samples than the interval allows (``OVERFULL_COVERAGE``): two
+    exports of one server whose times differ by a few seconds are both pooled into its days, which no duplicate
+    check can see (helper-38: a second collector 7 s out of phase doubled 20 days of one VM)."""
+    over = daily[daily["coverage"] > OVERFULL_COVERAGE]
+    if over.empty:
+        return
+    worst = over.sort_values(["coverage", "server_id", "metric", "ds"], ascending=[False, True, True, True]).iloc[0]
+    state.warn(f"{len(over):,} daily value(s) of {over['server_id'].nunique():,} server(s) hold more than "
+               f"{OVERFULL_COVERAGE:g} times the samples their interval allows (e.g. {worst['server_id']} "
+               f"{worst['metric']} on {pd.Timestamp(worst['ds']).date()}: coverage {worst['coverage']:.2f}): are two "
+               "exports of the same server overlapping with shifted times? Their samples were pooled")
 
 
 def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading) -> None:
@@ -352,6 +369,7 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
     _warn_lost_servers(quarantine, {state.servers.names[c] for c in np.unique(kept.server)}, state)
+    _warn_overfull_days(daily, state)
     if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
         _check_epoch_unit(mapping, float(np.median(kept.ts)), state)
     if rows_read and not rows_used:
