@@ -551,3 +551,14 @@ def test_two_exports_of_one_server_out_of_phase_are_said(tmp_path: Path) -> None
     both = run([tmp_path / "one.csv", tmp_path / "two.csv"], WIDE)
     assert any(w.startswith("2 daily value(s) of 1 server(s) hold more than 1.5 times the samples their interval "
                             "allows (e.g. a cpu on 2024-03-02: coverage 1.9") for w in both.warnings), both.warnings
+
+
+def test_ids_that_differ_only_in_case_spaces_or_unicode_form_are_said(tmp_path: Path) -> None:
+    nfc, nfd = "Z\u00fcrich DB 01", "Zu\u0308rich DB 01"
+    lines = ["server,time,metric,value"] + [f"{server},2024-03-0{day}T00:00:00,cpu_util,5" for day, server in
+                                            ((1, nfc), (2, nfd), (1, "WEB-04"), (2, "web-04"), (1, "db-1"))]
+    result = run([write(tmp_path / "ids.csv", "\n".join(lines) + "\n")], LONG)
+    assert result.raw_metrics["server_id"].nunique() == 5  # kept apart: nothing says they are one server
+    said = [w for w in result.warnings if "differ from another only in case" in w]
+    assert len(said) == 1 and said[0].startswith("2 server id(s)") and "'WEB-04' / 'web-04'" in said[0]
+    assert "db-1" not in said[0]

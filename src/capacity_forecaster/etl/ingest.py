@@ -15,7 +15,13 @@ from capacity_forecaster.config import IngestConfig
 from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.extract import bad_row_quarantine, empty_quarantine, extract, quarantine_frame
 from capacity_forecaster.etl.guard import VALUE_COUNT_COLUMNS, value_columns, value_counts
-from capacity_forecaster.etl.inventory import CapacityLookup, InventoryDeriver, ids_only_inventory, read_inventory
+from capacity_forecaster.etl.inventory import (
+    CapacityLookup,
+    InventoryDeriver,
+    id_key,
+    ids_only_inventory,
+    read_inventory,
+)
 from capacity_forecaster.etl.inventory_join import SOURCE_COLUMN
 from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.parse import NS_PER_UNIT, ColumnNumbers
@@ -150,6 +156,22 @@ def _duplicate_quarantine(samples: Samples, duplicates: Duplicates, pool: _Pool,
         ("duplicate_timestamp: same server, metric and time as " + pd.Series(first_source, dtype=object)
          + " (that one is kept)").to_numpy(dtype=object),
     )
+
+
+def _warn_lookalike_ids(ids: pd.Series, state: _Reading) -> None:
+    """One warning for server ids that differ only in case, surrounding spaces or Unicode form (``id_key``): kept
+    as separate servers (nothing says they are one), each with part of the history (helper-38: ``WEB-04`` in July,
+    ``web-04`` in August read as one stale and one short-history server)."""
+    keys = id_key(ids)
+    twins = ids[keys.duplicated(keep=False)]
+    if twins.empty:
+        return
+    groups = twins.groupby(keys[twins.index]).agg(lambda g: " / ".join(repr(i) for i in sorted(g)))
+    shown = "; ".join(groups.head(3))
+    more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
+    state.warn(f"{len(groups)} server id(s) differ from another only in case, spaces or Unicode form and are kept as "
+               f"separate servers: {shown}{more}; if they are one server, make the export's ids agree and ingest "
+               "again with --replace")
 
 
 def _warn_overfull_days(daily: pd.DataFrame, state: _Reading) -> None:
@@ -370,6 +392,7 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
     _warn_lost_servers(quarantine, {state.servers.names[c] for c in np.unique(kept.server)}, state)
     _warn_overfull_days(daily, state)
+    _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
     if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
         _check_epoch_unit(mapping, float(np.median(kept.ts)), state)
     if rows_read and not rows_used:

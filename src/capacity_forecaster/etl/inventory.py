@@ -22,8 +22,9 @@ UNKNOWN = "unknown"
 
 
 def id_key(ids: pd.Series) -> pd.Series:
-    """The form in which inventory and metrics ids are matched: surrounding whitespace stripped, case folded."""
-    return ids.astype(str).str.strip().str.casefold()
+    """The form in which inventory and metrics ids are matched: Unicode NFC (``Zürich`` typed as one code point
+    or as ``u`` + a combining diaeresis), surrounding whitespace stripped, case folded."""
+    return ids.astype(str).str.normalize("NFC").str.strip().str.casefold()
 
 
 def _column(source: str | DerivedColumn) -> DerivedColumn:
