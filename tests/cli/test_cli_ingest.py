@@ -192,6 +192,21 @@ def test_a_series_the_etl_quarantines_whole_is_kept_in_risk_with_the_reason(
     assert "no metrics were delivered" not in recs.loc["db-3", "rationale"]
 
 
+def test_a_decimal_comma_export_is_refused_in_one_line_that_names_the_fix(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = metrics_only_csv(tmp_path / "cpu.csv", days=3)
+    frame = pd.read_csv(data)
+    frame["cpu"] = frame["cpu"].map(lambda v: f"{v:.2f}".replace(".", ","))
+    frame.to_csv(data, index=False, sep=";")
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU)
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", str(tmp_path / "lake"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # no "no row could be used" warning before the refusal
+    assert "unparseable_value" in err and "set csv: {decimal: ','} in the mapping" in err
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU + "csv: {decimal: ','}\n")
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", str(tmp_path / "lake"), "--quiet"]) == 0
+
+
 def test_ingest_manifest_names_rows_and_records_and_warns_once(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "wide.csv"

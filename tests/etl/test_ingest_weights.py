@@ -39,7 +39,9 @@ def test_weights_capacities_and_their_quarantine(tmp_path: Path) -> None:
              "b,0,1,100",      # capacity 0 in the inventory file
              "c,0,2,100"]      # no inventory row: no capacity
     (tmp_path / "trace.csv").write_text("\n".join(lines) + "\n")
-    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(MAPPING), IngestConfig(), local)
+    # 4 of 6 rows quarantined: the stage would refuse it unless forced (share 1.0), and only then warns per server.
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(MAPPING), IngestConfig(max_quarantine_share=1.0),
+                    local)
     daily = result.raw_metrics
     assert daily["server_id"].tolist() == ["a"] and daily["samples"].tolist() == [4]
     assert daily["value"].iloc[0] == np.percentile([50, 50, 50, 100], 95)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -27,6 +29,13 @@ def count_reasons(quarantine: pd.DataFrame, into: dict[str, tuple[int, str]]) ->
         into[str(code)] = (rows + int(count), example)
 
 
+def _decimal_hint(example: str) -> str:
+    """The fix for an unreadable number written with a decimal comma (``'1,5'``), else ""."""
+    if example.startswith("unparseable_") and re.search(r"'[-+]?\d+,\d+'", example):
+        return "; the numbers use ',' as the decimal mark: set csv: {decimal: ','} in the mapping"
+    return ""
+
+
 def check_quarantine_share(stage: str, rows_in: int, rows_quarantined: int, limit: float, key: str,
                            reasons: dict[str, tuple[int, str]], kept: str) -> None:
     """Stop a stage that would quarantine more than ``limit`` of its input rows.
@@ -41,7 +50,7 @@ def check_quarantine_share(stage: str, rows_in: int, rows_quarantined: int, limi
     main = ""
     if reasons:
         code, (count, example) = max(reasons.items(), key=lambda item: item[1][0])
-        main = f"; mostly {code} ({count:,} records, e.g. {example[:160]!r})"
+        main = f"; mostly {code} ({count:,} records, e.g. {example[:160]!r}){_decimal_hint(example)}"
     raise InputError(
         f"{stage}: {rows_quarantined:,} of {rows_in:,} rows ({share:.0%}) would be quarantined, more than "
         f"{key} = {limit:g}{main}; {kept}. Fix the input (see the reasons), or rerun with --force "
@@ -131,6 +140,7 @@ def check_value_shares(stage: str, counts: pd.DataFrame, limit: float, key: str,
         f"{worst['values']:,} values of server {worst['server_id']} ({worst['share']:.0%}) could not be read, "
         f"more than {key} = {limit:g} ({len(over)} of {len(counts)} series over it; "
         f"{int(column['unreadable'].sum()):,} of {int(column['values'].sum()):,} values in the column), e.g. "
-        f"{str(worst['example'])[:160]!r}; {kept}. Fix the input or the mapping (see the reasons), or rerun "
+        f"{str(worst['example'])[:160]!r}{_decimal_hint(str(worst['example']))}; {kept}. Fix the input or the "
+        "mapping (see the reasons), or rerun "
         f"with --force (or set {key}: 1.0) to accept it"
     )

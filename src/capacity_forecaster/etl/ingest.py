@@ -390,12 +390,15 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     rows_used = int(used.sum())
     parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
-    _warn_lost_servers(quarantine, {state.servers.names[c] for c in np.unique(kept.server)}, state)
+    # A run the stage will refuse (over max_quarantine_share) gets its one line there, not warnings first.
+    refused = rows_read > 0 and (rows_read - rows_used) / rows_read > cfg.max_quarantine_share
+    if not refused:
+        _warn_lost_servers(quarantine, {state.servers.names[c] for c in np.unique(kept.server)}, state)
     _warn_overfull_days(daily, state)
     _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
     if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
         _check_epoch_unit(mapping, float(np.median(kept.ts)), state)
-    if rows_read and not rows_used:
+    if rows_read and not rows_used and not refused:
         top = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
         state.warn(f"no row could be used: every row was quarantined (mostly {top.index[0]}, "
                    f"{top.iloc[0]} records); check the mapping against the quarantine reasons")
