@@ -146,6 +146,11 @@ def test_missing_weight_or_joined_file_exits_2_naming_it(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "meta.csv" in err and "column 'mhz' not found" in err
     assert "metrics.cpu.inventory_capacity" in err
+    # The inventory file the mapping names is not there: the message names the key, not only an OS error.
+    (tmp_path / "meta.csv").unlink()
+    assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", str(tmp_path / "lake")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "inventory.source" in err and "meta.csv': no such file; write" in err
 
 
 def test_a_wrong_epoch_unit_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 
+from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.extract import empty_quarantine, quarantine_frame
 from capacity_forecaster.etl.readers import DEFAULT_MAX_LINE_BYTES, read_chunks
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile
-from capacity_forecaster.etl.specs import NUMERIC_INVENTORY_COLUMNS, DerivedColumn, InventorySpec, TimestampSpec
+from capacity_forecaster.etl.specs import (
+    NUMERIC_INVENTORY_COLUMNS,
+    SOURCE_DIR,
+    DerivedColumn,
+    InventorySpec,
+    TimestampSpec,
+)
 from capacity_forecaster.schema import INVENTORY_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -176,6 +185,15 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
     assert spec.source is not None
     fs, path = filesystem_for(spec.source)
     src = SourceFile(spec.source if "://" in spec.source else path, fs, path)
+    try:
+        found = fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError:
+        found = True  # unreadable for another reason: the reader says which
+    if not found:
+        relative = "" if "://" in spec.source or os.path.isabs(spec.source) else \
+            f" (a relative path is read from the folder capfc runs in, {os.getcwd()})"
+        raise InputError(f"inventory.source {spec.source!r}: no such file{relative}; write "
+                         f"'{SOURCE_DIR}/<file name>' for a file beside the metric files")
     mapped: dict[str, DerivedColumn] = {target: _column(source) for target, source in spec.columns.items()}
     extra = dict(extra or {})
     roles = {d.column: f"inventory.columns.{target}" for target, d in mapped.items()} | {
