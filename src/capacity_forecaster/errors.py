@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 
 class CapacityForecasterError(Exception):
     """Base of every error the tool raises on purpose.
@@ -45,3 +48,32 @@ class AwsError(CapacityForecasterError):
     def __init__(self, message: str, code: str = "") -> None:
         super().__init__(message)
         self.code = code
+
+
+def other_problems(problems: Sequence[Mapping[str, Any]], shown: Mapping[str, Any], prefix: str = "") -> str:
+    """`` (also: key 'a.b': message; ...)`` for validation problems besides ``shown``, for a one-line error.
+
+    A problem that only follows from another (a list too short once its bad item is dropped, a
+    section missing a key that is misspelt below it) is left out: it would send the reader after a
+    second cause that is not there.
+
+    Args:
+        problems: pydantic's ``ValidationError.errors()``.
+        shown: the problem the message already describes.
+        prefix: text before each dotted key (``report.`` when the keys are relative).
+    """
+    def key(problem: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(str(p) for p in problem["loc"] if p != "[key]")
+
+    others = []
+    for problem in problems:
+        if problem == shown:
+            continue
+        below = [q for q in problems if len(key(q)) > len(key(problem)) and key(q)[: len(key(problem))] == key(problem)]
+        if problem["type"] in ("too_short", "missing") and below:
+            continue
+        others.append(f"key '{prefix}{'.'.join(key(problem))}': {str(problem['msg']).removeprefix('Value error, ')}")
+    if not others:
+        return ""
+    more = f"; and {len(others) - 3} more" if len(others) > 3 else ""
+    return f" (also: {'; '.join(others[:3])}{more})"

@@ -83,6 +83,19 @@ def test_bad_env_value_names_the_variable() -> None:
         load_settings(environ={"CAPFC_RISK__THRESHOLD": "120"})
 
 
+def test_every_problem_is_named_and_none_that_only_follows_from_another() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"report.formats": ("docx",)}, environ={})
+    # The bad item leaves the tuple empty ("too short"): a consequence, not a second problem to chase.
+    assert str(caught.value) == ("command line: key 'report.formats.0' = 'docx': Input should be 'png', 'html', "
+                                 "'xlsx' or 'pdf'")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"report.formats": ("docx",), "risk.threshold": 500}, environ={})
+    said = str(caught.value)  # both named, whichever first
+    assert "risk.threshold" in said and "report.formats.0" in said and "(also: key '" in said
+    assert "too_short" not in said and "at least 1 item" not in said
+
+
 def test_missing_config_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(Path("/nonexistent/capfc.yaml"), environ={})

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from capacity_forecaster.config.sections import ENV_PREFIX, Settings
-from capacity_forecaster.errors import ConfigError
+from capacity_forecaster.errors import ConfigError, other_problems
 from capacity_forecaster.yamlfile import read_yaml
 
 
@@ -147,7 +147,7 @@ def _describe(err: ValidationError, sources: Mapping[str, str]) -> str:
     else:
         value_txt = f" = {value!r}"
     origin = _origin(key, sources)
-    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    more = other_problems(err.errors(), first)
     return f"{origin}: key '{key}'{value_txt}: {msg}{more}"
 
 

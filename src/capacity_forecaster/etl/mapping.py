@@ -8,7 +8,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from capacity_forecaster.errors import ConfigError
+from capacity_forecaster.errors import ConfigError, other_problems
 from capacity_forecaster.etl.specs import (
     CsvSpec,
     InventorySpec,
@@ -197,7 +197,7 @@ def describe_validation_error(err: ValidationError, where: str) -> str:
         value = first.get("input")
         shown = "" if isinstance(value, dict) else f" = {value!r}"
         detail = f"key '{key}'{shown}" if key else "mapping"
-    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    more = other_problems(err.errors(), first)
     return f"{where}: {detail}: {msg}{more}"
 
 
