@@ -74,6 +74,14 @@ def test_run_says_files_for_the_report_stage() -> None:
         "risk: 400 rows out, 0 quarantined (run r)")
 
 
+def test_run_says_when_it_generated_a_synthetic_fleet() -> None:
+    """A mistyped --lake made capfc run generate the demo fleet; only an INFO line (hidden by -q) said so."""
+    line = stage_line(SimpleNamespace(stage="generate", rows_out=438000, rows_quarantined=0, run_id="g"))
+    assert line == ("generate: the lake had no raw metrics, so a synthetic demonstration fleet was written "
+                    "(438,000 raw rows; capfc ingest brings your own exports) (run g)")
+    assert etl_line(_etl(rows_anomalies=1)).endswith("1 anomaly flagged (run 4b4b96a5ebf1)")
+
+
 def test_run_says_what_the_risk_stage_found() -> None:
     """capfc run's risk line is the risk summary's headline and savings, not a row count."""
     summary = {**DEMO, "scenario": "base", "servers_already_breaching": 3, "current_rule": "over the threshold on "

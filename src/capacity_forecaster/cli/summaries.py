@@ -54,19 +54,24 @@ def etl_line(stage: Any) -> str:
     replaced += (f"{unlisted:,} server(s) without an inventory row kept (size and cost unknown); " if unlisted else "")
     lost = int(counts.get("series_all_quarantined", 0))
     replaced += (f"{lost:,} series quarantined whole (every day; see the warning); " if lost else "")
+    anomalies = int(counts.get("rows_anomalies", 0))
     ahead = int(counts.get("servers_dated_after_today", 0))
     replaced += (f"{ahead:,} server(s) with data dated after today (check their clocks; see the warning); "
                  if ahead else "")
     return (f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
             f"{created:,} days created ({imputed:,} filled by imputation ({counts.get('imputation')}), {empty:,} "
             f"left empty in gaps too long to fill): in = out + quarantined - created; {replaced}"
-            f"{int(counts.get('rows_anomalies', 0)):,} anomalies flagged (run {stage.run_id})")
+            f"{anomalies:,} {'anomaly' if anomalies == 1 else 'anomalies'} flagged (run {stage.run_id})")
 
 
 def stage_line(stage: Any) -> str:
     """One line per stage for ``capfc run`` (the forecast stage has its own ``summary_line``)."""
     if stage.stage == "etl":
         return etl_line(stage)
+    if stage.stage == "generate":
+        # capfc run generates only into a lake without raw metrics: say so, -q or not (a mistyped --lake too).
+        return (f"generate: the lake had no raw metrics, so a synthetic demonstration fleet was written "
+                f"({stage.rows_out:,} raw rows; capfc ingest brings your own exports) (run {stage.run_id})")
     if stage.stage == "report":
         return f"report: {stage.rows_out:,} {'file' if stage.rows_out == 1 else 'files'} written (run {stage.run_id})"
     if stage.stage == "risk" and (stage.counts or {}).get("summary"):
