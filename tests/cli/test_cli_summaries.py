@@ -31,7 +31,7 @@ def test_an_inventory_without_prices_is_not_priced_not_zero() -> None:
 
 def test_a_partly_priced_inventory_says_how_many_are_not_priced() -> None:
     line = savings_line({**DEMO, "servers_without_cost": 1})
-    assert "1 of 100 server has no monthly cost" in line and "(30.3 %" in line
+    assert "1 of 100 servers has no monthly cost" in line and "(30.3 %" in line
 
 
 def test_risk_summary_says_one_recent_day(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

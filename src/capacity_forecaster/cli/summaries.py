@@ -144,7 +144,7 @@ def savings_line(summary: dict[str, Any]) -> str:
     line = (f"savings: ${net:,.0f}/month net{share}, gross ${summary.get('gross_monthly_savings', 0):,.0f}, "
             f"upsizing ${summary.get('upsize_monthly_cost', 0):,.0f}")
     if unpriced:
-        noun = "server has" if unpriced == 1 else "servers have"
-        line += (f"; {unpriced:,} of {servers:,} {noun} no monthly cost in the inventory (not priced; "
+        verb = "has" if unpriced == 1 else "have"
+        line += (f"; {unpriced:,} of {servers:,} servers {verb} no monthly cost in the inventory (not priced; "
                  "actions are still recommended)")
     return line
