@@ -347,20 +347,33 @@ def _unit(values: pd.Series, unit: str) -> pd.Series:
     return pd.Series(np.where(values.to_numpy(dtype=float) == 1.0, " core", unit), index=values.index)
 
 
-def _sizes(out: pd.DataFrame, inv: pd.DataFrame, shares: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """("4 cores / 16 GB", "8 cores / 32 GB"): new and current sizes; the percent change where a size is unknown."""
+def _sizes(out: pd.DataFrame, inv: pd.DataFrame, shares: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """The new size, today's and whether both are known: ("4 cores / 16 GB", "2 cores / 16 GB", True).
+
+    Where the inventory lacks a size the new one is a share of today's capacity ("cpu unchanged, memory
+    to 130 % of today's (memory size unknown in the inventory)"), and today's is "" where neither is known.
+    """
     index = shares.index
     cur = inv.set_index(SERVER_ID).reindex(index)
-    text = []
+    news, olds, unknown = [], [], []
     for column, current, unit, name in (("recommended_cpu_cores", "cpu_cores", " cores", "cpu"),
                                         ("recommended_memory_gb", "memory_gb", " GB", "memory")):
         recommended = pd.Series(out[column].to_numpy(), index=index)
-        new = _size(recommended) + _unit(recommended, unit)
-        pct = (name + " to " + _fmt(shares[name] * 100.0, "{:.0f}") + f" % of its current capacity ({name} size "
-               "unknown in the inventory)")
-        text.append((new.where(cur[current].notna(), pct),
-                     (_size(cur[current]) + _unit(cur[current], unit)).where(cur[current].notna(), "unknown" + unit)))
-    return text[0][0] + " / " + text[1][0], text[0][1] + " / " + text[1][1]
+        known = cur[current].notna()
+        pct = shares[name] * 100.0
+        relative = (name + " to " + _fmt(pct, "{:.0f}") + " % of today's").where(
+            (pct - 100.0).abs() >= 0.5, name + " unchanged")
+        news.append((_size(recommended) + _unit(recommended, unit)).where(known, relative))
+        olds.append((_size(cur[current]) + _unit(cur[current], unit)).where(known, "unknown" + unit))
+        unknown.append(~known)
+    cpu_unknown, memory_unknown = unknown
+    both_known = ~(cpu_unknown | memory_unknown)
+    which = pd.Series(np.select([cpu_unknown & memory_unknown, cpu_unknown], ["cpu and memory sizes", "cpu size"],
+                                default="memory size"), index=index)
+    new = (news[0] + " / " + news[1]).where(both_known, news[0] + ", " + news[1] + " (" + which
+                                            + " unknown in the inventory)")
+    today = (olds[0] + " / " + olds[1]).where(~(cpu_unknown & memory_unknown), "")
+    return new, today, both_known
 
 
 def _target(cfg: RiskConfig) -> str:
@@ -422,16 +435,16 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
                 placed: pd.DataFrame, guests: pd.Series, cfg: RiskConfig, shares: pd.DataFrame) -> pd.Series:
     """One sentence per server saying why its action was chosen (vectorised string building)."""
     action = pd.Series(out["action"].to_numpy(), index=need.index)
-    sizes, current = _sizes(out, inv, shares)
+    sizes, today, known = _sizes(out, inv, shares)
+    was = (" (from " + today + ")").where(today != "", "")
     peaks = ("forecast peak upper bound " + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu / "
              + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory")
     target = _target(cfg)
     too_big = np.where(_flag(need["exceeds_largest_size"]),
                        "; more than the largest standard size is needed: split the workload", "")
-    # Nothing to say it grows from where the inventory knows neither size.
-    was = (" (from " + current + ")").where(current != "unknown cores / unknown GB", "")
     when = (" by " + _day(risk["needed_by"])).where(~risk["needed_now"], " now")
-    upsize = (risk["risk_reason"] + "; upsize to " + sizes + was + when + too_big)
+    joint = pd.Series(np.where(known, " to ", ": "), index=need.index, dtype=object)  # "upsize: cpu to 142 % ..."
+    upsize = (risk["risk_reason"] + "; upsize" + joint + sizes + was + when + too_big)
     other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
     upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity" + when)
     # Idle by design is common in a bank (standby and disaster-recovery servers): the owner confirms first.
@@ -448,8 +461,8 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
                    + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / "
                    + _fmt(placed["host_peak_memory"], "{:.0f} %")
                    + f" memory of the host (limit {cfg.consolidation_target:g} %)")
-    rightsize = peaks + " of " + current + "; " + sizes + " keep " + _resized(out, inv, need) + f" under {target}" \
-        + _short_kept(out, inv, need, cfg)
+    rightsize = (peaks + (" of " + today).where(today != "", "") + "; " + sizes + " keep " + _resized(out, inv, need)
+                 + f" under {target}" + _short_kept(out, inv, need, cfg))
     host = ("consolidation host for " + guests.fillna("") + ": combined daily upper bound peaks at "
             + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / " + _fmt(placed["host_peak_memory"], "{:.0f} %")
             + f" memory (limit {cfg.consolidation_target:g} %)")
