@@ -193,7 +193,7 @@ def test_level_definitions_fit_the_thresholds_and_the_forecast_horizon(report_la
     rows = {a: (v, n) for a, v, n in assumptions(short)}
     assert rows["Critical"][0] == "breach likely within the 90-day forecast"
     assert rows["High"][0].startswith("already breaching") and "200 days" not in " ".join(rows["High"])
-    assert rows["Medium"][0].endswith("within the 90-day forecast")
+    assert rows["Medium"][0] == "a breach on at least 3 days within the 90-day forecast has probability >= 0.3"
     assert {k.key: k for k in kpis(short)}["critical"].note == "breach likely within the 90-day forecast"
     assert not any("within 120 days" in " ".join(r) or "within 200 days" in " ".join(r) for r in assumptions(short))
 

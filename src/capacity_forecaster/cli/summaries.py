@@ -102,7 +102,8 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
     at_risk = summary.get("at_risk") or []
     if at_risk:
         table = Table(title="At-risk servers (already breaching first, then most urgent)", title_justify="left")
-        for column in ("server", "metric", "level", "breach", "days", "probability", "seasonal peak"):
+        # The probability is the forecast's (a series breaching now can have 74 %: its forecast may ease).
+        for column in ("server", "metric", "level", "breach", "days", "forecast probability", "seasonal peak"):
             table.add_column(column)
         for row in at_risk:
             now = row.get("status") == "already_breaching"

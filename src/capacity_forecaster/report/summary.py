@@ -332,8 +332,10 @@ def level_definitions(data: ReportData) -> list[tuple[str, str, str]]:
                 (f"breach likely on days {risk.critical_days + 1}-{horizon} (the end of the forecast)",
                  f"the high window ({_days(risk.high_days)}) reaches past the forecast; {now}"))
     return [("Critical", *critical), ("High", *high),
-            ("Medium", f"breach probability >= {risk.medium_probability:g} within the {horizon}-day forecast",
-             "or last year's period-end peak, grown, crosses the threshold")]
+            ("Medium", f"a breach on at least {_days(risk.medium_min_days)} within the {horizon}-day forecast has "
+                       f"probability >= {risk.medium_probability:g}",
+             "or a likely breach later than the High window, or last year's period-end peak, grown, crosses the "
+             "threshold")]
 
 
 def _coverage_row(data: ReportData) -> list[tuple[str, str, str]]:
