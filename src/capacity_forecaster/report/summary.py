@@ -334,8 +334,8 @@ def level_definitions(data: ReportData) -> list[tuple[str, str, str]]:
     return [("Critical", *critical), ("High", *high),
             ("Medium", f"a breach on at least {_days(risk.medium_min_days)} within the {horizon}-day forecast has "
                        f"probability >= {risk.medium_probability:g}",
-             "or a likely breach later than the High window, or last year's period-end peak, grown, crosses the "
-             "threshold")]
+             "or last year's period-end peak, grown, crosses the threshold; a breach likely only after the High "
+             "window is medium however probable")]
 
 
 def _coverage_row(data: ReportData) -> list[tuple[str, str, str]]:
