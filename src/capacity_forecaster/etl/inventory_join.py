@@ -206,7 +206,10 @@ def merge_inventory(old: pd.DataFrame | None, new: pd.DataFrame, metric_ids: Ite
     if len(sources) and SOURCE_COLUMN in old.columns:
         stale = (old[SOURCE_COLUMN].isin(sources) & ~old_ids.isin(new[SERVER_ID].astype(str))).to_numpy()
         with_metrics = old_ids.isin(pd.Index(list(metric_ids), dtype=object)).to_numpy()
-        removed = sorted(old_ids[stale & ~with_metrics])
+        # A row the new delivery lists under the metrics' spelling (joined case-insensitively) is not gone: it is
+        # replaced under its new id, which the join's own warning names; only rows really unlisted are "removed".
+        respelt = id_key(old_ids).isin(set(id_key(new[SERVER_ID].astype(str)))).to_numpy()
+        removed = sorted(old_ids[stale & ~with_metrics & ~respelt])
         unlisted = sorted(old_ids[stale & with_metrics])
         old, old_ids = old[~(stale & ~with_metrics)], old_ids[~(stale & ~with_metrics)]
     weak = id_only(new) | add_only
