@@ -562,3 +562,17 @@ def test_ids_that_differ_only_in_case_spaces_or_unicode_form_are_said(tmp_path: 
     said = [w for w in result.warnings if "differ from another only in case" in w]
     assert len(said) == 1 and said[0].startswith("2 server id(s)") and "'WEB-04' / 'web-04'" in said[0]
     assert "db-1" not in said[0]
+
+
+def test_a_server_id_pattern_takes_the_host_out_of_a_prometheus_instance_label(tmp_path: Path) -> None:
+    """helper-37: instance="pay-db-01.bank.local:9100" could not join the inventory, and no mapping key cut it."""
+    mapping = {**LONG, "server_id": {"column": "server", "pattern": r"^([^:]+):\d+$"}}
+    lines = ["server,time,metric,value", "pay-db-01.bank.local:9100,2024-03-01T00:00:00,cpu_util,40",
+             "pay-db-01.bank.local:9100,2024-03-01T01:00:00,cpu_util,60",
+             "node-exporter,2024-03-01T00:00:00,cpu_util,1", ",2024-03-01T00:00:00,cpu_util,1"]
+    result = run([write(tmp_path / "p.csv", "\n".join(lines) + "\n")], mapping)
+    assert result.raw_metrics["server_id"].tolist() == ["pay-db-01.bank.local"]
+    assert reasons(result) == [
+        "unmatched_server_id: 'node-exporter' in column 'server' does not match server_id.pattern '^([^:]+):\\\\d+$'",
+        "missing_server_id: column 'server' is empty"]
+    assert result.quarantine["server_id"].isna().all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,12 @@ def test_fraction_units_per_layout() -> None:
     some = parse_mapping({**long, "long": {"value": "v", "metric_column": "m", "unit": {"cpu": "fraction"}}})
     assert some.fraction_metrics() == {"cpu"} and some.long is not None and some.long.unit_of("memory") == "percent"
     assert parse_mapping({**long, "long": {"value": "v", "metric": "cpu"}}).fraction_metrics() == set()
+
+
+@pytest.mark.parametrize(("server_id", "said"), [
+    ({"from_filename": r"(\d+)\.csv", "pattern": "x"}, "server_id.pattern applies to server_id.column"),
+    ({"column": "instance", "pattern": "(["}, "server_id.pattern is not a valid regular expression"),
+])
+def test_a_bad_server_id_pattern_is_named(server_id: dict, said: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        parse_mapping(with_changes(server_id=server_id))

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.readers import BadRow, RawChunk
-from capacity_forecaster.etl.servers import REPLACEMENT_CHAR, ServerIds
+from capacity_forecaster.etl.servers import REPLACEMENT_CHAR, ServerIds, server_from_value
 from capacity_forecaster.etl.specs import MetricName
 from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS
 
@@ -345,8 +345,14 @@ def _server_reasons(chunk: RawChunk, mapping: Mapping, no_server: np.ndarray) ->
     undecodable = ("undecodable_server_id: " + _quoted(ids.to_numpy(dtype=object)) + f" in column '{column}'"
                    + where + f" holds bytes that are not valid {mapping.csv.encoding} (shown as U+FFFD); "
                    "fix the file or set csv.encoding in the mapping")
+    absent = np.full(len(index), f"missing_server_id: column '{column}' is empty", dtype=object)
+    pattern = mapping.server_id.pattern
+    if pattern is not None:
+        unmatched = ("unmatched_server_id: " + _quoted(ids.to_numpy(dtype=object)) + f" in column '{column}' does "
+                     f"not match server_id.pattern {pattern!r}")
+        absent = np.where((ids != "").to_numpy(), unmatched.to_numpy(dtype=object), absent)
     reasons[index] = np.where(ids.str.contains(REPLACEMENT_CHAR, regex=False).to_numpy(), undecodable.to_numpy(),
-                              f"missing_server_id: column '{column}' is empty")
+                              absent)
     return reasons
 
 
@@ -381,10 +387,12 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
             return file_server
     else:
         id_text = parse.as_text(chunk.columns[mapping.server_id.column or ""])
-        row_server = servers.codes(id_text, mapping.server_id.prefix)
+        row_server = servers.codes(id_text, mapping.server_id.prefix, mapping.server_id.pattern)
 
         def server_at(index: np.ndarray) -> object:
             ids = pd.Series(parse.texts_at(id_text, index), dtype=object).fillna("").astype(str)
+            if mapping.server_id.pattern is not None:
+                ids = ids.map(lambda v: server_from_value(v, mapping.server_id.pattern or "") or "")
             prefixed = (mapping.server_id.prefix + ids).to_numpy(dtype=object)
             prefixed[(ids == "").to_numpy()] = None
             return prefixed

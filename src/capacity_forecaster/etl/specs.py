@@ -82,16 +82,27 @@ class ServerIdSpec(Spec):
         from_filename: regular expression searched in the file name (not the folder); its first
             group is the id, e.g. ``(\\d+)\\.csv`` turns ``14.csv`` into ``14``.
         prefix: text put in front of every id (also of inventory ids), e.g. ``bitbrains-``.
+        pattern: with ``column``, a regular expression searched in each value; its first group (the
+            whole match without a group) is the id, e.g. ``^([^:]+)`` turns Prometheus' instance label
+            ``db-1.bank.local:9100`` into ``db-1.bank.local``. A value it does not match is quarantined.
     """
 
     column: str | None = None
     from_filename: str | None = None
     prefix: str = ""
+    pattern: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ServerIdSpec:
         if (self.column is None) == (self.from_filename is None):
             raise ValueError("server_id: set exactly one of 'column' or 'from_filename'")
+        if self.pattern is not None:
+            if self.column is None:
+                raise ValueError("server_id.pattern applies to server_id.column (from_filename has its own group)")
+            try:
+                re.compile(self.pattern)
+            except re.error as err:
+                raise ValueError(f"server_id.pattern is not a valid regular expression: {err}") from err
         if self.from_filename is not None:
             try:
                 pattern = re.compile(self.from_filename)
