@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from risk_frames import LAST_DAY, make_forecast, make_history
+from risk_frames import LAST_DAY, make_forecast, make_history, make_inventory
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.analogue import growth_ratio, seasonal_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.seasonal import period_calendar, period_uplifts
+from capacity_forecaster.risk.sizing import capacity_needs
 
 
 def _year_end_history(growth_per_year: float) -> pd.DataFrame:
@@ -54,3 +55,44 @@ def test_no_growth_and_no_pattern_means_no_analogue_breach() -> None:
     analogue = seasonal_analogue(both, fc, period_uplifts(both, 3), RiskConfig())
     assert "flat" not in set(analogue["server_id"])
     assert (analogue["analogue_days_above"] == 0).all()
+
+
+JUNE_20 = pd.Timestamp("2026-06-20")
+
+
+def _month_end_history(peak: float, days: int = 100, end: pd.Timestamp = JUNE_20) -> pd.DataFrame:
+    """A month-end risk run: ``peak`` on the last 3 business days of each month, 20 % otherwise; under a year."""
+    ds = pd.date_range(end=end, periods=days)
+    month_end = period_calendar(ds, 3)["month_end"].to_numpy()
+    return make_history(["batch"], days=days, metrics=("cpu",), end=end, values=np.where(month_end, peak, 20.0))
+
+
+def test_a_month_end_batch_under_a_year_old_is_expected_at_the_next_month_end() -> None:
+    """helper-37: 80 % on the last days of March, April and May; forecast flat at 22 % for June; rated low and
+    right-sized, as if the month-end run had gone."""
+    metrics = _month_end_history(92.0)
+    uplifts = period_uplifts(metrics, 3)
+    fc = make_forecast("batch", "cpu", np.full(30, 22.0), start=pd.Timestamp("2026-06-21"))
+    cfg = RiskConfig()
+    analogue = seasonal_analogue(metrics, fc, uplifts, cfg).iloc[0]
+    assert analogue["analogue_peak"] == 92.0 and pd.isna(analogue["analogue_growth"])
+    assert analogue["analogue_days_above"] == 3 and analogue["analogue_breach_ds"] == pd.Timestamp("2026-06-26")
+    risk = assess_breaches(fc, history_summary(metrics), cfg, uplifts, seasonal_analogue(metrics, fc, uplifts, cfg))
+    row = risk.iloc[0]
+    assert row["risk_level"] == "medium" and "the month-end peaks of its last months" in row["reason"]
+    # Short of the threshold it is not a risk, but it is said, and sizing keeps room for it.
+    quiet = _month_end_history(70.0)
+    lower = seasonal_analogue(quiet, fc, period_uplifts(quiet, 3), cfg)
+    row = assess_breaches(fc, history_summary(quiet), cfg, period_uplifts(quiet, 3), lower).iloc[0]
+    assert row["risk_level"] == "low" and "its recurring quarter-end peak reaches 70 %, above the forecast's" in \
+        row["reason"]
+    needs = capacity_needs(fc, make_inventory([{"server_id": "batch", "cpu_cores": 32}]), cfg, analogue=lower)
+    assert needs.iloc[0]["cpu_peak_upper"] == 70.0  # not the forecast's 27 %: a right-size would cut the batch
+    assert capacity_needs(fc, make_inventory([{"server_id": "batch", "cpu_cores": 32}]), cfg).iloc[0][
+        "cpu_peak_upper"] == 27.0
+
+
+def test_one_month_end_is_not_a_pattern() -> None:
+    metrics = _month_end_history(92.0, days=35)
+    fc = make_forecast("batch", "cpu", np.full(30, 22.0), start=pd.Timestamp("2026-06-21"))
+    assert seasonal_analogue(metrics, fc, period_uplifts(metrics, 3), RiskConfig()).empty

@@ -9,6 +9,13 @@ by their business-day rank before the month end (the last business day of July 2
 last business day of July 2025); year-end days by the same weekday 52 weeks earlier. The growth
 ratio is the median of the last 91 days over the median of the same 91 days a year earlier,
 clipped to [0.5, 2].
+
+A history shorter than a year has no last year, but a month-end batch shows in a few months: a
+series with a month-end pattern whose forecast month-end day has no year-ago match takes the median
+of the same business-day rank in its last ``MONTHS_BACK`` observed months (at least
+``MIN_MONTHS`` of them), without growth (``analogue_growth`` null). A bank's month-end risk run at
+80 % on the last days of March, April and May is then expected at the end of June, where a model
+trained on three month-ends forecasts the flat days around them.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ _GROWTH_WINDOW = pd.Timedelta(days=91)
 _YEAR = pd.Timedelta(days=364)
 _GROWTH_CLIP = (0.5, 2.0)
 _MIN_WINDOW_VALUES = 20
+# Months of a history shorter than a year whose month-end days stand in for a coming month-end (their median).
+MONTHS_BACK = 3
+MIN_MONTHS = 2
 _KEYS = [SERVER_ID, METRIC]
 
 
@@ -69,6 +79,24 @@ def growth_ratio(history: pd.DataFrame) -> pd.Series:
     return ratio.where(enough).clip(*_GROWTH_CLIP).dropna().rename("growth")
 
 
+def _recent_months(days: pd.DataFrame, hist: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
+    """Month-end forecast days without a year-ago match: the median of the same business-day rank over the
+    series' last ``MONTHS_BACK`` observed months (at least ``MIN_MONTHS``), growth unknown (NaN)."""
+    if days.empty:
+        return pd.DataFrame()
+    done = pd.MultiIndex.from_frame(matched[[*_KEYS, DS]]) if len(matched) else None
+    if done is not None:
+        days = days[~pd.MultiIndex.from_frame(days[[*_KEYS, DS]]).isin(done)]
+    ranks = hist.loc[hist["rank"] >= 0, [*_KEYS, "source_month", "rank", VALUE]]
+    last = ranks.groupby(_KEYS)["source_month"].max().rename("last_month").reset_index()
+    ranks = ranks.merge(last, on=_KEYS)
+    ranks = ranks[ranks["source_month"] > ranks["last_month"] - MONTHS_BACK]
+    typical = ranks.groupby([*_KEYS, "rank"])[VALUE].agg(["median", "size"]).reset_index()
+    typical = typical[typical["size"] >= MIN_MONTHS]
+    out = days.merge(typical[[*_KEYS, "rank", "median"]], on=[*_KEYS, "rank"], how="inner")
+    return out.assign(analogue=out["median"], growth=np.nan).drop(columns="median")
+
+
 def seasonal_analogue(
     metrics: pd.DataFrame, forecasts: pd.DataFrame, uplifts: pd.DataFrame, cfg: RiskConfig
 ) -> pd.DataFrame:
@@ -92,12 +120,13 @@ def seasonal_analogue(
         return empty
     keys = pd.MultiIndex.from_frame(patterned)
     history = _usable(metrics[pd.MultiIndex.from_frame(metrics[_KEYS]).isin(keys)])
-    growth = growth_ratio(history)
-    if history.empty or growth.empty:
+    if history.empty:
         return empty
+    growth = growth_ratio(history)
     days = forecasts.loc[pd.MultiIndex.from_frame(forecasts[_KEYS]).isin(keys), _KEYS + [DS]].copy()
     days[DS] = pd.to_datetime(days[DS]).dt.normalize()
-    days = days.merge(growth.reset_index(), on=_KEYS).merge(uplifts, on=_KEYS, how="left")
+    # Without a year-ago window growth is unknown (NaN): only the month-by-month analogue applies there.
+    days = days.merge(growth.reset_index(), on=_KEYS, how="left").merge(uplifts, on=_KEYS, how="left")
     days[list(UPLIFT_COLUMNS)] = days[list(UPLIFT_COLUMNS)].fillna(0.0)
     last = history.groupby(_KEYS)[DS].max().rename("last_observed").reset_index()
     days = days.merge(last, on=_KEYS)
@@ -128,14 +157,18 @@ def seasonal_analogue(
     hist_flags = period_calendar(history[DS], cfg.period_end_business_days).reindex(pd.DatetimeIndex(history[DS]))
     hist = history.assign(rank=hist_flags["month_end_rank"].to_numpy(),
                           source_month=(history[DS].dt.year * 12 + history[DS].dt.month - 1).to_numpy())
-    weekly = days[by_week].merge(hist[_KEYS + [DS, VALUE]].rename(columns={DS: "source_ds"}),
-                                 on=[*_KEYS, "source_ds"], how="inner")
-    ranked = days[~by_week].merge(hist.loc[hist["rank"] >= 0, [*_KEYS, "source_month", "rank", VALUE]],
-                                  on=[*_KEYS, "source_month", "rank"], how="inner")
+    yearly = days[days["growth"].notna()]
+    weekly = yearly[by_week[days["growth"].notna().to_numpy()]].merge(
+        hist[_KEYS + [DS, VALUE]].rename(columns={DS: "source_ds"}), on=[*_KEYS, "source_ds"], how="inner")
+    ranked = yearly[~by_week[days["growth"].notna().to_numpy()]].merge(
+        hist.loc[hist["rank"] >= 0, [*_KEYS, "source_month", "rank", VALUE]],
+        on=[*_KEYS, "source_month", "rank"], how="inner")
     matched = pd.concat([weekly, ranked], ignore_index=True)
+    matched["analogue"] = matched[VALUE] * matched["growth"] ** matched["years"]
+    monthly = _recent_months(days[~by_week & (days["month_end_uplift"] >= lift).to_numpy()], hist, matched)
+    matched = pd.concat([m for m in (matched, monthly) if len(m)], ignore_index=True) if len(monthly) else matched
     if matched.empty:
         return empty
-    matched["analogue"] = matched[VALUE] * matched["growth"] ** matched["years"]
     matched["threshold"] = matched[METRIC].map({m: cfg.threshold_for(m) for m in matched[METRIC].unique()})
     matched = matched.sort_values([*_KEYS, DS], kind="stable")
     peak_rows = matched.loc[matched.groupby(_KEYS)["analogue"].idxmax()].set_index(_KEYS)

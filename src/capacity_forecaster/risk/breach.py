@@ -148,11 +148,18 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
             + (out["sustained_breach_probability"] * 100).map("{:.0f} %".format) + ")")
     text = np.where(out["breach_ds"].notna(), crosses, peaks)
     text = text + np.where(out["breach_ds"].isna() & out["breach_upper_ds"].notna(), upper, "") + prob
-    analogue = ("; last year's " + out["analogue_period"].fillna("") + " peaks grown by this year's growth (x"
-                + out["analogue_growth"].map("{:.2f}".format) + ") cross " + thr + " on "
-                + out["analogue_days_above"].astype("string").fillna("0") + " days from "
-                + _fmt_day(out["analogue_breach_ds"]))
-    text = text + np.where(out["analogue_hit"], analogue, "")
+    # Growth is unknown (null) for a history under a year: its recent months' month-end peaks stand in.
+    source = ("last year's " + out["analogue_period"].fillna("") + " peaks grown by this year's growth (x"
+              + out["analogue_growth"].map("{:.2f}".format) + ")").where(
+        out["analogue_growth"].notna(), "the month-end peaks of its last months (same business day before the "
+                                        "month end)")
+    analogue = ("; " + source + " cross " + thr + " on " + out["analogue_days_above"].astype("string").fillna("0")
+                + " days from " + _fmt_day(out["analogue_breach_ds"]))
+    # A recurring peak above the forecast's, short of a breach, is said too: sizing keeps room for it.
+    recurring = ("; its recurring " + out["analogue_period"].fillna("period-end") + " peak reaches "
+                 + out["analogue_peak"].map("{:.0f} %".format) + ", above the forecast's")
+    shown = ~out["analogue_hit"] & (out["analogue_peak"] > out["peak_upper"].astype(float)).fillna(False)
+    text = text + np.where(out["analogue_hit"], analogue, np.where(shown, recurring, ""))
     days = out["history_days"].astype("Int64").astype("string").fillna("0")
     window = f" of the last {cfg.current_window_days} observed days"
     # The 30- and 90-day counts say "of all N observed days" where the history is shorter than the window.

@@ -127,7 +127,7 @@ def assess(evidence: SeriesEvidence, forecasts: pd.DataFrame, inventory: pd.Data
         server_risk = assess_breaches(forecasts, evidence.history, calibration.settings(cfg), evidence.uplifts,
                                       evidence.analogue, calibration.apply if calibration.knots is not None else None,
                                       current=evidence.current)
-    needs = capacity_needs(forecasts, inventory, cfg, evidence.current)
+    needs = capacity_needs(forecasts, inventory, cfg, evidence.current, evidence.analogue)
     idle = idle_verdict(evidence.idle, forecasts, cfg)
     candidates = consolidation_candidates(server_risk, needs, idle, inventory, cfg)
     packing = forecasts.loc[forecasts[SERVER_ID].isin(candidates) & forecasts[METRIC].isin(RESOURCES),

@@ -51,7 +51,7 @@ def standard_size(required: np.ndarray, sizes: tuple[int, ...]) -> tuple[np.ndar
 
 
 def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
-                   current: pd.DataFrame | None = None) -> pd.DataFrame:
+                   current: pd.DataFrame | None = None, analogue: pd.DataFrame | None = None) -> pd.DataFrame:
     """Cores and GB each server needs for its forecast peak upper bound plus headroom.
 
     need = peak upper bound (%) x current capacity x (1 + headroom) / target utilisation, so
@@ -59,7 +59,9 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
     ``cfg.target_utilisation``. A series already over its threshold (``current``'s
     ``already_breaching``) is sized for at least the highest of its recent observed days as well:
     its forecast may expect it to fall back, but the server runs over its threshold now (a forecast
-    that fits the current size would otherwise "upsize" it to the size it has). Sized values are
+    that fits the current size would otherwise "upsize" it to the size it has). A series with a recurring
+    period-end peak in the horizon (``analogue``'s ``analogue_peak``) is sized for that peak where it is
+    higher: a model can miss a month-end batch, and a right-size or consolidation must not cut it. Sized values are
     the smallest standard sizes at or above the need (never below it) and at least the smallest
     standard size. Where the current size is unknown (cpu_cores / memory_gb missing) the need is
     known only in percent of the current capacity (``*_needed_pct``) and the absolute columns are NaN.
@@ -69,6 +71,7 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
         inventory: server_id (+ cpu_cores, memory_gb where known).
         cfg: risk settings (target_utilisation, headroom, standard sizes).
         current: ``current.current_state`` of the servers (None: the forecast alone).
+        analogue: ``analogue.seasonal_analogue`` of the servers (None: no period-end peaks).
 
     Returns:
         One row per inventory server: server_id, cpu_cores, memory_gb, cpu_peak_upper,
@@ -89,6 +92,11 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
         observed = (breaching.pivot_table(index=SERVER_ID, columns=METRIC, values="recent_peak", aggfunc="max")
                     .reindex(columns=["cpu", "memory"]))
         peaks = peaks.combine(observed, np.fmax) if len(observed) else peaks
+    if analogue is not None and len(analogue):
+        recurring = (analogue[analogue[METRIC].isin(["cpu", "memory"])]
+                     .pivot_table(index=SERVER_ID, columns=METRIC, values="analogue_peak", aggfunc="max")
+                     .reindex(columns=["cpu", "memory"]))
+        peaks = peaks.combine(recurring, np.fmax) if len(recurring) else peaks
     out = inventory[[SERVER_ID, "cpu_cores", "memory_gb"]].drop_duplicates(SERVER_ID).reset_index(drop=True)
     aligned = peaks.reindex(out[SERVER_ID])
     out["cpu_peak_upper"] = aligned["cpu"].to_numpy(dtype=float)
