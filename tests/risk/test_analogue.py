@@ -88,6 +88,7 @@ def test_a_month_end_batch_under_a_year_old_is_expected_at_the_next_month_end() 
         row["reason"]
     needs = capacity_needs(fc, make_inventory([{"server_id": "batch", "cpu_cores": 32}]), cfg, analogue=lower)
     assert needs.iloc[0]["cpu_peak_upper"] == 70.0  # not the forecast's 27 %: a right-size would cut the batch
+    assert needs.iloc[0]["cpu_recurring"] and not needs.iloc[0]["memory_recurring"]
     assert capacity_needs(fc, make_inventory([{"server_id": "batch", "cpu_cores": 32}]), cfg).iloc[0][
         "cpu_peak_upper"] == 27.0
 
@@ -96,3 +97,16 @@ def test_one_month_end_is_not_a_pattern() -> None:
     metrics = _month_end_history(92.0, days=35)
     fc = make_forecast("batch", "cpu", np.full(30, 22.0), start=pd.Timestamp("2026-06-21"))
     assert seasonal_analogue(metrics, fc, period_uplifts(metrics, 3), RiskConfig()).empty
+
+
+def test_a_right_size_keeps_the_cores_a_month_end_run_needs_and_says_why() -> None:
+    from capacity_forecaster.risk.stage import run_risk
+
+    metrics = pd.concat([_month_end_history(70.0), make_history(["batch"], days=100, level=10.0,
+                                                                metrics=("memory",), end=JUNE_20)])
+    forecasts = pd.concat([make_forecast("batch", "cpu", np.full(30, 22.0), start=pd.Timestamp("2026-06-21")),
+                           make_forecast("batch", "memory", np.full(30, 10.0), start=pd.Timestamp("2026-06-21"))])
+    inventory = make_inventory([{"server_id": "batch", "cpu_cores": 32, "memory_gb": 128}])
+    rec = run_risk(metrics, forecasts, inventory, RiskConfig()).recommendations.iloc[0]
+    assert rec["recommended_cpu_cores"] == 32  # 70 % at month-end: no smaller size keeps 80 % with headroom
+    assert "70 % cpu (its recurring period-end peak) / 15 % memory" in rec["rationale"]

@@ -437,8 +437,11 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     action = pd.Series(out["action"].to_numpy(), index=need.index)
     sizes, today, known = _sizes(out, inv, shares)
     was = (" (from " + today + ")").where(today != "", "")
-    peaks = ("forecast peak upper bound " + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu / "
-             + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory")
+    recurring = {m: pd.Series(np.where(_flag(need[f"{m}_recurring"]) if f"{m}_recurring" in need else False,
+                                       " (its recurring period-end peak)", ""), index=need.index, dtype=object)
+                 for m in ("cpu", "memory")}
+    peaks = ("forecast peak upper bound " + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu" + recurring["cpu"]
+             + " / " + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory" + recurring["memory"])
     target = _target(cfg)
     too_big = np.where(_flag(need["exceeds_largest_size"]),
                        "; more than the largest standard size is needed: split the workload", "")

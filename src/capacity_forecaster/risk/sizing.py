@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 NEED_COLUMNS = (SERVER_ID, "cpu_cores", "memory_gb", "cpu_peak_upper", "memory_peak_upper", "cpu_needed_pct",
                 "memory_needed_pct", "cpu_needed", "memory_needed", "sized_cpu_cores", "sized_memory_gb",
-                "exceeds_largest_size")
+                "exceeds_largest_size", "cpu_recurring", "memory_recurring")
 # Fewer servers of a type than this and its prices come from the whole fleet's fit.
 _MIN_FIT_SERVERS = 4
 
@@ -79,7 +79,7 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
         its threshold the recent observed peak where that is higher), cpu_needed_pct,
         memory_needed_pct (the need in % of the current capacity), cpu_needed, memory_needed
         (cores, GB; NaN where the size is unknown), sized_cpu_cores, sized_memory_gb,
-        exceeds_largest_size.
+        exceeds_largest_size, cpu_recurring, memory_recurring (the analogue's peak set the peak).
     """
     require_columns(forecasts, (SERVER_ID, METRIC, DS, "yhat_upper"), "forecasts")
     inventory = complete_inventory(inventory)
@@ -96,9 +96,16 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
         recurring = (analogue[analogue[METRIC].isin(["cpu", "memory"])]
                      .pivot_table(index=SERVER_ID, columns=METRIC, values="analogue_peak", aggfunc="max")
                      .reindex(columns=["cpu", "memory"]))
+        raised = recurring.gt(peaks.reindex(recurring.index))  # NaN on either side compares False
         peaks = peaks.combine(recurring, np.fmax) if len(recurring) else peaks
+    else:
+        raised = pd.DataFrame(columns=["cpu", "memory"], dtype=bool)
     out = inventory[[SERVER_ID, "cpu_cores", "memory_gb"]].drop_duplicates(SERVER_ID).reset_index(drop=True)
     aligned = peaks.reindex(out[SERVER_ID])
+    # Where the recurring period-end peak, not the forecast, sets the peak (the rationale says so).
+    lifted = raised.reindex(index=out[SERVER_ID], columns=["cpu", "memory"], fill_value=False).astype(bool)
+    out["cpu_recurring"] = lifted["cpu"].to_numpy(dtype=bool)
+    out["memory_recurring"] = lifted["memory"].to_numpy(dtype=bool)
     out["cpu_peak_upper"] = aligned["cpu"].to_numpy(dtype=float)
     out["memory_peak_upper"] = aligned["memory"].to_numpy(dtype=float)
     factor = (1.0 + cfg.headroom) / (cfg.target_utilisation / 100.0)
