@@ -110,3 +110,18 @@ def test_a_right_size_keeps_the_cores_a_month_end_run_needs_and_says_why() -> No
     rec = run_risk(metrics, forecasts, inventory, RiskConfig()).recommendations.iloc[0]
     assert rec["recommended_cpu_cores"] == 32  # 70 % at month-end: no smaller size keeps 80 % with headroom
     assert "70 % cpu (its recurring period-end peak) / 15 % memory" in rec["rationale"]
+
+
+def test_a_growth_what_if_grows_the_month_end_peak_too() -> None:
+    """helper-39: at +50 % the forecast grew and the month-end analogue stayed at 70 %: the what-if missed it."""
+    from capacity_forecaster.risk.stage import run_risk
+
+    metrics = _month_end_history(70.0)
+    forecasts = make_forecast("batch", "cpu", np.full(30, 22.0), start=pd.Timestamp("2026-06-21"))
+    inventory = make_inventory([{"server_id": "batch", "cpu_cores": 32}])
+    cfg = RiskConfig(growth_ramp=False)
+    result = run_risk(metrics, forecasts, inventory, cfg, growth=50.0)
+    base, grown = result.server_risk.iloc[0], result.scenario.server_risk.iloc[0]
+    assert (base["analogue_peak"], base["risk_level"]) == (70.0, "low")
+    assert (grown["analogue_peak"], grown["risk_level"]) == (100.0, "medium")  # 70 x 1.5, clipped at 100
+    assert grown["analogue_days_above"] == 3

@@ -16,7 +16,7 @@ from scipy.stats import norm
 from statsmodels.tsa.adfvalues import tau_c_largep, tau_c_smallp, tau_max_c, tau_min_c, tau_star_c
 
 from capacity_forecaster.etl.grid import run_lengths
-from capacity_forecaster.schema import METRIC, SERVER_ID
+from capacity_forecaster.schema import METRIC, METRICS, SERVER_ID
 
 # Fewer usable regression rows than this many per coefficient give no test.
 ADF_MIN_ROWS_PER_COEF = 3
@@ -177,7 +177,9 @@ def with_quarantine(diagnostics: pd.DataFrame, raw: pd.DataFrame, quarantine: pd
     else:
         none = pd.MultiIndex.from_tuples([], names=keys)
         top, total = pd.Series(dtype=object, index=none), pd.Series(dtype=np.int64, index=none)
-    seen = pd.MultiIndex.from_frame(raw[keys].astype(object)).unique() if len(raw) else pd.MultiIndex.from_tuples(
+    # Only rows that name a series can lose one: a null id or an unknown metric is no series of the fleet.
+    named = raw.loc[raw[SERVER_ID].notna() & raw[METRIC].isin(METRICS), keys] if len(raw) else raw[keys]
+    seen = pd.MultiIndex.from_frame(named.astype(object)).unique() if len(named) else pd.MultiIndex.from_tuples(
         [], names=keys)
     lost = seen.difference(pd.MultiIndex.from_frame(diagnostics[keys].astype(object)))
     extra = pd.DataFrame(index=lost).reset_index()

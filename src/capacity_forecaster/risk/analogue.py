@@ -25,10 +25,12 @@ import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.seasonal import PERIODS, UPLIFT_COLUMNS, period_calendar
+from capacity_forecaster.risk.whatif import growth_factor
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE
 
 ANALOGUE_COLUMNS = (SERVER_ID, METRIC, "analogue_peak", "analogue_peak_ds", "analogue_breach_ds",
                     "analogue_days_above", "analogue_growth", "analogue_period")
+ANALOGUE_DAY_COLUMNS = (SERVER_ID, METRIC, DS, "analogue", "growth", "period", "start")
 _GROWTH_WINDOW = pd.Timedelta(days=91)
 _YEAR = pd.Timedelta(days=364)
 _GROWTH_CLIP = (0.5, 2.0)
@@ -37,6 +39,15 @@ _MIN_WINDOW_VALUES = 20
 MONTHS_BACK = 3
 MIN_MONTHS = 2
 _KEYS = [SERVER_ID, METRIC]
+
+
+def empty_days() -> pd.DataFrame:
+    """``analogue_days`` without rows, with the column types of a filled one."""
+    return pd.DataFrame({
+        SERVER_ID: pd.Series(dtype=object), METRIC: pd.Series(dtype=object), DS: pd.Series(dtype="datetime64[ns]"),
+        "analogue": pd.Series(dtype=float), "growth": pd.Series(dtype=float), "period": pd.Series(dtype=object),
+        "start": pd.Series(dtype="datetime64[ns]"),
+    })
 
 
 def empty_analogue() -> pd.DataFrame:
@@ -102,6 +113,19 @@ def seasonal_analogue(
 ) -> pd.DataFrame:
     """Last year's recurring peaks, grown, over the forecast horizon of every series that has them.
 
+    ``summarise_analogue`` of ``analogue_days``; see there.
+
+    Returns:
+        ``ANALOGUE_COLUMNS``, one row per series with at least one analogue day.
+    """
+    return summarise_analogue(analogue_days(metrics, forecasts, uplifts, cfg), cfg)
+
+
+def analogue_days(
+    metrics: pd.DataFrame, forecasts: pd.DataFrame, uplifts: pd.DataFrame, cfg: RiskConfig
+) -> pd.DataFrame:
+    """The analogue of every forecast day in a window its series recurrently peaks in.
+
     Args:
         metrics: processed metrics (flagged, imputed and missing values are not used).
         forecasts: server_id, metric, ds (the horizon to cover).
@@ -109,11 +133,11 @@ def seasonal_analogue(
         cfg: risk settings (thresholds, period-end window, minimum uplift).
 
     Returns:
-        One row per series with at least one analogue day: server_id, metric, analogue_peak,
-        analogue_peak_ds, analogue_breach_ds (first day above the metric's threshold),
-        analogue_days_above, analogue_growth, analogue_period (name of the peak day's period).
+        ``ANALOGUE_DAY_COLUMNS``: server_id, metric, ds, analogue (the value expected that day), growth
+        (the year-over-year ratio applied; NaN for the month-by-month analogue), period (the day's
+        period name), start (the series' first forecast day).
     """
-    empty = empty_analogue()
+    empty = empty_days()
     lift = cfg.seasonal_min_uplift
     patterned = uplifts.loc[uplifts[list(UPLIFT_COLUMNS)].max(axis=1) >= lift, _KEYS]
     if patterned.empty or forecasts.empty:
@@ -125,6 +149,7 @@ def seasonal_analogue(
     growth = growth_ratio(history)
     days = forecasts.loc[pd.MultiIndex.from_frame(forecasts[_KEYS]).isin(keys), _KEYS + [DS]].copy()
     days[DS] = pd.to_datetime(days[DS]).dt.normalize()
+    days["start"] = days.groupby(_KEYS)[DS].transform("min")  # the horizon's first day, for a growth ramp
     # Without a year-ago window growth is unknown (NaN): only the month-by-month analogue applies there.
     days = days.merge(growth.reset_index(), on=_KEYS, how="left").merge(uplifts, on=_KEYS, how="left")
     days[list(UPLIFT_COLUMNS)] = days[list(UPLIFT_COLUMNS)].fillna(0.0)
@@ -168,9 +193,29 @@ def seasonal_analogue(
     monthly = _recent_months(days[~by_week & (days["month_end_uplift"] >= lift).to_numpy()], hist, matched)
     matched = pd.concat([m for m in (matched, monthly) if len(m)], ignore_index=True) if len(monthly) else matched
     if matched.empty:
-        return empty
+        return empty_days()
+    return matched.sort_values([*_KEYS, DS], kind="stable")[list(ANALOGUE_DAY_COLUMNS)].reset_index(drop=True)
+
+
+def summarise_analogue(daily: pd.DataFrame, cfg: RiskConfig, growth: float | None = None) -> pd.DataFrame:
+    """Each series' analogue peak and breach days from its analogue days, grown like the forecasts of a what-if.
+
+    Args:
+        daily: ``analogue_days``.
+        cfg: risk settings (thresholds; ``growth_ramp``).
+        growth: a what-if's growth in percent (``whatif.apply_growth``: ramped from the horizon's first
+            day, or a step); None or 0: as observed.
+
+    Returns:
+        ``ANALOGUE_COLUMNS``, one row per series with analogue days.
+    """
+    if daily.empty:
+        return empty_analogue()
+    matched = daily.copy()
+    if growth:
+        factor = growth_factor(matched[DS], matched["start"], growth, ramp=cfg.growth_ramp)
+        matched["analogue"] = np.clip(matched["analogue"].to_numpy(float) * (1.0 + factor), 0.0, 100.0)
     matched["threshold"] = matched[METRIC].map({m: cfg.threshold_for(m) for m in matched[METRIC].unique()})
-    matched = matched.sort_values([*_KEYS, DS], kind="stable")
     peak_rows = matched.loc[matched.groupby(_KEYS)["analogue"].idxmax()].set_index(_KEYS)
     above = matched[matched["analogue"] > matched["threshold"]]
     out = pd.DataFrame({

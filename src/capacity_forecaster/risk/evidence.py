@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
-from capacity_forecaster.risk.analogue import seasonal_analogue
+from capacity_forecaster.risk.analogue import analogue_days, summarise_analogue
 from capacity_forecaster.risk.breach import assess_breaches, history_summary
 from capacity_forecaster.risk.calibration import BreachCalibration
 from capacity_forecaster.risk.consolidation import RESOURCES
@@ -35,8 +35,8 @@ class SeriesEvidence:
         history: ``breach.history_summary``.
         current: ``current.current_state``.
         uplifts: ``seasonal.period_uplifts`` of the history.
-        analogue: ``analogue.seasonal_analogue`` over the forecast horizon; None when
-            ``risk.analogue_min_days`` is 0.
+        analogue: ``analogue.analogue_days`` over the forecast horizon (summarised, grown for a what-if,
+            by ``assess``); None when ``risk.analogue_min_days`` is 0.
         idle: ``recommendations.idle_history``.
     """
 
@@ -101,13 +101,13 @@ def observe(metrics: pd.DataFrame, horizon: pd.DataFrame, cfg: RiskConfig) -> Se
         history=history_summary(metrics),
         current=current_state(metrics, cfg),
         uplifts=uplifts,
-        analogue=seasonal_analogue(metrics, horizon, uplifts, cfg) if cfg.analogue_min_days else None,
+        analogue=analogue_days(metrics, horizon, uplifts, cfg) if cfg.analogue_min_days else None,
         idle=idle_history(metrics),
     )
 
 
 def assess(evidence: SeriesEvidence, forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
-           calibration: BreachCalibration | None = None) -> Assessment:
+           calibration: BreachCalibration | None = None, growth: float | None = None) -> Assessment:
     """Breaches, needs, idle evidence and consolidation loads of some servers.
 
     Args:
@@ -116,18 +116,21 @@ def assess(evidence: SeriesEvidence, forecasts: pd.DataFrame, inventory: pd.Data
         inventory: their inventory rows (``inventory.complete_inventory``).
         cfg: risk settings.
         calibration: the correction of breach probabilities; None uses ``cfg`` as it is.
+        growth: the what-if growth ``forecasts`` were grown by (percent; None: as forecast): the period-end
+            analogue grows the same way.
 
     Returns:
         Assessment.
     """
+    analogue = None if evidence.analogue is None else summarise_analogue(evidence.analogue, cfg, growth)
     if calibration is None:
-        server_risk = assess_breaches(forecasts, evidence.history, cfg, evidence.uplifts, evidence.analogue,
+        server_risk = assess_breaches(forecasts, evidence.history, cfg, evidence.uplifts, analogue,
                                       current=evidence.current)
     else:
         server_risk = assess_breaches(forecasts, evidence.history, calibration.settings(cfg), evidence.uplifts,
-                                      evidence.analogue, calibration.apply if calibration.knots is not None else None,
+                                      analogue, calibration.apply if calibration.knots is not None else None,
                                       current=evidence.current)
-    needs = capacity_needs(forecasts, inventory, cfg, evidence.current, evidence.analogue)
+    needs = capacity_needs(forecasts, inventory, cfg, evidence.current, analogue)
     idle = idle_verdict(evidence.idle, forecasts, cfg)
     candidates = consolidation_candidates(server_risk, needs, idle, inventory, cfg)
     packing = forecasts.loc[forecasts[SERVER_ID].isin(candidates) & forecasts[METRIC].isin(RESOURCES),

@@ -180,10 +180,12 @@ class ObservedFleet:
                 kept = forecasts[~forecasts[SERVER_ID].isin(touched)]
                 grown = apply_growth(kept, pct, ramp=self.cfg.growth_ramp)
                 out.append(assess(seen.without(touched) if touched else seen, grown,
-                                  servers[~servers[SERVER_ID].isin(touched)], self.cfg, calibration))
+                                  servers[~servers[SERVER_ID].isin(touched)], self.cfg, calibration, pct))
             del forecasts
-        out = [combine(p) for p in parts]
-        return [replace(a, server_risk=with_lost_series(a.server_risk, self.lost, self.cfg)) for a in out]
+        # Touched servers are left out of the grown assessments (the scenario assesses them), their lost series too.
+        kept = self.lost[~self.lost[SERVER_ID].isin(touched)]
+        return [replace(a, server_risk=with_lost_series(a.server_risk, self.lost if pct is None else kept, self.cfg))
+                for a, pct in zip([combine(p) for p in parts], growths, strict=True)]
 
 
 def observe_fleet(source: Source, inventory: pd.DataFrame, cfg: RiskConfig, chunk_servers: int | None,
@@ -283,7 +285,10 @@ def stream_risk(
             grown = apply_growth(inputs.forecasts, pct, ramp=cfg.growth_ramp)
             present = after[after[SERVER_ID].isin(touched | set(templates))]
             grown_part = combine([grown_part, assess(observe(inputs.metrics, grown[_HORIZON], cfg), grown, present,
-                                                     cfg, calibration)]).by_server()
+                                                     cfg, calibration, pct)]).by_server()
+            # A touched server the scenario keeps (moved, a host) keeps its lost series; a removed one does not.
+            still = fleet.lost[fleet.lost[SERVER_ID].isin(touched & set(present[SERVER_ID]))]
+            grown_part = replace(grown_part, server_risk=with_lost_series(grown_part.server_risk, still, cfg))
         what_clusters = carry_clusters(clusters, after, templates)
         what = conclude(grown_part, after, cfg, what_clusters, label, calibration)
         result = with_what_if(base, what, name, what_clusters,

@@ -123,6 +123,14 @@ def load_scenario(path: str | Path) -> Scenario:
 _DAYS_PER_YEAR = 365.25
 
 
+def growth_factor(ds: pd.Series, start: pd.Series, pct: float, *, ramp: bool) -> np.ndarray:
+    """The uplift (0.1 = 10 % more load) ``apply_growth`` gives day ``ds`` of a horizon starting on ``start``."""
+    if not ramp:
+        return np.full(len(ds), pct / 100.0)
+    days = (pd.to_datetime(ds) - pd.to_datetime(start)).dt.days.to_numpy(float) + 1.0
+    return np.power(1.0 + pct / 100.0, days / _DAYS_PER_YEAR) - 1.0
+
+
 def apply_growth(forecasts: pd.DataFrame, pct: float, *, ramp: bool = True) -> pd.DataFrame:
     """Scale forecasts by a business growth uplift, clipped to [0, 100].
 
@@ -141,12 +149,8 @@ def apply_growth(forecasts: pd.DataFrame, pct: float, *, ramp: bool = True) -> p
     out = forecasts.copy()
     if pct == 0 or out.empty:
         return out
-    factor = np.full(len(out), pct / 100.0)
-    if ramp:
-        ds = pd.to_datetime(out[DS])
-        start = ds.groupby([out[SERVER_ID], out[METRIC]]).transform("min")
-        days = (ds - start).dt.days.to_numpy(float) + 1.0
-        factor = np.power(1.0 + pct / 100.0, days / _DAYS_PER_YEAR) - 1.0
+    ds = pd.to_datetime(out[DS])
+    factor = growth_factor(ds, ds.groupby([out[SERVER_ID], out[METRIC]]).transform("min"), pct, ramp=ramp)
     for col in _BOUNDS:
         out[col] = np.clip(out[col].to_numpy(float) * (1.0 + factor), 0.0, 100.0)
     return out

@@ -60,8 +60,8 @@ class LakeSource:
         info = self.lake.table_info("series_diagnostics")
         if info is None or not set(LOST_COLUMNS) <= set(info.schema.names):
             return pd.DataFrame(columns=list(LOST_COLUMNS))
-        return self.lake.read_table("series_diagnostics", columns=list(LOST_COLUMNS),
-                                    filter=pc.field("n_obs") == 0)
+        lost = self.lake.read_table("series_diagnostics", columns=list(LOST_COLUMNS), filter=pc.field("n_obs") == 0)
+        return lost[lost["server_id"].notna()].reset_index(drop=True)  # a series names a server
 
     def read(self, table: str, servers: list[str] | None, columns: Sequence[str]) -> pd.DataFrame:
         info = self.lake.table_info(table)

@@ -1,0 +1,51 @@
+"""Series the ETL quarantined whole: the risk stage lists them as no_data, in the base and in what-ifs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from risk_frames import make_forecast, make_history, make_inventory
+
+from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.streaming import FrameSource, stream_risk
+from capacity_forecaster.risk.whatif import parse_scenario
+
+SERVERS = [f"s{i}" for i in range(6)]
+
+
+class LostSource(FrameSource):
+    """Frames, plus s5's memory quarantined whole by the ETL (no processed row, no forecast)."""
+
+    def lost_series(self) -> pd.DataFrame:
+        return pd.DataFrame({"server_id": ["s5"], "metric": ["memory"], "n_quarantined": [70],
+                             "quarantine_reason": ["out_of_range"]})
+
+
+def _fleet() -> tuple[LostSource, pd.DataFrame]:
+    history = make_history(SERVERS, days=120, level=30.0)
+    history = history[~((history["server_id"] == "s5") & (history["metric"] == "memory"))]
+    forecasts = pd.concat([make_forecast(s, m, np.full(30, 30.0)) for s in SERVERS for m in ("cpu", "memory")
+                           if (s, m) != ("s5", "memory")])
+    return LostSource(history, forecasts, None), make_inventory([{"server_id": s} for s in SERVERS])
+
+
+def test_a_lost_series_is_no_data_with_its_reason_whatever_the_chunks() -> None:
+    source, inventory = _fleet()
+    for chunk in (None, 2):
+        risk = stream_risk(source, inventory, RiskConfig(), chunk_servers=chunk).server_risk
+        row = risk.set_index(["server_id", "metric"]).loc[("s5", "memory")]
+        assert row["status"] == "no_data" and pd.isna(row["risk_level"])
+        assert row["reason"].startswith("memory: all 70 of its days were quarantined by the ETL (mostly out_of_range)")
+        assert len(risk) == 12
+
+
+def test_a_removed_server_leaves_the_what_if_with_its_lost_series_and_a_growth_keeps_it() -> None:
+    """helper-39: 'remove: [s5]' left s5's lost memory (and a keep) in the scenario's tables."""
+    source, inventory = _fleet()
+    for chunk in (None, 2):
+        removed = stream_risk(source, inventory, RiskConfig(), chunk_servers=chunk,
+                              scenario=parse_scenario({"name": "rm", "remove": ["s5"]})).scenario
+        assert "s5" not in set(removed.server_risk["server_id"]) and "s5" not in set(removed.recommendations[
+            "server_id"])
+        grown = stream_risk(source, inventory, RiskConfig(), chunk_servers=chunk, growth=20.0).scenario
+        assert ("s5", "memory") in set(zip(grown.server_risk["server_id"], grown.server_risk["metric"], strict=True))
