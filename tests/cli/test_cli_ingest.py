@@ -157,8 +157,10 @@ def test_a_wrong_epoch_unit_exits_2_and_writes_nothing(tmp_path: Path, capsys: p
     times = pd.date_range("2024-03-01", periods=10 * 24, freq="h")
     export = tmp_path / "prom.csv"
     pd.DataFrame({"server": "db-1", "time": times.astype("int64") // 10**9, "cpu": 40.0}).to_csv(export, index=False)
-    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU.replace("{column: time}",
-                                                                  "{column: time, kind: epoch, unit: ms}"))
+    # With interval_seconds (the Bitbrains case) 10 days packed into one read as an overfull day: that warning
+    # must not come first with a wrong cause (helper-39).
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU.replace("{column: time}", "{column: time, kind: epoch, "
+                                                                  "unit: ms}") + "interval_seconds: 3600\n")
     lake = tmp_path / "lake"
     assert main(["ingest", str(export), "--mapping", str(mapping), "--lake", str(lake)]) == 2
     err = capsys.readouterr().err
@@ -210,6 +212,17 @@ def test_a_decimal_comma_export_is_refused_in_one_line_that_names_the_fix(
     assert "unparseable_value" in err and "set csv: {decimal: ','} in the mapping" in err
     mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU + "csv: {decimal: ','}\n")
     assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", str(tmp_path / "lake"), "--quiet"]) == 0
+    capsys.readouterr()
+    # One server of four in the German locale: the per-series guard refuses, and nothing warns before it.
+    mixed = metrics_only_csv(tmp_path / "mixed.csv", servers=("db-1", "db-2", "db-3", "db-4"), days=3)
+    frame = pd.read_csv(mixed)
+    frame["cpu"] = [f"{v:.2f}".replace(".", ",") if s == "db-4" else f"{v:.2f}"
+                    for s, v in zip(frame["server"], frame["cpu"], strict=True)]
+    frame.to_csv(mixed, index=False, sep=";")
+    plain = write_mapping(tmp_path / "p.yaml", LONG_CPU)
+    assert main(["ingest", str(mixed), "--mapping", str(plain), "--lake", str(tmp_path / "l2"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "server db-4" in err and "not in raw/" not in err, err
 
 
 def test_ingest_manifest_names_rows_and_records_and_warns_once(tmp_path: Path,

@@ -39,9 +39,7 @@ def test_weights_capacities_and_their_quarantine(tmp_path: Path) -> None:
              "b,0,1,100",      # capacity 0 in the inventory file
              "c,0,2,100"]      # no inventory row: no capacity
     (tmp_path / "trace.csv").write_text("\n".join(lines) + "\n")
-    # 4 of 6 rows quarantined: the stage would refuse it unless forced (share 1.0), and only then warns per server.
-    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(MAPPING), IngestConfig(max_quarantine_share=1.0),
-                    local)
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(MAPPING), IngestConfig(), local)
     daily = result.raw_metrics
     assert daily["server_id"].tolist() == ["a"] and daily["samples"].tolist() == [4]
     assert daily["value"].iloc[0] == np.percentile([50, 50, 50, 100], 95)
@@ -57,8 +55,10 @@ def test_weights_capacities_and_their_quarantine(tmp_path: Path) -> None:
     assert result.inventory["server_id"].tolist() == ["a", "b"] and result.inventory["cpu_cores"].tolist() == [2, 1]
     assert not any("no inventory row" in w for w in result.warnings)  # c has no accepted sample
     # b and c lost every row: said, with each one's main reason, not left to the quarantine table alone.
-    assert ("2 server(s) had every row quarantined, so they are not in raw/: b (1 row, mostly zero_capacity), "
-            "c (1 row, mostly missing_capacity)") in " ".join(result.warnings)
+    said = ("2 server(s) had every row quarantined, so they are not in raw/: b (1 row, mostly zero_capacity), "
+            "c (1 row, mostly missing_capacity)")
+    # About what the run writes: returned, and logged by capfc ingest only once its guards let it write.
+    assert any(w.startswith(said) for w in result.deferred) and any(w.startswith(said) for w in result.warnings)
 
 
 def test_duration_weights_round_to_whole_samples(tmp_path: Path) -> None:

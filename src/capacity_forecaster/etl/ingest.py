@@ -71,6 +71,9 @@ class IngestResult:
         rows_quarantined: rows that gave none (rows_read == rows_used + rows_quarantined).
         files: the files read, in order.
         warnings: things the user should know that did not stop the ingest (e.g. header-only files).
+        deferred: those of ``warnings`` about what the run would write (servers lost, overfull days,
+            look-alike ids): not logged by ``ingest``; ``capfc ingest`` logs them once its guards let the
+            run write (a refused run says one line).
         inventory_ids_only: the inventory was derived from the server ids alone (no inventory
             section): a re-ingest adds such rows for new servers but never overwrites known ones.
         values: per (server_id, metric), the values read and how many could not be read
@@ -95,6 +98,7 @@ class IngestResult:
     partial_days: pd.DataFrame = field(default_factory=empty_partial_days)
     pooled_days: pd.DataFrame = field(default_factory=lambda: empty_daily()[["server_id", "ds", "metric"]])
     carryover: Carryover = field(default_factory=Carryover)
+    deferred: tuple[str, ...] = field(default=())
 
 
 class _Pool:
@@ -169,7 +173,7 @@ def _warn_lookalike_ids(ids: pd.Series, state: _Reading) -> None:
     groups = twins.groupby(keys[twins.index]).agg(lambda g: " / ".join(repr(i) for i in sorted(g)))
     shown = "; ".join(groups.head(3))
     more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
-    state.warn(f"{len(groups)} server id(s) differ from another only in case, spaces or Unicode form and are kept as "
+    state.defer(f"{len(groups)} server id(s) differ from another only in case, spaces or Unicode form and are kept as "
                f"separate servers: {shown}{more}; if they are one server, make the export's ids agree and ingest "
                "again with --replace")
 
@@ -182,7 +186,7 @@ def _warn_overfull_days(daily: pd.DataFrame, state: _Reading) -> None:
     if over.empty:
         return
     worst = over.sort_values(["coverage", "server_id", "metric", "ds"], ascending=[False, True, True, True]).iloc[0]
-    state.warn(f"{len(over):,} daily value(s) of {over['server_id'].nunique():,} server(s) hold more than "
+    state.defer(f"{len(over):,} daily value(s) of {over['server_id'].nunique():,} server(s) hold more than "
                f"{OVERFULL_COVERAGE:g} times the samples their interval allows (e.g. {worst['server_id']} "
                f"{worst['metric']} on {pd.Timestamp(worst['ds']).date()}: coverage {worst['coverage']:.2f}): are two "
                "exports of the same server overlapping with shifted times? Their samples were pooled")
@@ -205,7 +209,7 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
     shown = ", ".join(f"{server} ({int(row.rows):,} {'row' if row.rows == 1 else 'rows'}, mostly {row.reason})"
                       for server, row in rows.head(3).iterrows())
     more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-    state.warn(f"{len(rows)} server(s) had every row quarantined, so they are not in raw/: {shown}{more}; see the "
+    state.defer(f"{len(rows)} server(s) had every row quarantined, so they are not in raw/: {shown}{more}; see the "
                "quarantine table for each row's reason")
 
 
@@ -247,11 +251,17 @@ class _Reading:
     servers: ServerIds = field(default_factory=ServerIds)
     rejected: list[pd.DataFrame] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
     malformed: int = 0
 
     def warn(self, message: str) -> None:
         logger.warning("%s", message)
         self.warnings.append(message)
+
+    def defer(self, message: str) -> None:
+        """A warning about what the run would write: kept, logged by the stage only if it writes."""
+        self.warnings.append(message)
+        self.deferred.append(message)
 
 
 def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
@@ -367,6 +377,9 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
                     *over_hundred_warnings(samples.metric, samples.value)]:
         state.warn(message)
     kept, duplicates = sort_and_dedupe(samples)
+    if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
+        # Before the roll-up: a wrong unit packs days into one, and every later warning would mislead.
+        _check_epoch_unit(mapping, float(np.median(kept.ts)), state)
     state.rejected.append(_duplicate_quarantine(samples, duplicates, state.pool, labels, state.servers.names))
     used = np.zeros(state.pool.rows, dtype=bool)
     used[kept.row] = True
@@ -390,18 +403,14 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     rows_used = int(used.sum())
     parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
-    # A run the stage will refuse (over max_quarantine_share) gets its one line there, not warnings first.
-    refused = rows_read > 0 and (rows_read - rows_used) / rows_read > cfg.max_quarantine_share
-    if not refused:
-        _warn_lost_servers(quarantine, {state.servers.names[c] for c in np.unique(kept.server)}, state)
+    # Warnings about what this run would write are deferred: a run the stage refuses says one line.
+    _warn_lost_servers(quarantine, {state.servers.names[c] for c in np.unique(kept.server)}, state)
     _warn_overfull_days(daily, state)
     _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
-    if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
-        _check_epoch_unit(mapping, float(np.median(kept.ts)), state)
-    if rows_read and not rows_used and not refused:
+    if rows_read and not rows_used:
         top = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
-        state.warn(f"no row could be used: every row was quarantined (mostly {top.index[0]}, "
-                   f"{top.iloc[0]} records); check the mapping against the quarantine reasons")
+        state.defer(f"no row could be used: every row was quarantined (mostly {top.index[0]}, "
+                    f"{top.iloc[0]} records); check the mapping against the quarantine reasons")
     if deriver is not None:
         inventory = deriver.frame(state.servers.names)
     ids_only = inventory is None
@@ -417,4 +426,5 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         time.perf_counter() - started)
     values = value_counts(samples.server, samples.metric, state.servers.names, quarantine, value_columns(mapping))
     return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
-                        tuple(labels), tuple(state.warnings), ids_only, values, partial_days, pooled_days, carry)
+                        tuple(labels), tuple(state.warnings), ids_only, values, partial_days, pooled_days, carry,
+                        tuple(state.deferred))

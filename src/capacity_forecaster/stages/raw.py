@@ -301,6 +301,8 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
                                "nothing was written to the lake")
         check_value_shares("ingest", result.values, settings.ingest.max_quarantine_share,
                            "ingest.max_quarantine_share", "nothing was written to the lake")
+        for message in result.deferred:  # what this run writes: said now that the guards let it write
+            log.warning("%s", message)
         warnings = list(result.warnings)
         if replace:
             raw, changed = pa.Table.from_pandas(result.raw_metrics, preserve_index=False), None
