@@ -72,6 +72,10 @@ def other_problems(problems: Sequence[Mapping[str, Any]], shown: Mapping[str, An
         below = [q for q in problems if len(key(q)) > len(key(problem)) and key(q)[: len(key(problem))] == key(problem)]
         if problem["type"] in ("too_short", "missing") and below:
             continue
+        # A misspelt key also makes the key it meant "missing": the misspelling (shown or listed) is the cause.
+        misspelt = [q for q in problems if q["type"] == "extra_forbidden" and key(q)[:-1] == key(problem)[:-1]]
+        if problem["type"] == "missing" and misspelt:
+            continue
         others.append(f"key '{prefix}{'.'.join(key(problem))}': {str(problem['msg']).removeprefix('Value error, ')}")
     if not others:
         return ""

@@ -145,3 +145,10 @@ def test_fraction_units_per_layout() -> None:
 def test_a_bad_server_id_pattern_is_named(server_id: dict, said: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(said)):
         parse_mapping(with_changes(server_id=server_id))
+
+
+def test_a_misspelt_key_is_the_one_problem_named_not_the_key_it_meant() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_mapping(with_changes(timestamp={"colum": "ts"}))
+    said = str(caught.value)
+    assert "key 'timestamp.colum': unknown key" in said and "also" not in said and "Field required" not in said

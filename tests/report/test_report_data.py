@@ -226,6 +226,13 @@ def test_headlines_say_why_servers_without_a_full_history_are_only_kept(report_l
     said = " ".join(headlines(absent, ranked_risks(absent)))
     assert ("1 server of the inventory has no metrics in the data: nothing could be assessed for it." in said
             and "1 server is kept without a sizing review: the data have no memory utilisation for it," in said)
+    # A memory series quarantined whole (no_data) is no memory utilisation either: more data would not help.
+    lost = risk.copy()
+    lost.loc[(lost["metric"] == "memory") & (lost["server_id"] == recs["server_id"].iloc[2]), "status"] = "no_data"
+    quarantined = dataclasses.replace(thin, tables={**thin.tables, "server_risk": lost})
+    said = " ".join(headlines(quarantined, ranked_risks(quarantined)))
+    assert "kept without a sizing review: the data have no memory utilisation" in said
+    assert "3 servers are kept without a sizing review: cpu and memory" not in said
 
 
 def test_assumptions_say_how_many_days_rest_on_few_samples(tmp_path, settings) -> None:
@@ -294,6 +301,11 @@ def test_forecasts_beyond_the_validated_lead_are_said_in_the_headlines_and_assum
     horizon = int(series["days"].max())
     assert (f"Forecasts of 3 of {len(series)} series reach beyond what their history let the backtests check (for the "
             f"median one, the first 15 days of {horizon}): later days are extrapolation") in said
+    baseline = series.assign(extrapolated_from=series["first"])  # baseline series: extrapolated from day 1
+    never = dataclasses.replace(data, forecasts=dataclasses.replace(data.forecasts, series=baseline))
+    said = " ".join(headlines(never, ranked_risks(never)))
+    assert f"(for the median one, none of the {horizon} days: too short a history for any backtest)" in said
+    assert "the first 0 days" not in said
     rows = {row[0]: row for row in assumptions(beyond)}
     assert rows["Forecast horizon"][2].endswith(
         f"; 3 of {len(series)} series extrapolated beyond the lead their backtests validated")

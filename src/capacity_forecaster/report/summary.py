@@ -334,8 +334,9 @@ def level_definitions(data: ReportData) -> list[tuple[str, str, str]]:
     return [("Critical", *critical), ("High", *high),
             ("Medium", f"a breach on at least {_days(risk.medium_min_days)} within the {horizon}-day forecast has "
                        f"probability >= {risk.medium_probability:g}",
-             "or last year's period-end peak, grown, crosses the threshold; a breach likely only after the High "
-             "window is medium however probable")]
+             "or the period-end analogue crosses the threshold (last year's peak, grown; under a year of history "
+             "the month-end peaks of the last months); a breach likely only after the High window is medium "
+             "however probable")]
 
 
 def _coverage_row(data: ReportData) -> list[tuple[str, str, str]]:
@@ -447,10 +448,12 @@ def extrapolation_text(data: ReportData) -> str:
         return ""
     validated = int((series.loc[beyond, "extrapolated_from"] - series.loc[beyond, "first"]).dt.days.median())
     horizon = int(series["days"].max())
+    checked = (f"the first {_days(validated)} of {horizon}" if validated else
+               f"none of the {horizon} days: too short a history for any backtest")
     return (f"Forecasts of {int(beyond.sum()):,} of {plural(len(series), 'series', 'series')} reach beyond what "
             f"{'its' if beyond.sum() == 1 else 'their'} history let the backtests check (for the median one, "
-            f"the first {_days(validated)} of {horizon}): later days are extrapolation, with widened "
-            "intervals, and breach dates there are less certain.")
+            f"{checked}): later days are extrapolation, with widened intervals, and breach dates there are less "
+            "certain.")
 
 
 def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
@@ -516,7 +519,9 @@ def _unreviewed(recs: pd.DataFrame, ranked: pd.DataFrame, min_days: int) -> list
         return []
     thin = set(recs.loc[recs["finding"].eq("insufficient_data"), "server_id"])
     measured = set(ranked["server_id"]) if len(ranked) else set()
-    with_memory = set(ranked.loc[ranked["metric"] == "memory", "server_id"]) if len(ranked) else set()
+    # A memory series with no usable day (every one quarantined) is no memory utilisation: more data will not help.
+    usable = ranked[ranked["status"] != "no_data"] if len(ranked) and "status" in ranked.columns else ranked
+    with_memory = set(usable.loc[usable["metric"] == "memory", "server_id"]) if len(usable) else set()
     absent, blind, short = len(thin - measured), len((thin & measured) - with_memory), len(thin & with_memory)
     out = []
     if absent:

@@ -111,7 +111,8 @@ def _recent_months(days: pd.DataFrame, hist: pd.DataFrame, matched: pd.DataFrame
 def seasonal_analogue(
     metrics: pd.DataFrame, forecasts: pd.DataFrame, uplifts: pd.DataFrame, cfg: RiskConfig
 ) -> pd.DataFrame:
-    """Last year's recurring peaks, grown, over the forecast horizon of every series that has them.
+    """Last year's recurring peaks, grown (under a year of history: the month-end peaks of the last months), over
+    the forecast horizon of every series that has them.
 
     ``summarise_analogue`` of ``analogue_days``; see there.
 
