@@ -225,6 +225,22 @@ def test_a_decimal_comma_export_is_refused_in_one_line_that_names_the_fix(
     assert err.count("\n") == 1 and "server db-4" in err and "not in raw/" not in err, err
 
 
+def test_ids_that_differ_only_in_case_across_monthly_exports_are_said(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """WEB-04 in July's export, web-04 in August's: two servers in the lake, each with half the history."""
+    lake = str(tmp_path / "lake")
+    mapping = write_mapping(tmp_path / "m.yaml", LONG_CPU)
+    july = metrics_only_csv(tmp_path / "july.csv", servers=("WEB-04", "db-1"), days=3)
+    august = metrics_only_csv(tmp_path / "august.csv", servers=("web-04", "db-1"), days=3)
+    assert main(["ingest", str(july), "--mapping", str(mapping), "--lake", lake, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["ingest", str(august), "--mapping", str(mapping), "--lake", lake]) == 0
+    err = capsys.readouterr().err
+    assert ("1 server id(s) of this export differ from ids already in the lake only in case, spaces or Unicode form "
+            "and are kept as separate servers: 'WEB-04' / 'web-04'") in err
+    assert "db-1" not in err.split("Unicode form")[1].split("\n")[0]
+
+
 def test_ingest_manifest_names_rows_and_records_and_warns_once(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "wide.csv"

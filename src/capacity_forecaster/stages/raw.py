@@ -241,7 +241,8 @@ def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: b
                else id_only_servers(final.inventory, metric_ids))
     messages = [*merged.warnings(), *join_warnings([*first.renamed, *final.renamed],
                                                    first.ambiguous | final.ambiguous, lacking,
-                                                   final.without_metrics, final.shadowed)]
+                                                   final.without_metrics, final.shadowed),
+                *_lookalikes_across_runs(set(result.raw_metrics["server_id"].astype(str)), metric_ids)]
     for message in messages:
         log.warning("%s", message)
     table = pa.Table.from_pandas(final.inventory, preserve_index=False)
@@ -250,6 +251,27 @@ def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: b
                                  table.column(SOURCE_COLUMN).cast(pa.string()))
     run.wrote(lake.write_table("inventory", table))
     return messages
+
+
+def _lookalikes_across_runs(delivered: set[str], lake_ids: list[str]) -> list[str]:
+    """A warning for ids of this delivery that differ from ids earlier runs wrote only in case, spaces or Unicode
+    form (``WEB-04`` in July's export, ``web-04`` in August's): two servers in the lake, each with part of the
+    history. Pairs within one delivery are ``ingest``'s own warning."""
+    from capacity_forecaster.etl.inventory import id_key
+
+    earlier = pd.Series(sorted(set(lake_ids) - delivered), dtype=object)
+    if earlier.empty or not delivered:
+        return []
+    mine = pd.Series(sorted(delivered), dtype=object)
+    theirs = dict(zip(id_key(earlier), earlier, strict=True))
+    pairs = [(theirs[k], i) for i, k in zip(mine, id_key(mine), strict=True) if k in theirs]
+    if not pairs:
+        return []
+    shown = "; ".join(f"{old!r} / {new!r}" for old, new in pairs[:3]) + (
+        f"; and {len(pairs) - 3} more" if len(pairs) > 3 else "")
+    return [f"{len(pairs)} server id(s) of this export differ from ids already in the lake only in case, spaces or "
+            f"Unicode form and are kept as separate servers: {shown}; if they are one server, make the ids agree "
+            "and ingest every export again with --replace"]
 
 
 def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_file: str | None,
