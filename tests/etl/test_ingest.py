@@ -550,7 +550,14 @@ def test_two_exports_of_one_server_out_of_phase_are_said(tmp_path: Path) -> None
     assert not any("more than 1.5 times the samples" in w for w in alone.warnings)
     both = run([tmp_path / "one.csv", tmp_path / "two.csv"], WIDE)
     assert any(w.startswith("2 daily value(s) of 1 server(s) hold more than 1.5 times the samples their interval "
-                            "allows (e.g. a cpu on 2024-03-02: coverage 1.9") for w in both.warnings), both.warnings
+                            "allows (e.g. a cpu on 2024-03-02: coverage 2.00)") for w in both.warnings), both.warnings
+    # Out of phase for the whole export (helper-39): the measured interval is the slots' 300 s, not the 7 s between
+    # the two collectors (which made every day read 4 % coverage and hid the doubling).
+    two = one.assign(ts=(times + pd.Timedelta(seconds=7)).strftime("%Y-%m-%dT%H:%M:%S"))
+    two.to_csv(tmp_path / "two.csv", index=False)
+    whole = run([tmp_path / "one.csv", tmp_path / "two.csv"], WIDE)
+    assert whole.raw_metrics["coverage"].between(1.9, 2.01).all() and not whole.raw_metrics["low_coverage"].any()
+    assert any("hold more than 1.5 times the samples" in w for w in whole.warnings)
 
 
 def test_ids_that_differ_only_in_case_spaces_or_unicode_form_are_said(tmp_path: Path) -> None:
