@@ -174,8 +174,8 @@ def _warn_lookalike_ids(ids: pd.Series, state: _Reading) -> None:
     shown = "; ".join(groups.head(3))
     more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
     state.defer(f"{len(groups)} server id(s) differ from another only in case, spaces or Unicode form and are kept as "
-               f"separate servers: {shown}{more}; if they are one server, make the export's ids agree and ingest "
-               "again with --replace")
+                f"separate servers: {shown}{more}; if they are one server, make the export's ids agree and ingest "
+                "again with --replace")
 
 
 def _warn_overfull_days(daily: pd.DataFrame, state: _Reading) -> None:
@@ -187,9 +187,9 @@ def _warn_overfull_days(daily: pd.DataFrame, state: _Reading) -> None:
         return
     worst = over.sort_values(["coverage", "server_id", "metric", "ds"], ascending=[False, True, True, True]).iloc[0]
     state.defer(f"{len(over):,} daily value(s) of {over['server_id'].nunique():,} server(s) hold more than "
-               f"{OVERFULL_COVERAGE:g} times the samples their interval allows (e.g. {worst['server_id']} "
-               f"{worst['metric']} on {pd.Timestamp(worst['ds']).date()}: coverage {worst['coverage']:.2f}): are two "
-               "exports of the same server overlapping with shifted times? Their samples were pooled")
+                f"{OVERFULL_COVERAGE:g} times the samples their interval allows (e.g. {worst['server_id']} "
+                f"{worst['metric']} on {pd.Timestamp(worst['ds']).date()}: coverage {worst['coverage']:.2f}): are two "
+                "exports of the same server overlapping with shifted times? Their samples were pooled")
 
 
 def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading) -> None:
@@ -210,7 +210,7 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
                       for server, row in rows.head(3).iterrows())
     more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
     state.defer(f"{len(rows)} server(s) had every row quarantined, so they are not in raw/: {shown}{more}; see the "
-               "quarantine table for each row's reason")
+                "quarantine table for each row's reason")
 
 
 def _check_epoch_unit(mapping: Mapping, median_ns: float, state: _Reading) -> None:
