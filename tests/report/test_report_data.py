@@ -309,3 +309,25 @@ def test_forecasts_beyond_the_validated_lead_are_said_in_the_headlines_and_assum
     rows = {row[0]: row for row in assumptions(beyond)}
     assert rows["Forecast horizon"][2].endswith(
         f"; 3 of {len(series)} series extrapolated beyond the lead their backtests validated")
+
+
+def test_the_appendix_names_no_earlier_report_run_as_this_one(report_lake: Lake, settings) -> None:
+    """helper-40: 'Last report run 04:26' in a pack generated at 05:54 (the report being written is not a run yet)."""
+    import dataclasses
+
+    data = load_report_data(report_lake, settings)
+    runs = [{"stage": "etl", "run_id": "e1", "finished": "2026-12-07T04:00:00"},
+            {"stage": "report", "run_id": "r0", "finished": "2026-12-07T04:26:51"}]
+    rows = {row[0] for row in assumptions(dataclasses.replace(data, runs=runs))}
+    assert "Last etl run" in rows and "Last report run" not in rows and "Report generated" in rows
+
+
+def test_six_breaching_series_are_all_named_not_five_and_one_more(report_lake: Lake, settings) -> None:
+    from capacity_forecaster.report.summary import headlines
+
+    data = load_report_data(report_lake, settings)
+    ranked = ranked_risks(data)
+    now = ranked.copy()
+    now.loc[now.index[:6], ["status", "days_over_recent"]] = ["already_breaching", 5]
+    said = " ".join(headlines(data, now))
+    assert "and 1 more" not in said and said.count("(5 days over)") == 6

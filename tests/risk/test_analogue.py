@@ -84,7 +84,7 @@ def test_a_month_end_batch_under_a_year_old_is_expected_at_the_next_month_end() 
     quiet = _month_end_history(70.0)
     lower = seasonal_analogue(quiet, fc, period_uplifts(quiet, 3), cfg)
     row = assess_breaches(fc, history_summary(quiet), cfg, period_uplifts(quiet, 3), lower).iloc[0]
-    assert row["risk_level"] == "low" and "its recurring quarter-end peak reaches 70 %, above the forecast's" in \
+    assert row["risk_level"] == "low" and "its recurring month-end peak reaches 70 %, above the forecast's" in \
         row["reason"]
     needs = capacity_needs(fc, make_inventory([{"server_id": "batch", "cpu_cores": 32}]), cfg, analogue=lower)
     assert needs.iloc[0]["cpu_peak_upper"] == 70.0  # not the forecast's 27 %: a right-size would cut the batch

@@ -146,11 +146,15 @@ def _kpi_cards(items: list[Kpi], width: float) -> Table:
     return table
 
 
+def _top_at_risk(ranked: pd.DataFrame, count: int) -> pd.DataFrame:
+    """The rows the Top risks table lists (and its heading counts): the first ``count`` series at risk."""
+    return ranked[ranked["risk_level"].isin(AT_RISK_LEVELS)].head(count)
+
+
 def _top_risks(data: ReportData, ranked: pd.DataFrame, width: float) -> list[Flowable]:
     if ranked.empty:
         return [Paragraph(not_available("server_risk"), BODY)]
-    count = data.settings.report.top_risks
-    at_risk = ranked[ranked["risk_level"].isin(AT_RISK_LEVELS)].head(count)
+    at_risk = _top_at_risk(ranked, data.settings.report.top_risks)
     if at_risk.empty:
         return [Paragraph("No series is at risk of a breach within the forecast horizon.", BODY)]
     # Name columns that tell nothing (an inventory of ids only) are left out.
@@ -402,7 +406,8 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(_image(charts["risk_distribution.png"], width, min(3.9 * inch, body_height - 3.95 * inch)))
     story.append(PageBreak())
 
-    shown = int(ranked["risk_level"].isin(AT_RISK_LEVELS).head(cfg.top_risks).sum()) if not ranked.empty else 0
+    # As many as the table lists (it counted the at-risk ones among the first rows: "6" over a table of 8).
+    shown = len(_top_at_risk(ranked, cfg.top_risks)) if not ranked.empty else 0
     story.append(Paragraph(f"Top risks: the {shown} riskiest series" if shown else "Top risks", H1))
     story.append(Paragraph("Riskiest first: level, then the soonest forecast breach. Days count from the last "
                            "observed day; P(breach) is the probability of at least one day above the threshold "

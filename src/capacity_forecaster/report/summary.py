@@ -399,6 +399,8 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
     latest: dict[str, dict[str, Any]] = {}
     for run in data.runs:
         latest[str(run.get("stage"))] = run
+    # The report being written is not among the finished runs: an earlier report's run would read as this one.
+    latest.pop("report", None)
     for stage, run in latest.items():
         rows.append((f"Last {stage} run", str(run.get("finished", ""))[:19].replace("T", " ") + " UTC",
                      f"run {run.get('run_id', '')}, {run.get('status', '')}, config {run.get('config_hash', '')}"))
@@ -472,9 +474,11 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
         now = already_breaching(ranked)
         if len(now):
             cfg = data.settings.risk
+            # Five named, or all six: "and 1 more" would hide the one a line could name.
+            shown = 5 if len(now) > 6 else len(now)
             named = ", ".join(f"{r['server_id']} {r['metric']} ({_days(int(r['days_over_recent']))} over)"
-                              for r in now.head(5).to_dict("records"))
-            more = f" and {len(now) - 5} more" if len(now) > 5 else ""
+                              for r in now.head(shown).to_dict("records"))
+            more = f" and {len(now) - shown} more" if len(now) > shown else ""
             servers_now = int(now["server_id"].nunique())
             verb = "is" if servers_now == 1 else "are"
             lines.append(f"{plural(servers_now, 'server')} {verb} already breaching ({rule_text(cfg)}): "

@@ -105,7 +105,8 @@ def _recent_months(days: pd.DataFrame, hist: pd.DataFrame, matched: pd.DataFrame
     typical = ranks.groupby([*_KEYS, "rank"])[VALUE].agg(["median", "size"]).reset_index()
     typical = typical[typical["size"] >= MIN_MONTHS]
     out = days.merge(typical[[*_KEYS, "rank", "median"]], on=[*_KEYS, "rank"], how="inner")
-    return out.assign(analogue=out["median"], growth=np.nan).drop(columns="median")
+    # A month-end pattern, whatever the day's own period name (June's month-end is a quarter-end).
+    return out.assign(analogue=out["median"], growth=np.nan, period="month-end").drop(columns="median")
 
 
 def seasonal_analogue(
