@@ -214,7 +214,8 @@ def test_a_long_gap_inside_the_recent_days_is_said_and_a_thin_return_is_stale() 
     out = mark_stale(assessed, cfg).set_index("server_id")
     stopped = LAST_DAY - pd.Timedelta(days=16)
     assert out.loc["gap", "status"] == "stale" and out.loc["gap", "stale_since"] == stopped
-    assert out.loc["gap", "reason"].startswith(f"cpu: no data since {stopped.date()} but 1 day from {LAST_DAY.date()}")
+    assert out.loc["gap", "reason"].startswith(f"cpu: no data after {stopped.date()} until {LAST_DAY.date()}, then "
+                                               "only 1 day: check its monitoring")
     assert out.loc["steady", "status"] == "already_breaching" and pd.isna(out.loc["steady", "stale_since"])
     # Back for 3 days (enough to say something current): still breaching, and the reason says there was a gap.
     back = mark_stale(_assess(forecast, gapped(3)), cfg).set_index("server_id").loc["gap"]

@@ -84,3 +84,16 @@ def test_free_memory_is_unknown_not_zero_without_a_memory_forecast() -> None:
     row = result.capacity[result.capacity["group_by"] == "datacenter"].iloc[0]
     assert row["memory_gb"] == 64 and pd.isna(row["free_memory_gb"])
     assert row["free_cpu_cores"] == 14.0  # 70 % of 2 x 10 cores
+
+
+def test_free_cores_are_counted_at_a_recurring_month_end_peak_above_the_forecast() -> None:
+    """helper-40: a month-end run at 80 % read 'Free cores at peak 24.5 of 32' (its flat forecast's 23 %)."""
+    from risk_frames import make_forecast as forecast
+    from test_analogue import JUNE_20, _month_end_history
+
+    metrics = _month_end_history(70.0)
+    forecasts = forecast("batch", "cpu", np.full(30, 22.0), start=JUNE_20 + pd.Timedelta(days=1))
+    inventory = make_inventory([{"server_id": "batch", "datacenter": "NY1", "cpu_cores": 10}])
+    result = run_risk(metrics, forecasts, inventory, RiskConfig())
+    row = result.capacity[result.capacity["group_by"] == "datacenter"].iloc[0]
+    assert row["free_cpu_cores"] == 3.0  # 30 % of 10 cores at the month-end peak, not the forecast's 78 %

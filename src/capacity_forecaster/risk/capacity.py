@@ -19,7 +19,8 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     """Per server: size, free capacity at the forecast peak, reclaimable capacity, time remaining.
 
     Free cores / GB = size x (100 - forecast peak of cpu / memory) / 100 (the median forecast's
-    peak, ``peak_yhat``); NaN where that metric has no forecast (a fleet without a memory metric
+    peak, ``peak_yhat``, or the recurring period-end peak, ``analogue_peak``, where higher); NaN where that
+    metric has no forecast (a fleet without a memory metric
     has unknown free memory, not none). Reclaimable = what the recommendation frees (``freed_cpu_cores``
     / ``freed_memory_gb``: right-size, consolidate, decommission). Time remaining: an already-breaching
     series has 0 days (its breach day is its last observed day over the threshold), otherwise the
@@ -33,8 +34,13 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
     """
     inv = complete_inventory(inventory, pd.Index(recs[SERVER_ID].unique()))
     out = inv[[SERVER_ID, *GROUP_BY, "cpu_cores", "memory_gb"]].copy()
-    peaks = server_risk[server_risk[METRIC].isin(["cpu", "memory"])].pivot_table(
-        index=SERVER_ID, columns=METRIC, values="peak_yhat", aggfunc="max").reindex(columns=["cpu", "memory"])
+    core = server_risk[server_risk[METRIC].isin(["cpu", "memory"])]
+    # A recurring period-end peak above the forecast's (the analogue) uses the capacity at its peak too.
+    peak_values = core["peak_yhat"].to_numpy(float)
+    if "analogue_peak" in core.columns:
+        peak_values = np.fmax(peak_values, core["analogue_peak"].to_numpy(float))
+    peaks = core.assign(_peak=peak_values).pivot_table(
+        index=SERVER_ID, columns=METRIC, values="_peak", aggfunc="max").reindex(columns=["cpu", "memory"])
     peak = peaks.reindex(out[SERVER_ID])
     for resource, size in (("cpu", "cpu_cores"), ("memory", "memory_gb")):
         used = np.clip(peak[resource].to_numpy(float), 0.0, 100.0)

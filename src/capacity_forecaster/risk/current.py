@@ -163,10 +163,10 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     stopped = resumed[gapped] - pd.to_timedelta(server_risk.loc[gapped, "recent_gap_days"].astype(int) + 1, unit="D")
     after = server_risk.loc[gapped, "days_after_gap"].astype(int)
     out.loc[gapped, "reason"] = (
-        out.loc[gapped, METRIC] + ": no data since " + stopped.dt.strftime("%Y-%m-%d") + " but "
-        + after.astype(str) + np.where(after == 1, " day", " days") + " from " + resumed[gapped].dt.strftime("%Y-%m-%d")
-        + ": check its monitoring (a stopped or migrated server?); as of the data before the gap: "
-        + out.loc[gapped, "reason"])
+        out.loc[gapped, METRIC] + ": no data after " + stopped.dt.strftime("%Y-%m-%d") + " until "
+        + resumed[gapped].dt.strftime("%Y-%m-%d") + ", then only " + after.astype(str)
+        + np.where(after == 1, " day", " days") + ": check its monitoring (a stopped or migrated server?); "
+        "as of the data before the gap: " + out.loc[gapped, "reason"])
     out.loc[gapped, "stale_since"] = stopped
     out.loc[stale | gapped, "status"] = Status.STALE.value
     return out
