@@ -85,6 +85,15 @@ def test_growth_then_report_keeps_the_base_with_the_scenario_beside_it(tmp_path:
     assert main(["report", "--formats", "html", "--scenario", "growth-40pct-step", "--lake", uri, "--quiet"]) == 0
     page = (tmp_path / "lake" / "reports" / HTML_FILE).read_text(encoding="utf-8")
     assert "what-if scenario \u201cgrowth-40pct-step" in page
+    assert "computed on an earlier forecast run" not in page
+    # A newer forecast run: the stored what-if now compares older forecasts; its key message says so itself,
+    # not only the banner (helper-40).
+    with stage_run(lake, "forecast", Settings()) as run:
+        forecasts = lake.read_table("forecasts")
+        run.wrote(lake.write_table("forecasts", forecasts.assign(yhat=forecasts["yhat"] * 0.99)))
+    assert main(["report", "--formats", "html", "--lake", uri, "--quiet"]) == 0
+    page = (tmp_path / "lake" / "reports" / HTML_FILE).read_text(encoding="utf-8")
+    assert "(computed on an earlier forecast run, " in page and "re-run capfc risk with it" in page
 
 
 def test_capacity_by_group_and_sizing_options_reach_every_output(tmp_path: Path) -> None:

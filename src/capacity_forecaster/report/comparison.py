@@ -228,8 +228,19 @@ def change_text(changes: dict[str, int]) -> str:
     return ", ".join(f"{n} {change}" for change, n in changes.items() if n) or "no series"
 
 
-def headline(scenario: StoredScenario) -> str:
-    """One sentence for the key messages: the report shows the base; how the stored scenario differs from it."""
+def stale_run(data: ReportData, scenario: StoredScenario) -> str | None:
+    """The forecast run a stored scenario was computed on when that is not the lake's current one, else None."""
+    from capacity_forecaster.report.lineage import lineage
+
+    for key, run in lineage(data).stale_scenarios.items():
+        if scenario.name == key or scenario.name.startswith(key + ":"):
+            return run
+    return None
+
+
+def headline(scenario: StoredScenario, stale: str | None = None) -> str:
+    """One sentence for the key messages: the report shows the base; how the stored scenario differs from it
+    (``stale``: the earlier forecast run it was computed on, said in the same sentence)."""
     by = {t.measure: t for t in scenario.totals}
     risk, savings = by["Servers at risk (medium or worse)"], by["Net savings per month"]
     first = by[EARLIEST]
@@ -237,7 +248,9 @@ def headline(scenario: StoredScenario) -> str:
                   else f"net savings {savings.base_text} \u2192 {savings.scenario_text} per month")
     return (f"This report shows the base; beside it, the what-if scenario \u201c{scenario.name}\u201d: "
             f"servers at risk {risk.base_text} \u2192 {risk.scenario_text}, earliest breach "
-            f"{first.base_text} \u2192 {first.scenario_text}, {money_text}; series {change_text(scenario.changes)}.")
+            f"{first.base_text} \u2192 {first.scenario_text}, {money_text}; series {change_text(scenario.changes)}"
+            + (f" (computed on an earlier forecast run, {stale}: re-run capfc risk with it to compare like with "
+               "like)." if stale else "."))
 
 
 def probability(value: Any) -> str:

@@ -19,6 +19,7 @@ from capacity_forecaster.report.comparison import (
     headline,
     probability,
     side_when,
+    stale_run,
     stored_scenario,
     whatif_note,
 )
@@ -370,7 +371,8 @@ def build_html(data: ReportData, history: pd.DataFrame, series: list[tuple[str, 
     parts.extend(f'<div class="warning" role="alert">{html.escape(line)}</div>' for line in runs.warnings())
     parts.append(f'<section class="kpis">{cards}</section>')
     scenario = stored_scenario(data)
-    lines = headlines(data, ranked) + ([headline(scenario)] if scenario is not None else [])
+    whatif = [headline(scenario, stale_run(data, scenario))] if scenario is not None else []
+    lines = headlines(data, ranked) + whatif
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     parts.append(f'<section><h2>Key messages</h2><ul class="messages">{items}</ul></section>')
     recs = data.table("recommendations")

@@ -38,6 +38,7 @@ from capacity_forecaster.report.comparison import (
     level,
     probability,
     side_when,
+    stale_run,
     stored_scenario,
     whatif_note,
 )
@@ -382,7 +383,8 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(Spacer(1, 0.25 * inch))
     story.append(Paragraph("Key messages", H2))
     scenario = stored_scenario(data)
-    for line in headlines(data, ranked) + ([headline(scenario)] if scenario is not None else []):
+    whatif = [headline(scenario, stale_run(data, scenario))] if scenario is not None else []
+    for line in headlines(data, ranked) + whatif:
         story.append(Paragraph(escape(line), BULLET, bulletText="\u2022"))
     story.append(Spacer(1, 0.15 * inch))
     story.append(Paragraph("In this pack", H2))
