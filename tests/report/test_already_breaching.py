@@ -103,6 +103,9 @@ def test_workbook_sheets_say_now(breaching_report) -> None:
         assert row["Forecast breach date"].date().isoformat() == crossing
     summary = {r[0]: r[1:] for r in book["Summary"].iter_rows(values_only=True) if r and r[0]}
     assert summary[EARLIEST][:2] == (NOW, NOW)
+    # The servers by level (and the stale or unassessed rest) add up to the fleet.
+    rows = ("Critical", "High", "Medium", "Low", "Stale", "Not assessed")
+    assert sum(summary[name][0] for name in rows if name in summary) == len(lake.read_table("inventory"))
     what_if = list(book["What-if"].iter_rows(values_only=True))
     row = next(dict(zip(what_if[0], r, strict=True)) for r in what_if[1:] if r[0] == SERVER and METRIC in r)
     assert row["Base status"] == row["Scenario status"] == "already breaching"
@@ -129,3 +132,16 @@ def test_a_stale_series_reads_no_data_since_its_last_day_never_a_past_breach_dat
     assert breach_when(row) == ("no data since 2013-09-29", "-")
     assert breach_phrase(row) == "stale: no data since 2013-09-29"
     assert breach_when({**row, "status": "assessed"}) == ("2013-09-29", "0")
+
+
+def test_servers_left_out_of_the_level_counts_are_counted_apart() -> None:
+    """fastStorage's Summary sheet read Critical 6, Low 42 for 50 servers: two stale servers were nowhere."""
+    from capacity_forecaster.report.risks import level_counts, unlevelled_counts
+
+    ranked = pd.DataFrame({"server_id": ["a", "b", "b", "c"], "metric": ["cpu", "cpu", "memory", "cpu"],
+                           "risk_level": ["critical", "high", "low", "critical"],
+                           "status": ["assessed", "stale", "assessed", "stale"]})
+    levels = level_counts(ranked)
+    assert levels["critical"] == 1 and levels["low"] == 1  # b counts by its live memory series
+    assert unlevelled_counts(ranked, fleet=5) == {"stale": 1, "not assessed": 2}  # c; d and e have no level
+    assert sum(levels.values()) + sum(unlevelled_counts(ranked, fleet=5).values()) == 5

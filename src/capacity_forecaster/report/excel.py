@@ -23,7 +23,7 @@ from capacity_forecaster.report.forecast_sheet import (
     write_forecast_sheets,
 )
 from capacity_forecaster.report.lineage import lineage
-from capacity_forecaster.report.risks import level_counts, ordered_recommendations, report_risks
+from capacity_forecaster.report.risks import level_counts, ordered_recommendations, report_risks, unlevelled_counts
 from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
 from capacity_forecaster.report.summary import assumptions, data_period_text, fleet_text, kpis
 from capacity_forecaster.report.text import NOT_PRICED, cents, label
@@ -144,6 +144,14 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame, foreca
         ws.append([styled(ws, h, header=True) for h in ("Servers by worst risk level", "Servers", "")])
         for level, count in level_counts(ranked).items():
             ws.append([styled(ws, level.capitalize(), fill=_LEVEL_FILLS[level]), count])
+        # The rest of the fleet, so that the rows add up to it (fastStorage's read 48 of 50 servers).
+        inventory = data.table("inventory")
+        fleet = len(inventory) if inventory is not None else int(ranked["server_id"].nunique())
+        notes = {"stale": "levels as of their last data; nothing recommended (check their monitoring)",
+                 "not assessed": "no metric with an observed value"}
+        for name, count in unlevelled_counts(ranked, fleet).items():
+            if count:
+                ws.append([name.capitalize(), count, notes[name]])
     recs = data.table("recommendations")
     if recs is not None and len(recs):
         ws.append([])

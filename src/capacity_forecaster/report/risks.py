@@ -204,6 +204,15 @@ def level_counts(ranked: pd.DataFrame) -> dict[str, int]:
     return {level: int(counts.get(level, 0)) for level in reversed(LEVEL_LABELS)}
 
 
+def unlevelled_counts(ranked: pd.DataFrame, fleet: int) -> dict[str, int]:
+    """Servers ``level_counts`` leaves out, so that the levels and these add up to the ``fleet``: those whose only
+    levelled series are stale ("stale"), and those without any level (no metrics, or every series without data)."""
+    live = set(server_levels(live_risks(ranked))["server_id"]) if len(ranked) else set()
+    levelled = set(ranked.loc[ranked["risk_level"].notna(), "server_id"]) if len(ranked) else set()
+    stale = len(levelled - live)
+    return {"stale": stale, "not assessed": max(fleet - len(live) - stale, 0)}
+
+
 def risk_row(ranked: pd.DataFrame, server: str, metric: str) -> dict[str, Any]:
     """The ``ranked_risks`` row of one series as a plain dict (empty when the series has none)."""
     match = ranked[(ranked["server_id"] == server) & (ranked["metric"] == metric)] if len(ranked) else ranked
