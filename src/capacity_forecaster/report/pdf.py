@@ -201,9 +201,13 @@ def _savings_table(data: ReportData, width: float) -> list[Flowable]:
     hosts = says_something(names.reindex(shown["server_id"]).tolist())
     rows: list[list[Any]] = [["Server", *(["Hostname"] if hosts else []), "Action", *(["Target"] if targets else []),
                               "Current / month", "Projected / month", "Savings / month", "Rationale"]]
+    def wrapped(text: Any) -> Paragraph:  # a long FQDN wraps in its cell (it ran into the Action column)
+        return Paragraph(escape(str(text or "")), CELL_WRAP)
+
     for row in shown.to_dict("records"):
-        rows.append([row["server_id"], *([names.get(row["server_id"]) or ""] if hosts else []), row["action"],
-                     *([row.get("target_server_id") or ""] if targets else []), money(row["current_monthly_cost"]),
+        rows.append([wrapped(row["server_id"]), *([wrapped(names.get(row["server_id"]))] if hosts else []),
+                     row["action"], *([wrapped(row.get("target_server_id"))] if targets else []),
+                     money(row["current_monthly_cost"]),
                      money(row["projected_monthly_cost"]),
                      money(row["monthly_savings"]), Paragraph(keep_units(escape(str(row.get("rationale") or ""))),
                                                               CELL)])
@@ -231,7 +235,7 @@ def _unpriced_actions(recs: pd.DataFrame, width: float) -> list[Flowable]:
     for row in acting.head(UNPRICED_ROWS).to_dict("records"):
         removed = row["action"] in ("decommission", "consolidate")
         rows.append([Paragraph(escape(str(row["server_id"])), CELL_WRAP), row["action"],
-                     row.get("target_server_id") or "",
+                     Paragraph(escape(str(row.get("target_server_id") or "")), CELL_WRAP),
                      "-" if removed else _size(row.get("recommended_cpu_cores"), "{:.0f}"),
                      "-" if removed else _size(row.get("recommended_memory_gb"), "{:.1f}"),
                      Paragraph(keep_units(escape(str(row.get("rationale") or ""))), CELL)])
