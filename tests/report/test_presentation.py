@@ -83,6 +83,11 @@ def test_largest_savings_has_no_empty_target_column(report_lake) -> None:
     data = load_report_data(report_lake, Settings())
     with_targets = _savings_table(data, 700.0)[1]
     assert "Target" in with_targets._cellvalues[0]  # the fixture consolidates onto srv-0005
+    # Names wrap in their cells: a long FQDN ran into the Action column as plain text (helper-40).
+    from reportlab.platypus import Paragraph
+
+    names = [row[i] for row in with_targets._cellvalues[1:] for i in (0, 1, 3)]
+    assert names and all(isinstance(cell, Paragraph) for cell in names)
     recs = data.table("recommendations").assign(target_server_id=None)
     data = dataclasses.replace(data, tables={**data.tables, "recommendations": recs})
     header = _savings_table(data, 700.0)[1]._cellvalues[0]
