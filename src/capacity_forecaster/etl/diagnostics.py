@@ -16,6 +16,7 @@ from scipy.stats import norm
 from statsmodels.tsa.adfvalues import tau_c_largep, tau_c_smallp, tau_max_c, tau_min_c, tau_star_c
 
 from capacity_forecaster.etl.grid import run_lengths
+from capacity_forecaster.etl.guard import main_reasons
 from capacity_forecaster.schema import METRIC, METRICS, SERVER_ID
 
 # Fewer usable regression rows than this many per coefficient give no test.
@@ -168,15 +169,7 @@ def with_quarantine(diagnostics: pd.DataFrame, raw: pd.DataFrame, quarantine: pd
         series (counts 0, other columns null), sorted by series.
     """
     keys = [SERVER_ID, METRIC]
-    if len(quarantine):
-        codes = quarantine[keys].assign(code=quarantine["reason"].astype(str).str.split(":", n=1).str[0])
-        counted = codes.groupby([*keys, "code"], observed=True).size().rename("n").reset_index()
-        counted = counted.sort_values([*keys, "n", "code"], ascending=[True, True, False, True], kind="stable")
-        top = counted.drop_duplicates(keys).set_index(keys)["code"]
-        total = counted.groupby(keys, observed=True)["n"].sum()
-    else:
-        none = pd.MultiIndex.from_tuples([], names=keys)
-        top, total = pd.Series(dtype=object, index=none), pd.Series(dtype=np.int64, index=none)
+    reasons = main_reasons(quarantine, keys)
     # Only rows that name a series can lose one: a null id or an unknown metric is no series of the fleet.
     named = raw.loc[raw[SERVER_ID].notna() & raw[METRIC].isin(METRICS), keys] if len(raw) else raw[keys]
     seen = pd.MultiIndex.from_frame(named.astype(object)).unique() if len(named) else pd.MultiIndex.from_tuples(
@@ -193,6 +186,7 @@ def with_quarantine(diagnostics: pd.DataFrame, raw: pd.DataFrame, quarantine: pd
                                       if len(diagnostics) else object)
     out = pd.concat([diagnostics, extra], ignore_index=True) if len(extra) else diagnostics.copy()
     index = pd.MultiIndex.from_frame(out[keys].astype(object))
-    out["n_quarantined"] = total.reindex(index).fillna(0).to_numpy(dtype=np.int64)
-    out["quarantine_reason"] = top.reindex(index).astype(object).where(lambda v: v.notna(), "").to_numpy(dtype=object)
+    found = reasons.reindex(index)
+    out["n_quarantined"] = found["rows"].fillna(0).to_numpy(dtype=np.int64)
+    out["quarantine_reason"] = found["reason"].astype(object).where(found["reason"].notna(), "").to_numpy(dtype=object)
     return out.sort_values(keys, kind="stable").reset_index(drop=True)

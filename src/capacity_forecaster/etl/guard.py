@@ -29,6 +29,23 @@ def count_reasons(quarantine: pd.DataFrame, into: dict[str, tuple[int, str]]) ->
         into[str(code)] = (rows + int(count), example)
 
 
+def main_reasons(quarantine: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group of ``keys`` (a server, a series), its quarantine records and their most common reason code.
+
+    Returns:
+        Indexed by ``keys``: ``rows`` (records) and ``reason`` (the most frequent code, ties to the first in
+        alphabetical order); no rows for an empty quarantine.
+    """
+    if quarantine.empty:
+        index = pd.MultiIndex.from_tuples([], names=keys) if len(keys) > 1 else pd.Index([], name=keys[0])
+        return pd.DataFrame({"rows": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)}, index=index)
+    codes = quarantine[keys].assign(code=quarantine["reason"].astype(str).str.split(":", n=1).str[0])
+    counted = codes.groupby([*keys, "code"], observed=True).size().rename("n").reset_index()
+    counted = counted.sort_values([*keys, "n", "code"], ascending=[*([True] * len(keys)), False, True],
+                                  kind="stable")
+    return counted.groupby(keys, observed=True).agg(rows=("n", "sum"), reason=("code", "first"))
+
+
 def _decimal_hint(example: str) -> str:
     """The fix for an unreadable number written with a decimal comma (``'1,5'``), else ""."""
     if example.startswith("unparseable_") and re.search(r"'[-+]?\d+,\d+'", example):

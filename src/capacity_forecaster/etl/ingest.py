@@ -14,7 +14,7 @@ import pandas as pd
 from capacity_forecaster.config import IngestConfig
 from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.extract import bad_row_quarantine, empty_quarantine, extract, quarantine_frame
-from capacity_forecaster.etl.guard import VALUE_COUNT_COLUMNS, value_columns, value_counts
+from capacity_forecaster.etl.guard import VALUE_COUNT_COLUMNS, main_reasons, value_columns, value_counts
 from capacity_forecaster.etl.inventory import (
     CapacityLookup,
     InventoryDeriver,
@@ -202,10 +202,7 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
     named = quarantine[samples & quarantine["server_id"].notna() & ~quarantine["server_id"].isin(used)]
     if named.empty:
         return
-    codes = named.assign(code=named["reason"].astype(str).str.split(":", n=1).str[0])
-    counted = codes.groupby(["server_id", "code"]).size().rename("n").reset_index()
-    counted = counted.sort_values(["server_id", "n", "code"], ascending=[True, False, True], kind="stable")
-    rows = counted.groupby("server_id").agg(rows=("n", "sum"), reason=("code", "first"))
+    rows = main_reasons(named, ["server_id"])
     shown = ", ".join(f"{server} ({int(row.rows):,} {'row' if row.rows == 1 else 'rows'}, mostly {row.reason})"
                       for server, row in rows.head(3).iterrows())
     more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""

@@ -304,11 +304,11 @@ def _horizon_row(data: ReportData) -> tuple[str, str, str]:
         return ("Forecast horizon", f"{_days(fc.horizon)} (configured)",
                 f"forecasts {not_available('forecasts')}; {models}")
     configured = "" if horizon == fc.horizon else f" (the configured default is {_days(fc.horizon)})"
-    series = data.forecasts.series if data.forecasts is not None else None
-    beyond = int(series["extrapolated_from"].notna().sum()) if series is not None and \
-        "extrapolated_from" in series.columns else 0
+    assert data.forecasts is not None  # a horizon comes from the forecasts
+    series = data.forecasts.series
+    beyond = int(series["extrapolated_from"].notna().sum())
     extrapolated = (f"; {beyond:,} of {len(series):,} series extrapolated beyond the lead their backtests validated"
-                    if beyond and series is not None else "")
+                    if beyond else "")
     return "Forecast horizon", _days(horizon), f"of the forecasts in the lake{configured}; {models}{extrapolated}"
 
 
@@ -441,10 +441,9 @@ def data_age_text(data: ReportData) -> str:
 def extrapolation_text(data: ReportData) -> str:
     """A sentence when forecasts reach beyond the lead their backtests validated (``is_extrapolation``): how
     many series, and how far ahead the median one was validated. Empty otherwise."""
-    forecasts = data.forecasts
-    if forecasts is None or "extrapolated_from" not in forecasts.series.columns:
+    if data.forecasts is None:
         return ""
-    series = forecasts.series
+    series = data.forecasts.series
     beyond = series["extrapolated_from"].notna()
     if not beyond.any():
         return ""
