@@ -12,6 +12,7 @@ from capacity_forecaster.etl.outliers import (
     decompose,
     nanmedian_rows,
     outlier_cells,
+    recurring_in_month,
     rolling_median,
     stuck_cells,
 )
@@ -188,3 +189,59 @@ def test_decompose_handles_empty_and_tiny_grids() -> None:
     decomp = decompose(np.array([[5.0, np.nan, 7.0]]), day_calendar(DAY0, 3))
     assert decomp.expected.shape == (1, 3) and np.isfinite(decomp.expected).all()
     assert decompose(np.zeros((0, 0)), day_calendar(DAY0, 0)).z.shape == (0, 0)
+
+
+def _months(first: str, last: str, seed: int) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    days = pd.date_range(first, last, freq="D")
+    return days, np.random.default_rng(seed).normal(20.0, 1.5, len(days))
+
+
+def _decompose(days: pd.DatetimeIndex, values: np.ndarray):  # noqa: ANN202 - Decomposition
+    first = int((days[0] - pd.Timestamp("1970-01-01")).days)
+    return decompose(values[None, :], day_calendar(first, len(days)))
+
+
+@pytest.mark.parametrize("batch", ["last 3 business days", "calendar days 27-31", "first 2 business days"])
+def test_a_monthly_batch_in_a_three_month_history_is_not_an_outlier(batch: str) -> None:
+    # Too few months for month-end effects (3 of each kind): the batch recurs, so it is the pattern.
+    days, values = _months("2025-03-01", "2025-05-31", 2)
+    if batch == "calendar days 27-31":
+        on = days.day >= 27
+    elif batch == "last 3 business days":
+        on = (days + pd.offsets.BDay(3)).month != days.month
+        on &= days.dayofweek < 5
+    else:
+        on = ((days - pd.offsets.BDay(2)).month != days.month) & (days.dayofweek < 5)
+    values[on] = 79.0 + np.random.default_rng(3).normal(0.0, 1.0, int(on.sum()))
+    decomp = _decompose(days, values)
+    assert on.sum() >= 6
+    assert not outlier_cells(decomp, 4.0).any(), days[outlier_cells(decomp, 4.0)[0]].tolist()
+
+
+def test_a_one_off_month_end_spike_stays_an_outlier() -> None:
+    days, values = _months("2025-03-01", "2025-05-31", 4)
+    values[days == pd.Timestamp("2025-04-29")] = 80.0
+    assert days[outlier_cells(_decompose(days, values), 6.0)[0]].tolist() == [pd.Timestamp("2025-04-29")]
+
+
+def test_a_month_end_rise_in_one_of_six_months_does_not_recur() -> None:
+    # Two spikes two months apart at the same place: one other month of five is not half of them.
+    days, values = _months("2025-01-01", "2025-06-30", 5)
+    for day in ("2025-02-27", "2025-04-29"):
+        values[days == pd.Timestamp(day)] = 85.0
+    flagged = set(days[outlier_cells(_decompose(days, values), 6.0)[0]])
+    assert {pd.Timestamp("2025-02-27"), pd.Timestamp("2025-04-29")} <= flagged
+
+
+def test_recurrence_needs_two_months_and_ignores_mid_month_days() -> None:
+    days, values = _months("2025-05-01", "2025-05-31", 6)
+    values[-3:] = 80.0
+    first = int((days[0] - pd.Timestamp("1970-01-01")).days)
+    z = np.where(np.arange(len(days)) >= 28, 10.0, 0.0)[None, :]
+    assert not recurring_in_month(z, day_calendar(first, len(days))).any()
+    days, _ = _months("2025-05-01", "2025-06-30", 6)
+    z = np.zeros((1, len(days)))
+    z[0, [14, 45]] = 10.0  # 15 May and 15 June: mid-month, not a start or end batch
+    first = int((days[0] - pd.Timestamp("1970-01-01")).days)
+    assert not recurring_in_month(z, day_calendar(first, len(days))).any()
+    assert recurring_in_month(np.zeros((0, 0)), day_calendar(first, 0)).shape == (0, 0)

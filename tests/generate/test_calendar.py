@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from capacity_forecaster.etl.calendar import nyse_holidays
+from capacity_forecaster.etl.calendar import day_calendar, nyse_holidays
 from capacity_forecaster.generate.calendar import build_calendar, observed_window
 
 
@@ -69,3 +69,15 @@ def test_quarter_months_and_year_end_season() -> None:
     assert cal.year_end[_day(cal, "2025-12-15")] > 0.95
     assert cal.year_end[_day(cal, "2025-06-15")] < 0.01
     assert 0.2 < cal.year_end[_day(cal, "2025-11-20")] < 0.8
+
+
+@pytest.mark.parametrize(("day", "rank"), [("2025-07-01", 0), ("2025-07-03", 2), ("2025-07-04", -1), ("2025-07-07", 3),
+                                           ("2025-06-02", 0), ("2025-06-01", -1)])
+def test_month_start_rank_counts_business_days_from_the_month_start(day: str, rank: int) -> None:
+    cal = day_calendar(int((np.datetime64("2025-06-01") - np.datetime64("1970-01-01")).astype(int)), 60)
+    assert cal.month_start_rank[_day(cal, day)] == rank
+
+
+def test_a_window_starting_mid_month_has_no_false_month_start() -> None:
+    cal = day_calendar(int((np.datetime64("2025-06-20") - np.datetime64("1970-01-01")).astype(int)), 5)
+    assert cal.month_start_rank[0] > 10

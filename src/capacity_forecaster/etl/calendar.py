@@ -25,6 +25,8 @@ class DayCalendar:
         is_business: neither weekend nor holiday.
         month_end_rank: business days left in the month after this one (0 = last business day),
             -1 on non-business days.
+        month_start_rank: business days of the month before this one (0 = first business day), -1 on
+            non-business days.
         is_month_end / is_quarter_end / is_year_end: the last business day of the month / quarter / year.
         is_quarter_month: the day lies in March, June, September or December.
     """
@@ -35,6 +37,7 @@ class DayCalendar:
     is_holiday: np.ndarray
     is_business: np.ndarray
     month_end_rank: np.ndarray
+    month_start_rank: np.ndarray
     is_month_end: np.ndarray
     is_quarter_end: np.ndarray
     is_year_end: np.ndarray
@@ -63,8 +66,8 @@ def _nyse_days(first_year: int, last_year: int) -> np.ndarray:
 def day_calendar(first_day: int, n_days: int) -> DayCalendar:
     """Calendar flags for ``n_days`` consecutive days.
 
-    Month-end ranks are computed over whole months, so a window that stops mid-month does not take its
-    last day for a month end.
+    Month-end and month-start ranks are computed over whole months, so a window that stops or starts
+    mid-month does not take its last or first day for a month end or start.
 
     Args:
         first_day: the first day as days since 1970-01-01.
@@ -88,6 +91,8 @@ def day_calendar(first_day: int, n_days: int) -> DayCalendar:
     last_in_month = np.searchsorted(bd_months, bd_months, side="right") - 1
     rank = np.full(len(dates), -1, dtype=np.int64)
     rank[bd_pos] = last_in_month - np.arange(len(bd_pos))
+    start_rank = np.full(len(dates), -1, dtype=np.int64)
+    start_rank[bd_pos] = np.arange(len(bd_pos)) - np.searchsorted(bd_months, bd_months, side="left")
     month_of_year = months.astype(np.int64) % 12 + 1
     is_month_end = rank == 0
     is_quarter_month = month_of_year % 3 == 0
@@ -100,6 +105,7 @@ def day_calendar(first_day: int, n_days: int) -> DayCalendar:
         is_holiday=is_holiday[keep],
         is_business=is_business[keep],
         month_end_rank=rank[keep],
+        month_start_rank=start_rank[keep],
         is_month_end=is_month_end[keep],
         is_quarter_end=(is_month_end & is_quarter_month)[keep],
         is_year_end=(is_month_end & (month_of_year == 12))[keep],

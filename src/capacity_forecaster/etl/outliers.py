@@ -49,6 +49,14 @@ STUCK_CHANCE = 0.05
 # A series where most neighbouring days are equal is flat by nature (a fixed allocation, a gauge
 # that rarely moves): its runs are not glitches.
 FLAT_SERIES_SHARE = 0.5
+# A rise on one of the first or last days of a month that recurs at the same place in other months is a
+# monthly batch, not an event: the days of a month's start or end window (calendar days, or business
+# days by rank) that are compared, how far apart two days may lie and still be "the same place", and the
+# event z-score a day of another month needs to count as the same rise.
+PERIOD_WINDOW_DAYS = 7
+PERIOD_WINDOW_RANKS = 5
+PERIOD_TOLERANCE = 1
+RECUR_Z = 3.0
 # Work size (cells x window) of one rolling-median chunk: bounds the temporary sort buffers.
 _ROLLING_CHUNK_CELLS = 1 << 22
 
@@ -219,7 +227,75 @@ def decompose(values: np.ndarray, cal: DayCalendar) -> Decomposition:
     z_event = np.where((stacked < 0).all(axis=0), -magnitude, 0.0)
     z_event = np.where((stacked > 0).all(axis=0), magnitude, z_event)
     z_event[np.isnan(z)] = np.nan
+    # A batch at the start or end of every month is the series' pattern, not an event (the month-end
+    # effects above need EFFECT_MIN_OBS months of each kind, and they follow business days only).
+    z_event[recurring_in_month(z_event, cal) & (z_event > 0)] = 0.0
     return Decomposition(level=level, expected=expected, scale=scale, z=z, z_event=z_event, n_obs=n_obs)
+
+
+def recurring_in_month(z_event: np.ndarray, cal: DayCalendar) -> np.ndarray:
+    """Cells near a month's start or end whose rise recurs at the same place in other months.
+
+    A day lies at a place of its month four ways: its calendar day from the month's start or end
+    (within ``PERIOD_WINDOW_DAYS``), and its business-day rank from the start or end (within
+    ``PERIOD_WINDOW_RANKS``). Another month shows the same rise when one of its days at a place
+    within ``PERIOD_TOLERANCE`` of this day's (same anchor, start or end) has an event z-score above
+    ``RECUR_Z``. The rise recurs when that holds for at least one other month and for at least half
+    of the other months with an observed day at those places: a batch on the last three business
+    days, or on calendar days 27-31, seen in two of three months, recurs; a one-off spike needs an
+    equal rise at the same place in half the other months (chance, for a random spike, is small).
+    Only the months in the grid are seen, so a series needs two months of data for anything to recur.
+
+    Args:
+        z_event: (series x days) signed event z-scores (NaN where no value).
+        cal: calendar of the grid's days.
+
+    Returns:
+        Boolean matrix, True for the cells whose rise recurs (whatever their own sign or size).
+    """
+    out = np.zeros(z_event.shape, dtype=bool)
+    if z_event.size == 0:
+        return out
+    days = cal.dates
+    month = days.astype("datetime64[M]")
+    if len(np.unique(month)) < 2:
+        return out
+    day_of_month = (days - month.astype("datetime64[D]")).astype(np.int64)
+    days_left = ((month + 1).astype("datetime64[D]") - days).astype(np.int64) - 1
+    with np.errstate(invalid="ignore"):
+        elevated = z_event > RECUR_Z
+    # Only series with a rise in at least two months can have one that recurs.
+    rows = np.flatnonzero((_monthly_any(elevated, month) > 0).sum(axis=1) >= 2)
+    if len(rows) == 0:
+        return out
+    elevated = elevated[rows]
+    observed = ~np.isnan(z_event[rows])
+    found = np.zeros(elevated.shape, dtype=bool)
+    for places in (((day_of_month, PERIOD_WINDOW_DAYS), (cal.month_start_rank, PERIOD_WINDOW_RANKS)),
+                   ((days_left, PERIOD_WINDOW_DAYS), (cal.month_end_rank, PERIOD_WINDOW_RANKS))):
+        inside = np.zeros(len(days), dtype=bool)
+        for place, window in places:
+            inside |= (place >= 0) & (place < window)
+        for d in np.flatnonzero(inside):
+            near = np.zeros(len(days), dtype=bool)
+            for place, window in places:
+                if 0 <= place[d] < window:
+                    near |= (place >= 0) & (np.abs(place - place[d]) <= PERIOD_TOLERANCE)
+            near &= month != month[d]
+            cols = np.flatnonzero(near)
+            if len(cols) == 0:
+                continue
+            hits = _monthly_any(elevated[:, cols], month[cols]).sum(axis=1)
+            seen = _monthly_any(observed[:, cols], month[cols]).sum(axis=1)
+            found[:, d] = (hits >= 1) & (2 * hits >= seen)
+    out[rows] = found
+    return out
+
+
+def _monthly_any(cells: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """Per row, whether any cell of each month is set: (rows x months), ``month`` sorted by day."""
+    starts = np.flatnonzero(np.r_[True, month[1:] != month[:-1]])
+    return np.logical_or.reduceat(cells, starts, axis=1)
 
 
 def stuck_cells(values: np.ndarray, min_run: int, varied: np.ndarray | None = None) -> np.ndarray:
