@@ -13,7 +13,7 @@ import pytest
 from capacity_forecaster.config import IngestConfig
 from capacity_forecaster.etl.ingest import IngestResult, ingest
 from capacity_forecaster.etl.mapping import parse_mapping
-from capacity_forecaster.etl.units import MIN_VALUES, fraction_warnings
+from capacity_forecaster.etl.units import MIN_VALUES, ValueTally, fraction_warnings, summarise_values
 
 LONG = {"layout": "long", "server_id": {"column": "host"}, "timestamp": {"column": "time"},
         "long": {"value": "value", "metric_column": "metric"}}
@@ -33,12 +33,12 @@ def fractions(n: int = 300, top: float = 1.0) -> np.ndarray:
 
 def test_fractions_read_as_percent_are_named_with_the_key_to_set() -> None:
     metric = np.zeros(300, dtype=np.int8)
-    [message] = fraction_warnings(metric, fractions(), parse_mapping(LONG))
+    [message] = fraction_warnings(summarise_values(metric, fractions()), parse_mapping(LONG))
     assert message.startswith("cpu: 300 of the 300 values are at most 1 (median ")
     assert "so the servers look idle" in message and "set long.unit: fraction in the mapping" in message
-    [wide] = fraction_warnings(metric, fractions(), parse_mapping(WIDE))
+    [wide] = fraction_warnings(summarise_values(metric, fractions()), parse_mapping(WIDE))
     assert "set metrics.cpu.fraction: 'cpu' instead of percent" in wide
-    [usage] = fraction_warnings(np.ones(300, dtype=np.int8), fractions(), parse_mapping(WIDE))
+    [usage] = fraction_warnings(summarise_values(np.ones(300, dtype=np.int8), fractions()), parse_mapping(WIDE))
     assert "check that metrics.memory.usage ('used') and its capacity are in the same unit" in usage
 
 
@@ -46,21 +46,21 @@ def test_saturated_fractions_and_a_stray_glitch_still_warn_but_percent_does_not(
     metric = np.zeros(1000, dtype=np.int8)
     saturated = fractions(1000, top=14.1)
     saturated[2:9] = 1.107  # under 1 % of the values beyond 1: saturation and a glitch
-    assert len(fraction_warnings(metric, saturated, parse_mapping(LONG))) == 1
+    assert len(fraction_warnings(summarise_values(metric, saturated), parse_mapping(LONG))) == 1
     percent = saturated * 100
     percent[:985] = np.minimum(percent[:985], 0.8)  # 98.5 % idle, the rest busy: a real, idle fleet
-    assert fraction_warnings(metric, percent, parse_mapping(LONG)) == []
+    assert fraction_warnings(summarise_values(metric, percent), parse_mapping(LONG)) == []
 
 
 @pytest.mark.parametrize("values", [fractions(MIN_VALUES - 1), np.zeros(300), fractions() * 100])
 def test_no_warning_for_few_values_all_zeros_or_percentages(values: np.ndarray) -> None:
-    assert fraction_warnings(np.zeros(len(values), dtype=np.int8), values, parse_mapping(LONG)) == []
+    assert fraction_warnings(summarise_values(np.zeros(len(values), dtype=np.int8), values), parse_mapping(LONG)) == []
 
 
 def test_declared_fractions_are_not_warned_about() -> None:
     declared = parse_mapping({**LONG, "long": {**LONG["long"], "unit": {"cpu": "fraction"}}})
     metric = np.repeat(np.array([0, 1], dtype=np.int8), 300)
-    warnings = fraction_warnings(metric, np.concatenate([fractions(), fractions()]) / 100, declared)
+    warnings = fraction_warnings(summarise_values(metric, np.concatenate([fractions(), fractions()]) / 100), declared)
     assert len(warnings) == 1 and warnings[0].startswith("memory: ")
 
 
@@ -103,11 +103,11 @@ def test_a_count_read_as_percent_is_named_and_saturation_of_some_servers_is_not(
     rng = np.random.default_rng(1)
     metric = np.zeros(400, dtype=np.int8)
     counts = rng.uniform(100.0, 190.0, 400)  # an ELB request count between 100 and 190 mapped as cpu %
-    [message] = over_hundred_warnings(metric, counts)
+    [message] = over_hundred_warnings(summarise_values(metric, counts))
     assert message.startswith("cpu: 400 of the 400 values are above 100") and "count, bytes or MHz" in message
     saturated = np.concatenate([rng.uniform(5.0, 60.0, 300), rng.uniform(101.0, 129.0, 100)])  # 25 % saturated
-    assert over_hundred_warnings(metric, saturated) == []
-    assert over_hundred_warnings(metric[:50], counts[:50]) == []  # too few values to say
+    assert over_hundred_warnings(summarise_values(metric, saturated)) == []
+    assert over_hundred_warnings(summarise_values(metric[:50], counts[:50])) == []  # too few values to say
 
 
 def test_ingest_warns_about_a_count_column_mapped_as_percent(tmp_path: Path) -> None:
@@ -122,4 +122,20 @@ def test_ingest_warns_about_a_count_column_mapped_as_percent(tmp_path: Path) -> 
 
 def test_a_quiet_network_is_not_taken_for_fractions() -> None:
     network = np.full(300, 3, dtype=np.int8)  # schema.METRICS index of network
-    assert fraction_warnings(network, fractions(), parse_mapping(LONG)) == []
+    assert fraction_warnings(summarise_values(network, fractions()), parse_mapping(LONG)) == []
+
+
+def test_a_value_tally_counts_exactly_and_takes_the_median_of_a_sample_beyond_its_size() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0.0, 100.0, 50_000)
+    metric = (np.arange(50_000) % 2).astype(np.int8)
+    tally = ValueTally(sample=5_000)
+    for start in range(0, 50_000, 7_000):  # chunk by chunk, as ingest reads
+        tally.add(metric[start:start + 7_000], values[start:start + 7_000])
+    exact = summarise_values(metric, values)
+    sampled = tally.summary()
+    for name in ("cpu", "memory"):
+        assert (sampled[name].count, sampled[name].at_most_one, sampled[name].over_hundred, sampled[name].maximum) == (
+            exact[name].count, exact[name].at_most_one, exact[name].over_hundred, exact[name].maximum)
+        assert exact[name].median == pytest.approx(float(np.median(values[metric == (name == "memory")])))
+        assert sampled[name].median == pytest.approx(exact[name].median, abs=2.0)

@@ -83,6 +83,10 @@ class IngestConfig(_Section):
     # Samples of a day an export delivered in part stay staged (raw/partial_days) for a later
     # ingest to complete until their series has data this many days later. See docs/ingest.md.
     partial_days_window: int = Field(3, ge=0, le=366)
+    # Accepted samples held in memory before they are spilled to a temporary folder in groups of servers
+    # (SPILL_BUCKETS), which are then rolled up one group at a time: ingest memory stays bounded whatever the
+    # export's size (0 = never spill). See docs/ingest.md, Performance.
+    spill_rows: int = Field(1_000_000, ge=0)
 
 
 class EtlConfig(_Section):

@@ -97,9 +97,20 @@ def value_counts(server: np.ndarray, metric: np.ndarray, names: list[str], quara
         One row per (server_id, metric) with a value: server_id, metric, column, values (accepted +
         unreadable), unreadable, example (the first unreadable reason, or None).
     """
+    return counted_values(accepted_counts(server, metric, len(names)), names, quarantine, columns)
+
+
+def accepted_counts(server: np.ndarray, metric: np.ndarray, n_names: int) -> np.ndarray:
+    """Accepted values per (server code, metric code), flat: ``server * len(METRICS) + metric``."""
     width = len(METRICS)
-    accepted = np.bincount(server.astype(np.int64) * width + metric.astype(np.int64),
-                           minlength=len(names) * width)
+    return np.bincount(server.astype(np.int64) * width + metric.astype(np.int64), minlength=n_names * width)
+
+
+def counted_values(accepted: np.ndarray, names: list[str], quarantine: pd.DataFrame,
+                   columns: dict[str, str]) -> pd.DataFrame:
+    """``value_counts`` from the accepted values already counted per series (``accepted_counts``, summed over
+    the chunks of an export that is not held in memory at once)."""
+    width = len(METRICS)
     present = np.flatnonzero(accepted)
     frame = pd.DataFrame({"server_id": np.asarray(names, dtype=object)[present // width],
                           "metric": np.asarray(METRICS, dtype=object)[present % width],

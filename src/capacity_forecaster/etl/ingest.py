@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +16,13 @@ import pandas as pd
 from capacity_forecaster.config import IngestConfig
 from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.extract import bad_row_quarantine, empty_quarantine, extract, quarantine_frame
-from capacity_forecaster.etl.guard import VALUE_COUNT_COLUMNS, main_reasons, value_columns, value_counts
+from capacity_forecaster.etl.guard import (
+    VALUE_COUNT_COLUMNS,
+    accepted_counts,
+    counted_values,
+    main_reasons,
+    value_columns,
+)
 from capacity_forecaster.etl.inventory import (
     CapacityLookup,
     InventoryDeriver,
@@ -37,7 +45,7 @@ from capacity_forecaster.etl.rollup import Duplicates, Samples, empty_daily, rol
 from capacity_forecaster.etl.servers import ServerIds, server_from_filename
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
-from capacity_forecaster.etl.units import fraction_warnings, over_hundred_warnings
+from capacity_forecaster.etl.units import ValueTally, fraction_warnings, over_hundred_warnings
 from capacity_forecaster.schema import METRICS
 
 logger = logging.getLogger(__name__)
@@ -101,62 +109,185 @@ class IngestResult:
     deferred: tuple[str, ...] = field(default=())
 
 
-class _Pool:
-    """Accepted samples and per-row provenance, gathered chunk by chunk as compact numpy arrays."""
+# Server groups an export too large for memory is spilled in and rolled up by: a group holds about
+# 1/SPILL_BUCKETS of the samples, which bounds the roll-up's working memory.
+SPILL_BUCKETS = 64
+# The epoch-unit check reads the median day of every this-many-th sample time (of each chunk).
+TIME_STRIDE = 16
 
-    def __init__(self) -> None:
-        self.parts: list[Samples] = []
-        self.weighted = False
-        self.row_file: list[np.ndarray] = []
-        self.row_line: list[np.ndarray] = []
-        self.rows = 0
 
-    def add(self, file_index: int, lines: np.ndarray | None, n: int, samples: Samples) -> None:
-        self.parts.append(Samples(samples.server, samples.metric, samples.ts, samples.value,
-                                  samples.row + self.rows, samples.weight))
-        self.weighted = self.weighted or samples.weight is not None
-        self.row_file.append(np.full(n, file_index, dtype=np.int32))
-        self.row_line.append(lines if lines is not None else np.full(n, -1, dtype=np.int64))
-        self.rows += n
+@dataclass(frozen=True)
+class _Group:
+    """The accepted samples of a group of servers, with the file index and line (-1: Parquet) of their rows.
 
-    def samples(self) -> Samples:
-        if not self.parts:
-            empty = np.empty(0)
-            return Samples(empty.astype(np.int32), empty.astype(np.int8), empty.astype(np.int64),
-                           empty, empty.astype(np.int64), empty if self.weighted else None)
-        if len(self.parts) > 1:
-            # Keep only the joined arrays, so that the parts can be freed.
-            def joined(name: str) -> np.ndarray:
-                return np.concatenate([getattr(p, name) for p in self.parts])
+    ``row_file`` / ``row_line`` are per row: of the rows ``row_ids`` (sorted), or, when that is None, of the
+    consecutive rows from ``row_first`` on.
+    """
 
-            self.parts = [Samples(joined("server"), joined("metric"), joined("ts"), joined("value"), joined("row"),
-                                  joined("weight") if self.weighted else None)]
-        return self.parts[0]
+    samples: Samples
+    row_file: np.ndarray
+    row_line: np.ndarray
+    row_ids: np.ndarray | None = None
+    row_first: int = 0
 
-    def sources(self, labels: list[str], rows: np.ndarray) -> np.ndarray:
-        """``path:line`` (or ``path`` for Parquet) of the given row ids."""
-        if len(rows) == 0:
+    def _at(self, rows: np.ndarray) -> np.ndarray:
+        """Where the given row ids' sources are."""
+        return rows - self.row_first if self.row_ids is None else np.searchsorted(self.row_ids, rows)
+
+    def rows_used(self, rows: np.ndarray) -> int:
+        """How many distinct rows the given row ids (of this group's samples) are."""
+        used = np.zeros(len(self.row_file), dtype=bool)
+        used[self._at(rows)] = True
+        return int(used.sum())
+
+    def sources(self, labels: list[str], positions: np.ndarray) -> np.ndarray:
+        """``path:line`` (or ``path`` for Parquet) of the samples at ``positions``."""
+        if len(positions) == 0:
             return np.empty(0, dtype=object)
-        files = np.concatenate(self.row_file)[rows]
-        lines = np.concatenate(self.row_line)[rows]
-        label = np.asarray(labels, dtype=object)[files]
+        at = self._at(self.samples.row[positions])
+        lines = self.row_line[at]
+        label = np.asarray(labels, dtype=object)[self.row_file[at]]
         with_line = label + ":" + pd.Series(lines).astype(str).to_numpy(dtype=object)
         return np.where(lines >= 0, with_line, label)
 
 
-def _duplicate_quarantine(samples: Samples, duplicates: Duplicates, pool: _Pool, labels: list[str],
+class _Pool:
+    """Accepted samples gathered chunk by chunk as compact numpy arrays, with their provenance.
+
+    Up to ``spill_rows`` samples are held in memory; beyond that they are written, split into
+    ``SPILL_BUCKETS`` groups by server, to a temporary folder, and ``groups`` reads one group back at a
+    time (in the order they were read, so "the first sample read" stays the first). A server's samples all
+    fall in one group, and so do all samples of a row. What the unit checks and the value counts need is
+    tallied as the samples arrive.
+    """
+
+    def __init__(self, spill_rows: int = 0) -> None:
+        self.parts: list[_Group] = []
+        self.weighted = False
+        self.rows = 0
+        self.held = 0
+        self.held_from = 0  # the first row the held parts read (they read every row from it on)
+        self.spill_rows = spill_rows
+        self.values = ValueTally()
+        self.times = ValueTally()  # sample times (ns) as "values", for the median the epoch check needs
+        self.accepted = np.zeros(0, dtype=np.int64)
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._flushes = 0
+
+    @property
+    def spilled(self) -> bool:
+        return self._folder is not None
+
+    def add(self, file_index: int, lines: np.ndarray | None, n: int, samples: Samples) -> None:
+        self.parts.append(_Group(
+            Samples(samples.server, samples.metric, samples.ts, samples.value, samples.row + self.rows,
+                    samples.weight),
+            np.full(n, file_index, dtype=np.int32),
+            lines if lines is not None else np.full(n, -1, dtype=np.int64)))
+        self.weighted = self.weighted or samples.weight is not None
+        self.rows += n
+        self.held += len(samples)
+        self.values.add(samples.metric, samples.value)
+        # Every TIME_STRIDE-th time, tallied as values of one "metric": the epoch check needs their median day.
+        times = samples.ts[::TIME_STRIDE].astype(np.float64)
+        self.times.add(np.zeros(len(times), dtype=np.int8), times)
+        counts = accepted_counts(samples.server, samples.metric, 0)
+        if len(counts) > len(self.accepted):
+            counts[:len(self.accepted)] += self.accepted
+            self.accepted = counts
+        else:
+            self.accepted[:len(counts)] += counts
+        if self.spill_rows and self.held > self.spill_rows:
+            self._spill()
+
+    def median_time(self) -> float:
+        """The median sample time (ns) of every ``TIME_STRIDE``-th sample of each chunk (of a seeded sample of
+        those for an export too large to hold), NaN without samples."""
+        summary = self.times.summary()
+        return next(iter(summary.values())).median if summary else float("nan")
+
+    def _joined(self) -> _Group:
+        """The held parts as one group (they are released)."""
+        parts, self.parts = self.parts, []
+        if not parts:
+            empty = np.empty(0)
+            none = Samples(empty.astype(np.int32), empty.astype(np.int8), empty.astype(np.int64), empty,
+                           empty.astype(np.int64), empty if self.weighted else None)
+            return _Group(none, empty.astype(np.int32), empty.astype(np.int64))
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p.samples, name) for p in parts])
+
+        weight = (np.concatenate([p.samples.weight if p.samples.weight is not None else np.ones(len(p.samples))
+                                  for p in parts]) if self.weighted else None)
+        ids = None if parts[0].row_ids is None else np.concatenate([p.row_ids for p in parts
+                                                                    if p.row_ids is not None])
+        return _Group(Samples(joined("server"), joined("metric"), joined("ts"), joined("value"), joined("row"), weight),
+                      np.concatenate([p.row_file for p in parts]), np.concatenate([p.row_line for p in parts]),
+                      ids, parts[0].row_first if ids is None else 0)
+
+    def _spill(self) -> None:
+        """Write the held samples to the temporary folder, one file per server group, with their rows' sources."""
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="capfc-ingest-")
+        group = self._joined()
+        group = _Group(group.samples, group.row_file, group.row_line, None, self.held_from)
+        bucket = group.samples.server % SPILL_BUCKETS
+        order = np.argsort(bucket, kind="stable")
+        bounds = np.searchsorted(bucket[order], np.arange(SPILL_BUCKETS + 1))
+        for b in range(SPILL_BUCKETS):
+            take = order[bounds[b]:bounds[b + 1]]
+            if len(take) == 0:
+                continue
+            part = group.samples.take(take)
+            rows = np.unique(part.row)
+            arrays = {"server": part.server, "metric": part.metric, "ts": part.ts, "value": part.value,
+                      "row": part.row, "row_ids": rows, "row_file": group.row_file[rows - self.held_from],
+                      "row_line": group.row_line[rows - self.held_from]}
+            if part.weight is not None:
+                arrays["weight"] = part.weight
+            path = os.path.join(self._folder.name, f"{b:03d}-{self._flushes:06d}.npz")
+            np.savez(path, **arrays)
+        self._flushes += 1
+        self.held = 0
+        self.held_from = self.rows
+
+    def groups(self) -> Iterator[_Group]:
+        """The samples: all at once when they fit in memory (even none), else one server group at a time."""
+        if self._folder is None:
+            yield self._joined()
+            return
+        self._spill()
+        try:
+            names = sorted(os.listdir(self._folder.name))
+            for b in range(SPILL_BUCKETS):
+                files = [n for n in names if n.startswith(f"{b:03d}-")]
+                if not files:
+                    continue
+                loaded = [np.load(os.path.join(self._folder.name, n), allow_pickle=False) for n in files]
+                self.parts = [_Group(Samples(f["server"], f["metric"], f["ts"], f["value"], f["row"],
+                                             f["weight"] if "weight" in f.files else None),
+                                     f["row_file"], f["row_line"], f["row_ids"])
+                              for f in loaded]
+                yield self._joined()
+        finally:
+            self._folder.cleanup()
+            self._folder = None
+
+
+def _duplicate_quarantine(group: _Group, duplicates: Duplicates, labels: list[str],
                           names: list[str]) -> pd.DataFrame:
     if len(duplicates.position) == 0:
         return empty_quarantine()
-    pos = duplicates.position
-    first_source = pool.sources(labels, samples.row[duplicates.first])
+    samples, pos = group.samples, duplicates.position
+    first_source = group.sources(labels, duplicates.first)
     times = pd.Series(pd.to_datetime(samples.ts[pos], utc=True)).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     return quarantine_frame(
         np.asarray(names, dtype=object)[samples.server[pos]],
         times.to_numpy(dtype=object),
         np.asarray(METRICS, dtype=object)[samples.metric[pos]],
         pd.Series(samples.value[pos]).map(repr).to_numpy(dtype=object),
-        pool.sources(labels, samples.row[pos]),
+        group.sources(labels, pos),
         ("duplicate_timestamp: same server, metric and time as " + pd.Series(first_source, dtype=object)
          + " (that one is kept)").to_numpy(dtype=object),
     )
@@ -264,7 +395,7 @@ class _Reading:
 def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
                 deriver: InventoryDeriver | None, capacities: CapacityLookup | None) -> _Reading:
     """Read every file chunk by chunk into accepted samples and quarantine records."""
-    state = _Reading()
+    state = _Reading(pool=_Pool(cfg.spill_rows))
     roles = mapping.column_roles()
     per_row_metrics: tuple[str | None, ...] = mapping.metric_names() or (None,)
     for index, src in enumerate(files):
@@ -318,6 +449,92 @@ def _inventory_source(mapping: Mapping, source: str, filesystem_for: FilesystemF
     return f"{mapping.name}@{path}" if per_folder else mapping.name
 
 
+# One group's roll-up: daily rows, staging, pooled days, Carryover, rows used, server codes kept.
+_GroupRollUp = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Carryover, int, np.ndarray]
+
+
+@dataclass
+class _RolledUp:
+    """The roll-ups of an ingest's server groups, gathered."""
+
+    daily: list[pd.DataFrame] = field(default_factory=list)
+    partial: list[pd.DataFrame] = field(default_factory=list)
+    pooled: list[pd.DataFrame] = field(default_factory=list)
+    carry: list[Carryover] = field(default_factory=list)
+    rows_used: int = 0
+    servers: set[int] = field(default_factory=set)
+
+    def add(self, part: _GroupRollUp) -> None:
+        daily, partial, pooled, carry, rows_used, servers = part
+        self.daily.append(daily)
+        self.partial.append(partial)
+        self.pooled.append(pooled)
+        self.carry.append(carry)
+        self.rows_used += rows_used
+        self.servers.update(servers.tolist())
+
+    def tables(self, left: dict[int, pd.DataFrame | None]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                                                   Carryover]:
+        """(daily rows sorted by server_id, metric, ds; the staging; the pooled days; the summed Carryover).
+
+        ``left``: staged rows no group took (servers whose every sample was quarantined): kept as staged.
+        """
+        unclaimed = [p for p in left.values() if p is not None and len(p)]
+        if len(self.daily) == 1 and not unclaimed:
+            return self.daily[0], self.partial[0], self.pooled[0], self.carry[0]
+        daily = pd.concat(self.daily, ignore_index=True).sort_values(["server_id", "metric", "ds"], kind="stable",
+                                                                     ignore_index=True)
+        partial = pd.concat([*self.partial, *unclaimed], ignore_index=True)
+        pooled = pd.concat(self.pooled, ignore_index=True)
+        totals = {name: sum(getattr(c, name) for c in self.carry)
+                  for name in ("days_combined", "days_completed", "samples_combined", "repeats", "conflicts",
+                               "days_staged", "days_expired")}
+        totals["days_staged"] += sum(len(p[["server_id", "metric", "ds"]].drop_duplicates()) for p in unclaimed)
+        example = next((c.example for c in self.carry if c.example), "")
+        return daily, partial, pooled, Carryover(**totals, example=example)
+
+
+def _staged_groups(staged: pd.DataFrame | None, names: list[str]) -> dict[int, pd.DataFrame | None]:
+    """The staged partial days split like the spilled samples (by server group); the rows of servers this run
+    does not deliver go with the first group that is rolled up (key -1), which passes them on."""
+    if staged is None or staged.empty:
+        return {}
+    code = pd.Series(np.arange(len(names)), index=pd.Index(names, dtype=object))
+    codes = code.reindex(staged["server_id"].astype(str)).to_numpy()
+    group = np.where(np.isnan(codes), -1, np.nan_to_num(codes) % SPILL_BUCKETS).astype(np.int64)
+    return {int(g): staged[group == g].reset_index(drop=True) for g in np.unique(group)}
+
+
+def _roll_up(group: _Group, staged: dict[int, pd.DataFrame | None], spilled: bool, labels: list[str],
+             state: _Reading, mapping: Mapping, cfg: IngestConfig) -> _GroupRollUp:
+    """De-duplicate, pool with the staged samples and roll up one group of servers (or all of them).
+
+    ``staged`` holds the staging per server group (``_staged_groups``; key 0 for everything when nothing was
+    ``spilled``); the group's own rows and the rows of servers the run lacks (key -1, taken by the first group)
+    are popped from it. Returns (daily rows, staging, pooled days, Carryover, rows used, server codes kept).
+    """
+    kept, duplicates = sort_and_dedupe(group.samples)
+    state.rejected.append(_duplicate_quarantine(group, duplicates, labels, state.servers.names))
+    key = int(group.samples.server[0]) % SPILL_BUCKETS if spilled else 0
+    parts = [p for p in (staged.pop(key, None), staged.pop(-1, None)) if p is not None and len(p)]
+    mine = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else None
+    rows_used = group.rows_used(kept.row)
+    servers = kept.server[np.r_[True, kept.server[1:] != kept.server[:-1]]] if len(kept) else kept.server
+    if kept.weight is not None:
+        assert mapping.interval_seconds is not None  # the mapping requires it with a weight
+        kept = day_pieces(kept, mapping.interval_seconds, mapping.day_timezone)
+    pooled = pool_staged(kept, mine, state.servers.names, mapping.day_timezone)
+    if pooled.samples.weight is not None and mapping.interval_seconds is None:
+        raise InputError("table 'partial_days' holds run-length samples (weight) that an earlier ingest staged "
+                         "for days this run delivers, and this mapping has no interval_seconds to roll them up "
+                         "with; ingest with the mapping of that earlier run")
+    daily = rollup_daily(pooled.samples, state.servers.names, cfg.percentile, cfg.min_coverage,
+                         mapping.day_timezone, mapping.interval_seconds)
+    partial_days, pooled_days, carry = stage_partial_days(pooled, daily, state.servers.names, cfg.partial_days_window,
+                                                          mapping.interval_seconds)
+    return daily, partial_days, pooled_days, carry, rows_used, servers
+
+
 def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
            filesystem_for: FilesystemFor, staged: pd.DataFrame | None = None) -> IngestResult:
     """Read monitoring exports and roll them up to one row per server, day and metric.
@@ -369,39 +586,30 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         capacities = CapacityLookup(joined) if mapping.inventory_joins() else None
         inventory[SOURCE_COLUMN] = _inventory_source(mapping, spec.source, filesystem_for)
     state = _read_files(files, mapping, cfg, deriver, capacities)
-    samples = state.pool.samples()
-    for message in [*fraction_warnings(samples.metric, samples.value, mapping),
-                    *over_hundred_warnings(samples.metric, samples.value)]:
+    pool = state.pool
+    tallied = pool.values.summary()
+    for message in [*fraction_warnings(tallied, mapping), *over_hundred_warnings(tallied)]:
         state.warn(message)
-    kept, duplicates = sort_and_dedupe(samples)
-    if mapping.timestamp.kind == "epoch" and len(kept) and np.median(kept.ts) < _YEAR_1990_NS:
+    median_time = pool.median_time()
+    if mapping.timestamp.kind == "epoch" and median_time < _YEAR_1990_NS:
         # Before the roll-up: a wrong unit packs days into one, and every later warning would mislead.
-        _check_epoch_unit(mapping, float(np.median(kept.ts)), state)
-    state.rejected.append(_duplicate_quarantine(samples, duplicates, state.pool, labels, state.servers.names))
-    used = np.zeros(state.pool.rows, dtype=bool)
-    used[kept.row] = True
-    if kept.weight is not None:
-        assert mapping.interval_seconds is not None  # the mapping requires it with a weight
-        kept = day_pieces(kept, mapping.interval_seconds, mapping.day_timezone)
-    pooled = pool_staged(kept, staged, state.servers.names, mapping.day_timezone)
-    if pooled.samples.weight is not None and mapping.interval_seconds is None:
-        raise InputError("table 'partial_days' holds run-length samples (weight) that an earlier ingest staged "
-                         "for days this run delivers, and this mapping has no interval_seconds to roll them up "
-                         "with; ingest with the mapping of that earlier run")
-    daily = rollup_daily(pooled.samples, state.servers.names, cfg.percentile, cfg.min_coverage,
-                         mapping.day_timezone, mapping.interval_seconds)
-    partial_days, pooled_days, carry = stage_partial_days(pooled, daily, state.servers.names, cfg.partial_days_window,
-                                                          mapping.interval_seconds)
+        _check_epoch_unit(mapping, median_time, state)
+    rolled = _RolledUp()
+    staged_by_group = _staged_groups(staged, state.servers.names) if pool.spilled else {0: staged}
+    for group in pool.groups():
+        rolled.add(_roll_up(group, staged_by_group, pool.spilled, labels, state, mapping, cfg))
+        del group  # free the group's samples before the next one is read back
+    daily, partial_days, pooled_days, carry = rolled.tables(staged_by_group)
     if carry.conflicts:
         state.warn(f"{carry.conflicts} sample(s) repeat the server, metric and time of a sample an earlier ingest "
                    f"staged (raw/partial_days) with a different value; this run's value is used "
                    f"(e.g. {carry.example})")
+    rows_used = rolled.rows_used
     rows_read = state.pool.rows + state.malformed
-    rows_used = int(used.sum())
     parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
     # Warnings about what this run would write are deferred: a run the stage refuses says one line.
-    _warn_lost_servers(quarantine, {state.servers.names[c] for c in np.unique(kept.server)}, state)
+    _warn_lost_servers(quarantine, {state.servers.names[c] for c in rolled.servers}, state)
     _warn_overfull_days(daily, state)
     _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
     if rows_read and not rows_used:
@@ -421,7 +629,7 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         len(daily), int(daily["low_coverage"].sum()), _summarise(quarantine), carry.days_combined,
         carry.samples_combined, carry.days_completed, carry.repeats, carry.days_staged, carry.days_expired,
         time.perf_counter() - started)
-    values = value_counts(samples.server, samples.metric, state.servers.names, quarantine, value_columns(mapping))
+    values = counted_values(pool.accepted, state.servers.names, quarantine, value_columns(mapping))
     return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
                         tuple(labels), tuple(state.warnings), ids_only, values, partial_days, pooled_days, carry,
                         tuple(state.deferred))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from capacity_forecaster.etl.mapping import Mapping
@@ -34,7 +36,85 @@ def _hint(mapping: Mapping, metric: str) -> str:
             "(docs/ingest.md, Values)")
 
 
-def fraction_warnings(metric: np.ndarray, value: np.ndarray, mapping: Mapping) -> list[str]:
+@dataclass(frozen=True)
+class MetricValues:
+    """What the unit checks need of one metric's accepted values.
+
+    Attributes:
+        count: values read.
+        at_most_one: values at or below 1.
+        over_hundred: values above 100.
+        maximum: the largest value.
+        median: their median (of a seeded random sample of ``MEDIAN_SAMPLE`` values where more were
+            read without being held in memory at once: ``ValueTally``).
+    """
+
+    count: int
+    at_most_one: int
+    over_hundred: int
+    maximum: float
+    median: float
+
+
+# Values kept per metric for the median of an export too large to hold (a median to ~0.1 percentile).
+MEDIAN_SAMPLE = 500_000
+
+
+class ValueTally:
+    """``MetricValues`` per metric, gathered chunk by chunk: exact counts and maximum, the median of all
+    values up to ``MEDIAN_SAMPLE`` per metric, beyond that of a seeded random sample of that many (each value
+    draws a random key; the values with the smallest keys are kept, trimmed whenever 1.5 times as many wait)."""
+
+    def __init__(self, sample: int = MEDIAN_SAMPLE) -> None:
+        self._sample = sample
+        self._rng = np.random.default_rng(0)
+        self._counts = np.zeros((len(METRICS), 3), dtype=np.int64)
+        self._maximum = np.full(len(METRICS), -np.inf)
+        self._keys: list[list[np.ndarray]] = [[] for _ in METRICS]
+        self._kept: list[list[np.ndarray]] = [[] for _ in METRICS]
+        self._waiting = np.zeros(len(METRICS), dtype=np.int64)
+
+    def add(self, metric: np.ndarray, value: np.ndarray) -> None:
+        """Count a chunk of accepted values (metric codes into schema.METRICS, percent as read)."""
+        present = np.flatnonzero(np.bincount(metric.astype(np.intp), minlength=len(METRICS)))
+        for code in present.tolist():
+            values = value[metric == code] if len(present) > 1 else value
+            self._counts[code] += (len(values), np.count_nonzero(values <= 1.0), np.count_nonzero(values > 100.0))
+            self._maximum[code] = max(self._maximum[code], float(values.max()))
+            self._keys[code].append(self._rng.random(len(values), dtype=np.float32))
+            self._kept[code].append(values)
+            self._waiting[code] += len(values)
+            if self._waiting[code] > 1.5 * self._sample:
+                self._trim(code)
+
+    def _trim(self, code: int) -> None:
+        keys, kept = np.concatenate(self._keys[code]), np.concatenate(self._kept[code])
+        if len(kept) > self._sample:  # the values with the smallest random keys: a uniform sample
+            chosen = np.argpartition(keys, self._sample)[:self._sample]
+            keys, kept = keys[chosen], kept[chosen]
+        self._keys[code], self._kept[code], self._waiting[code] = [keys], [kept], len(kept)
+
+    def summary(self) -> dict[str, MetricValues]:
+        """``MetricValues`` of every metric with a value."""
+        out = {}
+        for code, name in enumerate(METRICS):
+            if not self._counts[code, 0]:
+                continue
+            self._trim(code)
+            out[name] = MetricValues(int(self._counts[code, 0]), int(self._counts[code, 1]),
+                                     int(self._counts[code, 2]), float(self._maximum[code]),
+                                     float(np.median(self._kept[code][0])))
+        return out
+
+
+def summarise_values(metric: np.ndarray, value: np.ndarray) -> dict[str, MetricValues]:
+    """``MetricValues`` of every metric with a value, from all of them at once."""
+    tally = ValueTally(max(len(value), 1))
+    tally.add(metric, value)
+    return tally.summary()
+
+
+def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list[str]:
     """Warnings for metrics whose values nearly all lie between 0 and 1 percent.
 
     CPU or memory utilisation that stays at or below 1 % across a whole export is far likelier to be
@@ -43,8 +123,7 @@ def fraction_warnings(metric: np.ndarray, value: np.ndarray, mapping: Mapping) -
     kept as read: only the mapping can say which unit they are in.
 
     Args:
-        metric: metric code (index into schema.METRICS) of every accepted value.
-        value: the accepted values, in percent as read.
+        values: the accepted values of each metric (``summarise_values`` or ``ValueTally``), in percent as read.
         mapping: the mapping they were read with (metrics it declares as fractions are skipped).
 
     Returns:
@@ -53,23 +132,19 @@ def fraction_warnings(metric: np.ndarray, value: np.ndarray, mapping: Mapping) -
     """
     declared = mapping.fraction_metrics()
     messages = []
-    for code, name in enumerate(METRICS):
+    for name, seen in values.items():
         # Disk and network often do sit under 1 % (a quiet NIC); "multiply by 100" would be harmful advice.
-        if name in declared or name not in FRACTION_CHECKED:
+        if name in declared or name not in FRACTION_CHECKED or seen.count < MIN_VALUES:
             continue
-        values = value[metric == code]
-        if len(values) < MIN_VALUES:
-            continue
-        low = int(np.count_nonzero(values <= 1.0))
-        if low >= SHARE_AT_MOST_ONE * len(values) and float(values.max()) > 0.0:
+        if seen.at_most_one >= SHARE_AT_MOST_ONE * seen.count and seen.maximum > 0.0:
             messages.append(
-                f"{name}: {low:,} of the {len(values):,} values are at most 1 (median "
-                f"{float(np.median(values)):.3g}, max {float(values.max()):.3g}), read as percent of capacity, "
+                f"{name}: {seen.at_most_one:,} of the {seen.count:,} values are at most 1 (median "
+                f"{seen.median:.3g}, max {seen.maximum:.3g}), read as percent of capacity, "
                 f"so the servers look idle; if they are fractions (0.5 = 50 %), {_hint(mapping, name)}")
     return messages
 
 
-def over_hundred_warnings(metric: np.ndarray, value: np.ndarray) -> list[str]:
+def over_hundred_warnings(values: dict[str, MetricValues]) -> list[str]:
     """Warnings for metrics whose values are mostly above 100 %.
 
     Above 100 is saturation (demand over capacity, kept as 100 by the ETL), which servers reach some of
@@ -78,23 +153,18 @@ def over_hundred_warnings(metric: np.ndarray, value: np.ndarray) -> list[str]:
     would read as saturated. The values are kept as read.
 
     Args:
-        metric: metric code (index into schema.METRICS) of every accepted value.
-        value: the accepted values, in percent as read.
+        values: the accepted values of each metric (``summarise_values`` or ``ValueTally``), in percent as read.
 
     Returns:
         One message per metric with at least MIN_VALUES values, more than SHARE_OVER_HUNDRED of them
         above 100.
     """
     messages = []
-    for code, name in enumerate(METRICS):
-        values = value[metric == code]
-        if len(values) < MIN_VALUES:
-            continue
-        over = int(np.count_nonzero(values > 100.0))
-        if over > SHARE_OVER_HUNDRED * len(values):
+    for name, seen in values.items():
+        if seen.count >= MIN_VALUES and seen.over_hundred > SHARE_OVER_HUNDRED * seen.count:
             messages.append(
-                f"{name}: {over:,} of the {len(values):,} values are above 100 (median {float(np.median(values)):.3g}, "
-                f"max {float(values.max()):.3g}), read as percent of capacity, so the servers look saturated; if "
-                "this column is a count, bytes or MHz rather than a percentage, map it with usage and capacity "
-                "(docs/ingest.md, Values)")
+                f"{name}: {seen.over_hundred:,} of the {seen.count:,} values are above 100 (median "
+                f"{seen.median:.3g}, max {seen.maximum:.3g}), read as percent of capacity, so the servers look "
+                "saturated; if this column is a count, bytes or MHz rather than a percentage, map it with usage "
+                "and capacity (docs/ingest.md, Values)")
     return messages

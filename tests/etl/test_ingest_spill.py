@@ -1,0 +1,123 @@
+"""An export too large for memory: spilled to disk by server group and rolled up one group at a time.
+
+Every output must equal the in-memory ingest's: daily rows, quarantine (with its file:line sources),
+staging of partial days, value counts, row counts, warnings and the carry-over from earlier runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+
+from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.etl import ingest as ingest_module
+from capacity_forecaster.etl.ingest import IngestResult, ingest
+from capacity_forecaster.etl.mapping import load_mapping, parse_mapping
+
+REPO = Path(__file__).resolve().parents[2]
+REAL = REPO / ".." / "shared" / "data" / "real"
+RND = REAL / "bitbrains_rnd" / "rnd"
+FAST = REAL / "bitbrains_faststorage" / "trace.parquet"
+needs_real = pytest.mark.skipif(not (RND.is_dir() and FAST.is_file()), reason=f"shared data not found at {REAL}")
+
+
+def local(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
+
+
+def assert_same(memory: IngestResult, spilled: IngestResult) -> None:
+    pd.testing.assert_frame_equal(memory.raw_metrics, spilled.raw_metrics)
+    for name in ("quarantine", "partial_days", "values", "pooled_days"):
+        pd.testing.assert_frame_equal(_sorted(getattr(memory, name)), _sorted(getattr(spilled, name)), obj=name)
+    assert (memory.rows_read, memory.rows_used, memory.rows_quarantined) == (
+        spilled.rows_read, spilled.rows_used, spilled.rows_quarantined)
+    assert memory.warnings == spilled.warnings and memory.carryover == spilled.carryover
+
+
+def both(sources: list[str], mapping_file: Path | dict, staged: pd.DataFrame | None = None,
+         spill_rows: int = 5_000) -> tuple[IngestResult, IngestResult]:
+    mapping = load_mapping(mapping_file) if isinstance(mapping_file, Path) else parse_mapping(mapping_file)
+    return tuple(ingest(sources, mapping, IngestConfig(spill_rows=rows), local, staged)  # type: ignore[return-value]
+                 for rows in (0, spill_rows))
+
+
+@needs_real
+@pytest.mark.parametrize("export", ["rnd", "faststorage"])
+def test_a_spilled_real_export_rolls_up_as_in_memory(export: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spills = []
+    original = ingest_module._Pool._spill
+    monkeypatch.setattr(ingest_module._Pool, "_spill", lambda pool: (spills.append(1), original(pool)))
+    if export == "rnd":
+        memory, spilled = both([str(RND / "2013-7"), str(RND / "2013-8")], REPO / "mappings" / "bitbrains.yaml",
+                               spill_rows=50_000)
+    else:
+        memory, spilled = both([str(FAST)], REPO / "mappings" / "bitbrains_faststorage.yaml", spill_rows=50_000)
+    assert len(spills) >= 2, "the export was spilled, then the rest at the end"
+    assert_same(memory, spilled)
+    assert len(memory.raw_metrics) > 1_000
+
+
+@needs_real
+def test_spilled_runs_pool_the_partial_days_an_earlier_run_staged(tmp_path: Path) -> None:
+    # August cut at noon of the 15th into two deliveries: the second completes the first's last day.
+    cut = int(pd.Timestamp("2013-08-15 12:00", tz="UTC").timestamp())
+    for part in ("first", "second"):
+        (tmp_path / part).mkdir()
+    for path in sorted((RND / "2013-8").glob("*.csv"))[:6]:
+        header, *lines = path.read_text().splitlines(keepends=True)
+        early = [line for line in lines if line.strip() and int(line.split(";", 1)[0]) < cut]
+        (tmp_path / "first" / path.name).write_text(header + "".join(early))
+        (tmp_path / "second" / path.name).write_text(header + "".join(line for line in lines if line not in early))
+    mapping = REPO / "mappings" / "bitbrains.yaml"
+    first = both([str(tmp_path / "first")], mapping, spill_rows=20_000)
+    assert_same(*first)
+    # A staged day of a server the second run lacks passes through; so does one of a server whose
+    # samples all fall in other server groups than the first one rolled up.
+    ghost = first[0].partial_days.head(3).assign(server_id="bitbrains-retired")
+    staged = pd.concat([first[0].partial_days, ghost], ignore_index=True)
+    second = both([str(tmp_path / "second")], mapping, staged, spill_rows=20_000)
+    assert_same(*second)
+    assert second[1].carryover.days_combined > 0
+    assert (second[1].partial_days["server_id"] == "bitbrains-retired").sum() == 3
+
+
+def test_duplicates_keep_the_first_sample_read_and_name_their_lines(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    times = pd.date_range("2024-03-01", periods=600, freq="15min")
+    lines = [f"{host},{t:%Y-%m-%dT%H:%M:%S},{rng.uniform(5, 95):.3f}" for t in times for host in
+             ("web-01", "web-02", "db-01", "db-02", "app-01")]
+    lines += lines[100:160]  # the same times again, other values where drawn again below
+    lines += [line.rsplit(",", 1)[0] + ",99.0" for line in lines[300:320]]
+    path = tmp_path / "export.csv"
+    path.write_text("host,time,cpu\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    mapping = {"layout": "wide", "server_id": {"column": "host"},
+               "timestamp": {"column": "time", "kind": "text", "timezone": "UTC"},
+               "metrics": {"cpu": {"percent": "cpu"}}}
+    memory, spilled = both([str(path)], mapping, spill_rows=500)
+    assert_same(memory, spilled)
+    reasons = spilled.quarantine["reason"].astype(str)
+    assert reasons.str.startswith("duplicate_timestamp: same server, metric and time as ").sum() == 80
+    assert spilled.quarantine["source"].astype(str).str.match(r".*export\.csv:\d+$").all()
+
+
+def test_the_spill_folder_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    times = pd.date_range("2024-03-01", periods=2_000, freq="5min")
+    path = tmp_path / "export.csv"
+    path.write_text("host,time,cpu\n" + "\n".join(f"vm-{i % 7},{t:%Y-%m-%dT%H:%M:%S},{i % 90}"
+                                                  for i, t in enumerate(times)) + "\n", encoding="utf-8")
+    mapping = {"layout": "wide", "server_id": {"column": "host"},
+               "timestamp": {"column": "time", "kind": "text", "timezone": "UTC"},
+               "metrics": {"cpu": {"percent": "cpu"}}}
+    assert_same(*both([str(path)], mapping, spill_rows=300))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
