@@ -237,3 +237,12 @@ def test_faststorage_run_length_rows_and_joined_capacity(faststorage: IngestResu
     assert not result.inventory_ids_only and len(inventory) == 50
     assert inventory.loc["bitbrains-fs-636", "cpu_cores"] == 4
     assert inventory.loc["bitbrains-fs-1019", "memory_gb"] == pytest.approx(181_352 / 1_048_576)
+
+
+@needs_faststorage
+def test_the_faststorage_folder_reads_meta_as_the_inventory_not_as_metrics(faststorage: IngestResult) -> None:
+    # helper-41: the folder given whole failed with "meta.parquet: column 'timestamp' not found".
+    mapping = load_mapping(REPO / "mappings" / "bitbrains_faststorage.yaml")
+    folder = ingest([str(FASTSTORAGE)], mapping, IngestConfig(), local)
+    assert [Path(f).resolve() for f in folder.files] == [(FASTSTORAGE / "trace.parquet").resolve()]
+    pd.testing.assert_frame_equal(folder.raw_metrics, faststorage.raw_metrics)

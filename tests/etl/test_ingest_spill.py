@@ -121,3 +121,12 @@ def test_the_spill_folder_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyP
                "metrics": {"cpu": {"percent": "cpu"}}}
     assert_same(*both([str(path)], mapping, spill_rows=300))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
+
+
+@needs_real
+def test_runs_cut_at_the_last_sample_are_one_warning_per_file_whatever_the_chunks() -> None:
+    mapping = load_mapping(REPO / "mappings" / "bitbrains_faststorage.yaml")
+    result = ingest([str(FAST)], mapping, IngestConfig(chunk_rows=20_000), local)
+    [cut] = [w for w in result.warnings if "run(s) cut" in w]
+    assert cut.endswith("17 run(s) cut at their server's last sample (inventory column 'stop_time', weight.until): "
+                        "11,530 sample(s) after it dropped")

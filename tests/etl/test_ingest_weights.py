@@ -94,6 +94,7 @@ def test_runs_stop_at_the_servers_last_sample(tmp_path: Path, caplog: pytest.Log
     assert result.rows_read == 4 and result.rows_used == 3 and result.rows_quarantined == 1
     assert "1 run(s) cut at their server's last sample (inventory column 'stop', weight.until): 2,878 sample(s)" \
         in caplog.text
+    assert sum("run(s) cut" in w for w in result.warnings) == 1  # kept in the run's warnings (the manifest)
 
 
 def test_until_needs_the_inventory_file() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,8 +16,6 @@ from capacity_forecaster.etl.readers import BadRow, RawChunk
 from capacity_forecaster.etl.servers import REPLACEMENT_CHAR, ServerIds, server_from_value
 from capacity_forecaster.etl.specs import MetricName
 from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS
-
-logger = logging.getLogger(__name__)
 
 STAGE = "ingest"
 _DETAIL_CHARS = 120
@@ -41,6 +38,8 @@ class ChunkSamples:
             schema.METRICS; ``row`` is the row's index within the chunk).
         weight: samples each accepted value stands for (mapping ``weight``), or None.
         quarantine: one record per rejected (row, metric), or None when nothing was rejected.
+        runs_cut: run-length rows cut at their server's last sample (``weight.until``) and the samples
+            that cut dropped; the reader sums them over a file for one warning.
     """
 
     row_server: np.ndarray
@@ -53,6 +52,7 @@ class ChunkSamples:
     row: np.ndarray
     weight: np.ndarray | None
     quarantine: pd.DataFrame | None
+    runs_cut: tuple[int, float] = (0, 0.0)
 
 
 def quarantine_frame(server: object, ds: object, metric: object, value: object,
@@ -300,16 +300,16 @@ def _row_weights(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.nda
 
 
 def _clip_runs(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.ndarray, ts: np.ndarray,
-               weight: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+               weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, pd.Series, tuple[int, float]]:
     """Runs cut at their server's last sample (mapping ``weight.until``, an inventory-file time).
 
     A run of ``w`` samples from ``ts`` claims samples up to ``ts + (w - 1) * interval``; those after
     the server's last sample are dropped (the export padded a stopped VM with one long idle run) and
-    counted in a warning. A row that starts after the last sample is rejected. A server without a
-    known last sample keeps its runs.
+    counted (the reader warns once per file). A row that starts after the last sample is rejected. A
+    server without a known last sample keeps its runs.
 
     Returns:
-        (weights, rows of ``checked`` rejected, their reasons).
+        (weights, rows of ``checked`` rejected, their reasons, (runs cut, samples dropped)).
     """
     spec = mapping.weight
     assert spec is not None and spec.until is not None and mapping.interval_seconds is not None
@@ -320,16 +320,13 @@ def _clip_runs(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.ndarr
         allowed = np.floor((until - ts.astype(np.float64)) / interval) + 1.0
     late = known & (allowed < 1.0)
     clipped = known & ~late & (allowed < weight)
-    if clipped.any():
-        dropped = float(np.sum(weight[clipped] - allowed[clipped]))
-        logger.warning("%s: %d run(s) cut at their server's last sample (inventory column '%s', weight.until): "
-                       "%s sample(s) after it dropped", label, int(clipped.sum()), spec.until, f"{dropped:,.0f}")
+    cut = (int(clipped.sum()), float(np.sum(weight[clipped] - allowed[clipped])) if clipped.any() else 0.0)
     weight = np.where(clipped, allowed, weight)
     rows = np.flatnonzero(late)
     last = pd.to_datetime(until[rows], unit="ns", utc=True).strftime("%Y-%m-%d %H:%M:%S")
     reasons = pd.Series([f"after_last_sample: the run starts after the server's last sample {t} UTC (inventory "
                          f"column '{spec.until}', weight.until)" for t in last], dtype=object)
-    return weight, rows, reasons
+    return weight, rows, reasons, cut
 
 
 def _server_reasons(chunk: RawChunk, mapping: Mapping, no_server: np.ndarray) -> np.ndarray:
@@ -416,12 +413,13 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
     rejects = [(time_rows, _reasons(ts_status[time_rows], parse.texts_at(chunk.columns[ts_column], time_rows),
                                     _time_templates(mapping)))]
     row_weight = None
+    runs_cut = (0, 0.0)
     if mapping.weight is not None:
         row_weight, weight_rows, weight_reasons = _row_weights(numbers, mapping, ok, chunk)
         ok[weight_rows] = False
         rejects.append((weight_rows, weight_reasons))
         if mapping.weight.until is not None:
-            row_weight, late_rows, late_reasons = _clip_runs(numbers, mapping, ok, row_ts, row_weight, label)
+            row_weight, late_rows, late_reasons, runs_cut = _clip_runs(numbers, mapping, ok, row_ts, row_weight)
             ok[late_rows] = False
             rejects.append((late_rows, late_reasons))
     rows = _Rows(ok=ok, no_server=no_server, rejects=tuple(rejects),
@@ -435,7 +433,7 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         server=row_server[index], metric=np.concatenate([a[1] for a in accepted]), ts=row_ts[index],
         value=np.concatenate([a[2] for a in accepted]).astype(np.float64), row=index,
         weight=None if row_weight is None else row_weight[index],
-        quarantine=rejections.frame(),
+        quarantine=rejections.frame(), runs_cut=runs_cut,
     )
 
 

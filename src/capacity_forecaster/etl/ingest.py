@@ -404,6 +404,7 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
             file_server = mapping.server_id.prefix + server_from_filename(
                 src.name, mapping.server_id.from_filename, src.label)
         file_rows = 0
+        runs_cut, samples_dropped = 0, 0.0
         for chunk in read_chunks(src, roles, mapping.csv, mapping.format, cfg.chunk_rows, cfg.max_line_bytes):
             if chunk.bad_rows:
                 state.rejected.append(bad_row_quarantine(chunk.bad_rows, src.label, per_row_metrics,
@@ -421,7 +422,12 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
                            Samples(got.server, got.metric, got.ts, got.value, got.row, got.weight))
             if got.quarantine is not None:
                 state.rejected.append(got.quarantine)
+            runs_cut, samples_dropped = runs_cut + got.runs_cut[0], samples_dropped + got.runs_cut[1]
             file_rows += chunk.num_rows
+        if runs_cut:
+            assert mapping.weight is not None
+            state.warn(f"{src.label}: {runs_cut:,} run(s) cut at their server's last sample (inventory column "
+                       f"'{mapping.weight.until}', weight.until): {samples_dropped:,.0f} sample(s) after it dropped")
         if file_rows == 0:
             state.warn(f"{src.label}: no data rows (empty or header-only file)")
         logger.debug("%s: %s rows", src.label, file_rows)
@@ -572,8 +578,13 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     """
     started = time.perf_counter()
     files = expand_sources(sources, filesystem_for)
-    labels = [f.label for f in files]
     spec = _inventory_spec(mapping.inventory, files)
+    if spec is not None and spec.source is not None:
+        # A folder given whole holds the mapping's own inventory file (fastStorage's meta.parquet beside
+        # trace.parquet): it is read as the inventory, not as metrics.
+        inventory_path = filesystem_for(spec.source)[1]
+        files = [f for f in files if f.path != inventory_path] or files
+    labels = [f.label for f in files]
     deriver = InventoryDeriver(spec) if spec is not None and spec.source is None else None
     inventory = None
     inventory_rejects = empty_quarantine()
