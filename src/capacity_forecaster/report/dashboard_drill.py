@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from capacity_forecaster.report import comparison, figures, style
 from capacity_forecaster.report.risks import level_of, risk_row, threshold_of
-from capacity_forecaster.report.text import day, model_label, money, server_title
+from capacity_forecaster.report.text import NOT_PRICED, day, model_label, money, server_title
 from capacity_forecaster.risk.levels import percent
 from capacity_forecaster.risk.whatif import apply_growth
 
@@ -73,8 +73,9 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
         if len(rec):
             r = {str(k): v for k, v in rec.iloc[0].items()}
             target = f" onto {r['target_server_id']}" if isinstance(r.get("target_server_id"), str) else ""
-            facts["Recommendation"] = (f"{r['action']}{target}: {money(r['monthly_savings'], signed=True)}/month; "
-                                       f"{r.get('rationale') or ''}")
+            saved = (f"savings {NOT_PRICED}" if pd.isna(r.get("current_monthly_cost"))
+                     else f"{money(r['monthly_savings'], signed=True)}/month")
+            facts["Recommendation"] = f"{r['action']}{target}: {saved}; {r.get('rationale') or ''}"
     facts["Imputed / anomalous days shown"] = (f"{int(past['is_imputed'].sum())} / {int(past['is_anomaly'].sum())}"
                                                if len(past) else "-")
     return fig, facts

@@ -16,12 +16,12 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import EARLIEST, change_text
-from capacity_forecaster.report.dashboard_recs import SAVINGS_COLUMNS, SAVINGS_NUMERIC
+from capacity_forecaster.report.dashboard_recs import SAVINGS_COLUMNS, SAVINGS_NUMERIC, Savings
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, SCENARIO_NUMERIC, records
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
 from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed, fleet_text
-from capacity_forecaster.report.text import money
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money
 from capacity_forecaster.storage.lake import Lake
 
 _FONT = "Inter, 'Segoe UI', Helvetica, Arial, sans-serif"
@@ -213,6 +213,10 @@ def _clusters_tab(state: DashboardState) -> html.Div:
     ])
 
 
+def _per_month(savings: Savings) -> str:
+    return f"{money(savings.net)}/month" if savings.priced else f"savings {NOT_PRICED} ({NO_PRICES})"
+
+
 def savings_view(state: DashboardState, growth: float) -> tuple[Any, str]:
     """The Recommendations tab's figure and heading under the what-if growth (its table: ``savings_page``).
 
@@ -224,8 +228,8 @@ def savings_view(state: DashboardState, growth: float) -> tuple[Any, str]:
     if savings is None:
         return figures.empty_figure("Savings", not_available("recommendations")), ""
     heading = (f"Recommendations with {growth:+g} % growth (as capfc risk --growth {growth:g}): "
-               f"{savings.upsizes} upsizes, net {money(savings.net)}/month" if growth else
-               f"Recommendations (base): {savings.upsizes} upsizes, net {money(savings.net)}/month")
+               f"{savings.upsizes} upsizes, net {_per_month(savings)}" if growth else
+               f"Recommendations (base): {savings.upsizes} upsizes, net {_per_month(savings)}")
     return figures.savings_bar(savings.recommendations), heading
 
 
@@ -255,12 +259,23 @@ def _fleet_tab(state: DashboardState, settings: Settings) -> html.Div:
     return html.Div([html.Div(p, style={**_CARD, "marginBottom": "16px"}) for p in parts])
 
 
-def _slider_help(state: DashboardState) -> str:
+def _slider_title(settings: Settings) -> str:
+    """What the slider's percent is: an annual rate ramped over the horizon, or a step from the first day."""
+    unit = ("% per year, compounded daily over the forecast horizon" if settings.risk.growth_ramp else
+            "%, a step change from the first forecast day")
+    return f"What-if growth of the forecast load ({unit})"
+
+
+def _slider_help(state: DashboardState, settings: Settings) -> str:
+    # helper-41: "+50 %" read as 50 % more load; on a 30-day horizon an annual rate adds about 3 %.
+    ramp = (" An annual rate: over a 30-day horizon +50 % ends about 3 % higher, over 180 days about 22 % (for a "
+            "step change, set risk.growth_ramp: false or run capfc risk --growth N --step)."
+            if settings.risk.growth_ramp else "")
     if state.scenario is None:
         return ("Base = the lake's risk table; what-if columns re-assess breaches with every forecast (and its "
-                "interval) scaled by this growth.")
+                "interval) scaled by this growth." + ramp)
     return (f"The slider grows the base forecasts and re-assesses breaches (a quick look; the stored what-if "
-            f"\u201c{state.scenario.name}\u201d and any other stored one are in the What-if scenario tab).")
+            f"\u201c{state.scenario.name}\u201d and any other stored one are in the What-if scenario tab)." + ramp)
 
 
 def layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[int, str]) -> html.Div:
@@ -279,10 +294,10 @@ def layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[in
             dcc.Interval(id="kpi-poll", interval=KPI_POLL_MS, disabled=True),
             *([warn] if (warn := _lineage_banner(state)) is not None else []),
             *([banner] if (banner := _scenario_banner(state)) is not None else []),
-            html.Div([html.Div("What-if growth of the forecast load", style={"fontWeight": 600, "marginBottom": 6}),
+            html.Div([html.Div(_slider_title(settings), style={"fontWeight": 600, "marginBottom": 6}),
                       dcc.Slider(id="growth", min=cfg.growth_min, max=cfg.growth_max, step=GROWTH_STEP, value=0,
                                  marks=marks, updatemode="mouseup"),
-                      html.Div(_slider_help(state), style={"color": style.MUTED, "fontSize": "12px",
+                      html.Div(_slider_help(state, settings), style={"color": style.MUTED, "fontSize": "12px",
                                                           "marginTop": "14px"})],
                      style={**_CARD, "margin": "16px 0"}),
             dcc.Tabs(id="tabs", value="risk", children=[

@@ -14,7 +14,8 @@ import pandas as pd
 
 from capacity_forecaster.errors import CapacityForecasterError
 from capacity_forecaster.report.data import not_available
-from capacity_forecaster.report.text import money
+from capacity_forecaster.report.risks import ordered_recommendations
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, priced_servers
 from capacity_forecaster.risk.levels import Action
 from capacity_forecaster.risk.streaming import GrowthAssessor
 
@@ -44,22 +45,31 @@ class Savings:
         net: net monthly savings (upsizes count negative; unpriced servers skipped).
         fleet_cost: current monthly cost of the priced servers.
         upsizes: servers whose action is ``upsize``.
+        priced: servers with a monthly cost (without any, savings are unknown, not zero).
     """
 
     recommendations: pd.DataFrame
     net: float
     fleet_cost: float
     upsizes: int
+    priced: int = 0
+
+    def net_text(self) -> str:
+        """The net savings as the packs say it: ``not priced`` when no server has a monthly cost."""
+        return money(self.net) if self.priced else NOT_PRICED
 
     def table(self) -> pd.DataFrame:
-        """The dashboard's Recommendations table: ``SAVINGS_COLUMNS``, most savings first, whole cores and dollars,
-        GB to one decimal (a 0.2 GB VM is not 0 GB); no projected cost where today's is unknown."""
-        ordered = self.recommendations.sort_values("monthly_savings", ascending=False, kind="stable")
+        """The dashboard's Recommendations table: ``SAVINGS_COLUMNS``, most savings first (without any price, the
+        most urgent action first, as the packs list them), whole cores and dollars, GB to one decimal (a 0.2 GB
+        VM is not 0 GB); no projected cost or savings where today's cost is unknown."""
+        ordered = (self.recommendations.sort_values("monthly_savings", ascending=False, kind="stable") if self.priced
+                   else ordered_recommendations(self.recommendations))
         digits = {c: 1 if c.endswith("_gb") else 0 for c in SAVINGS_NUMERIC}
         table = ordered[list(SAVINGS_COLUMNS)].round(digits).reset_index(drop=True)
         # Unknown cost today: a decommission's projected $0 would read as a priced figure (blank, as today's cost).
         unpriced = table["current_monthly_cost"].isna()
         table["projected_monthly_cost"] = table["projected_monthly_cost"].where(~unpriced)
+        table["monthly_savings"] = table["monthly_savings"].where(~unpriced)  # unknown, not $0
         return table
 
     @classmethod
@@ -67,7 +77,7 @@ class Savings:
         """The headline numbers of a recommendations table, summed as the risk stage's summary sums them."""
         return cls(recs, float(np.nansum(recs["monthly_savings"].to_numpy(float))),
                    float(np.nansum(recs["current_monthly_cost"].to_numpy(float))),
-                   int((recs["action"] == Action.UPSIZE.value).sum()))
+                   int((recs["action"] == Action.UPSIZE.value).sum()), priced_servers(recs))
 
 
 @dataclass(frozen=True)
@@ -261,7 +271,9 @@ def savings_cards(now: Savings | None, base: Savings | None, growth: float,
     suffix = f" (growth {growth:+g} %)" if growth else ""
     if pending is not None or now is None:
         note = pending or "computing\u2026"
-        return [("Net savings / month" + suffix, money(base.net), note), ("Upsizes" + suffix, f"{base.upsizes}", note)]
-    share = f"{100 * now.net / now.fleet_cost:.1f} % of {money(now.fleet_cost)}" if now.fleet_cost > 0 else ""
-    return [("Net savings / month" + suffix, money(now.net), f"base {money(base.net)}; {share}" if growth else share),
+        return [("Net savings / month" + suffix, base.net_text(), note),
+                ("Upsizes" + suffix, f"{base.upsizes}", note)]
+    share = (f"{100 * now.net / now.fleet_cost:.1f} % of {money(now.fleet_cost)}" if now.fleet_cost > 0 else
+             NO_PRICES if not now.priced else "")
+    return [("Net savings / month" + suffix, now.net_text(), f"base {base.net_text()}; {share}" if growth else share),
             ("Upsizes" + suffix, f"{now.upsizes}", f"base {base.upsizes}" if growth else "servers to grow")]

@@ -25,7 +25,7 @@ from capacity_forecaster.schema import (
 logger = logging.getLogger(__name__)
 
 IDLE_COLUMNS = (SERVER_ID, "first_observed", "last_observed", "observed_days", "coverage", "cpu_max", "memory_max",
-                "network_max", "idle")
+                "network_max", "set_aside_days", "set_aside_cpu_max", "set_aside_memory_max", "idle")
 RECOMMENDATION_EXTRA_COLUMNS = ("needed_by", "current_cpu_cores", "current_memory_gb", "evidence")
 _IDLE_LIMITS = {"cpu": "idle_cpu_max", "memory": "idle_memory_max", "network": "idle_network_max"}
 NO_METRICS = "no metrics were delivered for this server (it is only in the inventory)"
@@ -56,14 +56,20 @@ def idle_history(metrics: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         One row per server with usable cpu, memory or network rows, sorted: server_id,
-        first_observed, last_observed, observed_days, cpu_max, memory_max, network_max.
+        first_observed, last_observed, observed_days, cpu_max, memory_max, network_max, then what was set
+        aside: set_aside_days (observed days with a value of one of these metrics flagged as anomaly or
+        outlier), set_aside_cpu_max, set_aside_memory_max (the highest flagged values; NaN without any).
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
     usable = metrics[VALUE].notna()
+    flagged = pd.Series(False, index=metrics.index)
     for flag in ("is_anomaly", "is_outlier", "is_imputed"):
         if flag in metrics.columns:
-            usable &= ~metrics[flag].astype("boolean").fillna(False).astype(bool)
+            set_ = metrics[flag].astype("boolean").fillna(False).astype(bool)
+            usable &= ~set_
+            flagged = flagged | set_ if flag != "is_imputed" else flagged & ~set_
     rows = metrics.loc[usable & metrics[METRIC].isin(list(_IDLE_LIMITS))]
+    aside = metrics.loc[metrics[VALUE].notna() & flagged & metrics[METRIC].isin(list(_IDLE_LIMITS))]
     maxima = rows.groupby([SERVER_ID, METRIC])[VALUE].max().unstack(METRIC).reindex(columns=list(_IDLE_LIMITS))
     days = rows.groupby(SERVER_ID)[DS].agg(["min", "max", "nunique"])
     out = pd.DataFrame({
@@ -74,6 +80,12 @@ def idle_history(metrics: pd.DataFrame) -> pd.DataFrame:
     })
     for metric in _IDLE_LIMITS:
         out[f"{metric}_max"] = maxima[metric].reindex(out[SERVER_ID]).to_numpy(dtype=float)
+    # Anomaly days are not evidence either way, but the owner who confirms a decommission should see them.
+    counts = aside.groupby(SERVER_ID)[DS].nunique()
+    out["set_aside_days"] = counts.reindex(out[SERVER_ID]).fillna(0).to_numpy(dtype=np.int64)
+    high = aside.groupby([SERVER_ID, METRIC])[VALUE].max().unstack(METRIC).reindex(columns=["cpu", "memory"])
+    for metric in ("cpu", "memory"):
+        out[f"set_aside_{metric}_max"] = high[metric].reindex(out[SERVER_ID]).to_numpy(dtype=float)
     return out
 
 
@@ -337,7 +349,15 @@ def _idle_text(idl: pd.DataFrame) -> np.ndarray:
             + ": cpu max " + _fmt(idl["cpu_max"], "{:.1f} %") + ", memory max "
             + _fmt(idl["memory_max"], "{:.1f} %"))
     network = np.where(idl["network_max"].notna(), ", network max " + _fmt(idl["network_max"], "{:.1f} %"), "")
-    return (text + network).fillna("").to_numpy(dtype=object)
+    aside = pd.Series("", index=idl.index, dtype=object)
+    if "set_aside_days" in idl.columns:
+        days = idl["set_aside_days"].fillna(0).astype(int)
+        peaks = [(name + " up to " + _fmt(idl[f"set_aside_{name}_max"], "{:.1f} %")).where(
+            idl[f"set_aside_{name}_max"].notna(), "") for name in ("cpu", "memory")]
+        joined = (peaks[0] + ", " + peaks[1]).str.strip(", ")
+        aside = ("; anomalies set aside on " + days.astype(str) + np.where(days == 1, " day", " days")
+                 + (" (" + joined + ")").where(joined != "", "")).where(days > 0, "")
+    return (text + network + aside).fillna("").to_numpy(dtype=object)
 
 
 def _unit(values: pd.Series, unit: str) -> pd.Series:
