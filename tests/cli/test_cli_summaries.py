@@ -59,7 +59,8 @@ def test_etl_line_adds_up() -> None:
     assert stage.rows_in == stage.rows_out + stage.rows_quarantined - stage.counts["rows_created"]
     line = etl_line(stage)
     assert ("etl: 435,282 rows in, 438,397 out, 1,403 quarantined, 4,518 days created (4,467 filled by imputation "
-            "(seasonal), 51 left empty in gaps too long to fill): in = out + quarantined - created") in line
+            "(seasonal), 51 left empty in gaps too long to fill or at a series' thin edge): in = out + quarantined - "
+            "created") in line
     assert "204" not in line  # values left empty in source rows are not created days
     assert stage_line(stage) == line
     assert "stuck-sensor" not in line

@@ -35,6 +35,22 @@ def test_gaps_up_to_the_limit_are_fillable_longer_ones_not() -> None:
     assert np.flatnonzero(fillable[0]).tolist() == [5, 6, 7]
 
 
+def test_a_gap_needs_two_known_days_on_each_side() -> None:
+    # A series that stopped and came back for one day (fastStorage VM 205): nothing to bridge to.
+    known = np.zeros((2, 20), dtype=bool)
+    known[0, :10] = True
+    known[0, 14] = True  # one day after the gap, then the series ends
+    known[1, [0, 5, 6, 7]] = True  # one day before the first gap, two after the second
+    missing = ~known
+    missing[0, 15:] = False  # outside the series' span
+    fillable = fillable_cells(missing, 7, known)
+    assert not fillable[0].any()
+    assert np.flatnonzero(fillable[1]).tolist() == []  # 1-4: one known day before
+    known[1, 1] = True
+    missing[1, 1] = False
+    assert np.flatnonzero(fillable_cells(missing, 7, known)[1]).tolist() == [2, 3, 4]
+
+
 def test_autocorrelation_recovers_an_ar1_coefficient() -> None:
     resid = np.vstack([_ar1(3000, 0.6, 1), np.random.default_rng(2).normal(size=3000)])
     resid[0, ::17] = np.nan

@@ -42,7 +42,7 @@ def print_forecast_summary(summary: dict[str, Any]) -> None:
 
 def etl_line(stage: Any) -> str:
     """The ETL stage's line: rows in = out + quarantined - created, with every created day counted (imputed,
-    and left empty in gaps too long to fill; docs/etl.md, "Nothing lost")."""
+    and left empty in gaps too long to fill or without 2 known days on a side; docs/etl.md, "Nothing lost")."""
     counts = stage.counts
     imputed = int(counts.get("rows_imputed_created", 0))
     empty = int(counts.get("rows_unfilled_created", 0))
@@ -60,7 +60,8 @@ def etl_line(stage: Any) -> str:
                  if ahead else "")
     return (f"etl: {stage.rows_in:,} rows in, {stage.rows_out:,} out, {stage.rows_quarantined:,} quarantined, "
             f"{created:,} days created ({imputed:,} filled by imputation ({counts.get('imputation')}), {empty:,} "
-            f"left empty in gaps too long to fill): in = out + quarantined - created; {replaced}"
+            f"left empty in gaps too long to fill or at a series' thin edge): in = out + quarantined - created; "
+            f"{replaced}"
             f"{anomalies:,} {'anomaly' if anomalies == 1 else 'anomalies'} flagged (run {stage.run_id})")
 
 

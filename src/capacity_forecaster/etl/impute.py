@@ -140,9 +140,25 @@ def knn_fill(
     return out
 
 
-def fillable_cells(missing: np.ndarray, max_gap_days: int) -> np.ndarray:
-    """Missing cells in a run of at most ``max_gap_days`` consecutive missing days."""
-    return missing & (run_lengths(missing) <= max_gap_days)
+# A gap is filled only when its series has at least this many known days on each side of it: a series
+# that stopped and came back for one day (fastStorage VMs 190 and 205: saturated until 6 September, one
+# idle sample on the 11th) has no "after" to bridge to, and a fill from the level before invents days.
+MIN_SIDE_DAYS = 2
+
+
+def fillable_cells(missing: np.ndarray, max_gap_days: int, known: np.ndarray | None = None) -> np.ndarray:
+    """Missing cells in a run of at most ``max_gap_days`` consecutive missing days.
+
+    With ``known`` (the cells with a value), the run also needs ``MIN_SIDE_DAYS`` known days of its
+    series before it and after it.
+    """
+    out = missing & (run_lengths(missing) <= max_gap_days)
+    if known is None or not out.any():
+        return out
+    seen = known.astype(np.int32)
+    before = np.cumsum(seen, axis=1)
+    after = np.cumsum(seen[:, ::-1], axis=1)[:, ::-1]
+    return out & (before >= MIN_SIDE_DAYS) & (after >= MIN_SIDE_DAYS)
 
 
 def holdout_servers(server_ids: list[str], n_servers: int = HOLDOUT_SERVERS, seed: int = HOLDOUT_SEED) -> list[str]:
