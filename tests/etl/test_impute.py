@@ -35,20 +35,28 @@ def test_gaps_up_to_the_limit_are_fillable_longer_ones_not() -> None:
     assert np.flatnonzero(fillable[0]).tolist() == [5, 6, 7]
 
 
-def test_a_gap_needs_two_known_days_on_each_side() -> None:
-    # A series that stopped and came back for one day (fastStorage VM 205): nothing to bridge to.
-    known = np.zeros((2, 20), dtype=bool)
-    known[0, :10] = True
-    known[0, 14] = True  # one day after the gap, then the series ends
-    known[1, [0, 5, 6, 7]] = True  # one day before the first gap, two after the second
+def test_a_gap_is_not_bridged_to_a_single_anomalous_day() -> None:
+    # A series that stopped and came back for one odd day (fastStorage VM 205): nothing to bridge to.
+    known = np.zeros((3, 20), dtype=bool)
+    known[:, :10] = True
+    known[:, 14] = True  # one day after the gap, then the series ends
+    known[2, 15] = True  # ... or two
     missing = ~known
-    missing[0, 15:] = False  # outside the series' span
-    fillable = fillable_cells(missing, 7, known)
+    missing[:, 15:] = False  # outside the series' span
+    missing[2, 16:] = False
+    odd = np.zeros_like(known)
+    odd[[0, 2], 14] = True  # an anomalous last day; series 1's last day is normal
+    fillable = fillable_cells(missing, 7, known, odd)
     assert not fillable[0].any()
-    assert np.flatnonzero(fillable[1]).tolist() == []  # 1-4: one known day before
-    known[1, 1] = True
-    missing[1, 1] = False
-    assert np.flatnonzero(fillable_cells(missing, 7, known)[1]).tolist() == [2, 3, 4]
+    assert np.flatnonzero(fillable[1]).tolist() == [10, 11, 12, 13]
+    assert np.flatnonzero(fillable[2]).tolist() == [10, 11, 12, 13]  # two known days after it
+    odd[1, 0] = True  # an anomalous first day with more known days after it does not matter
+    assert np.flatnonzero(fillable_cells(missing, 7, known, odd)[1]).tolist() == [10, 11, 12, 13]
+    first = np.zeros((1, 8), dtype=bool)
+    first[0, [0, 4, 5, 6, 7]] = True
+    lone = first.copy()
+    assert np.flatnonzero(fillable_cells(~first, 7, first, lone & (np.arange(8) == 0))[0]).tolist() == []
+    assert np.flatnonzero(fillable_cells(~first, 7, first, ~lone)[0]).tolist() == [1, 2, 3]
 
 
 def test_autocorrelation_recovers_an_ar1_coefficient() -> None:

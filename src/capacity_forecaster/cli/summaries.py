@@ -42,7 +42,7 @@ def print_forecast_summary(summary: dict[str, Any]) -> None:
 
 def etl_line(stage: Any) -> str:
     """The ETL stage's line: rows in = out + quarantined - created, with every created day counted (imputed,
-    and left empty in gaps too long to fill or without 2 known days on a side; docs/etl.md, "Nothing lost")."""
+    and left empty in gaps too long to fill or at a series' thin, anomalous edge; docs/etl.md, "Nothing lost")."""
     counts = stage.counts
     imputed = int(counts.get("rows_imputed_created", 0))
     empty = int(counts.get("rows_unfilled_created", 0))

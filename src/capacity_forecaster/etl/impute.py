@@ -140,25 +140,36 @@ def knn_fill(
     return out
 
 
-# A gap is filled only when its series has at least this many known days on each side of it: a series
-# that stopped and came back for one day (fastStorage VMs 190 and 205: saturated until 6 September, one
-# idle sample on the 11th) has no "after" to bridge to, and a fill from the level before invents days.
+# A gap is not bridged to a side that is a single known day the ETL judged anomalous: a series that
+# stopped and came back for one odd day (fastStorage VMs 190 and 205: saturated until 6 September, one idle
+# sample on the 11th) has nothing trustworthy to bridge to, and a fill from the level before invents days.
 MIN_SIDE_DAYS = 2
 
 
-def fillable_cells(missing: np.ndarray, max_gap_days: int, known: np.ndarray | None = None) -> np.ndarray:
+def fillable_cells(missing: np.ndarray, max_gap_days: int, known: np.ndarray | None = None,
+                   anomalous: np.ndarray | None = None) -> np.ndarray:
     """Missing cells in a run of at most ``max_gap_days`` consecutive missing days.
 
-    With ``known`` (the cells with a value), the run also needs ``MIN_SIDE_DAYS`` known days of its
-    series before it and after it.
+    With ``known`` (the cells with a value) and ``anomalous`` (known cells flagged as anomalies), a run
+    is left out when one of its sides has fewer than ``MIN_SIDE_DAYS`` known days of its series and
+    the known day next to the run on that side is anomalous.
     """
     out = missing & (run_lengths(missing) <= max_gap_days)
-    if known is None or not out.any():
+    if known is None or anomalous is None or not out.any():
         return out
     seen = known.astype(np.int32)
     before = np.cumsum(seen, axis=1)
     after = np.cumsum(seen[:, ::-1], axis=1)[:, ::-1]
-    return out & (before >= MIN_SIDE_DAYS) & (after >= MIN_SIDE_DAYS)
+    n_days = known.shape[1]
+    days = np.arange(n_days)
+    rows = np.arange(known.shape[0])[:, None]
+    previous = np.maximum.accumulate(np.where(known, days, -1), axis=1)
+    following = np.minimum.accumulate(np.where(known, days, n_days)[:, ::-1], axis=1)[:, ::-1]
+    odd = np.zeros((known.shape[0], n_days + 1), dtype=bool)  # a last column for "no known day"
+    odd[:, :n_days] = anomalous & known
+    thin_before = (before < MIN_SIDE_DAYS) & odd[rows, np.where(previous < 0, n_days, previous)]
+    thin_after = (after < MIN_SIDE_DAYS) & odd[rows, following]
+    return out & ~thin_before & ~thin_after
 
 
 def holdout_servers(server_ids: list[str], n_servers: int = HOLDOUT_SERVERS, seed: int = HOLDOUT_SEED) -> list[str]:

@@ -196,7 +196,7 @@ def _process(
     anomalies = detect_anomalies(decomp, grid.metric_codes, grid.server_index, cfg.anomaly_threshold)
     outlier = (outlier_cells(decomp, cfg.outlier_threshold) & grid.in_span) | glitch
     missing = np.isnan(values) & grid.in_span
-    fillable = fillable_cells(missing, cfg.max_gap_days, ~np.isnan(values) & grid.in_span)
+    fillable = fillable_cells(missing, cfg.max_gap_days, ~np.isnan(values) & grid.in_span, anomalies.is_anomaly)
     if choice is None:
         usable = ~np.isnan(values) & grid.in_span & ~anomalies.is_anomaly
         choice = choose_method(values, cal, grid.server_index, usable, cfg.knn_neighbors)
