@@ -98,6 +98,26 @@ def test_rightsize_never_goes_below_what_the_forecast_needs() -> None:
     assert 0 < rec["projected_monthly_cost"] < 3000.0
 
 
+def test_a_rightsize_never_cuts_below_what_the_server_used_on_its_recent_days() -> None:
+    """helper-41, Bitbrains VM 89: a forecast upper bound of 32 % right-sized 6 GB to 4 GB while its last days
+    read 43 % (and an anomaly day 45 %); a recent day, flagged or not, is demonstrated use."""
+    rows = [{"server_id": "big", "cpu_cores": 64, "memory_gb": 256, "monthly_cost_usd": 3000.0}]
+    metrics, forecasts, inv = _case({"big": (10.0, 30.0)}, rows)
+    base = _recommend(metrics, forecasts, inv).loc["big"]
+    # memory 32 % of 256 = 82 GB x 1.5 = 123 -> 128 GB
+    assert base["action"] == "rightsize" and base["recommended_memory_gb"] == 128
+    spike = metrics["metric"].eq("memory") & (metrics["ds"] == LAST_DAY - pd.Timedelta(days=3))
+    busy = metrics.assign(value=metrics["value"].where(~spike, 45.0), is_anomaly=spike)
+    rec = _recommend(busy, forecasts, inv).loc["big"]
+    # 45 % of 256 = 115 GB x 1.5 = 173 -> 192 GB (not 128), cpu still shrinks
+    assert rec["action"] == "rightsize" and rec["recommended_memory_gb"] == 192 and rec["recommended_cpu_cores"] == 12
+    assert "45 % memory (the peak of its last 14 observed days, above the forecast's)" in rec["rationale"]
+    # An older busy day (outside the last 14 observed days) is the forecast's business, not this floor's.
+    old = metrics["metric"].eq("memory") & (metrics["ds"] == LAST_DAY - pd.Timedelta(days=30))
+    earlier = metrics.assign(value=metrics["value"].where(~old, 45.0), is_anomaly=old)
+    assert _recommend(earlier, forecasts, inv).loc["big", "recommended_memory_gb"] == 128
+
+
 def test_a_rightsize_claims_headroom_only_for_what_it_shrinks() -> None:
     rows = [{"server_id": "big", "cpu_cores": 64, "memory_gb": 256, "monthly_cost_usd": 3000.0}]
     metrics, forecasts, inv = _case({"big": (10.0, 72.0)}, rows)

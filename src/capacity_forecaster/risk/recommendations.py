@@ -458,7 +458,11 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     sizes, today, known = _sizes(out, inv, shares)
     was = (" (from " + today + ")").where(today != "", "")
     recurring = {m: pd.Series(np.where(_flag(need[f"{m}_recurring"]) if f"{m}_recurring" in need else False,
-                                       " (its recurring period-end peak)", ""), index=need.index, dtype=object)
+                                       " (its recurring period-end peak)",
+                                       np.where(_flag(need[f"{m}_recent"]) if f"{m}_recent" in need else False,
+                                                f" (the peak of its last {cfg.current_window_days} observed days, "
+                                                "above the forecast's)",
+                                                "")), index=need.index, dtype=object)
                  for m in ("cpu", "memory")}
     peaks = ("forecast peak upper bound " + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu" + recurring["cpu"]
              + " / " + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory" + recurring["memory"])

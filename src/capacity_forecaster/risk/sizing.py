@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 NEED_COLUMNS = (SERVER_ID, "cpu_cores", "memory_gb", "cpu_peak_upper", "memory_peak_upper", "cpu_needed_pct",
                 "memory_needed_pct", "cpu_needed", "memory_needed", "sized_cpu_cores", "sized_memory_gb",
-                "exceeds_largest_size", "cpu_recurring", "memory_recurring")
+                "exceeds_largest_size", "cpu_recurring", "memory_recurring", "cpu_recent", "memory_recent")
 # Fewer servers of a type than this and its prices come from the whole fleet's fit.
 _MIN_FIT_SERVERS = 4
 
@@ -56,10 +56,13 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
 
     need = peak upper bound (%) x current capacity x (1 + headroom) / target utilisation, so
     that after resizing the forecast upper bound plus headroom stays at or under
-    ``cfg.target_utilisation``. A series already over its threshold (``current``'s
-    ``already_breaching``) is sized for at least the highest of its recent observed days as well:
-    its forecast may expect it to fall back, but the server runs over its threshold now (a forecast
-    that fits the current size would otherwise "upsize" it to the size it has). A series with a recurring
+    ``cfg.target_utilisation``. Every series is sized for at least the highest of its recent observed
+    days as well (``current``'s ``recent_peak``: the last ``current_window_days`` observed days,
+    anomaly days included): a forecast may expect a series to fall back, but a right-size below what
+    the server demonstrably used last week is no saving (helper-41: Bitbrains VM 89, right-sized to
+    4 GB on a forecast upper bound of 32 % while its last day read 43 % and an anomaly day 45 % of
+    6 GB; in September it used 3.8 GB), and a series already over its threshold runs there now (a
+    forecast that fits the current size would otherwise "upsize" it to the size it has). A series with a recurring
     period-end peak in the horizon (``analogue``'s ``analogue_peak``) is sized for that peak where it is
     higher: a model can miss a month-end batch, and a right-size or consolidation must not cut it. Sized values are
     the smallest standard sizes at or above the need (never below it) and at least the smallest
@@ -75,23 +78,28 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
 
     Returns:
         One row per inventory server: server_id, cpu_cores, memory_gb, cpu_peak_upper,
-        memory_peak_upper (% of current capacity; NaN without a forecast; for a series already over
-        its threshold the recent observed peak where that is higher), cpu_needed_pct,
+        memory_peak_upper (% of current capacity; the recent observed peak where that is higher;
+        NaN with neither), cpu_needed_pct,
         memory_needed_pct (the need in % of the current capacity), cpu_needed, memory_needed
         (cores, GB; NaN where the size is unknown), sized_cpu_cores, sized_memory_gb,
-        exceeds_largest_size, cpu_recurring, memory_recurring (the analogue's peak set the peak).
+        exceeds_largest_size, cpu_recurring, memory_recurring (the analogue's peak set the peak),
+        cpu_recent, memory_recent (the recent observed days set it).
     """
     require_columns(forecasts, (SERVER_ID, METRIC, DS, "yhat_upper"), "forecasts")
     inventory = complete_inventory(inventory)
     peaks = (forecasts[forecasts[METRIC].isin(["cpu", "memory"])]
              .groupby([SERVER_ID, METRIC])["yhat_upper"].max().unstack(METRIC)
              .reindex(columns=["cpu", "memory"]))
+    forecast_peaks = peaks
+    recent = pd.DataFrame(columns=["cpu", "memory"], dtype=bool)
     if current is not None and len(current):
-        breaching = current[current["already_breaching"].astype("boolean").fillna(False).astype(bool)
-                            & current[METRIC].isin(["cpu", "memory"])]
-        observed = (breaching.pivot_table(index=SERVER_ID, columns=METRIC, values="recent_peak", aggfunc="max")
+        seen = current[current[METRIC].isin(["cpu", "memory"])]
+        observed = (seen.pivot_table(index=SERVER_ID, columns=METRIC, values="recent_peak", aggfunc="max")
                     .reindex(columns=["cpu", "memory"]))
-        peaks = peaks.combine(observed, np.fmax) if len(observed) else peaks
+        if len(observed):
+            peaks = peaks.combine(observed, np.fmax)
+            before = forecast_peaks.reindex(index=observed.index, columns=["cpu", "memory"])
+            recent = observed.gt(before) | (observed.notna() & before.isna())
     if analogue is not None and len(analogue):
         recurring = (analogue[analogue[METRIC].isin(["cpu", "memory"])]
                      .pivot_table(index=SERVER_ID, columns=METRIC, values="analogue_peak", aggfunc="max")
@@ -106,6 +114,10 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
     lifted = raised.reindex(index=out[SERVER_ID], columns=["cpu", "memory"], fill_value=False).astype(bool)
     out["cpu_recurring"] = lifted["cpu"].to_numpy(dtype=bool)
     out["memory_recurring"] = lifted["memory"].to_numpy(dtype=bool)
+    # Where the recent observed days, not the forecast or a recurring peak, set the peak.
+    late = recent.reindex(index=out[SERVER_ID], columns=["cpu", "memory"], fill_value=False).astype(bool)
+    out["cpu_recent"] = late["cpu"].to_numpy(dtype=bool) & ~out["cpu_recurring"].to_numpy(dtype=bool)
+    out["memory_recent"] = late["memory"].to_numpy(dtype=bool) & ~out["memory_recurring"].to_numpy(dtype=bool)
     out["cpu_peak_upper"] = aligned["cpu"].to_numpy(dtype=float)
     out["memory_peak_upper"] = aligned["memory"].to_numpy(dtype=float)
     factor = (1.0 + cfg.headroom) / (cfg.target_utilisation / 100.0)
