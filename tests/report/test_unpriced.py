@@ -219,3 +219,19 @@ def test_capacity_by_group_leaves_out_dimensions_the_inventory_does_not_know() -
     # Bitbrains: one datacenter, environment and application unknown: one row, not three equal ones.
     assert rows({"datacenter": "bitbrains", "environment": "unknown", "application": "unknown"}) == ["datacenter"]
     assert rows({"datacenter": "unknown", "environment": "unknown"}) == ["datacenter", "environment"]  # all unknown
+
+
+def test_the_dashboard_says_not_priced_too(unpriced_report) -> None:
+    # helper-41: the dashboard's KPI card and Recommendations heading said "$0" where the packs said "not priced".
+    from capacity_forecaster.report.dashboard_layout import savings_view
+    from capacity_forecaster.report.dashboard_state import DashboardState
+
+    lake, _result = unpriced_report
+    state = DashboardState(lake, Settings())
+    cards = {label: (value, note) for label, value, note in state.kpi_values(0.0)}
+    assert cards["Net savings / month"] == ("not priced", "no monthly cost in the inventory")
+    _figure, heading = savings_view(state, 0.0)
+    assert heading.endswith("net savings not priced (no monthly cost in the inventory)")
+    rows, _pages = state.savings_page(0.0, 0, [], "")
+    assert all(row["monthly_savings"] is None for row in rows)
+    assert not any(ZERO_DOLLARS.search(f"{value}") for value, _note in cards.values())

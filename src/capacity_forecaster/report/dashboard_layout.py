@@ -21,7 +21,7 @@ from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, SCE
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
 from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed, fleet_text
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, says_something
 from capacity_forecaster.storage.lake import Lake
 
 _FONT = "Inter, 'Segoe UI', Helvetica, Arial, sans-serif"
@@ -92,10 +92,20 @@ def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], p
 
 def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
     server, metric = state.default_series()
-    metric_options = [{"label": figures.METRIC_NAMES[m], "value": m} for m in figures.METRIC_NAMES]
+    # Metrics the lake has no series of are shown, but cannot be picked (helper-41: Disk on a cpu/memory export
+    # drew an empty plot with a numeric axis and "unassessed").
+    present = (set(state.ranked["metric"].astype(str)) if "metric" in state.ranked.columns else set()) or set(
+        figures.METRIC_NAMES)
+    metric_options = [{"label": name if m in present else f"{name} (no data)", "value": m, "disabled": m not in present}
+                      for m, name in figures.METRIC_NAMES.items()]
     if not state.ranked.empty:
         rows, pages = state.risk_page(0.0, 0, [], "")
-        table: Any = _table("risk-table", TABLE_COLUMNS, rows, settings.dashboard.page_size, set(NUMERIC_COLUMNS),
+        # Name columns that tell nothing (an inventory of ids only) are left out, as in the packs.
+        frame = state.risk_table(0.0)
+        silent = {c for c in ("hostname", "application", "environment") if c in frame.columns and (
+            not says_something(frame[c]) or (c == "hostname" and frame[c].astype(str).eq(frame["server_id"]).all()))}
+        shown = {key: name for key, name in TABLE_COLUMNS.items() if key not in silent}
+        table: Any = _table("risk-table", shown, rows, settings.dashboard.page_size, set(NUMERIC_COLUMNS),
                             _LEVEL_STYLES, pages=pages)
     else:
         table = html.P(not_available("server_risk"), style={"color": style.MUTED})

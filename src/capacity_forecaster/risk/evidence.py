@@ -22,6 +22,7 @@ from capacity_forecaster.risk.current import current_state
 from capacity_forecaster.risk.recommendations import consolidation_candidates, idle_history, idle_verdict
 from capacity_forecaster.risk.seasonal import period_uplifts
 from capacity_forecaster.risk.sizing import capacity_needs
+from capacity_forecaster.risk.whatif import growth_factor
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID
 
 PACKING_COLUMNS = (SERVER_ID, METRIC, DS, "yhat_upper")
@@ -106,6 +107,17 @@ def observe(metrics: pd.DataFrame, horizon: pd.DataFrame, cfg: RiskConfig) -> Se
     )
 
 
+def _grown_current(current: pd.DataFrame, cfg: RiskConfig, growth: float | None) -> pd.DataFrame:
+    """The current state with its recent peaks as a what-if's growth has them on its first forecast day (the
+    floor sizing keeps): a step change moves them at once (-30 % from day one lowers last week's peak by 30 %),
+    an annual ramp has barely started."""
+    if not growth or len(current) == 0:
+        return current
+    first = pd.Series([pd.Timestamp(0)])
+    uplift = float(growth_factor(first, first, growth, ramp=cfg.growth_ramp)[0])
+    return current.assign(recent_peak=(current["recent_peak"] * (1.0 + uplift)).clip(0.0, 100.0))
+
+
 def assess(evidence: SeriesEvidence, forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
            calibration: BreachCalibration | None = None, growth: float | None = None) -> Assessment:
     """Breaches, needs, idle evidence and consolidation loads of some servers.
@@ -130,7 +142,7 @@ def assess(evidence: SeriesEvidence, forecasts: pd.DataFrame, inventory: pd.Data
         server_risk = assess_breaches(forecasts, evidence.history, calibration.settings(cfg), evidence.uplifts,
                                       analogue, calibration.apply if calibration.knots is not None else None,
                                       current=evidence.current)
-    needs = capacity_needs(forecasts, inventory, cfg, evidence.current, analogue)
+    needs = capacity_needs(forecasts, inventory, cfg, _grown_current(evidence.current, cfg, growth), analogue)
     idle = idle_verdict(evidence.idle, forecasts, cfg)
     candidates = consolidation_candidates(server_risk, needs, idle, inventory, cfg)
     packing = forecasts.loc[forecasts[SERVER_ID].isin(candidates) & forecasts[METRIC].isin(RESOURCES),
