@@ -45,3 +45,6 @@ def test_float_decimals() -> None:
     assert float_decimals(pd.Series([0.00012345])) == 6
     assert float_decimals(pd.Series([np.nan])) == 2
     assert float_decimals(pd.Series([0.0, 0.0])) == 0
+    # A SUM DuckDB returns as a float (helper-41: "sum(low_coverage::int)" printed "3.000"): whole numbers.
+    assert float_decimals(pd.Series([76.0, 3.0, np.nan])) == 0
+    assert float_decimals(pd.Series([76.0, 3.5])) == 2

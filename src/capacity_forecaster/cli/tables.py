@@ -4,9 +4,10 @@ Rules, per column (csv and json output keep full precision and are not touched):
 
 - timestamps print as ``YYYY-MM-DD`` when every value of the column is at midnight, else as
   ``YYYY-MM-DD HH:MM:SS`` (with the UTC offset, ``+00:00``, for zone-aware columns);
-- floats share one number of decimals per column: enough for 4 significant digits of the column's
-  largest absolute value, between 0 and 6 (a column of percentages reaching 10-100 gets 2 decimals,
-  shares below 1 get 4); thousands are separated by commas;
+- floats share one number of decimals per column: none when every value is whole, else enough for 4
+  significant digits of the column's largest absolute value, between 0 and 6 (a column of
+  percentages reaching 10-100 gets 2 decimals, shares below 1 get 4); thousands are separated by
+  commas;
 - nulls (``None``, ``NaN``, ``NaT``, ``<NA>``) print as empty cells.
 """
 
@@ -26,8 +27,10 @@ def float_decimals(values: pd.Series) -> int:
     """Decimals giving ``SIGNIFICANT`` digits to the largest absolute finite value (0 to ``MAX_DECIMALS``)."""
     finite = values[np.isfinite(values)]
     largest = float(np.abs(finite).max()) if len(finite) else 0.0
+    if len(finite) and bool((finite == np.round(finite)).all()):
+        return 0  # whole numbers (a SUM or COUNT DuckDB returns as a float): "76", not "76.00"
     if largest == 0.0:
-        return 0 if len(finite) and bool((finite == np.round(finite)).all()) else 2
+        return 2
     return int(min(MAX_DECIMALS, max(0, SIGNIFICANT - 1 - math.floor(math.log10(largest)))))
 
 
