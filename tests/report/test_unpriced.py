@@ -235,3 +235,20 @@ def test_the_dashboard_says_not_priced_too(unpriced_report) -> None:
     rows, _pages = state.savings_page(0.0, 0, [], "")
     assert all(row["monthly_savings"] is None for row in rows)
     assert not any(ZERO_DOLLARS.search(f"{value}") for value, _note in cards.values())
+
+
+def test_workbook_text_columns_are_as_wide_as_their_values(tmp_path) -> None:
+    # helper-41: the Server column was 11 characters wide for ids of 13-17.
+    from openpyxl import Workbook
+
+    from capacity_forecaster.report.sheets import FIT_MAX_WIDTH, write_frame
+
+    frame = pd.DataFrame({"server_id": ["bitbrains-fs-1001", "a"], "action": ["keep", "upsize"],
+                          "rationale": ["x" * 300, "y"]})
+    workbook = Workbook()
+    ws = workbook.active
+    write_frame(ws, frame, {"server_id": "Server", "action": "Action", "rationale": "Rationale"}, "Recs",
+                widths={"rationale": 80})
+    assert ws.column_dimensions["A"].width == len("bitbrains-fs-1001") + 2
+    assert ws.column_dimensions["B"].width == 11  # short values: the header's width
+    assert ws.column_dimensions["C"].width == 80 > FIT_MAX_WIDTH  # a given width wins

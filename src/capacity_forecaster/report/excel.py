@@ -27,6 +27,7 @@ from capacity_forecaster.report.risks import level_counts, ordered_recommendatio
 from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
 from capacity_forecaster.report.summary import assumptions, data_period_text, fleet_text, kpis
 from capacity_forecaster.report.text import NOT_PRICED, cents, label
+from capacity_forecaster.risk.levels import Status
 
 SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-if", "Clusters", SHEET,
           "Forecast vs actual", "Sizing options", "Capacity by group", "Assumptions")
@@ -245,6 +246,11 @@ def build_workbook(data: ReportData) -> bytes:
     _summary_sheet(summary, data, ranked, sheet_names(rows))
 
     # At-risk servers: medium or worse only (riskiest first); All series: every server_risk row.
+    if not ranked.empty and "status" in ranked.columns and "days_to_breach" in ranked.columns:
+        # A stale series' days to breach count from data that ended long ago (helper-41: "0" beside a series
+        # the CLI calls "stale: no data since 2013-08-27"): left blank, its Status says stale.
+        ranked = ranked.assign(days_to_breach=ranked["days_to_breach"].astype("Float64").where(
+            ranked["status"] != Status.STALE.value))
     at_risk = ranked[ranked["level_code"] >= 1] if not ranked.empty else ranked
     for name, frame, table in ((SHEETS[1], at_risk, "AtRisk"), (SHEETS[2], ranked, "AllSeries")):
         ws = workbook.create_sheet(name)

@@ -51,6 +51,9 @@ def styled(ws: Worksheet, value: Any, *, header: bool = False, fmt: str | None =
 
 
 NAME_COLUMNS = ("hostname", "application", "environment")
+# Text columns are fitted to the longest of their first FIT_ROWS values, up to FIT_MAX_WIDTH characters.
+FIT_ROWS = 500
+FIT_MAX_WIDTH = 40
 
 
 def write_frame(ws: Worksheet, frame: pd.DataFrame, columns: dict[str, str], name: str,
@@ -64,19 +67,27 @@ def write_frame(ws: Worksheet, frame: pd.DataFrame, columns: dict[str, str], nam
     # Name columns that tell nothing (an inventory of ids only: empty hostnames, "unknown" applications) are left out.
     named = [c for c in NAME_COLUMNS if c in frame.columns]
     silent = [c for c in named if c not in told_columns(frame, named)] if len(frame) else []
-    present = header(ws, frame.columns.drop(silent), columns, widths)
-    append_rows(ws, labelled(frame[present]), present, formats)
+    shown = labelled(frame[[c for c in columns if c in frame.columns and c not in silent]])
+    # Text columns as wide as their values (server ids of 13-17 characters were cut at 11), within bounds.
+    fitted = {c: min(FIT_MAX_WIDTH, max(len(str(v)) for v in shown[c].head(FIT_ROWS)) + 2)
+              for c in shown.columns if len(shown) and shown[c].dtype == object}
+    present = header(ws, frame.columns.drop(silent), columns, {**fitted, **(widths or {})})
+    append_rows(ws, shown, present, formats)
     add_table(ws, name, present, columns, len(frame))
     return present
 
 
 def header(ws: Worksheet, available: Any, columns: dict[str, str], widths: dict[str, int] | None = None) -> list[str]:
-    """Column widths, frozen panes and the header row of the ``columns`` in ``available``; returns those columns."""
+    """Column widths, frozen panes and the header row of the ``columns`` in ``available``; returns those columns.
+
+    A column's width is ``widths``'s (at least its header's, up to 28, where that is larger), else its header's
+    (11 to 28 characters)."""
     present = [c for c in columns if c in available]
     widths = widths or {}
     for index, column in enumerate(present, start=1):
         header = columns[column]
-        ws.column_dimensions[get_column_letter(index)].width = widths.get(column, max(11, min(len(header) + 3, 28)))
+        own = max(11, min(len(header) + 3, 28))
+        ws.column_dimensions[get_column_letter(index)].width = max(widths[column], own) if column in widths else own
     ws.freeze_panes = "B2"
     ws.append([styled(ws, columns[c], header=True) for c in present])
     return present
