@@ -121,7 +121,13 @@ def test_upsize_needs_the_minimum_breach_probability() -> None:
     assert (strict.recommendations["action"] != "upsize").all()
     assert strict.recommendations["rationale"].str.contains("breach probability of at least 90%").all()
     assert set(strict.options["server_id"]) == {"s1", "s2"}
-    assert "under_provisioned" not in set(strict.options["finding"])
+    # Kept (the breach is not likely enough to upsize), but not "optimized": its size's upper bound peaks over
+    # 80 % (a high performance risk), so the finding says under-provisioned beside the keep (helper-41).
+    assert set(strict.options["finding"]) == {"under_provisioned"} and set(strict.options["performance_risk"]) == {
+        "high"}
+    calm = run_risk(metrics, forecasts.assign(yhat_upper=forecasts["yhat"] + 1.0), inventory,
+                    cfg.model_copy(update={"upsize_min_probability": 0.9}))
+    assert (calm.recommendations["action"] == "keep").all() and set(calm.options["finding"]) == {"optimized"}
 
 
 def test_a_sub_gb_server_is_never_sized_0_gb() -> None:

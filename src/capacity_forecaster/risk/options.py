@@ -31,13 +31,17 @@ class Finding(StrEnum):
     OPTIMIZED = "optimized"
 
 
-def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
+def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig,
+             needs: pd.DataFrame | None = None) -> pd.Series:
     """One finding per recommendation row.
 
     already_breaching (a series of the server has ``status`` already_breaching) > idle (decommission) >
     under_provisioned (upsize) > over_provisioned (rightsize or consolidate) > insufficient_data (kept,
     but not fully assessed: cpu and memory are not both forecast on a full history, the same test that
-    keeps the server out of sizing and consolidation, ``recommendations.fully_assessed``) > optimized (keep).
+    keeps the server out of sizing and consolidation, ``recommendations.fully_assessed``) >
+    under_provisioned (kept, but its size's peak upper bound, ``needs``' ``*_peak_upper``, grades a
+    ``high`` or ``very_high`` performance risk: too unlikely a breach to upsize now, not "optimized"
+    either; helper-41: Bitbrains VM 383 read optimized beside a high risk) > optimized (keep).
 
     Returns:
         The finding per row of ``recs`` (same index).
@@ -46,13 +50,19 @@ def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig) -> 
     assessed = fully_assessed(server_risk, cfg)
     thin = ~recs[SERVER_ID].map(assessed).eq(True).to_numpy()
     action = recs["action"].to_numpy()
+    tight = np.zeros(len(recs), dtype=bool)
+    if needs is not None and len(needs):
+        peaks = needs.set_index(SERVER_ID)[["cpu_peak_upper", "memory_peak_upper"]].max(axis=1)
+        peak = recs[SERVER_ID].map(peaks).to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            tight = (action == Action.KEEP.value) & (peak > cfg.performance_risk_bands[2])
     return pd.Series(np.select(
         [recs[SERVER_ID].isin(breaching).to_numpy(), action == Action.DECOMMISSION.value,
          action == Action.UPSIZE.value, np.isin(action, [Action.RIGHTSIZE.value, Action.CONSOLIDATE.value]),
-         thin],
+         thin, tight],
         [Finding.ALREADY_BREACHING.value, Finding.IDLE.value, Finding.UNDER_PROVISIONED.value,
-         Finding.OVER_PROVISIONED.value, Finding.INSUFFICIENT_DATA.value], default=Finding.OPTIMIZED.value),
-        index=recs.index)
+         Finding.OVER_PROVISIONED.value, Finding.INSUFFICIENT_DATA.value, Finding.UNDER_PROVISIONED.value],
+        default=Finding.OPTIMIZED.value), index=recs.index)
 
 
 def performance_risk(peak: np.ndarray, cfg: RiskConfig) -> np.ndarray:

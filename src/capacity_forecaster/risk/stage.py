@@ -187,7 +187,7 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
     """
     server_risk, needs = mark_stale(part.server_risk, cfg), part.needs
     recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
-    recs["finding"] = findings(recs, server_risk, cfg)
+    recs["finding"] = findings(recs, server_risk, cfg, needs)
     options = sizing_options(recs, needs, inventory, cfg, saturated_metrics(server_risk))
     # Sizes are whole cores and GB to one decimal (a sub-GB VM is not sized 0 GB); what a decommission,
     # consolidation or right-size frees is shown, not zeros.
