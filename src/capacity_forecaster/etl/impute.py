@@ -34,10 +34,16 @@ MAX_AUTOCORRELATION = 0.95
 # Time-index unit of the KNN feature space, in days: two days apart weigh like one noise scale.
 KNN_DAYS_PER_UNIT = 2.0
 # The auto comparison holds out this share of the known normal days of a few servers (seeded, so a
-# run is reproducible); KNN costs ~0.1 s per server, so the sample stays small.
+# run is reproducible); KNN costs ~0.1 s per server, so the sample stays small. Short histories hold out
+# a larger share (up to HOLDOUT_MAX_SHARE) to reach HOLDOUT_MIN_VALUES: on fastStorage's 30 days the
+# choice rested on 11 values and flipped between knn and seasonal with the fleet's size (helper-42).
 HOLDOUT_SHARE = 0.03
-HOLDOUT_SERVERS = 4
+HOLDOUT_MAX_SHARE = 0.1
+HOLDOUT_MIN_VALUES = 200
+HOLDOUT_SERVERS = 16
 HOLDOUT_SEED = 0
+# KNN replaces the seasonal fill (the default, which needs no neighbours) only when it is clearly better.
+KNN_MARGIN = 0.9
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,8 @@ def choose_method(
     values: np.ndarray, cal: DayCalendar, server_index: np.ndarray, usable: np.ndarray, neighbors: int,
     n_servers: int = HOLDOUT_SERVERS, seed: int = HOLDOUT_SEED,
 ) -> ImputationChoice:
-    """Compare seasonal and KNN imputation on held-out known values of a sample of servers.
+    """Compare seasonal and KNN imputation on held-out known values of a sample of servers (KNN must be
+    clearly better to be chosen: ``KNN_MARGIN``).
 
     Args:
         values: (series x days) matrix of the batch, NaN where unknown.
@@ -208,7 +215,8 @@ def choose_method(
     sample = np.sort(rng.choice(servers, size=min(n_servers, len(servers)), replace=False))
     rows = np.flatnonzero(np.isin(server_index, sample))
     sub_values, sub_usable, sub_server = values[rows], usable[rows], server_index[rows]
-    holdout = sub_usable & (rng.random(sub_values.shape) < HOLDOUT_SHARE)
+    share = min(HOLDOUT_MAX_SHARE, max(HOLDOUT_SHARE, HOLDOUT_MIN_VALUES / max(int(sub_usable.sum()), 1)))
+    holdout = sub_usable & (rng.random(sub_values.shape) < share)
     if not holdout.any():
         return ImputationChoice(method="seasonal", requested="auto")
     masked = np.where(holdout, np.nan, sub_values)
@@ -222,7 +230,7 @@ def choose_method(
 
     mae_seasonal = mae(seasonal_fill(masked, decomp))
     mae_knn = mae(knn_fill(masked, decomp, sub_server, neighbors, wanted=holdout))
-    method = "knn" if mae_knn < mae_seasonal else "seasonal"
+    method = "knn" if mae_knn < KNN_MARGIN * mae_seasonal else "seasonal"
     logger.debug("imputation auto: seasonal MAE %.3f, knn MAE %.3f on %d held-out values -> %s",
                  mae_seasonal, mae_knn, int(holdout.sum()), method)
     return ImputationChoice(method=method, requested="auto", mae_seasonal=mae_seasonal, mae_knn=mae_knn,
