@@ -384,20 +384,21 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(Spacer(1, 0.25 * inch))
     story.append(_kpi_cards([k for k in items if k.key in ("already_breaching", "at_risk", "critical",
                                                             "earliest_breach", "net_savings")], width))
-    story.append(Spacer(1, 0.25 * inch))
-    story.append(Paragraph("Key messages", H2))
+    # The contents line comes before the key messages: after them, a title page they fill pushed it alone
+    # onto a page of its own (helper-41).
     scenario = stored_scenario(data)
-    whatif = [headline(scenario, stale_run(data, scenario))] if scenario is not None else []
-    for line in headlines(data, ranked) + whatif:
-        story.append(Paragraph(escape(line), BULLET, bulletText="\u2022"))
-    story.append(Spacer(1, 0.15 * inch))
-    story.append(Paragraph("In this pack", H2))
     recs = data.table("recommendations")
     savings = "Savings" if recs is not None and priced_servers(recs) else "Recommended actions"
     sections = ["Executive summary", "Top risks and forecasts", savings,
                 *(["What-if: base vs scenario"] if scenario is not None else []),
                 "Fleet utilisation", "Workload clusters", "Forecast accuracy", "Assumptions"]
-    story.append(Paragraph(" &middot; ".join(sections), BODY))
+    story.append(Spacer(1, 0.15 * inch))
+    story.append(Paragraph("<b>In this pack:</b> " + " &middot; ".join(sections), SMALL))
+    story.append(Spacer(1, 0.1 * inch))
+    story.append(Paragraph("Key messages", H2))
+    whatif = [headline(scenario, stale_run(data, scenario))] if scenario is not None else []
+    for line in headlines(data, ranked) + whatif:
+        story.append(Paragraph(escape(line), BULLET, bulletText="\u2022"))
     story.append(PageBreak())
 
     story.append(Paragraph("Executive summary", H1))
