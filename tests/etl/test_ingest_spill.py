@@ -31,14 +31,10 @@ def local(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
-def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
-
-
 def assert_same(memory: IngestResult, spilled: IngestResult) -> None:
-    pd.testing.assert_frame_equal(memory.raw_metrics, spilled.raw_metrics)
-    for name in ("quarantine", "partial_days", "values", "pooled_days"):
-        pd.testing.assert_frame_equal(_sorted(getattr(memory, name)), _sorted(getattr(spilled, name)), obj=name)
+    """Every output equal, row order included (the lake's tables do not depend on how servers were grouped)."""
+    for name in ("raw_metrics", "quarantine", "partial_days", "values", "pooled_days"):
+        pd.testing.assert_frame_equal(getattr(memory, name), getattr(spilled, name), obj=name)
     assert (memory.rows_read, memory.rows_used, memory.rows_quarantined) == (
         spilled.rows_read, spilled.rows_used, spilled.rows_quarantined)
     assert memory.warnings == spilled.warnings and memory.carryover == spilled.carryover
@@ -130,3 +126,48 @@ def test_runs_cut_at_the_last_sample_are_one_warning_per_file_whatever_the_chunk
     [cut] = [w for w in result.warnings if "run(s) cut" in w]
     assert cut.endswith("17 run(s) cut at their server's last sample (inventory column 'stop_time', weight.until): "
                         "11,530 sample(s) after it dropped")
+
+
+MAPPING = {"layout": "wide", "server_id": {"column": "host"},
+           "timestamp": {"column": "time", "kind": "text", "timezone": "UTC"}, "metrics": {"cpu": {"percent": "cpu"}}}
+
+
+def test_a_single_sample_series_takes_the_interval_of_every_series_not_of_its_group(tmp_path: Path) -> None:
+    # helper-43: spilled, "lonely" took its group's fallback (one day: coverage 1.0) instead of 5 minutes.
+    times = pd.date_range("2024-03-01", periods=600, freq="5min")
+    lines = [f"web-{h},{t:%Y-%m-%dT%H:%M:%S},{(i * 7) % 90 + 1}" for i, t in enumerate(times) for h in (1, 2)]
+    path = tmp_path / "export.csv"
+    path.write_text("host,time,cpu\n" + "\n".join([*lines, "lonely,2024-03-02T10:00:00,42"]) + "\n")
+    memory, spilled = both([str(path)], MAPPING, spill_rows=100)
+    assert_same(memory, spilled)
+    lonely = spilled.raw_metrics.set_index("server_id").loc["lonely"]
+    assert lonely["coverage"] == pytest.approx(1 / 288) and lonely["low_coverage"]
+
+
+def test_staged_conflicts_name_the_same_example_whatever_the_grouping(tmp_path: Path) -> None:
+    # helper-43: the example was the first conflict of the first server group rolled up.
+    day = [f"s{h},2024-03-01T{m // 60:02d}:{m % 60:02d}:00,{h + 1}" for h in (1, 0) for m in range(0, 720, 5)]
+    first = tmp_path / "first.csv"
+    first.write_text("host,time,cpu\n" + "\n".join(day) + "\n")
+    staged = ingest([str(first)], parse_mapping(MAPPING), IngestConfig(), local).partial_days
+    again = [line.rsplit(",", 1)[0] + ",50" for line in day if "T12:00:00" in line or "T11:55:00" in line]
+    second = tmp_path / "second.csv"
+    second.write_text("host,time,cpu\n" + "\n".join(again) + "\n")
+    memory, spilled = both([str(second)], MAPPING, staged, spill_rows=1)
+    assert_same(memory, spilled)
+    assert memory.carryover.example.startswith("s0 cpu 2024-03-01T11:55:00Z: 1.0 staged, 50.0 now")
+
+
+def test_the_spill_folder_is_removed_when_the_ingest_is_refused(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # helper-43: a refusal after a spill (a wrong epoch unit) left the folder until the traceback was freed.
+    from capacity_forecaster.errors import InputError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seconds = pd.date_range("2024-03-01", periods=500, freq="5min").astype("int64") // 10**9
+    path = tmp_path / "export.csv"
+    path.write_text("host,time,cpu\n" + "\n".join(f"vm-{i % 3},{t},{i % 90}" for i, t in enumerate(seconds)) + "\n")
+    epoch_ms = {**MAPPING, "timestamp": {"column": "time", "kind": "epoch", "unit": "ms"}}
+    with pytest.raises(InputError, match="set timestamp.unit: s"):
+        ingest([str(path)], parse_mapping(epoch_ms), IngestConfig(spill_rows=50), local)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]

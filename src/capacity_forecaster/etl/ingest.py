@@ -41,7 +41,16 @@ from capacity_forecaster.etl.partial_days import (
     stage_partial_days,
 )
 from capacity_forecaster.etl.readers import read_chunks
-from capacity_forecaster.etl.rollup import Duplicates, Samples, empty_daily, rollup_daily, sort_and_dedupe
+from capacity_forecaster.etl.rollup import (
+    DAY_SECONDS,
+    Duplicates,
+    Samples,
+    empty_daily,
+    measured_intervals,
+    refit_coverage,
+    rollup_daily,
+    sort_and_dedupe,
+)
 from capacity_forecaster.etl.servers import ServerIds, server_from_filename
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
@@ -264,13 +273,23 @@ class _Pool:
                 files = [n for n in names if n.startswith(f"{b:03d}-")]
                 if not files:
                     continue
-                loaded = [np.load(os.path.join(self._folder.name, n), allow_pickle=False) for n in files]
-                self.parts = [_Group(Samples(f["server"], f["metric"], f["ts"], f["value"], f["row"],
-                                             f["weight"] if "weight" in f.files else None),
-                                     f["row_file"], f["row_line"], f["row_ids"])
-                              for f in loaded]
+                self.parts = [self._load(os.path.join(self._folder.name, n)) for n in files]
                 yield self._joined()
         finally:
+            self.close()
+
+    @staticmethod
+    def _load(path: str) -> _Group:
+        """One spill file's group, read whole and closed (a group of many spills holds no file open)."""
+        with np.load(path, allow_pickle=False) as f:
+            return _Group(Samples(f["server"], f["metric"], f["ts"], f["value"], f["row"],
+                                  f["weight"] if "weight" in f.files else None),
+                          f["row_file"], f["row_line"], f["row_ids"])
+
+    def close(self) -> None:
+        """Remove the spill folder (if any) and drop the held samples; safe to call more than once."""
+        self.parts = []
+        if self._folder is not None:
             self._folder.cleanup()
             self._folder = None
 
@@ -393,9 +412,9 @@ class _Reading:
 
 
 def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
-                deriver: InventoryDeriver | None, capacities: CapacityLookup | None) -> _Reading:
-    """Read every file chunk by chunk into accepted samples and quarantine records."""
-    state = _Reading(pool=_Pool(cfg.spill_rows))
+                deriver: InventoryDeriver | None, capacities: CapacityLookup | None, pool: _Pool) -> _Reading:
+    """Read every file chunk by chunk into accepted samples (``pool``) and quarantine records."""
+    state = _Reading(pool=pool)
     roles = mapping.column_roles()
     per_row_metrics: tuple[str | None, ...] = mapping.metric_names() or (None,)
     for index, src in enumerate(files):
@@ -455,49 +474,73 @@ def _inventory_source(mapping: Mapping, source: str, filesystem_for: FilesystemF
     return f"{mapping.name}@{path}" if per_folder else mapping.name
 
 
-# One group's roll-up: daily rows, staging, pooled days, Carryover, rows used, server codes kept.
-_GroupRollUp = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Carryover, int, np.ndarray]
+@dataclass(frozen=True)
+class _GroupRollUp:
+    """One server group's roll-up (see ``_roll_up``)."""
+
+    daily: pd.DataFrame
+    partial: pd.DataFrame
+    pooled: pd.DataFrame
+    carry: Carryover
+    rows_used: int
+    servers: np.ndarray
+    duplicates: pd.DataFrame
+    measured: pd.Series | None = None  # series code -> measured interval (spilled, no interval_seconds)
+    unmeasured: pd.DataFrame | None = None  # server_id, metric of the series without one
 
 
 @dataclass
 class _RolledUp:
-    """The roll-ups of an ingest's server groups, gathered."""
+    """The roll-ups of an ingest's server groups, gathered: the same tables as one roll-up of everything."""
 
-    daily: list[pd.DataFrame] = field(default_factory=list)
-    partial: list[pd.DataFrame] = field(default_factory=list)
-    pooled: list[pd.DataFrame] = field(default_factory=list)
-    carry: list[Carryover] = field(default_factory=list)
-    rows_used: int = 0
-    servers: set[int] = field(default_factory=set)
+    measure: bool = False
+    parts: list[_GroupRollUp] = field(default_factory=list)
+
+    @property
+    def rows_used(self) -> int:
+        return sum(p.rows_used for p in self.parts)
+
+    @property
+    def servers(self) -> set[int]:
+        return {int(c) for p in self.parts for c in p.servers}
 
     def add(self, part: _GroupRollUp) -> None:
-        daily, partial, pooled, carry, rows_used, servers = part
-        self.daily.append(daily)
-        self.partial.append(partial)
-        self.pooled.append(pooled)
-        self.carry.append(carry)
-        self.rows_used += rows_used
-        self.servers.update(servers.tolist())
+        self.parts.append(part)
 
-    def tables(self, left: dict[int, pd.DataFrame | None]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
-                                                                   Carryover]:
-        """(daily rows sorted by server_id, metric, ds; the staging; the pooled days; the summed Carryover).
+    def tables(self, left: dict[int, pd.DataFrame | None], min_coverage: float, day_timezone: str) -> tuple[
+            pd.DataFrame, pd.DataFrame, pd.DataFrame, Carryover, pd.DataFrame]:
+        """(daily rows sorted by server_id, metric, ds; the staging sorted by server_id, metric, ts; the pooled
+        days sorted by server_id, ds, metric; the summed Carryover; the duplicate quarantine sorted by server_id,
+        metric, ds): the order does not depend on how the servers were grouped.
 
-        ``left``: staged rows no group took (servers whose every sample was quarantined): kept as staged.
+        ``left``: staged rows no group took (servers whose every sample was quarantined): kept as staged. A
+        series with a single sample (no interval of its own, no ``interval_seconds``) takes the median interval
+        over every series, as one roll-up of everything gives it.
         """
         unclaimed = [p for p in left.values() if p is not None and len(p)]
-        if len(self.daily) == 1 and not unclaimed:
-            return self.daily[0], self.partial[0], self.pooled[0], self.carry[0]
-        daily = pd.concat(self.daily, ignore_index=True).sort_values(["server_id", "metric", "ds"], kind="stable",
-                                                                     ignore_index=True)
-        partial = pd.concat([*self.partial, *unclaimed], ignore_index=True)
-        pooled = pd.concat(self.pooled, ignore_index=True)
-        totals = {name: sum(getattr(c, name) for c in self.carry)
+        daily = pd.concat([p.daily for p in self.parts], ignore_index=True).sort_values(
+            ["server_id", "metric", "ds"], kind="stable", ignore_index=True)
+        if self.measure:
+            measured = [p.measured for p in self.parts if p.measured is not None and len(p.measured)]
+            fallback = float(pd.concat(measured).median()) if measured else DAY_SECONDS
+            lacking = [p.unmeasured for p in self.parts if p.unmeasured is not None and len(p.unmeasured)]
+            if lacking:
+                keys = pd.MultiIndex.from_frame(pd.concat(lacking, ignore_index=True))
+                rows = pd.MultiIndex.from_frame(daily[["server_id", "metric"]]).isin(keys)
+                daily = refit_coverage(daily, rows, fallback, min_coverage, day_timezone)
+        partial = pd.concat([*(p.partial for p in self.parts), *unclaimed], ignore_index=True)
+        partial = partial.sort_values(["server_id", "metric", "ts"], kind="stable", ignore_index=True)
+        pooled = pd.concat([p.pooled for p in self.parts], ignore_index=True).sort_values(
+            ["server_id", "ds", "metric"], kind="stable", ignore_index=True)
+        duplicates = pd.concat([p.duplicates for p in self.parts], ignore_index=True)
+        duplicates = duplicates.sort_values(["server_id", "metric", "ds"], kind="stable", ignore_index=True)
+        carry = [p.carry for p in self.parts]
+        totals = {name: sum(getattr(c, name) for c in carry)
                   for name in ("days_combined", "days_completed", "samples_combined", "repeats", "conflicts",
                                "days_staged", "days_expired")}
         totals["days_staged"] += sum(len(p[["server_id", "metric", "ds"]].drop_duplicates()) for p in unclaimed)
-        example = next((c.example for c in self.carry if c.example), "")
-        return daily, partial, pooled, Carryover(**totals, example=example)
+        example = min((c.example for c in carry if c.example), default="")
+        return daily, partial, pooled, Carryover(**totals, example=example), duplicates
 
 
 def _staged_groups(staged: pd.DataFrame | None, names: list[str]) -> dict[int, pd.DataFrame | None]:
@@ -520,7 +563,7 @@ def _roll_up(group: _Group, staged: dict[int, pd.DataFrame | None], spilled: boo
     are popped from it. Returns (daily rows, staging, pooled days, Carryover, rows used, server codes kept).
     """
     kept, duplicates = sort_and_dedupe(group.samples)
-    state.rejected.append(_duplicate_quarantine(group, duplicates, labels, state.servers.names))
+    repeated = _duplicate_quarantine(group, duplicates, labels, state.servers.names)
     key = int(group.samples.server[0]) % SPILL_BUCKETS if spilled else 0
     parts = [p for p in (staged.pop(key, None), staged.pop(-1, None)) if p is not None and len(p)]
     mine = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else None
@@ -538,7 +581,15 @@ def _roll_up(group: _Group, staged: dict[int, pd.DataFrame | None], spilled: boo
                          mapping.day_timezone, mapping.interval_seconds)
     partial_days, pooled_days, carry = stage_partial_days(pooled, daily, state.servers.names, cfg.partial_days_window,
                                                           mapping.interval_seconds)
-    return daily, partial_days, pooled_days, carry, rows_used, servers
+    measured = unmeasured = None
+    if spilled and mapping.interval_seconds is None:
+        # A single-sample series' interval is the median over every series: known after the last group.
+        measured = measured_intervals(pooled.samples)
+        codes = np.unique(pooled.samples.server.astype(np.int64) * len(METRICS) + pooled.samples.metric)
+        alone = codes[~np.isin(codes, measured.index.to_numpy())]
+        unmeasured = pd.DataFrame({"server_id": np.asarray(state.servers.names, dtype=object)[alone // len(METRICS)],
+                                   "metric": np.asarray(METRICS, dtype=object)[alone % len(METRICS)]})
+    return _GroupRollUp(daily, partial_days, pooled_days, carry, rows_used, servers, repeated, measured, unmeasured)
 
 
 def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
@@ -596,8 +647,20 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
             cfg.max_line_bytes, times=mapping.inventory_times())
         capacities = CapacityLookup(joined) if mapping.inventory_joins() else None
         inventory[SOURCE_COLUMN] = _inventory_source(mapping, spec.source, filesystem_for)
-    state = _read_files(files, mapping, cfg, deriver, capacities)
-    pool = state.pool
+    pool = _Pool(cfg.spill_rows)
+    try:
+        return _ingest_read(files, labels, mapping, cfg, deriver, capacities, inventory, inventory_rejects, staged,
+                            pool, started)
+    finally:
+        pool.close()  # a refusal or a bad file after a spill leaves no folder behind
+
+
+def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, cfg: IngestConfig,
+                 deriver: InventoryDeriver | None, capacities: CapacityLookup | None, inventory: pd.DataFrame | None,
+                 inventory_rejects: pd.DataFrame, staged: pd.DataFrame | None, pool: _Pool,
+                 started: float) -> IngestResult:
+    """``ingest`` from reading the metric files on (``pool`` holds, and may spill, their samples)."""
+    state = _read_files(files, mapping, cfg, deriver, capacities, pool)
     tallied = pool.values.summary()
     for message in [*fraction_warnings(tallied, mapping), *over_hundred_warnings(tallied)]:
         state.warn(message)
@@ -605,12 +668,14 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     if mapping.timestamp.kind == "epoch" and median_time < _YEAR_1990_NS:
         # Before the roll-up: a wrong unit packs days into one, and every later warning would mislead.
         _check_epoch_unit(mapping, median_time, state)
-    rolled = _RolledUp()
+    rolled = _RolledUp(measure=pool.spilled and mapping.interval_seconds is None)
     staged_by_group = _staged_groups(staged, state.servers.names) if pool.spilled else {0: staged}
     for group in pool.groups():
         rolled.add(_roll_up(group, staged_by_group, pool.spilled, labels, state, mapping, cfg))
         del group  # free the group's samples before the next one is read back
-    daily, partial_days, pooled_days, carry = rolled.tables(staged_by_group)
+    daily, partial_days, pooled_days, carry, duplicates = rolled.tables(staged_by_group, cfg.min_coverage,
+                                                                        mapping.day_timezone)
+    state.rejected.append(duplicates)
     if carry.conflicts:
         state.warn(f"{carry.conflicts} sample(s) repeat the server, metric and time of a sample an earlier ingest "
                    f"staged (raw/partial_days) with a different value; this run's value is used "

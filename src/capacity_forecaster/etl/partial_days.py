@@ -56,7 +56,8 @@ class Carryover:
         days_staged: incomplete days staged after this run, over all series.
         days_expired: staged days dropped unpooled because the run delivered days of their series
             more than the window later (their raw rows stay as they are).
-        example: one conflicting repeat (server, metric, time, staged -> new value), or "".
+        example: one conflicting repeat (server, metric, time, staged -> new value; the smallest server,
+            metric and time of them), or "".
     """
 
     days_combined: int = 0
@@ -188,7 +189,12 @@ def pool_staged(new: Samples, staged: pd.DataFrame | None, names: list[str], tim
     differs = ((repeated["v"] != repeated["v_new"]) | (repeated["w"] != repeated["w_new"])).to_numpy()
     example = ""
     if differs.any():
-        at = int(np.flatnonzero(differs)[0])
+        # The conflict of the smallest server, metric and time: the same whichever order the staging is read
+        # in (an ingest spilled to disk rolls up its servers group by group).
+        candidates = np.flatnonzero(differs)
+        rows = staged.iloc[repeated["i"].to_numpy()[candidates]]
+        at = int(candidates[np.lexsort((repeated["t"].to_numpy()[candidates], rows["metric"].astype(str).to_numpy(),
+                                        rows["server_id"].astype(str).to_numpy()))[0]])
         row = staged.iloc[int(repeated["i"].iloc[at])]
         when = pd.Timestamp(int(repeated["t"].iloc[at])).strftime("%Y-%m-%dT%H:%M:%SZ")
         example = (f"{row['server_id']} {row['metric']} {when}: {float(repeated['v'].iloc[at])!r} staged, "

@@ -145,6 +145,32 @@ def _aggregate(group_series: np.ndarray, group_day: np.ndarray, value: np.ndarra
         ).fetchnumpy()
 
 
+def measured_intervals(samples: Samples) -> pd.Series:
+    """``series_intervals`` of unsorted, de-duplicated samples, indexed by series code
+    (``server * len(METRICS) + metric``)."""
+    series = _series(samples)
+    order = _series_order(series, samples.ts)
+    return series_intervals(series, samples.ts) if order is None else series_intervals(series[order],
+                                                                                        samples.ts[order])
+
+
+def refit_coverage(daily: pd.DataFrame, rows: np.ndarray, interval: float, min_coverage: float,
+                   day_timezone: str = "UTC") -> pd.DataFrame:
+    """``daily`` with the coverage (and ``low_coverage``) of ``rows`` (a boolean mask) recomputed at
+    ``interval`` seconds: what ``rollup_daily`` gives a series with one sample, whose interval is the
+    median over every series rolled up (an ingest spilled to disk learns it after its last group)."""
+    if not rows.any():
+        return daily
+    out = daily.copy()
+    days = out.loc[rows, "ds"].to_numpy(dtype="datetime64[ns]").view(np.int64) // DAY_NS
+    unique_days, day_index = np.unique(days, return_inverse=True)
+    expected = np.maximum(1.0, day_lengths(unique_days, day_timezone)[day_index] / interval)
+    coverage = out.loc[rows, "samples"].to_numpy(dtype=float) / expected
+    out.loc[rows, "coverage"] = coverage
+    out.loc[rows, "low_coverage"] = coverage < min_coverage
+    return out
+
+
 def rollup_daily(samples: Samples, server_names: list[str], percentile: float, min_coverage: float,
                  day_timezone: str = "UTC", interval_seconds: float | None = None) -> pd.DataFrame:
     """One row per server, local day and metric from de-duplicated samples.
