@@ -171,3 +171,16 @@ def test_the_spill_folder_is_removed_when_the_ingest_is_refused(tmp_path: Path,
     with pytest.raises(InputError, match="set timestamp.unit: s"):
         ingest([str(path)], parse_mapping(epoch_ms), IngestConfig(spill_rows=50), local)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
+
+
+def test_the_epoch_check_samples_every_16th_time_of_the_export_not_of_each_chunk() -> None:
+    # helper-43: a stride restarting at every chunk let files of a few samples weigh more per sample.
+    from capacity_forecaster.etl.rollup import Samples
+
+    pool = ingest_module._Pool()
+    for start, n in ((0, 5), (5, 20), (25, 3), (28, 40)):
+        ts = np.arange(start, start + n, dtype=np.int64)
+        pool.add(0, None, n, Samples(np.zeros(n, np.int32), np.zeros(n, np.int8), ts, np.ones(n), np.arange(n)))
+    [times] = pool.times.summary().values()
+    assert times.count == len(range(0, 68, ingest_module.TIME_STRIDE)) == 5
+    assert pool.median_time() == 32.0  # of 0, 16, 32, 48, 64

@@ -121,7 +121,7 @@ class IngestResult:
 # Server groups an export too large for memory is spilled in and rolled up by: a group holds about
 # 1/SPILL_BUCKETS of the samples, which bounds the roll-up's working memory.
 SPILL_BUCKETS = 64
-# The epoch-unit check reads the median day of every this-many-th sample time (of each chunk).
+# The epoch-unit check reads the median day of every this-many-th sample time of the export.
 TIME_STRIDE = 16
 
 
@@ -176,6 +176,7 @@ class _Pool:
         self.rows = 0
         self.held = 0
         self.held_from = 0  # the first row the held parts read (they read every row from it on)
+        self.sampled = 0  # accepted samples so far (the time stride counts across chunks)
         self.spill_rows = spill_rows
         self.values = ValueTally()
         self.times = ValueTally()  # sample times (ns) as "values", for the median the epoch check needs
@@ -197,8 +198,10 @@ class _Pool:
         self.rows += n
         self.held += len(samples)
         self.values.add(samples.metric, samples.value)
-        # Every TIME_STRIDE-th time, tallied as values of one "metric": the epoch check needs their median day.
-        times = samples.ts[::TIME_STRIDE].astype(np.float64)
+        # Every TIME_STRIDE-th time of the whole export (counted across chunks, so a file of a few samples weighs
+        # no more per sample than a long one), tallied as values of one "metric": the epoch check needs their median.
+        times = samples.ts[(-self.sampled) % TIME_STRIDE::TIME_STRIDE].astype(np.float64)
+        self.sampled += len(samples)
         self.times.add(np.zeros(len(times), dtype=np.int8), times)
         counts = accepted_counts(samples.server, samples.metric, 0)
         if len(counts) > len(self.accepted):
@@ -210,8 +213,8 @@ class _Pool:
             self._spill()
 
     def median_time(self) -> float:
-        """The median sample time (ns) of every ``TIME_STRIDE``-th sample of each chunk (of a seeded sample of
-        those for an export too large to hold), NaN without samples."""
+        """The median sample time (ns) of every ``TIME_STRIDE``-th sample read (of a seeded sample of those for an
+        export too large to hold), NaN without samples."""
         summary = self.times.summary()
         return next(iter(summary.values())).median if summary else float("nan")
 
