@@ -109,7 +109,7 @@ def test_a_right_size_keeps_the_cores_a_month_end_run_needs_and_says_why() -> No
     inventory = make_inventory([{"server_id": "batch", "cpu_cores": 32, "memory_gb": 128}])
     rec = run_risk(metrics, forecasts, inventory, RiskConfig()).recommendations.iloc[0]
     assert rec["recommended_cpu_cores"] == 32  # 70 % at month-end: no smaller size keeps 80 % with headroom
-    assert "70 % cpu (its recurring period-end peak) / 15 % memory" in rec["rationale"]
+    assert "peaks sized for: 70 % cpu (its recurring period-end peak) / 15 % memory" in rec["rationale"]
 
 
 def test_a_growth_what_if_grows_the_month_end_peak_too() -> None:

@@ -111,7 +111,12 @@ def test_a_rightsize_never_cuts_below_what_the_server_used_on_its_recent_days() 
     rec = _recommend(busy, forecasts, inv).loc["big"]
     # 45 % of 256 = 115 GB x 1.5 = 173 -> 192 GB (not 128), cpu still shrinks
     assert rec["action"] == "rightsize" and rec["recommended_memory_gb"] == 192 and rec["recommended_cpu_cores"] == 12
-    assert "45 % memory (the peak of its last 14 observed days, above the forecast's)" in rec["rationale"]
+    assert "peaks sized for: 12 % cpu / 45 % memory (the peak of its last 14 observed days, above the forecast's "\
+        "upper bound)" in rec["rationale"]
+    hot = metrics["metric"].eq("cpu") & (metrics["ds"] == LAST_DAY - pd.Timedelta(days=2))
+    both_busy = busy.assign(value=busy["value"].where(~hot, 70.0))
+    kept = _recommend(both_busy, forecasts, inv).loc["big"]
+    assert "cpu stays at 64 cores: its peak 70 % is over the 67 %" in kept["rationale"]
     # An older busy day (outside the last 14 observed days) is the forecast's business, not this floor's.
     old = metrics["metric"].eq("memory") & (metrics["ds"] == LAST_DAY - pd.Timedelta(days=30))
     earlier = metrics.assign(value=metrics["value"].where(~old, 45.0), is_anomaly=old)

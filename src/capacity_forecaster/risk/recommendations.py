@@ -425,8 +425,12 @@ def _short_kept(out: pd.DataFrame, inv: pd.DataFrame, need: pd.DataFrame, cfg: R
                                         ("memory", "recommended_memory_gb", "memory_gb", " GB")):
         kept = out[column].to_numpy(float) >= cur[current].to_numpy(float) - 1e-9
         short = kept & (need[f"{name}_needed_pct"].to_numpy(float) > 100.0 + 1e-9)
+        own = ~(_flag(need[f"{name}_recurring"]) if f"{name}_recurring" in need else pd.Series(False, index=index))
+        if f"{name}_recent" in need:
+            own &= ~_flag(need[f"{name}_recent"])
+        what = pd.Series(np.where(own, ": its forecast peak upper bound ", ": its peak "), index=index, dtype=object)
         text = ("; " + name + " stays at " + _size(cur[current].set_axis(index)) + unit
-                + ": its forecast peak upper bound " + _fmt(need[f"{name}_peak_upper"], "{:.0f} %")
+                + what + _fmt(need[f"{name}_peak_upper"], "{:.0f} %")
                 + f" is over the {allowed:.0f} % that {target} allows (below the upsize level: watch it)")
         note = note + text.where(pd.Series(short, index=index), "")
     return note
@@ -461,10 +465,15 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
                                        " (its recurring period-end peak)",
                                        np.where(_flag(need[f"{m}_recent"]) if f"{m}_recent" in need else False,
                                                 f" (the peak of its last {cfg.current_window_days} observed days, "
-                                                "above the forecast's)",
+                                                "above the forecast's upper bound)",
                                                 "")), index=need.index, dtype=object)
                  for m in ("cpu", "memory")}
-    peaks = ("forecast peak upper bound " + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu" + recurring["cpu"]
+    # "forecast peak upper bound" only where the forecast set both numbers; else the peaks sized for, each saying
+    # where it comes from.
+    own = (recurring["cpu"] == "") & (recurring["memory"] == "")
+    prefix = pd.Series(np.where(own, "forecast peak upper bound ", "peaks sized for: "), index=need.index,
+                       dtype=object)
+    peaks = (prefix + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu" + recurring["cpu"]
              + " / " + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory" + recurring["memory"])
     target = _target(cfg)
     too_big = np.where(_flag(need["exceeds_largest_size"]),
