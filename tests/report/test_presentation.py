@@ -193,3 +193,17 @@ def test_no_hostname_shown_where_the_inventory_has_none(tmp_path: Path) -> None:
     if PDFTOTEXT is not None:
         text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
         assert f"{RISKIEST} {RISKIEST}" not in text and "None" not in text and "nan" not in text.split()
+
+
+def test_the_cluster_map_names_its_ringed_servers(breaching_report) -> None:
+    # helper-41: the red ring said "at risk" but not which server.
+    from capacity_forecaster.report.charts import RING_LABELS
+    from capacity_forecaster.report.risks import report_risks
+    from capacity_forecaster.report.summary import cluster_ringed
+
+    lake, _result = breaching_report
+    data = load_report_data(lake, Settings())
+    ringed = set(cluster_ringed(report_risks(data)))
+    with style.report_style():
+        texts = {t.get_text() for t in cluster_chart(data).axes[0].texts}
+    assert ringed and texts <= ringed and len(texts) == min(len(ringed), RING_LABELS)

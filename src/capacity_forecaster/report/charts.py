@@ -142,6 +142,10 @@ def risk_distribution(data: ReportData) -> Figure:
     return fig
 
 
+# Ringed (at-risk) servers named on the cluster map; more would crowd it.
+RING_LABELS = 10
+
+
 def cluster_chart(data: ReportData) -> Figure:
     """Servers by average CPU against peak CPU (``summary.cluster_map``), coloured by workload cluster."""
     title = "Workload clusters: usual CPU load vs peak CPU load"
@@ -171,6 +175,16 @@ def cluster_chart(data: ReportData) -> Figure:
                    edgecolor=style.RISK_COLOURS["critical"], linewidth=1.3)
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markersize=10,
                               markeredgecolor=style.RISK_COLOURS["critical"], label=CLUSTER_RING))
+        # The ringed servers are named (helper-41: the ring said "at risk" but not which server), at most
+        # RING_LABELS of them, highest peak first.
+        right = 0.7 * cluster_range(points.attrs["level_max"])[1]
+        named = flagged.sort_values(["peak", "server_id"], ascending=[False, True]).head(RING_LABELS)
+        for server, level, peak in zip(named["server_id"].astype(str), named["level"].to_numpy(float),
+                                       named["peak"].to_numpy(float), strict=True):
+            left = level > right  # near the right edge the name goes left of its point, inside the axes
+            ax.annotate(server, (level, peak), xytext=(-8 if left else 8, -3),
+                        textcoords="offset points", ha="right" if left else "left", fontsize=7,
+                        color=style.RISK_COLOURS["critical"])
     ax.plot([0, 100], [0, 100], color=style.MUTED, linestyle=":", linewidth=0.9)
     ax.axhline(threshold, color=style.THRESHOLD, linestyle="--", linewidth=1.0)
     handles.append(Line2D([], [], color=style.MUTED, linestyle=":", linewidth=0.9, label="peak = average"))
