@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -142,8 +143,11 @@ def risk_distribution(data: ReportData) -> Figure:
     return fig
 
 
-# Ringed (at-risk) servers named on the cluster map; more would crowd it.
+# Ringed (at-risk) servers named on the cluster map, highest peak first, as long as a name overlaps no other;
+# more would crowd it (the legend counts the rest). Rings within RING_APART points (both axes) of a named one
+# are counted into its name ("+5").
 RING_LABELS = 10
+RING_APART = 4.0
 
 
 def cluster_chart(data: ReportData) -> Figure:
@@ -175,16 +179,33 @@ def cluster_chart(data: ReportData) -> Figure:
                    edgecolor=style.RISK_COLOURS["critical"], linewidth=1.3)
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markersize=10,
                               markeredgecolor=style.RISK_COLOURS["critical"], label=CLUSTER_RING))
-        # The ringed servers are named (helper-41: the ring said "at risk" but not which server), at most
-        # RING_LABELS of them, highest peak first.
+        # The ringed servers are named (helper-41: the ring said "at risk" but not which server).
         right = 0.7 * cluster_range(points.attrs["level_max"])[1]
-        named = flagged.sort_values(["peak", "server_id"], ascending=[False, True]).head(RING_LABELS)
-        for server, level, peak in zip(named["server_id"].astype(str), named["level"].to_numpy(float),
-                                       named["peak"].to_numpy(float), strict=True):
+        ranked_ring = flagged.sort_values(["peak", "server_id"], ascending=[False, True])
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        named: list[list[Any]] = []  # [box, note, level, peak, rings counted into it]
+        unnamed = 0
+        for server, level, peak in zip(ranked_ring["server_id"].astype(str), ranked_ring["level"].to_numpy(float),
+                                       ranked_ring["peak"].to_numpy(float), strict=True):
+            clump = next((n for n in named if abs(n[2] - level) < RING_APART and abs(n[3] - peak) < RING_APART), None)
+            if clump is not None:  # a ring on top of a named one: "bitbrains-fs-190 +5"
+                clump[4] += 1
+                clump[1].set_text(f"{clump[1].get_text().split(' +')[0]} +{clump[4]}")
+                if level < clump[2] and clump[1].get_horizontalalignment() == "right":
+                    clump[1].xy, clump[2] = (level, clump[1].xy[1]), level  # left of the clump's leftmost ring
+                clump[0] = clump[1].get_window_extent(renderer)
+                continue
             left = level > right  # near the right edge the name goes left of its point, inside the axes
-            ax.annotate(server, (level, peak), xytext=(-8 if left else 8, -3),
-                        textcoords="offset points", ha="right" if left else "left", fontsize=7,
-                        color=style.RISK_COLOURS["critical"])
+            note = ax.annotate(server, (level, peak), xytext=(-8 if left else 8, -3), textcoords="offset points",
+                               ha="right" if left else "left", fontsize=7, color=style.RISK_COLOURS["critical"])
+            box = note.get_window_extent(renderer)
+            if len(named) >= RING_LABELS or any(box.overlaps(n[0]) for n in named):
+                note.remove()  # a name written over another reads as neither: counted in the legend instead
+                unnamed += 1
+            else:
+                named.append([box, note, level, peak, 0])
+        if unnamed:
+            handles[-1].set_label(f"{CLUSTER_RING} ({unnamed} not named: crowded)")
     ax.plot([0, 100], [0, 100], color=style.MUTED, linestyle=":", linewidth=0.9)
     ax.axhline(threshold, color=style.THRESHOLD, linestyle="--", linewidth=1.0)
     handles.append(Line2D([], [], color=style.MUTED, linestyle=":", linewidth=0.9, label="peak = average"))
