@@ -18,8 +18,8 @@ from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_col
 
 CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
                    "days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
-                   "recent_peak", "days_saturated_recent", "recent_gap_days", "recent_gap_resumed",
-                   "days_after_gap")
+                   "recent_peak", "recent_usual_peak", "days_saturated_recent", "recent_gap_days",
+                   "recent_gap_resumed", "days_after_gap")
 _DAY = pd.Timedelta(days=1)
 
 
@@ -52,6 +52,8 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         observed_days, last_observed, last_value (the last observed day's value), recent_days,
         days_over_recent, days_over_30d, days_over_90d, last_over_ds (last observed day over the
         threshold, NaT if none), already_breaching, recent_peak (the highest of the recent days),
+        recent_usual_peak (the highest of the recent days not flagged ``is_anomaly`` / ``is_outlier``; NaN if
+        all are),
         days_saturated_recent (recent days with a saturated value, ``is_saturated``: demand above the
         capacity, so the real need is unknown; 0 without the column), recent_gap_days and
         recent_gap_resumed (the longest run of days without data between two recent days, and the day
@@ -64,10 +66,16 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         return _empty()
     saturated = (metrics.loc[rows.index, "is_saturated"].astype("boolean").fillna(False).astype(bool)
                  if "is_saturated" in metrics.columns else pd.Series(False, index=rows.index))
+    unusual_rows = np.zeros(len(metrics), dtype=bool)
+    for flag in ("is_anomaly", "is_outlier"):
+        if flag in metrics.columns:
+            unusual_rows |= metrics[flag].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    unusual = pd.Series(unusual_rows[observed_mask(metrics).to_numpy()], index=rows.index)
     day = pd.to_datetime(rows[DS]).dt.floor("D")
-    daily = (rows.assign(**{DS: day}, saturated=saturated)
+    daily = (rows.assign(**{DS: day}, saturated=saturated, usual=rows[VALUE].where(~unusual))
              .groupby([SERVER_ID, METRIC, DS], sort=True, observed=True)
-             .agg(**{VALUE: (VALUE, "max"), "saturated": ("saturated", "any")}).reset_index())
+             .agg(**{VALUE: (VALUE, "max"), "saturated": ("saturated", "any"), "usual": ("usual", "max")})
+             .reset_index())
     limits = {m: cfg.threshold_for(str(m)) for m in daily[METRIC].unique()}
     over = (daily[VALUE].to_numpy(float) > daily[METRIC].map(limits).to_numpy(float))
     keys = [SERVER_ID, METRIC]
@@ -85,7 +93,7 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         "one": 1, "recent": recent.astype(np.int64), "over_recent": (recent & over).astype(np.int64),
         "over_30": (over & (age < 30)).astype(np.int64), "over_90": (over & (age < 90)).astype(np.int64),
         "over_ds": daily[DS].where(over), "over_latest": (latest & over).astype(np.int64),
-        "recent_value": daily[VALUE].where(recent),
+        "recent_value": daily[VALUE].where(recent), "recent_usual": daily["usual"].where(recent),
         "saturated_recent": (recent & daily["saturated"].to_numpy(bool)).astype(np.int64),
         "gap": gap,
     })
@@ -94,6 +102,7 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         recent_days=("recent", "sum"), days_over_recent=("over_recent", "sum"), days_over_30d=("over_30", "sum"),
         days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max"),
         over_latest=("over_latest", "sum"), recent_peak=("recent_value", "max"),
+        recent_usual_peak=("recent_usual", "max"),
         days_saturated_recent=("saturated_recent", "sum"), recent_gap_days=("gap", "max")).reset_index()
     longest = frame.groupby(keys, sort=True, observed=True)["gap"].idxmax().to_numpy()
     has_gap = out["recent_gap_days"] > 0
@@ -193,7 +202,8 @@ def _empty() -> pd.DataFrame:
         "last_observed": pd.Series(dtype="datetime64[ns]"), "last_value": pd.Series(dtype=float),
         **{c: pd.Series(dtype=np.int64) for c in ints},
         "last_over_ds": pd.Series(dtype="datetime64[ns]"), "already_breaching": pd.Series(dtype=bool),
-        "recent_peak": pd.Series(dtype=float), "recent_gap_resumed": pd.Series(dtype="datetime64[ns]"),
+        "recent_peak": pd.Series(dtype=float), "recent_usual_peak": pd.Series(dtype=float),
+        "recent_gap_resumed": pd.Series(dtype="datetime64[ns]"),
     })[list(CURRENT_COLUMNS)]
 
 

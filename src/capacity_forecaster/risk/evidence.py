@@ -115,7 +115,8 @@ def _grown_current(current: pd.DataFrame, cfg: RiskConfig, growth: float | None)
         return current
     first = pd.Series([pd.Timestamp(0)])
     uplift = float(growth_factor(first, first, growth, ramp=cfg.growth_ramp)[0])
-    return current.assign(recent_peak=(current["recent_peak"] * (1.0 + uplift)).clip(0.0, 100.0))
+    peaks = [c for c in ("recent_peak", "recent_usual_peak") if c in current.columns]
+    return current.assign(**{c: (current[c] * (1.0 + uplift)).clip(0.0, 100.0) for c in peaks})
 
 
 def assess(evidence: SeriesEvidence, forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,

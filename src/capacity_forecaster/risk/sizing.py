@@ -57,8 +57,9 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
     need = peak upper bound (%) x current capacity x (1 + headroom) / target utilisation, so
     that after resizing the forecast upper bound plus headroom stays at or under
     ``cfg.target_utilisation``. Every series is sized for at least the highest of its recent observed
-    days as well (``current``'s ``recent_peak``: the last ``current_window_days`` observed days,
-    anomaly days included): a forecast may expect a series to fall back, but a right-size below what
+    days as well (``current``'s ``recent_usual_peak``: the last ``current_window_days`` observed days,
+    anomaly and outlier days aside; ``recent_peak``, all of them, for a series already over its
+    threshold): a forecast may expect a series to fall back, but a right-size below what
     the server demonstrably used last week is no saving (helper-41: Bitbrains VM 89, right-sized to
     4 GB on a forecast upper bound of 32 % while its last day read 43 % and an anomaly day 45 % of
     6 GB; in September it used 3.8 GB), and a series already over its threshold runs there now (a
@@ -94,7 +95,13 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
     recent = pd.DataFrame(columns=["cpu", "memory"], dtype=bool)
     if current is not None and len(current):
         seen = current[current[METRIC].isin(["cpu", "memory"])]
-        observed = (seen.pivot_table(index=SERVER_ID, columns=METRIC, values="recent_peak", aggfunc="max")
+        # A series over its threshold now is sized for its recent days as they were; any other for its usual
+        # recent days (anomaly days aside, as the forecast, the idle evidence and the clusters leave them:
+        # helper-44, an idle fastStorage VM's one anomalous 100 % day made all its sizing options "very high").
+        breaching = seen["already_breaching"].astype("boolean").fillna(False).astype(bool)
+        usual = seen["recent_usual_peak"] if "recent_usual_peak" in seen.columns else seen["recent_peak"]
+        seen = seen.assign(_floor=seen["recent_peak"].where(breaching, usual))
+        observed = (seen.pivot_table(index=SERVER_ID, columns=METRIC, values="_floor", aggfunc="max")
                     .reindex(columns=["cpu", "memory"]))
         if len(observed):
             peaks = peaks.combine(observed, np.fmax)
