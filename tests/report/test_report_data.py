@@ -304,7 +304,8 @@ def test_forecasts_beyond_the_validated_lead_are_said_in_the_headlines_and_assum
     baseline = series.assign(extrapolated_from=series["first"])  # baseline series: extrapolated from day 1
     never = dataclasses.replace(data, forecasts=dataclasses.replace(data.forecasts, series=baseline))
     said = " ".join(headlines(never, ranked_risks(never)))
-    assert f"(for the median one, none of the {horizon} days: too short a history for any backtest)" in said
+    assert (f"reach beyond what their history let the backtests check ({len(series)} of them on no backtest at "
+            f"all: too short a history to check any of the {horizon} days): later days are extrapolation") in said
     assert "the first 0 days" not in said
     rows = {row[0]: row for row in assumptions(beyond)}
     assert rows["Forecast horizon"][2].endswith(

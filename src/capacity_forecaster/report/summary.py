@@ -449,12 +449,16 @@ def extrapolation_text(data: ReportData) -> str:
         return ""
     validated = int((series.loc[beyond, "extrapolated_from"] - series.loc[beyond, "first"]).dt.days.median())
     horizon = int(series["days"].max())
-    checked = (f"the first {_days(validated)} of {horizon}" if validated else
-               f"none of the {horizon} days: too short a history for any backtest")
+    their = "its" if beyond.sum() == 1 else "their"
+    if validated:
+        checked = f"for the median one, the first {_days(validated)} of {horizon}"
+    else:  # helper-44: "for the median one, none of the 7 days: too short ..." read garbled
+        unchecked = int(((series.loc[beyond, "extrapolated_from"] - series.loc[beyond, "first"]).dt.days <= 0).sum())
+        checked = (f"{unchecked:,} of them on no backtest at all: too short a history to check any of the "
+                   f"{horizon} days")
     return (f"Forecasts of {int(beyond.sum()):,} of {plural(len(series), 'series', 'series')} reach beyond what "
-            f"{'its' if beyond.sum() == 1 else 'their'} history let the backtests check (for the median one, "
-            f"{checked}): later days are extrapolation, with widened intervals, and breach dates there are less "
-            "certain.")
+            f"{their} history let the backtests check ({checked}): later days are extrapolation, with widened "
+            "intervals, and breach dates there are less certain.")
 
 
 def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
