@@ -20,8 +20,9 @@ from capacity_forecaster.report.dashboard_recs import SAVINGS_COLUMNS, SAVINGS_N
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_COLUMNS, SCENARIO_NUMERIC, records
 from capacity_forecaster.report.dashboard_state import GROWTH_STEP, NUMERIC_COLUMNS, TABLE_COLUMNS, DashboardState
 from capacity_forecaster.report.data import not_available, server_names
+from capacity_forecaster.report.sheets import NAME_COLUMNS
 from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed, fleet_text
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, says_something
+from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, told_columns
 from capacity_forecaster.storage.lake import Lake
 
 _FONT = "Inter, 'Segoe UI', Helvetica, Arial, sans-serif"
@@ -102,8 +103,11 @@ def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
         rows, pages = state.risk_page(0.0, 0, [], "")
         # Name columns that tell nothing (an inventory of ids only) are left out, as in the packs.
         frame = state.risk_table(0.0)
-        silent = {c for c in ("hostname", "application", "environment") if c in frame.columns and (
-            not says_something(frame[c]) or (c == "hostname" and frame[c].astype(str).eq(frame["server_id"]).all()))}
+        named = [c for c in NAME_COLUMNS if c in frame.columns]
+        told = set(told_columns(frame, named))
+        if "hostname" in told and frame["hostname"].astype(str).eq(frame["server_id"]).all():
+            told.remove("hostname")  # hostnames that repeat the ids tell nothing either
+        silent = set(named) - told
         shown = {key: name for key, name in TABLE_COLUMNS.items() if key not in silent}
         table: Any = _table("risk-table", shown, rows, settings.dashboard.page_size, set(NUMERIC_COLUMNS),
                             _LEVEL_STYLES, pages=pages)

@@ -61,7 +61,8 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         without a gap), days_after_gap (observed days from that day on; 0 without a gap).
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
-    rows = metrics.loc[observed_mask(metrics), [SERVER_ID, METRIC, DS, VALUE]]
+    observed = observed_mask(metrics)
+    rows = metrics.loc[observed, [SERVER_ID, METRIC, DS, VALUE]]
     if rows.empty:
         return _empty()
     saturated = (metrics.loc[rows.index, "is_saturated"].astype("boolean").fillna(False).astype(bool)
@@ -70,7 +71,7 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     for flag in ("is_anomaly", "is_outlier"):
         if flag in metrics.columns:
             unusual_rows |= metrics[flag].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    unusual = pd.Series(unusual_rows[observed_mask(metrics).to_numpy()], index=rows.index)
+    unusual = pd.Series(unusual_rows[observed.to_numpy()], index=rows.index)
     day = pd.to_datetime(rows[DS]).dt.floor("D")
     daily = (rows.assign(**{DS: day}, saturated=saturated, usual=rows[VALUE].where(~unusual))
              .groupby([SERVER_ID, METRIC, DS], sort=True, observed=True)

@@ -425,15 +425,23 @@ def _short_kept(out: pd.DataFrame, inv: pd.DataFrame, need: pd.DataFrame, cfg: R
                                         ("memory", "recommended_memory_gb", "memory_gb", " GB")):
         kept = out[column].to_numpy(float) >= cur[current].to_numpy(float) - 1e-9
         short = kept & (need[f"{name}_needed_pct"].to_numpy(float) > 100.0 + 1e-9)
-        own = ~(_flag(need[f"{name}_recurring"]) if f"{name}_recurring" in need else pd.Series(False, index=index))
-        if f"{name}_recent" in need:
-            own &= ~_flag(need[f"{name}_recent"])
-        what = pd.Series(np.where(own, ": its forecast peak upper bound ", ": its peak "), index=index, dtype=object)
+        what = pd.Series(np.where(_peak_source(need, name) == "", ": its forecast peak upper bound ", ": its peak "),
+                         index=index, dtype=object)
         text = ("; " + name + " stays at " + _size(cur[current].set_axis(index)) + unit
                 + what + _fmt(need[f"{name}_peak_upper"], "{:.0f} %")
                 + f" is over the {allowed:.0f} % that {target} allows (below the upsize level: watch it)")
         note = note + text.where(pd.Series(short, index=index), "")
     return note
+
+
+def _peak_source(need: pd.DataFrame, metric: str) -> pd.Series:
+    """What set a metric's sizing peak (``sizing.capacity_needs``): ``recurring`` (a period-end peak),
+    ``recent`` (the recent observed days) or ``""`` (the forecast's upper bound)."""
+    def flag(column: str) -> np.ndarray:
+        return _flag(need[column]).to_numpy() if column in need else np.zeros(len(need), dtype=bool)
+
+    return pd.Series(np.select([flag(f"{metric}_recurring"), flag(f"{metric}_recent")], ["recurring", "recent"], ""),
+                     index=need.index, dtype=object)
 
 
 def _cost_note(out: pd.DataFrame, shares: pd.DataFrame) -> pd.Series:
@@ -461,13 +469,10 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     action = pd.Series(out["action"].to_numpy(), index=need.index)
     sizes, today, known = _sizes(out, inv, shares)
     was = (" (from " + today + ")").where(today != "", "")
-    recurring = {m: pd.Series(np.where(_flag(need[f"{m}_recurring"]) if f"{m}_recurring" in need else False,
-                                       " (its recurring period-end peak)",
-                                       np.where(_flag(need[f"{m}_recent"]) if f"{m}_recent" in need else False,
-                                                f" (the peak of its last {cfg.current_window_days} observed days, "
-                                                "above the forecast's upper bound)",
-                                                "")), index=need.index, dtype=object)
-                 for m in ("cpu", "memory")}
+    said = {"recurring": " (its recurring period-end peak)",
+            "recent": f" (the peak of its last {cfg.current_window_days} observed days, above the forecast's upper "
+                      "bound)", "": ""}
+    recurring = {m: _peak_source(need, m).map(said) for m in ("cpu", "memory")}
     # "forecast peak upper bound" only where the forecast set both numbers; else the peaks sized for, each saying
     # where it comes from.
     own = (recurring["cpu"] == "") & (recurring["memory"] == "")
