@@ -47,6 +47,26 @@ def test_risk_summary_says_one_recent_day(capsys: pytest.CaptureFixture[str], mo
     assert "recommended actions (servers): 11 upsize, 25 rightsize, 18 decommission, 46 keep" in text
 
 
+
+def test_risk_table_names_stale_rows_and_drops_an_empty_seasonal_peak_column(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """fastStorage: 6 at risk beside 8 rows (2 stale), and a "seasonal peak" column no row filled."""
+    monkeypatch.setattr(out, "width", 10_000)
+    row = {"server_id": "fs-1", "metric": "cpu", "risk_level": "critical", "status": "already_breaching",
+           "days_over_recent": 11, "breach_ds": None, "days_to_breach": 0, "breach_probability": 1.0,
+           "seasonal_peak": ""}
+    stale = {**row, "server_id": "fs-626", "status": "stale", "stale_since": "2013-08-27",
+             "last_observed": "2013-09-11", "breach_probability": 0.99}
+    print_risk_summary({**DEMO, "scenario": "base", "at_risk": [row, stale], "clusters": {}, "actions": {}})
+    text = capsys.readouterr().out
+    assert "stale ones last, levels as of their last data, not counted at risk" in text
+    assert "stale: data stopped after 2013-08-27 (last seen 2013-09-11)" in text
+    assert "seasonal peak" not in text
+    print_risk_summary({**DEMO, "scenario": "base", "clusters": {}, "actions": {},
+                        "at_risk": [{**row, "seasonal_peak": "month-end"}]})
+    text = capsys.readouterr().out
+    assert "seasonal peak" in text and "month-end" in text and "stale ones" not in text
+
 def _etl(**counts: object) -> SimpleNamespace:
     return SimpleNamespace(stage="etl", rows_in=435282, rows_out=438397, rows_quarantined=1403, run_id="4b4b96a5ebf1",
                            counts={"rows_created": 4518, "rows_imputed_created": 4467, "rows_unfilled_created": 51,

@@ -66,3 +66,31 @@ def test_a_server_dated_years_ahead_does_not_make_the_fleet_stale() -> None:
     result = run_risk(metrics, forecasts, make_inventory([{"server_id": "hot"}, {"server_id": "skewed"}]), CFG)
     assert "stale" not in set(result.server_risk["status"])
     assert result.summary["servers_already_breaching"] == 1
+
+
+def test_data_that_came_back_for_one_day_read_the_same_in_every_output_and_size_nothing() -> None:
+    """fastStorage VMs 626 / 636: saturated, silent for two weeks, then one sample on the trace's last day. The
+    CLI said "no data since 2013-08-27" (there was a day after), the rationale "any new size is a minimum"."""
+    from capacity_forecaster.report.risks import breach_phrase
+    from capacity_forecaster.risk.levels import stale_words
+
+    stop = LAST_DAY - pd.Timedelta(days=20)
+    back = make_history(["gone"], days=1, level=0.5)
+    metrics = pd.concat([make_history(["live"], days=120, level=5.0),
+                         make_history(["gone"], days=100, level=100.0, end=stop), back], ignore_index=True)
+    forecasts = pd.concat([make_forecast(s, m, np.full(30, v)) for s, v in (("live", 5.0), ("gone", 95.0))
+                           for m in ("cpu", "memory")], ignore_index=True)
+    result = run_risk(metrics, forecasts, make_inventory([{"server_id": "live"}, {"server_id": "gone"}]), CFG)
+    gone = result.server_risk[result.server_risk["server_id"] == "gone"]
+    assert set(gone["status"]) == {"stale"}
+    words = f"stale: data stopped after {stop:%Y-%m-%d} (last seen {LAST_DAY:%Y-%m-%d})"
+    row = gone.iloc[0].to_dict()
+    assert stale_words(row["stale_since"], row["last_observed"]) == words == breach_phrase(row)
+    assert words in render_summary(result)
+    rec = result.recommendations.set_index("server_id").loc["gone"]
+    assert rec["action"] == "keep" and rec["finding"] == "insufficient_data"
+    assert "then only 1 day: check its monitoring" in rec["rationale"]
+    assert "its level as of that data: critical, nothing resized on it" in rec["rationale"]
+    assert "minimum" not in rec["rationale"] and "already breaching" not in rec["rationale"]
+    assert stale_words(stop, stop) == f"stale: no data since {stop:%Y-%m-%d}" == stale_words(None, stop)
+    assert stale_words(None, None) == "stale"

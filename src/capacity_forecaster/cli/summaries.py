@@ -98,25 +98,31 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
     """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings;
     with a what-if (``scenarios.ScenarioOutcome``), base -> scenario at-risk servers, earliest breach and savings."""
     out.print(risk_headline(summary))
-    from capacity_forecaster.risk.levels import actions_text, percent
+    from capacity_forecaster.risk.levels import actions_text, percent, stale_words
 
     at_risk = summary.get("at_risk") or []
     if at_risk:
-        table = Table(title="At-risk servers (already breaching first, then most urgent)", title_justify="left")
+        stale_rows = any(row.get("status") == "stale" for row in at_risk)
+        title = ("At-risk servers (already breaching first, then most urgent"
+                 + ("; stale ones last, levels as of their last data, not counted at risk)" if stale_rows else ")"))
+        table = Table(title=title, title_justify="left")
+        # A seasonal peak is named only for series whose forecast peaks at a recurring time: no empty column.
+        peaks = any(row.get("seasonal_peak") for row in at_risk)
         # The probability is the forecast's (a series breaching now can have 74 %: its forecast may ease).
-        for column in ("server", "metric", "level", "breach", "days", "forecast probability", "seasonal peak"):
+        for column in ("server", "metric", "level", "breach", "days", "forecast probability",
+                       *(("seasonal peak",) if peaks else ())):
             table.add_column(column)
         for row in at_risk:
             now = row.get("status") == "already_breaching"
             stale = row.get("status") == "stale"
             over = int(row.get("days_over_recent") or 0)
             breach = (f"now ({over} recent {'day' if over == 1 else 'days'} over)" if now else
-                      f"stale: no data since {row.get('stale_since') or row.get('last_observed')}" if stale else
+                      stale_words(row.get("stale_since"), row.get("last_observed")) if stale else
                       row["breach_ds"] or "-")
             days = "0" if now else "-" if stale or row["days_to_breach"] is None else str(row["days_to_breach"])
             prob = percent(row["breach_probability"])
             table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,
-                          str(row.get("seasonal_peak") or ""))
+                          *((str(row.get("seasonal_peak") or ""),) if peaks else ()))
         out.print(table)
     from capacity_forecaster.risk.stage import calibration_lines, clusters_text
 

@@ -10,7 +10,15 @@ import pandas as pd
 
 from capacity_forecaster.report.data import ReportData
 from capacity_forecaster.report.text import day
-from capacity_forecaster.risk.levels import ACTION_ORDER, LEVEL_LABELS, Status, level_codes, rank_risks, without_stale
+from capacity_forecaster.risk.levels import (
+    ACTION_ORDER,
+    LEVEL_LABELS,
+    Status,
+    level_codes,
+    rank_risks,
+    stale_words,
+    without_stale,
+)
 
 AT_RISK_LEVELS = ("critical", "high", "medium")
 
@@ -129,20 +137,14 @@ def ordered_recommendations(recs: pd.DataFrame) -> pd.DataFrame:
     return keyed.drop(columns=["_rank", "_needed", "_savings"])
 
 
-def stale_since(row: Mapping[Any, Any]) -> Any:
-    """The day a stale series' data stopped: ``stale_since`` (a thin return after a gap is not fresh data),
-    else its last observed day (lakes written before the column)."""
-    since = row.get("stale_since")
-    return row.get("last_observed") if since is None or pd.isna(since) else since
-
-
 def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
     """(breach date, days) as the tables show them: ``now`` / ``0`` for a series already breaching,
-    ``no data since <day>`` / ``-`` for a stale one (its dates are about the past)."""
+    ``no data since <day>`` (``levels.stale_words`` without its ``stale:``) / ``-`` for a stale one (its dates
+    are about the past)."""
     if row.get("status") == ALREADY:
         return "now", "0"
     if row.get("status") == STALE:
-        return f"no data since {day(stale_since(row))}", "-"
+        return stale_words(row.get("stale_since"), row.get("last_observed")).removeprefix("stale: "), "-"
     days = row.get("days_to_breach")
     return day(row.get("breach_ds")), "-" if days is None or pd.isna(days) else str(int(days))
 
@@ -153,7 +155,7 @@ def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:
     horizon``."""
     breach = row.get("breach_ds")
     if row.get("status") == STALE:
-        return f"stale: no data since {day(stale_since(row))}"
+        return stale_words(row.get("stale_since"), row.get("last_observed"))
     if row.get("status") == ALREADY:
         last = row.get("last_over_ds", breach)
         return "already breaching" + ("" if last is None or pd.isna(last) else f" (last over {day(last)})")

@@ -8,6 +8,8 @@ a finer-than-daily frequency a day counts as over when any of its rows is over.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -124,6 +126,17 @@ def rule_text(cfg: RiskConfig) -> str:
     return text
 
 
+# Where a stale series' reason turns from why it is stale to what its old data said (``stale_lead``).
+AS_OF_LAST = "; as of its last data: "
+AS_OF_GAP = "; as of the data before the gap: "
+
+
+def stale_lead(reason: pd.Series) -> pd.Series:
+    """The part of stale series' reasons (``mark_stale``) that says why they are stale, without what their
+    old data said (a reason without either marker is returned whole)."""
+    return reason.astype(str).str.split(f"{re.escape(AS_OF_LAST)}|{re.escape(AS_OF_GAP)}", n=1, regex=True).str[0]
+
+
 def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     """Series whose data end long before the fleet's: status ``stale``, the reason says since when.
 
@@ -166,7 +179,7 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     out.loc[stale, "reason"] = (out.loc[stale, METRIC] + ": no data since " + since + ", "
                                 + behind[stale].astype(int).astype(str) + " days before the fleet's latest day ("
                                 + f"{latest:%Y-%m-%d}): check its monitoring, or remove the server from the "
-                                "inventory if it was retired; as of its last data: " + out.loc[stale, "reason"])
+                                "inventory if it was retired" + AS_OF_LAST + out.loc[stale, "reason"])
     out.loc[stale, "stale_since"] = last[stale]
     # Data that stopped, then came back for fewer days than make a series breaching (fastStorage VMs 626 and
     # 636: saturated until 27 August, one 5-minute sample on the last day of the trace).
@@ -175,8 +188,8 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     out.loc[gapped, "reason"] = (
         out.loc[gapped, METRIC] + ": no data after " + stopped.dt.strftime("%Y-%m-%d") + " until "
         + resumed[gapped].dt.strftime("%Y-%m-%d") + ", then only " + after.astype(str)
-        + np.where(after == 1, " day", " days") + ": check its monitoring (a stopped or migrated server?); "
-        "as of the data before the gap: " + out.loc[gapped, "reason"])
+        + np.where(after == 1, " day", " days") + ": check its monitoring (a stopped or migrated server?)"
+        + AS_OF_GAP + out.loc[gapped, "reason"])
     out.loc[gapped, "stale_since"] = stopped
     out.loc[stale | gapped, "status"] = Status.STALE.value
     return out
@@ -208,4 +221,5 @@ def _empty() -> pd.DataFrame:
     })[list(CURRENT_COLUMNS)]
 
 
-__all__ = ["CURRENT_COLUMNS", "current_state", "mark_stale", "observed_mask", "rule_text", "stopped_after_gap"]
+__all__ = ["AS_OF_GAP", "AS_OF_LAST", "CURRENT_COLUMNS", "current_state", "mark_stale", "observed_mask", "rule_text",
+           "stale_lead", "stopped_after_gap"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,20 @@ def without_stale(frame: pd.DataFrame) -> pd.DataFrame:
     if "status" not in frame.columns:
         return frame
     return frame[frame["status"] != Status.STALE.value]
+
+
+def stale_words(stale_since: Any, last_observed: Any) -> str:
+    """A stale series in a few words, the same in every output: ``stale: no data since 2013-08-27``, or, when
+    its data came back for a day or two after the gap (``current.stopped_after_gap``), ``stale: data stopped
+    after 2013-08-27 (last seen 2013-09-11)`` (``stale_since`` the day the data stopped; either may be absent)."""
+    since, last = pd.to_datetime(stale_since), pd.to_datetime(last_observed)
+    if pd.isna(since):
+        since = last
+    if pd.isna(since):
+        return "stale"
+    if pd.isna(last) or last <= since:
+        return f"stale: no data since {since:%Y-%m-%d}"
+    return f"stale: data stopped after {since:%Y-%m-%d} (last seen {last:%Y-%m-%d})"
 
 
 def status_rank(status: pd.Series) -> np.ndarray:

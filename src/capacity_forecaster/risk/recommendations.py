@@ -10,6 +10,7 @@ import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.consolidation import consolidate
+from capacity_forecaster.risk.current import stale_lead
 from capacity_forecaster.risk.inventory import UNKNOWN, complete_inventory
 from capacity_forecaster.risk.levels import Action, RiskLevel, Status, level_codes
 from capacity_forecaster.risk.sizing import CostModel
@@ -166,7 +167,12 @@ def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     at_risk_metrics = risk[risk["at_risk"]].groupby(SERVER_ID)[METRIC].agg(lambda m: ",".join(sorted(m)))
     core = risk[risk[METRIC].isin(["cpu", "memory"])]
     full = _full_history(core, cfg)
-    unassessed = core[~full].groupby(SERVER_ID)["reason"].agg("; ".join)
+    # A stale series says why it is stale and the level its old data had, not what those data would need
+    # (fastStorage VM 626: "any new size is a minimum" on a server that has sent nothing for two weeks).
+    stale = core["status"] == Status.STALE.value
+    said = core["reason"].where(~stale, stale_lead(core["reason"]) + "; its level as of that data: "
+                                + core["risk_level"].astype(str) + ", nothing resized on it")
+    unassessed = said[~full].groupby(core.loc[~full, SERVER_ID]).agg("; ".join)
     out = pd.DataFrame(index=pd.Index(risk[SERVER_ID].unique(), name=SERVER_ID))
     out["at_risk"] = out.index.isin(urgent.index)
     out["at_risk_metrics"] = at_risk_metrics.reindex(out.index).fillna("")

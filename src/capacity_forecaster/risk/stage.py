@@ -22,6 +22,7 @@ from capacity_forecaster.risk.levels import (
     level_codes,
     percent,
     rank_risks,
+    stale_words,
     without_stale,
 )
 from capacity_forecaster.risk.options import findings, saturated_metrics, sizing_options
@@ -330,7 +331,7 @@ def render_summary(result: RiskResult) -> str:
         now = r.get("status") == Status.ALREADY_BREACHING.value
         when = (f"already breaching: over {r['threshold']:g} % on {r['days_over_recent']} of the last "
                 f"{s.get('current_window_days', '')} observed days" if now else
-                f"stale: no data since {r.get('stale_since') or r.get('last_observed')}"
+                stale_words(r.get("stale_since"), r.get("last_observed"))
                 if r.get("status") == Status.STALE.value else
                 f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
                 f"last year's peak, grown, crosses {r['analogue_breach_ds']}" if r["analogue_breach_ds"] else
