@@ -192,6 +192,23 @@ def test_a_saturated_series_says_its_real_need_is_unknown() -> None:
     assert (current_state(metrics.drop(columns="is_saturated"), RiskConfig())["days_saturated_recent"] == 0).all()
 
 
+
+def test_an_anomalous_saturated_day_of_an_idle_series_is_not_saturation() -> None:
+    """An idle fastStorage VM's one anomalous 100 % day made every size of it "a minimum" (helper-44); on a
+    series already breaching, every saturated day counts."""
+    metrics = make_history(["idle", "hot"], metrics=("cpu",), level=2.0)
+    spike = metrics["ds"] == metrics["ds"].max() - pd.Timedelta(days=4)
+    metrics["is_saturated"] = spike
+    metrics["is_anomaly"] = spike & (metrics["server_id"] == "idle")
+    metrics.loc[spike, "value"] = 100.0
+    hot = (metrics["server_id"] == "hot") & (metrics["ds"] > metrics["ds"].max() - pd.Timedelta(days=3))
+    metrics.loc[hot, "value"] = 95.0
+    state = current_state(metrics, RiskConfig()).set_index("server_id")
+    assert state.loc["idle", "days_saturated_recent"] == 0 and not state.loc["idle", "already_breaching"]
+    assert state.loc["hot", "days_saturated_recent"] == 1 and state.loc["hot", "already_breaching"]
+    metrics["is_anomaly"] = spike  # anomalous or not, a breaching series' saturated day is its need
+    assert current_state(metrics, RiskConfig()).set_index("server_id").loc["hot", "days_saturated_recent"] == 1
+
 def test_a_long_gap_inside_the_recent_days_is_said_and_a_thin_return_is_stale() -> None:
     """fastStorage VMs 626 and 636: saturated until 27 August, then one 5-minute sample on the last day of the
     trace. Over on 13 of their last 14 observed days, they read as breaching now; their data had stopped."""

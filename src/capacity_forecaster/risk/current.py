@@ -57,7 +57,8 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         recent_usual_peak (the highest of the recent days not flagged ``is_anomaly`` / ``is_outlier``; NaN if
         all are),
         days_saturated_recent (recent days with a saturated value, ``is_saturated``: demand above the
-        capacity, so the real need is unknown; 0 without the column), recent_gap_days and
+        capacity, so the real need is unknown; anomaly and outlier days aside unless the series is
+        already breaching; 0 without the column), recent_gap_days and
         recent_gap_resumed (the longest run of days without data between two recent days, and the day
         the data resumed after it: the recent days reach further back than their count says; 0 / NaT
         without a gap), days_after_gap (observed days from that day on; 0 without a gap).
@@ -98,6 +99,8 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         "over_ds": daily[DS].where(over), "over_latest": (latest & over).astype(np.int64),
         "recent_value": daily[VALUE].where(recent), "recent_usual": daily["usual"].where(recent),
         "saturated_recent": (recent & daily["saturated"].to_numpy(bool)).astype(np.int64),
+        "saturated_usual": (recent & daily["saturated"].to_numpy(bool) & daily["usual"].notna().to_numpy()
+                            ).astype(np.int64),
         "gap": gap,
     })
     out = frame.groupby(keys, sort=True, observed=True).agg(
@@ -106,13 +109,18 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         days_over_90d=("over_90", "sum"), last_over_ds=("over_ds", "max"),
         over_latest=("over_latest", "sum"), recent_peak=("recent_value", "max"),
         recent_usual_peak=("recent_usual", "max"),
-        days_saturated_recent=("saturated_recent", "sum"), recent_gap_days=("gap", "max")).reset_index()
+        days_saturated_recent=("saturated_recent", "sum"), saturated_usual=("saturated_usual", "sum"),
+        recent_gap_days=("gap", "max")).reset_index()
     longest = frame.groupby(keys, sort=True, observed=True)["gap"].idxmax().to_numpy()
     has_gap = out["recent_gap_days"] > 0
     out["recent_gap_resumed"] = pd.Series(pd.to_datetime(frame[DS].to_numpy()[longest]), index=out.index).where(has_gap)
     out["days_after_gap"] = np.where(has_gap, from_end[longest] + 1, 0).astype(np.int64)
     runs_over_now = (cfg.current_last_days > 0) & (out["over_latest"] >= cfg.current_last_days)
     out["already_breaching"] = (out["days_over_recent"] >= cfg.current_min_days_over) | runs_over_now
+    # As for the sizing floor: a series not breaching is not "saturated" by an anomaly or outlier day (an idle
+    # fastStorage VM's one 100 % day made every size of it "a minimum").
+    out["days_saturated_recent"] = out["days_saturated_recent"].where(out["already_breaching"],
+                                                                      out["saturated_usual"])
     return out[list(CURRENT_COLUMNS)]
 
 
