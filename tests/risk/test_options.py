@@ -145,3 +145,18 @@ def test_a_sub_gb_server_is_never_sized_0_gb() -> None:
     current = result.options[result.options["option"] == "current"].set_index("server_id")
     assert current.loc["tiny", "memory_gb"] == 0.2 and current.loc["small", "current_memory_gb"] == 0.1
     assert str(result.options["cpu_cores"].dtype) == "Int64"  # cores stay whole
+
+
+def test_a_kept_server_whose_upper_bound_crosses_says_watch_not_that_nothing_smaller_saves() -> None:
+    """Bitbrains VM 488 (upper bound 91 %, breach unlikely): its rationale opened with "no smaller standard size
+    would save 10%", beside the point for a server that may need more."""
+    metrics = make_history(["s1"], days=200, metrics=("cpu", "memory"), values=np.full(200, 50.0))
+    forecasts = pd.concat([make_forecast("s1", m, np.full(30, 50.0), spread=35.0) for m in ("cpu", "memory")],
+                          ignore_index=True)
+    inventory = make_inventory([{"server_id": "s1", "monthly_cost_usd": 300.0}])
+    result = run_risk(metrics, forecasts, inventory, RiskConfig(cluster_k_min=2, cluster_k_max=2))
+    rec = result.recommendations.set_index("server_id").loc["s1"]
+    assert result.server_risk["risk_level"].eq("low").all(), result.server_risk[["risk_level", "reason"]]
+    assert rec["action"] == "keep" and rec["finding"] == "under_provisioned"
+    assert rec["rationale"].startswith("forecast peak upper bound 85 % cpu / 85 % memory; the upper bound is over")
+    assert "no smaller standard size" not in rec["rationale"]

@@ -517,7 +517,9 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     # An upper bound over the threshold at a low level: not likely enough to act on, but not "optimized" either.
     above = ((need["cpu_peak_upper"].astype(float) > cfg.threshold_for("cpu"))
              | (need["memory_peak_upper"].astype(float) > cfg.threshold_for("memory")))
-    keep = keep.where(~above, keep + "; the upper bound is over the threshold, but a breach is not likely: watch")
+    # Not smaller is beside the point there (Bitbrains VM 488: "no smaller standard size would save 10%" opened
+    # the rationale of a server whose upper bound reached 91 %).
+    keep = keep.where(~above, peaks + "; the upper bound is over the threshold, but a breach is not likely: watch")
     watch = risk["max_code"].fillna(-1) > RiskLevel.LOW.value
     keep = keep.where(~watch, peaks + "; at risk below the upsize level (" + cfg.upsize_min_level
                       + f", with a breach probability of at least {cfg.upsize_min_probability:.0%}): watch")
