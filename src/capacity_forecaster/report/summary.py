@@ -363,8 +363,9 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
         _horizon_row(data),
         ("Forecast interval", f"{fc.interval:.0%} central interval", "the lower and upper bound of each forecast day"),
         *level_definitions(data),
-        ("Sizing headroom", f"{risk.headroom:.0%} on top of the forecast peak upper bound",
-         f"new sizes keep it under {risk.target_utilisation:g} % utilisation"),
+        ("Sizing headroom", f"{risk.headroom:.0%} on top of the sizing peak",
+         "the forecast upper bound, or a higher recurring or last-14-day peak; new sizes keep it under "
+         f"{risk.target_utilisation:g} % utilisation"),
         ("Right-size rule", f"saves at least {risk.rightsize_min_savings:.0%} of the server's cost", ""),
         ("Consolidation", f"candidates peak under {risk.consolidation_candidate_max:g} %",
          f"hosts stay under {risk.consolidation_target:g} %, at most {risk.max_servers_per_host} workloads"),
@@ -462,7 +463,9 @@ def extrapolation_text(data: ReportData) -> str:
 
 
 def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
-    """Three to four plain-English sentences for the executive summary."""
+    """The executive summary's plain-English sentences, most urgent first: the data's age, servers already
+    breaching, at risk and stale, the first breach, extrapolated forecasts, savings, unreviewed findings and
+    the models' error (each only where it applies; typically four to seven)."""
     lines = []
     age = data_age_text(data)
     if age:

@@ -112,15 +112,16 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
 
     Args:
         recs: ``recommendations.build_recommendations`` output with a ``finding`` column.
-        needs: ``sizing.capacity_needs`` output (forecast peak upper bounds in % of today's size).
+        needs: ``sizing.capacity_needs`` output (sizing peaks in % of today's size: the largest of the forecast
+            peak upper bound, the recurring period-end peak and the recent usual peak).
         inventory: the inventory (prices, for the cost model).
         cfg: risk settings (standard sizes, performance_risk_bands, max_options).
         saturated: ``saturated_metrics`` of the fleet (default: none saturated).
 
     Returns:
         ``schema.RECOMMENDATION_OPTION_COLUMNS``: server_id, finding, rank (1 = recommended),
-        cpu_cores, memory_gb, projected_peak_cpu, projected_peak_memory (the forecast peak upper
-        bound in % of the option's size), monthly_cost, monthly_cost_difference (option minus
+        cpu_cores, memory_gb, projected_peak_cpu, projected_peak_memory (the sizing peak in % of
+        the option's size), monthly_cost, monthly_cost_difference (option minus
         today; negative saves), performance_risk (``PERFORMANCE_RISKS``; null where the peak is
         unknown); then option (resize, current, decommission, consolidate), current_cpu_cores,
         current_memory_gb, freed_cpu_cores, freed_memory_gb, action, target_server_id, peak_is_minimum

@@ -47,7 +47,8 @@ def idle_evidence(metrics: pd.DataFrame, forecasts: pd.DataFrame, cfg: RiskConfi
 
     Returns:
         One row per server with history: server_id, first_observed, last_observed,
-        observed_days, coverage, cpu_max, memory_max, network_max, idle.
+        observed_days, coverage, cpu_max, memory_max, network_max, set_aside_days,
+        set_aside_cpu_max, set_aside_memory_max (``idle_history``), idle.
     """
     return idle_verdict(idle_history(metrics), forecasts, cfg)
 
@@ -252,9 +253,11 @@ def build_recommendations(
     least ``upsize_min_probability``, or that is already breaching) > decommission (idle
     throughout, see ``idle_evidence``) > consolidate (under-used servers packed onto hosts in
     their datacenter and environment, see ``consolidation``) > rightsize (a smaller standard size
-    keeps the forecast peak upper bound plus headroom under the target and saves at least
+    keeps the sizing peak (``sizing.capacity_needs``) plus headroom under the target and saves at least
     ``rightsize_min_savings``) > keep. Consolidation hosts keep their size. Servers whose cpu or
-    memory could not be assessed are kept, with the reason.
+    memory could not be assessed (short history, no forecast, stale) are never right-sized, consolidated
+    or decommissioned: kept, with the reason, unless a series of theirs is at risk (an already-breaching
+    server with a short history is upsized).
 
     Every inventory column but server_id may be missing (``risk.inventory``). Without a monthly
     cost the action is still chosen (a right-size must then save ``rightsize_min_savings`` of the
