@@ -233,6 +233,12 @@ def test_headlines_say_why_servers_without_a_full_history_are_only_kept(report_l
     said = " ".join(headlines(quarantined, ranked_risks(quarantined)))
     assert "kept without a sizing review: the data have no memory utilisation" in said
     assert "3 servers are kept without a sizing review: cpu and memory" not in said
+    # A stale server has its own message (helper-46: a stale NAB server "has no memory utilisation").
+    stale = lost.copy()
+    stale.loc[stale["server_id"] == recs["server_id"].iloc[2], "status"] = "stale"
+    stale_lake = dataclasses.replace(thin, tables={**thin.tables, "server_risk": stale})
+    said = " ".join(headlines(stale_lake, ranked_risks(stale_lake)))
+    assert "no memory utilisation" not in said and "2 servers are kept without a sizing review: cpu and memory" in said
 
 
 def test_assumptions_say_how_many_days_rest_on_few_samples(tmp_path, settings) -> None:

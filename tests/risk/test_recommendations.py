@@ -202,3 +202,20 @@ def test_a_kept_server_whose_upper_bound_is_over_the_threshold_is_watched_not_ca
     assert "watch" not in recs.loc["calm", "rationale"]
     assert "no smaller standard size would save 10% and stay under 80 % with 20 % headroom" in recs.loc[
         "calm", "rationale"]
+
+
+def test_a_server_without_memory_data_says_so_before_its_short_history() -> None:
+    """fastStorage has no memory usage at all: its rationales named only the 31-day cpu history, which more data
+    would cure, while the PDF said 'no memory utilisation'; both are said, the lasting one first."""
+    metrics, forecasts, inv = _case({"a": (30.0, 40.0), "b": (30.0, 40.0)}, [{"server_id": "a"}, {"server_id": "b"}])
+    keep = ~((metrics["server_id"] == "b") & (metrics["metric"] == "memory"))
+    cpu_only = forecasts[(forecasts["server_id"] != "b") | (forecasts["metric"] != "memory")]
+    recs = _recommend(metrics[keep], cpu_only, inv)
+    assert recs.loc["b", "finding"] == "insufficient_data"
+    assert recs.loc["b", "rationale"].startswith(
+        "not assessed: memory: no memory utilisation in the data (sizing needs cpu and memory)")
+    assert "no memory utilisation" not in recs.loc["a", "rationale"]
+    short = metrics[keep & (metrics["ds"] > LAST_DAY - pd.Timedelta(days=30))]
+    recs = _recommend(short, cpu_only, inv)
+    assert recs.loc["b", "rationale"].startswith("not assessed: memory: no memory utilisation in the data (sizing "
+                                                 "needs cpu and memory); cpu: only 30 observed days of history")

@@ -524,10 +524,12 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
 
 def _unreviewed(recs: pd.DataFrame, ranked: pd.DataFrame, min_days: int) -> list[str]:
     """Why servers were kept without a sizing review: no memory in the data (more data will not help), or
-    histories shorter than ``min_days`` (it will)."""
+    histories shorter than ``min_days`` (it will). Stale servers have their own key message."""
     if "finding" not in recs.columns:
         return []
     thin = set(recs.loc[recs["finding"].eq("insufficient_data"), "server_id"])
+    if len(ranked) and "status" in ranked.columns:
+        thin -= set(ranked.loc[ranked["status"] == "stale", "server_id"])
     measured = set(ranked["server_id"]) if len(ranked) else set()
     # A memory series with no usable day (every one quarantined) is no memory utilisation: more data will not help.
     usable = ranked[ranked["status"] != "no_data"] if len(ranked) and "status" in ranked.columns else ranked

@@ -175,13 +175,20 @@ def _risk_by_server(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
                                 + core["risk_level"].astype(str) + ", nothing resized on it")
     unassessed = said[~full].groupby(core.loc[~full, SERVER_ID]).agg("; ".join)
     out = pd.DataFrame(index=pd.Index(risk[SERVER_ID].unique(), name=SERVER_ID))
+    # A metric the data never had is a reason too, and the one more history will not cure (fastStorage: no
+    # memory usage at all; its rationales named only the 31-day cpu history).
+    reasons = unassessed.reindex(out.index)
+    for metric in ("cpu", "memory"):
+        lacking = ~out.index.isin(core.loc[core[METRIC] == metric, SERVER_ID])
+        text = f"{metric}: no {metric} utilisation in the data (sizing needs cpu and memory)"
+        reasons = reasons.where(~lacking, text + ("; " + reasons).fillna(""))
     out["at_risk"] = out.index.isin(urgent.index)
     out["at_risk_metrics"] = at_risk_metrics.reindex(out.index).fillna("")
     out["needed_by"] = urgent["needed"].reindex(out.index)
     # Needed already (the most urgent series runs over its threshold): the rationale says "now", not a past date.
     out["needed_now"] = (urgent["status"] == Status.ALREADY_BREACHING.value).reindex(out.index, fill_value=False)
     out["risk_reason"] = urgent["reason"].reindex(out.index).fillna("")
-    out["unassessed_reason"] = unassessed.reindex(out.index).fillna("")
+    out["unassessed_reason"] = reasons.fillna("")
     out["fully_assessed"] = fully_assessed(risk, cfg).reindex(out.index, fill_value=False).to_numpy()
     out["max_code"] = risk.groupby(SERVER_ID)["code"].max().reindex(out.index)
     return out
