@@ -213,3 +213,21 @@ def test_assumptions_show_the_horizon_of_the_forecasts_used(full_report) -> None
     assert "(the configured default is 180 days)" in rows["Forecast horizon"][1]
     text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
     assert "Forecast horizon 90 days" in text and "Forecast horizon 180 days" not in text
+
+
+@needs_pdftotext
+def test_pdf_title_page_keeps_every_key_message(report_lake, tmp_path: Path, monkeypatch) -> None:
+    """fastStorage's eight key messages pushed one bullet alone onto page 2: the title page shrinks to fit."""
+    from capacity_forecaster.report import pdf
+    from capacity_forecaster.report.charts import render_charts
+    from capacity_forecaster.report.data import HISTORY_COLUMNS
+
+    lines = [f"Message {i}: " + "a long sentence about the fleet and its servers, " * 4 + f"end {i}." for i in range(9)]
+    monkeypatch.setattr(pdf, "headlines", lambda data, ranked: lines)
+    data = load_report_data(report_lake, Settings())
+    path = tmp_path / "pack.pdf"
+    path.write_bytes(pdf.build_pdf(data, render_charts(data, pd.DataFrame(columns=list(HISTORY_COLUMNS)))))
+    pages = _pdf_text(path).split("\f")
+    first, second = " ".join(pages[0].split()), " ".join(pages[1].split())
+    assert "Message 0:" in first and "end 8." in first and "In this pack" in first
+    assert "Message" not in second and "Executive summary" in second

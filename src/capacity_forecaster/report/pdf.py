@@ -20,6 +20,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
     Image,
+    KeepInFrame,
     KeepTogether,
     PageBreak,
     Paragraph,
@@ -127,6 +128,13 @@ def cards_per_row(count: int, most: int = 6) -> int:
     """Cards per row so the rows are even (11 cards: 6 + 5, never 5 + 5 + 1), at most ``most`` per row."""
     rows = max(1, math.ceil(count / most))
     return max(1, math.ceil(count / rows))
+
+
+def _title_page(block: list[Flowable], width: float, body_height: float) -> list[Flowable]:
+    """The title page's flowables under the title band (2 inches), on that one page: shrunk to fit where
+    they are longer (fastStorage's eight key messages pushed one bullet alone onto page 2)."""
+    top = 2.0 * inch
+    return [Spacer(1, top), KeepInFrame(width, body_height - top - 0.1 * inch, block, mode="shrink")]
 
 
 def _kpi_cards(items: list[Kpi], width: float) -> Table:
@@ -376,7 +384,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     items = kpis(data, ranked)
     runs = lineage(data)
     subtitle = f"Capacity planning pack: {fleet_text(data)}, data {data_period_text(data)}"
-    story: list[Flowable] = [Spacer(1, 2.0 * inch)]
+    story: list[Flowable] = []
     story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}; "
                            f"{escape(runs.footer())}", SMALL))
     for warning in runs.warnings():
@@ -399,6 +407,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     whatif = [headline(scenario, stale_run(data, scenario))] if scenario is not None else []
     for line in headlines(data, ranked) + whatif:
         story.append(Paragraph(escape(line), BULLET, bulletText="\u2022"))
+    story = _title_page(story, width, body_height)
     story.append(PageBreak())
 
     story.append(Paragraph("Executive summary", H1))
