@@ -141,3 +141,18 @@ def test_cluster_labels_are_unique_without_number_suffixes(planted: tuple[pd.Dat
     names = clusters.groupby("cluster_id")["cluster_label"].first()
     assert names.is_unique and len(names) == 8
     assert not names.str.contains(r" \d+$", regex=True).any(), list(names)
+
+
+def test_a_cluster_whose_cpu_swings_far_around_its_level_is_bursty() -> None:
+    """helper-46: a VM idle for two months, then switching between idle and saturated, read "steady, CPU ~2 %"."""
+    from capacity_forecaster.risk.clustering import label_profile
+
+    centre = pd.Series(0.0, index=list(PROFILE_COLUMNS))
+    centre.update(pd.Series({"cpu_level": 2.1, "cpu_p95": 96.0, "memory_level": 8.0, "memory_p95": 45.0,
+                             "cpu_variability": 28.9}))
+    assert label_profile(centre, RiskConfig()) == "bursty"
+    assert label_profile(centre.copy().replace({28.9: 0.4}), RiskConfig()) == "steady"
+    # A pattern with a name still wins: a month-end batch swings too.
+    batch = centre.copy()
+    batch["month_end_uplift"] = 1.0
+    assert label_profile(batch, RiskConfig()) == "batch/month-end"

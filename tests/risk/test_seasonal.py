@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from risk_frames import LAST_DAY, make_forecast, make_history
 
 from capacity_forecaster.config import RiskConfig
@@ -50,6 +51,19 @@ def test_one_month_end_is_no_recurring_pattern() -> None:
     assert period_uplifts(one, 3)["month_end_uplift"].iloc[0] == 0.0
     assert period_uplifts(two, 3)["month_end_uplift"].iloc[0] > 1.0
 
+
+
+def test_a_switch_that_fell_on_one_month_end_is_no_recurring_pattern() -> None:
+    """helper-46's vendor export: a VM idle for two months jumped to 90 % in the last days of the third, and its
+    cluster read "batch/month-end"; the uplift is at most the lower median of the months' own uplifts."""
+    switch = make_history(["switch"], days=92, level=2.0, metrics=("cpu",))
+    flags = period_calendar(switch["ds"], 3).reindex(pd.DatetimeIndex(switch["ds"]))
+    last_month = switch["ds"].dt.to_period("M") == switch["ds"].max().to_period("M")
+    switch.loc[last_month.to_numpy() & flags["month_end"].to_numpy(), "value"] = 90.0
+    assert switch["ds"].dt.month.nunique() >= 3
+    assert period_uplifts(switch, 3)["month_end_uplift"].iloc[0] == 0.0
+    # A batch that lifts every month-end keeps its uplift, an uneven one its smaller months'.
+    assert period_uplifts(_batch_history(days=92), 3)["month_end_uplift"].iloc[0] == pytest.approx(1.5)
 
 def test_a_day_is_named_only_when_its_series_has_the_pattern() -> None:
     days = pd.Series(pd.to_datetime(["2026-09-30", "2026-09-30", "2026-09-15"]))

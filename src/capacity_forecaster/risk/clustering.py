@@ -31,6 +31,9 @@ _EVIDENCE_SCALE = {
 _GROWTH_PER_YEAR = 0.15
 _STEP = 0.2
 _LEAK = 1.0
+# cpu's interquartile range over its median level: at 1 or more the level says little (a VM switching
+# between idle and saturated: helper-46's vendor export read "steady, CPU ~2 %" for one already at 100 %).
+_BURSTY = 1.0
 CLUSTER_EXTRA_COLUMNS = ("silhouette",)
 # What tells two clusters with the same pattern apart: the median level of a metric, in percent of
 # capacity, in this order of preference (planners size CPU first). A level counts as different when
@@ -111,7 +114,7 @@ def label_profile(centre: pd.Series, cfg: RiskConfig) -> str:
 
     Returns:
         One of idle, memory-leak, batch/quarter-end, batch/month-end, seasonal/year-end, growing,
-        level-shift/migrated, steady.
+        level-shift/migrated, bursty (cpu's interquartile range at least its median level), steady.
     """
     if centre["cpu_p95"] <= cfg.idle_cpu_max and centre["memory_p95"] <= cfg.idle_memory_max:
         return "idle"
@@ -126,6 +129,8 @@ def label_profile(centre: pd.Series, cfg: RiskConfig) -> str:
         return "growing"
     if centre["step_change"] >= _STEP:
         return "level-shift/migrated"
+    if centre["cpu_variability"] >= _BURSTY:
+        return "bursty"
     return "steady"
 
 

@@ -115,7 +115,9 @@ def period_uplifts(frame: pd.DataFrame, business_days: int, value: str = VALUE) 
     same months; quarter_end_uplift compares quarter-end windows with the other business days of
     the quarter months; year_end_uplift compares December business days with mid-October to
     mid-November and mid-January to mid-February. A series that never covers a window gets 0, and so
-    does one that covers fewer than ``MIN_PERIODS`` month-ends (quarter-ends) for those uplifts.
+    does one that covers fewer than ``MIN_PERIODS`` month-ends (quarter-ends) for those uplifts. The
+    month-end (quarter-end) uplift is never above the lower median of the single months' (quarters')
+    uplifts: a peak that recurs lifts most of them, a one-off (a switch that fell on one month-end) does not.
 
     Args:
         frame: long frame with server_id, metric, ds and ``value``.
@@ -155,11 +157,18 @@ def period_uplifts(frame: pd.DataFrame, business_days: int, value: str = VALUE) 
         "me_in": by_month["me_in"].where(both_me), "me_out": by_month["me_out"].where(both_me),
         "qe_in": by_month["qe_in"].where(both_qe), "qe_out": by_month["qe_out"].where(both_qe),
     }).groupby(level=[0, 1], sort=False).mean()
+    # ... and in most of them: the uplift is at most the lower median of the periods' own uplifts, so one
+    # month whose end caught a switch from idle to saturated (helper-46's vendor export, Bitbrains VM 206) is
+    # not a month-end batch; a real one lifts every month-end and keeps its pooled uplift.
+    typical = pd.DataFrame({
+        "me": _ratio(by_month["me_in"], by_month["me_out"]).where(both_me),
+        "qe": _ratio(by_month["qe_in"], by_month["qe_out"]).where(both_qe),
+    }).groupby(level=[0, 1], sort=False).quantile(0.5, interpolation="lower")
     yearly = parts.groupby([SERVER_ID, METRIC], sort=False)[["ye_in", "ye_out"]].mean()
-    out = monthly.join(yearly, how="outer")
+    out = monthly.join(yearly, how="outer").join(typical, how="left")
     result = pd.DataFrame({
-        "month_end_uplift": _ratio(out["me_in"], out["me_out"]),
-        "quarter_end_uplift": _ratio(out["qe_in"], out["qe_out"]),
+        "month_end_uplift": np.minimum(_ratio(out["me_in"], out["me_out"]), out["me"].fillna(0.0)),
+        "quarter_end_uplift": np.minimum(_ratio(out["qe_in"], out["qe_out"]), out["qe"].fillna(0.0)),
         "year_end_uplift": _ratio(out["ye_in"], out["ye_out"]),
     })
     return result.reset_index()
