@@ -145,3 +145,15 @@ def test_servers_left_out_of_the_level_counts_are_counted_apart() -> None:
     assert levels["critical"] == 1 and levels["low"] == 1  # b counts by its live memory series
     assert unlevelled_counts(ranked, fleet=5) == {"stale": 1, "not assessed": 2}  # c; d and e have no level
     assert sum(levels.values()) + sum(unlevelled_counts(ranked, fleet=5).values()) == 5
+
+
+def test_a_likely_breach_without_a_median_crossing_is_said_not_denied() -> None:
+    """helper-46: "RTM-PAY-02 cpu: critical, no breach forecast in the horizon" at P 59 %: the median stays under,
+    the intervals make the breach likely by a day, and the level rests on that day."""
+    from capacity_forecaster.report.risks import breach_phrase
+
+    row = {"status": "assessed", "breach_ds": None, "likely_breach_ds": pd.Timestamp("2024-12-17")}
+    assert breach_phrase(row) == "breach likely by 2024-12-17 (median stays under)"
+    assert breach_phrase({**row, "likely_breach_ds": pd.NaT}) == "no breach forecast in the horizon"
+    assert breach_phrase({**row, "breach_ds": pd.Timestamp("2024-12-07"), "days_to_breach": 7},
+                         with_day=True) == "breach 2024-12-07, day 7"

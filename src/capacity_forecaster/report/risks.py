@@ -151,8 +151,9 @@ def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
 
 def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:
     """A series' breach in words: ``already breaching (last over 2026-06-30)``, ``stale: no data since
-    2013-09-29``, ``breach 2026-07-31`` (``, day 31`` with ``with_day``), or ``no breach forecast in the
-    horizon``."""
+    2013-09-29``, ``breach 2026-07-31`` (``, day 31`` with ``with_day``), ``breach likely by 2026-08-14 (median
+    stays under)`` (``likely_breach_ds``: the day the breach probability reaches
+    ``likely_probability``), or ``no breach forecast in the horizon``."""
     breach = row.get("breach_ds")
     if row.get("status") == STALE:
         return stale_words(row.get("stale_since"), row.get("last_observed"))
@@ -160,6 +161,11 @@ def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:
         last = row.get("last_over_ds", breach)
         return "already breaching" + ("" if last is None or pd.isna(last) else f" (last over {day(last)})")
     if breach is None or pd.isna(breach):
+        # The median stays under, but the intervals make a breach likely (a critical or high level says so):
+        # "critical, no breach forecast" read as a contradiction (helper-46's vendor export).
+        likely = row.get("likely_breach_ds")
+        if likely is not None and not pd.isna(likely):
+            return f"breach likely by {day(likely)} (median stays under)"
         return "no breach forecast in the horizon"
     days = row.get("days_to_breach")
     return f"breach {day(breach)}" + (f", day {int(days)}" if with_day and days is not None and not pd.isna(days)
