@@ -9,7 +9,7 @@ import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.inventory import complete_inventory
-from capacity_forecaster.risk.levels import Action, Status
+from capacity_forecaster.risk.levels import Action, RiskLevel, Status, level_codes
 from capacity_forecaster.risk.recommendations import fully_assessed
 from capacity_forecaster.risk.sizing import CostModel, size_gb
 from capacity_forecaster.schema import RECOMMENDATION_OPTION_COLUMNS, SERVER_ID
@@ -40,7 +40,8 @@ def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig,
     but not fully assessed: cpu and memory are not both forecast on a full history, the same test that
     keeps the server out of sizing and consolidation, ``recommendations.fully_assessed``) >
     under_provisioned (kept, but its size's peak upper bound, ``needs``' ``*_peak_upper``, grades a
-    ``high`` or ``very_high`` performance risk: too unlikely a breach to upsize now, not "optimized"
+    ``high`` or ``very_high`` performance risk, and either a series of it is at least medium or that peak
+    is one it was seen at, recent or recurring: too unlikely a breach to upsize now, not "optimized"
     either; helper-41: Bitbrains VM 383 read optimized beside a high risk) > optimized (keep).
 
     Returns:
@@ -52,10 +53,25 @@ def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig,
     action = recs["action"].to_numpy()
     tight = np.zeros(len(recs), dtype=bool)
     if needs is not None and len(needs):
-        peaks = needs.set_index(SERVER_ID)[["cpu_peak_upper", "memory_peak_upper"]].max(axis=1)
+        keyed = needs.set_index(SERVER_ID)
+        band = cfg.performance_risk_bands[2]
+        # A wide interval alone is no evidence: the upper bound must come with a level of medium or more (a
+        # watch), or from days the server was seen at (its recent or recurring peak). helper-46: a vendor
+        # export's low-risk database, forecast peak 18.5 %, upper bound 100 %, read "under_provisioned".
+        watched = server_risk.assign(code=level_codes(server_risk["risk_level"])).groupby(SERVER_ID)["code"].max()
+        seen = pd.Series(False, index=keyed.index)
+        for metric in ("cpu", "memory"):
+            observed = pd.Series(False, index=keyed.index)
+            for source in (f"{metric}_recent", f"{metric}_recurring"):
+                if source in keyed.columns:
+                    observed |= keyed[source].astype("boolean").fillna(False).astype(bool)
+            seen |= observed & (keyed[f"{metric}_peak_upper"].astype(float) > band)
+        peaks = keyed[["cpu_peak_upper", "memory_peak_upper"]].max(axis=1)
         peak = recs[SERVER_ID].map(peaks).to_numpy(dtype=float)
+        evidence = (recs[SERVER_ID].map(watched).fillna(-1).to_numpy() >= RiskLevel.MEDIUM.value) | \
+            recs[SERVER_ID].map(seen).eq(True).to_numpy()
         with np.errstate(invalid="ignore"):
-            tight = (action == Action.KEEP.value) & (peak > cfg.performance_risk_bands[2])
+            tight = (action == Action.KEEP.value) & (peak > band) & evidence
     return pd.Series(np.select(
         [recs[SERVER_ID].isin(breaching).to_numpy(), action == Action.DECOMMISSION.value,
          action == Action.UPSIZE.value, np.isin(action, [Action.RIGHTSIZE.value, Action.CONSOLIDATE.value]),
