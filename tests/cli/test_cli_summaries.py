@@ -18,6 +18,9 @@ def test_net_share_is_the_one_every_report_prints() -> None:
     line = savings_line(DEMO)
     assert "(30.3 % of $112,656)" in line and "30.2 %" not in line
     assert line.startswith("savings: $34,080/month net")
+    # Upsizing can outweigh the savings: the packs' "-$493", never "$-493" (helper-46).
+    costly = savings_line({**DEMO, "net_monthly_savings": -493.4, "fleet_monthly_cost": 5000.0})
+    assert costly.startswith("savings: -$493/month net (-9.9 % of $5,000)") and "$-" not in costly
 
 
 def test_an_inventory_without_prices_is_not_priced_not_zero() -> None:

@@ -170,6 +170,10 @@ def test_unpriced_savings_sentence_names_only_the_actions_taken() -> None:
                          "current_monthly_cost": float("nan"), "monthly_savings": [float("nan")] * 8 + [0.0] * 2})
     assert savings_sentence(recs) == ("Recommended actions (servers): 8 upsize, 2 keep. Savings are not priced "
                                       "(no monthly cost in the inventory).")
+    # Priced, with upsizing outweighing the savings: "cost $493 more", not "save -$493" (helper-46).
+    priced = recs.assign(current_monthly_cost=100.0, monthly_savings=[-61.675] * 8 + [0.0] * 2)
+    assert savings_sentence(priced).startswith("Recommended actions cost $493 more per month net (-49.3 % of fleet "
+                                               "cost)")
 
 
 @pytest.mark.parametrize(("hostnames", "want"), [(["", None], ["Server", "Action"]),

@@ -149,8 +149,11 @@ def savings_line(summary: dict[str, Any]) -> str:
                 "actions are still recommended)")
     net, cost = float(summary.get("net_monthly_savings", 0.0)), float(summary.get("fleet_monthly_cost", 0.0))
     share = f" ({100 * net / cost:.1f} % of ${cost:,.0f})" if cost > 0 else ""
-    line = (f"savings: ${net:,.0f}/month net{share}, gross ${summary.get('gross_monthly_savings', 0):,.0f}, "
-            f"upsizing ${summary.get('upsize_monthly_cost', 0):,.0f}")
+    # One money format with the packs ("-$493", never "$-493").
+    from capacity_forecaster.report.text import money
+
+    line = (f"savings: {money(net)}/month net{share}, gross {money(summary.get('gross_monthly_savings', 0))}, "
+            f"upsizing {money(summary.get('upsize_monthly_cost', 0))}")
     if unpriced:
         verb = "has" if unpriced == 1 else "have"
         line += (f"; {unpriced:,} of {servers:,} servers {verb} no monthly cost in the inventory (not priced; "

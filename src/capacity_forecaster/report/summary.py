@@ -566,7 +566,9 @@ def savings_sentence(recs: pd.DataFrame) -> str:
     upsize = float(-np.nansum(np.where(savings < 0, savings, 0.0)))
     share = f" ({100 * net / cost:.1f} % of fleet cost)" if cost > 0 else ""
     scope = "" if priced == len(recs) else f" for the {priced:,} priced of {plural(len(recs), 'server')}"
-    return (f"Recommended actions save {money(net)} per month net{share}{scope}: {parts}; upsizing "
+    # Net of upsizing the actions can cost more than they save: "save -$493" read as a typo (helper-46).
+    verb = f"save {money(net)}" if net >= 0 else f"cost {money(-net)} more"
+    return (f"Recommended actions {verb} per month net{share}{scope}: {parts}; upsizing "
             f"({upsizes}) adds {money(upsize)} per month.")
 
 
