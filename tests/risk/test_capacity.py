@@ -97,3 +97,28 @@ def test_free_cores_are_counted_at_a_recurring_month_end_peak_above_the_forecast
     result = run_risk(metrics, forecasts, inventory, RiskConfig())
     row = result.capacity[result.capacity["group_by"] == "datacenter"].iloc[0]
     assert row["free_cpu_cores"] == 3.0  # 30 % of 10 cores at the month-end peak, not the forecast's 78 %
+
+
+def test_sizes_unknown_for_a_whole_group_are_null_not_zero() -> None:
+    """NAB (no inventory sizes): its groups read 'Cores 0, Memory (GB) 0, Reclaimable 0'; a group that knows
+    one server's size sums that one."""
+    from capacity_forecaster.report.capacity import capacity_rows
+    from capacity_forecaster.report.data import ReportData
+
+    metrics = make_history(["a", "b", "c"], days=200, metrics=("cpu", "memory"), values=np.full(200, 30.0))
+    forecasts = pd.concat([make_forecast(s, m, np.full(30, 30.0)) for s in ("a", "b", "c") for m in ("cpu", "memory")],
+                          ignore_index=True)
+    inventory = make_inventory([{"server_id": "a", "datacenter": "NY1"}, {"server_id": "b", "datacenter": "NY1"},
+                                {"server_id": "c", "datacenter": "NJ2"}])
+    inventory.loc[inventory["server_id"].isin(["a", "b"]), ["cpu_cores", "memory_gb"]] = np.nan
+    result = run_risk(metrics, forecasts, inventory, RiskConfig(cluster_k_min=2, cluster_k_max=2))
+    rows = result.capacity[result.capacity["group_by"] == "datacenter"].set_index("group")
+    for column in ("cpu_cores", "memory_gb", "free_cpu_cores", "free_memory_gb", "reclaimable_cpu_cores",
+                   "reclaimable_memory_gb"):
+        assert pd.isna(rows.loc["NY1", column]), column
+        assert not pd.isna(rows.loc["NJ2", column]), column
+    assert rows.loc["NJ2", "cpu_cores"] == 8
+    data = ReportData(lake_uri="x", settings=None, tables={"capacity_by_group": result.capacity},  # type: ignore[arg-type]
+                      generated=pd.Timestamp("2026-01-01"))
+    shown = capacity_rows(data).set_index(["group_by", "group"]).loc[("datacenter", "NY1")]
+    assert shown["reclaimable_cpu_cores"] == "unknown" and shown["free_memory_gb"] == "unknown"

@@ -41,6 +41,7 @@ def capacity_rows(data: ReportData) -> pd.DataFrame:
         r"\.0$", "", regex=True) + " days, " + who + ")").where(days.notna(), "none")
     for column in ("free_cpu_cores", "free_memory_gb", "reclaimable_cpu_cores", "reclaimable_memory_gb"):
         out[column] = out[column].astype(float).round(0).astype("Int64")
-    for column in ("free_cpu_cores", "free_memory_gb"):  # no forecast of that metric in the group
+    # No size, or no forecast of that metric, in the whole group: unknown, never 0.
+    for column in ("free_cpu_cores", "free_memory_gb", "reclaimable_cpu_cores", "reclaimable_memory_gb"):
         out[column] = out[column].astype(object).where(out[column].notna(), "unknown")
     return out[list(CAPACITY_HEADERS)].reset_index(drop=True)

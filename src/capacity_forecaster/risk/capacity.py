@@ -46,8 +46,10 @@ def server_capacity(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: pd
         used = np.clip(peak[resource].to_numpy(float), 0.0, 100.0)
         out[f"free_{size}"] = out[size].to_numpy(float) * (100.0 - used) / 100.0
     freed = recs.set_index(SERVER_ID).reindex(out[SERVER_ID])
-    out["reclaimable_cpu_cores"] = freed["freed_cpu_cores"].astype("Float64").fillna(0).to_numpy(float)
-    out["reclaimable_memory_gb"] = freed["freed_memory_gb"].astype("Float64").fillna(0).to_numpy(float)
+    # Nothing freed counts 0 where the size is known; where it is not, what an action would free is unknown too.
+    for resource, size in (("cpu_cores", "cpu_cores"), ("memory_gb", "memory_gb")):
+        reclaim = freed[f"freed_{resource}"].astype("Float64").fillna(0).to_numpy(float)
+        out[f"reclaimable_{resource}"] = np.where(np.isnan(out[size].to_numpy(float)), np.nan, reclaim)
     # An already-breaching series has breach_ds = its last day over and days_to_breach = 0 (breach.py);
     # among equal days the series the reports rank first (rank_risks) is the group's earliest breach, so
     # the capacity table and the executive summary name the same one.
@@ -76,8 +78,8 @@ def capacity_by_group(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: 
         servers, earliest_breach_ds (time remaining: the soonest breach of its servers; an already
         breaching one counts from its last observed day), days_remaining (0 when one already
         breaches), cpu_cores, free_cpu_cores, memory_gb, free_memory_gb, reclaimable_cpu_cores,
-        reclaimable_memory_gb (sums over the group's servers; sizes unknown count 0, and free
-        capacity whose peak is unknown too: null only when no server of the group has it); then
+        reclaimable_memory_gb (sums over the group's servers whose size is known, and whose peak is known
+        for free capacity: null only when no server of the group has it); then
         earliest_breach (the server and metric) and servers_at_risk.
     """
     per = server_capacity(server_risk, recs, inventory)
@@ -85,9 +87,8 @@ def capacity_by_group(server_risk: pd.DataFrame, recs: pd.DataFrame, inventory: 
     for key in GROUP_BY:
         ordered = per.sort_values(["days_remaining", "rank", SERVER_ID], na_position="last", kind="stable")
         grouped = ordered.groupby(key, sort=True)
-        sums = grouped[list(_SUMMED)].sum(min_count=0).round(1)
-        for column in ("free_cpu_cores", "free_memory_gb"):  # unknown for the whole group: null, not 0
-            sums[column] = grouped[column].sum(min_count=1).round(1)
+        # A size unknown for the whole group is null, not 0 (helper-46: NAB's "Cores 0, Memory (GB) 0").
+        sums = grouped[list(_SUMMED)].sum(min_count=1).round(1)
         first = grouped.head(1).set_index(key)
         table = sums.assign(
             servers=grouped.size(), earliest_breach_ds=first["breach_ds"], days_remaining=first["days_remaining"],
