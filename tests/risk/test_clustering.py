@@ -156,3 +156,19 @@ def test_a_cluster_whose_cpu_swings_far_around_its_level_is_bursty() -> None:
     batch = centre.copy()
     batch["month_end_uplift"] = 1.0
     assert label_profile(batch, RiskConfig()) == "batch/month-end"
+
+
+def test_k_is_chosen_on_a_seeded_sample_beyond_the_sample_size(planted, monkeypatch) -> None:
+    """helper-45: the silhouette of every server against every other took 763 MB at 10,000 servers and grows
+    with the square of the fleet; beyond SILHOUETTE_SAMPLE servers k is chosen on a seeded sample."""
+    from capacity_forecaster.risk import clustering
+
+    _metrics, _kinds, profiles = planted
+    features = feature_matrix(profiles)
+    full_k, full = choose_k(features, 3, 8, 0)
+    monkeypatch.setattr(clustering, "SILHOUETTE_SAMPLE", len(features) - 5)
+    k, table = choose_k(features, 3, 8, 0)
+    again_k, again = choose_k(features, 3, 8, 0)
+    assert again_k == k and again.equals(table)  # the same sample every time
+    assert not np.allclose(table["silhouette"], full["silhouette"])  # a sample was scored, not every server
+    assert k == full_k
