@@ -39,6 +39,9 @@ def test_a_server_whose_data_ended_long_ago_is_stale_not_breaching_and_gets_no_u
     assert result.summary["servers_already_breaching"] == 0 and result.summary["servers_stale"] == 1
     assert result.summary["servers_at_risk"] == 0 and result.summary["earliest_breach"] is None
     assert "Stale: 1 servers" in render_summary(result)
+    # Nor among the levels: the CLI's "critical 700" beside the packs' 600 critical servers (helper-45).
+    assert result.summary["series_stale"] == 2 and sum(result.summary["series_by_level"].values()) == 2
+    assert "stale ones aside, critical 0, high 0, medium 0, low 2" in render_summary(result)
     # Ranked after every live series, whatever its level.
     assert rank_risks(result.server_risk)["server_id"].iloc[-1] == "gone"
 

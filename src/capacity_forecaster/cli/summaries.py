@@ -87,7 +87,8 @@ def risk_headline(summary: dict[str, Any]) -> str:
     (server x metric) by level, most urgent first."""
     return (f"risk ({summary.get('scenario')}): {summary.get('servers', 0)} servers; already breaching "
             f"{summary.get('servers_already_breaching', 0)} ({summary.get('current_rule', '?')}); "
-            f"{summary.get('servers_at_risk', 0)} at risk; series by level: "
+            f"{summary.get('servers_at_risk', 0)} at risk; series by level"
+            + (" (stale ones aside)" if summary.get("servers_stale") else "") + ": "
             + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items())
             + (f"; {summary['servers_stale']} stale (no data for over {summary.get('stale_after_days', '?')} days "
                "before the fleet's latest day, or only a day or two since: check their monitoring)"

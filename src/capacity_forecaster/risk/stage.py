@@ -96,10 +96,11 @@ def _iso(day: Any) -> str | None:
 def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFrame, label: str,
              cfg: RiskConfig) -> dict[str, Any]:
     # Most urgent first, as every summary lists them.
-    levels = server_risk["risk_level"].value_counts().reindex(list(LEVEL_LABELS)[::-1], fill_value=0)
     ranked = server_risk.assign(code=level_codes(server_risk["risk_level"]))
-    # A stale series' level is as of data that ended long ago: listed (last), never counted at risk now.
+    # A stale series' level is as of data that ended long ago: listed (last), never counted at risk now, nor
+    # among the levels (helper-45: "critical 700" in the CLI beside the packs' 600 critical servers).
     live = without_stale(ranked)
+    levels = live["risk_level"].value_counts().reindex(list(LEVEL_LABELS)[::-1], fill_value=0)
     # The one ranking (levels.RISK_ORDER): status, level, breach date, probability.
     at_risk = rank_risks(ranked[ranked["code"] > 0])
     live_at_risk = without_stale(at_risk)
@@ -122,6 +123,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
         "servers_at_risk": int(live_at_risk[SERVER_ID].nunique()),
         "servers_already_breaching": int(breaching[SERVER_ID].nunique()),
         "servers_stale": int(server_risk.loc[server_risk["status"] == Status.STALE.value, SERVER_ID].nunique()),
+        "series_stale": int((server_risk["status"] == Status.STALE.value).sum()),
         "earliest_breach": earliest,
         "at_risk": [
             {"server_id": r[SERVER_ID], "metric": r[METRIC], "risk_level": r["risk_level"], "status": r["status"],
@@ -323,6 +325,7 @@ def render_summary(result: RiskResult) -> str:
     """The one-screen text summary of a risk run (the CLI prints it)."""
     s = result.summary
     lines = [f"Risk ({s['scenario']}): {s['servers']} servers, {s['series']} series; "
+             + ("stale ones aside, " if s.get("series_stale") else "")
              + ", ".join(f"{k} {v}" for k, v in s["series_by_level"].items())]
     lines.append(f"Already breaching: {s.get('servers_already_breaching', 0)} servers ({s.get('current_rule', '')})")
     lines.append(f"At risk: {s['servers_at_risk']} servers")
