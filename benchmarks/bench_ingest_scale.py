@@ -24,8 +24,11 @@ from benchmarks.bench_real import FAST, REPO
 from benchmarks.harness import Result, below, timed
 
 SIZES = (500, 5_000)
-PEAK_TARGET_MB = 1_500.0
-GROWTH_TARGET = 2.0  # peak at 5,000 servers / peak at 500: 10x the rows, bounded memory
+PEAK_TARGET_MB = 1_000.0
+# Peak at 5,000 servers / peak at 500: 10x the rows, bounded memory. The fixed base (~0.45 GB) hides a slope:
+# 1.55 here was 15 bytes per row read, 1.33 GB at 10,000 servers (helper-45); reading Parquet one row group at
+# a time made it 1.10.
+GROWTH_TARGET = 1.3
 DAY_MS = 86_400_000
 
 
