@@ -231,3 +231,17 @@ def test_pdf_title_page_keeps_every_key_message(report_lake, tmp_path: Path, mon
     first, second = " ".join(pages[0].split()), " ".join(pages[1].split())
     assert "Message 0:" in first and "end 8." in first and "In this pack" in first
     assert "Message" not in second and "Executive summary" in second
+
+
+def test_pdf_server_columns_fit_their_longest_id() -> None:
+    """helper-45: at 5,000 fastStorage copies "bitbrains-fs-1900081" wrapped before its last digit."""
+    from reportlab.lib.units import inch
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    from capacity_forecaster.report.pdf import CELL_WRAP, _id_width
+
+    long_id = "bitbrains-fs-19000813"
+    needed = stringWidth(long_id, CELL_WRAP.fontName, CELL_WRAP.fontSize) / inch
+    assert needed < _id_width([long_id, "a", None], 0.8) <= 2.0
+    assert _id_width(["srv-0001"], 0.8) == 0.8 and _id_width([], 1.0) == 1.0
+    assert _id_width(["x" * 200], 0.8) == 2.0  # longer ids wrap rather than squeeze the rationale away

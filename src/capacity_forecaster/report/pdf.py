@@ -16,6 +16,7 @@ from reportlab.lib.pagesizes import A4, landscape, letter
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import inch
 from reportlab.lib.utils import ImageReader
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
@@ -219,7 +220,10 @@ def _savings_table(data: ReportData, width: float) -> list[Flowable]:
                      money(row["projected_monthly_cost"]),
                      money(row["monthly_savings"]), Paragraph(keep_units(escape(str(row.get("rationale") or ""))),
                                                               CELL)])
-    widths = [0.8, *([1.3] if hosts else []), 0.9, *([0.8] if targets else []), 1.0, 1.05, 1.0, 3.15]
+    server = _id_width(shown["server_id"], 0.8)
+    target = _id_width(shown["target_server_id"], 0.8) if targets else 0.8
+    widths = [server, *([1.3] if hosts else []), 0.9, *([target] if targets else []), 1.0, 1.05, 1.0,
+              3.15 - (server - 0.8) - (target - 0.8)]
     scale = width / (sum(widths) * inch)
     first_money = 2 + int(hosts) + int(targets)
     table = _table(rows, [w * inch * scale for w in widths],
@@ -247,9 +251,19 @@ def _unpriced_actions(recs: pd.DataFrame, width: float) -> list[Flowable]:
                      "-" if removed else _size(row.get("recommended_cpu_cores"), "{:.0f}"),
                      "-" if removed else _size(row.get("recommended_memory_gb"), "{:.1f}"),
                      Paragraph(keep_units(escape(str(row.get("rationale") or ""))), CELL)])
-    widths = [1.0, 0.9, 0.9, 0.55, 0.8, 4.6]
+    shown = acting.head(UNPRICED_ROWS)
+    server, target = _id_width(shown["server_id"], 1.0), _id_width(shown.get("target_server_id", []), 0.9)
+    widths = [server, 0.9, target, 0.55, 0.8, 4.6 - (server - 1.0) - (target - 0.9)]
     scale = width / (sum(widths) * inch)
     return [*story, Spacer(1, 0.1 * inch), _table(rows, [w * inch * scale for w in widths])]
+
+
+def _id_width(ids: Any, least: float) -> float:
+    """Inches a column of server ids needs to keep each id on one line (helper-45: "bitbrains-fs-1900081"
+    wrapped before its last digit), at least ``least``, at most 2 inches (longer ids wrap)."""
+    texts = [str(i) for i in ids if isinstance(i, str) and i]
+    widest = max((stringWidth(t, CELL_WRAP.fontName, CELL_WRAP.fontSize) for t in texts), default=0.0)
+    return min(max(least, (widest + 8) / inch), 2.0)
 
 
 def _size(value: Any, fmt: str) -> str:
