@@ -93,3 +93,16 @@ def test_max_line_bytes_is_the_setting_that_raises_the_cap(tmp_path: Path) -> No
     assert run(path, IngestConfig(max_line_bytes=100)).quarantine["reason"].str.startswith("line_too_long").all()
     raised = run(path, IngestConfig(max_line_bytes=1000))
     assert raised.quarantine["reason"].str.startswith("value_out_of_range").all()
+
+
+def test_epoch_milliseconds_read_as_seconds_say_which_unit_to_set(tmp_path: Path) -> None:
+    """helper-46: a Prometheus export's epoch milliseconds under unit s gave a generic out-of-range line."""
+    mapping = GENERIC_LONG.model_copy(update={"timestamp": GENERIC_LONG.timestamp.model_copy(
+        update={"kind": "epoch", "unit": "s"})})
+    path = tmp_path / "t.csv"
+    path.write_text("server,time,metric,value\na,1727740800000,cpu,1\na,1727740800,cpu,2\n", encoding="utf-8")
+    result = ingest([str(path)], mapping, IngestConfig(), local)
+    reason = result.quarantine["reason"].iloc[0]
+    assert reason.startswith("timestamp_out_of_range: '1727740800000'")
+    assert reason.endswith("(read as epoch s) lies outside 1677-09-21..2262-04-11, the range of nanosecond times: "
+                           "if they are milliseconds, set timestamp.unit: ms")

@@ -44,6 +44,13 @@ def run(path: Path, mapping: dict | None = None) -> IngestResult:
     return ingest([str(path)], parse_mapping(mapping or LONG), IngestConfig(), local)
 
 
+def zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("metrics/day1.csv", "server,time,metric,value\n")
+    return buffer.getvalue()
+
+
 def xlsx_bytes() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as book:
@@ -57,7 +64,8 @@ def xlsx_bytes() -> bytes:
     ("lines.csv", b'{"InstanceId": "i-1", "Value": 3}\n{"InstanceId": "i-2", "Value": 4}\n', "looks like JSON"),
     ("array.json", b'[\n {"a": 1}\n]\n', "looks like JSON"),
     ("export.xlsx", xlsx_bytes(), r"looks like a spreadsheet workbook; .* save the sheet as CSV"),
-    ("export.zip", xlsx_bytes(), "looks like a ZIP archive; .* unzip it"),
+    ("export.csv", xlsx_bytes(), r"looks like a spreadsheet workbook; .* save the sheet as CSV"),  # renamed
+    ("export.zip", zip_bytes(), "looks like a ZIP archive; .* unzip it"),
     ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), r"Excel 97-2003 workbook \(\.xls\)"),
     ("packed.csv", gzip.compress(CSV.encode()), r"looks like gzip-compressed data; .* rename it to end in \.gz"),
     ("packed.dat", bz2.compress(CSV.encode()), r"looks like bzip2-compressed data; .* rename it to end in \.bz2"),

@@ -102,6 +102,10 @@ def _number_templates(column: str, what: str) -> dict[int, str]:
     }
 
 
+# The next finer epoch unit: what a value too large for its unit most likely is.
+_FINER = {"s": ("ms", "milliseconds"), "ms": ("us", "microseconds"), "us": ("ns", "nanoseconds")}
+
+
 def _time_templates(mapping: Mapping) -> dict[int, str]:
     spec = mapping.timestamp
     expected = (f"epoch {spec.unit}" if spec.kind == "epoch"
@@ -111,7 +115,10 @@ def _time_templates(mapping: Mapping) -> dict[int, str]:
         parse.UNPARSEABLE: f"unparseable_timestamp: {{text}} (expected {expected})",
         parse.OUT_OF_RANGE: (f"timestamp_out_of_range: {{text}} in column '{spec.column}'"
                              + (f" (read as {expected})" if spec.kind == "epoch" else "")
-                             + " lies outside 1677-09-21..2262-04-11, the range of nanosecond times"),
+                             + " lies outside 1677-09-21..2262-04-11, the range of nanosecond times"
+                             # Prometheus and CloudWatch exports give epoch milliseconds (helper-46).
+                             + (f": if they are {_FINER[spec.unit][1]}, set timestamp.unit: {_FINER[spec.unit][0]}"
+                                if spec.kind == "epoch" and spec.unit in _FINER else "")),
         parse.AMBIGUOUS: f"ambiguous_local_time: {{text}} is skipped or repeated in {spec.timezone}",
     }
 

@@ -44,7 +44,10 @@ def not_csv(head: bytes, label: str) -> str | None:
             return (f"{label}: looks like {name}-compressed data; {_ONLY}, decompressing .gz, .bz2, .zst and "
                     f".lz4 files by their extension — {fix}")
     if head.startswith(b"PK\x03\x04"):
-        if extension in (".xlsx", ".xlsm", ".ods"):
+        # A workbook is a ZIP whatever its name: its first member is an Office or OpenDocument part (helper-46:
+        # an .xlsx renamed .csv was told to unzip it).
+        workbook = any(part in head[:512] for part in (b"[Content_Types].xml", b"xl/", b"docProps/", b"mimetype"))
+        if workbook or extension in (".xlsx", ".xlsm", ".ods"):
             return (f"{label}: looks like a spreadsheet workbook; {_ONLY} — save the sheet as CSV "
                     "(UTF-8) or convert it first")
         return f"{label}: looks like a ZIP archive; {_ONLY} — unzip it and ingest the files inside"
