@@ -128,3 +128,21 @@ def test_a_remote_checkpoint_dir_is_a_config_error(tmp_path: Path) -> None:
     lake = lake_with_metrics(tmp_path / "lake")
     with pytest.raises(ConfigError, match="local folder"):
         forecast_stage(lake, Settings(forecast=config(checkpoint_dir="s3://bucket/ckpt")))
+
+
+def test_a_horizon_past_what_most_backtests_checked_is_a_warning(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """helper-46: capfc run's default 180 days on 91 days of history doubled the servers at risk, and nothing
+    on stderr said the forecasts were mostly extrapolation."""
+    lake = lake_with_metrics(tmp_path / "lake")
+    with caplog.at_level(logging.WARNING, logger="capacity_forecaster.stages.forecast"):
+        forecast_stage(lake, Settings(forecast=config()))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    with caplog.at_level(logging.WARNING, logger="capacity_forecaster.stages.forecast"):
+        run = forecast_stage(lake, Settings(forecast=config(horizon=250)))
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert run.counts["extrapolated_series"] * 2 >= run.counts["series"]
+    assert warned == [f"forecast: {run.counts['extrapolated_series']} of {run.counts['series']} series reach beyond "
+                      "the lead their history let the backtests check (horizon 250 days): the later days are "
+                      "extrapolation with widened intervals, and breach dates there are less certain; a shorter "
+                      "--horizon keeps the forecasts to what was checked"]

@@ -216,6 +216,14 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         run.counts = {**summary, "forecast_rows": sink.rows, "chunks": len(chunks), "artifacts": len(run.artifacts),
                       "seconds": round(time.perf_counter() - start, 3)}
         log.info("%s", summary_line(run.counts), extra={"stage_summary": True})
+        # Most of the fleet past what its backtests checked: say so where warnings are read (helper-46: capfc run's
+        # default 180 days on 91 days of history doubled the servers at risk without a warning).
+        extrapolated, total = int(run.counts.get("extrapolated_series") or 0), int(run.counts.get("series") or 0)
+        if total and extrapolated * 2 >= total:
+            log.warning("forecast: %d of %d series reach beyond the lead their history let the backtests check "
+                        "(horizon %d days): the later days are extrapolation with widened intervals, and breach "
+                        "dates there are less certain; a shorter --horizon keeps the forecasts to what was checked",
+                        extrapolated, total, cfg.horizon)
     return run
 
 
