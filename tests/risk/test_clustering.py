@@ -172,3 +172,19 @@ def test_k_is_chosen_on_a_seeded_sample_beyond_the_sample_size(planted, monkeypa
     assert again_k == k and again.equals(table)  # the same sample every time
     assert not np.allclose(table["silhouette"], full["silhouette"])  # a sample was scored, not every server
     assert k == full_k
+
+
+def test_the_silhouette_sample_keeps_a_member_of_every_cluster(monkeypatch) -> None:
+    """helper-48: a sample that missed a far outlier's own cluster left one label; choose_k raised ValueError."""
+    from capacity_forecaster.risk import clustering
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(0, 1, size=(400, 4))
+    features[-1] += 200.0
+    features[-2] -= 200.0
+    monkeypatch.setattr(clustering, "SILHOUETTE_SAMPLE", 20)
+    labels = np.r_[np.zeros(398, dtype=int), 1, 2]
+    rows = clustering._silhouette_sample(labels, 0)
+    assert set(labels[rows]) == {0, 1, 2} and len(rows) <= 20 + 3
+    k, table = choose_k(features, 3, 5, 0)
+    assert k >= 3 and len(table) == 3

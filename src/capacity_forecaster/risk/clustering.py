@@ -79,6 +79,18 @@ def _kmeans(features: np.ndarray, k: int, random_state: int) -> np.ndarray:
         return KMeans(n_clusters=k, n_init=10, random_state=random_state).fit_predict(features)
 
 
+def _silhouette_sample(labels: np.ndarray, random_state: int) -> np.ndarray:
+    """Row positions to score: all of them up to ``SILHOUETTE_SAMPLE``, else a seeded sample of that many that
+    holds at least one member of every cluster (a sample that missed a far outlier's own cluster left one
+    label, which silhouette_score refuses: helper-48)."""
+    n = len(labels)
+    if n <= SILHOUETTE_SAMPLE:
+        return np.arange(n)
+    picked = np.random.default_rng(random_state).choice(n, SILHOUETTE_SAMPLE, replace=False)
+    _, first = np.unique(labels, return_index=True)
+    return np.union1d(picked, first)
+
+
 def choose_k(features: np.ndarray, k_min: int, k_max: int, random_state: int) -> tuple[int, pd.DataFrame]:
     """The number of clusters with the best silhouette within [k_min, k_max].
 
@@ -104,9 +116,9 @@ def choose_k(features: np.ndarray, k_min: int, k_max: int, random_state: int) ->
         labels = _kmeans(features, k, random_state)
         if len(np.unique(labels)) < 2:
             continue
-        sample = SILHOUETTE_SAMPLE if len(features) > SILHOUETTE_SAMPLE else None
+        rows_used = _silhouette_sample(labels, random_state)
         with config_context(working_memory=SILHOUETTE_MEMORY_MB):
-            score = silhouette_score(features, labels, sample_size=sample, random_state=random_state)
+            score = silhouette_score(features[rows_used], labels[rows_used])
         rows.append((k, float(score)))
     table = pd.DataFrame(rows, columns=["k", "silhouette"])
     if table.empty:
