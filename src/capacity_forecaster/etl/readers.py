@@ -242,6 +242,24 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
         yield RawChunk(empty, np.empty(0, dtype=np.int64), tuple(bad[reported:]))
 
 
+def _row_group_runs(metadata: pq.FileMetaData, chunk_rows: int) -> Iterator[list[int] | None]:
+    """Consecutive row groups of about ``chunk_rows`` rows together (a larger group alone); None for a file
+    without row groups (read whole: it is empty)."""
+    if metadata.num_row_groups == 0:
+        yield None
+        return
+    run: list[int] = []
+    rows = 0
+    for group in range(metadata.num_row_groups):
+        size = metadata.row_group(group).num_rows
+        if run and rows + size > chunk_rows:
+            yield run
+            run, rows = [], 0
+        run.append(group)
+        rows += size
+    yield run
+
+
 def _parquet_chunks(src: SourceFile, roles: Mapping[str, str], chunk_rows: int) -> Iterator[RawChunk]:
     try:
         parquet = pq.ParquetFile(src.filesystem.open_input_file(src.path))
@@ -249,11 +267,12 @@ def _parquet_chunks(src: SourceFile, roles: Mapping[str, str], chunk_rows: int) 
     except _READ_ERRORS as err:
         raise InputError(f"{src.label}: cannot be read as Parquet: {err}") from err
     check_columns(src.label, header, roles)
-    # One row group at a time: one iterator over the whole file kept every decoded batch's buffers alive until
-    # it ended (pyarrow 26: 631 MB of Arrow memory for fastStorage copied to 10,000 servers, 28 MB this way).
-    for group in range(max(parquet.num_row_groups, 1)):
-        batches = parquet.iter_batches(batch_size=chunk_rows, columns=list(roles),
-                                       row_groups=[group] if parquet.num_row_groups else None)
+    # A few row groups at a time: one iterator over the whole file kept every decoded batch's buffers alive
+    # until it ended (pyarrow 26: 631 MB of Arrow memory for fastStorage copied to 10,000 servers, 28 MB this
+    # way); consecutive small groups are read together up to chunk_rows (helper-48: 50-row groups, one
+    # iterator each, made ingest 4x slower).
+    for groups in _row_group_runs(parquet.metadata, chunk_rows):
+        batches = parquet.iter_batches(batch_size=chunk_rows, columns=list(roles), row_groups=groups)
         while True:
             try:
                 batch = next(batches)
