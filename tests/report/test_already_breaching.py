@@ -155,5 +155,8 @@ def test_a_likely_breach_without_a_median_crossing_is_said_not_denied() -> None:
     row = {"status": "assessed", "breach_ds": None, "likely_breach_ds": pd.Timestamp("2024-12-17")}
     assert breach_phrase(row) == "breach likely by 2024-12-17 (median stays under)"
     assert breach_phrase({**row, "likely_breach_ds": pd.NaT}) == "no breach forecast in the horizon"
+    from capacity_forecaster.report.risks import breach_when
+
+    assert breach_when(row) == ("likely by 2024-12-17", "-")  # the tables say it too
     assert breach_phrase({**row, "breach_ds": pd.Timestamp("2024-12-07"), "days_to_breach": 7},
                          with_day=True) == "breach 2024-12-07, day 7"

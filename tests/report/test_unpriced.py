@@ -172,7 +172,7 @@ def test_unpriced_savings_sentence_names_only_the_actions_taken() -> None:
                                       "(no monthly cost in the inventory).")
     # Priced, with upsizing outweighing the savings: "cost $493 more", not "save -$493" (helper-46).
     priced = recs.assign(current_monthly_cost=100.0, monthly_savings=[-61.675] * 8 + [0.0] * 2)
-    assert savings_sentence(priced).startswith("Recommended actions cost $493 more per month net (-49.3 % of fleet "
+    assert savings_sentence(priced).startswith("Recommended actions cost $493 more per month net (49.3 % of fleet "
                                                "cost)")
 
 

@@ -151,7 +151,7 @@ def savings_line(summary: dict[str, Any]) -> str:
     net, cost = float(summary.get("net_monthly_savings", 0.0)), float(summary.get("fleet_monthly_cost", 0.0))
     share = f" ({100 * net / cost:.1f} % of ${cost:,.0f})" if cost > 0 else ""
     # One money format with the packs ("-$493", never "$-493").
-    from capacity_forecaster.report.text import money
+    from capacity_forecaster.risk.levels import money
 
     line = (f"savings: {money(net)}/month net{share}, gross {money(summary.get('gross_monthly_savings', 0))}, "
             f"upsizing {money(summary.get('upsize_monthly_cost', 0))}")

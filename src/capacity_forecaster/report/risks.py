@@ -146,7 +146,10 @@ def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
     if row.get("status") == STALE:
         return stale_words(row.get("stale_since"), row.get("last_observed")).removeprefix("stale: "), "-"
     days = row.get("days_to_breach")
-    return day(row.get("breach_ds")), "-" if days is None or pd.isna(days) else str(int(days))
+    breach, likely = row.get("breach_ds"), row.get("likely_breach_ds")
+    if (breach is None or pd.isna(breach)) and likely is not None and not pd.isna(likely):
+        return f"likely by {day(likely)}", "-"  # as breach_phrase says it (the median never crosses)
+    return day(breach), "-" if days is None or pd.isna(days) else str(int(days))
 
 
 def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:

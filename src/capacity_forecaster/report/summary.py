@@ -568,6 +568,7 @@ def savings_sentence(recs: pd.DataFrame) -> str:
     scope = "" if priced == len(recs) else f" for the {priced:,} priced of {plural(len(recs), 'server')}"
     # Net of upsizing the actions can cost more than they save: "save -$493" read as a typo (helper-46).
     verb = f"save {money(net)}" if net >= 0 else f"cost {money(-net)} more"
+    share = share.replace("(-", "(") if net < 0 else share  # "cost $493 more (9.9 % of fleet cost)"
     return (f"Recommended actions {verb} per month net{share}{scope}: {parts}; upsizing "
             f"({upsizes}) adds {money(upsize)} per month.")
 

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from capacity_forecaster.risk.levels import money  # noqa: F401  (re-exported: the reports format money with it)
+
 
 def numeric(frame: pd.DataFrame, name: str) -> pd.Series:
     """A column as numbers; all NaN where the column is absent (a sparse inventory)."""
@@ -75,14 +77,6 @@ NO_PRICES = "no monthly cost in the inventory"
 def priced_servers(recs: pd.DataFrame) -> int:
     """Recommendations whose server has a monthly cost (the others' savings are unknown, not zero)."""
     return int(numeric(recs, "current_monthly_cost").notna().sum())
-
-
-def money(value: float | None, signed: bool = False) -> str:
-    """US dollars without cents, e.g. ``$12,345`` (``+$1,200`` when signed)."""
-    if value is None or pd.isna(value):
-        return "-"
-    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
-    return f"{sign}${abs(value):,.0f}"
 
 
 def day(value: Any) -> str:

@@ -163,3 +163,11 @@ def percent(value: object, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return "-"
     return f"{float(value):.{digits}%}"  # type: ignore[arg-type]
+
+
+def money(value: float | None, signed: bool = False) -> str:
+    """US dollars without cents, e.g. ``$12,345`` (``+$1,200`` when signed)."""
+    if value is None or pd.isna(value):
+        return "-"
+    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
+    return f"{sign}${abs(value):,.0f}"

@@ -119,6 +119,13 @@ def _flag(values: pd.Series) -> pd.Series:
     return values.astype("boolean").fillna(False).astype(bool)
 
 
+# A kept server whose upper bound crosses the threshold with a low level; "watch" only where the finding says
+# under_provisioned (options.findings: a level of medium or more, or an observed peak over the band), not beside
+# "optimized" (helper-48: Bitbrains VMs 488 and 89).
+WIDE_UPPER = "; the upper bound is over the threshold, but a breach is not likely"
+WATCH = ": watch"
+
+
 def _fmt(values: pd.Series, spec: str = "{:g}") -> pd.Series:
     return values.map(lambda v: "" if pd.isna(v) else spec.format(v))
 
@@ -529,7 +536,7 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
              | (need["memory_peak_upper"].astype(float) > cfg.threshold_for("memory")))
     # Not smaller is beside the point there (Bitbrains VM 488: "no smaller standard size would save 10%" opened
     # the rationale of a server whose upper bound reached 91 %).
-    keep = keep.where(~above, peaks + "; the upper bound is over the threshold, but a breach is not likely: watch")
+    keep = keep.where(~above, peaks + WIDE_UPPER + WATCH)
     watch = risk["max_code"].fillna(-1) > RiskLevel.LOW.value
     keep = keep.where(~watch, peaks + "; at risk below the upsize level (" + cfg.upsize_min_level
                       + f", with a breach probability of at least {cfg.upsize_min_probability:.0%}): watch")

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from capacity_forecaster.errors import ConfigError
+from capacity_forecaster.risk.levels import money
 
 SCENARIO = "scenario"
 # The base tables (server_risk, clusters, recommendations) never hold a scenario; these do, one
@@ -142,7 +143,7 @@ def comparison_lines(base: dict[str, Any], scenario: dict[str, Any], name: str, 
 def _money(summary: dict[str, Any]) -> str:
     if float(summary.get("fleet_monthly_cost") or 0.0) <= 0:
         return "not priced"
-    return f"${float(summary['net_monthly_savings']):,.0f}"
+    return money(float(summary["net_monthly_savings"]))
 
 
 __all__ = ["SCENARIO", "SCENARIO_TABLES", "ScenarioOutcome", "comparison_lines", "index_row", "scenario_label",

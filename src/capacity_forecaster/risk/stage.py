@@ -20,13 +20,14 @@ from capacity_forecaster.risk.levels import (
     Status,
     actions_text,
     level_codes,
+    money,
     percent,
     rank_risks,
     stale_words,
     without_stale,
 )
 from capacity_forecaster.risk.options import findings, saturated_metrics, sizing_options
-from capacity_forecaster.risk.recommendations import build_recommendations
+from capacity_forecaster.risk.recommendations import WATCH, WIDE_UPPER, build_recommendations
 from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
 from capacity_forecaster.risk.sizing import size_gb
 from capacity_forecaster.risk.whatif import Scenario
@@ -191,6 +192,9 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
     server_risk, needs = mark_stale(part.server_risk, cfg), part.needs
     recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
     recs["finding"] = findings(recs, server_risk, cfg, needs)
+    calm = recs["finding"] == "optimized"
+    recs.loc[calm, "rationale"] = recs.loc[calm, "rationale"].str.replace(WIDE_UPPER + WATCH, WIDE_UPPER,
+                                                                          regex=False)
     options = sizing_options(recs, needs, inventory, cfg, saturated_metrics(server_risk))
     # Sizes are whole cores and GB to one decimal (a sub-GB VM is not sized 0 GB); what a decommission,
     # consolidation or right-size frees is shown, not zeros.
@@ -293,8 +297,10 @@ def with_what_if(base: RiskResult, what_if: RiskResult, name: str, what_clusters
 def log_summary(summary: dict[str, Any], started: float) -> None:
     """The stage's one INFO line."""
     levels = ", ".join(f"{count} {level}" for level, count in summary["series_by_level"].items())
+    stale = summary.get("series_stale") or 0
+    levels = (levels or "none") + (f"; {stale} stale aside" if stale else "")
     logger.info("risk: %d servers, %d series (%s), %d at risk, k=%d clusters, %s in %.1f s",
-                summary["servers"], summary["series"], levels or "none", summary["servers_at_risk"], summary["k"],
+                summary["servers"], summary["series"], levels, summary["servers_at_risk"], summary["k"],
                 savings_text(summary), time.perf_counter() - started)
 
 
@@ -304,7 +310,7 @@ def savings_text(summary: dict[str, Any]) -> str:
     if cost <= 0:
         return "net savings not priced (no monthly cost in the inventory)"
     net = float(summary["net_monthly_savings"])
-    return f"net savings ${net:,.0f}/month ({100.0 * net / cost:.1f} % of ${cost:,.0f})"
+    return f"net savings {money(net)}/month ({100.0 * net / cost:.1f} % of {money(cost)})"
 
 
 def carry_clusters(clusters: pd.DataFrame, inventory: pd.DataFrame, templates: dict[str, str]) -> pd.DataFrame:
