@@ -119,3 +119,12 @@ def test_parquet_row_groups_are_read_a_few_at_a_time_up_to_the_chunk(tmp_path: P
     assert list(_row_group_runs(metadata, 5)) == [[g] for g in range(10)]  # a larger group alone
     pq.write_table(pa.table({"x": pa.array([], pa.int64())}), tmp_path / "e.parquet")
     assert list(_row_group_runs(pq.ParquetFile(tmp_path / "e.parquet").metadata, 30)) in ([None], [[0]])
+
+
+def test_percent_signs_in_a_long_export_are_read_for_percent_metrics_only(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("server,time,metric,value\na,2024-01-01T00:00:00Z,cpu,17.5 %\na,2024-01-01T00:05:00Z,cpu,18%\n"
+                    "a,2024-01-01T00:10:00Z,cpu,%\n", encoding="utf-8")
+    result = run(path)
+    assert result.rows_used == 2 and result.rows_quarantined == 1
+    assert result.quarantine["reason"].str.startswith("unparseable_value: '%'").all()

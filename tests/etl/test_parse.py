@@ -80,3 +80,18 @@ def test_plain_numbers_read_the_same_with_either_decimal(values: list[float], de
     expected = [float(t) for t in dotted]
     assert [v for v, _ in parsed(dotted, ".")] == pytest.approx(expected)
     assert [v for v, _ in parsed([t.replace(".", ",") for t in dotted], ",")] == pytest.approx(expected)
+
+
+def test_a_percent_sign_is_read_only_where_the_value_is_a_percentage() -> None:
+    """helper-46: "17,43 %" in a vendor's percent column was unparseable; a fraction with a sign stays so."""
+    from capacity_forecaster.etl.parse import with_percent_signs
+
+    texts = ["17,43 %", "5%", " 3,5% ", "%", "abc %", "12", None, "1.000,5 %", "50 %"]
+    array = pa.array(texts, pa.string()).cast(pa.binary())
+    values, status = parse_numbers(array, ",")
+    allowed = np.array([True] * 8 + [False])
+    again, again_status = with_percent_signs(array, values, status, allowed, ",")
+    assert [None if np.isnan(v) else float(v) for v in again] == [17.43, 5.0, 3.5, None, None, 12.0, None, 1000.5,
+                                                                   None]
+    assert again_status.tolist() == [OK, OK, OK, UNPARSEABLE, UNPARSEABLE, OK, MISSING, OK, UNPARSEABLE]
+    assert status[0] == UNPARSEABLE  # the cached parse is not modified

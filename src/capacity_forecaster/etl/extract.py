@@ -156,6 +156,9 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     value_column = spec.value_column
     capacity_column = spec.capacity_column
     raw, status = numbers(value_column)
+    if spec.percent is not None:  # "17,43 %" in a percent column is 17.43
+        raw, status = parse.with_percent_signs(chunk.columns[value_column], raw, status,
+                                               np.ones(len(raw), dtype=bool), numbers.decimal)
     templates = _number_templates(value_column, "value")
     values = raw * 100.0 if spec.fraction is not None else raw
     if capacity_column is not None:
@@ -270,6 +273,9 @@ def _long_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
                    f" in column '{spec.metric_column}' (mapped names: {known})")
     values, status = numbers(spec.value)
     fractions = [METRICS.index(m) for m in mapping.fraction_metrics()]
+    # "17,43 %" is 17.43 for a metric in percent (a fraction with a percent sign stays unparseable).
+    values, status = parse.with_percent_signs(chunk.columns[spec.value], values, status,
+                                              (codes >= 0) & ~np.isin(codes, fractions), numbers.decimal)
     if fractions:
         values = np.where(np.isin(codes, fractions), values * 100.0, values)
     with np.errstate(invalid="ignore"):

@@ -115,6 +115,26 @@ def parse_numbers(array: pa.Array | pa.ChunkedArray, decimal: str = ".") -> tupl
     return np.where(status == OK, values, np.nan), status
 
 
+def with_percent_signs(array: pa.Array | pa.ChunkedArray, values: np.ndarray, status: np.ndarray,
+                       rows: np.ndarray, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
+    """``parse_numbers``' result with the UNPARSEABLE ``rows`` (a boolean mask: values that are percentages) read
+    again without a trailing percent sign: ``17,43 %`` is 17.43 in a percent column, a common vendor format
+    (helper-46). Other rows, and text that is no number without its sign, are left as they were."""
+    retry = rows & (status == UNPARSEABLE)
+    if not retry.any():
+        return values, status
+    text = as_text(_flat(array)).take(pa.array(np.flatnonzero(retry)))
+    signed = pc.fill_null(pc.match_substring_regex(text, r"^\s*[^%\s](.*[^%\s])?\s*%\s*$"), False)
+    bare = pc.if_else(signed, pc.utf8_trim_whitespace(pc.replace_substring_regex(text, r"\s*%\s*$", "")),
+                      _STRING_NULL)
+    again, again_status = parse_numbers(bare, decimal)
+    values, status = values.copy(), status.copy()
+    ok = again_status == OK
+    at = np.flatnonzero(retry)[ok]
+    values[at], status[at] = again[ok], OK
+    return values, status
+
+
 def _re2_class(chars: tuple[str, ...]) -> str:
     return "[" + "".join(f"\\x{{{ord(c):04X}}}" for c in chars) + "]"
 
