@@ -184,3 +184,22 @@ def test_the_epoch_check_samples_every_16th_time_of_the_export_not_of_each_chunk
     [times] = pool.times.summary().values()
     assert times.count == len(range(0, 68, ingest_module.TIME_STRIDE)) == 5
     assert pool.median_time() == 32.0  # of 0, 16, 32, 48, 64
+
+
+@needs_real
+def test_groups_hold_about_spill_rows_samples_whatever_the_export_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 fixed groups held 1/64 of everything (866,000 samples each at 10,000 fastStorage copies, helper-45):
+    runs of buckets now hold about spill_rows samples, a bigger bucket alone."""
+    sizes: list[int] = []
+    original = ingest_module._roll_up
+
+    def spy(group, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(len(group.samples))
+        return original(group, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_roll_up", spy)
+    mapping = load_mapping(REPO / "mappings" / "bitbrains_faststorage.yaml")
+    ingest([str(FAST)], mapping, IngestConfig(spill_rows=20_000), local)
+    # One server's 8,640 five-minute samples: a bucket never holds much more than two of fastStorage's VMs.
+    assert len(sizes) > 10 and max(sizes) <= 20_000 + 2 * 9_000
+    assert sum(sizes) == 276_979  # every run-length row rolled up once

@@ -118,9 +118,16 @@ class IngestResult:
     deferred: tuple[str, ...] = field(default=())
 
 
-# Server groups an export too large for memory is spilled in and rolled up by: a group holds about
-# 1/SPILL_BUCKETS of the samples, which bounds the roll-up's working memory.
-SPILL_BUCKETS = 64
+# An export too large for memory is spilled filed by server into SPILL_BUCKETS buckets (server code modulo), and
+# rolled up a run of consecutive buckets at a time holding about ``spill_rows / GROUP_SHARE`` samples (a bigger
+# bucket alone): the roll-up's working memory stays the same whatever the export's size (64 fixed groups held
+# 866,000 samples each at 10,000 fastStorage copies, 1/64 of everything: helper-45).
+SPILL_BUCKETS = 4096
+# A group holds about spill_rows / GROUP_SHARE samples: its roll-up needs several times the memory of what is held.
+GROUP_SHARE = 4
+# The arrays a spill writes, one .npy file each per flush: per sample, then per row, then the buckets' offsets.
+_SAMPLE_ARRAYS = ("server", "metric", "ts", "value", "row", "weight")
+_ROW_ARRAYS = ("row_ids", "row_file", "row_line")
 # The epoch-unit check reads the median day of every this-many-th sample time of the export.
 TIME_STRIDE = 16
 
@@ -163,11 +170,12 @@ class _Group:
 class _Pool:
     """Accepted samples gathered chunk by chunk as compact numpy arrays, with their provenance.
 
-    Up to ``spill_rows`` samples are held in memory; beyond that they are written, split into
-    ``SPILL_BUCKETS`` groups by server, to a temporary folder, and ``groups`` reads one group back at a
-    time (in the order they were read, so "the first sample read" stays the first). A server's samples all
-    fall in one group, and so do all samples of a row. What the unit checks and the value counts need is
-    tallied as the samples arrive.
+    Up to ``spill_rows`` samples are held in memory; beyond that they are written, filed by server into
+    ``SPILL_BUCKETS`` buckets, to a temporary folder (one .npy file per array and flush, read back through
+    memory maps), and ``groups`` reads back runs of consecutive buckets of about ``spill_rows`` samples
+    (a server's samples in the order they were read, so "the first sample read" stays the first). A
+    server's samples all fall in one group, and so do all samples of a row; ``group_of`` says which. What
+    the unit checks and the value counts need is tallied as the samples arrive.
     """
 
     def __init__(self, spill_rows: int = 0) -> None:
@@ -183,6 +191,8 @@ class _Pool:
         self.accepted = np.zeros(0, dtype=np.int64)
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._flushes = 0
+        self._counts = np.zeros(SPILL_BUCKETS, dtype=np.int64)  # spilled samples per bucket
+        self._starts = np.zeros(1, dtype=np.int64)  # first bucket of each group (finish)
 
     @property
     def spilled(self) -> bool:
@@ -239,55 +249,91 @@ class _Pool:
                       ids, parts[0].row_first if ids is None else 0)
 
     def _spill(self) -> None:
-        """Write the held samples to the temporary folder, one file per server group, with their rows' sources."""
+        """Write the held samples to the temporary folder sorted by bucket, with their rows' sources and each
+        bucket's offsets (one .npy file per array)."""
         if self._folder is None:
             self._folder = tempfile.TemporaryDirectory(prefix="capfc-ingest-")
         group = self._joined()
-        group = _Group(group.samples, group.row_file, group.row_line, None, self.held_from)
         bucket = group.samples.server % SPILL_BUCKETS
-        order = np.argsort(bucket, kind="stable")
-        bounds = np.searchsorted(bucket[order], np.arange(SPILL_BUCKETS + 1))
-        for b in range(SPILL_BUCKETS):
-            take = order[bounds[b]:bounds[b + 1]]
-            if len(take) == 0:
-                continue
-            part = group.samples.take(take)
-            rows = np.unique(part.row)
-            arrays = {"server": part.server, "metric": part.metric, "ts": part.ts, "value": part.value,
-                      "row": part.row, "row_ids": rows, "row_file": group.row_file[rows - self.held_from],
-                      "row_line": group.row_line[rows - self.held_from]}
-            if part.weight is not None:
-                arrays["weight"] = part.weight
-            path = os.path.join(self._folder.name, f"{b:03d}-{self._flushes:06d}.npz")
-            np.savez(path, **arrays)
+        order = np.argsort(bucket, kind="stable")  # read order kept within a bucket
+        part = group.samples.take(order)
+        buckets = bucket[order]
+        rows, first = np.unique(part.row, return_index=True)  # every sample of a row is in one bucket
+        by_bucket = np.lexsort((rows, buckets[first]))
+        rows, row_buckets = rows[by_bucket], buckets[first][by_bucket]
+        edges = np.arange(SPILL_BUCKETS + 1)
+        arrays = {"server": part.server, "metric": part.metric, "ts": part.ts, "value": part.value, "row": part.row,
+                  "row_ids": rows, "row_file": group.row_file[rows - self.held_from],
+                  "row_line": group.row_line[rows - self.held_from],
+                  "offsets": np.searchsorted(buckets, edges), "row_offsets": np.searchsorted(row_buckets, edges)}
+        if part.weight is not None:
+            arrays["weight"] = part.weight
+        for name, array in arrays.items():
+            np.save(os.path.join(self._folder.name, f"{self._flushes:06d}-{name}.npy"), array)
+        self._counts += np.diff(arrays["offsets"])
         self._flushes += 1
         self.held = 0
         self.held_from = self.rows
 
+    def finish(self) -> None:
+        """Spill what is held (when anything was spilled) and settle the groups ``groups`` will read."""
+        if self._folder is None:
+            return
+        self._spill()
+        starts, total = [0], 0
+        for b, count in enumerate(self._counts.tolist()):
+            if total and total + count > max(self.spill_rows // GROUP_SHARE, 1):
+                starts.append(b)
+                total = 0
+            total += count
+        self._starts = np.asarray(starts, dtype=np.int64)
+
+    def group_of(self, servers: np.ndarray) -> np.ndarray:
+        """The group (``groups``' order) of each server code; 0 for every one when nothing was spilled."""
+        codes = np.asarray(servers, dtype=np.int64)
+        if self._folder is None:
+            return np.zeros(len(codes), dtype=np.int64)
+        return np.searchsorted(self._starts, codes % SPILL_BUCKETS, side="right").astype(np.int64) - 1
+
     def groups(self) -> Iterator[_Group]:
-        """The samples: all at once when they fit in memory (even none), else one server group at a time."""
+        """The samples: all at once when they fit in memory (even none), else one group of servers at a time
+        (``finish`` first)."""
         if self._folder is None:
             yield self._joined()
             return
-        self._spill()
         try:
-            names = sorted(os.listdir(self._folder.name))
-            for b in range(SPILL_BUCKETS):
-                files = [n for n in names if n.startswith(f"{b:03d}-")]
-                if not files:
-                    continue
-                self.parts = [self._load(os.path.join(self._folder.name, n)) for n in files]
-                yield self._joined()
+            ends = [*self._starts[1:].tolist(), SPILL_BUCKETS]
+            for first, end in zip(self._starts.tolist(), ends, strict=True):
+                self.parts = [p for p in (self._load(f, first, end) for f in range(self._flushes)) if p is not None]
+                if self.parts:
+                    yield self._joined()
         finally:
             self.close()
 
-    @staticmethod
-    def _load(path: str) -> _Group:
-        """One spill file's group, read whole and closed (a group of many spills holds no file open)."""
-        with np.load(path, allow_pickle=False) as f:
-            return _Group(Samples(f["server"], f["metric"], f["ts"], f["value"], f["row"],
-                                  f["weight"] if "weight" in f.files else None),
-                          f["row_file"], f["row_line"], f["row_ids"])
+    def _load(self, flush: int, first: int, end: int) -> _Group | None:
+        """The samples of buckets [first, end) of one flush, copied out of memory maps (no file stays open)."""
+        assert self._folder is not None
+
+        def read(name: str, start: int, stop: int) -> np.ndarray | None:
+            path = os.path.join(self._folder.name, f"{flush:06d}-{name}.npy")  # type: ignore[union-attr]
+            if not os.path.exists(path):
+                return None
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+            out = np.array(mapped[start:stop])
+            del mapped
+            return out
+
+        offsets, row_offsets = read("offsets", first, end + 1), read("row_offsets", first, end + 1)
+        assert offsets is not None and row_offsets is not None
+        if offsets[-1] == offsets[0]:
+            return None
+        at = {name: read(name, int(offsets[0]), int(offsets[-1])) for name in _SAMPLE_ARRAYS}
+        rows = {name: read(name, int(row_offsets[0]), int(row_offsets[-1])) for name in _ROW_ARRAYS}
+        ids = rows["row_ids"]
+        assert ids is not None
+        order = np.argsort(ids, kind="stable")  # sorted by bucket, then row: a group's rows by row id
+        samples = Samples(at["server"], at["metric"], at["ts"], at["value"], at["row"], at["weight"])  # type: ignore[arg-type]
+        return _Group(samples, rows["row_file"][order], rows["row_line"][order], ids[order])  # type: ignore[index]
 
     def close(self) -> None:
         """Remove the spill folder (if any) and drop the held samples; safe to call more than once."""
@@ -546,28 +592,29 @@ class _RolledUp:
         return daily, partial, pooled, Carryover(**totals, example=example), duplicates
 
 
-def _staged_groups(staged: pd.DataFrame | None, names: list[str]) -> dict[int, pd.DataFrame | None]:
-    """The staged partial days split like the spilled samples (by server group); the rows of servers this run
-    does not deliver go with the first group that is rolled up (key -1), which passes them on."""
+def _staged_groups(staged: pd.DataFrame | None, names: list[str], pool: _Pool) -> dict[int, pd.DataFrame | None]:
+    """The staged partial days split like the spilled samples (by server group, ``pool.group_of``); the rows of
+    servers this run does not deliver go with the first group that is rolled up (key -1), which passes them on."""
     if staged is None or staged.empty:
         return {}
     code = pd.Series(np.arange(len(names)), index=pd.Index(names, dtype=object))
     codes = code.reindex(staged["server_id"].astype(str)).to_numpy()
-    group = np.where(np.isnan(codes), -1, np.nan_to_num(codes) % SPILL_BUCKETS).astype(np.int64)
+    group = np.where(np.isnan(codes), -1, pool.group_of(np.nan_to_num(codes))).astype(np.int64)
     return {int(g): staged[group == g].reset_index(drop=True) for g in np.unique(group)}
 
 
-def _roll_up(group: _Group, staged: dict[int, pd.DataFrame | None], spilled: bool, labels: list[str],
+def _roll_up(group: _Group, staged: dict[int, pd.DataFrame | None], pool: _Pool, labels: list[str],
              state: _Reading, mapping: Mapping, cfg: IngestConfig) -> _GroupRollUp:
     """De-duplicate, pool with the staged samples and roll up one group of servers (or all of them).
 
     ``staged`` holds the staging per server group (``_staged_groups``; key 0 for everything when nothing was
-    ``spilled``); the group's own rows and the rows of servers the run lacks (key -1, taken by the first group)
+    spilled); the group's own rows and the rows of servers the run lacks (key -1, taken by the first group)
     are popped from it. Returns (daily rows, staging, pooled days, Carryover, rows used, server codes kept).
     """
     kept, duplicates = sort_and_dedupe(group.samples)
     repeated = _duplicate_quarantine(group, duplicates, labels, state.servers.names)
-    key = int(group.samples.server[0]) % SPILL_BUCKETS if spilled else 0
+    spilled = pool.spilled
+    key = int(pool.group_of(group.samples.server[:1])[0]) if spilled else 0
     parts = [p for p in (staged.pop(key, None), staged.pop(-1, None)) if p is not None and len(p)]
     mine = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else None
     rows_used = group.rows_used(kept.row)
@@ -672,9 +719,10 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
         # Before the roll-up: a wrong unit packs days into one, and every later warning would mislead.
         _check_epoch_unit(mapping, median_time, state)
     rolled = _RolledUp(measure=pool.spilled and mapping.interval_seconds is None)
-    staged_by_group = _staged_groups(staged, state.servers.names) if pool.spilled else {0: staged}
+    pool.finish()
+    staged_by_group = _staged_groups(staged, state.servers.names, pool) if pool.spilled else {0: staged}
     for group in pool.groups():
-        rolled.add(_roll_up(group, staged_by_group, pool.spilled, labels, state, mapping, cfg))
+        rolled.add(_roll_up(group, staged_by_group, pool, labels, state, mapping, cfg))
         del group  # free the group's samples before the next one is read back
     daily, partial_days, pooled_days, carry, duplicates = rolled.tables(staged_by_group, cfg.min_coverage,
                                                                         mapping.day_timezone)
