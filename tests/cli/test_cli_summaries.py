@@ -69,6 +69,11 @@ def test_risk_table_names_stale_rows_and_drops_an_empty_seasonal_peak_column(
                         "at_risk": [{**row, "seasonal_peak": "month-end"}]})
     text = capsys.readouterr().out
     assert "seasonal peak" in text and "month-end" in text and "stale ones" not in text
+    # A critical level whose median never crosses: the day the breach becomes likely (helper-48).
+    likely = {**row, "status": "assessed", "breach_ds": None, "days_to_breach": None,
+              "likely_breach_ds": "2024-12-17"}
+    print_risk_summary({**DEMO, "scenario": "base", "at_risk": [likely], "clusters": {}, "actions": {}})
+    assert "likely by 2024-12-17" in capsys.readouterr().out
 
 def _etl(**counts: object) -> SimpleNamespace:
     return SimpleNamespace(stage="etl", rows_in=435282, rows_out=438397, rows_quarantined=1403, run_id="4b4b96a5ebf1",

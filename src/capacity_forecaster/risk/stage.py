@@ -135,7 +135,8 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
              # Unrounded: every output formats it once (levels.percent).
              "breach_probability": None if pd.isna(r["breach_probability"]) else float(r["breach_probability"]),
              "seasonal_peak": r["seasonal_peak"],
-             "analogue_breach_ds": _iso(r["analogue_breach_ds"]), "breach_upper_ds": _iso(r["breach_upper_ds"])}
+             "analogue_breach_ds": _iso(r["analogue_breach_ds"]), "breach_upper_ds": _iso(r["breach_upper_ds"]),
+             "likely_breach_ds": _iso(r.get("likely_breach_ds"))}
             for r in at_risk.head(_AT_RISK_SHOWN).to_dict("records")
         ],
         "clusters": {str(k): int(v) for k, v in clusters["cluster_label"].value_counts().sort_index().items()},
@@ -346,6 +347,7 @@ def render_summary(result: RiskResult) -> str:
                 stale_words(r.get("stale_since"), r.get("last_observed"))
                 if r.get("status") == Status.STALE.value else
                 f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
+                f"breach likely by {r['likely_breach_ds']} (median stays under)" if r.get("likely_breach_ds") else
                 f"last year's peak, grown, crosses {r['analogue_breach_ds']}" if r["analogue_breach_ds"] else
                 f"upper bound crosses {r['breach_upper_ds']}" if r["breach_upper_ds"] else "breach possible")
         peak = f" at {r['seasonal_peak']}" if r["seasonal_peak"] else ""
