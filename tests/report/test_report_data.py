@@ -338,3 +338,16 @@ def test_six_breaching_series_are_all_named_not_five_and_one_more(report_lake: L
     now.loc[now.index[:6], ["status", "days_over_recent"]] = ["already_breaching", 5]
     said = " ".join(headlines(data, now))
     assert "and 1 more" not in said and said.count("(5 days over)") == 6
+
+
+def test_chosen_for_counts_the_published_forecasts_baselines_included() -> None:
+    """helper-46 (NAB): "Recent level ... chosen for 0 series" in the PDF while the CLI said recent_level 1: a series
+    too short for any backtest publishes the baseline without a selected backtest row."""
+    from capacity_forecaster.report.summary import model_accuracy
+
+    backtests = pd.DataFrame({"server_id": ["a", "a", "b"], "metric": "cpu", "model": ["combo", "level", "level"],
+                              "cutoff": pd.Timestamp("2024-01-01"), "mase": [0.7, 0.9, 1.1], "mape": 0.1,
+                              "mae": 1.0, "coverage": 0.8, "selected": [True, False, False]})
+    assert model_accuracy(backtests).set_index("model")["selected"].to_dict() == {"combo": 1, "level": 0}
+    published = pd.Series({"combo": 1, "level": 1})
+    assert model_accuracy(backtests, published).set_index("model")["selected"].to_dict() == {"combo": 1, "level": 1}

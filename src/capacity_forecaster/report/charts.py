@@ -29,6 +29,7 @@ from capacity_forecaster.report.summary import (
     cluster_ringed,
     model_accuracy,
     profile_text,
+    published_models,
     series_mase,
     week_grid,
 )
@@ -279,7 +280,7 @@ def accuracy_chart(data: ReportData) -> Figure:
     backtests = data.table("backtests")
     if backtests is None or backtests.empty:
         return style.placeholder(11, 4, title, not_available("backtests"))
-    summary = model_accuracy(backtests)
+    summary = model_accuracy(backtests, published_models(data))
     models = list(summary["model"])
     height = max(3.8, 0.42 * len(models) + 1.8)
     low, high = style.WHISKER_PERCENTILES

@@ -55,6 +55,7 @@ from capacity_forecaster.report.summary import (
     headlines,
     kpis,
     model_accuracy,
+    published_models,
 )
 from capacity_forecaster.report.text import (
     NO_PRICES,
@@ -316,7 +317,8 @@ def _whatif_page(scenario: StoredScenario, width: float) -> list[Flowable]:
 
 
 def _accuracy_table(data: ReportData, width: float) -> list[Flowable]:
-    accuracy = model_accuracy(data.table("backtests"))
+    # Chosen = published (helper-46: "Recent level ... chosen for 0 series" beside the CLI's recent_level 1).
+    accuracy = model_accuracy(data.table("backtests"), published_models(data))
     if accuracy.empty:
         return []
     rows: list[list[Any]] = [["Model", "Series", "Median MASE", "Median MAPE", "Median MAE (pts)",

@@ -60,14 +60,24 @@ def _days(n: int) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
 
 
-def model_accuracy(backtests: pd.DataFrame | None) -> pd.DataFrame:
+def published_models(data: ReportData) -> pd.Series | None:
+    """Series per model in the published forecasts (a baseline published without a backtest included), or None
+    without them."""
+    if data.forecasts is None or data.forecasts.series.empty:
+        return None
+    return data.forecasts.series.groupby("model").size()
+
+
+def model_accuracy(backtests: pd.DataFrame | None, published: pd.Series | None = None) -> pd.DataFrame:
     """Backtest accuracy by model, best median MASE first: each series' mean over its backtest windows,
     then the median across series (as the executive summary's error of the chosen models, so the two
     agree; a median over single windows read lower on Rnd, 0.71 against 0.85).
 
     Returns:
         model, series, median_mase, median_mape, median_mae, mean_coverage, selected (series
-        whose forecast uses the model). Empty without backtests.
+        whose forecast uses the model: ``published``, series per model of the published forecasts, where
+        given, else the backtests' selected flags, which miss a baseline published without a backtest).
+        Empty without backtests.
     """
     cols = ["model", "series", "median_mase", "median_mape", "median_mae", "mean_coverage", "selected"]
     if backtests is None or backtests.empty:
@@ -77,7 +87,8 @@ def model_accuracy(backtests: pd.DataFrame | None) -> pd.DataFrame:
     out = per_series.groupby("model").agg(
         series=("server_id", "size"), median_mase=("mase", "median"), median_mape=("mape", "median"),
         median_mae=("mae", "median"), mean_coverage=("coverage", "mean"))
-    selected = keyed[keyed["selected"].astype(bool)].groupby("model")["series"].nunique()
+    selected = (published if published is not None
+                else keyed[keyed["selected"].astype(bool)].groupby("model")["series"].nunique())
     out["selected"] = selected.reindex(out.index).fillna(0).astype(int)
     return out.sort_values("median_mase", na_position="last").reset_index()[cols]
 
