@@ -289,7 +289,9 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
     period = data.period
     out.append(Kpi("data_period", "Data period", None if period is None else float((period[1] - period[0]).days + 1),
                    "-" if period is None else f"{period[0]} to {period[1]}",
-                   "" if period is None else f"{(period[1] - period[0]).days + 1:,} days of daily P95"))
+                   # A span, not days with data (helper-46: NAB's two series that never overlap read "131 days").
+                   "" if period is None else f"daily P95 over {(period[1] - period[0]).days + 1:,} days, first "
+                   "to last observed day"))
     forecasts = data.forecasts
     if forecasts is None or forecasts.series.empty:
         out.append(Kpi("horizon", "Forecast horizon", None, "-", "forecasts not available: run capfc forecast"))
