@@ -55,8 +55,10 @@ def summarize(lake: Lake) -> list[TableSummary]:
     return out
 
 
-def run(settings: Settings, progress: Progress | None = None) -> list[StageRun]:
-    """Run every stage in order; on an empty lake first generate the default synthetic fleet.
+def run(settings: Settings, progress: Progress | None = None, sources: list[str] | None = None,
+        mapping_file: str | None = None) -> list[StageRun]:
+    """Run every stage in order; with ``sources``, ingest them first (as ``capfc ingest``, merged into raw/);
+    else, on an empty lake, first generate the default synthetic fleet.
 
     A generate run that did not complete (killed after some of its tables were committed) is run
     again, so the raw and truth tables come from one complete run; raw data from an ingest is
@@ -68,7 +70,9 @@ def run(settings: Settings, progress: Progress | None = None) -> list[StageRun]:
     lake = open_lake(settings)
     runs: list[StageRun] = []
     crashed = incomplete(lake, "raw_metrics")
-    if not lake.has_table("raw_metrics"):
+    if sources:
+        runs.append(ingest_stage(lake, settings, sources, mapping_file))
+    elif not lake.has_table("raw_metrics"):
         log.info("lake %s has no raw metrics: generating the synthetic fleet first", lake.uri)
         runs.append(generate_stage(lake, settings))
     elif crashed is not None and crashed[0] == "generate":

@@ -238,6 +238,11 @@ def capfc_command() -> str:
 
 @app.command("run", cls=ModelsHelpCommand)
 def run_all(
+    sources: Annotated[list[str] | None, typer.Argument(
+        help="Exports to ingest first (files, folders or globs, as capfc ingest) [default: none: the lake's raw "
+             "data, or a synthetic fleet on an empty lake].", show_default=False)] = None,
+    mapping: Annotated[str | None, typer.Option(
+        "--mapping", help="YAML mapping of the exports (as capfc ingest).")] = None,
     horizon: Annotated[int | None, typer.Option(help="Days to forecast [default: 180].")] = None,
     models: Annotated[str | None, typer.Option(help="auto, or a comma-separated list of model names.")] = None,
     config: ConfigOpt = None,
@@ -247,11 +252,15 @@ def run_all(
     quiet: QuietOpt = 0,
     silent: SilentOpt = False,
 ) -> None:
-    """Run every stage in order; on an empty lake first generate the default synthetic fleet."""
+    """Run every stage in order: ingest SOURCES first when given, else on an empty lake generate the default
+    synthetic fleet."""
+    if mapping is not None and not sources:
+        raise typer.BadParameter("--mapping needs the exports to ingest (capfc run EXPORT... --mapping FILE)",
+                                 param_hint="'--mapping'")
     settings = setup_command(config, lake, log_level, log_format, quiet, silent,
                              **{"forecast.horizon": horizon, "forecast.models": models})
     with progress_bars(settings, quiet, silent) as progress:
-        runs = pipeline.run(settings, progress)
+        runs = pipeline.run(settings, progress, sources, mapping)
     if quiet_level(quiet, silent) < 2:
         for stage in runs:
             out.print(summary_line(stage.counts) if stage.stage == "forecast" else stage_line(stage))

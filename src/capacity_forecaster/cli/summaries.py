@@ -73,6 +73,11 @@ def stage_line(stage: Any) -> str:
         # capfc run generates only into a lake without raw metrics: say so, -q or not (a mistyped --lake too).
         return (f"generate: the lake had no raw metrics, so a synthetic demonstration fleet was written "
                 f"({stage.rows_out:,} raw rows; capfc ingest brings your own exports) (run {stage.run_id})")
+    if stage.stage == "ingest":
+        counts = stage.counts or {}
+        return (f"ingest: {counts.get('files', 0)} file(s), {stage.rows_in:,} rows read, "
+                f"{counts.get('rows_used', 0):,} used, {stage.rows_quarantined:,} quarantined; {stage.rows_out:,} "
+                f"daily values written (run {stage.run_id})")
     if stage.stage == "report":
         return f"report: {stage.rows_out:,} {'file' if stage.rows_out == 1 else 'files'} written (run {stage.run_id})"
     if stage.stage == "risk" and (stage.counts or {}).get("summary"):
