@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,7 +126,7 @@ class IngestResult:
 SPILL_BUCKETS = 4096
 # A group holds about spill_rows / GROUP_SHARE samples: its roll-up needs several times the memory of what is held.
 GROUP_SHARE = 4
-# The arrays a spill writes, one .npy file each per flush: per sample, then per row, then the buckets' offsets.
+# The arrays a spill writes, one raw binary file each per flush: per sample, then per row.
 _SAMPLE_ARRAYS = ("server", "metric", "ts", "value", "row", "weight")
 _ROW_ARRAYS = ("row_ids", "row_file", "row_line")
 # The epoch-unit check reads the median day of every this-many-th sample time of the export.
@@ -171,8 +172,8 @@ class _Pool:
     """Accepted samples gathered chunk by chunk as compact numpy arrays, with their provenance.
 
     Up to ``spill_rows`` samples are held in memory; beyond that they are written, filed by server into
-    ``SPILL_BUCKETS`` buckets, to a temporary folder (one .npy file per array and flush, read back through
-    memory maps), and ``groups`` reads back runs of consecutive buckets of about ``spill_rows`` samples
+    ``SPILL_BUCKETS`` buckets, to a temporary folder (one raw file per array and flush, read back as byte
+    ranges), and ``groups`` reads back runs of consecutive buckets of about ``spill_rows / GROUP_SHARE`` samples
     (a server's samples in the order they were read, so "the first sample read" stays the first). A
     server's samples all fall in one group, and so do all samples of a row; ``group_of`` says which. What
     the unit checks and the value counts need is tallied as the samples arrive.
@@ -192,6 +193,9 @@ class _Pool:
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._flushes = 0
         self._counts = np.zeros(SPILL_BUCKETS, dtype=np.int64)  # spilled samples per bucket
+        # Per flush: its buckets' sample and row offsets, and whether it has weights; each array's dtype.
+        self._offsets: list[tuple[np.ndarray, np.ndarray, bool]] = []
+        self._dtypes: dict[str, np.dtype[Any]] = {}
         self._starts = np.zeros(1, dtype=np.int64)  # first bucket of each group (finish)
 
     @property
@@ -249,8 +253,9 @@ class _Pool:
                       ids, parts[0].row_first if ids is None else 0)
 
     def _spill(self) -> None:
-        """Write the held samples to the temporary folder sorted by bucket, with their rows' sources and each
-        bucket's offsets (one .npy file per array)."""
+        """Write the held samples to the temporary folder sorted by bucket, with their rows' sources (one raw
+        binary file per array; its dtype and each bucket's offsets are kept in memory, so a group reads only
+        the flushes and the byte ranges it needs)."""
         if self._folder is None:
             self._folder = tempfile.TemporaryDirectory(prefix="capfc-ingest-")
         group = self._joined()
@@ -264,13 +269,15 @@ class _Pool:
         edges = np.arange(SPILL_BUCKETS + 1)
         arrays = {"server": part.server, "metric": part.metric, "ts": part.ts, "value": part.value, "row": part.row,
                   "row_ids": rows, "row_file": group.row_file[rows - self.held_from],
-                  "row_line": group.row_line[rows - self.held_from],
-                  "offsets": np.searchsorted(buckets, edges), "row_offsets": np.searchsorted(row_buckets, edges)}
+                  "row_line": group.row_line[rows - self.held_from]}
         if part.weight is not None:
             arrays["weight"] = part.weight
         for name, array in arrays.items():
-            np.save(os.path.join(self._folder.name, f"{self._flushes:06d}-{name}.npy"), array)
-        self._counts += np.diff(arrays["offsets"])
+            np.ascontiguousarray(array).tofile(os.path.join(self._folder.name, f"{self._flushes:06d}-{name}.bin"))
+            self._dtypes[name] = array.dtype
+        offsets = np.searchsorted(buckets, edges)
+        self._offsets.append((offsets, np.searchsorted(row_buckets, edges), part.weight is not None))
+        self._counts += np.diff(offsets)
         self._flushes += 1
         self.held = 0
         self.held_from = self.rows
@@ -311,29 +318,26 @@ class _Pool:
             self.close()
 
     def _load(self, flush: int, first: int, end: int) -> _Group | None:
-        """The samples of buckets [first, end) of one flush, copied out of memory maps (no file stays open)."""
+        """The samples of buckets [first, end) of one flush, read as byte ranges (no file stays open); None when
+        the flush has none (no file is touched)."""
         assert self._folder is not None
-
-        def read(name: str, start: int, stop: int) -> np.ndarray | None:
-            path = os.path.join(self._folder.name, f"{flush:06d}-{name}.npy")  # type: ignore[union-attr]
-            if not os.path.exists(path):
-                return None
-            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-            out = np.array(mapped[start:stop])
-            del mapped
-            return out
-
-        offsets, row_offsets = read("offsets", first, end + 1), read("row_offsets", first, end + 1)
-        assert offsets is not None and row_offsets is not None
-        if offsets[-1] == offsets[0]:
+        offsets, row_offsets, weighted = self._offsets[flush]
+        start, stop = int(offsets[first]), int(offsets[end])
+        if stop == start:
             return None
-        at = {name: read(name, int(offsets[0]), int(offsets[-1])) for name in _SAMPLE_ARRAYS}
-        rows = {name: read(name, int(row_offsets[0]), int(row_offsets[-1])) for name in _ROW_ARRAYS}
-        ids = rows["row_ids"]
-        assert ids is not None
-        order = np.argsort(ids, kind="stable")  # sorted by bucket, then row: a group's rows by row id
-        samples = Samples(at["server"], at["metric"], at["ts"], at["value"], at["row"], at["weight"])  # type: ignore[arg-type]
-        return _Group(samples, rows["row_file"][order], rows["row_line"][order], ids[order])  # type: ignore[index]
+        folder = self._folder.name
+
+        def read(name: str, lo: int, hi: int) -> np.ndarray:
+            dtype = self._dtypes[name]
+            return np.fromfile(os.path.join(folder, f"{flush:06d}-{name}.bin"), dtype=dtype, count=hi - lo,
+                               offset=lo * dtype.itemsize)
+
+        at = {name: read(name, start, stop) for name in _SAMPLE_ARRAYS if name != "weight" or weighted}
+        lo, hi = int(row_offsets[first]), int(row_offsets[end])
+        rows = {name: read(name, lo, hi) for name in _ROW_ARRAYS}
+        order = np.argsort(rows["row_ids"], kind="stable")  # sorted by bucket, then row: a group's rows by row id
+        samples = Samples(at["server"], at["metric"], at["ts"], at["value"], at["row"], at.get("weight"))
+        return _Group(samples, rows["row_file"][order], rows["row_line"][order], rows["row_ids"][order])
 
     def close(self) -> None:
         """Remove the spill folder (if any) and drop the held samples; safe to call more than once."""
