@@ -351,3 +351,20 @@ def test_chosen_for_counts_the_published_forecasts_baselines_included() -> None:
     assert model_accuracy(backtests).set_index("model")["selected"].to_dict() == {"combo": 1, "level": 0}
     published = pd.Series({"combo": 1, "level": 1})
     assert model_accuracy(backtests, published).set_index("model")["selected"].to_dict() == {"combo": 1, "level": 1}
+
+
+def test_a_hostname_that_is_the_id_in_another_case_adds_nothing() -> None:
+    """helper-46: the heatmap read "AMS-DB-01.BANK.LOCAL" (the CMDB's spelling) where every other output said
+    "AMS-DB-01.bank.local"."""
+    import datetime as dt
+
+    from capacity_forecaster.report.data import ReportData, server_names
+    from capacity_forecaster.report.text import server_title
+
+    inventory = pd.DataFrame({"server_id": ["AMS-DB-01.bank.local", "srv-1"],
+                              "hostname": ["AMS-DB-01.BANK.LOCAL", "nyc-app-01"]})
+    data = ReportData(lake_uri="x", settings=None, tables={"inventory": inventory},  # type: ignore[arg-type]
+                      generated=dt.datetime(2026, 1, 1))
+    assert server_names(data) == {"srv-1": "nyc-app-01"}
+    assert server_title("AMS-DB-01.bank.local", "AMS-DB-01.BANK.LOCAL") == "AMS-DB-01.bank.local"
+    assert server_title("srv-1", "nyc-app-01") == "srv-1 (nyc-app-01)"

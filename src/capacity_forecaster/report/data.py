@@ -130,6 +130,9 @@ def server_names(data: ReportData) -> dict[str, str]:
         return {}
     hosts = inventory.dropna(subset=["hostname"]).astype({"hostname": str})
     hosts = hosts[hosts["hostname"].str.strip() != ""]
+    # A hostname that is the id in another case (a CMDB's "AMS-DB-01.BANK.LOCAL" for "AMS-DB-01.bank.local") says
+    # nothing more: the charts keep the spelling every other output uses (helper-46).
+    hosts = hosts[hosts["hostname"].str.casefold() != hosts["server_id"].astype(str).str.casefold()]
     shared = hosts["hostname"].duplicated(keep=False)
     labels = hosts["hostname"].where(~shared, hosts["hostname"] + " (" + hosts["server_id"].astype(str) + ")")
     return dict(zip(hosts["server_id"].astype(str), labels, strict=True))

@@ -41,8 +41,10 @@ def told_columns(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
 
 
 def server_title(server: Any, hostname: Any) -> str:
-    """``srv-0001 (nyc-prd-app01)``, or the id alone where the hostname is empty, unknown or the id itself."""
-    return f"{server} ({hostname})" if says_something([hostname]) and hostname != server else str(server)
+    """``srv-0001 (nyc-prd-app01)``, or the id alone where the hostname is empty, unknown or the id itself (in
+    any case)."""
+    same = isinstance(hostname, str) and hostname.casefold() == str(server).casefold()
+    return f"{server} ({hostname})" if says_something([hostname]) and not same else str(server)
 
 
 # The forecast models in words for the packs (the lake, the workbook's data sheets and the CLI keep the ids).
