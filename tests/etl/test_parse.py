@@ -95,3 +95,5 @@ def test_a_percent_sign_is_read_only_where_the_value_is_a_percentage() -> None:
                                                                    None]
     assert again_status.tolist() == [OK, OK, OK, UNPARSEABLE, UNPARSEABLE, OK, MISSING, OK, UNPARSEABLE]
     assert status[0] == UNPARSEABLE  # the cached parse is not modified
+    odd = pa.array(["nan %", "inf%"], pa.string())
+    assert with_percent_signs(odd, *parse_numbers(odd, "."), np.ones(2, dtype=bool))[1].tolist() == [NON_FINITE] * 2

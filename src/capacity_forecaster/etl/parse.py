@@ -129,9 +129,9 @@ def with_percent_signs(array: pa.Array | pa.ChunkedArray, values: np.ndarray, st
                       _STRING_NULL)
     again, again_status = parse_numbers(bare, decimal)
     values, status = values.copy(), status.copy()
-    ok = again_status == OK
-    at = np.flatnonzero(retry)[ok]
-    values[at], status[at] = again[ok], OK
+    read = np.isin(again_status, (OK, NON_FINITE))  # "nan %" is non-finite, as "nan" is
+    at = np.flatnonzero(retry)[read]
+    values[at], status[at] = again[read], again_status[read]
     return values, status
 
 
