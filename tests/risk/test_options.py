@@ -170,3 +170,13 @@ def test_a_kept_server_whose_upper_bound_crosses_says_watch_not_that_nothing_sma
     seen = run_risk(busy, forecasts, inventory, RiskConfig(cluster_k_min=2, cluster_k_max=2))
     watched = seen.recommendations.set_index("server_id").loc["s1"]
     assert watched["finding"] == "under_provisioned" and watched["rationale"].endswith(": watch")
+
+
+def test_a_kept_server_on_watch_is_under_provisioned_whatever_its_peak_grade() -> None:
+    """A medium series kept below the upsize probability reads "...: watch"; "optimized" beside it contradicted it."""
+    recs, needs, _ = _recs()
+    risk = _series([(s, m, "assessed", 200) for s in recs["server_id"] for m in ("cpu", "memory")])
+    risk["risk_level"] = "low"
+    assert findings(recs, risk, CFG, needs).tolist()[-1] == "optimized"  # peak 50 %, low
+    risk.loc[(risk["server_id"] == "same") & (risk["metric"] == "memory"), "risk_level"] = "medium"
+    assert findings(recs, risk, CFG, needs).tolist()[-1] == "under_provisioned"

@@ -39,9 +39,9 @@ def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig,
     under_provisioned (upsize) > over_provisioned (rightsize or consolidate) > insufficient_data (kept,
     but not fully assessed: cpu and memory are not both forecast on a full history, the same test that
     keeps the server out of sizing and consolidation, ``recommendations.fully_assessed``) >
-    under_provisioned (kept, but its size's peak upper bound, ``needs``' ``*_peak_upper``, grades a
-    ``high`` or ``very_high`` performance risk, and either a series of it is at least medium or that peak
-    is one it was seen at, recent or recurring: too unlikely a breach to upsize now, not "optimized"
+    under_provisioned (kept, but a series of it is at least medium: on watch; or its size's peak upper
+    bound, ``needs``' ``*_peak_upper``, grades a ``high`` or ``very_high`` performance risk and is a peak
+    it was seen at, recent or recurring: too unlikely a breach to upsize now, not "optimized"
     either; helper-41: Bitbrains VM 383 read optimized beside a high risk) > optimized (keep).
 
     Returns:
@@ -68,10 +68,11 @@ def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig,
             seen |= observed & (keyed[f"{metric}_peak_upper"].astype(float) > band)
         peaks = keyed[["cpu_peak_upper", "memory_peak_upper"]].max(axis=1)
         peak = recs[SERVER_ID].map(peaks).to_numpy(dtype=float)
-        evidence = (recs[SERVER_ID].map(watched).fillna(-1).to_numpy() >= RiskLevel.MEDIUM.value) | \
-            recs[SERVER_ID].map(seen).eq(True).to_numpy()
+        watch = recs[SERVER_ID].map(watched).fillna(-1).to_numpy() >= RiskLevel.MEDIUM.value
         with np.errstate(invalid="ignore"):
-            tight = (action == Action.KEEP.value) & (peak > band) & evidence
+            # A kept server at medium or above is on watch (its rationale says so) whatever its peak's grade.
+            tight = (action == Action.KEEP.value) & (((peak > band) & recs[SERVER_ID].map(seen).eq(True).to_numpy())
+                                                     | watch)
     return pd.Series(np.select(
         [recs[SERVER_ID].isin(breaching).to_numpy(), action == Action.DECOMMISSION.value,
          action == Action.UPSIZE.value, np.isin(action, [Action.RIGHTSIZE.value, Action.CONSOLIDATE.value]),
