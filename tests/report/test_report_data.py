@@ -193,6 +193,9 @@ def test_level_definitions_fit_the_thresholds_and_the_forecast_horizon(report_la
     rows = {a: (v, n) for a, v, n in assumptions(short)}
     assert rows["Critical"][0] == "breach likely within the 90-day forecast"
     assert rows["High"][0].startswith("already breaching") and "200 days" not in " ".join(rows["High"])
+    # The rule is the probability, not the median (helper-50: VM 206 critical with a median peak of 78 %).
+    assert rows["High"][0].endswith("a new breach not likely within the forecast (probability < 0.5)")
+    assert "whether or not the median forecast crosses" in rows["Critical"][1]
     assert rows["Medium"][0] == "a breach on at least 3 days within the 90-day forecast has probability >= 0.3"
     assert {k.key: k for k in kpis(short)}["critical"].note == "breach likely within the 90-day forecast"
     assert not any("within 120 days" in " ".join(r) or "within 200 days" in " ".join(r) for r in assumptions(short))
@@ -368,3 +371,13 @@ def test_a_hostname_that_is_the_id_in_another_case_adds_nothing() -> None:
     assert server_names(data) == {"srv-1": "nyc-app-01"}
     assert server_title("AMS-DB-01.bank.local", "AMS-DB-01.BANK.LOCAL") == "AMS-DB-01.bank.local"
     assert server_title("srv-1", "nyc-app-01") == "srv-1 (nyc-app-01)"
+
+
+def test_the_cluster_map_rings_no_stale_server() -> None:
+    """helper-50: fastStorage's map ringed 8 (two stale) beside the packs' 6 critical servers."""
+    from capacity_forecaster.report.summary import cluster_ringed
+
+    ranked = pd.DataFrame({"server_id": ["a", "b", "c"], "metric": "cpu", "level_code": [3, 3, 1],
+                           "status": ["already_breaching", "stale", "assessed"], "risk_level": ["critical", "critical",
+                                                                                                  "medium"]})
+    assert cluster_ringed(ranked) == {"a"}

@@ -161,6 +161,8 @@ def test_pdf_lists_the_actions_instead_of_an_empty_savings_chart(unpriced_report
     assert f"{len(acting)} servers with a recommended action" in text or "1 server with a recommended action" in text
     first = acting.iloc[0]
     assert f"{first['server_id']} {first['action']}" in text
+    # No consolidation here: no blank Target column (helper-50: blank on every real lake).
+    assert ("Server Action Cores Memory (GB) Rationale" in text) == (not acting["target_server_id"].notna().any())
 
 
 def test_unpriced_savings_sentence_names_only_the_actions_taken() -> None:

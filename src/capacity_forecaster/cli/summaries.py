@@ -76,8 +76,9 @@ def stage_line(stage: Any) -> str:
     if stage.stage == "ingest":
         counts = stage.counts or {}
         return (f"ingest: {counts.get('files', 0)} file(s), {stage.rows_in:,} rows read, "
-                f"{counts.get('rows_used', 0):,} used, {stage.rows_quarantined:,} quarantined; {stage.rows_out:,} "
-                f"daily values written (run {stage.run_id})")
+                f"{counts.get('rows_used', 0):,} used, {stage.rows_quarantined:,} quarantined "
+                f"({getattr(stage, 'quarantine_records', 0):,} quarantine records: a wide row can give one per "
+                f"metric); {stage.rows_out:,} daily values written (run {stage.run_id})")
     if stage.stage == "report":
         return f"report: {stage.rows_out:,} {'file' if stage.rows_out == 1 else 'files'} written (run {stage.run_id})"
     if stage.stage == "risk" and (stage.counts or {}).get("summary"):

@@ -53,6 +53,7 @@ from capacity_forecaster.report.text import (
     money,
     plural,
     priced_servers,
+    says_something,
     server_title,
     told_columns,
 )
@@ -283,7 +284,9 @@ def _recommendation_rows(data: ReportData) -> str:
         return _na("Every server keeps its current size.")
     # A decommissioned or consolidated server is removed: "-", not a size of 0 cores.
     removed = {"decommission", "consolidate"}
-    rows = [[_text(r["server_id"]), _text(r["action"]), _text(r.get("target_server_id")),
+    # The Target column only where a row has one (a consolidation's host): blank on every real lake (helper-50).
+    targets = says_something(shown["target_server_id"]) if "target_server_id" in shown.columns else False
+    rows = [[_text(r["server_id"]), _text(r["action"]), *([_text(r.get("target_server_id"))] if targets else []),
              *(("-", "-") if r["action"] in removed else
                (_text(r.get("recommended_cpu_cores")), _text(r.get("recommended_memory_gb")))),
              _cost(r["current_monthly_cost"]),
@@ -291,8 +294,10 @@ def _recommendation_rows(data: ReportData) -> str:
              # as a claim).
              _cost(r["projected_monthly_cost"] if pd.notna(r["current_monthly_cost"]) else None),
              _cost(r["monthly_savings"], signed=True), _text(r.get("rationale"))] for r in shown.to_dict("records")]
-    return _table(["Server", "Action", "Target", "Cores", "Memory (GB)", "Current / month", "Projected / month",
-                   "Savings / month", "Rationale"], rows, numeric={3, 4, 5, 6, 7})
+    first = 3 if targets else 2
+    return _table(["Server", "Action", *(["Target"] if targets else []), "Cores", "Memory (GB)", "Current / month",
+                   "Projected / month", "Savings / month", "Rationale"], rows,
+                  numeric=set(range(first, first + 5)))
 
 
 def _accuracy_history_section(data: ReportData) -> str:

@@ -182,7 +182,7 @@ def _top_risks(data: ReportData, ranked: pd.DataFrame, width: float) -> list[Flo
         cells = [Paragraph(escape(str(text)), CELL_WRAP)
                  for text in (row["server_id"], *(row.get(key) or "" for key, _, _ in names))]
         rows.append([*cells, row["metric"],
-                     row["risk_level"], when, days,
+                     row["risk_level"], Paragraph(escape(when), CELL), days,  # a stale series' words wrap
                      percent(row.get("breach_probability")),
                      f"{row['peak_yhat']:.0f}" if not pd.isna(row.get("peak_yhat")) else "-", row.get("action") or "-"])
         extra.append(("BACKGROUND", (risk_col, i), (risk_col, i), LEVEL_FILLS[row["risk_level"]]))
@@ -244,19 +244,26 @@ def _unpriced_actions(recs: pd.DataFrame, width: float) -> list[Flowable]:
         + " in the workbook's Recommendations sheet.", BODY)]
     if acting.empty:
         return story
-    rows: list[list[Any]] = [["Server", "Action", "Target", "Cores", "Memory (GB)", "Rationale"]]
-    for row in acting.head(UNPRICED_ROWS).to_dict("records"):
+    shown = acting.head(UNPRICED_ROWS)
+    # The Target column only where a shown row has one (a consolidation's host): it was blank on every real lake.
+    targets = says_something(shown.get("target_server_id", []))
+    rows: list[list[Any]] = [["Server", "Action", *(["Target"] if targets else []), "Cores", "Memory (GB)",
+                              "Rationale"]]
+    for row in shown.to_dict("records"):
         removed = row["action"] in ("decommission", "consolidate")
         rows.append([Paragraph(escape(str(row["server_id"])), CELL_WRAP), row["action"],
-                     Paragraph(escape(str(row.get("target_server_id") or "")), CELL_WRAP),
+                     *([Paragraph(escape(str(row.get("target_server_id") or "")), CELL_WRAP)] if targets else []),
                      "-" if removed else _size(row.get("recommended_cpu_cores"), "{:.0f}"),
                      "-" if removed else _size(row.get("recommended_memory_gb"), "{:.1f}"),
                      Paragraph(keep_units(escape(str(row.get("rationale") or ""))), CELL)])
-    shown = acting.head(UNPRICED_ROWS)
-    server, target = _id_width(shown["server_id"], 1.0), _id_width(shown.get("target_server_id", []), 0.9)
-    widths = [server, 0.9, target, 0.55, 0.8, 4.6 - (server - 1.0) - (target - 0.9)]
+    server = _id_width(shown["server_id"], 1.0)
+    target = _id_width(shown["target_server_id"], 0.9) if targets else 0.0
+    widths = [server, 0.9, *([target] if targets else []), 0.55, 0.8,
+              4.6 - (server - 1.0) - (target - 0.9 if targets else -0.9)]
     scale = width / (sum(widths) * inch)
-    return [*story, Spacer(1, 0.1 * inch), _table(rows, [w * inch * scale for w in widths])]
+    # Every cell at the top of its row: a wrapped id and the plain cells beside it start on one line.
+    return [*story, Spacer(1, 0.1 * inch), _table(rows, [w * inch * scale for w in widths],
+                                                  extra=[("VALIGN", (0, 0), (-1, -1), "TOP")])]
 
 
 def _id_width(ids: Any, least: float) -> float:
@@ -439,8 +446,13 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     story.append(PageBreak())
 
     # As many as the table lists (it counted the at-risk ones among the first rows: "6" over a table of 8).
-    shown = len(_top_at_risk(ranked, cfg.top_risks)) if not ranked.empty else 0
-    story.append(Paragraph(f"Top risks: the {shown} riskiest series" if shown else "Top risks", H1))
+    top = _top_at_risk(ranked, cfg.top_risks) if not ranked.empty else ranked
+    shown = len(top)
+    # Stale rows are listed last, but not counted at risk: the heading says so (helper-50: "the 8 riskiest" under
+    # tiles of 6 critical).
+    stale = int((top["status"] == "stale").sum()) if shown and "status" in top.columns else 0
+    stale_note = f" ({stale} of them stale: levels as of their last data)" if stale else ""
+    story.append(Paragraph(f"Top risks: the {shown} riskiest series{stale_note}" if shown else "Top risks", H1))
     story.append(Paragraph("Riskiest first: level, then the soonest forecast breach. Days count from the last "
                            "observed day; P(breach) is the probability of at least one day above the threshold "
                            "within the horizon.", SMALL))
