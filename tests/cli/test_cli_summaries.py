@@ -152,7 +152,8 @@ def test_forecast_line_says_model_fits_and_workers() -> None:
 def test_the_ingest_line_of_capfc_run_says_records_and_rows_apart() -> None:
     """helper-50: "6,222 quarantined" in the run's lines beside a quarantine table of 12,446 records."""
     stage = SimpleNamespace(stage="ingest", rows_in=341_702, rows_out=2_446, rows_quarantined=6_222,
-                            quarantine_records=12_446, run_id="a33989c3fb78", counts={"files": 42, "rows_used": 335_480})
+                            quarantine_records=12_446, run_id="a33989c3fb78",
+                            counts={"files": 42, "rows_used": 335_480})
     assert stage_line(stage) == ("ingest: 42 file(s), 341,702 rows read, 335,480 used, 6,222 quarantined (12,446 "
                                  "quarantine records: a wide row can give one per metric); 2,446 daily values "
                                  "written (run a33989c3fb78)")
