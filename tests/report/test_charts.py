@@ -293,3 +293,26 @@ def test_stale_servers_are_not_counted_at_risk_in_the_kpis(data) -> None:
     after = {k.key: k for k in kpis(ReportData(data.lake_uri, data.settings, data.generated, tables))}
     assert after["at_risk"].value == before["at_risk"].value - 1
     assert "1 stale server not counted (no recent data)" in after["at_risk"].note
+
+
+def test_a_breach_label_leaves_a_forecast_just_over_the_threshold_visible() -> None:
+    """helper-50: Bitbrains VM 333's "last over" box covered its forecast at 85 %, the whole line."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Annotation
+
+    from capacity_forecaster.report.forecast_chart import _panel
+
+    days = pd.date_range("2013-09-01", periods=60, freq="D")
+    past = pd.DataFrame({"ds": days[:30], "value": 85.0, "is_imputed": False, "is_anomaly": False})
+
+    def offset(level: float) -> float:
+        future = pd.DataFrame({"ds": days[30:], "yhat": level, "yhat_lower": level - 10, "yhat_upper": level + 10})
+        fig, ax = plt.subplots()
+        _panel(ax, {"server_id": "vm-333", "metric": "cpu", "status": "already_breaching", "breach_ds": days[29],
+                    "risk_level": "critical"}, past, future,
+               80.0)
+        label = next(t for t in ax.texts if isinstance(t, Annotation))
+        plt.close(fig)
+        return float(label.xyann[1])
+
+    assert offset(85.0) < 0 < offset(40.0)  # below the threshold when the forecast runs just over it
