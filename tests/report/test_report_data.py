@@ -341,6 +341,10 @@ def test_six_breaching_series_are_all_named_not_five_and_one_more(report_lake: L
     now.loc[now.index[:6], ["status", "days_over_recent"]] = ["already_breaching", 5]
     said = " ".join(headlines(data, now))
     assert "and 1 more" not in said and said.count("(5 days over)") == 6
+    # Under the rule's 3 days, a series qualifies by its last day alone: said (helper-50, the demo's srv-0009).
+    now.loc[now.index[:6], "days_over_recent"] = [1, 2, 5, 5, 5, 5]
+    said = " ".join(headlines(data, now))
+    assert "(1 day over: its last observed day)" in said and "(2 days over, its last observed day among them)" in said
 
 
 def test_chosen_for_counts_the_published_forecasts_baselines_included() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -500,8 +501,14 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
             cfg = data.settings.risk
             # Five named, or all six: "and 1 more" would hide the one a line could name.
             shown = 5 if len(now) > 6 else len(now)
-            named = ", ".join(f"{r['server_id']} {r['metric']} ({_days(int(r['days_over_recent']))} over)"
-                              for r in now.head(shown).to_dict("records"))
+            def over(r: Mapping[Any, Any]) -> str:
+                # Under the day count, the series qualifies by its last observed day alone: say so (helper-50: the
+                # demo's "srv-0009 cpu (1 day over)" beside a rule of ">= 3 of the last 14").
+                days = int(r["days_over_recent"])
+                last = (": its last observed day" if days == 1 else ", its last observed day among them")
+                return _days(days) + " over" + (last if days < cfg.current_min_days_over else "")
+
+            named = ", ".join(f"{r['server_id']} {r['metric']} ({over(r)})" for r in now.head(shown).to_dict("records"))
             more = f" and {len(now) - shown} more" if len(now) > shown else ""
             servers_now = int(now["server_id"].nunique())
             verb = "is" if servers_now == 1 else "are"
