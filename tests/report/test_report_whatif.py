@@ -194,3 +194,13 @@ def test_report_of_a_scenario_on_a_lake_without_any_says_what_to_run(full_report
     lake, _result = full_report
     with pytest.raises(ConfigError, match="unknown what-if scenario 'nosuch'.*no stored what-if.*capfc risk --growth"):
         run_report(lake, Settings.model_validate({"report": {"scenario": "nosuch"}}))
+
+
+def test_a_ramped_growth_rate_says_what_it_adds_by_the_end_of_the_forecast() -> None:
+    """helper-50: +20 %/year changed nothing on a 30-day horizon, and the pack did not say why."""
+    from capacity_forecaster.report.comparison import growth_note
+
+    assert growth_note({"growth_pct": 20.0, "growth_ramp": True}, 30) == (
+        " (about +1.5 % by the end of the 30-day forecast)")
+    assert growth_note({"growth_pct": 20.0, "growth_ramp": False}, 30) == ""  # a step: the label says it all
+    assert growth_note({"growth_pct": None}, 30) == "" and growth_note({"growth_pct": 20.0}, None) == ""

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData, scenario_info, scenario_names, whatif_name
+from capacity_forecaster.report.summary import forecast_horizon
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money
 from capacity_forecaster.risk.levels import Status, level_codes, percent, rank_risks
 
@@ -65,6 +66,7 @@ class StoredScenario:
     rows: pd.DataFrame
     totals: tuple[Total, ...]
     changes: dict[str, int]
+    note: str = ""  # what a ramped growth rate adds by the end of the forecast (``growth_note``)
 
     @property
     def changed(self) -> pd.DataFrame:
@@ -220,7 +222,18 @@ def stored_scenario(data: ReportData, name: str | None = None) -> StoredScenario
         run=str(scenario_info(data, name).get("finished", ""))[:19].replace("T", " "),
         rows=rows, totals=totals(rows),
         changes={change: int(counts.get(change, 0)) for change in CHANGE_ORDER},
+        note=growth_note(scenario_info(data, name), forecast_horizon(data)),
     )
+
+
+def growth_note(info: Mapping[str, Any], horizon: int | None) -> str:
+    """`` (about +1.5 % by the end of the 30-day forecast)`` for a ramped annual growth rate: +20 %/year changed
+    nothing on a 30-day horizon, and the pack did not say why (helper-50); empty otherwise."""
+    pct = info.get("growth_pct")
+    if pct is None or pd.isna(pct) or not horizon or not bool(info.get("growth_ramp", True)):
+        return ""
+    reached = ((1.0 + float(pct) / 100.0) ** (horizon / 365.25) - 1.0) * 100.0
+    return f" (about {reached:+.1f} % by the end of the {horizon}-day forecast)"
 
 
 def change_text(changes: dict[str, int]) -> str:
@@ -246,7 +259,7 @@ def headline(scenario: StoredScenario, stale: str | None = None) -> str:
     first = by[EARLIEST]
     money_text = (f"savings {NOT_PRICED} ({NO_PRICES})" if savings.base is None and savings.scenario is None
                   else f"net savings {savings.base_text} \u2192 {savings.scenario_text} per month")
-    return (f"This report shows the base; beside it, the what-if scenario \u201c{scenario.name}\u201d: "
+    return (f"This report shows the base; beside it, the what-if scenario \u201c{scenario.name}\u201d{scenario.note}: "
             f"servers at risk {risk.base_text} \u2192 {risk.scenario_text}, earliest breach "
             f"{first.base_text} \u2192 {first.scenario_text}, {money_text}; series {change_text(scenario.changes)}"
             + (f" (computed on an earlier forecast run, {stale}: re-run capfc risk with it to compare like with "
