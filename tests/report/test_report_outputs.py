@@ -245,3 +245,14 @@ def test_pdf_server_columns_fit_their_longest_id() -> None:
     assert needed < _id_width([long_id, "a", None], 0.8) <= 2.0
     assert _id_width(["srv-0001"], 0.8) == 0.8 and _id_width([], 1.0) == 1.0
     assert _id_width(["x" * 200], 0.8) == 2.0  # longer ids wrap rather than squeeze the rationale away
+
+
+@needs_pdftotext
+def test_the_pdf_has_capacity_remaining_by_group(breaching_report) -> None:
+    """helper-50: the HTML report and the workbook had it, the management pack did not."""
+    _lake, result = breaching_report
+    text = " ".join(_pdf_text(report_file(result, PDF_FILE)).split())
+    contents = text[text.index("In this pack"):][:400]
+    assert "Capacity remaining by group" in contents
+    page = text[text.index("Capacity remaining by group Per group of servers"):][:800]
+    assert "Grouped by Group Servers At risk Time remaining Free cores Free GB Freed cores Freed GB" in page

@@ -33,6 +33,8 @@ def capacity_rows(data: ReportData) -> pd.DataFrame:
     known = table.groupby("group_by")["group"].transform(lambda g: says_something(g))
     if known.any():
         table = table[known.to_numpy(bool)]
+    else:  # one row, not the same fleet three times over (helper-50: Bitbrains' datacenter, environment, application)
+        table = table[table["group_by"] == table["group_by"].iloc[0]]
     out = table.sort_values(["group_by", "days_remaining", "group"], na_position="last", kind="stable").copy()
     days = out["days_remaining"].astype("Float64")
     when = pd.to_datetime(out["earliest_breach_ds"]).dt.strftime("%Y-%m-%d")

@@ -33,6 +33,7 @@ from reportlab.platypus import (
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, display_rows, explanation
+from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import (
     StoredScenario,
     change_text,
@@ -266,6 +267,29 @@ def _unpriced_actions(recs: pd.DataFrame, width: float) -> list[Flowable]:
                                                   extra=[("VALIGN", (0, 0), (-1, -1), "TOP")])]
 
 
+CAPACITY_ROWS = 20  # groups on the capacity page (all of them are in the workbook and the HTML report)
+
+
+def _capacity_page(groups: pd.DataFrame, width: float) -> list[Flowable]:
+    """Capacity remaining per datacenter, environment and application (the HTML report and the workbook had it,
+    the management pack did not: helper-50): the groups with the least time remaining first."""
+    shown = groups.head(CAPACITY_ROWS)  # by dimension, the least time remaining first within each
+    intro = ("Per group of servers: the soonest breach among them, and the cores and GB left free at the forecast "
+             "peak (or at a higher recurring period-end peak) and freed by the recommended actions."
+             + (f" The first {CAPACITY_ROWS} of {len(groups)} groups; every group is in the workbook's Capacity "
+                "by group sheet." if len(groups) > CAPACITY_ROWS else ""))
+    # Short headers in a narrow page ("free" at the peak, "freed" by the actions: the line above says so).
+    short = {"free_cpu_cores": "Free cores", "free_memory_gb": "Free GB", "reclaimable_cpu_cores": "Freed cores",
+             "reclaimable_memory_gb": "Freed GB"}
+    rows: list[list[Any]] = [[short.get(key, label) for key, label in CAPACITY_HEADERS.items()]]
+    for row in shown.itertuples(index=False):
+        rows.append([Paragraph(escape(str(v)), CELL) for v in row])
+    widths = [0.9, 1.3, 0.6, 0.6, 2.6, 0.8, 0.8, 0.8, 0.8]
+    scale = width / (sum(widths) * inch)
+    return [Paragraph("Capacity remaining by group", H1), Paragraph(intro, SMALL), Spacer(1, 0.1 * inch),
+            _table(rows, [w * inch * scale for w in widths])]
+
+
 def _id_width(ids: Any, least: float) -> float:
     """Inches a column of server ids needs to keep each id on one line (helper-45: "bitbrains-fs-1900081"
     wrapped before its last digit), at least ``least``, at most 2 inches (longer ids wrap)."""
@@ -421,6 +445,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     recs = data.table("recommendations")
     savings = "Savings" if recs is not None and priced_servers(recs) else "Recommended actions"
     sections = ["Executive summary", "Top risks and forecasts", savings,
+                *(["Capacity remaining by group"] if len(capacity_rows(data)) else []),
                 *(["What-if: base vs scenario"] if scenario is not None else []),
                 "Fleet utilisation", "Workload clusters", "Forecast accuracy", "Assumptions"]
     story.append(Spacer(1, 0.15 * inch))
@@ -471,6 +496,10 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
         story.append(_image(charts["savings_by_action.png"], width, min(3.0 * inch, body_height - 4.1 * inch)))
     story.extend(_savings_table(data, width))
     story.append(PageBreak())
+    groups = capacity_rows(data)
+    if len(groups):
+        story.extend(_capacity_page(groups, width))
+        story.append(PageBreak())
     if scenario is not None:
         story.extend(_whatif_page(scenario, width))
         story.append(PageBreak())
