@@ -256,3 +256,5 @@ def test_the_pdf_has_capacity_remaining_by_group(breaching_report) -> None:
     assert "Capacity remaining by group" in contents
     page = text[text.index("Capacity remaining by group Per group of servers"):][:800]
     assert "Grouped by Group Servers At risk Time remaining Free cores Free GB Freed cores Freed GB" in page
+    header = page.index("Freed GB")
+    assert page.index("datacenter", header) < page.index("environment", header)  # datacenters first

@@ -68,6 +68,7 @@ from capacity_forecaster.report.text import (
     says_something,
     told_columns,
 )
+from capacity_forecaster.risk.capacity import GROUP_BY
 from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,11 @@ CAPACITY_ROWS = 20  # groups on the capacity page (all of them are in the workbo
 def _capacity_page(groups: pd.DataFrame, width: float) -> list[Flowable]:
     """Capacity remaining per datacenter, environment and application (the HTML report and the workbook had it,
     the management pack did not: helper-50): the groups with the least time remaining first."""
-    shown = groups.head(CAPACITY_ROWS)  # by dimension, the least time remaining first within each
+    # Datacenters, then environments, then applications (the alphabetical order filled the page with
+    # applications), the least time remaining first within each.
+    rank = {key: i for i, key in enumerate(GROUP_BY)}
+    shown = groups.sort_values("group_by", key=lambda s: s.map(rank).fillna(len(rank)), kind="stable")
+    shown = shown.head(CAPACITY_ROWS)
     intro = ("Per group of servers: the soonest breach among them, and the cores and GB left free at the forecast "
              "peak (or at a higher recurring period-end peak) and freed by the recommended actions."
              + (f" The first {CAPACITY_ROWS} of {len(groups)} groups; every group is in the workbook's Capacity "
