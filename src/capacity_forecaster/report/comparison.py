@@ -13,6 +13,7 @@ from capacity_forecaster.report.data import ReportData, scenario_info, scenario_
 from capacity_forecaster.report.summary import forecast_horizon
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money
 from capacity_forecaster.risk.levels import Status, level_codes, percent, rank_risks
+from capacity_forecaster.risk.whatif import compounded
 
 
 def whatif_note(document: str = "report", part: str = "section") -> str:
@@ -232,7 +233,7 @@ def growth_note(info: Mapping[str, Any], horizon: int | None) -> str:
     pct = info.get("growth_pct")
     if pct is None or pd.isna(pct) or not horizon or not bool(info.get("growth_ramp", True)):
         return ""
-    reached = ((1.0 + float(pct) / 100.0) ** (horizon / 365.25) - 1.0) * 100.0
+    reached = float(compounded(float(pct), horizon)) * 100.0  # the forecast's last day, as apply_growth ramps it
     return f" (about {reached:+.1f} % by the end of the {horizon}-day forecast)"
 
 

@@ -123,12 +123,17 @@ def load_scenario(path: str | Path) -> Scenario:
 _DAYS_PER_YEAR = 365.25
 
 
+def compounded(pct: float, days: Any) -> Any:
+    """The uplift (0.1 = 10 % more load) an annual rate of ``pct`` % reaches on day ``days`` of a ramp."""
+    return np.power(1.0 + pct / 100.0, np.asarray(days, dtype=float) / _DAYS_PER_YEAR) - 1.0
+
+
 def growth_factor(ds: pd.Series, start: pd.Series, pct: float, *, ramp: bool) -> np.ndarray:
     """The uplift (0.1 = 10 % more load) ``apply_growth`` gives day ``ds`` of a horizon starting on ``start``."""
     if not ramp:
         return np.full(len(ds), pct / 100.0)
     days = (pd.to_datetime(ds) - pd.to_datetime(start)).dt.days.to_numpy(float) + 1.0
-    return np.power(1.0 + pct / 100.0, days / _DAYS_PER_YEAR) - 1.0
+    return np.asarray(compounded(pct, days), dtype=float)
 
 
 def apply_growth(forecasts: pd.DataFrame, pct: float, *, ramp: bool = True) -> pd.DataFrame:
