@@ -11,7 +11,7 @@ from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.inventory import complete_inventory
 from capacity_forecaster.risk.levels import Action, RiskLevel, Status, level_codes
 from capacity_forecaster.risk.recommendations import fully_assessed
-from capacity_forecaster.risk.sizing import CostModel, size_gb
+from capacity_forecaster.risk.sizing import CostModel, seen_over, size_gb
 from capacity_forecaster.schema import RECOMMENDATION_OPTION_COLUMNS, SERVER_ID
 
 OPTION_EXTRA_COLUMNS = ("option", "current_cpu_cores", "current_memory_gb", "freed_cpu_cores", "freed_memory_gb",
@@ -59,20 +59,10 @@ def findings(recs: pd.DataFrame, server_risk: pd.DataFrame, cfg: RiskConfig,
         # watch), or from days the server was seen at (its recent or recurring peak). helper-46: a vendor
         # export's low-risk database, forecast peak 18.5 %, upper bound 100 %, read "under_provisioned".
         watched = server_risk.assign(code=level_codes(server_risk["risk_level"])).groupby(SERVER_ID)["code"].max()
-        seen = pd.Series(False, index=keyed.index)
-        for metric in ("cpu", "memory"):
-            observed = pd.Series(False, index=keyed.index)
-            for source in (f"{metric}_recent", f"{metric}_recurring"):
-                if source in keyed.columns:
-                    observed |= keyed[source].astype("boolean").fillna(False).astype(bool)
-            seen |= observed & (keyed[f"{metric}_peak_upper"].astype(float) > band)
-        peaks = keyed[["cpu_peak_upper", "memory_peak_upper"]].max(axis=1)
-        peak = recs[SERVER_ID].map(peaks).to_numpy(dtype=float)
         watch = recs[SERVER_ID].map(watched).fillna(-1).to_numpy() >= RiskLevel.MEDIUM.value
-        with np.errstate(invalid="ignore"):
-            # A kept server at medium or above is on watch (its rationale says so) whatever its peak's grade.
-            tight = (action == Action.KEEP.value) & (((peak > band) & recs[SERVER_ID].map(seen).eq(True).to_numpy())
-                                                     | watch)
+        # A kept server at medium or above is on watch (its rationale says so) whatever its peak's grade.
+        tight = (action == Action.KEEP.value) & (recs[SERVER_ID].map(seen_over(keyed, band)).eq(True).to_numpy()
+                                                 | watch)
     return pd.Series(np.select(
         [recs[SERVER_ID].isin(breaching).to_numpy(), action == Action.DECOMMISSION.value,
          action == Action.UPSIZE.value, np.isin(action, [Action.RIGHTSIZE.value, Action.CONSOLIDATE.value]),

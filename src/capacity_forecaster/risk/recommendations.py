@@ -13,7 +13,7 @@ from capacity_forecaster.risk.consolidation import consolidate
 from capacity_forecaster.risk.current import stale_lead
 from capacity_forecaster.risk.inventory import UNKNOWN, complete_inventory
 from capacity_forecaster.risk.levels import Action, RiskLevel, Status, level_codes
-from capacity_forecaster.risk.sizing import CostModel
+from capacity_forecaster.risk.sizing import CostModel, seen_over
 from capacity_forecaster.schema import (
     DS,
     METRIC,
@@ -117,13 +117,6 @@ def idle_verdict(history: pd.DataFrame, forecasts: pd.DataFrame, cfg: RiskConfig
 def _flag(values: pd.Series) -> pd.Series:
     """A boolean column with missing values (servers absent from the source frame) as False."""
     return values.astype("boolean").fillna(False).astype(bool)
-
-
-# A kept server whose upper bound crosses the threshold with a low level; "watch" only where the finding says
-# under_provisioned (options.findings: a level of medium or more, or an observed peak over the band), not beside
-# "optimized" (helper-48: Bitbrains VMs 488 and 89).
-WIDE_UPPER = "; the upper bound is over the threshold, but a breach is not likely"
-WATCH = ": watch"
 
 
 def _fmt(values: pd.Series, spec: str = "{:g}") -> pd.Series:
@@ -495,14 +488,14 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     said = {"recurring": " (its recurring period-end peak)",
             "recent": f" (the peak of its last {cfg.current_window_days} observed days, above the forecast's upper "
                       "bound)", "": ""}
-    recurring = {m: _peak_source(need, m).map(said) for m in ("cpu", "memory")}
+    source = {m: _peak_source(need, m).map(said) for m in ("cpu", "memory")}
     # "forecast peak upper bound" only where the forecast set both numbers; else the peaks sized for, each saying
     # where it comes from.
-    own = (recurring["cpu"] == "") & (recurring["memory"] == "")
+    own = (source["cpu"] == "") & (source["memory"] == "")
     prefix = pd.Series(np.where(own, "forecast peak upper bound ", "peaks sized for: "), index=need.index,
                        dtype=object)
-    peaks = (prefix + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu" + recurring["cpu"]
-             + " / " + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory" + recurring["memory"])
+    peaks = (prefix + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu" + source["cpu"]
+             + " / " + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory" + source["memory"])
     target = _target(cfg)
     too_big = np.where(_flag(need["exceeds_largest_size"]),
                        "; more than the largest standard size is needed: split the workload", "")
@@ -536,7 +529,10 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
              | (need["memory_peak_upper"].astype(float) > cfg.threshold_for("memory")))
     # Not smaller is beside the point there (Bitbrains VM 488: "no smaller standard size would save 10%" opened
     # the rationale of a server whose upper bound reached 91 %).
-    keep = keep.where(~above, peaks + WIDE_UPPER + WATCH)
+    # "watch" only where the finding will say under_provisioned (``sizing.seen_over``), never beside "optimized"
+    # (helper-48: Bitbrains VMs 488 and 89).
+    seen = seen_over(need, cfg.performance_risk_bands[2]).map({True: ": watch", False: ""})
+    keep = keep.where(~above, peaks + "; the upper bound is over the threshold, but a breach is not likely" + seen)
     watch = risk["max_code"].fillna(-1) > RiskLevel.LOW.value
     keep = keep.where(~watch, peaks + "; at risk below the upsize level (" + cfg.upsize_min_level
                       + f", with a breach probability of at least {cfg.upsize_min_probability:.0%}): watch")

@@ -50,6 +50,21 @@ def standard_size(required: np.ndarray, sizes: tuple[int, ...]) -> tuple[np.ndar
     return np.where(np.isnan(req), np.nan, size), too_big
 
 
+def seen_over(need: pd.DataFrame, band: float) -> pd.Series:
+    """Per row of ``need`` (``capacity_needs`` rows, any index): a metric's sizing peak is over ``band`` and is one
+    the server was seen at (its recent or recurring observed peak, not only the forecast's interval): the
+    evidence that makes a kept server under-provisioned rather than optimized (``options.findings``) and its
+    rationale say "watch"."""
+    seen = pd.Series(False, index=need.index)
+    for metric in ("cpu", "memory"):
+        observed = pd.Series(False, index=need.index)
+        for source in (f"{metric}_recent", f"{metric}_recurring"):
+            if source in need.columns:
+                observed |= need[source].astype("boolean").fillna(False).astype(bool)
+        seen |= observed & (need[f"{metric}_peak_upper"].astype(float) > band)
+    return seen
+
+
 def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
                    current: pd.DataFrame | None = None, analogue: pd.DataFrame | None = None) -> pd.DataFrame:
     """Cores and GB each server needs for its forecast peak upper bound plus headroom.

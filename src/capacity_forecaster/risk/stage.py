@@ -27,7 +27,7 @@ from capacity_forecaster.risk.levels import (
     without_stale,
 )
 from capacity_forecaster.risk.options import findings, saturated_metrics, sizing_options
-from capacity_forecaster.risk.recommendations import WATCH, WIDE_UPPER, build_recommendations
+from capacity_forecaster.risk.recommendations import build_recommendations
 from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
 from capacity_forecaster.risk.sizing import size_gb
 from capacity_forecaster.risk.whatif import Scenario
@@ -193,9 +193,6 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
     server_risk, needs = mark_stale(part.server_risk, cfg), part.needs
     recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
     recs["finding"] = findings(recs, server_risk, cfg, needs)
-    calm = recs["finding"] == "optimized"
-    recs.loc[calm, "rationale"] = recs.loc[calm, "rationale"].str.replace(WIDE_UPPER + WATCH, WIDE_UPPER,
-                                                                          regex=False)
     options = sizing_options(recs, needs, inventory, cfg, saturated_metrics(server_risk))
     # Sizes are whole cores and GB to one decimal (a sub-GB VM is not sized 0 GB); what a decommission,
     # consolidation or right-size frees is shown, not zeros.
