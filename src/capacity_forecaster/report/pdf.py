@@ -273,7 +273,8 @@ CAPACITY_ROWS = 20  # groups on the capacity page (all of them are in the workbo
 
 def _capacity_page(groups: pd.DataFrame, width: float) -> list[Flowable]:
     """Capacity remaining per datacenter, environment and application (the HTML report and the workbook had it,
-    the management pack did not: helper-50): the groups with the least time remaining first."""
+    the management pack did not: helper-50): datacenters, environments, then applications, each the least time
+    remaining first."""
     # Datacenters, then environments, then applications (the alphabetical order filled the page with
     # applications), the least time remaining first within each.
     rank = {key: i for i, key in enumerate(GROUP_BY)}
@@ -449,8 +450,9 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     scenario = stored_scenario(data)
     recs = data.table("recommendations")
     savings = "Savings" if recs is not None and priced_servers(recs) else "Recommended actions"
+    groups = capacity_rows(data)
     sections = ["Executive summary", "Top risks and forecasts", savings,
-                *(["Capacity remaining by group"] if len(capacity_rows(data)) else []),
+                *(["Capacity remaining by group"] if len(groups) else []),
                 *(["What-if: base vs scenario"] if scenario is not None else []),
                 "Fleet utilisation", "Workload clusters", "Forecast accuracy", "Assumptions"]
     story.append(Spacer(1, 0.15 * inch))
@@ -501,7 +503,6 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
         story.append(_image(charts["savings_by_action.png"], width, min(3.0 * inch, body_height - 4.1 * inch)))
     story.extend(_savings_table(data, width))
     story.append(PageBreak())
-    groups = capacity_rows(data)
     if len(groups):
         story.extend(_capacity_page(groups, width))
         story.append(PageBreak())
