@@ -263,6 +263,20 @@ def test_two_months_of_history_still_choose_a_model_and_mark_extrapolation() -> 
     assert result.summary["extrapolated_series"] == 2
 
 
+def test_a_longer_horizon_leaves_the_validated_days_intervals_alone() -> None:
+    """Two months of noisy history score 15-day leads whatever the horizon: asking for 90 days instead
+    of 30 must not change the first 30 days' intervals (the error buckets were sixths of the horizon,
+    so at 90 days steps 1-15 shared one quantile and the widened extrapolation started from it)."""
+    rng = np.random.default_rng(11)
+    data = linear(("a", "b", "c", "d"), days=62)
+    data["value"] = np.clip(40 + np.cumsum(rng.normal(0, 3, len(data))) % 30, 0, 100)
+    short, long = (run_forecast(data, cfg(models="seasonal_naive", horizon=h, backtest_windows=3, backtest_step=None))
+                   .forecasts for h in (30, 90))
+    head = long.groupby("server_id").head(30).reset_index(drop=True)
+    pd.testing.assert_frame_equal(short.reset_index(drop=True), head)
+    assert (short["yhat_upper"] - short["yhat_lower"]).nunique() > 4
+
+
 def test_hourly_series_work() -> None:
     hours = 24 * 7 * 10
     data = pd.DataFrame({"server_id": "h1", "metric": "memory",

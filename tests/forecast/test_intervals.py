@@ -22,6 +22,9 @@ def test_horizon_buckets() -> None:
     assert horizon_bucket(np.array([1, 30, 31, 180]), 180).tolist() == [0, 0, 1, 5]
     assert horizon_bucket(np.arange(1, 6), 5).tolist() == [0, 1, 2, 3, 4]
     assert horizon_bucket(np.array([1, 8, 9, 48]), 48).tolist() == [0, 0, 1, 5]
+    # One lead per step (each series' scored lead), with a floor on the width.
+    assert horizon_bucket(np.array([1, 3, 4, 9, 9]), np.array([9, 9, 9, 9, 180])).tolist() == [0, 1, 1, 4, 0]
+    assert horizon_bucket(np.array([5, 6, 15]), 15, min_width=5).tolist() == [0, 1, 2]
 
 
 def test_conformal_quantile_rank() -> None:

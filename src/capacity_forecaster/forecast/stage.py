@@ -37,6 +37,7 @@ from capacity_forecaster.forecast.engine import (
     UnitResult,
 )
 from capacity_forecaster.forecast.intervals import (
+    MIN_BUCKET_STEPS,
     apply_bounds,
     calibrate,
     horizon_bucket,
@@ -196,8 +197,8 @@ def _with_plan(preds: pd.DataFrame, plan: pd.DataFrame, columns: list[str]) -> p
 def _residual_rows(preds: pd.DataFrame, history: pd.DataFrame, plan: pd.DataFrame, cfg: ForecastConfig) -> pd.DataFrame:
     """Backtest points scored within each window's lead (``plan.horizon``), with errors and buckets."""
     rows = bt.attach_actuals(_with_plan(preds, plan, ["window", "scale", "horizon"]), history, cfg.freq)
-    rows = rows[rows["step"] <= rows["horizon"]].drop(columns="horizon").reset_index(drop=True)
-    rows["bucket"] = horizon_bucket(rows["step"], cfg.horizon)
+    rows = rows[rows["step"] <= rows["horizon"]].reset_index(drop=True)
+    rows["bucket"] = horizon_bucket(rows["step"], rows.pop("horizon"), min_width=MIN_BUCKET_STEPS)
     rows["abs_error"] = (rows["y"] - rows["yhat"]).abs()
     return rows
 
@@ -361,7 +362,8 @@ def calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: pd
     lead = out["tested"].fillna(0).to_numpy(dtype=np.int64)
     step = out["step"].to_numpy(dtype=np.int64)
     beyond = step > lead
-    out["bucket"] = horizon_bucket(np.where(beyond & (lead > 0), lead, step), cfg.horizon)
+    out["bucket"] = horizon_bucket(np.where(beyond & (lead > 0), lead, step), np.where(lead > 0, lead, cfg.horizon),
+                                   min_width=MIN_BUCKET_STEPS)
     last = index[[*_SERIES, "last_ds"]].rename(columns={"last_ds": "cutoff"})
     last["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], last).to_numpy()
     out = out.merge(last[[*_SERIES, "scale"]], on=_SERIES)
