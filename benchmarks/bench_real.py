@@ -12,7 +12,10 @@ Truth is computed here, independently of the product: the daily P95 of the raw s
 target day (a fastStorage row stands for ``duration / 5 min`` samples), days with under half their
 samples left out; MAE and interval coverage compare forecasts with the truth clipped to [0, 100].
 Reference models (seasonal naive, Prophet with defaults, StatsForecast AutoETS and MSTL) forecast
-the same processed metrics through the same engine and calibration (``--models NAME``).
+the same processed metrics through the same engine and calibration (``--models NAME``). The
+product is also run at the default horizon (180 days, as ``capfc run`` without ``--horizon``) and
+scored on the same target days: asking for a longer horizon must not make those days' intervals
+dishonest.
 
 Breach truth: a target daily P95 above 80 on >= 3 days (Rnd) or >= 2 days (fastStorage). The
 product flags a series when its ``risk_level`` is medium or above; the history rule flags it when
@@ -53,6 +56,7 @@ THRESHOLD = 80.0
 FLAG_LEVELS = ("medium", "high", "critical")
 SAMPLE_SECONDS = 300
 FAST_SPLIT = pd.Timestamp("2013-09-04", tz="UTC")
+DEFAULT_HORIZON = load_settings(None, {}, environ={}).forecast.horizon  # what a user gets without --horizon
 HISTORY_RULE = (3, 14)  # >= 3 of the last 14 observed days above the threshold
 
 
@@ -214,11 +218,19 @@ def _run_set(real: RealSet) -> tuple[list[Result], dict[str, pd.DataFrame], dict
         for name in REFERENCES:
             result = run_forecast(metrics, settings.forecast.model_copy(update={"models": name}))
             scored[name] = _score(result.forecasts, truth)
+        default = _settings(path, DEFAULT_HORIZON).forecast
+        at_default = _score(run_forecast(metrics, default).forecasts, truth)
         flags = _flags(lake, truth, real.breach_days)
         missed = _missed(lake, truth, real.breach_days)
     rows.append(Result(f"real {real.name}: stages at default config", clock.seconds, "s", "info", True,
                        f"published {chosen.to_dict()}; {truth[['server_id', 'metric']].drop_duplicates().shape[0]} "
                        "series with truth"))
+    coverage, mae = float(at_default["inside"].mean()), float(at_default["ae"].mean())
+    rows.append(Result(f"real {real.name} 80% coverage at the default horizon", coverage, "share", "0.75-0.85",
+                       bool(0.75 <= coverage <= 0.85),
+                       f"forecast.horizon {DEFAULT_HORIZON} (not {real.horizon}), scored on the same "
+                       f"{real.horizon} target days: coverage {float(scored['auto']['inside'].mean()):.3f} at "
+                       f"{real.horizon}; MAE {mae:.3f} vs {float(scored['auto']['ae'].mean()):.3f}"))
     rows.append(Result(f"real {real.name} breaches not flagged", float(len(missed)), "series", "info", True,
                        " | ".join(missed) or "none"))
     return rows, scored, flags
