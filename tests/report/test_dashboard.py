@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 
+import pandas as pd
 import pytest
 from report_lake import RISKIEST
 
 from capacity_forecaster.config import DashboardConfig, Settings
 from capacity_forecaster.report.dashboard import create_app, select_series, serve
-from capacity_forecaster.report.dashboard_state import TABLE_COLUMNS
+from capacity_forecaster.report.dashboard_state import TABLE_COLUMNS, _breach_cells
+from capacity_forecaster.report.risks import reported_breaches
 from capacity_forecaster.storage import Lake
 
 
@@ -49,7 +51,7 @@ def test_whatif_growth_brings_breaches_forward(app) -> None:
     # No what-if: no "base" beside the number, and the split adds up to it (medium included).
     assert not note.startswith("base") and sum(int(part.split()[0]) for part in note.split(", ")) == int(value)
     shrunk = {r["id"]: r for r in app.state.risk_rows(-30.0)}
-    assert shrunk[f"{RISKIEST}|cpu"]["whatif_breach_ds"] is None
+    assert shrunk[f"{RISKIEST}|cpu"]["whatif_breach_ds"] == "-"  # no breach, as the packs write it
 
 
 def test_drill_down_shows_history_forecast_threshold_and_model(app) -> None:
@@ -257,3 +259,46 @@ def test_risk_table_shows_statuses_as_words(breaching_report, settings_module: S
     rows = create_app(lake, settings_module, warm=False).state.risk_rows(0.0)
     statuses = {r["status"] for r in rows}
     assert "already breaching" in statuses and not any("_" in s for s in statuses)
+    now = [r for r in rows if r["status"] == "already breaching"]
+    # As the packs say it (helper-52: the dashboard showed the last day over, which read as a future date).
+    assert now and all(r["breach_ds"] == "now" and r["days_to_breach"] == 0 for r in now)
+
+
+def test_risk_table_says_when_a_likely_or_stale_breach_is_as_the_packs_do() -> None:
+    """helper-52 (Bitbrains Rnd, fastStorage): high series whose median never crosses had no date at all, and stale
+    ones showed their old crossing with 'Days 0'."""
+    risk = pd.DataFrame({
+        "server_id": ["a", "b", "c", "d"], "metric": "cpu", "risk_level": ["high", "critical", "critical", "low"],
+        "status": ["assessed", "stale", "already_breaching", "assessed"],
+        "breach_ds": pd.to_datetime([None, "2013-08-25", "2013-09-30", None]),
+        "days_to_breach": [None, 0, 1, None], "likely_breach_ds": pd.to_datetime(["2013-10-31", None, None, None]),
+        "stale_since": pd.to_datetime([None, "2013-08-27", None, None]),
+        "last_observed": pd.to_datetime([None, "2013-09-11", None, None]),
+        "last_over_ds": pd.to_datetime([None, None, "2013-09-28", None])})
+    cells = _breach_cells(reported_breaches(risk))
+    assert cells["text"].tolist() == ["likely by 2013-10-31", "data stopped after 2013-08-27 (last seen 2013-09-11)",
+                                      "now", "-"]
+    assert cells["days"].isna().tolist() == [True, True, False, True] and cells["days"].iloc[2] == 0
+    # The date each sorts by: the likely day, none for stale, the last day over for now.
+    assert cells["at"].tolist()[0] == pd.Timestamp("2013-10-31") and pd.isna(cells["at"].iloc[1])
+    assert cells["at"].iloc[2] == pd.Timestamp("2013-09-28")
+
+
+def test_risk_table_sorts_levels_by_severity_and_breaches_by_date(breaching_report, settings_module: Settings) -> None:
+    lake, _result = breaching_report
+    state = create_app(lake, settings_module, warm=False).state
+    rows, _ = state.risk_page(0.0, 0, [{"column_id": "risk_level", "direction": "desc"}], "")
+    levels = [r["risk_level"] for r in rows]
+    order = {"critical": 3, "high": 2, "medium": 1, "low": 0}
+    assert levels == sorted(levels, key=lambda v: -order[v]) and "_sort_risk_level" not in rows[0]
+    rows, _ = state.risk_page(0.0, 0, [{"column_id": "breach_ds", "direction": "asc"}], "")
+    cells = [r["breach_ds"] for r in rows]
+    assert cells[0] == "now" and cells.index("now") < min((i for i, c in enumerate(cells) if c[:2] == "20"),
+                                                           default=len(cells))
+    # helper-52: the Action column kept the base action while the slider changed the recommendations.
+    grown = state.savings(30.0)
+    assert grown is not None
+    wanted = grown.recommendations.set_index("server_id")["action"]
+    rows = state.risk_rows(30.0)
+    assert all(r["whatif_action"] == wanted[r["server_id"]] for r in rows)
+    assert any(r["whatif_action"] != r["action"] for r in rows)

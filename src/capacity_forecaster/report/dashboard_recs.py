@@ -21,8 +21,10 @@ from capacity_forecaster.risk.streaming import GrowthAssessor
 
 log = logging.getLogger(__name__)
 
-# What a position keeps of the what-if's server_risk (the risk table, KPI cards and drill-down read these).
-RISK_COLUMNS = ("server_id", "metric", "risk_level", "breach_ds", "status")
+# What a position keeps of the what-if's server_risk (the risk table, KPI cards and drill-down read these;
+# the last four, where the risk stage wrote them, say a breach as the packs do: ``risks.breach_when``).
+RISK_COLUMNS = ("server_id", "metric", "risk_level", "breach_ds", "status", "likely_breach_ds", "stale_since",
+                "last_observed", "last_over_ds")
 # Positions kept besides the slider's own (a client may ask for any growth in range).
 _EXTRA_POSITIONS = 16
 
@@ -250,7 +252,8 @@ class GrowthPositions:
         started = time.perf_counter()
         result = assessor.at(growth)
         log.debug("dashboard: what-if at %+g %% growth in %.1f s", growth, time.perf_counter() - started)
-        return Position(result.server_risk[list(RISK_COLUMNS)].reset_index(drop=True),
+        risk = result.server_risk
+        return Position(risk[[c for c in RISK_COLUMNS if c in risk.columns]].reset_index(drop=True),
                         Savings.of(result.recommendations))
 
 

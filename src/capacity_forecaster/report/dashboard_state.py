@@ -24,7 +24,7 @@ from capacity_forecaster.report.dashboard_recs import (
     savings_cards,
 )
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_NUMERIC, ScenarioStore, records
-from capacity_forecaster.report.dashboard_table import served_page
+from capacity_forecaster.report.dashboard_table import SORT_KEY, served_page
 from capacity_forecaster.report.data import (
     ReportData,
     load_backtest_forecasts,
@@ -35,10 +35,13 @@ from capacity_forecaster.report.data import (
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.risks import (
     AT_RISK_LEVELS,
+    STALE,
     already_breaching,
+    breach_when,
     chosen_models,
     live_risks,
     ranked_risks,
+    reported_breaches,
 )
 from capacity_forecaster.report.summary import cluster_map
 from capacity_forecaster.report.text import day, label
@@ -57,7 +60,7 @@ TABLE_COLUMNS = {
     "rank": "#", "server_id": "Server", "hostname": "Hostname", "application": "Application",
     "environment": "Env", "metric": "Metric", "risk_level": "Risk", "status": "Status", "breach_ds": "Breach date",
     "days_to_breach": "Days", "breach_probability": "P(breach) %", "whatif_level": "What-if risk",
-    "whatif_breach_ds": "What-if breach", "action": "Action",
+    "whatif_breach_ds": "What-if breach", "action": "Action", "whatif_action": "What-if action",
 }
 # How long the KPI cards wait for a what-if not computed yet before showing the base ("computing...").
 KPI_WAIT_SECONDS = 3.0
@@ -68,6 +71,20 @@ RISK_TABLES_KEPT = 4
 # Series whose daily rows (history, forecast, backtest forecasts) the drill-down keeps after reading them.
 SERIES_CACHE = 32
 _EMPTY_RISK = pd.DataFrame(columns=["server_id", "metric", "risk_level", "breach_ds"])
+
+
+def _breach_cells(risk: pd.DataFrame) -> pd.DataFrame:
+    """Per row of ``reported_breaches`` rows: the breach cell as the packs write it (``risks.breach_when``:
+    ``now``, a date, ``likely by <day>``, a stale note), its days (0 now, blank where no median crossing), and
+    the date it sorts by (the last day over for ``now``, the likely day, none for a stale series)."""
+    cells = [breach_when(row) for row in risk.to_dict("records")]
+    days = pd.to_numeric(pd.Series([d for _, d in cells], index=risk.index), errors="coerce")
+    at = pd.to_datetime(risk["breach_ds"])
+    if "likely_breach_ds" in risk.columns:
+        at = at.fillna(pd.to_datetime(risk["likely_breach_ds"]))
+    if "status" in risk.columns:
+        at = at.mask(risk["status"].eq(STALE).fillna(False).astype(bool))
+    return pd.DataFrame({"text": [t for t, _ in cells], "days": days, "at": at}, index=risk.index)
 
 
 def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, BreachCalibration]:
@@ -239,7 +256,8 @@ class DashboardState:
 
     def risk_rows(self, growth: float) -> list[dict[str, Any]]:
         """Every row of the risk table: the lake's risk (base) beside the what-if level and breach date."""
-        return records(self.risk_table(growth))
+        table = self.risk_table(growth)
+        return records(table.drop(columns=[c for c in table.columns if c.startswith(SORT_KEY)]))
 
     def risk_page(self, growth: float, page: Any, sort_by: Any, filter_query: Any) -> tuple[list[dict[str, Any]], int]:
         """One page of the risk table, filtered and sorted on the server (the DataTable's custom actions).
@@ -290,24 +308,39 @@ class DashboardState:
     def _risk_table(self, growth: float) -> pd.DataFrame:
         if self.ranked.empty:
             return pd.DataFrame(columns=["id", *TABLE_COLUMNS])
+        table = reported_breaches(self.ranked).assign(rank=range(1, len(self.ranked) + 1))
+        base = _breach_cells(table)
+        table = table.assign(breach_ds=base["text"], days_to_breach=base["days"],
+                             **{SORT_KEY + "breach_ds": base["at"]})
         scenario = self.whatif(growth)
-        table = self.ranked.assign(rank=range(1, len(self.ranked) + 1))
         if len(scenario):
-            keyed = scenario.set_index(["server_id", "metric"])[["risk_level", "breach_ds"]].rename(
-                columns={"risk_level": "whatif_level", "breach_ds": "whatif_breach_ds"})
+            what = reported_breaches(scenario)
+            cells = _breach_cells(what)
+            keyed = pd.DataFrame({"whatif_level": what["risk_level"].to_numpy(),
+                                  "whatif_breach_ds": cells["text"].to_numpy(),
+                                  SORT_KEY + "whatif_breach_ds": cells["at"].to_numpy()},
+                                 index=pd.MultiIndex.from_frame(what[["server_id", "metric"]]))
             table = table.join(keyed, on=["server_id", "metric"])
+        savings = self.savings(growth)
+        if savings is not None:
+            actions = savings.recommendations.set_index("server_id")["action"].rename("whatif_action")
+            table = table.join(actions, on="server_id")
         out = pd.DataFrame({"id": table["server_id"].astype(str) + "|" + table["metric"].astype(str)})
         for column in TABLE_COLUMNS:
             values = table[column] if column in table.columns else pd.Series([None] * len(table), index=table.index)
-            if column.endswith("_ds"):
-                values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
-            elif column == "breach_probability":
+            if column == "breach_probability":
                 values = (values.astype(float) * 100).round(0)
             elif column == "days_to_breach":
                 values = values.astype("Float64")
             elif column == "status":
                 values = values.astype(object).map(label)
             out[column] = values.to_numpy(dtype=object) if column not in NUMERIC_COLUMNS else values.to_numpy()
+        # Levels sort by severity and breach cells ("now", "likely by ...", a stale note) by their date.
+        for column in ("risk_level", "whatif_level"):
+            out[SORT_KEY + column] = level_codes(out[column])
+        for column in ("breach_ds", "whatif_breach_ds"):
+            twin = SORT_KEY + column
+            out[twin] = table[twin].to_numpy() if twin in table.columns else pd.NaT
         return out.reset_index(drop=True)
 
     def kpi_values(self, growth: float, wait: float = KPI_WAIT_SECONDS) -> list[tuple[str, str, str]]:

@@ -113,8 +113,15 @@ def _compare(values: np.ndarray, op: str, wanted: Any) -> np.ndarray:
     return np.asarray(result, dtype=bool)
 
 
+# The hidden column a shown column sorts by, where its text does not sort as it reads (a risk level by
+# severity, a breach cell such as "now" or "likely by 2026-08-14" by its date): ``SORT_KEY + column``.
+SORT_KEY = "_sort_"
+
+
 def apply_sort(frame: pd.DataFrame, sort_by: Any, columns: Collection[str]) -> pd.DataFrame:
     """``frame`` sorted by a DataTable ``sort_by`` (``[{"column_id": c, "direction": "asc"|"desc"}]``), blanks last.
+
+    A column with a ``SORT_KEY`` twin in ``frame`` sorts by the twin.
 
     Raises:
         BadInput: not a list of such objects over ``columns``.
@@ -128,7 +135,8 @@ def apply_sort(frame: pd.DataFrame, sort_by: Any, columns: Collection[str]) -> p
         if not isinstance(item, dict) or item.get("column_id") not in columns or \
                 item.get("direction") not in ("asc", "desc"):
             raise BadInput(f"sort_by items must name a column and asc or desc, got {shorten(item)}")
-        keys.append(item["column_id"])
+        twin = SORT_KEY + item["column_id"]
+        keys.append(twin if twin in frame.columns else item["column_id"])
         ascending.append(item["direction"] == "asc")
     return frame.sort_values(keys, ascending=ascending, kind="stable", na_position="last")
 
@@ -159,11 +167,13 @@ def served_page(frame: pd.DataFrame, page: Any, sort_by: Any, filter_query: Any,
         filter_query: ``filter_query`` (``{column} op value`` terms joined by ``&&``).
         numeric: columns compared as numbers.
         size: rows per page.
-        columns: the columns a filter or sort may name (default: every column of ``frame``).
+        columns: the columns a filter or sort may name (default: every column of ``frame`` but the
+            ``SORT_KEY`` ones, which sort their twins and are not served).
 
     Raises:
         BadInput: a malformed page, sort or filter (answered with 400).
     """
-    columns = set(frame.columns if columns is None else columns)
+    columns = set(frame.columns if columns is None else columns) - {c for c in frame.columns if c.startswith(SORT_KEY)}
     shown = apply_sort(apply_filter(frame, parse_filter(filter_query, columns), numeric), sort_by, columns)
-    return page_of(shown, page, size)
+    rows, count = page_of(shown, page, size)
+    return rows.drop(columns=[c for c in rows.columns if c.startswith(SORT_KEY)]), count
