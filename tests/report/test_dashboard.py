@@ -65,6 +65,8 @@ def test_drill_down_shows_history_forecast_threshold_and_model(app) -> None:
     assert any(s.y0 == 80 and s.y1 == 80 for s in fig.layout.shapes)
     assert facts["Risk level"] == "high" and facts["Chosen model"] == "Seasonal decomposition (mstl)"
     assert facts["Backtest error"].startswith("MAE") and facts["Recommendation"].startswith("upsize")
+    assert "MAPE" not in facts["Backtest error"]  # helper-52: fastStorage's near-idle 626 read "MAPE 39900.0%"
+    assert facts["Breach"].startswith("breach 20")  # as the packs word it
     grown, grown_facts = app.state.server_view("srv-0002", "memory", 20.0)
     assert any(t.name == "what-if +20 %" for t in grown.data) and "What-if" in grown_facts
     empty, nothing = app.state.server_view(None, None, 0.0)
@@ -262,6 +264,9 @@ def test_risk_table_shows_statuses_as_words(breaching_report, settings_module: S
     now = [r for r in rows if r["status"] == "already breaching"]
     # As the packs say it (helper-52: the dashboard showed the last day over, which read as a future date).
     assert now and all(r["breach_ds"] == "now" and r["days_to_breach"] == 0 for r in now)
+    state = create_app(lake, settings_module, warm=False).state
+    _fig, facts = state.server_view(now[0]["server_id"], now[0]["metric"], 0.0)
+    assert facts["Breach"].startswith("already breaching (last over 20")
 
 
 def test_risk_table_says_when_a_likely_or_stale_breach_is_as_the_packs_do() -> None:

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.report import comparison, figures, style
-from capacity_forecaster.report.risks import level_of, risk_row, threshold_of
+from capacity_forecaster.report.risks import breach_phrase, level_of, risk_row, threshold_of
 from capacity_forecaster.report.text import NOT_PRICED, day, model_label, money, server_title
 from capacity_forecaster.risk.levels import percent
 from capacity_forecaster.risk.whatif import apply_growth
@@ -40,7 +40,7 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
                                 state.settings.forecast.interval, height=440,
                                 backtests=state.backtest_forecasts(server, metric))
     probability = row.get("breach_probability")
-    facts: dict[str, Any] = {"Risk level": level, "Breach date": day(row.get("breach_ds")),
+    facts: dict[str, Any] = {"Risk level": level, "Breach": breach_phrase(row) if row else "-",
                              "P(breach)": percent(probability), "Reason": row.get("reason") or "-"}
     if state.scenario is not None:
         rows = state.scenario.rows
@@ -58,15 +58,16 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
                                  line={"color": style.RISK_COLOURS["high"], "dash": "dash", "width": 2}))
         if len(hit):
             what_breach = hit["breach_ds"].iloc[0]
-            facts["What-if"] = (f"{hit['risk_level'].iloc[0] or 'unassessed'}, breach {day(what_breach)}"
+            facts["What-if"] = (f"{hit['risk_level'].iloc[0] or 'unassessed'}, {breach_phrase(hit.iloc[0].to_dict())}"
                                 f" at {growth:+g} % growth")
             if not pd.isna(what_breach):
                 fig.add_vline(x=what_breach, line={"color": style.RISK_COLOURS["high"], "dash": "dash"})
     if model is not None:
         facts["Chosen model"] = f"{model_label(model['model'])} ({model['model']})"
         facts["Backtest error"] = ("-" if pd.isna(model["mase"]) else
-                                   f"MAE {model['mae']:.2f} pts, MAPE {model['mape']:.1%}, MASE "
-                                   f"{model['mase']:.2f}, coverage {model['coverage']:.0%}")
+                                   # No MAPE: a percentage of a near-idle series' few percent reads 39900 %.
+                                   f"MAE {model['mae']:.2f} pts, MASE {model['mase']:.2f}, coverage "
+                                   f"{model['coverage']:.0%}")
     recs = state.data.table("recommendations")
     if recs is not None:
         rec = recs[recs["server_id"] == server]
