@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import inspect
 
 import pandas as pd
@@ -11,7 +13,7 @@ from report_lake import RISKIEST
 from capacity_forecaster.config import DashboardConfig, Settings
 from capacity_forecaster.report.dashboard import create_app, select_series, serve
 from capacity_forecaster.report.dashboard_state import TABLE_COLUMNS, _breach_cells
-from capacity_forecaster.report.risks import reported_breaches
+from capacity_forecaster.report.risks import ranked_risks, reported_breaches
 from capacity_forecaster.storage import Lake
 
 
@@ -307,3 +309,20 @@ def test_risk_table_sorts_levels_by_severity_and_breaches_by_date(breaching_repo
     rows = state.risk_rows(30.0)
     assert all(r["whatif_action"] == wanted[r["server_id"]] for r in rows)
     assert any(r["whatif_action"] != r["action"] for r in rows)
+
+
+def test_kpi_cards_count_stale_servers_apart_and_say_how_old_the_data_are(report_lake: Lake,
+                                                                          settings_module: Settings) -> None:
+    """helper-52 (fastStorage, a 2013 export): the card read '6 critical' with two stale servers nowhere, and
+    'Earliest breach now' with no word that 'now' was 13 years ago; the packs said both."""
+    state = create_app(report_lake, settings_module, warm=False).state
+    risk = state.data.table("server_risk").copy()
+    risk.loc[risk["server_id"] == RISKIEST, "status"] = "stale"
+    assert state.data.period is not None
+    state.data = dataclasses.replace(state.data, tables={**state.data.tables, "server_risk": risk},
+                                     generated=dt.datetime.combine(state.data.period[1] + dt.timedelta(days=400),
+                                                                   dt.time(), dt.UTC))
+    state.ranked = ranked_risks(state.data)
+    cards = {label: note for label, _value, note in state.kpi_values(0.0)}
+    assert cards["Servers at risk"].endswith("; 1 stale server not counted (no recent data)")
+    assert cards["Servers"].endswith(f"\u201cnow\u201d is {state.data.period[1]}, 400 days ago")

@@ -43,7 +43,7 @@ from capacity_forecaster.report.risks import (
     ranked_risks,
     reported_breaches,
 )
-from capacity_forecaster.report.summary import cluster_map
+from capacity_forecaster.report.summary import cluster_map, data_age, stale_text
 from capacity_forecaster.report.text import day, label
 from capacity_forecaster.risk.calibration import BreachCalibration, from_summary
 from capacity_forecaster.risk.current import rule_text
@@ -351,7 +351,10 @@ class DashboardState:
         """
         inventory = self.data.table("inventory")
         servers = len(inventory) if inventory is not None else 0
-        cards = [("Servers", f"{servers:,}", f"data {self.data.period[0]} to {self.data.period[1]}"
+        age = data_age(self.data)
+        # Data ending long before today (an old export): "now" and "already breaching" are as of its last day.
+        as_of = f"; \u201cnow\u201d is {self.data.period[1]}, {age} days ago" if age and self.data.period else ""
+        cards = [("Servers", f"{servers:,}", f"data {self.data.period[0]} to {self.data.period[1]}{as_of}"
                   if self.data.period else "")]
         position, pending = self._position_now(growth, wait)
         if self.ranked.empty:
@@ -370,7 +373,7 @@ class DashboardState:
             split = (f"{int((worst == 3).sum())} critical, {int((worst == 2).sum())} high, "
                      f"{int((worst == 1).sum())} medium")
             against = f"base {int((base_worst >= 1).sum())}; " if growth else ""
-            cards.append((label, f"{int((worst >= 1).sum())}", pending or against + split))
+            cards.append((label, f"{int((worst >= 1).sum())}", pending or against + split + stale_text(self.ranked)))
             first = scenario.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
             when = "Earliest breach"
             if len(now):  # the first row of the risk table

@@ -225,8 +225,7 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         live = live_risks(ranked)
         counts = level_counts(ranked)
         at_risk = sum(counts[level] for level in AT_RISK_LEVELS)
-        stale = stale_servers(ranked)
-        stale_note = f"; {plural(stale, 'stale server')} not counted (no recent data)" if stale else ""
+        stale_note = stale_text(ranked)
         cfg = data.settings.risk
         now = already_breaching(ranked)
         servers_now = int(now["server_id"].nunique())
@@ -444,16 +443,27 @@ def data_period_text(data: ReportData) -> str:
     return "data period unknown" if data.period is None else f"{data.period[0]} to {data.period[1]}"
 
 
-def data_age_text(data: ReportData) -> str:
-    """A sentence when the data end more than ``risk.stale_after_days`` before the report was made (a pack
-    rendered months after its export): "now" and every date in it are as of the last data day. Empty otherwise."""
+def stale_text(ranked: pd.DataFrame) -> str:
+    """``; N stale servers not counted (no recent data)`` beside a count of servers at risk, or empty."""
+    stale = stale_servers(ranked)
+    return f"; {plural(stale, 'stale server')} not counted (no recent data)" if stale else ""
+
+
+def data_age(data: ReportData) -> int | None:
+    """Days from the last data day to when the report was made, where more than ``risk.stale_after_days`` (a
+    pack rendered months after its export: "now" and every date in it are as of the last data day); else None."""
     if data.period is None:
+        return None
+    days = (data.generated.date() - data.period[1]).days
+    return days if days > max(data.settings.risk.stale_after_days, 1) else None
+
+
+def data_age_text(data: ReportData) -> str:
+    """``data_age`` as a sentence for the packs; empty where the data are recent."""
+    days = data_age(data)
+    if days is None or data.period is None:
         return ""
     last = data.period[1]
-    days = (data.generated.date() - last).days
-    limit = max(data.settings.risk.stale_after_days, 1)
-    if days <= limit:
-        return ""
     return (f"The data end on {last}, {_days(days)} before this report: \u201cnow\u201d, \u201calready "
             f"breaching\u201d and every date here are as of {last}.")
 
