@@ -259,3 +259,35 @@ def test_workbook_text_columns_are_as_wide_as_their_values(tmp_path) -> None:
     assert ws.column_dimensions["A"].width == len("bitbrains-fs-1001") + 2
     assert ws.column_dimensions["B"].width == 11  # short values: the header's width
     assert ws.column_dimensions["C"].width == 80 > FIT_MAX_WIDTH  # a given width wins
+
+
+def test_partly_priced_upsizes_say_how_many_are_priced_everywhere(report_lake) -> None:
+    """helper-52 (Rnd with 8 of 14 servers priced): '6 servers, -$120' and 'upsizing (6 upsizes) adds $120' while
+    only 2 upsizes had a cost, in the charts, the PDF sentence, the workbook and the dashboard card."""
+    import dataclasses
+    import io
+
+    from capacity_forecaster.config import Settings
+    from capacity_forecaster.report.dashboard_recs import Savings, savings_cards
+    from capacity_forecaster.report.data import load_report_data
+    from capacity_forecaster.report.excel import build_workbook
+    from capacity_forecaster.report.summary import savings_sentence
+    from capacity_forecaster.report.text import action_savings_text, savings_by_action
+
+    recs = pd.DataFrame({"server_id": [f"s{i}" for i in range(8)], "action": ["upsize"] * 6 + ["rightsize"] * 2,
+                         "current_monthly_cost": [100.0, 100.0, None, None, None, None, 200.0, None],
+                         "monthly_savings": [-60.0, -60.0, None, None, None, None, 100.0, None]})
+    grouped = savings_by_action(recs)
+    assert grouped.loc["upsize"].tolist() == [6, 2, -120.0] and grouped.loc["rightsize"].tolist() == [2, 1, 100.0]
+    assert action_savings_text(6, 2, -120.0) == "6 servers, -$120 (2 priced)"
+    assert action_savings_text(2, 2, 100.0) == "2 servers, +$100"
+    assert "upsizing (6 upsizes, 2 priced) adds $120 per month" in savings_sentence(recs)
+    assert savings_cards(Savings.of(recs), Savings.of(recs), 0.0)[0][2].endswith("priced servers only (3 of 8)")
+    data = load_report_data(report_lake, Settings())
+    stored = data.table("recommendations")
+    assert stored is not None
+    mixed = stored.head(8).assign(**{c: recs[c].to_numpy() for c in recs.columns if c != "server_id"})
+    data = dataclasses.replace(data, tables={**data.tables, "recommendations": mixed})
+    rows = list(load_workbook(io.BytesIO(build_workbook(data)), read_only=True)["Summary"].iter_rows(values_only=True))
+    upsize = next(r for r in rows if r and r[0] == "Upsize")
+    assert list(upsize[:4]) == ["Upsize", 6, -120.0, "2 of 6 priced"]

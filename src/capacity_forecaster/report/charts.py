@@ -33,7 +33,16 @@ from capacity_forecaster.report.summary import (
     series_mase,
     week_grid,
 )
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, model_label, money, plural, priced_servers
+from capacity_forecaster.report.text import (
+    NO_PRICES,
+    NOT_PRICED,
+    action_savings_text,
+    model_label,
+    money,
+    plural,
+    priced_servers,
+    savings_by_action,
+)
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +245,7 @@ def savings_chart(data: ReportData) -> Figure:
                                                 f"({plural(len(recs), 'server')}; actions are still recommended)")
     order = [a for a in style.ACTION_COLOURS if a in set(recs["action"])]
     order += sorted(set(recs["action"]) - set(order))
-    grouped = recs.groupby("action").agg(servers=("server_id", "size"),
-                                         savings=("monthly_savings", lambda v: v.sum(min_count=1)))
-    grouped = grouped.reindex(order)
+    grouped = savings_by_action(recs).reindex(order)
     cost = float(np.nansum(recs["current_monthly_cost"].to_numpy(float)))
     net = float(np.nansum(recs["monthly_savings"].to_numpy(float)))
     share = f" ({100 * net / cost:.1f} % of the fleet's {money(cost)})" if cost > 0 else ""
@@ -260,9 +267,7 @@ def savings_chart(data: ReportData) -> Figure:
     pad = (high - low) * 0.03 or 1.0
     ax.set_xlim(low - (pad if low < 0 else 0), high + pad * 12)
     for y, (action, row) in zip(ypos, grouped.iterrows(), strict=True):
-        count = int(row["servers"])
-        text = f"{plural(count, 'server')}, " + (NOT_PRICED if pd.isna(row["savings"])
-                                                 else money(row["savings"], signed=True))
+        text = action_savings_text(int(row["servers"]), int(row["priced"]), row["savings"])
         x = max(np.nan_to_num(row["savings"]), 0) + pad
         ax.text(x, float(y), text, va="center", fontsize=8.5, color=style.INK)
         log.debug("savings %s: %s", action, text)

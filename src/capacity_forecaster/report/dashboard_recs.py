@@ -278,5 +278,8 @@ def savings_cards(now: Savings | None, base: Savings | None, growth: float,
                 ("Upsizes" + suffix, f"{base.upsizes}", note)]
     share = (f"{100 * now.net / now.fleet_cost:.1f} % of {money(now.fleet_cost)}" if now.fleet_cost > 0 else
              NO_PRICES if not now.priced else "")
+    servers = len(now.recommendations)
+    if 0 < now.priced < servers:  # the rest save or cost an unknown amount (helper-52: an upsize's cost was missing)
+        share += f"{'; ' if share else ''}priced servers only ({now.priced:,} of {servers:,})"
     return [("Net savings / month" + suffix, now.net_text(), f"base {base.net_text()}; {share}" if growth else share),
             ("Upsizes" + suffix, f"{now.upsizes}", f"base {base.upsizes}" if growth else "servers to grow")]

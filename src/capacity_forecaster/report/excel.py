@@ -26,7 +26,7 @@ from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.risks import level_counts, ordered_recommendations, report_risks, unlevelled_counts
 from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
 from capacity_forecaster.report.summary import assumptions, data_period_text, fleet_text, kpis
-from capacity_forecaster.report.text import NOT_PRICED, cents, label
+from capacity_forecaster.report.text import NOT_PRICED, cents, label, savings_by_action
 from capacity_forecaster.risk.levels import Status
 
 SHEETS = ("Summary", "At-risk servers", "All series", "Recommendations", "What-if", "Clusters", SHEET,
@@ -157,12 +157,14 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame, foreca
     if recs is not None and len(recs):
         ws.append([])
         ws.append([styled(ws, h, header=True) for h in ("Savings by action", "Servers", "Savings / month (USD)")])
-        priced = recs.assign(monthly_savings=recs["monthly_savings"].where(recs["current_monthly_cost"].notna()))
-        grouped = priced.groupby("action").agg(n=("server_id", "size"),
-                                               s=("monthly_savings", lambda v: v.sum(min_count=1)))
-        for action, row in grouped.sort_values("s", ascending=False).iterrows():
-            saved = (styled(ws, NOT_PRICED) if pd.isna(row["s"]) else styled(ws, cents(row["s"]), fmt=_MONEY))
-            ws.append([str(action).capitalize(), int(row["n"]), saved])
+        grouped = savings_by_action(recs)
+        for action, row in grouped.sort_values("savings", ascending=False).iterrows():
+            saved = (styled(ws, NOT_PRICED) if pd.isna(row["savings"]) else
+                     styled(ws, cents(row["savings"]), fmt=_MONEY))
+            # The savings of the priced servers only: say so where some of the action's servers have no cost.
+            scope = [f"{int(row['priced']):,} of {int(row['servers']):,} priced"] if \
+                0 < row["priced"] < row["servers"] else []
+            ws.append([str(action).capitalize(), int(row["servers"]), saved, *scope])
     _scenario_summary(ws, stored_scenario(data))
 
 

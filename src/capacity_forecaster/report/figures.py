@@ -11,7 +11,16 @@ import plotly.graph_objects as go
 from capacity_forecaster.report import style
 from capacity_forecaster.report.risks import level_counts
 from capacity_forecaster.report.summary import cluster_range, model_accuracy, series_mase, week_grid
-from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, day, model_label, money, plural, priced_servers
+from capacity_forecaster.report.text import (
+    NO_PRICES,
+    NOT_PRICED,
+    action_savings_text,
+    day,
+    model_label,
+    plural,
+    priced_servers,
+    savings_by_action,
+)
 
 METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
 # ticklabeloverflow "allow": plotly's default ("hide past div") measures every tick label against the
@@ -270,13 +279,12 @@ def savings_bar(recs: pd.DataFrame) -> go.Figure:
     title = "Savings by recommended action (USD per month)"
     if not priced_servers(recs):
         return empty_figure(title, f"Savings {NOT_PRICED}: {NO_PRICES} ({plural(len(recs), 'server')})", 340)
-    grouped = recs.groupby("action").agg(servers=("server_id", "size"),
-                                         savings=("monthly_savings", lambda v: v.sum(min_count=1)))
+    grouped = savings_by_action(recs)
     order = [a for a in style.ACTION_COLOURS if a in grouped.index] + sorted(set(grouped.index) - set(
         style.ACTION_COLOURS))
     grouped = grouped.reindex(order)
-    labels = [f"{plural(int(n), 'server')}, {NOT_PRICED if pd.isna(v) else money(v, signed=True)}"
-              for n, v in zip(grouped["servers"], grouped["savings"], strict=True)]
+    labels = [action_savings_text(int(n), int(p), float(v)) for n, p, v in
+              zip(grouped["servers"], grouped["priced"], grouped["savings"], strict=True)]
     values = np.nan_to_num(grouped["savings"].to_numpy(float))
     # Labels sit beside the bars, to the right of zero for every bar, so they never cover the axis labels.
     low, high = min(0.0, float(values.min())), max(0.0, float(values.max()))

@@ -81,6 +81,21 @@ def priced_servers(recs: pd.DataFrame) -> int:
     return int(numeric(recs, "current_monthly_cost").notna().sum())
 
 
+def savings_by_action(recs: pd.DataFrame) -> pd.DataFrame:
+    """Per action (the index): ``servers``, ``priced`` (those with a monthly cost) and ``savings`` (summed over the
+    priced ones; NaN where none is): an upsize of an unpriced server costs an unknown amount, not $0."""
+    known = numeric(recs, "current_monthly_cost").notna()
+    frame = recs.assign(_priced=known, _savings=numeric(recs, "monthly_savings").where(known))
+    return frame.groupby("action").agg(servers=("server_id", "size"), priced=("_priced", "sum"),
+                                       savings=("_savings", lambda v: v.sum(min_count=1)))
+
+
+def action_savings_text(servers: int, priced: int, savings: float) -> str:
+    """``6 servers, -$120 (2 priced)``: the servers of one action and what the priced ones save."""
+    said = NOT_PRICED if pd.isna(savings) else money(savings, signed=True)
+    return f"{plural(servers, 'server')}, {said}" + (f" ({priced:,} priced)" if 0 < priced < servers else "")
+
+
 def day(value: Any) -> str:
     """An ISO date, or ``-`` for a missing one."""
     return "-" if value is None or pd.isna(value) else pd.Timestamp(value).date().isoformat()
