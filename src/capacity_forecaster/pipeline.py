@@ -40,9 +40,10 @@ class TableSummary:
     written_at: str
 
 
-def open_lake(settings: Settings, *, for_writing: bool = True) -> Lake:
-    """Open the lake named by ``settings.lake``."""
-    return Lake.open(settings.lake.uri, settings.lake, for_writing=for_writing)
+def open_lake(settings: Settings, *, for_writing: bool = True, existing: bool = False) -> Lake:
+    """Open the lake named by ``settings.lake``; ``existing``: its local folder must exist (stages that only read
+    an earlier stage's tables: a mistyped ``--lake`` is not created)."""
+    return Lake.open(settings.lake.uri, settings.lake, for_writing=for_writing, existing=existing)
 
 
 def summarize(lake: Lake) -> list[TableSummary]:

@@ -131,8 +131,20 @@ def test_ingest_of_an_undecodable_file_exits_2(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_etl_on_an_empty_lake_says_what_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "lake").mkdir()
     assert main(["etl", "--lake", str(tmp_path / "lake")]) == 2
     assert "has no raw metrics; run `capfc generate` or `capfc ingest` first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["etl"], ["forecast"], ["risk"], ["report"], ["dashboard"], ["sql", "select 1"]])
+def test_a_mistyped_lake_is_refused_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                command: list[str]) -> None:
+    """helper-52: `capfc dashboard --lake <typo>` served an empty page, and `capfc report` exited 2 but left the
+    folder behind with a run manifest in it."""
+    missing = tmp_path / "typo"
+    assert main([*command, "--lake", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"no such folder {missing}" in err and err.count("\n") == 1 and not missing.exists()
 
 
 def test_sql_is_read_only_unless_unsafe(small_lake: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -124,7 +124,7 @@ def etl(
     """raw/ -> processed/ (validated, cleansed, imputed, anomaly-flagged, features) + quarantine/."""
     settings = setup_command(config, lake, log_level, log_format, quiet, silent,
                              **{"etl.max_quarantine_share": 1.0 if force else None})
-    stage = pipeline.etl_stage(pipeline.open_lake(settings), settings)
+    stage = pipeline.etl_stage(pipeline.open_lake(settings, existing=True), settings)
     if quiet_level(quiet, silent) < 2:
         out.print(etl_line(stage))
 
@@ -155,7 +155,7 @@ def forecast(
            "forecast.scheduler": scheduler, "forecast.checkpoint_dir": checkpoint_dir},
     )
     with progress_bars(settings, quiet, silent) as progress:
-        stage = pipeline.forecast_stage(pipeline.open_lake(settings), settings, progress)
+        stage = pipeline.forecast_stage(pipeline.open_lake(settings, existing=True), settings, progress)
     if quiet_level(quiet, silent) < 2:
         print_forecast_summary(stage.counts)
 
@@ -182,7 +182,7 @@ def risk(
     """forecasts/ + processed/ -> risk/: breach dates and probabilities, clusters, recommendations."""
     settings = setup_command(config, lake, log_level, log_format, quiet, silent, **{
         "risk.threshold": threshold, "risk.growth": growth, "risk.growth_ramp": None if step is None else not step})
-    _stage, result = pipeline.risk_stage(pipeline.open_lake(settings), settings, growth=growth,
+    _stage, result = pipeline.risk_stage(pipeline.open_lake(settings, existing=True), settings, growth=growth,
                                          scenario_file=scenario, scenario_name=name)
     if quiet_level(quiet, silent) < 2:
         print_risk_summary(result.summary, result.scenario)
@@ -204,7 +204,7 @@ def report(
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None
     settings = setup_command(config, lake, log_level, log_format, quiet, silent, **{"report.formats": chosen,
                                                                                    "report.scenario": scenario})
-    _stage, result = pipeline.report_stage(pipeline.open_lake(settings), settings)
+    _stage, result = pipeline.report_stage(pipeline.open_lake(settings, existing=True), settings)
     if quiet_level(quiet, silent) < 2:
         out.print(result.render())
 
@@ -225,7 +225,7 @@ def dashboard(
 
     settings = setup_command(config, lake, log_level, log_format, quiet, silent,
                              **{"dashboard.host": host, "dashboard.port": port})
-    app_ = create_app(pipeline.open_lake(settings, for_writing=False), settings)
+    app_ = create_app(pipeline.open_lake(settings, for_writing=False, existing=True), settings)
     out.print(f"dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}/ (Ctrl+C to stop)")
     serve(app_, settings.dashboard.host, settings.dashboard.port)
 
@@ -299,8 +299,8 @@ def sql_query(
 
     settings = setup_command(config, lake, log_level, log_format, quiet, silent,
                              **{"lake.sql_unsafe": True if unsafe else None})
-    frame = query(pipeline.open_lake(settings, for_writing=False), statement, unsafe=settings.lake.sql_unsafe,
-                  as_of=as_of)
+    frame = query(pipeline.open_lake(settings, for_writing=False, existing=True), statement,
+                  unsafe=settings.lake.sql_unsafe, as_of=as_of)
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif fmt == "json":

@@ -39,7 +39,7 @@ def is_s3_uri(uri: str) -> bool:
 
 
 def resolve(
-    uri: str, cfg: LakeConfig | None = None, *, for_writing: bool = False, role: str = "lake"
+    uri: str, cfg: LakeConfig | None = None, *, for_writing: bool = False, role: str = "lake", existing: bool = False
 ) -> Location:
     """Turn a URI into a Location, checking that it can be used.
 
@@ -49,6 +49,8 @@ def resolve(
         for_writing: create a missing local folder and check it is writable.
         role: what the URI is, for messages: "lake" (must be a folder) or "source" (a file,
             folder or glob to read).
+        existing: a local folder must exist already (a stage that reads the lake: a mistyped
+            ``--lake`` is refused instead of created, and nothing is written there).
 
     Returns:
         The Location.
@@ -70,6 +72,9 @@ def resolve(
         scheme = uri.split("://", 1)[0]
         raise StorageError(f"{role} {uri}: unsupported scheme '{scheme}://'; use a local folder or s3://")
     local = Path(uri.removeprefix("file://")).expanduser().resolve()
+    if existing and not local.exists():
+        raise StorageError(f"{role} {uri}: no such folder {local}; a lake is made by capfc run, generate or "
+                           "ingest (check --lake)")
     if for_writing:
         try:
             local.mkdir(parents=True, exist_ok=True)

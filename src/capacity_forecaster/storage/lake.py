@@ -99,13 +99,15 @@ class Lake:
         self._records_cached = False
 
     @classmethod
-    def open(cls, uri: str, cfg: LakeConfig | None = None, *, for_writing: bool = False) -> Lake:
-        """Open the lake at ``uri`` (local folder or ``s3://bucket/prefix``).
+    def open(cls, uri: str, cfg: LakeConfig | None = None, *, for_writing: bool = False,
+             existing: bool = False) -> Lake:
+        """Open the lake at ``uri`` (local folder or ``s3://bucket/prefix``); ``existing``: a local folder
+        must exist already (never created).
 
         Raises:
             StorageError: the location is missing, unreachable or not writable.
         """
-        return cls(resolve(uri, cfg, for_writing=for_writing), cfg)
+        return cls(resolve(uri, cfg, for_writing=for_writing, existing=existing), cfg)
 
     # -- paths -------------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
