@@ -13,6 +13,7 @@ import pytest
 
 from capacity_forecaster.config import DashboardConfig, Settings
 from capacity_forecaster.report.dashboard import create_app, server_for
+from capacity_forecaster.report.dashboard_guard import growth_value
 from capacity_forecaster.storage import Lake
 
 GROWTH = [{"id": "growth", "property": "value"}]
@@ -55,6 +56,13 @@ def test_good_callback_values_still_work(client: Any) -> None:
     assert _kpis(client, None).status_code == 200
     response = _pick(client, {"row": 0, "column": 0, "row_id": "srv-0002|memory"})
     assert response.status_code == 200 and b"srv-0002" in response.data
+
+
+def test_growth_between_the_slider_steps_is_served_at_the_nearest_step(client: Any) -> None:
+    """helper-52: 7.0001, 12.5, ... each ran a whole risk assessment; the slider only has 5 % steps."""
+    assert growth_value(7.0001, -30, 50, 5.0) == 5.0 and growth_value(12.5, -30, 50, 5.0) == 10.0
+    assert growth_value(-2.4, -30, 50, 5.0) == 0.0 and growth_value(49.9, -32, 50, 5.0) == 50.0
+    assert _kpis(client, 7.0001).data == _kpis(client, 5).data
 
 
 @pytest.mark.parametrize("growth", ["abc", [], {}, True, 1e308, float("nan"), -1000])

@@ -45,8 +45,13 @@ def test_report_over_a_mismatched_forecast_and_risk_warns(tmp_path: Path) -> Non
     manifest = [r for r in list_runs(lake) if r["run_id"] == report_run.run_id][0]
     assert manifest["inputs"] == {"forecast": second, "risk": risk_run.run_id}
     assert manifest["counts"]["lineage_warnings"] == result.warnings
-    layout = str(create_app(lake, Settings(), warm=False).layout)
+    app = create_app(lake, Settings(), warm=False)
+    layout = str(app.layout)
     assert "lineage-banner" in layout and risk_run.run_id in layout and second in layout
+    # helper-52: the slider grew the new forecasts against the old base (+5 % lowered the servers at risk): off.
+    assert app.state.positions is None and "The slider is off: the risk tables come from another" in layout
+    slider = layout[layout.index("Slider("):]
+    assert "disabled=True" in slider[:slider.index(")")] and "id='growth'" in slider[:slider.index(")")]
     # Re-running risk brings the set back in line.
     risk_stage(lake, Settings())
     assert lineage(load_report_data(lake, Settings())).warnings() == []

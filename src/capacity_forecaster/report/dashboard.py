@@ -17,7 +17,7 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.report import dashboard_guard as guard
 from capacity_forecaster.report import dashboard_layout as layout
 from capacity_forecaster.report import figures
-from capacity_forecaster.report.dashboard_state import DashboardState
+from capacity_forecaster.report.dashboard_state import GROWTH_STEP, DashboardState
 from capacity_forecaster.storage.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _register_callbacks(app: dash.Dash, state: DashboardState, settings: Setting
     cfg = settings.dashboard
 
     def growth_of(value: Any) -> float:
-        return guard.growth_value(value, cfg.growth_min, cfg.growth_max)
+        return guard.growth_value(value, cfg.growth_min, cfg.growth_max, GROWTH_STEP)
 
     @app.callback(Output("kpis", "children"), Input("growth", "value"))
     def update_kpis(growth: Any) -> list[html.Div]:

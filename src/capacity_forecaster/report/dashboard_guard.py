@@ -37,8 +37,10 @@ def shorten(value: Any, limit: int = SHOWN_CHARS) -> str:
     return f"{text[:limit]}... ({size:,} long)" if size is not None else f"{text[:limit]}..."
 
 
-def growth_value(value: Any, low: float, high: float) -> float:
-    """The what-if growth from the slider: a finite number within [low, high]; None is 0.
+def growth_value(value: Any, low: float, high: float, step: float) -> float:
+    """The what-if growth from the slider: a finite number within [low, high], rounded to a multiple of ``step``
+    (each distinct value costs a whole risk assessment: a client sending 7.0001, 7.0002, ... gets the slider's
+    positions, not one assessment each); None is 0.
 
     Raises:
         BadInput: anything else.
@@ -48,7 +50,7 @@ def growth_value(value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
             or not low <= value <= high:
         raise BadInput(f"growth must be a number from {low:g} to {high:g}, got {shorten(value)}")
-    return float(value)
+    return float(min(max(round(value / step) * step, low), high)) + 0.0
 
 
 def text_value(name: str, value: Any, allowed: Iterable[str] | None = None, limit: int = 200) -> str | None:

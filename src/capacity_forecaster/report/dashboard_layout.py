@@ -285,6 +285,10 @@ def _slider_help(state: DashboardState, settings: Settings) -> str:
     ramp = (" An annual rate: over a 30-day horizon +50 % ends about 3 % higher, over 180 days about 22 % (for a "
             "step change, set risk.growth_ramp: false or run capfc risk --growth N --step)."
             if settings.risk.growth_ramp else "")
+    if state.positions is None:
+        return ("The slider is off: the risk tables come from another forecast run than the forecasts shown (see "
+                "the warning above); run capfc risk to bring them in line." if not state.lineage.consistent else
+                "The slider is off: it needs the history, forecasts, risk tables and clusters (run capfc run).")
     if state.scenario is None:
         return ("Base = the lake's risk table; what-if columns re-assess breaches with every forecast (and its "
                 "interval) scaled by this growth." + ramp)
@@ -309,8 +313,10 @@ def layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[in
             *([warn] if (warn := _lineage_banner(state)) is not None else []),
             *([banner] if (banner := _scenario_banner(state)) is not None else []),
             html.Div([html.Div(_slider_title(settings), style={"fontWeight": 600, "marginBottom": 6}),
+                      # No number box: it applied a value only on leaving it and took "abc" as 0 (helper-52).
                       dcc.Slider(id="growth", min=cfg.growth_min, max=cfg.growth_max, step=GROWTH_STEP, value=0,
-                                 marks=marks, updatemode="mouseup"),
+                                 marks=marks, updatemode="mouseup", allow_direct_input=False,
+                                 disabled=state.positions is None),
                       html.Div(_slider_help(state, settings), style={"color": style.MUTED, "fontSize": "12px",
                                                           "marginTop": "14px"})],
                      style={**_CARD, "margin": "16px 0"}),

@@ -152,8 +152,11 @@ class DashboardState:
         self._risk_tables = lru_cache(maxsize=RISK_TABLES_KEPT)(self._risk_table)
         self.positions: GrowthPositions | None = None
         clusters = self.data.table("clusters")
+        # Risk tables from another forecast run than the lake's (the lineage banner) would make the slider grow
+        # new forecasts against an old base: growth could lower the risk (helper-52). The slider is off then.
         if self.has_history and self.data.forecasts is not None and clusters is not None and \
-                self.data.table("server_risk") is not None and self.data.table("recommendations") is not None:
+                self.data.table("server_risk") is not None and self.data.table("recommendations") is not None \
+                and self.lineage.consistent:
             self.positions = GrowthPositions(self._assessor, self.slider_values())
         inventory = self.data.table("inventory")
         log.info("dashboard: %d servers, %d series loaded in %.1f s", 0 if inventory is None else len(inventory),
