@@ -8,6 +8,7 @@ import pytest
 
 from capacity_forecaster.forecast import intervals
 from capacity_forecaster.forecast.intervals import (
+    BUCKET_WIDTH_UNIT,
     apply_bounds,
     calibrate,
     choose_pooling,
@@ -18,13 +19,20 @@ from capacity_forecaster.forecast.intervals import (
 )
 
 
+def _range(bucket: np.ndarray) -> list[tuple[int, int]]:
+    """(width, index) of bucket ids."""
+    return [(int(b) // BUCKET_WIDTH_UNIT, int(b) % BUCKET_WIDTH_UNIT) for b in bucket]
+
+
 def test_horizon_buckets() -> None:
-    assert horizon_bucket(np.array([1, 30, 31, 180]), 180).tolist() == [0, 0, 1, 5]
-    assert horizon_bucket(np.arange(1, 6), 5).tolist() == [0, 1, 2, 3, 4]
-    assert horizon_bucket(np.array([1, 8, 9, 48]), 48).tolist() == [0, 0, 1, 5]
-    # One lead per step (each series' scored lead), with a floor on the width.
-    assert horizon_bucket(np.array([1, 3, 4, 9, 9]), np.array([9, 9, 9, 9, 180])).tolist() == [0, 1, 1, 4, 0]
-    assert horizon_bucket(np.array([5, 6, 15]), 15, min_width=5).tolist() == [0, 1, 2]
+    assert _range(horizon_bucket(np.array([1, 30, 31, 180]), 180)) == [(30, 0), (30, 0), (30, 1), (30, 5)]
+    assert _range(horizon_bucket(np.arange(1, 6), 5)) == [(1, 0), (1, 1), (1, 2), (1, 3), (1, 4)]
+    assert _range(horizon_bucket(np.array([1, 8, 9, 48]), 48)) == [(8, 0), (8, 0), (8, 1), (8, 5)]
+    # One lead per step (each series' scored lead), with a floor on the width; ids differ with the width, so a
+    # pool never mixes steps 1-2 of a 9-day lead with steps 1-30 of a 180-day one.
+    assert _range(horizon_bucket(np.array([1, 3, 4, 9, 9]), np.array([9, 9, 9, 9, 180]))) == [
+        (2, 0), (2, 1), (2, 1), (2, 4), (30, 0)]
+    assert _range(horizon_bucket(np.array([5, 6, 15]), 15, min_width=5)) == [(5, 0), (5, 1), (5, 2)]
 
 
 def test_conformal_quantile_rank() -> None:
@@ -89,7 +97,8 @@ def test_pooled_fallback_scales_to_the_series() -> None:
     res = _residuals(n_series=30, windows=1, steps=12, rng=rng)  # 2 errors per bucket: too few per series
     cal = calibrate(res, 0.8)
     assert cal.series.empty and not cal.pooled.empty
-    targets = pd.DataFrame({"server_id": ["new", "new"], "metric": "cpu", "model": "m", "bucket": [0, 0],
+    first = int(horizon_bucket(np.array([1]), 12)[0])
+    targets = pd.DataFrame({"server_id": ["new", "new"], "metric": "cpu", "model": "m", "bucket": [first, first],
                             "scale": [1.0, 2.0]})
     half, pooled = cal.half_widths(targets)
     assert pooled.all() and half[1] == pytest.approx(2 * half[0])

@@ -34,6 +34,10 @@ N_BUCKETS = 6
 # noisier (Bitbrains Rnd at 5 rolling origins: extrapolated coverage 0.79 instead of 0.80 and a
 # false medium flag more).
 MIN_BUCKET_STEPS = 5
+# A bucket id names its step range (``width * BUCKET_WIDTH_UNIT + index``: steps ``index * width + 1`` to
+# ``(index + 1) * width``), so a pool only mixes errors at the same steps: series whose scored leads differ
+# (a new server's 15 days beside a long series' 180) have buckets of different widths.
+BUCKET_WIDTH_UNIT = 1_000_000
 MIN_RESIDUALS = 30
 # Scales below this (near-constant series) would blow up scaled errors in the pooled quantile.
 SCALE_FLOOR = 0.01
@@ -49,14 +53,14 @@ EMPTY_POOL = pd.DataFrame({"model": pd.Series(dtype=object), METRIC: pd.Series(d
 
 def horizon_bucket(step: np.ndarray | pd.Series, horizon: int | np.ndarray | pd.Series,
                    n_buckets: int = N_BUCKETS, min_width: int = 1) -> np.ndarray:
-    """Bucket index (0-based) of forecast steps 1..horizon split into ``n_buckets`` equal runs of at
-    least ``min_width`` steps.
+    """Bucket id of forecast steps 1..horizon split into ``n_buckets`` equal runs of at least ``min_width``
+    steps: ``width * BUCKET_WIDTH_UNIT`` plus the run's 0-based index.
 
     ``horizon`` is one length for every step or one per step (each series' scored lead).
     """
     length = np.maximum(np.asarray(horizon, dtype="int64"), 1)
     width = np.maximum(np.ceil(length / np.minimum(n_buckets, length)).astype("int64"), min_width)
-    return ((np.asarray(step, dtype="int64") - 1) // width).astype("int64")
+    return (width * BUCKET_WIDTH_UNIT + (np.asarray(step, dtype="int64") - 1) // width).astype("int64")
 
 
 def conformal_quantile(frame: pd.DataFrame, keys: list[str], column: str, level: float) -> pd.DataFrame:
