@@ -359,6 +359,17 @@ def test_malformed_lines_are_quarantined_with_their_line(tmp_path: Path) -> None
     assert (result.rows_read, result.rows_used, result.rows_quarantined) == (5, 1, 4)
 
 
+@pytest.mark.parametrize("bad", ['"s,2024-01-01T00:05:00,cpu,2', 's,2024-01-01T00:05:00,"he said ""hi,2'])
+def test_a_quote_left_open_stops_instead_of_swallowing_the_lines_after_it(tmp_path: Path, bad: str) -> None:
+    """helper-51: one stray '"' made the reader take every later line as one field: 5 data lines read as 2 rows,
+    exit 0, the rest counted nowhere (300,000 lines as 28,526 rows)."""
+    lines = ["server,time,metric,value", "s,2024-01-01T00:00:00,cpu,1", bad,
+             *(f"s,2024-01-01T00:{m:02d}:00,cpu,3" for m in range(10, 40, 5))]
+    path = write(tmp_path / "q.csv", "\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"q\.csv: line 3 opens a quoted field .* does not close"):
+        run([path], LONG)
+
+
 def test_mixed_date_formats_partly_succeed(tmp_path: Path) -> None:
     text = ("server,time,metric,value\n"
             "s,2024-01-01T00:00:00Z,cpu,1\n"

@@ -188,8 +188,14 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
     # A long line becomes one delimiter more than the header has: a malformed row the reader reports.
     guard = LineGuard(max_line_bytes, dialect.delimiter.encode("utf-8") * len(dialect.header))
 
+    spanning: list[int] = []  # lines where a quote opened that no later character on the line closed
+
     def on_bad_row(row: pacsv.InvalidRow) -> str:
         number = row.number or -1
+        if "\n" in row.text or "\r" in row.text:
+            # The reader took the lines after an unclosed quote as one field (helper-51: one stray '"' read
+            # 300,000 lines as 28,526 rows, the rest never counted): refused below, never skipped silently.
+            spanning.append(number)
         long_line = guard.long_lines.get(number)
         if long_line is not None:
             bad.append(BadRow(number, long_line.head, row.expected_columns, 0, long_line.length, max_line_bytes))
@@ -229,6 +235,7 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
             except _READ_ERRORS as err:
                 raise InputError(
                     f"{src.label}: cannot be read as CSV after data row {offset}: {err}") from err
+            _refuse_spanning_quote(src.label, spanning)
             columns = {column: batch.column(names[i]) for column, i in position.items()}
             lines = _line_numbers(offset, batch.num_rows, bad)
             fresh = tuple(bad[reported:])
@@ -237,9 +244,19 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
             yield RawChunk(columns, lines, fresh)
     finally:
         stream.close()
+    _refuse_spanning_quote(src.label, spanning)
     if reported < len(bad):
         empty = {column: pa.array([], pa.binary()) for column in position}
         yield RawChunk(empty, np.empty(0, dtype=np.int64), tuple(bad[reported:]))
+
+
+def _refuse_spanning_quote(label: str, spanning: list[int]) -> None:
+    """Stop at the first line whose opening quote no character of the line closes (see ``on_bad_row``)."""
+    if spanning:
+        where = f"line {spanning[0]}" if spanning[0] > 0 else "a line"
+        raise InputError(f"{label}: {where} opens a quoted field ('\"') that the line does not close, so the lines "
+                         "after it would be read as one value; close or remove the quote (a quoted field may not "
+                         "span lines)")
 
 
 def _row_group_runs(metadata: pq.FileMetaData, chunk_rows: int) -> Iterator[list[int] | None]:
