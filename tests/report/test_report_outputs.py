@@ -258,3 +258,29 @@ def test_the_pdf_has_capacity_remaining_by_group(breaching_report) -> None:
     assert "Grouped by Group Servers At risk Time remaining Free cores Free GB Freed cores Freed GB" in page
     header = page.index("Freed GB")
     assert page.index("datacenter", header) < page.index("environment", header)  # datacenters first
+
+
+@needs_pdftotext
+def test_server_ids_are_text_in_the_pdf_and_the_workbook(report_lake, tmp_path: Path) -> None:
+    """helper-51: an id such as 'x<font color=red>y' stopped capfc report (reportlab markup), 'R&D-01' printed as
+    'R&D-01;', and '=HYPERLINK(...)' became a live formula in five workbook sheets."""
+    import dataclasses
+
+    from capacity_forecaster.report import pdf
+    from capacity_forecaster.report.charts import render_charts
+    from capacity_forecaster.report.data import HISTORY_COLUMNS
+
+    data = load_report_data(report_lake, Settings())
+    names = {RISKIEST: 'R&D-01<font color=red>x</font>', "srv-0002": '=HYPERLINK("http://example.invalid","c")'}
+    tables = {name: frame.assign(server_id=frame["server_id"].replace(names)) if "server_id" in frame.columns
+              else frame for name, frame in data.tables.items() if frame is not None}
+    data = dataclasses.replace(data, tables=tables)
+    path = tmp_path / "pack.pdf"
+    path.write_bytes(pdf.build_pdf(data, render_charts(data, pd.DataFrame(columns=list(HISTORY_COLUMNS)))))
+    text = _pdf_text(path)
+    assert names[RISKIEST] in text and "R&D-01;" not in text
+    book = load_workbook(io.BytesIO(build_workbook(data)))
+    formulas = [(ws.title, cell.coordinate) for ws in book.worksheets for row in ws.iter_rows() for cell in row
+                if cell.data_type == "f"]
+    cells = [cell.value for ws in book.worksheets for row in ws.iter_rows() for cell in row]
+    assert formulas == [] and names["srv-0002"] in cells

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 
 import pandas as pd
-from openpyxl import Workbook
 from openpyxl.formatting.rule import FormulaRule
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
@@ -24,7 +23,7 @@ from capacity_forecaster.report.forecast_sheet import (
 )
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.risks import level_counts, ordered_recommendations, report_risks, unlevelled_counts
-from capacity_forecaster.report.sheets import Worksheet, styled, unavailable, write_frame
+from capacity_forecaster.report.sheets import TextWorkbook, Worksheet, styled, unavailable, write_frame
 from capacity_forecaster.report.summary import assumptions, data_period_text, fleet_text, kpis
 from capacity_forecaster.report.text import NOT_PRICED, cents, label, savings_by_action
 from capacity_forecaster.risk.levels import Status
@@ -241,7 +240,7 @@ def build_workbook(data: ReportData) -> bytes:
     whose table is absent says which stage to run.
     """
     # Write-only mode streams rows to a temporary file (memory stays flat) and is ~5x faster for the forecast sheet.
-    workbook = Workbook(write_only=True)
+    workbook = TextWorkbook()
     summary = workbook.create_sheet(SHEETS[0])
     ranked = report_risks(data)
     daily, rows = forecast_layout(data)

@@ -146,8 +146,10 @@ def _kpi_cards(items: list[Kpi], width: float) -> Table:
     big = ParagraphStyle("kv", parent=BODY, fontName="Helvetica-Bold", fontSize=17, leading=21, textColor=NAVY)
     long = ParagraphStyle("kvl", parent=big, fontSize=11.5, leading=21)
     label_style = ParagraphStyle("kl", parent=BODY, fontName="Helvetica-Bold", fontSize=8.5, leading=10)
-    cells = [[Paragraph(k.label, label_style), Paragraph(k.text, big if len(k.text) <= 12 else long),
-              Paragraph(k.note or "&nbsp;", SMALL)] for k in items]
+    # Escaped: a note names servers, and reportlab reads '<' and '&' as markup (helper-51: an id 'x<font ...>y'
+    # stopped the report, 'R&D-01' printed as 'R&D-01;').
+    cells = [[Paragraph(escape(k.label), label_style), Paragraph(escape(k.text), big if len(k.text) <= 12 else long),
+              Paragraph(escape(k.note) if k.note else "&nbsp;", SMALL)] for k in items]
     rows: list[list[Any]] = [cells[i:i + per_row] for i in range(0, len(cells), per_row)]
     rows[-1] += [""] * (per_row - len(rows[-1]))
     table = Table(rows, colWidths=[width / per_row] * per_row, hAlign="LEFT")
@@ -438,7 +440,7 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     runs = lineage(data)
     subtitle = f"Capacity planning pack: {fleet_text(data)}, data {data_period_text(data)}"
     story: list[Flowable] = []
-    story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {data.lake_uri}; "
+    story.append(Paragraph(f"Generated {data.generated:%d %B %Y, %H:%M} UTC from lake {escape(data.lake_uri)}; "
                            f"{escape(runs.footer())}", SMALL))
     for warning in runs.warnings():
         story.append(Paragraph(f'<font color="#B91C1C"><b>{escape(warning)}</b></font>', BODY))

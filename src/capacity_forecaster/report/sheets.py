@@ -7,9 +7,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
 from capacity_forecaster.report import style
@@ -18,6 +21,34 @@ from capacity_forecaster.report.text import labelled, told_columns
 
 # A write-only worksheet (openpyxl does not export its class publicly).
 Worksheet = Any
+
+
+class _TextSheet(WriteOnlyWorksheet):
+    """A write-only sheet that stores text starting with ``=`` as text: openpyxl makes it a formula, so a server id
+    such as ``=HYPERLINK("http://...")`` from an export became a live link in five sheets (helper-51)."""
+
+    def append(self, row: Any) -> None:
+        super().append([_as_text(self, value) for value in row])
+
+
+def _as_text(ws: Worksheet, value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("="):
+        value = WriteOnlyCell(ws, value)
+    if isinstance(value, Cell) and value.data_type == "f":
+        value.data_type = "s"
+    return value
+
+
+class TextWorkbook(Workbook):
+    """A write-only workbook of ``_TextSheet`` sheets: nothing read from the lake is ever written as a formula."""
+
+    def __init__(self) -> None:
+        super().__init__(write_only=True)
+
+    def create_sheet(self, title: str | None = None, index: int | None = None) -> Worksheet:
+        sheet = _TextSheet(parent=self, title=title)
+        self._add_sheet(sheet=sheet, index=index)
+        return sheet
 
 _HEADER_FILL = PatternFill("solid", fgColor=style.NAVY.lstrip("#"))
 _HEADER_FONT = Font(bold=True, color="FFFFFF")
