@@ -218,3 +218,15 @@ def test_a_date_outside_the_nanosecond_range_does_not_fail_the_read(tmp_path: Pa
     lake.write_table("raw_metrics", table)
     frame = lake.read_table("raw_metrics")
     assert len(frame) == 2 and frame["ds"].max().year == 9999
+
+
+def test_an_infinite_float_is_refused_before_it_reaches_the_delta_log(tmp_path: Path) -> None:
+    """helper-51: Infinity in a column's statistics made the table's log unreadable for every later command."""
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    good = pd.DataFrame({"server_id": ["a"], "metric": ["cpu"], "risk_level": ["low"], "peak_yhat": [1.0],
+                         "peak_ds": [pd.Timestamp("2024-01-01")], "breach_ds": [pd.NaT], "days_to_breach": [np.nan],
+                         "breach_probability": [0.1]})
+    lake.write_table("server_risk", good)
+    with pytest.raises(StorageError, match="table 'server_risk': column 'peak_yhat' holds 1 infinite value"):
+        lake.write_table("server_risk", good.assign(peak_yhat=np.inf))
+    assert lake.read_table("server_risk")["peak_yhat"].tolist() == [1.0]

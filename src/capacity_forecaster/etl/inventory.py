@@ -58,6 +58,10 @@ def _fill_defaults(frame: pd.DataFrame, spec: InventorySpec) -> pd.DataFrame:
     return out[list(INVENTORY_COLUMNS)].sort_values("server_id", ignore_index=True)
 
 
+# The largest inventory number taken (cores, GB, USD per month): beyond it a value is no server's size or cost.
+INVENTORY_MAX = 1e9
+
+
 class InventoryDeriver:
     """Keeps, per server, the latest positive value of each derived inventory column.
 
@@ -77,7 +81,8 @@ class InventoryDeriver:
             derived = _column(source)
             values, status = numbers(derived.column)
             with np.errstate(invalid="ignore"):
-                usable = np.flatnonzero(row_ok & (status == parse.OK) & (values > 0))
+                usable = np.flatnonzero(row_ok & (status == parse.OK) & (values > 0)
+                                        & (values / derived.divide_by <= INVENTORY_MAX))
             if len(usable) == 0:
                 continue
             server, ts, value = row_server[usable], row_ts[usable], values[usable] / derived.divide_by
@@ -231,7 +236,20 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                 values_kind = "time"
             else:
                 values, status = parse.parse_numbers(column, spec.csv.decimal)
-                part[target] = values / derived.divide_by
+                values = values / derived.divide_by
+                with np.errstate(invalid="ignore"):
+                    wild = (status == parse.OK) & ((values < 0) | (values > INVENTORY_MAX))
+                if wild.any():
+                    # A negative size, or a cost of 1e308 (whose sums overflowed to Infinity in the options
+                    # table and broke its Delta log, helper-51): not a server's.
+                    texts = parse.texts_at(column, np.flatnonzero(wild))
+                    rejected.append(quarantine_frame(
+                        _row_ids(part, np.flatnonzero(wild), prefix), None, None, texts,
+                        [f"{src.label}:{line}" for line in lines[wild]],
+                        [f"inventory_out_of_range: {target} from column '{derived.column}' is not between 0 and "
+                         f"{INVENTORY_MAX:g} (kept as NaN)"] * int(wild.sum())))
+                    values = np.where(wild, np.nan, values)
+                part[target] = values
                 values_kind = "number"
             bad = np.flatnonzero((status != parse.OK) & (status != parse.MISSING))
             if len(bad):

@@ -165,7 +165,20 @@ def _to_arrow(frame: pd.DataFrame | pa.Table, spec: TableSpec) -> pa.Table:
                               f"year/month; rename them")
         if table.num_rows and table.column(DS).null_count:
             raise StorageError(f"table '{spec.name}': {table.column(DS).null_count} row(s) have no {DS}")
+    _refuse_infinite(table, spec)
     return table
+
+
+def _refuse_infinite(table: pa.Table, spec: TableSpec) -> None:
+    """Stop before an infinite float reaches a file: its statistics in the Delta log (``Infinity``) are JSON the
+    log's own reader refuses, so every later read of the table failed (helper-51: an inventory cost of 1e308
+    summed to Infinity in the options table)."""
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_floating(column.type) and column.null_count < len(column):
+            infinite = pc.sum(pc.cast(pc.is_inf(column), pa.int64())).as_py() or 0
+            if infinite:
+                raise StorageError(f"table '{spec.name}': column '{name}' holds {infinite} infinite value(s); "
+                                   "nothing was written (an input number too large for the sums made from it?)")
 
 
 def _month_slices(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
