@@ -385,6 +385,21 @@ def test_mixed_date_formats_partly_succeed(tmp_path: Path) -> None:
     assert run([tmp_path / "mixed.csv"], fmt).raw_metrics["samples"].tolist() == [1]
 
 
+def test_a_formatted_day_the_month_lacks_is_quarantined_not_moved_to_the_next_month(tmp_path: Path) -> None:
+    """helper-51: with format '%d/%m/%Y %H:%M', 30/02/2024 was read as 2024-03-01 and 29/02/2023 as 2023-03-01."""
+    text = ("server,time,metric,value\n"
+            "s,29/02/2024 10:00,cpu,1\n"      # a leap day: kept
+            "s,30/02/2024 10:00,cpu,2\n"
+            "s,31/04/2024 10:00,cpu,3\n"
+            "s,29/02/2023 10:00,cpu,4\n"
+            "s,1/3/2024 9:05,cpu,5\n")        # unpadded, on a rolled-over date's day: kept
+    fmt = {**LONG, "timestamp": {"column": "time", "format": "%d/%m/%Y %H:%M"}}
+    result = run([write(tmp_path / "days.csv", text)], fmt)
+    assert result.raw_metrics["ds"].dt.strftime("%Y-%m-%d").tolist() == ["2024-02-29", "2024-03-01"]
+    assert reasons(result) == [f"unparseable_timestamp: '{day}' (expected format '%d/%m/%Y %H:%M')"
+                               for day in ("30/02/2024 10:00", "31/04/2024 10:00", "29/02/2023 10:00")]
+
+
 def test_non_utf8_values_and_headers(tmp_path: Path) -> None:
     body = b"server,time,metric,value\ns,2024-01-01T00:00:00,cpu,1\ns,2024-01-01T00:05:00,cpu,\xff2\n"
     result = run([write(tmp_path / "bytes.csv", body)], LONG)

@@ -285,6 +285,24 @@ def out_of_ns_range(array: pa.Array) -> np.ndarray:
     return np.abs(raw) > limit
 
 
+def _rolled_over(text: pa.Array, fmt: str, parsed: pa.Array, unparsed: np.ndarray) -> np.ndarray:
+    """Rows whose text names a day the month does not have (``30/02/2024``): Arrow's strptime rolls them into the
+    next month (2024-03-01; helper-51), Python's strptime (pandas) refuses them. Only a parsed day 1-3, where a
+    rolled-over date lands, is checked, so a text the two parsers read differently otherwise is left alone."""
+    days = np.asarray(pc.fill_null(pc.day(parsed), 0).to_numpy(zero_copy_only=False))
+    suspect = ~unparsed & (days >= 1) & (days <= 3)
+    out = np.zeros(len(unparsed), dtype=bool)
+    if not suspect.any():
+        return out
+    texts = pd.Series(np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)[suspect])
+    try:
+        checked = pd.to_datetime(texts, format=fmt, errors="coerce", utc=True)
+    except (ValueError, TypeError):
+        return out  # a format pandas does not take: Arrow's reading stands
+    out[np.flatnonzero(suspect)] = checked.isna().to_numpy()
+    return out
+
+
 def _timestamp_values(parsed: pa.Array) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
     """int64 ns, null mask, whether the type carried a zone and the rows beyond the ns range.
 
@@ -389,9 +407,11 @@ def parse_timestamps(array: pa.Array | pa.ChunkedArray, spec: TimestampSpec) -> 
     if spec.format is not None:
         parsed = pc.strptime(text, format=spec.format, unit="ns", error_is_null=True)
         ns, unparsed, has_zone, _ = _timestamp_values(parsed)
+        rolled = _rolled_over(text, spec.format, parsed, unparsed)
+        unparsed |= rolled
         zoned = np.full(len(ns), has_zone)
         # A time that parses in seconds but not in nanoseconds lies beyond the ns range.
-        beyond = unparsed & np.asarray(pc.is_valid(pc.strptime(text, format=spec.format, unit="s",
+        beyond = unparsed & ~rolled & np.asarray(pc.is_valid(pc.strptime(text, format=spec.format, unit="s",
                                                                error_is_null=True))
                                        .to_numpy(zero_copy_only=False), dtype=bool)
     else:
