@@ -493,6 +493,18 @@ def test_inventory_numbers_no_server_has_are_quarantined(tmp_path: Path) -> None
         "inventory_out_of_range: monthly_cost_usd from column 'cost' is not between 0 and 1e+09 (kept as NaN)"]
 
 
+def test_an_inventory_file_reads_numbers_as_the_export_does_unless_told(tmp_path: Path) -> None:
+    """helper-51: with csv.decimal ',' for the export, '16.384' MB in the inventory file read as 16.384 (0.016 GB)."""
+    write(tmp_path / "m.csv", "host;ts;cpu\nweb;2024-01-01T00:00:00Z;12,5\n")
+    inventory = write(tmp_path / "inv.csv", "host;vcpus;memory_mb\nweb;4;16.384\n")
+    columns = {"server_id": "host", "cpu_cores": "vcpus", "memory_gb": {"column": "memory_mb", "divide_by": 1024}}
+    mapping = {**WIDE, "csv": {"delimiter": ";", "decimal": ","}, "metrics": {"cpu": {"percent": "cpu"}},
+               "server_id": {"column": "host"}, "inventory": {"source": str(inventory), "columns": columns}}
+    assert run([tmp_path / "m.csv"], mapping).inventory["memory_gb"].tolist() == [16.0]
+    own = {**mapping, "inventory": {**mapping["inventory"], "csv": {"delimiter": ";", "decimal": "."}}}
+    assert run([tmp_path / "m.csv"], own).inventory["memory_gb"].tolist() == [16.384 / 1024]
+
+
 def test_a_named_mappings_inventory_rows_carry_its_name(tmp_path: Path) -> None:
     write(tmp_path / "m.csv", "host,ts,cpu\nweb,2024-01-01T00:00:00Z,5\n")
     inventory = write(tmp_path / "inv.csv", "name,cores\nweb,4\n")
