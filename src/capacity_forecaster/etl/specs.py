@@ -270,7 +270,7 @@ class InventorySpec(Spec):
             the metric files themselves (one row per server, from its latest non-zero values).
             Relative paths are relative to the working folder; ``{source_dir}`` stands for the
             folder of the first metric file read (e.g. ``{source_dir}/meta.parquet``).
-        csv: how to split ``source`` if it is a CSV file.
+        csv: how to split ``source`` if it is a CSV file (unset: the mapping's ``csv``).
         columns: contract inventory column -> source column (or ``{column, divide_by}``).
         defaults: values for contract columns not in ``columns``. Without one, ``hostname`` is the
             server id, other text columns are ``unknown`` and numbers are NaN.
