@@ -71,6 +71,22 @@ def test_duration_weights_round_to_whole_samples(tmp_path: Path) -> None:
     assert daily["samples"].tolist() == [3] and daily["value"].iloc[0] == np.percentile([10, 10, 90], 95)
 
 
+@pytest.mark.parametrize(("unit", "runs", "why"), [
+    ("ms", "1e30", "a run of more than 366 days of samples; is weight.unit 'ms' right?"),
+    ("ms", "3153600000000", "a run of more than 366 days of samples; is weight.unit 'ms' right?"),
+    ("count", "1e308", "a run of more than 366 days of samples; is weight.unit 'count' right?"),
+    ("count", "2.5", "a count of samples is whole")])
+def test_runs_no_export_writes_are_quarantined(tmp_path: Path, unit: str, runs: str, why: str) -> None:
+    """helper-51: 1e30 ms crashed the roll-up ('repeats may not contain negative values'), a 100-year run made
+    36,501 daily rows up to 2123, and a count of 2.5 samples was taken as a fractional weight."""
+    (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz\na,2,1000\n")
+    (tmp_path / "trace.csv").write_text(f"vm,t,runs,mhz\na,0,1,100\na,300,{runs},900\n")
+    mapping = {**MAPPING, "weight": {"column": "runs", "unit": unit}}
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
+    assert result.raw_metrics["samples"].tolist() == [1] and result.rows_quarantined == 1
+    assert result.quarantine["reason"].tolist() == [f"invalid_weight: '{runs}' in column 'runs' ({why})"]
+
+
 def test_runs_stop_at_the_servers_last_sample(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """weight.until: a stopped VM's trailing idle run does not become days of observed zeros."""
     (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz,stop\na,2,1000,1970-01-02T00:05:00Z\n"

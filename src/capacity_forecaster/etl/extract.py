@@ -24,6 +24,11 @@ _ZERO = 20
 _NEGATIVE = 21
 _TOO_LARGE = 22
 _NEGATIVE_USAGE = 23
+_LONG_RUN = 24
+_FRACTIONAL = 25
+# The longest run one row may stand for: a year of samples (helper-51: a 1e30 ms duration crashed the roll-up, and
+# a 100-year one made 36,501 daily rows up to 2123).
+MAX_RUN_DAYS = 366
 
 
 @dataclass(frozen=True)
@@ -300,13 +305,22 @@ def _row_weights(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.nda
         status[(status == parse.OK) & (raw <= 0)] = _NEGATIVE
     if spec.unit == "count":
         weight = raw
+        with np.errstate(invalid="ignore"):
+            status[(status == parse.OK) & (raw != np.floor(raw))] = _FRACTIONAL
     else:
         # A duration is a whole number of samples; clock jitter (299,000 ms at 300 s) rounds away,
         # and a row is at least the one sample it reports.
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             weight = np.maximum(np.rint(raw * (parse.NS_PER_UNIT[spec.unit] / 1e9 / mapping.interval_seconds)), 1.0)
+    most = MAX_RUN_DAYS * 86_400 / mapping.interval_seconds
+    with np.errstate(invalid="ignore"):
+        status[(status == parse.OK) & ~(weight <= most)] = _LONG_RUN
+    weight = np.where(status == parse.OK, weight, 1.0)  # a rejected row's weight is never used
     templates = _number_templates(spec.column, "weight")
     templates[_NEGATIVE] = f"invalid_weight: {{text}} in column '{spec.column}' (must be > 0)"
+    templates[_FRACTIONAL] = f"invalid_weight: {{text}} in column '{spec.column}' (a count of samples is whole)"
+    templates[_LONG_RUN] = (f"invalid_weight: {{text}} in column '{spec.column}' (a run of more than {MAX_RUN_DAYS} "
+                            f"days of samples; is weight.unit '{spec.unit}' right?)")
     del templates[_ZERO]
     bad = np.flatnonzero(checked & (status != parse.OK))
     return weight, bad, _reasons(status[bad], parse.texts_at(chunk.columns[spec.column], bad), templates)
