@@ -121,3 +121,15 @@ def test_parquet_under_another_name_is_read_as_parquet_unless_the_mapping_says_c
 def test_utf16_is_refused_as_a_mapping_encoding() -> None:
     with pytest.raises(ConfigError, match="'utf-16' is not supported: .* save the file as UTF-8"):
         parse_mapping({**LONG, "csv": {"encoding": "utf-16"}}, "m.yaml")
+
+
+def test_parquet_columns_of_lists_or_huge_integers_get_a_line_or_a_quarantine_record(tmp_path: Path) -> None:
+    """helper-51: a list column mapped as the value, or a uint64 of 2**64 - 1, ended in an Arrow traceback."""
+    stamps = pa.array(["2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"])
+    base = {"InstanceId": ["i-1", "i-1"], "MetricName": ["CPUUtilization"] * 2, "Timestamp": stamps}
+    pq.write_table(pa.table({**base, "Value": pa.array([[1.0], [2.0]])}), tmp_path / "list.parquet")
+    with pytest.raises(InputError, match=r"list\.parquet: column 'Value' \(long\.value\) holds list<.*> values"):
+        run(tmp_path / "list.parquet")
+    pq.write_table(pa.table({**base, "Value": pa.array([2**64 - 1, 20], pa.uint64())}), tmp_path / "u64.parquet")
+    result = run(tmp_path / "u64.parquet")
+    assert result.rows_used == 1 and result.quarantine["reason"].str.startswith("value_out_of_range").all()

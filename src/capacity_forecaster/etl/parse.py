@@ -100,7 +100,10 @@ def parse_numbers(array: pa.Array | pa.ChunkedArray, decimal: str = ".") -> tupl
     array = _flat(array)
     kind = array.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        values = np.asarray(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        # Unsafe: a uint64 of 2**64 - 1 (helper-51) or a wide decimal becomes its nearest float, judged like any other
+        # value (out of range), instead of a cast error.
+        values = np.asarray(pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False),
+                            dtype=np.float64)
         missing = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         status = np.where(missing, MISSING, np.where(np.isfinite(values), OK, NON_FINITE)).astype(np.int8)
         return np.where(status == OK, values, np.nan), status

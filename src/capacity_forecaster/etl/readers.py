@@ -284,6 +284,11 @@ def _parquet_chunks(src: SourceFile, roles: Mapping[str, str], chunk_rows: int) 
     except _READ_ERRORS as err:
         raise InputError(f"{src.label}: cannot be read as Parquet: {err}") from err
     check_columns(src.label, header, roles)
+    for column, key in roles.items():
+        kind = parquet.schema_arrow.field(column).type
+        if pa.types.is_nested(kind):
+            raise InputError(f"{src.label}: column '{column}' ({key}) holds {kind} values; expected numbers, text "
+                             "or times, one per row")
     # A few row groups at a time: one iterator over the whole file kept every decoded batch's buffers alive
     # until it ended (pyarrow 26: 631 MB of Arrow memory for fastStorage copied to 10,000 servers, 28 MB this
     # way); consecutive small groups are read together up to chunk_rows (helper-48: 50-row groups, one
