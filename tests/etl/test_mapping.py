@@ -87,6 +87,9 @@ def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
         (with_changes(csv={"encoding": "utf-16"}), "'utf-16' is not supported"),
         (with_changes(csv={"delimiter": "::"}), "delimiter must be one character"),
         (with_changes(csv={"encoding": "klingon"}), "unknown text encoding"),
+        (with_changes(csv={"encoding": "rot13"}), "'rot13' is not a text encoding"),  # helper-51: a traceback
+        (with_changes(csv={"encoding": "base64"}), "'base64' is not a text encoding"),
+        (with_changes(csv={"encoding": "undefined"}), "'undefined' is not a text encoding"),
         (with_changes(layout="long"), "layout 'long' needs a 'long' section"),
         (with_changes(interval_seconds=0), "key 'interval_seconds' = 0"),
         (with_changes(timestamp={"column": "ts", "kind": "epoch", "format": "%Y"}), "kind 'text' only"),
