@@ -16,6 +16,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.errors import StorageError
 from capacity_forecaster.etl import ingest as ingest_module
 from capacity_forecaster.etl.ingest import IngestResult, ingest
 from capacity_forecaster.etl.mapping import load_mapping, parse_mapping
@@ -117,6 +118,31 @@ def test_the_spill_folder_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyP
                "metrics": {"cpu": {"percent": "cpu"}}}
     assert_same(*both([str(path)], mapping, spill_rows=300))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
+
+
+def test_a_full_temporary_disk_is_one_line_and_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-51: ENOSPC while spilling ended in 'OSError: 40000 requested and 0 written'."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    times = pd.date_range("2024-03-01", periods=2_000, freq="5min")
+    path = tmp_path / "export.csv"
+    path.write_text("host,time,cpu\n" + "\n".join(f"vm-{i % 7},{t:%Y-%m-%dT%H:%M:%S},{i % 90}"
+                                                  for i, t in enumerate(times)) + "\n", encoding="utf-8")
+    mapping = {"layout": "wide", "server_id": {"column": "host"}, "timestamp": {"column": "time"},
+               "metrics": {"cpu": {"percent": "cpu"}}}
+    # Every spill write fails as on a full disk (numpy's ascontiguousarray feeds only the spill's tofile here).
+    monkeypatch.setattr(ingest_module.np, "ascontiguousarray", lambda a: _Full(a))
+    with pytest.raises(StorageError, match=r"cannot spill samples to the temporary folder .*capfc-ingest-.* \(No "
+                                           r"space left on device\); free space there"):
+        ingest([str(path)], parse_mapping(mapping), IngestConfig(spill_rows=300), local)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
+
+
+class _Full:
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def tofile(self, _path: str) -> None:
+        raise OSError(28, "No space left on device")
 
 
 @needs_real

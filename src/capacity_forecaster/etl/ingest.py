@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import IngestConfig
-from capacity_forecaster.errors import InputError
+from capacity_forecaster.errors import InputError, StorageError
 from capacity_forecaster.etl.extract import bad_row_quarantine, empty_quarantine, extract, quarantine_frame
 from capacity_forecaster.etl.guard import (
     VALUE_COUNT_COLUMNS,
@@ -273,7 +273,12 @@ class _Pool:
         if part.weight is not None:
             arrays["weight"] = part.weight
         for name, array in arrays.items():
-            np.ascontiguousarray(array).tofile(os.path.join(self._folder.name, f"{self._flushes:06d}-{name}.bin"))
+            try:
+                np.ascontiguousarray(array).tofile(os.path.join(self._folder.name, f"{self._flushes:06d}-{name}.bin"))
+            except OSError as err:  # helper-51: a full temporary disk ended in a traceback
+                raise StorageError(f"ingest: cannot spill samples to the temporary folder {self._folder.name} "
+                                   f"({err.strerror or err}); free space there, point TMPDIR at a larger disk, or "
+                                   "raise ingest.spill_rows to hold more in memory") from err
             self._dtypes[name] = array.dtype
         offsets = np.searchsorted(buckets, edges)
         self._offsets.append((offsets, np.searchsorted(row_buckets, edges), part.weight is not None))
