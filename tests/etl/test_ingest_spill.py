@@ -120,7 +120,8 @@ def test_the_spill_folder_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.csv"]
 
 
-def test_a_full_temporary_disk_is_one_line_and_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_temporary_disk_is_one_line_and_leaves_no_folder(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """helper-51: ENOSPC while spilling ended in 'OSError: 40000 requested and 0 written'."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     times = pd.date_range("2024-03-01", periods=2_000, freq="5min")
