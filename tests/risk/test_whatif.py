@@ -83,6 +83,27 @@ def test_moving_a_workload_onto_a_host_adds_it_in_absolute_units() -> None:
     assert "b" not in set(out.inventory["server_id"])
 
 
+@pytest.mark.parametrize(("moves", "remove", "said"), [
+    ([{"server_id": "a", "onto": "a"}], [], "server a is moved onto itself"),
+    ([{"server_id": "a", "onto": "b"}, {"server_id": "b", "onto": "a"}], [],
+     "server a is moved onto b, which this scenario moves"),
+    ([{"server_id": "a", "onto": "b"}], ["b"], "server a is moved onto b, which this scenario moves away or removes"),
+    ([{"server_id": "a", "datacenter": "x"}], ["a"], "server a is both moved and removed"),
+    ([{"server_id": "a", "onto": "b"}, {"server_id": "a", "onto": "c"}], [], "server a is moved more than once")])
+def test_moves_that_cannot_all_happen_are_refused(moves: list[dict[str, str]], remove: list[str], said: str) -> None:
+    """helper-51: 'a onto a' deleted a from the what-if; a cycle or a move of a removed server was taken."""
+    with pytest.raises(ConfigError, match=f"s.yaml: key '\\(top level\\)': {said}"):
+        parse_scenario({"move": moves, "remove": remove}, "s.yaml")
+
+
+def test_a_move_onto_a_host_of_unknown_size_names_what_is_missing() -> None:
+    """helper-51: on a metrics-only inventory (sizes unknown) the move ended in a KeyError."""
+    metrics, forecasts, inv = _inputs()
+    with pytest.raises(ConfigError, match="s.yaml: move b onto c converts its load through both servers' cpu_cores"):
+        apply_scenario(metrics, forecasts, inv.assign(cpu_cores=float("nan")),
+                       parse_scenario({"move": [{"server_id": "b", "onto": "c"}]}), source="s.yaml")
+
+
 def test_unknown_servers_and_colliding_ids_are_config_errors() -> None:
     metrics, forecasts, inv = _inputs()
     with pytest.raises(ConfigError, match="unknown server"):

@@ -77,6 +77,24 @@ class Scenario(_Model):
     remove: tuple[str, ...] = ()
     move: tuple[MoveServer, ...] = ()
 
+    @model_validator(mode="after")
+    def _consistent_moves(self) -> Scenario:
+        # helper-51: 'a onto a' deleted a; 'a onto b' with 'b onto a', or a move of a removed server, were taken.
+        moved = [m.server_id for m in self.move]
+        twice = sorted({s for s in moved if moved.count(s) > 1})
+        if twice:
+            raise ValueError(f"server {twice[0]} is moved more than once")
+        gone = {m.server_id for m in self.move if m.onto is not None} | set(self.remove)
+        for move in self.move:
+            if move.onto == move.server_id:
+                raise ValueError(f"server {move.server_id} is moved onto itself")
+            if move.server_id in self.remove:
+                raise ValueError(f"server {move.server_id} is both moved and removed")
+            if move.onto is not None and move.onto in gone:
+                raise ValueError(f"server {move.server_id} is moved onto {move.onto}, which this scenario moves "
+                                 "away or removes")
+        return self
+
 
 @dataclass(frozen=True)
 class ScenarioInputs:
@@ -106,7 +124,8 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         if first["type"] == "extra_forbidden":
             allowed = "; allowed keys: name, growth, add, remove, move (add: " + ", ".join(AddServers.model_fields) \
                 + "; move: " + ", ".join(MoveServer.model_fields) + ")"
-        raise ConfigError(f"{source}: key '{key}': {first['msg']}{allowed}") from err
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{source}: key '{key}': {message}{allowed}") from err
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -247,6 +266,13 @@ def apply_scenario(
         if move.onto is not None:
             ratio = {metric: capacity[col][move.server_id] / capacity[col][move.onto]
                      for metric, col in _CAPACITY.items()}
+            carried = set(m.loc[m[SERVER_ID] == move.server_id, METRIC])
+            unknown = [_CAPACITY[k] for k in sorted(carried & set(_CAPACITY)) if not np.isfinite(ratio[k])]
+            if unknown:
+                # helper-51: a metrics-only inventory (sizes unknown) ended in a KeyError.
+                raise ConfigError(f"{source}: move {move.server_id} onto {move.onto} converts its load through "
+                                  f"both servers' {' and '.join(unknown)}, which the inventory does not give; add "
+                                  "them (an inventory file or inventory.defaults in the mapping)")
             m = _merge_onto(m, move.server_id, move.onto, ratio, (VALUE,))
             f = _merge_onto(f, move.server_id, move.onto, ratio, _BOUNDS)
             gone = [move.server_id]
