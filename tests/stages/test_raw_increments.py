@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from capacity_forecaster.config import GenerateConfig, Settings
+from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.rollup import DAILY_COLUMNS
 from capacity_forecaster.stages.raw import generate_stage, ingest_stage
 from capacity_forecaster.storage import Lake
@@ -195,6 +196,19 @@ def test_replace_starts_the_staging_afresh(tmp_path: Path, mapping: Path) -> Non
     pd.testing.assert_frame_equal(staged, alone.read_table("partial_days"))
     generate_stage(lake, Settings(generate=GenerateConfig(servers=2, years=0.1, holdout_days=5)))
     assert lake.read_table("partial_days").empty
+
+
+def test_replace_with_an_export_of_no_rows_leaves_raw_as_it_is(tmp_path: Path, mapping: Path) -> None:
+    """helper-51: a header-only export with --replace emptied raw_metrics (exit 0, a warning only)."""
+    files = cut(export(), [DAY1 + pd.Timedelta(hours=6)], tmp_path)
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    ingest(lake, files, mapping)
+    before = raw(lake)
+    empty = tmp_path / "empty.csv"
+    empty.write_text(Path(files[0]).read_text().splitlines()[0] + "\n")
+    with pytest.raises(InputError, match=r"ingest --replace: .*empty\.csv has no data rows; raw/ was left as it is"):
+        ingest(lake, [str(empty)], mapping, replace=True)
+    pd.testing.assert_frame_equal(raw(lake), before)
 
 
 def test_a_complete_day_delivered_again_in_part_is_kept(tmp_path: Path, mapping: Path) -> None:

@@ -314,6 +314,11 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
                                  "server_id, ds, metric, value layout (mappings/ has ones for Bitbrains, NAB "
                                  "CloudWatch and generic long or wide exports)") from err
             raise
+        if replace and result.rows_read == 0 and lake.has_table("raw_metrics"):
+            # helper-51: a header-only export with --replace emptied raw_metrics, with a warning only.
+            raise InputError(f"ingest --replace: {', '.join(result.files) or 'the sources'} "
+                             f"{'has' if len(result.files) == 1 else 'have'} no data rows; raw/ was left as it is "
+                             "(replacing it with nothing would empty it)")
         run.rows_in = result.rows_read
         run.rows_quarantined, run.quarantine_records = result.rows_quarantined, len(result.quarantine)
         reasons: dict[str, tuple[int, str]] = {}
