@@ -121,6 +121,11 @@ def test_yaml_errors_and_wrong_shapes(tmp_path: Path) -> None:
         load_mapping(write(tmp_path, "- a\n- b\n"))
     with pytest.raises(ConfigError, match="does not exist"):
         load_mapping(tmp_path / "absent.yaml")
+    # helper-51: a key written twice kept the last one silently ('layout' twice gave an unrelated error).
+    with pytest.raises(ConfigError, match=r"is not valid YAML at line 4, column 3: key 'column' is given twice"):
+        load_mapping(write(tmp_path, "layout: wide\nserver_id:\n  column: a\n  column: b\n"))
+    with pytest.raises(ConfigError, match=r"not valid YAML .*: could not determine a constructor .*python/object"):
+        load_mapping(write(tmp_path, "layout: !!python/object:os.system {}\n"))  # still plain data only
 
 
 def test_mapping_is_frozen() -> None:
