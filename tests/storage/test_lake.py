@@ -230,3 +230,14 @@ def test_an_infinite_float_is_refused_before_it_reaches_the_delta_log(tmp_path: 
     with pytest.raises(StorageError, match="table 'server_risk': column 'peak_yhat' holds 1 infinite value"):
         lake.write_table("server_risk", good.assign(peak_yhat=np.inf))
     assert lake.read_table("server_risk")["peak_yhat"].tolist() == [1.0]
+
+
+def test_json_files_are_strict_json(tmp_path: Path) -> None:
+    """helper-51: an ETL manifest held a bare NaN ("imputation_mae_knn": NaN), which strict parsers refuse."""
+    import json
+
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    lake.write_json("x.json", {"a": float("nan"), "b": [np.float64("inf"), 1.5], "c": {"d": np.float32("nan")}})
+    text = (tmp_path / "lake" / "x.json").read_text()
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict {name}")) == {
+        "a": None, "b": [None, 1.5], "c": {"d": None}}
