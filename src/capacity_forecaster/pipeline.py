@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from capacity_forecaster.config import Settings
+from capacity_forecaster.forecast.stage import resolve_models
 from capacity_forecaster.schema import TABLES
 from capacity_forecaster.stages.etl import etl_stage
 from capacity_forecaster.stages.forecast import Progress, forecast_stage
@@ -68,6 +69,8 @@ def run(settings: Settings, progress: Progress | None = None, sources: list[str]
     Returns:
         The stage runs, in order.
     """
+    # A bad forecast.models stops before any stage writes (helper-51: ingest and ETL ran, then the forecast refused).
+    resolve_models(settings.forecast.models, settings.forecast.freq)
     lake = open_lake(settings)
     runs: list[StageRun] = []
     crashed = incomplete(lake, "raw_metrics")

@@ -189,3 +189,8 @@ def test_run_takes_the_forecast_horizon_and_models(tmp_path: Path, monkeypatch: 
     assert "risk (base): 3 servers; already breaching" in printed and "rows out, 0 quarantined (run" not in \
         printed.split("risk (base)")[1].splitlines()[0]
     assert main(["run", "--lake", str(tmp_path / "other"), "--models", "foo"]) == 2
+    # Refused before any stage writes (helper-51: an export was ingested and ETL'd first).
+    export = tmp_path / "m.csv"
+    export.write_text("server_id,ds,metric,value\na,2025-01-01,cpu,5\n")
+    assert main(["run", str(export), "--lake", str(tmp_path / "third"), "--models", "harmonic,bogus"]) == 2
+    assert not (tmp_path / "third").exists() and not (tmp_path / "other").exists()

@@ -64,6 +64,10 @@ def test_dates_parse_from_yaml(tmp_path: Path) -> None:
     [
         ("generate:\n  servres: 5\n", r"key 'generate.servres'.*unknown key; allowed keys in section 'generate'"),
         ("generate:\n  servers: 0\n", r"key 'generate.servers' = 0: Input should be greater than or equal to 1"),
+        # helper-51: 9999-12-31 wrapped into 1816 with exit 0.
+        ("generate:\n  end_date: 9999-12-31\n", r"key 'generate.end_date'.*less than or equal to 2250-12-31"),
+        ("generate:\n  end_date: 1600-01-01\n", r"key 'generate.end_date'.*greater than or equal to 1700-01-01"),
+        ("generate:\n  servers: 5\n  servers: 6\n", r"not valid YAML at line 3, column 3: key 'servers' is given"),
         ("colour: blue\n", r"key 'colour'.*allowed keys in the top level"),
         ("forecast:\n  engine: spark\n", r"key 'forecast.engine' = 'spark'.*'local' or 'dask'"),
         ("- a\n- b\n", r"must hold a mapping"),

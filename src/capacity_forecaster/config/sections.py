@@ -54,7 +54,9 @@ class GenerateConfig(_Section):
 
     servers: int = Field(100, ge=1, le=100_000)
     years: float = Field(3.0, gt=0.0, le=20.0)
-    end_date: dt.date = dt.date(2026, 6, 30)
+    # Within the nanosecond time range with room for 20 years of history and 3 of horizon (helper-51: 9999-12-31
+    # wrapped into 1816, 1600-01-01 into 2184).
+    end_date: dt.date = Field(dt.date(2026, 6, 30), ge=dt.date(1700, 1, 1), le=dt.date(2250, 12, 31))
     holdout_days: int = Field(180, ge=0, le=1_095)
     seed: int = Field(42, ge=0)
     format: Literal["parquet", "csv"] = "parquet"
