@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import os
 from pathlib import Path
@@ -294,12 +295,15 @@ def test_folder_walk_reads_csv_gz_and_parquet(tmp_path: Path) -> None:
     write(tmp_path / "f" / "sub" / "B2.CSV.GZ", gzip.compress((header + "b2,2024-01-01T00:00:00,cpu,4\n").encode()))
     pq.write_table(pa.table({"server": [3], "time": pa.array([pd.Timestamp("2024-01-01", tz="UTC")]),
                              "metric": ["cpu"], "value": [3.5]}), tmp_path / "f" / "sub" / "c.parquet")
+    # helper-51: a folder skipped the other compressions the readers take.
+    write(tmp_path / "f" / "e.csv.bz2", bz2.compress((header + "e,2024-01-01T00:00:00,cpu,5\n").encode()))
     write(tmp_path / "f" / "notes.txt", "not data")
     write(tmp_path / "f" / ".hidden.csv", "junk")
     write(tmp_path / "f" / "_tmp" / "d.csv", "junk")
     result = run([tmp_path / "f"], LONG)
-    assert [Path(f).name for f in result.files] == ["a.csv", "B2.CSV.GZ", "b.csv.gz", "c.parquet"]
-    assert result.raw_metrics.set_index("server_id")["value"].to_dict() == {"a": 1.0, "b2": 4.0, "b": 2.0, "3": 3.5}
+    assert [Path(f).name for f in result.files] == ["a.csv", "e.csv.bz2", "B2.CSV.GZ", "b.csv.gz", "c.parquet"]
+    assert result.raw_metrics.set_index("server_id")["value"].to_dict() == {"a": 1.0, "e": 5.0, "b2": 4.0, "b": 2.0,
+                                                                            "3": 3.5}
 
 
 def test_parquet_typed_columns_and_quarantine_source(tmp_path: Path) -> None:

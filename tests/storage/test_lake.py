@@ -241,3 +241,11 @@ def test_json_files_are_strict_json(tmp_path: Path) -> None:
     text = (tmp_path / "lake" / "x.json").read_text()
     assert json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict {name}")) == {
         "a": None, "b": [None, 1.5], "c": {"d": None}}
+
+
+@pytest.mark.parametrize("name", ["lake#1", "lake?", "lake%201"])
+def test_a_lake_folder_with_url_syntax_in_its_path_is_refused(tmp_path: Path, name: str) -> None:
+    """helper-51: a lake in 'lake#1' lost its own commits ('not in the table's log'); 'lake%201' read 'lake 1'."""
+    with pytest.raises(StorageError, match="which the table logs read as URL syntax; choose a folder without them"):
+        Lake.open(str(tmp_path / name), for_writing=True)
+    assert not (tmp_path / name).exists()

@@ -15,7 +15,8 @@ from capacity_forecaster.errors import InputError
 logger = logging.getLogger(__name__)
 
 FilesystemFor = Callable[[str], tuple[pafs.FileSystem, str]]
-FOLDER_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+# Compressed CSV as the readers decompress it (helper-51: a folder skipped .csv.bz2, .csv.zst and .csv.lz4 silently).
+FOLDER_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".csv.lz4", ".parquet")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _GLOB_CHARS = "*?["
 

@@ -72,6 +72,12 @@ def resolve(
         scheme = uri.split("://", 1)[0]
         raise StorageError(f"{role} {uri}: unsupported scheme '{scheme}://'; use a local folder or s3://")
     local = Path(uri.removeprefix("file://")).expanduser().resolve()
+    odd = sorted({c for c in "#?%" if c in str(local)})
+    if role == "lake" and odd:
+        # The Delta log names files by URL: '#' starts a fragment, '?' a query, '%20' decodes to a space (helper-51:
+        # a lake in 'lake#1' lost its own commits; 'lake%201' read 'lake 1').
+        raise StorageError(f"{role} {uri}: the folder path holds {' and '.join(repr(c) for c in odd)}, which the "
+                           "table logs read as URL syntax; choose a folder without them")
     if existing and not local.exists():
         raise StorageError(f"{role} {uri}: no such folder {local}; a lake is made by capfc run, generate or "
                            "ingest (check --lake)")
