@@ -71,3 +71,19 @@ def test_sqlalchemy_engine_sees_views(filled_lake: Lake) -> None:
     engine = sqlalchemy_engine(filled_lake)
     frame = pd.read_sql("SELECT count(*) AS n FROM raw_metrics WHERE value > 40", engine)
     assert int(frame["n"].iloc[0]) == 60 + 19
+
+
+def test_timestamp_columns_filter_with_plain_literals(tmp_path) -> None:
+    """helper-51: last_observed < '2025-04-01' failed ('Cannot compare timestamp with timezone to timestamp without
+    timezone'): the files store UTC instants, the views showed naive times, and the filter reached the files."""
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    seen = pd.to_datetime(["2025-03-01", "2025-05-01", "2025-06-01"])
+    lake.write_table("server_risk", pd.DataFrame({
+        "server_id": ["a", "b", "c"], "metric": "cpu", "risk_level": "low", "peak_yhat": 1.0, "peak_ds": seen,
+        "breach_ds": pd.NaT, "days_to_breach": np.nan, "breach_probability": 0.1, "last_observed": seen}))
+    out = query(lake, "SELECT server_id, last_observed FROM server_risk WHERE last_observed < '2025-05-15' "
+                      "AND last_observed > TIMESTAMP '2025-02-01' ORDER BY 1")
+    assert out["server_id"].tolist() == ["a", "b"] and out["last_observed"].dt.tz is None
+    assert out["last_observed"].tolist() == list(seen[:2])
+    engine = sqlalchemy_engine(lake)
+    assert pd.read_sql("SELECT count(*) AS n FROM server_risk WHERE peak_ds >= '2025-05-01'", engine)["n"][0] == 2

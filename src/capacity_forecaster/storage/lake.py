@@ -449,28 +449,32 @@ class Lake:
             if not self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
                 self.fs.delete_dir(path)
 
-    def dataset(self, name: str, *, as_of: str | dt.datetime | None = None) -> pads.Dataset | None:
+    def dataset(self, name: str, *, as_of: str | dt.datetime | None = None, zoned: bool = False
+                ) -> pads.Dataset | None:
         """A pyarrow dataset over the version of ``name`` readers see (None if never written).
 
-        Partitioned tables expose ``year`` and ``month`` as typed columns; timestamps are naive UTC.
+        Partitioned tables expose ``year`` and ``month`` as typed columns; timestamps are naive UTC, or with
+        ``zoned`` the UTC instants they are stored as (a filter pushed into the scan must match the files' type).
         """
         info = self.table_info(name, as_of=as_of)
         if info is None:
             return None
-        return self._dataset(info)
+        return self._dataset(info, zoned)
 
-    def _dataset(self, info: TableInfo) -> pads.Dataset:
+    def _dataset(self, info: TableInfo, zoned: bool = False) -> pads.Dataset:
         spec = table_spec(info.name)
         base = self.path(spec.path)
         files = [posixpath.join(base, f) for f in info.files]
+        schema = info.schema if not zoned else pa.schema(
+            [f.with_type(pa.timestamp("us", "UTC")) if pa.types.is_timestamp(f.type) else f for f in info.schema])
         try:
             if spec.partitioned:
-                schema = pa.unify_schemas([info.schema, PARTITION_SCHEMA])
+                schema = pa.unify_schemas([schema, PARTITION_SCHEMA])
                 return pads.dataset(
                     files, schema=schema, filesystem=self.fs, format="parquet",
                     partitioning=_PARTITIONING, partition_base_dir=base,
                 )
-            return pads.dataset(files, schema=info.schema, filesystem=self.fs, format="parquet")
+            return pads.dataset(files, schema=schema, filesystem=self.fs, format="parquet")
         except FileNotFoundError as err:
             raise StorageError(
                 f"table '{info.name}' version {info.version}: its files were vacuumed ({err}); time travel "

@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from capacity_forecaster.errors import CapacityForecasterError, StorageError
 from capacity_forecaster.schema import TABLES
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 class SqlError(CapacityForecasterError):
     """A query given to ``capfc sql`` failed (syntax, unknown table or column)."""
+
+
+# Prefix of the Arrow scans behind the views of tables with timestamps (see ``register_views``).
+_STORED = "_stored_"
 
 
 def register_views(con: Any, lake: Lake, as_of: str | None = None) -> list[str]:
@@ -42,7 +47,16 @@ def register_views(con: Any, lake: Lake, as_of: str | None = None) -> list[str]:
         dataset = lake.dataset(name, as_of=as_of)
         if dataset is None:
             continue
-        con.register(name, dataset)
+        stamps = [f.name for f in dataset.schema if pa.types.is_timestamp(f.type)]
+        if not stamps:
+            con.register(name, dataset)
+        else:
+            # Timestamps are stored as UTC instants while the readers' schema is naive: a filter such as
+            # last_observed < '2025-04-01' reached the files as a naive literal against a zoned column and failed
+            # (helper-51). The view scans the stored type and shows naive UTC, as every reader does.
+            con.register(f"{_STORED}{name}", lake.dataset(name, as_of=as_of, zoned=True))
+            naive = ", ".join(f"timezone('UTC', \"{c}\") AS \"{c}\"" for c in stamps)
+            con.execute(f'CREATE VIEW "{name}" AS SELECT * REPLACE ({naive}) FROM "{_STORED}{name}"')
         names.append(name)
     log.debug("registered views: %s", ", ".join(names))
     return names
