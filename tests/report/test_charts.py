@@ -146,6 +146,11 @@ def test_heatmap_shows_weekly_peaks_by_hostname_with_a_no_data_legend(data) -> N
     assert labels == ["no data (fewer than 4 observed days in the week)"]
     plotly = figures.heatmap(data.peaks, "cpu", 50, names, statistic="weekly peak")
     assert set(plotly.data[0].y) == set(ticks) and "weekly peak" in plotly.layout.title.text
+    # Cells span Monday to Sunday (centred mid-week; helper-52: centred on the Monday) and the hover names the Monday.
+    first = sorted(data.peaks["week"].unique())[0]
+    assert pd.Timestamp(plotly.data[0].x[0]) == first + pd.Timedelta(hours=84)
+    assert plotly.data[0].text[0][0] == str(pd.Timestamp(first).date()) and "week of %{text}" in \
+        plotly.data[0].hovertemplate
     assert plotly.data[1].name.startswith("no data") and plotly.layout.plot_bgcolor == style.MISSING
     assert plotly.layout.showlegend
 

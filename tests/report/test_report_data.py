@@ -31,7 +31,11 @@ def test_full_lake_loads_every_table_and_aggregate(report_lake: Lake, settings) 
     # The heatmap's weekly peak is the week's highest daily P95, never below the weekly mean.
     both = data.peaks.merge(data.weekly, on=["server_id", "week"], suffixes=("_peak", "_mean"))
     assert len(both) == len(data.weekly) and (both["value_peak"] >= both["value_mean"] - 1e-9).all()
-    assert data.peaks["days"].between(4, 7).all()
+    # Weeks of 4+ observed days, and the data's last week in part (the days that make a server breaching now
+    # were off the heatmap: helper-52); the weekly mean leaves it out.
+    last = data.peaks["week"] == data.peaks["week"].max()
+    assert data.peaks.loc[~last, "days"].between(4, 7).all() and data.peaks.loc[last, "days"].eq(2).all()
+    assert str(data.peaks["week"].max().date()) == "2026-06-29" and data.weekly["week"].max() < data.peaks["week"].max()
     assert len(data.profiles) == len(SERVERS) and not data.profiles.isna().any().any()
 
 

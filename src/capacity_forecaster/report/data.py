@@ -244,13 +244,16 @@ def weekly_peaks(con: Any, metric: str) -> pd.DataFrame:
 
     Returns:
         server_id, week (Monday, datetime64), value (highest daily P95 of the week, percent), days
-        (observed days); weeks with fewer than ``HEATMAP_MIN_DAYS`` observed days are left out.
+        (observed days); weeks with fewer than ``HEATMAP_MIN_DAYS`` observed days are left out, but for the
+        data's last week (in part: the days that make a server "already breaching" now; helper-52 found them
+        off the heatmap).
     """
     frame = _rows(
         con, "SELECT server_id, CAST(date_trunc('week', ds) AS DATE) AS week, max(value) AS value, count(*) AS days "
         "FROM metrics WHERE metric = ? AND value IS NOT NULL GROUP BY ALL "
-        "HAVING count(*) >= ? ORDER BY server_id, week",
-        [metric, HEATMAP_MIN_DAYS],
+        "HAVING count(*) >= ? OR week = (SELECT CAST(date_trunc('week', max(ds)) AS DATE) FROM metrics "
+        "WHERE metric = ? AND value IS NOT NULL) ORDER BY server_id, week",
+        [metric, HEATMAP_MIN_DAYS, metric],
     )
     return _dates(frame, ("week",))
 

@@ -215,11 +215,15 @@ def heatmap(frame: pd.DataFrame, metric: str, servers: int, names: dict[str, str
     name = METRIC_NAMES.get(metric, metric)
     grid = week_grid(frame, servers)
     labels = [(names or {}).get(s, s) for s in grid.index]
+    # A cell is centred on its x: the middle of its week, so it spans Monday to Sunday (centred on the Monday,
+    # every week looked as if it began 3-4 days early; helper-52). The hover says the Monday.
+    mondays = pd.DatetimeIndex(grid.columns)
     fig = new_figure([
-        go.Heatmap(z=np.round(grid.to_numpy(float), 1), x=dates(grid.columns), y=labels, zmin=0, zmax=100,
-                   colorscale="YlOrRd", colorbar={"title": {"text": f"{name} %"}, "ticksuffix": " %"},
+        go.Heatmap(z=np.round(grid.to_numpy(float), 1), x=dates(mondays + pd.Timedelta(hours=84)), y=labels,
+                   zmin=0, zmax=100, colorscale="YlOrRd", colorbar={"title": {"text": f"{name} %"}, "ticksuffix": " %"},
                    customdata=np.array(grid.index, dtype=object)[:, None].repeat(grid.shape[1], axis=1),
-                   hovertemplate="%{y} (%{customdata}), week of %{x|%Y-%m-%d}: %{z:.1f} %<extra></extra>"),
+                   text=np.array(mondays.strftime("%Y-%m-%d"), dtype=object)[None, :].repeat(grid.shape[0], axis=0),
+                   hovertemplate="%{y} (%{customdata}), week of %{text}: %{z:.1f} %<extra></extra>"),
         # Gaps show the plot background: one legend entry says what grey means (showlegend: plotly hides a
         # legend with a single entry).
         go.Scatter(x=[None], y=[None], mode="markers", name="no data (fewer than 4 observed days in the week)",
