@@ -12,6 +12,7 @@ from report_lake import RISKIEST
 
 from capacity_forecaster.config import DashboardConfig, Settings
 from capacity_forecaster.report.dashboard import create_app, select_series, serve
+from capacity_forecaster.report.dashboard_layout import _scenario_tab
 from capacity_forecaster.report.dashboard_state import TABLE_COLUMNS, _breach_cells
 from capacity_forecaster.report.risks import ranked_risks, reported_breaches
 from capacity_forecaster.storage import Lake
@@ -326,3 +327,15 @@ def test_kpi_cards_count_stale_servers_apart_and_say_how_old_the_data_are(report
     cards = {label: note for label, _value, note in state.kpi_values(0.0)}
     assert cards["Servers at risk"].endswith("; 1 stale server not counted (no recent data)")
     assert cards["Servers"].endswith(f"\u201cnow\u201d is {state.data.period[1]}, 400 days ago")
+
+
+def test_tables_leave_out_hostnames_that_repeat_the_ids(whatif_report, settings_module: Settings) -> None:
+    """helper-52: the What-if tab showed an empty Hostname column the risk table already left out."""
+    lake, _result = whatif_report
+    state = create_app(lake, settings_module, warm=False).state
+    frame = state.stored_scenarios.frame(None)
+    assert "hostname" in frame.columns
+    assert "'name': 'Hostname'" in str(_scenario_tab(state, settings_module))
+    state.stored_scenarios._built = {name: dataclasses.replace(built, rows=built.rows.assign(
+        hostname=built.rows["server_id"])) for name, built in state.stored_scenarios._built.items()}
+    assert "'name': 'Hostname'" not in str(_scenario_tab(state, settings_module))

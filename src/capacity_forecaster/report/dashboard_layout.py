@@ -102,12 +102,7 @@ def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
     if not state.ranked.empty:
         rows, pages = state.risk_page(0.0, 0, [], "")
         # Name columns that tell nothing (an inventory of ids only) are left out, as in the packs.
-        frame = state.risk_table(0.0)
-        named = [c for c in NAME_COLUMNS if c in frame.columns]
-        told = set(told_columns(frame, named))
-        if "hostname" in told and frame["hostname"].astype(str).eq(frame["server_id"]).all():
-            told.remove("hostname")  # hostnames that repeat the ids tell nothing either
-        silent = set(named) - told
+        silent = _silent_names(state.risk_table(0.0))
         shown = {key: name for key, name in TABLE_COLUMNS.items() if key not in silent}
         table: Any = _table("risk-table", shown, rows, settings.dashboard.page_size, set(NUMERIC_COLUMNS),
                             _LEVEL_STYLES, pages=pages)
@@ -130,6 +125,16 @@ def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
             html.Div(id="server-facts", style={**_CARD, "flex": "1", "minWidth": "260px"}),
         ], style={"display": "flex", "gap": "16px"}),
     ])
+
+
+def _silent_names(frame: pd.DataFrame) -> set[str]:
+    """Name columns of ``frame`` that tell nothing (an inventory of ids only: empty, ``unknown``, or hostnames that
+    repeat the ids), left out of a table as the packs leave them out."""
+    named = [c for c in NAME_COLUMNS if c in frame.columns]
+    told = set(told_columns(frame, named))
+    if "hostname" in told and frame["hostname"].astype(str).eq(frame["server_id"].astype(str)).all():
+        told.remove("hostname")
+    return set(named) - told
 
 
 def _lineage_banner(state: DashboardState) -> html.Div | None:
@@ -186,7 +191,10 @@ def _scenario_tab(state: DashboardState, settings: Settings) -> html.Div:
                          totals_rows(state, None), 20, set())], style={**_CARD, "marginBottom": "16px"}),
         html.Div([html.P("Series most affected first. Savings are the server's, repeated on each of its metrics.",
                          style={"color": style.MUTED}),
-                  _table("scenario-table", SCENARIO_COLUMNS, rows, settings.dashboard.page_size,
+                  # helper-52: an empty Hostname column on an inventory of ids only.
+                  _table("scenario-table", {k: v for k, v in SCENARIO_COLUMNS.items()
+                                            if k not in _silent_names(state.stored_scenarios.frame(None))},
+                         rows, settings.dashboard.page_size,
                          set(SCENARIO_NUMERIC) - _SCENARIO_DOLLARS,
                          _level_styles("base_risk_level", "scenario_risk_level"), dollars=_SCENARIO_DOLLARS,
                          pages=pages)], style=_CARD),
