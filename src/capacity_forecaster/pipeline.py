@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from capacity_forecaster.config import Settings
+from capacity_forecaster.errors import InputError
 from capacity_forecaster.forecast.stage import resolve_models
 from capacity_forecaster.schema import TABLES
 from capacity_forecaster.stages.etl import etl_stage
@@ -76,6 +77,11 @@ def run(settings: Settings, progress: Progress | None = None, sources: list[str]
     crashed = incomplete(lake, "raw_metrics")
     if sources:
         runs.append(ingest_stage(lake, settings, sources, mapping_file))
+        raw = lake.table_info("raw_metrics")
+        if runs[-1].rows_in == 0 and (raw is None or raw.rows == 0):
+            # helper-51: an empty export folder went on to "metrics: no rows to forecast; run 'capfc etl' first".
+            raise InputError(f"capfc run: {', '.join(sources)}: no data rows to ingest (no files, or empty or "
+                             "header-only ones), and the lake holds none from earlier runs; nothing to assess")
     elif not lake.has_table("raw_metrics"):
         log.info("lake %s has no raw metrics: generating the synthetic fleet first", lake.uri)
         runs.append(generate_stage(lake, settings))

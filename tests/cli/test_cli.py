@@ -194,3 +194,7 @@ def test_run_takes_the_forecast_horizon_and_models(tmp_path: Path, monkeypatch: 
     export.write_text("server_id,ds,metric,value\na,2025-01-01,cpu,5\n")
     assert main(["run", str(export), "--lake", str(tmp_path / "third"), "--models", "harmonic,bogus"]) == 2
     assert not (tmp_path / "third").exists() and not (tmp_path / "other").exists()
+    # An empty export folder (helper-51: it ended in "metrics: no rows to forecast; run 'capfc etl' first").
+    (tmp_path / "empty").mkdir()
+    assert main(["run", str(tmp_path / "empty"), "--lake", str(tmp_path / "fourth"), "-q"]) == 2
+    assert "no data rows to ingest (no files, or empty or header-only ones)" in capsys.readouterr().err
