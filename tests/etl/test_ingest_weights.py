@@ -87,6 +87,15 @@ def test_runs_no_export_writes_are_quarantined(tmp_path: Path, unit: str, runs: 
     assert result.quarantine["reason"].tolist() == [f"invalid_weight: '{runs}' in column 'runs' ({why})"]
 
 
+def test_overfull_days_from_run_lengths_hint_at_the_weight_unit(tmp_path: Path) -> None:
+    """helper-51: milliseconds read as seconds gave coverage 1140 and only 'two exports overlapping?'."""
+    (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz\na,2,1000\n")
+    (tmp_path / "trace.csv").write_text("vm,t,ms,mhz\na,0,300000,100\na,300,300000,900\n")
+    mapping = {**MAPPING, "weight": {"column": "ms", "unit": "s"}}
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
+    assert any("does weight.unit 's' make each row stand for too many samples?" in w for w in result.deferred)
+
+
 def test_runs_stop_at_the_servers_last_sample(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """weight.until: a stopped VM's trailing idle run does not become days of observed zeros."""
     (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz,stop\na,2,1000,1970-01-02T00:05:00Z\n"

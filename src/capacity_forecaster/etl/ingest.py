@@ -386,7 +386,7 @@ def _warn_lookalike_ids(ids: pd.Series, state: _Reading) -> None:
                 "again with --replace")
 
 
-def _warn_overfull_days(daily: pd.DataFrame, state: _Reading) -> None:
+def _warn_overfull_days(daily: pd.DataFrame, state: _Reading, weight_unit: str | None = None) -> None:
     """One warning for days holding far more samples than the interval allows (``OVERFULL_COVERAGE``): two
     exports of one server whose times differ by a few seconds are both pooled into its days, which no duplicate
     check can see (helper-38: a second collector 7 s out of phase doubled 20 days of one VM)."""
@@ -397,7 +397,10 @@ def _warn_overfull_days(daily: pd.DataFrame, state: _Reading) -> None:
     state.defer(f"{len(over):,} daily value(s) of {over['server_id'].nunique():,} server(s) hold more than "
                 f"{OVERFULL_COVERAGE:g} times the samples their interval allows (e.g. {worst['server_id']} "
                 f"{worst['metric']} on {pd.Timestamp(worst['ds']).date()}: coverage {worst['coverage']:.2f}): are two "
-                "exports of the same server overlapping with shifted times? Their samples were pooled")
+                "exports of the same server overlapping with shifted times? Their samples were pooled"
+                # helper-51: durations in seconds read with unit ms gave coverage 1140 and only the overlap hint.
+                + (f"; or does weight.unit '{weight_unit}' make each row stand for too many samples?"
+                   if weight_unit is not None else ""))
 
 
 def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading) -> None:
@@ -746,7 +749,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
     # Warnings about what this run would write are deferred: a run the stage refuses says one line.
     _warn_lost_servers(quarantine, {state.servers.names[c] for c in rolled.servers}, state)
-    _warn_overfull_days(daily, state)
+    _warn_overfull_days(daily, state, mapping.weight.unit if mapping.weight is not None else None)
     _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
     if rows_read and not rows_used:
         top = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
