@@ -249,3 +249,15 @@ def test_a_lake_folder_with_url_syntax_in_its_path_is_refused(tmp_path: Path, na
     with pytest.raises(StorageError, match="which the table logs read as URL syntax; choose a folder without them"):
         Lake.open(str(tmp_path / name), for_writing=True)
     assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("role", ["lake", "source"])
+def test_missing_credentials_name_what_the_s3_uri_is(monkeypatch: pytest.MonkeyPatch, role: str) -> None:
+    """helper-51: an s3:// export read into a local lake said 'no AWS credentials found for the s3:// lake'."""
+    import botocore.session
+
+    from capacity_forecaster.storage.filesystem import resolve
+
+    monkeypatch.setattr(botocore.session.Session, "get_credentials", lambda self: None)
+    with pytest.raises(StorageError, match=f"no AWS credentials found for the s3:// {role};"):
+        resolve("s3://some-bucket/export.csv", role=role)

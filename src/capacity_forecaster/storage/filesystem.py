@@ -65,7 +65,7 @@ def resolve(
         bucket = path.split("/", 1)[0]
         if len(bucket) < 3:
             raise StorageError(f"{role} {uri}: '{bucket}' is not a valid bucket name (3-63 characters)")
-        fs = s3_filesystem(cfg)
+        fs = s3_filesystem(cfg, role)
         check_bucket(fs, cfg, bucket, uri, role)
         return Location(pafs.PyFileSystem(GuardedHandler(fs, cfg)), path, uri, True)
     if "://" in uri and not uri.startswith("file://"):

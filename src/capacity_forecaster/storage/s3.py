@@ -247,8 +247,9 @@ def _no_expect_continue(params: dict[str, Any], **_kwargs: Any) -> None:
     params.get("headers", {}).pop("Expect", None)
 
 
-def s3_filesystem(cfg: LakeConfig) -> Any:
-    """An ``s3fs.S3FileSystem`` with the lake's endpoint, region, encryption, timeouts and retries.
+def s3_filesystem(cfg: LakeConfig, role: str = "lake") -> Any:
+    """An ``s3fs.S3FileSystem`` with the lake's endpoint, region, encryption, timeouts and retries; ``role`` (lake,
+    source) names what the s3:// URI is in messages.
 
     Raises:
         StorageError: s3fs is not installed or no AWS credentials are found.
@@ -257,13 +258,13 @@ def s3_filesystem(cfg: LakeConfig) -> Any:
         import s3fs  # noqa: F401 - only checks that the aws extra is installed
     except ImportError as err:  # the aws extra is not installed
         raise StorageError(
-            "an s3:// lake needs the 'aws' extra: pip install 'aws-capacity-forecaster[aws]'"
+            f"an s3:// {role} needs the 'aws' extra: pip install 'aws-capacity-forecaster[aws]'"
         ) from err
     import botocore.session
 
     if botocore.session.get_session().get_credentials() is None:
         raise StorageError(
-            "no AWS credentials found for the s3:// lake; set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+            f"no AWS credentials found for the s3:// {role}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
             "AWS_SECRET_ACCESS_KEY (a git-ignored .env file in the working folder is read)"
         )
     extra: dict[str, Any] = {}
