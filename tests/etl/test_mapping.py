@@ -128,6 +128,15 @@ def test_yaml_errors_and_wrong_shapes(tmp_path: Path) -> None:
         load_mapping(write(tmp_path, "layout: !!python/object:os.system {}\n"))  # still plain data only
 
 
+def test_errors_name_the_keys_a_user_wrote_not_pydantic_union_branches() -> None:
+    """helper-51: "key 'inventory.columns.cpu_cores.str': ... (also: key '...DerivedColumn.divide_by': ...)"."""
+    bad = with_changes(inventory={"columns": {"cpu_cores": {"column": "x", "divide_by": "abc"}}})
+    with pytest.raises(ConfigError) as caught:
+        parse_mapping(bad, "m.yaml")
+    assert str(caught.value) == ("m.yaml: key 'inventory.columns.cpu_cores.divide_by' = 'abc': Input should be a "
+                                 "valid number, unable to parse string as a number")
+
+
 def test_mapping_is_frozen() -> None:
     mapping = parse_mapping(WIDE)
     with pytest.raises(ValidationError, match="frozen"):

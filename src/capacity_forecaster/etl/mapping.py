@@ -183,11 +183,27 @@ def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
+def _sections(cls: type[BaseModel]) -> set[str]:
+    return {cls.__name__}.union(*(_sections(sub) for sub in cls.__subclasses__()))
+
+
+# Names pydantic puts in an error's location for the branch of a union it tried (helper-51: messages named
+# 'inventory.columns.cpu_cores.str' and '...DerivedColumn.divide_by'): never keys a user wrote.
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", *_sections(Spec)})
+
+
+def _key_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(p for p in loc if p != "[key]" and p not in _UNION_TAGS)
+
+
 def describe_validation_error(err: ValidationError, where: str) -> str:
     """One line naming the mapping file, the offending key and what is allowed."""
     # A misspelt key also makes its intended key missing: name the misspelling, it is the cause.
-    first = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
-    loc = tuple(p for p in first["loc"] if p != "[key]")
+    errors = err.errors()
+    # A value that may be text or a section ({column, divide_by}) fails both ways: the section's error says more.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"),
+                 max(errors, key=lambda e: len(_key_path(e["loc"]))))
+    loc = _key_path(first["loc"])
     key = ".".join(str(p) for p in loc)
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
@@ -202,7 +218,10 @@ def describe_validation_error(err: ValidationError, where: str) -> str:
         value = first.get("input")
         shown = "" if isinstance(value, dict) else f" = {value!r}"
         detail = f"key '{key}'{shown}" if key else "mapping"
-    more = other_problems(err.errors(), first)
+    # The other branches of the union at the shown key are not further problems ("also: ... should be a string").
+    branches = [e for e in errors if e is not first and any(p in _UNION_TAGS for p in e["loc"])
+                and loc[:len(_key_path(e["loc"]))] == _key_path(e["loc"])]
+    more = other_problems([e for e in errors if not any(e is b for b in branches)], first)
     return f"{where}: {detail}: {msg}{more}"
 
 
