@@ -211,6 +211,21 @@ def test_replace_with_an_export_of_no_rows_leaves_raw_as_it_is(tmp_path: Path, m
     pd.testing.assert_frame_equal(raw(lake), before)
 
 
+def test_a_run_cutting_days_in_another_zone_is_refused_unless_it_replaces(tmp_path: Path, mapping: Path) -> None:
+    """helper-51: a UTC run then an America/New_York run left both kinds of days side by side in raw_metrics."""
+    files = cut(export(), [DAY1 + pd.Timedelta(hours=30)], tmp_path)
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    ingest(lake, [files[0]], mapping)
+    before = raw(lake)
+    other = tmp_path / "ny.yaml"
+    other.write_text(mapping.read_text() + "day_timezone: America/New_York\n")
+    with pytest.raises(InputError, match=r"day_timezone 'America/New_York', the lake's raw days were cut in 'UTC'"):
+        ingest(lake, [files[1]], other)
+    pd.testing.assert_frame_equal(raw(lake), before)
+    ingest(lake, [files[0]], other, replace=True)  # raw/ rebuilt in the new zone, then runs merge in it
+    assert ingest(lake, [files[1]], other)[0].counts["day_timezone"] == "America/New_York"
+
+
 def test_a_complete_day_delivered_again_in_part_is_kept(tmp_path: Path, mapping: Path) -> None:
     frame = export(days=2.5)
     lake = Lake.open(str(tmp_path / "lake"), for_writing=True)

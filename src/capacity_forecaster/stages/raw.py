@@ -20,7 +20,7 @@ from capacity_forecaster.etl.partial_days import empty_partial_days
 from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
-from capacity_forecaster.storage.manifest import StageRun, stage_run
+from capacity_forecaster.storage.manifest import StageRun, list_runs, stage_run
 
 if TYPE_CHECKING:
     from capacity_forecaster.etl.ingest import IngestResult
@@ -175,6 +175,20 @@ def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.
         con.close()
 
 
+def _check_day_timezone(lake: Lake, zone: str) -> None:
+    """Refuse to merge days cut in another zone than the lake's raw days (helper-51: UTC and New York days side by
+    side in raw_metrics, and samples staged under a UTC day that no New York run would complete)."""
+    if not lake.has_table("raw_metrics"):
+        return
+    earlier = [r for r in list_runs(lake, "ingest") if r.get("status") == "succeeded"
+               and (r.get("counts") or {}).get("day_timezone")]
+    if earlier and earlier[-1]["counts"]["day_timezone"] != zone:
+        before = earlier[-1]["counts"]["day_timezone"]
+        raise InputError(f"ingest: the mapping cuts days in day_timezone '{zone}', the lake's raw days were cut in "
+                         f"'{before}' (run {earlier[-1].get('run_id')}); merging would mix the two; use the same "
+                         "day_timezone, or --replace to rebuild raw/ from these exports")
+
+
 def _without_days(partial: pd.DataFrame, days: pd.DataFrame) -> pd.DataFrame:
     """Staged samples except those of ``days`` (server_id, ds, metric)."""
     if days.empty or partial.empty:
@@ -297,6 +311,8 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
     from capacity_forecaster.etl.mapping import contract_mapping, load_mapping
 
     mapping = contract_mapping() if mapping_file is None else load_mapping(mapping_file)
+    if not replace:
+        _check_day_timezone(lake, mapping.day_timezone)
 
     def filesystem_for(uri: str) -> tuple[object, str]:
         location = resolve(uri, settings.lake, role="source")
@@ -359,7 +375,7 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
                       "days_completed": carry.days_completed, "samples_pooled": carry.samples_combined,
                       "samples_repeated": carry.repeats, "partial_days_staged": staged_days,
                       "partial_days_expired": carry.days_expired,
-                      "lake_days_kept": len(kept), "warnings": warnings}
+                      "lake_days_kept": len(kept), "warnings": warnings, "day_timezone": mapping.day_timezone}
         # The warnings were logged once as they arose; they are kept in the manifest.
         log.info("ingest: %d files, %d rows read, %d used, %d quarantined (%d quarantine records), "
                  "%d daily values written, %d day(s) completed with samples of earlier runs, "
