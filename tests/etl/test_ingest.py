@@ -139,6 +139,14 @@ def test_epoch_milliseconds_and_a_wrong_unit_is_refused(tmp_path: Path) -> None:
     # Small numbers no unit makes recent (a test clock from 0) are read as asked, with a warning.
     early = run([write(tmp_path / "z.csv", "host;ts;cpu\nh;0;1\nh;60;2\n")], mapping)
     assert any("before 1990 (median 1970-01-01)" in w and "timestamp.unit 'ms'" in w for w in early.warnings)
+    # One file in seconds among files in milliseconds (helper-51: its rows landed on 1970-01-20, all "used").
+    for n in range(3):
+        write(tmp_path / "mixed" / f"ms{n}.csv", text.replace("h;", f"h{n};"))
+    write(tmp_path / "mixed" / "sec.csv", "host;ts;cpu\n" + "".join(f"s;{start // 1000 + i * 60};{i}\n"
+                                                                  for i in range(10)))
+    with pytest.raises(InputError, match=r"sec\.csv: timestamp.unit 'ms' puts most values of column 'ts' before "
+                                         r"1990 .* as 's' they fall on 2024-05-01"):
+        run([tmp_path / "mixed"], mapping)
 
 
 def test_semicolon_tab_files_are_sniffed(tmp_path: Path) -> None:

@@ -131,6 +131,7 @@ _SAMPLE_ARRAYS = ("server", "metric", "ts", "value", "row", "weight")
 _ROW_ARRAYS = ("row_ids", "row_file", "row_line")
 # The epoch-unit check reads the median day of every this-many-th sample time of the export.
 TIME_STRIDE = 16
+FILE_TIMES = 1_024
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ class _Pool:
         self.spill_rows = spill_rows
         self.values = ValueTally()
         self.times = ValueTally()  # sample times (ns) as "values", for the median the epoch check needs
+        # The first FILE_TIMES of those times per file: one file in seconds among files in milliseconds (helper-51).
+        self.file_times: dict[int, np.ndarray] = {}
         self.accepted = np.zeros(0, dtype=np.int64)
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._flushes = 0
@@ -217,6 +220,9 @@ class _Pool:
         times = samples.ts[(-self.sampled) % TIME_STRIDE::TIME_STRIDE].astype(np.float64)
         self.sampled += len(samples)
         self.times.add(np.zeros(len(times), dtype=np.int8), times)
+        kept = self.file_times.get(file_index)
+        if kept is None or len(kept) < FILE_TIMES:
+            self.file_times[file_index] = (times if kept is None else np.concatenate([kept, times]))[:FILE_TIMES]
         counts = accepted_counts(samples.server, samples.metric, 0)
         if len(counts) > len(self.accepted):
             counts[:len(self.accepted)] += self.accepted
@@ -421,8 +427,9 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
                 "quarantine table for each row's reason")
 
 
-def _check_epoch_unit(mapping: Mapping, median_ns: float, state: _Reading) -> None:
-    """Most epoch times fall before 1990: refuse when another unit would put them after it, else warn.
+def _check_epoch_unit(mapping: Mapping, median_ns: float, state: _Reading | None, label: str | None = None) -> None:
+    """Most epoch times (of the export, or of one file: ``label``) fall before 1990: refuse when another unit
+    would put them after it, else warn (the whole export only: ``state``).
 
     Seconds labelled as milliseconds (Bitbrains' ``Timestamp [ms]``) pack 100 days into one day of
     1970; written, such rows would sit in raw/ and fail every later ETL. A unit that would place the
@@ -436,12 +443,14 @@ def _check_epoch_unit(mapping: Mapping, median_ns: float, state: _Reading) -> No
             if _YEAR_1990_NS <= number * factor < _YEAR_2100_NS and unit != mapping.timestamp.unit]
     median = pd.Timestamp(int(median_ns)).date().isoformat()
     if fits:
-        raise InputError(f"timestamp.unit '{mapping.timestamp.unit}' puts most values of column "
+        where = f"{label}: " if label else ""
+        raise InputError(f"{where}timestamp.unit '{mapping.timestamp.unit}' puts most values of column "
                          f"'{mapping.timestamp.column}' before 1990 (median {median}); as '{fits[0]}' they fall "
                          f"on {pd.Timestamp(int(number * NS_PER_UNIT[fits[0]])).date().isoformat()}: set "
                          f"timestamp.unit: {fits[0]} in the mapping (nothing was written)")
-    state.warn(f"most timestamps fall before 1990 (median {median}): is timestamp.unit "
-               f"'{mapping.timestamp.unit}' right?")
+    if state is not None:
+        state.warn(f"most timestamps fall before 1990 (median {median}): is timestamp.unit "
+                   f"'{mapping.timestamp.unit}' right?")
 
 
 def _summarise(quarantine: pd.DataFrame) -> str:
@@ -730,6 +739,11 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     if mapping.timestamp.kind == "epoch" and median_time < _YEAR_1990_NS:
         # Before the roll-up: a wrong unit packs days into one, and every later warning would mislead.
         _check_epoch_unit(mapping, median_time, state)
+    if mapping.timestamp.kind == "epoch":
+        for index, times in sorted(pool.file_times.items()):
+            median = float(np.median(times)) if len(times) else float("nan")
+            if median < _YEAR_1990_NS:
+                _check_epoch_unit(mapping, median, None, labels[index])
     rolled = _RolledUp(measure=pool.spilled and mapping.interval_seconds is None)
     pool.finish()
     staged_by_group = _staged_groups(staged, state.servers.names, pool) if pool.spilled else {0: staged}
