@@ -63,6 +63,16 @@ class Mapping(Spec):
     def _zone(cls, value: str) -> str:
         return check_timezone(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inventory_csv(cls, data: Any) -> Any:
+        # An inventory file of the same export takes its CSV settings unless told otherwise (helper-51: with
+        # csv.decimal ',' for the export, '16.384' MB in the inventory was read as 16.384, not 16384).
+        if isinstance(data, dict) and "csv" in data and isinstance(data.get("inventory"), dict) \
+                and "csv" not in data["inventory"]:
+            return {**data, "inventory": {**data["inventory"], "csv": data["csv"]}}
+        return data
+
     @model_validator(mode="after")
     def _layout_fields(self) -> Mapping:
         if self.layout == "wide":
@@ -78,11 +88,6 @@ class Mapping(Spec):
         if self.weight is not None and self.interval_seconds is None:
             raise ValueError("'weight' needs 'interval_seconds': the spacing of the samples one row stands "
                              "for (e.g. 300 for 5-minute samples)")
-        if self.inventory is not None and "csv" not in self.inventory.model_fields_set and \
-                self.csv != CsvSpec():
-            # An inventory file of the same export takes its CSV settings unless told otherwise (helper-51: with
-            # csv.decimal ',' for the export, '16.384' MB in the inventory was read as 16.384, not 16384).
-            object.__setattr__(self, "inventory", self.inventory.model_copy(update={"csv": self.csv}))
         has_file = self.inventory is not None and self.inventory.source is not None
         if self.weight is not None and self.weight.until is not None and not has_file:
             raise ValueError(f"'weight.until' needs 'inventory.source': the file whose column '{self.weight.until}' "

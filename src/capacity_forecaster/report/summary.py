@@ -29,6 +29,7 @@ from capacity_forecaster.report.text import (
     numeric,
     plural,
     priced_servers,
+    savings_by_action,
     says_something,
 )
 from capacity_forecaster.risk.current import rule_text
@@ -591,9 +592,11 @@ def savings_sentence(recs: pd.DataFrame) -> str:
     saving = {a: int(actions.get(a, 0)) for a in ("rightsize", "consolidate", "decommission")}
     parts = ", ".join(f"{n} {a}" for a, n in saving.items() if n) or "no rightsize, consolidation or decommission"
     upsizes = plural(int(actions.get("upsize", 0)), "upsize")
-    priced_upsizes = int(numeric(recs, "current_monthly_cost")[recs["action"] == "upsize"].notna().sum())
-    if 0 < int(actions.get("upsize", 0)) and priced_upsizes < int(actions.get("upsize", 0)):
-        upsizes += f", {priced_upsizes:,} priced"  # the others cost an unknown amount more
+    by_action = savings_by_action(recs)
+    if "upsize" in by_action.index:
+        servers, priced_upsizes = by_action.loc["upsize", ["servers", "priced"]].to_numpy(dtype=np.int64)
+        if priced_upsizes < servers:
+            upsizes += f", {priced_upsizes:,} priced"  # the others cost an unknown amount more
     priced = priced_servers(recs)
     if not priced:
         counts = {str(a): int(n) for a, n in actions.items()}
