@@ -28,6 +28,8 @@ def test_no_projected_cost_where_todays_cost_is_unknown() -> None:
                           projected_monthly_cost=[0.0, 400.3], monthly_savings=[None, 400.3])
     table = Savings.of(recs).table().set_index("server_id")
     assert pd.isna(table.loc["tiny", "projected_monthly_cost"])  # not a $0 beside an unknown cost today
+    # A decommissioned server has no new size (helper-52: the dashboard said 0 cores, 0 GB; the PDF "-").
+    assert table.loc["tiny", ["recommended_cpu_cores", "recommended_memory_gb"]].isna().all()
     assert table.loc["big", "projected_monthly_cost"] == 400.0
 
 

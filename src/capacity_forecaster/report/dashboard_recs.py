@@ -72,6 +72,10 @@ class Savings:
         unpriced = table["current_monthly_cost"].isna()
         table["projected_monthly_cost"] = table["projected_monthly_cost"].where(~unpriced)
         table["monthly_savings"] = table["monthly_savings"].where(~unpriced)  # unknown, not $0
+        # A server that goes away has no new size: blank, as the packs' "-" (helper-52: "0 cores, 0 GB").
+        gone = table["action"].isin((Action.DECOMMISSION.value, Action.CONSOLIDATE.value))
+        for column in ("recommended_cpu_cores", "recommended_memory_gb"):
+            table[column] = table[column].where(~gone)
         return table
 
     @classmethod
