@@ -44,17 +44,17 @@ def register_views(con: Any, lake: Lake, as_of: str | None = None) -> list[str]:
     """
     names = []
     for name in TABLES:
-        dataset = lake.dataset(name, as_of=as_of)
+        # Timestamps are stored as UTC instants while the readers' schema is naive: a filter such as
+        # last_observed < '2025-04-01' reached the files as a naive literal against a zoned column and failed
+        # (helper-51). The scan reads the stored type; the view shows naive UTC, as every reader does.
+        dataset = lake.dataset(name, as_of=as_of, zoned=True)
         if dataset is None:
             continue
         stamps = [f.name for f in dataset.schema if pa.types.is_timestamp(f.type)]
         if not stamps:
             con.register(name, dataset)
         else:
-            # Timestamps are stored as UTC instants while the readers' schema is naive: a filter such as
-            # last_observed < '2025-04-01' reached the files as a naive literal against a zoned column and failed
-            # (helper-51). The view scans the stored type and shows naive UTC, as every reader does.
-            con.register(f"{_STORED}{name}", lake.dataset(name, as_of=as_of, zoned=True))
+            con.register(f"{_STORED}{name}", dataset)
             naive = ", ".join(f"timezone('UTC', \"{c}\") AS \"{c}\"" for c in stamps)
             con.execute(f'CREATE VIEW "{name}" AS SELECT * REPLACE ({naive}) FROM "{_STORED}{name}"')
         names.append(name)
