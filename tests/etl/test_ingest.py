@@ -456,6 +456,22 @@ def test_source_errors_name_the_source(tmp_path: Path) -> None:
         run([write(tmp_path / "broken.csv.gz", b"\x1f\x8b not gzip")], LONG)
 
 
+def test_existing_source_named_like_a_glob_is_read_as_named(tmp_path: Path) -> None:
+    # helper-51: a folder called 'exp?' was matched as a pattern ("no files match") though it exists.
+    folder = tmp_path / "exp?[1]"
+    folder.mkdir()
+    write(folder / "a.csv", "server,time,metric,value\ns,2024-01-01T00:00:00,cpu,5\n")
+    assert run([folder], LONG).rows_used == 1
+    assert run([tmp_path / "exp*" / "*.csv"], LONG).rows_used == 1  # a path that does not exist is a glob
+
+
+def test_pipe_source_is_refused_in_one_line(tmp_path: Path) -> None:
+    pipe = tmp_path / "export.csv"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match=r"export\.csv: not a regular file \(a pipe or a device\?\)"):
+        run([pipe], LONG)
+
+
 def test_inventory_file_mapping(tmp_path: Path) -> None:
     write(tmp_path / "m.csv", "host,ts,cpu\nweb,2024-01-01T00:00:00Z,5\n")
     inventory = write(tmp_path / "inv.csv", "name,cores,mem_mb,app\nweb,4,8192,shop\n,2,1024,x\nweb,8,1,dup\n"

@@ -87,9 +87,10 @@ def _expand_glob(fs: pafs.FileSystem, pattern: str) -> list[str]:
 def expand_sources(sources: Sequence[str], filesystem_for: FilesystemFor) -> list[SourceFile]:
     """Turn files, folders and glob patterns into the list of files to read.
 
-    Folders are walked recursively for ``*.csv``, ``*.csv.gz`` and ``*.parquet`` (skipping names that
-    start with ``.`` or ``_``); globs are matched against the filesystem with fnmatch; a file given
-    or matched more than once is read once, at its first position.
+    Folders are walked recursively for the ``FOLDER_SUFFIXES`` (CSV, compressed CSV, Parquet; skipping
+    names that start with ``.`` or ``_``); a path that does not exist but holds ``*``, ``?`` or ``[`` is
+    a glob, matched against the filesystem with fnmatch (an existing file or folder is read as named,
+    whatever its name); a file given or matched more than once is read once, at its first position.
 
     Args:
         sources: paths, folders or glob patterns, local or ``s3://``.
@@ -99,7 +100,8 @@ def expand_sources(sources: Sequence[str], filesystem_for: FilesystemFor) -> lis
         The files, in the order given (each folder or glob sorted by path).
 
     Raises:
-        InputError: a source does not exist, cannot be listed, or a glob matches nothing.
+        InputError: a source does not exist, is not a regular file (a pipe), cannot be listed, or a
+            glob matches nothing.
     """
     if not sources:
         raise InputError("no sources given; pass at least one file, folder or glob pattern")
@@ -109,20 +111,23 @@ def expand_sources(sources: Sequence[str], filesystem_for: FilesystemFor) -> lis
     for uri in sources:
         fs, path = filesystem_for(uri)
         try:
-            if any(c in path for c in _GLOB_CHARS):
+            # An existing file or folder is read as named, even when its name holds glob characters
+            # ('exp?', 'run[1]'); only a path that does not exist is matched as a pattern.
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.Directory:
+                paths = _walk_folder(fs, path)
+                if not paths:
+                    logger.warning("%s: folder holds no %s files", uri, ", ".join(f"*{s}" for s in FOLDER_SUFFIXES))
+            elif info.type == pafs.FileType.File:
+                paths = [path]
+            elif info.type == pafs.FileType.Unknown:
+                raise InputError(f"{uri}: not a regular file (a pipe or a device?); save the export to a file first")
+            elif any(c in path for c in _GLOB_CHARS):
                 paths = _expand_glob(fs, path)
                 if not paths:
                     raise InputError(f"{uri}: no files match this pattern")
             else:
-                info = fs.get_file_info(path)
-                if info.type == pafs.FileType.Directory:
-                    paths = _walk_folder(fs, path)
-                    if not paths:
-                        logger.warning("%s: folder holds no *.csv, *.csv.gz or *.parquet files", uri)
-                elif info.type == pafs.FileType.File:
-                    paths = [path]
-                else:
-                    raise InputError(f"{uri}: no such file or folder")
+                raise InputError(f"{uri}: no such file or folder")
         except OSError as err:
             raise InputError(f"{uri}: cannot be listed: {err}") from err
         for found in paths:
