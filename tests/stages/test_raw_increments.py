@@ -226,6 +226,18 @@ def test_a_run_cutting_days_in_another_zone_is_refused_unless_it_replaces(tmp_pa
     assert ingest(lake, [files[1]], other)[0].counts["day_timezone"] == "America/New_York"
 
 
+def test_a_generated_lake_keeps_its_utc_days(tmp_path: Path, mapping: Path) -> None:
+    """A generated fleet's raw days are UTC: an ingest cutting New York days into it is refused (it was merged)."""
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    generate_stage(lake, Settings(generate=GenerateConfig(servers=2, years=0.1, holdout_days=5)))
+    other = tmp_path / "ny.yaml"
+    other.write_text(mapping.read_text() + "day_timezone: America/New_York\n")
+    files = cut(export(), [DAY1 + pd.Timedelta(hours=6)], tmp_path)
+    with pytest.raises(InputError, match=r"day_timezone 'America/New_York', the lake's raw days were cut in 'UTC'"):
+        ingest(lake, [files[0]], other)
+    assert ingest(lake, [files[0]], mapping)[0].rows_out > 0  # UTC days merge into it
+
+
 def test_a_complete_day_delivered_again_in_part_is_kept(tmp_path: Path, mapping: Path) -> None:
     frame = export(days=2.5)
     lake = Lake.open(str(tmp_path / "lake"), for_writing=True)

@@ -20,7 +20,7 @@ from capacity_forecaster.etl.partial_days import empty_partial_days
 from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
-from capacity_forecaster.storage.manifest import StageRun, list_runs, stage_run
+from capacity_forecaster.storage.manifest import StageRun, list_runs, producing_run, stage_run
 
 if TYPE_CHECKING:
     from capacity_forecaster.etl.ingest import IngestResult
@@ -177,15 +177,21 @@ def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.
 
 def _check_day_timezone(lake: Lake, zone: str) -> None:
     """Refuse to merge days cut in another zone than the lake's raw days (helper-51: UTC and New York days side by
-    side in raw_metrics, and samples staged under a UTC day that no New York run would complete)."""
-    if not lake.has_table("raw_metrics"):
+    side in raw_metrics, and samples staged under a UTC day that no New York run would complete).
+
+    The lake's zone is that of the run that wrote the current raw_metrics: an ingest records its mapping's
+    ``day_timezone``, a generated fleet's days are UTC. An older ingest that recorded none is not checked.
+    """
+    info = lake.table_info("raw_metrics")
+    if info is None:
         return
-    earlier = [r for r in list_runs(lake, "ingest") if r.get("status") == "succeeded"
-               and (r.get("counts") or {}).get("day_timezone")]
-    if earlier and earlier[-1]["counts"]["day_timezone"] != zone:
-        before = earlier[-1]["counts"]["day_timezone"]
+    producer = producing_run(list_runs(lake), "raw_metrics", info.version)
+    if producer is None:
+        return
+    before = "UTC" if producer.get("stage") == "generate" else (producer.get("counts") or {}).get("day_timezone")
+    if before and before != zone:
         raise InputError(f"ingest: the mapping cuts days in day_timezone '{zone}', the lake's raw days were cut in "
-                         f"'{before}' (run {earlier[-1].get('run_id')}); merging would mix the two; use the same "
+                         f"'{before}' (run {producer.get('run_id')}); merging would mix the two; use the same "
                          "day_timezone, or --replace to rebuild raw/ from these exports")
 
 
