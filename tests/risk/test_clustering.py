@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -188,3 +190,14 @@ def test_the_silhouette_sample_keeps_a_member_of_every_cluster(monkeypatch) -> N
     assert set(labels[rows]) == {0, 1, 2} and len(rows) <= 20 + 3
     k, table = choose_k(features, 3, 5, 0)
     assert k >= 3 and len(table) == 3
+
+
+def test_a_server_seen_only_at_weekends_profiles_quietly() -> None:
+    """No business day observed: its levels are unknown (0 after the fill), and numpy says nothing (it logged
+    'All-NaN slice encountered' as a WARNING line in `capfc risk`)."""
+    days = pd.date_range("2025-01-04", periods=4, freq="7D")  # Saturdays
+    metrics = pd.DataFrame({"server_id": "weekend", "ds": days, "metric": "cpu", "value": 40.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        profiles = server_profiles(metrics)
+    assert profiles.loc[0, "cpu_variability"] == 0.0 and profiles.loc[0, "cpu_level"] == 0.0

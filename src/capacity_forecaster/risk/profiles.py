@@ -208,7 +208,8 @@ def server_profiles(metrics: pd.DataFrame, business_days: int = 3,
     with np.errstate(all="ignore"):
         cpu_p95 = np.nanpercentile(_no_empty_rows(cpu), 95, axis=1)
         memory_p95 = np.nanpercentile(_no_empty_rows(memory), 95, axis=1)
-        q75, q25 = (np.nanpercentile(np.where(business[None, :], cpu, np.nan), q, axis=1) for q in (75, 25))
+        business_cpu = _no_empty_rows(np.where(business[None, :], cpu, np.nan))  # a server seen at weekends only
+        q75, q25 = (np.nanpercentile(business_cpu, q, axis=1) for q in (75, 25))
     weekend = _nanmedian(np.where(~business[None, :], cpu, np.nan))
     scale = np.maximum(cpu_level, _LEVEL_FLOOR)
     trend, trend_change, step_change = _shape_changes(_weekly(cpu, business), cpu_level)
