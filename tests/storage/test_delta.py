@@ -188,6 +188,25 @@ def test_tables_of_a_stage_that_did_not_complete_stay_invisible(tmp_path: Path) 
     assert incomplete(_open(uri), "metrics") is None
 
 
+def test_a_first_run_that_died_between_its_commits_leaves_no_table_behind(tmp_path: Path) -> None:
+    """helper-51: a first ingest that failed on a later table's commit left raw_metrics readable without its
+    quarantine and inventory. Now a table that only dead, incomplete runs wrote reads as absent, and the rerun
+    builds on its newest commit without a conflict."""
+    uri = str(tmp_path / "lake")
+    settings = _settings(uri)
+    lake = _open(uri)
+    with pytest.raises(RuntimeError, match="disk full"), stage_run(lake, "ingest", settings) as run:
+        run.wrote(lake.write_table("raw_metrics", metrics_frame(days=10), validate=False))
+        raise RuntimeError("disk full while committing the inventory")
+    reader = _open(uri)
+    assert not reader.has_table("raw_metrics") and incomplete(reader, "raw_metrics") == ("ingest", run.run_id)
+    with pytest.raises(StorageError, match="table 'raw_metrics' not found"):
+        reader.read_table("raw_metrics")
+    with stage_run(reader, "ingest", settings) as rerun:
+        rerun.wrote(reader.write_table("raw_metrics", metrics_frame(days=4), validate=False))
+    assert len(_open(uri).read_table("raw_metrics")) == 12
+
+
 def test_time_travel_by_run_id_and_by_time(tmp_path: Path) -> None:
     uri = str(tmp_path / "lake")
     lake = _open(uri)
@@ -401,13 +420,13 @@ def test_a_stage_reads_each_input_at_one_version_while_another_run_completes(tmp
     uri = str(tmp_path / "lake")
     settings = _settings(uri)
     first = _open(uri)
-    with stage_run(first, "ingest", settings):
-        first.write_table("raw_metrics", metrics_frame(days=10))
+    with stage_run(first, "ingest", settings) as run:
+        run.wrote(first.write_table("raw_metrics", metrics_frame(days=10)))
     reader, other = _open(uri), _open(uri)
     with stage_run(reader, "etl", settings):
         assert len(reader.read_table("raw_metrics")) == 30                 # pass 1
-        with stage_run(other, "ingest", settings):                         # another run completes meanwhile
-            other.write_table("raw_metrics", metrics_frame(days=5))
+        with stage_run(other, "ingest", settings) as run:                  # another run completes meanwhile
+            run.wrote(other.write_table("raw_metrics", metrics_frame(days=5)))
         assert len(reader.read_table("raw_metrics")) == 30                 # pass 2: the same version
         reader.write_table("metrics", pd.DataFrame({"server_id": ["a"], "ds": [pd.Timestamp("2024-01-01")],
                                                     "metric": ["cpu"], "value": [1.0]}), validate=False)

@@ -263,7 +263,7 @@ class Lake:
         if recorded is not None and recorded < data_version and self._records_cached:
             # Records read earlier may predate a run that completed since: read them again once.
             recorded = self._recorded_afresh(name)
-        if recorded is None or recorded >= data_version:
+        if recorded is not None and recorded >= data_version:
             return latest
         # The newest version comes from a run that has not completed (still running, or crashed):
         # readers keep the version the last complete run of that stage produced, with its siblings.
@@ -275,9 +275,18 @@ class Lake:
             # The run may have completed between reading the records and its lease (a run deletes
             # its lease after writing its record).
             recorded = self._recorded_afresh(name)
-            if recorded is None or recorded >= data_version:
+            if recorded is not None and recorded >= data_version:
                 return latest
             self._running.pop(name, None)
+            if recorded is None:
+                # Only runs that died before completing ever wrote it (helper-51: a first ingest that failed
+                # on a later table's commit left raw_metrics readable without its quarantine and inventory):
+                # readers see no table; a writer builds on the newest commit.
+                log.debug("table %s: only incomplete runs wrote it (newest: %s, %s); it reads as absent",
+                          name, latest.run_id, latest.stage)
+                return None
+        elif recorded is None:
+            return latest  # a running first run's version: readable, and built on by a run beside it
         else:
             self._seen[name] = recorded
             self._running[name] = alive
