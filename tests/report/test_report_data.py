@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from report_lake import RISKIEST, SERVERS
 
-from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data, profile_features
+from capacity_forecaster.report.data import WHATIF_MISSING, applied_thresholds, load_report_data, profile_features
 from capacity_forecaster.report.risks import ranked_risks
 from capacity_forecaster.report.summary import assumptions, cluster_map, kpis, model_accuracy
 from capacity_forecaster.storage import Lake
@@ -389,3 +389,23 @@ def test_the_cluster_map_rings_no_stale_server() -> None:
                            "status": ["already_breaching", "stale", "assessed"], "risk_level": ["critical", "critical",
                                                                                                   "medium"]})
     assert cluster_ringed(ranked) == {"a"}
+
+
+def test_the_packs_use_the_thresholds_the_risk_run_applied(report_lake: Lake, settings) -> None:
+    """helper-53: after `capfc risk --threshold 70` with memory at 85, the Assumptions said "80 %, overrides: none"
+    and the Forecast data sheet counted days over 80."""
+    import dataclasses
+
+    risk = pd.DataFrame({"server_id": ["a", "a", "b", "b"], "metric": ["cpu", "memory", "cpu", "memory"],
+                         "threshold": [70.0, 85.0, 70.0, 85.0]})
+    applied = applied_thresholds(settings, risk)
+    assert (applied.risk.threshold, applied.risk.metric_thresholds) == (70.0, {"memory": 85.0})
+    assert applied.risk.threshold_for("disk") == 70.0 and applied.risk.headroom == settings.risk.headroom
+    data = dataclasses.replace(load_report_data(report_lake, settings), settings=applied)
+    rows = {name: (value, note) for name, value, note in assumptions(data)}
+    assert rows["Breach threshold"] == ("70 % of capacity", "per-metric overrides: memory 85 %")
+    # a risk run at the configured thresholds, or a lake without the column, leaves the settings as they are
+    assert applied_thresholds(settings, risk.assign(threshold=80.0)) is settings
+    assert applied_thresholds(settings, risk.drop(columns="threshold")) is settings
+    stored = report_lake.read_table("server_risk")
+    assert load_report_data(report_lake, settings).settings.risk.threshold == float(stored["threshold"].mode()[0])

@@ -55,5 +55,8 @@ def test_one_ranking_status_then_level_then_breach_date_then_probability() -> No
     # Already breaching first (high c before medium a), then level, then soonest breach, then probability.
     assert ranked["server_id"].tolist() == ["c", "a", "d", "b", "f", "e"]
     assert frame["server_id"].tolist() == ["a", "b", "c", "d", "e", "f"]  # input untouched
+    # helper-54: the level comes before the days over (a critical series 3 days over before a high one 14 over)
+    both = frame.iloc[:2].assign(status="already_breaching", risk_level=["high", "critical"], days_over_recent=[14, 3])
+    assert rank_risks(both)["server_id"].tolist() == ["b", "a"]
     assert percent(0.3449) == "34%" and percent(0.345) == "34%" and percent(None) == "-"
     assert percent(0.0049, 1) == "0.5%"  # from the unrounded value: never rounded twice

@@ -131,6 +131,7 @@ class DashboardState:
         self.lake = Lake.open(lake.uri, lake.cfg)
         self.lake.pin_reads(self.lake.current_versions())
         self.data: ReportData = load_report_data(self.lake, settings, accuracy=False, weekly=False)
+        self.settings = settings = self.data.settings  # the breach thresholds the stored risk run applied
         self.ranked = ranked_risks(self.data)
         self.points = cluster_map(self.data)
         self.chosen = chosen_models(self.data)

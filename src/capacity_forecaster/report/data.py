@@ -328,12 +328,37 @@ def _coverage(lake: Lake, con: Any) -> tuple[int, int] | None:
     return int(low or 0), int(total or 0)
 
 
+def applied_thresholds(settings: Settings, server_risk: pd.DataFrame | None) -> Settings:
+    """``settings`` with the breach thresholds the stored risk run applied (``server_risk.threshold``).
+
+    ``capfc risk --threshold 70`` (or a config the report is not run with) stores its thresholds per row;
+    the packs and the dashboard must say and use those, not the report's own configuration (helper-53: the
+    Assumptions read 80 % and the Forecast data sheet counted days over 80 for a risk run at 70). The threshold
+    most metrics share is the general one, the others are per-metric overrides; without the column, as given.
+    """
+    if server_risk is None or "threshold" not in server_risk.columns:
+        return settings
+    stored = pd.to_numeric(server_risk["threshold"], errors="coerce")
+    per_metric = stored.groupby(server_risk["metric"].astype(str)).agg(
+        lambda v: v.mode().iloc[0] if v.notna().any() else np.nan).dropna()
+    if per_metric.empty or all(settings.risk.threshold_for(str(m)) == v for m, v in per_metric.items()):
+        return settings
+    shared = per_metric.value_counts().sort_index()
+    general = float(shared.index[int(np.argmax(shared.to_numpy()))])  # ties: the lower threshold
+    overrides = {str(m): float(v) for m, v in per_metric.items() if float(v) != general}
+    log.info("report: breach thresholds as the risk run applied them: %g %%%s", general,
+             "".join(f", {m} {v:g} %" for m, v in sorted(overrides.items())))
+    risk = settings.risk.model_copy(update={"threshold": general, "metric_thresholds": overrides})
+    return settings.model_copy(update={"risk": risk})
+
+
 def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, weekly: bool = True) -> ReportData:
     """Read the stage tables and metric aggregates the reports need; absent tables stay None.
 
     Args:
         lake: the lake to read.
-        settings: effective settings (the heatmap metric, thresholds for the assumptions).
+        settings: effective settings (the heatmap metric, the assumptions); the breach thresholds are
+            the stored risk run's (``applied_thresholds``).
         accuracy: score earlier forecast runs (``ReportData.accuracy``; the dashboard does not show it).
         weekly: the weekly means (``ReportData.weekly``; the dashboard shows the weekly peaks only).
 
@@ -357,6 +382,7 @@ def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, w
             tables[name] = frame
         elif name in SMALL_TABLES:
             log.info("report: table %s is absent (%s)", name, not_available(name))
+    settings = applied_thresholds(settings, tables.get("server_risk"))
     means = peaks = profiles = period = coverage = None
     runs = list_runs(lake)
     size = chunk_size(settings.report.chunk_servers)

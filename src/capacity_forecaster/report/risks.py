@@ -30,9 +30,9 @@ STALE = Status.STALE.value
 def ranked_risks(data: ReportData) -> pd.DataFrame:
     """Every assessed series, riskiest first, with the server's names and recommended action.
 
-    Order: already breaching first (most recent days over first), then risk level (critical
-    first), days to breach (soonest first, none last), breach probability (highest first),
-    server_id, metric.
+    Order (``risk.levels.rank_risks``): already breaching first and stale last, then risk level
+    (critical first), most recent days over, days to breach (soonest first, none last), breach
+    probability (highest first), server_id, metric.
 
     Returns:
         The server_risk columns plus level_code (3 critical ... 0 low, -1 unassessed),

@@ -127,9 +127,9 @@ def actions_text(actions: dict[str, int]) -> str:
 
 
 # The one ranking of at-risk series every output uses (CLI, reports, dashboard): status (already breaching
-# first, the most days over first; stale series, whose data ended long ago, last), then level (critical
-# first), then breach date (soonest first, none last), then breach probability (highest first), then
-# server_id and metric for a stable tie-break.
+# first; stale series, whose data ended long ago, last), then level (critical first), then the most recent
+# days over the threshold, then breach date (soonest first, none last), then breach probability (highest
+# first), then server_id and metric for a stable tie-break.
 RISK_ORDER = ("status", "level", "breach date", "probability")
 
 

@@ -102,7 +102,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
     # among the levels (helper-45: "critical 700" in the CLI beside the packs' 600 critical servers).
     live = without_stale(ranked)
     levels = live["risk_level"].value_counts().reindex(list(LEVEL_LABELS)[::-1], fill_value=0)
-    # The one ranking (levels.RISK_ORDER): status, level, breach date, probability.
+    # The one ranking (levels.RISK_ORDER): status, level, days over, breach date, probability.
     at_risk = rank_risks(ranked[ranked["code"] > 0])
     live_at_risk = without_stale(at_risk)
     breaching = ranked[ranked["status"] == Status.ALREADY_BREACHING.value]
