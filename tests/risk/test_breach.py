@@ -234,6 +234,10 @@ def test_a_long_gap_inside_the_recent_days_is_said_and_a_thin_return_is_stale() 
     assert out.loc["gap", "reason"].startswith(f"cpu: no data after {stopped.date()} until {LAST_DAY.date()}, then "
                                                "only 1 day: check its monitoring")
     assert out.loc["steady", "status"] == "already_breaching" and pd.isna(out.loc["steady", "stale_since"])
+    # helper-53: no longer "0 days" with a breach date before its last day; the forecast's own crossing, as counted
+    gap = out.loc["gap"]
+    assert gap["breach_ds"] == gap["forecast_breach_ds"] and gap["days_to_breach"] == 1  # the day after its last
+    assert out.loc["steady", "days_to_breach"] == 0
     # Back for 3 days (enough to say something current): still breaching, and the reason says there was a gap.
     back = mark_stale(_assess(forecast, gapped(3)), cfg).set_index("server_id").loc["gap"]
     assert back["status"] == "already_breaching" and back["reason"].endswith(

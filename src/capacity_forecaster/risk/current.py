@@ -165,7 +165,9 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         cfg: risk settings (``stale_after_days``; 0 = off).
 
     Returns:
-        A copy of ``server_risk`` with the stale series' status and reason changed and ``stale_since`` added.
+        A copy of ``server_risk`` with the stale series' status and reason changed and ``stale_since`` added;
+        one that was already breaching takes back its forecast's crossing (``forecast_breach_ds``) as
+        ``breach_ds`` and ``days_to_breach``.
     """
     observed = server_risk["status"] != Status.NO_DATA.value
     last = pd.to_datetime(server_risk["last_observed"])
@@ -199,6 +201,13 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         + np.where(after == 1, " day", " days") + ": check its monitoring (a stopped or migrated server?)"
         + AS_OF_GAP + out.loc[gapped, "reason"])
     out.loc[gapped, "stale_since"] = stopped
+    # Not breaching now: a series that was takes back its forecast's own crossing, counted from its last observed
+    # day (helper-53: fastStorage 626 kept "0 days" with a breach date 17 days before its last day).
+    now = (stale | gapped) & (server_risk["status"] == Status.ALREADY_BREACHING.value).to_numpy()
+    if now.any() and "forecast_breach_ds" in out.columns:
+        crossing = pd.to_datetime(out.loc[now, "forecast_breach_ds"])
+        out.loc[now, "breach_ds"] = out.loc[now, "forecast_breach_ds"]
+        out.loc[now, "days_to_breach"] = (crossing - last[now].dt.normalize()).dt.days
     out.loc[stale | gapped, "status"] = Status.STALE.value
     return out
 
