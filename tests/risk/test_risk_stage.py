@@ -86,6 +86,25 @@ def test_scenario_adds_and_removes_servers(fleet: tuple[pd.DataFrame, pd.DataFra
     assert result.scenario.name == "onboarding" and result.scenario.summary["scenario"] == "onboarding"
 
 
+def test_a_scenario_does_not_reprice_the_servers_it_leaves_alone(
+        fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+    """helper-53: the cost model was fitted again on the scenario's inventory, so servers the scenario never
+    touched, with the same action and size, saved a different amount (34 servers, $32 a month on the demo)."""
+    metrics, forecasts, _ = fleet
+    sizes = [(16, 64, 910.0), (8, 32, 395.0), (16, 128, 1210.0), (4, 16, 260.0), (8, 64, 540.0), (32, 128, 1650.0)]
+    inv = make_inventory([{"server_id": sid, "cpu_cores": c, "memory_gb": m, "monthly_cost_usd": cost}
+                          for sid, (c, m, cost) in zip(LEVELS, sizes, strict=True)])
+    scenario = parse_scenario({"name": "q4", "add": [{"like": "s6", "count": 3}], "remove": ["s1"]})
+    result = run_risk(metrics, forecasts, inv, RiskConfig(cluster_k_min=2, cluster_k_max=4), scenario=scenario)
+    columns = ["action", "recommended_cpu_cores", "recommended_memory_gb", "monthly_savings"]
+    base = result.recommendations.set_index("server_id")[columns]
+    what = result.scenario.recommendations.set_index("server_id")[columns]
+    alone = base.index.difference(["s1", "s6"])
+    resized = base.loc[alone, "action"].isin(["rightsize", "upsize"])
+    assert resized.any()  # the check below prices at least one resize
+    pd.testing.assert_frame_equal(what.loc[alone], base.loc[alone])
+
+
 def test_missing_columns_are_schema_errors(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
     metrics, forecasts, inv = fleet
     with pytest.raises(SchemaError, match="forecasts: missing column"):

@@ -103,7 +103,7 @@ def saturated_metrics(server_risk: pd.DataFrame) -> pd.DataFrame:
 
 
 def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskConfig,
-                   saturated: pd.DataFrame | None = None) -> pd.DataFrame:
+                   saturated: pd.DataFrame | None = None, prices: CostModel | None = None) -> pd.DataFrame:
     """Up to ``cfg.max_options`` ranked options per server: the recommended size first.
 
     Upsize and right-size options are the recommended size, then one and two standard sizes up on
@@ -124,6 +124,7 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
         inventory: the inventory (prices, for the cost model).
         cfg: risk settings (standard sizes, performance_risk_bands, max_options).
         saturated: ``saturated_metrics`` of the fleet (default: none saturated).
+        prices: the cost model (default: ``CostModel.fit`` of ``inventory``; a what-if passes the base's).
 
     Returns:
         ``schema.RECOMMENDATION_OPTION_COLUMNS``: server_id, finding, rank (1 = recommended),
@@ -141,7 +142,7 @@ def sizing_options(recs: pd.DataFrame, needs: pd.DataFrame, inventory: pd.DataFr
     rec_cores, rec_memory = recs["recommended_cpu_cores"].to_numpy(float), recs["recommended_memory_gb"].to_numpy(float)
     action = recs["action"].to_numpy()
     cost = recs["current_monthly_cost"].to_numpy(float)
-    model = CostModel.fit(inv)
+    model = prices or CostModel.fit(inv)
     resize = np.isin(action, [Action.UPSIZE.value, Action.RIGHTSIZE.value])
     gone = np.isin(action, [Action.DECOMMISSION.value, Action.CONSOLIDATE.value])
     floor = np.zeros(len(recs), dtype=bool)

@@ -253,6 +253,7 @@ def build_recommendations(
     forecasts: pd.DataFrame,
     inventory: pd.DataFrame,
     cfg: RiskConfig,
+    prices: CostModel | None = None,
 ) -> pd.DataFrame:
     """Decide one action per inventory server and price it.
 
@@ -279,6 +280,8 @@ def build_recommendations(
         forecasts: daily forecasts (for the consolidation packing).
         inventory: the inventory: server_id, other ``schema.INVENTORY_COLUMNS`` where known.
         cfg: risk settings.
+        prices: the cost model (default: ``sizing.CostModel.fit`` of ``inventory``). A what-if passes the
+            base's, so a scenario's adds, removes and moves do not re-price the servers it leaves alone.
 
     Returns:
         One row per server of the inventory or of ``server_risk``: the contract columns server_id,
@@ -313,7 +316,7 @@ def build_recommendations(
                              up_memory / memory))
         down_share = (np.where(np.isnan(cores), np.fmin(cpu_pct, 1.0), down_cores / cores),
                       np.where(np.isnan(memory), np.fmin(memory_pct, 1.0), down_memory / memory))
-    model = CostModel.fit(inv)
+    model = prices or CostModel.fit(inv)
     cost = inv["monthly_cost_usd"].to_numpy(float)
     down_ratio = model.ratio(inv, *down_share)
     with np.errstate(invalid="ignore"):

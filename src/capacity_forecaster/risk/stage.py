@@ -29,7 +29,7 @@ from capacity_forecaster.risk.levels import (
 from capacity_forecaster.risk.options import findings, saturated_metrics, sizing_options
 from capacity_forecaster.risk.recommendations import build_recommendations
 from capacity_forecaster.risk.scenarios import ScenarioOutcome, comparison_lines
-from capacity_forecaster.risk.sizing import size_gb
+from capacity_forecaster.risk.sizing import CostModel, size_gb
 from capacity_forecaster.risk.whatif import Scenario
 from capacity_forecaster.schema import (
     CAPACITY_GROUP_COLUMNS,
@@ -179,21 +179,24 @@ def evaluate(
 
 
 def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, clusters: pd.DataFrame,
-             label: str = "base", calibration: BreachCalibration | None = None) -> RiskResult:
+             label: str = "base", calibration: BreachCalibration | None = None,
+             prices: CostModel | None = None) -> RiskResult:
     """The fleet-wide half of ``evaluate``: recommendations, options, capacity and summary from the assessment.
 
     Args:
         part: the fleet's assessment (``evidence.combine`` of its chunks').
         inventory: the completed inventory of the fleet.
         cfg, clusters, label, calibration: as for ``evaluate``.
+        prices: the cost model (default: fitted on ``inventory``; a scenario passes the base fleet's).
 
     Returns:
         RiskResult without comparison.
     """
     server_risk, needs = mark_stale(part.server_risk, cfg), part.needs
-    recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg)
+    prices = prices or CostModel.fit(inventory)
+    recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg, prices)
     recs["finding"] = findings(recs, server_risk, cfg, needs)
-    options = sizing_options(recs, needs, inventory, cfg, saturated_metrics(server_risk))
+    options = sizing_options(recs, needs, inventory, cfg, saturated_metrics(server_risk), prices)
     # Sizes are whole cores and GB to one decimal (a sub-GB VM is not sized 0 GB); what a decommission,
     # consolidation or right-size frees is shown, not zeros.
     for column, today in (("recommended_cpu_cores", "current_cpu_cores"), ("recommended_memory_gb",
