@@ -105,6 +105,23 @@ def test_a_scenario_does_not_reprice_the_servers_it_leaves_alone(
     pd.testing.assert_frame_equal(what.loc[alone], base.loc[alone])
 
 
+def test_servers_a_scenario_adds_are_never_booked_as_savings(
+        fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+    """helper-53: two servers added like an idle one were decommissioned ("idle on all 1,088 observed days", the
+    template's history) and raised the scenario's net savings by their whole cost."""
+    metrics, forecasts, inv = fleet
+    scenario = parse_scenario({"name": "more", "add": [{"like": "s4", "count": 2}]})
+    result = run_risk(metrics, forecasts, inv, RiskConfig(cluster_k_min=2, cluster_k_max=4), scenario=scenario)
+    base = result.recommendations.set_index("server_id")
+    what = result.scenario.recommendations.set_index("server_id")
+    assert base.loc["s4", "action"] == "decommission" and what.loc["s4", "action"] == "decommission"
+    for added in ("new-001", "new-002"):
+        assert what.loc[added, "action"] == "keep" and what.loc[added, "monthly_savings"] == 0.0
+        assert what.loc[added, "rationale"].endswith("kept at its planned size: a server this scenario adds, its "
+                                                     "history its template's")
+    assert result.scenario.summary["net_monthly_savings"] == pytest.approx(result.summary["net_monthly_savings"])
+
+
 def test_missing_columns_are_schema_errors(fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
     metrics, forecasts, inv = fleet
     with pytest.raises(SchemaError, match="forecasts: missing column"):

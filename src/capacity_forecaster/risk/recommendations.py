@@ -254,6 +254,7 @@ def build_recommendations(
     inventory: pd.DataFrame,
     cfg: RiskConfig,
     prices: CostModel | None = None,
+    planned: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """Decide one action per inventory server and price it.
 
@@ -282,6 +283,9 @@ def build_recommendations(
         cfg: risk settings.
         prices: the cost model (default: ``sizing.CostModel.fit`` of ``inventory``). A what-if passes the
             base's, so a scenario's adds, removes and moves do not re-price the servers it leaves alone.
+        planned: servers a what-if adds. Their history is their template's, so they are never decommissioned,
+            consolidated or right-sized (a server that does not exist yet is no saving): kept at the planned
+            size, or upsized when at risk.
 
     Returns:
         One row per server of the inventory or of ``server_risk``: the contract columns server_id,
@@ -290,11 +294,14 @@ def build_recommendations(
         is needed, upsize only), current_cpu_cores, current_memory_gb, evidence (decommission).
     """
     view = _ServerView.of(server_risk, needs, idle, inventory, cfg)
-    inv, risk, need, idl, upsize, decommission = (view.inv, view.risk, view.need, view.idl, view.upsize,
-                                                  view.decommission)
+    inv, risk, need, idl, upsize = view.inv, view.risk, view.need, view.idl, view.upsize
+    # helper-53: two servers added like an idle one were decommissioned, +$5,977 a month of scenario savings.
+    fixed = inv[SERVER_ID].isin(planned).to_numpy()
+    decommission = view.decommission & ~fixed
     cores = inv["cpu_cores"].to_numpy(float)
     memory = inv["memory_gb"].to_numpy(float)
-    placed = consolidate(view.candidates, forecasts, inv, cfg).set_index(SERVER_ID).reindex(inv[SERVER_ID])
+    candidates = view.candidates.difference(sorted(planned))
+    placed = consolidate(candidates, forecasts, inv, cfg).set_index(SERVER_ID).reindex(inv[SERVER_ID])
     host_id = placed["host_server_id"]
     moved = (host_id.notna() & (host_id != inv[SERVER_ID].to_numpy())).to_numpy()
     guests = (placed[moved].reset_index().groupby("host_server_id")[SERVER_ID].agg(", ".join)
@@ -322,7 +329,7 @@ def build_recommendations(
     with np.errstate(invalid="ignore"):
         smaller = (down_share[0] < 1.0 - 1e-9) | (down_share[1] < 1.0 - 1e-9)
         saves = 1.0 - down_ratio >= cfg.rightsize_min_savings - 1e-12
-    shrink = (~upsize & ~decommission & ~moved & ~hosting & risk["fully_assessed"].to_numpy() & smaller & saves
+    shrink = (~upsize & ~decommission & ~moved & ~hosting & ~fixed & risk["fully_assessed"].to_numpy() & smaller & saves
               & (risk["max_code"].fillna(0).to_numpy() < RiskLevel.from_label(cfg.upsize_min_level).value))
 
     action = np.select([upsize, decommission, moved, shrink],
@@ -353,7 +360,8 @@ def build_recommendations(
                            # CostModel.ratio is a price ratio only with a fit and both sizes known.
                            "priced": (not model.rates.empty) & np.isfinite(cores) & np.isfinite(memory)},
                           index=need.index)
-    out["rationale"] = _rationales(out, inv, risk, need, idl, placed, guests, cfg, shares).to_numpy()
+    out["rationale"] = _rationales(out, inv, risk.assign(planned=fixed), need, idl, placed, guests, cfg,
+                                   shares).to_numpy()
     out["needed_by"] = pd.to_datetime(np.where(upsize, risk["needed_by"].to_numpy(), np.datetime64("NaT")))
     out["current_cpu_cores"] = cores
     out["current_memory_gb"] = memory
@@ -527,6 +535,9 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
             + _fmt(placed["host_peak_cpu"], "{:.0f} %") + " cpu / " + _fmt(placed["host_peak_memory"], "{:.0f} %")
             + f" memory (limit {cfg.consolidation_target:g} %)")
     keep = peaks + f"; no smaller standard size would save {cfg.rightsize_min_savings:.0%} and stay under {target}"
+    if "planned" in risk.columns:
+        keep = keep.where(~risk["planned"], peaks + "; kept at its planned size: a server this scenario adds, its "
+                          "history its template's")
     # An upper bound over the threshold at a low level: not likely enough to act on, but not "optimized" either.
     above = ((need["cpu_peak_upper"].astype(float) > cfg.threshold_for("cpu"))
              | (need["memory_peak_upper"].astype(float) > cfg.threshold_for("memory")))

@@ -180,7 +180,7 @@ def evaluate(
 
 def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, clusters: pd.DataFrame,
              label: str = "base", calibration: BreachCalibration | None = None,
-             prices: CostModel | None = None) -> RiskResult:
+             prices: CostModel | None = None, planned: frozenset[str] = frozenset()) -> RiskResult:
     """The fleet-wide half of ``evaluate``: recommendations, options, capacity and summary from the assessment.
 
     Args:
@@ -188,13 +188,14 @@ def conclude(part: Assessment, inventory: pd.DataFrame, cfg: RiskConfig, cluster
         inventory: the completed inventory of the fleet.
         cfg, clusters, label, calibration: as for ``evaluate``.
         prices: the cost model (default: fitted on ``inventory``; a scenario passes the base fleet's).
+        planned: the servers a scenario adds (``recommendations.build_recommendations``).
 
     Returns:
         RiskResult without comparison.
     """
     server_risk, needs = mark_stale(part.server_risk, cfg), part.needs
     prices = prices or CostModel.fit(inventory)
-    recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg, prices)
+    recs = build_recommendations(server_risk, needs, part.idle, part.packing, inventory, cfg, prices, planned)
     recs["finding"] = findings(recs, server_risk, cfg, needs)
     options = sizing_options(recs, needs, inventory, cfg, saturated_metrics(server_risk), prices)
     # Sizes are whole cores and GB to one decimal (a sub-GB VM is not sized 0 GB); what a decommission,

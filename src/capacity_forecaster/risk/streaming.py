@@ -294,7 +294,7 @@ def stream_risk(
             still = fleet.lost[fleet.lost[SERVER_ID].isin(touched & set(present[SERVER_ID]))]
             grown_part = replace(grown_part, server_risk=with_lost_series(grown_part.server_risk, still, cfg))
         what_clusters = carry_clusters(clusters, after, templates)
-        what = conclude(grown_part, after, cfg, what_clusters, label, calibration, prices)
+        what = conclude(grown_part, after, cfg, what_clusters, label, calibration, prices, frozenset(templates))
         result = with_what_if(base, what, name, what_clusters,
                               {"growth_pct": float(pct), "growth_ramp": bool(cfg.growth_ramp),
                                "scenario_file": file_name})
