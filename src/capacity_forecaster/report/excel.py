@@ -231,10 +231,11 @@ def build_workbook(data: ReportData) -> bytes:
 
     Sheets (``SHEETS``): Summary (KPIs as numbers with number formats, servers by level, savings by action,
     base vs the stored what-if); At-risk servers (medium or worse, riskiest first, rows coloured by level);
-    All series (every server_risk row, same order); Recommendations
-    (every server, biggest saving first); What-if (every risk_comparison row, most affected first, rows
-    coloured by scenario level); Clusters; Forecast data (weekly per series, or every daily row; streamed a chunk
-    of servers at a time, continued on ``Forecast data (2)``, ... beyond Excel's row limit); Forecast vs
+    All series (every server_risk row, same order); Recommendations (every server,
+    ``risks.ordered_recommendations``: by action, upsize first, then soonest need, then biggest saving);
+    What-if (every risk_comparison row, most affected first, rows coloured by scenario level); Clusters;
+    Forecast data (weekly per series, or every daily row; streamed a chunk of servers at a time, continued
+    on ``Forecast data (2)``, ... beyond Excel's row limit); Forecast vs
     actual (earlier forecast runs scored against the actuals since, per run and per horizon bucket);
     Sizing options (recommendation_options); Capacity by group (capacity_by_group); Assumptions. A sheet
     whose table is absent says which stage to run.
