@@ -167,3 +167,14 @@ def test_registry_rejects_a_second_class_under_a_taken_name() -> None:
 def test_model_parameters_pass_through_get_model() -> None:
     model = get_model("harmonic", yearly_order=3, damping=0.99)
     assert model.yearly_order == 3 and model.damping == 0.99  # type: ignore[attr-defined]
+
+
+def test_prophet_leaves_the_callers_cmdstanpy_logger_as_it_found_it(small_fleet: pd.DataFrame) -> None:
+    """helper-54: a fit switched cmdstanpy's logger off for good (a notebook lost its errors for the session)."""
+    import logging
+
+    one = small_fleet[small_fleet["server_id"] == small_fleet["server_id"].iloc[0]]
+    logger = logging.getLogger("cmdstanpy")
+    assert not logger.disabled
+    get_model("prophet").fit(one, freq="D")
+    assert not logger.disabled

@@ -218,9 +218,3 @@ def check_tags(tags: dict[str, str], where: str = "aws.tags") -> dict[str, str]:
         check("tag_value", value, f"{where}.{key}")
     return tags
 
-
-def s3_parts(uri: str) -> tuple[str, str]:
-    """Split a checked ``s3://bucket/prefix`` URI into bucket and prefix (no leading or trailing '/')."""
-    check("s3_uri", uri)
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
-    return bucket, prefix.strip("/")

@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
-LOG_FORMATS = ("auto", "rich", "plain", "json")
 # Third-party loggers that speak at INFO about their own plumbing.
 NOISY = ("cmdstanpy", "prophet", "werkzeug", "botocore", "s3fs", "aiobotocore", "urllib3", "fsspec",
          "distributed", "asyncio")

@@ -287,20 +287,6 @@ def watch_parent(parent: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="capfc-parent-watch", daemon=True).start()
 
 
-def phase_ticker(progress: Progress | None, phase: str, total: int) -> Callable[[], None]:
-    """Report the start of ``phase`` (``0 / total``) and return a callback counting one step done."""
-    done = [0]
-    if progress is not None:
-        progress(phase, 0, total)
-
-    def tick() -> None:
-        done[0] += 1
-        if progress is not None:
-            progress(phase, done[0], total)
-
-    return tick
-
-
 def batches(series: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     """Split rows (series) into consecutive batches of at most ``size`` rows, in order."""
     return [series.iloc[i:i + size] for i in range(0, len(series), max(1, size))]

@@ -7,9 +7,7 @@ import numpy as np
 from capacity_forecaster.generate.archetypes import FleetPlan
 from capacity_forecaster.generate.draws import SignalSource
 
-BREACH_LEVEL = 80.0
 BREACH_DAYS = 3
-BORDERLINE_LOW = 70.0
 # A breaching metric's third-highest holdout day (expected load) is placed in this band, and its
 # third-highest actual day at least at _BREACH_FLOOR; the breach therefore lasts several days.
 _BREACH_TARGET = (83.0, 88.0)

@@ -130,7 +130,7 @@ def _states(risk: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def _observed_breaches(rows: pd.DataFrame, side: str, state: pd.DataFrame) -> pd.DataFrame:
-    """One side's breach columns as the reports show them (``summary.reported_breaches``): a series already
+    """One side's breach columns as the reports show them (``risks.reported_breaches``): a series already
     breaching breaches now, on its last observed day over the threshold, 0 days out; adds ``<side>_status``
     and ``<side>_days_over_recent``."""
     named = state.rename(columns={c: f"{side}_{c}" for c in _STATE_COLUMNS})

@@ -35,8 +35,7 @@ def ranked_risks(data: ReportData) -> pd.DataFrame:
     probability (highest first), server_id, metric.
 
     Returns:
-        The server_risk columns plus level_code (3 critical ... 0 low, -1 unassessed),
-        status_rank (0 already breaching), hostname,
+        The server_risk columns plus level_code (3 critical ... 0 low, -1 unassessed), hostname,
         application, environment, action, monthly_savings, model (the chosen one) and mase (its
         mean backtest MASE) where those tables exist. Empty without server_risk.
     """
@@ -45,9 +44,8 @@ def ranked_risks(data: ReportData) -> pd.DataFrame:
         return pd.DataFrame(columns=["server_id", "metric", "risk_level", "level_code"])
     status = risk["status"] if "status" in risk.columns else pd.Series("assessed", index=risk.index)
     over = risk["days_over_recent"] if "days_over_recent" in risk.columns else pd.Series(0, index=risk.index)
-    # Already breaching before everything else; the other statuses sort by level like assessed series.
     out = risk.assign(level_code=level_codes(risk["risk_level"]), status=status,
-                      status_rank=np.where(status == ALREADY, 0, 1), days_over_recent=over.fillna(0).astype(int))
+                      days_over_recent=over.fillna(0).astype(int))
     inventory = data.table("inventory")
     if inventory is not None:
         names = inventory[[c for c in ("server_id", "hostname", "application", "environment") if c in inventory]]

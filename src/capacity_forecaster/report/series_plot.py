@@ -6,15 +6,13 @@ request. Inputs are plain frames, so it works on a lake's tables and on ``foreca
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from capacity_forecaster.errors import SchemaError
 from capacity_forecaster.report import style
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE
-
-Backend = Literal["matplotlib", "plotly"]
 
 
 def series_frames(key: tuple[str, str], history: pd.DataFrame, forecasts: pd.DataFrame,

@@ -242,7 +242,8 @@ def assess_breaches(
         cfg: risk settings (thresholds, interval, correlation, cut-offs).
         uplifts: per-series period uplifts (``seasonal.period_uplifts``) used to name peaks;
             None names none.
-        analogue: ``analogue.seasonal_analogue`` output; None skips the second opinion.
+        analogue: ``analogue.summarise_analogue`` output (``analogue.seasonal_analogue`` for a whole history);
+            None skips the second opinion.
         recalibrate: a non-decreasing map applied to the cumulative breach probabilities before the
             level is decided (``calibration.BreachCalibration.apply``); None keeps them raw.
         current: ``current.current_state`` of the processed metrics; None counts no day as over.
@@ -254,7 +255,8 @@ def assess_breaches(
         history_days, last_observed, seasonal_peak, analogue_peak, analogue_breach_ds,
         analogue_days_above, sustained_breach_probability, days_over_recent (of the last
         ``current_window_days`` observed days), days_over_30d, days_over_90d, last_over_ds, reason,
-        forecast_breach_ds.
+        forecast_breach_ds, recent_gap_days, recent_gap_resumed, days_after_gap, days_saturated_recent
+        (``BREACH_EXTRA_COLUMNS``).
     """
     require_columns(forecasts, FORECAST_COLUMNS[:3] + FORECAST_COLUMNS[4:], "forecasts")
     f = forecasts.sort_values([SERVER_ID, METRIC, DS], kind="stable").reset_index(drop=True)

@@ -35,7 +35,6 @@ _LEAK = 1.0
 # cpu's interquartile range over its median level: at 1 or more the level says little (a VM switching
 # between idle and saturated: helper-46's vendor export read "steady, CPU ~2 %" for one already at 100 %).
 _BURSTY = 1.0
-CLUSTER_EXTRA_COLUMNS = ("silhouette",)
 # What tells two clusters with the same pattern apart: the median level of a metric, in percent of
 # capacity, in this order of preference (planners size CPU first). A level counts as different when
 # the clusters' levels span at least CLEAR_DIFFERENCE fleet standard deviations.

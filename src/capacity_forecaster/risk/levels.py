@@ -98,12 +98,6 @@ def stale_words(stale_since: Any, last_observed: Any) -> str:
     return f"stale: data stopped after {since:%Y-%m-%d} (last seen {last:%Y-%m-%d})"
 
 
-def status_rank(status: pd.Series) -> np.ndarray:
-    """0 for already_breaching, rising with ``STATUS_ORDER``; unknown or missing values last."""
-    order = {s.value: i for i, s in enumerate(STATUS_ORDER)}
-    return status.map(order).fillna(len(order)).to_numpy(dtype=np.int64)
-
-
 class Action(StrEnum):
     """Recommendation actions (contract values of ``recommendations.action``)."""
 

@@ -90,7 +90,7 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
         inventory: server_id (+ cpu_cores, memory_gb where known).
         cfg: risk settings (target_utilisation, headroom, standard sizes).
         current: ``current.current_state`` of the servers (None: the forecast alone).
-        analogue: ``analogue.seasonal_analogue`` of the servers (None: no period-end peaks).
+        analogue: ``analogue.summarise_analogue`` of the servers (None: no period-end peaks).
 
     Returns:
         One row per inventory server: server_id, cpu_cores, memory_gb, cpu_peak_upper,

@@ -2,10 +2,11 @@
 
 ``capfc aws forecast-import`` stores an Amazon Forecast export as forecasts-table rows in
 ``<lake>/_amazon_forecast/imported/forecasts.parquet`` (``IMPORTED``). Named in ``forecast.models``,
-this model answers from those rows: the forecast stage reads the file once and hands each work
-unit the rows of its own series (the model's ``rows`` parameter, ``stage.model_inputs``), so the
-model itself reads no file. A series or date the import does not hold is "no answer" with a
-reason (a ``ForecastError``): the engine records it and falls back to the baseline.
+this model answers from those rows: the forecast stage reads the file once
+(``stages.forecast._inputs``) and hands each work unit the rows of its own series (the model's
+``rows`` parameter, ``forecast.units``), so the model itself reads no file. A series or date the
+import does not hold is "no answer" with a reason (a ``ForecastError``): the engine records it
+and falls back to the baseline.
 
 The import is one forecast from one training cutoff, so a backtest window is scored only where it
 asks for dates the import holds (its cutoff is the import's); elsewhere the backtest unit fails with
@@ -56,7 +57,7 @@ class AmazonForecastImport:
     freqs: ClassVar[tuple[str, ...]] = ("D", "h")
     # Not in ``auto``: only used when named in forecast.models.
     auto: ClassVar[bool] = False
-    # The stage input (``stage.model_inputs``) whose rows of a unit's series become ``rows``; such a
+    # The stage input (``stages.forecast._inputs``) whose rows of a unit's series become ``rows``; such a
     # model's final fit is not stored under models/ (the import is its state).
     external: ClassVar[str] = NAME
     # The interval the stored bounds are (P10-P90); another forecast.interval is "no answer".

@@ -9,6 +9,8 @@ with the distance from the history Prophet fitted its last trend segment on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import holidays
@@ -71,9 +73,6 @@ class ProphetModel:
         panel.require_observed(self.name, self.min_history)
         from prophet import Prophet
 
-        # Prophet logs two INFO lines per fit through cmdstanpy; workers are fresh processes, so the
-        # switch is flipped here rather than once at start-up.
-        logging.getLogger("cmdstanpy").disabled = True
         width = panel.values.shape[1]
         ts = panel.timestamps(np.arange(-width + 1, 1))
         self._models, self._regressors = [], []
@@ -95,7 +94,8 @@ class ProphetModel:
             for name in used:
                 model.add_regressor(name, standardize=False)
             try:
-                model.fit(frame[["ds", "y", *used]])
+                with _quiet("cmdstanpy"):
+                    model.fit(frame[["ds", "y", *used]])
             except (RuntimeError, ValueError) as err:
                 raise ForecastError(f"prophet failed to fit series {panel.names(np.array([row]))}: {err}") from err
             self._models.append(model)
@@ -138,6 +138,18 @@ class ProphetModel:
             lower[row] = future + min(np.nan_to_num(quant[0]), 0.0) * stretch
             upper[row] = future + max(np.nan_to_num(quant[1]), 0.0) * stretch
         return prediction_frame(panel, yhat, lower, upper)
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Logger ``name`` off for the block, then as it was: Prophet logs two INFO lines per fit through cmdstanpy,
+    and a library must not switch a caller's logger off for good (a notebook's ``cf.forecast_series``)."""
+    target = logging.getLogger(name)
+    was, target.disabled = target.disabled, True
+    try:
+        yield
+    finally:
+        target.disabled = was
 
 
 def _frame(ts: np.ndarray, values: np.ndarray) -> pd.DataFrame:
