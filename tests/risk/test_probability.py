@@ -13,7 +13,6 @@ from capacity_forecaster.risk.probability import (
     cumulative_probability,
     daily_probability,
     exceedance_scores,
-    fit_error_correlation,
     reliability_table,
 )
 
@@ -67,15 +66,6 @@ def test_reliability_table_and_brier() -> None:
     table = reliability_table(pd.Series([0.05, 0.15, 0.95, 0.9]), pd.Series([False, False, True, True]), bins=10)
     assert table["series"].sum() == 4
     assert table.attrs["brier"] == pytest.approx(np.mean([0.05**2, 0.15**2, 0.05**2, 0.1**2]))
-
-
-def test_fit_error_correlation_recovers_strong_dependence() -> None:
-    rng = np.random.default_rng(3)
-    n, days, rho = 2000, 10, 0.9
-    u = np.full((n, days), 1.6)
-    latent = np.sqrt(rho) * rng.standard_normal((n, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n, days))
-    breached = (latent > u).any(axis=1)
-    assert fit_error_correlation(u, breached, grid=np.array([0.0, 0.3, 0.6, 0.9])) == 0.9
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 0.97, 1.0])

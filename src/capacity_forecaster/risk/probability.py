@@ -189,23 +189,3 @@ def reliability_table(probability: pd.Series, outcome: pd.Series, bins: int = 10
     table = table.drop(columns="bin")
     table.attrs["brier"] = float(np.mean((p - y) ** 2)) if len(p) else float("nan")
     return table
-
-
-def fit_error_correlation(scores: np.ndarray, breached: np.ndarray, grid: np.ndarray | None = None) -> float:
-    """The copula correlation that best predicts observed breaches (lowest Brier score).
-
-    Use it on backtest windows: ``scores`` from the forecasts made at a cutoff, ``breached``
-    whether the actuals after that cutoff exceeded the threshold on any day.
-
-    Args:
-        scores: (series, days) exceedance scores (pad with ``+inf``).
-        breached: (series,) observed outcome.
-        grid: correlations to try (default 0, 0.05, ..., 1).
-
-    Returns:
-        The best correlation on the grid.
-    """
-    candidates = np.linspace(0.0, 1.0, 21) if grid is None else np.asarray(grid, dtype=float)
-    y = np.asarray(breached, dtype=float)
-    briers = [float(np.mean((cumulative_probability(scores, rho)[:, -1] - y) ** 2)) for rho in candidates]
-    return float(candidates[int(np.argmin(briers))])
