@@ -11,6 +11,7 @@ from openpyxl import Workbook
 
 from capacity_forecaster.report.data import ReportData
 from capacity_forecaster.report.sheets import add_table, append_rows, header, unavailable
+from capacity_forecaster.risk.levels import thresholds
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ def weekly_forecasts(forecasts: pd.DataFrame, data: ReportData) -> pd.DataFrame:
         server_id, metric, week, model, yhat_mean, yhat_peak, upper_peak, days_above (days whose
         forecast exceeds the metric's breach threshold), days; sorted by series and week.
     """
-    threshold = forecasts["metric"].map({m: data.settings.risk.threshold_for(str(m))
-                                         for m in forecasts["metric"].unique()})
+    threshold = thresholds(forecasts["metric"], data.settings.risk)
     frame = forecasts.assign(week=forecasts["ds"].dt.to_period("W-SUN").dt.start_time,
                              above=(forecasts["yhat"] > threshold).astype(int))
     out = frame.groupby(["server_id", "metric", "week"], sort=True).agg(

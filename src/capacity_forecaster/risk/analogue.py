@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.risk.levels import thresholds
 from capacity_forecaster.risk.seasonal import PERIODS, UPLIFT_COLUMNS, period_calendar
 from capacity_forecaster.risk.whatif import growth_factor
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE
@@ -217,7 +218,7 @@ def summarise_analogue(daily: pd.DataFrame, cfg: RiskConfig, growth: float | Non
     if growth:
         factor = growth_factor(matched[DS], matched["start"], growth, ramp=cfg.growth_ramp)
         matched["analogue"] = np.clip(matched["analogue"].to_numpy(float) * (1.0 + factor), 0.0, 100.0)
-    matched["threshold"] = matched[METRIC].map({m: cfg.threshold_for(m) for m in matched[METRIC].unique()})
+    matched["threshold"] = thresholds(matched[METRIC], cfg)
     peak_rows = matched.loc[matched.groupby(_KEYS)["analogue"].idxmax()].set_index(_KEYS)
     above = matched[matched["analogue"] > matched["threshold"]]
     out = pd.DataFrame({

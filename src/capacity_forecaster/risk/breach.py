@@ -11,7 +11,7 @@ import pandas as pd
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.analogue import empty_analogue
 from capacity_forecaster.risk.current import observed_mask
-from capacity_forecaster.risk.levels import RiskLevel, Status, labels_from_codes
+from capacity_forecaster.risk.levels import RiskLevel, Status, labels_from_codes, thresholds
 from capacity_forecaster.risk.probability import count_probability, cumulative_probability, exceedance_scores, padded
 from capacity_forecaster.risk.seasonal import UPLIFT_COLUMNS, name_periods
 from capacity_forecaster.schema import DS, FORECAST_COLUMNS, METRIC, SERIES_KEY, SERVER_ID, VALUE, require_columns
@@ -30,11 +30,6 @@ BREACH_EXTRA_COLUMNS = (
 _CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
                     "days_saturated_recent", "recent_gap_days", "recent_gap_resumed", "days_after_gap")
 _DAY = pd.Timedelta(days=1)
-
-
-def thresholds(metric: pd.Series, cfg: RiskConfig) -> pd.Series:
-    """The breach threshold of every row's metric (looked up once per distinct metric)."""
-    return metric.map({m: cfg.threshold_for(str(m)) for m in metric.dropna().unique()}).astype(float)
 
 
 # The ETL's record of series it quarantined whole (``series_diagnostics`` rows with ``n_obs`` 0).

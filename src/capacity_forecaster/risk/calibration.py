@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.special import log_ndtr
 
 from capacity_forecaster.config import RiskConfig
-from capacity_forecaster.risk.breach import thresholds
+from capacity_forecaster.risk.levels import thresholds
 from capacity_forecaster.risk.probability import cumulative_probability, exceedance_scores, padded, reliability_table
 from capacity_forecaster.schema import (
     BACKTEST_FORECAST_COLUMNS,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.etl.days import latest_plausible_day
-from capacity_forecaster.risk.levels import Status
+from capacity_forecaster.risk.levels import Status, thresholds
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_columns
 
 CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
@@ -80,8 +80,7 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
              .groupby([SERVER_ID, METRIC, DS], sort=True, observed=True)
              .agg(**{VALUE: (VALUE, "max"), "saturated": ("saturated", "any"), "usual": ("usual", "max")})
              .reset_index())
-    limits = {m: cfg.threshold_for(str(m)) for m in daily[METRIC].unique()}
-    over = (daily[VALUE].to_numpy(float) > daily[METRIC].map(limits).to_numpy(float))
+    over = daily[VALUE].to_numpy(float) > thresholds(daily[METRIC], cfg).to_numpy(float)
     keys = [SERVER_ID, METRIC]
     grouped = daily.groupby(keys, sort=True, observed=True)
     from_end = grouped.cumcount(ascending=False).to_numpy()

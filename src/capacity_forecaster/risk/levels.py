@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from capacity_forecaster.config import RiskConfig
+
+
+def thresholds(metric: pd.Series, cfg: RiskConfig) -> pd.Series:
+    """The breach threshold of every row's metric (``RiskConfig.threshold_for``, once per distinct metric)."""
+    return metric.map({m: cfg.threshold_for(str(m)) for m in metric.dropna().unique()}).astype(float)
 
 
 class RiskLevel(IntEnum):
