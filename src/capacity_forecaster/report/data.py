@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,7 +72,7 @@ class ReportData:
             ``load_report_data`` was not asked for it).
         peaks: server_id, week, value, days: weekly max of the heatmap metric's daily P95 (what the
             heatmap shows; None without metrics).
-        profiles: server_id + numeric workload features from the history (None without metrics).
+        profiles: server_id, cpu_mean, cpu_p99 for the cluster map (``profile_features``; None without metrics).
         period: first and last observed day of the processed metrics.
         runs: run manifests (oldest first).
         versions: table name -> the version read (``Lake.table_info``), to match tables with the runs
@@ -259,56 +259,32 @@ def weekly_peaks(con: Any, metric: str) -> pd.DataFrame:
 
 
 def profile_features(con: Any, chunk_servers: int | None = None) -> pd.DataFrame:
-    """Simple workload features per server for the cluster map (DuckDB over the processed metrics).
+    """CPU level and peak per server for the cluster map (DuckDB over the processed metrics).
+
+    The clusters themselves come from the risk stage's richer workload profile (``risk.profiles``); the map
+    places each server by the two numbers a planner reads (``summary.cluster_map``).
 
     Args:
         con: a DuckDB connection with the lake's views.
-        chunk_servers: servers aggregated per query (the quantiles hold every value of the servers a query
+        chunk_servers: servers aggregated per query (the quantile holds every value of the servers a query
             reads); None: all at once.
 
     Returns:
-        server_id, then per metric ``<metric>_mean``, ``<metric>_p95``, ``<metric>_p99`` (the level the
-        busiest 1 % of days reach), ``<metric>_cv`` (std / mean),
-        ``<metric>_trend`` (slope in points per year), and ``weekend_ratio`` (weekend / weekday CPU).
-        Anomalous days are left out; a feature without data is filled with the fleet median.
+        server_id, cpu_mean (mean of the daily P95), cpu_p99 (the level the busiest 1 % of days reach);
+        anomalous days left out. A server without cpu values is absent.
     """
     ids = [row[0] for row in con.execute(
-        "SELECT DISTINCT server_id FROM metrics WHERE server_id IS NOT NULL ORDER BY server_id").fetchall()]
+        "SELECT DISTINCT server_id FROM metrics WHERE server_id IS NOT NULL AND metric = 'cpu' "
+        "ORDER BY server_id").fetchall()]
     size = chunk_servers or max(len(ids), 1)
-    chunks = [_server_profiles(con, ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
-    per_metric = pd.concat([c[0] for c in chunks], ignore_index=True) if chunks else pd.DataFrame()
-    if per_metric.empty:
-        return pd.DataFrame(columns=["server_id"])
-    weekend = pd.concat([c[1] for c in chunks], ignore_index=True)
-    wide = per_metric.pivot(index="server_id", columns="metric", values=["mean", "p95", "p99", "cv", "trend"])
-    wide.columns = [f"{metric}_{stat}" for stat, metric in cast(pd.MultiIndex, wide.columns)]
-    wide = wide.join(weekend.set_index("server_id"), how="left").astype(float)
-    return wide.fillna(wide.median()).fillna(0.0).reset_index()
-
-
-def _server_profiles(con: Any, first: Any, last: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-metric features and the weekend ratio of the servers from ``first`` to ``last`` (ids, inclusive)."""
-    per_metric = con.execute(
-        """
-        SELECT server_id, metric, avg(value) AS mean, quantile_cont(value, 0.95) AS p95,
-               quantile_cont(value, 0.99) AS p99,
-               coalesce(stddev_samp(value) / nullif(avg(value), 0), 0) AS cv,
-               coalesce(regr_slope(value, epoch(CAST(ds AS TIMESTAMP)) / 86400.0) * 365.25, 0) AS trend
-        FROM metrics WHERE server_id BETWEEN ? AND ? AND value IS NOT NULL AND NOT coalesce(is_anomaly, false)
-        GROUP BY ALL
-        """, [first, last]
-    ).df()
-    weekend = con.execute(
-        """
-        SELECT server_id,
-               avg(value) FILTER (WHERE isodow(ds) >= 6) / nullif(avg(value) FILTER (WHERE isodow(ds) < 6), 0)
-                   AS weekend_ratio
-        FROM metrics WHERE server_id BETWEEN ? AND ? AND metric = 'cpu' AND value IS NOT NULL
-            AND NOT coalesce(is_anomaly, false)
-        GROUP BY ALL
-        """, [first, last]
-    ).df()
-    return per_metric, weekend
+    query = ("SELECT server_id, avg(value) AS cpu_mean, quantile_cont(value, 0.99) AS cpu_p99 FROM metrics "
+             "WHERE server_id BETWEEN ? AND ? AND metric = 'cpu' AND value IS NOT NULL "
+             "AND NOT coalesce(is_anomaly, false) GROUP BY ALL ORDER BY server_id")
+    chunks = [con.execute(query, [ids[i], ids[min(i + size, len(ids)) - 1]]).df() for i in range(0, len(ids), size)]
+    if not chunks:
+        return pd.DataFrame(columns=["server_id", "cpu_mean", "cpu_p99"])
+    out = pd.concat(chunks, ignore_index=True)
+    return out.astype({"cpu_mean": float, "cpu_p99": float})
 
 
 def _period(con: Any) -> tuple[dt.date, dt.date] | None:

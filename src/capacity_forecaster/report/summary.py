@@ -168,7 +168,7 @@ def cluster_map(data: ReportData) -> pd.DataFrame:
     if profiles is None or profiles.empty or "cpu_mean" not in profiles.columns:
         return pd.DataFrame(columns=columns)
     level = profiles["cpu_mean"].astype(float)
-    peak = (profiles["cpu_p99"] if "cpu_p99" in profiles.columns else profiles["cpu_p95"]).astype(float)
+    peak = profiles["cpu_p99"].astype(float)
     out = pd.DataFrame({"server_id": profiles["server_id"], "level": level, "peak": peak,
                         "peak_ratio": peak / level.where(level > 0)})
     clusters = data.table("clusters")
