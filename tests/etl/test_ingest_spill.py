@@ -18,6 +18,7 @@ import pytest
 from capacity_forecaster.config import IngestConfig
 from capacity_forecaster.errors import StorageError
 from capacity_forecaster.etl import ingest as ingest_module
+from capacity_forecaster.etl import spill as spill_module
 from capacity_forecaster.etl.ingest import IngestResult, ingest
 from capacity_forecaster.etl.mapping import load_mapping, parse_mapping
 
@@ -52,8 +53,8 @@ def both(sources: list[str], mapping_file: Path | dict, staged: pd.DataFrame | N
 @pytest.mark.parametrize("export", ["rnd", "faststorage"])
 def test_a_spilled_real_export_rolls_up_as_in_memory(export: str, monkeypatch: pytest.MonkeyPatch) -> None:
     spills = []
-    original = ingest_module._Pool._spill
-    monkeypatch.setattr(ingest_module._Pool, "_spill", lambda pool: (spills.append(1), original(pool)))
+    original = spill_module.SamplePool._spill
+    monkeypatch.setattr(spill_module.SamplePool, "_spill", lambda pool: (spills.append(1), original(pool)))
     if export == "rnd":
         memory, spilled = both([str(RND / "2013-7"), str(RND / "2013-8")], REPO / "mappings" / "bitbrains.yaml",
                                spill_rows=50_000)
@@ -131,7 +132,7 @@ def test_a_full_temporary_disk_is_one_line_and_leaves_no_folder(tmp_path: Path,
     mapping = {"layout": "wide", "server_id": {"column": "host"}, "timestamp": {"column": "time"},
                "metrics": {"cpu": {"percent": "cpu"}}}
     # Every spill write fails as on a full disk (numpy's ascontiguousarray feeds only the spill's tofile here).
-    monkeypatch.setattr(ingest_module.np, "ascontiguousarray", lambda a: _Full(a))
+    monkeypatch.setattr(spill_module.np, "ascontiguousarray", lambda a: _Full(a))
     with pytest.raises(StorageError, match=r"cannot spill samples to the temporary folder .*capfc-ingest-.* \(No "
                                            r"space left on device\); free space there"):
         ingest([str(path)], parse_mapping(mapping), IngestConfig(spill_rows=300), local)
@@ -204,12 +205,12 @@ def test_the_epoch_check_samples_every_16th_time_of_the_export_not_of_each_chunk
     # helper-43: a stride restarting at every chunk let files of a few samples weigh more per sample.
     from capacity_forecaster.etl.rollup import Samples
 
-    pool = ingest_module._Pool()
+    pool = spill_module.SamplePool()
     for start, n in ((0, 5), (5, 20), (25, 3), (28, 40)):
         ts = np.arange(start, start + n, dtype=np.int64)
         pool.add(0, None, n, Samples(np.zeros(n, np.int32), np.zeros(n, np.int8), ts, np.ones(n), np.arange(n)))
     [times] = pool.times.summary().values()
-    assert times.count == len(range(0, 68, ingest_module.TIME_STRIDE)) == 5
+    assert times.count == len(range(0, 68, spill_module.TIME_STRIDE)) == 5
     assert pool.median_time() == 32.0  # of 0, 16, 32, 48, 64
 
 
