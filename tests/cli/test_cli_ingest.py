@@ -181,8 +181,8 @@ def test_a_series_the_etl_quarantines_whole_is_kept_in_risk_with_the_reason(
     assert main(["etl", "--lake", lake]) == 0
     said = capsys.readouterr()
     assert "1 series quarantined whole (every day; see the warning)" in said.out
-    assert "1 series had every day quarantined, so they are not forecast: db-3 cpu (70 days, mostly out_of_range)" \
-        in said.err
+    assert ("1 series have no usable day, so they are not forecast: db-3 cpu (70 days quarantined, mostly "
+            "out_of_range)") in said.err
     store = Lake.open(lake)
     diagnostics = store.read_table("series_diagnostics").set_index("server_id")
     assert diagnostics.loc["db-3", ["n_obs", "n_quarantined", "quarantine_reason"]].tolist() == [0, 70, "out_of_range"]

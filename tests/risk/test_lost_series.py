@@ -49,3 +49,16 @@ def test_a_removed_server_leaves_the_what_if_with_its_lost_series_and_a_growth_k
             "server_id"])
         grown = stream_risk(source, inventory, RiskConfig(), chunk_servers=chunk, growth=20.0).scenario
         assert ("s5", "memory") in set(zip(grown.server_risk["server_id"], grown.server_risk["metric"], strict=True))
+
+
+def test_a_series_with_only_empty_days_says_so_not_quarantined() -> None:
+    """helper-56: a series whose raw days are all empty read "all 0 of its days were quarantined (mostly )"."""
+    from capacity_forecaster.risk.breach import with_lost_series
+
+    source, _ = _fleet()
+    empty = pd.DataFrame({"server_id": ["s5"], "metric": ["memory"], "n_quarantined": [0], "quarantine_reason": [""]})
+    risk = stream_risk(source, make_inventory([{"server_id": s} for s in SERVERS]), RiskConfig()).server_risk
+    risk = risk[~((risk["server_id"] == "s5") & (risk["metric"] == "memory"))]
+    row = with_lost_series(risk, empty, RiskConfig()).set_index(["server_id", "metric"]).loc[("s5", "memory")]
+    assert row["status"] == "no_data"
+    assert row["reason"] == "memory: no observed value (every raw day is empty): nothing to assess"

@@ -84,3 +84,17 @@ def test_the_server_filter_takes_ids_in_any_order() -> None:
     assert sorted(picked) == ["a", "c"]
     first = data.to_table(filter=server_filter(["b"], True, True)).column("server_id").to_pylist()
     assert first == ["b", None]
+
+
+def test_a_series_with_only_empty_raw_days_is_counted_and_said_apart(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """helper-56: it was counted as quarantined whole and read "(0 days, mostly )"."""
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    generate_stage(lake, Settings(generate=GenerateConfig(servers=2, years=0.1, holdout_days=5)))
+    raw = lake.read_table("raw_metrics")
+    first = raw["server_id"].astype(str).min()
+    raw.loc[(raw["server_id"].astype(str) == first) & (raw["metric"].astype(str) == "cpu"), "value"] = float("nan")
+    lake.write_table("raw_metrics", raw)
+    with caplog.at_level("WARNING"):
+        run = etl_stage(lake, _settings(500))
+    assert run.counts["series_without_values"] == 1 and run.counts["series_all_quarantined"] == 0
+    assert f"1 series have no usable day, so they are not forecast: {first} cpu (no observed value)" in caplog.text

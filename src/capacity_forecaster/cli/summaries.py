@@ -54,6 +54,8 @@ def etl_line(stage: Any) -> str:
     replaced += (f"{unlisted:,} server(s) without an inventory row kept (size and cost unknown); " if unlisted else "")
     lost = int(counts.get("series_all_quarantined", 0))
     replaced += (f"{lost:,} series quarantined whole (every day; see the warning); " if lost else "")
+    valueless = int(counts.get("series_without_values", 0))
+    replaced += (f"{valueless:,} series without any value (see the warning); " if valueless else "")
     anomalies = int(counts.get("rows_anomalies", 0))
     ahead = int(counts.get("servers_dated_after_today", 0))
     replaced += (f"{ahead:,} server(s) with data dated after today (check their clocks; see the warning); "

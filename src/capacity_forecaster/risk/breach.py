@@ -60,12 +60,16 @@ def with_lost_series(server_risk: pd.DataFrame, lost: pd.DataFrame, cfg: RiskCon
         return server_risk
     days = new["n_quarantined"].astype(np.int64)
     counted = np.where(days == 1, "its one day was", "all " + days.map("{:,}".format) + " of its days were")
+    quarantined = (new[METRIC].astype(str) + ": " + counted + " quarantined by the ETL (mostly "
+                   + new["quarantine_reason"].astype(str) + "): nothing to assess; its rows are in the quarantine "
+                   "table")
+    # Nothing quarantined and nothing observed: every raw day of it is empty (helper-56: "all 0 of its days were
+    # quarantined (mostly )").
+    empty = new[METRIC].astype(str) + ": no observed value (every raw day is empty): nothing to assess"
     given = {
         SERVER_ID: new[SERVER_ID].to_numpy(), METRIC: new[METRIC].to_numpy(), "status": Status.NO_DATA.value,
         "threshold": thresholds(new[METRIC], cfg).to_numpy(),
-        "reason": (new[METRIC].astype(str) + ": " + counted + " quarantined by the ETL (mostly "
-                   + new["quarantine_reason"].astype(str) + "): nothing to assess; its rows are in the quarantine "
-                   "table").to_numpy(),
+        "reason": quarantined.where(days.to_numpy() > 0, empty).to_numpy(),
     }
     # Every other column empty in the assessed rows' type; counts (plain integer columns) are 0: nothing was observed.
     rows = pd.DataFrame({

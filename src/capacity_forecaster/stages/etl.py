@@ -112,10 +112,11 @@ def _warn_after_today(ahead: dict[str, pd.Timestamp]) -> None:
 def _warn_lost(lost: list[tuple[str, str, int, str]]) -> None:
     """One warning for series the ETL quarantined whole: they have no processed day, so no forecast either."""
     if lost:
-        shown = ", ".join(f"{server} {metric} ({days:,} {'day' if days == 1 else 'days'}, mostly {reason})"
+        shown = ", ".join(f"{server} {metric} ({days:,} {'day' if days == 1 else 'days'} quarantined, mostly {reason})"
+                          if days else f"{server} {metric} (no observed value)"
                           for server, metric, days, reason in lost[:3])
-        log.warning("%d series had every day quarantined, so they are not forecast: %s%s; the risk stage lists "
-                    "them as no_data with the reason, and the quarantine table holds their rows", len(lost), shown,
+        log.warning("%d series have no usable day, so they are not forecast: %s%s; the risk stage lists them as "
+                    "no_data with the reason, and the quarantine table holds their quarantined rows", len(lost), shown,
                     f" and {len(lost) - 3} more" if len(lost) > 3 else "")
 
 
@@ -199,7 +200,8 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         _warn_after_today(ahead)
         _warn_lost(lost)
         run.counts = {**totals, "servers_without_inventory": without_inventory, "servers_dated_after_today": len(ahead),
-                      "series_all_quarantined": len(lost),
+                      "series_all_quarantined": sum(1 for lost_series in lost if lost_series[2] > 0),
+                      "series_without_values": sum(1 for lost_series in lost if lost_series[2] == 0),
                       "imputation": choice.method if choice else cfg.imputation,
                       "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
                       "imputation_mae_knn": choice.mae_knn if choice else None}
