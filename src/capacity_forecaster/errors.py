@@ -26,6 +26,10 @@ class StorageError(CapacityForecasterError):
     """The lake cannot be read or written (missing bucket, permissions, corrupt table)."""
 
 
+class VacuumedError(StorageError):
+    """A table version asked for by time travel (``--as-of``) is recorded, but its files were vacuumed."""
+
+
 class InputError(CapacityForecasterError):
     """A source file given by the user cannot be used (unreadable, wrong layout)."""
 

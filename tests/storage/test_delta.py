@@ -25,7 +25,7 @@ from capacity_forecaster.storage.delta import ConflictError
 from capacity_forecaster.storage.lease import LEASE_SECONDS, _process_space, running, sweep
 from capacity_forecaster.storage.legacy import legacy_tables, migrate
 from capacity_forecaster.storage.manifest import stage_run
-from capacity_forecaster.storage.sql import query
+from capacity_forecaster.storage.sql import SqlError, query
 
 
 def _open(uri: str) -> Lake:
@@ -432,3 +432,22 @@ def test_a_stage_reads_each_input_at_one_version_while_another_run_completes(tmp
                                                     "metric": ["cpu"], "value": [1.0]}), validate=False)
         assert len(reader.read_table("metrics")) == 1                      # its own write, as written
     assert len(reader.read_table("raw_metrics")) == 15                     # after the stage: the newest run
+
+
+def test_sql_as_of_a_run_reads_the_tables_it_can_and_names_the_vacuumed_ones(tmp_path: Path) -> None:
+    """helper-55: every `capfc sql --as-of RUN` failed on one vacuumed table, whichever tables it used."""
+    uri = str(tmp_path / "lake")
+    settings = _settings(uri)
+    lake = _open(uri)
+    with stage_run(lake, "forecast", settings) as old:
+        old.wrote(lake.write_table("inventory", pd.DataFrame({"server_id": ["a", "b"]}), validate=False))
+        old.wrote(lake.write_table("clusters", pd.DataFrame({"server_id": ["a"], "cluster_id": [0],
+                                                             "cluster_label": ["x"]}), validate=False))
+    with stage_run(lake, "forecast", settings) as new:
+        new.wrote(lake.write_table("clusters", pd.DataFrame({"server_id": ["b"], "cluster_id": [1],
+                                                             "cluster_label": ["y"]}), validate=False))
+    lake.vacuum("clusters", 0.0)
+    assert query(lake, "SELECT count(*) AS n FROM inventory", as_of=old.run_id)["n"].iloc[0] == 2
+    with pytest.raises(SqlError, match=r"clusters.*not readable as of .*table 'clusters' version \d+: its files were "
+                                       r"vacuumed"):
+        query(lake, "SELECT * FROM clusters", as_of=old.run_id)

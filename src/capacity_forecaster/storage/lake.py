@@ -33,7 +33,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from capacity_forecaster.config import LakeConfig
-from capacity_forecaster.errors import StorageError
+from capacity_forecaster.errors import StorageError, VacuumedError
 from capacity_forecaster.schema import PARTITION_SCHEMA, TABLES, TableSpec, table_spec
 from capacity_forecaster.storage.consistency import (
     StageRecord,
@@ -485,7 +485,7 @@ class Lake:
                 )
             return pads.dataset(files, schema=schema, filesystem=self.fs, format="parquet")
         except FileNotFoundError as err:
-            raise StorageError(
+            raise VacuumedError(
                 f"table '{info.name}' version {info.version}: its files were vacuumed ({err}); time travel "
                 f"reaches back lake.retention_hours, and the current version is always readable") from err
 

@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from capacity_forecaster.errors import CapacityForecasterError, StorageError
+from capacity_forecaster.errors import CapacityForecasterError, StorageError, VacuumedError
 from capacity_forecaster.schema import TABLES
 from capacity_forecaster.storage.lake import Lake
 
@@ -31,13 +31,22 @@ class SqlError(CapacityForecasterError):
 _STORED = "_stored_"
 
 
-def register_views(con: Any, lake: Lake, as_of: str | None = None) -> list[str]:
+def register_views(con: Any, lake: Lake, as_of: str | None = None,
+                   unreadable: dict[str, str] | None = None) -> list[str]:
     """Register every written lake table on a DuckDB connection as a view of the same name.
 
     DuckDB scans the pyarrow datasets of the Delta tables' versions lazily (projection and filter
     push-down), which also works for S3 lakes without DuckDB's httpfs and delta extensions
     (unavailable offline). Each view is the table's consistent current version (see
     ``storage.consistency``), or its version as of a run id or time with ``as_of``.
+
+    Args:
+        con: the DuckDB connection.
+        lake: the lake.
+        as_of: a run id or an ISO time: the tables as they were then.
+        unreadable: with ``as_of``, collects (name -> why) the tables that cannot be read as they were then
+            (their files vacuumed) instead of failing on them: a statement over the other tables still runs
+            (helper-55: every ``--as-of`` query failed on one vacuumed table it did not use).
 
     Returns:
         The names of the registered views.
@@ -47,7 +56,13 @@ def register_views(con: Any, lake: Lake, as_of: str | None = None) -> list[str]:
         # Timestamps are stored as UTC instants while the readers' schema is naive: a filter such as
         # last_observed < '2025-04-01' reached the files as a naive literal against a zoned column and failed
         # (helper-51). The scan reads the stored type; the view shows naive UTC, as every reader does.
-        dataset = lake.dataset(name, as_of=as_of, zoned=True)
+        try:
+            dataset = lake.dataset(name, as_of=as_of, zoned=True)
+        except VacuumedError as err:
+            if unreadable is None:
+                raise
+            unreadable[name] = str(err)
+            continue
         if dataset is None:
             continue
         stamps = [f.name for f in dataset.schema if pa.types.is_timestamp(f.type)]
@@ -77,16 +92,18 @@ def lock_down(con: Any) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def connect(lake: Lake, *, unsafe: bool = False, as_of: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(lake: Lake, *, unsafe: bool = False, as_of: str | None = None,
+            unreadable: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the lake's tables as views.
 
     Args:
         lake: the lake.
         unsafe: keep DuckDB's file access (otherwise the connection is locked down, see ``lock_down``).
         as_of: a run id or an ISO time: the tables as they were then.
+        unreadable: see ``register_views``.
     """
     con = duckdb.connect(database=":memory:")
-    register_views(con, lake, as_of)
+    register_views(con, lake, as_of, unreadable)
     if not unsafe:
         lock_down(con)
     return con
@@ -126,7 +143,8 @@ def query(lake: Lake, sql: str, params: list[Any] | None = None, *, unsafe: bool
     Raises:
         SqlError: the statement failed or was refused; the message lists the available views.
     """
-    con = connect(lake, unsafe=unsafe, as_of=as_of)
+    unreadable: dict[str, str] = {}
+    con = connect(lake, unsafe=unsafe, as_of=as_of, unreadable=unreadable)
     try:
         if not unsafe:
             check_statement(con, sql)
@@ -137,7 +155,8 @@ def query(lake: Lake, sql: str, params: list[Any] | None = None, *, unsafe: bool
         message = " ".join(str(err).splitlines()[0].split())[:300]
         if isinstance(err, duckdb.PermissionException) and not unsafe:
             raise SqlError(f"SQL refused: {message}; {_UNSAFE_HINT}") from err
-        raise SqlError(f"SQL failed: {message} (views in lake {lake.uri}: {views or 'none yet'})") from err
+        gone = f"; not readable as of {as_of}: {'; '.join(unreadable.values())}" if unreadable else ""
+        raise SqlError(f"SQL failed: {message} (views in lake {lake.uri}: {views or 'none yet'}){gone}") from err
     finally:
         con.close()
 
