@@ -16,7 +16,7 @@ from capacity_forecaster.etl.diagnostics import with_quarantine
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.storage.lake import Lake
-from capacity_forecaster.storage.manifest import StageRun, stage_run
+from capacity_forecaster.storage.manifest import StageRun, stage_run, table_run_id
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
 
     cfg = settings.etl
     with stage_run(lake, "etl", settings) as run:
+        run.inputs = {"raw": table_run_id(lake, "raw_metrics")}
         start = time.perf_counter()
         servers = _server_ids(lake)
         inventory, without_inventory = _inventory(lake, servers)

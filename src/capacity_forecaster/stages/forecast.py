@@ -24,7 +24,7 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import ForecastError, StorageError
 from capacity_forecaster.stages.chunks import server_filter, text_ids
 from capacity_forecaster.storage.lake import Lake
-from capacity_forecaster.storage.manifest import StageRun, stage_run
+from capacity_forecaster.storage.manifest import StageRun, stage_run, stale_input, table_run_id
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,11 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
     # A model name that does not exist is a usage error, not a run: no manifest says "forecast failed".
     models = resolve_models(cfg.models, cfg.freq)
     with stage_run(lake, "forecast", settings) as run:
+        run.inputs = {"etl": table_run_id(lake, "metrics")}
+        stale = stale_input(lake, "metrics", "raw_metrics", "raw")
+        if stale is not None:
+            log.warning("forecast: raw_metrics changed after the processed metrics were made (now run %s; the ETL "
+                        "read run %s): these forecasts miss the newest raw days; run capfc etl first", *stale)
         start = time.perf_counter()
         info = lake.table_info("metrics")
         wanted = [c for c in METRIC_INPUT_COLUMNS if info is None or c in info.schema.names]

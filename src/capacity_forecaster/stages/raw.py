@@ -129,7 +129,7 @@ def _merge(lake: Lake, name: str, new: pd.DataFrame, key: list[str], *, overwrit
 _KEY_SCHEMA = pa.schema([("server_id", pa.string()), ("ds", pa.timestamp("ns")), ("metric", pa.string())])
 
 
-def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.Table, pd.DataFrame]:
+def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.Table | None, pd.DataFrame]:
     """raw_metrics merged with an ingest's daily rows, and the rows whose sample count the merge changed.
 
     A run's row replaces the lake's row of the same (server_id, ds, metric) unless the lake's row has
@@ -140,8 +140,10 @@ def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.
     could not pool (no longer staged): the caller warns about both.
 
     Returns:
-        (the merged table; server_id, ds, metric, lake_samples, run_samples and kept (the lake's row
-        was kept) of the rows not pooled whose sample count differs from the lake's).
+        (the merged table, None when it would equal the lake's (the same exports ingested again: nothing to
+        commit, so later stages do not read a new version as new data); server_id, ds, metric, lake_samples,
+        run_samples and kept (the lake's row was kept) of the rows not pooled whose sample count differs from
+        the lake's).
     """
     old = lake.dataset("raw_metrics")
     con = duckdb.connect()
@@ -166,8 +168,16 @@ def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.
             return pa.Table.from_pandas(new, preserve_index=False), changed
         con.register("kept_rows", changed.loc[changed["kept"].astype(bool), ["server_id", "ds", "metric"]])
         key = "USING (server_id, ds, metric)"
+        con.execute(f"CREATE TEMP TABLE written AS SELECT * FROM new_rows ANTI JOIN kept_rows {key}")
+        columns = con.sql("SELECT * FROM written LIMIT 0").columns
+        if set(columns) == set(con.sql("SELECT * FROM old_rows LIMIT 0").columns):
+            listed = ", ".join(f'"{c}"' for c in columns)
+            ((differ,),) = con.execute(
+                f"SELECT count(*) FROM (SELECT {listed} FROM written EXCEPT ALL "
+                f"SELECT {listed} FROM old_rows SEMI JOIN written {key})").fetchall()
+            if differ == 0:
+                return None, changed
         merged = con.sql(
-            f"WITH written AS (SELECT * FROM new_rows ANTI JOIN kept_rows {key}) "
             f"SELECT * FROM old_rows ANTI JOIN written {key} UNION ALL BY NAME SELECT * FROM written"
         ).to_arrow_table()
         return merged, changed
@@ -359,7 +369,8 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
             raw, changed = _merge_raw(lake, result.raw_metrics, result.pooled_days)
             warnings += _merge_warnings(changed)
         kept = result.raw_metrics.iloc[:0] if changed is None else changed[changed["kept"].astype(bool)]
-        run.wrote(lake.write_table("raw_metrics", raw))
+        if raw is not None:
+            run.wrote(lake.write_table("raw_metrics", raw))
         partial = _without_days(result.partial_days, kept)
         staged_days = (len(partial[["server_id", "metric", "ds"]].drop_duplicates()) if len(kept)
                        else result.carryover.days_staged)
@@ -374,7 +385,7 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         quarantine = result.quarantine if replace else _merge_quarantine(lake, result.quarantine, same_sources)
         run.wrote(lake.write_table("quarantine", quarantine))
         carry = result.carryover
-        run.rows_out = len(result.raw_metrics) - len(kept)
+        run.rows_out = 0 if raw is None else len(result.raw_metrics) - len(kept)
         # rows_read == rows_used + rows_quarantined; the quarantine may hold several records per row.
         run.counts = {"rows_used": result.rows_used, "quarantine_records": len(result.quarantine),
                       "files": len(result.files), "days_pooled": carry.days_combined,

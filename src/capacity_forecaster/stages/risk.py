@@ -16,7 +16,7 @@ from capacity_forecaster.errors import StorageError
 from capacity_forecaster.risk.breach import LOST_COLUMNS
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.storage.lake import Lake
-from capacity_forecaster.storage.manifest import StageRun, stage_run, table_run_id
+from capacity_forecaster.storage.manifest import StageRun, stage_run, stale_input, table_run_id
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,11 @@ def risk_stage(lake: Lake, settings: Settings, *, growth: float | None = None,
     scenario = load_scenario(scenario_file) if scenario_file is not None else None
     with stage_run(lake, "risk", settings) as run:
         run.inputs = {"forecast": table_run_id(lake, "forecasts")}
+        stale = stale_input(lake, "forecasts", "metrics", "etl")
+        if stale is not None:
+            log.warning("risk: the processed metrics changed after the forecasts were made (now run %s; the forecast "
+                        "read run %s): breach dates and levels rest on forecasts that start before the newest days; "
+                        "run capfc forecast first", *stale)
         # The breach probability reads yhat_lower/yhat_upper as the forecast stage's interval.
         cfg = settings.risk.model_copy(update={"interval": settings.forecast.interval})
         size = servers_per_chunk(cfg.chunk_servers, RISK_BYTES_PER_SERVER, *RISK_CHUNK_BOUNDS, "risk.chunk_servers")

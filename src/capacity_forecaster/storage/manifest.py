@@ -170,6 +170,25 @@ def producing_run(runs: list[dict[str, Any]], table: str, version: str | None) -
     return None
 
 
+def stale_input(lake: Lake, table: str, upstream: str, key: str) -> tuple[str, str] | None:
+    """``(run that wrote upstream now, run the maker of table read)`` when ``table`` was made from an older
+    ``upstream`` table (its producing run's ``inputs[key]`` names another run); None when current or unknown.
+
+    ``capfc forecast`` after an ingest without ``capfc etl`` forecast from the day before the newest raw day,
+    silently (helper-55); the stages say so with this.
+    """
+    runs = list_runs(lake)
+    info, source = lake.table_info(table), lake.table_info(upstream)
+    if info is None or source is None:
+        return None
+    made = producing_run(runs, table, info.version)
+    read = ((made or {}).get("inputs") or {}).get(key)
+    now = producing_run(runs, upstream, source.version)
+    if read is None or now is None or str(now["run_id"]) == str(read):
+        return None
+    return str(now["run_id"]), str(read)
+
+
 def table_run_id(lake: Lake, table: str, runs: list[dict[str, Any]] | None = None) -> str | None:
     """The run_id of the run that wrote the current version of ``table`` (None: absent or unnamed)."""
     info = lake.table_info(table)

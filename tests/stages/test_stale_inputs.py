@@ -1,0 +1,45 @@
+"""A stage run on inputs older than their upstream's newest version says so (helper-55: silent)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from capacity_forecaster.config import EtlConfig, ForecastConfig, GenerateConfig, Settings
+from capacity_forecaster.stages.etl import etl_stage
+from capacity_forecaster.stages.forecast import forecast_stage
+from capacity_forecaster.stages.raw import generate_stage
+from capacity_forecaster.stages.risk import risk_stage
+from capacity_forecaster.storage import Lake
+
+SETTINGS = Settings(generate=GenerateConfig(servers=3, years=0.3, holdout_days=10, seed=2),
+                    etl=EtlConfig(imputation="seasonal"),
+                    forecast=ForecastConfig(models="seasonal_naive", horizon=14, n_jobs=1))
+
+
+def test_forecast_after_an_ingest_without_etl_and_risk_after_etl_without_forecast_warn(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    with caplog.at_level(logging.WARNING):
+        for stage in (generate_stage, etl_stage, forecast_stage):
+            stage(lake, SETTINGS)
+        risk_stage(lake, SETTINGS)
+    assert "changed after" not in caplog.text  # in order: nothing to say
+    generate_stage(lake, SETTINGS)  # new raw days, no etl
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        forecast_stage(lake, SETTINGS)
+    assert "forecast: raw_metrics changed after the processed metrics were made" in caplog.text
+    assert "run capfc etl first" in caplog.text
+    etl_stage(lake, SETTINGS)  # new processed metrics, no forecast
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        risk_stage(lake, SETTINGS)
+    assert "risk: the processed metrics changed after the forecasts were made" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        forecast_stage(lake, SETTINGS)
+        risk_stage(lake, SETTINGS)
+    assert "changed after" not in caplog.text
