@@ -202,6 +202,9 @@ def test_a_first_run_that_died_between_its_commits_leaves_no_table_behind(tmp_pa
     assert not reader.has_table("raw_metrics") and incomplete(reader, "raw_metrics") == ("ingest", run.run_id)
     with pytest.raises(StorageError, match="table 'raw_metrics' not found"):
         reader.read_table("raw_metrics")
+    with pytest.raises(StorageError, match=f"run {run.run_id} did not complete \\(failed\\): what it wrote was never "
+                                           "published"):
+        reader.read_table("raw_metrics", as_of=run.run_id)  # helper-55: time travel showed unpublished rows
     with stage_run(reader, "ingest", settings) as rerun:
         rerun.wrote(reader.write_table("raw_metrics", metrics_frame(days=4), validate=False))
     assert len(_open(uri).read_table("raw_metrics")) == 12

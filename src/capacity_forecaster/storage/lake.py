@@ -311,6 +311,10 @@ class Lake:
         when = as_of if isinstance(as_of, dt.datetime) else parse_time(as_of)
         if when is None:
             run = find_run(self, str(as_of))
+            if run.get("status", "succeeded") != "succeeded":
+                # helper-55: --as-of a refused run showed rows it committed but never published.
+                raise StorageError(f"run {as_of} did not complete ({run.get('status')}): what it wrote was never "
+                                   "published; give a succeeded run id, or a time")
             written = (run.get("tables") or {}).get(name) or {}
             if written.get("version") is not None and str(written["version"]).isdigit():
                 return self.delta.snapshot(spec.path, version=int(written["version"]))
@@ -395,7 +399,8 @@ class Lake:
             if spec.name in self._running:
                 raise ConflictError(
                     f"table {spec.path}/ has a newer version from {self._running[spec.name]}, which has not "
-                    f"completed; nothing of this run's write was committed: run the command again when it has "
+                    f"completed; this write was not committed, and nothing this run committed before it is "
+                    f"published (readers keep the last complete run's tables): run the command again when it has "
                     f"finished (a killed run's lease expires {LEASE_SECONDS:g} s after its last heartbeat)") from err
             raise
         self._seen[spec.name] = version
