@@ -313,9 +313,10 @@ def accuracy_history(lake: Lake, runs: int = 5, manifests: list[dict[str, Any]] 
         gone = int((result["status"] == UNREADABLE).sum())
         message = (f"No actuals yet: none of the last {len(result)} forecast runs has a forecast day that has been "
                    f"observed since it was made{observed}." if not gone else
-                   f"Nothing to compare yet: {gone} of the last {len(result)} forecast runs are no longer readable "
-                   f"(vacuumed: the forecast stage keeps report.accuracy_runs + 1 versions) and the others have "
-                   f"no actuals yet{observed}.")
+                   f"Nothing to compare yet: {gone} of the last {len(result)} forecast runs "
+                   f"{'is' if gone == 1 else 'are'} no longer readable (vacuumed: the forecast stage's own vacuum "
+                   f"keeps report.accuracy_runs + 1 versions, a manual capfc lake vacuum may keep fewer) and the "
+                   f"others have no actuals yet{observed}.")
     log.debug("accuracy history: %d forecast runs, %d scored", len(result), scored)
     return AccuracyHistory(runs=result.reset_index(drop=True), buckets=buckets[list(BUCKET_COLUMNS)].reset_index(
         drop=True), message=message, last_actual=last)
