@@ -228,6 +228,18 @@ def test_time_travel_by_run_id_and_by_time(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not found"):
         lake.read_table("inventory", as_of="2001-01-01T00:00")
     assert [h["run_id"] for h in lake.history("inventory")][:2] == [new.run_id, old.run_id]
+    # helper-55: every `capfc sql --as-of RUN` failed on one vacuumed table, whichever tables it used.
+    risk_runs = []
+    for server in ("a", "b"):
+        with stage_run(lake, "risk", settings) as run:
+            run.wrote(lake.write_table("clusters", pd.DataFrame({"server_id": [server]}), validate=False))
+        risk_runs.append(run)
+    first = risk_runs[0]
+    lake.vacuum("clusters", 0.0)
+    assert query(lake, "SELECT count(*) AS n FROM inventory", as_of=first.run_id)["n"].iloc[0] == 1
+    with pytest.raises(SqlError, match=r"clusters.*not readable as of .*table 'clusters' version \d+: its files were "
+                                       r"vacuumed"):
+        query(lake, "SELECT * FROM clusters", as_of=first.run_id)
 
 
 def test_a_folder_scan_sees_old_versions_the_delta_reader_does_not(tmp_path: Path) -> None:
@@ -436,21 +448,3 @@ def test_a_stage_reads_each_input_at_one_version_while_another_run_completes(tmp
         assert len(reader.read_table("metrics")) == 1                      # its own write, as written
     assert len(reader.read_table("raw_metrics")) == 15                     # after the stage: the newest run
 
-
-def test_sql_as_of_a_run_reads_the_tables_it_can_and_names_the_vacuumed_ones(tmp_path: Path) -> None:
-    """helper-55: every `capfc sql --as-of RUN` failed on one vacuumed table, whichever tables it used."""
-    uri = str(tmp_path / "lake")
-    settings = _settings(uri)
-    lake = _open(uri)
-    with stage_run(lake, "forecast", settings) as old:
-        old.wrote(lake.write_table("inventory", pd.DataFrame({"server_id": ["a", "b"]}), validate=False))
-        old.wrote(lake.write_table("clusters", pd.DataFrame({"server_id": ["a"], "cluster_id": [0],
-                                                             "cluster_label": ["x"]}), validate=False))
-    with stage_run(lake, "forecast", settings) as new:
-        new.wrote(lake.write_table("clusters", pd.DataFrame({"server_id": ["b"], "cluster_id": [1],
-                                                             "cluster_label": ["y"]}), validate=False))
-    lake.vacuum("clusters", 0.0)
-    assert query(lake, "SELECT count(*) AS n FROM inventory", as_of=old.run_id)["n"].iloc[0] == 2
-    with pytest.raises(SqlError, match=r"clusters.*not readable as of .*table 'clusters' version \d+: its files were "
-                                       r"vacuumed"):
-        query(lake, "SELECT * FROM clusters", as_of=old.run_id)
