@@ -348,7 +348,7 @@ def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, w
     for name in (*SMALL_TABLES, *OPTIONAL_TABLES):
         info = lake.table_info(name)
         if info is not None:
-            versions[name] = info.version
+            versions[name] = info.written_version  # what the run manifests name (a vacuum adds commits)
         if name == "forecasts" and info is not None:
             continue
         frame = lake.read_table(name) if info is not None else None

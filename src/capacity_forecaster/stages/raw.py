@@ -195,7 +195,7 @@ def _check_day_timezone(lake: Lake, zone: str) -> None:
     info = lake.table_info("raw_metrics")
     if info is None:
         return
-    producer = producing_run(list_runs(lake), "raw_metrics", info.version)
+    producer = producing_run(list_runs(lake), "raw_metrics", info.written_version)
     if producer is None:
         return
     before = "UTC" if producer.get("stage") == "generate" else (producer.get("counts") or {}).get("day_timezone")

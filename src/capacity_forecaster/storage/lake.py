@@ -340,7 +340,7 @@ class Lake:
         return TableInfo(
             name=name, version=str(snap.version), files=snap.files, rows=snap.rows,
             schema=read_schema(snap.schema, snap.partition_by), written_at=snap.written_at,
-            run_id=snap.run_id,
+            run_id=snap.run_id, data_version=None if snap.data_version is None else str(snap.data_version),
         )
 
     def has_table(self, name: str) -> bool:

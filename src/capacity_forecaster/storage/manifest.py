@@ -159,7 +159,8 @@ def producing_run(runs: list[dict[str, Any]], table: str, version: str | None) -
     Args:
         runs: run manifests (``list_runs``), oldest first.
         table: table name (``forecasts``, ``server_risk``, ...).
-        version: the table's current version (``Lake.table_info(table).version``).
+        version: the version that wrote the table's rows (``Lake.table_info(table).written_version``: a
+            vacuum's later commits are not a run's write).
     """
     if version is None:
         return None
@@ -181,9 +182,9 @@ def stale_input(lake: Lake, table: str, upstream: str, key: str) -> tuple[str, s
     info, source = lake.table_info(table), lake.table_info(upstream)
     if info is None or source is None:
         return None
-    made = producing_run(runs, table, info.version)
+    made = producing_run(runs, table, info.written_version)
     read = ((made or {}).get("inputs") or {}).get(key)
-    now = producing_run(runs, upstream, source.version)
+    now = producing_run(runs, upstream, source.written_version)
     if read is None or now is None or str(now["run_id"]) == str(read):
         return None
     return str(now["run_id"]), str(read)
@@ -194,5 +195,5 @@ def table_run_id(lake: Lake, table: str, runs: list[dict[str, Any]] | None = Non
     info = lake.table_info(table)
     if info is None:
         return None
-    run = producing_run(list_runs(lake) if runs is None else runs, table, info.version)
+    run = producing_run(list_runs(lake) if runs is None else runs, table, info.written_version)
     return None if run is None else str(run["run_id"])

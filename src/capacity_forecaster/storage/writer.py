@@ -48,6 +48,8 @@ class TableInfo:
         schema: Arrow schema of the stored files (without partition columns).
         written_at: ISO timestamp of the write.
         run_id: the capfc run that wrote this version (None outside a stage run).
+        data_version: the version that wrote these rows: ``version``, or an older one when the newest
+            commits are a vacuum's (run manifests name this one; None: the same as ``version``).
     """
 
     name: str
@@ -57,6 +59,12 @@ class TableInfo:
     schema: pa.Schema
     written_at: str
     run_id: str | None = None
+    data_version: str | None = None
+
+    @property
+    def written_version(self) -> str:
+        """The version whose commit wrote the rows (what the writing run's manifest names)."""
+        return self.version if self.data_version is None else self.data_version
 
 
 def new_version() -> str:
