@@ -110,3 +110,24 @@ def test_forecast_and_risk_stages_write_contract_tables_and_checked_models(tmp_p
     assert set(recs["server_id"]) == set(lake.read_table("inventory")["server_id"])
     assert result.summary["servers"] == 4
     assert query(lake, "SELECT count(*) AS n FROM clusters")["n"].iloc[0] == 4
+
+
+def test_capfc_run_after_a_first_ingest_that_died_refuses_instead_of_generating(tmp_path: Path) -> None:
+    """helper-57: the dead ingest's table reads as absent, and `capfc run` generated the synthetic fleet there."""
+    import pandas as pd
+
+    from capacity_forecaster import pipeline
+    from capacity_forecaster.errors import InputError
+    from capacity_forecaster.storage.manifest import stage_run
+
+    uri = str(tmp_path / "lake")
+    settings = load_settings(None, {"lake.uri": uri}, environ={})
+    lake = Lake.open(uri, for_writing=True)
+    raw = pd.DataFrame({"server_id": ["db-1"] * 3, "ds": pd.date_range("2024-03-01", periods=3), "metric": "cpu",
+                        "value": [10.0, 11.0, 12.0]})
+    with pytest.raises(RuntimeError), stage_run(lake, "ingest", settings) as run:
+        run.wrote(lake.write_table("raw_metrics", raw, validate=False))
+        raise RuntimeError("killed before the inventory commit")
+    with pytest.raises(InputError, match=rf"the first ingest into .* \(run {run.run_id}\) did not complete"):
+        pipeline.run(settings)
+    assert [r["stage"] for r in list_runs(Lake.open(uri))] == ["ingest"]  # nothing generated

@@ -82,6 +82,11 @@ def run(settings: Settings, progress: Progress | None = None, sources: list[str]
             # helper-51: an empty export folder went on to "metrics: no rows to forecast; run 'capfc etl' first".
             raise InputError(f"capfc run: {', '.join(sources)}: no data rows to ingest (no files, or empty or "
                              "header-only ones), and the lake holds none from earlier runs; nothing to assess")
+    elif crashed is not None and crashed[0] == "ingest" and not lake.has_table("raw_metrics"):
+        # helper-57: a first ingest that died reads as no raw data; generating would put the synthetic fleet
+        # where the user's exports go.
+        raise InputError(f"capfc run: the first ingest into {lake.uri} (run {crashed[1]}) did not complete, so the "
+                         "lake holds no raw data yet: run capfc ingest again (or capfc run EXPORT... --mapping FILE)")
     elif not lake.has_table("raw_metrics"):
         log.info("lake %s has no raw metrics: generating the synthetic fleet first", lake.uri)
         runs.append(generate_stage(lake, settings))
