@@ -448,3 +448,28 @@ def test_a_stage_reads_each_input_at_one_version_while_another_run_completes(tmp
         assert len(reader.read_table("metrics")) == 1                      # its own write, as written
     assert len(reader.read_table("raw_metrics")) == 15                     # after the stage: the newest run
 
+
+
+def test_readers_never_see_a_run_that_has_not_completed_by_cached_records_or_time_travel(tmp_path: Path) -> None:
+    """helper-57: a reader whose stage records predate a table's first run read a running second run's rows, and
+    --as-of a time (or a run that did not write the table) resolved to a killed run's commit."""
+    uri = str(tmp_path / "lake")
+    settings = _settings(uri)
+    reader = _open(uri)
+    reader.stage_records()  # cached before the table's first run completes
+    first, second = _open(uri), _open(uri)
+    with stage_run(first, "ingest", settings) as run:
+        run.wrote(first.write_table("raw_metrics", metrics_frame(days=10), validate=False))  # 30 rows, published
+    with stage_run(second, "ingest", settings) as running_run:
+        running_run.wrote(second.write_table("raw_metrics", metrics_frame(days=20), validate=False))  # not yet
+        assert len(reader.read_table("raw_metrics")) == 30
+    with pytest.raises(RuntimeError), stage_run(second, "ingest", settings) as dead:
+        dead.wrote(second.write_table("raw_metrics", metrics_frame(days=30), validate=False))  # never published
+        raise RuntimeError("killed")
+    lake = _open(uri)
+    with stage_run(lake, "risk", settings) as risk:
+        risk.wrote(lake.write_table("clusters", pd.DataFrame({"server_id": ["a"]}), validate=False))
+    assert len(lake.read_table("raw_metrics")) == 60  # the second run's, the last to complete
+    now = dt.datetime.now(dt.UTC).isoformat()
+    for when in (risk.run_id, now):
+        assert query(_open(uri), "SELECT count(*) AS n FROM raw_metrics", as_of=when)["n"].iloc[0] == 60

@@ -138,6 +138,16 @@ def parse_time(text: str) -> dt.datetime | None:
         return None
 
 
+def succeeded_runs(lake: Lake) -> set[str]:
+    """The ids of every run whose manifest says it succeeded (its writes were published)."""
+    done = set()
+    for rel in lake.list_files(RUNS_DIR):
+        payload = lake.read_json(rel) if rel.endswith(".json") else None
+        if payload and payload.get("status", "succeeded") == "succeeded" and payload.get("run_id"):
+            done.add(str(payload["run_id"]))
+    return done
+
+
 def find_run(lake: Lake, run_id: str) -> dict[str, Any]:
     """The manifest of run ``run_id`` (``_runs/*-<run_id>.json``).
 

@@ -41,6 +41,7 @@ from capacity_forecaster.storage.consistency import (
     parse_time,
     read_records,
     recorded_version,
+    succeeded_runs,
 )
 from capacity_forecaster.storage.delta import COMMIT_KEY, RUN_KEY, STAGE_KEY, ConflictError, DeltaStore, Snapshot
 from capacity_forecaster.storage.filesystem import Location, resolve
@@ -260,8 +261,9 @@ class Lake:
         # A vacuum's own commits come after the write they clean up: the data's version counts.
         data_version = latest.version if latest.data_version is None else latest.data_version
         recorded = recorded_version(self.stage_records(), name)
-        if recorded is not None and recorded < data_version and self._records_cached:
-            # Records read earlier may predate a run that completed since: read them again once.
+        if (recorded is None or recorded < data_version) and self._records_cached:
+            # Records read earlier may predate a run that completed since (a table's first run among them,
+            # helper-57): read them again once.
             recorded = self._recorded_afresh(name)
         if recorded is not None and recorded >= data_version:
             return latest
@@ -321,7 +323,20 @@ class Lake:
             when = dt.datetime.fromisoformat(str(run["finished"]))
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
-        return self.delta.snapshot(spec.path, as_of=when)
+        snap = self.delta.snapshot(spec.path, as_of=when)
+        if snap is None or snap.run_id is None:
+            return snap
+        # The newest version then whose rows a completed run (or a write outside any run) committed: a failed or
+        # running run's commit was never published (helper-57: --as-of a time showed a killed ingest's rows).
+        done = succeeded_runs(self)
+        if snap.run_id in done:
+            return snap
+        for entry in self.history(name):
+            if (int(entry["version"]) < snap.version
+                    and not str(entry.get("operation", "")).startswith(("VACUUM", "CREATE"))
+                    and (entry.get("run_id") is None or entry["run_id"] in done)):
+                return self.delta.snapshot(spec.path, version=int(entry["version"]))
+        return None
 
     def table_info(self, name: str, *, as_of: str | dt.datetime | None = None) -> TableInfo | None:
         """The version of table ``name`` readers see (None when it was never written).
