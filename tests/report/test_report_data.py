@@ -407,5 +407,10 @@ def test_the_packs_use_the_thresholds_the_risk_run_applied(report_lake: Lake, se
     # a risk run at the configured thresholds, or a lake without the column, leaves the settings as they are
     assert applied_thresholds(settings, risk.assign(threshold=80.0)) is settings
     assert applied_thresholds(settings, risk.drop(columns="threshold")) is settings
+    # helper-57: a tie kept the lower as the general threshold and dropped the configured overrides of metrics
+    # the run did not assess
+    tie = settings.model_copy(update={"risk": settings.risk.model_copy(update={"metric_thresholds": {"disk": 90.0}})})
+    applied = applied_thresholds(tie, risk.assign(threshold=[80.0, 70.0, 80.0, 70.0])).risk
+    assert (applied.threshold, applied.metric_thresholds) == (80.0, {"disk": 90.0, "memory": 70.0})
     stored = report_lake.read_table("server_risk")
     assert load_report_data(report_lake, settings).settings.risk.threshold == float(stored["threshold"].mode()[0])

@@ -319,9 +319,15 @@ def applied_thresholds(settings: Settings, server_risk: pd.DataFrame | None) -> 
         lambda v: v.mode().iloc[0] if v.notna().any() else np.nan).dropna()
     if per_metric.empty or all(settings.risk.threshold_for(str(m)) == v for m, v in per_metric.items()):
         return settings
-    shared = per_metric.value_counts().sort_index()
-    general = float(shared.index[int(np.argmax(shared.to_numpy()))])  # ties: the lower threshold
-    overrides = {str(m): float(v) for m, v in per_metric.items() if float(v) != general}
+    if settings.risk.threshold in set(per_metric.to_numpy(dtype=float)):
+        general = float(settings.risk.threshold)  # the configured one, where the run applied it to some metric
+    else:
+        shared = per_metric.value_counts().sort_index()
+        general = float(shared.index[int(np.argmax(shared.to_numpy()))])  # ties: the lower threshold
+    # Metrics the risk run did not assess keep their configured overrides.
+    overrides: dict[str, float] = {str(m): float(v) for m, v in settings.risk.metric_thresholds.items()
+                                   if m not in per_metric.index}
+    overrides.update({str(m): float(v) for m, v in per_metric.items() if float(v) != general})
     log.info("report: breach thresholds as the risk run applied them: %g %%%s", general,
              "".join(f", {m} {v:g} %" for m, v in sorted(overrides.items())))
     risk = settings.risk.model_copy(update={"threshold": general, "metric_thresholds": overrides})
