@@ -50,6 +50,10 @@ _METRICS_REQUIRED = tuple(c for c in PROCESSED_METRIC_COLUMNS if c != "is_satura
 # Samples of days an ingest delivered in part, kept until a later ingest completes them (etl.partial_days):
 # ts is the sample's UTC time (a run-length row's first sample in the day), weight the samples it stands for.
 PARTIAL_DAY_COLUMNS = (SERVER_ID, METRIC, DS, "ts", VALUE, "weight")
+# The ETL's day flags: UNUSUAL days were observed but are not the series' usual load (an event, an outlier);
+# UNTRUSTED days are those plus the ones the ETL filled in (not observed at all).
+UNUSUAL_FLAGS = ("is_anomaly", "is_outlier")
+UNTRUSTED_FLAGS = (*UNUSUAL_FLAGS, "is_imputed")
 # A quarantined row keeps its original fields as text (whatever could be read),
 # where it came from (file:line, or the lake table) and why it was rejected.
 QUARANTINE_COLUMNS = (SERVER_ID, DS, METRIC, VALUE, "source", "reason", "stage")
@@ -183,6 +187,20 @@ def table_spec(name: str) -> TableSpec:
     except KeyError:
         valid = ", ".join(sorted(TABLES))
         raise SchemaError(f"unknown lake table '{name}'; valid tables: {valid}") from None
+
+
+def flag(values: pd.Series) -> pd.Series:
+    """A flag column (nullable boolean, or absent rows after a merge) as plain bool, missing as False."""
+    return values.astype("boolean").fillna(False).astype(bool)
+
+
+def flagged(frame: pd.DataFrame, flags: tuple[str, ...]) -> pd.Series:
+    """Per row, whether any of ``flags`` that ``frame`` has is set (``UNUSUAL_FLAGS``, ``UNTRUSTED_FLAGS``)."""
+    out = pd.Series(False, index=frame.index)
+    for name in flags:
+        if name in frame.columns:
+            out |= flag(frame[name])
+    return out
 
 
 def require_columns(frame: pd.DataFrame | pa.Table, columns: tuple[str, ...] | list[str], where: str) -> None:

@@ -27,7 +27,7 @@ from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.levels import thresholds
 from capacity_forecaster.risk.seasonal import PERIODS, UPLIFT_COLUMNS, period_calendar
 from capacity_forecaster.risk.whatif import growth_factor
-from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, UNTRUSTED_FLAGS, VALUE, flagged
 
 ANALOGUE_COLUMNS = (SERVER_ID, METRIC, "analogue_peak", "analogue_peak_ds", "analogue_breach_ds",
                     "analogue_days_above", "analogue_growth", "analogue_period")
@@ -62,10 +62,7 @@ def empty_analogue() -> pd.DataFrame:
 
 
 def _usable(metrics: pd.DataFrame) -> pd.DataFrame:
-    ok = metrics[VALUE].notna()
-    for flag in ("is_anomaly", "is_outlier", "is_imputed"):
-        if flag in metrics.columns:
-            ok &= ~metrics[flag].astype("boolean").fillna(False).astype(bool)
+    ok = metrics[VALUE].notna() & ~flagged(metrics, UNTRUSTED_FLAGS)
     out = metrics.loc[ok, [SERVER_ID, METRIC, DS, VALUE]].copy()
     out[DS] = pd.to_datetime(out[DS]).dt.normalize()
     return out

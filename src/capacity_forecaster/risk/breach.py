@@ -14,7 +14,16 @@ from capacity_forecaster.risk.current import observed_mask
 from capacity_forecaster.risk.levels import RiskLevel, Status, labels_from_codes, thresholds
 from capacity_forecaster.risk.probability import count_probability, cumulative_probability, exceedance_scores, padded
 from capacity_forecaster.risk.seasonal import UPLIFT_COLUMNS, name_periods
-from capacity_forecaster.schema import DS, FORECAST_COLUMNS, METRIC, SERIES_KEY, SERVER_ID, VALUE, require_columns
+from capacity_forecaster.schema import (
+    DS,
+    FORECAST_COLUMNS,
+    METRIC,
+    SERIES_KEY,
+    SERVER_ID,
+    VALUE,
+    flag,
+    require_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +119,6 @@ def _level_codes(prob: np.ndarray, likely_days: np.ndarray, cfg: RiskConfig) -> 
             default=RiskLevel.LOW.value,
         )
 
-
-def _flag(values: pd.Series) -> pd.Series:
-    return values.astype("boolean").fillna(False).astype(bool)
 
 
 def _first_ds(frame: pd.DataFrame, mask: pd.Series) -> pd.Series:
@@ -301,7 +307,7 @@ def assess_breaches(
     out["last_over_ds"] = pd.to_datetime(out["last_over_ds"])
     observed = (out["history_days"].fillna(0) > 0).to_numpy()
     has_forecast = out["first_forecast"].notna().to_numpy()
-    breaching = _flag(out["already_breaching"]).to_numpy() & observed
+    breaching = flag(out["already_breaching"]).to_numpy() & observed
     short = (out["history_days"].fillna(0) < cfg.min_history_days).to_numpy()
     out["status"] = np.select(
         [~observed, breaching, ~has_forecast, short],

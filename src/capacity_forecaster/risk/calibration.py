@@ -34,6 +34,9 @@ from capacity_forecaster.schema import (
     RISK_CALIBRATION_COLUMNS,
     SERIES_KEY,
     SERVER_ID,
+    UNTRUSTED_FLAGS,
+    flag,
+    flagged,
     require_columns,
 )
 
@@ -46,7 +49,6 @@ FOLDS = 5
 # A window whose probability is below this even with independent days (the largest value any
 # correlation gives) is below it for every correlation: it is not integrated per correlation.
 _NEGLIGIBLE = 1e-6
-_FLAGS = ("is_imputed", "is_outlier", "is_anomaly")
 METHOD_NONE, METHOD_RHO, METHOD_ISOTONIC, METHOD_BOTH = "none", "correlation", "isotonic", "correlation+isotonic"
 
 
@@ -127,13 +129,11 @@ def window_outcomes(paths: pd.DataFrame, metrics: pd.DataFrame, cfg: RiskConfig
         of ``probability.exceedance_scores`` over the trusted days, padded with ``+inf``.
     """
     require_columns(paths, BACKTEST_FORECAST_COLUMNS, "backtest_forecasts")
-    flags = [c for c in _FLAGS if c in metrics.columns]
     frame = paths[list(BACKTEST_FORECAST_COLUMNS)]
-    if flags:
-        marks = metrics[[*SERIES_KEY, DS, *flags]]
-        frame = frame.merge(marks.assign(_bad=marks[flags].astype("boolean").fillna(False).any(axis=1))
-                            [[*SERIES_KEY, DS, "_bad"]], on=[*SERIES_KEY, DS], how="left")
-        frame = frame[~frame.pop("_bad").astype("boolean").fillna(False).astype(bool)]
+    if any(c in metrics.columns for c in UNTRUSTED_FLAGS):
+        marks = metrics[list(SERIES_KEY) + [DS]].assign(_bad=flagged(metrics, UNTRUSTED_FLAGS))
+        frame = frame.merge(marks, on=[*SERIES_KEY, DS], how="left")
+        frame = frame[~flag(frame.pop("_bad"))]
     frame = frame[frame["y"].notna()].sort_values([*WINDOW_KEY, DS], kind="mergesort").reset_index(drop=True)
     keys = list(WINDOW_KEY)
     threshold = thresholds(frame[METRIC], cfg).to_numpy(dtype=float)

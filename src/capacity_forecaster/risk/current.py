@@ -16,7 +16,7 @@ import pandas as pd
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.etl.days import latest_plausible_day
 from capacity_forecaster.risk.levels import Status, thresholds
-from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_columns
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, UNUSUAL_FLAGS, VALUE, flag, flagged, require_columns
 
 CURRENT_COLUMNS = (SERVER_ID, METRIC, "observed_days", "last_observed", "last_value", "recent_days",
                    "days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
@@ -29,7 +29,7 @@ def observed_mask(metrics: pd.DataFrame) -> pd.Series:
     """Rows that hold a measured value: present and not imputed (``is_imputed``, when the column exists)."""
     observed = metrics[VALUE].notna()
     if "is_imputed" in metrics.columns:
-        observed &= ~metrics["is_imputed"].astype("boolean").fillna(False).astype(bool)
+        observed &= ~flag(metrics["is_imputed"])
     return observed
 
 
@@ -68,13 +68,9 @@ def current_state(metrics: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     rows = metrics.loc[observed, [SERVER_ID, METRIC, DS, VALUE]]
     if rows.empty:
         return _empty()
-    saturated = (metrics.loc[rows.index, "is_saturated"].astype("boolean").fillna(False).astype(bool)
+    saturated = (flag(metrics.loc[rows.index, "is_saturated"])
                  if "is_saturated" in metrics.columns else pd.Series(False, index=rows.index))
-    unusual_rows = np.zeros(len(metrics), dtype=bool)
-    for flag in ("is_anomaly", "is_outlier"):
-        if flag in metrics.columns:
-            unusual_rows |= metrics[flag].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    unusual = pd.Series(unusual_rows[observed.to_numpy()], index=rows.index)
+    unusual = flagged(metrics, UNUSUAL_FLAGS)[observed.to_numpy()].set_axis(rows.index)
     day = pd.to_datetime(rows[DS]).dt.floor("D")
     daily = (rows.assign(**{DS: day}, saturated=saturated, usual=rows[VALUE].where(~unusual))
              .groupby([SERVER_ID, METRIC, DS], sort=True, observed=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.risk.seasonal import period_calendar, period_uplifts
-from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, require_columns
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, UNUSUAL_FLAGS, VALUE, flagged, require_columns
 
 PROFILE_COLUMNS = (
     "cpu_level", "cpu_p95", "memory_level", "memory_p95", "network_level", "cpu_variability",
@@ -26,10 +26,7 @@ def _wide(metrics: pd.DataFrame, metric: str, servers: pd.Index, days: pd.Dateti
     Duplicate (server, day) rows, which the processed table does not have, are averaged.
     """
     rows = metrics[metrics[METRIC] == metric]
-    usable = rows[VALUE].notna().to_numpy()
-    for flag in ("is_anomaly", "is_outlier"):
-        if flag in rows.columns:
-            usable &= ~rows[flag].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    usable = (rows[VALUE].notna() & ~flagged(rows, UNUSUAL_FLAGS)).to_numpy()
     row = servers.get_indexer(pd.Index(rows[SERVER_ID]))
     col = ((pd.to_datetime(rows[DS]) - days[0]) // pd.Timedelta(days=1)).to_numpy()
     keep = usable & (row >= 0) & (col >= 0) & (col < len(days))

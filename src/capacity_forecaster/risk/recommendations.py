@@ -19,7 +19,11 @@ from capacity_forecaster.schema import (
     METRIC,
     RECOMMENDATION_COLUMNS,
     SERVER_ID,
+    UNTRUSTED_FLAGS,
+    UNUSUAL_FLAGS,
     VALUE,
+    flag,
+    flagged,
     require_columns,
 )
 
@@ -63,15 +67,10 @@ def idle_history(metrics: pd.DataFrame) -> pd.DataFrame:
         outlier), set_aside_cpu_max, set_aside_memory_max (the highest flagged values; NaN without any).
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
-    usable = metrics[VALUE].notna()
-    flagged = pd.Series(False, index=metrics.index)
-    for flag in ("is_anomaly", "is_outlier", "is_imputed"):
-        if flag in metrics.columns:
-            set_ = metrics[flag].astype("boolean").fillna(False).astype(bool)
-            usable &= ~set_
-            flagged = flagged | set_ if flag != "is_imputed" else flagged & ~set_
+    usable = metrics[VALUE].notna() & ~flagged(metrics, UNTRUSTED_FLAGS)
+    set_aside = flagged(metrics, UNUSUAL_FLAGS) & ~flagged(metrics, ("is_imputed",))  # observed, but unusual
     rows = metrics.loc[usable & metrics[METRIC].isin(list(_IDLE_LIMITS))]
-    aside = metrics.loc[metrics[VALUE].notna() & flagged & metrics[METRIC].isin(list(_IDLE_LIMITS))]
+    aside = metrics.loc[metrics[VALUE].notna() & set_aside & metrics[METRIC].isin(list(_IDLE_LIMITS))]
     maxima = rows.groupby([SERVER_ID, METRIC])[VALUE].max().unstack(METRIC).reindex(columns=list(_IDLE_LIMITS))
     days = rows.groupby(SERVER_ID)[DS].agg(["min", "max", "nunique"])
     out = pd.DataFrame({
@@ -113,10 +112,6 @@ def idle_verdict(history: pd.DataFrame, forecasts: pd.DataFrame, cfg: RiskConfig
     out["idle"] = idle.to_numpy(dtype=bool)
     return out[list(IDLE_COLUMNS)]
 
-
-def _flag(values: pd.Series) -> pd.Series:
-    """A boolean column with missing values (servers absent from the source frame) as False."""
-    return values.astype("boolean").fillna(False).astype(bool)
 
 
 def _fmt(values: pd.Series, spec: str = "{:g}") -> pd.Series:
@@ -211,9 +206,9 @@ class _ServerView:
            cfg: RiskConfig) -> _ServerView:
         inv = complete_inventory(inventory, pd.Index(server_risk[SERVER_ID].unique()))
         risk = _risk_by_server(server_risk, cfg).reindex(inv[SERVER_ID])
-        risk["at_risk"] = _flag(risk["at_risk"])
-        risk["fully_assessed"] = _flag(risk["fully_assessed"])
-        risk["needed_now"] = _flag(risk["needed_now"])
+        risk["at_risk"] = flag(risk["at_risk"])
+        risk["fully_assessed"] = flag(risk["fully_assessed"])
+        risk["needed_now"] = flag(risk["needed_now"])
         for col in ("at_risk_metrics", "risk_reason", "unassessed_reason"):
             risk[col] = risk[col].fillna("")
         risk.loc[risk["unassessed_reason"].eq("") & ~risk["fully_assessed"], "unassessed_reason"] = \
@@ -223,7 +218,7 @@ class _ServerView:
         need = needs.set_index(SERVER_ID).reindex(inv[SERVER_ID])
         idl = idle.set_index(SERVER_ID).reindex(inv[SERVER_ID])
         upsize = risk["at_risk"].to_numpy()
-        decommission = ~upsize & _flag(idl["idle"]).to_numpy() & risk["fully_assessed"].to_numpy()
+        decommission = ~upsize & flag(idl["idle"]).to_numpy() & risk["fully_assessed"].to_numpy()
         underused = ((need["cpu_peak_upper"] <= cfg.consolidation_candidate_max)
                      & (need["memory_peak_upper"] <= cfg.consolidation_candidate_max)).to_numpy()
         calm = (risk["max_code"].fillna(0).to_numpy() <= RiskLevel.LOW.value) & risk["fully_assessed"].to_numpy()
@@ -464,10 +459,11 @@ def _short_kept(out: pd.DataFrame, inv: pd.DataFrame, need: pd.DataFrame, cfg: R
 def _peak_source(need: pd.DataFrame, metric: str) -> pd.Series:
     """What set a metric's sizing peak (``sizing.capacity_needs``): ``recurring`` (a period-end peak),
     ``recent`` (the recent observed days) or ``""`` (the forecast's upper bound)."""
-    def flag(column: str) -> np.ndarray:
-        return _flag(need[column]).to_numpy() if column in need else np.zeros(len(need), dtype=bool)
+    def marked(column: str) -> np.ndarray:
+        return flag(need[column]).to_numpy() if column in need else np.zeros(len(need), dtype=bool)
 
-    return pd.Series(np.select([flag(f"{metric}_recurring"), flag(f"{metric}_recent")], ["recurring", "recent"], ""),
+    return pd.Series(np.select([marked(f"{metric}_recurring"), marked(f"{metric}_recent")], ["recurring", "recent"],
+                               ""),
                      index=need.index, dtype=object)
 
 
@@ -508,7 +504,7 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     peaks = (prefix + _fmt(need["cpu_peak_upper"], "{:.0f} %") + " cpu" + source["cpu"]
              + " / " + _fmt(need["memory_peak_upper"], "{:.0f} %") + " memory" + source["memory"])
     target = _target(cfg)
-    too_big = np.where(_flag(need["exceeds_largest_size"]),
+    too_big = np.where(flag(need["exceeds_largest_size"]),
                        "; more than the largest standard size is needed: split the workload", "")
     when = (" by " + _day(risk["needed_by"])).where(~risk["needed_now"], " now")
     joint = pd.Series(np.where(known, " to ", ": "), index=need.index, dtype=object)  # "upsize: cpu to 142 % ..."

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.etl.calendar import day_calendar
-from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, VALUE, flag
 
 PERIODS = ("year-end", "quarter-end", "month-end")
 UPLIFT_COLUMNS = ("month_end_uplift", "quarter_end_uplift", "year_end_uplift")
@@ -80,10 +80,6 @@ def _naive_days(values: pd.Series) -> pd.Series:
         ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)
     return ds.dt.normalize()
 
-
-def _flag(values: pd.Series) -> np.ndarray:
-    """A boolean flag column with days outside the calendar (NaT) as False."""
-    return values.astype("boolean").fillna(False).to_numpy(dtype=bool)
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -197,9 +193,9 @@ def name_periods(
     cal = period_calendar(ds, business_days)
     flags = cal.reindex(pd.DatetimeIndex(ds)).reset_index(drop=True)
     up = uplifts.reset_index(drop=True)
-    year = _flag(flags["year_end"]) & (up["year_end_uplift"].to_numpy() >= min_uplift)
-    quarter = _flag(flags["quarter_end"]) & (
+    year = flag(flags["year_end"]).to_numpy() & (up["year_end_uplift"].to_numpy() >= min_uplift)
+    quarter = flag(flags["quarter_end"]).to_numpy() & (
         np.maximum(up["quarter_end_uplift"].to_numpy(), up["month_end_uplift"].to_numpy()) >= min_uplift)
-    month = _flag(flags["month_end"]) & (up["month_end_uplift"].to_numpy() >= min_uplift)
+    month = flag(flags["month_end"]).to_numpy() & (up["month_end_uplift"].to_numpy() >= min_uplift)
     named = np.select([year, quarter, month], list(PERIODS), default="")
     return pd.Series(named, index=days.index, dtype=object)

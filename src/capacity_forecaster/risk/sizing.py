@@ -11,7 +11,7 @@ from scipy.optimize import nnls
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.inventory import complete_inventory
-from capacity_forecaster.schema import DS, METRIC, SERVER_ID, require_columns
+from capacity_forecaster.schema import DS, METRIC, SERVER_ID, flag, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def seen_over(need: pd.DataFrame, band: float) -> pd.Series:
         observed = pd.Series(False, index=need.index)
         for source in (f"{metric}_recent", f"{metric}_recurring"):
             if source in need.columns:
-                observed |= need[source].astype("boolean").fillna(False).astype(bool)
+                observed |= flag(need[source])
         seen |= observed & (need[f"{metric}_peak_upper"].astype(float) > band)
     return seen
 
@@ -113,7 +113,7 @@ def capacity_needs(forecasts: pd.DataFrame, inventory: pd.DataFrame, cfg: RiskCo
         # A series over its threshold now is sized for its recent days as they were; any other for its usual
         # recent days (anomaly days aside, as the forecast, the idle evidence and the clusters leave them:
         # helper-44, an idle fastStorage VM's one anomalous 100 % day made all its sizing options "very high").
-        breaching = seen["already_breaching"].astype("boolean").fillna(False).astype(bool)
+        breaching = flag(seen["already_breaching"])
         usual = seen["recent_usual_peak"] if "recent_usual_peak" in seen.columns else seen["recent_peak"]
         seen = seen.assign(_floor=seen["recent_peak"].where(breaching, usual))
         observed = (seen.pivot_table(index=SERVER_ID, columns=METRIC, values="_floor", aggfunc="max")
