@@ -127,3 +127,22 @@ def test_capacity_by_group_and_sizing_options_reach_every_output(tmp_path: Path)
     shown = capacity_rows(load_report_data(lake, Settings()))
     assert (shown.groupby("group_by")["servers"].sum() == 8).all()  # every server once per dimension
     assert "capacity-table" in str(create_app(lake, Settings(), warm=False).layout)
+
+
+def test_the_lineage_holds_after_a_vacuum(tmp_path: Path) -> None:
+    """helper-57: a vacuum's commits moved the tables' versions past the ones the run manifests name, so the
+    lineage lost both runs (and the dashboard's slider turned off) after any vacuum."""
+    lake = build_lake(tmp_path / "lake", stages=("etl", "forecast"))
+    risk_run, _ = risk_stage(lake, Settings())
+    with stage_run(lake, "forecast", Settings()) as run:  # older files to vacuum, then the vacuum's own commits
+        run.wrote(lake.write_table("forecasts", lake.read_table("forecasts")))
+    forecast_run = run.run_id
+    with stage_run(lake, "risk", Settings()) as run:
+        run.inputs = {"forecast": forecast_run}
+        run.wrote(lake.write_table("server_risk", lake.read_table("server_risk")))
+    for table in ("forecasts", "server_risk"):
+        lake.vacuum(table, 0.0)
+    assert lake.history("forecasts", 1)[0]["operation"].startswith("VACUUM")
+    seen = lineage(load_report_data(lake, Settings()))
+    assert seen.forecast_run == forecast_run and seen.risk_forecast_run == forecast_run and seen.warnings() == []
+    assert risk_run.run_id != seen.risk_run
