@@ -295,7 +295,7 @@ def build_recommendations(
     decommission = view.decommission & ~fixed
     cores = inv["cpu_cores"].to_numpy(float)
     memory = inv["memory_gb"].to_numpy(float)
-    candidates = view.candidates.difference(sorted(planned))
+    candidates = view.candidates[~view.candidates.isin(list(planned))]  # in the view's order, as without planned
     placed = consolidate(candidates, forecasts, inv, cfg).set_index(SERVER_ID).reindex(inv[SERVER_ID])
     host_id = placed["host_server_id"]
     moved = (host_id.notna() & (host_id != inv[SERVER_ID].to_numpy())).to_numpy()

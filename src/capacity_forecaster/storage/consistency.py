@@ -138,14 +138,22 @@ def parse_time(text: str) -> dt.datetime | None:
         return None
 
 
+def list_runs(lake: Lake, stage: str | None = None) -> list[dict[str, Any]]:
+    """All run manifests in the lake (``_runs/``), oldest first, optionally for one stage."""
+    runs = []
+    for rel in lake.list_files(RUNS_DIR):
+        if not rel.endswith(".json"):
+            continue
+        payload = lake.read_json(rel)
+        if payload and (stage is None or payload.get("stage") == stage):
+            runs.append(payload)
+    return runs
+
+
 def succeeded_runs(lake: Lake) -> set[str]:
     """The ids of every run whose manifest says it succeeded (its writes were published)."""
-    done = set()
-    for rel in lake.list_files(RUNS_DIR):
-        payload = lake.read_json(rel) if rel.endswith(".json") else None
-        if payload and payload.get("status", "succeeded") == "succeeded" and payload.get("run_id"):
-            done.add(str(payload["run_id"]))
-    return done
+    return {str(run["run_id"]) for run in list_runs(lake)
+            if run.get("status", "succeeded") == "succeeded" and run.get("run_id")}
 
 
 def find_run(lake: Lake, run_id: str) -> dict[str, Any]:

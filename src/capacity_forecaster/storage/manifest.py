@@ -14,13 +14,11 @@ from typing import Any
 from capacity_forecaster import __version__
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import StorageError
-from capacity_forecaster.storage.consistency import write_record
+from capacity_forecaster.storage.consistency import RUNS_DIR, list_runs, write_record
 from capacity_forecaster.storage.lake import Lake, TableInfo
 from capacity_forecaster.storage.lease import Lease, sweep
 
 log = logging.getLogger(__name__)
-
-RUNS_DIR = "_runs"
 
 
 @dataclass
@@ -139,18 +137,6 @@ def _complete(lake: Lake, run: StageRun, settings: Settings) -> None:
         sweep(lake)
     except StorageError as err:  # leftovers only take space
         log.debug("could not delete expired leases: %s", err)
-
-
-def list_runs(lake: Lake, stage: str | None = None) -> list[dict[str, Any]]:
-    """All run manifests in the lake, oldest first, optionally for one stage."""
-    runs = []
-    for rel in lake.list_files(RUNS_DIR):
-        if not rel.endswith(".json"):
-            continue
-        payload = lake.read_json(rel)
-        if payload and (stage is None or payload.get("stage") == stage):
-            runs.append(payload)
-    return runs
 
 
 def producing_run(runs: list[dict[str, Any]], table: str, version: str | None) -> dict[str, Any] | None:
