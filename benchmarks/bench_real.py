@@ -8,9 +8,10 @@ set, as ``capfc forecast --horizon`` would).
 - fastStorage (50 VMs, cpu): ingest the samples before 2013-09-04 (a copy of ``trace.parquet``
   cut there, as an export up to that day would be), forecast 2013-09-04..09-10 (h = 7).
 
-Truth is computed here, independently of the product: the daily P95 of the raw samples on each
-target day (a fastStorage row stands for ``duration / 5 min`` samples), days with under half their
-samples left out; MAE and interval coverage compare forecasts with the truth clipped to [0, 100].
+Truth is computed here, independently of the product: the daily P95 of the raw samples on each target
+day (a fastStorage row stands for ``duration / 5 min`` samples ending at its time; rows with 0 vCPU are
+no sample), days with under half their samples left out; MAE and interval coverage compare forecasts
+with the truth clipped to [0, 100].
 Reference models (seasonal naive, Prophet with defaults, StatsForecast AutoETS and MSTL) forecast
 the same processed metrics through the same engine and calibration (``--models NAME``). The
 product is also run at the default horizon (180 days, as ``capfc run`` without ``--horizon``) and
@@ -73,10 +74,8 @@ def _settings(lake: Path, horizon: int) -> Settings:
     return load_settings(None, {"lake.uri": str(lake), "forecast.horizon": horizon}, environ={})
 
 
-def _daily_p95(frame: pd.DataFrame, value: str, weight: str | None = None) -> pd.DataFrame:
+def _daily_p95(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     """Daily P95 per (server_id, metric, ds) of sample rows; days with under half a day of samples dropped."""
-    if weight is not None:
-        frame = frame.loc[frame.index.repeat(frame[weight].to_numpy())]
     grouped = frame.groupby(["server_id", "metric", "ds"])[value]
     out = grouped.quantile(0.95).rename("truth").to_frame()
     out["samples"] = grouped.size()
@@ -103,15 +102,20 @@ def _rnd_truth(months: tuple[str, ...] = ("2013-9",)) -> pd.DataFrame:
 
 
 def _fast_trace() -> pd.DataFrame:
+    """The fastStorage samples: each row expanded to its ``duration / 5 min`` samples, the last at its time
+    (OpenDC's duration is the time since the previous sample), rows with 0 vCPU (a stopped VM) left out."""
     trace = pd.read_parquet(FAST / "trace.parquet")
     meta = pd.read_parquet(FAST / "meta.parquet")
-    trace = trace.merge(meta[["id", "cpu_capacity"]], on="id")
+    trace = trace[trace["cpu_count"] > 0].merge(meta[["id", "cpu_capacity"]], on="id")
     stamps = trace["timestamp"]
     if stamps.dt.tz is not None:
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    return pd.DataFrame({"server_id": trace["id"].astype(str), "metric": "cpu", "ts": stamps,
-                         "value": trace["cpu_usage"] / trace["cpu_capacity"] * 100.0,
-                         "weight": np.maximum(trace["duration"].to_numpy() // (SAMPLE_SECONDS * 1000), 1)})
+    weight = np.maximum(np.rint(trace["duration"].to_numpy() / (SAMPLE_SECONDS * 1000)), 1).astype(np.int64)
+    rows = np.repeat(np.arange(len(trace)), weight)
+    before = np.arange(len(rows)) - np.repeat(np.cumsum(weight) - 1, weight)  # -(w - 1) .. 0 within each run
+    return pd.DataFrame({"server_id": trace["id"].astype(str).to_numpy()[rows], "metric": "cpu",
+                         "ts": stamps.to_numpy()[rows] + before * np.timedelta64(SAMPLE_SECONDS, "s"),
+                         "value": (trace["cpu_usage"] / trace["cpu_capacity"] * 100.0).to_numpy()[rows]})
 
 
 def _ingest_rnd(lake: Lake, settings: Settings) -> pd.DataFrame:
@@ -120,17 +124,20 @@ def _ingest_rnd(lake: Lake, settings: Settings) -> pd.DataFrame:
 
 
 def _cut_fast(cutoff: pd.Timestamp, folder: Path) -> list[str]:
-    """The fastStorage export as it would be up to ``cutoff``: trace rows before it, a run that crosses it
-    shortened to its samples before it (a row stands for ``duration`` of 5-minute samples from its start),
-    meta whole."""
+    """The fastStorage export as it would be up to ``cutoff``: trace rows whose run ends before it, a run
+    that crosses it ending at its last sample before it (a row stands for ``duration`` of 5-minute
+    samples up to its time), meta whole."""
     table = pq.read_table(FAST / "trace.parquet")
-    stamp_type = table.schema.field("timestamp").type
-    table = table.filter(pc.less(table.column("timestamp"), pa.scalar(cutoff.to_pydatetime(), stamp_type)))
-    step = 300_000
-    left = cutoff.value // 1_000_000 - pc.cast(table.column("timestamp"), pa.int64()).to_numpy()
-    samples = -(-left // step)  # the samples at start, start + 5 min, ... that fall before the cutoff
-    duration = np.minimum(table.column("duration").to_numpy(), samples * step)
+    step = SAMPLE_SECONDS * 1000
+    end = pc.cast(table.column("timestamp"), pa.int64()).to_numpy()
+    samples = np.maximum(np.rint(table.column("duration").to_numpy() / step), 1).astype(np.int64)
+    after = np.clip(-((cutoff.value // 1_000_000 - end) // step), 0, samples)  # samples at or after the cutoff
+    keep = after < samples
+    stamps = pa.array(end - after * step, pa.int64()).cast(table.schema.field("timestamp").type)
+    table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", stamps)
+    duration = np.where(after > 0, (samples - after) * step, table.column("duration").to_numpy())
     table = table.set_column(table.schema.get_field_index("duration"), "duration", pa.array(duration, pa.int64()))
+    table = table.filter(pa.array(keep))
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, folder / "trace.parquet")
     pq.write_table(pq.read_table(FAST / "meta.parquet"), folder / "meta.parquet")
@@ -148,7 +155,7 @@ def _fast_truth() -> pd.DataFrame:
     """Daily P95 of every fastStorage day (a row stands for ``duration / 5 min`` samples), ids as ingested."""
     trace = _fast_trace()
     trace["ds"] = trace["ts"].dt.floor("D")
-    truth = _daily_p95(trace, "value", "weight")
+    truth = _daily_p95(trace, "value")
     truth["server_id"] = load_mapping(REPO / "mappings" / "bitbrains_faststorage.yaml").server_id.prefix \
         + truth["server_id"]
     return truth

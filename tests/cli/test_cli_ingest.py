@@ -110,7 +110,7 @@ BAD_MAPPINGS = [
     (LONG_CPU + "weight: {column: n}\n", "'weight' needs 'interval_seconds'"),
     (LONG_CPU + "interval_seconds: 300\nweight: {column: n, unit: minutes}\n", "key 'weight.unit' = 'minutes'"),
     (LONG_CPU + "interval_seconds: 300\nweight: {colum: n}\n", "key 'weight.colum': unknown key; allowed keys here: "
-                                                              "column, unit, until"),
+                                                              "column, unit, time, until"),
     ("layout: wide\nserver_id: {column: server}\ntimestamp: {column: time}\n"
      "metrics: {cpu: {usage: u, inventory_capacity: cap}}\n",
      "'metrics.cpu.inventory_capacity' needs 'inventory.source'"),

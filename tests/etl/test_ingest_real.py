@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
-from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.config import IngestConfig, Settings
 from capacity_forecaster.etl.ingest import IngestResult, ingest
 from capacity_forecaster.etl.mapping import load_mapping, parse_mapping
+from capacity_forecaster.etl.rollup import DAILY_COLUMNS
 from capacity_forecaster.schema import INVENTORY_COLUMNS, QUARANTINE_COLUMNS
+from capacity_forecaster.stages.raw import ingest_stage
+from capacity_forecaster.storage import Lake
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO / ".." / "shared" / "data" / "real"
@@ -212,24 +218,36 @@ def faststorage() -> IngestResult:
 @needs_faststorage
 def test_faststorage_run_length_rows_and_joined_capacity(faststorage: IngestResult) -> None:
     result = faststorage
-    assert result.rows_read == result.rows_used == 276_979 and result.quarantine.empty
+    # 291 rows report 0 vCPU (a stopped VM): quarantined by the mapping's exclude_rows, every other row used.
+    assert result.rows_read == 276_979 and result.rows_used == 276_979 - 291
+    assert result.quarantine["reason"].str.startswith("excluded_row: column 'cpu_count' is '0'").all()
+    assert len(result.quarantine) == 291
     daily = result.raw_metrics
     assert daily["server_id"].nunique() == 50 and set(daily["metric"]) == {"cpu"}
-    # VM 636 ends in a 15-day idle run from its last sample (meta stop_time) on, has durations off the
-    # 5-minute grid (jitter) and CPU above 100 %. The mapping's weight.until keeps no sample after stop_time.
-    trace = pd.read_parquet(FASTSTORAGE / "trace.parquet", filters=[("id", "==", "636")])
-    meta = pd.read_parquet(FASTSTORAGE / "meta.parquet").set_index("id").loc["636"]
-    capacity = meta["cpu_capacity"]
+    trace = pd.read_parquet(FASTSTORAGE / "trace.parquet")
+    meta = pd.read_parquet(FASTSTORAGE / "meta.parquet").set_index("id")
+    # A row's time is its run's last sample (OpenDC's duration is the time since the previous sample):
+    # every VM's first row starts at its meta.start_time and its last row ends at meta.stop_time.
+    by_vm = trace.sort_values("timestamp").groupby("id")
+    first, last = by_vm.first(), by_vm.last()
+    starts = first["timestamp"] - pd.to_timedelta(first["duration"], unit="ms")
+    assert (starts == meta.loc[first.index, "start_time"]).all()
+    assert (last["timestamp"] == meta.loc[last.index, "stop_time"]).all()
+    # VM 636 has durations off the 5-minute grid (jitter), CPU above 100 %, and ends in one 15-day row
+    # with 0 vCPU: the VM was stopped, so its last 15 days hold no sample.
+    trace = trace[trace["id"] == "636"].sort_values("timestamp")
+    capacity = meta.loc["636", "cpu_capacity"]
     slots = np.maximum(np.rint(trace["duration"].to_numpy() / 300_000), 1).astype(int)
-    assert slots[-1] > 4_000  # the trailing idle run the export padded the stopped VM with
-    first = trace["timestamp"].dt.tz_convert(None).astype("datetime64[ns]").astype(np.int64).to_numpy()
-    step = np.arange(slots.sum()) - np.repeat(np.cumsum(slots) - slots, slots)
-    times = np.repeat(first, slots) + step * 300 * 10**9
+    assert slots[-1] > 4_000 and trace["cpu_count"].iloc[-1] == 0
+    end = trace["timestamp"].dt.tz_convert(None).astype("datetime64[ns]").astype(np.int64).to_numpy()
+    before = np.arange(slots.sum()) - np.repeat(np.cumsum(slots) - 1, slots)  # -(slots - 1) .. 0 in each row
+    times = np.repeat(end, slots) + before * 300 * 10**9
     percent = np.repeat(trace["cpu_usage"].to_numpy() / capacity * 100.0, slots)
-    kept = times <= pd.Timestamp(meta["stop_time"]).tz_convert(None).value
+    kept = np.repeat(trace["cpu_count"].to_numpy() > 0, slots)
     by_day = pd.Series(percent[kept]).groupby(times[kept] // (86_400 * 10**9))
     got = daily[daily["server_id"] == "bitbrains-fs-636"]
     assert got["ds"].tolist() == pd.to_datetime(by_day.size().index.to_numpy(), unit="D").tolist()
+    assert got["ds"].max() == pd.Timestamp("2013-08-27")
     np.testing.assert_allclose(got["value"], by_day.agg(lambda v: np.percentile(v, 95)), rtol=1e-12)
     assert got["samples"].tolist() == by_day.size().tolist()
     assert got["value"].max() > 100.0
@@ -246,3 +264,32 @@ def test_the_faststorage_folder_reads_meta_as_the_inventory_not_as_metrics(fasts
     folder = ingest([str(FASTSTORAGE)], mapping, IngestConfig(), local)
     assert [Path(f).resolve() for f in folder.files] == [(FASTSTORAGE / "trace.parquet").resolve()]
     pd.testing.assert_frame_equal(folder.raw_metrics, faststorage.raw_metrics)
+
+
+@needs_faststorage
+def test_faststorage_delivered_day_by_day_gives_the_rows_of_one_ingest(tmp_path: Path) -> None:
+    """helper-55: each day's export (the rows stamped that day; a run crossing midnight ends in the later file)
+    ingested in turn gives the daily rows of one ingest of them all, samples and values alike."""
+    trace = pq.read_table(FASTSTORAGE / "trace.parquet")
+    stamps = trace.column("timestamp").to_pandas()
+    mapping = str(REPO / "mappings" / "bitbrains_faststorage.yaml")
+    days = pd.date_range("2013-08-12", "2013-08-20", freq="D", tz="UTC")
+    whole, daily = (Lake.open(str(tmp_path / name), for_writing=True) for name in ("whole", "daily"))
+    for day in days:
+        folder = tmp_path / day.strftime("%m%d")
+        folder.mkdir()
+        rows = ((stamps >= day) & (stamps < day + pd.Timedelta(days=1))).to_numpy()
+        pq.write_table(trace.filter(pa.array(rows)), folder / "trace.parquet")
+        shutil.copy(FASTSTORAGE / "meta.parquet", folder / "meta.parquet")
+        ingest_stage(daily, Settings(), [str(folder / "trace.parquet")], mapping)
+    every = tmp_path / "all"
+    every.mkdir()
+    rows = (stamps < days[-1] + pd.Timedelta(days=1)).to_numpy()
+    pq.write_table(trace.filter(pa.array(rows)), every / "trace.parquet")
+    shutil.copy(FASTSTORAGE / "meta.parquet", every / "meta.parquet")
+    ingest_stage(whole, Settings(), [str(every / "trace.parquet")], mapping)
+    got, expected = (lake.read_table("raw_metrics")[list(DAILY_COLUMNS)].sort_values(["server_id", "ds"],
+                                                                                     ignore_index=True)
+                     for lake in (daily, whole))
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
+    assert expected["ds"].nunique() == len(days) and len(expected) == 388

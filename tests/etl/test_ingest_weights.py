@@ -10,7 +10,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from capacity_forecaster.config import IngestConfig
-from capacity_forecaster.errors import ConfigError
+from capacity_forecaster.errors import ConfigError, InputError
 from capacity_forecaster.etl.ingest import ingest
 from capacity_forecaster.etl.mapping import parse_mapping
 
@@ -127,3 +127,45 @@ def test_until_needs_the_inventory_file() -> None:
                "inventory": {"defaults": {"server_type": "vm"}}}
     with pytest.raises(ConfigError, match="'weight.until' needs 'inventory.source'"):
         parse_mapping(mapping)
+
+
+def test_a_row_stamped_at_its_runs_last_sample(tmp_path: Path) -> None:
+    """weight.time 'last': the run ends at the row's time, so a run stamped after midnight starts the day before."""
+    (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz\na,2,1000\n")
+    day = 86_400
+    lines = ["vm,t,runs,mhz",
+             f"a,{day - 600},286,100",     # day 1: 286 samples at 10 %, the last at 23:50
+             f"a,{day + 300},3,900"]       # 23:55, 00:00 and 00:05: one sample on day 1, two on day 2
+    (tmp_path / "trace.csv").write_text("\n".join(lines) + "\n")
+    mapping = {**MAPPING, "weight": {"column": "runs", "time": "last"}}
+    daily = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local).raw_metrics
+    assert daily["samples"].tolist() == [287, 2] and daily["coverage"].iloc[0] == 287 / 288
+    assert daily["value_max"].tolist() == [90.0, 90.0]
+    assert daily["value"].iloc[0] == np.percentile([10.0] * 286 + [90.0], 95)
+    first = ingest([str(tmp_path / "trace.csv")], parse_mapping(MAPPING), IngestConfig(), local).raw_metrics
+    assert first["samples"].tolist() == [2, 287]  # read as starting at the row's time, both runs go on to day 2
+
+
+def test_rows_the_mapping_excludes_are_quarantined_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "meta.csv").write_text("vm,cores,cap_mhz\na,2,1000\n")
+    lines = ["vm,t,runs,mhz,vcpu,state",
+             "a,0,1,500,2,on",
+             "a,300,1,0,0.0,on",     # 0 vCPU: excluded (numbers compare as numbers)
+             "a,600,1,0,2, off ",    # 'off' (trimmed): excluded
+             "a,900,1,700,x,on"]     # not a number and not a listed text: kept
+    (tmp_path / "trace.csv").write_text("\n".join(lines) + "\n")
+    mapping = {**MAPPING, "exclude_rows": {"column": "vcpu", "values": [0], "reason": "VM stopped"}}
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
+    assert result.rows_used == 3 and result.raw_metrics["samples"].tolist() == [3]
+    assert result.quarantine["reason"].tolist() == [
+        "excluded_row: column 'vcpu' is '0.0' (mapping exclude_rows: VM stopped)"]
+    mapping = {**MAPPING, "exclude_rows": {"column": "state", "values": ["off", 0], "reason": "powered off"}}
+    result = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
+    assert result.rows_used == 3 and result.rows_read == result.rows_used + result.rows_quarantined
+    assert result.quarantine["reason"].tolist() == [
+        "excluded_row: column 'state' is 'off' (mapping exclude_rows: powered off)"]
+    (tmp_path / "trace.csv").write_text("vm,t,runs,mhz\na,0,1,500\n")
+    with pytest.raises(InputError, match="column .state. not found.*set exclude_rows.column in the mapping"):
+        ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
+    with pytest.raises(ConfigError, match="values"):
+        parse_mapping({**MAPPING, "exclude_rows": {"column": "state", "values": [], "reason": "x"}})

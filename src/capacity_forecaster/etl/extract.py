@@ -326,6 +326,27 @@ def _row_weights(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.nda
     return weight, bad, _reasons(status[bad], parse.texts_at(chunk.columns[spec.column], bad), templates)
 
 
+def _excluded(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping,
+              checked: np.ndarray) -> tuple[np.ndarray, pd.Series]:
+    """Rows of ``checked`` the mapping's ``exclude_rows`` names as no sample, with their reasons."""
+    spec = mapping.exclude_rows
+    assert spec is not None
+    column = chunk.columns[spec.column]
+    hit = np.zeros(chunk.num_rows, dtype=bool)
+    wanted = [v for v in spec.values if isinstance(v, float)]
+    if wanted:
+        values, status = numbers(spec.column)
+        hit |= (status == parse.OK) & np.isin(values, wanted)
+    texts = [v.strip() for v in spec.values if isinstance(v, str)]
+    if texts:
+        hit |= pc.fill_null(pc.is_in(parse.as_text(column), pa.array(texts, pa.string())), False).to_numpy(
+            zero_copy_only=False)
+    rows = np.flatnonzero(checked & hit)
+    quoted = _quoted(parse.texts_at(column, rows))
+    return rows, (f"excluded_row: column '{spec.column}' is " + quoted
+                  + f" (mapping exclude_rows: {spec.reason})").reset_index(drop=True)
+
+
 def _clip_runs(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.ndarray, ts: np.ndarray,
                weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, pd.Series, tuple[int, float]]:
     """Runs cut at their server's last sample (mapping ``weight.until``, an inventory-file time).
@@ -387,7 +408,8 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
 
     Every row yields, per metric of a wide mapping (or once for a long one), either an accepted value
     or one quarantine record; the first failing check gives the reason (server id, then time, then
-    weight, then metric name, then value and capacity).
+    ``exclude_rows``, then weight, then metric name, then value and capacity). With ``weight.time``
+    ``last`` a row's samples end at its time, so its accepted time is its run's first sample.
 
     Args:
         chunk: the rows as read.
@@ -439,12 +461,20 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
     ok = ~no_server & (ts_status == parse.OK)
     rejects = [(time_rows, _reasons(ts_status[time_rows], parse.texts_at(chunk.columns[ts_column], time_rows),
                                     _time_templates(mapping)))]
+    if mapping.exclude_rows is not None:
+        excluded, excluded_reasons = _excluded(chunk, numbers, mapping, ok)
+        ok[excluded] = False
+        rejects.append((excluded, excluded_reasons))
     row_weight = None
     runs_cut = (0, 0.0)
     if mapping.weight is not None:
         row_weight, weight_rows, weight_reasons = _row_weights(numbers, mapping, ok, chunk)
         ok[weight_rows] = False
         rejects.append((weight_rows, weight_reasons))
+        if mapping.weight.time == "last":
+            # The row's time is its run's last sample: the run starts (weight - 1) intervals before it.
+            step = (row_weight - 1.0) * (mapping.interval_seconds or 0.0) * 1e9
+            row_ts = np.where(ok, row_ts - step.astype(np.int64), row_ts)
         if mapping.weight.until is not None:
             row_weight, late_rows, late_reasons, runs_cut = _clip_runs(numbers, mapping, ok, row_ts, row_weight)
             ok[late_rows] = False

@@ -147,8 +147,9 @@ def knn_fill(
 
 
 # A gap is not bridged to a side that is a single known day the ETL judged anomalous: a series that
-# stopped and came back for one odd day (fastStorage VMs 190 and 205: saturated until 6 September, one idle
-# sample on the 11th) has nothing trustworthy to bridge to, and a fill from the level before invents days.
+# stopped and came back for one odd day (fastStorage VMs 190 and 205 read with their 0-vCPU rows: saturated
+# until 6 September, one idle sample on the 11th) has nothing trustworthy to bridge to, and a fill from the
+# level before invents days.
 MIN_SIDE_DAYS = 2
 
 

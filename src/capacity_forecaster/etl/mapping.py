@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from capacity_forecaster.errors import ConfigError, other_problems
 from capacity_forecaster.etl.specs import (
     CsvSpec,
+    ExcludeSpec,
     InventorySpec,
     LongSpec,
     MetricName,
@@ -41,6 +42,7 @@ class Mapping(Spec):
         day_timezone: zone whose calendar days the daily roll-up uses.
         weight: run-length rows: the column saying how many consecutive samples each row stands for
             (needs ``interval_seconds``).
+        exclude_rows: rows that are no sample (a column value saying so), quarantined as ``excluded_row``.
         inventory: optional inventory source; without one, ingest derives an inventory of the
             server ids (every other column unknown).
     """
@@ -56,6 +58,7 @@ class Mapping(Spec):
     interval_seconds: float | None = Field(None, gt=0.0)
     day_timezone: str = "UTC"
     weight: WeightSpec | None = None
+    exclude_rows: ExcludeSpec | None = None
     inventory: InventorySpec | None = None
 
     @field_validator("day_timezone")
@@ -111,6 +114,8 @@ class Mapping(Spec):
                     roles.setdefault(column, f"metrics.{metric}.{key}")
         if self.weight is not None:
             roles.setdefault(self.weight.column, "weight.column")
+        if self.exclude_rows is not None:
+            roles.setdefault(self.exclude_rows.column, "exclude_rows.column")
         if self.long is not None:
             roles.setdefault(self.long.value, "long.value")
             if self.long.metric_column is not None:

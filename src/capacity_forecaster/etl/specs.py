@@ -201,15 +201,34 @@ class WeightSpec(Spec):
         column: column with the length of each row's run.
         unit: ``count`` (the number of samples), or ``s``/``ms``/``us``/``ns`` (a duration, divided by
             the mapping's ``interval_seconds``: 600,000 ms at 300 s is 2 samples).
-        until: a column of the inventory file with each server's last sample time (Bitbrains
-            fastStorage's ``meta.stop_time``): a run never reaches past it. Samples a run claims after
-            it are dropped (counted in the ingest's warning), a row that starts after it is quarantined
-            (``after_last_sample``). None: runs are taken as they are.
+        time: which sample of its run a row's time is: ``first`` (a run starts at the row's time)
+            or ``last`` (the run ends there: a duration "since the last sample", as Bitbrains
+            fastStorage's OpenDC encoding stamps its rows).
+        until: a column of the inventory file with each server's last sample time: a run never
+            reaches past it. Samples a run claims after it are dropped (counted in the ingest's
+            warning), a row whose run starts after it is quarantined (``after_last_sample``). None:
+            runs are taken as they are.
     """
 
     column: str
     unit: Literal["count", "s", "ms", "us", "ns"] = "count"
+    time: Literal["first", "last"] = "first"
     until: str | None = None
+
+
+class ExcludeSpec(Spec):
+    """Rows that are no sample of the server's use (a stopped VM with no vCPU): quarantined, never rolled up.
+
+    Attributes:
+        column: column the rule reads.
+        values: values that exclude a row: numbers compare as numbers (0 matches "0.0"), text as
+            trimmed text.
+        reason: why such a row is no sample; its quarantine records say it.
+    """
+
+    column: str
+    values: list[float | str] = Field(min_length=1)
+    reason: str = Field(min_length=1)
 
 
 class LongSpec(Spec):

@@ -187,7 +187,7 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
                                 "inventory if it was retired" + AS_OF_LAST + out.loc[stale, "reason"])
     out.loc[stale, "stale_since"] = last[stale]
     # Data that stopped, then came back for fewer days than make a series breaching (fastStorage VMs 626 and
-    # 636: saturated until 27 August, one 5-minute sample on the last day of the trace).
+    # 636 read with their 0-vCPU rows: saturated until 27 August, one 5-minute sample on the trace's last day).
     stopped = resumed[gapped] - pd.to_timedelta(server_risk.loc[gapped, "recent_gap_days"].astype(int) + 1, unit="D")
     after = server_risk.loc[gapped, "days_after_gap"].astype(int)
     out.loc[gapped, "reason"] = (
