@@ -274,6 +274,26 @@ def test_a_partial_day_expires_from_the_staging_after_the_window(tmp_path: Path,
     assert any("without pooling the samples behind them" in w for w in run.counts["warnings"])
 
 
+def test_the_other_half_of_an_expired_day_with_as_many_samples_is_said(tmp_path: Path, mapping: Path) -> None:
+    """helper-55 #3: a day's second half arriving after its first half left the staging replaced it unsaid."""
+    frame = export(days=8.0)
+    frame = frame[frame["server"] == "db-1"]  # every slot there: both halves of a day hold 144 samples
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    noon, late = DAY1 + pd.Timedelta(hours=12), DAY1 + pd.Timedelta(days=5)
+    ingest(lake, [write(frame[frame["time"] < noon], tmp_path / "a.csv"),
+                  write(frame[frame["time"] >= late], tmp_path / "c.csv")], mapping)
+    assert DAY1 not in set(lake.read_table("partial_days")["ds"])
+    afternoon = frame[(frame["time"] >= noon) & (frame["time"] < DAY1 + pd.Timedelta(days=1))]
+    (run,) = ingest(lake, [write(afternoon, tmp_path / "b.csv")], mapping)
+    day = raw(lake)[raw(lake)["ds"] == DAY1]
+    assert day["samples"].tolist() == [144, 144]  # the afternoon's: the morning's samples cannot be pooled
+    [said] = [w for w in run.counts["warnings"] if "as many samples but other values" in w]
+    assert said.startswith("2 day(s) in raw_metrics, each part of a day, were replaced by this run's rows") \
+        and "e.g. db-1 cpu 2024-03-02: 144 samples in the lake, 144 in this run" in said
+    # The same part again (the same values) is no news.
+    (again,) = ingest(lake, [write(afternoon, tmp_path / "b.csv")], mapping)
+    assert not any("as many samples" in w for w in again.counts.get("warnings", []))
+
 def test_exports_longer_than_the_window_ingested_newest_first_equal_one_ingest(tmp_path: Path,
                                                                                mapping: Path) -> None:
     """Two 5-day exports cut at 06:00, the newer ingested first: its first day lay beyond the window of 3

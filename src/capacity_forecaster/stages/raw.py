@@ -137,13 +137,14 @@ def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.
     only part of it again, e.g. an export overlapping a complete day, and the lake's row is kept.
     A row that pooled the staged samples of the day (``pooled``) holds the lake row's samples, so
     it is expected to have more; a row that did not and has more replaces a row whose samples it
-    could not pool (no longer staged): the caller warns about both.
+    could not pool (no longer staged), and so does one with as many samples and other values where
+    neither covers the whole day (the day's other part, or a corrected export): the caller warns
+    about all three.
 
     Returns:
         (the merged table, None when it would equal the lake's (the same exports ingested again: nothing to
         commit, so later stages do not read a new version as new data); server_id, ds, metric, lake_samples,
-        run_samples and kept (the lake's row was kept) of the rows not pooled whose sample count differs from
-        the lake's).
+        run_samples and kept (the lake's row was kept) of those rows).
     """
     old = lake.dataset("raw_metrics")
     con = duckdb.connect()
@@ -157,13 +158,18 @@ def _merge_raw(lake: Lake, new: pd.DataFrame, pooled: pd.DataFrame) -> tuple[pa.
             con.register("old_rows", old.to_table(columns=[c for c in old.schema.names if c not in ("year", "month")]))
         # A generated lake's rows have no sample counts: the run's rows replace them.
         lake_samples = "o.samples" if "samples" in con.sql("SELECT * FROM old_rows LIMIT 0").columns else "NULL"
+        # As many samples, other values, and neither row a whole day: a corrected export of a partial day, or
+        # the day's other part after its staged samples expired (helper-55 #3: that replaced the first part
+        # unsaid).
+        other_part = (f"{lake_samples} = n.samples AND o.coverage < 1 AND n.coverage < 1 "
+                      "AND (o.value <> n.value OR o.value_mean <> n.value_mean)") if lake_samples != "NULL" else "false"
         changed = con.sql(
             f"SELECT n.server_id, n.ds, n.metric, {lake_samples}::BIGINT AS lake_samples, n.samples AS run_samples, "
             f"{lake_samples} > n.samples AS kept FROM new_rows n JOIN old_rows o "
             "ON n.server_id = o.server_id AND n.ds = o.ds AND n.metric = o.metric "
             "LEFT JOIN pooled_rows p ON n.server_id = p.server_id AND n.ds = p.ds AND n.metric = p.metric "
-            f"WHERE {lake_samples} > n.samples OR ({lake_samples} < n.samples AND p.server_id IS NULL) "
-            "ORDER BY n.server_id, n.metric, n.ds").df()
+            f"WHERE {lake_samples} > n.samples OR (({lake_samples} < n.samples OR {other_part}) "
+            "AND p.server_id IS NULL) ORDER BY n.server_id, n.metric, n.ds").df()
         if old is None:
             return pa.Table.from_pandas(new, preserve_index=False), changed
         con.register("kept_rows", changed.loc[changed["kept"].astype(bool), ["server_id", "ds", "metric"]])
@@ -219,13 +225,19 @@ def _without_days(partial: pd.DataFrame, days: pd.DataFrame) -> pd.DataFrame:
 def _merge_warnings(changed: pd.DataFrame) -> list[str]:
     """Warnings (logged) about rows a merge kept from the lake, or replaced without pooling their samples."""
     messages = []
-    for kept, text in ((True, "already in raw_metrics have more samples than this run delivers for them and "
-                              "were kept ({}); a run that delivers part of a complete day again (an "
-                              "overlapping export, an older file) does not replace it"),
-                       (False, "in raw_metrics were replaced by this run's rows with more samples without "
-                               "pooling the samples behind them ({}), which were no longer staged in "
-                               "raw/partial_days (ingest.partial_days_window)")):
-        rows = changed[changed["kept"] == kept]
+    kept = changed["kept"].astype(bool)
+    more = changed["run_samples"] > changed["lake_samples"]
+    for rows, text in ((changed[kept], "already in raw_metrics have more samples than this run delivers for them "
+                                       "and were kept ({}); a run that delivers part of a complete day again (an "
+                                       "overlapping export, an older file) does not replace it"),
+                       (changed[~kept & more], "in raw_metrics were replaced by this run's rows with more samples "
+                                               "without pooling the samples behind them ({}), which were no longer "
+                                               "staged in raw/partial_days (ingest.partial_days_window)"),
+                       (changed[~kept & ~more], "in raw_metrics, each part of a day, were replaced by this run's "
+                                                "rows with as many samples but other values ({}): a corrected "
+                                                "export, or the day's other part, which cannot be pooled once the "
+                                                "first part's samples left raw/partial_days "
+                                                "(ingest.partial_days_window)")):
         if len(rows):
             first = rows.iloc[0]
             example = (f"e.g. {first['server_id']} {first['metric']} {pd.Timestamp(first['ds']):%Y-%m-%d}: "
