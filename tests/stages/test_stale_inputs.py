@@ -46,3 +46,12 @@ def test_forecast_after_an_ingest_without_etl_and_risk_after_etl_without_forecas
         forecast_stage(lake, SETTINGS)
         risk_stage(lake, SETTINGS)
     assert "changed after" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        etl_stage(lake, SETTINGS)  # the same raw rows and configuration again: the same processed metrics
+        risk_stage(lake, SETTINGS)
+    assert "changed after" not in caplog.text  # helper-57: it said they had changed
+    with caplog.at_level(logging.WARNING):
+        etl_stage(lake, SETTINGS.model_copy(update={"etl": EtlConfig(imputation="knn")}))
+        risk_stage(lake, SETTINGS)
+    assert "risk: the processed metrics changed after the forecasts were made" in caplog.text

@@ -162,7 +162,10 @@ def stale_input(lake: Lake, table: str, upstream: str, key: str) -> tuple[str, s
     ``upstream`` table (its producing run's ``inputs[key]`` names another run); None when current or unknown.
 
     ``capfc forecast`` after an ingest without ``capfc etl`` forecast from the day before the newest raw day,
-    silently (helper-55); the stages say so with this.
+    silently (helper-55); the stages say so with this. A run that remade ``upstream`` from the same inputs with
+    the same configuration and package version as the one read made the same rows (stages are deterministic):
+    ``capfc etl`` run twice is no news to ``capfc risk`` (helper-57). Runs that record no inputs (an ingest
+    reads files) are never taken as the same.
     """
     runs = list_runs(lake)
     info, source = lake.table_info(table), lake.table_info(upstream)
@@ -172,6 +175,10 @@ def stale_input(lake: Lake, table: str, upstream: str, key: str) -> tuple[str, s
     read = ((made or {}).get("inputs") or {}).get(key)
     now = producing_run(runs, upstream, source.written_version)
     if read is None or now is None or str(now["run_id"]) == str(read):
+        return None
+    before = next((run for run in runs if str(run.get("run_id")) == str(read)), None)
+    same = ("stage", "inputs", "config_hash", "package_version")
+    if before is not None and now.get("inputs") and all(before.get(k) == now.get(k) for k in same):
         return None
     return str(now["run_id"]), str(read)
 
