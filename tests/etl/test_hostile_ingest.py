@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from capacity_forecaster.config import IngestConfig
+from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.ingest import IngestResult, ingest
 from capacity_forecaster.etl.mapping import load_mapping
 
@@ -100,12 +101,25 @@ def test_epoch_milliseconds_read_as_seconds_say_which_unit_to_set(tmp_path: Path
     mapping = GENERIC_LONG.model_copy(update={"timestamp": GENERIC_LONG.timestamp.model_copy(
         update={"kind": "epoch", "unit": "s"})})
     path = tmp_path / "t.csv"
-    path.write_text("server,time,metric,value\na,1727740800000,cpu,1\na,1727740800,cpu,2\n", encoding="utf-8")
-    result = ingest([str(path)], mapping, IngestConfig(), local)
+    seconds = "".join(f"a,{1727740800 + 300 * i},cpu,2\n" for i in range(200))
+    path.write_text("server,time,metric,value\na,1727740800000,cpu,1\n" + seconds, encoding="utf-8")
+    result = ingest([str(path)], mapping, IngestConfig(), local)  # one stray row: quarantined
     reason = result.quarantine["reason"].iloc[0]
     assert reason.startswith("timestamp_out_of_range: '1727740800000'")
     assert reason.endswith("(read as epoch s) lies outside 1677-09-21..2262-04-11, the range of nanosecond times: "
                            "if they are milliseconds, set timestamp.unit: ms")
+    # helper-60: a server's file in ms beside one in s lost every row under the quarantine share, and exited 0.
+    (tmp_path / "ms.csv").write_text("server,time,metric,value\n" + "".join(
+        f"b,{1727740800000 + 300_000 * i},cpu,2\n" for i in range(199)), encoding="utf-8")
+    with pytest.raises(InputError, match=r"ms.csv: 199 of 199 rows of column 'time' \(e.g. server b\) fall after 2262 "
+                                         r"as timestamp.unit 's'; as 'ms' they fall on 2024-10-01: set timestamp.unit: "
+                                         r"ms in the mapping; 1 other file\(s\) of the export fit timestamp.unit 's': "
+                                         r"ingest the 1 that do not, this one among them, with a mapping of their own"):
+        ingest([str(path), str(tmp_path / "ms.csv")], mapping, IngestConfig(), local)
+    (tmp_path / "ms.csv").write_text("server,time,metric,value\n" + seconds + "".join(
+        f"b,{1727740800000 + 300_000 * i},cpu,2\n" for i in range(10)), encoding="utf-8")
+    with pytest.raises(InputError, match=r"10 of 210 rows .* \(the file mixes units: split it, one mapping per unit\)"):
+        ingest([str(tmp_path / "ms.csv")], mapping, IngestConfig(), local)
 
 
 def test_parquet_row_groups_are_read_a_few_at_a_time_up_to_the_chunk(tmp_path: Path) -> None:

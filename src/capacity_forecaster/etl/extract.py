@@ -45,6 +45,8 @@ class ChunkSamples:
         quarantine: one record per rejected (row, metric), or None when nothing was rejected.
         runs_cut: run-length rows cut at their server's last sample (``weight.until``) and the samples
             that cut dropped; the reader sums them over a file for one warning.
+        beyond: the numbers of an epoch time column too large for ``timestamp.unit`` (after 2262),
+            with the server code of each row: the reader checks whether another unit fits them.
     """
 
     row_server: np.ndarray
@@ -58,6 +60,7 @@ class ChunkSamples:
     weight: np.ndarray | None
     quarantine: pd.DataFrame | None
     runs_cut: tuple[int, float] = (0, 0.0)
+    beyond: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def quarantine_frame(server: object, ds: object, metric: object, value: object,
@@ -447,6 +450,12 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         chunk = RawChunk({**chunk.columns, **capacities(row_server, servers.names)}, chunk.lines, chunk.bad_rows)
         numbers = parse.ColumnNumbers(chunk.columns, numbers.decimal)
     row_ts, ts_status = parse.parse_timestamps(chunk.columns[ts_column], mapping.timestamp)
+    beyond = None
+    column_type = chunk.columns[ts_column].type
+    if mapping.timestamp.kind == "epoch" and not (pa.types.is_timestamp(column_type) or pa.types.is_date(column_type)) \
+            and (ts_status == parse.OUT_OF_RANGE).any():
+        late = np.flatnonzero(ts_status == parse.OUT_OF_RANGE)
+        beyond = (numbers(ts_column)[0][late], row_server[late])
     if mapping.weight is None and (ts_status == parse.AMBIGUOUS).any():
         # The hour a DST change repeats: placed by file order within each server's series (a
         # run-length row covers an unknown part of the hour: not placed).
@@ -490,7 +499,7 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         server=row_server[index], metric=np.concatenate([a[1] for a in accepted]), ts=row_ts[index],
         value=np.concatenate([a[2] for a in accepted]).astype(np.float64), row=index,
         weight=None if row_weight is None else row_weight[index],
-        quarantine=rejections.frame(), runs_cut=runs_cut,
+        quarantine=rejections.frame(), runs_cut=runs_cut, beyond=beyond,
     )
 
 

@@ -58,6 +58,11 @@ from capacity_forecaster.schema import METRICS
 logger = logging.getLogger(__name__)
 
 _YEAR_1990_NS = 631_152_000 * 1_000_000_000
+# A file whose epoch times another unit fits on at least this share of its rows is refused; fewer are stray rows,
+# quarantined one by one.
+_UNIT_SHARE = 0.01
+_MONTH_NS = 31 * 86_400 * 1_000_000_000
+_BEYOND_SAMPLE = 10_000  # numbers kept per file to judge the unit of epoch times too large for the mapping's
 _YEAR_2100_NS = 4_102_444_800 * 1_000_000_000
 # Jitter puts a day's coverage a few percent over 1; half as many samples again as the interval allows is two
 # sources of one series.
@@ -185,30 +190,88 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
                 "quarantine table for each row's reason")
 
 
-def _check_epoch_unit(mapping: Mapping, median_ns: float, state: _Reading | None, label: str | None = None) -> None:
-    """Most epoch times (of the export, or of one file: ``label``) fall before 1990: refuse when another unit
-    would put them after it, else warn (the whole export only: ``state``).
-
-    Seconds labelled as milliseconds (Bitbrains' ``Timestamp [ms]``) pack 100 days into one day of
-    1970; written, such rows would sit in raw/ and fail every later ETL. A unit that would place the
-    median between 1990 and 2100 is the evidence: ingest stops and names it, writing nothing.
-
-    Raises:
-        InputError: another unit would put the median time between 1990 and 2100.
-    """
-    number = median_ns / NS_PER_UNIT[mapping.timestamp.unit]
+def _other_unit(mapping: Mapping, number: float) -> str | None:
+    """The first epoch unit other than the mapping's that puts ``number`` between 1990 and 2100, or None."""
     fits = [unit for unit, factor in NS_PER_UNIT.items()
             if _YEAR_1990_NS <= number * factor < _YEAR_2100_NS and unit != mapping.timestamp.unit]
+    return fits[0] if fits else None
+
+
+def _early_epochs(mapping: Mapping, median_ns: float) -> tuple[str, str] | None:
+    """(what is wrong, the unit that fits) when most epoch times fall before 1990 and another unit fits them.
+
+    Seconds labelled as milliseconds (Bitbrains' ``Timestamp [ms]``) pack 100 days into one day of
+    1970; written, such rows would sit in raw/ and fail every later ETL.
+    """
+    number = median_ns / NS_PER_UNIT[mapping.timestamp.unit]
+    unit = _other_unit(mapping, number)
+    if unit is None:
+        return None
     median = pd.Timestamp(int(median_ns)).date().isoformat()
-    if fits:
-        where = f"{label}: " if label else ""
-        raise InputError(f"{where}timestamp.unit '{mapping.timestamp.unit}' puts most values of column "
-                         f"'{mapping.timestamp.column}' before 1990 (median {median}); as '{fits[0]}' they fall "
-                         f"on {pd.Timestamp(int(number * NS_PER_UNIT[fits[0]])).date().isoformat()}: set "
-                         f"timestamp.unit: {fits[0]} in the mapping (nothing was written)")
-    if state is not None:
-        state.warn(f"most timestamps fall before 1990 (median {median}): is timestamp.unit "
-                   f"'{mapping.timestamp.unit}' right?")
+    on = pd.Timestamp(int(number * NS_PER_UNIT[unit])).date().isoformat()
+    return (f"timestamp.unit '{mapping.timestamp.unit}' puts most values of column '{mapping.timestamp.column}' "
+            f"before 1990 (median {median}); as '{unit}' they fall on {on}"), unit
+
+
+def _late_epochs(mapping: Mapping, rows: int, count: int, numbers: np.ndarray, server: str,
+                 span: tuple[int, int] | None) -> tuple[str, str] | None:
+    """(what is wrong, the unit that fits) when epoch times too large for the unit (after 2262) fit another.
+
+    Milliseconds read as seconds were quarantined one by one (helper-60: one server's file in ms beside
+    others in s lost all its rows under the quarantine share, and ingest exited 0). They fit another unit
+    when it puts their median between 1990 and 2100 and, if the file has rows with a usable time (``span``:
+    the first and last), within a month of those; and when they are at least ``_UNIT_SHARE`` of the file's
+    rows.
+    """
+    median = float(np.median(numbers))
+    unit = _other_unit(mapping, median)
+    if unit is None or count < _UNIT_SHARE * rows:
+        return None  # not a unit, or a stray row: left to the quarantine (timestamp_out_of_range)
+    at = median * NS_PER_UNIT[unit]
+    if span is not None and not span[0] - _MONTH_NS <= at <= span[1] + _MONTH_NS:
+        return None  # not the file's time: a stray number
+    on = pd.Timestamp(int(at)).date().isoformat()
+    mixed = "" if count == rows else " (the file mixes units: split it, one mapping per unit)"
+    return (f"{count:,} of {rows:,} rows of column '{mapping.timestamp.column}' (e.g. server {server}) fall after "
+            f"2262 as timestamp.unit '{mapping.timestamp.unit}'{mixed}; as '{unit}' they fall on {on}"), unit
+
+
+def _check_epoch_units(mapping: Mapping, state: _Reading, pool: SamplePool, labels: list[str]) -> None:
+    """Refuse an export whose epoch times another ``timestamp.unit`` fits, naming the file; warn when most
+    times fall before 1990 and no unit fits them.
+
+    A file is judged on its own (its accepted times, and its times too large for the unit): when some
+    files fit the mapping's unit and others do not, the message says to ingest those with a mapping of
+    their own (helper-60: a folder with one file in s and one in ms was told to use s, then ms).
+
+    Raises:
+        InputError: a file's times fit another unit (nothing is written).
+    """
+    if mapping.timestamp.kind != "epoch":
+        return
+    odd: dict[int, tuple[str, str]] = {}
+    for index, (rows, count, numbers, server) in sorted(state.beyond.items()):
+        late = _late_epochs(mapping, rows, count, numbers, state.servers.names[server], state.spans.get(index))
+        if late is not None:
+            odd[index] = late
+    for index, times in sorted(pool.file_times.items()):
+        if index not in odd and len(times) and float(np.median(times)) < _YEAR_1990_NS:
+            early = _early_epochs(mapping, float(np.median(times)))
+            if early is not None:
+                odd[index] = early
+    if odd:
+        index, (problem, unit) = next(iter(odd.items()))
+        fine = len(set(pool.file_times) - set(odd))
+        rest = ("" if fine == 0 else f"; {fine:,} other file(s) of the export fit timestamp.unit "
+                f"'{mapping.timestamp.unit}': ingest the {len(odd):,} that do not, this one among them, with a "
+                "mapping of their own")
+        raise InputError(f"{labels[index]}: {problem}: set timestamp.unit: {unit} in the mapping{rest} (nothing "
+                         "was written)")
+    median = pool.median_time()
+    if median < _YEAR_1990_NS:
+        # Before the roll-up: every later warning would mislead.
+        state.warn(f"most timestamps fall before 1990 (median {pd.Timestamp(int(median)).date().isoformat()}): is "
+                   f"timestamp.unit '{mapping.timestamp.unit}' right?")
 
 
 def _summarise(quarantine: pd.DataFrame) -> str:
@@ -228,6 +291,11 @@ class _Reading:
     warnings: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     malformed: int = 0
+    # Per file: (its rows, rows whose epoch time is too large for the unit, a sample of those numbers, the
+    # first such row's server code).
+    beyond: dict[int, tuple[int, int, np.ndarray, int]] = field(default_factory=dict)
+    # Per file: the first and last time of its rows with a usable time.
+    spans: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
         logger.warning("%s", message)
@@ -271,6 +339,16 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
                 state.rejected.append(got.quarantine)
             runs_cut, samples_dropped = runs_cut + got.runs_cut[0], samples_dropped + got.runs_cut[1]
             file_rows += chunk.num_rows
+            if got.row_ok.any():
+                times = got.row_ts[got.row_ok]
+                first, last = state.spans.get(index, (int(times.min()), int(times.max())))
+                state.spans[index] = (min(first, int(times.min())), max(last, int(times.max())))
+            if got.beyond is not None:
+                _, count, kept, server = state.beyond.get(index, (0, 0, got.beyond[0][:0], int(got.beyond[1][0])))
+                state.beyond[index] = (0, count + len(got.beyond[0]),
+                                       np.concatenate([kept, got.beyond[0]])[:_BEYOND_SAMPLE], server)
+        if index in state.beyond:
+            state.beyond[index] = (file_rows, *state.beyond[index][1:])
         if runs_cut:
             assert mapping.weight is not None
             state.warn(f"{src.label}: {runs_cut:,} run(s) cut at their server's last sample (inventory column "
@@ -493,15 +571,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     tallied = pool.values.summary()
     for message in [*fraction_warnings(tallied, mapping), *over_hundred_warnings(tallied)]:
         state.warn(message)
-    median_time = pool.median_time()
-    if mapping.timestamp.kind == "epoch" and median_time < _YEAR_1990_NS:
-        # Before the roll-up: a wrong unit packs days into one, and every later warning would mislead.
-        _check_epoch_unit(mapping, median_time, state)
-    if mapping.timestamp.kind == "epoch":
-        for index, times in sorted(pool.file_times.items()):
-            median = float(np.median(times)) if len(times) else float("nan")
-            if median < _YEAR_1990_NS:
-                _check_epoch_unit(mapping, median, None, labels[index])
+    _check_epoch_units(mapping, state, pool, labels)
     rolled = _RolledUp(measure=pool.spilled and mapping.interval_seconds is None)
     pool.finish()
     staged_by_group = _staged_groups(staged, state.servers.names, pool) if pool.spilled else {0: staged}
