@@ -501,6 +501,10 @@ def test_inventory_file_mapping(tmp_path: Path) -> None:
     assert by_code.loc["inventory_unparseable_number", "server_id"] == "dc1-db"
     assert by_code.loc["inventory_unparseable_number", "value"] == "two"
     assert by_code.loc["inventory_duplicate_server_id", "server_id"] == "dc1-web"
+    # Said in a warning (helper-60: costs reading "$1,200.00" were an INFO count, then "no monthly cost").
+    assert (f"inventory column 'cores' (cpu_cores): 1 value(s) are not numbers (write plain numbers such as 1200.5; "
+            f"csv.decimal sets the decimal sign) and were kept empty, e.g. 'two' ({inventory}:5); see the quarantine "
+            "table") in result.warnings
     assert pd.isna(by_code.loc["inventory_missing_server_id", "server_id"])
 
 
@@ -519,6 +523,8 @@ def test_inventory_numbers_no_server_has_are_quarantined(tmp_path: Path) -> None
     assert sorted(reasons(result)) == [
         "inventory_out_of_range: cpu_cores from column 'cores' is not between 0 and 1e+09 (kept as NaN)",
         "inventory_out_of_range: monthly_cost_usd from column 'cost' is not between 0 and 1e+09 (kept as NaN)"]
+    assert (f"inventory column 'cost' (monthly_cost_usd): 1 value(s) are not between 0 and 1e+09 and were kept empty, "
+            f"e.g. '1e308' ({inventory}:2); see the quarantine table") in result.warnings
 
 
 def test_an_inventory_file_reads_numbers_as_the_export_does_unless_told(tmp_path: Path) -> None:

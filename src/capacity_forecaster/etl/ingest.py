@@ -236,6 +236,22 @@ def _late_epochs(mapping: Mapping, rows: int, count: int, numbers: np.ndarray, s
             f"2262 as timestamp.unit '{mapping.timestamp.unit}'{mixed}; as '{unit}' they fall on {on}"), unit
 
 
+def _warn_unread_inventory(rejects: pd.DataFrame, state: _Reading) -> None:
+    """One warning per inventory column whose numbers were not read (kept empty): an INFO count alone let
+    ``capfc risk`` say "no monthly cost in the inventory" of a file whose costs read "$1,200.00" (helper-60)."""
+    reasons = rejects["reason"].astype(str)
+    unread = rejects[reasons.str.startswith(("inventory_unparseable_", "inventory_out_of_range"))]
+    if unread.empty:
+        return
+    what = unread["reason"].astype(str).str.extract(r"^([a-z_]+): (\S+) from column '(.*)' (?:is (.*) )?\(kept")
+    for (code, target, column), rows in unread.groupby([what[0], what[1], what[2]], sort=True):
+        shown = repr(str(rows["value"].iloc[0]))
+        why = (str(what.loc[rows.index[0], 3]) if code == "inventory_out_of_range"
+               else "not numbers (write plain numbers such as 1200.5; csv.decimal sets the decimal sign)")
+        state.defer(f"inventory column '{column}' ({target}): {len(rows):,} value(s) are {why} and were kept "
+                    f"empty, e.g. {shown} ({rows['source'].iloc[0]}); see the quarantine table")
+
+
 def _check_epoch_units(mapping: Mapping, state: _Reading, pool: SamplePool, labels: list[str]) -> None:
     """Refuse an export whose epoch times another ``timestamp.unit`` fits, naming the file; warn when most
     times fall before 1990 and no unit fits them.
@@ -593,6 +609,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     _warn_lost_servers(quarantine, {state.servers.names[c] for c in rolled.servers}, state)
     _warn_overfull_days(daily, state, mapping.weight.unit if mapping.weight is not None else None)
     _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
+    _warn_unread_inventory(inventory_rejects, state)
     if rows_read and not rows_used:
         top = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
         state.defer(f"no row could be used: every row was quarantined (mostly {top.index[0]}, "
