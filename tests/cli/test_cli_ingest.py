@@ -340,3 +340,25 @@ def test_ingest_in_increments_says_how_many_days_it_completed(tmp_path: Path,
     assert "2 day(s) completed from earlier runs (0 partial day(s) staged)" in out
     rows = sql(lake, "SELECT server_id, min(samples) AS n FROM raw_metrics GROUP BY 1 ORDER BY 1", capsys)
     assert rows == [{"server_id": "db-1", "n": 24}, {"server_id": "db-2", "n": 24}]
+
+
+def test_metrics_the_mapping_excludes_do_not_trip_the_quarantine_guard(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """helper-60: a CloudWatch CSV with NetworkIn/NetworkOut beside CPU could not be read without --force."""
+    times = pd.date_range("2024-01-01", periods=48, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = [f"i-1,{name},{t},{value}" for t in times
+            for name, value in (("CPUUtilization", 20), ("NetworkIn", 1e6), ("NetworkOut", 2e6))]
+    export = tmp_path / "cw.csv"
+    export.write_text("InstanceId,MetricName,Timestamp,Value\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    mapping = ("layout: long\nserver_id: {column: InstanceId}\ntimestamp: {column: Timestamp}\n"
+               "long: {value: Value, metric_column: MetricName, metric_names: {CPUUtilization: cpu}}\n")
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(export), "--mapping", str(write_mapping(tmp_path / "m.yaml", mapping)),
+                 "--lake", lake]) == 2
+    assert "96 of 144 rows (67%) would be quarantined" in capsys.readouterr().err
+    excluded = mapping + "exclude_rows: {column: MetricName, values: [NetworkIn, NetworkOut], reason: not used}\n"
+    assert main(["ingest", str(export), "--mapping", str(write_mapping(tmp_path / "x.yaml", excluded)),
+                 "--lake", lake]) == 0
+    assert ("48 used, 96 quarantined (96 of them excluded by the mapping; 96 quarantine records)"
+            in capsys.readouterr().out)
+    assert list_runs(Lake.open(lake), "ingest")[-1]["counts"]["rows_excluded"] == 96

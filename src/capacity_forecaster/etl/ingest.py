@@ -89,6 +89,8 @@ class IngestResult:
         rows_read: data rows read (well-formed or not; header lines excluded).
         rows_used: rows that gave at least one accepted value.
         rows_quarantined: rows that gave none (rows_read == rows_used + rows_quarantined).
+        rows_excluded: of those, the rows the mapping's ``exclude_rows`` names as no sample (the
+            quarantine-share guard leaves them out: the mapping asked for it).
         files: the files read, in order.
         warnings: things the user should know that did not stop the ingest (e.g. header-only files).
         deferred: those of ``warnings`` about what the run would write (servers lost, overfull days,
@@ -119,6 +121,7 @@ class IngestResult:
     pooled_days: pd.DataFrame = field(default_factory=lambda: empty_daily()[["server_id", "ds", "metric"]])
     carryover: Carryover = field(default_factory=Carryover)
     deferred: tuple[str, ...] = field(default=())
+    rows_excluded: int = 0
 
 
 def _duplicate_quarantine(group: SampleGroup, duplicates: Duplicates, labels: list[str],
@@ -628,6 +631,9 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
         carry.samples_combined, carry.days_completed, carry.repeats, carry.days_staged, carry.days_expired,
         time.perf_counter() - started)
     values = counted_values(pool.accepted, state.servers.names, quarantine, value_columns(mapping))
+    # The rule rejects whole rows: one record per metric of a wide row, one per long row.
+    excluded = int(quarantine["reason"].astype(str).str.startswith("excluded_row:").sum()) // max(
+        len(mapping.metric_names()), 1)
     return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
                         tuple(labels), tuple(state.warnings), ids_only, values, partial_days, pooled_days, carry,
-                        tuple(state.deferred))
+                        tuple(state.deferred), excluded)

@@ -367,9 +367,10 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         run.rows_quarantined, run.quarantine_records = result.rows_quarantined, len(result.quarantine)
         reasons: dict[str, tuple[int, str]] = {}
         count_reasons(result.quarantine, reasons)
-        check_quarantine_share("ingest", result.rows_read, result.rows_quarantined,
-                               settings.ingest.max_quarantine_share, "ingest.max_quarantine_share", reasons,
-                               "nothing was written to the lake")
+        reasons.pop("excluded_row", None)  # rows the mapping excludes are not lost: the guard leaves them out
+        check_quarantine_share("ingest", result.rows_read - result.rows_excluded,
+                               result.rows_quarantined - result.rows_excluded, settings.ingest.max_quarantine_share,
+                               "ingest.max_quarantine_share", reasons, "nothing was written to the lake")
         check_value_shares("ingest", result.values, settings.ingest.max_quarantine_share,
                            "ingest.max_quarantine_share", "nothing was written to the lake")
         for message in result.deferred:  # what this run writes: said now that the guards let it write
@@ -399,7 +400,8 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         carry = result.carryover
         run.rows_out = 0 if raw is None else len(result.raw_metrics) - len(kept)
         # rows_read == rows_used + rows_quarantined; the quarantine may hold several records per row.
-        run.counts = {"rows_used": result.rows_used, "quarantine_records": len(result.quarantine),
+        run.counts = {"rows_used": result.rows_used, "rows_excluded": result.rows_excluded,
+                      "quarantine_records": len(result.quarantine),
                       "files": len(result.files), "days_pooled": carry.days_combined,
                       "days_completed": carry.days_completed, "samples_pooled": carry.samples_combined,
                       "samples_repeated": carry.repeats, "partial_days_staged": staged_days,
