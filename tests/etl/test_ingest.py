@@ -672,3 +672,18 @@ def test_a_server_id_pattern_takes_the_host_out_of_a_prometheus_instance_label(t
         "unmatched_server_id: 'node-exporter' in column 'server' does not match server_id.pattern '^([^:]+):\\\\d+$'",
         "missing_server_id: column 'server' is empty"]
     assert result.quarantine["server_id"].isna().all()
+
+
+def test_a_copy_of_a_file_is_read_once_unless_its_name_names_the_server(tmp_path: Path) -> None:
+    """helper-60: 'export (1).csv' beside 'export.csv' quarantined every sample as duplicate_timestamp."""
+    text = "".join(f"web,2024-01-01T{h:02d}:00:00Z,{h}\n" for h in range(24))
+    write(tmp_path / "export.csv", "host,ts,cpu\n" + text)
+    write(tmp_path / "export (1).csv", "host,ts,cpu\n" + text)
+    write(tmp_path / "other.csv", "host,ts,cpu\n" + text.replace("web", "db"))  # the same size, other bytes
+    result = run([tmp_path], {**WIDE, "metrics": {"cpu": {"percent": "cpu"}}})
+    assert result.quarantine.empty and result.rows_read == 48
+    assert result.raw_metrics["samples"].tolist() == [24, 24]
+    assert f"{tmp_path / 'export.csv'}: the same bytes as {tmp_path / 'export (1).csv'}; read once" in result.warnings
+    by_name = {**WIDE, "metrics": {"cpu": {"percent": "cpu"}},
+               "server_id": {"from_filename": r"^(.+)\.csv$"}}
+    assert run([tmp_path], by_name).raw_metrics["server_id"].nunique() == 3  # three servers, one file each

@@ -49,7 +49,7 @@ from capacity_forecaster.etl.rollup import (
     sort_and_dedupe,
 )
 from capacity_forecaster.etl.servers import ServerIds, server_from_filename
-from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources
+from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources, identical_files
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
 from capacity_forecaster.etl.spill import SampleGroup, SamplePool
 from capacity_forecaster.etl.units import fraction_warnings, over_hundred_warnings
@@ -332,7 +332,14 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
     state = _Reading(pool=pool)
     roles = mapping.column_roles()
     per_row_metrics: tuple[str | None, ...] = mapping.metric_names() or (None,)
+    copies: set[str] = set()
+    if mapping.server_id.from_filename is None:  # a file's name names its server: a copy is another server
+        for copy, original in identical_files(files):
+            state.warn(f"{copy.label}: the same bytes as {original.label}; read once")
+            copies.add(copy.label)
     for index, src in enumerate(files):
+        if src.label in copies:
+            continue
         file_server = None
         if mapping.server_id.from_filename is not None:
             file_server = mapping.server_id.prefix + server_from_filename(

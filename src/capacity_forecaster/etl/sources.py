@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 import posixpath
 from collections.abc import Callable, Sequence
@@ -140,3 +141,37 @@ def expand_sources(sources: Sequence[str], filesystem_for: FilesystemFor) -> lis
     if repeated:
         logger.info("skipped %s file(s) named more than once in the sources", repeated)
     return files
+
+
+_HASH_BLOCK = 1 << 20
+
+
+def _digest(source: SourceFile) -> str:
+    digest = hashlib.sha256()
+    with source.filesystem.open_input_stream(source.path) as stream:
+        while block := stream.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def identical_files(files: Sequence[SourceFile]) -> list[tuple[SourceFile, SourceFile]]:
+    """Files whose bytes equal an earlier file's, each with that file: ``(copy, original)``.
+
+    Only files of equal size are read (hashed with SHA-256), so an export of distinct files costs one
+    listing of their sizes. Helper-60: "export.csv" beside "export (1).csv" and "export - Copy.csv"
+    quarantined every sample twice as duplicate_timestamp and stopped at the quarantine share.
+    """
+    by_size: dict[tuple[str, int], list[SourceFile]] = {}
+    for source in files:
+        info = source.filesystem.get_file_info(source.path)
+        by_size.setdefault((source.filesystem.type_name, int(info.size or 0)), []).append(source)
+    copies: list[tuple[SourceFile, SourceFile]] = []
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        first: dict[str, SourceFile] = {}
+        for source in group:
+            original = first.setdefault(_digest(source), source)
+            if original is not source:
+                copies.append((source, original))
+    return copies
