@@ -687,3 +687,18 @@ def test_a_copy_of_a_file_is_read_once_unless_its_name_names_the_server(tmp_path
     by_name = {**WIDE, "metrics": {"cpu": {"percent": "cpu"}},
                "server_id": {"from_filename": r"^(.+)\.csv$"}}
     assert run([tmp_path], by_name).raw_metrics["server_id"].nunique() == 3  # three servers, one file each
+
+
+def test_hourly_samples_are_said_to_understate_daily_peaks(tmp_path: Path) -> None:
+    """helper-60: an hourly-average export read VM 407 as high, not critical, without a word."""
+    hourly = "".join(f"web,2024-01-0{d}T{h:02d}:00:00Z,{h}\n" for d in (1, 2, 3) for h in range(24))
+    five = "".join(f"db,2024-01-01T{m // 60:02d}:{m % 60:02d}:00Z,{m % 90}\n" for m in range(0, 1440, 5))
+    write(tmp_path / "e.csv", "host,ts,cpu\n" + hourly + five)
+    said = [w for w in run([tmp_path / "e.csv"], {**WIDE, "metrics": {"cpu": {"percent": "cpu"}}}).warnings
+            if "samples a day" in w]
+    assert said == ["1 of 2 series have only 24 or fewer samples a day (e.g. web cpu: 24): the daily P95 of hourly "
+                    "values (averages, usually) is lower than that of 5-minute samples, so peaks read lower and "
+                    "breaches show later; export 5-minute (or finer) samples if the monitoring keeps them"]
+    write(tmp_path / "d.csv", "host,ts,cpu\n" + "".join(f"web,2024-01-0{d}T00:00:00Z,50\n" for d in range(1, 8)))
+    assert not any("samples a day" in w for w in run([tmp_path / "d.csv"], {
+        **WIDE, "metrics": {"cpu": {"percent": "cpu"}}}).warnings)  # a daily source is its own daily value

@@ -158,6 +158,30 @@ def _warn_lookalike_ids(ids: pd.Series, state: _Reading) -> None:
                 "again with --replace")
 
 
+# A series with at most this many samples on its typical complete day is hourly or coarser.
+COARSE_SAMPLES_PER_DAY = 24
+
+
+def _warn_coarse_samples(daily: pd.DataFrame, state: _Reading) -> None:
+    """One warning when series are sampled hourly or coarser (2-24 samples a day): the P95 of a day's 24 hourly
+    values (averages, usually) is well below the P95 of its 5-minute samples, so peaks read lower and the breach
+    threshold is reached later (helper-60: VM 407 from hourly means read 30 days over 80 % instead of 56, high
+    instead of critical). A daily source (one value a day) is taken as the daily value it is."""
+    full = daily[daily["coverage"] >= 1.0 - 1e-9]
+    if full.empty:
+        return
+    typical = full.groupby(["server_id", "metric"], observed=True)["samples"].median()
+    coarse = typical[(typical >= 2) & (typical <= COARSE_SAMPLES_PER_DAY)]
+    if coarse.empty:
+        return
+    first = coarse.sort_index()
+    server, metric = first.index[0]
+    state.defer(f"{len(coarse):,} of {len(typical):,} series have only {COARSE_SAMPLES_PER_DAY} or fewer samples a "
+                f"day (e.g. {server} {metric}: {first.iloc[0]:g}): the daily P95 of hourly values (averages, "
+                "usually) is lower than that of 5-minute samples, so peaks read lower and breaches show later; "
+                "export 5-minute (or finer) samples if the monitoring keeps them")
+
+
 def _warn_overfull_days(daily: pd.DataFrame, state: _Reading, weight_unit: str | None = None) -> None:
     """One warning for days holding far more samples than the interval allows (``OVERFULL_COVERAGE``): two
     exports of one server whose times differ by a few seconds are both pooled into its days, which no duplicate
@@ -221,22 +245,32 @@ def _late_epochs(mapping: Mapping, rows: int, count: int, numbers: np.ndarray, s
     """(what is wrong, the unit that fits) when epoch times too large for the unit (after 2262) fit another.
 
     Milliseconds read as seconds were quarantined one by one (helper-60: one server's file in ms beside
-    others in s lost all its rows under the quarantine share, and ingest exited 0). They fit another unit
-    when it puts their median between 1990 and 2100 and, if the file has rows with a usable time (``span``:
-    the first and last), within a month of those; and when they are at least ``_UNIT_SHARE`` of the file's
-    rows.
+    others in s lost all its rows under the quarantine share, and ingest exited 0). Another unit fits
+    when it puts most of those numbers (``numbers``: a sample of them) between 1990 and 2100 and within a
+    month of the file's usable times (``span``: the first and last), or, in a file without any, when they
+    are most of its rows; and when they are at least ``_UNIT_SHARE`` of the file's rows. Fewer are
+    stray values, left to the quarantine (``timestamp_out_of_range``).
     """
-    median = float(np.median(numbers))
-    unit = _other_unit(mapping, median)
-    if unit is None or count < _UNIT_SHARE * rows:
-        return None  # not a unit, or a stray row: left to the quarantine (timestamp_out_of_range)
-    at = median * NS_PER_UNIT[unit]
-    if span is not None and not span[0] - _MONTH_NS <= at <= span[1] + _MONTH_NS:
-        return None  # not the file's time: a stray number
-    on = pd.Timestamp(int(at)).date().isoformat()
+    if count < _UNIT_SHARE * rows or (span is None and 2 * count <= rows):
+        return None
+    low, high = _YEAR_1990_NS, _YEAR_2100_NS
+    if span is not None:
+        low, high = max(low, span[0] - _MONTH_NS), min(high, span[1] + _MONTH_NS)
+    best, fitting = None, numbers[:0]
+    for unit, factor in NS_PER_UNIT.items():
+        if unit == mapping.timestamp.unit:
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            times = numbers * factor
+        inside = times[(times >= low) & (times <= high)]
+        if len(inside) > len(fitting):
+            best, fitting = unit, inside
+    if best is None or 2 * len(fitting) <= len(numbers):
+        return None
+    on = pd.Timestamp(int(np.median(fitting))).date().isoformat()
     mixed = "" if count == rows else " (the file mixes units: split it, one mapping per unit)"
     return (f"{count:,} of {rows:,} rows of column '{mapping.timestamp.column}' (e.g. server {server}) fall after "
-            f"2262 as timestamp.unit '{mapping.timestamp.unit}'{mixed}; as '{unit}' they fall on {on}"), unit
+            f"2262 as timestamp.unit '{mapping.timestamp.unit}'{mixed}; as '{best}' they fall on {on}"), best
 
 
 def _warn_unread_inventory(rejects: pd.DataFrame, state: _Reading) -> None:
@@ -618,6 +652,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     # Warnings about what this run would write are deferred: a run the stage refuses says one line.
     _warn_lost_servers(quarantine, {state.servers.names[c] for c in rolled.servers}, state)
     _warn_overfull_days(daily, state, mapping.weight.unit if mapping.weight is not None else None)
+    _warn_coarse_samples(daily, state)
     _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
     _warn_unread_inventory(inventory_rejects, state)
     if rows_read and not rows_used:
