@@ -198,3 +198,17 @@ def test_run_takes_the_forecast_horizon_and_models(tmp_path: Path, monkeypatch: 
     (tmp_path / "empty").mkdir()
     assert main(["run", str(tmp_path / "empty"), "--lake", str(tmp_path / "fourth"), "-q"]) == 2
     assert "no data rows to ingest (no files, or empty or header-only ones)" in capsys.readouterr().err
+
+
+def test_forecast_after_an_etl_of_no_rows_says_what_to_ingest(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """helper-60: it said "run 'capfc etl' first" right after capfc etl had run."""
+    export = tmp_path / "header.csv"
+    export.write_text("server_id,ds,metric,value\n")
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(export), "--lake", lake, "-q"]) == 0
+    assert main(["etl", "--lake", lake, "-q"]) == 0
+    capsys.readouterr()
+    assert main(["forecast", "--lake", lake, "-q"]) == 2
+    assert ("the processed metrics have no rows to forecast (an ETL of raw metrics without rows?); ingest an export "
+            "with data rows, then run 'capfc etl'") in capsys.readouterr().err

@@ -391,8 +391,9 @@ def test_mixed_date_formats_partly_succeed(tmp_path: Path) -> None:
             "s,2013-13-45,cpu,5\n")
     result = run([write(tmp_path / "mixed.csv", text)], LONG)
     assert result.raw_metrics["samples"].tolist() == [3]
-    assert reasons(result) == ["unparseable_timestamp: '01/02/2024 03:00' (expected ISO 8601 text)",
-                               "unparseable_timestamp: '2013-13-45' (expected ISO 8601 text)"]
+    hint = "; numbers since 1970 need timestamp.kind: epoch, other text timestamp.format)"
+    assert reasons(result) == [f"unparseable_timestamp: '01/02/2024 03:00' (expected ISO 8601 text{hint}",
+                               f"unparseable_timestamp: '2013-13-45' (expected ISO 8601 text{hint}"]
     fmt = {**LONG, "timestamp": {"column": "time", "format": "%d/%m/%Y %H:%M"}}
     assert run([tmp_path / "mixed.csv"], fmt).raw_metrics["samples"].tolist() == [1]
 

@@ -121,3 +121,13 @@ def test_warnings_name_counts_and_examples() -> None:
     assert messages[2].endswith("e.g. w1, w2, w3 and 1 more")
     assert messages[3].startswith("1 inventory row(s) have no metrics in the lake") and "old-7" in messages[3]
     assert join_warnings([], {}, [], []) == []
+
+
+def test_fully_qualified_metric_ids_of_short_inventory_ids_get_the_pattern_hint() -> None:
+    """helper-60: 'ams-app-01' in the CMDB, 'ams-app-01.bank.local' in the metrics: the fleet counted twice."""
+    added = ["AMS-APP-01.bank.local", "ams-db-01.bank.local", "lon-x"]
+    (message, _) = join_warnings([], {}, added, ["ams-app-01", "AMS-DB-01", "old-07"])
+    assert message.endswith("; 2 of them are an inventory id with a domain (AMS-APP-01.bank.local): server_id.pattern "
+                            "'^([^.]+)' in the mapping keeps the host name before the first dot as the id")
+    (message, _) = join_warnings([], {}, ["a.b", "c", "d"], ["a"])  # one of three: no pattern to suggest
+    assert "server_id.pattern" not in message

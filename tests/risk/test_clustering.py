@@ -65,7 +65,7 @@ def planted() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
 def test_profiles_measure_what_was_planted(planted: tuple[pd.DataFrame, pd.Series, pd.DataFrame]) -> None:
     _, kinds, profiles = planted
     p = profiles.set_index("server_id").join(kinds.rename("kind")).groupby("kind").median()
-    assert list(profiles.columns) == ["server_id", *PROFILE_COLUMNS]
+    assert list(profiles.columns) == ["server_id", *PROFILE_COLUMNS, "cpu_observed"]
     assert p.loc["idle", "cpu_p95"] < 5
     assert p.loc["batch", "month_end_uplift"] > 0.8 > p.loc["steady", "month_end_uplift"]
     assert p.loc["seasonal", "year_end_uplift"] > 0.4 > p.loc["steady", "year_end_uplift"]
@@ -201,3 +201,17 @@ def test_a_server_seen_only_at_weekends_profiles_quietly() -> None:
         warnings.simplefilter("error")
         profiles = server_profiles(metrics)
     assert profiles.loc[0, "cpu_variability"] == 0.0 and profiles.loc[0, "cpu_level"] == 0.0
+
+
+def test_servers_without_cpu_are_not_called_idle() -> None:
+    """helper-60: a memory-only export labelled a server at 15 % memory "idle" (its missing cpu read as 0)."""
+    days = pd.date_range("2024-01-01", periods=60, freq="D")
+    rng = np.random.default_rng(3)
+    metrics = pd.DataFrame([{"server_id": f"db{i}", "ds": d, "metric": "memory",
+                             "value": 15.0 + 40.0 * (i % 2) + rng.normal(0, 1)} for i in range(6) for d in days])
+    profiles = server_profiles(metrics)
+    assert not profiles["cpu_observed"].any()
+    clusters = cluster_servers(profiles, RiskConfig())
+    assert not clusters["cluster_label"].str.startswith("idle").any()
+    with_cpu = pd.concat([metrics, metrics.assign(metric="cpu", value=2.0)], ignore_index=True)
+    assert cluster_servers(server_profiles(with_cpu), RiskConfig())["cluster_label"].str.startswith("idle").any()

@@ -120,7 +120,10 @@ def _time_templates(mapping: Mapping) -> dict[int, str]:
                 else f"format {spec.format!r}" if spec.format else "ISO 8601 text")
     return {
         parse.MISSING: f"missing_timestamp: column '{spec.column}' is empty",
-        parse.UNPARSEABLE: f"unparseable_timestamp: {{text}} (expected {expected})",
+        parse.UNPARSEABLE: f"unparseable_timestamp: {{text}} (expected {expected}"
+                           # helper-60: an epoch column read as text said only "expected ISO 8601 text".
+                           + ("; numbers since 1970 need timestamp.kind: epoch, other text timestamp.format)"
+                              if spec.kind != "epoch" and not spec.format else ")"),
         parse.OUT_OF_RANGE: (f"timestamp_out_of_range: {{text}} in column '{spec.column}'"
                              + (f" (read as {expected})" if spec.kind == "epoch" else "")
                              + " lies outside 1677-09-21..2262-04-11, the range of nanosecond times"

@@ -629,7 +629,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     """``ingest`` from reading the metric files on (``pool`` holds, and may spill, their samples)."""
     state = _read_files(files, mapping, cfg, deriver, capacities, pool)
     tallied = pool.values.summary()
-    for message in [*fraction_warnings(tallied, mapping), *over_hundred_warnings(tallied)]:
+    for message in [*fraction_warnings(tallied, mapping), *over_hundred_warnings(tallied, mapping.layout == "long")]:
         state.warn(message)
     _check_epoch_units(mapping, state, pool, labels)
     rolled = _RolledUp(measure=pool.spilled and mapping.interval_seconds is None)

@@ -221,6 +221,17 @@ def merge_inventory(old: pd.DataFrame | None, new: pd.DataFrame, metric_ids: Ite
                           ", ".join(map(str, sources)))
 
 
+def _short_names_hint(added: Sequence[str], without_metrics: Sequence[str]) -> str:
+    """A hint when the metrics' ids are fully qualified host names whose first label is an inventory id without
+    metrics (helper-60: 'ams-app-01' in the CMDB, 'ams-app-01.bank.local' in the metrics doubled the fleet)."""
+    short = {name.strip().casefold() for name in without_metrics}
+    matched = [name for name in added if "." in name and name.split(".", 1)[0].strip().casefold() in short]
+    if not matched or 2 * len(matched) < len(added):
+        return ""
+    return (f"; {len(matched):,} of them are an inventory id with a domain ({matched[0]}): server_id.pattern "
+            "'^([^.]+)' in the mapping keeps the host name before the first dot as the id")
+
+
 def join_warnings(renamed: list[tuple[str, str]], ambiguous: dict[str, list[str]], added: list[str],
                   without_metrics: list[str], shadowed: Sequence[tuple[str, str]] = ()) -> list[str]:
     """One message per kind of mismatch between the inventory and the metrics (none where all match)."""
@@ -238,7 +249,7 @@ def join_warnings(renamed: list[tuple[str, str]], ambiguous: dict[str, list[str]
                    f"inventory ({shown}{more})")
     if added:
         out.append(f"{len(added):,} server(s) have metrics but no inventory row: kept with an id-only row (size "
-                   f"and cost unknown), e.g. {_examples(added)}")
+                   f"and cost unknown), e.g. {_examples(added)}{_short_names_hint(added, without_metrics)}")
     if without_metrics:
         stale = ""
         if shadowed:

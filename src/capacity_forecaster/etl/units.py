@@ -124,6 +124,8 @@ def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list
 
     Args:
         values: the accepted values of each metric (``summarise_values`` or ``ValueTally``), in percent as read.
+        long: the mapping is a long layout, whose values can only be percentages or fractions (no usage and
+            capacity): the advice is to leave the metric out.
         mapping: the mapping they were read with (metrics it declares as fractions are skipped).
 
     Returns:
@@ -144,7 +146,7 @@ def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list
     return messages
 
 
-def over_hundred_warnings(values: dict[str, MetricValues]) -> list[str]:
+def over_hundred_warnings(values: dict[str, MetricValues], long: bool = False) -> list[str]:
     """Warnings for metrics whose values are mostly above 100 %.
 
     Above 100 is saturation (demand over capacity, kept as 100 by the ETL), which servers reach some of
@@ -165,6 +167,8 @@ def over_hundred_warnings(values: dict[str, MetricValues]) -> list[str]:
             messages.append(
                 f"{name}: {seen.over_hundred:,} of the {seen.count:,} values are above 100 (median "
                 f"{seen.median:.3g}, max {seen.maximum:.3g}), read as percent of capacity, so the servers look "
-                "saturated; if this column is a count, bytes or MHz rather than a percentage, map it with usage "
-                "and capacity (docs/ingest.md, Values)")
+                "saturated; if this column is a count, bytes or MHz rather than a percentage, "
+                + ("leave the metric out (exclude_rows on the metric name column) or export it as a percentage: "
+                   "a long file's values are percentages or fractions (docs/ingest.md, Values)" if long else
+                   "map it with usage and capacity (docs/ingest.md, Values)"))
     return messages

@@ -242,7 +242,9 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
 
     require_columns(metrics, list(RAW_METRIC_COLUMNS), "metrics")
     if metrics[VALUE].shape[0] == 0:
-        raise ForecastError("metrics: no rows to forecast; run 'capfc etl' first")
+        # helper-60: after an ETL of an empty raw_metrics this said "run 'capfc etl' first", which had just run.
+        raise ForecastError("metrics: the processed metrics have no rows to forecast (an ETL of raw metrics "
+                            "without rows?); ingest an export with data rows, then run 'capfc etl'")
     resolve_models(cfg.models, cfg.freq)
     keys = metrics[SERVER_ID].astype(str)
     chunks = plan_chunks(metrics[[SERVER_ID, METRIC]], cfg.chunk_series or default_chunk_series())

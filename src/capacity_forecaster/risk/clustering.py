@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from capacity_forecaster.config import RiskConfig
-from capacity_forecaster.risk.profiles import PROFILE_COLUMNS
+from capacity_forecaster.risk.profiles import CPU_OBSERVED, PROFILE_COLUMNS
 from capacity_forecaster.schema import SERVER_ID, require_columns
 
 logger = logging.getLogger(__name__)
@@ -126,18 +126,20 @@ def choose_k(features: np.ndarray, k_min: int, k_max: int, random_state: int) ->
     return best, table
 
 
-def label_profile(centre: pd.Series, cfg: RiskConfig) -> str:
+def label_profile(centre: pd.Series, cfg: RiskConfig, cpu_known: bool = True) -> str:
     """Human label of a cluster from its median profile (first matching rule wins).
 
     Args:
         centre: median of the cluster's members over ``PROFILE_COLUMNS``.
         cfg: risk settings (idle limits, seasonal uplift).
+        cpu_known: most members have cpu values; without them a cluster is never idle (its cpu
+            features read 0).
 
     Returns:
         One of idle, memory-leak, batch/quarter-end, batch/month-end, seasonal/year-end, growing,
         level-shift/migrated, bursty (cpu's interquartile range at least its median level), steady.
     """
-    if centre["cpu_p95"] <= cfg.idle_cpu_max and centre["memory_p95"] <= cfg.idle_memory_max:
+    if cpu_known and centre["cpu_p95"] <= cfg.idle_cpu_max and centre["memory_p95"] <= cfg.idle_memory_max:
         return "idle"
     if centre["leak_signal"] >= _LEAK:
         return "memory-leak"
@@ -249,7 +251,9 @@ def cluster_servers(profiles: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     centres = profiles[list(PROFILE_COLUMNS)].groupby(raw).median()
     order = centres["cpu_level"].sort_values(kind="stable").index
     renumber = {old: new for new, old in enumerate(order)}
-    labels = {renumber[c]: label_profile(centres.loc[c], cfg) for c in centres.index}
+    observed = (profiles[CPU_OBSERVED] if CPU_OBSERVED in profiles else pd.Series(True, index=profiles.index))
+    cpu_known = observed.astype(float).groupby(raw).mean() >= 0.5
+    labels = {renumber[c]: label_profile(centres.loc[c], cfg, bool(cpu_known.loc[c])) for c in centres.index}
     levels = [col for col, _ in DISTINGUISHING_LEVELS]
     labels = unique_labels(labels, centres.rename(index=renumber), profiles[levels].std().fillna(1.0))
     cluster_id = np.array([renumber[c] for c in raw], dtype=np.int64)

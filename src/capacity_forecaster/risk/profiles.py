@@ -8,6 +8,7 @@ import pandas as pd
 from capacity_forecaster.risk.seasonal import period_calendar, period_uplifts
 from capacity_forecaster.schema import DS, METRIC, SERVER_ID, UNUSUAL_FLAGS, VALUE, flagged, require_columns
 
+CPU_OBSERVED = "cpu_observed"
 PROFILE_COLUMNS = (
     "cpu_level", "cpu_p95", "memory_level", "memory_p95", "network_level", "cpu_variability",
     "weekly_amplitude", "month_end_uplift", "quarter_end_uplift", "year_end_uplift", "trend",
@@ -182,7 +183,8 @@ def server_profiles(metrics: pd.DataFrame, business_days: int = 3,
         (share of business-day load absent at weekends), month_end_uplift, quarter_end_uplift,
         year_end_uplift (cpu, relative), trend (cpu slope over the last year, relative, per year),
         trend_change (slope change), step_change (level shift), memory_cpu_ratio (log),
-        leak_signal (memory saw-tooth).
+        leak_signal (memory saw-tooth), all 0 where the server has no value of their metric, and
+        cpu_observed (whether it has cpu values).
     """
     require_columns(metrics, (SERVER_ID, DS, METRIC, VALUE), "metrics")
     servers = pd.Index(sorted(metrics[SERVER_ID].unique()), name=SERVER_ID)
@@ -232,5 +234,6 @@ def server_profiles(metrics: pd.DataFrame, business_days: int = 3,
         "leak_signal": _leak_signal(memory, memory_level),
     })
     numeric = list(PROFILE_COLUMNS)
+    out[CPU_OBSERVED] = np.isfinite(cpu_level)  # before the fill: a server without cpu is not idle (helper-60)
     out[numeric] = out[numeric].astype(float).fillna(0.0)
     return out

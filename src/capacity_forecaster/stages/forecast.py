@@ -187,7 +187,9 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         inputs, input_digests = _inputs(lake, models)
         series = _series(lake)
         if series.empty:
-            raise ForecastError("metrics: no rows to forecast; run 'capfc etl' first")
+            # helper-60: after an ETL of an empty raw_metrics this said "run 'capfc etl' first", which had just run.
+            raise ForecastError("metrics: the processed metrics have no rows to forecast (an ETL of raw metrics "
+                                "without rows?); ingest an export with data rows, then run 'capfc etl'")
         chunks = plan_chunks(series, cfg.chunk_series or default_chunk_series())
         rows_in: dict[tuple[str, ...], int] = {}  # per chunk (read twice, or once when resumed)
 
