@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from capacity_forecaster.config import IngestConfig
-from capacity_forecaster.errors import InputError
+from capacity_forecaster.errors import ConfigError, InputError
 from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.ingest import IngestResult, ingest
 from capacity_forecaster.etl.mapping import parse_mapping
@@ -703,3 +703,23 @@ def test_hourly_samples_are_said_to_understate_daily_peaks(tmp_path: Path) -> No
     write(tmp_path / "d.csv", "host,ts,cpu\n" + "".join(f"web,2024-01-0{d}T00:00:00Z,50\n" for d in range(1, 8)))
     assert not any("samples a day" in w for w in run([tmp_path / "d.csv"], {
         **WIDE, "metrics": {"cpu": {"percent": "cpu"}}}).warnings)  # a daily source is its own daily value
+
+
+def test_idle_percent_and_free_amounts_are_read_as_their_complements(tmp_path: Path) -> None:
+    """helper-60: sar's %idle and a MemAvailable column could not be mapped (cpu = 100 - idle)."""
+    write(tmp_path / "sar.csv", "host;ts;%user;%idle;avail;total\n"
+                                "web;2024-01-01T00:00:00Z;20;70,5;1024;4096\n"
+                                "web;2024-01-01T00:05:00Z;21;-;-1;4096\n")
+    mapping = {**WIDE, "csv": {"delimiter": ";", "decimal": ","},
+               "metrics": {"cpu": {"idle": "%idle"}, "memory": {"free": "avail", "capacity": "total"}}}
+    result = run([tmp_path / "sar.csv"], mapping)
+    daily = result.raw_metrics.set_index("metric")
+    assert daily.loc["cpu", "value"] == pytest.approx(29.5) and daily.loc["cpu", "samples"] == 1
+    assert daily.loc["memory", "value"] == pytest.approx(75.0) and daily.loc["memory", "samples"] == 1
+    assert sorted(reasons(result)) == [
+        "missing_value: column '%idle' is empty",
+        "negative_value: '-1' in column 'avail' (a free amount below 0 is a not-collected code, not a measurement)"]
+    with pytest.raises(ConfigError, match="'free' also needs 'capacity'"):
+        parse_mapping({**WIDE, "metrics": {"memory": {"free": "avail"}}})
+    with pytest.raises(ConfigError, match="exactly one of"):
+        parse_mapping({**WIDE, "metrics": {"cpu": {"idle": "a", "percent": "b"}}})

@@ -77,7 +77,7 @@ def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
         (with_changes(metrics={"cpu": {"percent": "p", "usage": "u", "capacity": "c"}}), "exactly one of"),
         (with_changes(metrics={"gpu": {"percent": "p"}}), "key 'metrics.gpu'"),
         (with_changes(metrics={"cpu": {"percent": "p", "fraction": "f"}}),
-         "exactly one of 'percent' (0-100), 'fraction' (0-1) or 'usage'"),
+         "exactly one of 'percent' (0-100), 'fraction' (0-1), 'usage'"),
         (with_changes(layout="long", metrics={}, long={"value": "v", "metric": "cpu", "unit": "ratio"}),
          "key 'long.unit' = 'ratio': expected 'percent' (0-100) or 'fraction' (0-1)"),
         (with_changes(layout="long", metrics={}, long={"value": "v", "metric": "cpu", "unit": {"gpu": "fraction"}}),

@@ -108,7 +108,7 @@ class Mapping(Spec):
             roles.setdefault(self.server_id.column, "server_id.column")
         roles.setdefault(self.timestamp.column, "timestamp.column")
         for metric, spec in self.metrics.items():
-            for key in ("percent", "fraction", "usage", "capacity"):
+            for key in ("percent", "fraction", "usage", "idle", "free", "capacity"):
                 column = getattr(spec, key)
                 if column is not None:
                     roles.setdefault(column, f"metrics.{metric}.{key}")

@@ -148,13 +148,18 @@ class TimestampSpec(Spec):
 
 
 class MetricSpec(Spec):
-    """One metric of a wide file: a percent column, a fraction column x 100, or usage / capacity x 100.
+    """One metric of a wide file: a percent column, a fraction column x 100, usage / capacity x 100, or their
+    complements (an idle percent, a free amount).
 
     Attributes:
         percent: column already in percent of capacity (0-100).
         fraction: column with a fraction of capacity (0-1, e.g. Prometheus ``*_utilisation`` ratios),
             multiplied by 100.
         usage: column with the used amount (any unit), divided by the capacity.
+        idle: column with the percent of capacity unused (sar's ``%idle``, perfmon's ``% Idle Time``):
+            the value is 100 - idle.
+        free: column with the unused amount (``MemAvailable``, free MB): the value is
+            (capacity - free) / capacity x 100; needs a capacity.
         capacity: column with the provisioned amount. With ``percent`` or ``fraction`` it only marks
             which rows are measurements: rows whose capacity is 0 or empty are quarantined either way.
         inventory_capacity: instead of ``capacity``, a column of the inventory file
@@ -165,26 +170,29 @@ class MetricSpec(Spec):
     percent: str | None = None
     fraction: str | None = None
     usage: str | None = None
+    idle: str | None = None
+    free: str | None = None
     capacity: str | None = None
     inventory_capacity: str | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> MetricSpec:
-        if [self.percent, self.fraction, self.usage].count(None) != 2:
-            raise ValueError("a metric needs exactly one of 'percent' (0-100), 'fraction' (0-1) or 'usage' "
-                             "(with 'capacity')")
+        if [self.percent, self.fraction, self.usage, self.idle, self.free].count(None) != 4:
+            raise ValueError("a metric needs exactly one of 'percent' (0-100), 'fraction' (0-1), 'usage' "
+                             "(with 'capacity'), 'idle' (percent unused) or 'free' (unused amount, with 'capacity')")
         if self.capacity is not None and self.inventory_capacity is not None:
             raise ValueError("set only one of 'capacity' (a column of the metric file) or "
                              "'inventory_capacity' (a column of the inventory file)")
-        if self.usage is not None and self.capacity is None and self.inventory_capacity is None:
-            raise ValueError("a metric given by 'usage' also needs 'capacity' (a column of the metric file) "
-                             "or 'inventory_capacity' (a column of the inventory file)")
+        for key in ("usage", "free"):
+            if getattr(self, key) is not None and self.capacity is None and self.inventory_capacity is None:
+                raise ValueError(f"a metric given by '{key}' also needs 'capacity' (a column of the metric file) "
+                                 "or 'inventory_capacity' (a column of the inventory file)")
         return self
 
     @property
     def value_column(self) -> str:
         """The column the metric's values are read from."""
-        return self.percent or self.fraction or self.usage or ""
+        return self.percent or self.fraction or self.usage or self.idle or self.free or ""
 
     @property
     def capacity_column(self) -> str | None:
