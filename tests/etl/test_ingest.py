@@ -723,3 +723,19 @@ def test_idle_percent_and_free_amounts_are_read_as_their_complements(tmp_path: P
         parse_mapping({**WIDE, "metrics": {"memory": {"free": "avail"}}})
     with pytest.raises(ConfigError, match="exactly one of"):
         parse_mapping({**WIDE, "metrics": {"cpu": {"idle": "a", "percent": "b"}}})
+
+
+def test_lines_above_the_header_are_skipped_and_line_numbers_stay_the_files(tmp_path: Path) -> None:
+    """helper-60: a TrueSight export starts with a title and its period; the error blamed csv.delimiter."""
+    text = ("Capacity Optimization - Export\nZeitraum: 01.10.2013 - 29.11.2013\n\nhost;ts;cpu\n"
+            "web;2024-01-01T00:00:00Z;5\nweb;2024-01-01T00:05:00Z;6;7\nweb;2024-01-01T00:10:00Z;x\n")
+    write(tmp_path / "e.csv", text)
+    write(tmp_path / "inv.csv", "host;cores\nweb;4\n")
+    mapping = {**WIDE, "csv": {"delimiter": ";", "skip_lines": 3}, "metrics": {"cpu": {"percent": "cpu"}},
+               "inventory": {"source": str(tmp_path / "inv.csv"), "columns": {"server_id": "host", "cpu_cores": "cores"}}}
+    result = run([tmp_path / "e.csv"], mapping)
+    assert result.rows_read == 3 and result.raw_metrics["samples"].tolist() == [1]
+    assert sorted(result.quarantine["source"].str.rsplit(":", n=1).str[1].astype(int)) == [6, 7]
+    assert result.inventory["cpu_cores"].tolist() == [4]  # the inventory file has no lines above its header
+    with pytest.raises(InputError, match="is there a title above the header line\\? csv.skip_lines skips such lines"):
+        run([tmp_path / "e.csv"], {**mapping, "csv": {"delimiter": ";"}})

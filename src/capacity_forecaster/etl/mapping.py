@@ -73,7 +73,10 @@ class Mapping(Spec):
         # csv.decimal ',' for the export, '16.384' MB in the inventory was read as 16.384, not 16384).
         if isinstance(data, dict) and "csv" in data and isinstance(data.get("inventory"), dict) \
                 and "csv" not in data["inventory"]:
-            return {**data, "inventory": {**data["inventory"], "csv": data["csv"]}}
+            # Not its skip_lines: the lines above a header are the export file's own.
+            shared = {k: v for k, v in data["csv"].items() if k != "skip_lines"} if isinstance(data["csv"], dict) \
+                else data["csv"]
+            return {**data, "inventory": {**data["inventory"], "csv": shared}}
         return data
 
     @model_validator(mode="after")

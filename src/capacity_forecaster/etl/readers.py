@@ -77,7 +77,8 @@ def missing_column_message(label: str, header: tuple[str, ...], column: str, key
     if close:
         hint = f" (did you mean '{close[0]}'?)"
     elif dialect is not None and len(header) == 1:
-        hint = f" (the header has one column when split on {dialect.delimiter!r}; is csv.delimiter right?)"
+        hint = (f" (the header has one column when split on {dialect.delimiter!r}; is csv.delimiter right, or is "
+                "there a title above the header line? csv.skip_lines skips such lines)")
     return f"{label}: column '{column}' not found; columns are: {shown} — set {key} in the mapping{hint}"
 
 
@@ -94,14 +95,25 @@ def check_columns(label: str, header: tuple[str, ...], roles: Mapping[str, str],
                          f"({roles[column]}) needs it to be unique")
 
 
-def _line_numbers(offset: int, count: int, bad: list[BadRow]) -> np.ndarray:
-    """Lines of well-formed rows ``offset .. offset+count`` given the malformed lines skipped so far."""
+def _line_numbers(offset: int, count: int, bad: list[BadRow], first: int = FIRST_DATA_LINE) -> np.ndarray:
+    """Lines of well-formed rows ``offset .. offset+count`` given the malformed lines skipped so far (``first``:
+    the line of the first data row)."""
     rows = offset + np.arange(count, dtype=np.int64)
     if not bad:
-        return rows + FIRST_DATA_LINE
+        return rows + first
     # Well-formed rows read before each skipped line; row k comes after every skipped line with g <= k.
-    before = np.array([b.line for b in bad], dtype=np.int64) - FIRST_DATA_LINE - np.arange(len(bad))
-    return rows + FIRST_DATA_LINE + np.searchsorted(before, rows, side="right")
+    before = np.array([b.line for b in bad], dtype=np.int64) - first - np.arange(len(bad))
+    return rows + first + np.searchsorted(before, rows, side="right")
+
+
+def _after_lines(head: bytes, count: int) -> bytes:
+    """``head`` from its ``count + 1``-th line on (empty when it has no more lines)."""
+    for _ in range(count):
+        end = head.find(b"\n")
+        if end < 0:
+            return b""
+        head = head[end + 1:]
+    return head
 
 
 class _Utf8Stream:
@@ -175,6 +187,11 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
         return
     if other is not None:
         raise InputError(other)
+    if spec.skip_lines:
+        head = _after_lines(head, spec.skip_lines)
+        if not head and truncated:
+            raise InputError(f"{src.label}: csv.skip_lines {spec.skip_lines} skips more than the first "
+                             f"{SNIFF_BYTES:,} bytes; the header line must start within them")
     dialect = sniff(head, truncated, src.label, spec.encoding, spec.delimiter)
     if dialect is None:
         return
@@ -216,7 +233,7 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
             reader = pacsv.open_csv(
                 stream,
                 # Threads off: only the serial reader reports line numbers of malformed rows.
-                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 + spec.skip_lines, use_threads=False,
                                                block_size=block),
                 parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char='"',
                                                  ignore_empty_lines=False, invalid_row_handler=on_bad_row),
@@ -237,7 +254,7 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
                     f"{src.label}: cannot be read as CSV after data row {offset}: {err}") from err
             _refuse_spanning_quote(src.label, spanning)
             columns = {column: batch.column(names[i]) for column, i in position.items()}
-            lines = _line_numbers(offset, batch.num_rows, bad)
+            lines = _line_numbers(offset, batch.num_rows, bad, FIRST_DATA_LINE + spec.skip_lines)
             fresh = tuple(bad[reported:])
             reported = len(bad)
             offset += batch.num_rows

@@ -41,11 +41,14 @@ class CsvSpec(Spec):
             always trimmed, so ``;`` also reads files that put a tab after each semicolon.
         encoding: text encoding of the file (any Python codec name).
         decimal: decimal separator of numbers, ``.`` or ``,``.
+        skip_lines: lines before the header line (a report title, the export's period, blank
+            lines), skipped; quarantine records keep the file's own line numbers.
     """
 
     delimiter: str | None = None
     encoding: str = "utf-8"
     decimal: Literal[".", ","] = "."
+    skip_lines: int = Field(0, ge=0, le=1000)
 
     @field_validator("delimiter")
     @classmethod
