@@ -154,6 +154,12 @@ def test_the_ingest_line_of_capfc_run_says_records_and_rows_apart() -> None:
     stage = SimpleNamespace(stage="ingest", rows_in=341_702, rows_out=2_446, rows_quarantined=6_222,
                             quarantine_records=12_446, run_id="a33989c3fb78",
                             counts={"files": 42, "rows_used": 335_480})
-    assert stage_line(stage) == ("ingest: 42 file(s), 341,702 rows read, 335,480 used, 6,222 quarantined (12,446 "
+    assert stage_line(stage) == ("ingested 42 file(s): 341,702 rows read, 335,480 used, 6,222 quarantined (12,446 "
                                  "quarantine records: a wide row can give one per metric); 2,446 daily values "
-                                 "written (run a33989c3fb78)")
+                                 "written, 0 day(s) completed from earlier runs (0 partial day(s) staged) (run "
+                                 "a33989c3fb78)")
+    # capfc ingest prints the same line; copies and excluded rows are said (helper-61: capfc run did not).
+    stage.counts |= {"file_copies": 2, "rows_excluded": 6_000}
+    assert stage_line(stage).startswith(
+        "ingested 42 file(s) (2 a copy of another, read once): 341,702 rows read, 335,480 used, 6,222 quarantined "
+        "(6,000 of them excluded by the mapping; 12,446 quarantine records")

@@ -732,10 +732,40 @@ def test_lines_above_the_header_are_skipped_and_line_numbers_stay_the_files(tmp_
     write(tmp_path / "e.csv", text)
     write(tmp_path / "inv.csv", "host;cores\nweb;4\n")
     mapping = {**WIDE, "csv": {"delimiter": ";", "skip_lines": 3}, "metrics": {"cpu": {"percent": "cpu"}},
-               "inventory": {"source": str(tmp_path / "inv.csv"), "columns": {"server_id": "host", "cpu_cores": "cores"}}}
+               "inventory": {"source": str(tmp_path / "inv.csv"),
+                             "columns": {"server_id": "host", "cpu_cores": "cores"}}}
     result = run([tmp_path / "e.csv"], mapping)
     assert result.rows_read == 3 and result.raw_metrics["samples"].tolist() == [1]
     assert sorted(result.quarantine["source"].str.rsplit(":", n=1).str[1].astype(int)) == [6, 7]
     assert result.inventory["cpu_cores"].tolist() == [4]  # the inventory file has no lines above its header
     with pytest.raises(InputError, match="is there a title above the header line\\? csv.skip_lines skips such lines"):
         run([tmp_path / "e.csv"], {**mapping, "csv": {"delimiter": ";"}})
+
+
+def test_review_edges_of_the_new_mapping_keys(tmp_path: Path) -> None:
+    """helper-61: unquoted YAML booleans in exclude_rows, a negative idle percent, a rule matching nothing,
+    CR-only lines below skip_lines."""
+    with pytest.raises(ConfigError, match="false was read as a boolean .*quote the text the column holds, e.g. 'off'"):
+        parse_mapping({**WIDE, "exclude_rows": {"column": "state", "values": [False], "reason": "off"}})
+    write(tmp_path / "sar.csv", "host,ts,idle,state\nweb,2024-01-01T00:00:00Z,-1,on\nweb,2024-01-01T00:05:00Z,70,on\n")
+    mapping = {**WIDE, "metrics": {"cpu": {"idle": "idle"}},
+               "exclude_rows": {"column": "state", "values": ["off"], "reason": "powered off"}}
+    result = run([tmp_path / "sar.csv"], mapping)
+    assert result.raw_metrics["value"].tolist() == [30.0]  # -1 idle is not 101 % cpu
+    assert reasons(result) == ["negative_value: '-1' in column 'idle' (an idle percent below 0 is a not-collected "
+                               "code, not a measurement)"]
+    assert ("exclude_rows matched no row: column 'state' never holds 'off' (numbers compare as numbers, text as "
+            "trimmed text)") in result.warnings
+    write(tmp_path / "cr.csv", "Title\rhost,ts,cpu\rweb,2024-01-01T00:00:00Z,5\rweb,2024-01-01T00:05:00Z,6\r")
+    cr = run([tmp_path / "cr.csv"], {**WIDE, "csv": {"skip_lines": 1}, "metrics": {"cpu": {"percent": "cpu"}}})
+    assert cr.rows_read == 2 and cr.raw_metrics["samples"].tolist() == [2]
+
+
+def test_epoch_times_of_rows_without_a_server_are_not_judged(tmp_path: Path) -> None:
+    """helper-61: milliseconds read as seconds on rows whose server id the pattern rejects ended in an IndexError."""
+    write(tmp_path / "ms.csv", "host,t,cpu\n" + "".join(f"zz,{1_700_000_000_000 + 300_000 * i},5\n"
+                                                       for i in range(30)))
+    mapping = {**WIDE, "server_id": {"column": "host", "pattern": "^(web)$"},
+               "timestamp": {"column": "t", "kind": "epoch", "unit": "s"}, "metrics": {"cpu": {"percent": "cpu"}}}
+    result = run([tmp_path / "ms.csv"], mapping)
+    assert result.rows_used == 0 and set(r.split(":")[0] for r in reasons(result)) == {"unmatched_server_id"}

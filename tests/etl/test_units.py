@@ -107,9 +107,12 @@ def test_a_count_read_as_percent_is_named_and_saturation_of_some_servers_is_not(
     assert message.startswith("cpu: 400 of the 400 values are above 100") and "count, bytes or MHz" in message
     assert message.endswith("map it with usage and capacity (docs/ingest.md, Values)")
     # A long file has no usage and capacity keys (helper-60: it was told to use them).
-    [message] = over_hundred_warnings(summarise_values(metric, counts), long=True)
-    assert message.endswith("leave the metric out (exclude_rows on the metric name column) or export it as a "
+    [message] = over_hundred_warnings(summarise_values(metric, counts), long="MetricName")
+    assert message.endswith("leave the metric out (exclude_rows on column 'MetricName') or export it as a "
                             "percentage: a long file's values are percentages or fractions (docs/ingest.md, Values)")
+    [message] = over_hundred_warnings(summarise_values(metric, counts), long="")  # one fixed metric (nab.yaml)
+    assert message.endswith("read only files of percentages or fractions with this mapping (a long file's values "
+                            "are either; docs/ingest.md, Values)")
     saturated = np.concatenate([rng.uniform(5.0, 60.0, 300), rng.uniform(101.0, 129.0, 100)])  # 25 % saturated
     assert over_hundred_warnings(summarise_values(metric, saturated)) == []
     assert over_hundred_warnings(summarise_values(metric[:50], counts[:50])) == []  # too few values to say

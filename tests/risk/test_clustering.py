@@ -215,3 +215,6 @@ def test_servers_without_cpu_are_not_called_idle() -> None:
     assert not clusters["cluster_label"].str.startswith("idle").any()
     with_cpu = pd.concat([metrics, metrics.assign(metric="cpu", value=2.0)], ignore_index=True)
     assert cluster_servers(server_profiles(with_cpu), RiskConfig())["cluster_label"].str.startswith("idle").any()
+    # cpu at weekends only is cpu all the same (helper-61: observed was judged on business days).
+    weekend = metrics[pd.to_datetime(metrics["ds"]).dt.dayofweek >= 5].assign(metric="cpu", value=90.0)
+    assert server_profiles(pd.concat([metrics, weekend], ignore_index=True))["cpu_observed"].all()

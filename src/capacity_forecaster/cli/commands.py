@@ -27,7 +27,13 @@ from capacity_forecaster.cli.common import (
     quiet_level,
     setup_command,
 )
-from capacity_forecaster.cli.summaries import etl_line, print_forecast_summary, print_risk_summary, stage_line
+from capacity_forecaster.cli.summaries import (
+    etl_line,
+    ingest_line,
+    print_forecast_summary,
+    print_risk_summary,
+    stage_line,
+)
 from capacity_forecaster.cli.tables import format_frame, is_numeric
 from capacity_forecaster.stages.forecast import summary_line
 
@@ -104,14 +110,7 @@ def ingest(
     lake_obj = pipeline.open_lake(settings)
     stage = pipeline.ingest_stage(lake_obj, settings, sources, mapping, replace=replace)
     if quiet_level(quiet, silent) < 2:
-        excluded = stage.counts.get("rows_excluded", 0)
-        mapped = f"{excluded:,} of them excluded by the mapping; " if excluded else ""
-        out.print(f"ingested {stage.counts['files']} file(s): {stage.rows_in:,} rows read, "
-                  f"{stage.counts['rows_used']:,} used, {stage.rows_quarantined:,} quarantined "
-                  f"({mapped}{stage.quarantine_records:,} quarantine records); {stage.rows_out:,} daily values "
-                  "written, "
-                  f"{stage.counts['days_completed']:,} day(s) completed from earlier runs "
-                  f"({stage.counts['partial_days_staged']:,} partial day(s) staged) (run {stage.run_id})")
+        out.print(ingest_line(stage))
 
 
 @app.command()

@@ -76,11 +76,7 @@ def stage_line(stage: Any) -> str:
         return (f"generate: the lake had no raw metrics, so a synthetic demonstration fleet was written "
                 f"({stage.rows_out:,} raw rows; capfc ingest brings your own exports) (run {stage.run_id})")
     if stage.stage == "ingest":
-        counts = stage.counts or {}
-        return (f"ingest: {counts.get('files', 0)} file(s), {stage.rows_in:,} rows read, "
-                f"{counts.get('rows_used', 0):,} used, {stage.rows_quarantined:,} quarantined "
-                f"({getattr(stage, 'quarantine_records', 0):,} quarantine records: a wide row can give one per "
-                f"metric); {stage.rows_out:,} daily values written (run {stage.run_id})")
+        return ingest_line(stage)
     if stage.stage == "report":
         return f"report: {stage.rows_out:,} {'file' if stage.rows_out == 1 else 'files'} written (run {stage.run_id})"
     if stage.stage == "risk" and (stage.counts or {}).get("summary"):
@@ -88,6 +84,19 @@ def stage_line(stage: Any) -> str:
         return f"{risk_headline(summary)}; {savings_line(summary)} (run {stage.run_id})"
     return (f"{stage.stage}: {stage.rows_out:,} rows out, {stage.rows_quarantined:,} quarantined "
             f"(run {stage.run_id})")
+
+
+def ingest_line(stage: Any) -> str:
+    """What an ingest read, used, quarantined and wrote (``capfc ingest`` and ``capfc run`` alike)."""
+    counts = stage.counts or {}
+    copies, excluded = counts.get("file_copies", 0), counts.get("rows_excluded", 0)
+    files = f"{counts.get('files', 0)} file(s)" + (f" ({copies} a copy of another, read once)" if copies else "")
+    mapped = f"{excluded:,} of them excluded by the mapping; " if excluded else ""
+    return (f"ingested {files}: {stage.rows_in:,} rows read, {counts.get('rows_used', 0):,} used, "
+            f"{stage.rows_quarantined:,} quarantined ({mapped}{getattr(stage, 'quarantine_records', 0):,} quarantine "
+            f"records: a wide row can give one per metric); {stage.rows_out:,} daily values written, "
+            f"{counts.get('days_completed', 0):,} day(s) completed from earlier runs "
+            f"({counts.get('partial_days_staged', 0):,} partial day(s) staged) (run {stage.run_id})")
 
 
 def risk_headline(summary: dict[str, Any]) -> str:

@@ -172,6 +172,12 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
                                                np.ones(len(raw), dtype=bool), numbers.decimal)
     templates = _number_templates(value_column, "value")
     values = raw * 100.0 if spec.fraction is not None else 100.0 - raw if spec.idle is not None else raw
+    if spec.idle is not None:
+        # An idle percent below 0 is a not-collected code (as a usage below 0 is), not a CPU above 100 % (helper-61).
+        with np.errstate(invalid="ignore"):
+            status = np.where((status == parse.OK) & (raw < 0), _NEGATIVE_USAGE, status).astype(np.int16)
+        templates[_NEGATIVE_USAGE] = (f"negative_value: {{text}} in column '{value_column}' (an idle percent below "
+                                      "0 is a not-collected code, not a measurement)")
     if capacity_column is not None:
         capacity, cap_status = numbers(capacity_column)
         cap_status = cap_status.copy()
@@ -458,8 +464,8 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
     column_type = chunk.columns[ts_column].type
     if mapping.timestamp.kind == "epoch" and not (pa.types.is_timestamp(column_type) or pa.types.is_date(column_type)) \
             and (ts_status == parse.OUT_OF_RANGE).any():
-        late = np.flatnonzero(ts_status == parse.OUT_OF_RANGE)
-        beyond = (numbers(ts_column)[0][late], row_server[late])
+        late = np.flatnonzero((ts_status == parse.OUT_OF_RANGE) & (row_server >= 0))  # rows with a server
+        beyond = (numbers(ts_column)[0][late], row_server[late]) if len(late) else None
     if mapping.weight is None and (ts_status == parse.AMBIGUOUS).any():
         # The hour a DST change repeats: placed by file order within each server's series (a
         # run-length row covers an unknown part of the hour: not placed).

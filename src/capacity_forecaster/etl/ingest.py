@@ -91,6 +91,7 @@ class IngestResult:
         rows_quarantined: rows that gave none (rows_read == rows_used + rows_quarantined).
         rows_excluded: of those, the rows the mapping's ``exclude_rows`` names as no sample (the
             quarantine-share guard leaves them out: the mapping asked for it).
+        file_copies: files of ``files`` not read because their bytes equal an earlier file's.
         files: the files read, in order.
         warnings: things the user should know that did not stop the ingest (e.g. header-only files).
         deferred: those of ``warnings`` about what the run would write (servers lost, overfull days,
@@ -122,6 +123,7 @@ class IngestResult:
     carryover: Carryover = field(default_factory=Carryover)
     deferred: tuple[str, ...] = field(default=())
     rows_excluded: int = 0
+    file_copies: int = 0
 
 
 def _duplicate_quarantine(group: SampleGroup, duplicates: Duplicates, labels: list[str],
@@ -283,8 +285,9 @@ def _warn_unread_inventory(rejects: pd.DataFrame, state: _Reading) -> None:
     what = unread["reason"].astype(str).str.extract(r"^([a-z_]+): (\S+) from column '(.*)' (?:is (.*) )?\(kept")
     for (code, target, column), rows in unread.groupby([what[0], what[1], what[2]], sort=True):
         shown = repr(str(rows["value"].iloc[0]))
-        why = (str(what.loc[rows.index[0], 3]) if code == "inventory_out_of_range"
-               else "not numbers (write plain numbers such as 1200.5; csv.decimal sets the decimal sign)")
+        why = {"inventory_out_of_range": str(what.loc[rows.index[0], 3]),
+               "inventory_unparseable_time": "not times (write ISO 8601 text such as 2024-03-01T12:00:00Z)"}.get(
+            str(code), "not numbers (write plain numbers such as 1200.5; csv.decimal sets the decimal sign)")
         state.defer(f"inventory column '{column}' ({target}): {len(rows):,} value(s) are {why} and were kept "
                     f"empty, e.g. {shown} ({rows['source'].iloc[0]}); see the quarantine table")
 
@@ -344,6 +347,7 @@ class _Reading:
     warnings: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     malformed: int = 0
+    copies: int = 0
     # Per file: (its rows, rows whose epoch time is too large for the unit, a sample of those numbers, the
     # first such row's server code).
     beyond: dict[int, tuple[int, int, np.ndarray, int]] = field(default_factory=dict)
@@ -371,6 +375,7 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
         for copy, original in identical_files(files):
             state.warn(f"{copy.label}: the same bytes as {original.label}; read once")
             copies.add(copy.label)
+    state.copies = len(copies)
     for index, src in enumerate(files):
         if src.label in copies:
             continue
@@ -629,7 +634,8 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     """``ingest`` from reading the metric files on (``pool`` holds, and may spill, their samples)."""
     state = _read_files(files, mapping, cfg, deriver, capacities, pool)
     tallied = pool.values.summary()
-    for message in [*fraction_warnings(tallied, mapping), *over_hundred_warnings(tallied, mapping.layout == "long")]:
+    for message in [*fraction_warnings(tallied, mapping), *over_hundred_warnings(
+            tallied, None if mapping.long is None else mapping.long.metric_column or "")]:
         state.warn(message)
     _check_epoch_units(mapping, state, pool, labels)
     rolled = _RolledUp(measure=pool.spilled and mapping.interval_seconds is None)
@@ -676,6 +682,10 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     # The rule rejects whole rows: one record per metric of a wide row, one per long row.
     excluded = int(quarantine["reason"].astype(str).str.startswith("excluded_row:").sum()) // max(
         len(mapping.metric_names()), 1)
+    if mapping.exclude_rows is not None and rows_read and not excluded:
+        rule = mapping.exclude_rows
+        state.warn(f"exclude_rows matched no row: column '{rule.column}' never holds "
+                   f"{', '.join(repr(v) for v in rule.values)} (numbers compare as numbers, text as trimmed text)")
     return IngestResult(daily, inventory, quarantine, rows_read, rows_used, rows_read - rows_used,
                         tuple(labels), tuple(state.warnings), ids_only, values, partial_days, pooled_days, carry,
-                        tuple(state.deferred), excluded)
+                        tuple(state.deferred), excluded, state.copies)

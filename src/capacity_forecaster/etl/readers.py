@@ -107,12 +107,14 @@ def _line_numbers(offset: int, count: int, bad: list[BadRow], first: int = FIRST
 
 
 def _after_lines(head: bytes, count: int) -> bytes:
-    """``head`` from its ``count + 1``-th line on (empty when it has no more lines)."""
+    """``head`` from its ``count + 1``-th line on (empty when it has no more lines); a line ends in LF, CRLF or
+    CR alone (Excel for Mac's CSV, helper-61)."""
     for _ in range(count):
-        end = head.find(b"\n")
-        if end < 0:
+        ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
+        if not ends:
             return b""
-        head = head[end + 1:]
+        end = min(ends)
+        head = head[end + (2 if head[end:end + 2] == b"\r\n" else 1):]
     return head
 
 
@@ -192,6 +194,8 @@ def _csv_chunks(src: SourceFile, roles: Mapping[str, str], spec: CsvSpec,
         if not head and truncated:
             raise InputError(f"{src.label}: csv.skip_lines {spec.skip_lines} skips more than the first "
                              f"{SNIFF_BYTES:,} bytes; the header line must start within them")
+        if not head.strip():
+            logger.warning("%s: no header line below the %d line(s) csv.skip_lines skips", src.label, spec.skip_lines)
     dialect = sniff(head, truncated, src.label, spec.encoding, spec.delimiter)
     if dialect is None:
         return

@@ -30,11 +30,13 @@ class SourceFile:
         label: how messages and quarantine rows name the file (a path, or ``s3://bucket/key``).
         filesystem: the pyarrow filesystem holding it.
         path: its path within ``filesystem``.
+        size: its size in bytes as listed, or None when not known.
     """
 
     label: str
     filesystem: pafs.FileSystem
     path: str
+    size: int | None = None
 
     @property
     def name(self) -> str:
@@ -59,18 +61,18 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith((".", "_")) for part in relative.split("/") if part)
 
 
-def _walk_folder(fs: pafs.FileSystem, folder: str) -> list[str]:
+def _walk_folder(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
     infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True))
     base = folder.rstrip("/") + "/"
-    return sorted(
-        info.path for info in infos
+    return sorted((
+        info for info in infos
         if info.type == pafs.FileType.File
         and info.path.lower().endswith(FOLDER_SUFFIXES)
         and not _hidden(info.path[len(base):] if info.path.startswith(base) else info.base_name)
-    )
+    ), key=lambda info: info.path)
 
 
-def _expand_glob(fs: pafs.FileSystem, pattern: str) -> list[str]:
+def _expand_glob(fs: pafs.FileSystem, pattern: str) -> list[pafs.FileInfo]:
     first = min(i for i in (pattern.find(c) for c in _GLOB_CHARS) if i >= 0)
     base = pattern[: pattern.rfind("/", 0, first) + 1] or "."
     rest = pattern[len(base):]
@@ -79,10 +81,10 @@ def _expand_glob(fs: pafs.FileSystem, pattern: str) -> list[str]:
     infos = fs.get_file_info(selector)
     # fnmatch's '*' also matches '/', so '**/' is tried both as "any folders" and as "no folder".
     patterns = {pattern, pattern.replace("**/", "")}
-    return sorted(
-        info.path for info in infos
+    return sorted((
+        info for info in infos
         if info.type == pafs.FileType.File and any(fnmatch.fnmatchcase(info.path, p) for p in patterns)
-    )
+    ), key=lambda info: info.path)
 
 
 def expand_sources(sources: Sequence[str], filesystem_for: FilesystemFor) -> list[SourceFile]:
@@ -120,7 +122,7 @@ def expand_sources(sources: Sequence[str], filesystem_for: FilesystemFor) -> lis
                 if not paths:
                     logger.warning("%s: folder holds no %s files", uri, ", ".join(f"*{s}" for s in FOLDER_SUFFIXES))
             elif info.type == pafs.FileType.File:
-                paths = [path]
+                paths = [info]
             elif info.type == pafs.FileType.Unknown:
                 raise InputError(f"{uri}: not a regular file (a pipe or a device?); save the export to a file first")
             elif any(c in path for c in _GLOB_CHARS):
@@ -132,46 +134,67 @@ def expand_sources(sources: Sequence[str], filesystem_for: FilesystemFor) -> lis
         except OSError as err:
             raise InputError(f"{uri}: cannot be listed: {err}") from err
         for found in paths:
-            key = (fs.type_name, found)
+            key = (fs.type_name, found.path)
             if key in seen:
                 repeated += 1
                 continue
             seen.add(key)
-            files.append(SourceFile(_label(uri, found), fs, found))
+            files.append(SourceFile(_label(uri, found.path), fs, found.path, found.size))
     if repeated:
         logger.info("skipped %s file(s) named more than once in the sources", repeated)
     return files
 
 
 _HASH_BLOCK = 1 << 20
+_PREFIX = 1 << 16
 
 
-def _digest(source: SourceFile) -> str:
+def _digest(source: SourceFile, limit: int | None = None) -> str:
+    """SHA-256 of the file's bytes (its first ``limit`` bytes when given)."""
     digest = hashlib.sha256()
-    with source.filesystem.open_input_stream(source.path) as stream:
-        while block := stream.read(_HASH_BLOCK):
-            digest.update(block)
+    try:
+        with source.filesystem.open_input_stream(source.path) as stream:
+            left = limit
+            while left is None or left > 0:
+                block = stream.read(_HASH_BLOCK if left is None else min(_HASH_BLOCK, left))
+                if not block:
+                    break
+                digest.update(block)
+                left = None if left is None else left - len(block)
+    except OSError as err:
+        raise InputError(f"{source.label}: cannot be opened: {err}") from err
     return digest.hexdigest()
 
 
 def identical_files(files: Sequence[SourceFile]) -> list[tuple[SourceFile, SourceFile]]:
     """Files whose bytes equal an earlier file's, each with that file: ``(copy, original)``.
 
-    Only files of equal size are read (hashed with SHA-256), so an export of distinct files costs one
-    listing of their sizes. Helper-60: "export.csv" beside "export (1).csv" and "export - Copy.csv"
+    Sizes come from the listing; only files of equal, non-zero size are read: their first 64 KiB, and
+    all of it only where those agree too (a day's export beside the next day's of the same size differs
+    in its first lines). Helper-60: "export.csv" beside "export (1).csv" and "export - Copy.csv"
     quarantined every sample twice as duplicate_timestamp and stopped at the quarantine share.
+
+    Raises:
+        InputError: a file that must be compared cannot be read.
     """
     by_size: dict[tuple[str, int], list[SourceFile]] = {}
     for source in files:
-        info = source.filesystem.get_file_info(source.path)
-        by_size.setdefault((source.filesystem.type_name, int(info.size or 0)), []).append(source)
+        if source.size:  # an empty file has no rows to count twice
+            by_size.setdefault((source.filesystem.type_name, source.size), []).append(source)
     copies: list[tuple[SourceFile, SourceFile]] = []
     for group in by_size.values():
         if len(group) < 2:
             continue
-        first: dict[str, SourceFile] = {}
+        by_prefix: dict[str, list[SourceFile]] = {}
         for source in group:
-            original = first.setdefault(_digest(source), source)
-            if original is not source:
-                copies.append((source, original))
+            by_prefix.setdefault(_digest(source, _PREFIX), []).append(source)
+        for same in by_prefix.values():
+            if len(same) < 2:
+                continue
+            first: dict[str, SourceFile] = {}
+            for source in same:
+                whole = _digest(source) if (source.size or 0) > _PREFIX else ""
+                original = first.setdefault(whole, source)
+                if original is not source:
+                    copies.append((source, original))
     return copies

@@ -241,6 +241,16 @@ class ExcludeSpec(Spec):
     values: list[float | str] = Field(min_length=1)
     reason: str = Field(min_length=1)
 
+    @field_validator("values", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: object) -> object:
+        # YAML reads unquoted off/on/yes/no/true/false as booleans, which would match 0/1 or nothing (helper-61).
+        for item in value if isinstance(value, list) else []:
+            if isinstance(item, bool):
+                raise ValueError(f"{str(item).lower()} was read as a boolean (YAML reads unquoted off, on, yes, no, "
+                                 "true and false so): quote the text the column holds, e.g. 'off'")
+        return value
+
 
 class LongSpec(Spec):
     """The value and metric of a long file (one value per row).

@@ -127,8 +127,9 @@ def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list
 
     Args:
         values: the accepted values of each metric (``summarise_values`` or ``ValueTally``), in percent as read.
-        long: the mapping is a long layout, whose values can only be percentages or fractions (no usage and
-            capacity): the advice is to leave the metric out.
+        long: for a long layout, whose values can only be percentages or fractions (no usage and capacity),
+            its metric name column (the advice is to leave the metric out with exclude_rows), or "" when it
+            has none (one fixed metric: the advice is to give the tool another file).
         mapping: the mapping they were read with (metrics it declares as fractions are skipped).
 
     Returns:
@@ -149,7 +150,7 @@ def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list
     return messages
 
 
-def over_hundred_warnings(values: dict[str, MetricValues], long: bool = False) -> list[str]:
+def over_hundred_warnings(values: dict[str, MetricValues], long: str | None = None) -> list[str]:
     """Warnings for metrics whose values are mostly above 100 %.
 
     Above 100 is saturation (demand over capacity, kept as 100 by the ETL), which servers reach some of
@@ -171,7 +172,9 @@ def over_hundred_warnings(values: dict[str, MetricValues], long: bool = False) -
                 f"{name}: {seen.over_hundred:,} of the {seen.count:,} values are above 100 (median "
                 f"{seen.median:.3g}, max {seen.maximum:.3g}), read as percent of capacity, so the servers look "
                 "saturated; if this column is a count, bytes or MHz rather than a percentage, "
-                + ("leave the metric out (exclude_rows on the metric name column) or export it as a percentage: "
-                   "a long file's values are percentages or fractions (docs/ingest.md, Values)" if long else
-                   "map it with usage and capacity (docs/ingest.md, Values)"))
+                + ("map it with usage and capacity (docs/ingest.md, Values)" if long is None else
+                   f"leave the metric out (exclude_rows on column '{long}') or export it as a percentage: a long "
+                   "file's values are percentages or fractions (docs/ingest.md, Values)" if long else
+                   "read only files of percentages or fractions with this mapping (a long file's values are "
+                   "either; docs/ingest.md, Values)"))
     return messages

@@ -114,6 +114,11 @@ class ForecastResult:
         columns=list(BACKTEST_FORECAST_COLUMNS)))
 
 
+# helper-60: after an ETL of an empty raw_metrics the message said "run 'capfc etl' first", which had just run.
+NO_ROWS = ("metrics: the processed metrics have no rows to forecast (an ETL of raw metrics without rows?); ingest "
+           "an export with data rows, then run 'capfc etl'")
+
+
 def resolve_models(spec: str, freq: str = "D") -> list[str]:
     """Model names of ``auto`` or a comma-separated list, validated, in declared order.
 
@@ -242,9 +247,7 @@ def run_forecast(metrics: pd.DataFrame, cfg: ForecastConfig, *, progress: Progre
 
     require_columns(metrics, list(RAW_METRIC_COLUMNS), "metrics")
     if metrics[VALUE].shape[0] == 0:
-        # helper-60: after an ETL of an empty raw_metrics this said "run 'capfc etl' first", which had just run.
-        raise ForecastError("metrics: the processed metrics have no rows to forecast (an ETL of raw metrics "
-                            "without rows?); ingest an export with data rows, then run 'capfc etl'")
+        raise ForecastError(NO_ROWS)
     resolve_models(cfg.models, cfg.freq)
     keys = metrics[SERVER_ID].astype(str)
     chunks = plan_chunks(metrics[[SERVER_ID, METRIC]], cfg.chunk_series or default_chunk_series())

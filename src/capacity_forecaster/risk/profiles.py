@@ -234,6 +234,7 @@ def server_profiles(metrics: pd.DataFrame, business_days: int = 3,
         "leak_signal": _leak_signal(memory, memory_level),
     })
     numeric = list(PROFILE_COLUMNS)
-    out[CPU_OBSERVED] = np.isfinite(cpu_level)  # before the fill: a server without cpu is not idle (helper-60)
+    # Before the fill: a server without cpu is not idle (helper-60), whichever days its values fall on (helper-61).
+    out[CPU_OBSERVED] = np.isfinite(cpu).any(axis=1)
     out[numeric] = out[numeric].astype(float).fillna(0.0)
     return out

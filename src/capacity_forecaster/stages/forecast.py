@@ -170,7 +170,7 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         plan_chunks,
         run_chunks,
     )
-    from capacity_forecaster.forecast.stage import resolve_models
+    from capacity_forecaster.forecast.stage import NO_ROWS, resolve_models
 
     cfg = settings.forecast
     # A model name that does not exist is a usage error, not a run: no manifest says "forecast failed".
@@ -187,9 +187,7 @@ def forecast_stage(lake: Lake, settings: Settings, progress: Progress | None = N
         inputs, input_digests = _inputs(lake, models)
         series = _series(lake)
         if series.empty:
-            # helper-60: after an ETL of an empty raw_metrics this said "run 'capfc etl' first", which had just run.
-            raise ForecastError("metrics: the processed metrics have no rows to forecast (an ETL of raw metrics "
-                                "without rows?); ingest an export with data rows, then run 'capfc etl'")
+            raise ForecastError(NO_ROWS)
         chunks = plan_chunks(series, cfg.chunk_series or default_chunk_series())
         rows_in: dict[tuple[str, ...], int] = {}  # per chunk (read twice, or once when resumed)
 

@@ -401,6 +401,7 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         run.rows_out = 0 if raw is None else len(result.raw_metrics) - len(kept)
         # rows_read == rows_used + rows_quarantined; the quarantine may hold several records per row.
         run.counts = {"rows_used": result.rows_used, "rows_excluded": result.rows_excluded,
+                      "file_copies": result.file_copies,
                       "quarantine_records": len(result.quarantine),
                       "files": len(result.files), "days_pooled": carry.days_combined,
                       "days_completed": carry.days_completed, "samples_pooled": carry.samples_combined,
