@@ -62,7 +62,7 @@ _YEAR_1990_NS = 631_152_000 * 1_000_000_000
 # quarantined one by one.
 _UNIT_SHARE = 0.01
 _MONTH_NS = 31 * 86_400 * 1_000_000_000
-_BEYOND_SAMPLE = 10_000  # numbers kept per file to judge the unit of epoch times too large for the mapping's
+_BEYOND_SAMPLE = 10_000  # numbers kept per file to judge the unit of epoch times too large for the mapping's unit
 _YEAR_2100_NS = 4_102_444_800 * 1_000_000_000
 # Jitter puts a day's coverage a few percent over 1; half as many samples again as the interval allows is two
 # sources of one series.
