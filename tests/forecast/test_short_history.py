@@ -52,3 +52,25 @@ def test_a_series_with_no_complete_backtest_gets_the_level_too() -> None:
     assert (fc["model"] == "recent_level").all() and fc["yhat"].to_numpy() == pytest.approx(np.full(14, 20.0))
     tri = result.triage.set_index("server_id")
     assert tri.loc["young", "status"] == "baseline" and "no model has a complete backtest" in tri.loc["young", "reason"]
+
+
+def test_an_untested_series_gets_the_same_interval_whatever_the_horizon() -> None:
+    """helper-59: an unbacktested series looked up the fleet's pooled errors by the requested horizon's buckets,
+    found none at a longer --horizon, and kept its own narrower interval (1-7-day coverage 0.78 at h = 30,
+    0.665 at h = 90 on a half-new Rnd fleet). Two months of fleet history test the same leads at either horizon."""
+    rng = np.random.default_rng(4)
+    frames = [pd.DataFrame({"server_id": f"old-{i}", "ds": START + pd.to_timedelta(np.arange(62), "D"),
+                            "metric": "cpu", "value": 40.0 + rng.normal(0, 6, 62), "is_imputed": False})
+              for i in range(6)]
+    frames.append(pd.DataFrame({"server_id": "young", "ds": START + pd.to_timedelta(np.arange(46, 62), "D"),
+                                "metric": "cpu", "value": 30.0 + rng.normal(0, 6, 16), "is_imputed": False}))
+    metrics = pd.concat(frames, ignore_index=True)
+    bounds = []
+    for horizon in (30, 90):
+        cfg = ForecastConfig(models="recent_level", horizon=horizon, backtest_windows=3, backtest_step=14, n_jobs=1)
+        fc = run_forecast(metrics, cfg).forecasts
+        young = fc[fc["server_id"] == "young"].sort_values("ds").head(30)
+        bounds.append(young[["yhat_lower", "yhat_upper"]].to_numpy())
+        assert young["is_extrapolation"].all()
+    np.testing.assert_allclose(bounds[0], bounds[1])
+    assert (bounds[0][:, 1] - bounds[0][:, 0] > 1.0).all()

@@ -37,6 +37,7 @@ from capacity_forecaster.forecast.engine import (
     UnitResult,
 )
 from capacity_forecaster.forecast.intervals import (
+    BUCKET_WIDTH_UNIT,
     MIN_BUCKET_STEPS,
     apply_bounds,
     calibrate,
@@ -372,7 +373,18 @@ def calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: pd
     last = index[[*_SERIES, "last_ds"]].rename(columns={"last_ds": "cutoff"})
     last["scale"] = seasonal_scale(history, bt.SEASON[cfg.freq], last).to_numpy()
     out = out.merge(last[[*_SERIES, "scale"]], on=_SERIES)
-    half, _ = calibrate(rows, cfg.interval, pooled=pooled).half_widths(out, _pooled(out, pooling))
+    calibration = calibrate(rows, cfg.interval, pooled=pooled)
+    # A series without a backtest takes its model's pooled errors at the leads the fleet's backtests reached
+    # (their buckets) and its model's own interval past them: looked up by the requested horizon's buckets, a
+    # longer --horizon found none and left the own interval everywhere (helper-59: a new half of an Rnd fleet
+    # covered 0.78 at 1-7-day leads with h = 30 and 0.665 with h = 90). Growing the last pooled bucket past them
+    # instead cut rolling Bitbrains Rnd coverage from 0.81 to 0.78 (measured twice, stops 21 and 23).
+    untested = lead == 0
+    reach = np.zeros(len(out), dtype=np.int64)
+    if untested.any() and not calibration.pooled.empty:
+        out.loc[untested, "bucket"], reach[untested] = _pooled_buckets(out.loc[untested], calibration.pooled)
+    half, _ = calibration.half_widths(out, _pooled(out, pooling))
+    half = np.where(untested & (step > reach), np.nan, half)
     half = np.where(beyond & (lead > 0), half * np.sqrt(step / np.maximum(lead, 1)), half)
     yhat = out["yhat"].to_numpy(dtype=float)
     own = np.maximum(yhat - out["yhat_lower"].to_numpy(dtype=float), out["yhat_upper"].to_numpy(dtype=float) - yhat)
@@ -384,6 +396,24 @@ def calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: pd
     out["yhat"] = np.clip(yhat, 0.0, 100.0)
     out[EXTRAPOLATION] = beyond
     return out[[*FORECAST_COLUMNS, EXTRAPOLATION]].sort_values([*_SERIES, DS], kind="mergesort").reset_index(drop=True)
+
+
+def _pooled_buckets(rows: pd.DataFrame, pooled: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """For forecast rows of series without a backtest (``model, metric, step``): the pooled bucket of their step
+    in the family of buckets (one bucket width) of their model and metric that reaches the longest lead (the
+    last one beyond it), and that lead (0 where the pool has no bucket for the model and metric)."""
+    family = pooled[["model", METRIC]].assign(width=pooled["bucket"].to_numpy() // BUCKET_WIDTH_UNIT,
+                                              index=pooled["bucket"].to_numpy() % BUCKET_WIDTH_UNIT)
+    family["reach"] = (family["index"] + 1) * family["width"]
+    best = (family.sort_values(["reach", "width"], ascending=[False, True], kind="mergesort")
+            .drop_duplicates(["model", METRIC])[["model", METRIC, "width", "reach"]])
+    found = rows[["model", METRIC]].merge(best, on=["model", METRIC], how="left")
+    width = found["width"].fillna(0).to_numpy(dtype=np.int64)
+    reach = found["reach"].fillna(0).to_numpy(dtype=np.int64)
+    step = np.minimum(rows["step"].to_numpy(dtype=np.int64), np.maximum(reach, 1))
+    bucket = np.where(width > 0, width * BUCKET_WIDTH_UNIT + (step - 1) // np.maximum(width, 1),
+                      rows["bucket"].to_numpy(dtype=np.int64))
+    return bucket, reach
 
 
 def note_triage(tri: pd.DataFrame, unbacktested: pd.DataFrame) -> pd.DataFrame:
