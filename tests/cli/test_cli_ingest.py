@@ -360,7 +360,11 @@ def test_metrics_the_mapping_excludes_do_not_trip_the_quarantine_guard(
     excluded = mapping + "exclude_rows: {column: MetricName, values: [NetworkIn, NetworkOut], reason: not used}\n"
     assert main(["ingest", str(export), "--mapping", str(write_mapping(tmp_path / "x.yaml", excluded)),
                  "--lake", lake]) == 0
-    assert ("48 used, 96 quarantined (96 of them excluded by the mapping; 96 quarantine records: a wide row can give "
+    assert ("48 used, 96 quarantined (96 of them excluded by the mapping; 2 quarantine records: a wide row can give "
             "one per metric)"
             in capsys.readouterr().out)
     assert list_runs(Lake.open(lake), "ingest")[-1]["counts"]["rows_excluded"] == 96
+    # One record per file, server and excluded value, with its rows: not one per row of data left out.
+    assert sorted(Lake.open(lake).read_table("quarantine")["reason"]) == [
+        "excluded_row: 48 row(s) whose column 'MetricName' is 'NetworkIn' (mapping exclude_rows: not used)",
+        "excluded_row: 48 row(s) whose column 'MetricName' is 'NetworkOut' (mapping exclude_rows: not used)"]

@@ -218,10 +218,13 @@ def faststorage() -> IngestResult:
 @needs_faststorage
 def test_faststorage_run_length_rows_and_joined_capacity(faststorage: IngestResult) -> None:
     result = faststorage
-    # 291 rows report 0 vCPU (a stopped VM): quarantined by the mapping's exclude_rows, every other row used.
-    assert result.rows_read == 276_979 and result.rows_used == 276_979 - 291
-    assert result.quarantine["reason"].str.startswith("excluded_row: column 'cpu_count' is '0'").all()
-    assert len(result.quarantine) == 291
+    # 291 rows of 8 VMs report 0 vCPU (a stopped VM): quarantined by the mapping's exclude_rows, one record per VM
+    # with its rows; every other row used.
+    assert result.rows_read == 276_979 and result.rows_used == 276_979 - 291 and result.rows_excluded == 291
+    assert result.quarantine["reason"].str.match(r"^excluded_row: \d+ row\(s\) whose column 'cpu_count' is '0' ").all()
+    assert len(result.quarantine) == 8 and result.quarantine["server_id"].nunique() == 8
+    counts = result.quarantine["reason"].str.extract(r"^excluded_row: (\d+) row")[0].astype(int)
+    assert counts.sum() == 291
     daily = result.raw_metrics
     assert daily["server_id"].nunique() == 50 and set(daily["metric"]) == {"cpu"}
     trace = pd.read_parquet(FASTSTORAGE / "trace.parquet")

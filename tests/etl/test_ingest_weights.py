@@ -158,12 +158,12 @@ def test_rows_the_mapping_excludes_are_quarantined_with_its_reason(tmp_path: Pat
     result = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
     assert result.rows_used == 3 and result.raw_metrics["samples"].tolist() == [3]
     assert result.quarantine["reason"].tolist() == [
-        "excluded_row: column 'vcpu' is '0.0' (mapping exclude_rows: VM stopped)"]
+        "excluded_row: 1 row(s) whose column 'vcpu' is '0.0' (mapping exclude_rows: VM stopped)"]
     mapping = {**MAPPING, "exclude_rows": {"column": "state", "values": ["off", 0], "reason": "powered off"}}
     result = ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)
     assert result.rows_used == 3 and result.rows_read == result.rows_used + result.rows_quarantined
     assert result.quarantine["reason"].tolist() == [
-        "excluded_row: column 'state' is 'off' (mapping exclude_rows: powered off)"]
+        "excluded_row: 1 row(s) whose column 'state' is 'off' (mapping exclude_rows: powered off)"]
     (tmp_path / "trace.csv").write_text("vm,t,runs,mhz\na,0,1,500\n")
     with pytest.raises(InputError, match="column .state. not found.*set exclude_rows.column in the mapping"):
         ingest([str(tmp_path / "trace.csv")], parse_mapping(mapping), IngestConfig(), local)

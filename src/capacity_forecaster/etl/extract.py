@@ -42,11 +42,13 @@ class ChunkSamples:
         server, metric, ts, value, row: one entry per accepted value (metric codes index
             schema.METRICS; ``row`` is the row's index within the chunk).
         weight: samples each accepted value stands for (mapping ``weight``), or None.
-        quarantine: one record per rejected (row, metric), or None when nothing was rejected.
+        quarantine: one record per rejected (row, metric) but the excluded ones, or None when none.
         runs_cut: run-length rows cut at their server's last sample (``weight.until``) and the samples
             that cut dropped; the reader sums them over a file for one warning.
         beyond: the numbers of an epoch time column too large for ``timestamp.unit`` (after 2262),
             with the server code of each row: the reader checks whether another unit fits them.
+        excluded: server code and column text of the rows ``exclude_rows`` names as no sample (no record
+            each: the reader writes one per file, server and value, ``excluded_quarantine``).
     """
 
     row_server: np.ndarray
@@ -61,6 +63,7 @@ class ChunkSamples:
     quarantine: pd.DataFrame | None
     runs_cut: tuple[int, float] = (0, 0.0)
     beyond: tuple[np.ndarray, np.ndarray] | None = None
+    excluded: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def quarantine_frame(server: object, ds: object, metric: object, value: object,
@@ -340,8 +343,8 @@ def _row_weights(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.nda
 
 
 def _excluded(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping,
-              checked: np.ndarray) -> tuple[np.ndarray, pd.Series]:
-    """Rows of ``checked`` the mapping's ``exclude_rows`` names as no sample, with their reasons."""
+              checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``checked`` the mapping's ``exclude_rows`` names as no sample, with the text of their column."""
     spec = mapping.exclude_rows
     assert spec is not None
     column = chunk.columns[spec.column]
@@ -355,9 +358,23 @@ def _excluded(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping,
         hit |= pc.fill_null(pc.is_in(parse.as_text(column), pa.array(texts, pa.string())), False).to_numpy(
             zero_copy_only=False)
     rows = np.flatnonzero(checked & hit)
-    quoted = _quoted(parse.texts_at(column, rows))
-    return rows, (f"excluded_row: column '{spec.column}' is " + quoted
-                  + f" (mapping exclude_rows: {spec.reason})").reset_index(drop=True)
+    return rows, pd.Series(parse.texts_at(column, rows), dtype=object).fillna("").astype(str).to_numpy(dtype=object)
+
+
+def excluded_quarantine(counts: dict[tuple[str, str], int], mapping: Mapping, label: str) -> pd.DataFrame:
+    """One quarantine record per (server, value) of the rows of one file the mapping excludes, with their count.
+
+    Excluded rows are counted as quarantined rows, but a record per row would make the quarantine grow with
+    data the mapping asked to leave out (a CloudWatch export's unwanted metrics: two records per sample).
+    """
+    spec = mapping.exclude_rows
+    assert spec is not None
+    keys = sorted(counts)
+    shown = _quoted(np.array([text for _, text in keys], dtype=object))
+    reasons = [f"excluded_row: {counts[key]:,} row(s) whose column '{spec.column}' is {quoted} (mapping "
+               f"exclude_rows: {spec.reason})" for key, quoted in zip(keys, shown, strict=True)]
+    return quarantine_frame(np.array([server for server, _ in keys], dtype=object), None, None,
+                            np.array([text for _, text in keys], dtype=object), label, np.array(reasons, dtype=object))
 
 
 def _clip_runs(numbers: parse.ColumnNumbers, mapping: Mapping, checked: np.ndarray, ts: np.ndarray,
@@ -461,6 +478,7 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         numbers = parse.ColumnNumbers(chunk.columns, numbers.decimal)
     row_ts, ts_status = parse.parse_timestamps(chunk.columns[ts_column], mapping.timestamp)
     beyond = None
+    excluded_rows = None
     column_type = chunk.columns[ts_column].type
     if mapping.timestamp.kind == "epoch" and not (pa.types.is_timestamp(column_type) or pa.types.is_date(column_type)) \
             and (ts_status == parse.OUT_OF_RANGE).any():
@@ -481,9 +499,9 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
     rejects = [(time_rows, _reasons(ts_status[time_rows], parse.texts_at(chunk.columns[ts_column], time_rows),
                                     _time_templates(mapping)))]
     if mapping.exclude_rows is not None:
-        excluded, excluded_reasons = _excluded(chunk, numbers, mapping, ok)
+        excluded, excluded_texts = _excluded(chunk, numbers, mapping, ok)
         ok[excluded] = False
-        rejects.append((excluded, excluded_reasons))
+        excluded_rows = (row_server[excluded], excluded_texts)
     row_weight = None
     runs_cut = (0, 0.0)
     if mapping.weight is not None:
@@ -509,7 +527,7 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
         server=row_server[index], metric=np.concatenate([a[1] for a in accepted]), ts=row_ts[index],
         value=np.concatenate([a[2] for a in accepted]).astype(np.float64), row=index,
         weight=None if row_weight is None else row_weight[index],
-        quarantine=rejections.frame(), runs_cut=runs_cut, beyond=beyond,
+        quarantine=rejections.frame(), runs_cut=runs_cut, beyond=beyond, excluded=excluded_rows,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -13,7 +14,13 @@ import pandas as pd
 
 from capacity_forecaster.config import IngestConfig
 from capacity_forecaster.errors import InputError
-from capacity_forecaster.etl.extract import bad_row_quarantine, empty_quarantine, extract, quarantine_frame
+from capacity_forecaster.etl.extract import (
+    bad_row_quarantine,
+    empty_quarantine,
+    excluded_quarantine,
+    extract,
+    quarantine_frame,
+)
 from capacity_forecaster.etl.guard import (
     VALUE_COUNT_COLUMNS,
     counted_values,
@@ -85,7 +92,8 @@ class IngestResult:
             ``inventory_ids_only`` is True. An inventory file's rows are as read, ids not yet joined
             to the metrics' (``inventory_join.join_to_metrics``, which ``capfc ingest`` applies
             against every server of the lake), plus ``inventory_source`` (see ``_inventory_source``).
-        quarantine: schema.QUARANTINE_COLUMNS (all text): one record per rejected (row, metric).
+        quarantine: schema.QUARANTINE_COLUMNS (all text): one record per rejected (row, metric), but one per
+            file, server and value for the rows ``exclude_rows`` names (``extract.excluded_quarantine``).
         rows_read: data rows read (well-formed or not; header lines excluded).
         rows_used: rows that gave at least one accepted value.
         rows_quarantined: rows that gave none (rows_read == rows_used + rows_quarantined).
@@ -206,8 +214,9 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
     (an inventory file without their row, so no capacity; a capacity of 0)."""
     if quarantine.empty:
         return
-    # Inventory-file rows (reasons inventory_*) say nothing about a server's samples.
-    samples = ~quarantine["reason"].astype(str).str.startswith("inventory_")
+    # Inventory-file rows (reasons inventory_*) say nothing about a server's samples; rows the mapping excludes
+    # (a stopped VM's) are not lost, and their records count rows per value, not rows.
+    samples = ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
     named = quarantine[samples & quarantine["server_id"].notna() & ~quarantine["server_id"].isin(used)]
     if named.empty:
         return
@@ -348,6 +357,7 @@ class _Reading:
     deferred: list[str] = field(default_factory=list)
     malformed: int = 0
     copies: int = 0
+    excluded: int = 0  # rows the mapping's exclude_rows named as no sample
     # Per file: (its rows, rows whose epoch time is too large for the unit, a sample of those numbers, the
     # first such row's server code).
     beyond: dict[int, tuple[int, int, np.ndarray, int]] = field(default_factory=dict)
@@ -385,6 +395,7 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
                 src.name, mapping.server_id.from_filename, src.label)
         file_rows = 0
         runs_cut, samples_dropped = 0, 0.0
+        excluded: Counter[tuple[str, str]] = Counter()
         for chunk in read_chunks(src, roles, mapping.csv, mapping.format, cfg.chunk_rows, cfg.max_line_bytes):
             if chunk.bad_rows:
                 state.rejected.append(bad_row_quarantine(chunk.bad_rows, src.label, per_row_metrics,
@@ -408,12 +419,17 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
                 times = got.row_ts[got.row_ok]
                 first, last = state.spans.get(index, (int(times.min()), int(times.max())))
                 state.spans[index] = (min(first, int(times.min())), max(last, int(times.max())))
+            if got.excluded is not None:
+                excluded.update(zip((state.servers.names[c] for c in got.excluded[0]), got.excluded[1], strict=True))
             if got.beyond is not None:
                 _, count, kept, server = state.beyond.get(index, (0, 0, got.beyond[0][:0], int(got.beyond[1][0])))
                 state.beyond[index] = (0, count + len(got.beyond[0]),
                                        np.concatenate([kept, got.beyond[0]])[:_BEYOND_SAMPLE], server)
         if index in state.beyond:
             state.beyond[index] = (file_rows, *state.beyond[index][1:])
+        if excluded:
+            state.rejected.append(excluded_quarantine(dict(excluded), mapping, src.label))
+            state.excluded += sum(excluded.values())
         if runs_cut:
             assert mapping.weight is not None
             state.warn(f"{src.label}: {runs_cut:,} run(s) cut at their server's last sample (inventory column "
@@ -679,9 +695,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
         carry.samples_combined, carry.days_completed, carry.repeats, carry.days_staged, carry.days_expired,
         time.perf_counter() - started)
     values = counted_values(pool.accepted, state.servers.names, quarantine, value_columns(mapping))
-    # The rule rejects whole rows: one record per metric of a wide row, one per long row.
-    excluded = int(quarantine["reason"].astype(str).str.startswith("excluded_row:").sum()) // max(
-        len(mapping.metric_names()), 1)
+    excluded = state.excluded
     if mapping.exclude_rows is not None and rows_read and not excluded:
         rule = mapping.exclude_rows
         state.warn(f"exclude_rows matched no row: column '{rule.column}' never holds "
