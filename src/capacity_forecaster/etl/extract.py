@@ -163,6 +163,10 @@ class _Rejections:
         return pd.concat(parts, ignore_index=True) if parts else None
 
 
+# Forms of a metric whose values below 0 are not-collected codes, with what the message calls them.
+_AMOUNTS = {"usage": "a usage", "free": "a free amount", "idle": "an idle percent"}
+
+
 def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, metric: MetricName,
                  max_abs: float) -> tuple[np.ndarray, np.ndarray, pd.Series]:
     """Values of one wide metric, the status of each row (0 = accepted) and the reason of each rejection."""
@@ -170,17 +174,12 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     value_column = spec.value_column
     capacity_column = spec.capacity_column
     raw, status = numbers(value_column)
-    if spec.percent is not None or spec.idle is not None:  # "17,43 %" in a percent column is 17.43
+    form = spec.form
+    if form in ("percent", "idle"):  # "17,43 %" in a percent column is 17.43
         raw, status = parse.with_percent_signs(chunk.columns[value_column], raw, status,
                                                np.ones(len(raw), dtype=bool), numbers.decimal)
     templates = _number_templates(value_column, "value")
-    values = raw * 100.0 if spec.fraction is not None else 100.0 - raw if spec.idle is not None else raw
-    if spec.idle is not None:
-        # An idle percent below 0 is a not-collected code (as a usage below 0 is), not a CPU above 100 % (helper-61).
-        with np.errstate(invalid="ignore"):
-            status = np.where((status == parse.OK) & (raw < 0), _NEGATIVE_USAGE, status).astype(np.int16)
-        templates[_NEGATIVE_USAGE] = (f"negative_value: {{text}} in column '{value_column}' (an idle percent below "
-                                      "0 is a not-collected code, not a measurement)")
+    values = raw * 100.0 if form == "fraction" else 100.0 - raw if form == "idle" else raw
     if capacity_column is not None:
         capacity, cap_status = numbers(capacity_column)
         cap_status = cap_status.copy()
@@ -191,16 +190,16 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
         # Capacity statuses are shifted by 100 so that one status array carries both columns.
         status = np.where(cap_bad, cap_status.astype(np.int16) + 100, status).astype(np.int16)
         templates |= {code + 100: text for code, text in _number_templates(capacity_column, "capacity").items()}
-        if spec.usage is not None or spec.free is not None:
+        if form in ("usage", "free"):
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                values = (raw if spec.usage is not None else capacity - raw) / capacity * 100.0
-            # A usage below 0 is an agent's "not collected" code (vCenter's -1), not a measurement: divided by a
-            # capacity it would pass as 0 % and make a busy server look idle.
-            with np.errstate(invalid="ignore"):
-                status = np.where((status == parse.OK) & (raw < 0), _NEGATIVE_USAGE, status).astype(np.int16)
-            templates[_NEGATIVE_USAGE] = (f"negative_value: {{text}} in column '{value_column}' (a "
-                                          f"{'usage' if spec.usage is not None else 'free amount'} below 0 "
-                                          "is a not-collected code, not a measurement)")
+                values = (raw if form == "usage" else capacity - raw) / capacity * 100.0
+    if form in _AMOUNTS:
+        # A usage, free amount or idle percent below 0 is an agent's "not collected" code (vCenter's -1), not a
+        # measurement: a usage would pass as 0 % and make a busy server look idle, an idle percent as 101 % cpu.
+        with np.errstate(invalid="ignore"):
+            status = np.where((status == parse.OK) & (raw < 0), _NEGATIVE_USAGE, status).astype(np.int16)
+        templates[_NEGATIVE_USAGE] = (f"negative_value: {{text}} in column '{value_column}' ({_AMOUNTS[form]} "
+                                      "below 0 is a not-collected code, not a measurement)")
     with np.errstate(invalid="ignore"):
         status = np.where((status == parse.OK) & ~(np.abs(values) <= max_abs), _TOO_LARGE, status)
     templates[_TOO_LARGE] = (f"value_out_of_range: {{text}} from column '{value_column}' "
@@ -212,7 +211,7 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
         texts[~on_capacity] = parse.texts_at(chunk.columns[value_column], rejected[~on_capacity])
         if on_capacity.any() and capacity_column is not None:
             texts[on_capacity] = parse.texts_at(chunk.columns[capacity_column], rejected[on_capacity])
-        if spec.usage is not None or spec.free is not None:
+        if form in ("usage", "free"):
             huge = status[rejected] == _TOO_LARGE
             texts[huge] = [f"{v:g}" for v in values[rejected[huge]]]
     return values, status, _reasons(status[rejected], texts, templates)

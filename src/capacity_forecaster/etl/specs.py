@@ -193,9 +193,16 @@ class MetricSpec(Spec):
         return self
 
     @property
+    def form(self) -> Literal["percent", "fraction", "usage", "idle", "free"]:
+        """Which of the keys gives the metric's values."""
+        forms: tuple[Literal["percent", "fraction", "usage", "idle", "free"], ...] = (
+            "percent", "fraction", "usage", "idle", "free")
+        return next((key for key in forms if getattr(self, key) is not None), "percent")
+
+    @property
     def value_column(self) -> str:
         """The column the metric's values are read from."""
-        return self.percent or self.fraction or self.usage or self.idle or self.free or ""
+        return getattr(self, self.form) or ""
 
     @property
     def capacity_column(self) -> str | None:

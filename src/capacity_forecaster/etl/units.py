@@ -29,11 +29,10 @@ def _hint(mapping: Mapping, metric: str) -> str:
         return (f"set long.unit: fraction in the mapping (or long.unit: {{{metric}: fraction}} for this metric "
                 "alone; docs/ingest.md, Values)")
     spec = next(spec for name, spec in mapping.metrics.items() if name == metric)
-    for key in ("usage", "free"):
-        if getattr(spec, key) is not None:
-            return (f"check that metrics.{metric}.{key} ('{getattr(spec, key)}') and its capacity are in the same "
-                    "unit (e.g. both MB)")
-    if spec.idle is not None:
+    if spec.form in ("usage", "free"):
+        return (f"check that metrics.{metric}.{spec.form} ('{spec.value_column}') and its capacity are in the same "
+                "unit (e.g. both MB)")
+    if spec.form == "idle":
         return f"check that metrics.{metric}.idle ('{spec.idle}') is a percent (0-100) of idle time"
     return (f"set metrics.{metric}.fraction: '{spec.value_column}' instead of percent in the mapping "
             "(docs/ingest.md, Values)")
