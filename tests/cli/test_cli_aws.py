@@ -109,6 +109,17 @@ def test_schedule_needs_a_valid_lambda_arn(tmp_path: Path, capsys: pytest.Captur
     assert "aws.schedule_expression" in capsys.readouterr().err
 
 
+def test_no_region_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """helper-62: botocore's NoRegionError was a traceback and exit 1."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    assert main(["aws", "status", "capfc-run-1", "--lake", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no AWS region" in err and "AWS_REGION" in err and "Traceback" not in err
+
+
 def test_quicksight_data_source(s3_lake: str, s3_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["aws", "quicksight", "--lake", s3_lake, "--datasets", "clusters", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)

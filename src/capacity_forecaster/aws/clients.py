@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from capacity_forecaster.errors import AwsError
+from capacity_forecaster.errors import AwsError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,13 @@ class AwsClients:
                 kwargs["region_name"] = region
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
-            self._cache[service] = session.client(service, **kwargs)
+            try:
+                self._cache[service] = session.client(service, **kwargs)
+            except Exception as err:  # botocore's NoRegionError (helper-62: a traceback, exit 1)
+                if type(err).__name__ != "NoRegionError":
+                    raise
+                raise ConfigError(f"no AWS region for {service}: set aws.region in the config, --region, "
+                                  "or AWS_REGION") from err
         return self._cache[service]
 
 
