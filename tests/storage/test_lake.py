@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import boto3
@@ -138,6 +139,58 @@ def test_missing_credentials_are_one_clear_error(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(StorageError, match="credentials"):
         Lake.open("s3://some-bucket/x", LakeConfig(), for_writing=True)
+
+
+def test_delta_writes_take_the_bucket_region(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-62: delta-rs (which follows no region redirect) took us-east-1 when the region came from the
+    profile; it takes the bucket's own region now, below an explicit lake.s3_region."""
+    name = f"eu-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="eu-west-1").create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    lake = Lake.open(f"s3://{name}/capfc", LakeConfig(), for_writing=True)
+    assert lake.delta.options["AWS_REGION"] == "eu-west-1"
+    lake.write_table("raw_metrics", pd.DataFrame({"server_id": "s1", "ds": pd.date_range("2025-01-01", periods=3),
+                                                  "metric": "cpu", "value": [1.0, 2.0, 3.0]}))
+    assert len(lake.read_table("raw_metrics")) == 3
+    pinned = Lake.open(f"s3://{name}/capfc", LakeConfig(s3_region="eu-central-1"))
+    assert pinned.delta.options["AWS_REGION"] == "eu-central-1"
+
+
+def test_delta_writes_take_refreshed_credentials(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-62: delta-rs kept the keys of the moment the lake was opened; a job role's or SSO's temporary
+    keys expire under a long capfc run while s3fs renews its own."""
+    import botocore.credentials
+    import botocore.session
+
+    issued = iter(range(1, 100))
+
+    def refresh() -> dict[str, str]:
+        expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)  # inside botocore's refresh window
+        return {"access_key": f"TEMPKEY{next(issued):04d}", "secret_key": "testing", "token": "t",
+                "expiry_time": expiry.isoformat()}
+
+    creds = botocore.credentials.RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    monkeypatch.setattr(botocore.session.Session, "get_credentials", lambda self: creds)
+    lake = Lake.open(f"s3://{s3_bucket}/capfc", LakeConfig(), for_writing=True)
+    first = lake.delta.options["AWS_ACCESS_KEY_ID"]
+    assert lake.delta.options["AWS_ACCESS_KEY_ID"] != first
+    assert lake.delta.options["AWS_SESSION_TOKEN"] == "t"
+    lake.write_table("raw_metrics", pd.DataFrame({"server_id": "s1", "ds": pd.date_range("2025-01-01", periods=2),
+                                                  "metric": "cpu", "value": [1.0, 2.0]}))
+    assert len(lake.read_table("raw_metrics")) == 2
+
+
+def test_delta_errors_keep_their_cause() -> None:
+    """helper-62: only delta-rs's first line was kept ("Kernel error -> Generic S3 error"), not its cause."""
+    from capacity_forecaster.storage.delta import _detail
+
+    err = RuntimeError("Kernel error -> Generic S3 error\n\x1b[2m↳\x1b[0m Received redirect without LOCATION, "
+                       "this normally indicates an incorrectly configured region")
+    assert _detail(err) == ("Kernel error -> Generic S3 error (Received redirect without LOCATION, this normally "
+                            "indicates an incorrectly configured region)")
+    assert _detail(RuntimeError("one line")) == "one line"
 
 
 def test_unwritable_local_folder_is_one_clear_error(tmp_path: Path) -> None:

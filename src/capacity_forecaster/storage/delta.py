@@ -118,11 +118,20 @@ class Snapshot:
     data_version: int | None = None
 
 
-def _credentials() -> dict[str, str]:
-    """Credentials of the standard chain (env, profile, .env via the CLI) for delta-rs, in memory only."""
+def _credential_source() -> Any:
+    """The standard chain's credentials (env, profile, .env via the CLI, role), or None.
+
+    Refreshable ones (an instance or job role, SSO, ``credential_process``) renew themselves when
+    ``get_frozen_credentials`` is asked near their expiry, so delta-rs is given them afresh per call
+    (helper-62: keys frozen when the lake was opened expired under a long ``capfc run``).
+    """
     import botocore.session
 
-    found = botocore.session.get_session().get_credentials()
+    return botocore.session.get_session().get_credentials()
+
+
+def _credentials(found: Any) -> dict[str, str]:
+    """delta-rs options of ``found`` (botocore credentials; None: none), in memory only."""
     if found is None:
         return {}
     frozen = found.get_frozen_credentials()
@@ -132,14 +141,29 @@ def _credentials() -> dict[str, str]:
     return out
 
 
+def _profile_region() -> str | None:
+    """The region of the standard chain's profile (``~/.aws/config``), if any."""
+    import botocore.session
+
+    return botocore.session.get_session().get_config_variable("region") or None
+
+
 def storage_options(location: Location, cfg: Any) -> dict[str, str]:
-    """delta-rs storage options for the lake's location (empty for a local folder)."""
+    """delta-rs storage options for the lake's location (empty for a local folder), credentials left out
+    (``DeltaStore.options`` adds them per call).
+
+    The region is the configured ``lake.s3_region``, else the bucket's own (as S3 reported it when the lake
+    was opened), else ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / the profile's: delta-rs does not follow
+    S3's redirect to another region as s3fs and boto3 do (helper-62: a profile in eu-west-1 left it on
+    us-east-1, "Generic S3 error").
+    """
     if not location.is_s3:
         return {}
     from capacity_forecaster.storage.s3 import endpoint_of
 
-    options = _credentials()
-    region = cfg.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    options: dict[str, str] = {}
+    region = (cfg.s3_region or location.region or os.environ.get("AWS_REGION")
+              or os.environ.get("AWS_DEFAULT_REGION") or _profile_region() or "us-east-1")
     options["AWS_REGION"] = region
     endpoint = endpoint_of(cfg)
     if endpoint:
@@ -160,6 +184,22 @@ def storage_options(location: Location, cfg: Any) -> dict[str, str]:
     return options
 
 
+def _lines(err: BaseException) -> list[str]:
+    """The non-empty lines of a delta-rs error, without its colour codes and arrows."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m|↳", "", line).strip() for line in str(err).splitlines()]
+    return [line for line in lines if line]
+
+
+def _detail(err: BaseException) -> str:
+    """delta-rs's error in one line: its first line, and its last where that says more (the cause: helper-62,
+    "Generic S3 error" alone hid "... incorrectly configured region")."""
+    lines = _lines(err)
+    if not lines:
+        return type(err).__name__
+    first, last = lines[0], lines[-1]
+    return first if last == first or last in first else f"{first} ({last})"
+
+
 # What delta-rs / object_store say when the endpoint does not answer (they raise untyped errors).
 _UNREACHABLE = ("error sending request", "operation timed out", "connection refused", "timed out",
                 "connect error", "dns error", "connection reset")
@@ -171,9 +211,17 @@ class DeltaStore:
     def __init__(self, location: Location, cfg: Any) -> None:
         self.location = location
         self.cfg = cfg
-        self.options = storage_options(location, cfg)
+        self._options = storage_options(location, cfg)
+        self._credential_source = _credential_source() if location.is_s3 else None
         handler = getattr(location.fs, "handler", None)
         self._breaker = getattr(handler, "_breaker", None)
+
+    @property
+    def options(self) -> dict[str, str]:
+        """delta-rs storage options with the credentials as they are now (refreshed when they expire)."""
+        if not self._options:
+            return {}
+        return {**_credentials(self._credential_source), **self._options}
 
     def _guard(self, operation: str, relpath: str, call: Any) -> Any:
         """Run a delta-rs call; an S3 endpoint that does not answer becomes one ``StorageError``.
@@ -192,8 +240,7 @@ class DeltaStore:
                 raise
             from capacity_forecaster.storage.s3 import unreachable_error
 
-            last = re.sub(r"\x1b\[[0-9;]*m|↳", "", str(err).strip().splitlines()[-1]).strip()
-            reason = RuntimeError(last or str(err))
+            reason = RuntimeError((_lines(err) or [str(err)])[-1])
             error = unreachable_error(self.cfg, operation, self.uri(posixpath.join(relpath, LOG_DIR)), reason)
             if self._breaker is not None:
                 self._breaker.trip(error)
@@ -217,7 +264,7 @@ class DeltaStore:
             if type(err).__name__ == "TableNotFoundError":
                 return None
             raise StorageError(f"cannot open Delta table {relpath}/ in {self.location.uri}: "
-                               f"{str(err).splitlines()[0]}") from err
+                               f"{_detail(err)}") from err
 
     def exists(self, relpath: str) -> bool:
         """Whether ``relpath`` holds a Delta table."""
@@ -349,7 +396,7 @@ class DeltaStore:
             raise
         except Exception as err:  # noqa: BLE001 - delta-rs / object-store errors, translated once here
             raise StorageError(f"cannot commit table {relpath}/ in {self.location.uri}: "
-                               f"{str(err).splitlines()[0]}") from err
+                               f"{_detail(err)}") from err
         committed = self._open(relpath)
         history = self._guard("reading", relpath, lambda: committed.history(10)) if committed is not None else []
         # Our commit is the newest unless another writer committed right after it: find it by its id.
@@ -381,7 +428,7 @@ class DeltaStore:
         except StorageError:
             raise
         except Exception as err:  # noqa: BLE001 - delta-rs error, translated once here
-            raise StorageError(f"cannot vacuum table {relpath}/: {str(err).splitlines()[0]}") from err
+            raise StorageError(f"cannot vacuum table {relpath}/: {_detail(err)}") from err
 
 
 def _iso(millis: int) -> str:

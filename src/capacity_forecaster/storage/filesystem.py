@@ -25,12 +25,14 @@ class Location:
         path: path inside ``fs``: an absolute local path, or ``bucket/prefix`` on S3.
         uri: the URI as the user wrote it, for messages.
         is_s3: whether this is an S3 location.
+        region: the bucket's region as S3 reported it (None for a local folder, or when it did not say).
     """
 
     fs: pafs.FileSystem
     path: str
     uri: str
     is_s3: bool
+    region: str | None = None
 
 
 def is_s3_uri(uri: str) -> bool:
@@ -66,8 +68,8 @@ def resolve(
         if len(bucket) < 3:
             raise StorageError(f"{role} {uri}: '{bucket}' is not a valid bucket name (3-63 characters)")
         fs = s3_filesystem(cfg, role)
-        check_bucket(fs, cfg, bucket, uri, role)
-        return Location(pafs.PyFileSystem(GuardedHandler(fs, cfg)), path, uri, True)
+        region = check_bucket(fs, cfg, bucket, uri, role)
+        return Location(pafs.PyFileSystem(GuardedHandler(fs, cfg)), path, uri, True, region)
     if "://" in uri and not uri.startswith("file://"):
         scheme = uri.split("://", 1)[0]
         raise StorageError(f"{role} {uri}: unsupported scheme '{scheme}://'; use a local folder or s3://")

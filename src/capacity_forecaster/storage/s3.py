@@ -297,8 +297,11 @@ def s3_filesystem(cfg: LakeConfig, role: str = "lake") -> Any:
     return fs
 
 
-def check_bucket(fs: Any, cfg: LakeConfig, bucket: str, uri: str, role: str) -> None:
+def check_bucket(fs: Any, cfg: LakeConfig, bucket: str, uri: str, role: str) -> str | None:
     """Fail with a clear message unless ``bucket`` exists and is accessible (one HEAD request).
+
+    Returns:
+        The bucket's region as S3 reported it (``x-amz-bucket-region``), or None.
 
     Raises:
         StorageError: the bucket is missing, access is denied, credentials are unusable or the
@@ -306,7 +309,7 @@ def check_bucket(fs: Any, cfg: LakeConfig, bucket: str, uri: str, role: str) -> 
     """
     endpoint = endpoint_of(cfg) or "the default AWS endpoint"
     try:
-        fs.call_s3("head_bucket", Bucket=bucket)
+        response = fs.call_s3("head_bucket", Bucket=bucket)
     except FileNotFoundError as err:
         raise StorageError(
             f"{role} {uri}: bucket '{bucket}' does not exist at {endpoint}; create it or fix --lake"
@@ -328,3 +331,6 @@ def check_bucket(fs: Any, cfg: LakeConfig, bucket: str, uri: str, role: str) -> 
             ) from err
         message = " ".join(str(err).split())[:200]
         raise StorageError(f"{role} {uri}: cannot use bucket '{bucket}' at {endpoint}: {name}: {message}") from err
+    region = (response or {}).get("BucketRegion") or (response or {}).get("ResponseMetadata", {}).get(
+        "HTTPHeaders", {}).get("x-amz-bucket-region")
+    return str(region) if region else None
