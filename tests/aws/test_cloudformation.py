@@ -16,7 +16,7 @@ from cfnlint.decode import decode_str
 from capacity_forecaster.aws.bundle import build_lambda_zip
 from capacity_forecaster.aws.clients import AwsClients
 from capacity_forecaster.aws.lambda_handler import handler, load_spec
-from capacity_forecaster.aws.sagemaker import JobSpec, job_status
+from capacity_forecaster.aws.sagemaker import JobSpec, job_status, processing_job_request
 from capacity_forecaster.aws.scheduling import chain_event_pattern
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation.yaml"
@@ -284,6 +284,11 @@ def test_stack_with_kms_key_boundary_and_email_on_moto(clients: AwsClients, temp
     assert spec.image_uri == outputs["ImageUri"] and spec.image_uri.endswith("/capfc:1.0")
     assert spec.vpc_config() == {"SecurityGroupIds": [sg], "Subnets": subnets}
     assert "JobRoleVpcPolicy" in physical
+    # The jobs write the lake with the stack's key (helper-62: they asked for SSE-S3, the lake.sse default).
+    assert spec.kms_key_id == key
+    assert spec.environment == {"CAPFC_LAKE__SSE": "aws:kms", "CAPFC_LAKE__SSE_KMS_KEY_ID": key}
+    assert processing_job_request(spec, "run", f"k{suffix}-run-20260101-000000-abcdef12",
+                                  ("run",))["Environment"]["CAPFC_LAKE__SSE_KMS_KEY_ID"] == key
     assert spec.glue_database is None  # RefreshGlueTables=false: the verify step leaves Glue alone ...
     assert "JobRoleGluePolicy" not in physical
     iam = clients.client("iam")
