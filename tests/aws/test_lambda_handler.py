@@ -125,6 +125,18 @@ def test_bad_settings_fail_the_invocation(value: str | None, message: str, monke
         handler(scheduled_event(), None)
 
 
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [(["run"], "expected a JSON object"), ("run", "expected a JSON object"), ({"stages": 5}, "'stages' must be text"),
+     ({"stages": {"run": 1}}, "'stages' must be text"),
+     ({"source": "aws.sagemaker", "detail-type": STATE_CHANGE, "detail": "x"}, "'detail' must be an object")],
+)
+def test_events_of_another_shape_fail_in_one_line(event: Any, message: str, job_env: dict[str, str]) -> None:
+    """helper-62: these ended in AttributeError/TypeError, and {"stages": {"run": 1}} started a job."""
+    with pytest.raises(ConfigError, match=message):
+        handle(event, job_env, AwsClients(region="us-east-1", endpoint_url="http://127.0.0.1:9"))
+
+
 def test_bundle_runs_on_its_own_with_boto3_only(tmp_path: Path, job_env: dict[str, str], s3_endpoint: str) -> None:
     bundle = build_lambda_zip(tmp_path / "capfc-lambda.zip")
     assert sorted(zipfile.ZipFile(bundle).namelist()) == sorted(f"capacity_forecaster/{m}" for m in MODULES)

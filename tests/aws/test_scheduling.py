@@ -65,6 +65,25 @@ def test_targets_carry_the_dead_letter_queue(clients: AwsClients, lambda_arn: st
     assert target["DeadLetterConfig"] == {"Arn": dlq} and target["RetryPolicy"] == RETRY_POLICY
 
 
+def test_an_update_keeps_the_dead_letter_queue_and_the_chain_prefix(clients: AwsClients, lambda_arn: str) -> None:
+    """helper-62: ``capfc aws schedule --schedule ...`` on the stack's rule (docs step 6) dropped its dead-letter
+    queue, and an aws.job_prefix other than the stack's JobPrefix rewrote its chain rule to other jobs."""
+    queue = clients.client("sqs").create_queue(QueueName=f"capfc-dlq-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    dlq = clients.client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    rule = f"capfc-keep-{uuid.uuid4().hex[:6]}"
+    schedule(rule, "rate(1 day)", lambda_arn, job_prefix="stack", dead_letter_arn=dlq, clients=clients)
+    schedule(rule, "cron(30 2 * * ? *)", lambda_arn, job_prefix="stack", clients=clients)
+    events = clients.client("events")
+    for name in (rule, f"{rule}-chain"):
+        (target,) = events.list_targets_by_rule(Rule=name)["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": dlq}, name
+    with pytest.raises(ConfigError, match="other jobs than 'capfc-\\*'.*aws.job_prefix"):
+        schedule(rule, "rate(2 days)", lambda_arn, job_prefix="capfc", clients=clients)
+    assert events.describe_rule(Name=rule)["ScheduleExpression"] == "cron(30 2 * * ? *)"  # nothing changed
+    assert json.loads(events.describe_rule(Name=f"{rule}-chain")["EventPattern"]) == chain_event_pattern("stack")
+
+
 def test_single_job_schedule_needs_no_chain_rule(clients: AwsClients, lambda_arn: str) -> None:
     rule = f"capfc-once-{uuid.uuid4().hex[:6]}"
     result = schedule(rule, "rate(1 day)", lambda_arn, chain_rule=False, clients=clients)
@@ -81,8 +100,31 @@ def test_single_job_schedule_needs_no_chain_rule(clients: AwsClients, lambda_arn
         ("capfc", "rate(1 days)", "arn:aws:lambda:us-east-1:123456789012:function:f", "schedule expression"),
         ("capfc", "cron(0 3 * * ?)", "arn:aws:lambda:us-east-1:123456789012:function:f", "schedule expression"),
         ("capfc", "rate(1 day)", "capfc-scheduler", "Lambda function ARN"),
+        # helper-62: EventBridge refuses these, moto accepts them.
+        ("capfc", "cron(0 3 * * * *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "exactly one of day-of"),
+        ("capfc", "cron(61 3 * * ? *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "minutes '61'"),
+        ("capfc", "cron(0 25 * * ? *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "hours '25'"),
+        ("capfc", "cron(0 3 ? * 8 *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "day-of-week '8'"),
+        ("capfc", "cron(0 3 ? * MON-FRY *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "day-of-week"),
     ],
 )
 def test_bad_schedule_inputs_fail_before_any_call(rule: str, expression: str, arn: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         schedule(rule, expression, arn, clients=AwsClients(region="us-east-1", endpoint_url="http://127.0.0.1:9"))
+
+
+@pytest.mark.parametrize("expression", ["cron(0 3 * * ? *)", "cron(0/15 8-17 ? * MON-FRI *)", "cron(0 8 L * ? *)",
+                                        "cron(15 10 ? * 6L 2026-2030)", "cron(0 9 ? * 2#1 *)", "cron(0 9 15W * ? *)",
+                                        "cron(0 3 * JAN,JUL ? *)", "rate(5 minutes)"])
+def test_valid_schedules_pass_the_check(expression: str) -> None:
+    from capacity_forecaster.aws.names import problem
+
+    assert problem("schedule", expression) is None
+
+
+def test_capfc_tag_keys_are_refused() -> None:
+    """helper-62: a user tag capfc:chain was sent twice beside capfc's own."""
+    from capacity_forecaster.aws.names import check_tags
+
+    with pytest.raises(ConfigError, match="tag key 'capfc:chain' is capfc's own"):
+        check_tags({"capfc:chain": "x"})

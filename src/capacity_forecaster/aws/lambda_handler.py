@@ -129,10 +129,26 @@ def handle(event: Mapping[str, Any], environ: Mapping[str, str], clients: AwsCli
         A JSON-able status: ``action`` (started, already-started, skipped, chain-finished,
         chain-stopped, ignored) and the job or reason.
     """
+    _check_event(event)
     spec = load_spec(environ)
     if event.get("detail-type") in _DETAIL_KEYS and event.get("source") == "aws.sagemaker":
         return _continue_chain(event, spec, clients)
     return _start_chain(event, spec, clients)
+
+
+def _check_event(event: Any) -> None:
+    """Refuse an event of another shape in one line (helper-62: a list, a string, ``{"stages": 5}`` or a text
+    ``detail`` ended in AttributeError/TypeError; ``{"stages": {"run": 1}}`` started a job)."""
+    if not isinstance(event, Mapping):
+        raise ConfigError(f"event: expected a JSON object (an EventBridge event or {{\"stages\": \"run\"}}), got "
+                          f"{type(event).__name__}")
+    stages = event.get("stages")
+    if stages is not None and not (isinstance(stages, str) or (
+            isinstance(stages, list) and all(isinstance(s, str) for s in stages))):
+        raise ConfigError(f"event: 'stages' must be text (\"run\" or \"etl,forecast\") or a list of stage names, "
+                          f"got {type(stages).__name__}")
+    if "detail" in event and event["detail"] is not None and not isinstance(event["detail"], Mapping):
+        raise ConfigError(f"event: 'detail' must be an object, got {type(event['detail']).__name__}")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

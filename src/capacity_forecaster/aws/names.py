@@ -155,8 +155,42 @@ def problem(kind: str, value: str) -> str | None:
     if not isinstance(value, str):
         return f"{rule.what} must be text, got {type(value).__name__}"
     if len(value) <= rule.max_length and rule.pattern.fullmatch(value):
-        return None
+        return _cron_problem(value) if kind == "schedule" and value.startswith("cron(") else None
     return f"{rule.what} '{value}' is not valid: {rule.rule}"
+
+
+# EventBridge cron fields: (name, lowest, highest, names allowed for values, special characters allowed).
+_CRON_FIELDS = (("minutes", 0, 59, (), ""), ("hours", 0, 23, (), ""), ("day-of-month", 1, 31, (), "?LW"),
+                ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
+                                  "DEC"), ""),
+                ("day-of-week", 1, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), "?L#"),
+                ("year", 1970, 2199, (), ""))
+
+
+def _cron_problem(value: str) -> str | None:
+    """What EventBridge would refuse in a six-field ``cron(...)`` (helper-62: moto accepted ``cron(0 3 * * * *)``,
+    both day fields set, and ``cron(61 25 * * ? *)``), or None."""
+    fields = value[len("cron("):-1].split(" ")
+    if (fields[2] == "?") == (fields[4] == "?"):
+        return (f"schedule expression '{value}' is not valid: exactly one of day-of-month and day-of-week must be "
+                "'?' (e.g. cron(0 3 * * ? *) daily, cron(0 3 ? * MON-FRI *) on weekdays)")
+    for text, (name, low, high, labels, special) in zip(fields, _CRON_FIELDS, strict=True):
+        if text in ("*", "?") and (text == "*" or "?" in special):
+            continue
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            tokens = [t for t in re.split(r"[-#]", base.upper()) if t not in ("*", "")]
+            if step and not step.isdigit():
+                tokens.append(step)
+            for token in tokens:
+                if token in labels or (token in ("L", "W", "LW") and set(token) <= set(special)):
+                    continue
+                number = token.rstrip("LW")
+                if not number.isdigit() or not low <= int(number) <= high or (
+                        number != token and not set(token[len(number):]) <= set(special)):
+                    return (f"schedule expression '{value}' is not valid: {name} '{part}' is outside "
+                            f"{low}-{high}{f' (or {labels[0]}-{labels[-1]})' if labels else ''}")
+    return None
 
 
 def check(kind: str, value: str, where: str | None = None) -> str:
@@ -209,12 +243,19 @@ def check_vpc(subnet_ids: tuple[str, ...] | list[str], security_group_ids: tuple
     return subnets, groups
 
 
+# Tag keys capfc sets itself (capfc:chain, capfc:stage): a user tag of the same key would be sent twice (helper-62).
+RESERVED_TAG_PREFIX = "capfc:"
+
+
 def check_tags(tags: dict[str, str], where: str = "aws.tags") -> dict[str, str]:
     """Return ``tags`` if every key and value follows the AWS tagging rules (at most 40, leaving room for ours)."""
     if len(tags) > 40:
         raise ConfigError(f"{where}: {len(tags)} tags given; at most 40 (AWS allows 50 and capfc adds its own)")
     for key, value in tags.items():
         check("tag_key", key, where)
+        if key.startswith(RESERVED_TAG_PREFIX):
+            raise ConfigError(f"{where}: tag key '{key}' is capfc's own (keys starting with '{RESERVED_TAG_PREFIX}' "
+                              "are set by capfc on its jobs and rules); choose another key")
         check("tag_value", value, f"{where}.{key}")
     return tags
 

@@ -20,7 +20,7 @@ from typing import Any
 from capacity_forecaster.aws import names
 from capacity_forecaster.aws.clients import AwsClients, is_exists, is_missing, translated
 from capacity_forecaster.aws.lambda_handler import STATE_CHANGE, TRAINING_STATE_CHANGE
-from capacity_forecaster.errors import AwsError
+from capacity_forecaster.errors import AwsError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,43 @@ def _allow_invoke(lambda_arn: str, rule_name: str, rule_arn: str, clients: AwsCl
     return True
 
 
+def _kept_dead_letter(name: str, clients: AwsClients) -> str | None:
+    """The dead-letter queue the rule's capfc target already has, if any (so an update without
+    ``--dead-letter-arn`` keeps the stack's queue: helper-62, it was dropped)."""
+    try:
+        with translated(f"events ListTargetsByRule {name}"):
+            targets = clients.client("events").list_targets_by_rule(Rule=name).get("Targets", [])
+    except AwsError as err:
+        if is_missing(err):
+            return None
+        raise
+    for target in targets:
+        if target.get("Id") == TARGET_ID and target.get("DeadLetterConfig", {}).get("Arn"):
+            return str(target["DeadLetterConfig"]["Arn"])
+    return None
+
+
+def _check_chain_prefix(name: str, job_prefix: str, clients: AwsClients) -> None:
+    """Refuse to point an existing chain rule at other jobs than it matches (helper-62: an ``aws.job_prefix``
+    other than the stack's JobPrefix rewrote the stack's chain rule, and the chain stopped after its first job)."""
+    try:
+        with translated(f"events DescribeRule {name}"):
+            pattern = clients.client("events").describe_rule(Name=name).get("EventPattern")
+    except AwsError as err:
+        if is_missing(err):
+            return
+        raise
+    text = json.dumps(json.loads(pattern)) if pattern else ""
+    if text and f'"prefix": "{job_prefix}-"' not in text:
+        raise ConfigError(f"rule {name} already starts the next stage of other jobs than '{job_prefix}-*' "
+                          f"({text[:200]}); set aws.job_prefix to the prefix its jobs use (the stack's JobPrefix) "
+                          "or choose another --rule")
+
+
 def _put_rule(rule: dict[str, Any], lambda_arn: str, dead_letter_arn: str | None, clients: AwsClients) -> str:
     events = clients.client("events")
     name = rule["Name"]
+    dead_letter_arn = dead_letter_arn or _kept_dead_letter(name, clients)
     with translated(f"events PutRule {name}"):
         rule_arn = str(events.put_rule(**rule)["RuleArn"])
     with translated(f"events PutTargets {name}"):
@@ -128,7 +162,8 @@ def schedule(
         chain_rule: also create the chain rule (needed when the chain has more than one stage).
         grant_invoke: add the Lambda resource-policy statements letting these rules invoke it.
         dead_letter_arn: SQS queue ARN for events EventBridge could not deliver after its retries
-            (the stack's ``DeadLetterQueueArn`` output); the queue policy must allow EventBridge.
+            (the stack's ``DeadLetterQueueArn`` output); the queue policy must allow EventBridge. None keeps
+            the queue a rule's capfc target already has.
         tags: tags for the rules.
         clients: boto3 client factory.
 
@@ -136,7 +171,8 @@ def schedule(
         ``rule, rule_arn, schedule, chain_rule, chain_rule_arn, target, permissions_added``.
 
     Raises:
-        ConfigError: an invalid name, expression or ARN.
+        ConfigError: an invalid name, expression or ARN, or an existing chain rule that matches another
+            job prefix.
         AwsError: a call failed.
     """
     names.check("rule_name", rule_name, "schedule rule")
@@ -147,6 +183,8 @@ def schedule(
     tags = names.check_tags(dict(tags or {}))
     clients = clients or AwsClients()
     description = "AWS-CapacityForecaster: start the scheduled capfc stage job(s) on SageMaker"
+    if chain_rule:  # before anything is changed
+        _check_chain_prefix(f"{rule_name}-chain", job_prefix, clients)
     rule_arn = _put_rule(rule_request(rule_name, description, tags, schedule_expression=cron_expression),
                          lambda_arn, dead_letter_arn, clients)
     result: dict[str, Any] = {"rule": rule_name, "rule_arn": rule_arn, "schedule": cron_expression,
