@@ -513,7 +513,7 @@ def test_inventory_numbers_no_server_has_are_quarantined(tmp_path: Path) -> None
     """helper-51: a cost of 1e308 was taken, summed to Infinity in the options table and broke its Delta log;
     negative cores and memory were taken too."""
     write(tmp_path / "m.csv", "host,ts,cpu\na,2024-01-01T00:00:00Z,5\nb,2024-01-01T00:00:00Z,5\n")
-    inventory = write(tmp_path / "inv.csv", "name,cores,mem,cost\na,4,16,1e308\nb,-4,16,100\n")
+    inventory = write(tmp_path / "inv.csv", "name,cores,mem,cost\na,4,16,1e308\nb,-4,0,100\n")
     mapping = {**WIDE, "metrics": {"cpu": {"percent": "cpu"}},
                "inventory": {"source": str(inventory), "columns": {"server_id": "name", "cpu_cores": "cores",
                                                                     "memory_gb": "mem", "monthly_cost_usd": "cost"}}}
@@ -521,8 +521,11 @@ def test_inventory_numbers_no_server_has_are_quarantined(tmp_path: Path) -> None
     inv = result.inventory.set_index("server_id")
     assert np.isnan(inv.loc["a", "monthly_cost_usd"]) and inv.loc["a", "cpu_cores"] == 4
     assert np.isnan(inv.loc["b", "cpu_cores"]) and inv.loc["b", "monthly_cost_usd"] == 100
+    # A size of 0 is no server's (helper-64: fastStorage meta's mem_capacity 0 became 0 GB); a cost of 0 may be.
+    assert np.isnan(inv.loc["b", "memory_gb"])
     assert sorted(reasons(result)) == [
-        "inventory_out_of_range: cpu_cores from column 'cores' is not between 0 and 1e+09 (kept as NaN)",
+        "inventory_out_of_range: cpu_cores from column 'cores' is not above 0 and at most 1e+09 (kept as NaN)",
+        "inventory_out_of_range: memory_gb from column 'mem' is not above 0 and at most 1e+09 (kept as NaN)",
         "inventory_out_of_range: monthly_cost_usd from column 'cost' is not between 0 and 1e+09 (kept as NaN)"]
     assert (f"inventory column 'cost' (monthly_cost_usd): 1 value(s) are not between 0 and 1e+09 and were kept empty, "
             f"e.g. '1e308' ({inventory}:2); see the quarantine table") in result.warnings

@@ -60,6 +60,8 @@ def _fill_defaults(frame: pd.DataFrame, spec: InventorySpec) -> pd.DataFrame:
 
 # The largest inventory number taken (cores, GB, USD per month): beyond it a value is no server's size or cost.
 INVENTORY_MAX = 1e9
+# Inventory numbers that are sizes: above 0 (a cost may be 0).
+SIZE_COLUMNS = ("cpu_cores", "memory_gb")
 
 
 class InventoryDeriver:
@@ -237,8 +239,12 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
             else:
                 values, status = parse.parse_numbers(column, spec.csv.decimal)
                 values = values / derived.divide_by
+                # A size of 0 is no server's either (helper-64: fastStorage meta with mem_capacity 0 became
+                # 0 GB of memory); a cost of 0 may be (a machine paid for).
+                sized = target in SIZE_COLUMNS
                 with np.errstate(invalid="ignore"):
-                    wild = (status == parse.OK) & ((values < 0) | (values > INVENTORY_MAX))
+                    low = (values <= 0) if sized else (values < 0)
+                    wild = (status == parse.OK) & (low | (values > INVENTORY_MAX))
                 if wild.any():
                     # A negative size, or a cost of 1e308 (whose sums overflowed to Infinity in the options
                     # table and broke its Delta log, helper-51): not a server's.
@@ -246,8 +252,9 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                     rejected.append(quarantine_frame(
                         _row_ids(part, np.flatnonzero(wild), prefix), None, None, texts,
                         [f"{src.label}:{line}" for line in lines[wild]],
-                        [f"inventory_out_of_range: {target} from column '{derived.column}' is not between 0 and "
-                         f"{INVENTORY_MAX:g} (kept as NaN)"] * int(wild.sum())))
+                        [f"inventory_out_of_range: {target} from column '{derived.column}' is not "
+                         f"{'above 0 and at most' if sized else 'between 0 and'} {INVENTORY_MAX:g} (kept as NaN)"]
+                        * int(wild.sum())))
                     values = np.where(wild, np.nan, values)
                 part[target] = values
                 values_kind = "number"
