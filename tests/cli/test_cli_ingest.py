@@ -319,7 +319,7 @@ def test_ingest_that_cannot_read_most_of_one_columns_values_writes_nothing_unles
     assert err.startswith("capfc: error: ingest: column 'used' (memory): 18 of 24 values of server db-1 (75%) "
                           "could not be read, more than ingest.max_quarantine_share = 0.5 (1 of 4 series over "
                           "it; 18 of 48 values in the column), e.g. \"unparseable_value: '1.0.26,7' in column "
-                          "'used'\"; nothing was written to the lake")
+                          f"'used'\" at {data}:4; nothing was written to the lake")
     assert not Lake.open(lake).has_table("raw_metrics")
     assert main(["ingest", str(data), "--mapping", str(mapping), "--lake", lake, "--quiet", "--force"]) == 0
     memory = Lake.open(lake).read_table("raw_metrics").set_index(["server_id", "metric"])["value"]

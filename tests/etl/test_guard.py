@@ -48,7 +48,7 @@ def test_a_series_over_the_share_stops_naming_column_server_and_share() -> None:
     assert str(caught.value).startswith(
         "ingest: column 'cpu_pct' (cpu): 21 of 30 values of server b (70%) could not be read, more than "
         "ingest.max_quarantine_share = 0.5 (1 of 2 series over it; 21 of 60 values in the column), e.g. "
-        "\"unparseable_value: '1.0.2' in column 'cpu_pct'\"; nothing was written.")
+        "\"unparseable_value: '1.0.2' in column 'cpu_pct'\" at f.csv; nothing was written.")  # helper-64: the file
     assert "--force" in str(caught.value)
     check_value_shares("ingest", frame, 1.0, "ingest.max_quarantine_share", "kept")  # --force
     check_value_shares("ingest", counts({}, []), 0.0, "ingest.max_quarantine_share", "kept")

@@ -15,7 +15,7 @@ from capacity_forecaster.schema import METRICS
 # Empty cells, NaN and rows whose capacity is 0 or empty (not measurements) are not counted: only the
 # row rule judges those, so a VM that was unprovisioned for most of a month does not stop an ingest.
 UNREADABLE_CODES = ("unparseable_value", "value_out_of_range", "unparseable_capacity", "invalid_capacity")
-VALUE_COUNT_COLUMNS = ("server_id", "metric", "column", "values", "unreadable", "example")
+VALUE_COUNT_COLUMNS = ("server_id", "metric", "column", "values", "unreadable", "example", "example_source")
 
 
 def count_reasons(quarantine: pd.DataFrame, into: dict[str, tuple[int, str]]) -> None:
@@ -118,12 +118,15 @@ def counted_values(accepted: np.ndarray, names: list[str], quarantine: pd.DataFr
     reasons = quarantine["reason"].astype(str)
     bad = quarantine[reasons.str.split(":", n=1).str[0].isin(UNREADABLE_CODES).to_numpy()]
     if len(bad):
-        unreadable = (bad.assign(server_id=bad["server_id"].astype(str), metric=bad["metric"].astype(str))
-                      .groupby(["server_id", "metric"], sort=False)["reason"].agg(["size", "first"])
-                      .rename(columns={"size": "unreadable", "first": "example"}).reset_index())
+        source = bad["source"] if "source" in bad.columns else pd.Series(None, index=bad.index, dtype=object)
+        unreadable = (bad.assign(server_id=bad["server_id"].astype(str), metric=bad["metric"].astype(str),
+                                 example_source=source)
+                      .groupby(["server_id", "metric"], sort=False)
+                      .agg(unreadable=("reason", "size"), example=("reason", "first"),
+                           example_source=("example_source", "first")).reset_index())
         frame = frame.merge(unreadable, on=["server_id", "metric"], how="outer")
     else:
-        frame = frame.assign(unreadable=0, example=None)
+        frame = frame.assign(unreadable=0, example=None, example_source=None)
     unread = frame["unreadable"].fillna(0).astype(np.int64)
     frame = frame.assign(values=frame["accepted"].fillna(0).astype(np.int64) + unread, unreadable=unread,
                          column=frame["metric"].map(columns))
@@ -133,6 +136,11 @@ def counted_values(accepted: np.ndarray, names: list[str], quarantine: pd.DataFr
 # A series with fewer values than this is not judged alone (one '#VALUE!' cell of a server with one
 # row in a small increment would stop a whole export); its values still count in its column's share.
 MIN_SERIES_VALUES = 20
+
+
+def _where(source: object) -> str:
+    """`` at file:line`` of an example record (helper-64: the line named the column and server, not the file)."""
+    return f" at {source}" if isinstance(source, str) and source else ""
 
 
 def check_value_shares(stage: str, counts: pd.DataFrame, limit: float, key: str, kept: str) -> None:
@@ -168,7 +176,8 @@ def check_value_shares(stage: str, counts: pd.DataFrame, limit: float, key: str,
         f"{worst['values']:,} values of server {worst['server_id']} ({worst['share']:.0%}) could not be read, "
         f"more than {key} = {limit:g} ({len(over)} of {len(counts)} series over it; "
         f"{int(column['unreadable'].sum()):,} of {int(column['values'].sum()):,} values in the column), e.g. "
-        f"{str(worst['example'])[:160]!r}{_decimal_hint(str(worst['example']))}; {kept}. Fix the input or the "
+        f"{str(worst['example'])[:160]!r}{_where(worst['example_source'])}{_decimal_hint(str(worst['example']))}; "
+        f"{kept}. Fix the input or the "
         "mapping (see the reasons), or rerun "
         f"with --force (or set {key}: 1.0) to accept it"
     )
