@@ -182,6 +182,29 @@ def test_delta_writes_take_refreshed_credentials(s3_bucket: str, monkeypatch: py
     assert len(lake.read_table("raw_metrics")) == 2
 
 
+def test_credentials_that_cannot_be_renewed_are_one_clear_error(s3_bucket: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-65: a renewal failing at a commit (an SSO session that expired mid-run) was a botocore traceback."""
+    import botocore.credentials
+    import botocore.exceptions
+    import botocore.session
+
+    calls = iter(range(100))
+
+    def refresh() -> dict[str, str]:
+        if next(calls) >= 1:
+            raise botocore.exceptions.TokenRetrievalError(provider="sso", error_msg="The SSO session has expired")
+        expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+        return {"access_key": "TEMPKEY", "secret_key": "testing", "token": "t", "expiry_time": expiry.isoformat()}
+
+    creds = botocore.credentials.RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    monkeypatch.setattr(botocore.session.Session, "get_credentials", lambda self: creds)
+    lake = Lake.open(f"s3://{s3_bucket}/capfc", LakeConfig(), for_writing=True)
+    with pytest.raises(StorageError, match="could not be renewed .*TokenRetrievalError.*aws sso login"):
+        lake.write_table("raw_metrics", pd.DataFrame({"server_id": "s1", "ds": pd.date_range("2025-01-01", periods=2),
+                                                      "metric": "cpu", "value": [1.0, 2.0]}))
+
+
 def test_delta_errors_keep_their_cause() -> None:
     """helper-62: only delta-rs's first line was kept ("Kernel error -> Generic S3 error"), not its cause."""
     from capacity_forecaster.storage.delta import _detail

@@ -221,7 +221,13 @@ class DeltaStore:
         """delta-rs storage options with the credentials as they are now (refreshed when they expire)."""
         if not self._options:
             return {}
-        return {**_credentials(self._credential_source), **self._options}
+        try:
+            credentials = _credentials(self._credential_source)
+        except Exception as err:  # noqa: BLE001 - botocore's many credential errors (helper-65: a traceback)
+            raise StorageError(f"the AWS credentials for lake {self.location.uri} could not be renewed "
+                               f"({type(err).__name__}: {' '.join(str(err).split())[:200]}); log in again "
+                               "(e.g. aws sso login) and rerun the command") from err
+        return {**credentials, **self._options}
 
     def _guard(self, operation: str, relpath: str, call: Any) -> Any:
         """Run a delta-rs call; an S3 endpoint that does not answer becomes one ``StorageError``.
