@@ -285,7 +285,7 @@ def test_stack_with_kms_key_boundary_and_email_on_moto(clients: AwsClients, temp
     assert spec.vpc_config() == {"SecurityGroupIds": [sg], "Subnets": subnets}
     assert "JobRoleVpcPolicy" in physical
     # The jobs write the lake with the stack's key (helper-62: they asked for SSE-S3, the lake.sse default).
-    assert spec.kms_key_id == key
+    assert spec.kms_key_id is None  # the training job's output and volume keep SageMaker's default key
     assert spec.environment == {"CAPFC_LAKE__SSE": "aws:kms", "CAPFC_LAKE__SSE_KMS_KEY_ID": key}
     assert processing_job_request(spec, "run", f"k{suffix}-run-20260101-000000-abcdef12",
                                   ("run",))["Environment"]["CAPFC_LAKE__SSE_KMS_KEY_ID"] == key
@@ -296,6 +296,26 @@ def test_stack_with_kms_key_boundary_and_email_on_moto(clients: AwsClients, temp
         described = iam.get_role(RoleName=physical[role])["Role"]
         assert described["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary_arn
         assert iam.list_role_policies(RoleName=physical[role])["PolicyNames"].count("capfc-kms") == 1
+
+
+def test_schedule_parameter_pattern_agrees_with_capfcs_check(template: dict[str, Any]) -> None:
+    """helper-65: moto's CloudFormation ignores AllowedPattern and cfn-lint checks only the default, so the pattern
+    is checked here against names.problem: it passes every expression capfc passes and refuses the shapes it can
+    see (both or neither day field '?', 'rate(1 days)'); field ranges are left to EventBridge."""
+    import re
+
+    from capacity_forecaster.aws.names import problem
+
+    pattern = template["Parameters"]["ScheduleExpression"]["AllowedPattern"]
+    valid = ["cron(0 3 * * ? *)", "cron(0/15 8-17 ? * MON-FRI *)", "cron(0 12 ? * MON#1 *)", "cron(0 3 L * ? *)",
+             "cron(15 10 ? * 6L 2026-2030)", "rate(1 day)", "rate(5 minutes)", "rate(12 hours)"]
+    shapes = ["cron(0 3 * * * *)", "cron(0 3 ? * ? *)", "rate(1 days)", "rate(5 minute)", "cron(0 3 * * ?)",
+              "rate(0 days)"]
+    for expression in valid:
+        assert problem("schedule", expression) is None and re.fullmatch(pattern, expression), expression
+    for expression in shapes:
+        assert problem("schedule", expression) is not None and not re.fullmatch(pattern, expression), expression
+    assert re.fullmatch(pattern, template["Parameters"]["ScheduleExpression"]["Default"])
 
 
 def test_image_and_vpc_parameters_must_be_complete(template: dict[str, Any]) -> None:
