@@ -106,6 +106,9 @@ def test_single_job_schedule_needs_no_chain_rule(clients: AwsClients, lambda_arn
         ("capfc", "cron(0 25 * * ? *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "hours '25'"),
         ("capfc", "cron(0 3 ? * 8 *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "day-of-week '8'"),
         ("capfc", "cron(0 3 ? * MON-FRY *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "day-of-week"),
+        ("capfc", "cron(\u00b2 3 * * ? *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "minutes"),  # helper-65
+        ("capfc", "cron(\u0663 3 * * ? *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "minutes"),
+        ("capfc", "cron(0 3 ? * 2#9 *)", "arn:aws:lambda:us-east-1:123456789012:function:f", "week of the month"),
     ],
 )
 def test_bad_schedule_inputs_fail_before_any_call(rule: str, expression: str, arn: str, message: str) -> None:

@@ -524,8 +524,8 @@ def test_inventory_numbers_no_server_has_are_quarantined(tmp_path: Path) -> None
     # A size of 0 is no server's (helper-64: fastStorage meta's mem_capacity 0 became 0 GB); a cost of 0 may be.
     assert np.isnan(inv.loc["b", "memory_gb"])
     assert sorted(reasons(result)) == [
-        "inventory_out_of_range: cpu_cores from column 'cores' is not above 0 and at most 1e+09 (kept as NaN)",
-        "inventory_out_of_range: memory_gb from column 'mem' is not above 0 and at most 1e+09 (kept as NaN)",
+        "inventory_out_of_range: cpu_cores from column 'cores' is 0 or less, or above 1e+09 (kept as NaN)",
+        "inventory_out_of_range: memory_gb from column 'mem' is 0 or less, or above 1e+09 (kept as NaN)",
         "inventory_out_of_range: monthly_cost_usd from column 'cost' is not between 0 and 1e+09 (kept as NaN)"]
     assert (f"inventory column 'cost' (monthly_cost_usd): 1 value(s) are not between 0 and 1e+09 and were kept empty, "
             f"e.g. '1e308' ({inventory}:2); see the quarantine table") in result.warnings

@@ -179,14 +179,18 @@ def _cron_problem(value: str) -> str | None:
             continue
         for part in text.split(","):
             base, _, step = part.partition("/")
-            tokens = [t for t in re.split(r"[-#]", base.upper()) if t not in ("*", "")]
-            if step and not step.isdigit():
+            base, _, nth = base.partition("#")
+            if nth and ("#" not in special or not re.fullmatch(r"[1-5]", nth)):
+                return (f"schedule expression '{value}' is not valid: {name} '{part}': '#' takes the week of the "
+                        "month, 1-5 (e.g. MON#1, the first Monday)")
+            tokens = [t for t in base.upper().split("-") if t not in ("*", "")]
+            if step and not re.fullmatch(r"[0-9]+", step):
                 tokens.append(step)
             for token in tokens:
                 if token in labels or (token in ("L", "W", "LW") and set(token) <= set(special)):
                     continue
                 number = token.rstrip("LW")
-                if not number.isdigit() or not low <= int(number) <= high or (
+                if not re.fullmatch(r"[0-9]+", number) or not low <= int(number) <= high or (
                         number != token and not set(token[len(number):]) <= set(special)):
                     return (f"schedule expression '{value}' is not valid: {name} '{part}' is outside "
                             f"{low}-{high}{f' (or {labels[0]}-{labels[-1]})' if labels else ''}")

@@ -252,8 +252,8 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                     rejected.append(quarantine_frame(
                         _row_ids(part, np.flatnonzero(wild), prefix), None, None, texts,
                         [f"{src.label}:{line}" for line in lines[wild]],
-                        [f"inventory_out_of_range: {target} from column '{derived.column}' is not "
-                         f"{'above 0 and at most' if sized else 'between 0 and'} {INVENTORY_MAX:g} (kept as NaN)"]
+                        [f"inventory_out_of_range: {target} from column '{derived.column}' is "
+                         f"{'0 or less, or above' if sized else 'not between 0 and'} {INVENTORY_MAX:g} (kept as NaN)"]
                         * int(wild.sum())))
                     values = np.where(wild, np.nan, values)
                 part[target] = values
