@@ -15,6 +15,7 @@ from capacity_forecaster.etl.days import latest_plausible_day
 from capacity_forecaster.etl.diagnostics import with_quarantine
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
+from capacity_forecaster.stages.raw import keep_quarantine
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run, table_run_id
 
@@ -147,9 +148,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         inventory, without_inventory = _inventory(lake, servers)
         writers = {name: lake.writer(name) for name in ("metrics", "features", "series_diagnostics")}
         quarantine = lake.writer("quarantine")
-        if lake.has_table("quarantine"):
-            earlier = lake.read_table("quarantine")
-            quarantine.write(earlier[earlier["stage"] != "etl"])
+        keep_quarantine(lake, quarantine, lambda rows: rows["stage"] == "etl")  # earlier ETL runs' rows are redone
         totals: dict[str, int] = {}
         reasons: dict[str, tuple[int, str]] = {}
         ahead: dict[str, pd.Timestamp] = {}  # servers with data after today: their last day

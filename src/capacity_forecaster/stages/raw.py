@@ -21,6 +21,7 @@ from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, list_runs, producing_run, stage_run
+from capacity_forecaster.storage.writer import TableWriter
 
 if TYPE_CHECKING:
     from capacity_forecaster.etl.ingest import IngestResult
@@ -247,13 +248,31 @@ def _merge_warnings(changed: pd.DataFrame) -> list[str]:
     return messages
 
 
-def _merge_quarantine(lake: Lake, new: pd.DataFrame, replace: Callable[[pd.DataFrame], pd.Series]) -> pd.DataFrame:
-    """Existing quarantine rows except those ``replace`` selects, plus ``new``."""
-    if not lake.has_table("quarantine"):
-        return new.reindex(columns=list(QUARANTINE_COLUMNS))
-    old = lake.read_table("quarantine")
-    kept = old[~replace(old)]
-    return pd.concat([kept, new], ignore_index=True).reindex(columns=list(QUARANTINE_COLUMNS))
+# Quarantine rows a rewrite gathers per file it writes.
+QUARANTINE_FILE_ROWS = 250_000
+
+
+def keep_quarantine(lake: Lake, writer: TableWriter, replace: Callable[[pd.DataFrame], pd.Series]) -> None:
+    """Write the lake's quarantine rows except those ``replace`` selects to ``writer``, batch by batch.
+
+    The quarantine grows with the bad rows of every export ingested, and every ingest and ETL rewrites it:
+    read whole, it took memory in proportion to all of them.
+    """
+    dataset = lake.dataset("quarantine")
+    if dataset is None:
+        return
+    columns = list(QUARANTINE_COLUMNS)
+    kept: list[pd.DataFrame] = []
+    rows = 0
+    for batch in dataset.to_batches(columns=[c for c in columns if c in dataset.schema.names]):
+        old = batch.to_pandas()
+        kept.append(old[~replace(old).to_numpy(dtype=bool)])
+        rows += len(kept[-1])
+        if rows >= QUARANTINE_FILE_ROWS:  # a file per this many rows, not per batch (one per earlier run's file)
+            writer.write(pd.concat(kept, ignore_index=True).reindex(columns=columns))
+            kept, rows = [], 0
+    if rows:
+        writer.write(pd.concat(kept, ignore_index=True).reindex(columns=columns))
 
 
 def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: bool) -> list[str]:
@@ -395,8 +414,11 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
             origin = frame["source"].astype(str).str.rsplit(":", n=1).str[0]
             return (frame["stage"] == "ingest") & (origin.isin(files) | frame["source"].isin(files))
 
-        quarantine = result.quarantine if replace else _merge_quarantine(lake, result.quarantine, same_sources)
-        run.wrote(lake.write_table("quarantine", quarantine))
+        quarantine = lake.writer("quarantine")
+        if not replace:
+            keep_quarantine(lake, quarantine, same_sources)
+        quarantine.write(result.quarantine.reindex(columns=list(QUARANTINE_COLUMNS)))
+        run.wrote(quarantine.commit())
         carry = result.carryover
         run.rows_out = 0 if raw is None else len(result.raw_metrics) - len(kept)
         # rows_read == rows_used + rows_quarantined; the quarantine may hold several records per row.
