@@ -97,3 +97,29 @@ def test_data_that_came_back_for_one_day_read_the_same_in_every_output_and_size_
     assert "minimum" not in rec["rationale"] and "already breaching" not in rec["rationale"]
     assert stale_words(stop, stop) == f"stale: no data since {stop:%Y-%m-%d}" == stale_words(None, stop)
     assert stale_words(None, None) == "stale"
+
+
+def test_exports_of_other_periods_are_not_stale_but_a_feed_that_stopped_among_them_is() -> None:
+    """helper-64: NAB files cover different months; one file of a later period made every other series stale, those
+    pinned at 100 % included (not already breaching, no upsize). A series is judged against the series observed on
+    its last day: exports of other periods are no peers, a feed that stopped while its peers went on is stale."""
+    march_end = LAST_DAY - pd.Timedelta(days=200)
+    stopped_end = march_end - pd.Timedelta(days=30)
+    metrics = pd.concat([make_history(["hot"], days=60, level=95.0, end=march_end),
+                         make_history(["calm"], days=60, level=20.0, end=march_end),
+                         make_history(["stopped"], days=40, level=20.0, end=stopped_end),
+                         make_history(["later"], days=60, level=30.0)], ignore_index=True)
+    day = pd.Timedelta(days=1)
+    forecasts = pd.concat([
+        *(make_forecast(s, m, np.full(30, level), start=end + day) for s, level, end in (
+            ("hot", 95.0, march_end), ("calm", 20.0, march_end), ("stopped", 20.0, stopped_end),
+            ("later", 30.0, LAST_DAY)) for m in ("cpu", "memory"))], ignore_index=True)
+    inventory = make_inventory([{"server_id": s} for s in ("hot", "calm", "stopped", "later")])
+    result = run_risk(metrics, forecasts, inventory, CFG)
+    status = result.server_risk.groupby("server_id")["status"].agg(set)
+    assert status["hot"] == {"already_breaching"} and status["calm"] == {"assessed"}
+    assert status["later"] == {"assessed"} and status["stopped"] == {"stale"}
+    stopped = result.server_risk[result.server_risk["server_id"] == "stopped"]
+    assert stopped["reason"].str.contains(
+        f"30 days before the latest day of the servers monitored with it \\({march_end:%Y-%m-%d}\\)").all()
+    assert result.recommendations.set_index("server_id").loc["hot", "action"] == "upsize"

@@ -108,7 +108,8 @@ def risk_headline(summary: dict[str, Any]) -> str:
             + (" (stale ones aside)" if summary.get("servers_stale") else "") + ": "
             + ", ".join(f"{k} {v}" for k, v in summary.get("series_by_level", {}).items())
             + (f"; {summary['servers_stale']} stale (no data for over {summary.get('stale_after_days', '?')} days "
-               "before the fleet's latest day, or only a day or two since: check their monitoring)"
+               "before the latest day of the servers monitored with them, or only a day or two since: check their "
+               "monitoring)"
                if summary.get("servers_stale") else ""))
 
 

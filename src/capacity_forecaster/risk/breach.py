@@ -30,10 +30,10 @@ logger = logging.getLogger(__name__)
 HISTORY_COLUMNS = (SERVER_ID, METRIC, "first_observed", "last_observed", "history_days")
 BREACH_EXTRA_COLUMNS = (
     "status", "threshold", "breach_upper_ds", "days_to_upper_breach", "likely_breach_ds", "peak_upper",
-    "horizon_days", "history_days", "last_observed", "seasonal_peak", "analogue_peak", "analogue_breach_ds",
-    "analogue_days_above", "sustained_breach_probability", "days_over_recent", "days_over_30d", "days_over_90d",
-    "last_over_ds", "reason", "forecast_breach_ds", "recent_gap_days", "recent_gap_resumed", "days_after_gap",
-    "days_saturated_recent",
+    "horizon_days", "history_days", "first_observed", "last_observed", "seasonal_peak", "analogue_peak",
+    "analogue_breach_ds", "analogue_days_above", "sustained_breach_probability", "days_over_recent",
+    "days_over_30d", "days_over_90d", "last_over_ds", "reason", "forecast_breach_ds", "recent_gap_days",
+    "recent_gap_resumed", "days_after_gap", "days_saturated_recent",
 )
 # current_state columns carried into server_risk (the rest is already there from the history).
 _CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
@@ -257,7 +257,7 @@ def assess_breaches(
         One row per (server_id, metric): the contract columns server_id, metric, risk_level,
         peak_yhat, peak_ds, breach_ds, days_to_breach, breach_probability, then status, threshold,
         breach_upper_ds, days_to_upper_breach, likely_breach_ds, peak_upper, horizon_days,
-        history_days, last_observed, seasonal_peak, analogue_peak, analogue_breach_ds,
+        history_days, first_observed, last_observed, seasonal_peak, analogue_peak, analogue_breach_ds,
         analogue_days_above, sustained_breach_probability, days_over_recent (of the last
         ``current_window_days`` observed days), days_over_30d, days_over_90d, last_over_ds, reason,
         forecast_breach_ds, recent_gap_days, recent_gap_resumed, days_after_gap, days_saturated_recent

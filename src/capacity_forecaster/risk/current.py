@@ -144,7 +144,8 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     """Series whose data end long before the fleet's: status ``stale``, the reason says since when.
 
     A series is stale when its last observed day lies more than ``cfg.stale_after_days`` before the
-    fleet's latest observed day, taken never after tomorrow (a server whose clock runs years ahead
+    latest observed day of the series monitored alongside it (``peers_latest``: in one fleet, the fleet's latest
+    day; exports of other periods are left alone), taken never after tomorrow (a server whose clock runs years ahead
     does not set it): a monitoring feed that stopped, or a server that was retired but is still in
     the exports' history. Its level stays what its last data say, but it
     is not "already breaching" now and nothing is recommended on it: its reason says to check its
@@ -171,7 +172,8 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     # A clock set years ahead must not make the rest of the fleet stale: the fleet's latest day is never
     # taken after tomorrow (UTC; the ETL warns about such servers, servers_dated_after_today).
     tomorrow = latest_plausible_day()
-    latest = min(last[observed].max(), tomorrow)
+    peers = peers_latest(server_risk, observed)
+    latest = peers.where(peers <= tomorrow, tomorrow)
     behind = (latest - last).dt.days
     stale = (observed & (behind > cfg.stale_after_days)).to_numpy()
     resumed = stopped_after_gap(server_risk, cfg)
@@ -181,10 +183,12 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     if not (stale.any() or gapped.any()):
         return out
     since = last[stale].dt.strftime("%Y-%m-%d")
+    whose = np.where(latest[stale] >= min(last[observed].max(), tomorrow), "the fleet's latest day",
+                     "the latest day of the servers monitored with it")
     out.loc[stale, "reason"] = (out.loc[stale, METRIC] + ": no data since " + since + ", "
-                                + behind[stale].astype(int).astype(str) + " days before the fleet's latest day ("
-                                + f"{latest:%Y-%m-%d}): check its monitoring, or remove the server from the "
-                                "inventory if it was retired" + AS_OF_LAST + out.loc[stale, "reason"])
+                                + behind[stale].astype(int).astype(str) + " days before " + whose + " ("
+                                + latest[stale].dt.strftime("%Y-%m-%d") + "): check its monitoring, or remove the "
+                                "server from the inventory if it was retired" + AS_OF_LAST + out.loc[stale, "reason"])
     out.loc[stale, "stale_since"] = last[stale]
     # Data that stopped, then came back for fewer days than make a series breaching (fastStorage VMs 626 and
     # 636 read with their 0-vCPU rows: saturated until 27 August, one 5-minute sample on the trace's last day).
@@ -205,6 +209,29 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         out.loc[now, "days_to_breach"] = (crossing - last[now].dt.normalize()).dt.days
     out.loc[stale | gapped, "status"] = Status.STALE.value
     return out
+
+
+def peers_latest(server_risk: pd.DataFrame, observed: pd.Series) -> pd.Series:
+    """Per row, the latest last observed day among the series that were observed on its last day (itself included):
+    the day its data would have reached had its monitoring gone on like theirs.
+
+    A series monitored alongside others that went on is stale; exports of other periods are not its peers (helper-64:
+    one NAB file of October made every series of March and July stale, breaching ones included). Without
+    ``first_observed`` (server_risk written before it was kept) every observed series is a peer.
+    """
+    last = pd.to_datetime(server_risk["last_observed"])
+    if "first_observed" not in server_risk.columns:
+        return pd.Series(last[observed].max(), index=server_risk.index)
+    first = pd.to_datetime(server_risk["first_observed"]).fillna(last)
+    known = (observed & last.notna()).to_numpy()
+    order = np.argsort(first.to_numpy()[known], kind="stable")
+    starts = first.to_numpy()[known][order]
+    running = np.maximum.accumulate(last.to_numpy()[known][order])
+    # Every series observed on day d started by d; the latest end among them is the running maximum of the last
+    # days of the series that started by d (one that ended before d ends before this one too: no later maximum).
+    found = np.searchsorted(starts, last.to_numpy(), side="right") - 1
+    latest = np.where(found >= 0, running[np.maximum(found, 0)], last.to_numpy())
+    return pd.Series(pd.to_datetime(latest), index=server_risk.index).where(observed, pd.NaT)
 
 
 def stopped_after_gap(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.Series:

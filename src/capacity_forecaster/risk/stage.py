@@ -339,8 +339,9 @@ def render_summary(result: RiskResult) -> str:
     lines.append(f"At risk: {s['servers_at_risk']} servers")
     if s.get("servers_stale"):
         lines.append(f"Stale: {s['servers_stale']} servers whose data stopped more than "
-                     f"{s.get('stale_after_days', '')} days before the fleet's latest day (or came back for only a "
-                     "day or two since): levels as of their last data, nothing recommended; check their monitoring")
+                     f"{s.get('stale_after_days', '')} days before the latest day of the servers monitored with them "
+                     "(or came back for only a day or two since): levels as of their last data, nothing recommended; "
+                     "check their monitoring")
     for r in s["at_risk"]:
         now = r.get("status") == Status.ALREADY_BREACHING.value
         when = (f"already breaching: over {r['threshold']:g} % on {r['days_over_recent']} of the last "
