@@ -192,3 +192,25 @@ def test_a_map_changes_live_probabilities_and_levels_consistently() -> None:
     assert out["breach_probability"] == pytest.approx(raw["breach_probability"] / 2)
     # P >= likely_probability (0.5) is never reached any more: no "likely" date, level medium.
     assert raw["risk_level"] == "critical" and out["risk_level"] == "medium" and pd.isna(out["likely_breach_ds"])
+
+
+def test_a_calibration_is_not_applied_to_series_without_a_backtest() -> None:
+    """helper-64: idle fastStorage VMs with 8 days (no backtest: their forecast is extrapolation from day one) went
+    from a breach probability of 0.19 to 0.54, critical, under a correlation and map fitted on backtested series."""
+    cfg = RiskConfig()
+    tested = make_forecast("tested", "cpu", np.full(30, 60.0), spread=15.0).assign(is_extrapolation=False)
+    untested = make_forecast("new", "cpu", np.full(30, 60.0), spread=15.0).assign(is_extrapolation=True)
+    forecasts = pd.concat([tested, untested], ignore_index=True)
+    history = history_summary(make_history(["tested", "new"], days=60, level=60.0, metrics=("cpu",)))
+    calibration = BreachCalibration(0.2, (np.array([0.0, 0.05, 1.0]), np.array([0.0, 0.5, 1.0])), "both", "fitted")
+    raw = assess_breaches(forecasts, history, cfg).set_index("server_id")
+    fitted = assess_breaches(forecasts, history, calibration.settings(cfg), recalibrate=calibration.apply,
+                             untested_correlation=cfg.error_correlation).set_index("server_id")
+    assert fitted.loc["new", "breach_probability"] == pytest.approx(raw.loc["new", "breach_probability"])
+    assert fitted.loc["new", "sustained_breach_probability"] == pytest.approx(
+        raw.loc["new", "sustained_breach_probability"])
+    assert fitted.loc["tested", "breach_probability"] > raw.loc["tested", "breach_probability"] + 0.1
+    # Without the flag (a lake written before it, or a caller that does not say) every series is calibrated alike.
+    alike = assess_breaches(forecasts.drop(columns="is_extrapolation"), history, calibration.settings(cfg),
+                            recalibrate=calibration.apply, untested_correlation=cfg.error_correlation)
+    assert alike["breach_probability"].nunique() == 1

@@ -35,6 +35,8 @@ BREACH_EXTRA_COLUMNS = (
     "days_over_30d", "days_over_90d", "last_over_ds", "reason", "forecast_breach_ds", "recent_gap_days",
     "recent_gap_resumed", "days_after_gap", "days_saturated_recent",
 )
+# The forecasts' flag of days beyond the leads the forecast stage backtested (``forecast.stage.EXTRAPOLATION``).
+EXTRAPOLATION = "is_extrapolation"
 # current_state columns carried into server_risk (the rest is already there from the history).
 _CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_over_ds", "already_breaching",
                     "days_saturated_recent", "recent_gap_days", "recent_gap_resumed", "days_after_gap")
@@ -108,6 +110,17 @@ def history_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     out = frame.groupby([SERVER_ID, METRIC], sort=True)[DS].agg(["min", "max", "size"])
     out.columns = ["first_observed", "last_observed", "history_days"]
     return out.reset_index()
+
+
+def _untested(forecasts: pd.DataFrame, group: np.ndarray, n_series: int) -> np.ndarray:
+    """Per series (``group`` codes of the sorted ``forecasts``): is its first forecast day extrapolation (the forecast
+    stage backtested none of its leads)? All False without ``is_extrapolation``."""
+    if EXTRAPOLATION not in forecasts.columns or not len(forecasts):
+        return np.zeros(n_series, dtype=bool)
+    first = np.r_[True, group[1:] != group[:-1]]
+    out = np.zeros(n_series, dtype=bool)
+    out[group[first]] = forecasts[EXTRAPOLATION].to_numpy()[first].astype(bool)
+    return out
 
 
 def _level_codes(prob: np.ndarray, likely_days: np.ndarray, cfg: RiskConfig) -> np.ndarray:
@@ -218,6 +231,7 @@ def assess_breaches(
     analogue: pd.DataFrame | None = None,
     recalibrate: Callable[[np.ndarray], np.ndarray] | None = None,
     current: pd.DataFrame | None = None,
+    untested_correlation: float | None = None,
 ) -> pd.DataFrame:
     """Breach dates, peak, breach probability and risk level for every observed or forecast series.
 
@@ -252,6 +266,9 @@ def assess_breaches(
         recalibrate: a non-decreasing map applied to the cumulative breach probabilities before the
             level is decided (``calibration.BreachCalibration.apply``); None keeps them raw.
         current: ``current.current_state`` of the processed metrics; None counts no day as over.
+        untested_correlation: the day-to-day correlation for series whose forecasts carry ``is_extrapolation`` on
+            their first day (no backtest: ``recalibrate`` and ``cfg``'s fitted correlation were learned on
+            backtested series and are not applied to them); None treats every series alike.
 
     Returns:
         One row per (server_id, metric): the contract columns server_id, metric, risk_level,
@@ -278,9 +295,18 @@ def assess_breaches(
     cum = cumulative_probability(grid, cfg.error_correlation)
     # Medium asks for a sustained breach (>= medium_min_days days), as the current state does: a
     # wide interval around a busy but steady series makes one stray day over likely, not a breach.
-    series["sustained_breach_probability"] = count_probability(grid, cfg.error_correlation, cfg.medium_min_days)
+    sustained = count_probability(grid, cfg.error_correlation, cfg.medium_min_days)
     if recalibrate is not None:
         cum = recalibrate(cum)
+    # A calibration is fitted on backtested series; a series without a backtest (its first forecast day is already
+    # extrapolation: a history too short to test) keeps its forecast's probabilities under the configured
+    # correlation (helper-64: idle fastStorage VMs with 8 days went from 0.19 to 0.54, critical, under a fitted
+    # correlation of 0.2 and map).
+    untested = _untested(f, group, len(series)) if untested_correlation is not None else np.zeros(len(series), bool)
+    if untested_correlation is not None and untested.any():
+        cum[untested] = cumulative_probability(grid[untested], untested_correlation)
+        sustained[untested] = count_probability(grid[untested], untested_correlation, cfg.medium_min_days)
+    series["sustained_breach_probability"] = sustained
     series["breach_probability"] = cum[:, -1] if cum.size else np.zeros(len(series))
     reached = cum >= cfg.likely_probability
     likely_pos = np.where(reached.any(axis=1), reached.argmax(axis=1), -1) if cum.size else np.full(len(series), -1)

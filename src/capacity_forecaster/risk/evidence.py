@@ -142,7 +142,7 @@ def assess(evidence: SeriesEvidence, forecasts: pd.DataFrame, inventory: pd.Data
     else:
         server_risk = assess_breaches(forecasts, evidence.history, calibration.settings(cfg), evidence.uplifts,
                                       analogue, calibration.apply if calibration.knots is not None else None,
-                                      current=evidence.current)
+                                      current=evidence.current, untested_correlation=cfg.error_correlation)
     needs = capacity_needs(forecasts, inventory, cfg, _grown_current(evidence.current, cfg, growth), analogue)
     idle = idle_verdict(evidence.idle, forecasts, cfg)
     candidates = consolidation_candidates(server_risk, needs, idle, inventory, cfg)

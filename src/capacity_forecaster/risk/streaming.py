@@ -64,7 +64,7 @@ METRICS, FORECASTS, BACKTESTS = "metrics", "forecasts", "backtest_forecasts"
 # What the risk stage reads of each table (the flags where present).
 COLUMNS = {
     METRICS: (SERVER_ID, DS, METRIC, VALUE, "is_imputed", "is_anomaly", "is_outlier", "is_saturated"),
-    FORECASTS: FORECAST_COLUMNS,
+    FORECASTS: (*FORECAST_COLUMNS, "is_extrapolation"),
     BACKTESTS: BACKTEST_FORECAST_COLUMNS,
 }
 _HORIZON = [SERVER_ID, METRIC, DS]
