@@ -210,6 +210,11 @@ def test_a_calibration_is_not_applied_to_series_without_a_backtest() -> None:
     assert fitted.loc["new", "sustained_breach_probability"] == pytest.approx(
         raw.loc["new", "sustained_breach_probability"])
     assert fitted.loc["tested", "breach_probability"] > raw.loc["tested", "breach_probability"] + 0.1
+    # A row without the flag (a what-if's combined host) is no extrapolation.
+    unknown = forecasts.assign(is_extrapolation=forecasts["is_extrapolation"].where(forecasts["server_id"] == "tested"))
+    same = assess_breaches(unknown, history, calibration.settings(cfg), recalibrate=calibration.apply,
+                           untested_correlation=cfg.error_correlation)
+    assert same["breach_probability"].nunique() == 1
     # Without the flag (a lake written before it, or a caller that does not say) every series is calibrated alike.
     alike = assess_breaches(forecasts.drop(columns="is_extrapolation"), history, calibration.settings(cfg),
                             recalibrate=calibration.apply, untested_correlation=cfg.error_correlation)

@@ -119,7 +119,8 @@ def _untested(forecasts: pd.DataFrame, group: np.ndarray, n_series: int) -> np.n
         return np.zeros(n_series, dtype=bool)
     first = np.r_[True, group[1:] != group[:-1]]
     out = np.zeros(n_series, dtype=bool)
-    out[group[first]] = forecasts[EXTRAPOLATION].to_numpy()[first].astype(bool)
+    # A row without the flag (a what-if's combined host) is no extrapolation.
+    out[group[first]] = forecasts[EXTRAPOLATION].eq(True).to_numpy()[first]
     return out
 
 
