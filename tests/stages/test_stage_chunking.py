@@ -98,3 +98,23 @@ def test_a_series_with_only_empty_raw_days_is_counted_and_said_apart(tmp_path: P
         run = etl_stage(lake, _settings(500))
     assert run.counts["series_without_values"] == 1 and run.counts["series_all_quarantined"] == 0
     assert f"1 series have no usable day, so they are not forecast: {first} cpu (no observed value)" in caplog.text
+
+
+def test_a_series_whose_last_days_were_quarantined_is_said(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """helper-64: a VM at 210-260 % (above etl.saturation_max) for its last 20 days ended 20 days early after the ETL
+    and read "no data since ..., check its monitoring" in risk, with nothing said at the ETL."""
+    lake = Lake.open(str(tmp_path / "lake"), for_writing=True)
+    generate_stage(lake, Settings(generate=GenerateConfig(servers=2, years=0.2, holdout_days=5)))
+    raw = lake.read_table("raw_metrics")
+    first = raw["server_id"].astype(str).min()
+    last_day = raw["ds"].max()
+    tail = ((raw["server_id"].astype(str) == first) & (raw["metric"].astype(str) == "cpu")
+            & (raw["ds"] > last_day - pd.Timedelta(days=20)))
+    raw.loc[tail, "value"] = 250.0
+    lake.write_table("raw_metrics", raw)
+    with caplog.at_level("WARNING"):
+        run = etl_stage(lake, _settings(500))
+    assert run.counts["series_cut_short"] == 1
+    assert (f"1 series end long before their raw data because their last days were quarantined, so the risk stage "
+            f"reads them as stale: {first} cpu (raw to {last_day:%Y-%m-%d}, usable to "
+            f"{last_day - pd.Timedelta(days=20):%Y-%m-%d}, mostly out_of_range)") in caplog.text

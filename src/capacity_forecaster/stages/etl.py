@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -121,6 +122,34 @@ def _warn_lost(lost: list[tuple[str, str, int, str]]) -> None:
                     f" and {len(lost) - 3} more" if len(lost) > 3 else "")
 
 
+def _cut_short(part: pd.DataFrame, diagnostics: pd.DataFrame, days: int) -> list[tuple[str, str, str, str, str]]:
+    """Series whose raw days reach more than ``days`` past their last processed day: their last days were
+    quarantined, so the risk stage reads them as stale (helper-64: a VM at 210-260 % for its last 14 days read
+    "no data since ..., check its monitoring"). ``(server, metric, raw last day, processed last day, reason)``."""
+    if days <= 0 or part.empty or diagnostics.empty:
+        return []
+    raw_last = part.groupby(["server_id", "metric"], sort=False, observed=True)["ds"].max().rename("raw_last")
+    kept = diagnostics[diagnostics["n_obs"] > 0].join(raw_last, on=["server_id", "metric"])
+    # In whole days (a raw day of year 9999, which the ETL quarantines, overflows nanoseconds).
+    raw = pd.to_datetime(kept["raw_last"], errors="coerce").to_numpy().astype("datetime64[D]")
+    last = pd.to_datetime(kept["last_ds"], errors="coerce").to_numpy().astype("datetime64[D]")
+    known = ~(np.isnat(raw) | np.isnat(last))
+    far = known & (np.where(known, raw - last, np.timedelta64(0, "D")) > np.timedelta64(days, "D"))
+    return list(zip(kept["server_id"].astype(str)[far], kept["metric"].astype(str)[far],
+                    np.datetime_as_string(raw[far]), np.datetime_as_string(last[far]),
+                    kept["quarantine_reason"].astype(str)[far], strict=True))
+
+
+def _warn_cut_short(cut: list[tuple[str, str, str, str, str]]) -> None:
+    """One warning for the series ``_cut_short`` found."""
+    if cut:
+        shown = ", ".join(f"{server} {metric} (raw to {raw}, usable to {last}, mostly {reason})"
+                          for server, metric, raw, last, reason in cut[:3])
+        log.warning("%d series end long before their raw data because their last days were quarantined, so the risk "
+                    "stage reads them as stale: %s%s; their rows are in the quarantine table", len(cut), shown,
+                    f" and {len(cut) - 3} more" if len(cut) > 3 else "")
+
+
 def etl_stage(lake: Lake, settings: Settings) -> StageRun:
     """raw/ -> processed/metrics, processed/features, processed/diagnostics and quarantine/.
 
@@ -153,6 +182,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         reasons: dict[str, tuple[int, str]] = {}
         ahead: dict[str, pd.Timestamp] = {}  # servers with data after today: their last day
         lost: list[tuple[str, str, int, str]] = []  # series whose every raw day was quarantined
+        cut: list[tuple[str, str, str, str, str]] = []  # series whose last days were quarantined (_cut_short)
         choice = None
         size = servers_per_chunk(cfg.batch_servers, ETL_BYTES_PER_SERVER, *ETL_BATCH_BOUNDS,
                                  "etl.batch_servers")
@@ -179,6 +209,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             writers["series_diagnostics"].write(diagnostics)
             lost.extend(diagnostics.loc[diagnostics["n_obs"] == 0, ["server_id", "metric", "n_quarantined",
                                                                     "quarantine_reason"]].itertuples(index=False))
+            cut.extend(_cut_short(part, diagnostics, settings.risk.stale_after_days))
             quarantine.write(result.quarantine)
             count_reasons(result.quarantine, reasons)
             for key, value in result.counts.items():
@@ -199,7 +230,9 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         run.quarantine_records = run.rows_quarantined
         _warn_after_today(ahead)
         _warn_lost(lost)
-        run.counts = {**totals, "servers_without_inventory": without_inventory, "servers_dated_after_today": len(ahead),
+        _warn_cut_short(cut)
+        run.counts = {**totals, "series_cut_short": len(cut),
+                      "servers_without_inventory": without_inventory, "servers_dated_after_today": len(ahead),
                       "series_all_quarantined": sum(1 for lost_series in lost if lost_series[2] > 0),
                       "series_without_values": sum(1 for lost_series in lost if lost_series[2] == 0),
                       "imputation": choice.method if choice else cfg.imputation,
