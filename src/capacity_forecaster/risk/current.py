@@ -157,7 +157,7 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     the data stopped (the last observed day, or the last day before such a gap); NaT elsewhere.
 
     Args:
-        server_risk: server_id, metric, status, reason, last_observed (``breach.assess_breaches``).
+        server_risk: server_id, metric, status, reason, first_observed, last_observed (``breach.assess_breaches``).
         cfg: risk settings (``stale_after_days``; 0 = off).
 
     Returns:
@@ -216,12 +216,9 @@ def peers_latest(server_risk: pd.DataFrame, observed: pd.Series) -> pd.Series:
     the day its data would have reached had its monitoring gone on like theirs.
 
     A series monitored alongside others that went on is stale; exports of other periods are not its peers (helper-64:
-    one NAB file of October made every series of March and July stale, breaching ones included). Without
-    ``first_observed`` (server_risk written before it was kept) every observed series is a peer.
+    one NAB file of October made every series of March and July stale, breaching ones included).
     """
     last = pd.to_datetime(server_risk["last_observed"])
-    if "first_observed" not in server_risk.columns:
-        return pd.Series(last[observed].max(), index=server_risk.index)
     first = pd.to_datetime(server_risk["first_observed"]).fillna(last)
     known = (observed & last.notna()).to_numpy()
     order = np.argsort(first.to_numpy()[known], kind="stable")
