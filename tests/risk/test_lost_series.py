@@ -62,3 +62,47 @@ def test_a_series_with_only_empty_days_says_so_not_quarantined() -> None:
     row = with_lost_series(risk, empty, RiskConfig()).set_index(["server_id", "metric"]).loc[("s5", "memory")]
     assert row["status"] == "no_data"
     assert row["reason"] == "memory: no observed value (every raw day is empty): nothing to assess"
+
+
+class CutSource(FrameSource):
+    """Frames, plus s4's cpu whose last 20 raw days the ETL quarantined (its processed days end 20 days early)."""
+
+    def __init__(self, metrics: pd.DataFrame, forecasts: pd.DataFrame, raw_last: pd.Timestamp) -> None:
+        super().__init__(metrics, forecasts, None)
+        self.raw_last = raw_last
+
+    def lost_series(self) -> pd.DataFrame:
+        return pd.DataFrame({"server_id": ["s4", "s5"], "metric": ["cpu", "cpu"], "n_quarantined": [20, 1],
+                             "quarantine_reason": ["out_of_range", "out_of_range"], "n_obs": [100, 120],
+                             "raw_last_ds": [self.raw_last, self.raw_last]})
+
+
+def test_a_series_whose_last_days_were_quarantined_says_so_not_check_its_monitoring() -> None:
+    """helper-64: a VM at 210-260 % (above etl.saturation_max) for its last days read "no data since ..., check its
+    monitoring" although its monitoring went on; the reason and the short words now say the ETL quarantined them."""
+    from capacity_forecaster.report.risks import breach_phrase
+    from capacity_forecaster.risk.levels import stale_words
+
+    history = make_history(SERVERS, days=120, level=30.0)
+    end = history["ds"].max()
+    stop = end - pd.Timedelta(days=20)
+    history = history[~((history["server_id"] == "s4") & (history["metric"] == "cpu") & (history["ds"] > stop))]
+    forecasts = pd.concat([make_forecast(s, m, np.full(30, 30.0)) for s in SERVERS for m in ("cpu", "memory")])
+    inventory = make_inventory([{"server_id": s} for s in SERVERS])
+    for chunk in (None, 2):
+        result = stream_risk(CutSource(history, forecasts, end), inventory, RiskConfig(), chunk_servers=chunk,
+                             growth=20.0)
+        for risk in (result.server_risk, result.scenario.server_risk):
+            rows = risk.set_index(["server_id", "metric"])
+            row = rows.loc[("s4", "cpu")]
+            assert row["status"] == "stale" and row["raw_last_observed"] == end
+            assert row["reason"].startswith(
+                f"cpu: no usable data since {stop:%Y-%m-%d}, 20 days before the fleet's latest day ({end:%Y-%m-%d}): "
+                f"its raw data go on to {end:%Y-%m-%d} but the ETL quarantined those days: see the quarantine table")
+            assert "check its monitoring" not in row["reason"]
+            assert stale_words(row.to_dict()) == f"stale: no usable data since {stop:%Y-%m-%d}" == breach_phrase(
+                row.to_dict())
+            # s5's cpu ends with its raw data (one day quarantined in between): nothing is said of it.
+            s5 = rows.loc[("s5", "cpu")]
+            assert pd.isna(s5["raw_last_observed"]) and s5["status"] != "stale"
+            assert rows["raw_last_observed"].notna().sum() == 1

@@ -118,3 +118,10 @@ def test_a_series_whose_last_days_were_quarantined_is_said(tmp_path: Path, caplo
     assert (f"1 series end long before their raw data because their last days were quarantined, so the risk stage "
             f"reads them as stale: {first} cpu (raw to {last_day:%Y-%m-%d}, usable to "
             f"{last_day - pd.Timedelta(days=20):%Y-%m-%d}, mostly out_of_range)") in caplog.text
+    # The risk stage reads it among the ETL's lost series, with its last raw day (the reason says the ETL quarantined
+    # its last days, not "check its monitoring").
+    from capacity_forecaster.stages.risk import LakeSource
+
+    lost = LakeSource(lake).lost_series()
+    assert lost[["server_id", "metric"]].astype(str).values.tolist() == [[first, "cpu"]]
+    assert lost["raw_last_ds"].tolist() == [last_day] and lost["n_obs"].tolist()[0] > 0

@@ -136,7 +136,7 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
             stale = row.get("status") == "stale"
             over = int(row.get("days_over_recent") or 0)
             breach = (f"now ({over} recent {'day' if over == 1 else 'days'} over)" if now else
-                      stale_words(row.get("stale_since"), row.get("last_observed")) if stale else
+                      stale_words(row) if stale else
                       row["breach_ds"] or (f"likely by {row['likely_breach_ds']}" if row.get("likely_breach_ds")
                                            else "-"))
             days = "0" if now else "-" if stale or row["days_to_breach"] is None else str(row["days_to_breach"])

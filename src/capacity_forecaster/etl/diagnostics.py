@@ -15,9 +15,10 @@ import pandas as pd
 from scipy.stats import norm
 from statsmodels.tsa.adfvalues import tau_c_largep, tau_c_smallp, tau_max_c, tau_min_c, tau_star_c
 
+from capacity_forecaster.etl.days import latest_plausible_day
 from capacity_forecaster.etl.grid import run_lengths
 from capacity_forecaster.etl.guard import main_reasons
-from capacity_forecaster.schema import METRIC, METRICS, SERVER_ID
+from capacity_forecaster.schema import DS, METRIC, METRICS, SERVER_ID
 
 # Fewer usable regression rows than this many per coefficient give no test.
 ADF_MIN_ROWS_PER_COEF = 3
@@ -164,9 +165,11 @@ def with_quarantine(diagnostics: pd.DataFrame, raw: pd.DataFrame, quarantine: pd
         quarantine: the ETL's quarantine rows (server_id, metric, reason "code: detail").
 
     Returns:
-        ``diagnostics`` plus ``n_quarantined`` (raw rows quarantined) and ``quarantine_reason`` (the most
-        common reason of the series' quarantined rows, "" without any), and one row per whole-quarantined
-        series (counts 0, other columns null), sorted by series.
+        ``diagnostics`` plus ``n_quarantined`` (raw rows quarantined), ``quarantine_reason`` (the most
+        common reason of the series' quarantined rows, "" without any) and ``raw_last_ds`` (the series'
+        last raw day, days after tomorrow left out: after ``last_ds`` when its last days were quarantined;
+        NaT without a dated raw row), and one row per whole-quarantined series (counts 0, other columns
+        null), sorted by series.
     """
     keys = [SERVER_ID, METRIC]
     reasons = main_reasons(quarantine, keys)
@@ -189,4 +192,16 @@ def with_quarantine(diagnostics: pd.DataFrame, raw: pd.DataFrame, quarantine: pd
     found = reasons.reindex(index)
     out["n_quarantined"] = found["rows"].fillna(0).to_numpy(dtype=np.int64)
     out["quarantine_reason"] = found["reason"].astype(object).where(found["reason"].notna(), "").to_numpy(dtype=object)
+    out["raw_last_ds"] = _raw_last_days(raw, keys).reindex(index).to_numpy(dtype="datetime64[ns]")
     return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _raw_last_days(raw: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Per series, its last raw day not after tomorrow (a day of year 9999, which the ETL quarantines, is no last
+    day of its monitoring, and overflows nanoseconds: days are compared as whole days)."""
+    if DS not in raw.columns or raw.empty:
+        return pd.Series(pd.NaT, index=pd.MultiIndex.from_tuples([], names=keys), dtype="datetime64[ns]")
+    days = pd.to_datetime(raw[DS], errors="coerce").to_numpy().astype("datetime64[D]")
+    plausible = ~np.isnat(days) & (days <= np.datetime64(latest_plausible_day().date(), "D"))
+    dated = raw.loc[plausible, keys].astype(object).assign(day=days[plausible].astype("datetime64[ns]"))
+    return dated.groupby(keys, sort=False)["day"].max()

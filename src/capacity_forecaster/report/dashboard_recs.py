@@ -22,9 +22,9 @@ from capacity_forecaster.risk.streaming import GrowthAssessor
 log = logging.getLogger(__name__)
 
 # What a position keeps of the what-if's server_risk (the risk table, KPI cards and drill-down read these;
-# the last four, where the risk stage wrote them, say a breach as the packs do: ``risks.breach_when``).
+# the last five, where the risk stage wrote them, say a breach as the packs do: ``risks.breach_when``).
 RISK_COLUMNS = ("server_id", "metric", "risk_level", "breach_ds", "status", "likely_breach_ds", "stale_since",
-                "last_observed", "last_over_ds")
+                "last_observed", "raw_last_observed", "last_over_ds")
 # Positions kept besides the slider's own (a client may ask for any growth in range).
 _EXTRA_POSITIONS = 16
 

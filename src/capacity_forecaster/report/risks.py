@@ -142,7 +142,7 @@ def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
     if row.get("status") == ALREADY:
         return "now", "0"
     if row.get("status") == STALE:
-        return stale_words(row.get("stale_since"), row.get("last_observed")).removeprefix("stale: "), "-"
+        return stale_words(row).removeprefix("stale: "), "-"
     days = row.get("days_to_breach")
     breach, likely = row.get("breach_ds"), row.get("likely_breach_ds")
     if (breach is None or pd.isna(breach)) and likely is not None and not pd.isna(likely):
@@ -157,7 +157,7 @@ def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:
     ``likely_probability``), or ``no breach forecast in the horizon``."""
     breach = row.get("breach_ds")
     if row.get("status") == STALE:
-        return stale_words(row.get("stale_since"), row.get("last_observed"))
+        return stale_words(row)
     if row.get("status") == ALREADY:
         last = row.get("last_over_ds", breach)
         return "already breaching" + ("" if last is None or pd.isna(last) else f" (last over {day(last)})")

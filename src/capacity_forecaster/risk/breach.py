@@ -10,7 +10,7 @@ import pandas as pd
 
 from capacity_forecaster.config import RiskConfig
 from capacity_forecaster.risk.analogue import empty_analogue
-from capacity_forecaster.risk.current import observed_mask
+from capacity_forecaster.risk.current import RAW_LAST, observed_mask
 from capacity_forecaster.risk.levels import RiskLevel, Status, labels_from_codes, thresholds
 from capacity_forecaster.risk.probability import count_probability, cumulative_probability, exceedance_scores, padded
 from capacity_forecaster.risk.seasonal import UPLIFT_COLUMNS, name_periods
@@ -43,32 +43,46 @@ _CURRENT_CARRIED = ("days_over_recent", "days_over_30d", "days_over_90d", "last_
 _DAY = pd.Timedelta(days=1)
 
 
-# The ETL's record of series it quarantined whole (``series_diagnostics`` rows with ``n_obs`` 0).
+# The ETL's record of series it quarantined whole (``series_diagnostics`` rows with ``n_obs`` 0), or at their end
+# (with ``n_obs`` and ``raw_last_ds`` where the lake has them: the raw data go on after the last processed day).
 LOST_COLUMNS = (SERVER_ID, METRIC, "n_quarantined", "quarantine_reason")
+CUT_COLUMNS = ("n_obs", "raw_last_ds")
 
 
 def with_lost_series(server_risk: pd.DataFrame, lost: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
-    """``server_risk`` plus a ``no_data`` row for every series the ETL quarantined whole and nothing else assessed.
+    """``server_risk`` plus a ``no_data`` row for every series the ETL quarantined whole and nothing else assessed,
+    and ``raw_last_observed`` for the series whose last days it quarantined.
 
-    Such a series has no processed day and no forecast, so the assessment never saw it; without a row
-    it would vanish from every table, and its server would read "no metrics were delivered".
+    A series quarantined whole has no processed day and no forecast, so the assessment never saw it; without a row
+    it would vanish from every table, and its server would read "no metrics were delivered". A series whose last
+    days were quarantined ends before its raw data: ``current.mark_stale`` says so instead of "no data since".
 
     Args:
         server_risk: the assessed series (``assess_breaches``).
-        lost: ``LOST_COLUMNS`` rows.
+        lost: ``LOST_COLUMNS`` rows, with ``CUT_COLUMNS`` where known (a row without ``n_obs`` is a lost series).
         cfg: risk settings (thresholds).
 
     Returns:
         ``server_risk`` with the rows added (level null, status ``no_data``, the reason naming the
-        quarantined days and their most common reason), sorted by series.
+        quarantined days and their most common reason), sorted by series, and ``raw_last_observed`` (NaT
+        unless the series' raw data end after its last observed day).
     """
-    if lost.empty:
-        return server_risk
     keys = [SERVER_ID, METRIC]
-    known = pd.MultiIndex.from_frame(server_risk[keys].astype(object))
-    new = lost[~pd.MultiIndex.from_frame(lost[keys].astype(object)).isin(known)]
+    out = server_risk.copy()
+    if RAW_LAST not in out.columns:  # (a what-if's assessment has it already from the base's lost series)
+        out[RAW_LAST] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
+    if lost.empty:
+        return out
+    whole = lost["n_obs"].fillna(0).to_numpy() == 0 if "n_obs" in lost.columns else np.ones(len(lost), dtype=bool)
+    if "raw_last_ds" in lost.columns and (~whole).any():
+        cut = lost.loc[~whole, [*keys, "raw_last_ds"]].astype({SERVER_ID: object, METRIC: object})
+        found = pd.to_datetime(out[keys].astype(object).merge(cut, on=keys, how="left")["raw_last_ds"]).to_numpy()
+        later = found > pd.to_datetime(out["last_observed"]).to_numpy()
+        out.loc[later, RAW_LAST] = found[later]
+    known = pd.MultiIndex.from_frame(out[keys].astype(object))
+    new = lost[whole & ~pd.MultiIndex.from_frame(lost[keys].astype(object)).isin(known)]
     if new.empty:
-        return server_risk
+        return out
     days = new["n_quarantined"].astype(np.int64)
     counted = np.where(days == 1, "its one day was", "all " + days.map("{:,}".format) + " of its days were")
     quarantined = (new[METRIC].astype(str) + ": " + counted + " quarantined by the ETL (mostly "
@@ -87,8 +101,8 @@ def with_lost_series(server_risk: pd.DataFrame, lost: pd.DataFrame, cfg: RiskCon
         column: given[column] if column in given else
         np.zeros(len(new), dtype=np.int64) if isinstance(dtype, np.dtype) and dtype.kind in "iu" else
         pd.Series([None] * len(new), dtype=object if pd.api.types.is_bool_dtype(dtype) else dtype)
-        for column, dtype in server_risk.dtypes.items()})
-    out = pd.concat([server_risk, rows], ignore_index=True)
+        for column, dtype in out.dtypes.items()})
+    out = pd.concat([out, rows], ignore_index=True)
     return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 

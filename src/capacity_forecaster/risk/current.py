@@ -129,6 +129,9 @@ def rule_text(cfg: RiskConfig) -> str:
     return text
 
 
+# server_risk's column of a series' last raw day, where its raw data go on after its last observed day (the ETL
+# quarantined the days between: ``breach.with_lost_series``).
+RAW_LAST = "raw_last_observed"
 # Where a stale series' reason turns from why it is stale to what its old data said (``stale_lead``).
 AS_OF_LAST = "; as of its last data: "
 AS_OF_GAP = "; as of the data before the gap: "
@@ -185,10 +188,19 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     since = last[stale].dt.strftime("%Y-%m-%d")
     whose = np.where(latest[stale] >= min(last[observed].max(), tomorrow), "the fleet's latest day",
                      "the latest day of the servers monitored with it")
-    out.loc[stale, "reason"] = (out.loc[stale, METRIC] + ": no data since " + since + ", "
+    # Raw data that go on after the last observed day: the ETL quarantined them (helper-64: a VM at 210-260 %, above
+    # etl.saturation_max, for its last 14 days read "check its monitoring").
+    raw_last = (pd.to_datetime(server_risk[RAW_LAST]) if RAW_LAST in server_risk.columns
+                else pd.Series(pd.NaT, index=server_risk.index))[stale]
+    cut = (raw_last > last[stale]).to_numpy()
+    what = np.where(cut, ": no usable data since ", ": no data since ")
+    advice = np.where(cut, "its raw data go on to " + raw_last.dt.strftime("%Y-%m-%d").fillna("")
+                      + " but the ETL quarantined those days: see the quarantine table for why",
+                      "check its monitoring, or remove the server from the inventory if it was retired")
+    out.loc[stale, "reason"] = (out.loc[stale, METRIC] + what + since + ", "
                                 + behind[stale].astype(int).astype(str) + " days before " + whose + " ("
-                                + latest[stale].dt.strftime("%Y-%m-%d") + "): check its monitoring, or remove the "
-                                "server from the inventory if it was retired" + AS_OF_LAST + out.loc[stale, "reason"])
+                                + latest[stale].dt.strftime("%Y-%m-%d") + "): " + advice + AS_OF_LAST
+                                + out.loc[stale, "reason"])
     out.loc[stale, "stale_since"] = last[stale]
     # Data that stopped, then came back for fewer days than make a series breaching (fastStorage VMs 626 and
     # 636 read with their 0-vCPU rows: saturated until 27 August, one 5-minute sample on the trace's last day).
@@ -257,5 +269,5 @@ def _empty() -> pd.DataFrame:
     })[list(CURRENT_COLUMNS)]
 
 
-__all__ = ["AS_OF_GAP", "AS_OF_LAST", "CURRENT_COLUMNS", "current_state", "mark_stale", "observed_mask", "rule_text",
-           "stale_lead", "stopped_after_gap"]
+__all__ = ["AS_OF_GAP", "AS_OF_LAST", "CURRENT_COLUMNS", "RAW_LAST", "current_state", "mark_stale", "observed_mask",
+           "rule_text", "stale_lead", "stopped_after_gap"]

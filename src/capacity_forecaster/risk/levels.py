@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from capacity_forecaster.config import RiskConfig
 
 
@@ -92,17 +94,29 @@ def without_stale(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"] != Status.STALE.value]
 
 
-def stale_words(stale_since: Any, last_observed: Any) -> str:
-    """A stale series in a few words, the same in every output: ``stale: no data since 2013-08-27``, or, when
-    its data came back for a day or two after the gap (``current.stopped_after_gap``), ``stale: data stopped
-    after 2013-08-27 (last seen 2013-09-11)`` (``stale_since`` the day the data stopped; either may be absent)."""
-    since, last = pd.to_datetime(stale_since), pd.to_datetime(last_observed)
+def stale_words(row: Mapping[Any, Any]) -> str:
+    """A stale series in a few words, the same in every output: ``stale: no data since 2013-08-27``;
+    ``stale: no usable data since 2013-08-27`` when its raw data went on but the ETL quarantined those days
+    (``raw_last_observed``); or, when its data came back for a day or two after the gap
+    (``current.stopped_after_gap``), ``stale: data stopped after 2013-08-27 (last seen 2013-09-11)``.
+
+    Args:
+        row: a ``server_risk`` row (``stale_since``, the day the data stopped; ``last_observed``;
+            ``raw_last_observed``; any may be absent).
+    """
+    def day(column: str) -> Any:
+        value: Any = row.get(column)
+        return pd.to_datetime(value)
+
+    since, last = day("stale_since"), day("last_observed")
     if pd.isna(since):
         since = last
     if pd.isna(since):
         return "stale"
     if pd.isna(last) or last <= since:
-        return f"stale: no data since {since:%Y-%m-%d}"
+        raw_last = day("raw_last_observed")
+        usable = " usable" if not pd.isna(raw_last) and raw_last > since else ""
+        return f"stale: no{usable} data since {since:%Y-%m-%d}"
     return f"stale: data stopped after {since:%Y-%m-%d} (last seen {last:%Y-%m-%d})"
 
 

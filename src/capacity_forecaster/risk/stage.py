@@ -130,7 +130,7 @@ def _summary(server_risk: pd.DataFrame, clusters: pd.DataFrame, recs: pd.DataFra
             {"server_id": r[SERVER_ID], "metric": r[METRIC], "risk_level": r["risk_level"], "status": r["status"],
              "days_over_recent": int(r["days_over_recent"]), "threshold": float(r["threshold"]),
              "breach_ds": _iso(r["breach_ds"]), "last_observed": _iso(r.get("last_observed")),
-             "stale_since": _iso(r.get("stale_since")),
+             "stale_since": _iso(r.get("stale_since")), "raw_last_observed": _iso(r.get("raw_last_observed")),
              "days_to_breach": None if pd.isna(r["days_to_breach"]) else int(r["days_to_breach"]),
              # Unrounded: every output formats it once (levels.percent).
              "breach_probability": None if pd.isna(r["breach_probability"]) else float(r["breach_probability"]),
@@ -346,7 +346,7 @@ def render_summary(result: RiskResult) -> str:
         now = r.get("status") == Status.ALREADY_BREACHING.value
         when = (f"already breaching: over {r['threshold']:g} % on {r['days_over_recent']} of the last "
                 f"{s.get('current_window_days', '')} observed days" if now else
-                stale_words(r.get("stale_since"), r.get("last_observed"))
+                stale_words(r)
                 if r.get("status") == Status.STALE.value else
                 f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
                 f"breach likely by {r['likely_breach_ds']} (median stays under)" if r.get("likely_breach_ds") else

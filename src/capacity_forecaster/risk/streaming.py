@@ -90,7 +90,7 @@ class Source(Protocol):
         ...
 
     def lost_series(self) -> pd.DataFrame:
-        """The series the ETL quarantined whole (``breach.LOST_COLUMNS``; empty when none are known)."""
+        """The series the ETL quarantined whole or at their end (``breach.LOST_COLUMNS``; empty when none are known)."""
         ...
 
 
@@ -140,8 +140,8 @@ class ObservedFleet:
         evidence: ``evidence.observe`` of each chunk (the only thing kept of its daily points).
         inventory: the fleet's inventory, completed (``inventory.complete_inventory``).
         cfg: risk settings.
-        lost: the series the ETL quarantined whole (``breach.LOST_COLUMNS``): each assessment lists them as
-            ``no_data`` with the reason (``breach.with_lost_series``).
+        lost: the series the ETL quarantined whole or at their end (``breach.LOST_COLUMNS``): each assessment lists
+            the first as ``no_data`` with the reason, and the last days of the others (``breach.with_lost_series``).
     """
 
     source: Source

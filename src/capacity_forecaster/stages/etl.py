@@ -122,16 +122,14 @@ def _warn_lost(lost: list[tuple[str, str, int, str]]) -> None:
                     f" and {len(lost) - 3} more" if len(lost) > 3 else "")
 
 
-def _cut_short(part: pd.DataFrame, diagnostics: pd.DataFrame, days: int) -> list[tuple[str, str, str, str, str]]:
+def _cut_short(diagnostics: pd.DataFrame, days: int) -> list[tuple[str, str, str, str, str]]:
     """Series whose raw days reach more than ``days`` past their last processed day: their last days were
     quarantined, so the risk stage reads them as stale (helper-64: a VM at 210-260 % for its last 14 days read
     "no data since ..., check its monitoring"). ``(server, metric, raw last day, processed last day, reason)``."""
-    if days <= 0 or part.empty or diagnostics.empty:
+    if days <= 0 or diagnostics.empty:
         return []
-    raw_last = part.groupby(["server_id", "metric"], sort=False, observed=True)["ds"].max().rename("raw_last")
-    kept = diagnostics[diagnostics["n_obs"] > 0].join(raw_last, on=["server_id", "metric"])
-    # In whole days (a raw day of year 9999, which the ETL quarantines, overflows nanoseconds).
-    raw = pd.to_datetime(kept["raw_last"], errors="coerce").to_numpy().astype("datetime64[D]")
+    kept = diagnostics[diagnostics["n_obs"] > 0]
+    raw = kept["raw_last_ds"].to_numpy().astype("datetime64[D]")
     last = pd.to_datetime(kept["last_ds"], errors="coerce").to_numpy().astype("datetime64[D]")
     known = ~(np.isnat(raw) | np.isnat(last))
     far = known & (np.where(known, raw - last, np.timedelta64(0, "D")) > np.timedelta64(days, "D"))
@@ -209,7 +207,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             writers["series_diagnostics"].write(diagnostics)
             lost.extend(diagnostics.loc[diagnostics["n_obs"] == 0, ["server_id", "metric", "n_quarantined",
                                                                     "quarantine_reason"]].itertuples(index=False))
-            cut.extend(_cut_short(part, diagnostics, settings.risk.stale_after_days))
+            cut.extend(_cut_short(diagnostics, settings.risk.stale_after_days))
             quarantine.write(result.quarantine)
             count_reasons(result.quarantine, reasons)
             for key, value in result.counts.items():

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import StorageError
-from capacity_forecaster.risk.breach import LOST_COLUMNS
+from capacity_forecaster.risk.breach import CUT_COLUMNS, LOST_COLUMNS
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, stage_run, stale_input, table_run_id
@@ -56,11 +56,16 @@ class LakeSource:
         return (pd.Timestamp(min(low)), pd.Timestamp(max(high))) if low else None
 
     def lost_series(self) -> pd.DataFrame:
-        """``series_diagnostics`` rows with ``n_obs`` 0 (the ETL quarantined every day of the series)."""
+        """``series_diagnostics`` rows with ``n_obs`` 0 (the ETL quarantined every day of the series), and those whose
+        raw data go on after their last processed day (``CUT_COLUMNS``: the ETL quarantined their last days)."""
         info = self.lake.table_info("series_diagnostics")
         if info is None or not set(LOST_COLUMNS) <= set(info.schema.names):
             return pd.DataFrame(columns=list(LOST_COLUMNS))
-        lost = self.lake.read_table("series_diagnostics", columns=list(LOST_COLUMNS), filter=pc.field("n_obs") == 0)
+        columns, kept = list(LOST_COLUMNS), pc.field("n_obs") == 0
+        if {*CUT_COLUMNS, "last_ds"} <= set(info.schema.names):
+            columns += CUT_COLUMNS
+            kept = kept | (pc.field("raw_last_ds") > pc.field("last_ds"))
+        lost = self.lake.read_table("series_diagnostics", columns=columns, filter=kept)
         return lost[lost["server_id"].notna()].reset_index(drop=True)  # a series names a server
 
     def read(self, table: str, servers: list[str] | None, columns: Sequence[str]) -> pd.DataFrame:
