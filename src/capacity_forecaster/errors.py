@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from capacity_forecaster.messages import examples
+
 
 class CapacityForecasterError(Exception):
     """Base of every error the tool raises on purpose.
@@ -83,5 +85,4 @@ def other_problems(problems: Sequence[Mapping[str, Any]], shown: Mapping[str, An
         others.append(f"key '{prefix}{'.'.join(key(problem))}': {str(problem['msg']).removeprefix('Value error, ')}")
     if not others:
         return ""
-    more = f"; and {len(others) - 3} more" if len(others) > 3 else ""
-    return f" (also: {'; '.join(others[:3])}{more})"
+    return f" (also: {examples(others, sep='; ')})"

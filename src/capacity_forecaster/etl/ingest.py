@@ -60,6 +60,7 @@ from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_so
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
 from capacity_forecaster.etl.spill import SampleGroup, SamplePool
 from capacity_forecaster.etl.units import fraction_warnings, over_hundred_warnings
+from capacity_forecaster.messages import examples
 from capacity_forecaster.schema import METRICS
 
 logger = logging.getLogger(__name__)
@@ -161,11 +162,9 @@ def _warn_lookalike_ids(ids: pd.Series, state: _Reading) -> None:
     if twins.empty:
         return
     groups = twins.groupby(keys[twins.index]).agg(lambda g: " / ".join(repr(i) for i in sorted(g)))
-    shown = "; ".join(groups.head(3))
-    more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
     state.defer(f"{len(groups)} server id(s) differ from another only in case, spaces or Unicode form and are kept as "
-                f"separate servers: {shown}{more}; if they are one server, make the export's ids agree and ingest "
-                "again with --replace")
+                f"separate servers: {examples(groups, sep='; ')}; if they are one server, make the export's ids agree "
+                "and ingest again with --replace")
 
 
 # A series with at most this many samples on its typical complete day is hourly or coarser.
@@ -221,10 +220,9 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
     if named.empty:
         return
     rows = main_reasons(named, ["server_id"])
-    shown = ", ".join(f"{server} ({int(row.rows):,} {'row' if row.rows == 1 else 'rows'}, mostly {row.reason})"
-                      for server, row in rows.head(3).iterrows())
-    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-    state.defer(f"{len(rows)} server(s) had every row quarantined, so they are not in raw/: {shown}{more}; see the "
+    shown = examples(f"{server} ({int(row.rows):,} {'row' if row.rows == 1 else 'rows'}, mostly {row.reason})"
+                     for server, row in rows.iterrows())
+    state.defer(f"{len(rows)} server(s) had every row quarantined, so they are not in raw/: {shown}; see the "
                 "quarantine table for each row's reason")
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from capacity_forecaster.etl.inventory import UNKNOWN, id_key, ids_only_inventory
 from capacity_forecaster.etl.specs import NUMERIC_INVENTORY_COLUMNS
+from capacity_forecaster.messages import examples
 from capacity_forecaster.schema import INVENTORY_COLUMNS, SERVER_ID
 
 # Which inventory delivered a row: the mapping's name (or, for a mapping without one, the inventory
@@ -63,9 +64,7 @@ def id_only_servers(inventory: pd.DataFrame, metric_ids: Iterable[str]) -> list[
 
 
 def _examples(ids: Iterable[str], limit: int = _EXAMPLES) -> str:
-    ids = list(ids)
-    more = f" and {len(ids) - limit:,} more" if len(ids) > limit else ""
-    return ", ".join(ids[:limit]) + more
+    return examples(ids, limit)
 
 
 @dataclass(frozen=True)
@@ -237,16 +236,14 @@ def join_warnings(renamed: list[tuple[str, str]], ambiguous: dict[str, list[str]
     """One message per kind of mismatch between the inventory and the metrics (none where all match)."""
     out = []
     if renamed:
-        shown = ", ".join(f"{inv} -> {met}" for inv, met in renamed[:_PAIRS])
-        more = f" and {len(renamed) - _PAIRS:,} more" if len(renamed) > _PAIRS else ""
+        shown = examples((f"{inv} -> {met}" for inv, met in renamed), _PAIRS)
         out.append(f"{len(renamed):,} inventory server id(s) differ from the metrics' only in case or surrounding "
-                   f"whitespace and were joined to them (the metrics' id is kept): {shown}{more}")
+                   f"whitespace and were joined to them (the metrics' id is kept): {shown}")
     if ambiguous:
-        shown = "; ".join(f"{met} ~ {' / '.join(inv)}" for met, inv in list(ambiguous.items())[:_EXAMPLES])
-        more = f" and {len(ambiguous) - _EXAMPLES:,} more" if len(ambiguous) > _EXAMPLES else ""
+        shown = examples((f"{met} ~ {' / '.join(inv)}" for met, inv in ambiguous.items()), _EXAMPLES, sep="; ")
         out.append(f"{len(ambiguous):,} server(s) with metrics match more than one inventory id, or share one "
                    f"with another server, when case and whitespace are ignored: not joined, fix the ids in the "
-                   f"inventory ({shown}{more})")
+                   f"inventory ({shown})")
     if added:
         out.append(f"{len(added):,} server(s) have metrics but no inventory row: kept with an id-only row (size "
                    f"and cost unknown), e.g. {_examples(added)}{_short_names_hint(added, without_metrics)}")

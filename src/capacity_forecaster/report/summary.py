@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from capacity_forecaster.messages import examples
 from capacity_forecaster.report.data import ReportData, not_available, scenario_names, whatif_name
 from capacity_forecaster.report.risks import (
     AT_RISK_LEVELS,
@@ -519,12 +520,11 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
                 last = (": its last observed day" if days == 1 else ", its last observed day among them")
                 return _days(days) + " over" + (last if days < cfg.current_min_days_over else "")
 
-            named = ", ".join(f"{r['server_id']} {r['metric']} ({over(r)})" for r in now.head(shown).to_dict("records"))
-            more = f" and {len(now) - shown} more" if len(now) > shown else ""
+            named = examples((f"{r['server_id']} {r['metric']} ({over(r)})" for r in now.to_dict("records")), shown)
             servers_now = int(now["server_id"].nunique())
             verb = "is" if servers_now == 1 else "are"
             lines.append(f"{plural(servers_now, 'server')} {verb} already breaching ({rule_text(cfg)}): "
-                         f"{named}{more}.")
+                         f"{named}.")
         lines.append(f"{at_risk:,} of {plural(total, 'server')} {'is' if at_risk == 1 else 'are'} at risk of "
                      f"exceeding {'its' if total == 1 else 'their'} capacity threshold "
                      f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")

@@ -15,6 +15,7 @@ from capacity_forecaster.errors import InputError, StorageError
 from capacity_forecaster.etl.days import latest_plausible_day
 from capacity_forecaster.etl.diagnostics import with_quarantine
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
+from capacity_forecaster.messages import examples
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
 from capacity_forecaster.stages.raw import keep_quarantine
 from capacity_forecaster.storage.lake import Lake
@@ -114,12 +115,11 @@ def _warn_after_today(ahead: dict[str, pd.Timestamp]) -> None:
 def _warn_lost(lost: list[tuple[str, str, int, str]]) -> None:
     """One warning for series the ETL quarantined whole: they have no processed day, so no forecast either."""
     if lost:
-        shown = ", ".join(f"{server} {metric} ({days:,} {'day' if days == 1 else 'days'} quarantined, mostly {reason})"
-                          if days else f"{server} {metric} (no observed value)"
-                          for server, metric, days, reason in lost[:3])
-        log.warning("%d series have no usable day, so they are not forecast: %s%s; the risk stage lists them as "
-                    "no_data with the reason, and the quarantine table holds their quarantined rows", len(lost), shown,
-                    f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+        shown = examples(f"{server} {metric} ({days:,} {'day' if days == 1 else 'days'} quarantined, mostly {reason})"
+                         if days else f"{server} {metric} (no observed value)"
+                         for server, metric, days, reason in lost)
+        log.warning("%d series have no usable day, so they are not forecast: %s; the risk stage lists them as "
+                    "no_data with the reason, and the quarantine table holds their quarantined rows", len(lost), shown)
 
 
 def _cut_short(diagnostics: pd.DataFrame, days: int) -> list[tuple[str, str, str, str, str]]:
@@ -141,11 +141,10 @@ def _cut_short(diagnostics: pd.DataFrame, days: int) -> list[tuple[str, str, str
 def _warn_cut_short(cut: list[tuple[str, str, str, str, str]]) -> None:
     """One warning for the series ``_cut_short`` found."""
     if cut:
-        shown = ", ".join(f"{server} {metric} (raw to {raw}, usable to {last}, mostly {reason})"
-                          for server, metric, raw, last, reason in cut[:3])
+        shown = examples(f"{server} {metric} (raw to {raw}, usable to {last}, mostly {reason})"
+                         for server, metric, raw, last, reason in cut)
         log.warning("%d series end long before their raw data because their last days were quarantined, so the risk "
-                    "stage reads them as stale: %s%s; their rows are in the quarantine table", len(cut), shown,
-                    f" and {len(cut) - 3} more" if len(cut) > 3 else "")
+                    "stage reads them as stale: %s; their rows are in the quarantine table", len(cut), shown)
 
 
 def etl_stage(lake: Lake, settings: Settings) -> StageRun:

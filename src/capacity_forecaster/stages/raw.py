@@ -17,6 +17,7 @@ from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError
 from capacity_forecaster.etl.guard import check_quarantine_share, check_value_shares, count_reasons
 from capacity_forecaster.etl.partial_days import empty_partial_days
+from capacity_forecaster.messages import examples
 from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
@@ -328,8 +329,7 @@ def _lookalikes_across_runs(delivered: set[str], lake_ids: list[str]) -> list[st
     pairs = [(theirs[k], i) for i, k in zip(mine, id_key(mine), strict=True) if k in theirs]
     if not pairs:
         return []
-    shown = "; ".join(f"{old!r} / {new!r}" for old, new in pairs[:3]) + (
-        f"; and {len(pairs) - 3} more" if len(pairs) > 3 else "")
+    shown = examples((f"{old!r} / {new!r}" for old, new in pairs), sep="; ")
     return [f"{len(pairs)} server id(s) of this export differ from ids already in the lake only in case, spaces or "
             f"Unicode form and are kept as separate servers: {shown}; if they are one server, make the ids agree "
             "and ingest every export again with --replace"]

@@ -15,6 +15,7 @@ import pandas as pd
 
 from capacity_forecaster.errors import ForecastError, SchemaError
 from capacity_forecaster.forecast.base import FREQUENCIES, PREDICTION_COLUMNS
+from capacity_forecaster.messages import examples
 
 HISTORY_COLUMNS = ("server_id", "metric", "ds", "value")
 _STEP = {"D": np.timedelta64(1, "D"), "h": np.timedelta64(1, "h")}
@@ -78,9 +79,7 @@ class Panel:
     def names(self, rows: np.ndarray) -> str:
         """``server_id/metric`` of the given rows for messages (the first few, then a count)."""
         rows = np.asarray(rows)
-        shown = [f"{self.server_id[i]}/{self.metric[i]}" for i in rows[:_NAMED_SERIES]]
-        more = f" and {len(rows) - _NAMED_SERIES} more" if len(rows) > _NAMED_SERIES else ""
-        return ", ".join(shown) + more
+        return examples((f"{self.server_id[i]}/{self.metric[i]}" for i in rows), _NAMED_SERIES)
 
     def require_observed(self, model: str, minimum: int) -> None:
         """Raise ForecastError naming the series with fewer than ``minimum`` non-missing points."""
@@ -206,9 +205,7 @@ def _run_keys(history: pd.DataFrame) -> tuple[np.ndarray, pd.MultiIndex] | None:
 
 
 def _key_names(uniques: pd.MultiIndex, rows: np.ndarray) -> str:
-    shown = [f"{uniques[i][0]}/{uniques[i][1]}" for i in rows[:_NAMED_SERIES]]
-    more = f" and {len(rows) - _NAMED_SERIES} more" if len(rows) > _NAMED_SERIES else ""
-    return ", ".join(shown) + more
+    return examples((f"{uniques[i][0]}/{uniques[i][1]}" for i in rows), _NAMED_SERIES)
 
 
 def prediction_frame(
