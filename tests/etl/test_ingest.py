@@ -531,6 +531,26 @@ def test_inventory_numbers_no_server_has_are_quarantined(tmp_path: Path) -> None
             f"e.g. '1e308' ({inventory}:2); see the quarantine table") in result.warnings
 
 
+def test_a_metric_capacity_in_bytes_is_no_size_and_has_no_bound_above(tmp_path: Path) -> None:
+    """helper-66: a 10 GbE NIC of 1.25e9 bytes/s in the inventory was refused as above 1e9 (the bound of cores, GB and
+    costs), so every sample of the server's network was quarantined as missing_capacity and the series vanished. A
+    capacity must be 0 or more and finite, nothing more; its messages name the mapping key, not a private name."""
+    write(tmp_path / "m.csv", "host,ts,net\nsmall,2024-01-01T00:00:00Z,5e7\nbig,2024-01-01T00:00:00Z,6e8\n"
+                              "none,2024-01-01T00:00:00Z,1\n")
+    inventory = write(tmp_path / "inv.csv", "host,nic\nsmall,125000000\nbig,1.25e9\nnone,-1\n")
+    mapping = {**WIDE, "metrics": {"network": {"usage": "net", "inventory_capacity": "nic"}},
+               "inventory": {"source": str(inventory), "columns": {"server_id": "host"}}}
+    result = run([tmp_path / "m.csv"], mapping)
+    values = result.raw_metrics.set_index("server_id")["value"]
+    assert values.to_dict() == pytest.approx({"small": 40.0, "big": 48.0})
+    assert sorted(reasons(result)) == [
+        "inventory_out_of_range: metrics.network.inventory_capacity from column 'nic' is below 0 or not finite "
+        "(kept as NaN)",
+        "missing_capacity: column 'inventory.nic' is empty or the server has no row in the inventory file"]
+    assert any(w.startswith("inventory column 'nic' (metrics.network.inventory_capacity): 1 value(s) are below 0 or "
+                            "not finite") for w in result.warnings)
+
+
 def test_an_inventory_file_reads_numbers_as_the_export_does_unless_told(tmp_path: Path) -> None:
     """helper-51: with csv.decimal ',' for the export, '16.384' MB in the inventory file read as 16.384 (0.016 GB)."""
     write(tmp_path / "m.csv", "host;ts;cpu\nweb;2024-01-01T00:00:00Z;12,5\n")

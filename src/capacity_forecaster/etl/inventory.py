@@ -232,7 +232,10 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
             part[target] = text if target == "server_id" else text.fillna("").replace("", UNKNOWN)
         for target, derived in numeric.items():
             column = chunk.columns[derived.column]
-            if target.startswith("_extra_") and derived.column in times:
+            # A joined column is named by its mapping key in messages (metrics.network.inventory_capacity).
+            capacity = target.startswith("_extra_")
+            named = extra.get(derived.column, derived.column) if capacity else target
+            if capacity and derived.column in times:
                 ns, status = parse.parse_timestamps(column, TimestampSpec(column=derived.column))
                 part[target] = np.where(status == parse.OK, ns.astype(np.float64), np.nan)
                 values_kind = "time"
@@ -240,11 +243,14 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                 values, status = parse.parse_numbers(column, spec.csv.decimal)
                 values = values / derived.divide_by
                 # A size of 0 is no server's either (helper-64: fastStorage meta with mem_capacity 0 became
-                # 0 GB of memory); a cost of 0 may be (a machine paid for).
+                # 0 GB of memory); a cost of 0 may be (a machine paid for). A metric's capacity is in the metric's
+                # own unit, with no bound above (helper-66: a 10 GbE NIC is 1.25e9 bytes/s, 16 GiB 1.7e10 bytes);
+                # one of 0 is kept, and its samples are quarantined as zero_capacity (extract).
                 sized = target in SIZE_COLUMNS
                 with np.errstate(invalid="ignore"):
                     low = (values <= 0) if sized else (values < 0)
-                    wild = (status == parse.OK) & (low | (values > INVENTORY_MAX))
+                    high = ~np.isfinite(values) if capacity else values > INVENTORY_MAX
+                    wild = (status == parse.OK) & (low | high)
                 if wild.any():
                     # A negative size, or a cost of 1e308 (whose sums overflowed to Infinity in the options
                     # table and broke its Delta log, helper-51): not a server's.
@@ -252,8 +258,10 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                     rejected.append(quarantine_frame(
                         _row_ids(part, np.flatnonzero(wild), prefix), None, None, texts,
                         [f"{src.label}:{line}" for line in lines[wild]],
-                        [f"inventory_out_of_range: {target} from column '{derived.column}' is "
-                         f"{'0 or less, or above' if sized else 'not between 0 and'} {INVENTORY_MAX:g} (kept as NaN)"]
+                        [f"inventory_out_of_range: {named} from column '{derived.column}' is "
+                         + ("below 0 or not finite" if capacity else
+                            f"{'0 or less, or above' if sized else 'not between 0 and'} {INVENTORY_MAX:g}")
+                         + " (kept as NaN)"]
                         * int(wild.sum())))
                     values = np.where(wild, np.nan, values)
                 part[target] = values
@@ -263,7 +271,7 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                 texts = parse.texts_at(column, bad)
                 rejected.append(quarantine_frame(
                     _row_ids(part, bad, prefix), None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
-                    [f"inventory_unparseable_{values_kind}: {target.removeprefix('_extra_')} from column "
+                    [f"inventory_unparseable_{values_kind}: {named} from column "
                      f"'{derived.column}' "
                      f"(kept as NaN)" for _ in bad]))
         parts.append(part)
