@@ -145,3 +145,18 @@ def test_each_export_folders_inventory_is_a_source_of_its_own(tmp_path: Path) ->
         assert main(["ingest", str(tmp_path / folder / "metrics.csv"), "--mapping", str(map_file),
                      "--lake", lake, "--quiet"]) == 0
     assert set(inventory_rows(lake)) == {"a-1", "a-spare", "b-1", "b-spare"}
+
+
+def test_a_row_that_gives_only_the_id_is_said_apart_from_no_row(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """helper-66: a server whose row in the file had only its id read "have metrics but no inventory row"."""
+    data = export(tmp_path / "cpu.csv")
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text("id,cores,cost\nAMS-APP-01.bank.local,4,420\nAMS-DB-01.bank.local,,\n", encoding="utf-8")
+    assert main(["ingest", str(data), "--mapping", str(mapping(tmp_path / "m.yaml", inventory)),
+                 "--lake", str(tmp_path / "lake"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert ("1 server(s) have metrics but no inventory row: kept with an id-only row (size and cost unknown), e.g. "
+            "AMS-WEB-02.bank.local") in err
+    assert ("1 server(s) with metrics have an inventory row that gives only their id (size and cost unknown), e.g. "
+            "AMS-DB-01.bank.local") in err

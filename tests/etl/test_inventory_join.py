@@ -121,6 +121,10 @@ def test_warnings_name_counts_and_examples() -> None:
     assert messages[2].endswith("e.g. w1, w2, w3 and 1 more")
     assert messages[3].startswith("1 inventory row(s) have no metrics in the lake") and "old-7" in messages[3]
     assert join_warnings([], {}, [], []) == []
+    # helper-66: a server whose row in the file gives only its id read "no inventory row".
+    (thin,) = join_warnings([], {}, [], [], thin=["small"])
+    assert thin == ("1 server(s) with metrics have an inventory row that gives only their id (size and cost unknown), "
+                    "e.g. small: are the file's columns mapped under inventory.columns?")
 
 
 def test_fully_qualified_metric_ids_of_short_inventory_ids_get_the_pattern_hint() -> None:

@@ -232,8 +232,10 @@ def _short_names_hint(added: Sequence[str], without_metrics: Sequence[str]) -> s
 
 
 def join_warnings(renamed: list[tuple[str, str]], ambiguous: dict[str, list[str]], added: list[str],
-                  without_metrics: list[str], shadowed: Sequence[tuple[str, str]] = ()) -> list[str]:
-    """One message per kind of mismatch between the inventory and the metrics (none where all match)."""
+                  without_metrics: list[str], shadowed: Sequence[tuple[str, str]] = (),
+                  thin: Sequence[str] = ()) -> list[str]:
+    """One message per kind of mismatch between the inventory and the metrics (none where all match); ``thin``: the
+    servers with metrics whose inventory row knows only their id."""
     out = []
     if renamed:
         shown = examples((f"{inv} -> {met}" for inv, met in renamed), _PAIRS)
@@ -247,6 +249,9 @@ def join_warnings(renamed: list[tuple[str, str]], ambiguous: dict[str, list[str]
     if added:
         out.append(f"{len(added):,} server(s) have metrics but no inventory row: kept with an id-only row (size "
                    f"and cost unknown), e.g. {_examples(added)}{_short_names_hint(added, without_metrics)}")
+    if thin:
+        out.append(f"{len(thin):,} server(s) with metrics have an inventory row that gives only their id (size and "
+                   f"cost unknown), e.g. {_examples(thin)}: are the file's columns mapped under inventory.columns?")
     if without_metrics:
         stale = ""
         if shadowed:

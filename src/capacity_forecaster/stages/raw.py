@@ -301,9 +301,13 @@ def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: b
     # lacks is worth a word, at every ingest, not only the first.
     lacking = ([] if result.inventory_ids_only else final.added if SOURCE_COLUMN not in result.inventory.columns
                else id_only_servers(final.inventory, metric_ids))
+    # Without a row, or with one that gives only the id (helper-66: "no inventory row" of a server in the file).
+    rowless = set(final.added)
     messages = [*merged.warnings(), *join_warnings([*first.renamed, *final.renamed],
-                                                   first.ambiguous | final.ambiguous, lacking,
-                                                   final.without_metrics, final.shadowed),
+                                                   first.ambiguous | final.ambiguous,
+                                                   [server for server in lacking if server in rowless],
+                                                   final.without_metrics, final.shadowed,
+                                                   [server for server in lacking if server not in rowless]),
                 *_lookalikes_across_runs(set(result.raw_metrics["server_id"].astype(str)), metric_ids)]
     for message in messages:
         log.warning("%s", message)
