@@ -11,11 +11,15 @@ from capacity_forecaster.schema import METRICS
 
 # Fewer values than this say too little about a unit (a short export of an idle server).
 MIN_VALUES = 100
-# The share of values that must lie at or below 1: fractions exceed 1 where a VM is saturated (a
+# The share of values that must lie at or below FRACTION_CEILING: fractions exceed 1 where a VM is saturated (a
 # Prometheus export of the Bitbrains VMs: 0.8 % of CPU values up to 1.107) or a sample is glitched
 # (memory 14.1 once), so "every value <= 1" would miss them; a fleet in percent has far fewer
 # values that low (that export: 15 % of CPU, 7 % of memory).
 SHARE_AT_MOST_ONE = 0.99
+# Where a fraction of capacity stops: saturated VMs read up to 1.29 (Bitbrains), turbo clocks below ~1.5
+# (etl.saturation_max's evidence). Counting only values up to 1 let one saturated node of four (ratios above 1 on
+# 5 % of its samples) hide a fleet of fractions (helper-66: every server then read ~1 %, idle).
+FRACTION_CEILING = 1.5
 # The metrics checked for fractions: utilisation that a whole fleet rarely keeps under 1 %.
 FRACTION_CHECKED = ("cpu", "memory")
 # The share of values above 100 that says a column is not a percentage: saturation is a state some
@@ -44,7 +48,7 @@ class MetricValues:
 
     Attributes:
         count: values read.
-        at_most_one: values at or below 1.
+        at_most_one: values at or below FRACTION_CEILING (a fraction of capacity, saturation included).
         over_hundred: values above 100.
         maximum: the largest value.
         median: their median (of a seeded random sample of ``MEDIAN_SAMPLE`` values where more were
@@ -81,7 +85,8 @@ class ValueTally:
         present = np.flatnonzero(np.bincount(metric.astype(np.intp), minlength=len(METRICS)))
         for code in present.tolist():
             values = value[metric == code] if len(present) > 1 else value
-            self._counts[code] += (len(values), np.count_nonzero(values <= 1.0), np.count_nonzero(values > 100.0))
+            self._counts[code] += (len(values), np.count_nonzero(values <= FRACTION_CEILING),
+                                   np.count_nonzero(values > 100.0))
             self._maximum[code] = max(self._maximum[code], float(values.max()))
             self._keys[code].append(self._rng.random(len(values), dtype=np.float32))
             self._kept[code].append(values)
@@ -117,7 +122,7 @@ def summarise_values(metric: np.ndarray, value: np.ndarray) -> dict[str, MetricV
 
 
 def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list[str]:
-    """Warnings for metrics whose values nearly all lie between 0 and 1 percent.
+    """Warnings for metrics whose values nearly all lie between 0 and 1.5 percent (a fraction, saturated at most 1.5).
 
     CPU or memory utilisation that stays at or below 1 % across a whole export is far likelier to be
     a fraction of capacity (Prometheus ``*_utilisation`` ratios, 0.5 = 50 %) read as percent than a
@@ -133,7 +138,7 @@ def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list
 
     Returns:
         One message per metric of FRACTION_CHECKED (cpu, memory) with at least MIN_VALUES values,
-        some above 0 and at least SHARE_AT_MOST_ONE of them at or below 1, naming the mapping key to set.
+        some above 0 and at least SHARE_AT_MOST_ONE of them at or below FRACTION_CEILING, naming the mapping key.
     """
     declared = mapping.fraction_metrics()
     messages = []
@@ -143,7 +148,7 @@ def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list
             continue
         if seen.at_most_one >= SHARE_AT_MOST_ONE * seen.count and seen.maximum > 0.0:
             messages.append(
-                f"{name}: {seen.at_most_one:,} of the {seen.count:,} values are at most 1 (median "
+                f"{name}: {seen.at_most_one:,} of the {seen.count:,} values are at most {FRACTION_CEILING:g} (median "
                 f"{seen.median:.3g}, max {seen.maximum:.3g}), read as percent of capacity, "
                 f"so the servers look idle; if they are fractions (0.5 = 50 %), {_hint(mapping, name)}")
     return messages
