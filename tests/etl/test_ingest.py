@@ -295,6 +295,26 @@ def test_same_times_in_two_files_keep_the_first(tmp_path: Path) -> None:
     assert record["ds"] == "2024-01-01T00:05:00Z"
 
 
+def test_many_repeats_with_another_value_are_said_a_few_are_not(tmp_path: Path) -> None:
+    """helper-66: a CloudWatch export with an Average and a Maximum row per time quarantined half its rows as
+    duplicate_timestamp (not more than the 0.5 share that stops an ingest) with nothing said, and the daily P95 was
+    neither statistic's. A handful of repeats (a clock change, a re-sent sample) stay in the quarantine alone."""
+    header = "server,time,metric,value\n"
+    times = pd.date_range("2024-01-01", periods=200, freq="5min").strftime("%Y-%m-%dT%H:%M:%S")
+    pairs = "".join(f"s,{t},cpu,{40 + i % 7}\ns,{t},cpu,{90 + i % 5}\n" for i, t in enumerate(times))
+    result = run([write(tmp_path / "stats.csv", header + pairs)], LONG)
+    said = [w for w in result.warnings if "with a different value" in w]
+    assert said == ["200 of 400 samples repeat the server, metric and time of another with a different value (e.g. s "
+                    "cpu at 2024-01-01T00:00:00Z: 40 kept, 90 quarantined); the first read is kept and the repeats "
+                    "are quarantined as duplicate_timestamp: if a column tells them apart (a statistic such as "
+                    "Average/Maximum, a replica), keep one with exclude_rows"]
+    once = "".join(f"s,{t},cpu,{40 + i % 7}\n" for i, t in enumerate(times)) + f"s,{times[0]},cpu,41\n"
+    exact = "".join(f"s,{t},cpu,5\ns,{t},cpu,5\n" for t in times)
+    for text in (once, exact):
+        assert not [w for w in run([write(tmp_path / "few.csv", header + text)], LONG).warnings
+                    if "with a different value" in w]
+
+
 def test_folder_walk_reads_csv_gz_and_parquet(tmp_path: Path) -> None:
     header = "server,time,metric,value\n"
     write(tmp_path / "f" / "a.csv", header + "a,2024-01-01T00:00:00,cpu,1\n")

@@ -153,6 +153,41 @@ def _duplicate_quarantine(group: SampleGroup, duplicates: Duplicates, labels: li
     )
 
 
+# The share of samples repeated with another value that is worth a warning: an export with two statistics or two
+# sources per time repeats half of them; a clock change or a re-sent sample repeats a handful (NAB's EC2 file: 11 of
+# 22,082; Bitbrains Rnd: 1 of 670,959), which the quarantine keeps.
+CONFLICT_SHARE = 0.01
+
+
+def _count_conflicts(group: SampleGroup, duplicates: Duplicates, state: _Reading) -> None:
+    """Count the repeats whose value differs from the sample kept (``_warn_conflicts``), keeping the first as an
+    example."""
+    value = group.samples.value
+    repeat, first = value[duplicates.position], value[duplicates.first]
+    differ = np.flatnonzero(~np.isclose(repeat, first, rtol=1e-9, atol=1e-9, equal_nan=True))
+    if len(differ) == 0:
+        return
+    state.conflicts += len(differ)
+    if not state.conflict_example:
+        at = int(duplicates.position[differ[0]])
+        when = pd.Timestamp(int(group.samples.ts[at]), tz="UTC")
+        state.conflict_example = (f"{state.servers.names[group.samples.server[at]]} "
+                                  f"{METRICS[group.samples.metric[at]]} at {when:%Y-%m-%dT%H:%M:%SZ}: "
+                                  f"{first[differ[0]]:g} kept, {repeat[differ[0]]:g} quarantined")
+
+
+def _warn_conflicts(state: _Reading, samples: int) -> None:
+    """One warning for repeated (server, metric, time)s read with another value, more than ``CONFLICT_SHARE`` of the
+    samples: the first read is kept, which is neither statistic when an export holds several per time (helper-66:
+    CloudWatch rows of Average and Maximum in one file read as daily P95 90.1, the Averages' 62.9 and the Maximums'
+    93.8)."""
+    if state.conflicts > CONFLICT_SHARE * samples:
+        state.defer(f"{state.conflicts:,} of {samples:,} samples repeat the server, metric and time of another with "
+                    f"a different value (e.g. {state.conflict_example}); the first read is kept and the repeats are "
+                    "quarantined as duplicate_timestamp: if a column tells them apart (a statistic such as "
+                    "Average/Maximum, a replica), keep one with exclude_rows")
+
+
 def _warn_lookalike_ids(ids: pd.Series, state: _Reading) -> None:
     """One warning for server ids that differ only in case, surrounding spaces or Unicode form (``id_key``): kept
     as separate servers (nothing says they are one), each with part of the history (helper-38: ``WEB-04`` in July,
@@ -356,6 +391,9 @@ class _Reading:
     malformed: int = 0
     copies: int = 0
     excluded: int = 0  # rows the mapping's exclude_rows named as no sample
+    # Repeats of a (server, metric, time) read with another value than the sample kept, and the first of them.
+    conflicts: int = 0
+    conflict_example: str = ""
     # Per file: (its rows, rows whose epoch time is too large for the unit, a sample of those numbers, the
     # first such row's server code).
     beyond: dict[int, tuple[int, int, np.ndarray, int]] = field(default_factory=dict)
@@ -549,6 +587,7 @@ def _roll_up(group: SampleGroup, staged: dict[int, pd.DataFrame | None], pool: S
     """
     kept, duplicates = sort_and_dedupe(group.samples)
     repeated = _duplicate_quarantine(group, duplicates, labels, state.servers.names)
+    _count_conflicts(group, duplicates, state)
     spilled = pool.spilled
     key = int(pool.group_of(group.samples.server[:1])[0]) if spilled else 0
     parts = [p for p in (staged.pop(key, None), staged.pop(-1, None)) if p is not None and len(p)]
@@ -671,6 +710,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
     # Warnings about what this run would write are deferred: a run the stage refuses says one line.
     _warn_lost_servers(quarantine, {state.servers.names[c] for c in rolled.servers}, state)
+    _warn_conflicts(state, state.pool.sampled)
     _warn_overfull_days(daily, state, mapping.weight.unit if mapping.weight is not None else None)
     _warn_coarse_samples(daily, state)
     _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
