@@ -291,3 +291,22 @@ def test_partly_priced_upsizes_say_how_many_are_priced_everywhere(report_lake) -
     rows = list(load_workbook(io.BytesIO(build_workbook(data)), read_only=True)["Summary"].iter_rows(values_only=True))
     upsize = next(r for r in rows if r and r[0] == "Upsize")
     assert list(upsize[:4]) == ["Upsize", 6, -120.0, "2 of 6 priced"]
+
+
+def test_prices_say_which_sizes_are_unknown_not_nan() -> None:
+    """helper-66: an inventory with costs and cores but no memory read "$nan per GB of memory" (and two numpy
+    warnings)."""
+    import datetime as dt
+    import warnings
+
+    from capacity_forecaster.report.data import ReportData
+    from capacity_forecaster.report.summary import assumptions
+
+    inventory = pd.DataFrame({"server_id": ["a", "b", "c"], "cpu_cores": [4.0, 8.0, None],
+                              "memory_gb": [None, None, None], "monthly_cost_usd": [100.0, 300.0, None]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = {a: (v, n) for a, v, n in assumptions(ReportData("lake", Settings(), dt.datetime.now(dt.UTC),
+                                                                tables={"inventory": inventory}))}
+    assert rows["Prices"] == ("$400 per month for the priced servers", "from the inventory; median $31 per core, "
+                              "no memory sizes; 1 of 3 servers has no cost")

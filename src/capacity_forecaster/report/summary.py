@@ -400,14 +400,17 @@ def assumptions(data: ReportData) -> list[tuple[str, str, str]]:
     inventory = data.table("inventory")
     costs = None if inventory is None else numeric(inventory, "monthly_cost_usd")
     if inventory is not None and costs is not None and costs.notna().any():
-        per_core = (costs / numeric(inventory, "cpu_cores").clip(lower=1)).median()
-        per_gb = (costs / numeric(inventory, "memory_gb").clip(lower=1)).median()
+        # Only where the size is known too (helper-66: an inventory without memory read "$nan per GB of memory").
+        per_core = (costs / numeric(inventory, "cpu_cores").clip(lower=1)).dropna()
+        per_gb = (costs / numeric(inventory, "memory_gb").clip(lower=1)).dropna()
+        medians = ", ".join([f"median {money(per_core.median())} per core" if len(per_core) else "no core counts",
+                             f"${per_gb.median():,.2f} per GB of memory" if len(per_gb) else "no memory sizes"])
         priced = int(costs.notna().sum())
         unpriced = len(inventory) - priced
         known = (f"; {unpriced:,} of {plural(len(inventory), 'server')} {'has' if unpriced == 1 else 'have'} no cost"
                  if unpriced else "")
         rows.append(("Prices", f"{money(costs.sum())} per month for the priced servers",
-                     f"from the inventory; median {money(per_core)} per core, ${per_gb:,.2f} per GB of memory{known}"))
+                     f"from the inventory; {medians}{known}"))
     elif inventory is not None and len(inventory):
         rows.append(("Prices", "not available", "the inventory has no monthly_cost_usd: savings are unknown"))
     else:
