@@ -527,6 +527,16 @@ def test_inventory_file_mapping(tmp_path: Path) -> None:
             f"csv.decimal sets the decimal sign) and were kept empty, e.g. 'two' ({inventory}:5); see the quarantine "
             "table") in result.warnings
     assert pd.isna(by_code.loc["inventory_missing_server_id", "server_id"])
+    # A repeat with other values is said (helper-66: only the quarantine knew which of 4 and 8 cores was taken).
+    assert by_code.loc["inventory_duplicate_server_id", "reason"] == (
+        "inventory_duplicate_server_id: an earlier row has this id and other values (that one is kept)")
+    assert (f"1 inventory row(s) repeat the server id of an earlier row with other values, e.g. dc1-web "
+            f"({inventory}:4): the first row of each id is kept; remove or merge the repeats") in result.warnings
+    write(inventory, "name,cores\nweb,4\nweb,4\n")
+    columns = {"server_id": "name", "cpu_cores": "cores"}
+    again = run([tmp_path / "m.csv"], {**mapping, "inventory": {"source": str(inventory), "columns": columns}})
+    assert reasons(again) == ["inventory_duplicate_server_id: an earlier row has this id (kept)"]
+    assert not [w for w in again.warnings if "repeat the server id" in w]
 
 
 def test_inventory_numbers_no_server_has_are_quarantined(tmp_path: Path) -> None:

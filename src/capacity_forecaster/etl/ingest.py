@@ -334,6 +334,18 @@ def _warn_unread_inventory(rejects: pd.DataFrame, state: _Reading) -> None:
                     f"empty, e.g. {shown} ({rows['source'].iloc[0]}); see the quarantine table")
 
 
+def _warn_repeated_inventory_ids(rejects: pd.DataFrame, state: _Reading) -> None:
+    """One warning for inventory rows that repeat an earlier row's id with other values: the first is kept, and the
+    sizing and savings rest on that choice (helper-66: web-03 with 4 and 8 cores was said only in the quarantine)."""
+    other = rejects[rejects["reason"].astype(str).str.startswith(
+        "inventory_duplicate_server_id: an earlier row has this id and other values")]
+    if len(other):
+        shown = examples(f"{server} ({source})" for server, source in zip(other["server_id"], other["source"],
+                                                                            strict=True))
+        state.defer(f"{len(other):,} inventory row(s) repeat the server id of an earlier row with other values, e.g. "
+                    f"{shown}: the first row of each id is kept; remove or merge the repeats")
+
+
 def _check_epoch_units(mapping: Mapping, state: _Reading, pool: SamplePool, labels: list[str]) -> None:
     """Refuse an export whose epoch times another ``timestamp.unit`` fits, naming the file; warn when most
     times fall before 1990 and no unit fits them.
@@ -715,6 +727,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     _warn_coarse_samples(daily, state)
     _warn_lookalike_ids(pd.Series(daily["server_id"].unique(), dtype=object), state)
     _warn_unread_inventory(inventory_rejects, state)
+    _warn_repeated_inventory_ids(inventory_rejects, state)
     if rows_read and not rows_used:
         top = quarantine["reason"].astype(str).str.split(":", n=1).str[0].value_counts()
         state.defer(f"no row could be used: every row was quarantined (mostly {top.index[0]}, "

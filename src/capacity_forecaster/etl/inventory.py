@@ -288,9 +288,18 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
         rejected.append(quarantine_frame(None, None, None, None, where[missing].to_numpy(dtype=object),
                                          "inventory_missing_server_id: the server id column is empty"))
     if repeated.any():
+        # Whether a repeat says something else than the row kept (helper-66: web-03 with 4 and 8 cores, $300 and
+        # $600: the first was taken, said only in the quarantine): ingest warns about those.
+        given = frame.drop(columns="_line")
+        cells = given.astype(object).where(given.notna(), None)
+        kept_at = pd.Series(np.arange(len(frame)), index=ids.to_numpy())[~missing.to_numpy() & ~repeated.to_numpy()]
+        first = kept_at.reindex(ids[repeated].to_numpy()).to_numpy()
+        other = [cells.iloc[row].tolist() != cells.iloc[int(at)].tolist()
+                 for row, at in zip(np.flatnonzero(repeated.to_numpy()), first, strict=True)]
+        code = "inventory_duplicate_server_id: an earlier row has this id"
         rejected.append(quarantine_frame(
             prefix + ids[repeated], None, None, None, where[repeated].to_numpy(dtype=object),
-            "inventory_duplicate_server_id: an earlier row has this id (kept)"))
+            np.where(other, f"{code} and other values (that one is kept)", f"{code} (kept)").astype(object)))
     frame = frame[~missing & ~repeated].drop(columns="_line")
     frame["server_id"] = prefix + frame["server_id"].astype(str)
     quarantine = pd.concat(rejected, ignore_index=True) if rejected else empty_quarantine()
