@@ -581,6 +581,22 @@ def test_a_metric_capacity_in_bytes_is_no_size_and_has_no_bound_above(tmp_path: 
                             "not finite") for w in result.warnings)
 
 
+def test_a_series_whose_every_sample_was_quarantined_is_said_beside_its_kept_server(tmp_path: Path) -> None:
+    """helper-66: a server's network without a capacity left raw/ with nothing said but the quarantine (its cpu
+    stayed, so no "every row quarantined" warning named the server)."""
+    write(tmp_path / "m.csv", "host,ts,cpu,net\na,2024-01-01T00:00:00Z,50,5\na,2024-01-01T00:05:00Z,60,6\n"
+                              "b,2024-01-01T00:00:00Z,50,5\n")
+    inventory = write(tmp_path / "inv.csv", "host,nic\nb,100\n")
+    mapping = {**WIDE, "metrics": {"cpu": {"percent": "cpu"}, "network": {"usage": "net", "inventory_capacity": "nic"}},
+               "inventory": {"source": str(inventory), "columns": {"server_id": "host"}}}
+    result = run([tmp_path / "m.csv"], mapping)
+    assert sorted(zip(result.raw_metrics["server_id"], result.raw_metrics["metric"], strict=True)) == [
+        ("a", "cpu"), ("b", "cpu"), ("b", "network")]
+    assert ("1 series had every sample quarantined, so they are not in raw/ (their servers' other metrics are): a "
+            "network (2 samples, mostly missing_capacity); see the quarantine table for each sample's reason"
+            ) in result.warnings
+
+
 def test_an_inventory_file_reads_numbers_as_the_export_does_unless_told(tmp_path: Path) -> None:
     """helper-51: with csv.decimal ',' for the export, '16.384' MB in the inventory file read as 16.384 (0.016 GB)."""
     write(tmp_path / "m.csv", "host;ts;cpu\nweb;2024-01-01T00:00:00Z;12,5\n")

@@ -261,6 +261,30 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
                 "quarantine table for each row's reason")
 
 
+def _warn_lost_series(quarantine: pd.DataFrame, kept: pd.DataFrame, used: set[str], state: _Reading) -> None:
+    """One warning naming the series of kept servers whose every sample was quarantined (helper-66: a NIC whose
+    capacity was refused lost the server's network series, said nowhere but in the quarantine). ``kept``: the
+    (server_id, metric) of the rows this run writes."""
+    if quarantine.empty:
+        return
+    samples = ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
+    named = quarantine[samples & quarantine["server_id"].isin(used) & quarantine["metric"].isin(METRICS)]
+    if named.empty:
+        return
+    keys = ["server_id", "metric"]
+    written = pd.MultiIndex.from_frame(kept[keys].astype(str).drop_duplicates())
+    lost = named[~pd.MultiIndex.from_frame(named[keys].astype(str)).isin(written)]
+    if lost.empty:
+        return
+    rows = main_reasons(lost, keys)
+    flat = rows.reset_index()
+    shown = examples(f"{server} {metric} ({count:,} {'sample' if count == 1 else 'samples'}, mostly {reason})"
+                     for server, metric, count, reason in zip(flat["server_id"], flat["metric"],
+                                                              flat["rows"].astype(int), flat["reason"], strict=True))
+    state.defer(f"{len(rows)} series had every sample quarantined, so they are not in raw/ (their servers' other "
+                f"metrics are): {shown}; see the quarantine table for each sample's reason")
+
+
 def _other_unit(mapping: Mapping, number: float) -> str | None:
     """The first epoch unit other than the mapping's that puts ``number`` between 1990 and 2100, or None."""
     fits = [unit for unit, factor in NS_PER_UNIT.items()
@@ -721,7 +745,10 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     parts = [q for q in [*state.rejected, inventory_rejects] if len(q)]
     quarantine = pd.concat(parts, ignore_index=True) if parts else empty_quarantine()
     # Warnings about what this run would write are deferred: a run the stage refuses says one line.
-    _warn_lost_servers(quarantine, {state.servers.names[c] for c in rolled.servers}, state)
+    used = {state.servers.names[c] for c in rolled.servers}
+    _warn_lost_servers(quarantine, used, state)
+    _warn_lost_series(quarantine, pd.concat([daily[["server_id", "metric"]], partial_days[["server_id", "metric"]]]),
+                      used, state)
     _warn_conflicts(state, state.pool.sampled)
     _warn_overfull_days(daily, state, mapping.weight.unit if mapping.weight is not None else None)
     _warn_coarse_samples(daily, state)
