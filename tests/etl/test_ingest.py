@@ -597,6 +597,38 @@ def test_a_series_whose_every_sample_was_quarantined_is_said_beside_its_kept_ser
             ) in result.warnings
 
 
+def test_server_id_case_makes_one_server_of_spellings_in_metrics_and_inventory(tmp_path: Path) -> None:
+    """helper-66: a TrueSight export named one host 'SRV-APP-01', 'srv-app-01 ' and ' Srv-App-01': three servers at a
+    third of the coverage each, and nothing in the mapping could make them one."""
+    write(tmp_path / "m.csv", "host,ts,cpu\nSRV-APP-01,2024-01-01T00:00:00Z,50\nsrv-app-01 ,2024-01-01T00:05:00Z,60\n"
+                              " Srv-App-01,2024-01-01T00:10:00Z,70\n")
+    inventory = write(tmp_path / "inv.csv", "host,cores\n SRV-app-01,4\n")
+    mapping = {**WIDE, "server_id": {"column": "host", "prefix": "dc1-"}, "metrics": {"cpu": {"percent": "cpu"}},
+               "inventory": {"source": str(inventory), "columns": {"server_id": "host", "cpu_cores": "cores"}}}
+    kept = run([tmp_path / "m.csv"], mapping)
+    assert len(kept.raw_metrics) == 3 and any("differ from another only in case" in w and "server_id.case: lower" in w
+                                              for w in kept.warnings)
+    result = run([tmp_path / "m.csv"], {**mapping, "server_id": {**mapping["server_id"], "case": "lower"}})
+    assert result.raw_metrics[["server_id", "samples"]].values.tolist() == [["dc1-srv-app-01", 3]]
+    assert result.inventory is not None and result.inventory["server_id"].tolist() == ["dc1-srv-app-01"]
+    assert result.inventory["cpu_cores"].tolist() == [4.0]
+    assert not [w for w in result.warnings if "only in case" in w]
+
+
+def test_server_id_pattern_reads_inventory_ids_it_matches(tmp_path: Path) -> None:
+    """helper-66: a CMDB keyed like the metrics ('ams-db-01.bank.local:9100') did not join: the pattern read the
+    metrics' ids only. An inventory id it does not match is kept whole."""
+    write(tmp_path / "m.csv", "inst,ts,cpu\nams-db-01.bank.local:9100,2024-01-01T00:00:00Z,50\n"
+                              "ams-web-01.bank.local:9100,2024-01-01T00:00:00Z,20\n")
+    inventory = write(tmp_path / "inv.csv", "inst,cores\nams-db-01.bank.local:9100,8\nams-web-01.bank.local,2\n")
+    mapping = {**WIDE, "server_id": {"column": "inst", "pattern": "^([^:]+):"}, "metrics": {"cpu": {"percent": "cpu"}},
+               "inventory": {"source": str(inventory), "columns": {"server_id": "inst", "cpu_cores": "cores"}}}
+    result = run([tmp_path / "m.csv"], mapping)
+    assert result.inventory is not None
+    assert dict(zip(result.inventory["server_id"], result.inventory["cpu_cores"], strict=True)) == {
+        "ams-db-01.bank.local": 8.0, "ams-web-01.bank.local": 2.0}
+
+
 def test_an_inventory_file_reads_numbers_as_the_export_does_unless_told(tmp_path: Path) -> None:
     """helper-51: with csv.decimal ',' for the export, '16.384' MB in the inventory file read as 16.384 (0.016 GB)."""
     write(tmp_path / "m.csv", "host;ts;cpu\nweb;2024-01-01T00:00:00Z;12,5\n")

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from capacity_forecaster.etl import parse
 from capacity_forecaster.etl.mapping import Mapping
 from capacity_forecaster.etl.readers import BadRow, RawChunk
-from capacity_forecaster.etl.servers import REPLACEMENT_CHAR, ServerIds, server_from_value
+from capacity_forecaster.etl.servers import REPLACEMENT_CHAR, ServerIds
 from capacity_forecaster.etl.specs import MetricName
 from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS
 
@@ -462,15 +462,11 @@ def extract(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, lab
             return file_server
     else:
         id_text = parse.as_text(chunk.columns[mapping.server_id.column or ""])
-        row_server = servers.codes(id_text, mapping.server_id.prefix, mapping.server_id.pattern)
+        row_server = servers.codes(id_text, mapping.server_id)
 
         def server_at(index: np.ndarray) -> object:
             ids = pd.Series(parse.texts_at(id_text, index), dtype=object).fillna("").astype(str)
-            if mapping.server_id.pattern is not None:
-                ids = ids.map(lambda v: server_from_value(v, mapping.server_id.pattern or "") or "")
-            prefixed = (mapping.server_id.prefix + ids).to_numpy(dtype=object)
-            prefixed[(ids == "").to_numpy()] = None
-            return prefixed
+            return np.array([mapping.server_id.server_id(v) for v in ids], dtype=object)
 
     if capacities is not None:
         chunk = RawChunk({**chunk.columns, **capacities(row_server, servers.names)}, chunk.lines, chunk.bad_rows)

@@ -198,8 +198,9 @@ def _warn_lookalike_ids(ids: pd.Series, state: _Reading) -> None:
         return
     groups = twins.groupby(keys[twins.index]).agg(lambda g: " / ".join(repr(i) for i in sorted(g)))
     state.defer(f"{len(groups)} server id(s) differ from another only in case, spaces or Unicode form and are kept as "
-                f"separate servers: {examples(groups, sep='; ')}; if they are one server, make the export's ids agree "
-                "and ingest again with --replace")
+                f"separate servers: {examples(groups, sep='; ')}; if they are one server, set server_id.case: lower "
+                "in the mapping (case and surrounding spaces) or make the export's ids agree, and ingest again with "
+                "--replace")
 
 
 # A series with at most this many samples on its typical complete day is hourly or coarser.
@@ -463,8 +464,8 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
             continue
         file_server = None
         if mapping.server_id.from_filename is not None:
-            file_server = mapping.server_id.prefix + server_from_filename(
-                src.name, mapping.server_id.from_filename, src.label)
+            file_server = mapping.server_id.server_id(server_from_filename(
+                src.name, mapping.server_id.from_filename, src.label))
         file_rows = 0
         runs_cut, samples_dropped = 0, 0.0
         excluded: Counter[tuple[str, str]] = Counter()
@@ -704,7 +705,7 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     if spec is not None and spec.source is not None:
         # Read before the metrics: metric capacities may be joined from it.
         inventory, inventory_rejects, joined = read_inventory(
-            spec, filesystem_for, mapping.server_id.prefix, cfg.chunk_rows, mapping.inventory_joins(),
+            spec, filesystem_for, mapping.server_id, cfg.chunk_rows, mapping.inventory_joins(),
             cfg.max_line_bytes, times=mapping.inventory_times())
         capacities = CapacityLookup(joined) if mapping.inventory_joins() else None
         inventory[SOURCE_COLUMN] = _inventory_source(mapping, spec.source, filesystem_for)

@@ -21,6 +21,7 @@ from capacity_forecaster.etl.specs import (
     SOURCE_DIR,
     DerivedColumn,
     InventorySpec,
+    ServerIdSpec,
     TimestampSpec,
 )
 from capacity_forecaster.schema import INVENTORY_COLUMNS
@@ -158,25 +159,27 @@ class CapacityLookup:
         return out
 
 
-def _row_ids(part: pd.DataFrame, rows: np.ndarray, prefix: str) -> np.ndarray:
-    """The server id of the given rows of a read block (with the prefix; None where the id is empty)."""
-    ids = part["server_id"].to_numpy(dtype=object)[rows]
-    return np.array([prefix + i if isinstance(i, str) and i else None for i in ids], dtype=object)
+def _row_ids(part: pd.DataFrame, rows: np.ndarray, ids: ServerIdSpec) -> np.ndarray:
+    """The server id of the given rows of a read block (``ids.server_id``; None where the id is empty)."""
+    found = part["server_id"].to_numpy(dtype=object)[rows]
+    return np.array([ids.server_id(i, inventory=True) if isinstance(i, str) and i else None for i in found],
+                    dtype=object)
 
 
-def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: str, chunk_rows: int,
+def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, id_spec: ServerIdSpec, chunk_rows: int,
                    extra: Mapping[str, str] | None = None,
                    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                    times: Collection[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read an inventory file into the contract inventory columns (and joined capacity columns).
 
-    Server ids get the mapping's server_id prefix. Rows without a server id, and repeats of an id,
-    are quarantined; a number that does not parse is left NaN and quarantined as a field.
+    Server ids are read as the metrics' are (``ServerIdSpec.server_id``: the mapping's pattern where it matches,
+    case and prefix). Rows without a server id, and repeats of an id, are quarantined; a number that does not parse
+    is left NaN and quarantined as a field.
 
     Args:
         spec: the mapping's inventory section (``source`` set).
         filesystem_for: returns (filesystem, path) for the source URI.
-        prefix: the mapping's server_id prefix.
+        id_spec: the mapping's server_id section.
         chunk_rows: rows per read block.
         extra: further numeric columns to read (column -> the mapping key that names it), e.g. the
             capacities of ``metrics.<m>.inventory_capacity``.
@@ -256,7 +259,7 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                     # table and broke its Delta log, helper-51): not a server's.
                     texts = parse.texts_at(column, np.flatnonzero(wild))
                     rejected.append(quarantine_frame(
-                        _row_ids(part, np.flatnonzero(wild), prefix), None, None, texts,
+                        _row_ids(part, np.flatnonzero(wild), id_spec), None, None, texts,
                         [f"{src.label}:{line}" for line in lines[wild]],
                         [f"inventory_out_of_range: {named} from column '{derived.column}' is "
                          + ("below 0 or not finite" if capacity else
@@ -270,7 +273,7 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
             if len(bad):
                 texts = parse.texts_at(column, bad)
                 rejected.append(quarantine_frame(
-                    _row_ids(part, bad, prefix), None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
+                    _row_ids(part, bad, id_spec), None, None, texts, [f"{src.label}:{line}" for line in lines[bad]],
                     [f"inventory_unparseable_{values_kind}: {named} from column "
                      f"'{derived.column}' "
                      f"(kept as NaN)" for _ in bad]))
@@ -281,7 +284,8 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
     else:
         frame = pd.concat(parts, ignore_index=True)
     where = src.label + ":" + frame["_line"].astype(str)
-    ids = frame["server_id"].fillna("")
+    ids = frame["server_id"].map(lambda v: id_spec.server_id(v, inventory=True) if isinstance(v, str) else None,
+                                 na_action="ignore").fillna("")
     missing = ids == ""
     repeated = ~missing & ids.duplicated(keep="first")
     if missing.any():
@@ -290,7 +294,7 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
     if repeated.any():
         # Whether a repeat says something else than the row kept (helper-66: web-03 with 4 and 8 cores, $300 and
         # $600: the first was taken, said only in the quarantine): ingest warns about those.
-        given = frame.drop(columns="_line")
+        given = frame.drop(columns=["_line", "server_id"])
         cells = given.astype(object).where(given.notna(), None)
         kept_at = pd.Series(np.arange(len(frame)), index=ids.to_numpy())[~missing.to_numpy() & ~repeated.to_numpy()]
         first = kept_at.reindex(ids[repeated].to_numpy()).to_numpy()
@@ -298,10 +302,10 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, prefix: s
                  for row, at in zip(np.flatnonzero(repeated.to_numpy()), first, strict=True)]
         code = "inventory_duplicate_server_id: an earlier row has this id"
         rejected.append(quarantine_frame(
-            prefix + ids[repeated], None, None, None, where[repeated].to_numpy(dtype=object),
+            ids[repeated], None, None, None, where[repeated].to_numpy(dtype=object),
             np.where(other, f"{code} and other values (that one is kept)", f"{code} (kept)").astype(object)))
     frame = frame[~missing & ~repeated].drop(columns="_line")
-    frame["server_id"] = prefix + frame["server_id"].astype(str)
+    frame["server_id"] = ids[~missing & ~repeated].astype(str)
     quarantine = pd.concat(rejected, ignore_index=True) if rejected else empty_quarantine()
     joined = pd.DataFrame({"server_id": frame["server_id"].to_numpy(dtype=object)})
     for column in extra:

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from capacity_forecaster.errors import InputError
+from capacity_forecaster.etl.specs import ServerIdSpec
 
 # Bytes that did not decode in csv.encoding become U+FFFD; an id holding one is not a real id.
 REPLACEMENT_CHAR = "\ufffd"
@@ -29,30 +30,19 @@ class ServerIds:
             self.names.append(name)
         return found
 
-    def codes(self, text: pa.Array, prefix: str, pattern: str | None = None) -> np.ndarray:
+    def codes(self, text: pa.Array, spec: ServerIdSpec) -> np.ndarray:
         """Codes of a text column via its dictionary, so that Python sees each id once.
 
-        Empty ids, ids holding undecodable bytes (U+FFFD) and, with ``pattern``, values it does not match
-        get -1 and are never added; with ``pattern`` the id is its first group (or whole match).
+        Empty ids, ids holding undecodable bytes (U+FFFD) and values ``spec.pattern`` does not match get -1
+        and are never added; the others are ``spec.server_id`` of the value.
         """
         encoded = pc.dictionary_encode(text)
-        values = encoded.dictionary.to_pylist()
-        if pattern is not None:
-            values = [server_from_value(v, pattern) if v else v for v in values]
-        known = [-1 if not v or REPLACEMENT_CHAR in v else self.code(prefix + v) for v in values]
+        values = [spec.server_id(v) if v and REPLACEMENT_CHAR not in v else None
+                  for v in encoded.dictionary.to_pylist()]
+        known = [-1 if v is None else self.code(v) for v in values]
         lookup = np.array([*known, -1], dtype=np.int32)
         indices = pc.fill_null(encoded.indices, len(lookup) - 1).to_numpy(zero_copy_only=False)
         return lookup[np.asarray(indices, dtype=np.int64)]
-
-
-def server_from_value(value: str, pattern: str) -> str | None:
-    """The id ``pattern`` (``server_id.pattern``) finds in a column value: its first group, else the whole match;
-    None where it does not match (or the group is empty)."""
-    match = re.search(pattern, value)
-    if match is None:
-        return None
-    found = match.group(1) if match.re.groups else match.group(0)
-    return found or None
 
 
 def server_from_filename(file_name: str, pattern: str, label: str) -> str:

@@ -93,12 +93,30 @@ class ServerIdSpec(Spec):
         pattern: with ``column``, a regular expression searched in each value; its first group (the
             whole match without a group) is the id, e.g. ``^([^:]+)`` turns Prometheus' instance label
             ``db-1.bank.local:9100`` into ``db-1.bank.local``. A value it does not match is quarantined.
+            Inventory ids it matches are read the same way (one it does not match is kept whole).
+        case: ``keep`` (ids as written), ``lower`` or ``upper``: ids are trimmed of surrounding whitespace
+            and put in that case, inventory ids too, so ``SRV-APP-01`` and `` srv-app-01 `` are one server.
     """
 
     column: str | None = None
     from_filename: str | None = None
     prefix: str = ""
     pattern: str | None = None
+    case: Literal["keep", "lower", "upper"] = "keep"
+
+    def server_id(self, value: str, inventory: bool = False) -> str | None:
+        """The server id a column value (or a file name's group) names: ``pattern``'s first group or whole match
+        (where it does not match: None, or the value itself for an ``inventory`` id), in ``case``, after ``prefix``;
+        None for an empty id."""
+        if self.pattern is not None and value:
+            match = re.search(self.pattern, value)
+            found = (match.group(1) if match.re.groups else match.group(0)) if match is not None else None
+            if not found and not inventory:
+                return None
+            value = found or value
+        if self.case != "keep":
+            value = value.strip().lower() if self.case == "lower" else value.strip().upper()
+        return self.prefix + value if value else None
 
     @model_validator(mode="after")
     def _one_source(self) -> ServerIdSpec:

@@ -336,7 +336,8 @@ def _lookalikes_across_runs(delivered: set[str], lake_ids: list[str]) -> list[st
     shown = examples((f"{old!r} / {new!r}" for old, new in pairs), sep="; ")
     return [f"{len(pairs)} server id(s) of this export differ from ids already in the lake only in case, spaces or "
             f"Unicode form and are kept as separate servers: {shown}; if they are one server, make the ids agree "
-            "and ingest every export again with --replace"]
+            "(server_id.case: lower in the mapping does for case and spaces) and ingest every export again with "
+            "--replace"]
 
 
 def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_file: str | None,
