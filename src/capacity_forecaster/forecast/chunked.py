@@ -245,15 +245,17 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
     total = sum(c.n_series for c in chunks)
     kept: list[_Kept] = []
     pooled = PooledErrors(cfg.interval)
+    raw = PooledErrors(cfg.interval, raw=True)
+    pools = (pooled, raw)
     tally = _Tally(names)
     reserve = _reserve(chunks, load, names, cfg)
     with Executor(cfg) as executor:
         ticker = _SeriesTicker(progress, "backtests", total, len(chunks))
         for i, chunk in enumerate(chunks):
             if checkpoint is not None and checkpoint.backtest_done(i):
-                kept.append(_resumed_backtest(i, chunk, checkpoint, pooled, ticker, tally))
+                kept.append(_resumed_backtest(i, chunk, checkpoint, pools, ticker, tally))
                 continue
-            kept.append(_backtest_chunk(i, chunk, load, cfg, names, order, executor, spill, pooled, ticker, tally,
+            kept.append(_backtest_chunk(i, chunk, load, cfg, names, order, executor, spill, pools, ticker, tally,
                                         inputs, reserve))
             if checkpoint is not None:
                 checkpoint.save_backtest(i, {name: getattr(kept[i], name) for name in _KEPT}, kept[i].failed,
@@ -266,8 +268,11 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
         chosen, members = _tag(chosen, index), _tag(members, index)
         baseline_only = _tag(chosen.loc[unbacktested.to_numpy(), _SERIES], index)
         pooled.plan()
+        raw.plan()
         for i in range(len(chunks)):
-            pooled.collect(spill.get(i, [*POOL, "window", "abs_error", "scale"]))
+            points = spill.get(i, [*POOL, "window", "abs_error", "scale"])
+            pooled.collect(points)
+            raw.collect(points)
             scoring.chunk_done(1)
         tables = pooled.tables()
         windows = pooled.windows()
@@ -282,7 +287,8 @@ def run_chunks(chunks: list[Chunk], load: Load, cfg: ForecastConfig, sink: Sink,
                                             for k, side in enumerate(("lower", "upper"))}))
             scoring.chunk_done(1)
         calibration = _Calibration(tables, {int(w): counts.table(int(w), cfg.interval, single) for w in windows},
-                                   counts.table(ALL, cfg.interval, single), single, len(windows))
+                                   counts.table(ALL, cfg.interval, single), single, len(windows),
+                                   raw.tables().get(ALL, EMPTY_POOL))
         ticker = _SeriesTicker(progress, "final fits", total, len(chunks))
         for i in range(len(chunks)):
             if checkpoint is not None and checkpoint.final_done(i):
@@ -328,11 +334,13 @@ def _replay(n_chunks: int, checkpoint: Checkpoint, sink: Sink) -> None:
         sink.model_files([ArtifactRecord(**r) for r in records], functools.partial(checkpoint.model_bytes, i))
 
 
-def _resumed_backtest(i: int, chunk: Chunk, checkpoint: Checkpoint, pooled: PooledErrors, ticker: _SeriesTicker,
-                      tally: _Tally) -> _Kept:
+def _resumed_backtest(i: int, chunk: Chunk, checkpoint: Checkpoint, pooled: tuple[PooledErrors, ...],
+                      ticker: _SeriesTicker, tally: _Tally) -> _Kept:
     """Pass 1 of a chunk a killed run finished: its summaries from the checkpoint, its points re-counted."""
     frames, failed, units = checkpoint.load_backtest(i)
-    pooled.add(checkpoint.get(i))
+    points = checkpoint.get(i)
+    for pool in pooled:
+        pool.add(points)
     ticker.chunk_done(chunk.n_series)
     tally.units += units
     tally.backtest_units += units
@@ -347,17 +355,19 @@ def _tag(frame: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class _Calibration:
-    """The fleet-wide calibration pieces: pooled quantiles and pooling choices by held-out window."""
+    """The fleet-wide calibration pieces: pooled quantiles and pooling choices by held-out window, and the
+    pooled quantiles of raw errors over every window (``PooledErrors(raw=True)``)."""
 
     pooled: dict[int, pd.DataFrame]
     pooling_by_window: dict[int, pd.DataFrame]
     pooling: pd.DataFrame
     single: bool
     n_windows: int
+    raw: pd.DataFrame
 
 
 def _backtest_chunk(i: int, chunk: Chunk, load: Load, cfg: ForecastConfig, names: list[str], order: list[str],
-                    executor: Executor, spill: Spill, pooled: PooledErrors, ticker: _SeriesTicker,
+                    executor: Executor, spill: Spill, pooled: tuple[PooledErrors, ...], ticker: _SeriesTicker,
                     tally: _Tally, inputs: units.Inputs | None, reserve: Reserve | None) -> _Kept:
     """Pass 1 on one chunk: backtest points to the spill and the pooled histogram; summaries kept."""
     history = bt.prepare_history(load(chunk.servers), cfg.freq)
@@ -367,7 +377,8 @@ def _backtest_chunk(i: int, chunk: Chunk, load: Load, cfg: ForecastConfig, names
     results = executor.run(tasks, ticker.units(chunk.n_series, len(tasks)))
     rows = st.backtest_points(results, history, plan, planned, names, order, cfg)
     spill.put(i, rows)
-    pooled.add(rows)
+    for pool in pooled:
+        pool.add(rows)
     scores = score(rows.assign(yhat_lower=np.nan, yhat_upper=np.nan), [*_SERIES, "model", "window", "cutoff"])
     ticker.chunk_done(chunk.n_series)
     tally.units += len(tasks)
@@ -400,7 +411,7 @@ def _final_chunk(i: int, kept: _Kept, load: Load, cfg: ForecastConfig, part: lis
     results = executor.run(tasks, ticker.units(kept.chunk.n_series, len(tasks)))
     forecasts = st.assemble(st.predictions(results), chosen, members)
     forecasts = st.calibrate_forecasts(forecasts, rows, calibration.pooling, history, index, kept.tri, kept.plan,
-                                       cfg, calibration.pooled.get(ALL, EMPTY_POOL))
+                                       cfg, calibration.pooled.get(ALL, EMPTY_POOL), calibration.raw)
     used = forecasts[[*_SERIES, "model"]].drop_duplicates(_SERIES)
     failures = st.failures(kept.failed + results, used)
     paths = bt.published_paths(rows, used, windows=calibration.n_windows)

@@ -42,11 +42,15 @@ def _bins(values: np.ndarray) -> np.ndarray:
     return np.where(values > 0, np.clip(out, 1, N_BINS - 1), 0)
 
 
-def _scaled(rows: pd.DataFrame) -> pd.DataFrame:
-    """``model, metric, bucket, window, scaled`` of the backtest points whose error is known."""
-    scaled = rows["abs_error"].to_numpy(dtype=float) / np.maximum(rows["scale"].to_numpy(dtype=float), SCALE_FLOOR)
+def _scaled(rows: pd.DataFrame, raw: bool = False) -> pd.DataFrame:
+    """``model, metric, bucket, window, scaled`` of the backtest points whose error is known (``raw``: the
+    absolute errors themselves, every point in window 0)."""
+    error = rows["abs_error"].to_numpy(dtype=float)
+    scaled = error if raw else error / np.maximum(rows["scale"].to_numpy(dtype=float), SCALE_FLOOR)
     keep = ~np.isnan(scaled)
     out = rows.loc[keep, [*POOL, "window"]].reset_index(drop=True)
+    if raw:
+        out["window"] = 0
     out["scaled"] = scaled[keep]
     return out
 
@@ -65,11 +69,14 @@ def held_out(window: np.ndarray, targets: np.ndarray, single: bool) -> np.ndarra
 class PooledErrors:
     """Exact pooled conformal quantiles from chunks of backtest points (see the module docstring).
 
-    Use: ``add`` every chunk, ``plan`` once, ``collect`` every chunk again, then ``tables``.
+    Use: ``add`` every chunk, ``plan`` once, ``collect`` every chunk again, then ``tables``. ``raw``: quantiles
+    of the absolute errors, not divided by each series' scale, over every window (the ``ALL`` table): what a
+    series without a usable scale of its own takes (``stage.calibrate_forecasts``).
     """
 
     level: float
     min_residuals: int = MIN_RESIDUALS
+    raw: bool = False
     _counts: dict[tuple[str, str, int, int], np.ndarray] = field(default_factory=dict)
     _windows: set[int] = field(default_factory=set)
     _queries: pd.DataFrame | None = None
@@ -78,8 +85,8 @@ class PooledErrors:
     def add(self, rows: pd.DataFrame) -> None:
         """Count the scaled errors of one chunk's backtest points (``model, metric, bucket, window,
         abs_error, scale``)."""
-        self._windows.update(int(w) for w in np.unique(rows["window"].to_numpy()))
-        data = _scaled(rows)
+        self._windows.update({0} if self.raw else {int(w) for w in np.unique(rows["window"].to_numpy())})
+        data = _scaled(rows, self.raw)
         if data.empty:
             return
         codes = data.groupby([*POOL, "window"], sort=False, observed=True).ngroup().to_numpy()
@@ -119,7 +126,7 @@ class PooledErrors:
         """Keep one chunk's scaled errors that fall in a quantile's bin (after ``plan``)."""
         if self._queries is None:
             raise RuntimeError("PooledErrors.collect before plan")
-        data = _scaled(rows)
+        data = _scaled(rows, self.raw)
         data["bin"] = _bins(data["scaled"].to_numpy())
         # Only a few bins per pool matter: drop every other error before the (costly) merge.
         pools = data.groupby(POOL, sort=False, observed=True).ngroup().to_numpy()
