@@ -629,6 +629,21 @@ def test_server_id_pattern_reads_inventory_ids_it_matches(tmp_path: Path) -> Non
         "ams-db-01.bank.local": 8.0, "ams-web-01.bank.local": 2.0}
 
 
+def test_capacity_multiplier_puts_a_capacity_in_the_usage_unit(tmp_path: Path) -> None:
+    """helper-66: a CMDB lists NICs in Gbit/s and memory in GB while the agent reports bytes/s and MB; the capacity
+    could not be converted in the mapping."""
+    write(tmp_path / "m.csv", "host,ts,net,mem_free\na,2024-01-01T00:00:00Z,62500000,4096\n")
+    inventory = write(tmp_path / "inv.csv", "host,nic_gbit,mem_gb\na,1,16\n")
+    mapping = {**WIDE, "metrics": {
+        "network": {"usage": "net", "inventory_capacity": "nic_gbit", "capacity_multiplier": 125_000_000},
+        "memory": {"free": "mem_free", "inventory_capacity": "mem_gb", "capacity_multiplier": 1024}},
+        "inventory": {"source": str(inventory), "columns": {"server_id": "host"}}}
+    values = run([tmp_path / "m.csv"], mapping).raw_metrics.set_index("metric")["value"]
+    assert values.to_dict() == pytest.approx({"network": 50.0, "memory": 75.0})
+    with pytest.raises(ConfigError, match="key 'metrics.cpu': capacity_multiplier converts a capacity to the unit"):
+        run([tmp_path / "m.csv"], {**WIDE, "metrics": {"cpu": {"percent": "net", "capacity_multiplier": 2}}})
+
+
 def test_an_inventory_file_reads_numbers_as_the_export_does_unless_told(tmp_path: Path) -> None:
     """helper-51: with csv.decimal ',' for the export, '16.384' MB in the inventory file read as 16.384 (0.016 GB)."""
     write(tmp_path / "m.csv", "host;ts;cpu\nweb;2024-01-01T00:00:00Z;12,5\n")

@@ -192,7 +192,8 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
         templates |= {code + 100: text for code, text in _number_templates(capacity_column, "capacity").items()}
         if form in ("usage", "free"):
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                values = (raw if form == "usage" else capacity - raw) / capacity * 100.0
+                total = capacity * spec.capacity_multiplier
+                values = (raw if form == "usage" else total - raw) / total * 100.0
     if form in _AMOUNTS:
         # A usage, free amount or idle percent below 0 is an agent's "not collected" code (vCenter's -1), not a
         # measurement: a usage would pass as 0 % and make a busy server look idle, an idle percent as 101 % cpu.

@@ -186,6 +186,9 @@ class MetricSpec(Spec):
         inventory_capacity: instead of ``capacity``, a column of the inventory file
             (``inventory.source``) with the provisioned amount, joined on the server id: one value
             per server (e.g. Bitbrains fastStorage's ``meta.parquet`` ``cpu_capacity`` in MHz).
+        capacity_multiplier: what one unit of the capacity is in the unit of ``usage`` / ``free``:
+            125000000 for a NIC listed in Gbit/s beside usage in bytes/s, 1024 for memory in GB beside
+            usage in MB (default 1: the same unit).
     """
 
     percent: str | None = None
@@ -195,6 +198,7 @@ class MetricSpec(Spec):
     free: str | None = None
     capacity: str | None = None
     inventory_capacity: str | None = None
+    capacity_multiplier: float = Field(1.0, gt=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_form(self) -> MetricSpec:
@@ -204,6 +208,9 @@ class MetricSpec(Spec):
         if self.capacity is not None and self.inventory_capacity is not None:
             raise ValueError("set only one of 'capacity' (a column of the metric file) or "
                              "'inventory_capacity' (a column of the inventory file)")
+        if self.capacity_multiplier != 1.0 and self.form not in ("usage", "free"):
+            raise ValueError("capacity_multiplier converts a capacity to the unit of 'usage' or 'free'; a metric "
+                             f"given by '{self.form}' has no amount to convert")
         for key in ("usage", "free"):
             if getattr(self, key) is not None and self.capacity is None and self.inventory_capacity is None:
                 raise ValueError(f"a metric given by '{key}' also needs 'capacity' (a column of the metric file) "

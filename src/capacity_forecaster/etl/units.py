@@ -35,7 +35,7 @@ def _hint(mapping: Mapping, metric: str) -> str:
     spec = next(spec for name, spec in mapping.metrics.items() if name == metric)
     if spec.form in ("usage", "free"):
         return (f"check that metrics.{metric}.{spec.form} ('{spec.value_column}') and its capacity are in the same "
-                "unit (e.g. both MB)")
+                f"unit (e.g. both MB), or set metrics.{metric}.capacity_multiplier")
     if spec.form == "idle":
         return f"check that metrics.{metric}.idle ('{spec.idle}') is a percent (0-100) of idle time"
     return (f"set metrics.{metric}.fraction: '{spec.value_column}' instead of percent in the mapping "
