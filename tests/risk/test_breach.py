@@ -78,7 +78,7 @@ def test_short_history_and_missing_forecast_get_a_level_and_a_reason() -> None:
     out = _assess(make_forecast("short", "cpu", np.full(30, 95.0)), metrics).set_index("server_id")
     assert out.loc["short", "status"] == "short_history"
     assert out.loc["short", "risk_level"] == "critical" and out.loc["short", "breach_probability"] > 0.99
-    assert "only 20 observed days" in out.loc["short", "reason"] and "baseline forecast" in out.loc["short", "reason"]
+    assert "only 20 observed days" in out.loc["short", "reason"] and "few or no backtests" in out.loc["short", "reason"]
     assert out.loc["noforecast", "status"] == "no_forecast" and out.loc["noforecast", "risk_level"] == "low"
     assert "no forecast" in out.loc["noforecast", "reason"] and "120 observed days" in out.loc["noforecast", "reason"]
 

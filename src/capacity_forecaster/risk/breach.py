@@ -209,7 +209,7 @@ def _reasons(out: pd.DataFrame, cfg: RiskConfig) -> pd.Series:
     over = (out[METRIC] + " over " + thr + " on " + out["days_over_recent"].astype("string") + window
             + " (" + counts + "; last " + _fmt_day(out["last_over_ds"]) + "): already breaching" + capped)
     short = (out[METRIC] + ": only " + days + f" observed days of history ({cfg.min_history_days} for a full "
-             "assessment): level from the recent days and a baseline forecast with wide intervals")
+             "assessment): level from the recent days and a forecast checked on few or no backtests")
     missing = (out[METRIC] + ": " + days + " observed days of history but no forecast (see forecast_triage and "
                "forecast_failures; re-run capfc forecast after capfc etl): level from the last "
                + out["recent_days"].astype("string") + " observed days only, "
@@ -266,7 +266,7 @@ def assess_breaches(
     ``current_min_days_over`` of its last ``current_window_days`` observed days is
     ``already_breaching`` and at least high, whatever its history length or forecast. A series
     with fewer than ``min_history_days`` observed days (``short_history``) is levelled like any
-    other from its forecast (a baseline with wide intervals); one with history but no forecast
+    other from its forecast (checked on few or no backtests); one with history but no forecast
     (``no_forecast``) from its recent days only (low unless already breaching). Only a series
     with no observed value (``no_data``) has a null level. ``status`` and ``reason`` say which.
 
