@@ -597,14 +597,20 @@ def test_a_series_whose_every_sample_was_quarantined_is_said_beside_its_kept_ser
             ) in result.warnings
 
 
+def _cpu_and_cores(server_id: dict, inventory: Path) -> dict:
+    """A wide cpu mapping with ``server_id`` and an inventory file of cores keyed by the same column."""
+    columns = {"server_id": server_id["column"], "cpu_cores": "cores"}
+    return {**WIDE, "server_id": server_id, "metrics": {"cpu": {"percent": "cpu"}},
+            "inventory": {"source": str(inventory), "columns": columns}}
+
+
 def test_server_id_case_makes_one_server_of_spellings_in_metrics_and_inventory(tmp_path: Path) -> None:
     """helper-66: a TrueSight export named one host 'SRV-APP-01', 'srv-app-01 ' and ' Srv-App-01': three servers at a
     third of the coverage each, and nothing in the mapping could make them one."""
     write(tmp_path / "m.csv", "host,ts,cpu\nSRV-APP-01,2024-01-01T00:00:00Z,50\nsrv-app-01 ,2024-01-01T00:05:00Z,60\n"
                               " Srv-App-01,2024-01-01T00:10:00Z,70\n")
     inventory = write(tmp_path / "inv.csv", "host,cores\n SRV-app-01,4\n")
-    mapping = {**WIDE, "server_id": {"column": "host", "prefix": "dc1-"}, "metrics": {"cpu": {"percent": "cpu"}},
-               "inventory": {"source": str(inventory), "columns": {"server_id": "host", "cpu_cores": "cores"}}}
+    mapping = _cpu_and_cores({"column": "host", "prefix": "dc1-"}, inventory)
     kept = run([tmp_path / "m.csv"], mapping)
     assert len(kept.raw_metrics) == 3 and any("differ from another only in case" in w and "server_id.case: lower" in w
                                               for w in kept.warnings)
@@ -621,9 +627,7 @@ def test_server_id_pattern_reads_inventory_ids_it_matches(tmp_path: Path) -> Non
     write(tmp_path / "m.csv", "inst,ts,cpu\nams-db-01.bank.local:9100,2024-01-01T00:00:00Z,50\n"
                               "ams-web-01.bank.local:9100,2024-01-01T00:00:00Z,20\n")
     inventory = write(tmp_path / "inv.csv", "inst,cores\nams-db-01.bank.local:9100,8\nams-web-01.bank.local,2\n")
-    mapping = {**WIDE, "server_id": {"column": "inst", "pattern": "^([^:]+):"}, "metrics": {"cpu": {"percent": "cpu"}},
-               "inventory": {"source": str(inventory), "columns": {"server_id": "inst", "cpu_cores": "cores"}}}
-    result = run([tmp_path / "m.csv"], mapping)
+    result = run([tmp_path / "m.csv"], _cpu_and_cores({"column": "inst", "pattern": "^([^:]+):"}, inventory))
     assert result.inventory is not None
     assert dict(zip(result.inventory["server_id"], result.inventory["cpu_cores"], strict=True)) == {
         "ams-db-01.bank.local": 8.0, "ams-web-01.bank.local": 2.0}
