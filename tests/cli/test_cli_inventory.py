@@ -160,3 +160,16 @@ def test_a_row_that_gives_only_the_id_is_said_apart_from_no_row(tmp_path: Path,
             "AMS-WEB-02.bank.local") in err
     assert ("1 server(s) with metrics have an inventory row that gives only their id (size and cost unknown), e.g. "
             "AMS-DB-01.bank.local") in err
+    # The id-only rows an earlier metrics-only ingest wrote are no row of this file (helper-70).
+    lake = str(tmp_path / "lake2")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("name: plain\nlayout: long\nserver_id: {column: server}\ntimestamp: {column: time}\n"
+                     "long: {value: cpu, metric: cpu}\n", encoding="utf-8")
+    assert main(["ingest", str(export(tmp_path / "old.csv", servers=("OLD-1",))), "--mapping", str(plain), "--lake",
+                 lake, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["ingest", str(data), "--mapping", str(mapping(tmp_path / "m.yaml", inventory)), "--lake", lake,
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "2 server(s) have metrics but no inventory row: kept with an id-only row (size and cost unknown)" in err
+    assert "OLD-1" in err and "1 server(s) with metrics have an inventory row that gives only their id" in err

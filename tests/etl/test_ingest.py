@@ -619,6 +619,16 @@ def test_server_id_case_makes_one_server_of_spellings_in_metrics_and_inventory(t
     assert result.inventory is not None and result.inventory["server_id"].tolist() == ["dc1-srv-app-01"]
     assert result.inventory["cpu_cores"].tolist() == [4.0]
     assert not [w for w in result.warnings if "only in case" in w]
+    # The pattern searches the trimmed, cased id (helper-70: " SRV-01" was unmatched by '^(srv-\d+)' with case lower).
+    cased = run([tmp_path / "m.csv"], {**mapping, "server_id": {**mapping["server_id"], "case": "lower",
+                                                                "pattern": "^(srv-app)-\\d+$"}})
+    assert cased.raw_metrics[["server_id", "samples"]].values.tolist() == [["dc1-srv-app", 3]]
+    # Two spellings of one row are a repeat with the same values, its hostname (the id column) aside (helper-70).
+    write(inventory, "host,cores\n SRV-app-01,4\nsrv-app-01,4\n")
+    named = {**mapping["inventory"], "columns": {**mapping["inventory"]["columns"], "hostname": "host"}}
+    twice = run([tmp_path / "m.csv"], {**mapping, "server_id": {**mapping["server_id"], "case": "lower"},
+                                       "inventory": named})
+    assert reasons(twice) == ["inventory_duplicate_server_id: an earlier row has this id (kept)"]
 
 
 def test_server_id_pattern_reads_inventory_ids_it_matches(tmp_path: Path) -> None:

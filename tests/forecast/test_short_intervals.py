@@ -54,3 +54,16 @@ def test_past_the_pools_reach_a_new_server_grows_as_a_tested_one_extrapolates() 
     grown = new.loc[16:, "new-03"].to_numpy() / new.loc[15, "new-03"]
     assert np.allclose(grown, np.sqrt(np.arange(16, 31) / 15), rtol=1e-6)
     assert new.loc[30].max() < 15
+
+
+def test_a_constant_new_server_keeps_the_flat_baseline() -> None:
+    """As a constant series of any length does (backtest.triage, choose_models): helper-70 found a flat 5-day server
+    with the fleet's band and a flat 14-day one without."""
+    data = _fleet()
+    end = data["ds"].max()
+    flat = pd.DataFrame({"server_id": "flat", "ds": pd.date_range(end - pd.Timedelta(days=4), end), "metric": "cpu",
+                         "value": 75.0, "is_imputed": False})
+    result = run_forecast(pd.concat([data, flat], ignore_index=True),
+                          ForecastConfig(models="recent_level,seasonal_naive", horizon=30, n_jobs=1))
+    fc = result.forecasts[result.forecasts["server_id"] == "flat"]
+    assert ((fc["yhat_upper"] - fc["yhat_lower"]) < 0.1).all() and (fc["yhat"] == 75.0).all()

@@ -106,3 +106,7 @@ def test_a_series_whose_last_days_were_quarantined_says_so_not_check_its_monitor
             s5 = rows.loc[("s5", "cpu")]
             assert pd.isna(s5["raw_last_observed"]) and s5["status"] != "stale"
             assert rows["raw_last_observed"].notna().sum() == 1
+    # Raw data that stop soon after the last observed day too: a feed that stopped (helper-70).
+    early = stream_risk(CutSource(history, forecasts, stop + pd.Timedelta(days=1)), inventory, RiskConfig())
+    row = early.server_risk.set_index(["server_id", "metric"]).loc[("s4", "cpu")]
+    assert row["status"] == "stale" and "check its monitoring" in row["reason"] and "usable" not in row["reason"]

@@ -256,16 +256,17 @@ def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading
     if named.empty:
         return
     rows = main_reasons(named, ["server_id"])
-    shown = examples(f"{server} ({int(row.rows):,} {'row' if row.rows == 1 else 'rows'}, mostly {row.reason})"
-                     for server, row in rows.iterrows())
+    shown = examples((f"{server} ({int(row.rows):,} {'row' if row.rows == 1 else 'rows'}, mostly {row.reason})"
+                      for server, row in rows.head(3).iterrows()), total=len(rows))
     state.defer(f"{len(rows)} server(s) had every row quarantined, so they are not in raw/: {shown}; see the "
                 "quarantine table for each row's reason")
 
 
-def _warn_lost_series(quarantine: pd.DataFrame, kept: pd.DataFrame, used: set[str], state: _Reading) -> None:
+def _warn_lost_series(quarantine: pd.DataFrame, kept: Sequence[pd.DataFrame], used: set[str],
+                      state: _Reading) -> None:
     """One warning naming the series of kept servers whose every sample was quarantined (helper-66: a NIC whose
-    capacity was refused lost the server's network series, said nowhere but in the quarantine). ``kept``: the
-    (server_id, metric) of the rows this run writes."""
+    capacity was refused lost the server's network series, said nowhere but in the quarantine). ``kept``: the rows
+    this run writes (server_id, metric)."""
     if quarantine.empty:
         return
     samples = ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
@@ -273,15 +274,20 @@ def _warn_lost_series(quarantine: pd.DataFrame, kept: pd.DataFrame, used: set[st
     if named.empty:
         return
     keys = ["server_id", "metric"]
-    written = pd.MultiIndex.from_frame(kept[keys].astype(str).drop_duplicates())
-    lost = named[~pd.MultiIndex.from_frame(named[keys].astype(str)).isin(written)]
-    if lost.empty:
+    # Per series first (a quarantine of millions of records is a few series), then those not written.
+    rows = main_reasons(named, keys)
+    candidates = rows.index.to_frame(index=False).astype(str)
+    servers = set(candidates["server_id"])
+    mine = pd.concat([frame.loc[frame["server_id"].isin(servers), keys] for frame in kept], ignore_index=True)
+    written = pd.MultiIndex.from_frame(mine.astype(str).drop_duplicates())
+    rows = rows[~pd.MultiIndex.from_frame(candidates).isin(written)]
+    if rows.empty:
         return
-    rows = main_reasons(lost, keys)
-    flat = rows.reset_index()
-    shown = examples(f"{server} {metric} ({count:,} {'sample' if count == 1 else 'samples'}, mostly {reason})"
-                     for server, metric, count, reason in zip(flat["server_id"], flat["metric"],
-                                                              flat["rows"].astype(int), flat["reason"], strict=True))
+    flat = rows.head(3).reset_index()
+    shown = examples((f"{server} {metric} ({count:,} {'sample' if count == 1 else 'samples'}, mostly {reason})"
+                      for server, metric, count, reason in zip(flat["server_id"], flat["metric"],
+                                                               flat["rows"].astype(int), flat["reason"], strict=True)),
+                     total=len(rows))
     state.defer(f"{len(rows)} series had every sample quarantined, so they are not in raw/ (their servers' other "
                 f"metrics are): {shown}; see the quarantine table for each sample's reason")
 
@@ -365,8 +371,9 @@ def _warn_repeated_inventory_ids(rejects: pd.DataFrame, state: _Reading) -> None
     other = rejects[rejects["reason"].astype(str).str.startswith(
         "inventory_duplicate_server_id: an earlier row has this id and other values")]
     if len(other):
-        shown = examples(f"{server} ({source})" for server, source in zip(other["server_id"], other["source"],
-                                                                            strict=True))
+        shown = examples((f"{server} ({source})" for server, source in zip(other["server_id"].head(3),
+                                                                             other["source"].head(3), strict=True)),
+                         total=len(other))
         state.defer(f"{len(other):,} inventory row(s) repeat the server id of an earlier row with other values, e.g. "
                     f"{shown}: the first row of each id is kept; remove or merge the repeats")
 
@@ -748,8 +755,7 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     # Warnings about what this run would write are deferred: a run the stage refuses says one line.
     used = {state.servers.names[c] for c in rolled.servers}
     _warn_lost_servers(quarantine, used, state)
-    _warn_lost_series(quarantine, pd.concat([daily[["server_id", "metric"]], partial_days[["server_id", "metric"]]]),
-                      used, state)
+    _warn_lost_series(quarantine, (daily, partial_days), used, state)
     _warn_conflicts(state, state.pool.sampled)
     _warn_overfull_days(daily, state, mapping.weight.unit if mapping.weight is not None else None)
     _warn_coarse_samples(daily, state)

@@ -294,12 +294,14 @@ def read_inventory(spec: InventorySpec, filesystem_for: FilesystemFor, id_spec: 
     if repeated.any():
         # Whether a repeat says something else than the row kept (helper-66: web-03 with 4 and 8 cores, $300 and
         # $600: the first was taken, said only in the quarantine): ingest warns about those.
-        given = frame.drop(columns=["_line", "server_id"])
-        cells = given.astype(object).where(given.notna(), None)
+        # (Not the id's own spellings: a hostname read from the id column differs where only its case did.)
+        id_column = mapped["server_id"].column
+        given = frame.drop(columns=["_line", "server_id", *(t for t, d in mapped.items()
+                                                             if t != "server_id" and d.column == id_column)])
+        digest = pd.util.hash_pandas_object(given, index=False).to_numpy()
         kept_at = pd.Series(np.arange(len(frame)), index=ids.to_numpy())[~missing.to_numpy() & ~repeated.to_numpy()]
-        first = kept_at.reindex(ids[repeated].to_numpy()).to_numpy()
-        other = [cells.iloc[row].tolist() != cells.iloc[int(at)].tolist()
-                 for row, at in zip(np.flatnonzero(repeated.to_numpy()), first, strict=True)]
+        first = kept_at.reindex(ids[repeated].to_numpy()).to_numpy(dtype=np.int64)
+        other = digest[repeated.to_numpy()] != digest[first]
         code = "inventory_duplicate_server_id: an earlier row has this id"
         rejected.append(quarantine_frame(
             ids[repeated], None, None, None, where[repeated].to_numpy(dtype=object),

@@ -238,11 +238,12 @@ def join_warnings(renamed: list[tuple[str, str]], ambiguous: dict[str, list[str]
     servers with metrics whose inventory row knows only their id."""
     out = []
     if renamed:
-        shown = examples((f"{inv} -> {met}" for inv, met in renamed), _PAIRS)
+        shown = examples((f"{inv} -> {met}" for inv, met in renamed), _PAIRS, total=len(renamed))
         out.append(f"{len(renamed):,} inventory server id(s) differ from the metrics' only in case or surrounding "
                    f"whitespace and were joined to them (the metrics' id is kept): {shown}")
     if ambiguous:
-        shown = examples((f"{met} ~ {' / '.join(inv)}" for met, inv in ambiguous.items()), _EXAMPLES, sep="; ")
+        shown = examples((f"{met} ~ {' / '.join(inv)}" for met, inv in ambiguous.items()), _EXAMPLES, sep="; ",
+                         total=len(ambiguous))
         out.append(f"{len(ambiguous):,} server(s) with metrics match more than one inventory id, or share one "
                    f"with another server, when case and whitespace are ignored: not joined, fix the ids in the "
                    f"inventory ({shown})")

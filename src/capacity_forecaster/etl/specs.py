@@ -95,7 +95,8 @@ class ServerIdSpec(Spec):
             ``db-1.bank.local:9100`` into ``db-1.bank.local``. A value it does not match is quarantined.
             Inventory ids it matches are read the same way (one it does not match is kept whole).
         case: ``keep`` (ids as written), ``lower`` or ``upper``: ids are trimmed of surrounding whitespace
-            and put in that case, inventory ids too, so ``SRV-APP-01`` and `` srv-app-01 `` are one server.
+            and put in that case, inventory ids too, so ``SRV-APP-01`` and `` srv-app-01 `` are one server
+            (``pattern`` then searches the trimmed, cased id).
     """
 
     column: str | None = None
@@ -105,17 +106,17 @@ class ServerIdSpec(Spec):
     case: Literal["keep", "lower", "upper"] = "keep"
 
     def server_id(self, value: str, inventory: bool = False) -> str | None:
-        """The server id a column value (or a file name's group) names: ``pattern``'s first group or whole match
-        (where it does not match: None, or the value itself for an ``inventory`` id), in ``case``, after ``prefix``;
-        None for an empty id."""
+        """The server id a column value (or a file name's group) names: in ``case`` (trimmed), then ``pattern``'s
+        first group or whole match (where it does not match: None, or the value itself for an ``inventory`` id),
+        after ``prefix``; None for an empty id."""
+        if self.case != "keep":
+            value = value.strip().lower() if self.case == "lower" else value.strip().upper()
         if self.pattern is not None and value:
             match = re.search(self.pattern, value)
             found = (match.group(1) if match.re.groups else match.group(0)) if match is not None else None
             if not found and not inventory:
                 return None
             value = found or value
-        if self.case != "keep":
-            value = value.strip().lower() if self.case == "lower" else value.strip().upper()
         return self.prefix + value if value else None
 
     @model_validator(mode="after")

@@ -387,8 +387,11 @@ def calibrate_forecasts(forecasts: pd.DataFrame, rows: pd.DataFrame, pooling: pd
     if untested.any() and not calibration.pooled.empty:
         out.loc[untested, "bucket"], reach[untested] = _pooled_buckets(out.loc[untested], calibration.pooled)
     half, _ = calibration.half_widths(out, _pooled(out, pooling))
-    short_keys = tri.loc[(tri["status"] == "baseline") & (tri["n_obs"] < min_steps), _SERIES].assign(_short=True)
-    short = out[_SERIES].merge(short_keys, on=_SERIES, how="left")["_short"].notna().to_numpy() & untested
+    # (Not a constant series: it keeps the flat baseline of any length, as choose_models does; helper-70.)
+    varying = index.loc[(index["vmax"] - index["vmin"]).abs() >= 1e-9, _SERIES]
+    short_keys = tri.loc[(tri["status"] == "baseline") & (tri["n_obs"] < min_steps), _SERIES].merge(varying)
+    short = out[_SERIES].merge(short_keys.assign(_short=True), on=_SERIES, how="left")["_short"].notna().to_numpy()
+    short &= untested
     # helper-68: a series under min_history_days has < 1 season of weekly differences, so its scale was NaN
     # (SCALE_FLOOR: a zero-width interval to the pool's reach) or 1-6 noisy pairs, and past the reach the
     # recent-level rule's spread interval grew with sqrt(step) from step 1 (Bitbrains Rnd short copies: coverage

@@ -523,7 +523,8 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
                 last = (": its last observed day" if days == 1 else ", its last observed day among them")
                 return _days(days) + " over" + (last if days < cfg.current_min_days_over else "")
 
-            named = examples((f"{r['server_id']} {r['metric']} ({over(r)})" for r in now.to_dict("records")), shown)
+            leading = now.head(shown).to_dict("records")
+            named = examples((f"{r['server_id']} {r['metric']} ({over(r)})" for r in leading), shown, total=len(now))
             servers_now = int(now["server_id"].nunique())
             verb = "is" if servers_now == 1 else "are"
             lines.append(f"{plural(servers_now, 'server')} {verb} already breaching ({rule_text(cfg)}): "

@@ -192,7 +192,9 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     # etl.saturation_max, for its last 14 days read "check its monitoring").
     raw_last = (pd.to_datetime(server_risk[RAW_LAST]) if RAW_LAST in server_risk.columns
                 else pd.Series(pd.NaT, index=server_risk.index))[stale]
-    cut = (raw_last > last[stale]).to_numpy()
+    # Only raw data that went on to within stale_after_days of the latest day (helper-70: one quarantined day after
+    # the last observed one, then nothing for 19 days, is a feed that stopped).
+    cut = ((raw_last > last[stale]) & ((latest[stale] - raw_last).dt.days <= cfg.stale_after_days)).to_numpy()
     what = np.where(cut, ": no usable data since ", ": no data since ")
     advice = np.where(cut, "its raw data go on to " + raw_last.dt.strftime("%Y-%m-%d").fillna("")
                       + " but the ETL quarantined those days: see the quarantine table for why",

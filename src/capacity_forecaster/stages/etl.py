@@ -115,9 +115,9 @@ def _warn_after_today(ahead: dict[str, pd.Timestamp]) -> None:
 def _warn_lost(lost: list[tuple[str, str, int, str]]) -> None:
     """One warning for series the ETL quarantined whole: they have no processed day, so no forecast either."""
     if lost:
-        shown = examples(f"{server} {metric} ({days:,} {'day' if days == 1 else 'days'} quarantined, mostly {reason})"
-                         if days else f"{server} {metric} (no observed value)"
-                         for server, metric, days, reason in lost)
+        shown = examples((f"{server} {metric} ({days:,} {'day' if days == 1 else 'days'} quarantined, mostly {reason})"
+                          if days else f"{server} {metric} (no observed value)"
+                          for server, metric, days, reason in lost[:3]), total=len(lost))
         log.warning("%d series have no usable day, so they are not forecast: %s; the risk stage lists them as "
                     "no_data with the reason, and the quarantine table holds their quarantined rows", len(lost), shown)
 
@@ -141,8 +141,8 @@ def _cut_short(diagnostics: pd.DataFrame, days: int) -> list[tuple[str, str, str
 def _warn_cut_short(cut: list[tuple[str, str, str, str, str]]) -> None:
     """One warning for the series ``_cut_short`` found."""
     if cut:
-        shown = examples(f"{server} {metric} (raw to {raw}, usable to {last}, mostly {reason})"
-                         for server, metric, raw, last, reason in cut)
+        shown = examples((f"{server} {metric} (raw to {raw}, usable to {last}, mostly {reason})"
+                          for server, metric, raw, last, reason in cut[:3]), total=len(cut))
         log.warning("%d series end long before their raw data because their last days were quarantined, so the risk "
                     "stage reads them as stale: %s; their rows are in the quarantine table", len(cut), shown)
 

@@ -301,13 +301,14 @@ def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: b
     # lacks is worth a word, at every ingest, not only the first.
     lacking = ([] if result.inventory_ids_only else final.added if SOURCE_COLUMN not in result.inventory.columns
                else id_only_servers(final.inventory, metric_ids))
-    # Without a row, or with one that gives only the id (helper-66: "no inventory row" of a server in the file).
-    rowless = set(final.added)
+    # Without a row in this run's file, or with one there that gives only the id (helper-66: "no inventory row" of a
+    # server in the file; helper-70: not the id-only rows earlier metrics-only runs wrote).
+    in_file = set(first.inventory["server_id"].astype(str))
+    thin = [server for server in lacking if server in in_file]
     messages = [*merged.warnings(), *join_warnings([*first.renamed, *final.renamed],
                                                    first.ambiguous | final.ambiguous,
-                                                   [server for server in lacking if server in rowless],
-                                                   final.without_metrics, final.shadowed,
-                                                   [server for server in lacking if server not in rowless]),
+                                                   [server for server in lacking if server not in in_file],
+                                                   final.without_metrics, final.shadowed, thin),
                 *_lookalikes_across_runs(set(result.raw_metrics["server_id"].astype(str)), metric_ids)]
     for message in messages:
         log.warning("%s", message)
@@ -333,7 +334,7 @@ def _lookalikes_across_runs(delivered: set[str], lake_ids: list[str]) -> list[st
     pairs = [(theirs[k], i) for i, k in zip(mine, id_key(mine), strict=True) if k in theirs]
     if not pairs:
         return []
-    shown = examples((f"{old!r} / {new!r}" for old, new in pairs), sep="; ")
+    shown = examples((f"{old!r} / {new!r}" for old, new in pairs), sep="; ", total=len(pairs))
     return [f"{len(pairs)} server id(s) of this export differ from ids already in the lake only in case, spaces or "
             f"Unicode form and are kept as separate servers: {shown}; if they are one server, make the ids agree "
             "(server_id.case: lower in the mapping does for case and spaces) and ingest every export again with "

@@ -79,7 +79,7 @@ class Panel:
     def names(self, rows: np.ndarray) -> str:
         """``server_id/metric`` of the given rows for messages (the first few, then a count)."""
         rows = np.asarray(rows)
-        return examples((f"{self.server_id[i]}/{self.metric[i]}" for i in rows), _NAMED_SERIES)
+        return examples((f"{self.server_id[i]}/{self.metric[i]}" for i in rows), _NAMED_SERIES, total=len(rows))
 
     def require_observed(self, model: str, minimum: int) -> None:
         """Raise ForecastError naming the series with fewer than ``minimum`` non-missing points."""
@@ -205,7 +205,7 @@ def _run_keys(history: pd.DataFrame) -> tuple[np.ndarray, pd.MultiIndex] | None:
 
 
 def _key_names(uniques: pd.MultiIndex, rows: np.ndarray) -> str:
-    return examples((f"{uniques[i][0]}/{uniques[i][1]}" for i in rows), _NAMED_SERIES)
+    return examples((f"{uniques[i][0]}/{uniques[i][1]}" for i in rows), _NAMED_SERIES, total=len(rows))
 
 
 def prediction_frame(
