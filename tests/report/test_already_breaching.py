@@ -160,3 +160,34 @@ def test_a_likely_breach_without_a_median_crossing_is_said_not_denied() -> None:
     assert breach_when(row) == ("likely by 2024-12-17", "-")  # the tables say it too
     assert breach_phrase({**row, "breach_ds": pd.Timestamp("2024-12-07"), "days_to_breach": 7},
                          with_day=True) == "breach 2024-12-07, day 7"
+
+
+def test_a_stale_series_reads_stale_in_the_risk_tables_and_its_probability_is_not_shown() -> None:
+    """helper-69: fastStorage's stale VMs read "critical, P(breach) 88 %, keep" in the PDF and HTML top risks."""
+    from capacity_forecaster.report.risks import table_level, table_probability
+
+    row = {"status": "stale", "risk_level": "critical", "breach_probability": 0.88}
+    assert table_level(row) == ("stale", "stale (critical)") and table_probability(row) == "-"
+    live = {**row, "status": "assessed"}
+    assert table_level(live) == ("critical", "critical") and table_probability(live) == "88%"
+
+
+def test_the_risk_chart_counts_every_server_stale_ones_apart() -> None:
+    """helper-69: fastStorage's chart had 48 bars under "50 servers" and its 2 stale series among the critical."""
+    import datetime as dt
+
+    from matplotlib.patches import Rectangle
+
+    from capacity_forecaster.report.charts import risk_distribution
+    from capacity_forecaster.report.data import ReportData
+
+    risk = pd.DataFrame({"server_id": ["a", "b", "c"], "metric": "cpu", "risk_level": ["critical", "critical", "low"],
+                         "status": ["assessed", "stale", "assessed"], "breach_ds": pd.NaT, "days_to_breach": None,
+                         "breach_probability": [0.9, 0.9, 0.0], "peak_yhat": 50.0})
+    fig = risk_distribution(ReportData("lake", Settings(), dt.datetime.now(dt.UTC), tables={"server_risk": risk}))
+    left, right = fig.axes[:2]
+    bars = {t.get_text(): p.get_width() for t, p in zip(left.get_yticklabels(),
+                                                        [p for p in left.patches if isinstance(p, Rectangle)],
+                                                        strict=True)}
+    assert bars == {"Critical": 1, "High": 0, "Medium": 0, "Low": 1, "Stale": 1}
+    assert "Stale" in [t.get_text() for t in right.get_legend().get_texts()]

@@ -21,7 +21,7 @@ from capacity_forecaster.report.data import (
     server_names,
 )
 from capacity_forecaster.report.forecast_chart import forecast_panels
-from capacity_forecaster.report.risks import level_counts, report_risks
+from capacity_forecaster.report.risks import STALE, level_counts, report_risks, unlevelled_counts
 from capacity_forecaster.report.summary import (
     CLUSTER_RING,
     cluster_map,
@@ -111,33 +111,39 @@ def risk_distribution(data: ReportData) -> Figure:
         return style.placeholder(11, 4, title, not_available("server_risk"))
     counts = level_counts(ranked)
     worst = ranked.drop_duplicates("server_id")
-    unassessed = int(worst["risk_level"].isna().sum())
+    # Every server in one bar: stale ones (levels as of old data) and unassessed ones apart (helper-69: fastStorage
+    # showed 48 bars under "50 servers", and its 2 stale series among the critical ones on the right).
+    others = unlevelled_counts(ranked, len(worst))
     threshold = data.settings.risk.threshold
     subtitle = (f"{plural(len(worst), 'server')}, {len(ranked):,} series; breach = forecast daily P95 above its "
                 f"threshold ({threshold:g} % unless overridden)")
     fig = style.new_figure(11, 4.2, title, subtitle)
     top = style.top_margin(4.2)
-    left = fig.add_axes((0.09, 0.14, 0.36, top - 0.2))
-    right = fig.add_axes((0.58, 0.14, 0.38, top - 0.2))
-    labels = list(counts) + (["unassessed"] if unassessed else [])
-    values = list(counts.values()) + ([unassessed] if unassessed else [])
+    left = fig.add_axes((0.09, 0.14, 0.36, top - 0.27))  # room above for the titles and the legend
+    right = fig.add_axes((0.58, 0.14, 0.38, top - 0.27))
+    extra = {"stale": others["stale"], "unassessed": others["not assessed"]}
+    labels = list(counts) + [name for name, count in extra.items() if count]
+    values = list(counts.values()) + [count for count in extra.values() if count]
     ypos = np.arange(len(labels))
     left.barh(ypos, values, color=[style.RISK_COLOURS[x] for x in labels], height=0.62)
     left.set_yticks(ypos, [x.capitalize() for x in labels])
     left.invert_yaxis()
     left.set_xlabel("servers")
     left.grid(axis="y", visible=False)
-    left.set_title("Servers by worst level", fontsize=10)
+    left.set_title("Servers by worst level", fontsize=10, pad=28)
     span = max(values) if max(values) else 1
     for y, v in zip(ypos, values, strict=True):
         left.text(v + span * 0.02, float(y), f"{v}", va="center", fontsize=9, color=style.INK)
     left.set_xlim(0, span * 1.15)
     assessed = ranked.dropna(subset=["risk_level"])
-    table = pd.crosstab(assessed["metric"], assessed["risk_level"]).reindex(columns=list(counts), fill_value=0)
+    stale = (assessed["status"] == STALE) if "status" in assessed.columns else np.zeros(len(assessed), dtype=bool)
+    shown = assessed["risk_level"].astype(object).where(~stale, "stale")
+    columns = list(counts) + (["stale"] if (shown == "stale").any() else [])
+    table = pd.crosstab(assessed["metric"], shown).reindex(columns=columns, fill_value=0)
     table = table.reindex([m for m in ("cpu", "memory", "disk", "network") if m in table.index]
                           + [m for m in table.index if m not in _METRIC_NAMES])
     start = np.zeros(len(table))
-    for level in reversed(list(counts)):
+    for level in reversed(columns):
         widths = table[level].to_numpy(float)
         right.barh(np.arange(len(table)), widths, left=start, color=style.RISK_COLOURS[level], height=0.62,
                    label=level.capitalize())
@@ -146,9 +152,9 @@ def risk_distribution(data: ReportData) -> Figure:
     right.invert_yaxis()
     right.set_xlabel("series (server x metric)")
     right.grid(axis="y", visible=False)
-    right.set_title("Series by metric", fontsize=10)
+    right.set_title("Series by metric", fontsize=10, pad=28)  # above the legend
     handles, names = right.get_legend_handles_labels()
-    right.legend(handles[::-1], names[::-1], ncols=4, loc="lower right", bbox_to_anchor=(1.0, 1.0),
+    right.legend(handles[::-1], names[::-1], ncols=len(columns), loc="lower right", bbox_to_anchor=(1.0, 1.0),
                  handlelength=1.2, columnspacing=1.0)
     return fig
 

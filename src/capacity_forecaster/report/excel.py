@@ -249,10 +249,13 @@ def build_workbook(data: ReportData) -> bytes:
 
     # At-risk servers: medium or worse only (riskiest first); All series: every server_risk row.
     if not ranked.empty and "status" in ranked.columns and "days_to_breach" in ranked.columns:
-        # A stale series' days to breach count from data that ended long ago (helper-41: "0" beside a series
-        # the CLI calls "stale: no data since 2013-08-27"): left blank, its Status says stale.
-        ranked = ranked.assign(days_to_breach=ranked["days_to_breach"].astype("Float64").where(
-            ranked["status"] != Status.STALE.value))
+        # A stale series' days to breach, breach date and probability come from data that ended long ago
+        # (helper-41: "0" beside a series the CLI calls "stale: no data since 2013-08-27"; helper-69: a breach date
+        # the day after its last data, under "already breaching: last day over"): left blank, its Status says stale.
+        live = ranked["status"] != Status.STALE.value
+        ranked = ranked.assign(days_to_breach=ranked["days_to_breach"].astype("Float64").where(live),
+                               breach_ds=ranked["breach_ds"].where(live),
+                               breach_probability=ranked["breach_probability"].where(live))
     at_risk = ranked[ranked["level_code"] >= 1] if not ranked.empty else ranked
     for name, frame, table in ((SHEETS[1], at_risk, "AtRisk"), (SHEETS[2], ranked, "AllSeries")):
         ws = workbook.create_sheet(name)

@@ -35,6 +35,8 @@ from capacity_forecaster.report.risks import (
     ordered_recommendations,
     report_risks,
     risk_row,
+    table_level,
+    table_probability,
     threshold_of,
 )
 from capacity_forecaster.report.summary import (
@@ -57,7 +59,6 @@ from capacity_forecaster.report.text import (
     server_title,
     told_columns,
 )
-from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +181,12 @@ def _na(message: str) -> str:
     return f'<p class="na">{html.escape(message)}</p>'
 
 
-def _badge(level: Any) -> str:
+def _badge(level: Any, text: str | None = None) -> str:
+    """A level as a coloured badge (``text`` instead of the level's name, ``risks.table_level``)."""
     if not isinstance(level, str):
         return '<span class="na">unassessed</span>'
-    return f'<span class="badge" style="background:{style.RISK_COLOURS[level]}">{html.escape(level)}</span>'
+    return (f'<span class="badge" style="background:{style.RISK_COLOURS[level]}">'
+            f'{html.escape(text if text is not None else level)}</span>')
 
 
 # Columns of ids, host names and dates: never wrapped mid-token ("srv-" / "0018", "2026-" / "09-28").
@@ -261,8 +264,8 @@ def _top_risk_rows(ranked: pd.DataFrame, count: int) -> str:
     for r in at_risk.to_dict("records"):
         when, days = breach_when(r)
         rows.append([_text(r["server_id"]), *(_text(r.get(key)) for key, _ in names), _text(r["metric"]),
-                     _badge(r["risk_level"]), when, days,
-                     percent(r.get("breach_probability")),
+                     _badge(*table_level(r)), when, days,
+                     table_probability(r),
                      f"{r['peak_yhat']:.0f} %" if not pd.isna(r.get("peak_yhat")) else "-", _text(r.get("action")),
                      _text(r.get("reason"))])
     first = 4 + len(names)  # the Days column

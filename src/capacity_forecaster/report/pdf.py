@@ -47,7 +47,14 @@ from capacity_forecaster.report.comparison import (
 )
 from capacity_forecaster.report.data import ReportData, not_available, table_title
 from capacity_forecaster.report.lineage import lineage
-from capacity_forecaster.report.risks import AT_RISK_LEVELS, breach_when, ordered_recommendations, report_risks
+from capacity_forecaster.report.risks import (
+    AT_RISK_LEVELS,
+    breach_when,
+    ordered_recommendations,
+    report_risks,
+    table_level,
+    table_probability,
+)
 from capacity_forecaster.report.summary import (
     Kpi,
     assumptions,
@@ -69,7 +76,6 @@ from capacity_forecaster.report.text import (
     told_columns,
 )
 from capacity_forecaster.risk.capacity import GROUP_BY
-from capacity_forecaster.risk.levels import percent
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +96,8 @@ BODY = ParagraphStyle("body", parent=_base["BodyText"], fontName="Helvetica", fo
 SMALL = ParagraphStyle("small", parent=BODY, fontSize=8, leading=10, textColor=MUTED)
 CELL = ParagraphStyle("cell", parent=BODY, fontSize=7.5, leading=9)
 CELL_WRAP = ParagraphStyle("cellwrap", parent=CELL, fontSize=8, leading=9.5, wordWrap="CJK")  # breaks long ids
+# A level on its colour ("stale (critical)" wraps in the Risk column).
+CELL_LEVEL = ParagraphStyle("celllevel", parent=CELL, fontName="Helvetica-Bold", textColor=colors.white)
 BULLET = ParagraphStyle("bullet", parent=BODY, leftIndent=14, bulletIndent=2, spaceAfter=4)
 
 
@@ -185,11 +193,12 @@ def _top_risks(data: ReportData, ranked: pd.DataFrame, width: float) -> list[Flo
         # Names wrap inside their column (a 40-character CloudWatch id overprinted the next cells).
         cells = [Paragraph(escape(str(text)), CELL_WRAP)
                  for text in (row["server_id"], *(row.get(key) or "" for key, _, _ in names))]
+        colour, level = table_level(row)
         rows.append([*cells, row["metric"],
-                     row["risk_level"], Paragraph(escape(when), CELL), days,  # a stale series' words wrap
-                     percent(row.get("breach_probability")),
+                     Paragraph(escape(level), CELL_LEVEL), Paragraph(escape(when), CELL), days,  # stale words wrap
+                     table_probability(row),
                      f"{row['peak_yhat']:.0f}" if not pd.isna(row.get("peak_yhat")) else "-", row.get("action") or "-"])
-        extra.append(("BACKGROUND", (risk_col, i), (risk_col, i), LEVEL_FILLS[row["risk_level"]]))
+        extra.append(("BACKGROUND", (risk_col, i), (risk_col, i), LEVEL_FILLS[colour]))
         extra.append(("TEXTCOLOR", (risk_col, i), (risk_col, i), colors.white))
         extra.append(("FONTNAME", (risk_col, i), (risk_col, i), "Helvetica-Bold"))
     widths = [0.8 if names else 1.6, *(width for _, _, width in names), 0.75, 0.75, 0.95, 0.55, 0.75, 0.7, 1.0]

@@ -15,6 +15,7 @@ from capacity_forecaster.risk.levels import (
     LEVEL_LABELS,
     Status,
     level_codes,
+    percent,
     rank_risks,
     stale_words,
     without_stale,
@@ -226,6 +227,19 @@ def risk_row(ranked: pd.DataFrame, server: str, metric: str) -> dict[str, Any]:
     """The ``ranked_risks`` row of one series as a plain dict (empty when the series has none)."""
     match = ranked[(ranked["server_id"] == server) & (ranked["metric"] == metric)] if len(ranked) else ranked
     return {str(k): v for k, v in match.iloc[0].items()} if len(match) else {}
+
+
+def table_level(row: Mapping[Any, Any]) -> tuple[str, str]:
+    """(colour key of ``style.RISK_COLOURS``, text) of a series' level in the risk tables: a stale series reads
+    ``stale (critical)`` in grey, its level being as of old data (helper-69: fastStorage's stale VMs read
+    "critical, P(breach) 88 %, keep")."""
+    level = str(row.get("risk_level"))
+    return ("stale", f"stale ({level})") if row.get("status") == STALE else (level, level)
+
+
+def table_probability(row: Mapping[Any, Any]) -> str:
+    """A series' breach probability as the risk tables show it: ``-`` for a stale one (a forecast from old data)."""
+    return "-" if row.get("status") == STALE else percent(row.get("breach_probability"))
 
 
 def level_of(row: dict[str, Any]) -> str:

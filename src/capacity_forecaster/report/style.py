@@ -38,6 +38,7 @@ RISK_COLOURS = {
     "high": "#E65100",
     "medium": "#F9A825",
     "low": "#2E7D32",
+    "stale": "#78909C",
     "unassessed": "#9E9E9E",
 }
 ACTION_COLOURS = {
