@@ -123,13 +123,22 @@ def test_already_breaching_series_lead_the_ranking_the_cards_and_the_messages(re
     risk.loc[quiet, ["status", "risk_level", "days_over_recent"]] = ["already_breaching", "high", 4]
     both = dataclasses.replace(data, tables={**data.tables, "server_risk": risk})
     note = {k.key: k for k in kpis(both, ranked_risks(both))}["critical"].note
-    assert note.endswith("already breaching is high, not critical: its forecast does not make a new breach likely "
-                         "that soon") and "1 of the 2 already breaching" in note
+    assert note.endswith("already breaching is high, not critical: its forecast makes no new breach likely within "
+                         "30 days") and "1 of the 2 already breaching" in note
     assert values["earliest_breach"].text == "now" and values["earliest_breach"].note.startswith(
         f"{first['server_id']} {first['metric']}: over on 9 of the last 14")
     said = headlines(data, ranked)
     assert said[0].startswith("The data end on ")  # the fixture's data end months before today
     assert said[1].startswith("1 server is already breaching (over the threshold on >= 3")
+    # Beside it, what breaches next and when (helper-69: page 1 said "now" and nothing of the forecast breaches).
+    coming = ranked[(ranked["status"] != "already_breaching") & ranked["risk_level"].isin(("critical", "high",
+                                                                                             "medium"))]
+    coming = coming.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"], kind="stable")
+    assert len(coming)
+    nxt = coming.iloc[0]
+    (line,) = [s for s in said if s.startswith("Next forecast breaches: ")]
+    assert line.startswith(f"Next forecast breaches: {nxt['server_id']} {nxt['metric']} on "
+                           f"{nxt['breach_ds']:%Y-%m-%d} (day {int(nxt['days_to_breach'])})")
     table = _top_risk_rows(ranked, 5)
     first_row = table.split("<tbody>")[1].split("</tr>")[0]
     assert str(first["server_id"]) in first_row and ">now<" in first_row

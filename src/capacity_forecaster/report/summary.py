@@ -12,6 +12,7 @@ import pandas as pd
 from capacity_forecaster.messages import examples
 from capacity_forecaster.report.data import ReportData, not_available, scenario_names, whatif_name
 from capacity_forecaster.report.risks import (
+    ALREADY,
     AT_RISK_LEVELS,
     already_breaching,
     chosen_models,
@@ -239,9 +240,11 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
         # Already breaching is at least high: say why such a server is not counted critical here.
         critical_servers = set(live.loc[live["risk_level"] == "critical", "server_id"])
         high_now = len(set(now["server_id"]) - critical_servers)
+        # "within 30 days", not "that soon": beside a P(breach) of 99 % over the horizon (helper-69).
+        window = _critical_note(data).removeprefix("breach likely ")
         why = (f"; {high_now} of the {servers_now} already breaching {'is' if high_now == 1 else 'are'} high, not "
-               f"critical: {'its' if high_now == 1 else 'their'} forecast does not make a new breach likely that "
-               "soon" if high_now else "")
+               f"critical: {'its' if high_now == 1 else 'their'} forecast makes no new breach likely {window}"
+               if high_now else "")
         out.append(Kpi("critical", "Critical servers", counts["critical"], f"{counts['critical']:,}",
                        _critical_note(data) + why))
         breaches = live.dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"])
@@ -544,6 +547,16 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
             named = f"{row['server_id']} ({names})" if names else str(row["server_id"])
             lines.append(f"First forecast breach: {named} {row['metric']} on "
                          f"{day(row['breach_ds'])}, {_days(int(row['days_to_breach']))} after the last observation.")
+        if len(now):
+            # Beside those breaching now, what breaches next and when (helper-69: the demo's ten forecast breaches
+            # were first named on page 3).
+            live = live_risks(ranked)
+            coming = live[(live["status"] != ALREADY) & live["risk_level"].isin(AT_RISK_LEVELS)].dropna(
+                subset=["breach_ds"]).sort_values(["breach_ds", "server_id"], kind="stable")
+            if len(coming):
+                lines.append("Next forecast breaches: " + examples(
+                    (f"{r['server_id']} {r['metric']} on {day(r['breach_ds'])} (day {int(r['days_to_breach'])})"
+                     for r in coming.head(3).to_dict("records")), total=len(coming)) + ".")
     extrapolation = extrapolation_text(data)
     if extrapolation:
         lines.append(extrapolation)
