@@ -117,9 +117,9 @@ def test_the_whole_stage_runs_on_a_sparse_inventory(fleet: tuple[pd.DataFrame, p
         assert "Savings: unknown for" in render_summary(result)
     if case != "no cost":
         assert pd.isna(recs.loc["hot", "recommended_cpu_cores"])
-        # "upsize: cpu to 142 % of today's, memory ... (cpu and memory sizes unknown in the inventory) now"
-        assert "; upsize: cpu to 1" in recs.loc["hot", "rationale"]
-        assert "% of today's (cpu and memory sizes unknown in the inventory) now" in recs.loc["hot", "rationale"]
+        # "upsize now: cpu to 142 % of today's, memory ... (cpu and memory sizes unknown in the inventory)"
+        assert "; upsize now: cpu to 1" in recs.loc["hot", "rationale"]
+        assert "% of today's (cpu and memory sizes unknown in the inventory)" in recs.loc["hot", "rationale"]
         assert "upsize to cpu" not in recs.loc["hot", "rationale"]
         assert "(from unknown" not in recs.loc["hot", "rationale"]  # nothing known to grow from
     risk = result.server_risk.set_index(["server_id", "metric"])

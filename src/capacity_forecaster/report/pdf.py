@@ -495,7 +495,8 @@ def build_pdf(data: ReportData, charts: dict[str, bytes]) -> bytes:
     # tiles of 6 critical).
     stale = int((top["status"] == "stale").sum()) if shown and "status" in top.columns else 0
     stale_note = f" ({stale} of them stale: levels as of their last data)" if stale else ""
-    story.append(Paragraph(f"Top risks: the {shown} riskiest series{stale_note}" if shown else "Top risks", H1))
+    riskiest = "the riskiest series" if shown == 1 else f"the {shown} riskiest series"
+    story.append(Paragraph(f"Top risks: {riskiest}{stale_note}" if shown else "Top risks", H1))
     story.append(Paragraph("Riskiest first: level, then the soonest forecast breach. Days count from the last "
                            "observed day; P(breach) is the probability of at least one day above the threshold "
                            "within the horizon.", SMALL))

@@ -533,7 +533,7 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
             lines.append(f"{plural(servers_now, 'server')} {verb} already breaching ({rule_text(cfg)}): "
                          f"{named}.")
         lines.append(f"{at_risk:,} of {plural(total, 'server')} {'is' if at_risk == 1 else 'are'} at risk of "
-                     f"exceeding {'its' if total == 1 else 'their'} capacity threshold "
+                     f"exceeding {'its' if at_risk == 1 else 'their'} capacity threshold "
                      f"({counts['critical']} critical, {counts['high']} high, {counts['medium']} medium).")
         stale = stale_servers(ranked)
         if stale:

@@ -508,7 +508,8 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
                        "; more than the largest standard size is needed: split the workload", "")
     when = (" by " + _day(risk["needed_by"])).where(~risk["needed_now"], " now")
     joint = pd.Series(np.where(known, " to ", ": "), index=need.index, dtype=object)  # "upsize: cpu to 142 % ..."
-    upsize = (risk["risk_reason"] + "; upsize" + joint + sizes + was + when + too_big)
+    # "upsize now: cpu to 150 % of today's, memory unchanged (...)", not "... (...) now" (helper-69).
+    upsize = (risk["risk_reason"] + "; upsize" + when + joint + sizes + was + too_big)
     other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
     upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity" + when)
     # Idle by design is common in a bank (standby and disaster-recovery servers): the owner confirms first.
