@@ -79,8 +79,10 @@ def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFra
     if breach is not None and not pd.isna(breach):
         ax.axvline(breach, color=colour, linewidth=1.3)
         ax.scatter([breach], [threshold], s=40, color=colour, zorder=5, edgecolor="white")
-        # Label on the side of the line with more room, so it never runs off the panel.
-        late = len(future) and breach > future["ds"].min() + (future["ds"].max() - future["ds"].min()) * 0.3
+        # Label on the side of the line with more room in the panel, so it never runs off it (helper-69: a "last
+        # over" day near the end of a 7-day forecast's panel was cut at its right edge).
+        low, high = ax.get_xlim()
+        late = (mdates.date2num(pd.Timestamp(breach)) - low) > 0.6 * (high - low)
         label = f"last over {day(breach)}" if row.get("status") == ALREADY else f"breach {day(breach)}"
         # Above the threshold unless the forecast runs just over it there: then below, where its box would not
         # hide the forecast line (helper-50: Bitbrains VMs 333 and 270, forecast at 85 %, no line to see).
