@@ -310,3 +310,12 @@ def test_prices_say_which_sizes_are_unknown_not_nan() -> None:
                                                                 tables={"inventory": inventory}))}
     assert rows["Prices"] == ("$400 per month for the priced servers", "from the inventory; median $31 per core, "
                               "no memory sizes; 1 of 3 servers has no cost")
+
+
+def test_long_names_are_cut_in_the_middle_to_fit_an_axis() -> None:
+    """helper-69: NAB's heatmap rows lost the start of their ids at the figure's left edge."""
+    from capacity_forecaster.report.text import fitted
+
+    name = "nab-cpu_utilization_asg_misconfiguration"
+    assert fitted(name, 27) == "nab-cpu_utili\u2026configuration" and len(fitted(name, 27)) == 27
+    assert fitted("srv-0001", 27) == "srv-0001"

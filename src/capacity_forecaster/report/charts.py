@@ -37,6 +37,7 @@ from capacity_forecaster.report.text import (
     NO_PRICES,
     NOT_PRICED,
     action_savings_text,
+    fitted,
     model_label,
     money,
     plural,
@@ -51,6 +52,10 @@ CHART_FILES = (
     "savings_by_action.png", "backtest_accuracy.png",
 )
 _METRIC_NAMES = {"cpu": "CPU", "memory": "Memory", "disk": "Disk", "network": "Network"}
+
+
+# Characters of a server name the heatmap's row labels show (the rest is cut in the middle: ``text.fitted``).
+HEATMAP_LABEL = 27
 
 
 def fleet_heatmap(data: ReportData) -> Figure:
@@ -88,7 +93,9 @@ def fleet_heatmap(data: ReportData) -> Figure:
                          vmin=0, vmax=100, shading="flat")
     ax.set_ylim(rows, 0)
     ax.set_yticks(np.arange(rows) + 0.5)
-    ax.set_yticklabels([names.get(s, s) for s in grid.index], fontsize=7 if rows > 30 else 8)
+    # At most HEATMAP_LABEL characters fit left of the axes (helper-69: NAB's ids lost their start).
+    ax.set_yticklabels([fitted(str(names.get(s, s)), HEATMAP_LABEL) for s in grid.index],
+                       fontsize=7 if rows > 30 else 8)
     ax.grid(False)
     locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
     ax.xaxis.set_major_locator(locator)

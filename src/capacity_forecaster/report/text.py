@@ -64,6 +64,15 @@ MODEL_LABELS = {
 }
 
 
+def fitted(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in its middle (``nab-cpu_utiliz…configuration``): an axis label keeps
+    both ends of a long id rather than running off the figure."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "\u2026" + text[len(text) - (width - 1 - head):]
+
+
 def model_label(name: Any) -> str:
     """A model id in words (``robust_combo`` -> ``Robust combination``); an unknown id as it is."""
     return MODEL_LABELS.get(str(name), str(name))
