@@ -259,6 +259,24 @@ def test_workbook_text_columns_are_as_wide_as_their_values(tmp_path) -> None:
     assert ws.column_dimensions["A"].width == len("bitbrains-fs-1001") + 2
     assert ws.column_dimensions["B"].width == 11  # short values: the header's width
     assert ws.column_dimensions["C"].width == 80 > FIT_MAX_WIDTH  # a given width wins
+    # ... where it is wider: a given 20 no longer cuts a 44-character "first to breach" (helper-69).
+    ws = workbook.create_sheet("Narrow")
+    write_frame(ws, frame, {"server_id": "Server"}, "Narrow", widths={"server_id": 5})
+    assert ws.column_dimensions["A"].width == len("bitbrains-fs-1001") + 2
+
+
+def test_the_forecast_sheet_fits_its_ids() -> None:
+    """helper-69: NAB's 40-character ids and 'seasonal_naive' sat in 11-character columns of Forecast data."""
+    from openpyxl import Workbook
+
+    from capacity_forecaster.report.sheets import FIT_MAX_WIDTH, fitted_widths, header
+
+    frame = pd.DataFrame({"server_id": ["nab-cpu_utilization_asg_misconfiguration"], "model": ["seasonal_naive"],
+                          "yhat": [1.0]})
+    ws = Workbook().active
+    header(ws, frame.columns, {"server_id": "Server", "model": "Model", "yhat": "Forecast"}, fitted_widths(frame))
+    assert ws.column_dimensions["A"].width == FIT_MAX_WIDTH
+    assert ws.column_dimensions["B"].width == len("seasonal_naive") + 2
 
 
 def test_partly_priced_upsizes_say_how_many_are_priced_everywhere(report_lake) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 from openpyxl import Workbook
 
 from capacity_forecaster.report.data import ReportData
-from capacity_forecaster.report.sheets import add_table, append_rows, header, unavailable
+from capacity_forecaster.report.sheets import add_table, append_rows, fitted_widths, header, unavailable
 from capacity_forecaster.risk.levels import thresholds
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ def write_forecast_sheets(workbook: Workbook, data: ReportData, daily: bool) -> 
                     add_table(ws, _table_name(sheet), present, columns, written)
                 sheet += 1
                 ws, written = workbook.create_sheet(_sheet_name(sheet)), 0
-                present = header(ws, frame.columns, columns)
+                # Ids and model names as wide as they are (helper-69: NAB's 40-character ids in 11 characters).
+                present = header(ws, frame.columns, columns, fitted_widths(frame))
             part = frame.iloc[start: start + EXCEL_MAX_ROWS - written]
             append_rows(ws, part, present)
             written, start = written + len(part), start + len(part)

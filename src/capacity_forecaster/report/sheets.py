@@ -99,13 +99,19 @@ def write_frame(ws: Worksheet, frame: pd.DataFrame, columns: dict[str, str], nam
     named = [c for c in NAME_COLUMNS if c in frame.columns]
     silent = [c for c in named if c not in told_columns(frame, named)] if len(frame) else []
     shown = labelled(frame[[c for c in columns if c in frame.columns and c not in silent]])
-    # Text columns as wide as their values (server ids of 13-17 characters were cut at 11), within bounds.
-    fitted = {c: min(FIT_MAX_WIDTH, max(len(str(v)) for v in shown[c].head(FIT_ROWS)) + 2)
-              for c in shown.columns if len(shown) and shown[c].dtype == object}
-    present = header(ws, frame.columns.drop(silent), columns, {**fitted, **(widths or {})})
+    fitted = fitted_widths(shown)
+    given = widths or {}
+    present = header(ws, frame.columns.drop(silent), columns,
+                     {c: max(fitted.get(c, 0), given.get(c, 0)) for c in {*fitted, *given}})
     append_rows(ws, shown, present, formats)
     add_table(ws, name, present, columns, len(frame))
     return present
+
+
+def fitted_widths(frame: pd.DataFrame) -> dict[str, int]:
+    """Text columns as wide as their first values (server ids of 13-17 characters were cut at 11), within bounds."""
+    return {c: min(FIT_MAX_WIDTH, max(len(str(v)) for v in frame[c].head(FIT_ROWS)) + 2)
+            for c in frame.columns if len(frame) and frame[c].dtype == object}
 
 
 def header(ws: Worksheet, available: Any, columns: dict[str, str], widths: dict[str, int] | None = None) -> list[str]:
