@@ -226,6 +226,9 @@ def test_capacity_by_group_leaves_out_dimensions_the_inventory_does_not_know() -
     assert rows({"datacenter": "bitbrains", "environment": "unknown", "application": "unknown"}) == ["datacenter"]
     # Every dimension unknown: one row says what the fleet has, not the same fleet per dimension (helper-50).
     assert rows({"datacenter": "unknown", "environment": "unknown"}) == ["datacenter"]
+    # Datacenters, environments, then applications in every output (helper-69: the HTML put applications first).
+    assert rows({"application": "shop", "environment": "prod", "datacenter": "ams"}) == [
+        "datacenter", "environment", "application"]
 
 
 def test_the_dashboard_says_not_priced_too(unpriced_report) -> None:

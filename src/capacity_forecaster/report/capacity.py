@@ -6,6 +6,7 @@ import pandas as pd
 
 from capacity_forecaster.report.data import ReportData
 from capacity_forecaster.report.text import says_something
+from capacity_forecaster.risk.capacity import GROUP_BY
 
 # Shown columns -> headers, in order.
 CAPACITY_HEADERS = {
@@ -35,7 +36,11 @@ def capacity_rows(data: ReportData) -> pd.DataFrame:
         table = table[known.to_numpy(bool)]
     else:  # one row, not the same fleet three times over (helper-50: Bitbrains' datacenter, environment, application)
         table = table[table["group_by"] == table["group_by"].iloc[0]]
-    out = table.sort_values(["group_by", "days_remaining", "group"], na_position="last", kind="stable").copy()
+    # Datacenters, then environments, then applications (alphabetically, applications came first: helper-69 found
+    # the HTML and PDF in two orders), the least time remaining first within each.
+    rank = table["group_by"].map({key: i for i, key in enumerate(GROUP_BY)}).fillna(len(GROUP_BY))
+    out = table.assign(_rank=rank).sort_values(["_rank", "group_by", "days_remaining", "group"], na_position="last",
+                                               kind="stable").drop(columns="_rank")
     days = out["days_remaining"].astype("Float64")
     when = pd.to_datetime(out["earliest_breach_ds"]).dt.strftime("%Y-%m-%d")
     who = out["earliest_breach"].fillna("").astype(str)

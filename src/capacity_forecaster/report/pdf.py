@@ -75,7 +75,6 @@ from capacity_forecaster.report.text import (
     says_something,
     told_columns,
 )
-from capacity_forecaster.risk.capacity import GROUP_BY
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +285,7 @@ def _capacity_page(groups: pd.DataFrame, width: float) -> list[Flowable]:
     """Capacity remaining per datacenter, environment and application (the HTML report and the workbook had it,
     the management pack did not: helper-50): datacenters, environments, then applications, each the least time
     remaining first."""
-    # Datacenters, then environments, then applications (the alphabetical order filled the page with
-    # applications), the least time remaining first within each.
-    rank = {key: i for i, key in enumerate(GROUP_BY)}
-    shown = groups.sort_values("group_by", key=lambda s: s.map(rank).fillna(len(rank)), kind="stable")
-    shown = shown.head(CAPACITY_ROWS)
+    shown = groups.head(CAPACITY_ROWS)  # in capacity_rows' order: datacenters, environments, applications
     intro = ("Per group of servers: the soonest breach among them, and the cores and GB left free at the forecast "
              "peak (or at a higher recurring period-end peak) and freed by the recommended actions."
              + (f" The first {CAPACITY_ROWS} of {len(groups)} groups; every group is in the workbook's Capacity "
