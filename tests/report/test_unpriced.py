@@ -340,3 +340,17 @@ def test_long_names_are_cut_in_the_middle_to_fit_an_axis() -> None:
     name = "nab-cpu_utilization_asg_misconfiguration"
     assert fitted(name, 27) == "nab-cpu_utili\u2026configuration" and len(fitted(name, 27)) == 27
     assert fitted("srv-0001", 27) == "srv-0001"
+
+
+def test_unpriced_actions_say_what_they_free() -> None:
+    """helper-69: Bitbrains (no prices) read only "not priced" on page 1; its 7 cores and 24.6 GB came on page 5."""
+    from capacity_forecaster.report.summary import savings_sentence
+
+    recs = pd.DataFrame({"server_id": ["a", "b", "c"], "action": ["decommission", "rightsize", "upsize"],
+                         "current_monthly_cost": None, "monthly_savings": None, "freed_cpu_cores": [4.0, 2.0, 0.0],
+                         "freed_memory_gb": [16.0, 8.6, 0.0]})
+    assert savings_sentence(recs).endswith(
+        "Savings are not priced (no monthly cost in the inventory); the rightsizes, consolidations and "
+        "decommissions free 6 cores and 24.6 GB of memory (before any upsize).")
+    assert savings_sentence(recs.drop(columns=["freed_cpu_cores", "freed_memory_gb"])).endswith(
+        "Savings are not priced (no monthly cost in the inventory).")

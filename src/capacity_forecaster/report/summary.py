@@ -617,7 +617,14 @@ def savings_sentence(recs: pd.DataFrame) -> str:
     priced = priced_servers(recs)
     if not priced:
         counts = {str(a): int(n) for a, n in actions.items()}
-        return f"Recommended actions (servers): {actions_text(counts)}. Savings are not priced ({NO_PRICES})."
+        # What they free instead, where sizes are known (helper-69: Bitbrains' 7 cores and 24.6 GB were first said
+        # on page 5).
+        freed = [f"{total:,.0f} cores" if unit == "cores" else f"{total:,.1f} GB of memory"
+                 for column, unit in (("freed_cpu_cores", "cores"), ("freed_memory_gb", "GB"))
+                 if column in recs.columns and (total := float(np.nansum(numeric(recs, column)))) > 0]
+        return (f"Recommended actions (servers): {actions_text(counts)}. Savings are not priced ({NO_PRICES})"
+                + (f"; the rightsizes, consolidations and decommissions free {' and '.join(freed)} (before any "
+                   "upsize)." if freed else "."))
     savings = numeric(recs, "monthly_savings").to_numpy(float)
     cost = float(np.nansum(numeric(recs, "current_monthly_cost").to_numpy(float)))
     net = float(np.nansum(savings))
