@@ -39,6 +39,8 @@ def test_workbook_what_if_counts_are_numbers_and_money_is_in_cents(whatif_report
     _lake, result = whatif_report
     rows = [r for r in load_workbook(report_file(result, XLSX_FILE), read_only=True)["Summary"].iter_rows(
         values_only=True) if r and r[0]]
+    # Dates as of the data's last day, said on the Summary sheet as in the packs (helper-69).
+    assert any(str(r[0]).startswith("The data end on ") for r in rows[:5])
     block = rows[[r[0] for r in rows].index("What-if scenario"):]
     by = {r[0]: r[1:3] for r in block}
     for measure in ("Servers", "Servers at risk (medium or worse)", "Critical servers",

@@ -24,7 +24,7 @@ from capacity_forecaster.report.forecast_sheet import (
 from capacity_forecaster.report.lineage import lineage
 from capacity_forecaster.report.risks import level_counts, ordered_recommendations, report_risks, unlevelled_counts
 from capacity_forecaster.report.sheets import TextWorkbook, Worksheet, styled, unavailable, write_frame
-from capacity_forecaster.report.summary import assumptions, data_period_text, fleet_text, kpis
+from capacity_forecaster.report.summary import assumptions, data_age_text, data_period_text, fleet_text, kpis
 from capacity_forecaster.report.text import NOT_PRICED, cents, label, savings_by_action
 from capacity_forecaster.risk.levels import Status
 
@@ -124,7 +124,9 @@ def _summary_sheet(ws: Worksheet, data: ReportData, ranked: pd.DataFrame, foreca
     runs = lineage(data)
     ws.append([styled(ws, f"{fleet_text(data)}; data {data_period_text(data)}; lake {data.lake_uri}; generated "
                           f"{data.generated:%Y-%m-%d %H:%M} UTC; {runs.footer()}", font=Font(color="6B7280"))])
-    for warning in runs.warnings():
+    # Old data: every date in the workbook is as of its last day, as the packs say (helper-69).
+    age = data_age_text(data)
+    for warning in [*runs.warnings(), *([age] if age else [])]:
         ws.append([styled(ws, warning, font=Font(bold=True, color="B91C1C"))])
     if len(forecast_sheets) > 1:
         ws.append([styled(ws, split_note(forecast_sheets), font=Font(bold=True, color="B91C1C"))])
