@@ -226,6 +226,10 @@ def test_capacity_by_group_leaves_out_dimensions_the_inventory_does_not_know() -
     assert rows({"datacenter": "bitbrains", "environment": "unknown", "application": "unknown"}) == ["datacenter"]
     # Every dimension unknown: one row says what the fleet has, not the same fleet per dimension (helper-50).
     assert rows({"datacenter": "unknown", "environment": "unknown"}) == ["datacenter"]
+    # Servers at risk without a forecast crossing are said, not "none" (helper-69: the demo's advisor-portal).
+    quiet = table({"datacenter": "ams"}).assign(days_remaining=None, earliest_breach_ds=pd.NaT, earliest_breach=None)
+    said = capacity_rows(ReportData("lake", Settings(), dt.datetime.now(dt.UTC), tables={"capacity_by_group": quiet}))
+    assert said["time_remaining"].tolist() == ["no crossing forecast (2 at risk: see their reasons)"]
     # Datacenters, environments, then applications in every output (helper-69: the HTML put applications first).
     assert rows({"application": "shop", "environment": "prod", "datacenter": "ams"}) == [
         "datacenter", "environment", "application"]

@@ -22,7 +22,8 @@ def capacity_rows(data: ReportData) -> pd.DataFrame:
 
     Returns:
         ``CAPACITY_HEADERS`` columns: time_remaining is ``now (srv cpu)`` for a group with an already
-        breaching server, ``YYYY-MM-DD (N days, srv metric)`` for a forecast breach, ``none`` without one;
+        breaching server, ``YYYY-MM-DD (N days, srv metric)`` for a forecast breach, ``no crossing forecast (2 at
+        risk: ...)`` for servers at risk without one, ``none`` otherwise;
         capacities rounded to whole cores and GB (free capacity ``unknown`` where no server of the group
         has a forecast of that metric). Empty without the table.
     """
@@ -44,8 +45,13 @@ def capacity_rows(data: ReportData) -> pd.DataFrame:
     days = out["days_remaining"].astype("Float64")
     when = pd.to_datetime(out["earliest_breach_ds"]).dt.strftime("%Y-%m-%d")
     who = out["earliest_breach"].fillna("").astype(str)
+    # No forecast crossing, but servers at risk (a period-end analogue, a likely breach the median misses): said,
+    # not "none" beside "at risk 1" (helper-69).
+    at_risk = pd.to_numeric(out["servers_at_risk"], errors="coerce").fillna(0).astype(int)
+    uncrossed = ("no crossing forecast (" + at_risk.astype(str) + " at risk: see their reasons)").where(at_risk > 0,
+                                                                                                     "none")
     out["time_remaining"] = ("now (" + who + ")").where(days == 0, when + " (" + days.astype(str).str.replace(
-        r"\.0$", "", regex=True) + " days, " + who + ")").where(days.notna(), "none")
+        r"\.0$", "", regex=True) + " days, " + who + ")").where(days.notna(), uncrossed)
     for column in ("free_cpu_cores", "free_memory_gb", "reclaimable_cpu_cores", "reclaimable_memory_gb"):
         out[column] = out[column].astype(float).round(0).astype("Int64")
     # No size, or no forecast of that metric, in the whole group: unknown, never 0.
