@@ -18,6 +18,7 @@ HANDLER = "capacity_forecaster.aws.lambda_handler.handler"
 MODULES = (
     "__init__.py",
     "errors.py",
+    "messages.py",
     "aws/__init__.py",
     "aws/names.py",
     "aws/clients.py",
