@@ -286,6 +286,32 @@ def test_cluster_map_draws_rings_at_the_edges_whole(data) -> None:
     assert layout.yaxis.range[0] < 0 and layout.yaxis.range[1] > 100
 
 
+def test_a_ring_name_never_covers_another_servers_ring(data) -> None:
+    """helper-69: the demo's srv-0020 ring sat on the name "srv-0009" written to the right of its own ring."""
+    risk = data.table("server_risk").copy()
+    calm = risk.index[(risk["metric"] == "cpu") & (risk["risk_level"] == "low")][0]
+    risk.loc[calm, "risk_level"] = "high"  # a second ringed server
+    data = dataclasses.replace(data, tables={**data.tables, "server_risk": risk})
+    ringed = sorted(cluster_ringed(ranked_risks(data)))
+    assert len(ringed) >= 2
+    profiles = data.profiles.copy()
+    first, second = (profiles["server_id"] == ringed[0]), (profiles["server_id"] == ringed[1])
+    profiles.loc[first, ["cpu_mean", "cpu_p99"]] = [32.5, 83.5]
+    profiles.loc[second, ["cpu_mean", "cpu_p99"]] = [38.2, 83.7]  # just right of the first, where its name went
+    profiles.loc[~(first | second) & profiles["server_id"].isin(ringed), ["cpu_mean", "cpu_p99"]] = [10.0, 20.0]
+    with style.report_style():
+        fig = charts.cluster_chart(dataclasses.replace(data, profiles=profiles))
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        renderer = fig.canvas.get_renderer()
+        rings = ax.transData.transform([[38.2, 83.7], [32.5, 83.5]])
+        radius = np.sqrt(110) / 2 * fig.dpi / 72
+        for note in (t for t in ax.texts if t.get_text().split(" +")[0] in ringed[:2]):
+            box = note.get_window_extent(renderer)
+            other = rings[0] if note.get_text().startswith(ringed[0]) else rings[1]
+            assert not (box.x0 - radius < other[0] < box.x1 + radius and box.y0 - radius < other[1] < box.y1 + radius)
+
+
 def test_stale_servers_are_not_counted_at_risk_in_the_kpis(data) -> None:
     from capacity_forecaster.report.summary import kpis
 

@@ -206,6 +206,9 @@ def cluster_chart(data: ReportData) -> Figure:
         right = 0.7 * cluster_range(points.attrs["level_max"])[1]
         ranked_ring = flagged.sort_values(["peak", "server_id"], ascending=[False, True])
         renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        ring_points = flagged[["level", "peak"]].to_numpy(float)
+        rings = ax.transData.transform(ring_points)  # display coordinates, as the names' boxes
+        radius = np.sqrt(110) / 2 * fig.dpi / 72  # the ring marker's (s=110 points squared) radius in pixels
         named: list[list[Any]] = []  # [box, note, level, peak, rings counted into it]
         unnamed = 0
         for server, level, peak in zip(ranked_ring["server_id"].astype(str), ranked_ring["level"].to_numpy(float),
@@ -222,7 +225,14 @@ def cluster_chart(data: ReportData) -> Figure:
             note = ax.annotate(server, (level, peak), xytext=(-8 if left else 8, -3), textcoords="offset points",
                                ha="right" if left else "left", fontsize=7, color=style.RISK_COLOURS["critical"])
             box = note.get_window_extent(renderer)
-            if len(named) >= RING_LABELS or any(box.overlaps(n[0]) for n in named):
+            if _covers_ring(box, rings, ring_points, (level, peak), radius):
+                # Another server's ring under the name (helper-69: the demo's srv-0020 ring on "srv-0009"): the
+                # other side of its point, else not named.
+                note.set_horizontalalignment("left" if left else "right")
+                note.xyann = (8 if left else -8, -3)
+                box = note.get_window_extent(renderer)
+            if (len(named) >= RING_LABELS or any(box.overlaps(n[0]) for n in named)
+                    or _covers_ring(box, rings, ring_points, (level, peak), radius)):
                 note.remove()  # a name written over another reads as neither: counted in the legend instead
                 unnamed += 1
             else:
@@ -244,6 +254,15 @@ def cluster_chart(data: ReportData) -> Figure:
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.67, top - 0.02), title="cluster (servers)",
                alignment="left", fontsize=8, title_fontsize=9)
     return fig
+
+
+def _covers_ring(box: Any, rings: np.ndarray, points: np.ndarray, own: tuple[float, float], radius: float) -> bool:
+    """Whether a name's box (display pixels) lies over the ring of a server that is not its own or within
+    ``RING_APART`` of it (those are counted into the name: "+5")."""
+    apart = (np.abs(points[:, 0] - own[0]) >= RING_APART) | (np.abs(points[:, 1] - own[1]) >= RING_APART)
+    inside = ((rings[:, 0] > box.x0 - radius) & (rings[:, 0] < box.x1 + radius)
+              & (rings[:, 1] > box.y0 - radius) & (rings[:, 1] < box.y1 + radius))
+    return bool((apart & inside).any())
 
 
 def savings_chart(data: ReportData) -> Figure:
