@@ -244,15 +244,19 @@ def _warn_overfull_days(daily: pd.DataFrame, state: _Reading, weight_unit: str |
                    if weight_unit is not None else ""))
 
 
+def _sample_records(quarantine: pd.DataFrame) -> pd.Series:
+    """The quarantine records of samples: inventory-file rows (reasons inventory_*) say nothing about a server's
+    samples; rows the mapping excludes (a stopped VM's) are not lost, and their records count rows per value."""
+    return ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
+
+
 def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading) -> None:
     """One warning naming servers whose every row was quarantined: otherwise they leave the fleet unremarked
     (an inventory file without their row, so no capacity; a capacity of 0)."""
     if quarantine.empty:
         return
-    # Inventory-file rows (reasons inventory_*) say nothing about a server's samples; rows the mapping excludes
-    # (a stopped VM's) are not lost, and their records count rows per value, not rows.
-    samples = ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
-    named = quarantine[samples & quarantine["server_id"].notna() & ~quarantine["server_id"].isin(used)]
+    named = quarantine[_sample_records(quarantine) & quarantine["server_id"].notna()
+                       & ~quarantine["server_id"].isin(used)]
     if named.empty:
         return
     rows = main_reasons(named, ["server_id"])
@@ -269,8 +273,8 @@ def _warn_lost_series(quarantine: pd.DataFrame, kept: Sequence[pd.DataFrame], us
     this run writes (server_id, metric)."""
     if quarantine.empty:
         return
-    samples = ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
-    named = quarantine[samples & quarantine["server_id"].isin(used) & quarantine["metric"].isin(METRICS)]
+    named = quarantine[_sample_records(quarantine) & quarantine["server_id"].isin(used)
+                       & quarantine["metric"].isin(METRICS)]
     if named.empty:
         return
     keys = ["server_id", "metric"]

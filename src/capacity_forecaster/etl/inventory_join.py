@@ -63,10 +63,6 @@ def id_only_servers(inventory: pd.DataFrame, metric_ids: Iterable[str]) -> list[
     return sorted(weak | (metric - set(ids)))
 
 
-def _examples(ids: Iterable[str], limit: int = _EXAMPLES) -> str:
-    return examples(ids, limit)
-
-
 @dataclass(frozen=True)
 class InventoryJoin:
     """An inventory matched to the servers with metrics.
@@ -168,10 +164,10 @@ class InventoryMerge:
         if self.removed:
             out.append(f"the inventory of '{self.source}' no longer lists {len(self.removed):,} server(s) without "
                        f"metrics that its earlier delivery did: their rows were removed, e.g. "
-                       f"{_examples(self.removed)}")
+                       f"{examples(self.removed)}")
         if self.unlisted:
             out.append(f"the inventory of '{self.source}' no longer lists {len(self.unlisted):,} server(s) with "
-                       f"metrics: their earlier rows are kept, e.g. {_examples(self.unlisted)}")
+                       f"metrics: their earlier rows are kept, e.g. {examples(self.unlisted)}")
         return out
 
 
@@ -249,10 +245,10 @@ def join_warnings(renamed: list[tuple[str, str]], ambiguous: dict[str, list[str]
                    f"inventory ({shown})")
     if added:
         out.append(f"{len(added):,} server(s) have metrics but no inventory row: kept with an id-only row (size "
-                   f"and cost unknown), e.g. {_examples(added)}{_short_names_hint(added, without_metrics)}")
+                   f"and cost unknown), e.g. {examples(added)}{_short_names_hint(added, without_metrics)}")
     if thin:
         out.append(f"{len(thin):,} server(s) with metrics have an inventory row that gives only their id (size and "
-                   f"cost unknown), e.g. {_examples(thin)}: are the file's columns mapped under inventory.columns?")
+                   f"cost unknown), e.g. {examples(thin)}: are the file's columns mapped under inventory.columns?")
     if without_metrics:
         stale = ""
         if shadowed:
@@ -261,5 +257,5 @@ def join_warnings(renamed: list[tuple[str, str]], ambiguous: dict[str, list[str]
                      f"and its own row ({pairs}): an earlier spelling? capfc ingest --replace (with every "
                      "export) rebuilds the inventory from what is delivered now")
         out.append(f"{len(without_metrics):,} inventory row(s) have no metrics in the lake: they are listed but "
-                   f"cannot be assessed, e.g. {_examples(without_metrics)}{stale}")
+                   f"cannot be assessed, e.g. {examples(without_metrics)}{stale}")
     return out
