@@ -83,9 +83,20 @@ def test_a_server_over_its_threshold_now_is_sized_for_its_recent_peak_even_if_th
     rec = _recommend(metrics, forecasts, inv).loc["hot"]
     assert rec["action"] == "upsize" and rec["finding"] == "already_breaching"
     # need: the recent 95 % of 8 cores x 1.2 / 0.8 = 11.4 cores -> 12 (the forecast alone needs 8)
-    assert rec["recommended_cpu_cores"] == 12 and "(from 8 cores" in rec["rationale"]
+    assert rec["recommended_cpu_cores"] == 12
+    # Only cpu grows: said per resource, not "12 cores / 32 GB (from 8 cores / 32 GB)" (helper-69).
+    assert rec["rationale"].endswith("; upsize now: cpu to 12 cores (from 8), memory stays 32 GB")
     # Needed already: "upsize ... now", not "by" a day that has passed (the needed_by date stays the last day).
-    assert rec["needed_by"] == LAST_DAY and " now" in rec["rationale"] and " by 20" not in rec["rationale"]
+    assert rec["needed_by"] == LAST_DAY and " by 20" not in rec["rationale"]
+
+
+def test_an_upsize_of_memory_alone_says_cpu_stays() -> None:
+    metrics, forecasts, inv = _case({"hot": (30.0, 40.0)}, [{"server_id": "hot", "cpu_cores": 8, "memory_gb": 32}])
+    last = metrics["metric"].eq("memory") & (metrics["ds"] > LAST_DAY - pd.Timedelta(days=5))
+    metrics.loc[last, "value"] = 95.0
+    rec = _recommend(metrics, forecasts, inv).loc["hot"]
+    assert rec["action"] == "upsize" and rec["recommended_memory_gb"] == 48 and rec["recommended_cpu_cores"] == 8
+    assert rec["rationale"].endswith("; upsize now: memory to 48 GB (from 32), cpu stays 8 cores")
 
 
 def test_rightsize_never_goes_below_what_the_forecast_needs() -> None:

@@ -418,6 +418,26 @@ def _sizes(out: pd.DataFrame, inv: pd.DataFrame, shares: pd.DataFrame) -> tuple[
     return new, today, both_known
 
 
+def _grown_alone(out: pd.DataFrame, inv: pd.DataFrame, known: pd.Series) -> pd.Series:
+    """Where both sizes are known and an upsize changes only one: "cpu to 12 cores (from 8), memory stays 38.9 GB"
+    (helper-69: "12 cores / 38.9 GB (from 8 cores / 38.9 GB)" on a fastStorage VM whose memory nobody measured
+    read as if memory were sized too); "" elsewhere."""
+    index = known.index
+    cur = inv.set_index(SERVER_ID).reindex(out[SERVER_ID])
+    parts = {}
+    for name, column, current, unit in (("cpu", "recommended_cpu_cores", "cpu_cores", " cores"),
+                                        ("memory", "recommended_memory_gb", "memory_gb", " GB")):
+        new, old = pd.Series(out[column].to_numpy(float), index=index), cur[current].set_axis(index).astype(float)
+        changed = (new - old).abs() > 1e-9
+        parts[name] = (changed, name + " to " + _size(new) + _unit(new, unit) + " (from " + _size(old) + ")",
+                       name + " stays " + _size(old) + _unit(old, unit))
+    (cpu_changed, cpu_new, cpu_kept), (memory_changed, memory_new, memory_kept) = parts["cpu"], parts["memory"]
+    text = pd.Series(np.select([cpu_changed & ~memory_changed, memory_changed & ~cpu_changed],
+                               [cpu_new + ", " + memory_kept, memory_new + ", " + cpu_kept], ""),
+                     index=index, dtype=object)
+    return text.where(known, "")
+
+
 def _target(cfg: RiskConfig) -> str:
     return f"{cfg.target_utilisation:g} % with {cfg.headroom * 100:g} % headroom"
 
@@ -509,7 +529,8 @@ def _rationales(out: pd.DataFrame, inv: pd.DataFrame, risk: pd.DataFrame, need: 
     when = (" by " + _day(risk["needed_by"])).where(~risk["needed_now"], " now")
     joint = pd.Series(np.where(known, " to ", ": "), index=need.index, dtype=object)  # "upsize: cpu to 142 % ..."
     # "upsize now: cpu to 150 % of today's, memory unchanged (...)", not "... (...) now" (helper-69).
-    upsize = (risk["risk_reason"] + "; upsize" + when + joint + sizes + was + too_big)
+    alone = _grown_alone(out, inv, known)
+    upsize = risk["risk_reason"] + "; upsize" + when + (joint + sizes + was).where(alone == "", ": " + alone) + too_big
     other = ~risk["at_risk_metrics"].str.contains("cpu|memory", regex=True)
     upsize = upsize.where(~other, risk["risk_reason"] + "; add " + risk["at_risk_metrics"] + " capacity" + when)
     # Idle by design is common in a bank (standby and disaster-recovery servers): the owner confirms first.
