@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from risk_frames import make_forecast, make_history, make_inventory
 
-from capacity_forecaster.config import RiskConfig
+from capacity_forecaster.config import RiskConfig, load_settings
 from capacity_forecaster.risk.streaming import FrameSource, stream_risk
 from capacity_forecaster.risk.whatif import parse_scenario
+from capacity_forecaster.stages.etl import etl_stage
+from capacity_forecaster.stages.forecast import forecast_stage
+from capacity_forecaster.stages.raw import ingest_stage
+from capacity_forecaster.stages.risk import risk_stage
+from capacity_forecaster.storage import Lake
 
 SERVERS = [f"s{i}" for i in range(6)]
 
@@ -110,3 +117,38 @@ def test_a_series_whose_last_days_were_quarantined_says_so_not_check_its_monitor
     early = stream_risk(CutSource(history, forecasts, stop + pd.Timedelta(days=1)), inventory, RiskConfig())
     row = early.server_risk.set_index(["server_id", "metric"]).loc[("s4", "cpu")]
     assert row["status"] == "stale" and "check its monitoring" in row["reason"] and "usable" not in row["reason"]
+
+
+def test_a_series_the_ingest_quarantined_whole_is_no_data_with_its_reason(tmp_path: Path) -> None:
+    """helper-66: a server's network without a capacity in the inventory had every sample quarantined at ingest, so
+    it never reached raw/ and left every risk table with nothing said but the ingest's warning. The ETL reads the
+    ingest's quarantine for such series (beside its kept cpu) and the risk stage lists them as no_data, counting
+    samples, not days; a series quarantined at ingest and kept later is not lost."""
+    days = pd.date_range("2024-01-01", periods=40, freq="D")
+    lines = [f"{host},{day:%Y-%m-%dT12:00:00Z},{30 + i % 7},{5 + i % 3}"
+             for host in ("a", "b") for i, day in enumerate(days)]
+    (tmp_path / "m.csv").write_text("host,ts,cpu,net\n" + "\n".join(lines) + "\n")
+    (tmp_path / "inv.csv").write_text("host,nic\nb,100\n")
+    (tmp_path / "map.yaml").write_text(
+        "layout: wide\nserver_id: {column: host}\ntimestamp: {column: ts}\n"
+        "metrics: {cpu: {percent: cpu}, network: {usage: net, inventory_capacity: nic}}\n"
+        f"inventory: {{source: '{tmp_path / 'inv.csv'}', columns: {{server_id: host}}}}\n")
+    settings = load_settings(None, {"lake.uri": str(tmp_path / "lake"), "forecast.horizon": 14}, environ={})
+    lake = Lake.open(str(tmp_path / "lake"), settings.lake, for_writing=True)
+    ingest_stage(lake, settings, [str(tmp_path / "m.csv")], str(tmp_path / "map.yaml"))
+    run = etl_stage(lake, settings)
+    assert run.counts["series_lost_at_ingest"] == 1
+    forecast_stage(lake, settings)
+    risk_stage(lake, settings)
+    risk = lake.read_table("server_risk").set_index(["server_id", "metric"])
+    assert sorted(risk.index) == [("a", "cpu"), ("a", "network"), ("b", "cpu"), ("b", "network")]
+    row = risk.loc[("a", "network")]
+    assert row["status"] == "no_data" and pd.isna(row["risk_level"])
+    assert row["reason"] == ("network: all 40 of its samples were quarantined at ingest (mostly missing_capacity): "
+                             "nothing to assess; its rows are in the quarantine table")
+    assert risk.loc[("b", "network"), "status"] != "no_data"
+    # The same export again with a's capacity: its network is kept, so nothing is lost (the quarantine of the first
+    # ingest remains, and a's network is in raw/ now).
+    (tmp_path / "inv.csv").write_text("host,nic\na,100\nb,100\n")
+    ingest_stage(lake, settings, [str(tmp_path / "m.csv")], str(tmp_path / "map.yaml"))
+    assert etl_stage(lake, settings).counts["series_lost_at_ingest"] == 0

@@ -17,7 +17,7 @@ from statsmodels.tsa.adfvalues import tau_c_largep, tau_c_smallp, tau_max_c, tau
 
 from capacity_forecaster.etl.days import latest_plausible_day
 from capacity_forecaster.etl.grid import run_lengths
-from capacity_forecaster.etl.guard import main_reasons
+from capacity_forecaster.etl.guard import main_reasons, reason_counts, sample_records, top_reasons
 from capacity_forecaster.schema import DS, METRIC, METRICS, SERVER_ID
 
 # Fewer usable regression rows than this many per coefficient give no test.
@@ -168,8 +168,8 @@ def with_quarantine(diagnostics: pd.DataFrame, raw: pd.DataFrame, quarantine: pd
         ``diagnostics`` plus ``n_quarantined`` (raw rows quarantined), ``quarantine_reason`` (the most
         common reason of the series' quarantined rows, "" without any) and ``raw_last_ds`` (the series'
         last raw day, days after tomorrow left out: after ``last_ds`` when its last days were quarantined;
-        NaT without a dated raw row), and one row per whole-quarantined series (counts 0, other columns
-        null), sorted by series.
+        NaT without a dated raw row), ``lost_at_ingest`` (false; see ``IngestLosses``), and one row per
+        whole-quarantined series (counts 0, other columns null), sorted by series.
     """
     keys = [SERVER_ID, METRIC]
     reasons = main_reasons(quarantine, keys)
@@ -178,22 +178,69 @@ def with_quarantine(diagnostics: pd.DataFrame, raw: pd.DataFrame, quarantine: pd
     seen = pd.MultiIndex.from_frame(named.astype(object)).unique() if len(named) else pd.MultiIndex.from_tuples(
         [], names=keys)
     lost = seen.difference(pd.MultiIndex.from_frame(diagnostics[keys].astype(object)))
-    extra = pd.DataFrame(index=lost).reset_index()
-    for column in diagnostics.columns:
-        if column in keys:
-            continue
-        if column.startswith("n_") or column.endswith("_days"):
-            extra[column] = np.zeros(len(extra), dtype=np.int64)
-        else:
-            extra[column] = pd.Series([None] * len(extra), dtype=diagnostics[column].dtype
-                                      if len(diagnostics) else object)
+    extra = _empty_rows(lost, diagnostics)
     out = pd.concat([diagnostics, extra], ignore_index=True) if len(extra) else diagnostics.copy()
     index = pd.MultiIndex.from_frame(out[keys].astype(object))
     found = reasons.reindex(index)
     out["n_quarantined"] = found["rows"].fillna(0).to_numpy(dtype=np.int64)
     out["quarantine_reason"] = found["reason"].astype(object).where(found["reason"].notna(), "").to_numpy(dtype=object)
     out["raw_last_ds"] = _raw_last_days(raw, keys).reindex(index).to_numpy(dtype="datetime64[ns]")
+    out["lost_at_ingest"] = np.zeros(len(out), dtype=bool)
     return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _empty_rows(series: pd.Index, like: pd.DataFrame) -> pd.DataFrame:
+    """A row per (server_id, metric) of ``series`` in ``like``'s columns: counts (``n_*``, ``*_days``) 0, the rest
+    null in ``like``'s types (a series with nothing processed)."""
+    extra = pd.DataFrame(index=series).reset_index()
+    for column in like.columns:
+        if column in (SERVER_ID, METRIC):
+            continue
+        if column.startswith("n_") or column.endswith("_days"):
+            extra[column] = np.zeros(len(extra), dtype=np.int64)
+        else:
+            extra[column] = pd.Series([None] * len(extra), dtype=like[column].dtype if len(like) else object)
+    return extra
+
+
+class IngestLosses:
+    """The series of the fleet's servers that the ingest quarantined whole (every sample: a capacity the mapping's
+    inventory refused, say) and so never reached raw/: without a row they would leave forecasts and risk unremarked,
+    their trace a warning of the ingest that dropped them (helper-66).
+
+    The ETL rewrites the quarantine batch by batch; ``add`` counts each batch's ingest sample records per series
+    and reason (memory in proportion to the series, not the records), ``rows`` gives the diagnostics rows of the
+    series the raw data lack.
+    """
+
+    def __init__(self, servers: set[str]) -> None:
+        self._servers = servers
+        self._counts: list[pd.Series] = []
+
+    def add(self, quarantine: pd.DataFrame) -> None:
+        """Count the ingest's sample records in one batch of the quarantine (rows of every stage)."""
+        if quarantine.empty or not {"stage", SERVER_ID, METRIC, "reason"} <= set(quarantine.columns):
+            return
+        named = quarantine[(quarantine["stage"] == "ingest").to_numpy(dtype=bool) & sample_records(quarantine)
+                           & quarantine[SERVER_ID].isin(self._servers) & quarantine[METRIC].isin(METRICS)]
+        if len(named):
+            self._counts.append(reason_counts(named.astype({SERVER_ID: object, METRIC: object}), [SERVER_ID, METRIC]))
+
+    def rows(self, processed: pd.MultiIndex, like: pd.DataFrame) -> pd.DataFrame:
+        """Diagnostics rows (``like``'s columns) of the counted series not in ``processed`` (the raw series the ETL
+        wrote diagnostics for): ``n_obs`` 0, ``n_quarantined`` their quarantined samples, ``quarantine_reason`` the
+        most common code, ``lost_at_ingest`` true."""
+        keys = [SERVER_ID, METRIC]
+        if not self._counts:
+            return like.iloc[:0]
+        counts = pd.concat(self._counts).groupby(level=[0, 1, 2]).sum()
+        reasons = top_reasons(counts, keys)
+        reasons = reasons[~reasons.index.isin(processed)]
+        out = _empty_rows(reasons.index, like)
+        out["n_quarantined"] = reasons["rows"].to_numpy(dtype=np.int64)
+        out["quarantine_reason"] = reasons["reason"].to_numpy(dtype=object)
+        out["lost_at_ingest"] = np.ones(len(out), dtype=bool)
+        return out.reindex(columns=like.columns)
 
 
 def _raw_last_days(raw: pd.DataFrame, keys: list[str]) -> pd.Series:

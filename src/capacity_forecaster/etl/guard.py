@@ -37,10 +37,29 @@ def main_reasons(quarantine: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         alphabetical order); no rows for an empty quarantine.
     """
     if quarantine.empty:
+        return top_reasons(pd.Series(dtype=np.int64), keys)
+    return top_reasons(reason_counts(quarantine, keys), keys)
+
+
+def sample_records(quarantine: pd.DataFrame) -> pd.Series:
+    """The quarantine records of samples: inventory-file rows (reasons inventory_*) say nothing about a server's
+    samples; rows the mapping excludes (a stopped VM's) are not lost, and their records count rows per value."""
+    return ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
+
+
+def reason_counts(quarantine: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Records per group of ``keys`` and reason code (``n``, indexed by ``keys`` and ``code``): a quarantine read
+    batch by batch sums these (``pd.concat(...).groupby(level=...).sum()``) before ``top_reasons``."""
+    codes = quarantine[keys].assign(code=quarantine["reason"].astype(str).str.split(":", n=1).str[0])
+    return codes.groupby([*keys, "code"], observed=True).size().rename("n")
+
+
+def top_reasons(counts: pd.Series, keys: list[str]) -> pd.DataFrame:
+    """``main_reasons`` of records counted by ``reason_counts``."""
+    if counts.empty:
         index = pd.MultiIndex.from_tuples([], names=keys) if len(keys) > 1 else pd.Index([], name=keys[0])
         return pd.DataFrame({"rows": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)}, index=index)
-    codes = quarantine[keys].assign(code=quarantine["reason"].astype(str).str.split(":", n=1).str[0])
-    counted = codes.groupby([*keys, "code"], observed=True).size().rename("n").reset_index()
+    counted = counts.reset_index()
     counted = counted.sort_values([*keys, "n", "code"], ascending=[*([True] * len(keys)), False, True],
                                   kind="stable")
     return counted.groupby(keys, observed=True).agg(rows=("n", "sum"), reason=("code", "first"))

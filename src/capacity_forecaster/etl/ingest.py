@@ -25,6 +25,7 @@ from capacity_forecaster.etl.guard import (
     VALUE_COUNT_COLUMNS,
     counted_values,
     main_reasons,
+    sample_records,
     value_columns,
 )
 from capacity_forecaster.etl.inventory import (
@@ -244,18 +245,12 @@ def _warn_overfull_days(daily: pd.DataFrame, state: _Reading, weight_unit: str |
                    if weight_unit is not None else ""))
 
 
-def _sample_records(quarantine: pd.DataFrame) -> pd.Series:
-    """The quarantine records of samples: inventory-file rows (reasons inventory_*) say nothing about a server's
-    samples; rows the mapping excludes (a stopped VM's) are not lost, and their records count rows per value."""
-    return ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
-
-
 def _warn_lost_servers(quarantine: pd.DataFrame, used: set[str], state: _Reading) -> None:
     """One warning naming servers whose every row was quarantined: otherwise they leave the fleet unremarked
     (an inventory file without their row, so no capacity; a capacity of 0)."""
     if quarantine.empty:
         return
-    named = quarantine[_sample_records(quarantine) & quarantine["server_id"].notna()
+    named = quarantine[sample_records(quarantine) & quarantine["server_id"].notna()
                        & ~quarantine["server_id"].isin(used)]
     if named.empty:
         return
@@ -273,7 +268,7 @@ def _warn_lost_series(quarantine: pd.DataFrame, kept: Sequence[pd.DataFrame], us
     this run writes (server_id, metric)."""
     if quarantine.empty:
         return
-    named = quarantine[_sample_records(quarantine) & quarantine["server_id"].isin(used)
+    named = quarantine[sample_records(quarantine) & quarantine["server_id"].isin(used)
                        & quarantine["metric"].isin(METRICS)]
     if named.empty:
         return

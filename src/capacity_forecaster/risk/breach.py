@@ -84,8 +84,14 @@ def with_lost_series(server_risk: pd.DataFrame, lost: pd.DataFrame, cfg: RiskCon
     if new.empty:
         return out
     days = new["n_quarantined"].astype(np.int64)
-    counted = np.where(days == 1, "its one day was", "all " + days.map("{:,}".format) + " of its days were")
-    quarantined = (new[METRIC].astype(str) + ": " + counted + " quarantined by the ETL (mostly "
+    # A series the ingest quarantined whole counts samples, not days (``diagnostics.IngestLosses``).
+    at_ingest = (new["lost_at_ingest"].fillna(False).astype(bool).to_numpy() if "lost_at_ingest" in new.columns
+                 else np.zeros(len(new), dtype=bool))
+    unit = pd.Series(np.where(at_ingest, "sample", "day"), index=new.index, dtype=object)
+    where = pd.Series(np.where(at_ingest, "at ingest", "by the ETL"), index=new.index, dtype=object)
+    many = "all " + days.map("{:,}".format) + " of its " + unit + "s were"
+    counted = ("its one " + unit + " was").where(days == 1, many)
+    quarantined = (new[METRIC].astype(str) + ": " + counted + " quarantined " + where + " (mostly "
                    + new["quarantine_reason"].astype(str) + "): nothing to assess; its rows are in the quarantine "
                    "table")
     # Nothing quarantined and nothing observed: every raw day of it is empty (helper-56: "all 0 of its days were

@@ -13,7 +13,7 @@ import pyarrow.dataset as pads
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError, StorageError
 from capacity_forecaster.etl.days import latest_plausible_day
-from capacity_forecaster.etl.diagnostics import with_quarantine
+from capacity_forecaster.etl.diagnostics import IngestLosses, with_quarantine
 from capacity_forecaster.etl.guard import check_quarantine_share, count_reasons
 from capacity_forecaster.messages import examples
 from capacity_forecaster.stages.chunks import server_filter, server_ids, servers_per_chunk, text_ids
@@ -174,7 +174,10 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         inventory, without_inventory = _inventory(lake, servers)
         writers = {name: lake.writer(name) for name in ("metrics", "features", "series_diagnostics")}
         quarantine = lake.writer("quarantine")
-        keep_quarantine(lake, quarantine, lambda rows: rows["stage"] == "etl")  # earlier ETL runs' rows are redone
+        # Earlier ETL runs' rows are redone; the ingest's are read for the series it quarantined whole.
+        ingest_lost = IngestLosses(set(servers))
+        keep_quarantine(lake, quarantine, lambda rows: rows["stage"] == "etl", ingest_lost.add)
+        processed: list[pd.DataFrame] = []  # (server_id, metric) of every raw series
         totals: dict[str, int] = {}
         reasons: dict[str, tuple[int, str]] = {}
         ahead: dict[str, pd.Timestamp] = {}  # servers with data after today: their last day
@@ -204,6 +207,9 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             writers["features"].write(result.features)
             diagnostics = with_quarantine(result.diagnostics, part, result.quarantine)
             writers["series_diagnostics"].write(diagnostics)
+            if len(diagnostics):  # (the types of the rows of series lost at ingest)
+                processed.append(diagnostics[["server_id", "metric"]].astype(object))
+                template = diagnostics.iloc[:1]
             lost.extend(diagnostics.loc[diagnostics["n_obs"] == 0, ["server_id", "metric", "n_quarantined",
                                                                     "quarantine_reason"]].itertuples(index=False))
             cut.extend(_cut_short(diagnostics, settings.risk.stale_after_days))
@@ -211,6 +217,13 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
             count_reasons(result.quarantine, reasons)
             for key, value in result.counts.items():
                 totals[key] = totals.get(key, 0) + int(value)
+        lost_at_ingest = 0
+        if processed:
+            keys = pd.MultiIndex.from_frame(pd.concat(processed, ignore_index=True))
+            at_ingest = ingest_lost.rows(keys, template)
+            if len(at_ingest):
+                writers["series_diagnostics"].write(at_ingest)
+                lost_at_ingest = len(at_ingest)
         try:
             check_quarantine_share("etl", totals.get("rows_in", 0), totals.get("rows_quarantined", 0),
                                    cfg.max_quarantine_share, "etl.max_quarantine_share", reasons,
@@ -232,6 +245,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
                       "servers_without_inventory": without_inventory, "servers_dated_after_today": len(ahead),
                       "series_all_quarantined": sum(1 for lost_series in lost if lost_series[2] > 0),
                       "series_without_values": sum(1 for lost_series in lost if lost_series[2] == 0),
+                      "series_lost_at_ingest": lost_at_ingest,
                       "imputation": choice.method if choice else cfg.imputation,
                       "imputation_mae_seasonal": choice.mae_seasonal if choice else None,
                       "imputation_mae_knn": choice.mae_knn if choice else None}

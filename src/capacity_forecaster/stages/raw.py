@@ -253,8 +253,10 @@ def _merge_warnings(changed: pd.DataFrame) -> list[str]:
 QUARANTINE_FILE_ROWS = 250_000
 
 
-def keep_quarantine(lake: Lake, writer: TableWriter, replace: Callable[[pd.DataFrame], pd.Series]) -> None:
-    """Write the lake's quarantine rows except those ``replace`` selects to ``writer``, batch by batch.
+def keep_quarantine(lake: Lake, writer: TableWriter, replace: Callable[[pd.DataFrame], pd.Series],
+                    observe: Callable[[pd.DataFrame], None] | None = None) -> None:
+    """Write the lake's quarantine rows except those ``replace`` selects to ``writer``, batch by batch; ``observe``,
+    when given, sees every batch read (kept or not).
 
     The quarantine grows with the bad rows of every export ingested, and every ingest and ETL rewrites it:
     read whole, it took memory in proportion to all of them.
@@ -267,6 +269,8 @@ def keep_quarantine(lake: Lake, writer: TableWriter, replace: Callable[[pd.DataF
     rows = 0
     for batch in dataset.to_batches(columns=[c for c in columns if c in dataset.schema.names]):
         old = batch.to_pandas()
+        if observe is not None:
+            observe(old)
         kept.append(old[~replace(old).to_numpy(dtype=bool)])
         rows += len(kept[-1])
         if rows >= QUARANTINE_FILE_ROWS:  # a file per this many rows, not per batch (one per earlier run's file)

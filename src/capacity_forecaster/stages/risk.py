@@ -56,12 +56,15 @@ class LakeSource:
         return (pd.Timestamp(min(low)), pd.Timestamp(max(high))) if low else None
 
     def lost_series(self) -> pd.DataFrame:
-        """``series_diagnostics`` rows with ``n_obs`` 0 (the ETL quarantined every day of the series), and those whose
-        raw data go on after their last processed day (``CUT_COLUMNS``: the ETL quarantined their last days)."""
+        """``series_diagnostics`` rows with ``n_obs`` 0 (the ETL quarantined every day of the series, or the ingest
+        every sample: ``lost_at_ingest``), and those whose raw data go on after their last processed day
+        (``CUT_COLUMNS``: the ETL quarantined their last days)."""
         info = self.lake.table_info("series_diagnostics")
         if info is None or not set(LOST_COLUMNS) <= set(info.schema.names):
             return pd.DataFrame(columns=list(LOST_COLUMNS))
         columns, kept = list(LOST_COLUMNS), pc.field("n_obs") == 0
+        if "lost_at_ingest" in info.schema.names:
+            columns.append("lost_at_ingest")
         if {*CUT_COLUMNS, "last_ds"} <= set(info.schema.names):
             columns += CUT_COLUMNS
             kept = kept | (pc.field("raw_last_ds") > pc.field("last_ds"))
