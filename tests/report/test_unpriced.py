@@ -358,3 +358,18 @@ def test_unpriced_actions_say_what_they_free() -> None:
         "decommissions free 6 cores and 24.6 GB of memory (before any upsize).")
     assert savings_sentence(recs.drop(columns=["freed_cpu_cores", "freed_memory_gb"])).endswith(
         "Savings are not priced (no monthly cost in the inventory).")
+
+
+def test_a_long_id_in_a_pdf_card_breaks_after_a_separator_not_mid_word() -> None:
+    """helper-69: NAB's card read 'nab-cpu_utilization_asg_misconfigurati' / 'on cpu: over on 12 ...'."""
+    from reportlab.platypus import Paragraph
+
+    from capacity_forecaster.report.pdf import SMALL, breakable
+
+    note = "nab-cpu_utilization_asg_misconfiguration cpu: over on 12 of the last 14 observed days & <more>"
+    paragraph = Paragraph(breakable(note, 110.0, SMALL), SMALL)
+    paragraph.wrap(110.0, 1000.0)
+    lines = ["".join(fragment.text for fragment in line.words) for line in paragraph.blPara.lines]
+    assert lines[0] == "nab-cpu_utilization_asg_" and lines[1].startswith("misconfiguration cpu: over")
+    assert "&amp; &lt;more&gt;" in breakable(note, 110.0, SMALL)  # still escaped for reportlab's markup
+    assert breakable("srv-0001 cpu", 110.0, SMALL) == "srv-0001 cpu"

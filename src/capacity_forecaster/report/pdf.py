@@ -148,6 +148,30 @@ def _title_page(block: list[Flowable], width: float, body_height: float) -> list
     return [Spacer(1, top), KeepInFrame(width, body_height - top - 0.1 * inch, block, mode="shrink")]
 
 
+# Where a long id may break: after one of these (a Paragraph breaks only at spaces, else anywhere).
+_ID_BREAKS = re.compile(r"(?<=[_\-./:])")
+CARD_PADDING = 12.0  # a Table cell's default left + right padding
+
+
+def breakable(text: str, width: float, style: ParagraphStyle) -> str:
+    """``text`` escaped for a Paragraph of ``style``, each word wider than ``width`` broken after a ``_ - . / :``
+    where its line is full (helper-69: the NAB id 'nab-cpu_utilization_asg_misconfiguration' in a card read
+    'misconfigurati' / 'on cpu'); a word with no such place is left to reportlab, which cuts it anywhere."""
+    def fits(piece: str) -> bool:
+        return stringWidth(piece, style.fontName, style.fontSize) <= width
+
+    words = []
+    for word in text.split(" "):
+        lines = [""]
+        for piece in ([word] if fits(word) else [p for p in _ID_BREAKS.split(word) if p]):
+            if lines[-1] and not fits(lines[-1] + piece):
+                lines.append(piece)
+            else:
+                lines[-1] += piece
+        words.append("<br/>".join(escape(line) for line in lines))
+    return " ".join(words)
+
+
 def _kpi_cards(items: list[Kpi], width: float) -> Table:
     per_row = cards_per_row(len(items))
     big = ParagraphStyle("kv", parent=BODY, fontName="Helvetica-Bold", fontSize=17, leading=21, textColor=NAVY)
@@ -155,8 +179,14 @@ def _kpi_cards(items: list[Kpi], width: float) -> Table:
     label_style = ParagraphStyle("kl", parent=BODY, fontName="Helvetica-Bold", fontSize=8.5, leading=10)
     # Escaped: a note names servers, and reportlab reads '<' and '&' as markup (helper-51: an id 'x<font ...>y'
     # stopped the report, 'R&D-01' printed as 'R&D-01;').
-    cells = [[Paragraph(escape(k.label), label_style), Paragraph(escape(k.text), big if len(k.text) <= 12 else long),
-              Paragraph(escape(k.note) if k.note else "&nbsp;", SMALL)] for k in items]
+    inner = width / per_row - CARD_PADDING
+
+    def value(text: str) -> Paragraph:
+        shown = big if len(text) <= 12 else long
+        return Paragraph(breakable(text, inner, shown), shown)
+
+    cells = [[Paragraph(escape(k.label), label_style), value(k.text),
+              Paragraph(breakable(k.note, inner, SMALL) if k.note else "&nbsp;", SMALL)] for k in items]
     rows: list[list[Any]] = [cells[i:i + per_row] for i in range(0, len(cells), per_row)]
     rows[-1] += [""] * (per_row - len(rows[-1]))
     table = Table(rows, colWidths=[width / per_row] * per_row, hAlign="LEFT")
