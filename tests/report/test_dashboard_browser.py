@@ -125,7 +125,19 @@ def test_pick_a_server_in_the_risk_table_and_see_its_chart(browser: Any, dashboa
     ARTIFACTS.mkdir(exist_ok=True)
     time.sleep(0.5)  # let the graph transition finish before the screenshot
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    _no_upload_button(browser)
     assert _severe(browser) == []
+
+
+_MODEBAR = "return Array.from(document.querySelectorAll('.modebar-btn'), b => b.getAttribute('data-title'));"
+
+
+def _no_upload_button(driver: Any) -> None:
+    """plotly.js 3 adds a "Share chart..." button that uploads the chart (server ids, utilisation) to Plotly Cloud
+    after one confirm (helper-73); no chart may have it, or Chart Studio's."""
+    titles = driver.execute_script(_MODEBAR)
+    assert "Download plot as a PNG" in titles  # the modebar is drawn, so its absence below means something
+    assert not [t for t in titles if "share" in t.lower() or "chart studio" in t.lower() or "cloud" in t.lower()]
 
 
 _COLUMN = """
@@ -249,6 +261,7 @@ def test_html_report_loads_offline(browser: Any, full_report) -> None:
     assert "srv-0001 (nyc-prd-app01) CPU: critical risk, breach 2026-07-20" in titles
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "html_report.png"))
+    _no_upload_button(browser)
     pick = Select(browser.find_element(By.CSS_SELECTOR, "select.chart-pick"))
     pick.select_by_index(1)  # the second riskiest series replaces the first in the same chart
     wait.until(lambda d: any(t.text.startswith("srv-0002 (nyc-prd-app02) Memory: high risk")

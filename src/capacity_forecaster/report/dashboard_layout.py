@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from dash import dash_table, dcc, html
@@ -24,6 +24,8 @@ from capacity_forecaster.report.sheets import NAME_COLUMNS
 from capacity_forecaster.report.summary import CLUSTER_RING, cluster_ringed, fleet_text
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, money, told_columns
 from capacity_forecaster.storage.lake import Lake
+
+_GRAPH_CONFIG = cast("dcc.Graph.Config", style.PLOTLY_CONFIG)  # (no upload button: style.PLOTLY_CONFIG)
 
 _FONT = "Inter, 'Segoe UI', Helvetica, Arial, sans-serif"
 _CARD = {"background": "white", "border": f"1px solid {style.GRID}", "borderRadius": "8px", "padding": "14px 16px"}
@@ -120,7 +122,7 @@ def _risk_tab(state: DashboardState, settings: Settings) -> html.Div:
                                        style={"width": "220px"}),
                           dcc.Dropdown(id="metric-pick", options=metric_options, value=metric, clearable=False,
                                        style={"width": "160px"})], style={"display": "flex", "gap": "10px"}),
-                dcc.Loading(dcc.Graph(id="server-graph", config={"displaylogo": False}), delay_show=300),
+                dcc.Loading(dcc.Graph(id="server-graph", config=_GRAPH_CONFIG), delay_show=300),
             ], style={**_CARD, "flex": "3", "minWidth": "0"}),
             html.Div(id="server-facts", style={**_CARD, "flex": "1", "minWidth": "260px"}),
         ], style={"display": "flex", "gap": "16px"}),
@@ -228,7 +230,7 @@ def _clusters_tab(state: DashboardState) -> html.Div:
     return html.Div([
         html.Div(dcc.Graph(id="cluster-graph", figure=figures.cluster_scatter(
                                points, hot, state.settings.risk.threshold, ring=CLUSTER_RING),
-                           config={"displaylogo": False}), style={**_CARD, "marginBottom": "16px"}),
+                           config=_GRAPH_CONFIG), style={**_CARD, "marginBottom": "16px"}),
         html.Div([html.P("Click a server to open it in the risk tab.", style={"color": style.MUTED}),
                   _table("cluster-table", {"cluster_label": "Cluster", "servers": "Servers"}, rows, 20,
                          {"servers"})], style=_CARD),
@@ -263,7 +265,7 @@ def _savings_tab(state: DashboardState, settings: Settings) -> html.Div:
     dollars = frozenset({"current_monthly_cost", "projected_monthly_cost", "monthly_savings"})
     return html.Div([
         html.Div([html.H3(heading, id="savings-heading", style={"margin": "0 0 8px"}),
-                  dcc.Graph(id="savings-graph", figure=figure, config={"displaylogo": False})],
+                  dcc.Graph(id="savings-graph", figure=figure, config=_GRAPH_CONFIG)],
                  style={**_CARD, "marginBottom": "16px"}),
         html.Div(_table("savings-table", SAVINGS_COLUMNS, rows, settings.dashboard.page_size,
                         set(SAVINGS_NUMERIC) - dollars, dollars=dollars, pages=pages), style=_CARD),

@@ -86,7 +86,8 @@ padding:10px 0 30px}} ul.messages li{{margin:6px 0;line-height:1.45}} label.pick
 font-size:13px;font-weight:600;color:{style.MUTED}}} label.pick select{{font-size:13px;padding:3px 6px;margin-left:6px;
 color:{style.INK}}}
 """
-_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+_CONFIG = {**style.PLOTLY_CONFIG, "responsive": True,
+           "modeBarButtonsToRemove": [*style.PLOTLY_CONFIG["modeBarButtonsToRemove"], "lasso2d", "select2d"]}
 
 
 # plotly.js is shipped as inert text and started after the page's load event, so the KPIs, messages and

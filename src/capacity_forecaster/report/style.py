@@ -28,6 +28,13 @@ ANOMALY = "#D81B60"
 MISSING = "#D1D5DB"  # heatmap cells without data: grey, outside the colour scale
 BACKTEST = "#7C3AED"  # past forecasts from the backtest cutoffs, drawn faint
 BACKTEST_ALPHA = 0.45
+# plotly.js config of every interactive chart (dashboard and HTML report). plotly.js 3 shows a "Share chart..."
+# button by default that uploads the chart's data (server ids, utilisation) to Plotly Cloud after one confirm
+# (helper-73): no upload button and no upload address.
+PLOTLY_CONFIG: dict[str, Any] = {
+    "displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False, "plotlyServerURL": "",
+    "modeBarButtonsToRemove": ["sendChartToCloud", "sendDataToCloud", "editInChartStudio"],
+}
 FONT = "DejaVu Sans"
 # Box plots (forecast accuracy): the box spans P25-P75, the whiskers P5-P95, every value outside
 # them is a point. 1.5 x IQR whiskers let a handful of MASE 30 series flatten the boxes.
