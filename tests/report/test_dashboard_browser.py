@@ -126,6 +126,14 @@ def test_pick_a_server_in_the_risk_table_and_see_its_chart(browser: Any, dashboa
     time.sleep(0.5)  # let the graph transition finish before the screenshot
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
     _no_upload_button(browser)
+    # Every tab's charts (the fleet tab's heatmap and accuracy box were built apart from the others).
+    for name in [t.text for t in browser.find_elements(By.CSS_SELECTOR, ".tab")]:
+        next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text == name).click()
+        wait.until(lambda d, name=name: next(t for t in d.find_elements(By.CSS_SELECTOR, ".tab--selected")).text
+                   == name)
+        time.sleep(1.0)  # the tab's graphs draw their modebars
+        if browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"):
+            _no_upload_button(browser)
     assert _severe(browser) == []
 
 

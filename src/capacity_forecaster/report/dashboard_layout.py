@@ -276,10 +276,11 @@ def _fleet_tab(state: DashboardState, settings: Settings) -> html.Div:
     peaks, backtests = state.data.peaks, state.data.table("backtests")
     # The weekly peak (not the mean) keeps month-end and quarter-end peaks visible, as in the reports.
     parts = [dcc.Graph(figure=figures.heatmap(peaks, settings.report.heatmap_metric, settings.report.heatmap_servers,
-                                              server_names(state.data), statistic="weekly peak"))
+                                              server_names(state.data), statistic="weekly peak"),
+                       config=_GRAPH_CONFIG)
              if peaks is not None and len(peaks) else html.P(not_available("metrics")),
-             dcc.Graph(figure=figures.accuracy_box(backtests)) if backtests is not None and len(backtests)
-             else html.P(not_available("backtests"))]
+             dcc.Graph(figure=figures.accuracy_box(backtests), config=_GRAPH_CONFIG)
+             if backtests is not None and len(backtests) else html.P(not_available("backtests"))]
     return html.Div([html.Div(p, style={**_CARD, "marginBottom": "16px"}) for p in parts])
 
 
