@@ -12,6 +12,7 @@ from report_lake import RISKIEST
 
 from capacity_forecaster.config import DashboardConfig, Settings
 from capacity_forecaster.report.dashboard import create_app, select_series, serve
+from capacity_forecaster.report.dashboard_drill import server_view
 from capacity_forecaster.report.dashboard_layout import _scenario_tab
 from capacity_forecaster.report.dashboard_state import TABLE_COLUMNS, _breach_cells
 from capacity_forecaster.report.risks import ranked_risks, reported_breaches
@@ -327,6 +328,14 @@ def test_kpi_cards_count_stale_servers_apart_and_say_how_old_the_data_are(report
     cards = {label: note for label, _value, note in state.kpi_values(0.0)}
     assert cards["Servers at risk"].endswith("; 1 stale server not counted (no recent data)")
     assert cards["Servers"].endswith(f"\u201cnow\u201d is {state.data.period[1]}, 400 days ago")
+    # helper-73: the risk table and the drill-down showed a stale series as a red "critical" with P(breach) 90 % and
+    # a breach line the day after its data stopped; as the packs: "stale (critical)", no probability, no line.
+    state._risk_tables.cache_clear()
+    rows = [r for r in state.risk_rows(0.0) if r["server_id"] == RISKIEST]
+    assert rows and all(r["risk_level"].startswith("stale (") and r["breach_probability"] is None for r in rows)
+    figure, facts = server_view(state, RISKIEST, rows[0]["metric"], 0.0)
+    assert facts["Risk level"].startswith("stale (") and facts["P(breach)"] == "-"
+    assert [note.text for note in figure.layout.annotations if note.text.startswith(("breach", "last over"))] == []
 
 
 def test_tables_leave_out_hostnames_that_repeat_the_ids(whatif_report, settings_module: Settings) -> None:

@@ -15,7 +15,7 @@ from report_lake import WHATIF_GROWTH, build_lake, report_file
 from capacity_forecaster.config import Settings
 from capacity_forecaster.report.comparison import CHANGE_ORDER, stored_scenario
 from capacity_forecaster.report.dashboard import create_app
-from capacity_forecaster.report.data import WHATIF_MISSING, load_report_data
+from capacity_forecaster.report.data import WHATIF_MISSING, ReportData, load_report_data
 from capacity_forecaster.report.excel import SHEETS, WHATIF_COLUMNS
 from capacity_forecaster.report.stage import HTML_FILE, PDF_FILE, XLSX_FILE
 from capacity_forecaster.risk.stage import COMPARISON_COLUMNS
@@ -204,3 +204,62 @@ def test_a_ramped_growth_rate_says_what_it_adds_by_the_end_of_the_forecast() -> 
         " (about +1.5 % by the end of the 30-day forecast)")
     assert growth_note({"growth_pct": 20.0, "growth_ramp": False}, 30) == ""  # a step: the label says it all
     assert growth_note({"growth_pct": None}, 30) == "" and growth_note({"growth_pct": 20.0}, None) == ""
+
+
+def _stale_unpriced_comparison() -> ReportData:
+    """A stored what-if of three unpriced servers: s1 critical now and worse under growth, s2 stale (critical as of
+    its last data, 15 days silent), s3 kept."""
+    import datetime as dt
+
+    def side(levels: list[str], days: list[float], p: list[float], actions: list[str]) -> dict[str, list]:
+        return {"risk_level": levels, "breach_ds": pd.to_datetime(["2013-09-20", "2013-08-28", None]),
+                "days_to_breach": days, "breach_probability": p, "action": actions,
+                "monthly_savings": [None, None, None]}
+
+    base = side(["high", "critical", "low"], [10, 1, None], [0.6, 0.9, 0.01], ["upsize", "keep", "keep"])
+    grown = side(["critical", "critical", "low"], [5, 1, None], [0.9, 0.9, 0.02], ["upsize", "keep", "keep"])
+    comparison = pd.DataFrame({"scenario": "growth-50pct", "server_id": ["s1", "s2", "s3"], "metric": "cpu",
+                               **{f"base_{k}": v for k, v in base.items()},
+                               **{f"scenario_{k}": v for k, v in grown.items()},
+                               "change": ["worse", "unchanged", "unchanged"]})
+    risk = pd.DataFrame({"server_id": ["s1", "s2", "s3"], "metric": "cpu", "risk_level": ["high", "critical", "low"],
+                         "status": ["assessed", "stale", "assessed"], "days_over_recent": 0,
+                         "last_over_ds": pd.NaT, "stale_since": pd.to_datetime([None, "2013-08-27", None]),
+                         "last_observed": pd.to_datetime(["2013-09-11", "2013-08-27", "2013-09-11"]),
+                         "breach_probability": [0.6, 0.9, 0.01]})
+    inventory = pd.DataFrame({"server_id": ["s1", "s2", "s3"], "hostname": None, "application": None})
+    return ReportData("lake", Settings(), dt.datetime.now(dt.UTC),
+                      tables={"risk_comparison": comparison, "server_risk": risk, "inventory": inventory})
+
+
+def test_a_what_if_counts_no_stale_series_at_risk_and_no_unpriced_dollar() -> None:
+    """helper-73 (fastStorage +50 %): the what-if totals read 10 servers at risk beside the headline's 8 (2 stale
+    not counted), a stale VM's row "breach 2013-08-28, P 90 %", and kept servers "$0" in a fleet without prices."""
+    from capacity_forecaster.report.comparison import (
+        shown_levels,
+        side_level,
+        side_probability,
+        side_savings,
+        side_when,
+    )
+    from capacity_forecaster.report.dashboard_scenarios import ScenarioStore
+
+    scenario = stored_scenario(_stale_unpriced_comparison())
+    assert scenario is not None
+    totals = {t.measure: (t.base_text, t.scenario_text) for t in scenario.totals}
+    assert totals["Servers at risk (medium or worse)"] == ("1", "1")
+    assert totals["Critical servers"] == ("0", "1")
+    assert totals["Series at risk (medium or worse)"] == ("1", "1")
+    assert totals["Earliest breach"] == ("2013-09-20 (s1 cpu)", "2013-09-20 (s1 cpu)")
+    assert totals["Net savings per month"] == ("not priced", "not priced")
+    stale = scenario.rows.set_index("server_id").loc["s2"].to_dict()
+    assert side_level(stale, "base") == ("stale", "stale (critical)")
+    assert side_when(stale, "scenario") == "no data since 2013-08-27" and side_probability(stale, "base") == "-"
+    assert side_savings(stale, "base") == "not priced"
+    shown = shown_levels(scenario.rows).set_index("server_id")
+    assert shown.loc["s2", "scenario_risk_level"] == "stale (critical)"
+    assert pd.isna(shown.loc["s2", "scenario_breach_probability"])
+    frame = ScenarioStore(_stale_unpriced_comparison()).frame().set_index("server_id")
+    assert frame.loc["s2", "base_breach_ds"] == "no data since 2013-08-27"
+    assert frame.loc["s2", "base_risk_level"] == "stale (critical)"
+    assert pd.isna(frame.loc["s3", "base_monthly_savings"])

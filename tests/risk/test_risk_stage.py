@@ -162,3 +162,24 @@ def test_stages_write_backtest_forecasts_and_the_calibration_table(tmp_path: Pat
     # Plain words, not "rho 0.9, method none".
     assert "method none" not in lines[0] and "not recalibrated" in lines[0] and "error correlation" in lines[0]
     assert lines[1].startswith("  why: ")
+
+
+def test_a_what_if_leaves_the_savings_of_unpriced_servers_unknown(
+        fleet: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+    """helper-73: risk_comparison held $0 for kept servers without a monthly cost, and risk_scenarios a net of $0
+    for a fleet without prices; the outputs read "$0" beside "not priced" everywhere else."""
+    from capacity_forecaster.risk.scenarios import index_row
+
+    metrics, forecasts, inv = fleet
+    cfg = RiskConfig(cluster_k_min=2, cluster_k_max=4)
+    unpriced = inv.assign(monthly_cost_usd=inv["monthly_cost_usd"].where(inv["server_id"] != "s2"))
+    result = run_risk(metrics, forecasts, unpriced, cfg, growth=20.0)
+    compared = result.comparison.drop_duplicates("server_id").set_index("server_id")
+    assert compared["base_monthly_savings"].isna().tolist() == (compared.index == "s2").tolist()
+    assert compared["scenario_monthly_savings"].isna().tolist() == (compared.index == "s2").tolist()
+    row = index_row(result.scenario, result.summary, None, None)
+    assert row["base_net_monthly_savings"] == pytest.approx(result.summary["net_monthly_savings"])
+    bare = run_risk(metrics, forecasts, inv.drop(columns="monthly_cost_usd"), cfg, growth=20.0)
+    assert bare.comparison["base_monthly_savings"].isna().all()
+    row = index_row(bare.scenario, bare.summary, None, None)
+    assert np.isnan(row["base_net_monthly_savings"]) and np.isnan(row["scenario_net_monthly_savings"])

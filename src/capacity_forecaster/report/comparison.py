@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData, scenario_info, scenario_names, whatif_name
+from capacity_forecaster.report.risks import table_level, table_probability
 from capacity_forecaster.report.summary import forecast_horizon
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money
-from capacity_forecaster.risk.levels import Status, level_codes, percent, rank_risks
+from capacity_forecaster.risk.levels import Status, level_codes, rank_risks, stale_words
 from capacity_forecaster.risk.whatif import compounded
 
 
@@ -29,6 +30,7 @@ EARLIEST = "Earliest breach"
 CHANGE_ORDER = ("added", "worse", "better", "removed", "unchanged")
 SIDES = ("base", "scenario")
 ALREADY = Status.ALREADY_BREACHING.value
+STALE = Status.STALE.value
 
 
 @dataclass(frozen=True)
@@ -116,43 +118,86 @@ def ranked_rows(data: ReportData, name: str | None = None) -> pd.DataFrame:
     return out.drop(columns="change_rank").reset_index(drop=True)
 
 
-_STATE_COLUMNS = ("status", "days_over_recent", "last_over_ds")
+_STATE_COLUMNS = ("status", "days_over_recent", "last_over_ds", "stale_since", "last_observed", "raw_last_observed")
+_STATE_DAYS = ("last_over_ds", "stale_since", "last_observed", "raw_last_observed")
 
 
 def _states(risk: pd.DataFrame | None) -> pd.DataFrame:
-    """server_id, metric, status, days_over_recent, last_over_ds of a server_risk-like table (empty without one)."""
+    """server_id, metric and ``_STATE_COLUMNS`` of a server_risk-like table (empty without one)."""
     columns = ["server_id", "metric", *_STATE_COLUMNS]
     if risk is None or "status" not in risk.columns:
         return pd.DataFrame(columns=columns)
     out = risk.reindex(columns=columns).drop_duplicates(["server_id", "metric"])
-    out["last_over_ds"] = pd.to_datetime(out["last_over_ds"])
+    for column in _STATE_DAYS:
+        out[column] = pd.to_datetime(out[column])
     return out
 
 
 def _observed_breaches(rows: pd.DataFrame, side: str, state: pd.DataFrame) -> pd.DataFrame:
     """One side's breach columns as the reports show them (``risks.reported_breaches``): a series already
-    breaching breaches now, on its last observed day over the threshold, 0 days out; adds ``<side>_status``
-    and ``<side>_days_over_recent``."""
+    breaching breaches now, on its last observed day over the threshold, 0 days out; a stale one has no breach
+    date (its dates are about the past: helper-73 read "base breach 2013-08-28, day 1, P 90 %" for a VM silent
+    since the 27th); adds the other ``_STATE_COLUMNS`` with the side's prefix."""
     named = state.rename(columns={c: f"{side}_{c}" for c in _STATE_COLUMNS})
     out = rows.merge(named, on=["server_id", "metric"], how="left")
-    now = out[f"{side}_status"].eq(ALREADY).fillna(False).astype(bool) & out[f"{side}_risk_level"].notna()
-    out[f"{side}_status"] = out[f"{side}_status"].where(out[f"{side}_risk_level"].notna())
-    out[f"{side}_breach_ds"] = out[f"{side}_breach_ds"].mask(now, out[f"{side}_last_over_ds"])
-    out[f"{side}_days_to_breach"] = pd.to_numeric(out[f"{side}_days_to_breach"], errors="coerce").mask(now, 0)
+    levelled = out[f"{side}_risk_level"].notna()
+    now = out[f"{side}_status"].eq(ALREADY).fillna(False).astype(bool) & levelled
+    stale = out[f"{side}_status"].eq(STALE).fillna(False).astype(bool) & levelled
+    out[f"{side}_status"] = out[f"{side}_status"].where(levelled)
+    out[f"{side}_breach_ds"] = out[f"{side}_breach_ds"].mask(now, out[f"{side}_last_over_ds"]).mask(stale)
+    out[f"{side}_days_to_breach"] = pd.to_numeric(out[f"{side}_days_to_breach"], errors="coerce").mask(
+        now, 0).mask(stale)
     return out.drop(columns=f"{side}_last_over_ds")
 
 
+def _side(row: Mapping[Any, Any], side: str) -> dict[str, Any]:
+    """One side's columns of a comparison row without their prefix (a server_risk-like row)."""
+    return {str(key).removeprefix(f"{side}_"): value for key, value in row.items() if str(key).startswith(f"{side}_")}
+
+
 def side_when(row: Mapping[Any, Any], side: str) -> str:
-    """One side's breach as the what-if tables show it: ``now`` for a series already breaching, else its date."""
-    return "now" if row.get(f"{side}_status") == ALREADY else day(row.get(f"{side}_breach_ds"))
+    """One side's breach as the what-if tables show it: ``now`` for a series already breaching, ``no data since
+    <day>`` for a stale one (as ``risks.breach_when``), else its date."""
+    status = row.get(f"{side}_status")
+    if status == STALE:
+        return stale_words(_side(row, side)).removeprefix("stale: ")
+    return "now" if status == ALREADY else day(row.get(f"{side}_breach_ds"))
+
+
+def side_level(row: Mapping[Any, Any], side: str) -> tuple[str, str] | None:
+    """(colour key, text) of one side's level as the risk tables show it (``risks.table_level``: ``stale
+    (critical)`` in grey); None where the series is absent on that side."""
+    return table_level(_side(row, side)) if isinstance(row.get(f"{side}_risk_level"), str) else None
+
+
+def side_probability(row: Mapping[Any, Any], side: str) -> str:
+    """One side's breach probability as the risk tables show it (``-`` for a stale series or none)."""
+    return table_probability(_side(row, side))
+
+
+def side_savings(row: Mapping[Any, Any], side: str) -> str:
+    """One side's monthly savings: ``not priced`` for a server without a monthly cost (keep included: helper-73 read
+    "$0" beside "not priced" everywhere else), ``-`` where the server is absent on that side."""
+    if not isinstance(row.get(f"{side}_action"), str):
+        return "-"
+    value = row.get(f"{side}_monthly_savings")
+    return NOT_PRICED if value is None or pd.isna(value) else money(value, signed=True)
 
 
 def _servers(rows: pd.DataFrame, side: str) -> pd.DataFrame:
-    """Per server on one side: worst level code and monthly savings (the comparison repeats them per metric)."""
+    """Per server on one side: worst level code of its series that are not stale (a stale series' level is as of
+    old data: never counted at risk, as in the risk summary), and monthly savings (the comparison repeats them per
+    metric)."""
     present = rows[rows[f"{side}_action"].notna() | (rows[f"{side}_code"] >= 0)] if len(rows) else rows
-    return present.groupby("server_id").agg(code=(f"{side}_code", "max"),
-                                            savings=(f"{side}_monthly_savings", "first"),
-                                            action=(f"{side}_action", "first"))
+    return present.assign(_live=_live_codes(present, side)).groupby("server_id").agg(
+        code=("_live", "max"), savings=(f"{side}_monthly_savings", "first"), action=(f"{side}_action", "first"))
+
+
+def _live_codes(rows: pd.DataFrame, side: str) -> pd.Series:
+    """One side's level codes with stale series' as -1 (no level)."""
+    if f"{side}_status" not in rows.columns:
+        return rows[f"{side}_code"]
+    return rows[f"{side}_code"].where(~rows[f"{side}_status"].eq(STALE).fillna(False).astype(bool), -1)
 
 
 def _earliest(rows: pd.DataFrame, side: str) -> tuple[float | None, str]:
@@ -167,6 +212,7 @@ def _earliest(rows: pd.DataFrame, side: str) -> tuple[float | None, str]:
             "days_to_breach": now[f"{side}_days_to_breach"],
             "breach_probability": now[f"{side}_breach_probability"]}))
         return 0.0, f"now ({ranked['server_id'].iloc[0]} {ranked['metric'].iloc[0]})"
+    # (A stale series has no breach date: _observed_breaches.)
     hits = rows.dropna(subset=[f"{side}_breach_ds"]).sort_values([f"{side}_breach_ds", "server_id", "metric"])
     if hits.empty:
         return None, "none"
@@ -185,7 +231,7 @@ def totals(rows: pd.DataFrame) -> tuple[Total, ...]:
         "Servers": float(len(per[side])),
         "Servers at risk (medium or worse)": float((per[side]["code"] >= 1).sum()),
         "Critical servers": float((per[side]["code"] == 3).sum()),
-        "Series at risk (medium or worse)": float((rows[f"{side}_code"] >= 1).sum()) if len(rows) else 0.0,
+        "Series at risk (medium or worse)": float((_live_codes(rows, side) >= 1).sum()) if len(rows) else 0.0,
     } for side in SIDES}
     for measure in counts["base"]:
         base, scenario = counts["base"][measure], counts["scenario"][measure]
@@ -202,10 +248,10 @@ def totals(rows: pd.DataFrame) -> tuple[Total, ...]:
 
 def _net_savings(servers: pd.DataFrame) -> float | None:
     """Net monthly savings of one side's servers (``_servers``); None when a server has an action other than
-    keep and none of those is priced."""
+    keep and none of those is priced, or when no server is priced."""
     values = servers["savings"].to_numpy(float)
     acting = (servers["action"].notna() & (servers["action"] != "keep")).to_numpy()
-    if acting.any() and not np.isfinite(values[acting]).any():
+    if (acting.any() and not np.isfinite(values[acting]).any()) or (len(values) and not np.isfinite(values).any()):
         return None
     return cents(np.nansum(values))
 
@@ -267,11 +313,14 @@ def headline(scenario: StoredScenario, stale: str | None = None) -> str:
                "like)." if stale else "."))
 
 
-def probability(value: Any) -> str:
-    """A probability as a whole percentage, ``-`` when absent."""
-    return percent(value)
-
-
-def level(value: Any) -> str:
-    """A risk level, ``-`` where the series is absent on that side."""
-    return value if isinstance(value, str) else "-"
+def shown_levels(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (``ranked_rows``) as the tables that show raw cells (the workbook, the dashboard) show them: a stale
+    series' level reads ``stale (critical)`` and it has no breach probability, on either side (``side_level``)."""
+    out = rows.copy()
+    for side in SIDES:
+        status = out[f"{side}_status"] if f"{side}_status" in out.columns else pd.Series(None, index=out.index)
+        stale = status.eq(STALE).fillna(False).astype(bool) & out[f"{side}_risk_level"].notna()
+        out[f"{side}_risk_level"] = out[f"{side}_risk_level"].astype(object).mask(
+            stale, "stale (" + out[f"{side}_risk_level"].astype(str) + ")")
+        out[f"{side}_breach_probability"] = out[f"{side}_breach_probability"].mask(stale)
+    return out

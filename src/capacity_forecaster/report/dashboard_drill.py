@@ -8,9 +8,17 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from capacity_forecaster.report import comparison, figures, style
-from capacity_forecaster.report.risks import breach_phrase, level_of, risk_row, threshold_of
-from capacity_forecaster.report.text import NOT_PRICED, day, model_label, money, server_title
-from capacity_forecaster.risk.levels import percent
+from capacity_forecaster.report.risks import (
+    ALREADY,
+    STALE,
+    breach_phrase,
+    level_of,
+    risk_row,
+    table_level,
+    table_probability,
+    threshold_of,
+)
+from capacity_forecaster.report.text import NOT_PRICED, model_label, money, server_title
 from capacity_forecaster.risk.whatif import apply_growth
 
 if TYPE_CHECKING:
@@ -36,20 +44,25 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
                   f"model {model_label(model['model'])}" if model is not None else "no forecast")
     title = (f"{server_title(server, row.get('hostname'))}: "
              f"{figures.METRIC_NAMES.get(metric, metric)} - {model_text}")
-    fig = figures.server_figure(title, past, future, threshold, row.get("breach_ds"), level,
-                                state.settings.forecast.interval, height=440,
-                                backtests=state.backtest_forecasts(server, metric))
-    probability = row.get("breach_probability")
-    facts: dict[str, Any] = {"Risk level": level, "Breach": breach_phrase(row) if row else "-",
-                             "P(breach)": percent(probability), "Reason": row.get("reason") or "-"}
+    # As the HTML report draws it: an already-breaching series' day is its last over ("last over"), a stale one
+    # has no breach line (its forecast starts from old data; helper-73: "breach 2013-08-28" on a VM silent since).
+    status = row.get("status")
+    fig = figures.server_figure(title, past, future, threshold, None if status == STALE else row.get("breach_ds"),
+                                level, state.settings.forecast.interval, height=440,
+                                backtests=state.backtest_forecasts(server, metric),
+                                breach_label="last over" if status == ALREADY else "breach")
+    facts: dict[str, Any] = {"Risk level": table_level(row)[1] if isinstance(row.get("risk_level"), str) else level,
+                             "Breach": breach_phrase(row) if row else "-",
+                             "P(breach)": table_probability(row), "Reason": row.get("reason") or "-"}
     if state.scenario is not None:
         rows = state.scenario.rows
         hit = rows[(rows["server_id"] == server) & (rows["metric"] == metric)]
         if len(hit):
-            base = hit.iloc[0]
+            base = hit.iloc[0].to_dict()
+            told = comparison.side_level(base, "scenario")
             facts[f"Stored what-if {state.scenario.name}"] = (
-                f"{comparison.level(base['scenario_risk_level'])}, breach {day(base['scenario_breach_ds'])}, "
-                f"P {comparison.probability(base['scenario_breach_probability'])}; {base['change']}")
+                f"{told[1] if told else '-'}, breach {comparison.side_when(base, 'scenario')}, "
+                f"P {comparison.side_probability(base, 'scenario')}; {base['change']}")
     if growth and len(future):
         scenario = state.whatif(growth)
         hit = scenario[(scenario["server_id"] == server) & (scenario["metric"] == metric)]

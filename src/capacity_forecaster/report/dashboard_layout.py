@@ -36,7 +36,9 @@ _PAGE = {"fontFamily": _FONT, "color": style.INK,
 def _level_styles(*columns: str) -> list[dict[str, Any]]:
     """Solid badges for the levels that need attention; "low" only as coloured text, so the eye goes to the risks."""
     return [
-        {"if": {"filter_query": f'{{{column}}} = "{level}"', "column_id": column},
+        # (A stale series reads "stale (critical)": its level as of old data.)
+        {"if": {"filter_query": f'{{{column}}} {"contains" if level == "stale" else "="} "{level}"',
+                "column_id": column},
          **({"color": colour, "fontWeight": "600"} if level in ("low", "unassessed") else
             {"backgroundColor": colour, "color": "white", "fontWeight": "600"})}
         for column in columns for level, colour in style.RISK_COLOURS.items()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from capacity_forecaster.report.comparison import StoredScenario, stored_scenario
+from capacity_forecaster.report.comparison import StoredScenario, shown_levels, side_when, stored_scenario
 from capacity_forecaster.report.data import ReportData, scenario_names
 
 SCENARIO_COLUMNS = {
@@ -54,16 +54,18 @@ class ScenarioStore:
         return records(self.frame(name))
 
     def frame(self, name: str | None = None) -> pd.DataFrame:
-        """``rows`` as a frame (dates as text, probabilities in percent, days and savings rounded)."""
+        """``rows`` as a frame (breaches as text, probabilities in percent, days and savings rounded; stale series as
+        ``comparison.shown_levels``)."""
         scenario = self.stored(name)
         if scenario is None:
             return pd.DataFrame(columns=list(SCENARIO_COLUMNS))
-        rows = scenario.rows
+        rows = shown_levels(scenario.rows)
         out = pd.DataFrame(index=rows.index)
         for column in SCENARIO_COLUMNS:
             values = rows[column] if column in rows.columns else pd.Series([None] * len(rows), index=rows.index)
-            if column.endswith("_ds"):
-                values = pd.to_datetime(values).dt.strftime("%Y-%m-%d")
+            if column.endswith("_ds"):  # as the packs say it: now, no data since ..., or the day
+                values = pd.Series([side_when(row, column.split("_", 1)[0]) for row in rows.to_dict("records")],
+                                   index=rows.index, dtype=object)
             elif column.endswith("_probability"):
                 values = (values.astype(float) * 100).round(0)
             elif column.endswith(("_days_to_breach", "_savings")):

@@ -342,6 +342,14 @@ class DashboardState:
         # Levels sort by severity and breach cells ("now", "likely by ...", a stale note) by their date.
         for column in ("risk_level", "whatif_level"):
             out[SORT_KEY + column] = level_codes(out[column])
+        # A stale series' level (the what-if's too: its data are the same) reads "stale (critical)" in grey and it has
+        # no probability, as in the packs (helper-73: a red "critical" and P 90 % for a VM silent for 15 days).
+        stale = (table["status"] if "status" in table.columns else pd.Series(None, index=table.index)).eq(
+            STALE).to_numpy(dtype=bool)
+        for column in ("risk_level", "whatif_level"):
+            levelled = stale & out[column].notna().to_numpy()
+            out.loc[levelled, column] = "stale (" + out.loc[levelled, column].astype(str) + ")"
+        out.loc[stale, "breach_probability"] = None
         for column in ("breach_ds", "whatif_breach_ds"):
             twin = SORT_KEY + column
             out[twin] = table[twin].to_numpy() if twin in table.columns else pd.NaT

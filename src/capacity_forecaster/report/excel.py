@@ -12,7 +12,14 @@ from openpyxl.utils import get_column_letter
 
 from capacity_forecaster.report import style
 from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, AccuracyHistory
-from capacity_forecaster.report.comparison import StoredScenario, change_text, stored_scenario, whatif_note
+from capacity_forecaster.report.comparison import (
+    SIDES,
+    StoredScenario,
+    change_text,
+    shown_levels,
+    stored_scenario,
+    whatif_note,
+)
 from capacity_forecaster.report.data import ReportData, not_available
 from capacity_forecaster.report.forecast_sheet import (
     SHEET,
@@ -291,7 +298,11 @@ def build_workbook(data: ReportData) -> bytes:
     if scenario is None:
         unavailable(ws, "risk_comparison")
     else:
-        shown = write_frame(ws, scenario.rows, WHATIF_COLUMNS, "WhatIf",
+        compared = shown_levels(scenario.rows)
+        for side in SIDES:  # unknown where the server has no monthly cost (keep included), never $0 (helper-73)
+            compared = _not_priced(compared, compared[f"{side}_action"].notna()
+                                   & compared[f"{side}_monthly_savings"].isna(), (f"{side}_monthly_savings",))
+        shown = write_frame(ws, compared, WHATIF_COLUMNS, "WhatIf",
                             {**dict.fromkeys(("base_breach_probability", "scenario_breach_probability"), "0%"),
                              **dict.fromkeys(("base_monthly_savings", "scenario_monthly_savings"), _MONEY)},
                             {"hostname": 18, "application": 16})

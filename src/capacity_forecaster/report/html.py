@@ -14,10 +14,13 @@ from capacity_forecaster.report import figures, style
 from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, display_rows, explanation
 from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import (
+    SIDES,
     StoredScenario,
     change_text,
     headline,
-    probability,
+    side_level,
+    side_probability,
+    side_savings,
     side_when,
     stale_run,
     stored_scenario,
@@ -339,11 +342,10 @@ def _whatif_section(scenario: StoredScenario | None) -> str:
         rows_html = _na(f"No series changes level or breach date ({change_text(scenario.changes)}).")
     else:
         rows = [[_text(r["server_id"]), _text(r.get("hostname")), _text(r["metric"]), _text(r["change"]),
-                 _badge(r["base_risk_level"]), _badge(r["scenario_risk_level"]), side_when(r, "base"),
-                 side_when(r, "scenario"), probability(r["base_breach_probability"]),
-                 probability(r["scenario_breach_probability"]), _text(r["base_action"]),
-                 _text(r["scenario_action"]), money(r["base_monthly_savings"], signed=True),
-                 money(r["scenario_monthly_savings"], signed=True)]
+                 *(_badge(*shown) if (shown := side_level(r, side)) else _badge(None) for side in SIDES),
+                 side_when(r, "base"), side_when(r, "scenario"), side_probability(r, "base"),
+                 side_probability(r, "scenario"), _text(r["base_action"]), _text(r["scenario_action"]),
+                 side_savings(r, "base"), side_savings(r, "scenario")]
                 for r in changed.head(WHATIF_ROWS).to_dict("records")]
         more = len(changed) - len(rows)
         note = (f'<p class="na">{more} more changed series in the workbook\'s What-if sheet.</p>' if more > 0

@@ -35,11 +35,12 @@ from capacity_forecaster.report import style
 from capacity_forecaster.report.accuracy_history import BUCKET_HEADERS, RUN_HEADERS, display_rows, explanation
 from capacity_forecaster.report.capacity import CAPACITY_HEADERS, capacity_rows
 from capacity_forecaster.report.comparison import (
+    SIDES,
     StoredScenario,
     change_text,
     headline,
-    level,
-    probability,
+    side_level,
+    side_probability,
     side_when,
     stale_run,
     stored_scenario,
@@ -374,13 +375,13 @@ def _whatif_page(scenario: StoredScenario, width: float) -> list[Flowable]:
     extra = []
     for i, r in enumerate(shown.to_dict("records"), start=1):
         table.append([r["server_id"], *([r.get("hostname") or ""] if hosts else []), r["metric"], r["change"],
-                      level(r["base_risk_level"]),
-                      level(r["scenario_risk_level"]), side_when(r, "base"), side_when(r, "scenario"),
-                      probability(r["base_breach_probability"]), probability(r["scenario_breach_probability"]),
-                      r.get("base_action") or "-", r.get("scenario_action") or "-"])
-        for col, key in ((3 + int(hosts), "base_risk_level"), (4 + int(hosts), "scenario_risk_level")):
-            if isinstance(r[key], str):
-                extra += [("BACKGROUND", (col, i), (col, i), LEVEL_FILLS[r[key]]),
+                      *(Paragraph(escape(told[1]), CELL_LEVEL) if (told := side_level(r, side)) else "-"
+                        for side in SIDES),
+                      side_when(r, "base"), side_when(r, "scenario"), side_probability(r, "base"),
+                      side_probability(r, "scenario"), r.get("base_action") or "-", r.get("scenario_action") or "-"])
+        for col, side in ((3 + int(hosts), "base"), (4 + int(hosts), "scenario")):
+            if (told := side_level(r, side)) is not None:
+                extra += [("BACKGROUND", (col, i), (col, i), LEVEL_FILLS[told[0]]),
                           ("TEXTCOLOR", (col, i), (col, i), colors.white)]
     widths = [0.75 if hosts else 1.4, *([1.3] if hosts else []), 0.7, 0.7, 0.75, 0.85, 0.85, 0.95, 0.6, 0.75, 0.85,
               0.95]

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from capacity_forecaster.errors import ConfigError
@@ -114,7 +115,7 @@ def index_row(outcome: ScenarioOutcome, base: dict[str, Any], run_id: str | None
 
     Returns:
         scenario, label, growth_pct, growth_ramp, scenario_file, risk_run_id, forecast_run_id, created,
-        base_/scenario_ servers_at_risk, earliest_breach, net_monthly_savings.
+        base_/scenario_ servers_at_risk, earliest_breach, net_monthly_savings (NaN when not priced).
     """
     s = outcome.summary
     return {
@@ -123,9 +124,13 @@ def index_row(outcome: ScenarioOutcome, base: dict[str, Any], run_id: str | None
         "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="microseconds"),
         "base_servers_at_risk": int(base["servers_at_risk"]), "scenario_servers_at_risk": int(s["servers_at_risk"]),
         "base_earliest_breach": _earliest(base), "scenario_earliest_breach": _earliest(s),
-        "base_net_monthly_savings": float(base["net_monthly_savings"]),
-        "scenario_net_monthly_savings": float(s["net_monthly_savings"]),
+        "base_net_monthly_savings": _net(base), "scenario_net_monthly_savings": _net(s),
     }
+
+
+def _net(summary: dict[str, Any]) -> float:
+    """Net monthly savings, NaN (unknown, not $0) when no server of the side has a monthly cost."""
+    return float(summary["net_monthly_savings"]) if float(summary.get("fleet_monthly_cost") or 0.0) > 0 else np.nan
 
 
 def comparison_lines(base: dict[str, Any], scenario: dict[str, Any], name: str, label: str) -> list[str]:

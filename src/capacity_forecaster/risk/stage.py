@@ -227,7 +227,8 @@ def compare(base: RiskResult, what_if: RiskResult) -> pd.DataFrame:
 
     Returns:
         ``COMPARISON_COLUMNS``; change is ``added``, ``removed``, ``worse`` (higher level or an
-        earlier breach), ``better`` or ``unchanged``.
+        earlier breach), ``better`` or ``unchanged``; monthly savings are null where the server has no monthly
+        cost.
     """
     cols = ["risk_level", "breach_ds", "days_to_breach", "breach_probability"]
     left = base.server_risk[[SERVER_ID, METRIC, *cols]].rename(columns={c: f"base_{c}" for c in cols})
@@ -236,7 +237,10 @@ def compare(base: RiskResult, what_if: RiskResult) -> pd.DataFrame:
     for side, result in (("base", base), ("scenario", what_if)):
         recs = result.recommendations.set_index(SERVER_ID)
         out[f"{side}_action"] = out[SERVER_ID].map(recs["action"])
-        out[f"{side}_monthly_savings"] = out[SERVER_ID].map(recs["monthly_savings"])
+        # Unknown where the server has no monthly cost, keep included (a kept server's 0 read "$0" beside "not
+        # priced" everywhere else: helper-73).
+        out[f"{side}_monthly_savings"] = out[SERVER_ID].map(recs["monthly_savings"].where(
+            recs["current_monthly_cost"].notna()))
     b, s = level_codes(out["base_risk_level"]), level_codes(out["scenario_risk_level"])
     bd = out["base_days_to_breach"].astype("Float64").fillna(np.inf).to_numpy(float)
     sd = out["scenario_days_to_breach"].astype("Float64").fillna(np.inf).to_numpy(float)
