@@ -74,6 +74,11 @@ def test_risk_table_names_stale_rows_and_drops_an_empty_seasonal_peak_column(
               "likely_breach_ds": "2024-12-17"}
     print_risk_summary({**DEMO, "scenario": "base", "at_risk": [likely], "clusters": {}, "actions": {}})
     assert "likely by 2024-12-17" in capsys.readouterr().out
+    # ... and when the median crosses later, the earlier likely day (helper-73), as the packs say it.
+    later = {**likely, "breach_ds": "2025-03-05", "days_to_breach": 85}
+    print_risk_summary({**DEMO, "scenario": "base", "at_risk": [later], "clusters": {}, "actions": {}})
+    text = capsys.readouterr().out
+    assert "likely by 2024-12-17" in text and "2025-03-05" not in text
 
 def _etl(**counts: object) -> SimpleNamespace:
     return SimpleNamespace(stage="etl", rows_in=435282, rows_out=438397, rows_quarantined=1403, run_id="4b4b96a5ebf1",

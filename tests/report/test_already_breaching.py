@@ -160,6 +160,11 @@ def test_a_likely_breach_without_a_median_crossing_is_said_not_denied() -> None:
     assert breach_when(row) == ("likely by 2024-12-17", "-")  # the tables say it too
     assert breach_phrase({**row, "breach_ds": pd.Timestamp("2024-12-07"), "days_to_breach": 7},
                          with_day=True) == "breach 2024-12-07, day 7"
+    # helper-73: a what-if at +50 % read "critical, 2014-03-05" (its median's crossing) beside the base's "high,
+    # likely by 2013-10-31", as if growth put the breach off; the likely day came first (2013-10-28).
+    later = {**row, "breach_ds": pd.Timestamp("2025-03-05"), "days_to_breach": 85}
+    assert breach_when(later) == ("likely by 2024-12-17", "-")
+    assert breach_phrase(later) == "breach likely by 2024-12-17 (median crosses 2025-03-05)"
 
 
 def test_a_stale_series_reads_stale_in_the_risk_tables_and_its_probability_is_not_shown() -> None:

@@ -135,10 +135,11 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
             now = row.get("status") == "already_breaching"
             stale = row.get("status") == "stale"
             over = int(row.get("days_over_recent") or 0)
+            likely = row.get("likely_breach_ds")  # (ISO days: the earlier of the two, as the packs say it)
             breach = (f"now ({over} recent {'day' if over == 1 else 'days'} over)" if now else
                       stale_words(row) if stale else
-                      row["breach_ds"] or (f"likely by {row['likely_breach_ds']}" if row.get("likely_breach_ds")
-                                           else "-"))
+                      f"likely by {likely}" if likely and (not row["breach_ds"] or likely < row["breach_ds"]) else
+                      row["breach_ds"] or "-")
             days = "0" if now else "-" if stale or row["days_to_breach"] is None else str(row["days_to_breach"])
             prob = percent(row["breach_probability"])
             table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,

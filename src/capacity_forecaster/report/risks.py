@@ -145,29 +145,39 @@ def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
     if row.get("status") == STALE:
         return stale_words(row).removeprefix("stale: "), "-"
     days = row.get("days_to_breach")
+    if likely_first(row):
+        return f"likely by {day(row.get('likely_breach_ds'))}", "-"  # as breach_phrase says it
+    return day(row.get("breach_ds")), "-" if days is None or pd.isna(days) else str(int(days))
+
+
+def likely_first(row: Mapping[Any, Any]) -> bool:
+    """The day the breach becomes likely (``likely_breach_ds``) comes before the median's crossing, or the median
+    never crosses: the tables and phrases give that day (helper-73: a what-if at +50 % read "critical, 2014-03-05",
+    its median's crossing, beside the base's "high, likely by 2013-10-31", as if growth put the breach off; its
+    own likely day was 2013-10-28)."""
     breach, likely = row.get("breach_ds"), row.get("likely_breach_ds")
-    if (breach is None or pd.isna(breach)) and likely is not None and not pd.isna(likely):
-        return f"likely by {day(likely)}", "-"  # as breach_phrase says it (the median never crosses)
-    return day(breach), "-" if days is None or pd.isna(days) else str(int(days))
+    if likely is None or pd.isna(likely):
+        return False
+    return breach is None or pd.isna(breach) or pd.Timestamp(likely) < pd.Timestamp(breach)
 
 
 def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:
     """A series' breach in words: ``already breaching (last over 2026-06-30)``, ``stale: no data since
     2013-09-29``, ``breach 2026-07-31`` (``, day 31`` with ``with_day``), ``breach likely by 2026-08-14 (median
-    stays under)`` (``likely_breach_ds``: the day the breach probability reaches
-    ``likely_probability``), or ``no breach forecast in the horizon``."""
+    stays under)`` or ``(median crosses 2026-09-02)`` (``likely_first``: ``likely_breach_ds``, the day the breach
+    probability reaches ``likely_probability``, comes first), or ``no breach forecast in the horizon``."""
     breach = row.get("breach_ds")
     if row.get("status") == STALE:
         return stale_words(row)
     if row.get("status") == ALREADY:
         last = row.get("last_over_ds", breach)
         return "already breaching" + ("" if last is None or pd.isna(last) else f" (last over {day(last)})")
+    if likely_first(row):
+        # The median stays under (or crosses later), but the intervals make a breach likely (a critical or high
+        # level says so): "critical, no breach forecast" read as a contradiction (helper-46's vendor export).
+        median = ("median stays under" if breach is None or pd.isna(breach) else f"median crosses {day(breach)}")
+        return f"breach likely by {day(row.get('likely_breach_ds'))} ({median})"
     if breach is None or pd.isna(breach):
-        # The median stays under, but the intervals make a breach likely (a critical or high level says so):
-        # "critical, no breach forecast" read as a contradiction (helper-46's vendor export).
-        likely = row.get("likely_breach_ds")
-        if likely is not None and not pd.isna(likely):
-            return f"breach likely by {day(likely)} (median stays under)"
         return "no breach forecast in the horizon"
     days = row.get("days_to_breach")
     return f"breach {day(breach)}" + (f", day {int(days)}" if with_day and days is not None and not pd.isna(days)

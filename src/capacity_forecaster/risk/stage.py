@@ -352,6 +352,8 @@ def render_summary(result: RiskResult) -> str:
                 f"{s.get('current_window_days', '')} observed days" if now else
                 stale_words(r)
                 if r.get("status") == Status.STALE.value else
+                f"breach likely by {r['likely_breach_ds']} (median crosses {r['breach_ds']})"
+                if r["breach_ds"] and r.get("likely_breach_ds") and r["likely_breach_ds"] < r["breach_ds"] else
                 f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
                 f"breach likely by {r['likely_breach_ds']} (median stays under)" if r.get("likely_breach_ds") else
                 f"last year's peak, grown, crosses {r['analogue_breach_ds']}" if r["analogue_breach_ds"] else
