@@ -14,6 +14,7 @@ import pytest
 from capacity_forecaster.config import DashboardConfig, Settings
 from capacity_forecaster.report.dashboard import create_app, server_for
 from capacity_forecaster.report.dashboard_guard import growth_value
+from capacity_forecaster.report.dashboard_state import DashboardState
 from capacity_forecaster.storage import Lake
 
 GROWTH = [{"id": "growth", "property": "value"}]
@@ -99,14 +100,46 @@ def test_big_value_under_the_limit_is_refused_and_logged_short(client: Any, capl
     assert max(len(r.getMessage()) for r in caplog.records) < 400
 
 
-def test_internal_errors_are_logged_without_their_payload(client: Any, caplog: pytest.LogCaptureFixture) -> None:
-    # A callback request Dash cannot dispatch (inputs is not a list) fails inside Dash itself.
+def test_internal_errors_are_logged_without_their_payload(client: Any, caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("x" * 50_000)
+
+    monkeypatch.setattr(DashboardState, "kpi_values", fails)
     with caplog.at_level(logging.ERROR):
-        response = client.post("/_dash-update-component", json={
-            "output": "kpis.children", "outputs": {"id": "kpis", "property": "children"},
-            "inputs": "x" * 50_000, "state": [], "changedPropIds": ["growth.value"]})
-    assert response.status_code in (400, 500) and len(response.data) < 300
-    assert all(len(r.getMessage()) < 600 and r.exc_info is None for r in caplog.records)
+        response = _kpis(client, 10)
+    assert response.status_code == 500 and len(response.data) < 300
+    assert caplog.records and all(len(r.getMessage()) < 600 and r.exc_info is None for r in caplog.records)
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    (b"[1, 2, 3]", "a callback request must be a JSON object, got [1, 2, 3]"),
+    (b"{not json", "a callback request must be a JSON object, got None"),
+    (b"[" * 30_000 + b"]" * 30_000, "a callback request must be a JSON object, got None"),  # deeper than the parser
+    (b'{"pad": "x"}', "no callback of this dashboard has the output None"),
+    (b'{"output": "evil.children", "inputs": []}', "no callback of this dashboard has the output 'evil.children'"),
+    (b'{"output": "kpis.children", "outputs": {"id": "kpis", "property": "children"}}',
+     "a callback request needs a list of inputs (and of state)"),
+    (b'{"output": "kpis.children", "inputs": "' + b"x" * 50_000 + b'"}',
+     "a callback request needs a list of inputs (and of state)"),
+])
+def test_malformed_callback_requests_are_answered_400(client: Any, body: bytes, said: str,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """helper-73: an array, an unknown output, no inputs or junk reached Dash and came back as 500s, each with an
+    ERROR line; they are the request's fault."""
+    with caplog.at_level(logging.WARNING):
+        response = client.post("/_dash-update-component", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.data.decode() == said + "\n"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_inputs_that_match_no_callback_and_paths_dash_does_not_serve_are_client_errors(client: Any) -> None:
+    response = _post(client, "kpis.children", {"id": "kpis", "property": "children"},
+                     [{"id": "growth", "property": "value", "value": 1}, {"id": "nope", "property": "value"}])
+    assert response.status_code == 400 and b"Inputs do not match callback definition" in response.data
+    for path in ("/_dash-component-suites/dash/..%2f..%2f..%2fetc/passwd", "/_dash-component-suites/dash/none.js"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.data == b"no such file\n"
 
 
 def test_body_over_the_limit_is_413(client: Any) -> None:

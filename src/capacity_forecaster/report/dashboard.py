@@ -45,7 +45,7 @@ def create_app(lake: Lake, settings: Settings, *, warm: bool = True) -> dash.Das
         warnings.filterwarnings("ignore", message=r"(?s).*DataTable will be removed", category=DeprecationWarning)
         app.layout = layout.layout(state, settings, lake, marks)
     _register_callbacks(app, state, settings)
-    guard.install(app.server, cfg.max_request_bytes)
+    guard.install(app.server, cfg.max_request_bytes, set(app.callback_map))
     if warm and state.positions is not None:
         state.positions.start(warm=True)
     return app

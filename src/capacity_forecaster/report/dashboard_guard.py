@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
-from flask import Flask
-from werkzeug.exceptions import BadRequest, HTTPException
+from dash.exceptions import CallbackException, DependencyException
+from flask import Flask, request
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,26 @@ def clicked_server(value: Any) -> str | None:
     return text_value("clickData server", server)
 
 
+CALLBACK_PATH = "/_dash-update-component"
+
+
+def callback_envelope(body: Any, callbacks: Container[str]) -> None:
+    """Check a callback request's envelope before Dash reads it: a JSON object naming one of the dashboard's
+    callbacks (``output``) with lists of inputs and state (helper-73: an array, an unknown output or no inputs
+    reached Dash and came back as 500s with an ERROR line each).
+
+    Raises:
+        BadInput: anything else.
+    """
+    if not isinstance(body, dict):
+        raise BadInput(f"a callback request must be a JSON object, got {shorten(body)}")
+    output = body.get("output")
+    if not isinstance(output, str) or output not in callbacks:
+        raise BadInput(f"no callback of this dashboard has the output {shorten(output)}")
+    if not isinstance(body.get("inputs"), list) or not isinstance(body.get("state", []), list):
+        raise BadInput("a callback request needs a list of inputs (and of state)")
+
+
 def body_limit(app: WsgiApp, max_bytes: int) -> WsgiApp:
     """WSGI middleware: answer 413 to a request whose declared body exceeds ``max_bytes``.
 
@@ -137,10 +158,32 @@ def body_limit(app: WsgiApp, max_bytes: int) -> WsgiApp:
     return limited
 
 
-def install(server: Flask, max_bytes: int) -> None:
-    """Add the size limit, the 400 answer for bad input and the short 500 log to the dashboard's Flask app."""
+def install(server: Flask, max_bytes: int, callbacks: Container[str] = ()) -> None:
+    """Add the size limit, the callback envelope check (``callbacks``: the outputs of the dashboard's callbacks),
+    the 400 answer for bad input, 404 for an unknown packaged file and the short 500 log to its Flask app."""
     server.config["MAX_CONTENT_LENGTH"] = max_bytes
     server.wsgi_app = body_limit(server.wsgi_app, max_bytes)  # type: ignore[method-assign,assignment]
+
+    @server.before_request
+    def _envelope() -> None:
+        if request.method == "POST" and request.path.endswith(CALLBACK_PATH):
+            try:
+                body = request.get_json(silent=True)
+            except RecursionError:  # (JSON nested deeper than the parser goes)
+                body = None
+            callback_envelope(body, callbacks)
+
+    @server.errorhandler(DependencyException)
+    def _no_file(err: DependencyException) -> tuple[str, int, dict[str, str]]:
+        # Dash's answer to a path it does not serve (``../../etc/passwd`` included): its message lists every file.
+        return _http_error(NotFound("no such file"))
+
+    @server.errorhandler(CallbackException)
+    def _bad_callback(err: CallbackException) -> tuple[str, int, dict[str, str]]:
+        if type(err) is not CallbackException:  # (an invalid return value and the like are the dashboard's bugs)
+            return _internal_error(err)
+        # "Inputs do not match callback definition": the request's fault.
+        return _http_error(BadInput(" ".join(str(err).split())[:2 * SHOWN_CHARS]))
 
     @server.errorhandler(HTTPException)
     def _http_error(err: HTTPException) -> tuple[str, int, dict[str, str]]:
