@@ -67,6 +67,12 @@ def facts(facts: dict[str, Any]) -> list[html.Div]:
                       html.Div(str(v), style={"fontSize": "14px", "marginBottom": "10px"})]) for k, v in facts.items()]
 
 
+# A tab is never narrower than its longest word (helper-73: at 800-1024 px "Recommendations" ran into the next tab).
+_TAB_STYLE = {"padding": "10px 12px", "minWidth": "min-content"}
+_TAB: dict[str, Any] = {"style": _TAB_STYLE, "selected_style": {**_TAB_STYLE, "fontWeight": 600}}
+_WRAPPED = frozenset({"rationale", "reason"})  # long text columns, wrapped in their cells
+
+
 def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], page_size: int,
            numeric: set[str], extra_styles: list[dict[str, Any]] | None = None, dollars: frozenset[str] = frozenset(),
            pages: int | None = None) -> Any:
@@ -88,6 +94,11 @@ def _table(table_id: str, columns: dict[str, str], rows: list[dict[str, Any]], p
         style_cell={"fontFamily": _FONT, "fontSize": "13px", "padding": "6px 8px", "textAlign": "left",
                     "border": f"1px solid {style.GRID}", "maxWidth": "360px", "overflow": "hidden",
                     "textOverflow": "ellipsis"},
+        # A rationale is the point of its row: wrapped whole, never cut at 360 px with an ellipsis nobody can open
+        # (helper-73).
+        style_cell_conditional=[{"if": {"column_id": key}, "whiteSpace": "normal", "height": "auto",
+                                 "minWidth": "420px", "maxWidth": "640px", "textOverflow": "clip"}
+                                for key in columns if key in _WRAPPED],
         style_header={"backgroundColor": style.NAVY, "color": "white", "fontWeight": 600},
         style_data_conditional=[{"if": {"row_index": "odd"}, "backgroundColor": "#F9FAFB"},
                                 {"if": {"state": "active"}, "backgroundColor": "#DCE8F7",
@@ -334,12 +345,12 @@ def layout(state: DashboardState, settings: Settings, lake: Lake, marks: dict[in
                                                           "marginTop": "14px"})],
                      style={**_CARD, "margin": "16px 0"}),
             dcc.Tabs(id="tabs", value="risk", children=[
-                dcc.Tab(label="Risk and drill-down", value="risk", children=_risk_tab(state, settings)),
-                dcc.Tab(label="Clusters", value="clusters", children=_clusters_tab(state)),
-                dcc.Tab(label="Recommendations", value="savings", children=_savings_tab(state, settings)),
-                dcc.Tab(label="What-if scenario", value="whatif", children=_scenario_tab(state, settings)),
-                dcc.Tab(label="Capacity by group", value="capacity", children=_capacity_tab(state, settings)),
-                dcc.Tab(label="Fleet and accuracy", value="fleet", children=_fleet_tab(state, settings)),
+                dcc.Tab(label="Risk and drill-down", value="risk", children=_risk_tab(state, settings), **_TAB),
+                dcc.Tab(label="Clusters", value="clusters", children=_clusters_tab(state), **_TAB),
+                dcc.Tab(label="Recommendations", value="savings", children=_savings_tab(state, settings), **_TAB),
+                dcc.Tab(label="What-if scenario", value="whatif", children=_scenario_tab(state, settings), **_TAB),
+                dcc.Tab(label="Capacity by group", value="capacity", children=_capacity_tab(state, settings), **_TAB),
+                dcc.Tab(label="Fleet and accuracy", value="fleet", children=_fleet_tab(state, settings), **_TAB),
             ], style={"marginBottom": "12px"}),
         ], style={"padding": "18px 32px", "maxWidth": "1440px", "margin": "0 auto"}),
     ], style=_PAGE)
