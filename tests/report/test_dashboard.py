@@ -351,3 +351,25 @@ def test_tables_leave_out_hostnames_that_repeat_the_ids(whatif_report, settings_
         hostname=built.rows["server_id"])) for name, built in state.stored_scenarios._built.items()}
     with pytest.warns(DeprecationWarning, match="DataTable"):
         assert "'name': 'Hostname'" not in str(_scenario_tab(state, settings_module))
+
+
+def test_serve_says_the_bound_address_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """helper-73: capfc dashboard printed its URL and then logged it again; the port said is the one bound (0 asks the
+    system for one)."""
+    from capacity_forecaster.report import dashboard
+
+    class Bound:
+        server_port = 43_210
+
+        def serve_forever(self) -> None:
+            raise KeyboardInterrupt
+
+        def server_close(self) -> None:
+            pass
+
+    monkeypatch.setattr(dashboard, "server_for", lambda *_args: Bound())
+    said: list[str] = []
+    with caplog.at_level("INFO", logger="capacity_forecaster.report.dashboard"):
+        serve(None, "127.0.0.1", 0, announce=said.append)  # type: ignore[arg-type]
+    assert said == ["dashboard: http://127.0.0.1:43210/ (Ctrl+C to stop)"]
+    assert not [r for r in caplog.records if "http://" in r.getMessage()]

@@ -228,8 +228,7 @@ def dashboard(
     settings = setup_command(config, lake, log_level, log_format, quiet, silent,
                              **{"dashboard.host": host, "dashboard.port": port})
     app_ = create_app(pipeline.open_lake(settings, for_writing=False, existing=True), settings)
-    out.print(f"dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}/ (Ctrl+C to stop)")
-    serve(app_, settings.dashboard.host, settings.dashboard.port)
+    serve(app_, settings.dashboard.host, settings.dashboard.port, announce=out.print)
 
 
 def capfc_command() -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import dash
@@ -153,10 +154,12 @@ def server_for(app: dash.Dash, host: str, port: int) -> BaseWSGIServer:
     return make_server(host, port, app.server, threaded=True)
 
 
-def serve(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050) -> None:
-    """Serve the dashboard until interrupted (binds loopback by default; use a proxy to share it)."""
+def serve(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050,
+          announce: Callable[[str], object] | None = None) -> None:
+    """Serve the dashboard until interrupted (binds loopback by default; use a proxy to share it). Its address
+    (the bound port) goes to ``announce`` once bound, else to the log (helper-73: the CLI said it twice)."""
     server = server_for(app, host, port)
-    log.info("dashboard on http://%s:%d (Ctrl+C to stop)", host, server.server_port)
+    (announce or log.info)(f"dashboard: http://{host}:{server.server_port}/ (Ctrl+C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
