@@ -347,3 +347,30 @@ def test_a_breach_label_leaves_a_forecast_just_over_the_threshold_visible() -> N
         return float(label.xyann[1])
 
     assert offset(85.0) < 0 < offset(40.0)  # below the threshold when the forecast runs just over it
+
+
+def test_saturated_days_are_marked_in_both_forecast_charts(data, shown) -> None:
+    """helper-73: a VM saturated on 14 of its last 14 days drew a plain line at 100 % (and its forecast, pinned
+    there, read as the fleet's best); demand above capacity has its own mark in the PNG and the interactive chart."""
+    history, backtests = shown
+    assert "is_saturated" in history.columns  # load_history reads it
+    first = history[["server_id", "metric"]].iloc[0]
+    mine = (history["server_id"] == first["server_id"]) & (history["metric"] == first["metric"])
+    last = mine & (history["ds"] > history.loc[mine, "ds"].max() - pd.Timedelta(days=5))
+    marked = history.assign(is_saturated=last, value=history["value"].where(~last, 100.0))
+    with style.report_style():
+        fig = forecast_panels(data, marked, backtests)
+        entries = dict(_legend_entries(fig))
+        drawn = _drawn_colours(fig)
+        style.to_png(fig)
+    assert "saturated (demand above capacity)" in entries
+    assert _handle_colours(entries["saturated (demand above capacity)"]) <= drawn
+    with style.report_style():
+        fig = forecast_panels(data, history, backtests)
+        assert "saturated (demand above capacity)" not in dict(_legend_entries(fig))  # none shown, none said
+        style.to_png(fig)
+    series = marked[mine]
+    plotly = figures.server_figure("t", series, pd.DataFrame(columns=["ds", "yhat", "yhat_lower", "yhat_upper"]),
+                                   80.0, None, "high", 0.8)
+    trace = next(t for t in plotly.data if t.name == "saturated (demand above capacity)")
+    assert len(trace.x) == 5 and set(trace.y) == {100.0}

@@ -26,6 +26,7 @@ from capacity_forecaster.report.dashboard_recs import (
 from capacity_forecaster.report.dashboard_scenarios import SCENARIO_NUMERIC, ScenarioStore, records
 from capacity_forecaster.report.dashboard_table import SORT_KEY, served_page
 from capacity_forecaster.report.data import (
+    HISTORY_COLUMNS,
     ReportData,
     load_backtest_forecasts,
     load_history,
@@ -176,7 +177,7 @@ class DashboardState:
     def _read_series(self, server: str, metric: str) -> SeriesRows:
         pair = [(server, metric)]
         history = load_history(self.lake, pair, self.since) if self.has_history else pd.DataFrame(
-            columns=["server_id", "ds", "metric", "value", "is_imputed", "is_anomaly"])
+            columns=list(HISTORY_COLUMNS))
         forecasts = self.data.forecasts
         forecast = forecasts.of(pair) if forecasts is not None else pd.DataFrame(
             columns=["server_id", "metric", "ds", "model", "yhat", "yhat_lower", "yhat_upper"])

@@ -38,7 +38,7 @@ SMALL_TABLES = ("inventory", "server_risk", "clusters", "recommendations", "back
 OPTIONAL_TABLES = ("risk_scenarios", "recommendation_options", "capacity_by_group", "scenario_risk")
 # The risk stage writes risk_comparison on every run, empty without a what-if: empty counts as absent.
 _ABSENT_WHEN_EMPTY = frozenset({"risk_comparison"})
-HISTORY_COLUMNS = ("server_id", "ds", "metric", "value", "is_imputed", "is_anomaly")
+HISTORY_COLUMNS = ("server_id", "ds", "metric", "value", "is_imputed", "is_anomaly", "is_saturated")
 BACKTEST_COLUMNS = ("server_id", "metric", "model", "cutoff", "ds", "y", "yhat", "yhat_lower", "yhat_upper")
 # Weeks with fewer observed days are left out of the heatmap (partial first/last weeks, outages).
 HEATMAP_MIN_DAYS = 4
@@ -397,11 +397,14 @@ def load_history(lake: Lake, series: list[tuple[str, str]], since: dt.date | Non
         since: first day to read; None reads all.
 
     Returns:
-        server_id, ds, metric, value, is_imputed, is_anomaly (empty when metrics are absent).
+        server_id, ds, metric, value, is_imputed, is_anomaly, is_saturated (false in a lake from before saturation
+        was kept; empty when metrics are absent).
     """
-    frame = read_series(lake, "metrics", series, since, HISTORY_COLUMNS)
-    for flag in ("is_imputed", "is_anomaly"):
-        frame[flag] = frame[flag].fillna(False).astype(bool)
+    info = lake.table_info("metrics")
+    columns = tuple(c for c in HISTORY_COLUMNS if info is None or c in info.schema.names or c != "is_saturated")
+    frame = read_series(lake, "metrics", series, since, columns).reindex(columns=list(HISTORY_COLUMNS))
+    for flag in ("is_imputed", "is_anomaly", "is_saturated"):
+        frame[flag] = frame[flag].eq(True).to_numpy(dtype=bool)  # (missing: false)
     return frame.sort_values(["server_id", "metric", "ds"], kind="stable").reset_index(drop=True)
 
 

@@ -101,6 +101,14 @@ def server_traces(history: pd.DataFrame, forecast: pd.DataFrame, interval: float
     traces.append(go.Scatter(x=dates(anomalies["ds"]), y=anomalies["value"], mode="markers", name="anomaly",
                              marker={"color": style.ANOMALY, "size": 8, "symbol": "x"},
                              hovertemplate="anomaly %{x|%Y-%m-%d}: %{y:.1f} %"))
+    # Demand above capacity, drawn at its clipped 100 %: without a mark a saturated run read as a plain line at
+    # 100 % (and its forecast, pinned there, as the best in the fleet; helper-73).
+    saturated = history[history["is_saturated"].astype(bool)] if "is_saturated" in history.columns else history[:0]
+    if len(saturated):
+        traces.append(go.Scatter(x=dates(saturated["ds"]), y=saturated["value"], mode="markers",
+                                 name="saturated (demand above capacity)",
+                                 marker={"color": style.THRESHOLD, "size": 7, "symbol": "triangle-up"},
+                                 hovertemplate="saturated %{x|%Y-%m-%d}: demand above capacity"))
     days = dates(forecast["ds"])
     traces.append(go.Scatter(x=days, y=forecast["yhat_upper"], mode="lines", line={"width": 0},
                              showlegend=False, hoverinfo="skip", name="upper"))

@@ -58,8 +58,10 @@ def _draw_backtests(ax: Axes, backtests: pd.DataFrame, since: Any) -> set[int]:
     return drawn
 
 
-def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFrame, threshold: float) -> None:
+def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFrame, threshold: float) -> bool:
+    """One series' panel; whether it marked saturated days."""
     level = level_of(row)
+    saturated = past[past["is_saturated"].astype(bool)] if "is_saturated" in past.columns else past[:0]
     colour = style.RISK_COLOURS.get(level, style.MUTED)
     if len(past):
         ax.plot(past["ds"], past["value"], color=style.ACTUAL, linewidth=0.9)
@@ -68,6 +70,9 @@ def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFra
                    zorder=3)
         anomalies = past[past["is_anomaly"].astype(bool)]
         ax.scatter(anomalies["ds"], anomalies["value"], s=16, marker="x", color=style.ANOMALY, linewidth=1.1,
+                   zorder=4)
+        # Demand above capacity at its clipped 100 % (as figures.server_traces).
+        ax.scatter(saturated["ds"], saturated["value"], s=14, marker="^", color=style.THRESHOLD, linewidth=0,
                    zorder=4)
     if len(future):
         ax.fill_between(future["ds"], future["yhat_lower"], future["yhat_upper"], color=style.BAND, alpha=0.55,
@@ -105,6 +110,7 @@ def _panel(ax: Axes, row: dict[str, Any], past: pd.DataFrame, future: pd.DataFra
     prob_text = f", P(breach) {percent(prob)}" if prob is not None and not pd.isna(prob) else ""
     ax.text(0.0, 1.02, f"{level.capitalize()} risk: {when}{prob_text}", transform=ax.transAxes, fontsize=8,
             color=colour, ha="left", va="bottom")
+    return bool(len(past) and len(saturated))
 
 
 def observed_span(history: pd.DataFrame, forecasts: pd.DataFrame, history_days: int) -> str:
@@ -120,13 +126,15 @@ def observed_span(history: pd.DataFrame, forecasts: pd.DataFrame, history_days: 
     return f"All {days} observed day{'s' if days != 1 else ''} ({day(shown['ds'].min())} to {day(shown['ds'].max())})"
 
 
-def _legend(interval: float, levels: list[str], cutoffs: dict[int, list[Any]]) -> list[Any]:
+def _legend(interval: float, levels: list[str], cutoffs: dict[int, list[Any]], saturated: bool = False) -> list[Any]:
     """Legend handles drawn exactly like the panels' artists: one breach entry per risk level shown."""
     handles: list[Any] = [
         Line2D([], [], color=style.ACTUAL, linewidth=0.9, label="observed"),
         Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor=style.IMPUTED,
                label="imputed day"),
         Line2D([], [], marker="x", linestyle="", color=style.ANOMALY, label="anomaly"),
+        *([Line2D([], [], marker="^", linestyle="", color=style.THRESHOLD, label="saturated (demand above capacity)")]
+          if saturated else []),
         Line2D([], [], color=style.ACCENT, linewidth=1.4, label="forecast"),
         Patch(color=style.BAND, alpha=0.55, label=f"{interval:.0%} interval"),
         Line2D([], [], color=style.THRESHOLD, linestyle="--", linewidth=1.0, label="threshold"),
@@ -177,6 +185,7 @@ def forecast_panels(data: ReportData, history: pd.DataFrame, backtests: pd.DataF
                             wspace=0.12)
     levels: list[str] = []
     cutoffs: dict[int, list[Any]] = {}
+    saturated = False
     for index, (server, metric) in enumerate(pairs):
         ax = fig.add_subplot(grid[index // cols, index % cols])
         row = risk_row(ranked, server, metric)
@@ -188,12 +197,12 @@ def forecast_panels(data: ReportData, history: pd.DataFrame, backtests: pd.DataF
             mine = lines[(lines["server_id"] == server) & (lines["metric"] == metric)]
             for ordinal in _draw_backtests(ax, mine, past["ds"].min() if len(past) else None):
                 cutoffs.setdefault(ordinal, []).extend(mine.loc[mine["ordinal"] == ordinal, "cutoff"].unique())
-        _panel(ax, row, past.sort_values("ds"), future, threshold_of(row, data, metric))
+        saturated |= _panel(ax, row, past.sort_values("ds"), future, threshold_of(row, data, metric))
         breach = row.get("breach_ds")
         if breach is not None and not pd.isna(breach) and level_of(row) not in levels:
             levels.append(level_of(row))
         if index % cols:
             ax.set_yticklabels([])
-    handles = _legend(interval, levels, cutoffs)
+    handles = _legend(interval, levels, cutoffs, saturated)
     fig.legend(handles=handles, loc="lower center", ncols=min(len(handles), 6), bbox_to_anchor=(0.5, 0.005))
     return fig
