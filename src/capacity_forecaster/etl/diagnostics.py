@@ -204,25 +204,28 @@ def _empty_rows(series: pd.Index, like: pd.DataFrame) -> pd.DataFrame:
 
 
 class IngestLosses:
-    """The series of the fleet's servers that the ingest quarantined whole (every sample: a capacity the mapping's
-    inventory refused, say) and so never reached raw/: without a row they would leave forecasts and risk unremarked,
-    their trace a warning of the ingest that dropped them (helper-66).
+    """The series that the ingest quarantined whole (every sample: a capacity the mapping's inventory refused, a
+    fastStorage VM without its meta row) and so never reached raw/, whether their server has other series there or
+    not: without a row they would leave forecasts, risk and the reports unremarked, their trace a warning of the
+    ingest that dropped them (helper-66, helper-72).
 
     The ETL rewrites the quarantine batch by batch; ``add`` counts each batch's ingest sample records per series
     and reason (memory in proportion to the series, not the records), ``rows`` gives the diagnostics rows of the
     series the raw data lack.
     """
 
-    def __init__(self, servers: set[str]) -> None:
-        self._servers = servers
+    def __init__(self, servers: set[str] | None = None) -> None:
+        self._servers = servers  # None: every server the records name
         self._counts: list[pd.Series] = []
 
     def add(self, quarantine: pd.DataFrame) -> None:
         """Count the ingest's sample records in one batch of the quarantine (rows of every stage)."""
         if quarantine.empty or not {"stage", SERVER_ID, METRIC, "reason"} <= set(quarantine.columns):
             return
+        servers = (quarantine[SERVER_ID].notna() if self._servers is None else
+                   quarantine[SERVER_ID].isin(self._servers))
         named = quarantine[(quarantine["stage"] == "ingest").to_numpy(dtype=bool) & sample_records(quarantine)
-                           & quarantine[SERVER_ID].isin(self._servers) & quarantine[METRIC].isin(METRICS)]
+                           & servers & quarantine[METRIC].isin(METRICS)]
         if len(named):
             self._counts.append(reason_counts(named.astype({SERVER_ID: object, METRIC: object}), [SERVER_ID, METRIC]))
 

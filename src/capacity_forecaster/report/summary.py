@@ -541,6 +541,15 @@ def headlines(data: ReportData, ranked: pd.DataFrame) -> list[str]:
                          f"{data.settings.risk.stale_after_days} days before the rest of the fleet's, or came back "
                          "for only a day or two since (levels as of their last data, nothing recommended; check "
                          "their monitoring).")
+        lost = ranked[ranked["status"] == "no_data"] if "status" in ranked.columns else ranked.iloc[:0]
+        if len(lost):
+            # helper-72: fastStorage VMs whose every sample the ingest quarantined (no meta row, so no capacity)
+            # were in no count and no table of the pack.
+            lines.append(f"{len(lost):,} series {'has' if len(lost) == 1 else 'have'} no usable data (every day "
+                         "or sample quarantined, or none delivered), so nothing could be assessed: " + examples(
+                             (f"{r['server_id']} {r['metric']}" for r in lost.head(3).to_dict("records")),
+                             total=len(lost)) + "; each one's reason is in the workbook's All series sheet, its rows "
+                         "in the quarantine table.")
         first = live_risks(ranked).dropna(subset=["breach_ds"]).sort_values(["breach_ds", "server_id"]).head(1)
         for row in first.to_dict("records") if now.empty else []:
             names = ", ".join(str(row[c]) for c in ("hostname", "application") if says_something([row.get(c)]))

@@ -175,7 +175,7 @@ def etl_stage(lake: Lake, settings: Settings) -> StageRun:
         writers = {name: lake.writer(name) for name in ("metrics", "features", "series_diagnostics")}
         quarantine = lake.writer("quarantine")
         # Earlier ETL runs' rows are redone; the ingest's are read for the series it quarantined whole.
-        ingest_lost = IngestLosses(set(servers))
+        ingest_lost = IngestLosses()
         keep_quarantine(lake, quarantine, lambda rows: rows["stage"] == "etl", ingest_lost.add)
         processed: list[pd.DataFrame] = []  # (server_id, metric) of every raw series
         totals: dict[str, int] = {}

@@ -15,10 +15,10 @@ import pyarrow.dataset as pads
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError
-from capacity_forecaster.etl.guard import check_quarantine_share, check_value_shares, count_reasons
+from capacity_forecaster.etl.guard import check_quarantine_share, check_value_shares, count_reasons, sample_records
 from capacity_forecaster.etl.partial_days import empty_partial_days
 from capacity_forecaster.messages import examples
-from capacity_forecaster.schema import QUARANTINE_COLUMNS, TABLES
+from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS, TABLES
 from capacity_forecaster.storage.filesystem import resolve
 from capacity_forecaster.storage.lake import Lake
 from capacity_forecaster.storage.manifest import StageRun, list_runs, producing_run, stage_run
@@ -285,7 +285,9 @@ def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: b
 
     Run after raw_metrics is written. Ids that differ from the metrics' only in case or whitespace
     are joined (``inventory_join``); the rows of the same inventory source are replaced; every server
-    with metrics ends with a row. Returns the warnings (each also logged).
+    with metrics ends with a row, and so does every server whose samples this run quarantined, all of them (a
+    fastStorage VM without its meta row: it stays in the fleet, its series ``no_data`` with the reason, not gone
+    from every count; helper-72). Returns the warnings (each also logged).
     """
     from capacity_forecaster.etl.inventory_join import (
         SOURCE_COLUMN,
@@ -297,6 +299,10 @@ def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: b
     from capacity_forecaster.stages.chunks import server_ids
 
     metric_ids = server_ids(lake, "raw_metrics") or []
+    quarantined = result.quarantine
+    if len(quarantined):
+        named = quarantined.loc[sample_records(quarantined) & quarantined["metric"].isin(METRICS), "server_id"]
+        metric_ids = sorted({*metric_ids, *(s for s in named.dropna().astype(str) if s.strip())})
     first = join_to_metrics(result.inventory, metric_ids, add_missing=False)
     old = None if replace or not lake.has_table("inventory") else lake.read_table("inventory")
     merged = merge_inventory(old, first.inventory, metric_ids, add_only=result.inventory_ids_only)
