@@ -122,5 +122,28 @@ def test_exports_of_other_periods_are_not_stale_but_a_feed_that_stopped_among_th
     assert status["later"] == {"assessed"} and status["stopped"] == {"stale"}
     stopped = result.server_risk[result.server_risk["server_id"] == "stopped"]
     assert stopped["reason"].str.contains(
-        f"30 days before the latest day of the servers monitored with it \\({march_end:%Y-%m-%d}\\)").all()
+        f"30 days before the day the servers monitored with it reached \\({march_end:%Y-%m-%d}\\)").all()
     assert result.recommendations.set_index("server_id").loc["hot", "action"] == "upsize"
+
+
+def test_one_server_whose_export_runs_on_alone_does_not_make_the_fleet_stale() -> None:
+    """helper-72: fourteen Rnd VMs and one whose export ran 20 days past theirs: all fourteen read stale, the
+    breaching ones included ("Already breaching 0"). A series is behind only where a quarter of its peers went on."""
+    ahead = LAST_DAY + pd.Timedelta(days=20)
+    fleet = [f"vm{i:02d}" for i in range(14)]
+    metrics = pd.concat([make_history(fleet, days=90, level=30.0), make_history(["hot"], days=90, level=95.0),
+                         make_history(["alone"], days=90, level=20.0, end=ahead)], ignore_index=True)
+    day = pd.Timedelta(days=1)
+    forecasts = pd.concat([make_forecast(s, m, np.full(30, v), start=end + day)
+                           for s, v, end in [*((f, 30.0, LAST_DAY) for f in fleet), ("hot", 95.0, LAST_DAY),
+                                             ("alone", 20.0, ahead)] for m in ("cpu", "memory")], ignore_index=True)
+    inventory = make_inventory([{"server_id": s} for s in [*fleet, "hot", "alone"]])
+    result = run_risk(metrics, forecasts, inventory, CFG)
+    assert "stale" not in set(result.server_risk["status"])
+    assert result.summary["servers_already_breaching"] == 1
+    # ... while a quarter of the fleet going on still leaves the rest behind.
+    late = [*fleet[:4], "alone"]
+    metrics = pd.concat([make_history(fleet[4:], days=90, level=30.0), make_history(["hot"], days=90, level=95.0),
+                         make_history(late, days=90, level=20.0, end=ahead)], ignore_index=True)
+    result = run_risk(metrics, forecasts[forecasts["server_id"].isin([*fleet[4:], "hot"])], inventory, CFG)
+    assert set(result.server_risk.loc[result.server_risk["server_id"] == "hot", "status"]) == {"stale"}

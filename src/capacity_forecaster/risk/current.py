@@ -146,13 +146,13 @@ def stale_lead(reason: pd.Series) -> pd.Series:
 def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     """Series whose data end long before the fleet's: status ``stale``, the reason says since when.
 
-    A series is stale when its last observed day lies more than ``cfg.stale_after_days`` before the
-    latest observed day of the series monitored alongside it (``peers_latest``: in one fleet, the fleet's latest
-    day; exports of other periods are left alone), taken never after tomorrow (a server whose clock runs years ahead
-    does not set it): a monitoring feed that stopped, or a server that was retired but is still in
-    the exports' history. Its level stays what its last data say, but it
-    is not "already breaching" now and nothing is recommended on it: its reason says to check its
-    monitoring. Needs the whole fleet's rows (``stage.conclude``), not a chunk's.
+    A series is stale when its last observed day lies more than ``cfg.stale_after_days`` before the day the
+    series monitored alongside it reached (``peers_latest``: in one fleet, the fleet's latest day unless fewer than
+    a quarter of them got there; exports of other periods are left alone), taken never after tomorrow (a server
+    whose clock runs years ahead does not set it): a monitoring feed that stopped, or a server that was retired but
+    is still in the exports' history. Its level stays what its last data say, but it is not "already breaching" now
+    and nothing is recommended on it: its reason says to check its monitoring. Needs the whole fleet's rows
+    (``stage.conclude``), not a chunk's.
 
     A series whose data stopped for at least ``stale_after_days`` and came back for fewer than
     ``current_min_days_over`` days (``stopped_after_gap``) is stale too: those days say nothing current
@@ -187,7 +187,7 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
         return out
     since = last[stale].dt.strftime("%Y-%m-%d")
     whose = np.where(latest[stale] >= min(last[observed].max(), tomorrow), "the fleet's latest day",
-                     "the latest day of the servers monitored with it")
+                     "the day the servers monitored with it reached")
     # Raw data that go on after the last observed day: the ETL quarantined them (helper-64: a VM at 210-260 %, above
     # etl.saturation_max, for its last 14 days read "check its monitoring").
     raw_last = (pd.to_datetime(server_risk[RAW_LAST]) if RAW_LAST in server_risk.columns
@@ -225,23 +225,29 @@ def mark_stale(server_risk: pd.DataFrame, cfg: RiskConfig) -> pd.DataFrame:
     return out
 
 
+# A series is behind its peers only where at least this share of them went on further: one server of fifteen whose
+# export ran 20 days past the others' made the other fourteen stale, breaching ones included (helper-72).
+PEER_SHARE = 0.25
+
+
 def peers_latest(server_risk: pd.DataFrame, observed: pd.Series) -> pd.Series:
-    """Per row, the latest last observed day among the series that were observed on its last day (itself included):
-    the day its data would have reached had its monitoring gone on like theirs.
+    """Per row, the day its data would have reached had its monitoring gone on like its peers': among the series
+    observed on its last day (itself included), the latest last day that at least ``PEER_SHARE`` of them reached.
 
     A series monitored alongside others that went on is stale; exports of other periods are not its peers (helper-64:
-    one NAB file of October made every series of March and July stale, breaching ones included).
+    one NAB file of October made every series of March and July stale, breaching ones included), nor is one series
+    among many that runs on alone (helper-72).
     """
     last = pd.to_datetime(server_risk["last_observed"])
     first = pd.to_datetime(server_risk["first_observed"]).fillna(last)
     known = (observed & last.notna()).to_numpy()
-    order = np.argsort(first.to_numpy()[known], kind="stable")
-    starts = first.to_numpy()[known][order]
-    running = np.maximum.accumulate(last.to_numpy()[known][order])
-    # Every series observed on day d started by d; the latest end among them is the running maximum of the last
-    # days of the series that started by d (one that ended before d ends before this one too: no later maximum).
-    found = np.searchsorted(starts, last.to_numpy(), side="right") - 1
-    latest = np.where(found >= 0, running[np.maximum(found, 0)], last.to_numpy())
+    ends, starts = last.to_numpy()[known], first.to_numpy()[known]
+    latest = last.to_numpy().copy()
+    for day in np.unique(ends):
+        # Its peers: the series observed on that day (started by it, ended on or after it); their ends, latest first.
+        theirs = np.sort(ends[(starts <= day) & (ends >= day)])[::-1]
+        reached = theirs[max(int(np.ceil(PEER_SHARE * len(theirs))), 1) - 1]
+        latest[known & (last.to_numpy() == day)] = reached
     return pd.Series(pd.to_datetime(latest), index=server_risk.index).where(observed, pd.NaT)
 
 
