@@ -922,3 +922,21 @@ def test_glitch_samples_beyond_the_saturation_bound_are_quarantined_before_the_r
         "monitoring system reports)"}
     loose = run([tmp_path / "m.csv"], mapping)  # the bare ingest's bound is a magnitude no percentage has
     assert loose.raw_metrics.iloc[0]["value"] == 300.0 and loose.quarantine.empty
+
+
+def test_one_file_of_fractions_among_percent_files_is_said_per_server(tmp_path: Path) -> None:
+    """helper-72: the whole-export fraction check missed one Prometheus ratio file beside percent files; its server
+    read as idle (0.93 %) beside the same series in percent, already breaching."""
+    times = pd.date_range("2024-01-01", periods=300, freq="5min")
+    busy = 20.0 + 70.0 * (np.arange(300) % 50) / 50
+    for host, values in (("pct", busy), ("ratio", busy / 100.0), ("quiet", 3.0 + busy / 100.0)):
+        write(tmp_path / f"{host}.csv", "host,ts,cpu\n" + "".join(
+            f"{host},{t:%Y-%m-%dT%H:%M:%SZ},{v:.4f}\n" for t, v in zip(times, values, strict=True)))
+    mapping = {**WIDE, "metrics": {"cpu": {"percent": "cpu"}}}
+    said = [w for w in run([tmp_path], mapping).warnings if "never exceed 1.5" in w]
+    assert said == ["cpu: 1 of 3 servers never exceed 1.5 on any sample while others read in percent: ratio; read as "
+                    "percent they look idle; if their files hold fractions (0.5 = 50 %), ingest those files with a "
+                    "mapping that reads them (set metrics.cpu.fraction: 'cpu' instead of percent in the mapping "
+                    "(docs/ingest.md, Values))"]
+    alone = [w for w in run([tmp_path / "pct.csv", tmp_path / "quiet.csv"], mapping).warnings if "1.5" in w]
+    assert alone == []  # a quiet server at 3-4 % is no fraction

@@ -60,7 +60,7 @@ from capacity_forecaster.etl.servers import ServerIds, server_from_filename
 from capacity_forecaster.etl.sources import FilesystemFor, SourceFile, expand_sources, identical_files
 from capacity_forecaster.etl.specs import SOURCE_DIR, InventorySpec
 from capacity_forecaster.etl.spill import SampleGroup, SamplePool
-from capacity_forecaster.etl.units import fraction_warnings, over_hundred_warnings
+from capacity_forecaster.etl.units import fraction_server_warnings, fraction_warnings, over_hundred_warnings
 from capacity_forecaster.messages import examples
 from capacity_forecaster.schema import METRICS
 
@@ -749,6 +749,8 @@ def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, c
     daily, partial_days, pooled_days, carry, duplicates = rolled.tables(staged_by_group, cfg.min_coverage,
                                                                         mapping.day_timezone)
     state.rejected.append(duplicates)
+    for message in fraction_server_warnings(daily, mapping):
+        state.warn(message)
     if carry.conflicts:
         state.warn(f"{carry.conflicts} sample(s) repeat the server, metric and time of a sample an earlier ingest "
                    f"staged (raw/partial_days) with a different value; this run's value is used "

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from capacity_forecaster.etl.mapping import Mapping
+from capacity_forecaster.messages import examples
 from capacity_forecaster.schema import METRICS
 
 # Fewer values than this say too little about a unit (a short export of an idle server).
@@ -22,6 +24,8 @@ SHARE_AT_MOST_ONE = 0.99
 FRACTION_CEILING = 1.5
 # The metrics checked for fractions: utilisation that a whole fleet rarely keeps under 1 %.
 FRACTION_CHECKED = ("cpu", "memory")
+# A series whose peak passes this reads in percent (a fraction peaks at FRACTION_CEILING at most).
+PERCENT_SEEN = 5.0
 # The share of values above 100 that says a column is not a percentage: saturation is a state some
 # servers reach some of the time (Bitbrains Rnd: 0.5 % of the CPU samples, 101-129 %), not what most
 # of a whole export reads; a count (requests, NAB's ELB request count) or bytes column is.
@@ -151,6 +155,41 @@ def fraction_warnings(values: dict[str, MetricValues], mapping: Mapping) -> list
                 f"{name}: {seen.at_most_one:,} of the {seen.count:,} values are at most {FRACTION_CEILING:g} (median "
                 f"{seen.median:.3g}, max {seen.maximum:.3g}), read as percent of capacity, "
                 f"so the servers look idle; if they are fractions (0.5 = 50 %), {_hint(mapping, name)}")
+    return messages
+
+
+def fraction_server_warnings(daily: pd.DataFrame, mapping: Mapping) -> list[str]:
+    """Warnings for servers whose cpu or memory never exceeds ``FRACTION_CEILING`` on any sample while other servers'
+    clearly read in percent (their maximum above ``PERCENT_SEEN``): one file of fractions among percent files.
+
+    ``fraction_warnings`` judges a metric over the whole export, so one Prometheus ratio file in a folder of percent
+    files passed unsaid and its server read as idle (helper-72: NAB's cpu as a fraction beside the same series in
+    percent, one "keep" at 0.93 %, the other already breaching). The values are kept as read.
+
+    Args:
+        daily: the ingest's daily rows (server_id, metric, value_max, samples).
+        mapping: the mapping they were read with (metrics it declares as fractions are skipped).
+
+    Returns:
+        One message per metric of FRACTION_CHECKED with such servers (at least MIN_VALUES samples each).
+    """
+    declared = mapping.fraction_metrics()
+    checked = daily[daily["metric"].isin([m for m in FRACTION_CHECKED if m not in declared])]
+    if checked.empty:
+        return []
+    series = checked.groupby(["metric", "server_id"], sort=True).agg(peak=("value_max", "max"),
+                                                                     samples=("samples", "sum"))
+    messages = []
+    for name, rows in series.groupby(level="metric", sort=True):
+        low = rows[(rows["peak"] > 0.0) & (rows["peak"] <= FRACTION_CEILING) & (rows["samples"] >= MIN_VALUES)]
+        if low.empty or not (rows["peak"] > PERCENT_SEEN).any():
+            continue
+        servers = low.index.get_level_values("server_id")
+        messages.append(
+            f"{name}: {len(low):,} of {len(rows):,} servers never exceed {FRACTION_CEILING:g} on any sample while "
+            f"others read in percent: {examples((str(s) for s in servers[:3]), total=len(low))}; read as percent "
+            f"they look idle; if their files hold fractions (0.5 = 50 %), ingest those files with a mapping that "
+            f"reads them ({_hint(mapping, str(name))})")
     return messages
 
 
