@@ -146,3 +146,22 @@ def test_the_lineage_holds_after_a_vacuum(tmp_path: Path) -> None:
     seen = lineage(load_report_data(lake, Settings()))
     assert seen.forecast_run == forecast_run and seen.risk_forecast_run == forecast_run and seen.warnings() == []
     assert risk_run.run_id != seen.risk_run
+
+
+def test_a_report_over_forecasts_older_than_the_processed_metrics_warns(tmp_path: Path) -> None:
+    """helper-72: ingest, etl and forecast, then a later ingest and etl, then risk without forecast: reasons read
+    "upper bound crosses ... (day -19)" and the pack said nothing (the risk stage only logged it)."""
+    lake = build_lake(tmp_path / "lake", stages=("etl", "forecast"))
+    read = table_run_id(lake, "metrics")
+    with stage_run(lake, "forecast", Settings()) as made:  # (as forecast_stage records what it read)
+        made.inputs = {"etl": read}
+        made.wrote(lake.write_table("forecasts", lake.read_table("forecasts")))
+    risk_stage(lake, Settings())
+    assert lineage(load_report_data(lake, Settings())).warnings() == []
+    with stage_run(lake, "etl", Settings().model_copy(update={"log_level": "DEBUG"})) as run:  # another config
+        metrics = lake.read_table("metrics")
+        run.wrote(lake.write_table("metrics", metrics.assign(value=metrics["value"] * 0.99)))
+    said = lineage(load_report_data(lake, Settings())).warnings()
+    assert len(said) == 1 and said[0].startswith("Warning: the forecasts (forecast run ")
+    assert f"of ETL run {read}, but the lake's are from ETL run {run.run_id}" in said[0]
+    assert "Run capfc forecast and capfc risk" in said[0]

@@ -364,6 +364,9 @@ def load_report_data(lake: Lake, settings: Settings, *, accuracy: bool = True, w
             tables[name] = frame
         elif name in SMALL_TABLES:
             log.info("report: table %s is absent (%s)", name, not_available(name))
+    metrics = lake.table_info("metrics")
+    if metrics is not None:  # (read in parts below; its version says which ETL run the forecasts should be on)
+        versions["metrics"] = metrics.written_version
     settings = applied_thresholds(settings, tables.get("server_risk"))
     means = peaks = profiles = period = coverage = None
     runs = list_runs(lake)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from capacity_forecaster.report.data import ReportData
-from capacity_forecaster.storage.manifest import producing_run
+from capacity_forecaster.storage.manifest import behind, producing_run
 
 
 @dataclass(frozen=True)
@@ -18,12 +18,15 @@ class Lineage:
         risk_forecast_run: run_id of the forecast run that risk run read (None: unknown).
         stale_scenarios: stored what-if scenario -> the forecast run it was computed on, for every
             scenario computed on another forecast run than the lake's current one.
+        etl_behind: (the ETL run that wrote the lake's processed metrics, the one the forecasts were made from)
+            when the metrics changed since (``manifest.behind``); None when current or unknown.
     """
 
     forecast_run: str | None
     risk_run: str | None
     risk_forecast_run: str | None
     stale_scenarios: dict[str, str]
+    etl_behind: tuple[str, str] | None = None
 
     @property
     def consistent(self) -> bool:
@@ -38,6 +41,13 @@ class Lineage:
             out.append(f"Warning: the breach risk and recommendations come from risk run {self.risk_run}, which used "
                        f"forecast run {self.risk_forecast_run}, but the forecasts shown are from forecast run "
                        f"{self.forecast_run}. Run capfc risk (or capfc run) to bring them in line.")
+        if self.etl_behind is not None:
+            # helper-72: capfc risk on forecasts older than the newest ETL run read "upper bound crosses ...
+            # (day -19)", with one log line and nothing in the pack.
+            out.append(f"Warning: the forecasts (forecast run {self.forecast_run}) were made from processed metrics "
+                       f"of ETL run {self.etl_behind[1]}, but the lake's are from ETL run {self.etl_behind[0]}: the "
+                       "forecasts start before the newest days, so breach dates and days to breach are off. Run "
+                       "capfc forecast and capfc risk (or capfc run) to bring them in line.")
         for name, run in self.stale_scenarios.items():
             out.append(f"Warning: what-if scenario {name} was computed on forecast run {run}, not on the current "
                        f"forecast run {self.forecast_run}; re-run capfc risk for it to refresh it.")
@@ -66,4 +76,7 @@ def lineage(data: ReportData) -> Lineage:
         for row in index.dropna(subset=["forecast_run_id"]).to_dict("records"):
             if row["forecast_run_id"] != forecast_id:
                 stale[str(row["scenario"])] = str(row["forecast_run_id"])
-    return Lineage(forecast_id, None if risk is None else str(risk["run_id"]), used, stale)
+    etl = producing_run(data.runs, "metrics", data.versions.get("metrics"))
+    read = ((forecast or {}).get("inputs") or {}).get("etl")
+    return Lineage(forecast_id, None if risk is None else str(risk["run_id"]), used, stale,
+                   behind(data.runs, etl, read))

@@ -174,6 +174,13 @@ def stale_input(lake: Lake, table: str, upstream: str, key: str) -> tuple[str, s
     made = producing_run(runs, table, info.written_version)
     read = ((made or {}).get("inputs") or {}).get(key)
     now = producing_run(runs, upstream, source.written_version)
+    return behind(runs, now, read)
+
+
+def behind(runs: list[dict[str, Any]], now: dict[str, Any] | None, read: Any) -> tuple[str, str] | None:
+    """``(now's run_id, read)`` when a table was made from run ``read`` of its upstream and ``now`` (the run that
+    wrote the upstream since) made other rows; None when they are one run, made the same rows (same stage, inputs,
+    configuration and package version: stages are deterministic), or either is unknown."""
     if read is None or now is None or str(now["run_id"]) == str(read):
         return None
     before = next((run for run in runs if str(run.get("run_id")) == str(read)), None)
