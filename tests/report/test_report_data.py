@@ -87,6 +87,16 @@ def test_absent_tables_say_which_command_to_run(etl_only_lake: Lake, settings) -
     assert rows["Breach threshold"][0] == "80 % of capacity" and rows["Data period"][0].startswith("2025-11-03")
 
 
+def test_forecasts_without_a_backtest_say_the_histories_were_too_short(report_lake: Lake, settings) -> None:
+    """helper-72: a day or two of data, forecast run: the MASE card said "run capfc forecast"."""
+    import dataclasses
+
+    data = load_report_data(report_lake, settings)
+    short = dataclasses.replace(data, tables={k: v for k, v in data.tables.items() if k != "backtests"})
+    note = {k.key: k for k in kpis(short)}["accuracy"].note
+    assert note == "no backtest: the histories are too short to check a forecast on"
+
+
 def test_heatmap_metric_is_configurable(report_lake: Lake, settings) -> None:
     custom = settings.model_copy(update={"report": settings.report.model_copy(update={"heatmap_metric": "memory"})})
     cpu = load_report_data(report_lake, settings).weekly

@@ -288,7 +288,11 @@ def kpis(data: ReportData, ranked: pd.DataFrame | None = None) -> list[Kpi]:
     accuracy = model_accuracy(data.table("backtests"))
     chosen = chosen_models(data)
     if accuracy.empty or chosen["mase"].isna().all():
-        out.append(Kpi("accuracy", "Forecast error (MASE)", None, "-", "backtests not available: run capfc forecast"))
+        # With forecasts made, the histories were too short for a backtest (helper-72: "run capfc forecast" after
+        # it ran on a day or two of data).
+        why = ("backtests not available: run capfc forecast" if data.forecasts is None or data.forecasts.series.empty
+               else "no backtest: the histories are too short to check a forecast on")
+        out.append(Kpi("accuracy", "Forecast error (MASE)", None, "-", why))
     else:
         mase = float(chosen["mase"].median())
         out.append(Kpi("accuracy", "Forecast error (MASE)", mase, f"{mase:.2f}",
