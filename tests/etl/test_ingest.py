@@ -901,29 +901,6 @@ def test_epoch_times_of_rows_without_a_server_are_not_judged(tmp_path: Path) -> 
     assert result.rows_used == 0 and set(r.split(":")[0] for r in reasons(result)) == {"unmatched_server_id"}
 
 
-def test_glitch_samples_beyond_the_saturation_bound_are_quarantined_before_the_roll_up(tmp_path: Path) -> None:
-    """helper-72: 8 % of a VM's five-minute cpu samples at 300 % made its daily P95 300; the ETL then quarantined 88 of
-    its 92 days as out of range and risk read it as a feed that stopped. Sample by sample, what no monitoring system
-    reports (capfc ingest passes etl.saturation_max) leaves the day; the other samples give its real P95; saturation
-    up to the bound is kept as read."""
-    times = pd.date_range("2024-01-01", periods=288, freq="5min")
-    values = np.where(np.arange(288) % 12 == 0, 300.0, 80.0 + (np.arange(288) % 10))
-    values[5] = 130.0  # saturated, kept
-    write(tmp_path / "m.csv", "host,ts,cpu\n" + "".join(f"a,{t:%Y-%m-%dT%H:%M:%SZ},{v:g}\n"
-                                                       for t, v in zip(times, values, strict=True)))
-    mapping = {**WIDE, "metrics": {"cpu": {"percent": "cpu"}}}
-    result = ingest([str(tmp_path / "m.csv")], parse_mapping(mapping), IngestConfig(), local, sample_max=200.0)
-    assert result.rows_read == result.rows_used + result.rows_quarantined
-    day = result.raw_metrics.iloc[0]
-    assert day["samples"] == 264 and day["value_max"] == 130.0
-    assert day["value"] == pytest.approx(np.percentile(values[values <= 200], 95))
-    assert len(result.quarantine) == 24 and set(reasons(result)) == {
-        "value_out_of_range: '300' from column 'cpu' (|percent| > 200: beyond etl.saturation_max, more than any "
-        "monitoring system reports)"}
-    loose = run([tmp_path / "m.csv"], mapping)  # the bare ingest's bound is a magnitude no percentage has
-    assert loose.raw_metrics.iloc[0]["value"] == 300.0 and loose.quarantine.empty
-
-
 def test_one_file_of_fractions_among_percent_files_is_said_per_server(tmp_path: Path) -> None:
     """helper-72: the whole-export fraction check missed one Prometheus ratio file beside percent files; its server
     read as idle (0.93 %) beside the same series in percent, already breaching."""

@@ -167,12 +167,6 @@ class _Rejections:
 _AMOUNTS = {"usage": "a usage", "free": "a free amount", "idle": "an idle percent"}
 
 
-def _beyond(max_abs: float) -> str:
-    """Why a sample is out of range: beyond ``etl.saturation_max`` (``capfc ingest``'s bound) or the bare bound."""
-    return (f"(|percent| > {max_abs:g}: beyond etl.saturation_max, more than any monitoring system reports)"
-            if max_abs < 1e6 else f"(|percent| > {max_abs:g})")
-
-
 def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping, metric: MetricName,
                  max_abs: float) -> tuple[np.ndarray, np.ndarray, pd.Series]:
     """Values of one wide metric, the status of each row (0 = accepted) and the reason of each rejection."""
@@ -209,7 +203,8 @@ def _wide_metric(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
                                       "below 0 is a not-collected code, not a measurement)")
     with np.errstate(invalid="ignore"):
         status = np.where((status == parse.OK) & ~(np.abs(values) <= max_abs), _TOO_LARGE, status)
-    templates[_TOO_LARGE] = f"value_out_of_range: {{text}} from column '{value_column}' {_beyond(max_abs)}"
+    templates[_TOO_LARGE] = (f"value_out_of_range: {{text}} from column '{value_column}' "
+                             f"(|percent| > {max_abs:g})")
     rejected = np.flatnonzero(status != parse.OK)
     texts = np.empty(len(rejected), dtype=object)
     if len(rejected):
@@ -307,7 +302,7 @@ def _long_values(chunk: RawChunk, numbers: parse.ColumnNumbers, mapping: Mapping
     with np.errstate(invalid="ignore"):
         status = np.where((status == parse.OK) & ~(np.abs(values) <= max_abs), _TOO_LARGE, status)
     templates = _number_templates(spec.value, "value") | {
-        _TOO_LARGE: f"value_out_of_range: {{text}} in column '{spec.value}' {_beyond(max_abs)}"}
+        _TOO_LARGE: f"value_out_of_range: {{text}} in column '{spec.value}' (|percent| > {max_abs:g})"}
     bad = np.flatnonzero(rows.ok & (codes >= 0) & (status != parse.OK))
     rejections.add(bad, shown_metric[bad], spec.value,
                    _reasons(status[bad], parse.texts_at(chunk.columns[spec.value], bad), templates))

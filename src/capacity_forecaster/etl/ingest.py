@@ -454,8 +454,7 @@ class _Reading:
 
 
 def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
-                deriver: InventoryDeriver | None, capacities: CapacityLookup | None, pool: SamplePool,
-                sample_max: float = MAX_ABS_PERCENT) -> _Reading:
+                deriver: InventoryDeriver | None, capacities: CapacityLookup | None, pool: SamplePool) -> _Reading:
     """Read every file chunk by chunk into accepted samples (``pool``) and quarantine records."""
     state = _Reading(pool=pool)
     roles = mapping.column_roles()
@@ -485,7 +484,7 @@ def _read_files(files: list[SourceFile], mapping: Mapping, cfg: IngestConfig,
             if chunk.num_rows == 0:
                 continue
             numbers = ColumnNumbers(chunk.columns, mapping.csv.decimal)
-            got = extract(chunk, numbers, mapping, src.label, state.servers, file_server, sample_max,
+            got = extract(chunk, numbers, mapping, src.label, state.servers, file_server, MAX_ABS_PERCENT,
                           None if capacities is None else capacities.columns_for)
             if deriver is not None:
                 deriver.update(numbers, got.row_server, got.row_ts, got.row_ok)
@@ -662,8 +661,7 @@ def _roll_up(group: SampleGroup, staged: dict[int, pd.DataFrame | None], pool: S
 
 
 def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
-           filesystem_for: FilesystemFor, staged: pd.DataFrame | None = None,
-           sample_max: float = MAX_ABS_PERCENT) -> IngestResult:
+           filesystem_for: FilesystemFor, staged: pd.DataFrame | None = None) -> IngestResult:
     """Read monitoring exports and roll them up to one row per server, day and metric.
 
     Files are read in chunks (pyarrow CSV streaming, Parquet row batches). Rows that are not
@@ -684,10 +682,6 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
         cfg: percentile, coverage threshold and chunk size.
         filesystem_for: returns (pyarrow filesystem, path within it) for a source URI.
         staged: the staging of partial days from earlier ingests (schema.PARTIAL_DAY_COLUMNS), or None.
-        sample_max: a sample whose percentage exceeds this in magnitude is quarantined before the roll-up
-            (``capfc ingest``: ``etl.saturation_max``, more than any monitoring system reports: helper-72's glitch
-            samples at 300 % on 8 % of a VM's five minutes made its daily P95 300, and the ETL quarantined 88 of
-            its 92 days; without them the days read their real 85 %).
 
     Returns:
         The IngestResult; raw_metrics has columns server_id, ds, metric, value, samples, value_mean,
@@ -724,17 +718,17 @@ def ingest(sources: Sequence[str], mapping: Mapping, cfg: IngestConfig,
     pool = SamplePool(cfg.spill_rows)
     try:
         return _ingest_read(files, labels, mapping, cfg, deriver, capacities, inventory, inventory_rejects, staged,
-                            sample_max, pool, started)
+                            pool, started)
     finally:
         pool.close()  # a refusal or a bad file after a spill leaves no folder behind
 
 
 def _ingest_read(files: list[SourceFile], labels: list[str], mapping: Mapping, cfg: IngestConfig,
                  deriver: InventoryDeriver | None, capacities: CapacityLookup | None, inventory: pd.DataFrame | None,
-                 inventory_rejects: pd.DataFrame, staged: pd.DataFrame | None, sample_max: float, pool: SamplePool,
+                 inventory_rejects: pd.DataFrame, staged: pd.DataFrame | None, pool: SamplePool,
                  started: float) -> IngestResult:
     """``ingest`` from reading the metric files on (``pool`` holds, and may spill, their samples)."""
-    state = _read_files(files, mapping, cfg, deriver, capacities, pool, sample_max)
+    state = _read_files(files, mapping, cfg, deriver, capacities, pool)
     tallied = pool.values.summary()
     for message in [*fraction_warnings(tallied, mapping), *over_hundred_warnings(
             tallied, None if mapping.long is None else mapping.long.metric_column or "")]:

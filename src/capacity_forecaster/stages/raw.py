@@ -385,8 +385,7 @@ def ingest_stage(lake: Lake, settings: Settings, sources: list[str], mapping_fil
         start = time.perf_counter()
         staged = None if replace or not lake.has_table("partial_days") else lake.read_table("partial_days")
         try:
-            result = ingest(sources, mapping, settings.ingest, filesystem_for, staged,
-                            sample_max=settings.etl.saturation_max)
+            result = ingest(sources, mapping, settings.ingest, filesystem_for, staged)
         except InputError as err:
             if mapping_file is None and "not found; columns are:" in str(err):
                 # Without --mapping the file was read as the contract's layout: say so, and where mappings are.
