@@ -17,7 +17,7 @@ from statsmodels.tsa.adfvalues import tau_c_largep, tau_c_smallp, tau_max_c, tau
 
 from capacity_forecaster.etl.days import latest_plausible_day
 from capacity_forecaster.etl.grid import run_lengths
-from capacity_forecaster.etl.guard import main_reasons, reason_counts, sample_records, top_reasons
+from capacity_forecaster.etl.guard import main_reasons, reason_counts, top_reasons, value_records
 from capacity_forecaster.schema import DS, METRIC, METRICS, SERVER_ID
 
 # Fewer usable regression rows than this many per coefficient give no test.
@@ -209,9 +209,10 @@ class IngestLosses:
     not: without a row they would leave forecasts, risk and the reports unremarked, their trace a warning of the
     ingest that dropped them (helper-66, helper-72).
 
-    The ETL rewrites the quarantine batch by batch; ``add`` counts each batch's ingest sample records per series
-    and reason (memory in proportion to the series, not the records), ``rows`` gives the diagnostics rows of the
-    series the raw data lack.
+    The ETL rewrites the quarantine batch by batch; ``add`` counts each batch's ingest records of delivered samples
+    with an unusable value or capacity (``guard.VALUE_REASONS``: not a repeated header line, a footer or an empty
+    cell) per series and reason, summed as it goes (memory in proportion to the series, not the records); ``rows``
+    gives the diagnostics rows of the series the raw data lack.
     """
 
     def __init__(self, servers: set[str] | None = None) -> None:
@@ -222,12 +223,14 @@ class IngestLosses:
         """Count the ingest's sample records in one batch of the quarantine (rows of every stage)."""
         if quarantine.empty or not {"stage", SERVER_ID, METRIC, "reason"} <= set(quarantine.columns):
             return
-        servers = (quarantine[SERVER_ID].notna() if self._servers is None else
-                   quarantine[SERVER_ID].isin(self._servers))
-        named = quarantine[(quarantine["stage"] == "ingest").to_numpy(dtype=bool) & sample_records(quarantine)
-                           & servers & quarantine[METRIC].isin(METRICS)]
+        ingest = quarantine[(quarantine["stage"] == "ingest").to_numpy(dtype=bool)
+                            & quarantine[METRIC].isin(METRICS).to_numpy(dtype=bool)]
+        servers = ingest[SERVER_ID].notna() if self._servers is None else ingest[SERVER_ID].isin(self._servers)
+        named = ingest[servers.to_numpy(dtype=bool) & value_records(ingest).to_numpy(dtype=bool)]
         if len(named):
-            self._counts.append(reason_counts(named.astype({SERVER_ID: object, METRIC: object}), [SERVER_ID, METRIC]))
+            counts = reason_counts(named.astype({SERVER_ID: object, METRIC: object}), [SERVER_ID, METRIC])
+            # Summed as they come: memory in proportion to the series and reasons, not to the batches read.
+            self._counts = [pd.concat([*self._counts, counts]).groupby(level=[0, 1, 2]).sum()]
 
     def rows(self, processed: pd.MultiIndex, like: pd.DataFrame) -> pd.DataFrame:
         """Diagnostics rows (``like``'s columns) of the counted series not in ``processed`` (the raw series the ETL
@@ -236,8 +239,7 @@ class IngestLosses:
         keys = [SERVER_ID, METRIC]
         if not self._counts:
             return like.iloc[:0]
-        counts = pd.concat(self._counts).groupby(level=[0, 1, 2]).sum()
-        reasons = top_reasons(counts, keys)
+        reasons = top_reasons(self._counts[0], keys)
         reasons = reasons[~reasons.index.isin(processed)]
         out = _empty_rows(reasons.index, like)
         out["n_quarantined"] = reasons["rows"].to_numpy(dtype=np.int64)

@@ -47,6 +47,19 @@ def sample_records(quarantine: pd.DataFrame) -> pd.Series:
     return ~quarantine["reason"].astype(str).str.startswith(("inventory_", "excluded_row"))
 
 
+# Reasons that say a sample of a server's metric was delivered and unusable (its value or capacity), as opposed to a
+# row that was no sample at all (a repeated header line, a footer "Total,,", a bad timestamp) or an empty cell (a
+# metric not collected there, as a column missing from the file): only these make a series lost at ingest
+# (helper-74: a header line inside a concatenated export became a server "host" in every report).
+VALUE_REASONS = ("unparseable_value", "non_finite_value", "value_out_of_range", "negative_value", "missing_capacity",
+                 "unparseable_capacity", "non_finite_capacity", "zero_capacity", "invalid_capacity")
+
+
+def value_records(quarantine: pd.DataFrame) -> pd.Series:
+    """The quarantine records of delivered samples whose value or capacity was unusable (``VALUE_REASONS``)."""
+    return quarantine["reason"].astype(str).str.split(":", n=1).str[0].isin(VALUE_REASONS)
+
+
 def reason_counts(quarantine: pd.DataFrame, keys: list[str]) -> pd.Series:
     """Records per group of ``keys`` and reason code (``n``, indexed by ``keys`` and ``code``): a quarantine read
     batch by batch sums these (``pd.concat(...).groupby(level=...).sum()``) before ``top_reasons``."""

@@ -15,7 +15,7 @@ import pyarrow.dataset as pads
 
 from capacity_forecaster.config import Settings
 from capacity_forecaster.errors import InputError
-from capacity_forecaster.etl.guard import check_quarantine_share, check_value_shares, count_reasons, sample_records
+from capacity_forecaster.etl.guard import check_quarantine_share, check_value_shares, count_reasons, value_records
 from capacity_forecaster.etl.partial_days import empty_partial_days
 from capacity_forecaster.messages import examples
 from capacity_forecaster.schema import METRICS, QUARANTINE_COLUMNS, TABLES
@@ -301,7 +301,7 @@ def _write_inventory(lake: Lake, run: StageRun, result: IngestResult, replace: b
     metric_ids = server_ids(lake, "raw_metrics") or []
     quarantined = result.quarantine
     if len(quarantined):
-        named = quarantined.loc[sample_records(quarantined) & quarantined["metric"].isin(METRICS), "server_id"]
+        named = quarantined.loc[value_records(quarantined) & quarantined["metric"].isin(METRICS), "server_id"]
         metric_ids = sorted({*metric_ids, *(s for s in named.dropna().astype(str) if s.strip())})
     first = join_to_metrics(result.inventory, metric_ids, add_missing=False)
     old = None if replace or not lake.has_table("inventory") else lake.read_table("inventory")
