@@ -122,6 +122,14 @@ def test_internal_errors_are_logged_without_their_payload(client: Any, caplog: p
      "a callback request needs a list of inputs (and of state)"),
     (b'{"output": "kpis.children", "inputs": "' + b"x" * 50_000 + b'"}',
      "a callback request needs a list of inputs (and of state)"),
+    (b'{"output": "kpis.children", "inputs": [1]}',
+     "a callback input must be an object with an id and a property, got 1"),
+    (b'{"output": "kpis.children", "inputs": [], "state": [7]}',
+     "a callback input must be an object with an id and a property, got 7"),
+    (b'{"output": "kpis.children", "inputs": [], "outputs": "x"}',
+     "a callback request's outputs must be objects, got 'x'"),
+    (b'{"output": "kpis.children", "inputs": [], "changedPropIds": 5}',
+     "changedPropIds must be a list of texts, got 5"),
 ])
 def test_malformed_callback_requests_are_answered_400(client: Any, body: bytes, said: str,
                                                       caplog: pytest.LogCaptureFixture) -> None:

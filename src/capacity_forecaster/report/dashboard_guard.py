@@ -127,6 +127,18 @@ def callback_envelope(body: Any, callbacks: Container[str]) -> None:
         raise BadInput(f"no callback of this dashboard has the output {shorten(output)}")
     if not isinstance(body.get("inputs"), list) or not isinstance(body.get("state", []), list):
         raise BadInput("a callback request needs a list of inputs (and of state)")
+    # Each item as Dash reads it (helper-74: inputs [1], state [7], outputs "x" or changedPropIds 5 still failed
+    # inside Dash with a 500).
+    for item in (*body["inputs"], *body.get("state", [])):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str | dict) \
+                or not isinstance(item.get("property"), str):
+            raise BadInput(f"a callback input must be an object with an id and a property, got {shorten(item)}")
+    outputs = body.get("outputs", {})
+    if not all(isinstance(o, dict) for o in (outputs if isinstance(outputs, list) else [outputs])):
+        raise BadInput(f"a callback request's outputs must be objects, got {shorten(outputs)}")
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        raise BadInput(f"changedPropIds must be a list of texts, got {shorten(changed)}")
 
 
 def body_limit(app: WsgiApp, max_bytes: int) -> WsgiApp:
