@@ -79,6 +79,8 @@ def test_risk_table_names_stale_rows_and_drops_an_empty_seasonal_peak_column(
     print_risk_summary({**DEMO, "scenario": "base", "at_risk": [later], "clusters": {}, "actions": {}})
     text = capsys.readouterr().out
     assert "likely by 2024-12-17" in text and "2025-03-05" not in text
+    line = next(row for row in text.splitlines() if "likely by" in row)
+    assert "85" not in line  # no days to the median's crossing beside the likely day (helper-74)
 
 def _etl(**counts: object) -> SimpleNamespace:
     return SimpleNamespace(stage="etl", rows_in=435282, rows_out=438397, rows_quarantined=1403, run_id="4b4b96a5ebf1",

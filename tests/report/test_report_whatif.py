@@ -226,7 +226,8 @@ def _stale_unpriced_comparison() -> ReportData:
                          "status": ["assessed", "stale", "assessed"], "days_over_recent": 0,
                          "last_over_ds": pd.NaT, "stale_since": pd.to_datetime([None, "2013-08-27", None]),
                          "last_observed": pd.to_datetime(["2013-09-11", "2013-08-27", "2013-09-11"]),
-                         "breach_probability": [0.6, 0.9, 0.01]})
+                         "breach_probability": [0.6, 0.9, 0.01],
+                         "likely_breach_ds": pd.to_datetime(["2013-09-15", None, None])})
     inventory = pd.DataFrame({"server_id": ["s1", "s2", "s3"], "hostname": None, "application": None})
     return ReportData("lake", Settings(), dt.datetime.now(dt.UTC),
                       tables={"risk_comparison": comparison, "server_risk": risk, "inventory": inventory})
@@ -252,6 +253,8 @@ def test_a_what_if_counts_no_stale_series_at_risk_and_no_unpriced_dollar() -> No
     assert totals["Series at risk (medium or worse)"] == ("1", "1")
     assert totals["Earliest breach"] == ("2013-09-20 (s1 cpu)", "2013-09-20 (s1 cpu)")
     assert totals["Net savings per month"] == ("not priced", "not priced")
+    # s1's breach is likely before its median crosses: the what-if rows say so, as the risk tables (helper-74).
+    assert side_when(scenario.rows.set_index("server_id").loc["s1"].to_dict(), "base") == "likely by 2013-09-15"
     stale = scenario.rows.set_index("server_id").loc["s2"].to_dict()
     assert side_level(stale, "base") == ("stale", "stale (critical)")
     assert side_when(stale, "scenario") == "no data since 2013-08-27" and side_probability(stale, "base") == "-"
@@ -263,3 +266,11 @@ def test_a_what_if_counts_no_stale_series_at_risk_and_no_unpriced_dollar() -> No
     assert frame.loc["s2", "base_breach_ds"] == "no data since 2013-08-27"
     assert frame.loc["s2", "base_risk_level"] == "stale (critical)"
     assert pd.isna(frame.loc["s3", "base_monthly_savings"])
+    # The text cells sort by their day (a stale one last) and levels by severity (helper-74).
+    from capacity_forecaster.report.dashboard_table import apply_sort
+
+    ordered = apply_sort(frame.reset_index(), [{"column_id": "base_breach_ds", "direction": "asc"}], frame.columns)
+    assert ordered["server_id"].tolist()[:1] == ["s1"] and ordered["server_id"].tolist()[-1] in ("s2", "s3")
+    worst = apply_sort(frame.reset_index(), [{"column_id": "base_risk_level", "direction": "desc"}], frame.columns)
+    assert worst["server_id"].tolist() == ["s2", "s1", "s3"]  # stale (critical), high, low
+    assert not [k for k in ScenarioStore(_stale_unpriced_comparison()).rows()[0] if k.startswith("_sort_")]

@@ -117,7 +117,7 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
     """One screen: servers already breaching, risk levels, at-risk servers with dates, clusters, actions, savings;
     with a what-if (``scenarios.ScenarioOutcome``), base -> scenario at-risk servers, earliest breach and savings."""
     out.print(risk_headline(summary))
-    from capacity_forecaster.risk.levels import actions_text, percent, stale_words
+    from capacity_forecaster.risk.levels import actions_text, likely_first, percent, stale_words
 
     at_risk = summary.get("at_risk") or []
     if at_risk:
@@ -135,12 +135,12 @@ def print_risk_summary(summary: dict[str, Any], scenario: Any = None) -> None:
             now = row.get("status") == "already_breaching"
             stale = row.get("status") == "stale"
             over = int(row.get("days_over_recent") or 0)
-            likely = row.get("likely_breach_ds")  # (ISO days: the earlier of the two, as the packs say it)
+            first = likely_first(row)  # (the earlier of the two, as the packs say it)
             breach = (f"now ({over} recent {'day' if over == 1 else 'days'} over)" if now else
                       stale_words(row) if stale else
-                      f"likely by {likely}" if likely and (not row["breach_ds"] or likely < row["breach_ds"]) else
-                      row["breach_ds"] or "-")
-            days = "0" if now else "-" if stale or row["days_to_breach"] is None else str(row["days_to_breach"])
+                      f"likely by {row['likely_breach_ds']}" if first else row["breach_ds"] or "-")
+            days = ("0" if now else "-" if stale or first or row["days_to_breach"] is None
+                    else str(row["days_to_breach"]))
             prob = percent(row["breach_probability"])
             table.add_row(row["server_id"], row["metric"], row["risk_level"], breach, days, prob,
                           *((str(row.get("seasonal_peak") or ""),) if peaks else ()))

@@ -13,7 +13,7 @@ from capacity_forecaster.report.data import ReportData, scenario_info, scenario_
 from capacity_forecaster.report.risks import table_level, table_probability
 from capacity_forecaster.report.summary import forecast_horizon
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money
-from capacity_forecaster.risk.levels import Status, level_codes, rank_risks, stale_words
+from capacity_forecaster.risk.levels import Status, level_codes, likely_first, rank_risks, stale_words
 from capacity_forecaster.risk.whatif import compounded
 
 
@@ -118,8 +118,9 @@ def ranked_rows(data: ReportData, name: str | None = None) -> pd.DataFrame:
     return out.drop(columns="change_rank").reset_index(drop=True)
 
 
-_STATE_COLUMNS = ("status", "days_over_recent", "last_over_ds", "stale_since", "last_observed", "raw_last_observed")
-_STATE_DAYS = ("last_over_ds", "stale_since", "last_observed", "raw_last_observed")
+_STATE_COLUMNS = ("status", "days_over_recent", "last_over_ds", "stale_since", "last_observed", "raw_last_observed",
+                  "likely_breach_ds")
+_STATE_DAYS = ("last_over_ds", "stale_since", "last_observed", "raw_last_observed", "likely_breach_ds")
 
 
 def _states(risk: pd.DataFrame | None) -> pd.DataFrame:
@@ -156,12 +157,16 @@ def _side(row: Mapping[Any, Any], side: str) -> dict[str, Any]:
 
 
 def side_when(row: Mapping[Any, Any], side: str) -> str:
-    """One side's breach as the what-if tables show it: ``now`` for a series already breaching, ``no data since
-    <day>`` for a stale one (as ``risks.breach_when``), else its date."""
+    """One side's breach as the what-if tables show it, as ``risks.breach_when`` says it: ``now`` for a series already
+    breaching, ``no data since <day>`` for a stale one, ``likely by <day>`` where that comes before the median's
+    crossing (``risks.likely_first``), else its date."""
     status = row.get(f"{side}_status")
     if status == STALE:
         return stale_words(_side(row, side)).removeprefix("stale: ")
-    return "now" if status == ALREADY else day(row.get(f"{side}_breach_ds"))
+    if status == ALREADY:
+        return "now"
+    return f"likely by {day(row.get(f'{side}_likely_breach_ds'))}" if likely_first(_side(row, side)) else day(
+        row.get(f"{side}_breach_ds"))
 
 
 def side_level(row: Mapping[Any, Any], side: str) -> tuple[str, str] | None:

@@ -7,7 +7,9 @@ from typing import Any
 import pandas as pd
 
 from capacity_forecaster.report.comparison import StoredScenario, shown_levels, side_when, stored_scenario
+from capacity_forecaster.report.dashboard_table import SORT_KEY
 from capacity_forecaster.report.data import ReportData, scenario_names
+from capacity_forecaster.risk.levels import level_codes
 
 SCENARIO_COLUMNS = {
     "server_id": "Server", "hostname": "Hostname", "metric": "Metric", "change": "Change",
@@ -51,7 +53,8 @@ class ScenarioStore:
     def rows(self, name: str | None = None) -> list[dict[str, Any]]:
         """Rows of a stored what-if (``SCENARIO_COLUMNS``; None: the most recent), most affected first;
         empty without one."""
-        return records(self.frame(name))
+        frame = self.frame(name)
+        return records(frame.drop(columns=[c for c in frame.columns if c.startswith(SORT_KEY)]))
 
     def frame(self, name: str | None = None) -> pd.DataFrame:
         """``rows`` as a frame (breaches as text, probabilities in percent, days and savings rounded; stale series as
@@ -71,4 +74,13 @@ class ScenarioStore:
             elif column.endswith(("_days_to_breach", "_savings")):
                 values = values.astype("Float64").round(0)
             out[column] = values
+        # Breach cells are text ("now", "likely by ...", a stale note): they sort by their day, levels by severity
+        # ("stale (critical)" as its level; helper-74: "-" rows came first and "now" last).
+        for side in ("base", "scenario"):
+            at = pd.to_datetime(rows[f"{side}_breach_ds"])
+            if f"{side}_likely_breach_ds" in rows.columns:
+                at = pd.concat([at, pd.to_datetime(rows[f"{side}_likely_breach_ds"])], axis=1).min(axis=1)
+            out[SORT_KEY + f"{side}_breach_ds"] = at.mask(rows.get(f"{side}_status", pd.Series(None, index=rows.index))
+                                                          .eq("stale").fillna(False).astype(bool))
+            out[SORT_KEY + f"{side}_risk_level"] = level_codes(scenario.rows[f"{side}_risk_level"])
         return out.reset_index(drop=True)

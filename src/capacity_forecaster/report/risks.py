@@ -15,6 +15,7 @@ from capacity_forecaster.risk.levels import (
     LEVEL_LABELS,
     Status,
     level_codes,
+    likely_first,
     percent,
     rank_risks,
     stale_words,
@@ -148,17 +149,6 @@ def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
     if likely_first(row):
         return f"likely by {day(row.get('likely_breach_ds'))}", "-"  # as breach_phrase says it
     return day(row.get("breach_ds")), "-" if days is None or pd.isna(days) else str(int(days))
-
-
-def likely_first(row: Mapping[Any, Any]) -> bool:
-    """The day the breach becomes likely (``likely_breach_ds``) comes before the median's crossing, or the median
-    never crosses: the tables and phrases give that day (helper-73: a what-if at +50 % read "critical, 2014-03-05",
-    its median's crossing, beside the base's "high, likely by 2013-10-31", as if growth put the breach off; its
-    own likely day was 2013-10-28)."""
-    breach, likely = row.get("breach_ds"), row.get("likely_breach_ds")
-    if likely is None or pd.isna(likely):
-        return False
-    return breach is None or pd.isna(breach) or pd.Timestamp(likely) < pd.Timestamp(breach)
 
 
 def breach_phrase(row: Mapping[Any, Any], with_day: bool = False) -> str:

@@ -120,6 +120,17 @@ def stale_words(row: Mapping[Any, Any]) -> str:
     return f"stale: data stopped after {since:%Y-%m-%d} (last seen {last:%Y-%m-%d})"
 
 
+def likely_first(row: Mapping[Any, Any]) -> bool:
+    """The day the breach becomes likely (``likely_breach_ds``) comes before the median's crossing, or the median
+    never crosses: the tables and phrases give that day (helper-73: a what-if at +50 % read "critical, 2014-03-05",
+    its median's crossing, beside the base's "high, likely by 2013-10-31", as if growth put the breach off; its
+    own likely day was 2013-10-28)."""
+    breach, likely = row.get("breach_ds"), row.get("likely_breach_ds")
+    if likely is None or pd.isna(likely):
+        return False
+    return breach is None or pd.isna(breach) or pd.Timestamp(likely) < pd.Timestamp(breach)
+
+
 class Action(StrEnum):
     """Recommendation actions (contract values of ``recommendations.action``)."""
 

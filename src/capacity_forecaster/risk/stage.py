@@ -20,6 +20,7 @@ from capacity_forecaster.risk.levels import (
     Status,
     actions_text,
     level_codes,
+    likely_first,
     money,
     percent,
     rank_risks,
@@ -353,7 +354,7 @@ def render_summary(result: RiskResult) -> str:
                 stale_words(r)
                 if r.get("status") == Status.STALE.value else
                 f"breach likely by {r['likely_breach_ds']} (median crosses {r['breach_ds']})"
-                if r["breach_ds"] and r.get("likely_breach_ds") and r["likely_breach_ds"] < r["breach_ds"] else
+                if r["breach_ds"] and likely_first(r) else
                 f"breach {r['breach_ds']} (day {r['days_to_breach']})" if r["breach_ds"] else
                 f"breach likely by {r['likely_breach_ds']} (median stays under)" if r.get("likely_breach_ds") else
                 f"last year's peak, grown, crosses {r['analogue_breach_ds']}" if r["analogue_breach_ds"] else
