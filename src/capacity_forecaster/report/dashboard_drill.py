@@ -60,8 +60,9 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
         if len(hit):
             base = hit.iloc[0].to_dict()
             told = comparison.side_level(base, "scenario")
+            when = comparison.side_when(base, "scenario")
             facts[f"Stored what-if {state.scenario.name}"] = (
-                f"{told[1] if told else '-'}, breach {comparison.side_when(base, 'scenario')}, "
+                f"{told[1] if told else '-'}, {when if base.get('scenario_status') == STALE else 'breach ' + when}, "
                 f"P {comparison.side_probability(base, 'scenario')}; {base['change']}")
     if growth and len(future):
         scenario = state.whatif(growth)
@@ -70,10 +71,12 @@ def server_view(state: DashboardState, server: str | None, metric: str | None,
         fig.add_trace(go.Scatter(x=grown["ds"], y=grown["yhat"], mode="lines", name=f"what-if {growth:+g} %",
                                  line={"color": style.RISK_COLOURS["high"], "dash": "dash", "width": 2}))
         if len(hit):
-            what_breach = hit["breach_ds"].iloc[0]
-            facts["What-if"] = (f"{hit['risk_level'].iloc[0] or 'unassessed'}, {breach_phrase(hit.iloc[0].to_dict())}"
-                                f" at {growth:+g} % growth")
-            if not pd.isna(what_breach):
+            grown_row = hit.iloc[0].to_dict()
+            what_breach = None if grown_row.get("status") == STALE else grown_row["breach_ds"]
+            # A stale series reads as in the base: its level as of old data, no line (helper-74).
+            level_text = table_level(grown_row)[1] if isinstance(grown_row.get("risk_level"), str) else "unassessed"
+            facts["What-if"] = f"{level_text}, {breach_phrase(grown_row)} at {growth:+g} % growth"
+            if what_breach is not None and not pd.isna(what_breach):
                 fig.add_vline(x=what_breach, line={"color": style.RISK_COLOURS["high"], "dash": "dash"})
     if model is not None:
         facts["Chosen model"] = f"{model_label(model['model'])} ({model['model']})"
