@@ -143,6 +143,9 @@ def test_a_series_the_ingest_quarantined_whole_is_no_data_with_its_reason(tmp_pa
     assert sorted(lake.read_table("inventory")["server_id"]) == ["a", "b", "c"]
     run = etl_stage(lake, settings)
     assert run.counts["series_lost_at_ingest"] == 2
+    from capacity_forecaster.cli.summaries import etl_line
+
+    assert "2 series quarantined whole at ingest (listed as no_data in risk)" in etl_line(run)
     forecast_stage(lake, settings)
     risk_stage(lake, settings)
     risk = lake.read_table("server_risk").set_index(["server_id", "metric"])

@@ -54,6 +54,9 @@ def etl_line(stage: Any) -> str:
     replaced += (f"{unlisted:,} server(s) without an inventory row kept (size and cost unknown); " if unlisted else "")
     lost = int(counts.get("series_all_quarantined", 0))
     replaced += (f"{lost:,} series quarantined whole (every day; see the warning); " if lost else "")
+    at_ingest = int(counts.get("series_lost_at_ingest", 0))
+    replaced += (f"{at_ingest:,} series quarantined whole at ingest (listed as no_data in risk); " if at_ingest
+                 else "")
     valueless = int(counts.get("series_without_values", 0))
     replaced += (f"{valueless:,} series without any value (see the warning); " if valueless else "")
     anomalies = int(counts.get("rows_anomalies", 0))

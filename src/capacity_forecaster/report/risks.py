@@ -140,7 +140,8 @@ def ordered_recommendations(recs: pd.DataFrame) -> pd.DataFrame:
 def breach_when(row: Mapping[Any, Any]) -> tuple[str, str]:
     """(breach date, days) as the tables show them: ``now`` / ``0`` for a series already breaching,
     ``no data since <day>`` (``levels.stale_words`` without its ``stale:``) / ``-`` for a stale one (its dates
-    are about the past)."""
+    are about the past), ``likely by <day>`` / ``-`` where that day comes before the median's crossing
+    (``levels.likely_first``), else the crossing and its days."""
     if row.get("status") == ALREADY:
         return "now", "0"
     if row.get("status") == STALE:
