@@ -159,7 +159,7 @@ def _side(row: Mapping[Any, Any], side: str) -> dict[str, Any]:
 def side_when(row: Mapping[Any, Any], side: str) -> str:
     """One side's breach as the what-if tables show it, as ``risks.breach_when`` says it: ``now`` for a series already
     breaching, ``no data since <day>`` for a stale one, ``likely by <day>`` where that comes before the median's
-    crossing (``risks.likely_first``), else its date."""
+    crossing (``levels.likely_first``), else its date."""
     status = row.get(f"{side}_status")
     if status == STALE:
         return stale_words(_side(row, side)).removeprefix("stale: ")

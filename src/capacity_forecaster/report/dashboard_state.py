@@ -81,7 +81,7 @@ def _breach_cells(risk: pd.DataFrame) -> pd.DataFrame:
     cells = [breach_when(row) for row in risk.to_dict("records")]
     days = pd.to_numeric(pd.Series([d for _, d in cells], index=risk.index), errors="coerce")
     at = pd.to_datetime(risk["breach_ds"])
-    if "likely_breach_ds" in risk.columns:  # the earlier of the two, as the cell says (risks.likely_first)
+    if "likely_breach_ds" in risk.columns:  # the earlier of the two, as the cell says (levels.likely_first)
         at = pd.concat([at, pd.to_datetime(risk["likely_breach_ds"])], axis=1).min(axis=1)
     if "status" in risk.columns:
         at = at.mask(risk["status"].eq(STALE).fillna(False).astype(bool))
