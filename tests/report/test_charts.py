@@ -374,3 +374,28 @@ def test_saturated_days_are_marked_in_both_forecast_charts(data, shown) -> None:
                                    80.0, None, "high", 0.8)
     trace = next(t for t in plotly.data if t.name == "saturated (demand above capacity)")
     assert len(trace.x) == 5 and set(trace.y) == {100.0}
+
+
+def test_the_workbook_reads_a_stale_series_level_as_the_packs_do(data) -> None:
+    """helper-74: the At-risk and All series sheets showed a stale series as a red "critical" beside "stale
+    (critical)" on the What-if sheet of the same workbook."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from capacity_forecaster.report.excel import build_workbook
+
+    risk = data.table("server_risk").copy()
+    code = risk["risk_level"].map({"critical": 3, "high": 2, "medium": 1}).fillna(0)
+    hot = risk.loc[code.idxmax()]
+    risk.loc[(risk["server_id"] == hot["server_id"]) & (risk["metric"] == hot["metric"]), "status"] = "stale"
+    stale = dataclasses.replace(data, tables={**data.tables, "server_risk": risk})
+    book = load_workbook(io.BytesIO(build_workbook(stale)), read_only=True)
+    for sheet in ("At-risk servers", "All series"):
+        rows = list(book[sheet].iter_rows(values_only=True))
+        header = list(rows[0])
+        mine = [r for r in rows[1:] if r[0] == hot["server_id"] and r[header.index("Metric")] == hot["metric"]]
+        if sheet == "All series":
+            assert len(mine) == 1
+        assert all(r[header.index("Risk level")] == f"stale ({hot['risk_level']})" for r in mine)
+        assert all(r[header.index("Breach probability")] is None for r in mine)

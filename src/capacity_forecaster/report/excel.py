@@ -262,7 +262,11 @@ def build_workbook(data: ReportData) -> bytes:
         # (helper-41: "0" beside a series the CLI calls "stale: no data since 2013-08-27"; helper-69: a breach date
         # the day after its last data, under "already breaching: last day over"): left blank, its Status says stale.
         live = ranked["status"] != Status.STALE.value
-        ranked = ranked.assign(days_to_breach=ranked["days_to_breach"].astype("Float64").where(live),
+        # Its level as of that data reads "stale (critical)", uncoloured, as in the packs' tables (helper-74: red
+        # "critical" here beside "stale (critical)" on the What-if sheet).
+        levels = ranked["risk_level"].astype(object)
+        ranked = ranked.assign(risk_level=levels.where(live | levels.isna(), "stale (" + levels.astype(str) + ")"),
+                               days_to_breach=ranked["days_to_breach"].astype("Float64").where(live),
                                breach_ds=ranked["breach_ds"].where(live),
                                breach_probability=ranked["breach_probability"].where(live))
     at_risk = ranked[ranked["level_code"] >= 1] if not ranked.empty else ranked
