@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_forecaster.report.data import ReportData, scenario_info, scenario_names, whatif_name
-from capacity_forecaster.report.risks import table_level, table_probability
+from capacity_forecaster.report.risks import stale_levels, table_level, table_probability
 from capacity_forecaster.report.summary import forecast_horizon
 from capacity_forecaster.report.text import NO_PRICES, NOT_PRICED, cents, day, money
 from capacity_forecaster.risk.levels import Status, level_codes, likely_first, rank_risks, stale_words
@@ -325,7 +325,6 @@ def shown_levels(rows: pd.DataFrame) -> pd.DataFrame:
     for side in SIDES:
         status = out[f"{side}_status"] if f"{side}_status" in out.columns else pd.Series(None, index=out.index)
         stale = status.eq(STALE).fillna(False).astype(bool) & out[f"{side}_risk_level"].notna()
-        out[f"{side}_risk_level"] = out[f"{side}_risk_level"].astype(object).mask(
-            stale, "stale (" + out[f"{side}_risk_level"].astype(str) + ")")
+        out[f"{side}_risk_level"] = stale_levels(out[f"{side}_risk_level"], stale)
         out[f"{side}_breach_probability"] = out[f"{side}_breach_probability"].mask(stale)
     return out

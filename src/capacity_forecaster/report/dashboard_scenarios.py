@@ -9,6 +9,7 @@ import pandas as pd
 from capacity_forecaster.report.comparison import StoredScenario, shown_levels, side_when, stored_scenario
 from capacity_forecaster.report.dashboard_table import SORT_KEY
 from capacity_forecaster.report.data import ReportData, scenario_names
+from capacity_forecaster.report.risks import breach_sort_days
 from capacity_forecaster.risk.levels import level_codes
 
 SCENARIO_COLUMNS = {
@@ -77,10 +78,6 @@ class ScenarioStore:
         # Breach cells are text ("now", "likely by ...", a stale note): they sort by their day, levels by severity
         # ("stale (critical)" as its level; helper-74: "-" rows came first and "now" last).
         for side in ("base", "scenario"):
-            at = pd.to_datetime(rows[f"{side}_breach_ds"])
-            if f"{side}_likely_breach_ds" in rows.columns:
-                at = pd.concat([at, pd.to_datetime(rows[f"{side}_likely_breach_ds"])], axis=1).min(axis=1)
-            out[SORT_KEY + f"{side}_breach_ds"] = at.mask(rows.get(f"{side}_status", pd.Series(None, index=rows.index))
-                                                          .eq("stale").fillna(False).astype(bool))
+            out[SORT_KEY + f"{side}_breach_ds"] = breach_sort_days(rows, f"{side}_")
             out[SORT_KEY + f"{side}_risk_level"] = level_codes(scenario.rows[f"{side}_risk_level"])
         return out.reset_index(drop=True)

@@ -38,11 +38,13 @@ from capacity_forecaster.report.risks import (
     AT_RISK_LEVELS,
     STALE,
     already_breaching,
+    breach_sort_days,
     breach_when,
     chosen_models,
     live_risks,
     ranked_risks,
     reported_breaches,
+    stale_levels,
 )
 from capacity_forecaster.report.summary import cluster_map, data_age, stale_text
 from capacity_forecaster.report.text import day, label
@@ -80,12 +82,7 @@ def _breach_cells(risk: pd.DataFrame) -> pd.DataFrame:
     the date it sorts by (the last day over for ``now``, the likely day, none for a stale series)."""
     cells = [breach_when(row) for row in risk.to_dict("records")]
     days = pd.to_numeric(pd.Series([d for _, d in cells], index=risk.index), errors="coerce")
-    at = pd.to_datetime(risk["breach_ds"])
-    if "likely_breach_ds" in risk.columns:  # the earlier of the two, as the cell says (levels.likely_first)
-        at = pd.concat([at, pd.to_datetime(risk["likely_breach_ds"])], axis=1).min(axis=1)
-    if "status" in risk.columns:
-        at = at.mask(risk["status"].eq(STALE).fillna(False).astype(bool))
-    return pd.DataFrame({"text": [t for t, _ in cells], "days": days, "at": at}, index=risk.index)
+    return pd.DataFrame({"text": [t for t, _ in cells], "days": days, "at": breach_sort_days(risk)}, index=risk.index)
 
 
 def _risk_settings(data: ReportData, settings: Settings) -> tuple[RiskConfig, BreachCalibration]:
@@ -348,8 +345,7 @@ class DashboardState:
         stale = (table["status"] if "status" in table.columns else pd.Series(None, index=table.index)).eq(
             STALE).to_numpy(dtype=bool)
         for column in ("risk_level", "whatif_level"):
-            levelled = stale & out[column].notna().to_numpy()
-            out.loc[levelled, column] = "stale (" + out.loc[levelled, column].astype(str) + ")"
+            out[column] = stale_levels(out[column], stale)
         out.loc[stale, "breach_probability"] = None
         for column in ("breach_ds", "whatif_breach_ds"):
             twin = SORT_KEY + column

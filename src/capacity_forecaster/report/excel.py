@@ -29,7 +29,13 @@ from capacity_forecaster.report.forecast_sheet import (
     write_forecast_sheets,
 )
 from capacity_forecaster.report.lineage import lineage
-from capacity_forecaster.report.risks import level_counts, ordered_recommendations, report_risks, unlevelled_counts
+from capacity_forecaster.report.risks import (
+    level_counts,
+    ordered_recommendations,
+    report_risks,
+    stale_levels,
+    unlevelled_counts,
+)
 from capacity_forecaster.report.sheets import TextWorkbook, Worksheet, styled, unavailable, write_frame
 from capacity_forecaster.report.summary import assumptions, data_age_text, data_period_text, fleet_text, kpis
 from capacity_forecaster.report.text import NOT_PRICED, cents, label, savings_by_action
@@ -264,8 +270,7 @@ def build_workbook(data: ReportData) -> bytes:
         live = ranked["status"] != Status.STALE.value
         # Its level as of that data reads "stale (critical)", uncoloured, as in the packs' tables (helper-74: red
         # "critical" here beside "stale (critical)" on the What-if sheet).
-        levels = ranked["risk_level"].astype(object)
-        ranked = ranked.assign(risk_level=levels.where(live | levels.isna(), "stale (" + levels.astype(str) + ")"),
+        ranked = ranked.assign(risk_level=stale_levels(ranked["risk_level"], ~live),
                                days_to_breach=ranked["days_to_breach"].astype("Float64").where(live),
                                breach_ds=ranked["breach_ds"].where(live),
                                breach_probability=ranked["breach_probability"].where(live))

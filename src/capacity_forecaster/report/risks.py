@@ -235,7 +235,31 @@ def table_level(row: Mapping[Any, Any]) -> tuple[str, str]:
     ``stale (critical)`` in grey, its level being as of old data (helper-69: fastStorage's stale VMs read
     "critical, P(breach) 88 %, keep")."""
     level = str(row.get("risk_level"))
-    return ("stale", f"stale ({level})") if row.get("status") == STALE else (level, level)
+    return ("stale", stale_level(level)) if row.get("status") == STALE else (level, level)
+
+
+def breach_sort_days(frame: pd.DataFrame, prefix: str = "") -> pd.Series:
+    """The day each row's breach cell (``breach_when``) sorts by: the earlier of the median's crossing and the likely
+    day (``levels.likely_first``; the last day over for a series already breaching, as ``reported_breaches`` sets
+    it), none for a stale series. ``prefix``: a what-if side's columns (``scenario_``)."""
+    at = pd.to_datetime(frame[f"{prefix}breach_ds"])
+    if f"{prefix}likely_breach_ds" in frame.columns:
+        at = pd.concat([at, pd.to_datetime(frame[f"{prefix}likely_breach_ds"])], axis=1).min(axis=1)
+    if f"{prefix}status" in frame.columns:
+        at = at.mask(frame[f"{prefix}status"].eq(STALE).fillna(False).astype(bool))
+    return at
+
+
+def stale_level(level: str) -> str:
+    """``stale (critical)``: a stale series' level, as of its last data."""
+    return f"stale ({level})"
+
+
+def stale_levels(levels: pd.Series, stale: Any) -> pd.Series:
+    """``levels`` with those of the ``stale`` rows (a boolean mask) as ``stale_level`` reads them (the tables that
+    show raw cells: the workbook, the dashboard); absent levels stay absent."""
+    marked = pd.Series(np.asarray(stale, dtype=bool), index=levels.index) & levels.notna()
+    return levels.astype(object).mask(marked, "stale (" + levels.astype(str) + ")")
 
 
 def table_probability(row: Mapping[Any, Any]) -> str:

@@ -128,9 +128,14 @@ def index_row(outcome: ScenarioOutcome, base: dict[str, Any], run_id: str | None
     }
 
 
+def _priced(summary: dict[str, Any]) -> bool:
+    """A server of the side has a monthly cost (else its savings are unknown, not $0)."""
+    return float(summary.get("fleet_monthly_cost") or 0.0) > 0
+
+
 def _net(summary: dict[str, Any]) -> float:
-    """Net monthly savings, NaN (unknown, not $0) when no server of the side has a monthly cost."""
-    return float(summary["net_monthly_savings"]) if float(summary.get("fleet_monthly_cost") or 0.0) > 0 else np.nan
+    """Net monthly savings, NaN when not ``_priced``."""
+    return float(summary["net_monthly_savings"]) if _priced(summary) else np.nan
 
 
 def comparison_lines(base: dict[str, Any], scenario: dict[str, Any], name: str, label: str) -> list[str]:
@@ -146,7 +151,7 @@ def comparison_lines(base: dict[str, Any], scenario: dict[str, Any], name: str, 
 
 
 def _money(summary: dict[str, Any]) -> str:
-    if float(summary.get("fleet_monthly_cost") or 0.0) <= 0:
+    if not _priced(summary):
         return "not priced"
     return money(float(summary["net_monthly_savings"]))
 
